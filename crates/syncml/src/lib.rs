@@ -1,1 +1,16 @@
-//! syncml
+//! OMA-DM 1.2 SyncML as Windows speaks it (MS-MDM): the message model, a parser that is tolerant
+//! where real clients differ from the spec and strict where ambiguity would be unsafe, and a writer
+//! that produces the form Windows accepts. No I/O.
+
+pub mod codes;
+pub mod locuri;
+pub mod model;
+
+pub use codes::{AlertCode, StatusCode};
+pub use locuri::{LocUri, LocUriError};
+pub use model::*;
+pub mod parse;
+pub mod write;
+
+pub use parse::{parse, parse_with_limits, Limits, ParseError};
+pub use write::write;
