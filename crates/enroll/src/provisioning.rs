@@ -318,15 +318,17 @@ impl EnrollmentProvisioning {
                 ),
             ));
         let mut my = Characteristic::new("My").with_child(
-            Characteristic::new(self.client_store.as_str()).with_child(
-                Characteristic::new(crate::ca::thumbprint(&self.client_certificate_der))
-                    .with_parm(Parm::new(
-                        "EncodedCertificate",
-                        b64(&self.client_certificate_der),
-                    ))
-                    // Required even though empty (protocol.md fact 8).
-                    .with_child(Characteristic::new("PrivateKeyContainer")),
-            ),
+            Characteristic::new(self.client_store.as_str())
+                .with_child(
+                    Characteristic::new(crate::ca::thumbprint(&self.client_certificate_der))
+                        .with_parm(Parm::new(
+                            "EncodedCertificate",
+                            b64(&self.client_certificate_der),
+                        )),
+                )
+                // Required even though empty (protocol.md fact 8); a sibling of the
+                // certificate, as in the MS federated sample and the Fleet capture (08).
+                .with_child(Characteristic::new("PrivateKeyContainer")),
         );
         if let Some(r) = &self.renewal {
             // Datatypes must be explicit when present (ITPRO federated doc).
@@ -487,10 +489,14 @@ impl ProvisioningDoc {
         };
         let client_cert = client_parent
             .children
-            .first()
+            .iter()
+            .find(|c| c.kind != "PrivateKeyContainer")
             .ok_or_else(|| missing("client certificate"))?;
         let client_certificate_der = decode(client_cert, "client certificate")?;
-        if client_cert.child("PrivateKeyContainer").is_none() {
+        // Accept the container beside the certificate (MS sample, capture 08) or inside it.
+        if client_parent.child("PrivateKeyContainer").is_none()
+            && client_cert.child("PrivateKeyContainer").is_none()
+        {
             return Err(missing("PrivateKeyContainer for the client certificate"));
         }
         let renewal = match my.child("WSTEP").and_then(|w| w.child("Renew")) {
