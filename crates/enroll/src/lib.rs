@@ -13,8 +13,8 @@ mod xml;
 pub use messages::*;
 pub use read::{parse_message, parse_response};
 pub use write::{
-    write_discover_request, write_discover_response, write_fault, write_get_policies_request,
-    write_get_policies_response, write_rst_request, write_rstr,
+    write_discover_request, write_discover_response, write_fault, write_fault_with_action,
+    write_get_policies_request, write_get_policies_response, write_rst_request, write_rstr,
 };
 pub use xml::{MAX_DEPTH, MAX_ELEMENTS, MAX_MESSAGE_BYTES};
 

@@ -170,21 +170,25 @@ pub fn write_rstr(rstr: &Rstr, relates_to: &str, now: OffsetDateTime) -> String 
     server_envelope(ns::ACTION_RSTRC, relates_to, &security, &body)
 }
 
-/// WS-Addressing's generic fault action; faults can answer any of the three services.
-const ACTION_FAULT: &str = "http://www.w3.org/2005/08/addressing/soap/fault";
-
 /// A SOAP 1.2 fault: Code `s:Receiver`, the MS-MDE2 subcode, a reason, and the optional
-/// `DeviceEnrollmentServiceError` detail (ITPRO mobile-device-enrollment.md).
+/// `deviceenrollmentserviceerror` detail (ITPRO mobile-device-enrollment.md). The Action is the
+/// RSTRC one, as in Microsoft's documented fault samples; use [`write_fault_with_action`] to
+/// answer the discovery or policy service with their own response action.
 pub fn write_fault(fault: &Fault, relates_to: &str) -> String {
+    write_fault_with_action(fault, ns::ACTION_RSTRC, relates_to)
+}
+
+/// [`write_fault`] with an explicit WS-Addressing Action.
+pub fn write_fault_with_action(fault: &Fault, action: &str, relates_to: &str) -> String {
     let detail = fault
         .detail
         .as_ref()
         .map(|d| {
             format!(
                 concat!(
-                    r#"<s:Detail><DeviceEnrollmentServiceError xmlns="{ns}">"#,
-                    "<ErrorType>{t}</ErrorType><Message>{m}</Message><TraceId>{id}</TraceId>",
-                    "</DeviceEnrollmentServiceError></s:Detail>"
+                    r#"<s:Detail><deviceenrollmentserviceerror xmlns="{ns}">"#,
+                    "<errortype>{t}</errortype><message>{m}</message><traceid>{id}</traceid>",
+                    "</deviceenrollmentserviceerror></s:Detail>"
                 ),
                 ns = ns::ENROLLMENT,
                 t = esc(d.error_type.as_str()),
@@ -203,7 +207,7 @@ pub fn write_fault(fault: &Fault, relates_to: &str) -> String {
         reason = esc(&fault.reason),
         detail = detail,
     );
-    server_envelope(ACTION_FAULT, relates_to, "", &body)
+    server_envelope(action, relates_to, "", &body)
 }
 
 fn client_envelope(action: &str, message_id: &str, to: &str, security: &str, body: &str) -> String {

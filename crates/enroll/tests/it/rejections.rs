@@ -90,3 +90,44 @@ fn missing_message_id_is_refused() {
     let without = format!("{}{}", &xml[..start], &xml[end..]);
     assert!(error(without.as_bytes()).contains("MessageID"));
 }
+
+mod never_panics {
+    use proptest::prelude::*;
+
+    use crate::support::fixture;
+
+    fn captures() -> Vec<Vec<u8>> {
+        [
+            "fleet-win10-21h1/03-discovery-request.xml",
+            "fleet-win10-21h1/05-policy-request.xml",
+            "fleet-win10-21h1/07-enroll-request.xml",
+            "fleet-win10-21h1/08-enroll-response.xml",
+        ]
+        .iter()
+        .map(|p| fixture(p))
+        .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = enroll::parse_message(&bytes);
+            let _ = enroll::parse_response(&bytes);
+        }
+
+        #[test]
+        fn mutated_captures(which in 0usize..4, edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8), cut in any::<prop::sample::Index>()) {
+            let mut bytes = captures().swap_remove(which);
+            for (at, byte) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+            }
+            let keep = cut.index(bytes.len() + 1);
+            let _ = enroll::parse_message(&bytes);
+            let _ = enroll::parse_response(&bytes[..keep]);
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                let _ = enroll::provisioning::parse(text);
+            }
+        }
+    }
+}

@@ -345,3 +345,27 @@ fn soap_11_rstr_is_accepted() {
         CertStore::System
     );
 }
+
+#[test]
+fn fault_wire_format_is_stable() {
+    let fault = Fault::new(FaultCode::Authorization, "device cap reached").with_detail(
+        EnrollmentErrorType::DeviceCapReached,
+        "device cap reached",
+        "2493ee37",
+    );
+    expect_test::expect![[r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://www.w3.org/2005/08/addressing" xmlns:u="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"><s:Header><a:Action s:mustUnderstand="1">http://schemas.microsoft.com/windows/pki/2009/01/enrollment/RSTRC/wstep</a:Action><a:RelatesTo>urn:uuid:1</a:RelatesTo></s:Header><s:Body><s:Fault><s:Code><s:Value>s:Receiver</s:Value><s:Subcode><s:Value>s:Authorization</s:Value></s:Subcode></s:Code><s:Reason><s:Text xml:lang="en-US">device cap reached</s:Text></s:Reason><s:Detail><deviceenrollmentserviceerror xmlns="http://schemas.microsoft.com/windows/pki/2009/01/enrollment"><errortype>DeviceCapReached</errortype><message>device cap reached</message><traceid>2493ee37</traceid></deviceenrollmentserviceerror></s:Detail></s:Fault></s:Body></s:Envelope>"#]].assert_eq(&enroll::write_fault(&fault, "urn:uuid:1"));
+}
+
+#[test]
+fn discover_response_wire_format_is_stable() {
+    let response = DiscoverResponse {
+        auth_policy: AuthPolicy::Federated,
+        enrollment_version: "5.0".into(),
+        enrollment_policy_service_url: Some(
+            "https://mdm.example.test/EnrollmentServer/Policy.svc".into(),
+        ),
+        enrollment_service_url: "https://mdm.example.test/EnrollmentServer/Enrollment.svc".into(),
+        authentication_service_url: Some("https://mdm.example.test/auth".into()),
+    };
+    expect_test::expect![[r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://www.w3.org/2005/08/addressing" xmlns:u="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"><s:Header><a:Action s:mustUnderstand="1">http://schemas.microsoft.com/windows/management/2012/01/enrollment/IDiscoveryService/DiscoverResponse</a:Action><a:RelatesTo>urn:uuid:1</a:RelatesTo></s:Header><s:Body><DiscoverResponse xmlns="http://schemas.microsoft.com/windows/management/2012/01/enrollment"><DiscoverResult><AuthPolicy>Federated</AuthPolicy><EnrollmentVersion>5.0</EnrollmentVersion><EnrollmentPolicyServiceUrl>https://mdm.example.test/EnrollmentServer/Policy.svc</EnrollmentPolicyServiceUrl><EnrollmentServiceUrl>https://mdm.example.test/EnrollmentServer/Enrollment.svc</EnrollmentServiceUrl><AuthenticationServiceUrl>https://mdm.example.test/auth</AuthenticationServiceUrl></DiscoverResult></DiscoverResponse></s:Body></s:Envelope>"#]].assert_eq(&enroll::write_discover_response(&response, "urn:uuid:1"));
+}
