@@ -35,6 +35,9 @@ pub enum Error {
         column: usize,
         message: String,
     },
+    /// A well-formed provisioning document that lacks what an enrollment needs.
+    #[error("provisioning document: {0}")]
+    Provisioning(String),
     /// The message is larger than [`MAX_MESSAGE_BYTES`].
     #[error("line 1, column 1: message is {size} bytes, over the {limit}-byte limit")]
     TooLarge { size: usize, limit: usize },
@@ -52,9 +55,10 @@ impl Error {
     /// bad CSR → `s:CertificateRequest`, our own certificate trouble → `s:EnrollmentServer`.
     pub fn fault_code(&self) -> FaultCode {
         match self {
-            Error::Xml { .. } | Error::Message { .. } | Error::TooLarge { .. } => {
-                FaultCode::MessageFormat
-            }
+            Error::Xml { .. }
+            | Error::Message { .. }
+            | Error::TooLarge { .. }
+            | Error::Provisioning(_) => FaultCode::MessageFormat,
             Error::CertificateRequest(_) => FaultCode::CertificateRequest,
             Error::Certificate(_) => FaultCode::EnrollmentServer,
         }

@@ -455,19 +455,13 @@ impl ProvisioningDoc {
     /// Reads the typed enrollment content (what a client applies). Errors name what is
     /// missing; optional parts (renewal, backoff values, DMClient parms) may be absent.
     pub fn enrollment(&self) -> Result<EnrollmentProvisioning> {
-        let missing = |what: &str| Error::Message {
-            line: 1,
-            column: 1,
-            message: format!("provisioning document has no {what}"),
-        };
+        let missing = |what: &str| Error::Provisioning(format!("it has no {what}"));
         let decode = |c: &Characteristic, what: &str| -> Result<Vec<u8>> {
             let v = c
                 .parm_value("EncodedCertificate")
                 .ok_or_else(|| missing(&format!("EncodedCertificate for the {what}")))?;
-            crate::decode_base64(v).map_err(|e| Error::Message {
-                line: 1,
-                column: 1,
-                message: format!("{what} EncodedCertificate is not base64: {e}"),
+            crate::decode_base64(v).map_err(|e| {
+                Error::Provisioning(format!("{what} EncodedCertificate is not base64: {e}"))
             })
         };
         let store = self
@@ -603,10 +597,11 @@ impl ProvisioningDoc {
 fn parse_u32(c: &Characteristic, name: &str) -> Result<Option<u32>> {
     match c.parm_value(name) {
         None => Ok(None),
-        Some(v) => v.trim().parse().map(Some).map_err(|_| Error::Message {
-            line: 1,
-            column: 1,
-            message: format!("parm {name} of {} is not an integer: {v:?}", c.kind),
+        Some(v) => v.trim().parse().map(Some).map_err(|_| {
+            Error::Provisioning(format!(
+                "parm {name} of {} is not an integer: {v:?}",
+                c.kind
+            ))
         }),
     }
 }
