@@ -19,6 +19,8 @@ use crate::{Error, Result};
 pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::hours(1);
 /// Prefix of the SAN URI that carries the device id in issued client certificates.
 pub const DEVICE_URI_PREFIX: &str = "urn:redeploy:device:";
+/// Smallest RSA key accepted in a device CSR (Windows TPM keys are RSA-2048).
+pub const MIN_RSA_BITS: usize = 2048;
 /// CA lifetime.
 const CA_VALIDITY: Duration = Duration::days(3650);
 /// HTTPS server certificate lifetime (the 397-day ceiling browsers enforce).
@@ -158,8 +160,18 @@ impl CertificateAuthority {
         if device_id.is_empty() {
             return Err(Error::Certificate("device id is empty".into()));
         }
-        let public_key = rcgen::SubjectPublicKeyInfo::from_der(&csr.public_key_der)
-            .map_err(cert_err("CSR public key"))?;
+        // The policy we publish asks for 2048-bit keys at least (protocol.md §2.3).
+        if let KeyAlgorithm::Rsa { bits } = csr.key_algorithm {
+            if bits < MIN_RSA_BITS {
+                return Err(Error::CertificateRequest(format!(
+                    "RSA key of {bits} bits is shorter than the required {MIN_RSA_BITS}"
+                )));
+            }
+        }
+        let public_key =
+            rcgen::SubjectPublicKeyInfo::from_der(&csr.public_key_der).map_err(|e| {
+                Error::CertificateRequest(format!("unsupported public key in the request: {e}"))
+            })?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, device_id);

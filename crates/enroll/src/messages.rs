@@ -237,7 +237,10 @@ pub struct RstRequest {
     pub security: SecurityToken,
     pub token_type: String,
     pub request_type: String,
-    /// The PKCS#10 request, DER (decoded from the base64 BinarySecurityToken).
+    /// ValueType of the request token: `...enrollment#PKCS10` for a new enrollment (renewals
+    /// may send `#PKCS7`, MS-WSTEP). Empty means PKCS#10 when writing.
+    pub csr_value_type: String,
+    /// The certificate request, DER (decoded from the base64 BinarySecurityToken).
     pub csr_der: Vec<u8>,
     pub context: AdditionalContext,
 }

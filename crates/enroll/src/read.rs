@@ -195,6 +195,7 @@ fn rst(env: &Envelope<'_>, body: &Element) -> Result<RstRequest> {
         security: security_token(env),
         token_type: body.child_text("TokenType").unwrap_or_default(),
         request_type: body.child_text("RequestType").unwrap_or_default(),
+        csr_value_type: bst.attr("ValueType").unwrap_or_default().trim().to_string(),
         csr_der,
         context: AdditionalContext::new(items),
     })

@@ -350,7 +350,7 @@ pub fn write_rst_request(request: &RstRequest) -> String {
             ns::TOKEN_TYPE_DEVICE_ENROLLMENT
         )),
         rt = esc(&or_default(&request.request_type, ns::REQUEST_TYPE_ISSUE)),
-        pkcs10 = ns::VALUE_TYPE_PKCS10,
+        pkcs10 = esc_attr(&or_default(&request.csr_value_type, ns::VALUE_TYPE_PKCS10)),
         enc = ns::BASE64_BINARY,
         csr = base64::engine::general_purpose::STANDARD.encode(&request.csr_der),
         ac = ns::AC,

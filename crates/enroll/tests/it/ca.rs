@@ -142,3 +142,15 @@ fn server_certificate_covers_localhost_and_extra_names() {
             .server_auth
     );
 }
+
+#[test]
+fn short_rsa_keys_are_refused() {
+    let request = rst(&fixture("fleet-win10-21h1/07-enroll-request.xml"));
+    let authority = CertificateAuthority::generate("Redeploy CA", NOW).unwrap();
+    let mut verified = ca::verify_csr(&request.csr_der).unwrap();
+    verified.key_algorithm = KeyAlgorithm::Rsa { bits: 1024 };
+    let err = authority
+        .issue_device_certificate(&verified, "dev", NOW, 30)
+        .unwrap_err();
+    assert_eq!(err.fault_code(), enroll::FaultCode::CertificateRequest);
+}

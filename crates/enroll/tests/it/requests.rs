@@ -107,6 +107,10 @@ fn win10_rst_capture_parses_with_its_context_and_a_valid_csr() {
         r.request_type,
         "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue"
     );
+    assert_eq!(
+        r.csr_value_type,
+        "http://schemas.microsoft.com/windows/pki/2009/01/enrollment#PKCS10"
+    );
     let c = &r.context;
     assert_eq!(
         c.hw_dev_id(),
