@@ -260,6 +260,8 @@ impl Ctx<'_> {
     /// Atomic: all or nothing (ITPRO oma-dm-protocol-support.md): nested Atomic and Get inside
     /// are refused (inner 500, Atomic 507), as is an Add followed by a Replace of the same node;
     /// when any command fails the others are rolled back (216) and the Atomic answers 507.
+    /// The rollback restores the whole state, so a reset Exec refused inside an Atomic (WinRE)
+    /// leaves the Status node as it was: the refusal shows only in the Exec's 500.
     fn atomic(&mut self, state: &mut DeviceState, cmd: &Command, c: &Container) -> Vec<Command> {
         let atomic_id = self.ids.next_id();
         let mut out = Vec::new();

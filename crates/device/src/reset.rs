@@ -6,6 +6,19 @@
 //! autopilot-reset-overview.md, ITPRO remotewipe-csp.md). The transitions and timings follow the
 //! suggested machine of protocol.md §1.7, which is INFERENCE from the Status node's values: real
 //! devices' exact transitions are UNCONFIRMED.
+//!
+//! Choices where the sources are silent (each is marked INFERENCE where it is made):
+//! - Remote: Exec → 200 and Status 10 → 20 → offline → back with Status 1 / LastError 0.
+//!   WinRE disabled or not Entra joined → Exec 500, Status 30 at once, nothing else changes
+//!   (0x80070032 for WinRE; E_NOTIMPL 0x80004001 for the join type). Power is checked when the
+//!   reboot is due (Status 40, PC stays up). An injected failure → Status 50, rolled back.
+//! - A second Exec while one is pending is acknowledged (200) without starting anything.
+//! - Local accounts are rebuilt with the OS: only those a provisioning package creates return.
+//! - MDM-delivered apps are uninstalled with the other non-Microsoft apps and come back with the
+//!   first MDM sync after the reset (the sync the desktop waits for).
+//! - Policies (the MDM policy store) survive the reset with the enrollment.
+//! - A local reset leaves the AutomaticRedeployment Status/LastError nodes untouched
+//!   (what Windows reports there is UNCONFIRMED, protocol.md §1.4).
 
 use time::{Duration, OffsetDateTime};
 
@@ -346,6 +359,9 @@ pub fn mdm_sync_completed(state: &mut DeviceState, now: OffsetDateTime) {
         return;
     }
     state.desktop.waiting_for_mdm_sync = false;
+    if let Some(e) = state.mdm_enrollment.as_mut() {
+        e.first_sync.is_sync_done = true;
+    }
     let apps = std::mem::take(&mut state.mdm_apps_awaiting_sync);
     let names: Vec<String> = apps.iter().map(|a| a.name.clone()).collect();
     for app in apps {

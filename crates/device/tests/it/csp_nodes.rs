@@ -441,3 +441,13 @@ fn reboot_now_goes_offline_and_comes_back_unchanged() {
     assert_eq!(s, expected);
     assert_eq!(get_one(&mut s, "./Vendor/MSFT/Reboot/RebootNow").0, 405);
 }
+
+#[test]
+fn get_value_reads_a_node_without_a_command() {
+    let s = device();
+    assert_eq!(
+        device::csp::get_value(&s, "./DevInfo/DevId", t0()),
+        Some(("chr".to_string(), s.dev_id.clone()))
+    );
+    assert_eq!(device::csp::get_value(&s, "./DevInfo/Nope", t0()), None);
+}
