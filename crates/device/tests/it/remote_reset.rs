@@ -129,8 +129,11 @@ fn remote_reset_walks_the_status_node_and_keeps_only_the_keep_list() {
     assert!(!s.apps.iter().any(|a| a.name == "Company Portal"));
     let upn = before.primary_user.clone().unwrap();
     assert!(!s.sign_in(&upn, t0()), "no sign-in before the sync");
+    let is_sync_done = "./Vendor/MSFT/DMClient/Provider/Redeploy/FirstSyncStatus/IsSyncDone";
+    assert_eq!(get_data(&mut s, is_sync_done), "false");
     reset::mdm_sync_completed(&mut s, t0());
     assert!(s.desktop_available());
+    assert_eq!(get_data(&mut s, is_sync_done), "true");
     assert!(s
         .apps
         .iter()
