@@ -32,6 +32,8 @@ pub struct DeviceProfile {
     /// The local administrator created by the first package (or at OOBE without packages).
     pub local_admin: (String, String),
     pub tenant_domain: String,
+    /// A wired network; `None`: desktops have one, laptops rely on Wi-Fi.
+    pub ethernet: Option<bool>,
 }
 
 impl Default for DeviceProfile {
@@ -50,6 +52,7 @@ impl Default for DeviceProfile {
             local_reset_policy: None,
             local_admin: ("LocalAdmin".to_string(), "Redeploy!2024".to_string()),
             tenant_domain: "contoso.edu".to_string(),
+            ethernet: None,
         }
     }
 }
@@ -222,7 +225,7 @@ impl DeviceProfile {
                     None => None,
                 },
             },
-            ethernet: !is_laptop,
+            ethernet: self.ethernet.unwrap_or(!is_laptop),
             local_users: Vec::new(),
             entra_users: Vec::new(),
             signed_in_user: None,

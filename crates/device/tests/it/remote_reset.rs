@@ -348,3 +348,26 @@ fn injected_internal_failure_rolls_back_with_status_50() {
     expected.signed_in_user = None;
     assert_eq!(without_status_and_events(&s), expected);
 }
+
+#[test]
+fn without_a_network_that_reconnects_the_pc_stays_offline_after_reset() {
+    let mut s = device_with(DeviceProfile {
+        ethernet: Some(false),
+        packages: 0,
+        ..DeviceProfile::default()
+    });
+    for w in &mut s.wifi_profiles {
+        w.auto_connect = false;
+    }
+    run(&mut s, &exec("1", RESET_NODE));
+    reset::run_to_completion(&mut s);
+    assert_eq!(s.autopilot_reset.status, 1);
+    assert!(
+        !s.online,
+        "no Ethernet and no Wi-Fi set to connect automatically"
+    );
+    assert!(
+        !s.desktop_available(),
+        "still waiting for the MDM sync it cannot make"
+    );
+}
