@@ -155,6 +155,26 @@ impl DeviceCommand {
     }
 }
 
+/// What happens to an action when one of its commands goes out in a committed reply: a `pending`
+/// action becomes `sent`; an action in any other state is left alone. Returns whether it changed.
+pub fn action_after_send(
+    action: &mut crate::action::Action,
+    command: &DeviceCommand,
+    at: OffsetDateTime,
+) -> crate::error::Result<bool> {
+    if action.state != crate::action::ActionState::Pending {
+        return Ok(false);
+    }
+    let note = command.sent_in.as_ref().map(|s| {
+        format!(
+            "{} {} in session {} message {}",
+            command.verb, command.uri, s.session_id, s.msg_id
+        )
+    });
+    action.transition(crate::action::ActionState::Sent, at, note.as_deref())?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,24 +231,4 @@ mod tests {
         assert_eq!(CommandState::after_status(405), CommandState::Failed);
         assert_eq!(CommandState::after_status(500), CommandState::Failed);
     }
-}
-
-/// What happens to an action when one of its commands goes out in a committed reply: a `pending`
-/// action becomes `sent`; an action in any other state is left alone. Returns whether it changed.
-pub fn action_after_send(
-    action: &mut crate::action::Action,
-    command: &DeviceCommand,
-    at: OffsetDateTime,
-) -> crate::error::Result<bool> {
-    if action.state != crate::action::ActionState::Pending {
-        return Ok(false);
-    }
-    let note = command.sent_in.as_ref().map(|s| {
-        format!(
-            "{} {} in session {} message {}",
-            command.verb, command.uri, s.session_id, s.msg_id
-        )
-    });
-    action.transition(crate::action::ActionState::Sent, at, note.as_deref())?;
-    Ok(true)
 }

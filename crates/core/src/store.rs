@@ -86,7 +86,7 @@ impl DeviceSort {
 pub enum CursorKey {
     /// A text sort key (name).
     Text(String),
-    /// An integer sort key (instants as [`to_micros`]; never seen = `i64::MIN`).
+    /// An integer sort key (instants as [`to_micros`]; never seen = [`NEVER_SEEN_KEY`]).
     Int(i64),
 }
 
@@ -138,11 +138,14 @@ impl Cursor {
     }
 }
 
+/// Sort key of a device that never checked in (`COALESCE(last_seen, -1)` in SQL).
+pub const NEVER_SEEN_KEY: i64 = -1;
+
 /// The sort key of `device` under `sort`.
 pub fn device_sort_key(device: &Device, sort: DeviceSort) -> CursorKey {
     match sort {
         DeviceSort::Name => CursorKey::Text(device.name.clone()),
-        DeviceSort::LastSeen => CursorKey::Int(device.last_seen.map_or(i64::MIN, to_micros)),
+        DeviceSort::LastSeen => CursorKey::Int(device.last_seen.map_or(NEVER_SEEN_KEY, to_micros)),
         DeviceSort::EnrolledAt => CursorKey::Int(to_micros(device.enrolled_at)),
     }
 }
@@ -515,10 +518,10 @@ mod tests {
             (CursorKey::Text("pc.1 é".into()), id)
         );
         assert!(c.decode(DeviceSort::LastSeen).is_err());
-        let c = Cursor::after(DeviceSort::LastSeen, &CursorKey::Int(i64::MIN), id);
+        let c = Cursor::after(DeviceSort::LastSeen, &CursorKey::Int(NEVER_SEEN_KEY), id);
         assert_eq!(
             c.decode(DeviceSort::LastSeen).unwrap().0,
-            CursorKey::Int(i64::MIN)
+            CursorKey::Int(NEVER_SEEN_KEY)
         );
         assert!(Cursor::parse("garbage").decode(DeviceSort::Name).is_err());
     }
