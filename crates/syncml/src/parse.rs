@@ -88,7 +88,10 @@ pub fn parse_with_limits(bytes: &[u8], limits: &Limits) -> Result<SyncMl, ParseE
     let config = reader.config_mut();
     config.check_end_names = true;
     config.expand_empty_elements = false;
-    config.trim_text(false);
+    // Whitespace between elements is skipped by the reader (half the events of an indented
+    // message); it is switched off inside <Data>, whose text is kept exactly.
+    config.trim_text_start = true;
+    config.trim_text_end = false;
     let mut parser = Parser {
         src,
         base: start,
@@ -164,21 +167,35 @@ struct Parser<'a, 'l> {
 
 type PResult<T> = std::result::Result<T, ParseError>;
 
-/// Element names we match on are ASCII; quick-xml hands us bytes of a `&str`, so this cannot fail
-/// for names (they end at ASCII delimiters), but never panic on input.
-fn local_name<'a>(start: &BytesStart<'a>, src: &'a str, base: usize, pos: usize) -> &'a str {
-    // `BytesStart` borrows from the input; find the name in the source to keep the 'a lifetime.
-    let len = start.name().as_ref().len();
-    let name_start = base + pos + 1;
-    let full = src.get(name_start..name_start + len).unwrap_or("");
-    match full.rfind(':') {
+/// Where `part` (a slice the slice reader borrowed from `src`) starts in `src`.
+fn offset_in(src: &str, part: &[u8]) -> Option<usize> {
+    let start = src.as_ptr() as usize;
+    let p = part.as_ptr() as usize;
+    (p >= start && p + part.len() <= start + src.len()).then(|| p - start)
+}
+
+/// The local name of an element (prefix dropped), borrowed from the source for the 'a lifetime,
+/// and the offset of its `<`.
+fn element_name<'a>(start: &BytesStart<'a>, src: &'a str) -> (&'a str, Option<usize>) {
+    let qname = start.name();
+    let Some(off) = offset_in(src, qname.as_ref()) else {
+        return ("", None);
+    };
+    // Names end at ASCII delimiters, so these are char boundaries; `get` keeps it panic-free.
+    let full = src.get(off..off + qname.as_ref().len()).unwrap_or("");
+    let local = match full.bytes().rposition(|b| b == b':') {
         Some(i) => &full[i + 1..],
         None => full,
-    }
+    };
+    (local, off.checked_sub(1))
 }
 
 impl<'a> Parser<'a, '_> {
     fn err(&self, pos: usize, element: Option<&str>, message: impl Into<String>) -> ParseError {
+        // The reader skips whitespace before markup, so a position taken before reading may
+        // point at that whitespace: move it to the markup itself (done here, off the hot path).
+        let rest = self.src.as_bytes().get(pos..).unwrap_or_default();
+        let pos = pos + rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
         error_at(self.src.as_bytes(), pos, element, message.into())
     }
 
@@ -212,7 +229,10 @@ impl<'a> Parser<'a, '_> {
                     ))
                 }
                 Event::Start(ref s) | Event::Empty(ref s) => {
-                    let name = local_name(s, self.src, self.base, self.event_pos - self.base);
+                    let (name, pos) = element_name(s, self.src);
+                    if let Some(pos) = pos {
+                        self.event_pos = pos;
+                    }
                     if self.stack.len() + 1 > self.limits.max_depth {
                         return Err(self.err(
                             self.event_pos,
@@ -232,13 +252,20 @@ impl<'a> Parser<'a, '_> {
                     self.stack.pop();
                     return Ok(event);
                 }
+                Event::Text(ref t) => {
+                    // The reader may have skipped whitespace: point at the text itself.
+                    if let Some(pos) = offset_in(self.src, t) {
+                        self.event_pos = pos;
+                    }
+                    return Ok(event);
+                }
                 other => return Ok(other),
             }
         }
     }
 
     fn open(&self, start: &BytesStart<'a>, empty: bool) -> Open<'a> {
-        let name = local_name(start, self.src, self.base, self.event_pos - self.base);
+        let (name, _) = element_name(start, self.src);
         Open {
             name,
             pos: self.event_pos,
@@ -257,14 +284,12 @@ impl<'a> Parser<'a, '_> {
                 Event::Start(s) => return Ok(Some(self.open(&s, false))),
                 Event::Empty(s) => return Ok(Some(self.open(&s, true))),
                 Event::End(_) => return Ok(None),
-                Event::Text(t) => {
-                    if !t.iter().all(u8::is_ascii_whitespace) {
-                        return Err(self.err(
-                            self.event_pos,
-                            Some(parent.name),
-                            format!("unexpected text inside <{}>", parent.name),
-                        ));
-                    }
+                Event::Text(t) if !t.iter().all(u8::is_ascii_whitespace) => {
+                    return Err(self.err(
+                        self.event_pos,
+                        Some(parent.name),
+                        format!("unexpected text inside <{}>", parent.name),
+                    ));
                 }
                 Event::CData(_) => {
                     return Err(self.err(
@@ -422,10 +447,8 @@ impl<'a> Parser<'a, '_> {
                         }
                     }
                 }
-                Event::Text(t) => {
-                    if !t.iter().all(u8::is_ascii_whitespace) {
-                        return Err(self.err_here("text outside the SyncML element"));
-                    }
+                Event::Text(t) if !t.iter().all(u8::is_ascii_whitespace) => {
+                    return Err(self.err_here("text outside the SyncML element"));
                 }
                 event @ (Event::Start(_) | Event::Empty(_)) => {
                     let (s, empty) = match event {
@@ -955,6 +978,18 @@ impl<'a> Parser<'a, '_> {
             });
         }
         let inner_start = self.position();
+        self.reader.config_mut().trim_text_start = false;
+        let result = self.data_inner(el, known_xml, inner_start);
+        self.reader.config_mut().trim_text_start = true;
+        result
+    }
+
+    fn data_inner(
+        &mut self,
+        el: &Open<'a>,
+        known_xml: bool,
+        inner_start: usize,
+    ) -> PResult<RawData> {
         let mut text: Option<Cow<'a, str>> = None;
         let mut has_elements = false;
         let mut depth = 0usize;
