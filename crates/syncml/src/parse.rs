@@ -23,10 +23,16 @@ use crate::model::*;
 pub struct Limits {
     /// Largest message accepted, in bytes.
     pub max_bytes: usize,
-    /// Deepest element nesting accepted.
+    /// Deepest element nesting accepted. Values above [`Limits::MAX_DEPTH_CAP`] act as the cap
+    /// (the parser recurses per level).
     pub max_depth: usize,
     /// Most commands (including nested ones) in one message.
     pub max_commands: usize,
+}
+
+impl Limits {
+    /// The deepest nesting any `Limits` allows, whatever `max_depth` says: a guard for the stack.
+    pub const MAX_DEPTH_CAP: usize = 64;
 }
 
 impl Default for Limits {
@@ -82,6 +88,19 @@ pub fn parse_with_limits(bytes: &[u8], limits: &Limits) -> Result<SyncMl, ParseE
             ))
         }
     };
+    // XML 1.0 §2.2 allows no C0 control character except tab, LF and CR, raw or otherwise; NUL in
+    // particular could never be written back.
+    if let Some(i) = bytes
+        .iter()
+        .position(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+    {
+        return Err(error_at(
+            bytes,
+            i,
+            None,
+            format!("control character U+{:04X} is not allowed in XML", bytes[i]),
+        ));
+    }
     // A UTF-8 byte order mark is legal before the declaration; skip it but keep offsets true.
     let start = if src.starts_with('\u{feff}') { 3 } else { 0 };
     let mut reader = Reader::from_str(&src[start..]);
@@ -233,14 +252,12 @@ impl<'a> Parser<'a, '_> {
                     if let Some(pos) = pos {
                         self.event_pos = pos;
                     }
-                    if self.stack.len() + 1 > self.limits.max_depth {
+                    let max_depth = self.limits.max_depth.min(Limits::MAX_DEPTH_CAP);
+                    if self.stack.len() + 1 > max_depth {
                         return Err(self.err(
                             self.event_pos,
                             Some(name),
-                            format!(
-                                "elements nested deeper than the limit of {}",
-                                self.limits.max_depth
-                            ),
+                            format!("elements nested deeper than the limit of {max_depth}"),
                         ));
                     }
                     if matches!(event, Event::Start(_)) {
@@ -956,7 +973,9 @@ impl<'a> Parser<'a, '_> {
                 has_elements: false,
                 ..
             } if !xml => Data::Text(text),
-            RawData { inner: (s, e), .. } => Data::Xml(self.src[s..e].to_owned()),
+            RawData { inner: (s, e), .. } => {
+                Data::Xml(self.src.get(s..e).unwrap_or_default().to_owned())
+            }
         });
         Ok(Item {
             target,

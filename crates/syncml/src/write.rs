@@ -57,7 +57,8 @@ fn estimate(msg: &SyncMl) -> usize {
 }
 
 /// Append `s` with `<`, `>`, `&` escaped; CR and other control characters as character
-/// references so that no XML processor's line-end normalisation can change them.
+/// references so that no XML processor's line-end normalisation can change them (NUL, which
+/// XML cannot carry at all, becomes U+FFFD).
 fn escape(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut last = 0;
@@ -68,6 +69,8 @@ fn escape(out: &mut String, s: &str) {
             b'&' => "&amp;",
             b'\r' => "&#13;",
             b'\t' | b'\n' => continue,
+            // NUL cannot appear in XML in any form (XML 1.0 §2.2).
+            0 => "\u{FFFD}",
             0..=0x1f => {
                 out.push_str(&s[last..i]);
                 out.push_str("&#");
@@ -294,7 +297,7 @@ mod tests {
     #[test]
     fn escapes_markup_and_control_characters() {
         let mut out = String::new();
-        escape(&mut out, "a<b>&c\r\n\t\u{1}é\"'");
-        assert_eq!(out, "a&lt;b&gt;&amp;c&#13;\n\t&#1;é\"'");
+        escape(&mut out, "a<b>&c\r\n\t\u{1}\0é\"'");
+        assert_eq!(out, "a&lt;b&gt;&amp;c&#13;\n\t&#1;\u{FFFD}é\"'");
     }
 }

@@ -219,3 +219,27 @@ fn empty_and_garbage_input_is_refused_without_panicking() {
         );
     }
 }
+
+#[test]
+fn raw_control_characters_are_refused() {
+    let xml = message(
+        "<Alert><CmdID>2</CmdID><Data>1201</Data><Item><Data>a\u{0}b</Data></Item></Alert>",
+    );
+    let e = refused(&xml);
+    assert_at(&e, 4, 54, None, "control character U+0000");
+}
+
+#[test]
+fn a_huge_max_depth_is_capped_so_deep_input_cannot_overflow_the_stack() {
+    let deep = format!(
+        "{}{}",
+        "<Sequence><CmdID>1</CmdID>".repeat(300),
+        "</Sequence>".repeat(300)
+    );
+    let limits = Limits {
+        max_depth: usize::MAX,
+        ..Limits::default()
+    };
+    let e = parse_with_limits(message(&deep).as_bytes(), &limits).unwrap_err();
+    assert!(e.message.contains("deeper than the limit of 64"), "{e}");
+}
