@@ -71,7 +71,7 @@ fn escape(out: &mut String, s: &str) {
             b'\t' | b'\n' => continue,
             // NUL cannot appear in XML in any form (XML 1.0 §2.2).
             0 => "\u{FFFD}",
-            0..=0x1f => {
+            1..=0x1f => {
                 out.push_str(&s[last..i]);
                 out.push_str("&#");
                 push_u32(out, u32::from(b));
