@@ -1,0 +1,3 @@
+//! Integration tests of the `redeploy` binary.
+
+mod serve;
