@@ -51,13 +51,22 @@ async fn serve_prints_urls_and_answers_healthz() {
         .trim()
         .to_string();
     assert!(discovery.starts_with("https://127.0.0.1:"), "{text}");
-    assert!(discovery.ends_with("/EnrollmentServer/Discovery.svc"), "{text}");
+    assert!(
+        discovery.ends_with("/EnrollmentServer/Discovery.svc"),
+        "{text}"
+    );
     let base = discovery.trim_end_matches("/EnrollmentServer/Discovery.svc");
     let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
     assert_ne!(port, 0, "the real port is printed");
     assert!(text.contains("Console:"), "{text}");
-    assert!(text.contains(&data.join("admin-token").display().to_string()), "{text}");
-    assert!(text.contains(&data.join("ca.pem").display().to_string()), "{text}");
+    assert!(
+        text.contains(&data.join("admin-token").display().to_string()),
+        "{text}"
+    );
+    assert!(
+        text.contains(&data.join("ca.pem").display().to_string()),
+        "{text}"
+    );
 
     let ca = std::fs::read(data.join("ca.pem")).unwrap();
     let client = reqwest::Client::builder()
