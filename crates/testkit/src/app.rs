@@ -185,3 +185,19 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// State for router tests (`server::app(state).oneshot(request)`): a private in-memory SQLite
+/// store, a new CA, default settings, the system clock, public URL `https://redeploy.test`.
+pub async fn router_state() -> server::AppState {
+    let store = store_sqlite::SqliteStore::connect("sqlite::memory:")
+        .await
+        .expect("in-memory SQLite");
+    let ca = server::enroll_ca("Redeploy test CA").expect("test CA");
+    server::AppState::new(
+        Arc::new(store),
+        Arc::new(ca),
+        Settings::default(),
+        Arc::new(redeploy_core::SystemClock),
+        "https://redeploy.test",
+    )
+}

@@ -6,6 +6,7 @@ mod datadir;
 mod enrollment;
 mod federated;
 mod ops;
+mod router;
 
 /// Stamps out `sqlite` and `postgres` tests from one `async fn(Backend)`.
 #[macro_export]
