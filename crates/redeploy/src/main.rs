@@ -1,1 +1,38 @@
-fn main() {}
+//! `redeploy`: the one binary — server, emulator, inspector and admin commands.
+
+mod cli;
+mod inspect;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("redeploy: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("redeploy: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        cli::Command::Serve(_) | cli::Command::Emulate(_) | cli::Command::Migrate(_) => {
+            anyhow::bail!("not available in this build yet")
+        }
+        cli::Command::Inspect(args) => Ok(inspect::run(&args)),
+    }
+}

@@ -1,1 +1,5 @@
-//! server
+//! The Redeploy server: enrollment (MS-MDE2) and management (MS-MDM) endpoints, the admin REST API
+//! and console, metrics — the only crate that knows HTTP. Business rules live in `redeploy_core`.
+
+pub mod tls;
+pub mod state;

@@ -1,0 +1,178 @@
+//! The command line: every subcommand and flag of `redeploy`, parsed with clap.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Redeploy: a self-hosted Windows MDM server built around Windows Autopilot Reset.
+#[derive(Debug, Parser)]
+#[command(name = "redeploy", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (HTTPS on 127.0.0.1:8443, data in ./redeploy-data, no configuration needed).
+    Serve(ServeArgs),
+    /// Run emulated Windows PCs against a server, or inspect/drive one of them.
+    Emulate(EmulateArgs),
+    /// Decode a SyncML message, an enrollment SOAP message or a provisioning document.
+    Inspect(InspectArgs),
+    /// Apply the database migrations and exit.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "REDEPLOY_LISTEN", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Folder for the database, the CA, the TLS certificate and the first admin token.
+    #[arg(long, env = "REDEPLOY_DATA_DIR", default_value = "./redeploy-data")]
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` (default: redeploy.db in the data folder) or `postgres://…`.
+    #[arg(long, env = "REDEPLOY_DATABASE")]
+    pub database: Option<String>,
+    /// Extra DNS names for the TLS certificate and the URLs given to devices (repeatable).
+    #[arg(long = "hostname", env = "REDEPLOY_HOSTNAMES", value_delimiter = ',')]
+    pub hostnames: Vec<String>,
+    /// Configuration file (defaults, then this file, then REDEPLOY_* variables, then flags).
+    #[arg(long, env = "REDEPLOY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The file to decode, or `-` for standard input.
+    pub file: String,
+    /// Print the decoded message as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// `sqlite://PATH` or `postgres://…`.
+    #[arg(long, env = "REDEPLOY_DATABASE")]
+    pub database: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    #[command(subcommand)]
+    pub command: Option<EmulateCommand>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// How many PCs to run (new ones are enrolled; those already in --state are resumed).
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
+    /// Folder where the PCs' state is kept, so a fleet survives a restart.
+    #[arg(long, default_value = "./redeploy-emulator")]
+    pub state: PathBuf,
+    /// Stop after this many seconds (default: run until interrupted).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Speed-up of the device clock: 60 makes a 15-minute poll interval 15 seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmulateCommand {
+    /// Print one PC's state and event log.
+    Show {
+        device: String,
+        #[arg(long, default_value = "./redeploy-emulator")]
+        state: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// CTRL+WIN+R at the lock screen: a local Autopilot Reset with local administrator credentials.
+    LocalReset {
+        device: String,
+        #[arg(long, default_value = "./redeploy-emulator")]
+        state: PathBuf,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        password: String,
+    },
+}
+
+/// How clients (the CLI and the emulator) reach the server.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// Server base URL.
+    #[arg(
+        long,
+        env = "REDEPLOY_SERVER",
+        default_value = "https://127.0.0.1:8443"
+    )]
+    pub server: String,
+    /// CA certificate that the server's TLS certificate chains to.
+    #[arg(long, env = "REDEPLOY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// File holding an enrollment or API token.
+    #[arg(long, env = "REDEPLOY_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The token itself (prefer --token-file).
+    #[arg(long, env = "REDEPLOY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum JoinArg {
+    Entra,
+    Hybrid,
+    Registered,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnOff {
+    Enabled,
+    Disabled,
+}
+
+/// Scenario flags, applied to every PC of the run.
+#[derive(Debug, Args, Clone)]
+pub struct ScenarioArgs {
+    /// Join type of the PCs.
+    #[arg(long, value_enum, default_value = "entra")]
+    pub join: JoinArg,
+    /// Whether the Windows Recovery Environment is enabled (Autopilot Reset needs it).
+    #[arg(long, value_enum, default_value = "enabled")]
+    pub winre: OnOff,
+    /// Windows build number (e.g. 22631; below 17763 remote reset is unavailable).
+    #[arg(long)]
+    pub os_build: Option<u32>,
+    /// Battery charge in percent, on battery power (default: on AC power).
+    #[arg(long)]
+    pub battery: Option<u8>,
+    /// Value a provisioning package left in DisableAutomaticReDeploymentCredentials (0 allows local reset).
+    #[arg(long)]
+    pub local_reset_policy: Option<u8>,
+    /// Share of PCs that are hybrid-joined in a mixed fleet (0.0–1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub mix_hybrid: f64,
+    /// Share of PCs with WinRE disabled in a mixed fleet (0.0–1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub mix_winre_disabled: f64,
+    /// Share of PCs on a build too old for remote reset (0.0–1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub mix_old_build: f64,
+    /// Share of PCs on battery below the reset threshold (0.0–1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub mix_low_battery: f64,
+    /// Plug a USB drive with a provisioning package into every PC.
+    #[arg(long)]
+    pub usb_package: Option<String>,
+    /// Seed for the generated device details (serials, users, apps), for reproducible fleets.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}

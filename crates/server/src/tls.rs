@@ -1,0 +1,131 @@
+//! HTTPS listener with optional mutual TLS: one port serves enrollment (no client certificate yet)
+//! and management (the device's CA-issued client certificate), and hands the verified peer
+//! certificate to handlers as a request extension.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+/// The client certificate a device presented during the TLS handshake, already verified against
+/// our CA by rustls. `None` when the client sent none (enrollment, the console, the API).
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificate(pub Option<CertificateDer<'static>>);
+
+/// Errors while building the TLS configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("reading PEM: {0}")]
+    Pem(String),
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+fn ring_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Parse all certificates in a PEM string.
+pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem(e.to_string()))
+}
+
+/// Parse the first private key in a PEM string.
+pub fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    rustls_pemfile::private_key(&mut pem.as_bytes())
+        .map_err(|e| TlsError::Pem(e.to_string()))?
+        .ok_or_else(|| TlsError::Pem("no private key found".into()))
+}
+
+/// Server TLS configuration: our server certificate, and client certificates *optionally*
+/// verified against `client_ca_pem` (the device CA). Offers h2 and http/1.1; Windows' OMA-DM
+/// client speaks HTTP/1.1 (fixture headers), some captures show HTTP/2.
+pub fn server_config(
+    cert_chain_pem: &str,
+    key_pem: &str,
+    client_ca_pem: &str,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = ring_provider();
+    let mut roots = RootCertStore::empty();
+    for cert in certs_from_pem(client_ca_pem)? {
+        roots
+            .add(cert)
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs_from_pem(cert_chain_pem)?, key_from_pem(key_pem)?)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accept TLS connections on `listener` forever, serving `app` with [`PeerCertificate`] and the
+/// peer's [`SocketAddr`] (as `axum::extract::ConnectInfo`) attached to every request.
+/// A failed handshake only ends that connection.
+pub async fn serve_tls(listener: TcpListener, config: Arc<ServerConfig>, app: Router) {
+    let acceptor = TlsAcceptor::from(config);
+    loop {
+        let (tcp, peer_addr) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(err) => {
+                // EMFILE and friends: log and keep accepting rather than taking the server down.
+                tracing::warn!(%err, "accept failed");
+                tokio::task::yield_now().await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(tls) => tls,
+                Err(err) => {
+                    tracing::debug!(%err, %peer_addr, "TLS handshake failed");
+                    return;
+                }
+            };
+            let peer_cert = PeerCertificate(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|c| c.clone().into_owned()),
+            );
+            let service =
+                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(peer_cert.clone());
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer_addr));
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(err) = builder.serve_connection(TokioIo::new(tls), service).await {
+                tracing::debug!(%err, %peer_addr, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Bind `addr` (port 0 picks a free port) and return the listener with its real address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs Redeploy's whole test suite on a fresh Debian machine: makes sure PostgreSQL is installed,
+# running and reachable on 127.0.0.1:5432 without a password (the tests create and drop their own
+# databases), makes sure headless Chromium is there for the console tests, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+PG_URL="${REDEPLOY_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
+export REDEPLOY_TEST_POSTGRES="$PG_URL"
+if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+  echo "test.sh: installing PostgreSQL"
+  apt_install postgresql
+fi
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  echo "test.sh: starting PostgreSQL"
+  version=$(ls /etc/postgresql | sort -n | tail -n 1)
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+if ! psql "$PG_URL/postgres" -Atqc 'select 1' >/dev/null 2>&1; then
+  # A fresh install asks for a password on TCP; the tests use a local trust rule instead.
+  echo "test.sh: allowing local passwordless connections for the tests"
+  version=$(ls /etc/postgresql | sort -n | tail -n 1)
+  hba="/etc/postgresql/$version/main/pg_hba.conf"
+  as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+  for _ in $(seq 1 30); do psql "$PG_URL/postgres" -Atqc 'select 1' >/dev/null 2>&1 && break; sleep 1; done
+fi
+psql "$PG_URL/postgres" -Atqc 'select version()' >/dev/null
+
+# --- Chromium for the console tests -------------------------------------------------------------
+if [ -d crates/server/tests/browser ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "test.sh: installing Chromium"
+  apt_install chromium chromium-driver
+fi
+
+# --- The tests -----------------------------------------------------------------------------------
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+else
+  cargo test --workspace --locked --no-fail-fast "$@"
+fi
