@@ -71,3 +71,64 @@ async fn data_dir_is_created_then_reused(backend: Backend) {
     // And devices still enroll.
     crate::common::provisioning(&crate::common::enroll(&app, &"0".repeat(64), "Full").await);
 }
+
+/// Two `serve` processes on one PostgreSQL database, each with a copy of the data folder's CA:
+/// a device enrolled through one is known to the other, and no second set of tokens is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_one_postgres_database() {
+    let first = spawn_app(Backend::Postgres).await;
+    let second_dir = tempfile::tempdir().unwrap();
+    let second_data = second_dir.path().join("data");
+    std::fs::create_dir(&second_data).unwrap();
+    for file in ["ca.pem", "ca-key.pem"] {
+        std::fs::copy(first.data_dir.join(file), second_data.join(file)).unwrap();
+    }
+    let second = server::start(server::Settings {
+        data_dir: second_data.clone(),
+        ..first.settings.clone()
+    })
+    .await
+    .unwrap();
+    assert!(!second.first_tokens.admin_created && !second.first_tokens.enrollment_created);
+    assert!(!second_data.join("admin-token").exists());
+
+    // Enroll through the second process with the token the first one created.
+    let ca = reqwest::Certificate::from_pem(first.ca_pem.as_bytes()).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let body = crate::common::rst_xml(
+        &first,
+        crate::common::password(&first.enrollment_token),
+        crate::common::new_csr(),
+        crate::common::context(&"5".repeat(64), "Device"),
+    );
+    let response = client
+        .post(format!(
+            "https://127.0.0.1:{}/EnrollmentServer/Enrollment.svc",
+            second.local_addr.port()
+        ))
+        .header("content-type", crate::common::SOAP_XML)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let enroll::EnrollResponse::Rstr { response, .. } =
+        enroll::parse_response(text.as_bytes()).unwrap()
+    else {
+        panic!("{text}")
+    };
+    let doc = response.provisioning.enrollment().unwrap();
+    crate::common::assert_chains_to(&doc.client_certificate_der, &first.ca_pem);
+    let id = enroll::ca::device_id_from_certificate(&doc.client_certificate_der).unwrap();
+    let id = redeploy_core::DeviceId::parse(&id).unwrap();
+    assert!(
+        first.store.device(id).await.unwrap().is_some(),
+        "the first process sees the device"
+    );
+    second.shutdown().await;
+}
