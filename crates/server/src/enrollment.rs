@@ -407,70 +407,89 @@ async fn enroll_device(
             .map_err(|e| store_fault(&e))?,
         None => None,
     };
-    let device_id = known.as_ref().map_or_else(DeviceId::generate, |d| d.id);
-    let cert = state
-        .ca
-        .issue_device_certificate(
-            &csr,
-            &device_id.to_string(),
-            now,
-            state.settings.device_cert_validity_days,
-        )
-        .map_err(|e| Refusal::new(e.fault_code(), e.to_string()))?;
-    let thumbprint = cert.thumbprint.to_ascii_lowercase();
-
-    let name = context
-        .device_name()
-        .map(str::to_string)
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| format!("device-{}", &device_id.to_string()[..8]));
-    let mut device = Device::new(device_id, name, now);
-    device.hw_dev_id = hw_dev_id.clone();
-    device.mdm_device_id = context.device_id().map(str::to_string);
-    device.os_version = context.os_version().map(str::to_string);
-    device.domain_name = context
-        .domain_name()
-        .map(str::to_string)
-        .filter(|d| !d.trim().is_empty());
-    device.enrollment_type = Some(enrollment_type);
-    // EnrollmentType Device is the Entra-join enrollment; an AD domain beside it means hybrid
-    // (protocol.md §2.7, DESIGN preflight).
-    device.join_type = match (enrollment_type, &device.domain_name) {
-        (EnrollmentType::Device, Some(_)) => JoinType::HybridJoined,
-        (EnrollmentType::Device, None) => JoinType::EntraJoined,
-        (EnrollmentType::Full, _) => JoinType::Unknown,
-    };
-    device.cert_thumbprint = Some(thumbprint.clone());
-    device.cert_not_after = Some(cert.not_after);
-    if let Some(k) = &known {
-        // Keep what only later check-ins tell us.
-        device.primary_user = k.primary_user.clone();
-        device.serial = k.serial.clone();
-    }
+    let mut device_id = known.as_ref().map_or_else(DeviceId::generate, |d| d.id);
     let upn = credential.upn();
-    let enrollment = Enrollment {
-        id: EnrollmentId::generate(),
-        device: device_id,
-        enrollment_type,
-        upn: upn.clone(),
-        auth_method: credential.method().into(),
-        context: context.items.clone(),
-        raw_request: raw.to_vec(),
-        cert_thumbprint: thumbprint,
-        cert_serial: cert.serial.clone(),
-        cert_not_after: cert.not_after,
-        created_at: now,
-        replaced_by: None,
+    let mut attempt = 0;
+    let (cert, outcome) = loop {
+        attempt += 1;
+        let cert = state
+            .ca
+            .issue_device_certificate(
+                &csr,
+                &device_id.to_string(),
+                now,
+                state.settings.device_cert_validity_days,
+            )
+            .map_err(|e| Refusal::new(e.fault_code(), e.to_string()))?;
+        let thumbprint = cert.thumbprint.to_ascii_lowercase();
+        let name = context
+            .device_name()
+            .map(str::to_string)
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("device-{}", &device_id.to_string()[..8]));
+        // For known hardware the store keeps everything but these enrollment fields
+        // (EnrollmentStore::create_enrollment), e.g. the primary user and inventory.
+        let mut device = Device::new(device_id, name, now);
+        device.hw_dev_id = hw_dev_id.clone();
+        device.mdm_device_id = context.device_id().map(str::to_string);
+        device.os_version = context.os_version().map(str::to_string);
+        device.domain_name = context
+            .domain_name()
+            .map(str::to_string)
+            .filter(|d| !d.trim().is_empty());
+        device.enrollment_type = Some(enrollment_type);
+        // EnrollmentType Device is the Entra-join enrollment; an AD domain beside it means
+        // hybrid (protocol.md §2.7, DESIGN preflight).
+        device.join_type = match (enrollment_type, &device.domain_name) {
+            (EnrollmentType::Device, Some(_)) => JoinType::HybridJoined,
+            (EnrollmentType::Device, None) => JoinType::EntraJoined,
+            (EnrollmentType::Full, _) => JoinType::Unknown,
+        };
+        device.cert_thumbprint = Some(thumbprint.clone());
+        device.cert_not_after = Some(cert.not_after);
+        let enrollment = Enrollment {
+            id: EnrollmentId::generate(),
+            device: device_id,
+            enrollment_type,
+            upn: upn.clone(),
+            auth_method: credential.method().into(),
+            context: context.items.clone(),
+            raw_request: raw.to_vec(),
+            cert_thumbprint: thumbprint,
+            cert_serial: cert.serial.clone(),
+            cert_not_after: cert.not_after,
+            created_at: now,
+            replaced_by: None,
+        };
+        let outcome = match state.store.create_enrollment(device, enrollment).await {
+            Ok(outcome) => outcome,
+            Err(StoreError::Conflict(why)) if attempt < 3 && hw_dev_id.is_some() => {
+                // A concurrent first enrollment of this hardware inserted the device first
+                // (HWDevID is unique): enroll again, as a re-enrollment of that device.
+                tracing::info!(%why, "concurrent first enrollment of one HWDevID; retrying");
+                if let Some(hw) = &hw_dev_id {
+                    if let Some(d) = state
+                        .store
+                        .device_by_hw_dev_id(hw)
+                        .await
+                        .map_err(|e| store_fault(&e))?
+                    {
+                        device_id = d.id;
+                    }
+                }
+                continue;
+            }
+            Err(e) => return Err(store_fault(&e)),
+        };
+        if outcome.device == device_id || attempt >= 3 {
+            break (cert, outcome);
+        }
+        // Two first enrollments of the same hardware raced and the store kept the other
+        // device id: enroll again under that id so the certificate names the device the
+        // store knows (the new enrollment replaces the one just made).
+        tracing::warn!(cert_device = %device_id, stored_device = %outcome.device, "concurrent first enrollment of one HWDevID; re-issuing");
+        device_id = outcome.device;
     };
-    let outcome = state
-        .store
-        .create_enrollment(device, enrollment)
-        .await
-        .map_err(|e| store_fault(&e))?;
-    if outcome.device != device_id {
-        // Two first enrollments of the same hardware raced; the certificate names the other id.
-        tracing::warn!(cert_device = %device_id, stored_device = %outcome.device, "concurrent enrollment of one HWDevID");
-    }
     let token_label = match &credential {
         Credential::Token { token, .. } => format!("enrollment token {:?}", token.label),
         Credential::Federated(id) => format!("federated {}", id.upn.as_deref().unwrap_or("?")),

@@ -13,6 +13,7 @@ on_both_backends!(
     full_exchange_device_enrollment,
     full_enrollment_goes_to_my_user,
     re_enrollment_keeps_the_device_id,
+    concurrent_first_enrollments_of_one_pc_agree_on_its_id,
     wrong_token_is_an_authentication_fault,
     expired_and_used_up_tokens_are_authorization_faults,
     tampered_csr_is_a_certificate_request_fault_and_spends_nothing,
@@ -191,6 +192,26 @@ async fn re_enrollment_keeps_the_device_id(backend: Backend) {
         enroll::ca::device_id_from_certificate(&other.client_certificate_der).unwrap(),
         id1
     );
+}
+
+async fn concurrent_first_enrollments_of_one_pc_agree_on_its_id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let hw = "3".repeat(64);
+    let answers = futures::future::join_all((0..6).map(|_| enroll(&app, &hw, "Device"))).await;
+    let ids: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|a| {
+            enroll::ca::device_id_from_certificate(&provisioning(a).client_certificate_der).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "every certificate names the same device: {ids:?}"
+    );
+    let id = redeploy_core::DeviceId::parse(ids.first().unwrap()).unwrap();
+    let device = app.store.device_by_hw_dev_id(&hw).await.unwrap().unwrap();
+    assert_eq!(device.id, id);
 }
 
 async fn wrong_token_is_an_authentication_fault(backend: Backend) {
