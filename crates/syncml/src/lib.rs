@@ -2,10 +2,12 @@
 //! where real clients differ from the spec and strict where ambiguity would be unsafe, and a writer
 //! that produces the form Windows accepts. No I/O.
 
+pub mod build;
 pub mod codes;
 pub mod locuri;
 pub mod model;
 
+pub use build::{is_dev_id_uri, CmdIds};
 pub use codes::{AlertCode, StatusCode};
 pub use locuri::{LocUri, LocUriError};
 pub use model::*;
