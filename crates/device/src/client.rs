@@ -282,10 +282,7 @@ async fn enroll_inner(
         application_version: Some(state.os.version.clone()),
         os_edition: Some(edition),
         os_version: Some(state.os.version.clone()),
-        auth_policies: vec![
-            enroll::AuthPolicy::parse("OnPremise"),
-            enroll::AuthPolicy::parse("Federated"),
-        ],
+        auth_policies: vec![enroll::AuthPolicy::OnPremise, enroll::AuthPolicy::Federated],
     };
     let discovered = match soap(
         transport,
