@@ -1,1 +1,27 @@
-//! core
+//! Redeploy's domain: devices, enrollments, actions and their lifecycle, preflight, the command
+//! queue rules, audit events, and the narrow storage traits bundled as [`store::Store`].
+//! No HTTP, no SQL, no serde; time comes from a [`clock::Clock`].
+
+pub mod action;
+pub mod audit;
+pub mod clock;
+pub mod command;
+pub mod device;
+pub mod enrollment;
+pub mod error;
+pub mod ids;
+pub mod inventory;
+pub mod preflight;
+pub mod store;
+
+pub use action::{decode_hresult, Action, ActionKind, ActionState, TimelineEntry};
+pub use audit::{AuditEvent, AuditOutcome, NewAuditEvent};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use command::{CommandState, DeviceCommand, Resend, SentIn, Verb};
+pub use device::{Device, EnrollmentType, JoinType};
+pub use enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
+pub use error::{Error, Result};
+pub use ids::{ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
+pub use inventory::InventoryValue;
+pub use preflight::{preflight, BlockReason, PreflightSettings, Readiness};
+pub use store::{Store, StoreError, StoreResult};

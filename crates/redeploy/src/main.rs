@@ -1,6 +1,7 @@
 //! `redeploy`: the one binary — server, emulator, inspector and admin commands.
 
 mod cli;
+mod inspect;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,6 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Serve(_) | cli::Command::Emulate(_) | cli::Command::Migrate(_) => {
             anyhow::bail!("not available in this build yet")
         }
-        cli::Command::Inspect(_) => anyhow::bail!("not available in this build yet"),
+        cli::Command::Inspect(args) => Ok(inspect::run(&args)),
     }
 }

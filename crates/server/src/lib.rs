@@ -2,3 +2,4 @@
 //! and console, metrics — the only crate that knows HTTP. Business rules live in `redeploy_core`.
 
 pub mod tls;
+pub mod state;

@@ -1,6 +1,11 @@
 //! OMA-DM 1.2 SyncML as Windows speaks it (MS-MDM): the message model, a parser that is tolerant
 //! where real clients differ from the spec and strict where ambiguity would be unsafe, and a writer
 //! that produces the form Windows accepts. No I/O.
+//!
+//! - [`parse()`] / [`parse_with_limits`]: bytes -> [`SyncMl`], or a [`ParseError`] with line, column
+//!   and element.
+//! - [`write()`]: [`SyncMl`] -> compact XML in the shape Windows accepts.
+//! - [`build`]: constructors for replies, Status, Get/Exec/Replace/Add/Delete, Results, Alerts.
 
 pub mod build;
 pub mod codes;

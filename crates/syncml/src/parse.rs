@@ -7,7 +7,12 @@
 //! no DOCTYPE (so no DTD or entity expansion, only the five predefined entities and numeric character
 //! references), no duplicate singleton elements, required elements present, numeric codes, valid
 //! LocURIs, only known commands under SyncBody, Atomic and Sequence (ITPRO oma-dm-protocol-support.md:
-//! "invalid element under SyncBody/Atomic/Sequence -> 400").
+//! "invalid element under SyncBody/Atomic/Sequence -> 400"). Unknown elements anywhere else (in
+//! Meta, Item, SyncHdr, inside a command) are skipped with their content, after the same checks.
+//!
+//! Data text is kept exactly (not trimmed); IDs, codes, LocURIs and Meta values are trimmed. When
+//! an Item's Format (its own Meta, else the command's) is `xml`, or Data holds elements, the inner
+//! markup is kept byte for byte as [`Data::Xml`].
 
 use std::borrow::Cow;
 

@@ -238,3 +238,19 @@ fn every_testdata_message_round_trips() {
     }
     assert!(n >= 10);
 }
+
+#[test]
+fn byte_order_mark_prefixes_and_unknown_non_command_elements_are_tolerated() {
+    let xml = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><s:SyncML xmlns:s=\"SYNCML:SYNCML1.2\"><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/1.2</VerProto><SessionID>1</SessionID><MsgID>1</MsgID><NoResp/><Target><LocURI>https://mdm.example.test/x</LocURI></Target><Source><LocURI>DEV</LocURI></Source></SyncHdr><SyncBody><!-- a comment --><Replace><CmdID>2</CmdID><Item><SourceParent><LocURI>./x</LocURI></SourceParent><Target><LocURI>./Vendor/MSFT/A</LocURI></Target><Data>1</Data></Item></Replace><Final/></SyncBody></s:SyncML>";
+    let m = parse_ok(xml.as_bytes());
+    match &m.body.commands[0] {
+        Command::Replace(r) => {
+            assert_eq!(
+                r.items[0].target.as_ref().unwrap().as_str(),
+                "./Vendor/MSFT/A"
+            );
+            assert_eq!(r.items[0].data_str(), Some("1"));
+        }
+        other => panic!("{}", other.name()),
+    }
+}

@@ -1,0 +1,234 @@
+//! Queued OMA-DM commands for one device and the rules for re-sending them.
+
+use time::OffsetDateTime;
+
+use crate::device::text_enum;
+use crate::ids::{ActionId, CommandId, DeviceId};
+
+text_enum!(
+    /// The OMA-DM verb (protocol.md §3.4).
+    Verb, "command verb" {
+        /// Read a node.
+        Get => "Get",
+        /// Set an existing node.
+        Replace => "Replace",
+        /// Create a node.
+        Add => "Add",
+        /// Remove a node.
+        Delete => "Delete",
+        /// Execute a node (resets, wipes, reboot).
+        Exec => "Exec",
+    }
+);
+
+text_enum!(
+    /// Where a queued command is.
+    CommandState, "command state" {
+        /// Waiting for the device's next check-in.
+        Queued => "queued",
+        /// In a reply that was committed; no Status back yet.
+        Sent => "sent",
+        /// The device answered with a 2xx Status.
+        Answered => "answered",
+        /// The device answered with an error Status, or we gave up on it.
+        Failed => "failed",
+    }
+);
+
+impl CommandState {
+    /// The state a command enters when the device's Status `code` for it arrives
+    /// (2xx is success; MS-MDM / ITPRO oma-dm-protocol-support.md "SyncML response status codes").
+    pub fn after_status(code: u16) -> Self {
+        if (200..300).contains(&code) {
+            Self::Answered
+        } else {
+            Self::Failed
+        }
+    }
+}
+
+/// Where a command was sent: our SessionID, our MsgID and our CmdID. The device's Status
+/// carries MsgRef/CmdRef equal to the last two (MS-MDM 3.1.5.2.1). Opaque strings: Windows may
+/// use non-decimal ids (protocol.md §7 fact 7).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SentIn {
+    /// SyncHdr SessionID.
+    pub session_id: String,
+    /// Our SyncHdr MsgID.
+    pub msg_id: String,
+    /// Our CmdID of this command.
+    pub cmd_id: String,
+}
+
+/// Whether a sent-but-unanswered command may go out again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resend {
+    /// Idempotent enough (Get/Replace/Add/Delete): send again.
+    Yes,
+    /// An Exec whose fate is unknown: first Get the node's status (for a reset,
+    /// `AutomaticRedeployment/Status` and `LastError`), never re-execute blindly (DESIGN.md).
+    RecheckFirst,
+    /// Not applicable (queued, answered or failed).
+    No,
+}
+
+/// One OMA-DM command queued for a device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceCommand {
+    /// Identity.
+    pub id: CommandId,
+    /// Target device.
+    pub device: DeviceId,
+    /// The action it serves, if any.
+    pub action: Option<ActionId>,
+    /// Verb.
+    pub verb: Verb,
+    /// Target LocURI.
+    pub uri: String,
+    /// Meta Format (`int`, `chr`, `node`, ...).
+    pub format: Option<String>,
+    /// Item Data.
+    pub data: Option<String>,
+    /// Where it is.
+    pub state: CommandState,
+    /// The last reply that carried it.
+    pub sent_in: Option<SentIn>,
+    /// The device's Status code.
+    pub status: Option<u16>,
+    /// The Results data (for Get).
+    pub result: Option<String>,
+    /// Enqueue time.
+    pub created_at: OffsetDateTime,
+    /// Last send time.
+    pub sent_at: Option<OffsetDateTime>,
+    /// Answer time.
+    pub answered_at: Option<OffsetDateTime>,
+    /// How many committed replies carried it.
+    pub attempts: u32,
+}
+
+impl DeviceCommand {
+    /// A command in state `queued`.
+    pub fn new(
+        id: CommandId,
+        device: DeviceId,
+        action: Option<ActionId>,
+        verb: Verb,
+        uri: impl Into<String>,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            device,
+            action,
+            verb,
+            uri: uri.into(),
+            format: None,
+            data: None,
+            state: CommandState::Queued,
+            sent_in: None,
+            status: None,
+            result: None,
+            created_at,
+            sent_at: None,
+            answered_at: None,
+            attempts: 0,
+        }
+    }
+
+    /// Sets Meta Format and Data.
+    pub fn with_data(mut self, format: impl Into<String>, data: impl Into<String>) -> Self {
+        self.format = Some(format.into());
+        self.data = Some(data.into());
+        self
+    }
+
+    /// The re-send rule for a command that was sent but never answered.
+    pub fn may_resend(&self) -> Resend {
+        if self.state != CommandState::Sent || self.status.is_some() {
+            return Resend::No;
+        }
+        match self.verb {
+            Verb::Exec => Resend::RecheckFirst,
+            Verb::Get | Verb::Replace | Verb::Add | Verb::Delete => Resend::Yes,
+        }
+    }
+}
+
+/// What happens to an action when one of its commands goes out in a committed reply: a `pending`
+/// action becomes `sent`; an action in any other state is left alone. Returns whether it changed.
+pub fn action_after_send(
+    action: &mut crate::action::Action,
+    command: &DeviceCommand,
+    at: OffsetDateTime,
+) -> crate::error::Result<bool> {
+    if action.state != crate::action::ActionState::Pending {
+        return Ok(false);
+    }
+    let note = command.sent_in.as_ref().map(|s| {
+        format!(
+            "{} {} in session {} message {}",
+            command.verb, command.uri, s.session_id, s.msg_id
+        )
+    });
+    action.transition(crate::action::ActionState::Sent, at, note.as_deref())?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn cmd(verb: Verb, state: CommandState) -> DeviceCommand {
+        let mut c = DeviceCommand::new(
+            CommandId::generate(),
+            DeviceId::generate(),
+            None,
+            verb,
+            "./Vendor/MSFT/RemoteWipe/AutomaticRedeployment/doAutomaticRedeployment",
+            datetime!(2026-01-01 0:00 UTC),
+        );
+        c.state = state;
+        c
+    }
+
+    #[test]
+    fn unanswered_idempotent_commands_may_be_resent() {
+        for v in [Verb::Get, Verb::Replace, Verb::Add, Verb::Delete] {
+            assert_eq!(cmd(v, CommandState::Sent).may_resend(), Resend::Yes, "{v}");
+        }
+    }
+
+    #[test]
+    fn an_unanswered_exec_is_rechecked_never_resent_blindly() {
+        assert_eq!(
+            cmd(Verb::Exec, CommandState::Sent).may_resend(),
+            Resend::RecheckFirst
+        );
+    }
+
+    #[test]
+    fn queued_answered_and_failed_commands_are_not_resent() {
+        for s in [
+            CommandState::Queued,
+            CommandState::Answered,
+            CommandState::Failed,
+        ] {
+            for v in Verb::ALL {
+                assert_eq!(cmd(*v, s).may_resend(), Resend::No);
+            }
+        }
+        let mut c = cmd(Verb::Exec, CommandState::Sent);
+        c.status = Some(200);
+        assert_eq!(c.may_resend(), Resend::No);
+    }
+
+    #[test]
+    fn status_codes_map_to_states() {
+        assert_eq!(CommandState::after_status(200), CommandState::Answered);
+        assert_eq!(CommandState::after_status(202), CommandState::Answered);
+        assert_eq!(CommandState::after_status(405), CommandState::Failed);
+        assert_eq!(CommandState::after_status(500), CommandState::Failed);
+    }
+}

@@ -1,0 +1,238 @@
+//! A managed device: what we know from enrollment, check-ins and inventory.
+
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+use crate::ids::DeviceId;
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stable lowercase word used in storage and the API.
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// Parses the word produced by [`Self::as_str`].
+            pub fn parse(text: &str) -> $crate::error::Result<Self> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    other => Err($crate::error::Error::InvalidValue { kind: $what, value: other.to_owned() }),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+text_enum!(
+    /// How the device is joined to a directory (protocol.md §1.9).
+    JoinType, "join type" {
+        /// Microsoft Entra joined: the only join type Autopilot Reset supports.
+        EntraJoined => "entra_joined",
+        /// Entra hybrid joined (AD domain + Entra): not supported by Autopilot Reset.
+        HybridJoined => "hybrid_joined",
+        /// Entra registered (work account added to a personal device).
+        Registered => "registered",
+        /// Not joined to any directory.
+        NotJoined => "not_joined",
+        /// Not known yet.
+        Unknown => "unknown",
+    }
+);
+
+text_enum!(
+    /// The MS-MDE2 `EnrollmentType` AdditionalContext item (protocol.md §1.9, DMClient CSP).
+    EnrollmentType, "enrollment type" {
+        /// Device (Entra join) enrollment; cert in My/System.
+        Device => "device",
+        /// User / work-account enrollment; cert in My/User.
+        Full => "full",
+    }
+);
+
+impl EnrollmentType {
+    /// Parses the wire spelling (`Device` / `Full`, case-insensitive).
+    pub fn from_wire(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "device" => Ok(Self::Device),
+            "full" => Ok(Self::Full),
+            _ => Err(Error::InvalidValue {
+                kind: "enrollment type",
+                value: text.to_owned(),
+            }),
+        }
+    }
+}
+
+/// A device as the server knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// Our identity; kept when the same hardware re-enrolls.
+    pub id: DeviceId,
+    /// Display name (DNS computer name or DevDetail DeviceName).
+    pub name: String,
+    /// `./Vendor/MSFT/DMClient/HWDevID`, used to recognise re-enrollment of the same hardware.
+    pub hw_dev_id: Option<String>,
+    /// `./DevInfo/DevId`: the DeviceID the client sends in the SyncHdr Source.
+    pub mdm_device_id: Option<String>,
+    /// SMBIOS serial number.
+    pub serial: Option<String>,
+    /// `./DevInfo/Man`.
+    pub manufacturer: Option<String>,
+    /// `./DevInfo/Mod`.
+    pub model: Option<String>,
+    /// `./DevDetail/SwV`, e.g. `10.0.22631.4037`.
+    pub os_version: Option<String>,
+    /// OSPlatform / edition text, e.g. `Windows 11 Enterprise`.
+    pub os_platform: Option<String>,
+    /// Directory join.
+    pub join_type: JoinType,
+    /// Enrollment type of the current enrollment.
+    pub enrollment_type: Option<EnrollmentType>,
+    /// `DMClient/Provider/{id}/AADDeviceID`.
+    pub aad_device_id: Option<String>,
+    /// `DeviceStatus/DomainName` (non-empty means AD domain joined).
+    pub domain_name: Option<String>,
+    /// `DevDetail/Ext/Microsoft/DNSComputerName`.
+    pub dns_computer_name: Option<String>,
+    /// `DevDetail/Ext/Microsoft/TotalRAM` in MB.
+    pub total_ram_mb: Option<i64>,
+    /// `DevDetail/Ext/Microsoft/TotalStorage` in MB.
+    pub total_storage_mb: Option<i64>,
+    /// Last committed check-in.
+    pub last_seen: Option<OffsetDateTime>,
+    /// User signed in at the last check-in.
+    pub current_user: Option<String>,
+    /// Primary user (cleared by a remote Autopilot Reset).
+    pub primary_user: Option<String>,
+    /// Shared (multi-user) device.
+    pub shared: bool,
+    /// SHA-1 thumbprint (hex, lowercase) of the current MDM client certificate.
+    pub cert_thumbprint: Option<String>,
+    /// Expiry of the current MDM client certificate.
+    pub cert_not_after: Option<OffsetDateTime>,
+    /// Local reset allowed, as the admin wants it (`None`: not managed).
+    pub local_reset_desired: Option<bool>,
+    /// Local reset allowed, as the device last reported it.
+    pub local_reset_reported: Option<bool>,
+    /// `RemoteWipe/AutomaticRedeployment/Status` last reported.
+    pub autopilot_status: Option<i64>,
+    /// `RemoteWipe/AutomaticRedeployment/LastError` last reported (HRESULT).
+    pub autopilot_last_error: Option<u32>,
+    /// First enrollment (or last re-enrollment) time.
+    pub enrolled_at: OffsetDateTime,
+    /// Set once the device unenrolled (Alert 1226) or was retired.
+    pub unenrolled_at: Option<OffsetDateTime>,
+}
+
+impl Device {
+    /// A device with only the required fields set; everything else unknown.
+    pub fn new(id: DeviceId, name: impl Into<String>, enrolled_at: OffsetDateTime) -> Self {
+        Self {
+            id,
+            name: name.into(),
+            hw_dev_id: None,
+            mdm_device_id: None,
+            serial: None,
+            manufacturer: None,
+            model: None,
+            os_version: None,
+            os_platform: None,
+            join_type: JoinType::Unknown,
+            enrollment_type: None,
+            aad_device_id: None,
+            domain_name: None,
+            dns_computer_name: None,
+            total_ram_mb: None,
+            total_storage_mb: None,
+            last_seen: None,
+            current_user: None,
+            primary_user: None,
+            shared: false,
+            cert_thumbprint: None,
+            cert_not_after: None,
+            local_reset_desired: None,
+            local_reset_reported: None,
+            autopilot_status: None,
+            autopilot_last_error: None,
+            enrolled_at,
+            unenrolled_at: None,
+        }
+    }
+
+    /// The OS build number (third component of `Major.Minor.Build.QFE`), if known.
+    pub fn os_build(&self) -> Option<u32> {
+        self.os_version
+            .as_deref()?
+            .split('.')
+            .nth(2)?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Whether the device is hybrid joined: an explicit join type, or an AD domain name
+    /// next to an Entra device id (protocol.md §1.9).
+    pub fn is_hybrid(&self) -> bool {
+        self.join_type == JoinType::HybridJoined
+            || (self
+                .domain_name
+                .as_deref()
+                .is_some_and(|d| !d.trim().is_empty())
+                && self.aad_device_id.is_some())
+    }
+
+    /// Whether the edition is Windows SE (RemoteWipe is not available there).
+    pub fn is_windows_se(&self) -> bool {
+        self.os_platform.as_deref().is_some_and(|p| {
+            let p = p.to_ascii_lowercase();
+            p.contains("windows se") || p.ends_with(" se") || p.contains("cloudedition")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn os_build_comes_from_the_third_component() {
+        let mut d = Device::new(DeviceId::generate(), "pc", datetime!(2026-01-01 0:00 UTC));
+        assert_eq!(d.os_build(), None);
+        d.os_version = Some("10.0.22631.4037".into());
+        assert_eq!(d.os_build(), Some(22631));
+        d.os_version = Some("garbage".into());
+        assert_eq!(d.os_build(), None);
+    }
+
+    #[test]
+    fn enums_round_trip_through_text() {
+        for j in JoinType::ALL {
+            assert_eq!(JoinType::parse(j.as_str()).unwrap(), *j);
+        }
+        assert_eq!(
+            EnrollmentType::from_wire("Device").unwrap(),
+            EnrollmentType::Device
+        );
+        assert!(JoinType::parse("sideways").is_err());
+    }
+}

@@ -1,0 +1,307 @@
+//! Preflight: can this device take a remote Autopilot Reset now? Every reason is shown to the
+//! admin (DESIGN.md "Preflight"; protocol.md §1.3).
+
+use time::{Duration, OffsetDateTime};
+
+use crate::device::{Device, EnrollmentType, JoinType};
+
+/// Thresholds for preflight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreflightSettings {
+    /// A device not seen for longer than this is refused (it would not pick the reset up soon).
+    pub seen_within: Duration,
+    /// Minimum OS build for remote reset: 17763 (1809), ITPRO remotewipe-csp.md.
+    pub min_build_remote: u32,
+    /// Minimum OS build for local reset: 16299 (1709), ITPRO policy-csp-credentialproviders.md.
+    pub min_build_local: u32,
+}
+
+impl Default for PreflightSettings {
+    fn default() -> Self {
+        Self {
+            seen_within: Duration::days(7),
+            min_build_remote: 17763,
+            min_build_local: 16299,
+        }
+    }
+}
+
+/// One reason a device is not ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockReason {
+    /// The device unenrolled or was retired.
+    Unenrolled,
+    /// Entra hybrid joined: Autopilot Reset is not supported, a full wipe is needed.
+    HybridJoined,
+    /// Not Entra joined (registered, not joined, or unknown).
+    NotEntraJoined {
+        /// The join type we know.
+        join_type: JoinType,
+    },
+    /// OS version not reported yet.
+    OsBuildUnknown,
+    /// OS build below the minimum.
+    OsTooOld {
+        /// The device's build.
+        build: u32,
+        /// The minimum for this kind of reset.
+        minimum: u32,
+    },
+    /// Windows SE has no RemoteWipe CSP.
+    WindowsSe,
+    /// Not seen within the configured window.
+    NotSeenRecently {
+        /// Last check-in, if any.
+        last_seen: Option<OffsetDateTime>,
+    },
+    /// An earlier reset failed with 0x80070032 (WinRE disabled) and none succeeded since.
+    EarlierWinReFailure,
+    /// The MDM client certificate is expired; the device cannot check in.
+    EnrollmentCertExpired {
+        /// Expiry.
+        not_after: OffsetDateTime,
+    },
+    /// Another action is already running on the device.
+    ActionAlreadyRunning,
+}
+
+impl BlockReason {
+    /// Stable machine-readable code (API, scripts).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unenrolled => "unenrolled",
+            Self::HybridJoined => "hybrid_joined",
+            Self::NotEntraJoined { .. } => "not_entra_joined",
+            Self::OsBuildUnknown => "os_build_unknown",
+            Self::OsTooOld { .. } => "os_too_old",
+            Self::WindowsSe => "windows_se",
+            Self::NotSeenRecently { .. } => "not_seen_recently",
+            Self::EarlierWinReFailure => "winre_failure",
+            Self::EnrollmentCertExpired { .. } => "enrollment_cert_expired",
+            Self::ActionAlreadyRunning => "action_already_running",
+        }
+    }
+
+    /// Human text for the admin, including what to do.
+    pub fn text(&self) -> String {
+        match self {
+            Self::Unenrolled => "the device is no longer enrolled".to_owned(),
+            Self::HybridJoined => {
+                "the device is Entra hybrid joined; Autopilot Reset supports only Entra-joined devices (use a full wipe)".to_owned()
+            }
+            Self::NotEntraJoined { join_type } => {
+                format!("the device is not Entra joined (join type: {join_type}); Autopilot Reset needs an Entra-joined device")
+            }
+            Self::OsBuildUnknown => {
+                "the OS version is not known yet; wait for the device to report its inventory".to_owned()
+            }
+            Self::OsTooOld { build, minimum } => {
+                format!("Windows build {build} is too old; build {minimum} or later is required")
+            }
+            Self::WindowsSe => "Windows SE does not support Autopilot Reset".to_owned(),
+            Self::NotSeenRecently { last_seen: Some(at) } => {
+                format!("the device has not checked in since {at}")
+            }
+            Self::NotSeenRecently { last_seen: None } => "the device has never checked in".to_owned(),
+            Self::EarlierWinReFailure => {
+                "an earlier reset failed because WinRE is disabled (0x80070032); run `reagentc.exe /enable` on the device".to_owned()
+            }
+            Self::EnrollmentCertExpired { not_after } => {
+                format!("the enrollment certificate expired at {not_after}; the device must re-enroll")
+            }
+            Self::ActionAlreadyRunning => "another action is already running on the device".to_owned(),
+        }
+    }
+}
+
+/// The outcome of preflight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// True when `reasons` is empty.
+    pub ready: bool,
+    /// Every reason found, in a fixed order.
+    pub reasons: Vec<BlockReason>,
+}
+
+/// Checks whether `device` can take a remote Autopilot Reset at `now`. Pure: the caller says
+/// whether another action is active and whether an earlier reset failed with 0x80070032 since
+/// the last successful one.
+pub fn preflight(
+    device: &Device,
+    now: OffsetDateTime,
+    settings: &PreflightSettings,
+    active_action: bool,
+    earlier_winre_failure: bool,
+) -> Readiness {
+    let mut reasons = Vec::new();
+    if device.unenrolled_at.is_some() {
+        reasons.push(BlockReason::Unenrolled);
+    }
+    if device.is_hybrid() {
+        reasons.push(BlockReason::HybridJoined);
+    } else {
+        let entra = match device.join_type {
+            JoinType::EntraJoined => true,
+            JoinType::Unknown => device.enrollment_type == Some(EnrollmentType::Device),
+            _ => false,
+        };
+        if !entra {
+            reasons.push(BlockReason::NotEntraJoined {
+                join_type: device.join_type,
+            });
+        }
+    }
+    match device.os_build() {
+        None => reasons.push(BlockReason::OsBuildUnknown),
+        Some(build) if build < settings.min_build_remote => reasons.push(BlockReason::OsTooOld {
+            build,
+            minimum: settings.min_build_remote,
+        }),
+        Some(_) => {}
+    }
+    if device.is_windows_se() {
+        reasons.push(BlockReason::WindowsSe);
+    }
+    if device
+        .last_seen
+        .is_none_or(|at| now - at > settings.seen_within)
+    {
+        reasons.push(BlockReason::NotSeenRecently {
+            last_seen: device.last_seen,
+        });
+    }
+    if earlier_winre_failure {
+        reasons.push(BlockReason::EarlierWinReFailure);
+    }
+    if let Some(not_after) = device.cert_not_after {
+        if now >= not_after {
+            reasons.push(BlockReason::EnrollmentCertExpired { not_after });
+        }
+    }
+    if active_action {
+        reasons.push(BlockReason::ActionAlreadyRunning);
+    }
+    Readiness {
+        ready: reasons.is_empty(),
+        reasons,
+    }
+}
+
+/// Whether the device's OS can use local Autopilot Reset (CTRL+WIN+R), build 16299 or later.
+pub fn local_reset_supported(device: &Device, settings: &PreflightSettings) -> bool {
+    device
+        .os_build()
+        .is_some_and(|b| b >= settings.min_build_local)
+        && !device.is_windows_se()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::DeviceId;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+
+    fn ready_device() -> Device {
+        let mut d = Device::new(DeviceId::generate(), "pc-1", datetime!(2026-01-01 0:00 UTC));
+        d.join_type = JoinType::EntraJoined;
+        d.enrollment_type = Some(EnrollmentType::Device);
+        d.aad_device_id = Some("aad".into());
+        d.os_version = Some("10.0.22631.4037".into());
+        d.os_platform = Some("Windows 11 Enterprise".into());
+        d.last_seen = Some(NOW - Duration::hours(1));
+        d.cert_not_after = Some(datetime!(2027-01-01 0:00 UTC));
+        d
+    }
+
+    fn codes(d: &Device, active: bool, winre: bool) -> Vec<&'static str> {
+        let r = preflight(d, NOW, &PreflightSettings::default(), active, winre);
+        assert_eq!(r.ready, r.reasons.is_empty());
+        r.reasons.iter().map(BlockReason::code).collect()
+    }
+
+    #[test]
+    fn a_healthy_entra_device_is_ready() {
+        assert_eq!(codes(&ready_device(), false, false), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn hybrid_is_detected_from_domain_name() {
+        let mut d = ready_device();
+        d.domain_name = Some("corp.example.com".into());
+        assert_eq!(codes(&d, false, false), ["hybrid_joined"]);
+        d.domain_name = Some(String::new());
+        assert!(
+            codes(&d, false, false).is_empty(),
+            "empty DomainName means not domain joined"
+        );
+    }
+
+    #[test]
+    fn registered_and_full_enrollments_are_not_entra_joined() {
+        let mut d = ready_device();
+        d.join_type = JoinType::Registered;
+        assert_eq!(codes(&d, false, false), ["not_entra_joined"]);
+        d.join_type = JoinType::Unknown;
+        d.enrollment_type = Some(EnrollmentType::Full);
+        assert_eq!(codes(&d, false, false), ["not_entra_joined"]);
+        d.enrollment_type = Some(EnrollmentType::Device);
+        assert!(
+            codes(&d, false, false).is_empty(),
+            "Device enrollment implies Entra join"
+        );
+    }
+
+    #[test]
+    fn build_thresholds_for_remote_and_local() {
+        let mut d = ready_device();
+        d.os_version = Some("10.0.17134.1".into());
+        let r = preflight(&d, NOW, &PreflightSettings::default(), false, false);
+        assert_eq!(
+            r.reasons,
+            [BlockReason::OsTooOld {
+                build: 17134,
+                minimum: 17763
+            }]
+        );
+        assert!(r.reasons[0].text().contains("17763"));
+        assert!(local_reset_supported(&d, &PreflightSettings::default()));
+        d.os_version = Some("10.0.17763.1".into());
+        assert!(codes(&d, false, false).is_empty());
+        d.os_version = Some("10.0.15063.0".into());
+        assert!(!local_reset_supported(&d, &PreflightSettings::default()));
+        d.os_version = None;
+        assert_eq!(codes(&d, false, false), ["os_build_unknown"]);
+    }
+
+    #[test]
+    fn every_other_reason_is_reported_together() {
+        let mut d = ready_device();
+        d.os_platform = Some("Windows 11 SE".into());
+        d.last_seen = Some(NOW - Duration::days(30));
+        d.cert_not_after = Some(NOW - Duration::days(1));
+        d.unenrolled_at = Some(NOW - Duration::days(2));
+        assert_eq!(
+            codes(&d, true, true),
+            [
+                "unenrolled",
+                "windows_se",
+                "not_seen_recently",
+                "winre_failure",
+                "enrollment_cert_expired",
+                "action_already_running"
+            ]
+        );
+        let r = preflight(&d, NOW, &PreflightSettings::default(), true, true);
+        assert!(r
+            .reasons
+            .iter()
+            .any(|r| r.text().contains("reagentc.exe /enable")));
+        d.last_seen = None;
+        let r = preflight(&d, NOW, &PreflightSettings::default(), false, false);
+        assert!(r
+            .reasons
+            .contains(&BlockReason::NotSeenRecently { last_seen: None }));
+    }
+}

@@ -1,0 +1,534 @@
+//! Narrow storage traits, one per concern, bundled as [`Store`] and passed as `Arc<dyn Store>`.
+//! Backends (`store-sqlite`, `store-postgres`) implement them and hold no business rules: the rules
+//! they apply (command state after a Status, action state after a send) are functions of this crate.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::action::{Action, ActionState};
+use crate::audit::{AuditEvent, NewAuditEvent};
+use crate::command::DeviceCommand;
+use crate::device::{Device, JoinType};
+use crate::enrollment::{ApiToken, Enrollment, EnrollmentToken, SecretHash};
+use crate::ids::{ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, TokenId};
+use crate::inventory::InventoryValue;
+
+/// Errors of every storage operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A referenced row does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The row exists but is not in the state the operation expects (or the id is taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The enrollment token is past its expiry.
+    #[error("the enrollment token has expired")]
+    TokenExpired,
+    /// The enrollment token has no uses left.
+    #[error("the enrollment token has no uses left")]
+    TokenExhausted,
+    /// A stored value could not be read back into a domain type.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// The database failed (connection, I/O, migration).
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// Result of storage operations.
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
+impl From<crate::error::Error> for StoreError {
+    fn from(e: crate::error::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// Microseconds since the Unix epoch: how both backends store instants (sortable integers).
+pub fn to_micros(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000) as i64
+}
+
+/// Inverse of [`to_micros`].
+pub fn from_micros(micros: i64) -> StoreResult<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {micros}: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queries and pages
+
+/// Sort order of device lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceSort {
+    /// By name, then id.
+    #[default]
+    Name,
+    /// By last check-in (never seen sorts first ascending), then id.
+    LastSeen,
+    /// By enrollment time, then id.
+    EnrolledAt,
+}
+
+impl DeviceSort {
+    fn tag(&self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::LastSeen => "last_seen",
+            Self::EnrolledAt => "enrolled_at",
+        }
+    }
+}
+
+/// The sort value of the last row of a page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CursorKey {
+    /// A text sort key (name).
+    Text(String),
+    /// An integer sort key (instants as [`to_micros`]; never seen = [`NEVER_SEEN_KEY`]).
+    Int(i64),
+}
+
+/// Opaque position in a device list; only valid with the same sort.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor(String);
+
+impl Cursor {
+    /// Parses a cursor a client sent back (checked when used).
+    pub fn parse(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+
+    /// The text to hand to clients.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Builds the cursor after a row with sort value `key` and id `id`.
+    pub fn after(sort: DeviceSort, key: &CursorKey, id: DeviceId) -> Self {
+        let key = match key {
+            CursorKey::Text(t) => format!("t{}", hex::encode(t.as_bytes())),
+            CursorKey::Int(i) => format!("i{i}"),
+        };
+        Self(format!("{}.{key}.{id}", sort.tag()))
+    }
+
+    /// Reads the position back; `Conflict` if it is malformed or was made for another sort.
+    pub fn decode(&self, sort: DeviceSort) -> StoreResult<(CursorKey, DeviceId)> {
+        let bad = || StoreError::Conflict(format!("invalid cursor {:?}", self.0));
+        let mut parts = self.0.splitn(3, '.');
+        let (tag, key, id) = (parts.next(), parts.next(), parts.next());
+        let (Some(tag), Some(key), Some(id)) = (tag, key, id) else {
+            return Err(bad());
+        };
+        if tag != sort.tag() {
+            return Err(bad());
+        }
+        let id = DeviceId::parse(id).map_err(|_| bad())?;
+        let key = if let Some(h) = key.strip_prefix('t') {
+            let bytes = hex::decode(h).map_err(|_| bad())?;
+            CursorKey::Text(String::from_utf8(bytes).map_err(|_| bad())?)
+        } else if let Some(i) = key.strip_prefix('i') {
+            CursorKey::Int(i.parse().map_err(|_| bad())?)
+        } else {
+            return Err(bad());
+        };
+        Ok((key, id))
+    }
+}
+
+/// Sort key of a device that never checked in (`COALESCE(last_seen, -1)` in SQL).
+pub const NEVER_SEEN_KEY: i64 = -1;
+
+/// The sort key of `device` under `sort`.
+pub fn device_sort_key(device: &Device, sort: DeviceSort) -> CursorKey {
+    match sort {
+        DeviceSort::Name => CursorKey::Text(device.name.clone()),
+        DeviceSort::LastSeen => CursorKey::Int(device.last_seen.map_or(NEVER_SEEN_KEY, to_micros)),
+        DeviceSort::EnrolledAt => CursorKey::Int(to_micros(device.enrolled_at)),
+    }
+}
+
+/// Filter, sort and page of a device list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceQuery {
+    /// Case-insensitive substring of name, serial or primary user.
+    pub search: Option<String>,
+    /// Only this join type.
+    pub join_type: Option<JoinType>,
+    /// Also list devices that unenrolled.
+    pub include_unenrolled: bool,
+    /// Sort key.
+    pub sort: DeviceSort,
+    /// Descending instead of ascending.
+    pub descending: bool,
+    /// Page size (at least 1).
+    pub limit: u32,
+    /// Continue after this position.
+    pub cursor: Option<Cursor>,
+}
+
+impl Default for DeviceQuery {
+    fn default() -> Self {
+        Self {
+            search: None,
+            join_type: None,
+            include_unenrolled: false,
+            sort: DeviceSort::Name,
+            descending: false,
+            limit: 100,
+            cursor: None,
+        }
+    }
+}
+
+/// One page of a list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// Which audit events to list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only events naming this device.
+    pub device: Option<DeviceId>,
+    /// Only events after this position.
+    pub after: Option<AuditId>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// What [`EnrollmentStore::create_enrollment`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnrollOutcome {
+    /// The device the enrollment belongs to (an existing one when the HWDevID was known).
+    pub device: DeviceId,
+    /// The new enrollment.
+    pub enrollment: EnrollmentId,
+    /// Whether the device already existed (same HWDevID).
+    pub device_was_known: bool,
+    /// Earlier enrollments that the new one replaced.
+    pub replaced: Vec<EnrollmentId>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// One management-session step
+
+/// The device's Status (and Results) for one of our commands, already matched by MsgRef/CmdRef.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandAnswer {
+    /// The command answered.
+    pub command: CommandId,
+    /// The device's Status code.
+    pub status: u16,
+    /// Results Data, for a Get.
+    pub result: Option<String>,
+}
+
+/// An action saved only if its stored state is still `expected` (another process may have moved it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionUpdate {
+    /// The state the caller read.
+    pub expected: ActionState,
+    /// The action as it should be stored.
+    pub action: Action,
+}
+
+/// Take the next queued commands of the device into the reply being built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendBatch {
+    /// Our MsgID of the reply.
+    pub msg_id: String,
+    /// The CmdID of the first taken command; the others follow 1 by 1.
+    pub first_cmd_id: u32,
+    /// At most this many commands.
+    pub limit: u32,
+}
+
+/// Everything one management-session message changes, committed together or not at all
+/// ("a command counts as sent only when the reply carrying it was committed").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionStep {
+    /// The device in session.
+    pub device: DeviceId,
+    /// The SyncHdr SessionID (opaque).
+    pub session_id: String,
+    /// Now.
+    pub at: OffsetDateTime,
+    /// Record a check-in: `last_seen = at`, `current_user = current_user`.
+    pub seen: bool,
+    /// Signed-in user reported in this session (stored when `seen`).
+    pub current_user: Option<String>,
+    /// Save this device row first (inventory-derived fields); must be `device`.
+    pub device_update: Option<Device>,
+    /// Statuses/results for commands that were sent; each must be `sent` and belong to `device`.
+    pub answers: Vec<CommandAnswer>,
+    /// Inventory values to upsert; each must be for `device`.
+    pub inventory: Vec<InventoryValue>,
+    /// Actions advanced by the engine.
+    pub action_updates: Vec<ActionUpdate>,
+    /// Sent-but-unanswered commands to put back in the queue (allowed only for [`crate::command::Resend::Yes`] cases; the engine decides).
+    pub requeue: Vec<CommandId>,
+    /// New commands to append to the device's queue (e.g. a re-check Get).
+    pub enqueue: Vec<DeviceCommand>,
+    /// Take commands for the reply, after all of the above.
+    pub send: Option<SendBatch>,
+}
+
+impl SessionStep {
+    /// A step that changes nothing yet.
+    pub fn new(device: DeviceId, session_id: impl Into<String>, at: OffsetDateTime) -> Self {
+        Self {
+            device,
+            session_id: session_id.into(),
+            at,
+            seen: false,
+            current_user: None,
+            device_update: None,
+            answers: Vec::new(),
+            inventory: Vec::new(),
+            action_updates: Vec::new(),
+            requeue: Vec::new(),
+            enqueue: Vec::new(),
+            send: None,
+        }
+    }
+}
+
+/// What a committed step produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// Commands taken for the reply, in queue order, state `sent`, `sent_in` set.
+    pub sent: Vec<DeviceCommand>,
+    /// Actions that moved to `sent` because one of their commands went out.
+    pub actions_sent: Vec<Action>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The traits
+
+/// Enrollments.
+#[async_trait]
+pub trait EnrollmentStore: Send + Sync {
+    /// Stores a granted enrollment with the device it proposes. When `device.hw_dev_id` matches an
+    /// existing device, that device keeps its id (and primary user, policies, history): its
+    /// enrollment fields (name, mdm device id, cert, join/enrollment type, enrolled_at) are
+    /// overwritten, `unenrolled_at` is cleared, its earlier un-replaced enrollments get
+    /// `replaced_by` = the new one, and `enrollment.device` is rewritten to the existing id.
+    /// Otherwise `device` is inserted as new. `Conflict` if the enrollment id exists.
+    async fn create_enrollment(
+        &self,
+        device: Device,
+        enrollment: Enrollment,
+    ) -> StoreResult<EnrollOutcome>;
+
+    /// The enrollment with this id; `None` if there is none.
+    async fn enrollment(&self, id: EnrollmentId) -> StoreResult<Option<Enrollment>>;
+
+    /// Every enrollment of a device, oldest first; empty if none (or unknown device).
+    async fn enrollments_of_device(&self, device: DeviceId) -> StoreResult<Vec<Enrollment>>;
+}
+
+/// Devices.
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// The device with this id; `None` if unknown.
+    async fn device(&self, id: DeviceId) -> StoreResult<Option<Device>>;
+    /// The device whose current client cert has this SHA-1 thumbprint (lowercase hex); `None` if none.
+    async fn device_by_cert_thumbprint(&self, thumbprint: &str) -> StoreResult<Option<Device>>;
+    /// The device whose `./DevInfo/DevId` is `mdm_device_id`; `None` if none.
+    async fn device_by_mdm_device_id(&self, mdm_device_id: &str) -> StoreResult<Option<Device>>;
+    /// The device with this HWDevID; `None` if none.
+    async fn device_by_hw_dev_id(&self, hw_dev_id: &str) -> StoreResult<Option<Device>>;
+    /// Saves every field of an existing device; `NotFound` if its id is unknown.
+    async fn update_device(&self, device: &Device) -> StoreResult<()>;
+    /// Records a check-in: `last_seen = at`, `current_user = current_user` (None clears it);
+    /// `NotFound` if unknown.
+    async fn record_seen(
+        &self,
+        id: DeviceId,
+        at: OffsetDateTime,
+        current_user: Option<&str>,
+    ) -> StoreResult<()>;
+    /// A page of devices matching `query`, ordered by the sort key then id (keyset pagination:
+    /// rows added or changed elsewhere never make a cursor repeat or skip unchanged rows). An empty
+    /// page has `next = None`; `Conflict` for a cursor made for another sort.
+    async fn list_devices(&self, query: &DeviceQuery) -> StoreResult<Page<Device>>;
+}
+
+/// The per-device command queue and the atomic session step.
+#[async_trait]
+pub trait CommandQueue: Send + Sync {
+    /// Appends commands (state `queued`) after the device's existing ones, in slice order.
+    /// Empty slice: nothing happens. `Conflict` if an id exists, `NotFound` for an unknown device.
+    async fn enqueue(&self, commands: &[DeviceCommand]) -> StoreResult<()>;
+    /// The command with this id; `None` if unknown.
+    async fn command(&self, id: CommandId) -> StoreResult<Option<DeviceCommand>>;
+    /// Up to `limit` queued commands of a device in queue order, without taking them; empty if none.
+    async fn queued_commands(
+        &self,
+        device: DeviceId,
+        limit: u32,
+    ) -> StoreResult<Vec<DeviceCommand>>;
+    /// The command of `device` sent in `session_id` with our MsgID `msg_ref` and CmdID `cmd_ref`
+    /// (what the device's Status/Results reference), in any state; `None` if no such command.
+    async fn sent_command_by_ref(
+        &self,
+        device: DeviceId,
+        session_id: &str,
+        msg_ref: &str,
+        cmd_ref: &str,
+    ) -> StoreResult<Option<DeviceCommand>>;
+    /// Commands of `device` in state `sent` without an answer, oldest send first, excluding those
+    /// sent in session `except_session`; empty if none.
+    async fn unanswered_commands(
+        &self,
+        device: DeviceId,
+        except_session: Option<&str>,
+    ) -> StoreResult<Vec<DeviceCommand>>;
+    /// Every command of an action in queue order; empty if none.
+    async fn commands_of_action(&self, action: ActionId) -> StoreResult<Vec<DeviceCommand>>;
+    /// Applies one session step in a single transaction, in this order: device_update, seen,
+    /// answers (state from [`crate::command::CommandState::after_status`]), inventory, action
+    /// updates, requeue, enqueue, send. Sending takes up to `limit` queued commands in queue order
+    /// (never a command another concurrent step took), marks them `sent` with
+    /// `(session_id, msg_id, first_cmd_id + i)`, `sent_at = at`, `attempts + 1`, and moves their
+    /// actions per [`crate::command::action_after_send`]. Any error (`NotFound` for an unknown
+    /// device/command/action, `Conflict` for a command not `sent`, a foreign device's row, or an
+    /// action whose state moved) rolls everything back.
+    async fn session_step(&self, step: SessionStep) -> StoreResult<StepOutcome>;
+}
+
+/// Inventory values.
+#[async_trait]
+pub trait InventoryStore: Send + Sync {
+    /// Upserts by (device, uri), keeping whichever value has the later `at` (an older report never
+    /// overwrites a newer one). Empty slice: nothing happens.
+    async fn upsert_inventory(&self, values: &[InventoryValue]) -> StoreResult<()>;
+    /// Every stored value of a device, ordered by uri; empty if none.
+    async fn inventory(&self, device: DeviceId) -> StoreResult<Vec<InventoryValue>>;
+    /// The stored value of one node; `None` if never reported.
+    async fn inventory_value(
+        &self,
+        device: DeviceId,
+        uri: &str,
+    ) -> StoreResult<Option<InventoryValue>>;
+}
+
+/// Actions.
+#[async_trait]
+pub trait ActionStore: Send + Sync {
+    /// Stores a new action and enqueues its commands, atomically. `Conflict` if the id exists,
+    /// `NotFound` if the device is unknown.
+    async fn create_action(&self, action: &Action, commands: &[DeviceCommand]) -> StoreResult<()>;
+    /// The action with this id (with its timeline); `None` if unknown.
+    async fn action(&self, id: ActionId) -> StoreResult<Option<Action>>;
+    /// Every action of a device, newest first; empty if none.
+    async fn actions_of_device(&self, device: DeviceId) -> StoreResult<Vec<Action>>;
+    /// Every action of a bulk request, oldest first; empty if none.
+    async fn actions_of_batch(&self, batch: BatchId) -> StoreResult<Vec<Action>>;
+    /// The newest non-terminal action of a device; `None` if all are terminal or there are none.
+    async fn active_action(&self, device: DeviceId) -> StoreResult<Option<Action>>;
+    /// Up to `limit` actions in `state`, oldest update first (for expiry ticks); empty if none.
+    async fn actions_in_state(&self, state: ActionState, limit: u32) -> StoreResult<Vec<Action>>;
+    /// Saves state, reason, last_error, updated_at and timeline if the stored state is still
+    /// `expected`; `Conflict` otherwise, `NotFound` if unknown.
+    async fn update_action(&self, expected: ActionState, action: &Action) -> StoreResult<()>;
+}
+
+/// The audit log: append and read, never change.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends an event and returns it with its position (greater than every earlier one).
+    async fn append_audit(&self, event: NewAuditEvent) -> StoreResult<AuditEvent>;
+    /// Events in position order matching `query`; empty if none.
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// Enrollment tokens and API tokens (stored hashed).
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Stores a new enrollment token; `Conflict` if the id or hash exists.
+    async fn create_enrollment_token(&self, token: &EnrollmentToken) -> StoreResult<()>;
+    /// Atomically spends one use of the token with this secret hash and returns it (uses already
+    /// incremented). `NotFound` if no such token, `TokenExpired` at/after its expiry,
+    /// `TokenExhausted` when `uses >= max_uses`; refused attempts spend nothing. Concurrent
+    /// consumers never exceed `max_uses` together.
+    async fn consume_enrollment_token(
+        &self,
+        secret_hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> StoreResult<EnrollmentToken>;
+    /// Every enrollment token, oldest first; empty if none.
+    async fn list_enrollment_tokens(&self) -> StoreResult<Vec<EnrollmentToken>>;
+    /// Stores a new API token; `Conflict` if the id or hash exists.
+    async fn create_api_token(&self, token: &ApiToken) -> StoreResult<()>;
+    /// The API token with this hash, revoked ones included (the caller refuses those); `None` if none.
+    async fn api_token_by_hash(&self, secret_hash: &SecretHash) -> StoreResult<Option<ApiToken>>;
+    /// Every API token, oldest first; empty if none.
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>>;
+    /// Marks a token revoked at `at` (idempotent: an earlier revocation time is kept);
+    /// `NotFound` if unknown.
+    async fn revoke_api_token(&self, id: TokenId, at: OffsetDateTime) -> StoreResult<()>;
+}
+
+/// Every storage concern; what the server holds as `Arc<dyn Store>`.
+pub trait Store:
+    EnrollmentStore
+    + DeviceStore
+    + CommandQueue
+    + InventoryStore
+    + ActionStore
+    + AuditLog
+    + TokenStore
+    + Send
+    + Sync
+{
+}
+
+impl<T> Store for T where
+    T: EnrollmentStore
+        + DeviceStore
+        + CommandQueue
+        + InventoryStore
+        + ActionStore
+        + AuditLog
+        + TokenStore
+        + Send
+        + Sync
+{
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_other_sorts() {
+        let id = DeviceId::generate();
+        let c = Cursor::after(DeviceSort::Name, &CursorKey::Text("pc.1 é".into()), id);
+        assert_eq!(
+            Cursor::parse(c.as_str()).decode(DeviceSort::Name).unwrap(),
+            (CursorKey::Text("pc.1 é".into()), id)
+        );
+        assert!(c.decode(DeviceSort::LastSeen).is_err());
+        let c = Cursor::after(DeviceSort::LastSeen, &CursorKey::Int(NEVER_SEEN_KEY), id);
+        assert_eq!(
+            c.decode(DeviceSort::LastSeen).unwrap().0,
+            CursorKey::Int(NEVER_SEEN_KEY)
+        );
+        assert!(Cursor::parse("garbage").decode(DeviceSort::Name).is_err());
+    }
+
+    #[test]
+    fn micros_round_trip() {
+        let t = datetime!(2026-05-06 7:08:09.123456 UTC);
+        assert_eq!(from_micros(to_micros(t)).unwrap(), t);
+    }
+}
