@@ -166,6 +166,8 @@ pub type ProgressFn = Arc<dyn Fn(&FleetSummary) + Send + Sync>;
 struct Shared {
     summary: Mutex<FleetSummary>,
     progress: Option<ProgressFn>,
+    /// PCs that have taken their first step (the memory measurement waits for all).
+    started: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -201,6 +203,7 @@ pub async fn run(
             ..FleetSummary::default()
         }),
         progress,
+        started: Default::default(),
     });
     let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
@@ -215,6 +218,7 @@ pub async fn run(
         }
         tasks.spawn(run_device(
             state,
+            resumed,
             config.clone(),
             transport.clone(),
             clock.clone(),
@@ -278,6 +282,7 @@ fn save(config: &FleetConfig, state: &DeviceState, shared: &Shared) {
 /// One PC's life; returns whether it is enrolled at the end.
 async fn run_device(
     mut state: DeviceState,
+    on_disk: bool,
     config: FleetConfig,
     transport: Arc<dyn Transport>,
     clock: Arc<dyn Clock>,
@@ -288,7 +293,8 @@ async fn run_device(
         server: config.server.clone(),
         token: config.token.clone(),
     };
-    let mut saved_once = false;
+    let mut saved_once = on_disk;
+    let mut first_step = true;
     loop {
         if config.stop_at.is_some_and(|s| clock.now() >= s)
             || config.shutdown.as_ref().is_some_and(|rx| *rx.borrow())
@@ -353,6 +359,12 @@ async fn run_device(
             save(&config, &state, &shared);
             saved_once = true;
         }
+        if first_step {
+            first_step = false;
+            shared
+                .started
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if !wait(clock.as_ref(), tick.next_wake, &config).await {
             break;
         }
@@ -387,58 +399,114 @@ impl MemoryReport {
     }
 }
 
-/// Builds `n` idle PCs as the fleet holds them (state with an MDM enrollment and its
-/// certificate and key), measuring RSS before and after. `None` when RSS is unavailable.
-pub fn measure_idle_memory(
-    n: usize,
-    seed: u64,
-    now: OffsetDateTime,
-) -> Option<(MemoryReport, Vec<DeviceState>)> {
+/// A transport for PCs that must not talk to anyone.
+struct NoNetwork;
+
+#[async_trait::async_trait]
+impl Transport for NoNetwork {
+    async fn post(
+        &self,
+        url: &str,
+        _content_type: &str,
+        _body: Vec<u8>,
+        _client_identity: Option<&crate::transport::Identity>,
+    ) -> Result<crate::transport::Response> {
+        Err(DeviceError::Connect(format!(
+            "{url}: no network in this measurement"
+        )))
+    }
+
+    async fn get(&self, url: &str) -> Result<crate::transport::Response> {
+        Err(DeviceError::Connect(format!(
+            "{url}: no network in this measurement"
+        )))
+    }
+}
+
+/// Runs `n` enrolled, idle PCs exactly as [`run`] does (one task each, waiting for its next
+/// poll on a clock that does not move) and measures RSS before building them and once they
+/// are all parked. Nothing is written to disk. `None` when RSS is unavailable (not Linux).
+pub async fn measure_idle_memory(n: usize, seed: u64, now: OffsetDateTime) -> Option<MemoryReport> {
     let before = rss_kib()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
     let config = FleetConfig {
         seed,
-        ..FleetConfig::new("https://127.0.0.1:8443", "", n, "")
+        shutdown: Some(stop_rx),
+        ..FleetConfig::new("https://127.0.0.1:8443", "", n, std::env::temp_dir())
     };
-    let cert = format!(
-        "-----BEGIN CERTIFICATE-----\n{}-----END CERTIFICATE-----\n",
-        "MIIBszCCAVmgAwIBAgIUQ2V4YW1wbGUgZGV2aWNlIGNlcnRpZmljYXRlMAoGCCqGSM49\n".repeat(10)
-    );
-    let key = format!(
-        "-----BEGIN PRIVATE KEY-----\n{}-----END PRIVATE KEY-----\n",
-        "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgZXhhbXBsZSBrZXkgZGF0\n".repeat(3)
-    );
-    let mut fleet: Vec<DeviceState> = (0..n)
-        .map(|i| {
-            let mut s = build_device(&config, i, now);
-            s.record_enrollment(
-                crate::state::MdmEnrollment {
-                    provider_id: "Redeploy".into(),
-                    server_url: "https://127.0.0.1:8443/ManagementServer/MDM.svc".into(),
-                    client_cert_pem: cert.clone(),
-                    client_key_pem: key.clone(),
-                    thumbprint: format!("{:040X}", i),
-                    enrollment_type: crate::state::EnrollmentType::Device,
-                    upn: s.primary_user.clone(),
-                    ent_dm_id: None,
-                    poll: Default::default(),
-                    first_sync: Default::default(),
-                    enrolled: true,
-                    enrolled_at: now,
-                    root_cert_pem: cert.clone(),
-                },
-                now,
-            );
-            s
-        })
-        .collect();
-    fleet.shrink_to_fit();
+    let clock: Arc<dyn Clock> = Arc::new(crate::schedule::ManualClock::new(now));
+    let transport: Arc<dyn Transport> = Arc::new(NoNetwork);
+    let permits = Arc::new(Semaphore::new(config.max_in_flight));
+    let shared = Arc::new(Shared {
+        summary: Mutex::new(FleetSummary::default()),
+        progress: None,
+        started: Default::default(),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let mut s = build_device(&config, i, now);
+        // A realistic enrollment: a real certificate and key of the sizes a server issues.
+        let (key_pem, cert_pem) = sample_identity();
+        s.record_enrollment(
+            crate::state::MdmEnrollment {
+                provider_id: "Redeploy".into(),
+                server_url: "https://127.0.0.1:8443/ManagementServer/MDM.svc".into(),
+                client_cert_pem: cert_pem.clone(),
+                client_key_pem: key_pem,
+                thumbprint: format!("{i:040X}"),
+                enrollment_type: crate::state::EnrollmentType::Device,
+                upn: s.primary_user.clone(),
+                ent_dm_id: None,
+                poll: Default::default(),
+                first_sync: Default::default(),
+                enrolled: true,
+                enrolled_at: now,
+                root_cert_pem: cert_pem,
+            },
+            now,
+        );
+        s.dm_client.next_poll_at = Some(now + Duration::days(1));
+        tasks.spawn(run_device(
+            s,
+            true,
+            config.clone(),
+            transport.clone(),
+            clock.clone(),
+            permits.clone(),
+            shared.clone(),
+        ));
+    }
+    // Let every PC take its first step and park.
+    while shared.started.load(std::sync::atomic::Ordering::Relaxed) < n {
+        tokio::task::yield_now().await;
+    }
     let after = rss_kib()?;
-    Some((
-        MemoryReport {
-            devices: n,
-            rss_before_kib: before,
-            rss_after_kib: after,
-        },
-        fleet,
-    ))
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    drop(stop_tx);
+    Some(MemoryReport {
+        devices: n,
+        rss_before_kib: before,
+        rss_after_kib: after,
+    })
+}
+
+fn sample_identity() -> (String, String) {
+    let body = |line: &str, n: usize| line.repeat(n);
+    (
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}-----END PRIVATE KEY-----\n",
+            body(
+                "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgZXhhbXBsZSBrZXkgZGF0\n",
+                3
+            )
+        ),
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}-----END CERTIFICATE-----\n",
+            body(
+                "MIIBszCCAVmgAwIBAgIUQ2V4YW1wbGUgZGV2aWNlIGNlcnRpZmljYXRlMAoGCCqGSM49\n",
+                10
+            )
+        ),
+    )
 }
