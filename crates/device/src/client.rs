@@ -22,6 +22,9 @@ use crate::transport::{Identity, Transport, MAX_RESPONSE_BYTES};
 pub const SOAP_CONTENT_TYPE: &str = "application/soap+xml; charset=utf-8";
 /// Discovery path on the enrollment host (MS-MDE2 3.1.5.1).
 pub const DISCOVERY_PATH: &str = "/EnrollmentServer/Discovery.svc";
+/// Events a PC keeps; older ones are dropped after each session so a long-running fleet's
+/// state files stay small.
+pub const MAX_EVENTS: usize = 1000;
 /// A session that takes more messages than this is abandoned (a server loop, not Windows).
 pub const MAX_MESSAGES_PER_SESSION: u32 = 64;
 
@@ -647,7 +650,23 @@ pub async fn check_in(
         session_id,
         ..SessionReport::default()
     };
-    match session(transport, state, now, &mut report).await {
+    let result = session(transport, state, now, &mut report).await;
+    let result = finish_session(state, session_id, now, &report, result);
+    if state.events.len() > MAX_EVENTS {
+        let excess = state.events.len() - MAX_EVENTS;
+        state.events.drain(..excess);
+    }
+    result.map(|()| report)
+}
+
+fn finish_session(
+    state: &mut DeviceState,
+    session_id: u64,
+    now: OffsetDateTime,
+    report: &SessionReport,
+    result: Result<()>,
+) -> Result<()> {
+    match result {
         Ok(()) => {
             state.dm_client.sessions_ok += 1;
             state.log(
@@ -660,7 +679,7 @@ pub async fn check_in(
                 ),
             );
             reset::mdm_sync_completed(state, now);
-            Ok(report)
+            Ok(())
         }
         Err(e) => {
             state.dm_client.sessions_failed += 1;

@@ -348,7 +348,22 @@ async fn run_device(
         if let Some(session) = &tick.session {
             changed = true;
             match session {
-                Ok(_) => shared.update(|s| s.sessions_ok += 1),
+                Ok(report) => {
+                    // A reset refused at once (WinRE, join type) never reaches the engine.
+                    let refused = report
+                        .executed
+                        .iter()
+                        .filter(|(cmd, target, code)| {
+                            cmd == "Exec"
+                                && target.ends_with("doAutomaticRedeployment")
+                                && *code >= 300
+                        })
+                        .count() as u64;
+                    shared.update(|s| {
+                        s.sessions_ok += 1;
+                        s.resets_failed += refused;
+                    })
+                }
                 Err(e) => {
                     shared.update(|s| s.sessions_failed += 1);
                     shared.error(e);

@@ -162,3 +162,31 @@ async fn a_soap_fault_is_a_clear_error_and_the_pc_stays_unenrolled() {
     assert!(!pc.is_enrolled());
     assert!(has_event(&pc, EventKind::EnrollmentFailed));
 }
+
+#[tokio::test]
+async fn hybrid_pc_reports_its_domain() {
+    let server = FakeServer::new(Mdm::Idle);
+    let mut pc = new_pc(JoinType::Hybrid);
+    client::enroll(&server, &mut pc, &options(), t0())
+        .await
+        .unwrap();
+    let rst = rst_of(&server);
+    assert_eq!(
+        rst.context.enrollment_type(),
+        Some(enroll::EnrollmentType::Device)
+    );
+    assert_eq!(rst.context.domain_name(), pc.ad_domain.as_deref());
+    assert!(rst.context.domain_name().is_some());
+}
+
+#[test]
+fn check_in_url_adds_the_windows_query() {
+    assert_eq!(
+        client::check_in_url(ADDR),
+        format!("{ADDR}?mode=Machine&Platform=WoA")
+    );
+    assert_eq!(
+        client::check_in_url("https://h/MDM.svc?tenant=1"),
+        "https://h/MDM.svc?tenant=1&mode=Machine&Platform=WoA"
+    );
+}

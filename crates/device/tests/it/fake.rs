@@ -39,6 +39,9 @@ pub enum Mdm {
     Script(VecDeque<Response>),
     /// Always answers with a Status for the PC's SyncHdr and Final (a server with nothing to do).
     Idle,
+    /// Like `Idle`, but the first session of each PC (by DevId) gets an Exec of
+    /// doAutomaticRedeployment.
+    ResetEachPcOnce(std::collections::HashSet<String>),
 }
 
 pub struct FakeServer {
@@ -148,6 +151,20 @@ impl FakeServer {
                 content_type: syncml::codes::CONTENT_TYPE.into(),
                 body: Vec::new(),
             }),
+            Mdm::ResetEachPcOnce(done) => {
+                let pc = syncml::parse(body).unwrap();
+                let dev_id = pc.hdr.source.as_ref().unwrap().as_str().to_string();
+                let mut commands = vec![hdr_status(&pc.hdr.msg_id)];
+                if pc.hdr.msg_id == "1" && done.insert(dev_id) {
+                    commands.push(crate::common::exec("2", crate::common::RESET_NODE));
+                }
+                ok_syncml(&server_message(
+                    &pc.hdr.session_id,
+                    &pc.hdr.msg_id,
+                    commands,
+                    true,
+                ))
+            }
             Mdm::Idle => {
                 let pc = syncml::parse(body).unwrap();
                 ok_syncml(&server_message(

@@ -149,3 +149,36 @@ async fn failed_enrollments_are_counted_by_kind() {
     );
     assert!(summary.to_string().contains("enrollment_fault 4"));
 }
+
+#[tokio::test]
+async fn a_fleet_runs_remote_resets_and_counts_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = FleetConfig::new(SERVER, TOKEN, 4, dir.path());
+    // PC 0 and 2 have WinRE disabled; the reset takes 30 minutes offline.
+    config.stop_at = Some(t0() + Duration::minutes(90));
+    let server = Arc::new(FakeServer::new(Mdm::ResetEachPcOnce(Default::default())));
+    let mut winre_off = Vec::new();
+    for i in 0..4 {
+        let mut pc = fleet::build_device(&config, i, t0());
+        if i % 2 == 0 {
+            pc.winre_enabled = false;
+            winre_off.push(pc.id.clone());
+        }
+        persist::save(dir.path(), &pc).unwrap();
+    }
+    let summary = drive(config, server.clone(), t0()).await;
+    assert_eq!(summary.resumed, 4, "not enrolled yet, but built and saved");
+    assert_eq!(summary.enrollments, 4);
+    assert_eq!(summary.resets_done, 2, "{summary}");
+    assert_eq!(summary.resets_failed, 2, "refused at Exec: {summary}");
+    let pcs = persist::load_all(dir.path()).unwrap();
+    for pc in &pcs {
+        let want = if winre_off.contains(&pc.id) {
+            device::state::reset_status::FAILED_AT_EXEC
+        } else {
+            device::state::reset_status::COMPLETE
+        };
+        assert_eq!(pc.autopilot_reset.status, want, "{}", pc.id);
+        assert!(pc.online);
+    }
+}
