@@ -50,15 +50,22 @@ pub struct FakeServer {
     pub mdm: Mutex<Mdm>,
     /// Answer the RST with this fault instead of a certificate.
     pub rst_fault: Option<enroll::Fault>,
+    /// The server's clock (certificate validity).
+    pub now: time::OffsetDateTime,
 }
 
 impl FakeServer {
     pub fn new(mdm: Mdm) -> Self {
+        Self::new_at(mdm, t0())
+    }
+
+    pub fn new_at(mdm: Mdm, now: time::OffsetDateTime) -> Self {
         FakeServer {
-            ca: CertificateAuthority::generate("Redeploy Test CA", t0()).unwrap(),
+            ca: CertificateAuthority::generate("Redeploy Test CA", now).unwrap(),
             seen: Mutex::new(Vec::new()),
             mdm: Mutex::new(mdm),
             rst_fault: None,
+            now,
         }
     }
 
@@ -115,7 +122,7 @@ impl FakeServer {
                 let device_id = r.context.device_id().unwrap();
                 let issued = self
                     .ca
-                    .issue_device_certificate(&csr, device_id, t0(), 365)
+                    .issue_device_certificate(&csr, device_id, self.now, 365)
                     .unwrap();
                 let store = CertStore::for_enrollment(&r.context.enrollment_type().unwrap());
                 let mut plan = EnrollmentProvisioning::new(
@@ -132,7 +139,7 @@ impl FakeServer {
                         provisioning: plan.to_doc(),
                     },
                     &r.message_id,
-                    t0(),
+                    self.now,
                 )
             }
         };

@@ -209,3 +209,43 @@ fn a_ca_file_without_certificates_is_rejected() {
     let err = HttpsTransport::new("").unwrap_err();
     assert!(matches!(err, DeviceError::Tls(_)));
 }
+
+#[tokio::test]
+async fn the_certificate_from_enrollment_is_what_the_pc_presents_on_check_in() {
+    let now = OffsetDateTime::now_utc();
+    let fake = crate::fake::FakeServer::new_at(crate::fake::Mdm::Idle, now);
+    let mut pc = device::DeviceProfile::default().build_seeded("pc-0009", 9, now);
+    device::client::enroll(
+        &fake,
+        &mut pc,
+        &device::client::EnrollOptions {
+            server: crate::fake::SERVER.into(),
+            token: crate::fake::TOKEN.into(),
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    let e = pc.mdm_enrollment.clone().unwrap();
+    let server = start(&fake.ca).await;
+    // The root the provisioning document installed is the CA the PC now trusts.
+    let transport = HttpsTransport::new(&e.root_cert_pem).unwrap();
+    let identity = Identity {
+        cert_pem: e.client_cert_pem.clone(),
+        key_pem: e.client_key_pem.clone(),
+    };
+    let got = transport
+        .post(
+            &device::client::check_in_url(&format!("{}/ManagementServer/MDM.svc", server.url)),
+            syncml::codes::CONTENT_TYPE,
+            Vec::new(),
+            Some(&identity),
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8(got.body).unwrap();
+    assert!(
+        text.starts_with(&format!("cert={} ", e.thumbprint)),
+        "{text}"
+    );
+}
