@@ -189,3 +189,18 @@ async fn manual_clock_wakes_sleepers_only_when_moved_past_their_time() {
     clock.advance(Duration::minutes(5));
     assert_eq!(sleeper.await.unwrap(), t0() + Duration::minutes(10));
 }
+
+#[tokio::test(start_paused = true)]
+async fn scaled_clock_runs_device_time_faster_than_real_time() {
+    use device::ScaledClock;
+    let started = tokio::time::Instant::now();
+    let clock = ScaledClock::new(t0(), 60.0);
+    // A 15-minute poll interval takes 15 real seconds at time scale 60.
+    clock.sleep_until(t0() + Duration::minutes(15)).await;
+    assert_eq!(started.elapsed(), std::time::Duration::from_secs(15));
+    assert_eq!(clock.now(), t0() + Duration::minutes(15));
+    // A time in the past does not wait.
+    clock.sleep_until(t0()).await;
+    assert_eq!(started.elapsed(), std::time::Duration::from_secs(15));
+    assert_eq!(ScaledClock::new(t0(), 0.0).time_scale(), 1.0);
+}
