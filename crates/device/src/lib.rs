@@ -26,4 +26,4 @@ pub use reset::{
 };
 pub use schedule::{Clock, ManualClock, ScaledClock};
 pub use state::DeviceState;
-pub use transport::{HttpsTransport, Identity, Response, Transport};
+pub use transport::{HttpsTransport, Identity, Response, ServiceTransport, Transport};

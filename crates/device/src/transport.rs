@@ -260,3 +260,141 @@ impl Transport for HttpsTransport {
             .await
     }
 }
+
+/// An in-process transport over any HTTP `tower::Service` (an axum `Router` in tests): no TCP,
+/// no TLS. The client certificate a real handshake would carry is put in the request's
+/// extensions as a [`CertificateDer<'static>`] (the leaf of the identity's chain), where a server
+/// handler that reads the TLS peer certificate from the same extension finds it.
+#[derive(Debug, Clone)]
+pub struct ServiceTransport<S> {
+    service: S,
+}
+
+impl<S> ServiceTransport<S> {
+    pub fn new(service: S) -> Self {
+        ServiceTransport { service }
+    }
+}
+
+impl<S, B> ServiceTransport<S>
+where
+    S: tower::Service<http::Request<Full<Bytes>>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Display,
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    async fn call(
+        &self,
+        method: http::Method,
+        url: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        identity: Option<&Identity>,
+    ) -> Result<Response> {
+        use tower::ServiceExt;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| DeviceError::Url(format!("{url}: {e}")))?;
+        let mut req = http::Request::builder().method(method).uri(uri.clone());
+        if let Some(authority) = uri.authority() {
+            req = req.header(http::header::HOST, authority.as_str());
+        }
+        let agent = if content_type == Some(syncml::codes::CONTENT_TYPE) {
+            DM_USER_AGENT
+        } else {
+            ENROLL_USER_AGENT
+        };
+        req = req.header(http::header::USER_AGENT, agent);
+        if let Some(ct) = content_type {
+            req = req.header(http::header::CONTENT_TYPE, ct);
+        }
+        let mut req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| DeviceError::Url(format!("{url}: {e}")))?;
+        if let Some(id) = identity {
+            let leaf = rustls_pemfile::certs(&mut id.cert_pem.as_bytes())
+                .next()
+                .ok_or_else(|| {
+                    DeviceError::Tls("client certificate PEM holds no certificate".into())
+                })?
+                .map_err(|e| DeviceError::Tls(format!("client certificate PEM: {e}")))?;
+            req.extensions_mut().insert(leaf);
+        }
+        let resp = self
+            .service
+            .clone()
+            .oneshot(req)
+            .await
+            .map_err(|e| DeviceError::Connect(format!("{url}: {e}")))?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    DeviceError::TooLarge {
+                        size: MAX_RESPONSE_BYTES + 1,
+                        limit: MAX_RESPONSE_BYTES,
+                    }
+                } else {
+                    DeviceError::Connect(format!("{url}: reading the answer: {e}"))
+                }
+            })?
+            .to_bytes()
+            .to_vec();
+        Ok(Response {
+            status,
+            content_type,
+            body,
+        })
+    }
+}
+
+#[async_trait]
+impl<S, B> Transport for ServiceTransport<S>
+where
+    S: tower::Service<http::Request<Full<Bytes>>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Display,
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        client_identity: Option<&Identity>,
+    ) -> Result<Response> {
+        self.call(
+            http::Method::POST,
+            url,
+            Some(content_type),
+            body,
+            client_identity,
+        )
+        .await
+    }
+
+    async fn get(&self, url: &str) -> Result<Response> {
+        self.call(http::Method::GET, url, None, Vec::new(), None)
+            .await
+    }
+}

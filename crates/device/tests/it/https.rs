@@ -249,3 +249,70 @@ async fn the_certificate_from_enrollment_is_what_the_pc_presents_on_check_in() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn in_process_service_transport_hands_the_client_certificate_to_the_handler() {
+    use bytes::Bytes;
+    use device::transport::ServiceTransport;
+    use http_body_util::{BodyExt, Full};
+
+    let service = tower::service_fn(|req: http::Request<Full<Bytes>>| async move {
+        let cert = req
+            .extensions()
+            .get::<CertificateDer<'static>>()
+            .map(|c| enroll::ca::thumbprint(c))
+            .unwrap_or_else(|| "none".into());
+        let path = req.uri().path_and_query().unwrap().to_string();
+        let ct = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let len = req.into_body().collect().await.unwrap().to_bytes().len();
+        Ok::<_, std::convert::Infallible>(
+            http::Response::builder()
+                .header(http::header::CONTENT_TYPE, "text/plain")
+                .body(Full::new(Bytes::from(format!(
+                    "cert={cert} ct={ct} path={path} body={len}"
+                ))))
+                .unwrap(),
+        )
+    });
+    let transport = ServiceTransport::new(service);
+    let now = OffsetDateTime::now_utc();
+    let ca = CertificateAuthority::generate("Test CA", now).unwrap();
+    let (key_pem, csr_der) = enroll::ca::new_device_key_and_csr("DEVICE-2").unwrap();
+    let csr = enroll::ca::verify_csr(&csr_der).unwrap();
+    let issued = ca
+        .issue_device_certificate(&csr, "DEVICE-2", now, 30)
+        .unwrap();
+    let identity = Identity {
+        cert_pem: issued.pem.clone(),
+        key_pem,
+    };
+    let got = transport
+        .post(
+            "https://mdm.example.test/ManagementServer/MDM.svc?mode=Machine&Platform=WoA",
+            syncml::codes::CONTENT_TYPE,
+            b"abc".to_vec(),
+            Some(&identity),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        String::from_utf8(got.body).unwrap(),
+        format!(
+            "cert={} ct=application/vnd.syncml.dm+xml \
+             path=/ManagementServer/MDM.svc?mode=Machine&Platform=WoA body=3",
+            issued.thumbprint
+        )
+    );
+    let anonymous = transport
+        .get("https://mdm.example.test/EnrollmentServer/Discovery.svc")
+        .await
+        .unwrap();
+    assert!(String::from_utf8(anonymous.body)
+        .unwrap()
+        .starts_with("cert=none"));
+}
