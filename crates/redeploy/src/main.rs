@@ -1,6 +1,7 @@
 //! `redeploy`: the one binary — server, emulator, inspector and admin commands.
 
 mod cli;
+mod emulate;
 mod inspect;
 mod serve;
 
@@ -33,7 +34,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Serve(args) => serve::run(args).await,
         cli::Command::Migrate(args) => serve::migrate(args).await,
-        cli::Command::Emulate(_) => anyhow::bail!("not available in this build yet"),
+        cli::Command::Emulate(args) => emulate::run(*args).await,
         cli::Command::Inspect(args) => Ok(inspect::run(&args)),
     }
 }
