@@ -77,3 +77,23 @@ async fn serve_prints_urls_and_answers_healthz() {
     let health = client.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 }
+
+#[test]
+fn migrate_creates_and_migrates_a_sqlite_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fresh.db");
+    let output = Command::new(env!("CARGO_BIN_EXE_redeploy"))
+        .args(["migrate", "--database"])
+        .arg(format!("sqlite://{}", db.display()))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("migrations applied"));
+    assert!(db.is_file());
+    let bad = Command::new(env!("CARGO_BIN_EXE_redeploy"))
+        .args(["migrate", "--database", "mysql://nope/db"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1), "an unsupported URL is refused");
+}
