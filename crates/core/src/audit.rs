@@ -22,7 +22,7 @@ text_enum!(
 pub struct NewAuditEvent {
     /// When.
     pub at: OffsetDateTime,
-    /// Who (token name, "system", "device:<id>").
+    /// Who (token name, `system`, `device:<id>`).
     pub actor: String,
     /// What, e.g. `action.create`, `token.create`.
     pub action: String,

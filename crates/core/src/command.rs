@@ -175,6 +175,67 @@ pub fn action_after_send(
     Ok(true)
 }
 
+/// `RemoteWipe/AutomaticRedeployment/Status` (ITPRO remotewipe-csp.md): 1 complete, 10/20 in
+/// progress, 30/40/50 failed.
+pub const AUTOPILOT_STATUS_URI: &str =
+    "./Device/Vendor/MSFT/RemoteWipe/AutomaticRedeployment/Status";
+/// `RemoteWipe/AutomaticRedeployment/LastError`: HRESULT of the last Autopilot Reset.
+pub const AUTOPILOT_LAST_ERROR_URI: &str =
+    "./Device/Vendor/MSFT/RemoteWipe/AutomaticRedeployment/LastError";
+/// The local-reset policy; 0 enables CTRL+WIN+R, 1 (default) disables it
+/// (ITPRO policy-csp-credentialproviders.md; protocol.md §7 fact 1).
+pub const LOCAL_RESET_POLICY_URI: &str =
+    "./Device/Vendor/MSFT/Policy/Config/CredentialProviders/DisableAutomaticReDeploymentCredentials";
+
+/// The OMA-DM commands that carry out `kind` (empty for `Sync` and `Retire`, which the session
+/// engine handles itself: a check-in is the sync, and unenrollment is not a CSP command here).
+/// Resets and wipes are Exec at SyncBody top level (protocol.md §1.5: no Atomic, numeric CmdID).
+pub fn commands_for(
+    kind: crate::action::ActionKind,
+    device: DeviceId,
+    action: ActionId,
+    at: OffsetDateTime,
+) -> Vec<DeviceCommand> {
+    use crate::action::ActionKind as K;
+    let exec = |uri: &str| {
+        DeviceCommand::new(
+            CommandId::generate(),
+            device,
+            Some(action),
+            Verb::Exec,
+            uri,
+            at,
+        )
+    };
+    match kind {
+        K::AutopilotReset => {
+            vec![exec(
+                "./Device/Vendor/MSFT/RemoteWipe/AutomaticRedeployment/doAutomaticRedeployment",
+            )]
+        }
+        K::Wipe => vec![exec("./Device/Vendor/MSFT/RemoteWipe/doWipe")],
+        K::WipeKeepProvisioning => vec![exec(
+            "./Device/Vendor/MSFT/RemoteWipe/doWipePersistProvisionedData",
+        )],
+        K::WipeKeepUserData => vec![exec(
+            "./Device/Vendor/MSFT/RemoteWipe/doWipePersistUserData",
+        )],
+        K::WipeProtected => vec![exec("./Device/Vendor/MSFT/RemoteWipe/doWipeProtected")],
+        // ITPRO reboot-csp.md: RebootNow, Exec.
+        K::Restart => vec![exec("./Device/Vendor/MSFT/Reboot/RebootNow")],
+        K::SetLocalResetPolicy(allowed) => vec![DeviceCommand::new(
+            CommandId::generate(),
+            device,
+            Some(action),
+            Verb::Replace,
+            LOCAL_RESET_POLICY_URI,
+            at,
+        )
+        .with_data("int", if allowed { "0" } else { "1" })],
+        K::Sync | K::Retire => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +283,31 @@ mod tests {
         let mut c = cmd(Verb::Exec, CommandState::Sent);
         c.status = Some(200);
         assert_eq!(c.may_resend(), Resend::No);
+    }
+
+    #[test]
+    fn local_reset_policy_is_inverted_and_resets_are_execs() {
+        use crate::action::ActionKind;
+        let (d, a, at) = (
+            DeviceId::generate(),
+            ActionId::generate(),
+            datetime!(2026-01-01 0:00 UTC),
+        );
+        let allow = commands_for(ActionKind::SetLocalResetPolicy(true), d, a, at);
+        assert_eq!(
+            (allow[0].verb, allow[0].data.as_deref()),
+            (Verb::Replace, Some("0"))
+        );
+        assert_eq!(allow[0].format.as_deref(), Some("int"));
+        let deny = commands_for(ActionKind::SetLocalResetPolicy(false), d, a, at);
+        assert_eq!(deny[0].data.as_deref(), Some("1"));
+        let reset = commands_for(ActionKind::AutopilotReset, d, a, at);
+        assert_eq!(reset[0].verb, Verb::Exec);
+        assert!(reset[0]
+            .uri
+            .ends_with("AutomaticRedeployment/doAutomaticRedeployment"));
+        assert_eq!(reset[0].action, Some(a));
+        assert!(commands_for(ActionKind::Sync, d, a, at).is_empty());
     }
 
     #[test]

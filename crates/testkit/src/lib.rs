@@ -1,1 +1,97 @@
-//! testkit
+//! Test helpers shared by the crates' integration tests: the `Store` conformance suite
+//! ([`store_suite`], stamped out per backend by [`store_conformance_tests!`]).
+
+pub mod store_suite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use redeploy_core::Store;
+
+/// A fresh store for one test, plus what must live as long as it (a temp dir) and what must
+/// run after it (dropping a database).
+pub struct Fixture {
+    /// The store under test.
+    pub store: Arc<dyn Store>,
+    keep: Option<Box<dyn std::any::Any + Send>>,
+    cleanup: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Fixture {
+    /// Wraps a store.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            keep: None,
+            cleanup: None,
+        }
+    }
+
+    /// Keeps `value` alive until the test ends.
+    pub fn keep(mut self, value: impl std::any::Any + Send) -> Self {
+        self.keep = Some(Box::new(value));
+        self
+    }
+
+    /// Runs `cleanup` after the test passed.
+    pub fn on_finish(mut self, cleanup: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.cleanup = Some(Box::pin(cleanup));
+        self
+    }
+
+    /// Drops the store and runs the cleanup.
+    pub async fn finish(self) {
+        let Self {
+            store,
+            keep,
+            cleanup,
+        } = self;
+        drop(store);
+        if let Some(c) = cleanup {
+            c.await;
+        }
+        drop(keep);
+    }
+}
+
+/// Stamps out one `#[tokio::test]` per conformance case. `$make` is an async fn (or closure)
+/// returning a fresh [`Fixture`]. The calling crate needs `tokio` as a (dev-)dependency.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::__store_cases!($make;
+            enrollment_replace_by_hw_dev_id_keeps_device_id,
+            enrollment_without_hw_dev_id_is_a_new_device,
+            device_lookups_and_record_seen,
+            enrollment_token_use_count_and_expiry,
+            enrollment_token_is_never_overspent_concurrently,
+            api_token_lookup_by_hash_and_revoke,
+            queue_order_per_device,
+            concurrent_sessions_never_send_a_command_twice,
+            failed_session_step_leaves_nothing_half_written,
+            answers_are_matched_by_refs,
+            unanswered_sent_commands_are_listed,
+            action_transitions_persist_with_timeline,
+            pending_action_becomes_sent_with_its_command,
+            audit_is_append_only_and_ordered,
+            device_pagination_cursor_is_stable,
+            inventory_upsert_keeps_latest_value,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_cases {
+    ($make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture: $crate::Fixture = ($make)().await;
+                $crate::store_suite::$case(::std::sync::Arc::clone(&fixture.store)).await;
+                fixture.finish().await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,1347 @@
+//! The queries behind every `Store` trait. This file is shared word for word by `store-sqlite`
+//! and `store-postgres` (both accept `$N` placeholders); the backend-specific parts (connect,
+//! transaction start, lock clauses) live in each crate's `lib.rs`.
+
+use async_trait::async_trait;
+use redeploy_core::action::{Action, ActionKind, ActionState, TimelineEntry};
+use redeploy_core::audit::{AuditEvent, AuditOutcome, NewAuditEvent};
+use redeploy_core::command::{action_after_send, CommandState, DeviceCommand, SentIn, Verb};
+use redeploy_core::device::{Device, EnrollmentType, JoinType};
+use redeploy_core::enrollment::{
+    ApiToken, Enrollment, EnrollmentToken, Role, SecretHash, TokenRefusal,
+};
+use redeploy_core::ids::{ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, TokenId};
+use redeploy_core::inventory::InventoryValue;
+use redeploy_core::store::{
+    device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, CommandQueue,
+    Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, EnrollOutcome, EnrollmentStore,
+    InventoryStore, Page, SessionStep, StepOutcome, StoreError, StoreResult, TokenStore,
+    NEVER_SEEN_KEY,
+};
+use sqlx::error::ErrorKind;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use super::{Backend, DbRow, Tx, FOR_UPDATE, Q, TAKE_LOCK};
+
+/// Maps a sqlx error: unique violations are conflicts, foreign-key violations name a missing row.
+pub(crate) fn backend(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e {
+        match d.kind() {
+            ErrorKind::UniqueViolation => return StoreError::Conflict(d.message().to_owned()),
+            ErrorKind::ForeignKeyViolation => {
+                return StoreError::NotFound(format!("referenced row: {}", d.message()))
+            }
+            _ => {}
+        }
+    }
+    StoreError::Backend(e.to_string())
+}
+
+fn get<'r, T>(row: &'r DbRow, col: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, super::Db> + sqlx::Type<super::Db>,
+{
+    row.try_get::<T, _>(col)
+        .map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
+}
+
+fn time_col(row: &DbRow, col: &str) -> StoreResult<OffsetDateTime> {
+    from_micros(get::<i64>(row, col)?)
+}
+
+fn opt_time_col(row: &DbRow, col: &str) -> StoreResult<Option<OffsetDateTime>> {
+    get::<Option<i64>>(row, col)?.map(from_micros).transpose()
+}
+
+fn micros_opt(at: Option<OffsetDateTime>) -> Option<i64> {
+    at.map(to_micros)
+}
+
+fn uuid_text<T>(parse: fn(&str) -> redeploy_core::Result<T>, text: &str) -> StoreResult<T> {
+    Ok(parse(text)?)
+}
+
+/// `$from, $from+1, ..., $from+n-1`.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices
+
+const DEVICE_COLS: &[&str] = &[
+    "id",
+    "name",
+    "hw_dev_id",
+    "mdm_device_id",
+    "serial",
+    "manufacturer",
+    "model",
+    "os_version",
+    "os_platform",
+    "join_type",
+    "enrollment_type",
+    "aad_device_id",
+    "domain_name",
+    "dns_computer_name",
+    "total_ram_mb",
+    "total_storage_mb",
+    "last_seen",
+    "current_user_name",
+    "primary_user",
+    "shared",
+    "cert_thumbprint",
+    "cert_not_after",
+    "local_reset_desired",
+    "local_reset_reported",
+    "autopilot_status",
+    "autopilot_last_error",
+    "enrolled_at",
+    "unenrolled_at",
+];
+
+fn device_select() -> String {
+    format!("SELECT {} FROM devices", DEVICE_COLS.join(", "))
+}
+
+fn bind_device<'q>(q: Q<'q>, d: &Device) -> Q<'q> {
+    q.bind(d.id.to_string())
+        .bind(d.name.clone())
+        .bind(d.hw_dev_id.clone())
+        .bind(d.mdm_device_id.clone())
+        .bind(d.serial.clone())
+        .bind(d.manufacturer.clone())
+        .bind(d.model.clone())
+        .bind(d.os_version.clone())
+        .bind(d.os_platform.clone())
+        .bind(d.join_type.as_str())
+        .bind(d.enrollment_type.map(|e| e.as_str()))
+        .bind(d.aad_device_id.clone())
+        .bind(d.domain_name.clone())
+        .bind(d.dns_computer_name.clone())
+        .bind(d.total_ram_mb)
+        .bind(d.total_storage_mb)
+        .bind(micros_opt(d.last_seen))
+        .bind(d.current_user.clone())
+        .bind(d.primary_user.clone())
+        .bind(d.shared)
+        .bind(d.cert_thumbprint.clone())
+        .bind(micros_opt(d.cert_not_after))
+        .bind(d.local_reset_desired)
+        .bind(d.local_reset_reported)
+        .bind(d.autopilot_status)
+        .bind(d.autopilot_last_error.map(i64::from))
+        .bind(to_micros(d.enrolled_at))
+        .bind(micros_opt(d.unenrolled_at))
+}
+
+fn row_device(r: &DbRow) -> StoreResult<Device> {
+    Ok(Device {
+        id: uuid_text(DeviceId::parse, &get::<String>(r, "id")?)?,
+        name: get(r, "name")?,
+        hw_dev_id: get(r, "hw_dev_id")?,
+        mdm_device_id: get(r, "mdm_device_id")?,
+        serial: get(r, "serial")?,
+        manufacturer: get(r, "manufacturer")?,
+        model: get(r, "model")?,
+        os_version: get(r, "os_version")?,
+        os_platform: get(r, "os_platform")?,
+        join_type: JoinType::parse(&get::<String>(r, "join_type")?)?,
+        enrollment_type: get::<Option<String>>(r, "enrollment_type")?
+            .map(|e| EnrollmentType::parse(&e))
+            .transpose()?,
+        aad_device_id: get(r, "aad_device_id")?,
+        domain_name: get(r, "domain_name")?,
+        dns_computer_name: get(r, "dns_computer_name")?,
+        total_ram_mb: get(r, "total_ram_mb")?,
+        total_storage_mb: get(r, "total_storage_mb")?,
+        last_seen: opt_time_col(r, "last_seen")?,
+        current_user: get(r, "current_user_name")?,
+        primary_user: get(r, "primary_user")?,
+        shared: get(r, "shared")?,
+        cert_thumbprint: get(r, "cert_thumbprint")?,
+        cert_not_after: opt_time_col(r, "cert_not_after")?,
+        local_reset_desired: get(r, "local_reset_desired")?,
+        local_reset_reported: get(r, "local_reset_reported")?,
+        autopilot_status: get(r, "autopilot_status")?,
+        autopilot_last_error: get::<Option<i64>>(r, "autopilot_last_error")?
+            .map(|e| u32::try_from(e).map_err(|_| StoreError::Corrupt(format!("HRESULT {e}"))))
+            .transpose()?,
+        enrolled_at: time_col(r, "enrolled_at")?,
+        unenrolled_at: opt_time_col(r, "unenrolled_at")?,
+    })
+}
+
+async fn insert_device(tx: &mut Tx, d: &Device) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO devices ({}) VALUES ({})",
+        DEVICE_COLS.join(", "),
+        placeholders(1, DEVICE_COLS.len())
+    );
+    bind_device(sqlx::query(&sql), d)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+async fn update_device_in(tx: &mut Tx, d: &Device) -> StoreResult<()> {
+    let sets: Vec<String> = DEVICE_COLS
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, c)| format!("{c} = ${}", i + 1))
+        .collect();
+    let sql = format!("UPDATE devices SET {} WHERE id = $1", sets.join(", "));
+    let done = bind_device(sqlx::query(&sql), d)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("device {}", d.id)));
+    }
+    Ok(())
+}
+
+async fn device_where(store: &Backend, col: &str, value: String) -> StoreResult<Option<Device>> {
+    let sql = format!(
+        "{} WHERE {col} = $1 ORDER BY enrolled_at DESC LIMIT 1",
+        device_select()
+    );
+    let row = sqlx::query(&sql)
+        .bind(value)
+        .fetch_optional(&store.pool)
+        .await
+        .map_err(backend)?;
+    row.as_ref().map(row_device).transpose()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enrollments
+
+const ENROLLMENT_COLS: &str = "id, device_id, enrollment_type, upn, auth_method, context, \
+     raw_request, cert_thumbprint, cert_serial, cert_not_after, created_at, replaced_by";
+
+fn context_json(context: &[(String, String)]) -> String {
+    serde_json::Value::Array(
+        context
+            .iter()
+            .map(|(n, v)| serde_json::json!([n, v]))
+            .collect(),
+    )
+    .to_string()
+}
+
+fn context_from_json(text: &str) -> StoreResult<Vec<(String, String)>> {
+    let bad = || StoreError::Corrupt(format!("enrollment context {text:?}"));
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| bad())?;
+    value
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|pair| match pair.as_array().map(Vec::as_slice) {
+            Some([n, v]) => Ok((
+                n.as_str().ok_or_else(bad)?.to_owned(),
+                v.as_str().ok_or_else(bad)?.to_owned(),
+            )),
+            _ => Err(bad()),
+        })
+        .collect()
+}
+
+fn row_enrollment(r: &DbRow) -> StoreResult<Enrollment> {
+    Ok(Enrollment {
+        id: uuid_text(EnrollmentId::parse, &get::<String>(r, "id")?)?,
+        device: uuid_text(DeviceId::parse, &get::<String>(r, "device_id")?)?,
+        enrollment_type: EnrollmentType::parse(&get::<String>(r, "enrollment_type")?)?,
+        upn: get(r, "upn")?,
+        auth_method: get(r, "auth_method")?,
+        context: context_from_json(&get::<String>(r, "context")?)?,
+        raw_request: get(r, "raw_request")?,
+        cert_thumbprint: get(r, "cert_thumbprint")?,
+        cert_serial: get(r, "cert_serial")?,
+        cert_not_after: time_col(r, "cert_not_after")?,
+        created_at: time_col(r, "created_at")?,
+        replaced_by: get::<Option<String>>(r, "replaced_by")?
+            .map(|t| uuid_text(EnrollmentId::parse, &t))
+            .transpose()?,
+    })
+}
+
+#[async_trait]
+impl EnrollmentStore for Backend {
+    async fn create_enrollment(
+        &self,
+        device: Device,
+        mut enrollment: Enrollment,
+    ) -> StoreResult<EnrollOutcome> {
+        let mut tx = self.begin().await?;
+        let existing = match &device.hw_dev_id {
+            Some(hw) => {
+                let sql = format!("SELECT id FROM devices WHERE hw_dev_id = $1{FOR_UPDATE}");
+                sqlx::query(&sql)
+                    .bind(hw.clone())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?
+                    .map(|r| get::<String>(&r, "id"))
+                    .transpose()?
+            }
+            None => None,
+        };
+        let mut replaced = Vec::new();
+        let device_id = match existing {
+            Some(id_text) => {
+                let id = uuid_text(DeviceId::parse, &id_text)?;
+                sqlx::query(
+                    "UPDATE devices SET name = $2, mdm_device_id = $3, \
+                     serial = COALESCE($4, serial), manufacturer = COALESCE($5, manufacturer), \
+                     model = COALESCE($6, model), os_version = COALESCE($7, os_version), \
+                     join_type = CASE WHEN $8 = 'unknown' THEN join_type ELSE $8 END, \
+                     enrollment_type = $9, aad_device_id = COALESCE($10, aad_device_id), \
+                     cert_thumbprint = $11, cert_not_after = $12, enrolled_at = $13, \
+                     unenrolled_at = NULL WHERE id = $1",
+                )
+                .bind(id_text.clone())
+                .bind(device.name.clone())
+                .bind(device.mdm_device_id.clone())
+                .bind(device.serial.clone())
+                .bind(device.manufacturer.clone())
+                .bind(device.model.clone())
+                .bind(device.os_version.clone())
+                .bind(device.join_type.as_str())
+                .bind(device.enrollment_type.map(|e| e.as_str()))
+                .bind(device.aad_device_id.clone())
+                .bind(device.cert_thumbprint.clone())
+                .bind(micros_opt(device.cert_not_after))
+                .bind(to_micros(device.enrolled_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                let rows = sqlx::query(
+                    "UPDATE enrollments SET replaced_by = $1 \
+                     WHERE device_id = $2 AND replaced_by IS NULL RETURNING id",
+                )
+                .bind(enrollment.id.to_string())
+                .bind(id_text)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+                for r in &rows {
+                    replaced.push(uuid_text(EnrollmentId::parse, &get::<String>(r, "id")?)?);
+                }
+                replaced.sort();
+                id
+            }
+            None => {
+                insert_device(&mut tx, &device).await?;
+                device.id
+            }
+        };
+        enrollment.device = device_id;
+        let sql = format!(
+            "INSERT INTO enrollments ({ENROLLMENT_COLS}) VALUES ({})",
+            placeholders(1, 12)
+        );
+        sqlx::query(&sql)
+            .bind(enrollment.id.to_string())
+            .bind(device_id.to_string())
+            .bind(enrollment.enrollment_type.as_str())
+            .bind(enrollment.upn.clone())
+            .bind(enrollment.auth_method.clone())
+            .bind(context_json(&enrollment.context))
+            .bind(enrollment.raw_request.clone())
+            .bind(enrollment.cert_thumbprint.clone())
+            .bind(enrollment.cert_serial.clone())
+            .bind(to_micros(enrollment.cert_not_after))
+            .bind(to_micros(enrollment.created_at))
+            .bind(enrollment.replaced_by.map(|r| r.to_string()))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(EnrollOutcome {
+            device: device_id,
+            enrollment: enrollment.id,
+            device_was_known: device_id != device.id,
+            replaced,
+        })
+    }
+
+    async fn enrollment(&self, id: EnrollmentId) -> StoreResult<Option<Enrollment>> {
+        let sql = format!("SELECT {ENROLLMENT_COLS} FROM enrollments WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(row_enrollment).transpose()
+    }
+
+    async fn enrollments_of_device(&self, device: DeviceId) -> StoreResult<Vec<Enrollment>> {
+        let sql = format!(
+            "SELECT {ENROLLMENT_COLS} FROM enrollments WHERE device_id = $1 ORDER BY created_at, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(device.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(row_enrollment).collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[async_trait]
+impl DeviceStore for Backend {
+    async fn device(&self, id: DeviceId) -> StoreResult<Option<Device>> {
+        device_where(self, "id", id.to_string()).await
+    }
+
+    async fn device_by_cert_thumbprint(&self, thumbprint: &str) -> StoreResult<Option<Device>> {
+        device_where(self, "cert_thumbprint", thumbprint.to_ascii_lowercase()).await
+    }
+
+    async fn device_by_mdm_device_id(&self, mdm_device_id: &str) -> StoreResult<Option<Device>> {
+        device_where(self, "mdm_device_id", mdm_device_id.to_owned()).await
+    }
+
+    async fn device_by_hw_dev_id(&self, hw_dev_id: &str) -> StoreResult<Option<Device>> {
+        device_where(self, "hw_dev_id", hw_dev_id.to_owned()).await
+    }
+
+    async fn update_device(&self, device: &Device) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        update_device_in(&mut tx, device).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn record_seen(
+        &self,
+        id: DeviceId,
+        at: OffsetDateTime,
+        current_user: Option<&str>,
+    ) -> StoreResult<()> {
+        let done =
+            sqlx::query("UPDATE devices SET last_seen = $2, current_user_name = $3 WHERE id = $1")
+                .bind(id.to_string())
+                .bind(to_micros(at))
+                .bind(current_user.map(str::to_owned))
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("device {id}")));
+        }
+        Ok(())
+    }
+
+    async fn list_devices(&self, query: &DeviceQuery) -> StoreResult<Page<Device>> {
+        let key_expr = match query.sort {
+            DeviceSort::Name => "name".to_owned(),
+            DeviceSort::LastSeen => format!("COALESCE(last_seen, {NEVER_SEEN_KEY})"),
+            DeviceSort::EnrolledAt => "enrolled_at".to_owned(),
+        };
+        let (dir, cmp) = if query.descending {
+            ("DESC", "<")
+        } else {
+            ("ASC", ">")
+        };
+        let mut sql = format!("{} WHERE 1 = 1", device_select());
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if !query.include_unenrolled {
+            sql.push_str(" AND unenrolled_at IS NULL");
+        }
+        let pattern = query.search.as_ref().map(|s| {
+            let escaped = s
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        if pattern.is_some() {
+            let p = next();
+            sql.push_str(&format!(
+                " AND (lower(name) LIKE {p} ESCAPE '\\' \
+                 OR lower(COALESCE(serial, '')) LIKE {p} ESCAPE '\\' \
+                 OR lower(COALESCE(primary_user, '')) LIKE {p} ESCAPE '\\')"
+            ));
+        }
+        if query.join_type.is_some() {
+            sql.push_str(&format!(" AND join_type = {}", next()));
+        }
+        let after = query
+            .cursor
+            .as_ref()
+            .map(|c| c.decode(query.sort))
+            .transpose()?;
+        if after.is_some() {
+            let (k, i) = (next(), next());
+            sql.push_str(&format!(" AND ({key_expr}, id) {cmp} ({k}, {i})"));
+        }
+        let limit = query.limit.max(1);
+        sql.push_str(&format!(
+            " ORDER BY {key_expr} {dir}, id {dir} LIMIT {}",
+            next()
+        ));
+
+        let mut q = sqlx::query(&sql);
+        if let Some(p) = pattern {
+            q = q.bind(p);
+        }
+        if let Some(j) = query.join_type {
+            q = q.bind(j.as_str());
+        }
+        if let Some((key, id)) = after {
+            q = match key {
+                CursorKey::Text(t) => q.bind(t),
+                CursorKey::Int(i) => q.bind(i),
+            };
+            q = q.bind(id.to_string());
+        }
+        q = q.bind(i64::from(limit) + 1);
+        let rows = q.fetch_all(&self.pool).await.map_err(backend)?;
+        let mut items = rows
+            .iter()
+            .map(row_device)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items
+                .last()
+                .map(|d| Cursor::after(query.sort, &device_sort_key(d, query.sort), d.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+const COMMAND_COLS: &str = "id, device_id, action_id, verb, uri, format, data, state, session_id, \
+     msg_id, cmd_id, status, result, created_at, sent_at, answered_at, attempts";
+
+fn row_command(r: &DbRow) -> StoreResult<DeviceCommand> {
+    let session_id: Option<String> = get(r, "session_id")?;
+    let msg_id: Option<String> = get(r, "msg_id")?;
+    let cmd_id: Option<String> = get(r, "cmd_id")?;
+    let sent_in = match (session_id, msg_id, cmd_id) {
+        (Some(session_id), Some(msg_id), Some(cmd_id)) => Some(SentIn {
+            session_id,
+            msg_id,
+            cmd_id,
+        }),
+        _ => None,
+    };
+    Ok(DeviceCommand {
+        id: uuid_text(CommandId::parse, &get::<String>(r, "id")?)?,
+        device: uuid_text(DeviceId::parse, &get::<String>(r, "device_id")?)?,
+        action: get::<Option<String>>(r, "action_id")?
+            .map(|a| uuid_text(ActionId::parse, &a))
+            .transpose()?,
+        verb: Verb::parse(&get::<String>(r, "verb")?)?,
+        uri: get(r, "uri")?,
+        format: get(r, "format")?,
+        data: get(r, "data")?,
+        state: CommandState::parse(&get::<String>(r, "state")?)?,
+        sent_in,
+        status: get::<Option<i64>>(r, "status")?
+            .map(|s| u16::try_from(s).map_err(|_| StoreError::Corrupt(format!("status {s}"))))
+            .transpose()?,
+        result: get(r, "result")?,
+        created_at: time_col(r, "created_at")?,
+        sent_at: opt_time_col(r, "sent_at")?,
+        answered_at: opt_time_col(r, "answered_at")?,
+        attempts: u32::try_from(get::<i64>(r, "attempts")?)
+            .map_err(|_| StoreError::Corrupt("attempts".into()))?,
+    })
+}
+
+async fn insert_commands(tx: &mut Tx, commands: &[DeviceCommand]) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO commands ({COMMAND_COLS}) VALUES ({})",
+        placeholders(1, 17)
+    );
+    for c in commands {
+        if c.state != CommandState::Queued {
+            return Err(StoreError::Conflict(format!(
+                "command {} is not queued",
+                c.id
+            )));
+        }
+        let sent = c.sent_in.clone();
+        sqlx::query(&sql)
+            .bind(c.id.to_string())
+            .bind(c.device.to_string())
+            .bind(c.action.map(|a| a.to_string()))
+            .bind(c.verb.as_str())
+            .bind(c.uri.clone())
+            .bind(c.format.clone())
+            .bind(c.data.clone())
+            .bind(c.state.as_str())
+            .bind(sent.as_ref().map(|s| s.session_id.clone()))
+            .bind(sent.as_ref().map(|s| s.msg_id.clone()))
+            .bind(sent.as_ref().map(|s| s.cmd_id.clone()))
+            .bind(c.status.map(i64::from))
+            .bind(c.result.clone())
+            .bind(to_micros(c.created_at))
+            .bind(micros_opt(c.sent_at))
+            .bind(micros_opt(c.answered_at))
+            .bind(i64::from(c.attempts))
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+async fn command_in(tx: &mut Tx, id: CommandId) -> StoreResult<DeviceCommand> {
+    let sql = format!("SELECT {COMMAND_COLS} FROM commands WHERE id = $1{FOR_UPDATE}");
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("command {id}")))?;
+    row_command(&row)
+}
+
+async fn commands_where(
+    store: &Backend,
+    cond: &str,
+    binds: Vec<String>,
+) -> StoreResult<Vec<DeviceCommand>> {
+    let sql = format!("SELECT {COMMAND_COLS} FROM commands WHERE {cond}");
+    let mut q = sqlx::query(&sql);
+    for b in binds {
+        q = q.bind(b);
+    }
+    let rows = q.fetch_all(&store.pool).await.map_err(backend)?;
+    rows.iter().map(row_command).collect()
+}
+
+async fn upsert_inventory_in(tx: &mut Tx, values: &[InventoryValue]) -> StoreResult<()> {
+    for v in values {
+        sqlx::query(
+            "INSERT INTO inventory (device_id, uri, value, format, at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (device_id, uri) DO UPDATE SET value = excluded.value, \
+             format = excluded.format, at = excluded.at WHERE excluded.at >= inventory.at",
+        )
+        .bind(v.device.to_string())
+        .bind(v.uri.clone())
+        .bind(v.value.clone())
+        .bind(v.format.clone())
+        .bind(to_micros(v.at))
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl CommandQueue for Backend {
+    async fn enqueue(&self, commands: &[DeviceCommand]) -> StoreResult<()> {
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        insert_commands(&mut tx, commands).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn command(&self, id: CommandId) -> StoreResult<Option<DeviceCommand>> {
+        Ok(commands_where(self, "id = $1", vec![id.to_string()])
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn queued_commands(
+        &self,
+        device: DeviceId,
+        limit: u32,
+    ) -> StoreResult<Vec<DeviceCommand>> {
+        let sql = format!(
+            "SELECT {COMMAND_COLS} FROM commands WHERE device_id = $1 AND state = 'queued' \
+             ORDER BY seq LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(device.to_string())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(row_command).collect()
+    }
+
+    async fn sent_command_by_ref(
+        &self,
+        device: DeviceId,
+        session_id: &str,
+        msg_ref: &str,
+        cmd_ref: &str,
+    ) -> StoreResult<Option<DeviceCommand>> {
+        let found = commands_where(
+            self,
+            "device_id = $1 AND session_id = $2 AND msg_id = $3 AND cmd_id = $4 \
+             ORDER BY sent_at DESC LIMIT 1",
+            vec![
+                device.to_string(),
+                session_id.to_owned(),
+                msg_ref.to_owned(),
+                cmd_ref.to_owned(),
+            ],
+        )
+        .await?;
+        Ok(found.into_iter().next())
+    }
+
+    async fn unanswered_commands(
+        &self,
+        device: DeviceId,
+        except_session: Option<&str>,
+    ) -> StoreResult<Vec<DeviceCommand>> {
+        // An impossible session id keeps the query shape fixed when nothing is excluded.
+        commands_where(
+            self,
+            "device_id = $1 AND state = 'sent' AND status IS NULL AND session_id <> $2 \
+             ORDER BY sent_at, seq",
+            vec![
+                device.to_string(),
+                except_session.unwrap_or("\u{1}none").to_owned(),
+            ],
+        )
+        .await
+    }
+
+    async fn commands_of_action(&self, action: ActionId) -> StoreResult<Vec<DeviceCommand>> {
+        commands_where(
+            self,
+            "action_id = $1 ORDER BY seq",
+            vec![action.to_string()],
+        )
+        .await
+    }
+
+    async fn session_step(&self, step: SessionStep) -> StoreResult<StepOutcome> {
+        let mut tx = self.begin().await?;
+        let device = step.device;
+        let foreign =
+            |what: &str| StoreError::Conflict(format!("{what} is not for device {device}"));
+        if let Some(d) = &step.device_update {
+            if d.id != device {
+                return Err(foreign("device update"));
+            }
+            update_device_in(&mut tx, d).await?;
+        }
+        if step.seen {
+            let done = sqlx::query(
+                "UPDATE devices SET last_seen = $2, current_user_name = $3 WHERE id = $1",
+            )
+            .bind(device.to_string())
+            .bind(to_micros(step.at))
+            .bind(step.current_user.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("device {device}")));
+            }
+        }
+        for a in &step.answers {
+            let c = command_in(&mut tx, a.command).await?;
+            if c.device != device {
+                return Err(foreign(&format!("command {}", c.id)));
+            }
+            if c.state != CommandState::Sent {
+                return Err(StoreError::Conflict(format!(
+                    "command {} is {}, not sent",
+                    c.id, c.state
+                )));
+            }
+            sqlx::query(
+                "UPDATE commands SET state = $2, status = $3, result = $4, answered_at = $5 WHERE id = $1",
+            )
+            .bind(c.id.to_string())
+            .bind(CommandState::after_status(a.status).as_str())
+            .bind(i64::from(a.status))
+            .bind(a.result.clone())
+            .bind(to_micros(step.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        if step.inventory.iter().any(|v| v.device != device) {
+            return Err(foreign("an inventory value"));
+        }
+        upsert_inventory_in(&mut tx, &step.inventory).await?;
+        for u in &step.action_updates {
+            if u.action.device != device {
+                return Err(foreign(&format!("action {}", u.action.id)));
+            }
+            update_action_in(&mut tx, u.expected, &u.action).await?;
+        }
+        for id in &step.requeue {
+            let c = command_in(&mut tx, *id).await?;
+            if c.device != device {
+                return Err(foreign(&format!("command {id}")));
+            }
+            if c.state != CommandState::Sent || c.status.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "command {id} is not sent-unanswered"
+                )));
+            }
+            sqlx::query(
+                "UPDATE commands SET state = 'queued', session_id = NULL, msg_id = NULL, \
+                 cmd_id = NULL WHERE id = $1",
+            )
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        if step.enqueue.iter().any(|c| c.device != device) {
+            return Err(foreign("an enqueued command"));
+        }
+        insert_commands(&mut tx, &step.enqueue).await?;
+
+        let mut outcome = StepOutcome {
+            sent: Vec::new(),
+            actions_sent: Vec::new(),
+        };
+        if let Some(batch) = &step.send {
+            let sql = format!(
+                "SELECT {COMMAND_COLS} FROM commands WHERE device_id = $1 AND state = 'queued' \
+                 ORDER BY seq LIMIT $2{TAKE_LOCK}"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(device.to_string())
+                .bind(i64::from(batch.limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+            for (i, row) in rows.iter().enumerate() {
+                let mut c = row_command(row)?;
+                let cmd_id = (u64::from(batch.first_cmd_id) + i as u64).to_string();
+                // `state = 'queued'` again: never take a command another transaction took meanwhile.
+                let done = sqlx::query(
+                    "UPDATE commands SET state = 'sent', session_id = $2, msg_id = $3, cmd_id = $4, \
+                     sent_at = $5, attempts = attempts + 1 WHERE id = $1 AND state = 'queued'",
+                )
+                .bind(c.id.to_string())
+                .bind(step.session_id.clone())
+                .bind(batch.msg_id.clone())
+                .bind(cmd_id.clone())
+                .bind(to_micros(step.at))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if done.rows_affected() == 0 {
+                    continue;
+                }
+                c.state = CommandState::Sent;
+                c.sent_in = Some(SentIn {
+                    session_id: step.session_id.clone(),
+                    msg_id: batch.msg_id.clone(),
+                    cmd_id,
+                });
+                c.sent_at = Some(step.at);
+                c.attempts += 1;
+                if let Some(action_id) = c.action {
+                    let mut action = action_in(&mut tx, action_id).await?;
+                    let before = action.state;
+                    if action_after_send(&mut action, &c, step.at)? {
+                        update_action_in(&mut tx, before, &action).await?;
+                        outcome.actions_sent.push(action);
+                    }
+                }
+                outcome.sent.push(c);
+            }
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(outcome)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn row_inventory(r: &DbRow) -> StoreResult<InventoryValue> {
+    Ok(InventoryValue {
+        device: uuid_text(DeviceId::parse, &get::<String>(r, "device_id")?)?,
+        uri: get(r, "uri")?,
+        value: get(r, "value")?,
+        format: get(r, "format")?,
+        at: time_col(r, "at")?,
+    })
+}
+
+#[async_trait]
+impl InventoryStore for Backend {
+    async fn upsert_inventory(&self, values: &[InventoryValue]) -> StoreResult<()> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        upsert_inventory_in(&mut tx, values).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn inventory(&self, device: DeviceId) -> StoreResult<Vec<InventoryValue>> {
+        let rows = sqlx::query(
+            "SELECT device_id, uri, value, format, at FROM inventory WHERE device_id = $1 ORDER BY uri",
+        )
+        .bind(device.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(row_inventory).collect()
+    }
+
+    async fn inventory_value(
+        &self,
+        device: DeviceId,
+        uri: &str,
+    ) -> StoreResult<Option<InventoryValue>> {
+        let row = sqlx::query(
+            "SELECT device_id, uri, value, format, at FROM inventory WHERE device_id = $1 AND uri = $2",
+        )
+        .bind(device.to_string())
+        .bind(uri.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(row_inventory).transpose()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actions
+
+const ACTION_COLS: &str =
+    "id, device_id, kind, state, reason, last_error, batch_id, requested_by, \
+     created_at, updated_at, timeline";
+
+fn timeline_json(timeline: &[TimelineEntry]) -> String {
+    serde_json::Value::Array(
+        timeline
+            .iter()
+            .map(|e| serde_json::json!({"state": e.state.as_str(), "at": to_micros(e.at), "note": e.note}))
+            .collect(),
+    )
+    .to_string()
+}
+
+fn timeline_from_json(text: &str) -> StoreResult<Vec<TimelineEntry>> {
+    let bad = || StoreError::Corrupt(format!("action timeline {text:?}"));
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| bad())?;
+    value
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|e| {
+            Ok(TimelineEntry {
+                state: ActionState::parse(e["state"].as_str().ok_or_else(bad)?)?,
+                at: from_micros(e["at"].as_i64().ok_or_else(bad)?)?,
+                note: e["note"].as_str().map(str::to_owned),
+            })
+        })
+        .collect()
+}
+
+fn row_action(r: &DbRow) -> StoreResult<Action> {
+    Ok(Action {
+        id: uuid_text(ActionId::parse, &get::<String>(r, "id")?)?,
+        device: uuid_text(DeviceId::parse, &get::<String>(r, "device_id")?)?,
+        kind: ActionKind::from_code(&get::<String>(r, "kind")?)?,
+        state: ActionState::parse(&get::<String>(r, "state")?)?,
+        reason: get(r, "reason")?,
+        last_error: get::<Option<i64>>(r, "last_error")?
+            .map(|e| u32::try_from(e).map_err(|_| StoreError::Corrupt(format!("HRESULT {e}"))))
+            .transpose()?,
+        batch: get::<Option<String>>(r, "batch_id")?
+            .map(|b| uuid_text(BatchId::parse, &b))
+            .transpose()?,
+        requested_by: get(r, "requested_by")?,
+        created_at: time_col(r, "created_at")?,
+        updated_at: time_col(r, "updated_at")?,
+        timeline: timeline_from_json(&get::<String>(r, "timeline")?)?,
+    })
+}
+
+async fn action_in(tx: &mut Tx, id: ActionId) -> StoreResult<Action> {
+    let sql = format!("SELECT {ACTION_COLS} FROM actions WHERE id = $1{FOR_UPDATE}");
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("action {id}")))?;
+    row_action(&row)
+}
+
+async fn update_action_in(tx: &mut Tx, expected: ActionState, a: &Action) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE actions SET state = $3, reason = $4, last_error = $5, updated_at = $6, timeline = $7 \
+         WHERE id = $1 AND state = $2",
+    )
+    .bind(a.id.to_string())
+    .bind(expected.as_str())
+    .bind(a.state.as_str())
+    .bind(a.reason.clone())
+    .bind(a.last_error.map(i64::from))
+    .bind(to_micros(a.updated_at))
+    .bind(timeline_json(&a.timeline))
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    if done.rows_affected() == 0 {
+        let exists = sqlx::query("SELECT state FROM actions WHERE id = $1")
+            .bind(a.id.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+        return Err(match exists {
+            None => StoreError::NotFound(format!("action {}", a.id)),
+            Some(r) => StoreError::Conflict(format!(
+                "action {} is {}, not {expected}",
+                a.id,
+                get::<String>(&r, "state")?
+            )),
+        });
+    }
+    Ok(())
+}
+
+async fn actions_where(store: &Backend, tail: &str, bind: String) -> StoreResult<Vec<Action>> {
+    let sql = format!("SELECT {ACTION_COLS} FROM actions WHERE {tail}");
+    let rows = sqlx::query(&sql)
+        .bind(bind)
+        .fetch_all(&store.pool)
+        .await
+        .map_err(backend)?;
+    rows.iter().map(row_action).collect()
+}
+
+#[async_trait]
+impl ActionStore for Backend {
+    async fn create_action(&self, action: &Action, commands: &[DeviceCommand]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "INSERT INTO actions ({ACTION_COLS}) VALUES ({})",
+            placeholders(1, 11)
+        );
+        sqlx::query(&sql)
+            .bind(action.id.to_string())
+            .bind(action.device.to_string())
+            .bind(action.kind.code())
+            .bind(action.state.as_str())
+            .bind(action.reason.clone())
+            .bind(action.last_error.map(i64::from))
+            .bind(action.batch.map(|b| b.to_string()))
+            .bind(action.requested_by.clone())
+            .bind(to_micros(action.created_at))
+            .bind(to_micros(action.updated_at))
+            .bind(timeline_json(&action.timeline))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        insert_commands(&mut tx, commands).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn action(&self, id: ActionId) -> StoreResult<Option<Action>> {
+        Ok(actions_where(self, "id = $1", id.to_string())
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn actions_of_device(&self, device: DeviceId) -> StoreResult<Vec<Action>> {
+        actions_where(
+            self,
+            "device_id = $1 ORDER BY created_at DESC, seq DESC",
+            device.to_string(),
+        )
+        .await
+    }
+
+    async fn actions_of_batch(&self, batch: BatchId) -> StoreResult<Vec<Action>> {
+        actions_where(
+            self,
+            "batch_id = $1 ORDER BY created_at, seq",
+            batch.to_string(),
+        )
+        .await
+    }
+
+    async fn active_action(&self, device: DeviceId) -> StoreResult<Option<Action>> {
+        let active = actions_where(
+            self,
+            "device_id = $1 AND state NOT IN ('done', 'failed', 'canceled', 'expired') \
+             ORDER BY created_at DESC, seq DESC LIMIT 1",
+            device.to_string(),
+        )
+        .await?;
+        Ok(active.into_iter().next())
+    }
+
+    async fn actions_in_state(&self, state: ActionState, limit: u32) -> StoreResult<Vec<Action>> {
+        let sql = format!(
+            "SELECT {ACTION_COLS} FROM actions WHERE state = $1 ORDER BY updated_at, seq LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(state.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(row_action).collect()
+    }
+
+    async fn update_action(&self, expected: ActionState, action: &Action) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        update_action_in(&mut tx, expected, action).await?;
+        tx.commit().await.map_err(backend)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit
+
+fn row_audit(r: &DbRow) -> StoreResult<AuditEvent> {
+    let targets: String = get(r, "targets")?;
+    Ok(AuditEvent {
+        id: AuditId::from_i64(get(r, "seq")?),
+        at: time_col(r, "at")?,
+        actor: get(r, "actor")?,
+        action: get(r, "action")?,
+        targets: targets
+            .split(' ')
+            .filter(|t| !t.is_empty())
+            .map(|t| uuid_text(DeviceId::parse, t))
+            .collect::<StoreResult<_>>()?,
+        batch: get::<Option<String>>(r, "batch_id")?
+            .map(|b| uuid_text(BatchId::parse, &b))
+            .transpose()?,
+        outcome: AuditOutcome::parse(&get::<String>(r, "outcome")?)?,
+        details: get(r, "details")?,
+    })
+}
+
+#[async_trait]
+impl AuditLog for Backend {
+    async fn append_audit(&self, event: NewAuditEvent) -> StoreResult<AuditEvent> {
+        let mut tx = self.begin().await?;
+        let targets = event
+            .targets
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let row = sqlx::query(
+            "INSERT INTO audit_events (at, actor, action, targets, batch_id, outcome, details) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+        )
+        .bind(to_micros(event.at))
+        .bind(event.actor.clone())
+        .bind(event.action.clone())
+        .bind(targets)
+        .bind(event.batch.map(|b| b.to_string()))
+        .bind(event.outcome.as_str())
+        .bind(event.details.clone())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let seq: i64 = get(&row, "seq")?;
+        let mut seen = std::collections::BTreeSet::new();
+        for t in event.targets.iter().filter(|t| seen.insert(**t)) {
+            sqlx::query("INSERT INTO audit_targets (audit_seq, device_id) VALUES ($1, $2)")
+                .bind(seq)
+                .bind(t.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(AuditEvent::from_new(AuditId::from_i64(seq), event))
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, targets, batch_id, outcome, details FROM audit_events \
+             WHERE seq > $1 AND ($2 = '' OR EXISTS (SELECT 1 FROM audit_targets t \
+             WHERE t.audit_seq = audit_events.seq AND t.device_id = $2)) ORDER BY seq LIMIT $3",
+        )
+        .bind(query.after.map_or(0, |a| a.as_i64()))
+        .bind(query.device.map(|d| d.to_string()).unwrap_or_default())
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(row_audit).collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+const ENROLLMENT_TOKEN_COLS: &str =
+    "id, label, secret_hash, expires_at, max_uses, uses, created_at";
+const API_TOKEN_COLS: &str = "id, name, secret_hash, role, created_at, revoked_at";
+
+fn hash_col(r: &DbRow) -> StoreResult<SecretHash> {
+    let text: String = get(r, "secret_hash")?;
+    SecretHash::from_stored(&text).ok_or_else(|| StoreError::Corrupt("secret hash".into()))
+}
+
+fn row_enrollment_token(r: &DbRow) -> StoreResult<EnrollmentToken> {
+    Ok(EnrollmentToken {
+        id: uuid_text(TokenId::parse, &get::<String>(r, "id")?)?,
+        label: get(r, "label")?,
+        secret_hash: hash_col(r)?,
+        expires_at: opt_time_col(r, "expires_at")?,
+        max_uses: get(r, "max_uses")?,
+        uses: get(r, "uses")?,
+        created_at: time_col(r, "created_at")?,
+    })
+}
+
+fn row_api_token(r: &DbRow) -> StoreResult<ApiToken> {
+    Ok(ApiToken {
+        id: uuid_text(TokenId::parse, &get::<String>(r, "id")?)?,
+        name: get(r, "name")?,
+        secret_hash: hash_col(r)?,
+        role: Role::parse(&get::<String>(r, "role")?)?,
+        created_at: time_col(r, "created_at")?,
+        revoked_at: opt_time_col(r, "revoked_at")?,
+    })
+}
+
+#[async_trait]
+impl TokenStore for Backend {
+    async fn create_enrollment_token(&self, token: &EnrollmentToken) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO enrollment_tokens ({ENROLLMENT_TOKEN_COLS}) VALUES ({})",
+            placeholders(1, 7)
+        );
+        sqlx::query(&sql)
+            .bind(token.id.to_string())
+            .bind(token.label.clone())
+            .bind(token.secret_hash.as_str().to_owned())
+            .bind(micros_opt(token.expires_at))
+            .bind(token.max_uses)
+            .bind(token.uses)
+            .bind(to_micros(token.created_at))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn consume_enrollment_token(
+        &self,
+        secret_hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> StoreResult<EnrollmentToken> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "SELECT {ENROLLMENT_TOKEN_COLS} FROM enrollment_tokens WHERE secret_hash = $1{FOR_UPDATE}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(secret_hash.as_str().to_owned())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound("enrollment token".into()))?;
+        let mut token = row_enrollment_token(&row)?;
+        match token.refusal(now) {
+            Some(TokenRefusal::Expired) => return Err(StoreError::TokenExpired),
+            Some(TokenRefusal::Exhausted) => return Err(StoreError::TokenExhausted),
+            None => {}
+        }
+        sqlx::query("UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1")
+            .bind(token.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        token.uses += 1;
+        Ok(token)
+    }
+
+    async fn list_enrollment_tokens(&self) -> StoreResult<Vec<EnrollmentToken>> {
+        let sql = format!(
+            "SELECT {ENROLLMENT_TOKEN_COLS} FROM enrollment_tokens ORDER BY created_at, id"
+        );
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(row_enrollment_token).collect()
+    }
+
+    async fn create_api_token(&self, token: &ApiToken) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO api_tokens ({API_TOKEN_COLS}) VALUES ({})",
+            placeholders(1, 6)
+        );
+        sqlx::query(&sql)
+            .bind(token.id.to_string())
+            .bind(token.name.clone())
+            .bind(token.secret_hash.as_str().to_owned())
+            .bind(token.role.as_str())
+            .bind(to_micros(token.created_at))
+            .bind(micros_opt(token.revoked_at))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn api_token_by_hash(&self, secret_hash: &SecretHash) -> StoreResult<Option<ApiToken>> {
+        let sql = format!("SELECT {API_TOKEN_COLS} FROM api_tokens WHERE secret_hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(secret_hash.as_str().to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(row_api_token).transpose()
+    }
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        let sql = format!("SELECT {API_TOKEN_COLS} FROM api_tokens ORDER BY created_at, id");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(row_api_token).collect()
+    }
+
+    async fn revoke_api_token(&self, id: TokenId, at: OffsetDateTime) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(to_micros(at))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("api token {id}")));
+        }
+        Ok(())
+    }
+}

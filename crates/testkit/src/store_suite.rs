@@ -1,0 +1,1031 @@
+//! The `Store` conformance suite: every backend must pass each case on a fresh store.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use redeploy_core::action::{Action, ActionKind, ActionState};
+use redeploy_core::audit::{AuditOutcome, NewAuditEvent};
+use redeploy_core::command::{CommandState, DeviceCommand, Verb};
+use redeploy_core::device::{Device, EnrollmentType, JoinType};
+use redeploy_core::enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
+use redeploy_core::ids::{ActionId, CommandId, DeviceId, EnrollmentId, TokenId};
+use redeploy_core::inventory::InventoryValue;
+use redeploy_core::store::{
+    ActionUpdate, AuditQuery, CommandAnswer, DeviceQuery, DeviceSort, SendBatch, SessionStep,
+    StoreError,
+};
+use redeploy_core::Store;
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+const T0: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+const STATUS_URI: &str = "./Device/Vendor/MSFT/RemoteWipe/AutomaticRedeployment/Status";
+const RESET_URI: &str =
+    "./Device/Vendor/MSFT/RemoteWipe/AutomaticRedeployment/doAutomaticRedeployment";
+
+fn t(minutes: i64) -> OffsetDateTime {
+    T0 + Duration::minutes(minutes)
+}
+
+fn new_device(name: &str, hw: Option<&str>) -> Device {
+    let mut d = Device::new(DeviceId::generate(), name, T0);
+    d.hw_dev_id = hw.map(str::to_owned);
+    d.mdm_device_id = Some(format!("mdm-{name}"));
+    d.cert_thumbprint = Some(format!("{:0>40}", name.len()));
+    d.cert_not_after = Some(T0 + Duration::days(365));
+    d.join_type = JoinType::EntraJoined;
+    d.enrollment_type = Some(EnrollmentType::Device);
+    d
+}
+
+fn new_enrollment(device: DeviceId, at: OffsetDateTime, thumb: &str) -> Enrollment {
+    Enrollment {
+        id: EnrollmentId::generate(),
+        device,
+        enrollment_type: EnrollmentType::Device,
+        upn: Some("ada@example.com".into()),
+        auth_method: "Federated".into(),
+        context: vec![
+            ("DeviceType".into(), "CIMClient_Windows".into()),
+            ("EnrollmentType".into(), "Device".into()),
+        ],
+        raw_request: b"<s:Envelope>raw \x00 bytes</s:Envelope>".to_vec(),
+        cert_thumbprint: thumb.into(),
+        cert_serial: "01ab".into(),
+        cert_not_after: at + Duration::days(365),
+        created_at: at,
+        replaced_by: None,
+    }
+}
+
+/// Enrolls a fresh device and returns its id.
+async fn enrolled(store: &Arc<dyn Store>, name: &str) -> DeviceId {
+    let d = new_device(name, Some(&format!("hw-{name}")));
+    let e = new_enrollment(d.id, T0, "aa");
+    store.create_enrollment(d, e).await.unwrap().device
+}
+
+fn get_cmd(device: DeviceId, uri: &str) -> DeviceCommand {
+    DeviceCommand::new(CommandId::generate(), device, None, Verb::Get, uri, T0)
+}
+
+fn send(msg: &str, first: u32, limit: u32) -> Option<SendBatch> {
+    Some(SendBatch {
+        msg_id: msg.into(),
+        first_cmd_id: first,
+        limit,
+    })
+}
+
+async fn take(
+    store: &Arc<dyn Store>,
+    device: DeviceId,
+    session: &str,
+    msg: &str,
+    limit: u32,
+) -> Vec<DeviceCommand> {
+    let mut step = SessionStep::new(device, session, t(1));
+    step.send = send(msg, 2, limit);
+    store.session_step(step).await.unwrap().sent
+}
+
+pub async fn enrollment_replace_by_hw_dev_id_keeps_device_id(store: Arc<dyn Store>) {
+    let first = new_device("pc-1", Some("HW-1"));
+    let e1 = new_enrollment(first.id, T0, "aa");
+    let out1 = store
+        .create_enrollment(first.clone(), e1.clone())
+        .await
+        .unwrap();
+    assert_eq!(out1.device, first.id);
+    assert!(!out1.device_was_known);
+    let mut d = store.device(first.id).await.unwrap().unwrap();
+    d.primary_user = Some("ada@example.com".into());
+    store.update_device(&d).await.unwrap();
+
+    // Same hardware enrolls again with a new proposed id and a new cert.
+    let mut second = new_device("pc-1-renamed", Some("HW-1"));
+    second.cert_thumbprint = Some("bb".repeat(20));
+    second.enrolled_at = t(60);
+    let e2 = new_enrollment(second.id, t(60), "bb");
+    let out2 = store
+        .create_enrollment(second.clone(), e2.clone())
+        .await
+        .unwrap();
+    assert_eq!(out2.device, first.id, "the device keeps its identity");
+    assert!(out2.device_was_known);
+    assert_eq!(out2.replaced, vec![e1.id]);
+    assert!(store.device(second.id).await.unwrap().is_none());
+
+    let d = store.device(first.id).await.unwrap().unwrap();
+    assert_eq!(d.name, "pc-1-renamed");
+    assert_eq!(d.cert_thumbprint, second.cert_thumbprint);
+    assert_eq!(d.enrolled_at, t(60));
+    assert_eq!(
+        d.primary_user.as_deref(),
+        Some("ada@example.com"),
+        "history kept"
+    );
+    let found = store
+        .device_by_cert_thumbprint(&"bb".repeat(20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, first.id);
+
+    let all = store.enrollments_of_device(first.id).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].id, e1.id);
+    assert_eq!(all[0].replaced_by, Some(e2.id));
+    assert_eq!(all[1].replaced_by, None);
+    assert_eq!(all[1].device, first.id);
+    let stored = store.enrollment(e1.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.raw_request, e1.raw_request,
+        "raw request kept byte for byte"
+    );
+    assert_eq!(stored.context, e1.context);
+    assert_eq!(stored.context_value("enrollmenttype"), Some("Device"));
+}
+
+pub async fn enrollment_without_hw_dev_id_is_a_new_device(store: Arc<dyn Store>) {
+    let a = new_device("a", None);
+    let b = new_device("b", None);
+    let ra = store
+        .create_enrollment(a.clone(), new_enrollment(a.id, T0, "aa"))
+        .await
+        .unwrap();
+    let rb = store
+        .create_enrollment(b.clone(), new_enrollment(b.id, T0, "bb"))
+        .await
+        .unwrap();
+    assert_ne!(ra.device, rb.device);
+    assert!(store
+        .enrollment(EnrollmentId::generate())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .enrollments_of_device(DeviceId::generate())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn device_lookups_and_record_seen(store: Arc<dyn Store>) {
+    let d = new_device("lookup", Some("HW-L"));
+    store
+        .create_enrollment(d.clone(), new_enrollment(d.id, T0, "aa"))
+        .await
+        .unwrap();
+    let stored = store.device(d.id).await.unwrap().unwrap();
+    assert_eq!(stored, d, "every field round-trips");
+    assert_eq!(
+        store
+            .device_by_mdm_device_id("mdm-lookup")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        d.id
+    );
+    assert_eq!(
+        store.device_by_hw_dev_id("HW-L").await.unwrap().unwrap().id,
+        d.id
+    );
+    let thumb = d.cert_thumbprint.clone().unwrap();
+    assert_eq!(
+        store
+            .device_by_cert_thumbprint(&thumb)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        d.id
+    );
+    assert!(store
+        .device_by_mdm_device_id("nobody")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.device(DeviceId::generate()).await.unwrap().is_none());
+
+    store
+        .record_seen(d.id, t(5), Some("AzureAD\\ada"))
+        .await
+        .unwrap();
+    let seen = store.device(d.id).await.unwrap().unwrap();
+    assert_eq!(seen.last_seen, Some(t(5)));
+    assert_eq!(seen.current_user.as_deref(), Some("AzureAD\\ada"));
+    store.record_seen(d.id, t(6), None).await.unwrap();
+    assert_eq!(
+        store.device(d.id).await.unwrap().unwrap().current_user,
+        None
+    );
+    let err = store
+        .record_seen(DeviceId::generate(), t(6), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+
+    let mut missing = d.clone();
+    missing.id = DeviceId::generate();
+    assert!(matches!(
+        store.update_device(&missing).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+fn enrollment_token(
+    secret: &str,
+    expires_at: Option<OffsetDateTime>,
+    max_uses: Option<i64>,
+) -> EnrollmentToken {
+    EnrollmentToken {
+        id: TokenId::generate(),
+        label: secret.into(),
+        secret_hash: SecretHash::of_secret(secret),
+        expires_at,
+        max_uses,
+        uses: 0,
+        created_at: T0,
+    }
+}
+
+pub async fn enrollment_token_use_count_and_expiry(store: Arc<dyn Store>) {
+    store
+        .create_enrollment_token(&enrollment_token("two-uses", None, Some(2)))
+        .await
+        .unwrap();
+    store
+        .create_enrollment_token(&enrollment_token("expiring", Some(t(10)), None))
+        .await
+        .unwrap();
+    let two = SecretHash::of_secret("two-uses");
+    assert_eq!(
+        store
+            .consume_enrollment_token(&two, t(0))
+            .await
+            .unwrap()
+            .uses,
+        1
+    );
+    assert_eq!(
+        store
+            .consume_enrollment_token(&two, t(0))
+            .await
+            .unwrap()
+            .uses,
+        2
+    );
+    assert!(matches!(
+        store.consume_enrollment_token(&two, t(0)).await,
+        Err(StoreError::TokenExhausted)
+    ));
+
+    let exp = SecretHash::of_secret("expiring");
+    assert_eq!(
+        store
+            .consume_enrollment_token(&exp, t(9))
+            .await
+            .unwrap()
+            .uses,
+        1
+    );
+    assert!(matches!(
+        store.consume_enrollment_token(&exp, t(10)).await,
+        Err(StoreError::TokenExpired)
+    ));
+    let unknown = SecretHash::of_secret("nope");
+    assert!(matches!(
+        store.consume_enrollment_token(&unknown, t(0)).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let listed = store.list_enrollment_tokens().await.unwrap();
+    let uses: Vec<_> = listed.iter().map(|t| (t.label.as_str(), t.uses)).collect();
+    assert!(
+        uses.contains(&("two-uses", 2)) && uses.contains(&("expiring", 1)),
+        "{uses:?}"
+    );
+    let dup = store
+        .create_enrollment_token(&enrollment_token("two-uses", None, None))
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))));
+}
+
+pub async fn enrollment_token_is_never_overspent_concurrently(store: Arc<dyn Store>) {
+    store
+        .create_enrollment_token(&enrollment_token("race", None, Some(3)))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .consume_enrollment_token(&SecretHash::of_secret("race"), T0)
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::TokenExhausted) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(ok, 3);
+}
+
+pub async fn api_token_lookup_by_hash_and_revoke(store: Arc<dyn Store>) {
+    let token = ApiToken {
+        id: TokenId::generate(),
+        name: "ci".into(),
+        secret_hash: SecretHash::of_secret("s3cret"),
+        role: Role::Operator,
+        created_at: T0,
+        revoked_at: None,
+    };
+    store.create_api_token(&token).await.unwrap();
+    let found = store
+        .api_token_by_hash(&SecretHash::of_secret("s3cret"))
+        .await
+        .unwrap();
+    assert_eq!(found, Some(token.clone()));
+    assert_eq!(
+        store
+            .api_token_by_hash(&SecretHash::of_secret("other"))
+            .await
+            .unwrap(),
+        None
+    );
+    store.revoke_api_token(token.id, t(1)).await.unwrap();
+    store.revoke_api_token(token.id, t(2)).await.unwrap();
+    let revoked = store
+        .api_token_by_hash(&token.secret_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        revoked.revoked_at,
+        Some(t(1)),
+        "the first revocation time is kept"
+    );
+    assert_eq!(store.list_api_tokens().await.unwrap().len(), 1);
+    assert!(matches!(
+        store.revoke_api_token(TokenId::generate(), t(1)).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn queue_order_per_device(store: Arc<dyn Store>) {
+    let a = enrolled(&store, "a").await;
+    let b = enrolled(&store, "b").await;
+    let a_cmds: Vec<_> = (0..5).map(|i| get_cmd(a, &format!("./a/{i}"))).collect();
+    let b_cmds: Vec<_> = (0..3).map(|i| get_cmd(b, &format!("./b/{i}"))).collect();
+    // Interleave enqueues of two devices; each device's order is its own.
+    store.enqueue(&a_cmds[..2]).await.unwrap();
+    store.enqueue(&b_cmds).await.unwrap();
+    store.enqueue(&a_cmds[2..]).await.unwrap();
+    store.enqueue(&[]).await.unwrap();
+
+    let peek = store.queued_commands(a, 10).await.unwrap();
+    let uris: Vec<_> = peek.iter().map(|c| c.uri.as_str()).collect();
+    assert_eq!(uris, ["./a/0", "./a/1", "./a/2", "./a/3", "./a/4"]);
+    assert_eq!(store.queued_commands(a, 2).await.unwrap().len(), 2);
+
+    let first = take(&store, a, "S1", "1", 3).await;
+    let uris: Vec<_> = first.iter().map(|c| c.uri.as_str()).collect();
+    assert_eq!(uris, ["./a/0", "./a/1", "./a/2"]);
+    let cmd_ids: Vec<_> = first
+        .iter()
+        .map(|c| c.sent_in.clone().unwrap().cmd_id)
+        .collect();
+    assert_eq!(cmd_ids, ["2", "3", "4"]);
+    assert!(first
+        .iter()
+        .all(|c| c.state == CommandState::Sent && c.attempts == 1));
+    let rest = take(&store, a, "S1", "2", 10).await;
+    let uris: Vec<_> = rest.iter().map(|c| c.uri.as_str()).collect();
+    assert_eq!(uris, ["./a/3", "./a/4"]);
+    assert!(take(&store, a, "S1", "3", 10).await.is_empty());
+    assert_eq!(
+        store.queued_commands(b, 10).await.unwrap().len(),
+        3,
+        "b untouched"
+    );
+    assert!(store
+        .queued_commands(DeviceId::generate(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let stray = get_cmd(DeviceId::generate(), "./x");
+    assert!(matches!(
+        store.enqueue(&[stray]).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn concurrent_sessions_never_send_a_command_twice(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "race").await;
+    let cmds: Vec<_> = (0..40).map(|i| get_cmd(d, &format!("./n/{i}"))).collect();
+    store.enqueue(&cmds).await.unwrap();
+    let tasks: Vec<_> = (0..2)
+        .map(|s| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                for m in 0.. {
+                    let mut step = SessionStep::new(d, format!("S{s}"), t(1));
+                    step.send = send(&m.to_string(), 2, 3);
+                    let sent = store.session_step(step).await.unwrap().sent;
+                    if sent.is_empty() {
+                        break;
+                    }
+                    got.extend(sent.into_iter().map(|c| c.id));
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 40, "every command sent");
+    assert_eq!(unique.len(), 40, "none sent twice");
+    for c in &cmds {
+        let stored = store.command(c.id).await.unwrap().unwrap();
+        assert_eq!((stored.state, stored.attempts), (CommandState::Sent, 1));
+    }
+}
+
+pub async fn failed_session_step_leaves_nothing_half_written(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "atomic").await;
+    let sent_cmd = get_cmd(d, "./DevDetail/SwV");
+    let queued = get_cmd(d, "./DevDetail/Ext/Microsoft/DNSComputerName");
+    store.enqueue(std::slice::from_ref(&sent_cmd)).await.unwrap();
+    take(&store, d, "S1", "1", 10).await;
+    store.enqueue(std::slice::from_ref(&queued)).await.unwrap();
+    let action = Action::new(ActionId::generate(), d, ActionKind::Sync, "admin", None, T0);
+    store.create_action(&action, &[]).await.unwrap();
+
+    let mut updated = action.clone();
+    updated
+        .transition(ActionState::Pending, t(2), None)
+        .unwrap();
+    let extra = get_cmd(d, "./extra");
+    let mut step = SessionStep::new(d, "S2", t(2));
+    step.seen = true;
+    step.current_user = Some("ada".into());
+    step.answers = vec![
+        CommandAnswer {
+            command: sent_cmd.id,
+            status: 200,
+            result: Some("10.0.22631.1".into()),
+        },
+        CommandAnswer {
+            command: CommandId::generate(),
+            status: 200,
+            result: None,
+        },
+    ];
+    step.inventory = vec![InventoryValue {
+        device: d,
+        uri: "./DevDetail/SwV".into(),
+        value: "10.0.22631.1".into(),
+        format: Some("chr".into()),
+        at: t(2),
+    }];
+    step.action_updates = vec![ActionUpdate {
+        expected: ActionState::Requested,
+        action: updated,
+    }];
+    step.enqueue = vec![extra.clone()];
+    step.send = send("2", 2, 10);
+    let err = store.session_step(step).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+
+    let dev = store.device(d).await.unwrap().unwrap();
+    assert_eq!((dev.last_seen, dev.current_user), (None, None));
+    let c = store.command(sent_cmd.id).await.unwrap().unwrap();
+    assert_eq!(
+        (c.state, c.status, c.result),
+        (CommandState::Sent, None, None)
+    );
+    assert!(store.inventory(d).await.unwrap().is_empty());
+    assert_eq!(store.action(action.id).await.unwrap().unwrap(), action);
+    assert!(store.command(extra.id).await.unwrap().is_none());
+    let q = store.command(queued.id).await.unwrap().unwrap();
+    assert_eq!((q.state, q.sent_in), (CommandState::Queued, None));
+
+    // A step answering a command that is not `sent` is a conflict, also rolled back.
+    let mut step = SessionStep::new(d, "S2", t(3));
+    step.seen = true;
+    step.answers = vec![CommandAnswer {
+        command: queued.id,
+        status: 200,
+        result: None,
+    }];
+    assert!(matches!(
+        store.session_step(step).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.device(d).await.unwrap().unwrap().last_seen, None);
+}
+
+pub async fn answers_are_matched_by_refs(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "refs").await;
+    let other = enrolled(&store, "other").await;
+    let cmds: Vec<_> = ["./a", "./b"].iter().map(|u| get_cmd(d, u)).collect();
+    store.enqueue(&cmds).await.unwrap();
+    let sent = take(&store, d, "1A", "1", 10).await;
+    let b = &sent[1];
+    assert_eq!(b.sent_in.as_ref().unwrap().cmd_id, "3");
+
+    let found = store
+        .sent_command_by_ref(d, "1A", "1", "3")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, cmds[1].id);
+    assert!(store
+        .sent_command_by_ref(d, "1A", "2", "3")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .sent_command_by_ref(d, "1B", "1", "3")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .sent_command_by_ref(other, "1A", "1", "3")
+        .await
+        .unwrap()
+        .is_none());
+
+    let mut step = SessionStep::new(d, "1A", t(2));
+    step.answers = vec![
+        CommandAnswer {
+            command: cmds[0].id,
+            status: 200,
+            result: Some("v".into()),
+        },
+        CommandAnswer {
+            command: cmds[1].id,
+            status: 404,
+            result: None,
+        },
+    ];
+    store.session_step(step).await.unwrap();
+    let a = store.command(cmds[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        (a.state, a.status, a.result.as_deref(), a.answered_at),
+        (CommandState::Answered, Some(200), Some("v"), Some(t(2)))
+    );
+    let b = store
+        .sent_command_by_ref(d, "1A", "1", "3")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((b.state, b.status), (CommandState::Failed, Some(404)));
+
+    // A command of another device cannot be answered in this device's session.
+    store.enqueue(&[get_cmd(other, "./o")]).await.unwrap();
+    let o = take(&store, other, "9", "1", 1).await;
+    let mut step = SessionStep::new(d, "1A", t(3));
+    step.answers = vec![CommandAnswer {
+        command: o[0].id,
+        status: 200,
+        result: None,
+    }];
+    assert!(matches!(
+        store.session_step(step).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+pub async fn unanswered_sent_commands_are_listed(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "unanswered").await;
+    let get = get_cmd(d, "./a");
+    let exec = DeviceCommand::new(CommandId::generate(), d, None, Verb::Exec, RESET_URI, T0);
+    let answered = get_cmd(d, "./c");
+    store
+        .enqueue(&[get.clone(), exec.clone(), answered.clone()])
+        .await
+        .unwrap();
+    take(&store, d, "S1", "1", 10).await;
+    let mut step = SessionStep::new(d, "S1", t(2));
+    step.answers = vec![CommandAnswer {
+        command: answered.id,
+        status: 200,
+        result: None,
+    }];
+    store.session_step(step).await.unwrap();
+
+    let later = get_cmd(d, "./d");
+    store.enqueue(std::slice::from_ref(&later)).await.unwrap();
+    take(&store, d, "S2", "1", 10).await;
+
+    let earlier = store.unanswered_commands(d, Some("S2")).await.unwrap();
+    let ids: Vec<_> = earlier.iter().map(|c| c.id).collect();
+    assert_eq!(ids, [get.id, exec.id]);
+    assert_eq!(earlier[0].may_resend(), redeploy_core::Resend::Yes);
+    assert_eq!(earlier[1].may_resend(), redeploy_core::Resend::RecheckFirst);
+    assert_eq!(store.unanswered_commands(d, None).await.unwrap().len(), 3);
+    assert!(store
+        .unanswered_commands(DeviceId::generate(), None)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Re-queue the Get: it goes out again in the next reply with a second attempt.
+    let mut step = SessionStep::new(d, "S3", t(5));
+    step.requeue = vec![get.id];
+    step.send = send("1", 2, 10);
+    let sent = store.session_step(step).await.unwrap().sent;
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].id, sent[0].attempts), (get.id, 2));
+    assert_eq!(sent[0].sent_in.as_ref().unwrap().session_id, "S3");
+    // An Exec already answered or a queued command cannot be re-queued.
+    let mut step = SessionStep::new(d, "S3", t(6));
+    step.requeue = vec![answered.id];
+    assert!(matches!(
+        store.session_step(step).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+pub async fn action_transitions_persist_with_timeline(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "actions").await;
+    let mut a = Action::new(
+        ActionId::generate(),
+        d,
+        ActionKind::AutopilotReset,
+        "admin",
+        None,
+        T0,
+    );
+    store.create_action(&a, &[]).await.unwrap();
+    assert!(matches!(
+        store.create_action(&a, &[]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.active_action(d).await.unwrap().unwrap().id, a.id);
+
+    for (i, s) in [
+        ActionState::Pending,
+        ActionState::Sent,
+        ActionState::Acknowledged,
+        ActionState::InProgress,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let before = a.state;
+        a.transition(s, t(i as i64 + 1), Some(&format!("step {i}")))
+            .unwrap();
+        store.update_action(before, &a).await.unwrap();
+    }
+    let before = a.state;
+    a.transition(ActionState::Failed, t(9), Some("WinRE is disabled"))
+        .unwrap();
+    a.last_error = Some(0x8007_0032);
+    store.update_action(before, &a).await.unwrap();
+
+    let stored = store.action(a.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored, a,
+        "state, reason, last_error and timeline round-trip"
+    );
+    assert_eq!(stored.timeline.len(), 6);
+    assert_eq!(stored.last_error_text().as_deref(), Some("0x80070032"));
+    assert!(store.active_action(d).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .actions_in_state(ActionState::Failed, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A stale writer (expected state moved on) is refused.
+    let err = store
+        .update_action(ActionState::InProgress, &a)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let mut ghost = a.clone();
+    ghost.id = ActionId::generate();
+    assert!(matches!(
+        store.update_action(ActionState::Failed, &ghost).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let newer = Action::new(
+        ActionId::generate(),
+        d,
+        ActionKind::Sync,
+        "admin",
+        None,
+        t(10),
+    );
+    store.create_action(&newer, &[]).await.unwrap();
+    let listed: Vec<_> = store
+        .actions_of_device(d)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(listed, [newer.id, a.id], "newest first");
+    assert!(store.action(ActionId::generate()).await.unwrap().is_none());
+}
+
+pub async fn pending_action_becomes_sent_with_its_command(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "pending").await;
+    let mut a = Action::new(
+        ActionId::generate(),
+        d,
+        ActionKind::AutopilotReset,
+        "admin",
+        None,
+        T0,
+    );
+    a.transition(ActionState::Pending, T0, None).unwrap();
+    let exec = DeviceCommand::new(
+        CommandId::generate(),
+        d,
+        Some(a.id),
+        Verb::Exec,
+        RESET_URI,
+        T0,
+    );
+    store.create_action(&a, std::slice::from_ref(&exec)).await.unwrap();
+    assert_eq!(
+        store.commands_of_action(a.id).await.unwrap(),
+        vec![exec.clone()]
+    );
+
+    let mut step = SessionStep::new(d, "S1", t(1));
+    step.send = send("1", 2, 10);
+    let out = store.session_step(step).await.unwrap();
+    assert_eq!(out.sent.len(), 1);
+    assert_eq!(out.actions_sent.len(), 1);
+    let stored = store.action(a.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, ActionState::Sent);
+    let last = stored.timeline.last().unwrap();
+    assert_eq!((last.state, last.at), (ActionState::Sent, t(1)));
+}
+
+pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "audited").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let e = store
+            .append_audit(NewAuditEvent {
+                at: t(i),
+                actor: "admin".into(),
+                action: format!("action.{i}"),
+                targets: if i % 2 == 0 { vec![d] } else { vec![] },
+                batch: None,
+                outcome: if i == 4 {
+                    AuditOutcome::Refused
+                } else {
+                    AuditOutcome::Success
+                },
+                details: format!("details {i}"),
+            })
+            .await
+            .unwrap();
+        ids.push(e.id);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "positions increase");
+    let all = store
+        .list_audit(&AuditQuery {
+            device: None,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let actions: Vec<_> = all.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["action.0", "action.1", "action.2", "action.3", "action.4"]
+    );
+    assert_eq!(all[4].outcome, AuditOutcome::Refused);
+    assert_eq!(all[0].targets, vec![d]);
+
+    let after = store
+        .list_audit(&AuditQuery {
+            device: None,
+            after: Some(ids[2]),
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].id, ids[3]);
+    let of_d = store
+        .list_audit(&AuditQuery {
+            device: Some(d),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        of_d.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [ids[0], ids[2], ids[4]]
+    );
+
+    // Appending more never changes what was already listed.
+    store
+        .append_audit(NewAuditEvent {
+            at: t(9),
+            actor: "x".into(),
+            action: "later".into(),
+            targets: vec![],
+            batch: None,
+            outcome: AuditOutcome::Failed,
+            details: String::new(),
+        })
+        .await
+        .unwrap();
+    let again = store
+        .list_audit(&AuditQuery {
+            device: None,
+            after: None,
+            limit: 5,
+        })
+        .await
+        .unwrap();
+    assert_eq!(again, all);
+}
+
+pub async fn device_pagination_cursor_is_stable(store: Arc<dyn Store>) {
+    let mut names = Vec::new();
+    for i in 0..7 {
+        let name = format!("pc-{i:02}");
+        let mut d = new_device(&name, Some(&format!("hw-{i}")));
+        d.serial = Some(format!("SER{i}"));
+        if i % 2 == 0 {
+            d.last_seen = Some(t(i));
+        }
+        store
+            .create_enrollment(d.clone(), new_enrollment(d.id, T0, "aa"))
+            .await
+            .unwrap();
+        store.update_device(&d).await.unwrap();
+        names.push(name);
+    }
+    let mut q = DeviceQuery {
+        limit: 3,
+        ..DeviceQuery::default()
+    };
+    let p1 = store.list_devices(&q).await.unwrap();
+    assert_eq!(
+        p1.items.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
+        names[..3]
+    );
+    // A device added before the cursor's position must not shift the next page.
+    let early = new_device("pc-00a", Some("hw-early"));
+    store
+        .create_enrollment(early.clone(), new_enrollment(early.id, T0, "aa"))
+        .await
+        .unwrap();
+    q.cursor = p1.next.clone();
+    let p2 = store.list_devices(&q).await.unwrap();
+    assert_eq!(
+        p2.items.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
+        names[3..6]
+    );
+    q.cursor = p2.next.clone();
+    let p3 = store.list_devices(&q).await.unwrap();
+    assert_eq!(
+        p3.items.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
+        names[6..]
+    );
+    assert!(p3.next.is_none());
+
+    let desc = DeviceQuery {
+        limit: 100,
+        sort: DeviceSort::LastSeen,
+        descending: true,
+        ..DeviceQuery::default()
+    };
+    let page = store.list_devices(&desc).await.unwrap();
+    assert_eq!(page.items[0].name, "pc-06");
+    assert_eq!(page.items.len(), 8);
+    // Walk last_seen ascending 2 at a time: every device once, never-seen first.
+    let mut q = DeviceQuery {
+        limit: 2,
+        sort: DeviceSort::LastSeen,
+        ..DeviceQuery::default()
+    };
+    let mut walked = Vec::new();
+    loop {
+        let p = store.list_devices(&q).await.unwrap();
+        walked.extend(p.items.iter().map(|d| d.name.clone()));
+        match p.next {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(walked.len(), 8);
+    assert_eq!(walked[4..], ["pc-00", "pc-02", "pc-04", "pc-06"]);
+    assert!(matches!(
+        store
+            .list_devices(&DeviceQuery {
+                cursor: p1.next,
+                sort: DeviceSort::EnrolledAt,
+                ..DeviceQuery::default()
+            })
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let search = DeviceQuery {
+        search: Some("ser3".into()),
+        ..DeviceQuery::default()
+    };
+    let found = store.list_devices(&search).await.unwrap();
+    assert_eq!(
+        found
+            .items
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>(),
+        ["pc-03"]
+    );
+    let none = DeviceQuery {
+        search: Some("%".into()),
+        ..DeviceQuery::default()
+    };
+    let empty = store.list_devices(&none).await.unwrap();
+    assert!(
+        empty.items.is_empty() && empty.next.is_none(),
+        "LIKE wildcards are escaped"
+    );
+    let mut gone = store.device(early.id).await.unwrap().unwrap();
+    gone.unenrolled_at = Some(t(1));
+    store.update_device(&gone).await.unwrap();
+    assert_eq!(
+        store
+            .list_devices(&DeviceQuery::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        7
+    );
+    let all = DeviceQuery {
+        include_unenrolled: true,
+        join_type: Some(JoinType::EntraJoined),
+        ..DeviceQuery::default()
+    };
+    assert_eq!(store.list_devices(&all).await.unwrap().items.len(), 8);
+}
+
+pub async fn inventory_upsert_keeps_latest_value(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "inv").await;
+    let value = |v: &str, at| InventoryValue {
+        device: d,
+        uri: STATUS_URI.into(),
+        value: v.into(),
+        format: Some("int".into()),
+        at,
+    };
+    store.upsert_inventory(&[value("10", t(1))]).await.unwrap();
+    store.upsert_inventory(&[value("1", t(5))]).await.unwrap();
+    store.upsert_inventory(&[value("20", t(3))]).await.unwrap();
+    let v = store.inventory_value(d, STATUS_URI).await.unwrap().unwrap();
+    assert_eq!(
+        (v.value.as_str(), v.at),
+        ("1", t(5)),
+        "an older report never wins"
+    );
+    store.upsert_inventory(&[]).await.unwrap();
+    let other = InventoryValue {
+        uri: "./DevDetail/SwV".into(),
+        ..value("10.0.22631.1", t(2))
+    };
+    store.upsert_inventory(&[other]).await.unwrap();
+    let all = store.inventory(d).await.unwrap();
+    assert_eq!(
+        all.iter().map(|v| v.uri.as_str()).collect::<Vec<_>>(),
+        ["./DevDetail/SwV", STATUS_URI]
+    );
+    assert!(store.inventory_value(d, "./none").await.unwrap().is_none());
+    assert!(store
+        .inventory(DeviceId::generate())
+        .await
+        .unwrap()
+        .is_empty());
+}
