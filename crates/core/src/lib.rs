@@ -23,5 +23,7 @@ pub use enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 pub use error::{Error, Result};
 pub use ids::{ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
 pub use inventory::InventoryValue;
-pub use preflight::{preflight, BlockReason, PreflightSettings, Readiness};
+pub use preflight::{
+    preflight, winre_failure_since_last_success, BlockReason, PreflightSettings, Readiness,
+};
 pub use store::{Store, StoreError, StoreResult};

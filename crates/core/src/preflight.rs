@@ -195,6 +195,18 @@ pub fn local_reset_supported(device: &Device, settings: &PreflightSettings) -> b
         && !device.is_windows_se()
 }
 
+/// Whether the newest Autopilot Reset that ended failed with 0x80070032 (WinRE disabled), i.e.
+/// no reset succeeded since that failure. `actions` in any order; other kinds are ignored.
+pub fn winre_failure_since_last_success(actions: &[crate::action::Action]) -> bool {
+    use crate::action::{ActionKind, ActionState};
+    actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::AutopilotReset)
+        .filter(|a| matches!(a.state, ActionState::Done | ActionState::Failed))
+        .max_by_key(|a| a.updated_at)
+        .is_some_and(|a| a.state == ActionState::Failed && a.last_error == Some(0x8007_0032))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +231,41 @@ mod tests {
         let r = preflight(d, NOW, &PreflightSettings::default(), active, winre);
         assert_eq!(r.ready, r.reasons.is_empty());
         r.reasons.iter().map(BlockReason::code).collect()
+    }
+
+    #[test]
+    fn winre_failure_counts_until_a_reset_succeeds() {
+        use crate::action::{Action, ActionKind, ActionState};
+        use crate::ids::ActionId;
+        let d = DeviceId::generate();
+        let ended = |state, err, minute| {
+            let mut a = Action::new(
+                ActionId::generate(),
+                d,
+                ActionKind::AutopilotReset,
+                "a",
+                None,
+                NOW,
+            );
+            a.state = state;
+            a.last_error = err;
+            a.updated_at = NOW + Duration::minutes(minute);
+            a
+        };
+        let failed = ended(ActionState::Failed, Some(0x8007_0032), 1);
+        assert!(!winre_failure_since_last_success(&[]));
+        assert!(winre_failure_since_last_success(std::slice::from_ref(
+            &failed
+        )));
+        let later_done = ended(ActionState::Done, None, 2);
+        assert!(!winre_failure_since_last_success(&[
+            failed.clone(),
+            later_done
+        ]));
+        let earlier_done = ended(ActionState::Done, None, 0);
+        assert!(winre_failure_since_last_success(&[earlier_done, failed]));
+        let other_error = ended(ActionState::Failed, Some(0x8000_4005), 3);
+        assert!(!winre_failure_since_last_success(&[other_error]));
     }
 
     #[test]

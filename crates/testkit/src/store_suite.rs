@@ -467,7 +467,10 @@ pub async fn failed_session_step_leaves_nothing_half_written(store: Arc<dyn Stor
     let d = enrolled(&store, "atomic").await;
     let sent_cmd = get_cmd(d, "./DevDetail/SwV");
     let queued = get_cmd(d, "./DevDetail/Ext/Microsoft/DNSComputerName");
-    store.enqueue(std::slice::from_ref(&sent_cmd)).await.unwrap();
+    store
+        .enqueue(std::slice::from_ref(&sent_cmd))
+        .await
+        .unwrap();
     take(&store, d, "S1", "1", 10).await;
     store.enqueue(std::slice::from_ref(&queued)).await.unwrap();
     let action = Action::new(ActionId::generate(), d, ActionKind::Sync, "admin", None, T0);
@@ -766,7 +769,10 @@ pub async fn pending_action_becomes_sent_with_its_command(store: Arc<dyn Store>)
         RESET_URI,
         T0,
     );
-    store.create_action(&a, std::slice::from_ref(&exec)).await.unwrap();
+    store
+        .create_action(&a, std::slice::from_ref(&exec))
+        .await
+        .unwrap();
     assert_eq!(
         store.commands_of_action(a.id).await.unwrap(),
         vec![exec.clone()]

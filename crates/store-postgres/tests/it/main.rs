@@ -50,3 +50,119 @@ fn shared_queries_match_the_sqlite_backend() {
         "crates/store-postgres/src/imp.rs and crates/store-sqlite/src/imp.rs differ"
     );
 }
+
+mod processes {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use redeploy_core::command::{DeviceCommand, Verb};
+    use redeploy_core::device::Device;
+    use redeploy_core::enrollment::Enrollment;
+    use redeploy_core::ids::{CommandId, DeviceId, EnrollmentId};
+    use redeploy_core::store::{
+        CommandQueue, EnrollmentStore, SendBatch, SessionStep, StoreResult,
+    };
+    use redeploy_core::EnrollmentType;
+    use sqlx::{Connection, PgConnection};
+    use store_postgres::PostgresStore;
+    use time::macros::datetime;
+
+    async fn maintenance(base: &str, statement: String) {
+        let mut conn = PgConnection::connect(&format!("{base}/postgres"))
+            .await
+            .unwrap();
+        sqlx::query(&statement).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    }
+
+    /// Two server processes (two independent pools, each having run the migrations) share one
+    /// database and serve the same device at once: every queued command goes out exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_processes_never_send_the_same_command() {
+        let base = std::env::var("REDEPLOY_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+        let base = base.trim_end_matches('/').to_owned();
+        let name = format!("redeploy_test_{}", uuid::Uuid::new_v4().simple());
+        maintenance(&base, format!("CREATE DATABASE {name}")).await;
+        let url = format!("{base}/{name}");
+        let (a, b) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
+        let (a, b) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+
+        let at = datetime!(2026-03-01 12:00 UTC);
+        let device = Device::new(DeviceId::generate(), "shared", at);
+        let enrollment = Enrollment {
+            id: EnrollmentId::generate(),
+            device: device.id,
+            enrollment_type: EnrollmentType::Device,
+            upn: None,
+            auth_method: "token".into(),
+            context: vec![],
+            raw_request: vec![],
+            cert_thumbprint: "aa".into(),
+            cert_serial: "01".into(),
+            cert_not_after: at,
+            created_at: at,
+            replaced_by: None,
+        };
+        let d = a
+            .create_enrollment(device, enrollment)
+            .await
+            .unwrap()
+            .device;
+        let cmds: Vec<_> = (0..60)
+            .map(|i| {
+                DeviceCommand::new(
+                    CommandId::generate(),
+                    d,
+                    None,
+                    Verb::Get,
+                    format!("./n/{i}"),
+                    at,
+                )
+            })
+            .collect();
+        b.enqueue(&cmds).await.unwrap();
+
+        async fn drain(
+            store: Arc<PostgresStore>,
+            session: &'static str,
+            d: DeviceId,
+        ) -> StoreResult<Vec<CommandId>> {
+            let mut got = Vec::new();
+            for m in 1.. {
+                let mut step = SessionStep::new(d, session, datetime!(2026-03-01 12:01 UTC));
+                step.send = Some(SendBatch {
+                    msg_id: m.to_string(),
+                    first_cmd_id: 2,
+                    limit: 4,
+                });
+                let sent = store.session_step(step).await?.sent;
+                if sent.is_empty() {
+                    return Ok(got);
+                }
+                got.extend(sent.iter().map(|c| c.id));
+            }
+            Ok(got)
+        }
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(drain(Arc::clone(&a), "A", d)),
+            tokio::spawn(drain(Arc::clone(&b), "B", d))
+        );
+        let mut all = ra.unwrap().unwrap();
+        all.extend(rb.unwrap().unwrap());
+        assert_eq!(all.len(), 60);
+        assert_eq!(
+            all.iter().collect::<HashSet<_>>().len(),
+            60,
+            "no command sent twice"
+        );
+
+        a.close().await;
+        b.close().await;
+        maintenance(
+            &base,
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await;
+    }
+}
