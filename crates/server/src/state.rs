@@ -1,29 +1,69 @@
-//! Shared server state handed to every handler: the store, the CA, the settings, the clock.
+//! Shared server state handed to every handler: the store, the CA, the settings, the clock,
+//! metrics and the federated (JWT) verifier.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use enroll::ca::CertificateAuthority;
+use enroll::provisioning::PollSchedule;
 use redeploy_core::{Clock, Store};
 
+use crate::federated::FederatedAuth;
+use crate::metrics::Metrics;
+
 /// Typed server settings: defaults, then `redeploy.toml`, then `REDEPLOY_*`, then flags
-/// (the binary builds this; the server only reads it).
+/// (see [`crate::config`]; `docs/operations.md` lists every key).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Where the HTTPS listener binds.
+    /// Where the HTTPS listener binds (port 0 picks a free port).
     pub listen: SocketAddr,
-    /// Data folder: database (SQLite), CA, TLS certificate, first admin token.
+    /// Data folder: database (SQLite), CA, TLS certificate, first tokens.
     pub data_dir: PathBuf,
-    /// `sqlite://…` or `postgres://…`; `None` means `sqlite://<data_dir>/redeploy.db`.
+    /// `sqlite://…` or `postgres://…`; `None` means `<data_dir>/redeploy.db`.
     pub database: Option<String>,
-    /// Extra DNS names for the TLS certificate and the URLs handed to devices.
+    /// Extra DNS names (or IP literals) for the TLS certificate and the URLs handed to devices.
     pub hostnames: Vec<String>,
     /// Base URL devices use to reach us (e.g. `https://mdm.example.org:8443`); derived from
-    /// the first hostname and the listen port when not set.
+    /// the first hostname (else the listen address) and the bound port when not set.
     pub public_url: Option<String>,
-    /// Largest request body accepted on any endpoint, in bytes.
+    /// Largest request body accepted on any endpoint, in bytes (larger → 413).
     pub max_body_bytes: usize,
+    /// A request that takes longer than this is answered 503.
+    pub request_timeout: Duration,
+    /// Per-client-IP token bucket on the enrollment endpoints.
+    pub enroll_rate: RateLimit,
+    /// The w7 `PROVIDER-ID` and `DMClient/Provider/<id>` name given to devices.
+    pub provider_id: String,
+    /// Lifetime of issued device certificates, in days.
+    pub device_cert_validity_days: u32,
+    /// DMClient Poll schedule sent in the provisioning document (minutes).
+    pub poll: PollSchedule,
+    /// Federated (Entra-style JWT) enrollment; `None` = OnPremise only.
+    pub federated: Option<FederatedSettings>,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`. `per_second <= 0`
+/// disables the limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub burst: u32,
+    pub per_second: f64,
+}
+
+/// Where federated enrollment tokens come from and how they are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederatedSettings {
+    /// Expected `iss` claim.
+    pub issuer: String,
+    /// Expected `aud` claim.
+    pub audience: String,
+    /// JSON Web Key Set file with the issuer's RS256 signing keys.
+    pub jwks_file: PathBuf,
+    /// `AuthenticationServiceUrl` for the traditional federated flow (the web authentication
+    /// broker page); not used by Entra join, which skips it (protocol.md §2.7).
+    pub authentication_service_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -35,6 +75,16 @@ impl Default for Settings {
             hostnames: Vec::new(),
             public_url: None,
             max_body_bytes: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            // Generous: an emulated fleet enrolls from one address (3 requests per PC).
+            enroll_rate: RateLimit {
+                burst: 600,
+                per_second: 100.0,
+            },
+            provider_id: "Redeploy".into(),
+            device_cert_validity_days: 365,
+            poll: PollSchedule::recommended(),
+            federated: None,
         }
     }
 }
@@ -46,8 +96,40 @@ pub struct AppState {
     pub ca: Arc<CertificateAuthority>,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
-    /// The base URL devices are told to use (discovery response, provisioning ADDR).
+    /// The base URL devices are told to use (discovery response, provisioning ADDR), no
+    /// trailing slash.
     pub public_url: String,
+    /// Counters and histograms served on `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The JWT verifier when federated enrollment is configured.
+    pub federated: Option<Arc<FederatedAuth>>,
+}
+
+impl AppState {
+    /// State with fresh metrics and no federated verifier (see [`AppState::with_federated`]).
+    pub fn new(
+        store: Arc<dyn Store>,
+        ca: Arc<CertificateAuthority>,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        public_url: impl Into<String>,
+    ) -> Self {
+        AppState {
+            store,
+            ca,
+            settings: Arc::new(settings),
+            clock,
+            public_url: public_url.into().trim_end_matches('/').to_string(),
+            metrics: Arc::new(Metrics::default()),
+            federated: None,
+        }
+    }
+
+    /// Enables federated enrollment with this verifier.
+    pub fn with_federated(mut self, federated: FederatedAuth) -> Self {
+        self.federated = Some(Arc::new(federated));
+        self
+    }
 }
 
 impl std::fmt::Debug for AppState {

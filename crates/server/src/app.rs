@@ -1,0 +1,83 @@
+//! The router: enrollment, management (`crate::mgmt`), health and metrics, wrapped in the
+//! limits every request gets (body size, timeout), latency metrics and problem-document errors.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http::{header, StatusCode};
+
+use crate::problem::{problem_errors, Problem};
+use crate::ratelimit::{limit_by_ip, RateLimiter};
+use crate::state::AppState;
+use crate::{enrollment, ops};
+
+/// Every route of the server, ready to serve.
+pub fn app(state: AppState) -> Router {
+    let limiter = Arc::new(RateLimiter::new(state.settings.enroll_rate));
+    let enrollment = enrollment::routes().route_layer(from_fn_with_state(limiter, limit_by_ip));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .merge(enrollment)
+        .merge(crate::mgmt::routes())
+        .fallback(not_found)
+        // Bodies without a Content-Length (chunked) are cut off here while being read.
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(from_fn_with_state(state.clone(), limits_and_latency))
+        .layer(from_fn(problem_errors))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> Response {
+    Problem::new(StatusCode::NOT_FOUND)
+        .detail(format!(
+            "no such endpoint: {} {}",
+            request.method(),
+            request.uri().path()
+        ))
+        .into_response()
+}
+
+/// Refuses a declared body over the limit (413) before reading it, bounds the handler's time
+/// (503 after `request_timeout`), and records the latency under the route pattern.
+async fn limits_and_latency(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = state.settings.max_body_bytes;
+    let response = if declared.is_some_and(|n| n > limit as u64) {
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
+            .detail(format!("the request body is larger than {limit} bytes"))
+            .into_response()
+    } else {
+        match tokio::time::timeout(state.settings.request_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::warn!(%endpoint, "request timed out");
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                    .detail("the request took too long")
+                    .into_response()
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    state.metrics.record_request(&endpoint, elapsed);
+    tracing::debug!(%endpoint, status = response.status().as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request");
+    response
+}

@@ -1,0 +1,321 @@
+//! Building [`Settings`]: defaults, then the `redeploy.toml` file, then `REDEPLOY_*` environment
+//! variables (the binary applies its flags last). Every key is listed in `docs/operations.md`;
+//! unknown keys are refused so a typo never silently does nothing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::state::{FederatedSettings, Settings};
+use crate::Error;
+
+/// The TOML file: every key optional, same names as the settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database: Option<String>,
+    /// A file whose content is the database URL (keeps a password out of the config).
+    pub database_file: Option<PathBuf>,
+    pub hostnames: Option<Vec<String>>,
+    pub public_url: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub request_timeout_secs: Option<u64>,
+    pub enroll_rate_burst: Option<u32>,
+    pub enroll_rate_per_second: Option<f64>,
+    pub provider_id: Option<String>,
+    pub device_cert_validity_days: Option<u32>,
+    pub poll: Option<PollFile>,
+    pub federated: Option<FederatedFile>,
+}
+
+/// `[poll]`: the DMClient Poll schedule (minutes).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollFile {
+    pub number_of_first_retries: Option<u32>,
+    pub interval_for_first_set_of_retries: Option<u32>,
+    pub number_of_second_retries: Option<u32>,
+    pub interval_for_second_set_of_retries: Option<u32>,
+    pub number_of_remaining_scheduled_retries: Option<u32>,
+    pub interval_for_remaining_scheduled_retries: Option<u32>,
+    pub poll_on_login: Option<bool>,
+    pub all_users_poll_on_first_login: Option<bool>,
+}
+
+/// `[federated]`: JWT enrollment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederatedFile {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub jwks_file: Option<PathBuf>,
+    pub authentication_service_url: Option<String>,
+}
+
+fn bad(key: &str, value: &str, why: impl std::fmt::Display) -> Error {
+    Error::Config(format!("{key} = {value:?}: {why}"))
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Error>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse().map_err(|e| bad(key, value, e))
+}
+
+/// `REDEPLOY_<KEY>` for top-level keys, `REDEPLOY_POLL_<KEY>` and `REDEPLOY_FEDERATED_<KEY>`
+/// for the tables; lists are comma-separated. Unknown `REDEPLOY_*` names are ignored here,
+/// because clients (`REDEPLOY_SERVER`, `REDEPLOY_TOKEN`…) share the prefix.
+fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Error> {
+    for (name, value) in vars {
+        let Some(key) = name.strip_prefix("REDEPLOY_") else {
+            continue;
+        };
+        let key = key.to_ascii_lowercase();
+        let v = value.clone();
+        match key.as_str() {
+            "listen" => file.listen = Some(v),
+            "data_dir" => file.data_dir = Some(v.into()),
+            "database" => file.database = Some(v),
+            "database_file" => file.database_file = Some(v.into()),
+            "hostnames" => {
+                file.hostnames = Some(
+                    v.split(',')
+                        .map(|h| h.trim().to_string())
+                        .filter(|h| !h.is_empty())
+                        .collect(),
+                )
+            }
+            "public_url" => file.public_url = Some(v),
+            "max_body_bytes" => file.max_body_bytes = Some(parse(name, &v)?),
+            "request_timeout_secs" => file.request_timeout_secs = Some(parse(name, &v)?),
+            "enroll_rate_burst" => file.enroll_rate_burst = Some(parse(name, &v)?),
+            "enroll_rate_per_second" => file.enroll_rate_per_second = Some(parse(name, &v)?),
+            "provider_id" => file.provider_id = Some(v),
+            "device_cert_validity_days" => file.device_cert_validity_days = Some(parse(name, &v)?),
+            k if k.starts_with("poll_") => {
+                let poll = file.poll.get_or_insert_with(PollFile::default);
+                match &k["poll_".len()..] {
+                    "number_of_first_retries" => {
+                        poll.number_of_first_retries = Some(parse(name, &v)?)
+                    }
+                    "interval_for_first_set_of_retries" => {
+                        poll.interval_for_first_set_of_retries = Some(parse(name, &v)?)
+                    }
+                    "number_of_second_retries" => {
+                        poll.number_of_second_retries = Some(parse(name, &v)?)
+                    }
+                    "interval_for_second_set_of_retries" => {
+                        poll.interval_for_second_set_of_retries = Some(parse(name, &v)?)
+                    }
+                    "number_of_remaining_scheduled_retries" => {
+                        poll.number_of_remaining_scheduled_retries = Some(parse(name, &v)?)
+                    }
+                    "interval_for_remaining_scheduled_retries" => {
+                        poll.interval_for_remaining_scheduled_retries = Some(parse(name, &v)?)
+                    }
+                    "poll_on_login" => poll.poll_on_login = Some(parse(name, &v)?),
+                    "all_users_poll_on_first_login" => {
+                        poll.all_users_poll_on_first_login = Some(parse(name, &v)?)
+                    }
+                    _ => return Err(bad(name, &v, "unknown poll setting")),
+                }
+            }
+            k if k.starts_with("federated_") => {
+                let fed = file.federated.get_or_insert_with(FederatedFile::default);
+                match &k["federated_".len()..] {
+                    "issuer" => fed.issuer = Some(v),
+                    "audience" => fed.audience = Some(v),
+                    "jwks_file" => fed.jwks_file = Some(v.into()),
+                    "authentication_service_url" => fed.authentication_service_url = Some(v),
+                    _ => return Err(bad(name, &v, "unknown federated setting")),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// Defaults, then `config_file` (if given; it must exist), then the `REDEPLOY_*` entries
+    /// of `env` (pass `std::env::vars().collect()`). Relative paths in the file are relative
+    /// to the directory the server runs in.
+    pub fn load(config_file: Option<&Path>, env: &[(String, String)]) -> Result<Settings, Error> {
+        let mut file = match config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str::<ConfigFile>(&text)
+                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+            }
+            None => ConfigFile::default(),
+        };
+        apply_env(&mut file, env)?;
+        file.apply_to(Settings::default())
+    }
+}
+
+impl ConfigFile {
+    /// `base` with every key present in this file replaced.
+    pub fn apply_to(self, mut s: Settings) -> Result<Settings, Error> {
+        if let Some(v) = self.listen {
+            s.listen = v.parse::<SocketAddr>().map_err(|e| bad("listen", &v, e))?;
+        }
+        if let Some(v) = self.data_dir {
+            s.data_dir = v;
+        }
+        if let Some(path) = self.database_file {
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            s.database = Some(text.trim().to_string());
+        }
+        if let Some(v) = self.database {
+            s.database = Some(v);
+        }
+        if let Some(v) = self.hostnames {
+            s.hostnames = v;
+        }
+        if let Some(v) = self.public_url {
+            s.public_url = Some(v);
+        }
+        if let Some(v) = self.max_body_bytes {
+            s.max_body_bytes = v;
+        }
+        if let Some(v) = self.request_timeout_secs {
+            s.request_timeout = Duration::from_secs(v.max(1));
+        }
+        if let Some(v) = self.enroll_rate_burst {
+            s.enroll_rate.burst = v;
+        }
+        if let Some(v) = self.enroll_rate_per_second {
+            s.enroll_rate.per_second = v;
+        }
+        if let Some(v) = self.provider_id {
+            s.provider_id = v;
+        }
+        if let Some(v) = self.device_cert_validity_days {
+            s.device_cert_validity_days = v.max(1);
+        }
+        if let Some(p) = self.poll {
+            let poll = &mut s.poll;
+            let set = |field: &mut Option<u32>, v: Option<u32>| {
+                if v.is_some() {
+                    *field = v;
+                }
+            };
+            set(&mut poll.number_of_first_retries, p.number_of_first_retries);
+            set(
+                &mut poll.interval_for_first_set_of_retries,
+                p.interval_for_first_set_of_retries,
+            );
+            set(
+                &mut poll.number_of_second_retries,
+                p.number_of_second_retries,
+            );
+            set(
+                &mut poll.interval_for_second_set_of_retries,
+                p.interval_for_second_set_of_retries,
+            );
+            set(
+                &mut poll.number_of_remaining_scheduled_retries,
+                p.number_of_remaining_scheduled_retries,
+            );
+            set(
+                &mut poll.interval_for_remaining_scheduled_retries,
+                p.interval_for_remaining_scheduled_retries,
+            );
+            if p.poll_on_login.is_some() {
+                poll.poll_on_login = p.poll_on_login;
+            }
+            if p.all_users_poll_on_first_login.is_some() {
+                poll.all_users_poll_on_first_login = p.all_users_poll_on_first_login;
+            }
+        }
+        if let Some(f) = self.federated {
+            let (Some(issuer), Some(audience), Some(jwks_file)) =
+                (f.issuer, f.audience, f.jwks_file)
+            else {
+                return Err(Error::Config(
+                    "federated: issuer, audience and jwks_file are all required".into(),
+                ));
+            };
+            s.federated = Some(FederatedSettings {
+                issuer,
+                audience,
+                jwks_file,
+                authentication_service_url: f.authentication_service_url,
+            });
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn file_then_env_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redeploy.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = "0.0.0.0:9443"
+hostnames = ["mdm.example.org"]
+max_body_bytes = 1000
+[poll]
+interval_for_remaining_scheduled_retries = 60
+[federated]
+issuer = "https://login.example/tenant/v2.0"
+audience = "api://redeploy"
+jwks_file = "keys.json"
+"#,
+        )
+        .unwrap();
+        let s = Settings::load(
+            Some(&path),
+            &env(&[
+                ("REDEPLOY_MAX_BODY_BYTES", "2000"),
+                ("REDEPLOY_POLL_NUMBER_OF_FIRST_RETRIES", "2"),
+                ("REDEPLOY_SERVER", "https://ignored"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.listen, "0.0.0.0:9443".parse().unwrap());
+        assert_eq!(s.hostnames, vec!["mdm.example.org".to_string()]);
+        assert_eq!(s.max_body_bytes, 2000);
+        assert_eq!(s.poll.interval_for_remaining_scheduled_retries, Some(60));
+        assert_eq!(s.poll.number_of_first_retries, Some(2));
+        assert_eq!(s.poll.interval_for_first_set_of_retries, Some(15));
+        assert_eq!(s.federated.unwrap().audience, "api://redeploy");
+        assert_eq!(s.data_dir, PathBuf::from("./redeploy-data"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redeploy.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        assert!(Settings::load(Some(&path), &[]).is_err());
+        assert!(Settings::load(None, &env(&[("REDEPLOY_MAX_BODY_BYTES", "lots")])).is_err());
+        assert!(Settings::load(None, &env(&[("REDEPLOY_LISTEN", "nowhere")])).is_err());
+    }
+}

@@ -1,0 +1,270 @@
+//! Prometheus metrics, hand-rolled with atomics: management sessions by outcome, command state
+//! transitions, enrollment outcomes and request latency per endpoint, rendered in the text
+//! exposition format (version 0.0.4) on `GET /metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A latency histogram: cumulative counts are computed when rendering.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum in microseconds (integer, so it can be an atomic).
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, duration: Duration) {
+        let secs = duration.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.count();
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("{{{s}}}")
+            }
+        };
+        let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
+        let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
+    }
+}
+
+/// A family of series keyed by their rendered label set (`outcome="ok"`), created on first use.
+#[derive(Debug)]
+struct Family<T> {
+    series: RwLock<BTreeMap<String, Arc<T>>>,
+}
+
+impl<T> Default for Family<T> {
+    fn default() -> Self {
+        Family {
+            series: RwLock::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl<T: Default> Family<T> {
+    fn get(&self, labels: String) -> Arc<T> {
+        if let Some(s) = self
+            .series
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&labels)
+        {
+            return s.clone();
+        }
+        self.series
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(labels)
+            .or_default()
+            .clone()
+    }
+
+    fn snapshot(&self) -> Vec<(String, Arc<T>)> {
+        self.series
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// Escapes a label value (Prometheus text format: backslash, quote, newline).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Every metric the server exports. Shared as `Arc<Metrics>` in [`crate::state::AppState`].
+#[derive(Debug, Default)]
+pub struct Metrics {
+    sessions: Family<AtomicU64>,
+    session_duration: Family<Histogram>,
+    commands: Family<AtomicU64>,
+    enrollment_requests: Family<AtomicU64>,
+    http_duration: Family<Histogram>,
+}
+
+impl Metrics {
+    /// One management session (or session message) ended with `outcome` (e.g. `ok`,
+    /// `unauthenticated`, `bad_message`, `store_error`) after `duration`.
+    pub fn record_session(&self, outcome: &str, duration: Duration) {
+        let labels = format!("outcome=\"{}\"", label(outcome));
+        self.sessions
+            .get(labels.clone())
+            .fetch_add(1, Ordering::Relaxed);
+        self.session_duration.get(labels).observe(duration);
+    }
+
+    /// `count` device commands moved into `state` (e.g. `sent`, `acknowledged`, `failed`).
+    pub fn record_command(&self, state: &str, count: u64) {
+        self.commands
+            .get(format!("state=\"{}\"", label(state)))
+            .fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// An enrollment service request (`discovery`, `policy`, `enrollment`) ended with
+    /// `outcome`: `ok` or the SOAP fault subcode (`MessageFormat`, `Authentication`, …).
+    pub fn record_enrollment(&self, service: &str, outcome: &str) {
+        self.enrollment_requests
+            .get(format!(
+                "service=\"{}\",outcome=\"{}\"",
+                label(service),
+                label(outcome)
+            ))
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The number of enrollment requests recorded for (`service`, `outcome`).
+    pub fn enrollment_count(&self, service: &str, outcome: &str) -> u64 {
+        self.enrollment_requests
+            .get(format!(
+                "service=\"{}\",outcome=\"{}\"",
+                label(service),
+                label(outcome)
+            ))
+            .load(Ordering::Relaxed)
+    }
+
+    /// One HTTP request to `endpoint` (the route pattern, not the raw path) took `duration`.
+    pub fn record_request(&self, endpoint: &str, duration: Duration) {
+        self.http_duration
+            .get(format!("endpoint=\"{}\"", label(endpoint)))
+            .observe(duration);
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters = |out: &mut String, name: &str, help: &str, f: &Family<AtomicU64>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (labels, v) in f.snapshot() {
+                let _ = writeln!(out, "{name}{{{labels}}} {}", v.load(Ordering::Relaxed));
+            }
+        };
+        let histograms = |out: &mut String, name: &str, help: &str, f: &Family<Histogram>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            for (labels, h) in f.snapshot() {
+                h.render(out, name, &labels);
+            }
+        };
+        counters(
+            &mut out,
+            "redeploy_management_sessions_total",
+            "Management session messages handled, by outcome.",
+            &self.sessions,
+        );
+        histograms(
+            &mut out,
+            "redeploy_management_session_duration_seconds",
+            "Time to handle one management session message, by outcome.",
+            &self.session_duration,
+        );
+        counters(
+            &mut out,
+            "redeploy_commands_total",
+            "Device command state transitions, by the state entered.",
+            &self.commands,
+        );
+        counters(
+            &mut out,
+            "redeploy_enrollment_requests_total",
+            "Enrollment service requests, by service and outcome (ok or SOAP fault subcode).",
+            &self.enrollment_requests,
+        );
+        histograms(
+            &mut out,
+            "redeploy_http_request_duration_seconds",
+            "HTTP request latency, by route.",
+            &self.http_duration,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_histograms() {
+        let m = Metrics::default();
+        m.record_enrollment("enrollment", "ok");
+        m.record_enrollment("enrollment", "ok");
+        m.record_enrollment("policy", "Authentication");
+        m.record_request("/healthz", Duration::from_millis(3));
+        m.record_request("/healthz", Duration::from_secs(20));
+        m.record_session("ok", Duration::from_millis(40));
+        m.record_command("sent", 3);
+        let text = m.render();
+        assert!(text.contains(
+            "redeploy_enrollment_requests_total{service=\"enrollment\",outcome=\"ok\"} 2"
+        ));
+        assert!(text.contains(
+            "redeploy_enrollment_requests_total{service=\"policy\",outcome=\"Authentication\"} 1"
+        ));
+        assert!(text.contains(
+            "redeploy_http_request_duration_seconds_bucket{endpoint=\"/healthz\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains(
+            "redeploy_http_request_duration_seconds_bucket{endpoint=\"/healthz\",le=\"10\"} 1"
+        ));
+        assert!(text.contains(
+            "redeploy_http_request_duration_seconds_bucket{endpoint=\"/healthz\",le=\"+Inf\"} 2"
+        ));
+        assert!(
+            text.contains("redeploy_http_request_duration_seconds_count{endpoint=\"/healthz\"} 2")
+        );
+        assert!(text.contains("redeploy_management_sessions_total{outcome=\"ok\"} 1"));
+        assert!(text.contains("redeploy_commands_total{state=\"sent\"} 3"));
+        assert_eq!(m.enrollment_count("enrollment", "ok"), 2);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::default();
+        m.record_session("a\"b\\c\nd", Duration::ZERO);
+        assert!(m
+            .render()
+            .contains("redeploy_management_sessions_total{outcome=\"a\\\"b\\\\c\\nd\"} 1"));
+    }
+}
