@@ -2,6 +2,7 @@
 
 mod cli;
 mod inspect;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -30,9 +31,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        cli::Command::Serve(_) | cli::Command::Emulate(_) | cli::Command::Migrate(_) => {
-            anyhow::bail!("not available in this build yet")
-        }
+        cli::Command::Serve(args) => serve::run(args).await,
+        cli::Command::Migrate(args) => serve::migrate(args).await,
+        cli::Command::Emulate(_) => anyhow::bail!("not available in this build yet"),
         cli::Command::Inspect(args) => Ok(inspect::run(&args)),
     }
 }
