@@ -48,8 +48,18 @@ async fn enroll(
     ca: &enroll::ca::CertificateAuthority,
     dev_id: &str,
 ) -> (DeviceId, Vec<u8>) {
+    let (id, der, _) = enroll_with_key(store, ca, dev_id).await;
+    (id, der)
+}
+
+/// Like [`enroll`], also returning the certificate and key as one PEM (a client identity).
+async fn enroll_with_key(
+    store: &dyn Store,
+    ca: &enroll::ca::CertificateAuthority,
+    dev_id: &str,
+) -> (DeviceId, Vec<u8>, String) {
     let id = DeviceId::generate();
-    let (_key, csr) = enroll::ca::new_device_key_and_csr("pc").unwrap();
+    let (key, csr) = enroll::ca::new_device_key_and_csr("pc").unwrap();
     let csr = enroll::ca::verify_csr(&csr).unwrap();
     let cert = ca
         .issue_device_certificate(&csr, &id.to_string(), NOW - Duration::days(1), 365)
@@ -76,7 +86,7 @@ async fn enroll(
         replaced_by: None,
     };
     store.create_enrollment(d, e).await.unwrap();
-    (id, cert.der)
+    (id, cert.der, format!("{}\n{key}", cert.pem))
 }
 
 async fn fixture() -> Fixture {
@@ -312,3 +322,125 @@ async fn a_proxy_header_is_accepted_only_from_a_trusted_peer() {
         assert_eq!(response.status(), want, "{peer}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Over real HTTPS with mutual TLS (testkit::app::spawn_app), on both backends.
+
+fn https_client(app: &testkit::app::TestApp, identity_pem: Option<&str>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(app.ca_pem.as_bytes()).unwrap());
+    if let Some(pem) = identity_pem {
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+async fn https_post(
+    client: &reqwest::Client,
+    app: &testkit::app::TestApp,
+    body: String,
+) -> (u16, String, String) {
+    let r = client
+        .post(app.url(&format!("{MANAGEMENT_PATH}?mode=Machine&Platform=WoA")))
+        .header("content-type", "application/vnd.syncml.dm+xml")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ct, r.text().await.unwrap())
+}
+
+async fn audit_refusals(store: &dyn Store) -> usize {
+    store
+        .list_audit(&AuditQuery {
+            device: None,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "mgmt.refused")
+        .count()
+}
+
+async fn https_refusals(backend: testkit::app::Backend) {
+    let app = testkit::app::spawn_app(backend).await;
+    let ca = app.server().state.ca.clone();
+    let store = app.store.clone();
+    let (_, _, mine) = enroll_with_key(store.as_ref(), &ca, DEV_ID).await;
+    let (_, _, other) = enroll_with_key(store.as_ref(), &ca, "OTHER-DEVICE").await;
+
+    let (status, ct, _) = https_post(&https_client(&app, None), &app, package1()).await;
+    assert_eq!((status, ct.as_str()), (401, "application/problem+json"));
+    assert_eq!(audit_refusals(store.as_ref()).await, 1);
+
+    // Another device's certificate with this device's DevId in the SyncHdr Source.
+    let (status, _, body) = https_post(&https_client(&app, Some(&other)), &app, package1()).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(audit_refusals(store.as_ref()).await, 2);
+
+    let (status, ct, body) = https_post(
+        &https_client(&app, Some(&mine)),
+        &app,
+        "<SyncML><SyncHdr>".into(),
+    )
+    .await;
+    assert_eq!(
+        (status, ct.as_str()),
+        (400, "application/problem+json"),
+        "{body}"
+    );
+    assert!(body.contains("line"), "{body}");
+}
+
+async fn https_full_check_in(backend: testkit::app::Backend) {
+    let app = testkit::app::spawn_app(backend).await;
+    let ca = app.server().state.ca.clone();
+    let (device, _, identity) = enroll_with_key(app.store.as_ref(), &ca, DEV_ID).await;
+    let client = https_client(&app, Some(&identity));
+    let (status, ct, body) = https_post(&client, &app, package1()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ct, "application/vnd.syncml.dm+xml");
+    let reply = syncml::parse(body.as_bytes()).unwrap();
+    assert_eq!(
+        reply.hdr.source.as_ref().unwrap().as_str(),
+        format!("{}{MANAGEMENT_PATH}", app.server().public_url)
+    );
+    let gets: Vec<_> = reply
+        .body
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            syncml::Command::Get(g) => Some(g.cmd_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!gets.is_empty());
+    let swv = &gets[0];
+    let answer = format!(
+        r#"<SyncML xmlns="SYNCML:SYNCML1.2"><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/1.2</VerProto><SessionID>1</SessionID><MsgID>2</MsgID><Target><LocURI>x</LocURI></Target><Source><LocURI>{DEV_ID}</LocURI></Source></SyncHdr><SyncBody><Status><CmdID>1</CmdID><MsgRef>1</MsgRef><CmdRef>0</CmdRef><Cmd>SyncHdr</Cmd><Data>200</Data></Status><Status><CmdID>2</CmdID><MsgRef>1</MsgRef><CmdRef>{swv}</CmdRef><Cmd>Get</Cmd><Data>200</Data></Status><Results><CmdID>3</CmdID><MsgRef>1</MsgRef><CmdRef>{swv}</CmdRef><Item><Source><LocURI>./DevDetail/SwV</LocURI></Source><Data>10.0.26100.1</Data></Item></Results><Final/></SyncBody></SyncML>"#
+    );
+    let (status, _, body) = https_post(&client, &app, answer).await;
+    assert_eq!(status, 200, "{body}");
+    let d = app.store.device(device).await.unwrap().unwrap();
+    assert_eq!(d.os_version.as_deref(), Some("10.0.26100.1"));
+    assert_eq!(d.manufacturer.as_deref(), Some("VMware, Inc."));
+    assert!(d.last_seen.is_some());
+    let swv = app
+        .store
+        .inventory_value(device, "./DevDetail/SwV")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(swv.value, "10.0.26100.1");
+}
+
+crate::on_both_backends!(https_refusals, https_full_check_in);
