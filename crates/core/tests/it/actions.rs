@@ -310,3 +310,45 @@ async fn local_reset_policy_is_replaced_then_read_back() {
         (Some(true), Some(true))
     );
 }
+
+#[tokio::test]
+async fn restart_sync_and_retire_finish_from_the_devices_answers() {
+    let env = env().await;
+    check_in(&env, "1", T0, &pc_nodes()).await;
+    let restart = request(&env, ActionKind::Restart, T0).await;
+    let sync = request(&env, ActionKind::Sync, T0).await;
+    let r = env.send(&start("2", ""), T0).await;
+    assert_eq!(
+        commands(&r).into_iter().map(|c| c.2).collect::<Vec<_>>(),
+        ["./Device/Vendor/MSFT/Reboot/RebootNow"]
+    );
+    assert_eq!(
+        reload(&env, &sync).await.state,
+        ActionState::Done,
+        "the check-in is the sync"
+    );
+    env.send(&answer("2", 2, &r, &pc_nodes(), 200, ""), T0)
+        .await;
+    assert_eq!(
+        reload(&env, &restart).await.state,
+        ActionState::Acknowledged
+    );
+    // It rebooted and checks in again.
+    let t = T0 + Duration::minutes(3);
+    check_in(&env, "3", t, &pc_nodes()).await;
+    assert_eq!(reload(&env, &restart).await.state, ActionState::Done);
+
+    let retire = request(&env, ActionKind::Retire, t).await;
+    let r = env.send(&start("4", ""), t).await;
+    let cmds = commands(&r);
+    assert_eq!(
+        (cmds[0].0, cmds[0].2.as_str()),
+        (
+            "Exec",
+            "./Device/Vendor/MSFT/DMClient/Provider/Redeploy/Unenroll"
+        )
+    );
+    env.send(&answer("4", 2, &r, &pc_nodes(), 200, ""), t).await;
+    assert_eq!(reload(&env, &retire).await.state, ActionState::Done);
+    assert_eq!(env.device().await.unenrolled_at, Some(t));
+}
