@@ -453,10 +453,13 @@ pub async fn handle(
             .find(|c| c.verb == Verb::Exec)
             .and_then(|c| c.sent_in.as_ref())
             .map(|s| s.session_id.clone());
-        let same_session = exec_session.as_deref() == Some(session_id.as_str());
+        // Package #1 opens a new session whatever its SessionID (Windows may reuse ids), so an
+        // Exec sent earlier is always from another session then.
+        let same_session =
+            !alerts.session_start && exec_session.as_deref() == Some(session_id.as_str());
         let answered = by_action.remove(&action_id).unwrap_or_default();
         let mut adv = actions::advance(&mut action, &answered, &cmds, same_session, now);
-        if alerts.session_start && !same_session {
+        if alerts.session_start {
             follow_up(&mut action, &cmds, &queued, &mut adv, now);
         }
         actions::apply_to_device(&mut dev, &adv, now);

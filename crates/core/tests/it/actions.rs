@@ -84,13 +84,14 @@ async fn autopilot_reset_runs_its_whole_lifecycle_and_clears_the_primary_user() 
         Some("ada@contoso.com")
     );
 
-    // It comes back 40 minutes later: the engine reads Status/LastError first.
+    // It comes back 40 minutes later (reusing the SessionID of the Exec's session, as a PC
+    // whose counters were reset might): the engine reads Status/LastError first.
     let t3 = t2 + Duration::minutes(40);
-    let back = env.send(&start("1", ""), t3).await;
+    let back = env.send(&start("2", ""), t3).await;
     let uris: Vec<String> = commands(&back).into_iter().map(|c| c.2).collect();
     assert!(uris.contains(&AUTOPILOT_STATUS_URI.to_owned()));
     assert!(!uris.contains(&DO_RESET.to_owned()), "never executed twice");
-    env.send(&answer("1", 2, &back, &nodes_with("1", "0"), 200, ""), t3)
+    env.send(&answer("2", 2, &back, &nodes_with("1", "0"), 200, ""), t3)
         .await;
     let a = reload(&env, &action).await;
     assert_eq!(a.state, ActionState::Done);
