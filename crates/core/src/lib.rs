@@ -3,6 +3,7 @@
 //! No HTTP, no SQL, no serde; time comes from a [`clock::Clock`].
 
 pub mod action;
+pub mod actions;
 pub mod audit;
 pub mod clock;
 pub mod command;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod ids;
 pub mod inventory;
 pub mod preflight;
+pub mod session;
 pub mod store;
 
 pub use action::{decode_hresult, Action, ActionKind, ActionState, TimelineEntry};
@@ -26,4 +28,5 @@ pub use inventory::InventoryValue;
 pub use preflight::{
     preflight, winre_failure_since_last_success, BlockReason, PreflightSettings, Readiness,
 };
+pub use session::{handle, SessionConfig, SessionError};
 pub use store::{Store, StoreError, StoreResult};

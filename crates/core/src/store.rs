@@ -393,6 +393,10 @@ pub trait CommandQueue: Send + Sync {
     ) -> StoreResult<Vec<DeviceCommand>>;
     /// Every command of an action in queue order; empty if none.
     async fn commands_of_action(&self, action: ActionId) -> StoreResult<Vec<DeviceCommand>>;
+    /// Takes the still-queued commands of an action out of the queue (state `failed`, no status),
+    /// so that a canceled or expired action never reaches the device; sent or answered commands are
+    /// left alone. Returns how many were dropped (0 if none or the action is unknown).
+    async fn discard_queued_commands(&self, action: ActionId) -> StoreResult<u64>;
     /// Applies one session step in a single transaction, in this order: device_update, seen,
     /// answers (state from [`crate::command::CommandState::after_status`]), inventory, action
     /// updates, requeue, enqueue, send. Sending takes up to `limit` queued commands in queue order

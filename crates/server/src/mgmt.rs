@@ -1,6 +1,293 @@
-//! Management endpoint (MS-MDM OMA-DM sessions) — placeholder; the session helper replaces this file.
+//! Management endpoint `POST /ManagementServer/MDM.svc` (MS-MDM OMA-DM over HTTPS): identifies the
+//! device from its client certificate, parses the SyncML with limits, and frames the bytes around
+//! the session engine (`redeploy_core::session::handle`), which holds every rule.
 
-/// The management routes.
-pub fn routes() -> axum::Router<crate::state::AppState> {
-    axum::Router::new()
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Router};
+use base64::Engine as _;
+use http::{header, HeaderValue, StatusCode};
+use redeploy_core::session::{handle, SessionConfig};
+use redeploy_core::{AuditOutcome, Device, DeviceId, NewAuditEvent};
+use rustls_pki_types::CertificateDer;
+
+use crate::problem::Problem;
+use crate::state::AppState;
+use crate::tls::PeerCertificate;
+
+/// The path Windows posts its OMA-DM messages to (the provisioning document's ADDR).
+pub const MANAGEMENT_PATH: &str = "/ManagementServer/MDM.svc";
+
+/// Accept the device certificate from a TLS-terminating reverse proxy: only from peers in
+/// `trusted`, in header `header` (URL-encoded PEM as nginx's `$ssl_client_escaped_cert`, plain
+/// PEM, or base64 DER). The proxy must verify the certificate against our CA itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertProxy {
+    /// Header carrying the certificate, e.g. `X-Client-Cert`.
+    pub header: String,
+    /// Proxy addresses allowed to set it.
+    pub trusted: Vec<IpAddr>,
+}
+
+/// The management routes (client certificate from the TLS handshake only).
+pub fn routes() -> Router<AppState> {
+    Router::new().route(MANAGEMENT_PATH, post(mdm))
+}
+
+/// The management routes, also accepting the certificate from a trusted proxy's header.
+pub fn routes_with_proxy(proxy: ClientCertProxy) -> Router<AppState> {
+    routes().layer(Extension(Arc::new(proxy)))
+}
+
+/// Why a request was refused before the engine ran.
+struct Refusal {
+    status: StatusCode,
+    detail: String,
+    device: Option<DeviceId>,
+    outcome: &'static str,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, outcome: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+            device: None,
+            outcome,
+        }
+    }
+
+    fn device(mut self, id: DeviceId) -> Self {
+        self.device = Some(id);
+        self
+    }
+}
+
+async fn mdm(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let limit = state.settings.max_body_bytes;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
+                .detail(format!("the message is larger than {limit} bytes"))
+                .into_response()
+        }
+    };
+    let now = state.clock.now();
+    let outcome = match identify(&state, &parts).await {
+        Ok(device) => serve(&state, device, &bytes, now).await,
+        Err(r) => Err(r),
+    };
+    match outcome {
+        Ok((response, outcome)) => {
+            state.metrics.record_session(outcome, started.elapsed());
+            response
+        }
+        Err(r) => {
+            state.metrics.record_session(r.outcome, started.elapsed());
+            if matches!(r.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                let event = NewAuditEvent {
+                    at: now,
+                    actor: r
+                        .device
+                        .map_or_else(|| "anonymous".to_string(), |d| format!("device:{d}")),
+                    action: "mgmt.refused".into(),
+                    targets: r.device.into_iter().collect(),
+                    batch: None,
+                    outcome: AuditOutcome::Refused,
+                    details: r.detail.clone(),
+                };
+                if let Err(e) = state.store.append_audit(event).await {
+                    tracing::warn!(error = %e, "audit entry for a refused check-in was not written");
+                }
+            }
+            Problem::new(r.status).detail(r.detail).into_response()
+        }
+    }
+}
+
+/// The device behind the request's client certificate, if it may check in.
+async fn identify(state: &AppState, parts: &http::request::Parts) -> Result<Device, Refusal> {
+    let der = client_certificate(parts).ok_or_else(|| {
+        Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a client certificate issued at enrollment is required",
+        )
+    })?;
+    let unknown =
+        |detail: String| Refusal::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail);
+    let id_text = enroll::ca::device_id_from_certificate(der.as_ref())
+        .map_err(|e| unknown(format!("unusable client certificate: {e}")))?;
+    let id = DeviceId::parse(&id_text).map_err(|_| {
+        unknown(format!(
+            "the certificate names no device of ours ({id_text:?})"
+        ))
+    })?;
+    let device = state
+        .store
+        .device(id)
+        .await
+        .map_err(|e| {
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_error",
+                e.to_string(),
+            )
+        })?
+        .ok_or_else(|| unknown(format!("unknown device {id}")).device(id))?;
+    if device.unenrolled_at.is_some() {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("device {id} is no longer enrolled"),
+        )
+        .device(id));
+    }
+    let thumbprint = enroll::ca::thumbprint(der.as_ref());
+    if device
+        .cert_thumbprint
+        .as_deref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case(&thumbprint))
+    {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("device {id} re-enrolled: this certificate was replaced"),
+        )
+        .device(id));
+    }
+    Ok(device)
+}
+
+/// Parses and answers one message for an identified device.
+async fn serve(
+    state: &AppState,
+    device: Device,
+    bytes: &[u8],
+    now: time::OffsetDateTime,
+) -> Result<(Response, &'static str), Refusal> {
+    let msg = syncml::parse_with_limits(bytes, &syncml::Limits::default()).map_err(|e| {
+        // Nothing is stored for a message we cannot read.
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "bad_message",
+            format!(
+                "malformed SyncML at line {}, column {}: {}",
+                e.line, e.column, e.message
+            ),
+        )
+        .device(device.id)
+    })?;
+    let source = msg.hdr.source.as_ref().map(|s| s.as_str());
+    if let Some(expected) = device.mdm_device_id.as_deref() {
+        if source != Some(expected) {
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "SyncHdr Source {:?} is not this certificate's device ({expected})",
+                    source.unwrap_or("")
+                ),
+            )
+            .device(device.id));
+        }
+    }
+    let cfg = SessionConfig {
+        server_url: format!("{}{MANAGEMENT_PATH}", state.public_url),
+        provider_id: state.settings.provider_id.clone(),
+        ..SessionConfig::default()
+    };
+    let reply = handle(state.store.as_ref(), &device, &msg, now, &cfg)
+        .await
+        .map_err(|e| {
+            tracing::warn!(device = %device.id, error = %e, "session step failed; no reply sent");
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_error",
+                "the server could not record this message; retry later",
+            )
+            .device(device.id)
+        })?;
+    let sent = reply
+        .body
+        .commands
+        .iter()
+        .filter(|c| !matches!(c, syncml::Command::Status(_) | syncml::Command::Alert(_)))
+        .count();
+    if sent > 0 {
+        state.metrics.record_command("sent", sent as u64);
+    }
+    let mut response = Response::new(Body::from(syncml::write(&reply)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(syncml::codes::CONTENT_TYPE),
+    );
+    Ok((response, "ok"))
+}
+
+/// The DER client certificate: from the TLS handshake, else from a trusted proxy's header.
+fn client_certificate(parts: &http::request::Parts) -> Option<CertificateDer<'static>> {
+    if let Some(PeerCertificate(Some(cert))) = parts.extensions.get::<PeerCertificate>() {
+        return Some(cert.clone());
+    }
+    let proxy = parts.extensions.get::<Arc<ClientCertProxy>>()?;
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    if !proxy.trusted.contains(&peer) {
+        return None;
+    }
+    let value = parts.headers.get(proxy.header.as_str())?.to_str().ok()?;
+    cert_from_header(value)
+}
+
+/// Reads a certificate forwarded by a proxy: URL-encoded or plain PEM, or base64 DER.
+pub fn cert_from_header(value: &str) -> Option<CertificateDer<'static>> {
+    let text = percent_decode(value.trim())?;
+    if text.contains("-----BEGIN") {
+        return crate::tls::certs_from_pem(&text).ok()?.into_iter().next();
+    }
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(text.split_whitespace().collect::<String>())
+        .ok()?;
+    Some(CertificateDer::from(der))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_of_forwarded_pem() {
+        assert_eq!(
+            percent_decode("-----BEGIN%20CERTIFICATE-----%0AMII").as_deref(),
+            Some("-----BEGIN CERTIFICATE-----\nMII")
+        );
+        assert_eq!(percent_decode("%zz"), None);
+        assert!(cert_from_header("not a certificate !").is_none());
+    }
 }

@@ -736,6 +736,17 @@ impl CommandQueue for Backend {
         .await
     }
 
+    async fn discard_queued_commands(&self, action: ActionId) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE commands SET state = 'failed' WHERE action_id = $1 AND state = 'queued'",
+        )
+        .bind(action.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
     async fn session_step(&self, step: SessionStep) -> StoreResult<StepOutcome> {
         let mut tx = self.begin().await?;
         let device = step.device;

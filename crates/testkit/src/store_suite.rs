@@ -789,6 +789,65 @@ pub async fn pending_action_becomes_sent_with_its_command(store: Arc<dyn Store>)
     assert_eq!((last.state, last.at), (ActionState::Sent, t(1)));
 }
 
+/// A canceled action's still-queued commands never go out; sent ones are left alone.
+pub async fn discarding_an_actions_queued_commands(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "discard").await;
+    let mut a = Action::new(
+        ActionId::generate(),
+        d,
+        ActionKind::SetLocalResetPolicy(true),
+        "admin",
+        None,
+        T0,
+    );
+    a.transition(ActionState::Pending, T0, None).unwrap();
+    let first = DeviceCommand::new(
+        CommandId::generate(),
+        d,
+        Some(a.id),
+        Verb::Replace,
+        STATUS_URI,
+        T0,
+    )
+    .with_data("int", "0");
+    let second = DeviceCommand::new(
+        CommandId::generate(),
+        d,
+        Some(a.id),
+        Verb::Get,
+        STATUS_URI,
+        T0,
+    );
+    store
+        .create_action(&a, &[first.clone(), second.clone()])
+        .await
+        .unwrap();
+    let other = get_cmd(d, "./DevDetail/SwV");
+    store.enqueue(std::slice::from_ref(&other)).await.unwrap();
+    // The first goes out; then the action is dropped.
+    assert_eq!(take(&store, d, "S1", "1", 1).await[0].id, first.id);
+    assert_eq!(store.discard_queued_commands(a.id).await.unwrap(), 1);
+    assert_eq!(store.discard_queued_commands(a.id).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .discard_queued_commands(ActionId::generate())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.command(first.id).await.unwrap().unwrap().state,
+        CommandState::Sent
+    );
+    let dropped = store.command(second.id).await.unwrap().unwrap();
+    assert_eq!(
+        (dropped.state, dropped.status),
+        (CommandState::Failed, None)
+    );
+    let sent = take(&store, d, "S1", "2", 10).await;
+    assert_eq!(sent.iter().map(|c| c.id).collect::<Vec<_>>(), [other.id]);
+}
+
 pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
     let d = enrolled(&store, "audited").await;
     let mut ids = Vec::new();

@@ -5,6 +5,7 @@ mod common;
 mod datadir;
 mod enrollment;
 mod federated;
+mod mgmt;
 mod ops;
 mod router;
 

@@ -1,0 +1,585 @@
+//! Requesting, canceling, retrying and expiring admin actions, and the rules that move an action
+//! along its lifecycle when the device answers (DESIGN.md "The Autopilot Reset action lifecycle").
+//! The session engine ([`crate::session`]) calls [`advance`] with what a device message said.
+
+use time::{Duration, OffsetDateTime};
+
+use crate::action::{
+    autopilot_status_meaning, decode_hresult, format_hresult, Action, ActionKind, ActionState,
+};
+use crate::audit::{AuditOutcome, NewAuditEvent};
+use crate::command::{
+    commands_for, CommandState, DeviceCommand, Verb, AUTOPILOT_LAST_ERROR_URI,
+    AUTOPILOT_STATUS_URI, LOCAL_RESET_POLICY_URI,
+};
+use crate::device::Device;
+use crate::ids::{ActionId, CommandId, DeviceId};
+use crate::preflight::{preflight, BlockReason, PreflightSettings};
+use crate::session::SessionError;
+use crate::store::Store;
+
+/// What [`request`] needs besides the device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionSettings {
+    /// Preflight thresholds.
+    pub preflight: PreflightSettings,
+    /// Our `DMClient/Provider/<id>` name (the provisioning document's PROVIDER-ID), used by Retire.
+    pub provider_id: String,
+}
+
+impl Default for ActionSettings {
+    fn default() -> Self {
+        Self {
+            preflight: PreflightSettings::default(),
+            provider_id: "Redeploy".to_owned(),
+        }
+    }
+}
+
+/// Kinds that erase the device: at most one of them may be active on a device.
+fn is_reset_kind(kind: ActionKind) -> bool {
+    matches!(
+        kind,
+        ActionKind::AutopilotReset
+            | ActionKind::Wipe
+            | ActionKind::WipeKeepProvisioning
+            | ActionKind::WipeKeepUserData
+            | ActionKind::WipeProtected
+    )
+}
+
+/// Kinds that supersede a reset that has not gone out yet.
+fn supersedes_resets(kind: ActionKind) -> bool {
+    matches!(
+        kind,
+        ActionKind::Wipe
+            | ActionKind::WipeKeepProvisioning
+            | ActionKind::WipeKeepUserData
+            | ActionKind::WipeProtected
+            | ActionKind::Retire
+    )
+}
+
+/// States in which nothing reached the device yet (a cancel is still honest).
+fn not_sent_yet(state: ActionState) -> bool {
+    matches!(
+        state,
+        ActionState::Requested | ActionState::Blocked | ActionState::Pending
+    )
+}
+
+/// The commands that carry out `kind` on `device` (queue order).
+pub fn commands_for_action(
+    kind: ActionKind,
+    device: DeviceId,
+    action: ActionId,
+    at: OffsetDateTime,
+    settings: &ActionSettings,
+) -> Vec<DeviceCommand> {
+    match kind {
+        // ITPRO dmclient-csp.md (protocol.md §3.8): Exec Provider/<id>/Unenroll with Data = ProviderID.
+        ActionKind::Retire => vec![DeviceCommand::new(
+            CommandId::generate(),
+            device,
+            Some(action),
+            Verb::Exec,
+            format!(
+                "./Device/Vendor/MSFT/DMClient/Provider/{}/Unenroll",
+                settings.provider_id
+            ),
+            at,
+        )
+        .with_data("chr", settings.provider_id.clone())],
+        // Replace the policy, then read it back to verify what the device really holds.
+        ActionKind::SetLocalResetPolicy(_) => {
+            let mut cmds = commands_for(kind, device, action, at);
+            cmds.push(DeviceCommand::new(
+                CommandId::generate(),
+                device,
+                Some(action),
+                Verb::Get,
+                LOCAL_RESET_POLICY_URI,
+                at,
+            ));
+            cmds
+        }
+        other => commands_for(other, device, action, at),
+    }
+}
+
+/// Gets of `AutomaticRedeployment/Status` and `LastError` on behalf of a reset action: how the
+/// engine learns what the device did (ITPRO remotewipe-csp.md; protocol.md §7 fact 2).
+pub fn reset_status_gets(
+    device: DeviceId,
+    action: ActionId,
+    at: OffsetDateTime,
+) -> Vec<DeviceCommand> {
+    [AUTOPILOT_STATUS_URI, AUTOPILOT_LAST_ERROR_URI]
+        .into_iter()
+        .map(|uri| {
+            DeviceCommand::new(
+                CommandId::generate(),
+                device,
+                Some(action),
+                Verb::Get,
+                uri,
+                at,
+            )
+        })
+        .collect()
+}
+
+/// Asks for `kind` on a device: preflight (with reasons) → `blocked`, or `pending` with its
+/// commands queued for the next check-in. A wipe or retire cancels a reset that has not gone out
+/// yet; a second reset/wipe while one is active is blocked. Audited as `action.create`.
+/// `DeviceNotFound` for an unknown device.
+pub async fn request(
+    store: &dyn Store,
+    device_id: DeviceId,
+    kind: ActionKind,
+    actor: &str,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+) -> Result<Action, SessionError> {
+    let device = store
+        .device(device_id)
+        .await?
+        .ok_or(SessionError::DeviceNotFound(device_id))?;
+    let existing = store.actions_of_device(device_id).await?;
+    let mut action = Action::new(ActionId::generate(), device_id, kind, actor, None, now);
+
+    // Superseded resets go first, so that they no longer count as active.
+    let mut superseded = Vec::new();
+    if supersedes_resets(kind) {
+        for a in existing
+            .iter()
+            .filter(|a| is_reset_kind(a.kind) && not_sent_yet(a.state))
+        {
+            superseded.push(a.clone());
+        }
+    }
+    let active_reset = existing.iter().any(|a| {
+        !a.state.is_terminal()
+            && a.state != ActionState::Blocked
+            && is_reset_kind(a.kind)
+            && !superseded.iter().any(|s| s.id == a.id)
+    });
+
+    let reasons: Vec<BlockReason> = if kind.is_autopilot_reset() {
+        preflight(
+            &device,
+            now,
+            &settings.preflight,
+            active_reset,
+            crate::preflight::winre_failure_since_last_success(&existing),
+        )
+        .reasons
+    } else {
+        let mut r = Vec::new();
+        if device.unenrolled_at.is_some() {
+            r.push(BlockReason::Unenrolled);
+        }
+        if is_reset_kind(kind) && active_reset {
+            r.push(BlockReason::ActionAlreadyRunning);
+        }
+        r
+    };
+
+    let commands = if reasons.is_empty() {
+        action.transition(ActionState::Pending, now, Some("queued"))?;
+        commands_for_action(kind, device_id, action.id, now, settings)
+    } else {
+        let text = reasons
+            .iter()
+            .map(BlockReason::text)
+            .collect::<Vec<_>>()
+            .join("; ");
+        action.transition(ActionState::Blocked, now, Some(&text))?;
+        Vec::new()
+    };
+    store.create_action(&action, &commands).await?;
+
+    if action.state == ActionState::Pending {
+        for mut old in superseded {
+            let before = old.state;
+            let note = format!("superseded by {} {}", kind.name(), action.id);
+            old.transition(ActionState::Canceled, now, Some(&note))?;
+            store.discard_queued_commands(old.id).await?;
+            store.update_action(before, &old).await?;
+        }
+        if let ActionKind::SetLocalResetPolicy(allowed) = kind {
+            let mut d = device.clone();
+            d.local_reset_desired = Some(allowed);
+            store.update_device(&d).await?;
+        }
+    }
+    store
+        .append_audit(NewAuditEvent {
+            at: now,
+            actor: actor.to_owned(),
+            action: "action.create".to_owned(),
+            targets: vec![device_id],
+            batch: None,
+            outcome: if action.state == ActionState::Blocked {
+                AuditOutcome::Refused
+            } else {
+                AuditOutcome::Success
+            },
+            details: format!(
+                "{} {} -> {}{}",
+                kind.code(),
+                action.id,
+                action.state,
+                action
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+        })
+        .await?;
+    Ok(action)
+}
+
+/// Cancels an action that has not reached the device (requested, blocked or pending) and drops
+/// its queued commands. `ActionNotFound` if unknown; `NotAllowed` once it was sent (the device may
+/// act on it whatever we record).
+pub async fn cancel(
+    store: &dyn Store,
+    action_id: ActionId,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<Action, SessionError> {
+    let mut action = store
+        .action(action_id)
+        .await?
+        .ok_or(SessionError::ActionNotFound(action_id))?;
+    if !not_sent_yet(action.state) {
+        return Err(SessionError::NotAllowed(format!(
+            "action {action_id} is {}; only requested, blocked or pending actions can be canceled",
+            action.state
+        )));
+    }
+    let before = action.state;
+    action.transition(
+        ActionState::Canceled,
+        now,
+        Some(&format!("canceled by {actor}")),
+    )?;
+    store.discard_queued_commands(action_id).await?;
+    store.update_action(before, &action).await?;
+    store
+        .append_audit(NewAuditEvent {
+            at: now,
+            actor: actor.to_owned(),
+            action: "action.cancel".to_owned(),
+            targets: vec![action.device],
+            batch: action.batch,
+            outcome: AuditOutcome::Success,
+            details: format!("{} {}", action.kind.code(), action.id),
+        })
+        .await?;
+    Ok(action)
+}
+
+/// Asks again for the kind of a failed, expired, canceled or blocked action: a new action through
+/// [`request`] (preflight runs again). `NotAllowed` while the action is still active.
+pub async fn retry(
+    store: &dyn Store,
+    action_id: ActionId,
+    actor: &str,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+) -> Result<Action, SessionError> {
+    let action = store
+        .action(action_id)
+        .await?
+        .ok_or(SessionError::ActionNotFound(action_id))?;
+    if !(action.state.is_terminal() || action.state == ActionState::Blocked)
+        || action.state == ActionState::Done
+    {
+        return Err(SessionError::NotAllowed(format!(
+            "action {action_id} is {}; only failed, expired, canceled or blocked actions can be retried",
+            action.state
+        )));
+    }
+    request(store, action.device, action.kind, actor, now, settings).await
+}
+
+/// Expires every active (pending, sent, acknowledged, in progress) or blocked action whose last
+/// transition is older than `after`, dropping its queued commands. Returns the expired actions.
+pub async fn expire_stuck(
+    store: &dyn Store,
+    now: OffsetDateTime,
+    after: Duration,
+) -> Result<Vec<Action>, SessionError> {
+    let mut expired = Vec::new();
+    for state in [
+        ActionState::Blocked,
+        ActionState::Pending,
+        ActionState::Sent,
+        ActionState::Acknowledged,
+        ActionState::InProgress,
+    ] {
+        for mut a in store.actions_in_state(state, 10_000).await? {
+            if now - a.updated_at <= after {
+                continue;
+            }
+            let note = format!("no progress since {}", a.updated_at);
+            a.transition(ActionState::Expired, now, Some(&note))?;
+            store.discard_queued_commands(a.id).await?;
+            match store.update_action(state, &a).await {
+                Ok(()) => expired.push(a),
+                // Moved meanwhile (a check-in advanced it): not stuck after all.
+                Err(crate::store::StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(expired)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Advancing an action from what the device said
+
+/// One of the action's commands that the device answered in this message.
+#[derive(Clone, Debug)]
+pub struct Answered {
+    /// The command as stored before the answer.
+    pub command: DeviceCommand,
+    /// The device's Status code.
+    pub status: u16,
+    /// Results data (Gets).
+    pub result: Option<String>,
+}
+
+/// What [`advance`] decided besides the action's own state.
+#[derive(Clone, Debug, Default)]
+pub struct Advance {
+    /// Commands to queue (status re-checks, a re-sent Exec).
+    pub enqueue: Vec<DeviceCommand>,
+    /// Clear the device's primary user (a remote reset finished).
+    pub clear_primary_user: bool,
+    /// Mark the device unenrolled (a retire was accepted).
+    pub unenroll: bool,
+    /// The local-reset policy value the device reported (allowed = true).
+    pub local_reset_reported: Option<bool>,
+}
+
+/// Reads an `int` node value as an HRESULT: Windows may send it signed (`-2147024846`), unsigned
+/// (`2147942450`) or in hex (protocol.md §1.7: the textual form is UNCONFIRMED).
+pub fn parse_hresult(text: &str) -> Option<u32> {
+    let t = text.trim();
+    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        return u32::from_str_radix(h, 16).ok();
+    }
+    let n: i64 = t.parse().ok()?;
+    if (i64::from(i32::MIN)..=i64::from(u32::MAX)).contains(&n) {
+        // Two's complement: a negative i32 is the same 32 bits as the unsigned HRESULT.
+        Some(n as u32)
+    } else {
+        None
+    }
+}
+
+/// Moves `action` according to the device's answers to its commands in one message.
+/// `exec_commands` are every command of the action (for the Exec's earlier status);
+/// `same_session_as_exec` tells whether this message belongs to the session that delivered the
+/// Exec (the device has not been away yet). Refuses nothing: impossible transitions are skipped.
+pub fn advance(
+    action: &mut Action,
+    answers: &[Answered],
+    all_commands: &[DeviceCommand],
+    same_session_as_exec: bool,
+    now: OffsetDateTime,
+) -> Advance {
+    let mut out = Advance::default();
+    let mut status_node: Option<i64> = None;
+    let mut last_error: Option<u32> = None;
+    let device = action.device;
+    for a in answers {
+        let c = &a.command;
+        let ok = (200..300).contains(&a.status);
+        match c.verb {
+            Verb::Exec | Verb::Replace | Verb::Add | Verb::Delete => {
+                if ok {
+                    let note = format!("acknowledged: {} {} (status {})", c.verb, c.uri, a.status);
+                    let _ = action.transition(ActionState::Acknowledged, now, Some(&note));
+                    match action.kind {
+                        ActionKind::AutopilotReset => {
+                            out.enqueue
+                                .extend(reset_status_gets(device, action.id, now));
+                        }
+                        ActionKind::Retire => {
+                            out.unenroll = true;
+                            let _ = action.transition(
+                                ActionState::Done,
+                                now,
+                                Some("the device accepted the unenrollment"),
+                            );
+                        }
+                        _ => {}
+                    }
+                } else if action.kind == ActionKind::AutopilotReset && c.verb == Verb::Exec {
+                    // The Exec status is acceptance only; ask the Status node why it refused.
+                    out.enqueue
+                        .extend(reset_status_gets(device, action.id, now));
+                } else {
+                    let note = format!(
+                        "the device refused {} {} with status {}",
+                        c.verb, c.uri, a.status
+                    );
+                    let _ = action.transition(ActionState::Failed, now, Some(&note));
+                }
+            }
+            Verb::Get => {
+                let value = a.result.as_deref().unwrap_or("").trim();
+                if c.uri == AUTOPILOT_STATUS_URI && ok {
+                    status_node = value.parse().ok();
+                } else if c.uri == AUTOPILOT_LAST_ERROR_URI && ok {
+                    last_error = parse_hresult(value);
+                } else if c.uri == LOCAL_RESET_POLICY_URI {
+                    if let ActionKind::SetLocalResetPolicy(allowed) = action.kind {
+                        let reported = if ok { value.parse::<i64>().ok() } else { None };
+                        out.local_reset_reported = reported.map(|v| v == 0);
+                        if reported.map(|v| v == 0) == Some(allowed) {
+                            let note = format!("the device reports the policy at {value}");
+                            let _ = action.transition(ActionState::Done, now, Some(&note));
+                        } else {
+                            let note = format!(
+                                "the device reports the policy at {:?} (status {})",
+                                value, a.status
+                            );
+                            let _ = action.transition(ActionState::Failed, now, Some(&note));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if action.kind == ActionKind::AutopilotReset {
+        if let Some(status) = status_node {
+            reset_from_status(
+                action,
+                status,
+                last_error,
+                all_commands,
+                same_session_as_exec,
+                now,
+                &mut out,
+            );
+        }
+    }
+    out
+}
+
+fn reset_from_status(
+    action: &mut Action,
+    status: i64,
+    last_error: Option<u32>,
+    all_commands: &[DeviceCommand],
+    same_session_as_exec: bool,
+    now: OffsetDateTime,
+    out: &mut Advance,
+) {
+    let exec = all_commands.iter().rev().find(|c| c.verb == Verb::Exec);
+    let exec_refused = exec
+        .and_then(|c| c.status)
+        .filter(|s| !(200..300).contains(s));
+    let exec_unanswered = exec.is_some_and(|c| c.state == CommandState::Sent);
+    let err = last_error.unwrap_or(0);
+    let fail = |action: &mut Action, status: i64| {
+        let (meaning, fix) = decode_hresult(err);
+        let mut text = format!(
+            "{meaning} (LastError {}, Status {status}: {})",
+            format_hresult(err),
+            autopilot_status_meaning(status)
+        );
+        if let Some(fix) = fix {
+            text.push_str(&format!("; fix: {fix}"));
+        }
+        if err != 0 {
+            action.last_error = Some(err);
+        }
+        let _ = action.transition(ActionState::Failed, now, Some(&text));
+    };
+    match status {
+        30 | 40 | 50 => fail(action, status),
+        1 if err != 0 => fail(action, status),
+        10 | 20 => {
+            if action.state != ActionState::InProgress {
+                let note = format!("the device reports: {}", autopilot_status_meaning(status));
+                let _ = action.transition(ActionState::InProgress, now, Some(&note));
+            }
+        }
+        1 => {
+            // Done only from the device's own Status read after it came back; a 1 read in the
+            // session that delivered the Exec may be an earlier reset's.
+            if action.state == ActionState::InProgress
+                || (action.state == ActionState::Sent && !same_session_as_exec)
+            {
+                let _ = action.transition(
+                    ActionState::Done,
+                    now,
+                    Some("came back: first sync done, Status 1 (complete), LastError 0; primary user cleared"),
+                );
+                out.clear_primary_user = true;
+            }
+        }
+        _ => {
+            if let Some(code) = exec_refused {
+                let note = format!(
+                    "the device refused the Exec with status {code} (Status {status}: {})",
+                    autopilot_status_meaning(status)
+                );
+                let _ = action.transition(ActionState::Failed, now, Some(&note));
+            } else if action.state == ActionState::Sent && exec_unanswered && !same_session_as_exec
+            {
+                // The device never got the Exec (the session was lost before it): send it again.
+                let _ = action.transition(
+                    ActionState::Pending,
+                    now,
+                    Some("the device never received the reset (Status 0); queued again"),
+                );
+                if let Some(e) = exec {
+                    out.enqueue.push(DeviceCommand::new(
+                        CommandId::generate(),
+                        action.device,
+                        Some(action.id),
+                        Verb::Exec,
+                        e.uri.clone(),
+                        now,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Device fields changed by [`Advance`].
+pub fn apply_to_device(device: &mut Device, adv: &Advance, now: OffsetDateTime) {
+    if adv.clear_primary_user {
+        device.primary_user = None;
+    }
+    if adv.unenroll && device.unenrolled_at.is_none() {
+        device.unenrolled_at = Some(now);
+    }
+    if let Some(v) = adv.local_reset_reported {
+        device.local_reset_reported = Some(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hresults_in_every_textual_form() {
+        assert_eq!(parse_hresult("-2147024846"), Some(0x8007_0032));
+        assert_eq!(parse_hresult("2147942450"), Some(0x8007_0032));
+        assert_eq!(parse_hresult("0x80070032"), Some(0x8007_0032));
+        assert_eq!(parse_hresult("0"), Some(0));
+        assert_eq!(parse_hresult("nope"), None);
+        assert_eq!(parse_hresult("99999999999"), None);
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests of the domain crate against the real SQLite store (fresh temp DB per test).
+
+mod actions;
+mod harness;
+mod session;

@@ -1,0 +1,446 @@
+//! The management endpoint through the router: identity from the client certificate, refusals
+//! with audit entries, problem documents for malformed SyncML, and a full check-in.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use http::{Request, StatusCode};
+use redeploy_core::store::AuditQuery;
+use redeploy_core::{
+    Device, DeviceId, Enrollment, EnrollmentId, EnrollmentType, JoinType, ManualClock, Store,
+};
+use rustls_pki_types::CertificateDer;
+use server::mgmt::{ClientCertProxy, MANAGEMENT_PATH};
+use server::tls::PeerCertificate;
+use server::{AppState, Settings};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+use tower::ServiceExt;
+
+const DEV_ID: &str = "B5B954E81FBCB94EB79BD08BE625F4EE";
+const NOW: OffsetDateTime = datetime!(2026-05-04 9:00 UTC);
+
+struct Fixture {
+    state: AppState,
+    /// The client certificate (DER) of the enrolled device with DevId [`DEV_ID`].
+    cert: Vec<u8>,
+    device: DeviceId,
+    _dir: tempfile::TempDir,
+}
+
+fn fixtures() -> PathBuf {
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    loop {
+        let candidate = dir.join("shared/fixtures/real");
+        if candidate.is_dir() {
+            return candidate;
+        }
+        assert!(dir.pop(), "shared/fixtures/real not found above the crate");
+    }
+}
+
+/// Enrolls a device with this DevId and returns its id and client certificate.
+async fn enroll(
+    store: &dyn Store,
+    ca: &enroll::ca::CertificateAuthority,
+    dev_id: &str,
+) -> (DeviceId, Vec<u8>) {
+    let (id, der, _) = enroll_with_key(store, ca, dev_id).await;
+    (id, der)
+}
+
+/// Like [`enroll`], also returning the certificate and key as one PEM (a client identity).
+async fn enroll_with_key(
+    store: &dyn Store,
+    ca: &enroll::ca::CertificateAuthority,
+    dev_id: &str,
+) -> (DeviceId, Vec<u8>, String) {
+    let id = DeviceId::generate();
+    let (key, csr) = enroll::ca::new_device_key_and_csr("pc").unwrap();
+    let csr = enroll::ca::verify_csr(&csr).unwrap();
+    let cert = ca
+        .issue_device_certificate(&csr, &id.to_string(), NOW - Duration::days(1), 365)
+        .unwrap();
+    let mut d = Device::new(id, "pc", NOW - Duration::days(1));
+    d.mdm_device_id = Some(dev_id.into());
+    d.hw_dev_id = Some(format!("HW-{dev_id}"));
+    d.enrollment_type = Some(EnrollmentType::Device);
+    d.join_type = JoinType::EntraJoined;
+    d.cert_thumbprint = Some(cert.thumbprint.to_ascii_lowercase());
+    d.cert_not_after = Some(cert.not_after);
+    let e = Enrollment {
+        id: EnrollmentId::generate(),
+        device: id,
+        enrollment_type: EnrollmentType::Device,
+        upn: None,
+        auth_method: "OnPremise".into(),
+        context: Vec::new(),
+        raw_request: Vec::new(),
+        cert_thumbprint: cert.thumbprint.to_ascii_lowercase(),
+        cert_serial: cert.serial.clone(),
+        cert_not_after: cert.not_after,
+        created_at: NOW - Duration::days(1),
+        replaced_by: None,
+    };
+    store.create_enrollment(d, e).await.unwrap();
+    (id, cert.der, format!("{}\n{key}", cert.pem))
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_sqlite::SqliteStore::connect(dir.path().join("t.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let ca =
+        enroll::ca::CertificateAuthority::generate("Test CA", NOW - Duration::days(2)).unwrap();
+    let (device, cert) = enroll(store.as_ref(), &ca, DEV_ID).await;
+    let state = AppState::new(
+        store,
+        Arc::new(ca),
+        Settings::default(),
+        Arc::new(ManualClock::new(NOW)),
+        "https://mdm.test",
+    );
+    Fixture {
+        state,
+        cert,
+        device,
+        _dir: dir,
+    }
+}
+
+fn post(body: impl Into<Body>, cert: Option<&[u8]>) -> Request<Body> {
+    let mut r = Request::post(format!("{MANAGEMENT_PATH}?mode=Maintenance&Platform=WoA"))
+        .header("content-type", "application/vnd.syncml.dm+xml")
+        .body(body.into())
+        .unwrap();
+    r.extensions_mut().insert(PeerCertificate(
+        cert.map(|c| CertificateDer::from(c.to_vec())),
+    ));
+    r
+}
+
+async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, String, String) {
+    let response = server::app(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let ct = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, ct, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn package1() -> String {
+    std::fs::read_to_string(fixtures().join("fleet-win10-21h1/09-syncml-device-1.xml")).unwrap()
+}
+
+async fn refusals(state: &AppState) -> Vec<redeploy_core::AuditEvent> {
+    state
+        .store
+        .list_audit(&AuditQuery {
+            device: None,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "mgmt.refused")
+        .collect()
+}
+
+#[tokio::test]
+async fn no_client_certificate_is_401_and_audited() {
+    let f = fixture().await;
+    let (status, ct, body) = call(&f.state, post(package1(), None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(ct, "application/problem+json");
+    assert!(body.contains("client certificate"), "{body}");
+    assert_eq!(refusals(&f.state).await.len(), 1);
+    assert_eq!(
+        f.state
+            .store
+            .device(f.device)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen,
+        None
+    );
+}
+
+#[tokio::test]
+async fn another_devices_certificate_is_403_and_audited() {
+    let f = fixture().await;
+    // A second enrolled PC presents its own certificate but claims the first PC's DevId.
+    let ca = f.state.ca.clone();
+    let (other, other_cert) = enroll(f.state.store.as_ref(), &ca, "OTHER-DEVICE").await;
+    let (status, ct, body) = call(&f.state, post(package1(), Some(&other_cert))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(ct, "application/problem+json");
+    assert!(body.contains(DEV_ID), "{body}");
+    let audit = refusals(&f.state).await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].targets, [other]);
+    assert_eq!(
+        f.state
+            .store
+            .device(f.device)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen,
+        None
+    );
+}
+
+#[tokio::test]
+async fn an_unenrolled_device_is_refused() {
+    let f = fixture().await;
+    let mut d = f.state.store.device(f.device).await.unwrap().unwrap();
+    d.unenrolled_at = Some(NOW - Duration::hours(1));
+    f.state.store.update_device(&d).await.unwrap();
+    let (status, _, _) = call(&f.state, post(package1(), Some(&f.cert))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(refusals(&f.state).await.len(), 1);
+}
+
+#[tokio::test]
+async fn malformed_syncml_is_400_with_line_and_column_and_nothing_is_stored() {
+    let f = fixture().await;
+    let bad = "<SyncML xmlns=\"SYNCML:SYNCML1.2\">\n<SyncHdr><VerDTD>1.2</VerDTD>\n<Oops></SyncML>";
+    let (status, ct, body) = call(&f.state, post(bad, Some(&f.cert))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(ct, "application/problem+json");
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("line ") && detail.contains("column "),
+        "{detail}"
+    );
+    let d = f.state.store.device(f.device).await.unwrap().unwrap();
+    assert_eq!(d.last_seen, None);
+    assert!(f.state.store.inventory(f.device).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_full_check_in_stores_inventory() {
+    let f = fixture().await;
+    let (status, ct, body) = call(&f.state, post(package1(), Some(&f.cert))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ct, "application/vnd.syncml.dm+xml");
+    let reply = syncml::parse(body.as_bytes()).unwrap();
+    assert_eq!(reply.hdr.target.as_ref().unwrap().as_str(), DEV_ID);
+    assert_eq!(
+        reply.hdr.source.as_ref().unwrap().as_str(),
+        "https://mdm.test/ManagementServer/MDM.svc"
+    );
+    // The device answers our Gets.
+    let mut answer = String::from(
+        "<Status><CmdID>1</CmdID><MsgRef>1</MsgRef><CmdRef>0</CmdRef><Cmd>SyncHdr</Cmd><Data>200</Data></Status>",
+    );
+    let mut id = 2;
+    for c in &reply.body.commands {
+        if let syncml::Command::Get(g) = c {
+            let uri = g.items[0].target.as_ref().unwrap().as_str();
+            let value = match uri {
+                "./DevDetail/SwV" => "10.0.22631.4037",
+                "./DevDetail/Ext/Microsoft/SMBIOSSerialNumber" => "SN-42",
+                _ => "x",
+            };
+            answer.push_str(&format!(
+                "<Status><CmdID>{id}</CmdID><MsgRef>1</MsgRef><CmdRef>{}</CmdRef><Cmd>Get</Cmd><Data>200</Data></Status>\
+                 <Results><CmdID>{}</CmdID><MsgRef>1</MsgRef><CmdRef>{}</CmdRef><Item><Source><LocURI>{uri}</LocURI></Source><Data>{value}</Data></Item></Results>",
+                g.cmd_id, id + 1, g.cmd_id
+            ));
+            id += 2;
+        }
+    }
+    assert!(id > 10, "inventory Gets were sent");
+    let msg2 = format!(
+        r#"<SyncML xmlns="SYNCML:SYNCML1.2"><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/1.2</VerProto><SessionID>1</SessionID><MsgID>2</MsgID><Target><LocURI>https://mdm.test/ManagementServer/MDM.svc</LocURI></Target><Source><LocURI>{DEV_ID}</LocURI></Source></SyncHdr><SyncBody>{answer}<Final/></SyncBody></SyncML>"#
+    );
+    let (status, _, body) = call(&f.state, post(msg2, Some(&f.cert))).await;
+    assert_eq!(status, StatusCode::OK);
+    let end = syncml::parse(body.as_bytes()).unwrap();
+    assert_eq!(
+        end.body.commands.len(),
+        1,
+        "only the header Status: the session ends"
+    );
+    let d = f.state.store.device(f.device).await.unwrap().unwrap();
+    assert_eq!(d.os_version.as_deref(), Some("10.0.22631.4037"));
+    assert_eq!(d.serial.as_deref(), Some("SN-42"));
+    assert_eq!(
+        d.manufacturer.as_deref(),
+        Some("x"),
+        "DevDetail Get overrides DevInfo"
+    );
+    assert_eq!(d.last_seen, Some(NOW));
+    let inv = f.state.store.inventory(f.device).await.unwrap();
+    assert!(inv
+        .iter()
+        .any(|v| v.uri == "./DevInfo/Lang" && v.value == "en-US"));
+    assert!(f.state.metrics.render().contains("outcome=\"ok\""));
+}
+
+#[tokio::test]
+async fn a_proxy_header_is_accepted_only_from_a_trusted_peer() {
+    let f = fixture().await;
+    let proxy = ClientCertProxy {
+        header: "x-client-cert".into(),
+        trusted: vec!["10.0.0.5".parse().unwrap()],
+    };
+    let router = axum::Router::new()
+        .merge(server::mgmt::routes_with_proxy(proxy))
+        .with_state(f.state.clone());
+    let pem = {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&f.cert);
+        format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n")
+            .replace(' ', "%20")
+            .replace('\n', "%0A")
+    };
+    for (peer, want) in [
+        ("10.0.0.5:4000", StatusCode::OK),
+        ("10.0.0.6:4000", StatusCode::UNAUTHORIZED),
+    ] {
+        let mut r = post(package1(), None);
+        r.headers_mut()
+            .insert("x-client-cert", pem.parse().unwrap());
+        r.extensions_mut()
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        let response = router.clone().oneshot(r).await.unwrap();
+        assert_eq!(response.status(), want, "{peer}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Over real HTTPS with mutual TLS (testkit::app::spawn_app), on both backends.
+
+fn https_client(app: &testkit::app::TestApp, identity_pem: Option<&str>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(app.ca_pem.as_bytes()).unwrap());
+    if let Some(pem) = identity_pem {
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+async fn https_post(
+    client: &reqwest::Client,
+    app: &testkit::app::TestApp,
+    body: String,
+) -> (u16, String, String) {
+    let r = client
+        .post(app.url(&format!("{MANAGEMENT_PATH}?mode=Machine&Platform=WoA")))
+        .header("content-type", "application/vnd.syncml.dm+xml")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ct, r.text().await.unwrap())
+}
+
+async fn audit_refusals(store: &dyn Store) -> usize {
+    store
+        .list_audit(&AuditQuery {
+            device: None,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "mgmt.refused")
+        .count()
+}
+
+async fn https_refusals(backend: testkit::app::Backend) {
+    let app = testkit::app::spawn_app(backend).await;
+    let ca = app.server().state.ca.clone();
+    let store = app.store.clone();
+    let (_, _, mine) = enroll_with_key(store.as_ref(), &ca, DEV_ID).await;
+    let (_, _, other) = enroll_with_key(store.as_ref(), &ca, "OTHER-DEVICE").await;
+
+    let (status, ct, _) = https_post(&https_client(&app, None), &app, package1()).await;
+    assert_eq!((status, ct.as_str()), (401, "application/problem+json"));
+    assert_eq!(audit_refusals(store.as_ref()).await, 1);
+
+    // Another device's certificate with this device's DevId in the SyncHdr Source.
+    let (status, _, body) = https_post(&https_client(&app, Some(&other)), &app, package1()).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(audit_refusals(store.as_ref()).await, 2);
+
+    let (status, ct, body) = https_post(
+        &https_client(&app, Some(&mine)),
+        &app,
+        "<SyncML><SyncHdr>".into(),
+    )
+    .await;
+    assert_eq!(
+        (status, ct.as_str()),
+        (400, "application/problem+json"),
+        "{body}"
+    );
+    assert!(body.contains("line"), "{body}");
+}
+
+async fn https_full_check_in(backend: testkit::app::Backend) {
+    let app = testkit::app::spawn_app(backend).await;
+    let ca = app.server().state.ca.clone();
+    let (device, _, identity) = enroll_with_key(app.store.as_ref(), &ca, DEV_ID).await;
+    let client = https_client(&app, Some(&identity));
+    let (status, ct, body) = https_post(&client, &app, package1()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ct, "application/vnd.syncml.dm+xml");
+    let reply = syncml::parse(body.as_bytes()).unwrap();
+    assert_eq!(
+        reply.hdr.source.as_ref().unwrap().as_str(),
+        format!("{}{MANAGEMENT_PATH}", app.server().public_url)
+    );
+    let gets: Vec<_> = reply
+        .body
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            syncml::Command::Get(g) => Some(g.cmd_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!gets.is_empty());
+    let swv = &gets[0];
+    let answer = format!(
+        r#"<SyncML xmlns="SYNCML:SYNCML1.2"><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/1.2</VerProto><SessionID>1</SessionID><MsgID>2</MsgID><Target><LocURI>x</LocURI></Target><Source><LocURI>{DEV_ID}</LocURI></Source></SyncHdr><SyncBody><Status><CmdID>1</CmdID><MsgRef>1</MsgRef><CmdRef>0</CmdRef><Cmd>SyncHdr</Cmd><Data>200</Data></Status><Status><CmdID>2</CmdID><MsgRef>1</MsgRef><CmdRef>{swv}</CmdRef><Cmd>Get</Cmd><Data>200</Data></Status><Results><CmdID>3</CmdID><MsgRef>1</MsgRef><CmdRef>{swv}</CmdRef><Item><Source><LocURI>./DevDetail/SwV</LocURI></Source><Data>10.0.26100.1</Data></Item></Results><Final/></SyncBody></SyncML>"#
+    );
+    let (status, _, body) = https_post(&client, &app, answer).await;
+    assert_eq!(status, 200, "{body}");
+    let d = app.store.device(device).await.unwrap().unwrap();
+    assert_eq!(d.os_version.as_deref(), Some("10.0.26100.1"));
+    assert_eq!(d.manufacturer.as_deref(), Some("VMware, Inc."));
+    assert!(d.last_seen.is_some());
+    let swv = app
+        .store
+        .inventory_value(device, "./DevDetail/SwV")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(swv.value, "10.0.26100.1");
+}
+
+crate::on_both_backends!(https_refusals, https_full_check_in);
