@@ -256,6 +256,7 @@ impl DeviceProfile {
             timings: Timings::default(),
             online: true,
             events: Vec::new(),
+            dm_client: DmClientRun::default(),
         };
         state.log(now, EventKind::Created, format!("{manufacturer} {model}"));
 

@@ -73,6 +73,27 @@ pub struct DeviceState {
     /// The PC is up and has a network: it checks in. False while it reboots or resets.
     pub online: bool,
     pub events: Vec<Event>,
+    /// The OMA-DM client's session bookkeeping (SessionID counter, poll schedule progress).
+    #[serde(default)]
+    pub dm_client: DmClientRun,
+}
+
+/// What the DM client remembers between sessions: the last SessionID it used and where it is
+/// in the DMClient Poll schedule (ITPRO dmclient-csp.md `Poll/*`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DmClientRun {
+    /// The SessionID of the last session (decimal, incremented per session).
+    pub last_session_id: u64,
+    /// Scheduled polls done since enrollment (picks the first, second or remaining set).
+    pub scheduled_polls: u32,
+    /// When the next check-in is due; `None`: not scheduled (not enrolled, or the schedule ran out).
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub next_poll_at: Option<OffsetDateTime>,
+    /// A session is due at once, outside the schedule (after enrollment, after a reset's reboot).
+    pub sync_now: bool,
+    /// Sessions that ended with the server's last message, and those that failed.
+    pub sessions_ok: u64,
+    pub sessions_failed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +216,9 @@ pub struct MdmEnrollment {
     pub enrolled: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub enrolled_at: OffsetDateTime,
+    /// The enrollment's trust anchor (`CertificateStore/Root/System`), PEM; empty if unknown.
+    #[serde(default)]
+    pub root_cert_pem: String,
 }
 
 /// `DMClient/Provider/<id>/Poll/*` (ITPRO dmclient-csp.md; defaults from there).
@@ -565,6 +589,11 @@ pub enum EventKind {
     RebootScheduled,
     RebootCompleted,
     DuplicateRequestIgnored,
+    SessionStarted,
+    CommandExecuted,
+    SessionEnded,
+    SessionFailed,
+    EnrollmentFailed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

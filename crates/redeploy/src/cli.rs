@@ -18,7 +18,7 @@ pub enum Command {
     /// Run the server (HTTPS on 127.0.0.1:8443, data in ./redeploy-data, no configuration needed).
     Serve(ServeArgs),
     /// Run emulated Windows PCs against a server, or inspect/drive one of them.
-    Emulate(EmulateArgs),
+    Emulate(Box<EmulateArgs>),
     /// Decode a SyncML message, an enrollment SOAP message or a provisioning document.
     Inspect(InspectArgs),
     /// Apply the database migrations and exit.
@@ -78,6 +78,12 @@ pub struct EmulateArgs {
     /// Speed-up of the device clock: 60 makes a 15-minute poll interval 15 seconds.
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
+    /// Most HTTPS sessions (enrollments and check-ins) in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_sessions: usize,
+    /// Build this many idle PCs in memory, print the resident memory they take, and exit.
+    #[arg(long, value_name = "N")]
+    pub measure_memory: Option<usize>,
     #[command(flatten)]
     pub scenario: ScenarioArgs,
 }
@@ -101,6 +107,14 @@ pub enum EmulateCommand {
         user: String,
         #[arg(long)]
         password: String,
+    },
+    /// One check-in now ("Settings > Accounts > Access work or school > Sync").
+    Sync {
+        device: String,
+        #[arg(long, default_value = "./redeploy-emulator")]
+        state: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
     },
 }
 

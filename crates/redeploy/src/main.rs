@@ -1,6 +1,7 @@
 //! `redeploy`: the one binary — server, emulator, inspector and admin commands.
 
 mod cli;
+mod emulate;
 mod inspect;
 
 use std::process::ExitCode;
@@ -30,7 +31,8 @@ fn main() -> ExitCode {
 
 async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        cli::Command::Serve(_) | cli::Command::Emulate(_) | cli::Command::Migrate(_) => {
+        cli::Command::Emulate(args) => emulate::run(*args).await,
+        cli::Command::Serve(_) | cli::Command::Migrate(_) => {
             anyhow::bail!("not available in this build yet")
         }
         cli::Command::Inspect(args) => Ok(inspect::run(&args)),

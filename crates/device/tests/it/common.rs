@@ -39,6 +39,7 @@ pub fn device_with(profile: DeviceProfile) -> DeviceState {
                 first_sync: FirstSyncStatus::default(),
                 enrolled: true,
                 enrolled_at: t0(),
+                root_cert_pem: String::new(),
             },
             t0(),
         );

@@ -1,0 +1,527 @@
+//! Many emulated PCs in one process: each PC enrolls (or resumes from its state file), then
+//! lives on its poll schedule and the reset engine; at most `max_in_flight` HTTPS sessions run
+//! at once; every PC's state is saved after each session; a summary is returned at the end.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use time::{Duration, OffsetDateTime};
+use tokio::sync::{watch, Semaphore};
+
+use crate::client::{self, EnrollOptions};
+use crate::error::{DeviceError, Result};
+use crate::persist;
+use crate::profile::{device_seed, DeviceProfile};
+use crate::reset::Transition;
+use crate::schedule::{self, Clock};
+use crate::state::{DeviceState, EventKind, JoinType, Operation};
+use crate::transport::Transport;
+
+/// A build too old for remote Autopilot Reset (Windows 10 1803); used by the old-build mix.
+pub const OLD_BUILD: u32 = 17134;
+/// Battery charge used by the low-battery mix (below the reset threshold, on battery).
+pub const LOW_BATTERY_PCT: u8 = 15;
+/// How long a PC whose enrollment failed waits before trying again (device time).
+pub const ENROLL_RETRY: Duration = Duration::minutes(15);
+
+/// Shares of the fleet (0.0–1.0) that differ from the base profile.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FleetMix {
+    pub hybrid: f64,
+    pub winre_disabled: f64,
+    pub old_build: f64,
+    pub low_battery: f64,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// Server base URL for enrollment discovery.
+    pub server: String,
+    /// Enrollment token (UsernameToken password).
+    pub token: String,
+    pub devices: usize,
+    pub state_dir: PathBuf,
+    pub seed: u64,
+    pub profile: DeviceProfile,
+    pub mix: FleetMix,
+    /// Most HTTPS sessions (enrollments and check-ins) at once.
+    pub max_in_flight: usize,
+    /// Device time at which the run ends; `None`: until `shutdown`.
+    pub stop_at: Option<OffsetDateTime>,
+    /// Set to `true` to stop the run early (Ctrl+C); PCs finish their current step first.
+    pub shutdown: Option<watch::Receiver<bool>>,
+}
+
+impl FleetConfig {
+    pub fn new(
+        server: impl Into<String>,
+        token: impl Into<String>,
+        devices: usize,
+        state_dir: impl Into<PathBuf>,
+    ) -> Self {
+        FleetConfig {
+            server: server.into(),
+            token: token.into(),
+            devices,
+            state_dir: state_dir.into(),
+            seed: 1,
+            profile: DeviceProfile::default(),
+            mix: FleetMix::default(),
+            max_in_flight: 64,
+            stop_at: None,
+            shutdown: None,
+        }
+    }
+}
+
+/// The id of the fleet's PC number `index` (`pc-0000`, `pc-0001`, ...).
+pub fn device_id(index: usize) -> String {
+    format!("pc-{index:04}")
+}
+
+/// The profile of PC `index`: the base profile with the mix applied, drawn from the seed so the
+/// same fleet seed always gives the same PCs.
+pub fn profile_for(base: &DeviceProfile, mix: &FleetMix, seed: u64, index: usize) -> DeviceProfile {
+    let mut rng = StdRng::seed_from_u64(device_seed(seed ^ 0x6D69_7800, index as u32));
+    let mut p = base.clone();
+    if rng.gen_bool(mix.hybrid.clamp(0.0, 1.0)) {
+        p.join = JoinType::Hybrid;
+    }
+    if rng.gen_bool(mix.winre_disabled.clamp(0.0, 1.0)) {
+        p.winre_enabled = false;
+    }
+    if rng.gen_bool(mix.old_build.clamp(0.0, 1.0)) {
+        p.os_build = Some(OLD_BUILD);
+    }
+    if rng.gen_bool(mix.low_battery.clamp(0.0, 1.0)) {
+        p.battery_pct = Some(LOW_BATTERY_PCT);
+    }
+    p
+}
+
+/// Builds PC `index` of the fleet (not enrolled).
+pub fn build_device(config: &FleetConfig, index: usize, now: OffsetDateTime) -> DeviceState {
+    profile_for(&config.profile, &config.mix, config.seed, index).build_seeded(
+        &device_id(index),
+        device_seed(config.seed, index as u32),
+        now,
+    )
+}
+
+/// The end-of-run numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FleetSummary {
+    pub devices: usize,
+    /// PCs enrolled at the end (resumed or new).
+    pub enrolled: usize,
+    /// Enrollments done in this run.
+    pub enrollments: u64,
+    pub resumed: usize,
+    pub sessions_ok: u64,
+    pub sessions_failed: u64,
+    pub resets_done: u64,
+    pub resets_failed: u64,
+    pub wipes_done: u64,
+    /// Failures by [`DeviceError::kind`].
+    pub errors_by_kind: BTreeMap<String, u64>,
+}
+
+impl std::fmt::Display for FleetSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "devices: {} ({} enrolled, {} enrolled this run, {} resumed)",
+            self.devices, self.enrolled, self.enrollments, self.resumed
+        )?;
+        writeln!(
+            f,
+            "sessions: {} ok, {} failed",
+            self.sessions_ok, self.sessions_failed
+        )?;
+        writeln!(
+            f,
+            "resets: {} done, {} failed; wipes: {} done",
+            self.resets_done, self.resets_failed, self.wipes_done
+        )?;
+        if self.errors_by_kind.is_empty() {
+            write!(f, "errors: none")
+        } else {
+            let kinds: Vec<String> = self
+                .errors_by_kind
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            write!(f, "errors: {}", kinds.join(", "))
+        }
+    }
+}
+
+/// Called after every PC step with the running totals.
+pub type ProgressFn = Arc<dyn Fn(&FleetSummary) + Send + Sync>;
+
+struct Shared {
+    summary: Mutex<FleetSummary>,
+    progress: Option<ProgressFn>,
+    /// PCs that have taken their first step (the memory measurement waits for all).
+    started: std::sync::atomic::AtomicUsize,
+}
+
+impl Shared {
+    fn update(&self, f: impl FnOnce(&mut FleetSummary)) {
+        let snapshot = {
+            let mut s = self.summary.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut s);
+            s.clone()
+        };
+        if let Some(p) = &self.progress {
+            p(&snapshot);
+        }
+    }
+
+    fn error(&self, e: &DeviceError) {
+        self.update(|s| *s.errors_by_kind.entry(e.kind().to_string()).or_default() += 1);
+    }
+}
+
+/// Runs the fleet until `config.stop_at` (device time on `clock`) or `config.shutdown`.
+/// PCs found in `config.state_dir` are resumed (an enrolled PC does not enroll again); the
+/// others are built from the seed and enrolled. Errors of single PCs are counted in the
+/// summary, not returned; `Err` only for a state folder that cannot be read.
+pub async fn run(
+    config: &FleetConfig,
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    progress: Option<ProgressFn>,
+) -> Result<FleetSummary> {
+    let shared = Arc::new(Shared {
+        summary: Mutex::new(FleetSummary {
+            devices: config.devices,
+            ..FleetSummary::default()
+        }),
+        progress,
+        started: Default::default(),
+    });
+    let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..config.devices {
+        let id = device_id(index);
+        let (state, resumed) = match persist::load_id(&config.state_dir, &id)? {
+            Some(s) => (s, true),
+            None => (build_device(config, index, clock.now()), false),
+        };
+        if resumed {
+            shared.update(|s| s.resumed += 1);
+        }
+        tasks.spawn(run_device(
+            state,
+            resumed,
+            config.clone(),
+            transport.clone(),
+            clock.clone(),
+            permits.clone(),
+            shared.clone(),
+        ));
+    }
+    let mut enrolled = 0;
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(true) = done {
+            enrolled += 1;
+        }
+    }
+    let mut summary = shared
+        .summary
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    summary.enrolled = enrolled;
+    Ok(summary)
+}
+
+/// Waits until `at` (or forever), returning `false` when the run must stop first.
+async fn wait(clock: &dyn Clock, at: Option<OffsetDateTime>, config: &FleetConfig) -> bool {
+    let target = match (at, config.stop_at) {
+        (Some(a), Some(s)) => Some(a.min(s)),
+        (a, s) => a.or(s),
+    };
+    let sleep = async {
+        match target {
+            Some(t) => clock.sleep_until(t).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let mut shutdown = config.shutdown.clone();
+    let stop = async {
+        match shutdown.as_mut() {
+            Some(rx) => {
+                while !*rx.borrow() {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = sleep => {}
+        () = stop => return false,
+    }
+    config.stop_at.is_none_or(|s| clock.now() < s)
+}
+
+fn save(config: &FleetConfig, state: &DeviceState, shared: &Shared) {
+    if let Err(e) = persist::save(&config.state_dir, state) {
+        shared.error(&e);
+    }
+}
+
+/// One PC's life; returns whether it is enrolled at the end.
+async fn run_device(
+    mut state: DeviceState,
+    on_disk: bool,
+    config: FleetConfig,
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    permits: Arc<Semaphore>,
+    shared: Arc<Shared>,
+) -> bool {
+    let options = EnrollOptions {
+        server: config.server.clone(),
+        token: config.token.clone(),
+    };
+    let mut saved_once = on_disk;
+    let mut first_step = true;
+    loop {
+        if config.stop_at.is_some_and(|s| clock.now() >= s)
+            || config.shutdown.as_ref().is_some_and(|rx| *rx.borrow())
+        {
+            break;
+        }
+        // A PC that was never enrolled enrolls; one that a wipe unenrolled stays unmanaged.
+        if state.mdm_enrollment.is_none()
+            && !state.events.iter().any(|e| e.kind == EventKind::Enrolled)
+        {
+            let result = {
+                let _permit = permits.acquire().await;
+                client::enroll(transport.as_ref(), &mut state, &options, clock.now()).await
+            };
+            match result {
+                Ok(_) => shared.update(|s| s.enrollments += 1),
+                Err(e) => {
+                    shared.error(&e);
+                    save(&config, &state, &shared);
+                    saved_once = true;
+                    if !wait(clock.as_ref(), Some(clock.now() + ENROLL_RETRY), &config).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            save(&config, &state, &shared);
+            saved_once = true;
+        }
+        let now = clock.now();
+        let tick = if schedule::check_in_due(&state, now) {
+            let _permit = permits.acquire().await;
+            schedule::tick(transport.as_ref(), &mut state, clock.now()).await
+        } else {
+            schedule::tick(transport.as_ref(), &mut state, now).await
+        };
+        let mut changed = !tick.transitions.is_empty();
+        for t in &tick.transitions {
+            match t {
+                Transition::Completed(Operation::AutopilotReset { .. }) => {
+                    shared.update(|s| s.resets_done += 1)
+                }
+                Transition::Completed(Operation::Wipe { .. }) => {
+                    shared.update(|s| s.wipes_done += 1)
+                }
+                Transition::Failed(Operation::AutopilotReset { .. }, _)
+                | Transition::PowerRequirementsNotMet => shared.update(|s| s.resets_failed += 1),
+                _ => {}
+            }
+        }
+        if let Some(session) = &tick.session {
+            changed = true;
+            match session {
+                Ok(report) => {
+                    // A reset refused at once (WinRE, join type) never reaches the engine.
+                    let refused = report
+                        .executed
+                        .iter()
+                        .filter(|(cmd, target, code)| {
+                            cmd == "Exec"
+                                && target.ends_with("doAutomaticRedeployment")
+                                && *code >= 300
+                        })
+                        .count() as u64;
+                    shared.update(|s| {
+                        s.sessions_ok += 1;
+                        s.resets_failed += refused;
+                    })
+                }
+                Err(e) => {
+                    shared.update(|s| s.sessions_failed += 1);
+                    shared.error(e);
+                }
+            }
+        }
+        if changed || !saved_once {
+            save(&config, &state, &shared);
+            saved_once = true;
+        }
+        if first_step {
+            first_step = false;
+            shared
+                .started
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if !wait(clock.as_ref(), tick.next_wake, &config).await {
+            break;
+        }
+    }
+    save(&config, &state, &shared);
+    state.is_enrolled()
+}
+
+/// Resident memory of this process in KiB (`VmRSS` of /proc/self/status); `None` off Linux.
+pub fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Memory of idle emulated PCs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryReport {
+    pub devices: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+}
+
+impl MemoryReport {
+    pub fn bytes_per_device(&self) -> u64 {
+        (self.rss_after_kib.saturating_sub(self.rss_before_kib) * 1024) / self.devices.max(1) as u64
+    }
+}
+
+/// A transport for PCs that must not talk to anyone.
+struct NoNetwork;
+
+#[async_trait::async_trait]
+impl Transport for NoNetwork {
+    async fn post(
+        &self,
+        url: &str,
+        _content_type: &str,
+        _body: Vec<u8>,
+        _client_identity: Option<&crate::transport::Identity>,
+    ) -> Result<crate::transport::Response> {
+        Err(DeviceError::Connect(format!(
+            "{url}: no network in this measurement"
+        )))
+    }
+
+    async fn get(&self, url: &str) -> Result<crate::transport::Response> {
+        Err(DeviceError::Connect(format!(
+            "{url}: no network in this measurement"
+        )))
+    }
+}
+
+/// Runs `n` enrolled, idle PCs exactly as [`run`] does (one task each, waiting for its next
+/// poll on a clock that does not move) and measures RSS before building them and once they
+/// are all parked. Nothing is written to disk. `None` when RSS is unavailable (not Linux).
+pub async fn measure_idle_memory(n: usize, seed: u64, now: OffsetDateTime) -> Option<MemoryReport> {
+    let before = rss_kib()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let config = FleetConfig {
+        seed,
+        shutdown: Some(stop_rx),
+        ..FleetConfig::new("https://127.0.0.1:8443", "", n, std::env::temp_dir())
+    };
+    let clock: Arc<dyn Clock> = Arc::new(crate::schedule::ManualClock::new(now));
+    let transport: Arc<dyn Transport> = Arc::new(NoNetwork);
+    let permits = Arc::new(Semaphore::new(config.max_in_flight));
+    let shared = Arc::new(Shared {
+        summary: Mutex::new(FleetSummary::default()),
+        progress: None,
+        started: Default::default(),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let mut s = build_device(&config, i, now);
+        // A realistic enrollment: a real certificate and key of the sizes a server issues.
+        let (key_pem, cert_pem) = sample_identity();
+        s.record_enrollment(
+            crate::state::MdmEnrollment {
+                provider_id: "Redeploy".into(),
+                server_url: "https://127.0.0.1:8443/ManagementServer/MDM.svc".into(),
+                client_cert_pem: cert_pem.clone(),
+                client_key_pem: key_pem,
+                thumbprint: format!("{i:040X}"),
+                enrollment_type: crate::state::EnrollmentType::Device,
+                upn: s.primary_user.clone(),
+                ent_dm_id: None,
+                poll: Default::default(),
+                first_sync: Default::default(),
+                enrolled: true,
+                enrolled_at: now,
+                root_cert_pem: cert_pem,
+            },
+            now,
+        );
+        s.dm_client.next_poll_at = Some(now + Duration::days(1));
+        tasks.spawn(run_device(
+            s,
+            true,
+            config.clone(),
+            transport.clone(),
+            clock.clone(),
+            permits.clone(),
+            shared.clone(),
+        ));
+    }
+    // Let every PC take its first step and park.
+    while shared.started.load(std::sync::atomic::Ordering::Relaxed) < n {
+        tokio::task::yield_now().await;
+    }
+    let after = rss_kib()?;
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    drop(stop_tx);
+    Some(MemoryReport {
+        devices: n,
+        rss_before_kib: before,
+        rss_after_kib: after,
+    })
+}
+
+fn sample_identity() -> (String, String) {
+    let body = |line: &str, n: usize| line.repeat(n);
+    (
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}-----END PRIVATE KEY-----\n",
+            body(
+                "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgZXhhbXBsZSBrZXkgZGF0\n",
+                3
+            )
+        ),
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}-----END CERTIFICATE-----\n",
+            body(
+                "MIIBszCCAVmgAwIBAgIUQ2V4YW1wbGUgZGV2aWNlIGNlcnRpZmljYXRlMAoGCCqGSM49\n",
+                10
+            )
+        ),
+    )
+}

@@ -1,0 +1,400 @@
+//! How the emulated PC reaches a server: the [`Transport`] trait (HTTPS for real runs, an
+//! in-process router or a scripted replay for tests) and [`HttpsTransport`], which opens a new
+//! TLS connection for every request as the Windows DM client does for every check-in, trusts
+//! one CA and presents the PC's MDM client certificate when it has one.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+
+use crate::error::{DeviceError, Result};
+
+/// Largest server answer the PC reads (SyncML or SOAP); bigger ones are refused.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The client certificate (chain) and private key the PC presents in the TLS handshake, PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// One HTTP answer: status, `Content-Type` (empty when absent) and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// A request/response channel to the server. Implementations refuse bodies above
+/// [`MAX_RESPONSE_BYTES`] with [`DeviceError::TooLarge`].
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// `POST url` with `Content-Type: content_type`, presenting `client_identity` if given.
+    async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        client_identity: Option<&Identity>,
+    ) -> Result<Response>;
+
+    /// `GET url` (enrollment discovery).
+    async fn get(&self, url: &str) -> Result<Response>;
+}
+
+/// HTTPS/1.1 on hyper + rustls (ring), one TLS connection per request.
+#[derive(Clone)]
+pub struct HttpsTransport {
+    roots: Arc<RootCertStore>,
+    anonymous: Arc<ClientConfig>,
+}
+
+impl std::fmt::Debug for HttpsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpsTransport")
+            .field("roots", &self.roots.len())
+            .finish()
+    }
+}
+
+/// The User-Agent of the Windows OMA-DM client (fixture 09 headers).
+pub const DM_USER_AGENT: &str = "MSFT OMA DM Client/1.2.0.1";
+/// The User-Agent of the Windows enrollment client (fixture 01/03 headers).
+pub const ENROLL_USER_AGENT: &str = "ENROLLClient";
+
+impl HttpsTransport {
+    /// Trusts the certificates in `ca_pem` (and only those).
+    pub fn new(ca_pem: &str) -> Result<Self> {
+        let mut roots = RootCertStore::empty();
+        let mut found = 0;
+        for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+            let cert = cert.map_err(|e| DeviceError::Tls(format!("CA PEM: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| DeviceError::Tls(format!("CA certificate: {e}")))?;
+            found += 1;
+        }
+        if found == 0 {
+            return Err(DeviceError::Tls("the CA file holds no certificate".into()));
+        }
+        let roots = Arc::new(roots);
+        let anonymous = Arc::new(Self::config(&roots, None)?);
+        Ok(HttpsTransport { roots, anonymous })
+    }
+
+    fn config(roots: &Arc<RootCertStore>, identity: Option<&Identity>) -> Result<ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| DeviceError::Tls(e.to_string()))?
+            .with_root_certificates(roots.clone());
+        let mut config = match identity {
+            None => builder.with_no_client_auth(),
+            Some(id) => {
+                let certs: Vec<CertificateDer<'static>> =
+                    rustls_pemfile::certs(&mut id.cert_pem.as_bytes())
+                        .collect::<std::result::Result<_, _>>()
+                        .map_err(|e| DeviceError::Tls(format!("client certificate PEM: {e}")))?;
+                let key: PrivateKeyDer<'static> =
+                    rustls_pemfile::private_key(&mut id.key_pem.as_bytes())
+                        .map_err(|e| DeviceError::Tls(format!("client key PEM: {e}")))?
+                        .ok_or_else(|| DeviceError::Tls("client key PEM holds no key".into()))?;
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|e| DeviceError::Tls(format!("client certificate: {e}")))?
+            }
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        identity: Option<&Identity>,
+    ) -> Result<Response> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| DeviceError::Url(format!("{url}: {e}")))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(DeviceError::Url(format!("{url}: only https is supported")));
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| DeviceError::Url(format!("{url}: no host")))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(443);
+        let config = match identity {
+            None => self.anonymous.clone(),
+            Some(id) => Arc::new(Self::config(&self.roots, Some(id))?),
+        };
+        let server_name = ServerName::try_from(host.clone())
+            .map_err(|e| DeviceError::Url(format!("{url}: {e}")))?;
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| DeviceError::Connect(format!("{host}:{port}: {e}")))?;
+        let tls = TlsConnector::from(config)
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| DeviceError::Tls(format!("handshake with {host}:{port}: {e}")))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| DeviceError::Connect(format!("HTTP/1.1 with {host}:{port}: {e}")))?;
+        let conn = tokio::spawn(conn);
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, authority)
+            .header(http::header::CONNECTION, "close");
+        let agent = if content_type == Some(syncml::codes::CONTENT_TYPE) {
+            DM_USER_AGENT
+        } else {
+            ENROLL_USER_AGENT
+        };
+        req = req.header(http::header::USER_AGENT, agent);
+        if let Some(ct) = content_type {
+            req = req.header(http::header::CONTENT_TYPE, ct);
+            if ct == syncml::codes::CONTENT_TYPE {
+                // As the Windows DM client sends them (fixture 09 headers).
+                req = req
+                    .header(
+                        http::header::ACCEPT,
+                        "application/vnd.syncml.dm+xml, application/vnd.syncml.dm+wbxml, application/octet-stream",
+                    )
+                    .header(http::header::ACCEPT_CHARSET, "UTF-8");
+            }
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| DeviceError::Url(format!("{url}: {e}")))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| DeviceError::Connect(format!("{url}: {e}")))?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        if let Some(len) = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            if len > MAX_RESPONSE_BYTES {
+                return Err(DeviceError::TooLarge {
+                    size: len,
+                    limit: MAX_RESPONSE_BYTES,
+                });
+            }
+        }
+        let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    DeviceError::TooLarge {
+                        size: MAX_RESPONSE_BYTES + 1,
+                        limit: MAX_RESPONSE_BYTES,
+                    }
+                } else {
+                    DeviceError::Connect(format!("{url}: reading the answer: {e}"))
+                }
+            })?
+            .to_bytes()
+            .to_vec();
+        conn.abort();
+        Ok(Response {
+            status,
+            content_type,
+            body,
+        })
+    }
+}
+
+#[async_trait]
+impl Transport for HttpsTransport {
+    async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        client_identity: Option<&Identity>,
+    ) -> Result<Response> {
+        self.send(
+            http::Method::POST,
+            url,
+            Some(content_type),
+            body,
+            client_identity,
+        )
+        .await
+    }
+
+    async fn get(&self, url: &str) -> Result<Response> {
+        self.send(http::Method::GET, url, None, Vec::new(), None)
+            .await
+    }
+}
+
+/// An in-process transport over any HTTP `tower::Service` (an axum `Router` in tests): no TCP,
+/// no TLS. The client certificate a real handshake would carry is put in the request's
+/// extensions as a [`CertificateDer<'static>`] (the leaf of the identity's chain), where a server
+/// handler that reads the TLS peer certificate from the same extension finds it.
+#[derive(Debug, Clone)]
+pub struct ServiceTransport<S> {
+    service: S,
+}
+
+impl<S> ServiceTransport<S> {
+    pub fn new(service: S) -> Self {
+        ServiceTransport { service }
+    }
+}
+
+impl<S, B> ServiceTransport<S>
+where
+    S: tower::Service<http::Request<Full<Bytes>>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Display,
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    async fn call(
+        &self,
+        method: http::Method,
+        url: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        identity: Option<&Identity>,
+    ) -> Result<Response> {
+        use tower::ServiceExt;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| DeviceError::Url(format!("{url}: {e}")))?;
+        let mut req = http::Request::builder().method(method).uri(uri.clone());
+        if let Some(authority) = uri.authority() {
+            req = req.header(http::header::HOST, authority.as_str());
+        }
+        let agent = if content_type == Some(syncml::codes::CONTENT_TYPE) {
+            DM_USER_AGENT
+        } else {
+            ENROLL_USER_AGENT
+        };
+        req = req.header(http::header::USER_AGENT, agent);
+        if let Some(ct) = content_type {
+            req = req.header(http::header::CONTENT_TYPE, ct);
+        }
+        let mut req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| DeviceError::Url(format!("{url}: {e}")))?;
+        if let Some(id) = identity {
+            let leaf = rustls_pemfile::certs(&mut id.cert_pem.as_bytes())
+                .next()
+                .ok_or_else(|| {
+                    DeviceError::Tls("client certificate PEM holds no certificate".into())
+                })?
+                .map_err(|e| DeviceError::Tls(format!("client certificate PEM: {e}")))?;
+            req.extensions_mut().insert(leaf);
+        }
+        let resp = self
+            .service
+            .clone()
+            .oneshot(req)
+            .await
+            .map_err(|e| DeviceError::Connect(format!("{url}: {e}")))?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    DeviceError::TooLarge {
+                        size: MAX_RESPONSE_BYTES + 1,
+                        limit: MAX_RESPONSE_BYTES,
+                    }
+                } else {
+                    DeviceError::Connect(format!("{url}: reading the answer: {e}"))
+                }
+            })?
+            .to_bytes()
+            .to_vec();
+        Ok(Response {
+            status,
+            content_type,
+            body,
+        })
+    }
+}
+
+#[async_trait]
+impl<S, B> Transport for ServiceTransport<S>
+where
+    S: tower::Service<http::Request<Full<Bytes>>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Display,
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        client_identity: Option<&Identity>,
+    ) -> Result<Response> {
+        self.call(
+            http::Method::POST,
+            url,
+            Some(content_type),
+            body,
+            client_identity,
+        )
+        .await
+    }
+
+    async fn get(&self, url: &str) -> Result<Response> {
+        self.call(http::Method::GET, url, None, Vec::new(), None)
+            .await
+    }
+}

@@ -1,0 +1,184 @@
+//! State files, resume after a restart, and the fleet runner under a manual clock.
+
+use std::sync::Arc;
+
+use device::fleet::{self, FleetConfig, FleetMix};
+use device::schedule::{Clock, ManualClock};
+use device::state::JoinType;
+use device::{persist, DeviceProfile};
+use time::{Duration, OffsetDateTime};
+
+use crate::common::{device, t0};
+use crate::fake::{FakeServer, Mdm, SERVER, TOKEN};
+
+#[test]
+fn state_files_round_trip_atomically_and_are_found_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let pc = device();
+    persist::save(dir.path(), &pc).unwrap();
+    persist::save(dir.path(), &pc).unwrap();
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec![format!("{}.json", pc.id)],
+        "no temporary file left"
+    );
+    assert_eq!(persist::load_id(dir.path(), &pc.id).unwrap().unwrap(), pc);
+    assert_eq!(persist::find(dir.path(), &pc.computer_name).unwrap(), pc);
+    assert_eq!(
+        persist::find(dir.path(), &pc.computer_name.to_lowercase()).unwrap(),
+        pc
+    );
+    let missing = persist::find(dir.path(), "PC-NOPE").unwrap_err();
+    assert!(missing.to_string().contains("PC-NOPE"));
+    assert!(persist::load_all(&dir.path().join("absent"))
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn fleet_mix_is_seeded_and_applies_the_shares() {
+    let base = DeviceProfile::default();
+    let all = FleetMix {
+        hybrid: 1.0,
+        low_battery: 1.0,
+        ..FleetMix::default()
+    };
+    let p = fleet::profile_for(&base, &all, 9, 3);
+    assert_eq!(p.join, JoinType::Hybrid);
+    assert_eq!(p.battery_pct, Some(fleet::LOW_BATTERY_PCT));
+    assert!(p.winre_enabled);
+
+    let half = FleetMix {
+        winre_disabled: 0.5,
+        ..FleetMix::default()
+    };
+    let disabled = (0..400)
+        .filter(|i| !fleet::profile_for(&base, &half, 9, *i).winre_enabled)
+        .count();
+    assert!((150..250).contains(&disabled), "{disabled} of 400");
+    let again = (0..400)
+        .filter(|i| !fleet::profile_for(&base, &half, 9, *i).winre_enabled)
+        .count();
+    assert_eq!(disabled, again, "same seed, same fleet");
+}
+
+/// Runs the fleet to `stop_at`, moving the manual clock a minute at a time.
+async fn drive(
+    config: FleetConfig,
+    server: Arc<FakeServer>,
+    start: OffsetDateTime,
+) -> fleet::FleetSummary {
+    let clock = Arc::new(ManualClock::new(start));
+    let run = {
+        let clock: Arc<dyn Clock> = clock.clone();
+        let server: Arc<dyn device::Transport> = server;
+        tokio::spawn(async move { fleet::run(&config, server, clock, None).await })
+    };
+    while !run.is_finished() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        clock.advance(Duration::minutes(1));
+    }
+    run.await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_fleet_enrolls_checks_in_persists_and_resumes_without_re_enrolling() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = FleetConfig::new(SERVER, TOKEN, 3, dir.path());
+    config.stop_at = Some(t0() + Duration::minutes(50));
+    config.max_in_flight = 2;
+
+    let server = Arc::new(FakeServer::new(Mdm::Idle));
+    let summary = drive(config.clone(), server.clone(), t0()).await;
+    assert_eq!(summary.devices, 3);
+    assert_eq!(summary.enrolled, 3);
+    assert_eq!(summary.enrollments, 3);
+    assert_eq!(summary.resumed, 0);
+    assert_eq!(summary.sessions_failed, 0, "{summary}");
+    // At once after enrollment, then every 15 minutes: 4 sessions each in 50 minutes.
+    assert!(summary.sessions_ok >= 12, "{summary}");
+    assert_eq!(server.count("/EnrollmentServer/Enrollment.svc"), 3);
+    let saved = persist::load_all(dir.path()).unwrap();
+    assert_eq!(saved.len(), 3);
+    assert!(saved.iter().all(|s| s.is_enrolled()));
+    let sessions_before: u64 = saved.iter().map(|s| s.dm_client.sessions_ok).sum();
+
+    // A restart 50 minutes later: the same PCs come back from their files, do not enroll
+    // again and go on with their poll schedule.
+    let server = Arc::new(FakeServer::new(Mdm::Idle));
+    config.stop_at = Some(t0() + Duration::minutes(100));
+    let summary = drive(config, server.clone(), t0() + Duration::minutes(50)).await;
+    assert_eq!(summary.resumed, 3);
+    assert_eq!(summary.enrollments, 0);
+    assert_eq!(summary.enrolled, 3);
+    assert_eq!(server.count("/EnrollmentServer/"), 0);
+    let resumed = persist::load_all(dir.path()).unwrap();
+    let thumbs = |v: &[device::DeviceState]| -> Vec<String> {
+        v.iter()
+            .map(|s| s.mdm_enrollment.as_ref().unwrap().thumbprint.clone())
+            .collect()
+    };
+    assert_eq!(thumbs(&resumed), thumbs(&saved));
+    let sessions_after: u64 = resumed.iter().map(|s| s.dm_client.sessions_ok).sum();
+    assert!(sessions_after > sessions_before);
+}
+
+#[tokio::test]
+async fn failed_enrollments_are_counted_by_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = FleetConfig::new(SERVER, TOKEN, 2, dir.path());
+    config.stop_at = Some(t0() + Duration::minutes(20));
+    let mut server = FakeServer::new(Mdm::Idle);
+    server.rst_fault = Some(enroll::Fault::new(
+        enroll::FaultCode::Authorization,
+        "not allowed",
+    ));
+    let summary = drive(config, Arc::new(server), t0()).await;
+    assert_eq!(summary.enrolled, 0);
+    // Two PCs, each tried at 0 and again after 15 minutes.
+    assert_eq!(
+        summary.errors_by_kind.get("enrollment_fault"),
+        Some(&4),
+        "{summary}"
+    );
+    assert!(summary.to_string().contains("enrollment_fault 4"));
+}
+
+#[tokio::test]
+async fn a_fleet_runs_remote_resets_and_counts_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = FleetConfig::new(SERVER, TOKEN, 4, dir.path());
+    // PC 0 and 2 have WinRE disabled; the reset takes 30 minutes offline.
+    config.stop_at = Some(t0() + Duration::minutes(90));
+    let server = Arc::new(FakeServer::new(Mdm::ResetEachPcOnce(Default::default())));
+    let mut winre_off = Vec::new();
+    for i in 0..4 {
+        let mut pc = fleet::build_device(&config, i, t0());
+        if i % 2 == 0 {
+            pc.winre_enabled = false;
+            winre_off.push(pc.id.clone());
+        }
+        persist::save(dir.path(), &pc).unwrap();
+    }
+    let summary = drive(config, server.clone(), t0()).await;
+    assert_eq!(summary.resumed, 4, "not enrolled yet, but built and saved");
+    assert_eq!(summary.enrollments, 4);
+    assert_eq!(summary.resets_done, 2, "{summary}");
+    assert_eq!(summary.resets_failed, 2, "refused at Exec: {summary}");
+    let pcs = persist::load_all(dir.path()).unwrap();
+    for pc in &pcs {
+        let want = if winre_off.contains(&pc.id) {
+            device::state::reset_status::FAILED_AT_EXEC
+        } else {
+            device::state::reset_status::COMPLETE
+        };
+        assert_eq!(pc.autopilot_reset.status, want, "{}", pc.id);
+        assert!(pc.online);
+    }
+}

@@ -1,0 +1,384 @@
+//! `redeploy emulate`: run a fleet of emulated Windows PCs against a server, show one PC,
+//! CTRL+WIN+R (local Autopilot Reset), one immediate sync, and the idle-memory measurement.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use anyhow::{bail, Context};
+use device::fleet::{self, FleetConfig, FleetMix, FleetSummary};
+use device::schedule::{Clock, ScaledClock};
+use device::state::{DeviceState, Edition, JoinType};
+use device::{client, persist, reset, DeviceProfile, HttpsTransport};
+use time::OffsetDateTime;
+
+use crate::cli::{ClientArgs, EmulateArgs, EmulateCommand, JoinArg, OnOff, ScenarioArgs};
+
+/// Where `redeploy serve` keeps its data by default (DESIGN.md "Contract").
+const DEFAULT_DATA_DIR: &str = "./redeploy-data";
+
+pub async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Some(EmulateCommand::Show {
+            ref device,
+            ref state,
+            json,
+        }) => show(device, state, json),
+        Some(EmulateCommand::LocalReset {
+            ref device,
+            ref state,
+            ref user,
+            ref password,
+        }) => local_reset(device, state, user, password),
+        Some(EmulateCommand::Sync {
+            ref device,
+            ref state,
+            ref client,
+        }) => sync(device, state, client).await,
+        None => match args.measure_memory {
+            Some(n) => measure_memory(n, args.scenario.seed).await,
+            None => run_fleet(&args).await,
+        },
+    }
+}
+
+fn profile(scenario: &ScenarioArgs) -> DeviceProfile {
+    DeviceProfile {
+        join: match scenario.join {
+            JoinArg::Entra => JoinType::Joined,
+            JoinArg::Hybrid => JoinType::Hybrid,
+            JoinArg::Registered => JoinType::Registered,
+            JoinArg::None => JoinType::None,
+        },
+        winre_enabled: matches!(scenario.winre, OnOff::Enabled),
+        os_build: scenario.os_build,
+        battery_pct: scenario.battery,
+        local_reset_policy: scenario.local_reset_policy,
+        usb_package: scenario.usb_package.is_some(),
+        ..DeviceProfile::default()
+    }
+}
+
+/// The enrollment token: `--token`, else `--token-file` / `REDEPLOY_TOKEN_FILE`, else
+/// `./redeploy-data/enrollment-token` when it exists.
+fn token(client: &ClientArgs) -> anyhow::Result<Option<String>> {
+    if let Some(t) = &client.token {
+        return Ok(Some(t.trim().to_string()));
+    }
+    let default = Path::new(DEFAULT_DATA_DIR).join("enrollment-token");
+    let path = match &client.token_file {
+        Some(p) => p.clone(),
+        None if default.exists() => default,
+        None => return Ok(None),
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the enrollment token {}", path.display()))?;
+    Ok(Some(text.trim().to_string()))
+}
+
+/// The CA the server's certificate chains to: `--ca-file` / `REDEPLOY_CA_FILE`, else
+/// `./redeploy-data/ca.pem`.
+fn transport(client: &ClientArgs) -> anyhow::Result<HttpsTransport> {
+    let path = client
+        .ca_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR).join("ca.pem"));
+    let pem = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading the server's CA certificate {} (pass --ca-file or set REDEPLOY_CA_FILE)",
+            path.display()
+        )
+    })?;
+    HttpsTransport::new(&pem).with_context(|| format!("loading {}", path.display()))
+}
+
+async fn run_fleet(args: &EmulateArgs) -> anyhow::Result<ExitCode> {
+    let transport = transport(&args.client)?;
+    let existing = persist::load_all(&args.state)?;
+    let needs_enrollment = (0..args.devices).any(|i| {
+        !existing
+            .iter()
+            .any(|s| s.id == fleet::device_id(i) && s.mdm_enrollment.is_some())
+    });
+    let token = token(&args.client)?;
+    let token = match (token, needs_enrollment) {
+        (Some(t), _) => t,
+        (None, false) => String::new(),
+        (None, true) => bail!(
+            "new PCs need an enrollment token: pass --token-file (or set REDEPLOY_TOKEN_FILE) \
+             or create {DEFAULT_DATA_DIR}/enrollment-token"
+        ),
+    };
+    let clock = Arc::new(ScaledClock::new(OffsetDateTime::now_utc(), args.time_scale));
+    let mut config = FleetConfig::new(&args.client.server, token, args.devices, &args.state);
+    config.seed = args.scenario.seed;
+    config.profile = profile(&args.scenario);
+    config.mix = FleetMix {
+        hybrid: args.scenario.mix_hybrid,
+        winre_disabled: args.scenario.mix_winre_disabled,
+        old_build: args.scenario.mix_old_build,
+        low_battery: args.scenario.mix_low_battery,
+    };
+    config.max_in_flight = args.max_sessions;
+    config.stop_at = args
+        .duration
+        .map(|secs| clock.now() + time::Duration::seconds_f64(secs.max(0.0) * clock.time_scale()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    config.shutdown = Some(stop_rx);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop_tx.send(true);
+        }
+    });
+
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(StdDuration::from_millis(250));
+    bar.set_message(format!("starting {} PCs", args.devices));
+    let progress_bar = bar.clone();
+    let progress: fleet::ProgressFn = Arc::new(move |s: &FleetSummary| {
+        progress_bar.set_message(format!(
+            "enrolled {} | sessions {} ok, {} failed | resets {} done, {} failed",
+            s.enrollments + s.resumed as u64,
+            s.sessions_ok,
+            s.sessions_failed,
+            s.resets_done,
+            s.resets_failed
+        ));
+    });
+    let clock: Arc<dyn Clock> = clock;
+    let summary = fleet::run(&config, Arc::new(transport), clock, Some(progress)).await?;
+    bar.finish_and_clear();
+    println!("{summary}");
+    println!("state: {}", args.state.display());
+    Ok(if summary.enrolled == 0 && summary.devices > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn show(device: &str, state_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let state = persist::find(state_dir, device)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&state.to_show_json())?);
+    } else {
+        print!("{}", describe(&state));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn edition(e: Edition) -> &'static str {
+    e.as_str()
+}
+
+/// A readable summary of one PC.
+fn describe(s: &DeviceState) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<18} {v}\n"));
+    line("PC", format!("{} ({})", s.id, s.computer_name));
+    line(
+        "Hardware",
+        format!(
+            "{} {}, serial {}",
+            s.hardware.manufacturer, s.hardware.model, s.hardware.serial
+        ),
+    );
+    line(
+        "Windows",
+        format!(
+            "{} {} ({})",
+            s.os.platform(),
+            s.os.version,
+            edition(s.os.edition)
+        ),
+    );
+    line(
+        "Join",
+        format!(
+            "{}{}",
+            s.entra_join.kind.as_str(),
+            s.ad_domain
+                .as_ref()
+                .map(|d| format!(", domain {d}"))
+                .unwrap_or_default()
+        ),
+    );
+    line(
+        "MDM",
+        match &s.mdm_enrollment {
+            Some(e) => format!(
+                "{} at {} ({}, cert {})",
+                e.provider_id,
+                e.server_url,
+                e.enrollment_type.as_str(),
+                e.thumbprint
+            ),
+            None => "not enrolled".into(),
+        },
+    );
+    line(
+        "Sessions",
+        format!(
+            "{} ok, {} failed; next poll {}",
+            s.dm_client.sessions_ok,
+            s.dm_client.sessions_failed,
+            s.dm_client
+                .next_poll_at
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "-".into())
+        ),
+    );
+    line("Online", s.online.to_string());
+    line(
+        "WinRE",
+        if s.winre_enabled {
+            "enabled"
+        } else {
+            "disabled"
+        }
+        .into(),
+    );
+    line(
+        "Autopilot Reset",
+        format!(
+            "status {}, last error 0x{:08X}",
+            s.autopilot_reset.status, s.autopilot_reset.last_error as u32
+        ),
+    );
+    if let Some(p) = &s.pending {
+        line(
+            "Pending",
+            format!("{:?} ({:?}) until {}", p.operation, p.phase, p.next_at),
+        );
+    }
+    line(
+        "Desktop",
+        if s.desktop_available() {
+            "available"
+        } else {
+            "gated"
+        }
+        .into(),
+    );
+    line(
+        "Primary user",
+        s.primary_user.clone().unwrap_or_else(|| "-".into()),
+    );
+    line(
+        "Signed in",
+        s.signed_in_user.clone().unwrap_or_else(|| "-".into()),
+    );
+    let users: Vec<String> = s
+        .local_users
+        .iter()
+        .map(|u| u.name.clone())
+        .chain(s.entra_users.iter().map(|u| u.upn.clone()))
+        .collect();
+    line("Users", users.join(", "));
+    let apps: Vec<&str> = s.apps.iter().map(|a| a.name.as_str()).collect();
+    line("Apps", apps.join(", "));
+    out.push_str("Events (latest 15):\n");
+    let skip = s.events.len().saturating_sub(15);
+    for e in &s.events[skip..] {
+        out.push_str(&format!("  {} {:?}: {}\n", e.at, e.kind, e.detail));
+    }
+    out
+}
+
+fn local_reset(
+    device: &str,
+    state_dir: &Path,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<ExitCode> {
+    let mut state = persist::find(state_dir, device)?;
+    let now = OffsetDateTime::now_utc();
+    if let Err(e) = reset::local_reset(&mut state, user, password, now) {
+        persist::save(state_dir, &state)?;
+        eprintln!("redeploy: local reset refused on {}: {e}", state.id);
+        return Ok(ExitCode::from(1));
+    }
+    let before_users = state.profiles.len();
+    // The reset runs on the virtual clock: every phase is taken at once.
+    let transitions = reset::run_to_completion(&mut state);
+    if state.online && state.is_enrolled() {
+        // Windows checks in at the first boot after the reset.
+        state.dm_client.sync_now = true;
+    }
+    persist::save(state_dir, &state)?;
+    println!(
+        "local Autopilot Reset on {} ({})",
+        state.id, state.computer_name
+    );
+    for t in &transitions {
+        println!("  {t:?}");
+    }
+    println!(
+        "user profiles: {before_users} -> {}; local users: {}; apps: {}; online: {}; desktop: {}",
+        state.profiles.len(),
+        state
+            .local_users
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        state.apps.len(),
+        state.online,
+        if state.desktop_available() {
+            "available"
+        } else {
+            "waiting for the first MDM sync"
+        }
+    );
+    let failed = transitions
+        .iter()
+        .any(|t| matches!(t, reset::Transition::Failed(..)));
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn sync(
+    device: &str,
+    state_dir: &Path,
+    client_args: &ClientArgs,
+) -> anyhow::Result<ExitCode> {
+    let mut state = persist::find(state_dir, device)?;
+    let transport = transport(client_args)?;
+    let now = OffsetDateTime::now_utc();
+    let result = client::check_in(&transport, &mut state, now).await;
+    persist::save(state_dir, &state)?;
+    match result {
+        Ok(report) => {
+            println!(
+                "{}: session {} done, {} messages sent",
+                state.id, report.session_id, report.messages_sent
+            );
+            for (cmd, target, code) in &report.executed {
+                println!("  {cmd} {target} -> {code}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("redeploy: sync of {} failed: {e}", state.id);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+async fn measure_memory(n: usize, seed: u64) -> anyhow::Result<ExitCode> {
+    let Some(report) = fleet::measure_idle_memory(n, seed, OffsetDateTime::now_utc()).await else {
+        bail!("resident memory is not available on this system (/proc/self/status)");
+    };
+    println!(
+        "{} idle emulated PCs: RSS {} KiB -> {} KiB, {} bytes per PC",
+        report.devices,
+        report.rss_before_kib,
+        report.rss_after_kib,
+        report.bytes_per_device()
+    );
+    Ok(ExitCode::SUCCESS)
+}
