@@ -27,21 +27,36 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "REDEPLOY_LISTEN", default_value = "127.0.0.1:8443")]
-    pub listen: SocketAddr,
-    /// Folder for the database, the CA, the TLS certificate and the first admin token.
-    #[arg(long, env = "REDEPLOY_DATA_DIR", default_value = "./redeploy-data")]
-    pub data_dir: PathBuf,
-    /// `sqlite://PATH` (default: redeploy.db in the data folder) or `postgres://…`.
-    #[arg(long, env = "REDEPLOY_DATABASE")]
+    /// Address to listen on [default: 127.0.0.1:8443; port 0 picks a free port] (REDEPLOY_LISTEN).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Folder for the database, the CA, the TLS certificate and the first tokens
+    /// [default: ./redeploy-data] (REDEPLOY_DATA_DIR).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://PATH` (default: redeploy.db in the data folder) or `postgres://…`
+    /// (REDEPLOY_DATABASE, or REDEPLOY_DATABASE_FILE naming a file that holds it).
+    #[arg(long)]
     pub database: Option<String>,
-    /// Extra DNS names for the TLS certificate and the URLs given to devices (repeatable).
-    #[arg(long = "hostname", env = "REDEPLOY_HOSTNAMES", value_delimiter = ',')]
+    /// Extra DNS names for the TLS certificate and the URLs given to devices (repeatable;
+    /// REDEPLOY_HOSTNAMES, comma-separated).
+    #[arg(long = "hostname")]
     pub hostnames: Vec<String>,
+    /// Base URL devices use, when it differs from https://HOSTNAME:PORT (REDEPLOY_PUBLIC_URL).
+    #[arg(long)]
+    pub public_url: Option<String>,
     /// Configuration file (defaults, then this file, then REDEPLOY_* variables, then flags).
     #[arg(long, env = "REDEPLOY_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Log format on standard error; the level comes from RUST_LOG (default `info`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -55,7 +70,7 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// `sqlite://PATH` or `postgres://…`.
+    /// `sqlite://PATH`, a SQLite file path, or `postgres://…`.
     #[arg(long, env = "REDEPLOY_DATABASE")]
     pub database: String,
 }

@@ -3,6 +3,7 @@
 mod cli;
 mod emulate;
 mod inspect;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -32,9 +33,8 @@ fn main() -> ExitCode {
 async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Emulate(args) => emulate::run(*args).await,
-        cli::Command::Serve(_) | cli::Command::Migrate(_) => {
-            anyhow::bail!("not available in this build yet")
-        }
+        cli::Command::Serve(args) => serve::run(args).await,
+        cli::Command::Migrate(args) => serve::migrate(args).await,
         cli::Command::Inspect(args) => Ok(inspect::run(&args)),
     }
 }

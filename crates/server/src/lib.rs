@@ -112,6 +112,14 @@ impl Drop for RunningServer {
     }
 }
 
+/// A new CA valid from now (for router tests and tools; `start` loads or creates `ca.pem`).
+pub fn enroll_ca(common_name: &str) -> Result<enroll::ca::CertificateAuthority> {
+    Ok(enroll::ca::CertificateAuthority::generate(
+        common_name,
+        SystemClock.now(),
+    )?)
+}
+
 /// The base URL devices use: `settings.public_url`, else `https://<first hostname or listen
 /// IP>:<bound port>` (an unspecified listen address becomes `localhost`).
 fn public_url(settings: &Settings, bound: SocketAddr) -> String {

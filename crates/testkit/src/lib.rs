@@ -1,6 +1,7 @@
 //! Test helpers shared by the crates' integration tests: the `Store` conformance suite
 //! ([`store_suite`], stamped out per backend by [`store_conformance_tests!`]).
 
+pub mod app;
 pub mod store_suite;
 
 use std::future::Future;

@@ -1,0 +1,136 @@
+//! `redeploy serve` and `redeploy migrate`: settings from defaults, `--config`, `REDEPLOY_*`
+//! and flags; logging; start the server, print where everything is, run until interrupted.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use server::Settings;
+
+use crate::cli::{LogFormat, MigrateArgs, ServeArgs};
+
+/// Sets up `tracing` on standard error: level from `RUST_LOG` (default `info`), text or JSON.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// The settings: defaults, then the config file, then `REDEPLOY_*`, then the flags.
+pub fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let mut settings = Settings::load(args.config.as_deref(), &env)?;
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
+    }
+    if let Some(dir) = &args.data_dir {
+        settings.data_dir = dir.clone();
+    }
+    if let Some(db) = &args.database {
+        settings.database = Some(db.clone());
+    }
+    if !args.hostnames.is_empty() {
+        settings.hostnames = args.hostnames.clone();
+    }
+    if let Some(url) = &args.public_url {
+        settings.public_url = Some(url.clone());
+    }
+    Ok(settings)
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    let settings = settings(&args)?;
+    let database = match &settings.database {
+        Some(url) => server::bootstrap::redact(url),
+        None => settings
+            .data_dir
+            .join(server::bootstrap::SQLITE_DB)
+            .display()
+            .to_string(),
+    };
+    let server = server::start(settings)
+        .await
+        .context("the server did not start")?;
+    let token_note = |created: bool| if created { " (created now)" } else { "" };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Redeploy is running on {}", server.local_addr)?;
+    writeln!(out, "  Console:          {}/", server.public_url)?;
+    writeln!(out, "  Discovery URL:    {}", server.discovery_url())?;
+    writeln!(
+        out,
+        "  CA certificate:   {} (clients and Windows PCs must trust it)",
+        server.ca_cert_path.display()
+    )?;
+    if server.admin_token_path.exists() {
+        writeln!(
+            out,
+            "  Admin token:      {}{}",
+            server.admin_token_path.display(),
+            token_note(server.first_tokens.admin_created)
+        )?;
+    } else {
+        writeln!(
+            out,
+            "  Admin token:      none in this data folder (the database already had one)"
+        )?;
+    }
+    if server.enrollment_token_path.exists() {
+        writeln!(
+            out,
+            "  Enrollment token: {}{}",
+            server.enrollment_token_path.display(),
+            token_note(server.first_tokens.enrollment_created)
+        )?;
+    }
+    writeln!(out, "  Database:         {database}")?;
+    out.flush()?;
+    drop(out);
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C, or SIGTERM on Unix (what service managers and containers send).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `redeploy migrate --database URL`: apply the migrations and exit.
+pub async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    init_logging(LogFormat::Text);
+    server::bootstrap::open_store(Some(&args.database), std::path::Path::new("."))
+        .await
+        .context("migration failed")?;
+    println!(
+        "migrations applied to {}",
+        server::bootstrap::redact(&args.database)
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,79 @@
+//! `redeploy serve` as a user runs it: zero configuration, prints its URLs, answers /healthz.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+/// Kills the child even when an assertion fails.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_prints_urls_and_answers_healthz() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_redeploy"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redeploy runs"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    // Read until the discovery line (blocking reads on their own thread; EOF = it died).
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.contains("Database:");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    let text = lines.join("\n");
+    let discovery = lines
+        .iter()
+        .find_map(|l| l.split("Discovery URL:").nth(1))
+        .unwrap_or_else(|| panic!("no discovery URL in:\n{text}"))
+        .trim()
+        .to_string();
+    assert!(discovery.starts_with("https://127.0.0.1:"), "{text}");
+    assert!(
+        discovery.ends_with("/EnrollmentServer/Discovery.svc"),
+        "{text}"
+    );
+    let base = discovery.trim_end_matches("/EnrollmentServer/Discovery.svc");
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    assert_ne!(port, 0, "the real port is printed");
+    assert!(text.contains("Console:"), "{text}");
+    assert!(
+        text.contains(&data.join("admin-token").display().to_string()),
+        "{text}"
+    );
+    assert!(
+        text.contains(&data.join("ca.pem").display().to_string()),
+        "{text}"
+    );
+
+    let ca = std::fs::read(data.join("ca.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}

@@ -1,0 +1,381 @@
+//! The enrollment exchange as a Windows PC runs it, and every refusal's SOAP fault.
+
+use enroll::provisioning::CertStore;
+use enroll::{AuthPolicy, EnrollResponse};
+use redeploy_core::{EnrollmentToken, SecretHash, TokenId};
+use testkit::app::{spawn_app, Backend};
+use time::{Duration, OffsetDateTime};
+
+use crate::common::*;
+use crate::on_both_backends;
+
+on_both_backends!(
+    full_exchange_device_enrollment,
+    full_enrollment_goes_to_my_user,
+    re_enrollment_keeps_the_device_id,
+    wrong_token_is_an_authentication_fault,
+    expired_and_used_up_tokens_are_authorization_faults,
+    tampered_csr_is_a_certificate_request_fault_and_spends_nothing,
+    malformed_xml_is_a_message_format_fault,
+);
+
+async fn full_exchange_device_enrollment(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = app.client();
+
+    // 1. The reachability probe: 200, empty body.
+    let probe = client
+        .get(app.url("/EnrollmentServer/Discovery.svc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 200);
+    assert!(probe.text().await.unwrap().is_empty());
+
+    // 2. Discover: OnPremise, both services on our host, version not above the request.
+    let answer = post(
+        &app,
+        "/EnrollmentServer/Discovery.svc",
+        discover_xml(&app, vec![AuthPolicy::OnPremise, AuthPolicy::Federated]),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.content_type, SOAP_XML);
+    assert_eq!(answer.content_length, Some(answer.body.len() as u64));
+    let EnrollResponse::Discover {
+        relates_to,
+        response,
+    } = answer.parsed()
+    else {
+        panic!("not a DiscoverResponse: {}", answer.body)
+    };
+    assert_eq!(
+        relates_to.as_deref(),
+        Some("urn:uuid:11111111-1111-1111-1111-111111111111")
+    );
+    assert_eq!(
+        response.auth_policy,
+        AuthPolicy::OnPremise,
+        "no federation configured"
+    );
+    assert_eq!(response.enrollment_version, "6.0");
+    assert_eq!(
+        response.enrollment_service_url,
+        app.url("/EnrollmentServer/Enrollment.svc")
+    );
+    assert_eq!(
+        response.enrollment_policy_service_url,
+        Some(app.url("/EnrollmentServer/Policy.svc"))
+    );
+
+    // 3. GetPolicies with the enrollment token.
+    let answer = post(
+        &app,
+        "/EnrollmentServer/Policy.svc",
+        policies_xml(&app, password(&app.enrollment_token)),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let EnrollResponse::GetPolicies { response, .. } = answer.parsed() else {
+        panic!("not a GetPoliciesResponse: {}", answer.body)
+    };
+    assert!(response.minimal_key_length >= 2048);
+    assert!(response.enroll_permission);
+
+    // 4. RequestSecurityToken → RSTR with the provisioning document.
+    let hw = "A".repeat(64);
+    let answer = enroll(&app, &hw, "Device").await;
+    assert_eq!(answer.content_type, SOAP_XML);
+    assert_eq!(answer.content_length, Some(answer.body.len() as u64));
+    let doc = provisioning(&answer);
+    assert_eq!(doc.client_store, CertStore::System, "Device → My/System");
+    assert_chains_to(&doc.client_certificate_der, &app.ca_pem);
+    let ca_der = x509_parser::pem::parse_x509_pem(app.ca_pem.as_bytes())
+        .unwrap()
+        .1
+        .contents;
+    assert_eq!(doc.root_certificate_der, ca_der, "Root/System is our CA");
+    assert_eq!(doc.addr, app.url("/ManagementServer/MDM.svc"));
+    assert_eq!(doc.provider_id, "Redeploy");
+    assert_eq!(doc.app_auth.len(), 2, "both APPAUTH blocks");
+    assert_eq!(
+        doc.poll.interval_for_remaining_scheduled_retries,
+        Some(1560)
+    );
+    assert!(doc
+        .dmclient_parms
+        .iter()
+        .any(|(n, v)| n == "UPN" && v == "user@example.org"));
+
+    // The certificate carries the device id; the store has the device and the enrollment.
+    let device_id = enroll::ca::device_id_from_certificate(&doc.client_certificate_der).unwrap();
+    let device_id = redeploy_core::DeviceId::parse(&device_id).unwrap();
+    let device = app
+        .store
+        .device(device_id)
+        .await
+        .unwrap()
+        .expect("device stored");
+    assert_eq!(device.hw_dev_id.as_deref(), Some(hw.as_str()));
+    assert_eq!(device.name, "PC-LAB-01");
+    assert_eq!(device.join_type, redeploy_core::JoinType::EntraJoined);
+    assert_eq!(
+        device.cert_thumbprint.as_deref(),
+        Some(
+            enroll::ca::thumbprint(&doc.client_certificate_der)
+                .to_ascii_lowercase()
+                .as_str()
+        )
+    );
+    let enrollments = app.store.enrollments_of_device(device_id).await.unwrap();
+    assert_eq!(enrollments.len(), 1);
+    let e = &enrollments[0];
+    assert_eq!(e.auth_method, "OnPremise");
+    assert_eq!(e.upn.as_deref(), Some("user@example.org"));
+    assert_eq!(e.context_value("OSVersion"), Some("10.0.22631.4037"));
+    assert_eq!(
+        e.context.iter().filter(|(n, _)| n == "MAC").count(),
+        2,
+        "every context item is kept, repeated ones too"
+    );
+    assert!(String::from_utf8_lossy(&e.raw_request).contains("RequestSecurityToken"));
+
+    // An audit entry names the device.
+    let audit = app
+        .store
+        .list_audit(&redeploy_core::store::AuditQuery {
+            device: Some(device_id),
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "device.enroll" && a.outcome == redeploy_core::AuditOutcome::Success));
+}
+
+async fn full_enrollment_goes_to_my_user(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let doc = provisioning(&enroll(&app, &"B".repeat(64), "Full").await);
+    assert_eq!(doc.client_store, CertStore::User, "Full → My/User");
+    assert_chains_to(&doc.client_certificate_der, &app.ca_pem);
+}
+
+async fn re_enrollment_keeps_the_device_id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let hw = "C".repeat(64);
+    let first = provisioning(&enroll(&app, &hw, "Device").await);
+    let second = provisioning(&enroll(&app, &hw, "Device").await);
+    let id1 = enroll::ca::device_id_from_certificate(&first.client_certificate_der).unwrap();
+    let id2 = enroll::ca::device_id_from_certificate(&second.client_certificate_der).unwrap();
+    assert_eq!(id1, id2, "same HWDevID → same device");
+    assert_ne!(first.client_certificate_der, second.client_certificate_der);
+    let id = redeploy_core::DeviceId::parse(&id1).unwrap();
+    let enrollments = app.store.enrollments_of_device(id).await.unwrap();
+    assert_eq!(enrollments.len(), 2);
+    assert_eq!(enrollments[0].replaced_by, Some(enrollments[1].id));
+    let device = app.store.device(id).await.unwrap().unwrap();
+    assert_eq!(
+        device.cert_thumbprint.as_deref(),
+        Some(
+            enroll::ca::thumbprint(&second.client_certificate_der)
+                .to_ascii_lowercase()
+                .as_str()
+        ),
+        "the device now answers to the new certificate"
+    );
+    // Another HWDevID is another device.
+    let other = provisioning(&enroll(&app, &"D".repeat(64), "Device").await);
+    assert_ne!(
+        enroll::ca::device_id_from_certificate(&other.client_certificate_der).unwrap(),
+        id1
+    );
+}
+
+async fn wrong_token_is_an_authentication_fault(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let policy = post(
+        &app,
+        "/EnrollmentServer/Policy.svc",
+        policies_xml(&app, password("not-a-token")),
+    )
+    .await;
+    assert_eq!(policy.fault_code(), "s:Authentication");
+    let rst = post(
+        &app,
+        "/EnrollmentServer/Enrollment.svc",
+        rst_xml(
+            &app,
+            password("not-a-token"),
+            new_csr(),
+            context(&"E".repeat(64), "Device"),
+        ),
+    )
+    .await;
+    assert_eq!(rst.fault_code(), "s:Authentication");
+    let no_credentials = post(
+        &app,
+        "/EnrollmentServer/Enrollment.svc",
+        rst_xml(
+            &app,
+            enroll::SecurityToken::None,
+            new_csr(),
+            context(&"E".repeat(64), "Device"),
+        ),
+    )
+    .await;
+    assert_eq!(no_credentials.fault_code(), "s:Authentication");
+    // A refusal is audited.
+    let audit = app
+        .store
+        .list_audit(&redeploy_core::store::AuditQuery {
+            device: None,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.outcome == redeploy_core::AuditOutcome::Refused
+            && a.details.contains("s:Authentication")));
+}
+
+async fn add_token(
+    app: &testkit::app::TestApp,
+    secret: &str,
+    expires_at: Option<OffsetDateTime>,
+    max_uses: Option<i64>,
+) {
+    app.store
+        .create_enrollment_token(&EnrollmentToken {
+            id: TokenId::generate(),
+            label: secret.into(),
+            secret_hash: SecretHash::of_secret(secret),
+            expires_at,
+            max_uses,
+            uses: 0,
+            created_at: OffsetDateTime::now_utc(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn expired_and_used_up_tokens_are_authorization_faults(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let now = OffsetDateTime::now_utc();
+    add_token(&app, "expired-token", Some(now - Duration::hours(1)), None).await;
+    add_token(
+        &app,
+        "one-use-token",
+        Some(now + Duration::hours(1)),
+        Some(1),
+    )
+    .await;
+
+    let rst =
+        |secret: &str, hw: &str| rst_xml(&app, password(secret), new_csr(), context(hw, "Device"));
+    let expired = post(
+        &app,
+        "/EnrollmentServer/Enrollment.svc",
+        rst("expired-token", &"F".repeat(64)),
+    )
+    .await;
+    assert_eq!(expired.fault_code(), "s:Authorization");
+    let policy = post(
+        &app,
+        "/EnrollmentServer/Policy.svc",
+        policies_xml(&app, password("expired-token")),
+    )
+    .await;
+    assert_eq!(policy.fault_code(), "s:Authorization");
+
+    let first = post(
+        &app,
+        "/EnrollmentServer/Enrollment.svc",
+        rst("one-use-token", &"1".repeat(64)),
+    )
+    .await;
+    provisioning(&first);
+    let second = post(
+        &app,
+        "/EnrollmentServer/Enrollment.svc",
+        rst("one-use-token", &"2".repeat(64)),
+    )
+    .await;
+    assert_eq!(second.fault_code(), "s:Authorization");
+}
+
+async fn tampered_csr_is_a_certificate_request_fault_and_spends_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    add_token(&app, "one-use-token", None, Some(1)).await;
+    let mut csr = new_csr();
+    // Flip a byte inside the signed part: the self-signature no longer verifies.
+    let middle = csr.len() / 2;
+    csr[middle] ^= 0x01;
+    let answer = post(
+        &app,
+        "/EnrollmentServer/Enrollment.svc",
+        rst_xml(
+            &app,
+            password("one-use-token"),
+            csr,
+            context(&"9".repeat(64), "Device"),
+        ),
+    )
+    .await;
+    assert_eq!(answer.fault_code(), "s:CertificateRequest");
+    let garbage = post(
+        &app,
+        "/EnrollmentServer/Enrollment.svc",
+        rst_xml(
+            &app,
+            password("one-use-token"),
+            b"not a csr".to_vec(),
+            context(&"9".repeat(64), "Device"),
+        ),
+    )
+    .await;
+    assert_eq!(garbage.fault_code(), "s:CertificateRequest");
+    // The one use is still there.
+    let ok = post(
+        &app,
+        "/EnrollmentServer/Enrollment.svc",
+        rst_xml(
+            &app,
+            password("one-use-token"),
+            new_csr(),
+            context(&"9".repeat(64), "Device"),
+        ),
+    )
+    .await;
+    provisioning(&ok);
+}
+
+async fn malformed_xml_is_a_message_format_fault(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for path in [
+        "/EnrollmentServer/Discovery.svc",
+        "/EnrollmentServer/Policy.svc",
+        "/EnrollmentServer/Enrollment.svc",
+    ] {
+        let answer = post(&app, path, "<s:Envelope><unclosed>".into()).await;
+        assert_eq!(answer.fault_code(), "s:MessageFormat", "{path}");
+    }
+    // Well-formed, but the wrong message for the service.
+    let answer = post(
+        &app,
+        "/EnrollmentServer/Enrollment.svc",
+        discover_xml(&app, vec![AuthPolicy::OnPremise]),
+    )
+    .await;
+    assert_eq!(answer.fault_code(), "s:MessageFormat");
+    assert_eq!(
+        app.server()
+            .state
+            .metrics
+            .enrollment_count("enrollment", "MessageFormat"),
+        2
+    );
+}
