@@ -1,8 +1,3 @@
-<<<<<<< HEAD
-//! Integration tests of the server crate.
-
-mod mgmt;
-=======
 //! End-to-end tests of the server over real HTTPS on port 0, each on SQLite and PostgreSQL
 //! (`REDEPLOY_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432`).
 
@@ -10,6 +5,7 @@ mod common;
 mod datadir;
 mod enrollment;
 mod federated;
+mod mgmt;
 mod ops;
 mod router;
 
@@ -31,4 +27,3 @@ macro_rules! on_both_backends {
         )*
     };
 }
->>>>>>> srv
