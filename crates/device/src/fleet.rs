@@ -48,6 +48,8 @@ pub struct FleetConfig {
     pub seed: u64,
     pub profile: DeviceProfile,
     pub mix: FleetMix,
+    /// The name of the package on the USB drive when the profile plugs one in.
+    pub usb_package_name: Option<String>,
     /// Most HTTPS sessions (enrollments and check-ins) at once.
     pub max_in_flight: usize,
     /// Device time at which the run ends; `None`: until `shutdown`.
@@ -71,6 +73,7 @@ impl FleetConfig {
             seed: 1,
             profile: DeviceProfile::default(),
             mix: FleetMix::default(),
+            usb_package_name: None,
             max_in_flight: 64,
             stop_at: None,
             shutdown: None,
@@ -105,11 +108,15 @@ pub fn profile_for(base: &DeviceProfile, mix: &FleetMix, seed: u64, index: usize
 
 /// Builds PC `index` of the fleet (not enrolled).
 pub fn build_device(config: &FleetConfig, index: usize, now: OffsetDateTime) -> DeviceState {
-    profile_for(&config.profile, &config.mix, config.seed, index).build_seeded(
+    let mut state = profile_for(&config.profile, &config.mix, config.seed, index).build_seeded(
         &device_id(index),
         device_seed(config.seed, index as u32),
         now,
-    )
+    );
+    if let (Some(pkg), Some(name)) = (state.usb_package.as_mut(), &config.usb_package_name) {
+        pkg.name = name.clone();
+    }
+    state
 }
 
 /// The end-of-run numbers.

@@ -120,6 +120,7 @@ async fn run_fleet(args: &EmulateArgs) -> anyhow::Result<ExitCode> {
         old_build: args.scenario.mix_old_build,
         low_battery: args.scenario.mix_low_battery,
     };
+    config.usb_package_name = args.scenario.usb_package.clone();
     config.max_in_flight = args.max_sessions;
     config.stop_at = args
         .duration

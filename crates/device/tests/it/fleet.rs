@@ -64,6 +64,17 @@ fn fleet_mix_is_seeded_and_applies_the_shares() {
         .filter(|i| !fleet::profile_for(&base, &half, 9, *i).winre_enabled)
         .count();
     assert_eq!(disabled, again, "same seed, same fleet");
+
+    let mut config = FleetConfig::new(SERVER, TOKEN, 1, "unused");
+    config.profile.usb_package = true;
+    config.usb_package_name = Some("Lab-Refresh.ppkg".into());
+    let pc = fleet::build_device(&config, 0, t0());
+    assert_eq!(pc.usb_package.unwrap().name, "Lab-Refresh.ppkg");
+    assert_eq!(
+        fleet::build_device(&config, 5, t0()),
+        fleet::build_device(&config, 5, t0()),
+        "PC 5 is the same PC on every run"
+    );
 }
 
 /// Runs the fleet to `stop_at`, moving the manual clock a minute at a time.
