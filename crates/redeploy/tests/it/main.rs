@@ -1,4 +1,5 @@
 //! Integration tests of the `redeploy` binary, run as a user would run it.
 
+mod e2e;
 mod inspect;
 mod serve;

@@ -1,0 +1,488 @@
+//! End to end: emulated Windows PCs enroll into the real server over HTTPS with mutual TLS,
+//! check in, and go through Autopilot Reset and its failure modes — on SQLite and PostgreSQL.
+//! Time on the device side is driven explicitly (no sleeps); the server uses its real clock.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use device::client::{self, EnrollOptions};
+use device::state::{reset_status, DeviceState, JoinType as PcJoin};
+use device::transport::{Identity, Response, Transport};
+use device::{reset, DeviceProfile, HttpsTransport};
+use redeploy_core::actions::{self, ActionSettings};
+use redeploy_core::{Action, ActionKind, ActionState, Device, JoinType, Store};
+use testkit::app::{spawn_app, Backend, TestApp};
+use time::OffsetDateTime;
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn pc(id: &str, seed: u64, tweak: impl FnOnce(&mut DeviceProfile)) -> DeviceState {
+    let mut profile = DeviceProfile::default();
+    tweak(&mut profile);
+    profile.build_seeded(id, seed, now())
+}
+
+/// Enrolls `state` into `app` and runs its first session (which carries the inventory Gets).
+async fn enroll_and_sync(
+    app: &TestApp,
+    transport: &dyn Transport,
+    state: &mut DeviceState,
+) -> Device {
+    let options = EnrollOptions {
+        server: app.base_url.clone(),
+        token: app.enrollment_token.clone(),
+    };
+    client::enroll(transport, state, &options, now())
+        .await
+        .expect("enrollment");
+    client::check_in(transport, state, now())
+        .await
+        .expect("first check-in");
+    server_device(&*app.store, state).await
+}
+
+async fn server_device(store: &dyn Store, state: &DeviceState) -> Device {
+    store
+        .device_by_mdm_device_id(&state.dev_id)
+        .await
+        .unwrap()
+        .expect("the server knows the PC by its DevId")
+}
+
+async fn request(app: &TestApp, device: &Device, kind: ActionKind) -> Action {
+    actions::request(
+        &*app.store,
+        device.id,
+        kind,
+        "e2e-admin",
+        now(),
+        &ActionSettings::default(),
+    )
+    .await
+    .expect("action request")
+}
+
+async fn action(app: &TestApp, id: redeploy_core::ActionId) -> Action {
+    app.store.action(id).await.unwrap().expect("action stored")
+}
+
+fn states(action: &Action) -> Vec<ActionState> {
+    action.timeline.iter().map(|t| t.state).collect()
+}
+
+/// Checks in until the server has nothing more for the PC (bounded: a loop would be a bug).
+async fn sync_until_quiet(transport: &dyn Transport, state: &mut DeviceState) {
+    for _ in 0..5 {
+        let report = client::check_in(transport, state, now())
+            .await
+            .expect("check-in");
+        if report.executed.is_empty() {
+            return;
+        }
+    }
+    panic!("the server kept sending commands for 5 sessions");
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(testkit::app::Backend::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(testkit::app::Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
+
+on_both_backends!(
+    enrollment_and_check_in_fill_the_inventory,
+    remote_reset_reaches_done_and_the_pc_keeps_only_the_keep_list,
+    winre_disabled_fails_with_the_decoded_reason_and_the_pc_is_untouched,
+    hybrid_joined_pc_is_blocked_by_preflight,
+    a_lost_reply_after_the_exec_never_causes_a_second_reset,
+    an_exec_that_never_reached_the_pc_is_found_out_and_the_pc_resets_once,
+    local_reset_allowed_by_the_server_then_performed_on_the_pc,
+);
+
+async fn enrollment_and_check_in_fill_the_inventory(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let mut state = pc("pc-inv", 11, |_| {});
+    let device = enroll_and_sync(&app, &transport, &mut state).await;
+
+    assert_eq!(device.join_type, JoinType::EntraJoined);
+    assert_eq!(
+        device.serial.as_deref(),
+        Some(state.hardware.serial.as_str())
+    );
+    assert_eq!(
+        device.manufacturer.as_deref(),
+        Some(state.hardware.manufacturer.as_str())
+    );
+    let version = device
+        .os_version
+        .clone()
+        .expect("OS version from DevDetail/SwV");
+    assert!(version.starts_with("10.0."), "{version}");
+    assert!(device.last_seen.is_some());
+    assert_eq!(
+        device.dns_computer_name.as_deref(),
+        Some(state.computer_name.as_str())
+    );
+
+    // The session used the certificate issued at enrollment: the PC's thumbprint is the one the
+    // server recorded.
+    let thumbprint = &state.mdm_enrollment.as_ref().unwrap().thumbprint;
+    let by_cert = app
+        .store
+        .device_by_cert_thumbprint(&thumbprint.to_lowercase())
+        .await
+        .unwrap()
+        .expect("device found by its certificate thumbprint");
+    assert_eq!(by_cert.id, device.id);
+}
+
+async fn remote_reset_reaches_done_and_the_pc_keeps_only_the_keep_list(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let mut state = pc("pc-reset", 21, |p| p.usb_package = true);
+    let user = state
+        .entra_users
+        .first()
+        .map(|u| u.upn.clone())
+        .expect("an Entra user");
+    state.sign_in(&user, now());
+    let device = enroll_and_sync(&app, &transport, &mut state).await;
+    let before = state.clone();
+    assert!(!before.profiles.is_empty() && before.primary_user.is_some());
+
+    let requested = request(&app, &device, ActionKind::AutopilotReset).await;
+    assert_eq!(
+        requested.state,
+        ActionState::Pending,
+        "{:?}",
+        requested.reason
+    );
+
+    // Next check-in: the Exec goes out, the PC accepts it (200) and schedules the reset.
+    let report = client::check_in(&transport, &mut state, now())
+        .await
+        .unwrap();
+    assert!(
+        report
+            .executed
+            .iter()
+            .any(|(verb, target, code)| verb == "Exec"
+                && target.ends_with("doAutomaticRedeployment")
+                && *code == 200),
+        "{:?}",
+        report.executed
+    );
+    let mid = action(&app, requested.id).await;
+    assert!(
+        matches!(
+            mid.state,
+            ActionState::Acknowledged | ActionState::InProgress
+        ),
+        "an accepted Exec is not 'done': {:?}",
+        mid.state
+    );
+
+    // The PC resets (goes silent) and comes back with the same enrollment.
+    reset::run_to_completion(&mut state);
+    assert_eq!(state.autopilot_reset.status, reset_status::COMPLETE);
+    assert!(
+        !state.desktop_available(),
+        "desktop blocked until the first MDM sync"
+    );
+    sync_until_quiet(&transport, &mut state).await;
+    assert!(
+        state.desktop_available(),
+        "the MDM sync released the desktop"
+    );
+
+    let done = action(&app, requested.id).await;
+    assert_eq!(
+        done.state,
+        ActionState::Done,
+        "timeline: {:?}",
+        done.timeline
+    );
+    let seen = states(&done);
+    for s in [ActionState::Pending, ActionState::Sent, ActionState::Done] {
+        assert!(seen.contains(&s), "{s:?} missing from {seen:?}");
+    }
+    let after = server_device(&*app.store, &state).await;
+    assert_eq!(
+        after.id, device.id,
+        "same device after the reset, not a new one"
+    );
+    assert_eq!(
+        after.primary_user, None,
+        "a remote reset clears the primary user"
+    );
+
+    // What the PC kept and lost (protocol.md §1.2).
+    assert!(state.profiles.is_empty(), "profiles removed");
+    assert_eq!(state.primary_user, None);
+    for wifi in &before.wifi_profiles {
+        assert!(state.wifi_profiles.contains(wifi), "Wi-Fi {wifi:?} kept");
+    }
+    assert_eq!(state.entra_join, before.entra_join, "Entra join kept");
+    let (b, a) = (
+        before.mdm_enrollment.as_ref().unwrap(),
+        state.mdm_enrollment.as_ref().unwrap(),
+    );
+    assert_eq!(a.thumbprint, b.thumbprint, "MDM enrollment kept");
+    assert_eq!(state.region.current, before.region.original);
+    assert_eq!(state.language.current, before.language.original);
+    assert_eq!(state.keyboard.current, before.keyboard.original);
+    assert!(state.provisioning_packages.len() >= before.provisioning_packages.len());
+}
+
+async fn winre_disabled_fails_with_the_decoded_reason_and_the_pc_is_untouched(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let mut state = pc("pc-winre", 31, |p| p.winre_enabled = false);
+    let device = enroll_and_sync(&app, &transport, &mut state).await;
+    let profiles_before = state.profiles.clone();
+
+    let requested = request(&app, &device, ActionKind::AutopilotReset).await;
+    assert_eq!(requested.state, ActionState::Pending);
+    sync_until_quiet(&transport, &mut state).await;
+
+    let failed = action(&app, requested.id).await;
+    assert_eq!(
+        failed.state,
+        ActionState::Failed,
+        "timeline: {:?}",
+        failed.timeline
+    );
+    assert_eq!(failed.last_error, Some(0x8007_0032));
+    let reason = failed.reason.clone().unwrap_or_default();
+    assert!(reason.contains("WinRE"), "{reason}");
+    assert!(reason.contains("reagentc"), "the fix is given: {reason}");
+    assert_eq!(state.autopilot_reset.status, reset_status::FAILED_AT_EXEC);
+    assert_eq!(state.profiles, profiles_before, "nothing on the PC changed");
+
+    // A later attempt is blocked by preflight with the earlier WinRE failure as the reason.
+    let again = request(&app, &device, ActionKind::AutopilotReset).await;
+    assert_eq!(again.state, ActionState::Blocked);
+}
+
+async fn hybrid_joined_pc_is_blocked_by_preflight(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let mut state = pc("pc-hybrid", 41, |p| p.join = PcJoin::Hybrid);
+    let device = enroll_and_sync(&app, &transport, &mut state).await;
+    assert_eq!(
+        device.join_type,
+        JoinType::HybridJoined,
+        "DomainName told the server"
+    );
+
+    let blocked = request(&app, &device, ActionKind::AutopilotReset).await;
+    assert_eq!(blocked.state, ActionState::Blocked);
+    let reason = blocked.reason.unwrap_or_default().to_lowercase();
+    assert!(reason.contains("hybrid"), "{reason}");
+    // Nothing reaches the PC.
+    let report = client::check_in(&transport, &mut state, now())
+        .await
+        .unwrap();
+    assert!(
+        report.executed.iter().all(|(verb, ..)| verb != "Exec"),
+        "{:?}",
+        report.executed
+    );
+}
+
+/// A transport that fails the PC's `n`-th POST (counted from creation), as when Wi-Fi drops
+/// mid-session: either the request never leaves the PC, or it reaches the server and the reply
+/// is lost on the way back.
+struct FlakyLink {
+    inner: HttpsTransport,
+    posts: AtomicUsize,
+    fail_post: usize,
+    request_reaches_server: bool,
+}
+
+impl FlakyLink {
+    fn new(inner: &HttpsTransport, fail_post: usize, request_reaches_server: bool) -> Self {
+        FlakyLink {
+            inner: inner.clone(),
+            posts: AtomicUsize::new(0),
+            fail_post,
+            request_reaches_server,
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for FlakyLink {
+    async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        identity: Option<&Identity>,
+    ) -> device::Result<Response> {
+        let n = self.posts.fetch_add(1, Ordering::SeqCst) + 1;
+        let lost = || {
+            Err(device::DeviceError::Connect(
+                "connection reset (test)".into(),
+            ))
+        };
+        if n == self.fail_post && !self.request_reaches_server {
+            return lost();
+        }
+        let response = self.inner.post(url, content_type, body, identity).await?;
+        if n == self.fail_post {
+            return lost();
+        }
+        Ok(response)
+    }
+
+    async fn get(&self, url: &str) -> device::Result<Response> {
+        self.inner.get(url).await
+    }
+}
+
+/// How many resets the PC actually started (its own event log).
+fn resets_started(state: &DeviceState) -> usize {
+    state
+        .events
+        .iter()
+        .filter(|e| e.detail.contains("doAutomaticRedeployment") && e.detail.contains("200"))
+        .count()
+}
+
+async fn a_lost_reply_after_the_exec_never_causes_a_second_reset(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let mut state = pc("pc-lost", 51, |_| {});
+    let device = enroll_and_sync(&app, &transport, &mut state).await;
+    let requested = request(&app, &device, ActionKind::AutopilotReset).await;
+
+    // POST 1 = package #1, answered with the Exec; the PC accepts it and schedules the reset;
+    // POST 2 (its statuses) never leaves the PC. The server never hears the Exec's status.
+    let flaky = FlakyLink::new(&transport, 2, false);
+    let _ = client::check_in(&flaky, &mut state, now()).await;
+    assert_eq!(resets_started(&state), 1, "events: {:#?}", state.events);
+    let sent = action(&app, requested.id).await;
+    assert_eq!(sent.state, ActionState::Sent, "no status came back");
+
+    // The PC resets and comes back; the server asks before it acts: no second Exec.
+    reset::run_to_completion(&mut state);
+    sync_until_quiet(&transport, &mut state).await;
+    sync_until_quiet(&transport, &mut state).await;
+    assert_eq!(resets_started(&state), 1, "events: {:#?}", state.events);
+    let settled = action(&app, requested.id).await;
+    assert_eq!(
+        settled.state,
+        ActionState::Done,
+        "timeline: {:?}",
+        settled.timeline
+    );
+    let execs = app
+        .store
+        .commands_of_action(requested.id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| c.uri.ends_with("doAutomaticRedeployment"))
+        .count();
+    assert_eq!(execs, 1, "the Exec was queued once and never re-queued");
+}
+
+async fn an_exec_that_never_reached_the_pc_is_found_out_and_the_pc_resets_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let mut state = pc("pc-never", 71, |_| {});
+    let device = enroll_and_sync(&app, &transport, &mut state).await;
+    let requested = request(&app, &device, ActionKind::AutopilotReset).await;
+
+    // The reply carrying the Exec is lost: the server counts it as sent, the PC never saw it.
+    let flaky = FlakyLink::new(&transport, 1, true);
+    let _ = client::check_in(&flaky, &mut state, now()).await;
+    assert_eq!(resets_started(&state), 0);
+
+    // Later sessions: the server learns from the Status node that no reset ran, and the PC ends
+    // up reset exactly once.
+    for _ in 0..4 {
+        let _ = client::check_in(&transport, &mut state, now())
+            .await
+            .unwrap();
+        if state.pending.is_some() {
+            reset::run_to_completion(&mut state);
+        }
+    }
+    sync_until_quiet(&transport, &mut state).await;
+    assert_eq!(resets_started(&state), 1, "events: {:#?}", state.events);
+    let settled = action(&app, requested.id).await;
+    assert_eq!(
+        settled.state,
+        ActionState::Done,
+        "timeline: {:?}",
+        settled.timeline
+    );
+}
+async fn local_reset_allowed_by_the_server_then_performed_on_the_pc(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let mut state = pc("pc-local", 61, |_| {});
+    let user = state
+        .entra_users
+        .first()
+        .map(|u| u.upn.clone())
+        .expect("an Entra user");
+    state.sign_in(&user, now());
+    let device = enroll_and_sync(&app, &transport, &mut state).await;
+    assert_eq!(
+        state.local_reset_policy(),
+        1,
+        "local reset is off by default"
+    );
+    let (admin, password) = state
+        .local_users
+        .iter()
+        .find(|u| u.is_admin)
+        .map(|u| (u.name.clone(), u.password.clone()))
+        .expect("a local administrator");
+    assert!(reset::local_reset(&mut state.clone(), &admin, &password, now()).is_err());
+
+    let allow = request(&app, &device, ActionKind::SetLocalResetPolicy(true)).await;
+    sync_until_quiet(&transport, &mut state).await;
+    assert_eq!(
+        state.local_reset_policy(),
+        0,
+        "the server delivered 0 (enabled)"
+    );
+    let done = action(&app, allow.id).await;
+    assert_eq!(
+        done.state,
+        ActionState::Done,
+        "verified by reading it back: {:?}",
+        done.timeline
+    );
+
+    let primary = state.primary_user.clone();
+    reset::local_reset(&mut state, &admin, &password, now())
+        .expect("CTRL+WIN+R with admin credentials");
+    reset::run_to_completion(&mut state);
+    sync_until_quiet(&transport, &mut state).await;
+    assert!(state.profiles.is_empty());
+    assert_eq!(
+        state.primary_user, primary,
+        "a local reset leaves the primary user"
+    );
+    let after = server_device(&*app.store, &state).await;
+    assert_eq!(after.id, device.id);
+}
