@@ -23,6 +23,27 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Apply the database migrations and exit.
     Migrate(MigrateArgs),
+    /// Measure the server: full HTTPS check-in sessions per second from emulated PCs.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Emulated PCs to enroll and cycle through.
+    #[arg(long, default_value_t = 200)]
+    pub devices: usize,
+    /// Seconds of steady check-in load after enrollment and the first sessions.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Check-in sessions in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Database for the server under test (default: SQLite in a temporary data folder).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

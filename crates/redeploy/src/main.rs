@@ -1,5 +1,6 @@
 //! `redeploy`: the one binary — server, emulator, inspector and admin commands.
 
+mod bench;
 mod cli;
 mod emulate;
 mod inspect;
@@ -35,6 +36,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Serve(args) => serve::run(args).await,
         cli::Command::Migrate(args) => serve::migrate(args).await,
         cli::Command::Emulate(args) => emulate::run(*args).await,
+        cli::Command::Bench(args) => bench::run(args).await,
         cli::Command::Inspect(args) => Ok(inspect::run(&args)),
     }
 }
