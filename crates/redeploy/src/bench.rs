@@ -31,7 +31,10 @@ impl Drop for ServerProcess {
     }
 }
 
-fn start_server(data_dir: &std::path::Path, database: Option<&str>) -> anyhow::Result<ServerProcess> {
+fn start_server(
+    data_dir: &std::path::Path,
+    database: Option<&str>,
+) -> anyhow::Result<ServerProcess> {
     let exe = std::env::current_exe().context("locating the redeploy binary")?;
     let mut cmd = Command::new(exe);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -100,14 +103,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let pcs: Vec<Arc<Mutex<device::state::DeviceState>>> = (0..args.devices)
         .map(|i| {
             let now = OffsetDateTime::now_utc();
-            Arc::new(Mutex::new(DeviceProfile::default().build_seeded(&format!("bench-{i:05}"), i as u64, now)))
+            Arc::new(Mutex::new(DeviceProfile::default().build_seeded(
+                &format!("bench-{i:05}"),
+                i as u64,
+                now,
+            )))
         })
         .collect();
-    let options = EnrollOptions { server: base.clone(), token };
+    let options = EnrollOptions {
+        server: base.clone(),
+        token,
+    };
     let gate = Arc::new(tokio::sync::Semaphore::new(16));
     let mut setup = Vec::new();
     for pc in &pcs {
-        let (pc, transport, options, gate) = (pc.clone(), transport.clone(), options.clone(), gate.clone());
+        let (pc, transport, options, gate) =
+            (pc.clone(), transport.clone(), options.clone(), gate.clone());
         setup.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
             let mut state = pc.lock().await;
@@ -128,7 +139,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (pcs, transport, next, failures) = (pcs.clone(), transport.clone(), next.clone(), failures.clone());
+        let (pcs, transport, next, failures) = (
+            pcs.clone(),
+            transport.clone(),
+            next.clone(),
+            failures.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
