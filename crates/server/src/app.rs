@@ -24,13 +24,25 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .merge(enrollment)
-        .merge(crate::mgmt::routes())
+        .merge(management_routes(&state))
         .fallback(not_found)
         // Bodies without a Content-Length (chunked) are cut off here while being read.
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(from_fn_with_state(state.clone(), limits_and_latency))
         .layer(from_fn(problem_errors))
         .with_state(state)
+}
+
+/// The management endpoint, also reading the client certificate from a trusted proxy's header
+/// when the operator configured one (`client_cert_header` + `trusted_proxies`).
+fn management_routes(state: &AppState) -> Router<AppState> {
+    match &state.settings.client_cert_header {
+        Some(header) => crate::mgmt::routes_with_proxy(crate::mgmt::ClientCertProxy {
+            header: header.clone(),
+            trusted: state.settings.trusted_proxies.clone(),
+        }),
+        None => crate::mgmt::routes(),
+    }
 }
 
 async fn not_found(request: Request) -> Response {

@@ -28,6 +28,8 @@ pub struct ConfigFile {
     pub enroll_rate_per_second: Option<f64>,
     pub provider_id: Option<String>,
     pub device_cert_validity_days: Option<u32>,
+    pub client_cert_header: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
     pub poll: Option<PollFile>,
     pub federated: Option<FederatedFile>,
 }
@@ -97,6 +99,15 @@ fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Err
             "enroll_rate_per_second" => file.enroll_rate_per_second = Some(parse(name, &v)?),
             "provider_id" => file.provider_id = Some(v),
             "device_cert_validity_days" => file.device_cert_validity_days = Some(parse(name, &v)?),
+            "client_cert_header" => file.client_cert_header = Some(v),
+            "trusted_proxies" => {
+                file.trusted_proxies = Some(
+                    v.split(',')
+                        .map(|h| h.trim().to_string())
+                        .filter(|h| !h.is_empty())
+                        .collect(),
+                )
+            }
             k if k.starts_with("poll_") => {
                 let poll = file.poll.get_or_insert_with(PollFile::default);
                 match &k["poll_".len()..] {
@@ -201,6 +212,18 @@ impl ConfigFile {
         }
         if let Some(v) = self.provider_id {
             s.provider_id = v;
+        }
+        if let Some(v) = self.client_cert_header {
+            s.client_cert_header = Some(v).filter(|h| !h.trim().is_empty());
+        }
+        if let Some(list) = self.trusted_proxies {
+            s.trusted_proxies = list
+                .iter()
+                .map(|ip| {
+                    ip.parse()
+                        .map_err(|_| bad("trusted_proxies", ip, "not an IP address"))
+                })
+                .collect::<Result<_, _>>()?;
         }
         if let Some(v) = self.device_cert_validity_days {
             s.device_cert_validity_days = v.max(1);

@@ -42,6 +42,11 @@ pub struct Settings {
     pub poll: PollSchedule,
     /// Federated (Entra-style JWT) enrollment; `None` = OnPremise only.
     pub federated: Option<FederatedSettings>,
+    /// Accept a device's client certificate from this header (PEM, URL-encoded, as nginx's
+    /// `$ssl_client_escaped_cert` sends it) — only from `trusted_proxies`. `None` = TLS only.
+    pub client_cert_header: Option<String>,
+    /// Addresses of TLS-terminating proxies allowed to set `client_cert_header`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`. `per_second <= 0`
@@ -83,6 +88,8 @@ impl Default for Settings {
             },
             provider_id: "Redeploy".into(),
             device_cert_validity_days: 365,
+            client_cert_header: None,
+            trusted_proxies: Vec::new(),
             poll: PollSchedule::recommended(),
             federated: None,
         }

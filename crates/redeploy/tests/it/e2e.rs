@@ -486,3 +486,84 @@ async fn local_reset_allowed_by_the_server_then_performed_on_the_pc(backend: Bac
     let after = server_device(&*app.store, &state).await;
     assert_eq!(after.id, device.id);
 }
+
+/// Behind a TLS-terminating proxy the device's certificate arrives in a header; the server takes
+/// it only when configured to, and only from the proxy's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_may_pass_the_client_certificate_in_a_header() {
+    let app = testkit::app::spawn_app_with(Backend::Sqlite, |s| {
+        s.client_cert_header = Some("X-Client-Cert".into());
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let mut state = pc("pc-proxy", 81, |_| {});
+    enroll_and_sync(&app, &transport, &mut state).await;
+
+    let enrollment = state.mdm_enrollment.clone().unwrap();
+    let body = syncml::write(&client::package_one(
+        &state,
+        &enrollment.server_url,
+        99,
+        now(),
+    ));
+    // nginx's $ssl_client_escaped_cert: the PEM, URL-encoded.
+    let escaped: String = enrollment
+        .client_cert_pem
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let client = app.client(); // trusts the CA, presents no client certificate
+    let send = |with_header: bool| {
+        let mut request = client
+            .post(app.url("/ManagementServer/MDM.svc"))
+            .header("Content-Type", "application/vnd.syncml.dm+xml")
+            .body(body.clone());
+        if with_header {
+            request = request.header("X-Client-Cert", escaped.clone());
+        }
+        request.send()
+    };
+    assert_eq!(
+        send(false).await.unwrap().status(),
+        401,
+        "no certificate at all"
+    );
+    let response = send(true).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let reply = syncml::parse(&response.bytes().await.unwrap()).expect("a SyncML reply");
+    assert_eq!(reply.hdr.session_id, "99");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_setting_a_certificate_header_is_ignored() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let mut state = pc("pc-noproxy", 82, |_| {});
+    enroll_and_sync(&app, &transport, &mut state).await;
+    let enrollment = state.mdm_enrollment.clone().unwrap();
+    let body = syncml::write(&client::package_one(
+        &state,
+        &enrollment.server_url,
+        7,
+        now(),
+    ));
+    let response = app
+        .client()
+        .post(app.url("/ManagementServer/MDM.svc"))
+        .header("Content-Type", "application/vnd.syncml.dm+xml")
+        .header(
+            "X-Client-Cert",
+            enrollment.client_cert_pem.replace('\n', "%0A"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
