@@ -8,9 +8,12 @@ use redeploy_core::{
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// RFC 3339, UTC.
+/// RFC 3339, UTC, to the microsecond: the stores keep microseconds, so an action answered right
+/// after its creation reads the same as when it is fetched later.
 pub fn ts(at: OffsetDateTime) -> String {
-    at.to_offset(time::UtcOffset::UTC)
+    let at = at.to_offset(time::UtcOffset::UTC);
+    at.replace_nanosecond(at.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(at)
         .format(&Rfc3339)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
