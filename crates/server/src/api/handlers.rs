@@ -299,7 +299,7 @@ pub async fn list_actions(
             for s in ActionState::ALL {
                 all.extend(state.store.actions_in_state(*s, limit).await?);
             }
-            all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            all.sort_by_key(|a| std::cmp::Reverse(a.created_at));
             all
         }
     };
