@@ -80,7 +80,7 @@ pub struct DeviceListQuery {
     /// Only devices that are (or are not) ready for a remote Autopilot Reset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<bool>,
-    /// `name` (default), `last_seen` or `enrolled_at`.
+    /// `name` (default), `last_seen`, `serial` or `enrolled_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sort: Option<String>,
     /// Page size, 1..=500 (default 100).

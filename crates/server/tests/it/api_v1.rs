@@ -132,6 +132,25 @@ async fn devices_appear_with_readiness_and_a_reset_reaches_the_pc(backend: Backe
     ids.dedup();
     assert_eq!(ids.len(), 3, "each device exactly once across pages");
 
+    // By serial, also in pages.
+    let (_, _, s1) = get_json(&app, "/api/v1/devices?sort=serial&limit=2").await;
+    let cursor = s1["next"].as_str().expect("next page by serial").to_owned();
+    let (_, _, s2) = get_json(
+        &app,
+        &format!("/api/v1/devices?sort=serial&limit=2&cursor={cursor}"),
+    )
+    .await;
+    let serials: Vec<&str> = s1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(s2["items"].as_array().unwrap())
+        .map(|d| d["serial"].as_str().unwrap())
+        .collect();
+    assert_eq!(serials.len(), 3);
+    assert!(serials.windows(2).all(|w| w[0] <= w[1]), "{serials:?}");
+    assert!(s2["next"].is_null());
+
     // Readiness: the Entra PC is ready, the hybrid one is not and says why.
     let client = admin(&app);
     let all = client
