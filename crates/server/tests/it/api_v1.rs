@@ -89,7 +89,61 @@ on_both_backends!(
     devices_appear_with_readiness_and_a_reset_reaches_the_pc,
     auth_roles_problems_and_hashed_tokens,
     typed_client_round_trips_every_operation,
+    a_winre_failure_shows_its_hresult_and_blocks_the_next_reset,
 );
+
+async fn a_winre_failure_shows_its_hresult_and_blocks_the_next_reset(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = admin(&app);
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let mut profile = DeviceProfile::default();
+    profile.winre_enabled = false;
+    let mut pc = profile.build_seeded("pc-winre", 9, now());
+    let options = EnrollOptions {
+        server: app.base_url.clone(),
+        token: app.enrollment_token.clone(),
+    };
+    client::enroll(&transport, &mut pc, &options, now())
+        .await
+        .unwrap();
+    client::check_in(&transport, &mut pc, now()).await.unwrap();
+    let id = app
+        .store
+        .device_by_mdm_device_id(&pc.dev_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+        .to_string();
+
+    let reset = client
+        .request_action(&id, ActionKind::AutopilotReset)
+        .await
+        .unwrap();
+    assert_eq!(reset.state, "pending");
+    for _ in 0..5 {
+        let report = client::check_in(&transport, &mut pc, now()).await.unwrap();
+        if report.executed.is_empty() {
+            break;
+        }
+    }
+    let failed = client.action(&reset.id).await.unwrap();
+    assert_eq!(failed.state, "failed", "{failed:?}");
+    assert_eq!(failed.last_error.as_deref(), Some("0x80070032"));
+    assert!(failed.reason.unwrap_or_default().contains("reagentc"));
+
+    let device = client.device(&id).await.unwrap().device;
+    assert!(device
+        .readiness
+        .reasons
+        .iter()
+        .any(|r| r.code == "winre_failure"));
+    let again = client
+        .request_action(&id, ActionKind::AutopilotReset)
+        .await
+        .unwrap();
+    assert_eq!(again.state, "blocked");
+}
 
 async fn devices_appear_with_readiness_and_a_reset_reaches_the_pc(backend: Backend) {
     let app = spawn_app(backend).await;
