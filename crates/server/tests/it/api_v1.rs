@@ -96,8 +96,10 @@ async fn a_winre_failure_shows_its_hresult_and_blocks_the_next_reset(backend: Ba
     let app = spawn_app(backend).await;
     let client = admin(&app);
     let transport = HttpsTransport::new(&app.ca_pem).unwrap();
-    let mut profile = DeviceProfile::default();
-    profile.winre_enabled = false;
+    let profile = DeviceProfile {
+        winre_enabled: false,
+        ..Default::default()
+    };
     let mut pc = profile.build_seeded("pc-winre", 9, now());
     let options = EnrollOptions {
         server: app.base_url.clone(),
