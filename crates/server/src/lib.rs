@@ -1,6 +1,7 @@
 //! The Redeploy server: enrollment (MS-MDE2) and management (MS-MDM) endpoints, the admin REST API
 //! and console, metrics — the only crate that knows HTTP. Business rules live in `redeploy_core`.
 
+pub mod api;
 pub mod app;
 pub mod bootstrap;
 pub mod config;

@@ -1,6 +1,7 @@
 //! End-to-end tests of the server over real HTTPS on port 0, each on SQLite and PostgreSQL
 //! (`REDEPLOY_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432`).
 
+mod api_v1;
 mod common;
 mod datadir;
 mod enrollment;

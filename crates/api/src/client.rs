@@ -1,0 +1,208 @@
+//! Typed async client of `/api/v1`: one method per operation, errors carry the server's problem
+//! document.
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::types::*;
+
+/// What a call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server answered with an error status and (usually) a problem document.
+    #[error("{status}: {}", problem.detail.as_deref().unwrap_or(&problem.title))]
+    Problem {
+        status: StatusCode,
+        problem: Problem,
+    },
+    /// The CA certificate given to [`Client::new`] is not PEM.
+    #[error("CA certificate: {0}")]
+    Ca(String),
+    /// Connection, TLS or I/O failure.
+    #[error("HTTP: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The answer was not what the API describes.
+    #[error("unexpected response: {0}")]
+    Decode(String),
+}
+
+impl Error {
+    /// The HTTP status of a problem answer.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Error::Problem { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Result of client calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A client of one server with one bearer token.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    token: String,
+}
+
+impl Client {
+    /// `base_url` like `https://127.0.0.1:8443`; `ca_pem` is the only CA trusted (None: the
+    /// system roots).
+    pub fn new(base_url: &str, token: &str, ca_pem: Option<&str>) -> Result<Self> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca_pem {
+            let ca = reqwest::Certificate::from_pem(pem.as_bytes())
+                .map_err(|e| Error::Ca(e.to_string()))?;
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(ca);
+        }
+        Ok(Self {
+            http: builder.build()?,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token: token.trim().to_owned(),
+        })
+    }
+
+    fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}/api/v1{path}", self.base_url))
+            .bearer_auth(&self.token)
+    }
+
+    async fn send(rb: RequestBuilder) -> Result<reqwest::Response> {
+        let response = rb.send().await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.bytes().await?;
+        let problem = serde_json::from_slice::<Problem>(&body).unwrap_or_else(|_| Problem {
+            kind: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            detail: Some(String::from_utf8_lossy(&body).into_owned()),
+        });
+        Err(Error::Problem { status, problem })
+    }
+
+    async fn json<T: DeserializeOwned>(rb: RequestBuilder) -> Result<T> {
+        let body = Self::send(rb).await?.bytes().await?;
+        serde_json::from_slice(&body).map_err(|e| Error::Decode(e.to_string()))
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        Self::json(self.req(Method::POST, path).json(body)).await
+    }
+
+    /// `GET /api/v1/devices`.
+    pub async fn list_devices(&self, query: &DeviceListQuery) -> Result<DevicePage> {
+        Self::json(self.req(Method::GET, "/devices").query(query)).await
+    }
+
+    /// `GET /api/v1/devices/{id}`.
+    pub async fn device(&self, id: &str) -> Result<DeviceDetail> {
+        Self::json(self.req(Method::GET, &format!("/devices/{id}"))).await
+    }
+
+    /// `POST /api/v1/devices/{id}/actions` (202; a blocked action is returned too).
+    pub async fn request_action(&self, device_id: &str, kind: ActionKind) -> Result<Action> {
+        self.post(
+            &format!("/devices/{device_id}/actions"),
+            &NewAction { kind },
+        )
+        .await
+    }
+
+    /// `POST /api/v1/devices/{id}/local-reset`.
+    pub async fn set_local_reset(&self, device_id: &str, allowed: bool) -> Result<Action> {
+        self.post(
+            &format!("/devices/{device_id}/local-reset"),
+            &LocalResetPolicy { allowed },
+        )
+        .await
+    }
+
+    /// `GET /api/v1/actions/{id}`.
+    pub async fn action(&self, id: &str) -> Result<Action> {
+        Self::json(self.req(Method::GET, &format!("/actions/{id}"))).await
+    }
+
+    /// `GET /api/v1/actions`.
+    pub async fn list_actions(&self, query: &ActionListQuery) -> Result<ActionList> {
+        Self::json(self.req(Method::GET, "/actions").query(query)).await
+    }
+
+    /// `POST /api/v1/actions/{id}/cancel`.
+    pub async fn cancel_action(&self, id: &str) -> Result<Action> {
+        Self::json(self.req(Method::POST, &format!("/actions/{id}/cancel"))).await
+    }
+
+    /// `POST /api/v1/actions/{id}/retry`: the new action.
+    pub async fn retry_action(&self, id: &str) -> Result<Action> {
+        Self::json(self.req(Method::POST, &format!("/actions/{id}/retry"))).await
+    }
+
+    /// `GET /api/v1/readiness`.
+    pub async fn readiness(&self) -> Result<FleetReadiness> {
+        Self::json(self.req(Method::GET, "/readiness")).await
+    }
+
+    /// `GET /api/v1/audit` (`format` is ignored; see [`Client::audit_csv`]).
+    pub async fn audit(&self, query: &AuditQuery) -> Result<AuditPage> {
+        let q = AuditQuery {
+            format: None,
+            ..query.clone()
+        };
+        Self::json(self.req(Method::GET, "/audit").query(&q)).await
+    }
+
+    /// `GET /api/v1/audit?format=csv`.
+    pub async fn audit_csv(&self, query: &AuditQuery) -> Result<String> {
+        let q = AuditQuery {
+            format: Some("csv".into()),
+            ..query.clone()
+        };
+        Ok(Self::send(self.req(Method::GET, "/audit").query(&q))
+            .await?
+            .text()
+            .await?)
+    }
+
+    /// `GET /api/v1/enrollment-tokens`.
+    pub async fn enrollment_tokens(&self) -> Result<EnrollmentTokenList> {
+        Self::json(self.req(Method::GET, "/enrollment-tokens")).await
+    }
+
+    /// `POST /api/v1/enrollment-tokens`.
+    pub async fn create_enrollment_token(
+        &self,
+        token: &NewEnrollmentToken,
+    ) -> Result<CreatedEnrollmentToken> {
+        self.post("/enrollment-tokens", token).await
+    }
+
+    /// `GET /api/v1/tokens`.
+    pub async fn api_tokens(&self) -> Result<ApiTokenList> {
+        Self::json(self.req(Method::GET, "/tokens")).await
+    }
+
+    /// `POST /api/v1/tokens`.
+    pub async fn create_api_token(&self, token: &NewApiToken) -> Result<CreatedApiToken> {
+        self.post("/tokens", token).await
+    }
+
+    /// `DELETE /api/v1/tokens/{id}` (revokes it).
+    pub async fn revoke_api_token(&self, id: &str) -> Result<()> {
+        Self::send(self.req(Method::DELETE, &format!("/tokens/{id}"))).await?;
+        Ok(())
+    }
+
+    /// `GET /api/v1/openapi.json`.
+    pub async fn openapi(&self) -> Result<serde_json::Value> {
+        Self::json(self.req(Method::GET, "/openapi.json")).await
+    }
+}

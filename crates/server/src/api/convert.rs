@@ -1,0 +1,185 @@
+//! Domain → wire conversions (STYLE.md "Wire types stay at the edge"), and the readiness of a
+//! device computed the way `actions::request` does it.
+
+use redeploy_core::{
+    decode_hresult, preflight, winre_failure_since_last_success, Action, ActionKind, ActionState,
+    AuditEvent, Device, InventoryValue, PreflightSettings, Readiness,
+};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// RFC 3339, UTC, to the microsecond: the stores keep microseconds, so an action answered right
+/// after its creation reads the same as when it is fetched later.
+pub fn ts(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    at.replace_nanosecond(at.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(at)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
+fn is_reset_kind(kind: ActionKind) -> bool {
+    matches!(
+        kind,
+        ActionKind::AutopilotReset
+            | ActionKind::Wipe
+            | ActionKind::WipeKeepProvisioning
+            | ActionKind::WipeKeepUserData
+            | ActionKind::WipeProtected
+    )
+}
+
+/// Preflight for a remote Autopilot Reset now, given the device's actions (any order): an
+/// active (non-terminal, not blocked) reset or wipe and an earlier WinRE failure count, as in
+/// `redeploy_core::actions::request`.
+pub fn readiness(device: &Device, actions: &[Action], now: OffsetDateTime) -> Readiness {
+    let active_reset = actions.iter().any(|a| {
+        !a.state.is_terminal() && a.state != ActionState::Blocked && is_reset_kind(a.kind)
+    });
+    preflight(
+        device,
+        now,
+        &PreflightSettings::default(),
+        active_reset,
+        winre_failure_since_last_success(actions),
+    )
+}
+
+pub fn readiness_dto(r: &Readiness) -> api::Readiness {
+    api::Readiness {
+        ready: r.ready,
+        reasons: r
+            .reasons
+            .iter()
+            .map(|b| api::ReadinessReason {
+                code: b.code().to_owned(),
+                text: b.text(),
+            })
+            .collect(),
+    }
+}
+
+pub fn device_dto(d: &Device, readiness: &Readiness) -> api::Device {
+    api::Device {
+        id: d.id.to_string(),
+        name: d.name.clone(),
+        serial: d.serial.clone(),
+        os_version: d.os_version.clone(),
+        join_type: d.join_type.as_str().to_owned(),
+        last_seen: d.last_seen.map(ts),
+        primary_user: d.primary_user.clone(),
+        readiness: readiness_dto(readiness),
+        manufacturer: d.manufacturer.clone(),
+        model: d.model.clone(),
+        current_user: d.current_user.clone(),
+        enrolled_at: ts(d.enrolled_at),
+        unenrolled_at: d.unenrolled_at.map(ts),
+        local_reset_desired: d.local_reset_desired,
+        local_reset_reported: d.local_reset_reported,
+    }
+}
+
+pub fn kind_dto(k: ActionKind) -> api::ActionKind {
+    match k {
+        ActionKind::AutopilotReset => api::ActionKind::AutopilotReset,
+        ActionKind::Wipe => api::ActionKind::Wipe,
+        ActionKind::WipeKeepProvisioning => api::ActionKind::WipeKeepProvisioning,
+        ActionKind::WipeKeepUserData => api::ActionKind::WipeKeepUserData,
+        ActionKind::WipeProtected => api::ActionKind::WipeProtected,
+        ActionKind::Restart => api::ActionKind::Restart,
+        ActionKind::Sync => api::ActionKind::Sync,
+        ActionKind::Retire => api::ActionKind::Retire,
+        ActionKind::SetLocalResetPolicy(_) => api::ActionKind::SetLocalResetPolicy,
+    }
+}
+
+/// The domain kind of a kind asked for through `POST …/actions`; `None` for the local-reset
+/// policy, which has its own endpoint (it carries an argument).
+pub fn kind_from_dto(k: api::ActionKind) -> Option<ActionKind> {
+    Some(match k {
+        api::ActionKind::AutopilotReset => ActionKind::AutopilotReset,
+        api::ActionKind::Wipe => ActionKind::Wipe,
+        api::ActionKind::WipeKeepProvisioning => ActionKind::WipeKeepProvisioning,
+        api::ActionKind::WipeKeepUserData => ActionKind::WipeKeepUserData,
+        api::ActionKind::WipeProtected => ActionKind::WipeProtected,
+        api::ActionKind::Restart => ActionKind::Restart,
+        api::ActionKind::Sync => ActionKind::Sync,
+        api::ActionKind::Retire => ActionKind::Retire,
+        api::ActionKind::SetLocalResetPolicy => return None,
+    })
+}
+
+pub fn action_dto(a: &Action) -> api::Action {
+    api::Action {
+        id: a.id.to_string(),
+        kind: kind_dto(a.kind),
+        device_id: a.device.to_string(),
+        state: a.state.as_str().to_owned(),
+        reason: a.reason.clone(),
+        last_error: a.last_error_text(),
+        last_error_meaning: a.last_error.map(|code| {
+            let (meaning, fix) = decode_hresult(code);
+            match fix {
+                Some(fix) => format!("{meaning}; {fix}"),
+                None => meaning.to_owned(),
+            }
+        }),
+        allowed: match a.kind {
+            ActionKind::SetLocalResetPolicy(allowed) => Some(allowed),
+            _ => None,
+        },
+        requested_by: a.requested_by.clone(),
+        created_at: ts(a.created_at),
+        updated_at: ts(a.updated_at),
+        timeline: a
+            .timeline
+            .iter()
+            .map(|t| api::TimelineEntry {
+                state: t.state.as_str().to_owned(),
+                at: ts(t.at),
+                note: t.note.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub fn inventory_dto(v: &InventoryValue) -> api::InventoryValue {
+    api::InventoryValue {
+        uri: v.uri.clone(),
+        value: v.value.clone(),
+        at: ts(v.at),
+    }
+}
+
+pub fn audit_dto(e: &AuditEvent) -> api::AuditEvent {
+    api::AuditEvent {
+        id: e.id.as_i64(),
+        at: ts(e.at),
+        actor: e.actor.clone(),
+        action: e.action.clone(),
+        targets: e.targets.iter().map(ToString::to_string).collect(),
+        outcome: e.outcome.as_str().to_owned(),
+        details: e.details.clone(),
+    }
+}
+
+pub fn api_token_dto(t: &redeploy_core::ApiToken) -> api::ApiToken {
+    api::ApiToken {
+        id: t.id.to_string(),
+        name: t.name.clone(),
+        role: t.role.as_str().to_owned(),
+        created_at: ts(t.created_at),
+        revoked_at: t.revoked_at.map(ts),
+    }
+}
+
+pub fn enrollment_token_dto(t: &redeploy_core::EnrollmentToken) -> api::EnrollmentToken {
+    api::EnrollmentToken {
+        id: t.id.to_string(),
+        label: t.label.clone(),
+        expires_at: t.expires_at.map(ts),
+        max_uses: t.max_uses,
+        uses: t.uses,
+        created_at: ts(t.created_at),
+    }
+}

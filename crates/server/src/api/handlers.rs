@@ -1,0 +1,706 @@
+//! Handlers of `/api/v1`: each parses its input into domain values, checks the caller's role,
+//! calls the store or `redeploy_core::actions`, and answers with `api` DTOs.
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use http::{header, StatusCode};
+use redeploy_core::actions::{self, ActionSettings};
+use redeploy_core::store::{device_sort_key, AuditQuery, Cursor, DeviceQuery, DeviceSort};
+use redeploy_core::{
+    ActionId, ActionKind, ActionState, ApiToken, AuditId, AuditOutcome, DeviceId, EnrollmentToken,
+    JoinType, NewAuditEvent, Role, SecretHash, StoreError, TokenId,
+};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::auth::Caller;
+use super::convert::*;
+use super::ApiError;
+use crate::state::AppState;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+const MAX_PAGE: u32 = 500;
+
+fn device_id(text: &str) -> ApiResult<DeviceId> {
+    DeviceId::parse(text).map_err(|_| ApiError::bad_request(format!("not a device id: {text:?}")))
+}
+
+fn action_id(text: &str) -> ApiResult<ActionId> {
+    ActionId::parse(text).map_err(|_| ApiError::bad_request(format!("not an action id: {text:?}")))
+}
+
+fn action_settings(state: &AppState) -> ActionSettings {
+    ActionSettings {
+        provider_id: state.settings.provider_id.clone(),
+        ..ActionSettings::default()
+    }
+}
+
+/// The least role that may ask for (or cancel, or retry) `kind`.
+fn role_for(kind: ActionKind) -> Role {
+    match kind {
+        ActionKind::Sync | ActionKind::Restart => Role::Helpdesk,
+        _ => Role::Operator,
+    }
+}
+
+async fn audit(state: &AppState, caller: &Caller, action: &str, details: String) -> ApiResult<()> {
+    state
+        .store
+        .append_audit(NewAuditEvent {
+            at: state.clock.now(),
+            actor: caller.actor(),
+            action: action.to_owned(),
+            targets: Vec::new(),
+            batch: None,
+            outcome: AuditOutcome::Success,
+            details,
+        })
+        .await?;
+    Ok(())
+}
+
+/// List devices, with their readiness for a remote Autopilot Reset.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices",
+    params(api::DeviceListQuery),
+    responses(
+        (status = 200, body = api::DevicePage),
+        (status = 400, body = api::Problem, content_type = "application/problem+json"),
+        (status = 401, body = api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_devices(
+    State(state): State<AppState>,
+    query: Result<Query<api::DeviceListQuery>, QueryRejection>,
+) -> ApiResult<Json<api::DevicePage>> {
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let sort = match q.sort.as_deref() {
+        Some("serial") => return list_devices_by_serial(&state, q, limit).await.map(Json),
+        None | Some("name") => DeviceSort::Name,
+        Some("last_seen") => DeviceSort::LastSeen,
+        Some("enrolled_at") => DeviceSort::EnrolledAt,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "sort {other:?}: expected name, last_seen, serial or enrolled_at"
+            )))
+        }
+    };
+    let join_type = q
+        .join_type
+        .as_deref()
+        .map(JoinType::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut query = DeviceQuery {
+        search: q.q.filter(|s| !s.is_empty()),
+        join_type,
+        sort,
+        limit,
+        cursor: q.cursor.as_deref().map(Cursor::parse),
+        ..DeviceQuery::default()
+    };
+    let now = state.clock.now();
+    let mut items = Vec::new();
+    loop {
+        let page = match state.store.list_devices(&query).await {
+            Err(StoreError::Conflict(why)) => return Err(ApiError::bad_request(why)),
+            other => other?,
+        };
+        let n = page.items.len();
+        for (i, d) in page.items.iter().enumerate() {
+            let acts = state.store.actions_of_device(d.id).await?;
+            let r = readiness(d, &acts, now);
+            if q.ready.is_some_and(|want| want != r.ready) {
+                continue;
+            }
+            items.push(device_dto(d, &r));
+            if items.len() as u32 == limit {
+                let more = i + 1 < n || page.next.is_some();
+                let next = more.then(|| {
+                    Cursor::after(sort, &device_sort_key(d, sort), d.id)
+                        .as_str()
+                        .to_owned()
+                });
+                return Ok(Json(api::DevicePage { items, next }));
+            }
+        }
+        match page.next {
+            Some(c) => query.cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok(Json(api::DevicePage { items, next: None }))
+}
+
+/// Cursor of the serial order: `serial.<hex of the serial>.<device id>`.
+fn serial_cursor(serial: &str, id: DeviceId) -> String {
+    format!("serial.{}.{id}", hex::encode(serial.as_bytes()))
+}
+
+fn parse_serial_cursor(text: &str) -> ApiResult<(String, DeviceId)> {
+    let bad = || ApiError::bad_request(format!("invalid cursor {text:?}"));
+    let mut parts = text.splitn(3, '.');
+    let (Some("serial"), Some(key), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let key = String::from_utf8(hex::decode(key).map_err(|_| bad())?).map_err(|_| bad())?;
+    Ok((key, DeviceId::parse(id).map_err(|_| bad())?))
+}
+
+/// `sort=serial`: the store has no serial order, so the matching devices are read in full and
+/// sorted here (serial, then id; no serial sorts first). Fine for fleets of thousands.
+async fn list_devices_by_serial(
+    state: &AppState,
+    q: api::DeviceListQuery,
+    limit: u32,
+) -> ApiResult<api::DevicePage> {
+    let after = q.cursor.as_deref().map(parse_serial_cursor).transpose()?;
+    let join_type = q
+        .join_type
+        .as_deref()
+        .map(JoinType::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut query = DeviceQuery {
+        search: q.q.filter(|s| !s.is_empty()),
+        join_type,
+        limit: MAX_PAGE,
+        ..DeviceQuery::default()
+    };
+    let mut all = Vec::new();
+    loop {
+        let page = state.store.list_devices(&query).await?;
+        all.extend(page.items);
+        match page.next {
+            Some(c) => query.cursor = Some(c),
+            None => break,
+        }
+    }
+    let key = |d: &redeploy_core::Device| (d.serial.clone().unwrap_or_default(), d.id);
+    all.sort_by_key(key);
+    if let Some(after) = after {
+        all.retain(|d| key(d) > after);
+    }
+    let now = state.clock.now();
+    let mut items = Vec::new();
+    for (i, d) in all.iter().enumerate() {
+        let acts = state.store.actions_of_device(d.id).await?;
+        let r = readiness(d, &acts, now);
+        if q.ready.is_some_and(|want| want != r.ready) {
+            continue;
+        }
+        items.push(device_dto(d, &r));
+        if items.len() as u32 == limit {
+            let next = (i + 1 < all.len())
+                .then(|| serial_cursor(d.serial.as_deref().unwrap_or_default(), d.id));
+            return Ok(api::DevicePage { items, next });
+        }
+    }
+    Ok(api::DevicePage { items, next: None })
+}
+
+/// One device with its inventory, readiness and actions (with timelines).
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices",
+    params(("id" = String, Path, description = "Device id")),
+    responses(
+        (status = 200, body = api::DeviceDetail),
+        (status = 404, body = api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_device(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<api::DeviceDetail>> {
+    let id = device_id(&id)?;
+    let device = state
+        .store
+        .device(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
+    let acts = state.store.actions_of_device(id).await?;
+    let inventory = state.store.inventory(id).await?;
+    let r = readiness(&device, &acts, state.clock.now());
+    Ok(Json(api::DeviceDetail {
+        device: device_dto(&device, &r),
+        inventory: inventory.iter().map(inventory_dto).collect(),
+        actions: acts.iter().map(action_dto).collect(),
+    }))
+}
+
+async fn request_kind(
+    state: &AppState,
+    caller: &Caller,
+    id: DeviceId,
+    kind: ActionKind,
+) -> ApiResult<Response> {
+    caller
+        .require(
+            state,
+            role_for(kind),
+            &format!("action {} on device {id}", kind.code()),
+            Some(id),
+        )
+        .await?;
+    let action = actions::request(
+        state.store.as_ref(),
+        id,
+        kind,
+        &caller.actor(),
+        state.clock.now(),
+        &action_settings(state),
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(action_dto(&action))).into_response())
+}
+
+/// Ask a device to do something. A refused preflight is still 202, with state `blocked` and the
+/// reason.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/actions", tag = "actions",
+    params(("id" = String, Path, description = "Device id")),
+    request_body = api::NewAction,
+    responses(
+        (status = 202, body = api::Action),
+        (status = 400, body = api::Problem, content_type = "application/problem+json"),
+        (status = 403, body = api::Problem, content_type = "application/problem+json"),
+        (status = 404, body = api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn request_action(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Json<api::NewAction>, JsonRejection>,
+) -> ApiResult<Response> {
+    let id = device_id(&id)?;
+    let Json(body) = body?;
+    let kind = kind_from_dto(body.kind).ok_or_else(|| {
+        ApiError::bad_request(
+            "set the local-reset policy with POST /api/v1/devices/{id}/local-reset",
+        )
+    })?;
+    request_kind(&state, &caller, id, kind).await
+}
+
+/// Allow or forbid local Autopilot Reset (CTRL+WIN+R) on a device: queues the policy change.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/local-reset", tag = "actions",
+    params(("id" = String, Path, description = "Device id")),
+    request_body = api::LocalResetPolicy,
+    responses(
+        (status = 202, body = api::Action),
+        (status = 403, body = api::Problem, content_type = "application/problem+json"),
+        (status = 404, body = api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn set_local_reset(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Json<api::LocalResetPolicy>, JsonRejection>,
+) -> ApiResult<Response> {
+    let id = device_id(&id)?;
+    let Json(body) = body?;
+    request_kind(
+        &state,
+        &caller,
+        id,
+        ActionKind::SetLocalResetPolicy(body.allowed),
+    )
+    .await
+}
+
+/// One action with its timeline.
+#[utoipa::path(get, path = "/api/v1/actions/{id}", tag = "actions",
+    params(("id" = String, Path, description = "Action id")),
+    responses(
+        (status = 200, body = api::Action),
+        (status = 404, body = api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_action(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<api::Action>> {
+    let id = action_id(&id)?;
+    let action = state
+        .store
+        .action(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no action {id}")))?;
+    Ok(Json(action_dto(&action)))
+}
+
+/// Actions of a device (newest first) and/or in a state.
+#[utoipa::path(get, path = "/api/v1/actions", tag = "actions",
+    params(api::ActionListQuery),
+    responses(
+        (status = 200, body = api::ActionList),
+        (status = 400, body = api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_actions(
+    State(state): State<AppState>,
+    query: Result<Query<api::ActionListQuery>, QueryRejection>,
+) -> ApiResult<Json<api::ActionList>> {
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let wanted = q
+        .state
+        .as_deref()
+        .map(ActionState::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut list = match (q.device.as_deref(), wanted) {
+        (Some(d), _) => {
+            let d = device_id(d)?;
+            let mut acts = state.store.actions_of_device(d).await?;
+            acts.retain(|a| wanted.is_none_or(|w| a.state == w));
+            acts
+        }
+        (None, Some(w)) => state.store.actions_in_state(w, limit).await?,
+        (None, None) => {
+            let mut all = Vec::new();
+            for s in ActionState::ALL {
+                all.extend(state.store.actions_in_state(*s, limit).await?);
+            }
+            all.sort_by_key(|a| std::cmp::Reverse(a.created_at));
+            all
+        }
+    };
+    list.truncate(limit as usize);
+    Ok(Json(api::ActionList {
+        items: list.iter().map(action_dto).collect(),
+    }))
+}
+
+async fn load_action_for(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    verb: &str,
+) -> ApiResult<ActionId> {
+    let id = action_id(id)?;
+    let action = state
+        .store
+        .action(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no action {id}")))?;
+    caller
+        .require(
+            state,
+            role_for(action.kind),
+            &format!("{verb} action {id} ({})", action.kind.code()),
+            Some(action.device),
+        )
+        .await?;
+    Ok(id)
+}
+
+/// Cancel an action that has not reached the device (requested, blocked or pending).
+#[utoipa::path(post, path = "/api/v1/actions/{id}/cancel", tag = "actions",
+    params(("id" = String, Path, description = "Action id")),
+    responses(
+        (status = 200, body = api::Action),
+        (status = 404, body = api::Problem, content_type = "application/problem+json"),
+        (status = 409, body = api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel_action(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<api::Action>> {
+    let id = load_action_for(&state, &caller, &id, "cancel").await?;
+    let action =
+        actions::cancel(state.store.as_ref(), id, &caller.actor(), state.clock.now()).await?;
+    Ok(Json(action_dto(&action)))
+}
+
+/// Ask again for a failed, expired, canceled or blocked action: answers the new action.
+#[utoipa::path(post, path = "/api/v1/actions/{id}/retry", tag = "actions",
+    params(("id" = String, Path, description = "Action id")),
+    responses(
+        (status = 202, body = api::Action),
+        (status = 404, body = api::Problem, content_type = "application/problem+json"),
+        (status = 409, body = api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn retry_action(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = load_action_for(&state, &caller, &id, "retry").await?;
+    let action = actions::retry(
+        state.store.as_ref(),
+        id,
+        &caller.actor(),
+        state.clock.now(),
+        &action_settings(&state),
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(action_dto(&action))).into_response())
+}
+
+/// Fleet-wide readiness for remote Autopilot Reset (enrolled devices).
+#[utoipa::path(get, path = "/api/v1/readiness", tag = "devices",
+    responses((status = 200, body = api::FleetReadiness)))]
+pub async fn fleet_readiness(
+    State(state): State<AppState>,
+) -> ApiResult<Json<api::FleetReadiness>> {
+    let now = state.clock.now();
+    let mut query = DeviceQuery {
+        limit: MAX_PAGE,
+        ..DeviceQuery::default()
+    };
+    let (mut total, mut ready) = (0u64, 0u64);
+    let mut blocked_by_reason = BTreeMap::<String, u64>::new();
+    loop {
+        let page = state.store.list_devices(&query).await?;
+        for d in &page.items {
+            let acts = state.store.actions_of_device(d.id).await?;
+            let r = readiness(d, &acts, now);
+            total += 1;
+            if r.ready {
+                ready += 1;
+            }
+            for reason in &r.reasons {
+                *blocked_by_reason
+                    .entry(reason.code().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        match page.next {
+            Some(c) => query.cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok(Json(api::FleetReadiness {
+        total,
+        ready,
+        blocked_by_reason,
+    }))
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The audit log in position order (`?format=csv` for a CSV export).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
+    params(api::AuditQuery),
+    responses(
+        (status = 200, body = api::AuditPage, description = "JSON, or text/csv with format=csv"),
+        (status = 400, body = api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_audit(
+    State(state): State<AppState>,
+    query: Result<Query<api::AuditQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let device = q.device.as_deref().map(device_id).transpose()?;
+    let events = state
+        .store
+        .list_audit(&AuditQuery {
+            device,
+            after: q.after.map(AuditId::from_i64),
+            limit,
+        })
+        .await?;
+    match q.format.as_deref() {
+        None | Some("json") => {
+            let next = (events.len() as u32 == limit)
+                .then(|| events.last().map(|e| e.id.as_i64()))
+                .flatten();
+            Ok(Json(api::AuditPage {
+                items: events.iter().map(audit_dto).collect(),
+                next,
+            })
+            .into_response())
+        }
+        Some("csv") => {
+            let mut out = String::from("id,at,actor,action,targets,outcome,details\r\n");
+            for e in events.iter().map(audit_dto) {
+                let row = [
+                    e.id.to_string(),
+                    e.at,
+                    e.actor,
+                    e.action,
+                    e.targets.join(" "),
+                    e.outcome,
+                    e.details,
+                ];
+                let row: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
+                out.push_str(&row.join(","));
+                out.push_str("\r\n");
+            }
+            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
+        }
+        Some(other) => Err(ApiError::bad_request(format!(
+            "format {other:?}: expected json or csv"
+        ))),
+    }
+}
+
+/// Enrollment tokens (without secrets).
+#[utoipa::path(get, path = "/api/v1/enrollment-tokens", tag = "tokens",
+    responses((status = 200, body = api::EnrollmentTokenList),
+        (status = 403, body = api::Problem, content_type = "application/problem+json")))]
+pub async fn list_enrollment_tokens(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<api::EnrollmentTokenList>> {
+    caller
+        .require(&state, Role::Admin, "list enrollment tokens", None)
+        .await?;
+    let tokens = state.store.list_enrollment_tokens().await?;
+    Ok(Json(api::EnrollmentTokenList {
+        items: tokens.iter().map(enrollment_token_dto).collect(),
+    }))
+}
+
+/// Create an enrollment token; the secret is in this answer only.
+#[utoipa::path(post, path = "/api/v1/enrollment-tokens", tag = "tokens",
+    request_body = api::NewEnrollmentToken,
+    responses((status = 201, body = api::CreatedEnrollmentToken),
+        (status = 400, body = api::Problem, content_type = "application/problem+json"),
+        (status = 403, body = api::Problem, content_type = "application/problem+json")))]
+pub async fn create_enrollment_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<api::NewEnrollmentToken>, JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(body) = body?;
+    caller
+        .require(&state, Role::Admin, "create an enrollment token", None)
+        .await?;
+    if body.label.trim().is_empty() {
+        return Err(ApiError::bad_request("label must not be empty"));
+    }
+    let expires_at = body
+        .expires_at
+        .as_deref()
+        .map(|t| OffsetDateTime::parse(t, &Rfc3339))
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("expires_at is not RFC 3339: {e}")))?;
+    if body.max_uses.is_some_and(|m| m < 1) {
+        return Err(ApiError::bad_request("max_uses must be at least 1"));
+    }
+    let secret = crate::bootstrap::new_secret("rdp_enroll_");
+    let token = EnrollmentToken {
+        id: TokenId::generate(),
+        label: body.label.trim().to_owned(),
+        secret_hash: SecretHash::of_secret(&secret),
+        expires_at,
+        max_uses: body.max_uses,
+        uses: 0,
+        created_at: state.clock.now(),
+    };
+    state.store.create_enrollment_token(&token).await?;
+    audit(
+        &state,
+        &caller,
+        "enrollment_token.create",
+        format!("{} {:?}", token.id, token.label),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(api::CreatedEnrollmentToken {
+            token: enrollment_token_dto(&token),
+            secret,
+        }),
+    )
+        .into_response())
+}
+
+/// API tokens (without secrets).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    responses((status = 200, body = api::ApiTokenList),
+        (status = 403, body = api::Problem, content_type = "application/problem+json")))]
+pub async fn list_api_tokens(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<api::ApiTokenList>> {
+    caller
+        .require(&state, Role::Admin, "list API tokens", None)
+        .await?;
+    let tokens = state.store.list_api_tokens().await?;
+    Ok(Json(api::ApiTokenList {
+        items: tokens.iter().map(api_token_dto).collect(),
+    }))
+}
+
+/// Create an API token with a role; the secret is in this answer only (stored hashed).
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens",
+    request_body = api::NewApiToken,
+    responses((status = 201, body = api::CreatedApiToken),
+        (status = 400, body = api::Problem, content_type = "application/problem+json"),
+        (status = 403, body = api::Problem, content_type = "application/problem+json")))]
+pub async fn create_api_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<api::NewApiToken>, JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(body) = body?;
+    caller
+        .require(&state, Role::Admin, "create an API token", None)
+        .await?;
+    let role = Role::parse(&body.role).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if body.name.trim().is_empty() {
+        return Err(ApiError::bad_request("name must not be empty"));
+    }
+    let secret = crate::bootstrap::new_secret("rdp_api_");
+    let token = ApiToken {
+        id: TokenId::generate(),
+        name: body.name.trim().to_owned(),
+        secret_hash: SecretHash::of_secret(&secret),
+        role,
+        created_at: state.clock.now(),
+        revoked_at: None,
+    };
+    state.store.create_api_token(&token).await?;
+    audit(
+        &state,
+        &caller,
+        "token.create",
+        format!("{} {:?} role {role}", token.id, token.name),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(api::CreatedApiToken {
+            token: api_token_dto(&token),
+            secret,
+        }),
+    )
+        .into_response())
+}
+
+/// Revoke an API token.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "Token id")),
+    responses((status = 204, description = "Revoked"),
+        (status = 403, body = api::Problem, content_type = "application/problem+json"),
+        (status = 404, body = api::Problem, content_type = "application/problem+json")))]
+pub async fn revoke_api_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller
+        .require(&state, Role::Admin, "revoke an API token", None)
+        .await?;
+    let id = TokenId::parse(&id)
+        .map_err(|_| ApiError::bad_request(format!("not a token id: {id:?}")))?;
+    state.store.revoke_api_token(id, state.clock.now()).await?;
+    audit(&state, &caller, "token.revoke", id.to_string()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,174 @@
+//! The admin REST API under `/api/v1` (DESIGN.md "Contract"): bearer-token auth with roles,
+//! devices with readiness, actions, fleet readiness, audit log, enrollment and API tokens, and
+//! its OpenAPI description generated from these handlers.
+
+pub mod auth;
+pub mod convert;
+pub mod handlers;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use http::StatusCode;
+use redeploy_core::{SessionError, StoreError};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// An error answer of the API: always a problem document.
+#[derive(Debug)]
+pub struct ApiError(pub Problem);
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self(Problem::new(status).detail(detail))
+    }
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => Self::not_found(format!("not found: {what}")),
+            StoreError::Conflict(what) => Self::new(StatusCode::CONFLICT, what),
+            other => {
+                tracing::error!(error = %other, "store error in the admin API");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database failed; try again",
+                )
+            }
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Store(s) => s.into(),
+            SessionError::DeviceNotFound(id) => Self::not_found(format!("no device {id}")),
+            SessionError::ActionNotFound(id) => Self::not_found(format!("no action {id}")),
+            SessionError::NotAllowed(why) => Self::new(StatusCode::CONFLICT, why),
+            other => Self::new(StatusCode::CONFLICT, other.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        Self::bad_request(format!("invalid JSON body: {}", e.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::bad_request(format!("invalid query: {}", e.body_text()))
+    }
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The OpenAPI description of `/api/v1`.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Redeploy admin API", description = "Devices, Autopilot Reset and other actions, readiness, audit log and tokens. Errors are RFC 9457 problem documents."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    paths(
+        handlers::list_devices,
+        handlers::get_device,
+        handlers::request_action,
+        handlers::set_local_reset,
+        handlers::get_action,
+        handlers::list_actions,
+        handlers::cancel_action,
+        handlers::retry_action,
+        handlers::fleet_readiness,
+        handlers::list_audit,
+        handlers::list_enrollment_tokens,
+        handlers::create_enrollment_token,
+        handlers::list_api_tokens,
+        handlers::create_api_token,
+        handlers::revoke_api_token,
+    ),
+    components(schemas(
+        api::Problem, api::Device, api::DevicePage, api::Readiness, api::ReadinessReason,
+        api::DeviceDetail, api::InventoryValue, api::Action, api::ActionKind, api::ActionList,
+        api::NewAction, api::LocalResetPolicy, api::TimelineEntry, api::FleetReadiness,
+        api::AuditEvent, api::AuditPage, api::EnrollmentToken, api::NewEnrollmentToken,
+        api::CreatedEnrollmentToken, api::EnrollmentTokenList, api::ApiToken, api::NewApiToken,
+        api::CreatedApiToken, api::ApiTokenList,
+    ))
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as served and as committed in `docs/openapi.json`.
+pub fn openapi_json() -> String {
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+async fn openapi() -> Response {
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        openapi_json(),
+    )
+        .into_response()
+}
+
+/// Every `/api/v1` route; all but `openapi.json` need a bearer token.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    use handlers::*;
+    let protected = Router::new()
+        .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/devices/{id}", get(get_device))
+        .route("/api/v1/devices/{id}/actions", post(request_action))
+        .route("/api/v1/devices/{id}/local-reset", post(set_local_reset))
+        .route("/api/v1/actions", get(list_actions))
+        .route("/api/v1/actions/{id}", get(get_action))
+        .route("/api/v1/actions/{id}/cancel", post(cancel_action))
+        .route("/api/v1/actions/{id}/retry", post(retry_action))
+        .route("/api/v1/readiness", get(fleet_readiness))
+        .route("/api/v1/audit", get(list_audit))
+        .route(
+            "/api/v1/enrollment-tokens",
+            get(list_enrollment_tokens).post(create_enrollment_token),
+        )
+        .route(
+            "/api/v1/tokens",
+            get(list_api_tokens).post(create_api_token),
+        )
+        .route("/api/v1/tokens/{id}", delete(revoke_api_token))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .merge(protected)
+}
