@@ -10,6 +10,7 @@ pub mod command;
 pub mod device;
 pub mod enrollment;
 pub mod error;
+pub mod group;
 pub mod ids;
 pub mod inventory;
 pub mod preflight;
@@ -23,6 +24,7 @@ pub use command::{CommandState, DeviceCommand, Resend, SentIn, Verb};
 pub use device::{Device, EnrollmentType, JoinType};
 pub use enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 pub use error::{Error, Result};
+pub use group::{DeviceFilter, Group, GroupKind, TextMatch};
 pub use ids::{ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
 pub use inventory::InventoryValue;
 pub use preflight::{

@@ -10,7 +10,8 @@ use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::command::DeviceCommand;
 use crate::device::{Device, JoinType};
 use crate::enrollment::{ApiToken, Enrollment, EnrollmentToken, SecretHash};
-use crate::ids::{ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, TokenId};
+use crate::group::Group;
+use crate::ids::{ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
 use crate::inventory::InventoryValue;
 
 /// Errors of every storage operation.
@@ -481,6 +482,38 @@ pub trait TokenStore: Send + Sync {
     async fn revoke_api_token(&self, id: TokenId, at: OffsetDateTime) -> StoreResult<()>;
 }
 
+/// Device groups (static member lists and filters).
+#[async_trait]
+pub trait GroupStore: Send + Sync {
+    /// Stores a new group (with its static members). `Conflict` if the id or name is taken,
+    /// `NotFound` if a static member is an unknown device.
+    async fn create_group(&self, group: &Group) -> StoreResult<()>;
+    /// The group with this id (static members ordered by device id); `None` if unknown.
+    async fn group(&self, id: GroupId) -> StoreResult<Option<Group>>;
+    /// The group with this exact name; `None` if none.
+    async fn group_by_name(&self, name: &str) -> StoreResult<Option<Group>>;
+    /// Every group, ordered by name.
+    async fn list_groups(&self) -> StoreResult<Vec<Group>>;
+    /// Renames a group; `NotFound` if unknown, `Conflict` if the name is taken.
+    async fn rename_group(&self, id: GroupId, name: &str) -> StoreResult<()>;
+    /// Deletes a group (never its devices); `NotFound` if unknown.
+    async fn delete_group(&self, id: GroupId) -> StoreResult<()>;
+    /// Adds devices to a static group (already-members are ignored). `NotFound` for an unknown
+    /// group or device, `Conflict` for a filter group.
+    async fn add_group_members(&self, id: GroupId, devices: &[DeviceId]) -> StoreResult<()>;
+    /// Removes devices from a static group (non-members are ignored). `NotFound` for an unknown
+    /// group, `Conflict` for a filter group.
+    async fn remove_group_members(&self, id: GroupId, devices: &[DeviceId]) -> StoreResult<()>;
+    /// The resolved members at `now`, ordered by device id: the static members, or every device
+    /// matching the filter ([`crate::group::DeviceFilter::matches`], group tag from the Autopilot
+    /// registry by serial). `NotFound` if the group is unknown.
+    async fn group_member_ids(
+        &self,
+        id: GroupId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<DeviceId>>;
+}
+
 /// Every storage concern; what the server holds as `Arc<dyn Store>`.
 pub trait Store:
     EnrollmentStore
@@ -490,6 +523,7 @@ pub trait Store:
     + ActionStore
     + AuditLog
     + TokenStore
+    + GroupStore
     + Send
     + Sync
 {
@@ -503,6 +537,7 @@ impl<T> Store for T where
         + ActionStore
         + AuditLog
         + TokenStore
+        + GroupStore
         + Send
         + Sync
 {

@@ -10,13 +10,16 @@ use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::{
     ApiToken, Enrollment, EnrollmentToken, Role, SecretHash, TokenRefusal,
 };
-use redeploy_core::ids::{ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, TokenId};
+use redeploy_core::group::{DeviceFilter, Group, GroupKind};
+use redeploy_core::ids::{
+    ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId,
+};
 use redeploy_core::inventory::InventoryValue;
 use redeploy_core::store::{
     device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, CommandQueue,
     Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, EnrollOutcome, EnrollmentStore,
-    InventoryStore, Page, SessionStep, StepOutcome, StoreError, StoreResult, TokenStore,
-    NEVER_SEEN_KEY,
+    GroupStore, InventoryStore, Page, SessionStep, StepOutcome, StoreError, StoreResult,
+    TokenStore, NEVER_SEEN_KEY,
 };
 use sqlx::error::ErrorKind;
 use sqlx::Row;
@@ -1355,4 +1358,226 @@ impl TokenStore for Backend {
         }
         Ok(())
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Groups
+
+async fn group_in(
+    conn: &mut <super::Db as sqlx::Database>::Connection,
+    col: &str,
+    value: String,
+) -> StoreResult<Option<Group>> {
+    let sql = format!("SELECT id, name, filter, created_at FROM device_groups WHERE {col} = $1");
+    let Some(row) = sqlx::query(&sql)
+        .bind(value)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?
+    else {
+        return Ok(None);
+    };
+    let id = uuid_text(GroupId::parse, &get::<String>(&row, "id")?)?;
+    let kind = match get::<Option<String>>(&row, "filter")? {
+        Some(text) => GroupKind::Filter {
+            filter: DeviceFilter::from_text(&text)?,
+        },
+        None => {
+            let rows = sqlx::query(
+                "SELECT device_id FROM group_members WHERE group_id = $1 ORDER BY device_id",
+            )
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+            let members = rows
+                .iter()
+                .map(|r| uuid_text(DeviceId::parse, &get::<String>(r, "device_id")?))
+                .collect::<StoreResult<Vec<_>>>()?;
+            GroupKind::Static { members }
+        }
+    };
+    Ok(Some(Group {
+        id,
+        name: get(&row, "name")?,
+        kind,
+        created_at: time_col(&row, "created_at")?,
+    }))
+}
+
+async fn insert_members(tx: &mut Tx, id: GroupId, devices: &[DeviceId]) -> StoreResult<()> {
+    for d in devices {
+        sqlx::query(
+            "INSERT INTO group_members (group_id, device_id) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(d.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| match backend(e) {
+            StoreError::NotFound(_) => StoreError::NotFound(format!("device {d}")),
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+/// The group to change the members of: `NotFound` if unknown, `Conflict` for a filter group.
+async fn static_group_in(tx: &mut Tx, id: GroupId) -> StoreResult<()> {
+    let sql = format!("SELECT filter FROM device_groups WHERE id = $1{FOR_UPDATE}");
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("group {id}")))?;
+    if get::<Option<String>>(&row, "filter")?.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "group {id} is a filter group; its members follow the filter"
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl GroupStore for Backend {
+    async fn create_group(&self, group: &Group) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let filter = match &group.kind {
+            GroupKind::Filter { filter } => Some(filter.to_text()),
+            GroupKind::Static { .. } => None,
+        };
+        sqlx::query(
+            "INSERT INTO device_groups (id, name, filter, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(group.id.to_string())
+        .bind(group.name.clone())
+        .bind(filter)
+        .bind(to_micros(group.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if let GroupKind::Static { members } = &group.kind {
+            insert_members(&mut tx, group.id, members).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn group(&self, id: GroupId) -> StoreResult<Option<Group>> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        group_in(&mut conn, "id", id.to_string()).await
+    }
+
+    async fn group_by_name(&self, name: &str) -> StoreResult<Option<Group>> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        group_in(&mut conn, "name", name.to_owned()).await
+    }
+
+    async fn list_groups(&self) -> StoreResult<Vec<Group>> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let rows = sqlx::query("SELECT id FROM device_groups ORDER BY name, id")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+        let mut groups = Vec::with_capacity(rows.len());
+        for r in rows {
+            if let Some(g) = group_in(&mut conn, "id", get::<String>(&r, "id")?).await? {
+                groups.push(g);
+            }
+        }
+        Ok(groups)
+    }
+
+    async fn rename_group(&self, id: GroupId, name: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE device_groups SET name = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(name.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("group {id}")));
+        }
+        Ok(())
+    }
+
+    async fn delete_group(&self, id: GroupId) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM group_members WHERE group_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let done = sqlx::query("DELETE FROM device_groups WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("group {id}")));
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn add_group_members(&self, id: GroupId, devices: &[DeviceId]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        static_group_in(&mut tx, id).await?;
+        insert_members(&mut tx, id, devices).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn remove_group_members(&self, id: GroupId, devices: &[DeviceId]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        static_group_in(&mut tx, id).await?;
+        for d in devices {
+            sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND device_id = $2")
+                .bind(id.to_string())
+                .bind(d.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn group_member_ids(
+        &self,
+        id: GroupId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<DeviceId>> {
+        let group = self
+            .group(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("group {id}")))?;
+        match group.kind {
+            GroupKind::Static { members } => Ok(members),
+            GroupKind::Filter { filter } => {
+                let sql = format!("{} ORDER BY id", device_select());
+                let rows = sqlx::query(&sql)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                let tags = group_tags(self).await?;
+                let mut ids = Vec::new();
+                for r in &rows {
+                    let d = row_device(r)?;
+                    let tag = d
+                        .serial
+                        .as_deref()
+                        .and_then(|s| tags.get(&s.to_uppercase()))
+                        .map(String::as_str);
+                    if filter.matches(&d, now, tag) {
+                        ids.push(d.id);
+                    }
+                }
+                Ok(ids)
+            }
+        }
+    }
+}
+
+/// Autopilot group tags by upper-case serial (none until the registry exists).
+async fn group_tags(_store: &Backend) -> StoreResult<std::collections::HashMap<String, String>> {
+    Ok(std::collections::HashMap::new())
 }

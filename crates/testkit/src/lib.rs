@@ -79,6 +79,7 @@ macro_rules! store_conformance_tests {
             audit_is_append_only_and_ordered,
             device_pagination_cursor_is_stable,
             inventory_upsert_keeps_latest_value,
+            groups_static_and_filter_members,
         );
     };
 }

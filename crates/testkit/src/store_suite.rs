@@ -8,7 +8,8 @@ use redeploy_core::audit::{AuditOutcome, NewAuditEvent};
 use redeploy_core::command::{CommandState, DeviceCommand, Verb};
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
-use redeploy_core::ids::{ActionId, CommandId, DeviceId, EnrollmentId, TokenId};
+use redeploy_core::group::{DeviceFilter, Group, GroupKind, TextMatch};
+use redeploy_core::ids::{ActionId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
 use redeploy_core::inventory::InventoryValue;
 use redeploy_core::store::{
     ActionUpdate, AuditQuery, CommandAnswer, DeviceQuery, DeviceSort, SendBatch, SessionStep,
@@ -1093,4 +1094,97 @@ pub async fn inventory_upsert_keeps_latest_value(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_empty());
+}
+
+pub async fn groups_static_and_filter_members(store: Arc<dyn Store>) {
+    let a = enrolled(&store, "lab-a").await;
+    let b = enrolled(&store, "lab-b").await;
+    let c = enrolled(&store, "office-c").await;
+    let mut sorted = vec![a, b];
+    sorted.sort();
+
+    let lab = Group::new_static(GroupId::generate(), "Lab", vec![b, a], T0);
+    store.create_group(&lab).await.unwrap();
+    let back = store.group(lab.id).await.unwrap().unwrap();
+    assert_eq!(
+        back.kind,
+        GroupKind::Static {
+            members: sorted.clone()
+        },
+        "members come back ordered by id"
+    );
+    assert_eq!(
+        store.group_by_name("Lab").await.unwrap().unwrap().id,
+        lab.id
+    );
+    // Names are unique; unknown devices are refused.
+    let dup = Group::new_static(GroupId::generate(), "Lab", vec![], T0);
+    assert!(matches!(
+        store.create_group(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let ghost = Group::new_static(GroupId::generate(), "Ghost", vec![DeviceId::generate()], T0);
+    assert!(matches!(
+        store.create_group(&ghost).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        store.group(ghost.id).await.unwrap().is_none(),
+        "rolled back"
+    );
+
+    store.add_group_members(lab.id, &[c, a]).await.unwrap();
+    assert_eq!(store.group_member_ids(lab.id, T0).await.unwrap().len(), 3);
+    store
+        .remove_group_members(lab.id, &[c, DeviceId::generate()])
+        .await
+        .unwrap();
+    assert_eq!(store.group_member_ids(lab.id, T0).await.unwrap(), sorted);
+    assert!(matches!(
+        store
+            .add_group_members(lab.id, &[DeviceId::generate()])
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let filter = DeviceFilter {
+        name: Some(TextMatch::Prefix("LAB-".into())),
+        ..DeviceFilter::default()
+    };
+    let dynamic = Group::new_filter(GroupId::generate(), "All labs", filter, T0);
+    store.create_group(&dynamic).await.unwrap();
+    assert_eq!(store.group(dynamic.id).await.unwrap().unwrap(), dynamic);
+    assert_eq!(
+        store.group_member_ids(dynamic.id, T0).await.unwrap(),
+        sorted
+    );
+    assert!(matches!(
+        store.add_group_members(dynamic.id, &[c]).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    store.rename_group(lab.id, "Lab 1").await.unwrap();
+    assert!(matches!(
+        store.rename_group(lab.id, "All labs").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let names: Vec<_> = store
+        .list_groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert_eq!(names, ["All labs", "Lab 1"]);
+    store.delete_group(lab.id).await.unwrap();
+    assert!(store.group(lab.id).await.unwrap().is_none());
+    assert!(store.device(a).await.unwrap().is_some(), "devices stay");
+    assert!(matches!(
+        store.delete_group(lab.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.group_member_ids(lab.id, T0).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
