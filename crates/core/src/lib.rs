@@ -5,6 +5,7 @@
 pub mod action;
 pub mod actions;
 pub mod audit;
+pub mod campaign;
 pub mod clock;
 pub mod command;
 pub mod device;

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::action::{Action, ActionState};
+use crate::action::{Action, ActionKind, ActionState};
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::command::DeviceCommand;
 use crate::device::{Device, JoinType};
@@ -514,6 +514,53 @@ pub trait GroupStore: Send + Sync {
     ) -> StoreResult<Vec<DeviceId>>;
 }
 
+/// A later wave of a bulk request, stored until [`crate::campaign::release_due_waves`] requests
+/// its actions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wave {
+    /// The bulk request.
+    pub batch: BatchId,
+    /// Position within the batch (0 is the wave requested at once); unique per batch.
+    pub index: u32,
+    /// What to request.
+    pub kind: ActionKind,
+    /// Who asked for the batch.
+    pub actor: String,
+    /// Devices of this wave, in request order.
+    pub devices: Vec<DeviceId>,
+    /// Not released before this instant.
+    pub due_at: OffsetDateTime,
+    /// When it was released; `None` while waiting.
+    pub released_at: Option<OffsetDateTime>,
+}
+
+/// Scheduled waves of bulk requests and the counts the daily cap needs.
+#[async_trait]
+pub trait WaveStore: Send + Sync {
+    /// Stores a wave; `Conflict` if (batch, index) exists.
+    async fn save_wave(&self, wave: &Wave) -> StoreResult<()>;
+    /// Unreleased waves with `due_at <= now`, by due time, batch, index; at most `limit`.
+    async fn due_waves(&self, now: OffsetDateTime, limit: u32) -> StoreResult<Vec<Wave>>;
+    /// Every wave of a batch by index; empty if none.
+    async fn waves_of_batch(&self, batch: BatchId) -> StoreResult<Vec<Wave>>;
+    /// Marks a wave released at `at`; `NotFound` if unknown, `Conflict` if it already was (so two
+    /// ticks never release a wave twice).
+    async fn mark_wave_released(
+        &self,
+        batch: BatchId,
+        index: u32,
+        at: OffsetDateTime,
+    ) -> StoreResult<()>;
+    /// How many actions of these kinds were created in `[from, to)` and not blocked (blocked
+    /// actions never reach a device).
+    async fn count_actions_created(
+        &self,
+        kinds: &[ActionKind],
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> StoreResult<u64>;
+}
+
 /// Every storage concern; what the server holds as `Arc<dyn Store>`.
 pub trait Store:
     EnrollmentStore
@@ -524,6 +571,7 @@ pub trait Store:
     + AuditLog
     + TokenStore
     + GroupStore
+    + WaveStore
     + Send
     + Sync
 {
@@ -538,6 +586,7 @@ impl<T> Store for T where
         + AuditLog
         + TokenStore
         + GroupStore
+        + WaveStore
         + Send
         + Sync
 {

@@ -19,7 +19,7 @@ use redeploy_core::store::{
     device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, CommandQueue,
     Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, EnrollOutcome, EnrollmentStore,
     GroupStore, InventoryStore, Page, SessionStep, StepOutcome, StoreError, StoreResult,
-    TokenStore, NEVER_SEEN_KEY,
+    TokenStore, Wave, WaveStore, NEVER_SEEN_KEY,
 };
 use sqlx::error::ErrorKind;
 use sqlx::Row;
@@ -1580,4 +1580,141 @@ impl GroupStore for Backend {
 /// Autopilot group tags by upper-case serial (none until the registry exists).
 async fn group_tags(_store: &Backend) -> StoreResult<std::collections::HashMap<String, String>> {
     Ok(std::collections::HashMap::new())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waves
+
+const WAVE_COLS: &str = "batch_id, wave_index, kind, actor, devices, due_at, released_at";
+
+fn row_wave(r: &DbRow) -> StoreResult<Wave> {
+    let devices = get::<String>(r, "devices")?
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| uuid_text(DeviceId::parse, s))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let index = get::<i64>(r, "wave_index")?;
+    Ok(Wave {
+        batch: uuid_text(BatchId::parse, &get::<String>(r, "batch_id")?)?,
+        index: u32::try_from(index)
+            .map_err(|_| StoreError::Corrupt(format!("wave index {index}")))?,
+        kind: ActionKind::from_code(&get::<String>(r, "kind")?)?,
+        actor: get(r, "actor")?,
+        devices,
+        due_at: time_col(r, "due_at")?,
+        released_at: opt_time_col(r, "released_at")?,
+    })
+}
+
+#[async_trait]
+impl WaveStore for Backend {
+    async fn save_wave(&self, wave: &Wave) -> StoreResult<()> {
+        let devices = wave
+            .devices
+            .iter()
+            .map(DeviceId::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "INSERT INTO batch_waves ({WAVE_COLS}) VALUES ({})",
+            placeholders(1, 7)
+        );
+        sqlx::query(&sql)
+            .bind(wave.batch.to_string())
+            .bind(i64::from(wave.index))
+            .bind(wave.kind.code())
+            .bind(wave.actor.clone())
+            .bind(devices)
+            .bind(to_micros(wave.due_at))
+            .bind(micros_opt(wave.released_at))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn due_waves(&self, now: OffsetDateTime, limit: u32) -> StoreResult<Vec<Wave>> {
+        let sql = format!(
+            "SELECT {WAVE_COLS} FROM batch_waves WHERE released_at IS NULL AND due_at <= $1 \
+             ORDER BY due_at, batch_id, wave_index LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(to_micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(row_wave).collect()
+    }
+
+    async fn waves_of_batch(&self, batch: BatchId) -> StoreResult<Vec<Wave>> {
+        let sql =
+            format!("SELECT {WAVE_COLS} FROM batch_waves WHERE batch_id = $1 ORDER BY wave_index");
+        let rows = sqlx::query(&sql)
+            .bind(batch.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(row_wave).collect()
+    }
+
+    async fn mark_wave_released(
+        &self,
+        batch: BatchId,
+        index: u32,
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "SELECT released_at FROM batch_waves WHERE batch_id = $1 AND wave_index = $2{FOR_UPDATE}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(batch.to_string())
+            .bind(i64::from(index))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("wave {index} of batch {batch}")))?;
+        if get::<Option<i64>>(&row, "released_at")?.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "wave {index} of batch {batch} was already released"
+            )));
+        }
+        sqlx::query(
+            "UPDATE batch_waves SET released_at = $3 WHERE batch_id = $1 AND wave_index = $2",
+        )
+        .bind(batch.to_string())
+        .bind(i64::from(index))
+        .bind(to_micros(at))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn count_actions_created(
+        &self,
+        kinds: &[ActionKind],
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        if kinds.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM actions WHERE created_at >= $1 AND created_at < $2 \
+             AND state <> $3 AND kind IN ({})",
+            placeholders(4, kinds.len())
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(to_micros(from))
+            .bind(to_micros(to))
+            .bind(ActionState::Blocked.as_str());
+        for k in kinds {
+            q = q.bind(k.code());
+        }
+        let row = q.fetch_one(&self.pool).await.map_err(backend)?;
+        let n = get::<i64>(&row, "n")?;
+        u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n}")))
+    }
 }

@@ -80,6 +80,7 @@ macro_rules! store_conformance_tests {
             device_pagination_cursor_is_stable,
             inventory_upsert_keeps_latest_value,
             groups_static_and_filter_members,
+            waves_are_due_in_order_and_released_once,
         );
     };
 }

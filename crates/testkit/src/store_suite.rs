@@ -9,11 +9,11 @@ use redeploy_core::command::{CommandState, DeviceCommand, Verb};
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 use redeploy_core::group::{DeviceFilter, Group, GroupKind, TextMatch};
-use redeploy_core::ids::{ActionId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
+use redeploy_core::ids::{ActionId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
 use redeploy_core::inventory::InventoryValue;
 use redeploy_core::store::{
     ActionUpdate, AuditQuery, CommandAnswer, DeviceQuery, DeviceSort, SendBatch, SessionStep,
-    StoreError,
+    StoreError, Wave,
 };
 use redeploy_core::Store;
 use time::macros::datetime;
@@ -1187,4 +1187,74 @@ pub async fn groups_static_and_filter_members(store: Arc<dyn Store>) {
         store.group_member_ids(lab.id, T0).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+pub async fn waves_are_due_in_order_and_released_once(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "wave").await;
+    let batch = BatchId::generate();
+    let other = DeviceId::generate();
+    let wave = |index: u32, due| Wave {
+        batch,
+        index,
+        kind: ActionKind::AutopilotReset,
+        actor: "admin".into(),
+        devices: vec![d, other],
+        due_at: due,
+        released_at: None,
+    };
+    store.save_wave(&wave(2, t(120))).await.unwrap();
+    store.save_wave(&wave(1, t(60))).await.unwrap();
+    assert!(matches!(
+        store.save_wave(&wave(1, t(60))).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.due_waves(t(59), 10).await.unwrap().is_empty());
+    let due = store.due_waves(t(120), 10).await.unwrap();
+    assert_eq!(due, [wave(1, t(60)), wave(2, t(120))]);
+    store.mark_wave_released(batch, 1, t(61)).await.unwrap();
+    assert!(matches!(
+        store.mark_wave_released(batch, 1, t(62)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.mark_wave_released(batch, 9, t(62)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.due_waves(t(500), 10).await.unwrap(),
+        [wave(2, t(120))]
+    );
+    let all = store.waves_of_batch(batch).await.unwrap();
+    assert_eq!(all[0].released_at, Some(t(61)));
+
+    // The daily cap counts erasing actions that were not blocked, inside the window.
+    let mk = |kind, state, at| {
+        let mut a = Action::new(ActionId::generate(), d, kind, "admin", Some(batch), at);
+        a.state = state;
+        a
+    };
+    for a in [
+        mk(ActionKind::AutopilotReset, ActionState::Pending, t(1)),
+        mk(ActionKind::Wipe, ActionState::Done, t(2)),
+        mk(ActionKind::AutopilotReset, ActionState::Blocked, t(3)),
+        mk(ActionKind::Restart, ActionState::Pending, t(4)),
+        mk(ActionKind::AutopilotReset, ActionState::Pending, t(100)),
+    ] {
+        store.create_action(&a, &[]).await.unwrap();
+    }
+    let erasing = [ActionKind::AutopilotReset, ActionKind::Wipe];
+    assert_eq!(
+        store
+            .count_actions_created(&erasing, t(0), t(100))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .count_actions_created(&[], t(0), t(999))
+            .await
+            .unwrap(),
+        0
+    );
 }
