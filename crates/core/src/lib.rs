@@ -15,6 +15,7 @@ pub mod group;
 pub mod ids;
 pub mod inventory;
 pub mod preflight;
+pub mod schedule;
 pub mod session;
 pub mod store;
 
@@ -26,7 +27,9 @@ pub use device::{Device, EnrollmentType, JoinType};
 pub use enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 pub use error::{Error, Result};
 pub use group::{DeviceFilter, Group, GroupKind, TextMatch};
-pub use ids::{ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
+pub use ids::{
+    ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, ScheduleId, TokenId,
+};
 pub use inventory::InventoryValue;
 pub use preflight::{
     preflight, winre_failure_since_last_success, BlockReason, PreflightSettings, Readiness,

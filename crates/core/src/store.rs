@@ -11,8 +11,11 @@ use crate::command::DeviceCommand;
 use crate::device::{Device, JoinType};
 use crate::enrollment::{ApiToken, Enrollment, EnrollmentToken, SecretHash};
 use crate::group::Group;
-use crate::ids::{ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
+use crate::ids::{
+    ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, ScheduleId, TokenId,
+};
 use crate::inventory::InventoryValue;
+use crate::schedule::Schedule;
 
 /// Errors of every storage operation.
 #[derive(Debug, thiserror::Error)]
@@ -561,6 +564,23 @@ pub trait WaveStore: Send + Sync {
     ) -> StoreResult<u64>;
 }
 
+/// Scheduled bulk requests.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Stores a new schedule; `Conflict` if the id or name is taken, `NotFound` for an unknown group.
+    async fn create_schedule(&self, schedule: &Schedule) -> StoreResult<()>;
+    /// The schedule with this id; `None` if unknown.
+    async fn schedule(&self, id: ScheduleId) -> StoreResult<Option<Schedule>>;
+    /// Every schedule, ordered by name.
+    async fn list_schedules(&self) -> StoreResult<Vec<Schedule>>;
+    /// Saves every field; `NotFound` if unknown, `Conflict` if the new name is taken.
+    async fn update_schedule(&self, schedule: &Schedule) -> StoreResult<()>;
+    /// Deletes a schedule; `NotFound` if unknown.
+    async fn delete_schedule(&self, id: ScheduleId) -> StoreResult<()>;
+    /// Enabled schedules with `next_run <= now`, by next_run then id.
+    async fn due_schedules(&self, now: OffsetDateTime) -> StoreResult<Vec<Schedule>>;
+}
+
 /// Every storage concern; what the server holds as `Arc<dyn Store>`.
 pub trait Store:
     EnrollmentStore
@@ -572,6 +592,7 @@ pub trait Store:
     + TokenStore
     + GroupStore
     + WaveStore
+    + ScheduleStore
     + Send
     + Sync
 {
@@ -587,6 +608,7 @@ impl<T> Store for T where
         + TokenStore
         + GroupStore
         + WaveStore
+        + ScheduleStore
         + Send
         + Sync
 {

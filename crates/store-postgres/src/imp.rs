@@ -12,14 +12,17 @@ use redeploy_core::enrollment::{
 };
 use redeploy_core::group::{DeviceFilter, Group, GroupKind};
 use redeploy_core::ids::{
-    ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId,
+    ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, ScheduleId, TokenId,
 };
 use redeploy_core::inventory::InventoryValue;
+use redeploy_core::schedule::{
+    seconds_of_day, time_of_seconds, MaintenanceWindow, Recurrence, Schedule,
+};
 use redeploy_core::store::{
     device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, CommandQueue,
     Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, EnrollOutcome, EnrollmentStore,
-    GroupStore, InventoryStore, Page, SessionStep, StepOutcome, StoreError, StoreResult,
-    TokenStore, Wave, WaveStore, NEVER_SEEN_KEY,
+    GroupStore, InventoryStore, Page, ScheduleStore, SessionStep, StepOutcome, StoreError,
+    StoreResult, TokenStore, Wave, WaveStore, NEVER_SEEN_KEY,
 };
 use sqlx::error::ErrorKind;
 use sqlx::Row;
@@ -1716,5 +1719,150 @@ impl WaveStore for Backend {
         let row = q.fetch_one(&self.pool).await.map_err(backend)?;
         let n = get::<i64>(&row, "n")?;
         u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n}")))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schedules
+
+const SCHEDULE_COLS: &[&str] = &[
+    "id",
+    "name",
+    "group_id",
+    "kind",
+    "tz",
+    "recurrence",
+    "window_start",
+    "window_end",
+    "enabled",
+    "next_run",
+    "last_run",
+];
+
+fn bind_schedule<'q>(q: Q<'q>, s: &Schedule) -> Q<'q> {
+    q.bind(s.id.to_string())
+        .bind(s.name.clone())
+        .bind(s.group.to_string())
+        .bind(s.kind.code())
+        .bind(s.tz.name().to_owned())
+        .bind(s.recurrence.to_text())
+        .bind(s.window.map(|w| seconds_of_day(w.start)))
+        .bind(s.window.map(|w| seconds_of_day(w.end)))
+        .bind(s.enabled)
+        .bind(micros_opt(s.next_run))
+        .bind(micros_opt(s.last_run))
+}
+
+fn row_schedule(r: &DbRow) -> StoreResult<Schedule> {
+    let tz_name = get::<String>(r, "tz")?;
+    let window = match (
+        get::<Option<i64>>(r, "window_start")?,
+        get::<Option<i64>>(r, "window_end")?,
+    ) {
+        (Some(start), Some(end)) => Some(MaintenanceWindow {
+            start: time_of_seconds(start)?,
+            end: time_of_seconds(end)?,
+        }),
+        _ => None,
+    };
+    Ok(Schedule {
+        id: uuid_text(ScheduleId::parse, &get::<String>(r, "id")?)?,
+        name: get(r, "name")?,
+        group: uuid_text(GroupId::parse, &get::<String>(r, "group_id")?)?,
+        kind: ActionKind::from_code(&get::<String>(r, "kind")?)?,
+        tz: tz_name
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("time zone {tz_name:?}")))?,
+        recurrence: Recurrence::from_text(&get::<String>(r, "recurrence")?)?,
+        window,
+        enabled: get(r, "enabled")?,
+        next_run: opt_time_col(r, "next_run")?,
+        last_run: opt_time_col(r, "last_run")?,
+    })
+}
+
+async fn schedules_where(
+    store: &Backend,
+    tail: &str,
+    bind: Option<i64>,
+) -> StoreResult<Vec<Schedule>> {
+    let sql = format!("SELECT {} FROM schedules {tail}", SCHEDULE_COLS.join(", "));
+    let mut q = sqlx::query(&sql);
+    if let Some(b) = bind {
+        q = q.bind(b);
+    }
+    let rows = q.fetch_all(&store.pool).await.map_err(backend)?;
+    rows.iter().map(row_schedule).collect()
+}
+
+#[async_trait]
+impl ScheduleStore for Backend {
+    async fn create_schedule(&self, schedule: &Schedule) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO schedules ({}) VALUES ({})",
+            SCHEDULE_COLS.join(", "),
+            placeholders(1, SCHEDULE_COLS.len())
+        );
+        bind_schedule(sqlx::query(&sql), schedule)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn schedule(&self, id: ScheduleId) -> StoreResult<Option<Schedule>> {
+        let sql = format!(
+            "SELECT {} FROM schedules WHERE id = $1",
+            SCHEDULE_COLS.join(", ")
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(row_schedule).transpose()
+    }
+
+    async fn list_schedules(&self) -> StoreResult<Vec<Schedule>> {
+        schedules_where(self, "ORDER BY name, id", None).await
+    }
+
+    async fn update_schedule(&self, schedule: &Schedule) -> StoreResult<()> {
+        let sets: Vec<String> = SCHEDULE_COLS
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, c)| format!("{c} = ${}", i + 1))
+            .collect();
+        let sql = format!("UPDATE schedules SET {} WHERE id = $1", sets.join(", "));
+        let done = bind_schedule(sqlx::query(&sql), schedule)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("schedule {}", schedule.id)));
+        }
+        Ok(())
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM schedules WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("schedule {id}")));
+        }
+        Ok(())
+    }
+
+    async fn due_schedules(&self, now: OffsetDateTime) -> StoreResult<Vec<Schedule>> {
+        schedules_where(
+            self,
+            "WHERE enabled AND next_run IS NOT NULL AND next_run <= $1 ORDER BY next_run, id",
+            Some(to_micros(now)),
+        )
+        .await
     }
 }

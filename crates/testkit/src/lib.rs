@@ -81,6 +81,7 @@ macro_rules! store_conformance_tests {
             inventory_upsert_keeps_latest_value,
             groups_static_and_filter_members,
             waves_are_due_in_order_and_released_once,
+            schedules_round_trip_and_come_due,
         );
     };
 }

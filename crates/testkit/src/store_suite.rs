@@ -9,15 +9,17 @@ use redeploy_core::command::{CommandState, DeviceCommand, Verb};
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 use redeploy_core::group::{DeviceFilter, Group, GroupKind, TextMatch};
+use redeploy_core::ids::ScheduleId;
 use redeploy_core::ids::{ActionId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
 use redeploy_core::inventory::InventoryValue;
+use redeploy_core::schedule::{MaintenanceWindow, Recurrence, Schedule};
 use redeploy_core::store::{
     ActionUpdate, AuditQuery, CommandAnswer, DeviceQuery, DeviceSort, SendBatch, SessionStep,
     StoreError, Wave,
 };
 use redeploy_core::Store;
-use time::macros::datetime;
-use time::{Duration, OffsetDateTime};
+use time::macros::{datetime, time};
+use time::{Duration, OffsetDateTime, Weekday};
 
 const T0: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
 const STATUS_URI: &str = "./Device/Vendor/MSFT/RemoteWipe/AutomaticRedeployment/Status";
@@ -1257,4 +1259,77 @@ pub async fn waves_are_due_in_order_and_released_once(store: Arc<dyn Store>) {
             .unwrap(),
         0
     );
+}
+
+pub async fn schedules_round_trip_and_come_due(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "sched").await;
+    let group = Group::new_static(GroupId::generate(), "Night lab", vec![d], T0);
+    store.create_group(&group).await.unwrap();
+    let mut night = Schedule {
+        id: ScheduleId::generate(),
+        name: "Nightly".into(),
+        group: group.id,
+        kind: ActionKind::AutopilotReset,
+        tz: "Europe/Berlin".parse().unwrap(),
+        recurrence: Recurrence::Weekly(vec![Weekday::Monday, Weekday::Friday], time!(22:30)),
+        window: Some(MaintenanceWindow {
+            start: time!(22:00),
+            end: time!(6:00),
+        }),
+        enabled: true,
+        next_run: Some(t(60)),
+        last_run: None,
+    };
+    store.create_schedule(&night).await.unwrap();
+    assert_eq!(store.schedule(night.id).await.unwrap().unwrap(), night);
+    let once = Schedule {
+        id: ScheduleId::generate(),
+        name: "Once".into(),
+        recurrence: Recurrence::Once(datetime!(2026-03-01 23:00)),
+        tz: "America/New_York".parse().unwrap(),
+        window: None,
+        next_run: Some(t(30)),
+        ..night.clone()
+    };
+    store.create_schedule(&once).await.unwrap();
+    assert!(matches!(
+        store
+            .create_schedule(&Schedule {
+                id: ScheduleId::generate(),
+                ..once.clone()
+            })
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.due_schedules(t(29)).await.unwrap().is_empty());
+    let due: Vec<_> = store
+        .due_schedules(t(60))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(due, ["Once", "Nightly"]);
+    night.enabled = false;
+    night.last_run = Some(t(60));
+    store.update_schedule(&night).await.unwrap();
+    assert_eq!(store.due_schedules(t(999)).await.unwrap().len(), 1);
+    assert_eq!(store.schedule(night.id).await.unwrap().unwrap(), night);
+    let names: Vec<_> = store
+        .list_schedules()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["Nightly", "Once"]);
+    store.delete_schedule(once.id).await.unwrap();
+    assert!(matches!(
+        store.delete_schedule(once.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.update_schedule(&once).await,
+        Err(StoreError::NotFound(_))
+    ));
 }

@@ -254,3 +254,54 @@ async fn device_list_reports_unknown_ids_and_needs_no_confirmation() {
     assert_eq!(a[0].batch, Some(r.batch_id));
     assert!(store.actions_of_device(ids[2]).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_nightly_schedule_fires_a_batch_and_moves_to_the_next_night() {
+    use redeploy_core::schedule::{fire_due, next_occurrence, Recurrence, Schedule};
+    use redeploy_core::store::ScheduleStore;
+    use redeploy_core::ScheduleId;
+
+    let (store, ids, _dir) = lab(3, 99).await;
+    let settings = ActionSettings::default();
+    let group = Group::new_static(
+        GroupId::generate(),
+        "Night lab",
+        ids.clone(),
+        datetime!(2026-05-01 0:00 UTC),
+    );
+    store.create_group(&group).await.unwrap();
+    let mut s = Schedule {
+        id: ScheduleId::generate(),
+        name: "Nightly".into(),
+        group: group.id,
+        kind: ActionKind::AutopilotReset,
+        tz: chrono_tz::Europe::Berlin,
+        recurrence: Recurrence::Daily(time::macros::time!(22:00)),
+        window: None,
+        enabled: true,
+        next_run: None,
+        last_run: None,
+    };
+    let start = datetime!(2026-05-04 9:00 UTC);
+    s.next_run = next_occurrence(&s, start);
+    assert_eq!(s.next_run, Some(datetime!(2026-05-04 20:00 UTC)));
+    store.create_schedule(&s).await.unwrap();
+
+    let waves = WaveSettings::default();
+    assert!(fire_due(&store, start, &settings, &waves)
+        .await
+        .unwrap()
+        .is_empty());
+    let at = datetime!(2026-05-04 20:00 UTC);
+    let fired = fire_due(&store, at, &settings, &waves).await.unwrap();
+    assert_eq!(fired.len(), 1);
+    let batch = fired[0].1.as_ref().unwrap();
+    assert_eq!(batch.queued(), 3);
+    let after = store.schedule(s.id).await.unwrap().unwrap();
+    assert_eq!(after.last_run, Some(at));
+    assert_eq!(after.next_run, Some(datetime!(2026-05-05 20:00 UTC)));
+    assert!(fire_due(&store, at, &settings, &waves)
+        .await
+        .unwrap()
+        .is_empty());
+}
