@@ -5,6 +5,7 @@
 pub mod action;
 pub mod actions;
 pub mod audit;
+pub mod autopilot;
 pub mod campaign;
 pub mod clock;
 pub mod command;
