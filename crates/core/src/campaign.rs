@@ -176,8 +176,7 @@ async fn resolve(
             Ok((store.group_member_ids(*id, now).await?, Some(group.name)))
         }
         Target::Filter(filter) => {
-            // Group tags come from the Autopilot registry (not stored yet).
-            let tags: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+            let tags = store.autopilot_group_tags().await?;
             let mut query = DeviceQuery {
                 include_unenrolled: true,
                 limit: 500,

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use crate::action::{Action, ActionKind, ActionState};
 use crate::audit::{AuditEvent, NewAuditEvent};
+use crate::autopilot::AutopilotRecord;
 use crate::command::DeviceCommand;
 use crate::device::{Device, JoinType};
 use crate::enrollment::{ApiToken, Enrollment, EnrollmentToken, SecretHash};
@@ -581,6 +582,20 @@ pub trait ScheduleStore: Send + Sync {
     async fn due_schedules(&self, now: OffsetDateTime) -> StoreResult<Vec<Schedule>>;
 }
 
+/// The Autopilot device registry, keyed by serial (case-insensitive).
+#[async_trait]
+pub trait AutopilotRegistry: Send + Sync {
+    /// Inserts or replaces records by serial, atomically. Empty slice: nothing happens.
+    async fn upsert_autopilot(&self, records: &[AutopilotRecord]) -> StoreResult<()>;
+    /// The record for this serial; `None` if not registered.
+    async fn autopilot_record(&self, serial: &str) -> StoreResult<Option<AutopilotRecord>>;
+    /// Every record with the enrolled device of the same serial (the newest enrollment if several),
+    /// ordered by serial.
+    async fn autopilot_records(&self) -> StoreResult<Vec<(AutopilotRecord, Option<DeviceId>)>>;
+    /// Group tags by [`AutopilotRecord::serial_key`] (records without a tag are left out).
+    async fn autopilot_group_tags(&self) -> StoreResult<std::collections::HashMap<String, String>>;
+}
+
 /// Every storage concern; what the server holds as `Arc<dyn Store>`.
 pub trait Store:
     EnrollmentStore
@@ -593,6 +608,7 @@ pub trait Store:
     + GroupStore
     + WaveStore
     + ScheduleStore
+    + AutopilotRegistry
     + Send
     + Sync
 {
@@ -609,6 +625,7 @@ impl<T> Store for T where
         + GroupStore
         + WaveStore
         + ScheduleStore
+        + AutopilotRegistry
         + Send
         + Sync
 {

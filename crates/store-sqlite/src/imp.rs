@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use redeploy_core::action::{Action, ActionKind, ActionState, TimelineEntry};
 use redeploy_core::audit::{AuditEvent, AuditOutcome, NewAuditEvent};
+use redeploy_core::autopilot::AutopilotRecord;
 use redeploy_core::command::{action_after_send, CommandState, DeviceCommand, SentIn, Verb};
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::{
@@ -19,10 +20,10 @@ use redeploy_core::schedule::{
     seconds_of_day, time_of_seconds, MaintenanceWindow, Recurrence, Schedule,
 };
 use redeploy_core::store::{
-    device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, CommandQueue,
-    Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, EnrollOutcome, EnrollmentStore,
-    GroupStore, InventoryStore, Page, ScheduleStore, SessionStep, StepOutcome, StoreError,
-    StoreResult, TokenStore, Wave, WaveStore, NEVER_SEEN_KEY,
+    device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, AutopilotRegistry,
+    CommandQueue, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, EnrollOutcome,
+    EnrollmentStore, GroupStore, InventoryStore, Page, ScheduleStore, SessionStep, StepOutcome,
+    StoreError, StoreResult, TokenStore, Wave, WaveStore, NEVER_SEEN_KEY,
 };
 use sqlx::error::ErrorKind;
 use sqlx::Row;
@@ -1580,9 +1581,22 @@ impl GroupStore for Backend {
     }
 }
 
-/// Autopilot group tags by upper-case serial (none until the registry exists).
-async fn group_tags(_store: &Backend) -> StoreResult<std::collections::HashMap<String, String>> {
-    Ok(std::collections::HashMap::new())
+/// Autopilot group tags by upper-case serial.
+async fn group_tags(store: &Backend) -> StoreResult<std::collections::HashMap<String, String>> {
+    let rows = sqlx::query(
+        "SELECT serial_key, group_tag FROM autopilot_devices WHERE group_tag IS NOT NULL",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .map_err(backend)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                get::<String>(r, "serial_key")?,
+                get::<String>(r, "group_tag")?,
+            ))
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1864,5 +1878,96 @@ impl ScheduleStore for Backend {
             Some(to_micros(now)),
         )
         .await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Autopilot registry
+
+const AUTOPILOT_COLS: &str =
+    "serial_key, serial, product_id, hardware_hash, group_tag, assigned_user";
+
+fn row_autopilot(r: &DbRow) -> StoreResult<AutopilotRecord> {
+    Ok(AutopilotRecord {
+        serial: get(r, "serial")?,
+        product_id: get(r, "product_id")?,
+        hardware_hash: get(r, "hardware_hash")?,
+        group_tag: get(r, "group_tag")?,
+        assigned_user: get(r, "assigned_user")?,
+    })
+}
+
+#[async_trait]
+impl AutopilotRegistry for Backend {
+    async fn upsert_autopilot(&self, records: &[AutopilotRecord]) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "INSERT INTO autopilot_devices ({AUTOPILOT_COLS}) VALUES ({}) \
+             ON CONFLICT (serial_key) DO UPDATE SET serial = excluded.serial, \
+             product_id = excluded.product_id, hardware_hash = excluded.hardware_hash, \
+             group_tag = excluded.group_tag, assigned_user = excluded.assigned_user",
+            placeholders(1, 6)
+        );
+        for r in records {
+            sqlx::query(&sql)
+                .bind(AutopilotRecord::serial_key(&r.serial))
+                .bind(r.serial.clone())
+                .bind(r.product_id.clone())
+                .bind(r.hardware_hash.clone())
+                .bind(r.group_tag.clone())
+                .bind(r.assigned_user.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn autopilot_record(&self, serial: &str) -> StoreResult<Option<AutopilotRecord>> {
+        let sql = format!("SELECT {AUTOPILOT_COLS} FROM autopilot_devices WHERE serial_key = $1");
+        let row = sqlx::query(&sql)
+            .bind(AutopilotRecord::serial_key(serial))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(row_autopilot).transpose()
+    }
+
+    async fn autopilot_records(&self) -> StoreResult<Vec<(AutopilotRecord, Option<DeviceId>)>> {
+        let sql = format!("SELECT {AUTOPILOT_COLS} FROM autopilot_devices ORDER BY serial_key");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let links = sqlx::query(
+            "SELECT id, serial FROM devices WHERE serial IS NOT NULL ORDER BY enrolled_at",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut by_serial = std::collections::HashMap::new();
+        for l in &links {
+            // Later enrollments overwrite earlier ones: the newest device wins.
+            by_serial.insert(
+                AutopilotRecord::serial_key(&get::<String>(l, "serial")?),
+                uuid_text(DeviceId::parse, &get::<String>(l, "id")?)?,
+            );
+        }
+        rows.iter()
+            .map(|r| {
+                let rec = row_autopilot(r)?;
+                let device = by_serial
+                    .get(&AutopilotRecord::serial_key(&rec.serial))
+                    .copied();
+                Ok((rec, device))
+            })
+            .collect()
+    }
+
+    async fn autopilot_group_tags(&self) -> StoreResult<std::collections::HashMap<String, String>> {
+        group_tags(self).await
     }
 }

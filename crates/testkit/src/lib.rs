@@ -82,6 +82,7 @@ macro_rules! store_conformance_tests {
             groups_static_and_filter_members,
             waves_are_due_in_order_and_released_once,
             schedules_round_trip_and_come_due,
+            autopilot_registry_upserts_links_and_tags_filters,
         );
     };
 }

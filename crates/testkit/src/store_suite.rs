@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use redeploy_core::action::{Action, ActionKind, ActionState};
 use redeploy_core::audit::{AuditOutcome, NewAuditEvent};
+use redeploy_core::autopilot::AutopilotRecord;
 use redeploy_core::command::{CommandState, DeviceCommand, Verb};
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
@@ -1332,4 +1333,70 @@ pub async fn schedules_round_trip_and_come_due(store: Arc<dyn Store>) {
         store.update_schedule(&once).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+pub async fn autopilot_registry_upserts_links_and_tags_filters(store: Arc<dyn Store>) {
+    let rec = |serial: &str, tag: Option<&str>| AutopilotRecord {
+        serial: serial.into(),
+        product_id: None,
+        hardware_hash: "QUJD".into(),
+        group_tag: tag.map(str::to_owned),
+        assigned_user: None,
+    };
+    store
+        .upsert_autopilot(&[
+            rec("SN-1", Some("Lab")),
+            rec("SN-2", None),
+            rec("SN-3", Some("Office")),
+        ])
+        .await
+        .unwrap();
+    store.upsert_autopilot(&[]).await.unwrap();
+    // Upsert by serial, case-insensitively.
+    store
+        .upsert_autopilot(&[rec("sn-2", Some("Lab"))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.autopilot_record("SN-2").await.unwrap().unwrap(),
+        rec("sn-2", Some("Lab"))
+    );
+    assert!(store.autopilot_record("SN-9").await.unwrap().is_none());
+
+    let a = enrolled(&store, "ap-a").await;
+    let b = enrolled(&store, "ap-b").await;
+    for (id, serial) in [(a, "sn-1"), (b, "SN-3")] {
+        let mut d = store.device(id).await.unwrap().unwrap();
+        d.serial = Some(serial.into());
+        store.update_device(&d).await.unwrap();
+    }
+    let links: Vec<_> = store
+        .autopilot_records()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(r, d)| (r.serial, d))
+        .collect();
+    assert_eq!(
+        links,
+        [
+            ("SN-1".to_owned(), Some(a)),
+            ("sn-2".to_owned(), None),
+            ("SN-3".to_owned(), Some(b))
+        ]
+    );
+    let tags = store.autopilot_group_tags().await.unwrap();
+    assert_eq!(tags.get("SN-1").map(String::as_str), Some("Lab"));
+
+    let lab = Group::new_filter(
+        GroupId::generate(),
+        "Lab tag",
+        DeviceFilter {
+            group_tag: Some("lab".into()),
+            ..DeviceFilter::default()
+        },
+        T0,
+    );
+    store.create_group(&lab).await.unwrap();
+    assert_eq!(store.group_member_ids(lab.id, T0).await.unwrap(), [a]);
 }
