@@ -305,3 +305,46 @@ async fn a_nightly_schedule_fires_a_batch_and_moves_to_the_next_night() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn filter_target_uses_names_and_autopilot_group_tags() {
+    use redeploy_core::autopilot::parse_autopilot_csv;
+    use redeploy_core::group::{DeviceFilter, TextMatch};
+    use redeploy_core::store::{AutopilotRegistry, DeviceStore};
+
+    let (store, ids, _dir) = lab(4, 99).await;
+    for (i, id) in ids.iter().enumerate() {
+        let mut d = store.device(*id).await.unwrap().unwrap();
+        d.serial = Some(format!("SN-{i}"));
+        store.update_device(&d).await.unwrap();
+    }
+    let csv = "Device Serial Number,Windows Product ID,Hardware Hash,Group Tag\n\
+               SN-0,,QUJD,Lab\nSN-1,,QUJD,Office\nsn-2,,QUJD,lab\n";
+    let import = parse_autopilot_csv(csv.as_bytes());
+    assert!(import.errors.is_empty());
+    let records: Vec<_> = import.records.into_iter().map(|(_, r)| r).collect();
+    store.upsert_autopilot(&records).await.unwrap();
+
+    let now = datetime!(2026-05-04 9:00 UTC);
+    let target = Target::Filter(DeviceFilter {
+        name: Some(TextMatch::Prefix("lab-".into())),
+        group_tag: Some("LAB".into()),
+        ..DeviceFilter::default()
+    });
+    let p = plan(
+        &store,
+        &target,
+        ActionKind::AutopilotReset,
+        now,
+        &ActionSettings::default(),
+    )
+    .await
+    .unwrap();
+    let mut expected = vec![ids[0], ids[2]];
+    expected.sort();
+    assert_eq!(
+        p.items.iter().map(|i| i.device_id).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(p.would_queue(), 2);
+}
