@@ -13,7 +13,7 @@ use crate::command::{
     AUTOPILOT_STATUS_URI, LOCAL_RESET_POLICY_URI,
 };
 use crate::device::Device;
-use crate::ids::{ActionId, CommandId, DeviceId};
+use crate::ids::{ActionId, BatchId, CommandId, DeviceId};
 use crate::preflight::{preflight, BlockReason, PreflightSettings};
 use crate::session::SessionError;
 use crate::store::Store;
@@ -141,13 +141,18 @@ pub async fn request(
     now: OffsetDateTime,
     settings: &ActionSettings,
 ) -> Result<Action, SessionError> {
-    let device = store
-        .device(device_id)
-        .await?
-        .ok_or(SessionError::DeviceNotFound(device_id))?;
-    let existing = store.actions_of_device(device_id).await?;
-    let mut action = Action::new(ActionId::generate(), device_id, kind, actor, None, now);
+    request_in_batch(store, device_id, kind, actor, now, settings, None).await
+}
 
+/// Why `kind` would be blocked on `device` given its `existing` actions (empty: it would be
+/// queued), and the not-yet-sent resets it would supersede.
+fn assess_with(
+    device: &Device,
+    existing: &[Action],
+    kind: ActionKind,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+) -> (Vec<BlockReason>, Vec<Action>) {
     // Superseded resets go first, so that they no longer count as active.
     let mut superseded = Vec::new();
     if supersedes_resets(kind) {
@@ -167,11 +172,11 @@ pub async fn request(
 
     let reasons: Vec<BlockReason> = if kind.is_autopilot_reset() {
         preflight(
-            &device,
+            device,
             now,
             &settings.preflight,
             active_reset,
-            crate::preflight::winre_failure_since_last_success(&existing),
+            crate::preflight::winre_failure_since_last_success(existing),
         )
         .reasons
     } else {
@@ -184,6 +189,47 @@ pub async fn request(
         }
         r
     };
+    (reasons, superseded)
+}
+
+/// What [`request`] would decide for `kind` on a device, without changing anything: `None` for
+/// an unknown device, otherwise the block reasons (empty: it would be queued).
+pub async fn assess(
+    store: &dyn Store,
+    device_id: DeviceId,
+    kind: ActionKind,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+) -> Result<Option<Vec<BlockReason>>, SessionError> {
+    let Some(device) = store.device(device_id).await? else {
+        return Ok(None);
+    };
+    let existing = store.actions_of_device(device_id).await?;
+    Ok(Some(assess_with(&device, &existing, kind, now, settings).0))
+}
+
+/// Whether `kind` erases the device (Autopilot Reset or a wipe): what the daily cap counts.
+pub fn is_erasing(kind: ActionKind) -> bool {
+    is_reset_kind(kind)
+}
+
+/// [`request`] as part of a bulk request: the action carries `batch` (and so does its audit event).
+pub async fn request_in_batch(
+    store: &dyn Store,
+    device_id: DeviceId,
+    kind: ActionKind,
+    actor: &str,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+    batch: Option<BatchId>,
+) -> Result<Action, SessionError> {
+    let device = store
+        .device(device_id)
+        .await?
+        .ok_or(SessionError::DeviceNotFound(device_id))?;
+    let existing = store.actions_of_device(device_id).await?;
+    let mut action = Action::new(ActionId::generate(), device_id, kind, actor, batch, now);
+    let (reasons, superseded) = assess_with(&device, &existing, kind, now, settings);
 
     let commands = if reasons.is_empty() {
         action.transition(ActionState::Pending, now, Some("queued"))?;
@@ -219,7 +265,7 @@ pub async fn request(
             actor: actor.to_owned(),
             action: "action.create".to_owned(),
             targets: vec![device_id],
-            batch: None,
+            batch,
             outcome: if action.state == ActionState::Blocked {
                 AuditOutcome::Refused
             } else {

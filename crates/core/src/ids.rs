@@ -88,6 +88,12 @@ uuid_id!(
     "batch id"
 );
 
+uuid_id!(
+    /// A recurring or one-off scheduled bulk request.
+    ScheduleId,
+    "schedule id"
+);
+
 /// Position of an audit event in the append-only log; assigned by the store, increasing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AuditId(i64);

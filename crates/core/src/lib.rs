@@ -5,14 +5,18 @@
 pub mod action;
 pub mod actions;
 pub mod audit;
+pub mod autopilot;
+pub mod campaign;
 pub mod clock;
 pub mod command;
 pub mod device;
 pub mod enrollment;
 pub mod error;
+pub mod group;
 pub mod ids;
 pub mod inventory;
 pub mod preflight;
+pub mod schedule;
 pub mod session;
 pub mod store;
 
@@ -23,7 +27,10 @@ pub use command::{CommandState, DeviceCommand, Resend, SentIn, Verb};
 pub use device::{Device, EnrollmentType, JoinType};
 pub use enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 pub use error::{Error, Result};
-pub use ids::{ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
+pub use group::{DeviceFilter, Group, GroupKind, TextMatch};
+pub use ids::{
+    ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, ScheduleId, TokenId,
+};
 pub use inventory::InventoryValue;
 pub use preflight::{
     preflight, winre_failure_since_last_success, BlockReason, PreflightSettings, Readiness,

@@ -5,13 +5,18 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::action::{Action, ActionState};
+use crate::action::{Action, ActionKind, ActionState};
 use crate::audit::{AuditEvent, NewAuditEvent};
+use crate::autopilot::AutopilotRecord;
 use crate::command::DeviceCommand;
 use crate::device::{Device, JoinType};
 use crate::enrollment::{ApiToken, Enrollment, EnrollmentToken, SecretHash};
-use crate::ids::{ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, TokenId};
+use crate::group::Group;
+use crate::ids::{
+    ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, ScheduleId, TokenId,
+};
 use crate::inventory::InventoryValue;
+use crate::schedule::Schedule;
 
 /// Errors of every storage operation.
 #[derive(Debug, thiserror::Error)]
@@ -481,6 +486,116 @@ pub trait TokenStore: Send + Sync {
     async fn revoke_api_token(&self, id: TokenId, at: OffsetDateTime) -> StoreResult<()>;
 }
 
+/// Device groups (static member lists and filters).
+#[async_trait]
+pub trait GroupStore: Send + Sync {
+    /// Stores a new group (with its static members). `Conflict` if the id or name is taken,
+    /// `NotFound` if a static member is an unknown device.
+    async fn create_group(&self, group: &Group) -> StoreResult<()>;
+    /// The group with this id (static members ordered by device id); `None` if unknown.
+    async fn group(&self, id: GroupId) -> StoreResult<Option<Group>>;
+    /// The group with this exact name; `None` if none.
+    async fn group_by_name(&self, name: &str) -> StoreResult<Option<Group>>;
+    /// Every group, ordered by name.
+    async fn list_groups(&self) -> StoreResult<Vec<Group>>;
+    /// Renames a group; `NotFound` if unknown, `Conflict` if the name is taken.
+    async fn rename_group(&self, id: GroupId, name: &str) -> StoreResult<()>;
+    /// Deletes a group (never its devices); `NotFound` if unknown.
+    async fn delete_group(&self, id: GroupId) -> StoreResult<()>;
+    /// Adds devices to a static group (already-members are ignored). `NotFound` for an unknown
+    /// group or device, `Conflict` for a filter group.
+    async fn add_group_members(&self, id: GroupId, devices: &[DeviceId]) -> StoreResult<()>;
+    /// Removes devices from a static group (non-members are ignored). `NotFound` for an unknown
+    /// group, `Conflict` for a filter group.
+    async fn remove_group_members(&self, id: GroupId, devices: &[DeviceId]) -> StoreResult<()>;
+    /// The resolved members at `now`, ordered by device id: the static members, or every device
+    /// matching the filter ([`crate::group::DeviceFilter::matches`], group tag from the Autopilot
+    /// registry by serial). `NotFound` if the group is unknown.
+    async fn group_member_ids(
+        &self,
+        id: GroupId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<DeviceId>>;
+}
+
+/// A later wave of a bulk request, stored until [`crate::campaign::release_due_waves`] requests
+/// its actions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wave {
+    /// The bulk request.
+    pub batch: BatchId,
+    /// Position within the batch (0 is the wave requested at once); unique per batch.
+    pub index: u32,
+    /// What to request.
+    pub kind: ActionKind,
+    /// Who asked for the batch.
+    pub actor: String,
+    /// Devices of this wave, in request order.
+    pub devices: Vec<DeviceId>,
+    /// Not released before this instant.
+    pub due_at: OffsetDateTime,
+    /// When it was released; `None` while waiting.
+    pub released_at: Option<OffsetDateTime>,
+}
+
+/// Scheduled waves of bulk requests and the counts the daily cap needs.
+#[async_trait]
+pub trait WaveStore: Send + Sync {
+    /// Stores a wave; `Conflict` if (batch, index) exists.
+    async fn save_wave(&self, wave: &Wave) -> StoreResult<()>;
+    /// Unreleased waves with `due_at <= now`, by due time, batch, index; at most `limit`.
+    async fn due_waves(&self, now: OffsetDateTime, limit: u32) -> StoreResult<Vec<Wave>>;
+    /// Every wave of a batch by index; empty if none.
+    async fn waves_of_batch(&self, batch: BatchId) -> StoreResult<Vec<Wave>>;
+    /// Marks a wave released at `at`; `NotFound` if unknown, `Conflict` if it already was (so two
+    /// ticks never release a wave twice).
+    async fn mark_wave_released(
+        &self,
+        batch: BatchId,
+        index: u32,
+        at: OffsetDateTime,
+    ) -> StoreResult<()>;
+    /// How many actions of these kinds were created in `[from, to)` and not blocked (blocked
+    /// actions never reach a device).
+    async fn count_actions_created(
+        &self,
+        kinds: &[ActionKind],
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> StoreResult<u64>;
+}
+
+/// Scheduled bulk requests.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Stores a new schedule; `Conflict` if the id or name is taken, `NotFound` for an unknown group.
+    async fn create_schedule(&self, schedule: &Schedule) -> StoreResult<()>;
+    /// The schedule with this id; `None` if unknown.
+    async fn schedule(&self, id: ScheduleId) -> StoreResult<Option<Schedule>>;
+    /// Every schedule, ordered by name.
+    async fn list_schedules(&self) -> StoreResult<Vec<Schedule>>;
+    /// Saves every field; `NotFound` if unknown, `Conflict` if the new name is taken.
+    async fn update_schedule(&self, schedule: &Schedule) -> StoreResult<()>;
+    /// Deletes a schedule; `NotFound` if unknown.
+    async fn delete_schedule(&self, id: ScheduleId) -> StoreResult<()>;
+    /// Enabled schedules with `next_run <= now`, by next_run then id.
+    async fn due_schedules(&self, now: OffsetDateTime) -> StoreResult<Vec<Schedule>>;
+}
+
+/// The Autopilot device registry, keyed by serial (case-insensitive).
+#[async_trait]
+pub trait AutopilotRegistry: Send + Sync {
+    /// Inserts or replaces records by serial, atomically. Empty slice: nothing happens.
+    async fn upsert_autopilot(&self, records: &[AutopilotRecord]) -> StoreResult<()>;
+    /// The record for this serial; `None` if not registered.
+    async fn autopilot_record(&self, serial: &str) -> StoreResult<Option<AutopilotRecord>>;
+    /// Every record with the enrolled device of the same serial (the newest enrollment if several),
+    /// ordered by serial.
+    async fn autopilot_records(&self) -> StoreResult<Vec<(AutopilotRecord, Option<DeviceId>)>>;
+    /// Group tags by [`AutopilotRecord::serial_key`] (records without a tag are left out).
+    async fn autopilot_group_tags(&self) -> StoreResult<std::collections::HashMap<String, String>>;
+}
+
 /// Every storage concern; what the server holds as `Arc<dyn Store>`.
 pub trait Store:
     EnrollmentStore
@@ -490,6 +605,10 @@ pub trait Store:
     + ActionStore
     + AuditLog
     + TokenStore
+    + GroupStore
+    + WaveStore
+    + ScheduleStore
+    + AutopilotRegistry
     + Send
     + Sync
 {
@@ -503,6 +622,10 @@ impl<T> Store for T where
         + ActionStore
         + AuditLog
         + TokenStore
+        + GroupStore
+        + WaveStore
+        + ScheduleStore
+        + AutopilotRegistry
         + Send
         + Sync
 {

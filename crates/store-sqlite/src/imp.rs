@@ -5,18 +5,25 @@
 use async_trait::async_trait;
 use redeploy_core::action::{Action, ActionKind, ActionState, TimelineEntry};
 use redeploy_core::audit::{AuditEvent, AuditOutcome, NewAuditEvent};
+use redeploy_core::autopilot::AutopilotRecord;
 use redeploy_core::command::{action_after_send, CommandState, DeviceCommand, SentIn, Verb};
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::{
     ApiToken, Enrollment, EnrollmentToken, Role, SecretHash, TokenRefusal,
 };
-use redeploy_core::ids::{ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, TokenId};
+use redeploy_core::group::{DeviceFilter, Group, GroupKind};
+use redeploy_core::ids::{
+    ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, ScheduleId, TokenId,
+};
 use redeploy_core::inventory::InventoryValue;
+use redeploy_core::schedule::{
+    seconds_of_day, time_of_seconds, MaintenanceWindow, Recurrence, Schedule,
+};
 use redeploy_core::store::{
-    device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, CommandQueue,
-    Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, EnrollOutcome, EnrollmentStore,
-    InventoryStore, Page, SessionStep, StepOutcome, StoreError, StoreResult, TokenStore,
-    NEVER_SEEN_KEY,
+    device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, AutopilotRegistry,
+    CommandQueue, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, EnrollOutcome,
+    EnrollmentStore, GroupStore, InventoryStore, Page, ScheduleStore, SessionStep, StepOutcome,
+    StoreError, StoreResult, TokenStore, Wave, WaveStore, NEVER_SEEN_KEY,
 };
 use sqlx::error::ErrorKind;
 use sqlx::Row;
@@ -1354,5 +1361,613 @@ impl TokenStore for Backend {
             return Err(StoreError::NotFound(format!("api token {id}")));
         }
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Groups
+
+async fn group_in(
+    conn: &mut <super::Db as sqlx::Database>::Connection,
+    col: &str,
+    value: String,
+) -> StoreResult<Option<Group>> {
+    let sql = format!("SELECT id, name, filter, created_at FROM device_groups WHERE {col} = $1");
+    let Some(row) = sqlx::query(&sql)
+        .bind(value)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?
+    else {
+        return Ok(None);
+    };
+    let id = uuid_text(GroupId::parse, &get::<String>(&row, "id")?)?;
+    let kind = match get::<Option<String>>(&row, "filter")? {
+        Some(text) => GroupKind::Filter {
+            filter: DeviceFilter::from_text(&text)?,
+        },
+        None => {
+            let rows = sqlx::query(
+                "SELECT device_id FROM group_members WHERE group_id = $1 ORDER BY device_id",
+            )
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+            let members = rows
+                .iter()
+                .map(|r| uuid_text(DeviceId::parse, &get::<String>(r, "device_id")?))
+                .collect::<StoreResult<Vec<_>>>()?;
+            GroupKind::Static { members }
+        }
+    };
+    Ok(Some(Group {
+        id,
+        name: get(&row, "name")?,
+        kind,
+        created_at: time_col(&row, "created_at")?,
+    }))
+}
+
+async fn insert_members(tx: &mut Tx, id: GroupId, devices: &[DeviceId]) -> StoreResult<()> {
+    for d in devices {
+        sqlx::query(
+            "INSERT INTO group_members (group_id, device_id) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(d.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| match backend(e) {
+            StoreError::NotFound(_) => StoreError::NotFound(format!("device {d}")),
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+/// The group to change the members of: `NotFound` if unknown, `Conflict` for a filter group.
+async fn static_group_in(tx: &mut Tx, id: GroupId) -> StoreResult<()> {
+    let sql = format!("SELECT filter FROM device_groups WHERE id = $1{FOR_UPDATE}");
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("group {id}")))?;
+    if get::<Option<String>>(&row, "filter")?.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "group {id} is a filter group; its members follow the filter"
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl GroupStore for Backend {
+    async fn create_group(&self, group: &Group) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let filter = match &group.kind {
+            GroupKind::Filter { filter } => Some(filter.to_text()),
+            GroupKind::Static { .. } => None,
+        };
+        sqlx::query(
+            "INSERT INTO device_groups (id, name, filter, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(group.id.to_string())
+        .bind(group.name.clone())
+        .bind(filter)
+        .bind(to_micros(group.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if let GroupKind::Static { members } = &group.kind {
+            insert_members(&mut tx, group.id, members).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn group(&self, id: GroupId) -> StoreResult<Option<Group>> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        group_in(&mut conn, "id", id.to_string()).await
+    }
+
+    async fn group_by_name(&self, name: &str) -> StoreResult<Option<Group>> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        group_in(&mut conn, "name", name.to_owned()).await
+    }
+
+    async fn list_groups(&self) -> StoreResult<Vec<Group>> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let rows = sqlx::query("SELECT id FROM device_groups ORDER BY name, id")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+        let mut groups = Vec::with_capacity(rows.len());
+        for r in rows {
+            if let Some(g) = group_in(&mut conn, "id", get::<String>(&r, "id")?).await? {
+                groups.push(g);
+            }
+        }
+        Ok(groups)
+    }
+
+    async fn rename_group(&self, id: GroupId, name: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE device_groups SET name = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(name.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("group {id}")));
+        }
+        Ok(())
+    }
+
+    async fn delete_group(&self, id: GroupId) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM group_members WHERE group_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let done = sqlx::query("DELETE FROM device_groups WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("group {id}")));
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn add_group_members(&self, id: GroupId, devices: &[DeviceId]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        static_group_in(&mut tx, id).await?;
+        insert_members(&mut tx, id, devices).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn remove_group_members(&self, id: GroupId, devices: &[DeviceId]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        static_group_in(&mut tx, id).await?;
+        for d in devices {
+            sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND device_id = $2")
+                .bind(id.to_string())
+                .bind(d.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn group_member_ids(
+        &self,
+        id: GroupId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<DeviceId>> {
+        let group = self
+            .group(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("group {id}")))?;
+        match group.kind {
+            GroupKind::Static { members } => Ok(members),
+            GroupKind::Filter { filter } => {
+                let sql = format!("{} ORDER BY id", device_select());
+                let rows = sqlx::query(&sql)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                let tags = group_tags(self).await?;
+                let mut ids = Vec::new();
+                for r in &rows {
+                    let d = row_device(r)?;
+                    let tag = d
+                        .serial
+                        .as_deref()
+                        .and_then(|s| tags.get(&s.to_uppercase()))
+                        .map(String::as_str);
+                    if filter.matches(&d, now, tag) {
+                        ids.push(d.id);
+                    }
+                }
+                Ok(ids)
+            }
+        }
+    }
+}
+
+/// Autopilot group tags by upper-case serial.
+async fn group_tags(store: &Backend) -> StoreResult<std::collections::HashMap<String, String>> {
+    let rows = sqlx::query(
+        "SELECT serial_key, group_tag FROM autopilot_devices WHERE group_tag IS NOT NULL",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .map_err(backend)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                get::<String>(r, "serial_key")?,
+                get::<String>(r, "group_tag")?,
+            ))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waves
+
+const WAVE_COLS: &str = "batch_id, wave_index, kind, actor, devices, due_at, released_at";
+
+fn row_wave(r: &DbRow) -> StoreResult<Wave> {
+    let devices = get::<String>(r, "devices")?
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| uuid_text(DeviceId::parse, s))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let index = get::<i64>(r, "wave_index")?;
+    Ok(Wave {
+        batch: uuid_text(BatchId::parse, &get::<String>(r, "batch_id")?)?,
+        index: u32::try_from(index)
+            .map_err(|_| StoreError::Corrupt(format!("wave index {index}")))?,
+        kind: ActionKind::from_code(&get::<String>(r, "kind")?)?,
+        actor: get(r, "actor")?,
+        devices,
+        due_at: time_col(r, "due_at")?,
+        released_at: opt_time_col(r, "released_at")?,
+    })
+}
+
+#[async_trait]
+impl WaveStore for Backend {
+    async fn save_wave(&self, wave: &Wave) -> StoreResult<()> {
+        let devices = wave
+            .devices
+            .iter()
+            .map(DeviceId::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "INSERT INTO batch_waves ({WAVE_COLS}) VALUES ({})",
+            placeholders(1, 7)
+        );
+        sqlx::query(&sql)
+            .bind(wave.batch.to_string())
+            .bind(i64::from(wave.index))
+            .bind(wave.kind.code())
+            .bind(wave.actor.clone())
+            .bind(devices)
+            .bind(to_micros(wave.due_at))
+            .bind(micros_opt(wave.released_at))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn due_waves(&self, now: OffsetDateTime, limit: u32) -> StoreResult<Vec<Wave>> {
+        let sql = format!(
+            "SELECT {WAVE_COLS} FROM batch_waves WHERE released_at IS NULL AND due_at <= $1 \
+             ORDER BY due_at, batch_id, wave_index LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(to_micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(row_wave).collect()
+    }
+
+    async fn waves_of_batch(&self, batch: BatchId) -> StoreResult<Vec<Wave>> {
+        let sql =
+            format!("SELECT {WAVE_COLS} FROM batch_waves WHERE batch_id = $1 ORDER BY wave_index");
+        let rows = sqlx::query(&sql)
+            .bind(batch.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(row_wave).collect()
+    }
+
+    async fn mark_wave_released(
+        &self,
+        batch: BatchId,
+        index: u32,
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "SELECT released_at FROM batch_waves WHERE batch_id = $1 AND wave_index = $2{FOR_UPDATE}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(batch.to_string())
+            .bind(i64::from(index))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("wave {index} of batch {batch}")))?;
+        if get::<Option<i64>>(&row, "released_at")?.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "wave {index} of batch {batch} was already released"
+            )));
+        }
+        sqlx::query(
+            "UPDATE batch_waves SET released_at = $3 WHERE batch_id = $1 AND wave_index = $2",
+        )
+        .bind(batch.to_string())
+        .bind(i64::from(index))
+        .bind(to_micros(at))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn count_actions_created(
+        &self,
+        kinds: &[ActionKind],
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        if kinds.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM actions WHERE created_at >= $1 AND created_at < $2 \
+             AND state <> $3 AND kind IN ({})",
+            placeholders(4, kinds.len())
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(to_micros(from))
+            .bind(to_micros(to))
+            .bind(ActionState::Blocked.as_str());
+        for k in kinds {
+            q = q.bind(k.code());
+        }
+        let row = q.fetch_one(&self.pool).await.map_err(backend)?;
+        let n = get::<i64>(&row, "n")?;
+        u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n}")))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schedules
+
+const SCHEDULE_COLS: &[&str] = &[
+    "id",
+    "name",
+    "group_id",
+    "kind",
+    "tz",
+    "recurrence",
+    "window_start",
+    "window_end",
+    "enabled",
+    "next_run",
+    "last_run",
+];
+
+fn bind_schedule<'q>(q: Q<'q>, s: &Schedule) -> Q<'q> {
+    q.bind(s.id.to_string())
+        .bind(s.name.clone())
+        .bind(s.group.to_string())
+        .bind(s.kind.code())
+        .bind(s.tz.name().to_owned())
+        .bind(s.recurrence.to_text())
+        .bind(s.window.map(|w| seconds_of_day(w.start)))
+        .bind(s.window.map(|w| seconds_of_day(w.end)))
+        .bind(s.enabled)
+        .bind(micros_opt(s.next_run))
+        .bind(micros_opt(s.last_run))
+}
+
+fn row_schedule(r: &DbRow) -> StoreResult<Schedule> {
+    let tz_name = get::<String>(r, "tz")?;
+    let window = match (
+        get::<Option<i64>>(r, "window_start")?,
+        get::<Option<i64>>(r, "window_end")?,
+    ) {
+        (Some(start), Some(end)) => Some(MaintenanceWindow {
+            start: time_of_seconds(start)?,
+            end: time_of_seconds(end)?,
+        }),
+        _ => None,
+    };
+    Ok(Schedule {
+        id: uuid_text(ScheduleId::parse, &get::<String>(r, "id")?)?,
+        name: get(r, "name")?,
+        group: uuid_text(GroupId::parse, &get::<String>(r, "group_id")?)?,
+        kind: ActionKind::from_code(&get::<String>(r, "kind")?)?,
+        tz: tz_name
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("time zone {tz_name:?}")))?,
+        recurrence: Recurrence::from_text(&get::<String>(r, "recurrence")?)?,
+        window,
+        enabled: get(r, "enabled")?,
+        next_run: opt_time_col(r, "next_run")?,
+        last_run: opt_time_col(r, "last_run")?,
+    })
+}
+
+async fn schedules_where(
+    store: &Backend,
+    tail: &str,
+    bind: Option<i64>,
+) -> StoreResult<Vec<Schedule>> {
+    let sql = format!("SELECT {} FROM schedules {tail}", SCHEDULE_COLS.join(", "));
+    let mut q = sqlx::query(&sql);
+    if let Some(b) = bind {
+        q = q.bind(b);
+    }
+    let rows = q.fetch_all(&store.pool).await.map_err(backend)?;
+    rows.iter().map(row_schedule).collect()
+}
+
+#[async_trait]
+impl ScheduleStore for Backend {
+    async fn create_schedule(&self, schedule: &Schedule) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO schedules ({}) VALUES ({})",
+            SCHEDULE_COLS.join(", "),
+            placeholders(1, SCHEDULE_COLS.len())
+        );
+        bind_schedule(sqlx::query(&sql), schedule)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn schedule(&self, id: ScheduleId) -> StoreResult<Option<Schedule>> {
+        let sql = format!(
+            "SELECT {} FROM schedules WHERE id = $1",
+            SCHEDULE_COLS.join(", ")
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(row_schedule).transpose()
+    }
+
+    async fn list_schedules(&self) -> StoreResult<Vec<Schedule>> {
+        schedules_where(self, "ORDER BY name, id", None).await
+    }
+
+    async fn update_schedule(&self, schedule: &Schedule) -> StoreResult<()> {
+        let sets: Vec<String> = SCHEDULE_COLS
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, c)| format!("{c} = ${}", i + 1))
+            .collect();
+        let sql = format!("UPDATE schedules SET {} WHERE id = $1", sets.join(", "));
+        let done = bind_schedule(sqlx::query(&sql), schedule)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("schedule {}", schedule.id)));
+        }
+        Ok(())
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM schedules WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("schedule {id}")));
+        }
+        Ok(())
+    }
+
+    async fn due_schedules(&self, now: OffsetDateTime) -> StoreResult<Vec<Schedule>> {
+        schedules_where(
+            self,
+            "WHERE enabled AND next_run IS NOT NULL AND next_run <= $1 ORDER BY next_run, id",
+            Some(to_micros(now)),
+        )
+        .await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Autopilot registry
+
+const AUTOPILOT_COLS: &str =
+    "serial_key, serial, product_id, hardware_hash, group_tag, assigned_user";
+
+fn row_autopilot(r: &DbRow) -> StoreResult<AutopilotRecord> {
+    Ok(AutopilotRecord {
+        serial: get(r, "serial")?,
+        product_id: get(r, "product_id")?,
+        hardware_hash: get(r, "hardware_hash")?,
+        group_tag: get(r, "group_tag")?,
+        assigned_user: get(r, "assigned_user")?,
+    })
+}
+
+#[async_trait]
+impl AutopilotRegistry for Backend {
+    async fn upsert_autopilot(&self, records: &[AutopilotRecord]) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "INSERT INTO autopilot_devices ({AUTOPILOT_COLS}) VALUES ({}) \
+             ON CONFLICT (serial_key) DO UPDATE SET serial = excluded.serial, \
+             product_id = excluded.product_id, hardware_hash = excluded.hardware_hash, \
+             group_tag = excluded.group_tag, assigned_user = excluded.assigned_user",
+            placeholders(1, 6)
+        );
+        for r in records {
+            sqlx::query(&sql)
+                .bind(AutopilotRecord::serial_key(&r.serial))
+                .bind(r.serial.clone())
+                .bind(r.product_id.clone())
+                .bind(r.hardware_hash.clone())
+                .bind(r.group_tag.clone())
+                .bind(r.assigned_user.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn autopilot_record(&self, serial: &str) -> StoreResult<Option<AutopilotRecord>> {
+        let sql = format!("SELECT {AUTOPILOT_COLS} FROM autopilot_devices WHERE serial_key = $1");
+        let row = sqlx::query(&sql)
+            .bind(AutopilotRecord::serial_key(serial))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(row_autopilot).transpose()
+    }
+
+    async fn autopilot_records(&self) -> StoreResult<Vec<(AutopilotRecord, Option<DeviceId>)>> {
+        let sql = format!("SELECT {AUTOPILOT_COLS} FROM autopilot_devices ORDER BY serial_key");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let links = sqlx::query(
+            "SELECT id, serial FROM devices WHERE serial IS NOT NULL ORDER BY enrolled_at",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut by_serial = std::collections::HashMap::new();
+        for l in &links {
+            // Later enrollments overwrite earlier ones: the newest device wins.
+            by_serial.insert(
+                AutopilotRecord::serial_key(&get::<String>(l, "serial")?),
+                uuid_text(DeviceId::parse, &get::<String>(l, "id")?)?,
+            );
+        }
+        rows.iter()
+            .map(|r| {
+                let rec = row_autopilot(r)?;
+                let device = by_serial
+                    .get(&AutopilotRecord::serial_key(&rec.serial))
+                    .copied();
+                Ok((rec, device))
+            })
+            .collect()
+    }
+
+    async fn autopilot_group_tags(&self) -> StoreResult<std::collections::HashMap<String, String>> {
+        group_tags(self).await
     }
 }

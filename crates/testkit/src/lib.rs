@@ -79,6 +79,10 @@ macro_rules! store_conformance_tests {
             audit_is_append_only_and_ordered,
             device_pagination_cursor_is_stable,
             inventory_upsert_keeps_latest_value,
+            groups_static_and_filter_members,
+            waves_are_due_in_order_and_released_once,
+            schedules_round_trip_and_come_due,
+            autopilot_registry_upserts_links_and_tags_filters,
         );
     };
 }

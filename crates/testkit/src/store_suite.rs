@@ -5,18 +5,22 @@ use std::sync::Arc;
 
 use redeploy_core::action::{Action, ActionKind, ActionState};
 use redeploy_core::audit::{AuditOutcome, NewAuditEvent};
+use redeploy_core::autopilot::AutopilotRecord;
 use redeploy_core::command::{CommandState, DeviceCommand, Verb};
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
-use redeploy_core::ids::{ActionId, CommandId, DeviceId, EnrollmentId, TokenId};
+use redeploy_core::group::{DeviceFilter, Group, GroupKind, TextMatch};
+use redeploy_core::ids::ScheduleId;
+use redeploy_core::ids::{ActionId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
 use redeploy_core::inventory::InventoryValue;
+use redeploy_core::schedule::{MaintenanceWindow, Recurrence, Schedule};
 use redeploy_core::store::{
     ActionUpdate, AuditQuery, CommandAnswer, DeviceQuery, DeviceSort, SendBatch, SessionStep,
-    StoreError,
+    StoreError, Wave,
 };
 use redeploy_core::Store;
-use time::macros::datetime;
-use time::{Duration, OffsetDateTime};
+use time::macros::{datetime, time};
+use time::{Duration, OffsetDateTime, Weekday};
 
 const T0: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
 const STATUS_URI: &str = "./Device/Vendor/MSFT/RemoteWipe/AutomaticRedeployment/Status";
@@ -1093,4 +1097,306 @@ pub async fn inventory_upsert_keeps_latest_value(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_empty());
+}
+
+pub async fn groups_static_and_filter_members(store: Arc<dyn Store>) {
+    let a = enrolled(&store, "lab-a").await;
+    let b = enrolled(&store, "lab-b").await;
+    let c = enrolled(&store, "office-c").await;
+    let mut sorted = vec![a, b];
+    sorted.sort();
+
+    let lab = Group::new_static(GroupId::generate(), "Lab", vec![b, a], T0);
+    store.create_group(&lab).await.unwrap();
+    let back = store.group(lab.id).await.unwrap().unwrap();
+    assert_eq!(
+        back.kind,
+        GroupKind::Static {
+            members: sorted.clone()
+        },
+        "members come back ordered by id"
+    );
+    assert_eq!(
+        store.group_by_name("Lab").await.unwrap().unwrap().id,
+        lab.id
+    );
+    // Names are unique; unknown devices are refused.
+    let dup = Group::new_static(GroupId::generate(), "Lab", vec![], T0);
+    assert!(matches!(
+        store.create_group(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let ghost = Group::new_static(GroupId::generate(), "Ghost", vec![DeviceId::generate()], T0);
+    assert!(matches!(
+        store.create_group(&ghost).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        store.group(ghost.id).await.unwrap().is_none(),
+        "rolled back"
+    );
+
+    store.add_group_members(lab.id, &[c, a]).await.unwrap();
+    assert_eq!(store.group_member_ids(lab.id, T0).await.unwrap().len(), 3);
+    store
+        .remove_group_members(lab.id, &[c, DeviceId::generate()])
+        .await
+        .unwrap();
+    assert_eq!(store.group_member_ids(lab.id, T0).await.unwrap(), sorted);
+    assert!(matches!(
+        store
+            .add_group_members(lab.id, &[DeviceId::generate()])
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let filter = DeviceFilter {
+        name: Some(TextMatch::Prefix("LAB-".into())),
+        ..DeviceFilter::default()
+    };
+    let dynamic = Group::new_filter(GroupId::generate(), "All labs", filter, T0);
+    store.create_group(&dynamic).await.unwrap();
+    assert_eq!(store.group(dynamic.id).await.unwrap().unwrap(), dynamic);
+    assert_eq!(
+        store.group_member_ids(dynamic.id, T0).await.unwrap(),
+        sorted
+    );
+    assert!(matches!(
+        store.add_group_members(dynamic.id, &[c]).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    store.rename_group(lab.id, "Lab 1").await.unwrap();
+    assert!(matches!(
+        store.rename_group(lab.id, "All labs").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let names: Vec<_> = store
+        .list_groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert_eq!(names, ["All labs", "Lab 1"]);
+    store.delete_group(lab.id).await.unwrap();
+    assert!(store.group(lab.id).await.unwrap().is_none());
+    assert!(store.device(a).await.unwrap().is_some(), "devices stay");
+    assert!(matches!(
+        store.delete_group(lab.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.group_member_ids(lab.id, T0).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn waves_are_due_in_order_and_released_once(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "wave").await;
+    let batch = BatchId::generate();
+    let other = DeviceId::generate();
+    let wave = |index: u32, due| Wave {
+        batch,
+        index,
+        kind: ActionKind::AutopilotReset,
+        actor: "admin".into(),
+        devices: vec![d, other],
+        due_at: due,
+        released_at: None,
+    };
+    store.save_wave(&wave(2, t(120))).await.unwrap();
+    store.save_wave(&wave(1, t(60))).await.unwrap();
+    assert!(matches!(
+        store.save_wave(&wave(1, t(60))).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.due_waves(t(59), 10).await.unwrap().is_empty());
+    let due = store.due_waves(t(120), 10).await.unwrap();
+    assert_eq!(due, [wave(1, t(60)), wave(2, t(120))]);
+    store.mark_wave_released(batch, 1, t(61)).await.unwrap();
+    assert!(matches!(
+        store.mark_wave_released(batch, 1, t(62)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.mark_wave_released(batch, 9, t(62)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.due_waves(t(500), 10).await.unwrap(),
+        [wave(2, t(120))]
+    );
+    let all = store.waves_of_batch(batch).await.unwrap();
+    assert_eq!(all[0].released_at, Some(t(61)));
+
+    // The daily cap counts erasing actions that were not blocked, inside the window.
+    let mk = |kind, state, at| {
+        let mut a = Action::new(ActionId::generate(), d, kind, "admin", Some(batch), at);
+        a.state = state;
+        a
+    };
+    for a in [
+        mk(ActionKind::AutopilotReset, ActionState::Pending, t(1)),
+        mk(ActionKind::Wipe, ActionState::Done, t(2)),
+        mk(ActionKind::AutopilotReset, ActionState::Blocked, t(3)),
+        mk(ActionKind::Restart, ActionState::Pending, t(4)),
+        mk(ActionKind::AutopilotReset, ActionState::Pending, t(100)),
+    ] {
+        store.create_action(&a, &[]).await.unwrap();
+    }
+    let erasing = [ActionKind::AutopilotReset, ActionKind::Wipe];
+    assert_eq!(
+        store
+            .count_actions_created(&erasing, t(0), t(100))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .count_actions_created(&[], t(0), t(999))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+pub async fn schedules_round_trip_and_come_due(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "sched").await;
+    let group = Group::new_static(GroupId::generate(), "Night lab", vec![d], T0);
+    store.create_group(&group).await.unwrap();
+    let mut night = Schedule {
+        id: ScheduleId::generate(),
+        name: "Nightly".into(),
+        group: group.id,
+        kind: ActionKind::AutopilotReset,
+        tz: "Europe/Berlin".parse().unwrap(),
+        recurrence: Recurrence::Weekly(vec![Weekday::Monday, Weekday::Friday], time!(22:30)),
+        window: Some(MaintenanceWindow {
+            start: time!(22:00),
+            end: time!(6:00),
+        }),
+        enabled: true,
+        next_run: Some(t(60)),
+        last_run: None,
+    };
+    store.create_schedule(&night).await.unwrap();
+    assert_eq!(store.schedule(night.id).await.unwrap().unwrap(), night);
+    let once = Schedule {
+        id: ScheduleId::generate(),
+        name: "Once".into(),
+        recurrence: Recurrence::Once(datetime!(2026-03-01 23:00)),
+        tz: "America/New_York".parse().unwrap(),
+        window: None,
+        next_run: Some(t(30)),
+        ..night.clone()
+    };
+    store.create_schedule(&once).await.unwrap();
+    assert!(matches!(
+        store
+            .create_schedule(&Schedule {
+                id: ScheduleId::generate(),
+                ..once.clone()
+            })
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.due_schedules(t(29)).await.unwrap().is_empty());
+    let due: Vec<_> = store
+        .due_schedules(t(60))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(due, ["Once", "Nightly"]);
+    night.enabled = false;
+    night.last_run = Some(t(60));
+    store.update_schedule(&night).await.unwrap();
+    assert_eq!(store.due_schedules(t(999)).await.unwrap().len(), 1);
+    assert_eq!(store.schedule(night.id).await.unwrap().unwrap(), night);
+    let names: Vec<_> = store
+        .list_schedules()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["Nightly", "Once"]);
+    store.delete_schedule(once.id).await.unwrap();
+    assert!(matches!(
+        store.delete_schedule(once.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.update_schedule(&once).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn autopilot_registry_upserts_links_and_tags_filters(store: Arc<dyn Store>) {
+    let rec = |serial: &str, tag: Option<&str>| AutopilotRecord {
+        serial: serial.into(),
+        product_id: None,
+        hardware_hash: "QUJD".into(),
+        group_tag: tag.map(str::to_owned),
+        assigned_user: None,
+    };
+    store
+        .upsert_autopilot(&[
+            rec("SN-1", Some("Lab")),
+            rec("SN-2", None),
+            rec("SN-3", Some("Office")),
+        ])
+        .await
+        .unwrap();
+    store.upsert_autopilot(&[]).await.unwrap();
+    // Upsert by serial, case-insensitively.
+    store
+        .upsert_autopilot(&[rec("sn-2", Some("Lab"))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.autopilot_record("SN-2").await.unwrap().unwrap(),
+        rec("sn-2", Some("Lab"))
+    );
+    assert!(store.autopilot_record("SN-9").await.unwrap().is_none());
+
+    let a = enrolled(&store, "ap-a").await;
+    let b = enrolled(&store, "ap-b").await;
+    for (id, serial) in [(a, "sn-1"), (b, "SN-3")] {
+        let mut d = store.device(id).await.unwrap().unwrap();
+        d.serial = Some(serial.into());
+        store.update_device(&d).await.unwrap();
+    }
+    let links: Vec<_> = store
+        .autopilot_records()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(r, d)| (r.serial, d))
+        .collect();
+    assert_eq!(
+        links,
+        [
+            ("SN-1".to_owned(), Some(a)),
+            ("sn-2".to_owned(), None),
+            ("SN-3".to_owned(), Some(b))
+        ]
+    );
+    let tags = store.autopilot_group_tags().await.unwrap();
+    assert_eq!(tags.get("SN-1").map(String::as_str), Some("Lab"));
+
+    let lab = Group::new_filter(
+        GroupId::generate(),
+        "Lab tag",
+        DeviceFilter {
+            group_tag: Some("lab".into()),
+            ..DeviceFilter::default()
+        },
+        T0,
+    );
+    store.create_group(&lab).await.unwrap();
+    assert_eq!(store.group_member_ids(lab.id, T0).await.unwrap(), [a]);
 }

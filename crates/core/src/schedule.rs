@@ -1,0 +1,442 @@
+//! Scheduled bulk requests on a group (issue "Autopilot Reset end to end", item 6): recurrence in
+//! the schedule's IANA time zone with DST handled, maintenance windows that may cross midnight,
+//! and the [`fire_due`] tick that turns due schedules into batches.
+
+use chrono::{Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike};
+use chrono_tz::Tz;
+use time::{OffsetDateTime, PrimitiveDateTime, Time, Weekday};
+
+use crate::action::ActionKind;
+use crate::actions::ActionSettings;
+use crate::audit::{AuditOutcome, NewAuditEvent};
+use crate::campaign::{execute, BatchResult, Target, WaveSettings};
+use crate::error::{Error, Result};
+use crate::ids::{GroupId, ScheduleId};
+use crate::session::SessionError;
+use crate::store::Store;
+
+/// When a schedule fires, in local time of its zone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recurrence {
+    /// Once, at this local date and time.
+    Once(PrimitiveDateTime),
+    /// Every day at this local time.
+    Daily(Time),
+    /// On these weekdays at this local time.
+    Weekly(Vec<Weekday>, Time),
+}
+
+impl Recurrence {
+    /// Stable text form for storage: `once:YYYY-MM-DDTHH:MM:SS`, `daily:HH:MM:SS`,
+    /// `weekly:mon,fri:HH:MM:SS`.
+    pub fn to_text(&self) -> String {
+        let hms = |t: &Time| format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second());
+        match self {
+            Self::Once(at) => format!(
+                "once:{:04}-{:02}-{:02}T{}",
+                at.year(),
+                u8::from(at.month()),
+                at.day(),
+                hms(&at.time())
+            ),
+            Self::Daily(t) => format!("daily:{}", hms(t)),
+            Self::Weekly(days, t) => format!(
+                "weekly:{}:{}",
+                days.iter()
+                    .map(|d| d.to_string()[..3].to_owned())
+                    .collect::<Vec<_>>()
+                    .join(",")
+                    .to_lowercase(),
+                hms(t)
+            ),
+        }
+    }
+
+    /// Parses [`Self::to_text`].
+    pub fn from_text(text: &str) -> Result<Self> {
+        let bad = || Error::InvalidValue {
+            kind: "recurrence",
+            value: text.to_owned(),
+        };
+        let time_of = |s: &str| -> Result<Time> {
+            let t = NaiveTime::parse_from_str(s, "%H:%M:%S").map_err(|_| bad())?;
+            Time::from_hms(t.hour() as u8, t.minute() as u8, t.second() as u8).map_err(|_| bad())
+        };
+        if let Some(rest) = text.strip_prefix("once:") {
+            let n = NaiveDateTime::parse_from_str(rest, "%Y-%m-%dT%H:%M:%S").map_err(|_| bad())?;
+            let date = time::Date::from_calendar_date(
+                n.year(),
+                time::Month::try_from(n.month() as u8).map_err(|_| bad())?,
+                n.day() as u8,
+            )
+            .map_err(|_| bad())?;
+            Ok(Self::Once(PrimitiveDateTime::new(
+                date,
+                time_of(&rest[11..])?,
+            )))
+        } else if let Some(rest) = text.strip_prefix("daily:") {
+            Ok(Self::Daily(time_of(rest)?))
+        } else if let Some(rest) = text.strip_prefix("weekly:") {
+            let (days, at) = rest.split_once(':').ok_or_else(bad)?;
+            let days = days
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(|d| {
+                    Ok(match d {
+                        "mon" => Weekday::Monday,
+                        "tue" => Weekday::Tuesday,
+                        "wed" => Weekday::Wednesday,
+                        "thu" => Weekday::Thursday,
+                        "fri" => Weekday::Friday,
+                        "sat" => Weekday::Saturday,
+                        "sun" => Weekday::Sunday,
+                        _ => return Err(bad()),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Self::Weekly(days, time_of(at)?))
+        } else {
+            Err(bad())
+        }
+    }
+}
+
+/// Local hours in which resets may start: `start..end`, crossing midnight when `end <= start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaintenanceWindow {
+    /// First local time inside the window.
+    pub start: Time,
+    /// First local time after the window.
+    pub end: Time,
+}
+
+/// A scheduled bulk request on a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// Identity.
+    pub id: ScheduleId,
+    /// Display name (unique).
+    pub name: String,
+    /// The group whose members are targeted when it fires.
+    pub group: GroupId,
+    /// What to request.
+    pub kind: ActionKind,
+    /// IANA zone the times are in.
+    pub tz: Tz,
+    /// When it fires.
+    pub recurrence: Recurrence,
+    /// Hours in which its resets may start (for the session engine to hold back resets).
+    pub window: Option<MaintenanceWindow>,
+    /// Disabled schedules never fire.
+    pub enabled: bool,
+    /// Next firing; `None` when there is none left (a past one-off).
+    pub next_run: Option<OffsetDateTime>,
+    /// Last firing.
+    pub last_run: Option<OffsetDateTime>,
+}
+
+fn to_chrono_time(t: Time) -> Option<NaiveTime> {
+    NaiveTime::from_hms_opt(t.hour().into(), t.minute().into(), t.second().into())
+}
+
+fn to_chrono_date(d: time::Date) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(d.year(), u8::from(d.month()).into(), d.day().into())
+}
+
+/// The instant of local `at` in `tz`: a nonexistent local time (spring forward) moves forward to
+/// the first valid minute after the gap; an ambiguous one (fall back) takes the earlier instant.
+fn resolve_local(tz: Tz, at: NaiveDateTime) -> Option<OffsetDateTime> {
+    let mut probe = at;
+    // Gaps are at most a few hours (real zones: 30 min to 2 h); search minute by minute.
+    for _ in 0..=(24 * 60) {
+        match tz.from_local_datetime(&probe) {
+            LocalResult::Single(dt) | LocalResult::Ambiguous(dt, _) => {
+                return OffsetDateTime::from_unix_timestamp(dt.timestamp()).ok();
+            }
+            LocalResult::None => {
+                // Move to the next whole minute.
+                probe = probe.with_second(0)? + chrono::Duration::minutes(1);
+            }
+        }
+    }
+    None
+}
+
+fn chrono_weekday(d: Weekday) -> chrono::Weekday {
+    match d {
+        Weekday::Monday => chrono::Weekday::Mon,
+        Weekday::Tuesday => chrono::Weekday::Tue,
+        Weekday::Wednesday => chrono::Weekday::Wed,
+        Weekday::Thursday => chrono::Weekday::Thu,
+        Weekday::Friday => chrono::Weekday::Fri,
+        Weekday::Saturday => chrono::Weekday::Sat,
+        Weekday::Sunday => chrono::Weekday::Sun,
+    }
+}
+
+/// The first firing of `schedule` strictly after `after`; `None` for a disabled schedule or a
+/// one-off in the past.
+pub fn next_occurrence(schedule: &Schedule, after: OffsetDateTime) -> Option<OffsetDateTime> {
+    if !schedule.enabled {
+        return None;
+    }
+    let tz = schedule.tz;
+    match &schedule.recurrence {
+        Recurrence::Once(at) => {
+            let local = NaiveDateTime::new(to_chrono_date(at.date())?, to_chrono_time(at.time())?);
+            resolve_local(tz, local).filter(|t| *t > after)
+        }
+        Recurrence::Daily(at) | Recurrence::Weekly(_, at) => {
+            let at = to_chrono_time(*at)?;
+            let start = chrono::DateTime::from_timestamp(after.unix_timestamp(), 0)?
+                .with_timezone(&tz)
+                .date_naive();
+            // Start one day early: the local date of `after` may be past a firing that maps to a
+            // later instant, and a week plus two days covers every weekly pattern.
+            for offset in -1..=8 {
+                let date = start + chrono::Duration::days(offset);
+                if let Recurrence::Weekly(days, _) = &schedule.recurrence {
+                    if !days.iter().any(|d| chrono_weekday(*d) == date.weekday()) {
+                        continue;
+                    }
+                }
+                if let Some(t) = resolve_local(tz, NaiveDateTime::new(date, at)) {
+                    if t > after {
+                        return Some(t);
+                    }
+                }
+            }
+            None
+        }
+    }
+}
+
+/// Whether `now` falls inside `window` in local time of `tz` (start inclusive, end exclusive;
+/// a window whose end is not after its start crosses midnight).
+pub fn in_window(window: &MaintenanceWindow, tz: Tz, now: OffsetDateTime) -> bool {
+    let Some(local) = chrono::DateTime::from_timestamp(now.unix_timestamp(), 0) else {
+        return false;
+    };
+    let local = local.with_timezone(&tz).time();
+    let (Some(start), Some(end)) = (to_chrono_time(window.start), to_chrono_time(window.end))
+    else {
+        return false;
+    };
+    if start < end {
+        start <= local && local < end
+    } else {
+        local >= start || local < end
+    }
+}
+
+/// Fires every enabled schedule whose `next_run` is at or before `now`: a batch on its group's
+/// current members (the schedule's creation stands for the typed confirmation), then `last_run =
+/// now` and the next occurrence after `now` (missed firings are not replayed). A schedule whose
+/// group is gone is audited as failed and still moved on. Returns each fired schedule's result.
+pub async fn fire_due(
+    store: &dyn Store,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+    waves: &WaveSettings,
+) -> std::result::Result<Vec<(ScheduleId, std::result::Result<BatchResult, String>)>, SessionError>
+{
+    let mut fired = Vec::new();
+    for mut s in store.due_schedules(now).await? {
+        let actor = format!("schedule:{}", s.name);
+        let outcome = match store.group(s.group).await? {
+            Some(group) => execute(
+                store,
+                &Target::Group(s.group),
+                s.kind,
+                &actor,
+                now,
+                settings,
+                Some(&group.name),
+                waves,
+            )
+            .await
+            .map_err(|e| e.to_string()),
+            None => Err(format!("group {} no longer exists", s.group)),
+        };
+        if let Err(e) = &outcome {
+            store
+                .append_audit(NewAuditEvent {
+                    at: now,
+                    actor: actor.clone(),
+                    action: "schedule.fire".to_owned(),
+                    targets: Vec::new(),
+                    batch: None,
+                    outcome: AuditOutcome::Failed,
+                    details: format!("{} {}: {e}", s.kind.code(), s.id),
+                })
+                .await?;
+        }
+        s.last_run = Some(now);
+        s.next_run = next_occurrence(&s, now);
+        store.update_schedule(&s).await?;
+        fired.push((s.id, outcome));
+    }
+    Ok(fired)
+}
+
+/// Seconds since local midnight (the stored form of a window bound).
+pub fn seconds_of_day(t: Time) -> i64 {
+    i64::from(t.hour()) * 3600 + i64::from(t.minute()) * 60 + i64::from(t.second())
+}
+
+/// Inverse of [`seconds_of_day`].
+pub fn time_of_seconds(s: i64) -> Result<Time> {
+    let bad = || Error::InvalidValue {
+        kind: "time of day",
+        value: s.to_string(),
+    };
+    if !(0..86_400).contains(&s) {
+        return Err(bad());
+    }
+    // In range: the casts cannot truncate.
+    Time::from_hms((s / 3600) as u8, ((s / 60) % 60) as u8, (s % 60) as u8).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{datetime, time};
+
+    fn sched(tz: Tz, recurrence: Recurrence) -> Schedule {
+        Schedule {
+            id: ScheduleId::generate(),
+            name: "night".into(),
+            group: GroupId::generate(),
+            kind: ActionKind::AutopilotReset,
+            tz,
+            recurrence,
+            window: None,
+            enabled: true,
+            next_run: None,
+            last_run: None,
+        }
+    }
+
+    #[test]
+    fn berlin_spring_forward_moves_a_nonexistent_time_forward() {
+        // 2026-03-29: Berlin clocks jump 02:00 CET -> 03:00 CEST; 02:30 does not exist.
+        let s = sched(chrono_tz::Europe::Berlin, Recurrence::Daily(time!(2:30)));
+        let next = next_occurrence(&s, datetime!(2026-03-28 12:00 UTC)).unwrap();
+        assert_eq!(next, datetime!(2026-03-29 1:00 UTC), "03:00 CEST");
+        // The day before and after are normal (01:30 UTC in winter, 00:30 UTC in summer).
+        let s2 = sched(chrono_tz::Europe::Berlin, Recurrence::Daily(time!(2:30)));
+        assert_eq!(
+            next_occurrence(&s2, datetime!(2026-03-27 12:00 UTC)).unwrap(),
+            datetime!(2026-03-28 1:30 UTC)
+        );
+        assert_eq!(
+            next_occurrence(&s2, next).unwrap(),
+            datetime!(2026-03-30 0:30 UTC)
+        );
+    }
+
+    #[test]
+    fn new_york_fall_back_takes_the_first_of_an_ambiguous_time() {
+        // 2026-11-01: New York 01:30 happens twice (EDT then EST); take EDT (05:30 UTC).
+        let s = sched(chrono_tz::America::New_York, Recurrence::Daily(time!(1:30)));
+        let next = next_occurrence(&s, datetime!(2026-10-31 12:00 UTC)).unwrap();
+        assert_eq!(next, datetime!(2026-11-01 5:30 UTC));
+        // Not again at the second 01:30 (06:30 UTC): the next is the following day, in EST.
+        assert_eq!(
+            next_occurrence(&s, next).unwrap(),
+            datetime!(2026-11-02 6:30 UTC)
+        );
+        // Spring forward 2026-03-08: 02:15 does not exist, fires at 03:00 EDT.
+        let s = sched(chrono_tz::America::New_York, Recurrence::Daily(time!(2:15)));
+        assert_eq!(
+            next_occurrence(&s, datetime!(2026-03-08 0:00 UTC)).unwrap(),
+            datetime!(2026-03-08 7:00 UTC)
+        );
+    }
+
+    #[test]
+    fn weekly_once_and_disabled() {
+        // 2026-06-01 is a Monday.
+        let s = sched(
+            chrono_tz::UTC,
+            Recurrence::Weekly(vec![Weekday::Wednesday, Weekday::Friday], time!(22:00)),
+        );
+        let after = datetime!(2026-06-01 12:00 UTC);
+        let n1 = next_occurrence(&s, after).unwrap();
+        assert_eq!(n1, datetime!(2026-06-03 22:00 UTC));
+        let n2 = next_occurrence(&s, n1).unwrap();
+        assert_eq!(n2, datetime!(2026-06-05 22:00 UTC));
+        assert_eq!(
+            next_occurrence(&s, n2).unwrap(),
+            datetime!(2026-06-10 22:00 UTC)
+        );
+        let once = sched(
+            chrono_tz::Europe::Berlin,
+            Recurrence::Once(datetime!(2026-07-01 23:00)),
+        );
+        assert_eq!(
+            next_occurrence(&once, after).unwrap(),
+            datetime!(2026-07-01 21:00 UTC)
+        );
+        assert_eq!(next_occurrence(&once, datetime!(2026-07-02 0:00 UTC)), None);
+        let mut off = s.clone();
+        off.enabled = false;
+        assert_eq!(next_occurrence(&off, after), None);
+    }
+
+    #[test]
+    fn maintenance_window_crossing_midnight() {
+        let w = MaintenanceWindow {
+            start: time!(22:00),
+            end: time!(6:00),
+        };
+        let tz = chrono_tz::Europe::Berlin; // CEST in June: UTC+2
+        assert!(
+            in_window(&w, tz, datetime!(2026-06-01 20:00 UTC)),
+            "22:00 local"
+        );
+        assert!(
+            in_window(&w, tz, datetime!(2026-06-01 23:30 UTC)),
+            "01:30 local"
+        );
+        assert!(
+            !in_window(&w, tz, datetime!(2026-06-02 4:00 UTC)),
+            "06:00 local"
+        );
+        assert!(
+            !in_window(&w, tz, datetime!(2026-06-01 12:00 UTC)),
+            "14:00 local"
+        );
+        let day = MaintenanceWindow {
+            start: time!(12:00),
+            end: time!(13:00),
+        };
+        assert!(in_window(
+            &day,
+            chrono_tz::UTC,
+            datetime!(2026-06-01 12:59 UTC)
+        ));
+        assert!(!in_window(
+            &day,
+            chrono_tz::UTC,
+            datetime!(2026-06-01 13:00 UTC)
+        ));
+    }
+
+    #[test]
+    fn recurrence_text_round_trips() {
+        for r in [
+            Recurrence::Once(datetime!(2026-07-01 23:00:05)),
+            Recurrence::Daily(time!(2:30)),
+            Recurrence::Weekly(vec![Weekday::Monday, Weekday::Sunday], time!(22:00)),
+        ] {
+            assert_eq!(Recurrence::from_text(&r.to_text()).unwrap(), r);
+        }
+        assert!(Recurrence::from_text("hourly:1").is_err());
+        assert_eq!(
+            time_of_seconds(seconds_of_day(time!(23:59:59))).unwrap(),
+            time!(23:59:59)
+        );
+        assert!(time_of_seconds(86_400).is_err());
+    }
+}
