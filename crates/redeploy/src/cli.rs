@@ -25,6 +25,216 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Measure the server: full HTTPS check-in sessions per second from emulated PCs.
     Bench(BenchArgs),
+    /// List or show managed devices.
+    Devices(AdminArgs<DevicesCommand>),
+    /// Ask devices for a remote Autopilot Reset (or another action), one request per device.
+    Reset(AdminArgs<ResetArgs>),
+    /// Show, list, cancel or retry actions.
+    Actions(AdminArgs<ActionsCommand>),
+    /// Allow or forbid the local (CTRL+WIN+R) Autopilot Reset on a device.
+    LocalReset(AdminArgs<LocalResetArgs>),
+    /// Fleet-wide readiness for a remote Autopilot Reset.
+    Readiness(AdminArgs<NoArgs>),
+    /// The audit log.
+    Audit(AdminArgs<AuditArgs>),
+    /// API tokens: list, create, revoke.
+    Tokens(AdminArgs<TokensCommand>),
+    /// Enrollment tokens: list, create.
+    EnrollmentTokens(AdminArgs<EnrollmentTokensCommand>),
+}
+
+/// An admin command: one API call, with how to reach the server and the output format.
+#[derive(Debug, Args)]
+pub struct AdminArgs<T: clap::FromArgMatches + clap::Args> {
+    #[command(flatten)]
+    pub command: T,
+    #[command(flatten)]
+    pub client: AdminClientArgs,
+    /// Print the server's answer as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// [`ClientArgs`] for admin commands: global, so they may follow the subcommand.
+#[derive(Debug, Args, Clone)]
+pub struct AdminClientArgs {
+    /// Server base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "REDEPLOY_SERVER",
+        default_value = "https://127.0.0.1:8443"
+    )]
+    pub server: String,
+    /// CA certificate that the server's TLS certificate chains to
+    /// [default: ./redeploy-data/ca.pem if it exists].
+    #[arg(long, global = true, env = "REDEPLOY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// File holding an API token [default: ./redeploy-data/admin-token if it exists].
+    #[arg(long, global = true, env = "REDEPLOY_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The token itself (prefer --token-file).
+    #[arg(long, global = true, env = "REDEPLOY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// No arguments.
+#[derive(Debug, Args)]
+pub struct NoArgs {}
+
+#[derive(Debug, Args)]
+pub struct DevicesCommand {
+    #[command(subcommand)]
+    pub command: DevicesSub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesSub {
+    /// List devices (one page).
+    List {
+        /// Case-insensitive substring of name, serial or primary user.
+        #[arg(long)]
+        q: Option<String>,
+        /// Only this join type (`entra_joined`, `hybrid_joined`, `registered`, `not_joined`).
+        #[arg(long)]
+        join_type: Option<String>,
+        /// Only devices that are (or are not) ready for a remote Autopilot Reset.
+        #[arg(long)]
+        ready: Option<bool>,
+        /// Page size, 1..=500.
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Show one device: details, inventory and actions.
+    Show { device: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum KindArg {
+    AutopilotReset,
+    Wipe,
+    WipeKeepProvisioning,
+    WipeKeepUserData,
+    WipeProtected,
+    Restart,
+    Sync,
+    Retire,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Device ids.
+    #[arg(required = true)]
+    pub devices: Vec<String>,
+    /// What to ask for.
+    #[arg(long, value_enum, default_value = "autopilot_reset")]
+    pub kind: KindArg,
+    /// Poll every second until every action settles (done, failed, canceled, expired, blocked).
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ActionsCommand {
+    #[command(subcommand)]
+    pub command: ActionsSub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ActionsSub {
+    /// Show one action and its timeline.
+    Show { id: String },
+    /// List actions, newest first.
+    List {
+        /// Only actions of this device.
+        #[arg(long)]
+        device: Option<String>,
+        /// Only actions in this state.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Cancel an action that has not been delivered yet.
+    Cancel { id: String },
+    /// Request a failed, expired or blocked action again.
+    Retry { id: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AllowForbid {
+    Allow,
+    Forbid,
+}
+
+#[derive(Debug, Args)]
+pub struct LocalResetArgs {
+    #[arg(value_enum)]
+    pub policy: AllowForbid,
+    pub device: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only events naming this device.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// At most this many.
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Print CSV as the server exports it.
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokensCommand {
+    #[command(subcommand)]
+    pub command: TokensSub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensSub {
+    /// List API tokens.
+    List,
+    /// Create an API token; its secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// `viewer`, `helpdesk`, `operator` or `admin`.
+        #[arg(long)]
+        role: String,
+    },
+    /// Revoke an API token.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollmentTokensCommand {
+    #[command(subcommand)]
+    pub command: EnrollmentTokensSub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnrollmentTokensSub {
+    /// List enrollment tokens.
+    List,
+    /// Create an enrollment token; its secret is printed once.
+    Create {
+        #[arg(long)]
+        label: String,
+        /// RFC 3339 expiry.
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Most enrollments it allows.
+        #[arg(long)]
+        max_uses: Option<i64>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! `redeploy`: the one binary — server, emulator, inspector and admin commands.
 
+mod admin;
 mod bench;
 mod cli;
 mod emulate;
@@ -38,5 +39,13 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Emulate(args) => emulate::run(*args).await,
         cli::Command::Bench(args) => bench::run(args).await,
         cli::Command::Inspect(args) => Ok(inspect::run(&args)),
+        cli::Command::Devices(args) => admin::devices(args).await,
+        cli::Command::Reset(args) => admin::reset(args).await,
+        cli::Command::Actions(args) => admin::actions(args).await,
+        cli::Command::LocalReset(args) => admin::local_reset(args).await,
+        cli::Command::Readiness(args) => admin::readiness(args).await,
+        cli::Command::Audit(args) => admin::audit(args).await,
+        cli::Command::Tokens(args) => admin::tokens(args).await,
+        cli::Command::EnrollmentTokens(args) => admin::enrollment_tokens(args).await,
     }
 }

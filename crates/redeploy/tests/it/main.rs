@@ -1,5 +1,6 @@
 //! Integration tests of the `redeploy` binary, run as a user would run it.
 
+mod admin;
 mod e2e;
 mod inspect;
 mod serve;

@@ -1,0 +1,480 @@
+//! Admin commands: each maps to one `/api/v1` call through `api::Client` and prints a readable
+//! summary, or the server's JSON with `--json` (DESIGN.md "Contract": exit 0 on success, 1 on a
+//! refused or failed request; clap gives 2 on bad usage).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use api::types::{
+    Action, ActionKind, ActionListQuery, AuditQuery, Device, DeviceListQuery, NewApiToken,
+    NewEnrollmentToken,
+};
+use api::Client;
+use serde::Serialize;
+
+use crate::cli::{
+    ActionsCommand, ActionsSub, AdminArgs, AdminClientArgs, AllowForbid, AuditArgs, DevicesCommand,
+    DevicesSub, EnrollmentTokensCommand, EnrollmentTokensSub, KindArg, LocalResetArgs, NoArgs,
+    ResetArgs, TokensCommand, TokensSub,
+};
+
+/// Where `redeploy serve` writes its first admin token and CA with no configuration.
+const DEFAULT_TOKEN_FILE: &str = "redeploy-data/admin-token";
+const DEFAULT_CA_FILE: &str = "redeploy-data/ca.pem";
+
+/// States after which an action will not change on its own.
+const SETTLED: &[&str] = &["done", "failed", "canceled", "expired", "blocked"];
+
+/// Builds the API client from flags, `REDEPLOY_*` variables, or the `./redeploy-data` defaults.
+fn client(args: &AdminClientArgs) -> anyhow::Result<Client> {
+    let token = match (&args.token, &args.token_file) {
+        (Some(token), _) => token.clone(),
+        (None, Some(file)) => read(file, "token file")?,
+        (None, None) => {
+            let file = Path::new(DEFAULT_TOKEN_FILE);
+            if !file.exists() {
+                bail!(
+                    "no API token: give --token-file FILE or --token (or REDEPLOY_TOKEN_FILE / \
+                     REDEPLOY_TOKEN); {DEFAULT_TOKEN_FILE} does not exist here"
+                );
+            }
+            read(file, "token file")?
+        }
+    };
+    if token.trim().is_empty() {
+        bail!("the API token is empty");
+    }
+    let ca_file = args
+        .ca_file
+        .clone()
+        .or_else(|| Some(PathBuf::from(DEFAULT_CA_FILE)).filter(|p| p.exists()));
+    let ca = ca_file.map(|f| read(&f, "CA file")).transpose()?;
+    Ok(Client::new(&args.server, &token, ca.as_deref())?)
+}
+
+fn read(path: &Path, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn or_dash(value: Option<&str>) -> &str {
+    value.unwrap_or("-")
+}
+
+fn readiness_word(device: &Device) -> String {
+    if device.readiness.ready {
+        "ready".into()
+    } else {
+        match device.readiness.reasons.first() {
+            Some(reason) => format!("not ready: {}", reason.code),
+            None => "not ready".into(),
+        }
+    }
+}
+
+/// Prints rows as left-aligned columns.
+fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn action_line(action: &Action) -> String {
+    let mut text = format!(
+        "{}  {:?}  {}  device {}",
+        action.id, action.kind, action.state, action.device_id
+    );
+    if let Some(reason) = &action.reason {
+        text.push_str(&format!("  ({reason})"));
+    }
+    if let Some(code) = &action.last_error {
+        text.push_str(&format!("  error {code}"));
+        if let Some(meaning) = &action.last_error_meaning {
+            text.push_str(&format!(": {meaning}"));
+        }
+    }
+    text
+}
+
+fn print_action(json: bool, action: &Action) -> anyhow::Result<ExitCode> {
+    if json {
+        print_json(action)?;
+    } else {
+        println!("{}", action_line(action));
+        for step in &action.timeline {
+            println!(
+                "  {}  {}{}",
+                step.at,
+                step.state,
+                step.note
+                    .as_deref()
+                    .map(|n| format!("  {n}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `redeploy devices list|show`.
+pub async fn devices(args: AdminArgs<DevicesCommand>) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    match args.command.command {
+        DevicesSub::List {
+            q,
+            join_type,
+            ready,
+            limit,
+        } => {
+            let query = DeviceListQuery {
+                q,
+                join_type,
+                ready,
+                limit,
+                ..DeviceListQuery::default()
+            };
+            let page = client.list_devices(&query).await?;
+            if args.json {
+                print_json(&page)?;
+            } else {
+                let rows: Vec<Vec<String>> = page
+                    .items
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.id.clone(),
+                            d.name.clone(),
+                            or_dash(d.serial.as_deref()).into(),
+                            or_dash(d.os_version.as_deref()).into(),
+                            d.join_type.clone(),
+                            or_dash(d.last_seen.as_deref()).into(),
+                            or_dash(d.primary_user.as_deref()).into(),
+                            readiness_word(d),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "ID",
+                        "NAME",
+                        "SERIAL",
+                        "OS",
+                        "JOIN",
+                        "LAST SEEN",
+                        "PRIMARY USER",
+                        "READY",
+                    ],
+                    &rows,
+                );
+                if page.next.is_some() {
+                    println!("(more devices: raise --limit or narrow with --q)");
+                }
+            }
+        }
+        DevicesSub::Show { device } => {
+            let detail = client.device(&device).await?;
+            if args.json {
+                print_json(&detail)?;
+            } else {
+                let d = &detail.device;
+                println!("{} ({})", d.name, d.id);
+                println!("  serial:        {}", or_dash(d.serial.as_deref()));
+                println!(
+                    "  model:         {} {}",
+                    or_dash(d.manufacturer.as_deref()),
+                    or_dash(d.model.as_deref())
+                );
+                println!("  OS:            {}", or_dash(d.os_version.as_deref()));
+                println!("  join:          {}", d.join_type);
+                println!("  last seen:     {}", or_dash(d.last_seen.as_deref()));
+                println!("  primary user:  {}", or_dash(d.primary_user.as_deref()));
+                println!("  enrolled:      {}", d.enrolled_at);
+                println!("  readiness:     {}", readiness_word(d));
+                for reason in &d.readiness.reasons {
+                    println!("    - {}: {}", reason.code, reason.text);
+                }
+                if !detail.actions.is_empty() {
+                    println!("  actions:");
+                    for action in &detail.actions {
+                        println!("    {}", action_line(action));
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kind(arg: KindArg) -> ActionKind {
+    match arg {
+        KindArg::AutopilotReset => ActionKind::AutopilotReset,
+        KindArg::Wipe => ActionKind::Wipe,
+        KindArg::WipeKeepProvisioning => ActionKind::WipeKeepProvisioning,
+        KindArg::WipeKeepUserData => ActionKind::WipeKeepUserData,
+        KindArg::WipeProtected => ActionKind::WipeProtected,
+        KindArg::Restart => ActionKind::Restart,
+        KindArg::Sync => ActionKind::Sync,
+        KindArg::Retire => ActionKind::Retire,
+    }
+}
+
+/// `redeploy reset DEVICE...`: one request per device; a refusal does not stop the others.
+pub async fn reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    let kind = kind(args.command.kind);
+    let mut actions = Vec::new();
+    let mut refused = false;
+    for device in &args.command.devices {
+        match client.request_action(device, kind).await {
+            Ok(action) => {
+                if !args.json {
+                    println!("{device}: {}", action_line(&action));
+                }
+                actions.push(action);
+            }
+            Err(err) => {
+                refused = true;
+                eprintln!("redeploy: {device}: {err}");
+            }
+        }
+    }
+    if args.command.wait {
+        let deadline = Instant::now() + Duration::from_secs(args.command.timeout);
+        while actions.iter().any(|a| !SETTLED.contains(&a.state.as_str())) {
+            if Instant::now() >= deadline {
+                eprintln!("redeploy: timed out waiting for the actions to settle");
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            for action in actions.iter_mut() {
+                if SETTLED.contains(&action.state.as_str()) {
+                    continue;
+                }
+                let now = client.action(&action.id).await?;
+                if now.state != action.state && !args.json {
+                    println!("{}: {}", now.device_id, action_line(&now));
+                }
+                *action = now;
+            }
+        }
+        if actions.iter().any(|a| a.state != "done") {
+            refused = true;
+        }
+    }
+    if args.json {
+        print_json(&actions)?;
+    }
+    Ok(if refused {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `redeploy actions show|list|cancel|retry`.
+pub async fn actions(args: AdminArgs<ActionsCommand>) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    match args.command.command {
+        ActionsSub::Show { id } => print_action(args.json, &client.action(&id).await?),
+        ActionsSub::Cancel { id } => print_action(args.json, &client.cancel_action(&id).await?),
+        ActionsSub::Retry { id } => print_action(args.json, &client.retry_action(&id).await?),
+        ActionsSub::List {
+            device,
+            state,
+            limit,
+        } => {
+            let list = client
+                .list_actions(&ActionListQuery {
+                    device,
+                    state,
+                    limit,
+                })
+                .await?;
+            if args.json {
+                print_json(&list)?;
+            } else {
+                for action in &list.items {
+                    println!("{}  {}", action.created_at, action_line(action));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `redeploy local-reset allow|forbid DEVICE`.
+pub async fn local_reset(args: AdminArgs<LocalResetArgs>) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    let allowed = matches!(args.command.policy, AllowForbid::Allow);
+    let action = client
+        .set_local_reset(&args.command.device, allowed)
+        .await?;
+    print_action(args.json, &action)
+}
+
+/// `redeploy readiness`.
+pub async fn readiness(args: AdminArgs<NoArgs>) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    let fleet = client.readiness().await?;
+    if args.json {
+        print_json(&fleet)?;
+    } else {
+        println!("{} of {} devices ready", fleet.ready, fleet.total);
+        for (reason, count) in &fleet.blocked_by_reason {
+            println!("  {count:>6}  {reason}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `redeploy audit`.
+pub async fn audit(args: AdminArgs<AuditArgs>) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    let query = AuditQuery {
+        device: args.command.device,
+        limit: args.command.limit,
+        ..AuditQuery::default()
+    };
+    if args.command.csv {
+        print!("{}", client.audit_csv(&query).await?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let page = client.audit(&query).await?;
+    if args.json {
+        print_json(&page)?;
+    } else {
+        for e in &page.items {
+            println!(
+                "{}  {}  {}  {}  {}  {}",
+                e.at,
+                e.actor,
+                e.action,
+                e.outcome,
+                e.targets.join(","),
+                e.details
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `redeploy tokens list|create|revoke`.
+pub async fn tokens(args: AdminArgs<TokensCommand>) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    match args.command.command {
+        TokensSub::List => {
+            let list = client.api_tokens().await?;
+            if args.json {
+                print_json(&list)?;
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .items
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.id.clone(),
+                            t.name.clone(),
+                            t.role.clone(),
+                            t.created_at.clone(),
+                            or_dash(t.revoked_at.as_deref()).into(),
+                        ]
+                    })
+                    .collect();
+                table(&["ID", "NAME", "ROLE", "CREATED", "REVOKED"], &rows);
+            }
+        }
+        TokensSub::Create { name, role } => {
+            let created = client.create_api_token(&NewApiToken { name, role }).await?;
+            if args.json {
+                print_json(&created)?;
+            } else {
+                println!(
+                    "created {} ({}, {})",
+                    created.token.id, created.token.name, created.token.role
+                );
+                println!("secret (shown once): {}", created.secret);
+            }
+        }
+        TokensSub::Revoke { id } => {
+            client.revoke_api_token(&id).await?;
+            if args.json {
+                print_json(&serde_json::json!({ "revoked": id }))?;
+            } else {
+                println!("revoked {id}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `redeploy enrollment-tokens list|create`.
+pub async fn enrollment_tokens(
+    args: AdminArgs<EnrollmentTokensCommand>,
+) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    match args.command.command {
+        EnrollmentTokensSub::List => {
+            let list = client.enrollment_tokens().await?;
+            if args.json {
+                print_json(&list)?;
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .items
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.id.clone(),
+                            t.label.clone(),
+                            t.uses.to_string(),
+                            t.max_uses.map_or("-".into(), |m| m.to_string()),
+                            or_dash(t.expires_at.as_deref()).into(),
+                        ]
+                    })
+                    .collect();
+                table(&["ID", "LABEL", "USES", "MAX", "EXPIRES"], &rows);
+            }
+        }
+        EnrollmentTokensSub::Create {
+            label,
+            expires_at,
+            max_uses,
+        } => {
+            let created = client
+                .create_enrollment_token(&NewEnrollmentToken {
+                    label,
+                    expires_at,
+                    max_uses,
+                })
+                .await?;
+            if args.json {
+                print_json(&created)?;
+            } else {
+                println!("created {} ({})", created.token.id, created.token.label);
+                println!("secret (shown once): {}", created.secret);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
