@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use device::client::{self, EnrollOptions};
+use device::state::JoinType as PcJoin;
 use device::{DeviceProfile, HttpsTransport};
 use testkit::app::{spawn_app, Backend, TestApp};
 use time::OffsetDateTime;
@@ -69,9 +70,9 @@ impl Setup {
     }
 
     /// Enrolls an emulated PC and runs its first check-in (inventory).
-    async fn enroll_pc(&self, id: &str) {
+    async fn enroll_pc(&self, id: &str, profile: DeviceProfile) {
         let now = OffsetDateTime::now_utc();
-        let mut state = DeviceProfile::default().build_seeded(id, 7, now);
+        let mut state = profile.build_seeded(id, 7, now);
         let transport = HttpsTransport::new(&self.app.ca_pem).unwrap();
         let options = EnrollOptions {
             server: self.app.base_url.clone(),
@@ -100,7 +101,7 @@ fn stdout_json(out: &Output) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_list_shows_an_enrolled_pc_and_reset_queues_it() {
     let s = setup().await;
-    s.enroll_pc("pc-admin-1").await;
+    s.enroll_pc("pc-admin-1", DeviceProfile::default()).await;
 
     let list = stdout_json(&s.cli(&["devices", "list", "--json"]).await);
     let items = list["items"].as_array().unwrap();
@@ -133,8 +134,6 @@ async fn devices_list_shows_an_enrolled_pc_and_reset_queues_it() {
     let canceled = stdout_json(&s.cli(&["actions", "cancel", &action_id, "--json"]).await);
     assert_eq!(canceled["state"], "canceled", "{canceled}");
 
-    // --wait returns at once for settled actions: reset then cancel is covered above; a
-    // second request on a fresh PC is not needed here.
     let ready = stdout_json(&s.cli(&["readiness", "--json"]).await);
     assert_eq!(ready["total"], 1, "{ready}");
     assert_eq!(ready["ready"], 1, "{ready}");
@@ -189,4 +188,66 @@ async fn defaults_come_from_redeploy_data_in_the_working_folder() {
         .env("REDEPLOY_SERVER", &s.app.base_url);
     let ready = stdout_json(&run(cmd).await);
     assert_eq!(ready["total"], 0, "{ready}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_wait_on_a_blocked_pc_prints_the_reason_and_exits_1() {
+    let s = setup().await;
+    let profile = DeviceProfile {
+        join: PcJoin::Hybrid,
+        ..DeviceProfile::default()
+    };
+    s.enroll_pc("pc-admin-hybrid", profile).await;
+    let list = stdout_json(&s.cli(&["devices", "list", "--json"]).await);
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+
+    // Blocked is settled: --wait returns at once, and a reset that will not happen is a failure.
+    let out = s.cli(&["reset", &id, "--wait", "--timeout", "30"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("blocked"), "{stdout}");
+    assert!(stdout.to_lowercase().contains("hybrid"), "{stdout}");
+
+    let table = s.cli(&["devices", "list", "--ready", "false"]).await;
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("not ready: hybrid_joined"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_created_listed_and_revoked() {
+    let s = setup().await;
+    let created = stdout_json(
+        &s.cli(&[
+            "tokens",
+            "create",
+            "--name",
+            "helpdesk-1",
+            "--role",
+            "helpdesk",
+            "--json",
+        ])
+        .await,
+    );
+    let id = created["token"]["id"].as_str().unwrap().to_string();
+    assert!(!created["secret"].as_str().unwrap().is_empty());
+    let list = stdout_json(&s.cli(&["tokens", "list", "--json"]).await);
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == id.as_str()),
+        "{list}"
+    );
+    let out = s.cli(&["tokens", "revoke", &id]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The audit log records it, also as CSV.
+    let csv = s.cli(&["audit", "--csv"]).await;
+    let text = String::from_utf8_lossy(&csv.stdout);
+    assert!(csv.status.success() && text.contains("token"), "{text}");
 }
