@@ -9,6 +9,9 @@ use redeploy_core::store::{StoreError, StoreResult};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres};
 
+// The queries are shared with store-sqlite: one file, compiled once per backend against this
+// crate's `Backend`, `Tx`, lock clauses and row type (see that file's header).
+#[path = "../../store-sqlite/src/imp.rs"]
 mod imp;
 
 use imp::backend;

@@ -1,6 +1,6 @@
-//! The queries behind every `Store` trait. This file is shared word for word by `store-sqlite`
-//! and `store-postgres` (both accept `$N` placeholders); the backend-specific parts (connect,
-//! transaction start, lock clauses) live in each crate's `lib.rs`.
+//! The queries behind every `Store` trait, compiled into both `store-sqlite` and `store-postgres`
+//! (the latter includes this file with `#[path]`; both backends accept `$N` placeholders). The
+//! backend-specific parts (connect, transaction start, lock clauses) live in each crate's `lib.rs`.
 
 use async_trait::async_trait;
 use redeploy_core::action::{Action, ActionKind, ActionState, TimelineEntry};

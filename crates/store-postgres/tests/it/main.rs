@@ -40,17 +40,6 @@ mod conformance {
     testkit::store_conformance_tests!(fresh);
 }
 
-/// Both backends run the same query text; a change to one copy must be made to the other.
-#[test]
-fn shared_queries_match_the_sqlite_backend() {
-    let here = include_str!("../../src/imp.rs");
-    let sqlite = include_str!("../../../store-sqlite/src/imp.rs");
-    assert!(
-        here == sqlite,
-        "crates/store-postgres/src/imp.rs and crates/store-sqlite/src/imp.rs differ"
-    );
-}
-
 mod processes {
     use std::collections::HashSet;
     use std::sync::Arc;
