@@ -9,6 +9,7 @@ use crate::action::{Action, ActionKind, ActionState};
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::autopilot::AutopilotRecord;
 use crate::command::DeviceCommand;
+use crate::console_session::ConsoleSession;
 use crate::device::{Device, JoinType};
 use crate::enrollment::{ApiToken, Enrollment, EnrollmentToken, SecretHash};
 use crate::group::Group;
@@ -596,6 +597,24 @@ pub trait AutopilotRegistry: Send + Sync {
     async fn autopilot_group_tags(&self) -> StoreResult<std::collections::HashMap<String, String>>;
 }
 
+/// Web console sessions, shared by every server process on the same database.
+#[async_trait]
+pub trait ConsoleSessionStore: Send + Sync {
+    /// Stores a new session. `Conflict` if the id hash exists, `NotFound` if the token is unknown.
+    async fn create_console_session(&self, session: &ConsoleSession) -> StoreResult<()>;
+    /// The session with this id hash and its API token (revoked tokens included: the caller
+    /// refuses those), if the session exists and `expires_at > now`; `None` otherwise.
+    async fn console_session(
+        &self,
+        id_hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<(ConsoleSession, ApiToken)>>;
+    /// Deletes a session (sign-out); `false` if there was none.
+    async fn delete_console_session(&self, id_hash: &SecretHash) -> StoreResult<bool>;
+    /// Deletes every session with `expires_at <= now`; returns how many (0 if none).
+    async fn delete_expired_console_sessions(&self, now: OffsetDateTime) -> StoreResult<u64>;
+}
+
 /// Every storage concern; what the server holds as `Arc<dyn Store>`.
 pub trait Store:
     EnrollmentStore
@@ -609,6 +628,7 @@ pub trait Store:
     + WaveStore
     + ScheduleStore
     + AutopilotRegistry
+    + ConsoleSessionStore
     + Send
     + Sync
 {
@@ -626,6 +646,7 @@ impl<T> Store for T where
         + WaveStore
         + ScheduleStore
         + AutopilotRegistry
+        + ConsoleSessionStore
         + Send
         + Sync
 {

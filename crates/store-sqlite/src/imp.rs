@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use redeploy_core::action::{Action, ActionKind, ActionState, TimelineEntry};
 use redeploy_core::audit::{AuditEvent, AuditOutcome, NewAuditEvent};
 use redeploy_core::autopilot::AutopilotRecord;
+use redeploy_core::console_session::ConsoleSession;
 use redeploy_core::command::{action_after_send, CommandState, DeviceCommand, SentIn, Verb};
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::{
@@ -21,7 +22,7 @@ use redeploy_core::schedule::{
 };
 use redeploy_core::store::{
     device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, AutopilotRegistry,
-    CommandQueue, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, EnrollOutcome,
+    CommandQueue, ConsoleSessionStore, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, EnrollOutcome,
     EnrollmentStore, GroupStore, InventoryStore, Page, ScheduleStore, SessionStep, StepOutcome,
     StoreError, StoreResult, TokenStore, Wave, WaveStore, NEVER_SEEN_KEY,
 };
@@ -1969,5 +1970,81 @@ impl AutopilotRegistry for Backend {
 
     async fn autopilot_group_tags(&self) -> StoreResult<std::collections::HashMap<String, String>> {
         group_tags(self).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Web console sessions
+
+#[async_trait]
+impl ConsoleSessionStore for Backend {
+    async fn create_console_session(&self, session: &ConsoleSession) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO console_sessions (id_hash, token_id, csrf_secret, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(session.id_hash.as_str().to_owned())
+        .bind(session.token.to_string())
+        .bind(session.csrf_secret.clone())
+        .bind(to_micros(session.created_at))
+        .bind(to_micros(session.expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn console_session(
+        &self,
+        id_hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<(ConsoleSession, ApiToken)>> {
+        let sql = format!(
+            "SELECT s.id_hash, s.token_id, s.csrf_secret, s.created_at AS session_created_at, \
+             s.expires_at, {} FROM console_sessions s JOIN api_tokens t ON t.id = s.token_id \
+             WHERE s.id_hash = $1 AND s.expires_at > $2",
+            API_TOKEN_COLS
+                .split(", ")
+                .map(|c| format!("t.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let row = sqlx::query(&sql)
+            .bind(id_hash.as_str().to_owned())
+            .bind(to_micros(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let stored_hash: String = get(&r, "id_hash")?;
+        let session = ConsoleSession {
+            id_hash: SecretHash::from_stored(&stored_hash)
+                .ok_or_else(|| StoreError::Corrupt("console session id hash".into()))?,
+            token: uuid_text(TokenId::parse, &get::<String>(&r, "token_id")?)?,
+            csrf_secret: get(&r, "csrf_secret")?,
+            created_at: time_col(&r, "session_created_at")?,
+            expires_at: time_col(&r, "expires_at")?,
+        };
+        Ok(Some((session, row_api_token(&r)?)))
+    }
+
+    async fn delete_console_session(&self, id_hash: &SecretHash) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
+            .bind(id_hash.as_str().to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_expired_console_sessions(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
+            .bind(to_micros(now))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
     }
 }

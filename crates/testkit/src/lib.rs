@@ -83,6 +83,7 @@ macro_rules! store_conformance_tests {
             waves_are_due_in_order_and_released_once,
             schedules_round_trip_and_come_due,
             autopilot_registry_upserts_links_and_tags_filters,
+            console_sessions_expire_and_carry_their_token,
         );
     };
 }

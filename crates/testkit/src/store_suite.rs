@@ -7,6 +7,7 @@ use redeploy_core::action::{Action, ActionKind, ActionState};
 use redeploy_core::audit::{AuditOutcome, NewAuditEvent};
 use redeploy_core::autopilot::AutopilotRecord;
 use redeploy_core::command::{CommandState, DeviceCommand, Verb};
+use redeploy_core::console_session::ConsoleSession;
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 use redeploy_core::group::{DeviceFilter, Group, GroupKind, TextMatch};
@@ -1399,4 +1400,78 @@ pub async fn autopilot_registry_upserts_links_and_tags_filters(store: Arc<dyn St
     );
     store.create_group(&lab).await.unwrap();
     assert_eq!(store.group_member_ids(lab.id, T0).await.unwrap(), [a]);
+}
+
+pub async fn console_sessions_expire_and_carry_their_token(store: Arc<dyn Store>) {
+    let token = ApiToken {
+        id: TokenId::generate(),
+        name: "console".into(),
+        secret_hash: SecretHash::of_secret("console-secret"),
+        role: Role::Viewer,
+        created_at: T0,
+        revoked_at: None,
+    };
+    store.create_api_token(&token).await.unwrap();
+    let session = ConsoleSession {
+        id_hash: SecretHash::of_secret("session-id"),
+        token: token.id,
+        csrf_secret: "csrf-1".into(),
+        created_at: T0,
+        expires_at: t(60),
+    };
+    store.create_console_session(&session).await.unwrap();
+    assert!(matches!(
+        store.create_console_session(&session).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let orphan = ConsoleSession {
+        id_hash: SecretHash::of_secret("orphan"),
+        token: TokenId::generate(),
+        ..session.clone()
+    };
+    assert!(matches!(
+        store.create_console_session(&orphan).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let (found, found_token) = store
+        .console_session(&session.id_hash, t(59))
+        .await
+        .unwrap()
+        .expect("live session");
+    assert_eq!(found, session);
+    assert_eq!(found_token, token);
+    assert_eq!(
+        store.console_session(&session.id_hash, t(60)).await.unwrap(),
+        None,
+        "expired at expires_at"
+    );
+    assert_eq!(
+        store
+            .console_session(&SecretHash::of_secret("other"), t(1))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A revoked token still comes back (the server refuses it), with its revocation time.
+    store.revoke_api_token(token.id, t(5)).await.unwrap();
+    let (_, revoked) = store
+        .console_session(&session.id_hash, t(6))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked.revoked_at, Some(t(5)));
+
+    let later = ConsoleSession {
+        id_hash: SecretHash::of_secret("later"),
+        expires_at: t(120),
+        ..session.clone()
+    };
+    store.create_console_session(&later).await.unwrap();
+    assert_eq!(store.delete_expired_console_sessions(t(60)).await.unwrap(), 1);
+    assert!(store.console_session(&later.id_hash, t(61)).await.unwrap().is_some());
+    assert!(store.delete_console_session(&later.id_hash).await.unwrap());
+    assert!(!store.delete_console_session(&later.id_hash).await.unwrap());
+    assert_eq!(store.console_session(&later.id_hash, t(61)).await.unwrap(), None);
 }
