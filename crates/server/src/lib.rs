@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod bootstrap;
 pub mod config;
+pub mod console;
 pub mod enrollment;
 pub mod federated;
 pub mod metrics;

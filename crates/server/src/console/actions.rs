@@ -1,0 +1,221 @@
+//! Actions: the list (filter by state) and one action's page with its timeline, decoded
+//! LastError and fix, and cancel/retry buttons when the state and the role allow them.
+
+use axum::extract::{Path, Query, State};
+use maud::{html, Markup};
+use redeploy_core::actions;
+use redeploy_core::{Action, ActionId, ActionState};
+use serde::Deserialize;
+
+use super::devices::failure_text;
+use super::{
+    kind_label, layout, layout_with, ok, see_other, state_badge, when, PageError, PageResult,
+    PostForm, Section, Signed,
+};
+use crate::api::handlers::{action_settings, role_for};
+use crate::state::AppState;
+
+fn action_id(text: &str) -> Result<ActionId, PageError> {
+    ActionId::parse(text).map_err(|_| PageError::bad_request(format!("{text:?} is not an action id")))
+}
+
+async fn load(state: &AppState, id: ActionId) -> Result<Action, PageError> {
+    state
+        .store
+        .action(id)
+        .await?
+        .ok_or_else(|| PageError::not_found(format!("There is no action {id}.")))
+}
+
+/// The timeline of an action: every state it entered, when, and the note.
+pub fn timeline_table(a: &Action) -> Markup {
+    html! {
+        table.timeline {
+            caption.sr { "Timeline of " (kind_label(a.kind)) }
+            thead { tr { th scope="col" { "State" } th scope="col" { "When" } th scope="col" { "Note" } } }
+            tbody {
+                @for t in &a.timeline {
+                    tr { td { (state_badge(t.state)) } td { (when(t.at)) } td { (t.note.as_deref().unwrap_or("")) } }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    state: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(q): Query<ListQuery>,
+) -> PageResult {
+    let wanted = match q.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(ActionState::parse(s).map_err(|e| PageError::bad_request(e.to_string()))?),
+    };
+    let mut list = Vec::new();
+    for s in ActionState::ALL {
+        if wanted.is_none_or(|w| w == *s) {
+            list.extend(state.store.actions_in_state(*s, 200).await?);
+        }
+    }
+    list.sort_by_key(|a| std::cmp::Reverse(a.updated_at));
+    list.truncate(200);
+    let mut names = std::collections::HashMap::new();
+    for a in &list {
+        if let std::collections::hash_map::Entry::Vacant(e) = names.entry(a.device) {
+            let name = state.store.device(a.device).await?.map(|d| d.name);
+            e.insert(name.unwrap_or_else(|| a.device.to_string()));
+        }
+    }
+    let body = html! {
+        form.filters method="get" action="/console/actions" {
+            div.field {
+                label for="state" { "State" }
+                select #state name="state" {
+                    option value="" { "Any" }
+                    @for s in ActionState::ALL {
+                        option value=(s.as_str()) selected[wanted == Some(*s)] { (s.as_str()) }
+                    }
+                }
+            }
+            button type="submit" { "Apply" }
+        }
+        @if list.is_empty() {
+            p.empty { "No actions" @if let Some(w) = wanted { " in state " (w.as_str()) } ". Request one from a device's page." }
+        } @else {
+            table {
+                thead { tr {
+                    th scope="col" { "Updated" } th scope="col" { "Device" } th scope="col" { "Action" }
+                    th scope="col" { "State" } th scope="col" { "Requested by" } th scope="col" { "Reason" }
+                } }
+                tbody {
+                    @for a in &list {
+                        tr {
+                            td { a href={ "/console/actions/" (a.id) } { (when(a.updated_at)) } }
+                            td { a href={ "/console/devices/" (a.device) } { (names.get(&a.device).cloned().unwrap_or_default()) } }
+                            td { (kind_label(a.kind)) }
+                            td { (state_badge(a.state)) }
+                            td { (a.requested_by) }
+                            td { @if a.reason.is_some() || a.last_error.is_some() { (failure_text(a)) } }
+                        }
+                    }
+                }
+            }
+            @if list.len() == 200 { p.help { "Showing the 200 most recently updated actions." } }
+        }
+    };
+    Ok(ok(layout("Actions", Some(&signed), Section::Actions, body)))
+}
+
+fn can_cancel(s: ActionState) -> bool {
+    matches!(
+        s,
+        ActionState::Requested | ActionState::Blocked | ActionState::Pending
+    )
+}
+
+fn can_retry(s: ActionState) -> bool {
+    matches!(
+        s,
+        ActionState::Failed | ActionState::Expired | ActionState::Canceled | ActionState::Blocked
+    )
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+) -> PageResult {
+    let a = load(&state, action_id(&id)?).await?;
+    let device = state.store.device(a.device).await?;
+    let device_name = device.as_ref().map_or_else(|| a.device.to_string(), |d| d.name.clone());
+    let allowed = signed.can(role_for(a.kind));
+    let title = format!("{} on {device_name}", kind_label(a.kind));
+    let body = html! {
+        dl.facts {
+            dt { "Device" } dd { a href={ "/console/devices/" (a.device) } { (device_name) } }
+            dt { "State" } dd #action-state { (state_badge(a.state)) }
+            dt { "Requested" } dd { (when(a.created_at)) " by " (a.requested_by) }
+            dt { "Last change" } dd { (when(a.updated_at)) }
+            @if a.reason.is_some() || a.last_error.is_some() {
+                dt { "Why" } dd.error { (failure_text(&a)) }
+            }
+        }
+        @if a.kind.is_autopilot_reset() && !a.state.is_terminal() {
+            p.help {
+                "\"Done\" is shown only when the device itself reports that the reset finished, after it comes back. "
+                "This page refreshes by itself; " a href={ "/console/actions/" (a.id) } { "refresh now" } "."
+            }
+        }
+        h2 { "Timeline" }
+        (timeline_table(&a))
+        @if allowed && (can_cancel(a.state) || can_retry(a.state)) {
+            div.buttons {
+                @if can_cancel(a.state) {
+                    form method="post" action={ "/console/actions/" (a.id) "/cancel" } {
+                        (signed.csrf_field())
+                        button type="submit" { "Cancel this action" }
+                    }
+                }
+                @if can_retry(a.state) {
+                    form method="post" action={ "/console/actions/" (a.id) "/retry" } {
+                        (signed.csrf_field())
+                        button type="submit" { "Retry" }
+                    }
+                }
+            }
+        }
+    };
+    let refresh = (!a.state.is_terminal() && a.state != ActionState::Blocked).then_some(3);
+    Ok(ok(layout_with(&title, Some(&signed), Section::Actions, refresh, body)))
+}
+
+async fn load_for(state: &AppState, form: &PostForm, id: &str, verb: &str) -> Result<ActionId, PageError> {
+    let a = load(state, action_id(id)?).await?;
+    form.signed
+        .require(
+            state,
+            role_for(a.kind),
+            &format!("{verb} action {} ({})", a.id, a.kind.code()),
+            Some(a.device),
+        )
+        .await?;
+    Ok(a.id)
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: PostForm,
+) -> PageResult {
+    let id = load_for(&state, &form, &id, "cancel").await?;
+    actions::cancel(
+        state.store.as_ref(),
+        id,
+        &form.signed.caller.actor(),
+        state.clock.now(),
+    )
+    .await?;
+    Ok(see_other(&format!("/console/actions/{id}")))
+}
+
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: PostForm,
+) -> PageResult {
+    let id = load_for(&state, &form, &id, "retry").await?;
+    let again = actions::retry(
+        state.store.as_ref(),
+        id,
+        &form.signed.caller.actor(),
+        state.clock.now(),
+        &action_settings(&state),
+    )
+    .await?;
+    Ok(see_other(&format!("/console/actions/{}", again.id)))
+}

@@ -1,0 +1,201 @@
+//! The audit log: filters (device, action, actor, outcome), pages of 100, and a CSV export of the
+//! filtered events as a console route (the REST export needs a bearer token, not a session).
+
+use axum::extract::{Query, State};
+use axum::response::IntoResponse;
+use http::header;
+use maud::html;
+use redeploy_core::store::AuditQuery;
+use redeploy_core::{AuditEvent, AuditId};
+use serde::Deserialize;
+
+use super::devices::device_id;
+use super::{enc, layout, ok, when, PageError, PageResult, Section, Signed};
+use crate::api::convert::ts;
+use crate::state::AppState;
+
+const PAGE: usize = 100;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AuditFilter {
+    device: Option<String>,
+    action: Option<String>,
+    actor: Option<String>,
+    outcome: Option<String>,
+    after: Option<i64>,
+}
+
+impl AuditFilter {
+    fn query_string(&self, after: Option<i64>) -> String {
+        let mut parts = Vec::new();
+        for (k, v) in [
+            ("device", &self.device),
+            ("action", &self.action),
+            ("actor", &self.actor),
+            ("outcome", &self.outcome),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                parts.push(format!("{k}={}", enc(v)));
+            }
+        }
+        if let Some(a) = after {
+            parts.push(format!("after={a}"));
+        }
+        parts.join("&")
+    }
+
+    fn keeps(&self, e: &AuditEvent) -> bool {
+        let contains = |hay: &str, needle: &Option<String>| {
+            needle
+                .as_deref()
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .is_none_or(|n| hay.to_lowercase().contains(&n.to_lowercase()))
+        };
+        contains(&e.action, &self.action)
+            && contains(&e.actor, &self.actor)
+            && self
+                .outcome
+                .as_deref()
+                .filter(|o| !o.is_empty())
+                .is_none_or(|o| e.outcome.as_str() == o)
+    }
+}
+
+/// Up to `limit` matching events after `filter.after`, and where the next page starts.
+async fn matching(
+    state: &AppState,
+    filter: &AuditFilter,
+    limit: usize,
+) -> Result<(Vec<AuditEvent>, Option<i64>), PageError> {
+    let device = filter
+        .device
+        .as_deref()
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| device_id(d.trim()))
+        .transpose()?;
+    let mut after = filter.after.map(AuditId::from_i64);
+    let mut out = Vec::new();
+    loop {
+        let batch = state
+            .store
+            .list_audit(&AuditQuery {
+                device,
+                after,
+                limit: 500,
+            })
+            .await?;
+        let full = batch.len() == 500;
+        for e in batch {
+            after = Some(e.id);
+            if filter.keeps(&e) {
+                out.push(e);
+                if out.len() == limit {
+                    return Ok((out, after.map(|a| a.as_i64())));
+                }
+            }
+        }
+        if !full {
+            return Ok((out, None));
+        }
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(f): Query<AuditFilter>,
+) -> PageResult {
+    let (events, next) = matching(&state, &f, PAGE).await?;
+    let val = |v: &Option<String>| v.clone().unwrap_or_default();
+    let body = html! {
+        form.filters method="get" action="/console/audit" {
+            div.field { label for="device" { "Device id" } input #device type="text" name="device" value=(val(&f.device)); }
+            div.field { label for="action" { "Action contains" } input #action type="text" name="action" value=(val(&f.action)); }
+            div.field { label for="actor" { "Actor contains" } input #actor type="text" name="actor" value=(val(&f.actor)); }
+            div.field {
+                label for="outcome" { "Outcome" }
+                select #outcome name="outcome" {
+                    option value="" { "Any" }
+                    @for o in redeploy_core::AuditOutcome::ALL {
+                        option value=(o.as_str()) selected[f.outcome.as_deref() == Some(o.as_str())] { (o.as_str()) }
+                    }
+                }
+            }
+            button type="submit" { "Apply" }
+        }
+        p { a href={ "/console/audit.csv?" (f.query_string(None)) } download="redeploy-audit.csv" { "Download these events as CSV" } }
+        @if events.is_empty() {
+            p.empty { "No audit events match." }
+        } @else {
+            table #audit {
+                thead { tr {
+                    th scope="col" { "#" } th scope="col" { "When" } th scope="col" { "Actor" }
+                    th scope="col" { "Action" } th scope="col" { "Outcome" } th scope="col" { "Devices" } th scope="col" { "Details" }
+                } }
+                tbody {
+                    @for e in &events {
+                        tr {
+                            td.num { (e.id.as_i64()) }
+                            td { (when(e.at)) }
+                            td { (e.actor) }
+                            td { code { (e.action) } }
+                            td { (e.outcome.as_str()) }
+                            td { @for t in &e.targets { a href={ "/console/devices/" (t) } { "device" } " " } }
+                            td { (e.details) }
+                        }
+                    }
+                }
+            }
+            nav.pager aria-label="Pages" {
+                @if f.after.is_some() { a href={ "/console/audit?" (f.query_string(None)) } { "First page" } }
+                @if let Some(n) = next { a rel="next" href={ "/console/audit?" (f.query_string(Some(n))) } { "Next page" } }
+            }
+        }
+    };
+    Ok(ok(layout("Audit log", Some(&signed), Section::Audit, body)))
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+pub async fn csv(
+    State(state): State<AppState>,
+    _signed: Signed,
+    Query(f): Query<AuditFilter>,
+) -> PageResult {
+    let (events, _) = matching(&state, &f, 100_000).await?;
+    let mut out = String::from("id,at,actor,action,targets,outcome,details\r\n");
+    for e in &events {
+        let targets: Vec<String> = e.targets.iter().map(ToString::to_string).collect();
+        let row = [
+            e.id.as_i64().to_string(),
+            ts(e.at),
+            e.actor.clone(),
+            e.action.clone(),
+            targets.join(" "),
+            e.outcome.as_str().to_owned(),
+            e.details.clone(),
+        ];
+        let row: Vec<String> = row.iter().map(|c| csv_field(c)).collect();
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"redeploy-audit.csv\"",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        out,
+    )
+        .into_response())
+}

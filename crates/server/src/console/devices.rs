@@ -1,0 +1,733 @@
+//! Dashboard, device list (search, filters, sort, pages) and device page (inventory, readiness,
+//! action timeline, Autopilot Reset with a confirmation page, sync/restart, local-reset setting,
+//! primary user).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use maud::{html, Markup};
+use redeploy_core::actions;
+use redeploy_core::store::{device_sort_key, Cursor, DeviceQuery, DeviceSort};
+use redeploy_core::{
+    Action, ActionKind, ActionState, AuditOutcome, Device, DeviceId, JoinType, NewAuditEvent,
+    Readiness, Role, StoreError,
+};
+use serde::Deserialize;
+use time::Duration;
+
+use super::actions::timeline_table;
+use super::{
+    enc, flash, kind_label, layout, ok, see_other, state_badge, when, when_opt, PageError,
+    PageResult, PostForm, Section, Signed,
+};
+use crate::api::convert::readiness;
+use crate::api::handlers::{action_settings, role_for};
+use crate::state::AppState;
+
+const PAGE_SIZE: u32 = 50;
+/// "Seen recently" in the device filter: checked in within a day.
+const RECENT: Duration = Duration::hours(24);
+
+pub fn device_id(text: &str) -> Result<DeviceId, PageError> {
+    DeviceId::parse(text).map_err(|_| PageError::bad_request(format!("{text:?} is not a device id")))
+}
+
+pub async fn load_device(state: &AppState, id: DeviceId) -> Result<Device, PageError> {
+    state
+        .store
+        .device(id)
+        .await?
+        .ok_or_else(|| PageError::not_found(format!("There is no device {id}.")))
+}
+
+/// Every enrolled device (the store pages through them).
+pub async fn all_devices(state: &AppState) -> Result<Vec<Device>, PageError> {
+    let mut query = DeviceQuery {
+        limit: 500,
+        ..DeviceQuery::default()
+    };
+    let mut all = Vec::new();
+    loop {
+        let page = state.store.list_devices(&query).await?;
+        all.extend(page.items);
+        match page.next {
+            Some(c) => query.cursor = Some(c),
+            None => return Ok(all),
+        }
+    }
+}
+
+fn empty_fleet() -> Markup {
+    html! {
+        p.empty {
+            "No devices yet — enroll a PC: see " code { "docs/real-windows.md" } " or run "
+            code { "redeploy emulate" } "."
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MsgQuery {
+    msg: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dashboard
+
+const IN_FLIGHT: &[ActionState] = &[
+    ActionState::Requested,
+    ActionState::Pending,
+    ActionState::Sent,
+    ActionState::Acknowledged,
+    ActionState::InProgress,
+];
+
+pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageResult {
+    let now = state.clock.now();
+    let devices = all_devices(&state).await?;
+    let (mut ready, mut seen_recently) = (0usize, 0usize);
+    let mut blocked: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &devices {
+        let acts = state.store.actions_of_device(d.id).await?;
+        let r = readiness(d, &acts, now);
+        if r.ready {
+            ready += 1;
+        }
+        if d.last_seen.is_some_and(|t| now - t <= RECENT) {
+            seen_recently += 1;
+        }
+        for reason in &r.reasons {
+            let label = reason_family(reason.code());
+            *blocked.entry(label.to_owned()).or_default() += 1;
+        }
+    }
+    let mut in_flight: Vec<(ActionState, usize)> = Vec::new();
+    for s in IN_FLIGHT {
+        let n = state.store.actions_in_state(*s, 1000).await?.len();
+        in_flight.push((*s, n));
+    }
+    let flying: usize = in_flight.iter().map(|(_, n)| n).sum();
+    // Oldest update first from the store: the newest ten failures are at the end.
+    let mut failures = state.store.actions_in_state(ActionState::Failed, 1000).await?;
+    failures.reverse();
+    failures.truncate(10);
+    let names: BTreeMap<DeviceId, String> = devices.iter().map(|d| (d.id, d.name.clone())).collect();
+
+    let body = html! {
+        @if devices.is_empty() { (empty_fleet()) }
+        section.stats aria-label="Fleet" {
+            div.stat { span.n { (devices.len()) } span.l { "devices" } }
+            div.stat { span.n { (ready) } span.l { "ready for Autopilot Reset" } }
+            div.stat { span.n { (devices.len() - ready) } span.l { "not ready" } }
+            div.stat { span.n { (seen_recently) } span.l { "checked in within 24 h" } }
+            div.stat { span.n { (flying) } span.l { a href="/console/actions" { "actions in flight" } } }
+        }
+        div.columns {
+            section {
+                h2 { "Why devices are not ready" }
+                @if blocked.is_empty() {
+                    p.empty { "Every device is ready (or there are none)." }
+                } @else {
+                    table {
+                        thead { tr { th scope="col" { "Reason" } th scope="col" .num { "Devices" } } }
+                        tbody {
+                            @for (reason, n) in &blocked {
+                                tr { td { (reason) } td.num { (n) } }
+                            }
+                        }
+                    }
+                }
+                h2 { "Actions in flight" }
+                table {
+                    thead { tr { th scope="col" { "State" } th scope="col" .num { "Actions" } } }
+                    tbody {
+                        @for (s, n) in &in_flight {
+                            tr {
+                                td { a href={ "/console/actions?state=" (s.as_str()) } { (s.as_str()) } }
+                                td.num { (n) }
+                            }
+                        }
+                    }
+                }
+            }
+            section {
+                h2 { "Recent failures" }
+                @if failures.is_empty() {
+                    p.empty { "No failed actions." }
+                } @else {
+                    table {
+                        thead { tr {
+                            th scope="col" { "When" } th scope="col" { "Device" }
+                            th scope="col" { "Action" } th scope="col" { "Reason" }
+                        } }
+                        tbody {
+                            @for a in &failures {
+                                tr {
+                                    td { a href={ "/console/actions/" (a.id) } { (when(a.updated_at)) } }
+                                    td { a href={ "/console/devices/" (a.device) } {
+                                        (names.get(&a.device).map_or("(unknown)", String::as_str)) } }
+                                    td { (kind_label(a.kind)) }
+                                    td { (failure_text(a)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(ok(layout("Dashboard", Some(&signed), Section::Dashboard, body)))
+}
+
+/// A short label per block reason for the dashboard counts.
+fn reason_family(code: &str) -> &'static str {
+    match code {
+        "unenrolled" => "No longer enrolled",
+        "hybrid_joined" => "Hybrid joined (not supported)",
+        "not_entra_joined" => "Not Entra joined",
+        "os_build_unknown" => "OS version not reported yet",
+        "os_too_old" => "Windows build too old",
+        "windows_se" => "Windows SE",
+        "not_seen_recently" => "Not seen recently",
+        "winre_failure" => "WinRE disabled (earlier failure)",
+        "enrollment_cert_expired" => "Enrollment certificate expired",
+        "action_already_running" => "A reset is already running",
+        _ => "Other",
+    }
+}
+
+/// The reason of a failed or blocked action, with the decoded LastError and its fix.
+pub fn failure_text(a: &Action) -> String {
+    let mut parts = Vec::new();
+    if let Some(r) = &a.reason {
+        parts.push(r.clone());
+    }
+    if let Some(code) = a.last_error {
+        let (meaning, fix) = redeploy_core::decode_hresult(code);
+        let mut t = format!("LastError {}: {meaning}", redeploy_core::action::format_hresult(code));
+        if let Some(fix) = fix {
+            t.push_str(&format!(" — fix: {fix}"));
+        }
+        parts.push(t);
+    }
+    if parts.is_empty() {
+        "no reason recorded".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device list
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    q: Option<String>,
+    join: Option<String>,
+    ready: Option<String>,
+    seen: Option<String>,
+    sort: Option<String>,
+    cursor: Option<String>,
+}
+
+impl ListQuery {
+    fn link_with_cursor(&self, cursor: &str) -> String {
+        let mut parts = Vec::new();
+        for (k, v) in [
+            ("q", &self.q),
+            ("join", &self.join),
+            ("ready", &self.ready),
+            ("seen", &self.seen),
+            ("sort", &self.sort),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                parts.push(format!("{k}={}", enc(v)));
+            }
+        }
+        parts.push(format!("cursor={}", enc(cursor)));
+        format!("/console/devices?{}", parts.join("&"))
+    }
+}
+
+const SORTS: &[(&str, &str)] = &[
+    ("name", "Name (A–Z)"),
+    ("last_seen_desc", "Last check-in (newest first)"),
+    ("last_seen", "Last check-in (oldest first)"),
+    ("enrolled_desc", "Enrolled (newest first)"),
+];
+
+pub async fn list(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(q): Query<ListQuery>,
+) -> PageResult {
+    let now = state.clock.now();
+    let (sort, descending) = match q.sort.as_deref().unwrap_or("name") {
+        "name" | "" => (DeviceSort::Name, false),
+        "last_seen" => (DeviceSort::LastSeen, false),
+        "last_seen_desc" => (DeviceSort::LastSeen, true),
+        "enrolled_desc" => (DeviceSort::EnrolledAt, true),
+        other => return Err(PageError::bad_request(format!("unknown sort {other:?}"))),
+    };
+    let join_type = match q.join.as_deref().filter(|j| !j.is_empty()) {
+        None => None,
+        Some(j) => Some(JoinType::parse(j).map_err(|e| PageError::bad_request(e.to_string()))?),
+    };
+    let want_ready = match q.ready.as_deref() {
+        Some("yes") => Some(true),
+        Some("no") => Some(false),
+        _ => None,
+    };
+    let want_recent = match q.seen.as_deref() {
+        Some("recent") => Some(true),
+        Some("stale") => Some(false),
+        _ => None,
+    };
+    let mut query = DeviceQuery {
+        search: q.q.clone().filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_owned()),
+        join_type,
+        sort,
+        descending,
+        limit: PAGE_SIZE,
+        cursor: q.cursor.as_deref().map(Cursor::parse),
+        ..DeviceQuery::default()
+    };
+    let mut rows: Vec<(Device, Readiness)> = Vec::new();
+    let mut next: Option<String> = None;
+    'pages: loop {
+        let page = match state.store.list_devices(&query).await {
+            Err(StoreError::Conflict(why)) => return Err(PageError::bad_request(why)),
+            other => other?,
+        };
+        let n = page.items.len();
+        for (i, d) in page.items.into_iter().enumerate() {
+            let acts = state.store.actions_of_device(d.id).await?;
+            let r = readiness(&d, &acts, now);
+            let recent = d.last_seen.is_some_and(|t| now - t <= RECENT);
+            if want_ready.is_some_and(|w| w != r.ready) || want_recent.is_some_and(|w| w != recent)
+            {
+                continue;
+            }
+            let key = device_sort_key(&d, sort);
+            let id = d.id;
+            rows.push((d, r));
+            if rows.len() as u32 == PAGE_SIZE {
+                if i + 1 < n || page.next.is_some() {
+                    next = Some(Cursor::after(sort, &key, id).as_str().to_owned());
+                }
+                break 'pages;
+            }
+        }
+        match page.next {
+            Some(c) => query.cursor = Some(c),
+            None => break,
+        }
+    }
+    let filtered = q.q.as_deref().is_some_and(|s| !s.trim().is_empty())
+        || join_type.is_some()
+        || want_ready.is_some()
+        || want_recent.is_some();
+    let sel = |a: Option<&str>, b: &str| a.unwrap_or_default() == b;
+    let body = html! {
+        form.filters method="get" action="/console/devices" role="search" {
+            div.field {
+                label for="q" { "Search name, serial or user" }
+                input #q type="search" name="q" value=(q.q.clone().unwrap_or_default());
+            }
+            div.field {
+                label for="join" { "Join type" }
+                select #join name="join" {
+                    option value="" { "Any" }
+                    @for j in JoinType::ALL {
+                        option value=(j.as_str()) selected[sel(q.join.as_deref(), j.as_str())] { (j.as_str()) }
+                    }
+                }
+            }
+            div.field {
+                label for="ready" { "Ready for reset" }
+                select #ready name="ready" {
+                    option value="" { "Any" }
+                    option value="yes" selected[sel(q.ready.as_deref(), "yes")] { "Ready" }
+                    option value="no" selected[sel(q.ready.as_deref(), "no")] { "Not ready" }
+                }
+            }
+            div.field {
+                label for="seen" { "Last check-in" }
+                select #seen name="seen" {
+                    option value="" { "Any" }
+                    option value="recent" selected[sel(q.seen.as_deref(), "recent")] { "Within 24 h" }
+                    option value="stale" selected[sel(q.seen.as_deref(), "stale")] { "Not within 24 h" }
+                }
+            }
+            div.field {
+                label for="sort" { "Sort by" }
+                select #sort name="sort" {
+                    @for (v, label) in SORTS {
+                        option value=(v) selected[sel(q.sort.as_deref().or(Some("name")), v)] { (label) }
+                    }
+                }
+            }
+            button type="submit" { "Apply" }
+        }
+        @if rows.is_empty() {
+            @if filtered || q.cursor.is_some() {
+                p.empty { "No devices match. " a href="/console/devices" { "Clear the filters" } }
+            } @else {
+                (empty_fleet())
+            }
+        } @else {
+            table #devices {
+                caption.sr { "Devices" }
+                thead { tr {
+                    th scope="col" { "Name" } th scope="col" { "Serial" } th scope="col" { "Primary user" }
+                    th scope="col" { "Join" } th scope="col" { "OS" } th scope="col" { "Last check-in" }
+                    th scope="col" { "Ready" }
+                } }
+                tbody {
+                    @for (d, r) in &rows {
+                        tr {
+                            td { a href={ "/console/devices/" (d.id) } { (d.name) } }
+                            td { (d.serial.as_deref().unwrap_or("—")) }
+                            td { (d.primary_user.as_deref().unwrap_or("—")) }
+                            td { (d.join_type.as_str()) }
+                            td { (d.os_version.as_deref().unwrap_or("—")) }
+                            td { (when_opt(d.last_seen, "never")) }
+                            td {
+                                @if r.ready { span.badge.good { "ready" } }
+                                @else { span.badge.bad title=(reasons_text(r)) { "not ready" } }
+                            }
+                        }
+                    }
+                }
+            }
+            nav.pager aria-label="Pages" {
+                @if q.cursor.is_some() { a href="/console/devices" { "First page" } }
+                @if let Some(c) = &next { a rel="next" href=(q.link_with_cursor(c)) { "Next page" } }
+            }
+        }
+    };
+    Ok(ok(layout("Devices", Some(&signed), Section::Devices, body)))
+}
+
+fn reasons_text(r: &Readiness) -> String {
+    r.reasons
+        .iter()
+        .map(|b| b.text())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device page
+
+fn readiness_block(r: &Readiness) -> Markup {
+    html! {
+        @if r.ready {
+            p.good-text #readiness { "Ready for a remote Autopilot Reset." }
+        } @else {
+            div #readiness {
+                p.bad-text { "Not ready for a remote Autopilot Reset:" }
+                ul.reasons { @for b in &r.reasons { li { (b.text()) } } }
+            }
+        }
+    }
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Query(m): Query<MsgQuery>,
+) -> PageResult {
+    let id = device_id(&id)?;
+    let d = load_device(&state, id).await?;
+    let acts = state.store.actions_of_device(id).await?;
+    let inventory = state.store.inventory(id).await?;
+    let r = readiness(&d, &acts, state.clock.now());
+    let local = match (d.local_reset_desired, d.local_reset_reported) {
+        (_, Some(true)) => "allowed (reported by the device)",
+        (_, Some(false)) => "not allowed (reported by the device)",
+        (Some(true), None) => "allowed (waiting for the device to apply it)",
+        (Some(false), None) => "not allowed (waiting for the device to apply it)",
+        (None, None) => "unknown (not set by this server)",
+    };
+    let body = html! {
+        (flash(m.msg.as_deref()))
+        div.columns {
+            section aria-labelledby="h-summary" {
+                h2 #h-summary { "Summary" }
+                dl.facts {
+                    dt { "Serial" } dd { (d.serial.as_deref().unwrap_or("—")) }
+                    dt { "Model" } dd { (d.manufacturer.as_deref().unwrap_or("")) " " (d.model.as_deref().unwrap_or("—")) }
+                    dt { "Windows" } dd { (d.os_version.as_deref().unwrap_or("not reported yet")) }
+                    dt { "Join type" } dd { (d.join_type.as_str()) }
+                    dt { "Primary user" } dd #primary-user { (d.primary_user.as_deref().unwrap_or("none")) @if d.shared { " (shared device)" } }
+                    dt { "Signed-in user" } dd { (d.current_user.as_deref().unwrap_or("none")) }
+                    dt { "Last check-in" } dd { (when_opt(d.last_seen, "never")) }
+                    dt { "Enrolled" } dd { (when(d.enrolled_at)) }
+                    dt { "Local reset (CTRL+WIN+R)" } dd { (local) }
+                }
+                h2 { "Readiness" }
+                (readiness_block(&r))
+            }
+            section aria-labelledby="h-do" {
+                h2 #h-do { "Actions" }
+                @if signed.can(Role::Operator) {
+                    p { a.button.danger #autopilot-reset href={ "/console/devices/" (id) "/reset" } { "Autopilot Reset…" } }
+                }
+                @if signed.can(Role::Helpdesk) {
+                    div.buttons {
+                        form method="post" action={ "/console/devices/" (id) "/actions" } {
+                            (signed.csrf_field())
+                            input type="hidden" name="kind" value="sync";
+                            button type="submit" { "Sync now" }
+                        }
+                        form method="post" action={ "/console/devices/" (id) "/actions" } {
+                            (signed.csrf_field())
+                            input type="hidden" name="kind" value="restart";
+                            button type="submit" { "Restart" }
+                        }
+                    }
+                }
+                @if signed.can(Role::Operator) {
+                    form.card method="post" action={ "/console/devices/" (id) "/local-reset" } {
+                        (signed.csrf_field())
+                        fieldset {
+                            legend { "Local Autopilot Reset (CTRL+WIN+R at the sign-in screen)" }
+                            label { input type="radio" name="allowed" value="true" checked[d.local_reset_desired == Some(true)]; " Allowed" }
+                            label { input type="radio" name="allowed" value="false" checked[d.local_reset_desired != Some(true)]; " Not allowed" }
+                        }
+                        button type="submit" { "Save local-reset setting" }
+                    }
+                }
+                @if signed.can(Role::Helpdesk) {
+                    form.card method="post" action={ "/console/devices/" (id) "/primary-user" } {
+                        (signed.csrf_field())
+                        label for="user" { "Primary user (UPN)" }
+                        input #user type="text" name="user" value=(d.primary_user.clone().unwrap_or_default()) placeholder="ada@example.org";
+                        label.check { input type="checkbox" name="shared" checked[d.shared]; " Shared device (no primary user)" }
+                        button type="submit" { "Save primary user" }
+                    }
+                }
+                @if !signed.can(Role::Helpdesk) {
+                    p.help { "Your token's role (" (signed.role().as_str()) ") can only view devices." }
+                }
+            }
+        }
+        section aria-labelledby="h-actions" {
+            h2 #h-actions { "Action timeline" }
+            @if acts.is_empty() {
+                p.empty { "No actions yet on this device." }
+            }
+            @for a in &acts {
+                article.action {
+                    h3 {
+                        a href={ "/console/actions/" (a.id) } { (kind_label(a.kind)) }
+                        " " (state_badge(a.state))
+                        " " small { "requested " (when(a.created_at)) " by " (a.requested_by) }
+                    }
+                    @if matches!(a.state, ActionState::Failed | ActionState::Blocked | ActionState::Expired) {
+                        p.error { (failure_text(a)) }
+                    }
+                    (timeline_table(a))
+                }
+            }
+        }
+        section aria-labelledby="h-inv" {
+            h2 #h-inv { "Inventory" }
+            @if inventory.is_empty() {
+                p.empty { "The device has not reported its inventory yet." }
+            } @else {
+                table.inventory {
+                    thead { tr { th scope="col" { "Node" } th scope="col" { "Value" } th scope="col" { "Reported" } } }
+                    tbody {
+                        @for v in &inventory {
+                            tr { td { code { (v.uri) } } td { (v.value) } td { (when(v.at)) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(ok(layout(&d.name, Some(&signed), Section::Devices, body)))
+}
+
+/// What a remote Autopilot Reset removes and keeps (MEM "Windows Autopilot Reset": "removes
+/// personal files, apps, and settings… maintains the connection to Microsoft Entra ID and to
+/// MDM, keeps the Wi-Fi profiles and provisioning packages"; protocol.md §1.2).
+fn reset_effects() -> Markup {
+    html! {
+        div.columns {
+            section {
+                h2 { "Removed" }
+                ul {
+                    li { "Every user account and its personal files" }
+                    li { "Apps and settings the users installed or changed" }
+                    li { "The primary user (the next user who signs in becomes primary)" }
+                }
+            }
+            section {
+                h2 { "Kept" }
+                ul {
+                    li { "The Entra join and the MDM enrollment (the PC stays managed here)" }
+                    li { "Wi-Fi profiles and provisioning packages" }
+                    li { "Region, language and keyboard (back to their original values)" }
+                }
+            }
+        }
+    }
+}
+
+pub async fn confirm_reset(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+) -> PageResult {
+    let id = device_id(&id)?;
+    let d = load_device(&state, id).await?;
+    let acts = state.store.actions_of_device(id).await?;
+    let r = readiness(&d, &acts, state.clock.now());
+    let title = format!("Autopilot Reset {}?", d.name);
+    let body = html! {
+        p.lead {
+            "This returns " strong { (d.name) } " (serial " (d.serial.as_deref().unwrap_or("unknown"))
+            @if let Some(u) = &d.primary_user { ", primary user " (u) }
+            ") to a business-ready state at its next check-in. It cannot be undone."
+        }
+        (reset_effects())
+        (readiness_block(&r))
+        @if !r.ready {
+            p { "If you go ahead anyway, the request is recorded as blocked with these reasons and nothing is sent." }
+        }
+        @if signed.can(Role::Operator) {
+            form method="post" action={ "/console/devices/" (id) "/actions" } {
+                (signed.csrf_field())
+                input type="hidden" name="kind" value="autopilot_reset";
+                div.buttons {
+                    button.danger #confirm-reset type="submit" { "Yes, reset " (d.name) }
+                    a.button href={ "/console/devices/" (id) } { "Cancel" }
+                }
+            }
+        } @else {
+            p.error { "Your token's role (" (signed.role().as_str()) ") cannot reset devices; the operator role is needed." }
+        }
+    };
+    Ok(ok(layout(&title, Some(&signed), Section::Devices, body)))
+}
+
+/// The kinds the device page may post.
+fn posted_kind(text: &str) -> Result<ActionKind, PageError> {
+    match text {
+        "autopilot_reset" => Ok(ActionKind::AutopilotReset),
+        "sync" => Ok(ActionKind::Sync),
+        "restart" => Ok(ActionKind::Restart),
+        other => Err(PageError::bad_request(format!("unknown action {other:?}"))),
+    }
+}
+
+async fn request_kind(
+    state: &AppState,
+    signed: &Signed,
+    id: DeviceId,
+    kind: ActionKind,
+) -> PageResult {
+    signed
+        .require(
+            state,
+            role_for(kind),
+            &format!("action {} on device {id}", kind.code()),
+            Some(id),
+        )
+        .await?;
+    let action = actions::request(
+        state.store.as_ref(),
+        id,
+        kind,
+        &signed.caller.actor(),
+        state.clock.now(),
+        &action_settings(state),
+    )
+    .await?;
+    Ok(see_other(&format!("/console/actions/{}", action.id)))
+}
+
+pub async fn request(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: PostForm,
+) -> PageResult {
+    let id = device_id(&id)?;
+    let kind = posted_kind(form.fields.get("kind").unwrap_or_default())?;
+    request_kind(&state, &form.signed, id, kind).await
+}
+
+pub async fn local_reset(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: PostForm,
+) -> PageResult {
+    let id = device_id(&id)?;
+    let allowed = match form.fields.get("allowed") {
+        Some("true") => true,
+        Some("false") => false,
+        _ => return Err(PageError::bad_request("choose Allowed or Not allowed")),
+    };
+    request_kind(
+        &state,
+        &form.signed,
+        id,
+        ActionKind::SetLocalResetPolicy(allowed),
+    )
+    .await
+}
+
+pub async fn primary_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: PostForm,
+) -> PageResult {
+    let id = device_id(&id)?;
+    let signed = &form.signed;
+    signed
+        .require(
+            &state,
+            Role::Helpdesk,
+            &format!("set the primary user of device {id}"),
+            Some(id),
+        )
+        .await?;
+    let shared = form.fields.checked("shared");
+    let user = form.fields.text("user").map(str::to_owned);
+    if let Some(u) = &user {
+        if u.len() > 256 || u.chars().any(char::is_whitespace) {
+            return Err(PageError::bad_request(
+                "the primary user is a UPN such as ada@example.org (no spaces)",
+            ));
+        }
+    }
+    let mut d = load_device(&state, id).await?;
+    // A shared device has no primary user by definition.
+    d.primary_user = if shared { None } else { user };
+    d.shared = shared;
+    state.store.update_device(&d).await?;
+    state
+        .store
+        .append_audit(NewAuditEvent {
+            at: state.clock.now(),
+            actor: signed.caller.actor(),
+            action: "device.primary_user".into(),
+            targets: vec![id],
+            batch: None,
+            outcome: AuditOutcome::Success,
+            details: format!(
+                "primary user {}{}",
+                d.primary_user.as_deref().unwrap_or("none"),
+                if shared { ", shared device" } else { "" }
+            ),
+        })
+        .await?;
+    Ok(see_other(&format!(
+        "/console/devices/{id}?msg={}",
+        enc("Primary user saved.")
+    )))
+}

@@ -1,0 +1,270 @@
+//! Groups: the list with a small create form (a static group from device names), and a group's
+//! page with its members, a dry-run preview of a group-wide Autopilot Reset and the reset form
+//! that needs the group's name typed in (optionally in waves).
+
+use axum::extract::{Path, State};
+use maud::html;
+use redeploy_core::campaign::{self, PlanOutcome, Target, WaveSettings};
+use redeploy_core::store::DeviceQuery;
+use redeploy_core::{ActionKind, AuditOutcome, Group, GroupId, GroupKind, NewAuditEvent, Role};
+use time::Duration;
+
+use super::{
+    enc, flash, layout, ok, see_other, PageError, PageResult, PostForm, Section, Signed,
+};
+use crate::api::handlers::action_settings;
+use crate::state::AppState;
+
+fn group_id(text: &str) -> Result<GroupId, PageError> {
+    GroupId::parse(text).map_err(|_| PageError::bad_request(format!("{text:?} is not a group id")))
+}
+
+fn kind_text(g: &Group) -> String {
+    match &g.kind {
+        GroupKind::Static { .. } => "static list".to_owned(),
+        GroupKind::Filter { filter } => format!("filter {}", filter.to_text()),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct MsgQuery {
+    msg: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    signed: Signed,
+    axum::extract::Query(m): axum::extract::Query<MsgQuery>,
+) -> PageResult {
+    let now = state.clock.now();
+    let groups = state.store.list_groups().await?;
+    let mut rows = Vec::new();
+    for g in groups {
+        let n = state.store.group_member_ids(g.id, now).await?.len();
+        rows.push((g, n));
+    }
+    let body = html! {
+        (flash(m.msg.as_deref()))
+        @if rows.is_empty() {
+            p.empty { "No groups yet. Create a static group below, or a filter group through the REST API." }
+        } @else {
+            table #groups {
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Kind" } th scope="col" .num { "Members" } } }
+                tbody {
+                    @for (g, n) in &rows {
+                        tr {
+                            td { a href={ "/console/groups/" (g.id) } { (g.name) } }
+                            td { (kind_text(g)) }
+                            td.num { (n) }
+                        }
+                    }
+                }
+            }
+        }
+        @if signed.can(Role::Operator) {
+            h2 { "New static group" }
+            form.card method="post" action="/console/groups" {
+                (signed.csrf_field())
+                label for="name" { "Name" }
+                input #name type="text" name="name" required maxlength="100";
+                label for="members" { "Device names, one per line" }
+                textarea #members name="members" rows="5" {}
+                button type="submit" { "Create group" }
+            }
+        }
+    };
+    Ok(ok(layout("Groups", Some(&signed), Section::Groups, body)))
+}
+
+pub async fn create(State(state): State<AppState>, form: PostForm) -> PageResult {
+    let signed = &form.signed;
+    signed
+        .require(&state, Role::Operator, "create a group", None)
+        .await?;
+    let name = form
+        .fields
+        .text("name")
+        .ok_or_else(|| PageError::bad_request("the group needs a name"))?
+        .to_owned();
+    let mut members = Vec::new();
+    let mut unknown = Vec::new();
+    for line in form.fields.get("members").unwrap_or_default().lines() {
+        let wanted = line.trim();
+        if wanted.is_empty() {
+            continue;
+        }
+        let page = state
+            .store
+            .list_devices(&DeviceQuery {
+                search: Some(wanted.to_owned()),
+                limit: 100,
+                ..DeviceQuery::default()
+            })
+            .await?;
+        match page.items.iter().find(|d| d.name.eq_ignore_ascii_case(wanted)) {
+            Some(d) => members.push(d.id),
+            None => unknown.push(wanted.to_owned()),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(PageError::bad_request(format!(
+            "no device is named {}; check the names on the Devices page",
+            unknown.join(", ")
+        )));
+    }
+    members.sort();
+    members.dedup();
+    let group = Group::new_static(GroupId::generate(), name.clone(), members, state.clock.now());
+    state.store.create_group(&group).await.map_err(|e| match e {
+        redeploy_core::StoreError::Conflict(_) => PageError::new(
+            http::StatusCode::CONFLICT,
+            format!("a group named {name:?} already exists"),
+        ),
+        other => other.into(),
+    })?;
+    state
+        .store
+        .append_audit(NewAuditEvent {
+            at: state.clock.now(),
+            actor: signed.caller.actor(),
+            action: "group.create".into(),
+            targets: Vec::new(),
+            batch: None,
+            outcome: AuditOutcome::Success,
+            details: format!("{} {name:?}", group.id),
+        })
+        .await?;
+    Ok(see_other(&format!("/console/groups/{}", group.id)))
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+) -> PageResult {
+    let id = group_id(&id)?;
+    let group = state
+        .store
+        .group(id)
+        .await?
+        .ok_or_else(|| PageError::not_found(format!("There is no group {id}.")))?;
+    let now = state.clock.now();
+    let plan = campaign::plan(
+        state.store.as_ref(),
+        &Target::Group(id),
+        ActionKind::AutopilotReset,
+        now,
+        &action_settings(&state),
+    )
+    .await?;
+    let mut rows = Vec::new();
+    for item in &plan.items {
+        let name = match state.store.device(item.device_id).await? {
+            Some(d) => d.name,
+            None => item.device_id.to_string(),
+        };
+        rows.push((item.device_id, name, &item.outcome));
+    }
+    let title = format!("Group {}", group.name);
+    let body = html! {
+        p { "Kind: " (kind_text(&group)) ". " (rows.len()) " member(s) now." }
+        h2 { "Members and a dry run of a group-wide Autopilot Reset" }
+        @if rows.is_empty() {
+            p.empty { "This group has no members right now." }
+        } @else {
+            p { (plan.would_queue()) " of " (rows.len()) " device(s) would be reset now; the others would be recorded as blocked." }
+            table #preview {
+                thead { tr { th scope="col" { "Device" } th scope="col" { "Would" } } }
+                tbody {
+                    @for (device, name, outcome) in &rows {
+                        tr {
+                            td { a href={ "/console/devices/" (device) } { (name) } }
+                            td {
+                                @match outcome {
+                                    PlanOutcome::WouldQueue => span.badge.good { "be reset" },
+                                    PlanOutcome::Blocked(reasons) => {
+                                        span.badge.bad { "be blocked" } " "
+                                        (reasons.iter().map(|r| r.text()).collect::<Vec<_>>().join("; "))
+                                    },
+                                    PlanOutcome::NotFound => "no such device",
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if signed.can(Role::Operator) && !rows.is_empty() {
+            h2 { "Reset every device of this group" }
+            form.card method="post" action={ "/console/groups/" (id) "/reset" } {
+                (signed.csrf_field())
+                label for="confirm" { "Type the group name, " strong { (group.name) } ", to confirm" }
+                input #confirm type="text" name="confirm" required autocomplete="off";
+                label for="wave_size" { "Devices per wave (optional)" }
+                input #wave_size type="number" name="wave_size" min="1";
+                label for="interval" { "Minutes between waves (optional)" }
+                input #interval type="number" name="interval" min="0";
+                button.danger type="submit" { "Autopilot Reset this group" }
+            }
+        }
+    };
+    Ok(ok(layout(&title, Some(&signed), Section::Groups, body)))
+}
+
+fn optional_number(form: &PostForm, name: &str, what: &str) -> Result<Option<u32>, PageError> {
+    form.fields
+        .text(name)
+        .map(|v| {
+            v.parse::<u32>()
+                .map_err(|_| PageError::bad_request(format!("{what} must be a whole number, not {v:?}")))
+        })
+        .transpose()
+}
+
+pub async fn reset(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: PostForm,
+) -> PageResult {
+    let id = group_id(&id)?;
+    let signed = &form.signed;
+    signed
+        .require(
+            &state,
+            Role::Operator,
+            &format!("autopilot_reset of group {id}"),
+            None,
+        )
+        .await?;
+    let wave_size = optional_number(&form, "wave_size", "devices per wave")?;
+    let interval = optional_number(&form, "interval", "minutes between waves")?;
+    if wave_size == Some(0) {
+        return Err(PageError::bad_request("devices per wave must be at least 1"));
+    }
+    let waves = WaveSettings {
+        wave_size: wave_size.unwrap_or(u32::MAX),
+        interval: Duration::minutes(i64::from(interval.unwrap_or(0))),
+        ..WaveSettings::default()
+    };
+    let result = campaign::execute(
+        state.store.as_ref(),
+        &Target::Group(id),
+        ActionKind::AutopilotReset,
+        &signed.caller.actor(),
+        state.clock.now(),
+        &action_settings(&state),
+        form.fields.get("confirm").map(str::trim),
+        &waves,
+    )
+    .await?;
+    let msg = format!(
+        "Batch {}: {} queued, {} blocked, {} in later waves, {} not found.",
+        result.batch_id,
+        result.queued(),
+        result.blocked(),
+        result.deferred(),
+        result.not_found()
+    );
+    Ok(see_other(&format!("/console/groups?msg={}", enc(&msg))))
+}
+

@@ -1,0 +1,250 @@
+//! Schedules: the list with enable/disable/delete, and the create form (group, kind, IANA time
+//! zone, recurrence text, optional maintenance window).
+
+use axum::extract::{Path, Query, State};
+use maud::html;
+use redeploy_core::schedule::{next_occurrence, MaintenanceWindow, Recurrence, Schedule};
+use redeploy_core::{ActionKind, AuditOutcome, NewAuditEvent, Role, ScheduleId};
+use time::Time;
+
+use super::{
+    enc, flash, kind_label, layout, ok, see_other, when_opt, PageError, PageResult, PostForm,
+    Section, Signed,
+};
+use crate::api::handlers::role_for;
+use crate::state::AppState;
+
+/// Kinds a schedule may run.
+const KINDS: &[ActionKind] = &[
+    ActionKind::AutopilotReset,
+    ActionKind::Sync,
+    ActionKind::Restart,
+];
+
+#[derive(Debug, serde::Deserialize)]
+pub struct MsgQuery {
+    msg: Option<String>,
+}
+
+fn window_text(w: &Option<MaintenanceWindow>) -> String {
+    match w {
+        None => "any time".to_owned(),
+        Some(w) => format!(
+            "{:02}:{:02}–{:02}:{:02}",
+            w.start.hour(),
+            w.start.minute(),
+            w.end.hour(),
+            w.end.minute()
+        ),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(m): Query<MsgQuery>,
+) -> PageResult {
+    let schedules = state.store.list_schedules().await?;
+    let groups = state.store.list_groups().await?;
+    let group_name = |id| {
+        groups
+            .iter()
+            .find(|g| g.id == id)
+            .map_or_else(|| "(deleted group)".to_owned(), |g| g.name.clone())
+    };
+    let body = html! {
+        (flash(m.msg.as_deref()))
+        @if schedules.is_empty() {
+            p.empty { "No schedules yet." }
+        } @else {
+            table #schedules {
+                thead { tr {
+                    th scope="col" { "Name" } th scope="col" { "Group" } th scope="col" { "Action" }
+                    th scope="col" { "When" } th scope="col" { "Window" } th scope="col" { "Next run" }
+                    th scope="col" { "Last run" } th scope="col" { "Enabled" } th scope="col" { span.sr { "Change" } }
+                } }
+                tbody {
+                    @for s in &schedules {
+                        tr {
+                            td { (s.name) }
+                            td { a href={ "/console/groups/" (s.group) } { (group_name(s.group)) } }
+                            td { (kind_label(s.kind)) }
+                            td { code { (s.recurrence.to_text()) } " " (s.tz.name()) }
+                            td { (window_text(&s.window)) }
+                            td { (when_opt(s.next_run, "—")) }
+                            td { (when_opt(s.last_run, "never")) }
+                            td { @if s.enabled { "yes" } @else { "no" } }
+                            td.buttons {
+                                @if signed.can(role_for(s.kind)) {
+                                    form method="post" action={ "/console/schedules/" (s.id) "/" (if s.enabled { "disable" } else { "enable" }) } {
+                                        (signed.csrf_field())
+                                        button type="submit" { @if s.enabled { "Disable" } @else { "Enable" } span.sr { " " (s.name) } }
+                                    }
+                                    form method="post" action={ "/console/schedules/" (s.id) "/delete" } {
+                                        (signed.csrf_field())
+                                        button.danger type="submit" { "Delete" span.sr { " " (s.name) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if signed.can(Role::Helpdesk) {
+            h2 { "New schedule" }
+            @if groups.is_empty() {
+                p.empty { "Create a group first: schedules run on a group." }
+            } @else {
+                form.card method="post" action="/console/schedules" {
+                    (signed.csrf_field())
+                    label for="name" { "Name" }
+                    input #name type="text" name="name" required maxlength="100";
+                    label for="group" { "Group" }
+                    select #group name="group" { @for g in &groups { option value=(g.id) { (g.name) } } }
+                    label for="kind" { "Action" }
+                    select #kind name="kind" { @for k in KINDS { option value=(k.name()) { (kind_label(*k)) } } }
+                    label for="tz" { "Time zone (IANA name)" }
+                    input #tz type="text" name="tz" value="UTC" required;
+                    label for="recurrence" { "When" }
+                    input #recurrence type="text" name="recurrence" required placeholder="weekly:sat:02:00:00" aria-describedby="recurrence-help";
+                    p.help #recurrence-help {
+                        code { "daily:02:00:00" } ", " code { "weekly:mon,fri:22:30:00" } " or "
+                        code { "once:2026-12-24T18:00:00" } " — local time in the zone above."
+                    }
+                    label for="window" { "Maintenance window (optional)" }
+                    input #window type="text" name="window" placeholder="22:00-05:00" aria-describedby="window-help";
+                    p.help #window-help { "Local hours in which resets may start; may cross midnight." }
+                    button type="submit" { "Create schedule" }
+                }
+            }
+        }
+    };
+    Ok(ok(layout("Schedules", Some(&signed), Section::Schedules, body)))
+}
+
+fn parse_hm(text: &str) -> Option<Time> {
+    let (h, m) = text.trim().split_once(':')?;
+    Time::from_hms(h.parse().ok()?, m.parse().ok()?, 0).ok()
+}
+
+fn parse_window(text: &str) -> Result<MaintenanceWindow, PageError> {
+    let bad = || PageError::bad_request(format!("window {text:?}: write it as HH:MM-HH:MM, e.g. 22:00-05:00"));
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    Ok(MaintenanceWindow {
+        start: parse_hm(a).ok_or_else(bad)?,
+        end: parse_hm(b).ok_or_else(bad)?,
+    })
+}
+
+async fn audit(state: &AppState, signed: &Signed, action: &str, details: String) -> Result<(), PageError> {
+    state
+        .store
+        .append_audit(NewAuditEvent {
+            at: state.clock.now(),
+            actor: signed.caller.actor(),
+            action: action.into(),
+            targets: Vec::new(),
+            batch: None,
+            outcome: AuditOutcome::Success,
+            details,
+        })
+        .await?;
+    Ok(())
+}
+
+pub async fn create(State(state): State<AppState>, form: PostForm) -> PageResult {
+    let f = &form.fields;
+    let k = f.get("kind").unwrap_or_default();
+    let kind = KINDS
+        .iter()
+        .copied()
+        .find(|c| c.name() == k)
+        .ok_or_else(|| PageError::bad_request(format!("unknown action {k:?}")))?;
+    form.signed
+        .require(&state, role_for(kind), &format!("schedule {}", kind.code()), None)
+        .await?;
+    let name = f
+        .text("name")
+        .ok_or_else(|| PageError::bad_request("the schedule needs a name"))?;
+    let group = redeploy_core::GroupId::parse(f.get("group").unwrap_or_default())
+        .map_err(|_| PageError::bad_request("choose a group"))?;
+    if state.store.group(group).await?.is_none() {
+        return Err(PageError::not_found("that group no longer exists"));
+    }
+    let tz_text = f.text("tz").unwrap_or("UTC");
+    let tz: chrono_tz::Tz = tz_text.parse().map_err(|_| {
+        PageError::bad_request(format!("{tz_text:?} is not an IANA time zone such as Europe/Berlin"))
+    })?;
+    let rec_text = f.text("recurrence").unwrap_or_default();
+    let recurrence = Recurrence::from_text(rec_text).map_err(|_| {
+        PageError::bad_request(format!(
+            "{rec_text:?} is not a recurrence: write daily:HH:MM:SS, weekly:mon,fri:HH:MM:SS or once:YYYY-MM-DDTHH:MM:SS"
+        ))
+    })?;
+    let window = f.text("window").map(parse_window).transpose()?;
+    let now = state.clock.now();
+    let mut schedule = Schedule {
+        id: ScheduleId::generate(),
+        name: name.to_owned(),
+        group,
+        kind,
+        tz,
+        recurrence,
+        window,
+        enabled: true,
+        next_run: None,
+        last_run: None,
+    };
+    schedule.next_run = next_occurrence(&schedule, now);
+    if schedule.next_run.is_none() {
+        return Err(PageError::bad_request("that time is already in the past"));
+    }
+    state.store.create_schedule(&schedule).await.map_err(|e| match e {
+        redeploy_core::StoreError::Conflict(_) => PageError::new(
+            http::StatusCode::CONFLICT,
+            format!("a schedule named {name:?} already exists"),
+        ),
+        other => other.into(),
+    })?;
+    audit(
+        &state,
+        &form.signed,
+        "schedule.create",
+        format!("{} {:?} {} {}", schedule.id, schedule.name, kind.code(), schedule.recurrence.to_text()),
+    )
+    .await?;
+    Ok(see_other(&format!("/console/schedules?msg={}", enc("Schedule created."))))
+}
+
+pub async fn change(
+    State(state): State<AppState>,
+    Path((id, verb)): Path<(String, String)>,
+    form: PostForm,
+) -> PageResult {
+    let id = ScheduleId::parse(&id).map_err(|_| PageError::bad_request(format!("{id:?} is not a schedule id")))?;
+    let mut s = state
+        .store
+        .schedule(id)
+        .await?
+        .ok_or_else(|| PageError::not_found(format!("There is no schedule {id}.")))?;
+    form.signed
+        .require(&state, role_for(s.kind), &format!("{verb} schedule {id}"), None)
+        .await?;
+    let now = state.clock.now();
+    let msg = match verb.as_str() {
+        "enable" | "disable" => {
+            s.enabled = verb == "enable";
+            s.next_run = next_occurrence(&s, now);
+            state.store.update_schedule(&s).await?;
+            format!("Schedule {} {verb}d.", s.name)
+        }
+        "delete" => {
+            state.store.delete_schedule(id).await?;
+            format!("Schedule {} deleted.", s.name)
+        }
+        other => return Err(PageError::not_found(format!("no such change {other:?}"))),
+    };
+    audit(&state, &form.signed, &format!("schedule.{verb}"), format!("{id} {:?}", s.name)).await?;
+    Ok(see_other(&format!("/console/schedules?msg={}", enc(&msg))))
+}
