@@ -3,6 +3,7 @@
 
 mod api_v1;
 mod common;
+mod console;
 mod datadir;
 mod enrollment;
 mod federated;

@@ -1,0 +1,396 @@
+//! The web console over real HTTPS with a browser-like client (cookies kept by hand, redirects
+//! not followed): sign-in and its cookie, CSRF and Origin checks on posts, roles (a viewer's
+//! refused reset is audited), a reset reaching the store, sign-out and token revocation.
+
+use device::client::{self, EnrollOptions};
+use device::{DeviceProfile, HttpsTransport};
+use redeploy_core::{
+    ActionKind, ActionState, ApiToken, AuditOutcome, DeviceId, Role, SecretHash, TokenId,
+};
+use redeploy_core::store::AuditQuery;
+use testkit::app::{spawn_app, Backend, TestApp};
+use time::OffsetDateTime;
+
+use crate::on_both_backends;
+
+/// A browser: one HTTPS client that does not follow redirects, and the session cookie.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    set_cookie: Option<String>,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        let ca = reqwest::Certificate::from_pem(app.ca_pem.as_bytes()).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Browser {
+            http,
+            base: app.base_url.clone(),
+            cookie: None,
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let request = match &self.cookie {
+            Some(c) => request.header("cookie", format!("redeploy_session={c}")),
+            None => request,
+        };
+        let r = request.send().await.expect("request");
+        let header = |n: &str| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (location, set_cookie) = (header("location"), header("set-cookie"));
+        if let Some(c) = &set_cookie {
+            let value = c
+                .split(';')
+                .next()
+                .and_then(|kv| kv.strip_prefix("redeploy_session="))
+                .unwrap_or_default();
+            self.cookie = (!value.is_empty()).then(|| value.to_owned());
+        }
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        Page {
+            status,
+            location,
+            set_cookie,
+            headers,
+            body: r.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.http.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let req = self.http.post(format!("{}{path}", self.base)).form(fields);
+        self.send(req).await
+    }
+
+    async fn post_with_origin(&mut self, path: &str, origin: &str, fields: &[(&str, &str)]) -> Page {
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("origin", origin)
+            .form(fields);
+        self.send(req).await
+    }
+
+    async fn sign_in(&mut self, token: &str) -> Page {
+        self.post("/console/sign-in", &[("token", token)]).await
+    }
+}
+
+/// The CSRF token the page's forms carry.
+fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("a form with a CSRF field") + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+async fn enrolled_pc(app: &TestApp, name: &str, seed: u64) -> DeviceId {
+    let now = OffsetDateTime::now_utc();
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let mut state = DeviceProfile::default().build_seeded(name, seed, now);
+    let options = EnrollOptions {
+        server: app.base_url.clone(),
+        token: app.enrollment_token.clone(),
+    };
+    client::enroll(&transport, &mut state, &options, now)
+        .await
+        .expect("enrollment");
+    client::check_in(&transport, &mut state, now)
+        .await
+        .expect("first check-in");
+    app.store
+        .device_by_mdm_device_id(&state.dev_id)
+        .await
+        .unwrap()
+        .expect("device known")
+        .id
+}
+
+async fn new_token(app: &TestApp, role: Role) -> (TokenId, String) {
+    let secret = format!("rdp_api_test_{}", uuid::Uuid::new_v4().simple());
+    let token = ApiToken {
+        id: TokenId::generate(),
+        name: format!("{role}-tester"),
+        secret_hash: SecretHash::of_secret(&secret),
+        role,
+        created_at: OffsetDateTime::now_utc(),
+        revoked_at: None,
+    };
+    app.store.create_api_token(&token).await.unwrap();
+    (token.id, secret)
+}
+
+async fn audit_actions(app: &TestApp) -> Vec<(String, AuditOutcome, String)> {
+    app.store
+        .list_audit(&AuditQuery {
+            device: None,
+            after: None,
+            limit: 1000,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.action, e.outcome, e.actor))
+        .collect()
+}
+
+on_both_backends!(
+    console_sign_in_refuses_a_bad_token_and_sets_a_strict_session_cookie,
+    console_posts_without_the_right_csrf_token_or_origin_are_refused_and_change_nothing,
+    console_viewer_cannot_reset_and_the_refusal_is_audited,
+    console_sign_out_and_token_revocation_end_the_session,
+    console_pages_render_with_their_empty_states,
+);
+
+async fn console_sign_in_refuses_a_bad_token_and_sets_a_strict_session_cookie(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut b = Browser::new(&app);
+
+    let root = b.get("/").await;
+    assert_eq!((root.status, root.location.as_deref()), (303, Some("/console")));
+    let anonymous = b.get("/console/devices").await;
+    assert_eq!(anonymous.status, 303);
+    assert_eq!(anonymous.location.as_deref(), Some("/console/sign-in"));
+    let form = b.get("/console/sign-in").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("./redeploy-data/admin-token"), "the page says where the token is");
+    assert!(form.body.contains("<label for=\"token\">"), "the input is labelled");
+
+    let bad = b.sign_in("rdp_api_not-a-real-token").await;
+    assert_eq!(bad.status, 401);
+    assert!(bad.body.contains("Unknown API token"), "{}", bad.body);
+    assert!(bad.set_cookie.is_none() && b.cookie.is_none());
+
+    let good = b.sign_in(&app.admin_token).await;
+    assert_eq!(good.status, 303);
+    assert_eq!(good.location.as_deref(), Some("/console"));
+    let cookie = good.set_cookie.expect("a session cookie");
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(
+            cookie.split(';').any(|a| a.trim() == attribute),
+            "{attribute} missing from {cookie}"
+        );
+    }
+    let session_id = b.cookie.clone().unwrap();
+    assert!(session_id.len() >= 64, "a long random session id");
+    // Only the hash is stored.
+    let stored = app
+        .store
+        .console_session(&SecretHash::of_secret(&session_id), OffsetDateTime::now_utc())
+        .await
+        .unwrap()
+        .expect("the session is in the database");
+    assert_eq!(stored.1.name, "first admin");
+
+    let dashboard = b.get("/console").await;
+    assert_eq!(dashboard.status, 200);
+    assert!(dashboard.body.contains("<h1>Dashboard</h1>"));
+    assert!(dashboard.body.contains("<main id=\"main\">"));
+    assert!(dashboard.body.contains("No devices yet"));
+    assert_eq!(
+        dashboard.headers.get("x-frame-options").unwrap(),
+        "DENY",
+        "the console cannot be framed"
+    );
+
+    let css = b.get("/console/assets/console.css").await;
+    assert_eq!(css.status, 200);
+    assert!(css.headers["content-type"].to_str().unwrap().starts_with("text/css"));
+    assert!(css.headers["cache-control"].to_str().unwrap().contains("max-age"));
+    assert!(css.body.contains(":focus-visible"), "visible focus");
+    assert_eq!(b.get("/console/assets/nope.css").await.status, 404);
+}
+
+async fn console_posts_without_the_right_csrf_token_or_origin_are_refused_and_change_nothing(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let device = enrolled_pc(&app, "pc-csrf", 7).await;
+    let mut b = Browser::new(&app);
+    b.sign_in(&app.admin_token).await;
+    let page = b.get(&format!("/console/devices/{device}")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Ready for a remote Autopilot Reset"), "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    let path = format!("/console/devices/{device}/actions");
+
+    let missing = b.post(&path, &[("kind", "autopilot_reset")]).await;
+    assert_eq!(missing.status, 403);
+    assert!(missing.body.contains("security token"), "{}", missing.body);
+    let wrong = b
+        .post(&path, &[("kind", "autopilot_reset"), ("csrf", "0123456789abcdef")])
+        .await;
+    assert_eq!(wrong.status, 403);
+    let cross_site = b
+        .post_with_origin(
+            &path,
+            "https://evil.example",
+            &[("kind", "autopilot_reset"), ("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(cross_site.status, 403);
+    assert!(cross_site.body.contains("another site"));
+    assert!(
+        app.store.actions_of_device(device).await.unwrap().is_empty(),
+        "a refused post changes nothing"
+    );
+
+    // The confirmation page names the device and what goes and stays, then the reset goes out.
+    let confirm = b.get(&format!("/console/devices/{device}/reset")).await;
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.body.contains("Autopilot Reset pc-csrf?") || confirm.body.contains("Autopilot Reset "));
+    assert!(confirm.body.contains("Removed") && confirm.body.contains("Kept"));
+    let origin = app.base_url.clone();
+    let done = b
+        .post_with_origin(
+            &path,
+            &origin,
+            &[("kind", "autopilot_reset"), ("csrf", csrf_of(&confirm.body).as_str())],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let acts = app.store.actions_of_device(device).await.unwrap();
+    assert_eq!(acts.len(), 1);
+    assert_eq!(acts[0].kind, ActionKind::AutopilotReset);
+    assert_eq!(acts[0].state, ActionState::Pending, "{:?}", acts[0].reason);
+    assert!(acts[0].requested_by.starts_with("first admin ("));
+    assert_eq!(
+        done.location.as_deref(),
+        Some(format!("/console/actions/{}", acts[0].id).as_str())
+    );
+    let action_page = b.get(done.location.as_deref().unwrap()).await;
+    assert!(action_page.body.contains("id=\"action-state\""));
+    assert!(action_page.body.contains(">pending<"), "{}", action_page.body);
+    assert!(audit_actions(&app)
+        .await
+        .iter()
+        .any(|(a, o, actor)| a == "action.create" && *o == AuditOutcome::Success && actor.starts_with("first admin")));
+}
+
+async fn console_viewer_cannot_reset_and_the_refusal_is_audited(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let device = enrolled_pc(&app, "pc-viewer", 9).await;
+    let (_, secret) = new_token(&app, Role::Viewer).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(b.sign_in(&secret).await.status, 303);
+    let page = b.get(&format!("/console/devices/{device}")).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("Autopilot Reset…"), "no reset button for a viewer");
+    assert!(!page.body.contains("Sync now"));
+    let csrf = csrf_of(&page.body); // the sign-out form carries it
+    let refused = b
+        .post(
+            &format!("/console/devices/{device}/actions"),
+            &[("kind", "autopilot_reset"), ("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.body.contains("operator"), "{}", refused.body);
+    assert!(app.store.actions_of_device(device).await.unwrap().is_empty());
+    let audit = app
+        .store
+        .list_audit(&AuditQuery {
+            device: Some(device),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let refusal = audit
+        .iter()
+        .find(|e| e.action == "api.forbidden")
+        .expect("the refused reset is audited");
+    assert_eq!(refusal.outcome, AuditOutcome::Refused);
+    assert!(refusal.actor.starts_with("viewer-tester"));
+    assert!(refusal.details.contains("autopilot_reset"), "{}", refusal.details);
+}
+
+async fn console_sign_out_and_token_revocation_end_the_session(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut b = Browser::new(&app);
+    b.sign_in(&app.admin_token).await;
+    let session = b.cookie.clone().unwrap();
+    let page = b.get("/console").await;
+    let csrf = csrf_of(&page.body);
+
+    // Sign-out is a form post too.
+    assert_eq!(b.post("/console/sign-out", &[]).await.status, 403);
+    let out = b.post("/console/sign-out", &[("csrf", csrf.as_str())]).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(out.location.as_deref(), Some("/console/sign-in"));
+    assert!(out.set_cookie.unwrap().contains("Max-Age=0"), "the cookie is cleared");
+    assert!(app
+        .store
+        .console_session(&SecretHash::of_secret(&session), OffsetDateTime::now_utc())
+        .await
+        .unwrap()
+        .is_none());
+    // Replaying the old cookie gets nothing.
+    b.cookie = Some(session);
+    assert_eq!(b.get("/console").await.location.as_deref(), Some("/console/sign-in"));
+
+    // Revoking the token ends a live session.
+    let (id, secret) = new_token(&app, Role::Operator).await;
+    let mut c = Browser::new(&app);
+    c.sign_in(&secret).await;
+    assert_eq!(c.get("/console").await.status, 200);
+    app.store
+        .revoke_api_token(id, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(c.get("/console").await.location.as_deref(), Some("/console/sign-in"));
+    let again = c.sign_in(&secret).await;
+    assert_eq!(again.status, 401);
+    assert!(again.body.contains("revoked"));
+}
+
+async fn console_pages_render_with_their_empty_states(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut b = Browser::new(&app);
+    b.sign_in(&app.admin_token).await;
+    for (path, expected) in [
+        ("/console/devices", "No devices yet"),
+        ("/console/actions", "No actions"),
+        ("/console/groups", "No groups yet"),
+        ("/console/schedules", "No schedules yet"),
+        ("/console/audit", "console.sign_in"),
+        ("/console/autopilot", "No Autopilot devices registered yet"),
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, 200, "{path}");
+        assert!(page.body.contains(expected), "{path}: {}", page.body);
+        assert!(page.body.contains("aria-current=\"page\""), "{path}: nav marks the page");
+    }
+    let bad = b.get("/console/devices/not-an-id").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("is not a device id"));
+    let missing = b.get(&format!("/console/devices/{}", DeviceId::generate())).await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("There is no device"));
+    let csv = b.get("/console/audit.csv").await;
+    assert!(csv.body.starts_with("id,at,actor,action,targets,outcome,details"));
+    assert!(csv.body.contains("console.sign_in"));
+}
