@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use http::{header, HeaderMap};
+use http::{header, HeaderMap, Uri};
 use maud::{html, Markup};
 use redeploy_core::autopilot::{parse_autopilot_csv, AutopilotImport, CSV_COLUMNS};
 use redeploy_core::{AuditOutcome, NewAuditEvent, Role};
@@ -143,6 +143,7 @@ pub async fn import(
     State(state): State<AppState>,
     signed: Signed,
     headers: HeaderMap,
+    uri: Uri,
     body: Bytes,
 ) -> PageResult {
     let content_type = headers
@@ -152,7 +153,7 @@ pub async fn import(
     let parts = multipart_parts(content_type, &body).unwrap_or_default();
     let field = |name: &str| parts.iter().find(|p| p.name == name);
     let csrf = field("csrf").and_then(|p| std::str::from_utf8(&p.content).ok());
-    check_csrf(&signed, &headers, csrf)?;
+    check_csrf(&signed, &headers, &uri, csrf)?;
     signed
         .require(&state, Role::Operator, "import Autopilot devices", None)
         .await?;

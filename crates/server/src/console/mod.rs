@@ -16,7 +16,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use http::request::Parts;
-use http::{header, HeaderMap, HeaderValue, StatusCode};
+use http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use maud::{html, Markup, DOCTYPE};
 use redeploy_core::{ConsoleSession, Role, SecretHash};
 use time::OffsetDateTime;
@@ -70,6 +70,7 @@ pub fn routes() -> Router<AppState> {
 
 const CSS: &str = include_str!("assets/console.css");
 const JS: &str = include_str!("assets/console.js");
+const ICON: &str = include_str!("assets/icon.svg");
 
 /// The embedded assets. They change only with the binary, so browsers may keep them an hour;
 /// the version in the URL (`?v=`) makes a new build fetch them again.
@@ -77,6 +78,7 @@ async fn asset(Path(file): Path<String>) -> Response {
     let (content_type, body) = match file.as_str() {
         "console.css" => ("text/css; charset=utf-8", CSS),
         "console.js" => ("text/javascript; charset=utf-8", JS),
+        "icon.svg" => ("image/svg+xml", ICON),
         _ => return PageError::not_found(format!("no asset {file:?}")).into_response(),
     };
     (
@@ -189,13 +191,15 @@ impl FromRequestParts<AppState> for Signed {
 
 /// `Origin`, when the browser sent one, must be this server (`scheme://host` of the request):
 /// a cross-site form post fails here even before the CSRF token is compared.
-fn origin_ok(headers: &HeaderMap) -> bool {
+fn origin_ok(headers: &HeaderMap, uri: &Uri) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
+    // HTTP/1.1 names the host in `Host`; HTTP/2 in the `:authority` the URI carries.
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or_default();
     let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
     !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
@@ -208,8 +212,13 @@ fn csrf_matches(posted: &str, secret: &str) -> bool {
 }
 
 /// Checks the Origin header and the posted CSRF token against the session; 403 page otherwise.
-pub fn check_csrf(signed: &Signed, headers: &HeaderMap, posted: Option<&str>) -> Result<(), PageError> {
-    if !origin_ok(headers) {
+pub fn check_csrf(
+    signed: &Signed,
+    headers: &HeaderMap,
+    uri: &Uri,
+    posted: Option<&str>,
+) -> Result<(), PageError> {
+    if !origin_ok(headers, uri) {
         return Err(PageError::new(
             StatusCode::FORBIDDEN,
             "this form was posted from another site (the Origin header does not match this server)",
@@ -260,14 +269,14 @@ impl FromRequest<AppState> for PostForm {
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
         let (mut parts, body) = request.into_parts();
         let signed = Signed::from_request_parts(&mut parts, state).await?;
-        let headers = parts.headers.clone();
+        let (headers, uri) = (parts.headers.clone(), parts.uri.clone());
         let request = Request::from_parts(parts, body);
         let fields = match Form::<Vec<(String, String)>>::from_request(request, state).await {
             Ok(Form(f)) => Fields(f),
             // An unreadable body has no token either: refuse it the same way.
             Err(_) => Fields::default(),
         };
-        check_csrf(&signed, &headers, fields.get("csrf")).map_err(IntoResponse::into_response)?;
+        check_csrf(&signed, &headers, &uri, fields.get("csrf")).map_err(IntoResponse::into_response)?;
         Ok(PostForm { signed, fields })
     }
 }
@@ -319,6 +328,7 @@ pub fn layout_with(
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " — Redeploy" }
+                link rel="icon" href=(asset_url("icon.svg")) type="image/svg+xml";
                 link rel="stylesheet" href=(asset_url("console.css"));
                 script src=(asset_url("console.js")) defer {}
             }

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Form;
-use http::{header, HeaderMap, HeaderValue, StatusCode};
+use http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use maud::html;
 use rand::RngCore;
 use redeploy_core::{AuditOutcome, ConsoleSession, NewAuditEvent, SecretHash};
@@ -64,11 +64,12 @@ pub async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap) -> 
 pub async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: Uri,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     // There is no session yet to hold a CSRF secret; SameSite=Strict and the Origin check keep
     // another site from signing a browser in with the attacker's token.
-    if !origin_ok(&headers) {
+    if !origin_ok(&headers, &uri) {
         return Ok(sign_in_form(
             Some("This sign-in was posted from another site."),
             StatusCode::FORBIDDEN,

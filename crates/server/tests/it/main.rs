@@ -2,6 +2,7 @@
 //! (`REDEPLOY_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432`).
 
 mod api_v1;
+mod browser;
 mod common;
 mod console;
 mod datadir;

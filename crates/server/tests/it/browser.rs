@@ -1,0 +1,174 @@
+//! The console in a real browser: headless Chromium driven by `tests/browser/console.mjs`
+//! (playwright-core) signs in, finds one of ten emulated PCs, resets it and watches its timeline
+//! reach "done" while the PCs keep checking in; screenshots of the main pages land in
+//! `target/screenshots/<backend>/`. Node.js and Chromium are required: `scripts/test.sh`
+//! installs them.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use device::client::{self, EnrollOptions};
+use device::state::DeviceState;
+use device::{reset, DeviceProfile, HttpsTransport};
+use redeploy_core::store::AuditQuery;
+use redeploy_core::{ActionKind, ActionState};
+use testkit::app::{spawn_app, Backend};
+use time::OffsetDateTime;
+
+use crate::on_both_backends;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const SCREENSHOTS: &[&str] = &[
+    "dashboard",
+    "devices",
+    "device",
+    "confirmation",
+    "timeline-done",
+    "groups",
+    "audit",
+];
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+fn have(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Node, npm and Chromium must be there; a missing one fails the test (never skips it).
+fn require_tools() {
+    for (tool, what) in [("node", "Node.js"), ("npm", "npm"), (CHROMIUM, "Chromium")] {
+        assert!(
+            have(tool),
+            "{what} ({tool}) is missing: the console browser test needs it. Run scripts/test.sh, \
+             which installs Node.js, npm and Debian's chromium package."
+        );
+    }
+    if !browser_dir().join("node_modules/playwright-core").is_dir() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(browser_dir())
+            .status()
+            .expect("npm ci");
+        assert!(status.success(), "npm ci failed in {}", browser_dir().display());
+    }
+}
+
+/// Checks every PC in once; a PC that was told to reset runs the reset and reports back.
+async fn check_in_all(transport: &HttpsTransport, pcs: &mut [DeviceState]) {
+    for pc in pcs.iter_mut() {
+        if pc.pending.is_some() {
+            reset::run_to_completion(pc);
+        }
+        if let Err(e) = client::check_in(transport, pc, OffsetDateTime::now_utc()).await {
+            eprintln!("check-in of {} failed: {e}", pc.dev_id);
+        }
+    }
+}
+
+on_both_backends!(console_in_chromium_resets_a_pc_and_watches_it_reach_done);
+
+async fn console_in_chromium_resets_a_pc_and_watches_it_reach_done(backend: Backend) {
+    require_tools();
+    let app = spawn_app(backend).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let options = EnrollOptions {
+        server: app.base_url.clone(),
+        token: app.enrollment_token.clone(),
+    };
+    let mut pcs = Vec::new();
+    for i in 0..10u64 {
+        let mut pc = DeviceProfile::default().build_seeded(&format!("lab-{i:02}"), 100 + i, now);
+        client::enroll(&transport, &mut pc, &options, now)
+            .await
+            .expect("enrollment");
+        pcs.push(pc);
+    }
+    check_in_all(&transport, &mut pcs).await;
+    let target = app
+        .store
+        .device_by_mdm_device_id(&pcs[3].dev_id)
+        .await
+        .unwrap()
+        .expect("the server knows the PC");
+
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/screenshots")
+        .join(format!("{backend:?}").to_lowercase());
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+
+    // The PCs keep checking in (paced, not timed: the script waits for what it needs to see)
+    // until the browser script ends.
+    let stop = Arc::new(AtomicBool::new(false));
+    let pump = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut pace = tokio::time::interval(std::time::Duration::from_millis(500));
+            while !stop.load(Ordering::Relaxed) {
+                pace.tick().await;
+                check_in_all(&transport, &mut pcs).await;
+            }
+        })
+    };
+    let node = tokio::process::Command::new("node")
+        .arg("console.mjs")
+        .current_dir(browser_dir())
+        .env("REDEPLOY_URL", &app.base_url)
+        .env("REDEPLOY_TOKEN", &app.admin_token)
+        .env("REDEPLOY_DEVICE_NAME", &target.name)
+        .env("REDEPLOY_SCREENSHOTS", &shots)
+        .env("REDEPLOY_CHROMIUM", CHROMIUM)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs");
+    stop.store(true, Ordering::Relaxed);
+    pump.await.unwrap();
+    let stdout = String::from_utf8_lossy(&node.stdout);
+    let stderr = String::from_utf8_lossy(&node.stderr);
+    assert!(
+        node.status.success(),
+        "console.mjs failed ({}):\n{stdout}\n{stderr}",
+        node.status
+    );
+
+    for name in SCREENSHOTS {
+        let file = shots.join(format!("{name}.png"));
+        let size = std::fs::metadata(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{stdout}", file.display()))
+            .len();
+        assert!(size > 1000, "{} is suspiciously small", file.display());
+    }
+
+    let actions = app.store.actions_of_device(target.id).await.unwrap();
+    let reset = actions
+        .iter()
+        .find(|a| a.kind == ActionKind::AutopilotReset)
+        .expect("the console requested an Autopilot Reset");
+    assert_eq!(reset.state, ActionState::Done, "{:?}", reset.timeline);
+    let audit = app
+        .store
+        .list_audit(&AuditQuery {
+            device: Some(target.id),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "action.create"
+            && e.details.contains("autopilot_reset")
+            && e.actor.starts_with("first admin")),
+        "the audit log holds the reset: {audit:?}"
+    );
+}
