@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Redeploy's whole test suite on a fresh Debian machine: makes sure PostgreSQL is installed,
 # running and reachable on 127.0.0.1:5432 without a password (the tests create and drop their own
-# databases), makes sure headless Chromium is there for the console tests, then runs every test.
+# databases), makes sure headless Chromium and Node.js are there for the console's browser test,
+# then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,10 +37,21 @@ if ! psql "$PG_URL/postgres" -Atqc 'select 1' >/dev/null 2>&1; then
 fi
 psql "$PG_URL/postgres" -Atqc 'select version()' >/dev/null
 
-# --- Chromium for the console tests -------------------------------------------------------------
-if [ -d crates/server/tests/browser ] && ! command -v chromium >/dev/null 2>&1; then
-  echo "test.sh: installing Chromium"
-  apt_install chromium chromium-driver
+# --- Chromium and Node.js for the console's browser test ----------------------------------------
+# crates/server/tests/it/browser.rs drives /usr/bin/chromium with playwright-core (pinned in
+# crates/server/tests/browser/package-lock.json; the test runs `npm ci` itself when needed).
+if [ -d crates/server/tests/browser ]; then
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "test.sh: installing Chromium"
+    apt_install chromium
+  fi
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "test.sh: installing Node.js and npm"
+    apt_install nodejs npm
+  fi
+  if [ ! -d crates/server/tests/browser/node_modules/playwright-core ]; then
+    (cd crates/server/tests/browser && npm ci --no-audit --no-fund)
+  fi
 fi
 
 # --- The tests -----------------------------------------------------------------------------------

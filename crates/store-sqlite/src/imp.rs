@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use redeploy_core::action::{Action, ActionKind, ActionState, TimelineEntry};
 use redeploy_core::audit::{AuditEvent, AuditOutcome, NewAuditEvent};
 use redeploy_core::autopilot::AutopilotRecord;
-use redeploy_core::console_session::ConsoleSession;
 use redeploy_core::command::{action_after_send, CommandState, DeviceCommand, SentIn, Verb};
+use redeploy_core::console_session::ConsoleSession;
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::{
     ApiToken, Enrollment, EnrollmentToken, Role, SecretHash, TokenRefusal,
@@ -22,9 +22,9 @@ use redeploy_core::schedule::{
 };
 use redeploy_core::store::{
     device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, AutopilotRegistry,
-    CommandQueue, ConsoleSessionStore, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, EnrollOutcome,
-    EnrollmentStore, GroupStore, InventoryStore, Page, ScheduleStore, SessionStep, StepOutcome,
-    StoreError, StoreResult, TokenStore, Wave, WaveStore, NEVER_SEEN_KEY,
+    CommandQueue, ConsoleSessionStore, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore,
+    EnrollOutcome, EnrollmentStore, GroupStore, InventoryStore, Page, ScheduleStore, SessionStep,
+    StepOutcome, StoreError, StoreResult, TokenStore, Wave, WaveStore, NEVER_SEEN_KEY,
 };
 use sqlx::error::ErrorKind;
 use sqlx::Row;

@@ -1442,7 +1442,10 @@ pub async fn console_sessions_expire_and_carry_their_token(store: Arc<dyn Store>
     assert_eq!(found, session);
     assert_eq!(found_token, token);
     assert_eq!(
-        store.console_session(&session.id_hash, t(60)).await.unwrap(),
+        store
+            .console_session(&session.id_hash, t(60))
+            .await
+            .unwrap(),
         None,
         "expired at expires_at"
     );
@@ -1469,9 +1472,19 @@ pub async fn console_sessions_expire_and_carry_their_token(store: Arc<dyn Store>
         ..session.clone()
     };
     store.create_console_session(&later).await.unwrap();
-    assert_eq!(store.delete_expired_console_sessions(t(60)).await.unwrap(), 1);
-    assert!(store.console_session(&later.id_hash, t(61)).await.unwrap().is_some());
+    assert_eq!(
+        store.delete_expired_console_sessions(t(60)).await.unwrap(),
+        1
+    );
+    assert!(store
+        .console_session(&later.id_hash, t(61))
+        .await
+        .unwrap()
+        .is_some());
     assert!(store.delete_console_session(&later.id_hash).await.unwrap());
     assert!(!store.delete_console_session(&later.id_hash).await.unwrap());
-    assert_eq!(store.console_session(&later.id_hash, t(61)).await.unwrap(), None);
+    assert_eq!(
+        store.console_session(&later.id_hash, t(61)).await.unwrap(),
+        None
+    );
 }

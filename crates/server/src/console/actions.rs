@@ -16,7 +16,8 @@ use crate::api::handlers::{action_settings, role_for};
 use crate::state::AppState;
 
 fn action_id(text: &str) -> Result<ActionId, PageError> {
-    ActionId::parse(text).map_err(|_| PageError::bad_request(format!("{text:?} is not an action id")))
+    ActionId::parse(text)
+        .map_err(|_| PageError::bad_request(format!("{text:?} is not an action id")))
 }
 
 async fn load(state: &AppState, id: ActionId) -> Result<Action, PageError> {
@@ -35,7 +36,7 @@ pub fn timeline_table(a: &Action) -> Markup {
             thead { tr { th scope="col" { "State" } th scope="col" { "When" } th scope="col" { "Note" } } }
             tbody {
                 @for t in &a.timeline {
-                    tr { td { (state_badge(t.state)) } td { (when(t.at)) } td { (t.note.as_deref().unwrap_or("")) } }
+                    tr { td { (state_badge(t.state)) } td.t { (when(t.at)) } td { (t.note.as_deref().unwrap_or("")) } }
                 }
             }
         }
@@ -95,7 +96,7 @@ pub async fn list(
                 tbody {
                     @for a in &list {
                         tr {
-                            td { a href={ "/console/actions/" (a.id) } { (when(a.updated_at)) } }
+                            td.t { a href={ "/console/actions/" (a.id) } { (when(a.updated_at)) } }
                             td { a href={ "/console/devices/" (a.device) } { (names.get(&a.device).cloned().unwrap_or_default()) } }
                             td { (kind_label(a.kind)) }
                             td { (state_badge(a.state)) }
@@ -132,7 +133,9 @@ pub async fn page(
 ) -> PageResult {
     let a = load(&state, action_id(&id)?).await?;
     let device = state.store.device(a.device).await?;
-    let device_name = device.as_ref().map_or_else(|| a.device.to_string(), |d| d.name.clone());
+    let device_name = device
+        .as_ref()
+        .map_or_else(|| a.device.to_string(), |d| d.name.clone());
     let allowed = signed.can(role_for(a.kind));
     let title = format!("{} on {device_name}", kind_label(a.kind));
     let body = html! {
@@ -171,10 +174,21 @@ pub async fn page(
         }
     };
     let refresh = (!a.state.is_terminal() && a.state != ActionState::Blocked).then_some(3);
-    Ok(ok(layout_with(&title, Some(&signed), Section::Actions, refresh, body)))
+    Ok(ok(layout_with(
+        &title,
+        Some(&signed),
+        Section::Actions,
+        refresh,
+        body,
+    )))
 }
 
-async fn load_for(state: &AppState, form: &PostForm, id: &str, verb: &str) -> Result<ActionId, PageError> {
+async fn load_for(
+    state: &AppState,
+    form: &PostForm,
+    id: &str,
+    verb: &str,
+) -> Result<ActionId, PageError> {
     let a = load(state, action_id(id)?).await?;
     form.signed
         .require(

@@ -107,6 +107,13 @@ pub async fn list(
     Query(f): Query<AuditFilter>,
 ) -> PageResult {
     let (events, next) = matching(&state, &f, PAGE).await?;
+    let mut names = std::collections::HashMap::new();
+    for id in events.iter().flat_map(|e| e.targets.iter()) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(*id) {
+            let name = state.store.device(*id).await?.map(|d| d.name);
+            slot.insert(name.unwrap_or_else(|| id.to_string()));
+        }
+    }
     let val = |v: &Option<String>| v.clone().unwrap_or_default();
     let body = html! {
         form.filters method="get" action="/console/audit" {
@@ -137,11 +144,11 @@ pub async fn list(
                     @for e in &events {
                         tr {
                             td.num { (e.id.as_i64()) }
-                            td { (when(e.at)) }
+                            td.t { (when(e.at)) }
                             td { (e.actor) }
                             td { code { (e.action) } }
                             td { (e.outcome.as_str()) }
-                            td { @for t in &e.targets { a href={ "/console/devices/" (t) } { "device" } " " } }
+                            td { @for t in &e.targets { a href={ "/console/devices/" (t) } { (names.get(t).cloned().unwrap_or_default()) } " " } }
                             td { (e.details) }
                         }
                     }

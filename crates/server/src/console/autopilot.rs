@@ -200,6 +200,8 @@ mod tests {
         assert_eq!(parts[1].name, "csv");
         assert_eq!(parts[1].content, b"A,B\r\n1,2\r\n");
         assert!(multipart_parts("text/plain", body).is_none());
-        assert!(multipart_parts("multipart/form-data; boundary=XyZ", b"--XyZ\r\ngarbage").is_none());
+        assert!(
+            multipart_parts("multipart/form-data; boundary=XyZ", b"--XyZ\r\ngarbage").is_none()
+        );
     }
 }

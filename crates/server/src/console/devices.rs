@@ -29,7 +29,8 @@ const PAGE_SIZE: u32 = 50;
 const RECENT: Duration = Duration::hours(24);
 
 pub fn device_id(text: &str) -> Result<DeviceId, PageError> {
-    DeviceId::parse(text).map_err(|_| PageError::bad_request(format!("{text:?} is not a device id")))
+    DeviceId::parse(text)
+        .map_err(|_| PageError::bad_request(format!("{text:?} is not a device id")))
 }
 
 pub async fn load_device(state: &AppState, id: DeviceId) -> Result<Device, PageError> {
@@ -108,10 +109,14 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
     }
     let flying: usize = in_flight.iter().map(|(_, n)| n).sum();
     // Oldest update first from the store: the newest ten failures are at the end.
-    let mut failures = state.store.actions_in_state(ActionState::Failed, 1000).await?;
+    let mut failures = state
+        .store
+        .actions_in_state(ActionState::Failed, 1000)
+        .await?;
     failures.reverse();
     failures.truncate(10);
-    let names: BTreeMap<DeviceId, String> = devices.iter().map(|d| (d.id, d.name.clone())).collect();
+    let names: BTreeMap<DeviceId, String> =
+        devices.iter().map(|d| (d.id, d.name.clone())).collect();
 
     let body = html! {
         @if devices.is_empty() { (empty_fleet()) }
@@ -163,7 +168,7 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
                         tbody {
                             @for a in &failures {
                                 tr {
-                                    td { a href={ "/console/actions/" (a.id) } { (when(a.updated_at)) } }
+                                    td.t { a href={ "/console/actions/" (a.id) } { (when(a.updated_at)) } }
                                     td { a href={ "/console/devices/" (a.device) } {
                                         (names.get(&a.device).map_or("(unknown)", String::as_str)) } }
                                     td { (kind_label(a.kind)) }
@@ -176,7 +181,12 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
             }
         }
     };
-    Ok(ok(layout("Dashboard", Some(&signed), Section::Dashboard, body)))
+    Ok(ok(layout(
+        "Dashboard",
+        Some(&signed),
+        Section::Dashboard,
+        body,
+    )))
 }
 
 /// A short label per block reason for the dashboard counts.
@@ -204,7 +214,10 @@ pub fn failure_text(a: &Action) -> String {
     }
     if let Some(code) = a.last_error {
         let (meaning, fix) = redeploy_core::decode_hresult(code);
-        let mut t = format!("LastError {}: {meaning}", redeploy_core::action::format_hresult(code));
+        let mut t = format!(
+            "LastError {}: {meaning}",
+            redeploy_core::action::format_hresult(code)
+        );
         if let Some(fix) = fix {
             t.push_str(&format!(" — fix: {fix}"));
         }
@@ -284,7 +297,11 @@ pub async fn list(
         _ => None,
     };
     let mut query = DeviceQuery {
-        search: q.q.clone().filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_owned()),
+        search: q
+            .q
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().to_owned()),
         join_type,
         sort,
         descending,
@@ -391,7 +408,7 @@ pub async fn list(
                             td { (d.primary_user.as_deref().unwrap_or("—")) }
                             td { (d.join_type.as_str()) }
                             td { (d.os_version.as_deref().unwrap_or("—")) }
-                            td { (when_opt(d.last_seen, "never")) }
+                            td.t { (when_opt(d.last_seen, "never")) }
                             td {
                                 @if r.ready { span.badge.good { "ready" } }
                                 @else { span.badge.bad title=(reasons_text(r)) { "not ready" } }
@@ -407,6 +424,17 @@ pub async fn list(
         }
     };
     Ok(ok(layout("Devices", Some(&signed), Section::Devices, body)))
+}
+
+/// "HP EliteBook 840 G10", without repeating a manufacturer the model name already starts with.
+fn model_text(d: &Device) -> String {
+    match (d.manufacturer.as_deref(), d.model.as_deref()) {
+        (Some(m), Some(model)) if model.starts_with(m) => model.to_owned(),
+        (Some(m), Some(model)) => format!("{m} {model}"),
+        (None, Some(model)) => model.to_owned(),
+        (Some(m), None) => m.to_owned(),
+        (None, None) => "not reported yet".to_owned(),
+    }
 }
 
 fn reasons_text(r: &Readiness) -> String {
@@ -458,7 +486,7 @@ pub async fn page(
                 h2 #h-summary { "Summary" }
                 dl.facts {
                     dt { "Serial" } dd { (d.serial.as_deref().unwrap_or("—")) }
-                    dt { "Model" } dd { (d.manufacturer.as_deref().unwrap_or("")) " " (d.model.as_deref().unwrap_or("—")) }
+                    dt { "Model" } dd { (model_text(&d)) }
                     dt { "Windows" } dd { (d.os_version.as_deref().unwrap_or("not reported yet")) }
                     dt { "Join type" } dd { (d.join_type.as_str()) }
                     dt { "Primary user" } dd #primary-user { (d.primary_user.as_deref().unwrap_or("none")) @if d.shared { " (shared device)" } }
@@ -494,8 +522,8 @@ pub async fn page(
                         (signed.csrf_field())
                         fieldset {
                             legend { "Local Autopilot Reset (CTRL+WIN+R at the sign-in screen)" }
-                            label { input type="radio" name="allowed" value="true" checked[d.local_reset_desired == Some(true)]; " Allowed" }
-                            label { input type="radio" name="allowed" value="false" checked[d.local_reset_desired != Some(true)]; " Not allowed" }
+                            label { input type="radio" name="allowed" value="true" required checked[d.local_reset_desired == Some(true)]; " Allowed" }
+                            label { input type="radio" name="allowed" value="false" checked[d.local_reset_desired == Some(false)]; " Not allowed" }
                         }
                         button type="submit" { "Save local-reset setting" }
                     }
@@ -542,7 +570,7 @@ pub async fn page(
                     thead { tr { th scope="col" { "Node" } th scope="col" { "Value" } th scope="col" { "Reported" } } }
                     tbody {
                         @for v in &inventory {
-                            tr { td { code { (v.uri) } } td { (v.value) } td { (when(v.at)) } }
+                            tr { td { code { (v.uri) } } td { (v.value) } td.t { (when(v.at)) } }
                         }
                     }
                 }

@@ -9,9 +9,7 @@ use redeploy_core::store::DeviceQuery;
 use redeploy_core::{ActionKind, AuditOutcome, Group, GroupId, GroupKind, NewAuditEvent, Role};
 use time::Duration;
 
-use super::{
-    enc, flash, layout, ok, see_other, PageError, PageResult, PostForm, Section, Signed,
-};
+use super::{enc, flash, layout, ok, see_other, PageError, PageResult, PostForm, Section, Signed};
 use crate::api::handlers::action_settings;
 use crate::state::AppState;
 
@@ -101,7 +99,11 @@ pub async fn create(State(state): State<AppState>, form: PostForm) -> PageResult
                 ..DeviceQuery::default()
             })
             .await?;
-        match page.items.iter().find(|d| d.name.eq_ignore_ascii_case(wanted)) {
+        match page
+            .items
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(wanted))
+        {
             Some(d) => members.push(d.id),
             None => unknown.push(wanted.to_owned()),
         }
@@ -114,14 +116,23 @@ pub async fn create(State(state): State<AppState>, form: PostForm) -> PageResult
     }
     members.sort();
     members.dedup();
-    let group = Group::new_static(GroupId::generate(), name.clone(), members, state.clock.now());
-    state.store.create_group(&group).await.map_err(|e| match e {
-        redeploy_core::StoreError::Conflict(_) => PageError::new(
-            http::StatusCode::CONFLICT,
-            format!("a group named {name:?} already exists"),
-        ),
-        other => other.into(),
-    })?;
+    let group = Group::new_static(
+        GroupId::generate(),
+        name.clone(),
+        members,
+        state.clock.now(),
+    );
+    state
+        .store
+        .create_group(&group)
+        .await
+        .map_err(|e| match e {
+            redeploy_core::StoreError::Conflict(_) => PageError::new(
+                http::StatusCode::CONFLICT,
+                format!("a group named {name:?} already exists"),
+            ),
+            other => other.into(),
+        })?;
     state
         .store
         .append_audit(NewAuditEvent {
@@ -215,8 +226,9 @@ fn optional_number(form: &PostForm, name: &str, what: &str) -> Result<Option<u32
     form.fields
         .text(name)
         .map(|v| {
-            v.parse::<u32>()
-                .map_err(|_| PageError::bad_request(format!("{what} must be a whole number, not {v:?}")))
+            v.parse::<u32>().map_err(|_| {
+                PageError::bad_request(format!("{what} must be a whole number, not {v:?}"))
+            })
         })
         .transpose()
 }
@@ -239,7 +251,9 @@ pub async fn reset(
     let wave_size = optional_number(&form, "wave_size", "devices per wave")?;
     let interval = optional_number(&form, "interval", "minutes between waves")?;
     if wave_size == Some(0) {
-        return Err(PageError::bad_request("devices per wave must be at least 1"));
+        return Err(PageError::bad_request(
+            "devices per wave must be at least 1",
+        ));
     }
     let waves = WaveSettings {
         wave_size: wave_size.unwrap_or(u32::MAX),
@@ -267,4 +281,3 @@ pub async fn reset(
     );
     Ok(see_other(&format!("/console/groups?msg={}", enc(&msg))))
 }
-

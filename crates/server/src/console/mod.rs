@@ -43,8 +43,14 @@ pub fn routes() -> Router<AppState> {
         .route("/console/devices/{id}", get(devices::page))
         .route("/console/devices/{id}/reset", get(devices::confirm_reset))
         .route("/console/devices/{id}/actions", post(devices::request))
-        .route("/console/devices/{id}/local-reset", post(devices::local_reset))
-        .route("/console/devices/{id}/primary-user", post(devices::primary_user))
+        .route(
+            "/console/devices/{id}/local-reset",
+            post(devices::local_reset),
+        )
+        .route(
+            "/console/devices/{id}/primary-user",
+            post(devices::primary_user),
+        )
         .route("/console/actions", get(actions::list))
         .route("/console/actions/{id}", get(actions::page))
         .route("/console/actions/{id}/cancel", post(actions::cancel))
@@ -276,7 +282,8 @@ impl FromRequest<AppState> for PostForm {
             // An unreadable body has no token either: refuse it the same way.
             Err(_) => Fields::default(),
         };
-        check_csrf(&signed, &headers, &uri, fields.get("csrf")).map_err(IntoResponse::into_response)?;
+        check_csrf(&signed, &headers, &uri, fields.get("csrf"))
+            .map_err(IntoResponse::into_response)?;
         Ok(PostForm { signed, fields })
     }
 }
@@ -304,7 +311,11 @@ const NAV: &[(Section, &str, &str)] = &[
     (Section::Groups, "/console/groups", "Groups"),
     (Section::Schedules, "/console/schedules", "Schedules"),
     (Section::Audit, "/console/audit", "Audit log"),
-    (Section::Autopilot, "/console/autopilot", "Autopilot devices"),
+    (
+        Section::Autopilot,
+        "/console/autopilot",
+        "Autopilot devices",
+    ),
 ];
 
 /// A whole page: head, skip link, nav (when signed in), `<main>` with the page's heading.
@@ -383,7 +394,10 @@ pub fn page(status: StatusCode, markup: Markup) -> Response {
             "default-src 'self'; style-src 'self'; script-src 'self'; form-action 'self'; frame-ancestors 'none'",
         ),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     response
 }
 

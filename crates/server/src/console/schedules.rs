@@ -120,7 +120,12 @@ pub async fn list(
             }
         }
     };
-    Ok(ok(layout("Schedules", Some(&signed), Section::Schedules, body)))
+    Ok(ok(layout(
+        "Schedules",
+        Some(&signed),
+        Section::Schedules,
+        body,
+    )))
 }
 
 fn parse_hm(text: &str) -> Option<Time> {
@@ -129,7 +134,11 @@ fn parse_hm(text: &str) -> Option<Time> {
 }
 
 fn parse_window(text: &str) -> Result<MaintenanceWindow, PageError> {
-    let bad = || PageError::bad_request(format!("window {text:?}: write it as HH:MM-HH:MM, e.g. 22:00-05:00"));
+    let bad = || {
+        PageError::bad_request(format!(
+            "window {text:?}: write it as HH:MM-HH:MM, e.g. 22:00-05:00"
+        ))
+    };
     let (a, b) = text.split_once('-').ok_or_else(bad)?;
     Ok(MaintenanceWindow {
         start: parse_hm(a).ok_or_else(bad)?,
@@ -137,7 +146,12 @@ fn parse_window(text: &str) -> Result<MaintenanceWindow, PageError> {
     })
 }
 
-async fn audit(state: &AppState, signed: &Signed, action: &str, details: String) -> Result<(), PageError> {
+async fn audit(
+    state: &AppState,
+    signed: &Signed,
+    action: &str,
+    details: String,
+) -> Result<(), PageError> {
     state
         .store
         .append_audit(NewAuditEvent {
@@ -162,7 +176,12 @@ pub async fn create(State(state): State<AppState>, form: PostForm) -> PageResult
         .find(|c| c.name() == k)
         .ok_or_else(|| PageError::bad_request(format!("unknown action {k:?}")))?;
     form.signed
-        .require(&state, role_for(kind), &format!("schedule {}", kind.code()), None)
+        .require(
+            &state,
+            role_for(kind),
+            &format!("schedule {}", kind.code()),
+            None,
+        )
         .await?;
     let name = f
         .text("name")
@@ -174,7 +193,9 @@ pub async fn create(State(state): State<AppState>, form: PostForm) -> PageResult
     }
     let tz_text = f.text("tz").unwrap_or("UTC");
     let tz: chrono_tz::Tz = tz_text.parse().map_err(|_| {
-        PageError::bad_request(format!("{tz_text:?} is not an IANA time zone such as Europe/Berlin"))
+        PageError::bad_request(format!(
+            "{tz_text:?} is not an IANA time zone such as Europe/Berlin"
+        ))
     })?;
     let rec_text = f.text("recurrence").unwrap_or_default();
     let recurrence = Recurrence::from_text(rec_text).map_err(|_| {
@@ -200,21 +221,34 @@ pub async fn create(State(state): State<AppState>, form: PostForm) -> PageResult
     if schedule.next_run.is_none() {
         return Err(PageError::bad_request("that time is already in the past"));
     }
-    state.store.create_schedule(&schedule).await.map_err(|e| match e {
-        redeploy_core::StoreError::Conflict(_) => PageError::new(
-            http::StatusCode::CONFLICT,
-            format!("a schedule named {name:?} already exists"),
-        ),
-        other => other.into(),
-    })?;
+    state
+        .store
+        .create_schedule(&schedule)
+        .await
+        .map_err(|e| match e {
+            redeploy_core::StoreError::Conflict(_) => PageError::new(
+                http::StatusCode::CONFLICT,
+                format!("a schedule named {name:?} already exists"),
+            ),
+            other => other.into(),
+        })?;
     audit(
         &state,
         &form.signed,
         "schedule.create",
-        format!("{} {:?} {} {}", schedule.id, schedule.name, kind.code(), schedule.recurrence.to_text()),
+        format!(
+            "{} {:?} {} {}",
+            schedule.id,
+            schedule.name,
+            kind.code(),
+            schedule.recurrence.to_text()
+        ),
     )
     .await?;
-    Ok(see_other(&format!("/console/schedules?msg={}", enc("Schedule created."))))
+    Ok(see_other(&format!(
+        "/console/schedules?msg={}",
+        enc("Schedule created.")
+    )))
 }
 
 pub async fn change(
@@ -222,14 +256,20 @@ pub async fn change(
     Path((id, verb)): Path<(String, String)>,
     form: PostForm,
 ) -> PageResult {
-    let id = ScheduleId::parse(&id).map_err(|_| PageError::bad_request(format!("{id:?} is not a schedule id")))?;
+    let id = ScheduleId::parse(&id)
+        .map_err(|_| PageError::bad_request(format!("{id:?} is not a schedule id")))?;
     let mut s = state
         .store
         .schedule(id)
         .await?
         .ok_or_else(|| PageError::not_found(format!("There is no schedule {id}.")))?;
     form.signed
-        .require(&state, role_for(s.kind), &format!("{verb} schedule {id}"), None)
+        .require(
+            &state,
+            role_for(s.kind),
+            &format!("{verb} schedule {id}"),
+            None,
+        )
         .await?;
     let now = state.clock.now();
     let msg = match verb.as_str() {
@@ -245,6 +285,12 @@ pub async fn change(
         }
         other => return Err(PageError::not_found(format!("no such change {other:?}"))),
     };
-    audit(&state, &form.signed, &format!("schedule.{verb}"), format!("{id} {:?}", s.name)).await?;
+    audit(
+        &state,
+        &form.signed,
+        &format!("schedule.{verb}"),
+        format!("{id} {:?}", s.name),
+    )
+    .await?;
     Ok(see_other(&format!("/console/schedules?msg={}", enc(&msg))))
 }

@@ -157,7 +157,10 @@ async fn audit_sign_in(
     Ok(())
 }
 
-pub async fn sign_out(State(state): State<AppState>, form: PostForm) -> Result<Response, PageError> {
+pub async fn sign_out(
+    State(state): State<AppState>,
+    form: PostForm,
+) -> Result<Response, PageError> {
     state
         .store
         .delete_console_session(&form.signed.session.id_hash)

@@ -62,12 +62,13 @@ try {
 
   step("find the device by name");
   await page.getByRole("link", { name: "Devices", exact: true }).click();
+  await page.locator("#devices").waitFor();
+  await shot("devices");
   await page.getByLabel("Search name, serial or user").fill(deviceName);
   await page.getByRole("button", { name: "Apply" }).click();
   await page.waitForURL(/q=/);
   const rows = page.locator("#devices tbody tr");
   if ((await rows.count()) !== 1) throw new Error(`search for ${deviceName} found ${await rows.count()} rows`);
-  await shot("devices");
 
   step("open it");
   await page.getByRole("link", { name: deviceName, exact: true }).click();

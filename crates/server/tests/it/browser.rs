@@ -58,7 +58,11 @@ fn require_tools() {
             .current_dir(browser_dir())
             .status()
             .expect("npm ci");
-        assert!(status.success(), "npm ci failed in {}", browser_dir().display());
+        assert!(
+            status.success(),
+            "npm ci failed in {}",
+            browser_dir().display()
+        );
     }
 }
 

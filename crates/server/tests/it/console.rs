@@ -4,10 +4,10 @@
 
 use device::client::{self, EnrollOptions};
 use device::{DeviceProfile, HttpsTransport};
+use redeploy_core::store::AuditQuery;
 use redeploy_core::{
     ActionKind, ActionState, ApiToken, AuditOutcome, DeviceId, Role, SecretHash, TokenId,
 };
-use redeploy_core::store::AuditQuery;
 use testkit::app::{spawn_app, Backend, TestApp};
 use time::OffsetDateTime;
 
@@ -86,12 +86,36 @@ impl Browser {
         self.send(req).await
     }
 
-    async fn post_with_origin(&mut self, path: &str, origin: &str, fields: &[(&str, &str)]) -> Page {
+    async fn post_with_origin(
+        &mut self,
+        path: &str,
+        origin: &str,
+        fields: &[(&str, &str)],
+    ) -> Page {
         let req = self
             .http
             .post(format!("{}{path}", self.base))
             .header("origin", origin)
             .form(fields);
+        self.send(req).await
+    }
+
+    /// A file upload form as a browser sends it (`multipart/form-data`, RFC 7578).
+    async fn post_multipart(&mut self, path: &str, csrf: &str, csv: &str) -> Page {
+        let boundary = "----RedeployTestBoundary7MA4YWxk";
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"csv\"; filename=\"devices.csv\"\r\n\
+             Content-Type: text/csv\r\n\r\n{csv}\r\n--{boundary}--\r\n"
+        );
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body);
         self.send(req).await
     }
 
@@ -163,6 +187,8 @@ on_both_backends!(
     console_viewer_cannot_reset_and_the_refusal_is_audited,
     console_sign_out_and_token_revocation_end_the_session,
     console_pages_render_with_their_empty_states,
+    console_group_reset_needs_the_typed_name_and_schedules_and_imports_work,
+    console_device_settings_primary_user_local_reset_and_cancel,
 );
 
 async fn console_sign_in_refuses_a_bad_token_and_sets_a_strict_session_cookie(backend: Backend) {
@@ -170,14 +196,23 @@ async fn console_sign_in_refuses_a_bad_token_and_sets_a_strict_session_cookie(ba
     let mut b = Browser::new(&app);
 
     let root = b.get("/").await;
-    assert_eq!((root.status, root.location.as_deref()), (303, Some("/console")));
+    assert_eq!(
+        (root.status, root.location.as_deref()),
+        (303, Some("/console"))
+    );
     let anonymous = b.get("/console/devices").await;
     assert_eq!(anonymous.status, 303);
     assert_eq!(anonymous.location.as_deref(), Some("/console/sign-in"));
     let form = b.get("/console/sign-in").await;
     assert_eq!(form.status, 200);
-    assert!(form.body.contains("./redeploy-data/admin-token"), "the page says where the token is");
-    assert!(form.body.contains("<label for=\"token\">"), "the input is labelled");
+    assert!(
+        form.body.contains("./redeploy-data/admin-token"),
+        "the page says where the token is"
+    );
+    assert!(
+        form.body.contains("<label for=\"token\">"),
+        "the input is labelled"
+    );
 
     let bad = b.sign_in("rdp_api_not-a-real-token").await;
     assert_eq!(bad.status, 401);
@@ -188,7 +223,13 @@ async fn console_sign_in_refuses_a_bad_token_and_sets_a_strict_session_cookie(ba
     assert_eq!(good.status, 303);
     assert_eq!(good.location.as_deref(), Some("/console"));
     let cookie = good.set_cookie.expect("a session cookie");
-    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+    for attribute in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=43200",
+    ] {
         assert!(
             cookie.split(';').any(|a| a.trim() == attribute),
             "{attribute} missing from {cookie}"
@@ -199,7 +240,10 @@ async fn console_sign_in_refuses_a_bad_token_and_sets_a_strict_session_cookie(ba
     // Only the hash is stored.
     let stored = app
         .store
-        .console_session(&SecretHash::of_secret(&session_id), OffsetDateTime::now_utc())
+        .console_session(
+            &SecretHash::of_secret(&session_id),
+            OffsetDateTime::now_utc(),
+        )
         .await
         .unwrap()
         .expect("the session is in the database");
@@ -218,8 +262,14 @@ async fn console_sign_in_refuses_a_bad_token_and_sets_a_strict_session_cookie(ba
 
     let css = b.get("/console/assets/console.css").await;
     assert_eq!(css.status, 200);
-    assert!(css.headers["content-type"].to_str().unwrap().starts_with("text/css"));
-    assert!(css.headers["cache-control"].to_str().unwrap().contains("max-age"));
+    assert!(css.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/css"));
+    assert!(css.headers["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
     assert!(css.body.contains(":focus-visible"), "visible focus");
     assert_eq!(b.get("/console/assets/nope.css").await.status, 404);
 }
@@ -233,7 +283,11 @@ async fn console_posts_without_the_right_csrf_token_or_origin_are_refused_and_ch
     b.sign_in(&app.admin_token).await;
     let page = b.get(&format!("/console/devices/{device}")).await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("Ready for a remote Autopilot Reset"), "{}", page.body);
+    assert!(
+        page.body.contains("Ready for a remote Autopilot Reset"),
+        "{}",
+        page.body
+    );
     let csrf = csrf_of(&page.body);
     let path = format!("/console/devices/{device}/actions");
 
@@ -241,7 +295,10 @@ async fn console_posts_without_the_right_csrf_token_or_origin_are_refused_and_ch
     assert_eq!(missing.status, 403);
     assert!(missing.body.contains("security token"), "{}", missing.body);
     let wrong = b
-        .post(&path, &[("kind", "autopilot_reset"), ("csrf", "0123456789abcdef")])
+        .post(
+            &path,
+            &[("kind", "autopilot_reset"), ("csrf", "0123456789abcdef")],
+        )
         .await;
     assert_eq!(wrong.status, 403);
     let cross_site = b
@@ -254,21 +311,31 @@ async fn console_posts_without_the_right_csrf_token_or_origin_are_refused_and_ch
     assert_eq!(cross_site.status, 403);
     assert!(cross_site.body.contains("another site"));
     assert!(
-        app.store.actions_of_device(device).await.unwrap().is_empty(),
+        app.store
+            .actions_of_device(device)
+            .await
+            .unwrap()
+            .is_empty(),
         "a refused post changes nothing"
     );
 
     // The confirmation page names the device and what goes and stays, then the reset goes out.
     let confirm = b.get(&format!("/console/devices/{device}/reset")).await;
     assert_eq!(confirm.status, 200);
-    assert!(confirm.body.contains("Autopilot Reset pc-csrf?") || confirm.body.contains("Autopilot Reset "));
+    assert!(
+        confirm.body.contains("Autopilot Reset pc-csrf?")
+            || confirm.body.contains("Autopilot Reset ")
+    );
     assert!(confirm.body.contains("Removed") && confirm.body.contains("Kept"));
     let origin = app.base_url.clone();
     let done = b
         .post_with_origin(
             &path,
             &origin,
-            &[("kind", "autopilot_reset"), ("csrf", csrf_of(&confirm.body).as_str())],
+            &[
+                ("kind", "autopilot_reset"),
+                ("csrf", csrf_of(&confirm.body).as_str()),
+            ],
         )
         .await;
     assert_eq!(done.status, 303, "{}", done.body);
@@ -283,11 +350,17 @@ async fn console_posts_without_the_right_csrf_token_or_origin_are_refused_and_ch
     );
     let action_page = b.get(done.location.as_deref().unwrap()).await;
     assert!(action_page.body.contains("id=\"action-state\""));
-    assert!(action_page.body.contains(">pending<"), "{}", action_page.body);
+    assert!(
+        action_page.body.contains(">pending<"),
+        "{}",
+        action_page.body
+    );
     assert!(audit_actions(&app)
         .await
         .iter()
-        .any(|(a, o, actor)| a == "action.create" && *o == AuditOutcome::Success && actor.starts_with("first admin")));
+        .any(|(a, o, actor)| a == "action.create"
+            && *o == AuditOutcome::Success
+            && actor.starts_with("first admin")));
 }
 
 async fn console_viewer_cannot_reset_and_the_refusal_is_audited(backend: Backend) {
@@ -298,7 +371,10 @@ async fn console_viewer_cannot_reset_and_the_refusal_is_audited(backend: Backend
     assert_eq!(b.sign_in(&secret).await.status, 303);
     let page = b.get(&format!("/console/devices/{device}")).await;
     assert_eq!(page.status, 200);
-    assert!(!page.body.contains("Autopilot Reset…"), "no reset button for a viewer");
+    assert!(
+        !page.body.contains("Autopilot Reset…"),
+        "no reset button for a viewer"
+    );
     assert!(!page.body.contains("Sync now"));
     let csrf = csrf_of(&page.body); // the sign-out form carries it
     let refused = b
@@ -309,7 +385,12 @@ async fn console_viewer_cannot_reset_and_the_refusal_is_audited(backend: Backend
         .await;
     assert_eq!(refused.status, 403);
     assert!(refused.body.contains("operator"), "{}", refused.body);
-    assert!(app.store.actions_of_device(device).await.unwrap().is_empty());
+    assert!(app
+        .store
+        .actions_of_device(device)
+        .await
+        .unwrap()
+        .is_empty());
     let audit = app
         .store
         .list_audit(&AuditQuery {
@@ -325,7 +406,11 @@ async fn console_viewer_cannot_reset_and_the_refusal_is_audited(backend: Backend
         .expect("the refused reset is audited");
     assert_eq!(refusal.outcome, AuditOutcome::Refused);
     assert!(refusal.actor.starts_with("viewer-tester"));
-    assert!(refusal.details.contains("autopilot_reset"), "{}", refusal.details);
+    assert!(
+        refusal.details.contains("autopilot_reset"),
+        "{}",
+        refusal.details
+    );
 }
 
 async fn console_sign_out_and_token_revocation_end_the_session(backend: Backend) {
@@ -338,10 +423,15 @@ async fn console_sign_out_and_token_revocation_end_the_session(backend: Backend)
 
     // Sign-out is a form post too.
     assert_eq!(b.post("/console/sign-out", &[]).await.status, 403);
-    let out = b.post("/console/sign-out", &[("csrf", csrf.as_str())]).await;
+    let out = b
+        .post("/console/sign-out", &[("csrf", csrf.as_str())])
+        .await;
     assert_eq!(out.status, 303);
     assert_eq!(out.location.as_deref(), Some("/console/sign-in"));
-    assert!(out.set_cookie.unwrap().contains("Max-Age=0"), "the cookie is cleared");
+    assert!(
+        out.set_cookie.unwrap().contains("Max-Age=0"),
+        "the cookie is cleared"
+    );
     assert!(app
         .store
         .console_session(&SecretHash::of_secret(&session), OffsetDateTime::now_utc())
@@ -350,7 +440,10 @@ async fn console_sign_out_and_token_revocation_end_the_session(backend: Backend)
         .is_none());
     // Replaying the old cookie gets nothing.
     b.cookie = Some(session);
-    assert_eq!(b.get("/console").await.location.as_deref(), Some("/console/sign-in"));
+    assert_eq!(
+        b.get("/console").await.location.as_deref(),
+        Some("/console/sign-in")
+    );
 
     // Revoking the token ends a live session.
     let (id, secret) = new_token(&app, Role::Operator).await;
@@ -361,7 +454,10 @@ async fn console_sign_out_and_token_revocation_end_the_session(backend: Backend)
         .revoke_api_token(id, OffsetDateTime::now_utc())
         .await
         .unwrap();
-    assert_eq!(c.get("/console").await.location.as_deref(), Some("/console/sign-in"));
+    assert_eq!(
+        c.get("/console").await.location.as_deref(),
+        Some("/console/sign-in")
+    );
     let again = c.sign_in(&secret).await;
     assert_eq!(again.status, 401);
     assert!(again.body.contains("revoked"));
@@ -382,15 +478,268 @@ async fn console_pages_render_with_their_empty_states(backend: Backend) {
         let page = b.get(path).await;
         assert_eq!(page.status, 200, "{path}");
         assert!(page.body.contains(expected), "{path}: {}", page.body);
-        assert!(page.body.contains("aria-current=\"page\""), "{path}: nav marks the page");
+        assert!(
+            page.body.contains("aria-current=\"page\""),
+            "{path}: nav marks the page"
+        );
     }
     let bad = b.get("/console/devices/not-an-id").await;
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("is not a device id"));
-    let missing = b.get(&format!("/console/devices/{}", DeviceId::generate())).await;
+    let missing = b
+        .get(&format!("/console/devices/{}", DeviceId::generate()))
+        .await;
     assert_eq!(missing.status, 404);
     assert!(missing.body.contains("There is no device"));
     let csv = b.get("/console/audit.csv").await;
-    assert!(csv.body.starts_with("id,at,actor,action,targets,outcome,details"));
+    assert!(csv
+        .body
+        .starts_with("id,at,actor,action,targets,outcome,details"));
     assert!(csv.body.contains("console.sign_in"));
+}
+
+async fn console_group_reset_needs_the_typed_name_and_schedules_and_imports_work(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let a = enrolled_pc(&app, "pc-g1", 21).await;
+    let b_id = enrolled_pc(&app, "pc-g2", 22).await;
+    let names: Vec<String> = {
+        let mut v = Vec::new();
+        for id in [a, b_id] {
+            v.push(app.store.device(id).await.unwrap().unwrap().name);
+        }
+        v
+    };
+    let mut b = Browser::new(&app);
+    b.sign_in(&app.admin_token).await;
+    let csrf = csrf_of(&b.get("/console/groups").await.body);
+
+    // A static group from device names; an unknown name is refused in words.
+    let unknown = b
+        .post(
+            "/console/groups",
+            &[
+                ("csrf", csrf.as_str()),
+                ("name", "Lab"),
+                ("members", "no-such-pc"),
+            ],
+        )
+        .await;
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.body.contains("no-such-pc"));
+    let members = names.join("\n");
+    let created = b
+        .post(
+            "/console/groups",
+            &[
+                ("csrf", csrf.as_str()),
+                ("name", "Lab"),
+                ("members", members.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let group_path = created.location.unwrap();
+    let group_page = b.get(&group_path).await;
+    assert!(
+        group_page
+            .body
+            .contains("2 of 2 device(s) would be reset now"),
+        "{}",
+        group_page.body
+    );
+
+    // The group reset needs the group's name typed in.
+    let reset_path = format!("{group_path}/reset");
+    let wrong = b
+        .post(&reset_path, &[("csrf", csrf.as_str()), ("confirm", "lab")])
+        .await;
+    assert_eq!(wrong.status, 409, "{}", wrong.body);
+    assert!(wrong.body.contains("type the group name"), "{}", wrong.body);
+    assert!(app.store.actions_of_device(a).await.unwrap().is_empty());
+    let ok = b
+        .post(
+            &reset_path,
+            &[
+                ("csrf", csrf.as_str()),
+                ("confirm", "Lab"),
+                ("wave_size", "1"),
+                ("interval", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let flash = b.get(ok.location.as_deref().unwrap()).await;
+    assert!(
+        flash.body.contains("1 queued, 0 blocked, 1 in later waves"),
+        "{}",
+        flash.body
+    );
+
+    // Schedules: a bad recurrence is explained; a good one is listed, disabled, deleted.
+    let group_id = group_path.rsplit('/').next().unwrap().to_owned();
+    let bad = b
+        .post(
+            "/console/schedules",
+            &[
+                ("csrf", csrf.as_str()),
+                ("name", "Nightly"),
+                ("group", group_id.as_str()),
+                ("kind", "sync"),
+                ("tz", "Europe/Berlin"),
+                ("recurrence", "every night"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("is not a recurrence"));
+    let made = b
+        .post(
+            "/console/schedules",
+            &[
+                ("csrf", csrf.as_str()),
+                ("name", "Nightly"),
+                ("group", group_id.as_str()),
+                ("kind", "sync"),
+                ("tz", "Europe/Berlin"),
+                ("recurrence", "daily:02:00:00"),
+                ("window", "22:00-05:00"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let schedules = app.store.list_schedules().await.unwrap();
+    assert_eq!(schedules.len(), 1);
+    assert!(
+        schedules[0].enabled && schedules[0].next_run.is_some() && schedules[0].window.is_some()
+    );
+    let list = b.get("/console/schedules").await;
+    assert!(list.body.contains("Nightly") && list.body.contains("22:00–05:00"));
+    let sid = schedules[0].id;
+    assert_eq!(
+        b.post(
+            &format!("/console/schedules/{sid}/disable"),
+            &[("csrf", csrf.as_str())]
+        )
+        .await
+        .status,
+        303
+    );
+    assert!(!app.store.schedule(sid).await.unwrap().unwrap().enabled);
+    assert_eq!(
+        b.post(
+            &format!("/console/schedules/{sid}/delete"),
+            &[("csrf", csrf.as_str())]
+        )
+        .await
+        .status,
+        303
+    );
+    assert!(app.store.list_schedules().await.unwrap().is_empty());
+
+    // Autopilot CSV upload: good rows imported, each bad line shown with its reason; the CSRF
+    // token travels in the multipart body.
+    let csv = "Device Serial Number,Windows Product ID,Hardware Hash,Group Tag\nSN-1,,QUJD,lab\nSN-2,,not base64!,lab\n";
+    assert_eq!(
+        b.post_multipart("/console/autopilot", "wrong", csv)
+            .await
+            .status,
+        403
+    );
+    let imported = b.post_multipart("/console/autopilot", &csrf, csv).await;
+    assert_eq!(imported.status, 200, "{}", imported.body);
+    assert!(
+        imported
+            .body
+            .contains("Imported <strong>1</strong> device(s)"),
+        "{}",
+        imported.body
+    );
+    assert!(imported.body.contains("Line 3: "), "{}", imported.body);
+    assert!(imported.body.contains("base64"));
+    assert!(app.store.autopilot_record("sn-1").await.unwrap().is_some());
+}
+
+async fn console_device_settings_primary_user_local_reset_and_cancel(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let device = enrolled_pc(&app, "pc-set", 31).await;
+    let mut b = Browser::new(&app);
+    b.sign_in(&app.admin_token).await;
+    let base = format!("/console/devices/{device}");
+    let csrf = csrf_of(&b.get(&base).await.body);
+
+    let saved = b
+        .post(
+            &format!("{base}/primary-user"),
+            &[("csrf", csrf.as_str()), ("user", "ada@example.org")],
+        )
+        .await;
+    assert_eq!(saved.status, 303);
+    assert_eq!(
+        app.store
+            .device(device)
+            .await
+            .unwrap()
+            .unwrap()
+            .primary_user
+            .as_deref(),
+        Some("ada@example.org")
+    );
+    let shared = b
+        .post(
+            &format!("{base}/primary-user"),
+            &[
+                ("csrf", csrf.as_str()),
+                ("user", "ada@example.org"),
+                ("shared", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(shared.status, 303);
+    let d = app.store.device(device).await.unwrap().unwrap();
+    assert!(
+        d.shared && d.primary_user.is_none(),
+        "a shared device has no primary user"
+    );
+    assert!(b.get(&base).await.body.contains("(shared device)"));
+
+    let allow = b
+        .post(
+            &format!("{base}/local-reset"),
+            &[("csrf", csrf.as_str()), ("allowed", "true")],
+        )
+        .await;
+    assert_eq!(allow.status, 303);
+    let acts = app.store.actions_of_device(device).await.unwrap();
+    assert_eq!(acts[0].kind, ActionKind::SetLocalResetPolicy(true));
+
+    // A queued sync can be canceled from its page.
+    let sync = b
+        .post(
+            &format!("{base}/actions"),
+            &[("csrf", csrf.as_str()), ("kind", "sync")],
+        )
+        .await;
+    let action_path = sync.location.unwrap();
+    assert!(b
+        .get(&action_path)
+        .await
+        .body
+        .contains("Cancel this action"));
+    let canceled = b
+        .post(&format!("{action_path}/cancel"), &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(canceled.status, 303);
+    let id = redeploy_core::ActionId::parse(action_path.rsplit('/').next().unwrap()).unwrap();
+    assert_eq!(
+        app.store.action(id).await.unwrap().unwrap().state,
+        ActionState::Canceled
+    );
+    let bad_kind = b
+        .post(
+            &format!("{base}/actions"),
+            &[("csrf", csrf.as_str()), ("kind", "format_c")],
+        )
+        .await;
+    assert_eq!(bad_kind.status, 400);
+    assert!(bad_kind.body.contains("unknown action"));
 }
