@@ -138,7 +138,8 @@ pub async fn list(
             table #audit {
                 thead { tr {
                     th scope="col" { "#" } th scope="col" { "When" } th scope="col" { "Actor" }
-                    th scope="col" { "Action" } th scope="col" { "Outcome" } th scope="col" { "Devices" } th scope="col" { "Details" }
+                    th scope="col" { "Action" } th scope="col" { "Outcome" } th scope="col" { "Devices" }
+                    th scope="col" { "Batch" } th scope="col" { "Details" }
                 } }
                 tbody {
                     @for e in &events {
@@ -149,6 +150,7 @@ pub async fn list(
                             td { code { (e.action) } }
                             td { (e.outcome.as_str()) }
                             td { @for t in &e.targets { a href={ "/console/devices/" (t) } { (names.get(t).cloned().unwrap_or_default()) } " " } }
+                            td { @if let Some(b) = e.batch { code title=(b) { (b.to_string().get(..8).unwrap_or_default()) } } }
                             td { (e.details) }
                         }
                     }
@@ -177,7 +179,7 @@ pub async fn csv(
     Query(f): Query<AuditFilter>,
 ) -> PageResult {
     let (events, _) = matching(&state, &f, 100_000).await?;
-    let mut out = String::from("id,at,actor,action,targets,outcome,details\r\n");
+    let mut out = String::from("id,at,actor,action,targets,batch,outcome,details\r\n");
     for e in &events {
         let targets: Vec<String> = e.targets.iter().map(ToString::to_string).collect();
         let row = [
@@ -186,6 +188,7 @@ pub async fn csv(
             e.actor.clone(),
             e.action.clone(),
             targets.join(" "),
+            e.batch.map(|b| b.to_string()).unwrap_or_default(),
             e.outcome.as_str().to_owned(),
             e.details.clone(),
         ];

@@ -260,6 +260,15 @@ async fn console_sign_in_refuses_a_bad_token_and_sets_a_strict_session_cookie(ba
         "the console cannot be framed"
     );
 
+    // The session lives in the database: a restarted server (or another process on the same
+    // database) accepts the same cookie.
+    let mut app = app;
+    app.restart().await;
+    let mut after_restart = Browser::new(&app);
+    after_restart.cookie = b.cookie.clone();
+    assert_eq!(after_restart.get("/console/devices").await.status, 200);
+    let mut b = after_restart;
+
     let css = b.get("/console/assets/console.css").await;
     assert_eq!(css.status, 200);
     assert!(css.headers["content-type"]
@@ -494,7 +503,7 @@ async fn console_pages_render_with_their_empty_states(backend: Backend) {
     let csv = b.get("/console/audit.csv").await;
     assert!(csv
         .body
-        .starts_with("id,at,actor,action,targets,outcome,details"));
+        .starts_with("id,at,actor,action,targets,batch,outcome,details"));
     assert!(csv.body.contains("console.sign_in"));
 }
 
