@@ -101,7 +101,7 @@ async fn page_with(
                     "Columns: " (CSV_COLUMNS.join(", ")) " (the last two optional), as "
                     code { "Get-WindowsAutopilotInfo -OutputFile" } " writes them."
                 }
-                button type="submit" { "Import" }
+                button type="submit" { "Import CSV" }
             }
         }
         h2 { "Registered devices" }

@@ -106,6 +106,37 @@ try {
   await page.locator("#preview").waitFor();
   await shot("groups");
 
+  step("schedules: a nightly sync of the group");
+  await page.getByRole("link", { name: "Schedules", exact: true }).click();
+  await page.getByLabel("Name", { exact: true }).fill("Nightly sync");
+  await page.getByLabel("Group").selectOption({ label: "Lab room 1" });
+  await page.getByLabel("Action").selectOption("sync");
+  await page.getByLabel("Time zone (IANA name)").fill("Europe/Berlin");
+  await page.getByLabel("When").fill("daily:02:00:00");
+  await page.getByLabel("Maintenance window (optional)").fill("22:00-05:00");
+  await page.getByRole("button", { name: "Create schedule" }).click();
+  await page.getByRole("cell", { name: "Nightly sync", exact: true }).waitFor();
+  await shot("schedules");
+
+  step("Autopilot CSV upload from the browser");
+  await page.getByRole("link", { name: "Autopilot devices", exact: true }).click();
+  await page.getByLabel("Hardware-hash CSV (Intune import format)").setInputFiles({
+    name: "autopilot.csv",
+    mimeType: "text/csv",
+    buffer: Buffer.from(
+      "Device Serial Number,Windows Product ID,Hardware Hash,Group Tag,Assigned User\r\n" +
+        "LAB-0001,,QUJDREVG,lab-room-1,ada@example.org\r\n" +
+        "LAB-0002,,this is not base64!,lab-room-1,\r\n",
+    ),
+  });
+  await page.getByRole("button", { name: "Import CSV", exact: true }).click();
+  await page.locator("#import-result").waitFor();
+  const result = await page.locator("#import-result").innerText();
+  if (!result.includes("Imported 1 device") || !result.includes("Line 3")) {
+    throw new Error(`unexpected import result: ${result}`);
+  }
+  await shot("autopilot");
+
   step("audit log");
   await page.getByRole("link", { name: "Audit log", exact: true }).click();
   await page.getByRole("cell", { name: "action.create" }).first().waitFor();

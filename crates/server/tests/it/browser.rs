@@ -27,6 +27,8 @@ const SCREENSHOTS: &[&str] = &[
     "confirmation",
     "timeline-done",
     "groups",
+    "schedules",
+    "autopilot",
     "audit",
 ];
 
