@@ -11,7 +11,8 @@ mod groups;
 mod schedules;
 mod session;
 
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -28,7 +29,7 @@ use crate::state::AppState;
 pub use session::SESSION_COOKIE;
 
 /// Every console route, plus `GET /` → `/console`.
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/console") }))
         .route("/console", get(devices::dashboard))
@@ -69,6 +70,56 @@ pub fn routes() -> Router<AppState> {
             "/console/autopilot",
             get(autopilot::list).post(autopilot::import),
         )
+        .route_layer(from_fn_with_state(state.clone(), error_pages_with_nav))
+}
+
+/// What an error page said, so that [`error_pages_with_nav`] can draw it again with the nav.
+#[derive(Clone, Debug)]
+struct ErrorShown {
+    status: StatusCode,
+    message: String,
+}
+
+/// Error pages are made where the session is not at hand; for a signed-in admin they are drawn
+/// again inside the full layout (nav, sign-out), so an error never strands them.
+async fn error_pages_with_nav(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers().clone();
+    let response = next.run(request).await;
+    let Some(shown) = response.extensions().get::<ErrorShown>().cloned() else {
+        return response;
+    };
+    match signed_in(&state, &headers).await {
+        Ok(Some(signed)) => error_page(&shown, Some(&signed)),
+        _ => response,
+    }
+}
+
+fn error_page(shown: &ErrorShown, signed: Option<&Signed>) -> Response {
+    let title = match shown.status {
+        StatusCode::FORBIDDEN => "Not allowed",
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::BAD_REQUEST => "Cannot do that",
+        StatusCode::CONFLICT => "Cannot do that now",
+        _ => "Something went wrong",
+    };
+    let mut response = page(
+        shown.status,
+        layout(
+            title,
+            signed,
+            Section::None,
+            html! {
+                p.error role="alert" { (shown.message) }
+                p { a href="/console" { "Back to the dashboard" } }
+            },
+        ),
+    );
+    response.extensions_mut().insert(shown.clone());
+    response
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -454,24 +505,12 @@ impl From<redeploy_core::SessionError> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let title = match self.status {
-            StatusCode::FORBIDDEN => "Not allowed",
-            StatusCode::NOT_FOUND => "Not found",
-            StatusCode::BAD_REQUEST => "Cannot do that",
-            StatusCode::CONFLICT => "Cannot do that now",
-            _ => "Something went wrong",
-        };
-        page(
-            self.status,
-            layout(
-                title,
-                None,
-                Section::None,
-                html! {
-                    p.error role="alert" { (self.message) }
-                    p { a href="/console" { "Back to the dashboard" } }
-                },
-            ),
+        error_page(
+            &ErrorShown {
+                status: self.status,
+                message: self.message,
+            },
+            None,
         )
     }
 }

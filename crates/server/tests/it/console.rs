@@ -500,6 +500,10 @@ async fn console_pages_render_with_their_empty_states(backend: Backend) {
         .await;
     assert_eq!(missing.status, 404);
     assert!(missing.body.contains("There is no device"));
+    assert!(
+        missing.body.contains("Sign out"),
+        "an error page keeps the nav for a signed-in admin"
+    );
     let csv = b.get("/console/audit.csv").await;
     assert!(csv
         .body
