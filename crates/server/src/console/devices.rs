@@ -240,6 +240,7 @@ pub struct ListQuery {
     ready: Option<String>,
     seen: Option<String>,
     sort: Option<String>,
+    limit: Option<u32>,
     cursor: Option<String>,
 }
 
@@ -256,6 +257,9 @@ impl ListQuery {
             if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
                 parts.push(format!("{k}={}", enc(v)));
             }
+        }
+        if let Some(l) = self.limit {
+            parts.push(format!("limit={l}"));
         }
         parts.push(format!("cursor={}", enc(cursor)));
         format!("/console/devices?{}", parts.join("&"))
@@ -275,6 +279,12 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> PageResult {
     let now = state.clock.now();
+    let page_size = q.limit.unwrap_or(PAGE_SIZE);
+    if !(1..=500).contains(&page_size) {
+        return Err(PageError::bad_request(
+            "the page size must be between 1 and 500",
+        ));
+    }
     let (sort, descending) = match q.sort.as_deref().unwrap_or("name") {
         "name" | "" => (DeviceSort::Name, false),
         "last_seen" => (DeviceSort::LastSeen, false),
@@ -305,7 +315,7 @@ pub async fn list(
         join_type,
         sort,
         descending,
-        limit: PAGE_SIZE,
+        limit: page_size,
         cursor: q.cursor.as_deref().map(Cursor::parse),
         ..DeviceQuery::default()
     };
@@ -328,7 +338,7 @@ pub async fn list(
             let key = device_sort_key(&d, sort);
             let id = d.id;
             rows.push((d, r));
-            if rows.len() as u32 == PAGE_SIZE {
+            if rows.len() as u32 == page_size {
                 if i + 1 < n || page.next.is_some() {
                     next = Some(Cursor::after(sort, &key, id).as_str().to_owned());
                 }

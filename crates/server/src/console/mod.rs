@@ -70,7 +70,12 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/console/autopilot",
             get(autopilot::list).post(autopilot::import),
         )
+        .route("/console/{*rest}", get(unknown_page))
         .route_layer(from_fn_with_state(state.clone(), error_pages_with_nav))
+}
+
+async fn unknown_page(Path(rest): Path<String>) -> PageError {
+    PageError::not_found(format!("There is no console page /console/{rest}."))
 }
 
 /// What an error page said, so that [`error_pages_with_nav`] can draw it again with the nav.

@@ -187,7 +187,7 @@ on_both_backends!(
     console_viewer_cannot_reset_and_the_refusal_is_audited,
     console_sign_out_and_token_revocation_end_the_session,
     console_pages_render_with_their_empty_states,
-    console_group_reset_needs_the_typed_name_and_schedules_and_imports_work,
+    console_device_list_pages_group_reset_needs_the_typed_name_schedules_and_autopilot_import,
     console_device_settings_primary_user_local_reset_and_cancel,
 );
 
@@ -511,7 +511,9 @@ async fn console_pages_render_with_their_empty_states(backend: Backend) {
     assert!(csv.body.contains("console.sign_in"));
 }
 
-async fn console_group_reset_needs_the_typed_name_and_schedules_and_imports_work(backend: Backend) {
+async fn console_device_list_pages_group_reset_needs_the_typed_name_schedules_and_autopilot_import(
+    backend: Backend,
+) {
     let app = spawn_app(backend).await;
     let a = enrolled_pc(&app, "pc-g1", 21).await;
     let b_id = enrolled_pc(&app, "pc-g2", 22).await;
@@ -552,6 +554,41 @@ async fn console_group_reset_needs_the_typed_name_and_schedules_and_imports_work
         .await;
     assert_eq!(created.status, 303, "{}", created.body);
     let group_path = created.location.unwrap();
+    // Device list: search, and next-page links that keep the filters.
+    let first = b.get("/console/devices?limit=1&sort=name").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.body.matches("/console/devices/").count(),
+        1,
+        "one row"
+    );
+    let marker = "rel=\"next\" href=\"";
+    let start = first.body.find(marker).expect("a next-page link") + marker.len();
+    let next =
+        first.body[start..start + first.body[start..].find('"').unwrap()].replace("&amp;", "&");
+    assert!(
+        next.contains("limit=1") && next.contains("sort=name"),
+        "{next}"
+    );
+    let second = b.get(&next).await;
+    assert_eq!(second.status, 200);
+    assert!(
+        !second.body.contains("rel=\"next\""),
+        "two devices: the second page is the last"
+    );
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert!(first.body.contains(&sorted[0]) && second.body.contains(&sorted[1]));
+    let found = b
+        .get(&format!("/console/devices?q={}", sorted[1].to_lowercase()))
+        .await;
+    assert!(found.body.contains(&sorted[1]) && !found.body.contains(&sorted[0]));
+    let none = b.get("/console/devices?q=zzz-nothing").await;
+    assert!(none.body.contains("No devices match"));
+    let unknown_page = b.get("/console/nowhere").await;
+    assert_eq!(unknown_page.status, 404);
+    assert!(unknown_page.body.contains("There is no console page"));
+
     let group_page = b.get(&group_path).await;
     assert!(
         group_page
