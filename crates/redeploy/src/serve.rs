@@ -63,7 +63,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let token_note = |created: bool| if created { " (created now)" } else { "" };
     let mut out = std::io::stdout().lock();
     writeln!(out, "Redeploy is running on {}", server.local_addr)?;
-    writeln!(out, "  Console:          {}/", server.public_url)?;
+    writeln!(out, "  Console:          {}/console", server.public_url)?;
     writeln!(out, "  Discovery URL:    {}", server.discovery_url())?;
     writeln!(
         out,

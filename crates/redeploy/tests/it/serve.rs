@@ -58,7 +58,13 @@ async fn serve_prints_urls_and_answers_healthz() {
     let base = discovery.trim_end_matches("/EnrollmentServer/Discovery.svc");
     let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
     assert_ne!(port, 0, "the real port is printed");
-    assert!(text.contains("Console:"), "{text}");
+    let console = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Console:"))
+        .unwrap_or_else(|| panic!("no console URL in:\n{text}"))
+        .trim()
+        .to_string();
+    assert_eq!(console, format!("{base}/console"), "{text}");
     assert!(
         text.contains(&data.join("admin-token").display().to_string()),
         "{text}"
@@ -76,6 +82,12 @@ async fn serve_prints_urls_and_answers_healthz() {
         .unwrap();
     let health = client.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    // The printed console URL leads a new admin to the sign-in page, which says where the token is.
+    let page = client.get(&console).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.url().path().starts_with("/console/sign-in"), "{}", page.url());
+    let body = page.text().await.unwrap();
+    assert!(body.contains("admin-token"), "{body}");
 }
 
 #[test]
