@@ -22,11 +22,11 @@ use super::convert::*;
 use super::ApiError;
 use crate::state::AppState;
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
-const MAX_PAGE: u32 = 500;
+pub(crate) const MAX_PAGE: u32 = 500;
 
-fn device_id(text: &str) -> ApiResult<DeviceId> {
+pub(crate) fn device_id(text: &str) -> ApiResult<DeviceId> {
     DeviceId::parse(text).map_err(|_| ApiError::bad_request(format!("not a device id: {text:?}")))
 }
 
@@ -34,7 +34,7 @@ fn action_id(text: &str) -> ApiResult<ActionId> {
     ActionId::parse(text).map_err(|_| ApiError::bad_request(format!("not an action id: {text:?}")))
 }
 
-fn action_settings(state: &AppState) -> ActionSettings {
+pub(crate) fn action_settings(state: &AppState) -> ActionSettings {
     ActionSettings {
         provider_id: state.settings.provider_id.clone(),
         ..ActionSettings::default()
@@ -42,7 +42,7 @@ fn action_settings(state: &AppState) -> ActionSettings {
 }
 
 /// The least role that may ask for (or cancel, or retry) `kind`.
-fn role_for(kind: ActionKind) -> Role {
+pub(crate) fn role_for(kind: ActionKind) -> Role {
     match kind {
         ActionKind::Sync | ActionKind::Restart => Role::Helpdesk,
         _ => Role::Operator,
