@@ -6,6 +6,7 @@ mod common;
 mod datadir;
 mod enrollment;
 mod federated;
+mod fleet;
 mod mgmt;
 mod ops;
 mod router;
