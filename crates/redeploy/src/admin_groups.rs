@@ -68,7 +68,9 @@ pub async fn resolve_device(client: &Client, text: &str) -> anyhow::Result<Strin
         .iter()
         .filter(|d| {
             d.name.eq_ignore_ascii_case(text)
-                || d.serial.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(text))
+                || d.serial
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(text))
         })
         .collect();
     match matches.as_slice() {
@@ -146,9 +148,7 @@ pub fn parse_filter(conditions: &[String]) -> anyhow::Result<DeviceFilter> {
                 )
             }
             "include_unenrolled" => {
-                f.include_unenrolled = value
-                    .parse()
-                    .map_err(|_| bad("expected true or false"))?
+                f.include_unenrolled = value.parse().map_err(|_| bad("expected true or false"))?
             }
             other => {
                 return Err(usage(format!(
@@ -260,7 +260,8 @@ fn progress_bar(total: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} settled  {msg}")
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} settled  {msg}")
     {
         bar.set_style(style.progress_chars("=> "));
     }
@@ -564,7 +565,9 @@ pub async fn groups(args: AdminArgs<GroupsCommand>) -> anyhow::Result<ExitCode> 
                 for item in &result.items {
                     match (&item.action, &item.error) {
                         (Some(a), _) => println!("{}", action_line(a)),
-                        (None, e) => println!("{}  error: {}", item.device_id, or_dash(e.as_deref())),
+                        (None, e) => {
+                            println!("{}  error: {}", item.device_id, or_dash(e.as_deref()))
+                        }
                     }
                 }
             }
@@ -595,7 +598,15 @@ fn schedule_row(s: &Schedule) -> Vec<String> {
 }
 
 const SCHEDULE_HEADER: [&str; 9] = [
-    "ID", "NAME", "GROUP", "KIND", "RECURRENCE", "TZ", "WINDOW", "ENABLED", "NEXT RUN",
+    "ID",
+    "NAME",
+    "GROUP",
+    "KIND",
+    "RECURRENCE",
+    "TZ",
+    "WINDOW",
+    "ENABLED",
+    "NEXT RUN",
 ];
 
 fn print_schedule(json: bool, s: &Schedule) -> anyhow::Result<()> {
@@ -611,9 +622,11 @@ fn print_schedule(json: bool, s: &Schedule) -> anyhow::Result<()> {
 }
 
 fn parse_window(text: &str) -> anyhow::Result<TimeWindow> {
-    let (start, end) = text
-        .split_once('-')
-        .ok_or_else(|| usage(format!("--window {text:?}: expected START-END, e.g. 02:00-05:00")))?;
+    let (start, end) = text.split_once('-').ok_or_else(|| {
+        usage(format!(
+            "--window {text:?}: expected START-END, e.g. 02:00-05:00"
+        ))
+    })?;
     Ok(TimeWindow {
         start: start.trim().to_owned(),
         end: end.trim().to_owned(),
@@ -690,8 +703,8 @@ pub async fn autopilot(args: AdminArgs<AutopilotCommand>) -> anyhow::Result<Exit
     let client = client(&args.client)?;
     match args.command.command {
         AutopilotSub::Import { file } => {
-            let csv = std::fs::read(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
+            let csv =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let result = client.import_autopilot(csv).await?;
             if args.json {
                 print_json(&result)?;

@@ -325,7 +325,10 @@ async fn groups_are_created_filled_by_serial_and_name_and_shown() {
     assert_eq!(ids, want);
     let table = s.cli(&["groups", "list"]).await;
     let listed = text(&table.stdout);
-    assert!(listed.contains("Lab 1") && listed.contains("static"), "{listed}");
+    assert!(
+        listed.contains("Lab 1") && listed.contains("static"),
+        "{listed}"
+    );
 
     // A filter group; a bad filter key or an unknown device is refused.
     let filtered = stdout_json(
@@ -350,7 +353,11 @@ async fn groups_are_created_filled_by_serial_and_name_and_shown() {
     assert!(text(&out.stderr).contains("colour"));
     let out = s.cli(&["groups", "add", "Lab 1", "no-such-pc"]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("no-such-pc"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no-such-pc"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // The primary user, by serial.
     let d = stdout_json(
@@ -375,7 +382,11 @@ async fn groups_are_created_filled_by_serial_and_name_and_shown() {
         ])
         .await,
     );
-    assert_eq!((d["primary_user"].is_null(), &d["shared"]), (true, &json!(true)), "{d}");
+    assert_eq!(
+        (d["primary_user"].is_null(), &d["shared"]),
+        (true, &json!(true)),
+        "{d}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,18 +401,32 @@ async fn a_group_reset_is_refused_without_the_typed_name_and_runs_with_it() {
     // Dry run: the plan, exit 0, nothing queued.
     let out = s.cli(&["reset", "--group", "Lab", "--dry-run"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("1 would be queued"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("1 would be queued"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // No --confirm: the plan and what to type, exit 1, nothing queued.
     let out = s.cli(&["reset", "--group", "Lab"]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).contains("would_queue"), "{}", text(&out.stdout));
-    assert!(text(&out.stderr).contains("--confirm Lab"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("would_queue"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("--confirm Lab"),
+        "{}",
+        text(&out.stderr)
+    );
     let listed = stdout_json(&s.cli(&["actions", "list", "--json"]).await);
     assert!(listed["items"].as_array().unwrap().is_empty(), "{listed}");
 
     // A wrong name is refused by the server.
-    let out = s.cli(&["reset", "--group", "Lab", "--confirm", "lab"]).await;
+    let out = s
+        .cli(&["reset", "--group", "Lab", "--confirm", "lab"])
+        .await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("409"), "{}", text(&out.stderr));
 
@@ -430,7 +455,10 @@ async fn autopilot_import_reports_the_bad_row_and_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("imported 1"), "{stdout}");
-    assert!(stdout.contains("line 3") && stdout.contains("SN-002"), "{stdout}");
+    assert!(
+        stdout.contains("line 3") && stdout.contains("SN-002"),
+        "{stdout}"
+    );
     let list = stdout_json(&s.cli(&["autopilot", "list", "--json"]).await);
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list["items"][0]["serial"], "SN-001");
@@ -467,7 +495,10 @@ async fn reset_wait_follows_the_pc_from_pending_to_done() {
             assert_eq!(actions[0].state, redeploy_core::ActionState::Pending);
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the CLI queued nothing");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CLI queued nothing"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
@@ -491,8 +522,16 @@ async fn reset_wait_follows_the_pc_from_pending_to_done() {
     .expect("the CLI returns once the reset is done")
     .unwrap();
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
     assert!(stdout.contains("pending"), "{stdout}");
     let last = stdout.lines().last().unwrap_or_default();
-    assert!(last.contains(" done ") || last.ends_with("done"), "{stdout}");
+    assert!(
+        last.contains(" done ") || last.ends_with("done"),
+        "{stdout}"
+    );
 }

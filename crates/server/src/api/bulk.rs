@@ -60,9 +60,10 @@ pub async fn bulk_action(
     }
     let interval = match body.wave_interval_secs {
         None => Duration::ZERO,
-        Some(s) => Duration::seconds(i64::try_from(s).map_err(|_| {
-            ApiError::bad_request("wave_interval_secs is too large")
-        })?),
+        Some(s) => Duration::seconds(
+            i64::try_from(s)
+                .map_err(|_| ApiError::bad_request("wave_interval_secs is too large"))?,
+        ),
     };
     let (target, group, target_text) = if let Some(devices) = &body.devices {
         let ids = device_ids("devices", devices)?;
@@ -73,7 +74,11 @@ pub async fn bulk_action(
         let text = format!("group {:?}", group.name);
         (Target::Group(group.id), Some(group), text)
     } else {
-        let f = filter_from_dto(body.filter.as_ref().unwrap_or(&api::DeviceFilter::default()))?;
+        let f = filter_from_dto(
+            body.filter
+                .as_ref()
+                .unwrap_or(&api::DeviceFilter::default()),
+        )?;
         (Target::Filter(f), None, "a filter".to_owned())
     };
     caller

@@ -19,7 +19,10 @@ use crate::state::AppState;
 
 /// The wire group and its members now.
 async fn group_dto(state: &AppState, g: &Group) -> ApiResult<(api::Group, Vec<DeviceId>)> {
-    let members = state.store.group_member_ids(g.id, state.clock.now()).await?;
+    let members = state
+        .store
+        .group_member_ids(g.id, state.clock.now())
+        .await?;
     let (kind, filter) = match &g.kind {
         GroupKind::Static { .. } => ("static", None),
         GroupKind::Filter { filter } => ("filter", Some(filter_dto(filter))),
@@ -142,8 +145,7 @@ pub async fn get_group(
         .cursor
         .as_deref()
         .map(|c| {
-            DeviceId::parse(c)
-                .map_err(|_| ApiError::bad_request(format!("invalid cursor {c:?}")))
+            DeviceId::parse(c).map_err(|_| ApiError::bad_request(format!("invalid cursor {c:?}")))
         })
         .transpose()?;
     let group = find_group(&state, &id).await?;

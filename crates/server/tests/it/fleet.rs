@@ -3,9 +3,8 @@
 //! their validation, the Autopilot CSV import, the primary user, and role refusals with audit.
 
 use api::{
-    ActionKind, ActionListQuery, AuditQuery, BulkRequest, Client, DeviceFilter,
-    GroupMembersChange, GroupMembersQuery, NewApiToken, NewGroup, NewSchedule, PrimaryUser,
-    SchedulePatch, TimeWindow,
+    ActionKind, ActionListQuery, AuditQuery, BulkRequest, Client, DeviceFilter, GroupMembersChange,
+    GroupMembersQuery, NewApiToken, NewGroup, NewSchedule, PrimaryUser, SchedulePatch, TimeWindow,
 };
 use device::state::JoinType as PcJoin;
 use device::HttpsTransport;
@@ -37,7 +36,11 @@ async fn send(app: &TestApp, method: &str, path: &str, body: Value) -> (u16, Str
     let status = r.status().as_u16();
     let ct = content_type(&r);
     let text = r.text().await.unwrap();
-    (status, ct, serde_json::from_str(&text).unwrap_or(Value::Null))
+    (
+        status,
+        ct,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
 }
 
 fn status_of(err: api::Error) -> u16 {
@@ -315,7 +318,10 @@ async fn bulk_dry_run_changes_nothing_and_a_group_reset_needs_the_typed_name(bac
     let batch = client.bulk_action(&sync).await.unwrap();
     assert_eq!((batch.counts.queued, batch.counts.deferred), (1, 1));
     let deferred = batch.items.iter().find(|i| i.device_id == unknown).unwrap();
-    assert_eq!((deferred.outcome.as_str(), deferred.wave), ("deferred", Some(1)));
+    assert_eq!(
+        (deferred.outcome.as_str(), deferred.wave),
+        ("deferred", Some(1))
+    );
     assert!(deferred.due_at.is_some());
     let status = client.batch(&batch.batch_id).await.unwrap();
     assert_eq!(status.waves.len(), 1);
@@ -430,14 +436,20 @@ async fn schedules_validate_tz_recurrence_window_and_follow_enable(backend: Back
     assert_eq!(created.tz, "Europe/Paris");
     assert_eq!(created.group_name.as_deref(), Some("Classroom"));
     let window = created.window.clone().unwrap();
-    assert_eq!((window.start.as_str(), window.end.as_str()), ("02:00", "05:00"));
+    assert_eq!(
+        (window.start.as_str(), window.end.as_str()),
+        ("02:00", "05:00")
+    );
     let next = time::OffsetDateTime::parse(
         created.next_run.as_deref().expect("a next run"),
         &time::format_description::well_known::Rfc3339,
     )
     .unwrap();
     let now = time::OffsetDateTime::now_utc();
-    assert!(next > now && next - now <= time::Duration::hours(25), "{next}");
+    assert!(
+        next > now && next - now <= time::Duration::hours(25),
+        "{next}"
+    );
     // 02:00 in Paris is 00:00 or 01:00 UTC (summer or winter time).
     assert!([0, 1].contains(&next.hour()), "{next}");
 
