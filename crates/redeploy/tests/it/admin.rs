@@ -535,3 +535,59 @@ async fn reset_wait_follows_the_pc_from_pending_to_done() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_reset_wait_on_a_blocked_pc_settles_at_once_and_exits_1_with_the_reason() {
+    let s = setup().await;
+    let profile = DeviceProfile {
+        join: PcJoin::Hybrid,
+        ..DeviceProfile::default()
+    };
+    s.enroll_pc_seeded("pc-grp-h", 131, profile).await;
+    let id = devices(&s).await[0].0.clone();
+    let out = s
+        .cli(&["groups", "create", "Hybrid", "--device", &id])
+        .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // The batch holds only a blocked action: settled, but not done.
+    let out = s
+        .cli(&[
+            "reset",
+            "--group",
+            "Hybrid",
+            "--confirm",
+            "Hybrid",
+            "--wait",
+            "--timeout",
+            "30",
+        ])
+        .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("1 blocked"), "{stdout}");
+    assert!(stdout.to_lowercase().contains("hybrid"), "{stdout}");
+    assert!(!stdout.contains("every action is done"), "{stdout}");
+
+    // With --json the final batch status is printed.
+    let out = s
+        .cli(&[
+            "reset",
+            "--group",
+            "Hybrid",
+            "--confirm",
+            "Hybrid",
+            "--wait",
+            "--json",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["settled"], true, "{status}");
+    assert_eq!(status["counts"]["blocked"], 1, "{status}");
+}
