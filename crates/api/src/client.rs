@@ -201,6 +201,165 @@ impl Client {
         Ok(())
     }
 
+    /// Path segment for an id or a name typed by an admin (percent-encoded).
+    fn seg(text: &str) -> String {
+        let mut out = String::new();
+        for b in text.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    async fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        Self::json(self.req(method, path).json(body)).await
+    }
+
+    /// `GET /api/v1/groups`.
+    pub async fn groups(&self) -> Result<GroupList> {
+        Self::json(self.req(Method::GET, "/groups")).await
+    }
+
+    /// `POST /api/v1/groups`.
+    pub async fn create_group(&self, group: &NewGroup) -> Result<Group> {
+        self.post("/groups", group).await
+    }
+
+    /// `GET /api/v1/groups/{id-or-name}`: the group and one page of members.
+    pub async fn group(&self, group: &str, query: &GroupMembersQuery) -> Result<GroupDetail> {
+        Self::json(
+            self.req(Method::GET, &format!("/groups/{}", Self::seg(group)))
+                .query(query),
+        )
+        .await
+    }
+
+    /// `PATCH /api/v1/groups/{id-or-name}` (rename).
+    pub async fn rename_group(&self, group: &str, name: &str) -> Result<Group> {
+        self.send_json(
+            Method::PATCH,
+            &format!("/groups/{}", Self::seg(group)),
+            &GroupPatch { name: name.into() },
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/groups/{id-or-name}`.
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        Self::send(self.req(Method::DELETE, &format!("/groups/{}", Self::seg(group)))).await?;
+        Ok(())
+    }
+
+    /// `POST /api/v1/groups/{id-or-name}/members`.
+    pub async fn change_group_members(
+        &self,
+        group: &str,
+        change: &GroupMembersChange,
+    ) -> Result<Group> {
+        self.post(&format!("/groups/{}/members", Self::seg(group)), change)
+            .await
+    }
+
+    /// `POST /api/v1/groups/{id-or-name}/local-reset`.
+    pub async fn group_local_reset(
+        &self,
+        group: &str,
+        allowed: bool,
+    ) -> Result<GroupLocalResetResult> {
+        self.post(
+            &format!("/groups/{}/local-reset", Self::seg(group)),
+            &LocalResetPolicy { allowed },
+        )
+        .await
+    }
+
+    /// `POST /api/v1/actions/bulk` with `dry_run: true` (whatever `request` says).
+    pub async fn bulk_plan(&self, request: &BulkRequest) -> Result<BulkPlan> {
+        let request = BulkRequest {
+            dry_run: true,
+            ..request.clone()
+        };
+        self.post("/actions/bulk", &request).await
+    }
+
+    /// `POST /api/v1/actions/bulk` (202: the batch; `dry_run` is forced off).
+    pub async fn bulk_action(&self, request: &BulkRequest) -> Result<BatchCreated> {
+        let request = BulkRequest {
+            dry_run: false,
+            ..request.clone()
+        };
+        self.post("/actions/bulk", &request).await
+    }
+
+    /// `GET /api/v1/batches/{id}`.
+    pub async fn batch(&self, id: &str) -> Result<BatchStatus> {
+        Self::json(self.req(Method::GET, &format!("/batches/{}", Self::seg(id)))).await
+    }
+
+    /// `GET /api/v1/schedules`.
+    pub async fn schedules(&self) -> Result<ScheduleList> {
+        Self::json(self.req(Method::GET, "/schedules")).await
+    }
+
+    /// `POST /api/v1/schedules`.
+    pub async fn create_schedule(&self, schedule: &NewSchedule) -> Result<Schedule> {
+        self.post("/schedules", schedule).await
+    }
+
+    /// `GET /api/v1/schedules/{id-or-name}`.
+    pub async fn schedule(&self, id: &str) -> Result<Schedule> {
+        Self::json(self.req(Method::GET, &format!("/schedules/{}", Self::seg(id)))).await
+    }
+
+    /// `PATCH /api/v1/schedules/{id-or-name}`.
+    pub async fn update_schedule(&self, id: &str, patch: &SchedulePatch) -> Result<Schedule> {
+        self.send_json(
+            Method::PATCH,
+            &format!("/schedules/{}", Self::seg(id)),
+            patch,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/schedules/{id-or-name}`.
+    pub async fn delete_schedule(&self, id: &str) -> Result<()> {
+        Self::send(self.req(Method::DELETE, &format!("/schedules/{}", Self::seg(id)))).await?;
+        Ok(())
+    }
+
+    /// `POST /api/v1/autopilot/import` with the Intune CSV as `text/csv`.
+    pub async fn import_autopilot(&self, csv: impl Into<Vec<u8>>) -> Result<AutopilotImportResult> {
+        Self::json(
+            self.req(Method::POST, "/autopilot/import")
+                .header(reqwest::header::CONTENT_TYPE, "text/csv")
+                .body(csv.into()),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/autopilot/devices`.
+    pub async fn autopilot_devices(&self) -> Result<AutopilotDeviceList> {
+        Self::json(self.req(Method::GET, "/autopilot/devices")).await
+    }
+
+    /// `PUT /api/v1/devices/{id}/primary-user`: the device as saved.
+    pub async fn set_primary_user(&self, device_id: &str, user: &PrimaryUser) -> Result<Device> {
+        self.send_json(
+            Method::PUT,
+            &format!("/devices/{}/primary-user", Self::seg(device_id)),
+            user,
+        )
+        .await
+    }
+
     /// `GET /api/v1/openapi.json`.
     pub async fn openapi(&self) -> Result<serde_json::Value> {
         Self::json(self.req(Method::GET, "/openapi.json")).await

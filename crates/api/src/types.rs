@@ -57,6 +57,9 @@ pub struct Device {
     pub local_reset_desired: Option<bool>,
     /// Local reset policy the device reported.
     pub local_reset_reported: Option<bool>,
+    /// A shared (multi-user) device: no user becomes primary on their own.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// `GET /api/v1/devices`.
@@ -307,4 +310,408 @@ pub struct CreatedApiToken {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApiTokenList {
     pub items: Vec<ApiToken>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Groups, bulk actions and batches, schedules, the Autopilot registry, primary user
+
+/// Which devices a filter group (or a bulk request) takes: every field that is set must hold.
+/// Text matches are case-insensitive; an unknown field is refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceFilter {
+    /// Only this join type (`entra_joined`, `hybrid_joined`, `registered`, `not_joined`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_type: Option<String>,
+    /// The device name starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
+    /// The device name contains this (not together with `name_prefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_contains: Option<String>,
+    /// The serial starts with this (devices without a known serial never match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_prefix: Option<String>,
+    /// The serial contains this (not together with `serial_prefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_contains: Option<String>,
+    /// The Autopilot group tag (from the Autopilot registry, matched by serial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_tag: Option<String>,
+    /// OS build at least this (e.g. 22631).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_build_min: Option<u32>,
+    /// OS build at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_build_max: Option<u32>,
+    /// Checked in at most this many seconds ago.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_within_secs: Option<i64>,
+    /// Also match devices that unenrolled (they cannot be reset).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_unenrolled: bool,
+}
+
+/// A named set of devices: a fixed list (`static`) or every device matching a filter (`filter`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Group {
+    pub id: String,
+    /// Unique; also what an admin types to confirm a group-wide reset or wipe.
+    pub name: String,
+    /// `static` or `filter`.
+    pub kind: String,
+    /// The condition of a filter group.
+    pub filter: Option<DeviceFilter>,
+    /// Members now (a filter group is resolved at the time of the request).
+    pub member_count: u64,
+    pub created_at: String,
+}
+
+/// `GET /api/v1/groups`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupList {
+    pub items: Vec<Group>,
+}
+
+/// `POST /api/v1/groups`: a filter group when `filter` is given, otherwise a static group with
+/// `members` (device ids, may be empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NewGroup {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<DeviceFilter>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+}
+
+/// `PATCH /api/v1/groups/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupPatch {
+    /// The new name.
+    pub name: String,
+}
+
+/// `GET /api/v1/groups/{id}`: the group and one page of its members (ordered by device id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupDetail {
+    pub group: Group,
+    pub members: Vec<Device>,
+    /// Pass as `cursor` for the next page of members; null on the last page.
+    pub next: Option<String>,
+}
+
+/// Query of `GET /api/v1/groups/{id}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GroupMembersQuery {
+    /// Members per page, 1..=500 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// `POST /api/v1/groups/{id}/members` (static groups only): device ids to add and to remove.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupMembersChange {
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// What happened on one device of a group-wide request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceResult {
+    pub device_id: String,
+    /// The action created (it may be `blocked`, with the reason).
+    pub action: Option<Action>,
+    /// Why no action was created.
+    pub error: Option<String>,
+}
+
+/// `POST /api/v1/groups/{id}/local-reset`: one result per member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupLocalResetResult {
+    pub items: Vec<DeviceResult>,
+}
+
+/// `POST /api/v1/actions/bulk`: exactly one of `devices`, `group` and `filter`. No size cap:
+/// waves spread a large request out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BulkRequest {
+    pub kind: ActionKind,
+    /// Device ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<String>>,
+    /// A group id or exact name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Every device matching this now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<DeviceFilter>,
+    /// Only answer what would happen (200 and a plan); nothing is changed.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// For a reset or wipe of a group: the group's exact name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
+    /// Devices per wave (default: all at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave_size: Option<u32>,
+    /// Seconds between the start of two waves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave_interval_secs: Option<u64>,
+    /// At most this many resets/wipes requested per UTC day (all batches together); the rest
+    /// move to the next day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_cap: Option<u32>,
+}
+
+impl BulkRequest {
+    /// A request of `kind` with no target yet.
+    pub fn new(kind: ActionKind) -> Self {
+        Self {
+            kind,
+            devices: None,
+            group: None,
+            filter: None,
+            dry_run: false,
+            confirm: None,
+            wave_size: None,
+            wave_interval_secs: None,
+            daily_cap: None,
+        }
+    }
+}
+
+/// Counts of a dry run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PlanCounts {
+    pub would_queue: u64,
+    pub blocked: u64,
+    pub not_found: u64,
+}
+
+/// One device of a dry run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PlanItem {
+    pub device_id: String,
+    /// `would_queue`, `blocked` or `not_found`.
+    pub outcome: String,
+    /// Why it would be blocked.
+    pub reasons: Vec<ReadinessReason>,
+}
+
+/// A dry run of a bulk request (`dry_run: true`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BulkPlan {
+    pub kind: ActionKind,
+    /// For a group target: its name (what `confirm` must be for a reset or wipe).
+    pub group: Option<String>,
+    pub counts: PlanCounts,
+    pub items: Vec<PlanItem>,
+}
+
+/// Counts of a created batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchCounts {
+    pub queued: u64,
+    pub blocked: u64,
+    pub not_found: u64,
+    pub deferred: u64,
+}
+
+/// One device of a created batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchItem {
+    pub device_id: String,
+    /// `queued`, `blocked`, `not_found` or `deferred`.
+    pub outcome: String,
+    pub action_id: Option<String>,
+    /// Why it was blocked.
+    pub reason: Option<String>,
+    /// For `deferred`: the wave it waits in.
+    pub wave: Option<u32>,
+    /// For `deferred`: not requested before this.
+    pub due_at: Option<String>,
+}
+
+/// `POST /api/v1/actions/bulk` (202): the batch created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchCreated {
+    pub batch_id: String,
+    pub counts: BatchCounts,
+    pub items: Vec<BatchItem>,
+}
+
+/// A later wave of a batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchWave {
+    pub index: u32,
+    pub due_at: String,
+    pub released: bool,
+    pub released_at: Option<String>,
+    /// Devices in the wave.
+    pub devices: u64,
+}
+
+/// `GET /api/v1/batches/{id}`: where a batch is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchStatus {
+    pub batch_id: String,
+    /// Every action settled (done, failed, canceled, expired or blocked) and no wave left.
+    pub settled: bool,
+    /// Actions per lifecycle state.
+    pub counts: BTreeMap<String, u64>,
+    /// The batch's actions, oldest first.
+    pub actions: Vec<Action>,
+    pub waves: Vec<BatchWave>,
+}
+
+/// Local hours in which a schedule's resets may start; crosses midnight when `end <= start`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TimeWindow {
+    /// `HH:MM` (or `HH:MM:SS`), local time.
+    #[schema(example = "02:00")]
+    pub start: String,
+    /// `HH:MM` (or `HH:MM:SS`), local time.
+    #[schema(example = "05:00")]
+    pub end: String,
+}
+
+/// A scheduled bulk request on a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Schedule {
+    pub id: String,
+    pub name: String,
+    pub group_id: String,
+    /// The group's name (null if it was deleted).
+    pub group_name: Option<String>,
+    pub kind: ActionKind,
+    /// IANA time zone, e.g. `Europe/Paris`.
+    pub tz: String,
+    /// See [`NewSchedule::recurrence`].
+    pub recurrence: String,
+    pub window: Option<TimeWindow>,
+    pub enabled: bool,
+    /// Next firing (RFC 3339); null when none is left.
+    pub next_run: Option<String>,
+    pub last_run: Option<String>,
+}
+
+/// `GET /api/v1/schedules`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleList {
+    pub items: Vec<Schedule>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /api/v1/schedules`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NewSchedule {
+    pub name: String,
+    /// Group id or exact name.
+    pub group: String,
+    pub kind: ActionKind,
+    /// IANA time zone the times are in, e.g. `Europe/Paris`, `America/New_York`, `UTC`.
+    pub tz: String,
+    /// When it fires, in local time of `tz`: `daily:HH:MM[:SS]` (e.g. `daily:02:00` every night
+    /// at 02:00), `weekly:DAYS:HH:MM[:SS]` with days `mon,tue,wed,thu,fri,sat,sun` (e.g.
+    /// `weekly:mon,fri:22:30`), or `once:YYYY-MM-DDTHH:MM[:SS]` (e.g.
+    /// `once:2026-12-24T03:00`). A local time skipped by a DST change fires at the end of the gap.
+    #[schema(example = "daily:02:00")]
+    pub recurrence: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<TimeWindow>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// For a reset or wipe: the group's exact name, as for a group-wide bulk request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
+}
+
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PATCH /api/v1/schedules/{id}`: only the fields given change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SchedulePatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Group id or exact name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ActionKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+    /// As in [`NewSchedule::recurrence`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence: Option<String>,
+    /// A window, or null to remove it.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<TimeWindow>)]
+    pub window: Option<Option<TimeWindow>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Needed when the change makes it a reset or wipe of another group or kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
+}
+
+/// One refused line of an Autopilot CSV import.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImportError {
+    /// Line of the file (1 is the header).
+    pub line: u64,
+    pub message: String,
+}
+
+/// `POST /api/v1/autopilot/import`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AutopilotImportResult {
+    /// Rows stored (a known serial is replaced).
+    pub imported: u64,
+    pub errors: Vec<ImportError>,
+}
+
+/// A device in the Autopilot registry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AutopilotDevice {
+    pub serial: String,
+    pub product_id: Option<String>,
+    pub group_tag: Option<String>,
+    pub assigned_user: Option<String>,
+    /// The enrolled device with the same serial, if any.
+    pub device_id: Option<String>,
+}
+
+/// `GET /api/v1/autopilot/devices`, ordered by serial.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AutopilotDeviceList {
+    pub items: Vec<AutopilotDevice>,
+}
+
+/// `PUT /api/v1/devices/{id}/primary-user`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PrimaryUser {
+    /// UPN; null clears it (the next user who signs in becomes primary, unless shared).
+    pub user: Option<String>,
+    /// A shared (multi-user) device never gets a primary user on its own.
+    #[serde(default)]
+    pub shared: bool,
 }

@@ -14,6 +14,7 @@ use api::types::{
 use api::Client;
 use serde::Serialize;
 
+use crate::admin_groups::{resolve_device, UsageError};
 use crate::cli::{
     ActionsCommand, ActionsSub, AdminArgs, AdminClientArgs, AllowForbid, AuditArgs, DevicesCommand,
     DevicesSub, EnrollmentTokensCommand, EnrollmentTokensSub, KindArg, LocalResetArgs, NoArgs,
@@ -25,10 +26,10 @@ const DEFAULT_TOKEN_FILE: &str = "redeploy-data/admin-token";
 const DEFAULT_CA_FILE: &str = "redeploy-data/ca.pem";
 
 /// States after which an action will not change on its own.
-const SETTLED: &[&str] = &["done", "failed", "canceled", "expired", "blocked"];
+pub(crate) const SETTLED: &[&str] = &["done", "failed", "canceled", "expired", "blocked"];
 
 /// Builds the API client from flags, `REDEPLOY_*` variables, or the `./redeploy-data` defaults.
-fn client(args: &AdminClientArgs) -> anyhow::Result<Client> {
+pub(crate) fn client(args: &AdminClientArgs) -> anyhow::Result<Client> {
     let token = match (&args.token, &args.token_file) {
         (Some(token), _) => token.clone(),
         (None, Some(file)) => read(file, "token file")?,
@@ -58,16 +59,16 @@ fn read(path: &Path, what: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
-fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
-fn or_dash(value: Option<&str>) -> &str {
+pub(crate) fn or_dash(value: Option<&str>) -> &str {
     value.unwrap_or("-")
 }
 
-fn readiness_word(device: &Device) -> String {
+pub(crate) fn readiness_word(device: &Device) -> String {
     if device.readiness.ready {
         "ready".into()
     } else {
@@ -79,7 +80,7 @@ fn readiness_word(device: &Device) -> String {
 }
 
 /// Prints rows as left-aligned columns.
-fn table(header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -100,7 +101,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn action_line(action: &Action) -> String {
+pub(crate) fn action_line(action: &Action) -> String {
     let mut text = format!(
         "{}  {:?}  {}  device {}",
         action.id, action.kind, action.state, action.device_id
@@ -192,7 +193,24 @@ pub async fn devices(args: AdminArgs<DevicesCommand>) -> anyhow::Result<ExitCode
                 }
             }
         }
+        DevicesSub::SetPrimaryUser {
+            device,
+            user,
+            shared,
+            clear,
+        } => {
+            return crate::admin_groups::set_primary_user(
+                &args.client,
+                args.json,
+                &device,
+                user,
+                shared,
+                clear,
+            )
+            .await;
+        }
         DevicesSub::Show { device } => {
+            let device = resolve_device(&client, &device).await?;
             let detail = client.device(&device).await?;
             if args.json {
                 print_json(&detail)?;
@@ -208,7 +226,11 @@ pub async fn devices(args: AdminArgs<DevicesCommand>) -> anyhow::Result<ExitCode
                 println!("  OS:            {}", or_dash(d.os_version.as_deref()));
                 println!("  join:          {}", d.join_type);
                 println!("  last seen:     {}", or_dash(d.last_seen.as_deref()));
-                println!("  primary user:  {}", or_dash(d.primary_user.as_deref()));
+                println!(
+                    "  primary user:  {}{}",
+                    or_dash(d.primary_user.as_deref()),
+                    if d.shared { " (shared device)" } else { "" }
+                );
                 println!("  enrolled:      {}", d.enrolled_at);
                 println!("  readiness:     {}", readiness_word(d));
                 for reason in &d.readiness.reasons {
@@ -226,7 +248,7 @@ pub async fn devices(args: AdminArgs<DevicesCommand>) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-fn kind(arg: KindArg) -> ActionKind {
+pub(crate) fn kind(arg: KindArg) -> ActionKind {
     match arg {
         KindArg::AutopilotReset => ActionKind::AutopilotReset,
         KindArg::Wipe => ActionKind::Wipe,
@@ -240,13 +262,27 @@ fn kind(arg: KindArg) -> ActionKind {
 }
 
 /// `redeploy reset DEVICE...`: one request per device; a refusal does not stop the others.
+/// With a group, a filter, a dry run, a confirmation or wave settings it is one batch instead
+/// ([`crate::admin_groups::bulk_reset`]).
 pub async fn reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> {
+    if crate::admin_groups::wants_bulk(&args.command) {
+        return crate::admin_groups::bulk_reset(args).await;
+    }
     let client = client(&args.client)?;
     let kind = kind(args.command.kind);
     let mut actions = Vec::new();
     let mut refused = false;
     for device in &args.command.devices {
-        match client.request_action(device, kind).await {
+        let id = match resolve_device(&client, device).await {
+            Ok(id) => id,
+            Err(err) if err.downcast_ref::<UsageError>().is_some() => return Err(err),
+            Err(err) => {
+                refused = true;
+                eprintln!("redeploy: {device}: {err:#}");
+                continue;
+            }
+        };
+        match client.request_action(&id, kind).await {
             Ok(action) => {
                 if !args.json {
                     println!("{device}: {}", action_line(&action));
@@ -328,9 +364,8 @@ pub async fn actions(args: AdminArgs<ActionsCommand>) -> anyhow::Result<ExitCode
 pub async fn local_reset(args: AdminArgs<LocalResetArgs>) -> anyhow::Result<ExitCode> {
     let client = client(&args.client)?;
     let allowed = matches!(args.command.policy, AllowForbid::Allow);
-    let action = client
-        .set_local_reset(&args.command.device, allowed)
-        .await?;
+    let device = resolve_device(&client, &args.command.device).await?;
+    let action = client.set_local_reset(&device, allowed).await?;
     print_action(args.json, &action)
 }
 

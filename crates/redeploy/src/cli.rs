@@ -41,6 +41,13 @@ pub enum Command {
     Tokens(AdminArgs<TokensCommand>),
     /// Enrollment tokens: list, create.
     EnrollmentTokens(AdminArgs<EnrollmentTokensCommand>),
+    /// Device groups: list, show, create (static or --filter), rename, delete, add/remove
+    /// members, allow/forbid local reset on every member.
+    Groups(AdminArgs<GroupsCommand>),
+    /// Scheduled resets (or other actions) of a group: list, show, create, enable, disable, delete.
+    Schedules(AdminArgs<SchedulesCommand>),
+    /// The Autopilot device registry: import the Intune hardware-hash CSV, list.
+    Autopilot(AdminArgs<AutopilotCommand>),
 }
 
 /// An admin command: one API call, with how to reach the server and the output format.
@@ -107,6 +114,20 @@ pub enum DevicesSub {
     },
     /// Show one device: details, inventory and actions.
     Show { device: String },
+    /// Set the primary user of a device, mark it shared, or clear its primary user.
+    SetPrimaryUser {
+        /// Device id, exact name or serial.
+        device: String,
+        /// The user's UPN.
+        #[arg(required_unless_present_any = ["shared", "clear"], conflicts_with = "clear")]
+        user: Option<String>,
+        /// A shared (multi-user) device: nobody becomes primary user on their own.
+        #[arg(long)]
+        shared: bool,
+        /// Remove the primary user (the next user who signs in becomes primary).
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -124,13 +145,35 @@ pub enum KindArg {
 
 #[derive(Debug, Args)]
 pub struct ResetArgs {
-    /// Device ids.
-    #[arg(required = true)]
+    /// Device ids, exact names or serials.
+    #[arg(required_unless_present_any = ["group", "filter"], conflicts_with_all = ["group", "filter"])]
     pub devices: Vec<String>,
+    /// Every device of this group (id or exact name), as one batch.
+    #[arg(long, conflicts_with = "filter")]
+    pub group: Option<String>,
+    /// Every device matching KEY=VALUE conditions (repeatable; keys as for `groups create`).
+    #[arg(long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// For a reset or wipe of a group: the group's exact name, typed to confirm.
+    #[arg(long, value_name = "GROUP NAME")]
+    pub confirm: Option<String>,
+    /// Only show what would happen to each device; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Devices per wave (default: all at once).
+    #[arg(long, value_name = "N")]
+    pub wave_size: Option<u32>,
+    /// Seconds between the start of two waves.
+    #[arg(long, value_name = "SECS")]
+    pub wave_interval: Option<u64>,
+    /// At most this many resets/wipes per UTC day; the rest wait for the next day.
+    #[arg(long, value_name = "N")]
+    pub daily_cap: Option<u32>,
     /// What to ask for.
     #[arg(long, value_enum, default_value = "autopilot_reset")]
     pub kind: KindArg,
-    /// Poll every second until every action settles (done, failed, canceled, expired, blocked).
+    /// Wait until every action settles (done, failed, canceled, expired, blocked), with a
+    /// progress bar on a terminal; exit 0 only if every action is done.
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after this many seconds.
@@ -235,6 +278,121 @@ pub enum EnrollmentTokensSub {
         #[arg(long)]
         max_uses: Option<i64>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct GroupsCommand {
+    #[command(subcommand)]
+    pub command: GroupsSub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsSub {
+    /// List groups with their member counts.
+    List,
+    /// Show a group and its members.
+    Show {
+        /// Group id or exact name.
+        group: String,
+        /// Members to list, 1..=500.
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Create a group: static (add members with --device or `groups add`), or with --filter
+    /// every device matching the conditions. Filter keys: join_type, name_prefix, name_contains,
+    /// serial_prefix, serial_contains, group_tag, os_build_min, os_build_max,
+    /// last_seen_within (seconds, or with a suffix m/h/d), include_unenrolled.
+    Create {
+        name: String,
+        /// A condition KEY=VALUE (repeatable; all must hold).
+        #[arg(long = "filter", value_name = "KEY=VALUE", conflicts_with = "devices")]
+        filter: Vec<String>,
+        /// A member device (id, exact name or serial; repeatable).
+        #[arg(long = "device", value_name = "DEVICE")]
+        devices: Vec<String>,
+    },
+    /// Rename a group.
+    Rename { group: String, new_name: String },
+    /// Delete a group (never its devices).
+    Delete { group: String },
+    /// Add devices (ids, exact names or serials) to a static group.
+    Add {
+        group: String,
+        #[arg(required = true)]
+        devices: Vec<String>,
+    },
+    /// Remove devices from a static group.
+    Remove {
+        group: String,
+        #[arg(required = true)]
+        devices: Vec<String>,
+    },
+    /// Allow or forbid the local (CTRL+WIN+R) Autopilot Reset on every member.
+    LocalReset {
+        group: String,
+        #[arg(value_enum)]
+        policy: AllowForbid,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulesCommand {
+    #[command(subcommand)]
+    pub command: SchedulesSub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesSub {
+    /// List schedules.
+    List,
+    /// Show one schedule (id or exact name).
+    Show { schedule: String },
+    /// Create a schedule.
+    Create {
+        name: String,
+        /// Group id or exact name.
+        #[arg(long)]
+        group: String,
+        /// What to ask for.
+        #[arg(long, value_enum, default_value = "autopilot_reset")]
+        kind: KindArg,
+        /// IANA time zone of the times, e.g. Europe/Paris.
+        #[arg(long)]
+        tz: String,
+        /// `daily:02:00`, `weekly:mon,fri:22:30` or `once:2026-12-24T03:00` (local time).
+        #[arg(long)]
+        recurrence: String,
+        /// Maintenance window START-END in local time, e.g. 02:00-05:00.
+        #[arg(long, value_name = "START-END")]
+        window: Option<String>,
+        /// For a reset or wipe: the group's exact name, typed to confirm.
+        #[arg(long, value_name = "GROUP NAME")]
+        confirm: Option<String>,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Enable a schedule.
+    Enable { schedule: String },
+    /// Disable a schedule.
+    Disable { schedule: String },
+    /// Delete a schedule.
+    Delete { schedule: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AutopilotCommand {
+    #[command(subcommand)]
+    pub command: AutopilotSub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AutopilotSub {
+    /// Import the Intune CSV (Device Serial Number,Windows Product ID,Hardware Hash,Group
+    /// Tag,Assigned User); exit 1 if any row was refused.
+    Import { file: PathBuf },
+    /// List registered devices with the enrolled device of the same serial.
+    List,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! `redeploy`: the one binary — server, emulator, inspector and admin commands.
 
 mod admin;
+mod admin_groups;
 mod bench;
 mod cli;
 mod emulate;
@@ -25,6 +26,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        Err(err) if err.downcast_ref::<admin_groups::UsageError>().is_some() => {
+            eprintln!("redeploy: {err:#}");
+            ExitCode::from(2)
+        }
         Err(err) => {
             eprintln!("redeploy: {err:#}");
             ExitCode::from(1)
@@ -47,5 +52,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Audit(args) => admin::audit(args).await,
         cli::Command::Tokens(args) => admin::tokens(args).await,
         cli::Command::EnrollmentTokens(args) => admin::enrollment_tokens(args).await,
+        cli::Command::Groups(args) => admin_groups::groups(args).await,
+        cli::Command::Schedules(args) => admin_groups::schedules(args).await,
+        cli::Command::Autopilot(args) => admin_groups::autopilot(args).await,
     }
 }

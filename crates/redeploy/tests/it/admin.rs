@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use device::client::{self, EnrollOptions};
-use device::state::JoinType as PcJoin;
+use device::state::{DeviceState, JoinType as PcJoin};
 use device::{DeviceProfile, HttpsTransport};
+use serde_json::json;
 use testkit::app::{spawn_app, Backend, TestApp};
 use time::OffsetDateTime;
 
@@ -71,8 +72,13 @@ impl Setup {
 
     /// Enrolls an emulated PC and runs its first check-in (inventory).
     async fn enroll_pc(&self, id: &str, profile: DeviceProfile) {
+        self.enroll_pc_seeded(id, 7, profile).await;
+    }
+
+    /// [`Setup::enroll_pc`] with a seed of its own; returns the PC.
+    async fn enroll_pc_seeded(&self, id: &str, seed: u64, profile: DeviceProfile) -> DeviceState {
         let now = OffsetDateTime::now_utc();
-        let mut state = profile.build_seeded(id, 7, now);
+        let mut state = profile.build_seeded(id, seed, now);
         let transport = HttpsTransport::new(&self.app.ca_pem).unwrap();
         let options = EnrollOptions {
             server: self.app.base_url.clone(),
@@ -84,6 +90,7 @@ impl Setup {
         client::check_in(&transport, &mut state, now)
             .await
             .expect("first check-in");
+        state
     }
 }
 
@@ -250,4 +257,337 @@ async fn tokens_are_created_listed_and_revoked() {
     let csv = s.cli(&["audit", "--csv"]).await;
     let text = String::from_utf8_lossy(&csv.stdout);
     assert!(csv.status.success() && text.contains("token"), "{text}");
+}
+
+/// The id, name and serial of every device, from `devices list --json`.
+async fn devices(s: &Setup) -> Vec<(String, String, String)> {
+    let list = stdout_json(&s.cli(&["devices", "list", "--json"]).await);
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap().to_owned(),
+                d["name"].as_str().unwrap().to_owned(),
+                d["serial"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_created_filled_by_serial_and_name_and_shown() {
+    let s = setup().await;
+    let a = s
+        .enroll_pc_seeded("pc-grp-1", 101, DeviceProfile::default())
+        .await;
+    s.enroll_pc_seeded("pc-grp-2", 102, DeviceProfile::default())
+        .await;
+    let all = devices(&s).await;
+    assert_eq!(all.len(), 2);
+    let other = all
+        .iter()
+        .find(|d| d.2 != a.hardware.serial)
+        .expect("two serials");
+
+    let out = s.cli(&["groups", "create", "Lab 1"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Lab 1"), "{}", text(&out.stdout));
+    // One PC by serial, the other by name.
+    let added = stdout_json(
+        &s.cli(&[
+            "groups",
+            "add",
+            "Lab 1",
+            &a.hardware.serial,
+            &other.1,
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(added["member_count"], 2, "{added}");
+    let shown = stdout_json(&s.cli(&["groups", "show", "Lab 1", "--json"]).await);
+    assert_eq!(shown["group"]["member_count"], 2, "{shown}");
+    let mut ids: Vec<&str> = shown["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut want: Vec<&str> = all.iter().map(|d| d.0.as_str()).collect();
+    want.sort();
+    assert_eq!(ids, want);
+    let table = s.cli(&["groups", "list"]).await;
+    let listed = text(&table.stdout);
+    assert!(
+        listed.contains("Lab 1") && listed.contains("static"),
+        "{listed}"
+    );
+
+    // A filter group; a bad filter key or an unknown device is refused.
+    let filtered = stdout_json(
+        &s.cli(&[
+            "groups",
+            "create",
+            "Entra",
+            "--filter",
+            "join_type=entra_joined",
+            "--filter",
+            "last_seen_within=1d",
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(filtered["kind"], "filter", "{filtered}");
+    assert_eq!(filtered["member_count"], 2, "{filtered}");
+    let out = s
+        .cli(&["groups", "create", "Bad", "--filter", "colour=red"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("colour"));
+    let out = s.cli(&["groups", "add", "Lab 1", "no-such-pc"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no-such-pc"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The primary user, by serial.
+    let d = stdout_json(
+        &s.cli(&[
+            "devices",
+            "set-primary-user",
+            &a.hardware.serial,
+            "ada@example.org",
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(d["primary_user"], "ada@example.org", "{d}");
+    let d = stdout_json(
+        &s.cli(&[
+            "devices",
+            "set-primary-user",
+            &a.hardware.serial,
+            "--clear",
+            "--shared",
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(
+        (d["primary_user"].is_null(), &d["shared"]),
+        (true, &json!(true)),
+        "{d}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_reset_is_refused_without_the_typed_name_and_runs_with_it() {
+    let s = setup().await;
+    s.enroll_pc_seeded("pc-grp-r", 111, DeviceProfile::default())
+        .await;
+    let id = devices(&s).await[0].0.clone();
+    let out = s.cli(&["groups", "create", "Lab", "--device", &id]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Dry run: the plan, exit 0, nothing queued.
+    let out = s.cli(&["reset", "--group", "Lab", "--dry-run"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("1 would be queued"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // No --confirm: the plan and what to type, exit 1, nothing queued.
+    let out = s.cli(&["reset", "--group", "Lab"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("would_queue"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("--confirm Lab"),
+        "{}",
+        text(&out.stderr)
+    );
+    let listed = stdout_json(&s.cli(&["actions", "list", "--json"]).await);
+    assert!(listed["items"].as_array().unwrap().is_empty(), "{listed}");
+
+    // A wrong name is refused by the server.
+    let out = s
+        .cli(&["reset", "--group", "Lab", "--confirm", "lab"])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("409"), "{}", text(&out.stderr));
+
+    let batch = stdout_json(
+        &s.cli(&["reset", "--group", "Lab", "--confirm", "Lab", "--json"])
+            .await,
+    );
+    assert_eq!(batch["counts"]["queued"], 1, "{batch}");
+    assert_eq!(batch["items"][0]["device_id"], id.as_str(), "{batch}");
+    let listed = stdout_json(&s.cli(&["actions", "list", "--json"]).await);
+    assert_eq!(listed["items"][0]["state"], "pending", "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autopilot_import_reports_the_bad_row_and_exits_1() {
+    let s = setup().await;
+    let csv = s.dir.path().join("hashes.csv");
+    std::fs::write(
+        &csv,
+        "Device Serial Number,Windows Product ID,Hardware Hash,Group Tag,Assigned User\n\
+         SN-001,,QUJD,Lab,\n\
+         SN-002,,%%%,Lab,\n",
+    )
+    .unwrap();
+    let out = s.cli(&["autopilot", "import", csv.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("imported 1"), "{stdout}");
+    assert!(
+        stdout.contains("line 3") && stdout.contains("SN-002"),
+        "{stdout}"
+    );
+    let list = stdout_json(&s.cli(&["autopilot", "list", "--json"]).await);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["items"][0]["serial"], "SN-001");
+    assert_eq!(list["items"][0]["group_tag"], "Lab");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_wait_follows_the_pc_from_pending_to_done() {
+    let s = setup().await;
+    let mut pc = s
+        .enroll_pc_seeded("pc-wait", 121, DeviceProfile::default())
+        .await;
+    let (id, name, _) = devices(&s).await.remove(0);
+    let device_id = redeploy_core::DeviceId::parse(&id).unwrap();
+
+    // The CLI runs on its own while the PC checks in.
+    let mut cmd = bare(s.dir.path());
+    cmd.args(["reset", &name, "--wait", "--timeout", "120"])
+        .arg("--server")
+        .arg(&s.app.base_url)
+        .arg("--ca-file")
+        .arg(&s.ca)
+        .arg("--token-file")
+        .arg(&s.token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("redeploy runs");
+
+    // Wait until the CLI queued the reset (poll the store, bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let actions = s.app.store.actions_of_device(device_id).await.unwrap();
+        if !actions.is_empty() {
+            assert_eq!(actions[0].state, redeploy_core::ActionState::Pending);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CLI queued nothing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // The PC takes the reset, runs it, and comes back.
+    let transport = HttpsTransport::new(&s.app.ca_pem).unwrap();
+    let now = OffsetDateTime::now_utc;
+    client::check_in(&transport, &mut pc, now()).await.unwrap();
+    device::reset::run_to_completion(&mut pc);
+    for _ in 0..5 {
+        let report = client::check_in(&transport, &mut pc, now()).await.unwrap();
+        if report.executed.is_empty() {
+            break;
+        }
+    }
+
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
+    )
+    .await
+    .expect("the CLI returns once the reset is done")
+    .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("pending"), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(" done ") || last.ends_with("done"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_reset_wait_on_a_blocked_pc_settles_at_once_and_exits_1_with_the_reason() {
+    let s = setup().await;
+    let profile = DeviceProfile {
+        join: PcJoin::Hybrid,
+        ..DeviceProfile::default()
+    };
+    s.enroll_pc_seeded("pc-grp-h", 131, profile).await;
+    let id = devices(&s).await[0].0.clone();
+    let out = s
+        .cli(&["groups", "create", "Hybrid", "--device", &id])
+        .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // The batch holds only a blocked action: settled, but not done.
+    let out = s
+        .cli(&[
+            "reset",
+            "--group",
+            "Hybrid",
+            "--confirm",
+            "Hybrid",
+            "--wait",
+            "--timeout",
+            "30",
+        ])
+        .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("1 blocked"), "{stdout}");
+    assert!(stdout.to_lowercase().contains("hybrid"), "{stdout}");
+    assert!(!stdout.contains("every action is done"), "{stdout}");
+
+    // With --json the final batch status is printed.
+    let out = s
+        .cli(&[
+            "reset",
+            "--group",
+            "Hybrid",
+            "--confirm",
+            "Hybrid",
+            "--wait",
+            "--json",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["settled"], true, "{status}");
+    assert_eq!(status["counts"]["blocked"], 1, "{status}");
 }

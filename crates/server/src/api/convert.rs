@@ -76,6 +76,7 @@ pub fn device_dto(d: &Device, readiness: &Readiness) -> api::Device {
         unenrolled_at: d.unenrolled_at.map(ts),
         local_reset_desired: d.local_reset_desired,
         local_reset_reported: d.local_reset_reported,
+        shared: d.shared,
     }
 }
 

@@ -22,11 +22,11 @@ use super::convert::*;
 use super::ApiError;
 use crate::state::AppState;
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
-const MAX_PAGE: u32 = 500;
+pub(crate) const MAX_PAGE: u32 = 500;
 
-fn device_id(text: &str) -> ApiResult<DeviceId> {
+pub(crate) fn device_id(text: &str) -> ApiResult<DeviceId> {
     DeviceId::parse(text).map_err(|_| ApiError::bad_request(format!("not a device id: {text:?}")))
 }
 

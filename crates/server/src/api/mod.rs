@@ -1,15 +1,21 @@
 //! The admin REST API under `/api/v1` (DESIGN.md "Contract"): bearer-token auth with roles,
 //! devices with readiness, actions, fleet readiness, audit log, enrollment and API tokens, and
-//! its OpenAPI description generated from these handlers.
+//! groups, bulk actions and batches, schedules, the Autopilot registry, and its OpenAPI
+//! description generated from these handlers.
 
 pub mod auth;
+pub mod autopilot;
+pub mod bulk;
+mod common;
 pub mod convert;
+pub mod groups;
 pub mod handlers;
+pub mod schedules;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use http::StatusCode;
 use redeploy_core::{SessionError, StoreError};
@@ -96,7 +102,7 @@ impl Modify for BearerAuth {
 /// The OpenAPI description of `/api/v1`.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Redeploy admin API", description = "Devices, Autopilot Reset and other actions, readiness, audit log and tokens. Errors are RFC 9457 problem documents."),
+    info(title = "Redeploy admin API", description = "Devices, Autopilot Reset and other actions (single and bulk, in waves), groups, schedules, the Autopilot registry, readiness, audit log and tokens. Errors are RFC 9457 problem documents."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     paths(
@@ -115,6 +121,23 @@ impl Modify for BearerAuth {
         handlers::list_api_tokens,
         handlers::create_api_token,
         handlers::revoke_api_token,
+        groups::list_groups,
+        groups::create_group,
+        groups::get_group,
+        groups::rename_group,
+        groups::delete_group,
+        groups::change_members,
+        groups::group_local_reset,
+        bulk::bulk_action,
+        bulk::get_batch,
+        schedules::list_schedules,
+        schedules::create_schedule,
+        schedules::get_schedule,
+        schedules::update_schedule,
+        schedules::delete_schedule,
+        autopilot::import_autopilot,
+        autopilot::list_autopilot,
+        autopilot::set_primary_user,
     ),
     components(schemas(
         api::Problem, api::Device, api::DevicePage, api::Readiness, api::ReadinessReason,
@@ -123,6 +146,13 @@ impl Modify for BearerAuth {
         api::AuditEvent, api::AuditPage, api::EnrollmentToken, api::NewEnrollmentToken,
         api::CreatedEnrollmentToken, api::EnrollmentTokenList, api::ApiToken, api::NewApiToken,
         api::CreatedApiToken, api::ApiTokenList,
+        api::DeviceFilter, api::Group, api::GroupList, api::NewGroup, api::GroupPatch,
+        api::GroupDetail, api::GroupMembersChange, api::DeviceResult, api::GroupLocalResetResult,
+        api::BulkRequest, api::PlanCounts, api::PlanItem, api::BulkPlan, api::BatchCounts,
+        api::BatchItem, api::BatchCreated, api::BatchWave, api::BatchStatus, api::TimeWindow,
+        api::Schedule, api::ScheduleList, api::NewSchedule, api::SchedulePatch, api::ImportError,
+        api::AutopilotImportResult, api::AutopilotDevice, api::AutopilotDeviceList,
+        api::PrimaryUser,
     ))
 )]
 pub struct ApiDoc;
@@ -152,6 +182,42 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/devices/{id}", get(get_device))
         .route("/api/v1/devices/{id}/actions", post(request_action))
         .route("/api/v1/devices/{id}/local-reset", post(set_local_reset))
+        .route(
+            "/api/v1/devices/{id}/primary-user",
+            put(autopilot::set_primary_user),
+        )
+        .route(
+            "/api/v1/groups",
+            get(groups::list_groups).post(groups::create_group),
+        )
+        .route(
+            "/api/v1/groups/{id}",
+            get(groups::get_group)
+                .patch(groups::rename_group)
+                .delete(groups::delete_group),
+        )
+        .route("/api/v1/groups/{id}/members", post(groups::change_members))
+        .route(
+            "/api/v1/groups/{id}/local-reset",
+            post(groups::group_local_reset),
+        )
+        .route("/api/v1/actions/bulk", post(bulk::bulk_action))
+        .route("/api/v1/batches/{id}", get(bulk::get_batch))
+        .route(
+            "/api/v1/schedules",
+            get(schedules::list_schedules).post(schedules::create_schedule),
+        )
+        .route(
+            "/api/v1/schedules/{id}",
+            get(schedules::get_schedule)
+                .patch(schedules::update_schedule)
+                .delete(schedules::delete_schedule),
+        )
+        .route(
+            "/api/v1/autopilot/import",
+            post(autopilot::import_autopilot),
+        )
+        .route("/api/v1/autopilot/devices", get(autopilot::list_autopilot))
         .route("/api/v1/actions", get(list_actions))
         .route("/api/v1/actions/{id}", get(get_action))
         .route("/api/v1/actions/{id}/cancel", post(cancel_action))

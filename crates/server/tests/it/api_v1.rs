@@ -13,12 +13,12 @@ use time::OffsetDateTime;
 
 use crate::on_both_backends;
 
-fn now() -> OffsetDateTime {
+pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
 /// Enrolls an emulated PC and runs its first session (inventory); returns the server's device id.
-async fn enrolled_pc(
+pub(crate) async fn enrolled_pc(
     app: &TestApp,
     transport: &HttpsTransport,
     id: &str,
@@ -49,7 +49,7 @@ async fn enrolled_pc(
     (state, device.id.to_string())
 }
 
-fn admin(app: &TestApp) -> Client {
+pub(crate) fn admin(app: &TestApp) -> Client {
     Client::new(&app.base_url, &app.admin_token, Some(&app.ca_pem)).unwrap()
 }
 
@@ -66,7 +66,7 @@ async fn get_json(app: &TestApp, path: &str) -> (u16, String, Value) {
     (status, ct, r.json().await.unwrap())
 }
 
-fn content_type(r: &reqwest::Response) -> String {
+pub(crate) fn content_type(r: &reqwest::Response) -> String {
     r.headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -74,7 +74,7 @@ fn content_type(r: &reqwest::Response) -> String {
         .to_owned()
 }
 
-fn assert_problem(status: u16, ct: &str, body: &Value, expected: u16) {
+pub(crate) fn assert_problem(status: u16, ct: &str, body: &Value, expected: u16) {
     assert_eq!(status, expected, "{body}");
     assert_eq!(ct, "application/problem+json");
     assert_eq!(body["status"], expected, "{body}");

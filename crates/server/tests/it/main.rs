@@ -8,6 +8,7 @@ mod console;
 mod datadir;
 mod enrollment;
 mod federated;
+mod fleet;
 mod mgmt;
 mod ops;
 mod router;

@@ -1,0 +1,748 @@
+//! Admin commands for fleets: groups, bulk and group resets in waves (with a dry run, the typed
+//! confirmation and `--wait` progress), schedules, the Autopilot registry and primary users.
+//! DEVICE arguments accept an id, an exact name or a serial.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use api::types::{
+    ActionKind, BatchCreated, BatchStatus, BulkPlan, BulkRequest, DeviceFilter, DeviceListQuery,
+    GroupMembersChange, GroupMembersQuery, NewGroup, NewSchedule, PrimaryUser, Schedule,
+    SchedulePatch, TimeWindow,
+};
+use api::Client;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::admin::{
+    action_line, client, kind, or_dash, print_json, readiness_word, table, SETTLED,
+};
+use crate::cli::{
+    AdminArgs, AllowForbid, AutopilotCommand, AutopilotSub, GroupsCommand, GroupsSub, ResetArgs,
+    SchedulesCommand, SchedulesSub,
+};
+
+/// Bad usage found after parsing (an ambiguous device, a bad filter): exit 2 like clap's errors.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(text: impl Into<String>) -> anyhow::Error {
+    UsageError(text.into()).into()
+}
+
+/// Whether `text` has the shape of a UUID (our ids): then it is used as an id without a lookup.
+fn looks_like_id(text: &str) -> bool {
+    text.len() == 36
+        && text.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// The id of the device named by `text`: an id as is, otherwise the one enrolled device whose
+/// name or serial equals it (case-insensitive). None found: an error (exit 1); several: a
+/// usage error listing them (exit 2).
+pub async fn resolve_device(client: &Client, text: &str) -> anyhow::Result<String> {
+    let text = text.trim();
+    if looks_like_id(text) {
+        return Ok(text.to_owned());
+    }
+    let page = client
+        .list_devices(&DeviceListQuery {
+            q: Some(text.to_owned()),
+            limit: Some(500),
+            ..DeviceListQuery::default()
+        })
+        .await?;
+    let matches: Vec<_> = page
+        .items
+        .iter()
+        .filter(|d| {
+            d.name.eq_ignore_ascii_case(text)
+                || d.serial
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(text))
+        })
+        .collect();
+    match matches.as_slice() {
+        [] => anyhow::bail!("no device with the id, name or serial {text:?}"),
+        [one] => Ok(one.id.clone()),
+        many => {
+            let list: Vec<String> = many
+                .iter()
+                .map(|d| {
+                    format!(
+                        "  {}  {}  serial {}",
+                        d.id,
+                        d.name,
+                        or_dash(d.serial.as_deref())
+                    )
+                })
+                .collect();
+            Err(usage(format!(
+                "{text:?} names {} devices; give the device id:\n{}",
+                many.len(),
+                list.join("\n")
+            )))
+        }
+    }
+}
+
+async fn resolve_all(client: &Client, devices: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(devices.len());
+    for d in devices {
+        ids.push(resolve_device(client, d).await?);
+    }
+    Ok(ids)
+}
+
+/// Seconds from `3600`, `30m`, `12h` or `7d`.
+fn parse_duration_secs(text: &str) -> Option<i64> {
+    let (num, unit) = match text.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let n: i64 = num.parse().ok()?;
+    let factor = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(factor).filter(|s| *s >= 0)
+}
+
+/// A device filter from `KEY=VALUE` conditions.
+pub fn parse_filter(conditions: &[String]) -> anyhow::Result<DeviceFilter> {
+    let mut f = DeviceFilter::default();
+    for c in conditions {
+        let (key, value) = c
+            .split_once('=')
+            .ok_or_else(|| usage(format!("--filter {c:?}: expected KEY=VALUE")))?;
+        let (key, value) = (key.trim(), value.trim().to_owned());
+        let bad = |what: &str| usage(format!("--filter {c:?}: {what}"));
+        let number = |v: &str| v.parse::<u32>().map_err(|_| bad("expected a build number"));
+        match key {
+            "join_type" => f.join_type = Some(value),
+            "name_prefix" => f.name_prefix = Some(value),
+            "name_contains" => f.name_contains = Some(value),
+            "serial_prefix" => f.serial_prefix = Some(value),
+            "serial_contains" => f.serial_contains = Some(value),
+            "group_tag" => f.group_tag = Some(value),
+            "os_build_min" => f.os_build_min = Some(number(&value)?),
+            "os_build_max" => f.os_build_max = Some(number(&value)?),
+            "last_seen_within" => {
+                f.last_seen_within_secs = Some(
+                    parse_duration_secs(&value)
+                        .ok_or_else(|| bad("expected seconds, or a number with m, h or d"))?,
+                )
+            }
+            "include_unenrolled" => {
+                f.include_unenrolled = value.parse().map_err(|_| bad("expected true or false"))?
+            }
+            other => {
+                return Err(usage(format!(
+                    "--filter: unknown key {other:?}; keys: join_type, name_prefix, \
+                     name_contains, serial_prefix, serial_contains, group_tag, os_build_min, \
+                     os_build_max, last_seen_within, include_unenrolled"
+                )))
+            }
+        }
+    }
+    Ok(f)
+}
+
+fn is_erasing(kind: ActionKind) -> bool {
+    matches!(
+        kind,
+        ActionKind::AutopilotReset
+            | ActionKind::Wipe
+            | ActionKind::WipeKeepProvisioning
+            | ActionKind::WipeKeepUserData
+            | ActionKind::WipeProtected
+    )
+}
+
+fn kind_name(kind: ActionKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{kind:?}"))
+}
+
+/// `text` quoted for a POSIX shell when it needs it.
+fn shell_quote(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@".contains(c))
+    {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+fn print_plan(plan: &BulkPlan) {
+    let rows: Vec<Vec<String>> = plan
+        .items
+        .iter()
+        .map(|i| {
+            let reasons: Vec<String> = i.reasons.iter().map(|r| r.text.clone()).collect();
+            vec![i.device_id.clone(), i.outcome.clone(), reasons.join("; ")]
+        })
+        .collect();
+    table(&["DEVICE", "OUTCOME", "REASONS"], &rows);
+    let target = match &plan.group {
+        Some(g) => format!(" in group {g:?}"),
+        None => String::new(),
+    };
+    println!(
+        "plan: {} of {}{target}: {} would be queued, {} blocked, {} not found",
+        kind_name(plan.kind),
+        plan.items.len(),
+        plan.counts.would_queue,
+        plan.counts.blocked,
+        plan.counts.not_found
+    );
+}
+
+fn print_batch(batch: &BatchCreated) {
+    println!(
+        "batch {}: {} queued, {} blocked, {} not found, {} deferred",
+        batch.batch_id,
+        batch.counts.queued,
+        batch.counts.blocked,
+        batch.counts.not_found,
+        batch.counts.deferred
+    );
+    for item in &batch.items {
+        let extra = match item.outcome.as_str() {
+            "blocked" => format!("  ({})", or_dash(item.reason.as_deref())),
+            "deferred" => format!(
+                "  (wave {}, not before {})",
+                item.wave.unwrap_or_default(),
+                or_dash(item.due_at.as_deref())
+            ),
+            _ => String::new(),
+        };
+        println!("  {}  {}{extra}", item.device_id, item.outcome);
+    }
+}
+
+fn counts_text(status: &BatchStatus) -> String {
+    let parts: Vec<String> = status
+        .counts
+        .iter()
+        .map(|(state, n)| format!("{n} {state}"))
+        .collect();
+    let waiting = status.waves.iter().filter(|w| !w.released).count();
+    if waiting > 0 {
+        format!("{} ({waiting} waves waiting)", parts.join(", "))
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// A progress bar on standard error, hidden when it is not a terminal.
+fn progress_bar(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} settled  {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Polls the batch until it settles (or the timeout); exit 0 only if every device's action is
+/// done.
+async fn wait_for_batch(
+    client: &Client,
+    batch: &BatchCreated,
+    timeout: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if batch.counts.queued + batch.counts.blocked + batch.counts.deferred == 0 {
+        eprintln!("redeploy: no action was created; nothing to wait for");
+        return Ok(ExitCode::from(1));
+    }
+    let total = batch.items.len() as u64 - batch.counts.not_found;
+    let bar = progress_bar(total);
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let (status, timed_out) = loop {
+        let status = client.batch(&batch.batch_id).await?;
+        let settled = status
+            .actions
+            .iter()
+            .filter(|a| SETTLED.contains(&a.state.as_str()))
+            .count() as u64;
+        bar.set_position(settled);
+        bar.set_message(counts_text(&status));
+        if status.settled {
+            break (status, false);
+        }
+        if Instant::now() >= deadline {
+            break (status, true);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    bar.finish_and_clear();
+    let all_done = !timed_out
+        && batch.counts.not_found == 0
+        && status.actions.iter().all(|a| a.state == "done");
+    if json {
+        print_json(&status)?;
+    } else {
+        println!("batch {}: {}", status.batch_id, counts_text(&status));
+        for a in status.actions.iter().filter(|a| a.state != "done") {
+            println!("  {}", action_line(a));
+        }
+        for i in batch.items.iter().filter(|i| i.outcome == "not_found") {
+            println!("  {}  not found", i.device_id);
+        }
+        if all_done {
+            println!("every action is done");
+        }
+    }
+    if timed_out {
+        eprintln!("redeploy: timed out waiting for batch {}", status.batch_id);
+    }
+    Ok(if all_done {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Whether `reset` should go through the bulk API (one batch) rather than one request per device.
+pub fn wants_bulk(a: &ResetArgs) -> bool {
+    a.group.is_some()
+        || !a.filter.is_empty()
+        || a.dry_run
+        || a.confirm.is_some()
+        || a.wave_size.is_some()
+        || a.wave_interval.is_some()
+        || a.daily_cap.is_some()
+}
+
+/// `redeploy reset --group G | --filter K=V | DEVICE... [--dry-run] [--confirm NAME] [waves]
+/// [--wait]`: one batch. An erasing group reset without `--confirm` prints the plan and the
+/// command to re-run, and exits 1.
+pub async fn bulk_reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    let a = &args.command;
+    let kind = kind(a.kind);
+    let mut request = BulkRequest::new(kind);
+    if let Some(group) = &a.group {
+        request.group = Some(group.clone());
+    } else if !a.filter.is_empty() {
+        request.filter = Some(parse_filter(&a.filter)?);
+    } else {
+        request.devices = Some(resolve_all(&client, &a.devices).await?);
+    }
+    request.confirm = a.confirm.clone();
+    request.wave_size = a.wave_size;
+    request.wave_interval_secs = a.wave_interval;
+    request.daily_cap = a.daily_cap;
+
+    let unconfirmed = a.group.is_some() && is_erasing(kind) && a.confirm.is_none();
+    if a.dry_run || unconfirmed {
+        let plan = client.bulk_plan(&request).await?;
+        if args.json {
+            print_json(&plan)?;
+        } else {
+            print_plan(&plan);
+        }
+        if a.dry_run {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let name = plan.group.clone().unwrap_or_default();
+        eprintln!(
+            "redeploy: {} erases every device in group {name:?}; nothing was done. To go ahead, \
+             re-run with --confirm {}",
+            kind_name(kind),
+            shell_quote(&name)
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let batch = client.bulk_action(&request).await?;
+    if !a.wait {
+        if args.json {
+            print_json(&batch)?;
+        } else {
+            print_batch(&batch);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.json {
+        print_batch(&batch);
+    }
+    wait_for_batch(&client, &batch, a.timeout, args.json).await
+}
+
+/// `redeploy devices set-primary-user DEVICE USER|--shared|--clear`.
+pub async fn set_primary_user(
+    args: &crate::cli::AdminClientArgs,
+    json: bool,
+    device: &str,
+    user: Option<String>,
+    shared: bool,
+    clear: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = client(args)?;
+    let id = resolve_device(&client, device).await?;
+    let user = if clear { None } else { user };
+    let d = client
+        .set_primary_user(&id, &PrimaryUser { user, shared })
+        .await?;
+    if json {
+        print_json(&d)?;
+    } else {
+        println!(
+            "{} ({}): primary user {}{}",
+            d.name,
+            d.id,
+            or_dash(d.primary_user.as_deref()),
+            if d.shared { ", shared" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_group(g: &api::types::Group) {
+    println!("{} ({})", g.name, g.id);
+    println!("  kind:     {}", g.kind);
+    if let Some(f) = &g.filter {
+        println!(
+            "  filter:   {}",
+            serde_json::to_string(f).unwrap_or_default()
+        );
+    }
+    println!("  members:  {}", g.member_count);
+    println!("  created:  {}", g.created_at);
+}
+
+/// `redeploy groups …`.
+pub async fn groups(args: AdminArgs<GroupsCommand>) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    let json = args.json;
+    match args.command.command {
+        GroupsSub::List => {
+            let list = client.groups().await?;
+            if json {
+                print_json(&list)?;
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .items
+                    .iter()
+                    .map(|g| {
+                        vec![
+                            g.id.clone(),
+                            g.name.clone(),
+                            g.kind.clone(),
+                            g.member_count.to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&["ID", "NAME", "KIND", "MEMBERS"], &rows);
+            }
+        }
+        GroupsSub::Show { group, limit } => {
+            let detail = client
+                .group(
+                    &group,
+                    &GroupMembersQuery {
+                        limit,
+                        cursor: None,
+                    },
+                )
+                .await?;
+            if json {
+                print_json(&detail)?;
+            } else {
+                print_group(&detail.group);
+                let rows: Vec<Vec<String>> = detail
+                    .members
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.id.clone(),
+                            d.name.clone(),
+                            or_dash(d.serial.as_deref()).into(),
+                            readiness_word(d),
+                        ]
+                    })
+                    .collect();
+                table(&["ID", "NAME", "SERIAL", "READY"], &rows);
+                if detail.next.is_some() {
+                    println!("(more members: raise --limit)");
+                }
+            }
+        }
+        GroupsSub::Create {
+            name,
+            filter,
+            devices,
+        } => {
+            let new = NewGroup {
+                name,
+                filter: (!filter.is_empty())
+                    .then(|| parse_filter(&filter))
+                    .transpose()?,
+                members: resolve_all(&client, &devices).await?,
+            };
+            let g = client.create_group(&new).await?;
+            if json {
+                print_json(&g)?;
+            } else {
+                println!(
+                    "created {} group {:?} ({}) with {} members",
+                    g.kind, g.name, g.id, g.member_count
+                );
+            }
+        }
+        GroupsSub::Rename { group, new_name } => {
+            let g = client.rename_group(&group, &new_name).await?;
+            if json {
+                print_json(&g)?;
+            } else {
+                println!("renamed to {:?} ({})", g.name, g.id);
+            }
+        }
+        GroupsSub::Delete { group } => {
+            client.delete_group(&group).await?;
+            if json {
+                print_json(&serde_json::json!({ "deleted": group }))?;
+            } else {
+                println!("deleted group {group:?}");
+            }
+        }
+        GroupsSub::Add { group, devices } => {
+            let change = GroupMembersChange {
+                add: resolve_all(&client, &devices).await?,
+                remove: Vec::new(),
+            };
+            let g = client.change_group_members(&group, &change).await?;
+            if json {
+                print_json(&g)?;
+            } else {
+                println!("group {:?} now has {} members", g.name, g.member_count);
+            }
+        }
+        GroupsSub::Remove { group, devices } => {
+            let change = GroupMembersChange {
+                add: Vec::new(),
+                remove: resolve_all(&client, &devices).await?,
+            };
+            let g = client.change_group_members(&group, &change).await?;
+            if json {
+                print_json(&g)?;
+            } else {
+                println!("group {:?} now has {} members", g.name, g.member_count);
+            }
+        }
+        GroupsSub::LocalReset { group, policy } => {
+            let allowed = matches!(policy, AllowForbid::Allow);
+            let result = client.group_local_reset(&group, allowed).await?;
+            if json {
+                print_json(&result)?;
+            } else {
+                for item in &result.items {
+                    match (&item.action, &item.error) {
+                        (Some(a), _) => println!("{}", action_line(a)),
+                        (None, e) => {
+                            println!("{}  error: {}", item.device_id, or_dash(e.as_deref()))
+                        }
+                    }
+                }
+            }
+            if result.items.iter().any(|i| {
+                i.action.is_none() || i.action.as_ref().is_some_and(|a| a.state == "blocked")
+            }) {
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn schedule_row(s: &Schedule) -> Vec<String> {
+    vec![
+        s.id.clone(),
+        s.name.clone(),
+        s.group_name.clone().unwrap_or_else(|| s.group_id.clone()),
+        kind_name(s.kind),
+        s.recurrence.clone(),
+        s.tz.clone(),
+        s.window
+            .as_ref()
+            .map_or("-".into(), |w| format!("{}-{}", w.start, w.end)),
+        if s.enabled { "yes" } else { "no" }.into(),
+        or_dash(s.next_run.as_deref()).into(),
+    ]
+}
+
+const SCHEDULE_HEADER: [&str; 9] = [
+    "ID",
+    "NAME",
+    "GROUP",
+    "KIND",
+    "RECURRENCE",
+    "TZ",
+    "WINDOW",
+    "ENABLED",
+    "NEXT RUN",
+];
+
+fn print_schedule(json: bool, s: &Schedule) -> anyhow::Result<()> {
+    if json {
+        print_json(s)
+    } else {
+        table(&SCHEDULE_HEADER, &[schedule_row(s)]);
+        if let Some(last) = &s.last_run {
+            println!("last run: {last}");
+        }
+        Ok(())
+    }
+}
+
+fn parse_window(text: &str) -> anyhow::Result<TimeWindow> {
+    let (start, end) = text.split_once('-').ok_or_else(|| {
+        usage(format!(
+            "--window {text:?}: expected START-END, e.g. 02:00-05:00"
+        ))
+    })?;
+    Ok(TimeWindow {
+        start: start.trim().to_owned(),
+        end: end.trim().to_owned(),
+    })
+}
+
+/// `redeploy schedules …`.
+pub async fn schedules(args: AdminArgs<SchedulesCommand>) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    let json = args.json;
+    match args.command.command {
+        SchedulesSub::List => {
+            let list = client.schedules().await?;
+            if json {
+                print_json(&list)?;
+            } else {
+                let rows: Vec<Vec<String>> = list.items.iter().map(schedule_row).collect();
+                table(&SCHEDULE_HEADER, &rows);
+            }
+        }
+        SchedulesSub::Show { schedule } => {
+            print_schedule(json, &client.schedule(&schedule).await?)?;
+        }
+        SchedulesSub::Create {
+            name,
+            group,
+            kind: k,
+            tz,
+            recurrence,
+            window,
+            confirm,
+            disabled,
+        } => {
+            let new = NewSchedule {
+                name,
+                group,
+                kind: kind(k),
+                tz,
+                recurrence,
+                window: window.as_deref().map(parse_window).transpose()?,
+                enabled: !disabled,
+                confirm,
+            };
+            print_schedule(json, &client.create_schedule(&new).await?)?;
+        }
+        SchedulesSub::Enable { schedule } => {
+            let patch = SchedulePatch {
+                enabled: Some(true),
+                ..SchedulePatch::default()
+            };
+            print_schedule(json, &client.update_schedule(&schedule, &patch).await?)?;
+        }
+        SchedulesSub::Disable { schedule } => {
+            let patch = SchedulePatch {
+                enabled: Some(false),
+                ..SchedulePatch::default()
+            };
+            print_schedule(json, &client.update_schedule(&schedule, &patch).await?)?;
+        }
+        SchedulesSub::Delete { schedule } => {
+            client.delete_schedule(&schedule).await?;
+            if json {
+                print_json(&serde_json::json!({ "deleted": schedule }))?;
+            } else {
+                println!("deleted schedule {schedule:?}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `redeploy autopilot import FILE.csv | list`.
+pub async fn autopilot(args: AdminArgs<AutopilotCommand>) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    match args.command.command {
+        AutopilotSub::Import { file } => {
+            let csv =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let result = client.import_autopilot(csv).await?;
+            if args.json {
+                print_json(&result)?;
+            } else {
+                println!("imported {} devices", result.imported);
+                for e in &result.errors {
+                    println!("  line {}: {}", e.line, e.message);
+                }
+            }
+            if !result.errors.is_empty() {
+                eprintln!(
+                    "redeploy: {} rows of {} were refused",
+                    result.errors.len(),
+                    file.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
+        }
+        AutopilotSub::List => {
+            let list = client.autopilot_devices().await?;
+            if args.json {
+                print_json(&list)?;
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .items
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.serial.clone(),
+                            or_dash(d.group_tag.as_deref()).into(),
+                            or_dash(d.assigned_user.as_deref()).into(),
+                            or_dash(d.device_id.as_deref()).into(),
+                        ]
+                    })
+                    .collect();
+                table(&["SERIAL", "GROUP TAG", "ASSIGNED USER", "DEVICE"], &rows);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
