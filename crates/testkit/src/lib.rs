@@ -83,6 +83,9 @@ macro_rules! store_conformance_tests {
             waves_are_due_in_order_and_released_once,
             schedules_round_trip_and_come_due,
             autopilot_registry_upserts_links_and_tags_filters,
+            a_due_schedule_is_claimed_by_exactly_one_of_many_tickers,
+            batch_windows_are_listed_for_pending_actions_of_their_batch,
+            held_actions_commands_stay_queued,
         );
     };
 }
