@@ -73,8 +73,8 @@ pub async fn tick(state: &AppState) -> Result<TickReport, TickError> {
     let now = state.clock.now();
     let store = state.store.as_ref();
     let settings = action_settings(state);
-    let expiry = time::Duration::try_from(state.settings.action_expiry)
-        .unwrap_or(time::Duration::days(7));
+    let expiry =
+        time::Duration::try_from(state.settings.action_expiry).unwrap_or(time::Duration::days(7));
     let daily_cap = state.settings.daily_cap;
     let mut report = TickReport::default();
     let mut failures = Vec::new();
@@ -98,10 +98,9 @@ pub async fn tick(state: &AppState) -> Result<TickReport, TickError> {
     // Hook point: webhook delivery (`crate::webhooks::tick`) is called here, last, so that the
     // events the steps above produced go out in the same tick.
 
-    state.metrics.record_tick(
-        if failures.is_empty() { "ok" } else { "error" },
-        &report,
-    );
+    state
+        .metrics
+        .record_tick(if failures.is_empty() { "ok" } else { "error" }, &report);
     if failures.is_empty() {
         Ok(report)
     } else {
@@ -113,7 +112,10 @@ pub async fn tick(state: &AppState) -> Result<TickReport, TickError> {
 /// with a long interval never sees it). Failures are logged and the loop keeps going; the task
 /// ends when the returned handle is aborted (the server does that when it stops).
 pub fn spawn(state: AppState) -> JoinHandle<()> {
-    let period = state.settings.worker_interval.max(Duration::from_millis(10));
+    let period = state
+        .settings
+        .worker_interval
+        .max(Duration::from_millis(10));
     tokio::spawn(async move {
         let mut every = tokio::time::interval_at(Instant::now() + period, period);
         // A slow tick (a big wave) delays the next one instead of bunching them up.

@@ -1485,7 +1485,14 @@ pub async fn batch_windows_are_listed_for_pending_actions_of_their_batch(store: 
     assert_eq!(store.batch_window(batch).await.unwrap(), Some(w));
 
     let pending = |batch: Option<BatchId>| {
-        let mut a = Action::new(ActionId::generate(), d, ActionKind::Sync, "admin", batch, T0);
+        let mut a = Action::new(
+            ActionId::generate(),
+            d,
+            ActionKind::Sync,
+            "admin",
+            batch,
+            T0,
+        );
         a.transition(ActionState::Pending, T0, None).unwrap();
         a
     };
@@ -1500,7 +1507,11 @@ pub async fn batch_windows_are_listed_for_pending_actions_of_their_batch(store: 
         vec![(windowed.id, w)]
     );
     let other = enrolled(&store, "elsewhere").await;
-    assert!(store.pending_action_windows(other).await.unwrap().is_empty());
+    assert!(store
+        .pending_action_windows(other)
+        .await
+        .unwrap()
+        .is_empty());
     let mut canceled = windowed.clone();
     canceled
         .transition(ActionState::Canceled, t(1), None)

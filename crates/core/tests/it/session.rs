@@ -441,7 +441,11 @@ async fn a_reset_outside_its_maintenance_window_is_held_then_sent_inside_it() {
     // 00:30 UTC the next day = 02:30 CEST: inside.
     let inside = datetime!(2026-05-05 0:30 UTC);
     let first = env.send(&start("3", ""), inside).await;
-    assert!(commands(&first).iter().any(is_exec), "{:?}", commands(&first));
+    assert!(
+        commands(&first).iter().any(is_exec),
+        "{:?}",
+        commands(&first)
+    );
     assert_eq!(
         env.store.action(id).await.unwrap().unwrap().state,
         ActionState::Sent

@@ -14,7 +14,7 @@ use redeploy_core::actions::ActionSettings;
 use redeploy_core::campaign::{self, Target, WaveSettings};
 use redeploy_core::group::Group;
 use redeploy_core::schedule::{
-    next_occurrence, MaintenanceWindow, Recurrence, Schedule, HELD_NOTE_PREFIX,
+    next_occurrence, BatchWindow, MaintenanceWindow, Recurrence, Schedule, HELD_NOTE_PREFIX,
 };
 use redeploy_core::store::AuditQuery;
 use redeploy_core::{
@@ -118,7 +118,11 @@ fn got_reset(report: &client::SessionReport) -> bool {
 }
 
 /// Checks in until the server has nothing more (bounded: a loop would be a bug).
-async fn sync_until_quiet(transport: &HttpsTransport, state: &mut DeviceState, now: OffsetDateTime) {
+async fn sync_until_quiet(
+    transport: &HttpsTransport,
+    state: &mut DeviceState,
+    now: OffsetDateTime,
+) {
     for _ in 0..5 {
         let report = client::check_in(transport, state, now)
             .await
@@ -152,7 +156,10 @@ fn assert_reset_result(before: &DeviceState, after: &DeviceState) {
     for wifi in &before.wifi_profiles {
         assert!(after.wifi_profiles.contains(wifi), "Wi-Fi {wifi:?} kept");
     }
-    assert!(after.desktop_available(), "the first sync released the desktop");
+    assert!(
+        after.desktop_available(),
+        "the first sync released the desktop"
+    );
 }
 
 async fn action_of(store: &dyn Store, device: DeviceId) -> Vec<Action> {
@@ -193,7 +200,10 @@ async fn group_reset_in_waves(backend: Backend, n: usize, wave_size: usize) {
     .await
     .unwrap();
     let waves = n.div_ceil(wave_size);
-    assert_eq!((batch.queued(), batch.deferred()), (wave_size, n - wave_size));
+    assert_eq!(
+        (batch.queued(), batch.deferred()),
+        (wave_size, n - wave_size)
+    );
     let actions = store.actions_of_batch(batch.batch_id).await.unwrap();
     assert_eq!(actions.len(), wave_size, "only wave 1 has actions");
     assert!(actions.iter().all(|a| a.state == ActionState::Pending));
@@ -229,7 +239,11 @@ async fn group_reset_in_waves(backend: Backend, n: usize, wave_size: usize) {
         for pc in pcs.iter().filter(|p| !done.contains(&p.id)) {
             assert_eq!(resets_started(&pc.state), 0, "{} untouched", pc.state.id);
             let original = before.iter().find(|b| b.id == pc.state.id).unwrap();
-            assert_eq!(pc.state.profiles, original.profiles, "{} untouched", pc.state.id);
+            assert_eq!(
+                pc.state.profiles, original.profiles,
+                "{} untouched",
+                pc.state.id
+            );
         }
     }
     assert_eq!(app.tick().await.waves_released, 0, "no wave left");
@@ -363,7 +377,11 @@ async fn a_nightly_schedule_fires_at_two_and_resets_only_inside_its_window(backe
     store.create_group(&group).await.unwrap();
     let schedule = nightly(group.id, clock.now());
     let two = schedule.next_run.unwrap();
-    assert_eq!(two - clock.now(), Duration::minutes(1), "02:00 is a minute away");
+    assert_eq!(
+        two - clock.now(),
+        Duration::minutes(1),
+        "02:00 is a minute away"
+    );
     store.create_schedule(&schedule).await.unwrap();
 
     // 01:59: nothing fires.
@@ -451,13 +469,27 @@ async fn a_schedule_under_a_daily_cap_defers_the_rest_to_the_next_utc_day(backen
     let acts = action_of(&*store, ids[late]).await;
     assert_eq!(acts.len(), 1);
     assert_eq!(acts[0].state, ActionState::Pending);
-    // 02:30 Berlin the same night: inside the window; the reset goes out and completes.
-    clock.set(two_thirty_after(midnight));
+    let window = BatchWindow {
+        window: schedule.window.unwrap(),
+        tz: schedule.tz,
+    };
     let pc = &mut pcs[late];
     let report = client::check_in(&transport, &mut pc.state, clock.now())
         .await
         .unwrap();
-    assert!(got_reset(&report), "{:?}", report.executed);
+    assert_eq!(
+        got_reset(&report),
+        window.contains(midnight),
+        "the released wave keeps the batch's window"
+    );
+    if !window.contains(midnight) {
+        // 02:30 Berlin the same night: inside the window; the reset goes out.
+        clock.set(two_thirty_after(midnight));
+        let report = client::check_in(&transport, &mut pc.state, clock.now())
+            .await
+            .unwrap();
+        assert!(got_reset(&report), "{:?}", report.executed);
+    }
     finish_reset(&transport, pc, clock.now()).await;
     assert_eq!(
         action_of(&*store, ids[late]).await[0].state,
@@ -501,7 +533,10 @@ async fn a_reset_whose_pc_never_returns_is_expired_by_the_worker(backend: Backen
         .await
         .unwrap();
     assert!(got_reset(&report));
-    assert!(pc.state.pending.is_some(), "the reset is scheduled on the PC");
+    assert!(
+        pc.state.pending.is_some(),
+        "the reset is scheduled on the PC"
+    );
     let taken = store.action(action.id).await.unwrap().unwrap();
     assert!(
         matches!(

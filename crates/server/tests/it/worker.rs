@@ -148,7 +148,12 @@ async fn a_tick_expires_releases_and_fires_and_metrics_count_it() {
     assert_eq!(fired.last_run, Some(clock.now()));
     assert!(fired.next_run.unwrap() > clock.now());
     assert_eq!(
-        store.active_action(ids[3]).await.unwrap().unwrap().requested_by,
+        store
+            .active_action(ids[3])
+            .await
+            .unwrap()
+            .unwrap()
+            .requested_by,
         "schedule:Nightly"
     );
 
@@ -191,15 +196,12 @@ async fn two_ticks_at_the_same_moment_fire_a_schedule_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_servers_loop_ticks_on_its_own() {
     let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-    let app = testkit::app::spawn_app_with_clock(
-        testkit::app::Backend::Sqlite,
-        clock.clone(),
-        |s| {
+    let app =
+        testkit::app::spawn_app_with_clock(testkit::app::Backend::Sqlite, clock.clone(), |s| {
             s.worker_interval = StdDuration::from_millis(20);
             s.action_expiry = StdDuration::from_secs(3600);
-        },
-    )
-    .await;
+        })
+        .await;
     let mut d = Device::new(DeviceId::generate(), "PC-loop", clock.now());
     d.hw_dev_id = Some("HW-loop".into());
     let e = Enrollment {
