@@ -247,6 +247,16 @@ impl Action {
         Ok(())
     }
 
+    /// Adds `note` to the timeline without a transition (the entry repeats the current state),
+    /// e.g. why a pending action waits. `updated_at` stays: a note is not progress.
+    pub fn add_note(&mut self, at: OffsetDateTime, note: impl Into<String>) {
+        self.timeline.push(TimelineEntry {
+            state: self.state,
+            at,
+            note: Some(note.into()),
+        });
+    }
+
     /// `last_error` as the API shows it, e.g. `0x80070032`.
     pub fn last_error_text(&self) -> Option<String> {
         self.last_error.map(format_hresult)

@@ -13,6 +13,7 @@ use crate::audit::{AuditOutcome, NewAuditEvent};
 use crate::group::DeviceFilter;
 use crate::ids::{ActionId, BatchId, DeviceId, GroupId};
 use crate::preflight::BlockReason;
+use crate::schedule::BatchWindow;
 use crate::session::SessionError;
 use crate::store::{DeviceQuery, Store, StoreError, Wave};
 
@@ -328,6 +329,35 @@ pub async fn execute(
     confirmation: Option<&str>,
     waves: &WaveSettings,
 ) -> Result<BatchResult, SessionError> {
+    execute_in_window(
+        store,
+        target,
+        kind,
+        actor,
+        now,
+        settings,
+        confirmation,
+        waves,
+        None,
+    )
+    .await
+}
+
+/// [`execute`] whose actions (later waves included) may only start inside `window`: the window
+/// is stored for the batch before any action is created, and the session engine holds a pending
+/// action of the batch while its device checks in outside it.
+#[allow(clippy::too_many_arguments)]
+pub async fn execute_in_window(
+    store: &dyn Store,
+    target: &Target,
+    kind: ActionKind,
+    actor: &str,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+    confirmation: Option<&str>,
+    waves: &WaveSettings,
+    window: Option<&BatchWindow>,
+) -> Result<BatchResult, SessionError> {
     let (ids, group_name) = resolve(store, target, now).await?;
     if let Some(name) = &group_name {
         if is_erasing(kind) && confirmation != Some(name.as_str()) {
@@ -338,6 +368,9 @@ pub async fn execute(
         }
     }
     let batch_id = BatchId::generate();
+    if let Some(w) = window {
+        store.save_batch_window(batch_id, w).await?;
+    }
     let size = waves.wave_size.max(1) as usize;
     let mut chunks = ids.chunks(size);
     let first = chunks.next().unwrap_or_default();

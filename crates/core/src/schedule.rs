@@ -9,7 +9,7 @@ use time::{OffsetDateTime, PrimitiveDateTime, Time, Weekday};
 use crate::action::ActionKind;
 use crate::actions::ActionSettings;
 use crate::audit::{AuditOutcome, NewAuditEvent};
-use crate::campaign::{execute, BatchResult, Target, WaveSettings};
+use crate::campaign::{execute_in_window, BatchResult, Target, WaveSettings};
 use crate::error::{Error, Result};
 use crate::ids::{GroupId, ScheduleId};
 use crate::session::SessionError;
@@ -108,6 +108,43 @@ pub struct MaintenanceWindow {
     pub start: Time,
     /// First local time after the window.
     pub end: Time,
+}
+
+/// The maintenance window of a scheduled batch, with the zone its times are in. Every action of
+/// the batch (its later waves too) carries it: the session engine holds such an action's commands
+/// while the device checks in outside the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchWindow {
+    /// Local hours in which the batch's actions may start.
+    pub window: MaintenanceWindow,
+    /// The zone of the window's times (the schedule's zone).
+    pub tz: Tz,
+}
+
+/// How the timeline note of an action held outside its window starts.
+pub const HELD_NOTE_PREFIX: &str = "held: outside maintenance window";
+
+impl BatchWindow {
+    /// Whether `now` is inside the window (see [`in_window`]).
+    pub fn contains(&self, now: OffsetDateTime) -> bool {
+        in_window(&self.window, self.tz, now)
+    }
+
+    /// `02:00–05:00 Europe/Berlin`.
+    pub fn describe(&self) -> String {
+        let hm = |t: Time| format!("{:02}:{:02}", t.hour(), t.minute());
+        format!(
+            "{}\u{2013}{} {}",
+            hm(self.window.start),
+            hm(self.window.end),
+            self.tz.name()
+        )
+    }
+
+    /// The timeline note of an action held outside this window.
+    pub fn held_note(&self) -> String {
+        format!("{HELD_NOTE_PREFIX} {}", self.describe())
+    }
 }
 
 /// A scheduled bulk request on a group.
@@ -229,10 +266,13 @@ pub fn in_window(window: &MaintenanceWindow, tz: Tz, now: OffsetDateTime) -> boo
     }
 }
 
-/// Fires every enabled schedule whose `next_run` is at or before `now`: a batch on its group's
-/// current members (the schedule's creation stands for the typed confirmation), then `last_run =
-/// now` and the next occurrence after `now` (missed firings are not replayed). A schedule whose
-/// group is gone is audited as failed and still moved on. Returns each fired schedule's result.
+/// Fires every enabled schedule whose `next_run` is at or before `now`: first claims the firing
+/// ([`crate::store::ScheduleStore::claim_schedule_run`]: `last_run = now`, `next_run` = the next
+/// occurrence after `now`; missed firings are not replayed), so that when several server
+/// processes tick at once exactly one of them fires it; then a batch on its group's current
+/// members (the schedule's creation stands for the typed confirmation) carrying the schedule's
+/// maintenance window. A schedule whose group is gone is audited as failed and still moved on.
+/// Returns each schedule this call fired, with its result.
 pub async fn fire_due(
     store: &dyn Store,
     now: OffsetDateTime,
@@ -241,10 +281,22 @@ pub async fn fire_due(
 ) -> std::result::Result<Vec<(ScheduleId, std::result::Result<BatchResult, String>)>, SessionError>
 {
     let mut fired = Vec::new();
-    for mut s in store.due_schedules(now).await? {
+    for s in store.due_schedules(now).await? {
+        let Some(due_at) = s.next_run else {
+            continue;
+        };
+        // Claimed before anything is requested: a reset batch fires at most once, even if this
+        // process dies right after the claim (the failure is then visible as a missing batch).
+        if !store
+            .claim_schedule_run(s.id, due_at, now, next_occurrence(&s, now))
+            .await?
+        {
+            continue;
+        }
         let actor = format!("schedule:{}", s.name);
+        let window = s.window.map(|window| BatchWindow { window, tz: s.tz });
         let outcome = match store.group(s.group).await? {
-            Some(group) => execute(
+            Some(group) => execute_in_window(
                 store,
                 &Target::Group(s.group),
                 s.kind,
@@ -253,6 +305,7 @@ pub async fn fire_due(
                 settings,
                 Some(&group.name),
                 waves,
+                window.as_ref(),
             )
             .await
             .map_err(|e| e.to_string()),
@@ -271,9 +324,6 @@ pub async fn fire_due(
                 })
                 .await?;
         }
-        s.last_run = Some(now);
-        s.next_run = next_occurrence(&s, now);
-        store.update_schedule(&s).await?;
         fired.push((s.id, outcome));
     }
     Ok(fired)

@@ -499,7 +499,14 @@ pub async fn handle(
         step.device_update = Some(dev.clone());
     }
 
-    // 7. What goes out: nothing when the device's package is not complete (ask for the rest with
+    // 7. Maintenance windows: a pending action of a scheduled batch does not start outside its
+    //    window; its commands stay queued and its timeline says why, once.
+    hold_outside_windows(store, device.id, now, &mut step).await?;
+    let held_ids = step.held_actions.clone();
+    let held = |c: &DeviceCommand| c.action.is_some_and(|a| held_ids.contains(&a));
+    queued.retain(|c| !held(c));
+
+    // 8. What goes out: nothing when the device's package is not complete (ask for the rest with
     //    1222), aborted or unenrolled; else queued commands up to the budget.
     let mut more_follows = false;
     if !msg.body.is_final {
@@ -510,7 +517,7 @@ pub async fn handle(
     } else if !alerts.abort && !alerts.unenroll && dev.unenrolled_at.is_none() {
         let base = syncml::write(&reply).len() + 64;
         let mut candidates: Vec<&DeviceCommand> = queued.iter().collect();
-        candidates.extend(step.enqueue.iter());
+        candidates.extend(step.enqueue.iter().filter(|c| !held(c)));
         let mut size = base;
         let mut limit = 0u32;
         for c in &candidates {
@@ -553,6 +560,63 @@ pub async fn handle(
         }
     }
     Ok(reply)
+}
+
+/// Puts every pending action of the device whose batch has a maintenance window that `now` is
+/// outside of into `step.held_actions`, and notes it on the action's timeline unless the last
+/// entry already is that note (so a PC checking in every few minutes adds one line, not one per
+/// check-in). Covers actions this step moves back to pending too (a reset re-queued after the
+/// device never got it).
+async fn hold_outside_windows(
+    store: &dyn Store,
+    device: DeviceId,
+    now: OffsetDateTime,
+    step: &mut SessionStep,
+) -> Result<(), SessionError> {
+    let mut windows = store.pending_action_windows(device).await?;
+    for u in &step.action_updates {
+        let becomes_pending =
+            u.action.state == ActionState::Pending && u.expected != ActionState::Pending;
+        if let (true, Some(batch)) = (becomes_pending, u.action.batch) {
+            if let Some(w) = store.batch_window(batch).await? {
+                windows.push((u.action.id, w));
+            }
+        }
+    }
+    for (action_id, window) in windows {
+        if window.contains(now) || step.held_actions.contains(&action_id) {
+            continue;
+        }
+        step.held_actions.push(action_id);
+        let note = window.held_note();
+        let already_noted = |a: &Action| {
+            a.timeline
+                .last()
+                .and_then(|e| e.note.as_deref())
+                .is_some_and(|n| n.starts_with(crate::schedule::HELD_NOTE_PREFIX))
+        };
+        if let Some(u) = step
+            .action_updates
+            .iter_mut()
+            .find(|u| u.action.id == action_id)
+        {
+            if u.action.state == ActionState::Pending && !already_noted(&u.action) {
+                u.action.add_note(now, note);
+            }
+            continue;
+        }
+        let Some(mut action) = store.action(action_id).await? else {
+            continue;
+        };
+        if action.state == ActionState::Pending && !already_noted(&action) {
+            action.add_note(now, note);
+            step.action_updates.push(ActionUpdate {
+                expected: ActionState::Pending,
+                action,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// At a new session, an action still waiting on the device: a device that accepted a reset and

@@ -17,7 +17,7 @@ use crate::ids::{
     ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, ScheduleId, TokenId,
 };
 use crate::inventory::InventoryValue;
-use crate::schedule::Schedule;
+use crate::schedule::{BatchWindow, Schedule};
 
 /// Errors of every storage operation.
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +284,9 @@ pub struct SessionStep {
     pub enqueue: Vec<DeviceCommand>,
     /// Take commands for the reply, after all of the above.
     pub send: Option<SendBatch>,
+    /// Commands of these actions are not taken for the reply (held outside their maintenance
+    /// window); they stay queued.
+    pub held_actions: Vec<ActionId>,
 }
 
 impl SessionStep {
@@ -302,6 +305,7 @@ impl SessionStep {
             requeue: Vec::new(),
             enqueue: Vec::new(),
             send: None,
+            held_actions: Vec::new(),
         }
     }
 }
@@ -408,7 +412,8 @@ pub trait CommandQueue: Send + Sync {
     /// updates, requeue, enqueue, send. Sending takes up to `limit` queued commands in queue order
     /// (never a command another concurrent step took), marks them `sent` with
     /// `(session_id, msg_id, first_cmd_id + i)`, `sent_at = at`, `attempts + 1`, and moves their
-    /// actions per [`crate::command::action_after_send`]. Any error (`NotFound` for an unknown
+    /// actions per [`crate::command::action_after_send`]; commands of `held_actions` are
+    /// skipped (they stay queued). Any error (`NotFound` for an unknown
     /// device/command/action, `Conflict` for a command not `sent`, a foreign device's row, or an
     /// action whose state moved) rolls everything back.
     async fn session_step(&self, step: SessionStep) -> StoreResult<StepOutcome>;
@@ -581,6 +586,27 @@ pub trait ScheduleStore: Send + Sync {
     async fn delete_schedule(&self, id: ScheduleId) -> StoreResult<()>;
     /// Enabled schedules with `next_run <= now`, by next_run then id.
     async fn due_schedules(&self, now: OffsetDateTime) -> StoreResult<Vec<Schedule>>;
+    /// Claims one firing of a due schedule: sets `last_run` and `next_run` only if the schedule
+    /// is enabled and its stored `next_run` is still `due_at` (one conditional update), so of
+    /// several processes claiming the same firing at once exactly one gets `true`; the others
+    /// get `false`. `NotFound` if the schedule is unknown.
+    async fn claim_schedule_run(
+        &self,
+        id: ScheduleId,
+        due_at: OffsetDateTime,
+        last_run: OffsetDateTime,
+        next_run: Option<OffsetDateTime>,
+    ) -> StoreResult<bool>;
+    /// Stores the maintenance window of a batch; `Conflict` if the batch already has one.
+    async fn save_batch_window(&self, batch: BatchId, window: &BatchWindow) -> StoreResult<()>;
+    /// The maintenance window of a batch; `None` if it has none.
+    async fn batch_window(&self, batch: BatchId) -> StoreResult<Option<BatchWindow>>;
+    /// The device's `pending` actions whose batch has a maintenance window, oldest first, with
+    /// that window; empty if none (the common case: one indexed query per check-in).
+    async fn pending_action_windows(
+        &self,
+        device: DeviceId,
+    ) -> StoreResult<Vec<(ActionId, BatchWindow)>>;
 }
 
 /// The Autopilot device registry, keyed by serial (case-insensitive).

@@ -32,6 +32,10 @@ pub struct ConfigFile {
     pub trusted_proxies: Option<Vec<String>>,
     pub poll: Option<PollFile>,
     pub federated: Option<FederatedFile>,
+    pub worker_interval_secs: Option<u64>,
+    pub action_expiry_hours: Option<u64>,
+    /// 0 = no cap.
+    pub daily_cap: Option<u32>,
 }
 
 /// `[poll]`: the DMClient Poll schedule (minutes).
@@ -108,6 +112,9 @@ fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Err
                         .collect(),
                 )
             }
+            "worker_interval_secs" => file.worker_interval_secs = Some(parse(name, &v)?),
+            "action_expiry_hours" => file.action_expiry_hours = Some(parse(name, &v)?),
+            "daily_cap" => file.daily_cap = Some(parse(name, &v)?),
             k if k.starts_with("poll_") => {
                 let poll = file.poll.get_or_insert_with(PollFile::default);
                 match &k["poll_".len()..] {
@@ -228,6 +235,15 @@ impl ConfigFile {
         if let Some(v) = self.device_cert_validity_days {
             s.device_cert_validity_days = v.max(1);
         }
+        if let Some(v) = self.worker_interval_secs {
+            s.worker_interval = Duration::from_secs(v.max(1));
+        }
+        if let Some(v) = self.action_expiry_hours {
+            s.action_expiry = Duration::from_secs(v.max(1) * 3600);
+        }
+        if let Some(v) = self.daily_cap {
+            s.daily_cap = Some(v).filter(|&cap| cap > 0);
+        }
         if let Some(p) = self.poll {
             let poll = &mut s.poll;
             let set = |field: &mut Option<u32>, v: Option<u32>| {
@@ -330,6 +346,36 @@ jwks_file = "keys.json"
         assert_eq!(s.poll.interval_for_first_set_of_retries, Some(15));
         assert_eq!(s.federated.unwrap().audience, "api://redeploy");
         assert_eq!(s.data_dir, PathBuf::from("./redeploy-data"));
+    }
+
+    #[test]
+    fn worker_settings_from_file_and_env() {
+        let d = Settings::default();
+        assert_eq!(d.worker_interval, Duration::from_secs(10));
+        assert_eq!(d.action_expiry, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(d.daily_cap, None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redeploy.toml");
+        std::fs::write(
+            &path,
+            "worker_interval_secs = 30\naction_expiry_hours = 48\ndaily_cap = 200\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&path), &[]).unwrap();
+        assert_eq!(s.worker_interval, Duration::from_secs(30));
+        assert_eq!(s.action_expiry, Duration::from_secs(48 * 3600));
+        assert_eq!(s.daily_cap, Some(200));
+        let s = Settings::load(
+            Some(&path),
+            &env(&[
+                ("REDEPLOY_WORKER_INTERVAL_SECS", "5"),
+                ("REDEPLOY_DAILY_CAP", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.worker_interval, Duration::from_secs(5));
+        assert_eq!(s.daily_cap, None, "0 means no cap");
+        assert!(Settings::load(None, &env(&[("REDEPLOY_WORKER_INTERVAL_SECS", "soon")])).is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod problem;
 pub mod ratelimit;
 pub mod state;
 pub mod tls;
+pub mod worker;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -74,6 +75,7 @@ pub struct RunningServer {
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    worker: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -89,6 +91,7 @@ impl RunningServer {
 
     /// Stops accepting connections and waits for the accept loop to end.
     pub async fn shutdown(mut self) {
+        self.worker.abort();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -108,6 +111,7 @@ impl RunningServer {
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
+        self.worker.abort();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -184,6 +188,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
             _ = shutdown_rx => {}
         }
     });
+    let worker = worker::spawn(state.clone());
     tracing::info!(%local_addr, %public_url, data_dir = %dir.display(), "server started");
     Ok(RunningServer {
         local_addr,
@@ -196,6 +201,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
         state,
         shutdown: Some(shutdown_tx),
         task: Some(task),
+        worker,
     })
 }
 

@@ -120,6 +120,10 @@ pub struct Metrics {
     commands: Family<AtomicU64>,
     enrollment_requests: Family<AtomicU64>,
     http_duration: Family<Histogram>,
+    worker_ticks: Family<AtomicU64>,
+    actions_expired: AtomicU64,
+    waves_released: AtomicU64,
+    schedules_fired: AtomicU64,
 }
 
 impl Metrics {
@@ -170,6 +174,18 @@ impl Metrics {
             .observe(duration);
     }
 
+    /// One background worker tick ended with `outcome` (`ok` or `error`), having expired,
+    /// released and fired this many (see [`crate::worker::TickReport`]).
+    pub fn record_tick(&self, outcome: &str, report: &crate::worker::TickReport) {
+        self.worker_ticks
+            .get(format!("outcome=\"{}\"", label(outcome)))
+            .fetch_add(1, Ordering::Relaxed);
+        let add = |c: &AtomicU64, n: usize| c.fetch_add(n as u64, Ordering::Relaxed);
+        add(&self.actions_expired, report.expired);
+        add(&self.waves_released, report.waves_released);
+        add(&self.schedules_fired, report.schedules_fired);
+    }
+
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -217,6 +233,33 @@ impl Metrics {
             "HTTP request latency, by route.",
             &self.http_duration,
         );
+        counters(
+            &mut out,
+            "redeploy_worker_ticks_total",
+            "Background worker ticks, by outcome (ok or error).",
+            &self.worker_ticks,
+        );
+        for (name, help, value) in [
+            (
+                "redeploy_actions_expired_total",
+                "Actions the worker expired after no progress.",
+                &self.actions_expired,
+            ),
+            (
+                "redeploy_waves_released_total",
+                "Waves of bulk requests the worker released.",
+                &self.waves_released,
+            ),
+            (
+                "redeploy_schedules_fired_total",
+                "Schedules the worker fired.",
+                &self.schedules_fired,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
         out
     }
 }

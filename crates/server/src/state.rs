@@ -47,6 +47,13 @@ pub struct Settings {
     pub client_cert_header: Option<String>,
     /// Addresses of TLS-terminating proxies allowed to set `client_cert_header`.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How often the background worker ticks (stuck actions, due waves, due schedules).
+    pub worker_interval: Duration,
+    /// An active or blocked action without any transition for this long is expired by the worker.
+    pub action_expiry: Duration,
+    /// At most this many erasing actions (resets, wipes) requested per UTC day by waves and
+    /// schedules the worker releases; `None` = no cap.
+    pub daily_cap: Option<u32>,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`. `per_second <= 0`
@@ -92,6 +99,10 @@ impl Default for Settings {
             trusted_proxies: Vec::new(),
             poll: PollSchedule::recommended(),
             federated: None,
+            worker_interval: Duration::from_secs(10),
+            // A PC that is off for a holiday week still gets its reset when it comes back.
+            action_expiry: Duration::from_secs(7 * 24 * 3600),
+            daily_cap: None,
         }
     }
 }

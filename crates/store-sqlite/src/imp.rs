@@ -18,7 +18,7 @@ use redeploy_core::ids::{
 };
 use redeploy_core::inventory::InventoryValue;
 use redeploy_core::schedule::{
-    seconds_of_day, time_of_seconds, MaintenanceWindow, Recurrence, Schedule,
+    seconds_of_day, time_of_seconds, BatchWindow, MaintenanceWindow, Recurrence, Schedule,
 };
 use redeploy_core::store::{
     device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, AutopilotRegistry,
@@ -842,16 +842,26 @@ impl CommandQueue for Backend {
             actions_sent: Vec::new(),
         };
         if let Some(batch) = &step.send {
+            // Held actions' commands stay queued (NULL action_id: never held).
+            let held = if step.held_actions.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " AND (action_id IS NULL OR action_id NOT IN ({}))",
+                    placeholders(3, step.held_actions.len())
+                )
+            };
             let sql = format!(
-                "SELECT {COMMAND_COLS} FROM commands WHERE device_id = $1 AND state = 'queued' \
+                "SELECT {COMMAND_COLS} FROM commands WHERE device_id = $1 AND state = 'queued'{held} \
                  ORDER BY seq LIMIT $2{TAKE_LOCK}"
             );
-            let rows = sqlx::query(&sql)
+            let mut q = sqlx::query(&sql)
                 .bind(device.to_string())
-                .bind(i64::from(batch.limit))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
+                .bind(i64::from(batch.limit));
+            for a in &step.held_actions {
+                q = q.bind(a.to_string());
+            }
+            let rows = q.fetch_all(&mut *tx).await.map_err(backend)?;
             for (i, row) in rows.iter().enumerate() {
                 let mut c = row_command(row)?;
                 let cmd_id = (u64::from(batch.first_cmd_id) + i as u64).to_string();
@@ -1880,6 +1890,98 @@ impl ScheduleStore for Backend {
         )
         .await
     }
+
+    async fn claim_schedule_run(
+        &self,
+        id: ScheduleId,
+        due_at: OffsetDateTime,
+        last_run: OffsetDateTime,
+        next_run: Option<OffsetDateTime>,
+    ) -> StoreResult<bool> {
+        // One conditional UPDATE: on PostgreSQL a concurrent claimer waits for the row lock and
+        // then re-checks `next_run`, which has moved; SQLite serialises writers.
+        let done = sqlx::query(
+            "UPDATE schedules SET last_run = $2, next_run = $3 \
+             WHERE id = $1 AND enabled AND next_run = $4",
+        )
+        .bind(id.to_string())
+        .bind(to_micros(last_run))
+        .bind(micros_opt(next_run))
+        .bind(to_micros(due_at))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() > 0 {
+            return Ok(true);
+        }
+        match self.schedule(id).await? {
+            Some(_) => Ok(false),
+            None => Err(StoreError::NotFound(format!("schedule {id}"))),
+        }
+    }
+
+    async fn save_batch_window(&self, batch: BatchId, window: &BatchWindow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO batch_windows (batch_id, window_start, window_end, tz) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(batch.to_string())
+        .bind(seconds_of_day(window.window.start))
+        .bind(seconds_of_day(window.window.end))
+        .bind(window.tz.name().to_owned())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn batch_window(&self, batch: BatchId) -> StoreResult<Option<BatchWindow>> {
+        let row = sqlx::query(
+            "SELECT window_start, window_end, tz FROM batch_windows WHERE batch_id = $1",
+        )
+        .bind(batch.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(row_batch_window).transpose()
+    }
+
+    async fn pending_action_windows(
+        &self,
+        device: DeviceId,
+    ) -> StoreResult<Vec<(ActionId, BatchWindow)>> {
+        let rows = sqlx::query(
+            "SELECT a.id AS action_id, w.window_start, w.window_end, w.tz \
+             FROM actions a JOIN batch_windows w ON w.batch_id = a.batch_id \
+             WHERE a.device_id = $1 AND a.state = $2 ORDER BY a.created_at, a.seq",
+        )
+        .bind(device.to_string())
+        .bind(ActionState::Pending.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    uuid_text(ActionId::parse, &get::<String>(r, "action_id")?)?,
+                    row_batch_window(r)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+fn row_batch_window(r: &DbRow) -> StoreResult<BatchWindow> {
+    let tz_name = get::<String>(r, "tz")?;
+    Ok(BatchWindow {
+        window: MaintenanceWindow {
+            start: time_of_seconds(get::<i64>(r, "window_start")?)?,
+            end: time_of_seconds(get::<i64>(r, "window_end")?)?,
+        },
+        tz: tz_name
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("time zone {tz_name:?}")))?,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use redeploy_core::Store;
+use redeploy_core::{Clock, Store, SystemClock};
 use server::{RunningServer, Settings};
 use sqlx::Connection;
 
@@ -66,6 +66,8 @@ pub struct TestApp {
     /// The settings the server was started with (for a restart on the same data).
     pub settings: Settings,
     pub backend: Backend,
+    /// The server's clock.
+    pub clock: Arc<dyn Clock>,
     server: Option<RunningServer>,
     postgres_db: Option<String>,
     // Last: removed after the server stopped.
@@ -89,6 +91,18 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// Starts the server after `configure` adjusted its settings (listen address, data folder and
 /// database are already set; a test may change limits, federation, …).
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_clock(backend, Arc::new(SystemClock), configure).await
+}
+
+/// [`spawn_app_with`] on `clock` (e.g. a [`redeploy_core::ManualClock`] the test moves), for
+/// tests that drive time step by step with [`TestApp::tick`]. As in every test app the
+/// background worker's interval is a day, so it never ticks on its own during a test (set
+/// `worker_interval` in `configure` to see the loop run).
+pub async fn spawn_app_with_clock(
+    backend: Backend,
+    clock: Arc<dyn Clock>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
     let (postgres_db, database) = match backend {
@@ -102,10 +116,11 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: data_dir.clone(),
         database,
+        worker_interval: std::time::Duration::from_secs(24 * 3600),
         ..Settings::default()
     };
     configure(&mut settings);
-    let server = server::start(settings.clone())
+    let server = server::start_with_clock(settings.clone(), Arc::clone(&clock))
         .await
         .unwrap_or_else(|e| panic!("server did not start: {e}"));
     let read = |p: &PathBuf| {
@@ -124,6 +139,7 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
         data_dir,
         settings,
         backend,
+        clock,
         server: Some(server),
         postgres_db,
         _dir: dir,
@@ -151,12 +167,20 @@ impl TestApp {
         self.server.as_ref().expect("server running")
     }
 
+    /// One background-worker tick at the server clock's now (expiry, waves, schedules), as the
+    /// server's own loop would run it; panics if a step failed.
+    pub async fn tick(&self) -> server::worker::TickReport {
+        server::worker::tick(&self.server().state)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Stops the server and starts a new one on the same data folder and database (a new port).
     pub async fn restart(&mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
-        let server = server::start(self.settings.clone())
+        let server = server::start_with_clock(self.settings.clone(), Arc::clone(&self.clock))
             .await
             .unwrap_or_else(|e| panic!("server did not restart: {e}"));
         self.addr = server.local_addr;

@@ -14,7 +14,7 @@ use redeploy_core::group::{DeviceFilter, Group, GroupKind, TextMatch};
 use redeploy_core::ids::ScheduleId;
 use redeploy_core::ids::{ActionId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
 use redeploy_core::inventory::InventoryValue;
-use redeploy_core::schedule::{MaintenanceWindow, Recurrence, Schedule};
+use redeploy_core::schedule::{BatchWindow, MaintenanceWindow, Recurrence, Schedule};
 use redeploy_core::store::{
     ActionUpdate, AuditQuery, CommandAnswer, DeviceQuery, DeviceSort, SendBatch, SessionStep,
     StoreError, Wave,
@@ -1486,5 +1486,187 @@ pub async fn console_sessions_expire_and_carry_their_token(store: Arc<dyn Store>
     assert_eq!(
         store.console_session(&later.id_hash, t(61)).await.unwrap(),
         None
+    );
+}
+
+fn berlin_night() -> BatchWindow {
+    BatchWindow {
+        window: MaintenanceWindow {
+            start: time!(2:00),
+            end: time!(5:00),
+        },
+        tz: "Europe/Berlin".parse().unwrap(),
+    }
+}
+
+/// Several processes ticking at the same moment: exactly one claims a schedule's firing.
+pub async fn a_due_schedule_is_claimed_by_exactly_one_of_many_tickers(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "claim").await;
+    let group = Group::new_static(GroupId::generate(), "Claim lab", vec![d], T0);
+    store.create_group(&group).await.unwrap();
+    let s = Schedule {
+        id: ScheduleId::generate(),
+        name: "Claimed".into(),
+        group: group.id,
+        kind: ActionKind::AutopilotReset,
+        tz: "Europe/Berlin".parse().unwrap(),
+        recurrence: Recurrence::Daily(time!(2:00)),
+        window: None,
+        enabled: true,
+        next_run: Some(t(10)),
+        last_run: None,
+    };
+    store.create_schedule(&s).await.unwrap();
+    let claims = (0..8).map(|_| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .claim_schedule_run(s.id, t(10), t(11), Some(t(1440)))
+                .await
+                .unwrap()
+        })
+    });
+    let mut won = 0;
+    for c in claims {
+        if c.await.unwrap() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1, "exactly one claimer fires the schedule");
+    let stored = store.schedule(s.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.last_run, stored.next_run),
+        (Some(t(11)), Some(t(1440)))
+    );
+    assert!(store.due_schedules(t(11)).await.unwrap().is_empty());
+    // A stale claim (next_run already moved) and a disabled schedule are refused, not errors.
+    assert!(!store
+        .claim_schedule_run(s.id, t(10), t(12), None)
+        .await
+        .unwrap());
+    let mut off = stored.clone();
+    off.enabled = false;
+    store.update_schedule(&off).await.unwrap();
+    assert!(!store
+        .claim_schedule_run(s.id, t(1440), t(1440), None)
+        .await
+        .unwrap());
+    assert!(matches!(
+        store
+            .claim_schedule_run(ScheduleId::generate(), t(10), t(11), None)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// A batch's window is stored once and listed for the device's pending actions of that batch.
+pub async fn batch_windows_are_listed_for_pending_actions_of_their_batch(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "windowed").await;
+    let batch = BatchId::generate();
+    let w = berlin_night();
+    assert_eq!(store.batch_window(batch).await.unwrap(), None);
+    store.save_batch_window(batch, &w).await.unwrap();
+    assert!(matches!(
+        store.save_batch_window(batch, &w).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.batch_window(batch).await.unwrap(), Some(w));
+
+    let pending = |batch: Option<BatchId>| {
+        let mut a = Action::new(
+            ActionId::generate(),
+            d,
+            ActionKind::Sync,
+            "admin",
+            batch,
+            T0,
+        );
+        a.transition(ActionState::Pending, T0, None).unwrap();
+        a
+    };
+    let windowed = pending(Some(batch));
+    let free = pending(None);
+    let other_batch = pending(Some(BatchId::generate()));
+    for a in [&windowed, &free, &other_batch] {
+        store.create_action(a, &[]).await.unwrap();
+    }
+    assert_eq!(
+        store.pending_action_windows(d).await.unwrap(),
+        vec![(windowed.id, w)]
+    );
+    let other = enrolled(&store, "elsewhere").await;
+    assert!(store
+        .pending_action_windows(other)
+        .await
+        .unwrap()
+        .is_empty());
+    let mut canceled = windowed.clone();
+    canceled
+        .transition(ActionState::Canceled, t(1), None)
+        .unwrap();
+    store
+        .update_action(ActionState::Pending, &canceled)
+        .await
+        .unwrap();
+    assert!(
+        store.pending_action_windows(d).await.unwrap().is_empty(),
+        "only pending actions are held"
+    );
+}
+
+/// Commands of held actions stay queued; the rest of the queue still goes out, in order.
+pub async fn held_actions_commands_stay_queued(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "held").await;
+    let mut a = Action::new(
+        ActionId::generate(),
+        d,
+        ActionKind::AutopilotReset,
+        "schedule:night",
+        Some(BatchId::generate()),
+        T0,
+    );
+    a.transition(ActionState::Pending, T0, None).unwrap();
+    let exec = DeviceCommand::new(
+        CommandId::generate(),
+        d,
+        Some(a.id),
+        Verb::Exec,
+        RESET_URI,
+        T0,
+    );
+    store
+        .create_action(&a, std::slice::from_ref(&exec))
+        .await
+        .unwrap();
+    let inventory = get_cmd(d, "./DevDetail/SwV");
+    store
+        .enqueue(std::slice::from_ref(&inventory))
+        .await
+        .unwrap();
+
+    let mut step = SessionStep::new(d, "S1", t(1));
+    step.send = send("1", 2, 10);
+    step.held_actions = vec![a.id];
+    let out = store.session_step(step).await.unwrap();
+    assert_eq!(
+        out.sent.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![inventory.id]
+    );
+    assert!(out.actions_sent.is_empty());
+    assert_eq!(
+        store.action(a.id).await.unwrap().unwrap().state,
+        ActionState::Pending
+    );
+    assert_eq!(
+        store.command(exec.id).await.unwrap().unwrap().state,
+        CommandState::Queued
+    );
+
+    // Inside the window (nothing held) it goes out.
+    let sent = take(&store, d, "S2", "1", 10).await;
+    assert_eq!(sent.iter().map(|c| c.id).collect::<Vec<_>>(), vec![exec.id]);
+    assert_eq!(
+        store.action(a.id).await.unwrap().unwrap().state,
+        ActionState::Sent
     );
 }

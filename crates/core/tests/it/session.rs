@@ -379,3 +379,75 @@ async fn login_status_and_aad_token_set_the_current_and_primary_user() {
     assert_eq!(d.current_user.as_deref(), Some("eve@contoso.com"));
     assert_eq!(d.primary_user, None);
 }
+
+/// A reset of a scheduled batch with a 02:00–05:00 Berlin window is held while the PC checks in
+/// outside it (noted once on its timeline) and goes out at the first check-in inside it.
+#[tokio::test]
+async fn a_reset_outside_its_maintenance_window_is_held_then_sent_inside_it() {
+    use redeploy_core::actions::ActionSettings;
+    use redeploy_core::campaign::{execute_in_window, Target, WaveSettings};
+    use redeploy_core::schedule::{BatchWindow, MaintenanceWindow, HELD_NOTE_PREFIX};
+    use time::macros::{datetime, time};
+
+    let env = env().await;
+    let window = BatchWindow {
+        window: MaintenanceWindow {
+            start: time!(2:00),
+            end: time!(5:00),
+        },
+        tz: chrono_tz::Europe::Berlin,
+    };
+    // T0 = 09:00 UTC = 11:00 in Berlin (CEST): outside.
+    let batch = execute_in_window(
+        &env.store,
+        &Target::Devices(vec![env.device]),
+        ActionKind::AutopilotReset,
+        "schedule:night",
+        T0,
+        &ActionSettings::default(),
+        None,
+        &WaveSettings::default(),
+        Some(&window),
+    )
+    .await
+    .unwrap();
+    assert_eq!(batch.queued(), 1);
+    let id = env.store.actions_of_device(env.device).await.unwrap()[0].id;
+    let nodes = pc_nodes();
+    let is_exec = |c: &(&str, String, String)| c.0 == "Exec";
+
+    for (session, at) in [("1", T0), ("2", T0 + Duration::minutes(30))] {
+        let replies = check_in(&env, session, at, &nodes).await;
+        assert!(
+            replies.iter().all(|r| !commands(r).iter().any(is_exec)),
+            "no Exec outside the window"
+        );
+    }
+    let held = env.store.action(id).await.unwrap().unwrap();
+    assert_eq!(held.state, ActionState::Pending);
+    let notes: Vec<_> = held
+        .timeline
+        .iter()
+        .filter_map(|e| e.note.as_deref())
+        .filter(|n| n.starts_with(HELD_NOTE_PREFIX))
+        .collect();
+    assert_eq!(
+        notes,
+        ["held: outside maintenance window 02:00\u{2013}05:00 Europe/Berlin"],
+        "noted once, not on every check-in"
+    );
+    assert_eq!(held.updated_at, T0, "a note is not progress");
+
+    // 00:30 UTC the next day = 02:30 CEST: inside.
+    let inside = datetime!(2026-05-05 0:30 UTC);
+    let first = env.send(&start("3", ""), inside).await;
+    assert!(
+        commands(&first).iter().any(is_exec),
+        "{:?}",
+        commands(&first)
+    );
+    assert_eq!(
+        env.store.action(id).await.unwrap().unwrap().state,
+        ActionState::Sent
+    );
+}

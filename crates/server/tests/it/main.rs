@@ -12,6 +12,7 @@ mod fleet;
 mod mgmt;
 mod ops;
 mod router;
+mod worker;
 
 /// Stamps out `sqlite` and `postgres` tests from one `async fn(Backend)`.
 #[macro_export]
