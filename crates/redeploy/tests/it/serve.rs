@@ -85,7 +85,11 @@ async fn serve_prints_urls_and_answers_healthz() {
     // The printed console URL leads a new admin to the sign-in page, which says where the token is.
     let page = client.get(&console).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.url().path().starts_with("/console/sign-in"), "{}", page.url());
+    assert!(
+        page.url().path().starts_with("/console/sign-in"),
+        "{}",
+        page.url()
+    );
     let body = page.text().await.unwrap();
     assert!(body.contains("admin-token"), "{body}");
 }
