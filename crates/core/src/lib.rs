@@ -19,6 +19,7 @@ pub mod preflight;
 pub mod schedule;
 pub mod session;
 pub mod store;
+pub mod webhook;
 
 pub use action::{decode_hresult, Action, ActionKind, ActionState, TimelineEntry};
 pub use audit::{AuditEvent, AuditOutcome, NewAuditEvent};
@@ -29,7 +30,8 @@ pub use enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 pub use error::{Error, Result};
 pub use group::{DeviceFilter, Group, GroupKind, TextMatch};
 pub use ids::{
-    ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, ScheduleId, TokenId,
+    ActionId, AuditId, BatchId, CommandId, DeliveryId, DeviceId, EnrollmentId, GroupId, ScheduleId,
+    TokenId, WebhookId,
 };
 pub use inventory::InventoryValue;
 pub use preflight::{
@@ -37,3 +39,4 @@ pub use preflight::{
 };
 pub use session::{handle, SessionConfig, SessionError};
 pub use store::{Store, StoreError, StoreResult};
+pub use webhook::{Delivery, DeliveryStatus, Webhook, WebhookEvent};

@@ -83,6 +83,8 @@ macro_rules! store_conformance_tests {
             waves_are_due_in_order_and_released_once,
             schedules_round_trip_and_come_due,
             autopilot_registry_upserts_links_and_tags_filters,
+            webhooks_round_trip_and_delete_with_deliveries,
+            webhook_events_are_enqueued_once_and_attempts_claimed_once,
         );
     };
 }
