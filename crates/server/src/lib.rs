@@ -14,6 +14,7 @@ pub mod problem;
 pub mod ratelimit;
 pub mod state;
 pub mod tls;
+pub mod webhooks;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod convert;
 pub mod handlers;
+pub mod webhooks;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::middleware::from_fn_with_state;
@@ -115,6 +116,11 @@ impl Modify for BearerAuth {
         handlers::list_api_tokens,
         handlers::create_api_token,
         handlers::revoke_api_token,
+        webhooks::list_webhooks,
+        webhooks::create_webhook,
+        webhooks::delete_webhook,
+        webhooks::list_deliveries,
+        webhooks::test_webhook,
     ),
     components(schemas(
         api::Problem, api::Device, api::DevicePage, api::Readiness, api::ReadinessReason,
@@ -123,6 +129,8 @@ impl Modify for BearerAuth {
         api::AuditEvent, api::AuditPage, api::EnrollmentToken, api::NewEnrollmentToken,
         api::CreatedEnrollmentToken, api::EnrollmentTokenList, api::ApiToken, api::NewApiToken,
         api::CreatedApiToken, api::ApiTokenList,
+        api::Webhook, api::NewWebhook, api::CreatedWebhook, api::WebhookList,
+        api::WebhookDelivery, api::WebhookDeliveryList, api::WebhookPayload, api::WebhookDevice,
     ))
 )]
 pub struct ApiDoc;
@@ -167,6 +175,16 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             get(list_api_tokens).post(create_api_token),
         )
         .route("/api/v1/tokens/{id}", delete(revoke_api_token))
+        .route(
+            "/api/v1/webhooks",
+            get(webhooks::list_webhooks).post(webhooks::create_webhook),
+        )
+        .route("/api/v1/webhooks/{id}", delete(webhooks::delete_webhook))
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
+        .route("/api/v1/webhooks/{id}/test", post(webhooks::test_webhook))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))

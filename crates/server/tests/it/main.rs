@@ -9,6 +9,7 @@ mod federated;
 mod mgmt;
 mod ops;
 mod router;
+mod webhooks;
 
 /// Stamps out `sqlite` and `postgres` tests from one `async fn(Backend)`.
 #[macro_export]
