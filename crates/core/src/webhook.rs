@@ -223,7 +223,11 @@ mod tests {
         let now = datetime!(2026-01-01 0:00 UTC);
         assert_eq!(retry_at(0, now), Some(now + Duration::minutes(1)));
         assert_eq!(retry_at(8, now), Some(now + Duration::hours(1)));
-        assert_eq!(retry_at(MAX_ATTEMPTS - 1, now), None, "the 10th attempt is the last");
+        assert_eq!(
+            retry_at(MAX_ATTEMPTS - 1, now),
+            None,
+            "the 10th attempt is the last"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ const DEFAULT_CA_FILE: &str = "redeploy-data/ca.pem";
 const SETTLED: &[&str] = &["done", "failed", "canceled", "expired", "blocked"];
 
 /// Builds the API client from flags, `REDEPLOY_*` variables, or the `./redeploy-data` defaults.
-fn client(args: &AdminClientArgs) -> anyhow::Result<Client> {
+pub(crate) fn client(args: &AdminClientArgs) -> anyhow::Result<Client> {
     let token = match (&args.token, &args.token_file) {
         (Some(token), _) => token.clone(),
         (None, Some(file)) => read(file, "token file")?,
@@ -58,12 +58,12 @@ fn read(path: &Path, what: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
-fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
-fn or_dash(value: Option<&str>) -> &str {
+pub(crate) fn or_dash(value: Option<&str>) -> &str {
     value.unwrap_or("-")
 }
 
@@ -79,7 +79,7 @@ fn readiness_word(device: &Device) -> String {
 }
 
 /// Prints rows as left-aligned columns.
-fn table(header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -1,6 +1,7 @@
 //! `redeploy`: the one binary — server, emulator, inspector and admin commands.
 
 mod admin;
+mod admin_webhooks;
 mod bench;
 mod cli;
 mod emulate;
@@ -47,5 +48,6 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Audit(args) => admin::audit(args).await,
         cli::Command::Tokens(args) => admin::tokens(args).await,
         cli::Command::EnrollmentTokens(args) => admin::enrollment_tokens(args).await,
+        cli::Command::Webhooks(args) => admin_webhooks::webhooks(args).await,
     }
 }

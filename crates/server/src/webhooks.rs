@@ -184,11 +184,17 @@ pub async fn tick_with(
     let mut hooks: HashMap<WebhookId, Option<Webhook>> = HashMap::new();
     let mut work = Vec::new();
     for d in due {
-        if !hooks.contains_key(&d.webhook) {
-            hooks.insert(d.webhook, state.store.webhook(d.webhook).await?);
-        }
-        if let Some(Some(hook)) = hooks.get(&d.webhook) {
-            work.push((hook.clone(), d));
+        let hook = match hooks.get(&d.webhook) {
+            Some(known) => known.clone(),
+            None => {
+                let loaded = state.store.webhook(d.webhook).await?;
+                hooks.insert(d.webhook, loaded.clone());
+                loaded
+            }
+        };
+        // A webhook deleted since the delivery was read takes its deliveries with it.
+        if let Some(hook) = hook {
+            work.push((hook, d));
         }
     }
     let outcomes: Vec<Result<Attempt, StoreError>> = stream::iter(work)
@@ -232,13 +238,15 @@ async fn enqueue_events(state: &AppState) -> Result<u32, StoreError> {
             let device = match devices.get(&action.device) {
                 Some(d) => d,
                 None => {
-                    let d = state.store.device(action.device).await?.map(|d| {
-                        api::WebhookDevice {
+                    let d = state
+                        .store
+                        .device(action.device)
+                        .await?
+                        .map(|d| api::WebhookDevice {
                             id: d.id.to_string(),
                             name: d.name,
                             serial: d.serial,
-                        }
-                    });
+                        });
                     devices.entry(action.device).or_insert(d)
                 }
             };

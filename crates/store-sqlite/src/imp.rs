@@ -22,9 +22,9 @@ use redeploy_core::schedule::{
 };
 use redeploy_core::store::{
     device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, AutopilotRegistry,
-    CommandQueue, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, EnrollOutcome,
-    EnrollmentStore, GroupStore, InventoryStore, Page, ScheduleStore, SessionStep, StepOutcome,
-    DeliveryResult, StoreError, StoreResult, TokenStore, Wave, WaveStore, WebhookStore,
+    CommandQueue, Cursor, CursorKey, DeliveryResult, DeviceQuery, DeviceSort, DeviceStore,
+    EnrollOutcome, EnrollmentStore, GroupStore, InventoryStore, Page, ScheduleStore, SessionStep,
+    StepOutcome, StoreError, StoreResult, TokenStore, Wave, WaveStore, WebhookStore,
     NEVER_SEEN_KEY,
 };
 use redeploy_core::webhook::{Delivery, Webhook, WebhookEvent};
@@ -2015,9 +2015,7 @@ fn row_delivery(r: &DbRow) -> StoreResult<Delivery> {
         next_attempt_at: opt_time_col(r, "next_attempt_at")?,
         delivered_at: opt_time_col(r, "delivered_at")?,
         last_status: last_status
-            .map(|s| {
-                u16::try_from(s).map_err(|_| StoreError::Corrupt(format!("HTTP status {s}")))
-            })
+            .map(|s| u16::try_from(s).map_err(|_| StoreError::Corrupt(format!("HTTP status {s}"))))
             .transpose()?,
         last_error: get(r, "last_error")?,
         created_at: time_col(r, "created_at")?,

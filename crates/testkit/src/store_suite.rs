@@ -12,9 +12,9 @@ use redeploy_core::enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, Sec
 use redeploy_core::group::{DeviceFilter, Group, GroupKind, TextMatch};
 use redeploy_core::ids::ScheduleId;
 use redeploy_core::ids::{ActionId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
+use redeploy_core::ids::{DeliveryId, WebhookId};
 use redeploy_core::inventory::InventoryValue;
 use redeploy_core::schedule::{MaintenanceWindow, Recurrence, Schedule};
-use redeploy_core::ids::{DeliveryId, WebhookId};
 use redeploy_core::store::{
     ActionUpdate, AuditQuery, CommandAnswer, DeliveryResult, DeviceQuery, DeviceSort, SendBatch,
     SessionStep, StoreError, Wave,
@@ -1460,18 +1460,31 @@ pub async fn webhooks_round_trip_and_delete_with_deliveries(store: Arc<dyn Store
         [ActionState::Done, ActionState::Expired]
     );
     assert_eq!(store.list_webhooks().await.unwrap(), [a.clone(), b.clone()]);
-    assert!(store.webhook(WebhookId::generate()).await.unwrap().is_none());
+    assert!(store
+        .webhook(WebhookId::generate())
+        .await
+        .unwrap()
+        .is_none());
 
     let ping = Delivery::new(a.id, WebhookEvent::Ping, None, "{}".into(), t(3));
     assert!(store.enqueue_delivery(&ping).await.unwrap());
-    let orphan = Delivery::new(WebhookId::generate(), WebhookEvent::Ping, None, "{}".into(), t(3));
+    let orphan = Delivery::new(
+        WebhookId::generate(),
+        WebhookEvent::Ping,
+        None,
+        "{}".into(),
+        t(3),
+    );
     assert!(matches!(
         store.enqueue_delivery(&orphan).await,
         Err(StoreError::NotFound(_))
     ));
     store.delete_webhook(a.id).await.unwrap();
     assert!(store.webhook(a.id).await.unwrap().is_none());
-    assert!(store.delivery(ping.id).await.unwrap().is_none(), "deliveries go with it");
+    assert!(
+        store.delivery(ping.id).await.unwrap().is_none(),
+        "deliveries go with it"
+    );
     assert!(matches!(
         store.delete_webhook(a.id).await,
         Err(StoreError::NotFound(_))
@@ -1516,8 +1529,20 @@ pub async fn webhook_events_are_enqueued_once_and_attempts_claimed_once(store: A
     );
 
     // Two processes enqueue the same event: one row.
-    let first = Delivery::new(hook.id, WebhookEvent::Done, Some(done.id), "{\"n\":1}".into(), t(14));
-    let second = Delivery::new(hook.id, WebhookEvent::Done, Some(done.id), "{\"n\":2}".into(), t(14));
+    let first = Delivery::new(
+        hook.id,
+        WebhookEvent::Done,
+        Some(done.id),
+        "{\"n\":1}".into(),
+        t(14),
+    );
+    let second = Delivery::new(
+        hook.id,
+        WebhookEvent::Done,
+        Some(done.id),
+        "{\"n\":2}".into(),
+        t(14),
+    );
     assert!(store.enqueue_delivery(&first).await.unwrap());
     assert!(!store.enqueue_delivery(&second).await.unwrap());
     assert!(store.delivery(second.id).await.unwrap().is_none());
@@ -1564,7 +1589,10 @@ pub async fn webhook_events_are_enqueued_once_and_attempts_claimed_once(store: A
     }
     assert_eq!(won, 1, "one claimer per attempt");
     let claimed = store.delivery(first.id).await.unwrap().unwrap();
-    assert_eq!((claimed.attempts, claimed.next_attempt_at), (1, Some(t(15))));
+    assert_eq!(
+        (claimed.attempts, claimed.next_attempt_at),
+        (1, Some(t(15)))
+    );
     assert!(store.due_deliveries(t(14), 10).await.unwrap().is_empty());
 
     store
@@ -1582,7 +1610,10 @@ pub async fn webhook_events_are_enqueued_once_and_attempts_claimed_once(store: A
     let failed_once = store.delivery(first.id).await.unwrap().unwrap();
     assert_eq!(failed_once.last_status, Some(500));
     assert_eq!(failed_once.status(), DeliveryStatus::Pending);
-    assert!(store.claim_delivery(first.id, 1, Some(t(17))).await.unwrap());
+    assert!(store
+        .claim_delivery(first.id, 1, Some(t(17)))
+        .await
+        .unwrap());
     store
         .finish_delivery(
             first.id,
@@ -1619,5 +1650,8 @@ pub async fn webhook_events_are_enqueued_once_and_attempts_claimed_once(store: A
         .map(|d| d.id)
         .collect();
     assert_eq!(listed, [ping2.id, ping1.id, first.id], "newest first");
-    assert_eq!(store.deliveries_of_webhook(hook.id, 1).await.unwrap().len(), 1);
+    assert_eq!(
+        store.deliveries_of_webhook(hook.id, 1).await.unwrap().len(),
+        1
+    );
 }

@@ -131,7 +131,11 @@ fn admin(app: &TestApp) -> Client {
     Client::new(&app.base_url, &app.admin_token, Some(&app.ca_pem)).unwrap()
 }
 
-async fn enrolled_pc(app: &TestApp, transport: &HttpsTransport, name: &str) -> (DeviceState, String) {
+async fn enrolled_pc(
+    app: &TestApp,
+    transport: &HttpsTransport,
+    name: &str,
+) -> (DeviceState, String) {
     let mut pc = DeviceProfile::default().build_seeded(name, 7, now());
     let options = EnrollOptions {
         server: app.base_url.clone(),
@@ -229,9 +233,15 @@ async fn a_finished_reset_is_posted_once_with_a_valid_signature(backend: Backend
     assert_eq!(hit.header("content-type"), "application/json");
     assert_eq!(hit.header("x-redeploy-event"), "done");
     let timestamp: i64 = hit.header("x-redeploy-timestamp").parse().unwrap();
-    assert!((timestamp - now().unix_timestamp()).abs() < 300, "unix seconds");
+    assert!(
+        (timestamp - now().unix_timestamp()).abs() < 300,
+        "unix seconds"
+    );
     assert!(hit.signed_with("whsec-given"), "the signature verifies");
-    assert!(!hit.signed_with("whsec-wrong"), "a wrong secret does not verify");
+    assert!(
+        !hit.signed_with("whsec-wrong"),
+        "a wrong secret does not verify"
+    );
     assert!(webhooks::verify_signature(
         "whsec-given",
         &hit.header("x-redeploy-timestamp"),
@@ -242,18 +252,31 @@ async fn a_finished_reset_is_posted_once_with_a_valid_signature(backend: Backend
     assert_eq!(payload.event, "done");
     assert_eq!(payload.delivery_id, hit.header("x-redeploy-delivery"));
     let action = payload.action.expect("the action");
-    assert_eq!(action, client.action(&reset.id).await.unwrap(), "same shape as the REST action");
+    assert_eq!(
+        action,
+        client.action(&reset.id).await.unwrap(),
+        "same shape as the REST action"
+    );
     let device = payload.device.expect("the device");
     assert_eq!(device.id, device_id);
-    assert_eq!(device.name, client.device(&device_id).await.unwrap().device.name);
+    assert_eq!(
+        device.name,
+        client.device(&device_id).await.unwrap().device.name
+    );
     let body: serde_json::Value = serde_json::from_str(&hit.body).unwrap();
     for key in ["event", "delivery_id", "occurred_at", "action", "device"] {
         assert!(body.get(key).is_some(), "{key} missing from {body}");
     }
 
     // Further ticks (and a second server process's tick, same store) never send it again.
-    assert_eq!(webhooks::tick(state).await.unwrap(), WebhookReport::default());
-    assert_eq!(webhooks::tick(state).await.unwrap(), WebhookReport::default());
+    assert_eq!(
+        webhooks::tick(state).await.unwrap(),
+        WebhookReport::default()
+    );
+    assert_eq!(
+        webhooks::tick(state).await.unwrap(),
+        WebhookReport::default()
+    );
     assert_eq!(receiver.hits("ok").len(), 1);
     let deliveries = client
         .webhook_deliveries(&created.webhook.id)
@@ -301,7 +324,10 @@ async fn a_failing_receiver_is_retried_with_backoff_and_given_up_after_ten_attem
 
     assert_eq!(webhooks::tick(&state).await.unwrap(), report(2, 0, 2, 0));
     assert_eq!(receiver.hits("ok").len(), 1);
-    assert_eq!(webhooks::tick(&state).await.unwrap(), WebhookReport::default());
+    assert_eq!(
+        webhooks::tick(&state).await.unwrap(),
+        WebhookReport::default()
+    );
     clock.advance(Duration::seconds(59));
     assert_eq!(
         webhooks::tick(&state).await.unwrap(),
@@ -314,7 +340,11 @@ async fn a_failing_receiver_is_retried_with_backoff_and_given_up_after_ten_attem
     assert_eq!(webhooks::tick(&state).await.unwrap(), report(0, 0, 2, 0));
     assert_eq!(receiver.hits("ok").len(), 2);
     clock.advance(Duration::seconds(119));
-    assert_eq!(webhooks::tick(&state).await.unwrap(), WebhookReport::default(), "then two minutes");
+    assert_eq!(
+        webhooks::tick(&state).await.unwrap(),
+        WebhookReport::default(),
+        "then two minutes"
+    );
 
     receiver.status.store(204, Ordering::SeqCst);
     clock.advance(Duration::seconds(1));
@@ -337,11 +367,18 @@ async fn a_failing_receiver_is_retried_with_backoff_and_given_up_after_ten_attem
     }
     assert_eq!(given_up, 1);
     assert_eq!(receiver.hits("broken").len(), 10, "ten attempts in all");
-    assert_eq!(receiver.hits("ok").len(), 3, "a delivered event is never sent again");
+    assert_eq!(
+        receiver.hits("ok").len(),
+        3,
+        "a delivered event is never sent again"
+    );
     let hooks = client.webhooks().await.unwrap().items;
     let broken = hooks.iter().find(|h| h.name == "broken").unwrap();
     let d = &client.webhook_deliveries(&broken.id).await.unwrap().items[0];
-    assert_eq!((d.status.as_str(), d.attempts, d.last_status), ("given_up", 10, Some(500)));
+    assert_eq!(
+        (d.status.as_str(), d.attempts, d.last_status),
+        ("given_up", 10, Some(500))
+    );
     assert!(d.next_attempt_at.is_none());
     let audit = client
         .audit(&AuditQuery {
@@ -372,10 +409,13 @@ async fn webhook_endpoints_create_list_ping_and_delete(backend: Backend) {
         })
         .await
         .unwrap();
-    let secret = created.secret.clone().expect("a generated secret is returned once");
+    let secret = created
+        .secret
+        .clone()
+        .expect("a generated secret is returned once");
     assert_eq!(created.webhook.events, ["failed", "stuck"]);
     let listed = client.webhooks().await.unwrap().items;
-    assert_eq!(listed, [created.webhook.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&created.webhook));
     let raw = app
         .client()
         .get(app.url("/api/v1/webhooks"))
@@ -410,7 +450,11 @@ async fn webhook_endpoints_create_list_ping_and_delete(backend: Backend) {
         },
     ] {
         let err = client.create_webhook(&bad).await.unwrap_err();
-        assert_eq!(err.status().map(|s| s.as_u16()), Some(400), "{bad:?}: {err}");
+        assert_eq!(
+            err.status().map(|s| s.as_u16()),
+            Some(400),
+            "{bad:?}: {err}"
+        );
     }
     let err = client
         .create_webhook(&NewWebhook {
@@ -424,7 +468,10 @@ async fn webhook_endpoints_create_list_ping_and_delete(backend: Backend) {
 
     // Ping: sent now, signed with the generated secret.
     let ping = client.test_webhook(&created.webhook.id).await.unwrap();
-    assert_eq!((ping.event.as_str(), ping.status.as_str()), ("ping", "delivered"));
+    assert_eq!(
+        (ping.event.as_str(), ping.status.as_str()),
+        ("ping", "delivered")
+    );
     let hits = receiver.hits("ok");
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].header("x-redeploy-event"), "ping");
@@ -439,7 +486,10 @@ async fn webhook_endpoints_create_list_ping_and_delete(backend: Backend) {
         .await
         .unwrap();
     let failed = client.test_webhook(&broken.webhook.id).await.unwrap();
-    assert_eq!((failed.status.as_str(), failed.last_status), ("given_up", Some(500)));
+    assert_eq!(
+        (failed.status.as_str(), failed.last_status),
+        ("given_up", Some(500))
+    );
     assert!(failed.last_error.unwrap().contains("500"));
 
     // Roles: a viewer may not see or change webhooks.
@@ -451,7 +501,15 @@ async fn webhook_endpoints_create_list_ping_and_delete(backend: Backend) {
         .await
         .unwrap();
     let viewer = Client::new(&app.base_url, &viewer.secret, Some(&app.ca_pem)).unwrap();
-    assert_eq!(viewer.webhooks().await.unwrap_err().status().map(|s| s.as_u16()), Some(403));
+    assert_eq!(
+        viewer
+            .webhooks()
+            .await
+            .unwrap_err()
+            .status()
+            .map(|s| s.as_u16()),
+        Some(403)
+    );
     let err = viewer
         .create_webhook(&NewWebhook {
             url: receiver.url("ok"),
@@ -467,7 +525,10 @@ async fn webhook_endpoints_create_list_ping_and_delete(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
-    let err = client.delete_webhook(&created.webhook.id).await.unwrap_err();
+    let err = client
+        .delete_webhook(&created.webhook.id)
+        .await
+        .unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
     let err = client.delete_webhook("nope").await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(400));
