@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod enrollment;
 pub mod federated;
+pub mod graph;
 pub mod metrics;
 pub mod mgmt;
 pub mod ops;
