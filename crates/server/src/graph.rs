@@ -15,7 +15,9 @@ use axum::{Extension, Json, Router};
 use http::{header, HeaderValue, StatusCode};
 use redeploy_core::actions::{self, ActionSettings};
 use redeploy_core::store::{device_sort_key, Cursor, DeviceQuery, DeviceSort};
-use redeploy_core::{Action, ActionKind, ActionState, Device, DeviceId, JoinType, Role, StoreError};
+use redeploy_core::{
+    Action, ActionKind, ActionState, Device, DeviceId, JoinType, Role, StoreError,
+};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -237,7 +239,10 @@ pub enum Filter {
         value: String,
     },
     /// `startswith(field, 'prefix')`.
-    StartsWith { field: String, prefix: String },
+    StartsWith {
+        field: String,
+        prefix: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,7 +340,10 @@ impl Parser {
     fn expect(&mut self, want: Token, what: &str) -> Result<(), String> {
         match self.next() {
             Some(t) if t == want => Ok(()),
-            other => Err(format!("expected {what}, found {}", describe(other.as_ref()))),
+            other => Err(format!(
+                "expected {what}, found {}",
+                describe(other.as_ref())
+            )),
         }
     }
 
@@ -562,10 +570,14 @@ async fn list_devices(
     let mut items = Vec::new();
     let mut next = None;
     'pages: loop {
-        let page = state.store.list_devices(&query).await.map_err(|e| match e {
-            StoreError::Conflict(_) => bad_request("invalid $skipToken"),
-            other => other.into(),
-        })?;
+        let page = state
+            .store
+            .list_devices(&query)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => bad_request("invalid $skipToken"),
+                other => other.into(),
+            })?;
         let n = page.items.len();
         for (i, d) in page.items.iter().enumerate() {
             let acts = state.store.actions_of_device(d.id).await?;
@@ -706,9 +718,11 @@ pub fn wipe_kind(keep_enrollment: bool, keep_user_data: bool) -> Result<ActionKi
         (true, false) => Ok(ActionKind::AutopilotReset),
         (false, false) => Ok(ActionKind::Wipe),
         (false, true) => Ok(ActionKind::WipeKeepUserData),
-        (true, true) => Err("keepEnrollmentData and keepUserData together are not a Windows \
+        (true, true) => Err(
+            "keepEnrollmentData and keepUserData together are not a Windows \
              wipe; use keepEnrollmentData alone for Autopilot Reset or keepUserData alone"
-            .into()),
+                .into(),
+        ),
     }
 }
 
@@ -721,8 +735,7 @@ async fn wipe(
     let body: WipeBody = if body.iter().all(u8::is_ascii_whitespace) {
         WipeBody::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| bad_request(format!("invalid JSON body: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))?
     };
     let kind = wipe_kind(
         body.keep_enrollment_data.unwrap_or(false),
@@ -816,8 +829,8 @@ mod tests {
     fn filters_parse_and_match() {
         let a = device("PC-Lab-01", "azureADJoined", "2026-03-01T10:00:00Z");
         let b = device("Kiosk 'A'", "hybridAzureADJoined", NEVER);
-        let f = parse_filter("startswith(deviceName,'pc-') and joinType eq 'azureADJoined'")
-            .unwrap();
+        let f =
+            parse_filter("startswith(deviceName,'pc-') and joinType eq 'azureADJoined'").unwrap();
         assert!(f.matches(&a) && !f.matches(&b));
         let f = parse_filter("deviceName eq 'Kiosk ''A''' or (joinType ne 'hybridAzureADJoined')")
             .unwrap();
@@ -826,7 +839,9 @@ mod tests {
         assert!(f.matches(&a) && !f.matches(&b));
         let f = parse_filter("lastSyncDateTime le '2026-02-01T00:00:00Z'").unwrap();
         assert!(!f.matches(&a) && f.matches(&b));
-        assert!(parse_filter("OPERATINGSYSTEM EQ 'windows'").unwrap().matches(&a));
+        assert!(parse_filter("OPERATINGSYSTEM EQ 'windows'")
+            .unwrap()
+            .matches(&a));
     }
 
     #[test]

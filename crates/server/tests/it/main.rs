@@ -6,6 +6,7 @@ mod common;
 mod datadir;
 mod enrollment;
 mod federated;
+mod graph;
 mod mgmt;
 mod ops;
 mod router;
