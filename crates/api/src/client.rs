@@ -360,6 +360,32 @@ impl Client {
         .await
     }
 
+    /// `GET /api/v1/webhooks`.
+    pub async fn webhooks(&self) -> Result<WebhookList> {
+        Self::json(self.req(Method::GET, "/webhooks")).await
+    }
+
+    /// `POST /api/v1/webhooks` (the secret is returned only if the server generated it).
+    pub async fn create_webhook(&self, webhook: &NewWebhook) -> Result<CreatedWebhook> {
+        self.post("/webhooks", webhook).await
+    }
+
+    /// `DELETE /api/v1/webhooks/{id}` (with its deliveries).
+    pub async fn delete_webhook(&self, id: &str) -> Result<()> {
+        Self::send(self.req(Method::DELETE, &format!("/webhooks/{id}"))).await?;
+        Ok(())
+    }
+
+    /// `GET /api/v1/webhooks/{id}/deliveries`, newest first.
+    pub async fn webhook_deliveries(&self, id: &str) -> Result<WebhookDeliveryList> {
+        Self::json(self.req(Method::GET, &format!("/webhooks/{id}/deliveries"))).await
+    }
+
+    /// `POST /api/v1/webhooks/{id}/test`: sends a `ping` now and answers how it went.
+    pub async fn test_webhook(&self, id: &str) -> Result<WebhookDelivery> {
+        Self::json(self.req(Method::POST, &format!("/webhooks/{id}/test"))).await
+    }
+
     /// `GET /api/v1/openapi.json`.
     pub async fn openapi(&self) -> Result<serde_json::Value> {
         Self::json(self.req(Method::GET, "/openapi.json")).await

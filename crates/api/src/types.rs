@@ -715,3 +715,97 @@ pub struct PrimaryUser {
     #[serde(default)]
     pub shared: bool,
 }
+
+/// A webhook subscription (the secret is shown only when the server generated it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Webhook {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    /// Subscribed events: `done`, `failed`, `stuck` (an action that expired).
+    pub events: Vec<String>,
+    pub enabled: bool,
+    pub created_at: String,
+}
+
+/// `POST /api/v1/webhooks`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NewWebhook {
+    /// `http://` or `https://` URL the events are POSTed to.
+    pub url: String,
+    /// Unique name; defaults to the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The HMAC-SHA256 key; generated (and returned once) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Default: all of `done`, `failed`, `stuck`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+}
+
+/// The created webhook; `secret` is set only when the server generated it (shown once).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedWebhook {
+    pub webhook: Webhook,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// A list of webhooks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookList {
+    pub items: Vec<Webhook>,
+}
+
+/// One event sent (or to be sent) to a webhook, with its attempts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookDelivery {
+    pub id: String,
+    pub webhook_id: String,
+    /// `done`, `failed`, `stuck` or `ping`.
+    pub event: String,
+    pub action_id: Option<String>,
+    /// `pending`, `delivered` or `given_up`.
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: Option<String>,
+    pub delivered_at: Option<String>,
+    /// HTTP status of the last attempt.
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+}
+
+/// Deliveries of a webhook, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookDeliveryList {
+    pub items: Vec<WebhookDelivery>,
+}
+
+/// The device an event is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookDevice {
+    pub id: String,
+    pub name: String,
+    pub serial: Option<String>,
+}
+
+/// The JSON body POSTed to a webhook. Headers: `X-Redeploy-Event`, `X-Redeploy-Delivery`,
+/// `X-Redeploy-Timestamp` (Unix seconds) and `X-Redeploy-Signature:
+/// sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookPayload {
+    /// `done`, `failed`, `stuck` or `ping`.
+    pub event: String,
+    /// Same on every retry: receivers deduplicate on it.
+    pub delivery_id: String,
+    /// When the action reached its state (when the ping was asked for).
+    pub occurred_at: String,
+    /// Absent for `ping`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Absent for `ping`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<WebhookDevice>,
+}

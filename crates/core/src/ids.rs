@@ -94,6 +94,18 @@ uuid_id!(
     "schedule id"
 );
 
+uuid_id!(
+    /// A webhook subscription.
+    WebhookId,
+    "webhook id"
+);
+
+uuid_id!(
+    /// One webhook delivery (one event for one subscription, with its retries).
+    DeliveryId,
+    "delivery id"
+);
+
 /// Position of an audit event in the append-only log; assigned by the store, increasing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AuditId(i64);

@@ -20,6 +20,7 @@ pub mod preflight;
 pub mod schedule;
 pub mod session;
 pub mod store;
+pub mod webhook;
 
 pub use action::{decode_hresult, Action, ActionKind, ActionState, TimelineEntry};
 pub use audit::{AuditEvent, AuditOutcome, NewAuditEvent};
@@ -31,7 +32,8 @@ pub use enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 pub use error::{Error, Result};
 pub use group::{DeviceFilter, Group, GroupKind, TextMatch};
 pub use ids::{
-    ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, ScheduleId, TokenId,
+    ActionId, AuditId, BatchId, CommandId, DeliveryId, DeviceId, EnrollmentId, GroupId, ScheduleId,
+    TokenId, WebhookId,
 };
 pub use inventory::InventoryValue;
 pub use preflight::{
@@ -39,3 +41,4 @@ pub use preflight::{
 };
 pub use session::{handle, SessionConfig, SessionError};
 pub use store::{Store, StoreError, StoreResult};
+pub use webhook::{Delivery, DeliveryStatus, Webhook, WebhookEvent};

@@ -14,10 +14,12 @@ use crate::device::{Device, JoinType};
 use crate::enrollment::{ApiToken, Enrollment, EnrollmentToken, SecretHash};
 use crate::group::Group;
 use crate::ids::{
-    ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, ScheduleId, TokenId,
+    ActionId, AuditId, BatchId, CommandId, DeliveryId, DeviceId, EnrollmentId, GroupId, ScheduleId,
+    TokenId, WebhookId,
 };
 use crate::inventory::InventoryValue;
 use crate::schedule::{BatchWindow, Schedule};
+use crate::webhook::{Delivery, Webhook};
 
 /// Errors of every storage operation.
 #[derive(Debug, thiserror::Error)]
@@ -641,6 +643,67 @@ pub trait ConsoleSessionStore: Send + Sync {
     async fn delete_expired_console_sessions(&self, now: OffsetDateTime) -> StoreResult<u64>;
 }
 
+/// What one delivery attempt ended with ([`WebhookStore::finish_delivery`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryResult {
+    /// HTTP status the receiver answered; `None` if there was no answer.
+    pub status: Option<u16>,
+    /// Why it failed; `None` on success.
+    pub error: Option<String>,
+    /// Set when the receiver accepted it.
+    pub delivered_at: Option<OffsetDateTime>,
+    /// The next attempt; `None` when delivered or given up.
+    pub next_attempt_at: Option<OffsetDateTime>,
+}
+
+/// Webhook subscriptions and the outbox of their deliveries.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Stores a new subscription; `Conflict` if the id or name is taken.
+    async fn create_webhook(&self, webhook: &Webhook) -> StoreResult<()>;
+    /// The subscription with this id; `None` if unknown.
+    async fn webhook(&self, id: WebhookId) -> StoreResult<Option<Webhook>>;
+    /// Every subscription, oldest first; empty if none.
+    async fn list_webhooks(&self) -> StoreResult<Vec<Webhook>>;
+    /// Deletes a subscription with its deliveries; `NotFound` if unknown.
+    async fn delete_webhook(&self, id: WebhookId) -> StoreResult<()>;
+    /// Up to `limit` actions in one of `states` with `updated_at >= since` for which no delivery
+    /// of `webhook` exists yet, oldest update first; empty if none (or `states` is empty).
+    async fn unnotified_actions(
+        &self,
+        webhook: WebhookId,
+        states: &[ActionState],
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<Action>>;
+    /// Adds a delivery to the outbox. Idempotent per (webhook, action, event): returns `false`
+    /// and stores nothing if one exists (so two server processes never enqueue an event twice);
+    /// deliveries without an action (pings) are always stored. `NotFound` for an unknown webhook.
+    async fn enqueue_delivery(&self, delivery: &Delivery) -> StoreResult<bool>;
+    /// The delivery with this id; `None` if unknown.
+    async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>>;
+    /// Up to `limit` undelivered deliveries with `next_attempt_at <= now`, earliest due first.
+    async fn due_deliveries(&self, now: OffsetDateTime, limit: u32) -> StoreResult<Vec<Delivery>>;
+    /// Claims the next attempt of a delivery: if it is undelivered and still has
+    /// `attempts_seen` attempts, sets `attempts + 1` and `next_attempt_at = retry_at` (the retry
+    /// time should this attempt never report back) and returns `true`; otherwise `false` (another
+    /// process took this attempt, or it was delivered). `NotFound` if unknown.
+    async fn claim_delivery(
+        &self,
+        id: DeliveryId,
+        attempts_seen: u32,
+        retry_at: Option<OffsetDateTime>,
+    ) -> StoreResult<bool>;
+    /// Records how the claimed attempt ended; `NotFound` if unknown.
+    async fn finish_delivery(&self, id: DeliveryId, result: &DeliveryResult) -> StoreResult<()>;
+    /// Up to `limit` deliveries of a webhook, newest first; empty if none.
+    async fn deliveries_of_webhook(
+        &self,
+        webhook: WebhookId,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
+}
+
 /// Every storage concern; what the server holds as `Arc<dyn Store>`.
 pub trait Store:
     EnrollmentStore
@@ -655,6 +718,7 @@ pub trait Store:
     + ScheduleStore
     + AutopilotRegistry
     + ConsoleSessionStore
+    + WebhookStore
     + Send
     + Sync
 {
@@ -673,6 +737,7 @@ impl<T> Store for T where
         + ScheduleStore
         + AutopilotRegistry
         + ConsoleSessionStore
+        + WebhookStore
         + Send
         + Sync
 {

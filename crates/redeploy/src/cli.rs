@@ -48,6 +48,8 @@ pub enum Command {
     Schedules(AdminArgs<SchedulesCommand>),
     /// The Autopilot device registry: import the Intune hardware-hash CSV, list.
     Autopilot(AdminArgs<AutopilotCommand>),
+    /// Webhooks on action outcomes (done, failed, stuck): list, create, delete, deliveries, test.
+    Webhooks(AdminArgs<WebhooksCommand>),
 }
 
 /// An admin command: one API call, with how to reach the server and the output format.
@@ -255,6 +257,39 @@ pub enum TokensSub {
     },
     /// Revoke an API token.
     Revoke { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct WebhooksCommand {
+    #[command(subcommand)]
+    pub command: WebhooksSub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksSub {
+    /// List webhooks (secrets are never shown).
+    List,
+    /// Subscribe a URL; a generated secret is printed once.
+    Create {
+        /// `http://` or `https://` URL the events are POSTed to.
+        #[arg(long)]
+        url: String,
+        /// Unique name [default: the URL].
+        #[arg(long)]
+        name: Option<String>,
+        /// HMAC-SHA256 key for `X-Redeploy-Signature` [default: generated].
+        #[arg(long)]
+        secret: Option<String>,
+        /// Comma-separated events: done, failed, stuck [default: all three].
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+    },
+    /// Delete a webhook and its deliveries.
+    Delete { id: String },
+    /// The latest deliveries of a webhook, newest first.
+    Deliveries { id: String },
+    /// Send a `ping` now and show how it went.
+    Test { id: String },
 }
 
 #[derive(Debug, Args)]

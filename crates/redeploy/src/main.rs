@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_groups;
+mod admin_webhooks;
 mod bench;
 mod cli;
 mod emulate;
@@ -55,5 +56,6 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Groups(args) => admin_groups::groups(args).await,
         cli::Command::Schedules(args) => admin_groups::schedules(args).await,
         cli::Command::Autopilot(args) => admin_groups::autopilot(args).await,
+        cli::Command::Webhooks(args) => admin_webhooks::webhooks(args).await,
     }
 }

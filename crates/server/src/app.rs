@@ -27,6 +27,7 @@ pub fn app(state: AppState) -> Router {
         .merge(management_routes(&state))
         .merge(crate::api::routes(&state))
         .merge(crate::console::routes(&state))
+        .merge(crate::graph::routes(&state))
         .fallback(not_found)
         // Bodies without a Content-Length (chunked) are cut off here while being read.
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))

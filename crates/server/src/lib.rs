@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod enrollment;
 pub mod federated;
+pub mod graph;
 pub mod metrics;
 pub mod mgmt;
 pub mod ops;
@@ -15,6 +16,7 @@ pub mod problem;
 pub mod ratelimit;
 pub mod state;
 pub mod tls;
+pub mod webhooks;
 pub mod worker;
 
 use std::net::{IpAddr, SocketAddr};

@@ -124,6 +124,7 @@ pub struct Metrics {
     actions_expired: AtomicU64,
     waves_released: AtomicU64,
     schedules_fired: AtomicU64,
+    webhooks_delivered: AtomicU64,
 }
 
 impl Metrics {
@@ -184,6 +185,7 @@ impl Metrics {
         add(&self.actions_expired, report.expired);
         add(&self.waves_released, report.waves_released);
         add(&self.schedules_fired, report.schedules_fired);
+        add(&self.webhooks_delivered, report.webhooks_delivered);
     }
 
     /// The Prometheus text exposition of every series.
@@ -254,6 +256,11 @@ impl Metrics {
                 "redeploy_schedules_fired_total",
                 "Schedules the worker fired.",
                 &self.schedules_fired,
+            ),
+            (
+                "redeploy_webhooks_delivered_total",
+                "Webhook deliveries a receiver accepted.",
+                &self.webhooks_delivered,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");

@@ -27,6 +27,8 @@ pub struct TickReport {
     pub waves_released: usize,
     /// Schedules fired (claimed by this tick; a schedule whose group is gone counts too).
     pub schedules_fired: usize,
+    /// Webhook deliveries a receiver accepted in this tick (`crate::webhooks::tick`).
+    pub webhooks_delivered: usize,
 }
 
 impl TickReport {
@@ -95,8 +97,12 @@ pub async fn tick(state: &AppState) -> Result<TickReport, TickError> {
         Ok(fired) => report.schedules_fired = fired.len(),
         Err(e) => failures.push(("fire due schedules", e)),
     }
-    // Hook point: webhook delivery (`crate::webhooks::tick`) is called here, last, so that the
-    // events the steps above produced go out in the same tick.
+    // Webhooks last, so that the events the steps above produced (an action expired: "stuck")
+    // go out in the same tick.
+    match crate::webhooks::tick(state).await {
+        Ok(delivered) => report.webhooks_delivered = delivered.delivered as usize,
+        Err(e) => failures.push(("deliver webhooks", e.into())),
+    }
 
     state
         .metrics
@@ -128,6 +134,7 @@ pub fn spawn(state: AppState) -> JoinHandle<()> {
                     expired = r.expired,
                     waves_released = r.waves_released,
                     schedules_fired = r.schedules_fired,
+                    webhooks_delivered = r.webhooks_delivered,
                     "worker tick"
                 ),
                 Err(e) => tracing::warn!(error = %e, "worker tick failed; trying again next tick"),

@@ -16,6 +16,7 @@ use redeploy_core::group::{DeviceFilter, Group, GroupKind};
 use redeploy_core::ids::{
     ActionId, AuditId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, ScheduleId, TokenId,
 };
+use redeploy_core::ids::{DeliveryId, WebhookId};
 use redeploy_core::inventory::InventoryValue;
 use redeploy_core::schedule::{
     seconds_of_day, time_of_seconds, BatchWindow, MaintenanceWindow, Recurrence, Schedule,
@@ -26,6 +27,8 @@ use redeploy_core::store::{
     EnrollOutcome, EnrollmentStore, GroupStore, InventoryStore, Page, ScheduleStore, SessionStep,
     StepOutcome, StoreError, StoreResult, TokenStore, Wave, WaveStore, NEVER_SEEN_KEY,
 };
+use redeploy_core::store::{DeliveryResult, WebhookStore};
+use redeploy_core::webhook::{Delivery, Webhook, WebhookEvent};
 use sqlx::error::ErrorKind;
 use sqlx::Row;
 use time::OffsetDateTime;
@@ -2148,5 +2151,260 @@ impl ConsoleSessionStore for Backend {
             .await
             .map_err(backend)?;
         Ok(done.rows_affected())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhooks
+
+const WEBHOOK_COLS: &str = "id, name, url, secret, events, enabled, created_at";
+const DELIVERY_COLS: &str = "id, webhook_id, event, action_id, payload, attempts, \
+     next_attempt_at, delivered_at, last_status, last_error, created_at";
+
+fn row_webhook(r: &DbRow) -> StoreResult<Webhook> {
+    let events = get::<String>(r, "events")?
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| Ok(WebhookEvent::parse(s)?))
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Webhook {
+        id: uuid_text(WebhookId::parse, &get::<String>(r, "id")?)?,
+        name: get(r, "name")?,
+        url: get(r, "url")?,
+        secret: get(r, "secret")?,
+        events,
+        enabled: get(r, "enabled")?,
+        created_at: time_col(r, "created_at")?,
+    })
+}
+
+fn row_delivery(r: &DbRow) -> StoreResult<Delivery> {
+    let attempts = get::<i64>(r, "attempts")?;
+    let last_status = get::<Option<i64>>(r, "last_status")?;
+    Ok(Delivery {
+        id: uuid_text(DeliveryId::parse, &get::<String>(r, "id")?)?,
+        webhook: uuid_text(WebhookId::parse, &get::<String>(r, "webhook_id")?)?,
+        event: WebhookEvent::parse(&get::<String>(r, "event")?)?,
+        action: get::<Option<String>>(r, "action_id")?
+            .map(|a| uuid_text(ActionId::parse, &a))
+            .transpose()?,
+        payload: get(r, "payload")?,
+        attempts: u32::try_from(attempts)
+            .map_err(|_| StoreError::Corrupt(format!("delivery attempts {attempts}")))?,
+        next_attempt_at: opt_time_col(r, "next_attempt_at")?,
+        delivered_at: opt_time_col(r, "delivered_at")?,
+        last_status: last_status
+            .map(|s| u16::try_from(s).map_err(|_| StoreError::Corrupt(format!("HTTP status {s}"))))
+            .transpose()?,
+        last_error: get(r, "last_error")?,
+        created_at: time_col(r, "created_at")?,
+    })
+}
+
+#[async_trait]
+impl WebhookStore for Backend {
+    async fn create_webhook(&self, webhook: &Webhook) -> StoreResult<()> {
+        let events = webhook
+            .events
+            .iter()
+            .map(|e| e.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "INSERT INTO webhooks ({WEBHOOK_COLS}) VALUES ({})",
+            placeholders(1, 7)
+        );
+        sqlx::query(&sql)
+            .bind(webhook.id.to_string())
+            .bind(webhook.name.clone())
+            .bind(webhook.url.clone())
+            .bind(webhook.secret.clone())
+            .bind(events)
+            .bind(webhook.enabled)
+            .bind(to_micros(webhook.created_at))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn webhook(&self, id: WebhookId) -> StoreResult<Option<Webhook>> {
+        let sql = format!("SELECT {WEBHOOK_COLS} FROM webhooks WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(row_webhook).transpose()
+    }
+
+    async fn list_webhooks(&self) -> StoreResult<Vec<Webhook>> {
+        let sql = format!("SELECT {WEBHOOK_COLS} FROM webhooks ORDER BY created_at, id");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(row_webhook).collect()
+    }
+
+    async fn delete_webhook(&self, id: WebhookId) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        // Explicit rather than relying on ON DELETE CASCADE alone: SQLite applies it only with
+        // foreign keys on, which a tool opening the file may not have set.
+        sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let done = sqlx::query("DELETE FROM webhooks WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("webhook {id}")));
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn unnotified_actions(
+        &self,
+        webhook: WebhookId,
+        states: &[ActionState],
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<Action>> {
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {ACTION_COLS} FROM actions WHERE updated_at >= $2 AND state IN ({}) \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                             WHERE d.webhook_id = $1 AND d.action_id = actions.id) \
+             ORDER BY updated_at, seq LIMIT $3",
+            placeholders(4, states.len())
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(webhook.to_string())
+            .bind(to_micros(since))
+            .bind(i64::from(limit));
+        for s in states {
+            q = q.bind(s.as_str());
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(row_action).collect()
+    }
+
+    async fn enqueue_delivery(&self, d: &Delivery) -> StoreResult<bool> {
+        let sql = format!(
+            "INSERT INTO webhook_deliveries ({DELIVERY_COLS}) VALUES ({}) \
+             ON CONFLICT (webhook_id, action_id, event) DO NOTHING",
+            placeholders(1, 11)
+        );
+        let done = sqlx::query(&sql)
+            .bind(d.id.to_string())
+            .bind(d.webhook.to_string())
+            .bind(d.event.as_str())
+            .bind(d.action.map(|a| a.to_string()))
+            .bind(d.payload.clone())
+            .bind(i64::from(d.attempts))
+            .bind(micros_opt(d.next_attempt_at))
+            .bind(micros_opt(d.delivered_at))
+            .bind(d.last_status.map(i64::from))
+            .bind(d.last_error.clone())
+            .bind(to_micros(d.created_at))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>> {
+        let sql = format!("SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(row_delivery).transpose()
+    }
+
+    async fn due_deliveries(&self, now: OffsetDateTime, limit: u32) -> StoreResult<Vec<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLS} FROM webhook_deliveries \
+             WHERE delivered_at IS NULL AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at, seq LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(to_micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(row_delivery).collect()
+    }
+
+    async fn claim_delivery(
+        &self,
+        id: DeliveryId,
+        attempts_seen: u32,
+        retry_at: Option<OffsetDateTime>,
+    ) -> StoreResult<bool> {
+        // One conditional UPDATE: under concurrent claims PostgreSQL re-checks the WHERE clause
+        // after the first claimer commits (attempts moved on), so only one process wins.
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $3 \
+             WHERE id = $1 AND attempts = $2 AND delivered_at IS NULL",
+        )
+        .bind(id.to_string())
+        .bind(i64::from(attempts_seen))
+        .bind(micros_opt(retry_at))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 1 {
+            return Ok(true);
+        }
+        match self.delivery(id).await? {
+            Some(_) => Ok(false),
+            None => Err(StoreError::NotFound(format!("delivery {id}"))),
+        }
+    }
+
+    async fn finish_delivery(&self, id: DeliveryId, result: &DeliveryResult) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET last_status = $2, last_error = $3, delivered_at = $4, \
+             next_attempt_at = $5 WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(result.status.map(i64::from))
+        .bind(result.error.clone())
+        .bind(micros_opt(result.delivered_at))
+        .bind(micros_opt(result.next_attempt_at))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("delivery {id}")));
+        }
+        Ok(())
+    }
+
+    async fn deliveries_of_webhook(
+        &self,
+        webhook: WebhookId,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE webhook_id = $1 \
+             ORDER BY created_at DESC, seq DESC LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(webhook.to_string())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(row_delivery).collect()
     }
 }

@@ -87,6 +87,8 @@ macro_rules! store_conformance_tests {
             a_due_schedule_is_claimed_by_exactly_one_of_many_tickers,
             batch_windows_are_listed_for_pending_actions_of_their_batch,
             held_actions_commands_stay_queued,
+            webhooks_round_trip_and_delete_with_deliveries,
+            webhook_events_are_enqueued_once_and_attempts_claimed_once,
         );
     };
 }

@@ -13,12 +13,15 @@ use redeploy_core::enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, Sec
 use redeploy_core::group::{DeviceFilter, Group, GroupKind, TextMatch};
 use redeploy_core::ids::ScheduleId;
 use redeploy_core::ids::{ActionId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
+use redeploy_core::ids::{DeliveryId, WebhookId};
 use redeploy_core::inventory::InventoryValue;
 use redeploy_core::schedule::{BatchWindow, MaintenanceWindow, Recurrence, Schedule};
+use redeploy_core::store::DeliveryResult;
 use redeploy_core::store::{
     ActionUpdate, AuditQuery, CommandAnswer, DeviceQuery, DeviceSort, SendBatch, SessionStep,
     StoreError, Wave,
 };
+use redeploy_core::webhook::{Delivery, DeliveryStatus, Webhook, WebhookEvent};
 use redeploy_core::Store;
 use time::macros::{datetime, time};
 use time::{Duration, OffsetDateTime, Weekday};
@@ -1668,5 +1671,258 @@ pub async fn held_actions_commands_stay_queued(store: Arc<dyn Store>) {
     assert_eq!(
         store.action(a.id).await.unwrap().unwrap().state,
         ActionState::Sent
+    );
+}
+
+fn new_webhook(name: &str, events: &[WebhookEvent], at: OffsetDateTime) -> Webhook {
+    Webhook {
+        id: WebhookId::generate(),
+        name: name.into(),
+        url: format!("https://hooks.example.org/{name}"),
+        secret: format!("secret-{name}"),
+        events: events.to_vec(),
+        enabled: true,
+        created_at: at,
+    }
+}
+
+/// An action of `device` stepped to `end` (done/failed/expired) at `at`.
+async fn ended_action(
+    store: &Arc<dyn Store>,
+    device: DeviceId,
+    end: ActionState,
+    at: OffsetDateTime,
+) -> Action {
+    let mut a = Action::new(
+        ActionId::generate(),
+        device,
+        ActionKind::AutopilotReset,
+        "admin",
+        None,
+        T0,
+    );
+    store.create_action(&a, &[]).await.unwrap();
+    let path: &[ActionState] = match end {
+        ActionState::Expired => &[ActionState::Pending, ActionState::Expired],
+        other => &[ActionState::Pending, ActionState::Sent, other],
+    };
+    for s in path {
+        let before = a.state;
+        a.transition(*s, at, None).unwrap();
+        store.update_action(before, &a).await.unwrap();
+    }
+    a
+}
+
+pub async fn webhooks_round_trip_and_delete_with_deliveries(store: Arc<dyn Store>) {
+    let a = new_webhook("ops", &[WebhookEvent::Done, WebhookEvent::Stuck], T0);
+    let b = new_webhook("audit", &[WebhookEvent::Failed], t(1));
+    store.create_webhook(&a).await.unwrap();
+    store.create_webhook(&b).await.unwrap();
+    let mut same_name = new_webhook("ops", &[WebhookEvent::Done], t(2));
+    same_name.url = "http://elsewhere".into();
+    assert!(matches!(
+        store.create_webhook(&same_name).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.webhook(a.id).await.unwrap().unwrap(), a);
+    assert_eq!(
+        a.subscribed_states(),
+        [ActionState::Done, ActionState::Expired]
+    );
+    assert_eq!(store.list_webhooks().await.unwrap(), [a.clone(), b.clone()]);
+    assert!(store
+        .webhook(WebhookId::generate())
+        .await
+        .unwrap()
+        .is_none());
+
+    let ping = Delivery::new(a.id, WebhookEvent::Ping, None, "{}".into(), t(3));
+    assert!(store.enqueue_delivery(&ping).await.unwrap());
+    let orphan = Delivery::new(
+        WebhookId::generate(),
+        WebhookEvent::Ping,
+        None,
+        "{}".into(),
+        t(3),
+    );
+    assert!(matches!(
+        store.enqueue_delivery(&orphan).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.delete_webhook(a.id).await.unwrap();
+    assert!(store.webhook(a.id).await.unwrap().is_none());
+    assert!(
+        store.delivery(ping.id).await.unwrap().is_none(),
+        "deliveries go with it"
+    );
+    assert!(matches!(
+        store.delete_webhook(a.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.list_webhooks().await.unwrap(), [b]);
+}
+
+pub async fn webhook_events_are_enqueued_once_and_attempts_claimed_once(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "hooked").await;
+    let hook = new_webhook("ops", &[WebhookEvent::Done, WebhookEvent::Failed], t(10));
+    store.create_webhook(&hook).await.unwrap();
+    let states = hook.subscribed_states();
+
+    let _before_subscription = ended_action(&store, d, ActionState::Done, t(5)).await;
+    let failed = ended_action(&store, d, ActionState::Failed, t(12)).await;
+    let done = ended_action(&store, d, ActionState::Done, t(11)).await;
+    let _expired = ended_action(&store, d, ActionState::Expired, t(13)).await;
+    let listed: Vec<_> = store
+        .unnotified_actions(hook.id, &states, hook.created_at, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(
+        listed,
+        [done.id, failed.id],
+        "subscribed states since creation, oldest update first"
+    );
+    assert!(store
+        .unnotified_actions(hook.id, &[], hook.created_at, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .unnotified_actions(hook.id, &states, hook.created_at, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Two processes enqueue the same event: one row.
+    let first = Delivery::new(
+        hook.id,
+        WebhookEvent::Done,
+        Some(done.id),
+        "{\"n\":1}".into(),
+        t(14),
+    );
+    let second = Delivery::new(
+        hook.id,
+        WebhookEvent::Done,
+        Some(done.id),
+        "{\"n\":2}".into(),
+        t(14),
+    );
+    assert!(store.enqueue_delivery(&first).await.unwrap());
+    assert!(!store.enqueue_delivery(&second).await.unwrap());
+    assert!(store.delivery(second.id).await.unwrap().is_none());
+    let listed: Vec<_> = store
+        .unnotified_actions(hook.id, &states, hook.created_at, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(listed, [failed.id]);
+    let other = new_webhook("other", &[WebhookEvent::Done], t(10));
+    store.create_webhook(&other).await.unwrap();
+    assert_eq!(
+        store
+            .unnotified_actions(other.id, &other.subscribed_states(), other.created_at, 10)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "another subscription still has it"
+    );
+    assert_eq!(store.delivery(first.id).await.unwrap().unwrap(), first);
+
+    // Due at its time, not before.
+    assert!(store.due_deliveries(t(13), 10).await.unwrap().is_empty());
+    let due = store.due_deliveries(t(14), 10).await.unwrap();
+    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), [first.id]);
+
+    // Concurrent claims of the same attempt: exactly one wins.
+    let mut claims = Vec::new();
+    for _ in 0..6 {
+        let store = Arc::clone(&store);
+        let id = first.id;
+        claims.push(tokio::spawn(async move {
+            store.claim_delivery(id, 0, Some(t(15))).await.unwrap()
+        }));
+    }
+    let mut won = 0;
+    for c in claims {
+        if c.await.unwrap() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1, "one claimer per attempt");
+    let claimed = store.delivery(first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (claimed.attempts, claimed.next_attempt_at),
+        (1, Some(t(15)))
+    );
+    assert!(store.due_deliveries(t(14), 10).await.unwrap().is_empty());
+
+    store
+        .finish_delivery(
+            first.id,
+            &DeliveryResult {
+                status: Some(500),
+                error: Some("HTTP 500".into()),
+                delivered_at: None,
+                next_attempt_at: Some(t(16)),
+            },
+        )
+        .await
+        .unwrap();
+    let failed_once = store.delivery(first.id).await.unwrap().unwrap();
+    assert_eq!(failed_once.last_status, Some(500));
+    assert_eq!(failed_once.status(), DeliveryStatus::Pending);
+    assert!(store
+        .claim_delivery(first.id, 1, Some(t(17)))
+        .await
+        .unwrap());
+    store
+        .finish_delivery(
+            first.id,
+            &DeliveryResult {
+                status: Some(204),
+                error: None,
+                delivered_at: Some(t(16)),
+                next_attempt_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    let delivered = store.delivery(first.id).await.unwrap().unwrap();
+    assert_eq!(delivered.status(), DeliveryStatus::Delivered);
+    assert_eq!(delivered.attempts, 2);
+    assert!(!store.claim_delivery(first.id, 2, None).await.unwrap());
+    assert!(store.due_deliveries(t(100), 10).await.unwrap().is_empty());
+    assert!(matches!(
+        store.claim_delivery(DeliveryId::generate(), 0, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Pings carry no action and are never deduplicated nor scheduled.
+    let ping1 = Delivery::new(hook.id, WebhookEvent::Ping, None, "{}".into(), t(20));
+    let ping2 = Delivery::new(hook.id, WebhookEvent::Ping, None, "{}".into(), t(21));
+    assert!(store.enqueue_delivery(&ping1).await.unwrap());
+    assert!(store.enqueue_delivery(&ping2).await.unwrap());
+    assert!(store.due_deliveries(t(100), 10).await.unwrap().is_empty());
+    let listed: Vec<_> = store
+        .deliveries_of_webhook(hook.id, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(listed, [ping2.id, ping1.id, first.id], "newest first");
+    assert_eq!(
+        store.deliveries_of_webhook(hook.id, 1).await.unwrap().len(),
+        1
     );
 }

@@ -591,3 +591,59 @@ async fn group_reset_wait_on_a_blocked_pc_settles_at_once_and_exits_1_with_the_r
     assert_eq!(status["settled"], true, "{status}");
     assert_eq!(status["counts"]["blocked"], 1, "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_created_tested_listed_and_deleted() {
+    let s = setup().await;
+    // Port 1 on loopback: nothing listens, so the ping fails at once.
+    let created = stdout_json(
+        &s.cli(&[
+            "webhooks",
+            "create",
+            "--url",
+            "http://127.0.0.1:1/hook",
+            "--name",
+            "ops",
+            "--events",
+            "done,stuck",
+            "--json",
+        ])
+        .await,
+    );
+    let id = created["webhook"]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        created["webhook"]["events"],
+        serde_json::json!(["done", "stuck"])
+    );
+    assert!(created["secret"]
+        .as_str()
+        .unwrap()
+        .starts_with("rdp_whsec_"));
+    let list = stdout_json(&s.cli(&["webhooks", "list", "--json"]).await);
+    assert_eq!(list["items"][0]["id"], id.as_str(), "{list}");
+    assert!(list["items"][0].get("secret").is_none(), "{list}");
+
+    let ping = s.cli(&["webhooks", "test", &id, "--json"]).await;
+    assert_eq!(ping.status.code(), Some(1), "an undelivered ping exits 1");
+    let ping: serde_json::Value = serde_json::from_slice(&ping.stdout).unwrap();
+    assert_eq!(ping["status"], "given_up", "{ping}");
+    let deliveries = stdout_json(&s.cli(&["webhooks", "deliveries", &id, "--json"]).await);
+    assert_eq!(deliveries["items"][0]["event"], "ping", "{deliveries}");
+
+    let bad = s
+        .cli(&[
+            "webhooks", "create", "--url", "http://x", "--events", "finished",
+        ])
+        .await;
+    assert_eq!(bad.status.code(), Some(1), "a refused request exits 1");
+    let usage = s.cli(&["webhooks", "create"]).await;
+    assert_eq!(usage.status.code(), Some(2), "a missing --url is bad usage");
+
+    assert!(s.cli(&["webhooks", "delete", &id]).await.status.success());
+    assert_eq!(
+        s.cli(&["webhooks", "delete", &id]).await.status.code(),
+        Some(1)
+    );
+    let list = stdout_json(&s.cli(&["webhooks", "list", "--json"]).await);
+    assert_eq!(list["items"], serde_json::json!([]));
+}

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod groups;
 pub mod handlers;
 pub mod schedules;
+pub mod webhooks;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::middleware::from_fn_with_state;
@@ -138,6 +139,11 @@ impl Modify for BearerAuth {
         autopilot::import_autopilot,
         autopilot::list_autopilot,
         autopilot::set_primary_user,
+        webhooks::list_webhooks,
+        webhooks::create_webhook,
+        webhooks::delete_webhook,
+        webhooks::list_deliveries,
+        webhooks::test_webhook,
     ),
     components(schemas(
         api::Problem, api::Device, api::DevicePage, api::Readiness, api::ReadinessReason,
@@ -153,6 +159,8 @@ impl Modify for BearerAuth {
         api::Schedule, api::ScheduleList, api::NewSchedule, api::SchedulePatch, api::ImportError,
         api::AutopilotImportResult, api::AutopilotDevice, api::AutopilotDeviceList,
         api::PrimaryUser,
+        api::Webhook, api::NewWebhook, api::CreatedWebhook, api::WebhookList,
+        api::WebhookDelivery, api::WebhookDeliveryList, api::WebhookPayload, api::WebhookDevice,
     ))
 )]
 pub struct ApiDoc;
@@ -233,6 +241,16 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             get(list_api_tokens).post(create_api_token),
         )
         .route("/api/v1/tokens/{id}", delete(revoke_api_token))
+        .route(
+            "/api/v1/webhooks",
+            get(webhooks::list_webhooks).post(webhooks::create_webhook),
+        )
+        .route("/api/v1/webhooks/{id}", delete(webhooks::delete_webhook))
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
+        .route("/api/v1/webhooks/{id}/test", post(webhooks::test_webhook))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))

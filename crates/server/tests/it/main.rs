@@ -9,9 +9,11 @@ mod datadir;
 mod enrollment;
 mod federated;
 mod fleet;
+mod graph;
 mod mgmt;
 mod ops;
 mod router;
+mod webhooks;
 mod worker;
 
 /// Stamps out `sqlite` and `postgres` tests from one `async fn(Backend)`.

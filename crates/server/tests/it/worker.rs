@@ -138,6 +138,7 @@ async fn a_tick_expires_releases_and_fires_and_metrics_count_it() {
             expired: 0,
             waves_released: 1,
             schedules_fired: 1,
+            webhooks_delivered: 0,
         }
     );
     assert_eq!(

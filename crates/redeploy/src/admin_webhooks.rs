@@ -1,0 +1,112 @@
+//! `redeploy webhooks list|create|delete|deliveries|test`: one `/api/v1/webhooks` call each.
+
+use std::process::ExitCode;
+
+use api::types::{NewWebhook, WebhookDelivery};
+
+use crate::admin::{client, or_dash, print_json, table};
+use crate::cli::{AdminArgs, WebhooksCommand, WebhooksSub};
+
+fn delivery_row(d: &WebhookDelivery) -> Vec<String> {
+    vec![
+        d.id.clone(),
+        d.event.clone(),
+        or_dash(d.action_id.as_deref()).into(),
+        d.status.clone(),
+        d.attempts.to_string(),
+        d.last_status.map_or("-".into(), |s| s.to_string()),
+        or_dash(d.next_attempt_at.as_deref()).into(),
+        or_dash(d.last_error.as_deref()).into(),
+    ]
+}
+
+const DELIVERY_HEADER: &[&str] = &[
+    "ID", "EVENT", "ACTION", "STATUS", "ATTEMPTS", "HTTP", "NEXT", "ERROR",
+];
+
+/// `redeploy webhooks …`. A ping that was not delivered exits 1.
+pub async fn webhooks(args: AdminArgs<WebhooksCommand>) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    match args.command.command {
+        WebhooksSub::List => {
+            let list = client.webhooks().await?;
+            if args.json {
+                print_json(&list)?;
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .items
+                    .iter()
+                    .map(|w| {
+                        vec![
+                            w.id.clone(),
+                            w.name.clone(),
+                            w.url.clone(),
+                            w.events.join(","),
+                            if w.enabled { "yes" } else { "no" }.into(),
+                        ]
+                    })
+                    .collect();
+                table(&["ID", "NAME", "URL", "EVENTS", "ENABLED"], &rows);
+            }
+        }
+        WebhooksSub::Create {
+            url,
+            name,
+            secret,
+            events,
+        } => {
+            let created = client
+                .create_webhook(&NewWebhook {
+                    url,
+                    name,
+                    secret,
+                    events,
+                })
+                .await?;
+            if args.json {
+                print_json(&created)?;
+            } else {
+                let w = &created.webhook;
+                println!(
+                    "created {} ({}) -> {} for {}",
+                    w.id,
+                    w.name,
+                    w.url,
+                    w.events.join(",")
+                );
+                if let Some(secret) = &created.secret {
+                    println!("secret (shown once): {secret}");
+                }
+            }
+        }
+        WebhooksSub::Delete { id } => {
+            client.delete_webhook(&id).await?;
+            if args.json {
+                print_json(&serde_json::json!({ "deleted": id }))?;
+            } else {
+                println!("deleted {id}");
+            }
+        }
+        WebhooksSub::Deliveries { id } => {
+            let list = client.webhook_deliveries(&id).await?;
+            if args.json {
+                print_json(&list)?;
+            } else {
+                let rows: Vec<Vec<String>> = list.items.iter().map(delivery_row).collect();
+                table(DELIVERY_HEADER, &rows);
+            }
+        }
+        WebhooksSub::Test { id } => {
+            let delivery = client.test_webhook(&id).await?;
+            if args.json {
+                print_json(&delivery)?;
+            } else {
+                table(DELIVERY_HEADER, &[delivery_row(&delivery)]);
+            }
+            if delivery.status != "delivered" {
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
