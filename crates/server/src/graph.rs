@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use http::{header, HeaderValue, StatusCode};
-use redeploy_core::actions::{self, ActionSettings};
+use redeploy_core::actions;
 use redeploy_core::store::{device_sort_key, Cursor, DeviceQuery, DeviceSort};
 use redeploy_core::{
     Action, ActionKind, ActionState, Device, DeviceId, JoinType, Role, StoreError,
@@ -797,10 +797,7 @@ async fn request(
         kind,
         &caller.actor(),
         state.clock.now(),
-        &ActionSettings {
-            provider_id: state.settings.provider_id.clone(),
-            ..ActionSettings::default()
-        },
+        &crate::api::handlers::action_settings(state),
     )
     .await?;
     if action.state == ActionState::Blocked {

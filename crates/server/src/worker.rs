@@ -9,7 +9,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use redeploy_core::actions::{self, ActionSettings};
+use redeploy_core::actions;
 use redeploy_core::campaign::{self, WaveSettings};
 use redeploy_core::schedule;
 use redeploy_core::session::SessionError;
@@ -60,13 +60,6 @@ impl fmt::Display for TickError {
 
 impl std::error::Error for TickError {}
 
-fn action_settings(state: &AppState) -> ActionSettings {
-    ActionSettings {
-        provider_id: state.settings.provider_id.clone(),
-        ..ActionSettings::default()
-    }
-}
-
 /// Runs the timed work once at `state.clock.now()`: expires actions without progress for
 /// `action_expiry`, releases due waves and fires due schedules (both under `daily_cap`). Each
 /// step runs even if an earlier one failed (a broken schedule row must not stop expiry); the
@@ -74,7 +67,7 @@ fn action_settings(state: &AppState) -> ActionSettings {
 pub async fn tick(state: &AppState) -> Result<TickReport, TickError> {
     let now = state.clock.now();
     let store = state.store.as_ref();
-    let settings = action_settings(state);
+    let settings = crate::api::handlers::action_settings(state);
     let expiry =
         time::Duration::try_from(state.settings.action_expiry).unwrap_or(time::Duration::days(7));
     let daily_cap = state.settings.daily_cap;
