@@ -52,7 +52,10 @@ fn serve(data: &Path) -> (Running, Printed) {
             .arg(data)
             // The PCs poll every 15 device minutes once enrolled (one real second at the
             // emulator's --time-scale 900), so a reset starts within about a second.
-            .env("REDEPLOY_POLL_INTERVAL_FOR_REMAINING_SCHEDULED_RETRIES", "15")
+            .env(
+                "REDEPLOY_POLL_INTERVAL_FOR_REMAINING_SCHEDULED_RETRIES",
+                "15",
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -180,13 +183,21 @@ fn assert_reset_kept_the_right_things(pc: &Value) {
     );
     assert_eq!(pc["personal_files"], serde_json::json!([]), "{name}");
     assert_eq!(pc["primary_user"], Value::Null, "{name}");
-    assert_eq!(pc["entra_join"]["type"], "joined", "{name}: {}", pc["entra_join"]);
+    assert_eq!(
+        pc["entra_join"]["type"], "joined",
+        "{name}: {}",
+        pc["entra_join"]
+    );
     assert_eq!(
         pc["mdm_enrollment"]["enrolled"], true,
         "{name}: {}",
         pc["mdm_enrollment"]
     );
-    assert_eq!(pc["autopilot_reset"]["status"], 1, "{name}: {}", pc["autopilot_reset"]);
+    assert_eq!(
+        pc["autopilot_reset"]["status"], 1,
+        "{name}: {}",
+        pc["autopilot_reset"]
+    );
 }
 
 #[test]
@@ -202,7 +213,13 @@ fn new_user_story_console_reset_group_reset_and_audit() {
 
     let _emulator = Running(
         Command::new(env!("CARGO_BIN_EXE_redeploy"))
-            .args(["emulate", "--devices", &PCS.to_string(), "--time-scale", "900"])
+            .args([
+                "emulate",
+                "--devices",
+                &PCS.to_string(),
+                "--time-scale",
+                "900",
+            ])
             .arg("--server")
             .arg(&p.base)
             .arg("--ca-file")
@@ -221,31 +238,35 @@ fn new_user_story_console_reset_group_reset_and_audit() {
 
     // Ten PCs enrolled and ready for a reset (their inventory arrived).
     let devices: Vec<(String, String)> = timed("10 PCs enrolled and ready", || {
-        poll("10 ready PCs in `devices list`", Duration::from_secs(120), || {
-            let list = json(&cli(&p, &["devices", "list", "--json"]), "devices list");
-            let items = list["items"].as_array().cloned().unwrap_or_default();
-            let ready = items
-                .iter()
-                .filter(|d| d["readiness"]["ready"] == true)
-                .count();
-            if items.len() == PCS && ready == PCS {
-                let mut named: Vec<(String, String)> = items
+        poll(
+            "10 ready PCs in `devices list`",
+            Duration::from_secs(120),
+            || {
+                let list = json(&cli(&p, &["devices", "list", "--json"]), "devices list");
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                let ready = items
                     .iter()
-                    .map(|d| {
-                        let field = |k: &str| d[k].as_str().unwrap().to_string();
-                        (field("name"), field("id"))
-                    })
-                    .collect();
-                named.sort();
-                Ok(named)
-            } else {
-                Err(format!(
-                    "{} devices, {ready} ready; emulator: {}",
-                    items.len(),
-                    emulator_says()
-                ))
-            }
-        })
+                    .filter(|d| d["readiness"]["ready"] == true)
+                    .count();
+                if items.len() == PCS && ready == PCS {
+                    let mut named: Vec<(String, String)> = items
+                        .iter()
+                        .map(|d| {
+                            let field = |k: &str| d[k].as_str().unwrap().to_string();
+                            (field("name"), field("id"))
+                        })
+                        .collect();
+                    named.sort();
+                    Ok(named)
+                } else {
+                    Err(format!(
+                        "{} devices, {ready} ready; emulator: {}",
+                        items.len(),
+                        emulator_says()
+                    ))
+                }
+            },
+        )
     });
     let (single_name, single_id) = devices[0].clone();
     let lab = &devices[1..4];
@@ -274,7 +295,14 @@ fn new_user_story_console_reset_group_reset_and_audit() {
         .and_then(|l| l.strip_suffix(" done"))
         .unwrap_or_else(|| panic!("story.mjs named no action: {said}"))
         .to_string();
-    for shot in ["sign-in", "dashboard", "devices", "device", "confirmation", "timeline"] {
+    for shot in [
+        "sign-in",
+        "dashboard",
+        "devices",
+        "device",
+        "confirmation",
+        "timeline",
+    ] {
         let file = shots.join(format!("{shot}.png"));
         let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         assert!(size > 1000, "{} missing or tiny", file.display());
@@ -294,6 +322,20 @@ fn new_user_story_console_reset_group_reset_and_audit() {
     let created = timed("groups create lab", || cli(&p, &create));
     let created = ok(&created, "groups create");
     assert!(created.contains("3 members"), "{created}");
+    // Without --confirm, a new user sees the plan by PC name and the command to go ahead.
+    let unconfirmed = cli(&p, &["reset", "--group", "lab"]);
+    assert_eq!(unconfirmed.status.code(), Some(1), "{unconfirmed:?}");
+    let plan = String::from_utf8_lossy(&unconfirmed.stdout);
+    for (name, _) in lab {
+        assert!(
+            plan.contains(name.as_str()),
+            "the plan names {name}: {plan}"
+        );
+    }
+    assert!(
+        String::from_utf8_lossy(&unconfirmed.stderr).contains("--confirm lab"),
+        "{unconfirmed:?}"
+    );
     let reset = timed("reset --group lab --confirm lab --wait", || {
         cli(
             &p,
@@ -311,6 +353,12 @@ fn new_user_story_console_reset_group_reset_and_audit() {
     });
     let said = ok(&reset, "reset --group lab --wait");
     assert!(said.contains("every action is done"), "{said}");
+    for (name, _) in lab {
+        assert!(
+            said.contains(name.as_str()),
+            "the batch names {name}: {said}"
+        );
+    }
 
     // Every step in the audit log, by the token's name.
     let audit = json(
@@ -323,7 +371,9 @@ fn new_user_story_console_reset_group_reset_and_audit() {
             .iter()
             .filter(|e| {
                 e["action"] == action
-                    && e["actor"].as_str().is_some_and(|a| a.starts_with("first admin"))
+                    && e["actor"]
+                        .as_str()
+                        .is_some_and(|a| a.starts_with("first admin"))
                     && e["outcome"] == "success"
             })
             .collect()
@@ -356,7 +406,10 @@ fn new_user_story_console_reset_group_reset_and_audit() {
     let lab_ids: HashSet<String> = lab.iter().map(|(_, id)| id.clone()).collect();
     let groups = by_admin("group.create");
     assert_eq!(groups.len(), 1, "{all}");
-    assert!(groups[0]["details"].as_str().unwrap().contains("\"lab\""), "{all}");
+    assert!(
+        groups[0]["details"].as_str().unwrap().contains("\"lab\""),
+        "{all}"
+    );
     assert_eq!(targets(groups[0]), lab_ids, "{all}");
     let batches = by_admin("batch.create");
     assert_eq!(batches.len(), 1, "{all}");
@@ -376,5 +429,9 @@ fn new_user_story_console_reset_group_reset_and_audit() {
         assert_reset_kept_the_right_things(&emulated_pc(&pcs_state, name));
     }
     let untouched = emulated_pc(&pcs_state, &devices[PCS - 1].0);
-    assert_ne!(untouched["personal_files"], serde_json::json!([]), "{untouched}");
+    assert_ne!(
+        untouched["personal_files"],
+        serde_json::json!([]),
+        "{untouched}"
+    );
 }
