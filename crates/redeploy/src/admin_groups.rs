@@ -2,6 +2,7 @@
 //! confirmation and `--wait` progress), schedules, the Autopilot registry and primary users.
 //! DEVICE arguments accept an id, an exact name or a serial.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -193,16 +194,47 @@ fn shell_quote(text: &str) -> String {
     }
 }
 
-fn print_plan(plan: &BulkPlan) {
+/// Most devices whose names the CLI looks up one by one for a plan or batch printout; a bigger
+/// batch is printed with ids only rather than costing one request per device.
+const NAME_LOOKUPS: usize = 50;
+
+/// The names of `ids` (a new admin knows PCs by name, not by id); an id that cannot be looked
+/// up, or every id of a batch bigger than [`NAME_LOOKUPS`], maps to "-".
+async fn device_names<'a>(
+    client: &Client,
+    ids: impl ExactSizeIterator<Item = &'a String>,
+) -> HashMap<String, String> {
+    let mut names = HashMap::new();
+    if ids.len() > NAME_LOOKUPS {
+        return names;
+    }
+    for id in ids {
+        if let Ok(detail) = client.device(id).await {
+            names.insert(id.clone(), detail.device.name);
+        }
+    }
+    names
+}
+
+fn name_of<'a>(names: &'a HashMap<String, String>, id: &str) -> &'a str {
+    names.get(id).map(String::as_str).unwrap_or("-")
+}
+
+fn print_plan(plan: &BulkPlan, names: &HashMap<String, String>) {
     let rows: Vec<Vec<String>> = plan
         .items
         .iter()
         .map(|i| {
             let reasons: Vec<String> = i.reasons.iter().map(|r| r.text.clone()).collect();
-            vec![i.device_id.clone(), i.outcome.clone(), reasons.join("; ")]
+            vec![
+                i.device_id.clone(),
+                name_of(names, &i.device_id).to_owned(),
+                i.outcome.clone(),
+                reasons.join("; "),
+            ]
         })
         .collect();
-    table(&["DEVICE", "OUTCOME", "REASONS"], &rows);
+    table(&["DEVICE", "NAME", "OUTCOME", "REASONS"], &rows);
     let target = match &plan.group {
         Some(g) => format!(" in group {g:?}"),
         None => String::new(),
@@ -217,7 +249,7 @@ fn print_plan(plan: &BulkPlan) {
     );
 }
 
-fn print_batch(batch: &BatchCreated) {
+fn print_batch(batch: &BatchCreated, names: &HashMap<String, String>) {
     println!(
         "batch {}: {} queued, {} blocked, {} not found, {} deferred",
         batch.batch_id,
@@ -236,7 +268,12 @@ fn print_batch(batch: &BatchCreated) {
             ),
             _ => String::new(),
         };
-        println!("  {}  {}{extra}", item.device_id, item.outcome);
+        println!(
+            "  {}  {}  {}{extra}",
+            item.device_id,
+            name_of(names, &item.device_id),
+            item.outcome
+        );
     }
 }
 
@@ -366,7 +403,8 @@ pub async fn bulk_reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> 
         if args.json {
             print_json(&plan)?;
         } else {
-            print_plan(&plan);
+            let names = device_names(&client, plan.items.iter().map(|i| &i.device_id)).await;
+            print_plan(&plan, &names);
         }
         if a.dry_run {
             return Ok(ExitCode::SUCCESS);
@@ -381,16 +419,16 @@ pub async fn bulk_reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> 
         return Ok(ExitCode::from(1));
     }
     let batch = client.bulk_action(&request).await?;
-    if !a.wait {
-        if args.json {
+    if args.json {
+        if !a.wait {
             print_json(&batch)?;
-        } else {
-            print_batch(&batch);
         }
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        let names = device_names(&client, batch.items.iter().map(|i| &i.device_id)).await;
+        print_batch(&batch, &names);
     }
-    if !args.json {
-        print_batch(&batch);
+    if !a.wait {
+        return Ok(ExitCode::SUCCESS);
     }
     wait_for_batch(&client, &batch, a.timeout, args.json).await
 }

@@ -514,7 +514,10 @@ pub struct EmulateArgs {
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long)]
     pub duration: Option<f64>,
-    /// Speed-up of the device clock: 60 makes a 15-minute poll interval 15 seconds.
+    /// Speed-up of the device clock: 900 makes a 15-minute poll interval one second. After its
+    /// first polls a PC follows the server's poll schedule (by default every 1560 minutes, 104 s
+    /// at 900); a reset starts at the next poll, so for a demo also start the server with
+    /// REDEPLOY_POLL_INTERVAL_FOR_REMAINING_SCHEDULED_RETRIES=15.
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
     /// Most HTTPS sessions (enrollments and check-ins) in flight at once.
@@ -531,15 +534,20 @@ pub struct EmulateArgs {
 pub enum EmulateCommand {
     /// Print one PC's state and event log.
     Show {
+        /// The PC: its emulator id (pc-0000), computer name, serial or MDM device id.
         device: String,
+        /// Folder where the PCs' state is kept (the `--state` of `redeploy emulate`).
         #[arg(long, default_value = "./redeploy-emulator")]
         state: PathBuf,
+        /// Print the whole state as JSON (for scripts).
         #[arg(long)]
         json: bool,
     },
     /// CTRL+WIN+R at the lock screen: a local Autopilot Reset with local administrator credentials.
     LocalReset {
+        /// The PC: its emulator id (pc-0000), computer name, serial or MDM device id.
         device: String,
+        /// Folder where the PCs' state is kept (the `--state` of `redeploy emulate`).
         #[arg(long, default_value = "./redeploy-emulator")]
         state: PathBuf,
         #[arg(long)]
@@ -549,7 +557,9 @@ pub enum EmulateCommand {
     },
     /// One check-in now ("Settings > Accounts > Access work or school > Sync").
     Sync {
+        /// The PC: its emulator id (pc-0000), computer name, serial or MDM device id.
         device: String,
+        /// Folder where the PCs' state is kept (the `--state` of `redeploy emulate`).
         #[arg(long, default_value = "./redeploy-emulator")]
         state: PathBuf,
         #[command(flatten)]

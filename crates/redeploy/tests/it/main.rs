@@ -5,3 +5,4 @@ mod campaign;
 mod e2e;
 mod inspect;
 mod serve;
+mod story;
