@@ -216,6 +216,9 @@ pub struct AuditEvent {
     /// `success`, `refused` or `failed`.
     pub outcome: String,
     pub details: String,
+    /// The bulk request (batch) the entry belongs to, if any.
+    #[serde(default)]
+    pub batch: Option<String>,
 }
 
 /// `GET /api/v1/audit`.

@@ -382,6 +382,24 @@ pub async fn expire_stuck(
             }
         }
     }
+    for a in &expired {
+        store
+            .append_audit(NewAuditEvent {
+                at: now,
+                actor: "worker".to_owned(),
+                action: "action.expired".to_owned(),
+                targets: vec![a.device],
+                batch: a.batch,
+                outcome: AuditOutcome::Failed,
+                details: format!(
+                    "{} {}: no progress for {} h",
+                    a.kind.code(),
+                    a.id,
+                    after.whole_hours()
+                ),
+            })
+            .await?;
+    }
     Ok(expired)
 }
 

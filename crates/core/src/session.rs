@@ -541,6 +541,31 @@ pub async fn handle(
         }
     }
 
+    // 9. The outcomes this message decided (the device's own word: done or failed) go to the
+    //    audit log beside the request, so that an admin finds every step of a reset there.
+    for u in &step.action_updates {
+        let a = &u.action;
+        if !a.state.is_terminal() || u.expected.is_terminal() {
+            continue;
+        }
+        audits.push(NewAuditEvent {
+            at: now,
+            actor: format!("device:{}", device.name),
+            action: format!("action.{}", a.state.as_str()),
+            targets: vec![device.id],
+            batch: a.batch,
+            outcome: if a.state == ActionState::Done {
+                AuditOutcome::Success
+            } else {
+                AuditOutcome::Failed
+            },
+            details: match &a.reason {
+                Some(reason) => format!("{} {}: {reason}", a.kind.code(), a.id),
+                None => format!("{} {}", a.kind.code(), a.id),
+            },
+        });
+    }
+
     let outcome = store.session_step(step).await?;
     for c in &outcome.sent {
         let cmd_id = c

@@ -422,6 +422,32 @@ fn new_user_story_console_reset_group_reset_and_audit() {
         "{all}"
     );
 
+    // And each PC's own outcome: done, said by the device itself, in the lab's batch for the
+    // group reset.
+    let done_of = |id: &str| -> Vec<&Value> {
+        entries
+            .iter()
+            .filter(|e| {
+                e["action"] == "action.done"
+                    && e["outcome"] == "success"
+                    && e["actor"]
+                        .as_str()
+                        .is_some_and(|a| a.starts_with("device:"))
+                    && targets(e) == HashSet::from([id.to_string()])
+            })
+            .collect()
+    };
+    assert_eq!(
+        done_of(&single_id).len(),
+        1,
+        "the console reset done: {all}"
+    );
+    for (name, id) in lab {
+        let done = done_of(id);
+        assert_eq!(done.len(), 1, "the group reset of {name} done: {all}");
+        assert_eq!(done[0]["batch"], batches[0]["batch"], "{all}");
+    }
+
     // The PCs themselves: user data gone, Entra join and enrollment kept; an untouched PC still
     // has its users' files.
     assert_reset_kept_the_right_things(&emulated_pc(&pcs_state, &single_name));

@@ -161,7 +161,38 @@ pub fn audit_dto(e: &AuditEvent) -> api::AuditEvent {
         targets: e.targets.iter().map(ToString::to_string).collect(),
         outcome: e.outcome.as_str().to_owned(),
         details: e.details.clone(),
+        batch: e.batch.map(|b| b.to_string()),
     }
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The audit log as CSV (RFC 4180 quoting, CRLF), the same columns from the API and the console:
+/// `id,at,actor,action,targets,outcome,details,batch` (targets space-separated).
+pub fn audit_csv(events: &[AuditEvent]) -> String {
+    let mut out = String::from("id,at,actor,action,targets,outcome,details,batch\r\n");
+    for e in events.iter().map(audit_dto) {
+        let row = [
+            e.id.to_string(),
+            e.at,
+            e.actor,
+            e.action,
+            e.targets.join(" "),
+            e.outcome,
+            e.details,
+            e.batch.unwrap_or_default(),
+        ];
+        let row: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    out
 }
 
 pub fn api_token_dto(t: &redeploy_core::ApiToken) -> api::ApiToken {

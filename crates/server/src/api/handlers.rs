@@ -484,14 +484,6 @@ pub async fn fleet_readiness(
     }))
 }
 
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
-}
-
 /// The audit log in position order (`?format=csv` for a CSV export).
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
     params(api::AuditQuery),
@@ -526,21 +518,7 @@ pub async fn list_audit(
             .into_response())
         }
         Some("csv") => {
-            let mut out = String::from("id,at,actor,action,targets,outcome,details\r\n");
-            for e in events.iter().map(audit_dto) {
-                let row = [
-                    e.id.to_string(),
-                    e.at,
-                    e.actor,
-                    e.action,
-                    e.targets.join(" "),
-                    e.outcome,
-                    e.details,
-                ];
-                let row: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
-                out.push_str(&row.join(","));
-                out.push_str("\r\n");
-            }
+            let out = super::convert::audit_csv(&events);
             Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
         }
         Some(other) => Err(ApiError::bad_request(format!(

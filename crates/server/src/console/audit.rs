@@ -11,7 +11,6 @@ use serde::Deserialize;
 
 use super::devices::device_id;
 use super::{enc, layout, ok, when, PageError, PageResult, Section, Signed};
-use crate::api::convert::ts;
 use crate::state::AppState;
 
 const PAGE: usize = 100;
@@ -165,37 +164,13 @@ pub async fn list(
     Ok(ok(layout("Audit log", Some(&signed), Section::Audit, body)))
 }
 
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
-}
-
 pub async fn csv(
     State(state): State<AppState>,
     _signed: Signed,
     Query(f): Query<AuditFilter>,
 ) -> PageResult {
     let (events, _) = matching(&state, &f, 100_000).await?;
-    let mut out = String::from("id,at,actor,action,targets,batch,outcome,details\r\n");
-    for e in &events {
-        let targets: Vec<String> = e.targets.iter().map(ToString::to_string).collect();
-        let row = [
-            e.id.as_i64().to_string(),
-            ts(e.at),
-            e.actor.clone(),
-            e.action.clone(),
-            targets.join(" "),
-            e.batch.map(|b| b.to_string()).unwrap_or_default(),
-            e.outcome.as_str().to_owned(),
-            e.details.clone(),
-        ];
-        let row: Vec<String> = row.iter().map(|c| csv_field(c)).collect();
-        out.push_str(&row.join(","));
-        out.push_str("\r\n");
-    }
+    let out = crate::api::convert::audit_csv(&events);
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

@@ -507,7 +507,7 @@ async fn console_pages_render_with_their_empty_states(backend: Backend) {
     let csv = b.get("/console/audit.csv").await;
     assert!(csv
         .body
-        .starts_with("id,at,actor,action,targets,batch,outcome,details"));
+        .starts_with("id,at,actor,action,targets,outcome,details,batch"));
     assert!(csv.body.contains("console.sign_in"));
 }
 
