@@ -354,36 +354,41 @@ pub async fn retry(
 
 /// Expires every active (pending, sent, acknowledged, in progress) or blocked action whose last
 /// transition is older than `after`, dropping its queued commands. Returns the expired actions.
+/// At most [`EXPIRE_PER_TICK`] per call (oldest first); the rest go on the next call.
 pub async fn expire_stuck(
     store: &dyn Store,
     now: OffsetDateTime,
     after: Duration,
 ) -> Result<Vec<Action>, SessionError> {
-    let mut expired = Vec::new();
-    for state in [
+    const STUCK: &[ActionState] = &[
         ActionState::Blocked,
         ActionState::Pending,
         ActionState::Sent,
         ActionState::Acknowledged,
         ActionState::InProgress,
-    ] {
-        for mut a in store.actions_in_state(state, 10_000).await? {
-            if now - a.updated_at <= after {
-                continue;
-            }
-            let note = format!("no progress since {}", a.updated_at);
-            a.transition(ActionState::Expired, now, Some(&note))?;
-            store.discard_queued_commands(a.id).await?;
-            match store.update_action(state, &a).await {
-                Ok(()) => expired.push(a),
-                // Moved meanwhile (a check-in advanced it): not stuck after all.
-                Err(crate::store::StoreError::Conflict(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+    ];
+    let mut expired = Vec::new();
+    // "Older than `after`": now - updated_at > after, i.e. updated_at < now - after.
+    for mut a in store
+        .stale_actions(STUCK, now - after, EXPIRE_PER_TICK)
+        .await?
+    {
+        let state = a.state;
+        let note = format!("no progress since {}", a.updated_at);
+        a.transition(ActionState::Expired, now, Some(&note))?;
+        store.discard_queued_commands(a.id).await?;
+        match store.update_action(state, &a).await {
+            Ok(()) => expired.push(a),
+            // Moved meanwhile (a check-in advanced it): not stuck after all.
+            Err(crate::store::StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(expired)
 }
+
+/// How many actions one [`expire_stuck`] call expires at most, so one tick stays short.
+pub const EXPIRE_PER_TICK: u32 = 1_000;
 
 // ---------------------------------------------------------------------------------------------
 // Advancing an action from what the device said

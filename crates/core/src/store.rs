@@ -451,6 +451,16 @@ pub trait ActionStore: Send + Sync {
     async fn active_action(&self, device: DeviceId) -> StoreResult<Option<Action>>;
     /// Up to `limit` actions in `state`, oldest update first (for expiry ticks); empty if none.
     async fn actions_in_state(&self, state: ActionState, limit: u32) -> StoreResult<Vec<Action>>;
+    /// Up to `limit` actions whose state is one of `states` and whose `updated_at` is strictly
+    /// before `updated_before`, oldest update first (then creation order): what an expiry tick
+    /// needs, read through the `(state, updated_at)` index instead of every action in a state.
+    /// Empty if none match or `states` is empty.
+    async fn stale_actions(
+        &self,
+        states: &[ActionState],
+        updated_before: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<Action>>;
     /// Saves state, reason, last_error, updated_at and timeline if the stored state is still
     /// `expected`; `Conflict` otherwise, `NotFound` if unknown.
     async fn update_action(&self, expected: ActionState, action: &Action) -> StoreResult<()>;

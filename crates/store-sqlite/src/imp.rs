@@ -1140,6 +1140,36 @@ impl ActionStore for Backend {
         rows.iter().map(row_action).collect()
     }
 
+    async fn stale_actions(
+        &self,
+        states: &[ActionState],
+        updated_before: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<Action>> {
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        // `state IN (...) AND updated_at < $n` is a range scan per state on `actions_state`.
+        let sql = format!(
+            "SELECT {ACTION_COLS} FROM actions WHERE state IN ({}) AND updated_at < ${} \
+             ORDER BY updated_at, seq LIMIT ${}",
+            placeholders(1, states.len()),
+            states.len() + 1,
+            states.len() + 2
+        );
+        let mut q = sqlx::query(&sql);
+        for s in states {
+            q = q.bind(s.as_str());
+        }
+        let rows = q
+            .bind(to_micros(updated_before))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(row_action).collect()
+    }
+
     async fn update_action(&self, expected: ActionState, action: &Action) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         update_action_in(&mut tx, expected, action).await?;

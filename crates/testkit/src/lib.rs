@@ -76,6 +76,7 @@ macro_rules! store_conformance_tests {
             action_transitions_persist_with_timeline,
             pending_action_becomes_sent_with_its_command,
             discarding_an_actions_queued_commands,
+            stale_actions_are_selected_by_state_and_age,
             audit_is_append_only_and_ordered,
             device_pagination_cursor_is_stable,
             inventory_upsert_keeps_latest_value,

@@ -853,6 +853,70 @@ pub async fn discarding_an_actions_queued_commands(store: Arc<dyn Store>) {
     assert_eq!(sent.iter().map(|c| c.id).collect::<Vec<_>>(), [other.id]);
 }
 
+/// Stale actions: only the given states, strictly older than the cutoff, oldest update first,
+/// at most `limit`.
+pub async fn stale_actions_are_selected_by_state_and_age(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "stale").await;
+    let make = |state: ActionState, updated: i64| {
+        let mut a = Action::new(ActionId::generate(), d, ActionKind::Sync, "admin", None, T0);
+        a.state = state;
+        a.updated_at = t(updated);
+        a
+    };
+    let old_pending = make(ActionState::Pending, 5);
+    let older_blocked = make(ActionState::Blocked, 1);
+    let at_cutoff = make(ActionState::Pending, 10);
+    let fresh = make(ActionState::Pending, 20);
+    let old_failed = make(ActionState::Failed, 0);
+    let old_requested = make(ActionState::Requested, 0);
+    for a in [
+        &old_pending,
+        &older_blocked,
+        &at_cutoff,
+        &fresh,
+        &old_failed,
+        &old_requested,
+    ] {
+        store.create_action(a, &[]).await.unwrap();
+    }
+    let ids = |v: Vec<Action>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    let states = [ActionState::Blocked, ActionState::Pending];
+    assert_eq!(
+        ids(store.stale_actions(&states, t(10), 100).await.unwrap()),
+        [older_blocked.id, old_pending.id],
+        "strictly before the cutoff, oldest update first, only the given states"
+    );
+    assert_eq!(
+        ids(store.stale_actions(&states, t(10), 1).await.unwrap()),
+        [older_blocked.id]
+    );
+    assert_eq!(
+        ids(store
+            .stale_actions(&[ActionState::Pending], t(30), 100)
+            .await
+            .unwrap()),
+        [old_pending.id, at_cutoff.id, fresh.id]
+    );
+    assert!(store
+        .stale_actions(&[], t(30), 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .stale_actions(&[ActionState::Sent], t(30), 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let stored = store
+        .stale_actions(&[ActionState::Failed], t(30), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        [store.action(old_failed.id).await.unwrap().unwrap()]
+    );
+}
+
 pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
     let d = enrolled(&store, "audited").await;
     let mut ids = Vec::new();
