@@ -16,7 +16,7 @@ use crate::device::Device;
 use crate::ids::{ActionId, BatchId, CommandId, DeviceId};
 use crate::preflight::{preflight, BlockReason, PreflightSettings};
 use crate::session::SessionError;
-use crate::store::Store;
+use crate::store::{DailyCap, Store};
 
 /// What [`request`] needs besides the device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,6 +223,26 @@ pub async fn request_in_batch(
     settings: &ActionSettings,
     batch: Option<BatchId>,
 ) -> Result<Action, SessionError> {
+    request_under_cap(store, device_id, kind, actor, now, settings, batch, None)
+        .await?
+        // Unreachable: only a cap refuses to create.
+        .ok_or_else(|| SessionError::NotAllowed("the daily cap is reached".to_owned()))
+}
+
+/// [`request_in_batch`] under a daily cap: an action that would be queued is created only if
+/// the store's count of the day (taken in the creating transaction) leaves room; `None` (and
+/// nothing stored or audited) when the day is full. Blocked actions are not counted or capped.
+#[allow(clippy::too_many_arguments)]
+pub async fn request_under_cap(
+    store: &dyn Store,
+    device_id: DeviceId,
+    kind: ActionKind,
+    actor: &str,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+    batch: Option<BatchId>,
+    cap: Option<&DailyCap>,
+) -> Result<Option<Action>, SessionError> {
     let device = store
         .device(device_id)
         .await?
@@ -243,7 +263,17 @@ pub async fn request_in_batch(
         action.transition(ActionState::Blocked, now, Some(&text))?;
         Vec::new()
     };
-    store.create_action(&action, &commands).await?;
+    match cap.filter(|_| action.state == ActionState::Pending) {
+        Some(cap) => {
+            if !store
+                .create_action_under_cap(&action, &commands, cap)
+                .await?
+            {
+                return Ok(None);
+            }
+        }
+        None => store.create_action(&action, &commands).await?,
+    }
 
     if action.state == ActionState::Pending {
         for mut old in superseded {
@@ -284,7 +314,7 @@ pub async fn request_in_batch(
             ),
         })
         .await?;
-    Ok(action)
+    Ok(Some(action))
 }
 
 /// Cancels an action that has not reached the device (requested, blocked or pending) and drops

@@ -552,6 +552,23 @@ pub struct Wave {
     pub due_at: OffsetDateTime,
     /// When it was released; `None` while waiting.
     pub released_at: Option<OffsetDateTime>,
+    /// The daily cap of the bulk request this wave belongs to; `None` if the request gave none
+    /// (then the server-wide cap applies when it is released).
+    pub daily_cap: Option<u32>,
+}
+
+/// A limit on erasing actions per day, checked in the same transaction that creates an action
+/// (see [`WaveStore::create_action_under_cap`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DailyCap {
+    /// The kinds that count.
+    pub kinds: Vec<ActionKind>,
+    /// Start of the day (inclusive).
+    pub from: OffsetDateTime,
+    /// End of the day (exclusive).
+    pub to: OffsetDateTime,
+    /// At most this many not-blocked actions of `kinds` created in `[from, to)`.
+    pub cap: u32,
 }
 
 /// Scheduled waves of bulk requests and the counts the daily cap needs.
@@ -579,6 +596,17 @@ pub trait WaveStore: Send + Sync {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> StoreResult<u64>;
+    /// [`ActionStore::create_action`] unless the day is full: in one transaction, counts as
+    /// [`Self::count_actions_created`] does and creates the action (and its commands) only if the
+    /// count is below `cap.cap`. Returns whether it was created. Cap checks of concurrent callers
+    /// (other processes included) are serialised, so together they never exceed the cap.
+    /// `Conflict`/`NotFound` as `create_action`.
+    async fn create_action_under_cap(
+        &self,
+        action: &Action,
+        commands: &[DeviceCommand],
+        cap: &DailyCap,
+    ) -> StoreResult<bool>;
 }
 
 /// Scheduled bulk requests.

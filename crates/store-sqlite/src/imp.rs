@@ -22,15 +22,15 @@ use redeploy_core::schedule::{
 };
 use redeploy_core::store::{
     device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, AutopilotRegistry,
-    CommandQueue, ConsoleSessionStore, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore,
-    EnrollOutcome, EnrollmentStore, GroupStore, InventoryStore, Page, ScheduleStore, SessionStep,
-    StepOutcome, StoreError, StoreResult, TokenStore, Wave, WaveStore, NEVER_SEEN_KEY,
+    CommandQueue, ConsoleSessionStore, Cursor, CursorKey, DailyCap, DeviceQuery, DeviceSort,
+    DeviceStore, EnrollOutcome, EnrollmentStore, GroupStore, InventoryStore, Page, ScheduleStore,
+    SessionStep, StepOutcome, StoreError, StoreResult, TokenStore, Wave, WaveStore, NEVER_SEEN_KEY,
 };
 use sqlx::error::ErrorKind;
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use super::{Backend, DbRow, Tx, FOR_UPDATE, Q, TAKE_LOCK};
+use super::{Backend, DbRow, Tx, CAP_LOCK, FOR_UPDATE, Q, TAKE_LOCK};
 
 /// Maps a sqlx error: unique violations are conflicts, foreign-key violations name a missing row.
 pub(crate) fn backend(e: sqlx::Error) -> StoreError {
@@ -1054,6 +1054,80 @@ async fn update_action_in(tx: &mut Tx, expected: ActionState, a: &Action) -> Sto
     Ok(())
 }
 
+async fn insert_action_in(
+    tx: &mut Tx,
+    action: &Action,
+    commands: &[DeviceCommand],
+) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO actions ({ACTION_COLS}) VALUES ({})",
+        placeholders(1, 11)
+    );
+    sqlx::query(&sql)
+        .bind(action.id.to_string())
+        .bind(action.device.to_string())
+        .bind(action.kind.code())
+        .bind(action.state.as_str())
+        .bind(action.reason.clone())
+        .bind(action.last_error.map(i64::from))
+        .bind(action.batch.map(|b| b.to_string()))
+        .bind(action.requested_by.clone())
+        .bind(to_micros(action.created_at))
+        .bind(to_micros(action.updated_at))
+        .bind(timeline_json(&action.timeline))
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    insert_commands(tx, commands).await
+}
+
+/// Not-blocked actions of `kinds` created in `[$1, $2)` (what the daily cap counts).
+fn count_created_sql(kinds: &[ActionKind]) -> String {
+    format!(
+        "SELECT COUNT(*) AS n FROM actions WHERE created_at >= $1 AND created_at < $2 \
+         AND state <> $3 AND kind IN ({})",
+        placeholders(4, kinds.len())
+    )
+}
+
+fn count_created_query<'q>(
+    sql: &'q str,
+    kinds: &[ActionKind],
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> Q<'q> {
+    let mut q = sqlx::query(sql)
+        .bind(to_micros(from))
+        .bind(to_micros(to))
+        .bind(ActionState::Blocked.as_str());
+    for k in kinds {
+        q = q.bind(k.code());
+    }
+    q
+}
+
+fn count_col(row: &DbRow) -> StoreResult<u64> {
+    let n = get::<i64>(row, "n")?;
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n}")))
+}
+
+async fn count_created_in(
+    tx: &mut Tx,
+    kinds: &[ActionKind],
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> StoreResult<u64> {
+    if kinds.is_empty() {
+        return Ok(0);
+    }
+    let sql = count_created_sql(kinds);
+    let row = count_created_query(&sql, kinds, from, to)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)?;
+    count_col(&row)
+}
+
 async fn actions_where(store: &Backend, tail: &str, bind: String) -> StoreResult<Vec<Action>> {
     let sql = format!("SELECT {ACTION_COLS} FROM actions WHERE {tail}");
     let rows = sqlx::query(&sql)
@@ -1068,26 +1142,7 @@ async fn actions_where(store: &Backend, tail: &str, bind: String) -> StoreResult
 impl ActionStore for Backend {
     async fn create_action(&self, action: &Action, commands: &[DeviceCommand]) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let sql = format!(
-            "INSERT INTO actions ({ACTION_COLS}) VALUES ({})",
-            placeholders(1, 11)
-        );
-        sqlx::query(&sql)
-            .bind(action.id.to_string())
-            .bind(action.device.to_string())
-            .bind(action.kind.code())
-            .bind(action.state.as_str())
-            .bind(action.reason.clone())
-            .bind(action.last_error.map(i64::from))
-            .bind(action.batch.map(|b| b.to_string()))
-            .bind(action.requested_by.clone())
-            .bind(to_micros(action.created_at))
-            .bind(to_micros(action.updated_at))
-            .bind(timeline_json(&action.timeline))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        insert_commands(&mut tx, commands).await?;
+        insert_action_in(&mut tx, action, commands).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -1643,7 +1698,8 @@ async fn group_tags(store: &Backend) -> StoreResult<std::collections::HashMap<St
 // ---------------------------------------------------------------------------------------------
 // Waves
 
-const WAVE_COLS: &str = "batch_id, wave_index, kind, actor, devices, due_at, released_at";
+const WAVE_COLS: &str =
+    "batch_id, wave_index, kind, actor, devices, due_at, released_at, daily_cap";
 
 fn row_wave(r: &DbRow) -> StoreResult<Wave> {
     let devices = get::<String>(r, "devices")?
@@ -1661,6 +1717,9 @@ fn row_wave(r: &DbRow) -> StoreResult<Wave> {
         devices,
         due_at: time_col(r, "due_at")?,
         released_at: opt_time_col(r, "released_at")?,
+        daily_cap: get::<Option<i64>>(r, "daily_cap")?
+            .map(|c| u32::try_from(c).map_err(|_| StoreError::Corrupt(format!("daily cap {c}"))))
+            .transpose()?,
     })
 }
 
@@ -1675,7 +1734,7 @@ impl WaveStore for Backend {
             .join(",");
         let sql = format!(
             "INSERT INTO batch_waves ({WAVE_COLS}) VALUES ({})",
-            placeholders(1, 7)
+            placeholders(1, 8)
         );
         sqlx::query(&sql)
             .bind(wave.batch.to_string())
@@ -1685,6 +1744,7 @@ impl WaveStore for Backend {
             .bind(devices)
             .bind(to_micros(wave.due_at))
             .bind(micros_opt(wave.released_at))
+            .bind(wave.daily_cap.map(i64::from))
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -1759,21 +1819,36 @@ impl WaveStore for Backend {
         if kinds.is_empty() {
             return Ok(0);
         }
-        let sql = format!(
-            "SELECT COUNT(*) AS n FROM actions WHERE created_at >= $1 AND created_at < $2 \
-             AND state <> $3 AND kind IN ({})",
-            placeholders(4, kinds.len())
-        );
-        let mut q = sqlx::query(&sql)
-            .bind(to_micros(from))
-            .bind(to_micros(to))
-            .bind(ActionState::Blocked.as_str());
-        for k in kinds {
-            q = q.bind(k.code());
+        let sql = count_created_sql(kinds);
+        let row = count_created_query(&sql, kinds, from, to)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        count_col(&row)
+    }
+
+    async fn create_action_under_cap(
+        &self,
+        action: &Action,
+        commands: &[DeviceCommand],
+        cap: &DailyCap,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        // Serialises cap checks across processes (SQLite: the write lock BEGIN IMMEDIATE took).
+        if !CAP_LOCK.is_empty() {
+            sqlx::query(CAP_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
         }
-        let row = q.fetch_one(&self.pool).await.map_err(backend)?;
-        let n = get::<i64>(&row, "n")?;
-        u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n}")))
+        let used = count_created_in(&mut tx, &cap.kinds, cap.from, cap.to).await?;
+        if used >= u64::from(cap.cap) {
+            // Nothing written: dropping the transaction rolls it back.
+            return Ok(false);
+        }
+        insert_action_in(&mut tx, action, commands).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 }
 

@@ -82,6 +82,7 @@ macro_rules! store_conformance_tests {
             inventory_upsert_keeps_latest_value,
             groups_static_and_filter_members,
             waves_are_due_in_order_and_released_once,
+            actions_created_under_a_daily_cap_never_exceed_it,
             schedules_round_trip_and_come_due,
             autopilot_registry_upserts_links_and_tags_filters,
             console_sessions_expire_and_carry_their_token,

@@ -16,8 +16,8 @@ use redeploy_core::ids::{ActionId, BatchId, CommandId, DeviceId, EnrollmentId, G
 use redeploy_core::inventory::InventoryValue;
 use redeploy_core::schedule::{BatchWindow, MaintenanceWindow, Recurrence, Schedule};
 use redeploy_core::store::{
-    ActionUpdate, AuditQuery, CommandAnswer, DeviceQuery, DeviceSort, SendBatch, SessionStep,
-    StoreError, Wave,
+    ActionUpdate, AuditQuery, CommandAnswer, DailyCap, DeviceQuery, DeviceSort, SendBatch,
+    SessionStep, StoreError, Wave,
 };
 use redeploy_core::Store;
 use time::macros::{datetime, time};
@@ -1269,6 +1269,8 @@ pub async fn waves_are_due_in_order_and_released_once(store: Arc<dyn Store>) {
         devices: vec![d, other],
         due_at: due,
         released_at: None,
+        // The bulk request's own cap round-trips (and its absence does).
+        daily_cap: (index == 2).then_some(350),
     };
     store.save_wave(&wave(2, t(120))).await.unwrap();
     store.save_wave(&wave(1, t(60))).await.unwrap();
@@ -1324,6 +1326,139 @@ pub async fn waves_are_due_in_order_and_released_once(store: Arc<dyn Store>) {
             .await
             .unwrap(),
         0
+    );
+}
+
+/// The daily cap is checked in the creating transaction: a full day refuses (nothing stored),
+/// blocked and other-day actions do not count, and many concurrent creators never exceed it.
+pub async fn actions_created_under_a_daily_cap_never_exceed_it(store: Arc<dyn Store>) {
+    let day = DailyCap {
+        kinds: vec![ActionKind::AutopilotReset, ActionKind::Wipe],
+        from: T0,
+        to: T0 + Duration::days(1),
+        cap: 2,
+    };
+    let d = enrolled(&store, "capped").await;
+    let pending = |kind, at| {
+        let mut a = Action::new(ActionId::generate(), d, kind, "admin", None, at);
+        a.transition(ActionState::Pending, at, None).unwrap();
+        a
+    };
+    // Yesterday's reset, a blocked reset and a restart do not count.
+    let mut blocked = Action::new(
+        ActionId::generate(),
+        d,
+        ActionKind::Wipe,
+        "admin",
+        None,
+        t(1),
+    );
+    blocked
+        .transition(ActionState::Blocked, t(1), None)
+        .unwrap();
+    for a in [
+        pending(ActionKind::AutopilotReset, T0 - Duration::minutes(1)),
+        blocked,
+        pending(ActionKind::Restart, t(2)),
+    ] {
+        store.create_action(&a, &[]).await.unwrap();
+    }
+    let first = pending(ActionKind::AutopilotReset, t(3));
+    let cmd = DeviceCommand::new(
+        CommandId::generate(),
+        d,
+        Some(first.id),
+        Verb::Exec,
+        RESET_URI,
+        t(3),
+    );
+    assert!(store
+        .create_action_under_cap(&first, std::slice::from_ref(&cmd), &day)
+        .await
+        .unwrap());
+    assert_eq!(store.commands_of_action(first.id).await.unwrap(), [cmd]);
+    assert!(store
+        .create_action_under_cap(&pending(ActionKind::Wipe, t(4)), &[], &day)
+        .await
+        .unwrap());
+    let refused = pending(ActionKind::Wipe, t(5));
+    let refused_cmd = DeviceCommand::new(
+        CommandId::generate(),
+        d,
+        Some(refused.id),
+        Verb::Exec,
+        RESET_URI,
+        t(5),
+    );
+    assert!(!store
+        .create_action_under_cap(&refused, std::slice::from_ref(&refused_cmd), &day)
+        .await
+        .unwrap());
+    assert!(
+        store.action(refused.id).await.unwrap().is_none(),
+        "nothing stored"
+    );
+    assert!(store.command(refused_cmd.id).await.unwrap().is_none());
+    // The next day has room again; a duplicate id is still a conflict.
+    let tomorrow = DailyCap {
+        from: day.to,
+        to: day.to + Duration::days(1),
+        ..day.clone()
+    };
+    let next_day = pending(ActionKind::Wipe, day.to);
+    assert!(store
+        .create_action_under_cap(&next_day, &[], &tomorrow)
+        .await
+        .unwrap());
+    assert!(matches!(
+        store
+            .create_action_under_cap(&next_day, &[], &tomorrow)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Twelve creators racing for a fresh day with room for three: exactly three get in.
+    let race = DailyCap {
+        from: T0 + Duration::days(5),
+        to: T0 + Duration::days(6),
+        cap: 3,
+        ..day
+    };
+    let mut devices = Vec::new();
+    for i in 0..12 {
+        devices.push(enrolled(&store, &format!("race-{i}")).await);
+    }
+    let tasks: Vec<_> = devices
+        .into_iter()
+        .map(|dev| {
+            let store = Arc::clone(&store);
+            let race = race.clone();
+            tokio::spawn(async move {
+                let at = race.from + Duration::minutes(1);
+                let mut a = Action::new(
+                    ActionId::generate(),
+                    dev,
+                    ActionKind::AutopilotReset,
+                    "admin",
+                    None,
+                    at,
+                );
+                a.transition(ActionState::Pending, at, None).unwrap();
+                store.create_action_under_cap(&a, &[], &race).await.unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        created += usize::from(t.await.unwrap());
+    }
+    assert_eq!(created, 3);
+    assert_eq!(
+        store
+            .count_actions_created(&race.kinds, race.from, race.to)
+            .await
+            .unwrap(),
+        3
     );
 }
 
