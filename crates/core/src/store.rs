@@ -75,6 +75,8 @@ pub enum DeviceSort {
     LastSeen,
     /// By enrollment time, then id.
     EnrolledAt,
+    /// By serial number (no serial sorts as the empty text, first ascending), then id.
+    Serial,
 }
 
 impl DeviceSort {
@@ -83,6 +85,7 @@ impl DeviceSort {
             Self::Name => "name",
             Self::LastSeen => "last_seen",
             Self::EnrolledAt => "enrolled_at",
+            Self::Serial => "serial",
         }
     }
 }
@@ -153,6 +156,7 @@ pub fn device_sort_key(device: &Device, sort: DeviceSort) -> CursorKey {
         DeviceSort::Name => CursorKey::Text(device.name.clone()),
         DeviceSort::LastSeen => CursorKey::Int(device.last_seen.map_or(NEVER_SEEN_KEY, to_micros)),
         DeviceSort::EnrolledAt => CursorKey::Int(to_micros(device.enrolled_at)),
+        DeviceSort::Serial => CursorKey::Text(device.serial.clone().unwrap_or_default()),
     }
 }
 
@@ -198,15 +202,40 @@ pub struct Page<T> {
     pub next: Option<Cursor>,
 }
 
+/// In which order audit events are listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AuditOrder {
+    /// Oldest first (position ascending).
+    #[default]
+    OldestFirst,
+    /// Newest first (position descending).
+    NewestFirst,
+}
+
 /// Which audit events to list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditQuery {
     /// Only events naming this device.
     pub device: Option<DeviceId>,
-    /// Only events after this position.
+    /// Continue after this position in the listing order: only events with a greater position
+    /// when oldest first, a smaller one when newest first (the last id of the previous page).
     pub after: Option<AuditId>,
     /// At most this many.
     pub limit: u32,
+    /// Oldest or newest first.
+    pub order: AuditOrder,
+}
+
+impl Default for AuditQuery {
+    /// Every device, from the start, oldest first, 100 at a time.
+    fn default() -> Self {
+        Self {
+            device: None,
+            after: None,
+            limit: 100,
+            order: AuditOrder::OldestFirst,
+        }
+    }
 }
 
 /// What [`EnrollmentStore::create_enrollment`] did.
@@ -357,6 +386,15 @@ pub trait DeviceStore: Send + Sync {
     async fn device_by_hw_dev_id(&self, hw_dev_id: &str) -> StoreResult<Option<Device>>;
     /// Saves every field of an existing device; `NotFound` if its id is unknown.
     async fn update_device(&self, device: &Device) -> StoreResult<()>;
+    /// Sets only the primary user and the shared flag (`None` clears the user) and returns the
+    /// device as stored afterwards; every other column is left as it is, so a check-in saving
+    /// inventory-derived fields at the same time loses nothing. `NotFound` if unknown.
+    async fn set_primary_user(
+        &self,
+        id: DeviceId,
+        user: Option<&str>,
+        shared: bool,
+    ) -> StoreResult<Device>;
     /// Records a check-in: `last_seen = at`, `current_user = current_user` (None clears it);
     /// `NotFound` if unknown.
     async fn record_seen(
@@ -447,6 +485,15 @@ pub trait ActionStore: Send + Sync {
     async fn actions_of_device(&self, device: DeviceId) -> StoreResult<Vec<Action>>;
     /// Every action of a bulk request, oldest first; empty if none.
     async fn actions_of_batch(&self, batch: BatchId) -> StoreResult<Vec<Action>>;
+    /// What readiness ([`crate::preflight`]) needs of many devices, in one query per 500 ids:
+    /// each device's non-terminal actions (blocked included) and its Autopilot Resets that ended
+    /// `done` or `failed`, newest first like [`Self::actions_of_device`] (so a readiness computed
+    /// from them equals one computed from every action). Devices with none, and unknown ids, are
+    /// absent from the map; an empty slice gives an empty map.
+    async fn actions_for_readiness(
+        &self,
+        devices: &[DeviceId],
+    ) -> StoreResult<std::collections::HashMap<DeviceId, Vec<Action>>>;
     /// The newest non-terminal action of a device; `None` if all are terminal or there are none.
     async fn active_action(&self, device: DeviceId) -> StoreResult<Option<Action>>;
     /// Up to `limit` actions in `state`, oldest update first (for expiry ticks); empty if none.
@@ -471,7 +518,8 @@ pub trait ActionStore: Send + Sync {
 pub trait AuditLog: Send + Sync {
     /// Appends an event and returns it with its position (greater than every earlier one).
     async fn append_audit(&self, event: NewAuditEvent) -> StoreResult<AuditEvent>;
-    /// Events in position order matching `query`; empty if none.
+    /// Events matching `query` in position order (ascending or descending per `query.order`);
+    /// empty if none.
     async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
 }
 

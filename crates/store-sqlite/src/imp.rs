@@ -21,10 +21,11 @@ use redeploy_core::schedule::{
     seconds_of_day, time_of_seconds, BatchWindow, MaintenanceWindow, Recurrence, Schedule,
 };
 use redeploy_core::store::{
-    device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, AutopilotRegistry,
-    CommandQueue, ConsoleSessionStore, Cursor, CursorKey, DailyCap, DeviceQuery, DeviceSort,
-    DeviceStore, EnrollOutcome, EnrollmentStore, GroupStore, InventoryStore, Page, ScheduleStore,
-    SessionStep, StepOutcome, StoreError, StoreResult, TokenStore, Wave, WaveStore, NEVER_SEEN_KEY,
+    device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditOrder, AuditQuery,
+    AutopilotRegistry, CommandQueue, ConsoleSessionStore, Cursor, CursorKey, DailyCap, DeviceQuery,
+    DeviceSort, DeviceStore, EnrollOutcome, EnrollmentStore, GroupStore, InventoryStore, Page,
+    ScheduleStore, SessionStep, StepOutcome, StoreError, StoreResult, TokenStore, Wave, WaveStore,
+    NEVER_SEEN_KEY,
 };
 use sqlx::error::ErrorKind;
 use sqlx::Row;
@@ -429,6 +430,34 @@ impl DeviceStore for Backend {
         tx.commit().await.map_err(backend)
     }
 
+    async fn set_primary_user(
+        &self,
+        id: DeviceId,
+        user: Option<&str>,
+        shared: bool,
+    ) -> StoreResult<Device> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("UPDATE devices SET primary_user = $2, shared = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(user.map(str::to_owned))
+            .bind(shared)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("device {id}")));
+        }
+        let sql = format!("{} WHERE id = $1", device_select());
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let device = row_device(&row)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(device)
+    }
+
     async fn record_seen(
         &self,
         id: DeviceId,
@@ -454,6 +483,8 @@ impl DeviceStore for Backend {
             DeviceSort::Name => "name".to_owned(),
             DeviceSort::LastSeen => format!("COALESCE(last_seen, {NEVER_SEEN_KEY})"),
             DeviceSort::EnrolledAt => "enrolled_at".to_owned(),
+            // Same expression as the `devices_serial_sort` index (migration 20261126000007).
+            DeviceSort::Serial => "COALESCE(serial, '')".to_owned(),
         };
         let (dir, cmp) = if query.descending {
             ("DESC", "<")
@@ -1171,6 +1202,32 @@ impl ActionStore for Backend {
         .await
     }
 
+    async fn actions_for_readiness(
+        &self,
+        devices: &[DeviceId],
+    ) -> StoreResult<std::collections::HashMap<DeviceId, Vec<Action>>> {
+        let mut by_device = std::collections::HashMap::<DeviceId, Vec<Action>>::new();
+        for chunk in devices.chunks(500) {
+            // Same order as `actions_of_device`, so per-device lists are its subsequences.
+            let sql = format!(
+                "SELECT {ACTION_COLS} FROM actions WHERE device_id IN ({}) \
+                 AND (state NOT IN ('done', 'failed', 'canceled', 'expired') \
+                 OR (kind = 'autopilot_reset' AND state IN ('done', 'failed'))) \
+                 ORDER BY device_id, created_at DESC, seq DESC",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for d in chunk {
+                q = q.bind(d.to_string());
+            }
+            for row in q.fetch_all(&self.pool).await.map_err(backend)? {
+                let a = row_action(&row)?;
+                by_device.entry(a.device).or_default().push(a);
+            }
+        }
+        Ok(by_device)
+    }
+
     async fn active_action(&self, device: DeviceId) -> StoreResult<Option<Action>> {
         let active = actions_where(
             self,
@@ -1294,17 +1351,24 @@ impl AuditLog for Backend {
     }
 
     async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
-        let rows = sqlx::query(
+        // Keyset paging on the primary key in either direction.
+        let (cmp, dir, start) = match query.order {
+            AuditOrder::OldestFirst => (">", "", 0),
+            AuditOrder::NewestFirst => ("<", " DESC", i64::MAX),
+        };
+        let sql = format!(
             "SELECT seq, at, actor, action, targets, batch_id, outcome, details FROM audit_events \
-             WHERE seq > $1 AND ($2 = '' OR EXISTS (SELECT 1 FROM audit_targets t \
-             WHERE t.audit_seq = audit_events.seq AND t.device_id = $2)) ORDER BY seq LIMIT $3",
-        )
-        .bind(query.after.map_or(0, |a| a.as_i64()))
-        .bind(query.device.map(|d| d.to_string()).unwrap_or_default())
-        .bind(i64::from(query.limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+             WHERE seq {cmp} $1 AND ($2 = '' OR EXISTS (SELECT 1 FROM audit_targets t \
+             WHERE t.audit_seq = audit_events.seq AND t.device_id = $2)) \
+             ORDER BY seq{dir} LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(query.after.map_or(start, |a| a.as_i64()))
+            .bind(query.device.map(|d| d.to_string()).unwrap_or_default())
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         rows.iter().map(row_audit).collect()
     }
 }

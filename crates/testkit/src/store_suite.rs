@@ -16,8 +16,8 @@ use redeploy_core::ids::{ActionId, BatchId, CommandId, DeviceId, EnrollmentId, G
 use redeploy_core::inventory::InventoryValue;
 use redeploy_core::schedule::{BatchWindow, MaintenanceWindow, Recurrence, Schedule};
 use redeploy_core::store::{
-    ActionUpdate, AuditQuery, CommandAnswer, DailyCap, DeviceQuery, DeviceSort, SendBatch,
-    SessionStep, StoreError, Wave,
+    ActionUpdate, AuditOrder, AuditQuery, CommandAnswer, DailyCap, DeviceQuery, DeviceSort,
+    SendBatch, SessionStep, StoreError, Wave,
 };
 use redeploy_core::Store;
 use time::macros::{datetime, time};
@@ -236,6 +236,46 @@ pub async fn device_lookups_and_record_seen(store: Arc<dyn Store>) {
     missing.id = DeviceId::generate();
     assert!(matches!(
         store.update_device(&missing).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Setting the primary user touches only that and the shared flag: what a check-in saved in
+/// between (inventory-derived fields, last_seen) survives.
+pub async fn set_primary_user_changes_only_the_user_and_shared_flag(store: Arc<dyn Store>) {
+    let id = enrolled(&store, "owned").await;
+    // An admin's page loaded the device; then the device checked in with a new build.
+    let before = store.device(id).await.unwrap().unwrap();
+    let mut checked_in = before.clone();
+    checked_in.os_version = Some("10.0.26100.1".into());
+    let mut step = SessionStep::new(id, "S1", t(3));
+    step.seen = true;
+    step.current_user = Some("AzureAD\\bob".into());
+    step.device_update = Some(checked_in);
+    store.session_step(step).await.unwrap();
+
+    let after = store
+        .set_primary_user(id, Some("ada@example.org"), false)
+        .await
+        .unwrap();
+    assert_eq!(after.primary_user.as_deref(), Some("ada@example.org"));
+    assert!(!after.shared);
+    assert_eq!(
+        after.os_version.as_deref(),
+        Some("10.0.26100.1"),
+        "check-in kept"
+    );
+    assert_eq!(after.last_seen, Some(t(3)));
+    assert_eq!(after.current_user.as_deref(), Some("AzureAD\\bob"));
+    assert_eq!(store.device(id).await.unwrap().unwrap(), after);
+
+    let shared = store.set_primary_user(id, None, true).await.unwrap();
+    assert_eq!((shared.primary_user, shared.shared), (None, true));
+    assert_eq!(shared.os_version.as_deref(), Some("10.0.26100.1"));
+    assert!(matches!(
+        store
+            .set_primary_user(DeviceId::generate(), None, false)
+            .await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -917,6 +957,71 @@ pub async fn stale_actions_are_selected_by_state_and_age(store: Arc<dyn Store>) 
     );
 }
 
+/// Readiness inputs of many devices at once: non-terminal actions and ended resets, each
+/// device's in `actions_of_device` order; devices without any are absent.
+pub async fn actions_for_readiness_of_many_devices(store: Arc<dyn Store>) {
+    let a = enrolled(&store, "ready-a").await;
+    let b = enrolled(&store, "ready-b").await;
+    let c = enrolled(&store, "ready-c").await;
+    let mut minute = 0;
+    let mut make = |device, kind, state| {
+        minute += 1;
+        let mut x = Action::new(ActionId::generate(), device, kind, "admin", None, t(minute));
+        x.state = state;
+        x
+    };
+    let a_actions = [
+        make(a, ActionKind::AutopilotReset, ActionState::Failed),
+        make(a, ActionKind::Restart, ActionState::Done),
+        make(a, ActionKind::Sync, ActionState::Pending),
+        make(a, ActionKind::AutopilotReset, ActionState::Canceled),
+        make(a, ActionKind::Wipe, ActionState::Blocked),
+        make(a, ActionKind::AutopilotReset, ActionState::Done),
+        make(a, ActionKind::Wipe, ActionState::Failed),
+    ];
+    let b_actions = [
+        make(b, ActionKind::Sync, ActionState::Done),
+        make(b, ActionKind::AutopilotReset, ActionState::Expired),
+    ];
+    let c_actions = [make(c, ActionKind::AutopilotReset, ActionState::InProgress)];
+    for x in a_actions.iter().chain(&b_actions).chain(&c_actions) {
+        store.create_action(x, &[]).await.unwrap();
+    }
+    let map = store
+        .actions_for_readiness(&[a, b, c, DeviceId::generate()])
+        .await
+        .unwrap();
+    let ids = |v: &[Action]| v.iter().map(|x| x.id).collect::<Vec<_>>();
+    // Newest first: done reset, blocked wipe, pending sync, failed reset.
+    assert_eq!(
+        ids(&map[&a]),
+        [
+            a_actions[5].id,
+            a_actions[4].id,
+            a_actions[2].id,
+            a_actions[0].id
+        ]
+    );
+    let expected: Vec<_> = store
+        .actions_of_device(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|x| map[&a].iter().any(|y| y.id == x.id))
+        .collect();
+    assert_eq!(
+        map[&a], expected,
+        "whole actions, in actions_of_device order"
+    );
+    assert!(
+        !map.contains_key(&b),
+        "only terminal non-reset or expired: absent"
+    );
+    assert_eq!(ids(&map[&c]), [c_actions[0].id]);
+    assert_eq!(map.len(), 2);
+    assert!(store.actions_for_readiness(&[]).await.unwrap().is_empty());
+}
+
 pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
     let d = enrolled(&store, "audited").await;
     let mut ids = Vec::new();
@@ -945,6 +1050,7 @@ pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
             device: None,
             after: None,
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -961,6 +1067,7 @@ pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
             device: None,
             after: Some(ids[2]),
             limit: 1,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -971,6 +1078,7 @@ pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
             device: Some(d),
             after: None,
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -997,10 +1105,83 @@ pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
             device: None,
             after: None,
             limit: 5,
+            ..Default::default()
         })
         .await
         .unwrap();
     assert_eq!(again, all);
+}
+
+/// Newest first: pages walk down from the newest with the last id as cursor, filtered by device,
+/// and events appended meanwhile never show up in later pages of the same walk.
+pub async fn audit_lists_newest_first_with_keyset_paging(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "audit-desc").await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let e = store
+            .append_audit(NewAuditEvent {
+                at: t(i),
+                actor: "admin".into(),
+                action: format!("action.{i}"),
+                targets: if i % 3 == 0 { vec![d] } else { vec![] },
+                batch: None,
+                outcome: AuditOutcome::Success,
+                details: String::new(),
+            })
+            .await
+            .unwrap();
+        ids.push(e.id);
+    }
+    let newest = |after, limit, device| AuditQuery {
+        device,
+        after,
+        limit,
+        order: AuditOrder::NewestFirst,
+    };
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_audit(&newest(after, 3, None)).await.unwrap();
+        if after.is_some() && walked.len() == 3 {
+            // Appended between pages: newer than the walk's start, so never listed by it.
+            store
+                .append_audit(NewAuditEvent {
+                    at: t(20),
+                    actor: "x".into(),
+                    action: "later".into(),
+                    targets: vec![d],
+                    batch: None,
+                    outcome: AuditOutcome::Success,
+                    details: String::new(),
+                })
+                .await
+                .unwrap();
+        }
+        walked.extend(page.iter().map(|e| e.id));
+        match page.last() {
+            Some(last) if page.len() == 3 => after = Some(last.id),
+            _ => break,
+        }
+    }
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(walked, expected, "every event once, newest first");
+    let of_d = store.list_audit(&newest(None, 100, Some(d))).await.unwrap();
+    assert_eq!(of_d[0].action, "later");
+    assert_eq!(
+        of_d[1..].iter().map(|e| e.id).collect::<Vec<_>>(),
+        [ids[6], ids[3], ids[0]]
+    );
+    let below = store
+        .list_audit(&newest(Some(ids[3]), 100, Some(d)))
+        .await
+        .unwrap();
+    assert_eq!(below.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[0]]);
+    assert!(store
+        .list_audit(&newest(Some(ids[0]), 100, None))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn device_pagination_cursor_is_stable(store: Arc<dyn Store>) {
@@ -1125,6 +1306,48 @@ pub async fn device_pagination_cursor_is_stable(store: Arc<dyn Store>) {
         ..DeviceQuery::default()
     };
     assert_eq!(store.list_devices(&all).await.unwrap().items.len(), 8);
+}
+
+/// Serial order in SQL: no serial first, then by serial, ties by id; pages in both directions.
+pub async fn devices_sort_by_serial_in_pages(store: Arc<dyn Store>) {
+    let mut expected = Vec::new();
+    for (i, serial) in [Some("SN-B"), None, Some("SN-A"), Some("SN-B"), Some("SN-C")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut d = new_device(&format!("by-serial-{i}"), Some(&format!("hw-serial-{i}")));
+        d.serial = serial.map(str::to_owned);
+        let e = new_enrollment(d.id, T0, "aa");
+        let id = store.create_enrollment(d, e).await.unwrap().device;
+        expected.push((serial.unwrap_or_default().to_owned(), id));
+    }
+    expected.sort();
+    for descending in [false, true] {
+        let mut query = DeviceQuery {
+            sort: DeviceSort::Serial,
+            descending,
+            limit: 2,
+            ..DeviceQuery::default()
+        };
+        let mut walked = Vec::new();
+        loop {
+            let page = store.list_devices(&query).await.unwrap();
+            walked.extend(
+                page.items
+                    .iter()
+                    .map(|d| (d.serial.clone().unwrap_or_default(), d.id)),
+            );
+            match page.next {
+                Some(c) => query.cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut want = expected.clone();
+        if descending {
+            want.reverse();
+        }
+        assert_eq!(walked, want, "descending: {descending}");
+    }
 }
 
 pub async fn inventory_upsert_keeps_latest_value(store: Arc<dyn Store>) {

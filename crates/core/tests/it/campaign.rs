@@ -131,6 +131,7 @@ async fn group_of_500_is_reset_in_waves_of_100_under_a_daily_cap() {
             device: None,
             after: None,
             limit: 10_000,
+            ..Default::default()
         })
         .await
         .unwrap();

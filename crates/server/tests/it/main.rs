@@ -10,6 +10,7 @@ mod enrollment;
 mod federated;
 mod fleet;
 mod mgmt;
+mod newest_first;
 mod ops;
 mod router;
 mod worker;
