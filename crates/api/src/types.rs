@@ -236,12 +236,16 @@ pub struct AuditQuery {
     /// Only events naming this device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
-    /// Only events after this position.
+    /// Continue after this position in the listing order (the `next` of the previous page):
+    /// events with a greater id for `asc`, a smaller one for `desc`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<i64>,
     /// At most this many (default 100, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// `asc` (default: oldest first) or `desc` (newest first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
     /// `json` (default) or `csv`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,

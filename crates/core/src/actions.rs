@@ -16,7 +16,7 @@ use crate::device::Device;
 use crate::ids::{ActionId, BatchId, CommandId, DeviceId};
 use crate::preflight::{preflight, BlockReason, PreflightSettings};
 use crate::session::SessionError;
-use crate::store::Store;
+use crate::store::{DailyCap, Store};
 
 /// What [`request`] needs besides the device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,6 +223,26 @@ pub async fn request_in_batch(
     settings: &ActionSettings,
     batch: Option<BatchId>,
 ) -> Result<Action, SessionError> {
+    request_under_cap(store, device_id, kind, actor, now, settings, batch, None)
+        .await?
+        // Unreachable: only a cap refuses to create.
+        .ok_or_else(|| SessionError::NotAllowed("the daily cap is reached".to_owned()))
+}
+
+/// [`request_in_batch`] under a daily cap: an action that would be queued is created only if
+/// the store's count of the day (taken in the creating transaction) leaves room; `None` (and
+/// nothing stored or audited) when the day is full. Blocked actions are not counted or capped.
+#[allow(clippy::too_many_arguments)]
+pub async fn request_under_cap(
+    store: &dyn Store,
+    device_id: DeviceId,
+    kind: ActionKind,
+    actor: &str,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+    batch: Option<BatchId>,
+    cap: Option<&DailyCap>,
+) -> Result<Option<Action>, SessionError> {
     let device = store
         .device(device_id)
         .await?
@@ -243,7 +263,17 @@ pub async fn request_in_batch(
         action.transition(ActionState::Blocked, now, Some(&text))?;
         Vec::new()
     };
-    store.create_action(&action, &commands).await?;
+    match cap.filter(|_| action.state == ActionState::Pending) {
+        Some(cap) => {
+            if !store
+                .create_action_under_cap(&action, &commands, cap)
+                .await?
+            {
+                return Ok(None);
+            }
+        }
+        None => store.create_action(&action, &commands).await?,
+    }
 
     if action.state == ActionState::Pending {
         for mut old in superseded {
@@ -284,7 +314,7 @@ pub async fn request_in_batch(
             ),
         })
         .await?;
-    Ok(action)
+    Ok(Some(action))
 }
 
 /// Cancels an action that has not reached the device (requested, blocked or pending) and drops
@@ -354,32 +384,34 @@ pub async fn retry(
 
 /// Expires every active (pending, sent, acknowledged, in progress) or blocked action whose last
 /// transition is older than `after`, dropping its queued commands. Returns the expired actions.
+/// At most [`EXPIRE_PER_TICK`] per call (oldest first); the rest go on the next call.
 pub async fn expire_stuck(
     store: &dyn Store,
     now: OffsetDateTime,
     after: Duration,
 ) -> Result<Vec<Action>, SessionError> {
-    let mut expired = Vec::new();
-    for state in [
+    const STUCK: &[ActionState] = &[
         ActionState::Blocked,
         ActionState::Pending,
         ActionState::Sent,
         ActionState::Acknowledged,
         ActionState::InProgress,
-    ] {
-        for mut a in store.actions_in_state(state, 10_000).await? {
-            if now - a.updated_at <= after {
-                continue;
-            }
-            let note = format!("no progress since {}", a.updated_at);
-            a.transition(ActionState::Expired, now, Some(&note))?;
-            store.discard_queued_commands(a.id).await?;
-            match store.update_action(state, &a).await {
-                Ok(()) => expired.push(a),
-                // Moved meanwhile (a check-in advanced it): not stuck after all.
-                Err(crate::store::StoreError::Conflict(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+    ];
+    let mut expired = Vec::new();
+    // "Older than `after`": now - updated_at > after, i.e. updated_at < now - after.
+    for mut a in store
+        .stale_actions(STUCK, now - after, EXPIRE_PER_TICK)
+        .await?
+    {
+        let state = a.state;
+        let note = format!("no progress since {}", a.updated_at);
+        a.transition(ActionState::Expired, now, Some(&note))?;
+        store.discard_queued_commands(a.id).await?;
+        match store.update_action(state, &a).await {
+            Ok(()) => expired.push(a),
+            // Moved meanwhile (a check-in advanced it): not stuck after all.
+            Err(crate::store::StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     for a in &expired {
@@ -402,6 +434,9 @@ pub async fn expire_stuck(
     }
     Ok(expired)
 }
+
+/// How many actions one [`expire_stuck`] call expires at most, so one tick stays short.
+pub const EXPIRE_PER_TICK: u32 = 1_000;
 
 // ---------------------------------------------------------------------------------------------
 // Advancing an action from what the device said

@@ -8,14 +8,14 @@ use std::collections::HashSet;
 use time::{Duration, OffsetDateTime, Time};
 
 use crate::action::{ActionKind, ActionState};
-use crate::actions::{assess, is_erasing, request_in_batch, ActionSettings};
+use crate::actions::{assess, is_erasing, request_under_cap, ActionSettings};
 use crate::audit::{AuditOutcome, NewAuditEvent};
 use crate::group::DeviceFilter;
 use crate::ids::{ActionId, BatchId, DeviceId, GroupId};
 use crate::preflight::BlockReason;
 use crate::schedule::BatchWindow;
 use crate::session::SessionError;
-use crate::store::{DeviceQuery, Store, StoreError, Wave};
+use crate::store::{DailyCap, DeviceQuery, Store, StoreError, Wave};
 
 /// Every erasing kind, as the daily cap counts them.
 const ERASING: &[ActionKind] = &[
@@ -235,7 +235,9 @@ fn utc_day_start(at: OffsetDateTime) -> OffsetDateTime {
 }
 
 /// Requests `kind` on `devices` in order under the daily cap; returns the items handled and the
-/// devices left over because the cap was reached.
+/// devices left over because the cap was reached. The count read first stops early in the common
+/// case; the authoritative check is the store's, in the transaction creating each action, so two
+/// processes (or a wave and a schedule) releasing at once never exceed the cap together.
 #[allow(clippy::too_many_arguments)]
 async fn request_some(
     store: &dyn Store,
@@ -248,9 +250,15 @@ async fn request_some(
     daily_cap: Option<u32>,
 ) -> Result<(Vec<BatchItem>, Vec<DeviceId>), SessionError> {
     let capped = daily_cap.filter(|_| is_erasing(kind));
+    let day = utc_day_start(now);
+    let cap = capped.map(|cap| DailyCap {
+        kinds: ERASING.to_vec(),
+        from: day,
+        to: day + Duration::days(1),
+        cap,
+    });
     let mut used = match capped {
         Some(_) => {
-            let day = utc_day_start(now);
             store
                 .count_actions_created(ERASING, day, day + Duration::days(1))
                 .await?
@@ -262,25 +270,38 @@ async fn request_some(
         if capped.is_some_and(|cap| used >= u64::from(cap)) {
             return Ok((items, devices[i..].to_vec()));
         }
-        let outcome =
-            match request_in_batch(store, device_id, kind, actor, now, settings, Some(batch)).await
-            {
-                Err(SessionError::DeviceNotFound(_)) => ItemOutcome::NotFound,
-                Err(e) => return Err(e),
-                Ok(a) if a.state == ActionState::Blocked => {
-                    ItemOutcome::Blocked(a.id, a.reason.unwrap_or_default())
-                }
-                Ok(a) => {
-                    used += 1;
-                    ItemOutcome::Queued(a.id)
-                }
-            };
+        let requested = request_under_cap(
+            store,
+            device_id,
+            kind,
+            actor,
+            now,
+            settings,
+            Some(batch),
+            cap.as_ref(),
+        )
+        .await;
+        let outcome = match requested {
+            Err(SessionError::DeviceNotFound(_)) => ItemOutcome::NotFound,
+            Err(e) => return Err(e),
+            // Another process filled the day between our count and this insert.
+            Ok(None) => return Ok((items, devices[i..].to_vec())),
+            Ok(Some(a)) if a.state == ActionState::Blocked => {
+                ItemOutcome::Blocked(a.id, a.reason.unwrap_or_default())
+            }
+            Ok(Some(a)) => {
+                used += 1;
+                ItemOutcome::Queued(a.id)
+            }
+        };
         items.push(BatchItem { device_id, outcome });
     }
     Ok((items, Vec::new()))
 }
 
-/// Stores `devices` as wave `index` due at `due_at` and reports them deferred.
+/// Stores `devices` as wave `index` due at `due_at` (released under `daily_cap`) and reports
+/// them deferred.
+#[allow(clippy::too_many_arguments)]
 async fn defer(
     store: &dyn Store,
     batch: BatchId,
@@ -289,6 +310,7 @@ async fn defer(
     actor: &str,
     devices: Vec<DeviceId>,
     due_at: OffsetDateTime,
+    daily_cap: Option<u32>,
 ) -> Result<Vec<BatchItem>, SessionError> {
     let items = devices
         .iter()
@@ -309,6 +331,7 @@ async fn defer(
             devices,
             due_at,
             released_at: None,
+            daily_cap,
         })
         .await?;
     Ok(items)
@@ -388,12 +411,36 @@ pub async fn execute_in_window(
     let mut index = 1;
     if !over_cap.is_empty() {
         let due = utc_day_start(now) + Duration::days(1);
-        items.extend(defer(store, batch_id, index, kind, actor, over_cap, due).await?);
+        items.extend(
+            defer(
+                store,
+                batch_id,
+                index,
+                kind,
+                actor,
+                over_cap,
+                due,
+                waves.daily_cap,
+            )
+            .await?,
+        );
         index += 1;
     }
     for (n, chunk) in chunks.enumerate() {
         let due = now + waves.interval * (n as u32 + 1);
-        items.extend(defer(store, batch_id, index, kind, actor, chunk.to_vec(), due).await?);
+        items.extend(
+            defer(
+                store,
+                batch_id,
+                index,
+                kind,
+                actor,
+                chunk.to_vec(),
+                due,
+                waves.daily_cap,
+            )
+            .await?,
+        );
         index += 1;
     }
     let result = BatchResult { batch_id, items };
@@ -424,16 +471,19 @@ pub async fn execute_in_window(
 }
 
 /// Releases every stored wave due at `now`: requests its actions (preflight runs again), moving
-/// devices over the daily cap to a new wave at the next UTC midnight. A wave another tick already
+/// devices over the daily cap to a new wave at the next UTC midnight. A wave is released under
+/// the cap its bulk request stored with it ([`Wave::daily_cap`]); `default_daily_cap` (the
+/// server-wide setting) applies to waves stored without one. A wave another tick already
 /// released is skipped. Audited as `batch.wave` per wave. Returns one result per released wave.
 pub async fn release_due_waves(
     store: &dyn Store,
     now: OffsetDateTime,
     settings: &ActionSettings,
-    daily_cap: Option<u32>,
+    default_daily_cap: Option<u32>,
 ) -> Result<Vec<BatchResult>, SessionError> {
     let mut results = Vec::new();
     for wave in store.due_waves(now, 1_000).await? {
+        let daily_cap = wave.daily_cap.or(default_daily_cap);
         match store.mark_wave_released(wave.batch, wave.index, now).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => continue,
@@ -468,6 +518,7 @@ pub async fn release_due_waves(
                     &wave.actor,
                     over_cap,
                     due,
+                    wave.daily_cap,
                 )
                 .await?,
             );

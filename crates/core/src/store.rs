@@ -77,6 +77,8 @@ pub enum DeviceSort {
     LastSeen,
     /// By enrollment time, then id.
     EnrolledAt,
+    /// By serial number (no serial sorts as the empty text, first ascending), then id.
+    Serial,
 }
 
 impl DeviceSort {
@@ -85,6 +87,7 @@ impl DeviceSort {
             Self::Name => "name",
             Self::LastSeen => "last_seen",
             Self::EnrolledAt => "enrolled_at",
+            Self::Serial => "serial",
         }
     }
 }
@@ -155,6 +158,7 @@ pub fn device_sort_key(device: &Device, sort: DeviceSort) -> CursorKey {
         DeviceSort::Name => CursorKey::Text(device.name.clone()),
         DeviceSort::LastSeen => CursorKey::Int(device.last_seen.map_or(NEVER_SEEN_KEY, to_micros)),
         DeviceSort::EnrolledAt => CursorKey::Int(to_micros(device.enrolled_at)),
+        DeviceSort::Serial => CursorKey::Text(device.serial.clone().unwrap_or_default()),
     }
 }
 
@@ -200,15 +204,40 @@ pub struct Page<T> {
     pub next: Option<Cursor>,
 }
 
+/// In which order audit events are listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AuditOrder {
+    /// Oldest first (position ascending).
+    #[default]
+    OldestFirst,
+    /// Newest first (position descending).
+    NewestFirst,
+}
+
 /// Which audit events to list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditQuery {
     /// Only events naming this device.
     pub device: Option<DeviceId>,
-    /// Only events after this position.
+    /// Continue after this position in the listing order: only events with a greater position
+    /// when oldest first, a smaller one when newest first (the last id of the previous page).
     pub after: Option<AuditId>,
     /// At most this many.
     pub limit: u32,
+    /// Oldest or newest first.
+    pub order: AuditOrder,
+}
+
+impl Default for AuditQuery {
+    /// Every device, from the start, oldest first, 100 at a time.
+    fn default() -> Self {
+        Self {
+            device: None,
+            after: None,
+            limit: 100,
+            order: AuditOrder::OldestFirst,
+        }
+    }
 }
 
 /// What [`EnrollmentStore::create_enrollment`] did.
@@ -359,6 +388,15 @@ pub trait DeviceStore: Send + Sync {
     async fn device_by_hw_dev_id(&self, hw_dev_id: &str) -> StoreResult<Option<Device>>;
     /// Saves every field of an existing device; `NotFound` if its id is unknown.
     async fn update_device(&self, device: &Device) -> StoreResult<()>;
+    /// Sets only the primary user and the shared flag (`None` clears the user) and returns the
+    /// device as stored afterwards; every other column is left as it is, so a check-in saving
+    /// inventory-derived fields at the same time loses nothing. `NotFound` if unknown.
+    async fn set_primary_user(
+        &self,
+        id: DeviceId,
+        user: Option<&str>,
+        shared: bool,
+    ) -> StoreResult<Device>;
     /// Records a check-in: `last_seen = at`, `current_user = current_user` (None clears it);
     /// `NotFound` if unknown.
     async fn record_seen(
@@ -449,10 +487,29 @@ pub trait ActionStore: Send + Sync {
     async fn actions_of_device(&self, device: DeviceId) -> StoreResult<Vec<Action>>;
     /// Every action of a bulk request, oldest first; empty if none.
     async fn actions_of_batch(&self, batch: BatchId) -> StoreResult<Vec<Action>>;
+    /// What readiness ([`crate::preflight`]) needs of many devices, in one query per 500 ids:
+    /// each device's non-terminal actions (blocked included) and its Autopilot Resets that ended
+    /// `done` or `failed`, newest first like [`Self::actions_of_device`] (so a readiness computed
+    /// from them equals one computed from every action). Devices with none, and unknown ids, are
+    /// absent from the map; an empty slice gives an empty map.
+    async fn actions_for_readiness(
+        &self,
+        devices: &[DeviceId],
+    ) -> StoreResult<std::collections::HashMap<DeviceId, Vec<Action>>>;
     /// The newest non-terminal action of a device; `None` if all are terminal or there are none.
     async fn active_action(&self, device: DeviceId) -> StoreResult<Option<Action>>;
     /// Up to `limit` actions in `state`, oldest update first (for expiry ticks); empty if none.
     async fn actions_in_state(&self, state: ActionState, limit: u32) -> StoreResult<Vec<Action>>;
+    /// Up to `limit` actions whose state is one of `states` and whose `updated_at` is strictly
+    /// before `updated_before`, oldest update first (then creation order): what an expiry tick
+    /// needs, read through the `(state, updated_at)` index instead of every action in a state.
+    /// Empty if none match or `states` is empty.
+    async fn stale_actions(
+        &self,
+        states: &[ActionState],
+        updated_before: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<Action>>;
     /// Saves state, reason, last_error, updated_at and timeline if the stored state is still
     /// `expected`; `Conflict` otherwise, `NotFound` if unknown.
     async fn update_action(&self, expected: ActionState, action: &Action) -> StoreResult<()>;
@@ -463,7 +520,8 @@ pub trait ActionStore: Send + Sync {
 pub trait AuditLog: Send + Sync {
     /// Appends an event and returns it with its position (greater than every earlier one).
     async fn append_audit(&self, event: NewAuditEvent) -> StoreResult<AuditEvent>;
-    /// Events in position order matching `query`; empty if none.
+    /// Events matching `query` in position order (ascending or descending per `query.order`);
+    /// empty if none.
     async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
 }
 
@@ -544,6 +602,23 @@ pub struct Wave {
     pub due_at: OffsetDateTime,
     /// When it was released; `None` while waiting.
     pub released_at: Option<OffsetDateTime>,
+    /// The daily cap of the bulk request this wave belongs to; `None` if the request gave none
+    /// (then the server-wide cap applies when it is released).
+    pub daily_cap: Option<u32>,
+}
+
+/// A limit on erasing actions per day, checked in the same transaction that creates an action
+/// (see [`WaveStore::create_action_under_cap`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DailyCap {
+    /// The kinds that count.
+    pub kinds: Vec<ActionKind>,
+    /// Start of the day (inclusive).
+    pub from: OffsetDateTime,
+    /// End of the day (exclusive).
+    pub to: OffsetDateTime,
+    /// At most this many not-blocked actions of `kinds` created in `[from, to)`.
+    pub cap: u32,
 }
 
 /// Scheduled waves of bulk requests and the counts the daily cap needs.
@@ -571,6 +646,17 @@ pub trait WaveStore: Send + Sync {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> StoreResult<u64>;
+    /// [`ActionStore::create_action`] unless the day is full: in one transaction, counts as
+    /// [`Self::count_actions_created`] does and creates the action (and its commands) only if the
+    /// count is below `cap.cap`. Returns whether it was created. Cap checks of concurrent callers
+    /// (other processes included) are serialised, so together they never exceed the cap.
+    /// `Conflict`/`NotFound` as `create_action`.
+    async fn create_action_under_cap(
+        &self,
+        action: &Action,
+        commands: &[DeviceCommand],
+        cap: &DailyCap,
+    ) -> StoreResult<bool>;
 }
 
 /// Scheduled bulk requests.

@@ -27,6 +27,10 @@ type Q<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
 const FOR_UPDATE: &str = " FOR UPDATE";
 /// Taking queued commands: skip rows a concurrent session step already holds.
 const TAKE_LOCK: &str = " FOR UPDATE SKIP LOCKED";
+/// Serialises daily-cap checks (count, then insert) of concurrent transactions, in any process:
+/// under READ COMMITTED two of them could otherwise both see room for the last slot. The lock is
+/// released at commit or rollback.
+const CAP_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('redeploy.daily_cap'))";
 
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]

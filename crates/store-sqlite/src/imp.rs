@@ -22,10 +22,11 @@ use redeploy_core::schedule::{
     seconds_of_day, time_of_seconds, BatchWindow, MaintenanceWindow, Recurrence, Schedule,
 };
 use redeploy_core::store::{
-    device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditQuery, AutopilotRegistry,
-    CommandQueue, ConsoleSessionStore, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore,
-    EnrollOutcome, EnrollmentStore, GroupStore, InventoryStore, Page, ScheduleStore, SessionStep,
-    StepOutcome, StoreError, StoreResult, TokenStore, Wave, WaveStore, NEVER_SEEN_KEY,
+    device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditOrder, AuditQuery,
+    AutopilotRegistry, CommandQueue, ConsoleSessionStore, Cursor, CursorKey, DailyCap, DeviceQuery,
+    DeviceSort, DeviceStore, EnrollOutcome, EnrollmentStore, GroupStore, InventoryStore, Page,
+    ScheduleStore, SessionStep, StepOutcome, StoreError, StoreResult, TokenStore, Wave, WaveStore,
+    NEVER_SEEN_KEY,
 };
 use redeploy_core::store::{DeliveryResult, WebhookStore};
 use redeploy_core::webhook::{Delivery, Webhook, WebhookEvent};
@@ -33,7 +34,7 @@ use sqlx::error::ErrorKind;
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use super::{Backend, DbRow, Tx, FOR_UPDATE, Q, TAKE_LOCK};
+use super::{Backend, DbRow, Tx, CAP_LOCK, FOR_UPDATE, Q, TAKE_LOCK};
 
 /// Maps a sqlx error: unique violations are conflicts, foreign-key violations name a missing row.
 pub(crate) fn backend(e: sqlx::Error) -> StoreError {
@@ -432,6 +433,34 @@ impl DeviceStore for Backend {
         tx.commit().await.map_err(backend)
     }
 
+    async fn set_primary_user(
+        &self,
+        id: DeviceId,
+        user: Option<&str>,
+        shared: bool,
+    ) -> StoreResult<Device> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("UPDATE devices SET primary_user = $2, shared = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(user.map(str::to_owned))
+            .bind(shared)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("device {id}")));
+        }
+        let sql = format!("{} WHERE id = $1", device_select());
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let device = row_device(&row)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(device)
+    }
+
     async fn record_seen(
         &self,
         id: DeviceId,
@@ -457,6 +486,8 @@ impl DeviceStore for Backend {
             DeviceSort::Name => "name".to_owned(),
             DeviceSort::LastSeen => format!("COALESCE(last_seen, {NEVER_SEEN_KEY})"),
             DeviceSort::EnrolledAt => "enrolled_at".to_owned(),
+            // Same expression as the `devices_serial_sort` index (migration 20261126000007).
+            DeviceSort::Serial => "COALESCE(serial, '')".to_owned(),
         };
         let (dir, cmp) = if query.descending {
             ("DESC", "<")
@@ -1057,6 +1088,80 @@ async fn update_action_in(tx: &mut Tx, expected: ActionState, a: &Action) -> Sto
     Ok(())
 }
 
+async fn insert_action_in(
+    tx: &mut Tx,
+    action: &Action,
+    commands: &[DeviceCommand],
+) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO actions ({ACTION_COLS}) VALUES ({})",
+        placeholders(1, 11)
+    );
+    sqlx::query(&sql)
+        .bind(action.id.to_string())
+        .bind(action.device.to_string())
+        .bind(action.kind.code())
+        .bind(action.state.as_str())
+        .bind(action.reason.clone())
+        .bind(action.last_error.map(i64::from))
+        .bind(action.batch.map(|b| b.to_string()))
+        .bind(action.requested_by.clone())
+        .bind(to_micros(action.created_at))
+        .bind(to_micros(action.updated_at))
+        .bind(timeline_json(&action.timeline))
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    insert_commands(tx, commands).await
+}
+
+/// Not-blocked actions of `kinds` created in `[$1, $2)` (what the daily cap counts).
+fn count_created_sql(kinds: &[ActionKind]) -> String {
+    format!(
+        "SELECT COUNT(*) AS n FROM actions WHERE created_at >= $1 AND created_at < $2 \
+         AND state <> $3 AND kind IN ({})",
+        placeholders(4, kinds.len())
+    )
+}
+
+fn count_created_query<'q>(
+    sql: &'q str,
+    kinds: &[ActionKind],
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> Q<'q> {
+    let mut q = sqlx::query(sql)
+        .bind(to_micros(from))
+        .bind(to_micros(to))
+        .bind(ActionState::Blocked.as_str());
+    for k in kinds {
+        q = q.bind(k.code());
+    }
+    q
+}
+
+fn count_col(row: &DbRow) -> StoreResult<u64> {
+    let n = get::<i64>(row, "n")?;
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n}")))
+}
+
+async fn count_created_in(
+    tx: &mut Tx,
+    kinds: &[ActionKind],
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> StoreResult<u64> {
+    if kinds.is_empty() {
+        return Ok(0);
+    }
+    let sql = count_created_sql(kinds);
+    let row = count_created_query(&sql, kinds, from, to)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)?;
+    count_col(&row)
+}
+
 async fn actions_where(store: &Backend, tail: &str, bind: String) -> StoreResult<Vec<Action>> {
     let sql = format!("SELECT {ACTION_COLS} FROM actions WHERE {tail}");
     let rows = sqlx::query(&sql)
@@ -1071,26 +1176,7 @@ async fn actions_where(store: &Backend, tail: &str, bind: String) -> StoreResult
 impl ActionStore for Backend {
     async fn create_action(&self, action: &Action, commands: &[DeviceCommand]) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let sql = format!(
-            "INSERT INTO actions ({ACTION_COLS}) VALUES ({})",
-            placeholders(1, 11)
-        );
-        sqlx::query(&sql)
-            .bind(action.id.to_string())
-            .bind(action.device.to_string())
-            .bind(action.kind.code())
-            .bind(action.state.as_str())
-            .bind(action.reason.clone())
-            .bind(action.last_error.map(i64::from))
-            .bind(action.batch.map(|b| b.to_string()))
-            .bind(action.requested_by.clone())
-            .bind(to_micros(action.created_at))
-            .bind(to_micros(action.updated_at))
-            .bind(timeline_json(&action.timeline))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        insert_commands(&mut tx, commands).await?;
+        insert_action_in(&mut tx, action, commands).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -1119,6 +1205,32 @@ impl ActionStore for Backend {
         .await
     }
 
+    async fn actions_for_readiness(
+        &self,
+        devices: &[DeviceId],
+    ) -> StoreResult<std::collections::HashMap<DeviceId, Vec<Action>>> {
+        let mut by_device = std::collections::HashMap::<DeviceId, Vec<Action>>::new();
+        for chunk in devices.chunks(500) {
+            // Same order as `actions_of_device`, so per-device lists are its subsequences.
+            let sql = format!(
+                "SELECT {ACTION_COLS} FROM actions WHERE device_id IN ({}) \
+                 AND (state NOT IN ('done', 'failed', 'canceled', 'expired') \
+                 OR (kind = 'autopilot_reset' AND state IN ('done', 'failed'))) \
+                 ORDER BY device_id, created_at DESC, seq DESC",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for d in chunk {
+                q = q.bind(d.to_string());
+            }
+            for row in q.fetch_all(&self.pool).await.map_err(backend)? {
+                let a = row_action(&row)?;
+                by_device.entry(a.device).or_default().push(a);
+            }
+        }
+        Ok(by_device)
+    }
+
     async fn active_action(&self, device: DeviceId) -> StoreResult<Option<Action>> {
         let active = actions_where(
             self,
@@ -1136,6 +1248,36 @@ impl ActionStore for Backend {
         );
         let rows = sqlx::query(&sql)
             .bind(state.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(row_action).collect()
+    }
+
+    async fn stale_actions(
+        &self,
+        states: &[ActionState],
+        updated_before: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<Action>> {
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        // `state IN (...) AND updated_at < $n` is a range scan per state on `actions_state`.
+        let sql = format!(
+            "SELECT {ACTION_COLS} FROM actions WHERE state IN ({}) AND updated_at < ${} \
+             ORDER BY updated_at, seq LIMIT ${}",
+            placeholders(1, states.len()),
+            states.len() + 1,
+            states.len() + 2
+        );
+        let mut q = sqlx::query(&sql);
+        for s in states {
+            q = q.bind(s.as_str());
+        }
+        let rows = q
+            .bind(to_micros(updated_before))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
@@ -1212,17 +1354,24 @@ impl AuditLog for Backend {
     }
 
     async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
-        let rows = sqlx::query(
+        // Keyset paging on the primary key in either direction.
+        let (cmp, dir, start) = match query.order {
+            AuditOrder::OldestFirst => (">", "", 0),
+            AuditOrder::NewestFirst => ("<", " DESC", i64::MAX),
+        };
+        let sql = format!(
             "SELECT seq, at, actor, action, targets, batch_id, outcome, details FROM audit_events \
-             WHERE seq > $1 AND ($2 = '' OR EXISTS (SELECT 1 FROM audit_targets t \
-             WHERE t.audit_seq = audit_events.seq AND t.device_id = $2)) ORDER BY seq LIMIT $3",
-        )
-        .bind(query.after.map_or(0, |a| a.as_i64()))
-        .bind(query.device.map(|d| d.to_string()).unwrap_or_default())
-        .bind(i64::from(query.limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+             WHERE seq {cmp} $1 AND ($2 = '' OR EXISTS (SELECT 1 FROM audit_targets t \
+             WHERE t.audit_seq = audit_events.seq AND t.device_id = $2)) \
+             ORDER BY seq{dir} LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(query.after.map_or(start, |a| a.as_i64()))
+            .bind(query.device.map(|d| d.to_string()).unwrap_or_default())
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         rows.iter().map(row_audit).collect()
     }
 }
@@ -1616,7 +1765,8 @@ async fn group_tags(store: &Backend) -> StoreResult<std::collections::HashMap<St
 // ---------------------------------------------------------------------------------------------
 // Waves
 
-const WAVE_COLS: &str = "batch_id, wave_index, kind, actor, devices, due_at, released_at";
+const WAVE_COLS: &str =
+    "batch_id, wave_index, kind, actor, devices, due_at, released_at, daily_cap";
 
 fn row_wave(r: &DbRow) -> StoreResult<Wave> {
     let devices = get::<String>(r, "devices")?
@@ -1634,6 +1784,9 @@ fn row_wave(r: &DbRow) -> StoreResult<Wave> {
         devices,
         due_at: time_col(r, "due_at")?,
         released_at: opt_time_col(r, "released_at")?,
+        daily_cap: get::<Option<i64>>(r, "daily_cap")?
+            .map(|c| u32::try_from(c).map_err(|_| StoreError::Corrupt(format!("daily cap {c}"))))
+            .transpose()?,
     })
 }
 
@@ -1648,7 +1801,7 @@ impl WaveStore for Backend {
             .join(",");
         let sql = format!(
             "INSERT INTO batch_waves ({WAVE_COLS}) VALUES ({})",
-            placeholders(1, 7)
+            placeholders(1, 8)
         );
         sqlx::query(&sql)
             .bind(wave.batch.to_string())
@@ -1658,6 +1811,7 @@ impl WaveStore for Backend {
             .bind(devices)
             .bind(to_micros(wave.due_at))
             .bind(micros_opt(wave.released_at))
+            .bind(wave.daily_cap.map(i64::from))
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -1732,21 +1886,36 @@ impl WaveStore for Backend {
         if kinds.is_empty() {
             return Ok(0);
         }
-        let sql = format!(
-            "SELECT COUNT(*) AS n FROM actions WHERE created_at >= $1 AND created_at < $2 \
-             AND state <> $3 AND kind IN ({})",
-            placeholders(4, kinds.len())
-        );
-        let mut q = sqlx::query(&sql)
-            .bind(to_micros(from))
-            .bind(to_micros(to))
-            .bind(ActionState::Blocked.as_str());
-        for k in kinds {
-            q = q.bind(k.code());
+        let sql = count_created_sql(kinds);
+        let row = count_created_query(&sql, kinds, from, to)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        count_col(&row)
+    }
+
+    async fn create_action_under_cap(
+        &self,
+        action: &Action,
+        commands: &[DeviceCommand],
+        cap: &DailyCap,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        // Serialises cap checks across processes (SQLite: the write lock BEGIN IMMEDIATE took).
+        if !CAP_LOCK.is_empty() {
+            sqlx::query(CAP_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
         }
-        let row = q.fetch_one(&self.pool).await.map_err(backend)?;
-        let n = get::<i64>(&row, "n")?;
-        u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n}")))
+        let used = count_created_in(&mut tx, &cap.kinds, cap.from, cap.to).await?;
+        if used >= u64::from(cap.cap) {
+            // Nothing written: dropping the transaction rolls it back.
+            return Ok(false);
+        }
+        insert_action_in(&mut tx, action, commands).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 }
 

@@ -25,6 +25,9 @@ type Q<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
 const FOR_UPDATE: &str = "";
 /// Lock clause when taking queued commands (see `FOR_UPDATE`).
 const TAKE_LOCK: &str = "";
+/// Statement serialising daily-cap checks; none needed: `BEGIN IMMEDIATE` already holds the
+/// database's single write lock, so a count and the insert after it cannot interleave.
+const CAP_LOCK: &str = "";
 
 /// The SQLite store.
 #[derive(Debug, Clone)]

@@ -18,8 +18,8 @@ use redeploy_core::inventory::InventoryValue;
 use redeploy_core::schedule::{BatchWindow, MaintenanceWindow, Recurrence, Schedule};
 use redeploy_core::store::DeliveryResult;
 use redeploy_core::store::{
-    ActionUpdate, AuditQuery, CommandAnswer, DeviceQuery, DeviceSort, SendBatch, SessionStep,
-    StoreError, Wave,
+    ActionUpdate, AuditOrder, AuditQuery, CommandAnswer, DailyCap, DeviceQuery, DeviceSort,
+    SendBatch, SessionStep, StoreError, Wave,
 };
 use redeploy_core::webhook::{Delivery, DeliveryStatus, Webhook, WebhookEvent};
 use redeploy_core::Store;
@@ -239,6 +239,46 @@ pub async fn device_lookups_and_record_seen(store: Arc<dyn Store>) {
     missing.id = DeviceId::generate();
     assert!(matches!(
         store.update_device(&missing).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Setting the primary user touches only that and the shared flag: what a check-in saved in
+/// between (inventory-derived fields, last_seen) survives.
+pub async fn set_primary_user_changes_only_the_user_and_shared_flag(store: Arc<dyn Store>) {
+    let id = enrolled(&store, "owned").await;
+    // An admin's page loaded the device; then the device checked in with a new build.
+    let before = store.device(id).await.unwrap().unwrap();
+    let mut checked_in = before.clone();
+    checked_in.os_version = Some("10.0.26100.1".into());
+    let mut step = SessionStep::new(id, "S1", t(3));
+    step.seen = true;
+    step.current_user = Some("AzureAD\\bob".into());
+    step.device_update = Some(checked_in);
+    store.session_step(step).await.unwrap();
+
+    let after = store
+        .set_primary_user(id, Some("ada@example.org"), false)
+        .await
+        .unwrap();
+    assert_eq!(after.primary_user.as_deref(), Some("ada@example.org"));
+    assert!(!after.shared);
+    assert_eq!(
+        after.os_version.as_deref(),
+        Some("10.0.26100.1"),
+        "check-in kept"
+    );
+    assert_eq!(after.last_seen, Some(t(3)));
+    assert_eq!(after.current_user.as_deref(), Some("AzureAD\\bob"));
+    assert_eq!(store.device(id).await.unwrap().unwrap(), after);
+
+    let shared = store.set_primary_user(id, None, true).await.unwrap();
+    assert_eq!((shared.primary_user, shared.shared), (None, true));
+    assert_eq!(shared.os_version.as_deref(), Some("10.0.26100.1"));
+    assert!(matches!(
+        store
+            .set_primary_user(DeviceId::generate(), None, false)
+            .await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -856,6 +896,135 @@ pub async fn discarding_an_actions_queued_commands(store: Arc<dyn Store>) {
     assert_eq!(sent.iter().map(|c| c.id).collect::<Vec<_>>(), [other.id]);
 }
 
+/// Stale actions: only the given states, strictly older than the cutoff, oldest update first,
+/// at most `limit`.
+pub async fn stale_actions_are_selected_by_state_and_age(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "stale").await;
+    let make = |state: ActionState, updated: i64| {
+        let mut a = Action::new(ActionId::generate(), d, ActionKind::Sync, "admin", None, T0);
+        a.state = state;
+        a.updated_at = t(updated);
+        a
+    };
+    let old_pending = make(ActionState::Pending, 5);
+    let older_blocked = make(ActionState::Blocked, 1);
+    let at_cutoff = make(ActionState::Pending, 10);
+    let fresh = make(ActionState::Pending, 20);
+    let old_failed = make(ActionState::Failed, 0);
+    let old_requested = make(ActionState::Requested, 0);
+    for a in [
+        &old_pending,
+        &older_blocked,
+        &at_cutoff,
+        &fresh,
+        &old_failed,
+        &old_requested,
+    ] {
+        store.create_action(a, &[]).await.unwrap();
+    }
+    let ids = |v: Vec<Action>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    let states = [ActionState::Blocked, ActionState::Pending];
+    assert_eq!(
+        ids(store.stale_actions(&states, t(10), 100).await.unwrap()),
+        [older_blocked.id, old_pending.id],
+        "strictly before the cutoff, oldest update first, only the given states"
+    );
+    assert_eq!(
+        ids(store.stale_actions(&states, t(10), 1).await.unwrap()),
+        [older_blocked.id]
+    );
+    assert_eq!(
+        ids(store
+            .stale_actions(&[ActionState::Pending], t(30), 100)
+            .await
+            .unwrap()),
+        [old_pending.id, at_cutoff.id, fresh.id]
+    );
+    assert!(store
+        .stale_actions(&[], t(30), 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .stale_actions(&[ActionState::Sent], t(30), 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let stored = store
+        .stale_actions(&[ActionState::Failed], t(30), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        [store.action(old_failed.id).await.unwrap().unwrap()]
+    );
+}
+
+/// Readiness inputs of many devices at once: non-terminal actions and ended resets, each
+/// device's in `actions_of_device` order; devices without any are absent.
+pub async fn actions_for_readiness_of_many_devices(store: Arc<dyn Store>) {
+    let a = enrolled(&store, "ready-a").await;
+    let b = enrolled(&store, "ready-b").await;
+    let c = enrolled(&store, "ready-c").await;
+    let mut minute = 0;
+    let mut make = |device, kind, state| {
+        minute += 1;
+        let mut x = Action::new(ActionId::generate(), device, kind, "admin", None, t(minute));
+        x.state = state;
+        x
+    };
+    let a_actions = [
+        make(a, ActionKind::AutopilotReset, ActionState::Failed),
+        make(a, ActionKind::Restart, ActionState::Done),
+        make(a, ActionKind::Sync, ActionState::Pending),
+        make(a, ActionKind::AutopilotReset, ActionState::Canceled),
+        make(a, ActionKind::Wipe, ActionState::Blocked),
+        make(a, ActionKind::AutopilotReset, ActionState::Done),
+        make(a, ActionKind::Wipe, ActionState::Failed),
+    ];
+    let b_actions = [
+        make(b, ActionKind::Sync, ActionState::Done),
+        make(b, ActionKind::AutopilotReset, ActionState::Expired),
+    ];
+    let c_actions = [make(c, ActionKind::AutopilotReset, ActionState::InProgress)];
+    for x in a_actions.iter().chain(&b_actions).chain(&c_actions) {
+        store.create_action(x, &[]).await.unwrap();
+    }
+    let map = store
+        .actions_for_readiness(&[a, b, c, DeviceId::generate()])
+        .await
+        .unwrap();
+    let ids = |v: &[Action]| v.iter().map(|x| x.id).collect::<Vec<_>>();
+    // Newest first: done reset, blocked wipe, pending sync, failed reset.
+    assert_eq!(
+        ids(&map[&a]),
+        [
+            a_actions[5].id,
+            a_actions[4].id,
+            a_actions[2].id,
+            a_actions[0].id
+        ]
+    );
+    let expected: Vec<_> = store
+        .actions_of_device(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|x| map[&a].iter().any(|y| y.id == x.id))
+        .collect();
+    assert_eq!(
+        map[&a], expected,
+        "whole actions, in actions_of_device order"
+    );
+    assert!(
+        !map.contains_key(&b),
+        "only terminal non-reset or expired: absent"
+    );
+    assert_eq!(ids(&map[&c]), [c_actions[0].id]);
+    assert_eq!(map.len(), 2);
+    assert!(store.actions_for_readiness(&[]).await.unwrap().is_empty());
+}
+
 pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
     let d = enrolled(&store, "audited").await;
     let mut ids = Vec::new();
@@ -884,6 +1053,7 @@ pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
             device: None,
             after: None,
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -900,6 +1070,7 @@ pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
             device: None,
             after: Some(ids[2]),
             limit: 1,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -910,6 +1081,7 @@ pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
             device: Some(d),
             after: None,
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -936,10 +1108,83 @@ pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
             device: None,
             after: None,
             limit: 5,
+            ..Default::default()
         })
         .await
         .unwrap();
     assert_eq!(again, all);
+}
+
+/// Newest first: pages walk down from the newest with the last id as cursor, filtered by device,
+/// and events appended meanwhile never show up in later pages of the same walk.
+pub async fn audit_lists_newest_first_with_keyset_paging(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "audit-desc").await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let e = store
+            .append_audit(NewAuditEvent {
+                at: t(i),
+                actor: "admin".into(),
+                action: format!("action.{i}"),
+                targets: if i % 3 == 0 { vec![d] } else { vec![] },
+                batch: None,
+                outcome: AuditOutcome::Success,
+                details: String::new(),
+            })
+            .await
+            .unwrap();
+        ids.push(e.id);
+    }
+    let newest = |after, limit, device| AuditQuery {
+        device,
+        after,
+        limit,
+        order: AuditOrder::NewestFirst,
+    };
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_audit(&newest(after, 3, None)).await.unwrap();
+        if after.is_some() && walked.len() == 3 {
+            // Appended between pages: newer than the walk's start, so never listed by it.
+            store
+                .append_audit(NewAuditEvent {
+                    at: t(20),
+                    actor: "x".into(),
+                    action: "later".into(),
+                    targets: vec![d],
+                    batch: None,
+                    outcome: AuditOutcome::Success,
+                    details: String::new(),
+                })
+                .await
+                .unwrap();
+        }
+        walked.extend(page.iter().map(|e| e.id));
+        match page.last() {
+            Some(last) if page.len() == 3 => after = Some(last.id),
+            _ => break,
+        }
+    }
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(walked, expected, "every event once, newest first");
+    let of_d = store.list_audit(&newest(None, 100, Some(d))).await.unwrap();
+    assert_eq!(of_d[0].action, "later");
+    assert_eq!(
+        of_d[1..].iter().map(|e| e.id).collect::<Vec<_>>(),
+        [ids[6], ids[3], ids[0]]
+    );
+    let below = store
+        .list_audit(&newest(Some(ids[3]), 100, Some(d)))
+        .await
+        .unwrap();
+    assert_eq!(below.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[0]]);
+    assert!(store
+        .list_audit(&newest(Some(ids[0]), 100, None))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn device_pagination_cursor_is_stable(store: Arc<dyn Store>) {
@@ -1064,6 +1309,48 @@ pub async fn device_pagination_cursor_is_stable(store: Arc<dyn Store>) {
         ..DeviceQuery::default()
     };
     assert_eq!(store.list_devices(&all).await.unwrap().items.len(), 8);
+}
+
+/// Serial order in SQL: no serial first, then by serial, ties by id; pages in both directions.
+pub async fn devices_sort_by_serial_in_pages(store: Arc<dyn Store>) {
+    let mut expected = Vec::new();
+    for (i, serial) in [Some("SN-B"), None, Some("SN-A"), Some("SN-B"), Some("SN-C")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut d = new_device(&format!("by-serial-{i}"), Some(&format!("hw-serial-{i}")));
+        d.serial = serial.map(str::to_owned);
+        let e = new_enrollment(d.id, T0, "aa");
+        let id = store.create_enrollment(d, e).await.unwrap().device;
+        expected.push((serial.unwrap_or_default().to_owned(), id));
+    }
+    expected.sort();
+    for descending in [false, true] {
+        let mut query = DeviceQuery {
+            sort: DeviceSort::Serial,
+            descending,
+            limit: 2,
+            ..DeviceQuery::default()
+        };
+        let mut walked = Vec::new();
+        loop {
+            let page = store.list_devices(&query).await.unwrap();
+            walked.extend(
+                page.items
+                    .iter()
+                    .map(|d| (d.serial.clone().unwrap_or_default(), d.id)),
+            );
+            match page.next {
+                Some(c) => query.cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut want = expected.clone();
+        if descending {
+            want.reverse();
+        }
+        assert_eq!(walked, want, "descending: {descending}");
+    }
 }
 
 pub async fn inventory_upsert_keeps_latest_value(store: Arc<dyn Store>) {
@@ -1208,6 +1495,8 @@ pub async fn waves_are_due_in_order_and_released_once(store: Arc<dyn Store>) {
         devices: vec![d, other],
         due_at: due,
         released_at: None,
+        // The bulk request's own cap round-trips (and its absence does).
+        daily_cap: (index == 2).then_some(350),
     };
     store.save_wave(&wave(2, t(120))).await.unwrap();
     store.save_wave(&wave(1, t(60))).await.unwrap();
@@ -1263,6 +1552,139 @@ pub async fn waves_are_due_in_order_and_released_once(store: Arc<dyn Store>) {
             .await
             .unwrap(),
         0
+    );
+}
+
+/// The daily cap is checked in the creating transaction: a full day refuses (nothing stored),
+/// blocked and other-day actions do not count, and many concurrent creators never exceed it.
+pub async fn actions_created_under_a_daily_cap_never_exceed_it(store: Arc<dyn Store>) {
+    let day = DailyCap {
+        kinds: vec![ActionKind::AutopilotReset, ActionKind::Wipe],
+        from: T0,
+        to: T0 + Duration::days(1),
+        cap: 2,
+    };
+    let d = enrolled(&store, "capped").await;
+    let pending = |kind, at| {
+        let mut a = Action::new(ActionId::generate(), d, kind, "admin", None, at);
+        a.transition(ActionState::Pending, at, None).unwrap();
+        a
+    };
+    // Yesterday's reset, a blocked reset and a restart do not count.
+    let mut blocked = Action::new(
+        ActionId::generate(),
+        d,
+        ActionKind::Wipe,
+        "admin",
+        None,
+        t(1),
+    );
+    blocked
+        .transition(ActionState::Blocked, t(1), None)
+        .unwrap();
+    for a in [
+        pending(ActionKind::AutopilotReset, T0 - Duration::minutes(1)),
+        blocked,
+        pending(ActionKind::Restart, t(2)),
+    ] {
+        store.create_action(&a, &[]).await.unwrap();
+    }
+    let first = pending(ActionKind::AutopilotReset, t(3));
+    let cmd = DeviceCommand::new(
+        CommandId::generate(),
+        d,
+        Some(first.id),
+        Verb::Exec,
+        RESET_URI,
+        t(3),
+    );
+    assert!(store
+        .create_action_under_cap(&first, std::slice::from_ref(&cmd), &day)
+        .await
+        .unwrap());
+    assert_eq!(store.commands_of_action(first.id).await.unwrap(), [cmd]);
+    assert!(store
+        .create_action_under_cap(&pending(ActionKind::Wipe, t(4)), &[], &day)
+        .await
+        .unwrap());
+    let refused = pending(ActionKind::Wipe, t(5));
+    let refused_cmd = DeviceCommand::new(
+        CommandId::generate(),
+        d,
+        Some(refused.id),
+        Verb::Exec,
+        RESET_URI,
+        t(5),
+    );
+    assert!(!store
+        .create_action_under_cap(&refused, std::slice::from_ref(&refused_cmd), &day)
+        .await
+        .unwrap());
+    assert!(
+        store.action(refused.id).await.unwrap().is_none(),
+        "nothing stored"
+    );
+    assert!(store.command(refused_cmd.id).await.unwrap().is_none());
+    // The next day has room again; a duplicate id is still a conflict.
+    let tomorrow = DailyCap {
+        from: day.to,
+        to: day.to + Duration::days(1),
+        ..day.clone()
+    };
+    let next_day = pending(ActionKind::Wipe, day.to);
+    assert!(store
+        .create_action_under_cap(&next_day, &[], &tomorrow)
+        .await
+        .unwrap());
+    assert!(matches!(
+        store
+            .create_action_under_cap(&next_day, &[], &tomorrow)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Twelve creators racing for a fresh day with room for three: exactly three get in.
+    let race = DailyCap {
+        from: T0 + Duration::days(5),
+        to: T0 + Duration::days(6),
+        cap: 3,
+        ..day
+    };
+    let mut devices = Vec::new();
+    for i in 0..12 {
+        devices.push(enrolled(&store, &format!("race-{i}")).await);
+    }
+    let tasks: Vec<_> = devices
+        .into_iter()
+        .map(|dev| {
+            let store = Arc::clone(&store);
+            let race = race.clone();
+            tokio::spawn(async move {
+                let at = race.from + Duration::minutes(1);
+                let mut a = Action::new(
+                    ActionId::generate(),
+                    dev,
+                    ActionKind::AutopilotReset,
+                    "admin",
+                    None,
+                    at,
+                );
+                a.transition(ActionState::Pending, at, None).unwrap();
+                store.create_action_under_cap(&a, &[], &race).await.unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        created += usize::from(t.await.unwrap());
+    }
+    assert_eq!(created, 3);
+    assert_eq!(
+        store
+            .count_actions_created(&race.kinds, race.from, race.to)
+            .await
+            .unwrap(),
+        3
     );
 }
 

@@ -131,6 +131,7 @@ async fn group_of_500_is_reset_in_waves_of_100_under_a_daily_cap() {
             device: None,
             after: None,
             limit: 10_000,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -347,4 +348,84 @@ async fn filter_target_uses_names_and_autopilot_group_tags() {
         expected
     );
     assert_eq!(p.would_queue(), 2);
+}
+
+/// A bulk request's own daily cap is stored with its later waves and the worker releases them
+/// under it, not under the server-wide default; waves stored without a cap take the default.
+#[tokio::test]
+async fn later_waves_keep_the_daily_cap_of_their_request() {
+    let (store, ids, _dir) = lab(6, 99).await;
+    let settings = ActionSettings::default();
+    let now = datetime!(2026-05-04 9:00 UTC);
+    let waves = WaveSettings {
+        wave_size: 2,
+        interval: Duration::hours(1),
+        daily_cap: Some(3),
+    };
+    let target = Target::Devices(ids[..4].to_vec());
+    let r = execute(
+        &store,
+        &target,
+        ActionKind::Wipe,
+        "admin",
+        now,
+        &settings,
+        None,
+        &waves,
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.queued(), r.deferred()), (2, 2));
+    let stored = store.waves_of_batch(r.batch_id).await.unwrap();
+    assert_eq!(stored[0].daily_cap, Some(3));
+
+    // The server has no cap, yet the wave stops at the request's 3 and defers the last device
+    // to the next UTC midnight (with the same cap).
+    let released = release_due_waves(&store, now + Duration::hours(1), &settings, None)
+        .await
+        .unwrap();
+    assert_eq!(released.len(), 1);
+    assert_eq!((released[0].queued(), released[0].deferred()), (1, 1));
+    let next = store.waves_of_batch(r.batch_id).await.unwrap();
+    let next = next.last().unwrap();
+    assert_eq!(
+        (next.due_at, next.daily_cap),
+        (datetime!(2026-05-05 0:00 UTC), Some(3))
+    );
+
+    // A request without a cap: its wave follows the server-wide default at release time.
+    let uncapped = WaveSettings {
+        daily_cap: None,
+        ..waves
+    };
+    let day2 = datetime!(2026-05-06 9:00 UTC);
+    let r = execute(
+        &store,
+        &Target::Devices(ids[4..].to_vec()),
+        ActionKind::Wipe,
+        "admin",
+        day2,
+        &settings,
+        None,
+        &WaveSettings {
+            wave_size: 1,
+            ..uncapped
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.queued(), r.deferred()), (1, 1));
+    assert_eq!(
+        store.waves_of_batch(r.batch_id).await.unwrap()[0].daily_cap,
+        None
+    );
+    // (The earlier batch's deferred wave is due too: it keeps its own cap of 3 and goes out.)
+    let released = release_due_waves(&store, day2 + Duration::hours(1), &settings, Some(1))
+        .await
+        .unwrap();
+    let counts: Vec<_> = released
+        .iter()
+        .map(|b| (b.batch_id == r.batch_id, b.queued(), b.deferred()))
+        .collect();
+    assert_eq!(counts, [(false, 1, 0), (true, 0, 1)]);
 }

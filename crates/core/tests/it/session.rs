@@ -300,6 +300,7 @@ async fn alert_1226_unenrolls_and_cancels_pending_actions() {
             device: Some(env.device),
             after: None,
             limit: 10,
+            ..Default::default()
         })
         .await
         .unwrap();

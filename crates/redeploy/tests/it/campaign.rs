@@ -265,6 +265,7 @@ async fn group_reset_in_waves(backend: Backend, n: usize, wave_size: usize) {
             device: None,
             after: None,
             limit: 100_000,
+            ..Default::default()
         })
         .await
         .unwrap()

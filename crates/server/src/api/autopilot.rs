@@ -156,15 +156,17 @@ pub async fn set_primary_user(
     if user.as_deref().is_some_and(|u| u.chars().count() > 320) {
         return Err(ApiError::bad_request("user: at most 320 characters"));
     }
-    let mut device = state
+    let old = state
         .store
         .device(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
-    let before = (device.primary_user.clone(), device.shared);
-    device.primary_user = user;
-    device.shared = body.shared;
-    state.store.update_device(&device).await?;
+    let before = (old.primary_user, old.shared);
+    // Only these two columns: a check-in saving the device meanwhile keeps what it wrote.
+    let device = state
+        .store
+        .set_primary_user(id, user.as_deref(), body.shared)
+        .await?;
     audit_targets(
         &state,
         &caller,

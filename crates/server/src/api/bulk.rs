@@ -58,6 +58,11 @@ pub async fn bulk_action(
     if body.wave_size == Some(0) {
         return Err(ApiError::bad_request("wave_size must be at least 1"));
     }
+    if body.daily_cap == Some(0) {
+        return Err(ApiError::bad_request(
+            "daily_cap must be at least 1 (leave it out for the server's daily_cap)",
+        ));
+    }
     let interval = match body.wave_interval_secs {
         None => Duration::ZERO,
         Some(s) => Duration::seconds(
@@ -140,7 +145,9 @@ pub async fn bulk_action(
     let waves = WaveSettings {
         wave_size: body.wave_size.unwrap_or(u32::MAX),
         interval,
-        daily_cap: body.daily_cap,
+        // The request's own cap, else the server-wide one; stored with every later wave so the
+        // worker releases them under the same cap.
+        daily_cap: body.daily_cap.or(state.settings.daily_cap),
     };
     let result = campaign::execute(
         state.store.as_ref(),

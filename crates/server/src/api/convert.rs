@@ -1,6 +1,7 @@
 //! Domain → wire conversions (STYLE.md "Wire types stay at the edge"), and the readiness of a
 //! device computed the way `actions::request` does it.
 
+use redeploy_core::store::{Store, StoreResult};
 use redeploy_core::{
     decode_hresult, preflight, winre_failure_since_last_success, Action, ActionKind, ActionState,
     AuditEvent, Device, InventoryValue, PreflightSettings, Readiness,
@@ -43,6 +44,21 @@ pub fn readiness(device: &Device, actions: &[Action], now: OffsetDateTime) -> Re
         active_reset,
         winre_failure_since_last_success(actions),
     )
+}
+
+/// [`readiness`] of many devices (same order), reading their actions with one store query per
+/// 500 devices instead of one per device.
+pub async fn readiness_of_many(
+    store: &dyn Store,
+    devices: &[Device],
+    now: OffsetDateTime,
+) -> StoreResult<Vec<Readiness>> {
+    let ids: Vec<_> = devices.iter().map(|d| d.id).collect();
+    let actions = store.actions_for_readiness(&ids).await?;
+    Ok(devices
+        .iter()
+        .map(|d| readiness(d, actions.get(&d.id).map_or(&[], Vec::as_slice), now))
+        .collect())
 }
 
 pub fn readiness_dto(r: &Readiness) -> api::Readiness {

@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::{header, StatusCode};
 use redeploy_core::actions::{self, ActionSettings};
-use redeploy_core::store::{device_sort_key, AuditQuery, Cursor, DeviceQuery, DeviceSort};
+use redeploy_core::store::{
+    device_sort_key, AuditOrder, AuditQuery, Cursor, DeviceQuery, DeviceSort,
+};
 use redeploy_core::{
     ActionId, ActionKind, ActionState, ApiToken, AuditId, AuditOutcome, DeviceId, EnrollmentToken,
     JoinType, NewAuditEvent, Role, SecretHash, StoreError, TokenId,
@@ -85,7 +87,7 @@ pub async fn list_devices(
         )));
     }
     let sort = match q.sort.as_deref() {
-        Some("serial") => return list_devices_by_serial(&state, q, limit).await.map(Json),
+        Some("serial") => DeviceSort::Serial,
         None | Some("name") => DeviceSort::Name,
         Some("last_seen") => DeviceSort::LastSeen,
         Some("enrolled_at") => DeviceSort::EnrolledAt,
@@ -117,9 +119,8 @@ pub async fn list_devices(
             other => other?,
         };
         let n = page.items.len();
-        for (i, d) in page.items.iter().enumerate() {
-            let acts = state.store.actions_of_device(d.id).await?;
-            let r = readiness(d, &acts, now);
+        let ready = readiness_of_many(state.store.as_ref(), &page.items, now).await?;
+        for (i, (d, r)) in page.items.iter().zip(ready).enumerate() {
             if q.ready.is_some_and(|want| want != r.ready) {
                 continue;
             }
@@ -140,73 +141,6 @@ pub async fn list_devices(
         }
     }
     Ok(Json(api::DevicePage { items, next: None }))
-}
-
-/// Cursor of the serial order: `serial.<hex of the serial>.<device id>`.
-fn serial_cursor(serial: &str, id: DeviceId) -> String {
-    format!("serial.{}.{id}", hex::encode(serial.as_bytes()))
-}
-
-fn parse_serial_cursor(text: &str) -> ApiResult<(String, DeviceId)> {
-    let bad = || ApiError::bad_request(format!("invalid cursor {text:?}"));
-    let mut parts = text.splitn(3, '.');
-    let (Some("serial"), Some(key), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(bad());
-    };
-    let key = String::from_utf8(hex::decode(key).map_err(|_| bad())?).map_err(|_| bad())?;
-    Ok((key, DeviceId::parse(id).map_err(|_| bad())?))
-}
-
-/// `sort=serial`: the store has no serial order, so the matching devices are read in full and
-/// sorted here (serial, then id; no serial sorts first). Fine for fleets of thousands.
-async fn list_devices_by_serial(
-    state: &AppState,
-    q: api::DeviceListQuery,
-    limit: u32,
-) -> ApiResult<api::DevicePage> {
-    let after = q.cursor.as_deref().map(parse_serial_cursor).transpose()?;
-    let join_type = q
-        .join_type
-        .as_deref()
-        .map(JoinType::parse)
-        .transpose()
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let mut query = DeviceQuery {
-        search: q.q.filter(|s| !s.is_empty()),
-        join_type,
-        limit: MAX_PAGE,
-        ..DeviceQuery::default()
-    };
-    let mut all = Vec::new();
-    loop {
-        let page = state.store.list_devices(&query).await?;
-        all.extend(page.items);
-        match page.next {
-            Some(c) => query.cursor = Some(c),
-            None => break,
-        }
-    }
-    let key = |d: &redeploy_core::Device| (d.serial.clone().unwrap_or_default(), d.id);
-    all.sort_by_key(key);
-    if let Some(after) = after {
-        all.retain(|d| key(d) > after);
-    }
-    let now = state.clock.now();
-    let mut items = Vec::new();
-    for (i, d) in all.iter().enumerate() {
-        let acts = state.store.actions_of_device(d.id).await?;
-        let r = readiness(d, &acts, now);
-        if q.ready.is_some_and(|want| want != r.ready) {
-            continue;
-        }
-        items.push(device_dto(d, &r));
-        if items.len() as u32 == limit {
-            let next = (i + 1 < all.len())
-                .then(|| serial_cursor(d.serial.as_deref().unwrap_or_default(), d.id));
-            return Ok(api::DevicePage { items, next });
-        }
-    }
-    Ok(api::DevicePage { items, next: None })
 }
 
 /// One device with its inventory, readiness and actions (with timelines).
@@ -459,9 +393,7 @@ pub async fn fleet_readiness(
     let mut blocked_by_reason = BTreeMap::<String, u64>::new();
     loop {
         let page = state.store.list_devices(&query).await?;
-        for d in &page.items {
-            let acts = state.store.actions_of_device(d.id).await?;
-            let r = readiness(d, &acts, now);
+        for r in readiness_of_many(state.store.as_ref(), &page.items, now).await? {
             total += 1;
             if r.ready {
                 ready += 1;
@@ -484,7 +416,8 @@ pub async fn fleet_readiness(
     }))
 }
 
-/// The audit log in position order (`?format=csv` for a CSV export).
+/// The audit log in position order, oldest first (`?order=desc`: newest first; `?format=csv` for
+/// a CSV export). `next` is the `after` of the following page in the same order.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
     params(api::AuditQuery),
     responses(
@@ -498,12 +431,22 @@ pub async fn list_audit(
     let Query(q) = query?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let device = q.device.as_deref().map(device_id).transpose()?;
+    let order = match q.order.as_deref() {
+        None | Some("asc") => AuditOrder::OldestFirst,
+        Some("desc") => AuditOrder::NewestFirst,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "order {other:?}: expected asc or desc"
+            )))
+        }
+    };
     let events = state
         .store
         .list_audit(&AuditQuery {
             device,
             after: q.after.map(AuditId::from_i64),
             limit,
+            order,
         })
         .await?;
     match q.format.as_deref() {

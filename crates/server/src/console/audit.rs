@@ -1,11 +1,12 @@
-//! The audit log: filters (device, action, actor, outcome), pages of 100, and a CSV export of the
-//! filtered events as a console route (the REST export needs a bearer token, not a session).
+//! The audit log: newest first (or oldest first), filters (device, action, actor, outcome), pages
+//! of 100, and a CSV export of the filtered events as a console route (the REST export needs a
+//! bearer token, not a session).
 
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use http::header;
 use maud::html;
-use redeploy_core::store::AuditQuery;
+use redeploy_core::store::{AuditOrder, AuditQuery};
 use redeploy_core::{AuditEvent, AuditId};
 use serde::Deserialize;
 
@@ -21,6 +22,8 @@ pub struct AuditFilter {
     action: Option<String>,
     actor: Option<String>,
     outcome: Option<String>,
+    /// `asc` for oldest first; anything else (the default) is newest first.
+    order: Option<String>,
     after: Option<i64>,
 }
 
@@ -32,6 +35,7 @@ impl AuditFilter {
             ("action", &self.action),
             ("actor", &self.actor),
             ("outcome", &self.outcome),
+            ("order", &self.order),
         ] {
             if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
                 parts.push(format!("{k}={}", enc(v)));
@@ -41,6 +45,14 @@ impl AuditFilter {
             parts.push(format!("after={a}"));
         }
         parts.join("&")
+    }
+
+    /// Admins look for what just happened, so newest first unless `order=asc`.
+    fn order(&self) -> AuditOrder {
+        match self.order.as_deref() {
+            Some("asc") => AuditOrder::OldestFirst,
+            _ => AuditOrder::NewestFirst,
+        }
     }
 
     fn keeps(&self, e: &AuditEvent) -> bool {
@@ -61,7 +73,8 @@ impl AuditFilter {
     }
 }
 
-/// Up to `limit` matching events after `filter.after`, and where the next page starts.
+/// Up to `limit` matching events after `filter.after` in the filter's order, and where the next
+/// page starts.
 async fn matching(
     state: &AppState,
     filter: &AuditFilter,
@@ -82,6 +95,7 @@ async fn matching(
                 device,
                 after,
                 limit: 500,
+                order: filter.order(),
             })
             .await?;
         let full = batch.len() == 500;
@@ -126,6 +140,13 @@ pub async fn list(
                     @for o in redeploy_core::AuditOutcome::ALL {
                         option value=(o.as_str()) selected[f.outcome.as_deref() == Some(o.as_str())] { (o.as_str()) }
                     }
+                }
+            }
+            div.field {
+                label for="order" { "Order" }
+                select #order name="order" {
+                    option value="desc" selected[f.order() == AuditOrder::NewestFirst] { "Newest first" }
+                    option value="asc" selected[f.order() == AuditOrder::OldestFirst] { "Oldest first" }
                 }
             }
             button type="submit" { "Apply" }

@@ -20,7 +20,7 @@ use super::{
     enc, flash, kind_label, layout, ok, see_other, state_badge, when, when_opt, PageError,
     PageResult, PostForm, Section, Signed,
 };
-use crate::api::convert::readiness;
+use crate::api::convert::{readiness, readiness_of_many};
 use crate::api::handlers::{action_settings, role_for};
 use crate::state::AppState;
 
@@ -88,9 +88,8 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
     let devices = all_devices(&state).await?;
     let (mut ready, mut seen_recently) = (0usize, 0usize);
     let mut blocked: BTreeMap<String, usize> = BTreeMap::new();
-    for d in &devices {
-        let acts = state.store.actions_of_device(d.id).await?;
-        let r = readiness(d, &acts, now);
+    let readiness = readiness_of_many(state.store.as_ref(), &devices, now).await?;
+    for (d, r) in devices.iter().zip(readiness) {
         if r.ready {
             ready += 1;
         }
@@ -327,9 +326,8 @@ pub async fn list(
             other => other?,
         };
         let n = page.items.len();
-        for (i, d) in page.items.into_iter().enumerate() {
-            let acts = state.store.actions_of_device(d.id).await?;
-            let r = readiness(&d, &acts, now);
+        let ready = readiness_of_many(state.store.as_ref(), &page.items, now).await?;
+        for (i, (d, r)) in page.items.into_iter().zip(ready).enumerate() {
             let recent = d.last_seen.is_some_and(|t| now - t <= RECENT);
             if want_ready.is_some_and(|w| w != r.ready) || want_recent.is_some_and(|w| w != recent)
             {
@@ -743,11 +741,14 @@ pub async fn primary_user(
             ));
         }
     }
-    let mut d = load_device(&state, id).await?;
-    // A shared device has no primary user by definition.
-    d.primary_user = if shared { None } else { user };
-    d.shared = shared;
-    state.store.update_device(&d).await?;
+    load_device(&state, id).await?;
+    // A shared device has no primary user by definition. Only these two columns are written, so
+    // a check-in saving the device at the same time keeps what it wrote.
+    let user = if shared { None } else { user };
+    let d = state
+        .store
+        .set_primary_user(id, user.as_deref(), shared)
+        .await?;
     state
         .store
         .append_audit(NewAuditEvent {

@@ -168,6 +168,7 @@ async fn console_in_chromium_resets_a_pc_and_watches_it_reach_done(backend: Back
             device: Some(target.id),
             after: None,
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap();

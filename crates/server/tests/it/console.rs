@@ -173,6 +173,7 @@ async fn audit_actions(app: &TestApp) -> Vec<(String, AuditOutcome, String)> {
             device: None,
             after: None,
             limit: 1000,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -189,7 +190,49 @@ on_both_backends!(
     console_pages_render_with_their_empty_states,
     console_device_list_pages_group_reset_needs_the_typed_name_schedules_and_autopilot_import,
     console_device_settings_primary_user_local_reset_and_cancel,
+    console_audit_lists_newest_first_and_pages_down,
 );
+
+/// The console's audit log starts with what just happened and pages towards older events;
+/// `order=asc` gives the oldest first.
+async fn console_audit_lists_newest_first_and_pages_down(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut b = Browser::new(&app);
+    b.sign_in(&app.admin_token).await;
+    // 120 events after the sign-in: more than one page of 100.
+    for i in 0..120 {
+        app.store
+            .append_audit(redeploy_core::NewAuditEvent {
+                at: OffsetDateTime::now_utc(),
+                actor: "test".into(),
+                action: format!("test.n{i:03}"),
+                targets: vec![],
+                batch: None,
+                outcome: redeploy_core::AuditOutcome::Success,
+                details: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let first = b.get("/console/audit").await;
+    assert_eq!(first.status, 200);
+    let at = |body: &str, what: &str| body.find(what).unwrap_or_else(|| panic!("{what} missing"));
+    assert!(at(&first.body, "test.n119") < at(&first.body, "test.n118"));
+    assert!(first.body.contains("test.n020"));
+    assert!(!first.body.contains("test.n019"), "100 per page");
+    assert!(!first.body.contains("console.sign_in"));
+    // The next page continues downwards and ends with the oldest event, the sign-in.
+    let marker = "rel=\"next\" href=\"";
+    let start = at(&first.body, marker) + marker.len();
+    let next =
+        first.body[start..start + first.body[start..].find('"').unwrap()].replace("&amp;", "&");
+    let second = b.get(&next).await;
+    assert!(at(&second.body, "test.n019") < at(&second.body, "test.n000"));
+    assert!(at(&second.body, "test.n000") < at(&second.body, "console.sign_in"));
+    assert!(!second.body.contains("test.n020"));
+    let oldest = b.get("/console/audit?order=asc").await;
+    assert!(at(&oldest.body, "console.sign_in") < at(&oldest.body, "test.n000"));
+}
 
 async fn console_sign_in_refuses_a_bad_token_and_sets_a_strict_session_cookie(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -406,6 +449,7 @@ async fn console_viewer_cannot_reset_and_the_refusal_is_audited(backend: Backend
             device: Some(device),
             after: None,
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap();

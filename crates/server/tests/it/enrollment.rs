@@ -148,6 +148,7 @@ async fn full_exchange_device_enrollment(backend: Backend) {
             device: Some(device_id),
             after: None,
             limit: 10,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -254,6 +255,7 @@ async fn wrong_token_is_an_authentication_fault(backend: Backend) {
             device: None,
             after: None,
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -11,6 +11,7 @@ mod federated;
 mod fleet;
 mod graph;
 mod mgmt;
+mod newest_first;
 mod ops;
 mod router;
 mod webhooks;

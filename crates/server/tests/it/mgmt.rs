@@ -149,6 +149,7 @@ async fn refusals(state: &AppState) -> Vec<redeploy_core::AuditEvent> {
             device: None,
             after: None,
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -363,6 +364,7 @@ async fn audit_refusals(store: &dyn Store) -> usize {
             device: None,
             after: None,
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap()
