@@ -45,7 +45,23 @@ try {
   page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
 
+  // Accessibility floor of every page we look at: one <main> with an <h1>, and every form field
+  // named (a <label>, aria-label or aria-labelledby) so a screen reader can say what it is for.
+  const checkAccessible = async (name) => {
+    const found = await page.evaluate(() => ({
+      main: document.querySelectorAll("main").length,
+      h1: document.querySelectorAll("main h1").length,
+      unlabeled: [...document.querySelectorAll("input, select, textarea")]
+        .filter((el) => !["hidden", "submit", "button"].includes(el.type))
+        .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
+          && !el.getAttribute("aria-labelledby"))
+        .map((el) => el.outerHTML.slice(0, 120)),
+    }));
+    if (found.main !== 1 || found.h1 < 1) problems.push(`${name}: ${found.main} <main>, ${found.h1} <h1>`);
+    for (const el of found.unlabeled) problems.push(`${name}: a form field without a label: ${el}`);
+  };
   const shot = async (name) => {
+    await checkAccessible(name);
     await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
     console.log(`screenshot ${name}`);
   };
