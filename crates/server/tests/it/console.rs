@@ -695,7 +695,9 @@ async fn console_device_list_pages_group_reset_needs_the_typed_name_schedules_an
                 ("group", group_id.as_str()),
                 ("kind", "sync"),
                 ("tz", "Europe/Berlin"),
-                ("recurrence", "daily:02:00:00"),
+                ("repeats", "daily"),
+                ("date", ""),
+                ("time", "02:00"),
                 ("window", "22:00-05:00"),
             ],
         )
@@ -706,8 +708,96 @@ async fn console_device_list_pages_group_reset_needs_the_typed_name_schedules_an
     assert!(
         schedules[0].enabled && schedules[0].next_run.is_some() && schedules[0].window.is_some()
     );
+    assert_eq!(schedules[0].recurrence.to_text(), "daily:02:00:00");
     let list = b.get("/console/schedules").await;
     assert!(list.body.contains("Nightly") && list.body.contains("22:00–05:00"));
+    assert!(
+        list.body.contains("every day at 02:00 Europe/Berlin"),
+        "{}",
+        list.body
+    );
+    // The plain fields: weekly needs a ticked day; ticked days become the weekly text form, shown
+    // in words; a raw recurrence text from older scripts is still accepted.
+    let weekly = |days: &'static [&'static str]| {
+        let mut f = vec![
+            ("csrf", csrf.clone()),
+            ("name", "Weekend".to_owned()),
+            ("group", group_id.clone()),
+            ("kind", "sync".to_owned()),
+            ("tz", "UTC".to_owned()),
+            ("repeats", "weekly".to_owned()),
+            ("time", "22:30".to_owned()),
+        ];
+        for d in days {
+            f.push((*d, "on".to_owned()));
+        }
+        f
+    };
+    let no_day = weekly(&[]);
+    let no_day: Vec<(&str, &str)> = no_day.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = b.post("/console/schedules", &no_day).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("at least one weekday"),
+        "{}",
+        refused.body
+    );
+    let two_days = weekly(&["day_mon", "day_fri"]);
+    let two_days: Vec<(&str, &str)> = two_days.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(b.post("/console/schedules", &two_days).await.status, 303);
+    let weekend = app
+        .store
+        .list_schedules()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "Weekend")
+        .unwrap();
+    assert_eq!(weekend.recurrence.to_text(), "weekly:mon,fri:22:30:00");
+    let list = b.get("/console/schedules").await;
+    assert!(
+        list.body.contains("every Monday and Friday at 22:30 UTC"),
+        "{}",
+        list.body
+    );
+    let once_bad_date = b
+        .post(
+            "/console/schedules",
+            &[
+                ("csrf", csrf.as_str()),
+                ("name", "One-off"),
+                ("group", group_id.as_str()),
+                ("kind", "sync"),
+                ("tz", "UTC"),
+                ("repeats", "once"),
+                ("date", "24.12.2099"),
+                ("time", "18:00"),
+            ],
+        )
+        .await;
+    assert_eq!(once_bad_date.status, 400);
+    assert!(once_bad_date.body.contains("is not a date"));
+    let raw = b
+        .post(
+            "/console/schedules",
+            &[
+                ("csrf", csrf.as_str()),
+                ("name", "One-off"),
+                ("group", group_id.as_str()),
+                ("kind", "sync"),
+                ("tz", "UTC"),
+                ("recurrence", "once:2099-12-24T18:00:00"),
+            ],
+        )
+        .await;
+    assert_eq!(raw.status, 303, "{}", raw.body);
+    let list = b.get("/console/schedules").await;
+    assert!(list.body.contains("once on 2099-12-24 at 18:00 UTC"));
+    for s in app.store.list_schedules().await.unwrap() {
+        if s.name != "Nightly" {
+            app.store.delete_schedule(s.id).await.unwrap();
+        }
+    }
     let sid = schedules[0].id;
     assert_eq!(
         b.post(
