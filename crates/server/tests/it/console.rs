@@ -6,7 +6,8 @@ use device::client::{self, EnrollOptions};
 use device::{DeviceProfile, HttpsTransport};
 use redeploy_core::store::AuditQuery;
 use redeploy_core::{
-    ActionKind, ActionState, ApiToken, AuditOutcome, DeviceId, Role, SecretHash, TokenId,
+    ActionKind, ActionState, ApiToken, AuditOutcome, DeviceId, GroupKind, Role, SecretHash,
+    TextMatch, TokenId,
 };
 use testkit::app::{spawn_app, Backend, TestApp};
 use time::OffsetDateTime;
@@ -191,7 +192,90 @@ on_both_backends!(
     console_device_list_pages_group_reset_needs_the_typed_name_schedules_and_autopilot_import,
     console_device_settings_primary_user_local_reset_and_cancel,
     console_audit_lists_newest_first_and_pages_down,
+    console_filter_group_form_builds_the_device_filter_and_refuses_bad_numbers,
 );
+
+/// The groups page's filter form: filled fields become the group's `DeviceFilter` (blank ones impose
+/// nothing), members are the devices matching it, and bad numbers are explained, not stored.
+async fn console_filter_group_form_builds_the_device_filter_and_refuses_bad_numbers(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let first = enrolled_pc(&app, "pc-f1", 31).await;
+    let _second = enrolled_pc(&app, "pc-f2", 32).await;
+    let first_name = app.store.device(first).await.unwrap().unwrap().name;
+    let mut b = Browser::new(&app);
+    b.sign_in(&app.admin_token).await;
+    let page = b.get("/console/groups").await;
+    assert!(page.body.contains("New filter group"));
+    assert!(page.body.contains("OS build at least"));
+    let csrf = csrf_of(&page.body);
+    let post = |extra: Vec<(&'static str, String)>| {
+        let mut f = vec![
+            ("csrf", csrf.clone()),
+            ("kind", "filter".to_owned()),
+            ("serial_prefix", String::new()),
+            ("group_tag", String::new()),
+        ];
+        f.extend(extra);
+        f
+    };
+    for (field, value, words) in [
+        (
+            "os_build_min",
+            "22H2",
+            "OS build at least must be a whole number",
+        ),
+        ("seen_within_days", "0", "at least 1"),
+        ("join_type", "workgroup", "join type"),
+    ] {
+        let fields = post(vec![("name", "Bad".to_owned()), (field, value.to_owned())]);
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let refused = b.post("/console/groups", &fields).await;
+        assert_eq!(refused.status, 400, "{field}: {}", refused.body);
+        assert!(refused.body.contains(words), "{field}: {}", refused.body);
+    }
+    assert!(app.store.list_groups().await.unwrap().is_empty());
+
+    let fields = post(vec![
+        ("name", "Just one".to_owned()),
+        ("name_contains", first_name.to_uppercase()),
+        ("join_type", String::new()),
+        ("os_build_min", "10000".to_owned()),
+        ("seen_within_days", "7".to_owned()),
+    ]);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let made = b.post("/console/groups", &fields).await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let groups = app.store.list_groups().await.unwrap();
+    assert_eq!(groups.len(), 1);
+    let GroupKind::Filter { filter } = &groups[0].kind else {
+        panic!("a static group was made: {:?}", groups[0].kind)
+    };
+    assert_eq!(
+        filter.name,
+        Some(TextMatch::Contains(first_name.to_uppercase()))
+    );
+    assert_eq!(
+        (
+            filter.serial.clone(),
+            filter.join_type,
+            filter.group_tag.clone()
+        ),
+        (None, None, None)
+    );
+    assert_eq!(filter.os_build_min, Some(10000));
+    assert_eq!(filter.last_seen_within, Some(time::Duration::days(7)));
+    assert!(!filter.include_unenrolled);
+    let members = app
+        .store
+        .group_member_ids(groups[0].id, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(members, vec![first]);
+    let list = b.get("/console/groups").await;
+    assert!(list.body.contains("Just one") && list.body.contains("filter "));
+}
 
 /// The console's audit log starts with what just happened and pages towards older events;
 /// `order=asc` gives the oldest first.
