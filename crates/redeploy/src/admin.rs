@@ -2,6 +2,7 @@
 //! summary, or the server's JSON with `--json` (DESIGN.md "Contract": exit 0 on success, 1 on a
 //! refused or failed request; clap gives 2 on bad usage).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -79,6 +80,24 @@ pub(crate) fn readiness_word(device: &Device) -> String {
     }
 }
 
+/// Device id → name for every device, from one `GET /devices` page of the largest size (an admin
+/// knows PCs by name); on error, or for ids past that page, callers fall back to the id.
+pub(crate) async fn all_device_names(client: &Client) -> HashMap<String, String> {
+    let query = DeviceListQuery {
+        limit: Some(500),
+        ..DeviceListQuery::default()
+    };
+    match client.list_devices(&query).await {
+        Ok(page) => page.items.into_iter().map(|d| (d.id, d.name)).collect(),
+        Err(_) => HashMap::new(),
+    }
+}
+
+/// The device's name from [`all_device_names`], or its id when unknown.
+pub(crate) fn name_or_id<'a>(names: &'a HashMap<String, String>, id: &'a str) -> &'a str {
+    names.get(id).map_or(id, String::as_str)
+}
+
 /// Prints rows as left-aligned columns.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -102,9 +121,14 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 pub(crate) fn action_line(action: &Action) -> String {
+    action_line_for(action, &action.device_id)
+}
+
+/// [`action_line`] naming the device as `device` (its name when known) instead of its id.
+pub(crate) fn action_line_for(action: &Action, device: &str) -> String {
     let mut text = format!(
         "{}  {:?}  {}  device {}",
-        action.id, action.kind, action.state, action.device_id
+        action.id, action.kind, action.state, device
     );
     if let Some(reason) = &action.reason {
         text.push_str(&format!("  ({reason})"));
@@ -315,8 +339,16 @@ pub async fn reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> {
                 *action = now;
             }
         }
-        if actions.iter().any(|a| a.state != "done") {
+        let failed: Vec<&Action> = actions.iter().filter(|a| a.state != "done").collect();
+        if !failed.is_empty() {
             refused = true;
+            if !args.json {
+                let names = all_device_names(&client).await;
+                println!("not done:");
+                for a in failed {
+                    println!("  {}", action_line_for(a, name_or_id(&names, &a.device_id)));
+                }
+            }
         }
     }
     if args.json {
@@ -400,17 +432,35 @@ pub async fn audit(args: AdminArgs<AuditArgs>) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&page)?;
     } else {
-        for e in &page.items {
-            println!(
-                "{}  {}  {}  {}  {}  {}",
-                e.at,
-                e.actor,
-                e.action,
-                e.outcome,
-                e.targets.join(","),
-                e.details
-            );
-        }
+        // Targets are device ids; show the names an admin knows (one devices lookup).
+        let names = if page.items.iter().any(|e| !e.targets.is_empty()) {
+            all_device_names(&client).await
+        } else {
+            HashMap::new()
+        };
+        let rows: Vec<Vec<String>> = page
+            .items
+            .iter()
+            .map(|e| {
+                let targets: Vec<&str> = e.targets.iter().map(|t| name_or_id(&names, t)).collect();
+                vec![
+                    e.at.clone(),
+                    e.actor.clone(),
+                    e.action.clone(),
+                    e.outcome.clone(),
+                    if targets.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        targets.join(",")
+                    },
+                    e.details.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &["AT", "ACTOR", "ACTION", "OUTCOME", "DEVICES", "DETAILS"],
+            &rows,
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

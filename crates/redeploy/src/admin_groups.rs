@@ -17,7 +17,8 @@ use api::Client;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::admin::{
-    action_line, client, kind, or_dash, print_json, readiness_word, table, SETTLED,
+    action_line, action_line_for, all_device_names, client, kind, name_or_id, or_dash, print_json,
+    readiness_word, table, SETTLED,
 };
 use crate::cli::{
     AdminArgs, AllowForbid, AutopilotCommand, AutopilotSub, GroupsCommand, GroupsSub, ResetArgs,
@@ -346,8 +347,18 @@ async fn wait_for_batch(
         print_json(&status)?;
     } else {
         println!("batch {}: {}", status.batch_id, counts_text(&status));
-        for a in status.actions.iter().filter(|a| a.state != "done") {
-            println!("  {}", action_line(a));
+        let failed: Vec<_> = status
+            .actions
+            .iter()
+            .filter(|a| a.state != "done")
+            .collect();
+        let names = if failed.is_empty() {
+            HashMap::new()
+        } else {
+            all_device_names(client).await
+        };
+        for a in failed {
+            println!("  {}", action_line_for(a, name_or_id(&names, &a.device_id)));
         }
         for i in batch.items.iter().filter(|i| i.outcome == "not_found") {
             println!("  {}  not found", i.device_id);

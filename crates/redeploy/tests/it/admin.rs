@@ -214,6 +214,21 @@ async fn reset_wait_on_a_blocked_pc_prints_the_reason_and_exits_1() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("blocked"), "{stdout}");
     assert!(stdout.to_lowercase().contains("hybrid"), "{stdout}");
+    // The closing list of what did not get done names the PC, though it was asked for by id.
+    let name = list["items"][0]["name"].as_str().unwrap().to_string();
+    let (_, tail) = stdout.split_once("not done:").expect("a not-done list");
+    assert!(tail.contains(&format!("device {name}")), "{stdout}");
+    assert!(!tail.contains(&id), "{stdout}");
+
+    // The audit table names the PC in its devices column.
+    let audit = s.cli(&["audit"]).await;
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.starts_with("AT"), "{audit}");
+    let created = audit
+        .lines()
+        .find(|l| l.contains("action.create"))
+        .unwrap_or_else(|| panic!("no action.create row: {audit}"));
+    assert!(created.contains(&name), "{audit}");
 
     let table = s.cli(&["devices", "list", "--ready", "false"]).await;
     let text = String::from_utf8_lossy(&table.stdout);
@@ -573,6 +588,11 @@ async fn group_reset_wait_on_a_blocked_pc_settles_at_once_and_exits_1_with_the_r
     assert!(stdout.contains("1 blocked"), "{stdout}");
     assert!(stdout.to_lowercase().contains("hybrid"), "{stdout}");
     assert!(!stdout.contains("every action is done"), "{stdout}");
+    // The failure lines after the batch summary name the PC rather than its id.
+    let name = devices(&s).await[0].1.clone();
+    let (_, tail) = stdout.split_once("batch ").expect("a batch summary");
+    assert!(tail.contains(&format!("device {name}")), "{stdout}");
+    assert!(!tail.contains(&format!("device {id}")), "{stdout}");
 
     // With --json the final batch status is printed.
     let out = s

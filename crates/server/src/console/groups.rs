@@ -1,12 +1,16 @@
-//! Groups: the list with a small create form (a static group from device names), and a group's
+//! Groups: the list with two small create forms (a static group from device names, a filter group
+//! from the conditions of a `DeviceFilter`), and a group's
 //! page with its members, a dry-run preview of a group-wide Autopilot Reset and the reset form
 //! that needs the group's name typed in (optionally in waves).
 
 use axum::extract::{Path, State};
 use maud::html;
 use redeploy_core::campaign::{self, PlanOutcome, Target, WaveSettings};
+use redeploy_core::group::{DeviceFilter, TextMatch};
 use redeploy_core::store::DeviceQuery;
-use redeploy_core::{ActionKind, AuditOutcome, Group, GroupId, GroupKind, NewAuditEvent, Role};
+use redeploy_core::{
+    ActionKind, AuditOutcome, Group, GroupId, GroupKind, JoinType, NewAuditEvent, Role,
+};
 use time::Duration;
 
 use super::{enc, flash, layout, ok, see_other, PageError, PageResult, PostForm, Section, Signed};
@@ -44,7 +48,7 @@ pub async fn list(
     let body = html! {
         (flash(m.msg.as_deref()))
         @if rows.is_empty() {
-            p.empty { "No groups yet. Create a static group below, or a filter group through the REST API." }
+            p.empty { "No groups yet. Create a static or a filter group below." }
         } @else {
             table #groups {
                 thead { tr { th scope="col" { "Name" } th scope="col" { "Kind" } th scope="col" .num { "Members" } } }
@@ -69,6 +73,36 @@ pub async fn list(
                 textarea #members name="members" rows="5" {}
                 button type="submit" { "Create group" }
             }
+            h2 { "New filter group" }
+            p.help { "Members are the enrolled devices matching every condition filled in, worked out anew each time the group is used." }
+            form.card method="post" action="/console/groups" {
+                (signed.csrf_field())
+                input type="hidden" name="kind" value="filter";
+                label for="f_name" { "Filter group name" }
+                input #f_name type="text" name="name" required maxlength="100";
+                label for="f_name_contains" { "Device name contains" }
+                input #f_name_contains type="text" name="name_contains";
+                label for="f_serial_prefix" { "Serial number starts with" }
+                input #f_serial_prefix type="text" name="serial_prefix";
+                label for="f_join_type" { "Join type" }
+                select #f_join_type name="join_type" {
+                    option value="" { "Any" }
+                    @for j in JoinType::ALL { option value=(j.as_str()) { (j.as_str()) } }
+                }
+                label for="f_group_tag" { "Autopilot group tag" }
+                input #f_group_tag type="text" name="group_tag";
+                label for="f_os_build_min" { "OS build at least" }
+                input #f_os_build_min type="number" name="os_build_min" min="0" placeholder="22631";
+                label for="f_os_build_max" { "OS build at most" }
+                input #f_os_build_max type="number" name="os_build_max" min="0";
+                label for="f_seen_days" { "Seen within the last days" }
+                input #f_seen_days type="number" name="seen_within_days" min="1";
+                label.check for="f_unenrolled" {
+                    input #f_unenrolled type="checkbox" name="include_unenrolled";
+                    " Also unenrolled devices (they cannot be reset)"
+                }
+                button type="submit" { "Create filter group" }
+            }
         }
     };
     Ok(ok(layout("Groups", Some(&signed), Section::Groups, body)))
@@ -84,6 +118,44 @@ pub async fn create(State(state): State<AppState>, form: PostForm) -> PageResult
         .text("name")
         .ok_or_else(|| PageError::bad_request("the group needs a name"))?
         .to_owned();
+    let group = if form.fields.get("kind") == Some("filter") {
+        Group::new_filter(
+            GroupId::generate(),
+            name.clone(),
+            filter_from_form(&form)?,
+            state.clock.now(),
+        )
+    } else {
+        static_group(&state, &form, name.clone()).await?
+    };
+    state
+        .store
+        .create_group(&group)
+        .await
+        .map_err(|e| match e {
+            redeploy_core::StoreError::Conflict(_) => PageError::new(
+                http::StatusCode::CONFLICT,
+                format!("a group named {name:?} already exists"),
+            ),
+            other => other.into(),
+        })?;
+    state
+        .store
+        .append_audit(NewAuditEvent {
+            at: state.clock.now(),
+            actor: signed.caller.actor(),
+            action: "group.create".into(),
+            targets: Vec::new(),
+            batch: None,
+            outcome: AuditOutcome::Success,
+            details: format!("{} {name:?}", group.id),
+        })
+        .await?;
+    Ok(see_other(&format!("/console/groups/{}", group.id)))
+}
+
+/// A static group from the device names typed one per line; unknown names are refused.
+async fn static_group(state: &AppState, form: &PostForm, name: String) -> Result<Group, PageError> {
     let mut members = Vec::new();
     let mut unknown = Vec::new();
     for line in form.fields.get("members").unwrap_or_default().lines() {
@@ -116,36 +188,43 @@ pub async fn create(State(state): State<AppState>, form: PostForm) -> PageResult
     }
     members.sort();
     members.dedup();
-    let group = Group::new_static(
+    Ok(Group::new_static(
         GroupId::generate(),
-        name.clone(),
+        name,
         members,
         state.clock.now(),
-    );
-    state
-        .store
-        .create_group(&group)
-        .await
-        .map_err(|e| match e {
-            redeploy_core::StoreError::Conflict(_) => PageError::new(
-                http::StatusCode::CONFLICT,
-                format!("a group named {name:?} already exists"),
-            ),
-            other => other.into(),
-        })?;
-    state
-        .store
-        .append_audit(NewAuditEvent {
-            at: state.clock.now(),
-            actor: signed.caller.actor(),
-            action: "group.create".into(),
-            targets: Vec::new(),
-            batch: None,
-            outcome: AuditOutcome::Success,
-            details: format!("{} {name:?}", group.id),
-        })
-        .await?;
-    Ok(see_other(&format!("/console/groups/{}", group.id)))
+    ))
+}
+
+/// The filter form's conditions; blank fields impose no condition (as in the REST
+/// `DeviceFilter`, where absent fields are unconstrained).
+fn filter_from_form(form: &PostForm) -> Result<DeviceFilter, PageError> {
+    let f = &form.fields;
+    let join_type = f
+        .text("join_type")
+        .map(JoinType::parse)
+        .transpose()
+        .map_err(|e| PageError::bad_request(format!("join type: {e}")))?;
+    let days = optional_number(form, "seen_within_days", "days since last seen")?;
+    if days == Some(0) {
+        return Err(PageError::bad_request(
+            "days since last seen must be at least 1 (leave it blank for any)",
+        ));
+    }
+    Ok(DeviceFilter {
+        join_type,
+        name: f
+            .text("name_contains")
+            .map(|t| TextMatch::Contains(t.to_owned())),
+        serial: f
+            .text("serial_prefix")
+            .map(|t| TextMatch::Prefix(t.to_owned())),
+        group_tag: f.text("group_tag").map(str::to_owned),
+        os_build_min: optional_number(form, "os_build_min", "OS build at least")?,
+        os_build_max: optional_number(form, "os_build_max", "OS build at most")?,
+        last_seen_within: days.map(|d| Duration::days(i64::from(d))),
+        include_unenrolled: f.checked("include_unenrolled"),
+    })
 }
 
 pub async fn page(

@@ -1,5 +1,5 @@
 //! Schedules: the list with enable/disable/delete, and the create form (group, kind, IANA time
-//! zone, recurrence text, optional maintenance window).
+//! zone, "repeats" once/daily/weekly with date, weekdays and time, optional maintenance window).
 
 use axum::extract::{Path, Query, State};
 use maud::html;
@@ -24,6 +24,127 @@ const KINDS: &[ActionKind] = &[
 #[derive(Debug, serde::Deserialize)]
 pub struct MsgQuery {
     msg: Option<String>,
+}
+
+/// Weekday checkboxes of the form: field suffix, label, core weekday.
+const DAYS: &[(&str, &str, time::Weekday)] = &[
+    ("mon", "Monday", time::Weekday::Monday),
+    ("tue", "Tuesday", time::Weekday::Tuesday),
+    ("wed", "Wednesday", time::Weekday::Wednesday),
+    ("thu", "Thursday", time::Weekday::Thursday),
+    ("fri", "Friday", time::Weekday::Friday),
+    ("sat", "Saturday", time::Weekday::Saturday),
+    ("sun", "Sunday", time::Weekday::Sunday),
+];
+
+/// Local time as an admin reads it: `02:00`, with seconds only when they are not zero.
+fn clock_text(t: Time) -> String {
+    if t.second() == 0 {
+        format!("{:02}:{:02}", t.hour(), t.minute())
+    } else {
+        format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
+    }
+}
+
+/// The recurrence in words for the list, e.g. "every day at 02:00 Europe/Berlin".
+pub fn recurrence_words(r: &Recurrence, tz: &str) -> String {
+    match r {
+        Recurrence::Daily(t) => format!("every day at {} {tz}", clock_text(*t)),
+        Recurrence::Weekly(days, t) => {
+            let names: Vec<&str> = DAYS
+                .iter()
+                .filter(|(_, _, d)| days.contains(d))
+                .map(|(_, label, _)| *label)
+                .collect();
+            let names = match names.as_slice() {
+                [] => "no day".to_owned(),
+                [one] => (*one).to_owned(),
+                [init @ .., last] => format!("{} and {last}", init.join(", ")),
+            };
+            format!("every {names} at {} {tz}", clock_text(*t))
+        }
+        Recurrence::Once(at) => format!(
+            "once on {:04}-{:02}-{:02} at {} {tz}",
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            clock_text(at.time())
+        ),
+    }
+}
+
+/// The recurrence text ([`Recurrence::from_text`]) built from the plain form fields: `repeats`
+/// (once/daily/weekly), `date` (YYYY-MM-DD, for once), `day_mon`..`day_sun` checkboxes (for
+/// weekly) and `time` (HH:MM or HH:MM:SS as browsers send it). A raw `recurrence` field, used by
+/// scripts written against the earlier form, still wins when present.
+fn recurrence_from_fields(f: &super::Fields) -> Result<Recurrence, PageError> {
+    if let Some(raw) = f.text("recurrence") {
+        return Recurrence::from_text(raw).map_err(|_| {
+            PageError::bad_request(format!(
+                "{raw:?} is not a recurrence: write daily:HH:MM:SS, weekly:mon,fri:HH:MM:SS or once:YYYY-MM-DDTHH:MM:SS"
+            ))
+        });
+    }
+    let time_text = f
+        .text("time")
+        .ok_or_else(|| PageError::bad_request("choose the time of day it runs"))?;
+    let time = parse_clock(time_text).ok_or_else(|| {
+        PageError::bad_request(format!("time {time_text:?}: write it as HH:MM, e.g. 02:00"))
+    })?;
+    let hms = format!(
+        "{:02}:{:02}:{:02}",
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
+    let text = match f.text("repeats").unwrap_or("daily") {
+        "daily" => format!("daily:{hms}"),
+        "weekly" => {
+            let days: Vec<&str> = DAYS
+                .iter()
+                .filter(|(code, _, _)| f.checked(&format!("day_{code}")))
+                .map(|(code, _, _)| *code)
+                .collect();
+            if days.is_empty() {
+                return Err(PageError::bad_request(
+                    "a weekly schedule needs at least one weekday ticked",
+                ));
+            }
+            format!("weekly:{}:{hms}", days.join(","))
+        }
+        "once" => {
+            let date = f
+                .text("date")
+                .ok_or_else(|| PageError::bad_request("a one-off schedule needs a date"))?;
+            format!("once:{date}T{hms}")
+        }
+        other => {
+            return Err(PageError::bad_request(format!(
+                "repeats {other:?}: choose once, daily or weekly"
+            )))
+        }
+    };
+    Recurrence::from_text(&text).map_err(|_| {
+        PageError::bad_request(format!(
+            "{:?} is not a date: write it as YYYY-MM-DD",
+            f.text("date").unwrap_or_default()
+        ))
+    })
+}
+
+/// `HH:MM` or `HH:MM:SS` (an `<input type="time">` sends seconds only when its step asks).
+fn parse_clock(text: &str) -> Option<Time> {
+    let mut parts = text.trim().split(':');
+    let h = parts.next()?.parse().ok()?;
+    let m = parts.next()?.parse().ok()?;
+    let s = match parts.next() {
+        Some(s) => s.parse().ok()?,
+        None => 0,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Time::from_hms(h, m, s).ok()
 }
 
 fn window_text(w: &Option<MaintenanceWindow>) -> String {
@@ -69,7 +190,7 @@ pub async fn list(
                             td { (s.name) }
                             td { a href={ "/console/groups/" (s.group) } { (group_name(s.group)) } }
                             td { (kind_label(s.kind)) }
-                            td { code { (s.recurrence.to_text()) } " " (s.tz.name()) }
+                            td { (recurrence_words(&s.recurrence, s.tz.name())) }
                             td { (window_text(&s.window)) }
                             td { (when_opt(s.next_run, "—")) }
                             td { (when_opt(s.last_run, "never")) }
@@ -106,12 +227,26 @@ pub async fn list(
                     select #kind name="kind" { @for k in KINDS { option value=(k.name()) { (kind_label(*k)) } } }
                     label for="tz" { "Time zone (IANA name)" }
                     input #tz type="text" name="tz" value="UTC" required;
-                    label for="recurrence" { "When" }
-                    input #recurrence type="text" name="recurrence" required placeholder="weekly:sat:02:00:00" aria-describedby="recurrence-help";
-                    p.help #recurrence-help {
-                        code { "daily:02:00:00" } ", " code { "weekly:mon,fri:22:30:00" } " or "
-                        code { "once:2026-12-24T18:00:00" } " — local time in the zone above."
+                    label for="repeats" { "Repeats" }
+                    select #repeats name="repeats" {
+                        option value="daily" selected { "Every day" }
+                        option value="weekly" { "Every week on the days ticked below" }
+                        option value="once" { "Once, on the date below" }
                     }
+                    label for="date" { "Date (for once)" }
+                    input #date type="date" name="date";
+                    fieldset #days {
+                        legend { "Weekdays (for weekly)" }
+                        @for (code, label, _) in DAYS {
+                            label.check for={ "day_" (code) } {
+                                input id={ "day_" (code) } type="checkbox" name={ "day_" (code) };
+                                " " (label)
+                            }
+                        }
+                    }
+                    label for="time" { "Time" }
+                    input #time type="time" name="time" value="02:00" required aria-describedby="time-help";
+                    p.help #time-help { "Local time in the zone above." }
                     label for="window" { "Maintenance window (optional)" }
                     input #window type="text" name="window" placeholder="22:00-05:00" aria-describedby="window-help";
                     p.help #window-help { "Local hours in which resets may start; may cross midnight." }
@@ -197,12 +332,7 @@ pub async fn create(State(state): State<AppState>, form: PostForm) -> PageResult
             "{tz_text:?} is not an IANA time zone such as Europe/Berlin"
         ))
     })?;
-    let rec_text = f.text("recurrence").unwrap_or_default();
-    let recurrence = Recurrence::from_text(rec_text).map_err(|_| {
-        PageError::bad_request(format!(
-            "{rec_text:?} is not a recurrence: write daily:HH:MM:SS, weekly:mon,fri:HH:MM:SS or once:YYYY-MM-DDTHH:MM:SS"
-        ))
-    })?;
+    let recurrence = recurrence_from_fields(f)?;
     let window = f.text("window").map(parse_window).transpose()?;
     let now = state.clock.now();
     let mut schedule = Schedule {

@@ -128,10 +128,14 @@ try {
   await page.getByLabel("Group").selectOption({ label: "Lab room 1" });
   await page.getByLabel("Action").selectOption("sync");
   await page.getByLabel("Time zone (IANA name)").fill("Europe/Berlin");
-  await page.getByLabel("When").fill("daily:02:00:00");
+  await page.getByLabel("Repeats").selectOption("weekly");
+  await page.getByLabel("Monday").check();
+  await page.getByLabel("Friday").check();
+  await page.getByLabel("Time", { exact: true }).fill("02:00");
   await page.getByLabel("Maintenance window (optional)").fill("22:00-05:00");
   await page.getByRole("button", { name: "Create schedule" }).click();
   await page.getByRole("cell", { name: "Nightly sync", exact: true }).waitFor();
+  await page.getByRole("cell", { name: "every Monday and Friday at 02:00 Europe/Berlin" }).waitFor();
   await shot("schedules");
 
   step("Autopilot CSV upload from the browser");

@@ -6,7 +6,8 @@ use device::client::{self, EnrollOptions};
 use device::{DeviceProfile, HttpsTransport};
 use redeploy_core::store::AuditQuery;
 use redeploy_core::{
-    ActionKind, ActionState, ApiToken, AuditOutcome, DeviceId, Role, SecretHash, TokenId,
+    ActionKind, ActionState, ApiToken, AuditOutcome, DeviceId, GroupKind, Role, SecretHash,
+    TextMatch, TokenId,
 };
 use testkit::app::{spawn_app, Backend, TestApp};
 use time::OffsetDateTime;
@@ -191,7 +192,90 @@ on_both_backends!(
     console_device_list_pages_group_reset_needs_the_typed_name_schedules_and_autopilot_import,
     console_device_settings_primary_user_local_reset_and_cancel,
     console_audit_lists_newest_first_and_pages_down,
+    console_filter_group_form_builds_the_device_filter_and_refuses_bad_numbers,
 );
+
+/// The groups page's filter form: filled fields become the group's `DeviceFilter` (blank ones impose
+/// nothing), members are the devices matching it, and bad numbers are explained, not stored.
+async fn console_filter_group_form_builds_the_device_filter_and_refuses_bad_numbers(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let first = enrolled_pc(&app, "pc-f1", 31).await;
+    let _second = enrolled_pc(&app, "pc-f2", 32).await;
+    let first_name = app.store.device(first).await.unwrap().unwrap().name;
+    let mut b = Browser::new(&app);
+    b.sign_in(&app.admin_token).await;
+    let page = b.get("/console/groups").await;
+    assert!(page.body.contains("New filter group"));
+    assert!(page.body.contains("OS build at least"));
+    let csrf = csrf_of(&page.body);
+    let post = |extra: Vec<(&'static str, String)>| {
+        let mut f = vec![
+            ("csrf", csrf.clone()),
+            ("kind", "filter".to_owned()),
+            ("serial_prefix", String::new()),
+            ("group_tag", String::new()),
+        ];
+        f.extend(extra);
+        f
+    };
+    for (field, value, words) in [
+        (
+            "os_build_min",
+            "22H2",
+            "OS build at least must be a whole number",
+        ),
+        ("seen_within_days", "0", "at least 1"),
+        ("join_type", "workgroup", "join type"),
+    ] {
+        let fields = post(vec![("name", "Bad".to_owned()), (field, value.to_owned())]);
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let refused = b.post("/console/groups", &fields).await;
+        assert_eq!(refused.status, 400, "{field}: {}", refused.body);
+        assert!(refused.body.contains(words), "{field}: {}", refused.body);
+    }
+    assert!(app.store.list_groups().await.unwrap().is_empty());
+
+    let fields = post(vec![
+        ("name", "Just one".to_owned()),
+        ("name_contains", first_name.to_uppercase()),
+        ("join_type", String::new()),
+        ("os_build_min", "10000".to_owned()),
+        ("seen_within_days", "7".to_owned()),
+    ]);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let made = b.post("/console/groups", &fields).await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let groups = app.store.list_groups().await.unwrap();
+    assert_eq!(groups.len(), 1);
+    let GroupKind::Filter { filter } = &groups[0].kind else {
+        panic!("a static group was made: {:?}", groups[0].kind)
+    };
+    assert_eq!(
+        filter.name,
+        Some(TextMatch::Contains(first_name.to_uppercase()))
+    );
+    assert_eq!(
+        (
+            filter.serial.clone(),
+            filter.join_type,
+            filter.group_tag.clone()
+        ),
+        (None, None, None)
+    );
+    assert_eq!(filter.os_build_min, Some(10000));
+    assert_eq!(filter.last_seen_within, Some(time::Duration::days(7)));
+    assert!(!filter.include_unenrolled);
+    let members = app
+        .store
+        .group_member_ids(groups[0].id, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(members, vec![first]);
+    let list = b.get("/console/groups").await;
+    assert!(list.body.contains("Just one") && list.body.contains("filter "));
+}
 
 /// The console's audit log starts with what just happened and pages towards older events;
 /// `order=asc` gives the oldest first.
@@ -695,7 +779,9 @@ async fn console_device_list_pages_group_reset_needs_the_typed_name_schedules_an
                 ("group", group_id.as_str()),
                 ("kind", "sync"),
                 ("tz", "Europe/Berlin"),
-                ("recurrence", "daily:02:00:00"),
+                ("repeats", "daily"),
+                ("date", ""),
+                ("time", "02:00"),
                 ("window", "22:00-05:00"),
             ],
         )
@@ -706,8 +792,96 @@ async fn console_device_list_pages_group_reset_needs_the_typed_name_schedules_an
     assert!(
         schedules[0].enabled && schedules[0].next_run.is_some() && schedules[0].window.is_some()
     );
+    assert_eq!(schedules[0].recurrence.to_text(), "daily:02:00:00");
     let list = b.get("/console/schedules").await;
     assert!(list.body.contains("Nightly") && list.body.contains("22:00–05:00"));
+    assert!(
+        list.body.contains("every day at 02:00 Europe/Berlin"),
+        "{}",
+        list.body
+    );
+    // The plain fields: weekly needs a ticked day; ticked days become the weekly text form, shown
+    // in words; a raw recurrence text from older scripts is still accepted.
+    let weekly = |days: &'static [&'static str]| {
+        let mut f = vec![
+            ("csrf", csrf.clone()),
+            ("name", "Weekend".to_owned()),
+            ("group", group_id.clone()),
+            ("kind", "sync".to_owned()),
+            ("tz", "UTC".to_owned()),
+            ("repeats", "weekly".to_owned()),
+            ("time", "22:30".to_owned()),
+        ];
+        for d in days {
+            f.push((*d, "on".to_owned()));
+        }
+        f
+    };
+    let no_day = weekly(&[]);
+    let no_day: Vec<(&str, &str)> = no_day.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = b.post("/console/schedules", &no_day).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("at least one weekday"),
+        "{}",
+        refused.body
+    );
+    let two_days = weekly(&["day_mon", "day_fri"]);
+    let two_days: Vec<(&str, &str)> = two_days.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(b.post("/console/schedules", &two_days).await.status, 303);
+    let weekend = app
+        .store
+        .list_schedules()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "Weekend")
+        .unwrap();
+    assert_eq!(weekend.recurrence.to_text(), "weekly:mon,fri:22:30:00");
+    let list = b.get("/console/schedules").await;
+    assert!(
+        list.body.contains("every Monday and Friday at 22:30 UTC"),
+        "{}",
+        list.body
+    );
+    let once_bad_date = b
+        .post(
+            "/console/schedules",
+            &[
+                ("csrf", csrf.as_str()),
+                ("name", "One-off"),
+                ("group", group_id.as_str()),
+                ("kind", "sync"),
+                ("tz", "UTC"),
+                ("repeats", "once"),
+                ("date", "24.12.2099"),
+                ("time", "18:00"),
+            ],
+        )
+        .await;
+    assert_eq!(once_bad_date.status, 400);
+    assert!(once_bad_date.body.contains("is not a date"));
+    let raw = b
+        .post(
+            "/console/schedules",
+            &[
+                ("csrf", csrf.as_str()),
+                ("name", "One-off"),
+                ("group", group_id.as_str()),
+                ("kind", "sync"),
+                ("tz", "UTC"),
+                ("recurrence", "once:2099-12-24T18:00:00"),
+            ],
+        )
+        .await;
+    assert_eq!(raw.status, 303, "{}", raw.body);
+    let list = b.get("/console/schedules").await;
+    assert!(list.body.contains("once on 2099-12-24 at 18:00 UTC"));
+    for s in app.store.list_schedules().await.unwrap() {
+        if s.name != "Nightly" {
+            app.store.delete_schedule(s.id).await.unwrap();
+        }
+    }
     let sid = schedules[0].id;
     assert_eq!(
         b.post(
