@@ -487,7 +487,7 @@ pub trait ActionStore: Send + Sync {
     async fn actions_of_device(&self, device: DeviceId) -> StoreResult<Vec<Action>>;
     /// Every action of a bulk request, oldest first; empty if none.
     async fn actions_of_batch(&self, batch: BatchId) -> StoreResult<Vec<Action>>;
-    /// What readiness ([`crate::preflight`]) needs of many devices, in one query per 500 ids:
+    /// What readiness ([`crate::preflight()`]) needs of many devices, in one query per 500 ids:
     /// each device's non-terminal actions (blocked included) and its Autopilot Resets that ended
     /// `done` or `failed`, newest first like [`Self::actions_of_device`] (so a readiness computed
     /// from them equals one computed from every action). Devices with none, and unknown ids, are
