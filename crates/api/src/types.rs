@@ -729,7 +729,8 @@ pub struct Webhook {
     pub id: String,
     pub name: String,
     pub url: String,
-    /// Subscribed events: `done`, `failed`, `stuck` (an action that expired).
+    /// Subscribed events: `done`, `failed`, `stuck` (an action silent for
+    /// `webhook_stuck_after_minutes`, or one that expired).
     pub events: Vec<String>,
     pub enabled: bool,
     pub created_at: String,

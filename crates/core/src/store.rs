@@ -753,13 +753,28 @@ pub trait WebhookStore: Send + Sync {
     async fn list_webhooks(&self) -> StoreResult<Vec<Webhook>>;
     /// Deletes a subscription with its deliveries; `NotFound` if unknown.
     async fn delete_webhook(&self, id: WebhookId) -> StoreResult<()>;
-    /// Up to `limit` actions in one of `states` with `updated_at >= since` for which no delivery
-    /// of `webhook` exists yet, oldest update first; empty if none (or `states` is empty).
+    /// Up to `limit` actions in one of `states` with `updated_at >= since` for which `webhook`
+    /// has no delivery of the event their state raises yet (`done` → done, `failed` → failed,
+    /// `expired` → stuck), oldest update first; empty if none (or `states` is empty). An action
+    /// already reported stuck while silent is thus not reported again when it expires, but is
+    /// reported when it ends in `done` or `failed` after all.
     async fn unnotified_actions(
         &self,
         webhook: WebhookId,
         states: &[ActionState],
         since: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<Action>>;
+    /// Up to `limit` actions in one of `states` whose last transition lies in
+    /// `[since, updated_until]` (both inclusive) and for which `webhook` has no `stuck` delivery
+    /// yet, oldest update first; empty if none (or `states` is empty). Finds actions silent for
+    /// too long.
+    async fn unnotified_stale_actions(
+        &self,
+        webhook: WebhookId,
+        states: &[ActionState],
+        since: OffsetDateTime,
+        updated_until: OffsetDateTime,
         limit: u32,
     ) -> StoreResult<Vec<Action>>;
     /// Adds a delivery to the outbox. Idempotent per (webhook, action, event): returns `false`

@@ -36,6 +36,7 @@ pub struct ConfigFile {
     pub action_expiry_hours: Option<u64>,
     /// 0 = no cap.
     pub daily_cap: Option<u32>,
+    pub webhook_stuck_after_minutes: Option<u64>,
 }
 
 /// `[poll]`: the DMClient Poll schedule (minutes).
@@ -115,6 +116,9 @@ fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Err
             "worker_interval_secs" => file.worker_interval_secs = Some(parse(name, &v)?),
             "action_expiry_hours" => file.action_expiry_hours = Some(parse(name, &v)?),
             "daily_cap" => file.daily_cap = Some(parse(name, &v)?),
+            "webhook_stuck_after_minutes" => {
+                file.webhook_stuck_after_minutes = Some(parse(name, &v)?)
+            }
             k if k.starts_with("poll_") => {
                 let poll = file.poll.get_or_insert_with(PollFile::default);
                 match &k["poll_".len()..] {
@@ -244,6 +248,9 @@ impl ConfigFile {
         if let Some(v) = self.daily_cap {
             s.daily_cap = Some(v).filter(|&cap| cap > 0);
         }
+        if let Some(v) = self.webhook_stuck_after_minutes {
+            s.webhook_stuck_after = Duration::from_secs(v.max(1) * 60);
+        }
         if let Some(p) = self.poll {
             let poll = &mut s.poll;
             let set = |field: &mut Option<u32>, v: Option<u32>| {
@@ -354,6 +361,7 @@ jwks_file = "keys.json"
         assert_eq!(d.worker_interval, Duration::from_secs(10));
         assert_eq!(d.action_expiry, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(d.daily_cap, None);
+        assert_eq!(d.webhook_stuck_after, Duration::from_secs(120 * 60));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("redeploy.toml");
         std::fs::write(
@@ -370,9 +378,11 @@ jwks_file = "keys.json"
             &env(&[
                 ("REDEPLOY_WORKER_INTERVAL_SECS", "5"),
                 ("REDEPLOY_DAILY_CAP", "0"),
+                ("REDEPLOY_WEBHOOK_STUCK_AFTER_MINUTES", "30"),
             ]),
         )
         .unwrap();
+        assert_eq!(s.webhook_stuck_after, Duration::from_secs(30 * 60));
         assert_eq!(s.worker_interval, Duration::from_secs(5));
         assert_eq!(s.daily_cap, None, "0 means no cap");
         assert!(Settings::load(None, &env(&[("REDEPLOY_WORKER_INTERVAL_SECS", "soon")])).is_err());

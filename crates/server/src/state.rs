@@ -54,6 +54,9 @@ pub struct Settings {
     /// At most this many erasing actions (resets, wipes) requested per UTC day by waves and
     /// schedules the worker releases; `None` = no cap.
     pub daily_cap: Option<u32>,
+    /// An action in `sent`, `acknowledged` or `in_progress` without any transition for this long
+    /// raises a webhook `stuck` event (long before `action_expiry` ends it).
+    pub webhook_stuck_after: Duration,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`. `per_second <= 0`
@@ -103,6 +106,9 @@ impl Default for Settings {
             // A PC that is off for a holiday week still gets its reset when it comes back.
             action_expiry: Duration::from_secs(7 * 24 * 3600),
             daily_cap: None,
+            // An Autopilot Reset takes well under an hour once the PC has the command; two hours
+            // of silence is worth an admin's look while the day is still on.
+            webhook_stuck_after: Duration::from_secs(120 * 60),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Webhook notifications: finds actions that ended (done / failed / expired = "stuck"), puts one
+//! Webhook notifications: finds actions that ended (done / failed / expired = "stuck") or went
+//! silent for `webhook_stuck_after` in sent / acknowledged / in progress (also "stuck"), puts one
 //! signed JSON delivery per subscription in the store's outbox, and POSTs due deliveries with
 //! retries. [`tick`] does one round; the periodic worker calls it, tests call it directly.
 //!
@@ -24,7 +25,9 @@ use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 use redeploy_core::store::DeliveryResult;
 use redeploy_core::webhook::{self, Delivery, Webhook, WebhookEvent};
-use redeploy_core::{AuditOutcome, DeviceId, NewAuditEvent, StoreError, WebhookId};
+use redeploy_core::{
+    Action, ActionState, AuditOutcome, DeviceId, NewAuditEvent, StoreError, WebhookId,
+};
 use ring::hmac;
 use time::OffsetDateTime;
 
@@ -39,6 +42,18 @@ const ENQUEUE_PER_TICK: u32 = 500;
 const SEND_PER_TICK: u32 = 200;
 /// POSTs in flight at once.
 const PARALLEL_SENDS: usize = 8;
+/// States in which the device owes an answer; silence here for `webhook_stuck_after` is
+/// "stuck". `pending` and `blocked` are not: they wait on the server (waves, holds, check-ins
+/// the PC has not made yet), not on a PC that took a command.
+const SILENT_STATES: &[ActionState] = &[
+    ActionState::Sent,
+    ActionState::Acknowledged,
+    ActionState::InProgress,
+];
+
+fn stuck_after(state: &AppState) -> time::Duration {
+    time::Duration::try_from(state.settings.webhook_stuck_after).unwrap_or(time::Duration::hours(2))
+}
 
 /// One signed POST, ready to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,7 +237,7 @@ async fn enqueue_events(state: &AppState) -> Result<u32, StoreError> {
         if !hook.enabled {
             continue;
         }
-        let actions = state
+        let ended = state
             .store
             .unnotified_actions(
                 hook.id,
@@ -231,10 +246,32 @@ async fn enqueue_events(state: &AppState) -> Result<u32, StoreError> {
                 ENQUEUE_PER_TICK,
             )
             .await?;
-        for action in actions {
-            let Some(event) = WebhookEvent::for_state(action.state) else {
-                continue;
-            };
+        let mut found: Vec<(WebhookEvent, OffsetDateTime, Action)> = ended
+            .into_iter()
+            .filter_map(|a| WebhookEvent::for_state(a.state).map(|e| (e, a.updated_at, a)))
+            .collect();
+        if hook.events.contains(&WebhookEvent::Stuck) {
+            // Silent for too long while the device owes an answer: "stuck" now rather than at
+            // expiry days later. The same (webhook, action, stuck) key makes a later expiry of
+            // the same action enqueue nothing.
+            let after = stuck_after(state);
+            let silent = state
+                .store
+                .unnotified_stale_actions(
+                    hook.id,
+                    SILENT_STATES,
+                    hook.created_at,
+                    state.clock.now() - after,
+                    ENQUEUE_PER_TICK,
+                )
+                .await?;
+            found.extend(
+                silent
+                    .into_iter()
+                    .map(|a| (WebhookEvent::Stuck, a.updated_at + after, a)),
+            );
+        }
+        for (event, occurred_at, action) in found {
             let device = match devices.get(&action.device) {
                 Some(d) => d,
                 None => {
@@ -260,7 +297,7 @@ async fn enqueue_events(state: &AppState) -> Result<u32, StoreError> {
             delivery.payload = payload_json(&api::WebhookPayload {
                 event: event.as_str().to_owned(),
                 delivery_id: delivery.id.to_string(),
-                occurred_at: ts(action.updated_at),
+                occurred_at: ts(occurred_at),
                 action: Some(action_dto(&action)),
                 device: device.clone(),
             });

@@ -2449,13 +2449,47 @@ impl WebhookStore for Backend {
         let sql = format!(
             "SELECT {ACTION_COLS} FROM actions WHERE updated_at >= $2 AND state IN ({}) \
              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-                             WHERE d.webhook_id = $1 AND d.action_id = actions.id) \
+                             WHERE d.webhook_id = $1 AND d.action_id = actions.id \
+                             AND d.event = CASE actions.state WHEN 'expired' THEN 'stuck' \
+                                           ELSE actions.state END) \
              ORDER BY updated_at, seq LIMIT $3",
             placeholders(4, states.len())
         );
         let mut q = sqlx::query(&sql)
             .bind(webhook.to_string())
             .bind(to_micros(since))
+            .bind(i64::from(limit));
+        for s in states {
+            q = q.bind(s.as_str());
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(row_action).collect()
+    }
+
+    async fn unnotified_stale_actions(
+        &self,
+        webhook: WebhookId,
+        states: &[ActionState],
+        since: OffsetDateTime,
+        updated_until: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<Action>> {
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {ACTION_COLS} FROM actions WHERE updated_at >= $2 AND updated_at <= $3 \
+             AND state IN ({}) \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                             WHERE d.webhook_id = $1 AND d.action_id = actions.id \
+                             AND d.event = 'stuck') \
+             ORDER BY updated_at, seq LIMIT $4",
+            placeholders(5, states.len())
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(webhook.to_string())
+            .bind(to_micros(since))
+            .bind(to_micros(updated_until))
             .bind(i64::from(limit));
         for s in states {
             q = q.bind(s.as_str());

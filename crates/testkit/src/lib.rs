@@ -95,6 +95,7 @@ macro_rules! store_conformance_tests {
             held_actions_commands_stay_queued,
             webhooks_round_trip_and_delete_with_deliveries,
             webhook_events_are_enqueued_once_and_attempts_claimed_once,
+            webhook_stale_actions_are_found_until_reported_stuck,
         );
     };
 }

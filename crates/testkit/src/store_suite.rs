@@ -2185,6 +2185,91 @@ pub async fn webhooks_round_trip_and_delete_with_deliveries(store: Arc<dyn Store
     assert_eq!(store.list_webhooks().await.unwrap(), [b]);
 }
 
+/// An action moved to `sent` at `at` (then left silent).
+async fn sent_action(store: &Arc<dyn Store>, device: DeviceId, at: OffsetDateTime) -> Action {
+    let mut a = Action::new(
+        ActionId::generate(),
+        device,
+        ActionKind::AutopilotReset,
+        "admin",
+        None,
+        T0,
+    );
+    store.create_action(&a, &[]).await.unwrap();
+    for s in [ActionState::Pending, ActionState::Sent] {
+        let before = a.state;
+        a.transition(s, at, None).unwrap();
+        store.update_action(before, &a).await.unwrap();
+    }
+    a
+}
+
+pub async fn webhook_stale_actions_are_found_until_reported_stuck(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "silent").await;
+    let hook = new_webhook("ops", &[WebhookEvent::Done, WebhookEvent::Stuck], t(10));
+    store.create_webhook(&hook).await.unwrap();
+    let active = [
+        ActionState::Sent,
+        ActionState::Acknowledged,
+        ActionState::InProgress,
+    ];
+    let ids = |v: Vec<Action>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+
+    let _before_subscription = sent_action(&store, d, t(5)).await;
+    let mut b = sent_action(&store, d, t(12)).await;
+    let mut a = sent_action(&store, d, t(11)).await;
+    let _recent = sent_action(&store, d, t(20)).await;
+    let stale =
+        |limit| store.unnotified_stale_actions(hook.id, &active, hook.created_at, t(15), limit);
+    assert_eq!(
+        ids(stale(10).await.unwrap()),
+        [a.id, b.id],
+        "silent since before t(15), updated since the subscription, oldest first"
+    );
+    assert_eq!(stale(1).await.unwrap().len(), 1);
+    assert_eq!(
+        ids(store
+            .unnotified_stale_actions(hook.id, &active, hook.created_at, t(11), 10)
+            .await
+            .unwrap()),
+        [a.id],
+        "the upper bound is inclusive"
+    );
+    assert!(store
+        .unnotified_stale_actions(hook.id, &[], hook.created_at, t(15), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .unnotified_stale_actions(hook.id, &[ActionState::Pending], hook.created_at, t(15), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A `done` delivery does not count as reported stuck; a `stuck` one does.
+    for (action, event) in [(&a, WebhookEvent::Done), (&a, WebhookEvent::Stuck)] {
+        let delivery = Delivery::new(hook.id, event, Some(action.id), "{}".into(), t(16));
+        assert!(store.enqueue_delivery(&delivery).await.unwrap());
+    }
+    assert_eq!(ids(stale(10).await.unwrap()), [b.id]);
+    let stuck_b = Delivery::new(hook.id, WebhookEvent::Stuck, Some(b.id), "{}".into(), t(16));
+    assert!(store.enqueue_delivery(&stuck_b).await.unwrap());
+    assert!(stale(10).await.unwrap().is_empty());
+
+    // Expiring later raises no second `stuck`; ending in `done` after all is still news.
+    a.transition(ActionState::Expired, t(30), None).unwrap();
+    store.update_action(ActionState::Sent, &a).await.unwrap();
+    b.transition(ActionState::Done, t(31), None).unwrap();
+    store.update_action(ActionState::Sent, &b).await.unwrap();
+    assert_eq!(
+        ids(store
+            .unnotified_actions(hook.id, &hook.subscribed_states(), hook.created_at, 10)
+            .await
+            .unwrap()),
+        [b.id]
+    );
+}
+
 pub async fn webhook_events_are_enqueued_once_and_attempts_claimed_once(store: Arc<dyn Store>) {
     let d = enrolled(&store, "hooked").await;
     let hook = new_webhook("ops", &[WebhookEvent::Done, WebhookEvent::Failed], t(10));

@@ -26,6 +26,7 @@ on_both_backends!(
     a_finished_reset_is_posted_once_with_a_valid_signature,
     a_failing_receiver_is_retried_with_backoff_and_given_up_after_ten_attempts,
     webhook_endpoints_create_list_ping_and_delete,
+    a_silent_reset_is_reported_stuck_once_after_two_hours_and_not_again_at_expiry,
 );
 
 /// One request the receiver got.
@@ -533,4 +534,88 @@ async fn webhook_endpoints_create_list_ping_and_delete(backend: Backend) {
     let err = client.delete_webhook("nope").await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(400));
     assert_eq!(client.webhooks().await.unwrap().items.len(), 1);
+}
+
+async fn a_silent_reset_is_reported_stuck_once_after_two_hours_and_not_again_at_expiry(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let client = admin(&app);
+    let receiver = Receiver::start().await;
+    let hook = client
+        .create_webhook(&NewWebhook {
+            url: receiver.url("ok"),
+            ..NewWebhook::default()
+        })
+        .await
+        .unwrap()
+        .webhook;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let (mut pc, device_id) = enrolled_pc(&app, &transport, "pc-silent").await;
+    let reset = client
+        .request_action(&device_id, ActionKind::AutopilotReset)
+        .await
+        .unwrap();
+    // The PC takes the Exec in one session and is never heard from again.
+    client::check_in(&transport, &mut pc, now()).await.unwrap();
+    let taken = app
+        .store
+        .action(reset.id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        ["sent", "acknowledged", "in_progress"].contains(&taken.state.as_str()),
+        "{:?}",
+        taken.state
+    );
+    assert_eq!(
+        app.server().state.settings.webhook_stuck_after.as_secs(),
+        7200
+    );
+
+    let clock = Arc::new(ManualClock::new(taken.updated_at + Duration::minutes(119)));
+    let mut state = app.server().state.clone();
+    state.clock = clock.clone();
+    assert_eq!(
+        webhooks::tick(&state).await.unwrap(),
+        WebhookReport::default(),
+        "119 minutes of silence is not stuck yet"
+    );
+    clock.advance(Duration::minutes(1));
+    assert_eq!(webhooks::tick(&state).await.unwrap(), report(1, 1, 0, 0));
+    let hits = receiver.hits("ok");
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].header("x-redeploy-event"), "stuck");
+    let payload = hits[0].payload();
+    assert_eq!(payload.event, "stuck");
+    assert_eq!(payload.action.expect("the action").id, reset.id);
+    assert_eq!(payload.device.expect("the device").id, device_id);
+    clock.advance(Duration::hours(1));
+    assert_eq!(
+        webhooks::tick(&state).await.unwrap(),
+        WebhookReport::default(),
+        "still silent: not reported again"
+    );
+
+    // Days later the worker expires it: the same event, so nothing new is sent.
+    clock.advance(Duration::days(8));
+    let worker = server::worker::tick(&state).await.unwrap();
+    assert_eq!(
+        (worker.expired, worker.webhooks_delivered),
+        (1, 0),
+        "{worker:?}"
+    );
+    assert_eq!(client.action(&reset.id).await.unwrap().state, "expired");
+    assert_eq!(
+        webhooks::tick(&state).await.unwrap(),
+        WebhookReport::default()
+    );
+    assert_eq!(receiver.hits("ok").len(), 1);
+    let deliveries = client.webhook_deliveries(&hook.id).await.unwrap().items;
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(
+        (deliveries[0].event.as_str(), deliveries[0].status.as_str()),
+        ("stuck", "delivered")
+    );
 }
