@@ -753,6 +753,15 @@ pub trait WebhookStore: Send + Sync {
     async fn list_webhooks(&self) -> StoreResult<Vec<Webhook>>;
     /// Deletes a subscription with its deliveries; `NotFound` if unknown.
     async fn delete_webhook(&self, id: WebhookId) -> StoreResult<()>;
+    /// Enables or disables a subscription. Enabling a disabled one sets its `notify_since` to
+    /// `at`; anything else leaves `notify_since` alone (enabling twice changes nothing).
+    /// `NotFound` if unknown.
+    async fn set_webhook_enabled(
+        &self,
+        id: WebhookId,
+        enabled: bool,
+        at: OffsetDateTime,
+    ) -> StoreResult<()>;
     /// Up to `limit` actions in one of `states` with `updated_at >= since` for which `webhook`
     /// has no delivery of the event their state raises yet (`done` → done, `failed` → failed,
     /// `expired` → stuck), oldest update first; empty if none (or `states` is empty). An action
@@ -783,7 +792,8 @@ pub trait WebhookStore: Send + Sync {
     async fn enqueue_delivery(&self, delivery: &Delivery) -> StoreResult<bool>;
     /// The delivery with this id; `None` if unknown.
     async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>>;
-    /// Up to `limit` undelivered deliveries with `next_attempt_at <= now`, earliest due first.
+    /// Up to `limit` undelivered deliveries of enabled subscriptions with
+    /// `next_attempt_at <= now`, earliest due first (a disabled subscription's deliveries wait).
     async fn due_deliveries(&self, now: OffsetDateTime, limit: u32) -> StoreResult<Vec<Delivery>>;
     /// Claims the next attempt of a delivery: if it is undelivered and still has
     /// `attempts_seen` attempts, sets `attempts + 1` and `next_attempt_at = retry_at` (the retry

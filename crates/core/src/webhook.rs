@@ -89,10 +89,14 @@ pub struct Webhook {
     pub secret: String,
     /// Subscribed events, never `ping`, never empty.
     pub events: Vec<WebhookEvent>,
-    /// Disabled subscriptions are not sent new events.
+    /// Disabled subscriptions get nothing enqueued, and their due deliveries wait.
     pub enabled: bool,
-    /// Only actions that ended at or after this instant notify it (no flood of history).
+    /// When it was created.
     pub created_at: OffsetDateTime,
+    /// Only actions updated at or after this instant notify it (no flood of history): the
+    /// creation time, moved to the re-enable time when a disabled subscription is enabled again
+    /// (what ended while it was off is not replayed).
+    pub notify_since: OffsetDateTime,
 }
 
 impl Webhook {

@@ -4,7 +4,8 @@
 //! retries. [`tick`] does one round; the periodic worker calls it, tests call it directly.
 //!
 //! Finding events without touching the session engine: each tick asks the store for actions in a
-//! subscribed terminal state, updated at or after the subscription was created, that have no
+//! subscribed terminal state, updated at or after the subscription was created (or last
+//! re-enabled: `notify_since`), that have no
 //! delivery for that subscription yet
 //! ([`redeploy_core::store::WebhookStore::unnotified_actions`]). The outbox row is
 //! the watermark: it is unique per (webhook, action, event), so a second server process that
@@ -242,7 +243,7 @@ async fn enqueue_events(state: &AppState) -> Result<u32, StoreError> {
             .unnotified_actions(
                 hook.id,
                 &hook.subscribed_states(),
-                hook.created_at,
+                hook.notify_since,
                 ENQUEUE_PER_TICK,
             )
             .await?;
@@ -260,7 +261,7 @@ async fn enqueue_events(state: &AppState) -> Result<u32, StoreError> {
                 .unnotified_stale_actions(
                     hook.id,
                     SILENT_STATES,
-                    hook.created_at,
+                    hook.notify_since,
                     state.clock.now() - after,
                     ENQUEUE_PER_TICK,
                 )

@@ -2326,7 +2326,7 @@ impl ConsoleSessionStore for Backend {
 // ---------------------------------------------------------------------------------------------
 // Webhooks
 
-const WEBHOOK_COLS: &str = "id, name, url, secret, events, enabled, created_at";
+const WEBHOOK_COLS: &str = "id, name, url, secret, events, enabled, created_at, notify_since";
 const DELIVERY_COLS: &str = "id, webhook_id, event, action_id, payload, attempts, \
      next_attempt_at, delivered_at, last_status, last_error, created_at";
 
@@ -2344,6 +2344,7 @@ fn row_webhook(r: &DbRow) -> StoreResult<Webhook> {
         events,
         enabled: get(r, "enabled")?,
         created_at: time_col(r, "created_at")?,
+        notify_since: time_col(r, "notify_since")?,
     })
 }
 
@@ -2381,7 +2382,7 @@ impl WebhookStore for Backend {
             .join(",");
         let sql = format!(
             "INSERT INTO webhooks ({WEBHOOK_COLS}) VALUES ({})",
-            placeholders(1, 7)
+            placeholders(1, 8)
         );
         sqlx::query(&sql)
             .bind(webhook.id.to_string())
@@ -2391,6 +2392,7 @@ impl WebhookStore for Backend {
             .bind(events)
             .bind(webhook.enabled)
             .bind(to_micros(webhook.created_at))
+            .bind(to_micros(webhook.notify_since))
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -2434,6 +2436,30 @@ impl WebhookStore for Backend {
             return Err(StoreError::NotFound(format!("webhook {id}")));
         }
         tx.commit().await.map_err(backend)
+    }
+
+    async fn set_webhook_enabled(
+        &self,
+        id: WebhookId,
+        enabled: bool,
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        // One statement, so that two admins toggling at once cannot leave `enabled` and
+        // `notify_since` from different requests.
+        let done = sqlx::query(
+            "UPDATE webhooks SET notify_since = CASE WHEN $2 AND NOT enabled THEN $3 \
+             ELSE notify_since END, enabled = $2 WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(enabled)
+        .bind(to_micros(at))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("webhook {id}")));
+        }
+        Ok(())
     }
 
     async fn unnotified_actions(
@@ -2536,6 +2562,8 @@ impl WebhookStore for Backend {
         let sql = format!(
             "SELECT {DELIVERY_COLS} FROM webhook_deliveries \
              WHERE delivered_at IS NULL AND next_attempt_at <= $1 \
+             AND EXISTS (SELECT 1 FROM webhooks w \
+                         WHERE w.id = webhook_deliveries.webhook_id AND w.enabled) \
              ORDER BY next_attempt_at, seq LIMIT $2"
         );
         let rows = sqlx::query(&sql)

@@ -96,6 +96,7 @@ macro_rules! store_conformance_tests {
             webhooks_round_trip_and_delete_with_deliveries,
             webhook_events_are_enqueued_once_and_attempts_claimed_once,
             webhook_stale_actions_are_found_until_reported_stuck,
+            disabled_webhooks_wait_and_reenabling_moves_notify_since,
         );
     };
 }

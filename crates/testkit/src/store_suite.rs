@@ -2105,6 +2105,7 @@ fn new_webhook(name: &str, events: &[WebhookEvent], at: OffsetDateTime) -> Webho
         events: events.to_vec(),
         enabled: true,
         created_at: at,
+        notify_since: at,
     }
 }
 
@@ -2183,6 +2184,85 @@ pub async fn webhooks_round_trip_and_delete_with_deliveries(store: Arc<dyn Store
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.list_webhooks().await.unwrap(), [b]);
+}
+
+pub async fn disabled_webhooks_wait_and_reenabling_moves_notify_since(store: Arc<dyn Store>) {
+    let off = new_webhook("off", &[WebhookEvent::Done], t(10));
+    let on = new_webhook("on", &[WebhookEvent::Done], t(10));
+    store.create_webhook(&off).await.unwrap();
+    store.create_webhook(&on).await.unwrap();
+    let d = enrolled(&store, "toggled").await;
+    let done = ended_action(&store, d, ActionState::Done, t(11)).await;
+    let waiting = Delivery::new(
+        off.id,
+        WebhookEvent::Done,
+        Some(done.id),
+        "{}".into(),
+        t(11),
+    );
+    let going = Delivery::new(on.id, WebhookEvent::Done, Some(done.id), "{}".into(), t(11));
+    store.enqueue_delivery(&waiting).await.unwrap();
+    store.enqueue_delivery(&going).await.unwrap();
+    let due = |at| {
+        let store = Arc::clone(&store);
+        async move {
+            let list = store.due_deliveries(at, 10).await.unwrap();
+            list.into_iter().map(|d| d.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(due(t(20)).await.len(), 2);
+
+    store
+        .set_webhook_enabled(off.id, false, t(12))
+        .await
+        .unwrap();
+    let stored = store.webhook(off.id).await.unwrap().unwrap();
+    assert!(!stored.enabled);
+    assert_eq!(stored.notify_since, t(10), "disabling keeps notify_since");
+    assert_eq!(
+        due(t(20)).await,
+        [going.id],
+        "a disabled webhook's deliveries wait"
+    );
+    store
+        .set_webhook_enabled(off.id, false, t(13))
+        .await
+        .unwrap();
+    assert_eq!(store.webhook(off.id).await.unwrap().unwrap(), stored);
+
+    store
+        .set_webhook_enabled(off.id, true, t(15))
+        .await
+        .unwrap();
+    let stored = store.webhook(off.id).await.unwrap().unwrap();
+    assert!(stored.enabled);
+    assert_eq!(stored.notify_since, t(15), "re-enabling moves notify_since");
+    assert_eq!(stored.created_at, t(10));
+    assert_eq!(
+        due(t(20)).await.len(),
+        2,
+        "and its deliveries are due again"
+    );
+    store
+        .set_webhook_enabled(off.id, true, t(16))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.webhook(off.id).await.unwrap().unwrap().notify_since,
+        t(15),
+        "enabling an enabled webhook changes nothing"
+    );
+    assert_eq!(
+        store.webhook(on.id).await.unwrap().unwrap(),
+        on,
+        "others untouched"
+    );
+    assert!(matches!(
+        store
+            .set_webhook_enabled(WebhookId::generate(), false, t(17))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 /// An action moved to `sent` at `at` (then left silent).

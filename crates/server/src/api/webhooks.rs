@@ -144,6 +144,7 @@ pub async fn create_webhook(
         Some(s) => (s, false),
         None => (crate::bootstrap::new_secret("rdp_whsec_"), true),
     };
+    let now = state.clock.now();
     let hook = Webhook {
         id: WebhookId::generate(),
         name,
@@ -151,7 +152,8 @@ pub async fn create_webhook(
         secret,
         events,
         enabled: true,
-        created_at: state.clock.now(),
+        created_at: now,
+        notify_since: now,
     };
     state.store.create_webhook(&hook).await?;
     audit(
