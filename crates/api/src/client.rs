@@ -376,6 +376,16 @@ impl Client {
         Ok(())
     }
 
+    /// `PATCH /api/v1/webhooks/{id}` `{"enabled": …}`: answers the webhook as it is now.
+    pub async fn set_webhook_enabled(&self, id: &str, enabled: bool) -> Result<Webhook> {
+        self.send_json(
+            Method::PATCH,
+            &format!("/webhooks/{}", Self::seg(id)),
+            &WebhookPatch { enabled },
+        )
+        .await
+    }
+
     /// `GET /api/v1/webhooks/{id}/deliveries`, newest first.
     pub async fn webhook_deliveries(&self, id: &str) -> Result<WebhookDeliveryList> {
         Self::json(self.req(Method::GET, &format!("/webhooks/{id}/deliveries"))).await

@@ -752,6 +752,15 @@ pub struct NewWebhook {
     pub events: Option<Vec<String>>,
 }
 
+/// `PATCH /api/v1/webhooks/{id}`: enable or disable. A disabled webhook gets no new events and
+/// its due deliveries wait; once enabled again, actions that ended while it was disabled are not
+/// sent (deliveries enqueued before it was disabled are).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookPatch {
+    pub enabled: bool,
+}
+
 /// The created webhook; `secret` is set only when the server generated it (shown once).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreatedWebhook {

@@ -1,4 +1,4 @@
-//! `redeploy webhooks list|create|delete|deliveries|test`: one `/api/v1/webhooks` call each.
+//! `redeploy webhooks list|create|enable|disable|delete|deliveries|test`: one `/api/v1/webhooks` call each.
 
 use std::process::ExitCode;
 
@@ -79,6 +79,8 @@ pub async fn webhooks(args: AdminArgs<WebhooksCommand>) -> anyhow::Result<ExitCo
                 }
             }
         }
+        WebhooksSub::Enable { id } => set_enabled(&client, &id, true, args.json).await?,
+        WebhooksSub::Disable { id } => set_enabled(&client, &id, false, args.json).await?,
         WebhooksSub::Delete { id } => {
             client.delete_webhook(&id).await?;
             if args.json {
@@ -109,4 +111,20 @@ pub async fn webhooks(args: AdminArgs<WebhooksCommand>) -> anyhow::Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn set_enabled(
+    client: &api::Client,
+    id: &str,
+    enabled: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let w = client.set_webhook_enabled(id, enabled).await?;
+    if json {
+        print_json(&w)?;
+    } else {
+        let word = if w.enabled { "enabled" } else { "disabled" };
+        println!("{word} {} ({})", w.id, w.name);
+    }
+    Ok(())
 }

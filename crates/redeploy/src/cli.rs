@@ -48,7 +48,8 @@ pub enum Command {
     Schedules(AdminArgs<SchedulesCommand>),
     /// The Autopilot device registry: import the Intune hardware-hash CSV, list.
     Autopilot(AdminArgs<AutopilotCommand>),
-    /// Webhooks on action outcomes (done, failed, stuck): list, create, delete, deliveries, test.
+    /// Webhooks on action outcomes (done, failed, stuck): list, create, enable, disable, delete,
+    /// deliveries, test.
     Webhooks(AdminArgs<WebhooksCommand>),
 }
 
@@ -284,6 +285,10 @@ pub enum WebhooksSub {
         #[arg(long, value_delimiter = ',')]
         events: Option<Vec<String>>,
     },
+    /// Enable a webhook again (actions that ended while it was disabled are not sent).
+    Enable { id: String },
+    /// Disable a webhook: no new events, its due deliveries wait.
+    Disable { id: String },
     /// Delete a webhook and its deliveries.
     Delete { id: String },
     /// The latest deliveries of a webhook, newest first.

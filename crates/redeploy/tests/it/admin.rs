@@ -659,6 +659,17 @@ async fn webhooks_are_created_tested_listed_and_deleted() {
     let usage = s.cli(&["webhooks", "create"]).await;
     assert_eq!(usage.status.code(), Some(2), "a missing --url is bad usage");
 
+    let off = stdout_json(&s.cli(&["webhooks", "disable", &id, "--json"]).await);
+    assert_eq!(off["enabled"], false, "{off}");
+    let list = stdout_json(&s.cli(&["webhooks", "list", "--json"]).await);
+    assert_eq!(list["items"][0]["enabled"], false, "{list}");
+    let on = s.cli(&["webhooks", "enable", &id]).await;
+    assert!(on.status.success());
+    assert!(
+        String::from_utf8_lossy(&on.stdout).starts_with(&format!("enabled {id}")),
+        "{on:?}"
+    );
+
     assert!(s.cli(&["webhooks", "delete", &id]).await.status.success());
     assert_eq!(
         s.cli(&["webhooks", "delete", &id]).await.status.code(),

@@ -142,6 +142,7 @@ impl Modify for BearerAuth {
         webhooks::list_webhooks,
         webhooks::create_webhook,
         webhooks::delete_webhook,
+        webhooks::patch_webhook,
         webhooks::list_deliveries,
         webhooks::test_webhook,
     ),
@@ -159,7 +160,7 @@ impl Modify for BearerAuth {
         api::Schedule, api::ScheduleList, api::NewSchedule, api::SchedulePatch, api::ImportError,
         api::AutopilotImportResult, api::AutopilotDevice, api::AutopilotDeviceList,
         api::PrimaryUser,
-        api::Webhook, api::NewWebhook, api::CreatedWebhook, api::WebhookList,
+        api::Webhook, api::NewWebhook, api::WebhookPatch, api::CreatedWebhook, api::WebhookList,
         api::WebhookDelivery, api::WebhookDeliveryList, api::WebhookPayload, api::WebhookDevice,
     ))
 )]
@@ -245,7 +246,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/api/v1/webhooks",
             get(webhooks::list_webhooks).post(webhooks::create_webhook),
         )
-        .route("/api/v1/webhooks/{id}", delete(webhooks::delete_webhook))
+        .route(
+            "/api/v1/webhooks/{id}",
+            delete(webhooks::delete_webhook).patch(webhooks::patch_webhook),
+        )
         .route(
             "/api/v1/webhooks/{id}/deliveries",
             get(webhooks::list_deliveries),

@@ -193,6 +193,48 @@ pub async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Enable or disable a webhook. Disabled: nothing new is enqueued and due deliveries wait.
+/// Enabled again: those deliveries go out, but actions that ended while it was disabled are not
+/// sent (it notifies about actions updated from the re-enable on).
+#[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id")),
+    request_body = api::WebhookPatch,
+    responses((status = 200, body = api::Webhook),
+        (status = 400, body = api::Problem, content_type = "application/problem+json"),
+        (status = 403, body = api::Problem, content_type = "application/problem+json"),
+        (status = 404, body = api::Problem, content_type = "application/problem+json")))]
+pub async fn patch_webhook(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Json<api::WebhookPatch>, JsonRejection>,
+) -> ApiResult<Json<api::Webhook>> {
+    let Json(body) = body?;
+    caller
+        .require(&state, Role::Admin, "enable or disable a webhook", None)
+        .await?;
+    let hook = load(&state, &id).await?;
+    state
+        .store
+        .set_webhook_enabled(hook.id, body.enabled, state.clock.now())
+        .await?;
+    let (action, was) = if body.enabled {
+        ("webhook.enable", hook.enabled)
+    } else {
+        ("webhook.disable", !hook.enabled)
+    };
+    let note = if was { " (already)" } else { "" };
+    audit(
+        &state,
+        &caller,
+        action,
+        format!("{} {:?}{note}", hook.id, hook.name),
+    )
+    .await?;
+    let now = load(&state, &id).await?;
+    Ok(Json(webhook_dto(&now)))
+}
+
 /// The latest deliveries of a webhook (newest first) with their attempts.
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id")),

@@ -27,6 +27,7 @@ on_both_backends!(
     a_failing_receiver_is_retried_with_backoff_and_given_up_after_ten_attempts,
     webhook_endpoints_create_list_ping_and_delete,
     a_silent_reset_is_reported_stuck_once_after_two_hours_and_not_again_at_expiry,
+    a_disabled_webhook_holds_its_deliveries_and_does_not_replay_on_enable,
 );
 
 /// One request the receiver got.
@@ -519,6 +520,11 @@ async fn webhook_endpoints_create_list_ping_and_delete(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(403));
+    let err = viewer
+        .set_webhook_enabled(&created.webhook.id, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(403));
 
     client.delete_webhook(&created.webhook.id).await.unwrap();
     let err = client
@@ -618,4 +624,102 @@ async fn a_silent_reset_is_reported_stuck_once_after_two_hours_and_not_again_at_
         (deliveries[0].event.as_str(), deliveries[0].status.as_str()),
         ("stuck", "delivered")
     );
+}
+
+async fn a_disabled_webhook_holds_its_deliveries_and_does_not_replay_on_enable(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = admin(&app);
+    let receiver = Receiver::start().await;
+    receiver.status.store(503, Ordering::SeqCst);
+    let hook = client
+        .create_webhook(&NewWebhook {
+            url: receiver.url("ok"),
+            events: Some(vec!["done".into()]),
+            ..NewWebhook::default()
+        })
+        .await
+        .unwrap()
+        .webhook;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let (mut pc, device_id) = enrolled_pc(&app, &transport, "pc-toggle").await;
+    let sync = || async {
+        client
+            .request_action(&device_id, ActionKind::Sync)
+            .await
+            .unwrap()
+            .id
+    };
+    let clock = Arc::new(ManualClock::new(now() + Duration::seconds(1)));
+    let mut state = app.server().state.clone();
+    state.clock = clock.clone();
+
+    // Ended while enabled; the first attempt fails, a retry is due in a minute.
+    let first = sync().await;
+    let end = check_in_until_settled(&client, &transport, &mut pc, &first, 3).await;
+    assert_eq!(end, "done");
+    assert_eq!(webhooks::tick(&state).await.unwrap(), report(1, 0, 1, 0));
+
+    let off = client.set_webhook_enabled(&hook.id, false).await.unwrap();
+    assert!(!off.enabled);
+    assert!(!client.webhooks().await.unwrap().items[0].enabled);
+    let second = sync().await;
+    let end = check_in_until_settled(&client, &transport, &mut pc, &second, 3).await;
+    assert_eq!(end, "done");
+    receiver.status.store(204, Ordering::SeqCst);
+    clock.advance(Duration::minutes(5));
+    assert_eq!(
+        webhooks::tick(&state).await.unwrap(),
+        WebhookReport::default(),
+        "disabled: nothing enqueued, the due retry waits"
+    );
+    assert_eq!(receiver.hits("ok").len(), 1);
+
+    let on = client.set_webhook_enabled(&hook.id, true).await.unwrap();
+    assert!(on.enabled);
+    assert_eq!(
+        webhooks::tick(&state).await.unwrap(),
+        report(0, 1, 0, 0),
+        "the waiting retry goes out; what ended while disabled is not replayed"
+    );
+    let third = sync().await;
+    let end = check_in_until_settled(&client, &transport, &mut pc, &third, 3).await;
+    assert_eq!(end, "done");
+    assert_eq!(webhooks::tick(&state).await.unwrap(), report(1, 1, 0, 0));
+    let sent: Vec<String> = receiver
+        .hits("ok")
+        .iter()
+        .filter_map(|h| h.payload().action.map(|a| a.id))
+        .collect();
+    assert_eq!(sent, [first.clone(), first, third]);
+    let deliveries = client.webhook_deliveries(&hook.id).await.unwrap().items;
+    assert!(deliveries
+        .iter()
+        .all(|d| d.action_id.as_deref() != Some(second.as_str())));
+
+    let audit = client
+        .audit(&AuditQuery {
+            limit: Some(1000),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    for action in ["webhook.disable", "webhook.enable"] {
+        let e = audit
+            .items
+            .iter()
+            .find(|e| e.action == action)
+            .unwrap_or_else(|| panic!("{action} audited"));
+        assert!(e.details.contains(&hook.id), "{e:?}");
+    }
+    let err = client
+        .set_webhook_enabled("not-an-id", true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(400));
+    client.delete_webhook(&hook.id).await.unwrap();
+    let err = client
+        .set_webhook_enabled(&hook.id, true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
 }
