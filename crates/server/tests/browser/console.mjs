@@ -4,68 +4,16 @@
 // Run by the Rust test crates/server/tests/it/browser.rs, which sets:
 //   REDEPLOY_URL, REDEPLOY_TOKEN, REDEPLOY_DEVICE_NAME, REDEPLOY_SCREENSHOTS, REDEPLOY_CHROMIUM.
 // Exit code 0 only if every step worked.
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
-
-function env(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-}
+import { env, finalActionState, runInChromium } from "./chromium.mjs";
 
 const url = env("REDEPLOY_URL");
 const token = env("REDEPLOY_TOKEN");
 const deviceName = env("REDEPLOY_DEVICE_NAME");
 const shots = env("REDEPLOY_SCREENSHOTS");
-const executablePath = process.env.REDEPLOY_CHROMIUM || "/usr/bin/chromium";
 // How long the reset may take to reach "done" (the PCs check in every half second).
 const RESET_DEADLINE_MS = 240_000;
 
-const userDataDir = await mkdtemp(join(tmpdir(), "redeploy-chromium-"));
-const problems = [];
-let context;
-let page;
-try {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath,
-    headless: true,
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-    // The server's certificate is signed by its own CA (ca.pem), which this profile does not know.
-    ignoreHTTPSErrors: true,
-    viewport: { width: 1366, height: 768 },
-  });
-  page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(30_000);
-  // A script error or a blocked resource (CSP) is a failure even if the page still works.
-  page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-
-  // Accessibility floor of every page we look at: one <main> with an <h1>, and every form field
-  // named (a <label>, aria-label or aria-labelledby) so a screen reader can say what it is for.
-  const checkAccessible = async (name) => {
-    const found = await page.evaluate(() => ({
-      main: document.querySelectorAll("main").length,
-      h1: document.querySelectorAll("main h1").length,
-      unlabeled: [...document.querySelectorAll("input, select, textarea")]
-        .filter((el) => !["hidden", "submit", "button"].includes(el.type))
-        .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
-          && !el.getAttribute("aria-labelledby"))
-        .map((el) => el.outerHTML.slice(0, 120)),
-    }));
-    if (found.main !== 1 || found.h1 < 1) problems.push(`${name}: ${found.main} <main>, ${found.h1} <h1>`);
-    for (const el of found.unlabeled) problems.push(`${name}: a form field without a label: ${el}`);
-  };
-  const shot = async (name) => {
-    await checkAccessible(name);
-    await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-    console.log(`screenshot ${name}`);
-  };
-  const step = (text) => console.log(`step: ${text}`);
+await runInChromium("console.mjs", shots, async ({ page, shot, step }) => {
 
   step("sign in");
   await page.goto(`${url}/console`);
@@ -103,9 +51,7 @@ try {
 
   step("watch the timeline until done");
   // The page reloads itself (console.js) while the action is in flight; wait for a final state.
-  const finalBadge = page.locator("#action-state .badge.good, #action-state .badge.bad, #action-state .badge.muted");
-  await finalBadge.waitFor({ timeout: RESET_DEADLINE_MS });
-  const state = (await finalBadge.innerText()).trim();
+  const state = await finalActionState(page, RESET_DEADLINE_MS);
   if (state !== "done") throw new Error(`the reset ended as ${state}, not done`);
   const timeline = await page.locator("table.timeline").innerText();
   for (const s of ["pending", "sent", "done"]) {
@@ -162,17 +108,5 @@ try {
   await page.getByRole("cell", { name: "action.create" }).first().waitFor();
   await shot("audit");
 
-  if (problems.length) throw new Error(`the browser reported problems:\n${problems.join("\n")}`);
   console.log("ok");
-} catch (e) {
-  console.error(`console.mjs: ${e.stack || e}`);
-  if (page) {
-    console.error(`at ${page.url()}; screenshot failure.png`);
-    await page.screenshot({ path: join(shots, "failure.png"), fullPage: true }).catch(() => {});
-  }
-  if (problems.length) console.error(problems.join("\n"));
-  process.exitCode = 1;
-} finally {
-  if (context) await context.close();
-  await rm(userDataDir, { recursive: true, force: true });
-}
+});
