@@ -7,8 +7,8 @@ use std::collections::HashSet;
 
 use time::{Duration, OffsetDateTime, Time};
 
+use crate::action::{assess, is_erasing, request_under_cap, ActionSettings};
 use crate::action::{ActionKind, ActionState};
-use crate::actions::{assess, is_erasing, request_under_cap, ActionSettings};
 use crate::audit::{AuditOutcome, NewAuditEvent};
 use crate::group::DeviceFilter;
 use crate::ids::{ActionId, BatchId, DeviceId, GroupId};

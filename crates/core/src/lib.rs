@@ -3,7 +3,6 @@
 //! No HTTP, no SQL, no serde; time comes from a [`clock::Clock`].
 
 pub mod action;
-pub mod actions;
 pub mod audit;
 pub mod autopilot;
 pub mod campaign;

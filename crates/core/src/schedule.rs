@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use time::{OffsetDateTime, PrimitiveDateTime, Time, Weekday};
 
 use crate::action::ActionKind;
-use crate::actions::ActionSettings;
+use crate::action::ActionSettings;
 use crate::audit::{AuditOutcome, NewAuditEvent};
 use crate::campaign::{execute_in_window, BatchResult, Target, WaveSettings};
 use crate::error::{Error, Result};

@@ -11,8 +11,8 @@ use syncml::{
 };
 use time::{Duration, OffsetDateTime};
 
+use crate::action::{self, Answered};
 use crate::action::{Action, ActionKind, ActionState};
-use crate::actions::{self, Answered};
 use crate::audit::{AuditOutcome, NewAuditEvent};
 use crate::command::{
     CommandState, DeviceCommand, Resend, Verb, AUTOPILOT_LAST_ERROR_URI, AUTOPILOT_STATUS_URI,
@@ -127,7 +127,7 @@ pub fn apply_inventory(device: &mut Device, uri: &str, value: &str) -> bool {
         "./Vendor/MSFT/DMClient/HWDevID" if !v.is_empty() => device.hw_dev_id = Some(v.to_owned()),
         "./Vendor/MSFT/DeviceStatus/DomainName" => device.domain_name = Some(v.to_owned()),
         AUTOPILOT_STATUS_URI => device.autopilot_status = v.parse().ok(),
-        AUTOPILOT_LAST_ERROR_URI => device.autopilot_last_error = actions::parse_hresult(v),
+        AUTOPILOT_LAST_ERROR_URI => device.autopilot_last_error = action::parse_hresult(v),
         _ if uri.starts_with("./Vendor/MSFT/DMClient/Provider/") && leaf == "EnrollmentType" => {
             device.enrollment_type = EnrollmentType::from_wire(v).ok();
         }
@@ -458,11 +458,11 @@ pub async fn handle(
         let same_session =
             !alerts.session_start && exec_session.as_deref() == Some(session_id.as_str());
         let answered = by_action.remove(&action_id).unwrap_or_default();
-        let mut adv = actions::advance(&mut action, &answered, &cmds, same_session, now);
+        let mut adv = action::advance(&mut action, &answered, &cmds, same_session, now);
         if alerts.session_start {
             follow_up(&mut action, &cmds, &queued, &mut adv, now);
         }
-        actions::apply_to_device(&mut dev, &adv, now);
+        action::apply_to_device(&mut dev, &adv, now);
         step.enqueue.append(&mut adv.enqueue);
         if action != original {
             touched.insert(action_id, (before, action));
@@ -651,7 +651,7 @@ fn follow_up(
     action: &mut Action,
     cmds: &[DeviceCommand],
     queued: &[DeviceCommand],
-    adv: &mut crate::actions::Advance,
+    adv: &mut crate::action::Advance,
     now: OffsetDateTime,
 ) {
     let id = action.id;
@@ -677,7 +677,7 @@ fn follow_up(
             ) && !has_open_status_get
             {
                 adv.enqueue
-                    .extend(actions::reset_status_gets(action.device, action.id, now));
+                    .extend(action::reset_status_gets(action.device, action.id, now));
             }
         }
         ActionKind::Sync => {

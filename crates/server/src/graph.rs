@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use http::{header, HeaderValue, StatusCode};
-use redeploy_core::actions;
+use redeploy_core::action;
 use redeploy_core::store::{device_sort_key, Cursor, DeviceQuery, DeviceSort};
 use redeploy_core::{
     Action, ActionKind, ActionState, Device, DeviceId, JoinType, Role, StoreError,
@@ -791,7 +791,7 @@ async fn request(
             Some(id),
         )
         .await?;
-    let action = actions::request(
+    let action = action::request(
         state.store.as_ref(),
         id,
         kind,

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use redeploy_core::actions;
+use redeploy_core::action;
 use redeploy_core::campaign::{self, WaveSettings};
 use redeploy_core::schedule;
 use redeploy_core::session::SessionError;
@@ -74,7 +74,7 @@ pub async fn tick(state: &AppState) -> Result<TickReport, TickError> {
     let mut report = TickReport::default();
     let mut failures = Vec::new();
 
-    match actions::expire_stuck(store, now, expiry).await {
+    match action::expire_stuck(store, now, expiry).await {
         Ok(expired) => report.expired = expired.len(),
         Err(e) => failures.push(("expire stuck actions", e)),
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use redeploy_core::actions::{self, ActionSettings};
+use redeploy_core::action::{self, ActionSettings};
 use redeploy_core::command::{CommandState, AUTOPILOT_LAST_ERROR_URI, AUTOPILOT_STATUS_URI};
 use redeploy_core::{Action, ActionKind, ActionState};
 use time::{Duration, OffsetDateTime};
@@ -14,7 +14,7 @@ const DO_RESET: &str =
     "./Device/Vendor/MSFT/RemoteWipe/AutomaticRedeployment/doAutomaticRedeployment";
 
 async fn request(env: &Env, kind: ActionKind, at: OffsetDateTime) -> Action {
-    actions::request(
+    action::request(
         &env.store,
         env.device,
         kind,
@@ -262,12 +262,10 @@ async fn cancel_retry_and_expiry() {
     let env = env().await;
     check_in(&env, "1", T0, &pc_nodes()).await;
     let a = request(&env, ActionKind::Restart, T0).await;
-    let c = actions::cancel(&env.store, a.id, "admin", T0)
-        .await
-        .unwrap();
+    let c = action::cancel(&env.store, a.id, "admin", T0).await.unwrap();
     assert_eq!(c.state, ActionState::Canceled);
     assert!(commands(&env.send(&start("2", ""), T0).await).is_empty());
-    let b = actions::retry(&env.store, a.id, "admin", T0, &ActionSettings::default())
+    let b = action::retry(&env.store, a.id, "admin", T0, &ActionSettings::default())
         .await
         .unwrap();
     assert_eq!(b.state, ActionState::Pending);
@@ -275,14 +273,12 @@ async fn cancel_retry_and_expiry() {
     // Sent but the device never comes back: expired after the window, not before.
     env.send(&start("3", ""), T0).await;
     assert_eq!(reload(&env, &b).await.state, ActionState::Sent);
-    assert!(actions::cancel(&env.store, b.id, "admin", T0)
-        .await
-        .is_err());
-    let none = actions::expire_stuck(&env.store, T0 + Duration::hours(1), Duration::days(3))
+    assert!(action::cancel(&env.store, b.id, "admin", T0).await.is_err());
+    let none = action::expire_stuck(&env.store, T0 + Duration::hours(1), Duration::days(3))
         .await
         .unwrap();
     assert!(none.is_empty());
-    let gone = actions::expire_stuck(&env.store, T0 + Duration::days(4), Duration::days(3))
+    let gone = action::expire_stuck(&env.store, T0 + Duration::days(4), Duration::days(3))
         .await
         .unwrap();
     assert_eq!(gone.iter().map(|a| a.id).collect::<Vec<_>>(), [b.id]);

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use redeploy_core::actions::ActionSettings;
+use redeploy_core::action::ActionSettings;
 use redeploy_core::campaign::{
     execute, plan, release_due_waves, ItemOutcome, PlanOutcome, Target, WaveSettings,
 };

@@ -273,7 +273,7 @@ async fn a_device_message_without_final_gets_alert_1222_and_no_commands() {
 #[tokio::test]
 async fn alert_1226_unenrolls_and_cancels_pending_actions() {
     let env = env().await;
-    let action = redeploy_core::actions::request(
+    let action = redeploy_core::action::request(
         &env.store,
         env.device,
         ActionKind::Restart,
@@ -385,7 +385,7 @@ async fn login_status_and_aad_token_set_the_current_and_primary_user() {
 /// outside it (noted once on its timeline) and goes out at the first check-in inside it.
 #[tokio::test]
 async fn a_reset_outside_its_maintenance_window_is_held_then_sent_inside_it() {
-    use redeploy_core::actions::ActionSettings;
+    use redeploy_core::action::ActionSettings;
     use redeploy_core::campaign::{execute_in_window, Target, WaveSettings};
     use redeploy_core::schedule::{BatchWindow, MaintenanceWindow, HELD_NOTE_PREFIX};
     use time::macros::{datetime, time};

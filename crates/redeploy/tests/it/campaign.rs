@@ -10,7 +10,7 @@ use std::time::Instant;
 use device::client::{self, EnrollOptions};
 use device::state::{reset_status, DeviceState};
 use device::{reset, DeviceProfile, HttpsTransport};
-use redeploy_core::actions::ActionSettings;
+use redeploy_core::action::ActionSettings;
 use redeploy_core::campaign::{self, Target, WaveSettings};
 use redeploy_core::group::Group;
 use redeploy_core::schedule::{
@@ -519,7 +519,7 @@ async fn a_reset_whose_pc_never_returns_is_expired_by_the_worker(backend: Backen
     let store = app.store.clone();
     let mut pcs = enroll_fleet(&app, &transport, "lost", 1, 1, clock.now()).await;
     let pc = &mut pcs[0];
-    let action = redeploy_core::actions::request(
+    let action = redeploy_core::action::request(
         &*store,
         pc.id,
         ActionKind::AutopilotReset,

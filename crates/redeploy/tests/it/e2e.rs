@@ -9,7 +9,7 @@ use device::client::{self, EnrollOptions};
 use device::state::{reset_status, DeviceState, JoinType as PcJoin};
 use device::transport::{Identity, Response, Transport};
 use device::{reset, DeviceProfile, HttpsTransport};
-use redeploy_core::actions::{self, ActionSettings};
+use redeploy_core::action::{self, ActionSettings};
 use redeploy_core::{Action, ActionKind, ActionState, Device, JoinType, Store};
 use testkit::app::{spawn_app, Backend, TestApp};
 use time::OffsetDateTime;
@@ -52,7 +52,7 @@ async fn server_device(store: &dyn Store, state: &DeviceState) -> Device {
 }
 
 async fn request(app: &TestApp, device: &Device, kind: ActionKind) -> Action {
-    actions::request(
+    action::request(
         &*app.store,
         device.id,
         kind,

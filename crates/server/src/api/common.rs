@@ -3,7 +3,7 @@
 //! audit entries with targets, and the typed-confirmation rule for erasing a group.
 
 use http::StatusCode;
-use redeploy_core::actions::is_erasing;
+use redeploy_core::action::is_erasing;
 use redeploy_core::{
     ActionKind, AuditOutcome, DeviceFilter, DeviceId, Group, GroupId, JoinType, NewAuditEvent,
     ScheduleId, TextMatch,

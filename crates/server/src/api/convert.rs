@@ -32,7 +32,7 @@ fn is_reset_kind(kind: ActionKind) -> bool {
 
 /// Preflight for a remote Autopilot Reset now, given the device's actions (any order): an
 /// active (non-terminal, not blocked) reset or wipe and an earlier WinRE failure count, as in
-/// `redeploy_core::actions::request`.
+/// `redeploy_core::action::request`.
 pub fn readiness(device: &Device, actions: &[Action], now: OffsetDateTime) -> Readiness {
     let active_reset = actions.iter().any(|a| {
         !a.state.is_terminal() && a.state != ActionState::Blocked && is_reset_kind(a.kind)

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
-use redeploy_core::actions;
+use redeploy_core::action;
 use redeploy_core::{ActionKind, DeviceId, Group, GroupId, GroupKind, Role};
 
 use super::auth::Caller;
@@ -348,7 +348,7 @@ pub async fn group_local_reset(
     let members = state.store.group_member_ids(group.id, now).await?;
     let mut items = Vec::with_capacity(members.len());
     for device in &members {
-        let item = match actions::request(
+        let item = match action::request(
             state.store.as_ref(),
             *device,
             kind,

@@ -1,5 +1,5 @@
 //! Handlers of `/api/v1`: each parses its input into domain values, checks the caller's role,
-//! calls the store or `redeploy_core::actions`, and answers with `api` DTOs.
+//! calls the store or `redeploy_core::action`, and answers with `api` DTOs.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::{header, StatusCode};
-use redeploy_core::actions::{self, ActionSettings};
+use redeploy_core::action::{self, ActionSettings};
 use redeploy_core::store::{
     device_sort_key, AuditOrder, AuditQuery, Cursor, DeviceQuery, DeviceSort,
 };
@@ -184,7 +184,7 @@ async fn request_kind(
             Some(id),
         )
         .await?;
-    let action = actions::request(
+    let action = action::request(
         state.store.as_ref(),
         id,
         kind,
@@ -349,7 +349,7 @@ pub async fn cancel_action(
 ) -> ApiResult<Json<api::Action>> {
     let id = load_action_for(&state, &caller, &id, "cancel").await?;
     let action =
-        actions::cancel(state.store.as_ref(), id, &caller.actor(), state.clock.now()).await?;
+        action::cancel(state.store.as_ref(), id, &caller.actor(), state.clock.now()).await?;
     Ok(Json(action_dto(&action)))
 }
 
@@ -367,7 +367,7 @@ pub async fn retry_action(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = load_action_for(&state, &caller, &id, "retry").await?;
-    let action = actions::retry(
+    let action = action::retry(
         state.store.as_ref(),
         id,
         &caller.actor(),

@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, Query, State};
 use maud::{html, Markup};
-use redeploy_core::actions;
+use redeploy_core::action;
 use redeploy_core::{Action, ActionId, ActionState};
 use serde::Deserialize;
 
@@ -207,7 +207,7 @@ pub async fn cancel(
     form: PostForm,
 ) -> PageResult {
     let id = load_for(&state, &form, &id, "cancel").await?;
-    actions::cancel(
+    action::cancel(
         state.store.as_ref(),
         id,
         &form.signed.caller.actor(),
@@ -223,7 +223,7 @@ pub async fn retry(
     form: PostForm,
 ) -> PageResult {
     let id = load_for(&state, &form, &id, "retry").await?;
-    let again = actions::retry(
+    let again = action::retry(
         state.store.as_ref(),
         id,
         &form.signed.caller.actor(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use maud::{html, Markup};
-use redeploy_core::actions;
+use redeploy_core::action;
 use redeploy_core::store::{device_sort_key, Cursor, DeviceQuery, DeviceSort};
 use redeploy_core::{
     Action, ActionKind, ActionState, AuditOutcome, Device, DeviceId, JoinType, NewAuditEvent,
@@ -675,7 +675,7 @@ async fn request_kind(
             Some(id),
         )
         .await?;
-    let action = actions::request(
+    let action = action::request(
         state.store.as_ref(),
         id,
         kind,

@@ -6,7 +6,7 @@ use std::time::Duration as StdDuration;
 
 use axum::body::Body;
 use http::Request;
-use redeploy_core::actions::{self, ActionSettings};
+use redeploy_core::action::{self, ActionSettings};
 use redeploy_core::campaign::{self, Target, WaveSettings};
 use redeploy_core::group::Group;
 use redeploy_core::schedule::{Recurrence, Schedule};
@@ -95,7 +95,7 @@ async fn a_tick_expires_releases_and_fires_and_metrics_count_it() {
     assert_eq!(tick(&state).await.unwrap(), TickReport::default());
 
     // A sync on PC-0 that never goes out: expired once action_expiry (7 days) passed.
-    let stuck = actions::request(
+    let stuck = action::request(
         store,
         ids[0],
         ActionKind::Sync,
@@ -220,7 +220,7 @@ async fn the_servers_loop_ticks_on_its_own() {
         replaced_by: None,
     };
     let device = app.store.create_enrollment(d, e).await.unwrap().device;
-    let sync = actions::request(
+    let sync = action::request(
         &*app.store,
         device,
         ActionKind::Sync,

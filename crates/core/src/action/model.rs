@@ -1,5 +1,5 @@
-//! Admin actions on devices and their lifecycle state machine (DESIGN.md "The Autopilot Reset
-//! action lifecycle").
+//! The action model: what an admin asks for and its lifecycle state machine (DESIGN.md "The
+//! Autopilot Reset action lifecycle").
 
 use std::fmt;
 

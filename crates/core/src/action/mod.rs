@@ -1,0 +1,13 @@
+//! Admin actions and their whole lifecycle, in one place (DESIGN.md "The Autopilot Reset action
+//! lifecycle"; ARCHITECTURE.md "The reset lifecycle"):
+//! - [`model`]: the action, its states and the transitions the lifecycle allows;
+//! - [`request`]: asking for, canceling, retrying and expiring actions (the one request path);
+//! - [`advance`]: the pure rule that moves an action from what the device reported.
+
+pub mod advance;
+pub mod model;
+pub mod request;
+
+pub use advance::*;
+pub use model::*;
+pub use request::*;
