@@ -156,13 +156,18 @@ impl DeviceCommand {
 }
 
 /// What happens to an action when one of its commands goes out in a committed reply: a `pending`
-/// action becomes `sent`; an action in any other state is left alone. Returns whether it changed.
+/// action becomes `sent`; an action in any other state is left alone. For an Autopilot Reset only
+/// its Exec counts: the reads of its baseline before it change nothing on the PC, so the action
+/// stays `pending` (and cancelable) until the Exec itself goes out. Returns whether it changed.
 pub fn action_after_send(
     action: &mut crate::action::Action,
     command: &DeviceCommand,
     at: OffsetDateTime,
 ) -> crate::error::Result<bool> {
     if action.state != crate::action::ActionState::Pending {
+        return Ok(false);
+    }
+    if action.kind.is_autopilot_reset() && command.verb != Verb::Exec {
         return Ok(false);
     }
     let note = command.sent_in.as_ref().map(|s| {
@@ -182,6 +187,28 @@ pub const AUTOPILOT_STATUS_URI: &str =
 /// `RemoteWipe/AutomaticRedeployment/LastError`: HRESULT of the last Autopilot Reset.
 pub const AUTOPILOT_LAST_ERROR_URI: &str =
     "./Device/Vendor/MSFT/RemoteWipe/AutomaticRedeployment/LastError";
+/// The Exec that starts a remote Autopilot Reset (ITPRO remotewipe-csp.md; protocol.md §1.5).
+pub const AUTOPILOT_RESET_EXEC_URI: &str =
+    "./Device/Vendor/MSFT/RemoteWipe/AutomaticRedeployment/doAutomaticRedeployment";
+/// BitLocker `Status/DeviceEncryptionStatus`: a bit field whose bit 12 means "Windows Recovery
+/// Environment (WinRE) isn't configured" (ITPRO bitlocker-csp.md). No CSP reports WinRE directly
+/// (protocol.md §1.9); this is how a server can see `reagentc /enable` took effect.
+pub const WINRE_STATUS_URI: &str = "./Device/Vendor/MSFT/BitLocker/Status/DeviceEncryptionStatus";
+/// Bit 12 of [`WINRE_STATUS_URI`].
+pub const WINRE_NOT_CONFIGURED_BIT: u32 = 1 << 12;
+
+/// `DMClient/Provider/<id>/FirstSyncStatus/IsSyncDone` (ITPRO dmclient-csp.md): the Enrollment
+/// Status Page's "the MDM finished its first sync" flag.
+pub fn first_sync_done_uri(provider_id: &str) -> String {
+    format!("./Device/Vendor/MSFT/DMClient/Provider/{provider_id}/FirstSyncStatus/IsSyncDone")
+}
+
+/// Whether `uri` is some provider's [`first_sync_done_uri`].
+pub fn is_first_sync_done_uri(uri: &str) -> bool {
+    uri.starts_with("./Device/Vendor/MSFT/DMClient/Provider/")
+        && uri.ends_with("/FirstSyncStatus/IsSyncDone")
+}
+
 /// The local-reset policy; 0 enables CTRL+WIN+R, 1 (default) disables it
 /// (ITPRO policy-csp-credentialproviders.md; protocol.md §7 fact 1).
 pub const LOCAL_RESET_POLICY_URI: &str =
@@ -208,11 +235,7 @@ pub fn commands_for(
         )
     };
     match kind {
-        K::AutopilotReset => {
-            vec![exec(
-                "./Device/Vendor/MSFT/RemoteWipe/AutomaticRedeployment/doAutomaticRedeployment",
-            )]
-        }
+        K::AutopilotReset => vec![exec(AUTOPILOT_RESET_EXEC_URI)],
         K::Wipe => vec![exec("./Device/Vendor/MSFT/RemoteWipe/doWipe")],
         K::WipeKeepProvisioning => vec![exec(
             "./Device/Vendor/MSFT/RemoteWipe/doWipePersistProvisionedData",

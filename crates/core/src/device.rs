@@ -137,6 +137,11 @@ pub struct Device {
     pub autopilot_status: Option<i64>,
     /// `RemoteWipe/AutomaticRedeployment/LastError` last reported (HRESULT).
     pub autopilot_last_error: Option<u32>,
+    /// Whether WinRE is configured, as the PC last reported it through the BitLocker CSP's
+    /// `Status/DeviceEncryptionStatus` bit 12 (ITPRO bitlocker-csp.md); `None` until reported.
+    pub winre_enabled: Option<bool>,
+    /// When [`Self::winre_enabled`] was last read from the PC.
+    pub winre_checked_at: Option<OffsetDateTime>,
     /// First enrollment (or last re-enrollment) time.
     pub enrolled_at: OffsetDateTime,
     /// Set once the device unenrolled (Alert 1226) or was retired.
@@ -173,6 +178,8 @@ impl Device {
             local_reset_reported: None,
             autopilot_status: None,
             autopilot_last_error: None,
+            winre_enabled: None,
+            winre_checked_at: None,
             enrolled_at,
             unenrolled_at: None,
         }

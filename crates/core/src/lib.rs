@@ -36,7 +36,8 @@ pub use ids::{
 };
 pub use inventory::InventoryValue;
 pub use preflight::{
-    preflight, winre_failure_since_last_success, BlockReason, PreflightSettings, Readiness,
+    preflight, winre_blocks, winre_failure_since_last_success, BlockReason, PreflightSettings,
+    Readiness,
 };
 pub use session::{handle, SessionConfig, SessionError};
 pub use store::{Store, StoreError, StoreResult};

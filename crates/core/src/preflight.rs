@@ -54,8 +54,11 @@ pub enum BlockReason {
         /// Last check-in, if any.
         last_seen: Option<OffsetDateTime>,
     },
-    /// An earlier reset failed with 0x80070032 (WinRE disabled) and none succeeded since.
+    /// An earlier reset failed with 0x80070032 (WinRE disabled), none succeeded since, and the
+    /// PC has not reported WinRE enabled since that failure.
     EarlierWinReFailure,
+    /// The PC reports WinRE is not configured (BitLocker `DeviceEncryptionStatus` bit 12).
+    WinReNotConfigured,
     /// The MDM client certificate is expired; the device cannot check in.
     EnrollmentCertExpired {
         /// Expiry.
@@ -77,6 +80,7 @@ impl BlockReason {
             Self::WindowsSe => "windows_se",
             Self::NotSeenRecently { .. } => "not_seen_recently",
             Self::EarlierWinReFailure => "winre_failure",
+            Self::WinReNotConfigured => "winre_not_configured",
             Self::EnrollmentCertExpired { .. } => "enrollment_cert_expired",
             Self::ActionAlreadyRunning => "action_already_running",
         }
@@ -104,7 +108,10 @@ impl BlockReason {
             }
             Self::NotSeenRecently { last_seen: None } => "the device has never checked in".to_owned(),
             Self::EarlierWinReFailure => {
-                "an earlier reset failed because WinRE is disabled (0x80070032); run `reagentc.exe /enable` on the device".to_owned()
+                "an earlier reset failed because WinRE is disabled (0x80070032); run `reagentc.exe /enable` on the device: it becomes eligible at its next check-in once it reports WinRE enabled (or retry with a reason)".to_owned()
+            }
+            Self::WinReNotConfigured => {
+                "the device reports WinRE is not configured; run `reagentc.exe /enable` on it (or retry with a reason)".to_owned()
             }
             Self::EnrollmentCertExpired { not_after } => {
                 format!("the enrollment certificate expired at {not_after}; the device must re-enroll")
@@ -172,6 +179,8 @@ pub fn preflight(
     }
     if earlier_winre_failure {
         reasons.push(BlockReason::EarlierWinReFailure);
+    } else if device.winre_enabled == Some(false) {
+        reasons.push(BlockReason::WinReNotConfigured);
     }
     if let Some(not_after) = device.cert_not_after {
         if now >= not_after {
@@ -198,13 +207,29 @@ pub fn local_reset_supported(device: &Device, settings: &PreflightSettings) -> b
 /// Whether the newest Autopilot Reset that ended failed with 0x80070032 (WinRE disabled), i.e.
 /// no reset succeeded since that failure. `actions` in any order; other kinds are ignored.
 pub fn winre_failure_since_last_success(actions: &[crate::action::Action]) -> bool {
+    winre_failure_at(actions).is_some()
+}
+
+/// When the newest ended Autopilot Reset failed with 0x80070032, if it did.
+fn winre_failure_at(actions: &[crate::action::Action]) -> Option<OffsetDateTime> {
     use crate::action::{ActionKind, ActionState};
     actions
         .iter()
         .filter(|a| a.kind == ActionKind::AutopilotReset)
         .filter(|a| matches!(a.state, ActionState::Done | ActionState::Failed))
         .max_by_key(|a| a.updated_at)
-        .is_some_and(|a| a.state == ActionState::Failed && a.last_error == Some(0x8007_0032))
+        .filter(|a| a.state == ActionState::Failed && a.last_error == Some(0x8007_0032))
+        .map(|a| a.updated_at)
+}
+
+/// Whether an earlier WinRE failure still blocks a reset of `device`: it failed with 0x80070032
+/// ([`winre_failure_since_last_success`]) and the PC has not reported WinRE enabled since (the
+/// session engine reads it at every check-in; `reagentc /enable` on the PC lifts the block).
+pub fn winre_blocks(device: &Device, actions: &[crate::action::Action]) -> bool {
+    winre_failure_at(actions).is_some_and(|failed_at| {
+        !(device.winre_enabled == Some(true)
+            && device.winre_checked_at.is_some_and(|at| at > failed_at))
+    })
 }
 
 #[cfg(test)]

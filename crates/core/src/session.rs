@@ -16,6 +16,7 @@ use crate::action::{Action, ActionKind, ActionState};
 use crate::audit::{AuditOutcome, NewAuditEvent};
 use crate::command::{
     CommandState, DeviceCommand, Resend, Verb, AUTOPILOT_LAST_ERROR_URI, AUTOPILOT_STATUS_URI,
+    WINRE_NOT_CONFIGURED_BIT, WINRE_STATUS_URI,
 };
 use crate::device::{Device, EnrollmentType, JoinType};
 use crate::ids::{ActionId, CommandId, DeviceId};
@@ -128,6 +129,12 @@ pub fn apply_inventory(device: &mut Device, uri: &str, value: &str) -> bool {
         "./Vendor/MSFT/DeviceStatus/DomainName" => device.domain_name = Some(v.to_owned()),
         AUTOPILOT_STATUS_URI => device.autopilot_status = v.parse().ok(),
         AUTOPILOT_LAST_ERROR_URI => device.autopilot_last_error = action::parse_hresult(v),
+        WINRE_STATUS_URI => {
+            device.winre_enabled = v
+                .parse::<u32>()
+                .ok()
+                .map(|bits| bits & WINRE_NOT_CONFIGURED_BIT == 0);
+        }
         _ if uri.starts_with("./Vendor/MSFT/DMClient/Provider/") && leaf == "EnrollmentType" => {
             device.enrollment_type = EnrollmentType::from_wire(v).ok();
         }
@@ -342,6 +349,9 @@ pub async fn handle(
         if let (Verb::Get, Some(value)) = (command.verb, &result) {
             if (200..300).contains(&status) {
                 apply_inventory(&mut dev, &command.uri, value);
+                if command.uri == WINRE_STATUS_URI {
+                    dev.winre_checked_at = Some(now);
+                }
                 step.inventory.push(InventoryValue {
                     device: device.id,
                     uri: command.uri.clone(),
@@ -447,20 +457,10 @@ pub async fn handle(
         let before = action.state;
         let original = action.clone();
         let cmds = store.commands_of_action(action_id).await?;
-        let exec_session = cmds
-            .iter()
-            .rev()
-            .find(|c| c.verb == Verb::Exec)
-            .and_then(|c| c.sent_in.as_ref())
-            .map(|s| s.session_id.clone());
-        // Package #1 opens a new session whatever its SessionID (Windows may reuse ids), so an
-        // Exec sent earlier is always from another session then.
-        let same_session =
-            !alerts.session_start && exec_session.as_deref() == Some(session_id.as_str());
         let answered = by_action.remove(&action_id).unwrap_or_default();
-        let mut adv = action::advance(&mut action, &answered, &cmds, same_session, now);
+        let mut adv = action::advance(&mut action, &answered, &cmds, &cfg.provider_id, now);
         if alerts.session_start {
-            follow_up(&mut action, &cmds, &queued, &mut adv, now);
+            follow_up(&mut action, &cmds, &queued, &mut adv, &cfg.provider_id, now);
         }
         action::apply_to_device(&mut dev, &adv, now);
         step.enqueue.append(&mut adv.enqueue);
@@ -472,7 +472,24 @@ pub async fn handle(
         step.action_updates.push(ActionUpdate { expected, action });
     }
 
-    // 6. At a session start: read inventory when due.
+    // 6. At a session start: read WinRE's state (every check-in, so that a PC whose reset failed
+    //    for WinRE becomes eligible once `reagentc /enable` ran on it), and inventory when due.
+    if alerts.session_start && !alerts.unenroll {
+        let already = queued
+            .iter()
+            .chain(step.enqueue.iter())
+            .any(|c| c.verb == Verb::Get && c.uri == WINRE_STATUS_URI);
+        if !already {
+            step.enqueue.push(DeviceCommand::new(
+                CommandId::generate(),
+                device.id,
+                None,
+                Verb::Get,
+                WINRE_STATUS_URI,
+                now,
+            ));
+        }
+    }
     if alerts.session_start {
         let last = store.inventory_value(device.id, INVENTORY_MARKER).await?;
         let due = last.is_none_or(|v| now - v.at >= cfg.inventory_interval);
@@ -652,6 +669,7 @@ fn follow_up(
     cmds: &[DeviceCommand],
     queued: &[DeviceCommand],
     adv: &mut crate::action::Advance,
+    provider_id: &str,
     now: OffsetDateTime,
 ) {
     let id = action.id;
@@ -676,8 +694,12 @@ fn follow_up(
                 ActionState::Sent | ActionState::InProgress | ActionState::Acknowledged
             ) && !has_open_status_get
             {
-                adv.enqueue
-                    .extend(action::reset_status_gets(action.device, action.id, now));
+                adv.enqueue.extend(action::status_reads(
+                    action.device,
+                    action.id,
+                    provider_id,
+                    now,
+                ));
             }
         }
         ActionKind::Sync => {

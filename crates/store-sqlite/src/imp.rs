@@ -3,7 +3,7 @@
 //! backend-specific parts (connect, transaction start, lock clauses) live in each crate's `lib.rs`.
 
 use async_trait::async_trait;
-use redeploy_core::action::{Action, ActionKind, ActionState, TimelineEntry};
+use redeploy_core::action::{Action, ActionKind, ActionState, ResetBaseline, TimelineEntry};
 use redeploy_core::audit::{AuditEvent, AuditOutcome, NewAuditEvent};
 use redeploy_core::autopilot::AutopilotRecord;
 use redeploy_core::command::{action_after_send, CommandState, DeviceCommand, SentIn, Verb};
@@ -112,6 +112,8 @@ const DEVICE_COLS: &[&str] = &[
     "local_reset_reported",
     "autopilot_status",
     "autopilot_last_error",
+    "winre_enabled",
+    "winre_checked_at",
     "enrolled_at",
     "unenrolled_at",
 ];
@@ -147,6 +149,8 @@ fn bind_device<'q>(q: Q<'q>, d: &Device) -> Q<'q> {
         .bind(d.local_reset_reported)
         .bind(d.autopilot_status)
         .bind(d.autopilot_last_error.map(i64::from))
+        .bind(d.winre_enabled)
+        .bind(micros_opt(d.winre_checked_at))
         .bind(to_micros(d.enrolled_at))
         .bind(micros_opt(d.unenrolled_at))
 }
@@ -183,6 +187,8 @@ fn row_device(r: &DbRow) -> StoreResult<Device> {
         autopilot_last_error: get::<Option<i64>>(r, "autopilot_last_error")?
             .map(|e| u32::try_from(e).map_err(|_| StoreError::Corrupt(format!("HRESULT {e}"))))
             .transpose()?,
+        winre_enabled: get(r, "winre_enabled")?,
+        winre_checked_at: opt_time_col(r, "winre_checked_at")?,
         enrolled_at: time_col(r, "enrolled_at")?,
         unenrolled_at: opt_time_col(r, "unenrolled_at")?,
     })
@@ -995,7 +1001,7 @@ impl InventoryStore for Backend {
 
 const ACTION_COLS: &str =
     "id, device_id, kind, state, reason, last_error, batch_id, requested_by, \
-     created_at, updated_at, timeline";
+     created_at, updated_at, timeline, baseline";
 
 fn timeline_json(timeline: &[TimelineEntry]) -> String {
     serde_json::Value::Array(
@@ -1041,6 +1047,9 @@ fn row_action(r: &DbRow) -> StoreResult<Action> {
         created_at: time_col(r, "created_at")?,
         updated_at: time_col(r, "updated_at")?,
         timeline: timeline_from_json(&get::<String>(r, "timeline")?)?,
+        baseline: get::<Option<String>>(r, "baseline")?
+            .map(|b| ResetBaseline::from_text(&b))
+            .transpose()?,
     })
 }
 
@@ -1057,8 +1066,8 @@ async fn action_in(tx: &mut Tx, id: ActionId) -> StoreResult<Action> {
 
 async fn update_action_in(tx: &mut Tx, expected: ActionState, a: &Action) -> StoreResult<()> {
     let done = sqlx::query(
-        "UPDATE actions SET state = $3, reason = $4, last_error = $5, updated_at = $6, timeline = $7 \
-         WHERE id = $1 AND state = $2",
+        "UPDATE actions SET state = $3, reason = $4, last_error = $5, updated_at = $6, timeline = $7, \
+         baseline = $8 WHERE id = $1 AND state = $2",
     )
     .bind(a.id.to_string())
     .bind(expected.as_str())
@@ -1067,6 +1076,7 @@ async fn update_action_in(tx: &mut Tx, expected: ActionState, a: &Action) -> Sto
     .bind(a.last_error.map(i64::from))
     .bind(to_micros(a.updated_at))
     .bind(timeline_json(&a.timeline))
+    .bind(a.baseline.map(|b| b.to_text()))
     .execute(&mut **tx)
     .await
     .map_err(backend)?;
@@ -1095,7 +1105,7 @@ async fn insert_action_in(
 ) -> StoreResult<()> {
     let sql = format!(
         "INSERT INTO actions ({ACTION_COLS}) VALUES ({})",
-        placeholders(1, 11)
+        placeholders(1, 12)
     );
     sqlx::query(&sql)
         .bind(action.id.to_string())
@@ -1109,6 +1119,7 @@ async fn insert_action_in(
         .bind(to_micros(action.created_at))
         .bind(to_micros(action.updated_at))
         .bind(timeline_json(&action.timeline))
+        .bind(action.baseline.map(|b| b.to_text()))
         .execute(&mut **tx)
         .await
         .map_err(backend)?;

@@ -2,12 +2,15 @@
 //! lifecycle"; ARCHITECTURE.md "The reset lifecycle"):
 //! - [`model`]: the action, its states and the transitions the lifecycle allows;
 //! - [`request`]: asking for, canceling, retrying and expiring actions (the one request path);
-//! - [`advance`]: the pure rule that moves an action from what the device reported.
+//! - [`advance`]: the pure rule that moves an action from what the device reported;
+//! - [`readiness`]: whether a device can take a reset now (preflight plus its actions).
 
 pub mod advance;
 pub mod model;
+pub mod readiness;
 pub mod request;
 
 pub use advance::*;
 pub use model::*;
+pub use readiness::*;
 pub use request::*;

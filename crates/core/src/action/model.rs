@@ -187,6 +187,75 @@ pub struct Action {
     pub updated_at: OffsetDateTime,
     /// Every state entered, oldest first.
     pub timeline: Vec<TimelineEntry>,
+    /// For an Autopilot Reset: what the PC's status nodes said just before our Exec went out
+    /// (read in the same session). Only a value newer than this is evidence of the outcome.
+    pub baseline: Option<ResetBaseline>,
+}
+
+/// The values of the PC's reset status nodes at one moment: `RemoteWipe/AutomaticRedeployment/
+/// Status` and `LastError` (ITPRO remotewipe-csp.md) and `DMClient/Provider/<id>/FirstSyncStatus/
+/// IsSyncDone` (ITPRO dmclient-csp.md). `None` where the PC did not answer the Get.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResetBaseline {
+    /// `AutomaticRedeployment/Status`.
+    pub status: Option<i64>,
+    /// `AutomaticRedeployment/LastError` (an HRESULT).
+    pub last_error: Option<u32>,
+    /// `FirstSyncStatus/IsSyncDone`. We set it to true just before reading the baseline; a reset
+    /// sends the PC through its first sync again, which shows as false (INFERENCE, see
+    /// ARCHITECTURE.md "Never falsely done": the emulator models it, Windows' exact behaviour is
+    /// UNCONFIRMED).
+    pub sync_done: Option<bool>,
+}
+
+impl ResetBaseline {
+    /// Storage text: `status=1;last_error=0;sync_done=true`, `-` for a missing value.
+    pub fn to_text(&self) -> String {
+        fn or_dash<T: ToString>(v: Option<T>) -> String {
+            v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+        }
+        format!(
+            "status={};last_error={};sync_done={}",
+            or_dash(self.status),
+            or_dash(self.last_error),
+            or_dash(self.sync_done)
+        )
+    }
+
+    /// Parses [`Self::to_text`].
+    pub fn from_text(text: &str) -> Result<Self> {
+        let bad = || Error::InvalidValue {
+            kind: "reset baseline",
+            value: text.to_owned(),
+        };
+        let mut out = Self::default();
+        for part in text.split(';') {
+            let (key, value) = part.split_once('=').ok_or_else(bad)?;
+            let value = (value != "-").then_some(value);
+            match key {
+                "status" => out.status = value.map(str::parse).transpose().map_err(|_| bad())?,
+                "last_error" => {
+                    out.last_error = value.map(str::parse).transpose().map_err(|_| bad())?
+                }
+                "sync_done" => {
+                    out.sync_done = value.map(str::parse).transpose().map_err(|_| bad())?
+                }
+                _ => return Err(bad()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// For the timeline: `Status 1, LastError 0x00000000, IsSyncDone true`.
+    pub fn describe(&self) -> String {
+        let or_unknown = |v: Option<String>| v.unwrap_or_else(|| "?".to_owned());
+        format!(
+            "Status {}, LastError {}, IsSyncDone {}",
+            or_unknown(self.status.map(|s| s.to_string())),
+            or_unknown(self.last_error.map(format_hresult)),
+            or_unknown(self.sync_done.map(|s| s.to_string()))
+        )
+    }
 }
 
 impl Action {
@@ -215,6 +284,7 @@ impl Action {
                 at,
                 note: None,
             }],
+            baseline: None,
         }
     }
 
@@ -431,6 +501,27 @@ mod tests {
         assert_eq!(decode_hresult(0x1234_5678), ("unknown error", None));
         assert_eq!(format_hresult(0x8007_0032), "0x80070032");
         assert_eq!(autopilot_status_meaning(30), "failed during CSP Execute");
+    }
+
+    #[test]
+    fn baselines_round_trip_through_text() {
+        for b in [
+            ResetBaseline::default(),
+            ResetBaseline {
+                status: Some(1),
+                last_error: Some(0x8007_0032),
+                sync_done: Some(true),
+            },
+            ResetBaseline {
+                status: Some(30),
+                last_error: None,
+                sync_done: Some(false),
+            },
+        ] {
+            assert_eq!(ResetBaseline::from_text(&b.to_text()).unwrap(), b);
+        }
+        assert!(ResetBaseline::from_text("status=x").is_err());
+        assert!(ResetBaseline::from_text("colour=1").is_err());
     }
 
     #[test]

@@ -5,10 +5,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::model::{Action, ActionKind, ActionState};
 use crate::audit::{AuditOutcome, NewAuditEvent};
-use crate::command::{
-    commands_for, DeviceCommand, Verb, AUTOPILOT_LAST_ERROR_URI, AUTOPILOT_STATUS_URI,
-    LOCAL_RESET_POLICY_URI,
-};
+use crate::command::{commands_for, DeviceCommand, Verb, LOCAL_RESET_POLICY_URI};
 use crate::device::Device;
 use crate::ids::{ActionId, BatchId, CommandId, DeviceId};
 use crate::preflight::{preflight, BlockReason, PreflightSettings};
@@ -100,30 +97,13 @@ pub fn commands_for_action(
             ));
             cmds
         }
+        // The baseline first; the Exec follows in the same session once it is read
+        // (super::advance, ARCHITECTURE.md "Never falsely done").
+        ActionKind::AutopilotReset => {
+            super::advance::baseline_commands(device, action, &settings.provider_id, at)
+        }
         other => commands_for(other, device, action, at),
     }
-}
-
-/// Gets of `AutomaticRedeployment/Status` and `LastError` on behalf of a reset action: how the
-/// engine learns what the device did (ITPRO remotewipe-csp.md; protocol.md §7 fact 2).
-pub fn reset_status_gets(
-    device: DeviceId,
-    action: ActionId,
-    at: OffsetDateTime,
-) -> Vec<DeviceCommand> {
-    [AUTOPILOT_STATUS_URI, AUTOPILOT_LAST_ERROR_URI]
-        .into_iter()
-        .map(|uri| {
-            DeviceCommand::new(
-                CommandId::generate(),
-                device,
-                Some(action),
-                Verb::Get,
-                uri,
-                at,
-            )
-        })
-        .collect()
 }
 
 /// Asks for `kind` on a device: preflight (with reasons) → `blocked`, or `pending` with its
@@ -173,7 +153,7 @@ fn assess_with(
             now,
             &settings.preflight,
             active_reset,
-            crate::preflight::winre_failure_since_last_success(existing),
+            crate::preflight::winre_blocks(device, existing),
         )
         .reasons
     } else {

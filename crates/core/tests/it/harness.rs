@@ -153,6 +153,24 @@ pub fn commands(reply: &SyncMl) -> Vec<(&'static str, String, String)> {
         .collect()
 }
 
+/// [`commands`] without the WinRE read every session starts with (BitLocker
+/// `DeviceEncryptionStatus`), for tests about other commands.
+pub fn ours(reply: &SyncMl) -> Vec<(&'static str, String, String)> {
+    commands(reply)
+        .into_iter()
+        .filter(|c| c.2 != redeploy_core::command::WINRE_STATUS_URI)
+        .collect()
+}
+
+/// [`ours`] as (verb, LocURI) pairs.
+pub fn verbs_and_uris(reply: &SyncMl) -> Vec<(&'static str, String)> {
+    ours(reply).into_iter().map(|c| (c.0, c.2)).collect()
+}
+
+/// `FirstSyncStatus/IsSyncDone` of our provider ("Redeploy", the default `SessionConfig`).
+pub const SYNC_DONE: &str =
+    "./Device/Vendor/MSFT/DMClient/Provider/Redeploy/FirstSyncStatus/IsSyncDone";
+
 /// The scripted device's answer to `reply`: a Status for the header and for every command
 /// (`exec_code` for Execs, 200 otherwise, 404 for Gets of unknown nodes) and Results for Gets
 /// from `nodes`. `extra` commands are appended; CmdIDs start at 1.
@@ -223,6 +241,8 @@ pub fn pc_nodes() -> HashMap<&'static str, &'static str> {
             "./Device/Vendor/MSFT/RemoteWipe/AutomaticRedeployment/LastError",
             "0",
         ),
+        (SYNC_DONE, "true"),
+        (redeploy_core::command::WINRE_STATUS_URI, "0"),
     ])
 }
 

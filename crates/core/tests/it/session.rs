@@ -49,11 +49,17 @@ async fn fixture_09_gets_the_shape_of_fixture_10_plus_inventory_gets() {
         .collect();
     assert_eq!(statuses, want);
     assert!(matches!(reply.body.commands[0], Command::Status(ref s) if s.is_for_header()));
-    let gets = commands(&reply);
+    let gets = ours(&reply);
     let uris: Vec<&str> = gets.iter().map(|g| g.2.as_str()).collect();
     assert_eq!(uris, redeploy_core::session::inventory_uris("Redeploy"));
     assert!(gets.iter().all(|g| g.0 == "Get"));
-    assert_eq!(gets[0].1, "5", "our CmdIDs continue after the Statuses");
+    let all = commands(&reply);
+    assert_eq!(
+        (all[0].0, all[0].2.as_str()),
+        ("Get", redeploy_core::command::WINRE_STATUS_URI),
+        "WinRE's state is read at every session start"
+    );
+    assert_eq!(all[0].1, "5", "our CmdIDs continue after the Statuses");
     assert!(reply.body.is_final);
     // Written and parsed back, it is still the same message.
     assert_eq!(
@@ -112,7 +118,11 @@ async fn statuses_and_results_land_on_the_commands_they_reference() {
 
     // The next session within the interval reads no inventory; after it, it reads it again.
     let replies = check_in(&env, "8", T0 + Duration::hours(1), &nodes).await;
-    assert_eq!(replies.len(), 1);
+    assert_eq!(
+        replies.iter().map(ours).collect::<Vec<_>>(),
+        [vec![], vec![]],
+        "only the WinRE read, then the end"
+    );
     let later = env.send(&start("9", ""), T0 + Duration::hours(25)).await;
     assert_eq!(commands(&later).len(), sent.len());
 }
@@ -215,7 +225,7 @@ async fn a_large_queue_is_split_into_messages_without_final_and_continues_on_122
     loop {
         assert!(syncml::write(&reply).len() <= env.cfg.max_message_bytes);
         let got = commands(&reply);
-        seen.extend(got.iter().map(|c| c.2.clone()));
+        seen.extend(ours(&reply).iter().map(|c| c.2.clone()));
         if reply.body.is_final {
             break;
         }
@@ -442,10 +452,14 @@ async fn a_reset_outside_its_maintenance_window_is_held_then_sent_inside_it() {
     // 00:30 UTC the next day = 02:30 CEST: inside.
     let inside = datetime!(2026-05-05 0:30 UTC);
     let first = env.send(&start("3", ""), inside).await;
+    assert!(!ours(&first).is_empty(), "the baseline reads go out");
+    let second = env
+        .send(&answer("3", 2, &first, &nodes, 200, ""), inside)
+        .await;
     assert!(
-        commands(&first).iter().any(is_exec),
+        commands(&second).iter().any(is_exec),
         "{:?}",
-        commands(&first)
+        commands(&second)
     );
     assert_eq!(
         env.store.action(id).await.unwrap().unwrap().state,

@@ -1,10 +1,10 @@
-//! Domain → wire conversions (STYLE.md "Wire types stay at the edge"), and the readiness of a
-//! device computed the way `actions::request` does it.
+//! Domain → wire conversions (STYLE.md "Wire types stay at the edge"), and the readiness of
+//! devices for the API (computed by `redeploy_core::action::readiness`).
 
 use redeploy_core::store::{Store, StoreResult};
 use redeploy_core::{
-    decode_hresult, preflight, winre_failure_since_last_success, Action, ActionKind, ActionState,
-    AuditEvent, Device, InventoryValue, PreflightSettings, Readiness,
+    decode_hresult, Action, ActionKind, AuditEvent, Device, InventoryValue, PreflightSettings,
+    Readiness,
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -19,31 +19,10 @@ pub fn ts(at: OffsetDateTime) -> String {
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
-fn is_reset_kind(kind: ActionKind) -> bool {
-    matches!(
-        kind,
-        ActionKind::AutopilotReset
-            | ActionKind::Wipe
-            | ActionKind::WipeKeepProvisioning
-            | ActionKind::WipeKeepUserData
-            | ActionKind::WipeProtected
-    )
-}
-
-/// Preflight for a remote Autopilot Reset now, given the device's actions (any order): an
-/// active (non-terminal, not blocked) reset or wipe and an earlier WinRE failure count, as in
-/// `redeploy_core::action::request`.
+/// Preflight for a remote Autopilot Reset now, given the device's actions (any order), as
+/// requests decide it ([`redeploy_core::action::readiness`]).
 pub fn readiness(device: &Device, actions: &[Action], now: OffsetDateTime) -> Readiness {
-    let active_reset = actions.iter().any(|a| {
-        !a.state.is_terminal() && a.state != ActionState::Blocked && is_reset_kind(a.kind)
-    });
-    preflight(
-        device,
-        now,
-        &PreflightSettings::default(),
-        active_reset,
-        winre_failure_since_last_success(actions),
-    )
+    redeploy_core::action::readiness(device, actions, now, &PreflightSettings::default())
 }
 
 /// [`readiness`] of many devices (same order), reading their actions with one store query per
