@@ -155,31 +155,6 @@ impl DeviceCommand {
     }
 }
 
-/// What happens to an action when one of its commands goes out in a committed reply: a `pending`
-/// action becomes `sent`; an action in any other state is left alone. For an Autopilot Reset only
-/// its Exec counts: the reads of its baseline before it change nothing on the PC, so the action
-/// stays `pending` (and cancelable) until the Exec itself goes out. Returns whether it changed.
-pub fn action_after_send(
-    action: &mut crate::action::Action,
-    command: &DeviceCommand,
-    at: OffsetDateTime,
-) -> crate::error::Result<bool> {
-    if action.state != crate::action::ActionState::Pending {
-        return Ok(false);
-    }
-    if action.kind.is_autopilot_reset() && command.verb != Verb::Exec {
-        return Ok(false);
-    }
-    let note = command.sent_in.as_ref().map(|s| {
-        format!(
-            "{} {} in session {} message {}",
-            command.verb, command.uri, s.session_id, s.msg_id
-        )
-    });
-    action.transition(crate::action::ActionState::Sent, at, note.as_deref())?;
-    Ok(true)
-}
-
 /// `RemoteWipe/AutomaticRedeployment/Status` (ITPRO remotewipe-csp.md): 1 complete, 10/20 in
 /// progress, 30/40/50 failed.
 pub const AUTOPILOT_STATUS_URI: &str =

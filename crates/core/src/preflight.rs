@@ -204,6 +204,10 @@ pub fn local_reset_supported(device: &Device, settings: &PreflightSettings) -> b
         && !device.is_windows_se()
 }
 
+/// `HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED)`: what a reset reports when WinRE is disabled (MEM
+/// windows-autopilot-reset.md "Troubleshooting"; protocol.md §1.3).
+pub const HR_WINRE_DISABLED: u32 = 0x8007_0032;
+
 /// Whether the newest Autopilot Reset that ended failed with 0x80070032 (WinRE disabled), i.e.
 /// no reset succeeded since that failure. `actions` in any order; other kinds are ignored.
 pub fn winre_failure_since_last_success(actions: &[crate::action::Action]) -> bool {
@@ -218,7 +222,7 @@ fn winre_failure_at(actions: &[crate::action::Action]) -> Option<OffsetDateTime>
         .filter(|a| a.kind == ActionKind::AutopilotReset)
         .filter(|a| matches!(a.state, ActionState::Done | ActionState::Failed))
         .max_by_key(|a| a.updated_at)
-        .filter(|a| a.state == ActionState::Failed && a.last_error == Some(0x8007_0032))
+        .filter(|a| a.state == ActionState::Failed && a.last_error == Some(HR_WINRE_DISABLED))
         .map(|a| a.updated_at)
 }
 

@@ -12,7 +12,7 @@ use syncml::{
 use time::{Duration, OffsetDateTime};
 
 use crate::action::{self, Answered};
-use crate::action::{Action, ActionKind, ActionState};
+use crate::action::{Action, ActionState};
 use crate::audit::{AuditOutcome, NewAuditEvent};
 use crate::command::{
     CommandState, DeviceCommand, Resend, Verb, AUTOPILOT_LAST_ERROR_URI, AUTOPILOT_STATUS_URI,
@@ -99,6 +99,7 @@ pub fn inventory_uris(provider_id: &str) -> Vec<String> {
     v.push("./Vendor/MSFT/DeviceStatus/DomainName".to_owned());
     v.push(AUTOPILOT_STATUS_URI.to_owned());
     v.push(AUTOPILOT_LAST_ERROR_URI.to_owned());
+    v.push(WINRE_STATUS_URI.to_owned());
     v
 }
 
@@ -460,7 +461,7 @@ pub async fn handle(
         let answered = by_action.remove(&action_id).unwrap_or_default();
         let mut adv = action::advance(&mut action, &answered, &cmds, &cfg.provider_id, now);
         if alerts.session_start {
-            follow_up(&mut action, &cmds, &queued, &mut adv, &cfg.provider_id, now);
+            action::follow_up(&mut action, &cmds, &queued, &mut adv, &cfg.provider_id, now);
         }
         action::apply_to_device(&mut dev, &adv, now);
         step.enqueue.append(&mut adv.enqueue);
@@ -472,9 +473,13 @@ pub async fn handle(
         step.action_updates.push(ActionUpdate { expected, action });
     }
 
-    // 6. At a session start: read WinRE's state (every check-in, so that a PC whose reset failed
-    //    for WinRE becomes eligible once `reagentc /enable` ran on it), and inventory when due.
-    if alerts.session_start && !alerts.unenroll {
+    // 6. At a session start: read WinRE's state while it is not known good (so that a PC whose
+    //    reset failed for WinRE becomes eligible at the check-in after `reagentc /enable`), and
+    //    inventory (which includes it) when due. A PC known good is not asked every time: one
+    //    more Get would double the messages of every idle check-in.
+    let winre_in_doubt = dev.winre_enabled != Some(true)
+        || dev.autopilot_last_error == Some(crate::preflight::HR_WINRE_DISABLED);
+    if alerts.session_start && !alerts.unenroll && winre_in_doubt {
         let already = queued
             .iter()
             .chain(step.enqueue.iter())
@@ -659,70 +664,6 @@ async fn hold_outside_windows(
         }
     }
     Ok(())
-}
-
-/// At a new session, an action still waiting on the device: a device that accepted a reset and
-/// went away came back (`in_progress`), and the reset's Status/LastError are read until settled;
-/// other acknowledged commands count as done once the device checks in again; a Sync is done.
-fn follow_up(
-    action: &mut Action,
-    cmds: &[DeviceCommand],
-    queued: &[DeviceCommand],
-    adv: &mut crate::action::Advance,
-    provider_id: &str,
-    now: OffsetDateTime,
-) {
-    let id = action.id;
-    let has_open_status_get = cmds
-        .iter()
-        .chain(queued.iter())
-        .chain(adv.enqueue.iter())
-        .any(|c| {
-            c.action == Some(id) && c.uri == AUTOPILOT_STATUS_URI && c.state == CommandState::Queued
-        });
-    match action.kind {
-        ActionKind::AutopilotReset => {
-            if action.state == ActionState::Acknowledged {
-                let _ = action.transition(
-                    ActionState::InProgress,
-                    now,
-                    Some("went silent after accepting the reset; came back"),
-                );
-            }
-            if matches!(
-                action.state,
-                ActionState::Sent | ActionState::InProgress | ActionState::Acknowledged
-            ) && !has_open_status_get
-            {
-                adv.enqueue.extend(action::status_reads(
-                    action.device,
-                    action.id,
-                    provider_id,
-                    now,
-                ));
-            }
-        }
-        ActionKind::Sync => {
-            if action.state == ActionState::Pending {
-                let _ = action.transition(ActionState::Sent, now, Some("the device checked in"));
-                let _ = action.transition(ActionState::Done, now, Some("sync done"));
-            }
-        }
-        ActionKind::Restart
-        | ActionKind::Wipe
-        | ActionKind::WipeKeepProvisioning
-        | ActionKind::WipeKeepUserData
-        | ActionKind::WipeProtected => {
-            if action.state == ActionState::Acknowledged {
-                let _ = action.transition(
-                    ActionState::Done,
-                    now,
-                    Some("the device checked in again after accepting the command"),
-                );
-            }
-        }
-        ActionKind::Retire | ActionKind::SetLocalResetPolicy(_) => {}
-    }
 }
 
 fn read_alert(a: &syncml::Alert, out: &mut Alerts) {

@@ -452,7 +452,7 @@ pub trait CommandQueue: Send + Sync {
     /// updates, requeue, enqueue, send. Sending takes up to `limit` queued commands in queue order
     /// (never a command another concurrent step took), marks them `sent` with
     /// `(session_id, msg_id, first_cmd_id + i)`, `sent_at = at`, `attempts + 1`, and moves their
-    /// actions per [`crate::command::action_after_send`]; commands of `held_actions` are
+    /// actions per [`crate::action::action_after_send`]; commands of `held_actions` are
     /// skipped (they stay queued). Any error (`NotFound` for an unknown
     /// device/command/action, `Conflict` for a command not `sent`, a foreign device's row, or an
     /// action whose state moved) rolls everything back.

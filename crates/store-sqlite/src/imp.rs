@@ -3,10 +3,11 @@
 //! backend-specific parts (connect, transaction start, lock clauses) live in each crate's `lib.rs`.
 
 use async_trait::async_trait;
+use redeploy_core::action::action_after_send;
 use redeploy_core::action::{Action, ActionKind, ActionState, ResetBaseline, TimelineEntry};
 use redeploy_core::audit::{AuditEvent, AuditOutcome, NewAuditEvent};
 use redeploy_core::autopilot::AutopilotRecord;
-use redeploy_core::command::{action_after_send, CommandState, DeviceCommand, SentIn, Verb};
+use redeploy_core::command::{CommandState, DeviceCommand, SentIn, Verb};
 use redeploy_core::console_session::ConsoleSession;
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::{

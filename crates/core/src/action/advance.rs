@@ -456,6 +456,91 @@ fn advance_reset(
     }
 }
 
+/// At a new session, an action still waiting on the device: a device that accepted a reset and
+/// went away came back (`in_progress`), and the reset's Status/LastError are read until settled;
+/// other acknowledged commands count as done once the device checks in again; a Sync is done.
+pub fn follow_up(
+    action: &mut Action,
+    cmds: &[DeviceCommand],
+    queued: &[DeviceCommand],
+    adv: &mut Advance,
+    provider_id: &str,
+    now: OffsetDateTime,
+) {
+    let id = action.id;
+    let has_open_status_get = cmds
+        .iter()
+        .chain(queued.iter())
+        .chain(adv.enqueue.iter())
+        .any(|c| {
+            c.action == Some(id) && c.uri == AUTOPILOT_STATUS_URI && c.state == CommandState::Queued
+        });
+    match action.kind {
+        ActionKind::AutopilotReset => {
+            if action.state == ActionState::Acknowledged {
+                let _ = action.transition(
+                    ActionState::InProgress,
+                    now,
+                    Some("went silent after accepting the reset; came back"),
+                );
+            }
+            if matches!(
+                action.state,
+                ActionState::Sent | ActionState::InProgress | ActionState::Acknowledged
+            ) && !has_open_status_get
+            {
+                adv.enqueue
+                    .extend(status_reads(action.device, action.id, provider_id, now));
+            }
+        }
+        ActionKind::Sync => {
+            if action.state == ActionState::Pending {
+                let _ = action.transition(ActionState::Sent, now, Some("the device checked in"));
+                let _ = action.transition(ActionState::Done, now, Some("sync done"));
+            }
+        }
+        ActionKind::Restart
+        | ActionKind::Wipe
+        | ActionKind::WipeKeepProvisioning
+        | ActionKind::WipeKeepUserData
+        | ActionKind::WipeProtected => {
+            if action.state == ActionState::Acknowledged {
+                let _ = action.transition(
+                    ActionState::Done,
+                    now,
+                    Some("the device checked in again after accepting the command"),
+                );
+            }
+        }
+        ActionKind::Retire | ActionKind::SetLocalResetPolicy(_) => {}
+    }
+}
+
+/// What happens to an action when one of its commands goes out in a committed reply: a `pending`
+/// action becomes `sent`; an action in any other state is left alone. For an Autopilot Reset only
+/// its Exec counts: the reads of its baseline before it change nothing on the PC, so the action
+/// stays `pending` (and cancelable) until the Exec itself goes out. Returns whether it changed.
+pub fn action_after_send(
+    action: &mut Action,
+    command: &DeviceCommand,
+    at: OffsetDateTime,
+) -> crate::error::Result<bool> {
+    if action.state != ActionState::Pending {
+        return Ok(false);
+    }
+    if action.kind.is_autopilot_reset() && command.verb != Verb::Exec {
+        return Ok(false);
+    }
+    let note = command.sent_in.as_ref().map(|s| {
+        format!(
+            "{} {} in session {} message {}",
+            command.verb, command.uri, s.session_id, s.msg_id
+        )
+    });
+    action.transition(ActionState::Sent, at, note.as_deref())?;
+    Ok(true)
+}
+
 /// Device fields changed by [`Advance`].
 pub fn apply_to_device(device: &mut Device, adv: &Advance, now: OffsetDateTime) {
     if adv.clear_primary_user {

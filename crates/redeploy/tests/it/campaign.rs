@@ -117,28 +117,11 @@ fn got_reset(report: &client::SessionReport) -> bool {
         .any(|(verb, target, _)| verb == "Exec" && target.ends_with("doAutomaticRedeployment"))
 }
 
-/// Checks in until the server has nothing more (bounded: a loop would be a bug).
-async fn sync_until_quiet(
-    transport: &HttpsTransport,
-    state: &mut DeviceState,
-    now: OffsetDateTime,
-) {
-    for _ in 0..5 {
-        let report = client::check_in(transport, state, now)
-            .await
-            .expect("check-in");
-        if report.executed.is_empty() {
-            return;
-        }
-    }
-    panic!("the server kept sending commands for 5 sessions");
-}
-
 /// The PC resets (goes silent, comes back) and syncs until quiet.
 async fn finish_reset(transport: &HttpsTransport, pc: &mut Pc, now: OffsetDateTime) {
     reset::run_to_completion(&mut pc.state);
     assert_eq!(pc.state.autopilot_reset.status, reset_status::COMPLETE);
-    sync_until_quiet(transport, &mut pc.state, now).await;
+    crate::sync_until_quiet(transport, &mut pc.state, now).await;
 }
 
 /// What an Autopilot Reset leaves (DESIGN.md, protocol.md §1.2): users and their files gone,

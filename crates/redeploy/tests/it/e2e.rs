@@ -72,19 +72,6 @@ fn states(action: &Action) -> Vec<ActionState> {
     action.timeline.iter().map(|t| t.state).collect()
 }
 
-/// Checks in until the server has nothing more for the PC (bounded: a loop would be a bug).
-async fn sync_until_quiet(transport: &dyn Transport, state: &mut DeviceState) {
-    for _ in 0..5 {
-        let report = client::check_in(transport, state, now())
-            .await
-            .expect("check-in");
-        if report.executed.is_empty() {
-            return;
-        }
-    }
-    panic!("the server kept sending commands for 5 sessions");
-}
-
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         $(
@@ -203,7 +190,7 @@ async fn remote_reset_reaches_done_and_the_pc_keeps_only_the_keep_list(backend: 
         !state.desktop_available(),
         "desktop blocked until the first MDM sync"
     );
-    sync_until_quiet(&transport, &mut state).await;
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
     assert!(
         state.desktop_available(),
         "the MDM sync released the desktop"
@@ -257,7 +244,7 @@ async fn winre_disabled_fails_with_the_decoded_reason_and_the_pc_is_untouched(ba
 
     let requested = request(&app, &device, ActionKind::AutopilotReset).await;
     assert_eq!(requested.state, ActionState::Pending);
-    sync_until_quiet(&transport, &mut state).await;
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
 
     let failed = action(&app, requested.id).await;
     assert_eq!(
@@ -371,9 +358,10 @@ async fn a_lost_reply_after_the_exec_never_causes_a_second_reset(backend: Backen
     let device = enroll_and_sync(&app, &transport, &mut state).await;
     let requested = request(&app, &device, ActionKind::AutopilotReset).await;
 
-    // POST 1 = package #1, answered with the Exec; the PC accepts it and schedules the reset;
-    // POST 2 (its statuses) never leaves the PC. The server never hears the Exec's status.
-    let flaky = FlakyLink::new(&transport, 2, false);
+    // POST 1 = package #1, answered with the baseline reads; POST 2 = their answers, answered
+    // with the Exec; the PC accepts it and schedules the reset; POST 3 (its statuses) never
+    // leaves the PC. The server never hears the Exec's status.
+    let flaky = FlakyLink::new(&transport, 3, false);
     let _ = client::check_in(&flaky, &mut state, now()).await;
     assert_eq!(resets_started(&state), 1, "events: {:#?}", state.events);
     let sent = action(&app, requested.id).await;
@@ -381,8 +369,8 @@ async fn a_lost_reply_after_the_exec_never_causes_a_second_reset(backend: Backen
 
     // The PC resets and comes back; the server asks before it acts: no second Exec.
     reset::run_to_completion(&mut state);
-    sync_until_quiet(&transport, &mut state).await;
-    sync_until_quiet(&transport, &mut state).await;
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
     assert_eq!(resets_started(&state), 1, "events: {:#?}", state.events);
     let settled = action(&app, requested.id).await;
     assert_eq!(
@@ -409,8 +397,9 @@ async fn an_exec_that_never_reached_the_pc_is_found_out_and_the_pc_resets_once(b
     let device = enroll_and_sync(&app, &transport, &mut state).await;
     let requested = request(&app, &device, ActionKind::AutopilotReset).await;
 
-    // The reply carrying the Exec is lost: the server counts it as sent, the PC never saw it.
-    let flaky = FlakyLink::new(&transport, 1, true);
+    // The reply carrying the Exec (to POST 2, the baseline's answers) is lost: the server counts
+    // it as sent, the PC never saw it.
+    let flaky = FlakyLink::new(&transport, 2, true);
     let _ = client::check_in(&flaky, &mut state, now()).await;
     assert_eq!(resets_started(&state), 0);
 
@@ -424,7 +413,7 @@ async fn an_exec_that_never_reached_the_pc_is_found_out_and_the_pc_resets_once(b
             reset::run_to_completion(&mut state);
         }
     }
-    sync_until_quiet(&transport, &mut state).await;
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
     assert_eq!(resets_started(&state), 1, "events: {:#?}", state.events);
     let settled = action(&app, requested.id).await;
     assert_eq!(
@@ -459,7 +448,7 @@ async fn local_reset_allowed_by_the_server_then_performed_on_the_pc(backend: Bac
     assert!(reset::local_reset(&mut state.clone(), &admin, &password, now()).is_err());
 
     let allow = request(&app, &device, ActionKind::SetLocalResetPolicy(true)).await;
-    sync_until_quiet(&transport, &mut state).await;
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
     assert_eq!(
         state.local_reset_policy(),
         0,
@@ -477,7 +466,7 @@ async fn local_reset_allowed_by_the_server_then_performed_on_the_pc(backend: Bac
     reset::local_reset(&mut state, &admin, &password, now())
         .expect("CTRL+WIN+R with admin credentials");
     reset::run_to_completion(&mut state);
-    sync_until_quiet(&transport, &mut state).await;
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
     assert!(state.profiles.is_empty());
     assert_eq!(
         state.primary_user, primary,

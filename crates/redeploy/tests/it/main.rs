@@ -6,3 +6,31 @@ mod e2e;
 mod inspect;
 mod serve;
 mod story;
+
+use device::client;
+use device::state::DeviceState;
+use device::transport::Transport;
+use time::OffsetDateTime;
+
+/// Checks in until the server has nothing more for the PC (bounded: a loop would be a bug).
+/// Quiet means no command but the read of WinRE's state, which a PC is asked at every session
+/// start until it has reported WinRE enabled.
+pub async fn sync_until_quiet(
+    transport: &dyn Transport,
+    state: &mut DeviceState,
+    now: OffsetDateTime,
+) {
+    for _ in 0..5 {
+        let report = client::check_in(transport, state, now)
+            .await
+            .expect("check-in");
+        if report
+            .executed
+            .iter()
+            .all(|(verb, target, _)| verb == "Get" && target.ends_with("DeviceEncryptionStatus"))
+        {
+            return;
+        }
+    }
+    panic!("the server kept sending commands for 5 sessions");
+}

@@ -421,11 +421,15 @@ async fn https_full_check_in(backend: testkit::app::Backend) {
         .commands
         .iter()
         .filter_map(|c| match c {
-            syncml::Command::Get(g) => Some(g.cmd_id.clone()),
+            syncml::Command::Get(g)
+                if g.items[0].target.as_ref().map(|t| t.as_str()) == Some("./DevDetail/SwV") =>
+            {
+                Some(g.cmd_id.clone())
+            }
             _ => None,
         })
         .collect();
-    assert!(!gets.is_empty());
+    assert_eq!(gets.len(), 1, "SwV is read once");
     let swv = &gets[0];
     let answer = format!(
         r#"<SyncML xmlns="SYNCML:SYNCML1.2"><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/1.2</VerProto><SessionID>1</SessionID><MsgID>2</MsgID><Target><LocURI>x</LocURI></Target><Source><LocURI>{DEV_ID}</LocURI></Source></SyncHdr><SyncBody><Status><CmdID>1</CmdID><MsgRef>1</MsgRef><CmdRef>0</CmdRef><Cmd>SyncHdr</Cmd><Data>200</Data></Status><Status><CmdID>2</CmdID><MsgRef>1</MsgRef><CmdRef>{swv}</CmdRef><Cmd>Get</Cmd><Data>200</Data></Status><Results><CmdID>3</CmdID><MsgRef>1</MsgRef><CmdRef>{swv}</CmdRef><Item><Source><LocURI>./DevDetail/SwV</LocURI></Source><Data>10.0.26100.1</Data></Item></Results><Final/></SyncBody></SyncML>"#
