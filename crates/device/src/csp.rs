@@ -1,5 +1,5 @@
 //! The CSP tree that answers a server's OMA-DM commands: DevInfo, DevDetail, DMClient,
-//! DeviceStatus, RemoteWipe, Policy and Reboot, each node with its format and allowed verbs
+//! DeviceStatus, RemoteWipe, Policy, Reboot and BitLocker's status, each node with its format and allowed verbs
 //! (ITPRO `mdm/*-csp.md`), plus the Atomic and Sequence rules of ITPRO oma-dm-protocol-support.md.
 //!
 //! [`execute`] takes one typed command and returns the Status (and Results) the device sends back;
@@ -599,11 +599,18 @@ fn resolve(state: &DeviceState, path: &Path, now: OffsetDateTime) -> Option<Node
         [a, rest @ ..] if eq(a, "DevInfo") => resolve_devinfo(state, rest),
         [a, rest @ ..] if eq(a, "DevDetail") => resolve_devdetail(state, rest, now),
         [v] if eq(v, "Vendor") => interior(&["MSFT"]),
-        [v, m] if eq(v, "Vendor") && eq(m, "MSFT") => {
-            interior(&["DMClient", "DeviceStatus", "Policy", "Reboot", "RemoteWipe"])
-        }
+        [v, m] if eq(v, "Vendor") && eq(m, "MSFT") => interior(&[
+            "BitLocker",
+            "DMClient",
+            "DeviceStatus",
+            "Policy",
+            "Reboot",
+            "RemoteWipe",
+        ]),
         [v, m, csp, rest @ ..] if eq(v, "Vendor") && eq(m, "MSFT") => {
-            if eq(csp, "DMClient") {
+            if eq(csp, "BitLocker") {
+                resolve_bitlocker(state, rest)
+            } else if eq(csp, "DMClient") {
                 resolve_dmclient(state, rest)
             } else if eq(csp, "DeviceStatus") {
                 resolve_devicestatus(state, rest)
@@ -858,6 +865,44 @@ fn resolve_devicestatus(state: &DeviceState, rest: &[&str]) -> Option<Node> {
         [b, n] if eq(b, "Battery") && eq(n, "EstimatedChargeRemaining") => {
             int(state.power.battery_pct.map_or(-1, i32::from))
         }
+        _ => None,
+    }
+}
+
+/// `Status/DeviceEncryptionStatus` exists from Windows 10 1903 (ITPRO bitlocker-csp.md,
+/// "Status/DeviceEncryptionStatus", Applicability).
+pub const MIN_BUILD_DEVICE_ENCRYPTION_STATUS: u32 = 18362;
+
+/// The value of bit 12 of `BitLocker/Status/DeviceEncryptionStatus`: "Windows Recovery
+/// Environment (WinRE) isn't configured". ITPRO bitlocker-csp.md, "Status/DeviceEncryptionStatus":
+/// "This value represents a bitmask with each bit and the corresponding error code described in
+/// the following table" — the table's first column is the bit's index (0–31), so bit 12 is the
+/// value `1 << 12` = 4096, not the value 12.
+pub const ENCRYPTION_STATUS_WINRE_NOT_CONFIGURED: i32 = 1 << 12;
+
+/// `./Device/Vendor/MSFT/BitLocker/Status/DeviceEncryptionStatus` as this PC reports it, or
+/// `None` on a build without the node. No CSP reports WinRE directly; this bit is how a server
+/// sees it over MDM. Only bit 12 is modelled: the emulator has no BitLocker policy or
+/// encryption, so every other bit is 0. INFERENCE: Windows reports bit 12 even when no BitLocker
+/// policy is assigned (the doc does not say whether the readiness checks run without one).
+pub fn device_encryption_status(state: &DeviceState) -> Option<i32> {
+    (state.os.build >= MIN_BUILD_DEVICE_ENCRYPTION_STATUS).then_some(if state.winre_enabled {
+        0
+    } else {
+        ENCRYPTION_STATUS_WINRE_NOT_CONFIGURED
+    })
+}
+
+/// The part of the BitLocker CSP this emulator models: `Status/DeviceEncryptionStatus` (Get,
+/// int; ITPRO bitlocker-csp.md). The policy nodes are not modelled (404).
+fn resolve_bitlocker(state: &DeviceState, rest: &[&str]) -> Option<Node> {
+    let status = device_encryption_status(state);
+    match rest {
+        [] => Some(Node::Interior(
+            status.map(|_| "Status".to_string()).into_iter().collect(),
+        )),
+        [s] if eq(s, "Status") => status.and_then(|_| interior(&["DeviceEncryptionStatus"])),
+        [s, n] if eq(s, "Status") && eq(n, "DeviceEncryptionStatus") => status.and_then(int),
         _ => None,
     }
 }

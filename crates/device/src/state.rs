@@ -811,6 +811,7 @@ impl DeviceState {
             "ad_domain": self.ad_domain,
             "mdm_enrollment": mdm,
             "winre_enabled": self.winre_enabled,
+            "bitlocker": {"device_encryption_status": crate::csp::device_encryption_status(self)},
             "desktop_available": self.desktop_available(),
             "policies": policies,
             "local_reset_policy": self.local_reset_policy(),

@@ -451,3 +451,64 @@ fn get_value_reads_a_node_without_a_command() {
     );
     assert_eq!(device::csp::get_value(&s, "./DevInfo/Nope", t0()), None);
 }
+
+#[test]
+fn bitlocker_device_encryption_status_reports_winre_as_bit_12() {
+    const NODE: &str = "./Device/Vendor/MSFT/BitLocker/Status/DeviceEncryptionStatus";
+    const SHORT: &str = "./Vendor/MSFT/BitLocker/Status/DeviceEncryptionStatus";
+    let mut on = device();
+    assert!(on.winre_enabled);
+    assert_eq!(
+        get_one(&mut on, NODE),
+        (200, Some(("int".into(), "0".into())))
+    );
+    assert_eq!(get_data(&mut on, SHORT), "0");
+
+    let mut off = device_with(DeviceProfile {
+        winre_enabled: false,
+        ..DeviceProfile::default()
+    });
+    // Bit 12 of the mask, not the value 12 (ITPRO bitlocker-csp.md).
+    assert_eq!(
+        get_one(&mut off, NODE),
+        (200, Some(("int".into(), "4096".into())))
+    );
+    assert_eq!(get_data(&mut off, SHORT), "4096");
+    assert_eq!(device::csp::ENCRYPTION_STATUS_WINRE_NOT_CONFIGURED, 1 << 12);
+    assert_eq!(
+        off.to_show_json()["bitlocker"]["device_encryption_status"],
+        4096
+    );
+
+    // Interior nodes list their children, in both forms.
+    for prefix in ["./Device/Vendor/MSFT", "./Vendor/MSFT"] {
+        assert!(get_data(&mut off, prefix)
+            .split('/')
+            .any(|c| c == "BitLocker"));
+        assert_eq!(
+            get_one(&mut off, &format!("{prefix}/BitLocker/Status")),
+            (200, Some(("node".into(), "DeviceEncryptionStatus".into())))
+        );
+        assert_eq!(get_data(&mut off, &format!("{prefix}/BitLocker")), "Status");
+    }
+    // Get only.
+    assert_eq!(code(&mut off, replace("1", NODE, "int", "0")), 405);
+    assert_eq!(code(&mut off, exec("2", NODE)), 405);
+    assert_eq!(
+        get_one(&mut off, "./Vendor/MSFT/BitLocker/Status/Nope").0,
+        404
+    );
+
+    // Windows 10 1903 and later only.
+    let mut old = device_with(DeviceProfile {
+        os_build: Some(17763),
+        winre_enabled: false,
+        ..DeviceProfile::default()
+    });
+    assert_eq!(get_one(&mut old, NODE).0, 404);
+    assert_eq!(get_one(&mut old, "./Vendor/MSFT/BitLocker/Status").0, 404);
+    assert_eq!(
+        old.to_show_json()["bitlocker"]["device_encryption_status"],
+        serde_json::Value::Null
+    );
+}
