@@ -68,6 +68,23 @@ text_enum!(
     }
 );
 
+impl JoinType {
+    /// The one rule for the join type (protocol.md §1.9, §2.7), used at enrollment and when the
+    /// PC reports its nodes: a `Device` (Entra join) enrollment with an AD domain beside it is
+    /// hybrid, without one Entra joined; a `Full` (work account) enrollment is registered; an AD
+    /// domain alone means hybrid. `None` when nothing is known yet (keep what we had).
+    pub fn derive(enrollment_type: Option<EnrollmentType>, domain: Option<&str>) -> Option<Self> {
+        let domain = domain.map(str::trim).filter(|d| !d.is_empty());
+        match (enrollment_type, domain) {
+            (Some(EnrollmentType::Device), Some(_)) => Some(Self::HybridJoined),
+            (Some(EnrollmentType::Device), None) => Some(Self::EntraJoined),
+            (Some(EnrollmentType::Full), _) => Some(Self::Registered),
+            (None, Some(_)) => Some(Self::HybridJoined),
+            (None, None) => None,
+        }
+    }
+}
+
 impl EnrollmentType {
     /// Parses the wire spelling (`Device` / `Full`, case-insensitive).
     pub fn from_wire(text: &str) -> Result<Self> {
@@ -220,6 +237,31 @@ impl Device {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn one_join_type_rule() {
+        use EnrollmentType::{Device as Dev, Full};
+        for (et, domain, want) in [
+            (Some(Dev), None, Some(JoinType::EntraJoined)),
+            (Some(Dev), Some(""), Some(JoinType::EntraJoined)),
+            (
+                Some(Dev),
+                Some("corp.contoso.com"),
+                Some(JoinType::HybridJoined),
+            ),
+            (Some(Full), None, Some(JoinType::Registered)),
+            (
+                Some(Full),
+                Some("corp.contoso.com"),
+                Some(JoinType::Registered),
+            ),
+            (None, Some("corp.contoso.com"), Some(JoinType::HybridJoined)),
+            (None, Some(" "), None),
+            (None, None, None),
+        ] {
+            assert_eq!(JoinType::derive(et, domain), want, "{et:?} {domain:?}");
+        }
+    }
 
     #[test]
     fn os_build_comes_from_the_third_component() {

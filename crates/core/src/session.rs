@@ -148,16 +148,11 @@ pub fn apply_inventory(device: &mut Device, uri: &str, value: &str) -> bool {
     *device != before
 }
 
-/// Join type from EnrollmentType and DomainName (protocol.md §1.9): Device + empty domain →
-/// Entra joined; a domain → hybrid; Full → registered.
+/// Join type from EnrollmentType and DomainName ([`JoinType::derive`]).
 fn derive_join_type(device: &mut Device) {
-    let domain = device.domain_name.as_deref().map(str::trim);
-    device.join_type = match (device.enrollment_type, domain) {
-        (_, Some(d)) if !d.is_empty() => JoinType::HybridJoined,
-        (Some(EnrollmentType::Device), Some(_)) => JoinType::EntraJoined,
-        (Some(EnrollmentType::Full), _) => JoinType::Registered,
-        _ => device.join_type,
-    };
+    if let Some(join) = JoinType::derive(device.enrollment_type, device.domain_name.as_deref()) {
+        device.join_type = join;
+    }
 }
 
 /// The UPN of an Entra token, read without verifying it (we only record who signed in):

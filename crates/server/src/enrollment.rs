@@ -438,13 +438,8 @@ async fn enroll_device(
             .map(str::to_string)
             .filter(|d| !d.trim().is_empty());
         device.enrollment_type = Some(enrollment_type);
-        // EnrollmentType Device is the Entra-join enrollment; an AD domain beside it means
-        // hybrid (protocol.md §2.7, DESIGN preflight).
-        device.join_type = match (enrollment_type, &device.domain_name) {
-            (EnrollmentType::Device, Some(_)) => JoinType::HybridJoined,
-            (EnrollmentType::Device, None) => JoinType::EntraJoined,
-            (EnrollmentType::Full, _) => JoinType::Unknown,
-        };
+        device.join_type = JoinType::derive(Some(enrollment_type), device.domain_name.as_deref())
+            .unwrap_or(JoinType::Unknown);
         device.cert_thumbprint = Some(thumbprint.clone());
         device.cert_not_after = Some(cert.not_after);
         let enrollment = Enrollment {

@@ -13,11 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use http::{header, HeaderValue, StatusCode};
-use redeploy_core::action;
 use redeploy_core::store::{device_sort_key, Cursor, DeviceQuery, DeviceSort};
-use redeploy_core::{
-    Action, ActionKind, ActionState, Device, DeviceId, JoinType, Role, StoreError,
-};
+use redeploy_core::{Action, ActionKind, ActionState, Device, DeviceId, JoinType, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -28,6 +25,7 @@ use crate::api::auth::{authenticate, Caller};
 use crate::api::convert::ts;
 use crate::api::ApiError;
 use crate::problem::PROBLEM_JSON;
+use crate::service::actions as service;
 use crate::state::AppState;
 
 const BASE: &str = "/graph/v1.0/deviceManagement/managedDevices";
@@ -779,27 +777,7 @@ async fn request(
     kind: ActionKind,
 ) -> GraphResult<Response> {
     let id = device_id(id)?;
-    let role = match kind {
-        ActionKind::Sync | ActionKind::Restart => Role::Helpdesk,
-        _ => Role::Operator,
-    };
-    caller
-        .require(
-            state,
-            role,
-            &format!("Graph {} on device {id}", action_name(kind)),
-            Some(id),
-        )
-        .await?;
-    let action = action::request(
-        state.store.as_ref(),
-        id,
-        kind,
-        &caller.actor(),
-        state.clock.now(),
-        &crate::api::handlers::action_settings(state),
-    )
-    .await?;
+    let action = service::request(state, caller, id, kind, "Graph ").await?;
     if action.state == ActionState::Blocked {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

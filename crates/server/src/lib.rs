@@ -14,6 +14,7 @@ pub mod mgmt;
 pub mod ops;
 pub mod problem;
 pub mod ratelimit;
+pub mod service;
 pub mod state;
 pub mod tls;
 pub mod webhooks;

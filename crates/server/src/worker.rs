@@ -67,7 +67,7 @@ impl std::error::Error for TickError {}
 pub async fn tick(state: &AppState) -> Result<TickReport, TickError> {
     let now = state.clock.now();
     let store = state.store.as_ref();
-    let settings = crate::api::handlers::action_settings(state);
+    let settings = crate::service::actions::action_settings(state);
     let expiry =
         time::Duration::try_from(state.settings.action_expiry).unwrap_or(time::Duration::days(7));
     let daily_cap = state.settings.daily_cap;

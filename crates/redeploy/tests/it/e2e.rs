@@ -238,8 +238,26 @@ async fn remote_reset_reaches_done_and_the_pc_keeps_only_the_keep_list(backend: 
 async fn winre_disabled_fails_with_the_decoded_reason_and_the_pc_is_untouched(backend: Backend) {
     let app = spawn_app(backend).await;
     let transport = HttpsTransport::new(&app.ca_pem).unwrap();
-    let mut state = pc("pc-winre", 31, |p| p.winre_enabled = false);
+    // A PC that reports WinRE off is refused up front, before any Exec.
+    let mut off = pc("pc-winre-off", 32, |p| p.winre_enabled = false);
+    let off_device = enroll_and_sync(&app, &transport, &mut off).await;
+    let refused = request(&app, &off_device, ActionKind::AutopilotReset).await;
+    assert_eq!(refused.state, ActionState::Blocked);
+    assert!(
+        refused
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("WinRE"),
+        "{:?}",
+        refused.reason
+    );
+
+    // This one reported WinRE fine at enrollment; `reagentc /disable` ran on it since, so the
+    // Exec goes out and fails there.
+    let mut state = pc("pc-winre", 31, |_| {});
     let device = enroll_and_sync(&app, &transport, &mut state).await;
+    state.winre_enabled = false;
     let profiles_before = state.profiles.clone();
 
     let requested = request(&app, &device, ActionKind::AutopilotReset).await;
@@ -263,6 +281,27 @@ async fn winre_disabled_fails_with_the_decoded_reason_and_the_pc_is_untouched(ba
     // A later attempt is blocked by preflight with the earlier WinRE failure as the reason.
     let again = request(&app, &device, ActionKind::AutopilotReset).await;
     assert_eq!(again.state, ActionState::Blocked);
+
+    // Fixed on the PC (`reagentc /enable`): at its next check-in it reports WinRE enabled and
+    // is eligible again; the retried reset runs once and is done.
+    state.winre_enabled = true;
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
+    let retried = request(&app, &device, ActionKind::AutopilotReset).await;
+    assert_eq!(retried.state, ActionState::Pending, "{:?}", retried.reason);
+    client::check_in(&transport, &mut state, now())
+        .await
+        .expect("check-in");
+    assert_eq!(state.autopilot_reset.status, reset_status::SCHEDULED);
+    reset::run_to_completion(&mut state);
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
+    let done = action(&app, retried.id).await;
+    assert_eq!(
+        done.state,
+        ActionState::Done,
+        "timeline: {:?}",
+        done.timeline
+    );
+    assert_eq!(state.autopilot_reset.status, reset_status::COMPLETE);
 }
 
 async fn hybrid_joined_pc_is_blocked_by_preflight(backend: Backend) {

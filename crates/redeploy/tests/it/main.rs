@@ -20,10 +20,12 @@ pub async fn sync_until_quiet(
     state: &mut DeviceState,
     now: OffsetDateTime,
 ) {
+    let mut last = Vec::new();
     for _ in 0..5 {
         let report = client::check_in(transport, state, now)
             .await
             .expect("check-in");
+        last = report.executed.clone();
         if report
             .executed
             .iter()
@@ -32,5 +34,5 @@ pub async fn sync_until_quiet(
             return;
         }
     }
-    panic!("the server kept sending commands for 5 sessions");
+    panic!("the server kept sending commands for 5 sessions, the last: {last:?}");
 }

@@ -16,8 +16,9 @@ use time::Duration;
 use super::auth::Caller;
 use super::common::*;
 use super::convert::*;
-use super::handlers::{action_settings, role_for, ApiResult};
+use super::handlers::ApiResult;
 use super::ApiError;
+use crate::service::actions::{action_settings, role_for};
 use crate::state::AppState;
 
 /// Ask many devices for the same action. With `dry_run`: 200 and what would happen to each

@@ -13,8 +13,9 @@ use redeploy_core::{ActionKind, DeviceId, Group, GroupId, GroupKind, Role};
 use super::auth::Caller;
 use super::common::*;
 use super::convert::*;
-use super::handlers::{action_settings, ApiResult, MAX_PAGE};
+use super::handlers::{ApiResult, MAX_PAGE};
 use super::ApiError;
+use crate::service::actions::action_settings;
 use crate::state::AppState;
 
 /// The wire group and its members now.
@@ -339,7 +340,7 @@ pub async fn group_local_reset(
     caller
         .require(
             &state,
-            super::handlers::role_for(kind),
+            crate::service::actions::role_for(kind),
             &format!("{} on group {:?}", kind.code(), group.name),
             None,
         )

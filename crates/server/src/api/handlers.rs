@@ -8,7 +8,6 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::{header, StatusCode};
-use redeploy_core::action::{self, ActionSettings};
 use redeploy_core::store::{
     device_sort_key, AuditOrder, AuditQuery, Cursor, DeviceQuery, DeviceSort,
 };
@@ -22,6 +21,7 @@ use time::OffsetDateTime;
 use super::auth::Caller;
 use super::convert::*;
 use super::ApiError;
+use crate::service::actions as service;
 use crate::state::AppState;
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
@@ -34,21 +34,6 @@ pub(crate) fn device_id(text: &str) -> ApiResult<DeviceId> {
 
 fn action_id(text: &str) -> ApiResult<ActionId> {
     ActionId::parse(text).map_err(|_| ApiError::bad_request(format!("not an action id: {text:?}")))
-}
-
-pub(crate) fn action_settings(state: &AppState) -> ActionSettings {
-    ActionSettings {
-        provider_id: state.settings.provider_id.clone(),
-        ..ActionSettings::default()
-    }
-}
-
-/// The least role that may ask for (or cancel, or retry) `kind`.
-pub(crate) fn role_for(kind: ActionKind) -> Role {
-    match kind {
-        ActionKind::Sync | ActionKind::Restart => Role::Helpdesk,
-        _ => Role::Operator,
-    }
 }
 
 async fn audit(state: &AppState, caller: &Caller, action: &str, details: String) -> ApiResult<()> {
@@ -176,23 +161,7 @@ async fn request_kind(
     id: DeviceId,
     kind: ActionKind,
 ) -> ApiResult<Response> {
-    caller
-        .require(
-            state,
-            role_for(kind),
-            &format!("action {} on device {id}", kind.code()),
-            Some(id),
-        )
-        .await?;
-    let action = action::request(
-        state.store.as_ref(),
-        id,
-        kind,
-        &caller.actor(),
-        state.clock.now(),
-        &action_settings(state),
-    )
-    .await?;
+    let action = service::request(state, caller, id, kind, "").await?;
     Ok((StatusCode::ACCEPTED, Json(action_dto(&action))).into_response())
 }
 
@@ -311,29 +280,6 @@ pub async fn list_actions(
     }))
 }
 
-async fn load_action_for(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-    verb: &str,
-) -> ApiResult<ActionId> {
-    let id = action_id(id)?;
-    let action = state
-        .store
-        .action(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no action {id}")))?;
-    caller
-        .require(
-            state,
-            role_for(action.kind),
-            &format!("{verb} action {id} ({})", action.kind.code()),
-            Some(action.device),
-        )
-        .await?;
-    Ok(id)
-}
-
 /// Cancel an action that has not reached the device (requested, blocked or pending).
 #[utoipa::path(post, path = "/api/v1/actions/{id}/cancel", tag = "actions",
     params(("id" = String, Path, description = "Action id")),
@@ -347,9 +293,7 @@ pub async fn cancel_action(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<api::Action>> {
-    let id = load_action_for(&state, &caller, &id, "cancel").await?;
-    let action =
-        action::cancel(state.store.as_ref(), id, &caller.actor(), state.clock.now()).await?;
+    let action = service::cancel(&state, &caller, action_id(&id)?).await?;
     Ok(Json(action_dto(&action)))
 }
 
@@ -366,15 +310,7 @@ pub async fn retry_action(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let id = load_action_for(&state, &caller, &id, "retry").await?;
-    let action = action::retry(
-        state.store.as_ref(),
-        id,
-        &caller.actor(),
-        state.clock.now(),
-        &action_settings(&state),
-    )
-    .await?;
+    let action = service::retry(&state, &caller, action_id(&id)?).await?;
     Ok((StatusCode::ACCEPTED, Json(action_dto(&action))).into_response())
 }
 

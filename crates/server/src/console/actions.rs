@@ -3,7 +3,6 @@
 
 use axum::extract::{Path, Query, State};
 use maud::{html, Markup};
-use redeploy_core::action;
 use redeploy_core::{Action, ActionId, ActionState};
 use serde::Deserialize;
 
@@ -12,7 +11,7 @@ use super::{
     kind_label, layout, layout_with, ok, see_other, state_badge, when, PageError, PageResult,
     PostForm, Section, Signed,
 };
-use crate::api::handlers::{action_settings, role_for};
+use crate::service::actions::{self as service, role_for};
 use crate::state::AppState;
 
 fn action_id(text: &str) -> Result<ActionId, PageError> {
@@ -183,37 +182,13 @@ pub async fn page(
     )))
 }
 
-async fn load_for(
-    state: &AppState,
-    form: &PostForm,
-    id: &str,
-    verb: &str,
-) -> Result<ActionId, PageError> {
-    let a = load(state, action_id(id)?).await?;
-    form.signed
-        .require(
-            state,
-            role_for(a.kind),
-            &format!("{verb} action {} ({})", a.id, a.kind.code()),
-            Some(a.device),
-        )
-        .await?;
-    Ok(a.id)
-}
-
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
     form: PostForm,
 ) -> PageResult {
-    let id = load_for(&state, &form, &id, "cancel").await?;
-    action::cancel(
-        state.store.as_ref(),
-        id,
-        &form.signed.caller.actor(),
-        state.clock.now(),
-    )
-    .await?;
+    let id = action_id(&id)?;
+    service::cancel(&state, &form.signed.caller, id).await?;
     Ok(see_other(&format!("/console/actions/{id}")))
 }
 
@@ -222,14 +197,6 @@ pub async fn retry(
     Path(id): Path<String>,
     form: PostForm,
 ) -> PageResult {
-    let id = load_for(&state, &form, &id, "retry").await?;
-    let again = action::retry(
-        state.store.as_ref(),
-        id,
-        &form.signed.caller.actor(),
-        state.clock.now(),
-        &action_settings(&state),
-    )
-    .await?;
+    let again = service::retry(&state, &form.signed.caller, action_id(&id)?).await?;
     Ok(see_other(&format!("/console/actions/{}", again.id)))
 }

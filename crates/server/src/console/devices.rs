@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use maud::{html, Markup};
-use redeploy_core::action;
 use redeploy_core::store::{device_sort_key, Cursor, DeviceQuery, DeviceSort};
 use redeploy_core::{
     Action, ActionKind, ActionState, AuditOutcome, Device, DeviceId, JoinType, NewAuditEvent,
@@ -21,7 +20,7 @@ use super::{
     PageResult, PostForm, Section, Signed,
 };
 use crate::api::convert::{readiness, readiness_of_many};
-use crate::api::handlers::{action_settings, role_for};
+use crate::service::actions as service;
 use crate::state::AppState;
 
 const PAGE_SIZE: u32 = 50;
@@ -667,23 +666,7 @@ async fn request_kind(
     id: DeviceId,
     kind: ActionKind,
 ) -> PageResult {
-    signed
-        .require(
-            state,
-            role_for(kind),
-            &format!("action {} on device {id}", kind.code()),
-            Some(id),
-        )
-        .await?;
-    let action = action::request(
-        state.store.as_ref(),
-        id,
-        kind,
-        &signed.caller.actor(),
-        state.clock.now(),
-        &action_settings(state),
-    )
-    .await?;
+    let action = service::request(state, &signed.caller, id, kind, "").await?;
     Ok(see_other(&format!("/console/actions/{}", action.id)))
 }
 

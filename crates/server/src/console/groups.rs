@@ -14,7 +14,7 @@ use redeploy_core::{
 use time::Duration;
 
 use super::{enc, flash, layout, ok, see_other, PageError, PageResult, PostForm, Section, Signed};
-use crate::api::handlers::action_settings;
+use crate::service::actions::action_settings;
 use crate::state::AppState;
 
 fn group_id(text: &str) -> Result<GroupId, PageError> {

@@ -11,7 +11,7 @@ use super::{
     enc, flash, kind_label, layout, ok, see_other, when_opt, PageError, PageResult, PostForm,
     Section, Signed,
 };
-use crate::api::handlers::role_for;
+use crate::service::actions::role_for;
 use crate::state::AppState;
 
 /// Kinds a schedule may run.

@@ -96,10 +96,7 @@ async fn a_winre_failure_shows_its_hresult_and_blocks_the_next_reset(backend: Ba
     let app = spawn_app(backend).await;
     let client = admin(&app);
     let transport = HttpsTransport::new(&app.ca_pem).unwrap();
-    let profile = DeviceProfile {
-        winre_enabled: false,
-        ..Default::default()
-    };
+    let profile = DeviceProfile::default();
     let mut pc = profile.build_seeded("pc-winre", 9, now());
     let options = EnrollOptions {
         server: app.base_url.clone(),
@@ -109,6 +106,8 @@ async fn a_winre_failure_shows_its_hresult_and_blocks_the_next_reset(backend: Ba
         .await
         .unwrap();
     client::check_in(&transport, &mut pc, now()).await.unwrap();
+    // WinRE was fine when the server last read it; `reagentc /disable` ran on the PC since.
+    pc.winre_enabled = false;
     let id = app
         .store
         .device_by_mdm_device_id(&pc.dev_id)
