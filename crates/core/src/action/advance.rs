@@ -584,21 +584,23 @@ mod tests {
     const WINRE: u32 = 0x8007_0032;
     const EFAIL: u32 = 0x8000_4005;
 
+    type Check = fn(&ResetVerdict) -> bool;
+    type Case = (
+        &'static str,
+        Option<ResetBaseline>,
+        ExecFate,
+        Option<ResetBaseline>,
+        bool,
+        Check,
+    );
+
     /// The table of ARCHITECTURE.md "Never falsely done", case by case:
     /// (case, baseline, exec, reading after the Exec, a 10/20 already seen, verdict).
     #[test]
     fn the_never_falsely_done_table() {
         let done = |v: &ResetVerdict| matches!(v, Done(_));
         let failed = |v: &ResetVerdict| matches!(v, Failed { .. });
-        type Check = fn(&ResetVerdict) -> bool;
-        let cases: Vec<(
-            &str,
-            Option<ResetBaseline>,
-            ExecFate,
-            Option<ResetBaseline>,
-            bool,
-            Check,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "baseline read: send the Exec",
                 None,
