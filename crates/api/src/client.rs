@@ -146,6 +146,19 @@ impl Client {
         Self::json(self.req(Method::POST, &format!("/actions/{id}/retry"))).await
     }
 
+    /// `POST /api/v1/actions/{id}/retry` with a reason (audited; it also overrides preflight's
+    /// WinRE checks, see [`RetryAction`]).
+    pub async fn retry_action_because(&self, id: &str, reason: &str) -> Result<Action> {
+        let body = RetryAction {
+            reason: Some(reason.to_owned()),
+        };
+        Self::json(
+            self.req(Method::POST, &format!("/actions/{id}/retry"))
+                .json(&body),
+        )
+        .await
+    }
+
     /// `GET /api/v1/readiness`.
     pub async fn readiness(&self) -> Result<FleetReadiness> {
         Self::json(self.req(Method::GET, "/readiness")).await

@@ -134,6 +134,17 @@ pub struct NewAction {
     pub kind: ActionKind,
 }
 
+/// `POST /api/v1/actions/{id}/retry` (the body is optional).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RetryAction {
+    /// Why the admin retries, kept in the audit log and the new action's timeline. Given, it
+    /// also overrides preflight's WinRE checks (an earlier 0x80070032 failure, or the PC
+    /// reporting WinRE not configured): for a PC fixed with `reagentc /enable` that cannot
+    /// report it. Every other preflight reason still applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// `POST /api/v1/devices/{id}/local-reset`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LocalResetPolicy {

@@ -69,6 +69,11 @@ pub enum BlockReason {
 }
 
 impl BlockReason {
+    /// Whether this is one of the WinRE reasons an admin's retry with a reason overrides.
+    pub fn is_winre(&self) -> bool {
+        matches!(self, Self::EarlierWinReFailure | Self::WinReNotConfigured)
+    }
+
     /// Stable machine-readable code (API, scripts).
     pub fn code(&self) -> &'static str {
         match self {

@@ -367,7 +367,13 @@ pub async fn actions(args: AdminArgs<ActionsCommand>) -> anyhow::Result<ExitCode
     match args.command.command {
         ActionsSub::Show { id } => print_action(args.json, &client.action(&id).await?),
         ActionsSub::Cancel { id } => print_action(args.json, &client.cancel_action(&id).await?),
-        ActionsSub::Retry { id } => print_action(args.json, &client.retry_action(&id).await?),
+        ActionsSub::Retry { id, reason } => {
+            let action = match reason {
+                Some(reason) => client.retry_action_because(&id, &reason).await?,
+                None => client.retry_action(&id).await?,
+            };
+            print_action(args.json, &action)
+        }
         ActionsSub::List {
             device,
             state,

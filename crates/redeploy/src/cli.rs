@@ -209,7 +209,13 @@ pub enum ActionsSub {
     /// Cancel an action that has not been delivered yet.
     Cancel { id: String },
     /// Request a failed, expired or blocked action again.
-    Retry { id: String },
+    Retry {
+        id: String,
+        /// Why (audited). Given, it also overrides preflight's WinRE checks, for a PC fixed
+        /// with `reagentc /enable` that cannot report it.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

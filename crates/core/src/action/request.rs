@@ -19,6 +19,9 @@ pub struct ActionSettings {
     pub preflight: PreflightSettings,
     /// Our `DMClient/Provider/<id>` name (the provisioning document's PROVIDER-ID), used by Retire.
     pub provider_id: String,
+    /// Set for one request only: an admin's reason to skip preflight's WinRE checks (a PC fixed
+    /// with `reagentc /enable` that cannot report it). Set by [`retry`] with a reason.
+    pub winre_override: Option<String>,
 }
 
 impl Default for ActionSettings {
@@ -26,6 +29,7 @@ impl Default for ActionSettings {
         Self {
             preflight: PreflightSettings::default(),
             provider_id: "Redeploy".to_owned(),
+            winre_override: None,
         }
     }
 }
@@ -156,6 +160,9 @@ fn assess_with(
             crate::preflight::winre_blocks(device, existing),
         )
         .reasons
+        .into_iter()
+        .filter(|r| settings.winre_override.is_none() || !r.is_winre())
+        .collect()
     } else {
         let mut r = Vec::new();
         if device.unenrolled_at.is_some() {
@@ -230,6 +237,9 @@ pub async fn request_under_cap(
 
     let commands = if reasons.is_empty() {
         action.transition(ActionState::Pending, now, Some("queued"))?;
+        if let (Some(why), true) = (&settings.winre_override, kind.is_autopilot_reset()) {
+            action.add_note(now, format!("WinRE checks overridden by {actor}: {why}"));
+        }
         commands_for_action(kind, device_id, action.id, now, settings)
     } else {
         let text = reasons
@@ -336,13 +346,18 @@ pub async fn cancel(
 }
 
 /// Asks again for the kind of a failed, expired, canceled or blocked action: a new action through
-/// [`request`] (preflight runs again). `NotAllowed` while the action is still active.
+/// [`request`] (preflight runs again). `NotAllowed` while the action is still active. With a
+/// `reason` (an admin who fixed the PC, e.g. with `reagentc /enable`, when it cannot report
+/// WinRE's state), preflight's WinRE checks are skipped — a PC whose WinRE is still off refuses
+/// the Exec at once and nothing happens to it — and the retry is audited as `action.retry`
+/// with the reason.
 pub async fn retry(
     store: &dyn Store,
     action_id: ActionId,
     actor: &str,
     now: OffsetDateTime,
     settings: &ActionSettings,
+    reason: Option<&str>,
 ) -> Result<Action, SessionError> {
     let action = store
         .action(action_id)
@@ -356,7 +371,36 @@ pub async fn retry(
             action.state
         )));
     }
-    request(store, action.device, action.kind, actor, now, settings).await
+    let Some(reason) = reason else {
+        return request(store, action.device, action.kind, actor, now, settings).await;
+    };
+    let settings = ActionSettings {
+        winre_override: Some(reason.to_owned()),
+        ..settings.clone()
+    };
+    let again = request(store, action.device, action.kind, actor, now, &settings).await?;
+    store
+        .append_audit(NewAuditEvent {
+            at: now,
+            actor: actor.to_owned(),
+            action: "action.retry".to_owned(),
+            targets: vec![action.device],
+            batch: action.batch,
+            outcome: if again.state == ActionState::Blocked {
+                AuditOutcome::Refused
+            } else {
+                AuditOutcome::Success
+            },
+            details: format!(
+                "{} {} retried as {} ({}): {reason}",
+                action.kind.code(),
+                action.id,
+                again.id,
+                again.state
+            ),
+        })
+        .await?;
+    Ok(again)
 }
 
 /// Expires every active (pending, sent, acknowledged, in progress) or blocked action whose last

@@ -392,9 +392,16 @@ async fn cancel_retry_and_expiry() {
     let c = action::cancel(&env.store, a.id, "admin", T0).await.unwrap();
     assert_eq!(c.state, ActionState::Canceled);
     assert!(ours(&env.send(&start("2", ""), T0).await).is_empty());
-    let b = action::retry(&env.store, a.id, "admin", T0, &ActionSettings::default())
-        .await
-        .unwrap();
+    let b = action::retry(
+        &env.store,
+        a.id,
+        "admin",
+        T0,
+        &ActionSettings::default(),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(b.state, ActionState::Pending);
     assert_ne!(b.id, a.id);
     // Sent but the device never comes back: expired after the window, not before.
@@ -475,4 +482,55 @@ async fn restart_sync_and_retire_finish_from_the_devices_answers() {
     env.send(&answer("4", 2, &r, &pc_nodes(), 200, ""), t).await;
     assert_eq!(reload(&env, &retire).await.state, ActionState::Done);
     assert_eq!(env.device().await.unenrolled_at, Some(t));
+}
+
+#[tokio::test]
+async fn a_retry_with_a_reason_overrides_the_winre_block_and_is_audited() {
+    let env = env().await;
+    check_in(&env, "1", T0, &pc_nodes()).await;
+    let (failed, r2) = reset_sent(&env, "2", T0, &pc_nodes()).await;
+    env.send(
+        &answer(
+            "2",
+            3,
+            &r2,
+            &reset_nodes("30", "-2147024846", "true"),
+            500,
+            "",
+        ),
+        T0,
+    )
+    .await;
+    assert_eq!(reload(&env, &failed).await.state, ActionState::Failed);
+    let settings = ActionSettings::default();
+
+    // Without a reason: preflight blocks it (the PC never reported WinRE enabled since).
+    let plain = action::retry(&env.store, failed.id, "ops", T0, &settings, None)
+        .await
+        .unwrap();
+    assert_eq!(plain.state, ActionState::Blocked);
+
+    // With one: queued, the reason in its timeline and in the audit log.
+    let why = "ran reagentc /enable on site, BitLocker status not reported";
+    let forced = action::retry(&env.store, failed.id, "ops", T0, &settings, Some(why))
+        .await
+        .unwrap();
+    assert_eq!(forced.state, ActionState::Pending, "{:?}", forced.reason);
+    assert!(forced
+        .timeline
+        .iter()
+        .any(|e| e.note.as_deref().is_some_and(|n| n.contains(why))));
+    let audit = env
+        .store
+        .list_audit(&redeploy_core::store::AuditQuery::default())
+        .await
+        .unwrap();
+    assert!(audit
+        .iter()
+        .any(|e| e.action == "action.retry" && e.actor == "ops" && e.details.contains(why)));
+    // Every other preflight reason still holds: a second forced retry is blocked by the first.
+    let again = action::retry(&env.store, failed.id, "ops", T0, &settings, Some(why))
+        .await
+        .unwrap();
+    assert_eq!(again.state, ActionState::Blocked);
 }

@@ -297,11 +297,14 @@ pub async fn cancel_action(
     Ok(Json(action_dto(&action)))
 }
 
-/// Ask again for a failed, expired, canceled or blocked action: answers the new action.
+/// Ask again for a failed, expired, canceled or blocked action: answers the new action. An
+/// optional `reason` is audited and overrides preflight's WinRE checks.
 #[utoipa::path(post, path = "/api/v1/actions/{id}/retry", tag = "actions",
     params(("id" = String, Path, description = "Action id")),
+    request_body(content = Option<api::RetryAction>, description = "optional"),
     responses(
         (status = 202, body = api::Action),
+        (status = 400, body = api::Problem, content_type = "application/problem+json"),
         (status = 404, body = api::Problem, content_type = "application/problem+json"),
         (status = 409, body = api::Problem, content_type = "application/problem+json"),
     ))]
@@ -309,8 +312,21 @@ pub async fn retry_action(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let action = service::retry(&state, &caller, action_id(&id)?).await?;
+    // The body is optional: older clients post nothing.
+    let body: api::RetryAction = if body.iter().all(u8::is_ascii_whitespace) {
+        api::RetryAction::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("retry body: {e}")))?
+    };
+    let reason = body
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    let action = service::retry(&state, &caller, action_id(&id)?, reason).await?;
     Ok((StatusCode::ACCEPTED, Json(action_dto(&action))).into_response())
 }
 

@@ -149,7 +149,7 @@ impl Modify for BearerAuth {
     components(schemas(
         api::Problem, api::Device, api::DevicePage, api::Readiness, api::ReadinessReason,
         api::DeviceDetail, api::InventoryValue, api::Action, api::ActionKind, api::ActionList,
-        api::NewAction, api::LocalResetPolicy, api::TimelineEntry, api::FleetReadiness,
+        api::NewAction, api::RetryAction, api::LocalResetPolicy, api::TimelineEntry, api::FleetReadiness,
         api::AuditEvent, api::AuditPage, api::EnrollmentToken, api::NewEnrollmentToken,
         api::CreatedEnrollmentToken, api::EnrollmentTokenList, api::ApiToken, api::NewApiToken,
         api::CreatedApiToken, api::ApiTokenList,

@@ -166,6 +166,10 @@ pub async fn page(
                 @if can_retry(a.state) {
                     form method="post" action={ "/console/actions/" (a.id) "/retry" } {
                         (signed.csrf_field())
+                        label for="retry-reason" {
+                            "Reason (optional; audited — given, it also overrides the WinRE check for a PC fixed with reagentc /enable)"
+                        }
+                        input #retry-reason type="text" name="reason" maxlength="500";
                         button type="submit" { "Retry" }
                     }
                 }
@@ -197,6 +201,11 @@ pub async fn retry(
     Path(id): Path<String>,
     form: PostForm,
 ) -> PageResult {
-    let again = service::retry(&state, &form.signed.caller, action_id(&id)?).await?;
+    let reason = form
+        .fields
+        .get("reason")
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    let again = service::retry(&state, &form.signed.caller, action_id(&id)?, reason).await?;
     Ok(see_other(&format!("/console/actions/{}", again.id)))
 }

@@ -82,8 +82,14 @@ pub async fn cancel(state: &AppState, caller: &Caller, id: ActionId) -> Result<A
 }
 
 /// Asks again for a failed, expired, canceled or blocked action: the new action (409 while the
-/// old one is still active).
-pub async fn retry(state: &AppState, caller: &Caller, id: ActionId) -> Result<Action> {
+/// old one is still active). A `reason` is audited and overrides preflight's WinRE checks
+/// ([`action::retry`]).
+pub async fn retry(
+    state: &AppState,
+    caller: &Caller,
+    id: ActionId,
+    reason: Option<&str>,
+) -> Result<Action> {
     load_for(state, caller, id, "retry").await?;
     Ok(action::retry(
         state.store.as_ref(),
@@ -91,6 +97,7 @@ pub async fn retry(state: &AppState, caller: &Caller, id: ActionId) -> Result<Ac
         &caller.actor(),
         state.clock.now(),
         &action_settings(state),
+        reason,
     )
     .await?)
 }
