@@ -17,7 +17,7 @@ use crate::persist;
 use crate::profile::{device_seed, DeviceProfile};
 use crate::reset::Transition;
 use crate::schedule::{self, Clock};
-use crate::state::{DeviceState, EventKind, JoinType, Operation};
+use crate::state::{DeviceState, EventKind, JoinType, Operation, ResetCounts};
 use crate::transport::Transport;
 
 /// A build too old for remote Autopilot Reset (Windows 10 1803); used by the old-build mix.
@@ -133,6 +133,10 @@ pub struct FleetSummary {
     pub resets_done: u64,
     pub resets_failed: u64,
     pub wipes_done: u64,
+    /// What the PCs themselves counted, summed over the fleet at the end of the run: every
+    /// completed reset and wipe since each PC was built, this run or earlier ones
+    /// ([`DeviceState::resets`]).
+    pub pc_resets: ResetCounts,
     /// Failures by [`DeviceError::kind`].
     pub errors_by_kind: BTreeMap<String, u64>,
 }
@@ -153,6 +157,12 @@ impl std::fmt::Display for FleetSummary {
             f,
             "resets: {} done, {} failed; wipes: {} done",
             self.resets_done, self.resets_failed, self.wipes_done
+        )?;
+        writeln!(
+            f,
+            "completed on the PCs (all runs): {} remote Autopilot Resets, {} local Autopilot \
+             Resets, {} wipes",
+            self.pc_resets.remote_autopilot, self.pc_resets.local_autopilot, self.pc_resets.wipes
         )?;
         if self.errors_by_kind.is_empty() {
             write!(f, "errors: none")
@@ -234,9 +244,11 @@ pub async fn run(
         ));
     }
     let mut enrolled = 0;
+    let mut pc_resets = ResetCounts::default();
     while let Some(done) = tasks.join_next().await {
-        if let Ok(true) = done {
-            enrolled += 1;
+        if let Ok(end) = done {
+            enrolled += usize::from(end.enrolled);
+            pc_resets.add(&end.resets);
         }
     }
     let mut summary = shared
@@ -245,6 +257,7 @@ pub async fn run(
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     summary.enrolled = enrolled;
+    summary.pc_resets = pc_resets;
     Ok(summary)
 }
 
@@ -286,7 +299,13 @@ fn save(config: &FleetConfig, state: &DeviceState, shared: &Shared) {
     }
 }
 
-/// One PC's life; returns whether it is enrolled at the end.
+/// How a PC ended its run.
+struct DeviceEnd {
+    enrolled: bool,
+    resets: ResetCounts,
+}
+
+/// One PC's life; returns whether it is enrolled at the end and its reset counts.
 async fn run_device(
     mut state: DeviceState,
     on_disk: bool,
@@ -295,7 +314,7 @@ async fn run_device(
     clock: Arc<dyn Clock>,
     permits: Arc<Semaphore>,
     shared: Arc<Shared>,
-) -> bool {
+) -> DeviceEnd {
     let options = EnrollOptions {
         server: config.server.clone(),
         token: config.token.clone(),
@@ -392,7 +411,10 @@ async fn run_device(
         }
     }
     save(&config, &state, &shared);
-    state.is_enrolled()
+    DeviceEnd {
+        enrolled: state.is_enrolled(),
+        resets: state.resets,
+    }
 }
 
 /// Resident memory of this process in KiB (`VmRSS` of /proc/self/status); `None` off Linux.

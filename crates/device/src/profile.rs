@@ -257,6 +257,7 @@ impl DeviceProfile {
             online: true,
             events: Vec::new(),
             dm_client: DmClientRun::default(),
+            resets: ResetCounts::default(),
         };
         state.log(now, EventKind::Created, format!("{manufacturer} {model}"));
 

@@ -461,9 +461,13 @@ fn finish(state: &mut DeviceState, op: Operation, now: OffsetDateTime) -> Transi
     match op {
         Operation::AutopilotReset { trigger } => {
             apply_autopilot_reset(state, trigger, now);
-            if trigger == ResetTrigger::Remote {
-                state.autopilot_reset.status = reset_status::COMPLETE;
-                state.autopilot_reset.last_error = 0;
+            match trigger {
+                ResetTrigger::Remote => {
+                    state.resets.remote_autopilot += 1;
+                    state.autopilot_reset.status = reset_status::COMPLETE;
+                    state.autopilot_reset.last_error = 0;
+                }
+                ResetTrigger::Local => state.resets.local_autopilot += 1,
             }
             state.log(
                 now,
@@ -473,6 +477,7 @@ fn finish(state: &mut DeviceState, op: Operation, now: OffsetDateTime) -> Transi
         }
         Operation::Wipe { wipe } => {
             apply_wipe(state, wipe, now);
+            state.resets.wipes += 1;
             state.log(now, EventKind::WipeCompleted, format!("{wipe:?} complete"));
         }
         Operation::Reboot => {

@@ -76,6 +76,41 @@ pub struct DeviceState {
     /// The OMA-DM client's session bookkeeping (SessionID counter, poll schedule progress).
     #[serde(default)]
     pub dm_client: DmClientRun,
+    /// Resets and wipes this PC completed (emulator bookkeeping, not a Windows value).
+    #[serde(default)]
+    pub resets: ResetCounts,
+}
+
+/// How many operations of each kind a PC completed: a reset or wipe counts when it finishes
+/// (the PC is back with the OS restored); one that was refused, failed or rolled back does
+/// not. This is the PC's own count, so a test can tell "reset once" from "reset twice" whatever
+/// the server claims.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetCounts {
+    /// Remote Autopilot Resets (`doAutomaticRedeployment`) completed.
+    pub remote_autopilot: u64,
+    /// Local Autopilot Resets (CTRL+WIN+R) completed.
+    pub local_autopilot: u64,
+    /// RemoteWipe wipes of any kind completed.
+    pub wipes: u64,
+}
+
+impl ResetCounts {
+    /// Adds `other` to these counts (fleet totals).
+    pub fn add(&mut self, other: &ResetCounts) {
+        self.remote_autopilot += other.remote_autopilot;
+        self.local_autopilot += other.local_autopilot;
+        self.wipes += other.wipes;
+    }
+
+    /// `{"remote_autopilot": N, "local_autopilot": N, "wipes": N}`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "remote_autopilot": self.remote_autopilot,
+            "local_autopilot": self.local_autopilot,
+            "wipes": self.wipes,
+        })
+    }
 }
 
 /// What the DM client remembers between sessions: the last SessionID it used and where it is
@@ -816,9 +851,22 @@ impl DeviceState {
             "policies": policies,
             "local_reset_policy": self.local_reset_policy(),
             "autopilot_reset": {"status": self.autopilot_reset.status, "last_error": self.autopilot_reset.last_error},
+            "resets": self.resets.to_json(),
             "pending_operation": self.pending.as_ref().map(|p| json!({"operation": p.operation, "phase": p.phase, "next_at": rfc3339(p.next_at)})),
             "events": self.events.iter().map(|e| json!({"at": rfc3339(e.at), "kind": e.kind, "detail": e.detail})).collect::<Vec<_>>(),
         })
+    }
+}
+
+impl DeviceState {
+    /// One entry of `redeploy emulate show --all --json`: the [`DeviceState::to_show_json`]
+    /// object without its event log, so a listing of hundreds of PCs stays small.
+    pub fn to_listing_json(&self) -> Value {
+        let mut v = self.to_show_json();
+        if let Some(map) = v.as_object_mut() {
+            map.remove("events");
+        }
+        v
     }
 }
 

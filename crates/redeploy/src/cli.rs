@@ -531,16 +531,24 @@ pub struct EmulateArgs {
     /// Build this many idle PCs in memory, print the resident memory they take, and exit.
     #[arg(long, value_name = "N")]
     pub measure_memory: Option<usize>,
+    /// Print the end-of-run summary as JSON (for scripts).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub scenario: ScenarioArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum EmulateCommand {
-    /// Print one PC's state and event log.
+    /// Print one PC's state and event log, or every PC's with --all.
     Show {
         /// The PC: its emulator id (pc-0000), computer name, serial or MDM device id.
-        device: String,
+        #[arg(required_unless_present = "all")]
+        device: Option<String>,
+        /// Every PC in --state, sorted by id, without their event logs: a table, or with --json
+        /// an array of the objects `show DEVICE --json` prints (each with "resets").
+        #[arg(long, conflicts_with = "device")]
+        all: bool,
         /// Folder where the PCs' state is kept (the `--state` of `redeploy emulate`).
         #[arg(long, default_value = "./redeploy-emulator")]
         state: PathBuf,

@@ -22,9 +22,13 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(EmulateCommand::Show {
             ref device,
+            all,
             ref state,
             json,
-        }) => show(device, state, json),
+        }) => match device {
+            Some(device) if !all => show(device, state, json),
+            _ => show_all(state, json),
+        },
         Some(EmulateCommand::LocalReset {
             ref device,
             ref state,
@@ -150,13 +154,68 @@ async fn run_fleet(args: &EmulateArgs) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn Clock> = clock;
     let summary = fleet::run(&config, Arc::new(transport), clock, Some(progress)).await?;
     bar.finish_and_clear();
-    println!("{summary}");
-    println!("state: {}", args.state.display());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary_json(&summary, &args.state))?
+        );
+    } else {
+        println!("{summary}");
+        println!("state: {}", args.state.display());
+    }
     Ok(if summary.enrolled == 0 && summary.devices > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The end-of-run summary for `emulate --json`.
+fn summary_json(s: &FleetSummary, state_dir: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "devices": s.devices,
+        "enrolled": s.enrolled,
+        "enrollments": s.enrollments,
+        "resumed": s.resumed,
+        "sessions_ok": s.sessions_ok,
+        "sessions_failed": s.sessions_failed,
+        "resets_done": s.resets_done,
+        "resets_failed": s.resets_failed,
+        "wipes_done": s.wipes_done,
+        "resets": s.pc_resets.to_json(),
+        "errors_by_kind": s.errors_by_kind,
+        "state": state_dir.display().to_string(),
+    })
+}
+
+/// `emulate show --all`: every PC of the state folder in one call (a fault test lists
+/// hundreds of PCs this way instead of starting one process per PC).
+fn show_all(state_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let pcs = persist::load_all(state_dir)?;
+    if json {
+        let all: Vec<serde_json::Value> = pcs.iter().map(DeviceState::to_listing_json).collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<9} {:<16} {:<7} {:<6} {:>6} {:>10} {:>6} {:>5} {:>5}",
+        "ID", "NAME", "ONLINE", "WINRE", "STATUS", "LAST_ERROR", "REMOTE", "LOCAL", "WIPES"
+    );
+    for s in &pcs {
+        println!(
+            "{:<9} {:<16} {:<7} {:<6} {:>6} {:>10} {:>6} {:>5} {:>5}",
+            s.id,
+            s.computer_name,
+            s.online,
+            if s.winre_enabled { "on" } else { "off" },
+            s.autopilot_reset.status,
+            format!("0x{:08X}", s.autopilot_reset.last_error as u32),
+            s.resets.remote_autopilot,
+            s.resets.local_autopilot,
+            s.resets.wipes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn show(device: &str, state_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
@@ -245,6 +304,13 @@ fn describe(s: &DeviceState) -> String {
         format!(
             "status {}, last error 0x{:08X}",
             s.autopilot_reset.status, s.autopilot_reset.last_error as u32
+        ),
+    );
+    line(
+        "Completed",
+        format!(
+            "{} remote Autopilot Resets, {} local, {} wipes",
+            s.resets.remote_autopilot, s.resets.local_autopilot, s.resets.wipes
         ),
     );
     if let Some(p) = &s.pending {

@@ -182,6 +182,14 @@ async fn a_fleet_runs_remote_resets_and_counts_refusals() {
     assert_eq!(summary.enrollments, 4);
     assert_eq!(summary.resets_done, 2, "{summary}");
     assert_eq!(summary.resets_failed, 2, "refused at Exec: {summary}");
+    assert_eq!(summary.pc_resets.remote_autopilot, 2, "{summary}");
+    assert_eq!(summary.pc_resets.wipes, 0);
+    assert!(
+        summary
+            .to_string()
+            .contains("completed on the PCs (all runs): 2 remote Autopilot Resets"),
+        "{summary}"
+    );
     let pcs = persist::load_all(dir.path()).unwrap();
     for pc in &pcs {
         let want = if winre_off.contains(&pc.id) {

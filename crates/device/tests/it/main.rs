@@ -10,6 +10,7 @@ mod https;
 mod local_reset;
 mod profile;
 mod remote_reset;
+mod reset_counts;
 mod scheduler;
 mod session;
 mod show_json;

@@ -1,0 +1,97 @@
+//! `redeploy emulate` subcommands run as a user runs them, on state folders built with the
+//! `device` library: no server needed.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use device::fleet::{self, FleetConfig};
+use device::persist;
+use device::state::DeviceState;
+use serde_json::Value;
+use time::macros::datetime;
+
+fn redeploy(args: &[&str], state: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_redeploy"))
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .env_remove("REDEPLOY_SERVER")
+        .output()
+        .expect("redeploy runs")
+}
+
+fn stdout_json(out: &Output, what: &str) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what}: {:?}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"))
+}
+
+/// `n` PCs of a fleet saved in `dir`, as `redeploy emulate --devices n` would build them.
+fn fleet_in(dir: &Path, n: usize) -> Vec<DeviceState> {
+    let config = FleetConfig::new("https://127.0.0.1:8443", "", n, dir);
+    (0..n)
+        .map(|i| {
+            let pc = fleet::build_device(&config, i, datetime!(2025-03-03 09:00 UTC));
+            persist::save(dir, &pc).unwrap();
+            pc
+        })
+        .collect()
+}
+
+#[test]
+fn emulate_show_all_lists_every_pc_with_its_reset_counts_in_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pcs = fleet_in(dir.path(), 3);
+    pcs[1].resets.remote_autopilot = 2;
+    pcs[1].resets.wipes = 1;
+    persist::save(dir.path(), &pcs[1]).unwrap();
+
+    let all = stdout_json(
+        &redeploy(&["emulate", "show", "--all", "--json"], dir.path()),
+        "show --all --json",
+    );
+    let all = all.as_array().expect("an array");
+    let ids: Vec<&str> = all.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["pc-0000", "pc-0001", "pc-0002"]);
+    assert_eq!(
+        all[1]["resets"],
+        serde_json::json!({"remote_autopilot": 2, "local_autopilot": 0, "wipes": 1})
+    );
+    assert_eq!(all[0]["resets"]["remote_autopilot"], 0);
+    assert!(all.iter().all(|p| p.get("events").is_none()));
+    assert_eq!(all[2]["computer_name"], pcs[2].computer_name.as_str());
+
+    let one = stdout_json(
+        &redeploy(&["emulate", "show", "pc-0001", "--json"], dir.path()),
+        "show pc-0001 --json",
+    );
+    assert_eq!(one["resets"]["remote_autopilot"], 2);
+    assert!(one["events"].is_array());
+
+    let table = redeploy(&["emulate", "show", "--all"], dir.path());
+    assert!(table.status.success());
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(
+        table.lines().nth(2).unwrap().starts_with("pc-0001"),
+        "{table}"
+    );
+
+    // Neither a PC nor --all is bad usage.
+    let bad = redeploy(&["emulate", "show"], dir.path());
+    assert_eq!(bad.status.code(), Some(2));
+    // An empty or missing folder is an empty list.
+    let empty = stdout_json(
+        &redeploy(
+            &["emulate", "show", "--all", "--json"],
+            &dir.path().join("none"),
+        ),
+        "show --all on nothing",
+    );
+    assert_eq!(empty, serde_json::json!([]));
+}
