@@ -2,14 +2,14 @@
 //! lives on its poll schedule and the reset engine; at most `max_in_flight` HTTPS sessions run
 //! at once; every PC's state is saved after each session; a summary is returned at the end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use time::{Duration, OffsetDateTime};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::client::{self, EnrollOptions};
 use crate::error::{DeviceError, Result};
@@ -56,6 +56,9 @@ pub struct FleetConfig {
     pub stop_at: Option<OffsetDateTime>,
     /// Set to `true` to stop the run early (Ctrl+C); PCs finish their current step first.
     pub shutdown: Option<watch::Receiver<bool>>,
+    /// Keep the PCs in `state_dir` (default). `false` keeps them in memory only: no file, no
+    /// lock (the memory measurement).
+    pub state_files: bool,
 }
 
 impl FleetConfig {
@@ -77,6 +80,7 @@ impl FleetConfig {
             max_in_flight: 64,
             stop_at: None,
             shutdown: None,
+            state_files: true,
         }
     }
 }
@@ -208,6 +212,10 @@ impl Shared {
 /// PCs found in `config.state_dir` are resumed (an enrolled PC does not enroll again); the
 /// others are built from the seed and enrolled. Errors of single PCs are counted in the
 /// summary, not returned; `Err` only for a state folder that cannot be read.
+///
+/// One-shot commands may change a PC's file while the fleet runs (see [`persist`]): each PC
+/// takes its lock for every step and reloads the file when such a change was saved; a watcher
+/// wakes the PC within [`EXTERNAL_CHANGE_CHECK`] of the change.
 pub async fn run(
     config: &FleetConfig,
     transport: Arc<dyn Transport>,
@@ -224,6 +232,7 @@ pub async fn run(
     });
     let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut wakers = HashMap::new();
     for index in 0..config.devices {
         let id = device_id(index);
         let (state, resumed) = match persist::load_id(&config.state_dir, &id)? {
@@ -233,16 +242,22 @@ pub async fn run(
         if resumed {
             shared.update(|s| s.resumed += 1);
         }
+        let woken = Arc::new(Notify::new());
+        wakers.insert(id, woken.clone());
         tasks.spawn(run_device(
             state,
             resumed,
-            config.clone(),
-            transport.clone(),
-            clock.clone(),
-            permits.clone(),
-            shared.clone(),
+            Pc {
+                config: config.clone(),
+                transport: transport.clone(),
+                clock: clock.clone(),
+                permits: permits.clone(),
+                shared: shared.clone(),
+                woken,
+            },
         ));
     }
+    let watcher = tokio::spawn(watch_external_changes(config.state_dir.clone(), wakers));
     let mut enrolled = 0;
     let mut pc_resets = ResetCounts::default();
     while let Some(done) = tasks.join_next().await {
@@ -251,6 +266,7 @@ pub async fn run(
             pc_resets.add(&end.resets);
         }
     }
+    watcher.abort();
     let mut summary = shared
         .summary
         .lock()
@@ -261,8 +277,42 @@ pub async fn run(
     Ok(summary)
 }
 
-/// Waits until `at` (or forever), returning `false` when the run must stop first.
-async fn wait(clock: &dyn Clock, at: Option<OffsetDateTime>, config: &FleetConfig) -> bool {
+/// How often (real time) the fleet looks for changes that one-shot commands saved.
+pub const EXTERNAL_CHANGE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Wakes the PCs whose files a one-shot command changed (a `.<id>.changed` flag, see
+/// [`persist::save_external`]), so that, say, a PC reset by `emulate local-reset` checks in
+/// at once rather than at its next poll. The PC clears the flag when it reloads; until then a
+/// second wake is harmless (a step with nothing due does nothing).
+async fn watch_external_changes(dir: PathBuf, wakers: HashMap<String, Arc<Notify>>) {
+    let mut every = tokio::time::interval(EXTERNAL_CHANGE_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let id = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".changed"));
+            if let Some(woken) = id.and_then(|id| wakers.get(id)) {
+                woken.notify_one();
+            }
+        }
+    }
+}
+
+/// Waits until `at` (or forever), returning `false` when the run must stop first. Returns
+/// early (`true`) when `woken` is notified.
+async fn wait(
+    clock: &dyn Clock,
+    at: Option<OffsetDateTime>,
+    config: &FleetConfig,
+    woken: &Notify,
+) -> bool {
     let target = match (at, config.stop_at) {
         (Some(a), Some(s)) => Some(a.min(s)),
         (a, s) => a.or(s),
@@ -288,15 +338,71 @@ async fn wait(clock: &dyn Clock, at: Option<OffsetDateTime>, config: &FleetConfi
     };
     tokio::select! {
         () = sleep => {}
+        () = woken.notified() => {}
         () = stop => return false,
     }
     config.stop_at.is_none_or(|s| clock.now() < s)
 }
 
 fn save(config: &FleetConfig, state: &DeviceState, shared: &Shared) {
+    if !config.state_files {
+        return;
+    }
     if let Err(e) = persist::save(&config.state_dir, state) {
         shared.error(&e);
     }
+}
+
+/// How long a PC waits (real time) before it tries again for its lock, which a one-shot
+/// command holds for one read-modify-write of the file.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Takes the PC's lock (see [`persist`]); `None` when the run keeps no state files or the lock
+/// file cannot be opened (counted; the PC goes on without it).
+async fn lock_device(pc: &Pc, id: &str) -> Option<persist::PcLock> {
+    if !pc.config.state_files {
+        return None;
+    }
+    loop {
+        match persist::try_lock(&pc.config.state_dir, id) {
+            Ok(Some(lock)) => return Some(lock),
+            Ok(None) => tokio::time::sleep(LOCK_RETRY).await,
+            Err(e) => {
+                pc.shared.error(&e);
+                return None;
+            }
+        }
+    }
+}
+
+/// Reloads the PC from its file when a one-shot command saved a change to it; call with the
+/// PC's lock held. Returns whether it did.
+fn adopt_external_change(pc: &Pc, state: &mut DeviceState) -> bool {
+    if !pc.config.state_files {
+        return false;
+    }
+    match persist::take_external_change(&pc.config.state_dir, &state.id) {
+        Ok(Some(changed)) => {
+            *state = changed;
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            pc.shared.error(&e);
+            false
+        }
+    }
+}
+
+/// What every PC task shares with the run.
+struct Pc {
+    config: FleetConfig,
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    permits: Arc<Semaphore>,
+    shared: Arc<Shared>,
+    /// Notified when a one-shot command changed this PC's file.
+    woken: Arc<Notify>,
 }
 
 /// How a PC ended its run.
@@ -306,115 +412,123 @@ struct DeviceEnd {
 }
 
 /// One PC's life; returns whether it is enrolled at the end and its reset counts.
-async fn run_device(
-    mut state: DeviceState,
-    on_disk: bool,
-    config: FleetConfig,
-    transport: Arc<dyn Transport>,
-    clock: Arc<dyn Clock>,
-    permits: Arc<Semaphore>,
-    shared: Arc<Shared>,
-) -> DeviceEnd {
-    let options = EnrollOptions {
-        server: config.server.clone(),
-        token: config.token.clone(),
-    };
+async fn run_device(mut state: DeviceState, on_disk: bool, pc: Pc) -> DeviceEnd {
     let mut saved_once = on_disk;
     let mut first_step = true;
     loop {
-        if config.stop_at.is_some_and(|s| clock.now() >= s)
-            || config.shutdown.as_ref().is_some_and(|rx| *rx.borrow())
+        if pc.config.stop_at.is_some_and(|s| pc.clock.now() >= s)
+            || pc.config.shutdown.as_ref().is_some_and(|rx| *rx.borrow())
         {
             break;
         }
-        // A PC that was never enrolled enrolls; one that a wipe unenrolled stays unmanaged.
-        if state.mdm_enrollment.is_none()
-            && !state.events.iter().any(|e| e.kind == EventKind::Enrolled)
-        {
-            let result = {
-                let _permit = permits.acquire().await;
-                client::enroll(transport.as_ref(), &mut state, &options, clock.now()).await
-            };
-            match result {
-                Ok(_) => shared.update(|s| s.enrollments += 1),
-                Err(e) => {
-                    shared.error(&e);
-                    save(&config, &state, &shared);
-                    saved_once = true;
-                    if !wait(clock.as_ref(), Some(clock.now() + ENROLL_RETRY), &config).await {
-                        break;
-                    }
-                    continue;
-                }
-            }
-            save(&config, &state, &shared);
-            saved_once = true;
-        }
-        let now = clock.now();
-        let tick = if schedule::check_in_due(&state, now) {
-            let _permit = permits.acquire().await;
-            schedule::tick(transport.as_ref(), &mut state, clock.now()).await
-        } else {
-            schedule::tick(transport.as_ref(), &mut state, now).await
+        let wake = {
+            // Held for the whole step, so a one-shot command never interleaves with it.
+            let _lock = lock_device(&pc, &state.id).await;
+            adopt_external_change(&pc, &mut state);
+            step_device(&mut state, &mut saved_once, &pc).await
         };
-        let mut changed = !tick.transitions.is_empty();
-        for t in &tick.transitions {
-            match t {
-                Transition::Completed(Operation::AutopilotReset { .. }) => {
-                    shared.update(|s| s.resets_done += 1)
-                }
-                Transition::Completed(Operation::Wipe { .. }) => {
-                    shared.update(|s| s.wipes_done += 1)
-                }
-                Transition::Failed(Operation::AutopilotReset { .. }, _)
-                | Transition::PowerRequirementsNotMet => shared.update(|s| s.resets_failed += 1),
-                _ => {}
-            }
-        }
-        if let Some(session) = &tick.session {
-            changed = true;
-            match session {
-                Ok(report) => {
-                    // A reset refused at once (WinRE, join type) never reaches the engine.
-                    let refused = report
-                        .executed
-                        .iter()
-                        .filter(|(cmd, target, code)| {
-                            cmd == "Exec"
-                                && target.ends_with("doAutomaticRedeployment")
-                                && *code >= 300
-                        })
-                        .count() as u64;
-                    shared.update(|s| {
-                        s.sessions_ok += 1;
-                        s.resets_failed += refused;
-                    })
-                }
-                Err(e) => {
-                    shared.update(|s| s.sessions_failed += 1);
-                    shared.error(e);
-                }
-            }
-        }
-        if changed || !saved_once {
-            save(&config, &state, &shared);
-            saved_once = true;
-        }
         if first_step {
             first_step = false;
-            shared
+            pc.shared
                 .started
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        if !wait(clock.as_ref(), tick.next_wake, &config).await {
+        if !wait(pc.clock.as_ref(), wake, &pc.config, &pc.woken).await {
             break;
         }
     }
-    save(&config, &state, &shared);
+    {
+        let _lock = lock_device(&pc, &state.id).await;
+        // Every step saved what it changed, so a change a one-shot command saved since is
+        // newer than anything held here: take it rather than overwrite it.
+        adopt_external_change(&pc, &mut state);
+        save(&pc.config, &state, &pc.shared);
+    }
     DeviceEnd {
         enrolled: state.is_enrolled(),
         resets: state.resets,
     }
+}
+
+/// One step of a PC: enroll if it never did, else [`schedule::tick`]; counts what happened,
+/// saves the state when it changed, and returns when the PC next needs attention.
+async fn step_device(
+    state: &mut DeviceState,
+    saved_once: &mut bool,
+    pc: &Pc,
+) -> Option<OffsetDateTime> {
+    let (config, shared, clock) = (&pc.config, pc.shared.as_ref(), pc.clock.as_ref());
+    let transport = pc.transport.as_ref();
+    // A PC that was never enrolled enrolls; one that a wipe unenrolled stays unmanaged.
+    if state.mdm_enrollment.is_none() && !state.events.iter().any(|e| e.kind == EventKind::Enrolled)
+    {
+        let options = EnrollOptions {
+            server: config.server.clone(),
+            token: config.token.clone(),
+        };
+        let result = {
+            let _permit = pc.permits.acquire().await;
+            client::enroll(transport, state, &options, clock.now()).await
+        };
+        match result {
+            Ok(_) => shared.update(|s| s.enrollments += 1),
+            Err(e) => {
+                shared.error(&e);
+                save(config, state, shared);
+                *saved_once = true;
+                return Some(clock.now() + ENROLL_RETRY);
+            }
+        }
+        save(config, state, shared);
+        *saved_once = true;
+    }
+    let now = clock.now();
+    let tick = if schedule::check_in_due(state, now) {
+        let _permit = pc.permits.acquire().await;
+        schedule::tick(transport, state, clock.now()).await
+    } else {
+        schedule::tick(transport, state, now).await
+    };
+    let mut changed = !tick.transitions.is_empty();
+    for t in &tick.transitions {
+        match t {
+            Transition::Completed(Operation::AutopilotReset { .. }) => {
+                shared.update(|s| s.resets_done += 1)
+            }
+            Transition::Completed(Operation::Wipe { .. }) => shared.update(|s| s.wipes_done += 1),
+            Transition::Failed(Operation::AutopilotReset { .. }, _)
+            | Transition::PowerRequirementsNotMet => shared.update(|s| s.resets_failed += 1),
+            _ => {}
+        }
+    }
+    if let Some(session) = &tick.session {
+        changed = true;
+        match session {
+            Ok(report) => {
+                // A reset refused at once (WinRE, join type) never reaches the engine.
+                let refused = report
+                    .executed
+                    .iter()
+                    .filter(|(cmd, target, code)| {
+                        cmd == "Exec" && target.ends_with("doAutomaticRedeployment") && *code >= 300
+                    })
+                    .count() as u64;
+                shared.update(|s| {
+                    s.sessions_ok += 1;
+                    s.resets_failed += refused;
+                })
+            }
+            Err(e) => {
+                shared.update(|s| s.sessions_failed += 1);
+                shared.error(e);
+            }
+        }
+    }
+    if changed || !*saved_once {
+        save(config, state, shared);
+        *saved_once = true;
+    }
+    tick.next_wake
 }
 
 /// Resident memory of this process in KiB (`VmRSS` of /proc/self/status); `None` off Linux.
@@ -476,6 +590,7 @@ pub async fn measure_idle_memory(n: usize, seed: u64, now: OffsetDateTime) -> Op
     let config = FleetConfig {
         seed,
         shutdown: Some(stop_rx),
+        state_files: false,
         ..FleetConfig::new("https://127.0.0.1:8443", "", n, std::env::temp_dir())
     };
     let clock: Arc<dyn Clock> = Arc::new(crate::schedule::ManualClock::new(now));
@@ -513,11 +628,14 @@ pub async fn measure_idle_memory(n: usize, seed: u64, now: OffsetDateTime) -> Op
         tasks.spawn(run_device(
             s,
             true,
-            config.clone(),
-            transport.clone(),
-            clock.clone(),
-            permits.clone(),
-            shared.clone(),
+            Pc {
+                config: config.clone(),
+                transport: transport.clone(),
+                clock: clock.clone(),
+                permits: permits.clone(),
+                shared: shared.clone(),
+                woken: Arc::new(Notify::new()),
+            },
         ));
     }
     // Let every PC take its first step and park.

@@ -21,8 +21,8 @@ pub use csp::{execute, CmdIdAllocator};
 pub use error::{DeviceError, Result};
 pub use profile::{device_seed, DeviceProfile};
 pub use reset::{
-    advance, local_reset, mdm_sync_completed, run_to_completion, step, ExecOutcome,
-    LocalResetError, Transition,
+    advance, local_reset, mdm_sync_completed, reagentc, run_to_completion, step, ExecOutcome,
+    LocalResetError, ReagentcError, Transition,
 };
 pub use schedule::{Clock, ManualClock, ScaledClock};
 pub use state::DeviceState;

@@ -98,6 +98,46 @@ pub enum LocalResetError {
     Busy,
 }
 
+/// Why `reagentc` did not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReagentcError {
+    #[error("the PC is not running Windows: it is rebooting for {0}")]
+    NotRunning(String),
+}
+
+/// `reagentc.exe /enable` (`enable`) or `/disable` run by an administrator on the PC: turns the
+/// Windows Recovery Environment on or off — the fix MEM windows-autopilot-reset.md gives for a
+/// reset that failed with 0x80070032. Logged in the PC's event log; returns whether the
+/// setting changed. Refused while the PC is rebooting into a reset, wipe or restart (phase
+/// Offline). The next Exec of a reset sees the new value; a reset already accepted is not
+/// re-checked (the emulator checks WinRE at Exec only).
+pub fn reagentc(
+    state: &mut DeviceState,
+    enable: bool,
+    now: OffsetDateTime,
+) -> Result<bool, ReagentcError> {
+    if let Some(p) = state.pending.as_ref().filter(|p| p.phase == Phase::Offline) {
+        return Err(ReagentcError::NotRunning(format!("{:?}", p.operation)));
+    }
+    let (flag, word) = if enable {
+        ("/enable", "enabled")
+    } else {
+        ("/disable", "disabled")
+    };
+    let changed = state.winre_enabled != enable;
+    state.winre_enabled = enable;
+    state.log(
+        now,
+        EventKind::WinreConfigured,
+        if changed {
+            format!("reagentc {flag}: WinRE {word}")
+        } else {
+            format!("reagentc {flag}: WinRE was already {word}")
+        },
+    );
+    Ok(changed)
+}
+
 /// Whether `RemoteWipe/AutomaticRedeployment` exists on this PC: build 17763+ and not SE.
 pub fn autopilot_reset_nodes_exist(state: &DeviceState) -> bool {
     state.os.build >= MIN_BUILD_REMOTE_RESET && state.os.edition != Edition::SE

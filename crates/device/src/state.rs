@@ -629,6 +629,8 @@ pub enum EventKind {
     SessionEnded,
     SessionFailed,
     EnrollmentFailed,
+    /// `reagentc /enable` or `/disable` ran on the PC.
+    WinreConfigured,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -556,7 +556,9 @@ pub enum EmulateCommand {
         #[arg(long)]
         json: bool,
     },
-    /// CTRL+WIN+R at the lock screen: a local Autopilot Reset with local administrator credentials.
+    /// CTRL+WIN+R at the lock screen: a local Autopilot Reset with local administrator
+    /// credentials. Safe while `redeploy emulate` runs on the same --state (the running fleet
+    /// picks the change up and the PC checks in soon after).
     LocalReset {
         /// The PC: its emulator id (pc-0000), computer name, serial or MDM device id.
         device: String,
@@ -567,6 +569,27 @@ pub enum EmulateCommand {
         user: String,
         #[arg(long)]
         password: String,
+    },
+    /// `reagentc /enable` or `/disable` on a PC: turns the Windows Recovery Environment on or
+    /// off (a remote or local Autopilot Reset needs it; the server sees it as bit 12 of
+    /// BitLocker/Status/DeviceEncryptionStatus). Logged in the PC's event log. Safe while
+    /// `redeploy emulate` runs on the same --state: the running fleet picks the change up.
+    /// Exit 1 when the PC is rebooting (into a reset, wipe or restart).
+    Reagentc {
+        /// The PC: its emulator id (pc-0000), computer name, serial or MDM device id.
+        device: String,
+        /// Folder where the PCs' state is kept (the `--state` of `redeploy emulate`).
+        #[arg(long, default_value = "./redeploy-emulator")]
+        state: PathBuf,
+        /// `reagentc /enable`: turn WinRE on.
+        #[arg(long, conflicts_with = "disable", required_unless_present = "disable")]
+        enable: bool,
+        /// `reagentc /disable`: turn WinRE off.
+        #[arg(long)]
+        disable: bool,
+        /// Print the PC's new WinRE state as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
     },
     /// One check-in now ("Settings > Accounts > Access work or school > Sync").
     Sync {

@@ -1,5 +1,7 @@
-//! `redeploy emulate`: run a fleet of emulated Windows PCs against a server, show one PC,
-//! CTRL+WIN+R (local Autopilot Reset), one immediate sync, and the idle-memory measurement.
+//! `redeploy emulate`: run a fleet of emulated Windows PCs against a server, show one PC (or
+//! all), CTRL+WIN+R (local Autopilot Reset), `reagentc`, one immediate sync, and the
+//! idle-memory measurement. The one-shot commands change a PC under its lock and flag the
+//! change (`persist::save_external`), so they are safe while a fleet runs on the same folder.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,6 +37,13 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
             ref user,
             ref password,
         }) => local_reset(device, state, user, password),
+        Some(EmulateCommand::Reagentc {
+            ref device,
+            ref state,
+            enable,
+            disable: _,
+            json,
+        }) => reagentc(device, state, enable, json),
         Some(EmulateCommand::Sync {
             ref device,
             ref state,
@@ -353,16 +362,77 @@ fn describe(s: &DeviceState) -> String {
     out
 }
 
+/// Finds PC `device` in `state_dir`, takes its lock and reads it again under the lock (a
+/// running fleet may have saved it in between). Save it with `persist::save_external` before
+/// the lock is dropped, so a running fleet reloads it instead of overwriting it.
+fn lock_and_load(state_dir: &Path, device: &str) -> anyhow::Result<(persist::PcLock, DeviceState)> {
+    let found = persist::find(state_dir, device)?;
+    let lock = persist::lock(state_dir, &found.id)?;
+    let state = persist::load_id(state_dir, &found.id)?.unwrap_or(found);
+    Ok((lock, state))
+}
+
+/// The time of a one-shot command's events: now, or the PC's latest event when a running
+/// fleet's faster clock (`--time-scale`) is ahead, so the PC's event log stays in order.
+fn pc_now(state: &DeviceState) -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    state.events.last().map_or(now, |e| e.at.max(now))
+}
+
+fn reagentc(device: &str, state_dir: &Path, enable: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let (_lock, mut state) = lock_and_load(state_dir, device)?;
+    let was = state.winre_enabled;
+    let now = pc_now(&state);
+    let changed = match reset::reagentc(&mut state, enable, now) {
+        Ok(changed) => changed,
+        Err(e) => {
+            eprintln!("redeploy: reagentc on {}: {e}", state.id);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    persist::save_external(state_dir, &state)?;
+    let word = |on: bool| if on { "enabled" } else { "disabled" };
+    if json {
+        let out = serde_json::json!({
+            "id": state.id,
+            "computer_name": state.computer_name,
+            "winre_enabled": state.winre_enabled,
+            "was_enabled": was,
+            "changed": changed,
+            "bitlocker": {
+                "device_encryption_status": device::csp::device_encryption_status(&state),
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if changed {
+        println!(
+            "{} ({}): WinRE {} (was {})",
+            state.id,
+            state.computer_name,
+            word(state.winre_enabled),
+            word(was)
+        );
+    } else {
+        println!(
+            "{} ({}): WinRE already {}",
+            state.id,
+            state.computer_name,
+            word(state.winre_enabled)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn local_reset(
     device: &str,
     state_dir: &Path,
     user: &str,
     password: &str,
 ) -> anyhow::Result<ExitCode> {
-    let mut state = persist::find(state_dir, device)?;
-    let now = OffsetDateTime::now_utc();
+    let (_lock, mut state) = lock_and_load(state_dir, device)?;
+    let now = pc_now(&state);
     if let Err(e) = reset::local_reset(&mut state, user, password, now) {
-        persist::save(state_dir, &state)?;
+        persist::save_external(state_dir, &state)?;
         eprintln!("redeploy: local reset refused on {}: {e}", state.id);
         return Ok(ExitCode::from(1));
     }
@@ -373,7 +443,7 @@ fn local_reset(
         // Windows checks in at the first boot after the reset.
         state.dm_client.sync_now = true;
     }
-    persist::save(state_dir, &state)?;
+    persist::save_external(state_dir, &state)?;
     println!(
         "local Autopilot Reset on {} ({})",
         state.id, state.computer_name
@@ -413,11 +483,11 @@ async fn sync(
     state_dir: &Path,
     client_args: &ClientArgs,
 ) -> anyhow::Result<ExitCode> {
-    let mut state = persist::find(state_dir, device)?;
     let transport = transport(client_args)?;
+    let (_lock, mut state) = lock_and_load(state_dir, device)?;
     let now = OffsetDateTime::now_utc();
     let result = client::check_in(&transport, &mut state, now).await;
-    persist::save(state_dir, &state)?;
+    persist::save_external(state_dir, &state)?;
     match result {
         Ok(report) => {
             println!(

@@ -10,6 +10,8 @@ use time::{Duration, OffsetDateTime};
 
 use crate::common::{device, t0};
 use crate::fake::{FakeServer, Mdm, SERVER, TOKEN};
+use device::reset;
+use device::state::EventKind;
 
 #[test]
 fn state_files_round_trip_atomically_and_are_found_by_name() {
@@ -200,4 +202,95 @@ async fn a_fleet_runs_remote_resets_and_counts_refusals() {
         assert_eq!(pc.autopilot_reset.status, want, "{}", pc.id);
         assert!(pc.online);
     }
+}
+
+#[test]
+fn a_pc_lock_is_exclusive_and_an_external_change_is_taken_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pc = device();
+    persist::save(dir.path(), &pc).unwrap();
+    let held = persist::lock(dir.path(), &pc.id).unwrap();
+    assert!(
+        persist::try_lock(dir.path(), &pc.id).unwrap().is_none(),
+        "a second holder waits"
+    );
+    assert!(persist::try_lock(dir.path(), "pc-other").unwrap().is_some());
+    assert!(persist::take_external_change(dir.path(), &pc.id)
+        .unwrap()
+        .is_none());
+    pc.winre_enabled = false;
+    persist::save_external(dir.path(), &pc).unwrap();
+    drop(held);
+    let _again = persist::try_lock(dir.path(), &pc.id)
+        .unwrap()
+        .expect("free");
+    let taken = persist::take_external_change(dir.path(), &pc.id).unwrap();
+    assert_eq!(taken, Some(pc.clone()));
+    assert!(persist::take_external_change(dir.path(), &pc.id)
+        .unwrap()
+        .is_none());
+    // Lock and flag files are not PCs.
+    assert_eq!(persist::load_all(dir.path()).unwrap(), vec![pc]);
+}
+
+#[tokio::test]
+async fn a_change_saved_by_a_one_shot_command_while_the_fleet_runs_is_kept_and_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = FleetConfig::new(SERVER, TOKEN, 1, dir.path());
+    config.stop_at = Some(t0() + Duration::hours(3));
+    let mut pc = fleet::build_device(&config, 0, t0());
+    pc.winre_enabled = false;
+    persist::save(dir.path(), &pc).unwrap();
+    let id = pc.id.clone();
+
+    let server = Arc::new(FakeServer::new(Mdm::Idle));
+    let clock = Arc::new(ManualClock::new(t0()));
+    let run = {
+        let (clock, server): (Arc<dyn Clock>, Arc<dyn device::Transport>) =
+            (clock.clone(), server.clone());
+        let config = config.clone();
+        tokio::spawn(async move { fleet::run(&config, server, clock, None).await })
+    };
+    let settle = || async {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    };
+    // Enrolled and checked in once.
+    loop {
+        settle().await;
+        let saved = persist::load_id(dir.path(), &id).unwrap().unwrap();
+        if saved.dm_client.sessions_ok >= 1 {
+            break;
+        }
+        clock.advance(Duration::minutes(1));
+    }
+    // What `redeploy emulate reagentc pc-0000 --enable` does, while the fleet runs.
+    {
+        let _lock = persist::lock(dir.path(), &id).unwrap();
+        let mut s = persist::load_id(dir.path(), &id).unwrap().unwrap();
+        assert!(reset::reagentc(&mut s, true, clock.now()).unwrap());
+        persist::save_external(dir.path(), &s).unwrap();
+    }
+    // From now on the server resets each PC at its next session.
+    *server.mdm.lock().unwrap() = Mdm::ResetEachPcOnce(Default::default());
+    while !run.is_finished() {
+        settle().await;
+        clock.advance(Duration::minutes(1));
+    }
+    let summary = run.await.unwrap().unwrap();
+    let s = persist::load_id(dir.path(), &id).unwrap().unwrap();
+    assert!(s.winre_enabled, "the fleet did not overwrite the change");
+    assert!(s
+        .events
+        .iter()
+        .any(|e| e.kind == EventKind::WinreConfigured
+            && e.detail == "reagentc /enable: WinRE enabled"));
+    assert_eq!(
+        s.resets.remote_autopilot, 1,
+        "the Exec after reagentc was accepted"
+    );
+    assert_eq!(s.autopilot_reset.status, 1);
+    assert_eq!(summary.resets_failed, 0, "{summary}");
+    assert_eq!(summary.pc_resets.remote_autopilot, 1);
 }

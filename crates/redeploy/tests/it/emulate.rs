@@ -95,3 +95,113 @@ fn emulate_show_all_lists_every_pc_with_its_reset_counts_in_one_call() {
     );
     assert_eq!(empty, serde_json::json!([]));
 }
+
+#[test]
+fn emulate_reagentc_enables_winre_logs_it_and_flags_the_change_for_a_running_fleet() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pcs = fleet_in(dir.path(), 2);
+    pcs[0].winre_enabled = false;
+    persist::save(dir.path(), &pcs[0]).unwrap();
+    let name = pcs[0].computer_name.clone();
+
+    let out = stdout_json(
+        &redeploy(
+            &["emulate", "reagentc", &name, "--enable", "--json"],
+            dir.path(),
+        ),
+        "reagentc --enable",
+    );
+    assert_eq!(out["id"], "pc-0000");
+    assert_eq!(out["winre_enabled"], true);
+    assert_eq!(out["was_enabled"], false);
+    assert_eq!(out["changed"], true);
+    assert_eq!(out["bitlocker"]["device_encryption_status"], 0);
+    // A running fleet reloads the PC before its next step instead of overwriting it.
+    let flagged = persist::take_external_change(dir.path(), "pc-0000").unwrap();
+    assert!(flagged.expect("flagged for a running fleet").winre_enabled);
+
+    let shown = stdout_json(
+        &redeploy(&["emulate", "show", "pc-0000", "--json"], dir.path()),
+        "show",
+    );
+    assert_eq!(shown["winre_enabled"], true);
+    let events = shown["events"].as_array().unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last["kind"], "winre_configured");
+    assert_eq!(last["detail"], "reagentc /enable: WinRE enabled");
+
+    let again = stdout_json(
+        &redeploy(
+            &["emulate", "reagentc", "pc-0000", "--enable", "--json"],
+            dir.path(),
+        ),
+        "reagentc --enable again",
+    );
+    assert_eq!(again["changed"], false);
+
+    let text = redeploy(&["emulate", "reagentc", "pc-0000", "--disable"], dir.path());
+    assert!(text.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&text.stdout).trim(),
+        format!("pc-0000 ({name}): WinRE disabled (was enabled)")
+    );
+    let off = stdout_json(
+        &redeploy(&["emulate", "show", "pc-0000", "--json"], dir.path()),
+        "show",
+    );
+    assert_eq!(off["winre_enabled"], false);
+    assert_eq!(off["bitlocker"]["device_encryption_status"], 4096);
+
+    // Exactly one of --enable / --disable.
+    for args in [
+        &["emulate", "reagentc", "pc-0000"][..],
+        &["emulate", "reagentc", "pc-0000", "--enable", "--disable"][..],
+    ] {
+        assert_eq!(
+            redeploy(args, dir.path()).status.code(),
+            Some(2),
+            "{args:?}"
+        );
+    }
+    assert!(
+        !redeploy(&["emulate", "reagentc", "pc-9999", "--enable"], dir.path())
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn emulate_reagentc_is_refused_while_the_pc_reboots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pc = fleet_in(dir.path(), 1).remove(0);
+    pc.pending = Some(device::state::PendingOperation {
+        operation: device::state::Operation::Reboot,
+        phase: device::state::Phase::Offline,
+        next_at: datetime!(2025-03-03 09:10 UTC),
+    });
+    pc.online = false;
+    persist::save(dir.path(), &pc).unwrap();
+    let out = redeploy(&["emulate", "reagentc", "pc-0000", "--disable"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not running Windows"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        persist::load_id(dir.path(), "pc-0000")
+            .unwrap()
+            .unwrap()
+            .winre_enabled
+    );
+}
+
+#[test]
+fn emulate_help_lists_the_new_subcommand() {
+    let out = Command::new(env!("CARGO_BIN_EXE_redeploy"))
+        .args(["emulate", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("reagentc"), "{help}");
+}
