@@ -56,6 +56,12 @@ pub struct FleetConfig {
     pub stop_at: Option<OffsetDateTime>,
     /// Set to `true` to stop the run early (Ctrl+C); PCs finish their current step first.
     pub shutdown: Option<watch::Receiver<bool>>,
+    /// `--drop-replies`: when set, every PC of the run (resumed ones too) gets this share of
+    /// cut OMA-DM exchanges ([`crate::state::FaultSettings::drop_replies_pct`]); `None` keeps each PC's own.
+    pub drop_replies_pct: Option<u8>,
+    /// `--stale-status-after-restore`: like `drop_replies_pct`, for
+    /// [`crate::state::FaultSettings::stale_status_after_restore_pct`].
+    pub stale_status_after_restore_pct: Option<u8>,
     /// Keep the PCs in `state_dir` (default). `false` keeps them in memory only: no file, no
     /// lock (the memory measurement).
     pub state_files: bool,
@@ -80,6 +86,8 @@ impl FleetConfig {
             max_in_flight: 64,
             stop_at: None,
             shutdown: None,
+            drop_replies_pct: None,
+            stale_status_after_restore_pct: None,
             state_files: true,
         }
     }
@@ -108,6 +116,26 @@ pub fn profile_for(base: &DeviceProfile, mix: &FleetMix, seed: u64, index: usize
         p.battery_pct = Some(LOW_BATTERY_PCT);
     }
     p
+}
+
+/// Salt of the fault seed a resumed PC gets when its state file has none.
+const FAULT_SEED_SALT: u64 = 0x6661_756C_7400_0000;
+
+/// Applies the run's fault flags to a PC (see [`FleetConfig::drop_replies_pct`]) and gives a
+/// PC without a fault seed (a state file from before faults existed) one drawn from the fleet
+/// seed, so two PCs never share their fault decisions. Returns whether anything changed.
+pub fn apply_run_faults(config: &FleetConfig, state: &mut DeviceState, index: usize) -> bool {
+    let before = state.faults;
+    if let Some(pct) = config.drop_replies_pct {
+        state.faults.drop_replies_pct = pct.min(100);
+    }
+    if let Some(pct) = config.stale_status_after_restore_pct {
+        state.faults.stale_status_after_restore_pct = pct.min(100);
+    }
+    if state.faults.seed == 0 {
+        state.faults.seed = device_seed(config.seed ^ FAULT_SEED_SALT, index as u32);
+    }
+    state.faults != before
 }
 
 /// Builds PC `index` of the fleet (not enrolled).
@@ -235,10 +263,11 @@ pub async fn run(
     let mut wakers = HashMap::new();
     for index in 0..config.devices {
         let id = device_id(index);
-        let (state, resumed) = match persist::load_id(&config.state_dir, &id)? {
+        let (mut state, resumed) = match persist::load_id(&config.state_dir, &id)? {
             Some(s) => (s, true),
             None => (build_device(config, index, clock.now()), false),
         };
+        let faults_changed = apply_run_faults(config, &mut state, index);
         if resumed {
             shared.update(|s| s.resumed += 1);
         }
@@ -246,8 +275,9 @@ pub async fn run(
         wakers.insert(id, woken.clone());
         tasks.spawn(run_device(
             state,
-            resumed,
+            resumed && !faults_changed,
             Pc {
+                index,
                 config: config.clone(),
                 transport: transport.clone(),
                 clock: clock.clone(),
@@ -384,6 +414,7 @@ fn adopt_external_change(pc: &Pc, state: &mut DeviceState) -> bool {
     match persist::take_external_change(&pc.config.state_dir, &state.id) {
         Ok(Some(changed)) => {
             *state = changed;
+            apply_run_faults(&pc.config, state, pc.index);
             true
         }
         Ok(None) => false,
@@ -396,6 +427,8 @@ fn adopt_external_change(pc: &Pc, state: &mut DeviceState) -> bool {
 
 /// What every PC task shares with the run.
 struct Pc {
+    /// The PC's number in the fleet.
+    index: usize,
     config: FleetConfig,
     transport: Arc<dyn Transport>,
     clock: Arc<dyn Clock>,
@@ -629,6 +662,7 @@ pub async fn measure_idle_memory(n: usize, seed: u64, now: OffsetDateTime) -> Op
             s,
             true,
             Pc {
+                index: i,
                 config: config.clone(),
                 transport: transport.clone(),
                 clock: clock.clone(),

@@ -258,6 +258,7 @@ impl DeviceProfile {
             events: Vec::new(),
             dm_client: DmClientRun::default(),
             resets: ResetCounts::default(),
+            faults: FaultSettings::default(),
         };
         state.log(now, EventKind::Created, format!("{manufacturer} {model}"));
 
@@ -417,6 +418,8 @@ impl DeviceProfile {
                 subject,
             });
         }
+        // Drawn last so that adding it changed none of the values drawn before it.
+        state.faults.seed = rng.gen();
         state
     }
 }

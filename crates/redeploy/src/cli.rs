@@ -536,6 +536,38 @@ pub struct EmulateArgs {
     pub json: bool,
     #[command(flatten)]
     pub scenario: ScenarioArgs,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
+/// A share in percent, 0 to 100.
+fn percent(s: &str) -> Result<u8, String> {
+    match s.trim().parse::<u8>() {
+        Ok(v) if v <= 100 => Ok(v),
+        _ => Err(format!("{s:?} is not a whole percentage from 0 to 100")),
+    }
+}
+
+/// Faults injected into the fleet run, to test a server against them. They apply to every PC
+/// of the run, resumed ones too (0 turns a fault off), and are drawn from --seed, so the same
+/// seed cuts the same exchanges.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Fault injection")]
+pub struct FaultArgs {
+    /// A flaky network: each HTTP exchange of an OMA-DM session is cut with this probability
+    /// (percent, 0–100). Half of the cuts lose the PC's message before it reaches the server
+    /// (nothing is sent); the other half lose the server's answer after the server processed
+    /// it (the PC discards it unread and acts on nothing in it). Either way the session ends
+    /// with a transport error and the PC tries again at its next poll, as Windows does.
+    /// Enrollment is not cut. The same --seed cuts the same exchanges.
+    #[arg(long, value_name = "PCT", default_value_t = 0, value_parser = percent)]
+    pub drop_replies: u8,
+    /// Lying status nodes: with this probability (percent, 0–100) a PC that completes a remote
+    /// Autopilot Reset reports the RemoteWipe/AutomaticRedeployment Status and LastError it had
+    /// before that reset's Exec, instead of 1 and 0, until its next reset. The reset itself
+    /// happens as usual (users removed, IsSyncDone false until the first sync, ...).
+    #[arg(long, value_name = "PCT", default_value_t = 0, value_parser = percent)]
+    pub stale_status_after_restore: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -644,7 +676,8 @@ pub struct ScenarioArgs {
     /// Join type of the PCs.
     #[arg(long, value_enum, default_value = "entra")]
     pub join: JoinArg,
-    /// Whether the Windows Recovery Environment is enabled (Autopilot Reset needs it).
+    /// Whether the Windows Recovery Environment is enabled (Autopilot Reset needs it), for the
+    /// PCs built in this run; `emulate reagentc` changes one PC later.
     #[arg(long, value_enum, default_value = "enabled")]
     pub winre: OnOff,
     /// Windows build number (e.g. 22631; below 17763 remote reset is unavailable).
@@ -671,7 +704,8 @@ pub struct ScenarioArgs {
     /// Plug a USB drive with a provisioning package into every PC.
     #[arg(long)]
     pub usb_package: Option<String>,
-    /// Seed for the generated device details (serials, users, apps), for reproducible fleets.
+    /// Seed for the generated device details (serials, users, apps) and the injected faults,
+    /// for reproducible fleets.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }

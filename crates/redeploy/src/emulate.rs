@@ -134,6 +134,8 @@ async fn run_fleet(args: &EmulateArgs) -> anyhow::Result<ExitCode> {
         low_battery: args.scenario.mix_low_battery,
     };
     config.usb_package_name = args.scenario.usb_package.clone();
+    config.drop_replies_pct = Some(args.faults.drop_replies);
+    config.stale_status_after_restore_pct = Some(args.faults.stale_status_after_restore);
     config.max_in_flight = args.max_sessions;
     config.stop_at = args
         .duration

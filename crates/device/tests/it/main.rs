@@ -5,6 +5,7 @@ mod common;
 mod csp_nodes;
 mod enroll_flow;
 mod fake;
+mod faults;
 mod fleet;
 mod https;
 mod local_reset;

@@ -178,6 +178,7 @@ fn emulate_reagentc_is_refused_while_the_pc_reboots() {
         operation: device::state::Operation::Reboot,
         phase: device::state::Phase::Offline,
         next_at: datetime!(2025-03-03 09:10 UTC),
+        reset_nodes_before: None,
     });
     pc.online = false;
     persist::save(dir.path(), &pc).unwrap();
@@ -197,11 +198,115 @@ fn emulate_reagentc_is_refused_while_the_pc_reboots() {
 }
 
 #[test]
-fn emulate_help_lists_the_new_subcommand() {
+fn emulate_help_documents_reagentc_show_all_and_the_fault_flags() {
+    let help = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_redeploy"))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let emulate = help(&["emulate", "--help"]);
+    for text in [
+        "reagentc",
+        "Fault injection",
+        "--drop-replies <PCT>",
+        "--stale-status-after-restore <PCT>",
+        "--json",
+    ] {
+        assert!(emulate.contains(text), "{text} in {emulate}");
+    }
+    assert!(help(&["emulate", "show", "--help"]).contains("--all"));
+    let reagentc = help(&["emulate", "reagentc", "--help"]);
+    assert!(reagentc.contains("--enable") && reagentc.contains("--disable"));
+}
+
+#[test]
+fn emulate_fault_flags_take_percentages_only() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["101", "-1", "half"] {
+        for flag in ["--drop-replies", "--stale-status-after-restore"] {
+            let out = redeploy(&["emulate", flag, bad], dir.path());
+            assert_eq!(out.status.code(), Some(2), "{flag} {bad}");
+        }
+    }
+}
+
+#[test]
+fn emulate_run_applies_the_fault_flags_keeps_going_without_a_server_and_prints_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca =
+        enroll::ca::CertificateAuthority::generate("Unused CA", time::OffsetDateTime::now_utc())
+            .unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let state = dir.path().join("pcs");
+    // An enrolled PC whose server is gone (nothing listens on port 1), due to check in now.
+    let mut pc = fleet_in(&state, 1).remove(0);
+    pc.record_enrollment(
+        device::state::MdmEnrollment {
+            provider_id: "Redeploy".into(),
+            server_url: "https://127.0.0.1:1/ManagementServer/MDM.svc".into(),
+            client_cert_pem: ca.cert_pem().to_string(),
+            client_key_pem: ca.key_pem(),
+            thumbprint: "00".repeat(20),
+            enrollment_type: device::state::EnrollmentType::Device,
+            upn: None,
+            ent_dm_id: None,
+            poll: Default::default(),
+            first_sync: Default::default(),
+            enrolled: true,
+            enrolled_at: time::OffsetDateTime::now_utc(),
+            root_cert_pem: ca.cert_pem().to_string(),
+        },
+        time::OffsetDateTime::now_utc(),
+    );
+    pc.dm_client.sync_now = true;
+    persist::save(&state, &pc).unwrap();
+
     let out = Command::new(env!("CARGO_BIN_EXE_redeploy"))
-        .args(["emulate", "--help"])
+        .args(["emulate", "--devices", "1", "--duration", "0.5", "--json"])
+        .args([
+            "--drop-replies",
+            "100",
+            "--stale-status-after-restore",
+            "25",
+        ])
+        .arg("--ca-file")
+        .arg(&ca_file)
+        .arg("--state")
+        .arg(&state)
+        .env_remove("REDEPLOY_SERVER")
+        .env_remove("REDEPLOY_TOKEN")
+        .env_remove("REDEPLOY_TOKEN_FILE")
+        .current_dir(dir.path())
         .output()
         .unwrap();
-    let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("reagentc"), "{help}");
+    let summary = stdout_json(&out, "emulate --json");
+    assert_eq!(summary["devices"], 1);
+    assert_eq!(summary["enrolled"], 1);
+    assert_eq!(summary["sessions_ok"], 0);
+    assert!(
+        summary["sessions_failed"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert_eq!(
+        summary["resets"],
+        serde_json::json!({"remote_autopilot": 0, "local_autopilot": 0, "wipes": 0})
+    );
+    // Every session was cut or refused, and the run went on to its end.
+    let errors = summary["errors_by_kind"].as_object().unwrap();
+    assert!(
+        errors
+            .keys()
+            .all(|k| ["request_lost", "connect"].contains(&k.as_str())),
+        "{summary}"
+    );
+    let shown = stdout_json(
+        &redeploy(&["emulate", "show", "pc-0000", "--json"], &state),
+        "show",
+    );
+    assert_eq!(shown["faults"]["drop_replies_pct"], 100);
+    assert_eq!(shown["faults"]["stale_status_after_restore_pct"], 25);
+    assert_eq!(shown["faults"]["stale_autopilot_reset"], Value::Null);
 }
