@@ -208,19 +208,36 @@ fn show_all(state_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
     }
+    // STATUS/LAST_ERROR are the PC's own; REPORTS is what the nodes say instead while an
+    // injected stale-status fault lasts.
     println!(
-        "{:<9} {:<16} {:<7} {:<6} {:>6} {:>10} {:>6} {:>5} {:>5}",
-        "ID", "NAME", "ONLINE", "WINRE", "STATUS", "LAST_ERROR", "REMOTE", "LOCAL", "WIPES"
+        "{:<9} {:<16} {:<7} {:<6} {:>6} {:>10} {:>14} {:>6} {:>5} {:>5}",
+        "ID",
+        "NAME",
+        "ONLINE",
+        "WINRE",
+        "STATUS",
+        "LAST_ERROR",
+        "REPORTS",
+        "REMOTE",
+        "LOCAL",
+        "WIPES"
     );
     for s in &pcs {
         println!(
-            "{:<9} {:<16} {:<7} {:<6} {:>6} {:>10} {:>6} {:>5} {:>5}",
+            "{:<9} {:<16} {:<7} {:<6} {:>6} {:>10} {:>14} {:>6} {:>5} {:>5}",
             s.id,
             s.computer_name,
             s.online,
             if s.winre_enabled { "on" } else { "off" },
             s.autopilot_reset.status,
             format!("0x{:08X}", s.autopilot_reset.last_error as u32),
+            s.faults
+                .stale_reset_nodes
+                .map_or("-".to_string(), |n| format!(
+                    "{}/0x{:08X}",
+                    n.status, n.last_error as u32
+                )),
             s.resets.remote_autopilot,
             s.resets.local_autopilot,
             s.resets.wipes
@@ -317,6 +334,24 @@ fn describe(s: &DeviceState) -> String {
             s.autopilot_reset.status, s.autopilot_reset.last_error as u32
         ),
     );
+    if let Some(n) = s.faults.stale_reset_nodes {
+        line(
+            "Reports instead",
+            format!(
+                "status {}, last error 0x{:08X} (injected stale status)",
+                n.status, n.last_error as u32
+            ),
+        );
+    }
+    if s.faults.drop_replies_pct > 0 || s.faults.stale_status_after_restore_pct > 0 {
+        line(
+            "Faults",
+            format!(
+                "{}% of exchanges cut, {}% of restores leave a stale status",
+                s.faults.drop_replies_pct, s.faults.stale_status_after_restore_pct
+            ),
+        );
+    }
     line(
         "Completed",
         format!(
