@@ -310,25 +310,22 @@ pub async fn run(
 /// How often (real time) the fleet looks for changes that one-shot commands saved.
 pub const EXTERNAL_CHANGE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Wakes the PCs whose files a one-shot command changed (a `.<id>.changed` flag, see
-/// [`persist::save_external`]), so that, say, a PC reset by `emulate local-reset` checks in
-/// at once rather than at its next poll. The PC clears the flag when it reloads; until then a
-/// second wake is harmless (a step with nothing due does nothing).
+/// Wakes the PCs whose files a one-shot command changed (a flag in
+/// [`persist::changed_dir`], see [`persist::save_external`]), so that, say, a PC reset by
+/// `emulate local-reset` checks in at once rather than at its next poll. The PC clears the
+/// flag when it reloads; until then a second wake is harmless (a step with nothing due does
+/// nothing).
 async fn watch_external_changes(dir: PathBuf, wakers: HashMap<String, Arc<Notify>>) {
+    let flags = persist::changed_dir(&dir);
     let mut every = tokio::time::interval(EXTERNAL_CHANGE_CHECK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+        let Ok(entries) = std::fs::read_dir(&flags) else {
             continue;
         };
         for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let id = name
-                .strip_prefix('.')
-                .and_then(|n| n.strip_suffix(".changed"));
-            if let Some(woken) = id.and_then(|id| wakers.get(id)) {
+            if let Some(woken) = wakers.get(entry.file_name().to_string_lossy().as_ref()) {
                 woken.notify_one();
             }
         }

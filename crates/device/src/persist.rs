@@ -4,7 +4,7 @@
 //! Two processes may change the same PC: a running fleet (`redeploy emulate`) and a one-shot
 //! command (`emulate local-reset`, `reagentc`, `sync`). Each holds the PC's lock
 //! (`.<id>.lock`, an advisory `flock`) across its read-modify-write. A one-shot command saves
-//! with [`save_external`], which also leaves a `.<id>.changed` flag; the fleet, under the same
+//! with [`save_external`], which also leaves a `.changed/<id>` flag; the fleet, under the same
 //! lock before each step of that PC, takes the flag ([`take_external_change`]) and reloads the
 //! file, so neither side overwrites the other's change. Readers (`emulate show`) need no lock:
 //! a save is a rename.
@@ -99,9 +99,14 @@ fn lock_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!(".{id}.lock"))
 }
 
-/// The flag [`save_external`] leaves for a running fleet.
+/// The folder of the flags [`save_external`] leaves for a running fleet: a folder of its own,
+/// so a fleet of thousands looks for changes without listing every state file.
+pub fn changed_dir(dir: &Path) -> PathBuf {
+    dir.join(".changed")
+}
+
 fn changed_path(dir: &Path, id: &str) -> PathBuf {
-    dir.join(format!(".{id}.changed"))
+    changed_dir(dir).join(id)
 }
 
 /// This process's exclusive hold on one PC's state; released when dropped (or when the process
@@ -160,6 +165,8 @@ pub fn try_lock(dir: &Path, id: &str) -> Result<Option<PcLock>> {
 /// PC's [`lock`] held, on a state read under that same lock.
 pub fn save_external(dir: &Path, state: &DeviceState) -> Result<()> {
     save(dir, state)?;
+    let flags = changed_dir(dir);
+    std::fs::create_dir_all(&flags).map_err(|e| state_err(&flags, e))?;
     let flag = changed_path(dir, &state.id);
     std::fs::write(&flag, b"").map_err(|e| state_err(&flag, e))
 }

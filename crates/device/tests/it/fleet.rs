@@ -451,3 +451,53 @@ async fn drop_replies_cuts_both_halves_the_fleet_goes_on_and_the_same_seed_cuts_
     assert_eq!(again.errors_by_kind, summary.errors_by_kind, "reproducible");
     assert_eq!(again.sessions_ok, summary.sessions_ok);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pc_changed_by_a_one_shot_command_wakes_up_without_waiting_for_its_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut config = FleetConfig::new(SERVER, TOKEN, 1, dir.path());
+    config.shutdown = Some(stopped);
+    let server = Arc::new(FakeServer::new(Mdm::Idle));
+    // Enrolled, first session done, next poll 15 minutes away.
+    let mut pc = fleet::build_device(&config, 0, t0());
+    let options = device::client::EnrollOptions {
+        server: SERVER.into(),
+        token: TOKEN.into(),
+    };
+    device::client::enroll(server.as_ref(), &mut pc, &options, t0())
+        .await
+        .unwrap();
+    device::schedule::tick(server.as_ref(), &mut pc, t0()).await;
+    persist::save(dir.path(), &pc).unwrap();
+
+    // The device clock stands still at t0 + 1 minute for the whole test.
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(t0() + Duration::minutes(1)));
+    let transport: Arc<dyn device::Transport> = server.clone();
+    let run = tokio::spawn(async move { fleet::run(&config, transport, clock, None).await });
+    settle().await;
+    let sessions = server.dm_messages().len();
+
+    // What `emulate local-reset` leaves behind: a PC due to check in at once.
+    {
+        let _lock = persist::lock(dir.path(), &pc.id).unwrap();
+        let mut s = persist::load_id(dir.path(), &pc.id).unwrap().unwrap();
+        s.dm_client.sync_now = true;
+        persist::save_external(dir.path(), &s).unwrap();
+    }
+    // One period of the watcher (tokio's paused clock, not the device clock).
+    tokio::time::advance(fleet::EXTERNAL_CHANGE_CHECK).await;
+    settle().await;
+    assert_eq!(
+        server.dm_messages().len(),
+        sessions + 1,
+        "checked in before its poll was due"
+    );
+    stop.send(true).unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(summary.sessions_ok, 1, "{summary}");
+    assert!(
+        !persist::changed_dir(dir.path()).join(&pc.id).exists(),
+        "flag taken"
+    );
+}
