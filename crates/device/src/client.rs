@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use crate::csp::{self, CmdIdAllocator};
 use crate::error::{DeviceError, Result};
+use crate::fault::{self, Cut};
 use crate::reset;
 use crate::state::{
     DeviceState, Edition, EnrollmentType, EventKind, FirstSyncStatus, JoinType, MdmEnrollment,
@@ -715,10 +716,20 @@ async fn session(
     let mut msg_id = 1;
     loop {
         let body = syncml::write(&outgoing).into_bytes();
+        // An injected network cut (--drop-replies) ends the session like a dropped connection;
+        // the PC tries again at its next poll, as after any failed session.
+        let cut = fault::exchange_cut(&state.faults, session_id, report.messages_sent + 1);
+        if let Some(cut @ Cut::RequestLost) = cut {
+            return Err(DeviceError::LinkCut { url, cut });
+        }
         report.messages_sent += 1;
         let resp = transport
             .post(&url, CONTENT_TYPE, body, Some(&identity))
             .await?;
+        if let Some(cut @ Cut::ReplyLost) = cut {
+            // The server processed the message and answered; the PC never reads the answer.
+            return Err(DeviceError::LinkCut { url, cut });
+        }
         match resp.status {
             200 => {}
             401 | 403 => {

@@ -952,11 +952,12 @@ fn resolve_remotewipe(state: &DeviceState, rest: &[&str]) -> Option<Node> {
                     slot: Slot::AutopilotReset,
                 }))
             } else if eq(n, "Status") {
-                int(state.autopilot_reset.status)
+                // What the PC reports: stale values when a fault left them (crate::fault).
+                int(state.reported_reset_nodes().status)
             } else if eq(n, "LastError") {
                 // The HRESULT as a signed 32-bit decimal (protocol.md §1.7; the textual form
                 // Windows uses is UNCONFIRMED).
-                int(state.autopilot_reset.last_error)
+                int(state.reported_reset_nodes().last_error)
             } else {
                 None
             }

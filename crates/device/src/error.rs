@@ -1,5 +1,7 @@
 //! The emulator's error type: what can go wrong talking to a server, enrolling or keeping state.
 
+use crate::fault::Cut;
+
 /// Everything the protocol client, scheduler and fleet runner can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -33,6 +35,10 @@ pub enum DeviceError {
     NoToken,
     #[error("state file {path}: {message}")]
     State { path: String, message: String },
+    /// The connection dropped mid-exchange: an injected fault (`--drop-replies`,
+    /// [`crate::fault::exchange_cut`]), which the PC handles like any transport error.
+    #[error("{url}: connection lost: {} (injected fault)", .cut.describe())]
+    LinkCut { url: String, cut: Cut },
 }
 
 impl DeviceError {
@@ -52,6 +58,7 @@ impl DeviceError {
             DeviceError::Offline => "offline",
             DeviceError::NoToken => "no_token",
             DeviceError::State { .. } => "state",
+            DeviceError::LinkCut { cut, .. } => cut.kind(),
         }
     }
 }

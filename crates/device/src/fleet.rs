@@ -2,14 +2,14 @@
 //! lives on its poll schedule and the reset engine; at most `max_in_flight` HTTPS sessions run
 //! at once; every PC's state is saved after each session; a summary is returned at the end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use time::{Duration, OffsetDateTime};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::client::{self, EnrollOptions};
 use crate::error::{DeviceError, Result};
@@ -17,7 +17,7 @@ use crate::persist;
 use crate::profile::{device_seed, DeviceProfile};
 use crate::reset::Transition;
 use crate::schedule::{self, Clock};
-use crate::state::{DeviceState, EventKind, JoinType, Operation};
+use crate::state::{DeviceState, EventKind, JoinType, Operation, ResetCounts};
 use crate::transport::Transport;
 
 /// A build too old for remote Autopilot Reset (Windows 10 1803); used by the old-build mix.
@@ -56,6 +56,15 @@ pub struct FleetConfig {
     pub stop_at: Option<OffsetDateTime>,
     /// Set to `true` to stop the run early (Ctrl+C); PCs finish their current step first.
     pub shutdown: Option<watch::Receiver<bool>>,
+    /// `--drop-replies`: when set, every PC of the run (resumed ones too) gets this share of
+    /// cut OMA-DM exchanges ([`crate::state::FaultSettings::drop_replies_pct`]); `None` keeps each PC's own.
+    pub drop_replies_pct: Option<u8>,
+    /// `--stale-status-after-restore`: like `drop_replies_pct`, for
+    /// [`crate::state::FaultSettings::stale_status_after_restore_pct`].
+    pub stale_status_after_restore_pct: Option<u8>,
+    /// Keep the PCs in `state_dir` (default). `false` keeps them in memory only: no file, no
+    /// lock (the memory measurement).
+    pub state_files: bool,
 }
 
 impl FleetConfig {
@@ -77,6 +86,9 @@ impl FleetConfig {
             max_in_flight: 64,
             stop_at: None,
             shutdown: None,
+            drop_replies_pct: None,
+            stale_status_after_restore_pct: None,
+            state_files: true,
         }
     }
 }
@@ -106,6 +118,26 @@ pub fn profile_for(base: &DeviceProfile, mix: &FleetMix, seed: u64, index: usize
     p
 }
 
+/// Salt of the fault seed a resumed PC gets when its state file has none.
+const FAULT_SEED_SALT: u64 = 0x6661_756C_7400_0000;
+
+/// Applies the run's fault flags to a PC (see [`FleetConfig::drop_replies_pct`]) and gives a
+/// PC without a fault seed (a state file from before faults existed) one drawn from the fleet
+/// seed, so two PCs never share their fault decisions. Returns whether anything changed.
+pub fn apply_run_faults(config: &FleetConfig, state: &mut DeviceState, index: usize) -> bool {
+    let before = state.faults;
+    if let Some(pct) = config.drop_replies_pct {
+        state.faults.drop_replies_pct = pct.min(100);
+    }
+    if let Some(pct) = config.stale_status_after_restore_pct {
+        state.faults.stale_status_after_restore_pct = pct.min(100);
+    }
+    if state.faults.seed == 0 {
+        state.faults.seed = device_seed(config.seed ^ FAULT_SEED_SALT, index as u32);
+    }
+    state.faults != before
+}
+
 /// Builds PC `index` of the fleet (not enrolled).
 pub fn build_device(config: &FleetConfig, index: usize, now: OffsetDateTime) -> DeviceState {
     let mut state = profile_for(&config.profile, &config.mix, config.seed, index).build_seeded(
@@ -133,6 +165,10 @@ pub struct FleetSummary {
     pub resets_done: u64,
     pub resets_failed: u64,
     pub wipes_done: u64,
+    /// What the PCs themselves counted, summed over the fleet at the end of the run: every
+    /// completed reset and wipe since each PC was built, this run or earlier ones
+    /// ([`DeviceState::resets`]).
+    pub pc_resets: ResetCounts,
     /// Failures by [`DeviceError::kind`].
     pub errors_by_kind: BTreeMap<String, u64>,
 }
@@ -153,6 +189,12 @@ impl std::fmt::Display for FleetSummary {
             f,
             "resets: {} done, {} failed; wipes: {} done",
             self.resets_done, self.resets_failed, self.wipes_done
+        )?;
+        writeln!(
+            f,
+            "completed on the PCs (all runs): {} remote Autopilot Resets, {} local Autopilot \
+             Resets, {} wipes",
+            self.pc_resets.remote_autopilot, self.pc_resets.local_autopilot, self.pc_resets.wipes
         )?;
         if self.errors_by_kind.is_empty() {
             write!(f, "errors: none")
@@ -198,6 +240,10 @@ impl Shared {
 /// PCs found in `config.state_dir` are resumed (an enrolled PC does not enroll again); the
 /// others are built from the seed and enrolled. Errors of single PCs are counted in the
 /// summary, not returned; `Err` only for a state folder that cannot be read.
+///
+/// One-shot commands may change a PC's file while the fleet runs (see [`persist`]): each PC
+/// takes its lock for every step and reloads the file when such a change was saved; a watcher
+/// wakes the PC within [`EXTERNAL_CHANGE_CHECK`] of the change.
 pub async fn run(
     config: &FleetConfig,
     transport: Arc<dyn Transport>,
@@ -214,42 +260,86 @@ pub async fn run(
     });
     let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut wakers = HashMap::new();
     for index in 0..config.devices {
         let id = device_id(index);
-        let (state, resumed) = match persist::load_id(&config.state_dir, &id)? {
+        let (mut state, resumed) = match persist::load_id(&config.state_dir, &id)? {
             Some(s) => (s, true),
             None => (build_device(config, index, clock.now()), false),
         };
+        let faults_changed = apply_run_faults(config, &mut state, index);
         if resumed {
             shared.update(|s| s.resumed += 1);
         }
+        let woken = Arc::new(Notify::new());
+        wakers.insert(id, woken.clone());
         tasks.spawn(run_device(
             state,
-            resumed,
-            config.clone(),
-            transport.clone(),
-            clock.clone(),
-            permits.clone(),
-            shared.clone(),
+            resumed && !faults_changed,
+            Pc {
+                index,
+                config: config.clone(),
+                transport: transport.clone(),
+                clock: clock.clone(),
+                permits: permits.clone(),
+                shared: shared.clone(),
+                woken,
+            },
         ));
     }
+    let watcher = tokio::spawn(watch_external_changes(config.state_dir.clone(), wakers));
     let mut enrolled = 0;
+    let mut pc_resets = ResetCounts::default();
     while let Some(done) = tasks.join_next().await {
-        if let Ok(true) = done {
-            enrolled += 1;
+        if let Ok(end) = done {
+            enrolled += usize::from(end.enrolled);
+            pc_resets.add(&end.resets);
         }
     }
+    watcher.abort();
     let mut summary = shared
         .summary
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     summary.enrolled = enrolled;
+    summary.pc_resets = pc_resets;
     Ok(summary)
 }
 
-/// Waits until `at` (or forever), returning `false` when the run must stop first.
-async fn wait(clock: &dyn Clock, at: Option<OffsetDateTime>, config: &FleetConfig) -> bool {
+/// How often (real time) the fleet looks for changes that one-shot commands saved.
+pub const EXTERNAL_CHANGE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Wakes the PCs whose files a one-shot command changed (a flag in
+/// [`persist::changed_dir`], see [`persist::save_external`]), so that, say, a PC reset by
+/// `emulate local-reset` checks in at once rather than at its next poll. The PC clears the
+/// flag when it reloads; until then a second wake is harmless (a step with nothing due does
+/// nothing).
+async fn watch_external_changes(dir: PathBuf, wakers: HashMap<String, Arc<Notify>>) {
+    let flags = persist::changed_dir(&dir);
+    let mut every = tokio::time::interval(EXTERNAL_CHANGE_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Ok(entries) = std::fs::read_dir(&flags) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Some(woken) = wakers.get(entry.file_name().to_string_lossy().as_ref()) {
+                woken.notify_one();
+            }
+        }
+    }
+}
+
+/// Waits until `at` (or forever), returning `false` when the run must stop first. Returns
+/// early (`true`) when `woken` is notified.
+async fn wait(
+    clock: &dyn Clock,
+    at: Option<OffsetDateTime>,
+    config: &FleetConfig,
+    woken: &Notify,
+) -> bool {
     let target = match (at, config.stop_at) {
         (Some(a), Some(s)) => Some(a.min(s)),
         (a, s) => a.or(s),
@@ -275,124 +365,200 @@ async fn wait(clock: &dyn Clock, at: Option<OffsetDateTime>, config: &FleetConfi
     };
     tokio::select! {
         () = sleep => {}
+        () = woken.notified() => {}
         () = stop => return false,
     }
     config.stop_at.is_none_or(|s| clock.now() < s)
 }
 
 fn save(config: &FleetConfig, state: &DeviceState, shared: &Shared) {
+    if !config.state_files {
+        return;
+    }
     if let Err(e) = persist::save(&config.state_dir, state) {
         shared.error(&e);
     }
 }
 
-/// One PC's life; returns whether it is enrolled at the end.
-async fn run_device(
-    mut state: DeviceState,
-    on_disk: bool,
+/// How long a PC waits (real time) before it tries again for its lock, which a one-shot
+/// command holds for one read-modify-write of the file.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Takes the PC's lock (see [`persist`]); `None` when the run keeps no state files or the lock
+/// file cannot be opened (counted; the PC goes on without it).
+async fn lock_device(pc: &Pc, id: &str) -> Option<persist::PcLock> {
+    if !pc.config.state_files {
+        return None;
+    }
+    loop {
+        match persist::try_lock(&pc.config.state_dir, id) {
+            Ok(Some(lock)) => return Some(lock),
+            Ok(None) => tokio::time::sleep(LOCK_RETRY).await,
+            Err(e) => {
+                pc.shared.error(&e);
+                return None;
+            }
+        }
+    }
+}
+
+/// Reloads the PC from its file when a one-shot command saved a change to it; call with the
+/// PC's lock held. Returns whether it did.
+fn adopt_external_change(pc: &Pc, state: &mut DeviceState) -> bool {
+    if !pc.config.state_files {
+        return false;
+    }
+    match persist::take_external_change(&pc.config.state_dir, &state.id) {
+        Ok(Some(changed)) => {
+            *state = changed;
+            apply_run_faults(&pc.config, state, pc.index);
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            pc.shared.error(&e);
+            false
+        }
+    }
+}
+
+/// What every PC task shares with the run.
+struct Pc {
+    /// The PC's number in the fleet.
+    index: usize,
     config: FleetConfig,
     transport: Arc<dyn Transport>,
     clock: Arc<dyn Clock>,
     permits: Arc<Semaphore>,
     shared: Arc<Shared>,
-) -> bool {
-    let options = EnrollOptions {
-        server: config.server.clone(),
-        token: config.token.clone(),
-    };
+    /// Notified when a one-shot command changed this PC's file.
+    woken: Arc<Notify>,
+}
+
+/// How a PC ended its run.
+struct DeviceEnd {
+    enrolled: bool,
+    resets: ResetCounts,
+}
+
+/// One PC's life; returns whether it is enrolled at the end and its reset counts.
+async fn run_device(mut state: DeviceState, on_disk: bool, pc: Pc) -> DeviceEnd {
     let mut saved_once = on_disk;
     let mut first_step = true;
     loop {
-        if config.stop_at.is_some_and(|s| clock.now() >= s)
-            || config.shutdown.as_ref().is_some_and(|rx| *rx.borrow())
+        if pc.config.stop_at.is_some_and(|s| pc.clock.now() >= s)
+            || pc.config.shutdown.as_ref().is_some_and(|rx| *rx.borrow())
         {
             break;
         }
-        // A PC that was never enrolled enrolls; one that a wipe unenrolled stays unmanaged.
-        if state.mdm_enrollment.is_none()
-            && !state.events.iter().any(|e| e.kind == EventKind::Enrolled)
-        {
-            let result = {
-                let _permit = permits.acquire().await;
-                client::enroll(transport.as_ref(), &mut state, &options, clock.now()).await
-            };
-            match result {
-                Ok(_) => shared.update(|s| s.enrollments += 1),
-                Err(e) => {
-                    shared.error(&e);
-                    save(&config, &state, &shared);
-                    saved_once = true;
-                    if !wait(clock.as_ref(), Some(clock.now() + ENROLL_RETRY), &config).await {
-                        break;
-                    }
-                    continue;
-                }
-            }
-            save(&config, &state, &shared);
-            saved_once = true;
-        }
-        let now = clock.now();
-        let tick = if schedule::check_in_due(&state, now) {
-            let _permit = permits.acquire().await;
-            schedule::tick(transport.as_ref(), &mut state, clock.now()).await
-        } else {
-            schedule::tick(transport.as_ref(), &mut state, now).await
+        let wake = {
+            // Held for the whole step, so a one-shot command never interleaves with it.
+            let _lock = lock_device(&pc, &state.id).await;
+            adopt_external_change(&pc, &mut state);
+            step_device(&mut state, &mut saved_once, &pc).await
         };
-        let mut changed = !tick.transitions.is_empty();
-        for t in &tick.transitions {
-            match t {
-                Transition::Completed(Operation::AutopilotReset { .. }) => {
-                    shared.update(|s| s.resets_done += 1)
-                }
-                Transition::Completed(Operation::Wipe { .. }) => {
-                    shared.update(|s| s.wipes_done += 1)
-                }
-                Transition::Failed(Operation::AutopilotReset { .. }, _)
-                | Transition::PowerRequirementsNotMet => shared.update(|s| s.resets_failed += 1),
-                _ => {}
-            }
-        }
-        if let Some(session) = &tick.session {
-            changed = true;
-            match session {
-                Ok(report) => {
-                    // A reset refused at once (WinRE, join type) never reaches the engine.
-                    let refused = report
-                        .executed
-                        .iter()
-                        .filter(|(cmd, target, code)| {
-                            cmd == "Exec"
-                                && target.ends_with("doAutomaticRedeployment")
-                                && *code >= 300
-                        })
-                        .count() as u64;
-                    shared.update(|s| {
-                        s.sessions_ok += 1;
-                        s.resets_failed += refused;
-                    })
-                }
-                Err(e) => {
-                    shared.update(|s| s.sessions_failed += 1);
-                    shared.error(e);
-                }
-            }
-        }
-        if changed || !saved_once {
-            save(&config, &state, &shared);
-            saved_once = true;
-        }
         if first_step {
             first_step = false;
-            shared
+            pc.shared
                 .started
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        if !wait(clock.as_ref(), tick.next_wake, &config).await {
+        if !wait(pc.clock.as_ref(), wake, &pc.config, &pc.woken).await {
             break;
         }
     }
-    save(&config, &state, &shared);
-    state.is_enrolled()
+    {
+        let _lock = lock_device(&pc, &state.id).await;
+        // Every step saved what it changed, so a change a one-shot command saved since is
+        // newer than anything held here: take it rather than overwrite it.
+        adopt_external_change(&pc, &mut state);
+        save(&pc.config, &state, &pc.shared);
+    }
+    DeviceEnd {
+        enrolled: state.is_enrolled(),
+        resets: state.resets,
+    }
+}
+
+/// One step of a PC: enroll if it never did, else [`schedule::tick`]; counts what happened,
+/// saves the state when it changed, and returns when the PC next needs attention.
+async fn step_device(
+    state: &mut DeviceState,
+    saved_once: &mut bool,
+    pc: &Pc,
+) -> Option<OffsetDateTime> {
+    let (config, shared, clock) = (&pc.config, pc.shared.as_ref(), pc.clock.as_ref());
+    let transport = pc.transport.as_ref();
+    // A PC that was never enrolled enrolls; one that a wipe unenrolled stays unmanaged.
+    if state.mdm_enrollment.is_none() && !state.events.iter().any(|e| e.kind == EventKind::Enrolled)
+    {
+        let options = EnrollOptions {
+            server: config.server.clone(),
+            token: config.token.clone(),
+        };
+        let result = {
+            let _permit = pc.permits.acquire().await;
+            client::enroll(transport, state, &options, clock.now()).await
+        };
+        match result {
+            Ok(_) => shared.update(|s| s.enrollments += 1),
+            Err(e) => {
+                shared.error(&e);
+                save(config, state, shared);
+                *saved_once = true;
+                return Some(clock.now() + ENROLL_RETRY);
+            }
+        }
+        save(config, state, shared);
+        *saved_once = true;
+    }
+    let now = clock.now();
+    let tick = if schedule::check_in_due(state, now) {
+        let _permit = pc.permits.acquire().await;
+        schedule::tick(transport, state, clock.now()).await
+    } else {
+        schedule::tick(transport, state, now).await
+    };
+    let mut changed = !tick.transitions.is_empty();
+    for t in &tick.transitions {
+        match t {
+            Transition::Completed(Operation::AutopilotReset { .. }) => {
+                shared.update(|s| s.resets_done += 1)
+            }
+            Transition::Completed(Operation::Wipe { .. }) => shared.update(|s| s.wipes_done += 1),
+            Transition::Failed(Operation::AutopilotReset { .. }, _)
+            | Transition::PowerRequirementsNotMet => shared.update(|s| s.resets_failed += 1),
+            _ => {}
+        }
+    }
+    if let Some(session) = &tick.session {
+        changed = true;
+        match session {
+            Ok(report) => {
+                // A reset refused at once (WinRE, join type) never reaches the engine.
+                let refused = report
+                    .executed
+                    .iter()
+                    .filter(|(cmd, target, code)| {
+                        cmd == "Exec" && target.ends_with("doAutomaticRedeployment") && *code >= 300
+                    })
+                    .count() as u64;
+                shared.update(|s| {
+                    s.sessions_ok += 1;
+                    s.resets_failed += refused;
+                })
+            }
+            Err(e) => {
+                shared.update(|s| s.sessions_failed += 1);
+                shared.error(e);
+            }
+        }
+    }
+    if changed || !*saved_once {
+        save(config, state, shared);
+        *saved_once = true;
+    }
+    tick.next_wake
 }
 
 /// Resident memory of this process in KiB (`VmRSS` of /proc/self/status); `None` off Linux.
@@ -454,6 +620,7 @@ pub async fn measure_idle_memory(n: usize, seed: u64, now: OffsetDateTime) -> Op
     let config = FleetConfig {
         seed,
         shutdown: Some(stop_rx),
+        state_files: false,
         ..FleetConfig::new("https://127.0.0.1:8443", "", n, std::env::temp_dir())
     };
     let clock: Arc<dyn Clock> = Arc::new(crate::schedule::ManualClock::new(now));
@@ -491,11 +658,15 @@ pub async fn measure_idle_memory(n: usize, seed: u64, now: OffsetDateTime) -> Op
         tasks.spawn(run_device(
             s,
             true,
-            config.clone(),
-            transport.clone(),
-            clock.clone(),
-            permits.clone(),
-            shared.clone(),
+            Pc {
+                index: i,
+                config: config.clone(),
+                transport: transport.clone(),
+                clock: clock.clone(),
+                permits: permits.clone(),
+                shared: shared.clone(),
+                woken: Arc::new(Notify::new()),
+            },
         ));
     }
     // Let every PC take its first step and park.

@@ -1,5 +1,13 @@
 //! A fleet's state on disk: one JSON file per PC (`<id>.json`) under the `--state` folder,
 //! written atomically (temporary file, then rename) so a crash never leaves half a PC.
+//!
+//! Two processes may change the same PC: a running fleet (`redeploy emulate`) and a one-shot
+//! command (`emulate local-reset`, `reagentc`, `sync`). Each holds the PC's lock
+//! (`.<id>.lock`, an advisory `flock`) across its read-modify-write. A one-shot command saves
+//! with [`save_external`], which also leaves a `.changed/<id>` flag; the fleet, under the same
+//! lock before each step of that PC, takes the flag ([`take_external_change`]) and reloads the
+//! file, so neither side overwrites the other's change. Readers (`emulate show`) need no lock:
+//! a save is a rename.
 
 use std::path::{Path, PathBuf};
 
@@ -84,4 +92,97 @@ pub fn find(dir: &Path, device: &str) -> Result<DeviceState> {
             path: dir.display().to_string(),
             message: format!("no emulated PC named {device}"),
         })
+}
+
+/// The lock file of PC `id` (kept; only the `flock` on it matters).
+fn lock_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!(".{id}.lock"))
+}
+
+/// The folder of the flags [`save_external`] leaves for a running fleet: a folder of its own,
+/// so a fleet of thousands looks for changes without listing every state file.
+pub fn changed_dir(dir: &Path) -> PathBuf {
+    dir.join(".changed")
+}
+
+fn changed_path(dir: &Path, id: &str) -> PathBuf {
+    changed_dir(dir).join(id)
+}
+
+/// This process's exclusive hold on one PC's state; released when dropped (or when the process
+/// ends, however it ends).
+#[derive(Debug)]
+pub struct PcLock {
+    _file: std::fs::File,
+}
+
+fn open_lock_file(dir: &Path, id: &str) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir).map_err(|e| state_err(dir, e))?;
+    let path = lock_path(dir, id);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| state_err(&path, e))
+}
+
+/// Takes PC `id`'s lock in `dir`, waiting while another process holds it (a fleet holds it
+/// for one step of that PC: at most one check-in).
+pub fn lock(dir: &Path, id: &str) -> Result<PcLock> {
+    let file = open_lock_file(dir, id)?;
+    #[cfg(unix)]
+    loop {
+        use rustix::fs::{flock, FlockOperation};
+        match flock(&file, FlockOperation::LockExclusive) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(state_err(&lock_path(dir, id), e)),
+        }
+    }
+    Ok(PcLock { _file: file })
+}
+
+/// Takes PC `id`'s lock if no other process holds it; `None` when one does.
+/// Without `flock` (not Unix) there is no locking and this always succeeds.
+pub fn try_lock(dir: &Path, id: &str) -> Result<Option<PcLock>> {
+    let file = open_lock_file(dir, id)?;
+    #[cfg(unix)]
+    loop {
+        use rustix::fs::{flock, FlockOperation};
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+            Err(e) => return Err(state_err(&lock_path(dir, id), e)),
+        }
+    }
+    Ok(Some(PcLock { _file: file }))
+}
+
+/// Saves a change made outside the fleet runner and flags it, so that a fleet running on
+/// `dir` reloads the PC before its next step instead of overwriting the change. Call with the
+/// PC's [`lock`] held, on a state read under that same lock.
+pub fn save_external(dir: &Path, state: &DeviceState) -> Result<()> {
+    save(dir, state)?;
+    let flags = changed_dir(dir);
+    std::fs::create_dir_all(&flags).map_err(|e| state_err(&flags, e))?;
+    let flag = changed_path(dir, &state.id);
+    std::fs::write(&flag, b"").map_err(|e| state_err(&flag, e))
+}
+
+/// The PC's state as [`save_external`] left it, once per flag: `Some` when a change was saved
+/// since the last call (the flag is cleared), `None` otherwise. Call with the PC's lock held.
+pub fn take_external_change(dir: &Path, id: &str) -> Result<Option<DeviceState>> {
+    let flag = changed_path(dir, id);
+    if !flag.exists() {
+        return Ok(None);
+    }
+    let state = load(&path_for(dir, id))?;
+    match std::fs::remove_file(&flag) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(state_err(&flag, e)),
+    }
+    Ok(Some(state))
 }

@@ -257,6 +257,8 @@ impl DeviceProfile {
             online: true,
             events: Vec::new(),
             dm_client: DmClientRun::default(),
+            resets: ResetCounts::default(),
+            faults: FaultSettings::default(),
         };
         state.log(now, EventKind::Created, format!("{manufacturer} {model}"));
 
@@ -416,6 +418,8 @@ impl DeviceProfile {
                 subject,
             });
         }
+        // Drawn last so that adding it changed none of the values drawn before it.
+        state.faults.seed = rng.gen();
         state
     }
 }

@@ -19,9 +19,14 @@
 //! - Policies (the MDM policy store) survive the reset with the enrollment.
 //! - A local reset leaves the AutomaticRedeployment Status/LastError nodes untouched
 //!   (what Windows reports there is UNCONFIRMED, protocol.md §1.4).
+//!
+//! Not Windows behaviour but an injected fault ([`crate::fault`], `--stale-status-after-restore`):
+//! a completed remote reset may leave the nodes reporting the values from before its Exec
+//! (`FaultSettings::stale_reset_nodes`) until the PC's next reset.
 
 use time::{Duration, OffsetDateTime};
 
+use crate::fault;
 use crate::state::{
     reset_status, AppOrigin, CertificateKind, DeviceState, Edition, EventKind, JoinType, Operation,
     PendingOperation, Phase, ResetTrigger, WipeKind,
@@ -98,6 +103,46 @@ pub enum LocalResetError {
     Busy,
 }
 
+/// Why `reagentc` did not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReagentcError {
+    #[error("the PC is not running Windows: it is rebooting for {0}")]
+    NotRunning(String),
+}
+
+/// `reagentc.exe /enable` (`enable`) or `/disable` run by an administrator on the PC: turns the
+/// Windows Recovery Environment on or off — the fix MEM windows-autopilot-reset.md gives for a
+/// reset that failed with 0x80070032. Logged in the PC's event log; returns whether the
+/// setting changed. Refused while the PC is rebooting into a reset, wipe or restart (phase
+/// Offline). The next Exec of a reset sees the new value; a reset already accepted is not
+/// re-checked (the emulator checks WinRE at Exec only).
+pub fn reagentc(
+    state: &mut DeviceState,
+    enable: bool,
+    now: OffsetDateTime,
+) -> Result<bool, ReagentcError> {
+    if let Some(p) = state.pending.as_ref().filter(|p| p.phase == Phase::Offline) {
+        return Err(ReagentcError::NotRunning(format!("{:?}", p.operation)));
+    }
+    let (flag, word) = if enable {
+        ("/enable", "enabled")
+    } else {
+        ("/disable", "disabled")
+    };
+    let changed = state.winre_enabled != enable;
+    state.winre_enabled = enable;
+    state.log(
+        now,
+        EventKind::WinreConfigured,
+        if changed {
+            format!("reagentc {flag}: WinRE {word}")
+        } else {
+            format!("reagentc {flag}: WinRE was already {word}")
+        },
+    );
+    Ok(changed)
+}
+
 /// Whether `RemoteWipe/AutomaticRedeployment` exists on this PC: build 17763+ and not SE.
 pub fn autopilot_reset_nodes_exist(state: &DeviceState) -> bool {
     state.os.build >= MIN_BUILD_REMOTE_RESET && state.os.edition != Edition::SE
@@ -134,12 +179,16 @@ pub fn request_remote_reset(state: &mut DeviceState, now: OffsetDateTime) -> Exe
         );
         return refuse_reset(state, HR_JOIN_NOT_SUPPORTED, &why, now);
     }
+    let before = state.reported_reset_nodes();
+    // The Exec rewrites the nodes: a stale value an earlier reset left ends here.
+    state.faults.stale_reset_nodes = None;
     state.autopilot_reset.status = reset_status::SCHEDULED;
     state.autopilot_reset.last_error = 0;
     state.pending = Some(PendingOperation {
         operation: op,
         phase: Phase::Scheduled,
         next_at: now + Duration::seconds(state.timings.schedule_secs),
+        reset_nodes_before: Some(before),
     });
     state.log(
         now,
@@ -201,6 +250,7 @@ pub fn local_reset(
         },
         phase: Phase::Offline,
         next_at: now + Duration::seconds(state.timings.reset_secs),
+        reset_nodes_before: None,
     });
     state.log(
         now,
@@ -341,7 +391,7 @@ pub fn step(state: &mut DeviceState, now: OffsetDateTime) -> Option<Transition> 
         }
         Phase::Offline => {
             state.pending = None;
-            let t = finish(state, op, now);
+            let t = finish(state, &pending, now);
             state.online = state.has_network();
             if state.online {
                 state.log(now, EventKind::CameOnline, "back on the network");
@@ -413,6 +463,7 @@ fn refuse_reset(
     why: &str,
     now: OffsetDateTime,
 ) -> ExecOutcome {
+    state.faults.stale_reset_nodes = None;
     state.autopilot_reset.status = reset_status::FAILED_AT_EXEC;
     state.autopilot_reset.last_error = hresult;
     state.log(
@@ -428,10 +479,12 @@ fn schedule_reboot(state: &mut DeviceState, op: Operation, now: OffsetDateTime) 
         operation: op,
         phase: Phase::WaitingForReboot,
         next_at: now + Duration::seconds(state.timings.reboot_after_secs),
+        reset_nodes_before: None,
     });
 }
 
-fn finish(state: &mut DeviceState, op: Operation, now: OffsetDateTime) -> Transition {
+fn finish(state: &mut DeviceState, pending: &PendingOperation, now: OffsetDateTime) -> Transition {
+    let op = pending.operation;
     // An injected failure inside PBR: the reset rolls back (ITPRO remotewipe-csp.md: "if
     // interrupted tries to roll back"); the changes below are simply never made.
     if let (Some(hr), Operation::AutopilotReset { .. } | Operation::Wipe { .. }) =
@@ -458,12 +511,21 @@ fn finish(state: &mut DeviceState, op: Operation, now: OffsetDateTime) -> Transi
         }
         return Transition::Failed(op, hr);
     }
+    if !matches!(op, Operation::Reboot) {
+        // A stale status (crate::fault) lasts until the PC's next reset or wipe.
+        state.faults.stale_reset_nodes = None;
+    }
     match op {
         Operation::AutopilotReset { trigger } => {
             apply_autopilot_reset(state, trigger, now);
-            if trigger == ResetTrigger::Remote {
-                state.autopilot_reset.status = reset_status::COMPLETE;
-                state.autopilot_reset.last_error = 0;
+            match trigger {
+                ResetTrigger::Remote => {
+                    state.resets.remote_autopilot += 1;
+                    state.autopilot_reset.status = reset_status::COMPLETE;
+                    state.autopilot_reset.last_error = 0;
+                    stale_status_fault(state, pending, now);
+                }
+                ResetTrigger::Local => state.resets.local_autopilot += 1,
             }
             state.log(
                 now,
@@ -473,6 +535,7 @@ fn finish(state: &mut DeviceState, op: Operation, now: OffsetDateTime) -> Transi
         }
         Operation::Wipe { wipe } => {
             apply_wipe(state, wipe, now);
+            state.resets.wipes += 1;
             state.log(now, EventKind::WipeCompleted, format!("{wipe:?} complete"));
         }
         Operation::Reboot => {
@@ -480,6 +543,28 @@ fn finish(state: &mut DeviceState, op: Operation, now: OffsetDateTime) -> Transi
         }
     }
     Transition::Completed(op)
+}
+
+/// The `--stale-status-after-restore` fault: the restored PC goes back to reporting the
+/// Status/LastError it had before this reset's Exec, until the next reset's Exec or a wipe.
+/// Everything else about the reset happened.
+fn stale_status_fault(state: &mut DeviceState, pending: &PendingOperation, now: OffsetDateTime) {
+    let Some(before) = pending.reset_nodes_before else {
+        return;
+    };
+    if !fault::stale_after_restore(&state.faults, state.resets.remote_autopilot) {
+        return;
+    }
+    state.faults.stale_reset_nodes = Some(before);
+    state.log(
+        now,
+        EventKind::FaultInjected,
+        format!(
+            "stale status: AutomaticRedeployment reports Status {} and LastError 0x{:08X} \
+             (from before the Exec) instead of 1 and 0",
+            before.status, before.last_error as u32
+        ),
+    );
 }
 
 /// Removes what Autopilot Reset removes and keeps what it keeps (protocol.md §1.2).

@@ -76,6 +76,64 @@ pub struct DeviceState {
     /// The OMA-DM client's session bookkeeping (SessionID counter, poll schedule progress).
     #[serde(default)]
     pub dm_client: DmClientRun,
+    /// Resets and wipes this PC completed (emulator bookkeeping, not a Windows value).
+    #[serde(default)]
+    pub resets: ResetCounts,
+    /// Faults this PC is made to suffer ([`crate::fault`]); none by default.
+    #[serde(default)]
+    pub faults: FaultSettings,
+}
+
+/// Injected faults (`emulate --drop-replies`, `--stale-status-after-restore`), per PC so a
+/// test can give each PC its own. 0 percent turns a fault off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultSettings {
+    /// Percent (0–100) of the HTTP exchanges of an OMA-DM session that are cut: half of the
+    /// cuts lose the PC's message before the server gets it, half lose the server's answer
+    /// after the server processed it ([`crate::fault::exchange_cut`]).
+    pub drop_replies_pct: u8,
+    /// Percent (0–100) of completed remote Autopilot Resets after which the PC keeps reporting
+    /// the `Status`/`LastError` it had before that reset's Exec instead of 1/0.
+    pub stale_status_after_restore_pct: u8,
+    /// Seeds the fault decisions, so the same PC makes the same ones on every run.
+    pub seed: u64,
+    /// While set, what `RemoteWipe/AutomaticRedeployment/{Status,LastError}` report instead of
+    /// [`DeviceState::autopilot_reset`]: the values from before the last reset's Exec. Cleared
+    /// by the PC's next reset: a reset Exec (accepted or refused: it rewrites the nodes), or a
+    /// completed local reset or wipe.
+    pub stale_reset_nodes: Option<AutopilotResetNodes>,
+}
+
+/// How many operations of each kind a PC completed: a reset or wipe counts when it finishes
+/// (the PC is back with the OS restored); one that was refused, failed or rolled back does
+/// not. This is the PC's own count, so a test can tell "reset once" from "reset twice" whatever
+/// the server claims.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetCounts {
+    /// Remote Autopilot Resets (`doAutomaticRedeployment`) completed.
+    pub remote_autopilot: u64,
+    /// Local Autopilot Resets (CTRL+WIN+R) completed.
+    pub local_autopilot: u64,
+    /// RemoteWipe wipes of any kind completed.
+    pub wipes: u64,
+}
+
+impl ResetCounts {
+    /// Adds `other` to these counts (fleet totals).
+    pub fn add(&mut self, other: &ResetCounts) {
+        self.remote_autopilot += other.remote_autopilot;
+        self.local_autopilot += other.local_autopilot;
+        self.wipes += other.wipes;
+    }
+
+    /// `{"remote_autopilot": N, "local_autopilot": N, "wipes": N}`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "remote_autopilot": self.remote_autopilot,
+            "local_autopilot": self.local_autopilot,
+            "wipes": self.wipes,
+        })
+    }
 }
 
 /// What the DM client remembers between sessions: the last SessionID it used and where it is
@@ -537,6 +595,10 @@ pub struct PendingOperation {
     /// When the next phase starts.
     #[serde(with = "time::serde::rfc3339")]
     pub next_at: OffsetDateTime,
+    /// For a remote Autopilot Reset: the Status/LastError the PC reported just before the Exec
+    /// (what a PC with stale status nodes goes back to reporting, see [`FaultSettings`]).
+    #[serde(default)]
+    pub reset_nodes_before: Option<AutopilotResetNodes>,
 }
 
 /// Durations of the phases, in seconds (a fleet runner scales them with `--time-scale`).
@@ -589,11 +651,15 @@ pub enum EventKind {
     RebootScheduled,
     RebootCompleted,
     DuplicateRequestIgnored,
+    /// An injected fault took effect ([`crate::fault`]).
+    FaultInjected,
     SessionStarted,
     CommandExecuted,
     SessionEnded,
     SessionFailed,
     EnrollmentFailed,
+    /// `reagentc /enable` or `/disable` ran on the PC.
+    WinreConfigured,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -615,6 +681,14 @@ impl DeviceState {
 
     pub fn desktop_available(&self) -> bool {
         self.desktop.available()
+    }
+
+    /// The `RemoteWipe/AutomaticRedeployment` values the PC reports over MDM: the real ones, or
+    /// the stale ones an injected fault left ([`FaultSettings::stale_reset_nodes`]).
+    pub fn reported_reset_nodes(&self) -> AutopilotResetNodes {
+        self.faults
+            .stale_reset_nodes
+            .unwrap_or(self.autopilot_reset)
     }
 
     /// The effective local-reset policy: the stored value or the default 1 (disabled).
@@ -777,7 +851,15 @@ impl DeviceState {
                 "dev_id": self.dev_id,
             })
         });
-        json!({
+        let faults = json!({
+            "drop_replies_pct": self.faults.drop_replies_pct,
+            "stale_status_after_restore_pct": self.faults.stale_status_after_restore_pct,
+            // What the Status/LastError nodes report instead of "autopilot_reset", or null.
+            "stale_autopilot_reset": self.faults.stale_reset_nodes.map(|n| {
+                json!({"status": n.status, "last_error": n.last_error})
+            }),
+        });
+        let mut v = json!({
             "id": self.id,
             "computer_name": self.computer_name,
             "dev_id": self.dev_id,
@@ -811,14 +893,34 @@ impl DeviceState {
             "ad_domain": self.ad_domain,
             "mdm_enrollment": mdm,
             "winre_enabled": self.winre_enabled,
-            "bitlocker": {"device_encryption_status": crate::csp::device_encryption_status(self)},
             "desktop_available": self.desktop_available(),
             "policies": policies,
             "local_reset_policy": self.local_reset_policy(),
             "autopilot_reset": {"status": self.autopilot_reset.status, "last_error": self.autopilot_reset.last_error},
             "pending_operation": self.pending.as_ref().map(|p| json!({"operation": p.operation, "phase": p.phase, "next_at": rfc3339(p.next_at)})),
             "events": self.events.iter().map(|e| json!({"at": rfc3339(e.at), "kind": e.kind, "detail": e.detail})).collect::<Vec<_>>(),
-        })
+        });
+        if let Some(map) = v.as_object_mut() {
+            map.insert(
+                "bitlocker".into(),
+                json!({"device_encryption_status": crate::csp::device_encryption_status(self)}),
+            );
+            map.insert("resets".into(), self.resets.to_json());
+            map.insert("faults".into(), faults);
+        }
+        v
+    }
+}
+
+impl DeviceState {
+    /// One entry of `redeploy emulate show --all --json`: the [`DeviceState::to_show_json`]
+    /// object without its event log, so a listing of hundreds of PCs stays small.
+    pub fn to_listing_json(&self) -> Value {
+        let mut v = self.to_show_json();
+        if let Some(map) = v.as_object_mut() {
+            map.remove("events");
+        }
+        v
     }
 }
 

@@ -50,11 +50,18 @@ pub trait Transport: Send + Sync {
     async fn get(&self, url: &str) -> Result<Response>;
 }
 
+/// How long one request may take, connection included, before the PC gives up on it (a server
+/// that accepted the connection and never answers, e.g. a stopped process). INFERENCE: the
+/// Windows DM client's own timeout is not documented; one minute keeps a hung server from
+/// holding a PC (and its fleet slot) forever.
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// HTTPS/1.1 on hyper + rustls (ring), one TLS connection per request.
 #[derive(Clone)]
 pub struct HttpsTransport {
     roots: Arc<RootCertStore>,
     anonymous: Arc<ClientConfig>,
+    timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for HttpsTransport {
@@ -87,7 +94,40 @@ impl HttpsTransport {
         }
         let roots = Arc::new(roots);
         let anonymous = Arc::new(Self::config(&roots, None)?);
-        Ok(HttpsTransport { roots, anonymous })
+        Ok(HttpsTransport {
+            roots,
+            anonymous,
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+        })
+    }
+
+    /// Gives up on a request after `timeout` (real time) instead of [`DEFAULT_REQUEST_TIMEOUT`].
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// [`Self::send_once`] within the request timeout; running out of time is a transport
+    /// error like a dropped connection.
+    async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        identity: Option<&Identity>,
+    ) -> Result<Response> {
+        tokio::time::timeout(
+            self.timeout,
+            self.send_once(method, url, content_type, body, identity),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(DeviceError::Connect(format!(
+                "{url}: no answer within {} s",
+                self.timeout.as_secs_f64()
+            )))
+        })
     }
 
     fn config(roots: &Arc<RootCertStore>, identity: Option<&Identity>) -> Result<ClientConfig> {
@@ -116,7 +156,7 @@ impl HttpsTransport {
         Ok(config)
     }
 
-    async fn send(
+    async fn send_once(
         &self,
         method: http::Method,
         url: &str,

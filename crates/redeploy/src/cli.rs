@@ -537,16 +537,56 @@ pub struct EmulateArgs {
     /// Build this many idle PCs in memory, print the resident memory they take, and exit.
     #[arg(long, value_name = "N")]
     pub measure_memory: Option<usize>,
+    /// Print the end-of-run summary as JSON (for scripts).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub scenario: ScenarioArgs,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
+/// A share in percent, 0 to 100.
+fn percent(s: &str) -> Result<u8, String> {
+    match s.trim().parse::<u8>() {
+        Ok(v) if v <= 100 => Ok(v),
+        _ => Err(format!("{s:?} is not a whole percentage from 0 to 100")),
+    }
+}
+
+/// Faults injected into the fleet run, to test a server against them. They apply to every PC
+/// of the run, resumed ones too (0 turns a fault off), and are drawn from --seed, so the same
+/// seed cuts the same exchanges.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Fault injection")]
+pub struct FaultArgs {
+    /// A flaky network: each HTTP exchange of an OMA-DM session is cut with this probability
+    /// (percent, 0–100). Half of the cuts lose the PC's message before it reaches the server
+    /// (nothing is sent); the other half lose the server's answer after the server processed
+    /// it (the PC discards it unread and acts on nothing in it). Either way the session ends
+    /// with a transport error and the PC tries again at its next poll, as Windows does.
+    /// Enrollment is not cut. The same --seed cuts the same exchanges.
+    #[arg(long, value_name = "PCT", default_value_t = 0, value_parser = percent)]
+    pub drop_replies: u8,
+    /// Lying status nodes: with this probability (percent, 0–100) a PC that completes a remote
+    /// Autopilot Reset reports the RemoteWipe/AutomaticRedeployment Status and LastError it had
+    /// before that reset's Exec, instead of 1 and 0, until its next reset. The reset itself
+    /// happens as usual (users removed, IsSyncDone false until the first sync, ...).
+    #[arg(long, value_name = "PCT", default_value_t = 0, value_parser = percent)]
+    pub stale_status_after_restore: u8,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum EmulateCommand {
-    /// Print one PC's state and event log.
+    /// Print one PC's state and event log, or every PC's with --all.
     Show {
         /// The PC: its emulator id (pc-0000), computer name, serial or MDM device id.
-        device: String,
+        #[arg(required_unless_present = "all")]
+        device: Option<String>,
+        /// Every PC in --state, sorted by id, without their event logs: a table, or with --json
+        /// an array of the objects `show DEVICE --json` prints (each with "resets").
+        #[arg(long, conflicts_with = "device")]
+        all: bool,
         /// Folder where the PCs' state is kept (the `--state` of `redeploy emulate`).
         #[arg(long, default_value = "./redeploy-emulator")]
         state: PathBuf,
@@ -554,7 +594,9 @@ pub enum EmulateCommand {
         #[arg(long)]
         json: bool,
     },
-    /// CTRL+WIN+R at the lock screen: a local Autopilot Reset with local administrator credentials.
+    /// CTRL+WIN+R at the lock screen: a local Autopilot Reset with local administrator
+    /// credentials. Safe while `redeploy emulate` runs on the same --state (the running fleet
+    /// picks the change up and the PC checks in soon after).
     LocalReset {
         /// The PC: its emulator id (pc-0000), computer name, serial or MDM device id.
         device: String,
@@ -565,6 +607,27 @@ pub enum EmulateCommand {
         user: String,
         #[arg(long)]
         password: String,
+    },
+    /// `reagentc /enable` or `/disable` on a PC: turns the Windows Recovery Environment on or
+    /// off (a remote or local Autopilot Reset needs it; the server sees it as bit 12 of
+    /// BitLocker/Status/DeviceEncryptionStatus). Logged in the PC's event log. Safe while
+    /// `redeploy emulate` runs on the same --state: the running fleet picks the change up.
+    /// Exit 1 when the PC is rebooting (into a reset, wipe or restart).
+    Reagentc {
+        /// The PC: its emulator id (pc-0000), computer name, serial or MDM device id.
+        device: String,
+        /// Folder where the PCs' state is kept (the `--state` of `redeploy emulate`).
+        #[arg(long, default_value = "./redeploy-emulator")]
+        state: PathBuf,
+        /// `reagentc /enable`: turn WinRE on.
+        #[arg(long, conflicts_with = "disable", required_unless_present = "disable")]
+        enable: bool,
+        /// `reagentc /disable`: turn WinRE off.
+        #[arg(long)]
+        disable: bool,
+        /// Print the PC's new WinRE state as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
     },
     /// One check-in now ("Settings > Accounts > Access work or school > Sync").
     Sync {
@@ -619,7 +682,8 @@ pub struct ScenarioArgs {
     /// Join type of the PCs.
     #[arg(long, value_enum, default_value = "entra")]
     pub join: JoinArg,
-    /// Whether the Windows Recovery Environment is enabled (Autopilot Reset needs it).
+    /// Whether the Windows Recovery Environment is enabled (Autopilot Reset needs it), for the
+    /// PCs built in this run; `emulate reagentc` changes one PC later.
     #[arg(long, value_enum, default_value = "enabled")]
     pub winre: OnOff,
     /// Windows build number (e.g. 22631; below 17763 remote reset is unavailable).
@@ -646,7 +710,8 @@ pub struct ScenarioArgs {
     /// Plug a USB drive with a provisioning package into every PC.
     #[arg(long)]
     pub usb_package: Option<String>,
-    /// Seed for the generated device details (serials, users, apps), for reproducible fleets.
+    /// Seed for the generated device details (serials, users, apps) and the injected faults,
+    /// for reproducible fleets.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }

@@ -1,5 +1,7 @@
-//! `redeploy emulate`: run a fleet of emulated Windows PCs against a server, show one PC,
-//! CTRL+WIN+R (local Autopilot Reset), one immediate sync, and the idle-memory measurement.
+//! `redeploy emulate`: run a fleet of emulated Windows PCs against a server, show one PC (or
+//! all), CTRL+WIN+R (local Autopilot Reset), `reagentc`, one immediate sync, and the
+//! idle-memory measurement. The one-shot commands change a PC under its lock and flag the
+//! change (`persist::save_external`), so they are safe while a fleet runs on the same folder.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,15 +24,26 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(EmulateCommand::Show {
             ref device,
+            all,
             ref state,
             json,
-        }) => show(device, state, json),
+        }) => match device {
+            Some(device) if !all => show(device, state, json),
+            _ => show_all(state, json),
+        },
         Some(EmulateCommand::LocalReset {
             ref device,
             ref state,
             ref user,
             ref password,
         }) => local_reset(device, state, user, password),
+        Some(EmulateCommand::Reagentc {
+            ref device,
+            ref state,
+            enable,
+            disable: _,
+            json,
+        }) => reagentc(device, state, enable, json),
         Some(EmulateCommand::Sync {
             ref device,
             ref state,
@@ -121,6 +134,8 @@ async fn run_fleet(args: &EmulateArgs) -> anyhow::Result<ExitCode> {
         low_battery: args.scenario.mix_low_battery,
     };
     config.usb_package_name = args.scenario.usb_package.clone();
+    config.drop_replies_pct = Some(args.faults.drop_replies);
+    config.stale_status_after_restore_pct = Some(args.faults.stale_status_after_restore);
     config.max_in_flight = args.max_sessions;
     config.stop_at = args
         .duration
@@ -150,13 +165,85 @@ async fn run_fleet(args: &EmulateArgs) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn Clock> = clock;
     let summary = fleet::run(&config, Arc::new(transport), clock, Some(progress)).await?;
     bar.finish_and_clear();
-    println!("{summary}");
-    println!("state: {}", args.state.display());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary_json(&summary, &args.state))?
+        );
+    } else {
+        println!("{summary}");
+        println!("state: {}", args.state.display());
+    }
     Ok(if summary.enrolled == 0 && summary.devices > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The end-of-run summary for `emulate --json`.
+fn summary_json(s: &FleetSummary, state_dir: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "devices": s.devices,
+        "enrolled": s.enrolled,
+        "enrollments": s.enrollments,
+        "resumed": s.resumed,
+        "sessions_ok": s.sessions_ok,
+        "sessions_failed": s.sessions_failed,
+        "resets_done": s.resets_done,
+        "resets_failed": s.resets_failed,
+        "wipes_done": s.wipes_done,
+        "resets": s.pc_resets.to_json(),
+        "errors_by_kind": s.errors_by_kind,
+        "state": state_dir.display().to_string(),
+    })
+}
+
+/// `emulate show --all`: every PC of the state folder in one call (a fault test lists
+/// hundreds of PCs this way instead of starting one process per PC).
+fn show_all(state_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let pcs = persist::load_all(state_dir)?;
+    if json {
+        let all: Vec<serde_json::Value> = pcs.iter().map(DeviceState::to_listing_json).collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    // STATUS/LAST_ERROR are the PC's own; REPORTS is what the nodes say instead while an
+    // injected stale-status fault lasts.
+    println!(
+        "{:<9} {:<16} {:<7} {:<6} {:>6} {:>10} {:>14} {:>6} {:>5} {:>5}",
+        "ID",
+        "NAME",
+        "ONLINE",
+        "WINRE",
+        "STATUS",
+        "LAST_ERROR",
+        "REPORTS",
+        "REMOTE",
+        "LOCAL",
+        "WIPES"
+    );
+    for s in &pcs {
+        println!(
+            "{:<9} {:<16} {:<7} {:<6} {:>6} {:>10} {:>14} {:>6} {:>5} {:>5}",
+            s.id,
+            s.computer_name,
+            s.online,
+            if s.winre_enabled { "on" } else { "off" },
+            s.autopilot_reset.status,
+            format!("0x{:08X}", s.autopilot_reset.last_error as u32),
+            s.faults
+                .stale_reset_nodes
+                .map_or("-".to_string(), |n| format!(
+                    "{}/0x{:08X}",
+                    n.status, n.last_error as u32
+                )),
+            s.resets.remote_autopilot,
+            s.resets.local_autopilot,
+            s.resets.wipes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn show(device: &str, state_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
@@ -247,6 +334,31 @@ fn describe(s: &DeviceState) -> String {
             s.autopilot_reset.status, s.autopilot_reset.last_error as u32
         ),
     );
+    if let Some(n) = s.faults.stale_reset_nodes {
+        line(
+            "Reports instead",
+            format!(
+                "status {}, last error 0x{:08X} (injected stale status)",
+                n.status, n.last_error as u32
+            ),
+        );
+    }
+    if s.faults.drop_replies_pct > 0 || s.faults.stale_status_after_restore_pct > 0 {
+        line(
+            "Faults",
+            format!(
+                "{}% of exchanges cut, {}% of restores leave a stale status",
+                s.faults.drop_replies_pct, s.faults.stale_status_after_restore_pct
+            ),
+        );
+    }
+    line(
+        "Completed",
+        format!(
+            "{} remote Autopilot Resets, {} local, {} wipes",
+            s.resets.remote_autopilot, s.resets.local_autopilot, s.resets.wipes
+        ),
+    );
     if let Some(p) = &s.pending {
         line(
             "Pending",
@@ -287,16 +399,77 @@ fn describe(s: &DeviceState) -> String {
     out
 }
 
+/// Finds PC `device` in `state_dir`, takes its lock and reads it again under the lock (a
+/// running fleet may have saved it in between). Save it with `persist::save_external` before
+/// the lock is dropped, so a running fleet reloads it instead of overwriting it.
+fn lock_and_load(state_dir: &Path, device: &str) -> anyhow::Result<(persist::PcLock, DeviceState)> {
+    let found = persist::find(state_dir, device)?;
+    let lock = persist::lock(state_dir, &found.id)?;
+    let state = persist::load_id(state_dir, &found.id)?.unwrap_or(found);
+    Ok((lock, state))
+}
+
+/// The time of a one-shot command's events: now, or the PC's latest event when a running
+/// fleet's faster clock (`--time-scale`) is ahead, so the PC's event log stays in order.
+fn pc_now(state: &DeviceState) -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    state.events.last().map_or(now, |e| e.at.max(now))
+}
+
+fn reagentc(device: &str, state_dir: &Path, enable: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let (_lock, mut state) = lock_and_load(state_dir, device)?;
+    let was = state.winre_enabled;
+    let now = pc_now(&state);
+    let changed = match reset::reagentc(&mut state, enable, now) {
+        Ok(changed) => changed,
+        Err(e) => {
+            eprintln!("redeploy: reagentc on {}: {e}", state.id);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    persist::save_external(state_dir, &state)?;
+    let word = |on: bool| if on { "enabled" } else { "disabled" };
+    if json {
+        let out = serde_json::json!({
+            "id": state.id,
+            "computer_name": state.computer_name,
+            "winre_enabled": state.winre_enabled,
+            "was_enabled": was,
+            "changed": changed,
+            "bitlocker": {
+                "device_encryption_status": device::csp::device_encryption_status(&state),
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if changed {
+        println!(
+            "{} ({}): WinRE {} (was {})",
+            state.id,
+            state.computer_name,
+            word(state.winre_enabled),
+            word(was)
+        );
+    } else {
+        println!(
+            "{} ({}): WinRE already {}",
+            state.id,
+            state.computer_name,
+            word(state.winre_enabled)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn local_reset(
     device: &str,
     state_dir: &Path,
     user: &str,
     password: &str,
 ) -> anyhow::Result<ExitCode> {
-    let mut state = persist::find(state_dir, device)?;
-    let now = OffsetDateTime::now_utc();
+    let (_lock, mut state) = lock_and_load(state_dir, device)?;
+    let now = pc_now(&state);
     if let Err(e) = reset::local_reset(&mut state, user, password, now) {
-        persist::save(state_dir, &state)?;
+        persist::save_external(state_dir, &state)?;
         eprintln!("redeploy: local reset refused on {}: {e}", state.id);
         return Ok(ExitCode::from(1));
     }
@@ -307,7 +480,7 @@ fn local_reset(
         // Windows checks in at the first boot after the reset.
         state.dm_client.sync_now = true;
     }
-    persist::save(state_dir, &state)?;
+    persist::save_external(state_dir, &state)?;
     println!(
         "local Autopilot Reset on {} ({})",
         state.id, state.computer_name
@@ -347,11 +520,11 @@ async fn sync(
     state_dir: &Path,
     client_args: &ClientArgs,
 ) -> anyhow::Result<ExitCode> {
-    let mut state = persist::find(state_dir, device)?;
     let transport = transport(client_args)?;
+    let (_lock, mut state) = lock_and_load(state_dir, device)?;
     let now = OffsetDateTime::now_utc();
     let result = client::check_in(&transport, &mut state, now).await;
-    persist::save(state_dir, &state)?;
+    persist::save_external(state_dir, &state)?;
     match result {
         Ok(report) => {
             println!(

@@ -271,3 +271,27 @@ pub fn hdr_status_code(msg_ref: &str, code: u16) -> Command {
         items: Vec::new(),
     })
 }
+
+/// A server that is not there (stopped, restarting): every request is refused.
+pub struct Unreachable;
+
+#[async_trait]
+impl Transport for Unreachable {
+    async fn post(
+        &self,
+        url: &str,
+        _content_type: &str,
+        _body: Vec<u8>,
+        _client_identity: Option<&Identity>,
+    ) -> device::Result<Response> {
+        Err(device::DeviceError::Connect(format!(
+            "{url}: Connection refused (os error 111)"
+        )))
+    }
+
+    async fn get(&self, url: &str) -> device::Result<Response> {
+        Err(device::DeviceError::Connect(format!(
+            "{url}: Connection refused (os error 111)"
+        )))
+    }
+}

@@ -316,3 +316,42 @@ async fn in_process_service_transport_hands_the_client_certificate_to_the_handle
         .unwrap()
         .starts_with("cert=none"));
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_a_transport_error_after_the_timeout() {
+    let ca = CertificateAuthority::generate("Test CA", OffsetDateTime::now_utc()).unwrap();
+    // Accepts the connection and then says nothing (a stopped server process).
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            open.push(tcp);
+        }
+    });
+    let transport = HttpsTransport::new(ca.cert_pem())
+        .unwrap()
+        .with_timeout(std::time::Duration::from_millis(200));
+    let err = transport
+        .get(&format!(
+            "https://127.0.0.1:{port}/EnrollmentServer/Discovery.svc"
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DeviceError::Connect(_)), "{err}");
+    assert!(err.to_string().contains("no answer within 0.2 s"), "{err}");
+    held.abort();
+    assert!(
+        held.await.unwrap_err().is_cancelled(),
+        "the listener is closed"
+    );
+
+    // Nothing listening: refused at once, the same kind of error.
+    let refused = transport
+        .get(&format!(
+            "https://127.0.0.1:{port}/EnrollmentServer/Discovery.svc"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), "connect", "{refused}");
+}

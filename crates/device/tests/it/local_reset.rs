@@ -176,3 +176,72 @@ fn local_reset_with_the_package_policy_0_on_an_unenrolled_pc() {
     assert!(s.profiles.is_empty());
     assert!(s.desktop_available(), "no MDM sync to wait for");
 }
+
+#[test]
+fn reagentc_enable_turns_winre_on_logs_it_and_lets_the_next_exec_through() {
+    let mut s = device_with(DeviceProfile {
+        winre_enabled: false,
+        ..DeviceProfile::default()
+    });
+    assert_eq!(code(&mut s, exec("1", RESET_NODE)), 500, "WinRE is off");
+    assert_eq!(
+        get_data(
+            &mut s,
+            "./Vendor/MSFT/BitLocker/Status/DeviceEncryptionStatus"
+        ),
+        "4096"
+    );
+
+    assert_eq!(reset::reagentc(&mut s, true, t0()), Ok(true));
+    assert!(s.winre_enabled);
+    let last = s.events.last().unwrap();
+    assert_eq!(last.kind, EventKind::WinreConfigured);
+    assert_eq!(last.detail, "reagentc /enable: WinRE enabled");
+    assert_eq!(
+        get_data(
+            &mut s,
+            "./Vendor/MSFT/BitLocker/Status/DeviceEncryptionStatus"
+        ),
+        "0"
+    );
+    assert_eq!(s.to_show_json()["winre_enabled"], true);
+    assert_eq!(reset::reagentc(&mut s, true, t0()), Ok(false), "no change");
+    assert_eq!(
+        s.events.last().unwrap().detail,
+        "reagentc /enable: WinRE was already enabled"
+    );
+
+    // The retried Exec is accepted and the reset completes.
+    assert_eq!(code(&mut s, exec("2", RESET_NODE)), 200);
+    reset::run_to_completion(&mut s);
+    assert_eq!(
+        s.autopilot_reset,
+        AutopilotResetNodes {
+            status: 1,
+            last_error: 0
+        }
+    );
+
+    assert_eq!(reset::reagentc(&mut s, false, t0()), Ok(true));
+    assert!(!s.winre_enabled);
+    assert_eq!(
+        s.events.last().unwrap().detail,
+        "reagentc /disable: WinRE disabled"
+    );
+}
+
+#[test]
+fn reagentc_is_refused_while_the_pc_reboots() {
+    let mut s = device();
+    run(&mut s, &exec("1", RESET_NODE));
+    reset::step(&mut s, t0());
+    // Status 20: Windows still runs.
+    assert_eq!(reset::reagentc(&mut s, true, t0()), Ok(false));
+    reset::step(&mut s, t0());
+    assert!(!s.online, "rebooted into the reset");
+    assert!(matches!(
+        reset::reagentc(&mut s, false, t0()),
+        Err(reset::ReagentcError::NotRunning(_))
+    ));
+    assert!(s.winre_enabled, "unchanged");
+}

@@ -191,6 +191,11 @@ fn advance_follows_the_timings() {
 fn a_second_exec_does_not_start_a_second_reset() {
     let mut s = device();
     assert_eq!(code(&mut s, exec("1", RESET_NODE)), 200);
+    let scheduled = s.pending.clone();
+    // At Status 10 and at Status 20 a repeated Exec is acknowledged and changes nothing.
+    assert_eq!(code(&mut s, exec("1b", RESET_NODE)), 200);
+    assert_eq!(s.pending, scheduled, "not rescheduled");
+    assert_eq!(s.autopilot_reset.status, 10);
     reset::step(&mut s, t0());
     assert_eq!(
         code(&mut s, exec("2", RESET_NODE)),
@@ -206,6 +211,7 @@ fn a_second_exec_does_not_start_a_second_reset() {
         .filter(|e| e.kind == EventKind::ResetCompleted)
         .count();
     assert_eq!(completed, 1);
+    assert_eq!(s.resets.remote_autopilot, 1);
     assert_eq!(
         code(&mut s, exec("3", "./Vendor/MSFT/RemoteWipe/doWipe")),
         200
@@ -370,4 +376,105 @@ fn without_a_network_that_reconnects_the_pc_stays_offline_after_reset() {
         !s.desktop_available(),
         "still waiting for the MDM sync it cannot make"
     );
+}
+
+const IS_SYNC_DONE: &str =
+    "./Device/Vendor/MSFT/DMClient/Provider/Redeploy/FirstSyncStatus/IsSyncDone";
+
+/// What the server's "done" rests on, through the protocol client: Status 10 once the Exec is
+/// accepted, 20 before the reboot, silence while offline, 1 / LastError 0 when back, and
+/// IsSyncDone false until the first *successful* session after the reset.
+#[tokio::test]
+async fn status_walks_10_20_offline_1_and_is_sync_done_waits_for_a_successful_session() {
+    use crate::fake::{hdr_status, server_message, FakeServer, Mdm, Unreachable};
+    use device::client;
+
+    let server = FakeServer::scripted(vec![
+        server_message(
+            "1",
+            "1",
+            vec![
+                hdr_status("1"),
+                exec("2", RESET_NODE),
+                get("3", &[STATUS_NODE, LAST_ERROR_NODE]),
+            ],
+            true,
+        ),
+        server_message("1", "2", vec![hdr_status("2")], true),
+    ]);
+    let mut s = device();
+    let report = client::check_in(&server, &mut s, t0()).await.unwrap();
+    assert_eq!(report.executed[0], ("Exec".into(), RESET_NODE.into(), 200));
+    let answer = &server.dm_messages()[1];
+    let results: Vec<String> = answer
+        .body
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            syncml::Command::Results(r) => Some(r),
+            _ => None,
+        })
+        .flat_map(|r| r.items.iter().map(|i| i.data_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(results, ["10", "0"], "Status 10 in the Exec's own session");
+
+    assert_eq!(
+        reset::step(&mut s, t0()),
+        Some(Transition::WaitingForReboot)
+    );
+    assert_eq!(get_data(&mut s, STATUS_NODE), "20");
+    assert!(matches!(
+        reset::step(&mut s, t0()),
+        Some(Transition::WentOffline(_))
+    ));
+    let sent = server.dm_messages().len();
+    let offline = client::check_in(&server, &mut s, t0()).await.unwrap_err();
+    assert_eq!(offline.kind(), "offline");
+    assert_eq!(server.dm_messages().len(), sent, "silent while offline");
+
+    assert!(matches!(
+        reset::step(&mut s, t0()),
+        Some(Transition::Completed(_))
+    ));
+    assert_eq!(get_data(&mut s, STATUS_NODE), "1");
+    assert_eq!(get_data(&mut s, LAST_ERROR_NODE), "0");
+    assert_eq!(get_data(&mut s, IS_SYNC_DONE), "false");
+
+    // Failed sessions (the server is down) do not complete the first sync.
+    for _ in 0..3 {
+        let err = client::check_in(&Unreachable, &mut s, t0())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "connect");
+    }
+    assert_eq!(get_data(&mut s, IS_SYNC_DONE), "false");
+    assert!(!s.desktop_available());
+
+    *server.mdm.lock().unwrap() = Mdm::Idle;
+    client::check_in(&server, &mut s, t0()).await.unwrap();
+    assert_eq!(get_data(&mut s, IS_SYNC_DONE), "true");
+    assert!(s.desktop_available());
+    assert_eq!(get_data(&mut s, STATUS_NODE), "1", "still 1 after the sync");
+    assert_eq!(s.resets.remote_autopilot, 1);
+}
+
+#[test]
+fn the_server_may_replace_is_sync_done_with_a_bool_true() {
+    let mut s = device();
+    run(&mut s, &exec("1", RESET_NODE));
+    reset::run_to_completion(&mut s);
+    assert_eq!(get_data(&mut s, IS_SYNC_DONE), "false");
+    assert_eq!(
+        code(&mut s, replace("2", IS_SYNC_DONE, "bool", "true")),
+        200
+    );
+    assert_eq!(
+        get_one(&mut s, IS_SYNC_DONE),
+        (200, Some(("bool".into(), "true".into())))
+    );
+    assert!(s.mdm_enrollment.as_ref().unwrap().first_sync.is_sync_done);
+    // And back, in the short form too.
+    let short = IS_SYNC_DONE.replacen("./Device/", "./", 1);
+    assert_eq!(code(&mut s, replace("3", &short, "bool", "false")), 200);
+    assert_eq!(get_data(&mut s, &short), "false");
 }

@@ -3,6 +3,7 @@
 mod admin;
 mod campaign;
 mod e2e;
+mod emulate;
 mod inspect;
 mod serve;
 mod story;
