@@ -144,6 +144,33 @@ async fn a_winre_failure_shows_its_hresult_and_blocks_the_next_reset(backend: Ba
         .await
         .unwrap();
     assert_eq!(again.state, "blocked");
+
+    // An admin who fixed WinRE on a PC that cannot report it retries with a reason: queued,
+    // audited with the reason. A body that is not JSON is a 400 problem.
+    let forced = client
+        .retry_action_because(&failed.id, "reagentc /enable run by hand")
+        .await
+        .unwrap();
+    assert_eq!(forced.state, "pending", "{forced:?}");
+    let audit = app
+        .store
+        .list_audit(&redeploy_core::store::AuditQuery::default())
+        .await
+        .unwrap();
+    assert!(audit
+        .iter()
+        .any(|e| e.action == "action.retry" && e.details.contains("reagentc /enable run by hand")));
+    let r = app
+        .client()
+        .post(app.url(&format!("/api/v1/actions/{}/retry", failed.id)))
+        .bearer_auth(&app.admin_token)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    let (status, ct) = (r.status().as_u16(), content_type(&r));
+    assert_problem(status, &ct, &r.json().await.unwrap(), 400);
 }
 
 async fn devices_appear_with_readiness_and_a_reset_reaches_the_pc(backend: Backend) {
