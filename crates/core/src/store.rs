@@ -408,8 +408,9 @@ pub struct RequestPlan {
     pub claim_schedule: Option<ScheduleClaim>,
     /// Check the day's cap in the transaction before creating anything.
     pub cap: Option<DailyCap>,
-    /// Not-yet-sent actions superseded by a new one: canceled if still in `expected`.
-    pub cancel: Vec<ActionUpdate>,
+    /// Existing actions the plan ends (superseded or canceled before they were sent, expired):
+    /// each saved only if its stored state is still `expected`, its queued commands dropped.
+    pub end: Vec<ActionUpdate>,
     /// New actions with their commands.
     pub create: Vec<NewAction>,
     /// Device columns the requests change.
@@ -430,7 +431,7 @@ impl RequestPlan {
             release_wave: None,
             claim_schedule: None,
             cap: None,
-            cancel: Vec::new(),
+            end: Vec::new(),
             create: Vec::new(),
             device_changes: Vec::new(),
             waves: Vec::new(),
@@ -443,7 +444,7 @@ impl RequestPlan {
     pub fn is_empty(&self) -> bool {
         self.release_wave.is_none()
             && self.claim_schedule.is_none()
-            && self.cancel.is_empty()
+            && self.end.is_empty()
             && self.create.is_empty()
             && self.device_changes.is_empty()
             && self.waves.is_empty()
@@ -641,13 +642,13 @@ pub trait ActionStore: Send + Sync {
     ///    [`WriteOutcome::CapReached`] (nothing written) if the plan creates not-blocked actions
     ///    of `cap.kinds` in `[cap.from, cap.to)` and that count plus them exceeds `cap.cap` (a
     ///    plan creating none of them passes, even over a full day);
-    /// 3. `cancel`: each action saved only if its stored state is still `expected`, its queued
+    /// 3. `end`: each action saved only if its stored state is still `expected`, its queued
     ///    commands dropped as [`CommandQueue::discard_queued_commands`] does;
     /// 4. `create`: the new actions with their queued commands, in order;
     /// 5. `device_changes`, `waves`, `window`, then `audit` in order.
     ///
     /// Any error rolls everything back: `NotFound` for an unknown wave, schedule, device or
-    /// canceled action; `Conflict` when a canceled action's state moved, an id is taken, the
+    /// ended action; `Conflict` when an ended action's state moved, an id is taken, the
     /// device already has an active erasing action (at most one of Autopilot Reset or a wipe in
     /// requested/pending/sent/acknowledged/in_progress per device: a second one is refused even
     /// if two processes insert it at once), or the database gave up on the transaction under

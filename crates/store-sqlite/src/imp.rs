@@ -1386,9 +1386,10 @@ impl ActionStore for Backend {
                 return Ok(WriteOutcome::CapReached { used });
             }
         }
-        // Cancellations before creations: a superseded reset must leave the active set before
-        // the wipe that supersedes it enters it (the one-active-erasing-action index).
-        for u in &plan.cancel {
+        // Ended actions before new ones: a superseded reset must leave the active set before
+        // the wipe that supersedes it enters it (the one-active-erasing-action index). The
+        // commands are dropped only after the state check passed.
+        for u in &plan.end {
             update_action_in(&mut tx, u.expected, &u.action).await?;
             sqlx::query(
                 "UPDATE commands SET state = 'failed' WHERE action_id = $1 AND state = 'queued'",

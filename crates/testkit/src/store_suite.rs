@@ -2659,7 +2659,7 @@ pub async fn a_refused_request_plan_leaves_nothing_behind(store: Arc<dyn Store>)
     let batch = BatchId::generate();
     let full_plan = || {
         let mut plan = RequestPlan::new(t(1));
-        plan.cancel.push(ActionUpdate {
+        plan.end.push(ActionUpdate {
             expected: ActionState::Pending,
             action: canceled.clone(),
         });
@@ -2739,7 +2739,7 @@ pub async fn a_refused_request_plan_leaves_nothing_behind(store: Arc<dyn Store>)
     assert_untouched("a taken id").await;
     // A second active erasing action on the device (its reset was not canceled first).
     let mut plan = full_plan();
-    plan.cancel.clear();
+    plan.end.clear();
     assert!(matches!(
         store.write_request_plan(&plan).await,
         Err(StoreError::Conflict(_))
@@ -2747,7 +2747,7 @@ pub async fn a_refused_request_plan_leaves_nothing_behind(store: Arc<dyn Store>)
     assert_untouched("one active erasing action per device").await;
     // The superseded reset moved on meanwhile (it was sent): the expected state no longer holds.
     let mut plan = full_plan();
-    plan.cancel[0].expected = ActionState::Sent;
+    plan.end[0].expected = ActionState::Sent;
     assert!(matches!(
         store.write_request_plan(&plan).await,
         Err(StoreError::Conflict(_))
@@ -3033,6 +3033,23 @@ pub async fn concurrent_wave_releases_create_each_action_once(store: Arc<dyn Sto
         progress.settled,
         "every device has a finished action or was not found"
     );
+
+    // A wave marked released without its actions (what a crash between the two left behind
+    // before they shared a transaction): its device has no action, so the batch never settles.
+    let lost = due_wave(&store, vec![devices[0]]).await;
+    let mut claim_only = RequestPlan::new(t(3));
+    claim_only.release_wave = Some(WaveRelease {
+        batch: lost.batch,
+        index: lost.index,
+    });
+    assert_eq!(
+        store.write_request_plan(&claim_only).await.unwrap(),
+        WriteOutcome::Written
+    );
+    let progress = redeploy_core::campaign::batch_progress(store.as_ref(), lost.batch)
+        .await
+        .unwrap();
+    assert!(progress.actions.is_empty() && !progress.settled);
 }
 
 /// A wave release that fails midway (here: one of its new actions names a device the database

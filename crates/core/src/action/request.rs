@@ -479,7 +479,7 @@ pub fn plan_requests(
             room = room.map(|r| r - 1);
         }
         decisions.push((target.id, Decision::Created(planned.new.action.clone())));
-        plan.cancel.extend(planned.cancel);
+        plan.end.extend(planned.cancel);
         plan.create.push(planned.new);
         plan.device_changes.extend(planned.device_change);
         plan.audit.push(planned.audit);
@@ -516,19 +516,23 @@ pub async fn cancel(
         now,
         Some(&format!("canceled by {actor}")),
     )?;
-    store.discard_queued_commands(action_id).await?;
-    store.update_action(before, &action).await?;
-    store
-        .append_audit(NewAuditEvent {
-            at: now,
-            actor: actor.to_owned(),
-            action: "action.cancel".to_owned(),
-            targets: vec![action.device],
-            batch: action.batch,
-            outcome: AuditOutcome::Success,
-            details: format!("{} {}", action.kind.code(), action.id),
-        })
-        .await?;
+    // The state check, the dropped commands and the audit event in one transaction: a cancel
+    // that lost a race with a check-in sending the action changes nothing (`Conflict`).
+    let mut plan = RequestPlan::new(now);
+    plan.audit.push(NewAuditEvent {
+        at: now,
+        actor: actor.to_owned(),
+        action: "action.cancel".to_owned(),
+        targets: vec![action.device],
+        batch: action.batch,
+        outcome: AuditOutcome::Success,
+        details: format!("{} {}", action.kind.code(), action.id),
+    });
+    plan.end.push(ActionUpdate {
+        expected: before,
+        action: action.clone(),
+    });
+    store.write_request_plan(&plan).await?;
     Ok(action)
 }
 
@@ -557,8 +561,10 @@ pub async fn retry(
 }
 
 /// Expires every active (pending, sent, acknowledged, in progress) or blocked action whose last
-/// transition is older than `after`, dropping its queued commands. Returns the expired actions.
-/// At most [`EXPIRE_PER_TICK`] per call (oldest first); the rest go on the next call.
+/// transition is older than `after`, dropping its queued commands, audited as `action.expired`
+/// (each action with its commands and event in one transaction; one that moved meanwhile is
+/// left alone). Returns the expired actions. At most [`EXPIRE_PER_TICK`] per call (oldest
+/// first); the rest go on the next call.
 pub async fn expire_stuck(
     store: &dyn Store,
     now: OffsetDateTime,
@@ -580,31 +586,31 @@ pub async fn expire_stuck(
         let state = a.state;
         let note = format!("no progress since {}", a.updated_at);
         a.transition(ActionState::Expired, now, Some(&note))?;
-        store.discard_queued_commands(a.id).await?;
-        match store.update_action(state, &a).await {
-            Ok(()) => expired.push(a),
+        let mut plan = RequestPlan::new(now);
+        plan.audit.push(NewAuditEvent {
+            at: now,
+            actor: "worker".to_owned(),
+            action: "action.expired".to_owned(),
+            targets: vec![a.device],
+            batch: a.batch,
+            outcome: AuditOutcome::Failed,
+            details: format!(
+                "{} {}: no progress for {} h",
+                a.kind.code(),
+                a.id,
+                after.whole_hours()
+            ),
+        });
+        plan.end.push(ActionUpdate {
+            expected: state,
+            action: a.clone(),
+        });
+        match store.write_request_plan(&plan).await {
+            Ok(_) => expired.push(a),
             // Moved meanwhile (a check-in advanced it): not stuck after all.
-            Err(crate::store::StoreError::Conflict(_)) => {}
+            Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
-    }
-    for a in &expired {
-        store
-            .append_audit(NewAuditEvent {
-                at: now,
-                actor: "worker".to_owned(),
-                action: "action.expired".to_owned(),
-                targets: vec![a.device],
-                batch: a.batch,
-                outcome: AuditOutcome::Failed,
-                details: format!(
-                    "{} {}: no progress for {} h",
-                    a.kind.code(),
-                    a.id,
-                    after.whole_hours()
-                ),
-            })
-            .await?;
     }
     Ok(expired)
 }
