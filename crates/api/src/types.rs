@@ -579,7 +579,8 @@ pub struct BatchWave {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BatchStatus {
     pub batch_id: String,
-    /// Every action settled (done, failed, canceled, expired or blocked) and no wave left.
+    /// Every wave released, and every device of the batch has an action that is done, failed,
+    /// canceled, expired or blocked (or was not found): nothing more will happen on its own.
     pub settled: bool,
     /// Actions per lifecycle state.
     pub counts: BTreeMap<String, u64>,

@@ -7,15 +7,19 @@ use std::collections::HashSet;
 
 use time::{Duration, OffsetDateTime, Time};
 
-use crate::action::{assess, is_erasing, request_under_cap, ActionSettings};
-use crate::action::{ActionKind, ActionState};
+use crate::action::request::{read_targets, PLAN_ATTEMPTS};
+use crate::action::{assess, is_erasing, plan_requests, ActionSettings, Decision, RequestTarget};
+use crate::action::{Action, ActionKind, ActionState};
 use crate::audit::{AuditOutcome, NewAuditEvent};
 use crate::group::DeviceFilter;
 use crate::ids::{ActionId, BatchId, DeviceId, GroupId};
 use crate::preflight::BlockReason;
 use crate::schedule::BatchWindow;
 use crate::session::SessionError;
-use crate::store::{DailyCap, DeviceQuery, Store, StoreError, Wave};
+use crate::store::{
+    DailyCap, DeviceQuery, RequestPlan, ScheduleClaim, Store, StoreError, Wave, WaveRelease,
+    WriteOutcome,
+};
 
 /// Every erasing kind, as the daily cap counts them.
 const ERASING: &[ActionKind] = &[
@@ -234,12 +238,13 @@ fn utc_day_start(at: OffsetDateTime) -> OffsetDateTime {
         .replace_time(Time::MIDNIGHT)
 }
 
-/// Requests `kind` on `devices` in order under the daily cap; returns the items handled and the
-/// devices left over because the cap was reached. The count read first stops early in the common
-/// case; the authoritative check is the store's, in the transaction creating each action, so two
-/// processes (or a wave and a schedule) releasing at once never exceed the cap together.
+/// Plans `kind` on `devices` of `batch` in order under the daily cap: reads them and decides with
+/// [`plan_requests`]. Returns the items handled, the devices left over because the cap was
+/// reached, and the writes. The count read here is a guess that stops early in the common case;
+/// the authoritative check is the store's, in the transaction writing the plan, so two processes
+/// (or a wave and a schedule) releasing at once never exceed the cap together.
 #[allow(clippy::too_many_arguments)]
-async fn request_some(
+async fn plan_some(
     store: &dyn Store,
     batch: BatchId,
     devices: &[DeviceId],
@@ -248,62 +253,63 @@ async fn request_some(
     now: OffsetDateTime,
     settings: &ActionSettings,
     daily_cap: Option<u32>,
-) -> Result<(Vec<BatchItem>, Vec<DeviceId>), SessionError> {
-    let capped = daily_cap.filter(|_| is_erasing(kind));
+) -> Result<(Vec<BatchItem>, Vec<DeviceId>, RequestPlan), SessionError> {
     let day = utc_day_start(now);
-    let cap = capped.map(|cap| DailyCap {
+    let cap = daily_cap.filter(|_| is_erasing(kind)).map(|cap| DailyCap {
         kinds: ERASING.to_vec(),
         from: day,
         to: day + Duration::days(1),
         cap,
     });
-    let mut used = match capped {
-        Some(_) => {
-            store
-                .count_actions_created(ERASING, day, day + Duration::days(1))
-                .await?
-        }
+    let used = match &cap {
+        Some(c) => store.count_actions_created(&c.kinds, c.from, c.to).await?,
         None => 0,
     };
-    let mut items = Vec::new();
-    for (i, &device_id) in devices.iter().enumerate() {
-        if capped.is_some_and(|cap| used >= u64::from(cap)) {
-            return Ok((items, devices[i..].to_vec()));
-        }
-        let requested = request_under_cap(
-            store,
+    // A full day leaves every device over: no need to read them.
+    let full = cap.as_ref().is_some_and(|c| used >= u64::from(c.cap));
+    let targets = if full {
+        devices
+            .iter()
+            .map(|&id| RequestTarget {
+                id,
+                device: None,
+                actions: Vec::new(),
+            })
+            .collect()
+    } else {
+        read_targets(store, devices).await?
+    };
+    let planned = plan_requests(
+        &targets,
+        kind,
+        actor,
+        now,
+        settings,
+        Some(batch),
+        cap.as_ref().map(|c| (c, used)),
+    );
+    let items = planned
+        .decisions
+        .into_iter()
+        .map(|(device_id, decision)| BatchItem {
             device_id,
-            kind,
-            actor,
-            now,
-            settings,
-            Some(batch),
-            cap.as_ref(),
-        )
-        .await;
-        let outcome = match requested {
-            Err(SessionError::DeviceNotFound(_)) => ItemOutcome::NotFound,
-            Err(e) => return Err(e),
-            // Another process filled the day between our count and this insert.
-            Ok(None) => return Ok((items, devices[i..].to_vec())),
-            Ok(Some(a)) if a.state == ActionState::Blocked => {
-                ItemOutcome::Blocked(a.id, a.reason.unwrap_or_default())
-            }
-            Ok(Some(a)) => {
-                used += 1;
-                ItemOutcome::Queued(a.id)
-            }
-        };
-        items.push(BatchItem { device_id, outcome });
-    }
-    Ok((items, Vec::new()))
+            outcome: match decision {
+                Decision::NotFound => ItemOutcome::NotFound,
+                Decision::Created(a) if a.state == ActionState::Blocked => {
+                    ItemOutcome::Blocked(a.id, a.reason.unwrap_or_default())
+                }
+                Decision::Created(a) => ItemOutcome::Queued(a.id),
+            },
+        })
+        .collect();
+    Ok((items, planned.over_cap, planned.plan))
 }
 
-/// Stores `devices` as wave `index` due at `due_at` (released under `daily_cap`) and reports
-/// them deferred.
+/// Adds `devices` to `plan` as wave `index` due at `due_at` (released under `daily_cap`) and
+/// reports them deferred.
 #[allow(clippy::too_many_arguments)]
-async fn defer(
-    store: &dyn Store,
+fn defer(
+    plan: &mut RequestPlan,
     batch: BatchId,
     index: u32,
     kind: ActionKind,
@@ -311,7 +317,7 @@ async fn defer(
     devices: Vec<DeviceId>,
     due_at: OffsetDateTime,
     daily_cap: Option<u32>,
-) -> Result<Vec<BatchItem>, SessionError> {
+) -> Vec<BatchItem> {
     let items = devices
         .iter()
         .map(|&device_id| BatchItem {
@@ -322,19 +328,25 @@ async fn defer(
             },
         })
         .collect();
-    store
-        .save_wave(&Wave {
-            batch,
-            index,
-            kind,
-            actor: actor.to_owned(),
-            devices,
-            due_at,
-            released_at: None,
-            daily_cap,
-        })
-        .await?;
-    Ok(items)
+    plan.waves.push(Wave {
+        batch,
+        index,
+        kind,
+        actor: actor.to_owned(),
+        devices,
+        due_at,
+        released_at: None,
+        daily_cap,
+    });
+    items
+}
+
+/// The error after [`PLAN_ATTEMPTS`] refused plans.
+fn kept_changing(what: &str) -> SessionError {
+    StoreError::Conflict(format!(
+        "{what}: its devices kept changing while it was written; try again"
+    ))
+    .into()
 }
 
 /// Requests `kind` on every device of `target` as one batch: the first wave at once, later
@@ -367,8 +379,11 @@ pub async fn execute(
 }
 
 /// [`execute`] whose actions (later waves included) may only start inside `window`: the window
-/// is stored for the batch before any action is created, and the session engine holds a pending
-/// action of the batch while its device checks in outside it.
+/// is stored with the batch, and the session engine holds a pending action of the batch while
+/// its device checks in outside it.
+///
+/// The first wave's actions, the later waves, the window and the `batch.create` audit event are
+/// written in one transaction: a crash leaves either the whole batch or nothing.
 #[allow(clippy::too_many_arguments)]
 pub async fn execute_in_window(
     store: &dyn Store,
@@ -381,6 +396,38 @@ pub async fn execute_in_window(
     waves: &WaveSettings,
     window: Option<&BatchWindow>,
 ) -> Result<BatchResult, SessionError> {
+    execute_claiming(
+        store,
+        target,
+        kind,
+        actor,
+        now,
+        settings,
+        confirmation,
+        waves,
+        window,
+        None,
+    )
+    .await?
+    // Unreachable: only a claim can be lost.
+    .ok_or_else(|| kept_changing("the bulk request"))
+}
+
+/// [`execute_in_window`] that also claims `claim` (a schedule firing) in the batch's
+/// transaction: `None` (nothing written) when another writer claimed it first.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn execute_claiming(
+    store: &dyn Store,
+    target: &Target,
+    kind: ActionKind,
+    actor: &str,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+    confirmation: Option<&str>,
+    waves: &WaveSettings,
+    window: Option<&BatchWindow>,
+    claim: Option<ScheduleClaim>,
+) -> Result<Option<BatchResult>, SessionError> {
     let (ids, group_name) = resolve(store, target, now).await?;
     if let Some(name) = &group_name {
         if is_erasing(kind) && confirmation != Some(name.as_str()) {
@@ -391,29 +438,32 @@ pub async fn execute_in_window(
         }
     }
     let batch_id = BatchId::generate();
-    if let Some(w) = window {
-        store.save_batch_window(batch_id, w).await?;
-    }
     let size = waves.wave_size.max(1) as usize;
-    let mut chunks = ids.chunks(size);
-    let first = chunks.next().unwrap_or_default();
-    let (mut items, over_cap) = request_some(
-        store,
-        batch_id,
-        first,
-        kind,
-        actor,
-        now,
-        settings,
-        waves.daily_cap,
-    )
-    .await?;
-    let mut index = 1;
-    if !over_cap.is_empty() {
-        let due = utc_day_start(now) + Duration::days(1);
-        items.extend(
-            defer(
-                store,
+    let first = ids.chunks(size).next().unwrap_or_default();
+    let target_text = match (target, &group_name) {
+        (Target::Group(id), Some(name)) => format!("group {name:?} ({id})"),
+        (Target::Filter(f), _) => format!("filter {}", f.to_text()),
+        _ => format!("{} devices", ids.len()),
+    };
+    for _ in 0..PLAN_ATTEMPTS {
+        let (mut items, over_cap, mut plan) = plan_some(
+            store,
+            batch_id,
+            first,
+            kind,
+            actor,
+            now,
+            settings,
+            waves.daily_cap,
+        )
+        .await?;
+        plan.claim_schedule = claim;
+        plan.window = window.map(|w| (batch_id, *w));
+        let mut index = 1;
+        if !over_cap.is_empty() {
+            let due = utc_day_start(now) + Duration::days(1);
+            items.extend(defer(
+                &mut plan,
                 batch_id,
                 index,
                 kind,
@@ -421,16 +471,13 @@ pub async fn execute_in_window(
                 over_cap,
                 due,
                 waves.daily_cap,
-            )
-            .await?,
-        );
-        index += 1;
-    }
-    for (n, chunk) in chunks.enumerate() {
-        let due = now + waves.interval * (n as u32 + 1);
-        items.extend(
-            defer(
-                store,
+            ));
+            index += 1;
+        }
+        for (n, chunk) in ids.chunks(size).skip(1).enumerate() {
+            let due = now + waves.interval * (n as u32 + 1);
+            items.extend(defer(
+                &mut plan,
                 batch_id,
                 index,
                 kind,
@@ -438,19 +485,11 @@ pub async fn execute_in_window(
                 chunk.to_vec(),
                 due,
                 waves.daily_cap,
-            )
-            .await?,
-        );
-        index += 1;
-    }
-    let result = BatchResult { batch_id, items };
-    let target_text = match (target, &group_name) {
-        (Target::Group(id), Some(name)) => format!("group {name:?} ({id})"),
-        (Target::Filter(f), _) => format!("filter {}", f.to_text()),
-        _ => format!("{} devices", ids.len()),
-    };
-    store
-        .append_audit(NewAuditEvent {
+            ));
+            index += 1;
+        }
+        let result = BatchResult { batch_id, items };
+        plan.audit.push(NewAuditEvent {
             at: now,
             actor: actor.to_owned(),
             action: "batch.create".to_owned(),
@@ -465,16 +504,28 @@ pub async fn execute_in_window(
                 result.not_found(),
                 result.deferred()
             ),
-        })
-        .await?;
-    Ok(result)
+        });
+        match store.write_request_plan(&plan).await {
+            Ok(WriteOutcome::Written) => return Ok(Some(result)),
+            Ok(WriteOutcome::ClaimLost) => return Ok(None),
+            // The world moved between our reads and the transaction: read again.
+            Ok(WriteOutcome::CapReached { .. }) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(kept_changing("the bulk request"))
 }
 
 /// Releases every stored wave due at `now`: requests its actions (preflight runs again), moving
 /// devices over the daily cap to a new wave at the next UTC midnight. A wave is released under
 /// the cap its bulk request stored with it ([`Wave::daily_cap`]); `default_daily_cap` (the
-/// server-wide setting) applies to waves stored without one. A wave another tick already
-/// released is skipped. Audited as `batch.wave` per wave. Returns one result per released wave.
+/// server-wide setting) applies to waves stored without one. Audited as `batch.wave` per wave.
+///
+/// Exactly once: the claim (`released_at`), the wave's actions, the deferred over-cap wave and
+/// the audit event are written in one transaction, so a crash leaves the wave either fully
+/// released or untouched (the next tick releases it), and of several processes releasing the
+/// same wave exactly one does it (the others skip it). Returns one result per wave this call
+/// released.
 pub async fn release_due_waves(
     store: &dyn Store,
     now: OffsetDateTime,
@@ -483,13 +534,24 @@ pub async fn release_due_waves(
 ) -> Result<Vec<BatchResult>, SessionError> {
     let mut results = Vec::new();
     for wave in store.due_waves(now, 1_000).await? {
-        let daily_cap = wave.daily_cap.or(default_daily_cap);
-        match store.mark_wave_released(wave.batch, wave.index, now).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
+        if let Some(result) = release_wave(store, &wave, now, settings, default_daily_cap).await? {
+            results.push(result);
         }
-        let (mut items, over_cap) = request_some(
+    }
+    Ok(results)
+}
+
+/// Releases one wave (see [`release_due_waves`]); `None` if another writer released it first.
+async fn release_wave(
+    store: &dyn Store,
+    wave: &Wave,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+    default_daily_cap: Option<u32>,
+) -> Result<Option<BatchResult>, SessionError> {
+    let daily_cap = wave.daily_cap.or(default_daily_cap);
+    for _ in 0..PLAN_ATTEMPTS {
+        let (mut items, over_cap, mut plan) = plan_some(
             store,
             wave.batch,
             &wave.devices,
@@ -500,7 +562,13 @@ pub async fn release_due_waves(
             daily_cap,
         )
         .await?;
+        plan.release_wave = Some(WaveRelease {
+            batch: wave.batch,
+            index: wave.index,
+        });
         if !over_cap.is_empty() {
+            // Two releases of one batch picking the same index collide on the wave's key and
+            // re-plan: the later one then sees the earlier one's wave.
             let next_index = store
                 .waves_of_batch(wave.batch)
                 .await?
@@ -509,44 +577,197 @@ pub async fn release_due_waves(
                 .max()
                 .unwrap_or(wave.index + 1);
             let due = utc_day_start(now) + Duration::days(1);
-            items.extend(
-                defer(
-                    store,
-                    wave.batch,
-                    next_index,
-                    wave.kind,
-                    &wave.actor,
-                    over_cap,
-                    due,
-                    wave.daily_cap,
-                )
-                .await?,
-            );
+            items.extend(defer(
+                &mut plan,
+                wave.batch,
+                next_index,
+                wave.kind,
+                &wave.actor,
+                over_cap,
+                due,
+                wave.daily_cap,
+            ));
         }
         let result = BatchResult {
             batch_id: wave.batch,
             items,
         };
-        store
-            .append_audit(NewAuditEvent {
-                at: now,
-                actor: wave.actor.clone(),
-                action: "batch.wave".to_owned(),
-                targets: wave.devices.clone(),
-                batch: Some(wave.batch),
-                outcome: AuditOutcome::Success,
-                details: format!(
-                    "{} wave {}: {} queued, {} blocked, {} not found, {} deferred",
-                    wave.kind.code(),
-                    wave.index,
-                    result.queued(),
-                    result.blocked(),
-                    result.not_found(),
-                    result.deferred()
-                ),
-            })
-            .await?;
-        results.push(result);
+        plan.audit.push(NewAuditEvent {
+            at: now,
+            actor: wave.actor.clone(),
+            action: "batch.wave".to_owned(),
+            targets: wave.devices.clone(),
+            batch: Some(wave.batch),
+            outcome: AuditOutcome::Success,
+            details: format!(
+                "{} wave {}: {} queued, {} blocked, {} not found, {} deferred",
+                wave.kind.code(),
+                wave.index,
+                result.queued(),
+                result.blocked(),
+                result.not_found(),
+                result.deferred()
+            ),
+        });
+        match store.write_request_plan(&plan).await {
+            Ok(WriteOutcome::Written) => return Ok(Some(result)),
+            Ok(WriteOutcome::ClaimLost) => return Ok(None),
+            Ok(WriteOutcome::CapReached { .. }) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(results)
+    Err(kept_changing(&format!(
+        "wave {} of batch {}",
+        wave.index, wave.batch
+    )))
+}
+
+/// Whether a batch has settled, given its stored (later) waves, its actions and which of the
+/// devices named by its released waves are unknown: every wave is released, every action is
+/// settled ([`ActionState::is_settled`]: terminal or blocked), and every device of every
+/// released wave has an action in the batch (one deferred over the cap gets it from a later
+/// wave) or is unknown (it was reported not found at release). A device of a released wave
+/// with no action is one whose action was lost: the batch never settles then, rather than
+/// claiming a reset that did not happen. The first wave is not stored: its actions are written
+/// with the batch, in one transaction, so none of its devices can be missing.
+pub fn batch_settled(waves: &[Wave], actions: &[Action], unknown: &HashSet<DeviceId>) -> bool {
+    let with_action: HashSet<DeviceId> = actions.iter().map(|a| a.device).collect();
+    waves.iter().all(|w| w.released_at.is_some())
+        && actions.iter().all(|a| a.state.is_settled())
+        && waves
+            .iter()
+            .flat_map(|w| &w.devices)
+            .all(|d| with_action.contains(d) || unknown.contains(d))
+}
+
+/// Where a batch is: its actions (oldest first), its stored waves (by index) and whether it
+/// has settled ([`batch_settled`]). Empty lists for an unknown batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchProgress {
+    /// The batch's actions, oldest first.
+    pub actions: Vec<Action>,
+    /// Its later waves, by index.
+    pub waves: Vec<Wave>,
+    /// Whether it has settled.
+    pub settled: bool,
+}
+
+/// Reads a batch and decides whether it has settled ([`batch_settled`]); a device of a released
+/// wave without an action is looked up to tell "not found at release" (devices are never
+/// deleted, so unknown now means unknown then) from a lost action.
+pub async fn batch_progress(
+    store: &dyn Store,
+    batch: BatchId,
+) -> Result<BatchProgress, SessionError> {
+    let actions = store.actions_of_batch(batch).await?;
+    let waves = store.waves_of_batch(batch).await?;
+    let with_action: HashSet<DeviceId> = actions.iter().map(|a| a.device).collect();
+    let mut unknown = HashSet::new();
+    for &d in waves
+        .iter()
+        .filter(|w| w.released_at.is_some())
+        .flat_map(|w| &w.devices)
+    {
+        if !with_action.contains(&d) && store.device(d).await?.is_none() {
+            unknown.insert(d);
+        }
+    }
+    let settled = batch_settled(&waves, &actions, &unknown);
+    Ok(BatchProgress {
+        actions,
+        waves,
+        settled,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-05-04 9:00 UTC);
+
+    fn wave(index: u32, devices: &[DeviceId], released: bool) -> Wave {
+        Wave {
+            batch: BatchId::generate(),
+            index,
+            kind: ActionKind::AutopilotReset,
+            actor: "ada".into(),
+            devices: devices.to_vec(),
+            due_at: NOW,
+            released_at: released.then_some(NOW),
+            daily_cap: None,
+        }
+    }
+
+    fn action(device: DeviceId, states: &[ActionState]) -> Action {
+        let mut a = Action::new(
+            ActionId::generate(),
+            device,
+            ActionKind::AutopilotReset,
+            "ada",
+            None,
+            NOW,
+        );
+        for s in states {
+            a.transition(*s, NOW, None).unwrap();
+        }
+        a
+    }
+
+    #[test]
+    fn a_batch_settles_when_every_device_of_every_wave_has_a_settled_action() {
+        use ActionState::*;
+        let [a, b, c, ghost] = [(); 4].map(|()| DeviceId::generate());
+        let none = HashSet::new();
+        let done = action(a, &[Pending, Sent, Acknowledged, Done]);
+        let blocked = action(b, &[Blocked]);
+        let failed = action(c, &[Pending, Sent, Failed]);
+        // Only a first wave (not stored): its actions decide.
+        assert!(batch_settled(&[], &[done.clone(), blocked.clone()], &none));
+        assert!(!batch_settled(&[], &[action(a, &[Pending])], &none));
+        // A waiting wave holds the batch open.
+        let waiting = wave(1, &[c], false);
+        assert!(!batch_settled(
+            std::slice::from_ref(&waiting),
+            std::slice::from_ref(&done),
+            &none
+        ));
+        // Released, and its device's action is settled.
+        let released = wave(1, &[c], true);
+        assert!(batch_settled(
+            std::slice::from_ref(&released),
+            &[done.clone(), failed.clone()],
+            &none
+        ));
+        // Released, but a device has no action: lost, never settled (issue #11) ...
+        let with_ghost = wave(1, &[c, ghost], true);
+        assert!(!batch_settled(
+            std::slice::from_ref(&with_ghost),
+            &[done.clone(), failed.clone()],
+            &none
+        ));
+        // ... unless that device was not found at release.
+        let unknown = HashSet::from([ghost]);
+        assert!(batch_settled(
+            std::slice::from_ref(&with_ghost),
+            &[done.clone(), failed.clone()],
+            &unknown
+        ));
+        // A device deferred over the cap gets its action from a later wave.
+        let deferred = [wave(1, &[c], true), wave(2, &[c], true)];
+        assert!(batch_settled(
+            &deferred,
+            std::slice::from_ref(&failed),
+            &none
+        ));
+        let deferred_waiting = [wave(1, &[c], true), wave(2, &[c], false)];
+        assert!(!batch_settled(&deferred_waiting, &[], &none));
+        // Any unsettled action keeps it open.
+        assert!(!batch_settled(
+            std::slice::from_ref(&released),
+            &[action(c, &[Pending, Sent])],
+            &none
+        ));
+    }
 }

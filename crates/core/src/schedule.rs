@@ -9,11 +9,11 @@ use time::{OffsetDateTime, PrimitiveDateTime, Time, Weekday};
 use crate::action::ActionKind;
 use crate::action::ActionSettings;
 use crate::audit::{AuditOutcome, NewAuditEvent};
-use crate::campaign::{execute_in_window, BatchResult, Target, WaveSettings};
+use crate::campaign::{execute_claiming, BatchResult, Target, WaveSettings};
 use crate::error::{Error, Result};
 use crate::ids::{GroupId, ScheduleId};
 use crate::session::SessionError;
-use crate::store::Store;
+use crate::store::{RequestPlan, ScheduleClaim, Store, StoreError, WriteOutcome};
 
 /// When a schedule fires, in local time of its zone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -266,13 +266,16 @@ pub fn in_window(window: &MaintenanceWindow, tz: Tz, now: OffsetDateTime) -> boo
     }
 }
 
-/// Fires every enabled schedule whose `next_run` is at or before `now`: first claims the firing
-/// ([`crate::store::ScheduleStore::claim_schedule_run`]: `last_run = now`, `next_run` = the next
-/// occurrence after `now`; missed firings are not replayed), so that when several server
-/// processes tick at once exactly one of them fires it; then a batch on its group's current
-/// members (the schedule's creation stands for the typed confirmation) carrying the schedule's
-/// maintenance window. A schedule whose group is gone is audited as failed and still moved on.
-/// Returns each schedule this call fired, with its result.
+/// Fires every enabled schedule whose `next_run` is at or before `now`: a batch on its group's
+/// current members (the schedule's creation stands for the typed confirmation) carrying the
+/// schedule's maintenance window, written in one transaction with the claim of the firing
+/// ([`crate::store::ScheduleClaim`]: `last_run = now`, `next_run` = the next occurrence after
+/// `now`; missed firings are not replayed). So a firing happens exactly once: when several
+/// server processes tick at once exactly one of them writes it, and a process that dies before
+/// its transaction commits leaves the schedule due, for the next tick to fire. A schedule whose
+/// batch cannot be made (its group is gone, its devices kept changing) is audited as failed and
+/// still moved on, in one transaction too; a database failure leaves it due. Returns each
+/// schedule this call fired, with its result.
 pub async fn fire_due(
     store: &dyn Store,
     now: OffsetDateTime,
@@ -285,18 +288,17 @@ pub async fn fire_due(
         let Some(due_at) = s.next_run else {
             continue;
         };
-        // Claimed before anything is requested: a reset batch fires at most once, even if this
-        // process dies right after the claim (the failure is then visible as a missing batch).
-        if !store
-            .claim_schedule_run(s.id, due_at, now, next_occurrence(&s, now))
-            .await?
-        {
-            continue;
-        }
+        let claim = ScheduleClaim {
+            schedule: s.id,
+            due_at,
+            last_run: now,
+            next_run: next_occurrence(&s, now),
+        };
         let actor = format!("schedule:{}", s.name);
         let window = s.window.map(|window| BatchWindow { window, tz: s.tz });
-        let outcome = match store.group(s.group).await? {
-            Some(group) => execute_in_window(
+        let failure = match store.group(s.group).await? {
+            None => format!("group {} no longer exists", s.group),
+            Some(group) => match execute_claiming(
                 store,
                 &Target::Group(s.group),
                 s.kind,
@@ -306,25 +308,36 @@ pub async fn fire_due(
                 Some(&group.name),
                 waves,
                 window.as_ref(),
+                Some(claim),
             )
             .await
-            .map_err(|e| e.to_string()),
-            None => Err(format!("group {} no longer exists", s.group)),
+            {
+                Ok(Some(result)) => {
+                    fired.push((s.id, Ok(result)));
+                    continue;
+                }
+                // Another process fired it.
+                Ok(None) => continue,
+                // The database failed: nothing was written, so the firing stays due and the
+                // next tick tries again.
+                Err(e @ SessionError::Store(StoreError::Backend(_))) => return Err(e),
+                Err(e) => e.to_string(),
+            },
         };
-        if let Err(e) = &outcome {
-            store
-                .append_audit(NewAuditEvent {
-                    at: now,
-                    actor: actor.clone(),
-                    action: "schedule.fire".to_owned(),
-                    targets: Vec::new(),
-                    batch: None,
-                    outcome: AuditOutcome::Failed,
-                    details: format!("{} {}: {e}", s.kind.code(), s.id),
-                })
-                .await?;
+        let mut plan = RequestPlan::new(now);
+        plan.claim_schedule = Some(claim);
+        plan.audit.push(NewAuditEvent {
+            at: now,
+            actor: actor.clone(),
+            action: "schedule.fire".to_owned(),
+            targets: Vec::new(),
+            batch: None,
+            outcome: AuditOutcome::Failed,
+            details: format!("{} {}: {failure}", s.kind.code(), s.id),
+        });
+        if store.write_request_plan(&plan).await? == WriteOutcome::Written {
+            fired.push((s.id, Err(failure)));
         }
-        fired.push((s.id, outcome));
     }
     Ok(fired)
 }

@@ -351,6 +351,124 @@ pub struct StepOutcome {
 }
 
 // ---------------------------------------------------------------------------------------------
+// One request plan
+
+/// A new action and the queued commands that carry it out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAction {
+    /// The action, in its first stored state (`pending` or `blocked`).
+    pub action: Action,
+    /// Its commands, state `queued`, in queue order; empty for a blocked action.
+    pub commands: Vec<DeviceCommand>,
+}
+
+/// A change a request makes to a device row: only the named column is written, so a check-in
+/// saving inventory-derived fields at the same time loses nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceChange {
+    /// The device.
+    pub device: DeviceId,
+    /// The new `local_reset_desired` (the admin's wish for CTRL+WIN+R).
+    pub local_reset_desired: bool,
+}
+
+/// Claims the release of a stored wave ([`Wave`]) in the plan's transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaveRelease {
+    /// The batch.
+    pub batch: BatchId,
+    /// The wave's index.
+    pub index: u32,
+}
+
+/// Claims one firing of a due schedule in the plan's transaction: `last_run` and `next_run` are
+/// set only if the schedule is enabled and its stored `next_run` is still `due_at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduleClaim {
+    /// The schedule.
+    pub schedule: ScheduleId,
+    /// The firing claimed (the `next_run` the caller read).
+    pub due_at: OffsetDateTime,
+    /// The new `last_run`.
+    pub last_run: OffsetDateTime,
+    /// The new `next_run` (`None`: no firing left).
+    pub next_run: Option<OffsetDateTime>,
+}
+
+/// Everything one request path decided (one admin request, a bulk request's first wave, a wave
+/// release, a schedule firing), written together by [`ActionStore::write_request_plan`] or not
+/// at all. Built by the pure planners in [`crate::action`] and [`crate::campaign`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestPlan {
+    /// Now: the wave's `released_at`.
+    pub at: OffsetDateTime,
+    /// Claim this wave's release first.
+    pub release_wave: Option<WaveRelease>,
+    /// Claim this schedule firing first.
+    pub claim_schedule: Option<ScheduleClaim>,
+    /// Check the day's cap in the transaction before creating anything.
+    pub cap: Option<DailyCap>,
+    /// Existing actions the plan ends (superseded or canceled before they were sent, expired):
+    /// each saved only if its stored state is still `expected`, its queued commands dropped.
+    pub end: Vec<ActionUpdate>,
+    /// New actions with their commands.
+    pub create: Vec<NewAction>,
+    /// Device columns the requests change.
+    pub device_changes: Vec<DeviceChange>,
+    /// Later waves to store (`released_at` None).
+    pub waves: Vec<Wave>,
+    /// The maintenance window of a new batch.
+    pub window: Option<(BatchId, BatchWindow)>,
+    /// Audit events, appended in order.
+    pub audit: Vec<NewAuditEvent>,
+}
+
+impl RequestPlan {
+    /// A plan that writes nothing yet.
+    pub fn new(at: OffsetDateTime) -> Self {
+        Self {
+            at,
+            release_wave: None,
+            claim_schedule: None,
+            cap: None,
+            end: Vec::new(),
+            create: Vec::new(),
+            device_changes: Vec::new(),
+            waves: Vec::new(),
+            window: None,
+            audit: Vec::new(),
+        }
+    }
+
+    /// Whether the plan writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.release_wave.is_none()
+            && self.claim_schedule.is_none()
+            && self.end.is_empty()
+            && self.create.is_empty()
+            && self.device_changes.is_empty()
+            && self.waves.is_empty()
+            && self.window.is_none()
+            && self.audit.is_empty()
+    }
+}
+
+/// What [`ActionStore::write_request_plan`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Everything was written.
+    Written,
+    /// Nothing was written: the day's cap has no room for the plan's new actions; `used` is the
+    /// count the store read (re-plan with it).
+    CapReached {
+        /// Not-blocked actions of the cap's kinds already created in its day.
+        used: u64,
+    },
+    /// Nothing was written: another writer already claimed the wave or the schedule firing.
+    ClaimLost,
+}
+
+// ---------------------------------------------------------------------------------------------
 // The traits
 
 /// Enrollments.
@@ -513,6 +631,30 @@ pub trait ActionStore: Send + Sync {
     /// Saves state, reason, last_error, updated_at and timeline if the stored state is still
     /// `expected`; `Conflict` otherwise, `NotFound` if unknown.
     async fn update_action(&self, expected: ActionState, action: &Action) -> StoreResult<()>;
+    /// Writes everything a request plan decided in ONE transaction, in this order, or nothing:
+    /// 1. the claims: `release_wave` sets the wave's `released_at = plan.at` only if it is still
+    ///    NULL, `claim_schedule` moves the schedule on only if it is enabled and its `next_run` is
+    ///    still `due_at` (a conditional update each, so of several processes writing plans with
+    ///    the same claim exactly one gets [`WriteOutcome::Written`]; the others get
+    ///    [`WriteOutcome::ClaimLost`] and nothing is written);
+    /// 2. the daily cap: counts as [`WaveStore::count_actions_created`] does, serialised with
+    ///    every other capped writer (other processes included), and refuses with
+    ///    [`WriteOutcome::CapReached`] (nothing written) if the plan creates not-blocked actions
+    ///    of `cap.kinds` in `[cap.from, cap.to)` and that count plus them exceeds `cap.cap` (a
+    ///    plan creating none of them passes, even over a full day);
+    /// 3. `end`: each action saved only if its stored state is still `expected`, its queued
+    ///    commands dropped as [`CommandQueue::discard_queued_commands`] does;
+    /// 4. `create`: the new actions with their queued commands, in order;
+    /// 5. `device_changes`, `waves`, `window`, then `audit` in order.
+    ///
+    /// Any error rolls everything back: `NotFound` for an unknown wave, schedule, device or
+    /// ended action; `Conflict` when an ended action's state moved, an id is taken, the
+    /// device already has an active erasing action (at most one of Autopilot Reset or a wipe in
+    /// requested/pending/sent/acknowledged/in_progress per device: a second one is refused even
+    /// if two processes insert it at once), or the database gave up on the transaction under
+    /// concurrency (a deadlock): each of those means "read again and re-plan". An empty plan
+    /// writes nothing and is `Written`.
+    async fn write_request_plan(&self, plan: &RequestPlan) -> StoreResult<WriteOutcome>;
 }
 
 /// The audit log: append and read, never change.
@@ -585,7 +727,7 @@ pub trait GroupStore: Send + Sync {
 }
 
 /// A later wave of a bulk request, stored until [`crate::campaign::release_due_waves`] requests
-/// its actions.
+/// its actions (the claim, the actions and their audit in one [`RequestPlan`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Wave {
     /// The bulk request.
@@ -607,8 +749,8 @@ pub struct Wave {
     pub daily_cap: Option<u32>,
 }
 
-/// A limit on erasing actions per day, checked in the same transaction that creates an action
-/// (see [`WaveStore::create_action_under_cap`]).
+/// A limit on erasing actions per day, checked in the same transaction that creates the actions
+/// (see [`ActionStore::write_request_plan`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DailyCap {
     /// The kinds that count.
@@ -630,14 +772,6 @@ pub trait WaveStore: Send + Sync {
     async fn due_waves(&self, now: OffsetDateTime, limit: u32) -> StoreResult<Vec<Wave>>;
     /// Every wave of a batch by index; empty if none.
     async fn waves_of_batch(&self, batch: BatchId) -> StoreResult<Vec<Wave>>;
-    /// Marks a wave released at `at`; `NotFound` if unknown, `Conflict` if it already was (so two
-    /// ticks never release a wave twice).
-    async fn mark_wave_released(
-        &self,
-        batch: BatchId,
-        index: u32,
-        at: OffsetDateTime,
-    ) -> StoreResult<()>;
     /// How many actions of these kinds were created in `[from, to)` and not blocked (blocked
     /// actions never reach a device).
     async fn count_actions_created(
@@ -646,17 +780,6 @@ pub trait WaveStore: Send + Sync {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> StoreResult<u64>;
-    /// [`ActionStore::create_action`] unless the day is full: in one transaction, counts as
-    /// [`Self::count_actions_created`] does and creates the action (and its commands) only if the
-    /// count is below `cap.cap`. Returns whether it was created. Cap checks of concurrent callers
-    /// (other processes included) are serialised, so together they never exceed the cap.
-    /// `Conflict`/`NotFound` as `create_action`.
-    async fn create_action_under_cap(
-        &self,
-        action: &Action,
-        commands: &[DeviceCommand],
-        cap: &DailyCap,
-    ) -> StoreResult<bool>;
 }
 
 /// Scheduled bulk requests.
@@ -674,17 +797,6 @@ pub trait ScheduleStore: Send + Sync {
     async fn delete_schedule(&self, id: ScheduleId) -> StoreResult<()>;
     /// Enabled schedules with `next_run <= now`, by next_run then id.
     async fn due_schedules(&self, now: OffsetDateTime) -> StoreResult<Vec<Schedule>>;
-    /// Claims one firing of a due schedule: sets `last_run` and `next_run` only if the schedule
-    /// is enabled and its stored `next_run` is still `due_at` (one conditional update), so of
-    /// several processes claiming the same firing at once exactly one gets `true`; the others
-    /// get `false`. `NotFound` if the schedule is unknown.
-    async fn claim_schedule_run(
-        &self,
-        id: ScheduleId,
-        due_at: OffsetDateTime,
-        last_run: OffsetDateTime,
-        next_run: Option<OffsetDateTime>,
-    ) -> StoreResult<bool>;
     /// Stores the maintenance window of a batch; `Conflict` if the batch already has one.
     async fn save_batch_window(&self, batch: BatchId, window: &BatchWindow) -> StoreResult<()>;
     /// The maintenance window of a batch; `None` if it has none.

@@ -26,8 +26,12 @@ use crate::cli::{
 const DEFAULT_TOKEN_FILE: &str = "redeploy-data/admin-token";
 const DEFAULT_CA_FILE: &str = "redeploy-data/ca.pem";
 
-/// States after which an action will not change on its own.
-pub(crate) const SETTLED: &[&str] = &["done", "failed", "canceled", "expired", "blocked"];
+/// Whether an action in this API state will not change on its own: the core's rule
+/// ([`redeploy_core::ActionState::is_settled`]); a state word this client does not know yet is
+/// not settled, so `--wait` keeps polling rather than stopping early.
+pub(crate) fn settled(state: &str) -> bool {
+    redeploy_core::ActionState::parse(state).is_ok_and(|s| s.is_settled())
+}
 
 /// Builds the API client from flags, `REDEPLOY_*` variables, or the `./redeploy-data` defaults.
 pub(crate) fn client(args: &AdminClientArgs) -> anyhow::Result<Client> {
@@ -321,7 +325,7 @@ pub async fn reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> {
     }
     if args.command.wait {
         let deadline = Instant::now() + Duration::from_secs(args.command.timeout);
-        while actions.iter().any(|a| !SETTLED.contains(&a.state.as_str())) {
+        while actions.iter().any(|a| !settled(&a.state)) {
             if Instant::now() >= deadline {
                 eprintln!("redeploy: timed out waiting for the actions to settle");
                 refused = true;
@@ -329,7 +333,7 @@ pub async fn reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
             for action in actions.iter_mut() {
-                if SETTLED.contains(&action.state.as_str()) {
+                if settled(&action.state) {
                     continue;
                 }
                 let now = client.action(&action.id).await?;

@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::admin::{
     action_line, action_line_for, all_device_names, client, kind, name_or_id, or_dash, print_json,
-    readiness_word, table, SETTLED,
+    readiness_word, settled, table,
 };
 use crate::cli::{
     AdminArgs, AllowForbid, AutopilotCommand, AutopilotSub, GroupsCommand, GroupsSub, ResetArgs,
@@ -324,12 +324,8 @@ async fn wait_for_batch(
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let (status, timed_out) = loop {
         let status = client.batch(&batch.batch_id).await?;
-        let settled = status
-            .actions
-            .iter()
-            .filter(|a| SETTLED.contains(&a.state.as_str()))
-            .count() as u64;
-        bar.set_position(settled);
+        let settled_actions = status.actions.iter().filter(|a| settled(&a.state)).count() as u64;
+        bar.set_position(settled_actions);
         bar.set_message(counts_text(&status));
         if status.settled {
             break (status, false);

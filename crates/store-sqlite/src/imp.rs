@@ -24,12 +24,13 @@ use redeploy_core::schedule::{
 };
 use redeploy_core::store::{
     device_sort_key, from_micros, to_micros, ActionStore, AuditLog, AuditOrder, AuditQuery,
-    AutopilotRegistry, CommandQueue, ConsoleSessionStore, Cursor, CursorKey, DailyCap, DeviceQuery,
+    AutopilotRegistry, CommandQueue, ConsoleSessionStore, Cursor, CursorKey, DeviceQuery,
     DeviceSort, DeviceStore, EnrollOutcome, EnrollmentStore, GroupStore, InventoryStore, Page,
     ScheduleStore, SessionStep, StepOutcome, StoreError, StoreResult, TokenStore, Wave, WaveStore,
     NEVER_SEEN_KEY,
 };
 use redeploy_core::store::{DeliveryResult, WebhookStore};
+use redeploy_core::store::{RequestPlan, WriteOutcome};
 use redeploy_core::webhook::{Delivery, Webhook, WebhookEvent};
 use sqlx::error::ErrorKind;
 use sqlx::Row;
@@ -38,8 +39,13 @@ use time::OffsetDateTime;
 use super::{Backend, DbRow, Tx, CAP_LOCK, FOR_UPDATE, Q, TAKE_LOCK};
 
 /// Maps a sqlx error: unique violations are conflicts, foreign-key violations name a missing row.
+/// A transaction PostgreSQL aborted to break a deadlock (SQLSTATE 40P01) or a serialization
+/// failure (40001) is a conflict too: it was rolled back whole, and reading again is the remedy.
 pub(crate) fn backend(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(d) = &e {
+        if matches!(d.code().as_deref(), Some("40P01" | "40001")) {
+            return StoreError::Conflict(d.message().to_owned());
+        }
         match d.kind() {
             ErrorKind::UniqueViolation => return StoreError::Conflict(d.message().to_owned()),
             ErrorKind::ForeignKeyViolation => {
@@ -1302,6 +1308,135 @@ impl ActionStore for Backend {
         update_action_in(&mut tx, expected, action).await?;
         tx.commit().await.map_err(backend)
     }
+
+    async fn write_request_plan(&self, plan: &RequestPlan) -> StoreResult<WriteOutcome> {
+        if plan.is_empty() {
+            return Ok(WriteOutcome::Written);
+        }
+        // Every early return below drops `tx`, which rolls back whatever was written so far.
+        let mut tx = self.begin().await?;
+        // Claims first, so that a writer that lost the race stops before touching anything else
+        // (on PostgreSQL it waits for the winner's row lock, then sees the claim taken).
+        if let Some(w) = &plan.release_wave {
+            let done = sqlx::query(
+                "UPDATE batch_waves SET released_at = $3 \
+                 WHERE batch_id = $1 AND wave_index = $2 AND released_at IS NULL",
+            )
+            .bind(w.batch.to_string())
+            .bind(i64::from(w.index))
+            .bind(to_micros(plan.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if done.rows_affected() == 0 {
+                let exists = sqlx::query(
+                    "SELECT 1 FROM batch_waves WHERE batch_id = $1 AND wave_index = $2",
+                )
+                .bind(w.batch.to_string())
+                .bind(i64::from(w.index))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+                return match exists {
+                    Some(_) => Ok(WriteOutcome::ClaimLost),
+                    None => Err(StoreError::NotFound(format!(
+                        "wave {} of batch {}",
+                        w.index, w.batch
+                    ))),
+                };
+            }
+        }
+        if let Some(c) = &plan.claim_schedule {
+            let done = sqlx::query(
+                "UPDATE schedules SET last_run = $2, next_run = $3 \
+                 WHERE id = $1 AND enabled AND next_run = $4",
+            )
+            .bind(c.schedule.to_string())
+            .bind(to_micros(c.last_run))
+            .bind(micros_opt(c.next_run))
+            .bind(to_micros(c.due_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if done.rows_affected() == 0 {
+                let exists = sqlx::query("SELECT 1 FROM schedules WHERE id = $1")
+                    .bind(c.schedule.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                return match exists {
+                    Some(_) => Ok(WriteOutcome::ClaimLost),
+                    None => Err(StoreError::NotFound(format!("schedule {}", c.schedule))),
+                };
+            }
+        }
+        if let Some(cap) = &plan.cap {
+            // Serialises cap checks across processes (SQLite: the write lock BEGIN IMMEDIATE
+            // took), so the count below cannot miss another writer's uncommitted actions.
+            if !CAP_LOCK.is_empty() {
+                sqlx::query(CAP_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            let used = count_created_in(&mut tx, &cap.kinds, cap.from, cap.to).await?;
+            // The same rule as `count_actions_created`, applied to the rows about to be inserted.
+            let adds = plan
+                .create
+                .iter()
+                .filter(|n| {
+                    let a = &n.action;
+                    cap.kinds.contains(&a.kind)
+                        && a.state != ActionState::Blocked
+                        && a.created_at >= cap.from
+                        && a.created_at < cap.to
+                })
+                .count() as u64;
+            // A plan adding nothing capped passes even over a full day (a lower cap of another
+            // batch may have been exceeded by a higher one's).
+            if adds > 0 && used + adds > u64::from(cap.cap) {
+                return Ok(WriteOutcome::CapReached { used });
+            }
+        }
+        // Ended actions before new ones: a superseded reset must leave the active set before
+        // the wipe that supersedes it enters it (the one-active-erasing-action index). The
+        // commands are dropped only after the state check passed.
+        for u in &plan.end {
+            update_action_in(&mut tx, u.expected, &u.action).await?;
+            sqlx::query(
+                "UPDATE commands SET state = 'failed' WHERE action_id = $1 AND state = 'queued'",
+            )
+            .bind(u.action.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        for n in &plan.create {
+            insert_action_in(&mut tx, &n.action, &n.commands).await?;
+        }
+        for c in &plan.device_changes {
+            let done = sqlx::query("UPDATE devices SET local_reset_desired = $2 WHERE id = $1")
+                .bind(c.device.to_string())
+                .bind(c.local_reset_desired)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("device {}", c.device)));
+            }
+        }
+        for w in &plan.waves {
+            insert_wave_in(&mut tx, w).await?;
+        }
+        if let Some((batch, window)) = &plan.window {
+            insert_batch_window_in(&mut tx, *batch, window).await?;
+        }
+        for e in &plan.audit {
+            insert_audit_in(&mut tx, e).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(WriteOutcome::Written)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1327,40 +1462,46 @@ fn row_audit(r: &DbRow) -> StoreResult<AuditEvent> {
     })
 }
 
+/// Appends one audit event (and its target rows) in `tx`; returns its position.
+async fn insert_audit_in(tx: &mut Tx, event: &NewAuditEvent) -> StoreResult<i64> {
+    let targets = event
+        .targets
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let row = sqlx::query(
+        "INSERT INTO audit_events (at, actor, action, targets, batch_id, outcome, details) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+    )
+    .bind(to_micros(event.at))
+    .bind(event.actor.clone())
+    .bind(event.action.clone())
+    .bind(targets)
+    .bind(event.batch.map(|b| b.to_string()))
+    .bind(event.outcome.as_str())
+    .bind(event.details.clone())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let seq: i64 = get(&row, "seq")?;
+    let mut seen = std::collections::BTreeSet::new();
+    for t in event.targets.iter().filter(|t| seen.insert(**t)) {
+        sqlx::query("INSERT INTO audit_targets (audit_seq, device_id) VALUES ($1, $2)")
+            .bind(seq)
+            .bind(t.to_string())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(seq)
+}
+
 #[async_trait]
 impl AuditLog for Backend {
     async fn append_audit(&self, event: NewAuditEvent) -> StoreResult<AuditEvent> {
         let mut tx = self.begin().await?;
-        let targets = event
-            .targets
-            .iter()
-            .map(|t| t.to_string())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let row = sqlx::query(
-            "INSERT INTO audit_events (at, actor, action, targets, batch_id, outcome, details) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
-        )
-        .bind(to_micros(event.at))
-        .bind(event.actor.clone())
-        .bind(event.action.clone())
-        .bind(targets)
-        .bind(event.batch.map(|b| b.to_string()))
-        .bind(event.outcome.as_str())
-        .bind(event.details.clone())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let seq: i64 = get(&row, "seq")?;
-        let mut seen = std::collections::BTreeSet::new();
-        for t in event.targets.iter().filter(|t| seen.insert(**t)) {
-            sqlx::query("INSERT INTO audit_targets (audit_seq, device_id) VALUES ($1, $2)")
-                .bind(seq)
-                .bind(t.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
+        let seq = insert_audit_in(&mut tx, &event).await?;
         tx.commit().await.map_err(backend)?;
         Ok(AuditEvent::from_new(AuditId::from_i64(seq), event))
     }
@@ -1802,32 +1943,40 @@ fn row_wave(r: &DbRow) -> StoreResult<Wave> {
     })
 }
 
+async fn insert_wave_in(
+    conn: &mut <super::Db as sqlx::Database>::Connection,
+    wave: &Wave,
+) -> StoreResult<()> {
+    let devices = wave
+        .devices
+        .iter()
+        .map(DeviceId::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let sql = format!(
+        "INSERT INTO batch_waves ({WAVE_COLS}) VALUES ({})",
+        placeholders(1, 8)
+    );
+    sqlx::query(&sql)
+        .bind(wave.batch.to_string())
+        .bind(i64::from(wave.index))
+        .bind(wave.kind.code())
+        .bind(wave.actor.clone())
+        .bind(devices)
+        .bind(to_micros(wave.due_at))
+        .bind(micros_opt(wave.released_at))
+        .bind(wave.daily_cap.map(i64::from))
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
 #[async_trait]
 impl WaveStore for Backend {
     async fn save_wave(&self, wave: &Wave) -> StoreResult<()> {
-        let devices = wave
-            .devices
-            .iter()
-            .map(DeviceId::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        let sql = format!(
-            "INSERT INTO batch_waves ({WAVE_COLS}) VALUES ({})",
-            placeholders(1, 8)
-        );
-        sqlx::query(&sql)
-            .bind(wave.batch.to_string())
-            .bind(i64::from(wave.index))
-            .bind(wave.kind.code())
-            .bind(wave.actor.clone())
-            .bind(devices)
-            .bind(to_micros(wave.due_at))
-            .bind(micros_opt(wave.released_at))
-            .bind(wave.daily_cap.map(i64::from))
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        insert_wave_in(&mut conn, wave).await
     }
 
     async fn due_waves(&self, now: OffsetDateTime, limit: u32) -> StoreResult<Vec<Wave>> {
@@ -1855,40 +2004,6 @@ impl WaveStore for Backend {
         rows.iter().map(row_wave).collect()
     }
 
-    async fn mark_wave_released(
-        &self,
-        batch: BatchId,
-        index: u32,
-        at: OffsetDateTime,
-    ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let sql = format!(
-            "SELECT released_at FROM batch_waves WHERE batch_id = $1 AND wave_index = $2{FOR_UPDATE}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(batch.to_string())
-            .bind(i64::from(index))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound(format!("wave {index} of batch {batch}")))?;
-        if get::<Option<i64>>(&row, "released_at")?.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "wave {index} of batch {batch} was already released"
-            )));
-        }
-        sqlx::query(
-            "UPDATE batch_waves SET released_at = $3 WHERE batch_id = $1 AND wave_index = $2",
-        )
-        .bind(batch.to_string())
-        .bind(i64::from(index))
-        .bind(to_micros(at))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)
-    }
-
     async fn count_actions_created(
         &self,
         kinds: &[ActionKind],
@@ -1904,30 +2019,6 @@ impl WaveStore for Backend {
             .await
             .map_err(backend)?;
         count_col(&row)
-    }
-
-    async fn create_action_under_cap(
-        &self,
-        action: &Action,
-        commands: &[DeviceCommand],
-        cap: &DailyCap,
-    ) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        // Serialises cap checks across processes (SQLite: the write lock BEGIN IMMEDIATE took).
-        if !CAP_LOCK.is_empty() {
-            sqlx::query(CAP_LOCK)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-        let used = count_created_in(&mut tx, &cap.kinds, cap.from, cap.to).await?;
-        if used >= u64::from(cap.cap) {
-            // Nothing written: dropping the transaction rolls it back.
-            return Ok(false);
-        }
-        insert_action_in(&mut tx, action, commands).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(true)
     }
 }
 
@@ -2075,48 +2166,9 @@ impl ScheduleStore for Backend {
         .await
     }
 
-    async fn claim_schedule_run(
-        &self,
-        id: ScheduleId,
-        due_at: OffsetDateTime,
-        last_run: OffsetDateTime,
-        next_run: Option<OffsetDateTime>,
-    ) -> StoreResult<bool> {
-        // One conditional UPDATE: on PostgreSQL a concurrent claimer waits for the row lock and
-        // then re-checks `next_run`, which has moved; SQLite serialises writers.
-        let done = sqlx::query(
-            "UPDATE schedules SET last_run = $2, next_run = $3 \
-             WHERE id = $1 AND enabled AND next_run = $4",
-        )
-        .bind(id.to_string())
-        .bind(to_micros(last_run))
-        .bind(micros_opt(next_run))
-        .bind(to_micros(due_at))
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        if done.rows_affected() > 0 {
-            return Ok(true);
-        }
-        match self.schedule(id).await? {
-            Some(_) => Ok(false),
-            None => Err(StoreError::NotFound(format!("schedule {id}"))),
-        }
-    }
-
     async fn save_batch_window(&self, batch: BatchId, window: &BatchWindow) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO batch_windows (batch_id, window_start, window_end, tz) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(batch.to_string())
-        .bind(seconds_of_day(window.window.start))
-        .bind(seconds_of_day(window.window.end))
-        .bind(window.tz.name().to_owned())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        insert_batch_window_in(&mut conn, batch, window).await
     }
 
     async fn batch_window(&self, batch: BatchId) -> StoreResult<Option<BatchWindow>> {
@@ -2153,6 +2205,25 @@ impl ScheduleStore for Backend {
             })
             .collect()
     }
+}
+
+async fn insert_batch_window_in(
+    conn: &mut <super::Db as sqlx::Database>::Connection,
+    batch: BatchId,
+    window: &BatchWindow,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO batch_windows (batch_id, window_start, window_end, tz) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(batch.to_string())
+    .bind(seconds_of_day(window.window.start))
+    .bind(seconds_of_day(window.window.end))
+    .bind(window.tz.name().to_owned())
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
 }
 
 fn row_batch_window(r: &DbRow) -> StoreResult<BatchWindow> {

@@ -1,8 +1,10 @@
 //! Test helpers shared by the crates' integration tests: the `Store` conformance suite
-//! ([`store_suite`], stamped out per backend by [`store_conformance_tests!`]).
+//! ([`store_suite`], stamped out per backend by [`store_conformance_tests!`]) and the seeds and
+//! checks of upgrade tests ([`upgrade`]).
 
 pub mod app;
 pub mod store_suite;
+pub mod upgrade;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -97,6 +99,10 @@ macro_rules! store_conformance_tests {
             webhook_events_are_enqueued_once_and_attempts_claimed_once,
             webhook_stale_actions_are_found_until_reported_stuck,
             disabled_webhooks_wait_and_reenabling_moves_notify_since,
+            a_refused_request_plan_leaves_nothing_behind,
+            concurrent_reset_requests_create_one_active_action,
+            concurrent_wave_releases_create_each_action_once,
+            a_wave_release_failing_midway_leaves_it_unreleased,
         );
     };
 }

@@ -18,8 +18,9 @@ use redeploy_core::inventory::InventoryValue;
 use redeploy_core::schedule::{BatchWindow, MaintenanceWindow, Recurrence, Schedule};
 use redeploy_core::store::DeliveryResult;
 use redeploy_core::store::{
-    ActionUpdate, AuditOrder, AuditQuery, CommandAnswer, DailyCap, DeviceQuery, DeviceSort,
-    SendBatch, SessionStep, StoreError, Wave,
+    ActionUpdate, AuditOrder, AuditQuery, CommandAnswer, DailyCap, DeviceChange, DeviceQuery,
+    DeviceSort, NewAction, RequestPlan, ScheduleClaim, SendBatch, SessionStep, StoreError, Wave,
+    WaveRelease, WriteOutcome,
 };
 use redeploy_core::webhook::{Delivery, DeliveryStatus, Webhook, WebhookEvent};
 use redeploy_core::Store;
@@ -71,6 +72,30 @@ async fn enrolled(store: &Arc<dyn Store>, name: &str) -> DeviceId {
     let d = new_device(name, Some(&format!("hw-{name}")));
     let e = new_enrollment(d.id, T0, "aa");
     store.create_enrollment(d, e).await.unwrap().device
+}
+
+/// A device that passes the Autopilot Reset preflight at [`T0`] (recent check-in, supported
+/// build and edition, Entra joined, valid certificate).
+async fn eligible(store: &Arc<dyn Store>, name: &str) -> DeviceId {
+    let id = enrolled(store, name).await;
+    let mut d = store.device(id).await.unwrap().unwrap();
+    d.os_version = Some("10.0.22631.4037".into());
+    d.os_platform = Some("Windows 11 Enterprise".into());
+    d.last_seen = Some(T0);
+    store.update_device(&d).await.unwrap();
+    id
+}
+
+fn audit_event(action: &str, device: DeviceId, at: OffsetDateTime) -> NewAuditEvent {
+    NewAuditEvent {
+        at,
+        actor: "admin".into(),
+        action: action.into(),
+        targets: vec![device],
+        batch: None,
+        outcome: AuditOutcome::Success,
+        details: String::new(),
+    }
 }
 
 fn get_cmd(device: DeviceId, uri: &str) -> DeviceCommand {
@@ -1507,13 +1532,22 @@ pub async fn waves_are_due_in_order_and_released_once(store: Arc<dyn Store>) {
     assert!(store.due_waves(t(59), 10).await.unwrap().is_empty());
     let due = store.due_waves(t(120), 10).await.unwrap();
     assert_eq!(due, [wave(1, t(60)), wave(2, t(120))]);
-    store.mark_wave_released(batch, 1, t(61)).await.unwrap();
+    // Released by a plan's claim: once (a second claim is lost, not an error); unknown: NotFound.
+    let release = |index: u32, at| {
+        let mut plan = RequestPlan::new(at);
+        plan.release_wave = Some(WaveRelease { batch, index });
+        plan
+    };
+    assert_eq!(
+        store.write_request_plan(&release(1, t(61))).await.unwrap(),
+        WriteOutcome::Written
+    );
+    assert_eq!(
+        store.write_request_plan(&release(1, t(62))).await.unwrap(),
+        WriteOutcome::ClaimLost
+    );
     assert!(matches!(
-        store.mark_wave_released(batch, 1, t(62)).await,
-        Err(StoreError::Conflict(_))
-    ));
-    assert!(matches!(
-        store.mark_wave_released(batch, 9, t(62)).await,
+        store.write_request_plan(&release(9, t(62))).await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(
@@ -1524,17 +1558,24 @@ pub async fn waves_are_due_in_order_and_released_once(store: Arc<dyn Store>) {
     assert_eq!(all[0].released_at, Some(t(61)));
 
     // The daily cap counts erasing actions that were not blocked, inside the window.
-    let mk = |kind, state, at| {
-        let mut a = Action::new(ActionId::generate(), d, kind, "admin", Some(batch), at);
+    let later = enrolled(&store, "wave-later").await;
+    let mk = |device, kind, state, at| {
+        let mut a = Action::new(ActionId::generate(), device, kind, "admin", Some(batch), at);
         a.state = state;
         a
     };
     for a in [
-        mk(ActionKind::AutopilotReset, ActionState::Pending, t(1)),
-        mk(ActionKind::Wipe, ActionState::Done, t(2)),
-        mk(ActionKind::AutopilotReset, ActionState::Blocked, t(3)),
-        mk(ActionKind::Restart, ActionState::Pending, t(4)),
-        mk(ActionKind::AutopilotReset, ActionState::Pending, t(100)),
+        mk(d, ActionKind::AutopilotReset, ActionState::Pending, t(1)),
+        mk(d, ActionKind::Wipe, ActionState::Done, t(2)),
+        mk(d, ActionKind::AutopilotReset, ActionState::Blocked, t(3)),
+        mk(d, ActionKind::Restart, ActionState::Pending, t(4)),
+        // (One active erasing action per device: the later one is on another device.)
+        mk(
+            later,
+            ActionKind::AutopilotReset,
+            ActionState::Pending,
+            t(100),
+        ),
     ] {
         store.create_action(&a, &[]).await.unwrap();
     }
@@ -1555,8 +1596,35 @@ pub async fn waves_are_due_in_order_and_released_once(store: Arc<dyn Store>) {
     );
 }
 
-/// The daily cap is checked in the creating transaction: a full day refuses (nothing stored),
-/// blocked and other-day actions do not count, and many concurrent creators never exceed it.
+/// A plan of one pending action (with one queued Exec) for `device`, under `cap`.
+fn capped_plan(
+    device: DeviceId,
+    kind: ActionKind,
+    at: OffsetDateTime,
+    cap: Option<&DailyCap>,
+) -> (RequestPlan, Action, DeviceCommand) {
+    let mut a = Action::new(ActionId::generate(), device, kind, "admin", None, at);
+    a.transition(ActionState::Pending, at, None).unwrap();
+    let exec = DeviceCommand::new(
+        CommandId::generate(),
+        device,
+        Some(a.id),
+        Verb::Exec,
+        RESET_URI,
+        at,
+    );
+    let mut plan = RequestPlan::new(at);
+    plan.cap = cap.cloned();
+    plan.create.push(NewAction {
+        action: a.clone(),
+        commands: vec![exec.clone()],
+    });
+    (plan, a, exec)
+}
+
+/// The daily cap is checked in the plan's transaction: a full day refuses the whole plan
+/// (nothing stored), blocked and other-day actions do not count, and many concurrent writers
+/// never exceed it.
 pub async fn actions_created_under_a_daily_cap_never_exceed_it(store: Arc<dyn Store>) {
     let day = DailyCap {
         kinds: vec![ActionKind::AutopilotReset, ActionKind::Wipe],
@@ -1565,12 +1633,12 @@ pub async fn actions_created_under_a_daily_cap_never_exceed_it(store: Arc<dyn St
         cap: 2,
     };
     let d = enrolled(&store, "capped").await;
-    let pending = |kind, at| {
-        let mut a = Action::new(ActionId::generate(), d, kind, "admin", None, at);
+    let pending = |device, kind, at| {
+        let mut a = Action::new(ActionId::generate(), device, kind, "admin", None, at);
         a.transition(ActionState::Pending, at, None).unwrap();
         a
     };
-    // Yesterday's reset, a blocked reset and a restart do not count.
+    // Yesterday's reset, a blocked wipe and a restart do not count.
     let mut blocked = Action::new(
         ActionId::generate(),
         d,
@@ -1582,68 +1650,91 @@ pub async fn actions_created_under_a_daily_cap_never_exceed_it(store: Arc<dyn St
     blocked
         .transition(ActionState::Blocked, t(1), None)
         .unwrap();
+    let yesterday = enrolled(&store, "capped-yesterday").await;
     for a in [
-        pending(ActionKind::AutopilotReset, T0 - Duration::minutes(1)),
+        pending(
+            yesterday,
+            ActionKind::AutopilotReset,
+            T0 - Duration::minutes(1),
+        ),
         blocked,
-        pending(ActionKind::Restart, t(2)),
+        pending(d, ActionKind::Restart, t(2)),
     ] {
         store.create_action(&a, &[]).await.unwrap();
     }
-    let first = pending(ActionKind::AutopilotReset, t(3));
-    let cmd = DeviceCommand::new(
-        CommandId::generate(),
-        d,
-        Some(first.id),
-        Verb::Exec,
-        RESET_URI,
-        t(3),
+    let (plan, first, cmd) = capped_plan(d, ActionKind::AutopilotReset, t(3), Some(&day));
+    assert_eq!(
+        store.write_request_plan(&plan).await.unwrap(),
+        WriteOutcome::Written
     );
-    assert!(store
-        .create_action_under_cap(&first, std::slice::from_ref(&cmd), &day)
-        .await
-        .unwrap());
     assert_eq!(store.commands_of_action(first.id).await.unwrap(), [cmd]);
-    assert!(store
-        .create_action_under_cap(&pending(ActionKind::Wipe, t(4)), &[], &day)
-        .await
-        .unwrap());
-    let refused = pending(ActionKind::Wipe, t(5));
-    let refused_cmd = DeviceCommand::new(
-        CommandId::generate(),
-        d,
-        Some(refused.id),
-        Verb::Exec,
-        RESET_URI,
+    let second = enrolled(&store, "capped-2").await;
+    let (plan, _, _) = capped_plan(second, ActionKind::Wipe, t(4), Some(&day));
+    assert_eq!(
+        store.write_request_plan(&plan).await.unwrap(),
+        WriteOutcome::Written
+    );
+    // The day is full: a plan with a new capped action is refused whole, even its audit event
+    // and the blocked action beside it (which alone would not count).
+    let third = enrolled(&store, "capped-3").await;
+    let (mut plan, refused, refused_cmd) = capped_plan(third, ActionKind::Wipe, t(5), Some(&day));
+    let mut beside = Action::new(
+        ActionId::generate(),
+        third,
+        ActionKind::AutopilotReset,
+        "admin",
+        None,
         t(5),
     );
-    assert!(!store
-        .create_action_under_cap(&refused, std::slice::from_ref(&refused_cmd), &day)
-        .await
-        .unwrap());
+    beside.transition(ActionState::Blocked, t(5), None).unwrap();
+    plan.create.push(NewAction {
+        action: beside.clone(),
+        commands: Vec::new(),
+    });
+    plan.audit.push(audit_event("action.create", third, t(5)));
+    let audit_before = store.list_audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(
+        store.write_request_plan(&plan).await.unwrap(),
+        WriteOutcome::CapReached { used: 2 }
+    );
     assert!(
         store.action(refused.id).await.unwrap().is_none(),
         "nothing stored"
     );
+    assert!(store.action(beside.id).await.unwrap().is_none());
     assert!(store.command(refused_cmd.id).await.unwrap().is_none());
+    assert_eq!(
+        store.list_audit(&AuditQuery::default()).await.unwrap(),
+        audit_before
+    );
+    // Only blocked actions: no room needed.
+    let mut only_blocked = RequestPlan::new(t(5));
+    only_blocked.cap = Some(day.clone());
+    only_blocked.create.push(NewAction {
+        action: beside.clone(),
+        commands: Vec::new(),
+    });
+    assert_eq!(
+        store.write_request_plan(&only_blocked).await.unwrap(),
+        WriteOutcome::Written
+    );
     // The next day has room again; a duplicate id is still a conflict.
     let tomorrow = DailyCap {
         from: day.to,
         to: day.to + Duration::days(1),
         ..day.clone()
     };
-    let next_day = pending(ActionKind::Wipe, day.to);
-    assert!(store
-        .create_action_under_cap(&next_day, &[], &tomorrow)
-        .await
-        .unwrap());
+    let (next_day, _, _) = capped_plan(third, ActionKind::Wipe, day.to, Some(&tomorrow));
+    assert_eq!(
+        store.write_request_plan(&next_day).await.unwrap(),
+        WriteOutcome::Written
+    );
     assert!(matches!(
-        store
-            .create_action_under_cap(&next_day, &[], &tomorrow)
-            .await,
+        store.write_request_plan(&next_day).await,
         Err(StoreError::Conflict(_))
     ));
 
-    // Twelve creators racing for a fresh day with room for three: exactly three get in.
+    // Twelve writers racing for a fresh day with room for three: exactly three get in.
     let race = DailyCap {
         from: T0 + Duration::days(5),
         to: T0 + Duration::days(6),
@@ -1661,16 +1752,8 @@ pub async fn actions_created_under_a_daily_cap_never_exceed_it(store: Arc<dyn St
             let race = race.clone();
             tokio::spawn(async move {
                 let at = race.from + Duration::minutes(1);
-                let mut a = Action::new(
-                    ActionId::generate(),
-                    dev,
-                    ActionKind::AutopilotReset,
-                    "admin",
-                    None,
-                    at,
-                );
-                a.transition(ActionState::Pending, at, None).unwrap();
-                store.create_action_under_cap(&a, &[], &race).await.unwrap()
+                let (plan, _, _) = capped_plan(dev, ActionKind::AutopilotReset, at, Some(&race));
+                store.write_request_plan(&plan).await.unwrap() == WriteOutcome::Written
             })
         })
         .collect();
@@ -1942,20 +2025,36 @@ pub async fn a_due_schedule_is_claimed_by_exactly_one_of_many_tickers(store: Arc
         last_run: None,
     };
     store.create_schedule(&s).await.unwrap();
+    let claim = |schedule, due_at, last_run, next_run| {
+        let mut plan = RequestPlan::new(last_run);
+        plan.claim_schedule = Some(ScheduleClaim {
+            schedule,
+            due_at,
+            last_run,
+            next_run,
+        });
+        plan
+    };
+    // Each claimer writes its own batch with the claim: only the winner's batch exists after.
     let claims = (0..8).map(|_| {
         let store = Arc::clone(&store);
         tokio::spawn(async move {
-            store
-                .claim_schedule_run(s.id, t(10), t(11), Some(t(1440)))
-                .await
-                .unwrap()
+            let batch = BatchId::generate();
+            let mut plan = claim(s.id, t(10), t(11), Some(t(1440)));
+            plan.window = Some((batch, berlin_night()));
+            let won = store.write_request_plan(&plan).await.unwrap() == WriteOutcome::Written;
+            (won, batch)
         })
     });
     let mut won = 0;
     for c in claims {
-        if c.await.unwrap() {
-            won += 1;
-        }
+        let (claimed, batch) = c.await.unwrap();
+        assert_eq!(
+            store.batch_window(batch).await.unwrap().is_some(),
+            claimed,
+            "a lost claim writes nothing"
+        );
+        won += usize::from(claimed);
     }
     assert_eq!(won, 1, "exactly one claimer fires the schedule");
     let stored = store.schedule(s.id).await.unwrap().unwrap();
@@ -1964,21 +2063,27 @@ pub async fn a_due_schedule_is_claimed_by_exactly_one_of_many_tickers(store: Arc
         (Some(t(11)), Some(t(1440)))
     );
     assert!(store.due_schedules(t(11)).await.unwrap().is_empty());
-    // A stale claim (next_run already moved) and a disabled schedule are refused, not errors.
-    assert!(!store
-        .claim_schedule_run(s.id, t(10), t(12), None)
-        .await
-        .unwrap());
+    // A stale claim (next_run already moved) and a disabled schedule are lost, not errors.
+    assert_eq!(
+        store
+            .write_request_plan(&claim(s.id, t(10), t(12), None))
+            .await
+            .unwrap(),
+        WriteOutcome::ClaimLost
+    );
     let mut off = stored.clone();
     off.enabled = false;
     store.update_schedule(&off).await.unwrap();
-    assert!(!store
-        .claim_schedule_run(s.id, t(1440), t(1440), None)
-        .await
-        .unwrap());
+    assert_eq!(
+        store
+            .write_request_plan(&claim(s.id, t(1440), t(1440), None))
+            .await
+            .unwrap(),
+        WriteOutcome::ClaimLost
+    );
     assert!(matches!(
         store
-            .claim_schedule_run(ScheduleId::generate(), t(10), t(11), None)
+            .write_request_plan(&claim(ScheduleId::generate(), t(10), t(11), None))
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -2295,10 +2400,11 @@ pub async fn webhook_stale_actions_are_found_until_reported_stuck(store: Arc<dyn
     ];
     let ids = |v: Vec<Action>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
 
+    // One device each: a device has at most one active reset.
     let _before_subscription = sent_action(&store, d, t(5)).await;
-    let mut b = sent_action(&store, d, t(12)).await;
-    let mut a = sent_action(&store, d, t(11)).await;
-    let _recent = sent_action(&store, d, t(20)).await;
+    let mut b = sent_action(&store, enrolled(&store, "silent-b").await, t(12)).await;
+    let mut a = sent_action(&store, enrolled(&store, "silent-a").await, t(11)).await;
+    let _recent = sent_action(&store, enrolled(&store, "silent-recent").await, t(20)).await;
     let stale =
         |limit| store.unnotified_stale_actions(hook.id, &active, hook.created_at, t(15), limit);
     assert_eq!(
@@ -2512,4 +2618,497 @@ pub async fn webhook_events_are_enqueued_once_and_attempts_claimed_once(store: A
         store.deliveries_of_webhook(hook.id, 1).await.unwrap().len(),
         1
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request plans: one transaction per request, wave release and schedule firing
+
+/// A pending reset of `device` with its Exec, as a plan's new action.
+fn pending_reset(device: DeviceId, kind: ActionKind, at: OffsetDateTime) -> NewAction {
+    let mut action = Action::new(ActionId::generate(), device, kind, "admin", None, at);
+    action.transition(ActionState::Pending, at, None).unwrap();
+    let exec = DeviceCommand::new(
+        CommandId::generate(),
+        device,
+        Some(action.id),
+        Verb::Exec,
+        RESET_URI,
+        at,
+    );
+    NewAction {
+        action,
+        commands: vec![exec],
+    }
+}
+
+/// A plan writes all its parts, or (refused anywhere) none of them: cancellations, new actions
+/// and commands, device changes, waves, the window and the audit events.
+pub async fn a_refused_request_plan_leaves_nothing_behind(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "plan").await;
+    let other = enrolled(&store, "plan-other").await;
+    let old = pending_reset(d, ActionKind::AutopilotReset, T0);
+    store
+        .create_action(&old.action, &old.commands)
+        .await
+        .unwrap();
+    let wipe = pending_reset(d, ActionKind::Wipe, t(1));
+    let mut canceled = old.action.clone();
+    canceled
+        .transition(ActionState::Canceled, t(1), Some("superseded"))
+        .unwrap();
+    let batch = BatchId::generate();
+    let full_plan = || {
+        let mut plan = RequestPlan::new(t(1));
+        plan.end.push(ActionUpdate {
+            expected: ActionState::Pending,
+            action: canceled.clone(),
+        });
+        plan.create.push(wipe.clone());
+        plan.device_changes.push(DeviceChange {
+            device: d,
+            local_reset_desired: true,
+        });
+        plan.waves.push(Wave {
+            batch,
+            index: 1,
+            kind: ActionKind::Wipe,
+            actor: "admin".into(),
+            devices: vec![other],
+            due_at: t(60),
+            released_at: None,
+            daily_cap: None,
+        });
+        plan.window = Some((batch, berlin_night()));
+        plan.audit.push(audit_event("action.create", d, t(1)));
+        plan
+    };
+    let device_before = store.device(d).await.unwrap().unwrap();
+    let audit_before = store.list_audit(&AuditQuery::default()).await.unwrap();
+    let assert_untouched = |why: &'static str| {
+        let store = Arc::clone(&store);
+        let (old, wipe, device_before, audit_before) = (
+            old.clone(),
+            wipe.clone(),
+            device_before.clone(),
+            audit_before.clone(),
+        );
+        async move {
+            assert_eq!(
+                store.action(old.action.id).await.unwrap().unwrap(),
+                old.action,
+                "{why}: the superseded reset is as it was"
+            );
+            assert_eq!(
+                store.commands_of_action(old.action.id).await.unwrap(),
+                old.commands,
+                "{why}: its Exec is still queued"
+            );
+            assert!(
+                store.action(wipe.action.id).await.unwrap().is_none(),
+                "{why}"
+            );
+            assert!(store.command(wipe.commands[0].id).await.unwrap().is_none());
+            assert_eq!(
+                store.device(d).await.unwrap().unwrap(),
+                device_before,
+                "{why}"
+            );
+            assert!(
+                store.waves_of_batch(batch).await.unwrap().is_empty(),
+                "{why}"
+            );
+            assert!(store.batch_window(batch).await.unwrap().is_none(), "{why}");
+            assert_eq!(
+                store.list_audit(&AuditQuery::default()).await.unwrap(),
+                audit_before,
+                "{why}"
+            );
+        }
+    };
+
+    // The last part fails (the audit is fine, but a second new action reuses an id).
+    let mut plan = full_plan();
+    plan.create.push(NewAction {
+        action: old.action.clone(),
+        commands: Vec::new(),
+    });
+    assert!(matches!(
+        store.write_request_plan(&plan).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_untouched("a taken id").await;
+    // A second active erasing action on the device (its reset was not canceled first).
+    let mut plan = full_plan();
+    plan.end.clear();
+    assert!(matches!(
+        store.write_request_plan(&plan).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_untouched("one active erasing action per device").await;
+    // The superseded reset moved on meanwhile (it was sent): the expected state no longer holds.
+    let mut plan = full_plan();
+    plan.end[0].expected = ActionState::Sent;
+    assert!(matches!(
+        store.write_request_plan(&plan).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_untouched("a moved action").await;
+    // An unknown device in a device change.
+    let mut plan = full_plan();
+    plan.device_changes.push(DeviceChange {
+        device: DeviceId::generate(),
+        local_reset_desired: false,
+    });
+    assert!(matches!(
+        store.write_request_plan(&plan).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_untouched("an unknown device").await;
+
+    // The same plan without a flaw writes every part.
+    assert_eq!(
+        store.write_request_plan(&full_plan()).await.unwrap(),
+        WriteOutcome::Written
+    );
+    assert_eq!(
+        store.action(old.action.id).await.unwrap().unwrap(),
+        canceled
+    );
+    let dropped = store.command(old.commands[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        (dropped.state, dropped.status),
+        (CommandState::Failed, None)
+    );
+    assert_eq!(
+        store.action(wipe.action.id).await.unwrap().unwrap(),
+        wipe.action
+    );
+    assert_eq!(
+        store.queued_commands(d, 10).await.unwrap(),
+        wipe.commands,
+        "only the wipe's Exec is queued"
+    );
+    let after = store.device(d).await.unwrap().unwrap();
+    assert_eq!(
+        after,
+        Device {
+            local_reset_desired: Some(true),
+            ..device_before
+        },
+        "only local_reset_desired changed"
+    );
+    assert_eq!(store.waves_of_batch(batch).await.unwrap().len(), 1);
+    assert_eq!(
+        store.batch_window(batch).await.unwrap(),
+        Some(berlin_night())
+    );
+    let audit = store.list_audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(audit.len(), audit_before.len() + 1);
+    // An empty plan writes nothing and succeeds.
+    assert_eq!(
+        store
+            .write_request_plan(&RequestPlan::new(t(2)))
+            .await
+            .unwrap(),
+        WriteOutcome::Written
+    );
+    // A blocked reset may sit beside the active wipe; a finished wipe leaves room for a reset.
+    let mut blocked = Action::new(
+        ActionId::generate(),
+        d,
+        ActionKind::AutopilotReset,
+        "admin",
+        None,
+        t(3),
+    );
+    blocked
+        .transition(ActionState::Blocked, t(3), Some("busy"))
+        .unwrap();
+    let mut plan = RequestPlan::new(t(3));
+    plan.create.push(NewAction {
+        action: blocked,
+        commands: Vec::new(),
+    });
+    assert_eq!(
+        store.write_request_plan(&plan).await.unwrap(),
+        WriteOutcome::Written
+    );
+    let mut done = wipe.action.clone();
+    for s in [
+        ActionState::Sent,
+        ActionState::Acknowledged,
+        ActionState::Done,
+    ] {
+        let before = done.state;
+        done.transition(s, t(4), None).unwrap();
+        store.update_action(before, &done).await.unwrap();
+    }
+    let mut plan = RequestPlan::new(t(5));
+    plan.create
+        .push(pending_reset(d, ActionKind::AutopilotReset, t(5)));
+    assert_eq!(
+        store.write_request_plan(&plan).await.unwrap(),
+        WriteOutcome::Written
+    );
+}
+
+/// Eight admins (or server processes) ask for a reset of the same device at once: exactly one
+/// reset is queued; the others re-plan after the store refuses theirs and end up blocked with
+/// the usual reason. Then eight wipes at once, each superseding the not-yet-sent erasing action
+/// it saw: still exactly one active action at the end.
+pub async fn concurrent_reset_requests_create_one_active_action(store: Arc<dyn Store>) {
+    let d = eligible(&store, "contested").await;
+    let race = |kind: ActionKind, now: OffsetDateTime| {
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    redeploy_core::action::request(
+                        store.as_ref(),
+                        d,
+                        kind,
+                        &format!("admin-{i}"),
+                        now,
+                        &redeploy_core::action::ActionSettings::default(),
+                    )
+                    .await
+                    .unwrap()
+                })
+            })
+            .collect();
+        async move {
+            let mut results = Vec::new();
+            for task in tasks {
+                results.push(task.await.unwrap());
+            }
+            results
+        }
+    };
+    let active = || async {
+        store
+            .actions_of_device(d)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| !a.state.is_settled())
+            .collect::<Vec<_>>()
+    };
+
+    let results = race(ActionKind::AutopilotReset, t(1)).await;
+    let queued: Vec<_> = results
+        .iter()
+        .filter(|a| a.state == ActionState::Pending)
+        .collect();
+    assert_eq!(queued.len(), 1, "{results:#?}");
+    for a in results.iter().filter(|a| a.state != ActionState::Pending) {
+        assert_eq!(a.state, ActionState::Blocked);
+        assert!(
+            a.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("already running")),
+            "{a:?}"
+        );
+    }
+    assert_eq!(store.actions_of_device(d).await.unwrap().len(), 8);
+    let now_active = active().await;
+    assert_eq!(now_active.len(), 1);
+    assert_eq!(now_active[0].id, queued[0].id);
+    assert_eq!(
+        store.queued_commands(d, 10).await.unwrap().len(),
+        1,
+        "one Exec queued"
+    );
+    let audit = store
+        .list_audit(&AuditQuery {
+            device: Some(d),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        audit.iter().filter(|e| e.action == "action.create").count(),
+        8,
+        "one audit event per request, none for a refused plan"
+    );
+
+    // Wipes supersede a pending reset or wipe; racing, each cancels what it read, so the store
+    // refuses all but one per round and the rest re-plan against the newer state.
+    let results = race(ActionKind::Wipe, t(2)).await;
+    assert!(results.iter().all(|a| a.state == ActionState::Pending));
+    let now_active = active().await;
+    assert_eq!(now_active.len(), 1, "{now_active:#?}");
+    assert_eq!(now_active[0].kind, ActionKind::Wipe);
+    let all = store.actions_of_device(d).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .filter(|a| a.state == ActionState::Canceled)
+            .count(),
+        15,
+        "the reset, the seven blocked resets and seven of the wipes were superseded"
+    );
+    assert_eq!(store.queued_commands(d, 10).await.unwrap().len(), 1);
+}
+
+/// Stores a due wave of `devices` for a new batch.
+async fn due_wave(store: &Arc<dyn Store>, devices: Vec<DeviceId>) -> Wave {
+    let wave = Wave {
+        batch: BatchId::generate(),
+        index: 1,
+        kind: ActionKind::AutopilotReset,
+        actor: "admin".into(),
+        devices,
+        due_at: T0,
+        released_at: None,
+        daily_cap: None,
+    };
+    store.save_wave(&wave).await.unwrap();
+    wave
+}
+
+/// Eight server processes tick at once: the due wave is released by exactly one of them, and
+/// each of its devices gets its action exactly once.
+pub async fn concurrent_wave_releases_create_each_action_once(store: Arc<dyn Store>) {
+    let mut devices = Vec::new();
+    for i in 0..6 {
+        devices.push(eligible(&store, &format!("wave-pc-{i}")).await);
+    }
+    let ghost = DeviceId::generate();
+    let mut members = devices.clone();
+    members.push(ghost);
+    let wave = due_wave(&store, members).await;
+    let settings = redeploy_core::action::ActionSettings::default();
+    let ticks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let settings = settings.clone();
+            tokio::spawn(async move {
+                redeploy_core::campaign::release_due_waves(store.as_ref(), t(1), &settings, None)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut released = Vec::new();
+    for tick in ticks {
+        released.extend(tick.await.unwrap());
+    }
+    assert_eq!(released.len(), 1, "one process released the wave");
+    assert_eq!(
+        (released[0].queued(), released[0].not_found()),
+        (6, 1),
+        "{released:?}"
+    );
+    let actions = store.actions_of_batch(wave.batch).await.unwrap();
+    let by_device: HashSet<_> = actions.iter().map(|a| a.device).collect();
+    assert_eq!(actions.len(), 6, "{actions:#?}");
+    assert_eq!(by_device, devices.iter().copied().collect());
+    assert!(actions.iter().all(|a| a.state == ActionState::Pending));
+    assert_eq!(
+        store.waves_of_batch(wave.batch).await.unwrap()[0].released_at,
+        Some(t(1))
+    );
+    let audit = store.list_audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(audit.iter().filter(|e| e.action == "batch.wave").count(), 1);
+    assert_eq!(
+        audit.iter().filter(|e| e.action == "action.create").count(),
+        6
+    );
+    // Not settled while the resets wait; the unknown device does not hold it back.
+    let progress = redeploy_core::campaign::batch_progress(store.as_ref(), wave.batch)
+        .await
+        .unwrap();
+    assert!(!progress.settled);
+    for a in &actions {
+        let mut gone = a.clone();
+        gone.transition(ActionState::Canceled, t(2), None).unwrap();
+        store
+            .update_action(ActionState::Pending, &gone)
+            .await
+            .unwrap();
+    }
+    let progress = redeploy_core::campaign::batch_progress(store.as_ref(), wave.batch)
+        .await
+        .unwrap();
+    assert!(
+        progress.settled,
+        "every device has a finished action or was not found"
+    );
+
+    // A wave marked released without its actions (what a crash between the two left behind
+    // before they shared a transaction): its device has no action, so the batch never settles.
+    let lost = due_wave(&store, vec![devices[0]]).await;
+    let mut claim_only = RequestPlan::new(t(3));
+    claim_only.release_wave = Some(WaveRelease {
+        batch: lost.batch,
+        index: lost.index,
+    });
+    assert_eq!(
+        store.write_request_plan(&claim_only).await.unwrap(),
+        WriteOutcome::Written
+    );
+    let progress = redeploy_core::campaign::batch_progress(store.as_ref(), lost.batch)
+        .await
+        .unwrap();
+    assert!(progress.actions.is_empty() && !progress.settled);
+}
+
+/// A wave release that fails midway (here: one of its new actions names a device the database
+/// does not have) leaves the wave unreleased and no action, audit event or deferred wave behind;
+/// the next tick releases it properly.
+pub async fn a_wave_release_failing_midway_leaves_it_unreleased(store: Arc<dyn Store>) {
+    let a = eligible(&store, "midway-a").await;
+    let b = eligible(&store, "midway-b").await;
+    let wave = due_wave(&store, vec![a, b]).await;
+    let mut plan = RequestPlan::new(t(1));
+    plan.release_wave = Some(WaveRelease {
+        batch: wave.batch,
+        index: wave.index,
+    });
+    for device in [a, DeviceId::generate(), b] {
+        let mut new = pending_reset(device, ActionKind::AutopilotReset, t(1));
+        new.action.batch = Some(wave.batch);
+        plan.create.push(new);
+    }
+    plan.waves.push(Wave {
+        index: 2,
+        due_at: t(1440),
+        ..wave.clone()
+    });
+    plan.audit.push(audit_event("batch.wave", a, t(1)));
+    let audit_before = store.list_audit(&AuditQuery::default()).await.unwrap();
+    assert!(matches!(
+        store.write_request_plan(&plan).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.due_waves(t(1), 10).await.unwrap(),
+        std::slice::from_ref(&wave),
+        "still due, unreleased"
+    );
+    assert!(store.actions_of_batch(wave.batch).await.unwrap().is_empty());
+    assert!(store.actions_of_device(a).await.unwrap().is_empty());
+    assert!(store.queued_commands(a, 10).await.unwrap().is_empty());
+    assert_eq!(store.waves_of_batch(wave.batch).await.unwrap().len(), 1);
+    assert_eq!(
+        store.list_audit(&AuditQuery::default()).await.unwrap(),
+        audit_before
+    );
+    let progress = redeploy_core::campaign::batch_progress(store.as_ref(), wave.batch)
+        .await
+        .unwrap();
+    assert!(!progress.settled, "an unreleased wave is not settled");
+
+    // The next tick releases it whole.
+    let released = redeploy_core::campaign::release_due_waves(
+        store.as_ref(),
+        t(2),
+        &redeploy_core::action::ActionSettings::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].queued(), 2);
+    assert_eq!(store.actions_of_batch(wave.batch).await.unwrap().len(), 2);
+    assert!(store.due_waves(t(2), 10).await.unwrap().is_empty());
 }

@@ -128,6 +128,13 @@ impl ActionState {
         )
     }
 
+    /// Whether the action needs nothing more from us or the device: terminal, or blocked
+    /// (blocked never changes on its own; a retry is a new action). What `--wait` waits for
+    /// and what a batch needs of every action to settle ([`crate::campaign::batch_settled`]).
+    pub fn is_settled(&self) -> bool {
+        self.is_terminal() || *self == Self::Blocked
+    }
+
     /// Whether the state machine allows `self -> to`.
     ///
     /// Cancel is only allowed before anything reached the device: once an Exec went out the

@@ -10,7 +10,9 @@ use crate::device::Device;
 use crate::ids::{ActionId, BatchId, CommandId, DeviceId};
 use crate::preflight::{preflight, BlockReason, PreflightSettings};
 use crate::session::SessionError;
-use crate::store::{DailyCap, Store};
+use crate::store::{
+    ActionUpdate, DailyCap, DeviceChange, NewAction, RequestPlan, Store, StoreError, WriteOutcome,
+};
 
 /// What [`request`] needs besides the device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,7 +115,9 @@ pub fn commands_for_action(
 /// Asks for `kind` on a device: preflight (with reasons) → `blocked`, or `pending` with its
 /// commands queued for the next check-in. A wipe or retire cancels a reset that has not gone out
 /// yet; a second reset/wipe while one is active is blocked. Audited as `action.create`.
-/// `DeviceNotFound` for an unknown device.
+/// Everything it changes (the action and its commands, the superseded resets and their queued
+/// commands, the device's local-reset wish, the audit event) is written in one transaction
+/// ([`request_under_cap`]). `DeviceNotFound` for an unknown device.
 pub async fn request(
     store: &dyn Store,
     device_id: DeviceId,
@@ -213,9 +217,16 @@ pub async fn request_in_batch(
         .ok_or_else(|| SessionError::NotAllowed("the daily cap is reached".to_owned()))
 }
 
-/// [`request_in_batch`] under a daily cap: an action that would be queued is created only if
-/// the store's count of the day (taken in the creating transaction) leaves room; `None` (and
-/// nothing stored or audited) when the day is full. Blocked actions are not counted or capped.
+/// [`request_in_batch`] under a daily cap: an action of one of the cap's kinds that would be
+/// queued is created only if the store's count of the day (taken in the creating transaction)
+/// leaves room; `None` (and nothing stored or audited) when the day is full. Blocked actions are
+/// not counted or capped.
+///
+/// Reads the device and its actions, plans with [`plan_request`], and writes the plan in one
+/// transaction ([`crate::store::ActionStore::write_request_plan`]). When the store refuses the
+/// plan because the world moved meanwhile (another request created an active reset on the
+/// device, a superseded reset was sent, the day filled up) it reads again and re-plans, so the
+/// second of two concurrent resets ends up blocked with the usual reason.
 #[allow(clippy::too_many_arguments)]
 pub async fn request_under_cap(
     store: &dyn Store,
@@ -227,81 +238,247 @@ pub async fn request_under_cap(
     batch: Option<BatchId>,
     cap: Option<&DailyCap>,
 ) -> Result<Option<Action>, SessionError> {
-    let device = store
-        .device(device_id)
-        .await?
-        .ok_or(SessionError::DeviceNotFound(device_id))?;
-    let existing = store.actions_of_device(device_id).await?;
-    let mut action = Action::new(ActionId::generate(), device_id, kind, actor, batch, now);
-    let (reasons, superseded) = assess_with(&device, &existing, kind, now, settings);
+    let cap = cap.filter(|c| c.kinds.contains(&kind));
+    let mut last_conflict = None;
+    for _ in 0..PLAN_ATTEMPTS {
+        let targets = read_targets(store, &[device_id]).await?;
+        let used = match cap {
+            Some(c) => Some(store.count_actions_created(&c.kinds, c.from, c.to).await?),
+            None => None,
+        };
+        let planned = plan_requests(&targets, kind, actor, now, settings, batch, cap.zip(used));
+        let action = match planned.decisions.into_iter().next() {
+            Some((_, Decision::Created(a))) => a,
+            Some((_, Decision::NotFound)) => return Err(SessionError::DeviceNotFound(device_id)),
+            // The day is full.
+            None => return Ok(None),
+        };
+        match store.write_request_plan(&planned.plan).await {
+            Ok(WriteOutcome::Written) => return Ok(Some(action)),
+            // Another writer took the last slot between our count and our transaction.
+            Ok(WriteOutcome::CapReached { .. }) => {}
+            // The plan claims nothing, so this cannot happen; an error rather than a panic.
+            Ok(WriteOutcome::ClaimLost) => {
+                return Err(
+                    StoreError::Conflict("a plan without claims lost a claim".into()).into(),
+                )
+            }
+            Err(StoreError::Conflict(why)) => last_conflict = Some(why),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "device {device_id} kept changing while the request was written ({})",
+        last_conflict.unwrap_or_else(|| "the daily cap".to_owned())
+    ))
+    .into())
+}
 
-    let commands = if reasons.is_empty() {
-        action.transition(ActionState::Pending, now, Some("queued"))?;
+/// How often a request path reads and plans again after the store refused its plan because the
+/// world moved meanwhile; each refusal means another writer committed, so this is only reached
+/// under a storm of writers on the same devices.
+pub(crate) const PLAN_ATTEMPTS: usize = 8;
+
+/// One device to plan a request for, as read just before planning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestTarget {
+    /// The requested id.
+    pub id: DeviceId,
+    /// The device; `None` if the id is unknown.
+    pub device: Option<Device>,
+    /// Its actions, newest first (as [`crate::store::ActionStore::actions_of_device`]).
+    pub actions: Vec<Action>,
+}
+
+/// Reads what planning needs of each device, in order.
+pub(crate) async fn read_targets(
+    store: &dyn Store,
+    ids: &[DeviceId],
+) -> Result<Vec<RequestTarget>, SessionError> {
+    let mut targets = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let device = store.device(id).await?;
+        let actions = match &device {
+            Some(_) => store.actions_of_device(id).await?,
+            None => Vec::new(),
+        };
+        targets.push(RequestTarget {
+            id,
+            device,
+            actions,
+        });
+    }
+    Ok(targets)
+}
+
+/// Everything one request for `kind` on one device decides ([`plan_request`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedAction {
+    /// The new action (`pending` with its commands, or `blocked` with the reasons) and its
+    /// queued commands.
+    pub new: NewAction,
+    /// Not-yet-sent resets it supersedes, canceled (only when the new action is queued).
+    pub cancel: Vec<ActionUpdate>,
+    /// The device column it changes (the local-reset wish), only when queued.
+    pub device_change: Option<DeviceChange>,
+    /// Its `action.create` audit event.
+    pub audit: NewAuditEvent,
+}
+
+/// Decides a request for `kind` on `device` given its `existing` actions, without I/O: preflight
+/// (with reasons) → `blocked`, or `pending` with its commands queued for the next check-in. A
+/// wipe or retire cancels a reset that has not gone out yet; a second reset/wipe while one is
+/// active is blocked. Audited as `action.create` (refused when blocked).
+#[allow(clippy::too_many_arguments)]
+pub fn plan_request(
+    device: &Device,
+    existing: &[Action],
+    kind: ActionKind,
+    actor: &str,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+    batch: Option<BatchId>,
+) -> PlannedAction {
+    let mut action = Action::new(ActionId::generate(), device.id, kind, actor, batch, now);
+    let (reasons, superseded) = assess_with(device, existing, kind, now, settings);
+    // Requested → pending/blocked is always allowed, so neither transition can fail.
+    let (commands, cancel, device_change) = if reasons.is_empty() {
+        let _ = action.transition(ActionState::Pending, now, Some("queued"));
         if let (Some(why), true) = (&settings.winre_override, kind.is_autopilot_reset()) {
             action.add_note(now, format!("WinRE checks overridden by {actor}: {why}"));
         }
-        commands_for_action(kind, device_id, action.id, now, settings)
+        let note = format!("superseded by {} {}", kind.name(), action.id);
+        let cancel = superseded
+            .into_iter()
+            .filter_map(|mut old| {
+                let expected = old.state;
+                old.transition(ActionState::Canceled, now, Some(&note))
+                    .ok()
+                    .map(|()| ActionUpdate {
+                        expected,
+                        action: old,
+                    })
+            })
+            .collect();
+        let change = match kind {
+            ActionKind::SetLocalResetPolicy(allowed) => Some(DeviceChange {
+                device: device.id,
+                local_reset_desired: allowed,
+            }),
+            _ => None,
+        };
+        (
+            commands_for_action(kind, device.id, action.id, now, settings),
+            cancel,
+            change,
+        )
     } else {
         let text = reasons
             .iter()
             .map(BlockReason::text)
             .collect::<Vec<_>>()
             .join("; ");
-        action.transition(ActionState::Blocked, now, Some(&text))?;
-        Vec::new()
+        let _ = action.transition(ActionState::Blocked, now, Some(&text));
+        (Vec::new(), Vec::new(), None)
     };
-    match cap.filter(|_| action.state == ActionState::Pending) {
-        Some(cap) => {
-            if !store
-                .create_action_under_cap(&action, &commands, cap)
-                .await?
-            {
-                return Ok(None);
-            }
-        }
-        None => store.create_action(&action, &commands).await?,
+    let audit = NewAuditEvent {
+        at: now,
+        actor: actor.to_owned(),
+        action: "action.create".to_owned(),
+        targets: vec![device.id],
+        batch,
+        outcome: if action.state == ActionState::Blocked {
+            AuditOutcome::Refused
+        } else {
+            AuditOutcome::Success
+        },
+        details: format!(
+            "{} {} -> {}{}",
+            kind.code(),
+            action.id,
+            action.state,
+            action
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+    };
+    PlannedAction {
+        new: NewAction { action, commands },
+        cancel,
+        device_change,
+        audit,
     }
+}
 
-    if action.state == ActionState::Pending {
-        for mut old in superseded {
-            let before = old.state;
-            let note = format!("superseded by {} {}", kind.name(), action.id);
-            old.transition(ActionState::Canceled, now, Some(&note))?;
-            store.discard_queued_commands(old.id).await?;
-            store.update_action(before, &old).await?;
+/// What planning decided for one device of [`plan_requests`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// An action is created (`pending` or `blocked`).
+    Created(Action),
+    /// No such device: nothing is created.
+    NotFound,
+}
+
+/// What [`plan_requests`] decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedRequests {
+    /// One decision per device handled, in target order.
+    pub decisions: Vec<(DeviceId, Decision)>,
+    /// Devices left over because the day's cap was reached, in target order (nothing planned
+    /// for them).
+    pub over_cap: Vec<DeviceId>,
+    /// The writes, for one transaction; `cap` is set when the cap applied.
+    pub plan: RequestPlan,
+}
+
+/// Plans `kind` on each of `targets` in order ([`plan_request`] per known device) as one plan.
+/// `cap` is the day's cap with the count of it already used; it applies when `kind` is one of
+/// its kinds: once the queued actions fill the room left, every remaining device is left over
+/// (`over_cap`), whatever it would have become. Blocked actions take no room. No I/O.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_requests(
+    targets: &[RequestTarget],
+    kind: ActionKind,
+    actor: &str,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+    batch: Option<BatchId>,
+    cap: Option<(&DailyCap, u64)>,
+) -> PlannedRequests {
+    let cap = cap.filter(|(c, _)| c.kinds.contains(&kind));
+    let mut plan = RequestPlan::new(now);
+    plan.cap = cap.map(|(c, _)| c.clone());
+    let mut room = cap.map(|(c, used)| u64::from(c.cap).saturating_sub(used));
+    let mut decisions = Vec::with_capacity(targets.len());
+    for (i, target) in targets.iter().enumerate() {
+        if room == Some(0) {
+            return PlannedRequests {
+                decisions,
+                over_cap: targets[i..].iter().map(|t| t.id).collect(),
+                plan,
+            };
         }
-        if let ActionKind::SetLocalResetPolicy(allowed) = kind {
-            let mut d = device.clone();
-            d.local_reset_desired = Some(allowed);
-            store.update_device(&d).await?;
+        let Some(device) = &target.device else {
+            decisions.push((target.id, Decision::NotFound));
+            continue;
+        };
+        let planned = plan_request(device, &target.actions, kind, actor, now, settings, batch);
+        if planned.new.action.state == ActionState::Pending {
+            room = room.map(|r| r - 1);
         }
+        decisions.push((target.id, Decision::Created(planned.new.action.clone())));
+        plan.end.extend(planned.cancel);
+        plan.create.push(planned.new);
+        plan.device_changes.extend(planned.device_change);
+        plan.audit.push(planned.audit);
     }
-    store
-        .append_audit(NewAuditEvent {
-            at: now,
-            actor: actor.to_owned(),
-            action: "action.create".to_owned(),
-            targets: vec![device_id],
-            batch,
-            outcome: if action.state == ActionState::Blocked {
-                AuditOutcome::Refused
-            } else {
-                AuditOutcome::Success
-            },
-            details: format!(
-                "{} {} -> {}{}",
-                kind.code(),
-                action.id,
-                action.state,
-                action
-                    .reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ),
-        })
-        .await?;
-    Ok(Some(action))
+    PlannedRequests {
+        decisions,
+        over_cap: Vec::new(),
+        plan,
+    }
 }
 
 /// Cancels an action that has not reached the device (requested, blocked or pending) and drops
@@ -329,19 +506,23 @@ pub async fn cancel(
         now,
         Some(&format!("canceled by {actor}")),
     )?;
-    store.discard_queued_commands(action_id).await?;
-    store.update_action(before, &action).await?;
-    store
-        .append_audit(NewAuditEvent {
-            at: now,
-            actor: actor.to_owned(),
-            action: "action.cancel".to_owned(),
-            targets: vec![action.device],
-            batch: action.batch,
-            outcome: AuditOutcome::Success,
-            details: format!("{} {}", action.kind.code(), action.id),
-        })
-        .await?;
+    // The state check, the dropped commands and the audit event in one transaction: a cancel
+    // that lost a race with a check-in sending the action changes nothing (`Conflict`).
+    let mut plan = RequestPlan::new(now);
+    plan.audit.push(NewAuditEvent {
+        at: now,
+        actor: actor.to_owned(),
+        action: "action.cancel".to_owned(),
+        targets: vec![action.device],
+        batch: action.batch,
+        outcome: AuditOutcome::Success,
+        details: format!("{} {}", action.kind.code(), action.id),
+    });
+    plan.end.push(ActionUpdate {
+        expected: before,
+        action: action.clone(),
+    });
+    store.write_request_plan(&plan).await?;
     Ok(action)
 }
 
@@ -404,8 +585,10 @@ pub async fn retry(
 }
 
 /// Expires every active (pending, sent, acknowledged, in progress) or blocked action whose last
-/// transition is older than `after`, dropping its queued commands. Returns the expired actions.
-/// At most [`EXPIRE_PER_TICK`] per call (oldest first); the rest go on the next call.
+/// transition is older than `after`, dropping its queued commands, audited as `action.expired`
+/// (each action with its commands and event in one transaction; one that moved meanwhile is
+/// left alone). Returns the expired actions. At most [`EXPIRE_PER_TICK`] per call (oldest
+/// first); the rest go on the next call.
 pub async fn expire_stuck(
     store: &dyn Store,
     now: OffsetDateTime,
@@ -427,34 +610,271 @@ pub async fn expire_stuck(
         let state = a.state;
         let note = format!("no progress since {}", a.updated_at);
         a.transition(ActionState::Expired, now, Some(&note))?;
-        store.discard_queued_commands(a.id).await?;
-        match store.update_action(state, &a).await {
-            Ok(()) => expired.push(a),
+        let mut plan = RequestPlan::new(now);
+        plan.audit.push(NewAuditEvent {
+            at: now,
+            actor: "worker".to_owned(),
+            action: "action.expired".to_owned(),
+            targets: vec![a.device],
+            batch: a.batch,
+            outcome: AuditOutcome::Failed,
+            details: format!(
+                "{} {}: no progress for {} h",
+                a.kind.code(),
+                a.id,
+                after.whole_hours()
+            ),
+        });
+        plan.end.push(ActionUpdate {
+            expected: state,
+            action: a.clone(),
+        });
+        match store.write_request_plan(&plan).await {
+            Ok(_) => expired.push(a),
             // Moved meanwhile (a check-in advanced it): not stuck after all.
-            Err(crate::store::StoreError::Conflict(_)) => {}
+            Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
-    }
-    for a in &expired {
-        store
-            .append_audit(NewAuditEvent {
-                at: now,
-                actor: "worker".to_owned(),
-                action: "action.expired".to_owned(),
-                targets: vec![a.device],
-                batch: a.batch,
-                outcome: AuditOutcome::Failed,
-                details: format!(
-                    "{} {}: no progress for {} h",
-                    a.kind.code(),
-                    a.id,
-                    after.whole_hours()
-                ),
-            })
-            .await?;
     }
     Ok(expired)
 }
 
 /// How many actions one [`expire_stuck`] call expires at most, so one tick stays short.
 pub const EXPIRE_PER_TICK: u32 = 1_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{EnrollmentType, JoinType};
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-05-04 9:00 UTC);
+
+    /// A device that passes the reset preflight at [`NOW`].
+    fn ready(name: &str) -> Device {
+        let mut d = Device::new(DeviceId::generate(), name, datetime!(2026-01-01 0:00 UTC));
+        d.join_type = JoinType::EntraJoined;
+        d.enrollment_type = Some(EnrollmentType::Device);
+        d.os_version = Some("10.0.22631.4037".into());
+        d.os_platform = Some("Windows 11 Enterprise".into());
+        d.last_seen = Some(NOW - Duration::hours(1));
+        d.cert_not_after = Some(NOW + Duration::days(300));
+        d
+    }
+
+    fn existing(device: &Device, kind: ActionKind, states: &[ActionState]) -> Action {
+        let at = NOW - Duration::hours(2);
+        let mut a = Action::new(ActionId::generate(), device.id, kind, "earlier", None, at);
+        for s in states {
+            a.transition(*s, at, None).unwrap();
+        }
+        a
+    }
+
+    fn plan(device: &Device, existing: &[Action], kind: ActionKind) -> PlannedAction {
+        plan_request(
+            device,
+            existing,
+            kind,
+            "ada",
+            NOW,
+            &ActionSettings::default(),
+            None,
+        )
+    }
+
+    #[test]
+    fn a_ready_device_gets_a_pending_reset_with_its_exec_and_an_audit_event() {
+        let d = ready("pc-1");
+        let p = plan(&d, &[], ActionKind::AutopilotReset);
+        let a = &p.new.action;
+        assert_eq!(
+            (a.state, a.device, a.created_at),
+            (ActionState::Pending, d.id, NOW)
+        );
+        assert_eq!(p.new.commands.len(), 1);
+        assert_eq!(p.new.commands[0].verb, Verb::Exec);
+        assert_eq!(p.new.commands[0].action, Some(a.id));
+        assert!(p.cancel.is_empty() && p.device_change.is_none());
+        assert_eq!(p.audit.action, "action.create");
+        assert_eq!(p.audit.outcome, AuditOutcome::Success);
+        assert_eq!(p.audit.targets, [d.id]);
+        assert_eq!(
+            p.audit.details,
+            format!("autopilot_reset {} -> pending", a.id)
+        );
+    }
+
+    #[test]
+    fn a_device_that_fails_preflight_gets_a_blocked_action_and_nothing_else() {
+        let mut d = ready("pc-old");
+        d.last_seen = None;
+        let reset = existing(&d, ActionKind::AutopilotReset, &[ActionState::Pending]);
+        let p = plan(&d, std::slice::from_ref(&reset), ActionKind::AutopilotReset);
+        let a = &p.new.action;
+        assert_eq!(a.state, ActionState::Blocked);
+        let reason = a.reason.as_deref().unwrap();
+        assert!(reason.contains("already running"), "{reason}");
+        assert!(p.new.commands.is_empty() && p.cancel.is_empty());
+        assert_eq!(p.audit.outcome, AuditOutcome::Refused);
+        assert!(p.audit.details.ends_with(&format!("-> blocked: {reason}")));
+    }
+
+    #[test]
+    fn a_wipe_supersedes_resets_not_sent_yet_but_not_a_sent_one() {
+        let d = ready("pc-2");
+        let pending = existing(&d, ActionKind::AutopilotReset, &[ActionState::Pending]);
+        let blocked = existing(&d, ActionKind::AutopilotReset, &[ActionState::Blocked]);
+        let sync = existing(&d, ActionKind::Sync, &[ActionState::Pending]);
+        let p = plan(
+            &d,
+            &[pending.clone(), blocked.clone(), sync],
+            ActionKind::Wipe,
+        );
+        assert_eq!(p.new.action.state, ActionState::Pending);
+        let canceled: Vec<_> = p
+            .cancel
+            .iter()
+            .map(|u| (u.action.id, u.expected, u.action.state))
+            .collect();
+        assert_eq!(
+            canceled,
+            [
+                (pending.id, ActionState::Pending, ActionState::Canceled),
+                (blocked.id, ActionState::Blocked, ActionState::Canceled)
+            ]
+        );
+        let note = p.cancel[0].action.timeline.last().unwrap().note.clone();
+        assert_eq!(
+            note.unwrap(),
+            format!("superseded by wipe {}", p.new.action.id)
+        );
+
+        let sent = existing(
+            &d,
+            ActionKind::AutopilotReset,
+            &[ActionState::Pending, ActionState::Sent],
+        );
+        let p = plan(&d, &[sent], ActionKind::Wipe);
+        assert_eq!(p.new.action.state, ActionState::Blocked);
+        assert!(p.cancel.is_empty(), "a sent reset cannot be called back");
+    }
+
+    #[test]
+    fn a_local_reset_policy_changes_the_devices_wish_only_when_queued() {
+        let d = ready("pc-3");
+        let p = plan(&d, &[], ActionKind::SetLocalResetPolicy(true));
+        assert_eq!(
+            p.device_change,
+            Some(DeviceChange {
+                device: d.id,
+                local_reset_desired: true
+            })
+        );
+        assert_eq!(p.new.commands.len(), 2, "Replace, then Get to verify");
+        let mut gone = d.clone();
+        gone.unenrolled_at = Some(NOW);
+        let p = plan(&gone, &[], ActionKind::SetLocalResetPolicy(false));
+        assert_eq!(p.new.action.state, ActionState::Blocked);
+        assert_eq!(p.device_change, None);
+    }
+
+    fn targets(devices: &[Option<Device>]) -> Vec<RequestTarget> {
+        devices
+            .iter()
+            .map(|d| RequestTarget {
+                id: d.as_ref().map_or_else(DeviceId::generate, |d| d.id),
+                device: d.clone(),
+                actions: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn many_devices_in_one_plan_under_a_cap_blocked_take_no_room() {
+        let mut old = ready("old");
+        old.os_version = Some("10.0.10240.1".into());
+        let t = targets(&[
+            Some(ready("a")),
+            None,
+            Some(old),
+            Some(ready("b")),
+            Some(ready("c")),
+            None,
+        ]);
+        let cap = DailyCap {
+            kinds: vec![ActionKind::AutopilotReset, ActionKind::Wipe],
+            from: datetime!(2026-05-04 0:00 UTC),
+            to: datetime!(2026-05-05 0:00 UTC),
+            cap: 5,
+        };
+        let batch = BatchId::generate();
+        // Three used already: room for two queued resets.
+        let p = plan_requests(
+            &t,
+            ActionKind::AutopilotReset,
+            "ada",
+            NOW,
+            &ActionSettings::default(),
+            Some(batch),
+            Some((&cap, 3)),
+        );
+        let states: Vec<_> = p
+            .decisions
+            .iter()
+            .map(|(id, d)| {
+                let state = match d {
+                    Decision::Created(a) => {
+                        assert_eq!((a.device, a.batch), (*id, Some(batch)));
+                        Some(a.state)
+                    }
+                    Decision::NotFound => None,
+                };
+                (*id, state)
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (t[0].id, Some(ActionState::Pending)),
+                (t[1].id, None),
+                (t[2].id, Some(ActionState::Blocked)),
+                (t[3].id, Some(ActionState::Pending)),
+            ]
+        );
+        assert_eq!(
+            p.over_cap,
+            [t[4].id, t[5].id],
+            "the rest, whatever they are"
+        );
+        assert_eq!(p.plan.create.len(), 3);
+        assert_eq!(p.plan.audit.len(), 3, "one action.create per action");
+        assert!(p.plan.audit.iter().all(|e| e.batch == Some(batch)));
+        assert_eq!(p.plan.cap.as_ref(), Some(&cap));
+        assert_eq!(p.plan.at, NOW);
+
+        // A full day leaves everything over; a kind the cap does not count is not capped.
+        let full = plan_requests(
+            &t,
+            ActionKind::AutopilotReset,
+            "ada",
+            NOW,
+            &ActionSettings::default(),
+            None,
+            Some((&cap, 9)),
+        );
+        assert!(full.decisions.is_empty() && full.plan.create.is_empty());
+        assert_eq!(full.over_cap.len(), 6);
+        let restart = plan_requests(
+            &t,
+            ActionKind::Restart,
+            "ada",
+            NOW,
+            &ActionSettings::default(),
+            None,
+            Some((&cap, 9)),
+        );
+        assert!(restart.over_cap.is_empty() && restart.plan.cap.is_none());
+        assert_eq!(restart.plan.create.len(), 4);
+    }
+}

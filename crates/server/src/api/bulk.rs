@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
 use redeploy_core::campaign::{self, ItemOutcome, PlanOutcome, Target, WaveSettings};
-use redeploy_core::{ActionState, BatchId};
+use redeploy_core::BatchId;
 use time::Duration;
 
 use super::auth::Caller;
@@ -211,7 +211,8 @@ pub async fn bulk_action(
 }
 
 /// A batch: its actions with per-state counts, its waves, and whether it has settled (every
-/// action done, failed, canceled, expired or blocked, and no wave left to release).
+/// wave released, and every device of the batch has a done, failed, canceled, expired or
+/// blocked action, or was not found; see `redeploy_core::campaign::batch_settled`).
 #[utoipa::path(get, path = "/api/v1/batches/{id}", tag = "actions",
     params(("id" = String, Path, description = "Batch id")),
     responses(
@@ -225,8 +226,11 @@ pub async fn get_batch(
 ) -> ApiResult<Json<api::BatchStatus>> {
     let id = BatchId::parse(&id)
         .map_err(|_| ApiError::bad_request(format!("not a batch id: {id:?}")))?;
-    let actions = state.store.actions_of_batch(id).await?;
-    let waves = state.store.waves_of_batch(id).await?;
+    let campaign::BatchProgress {
+        actions,
+        waves,
+        settled,
+    } = campaign::batch_progress(state.store.as_ref(), id).await?;
     if actions.is_empty() && waves.is_empty() {
         return Err(ApiError::not_found(format!("no batch {id}")));
     }
@@ -234,11 +238,6 @@ pub async fn get_batch(
     for a in &actions {
         *counts.entry(a.state.as_str().to_owned()).or_default() += 1;
     }
-    // Blocked never changes on its own (a retry is a new action), so it counts as settled.
-    let settled = actions
-        .iter()
-        .all(|a| a.state.is_terminal() || a.state == ActionState::Blocked)
-        && waves.iter().all(|w| w.released_at.is_some());
     Ok(Json(api::BatchStatus {
         batch_id: id.to_string(),
         settled,

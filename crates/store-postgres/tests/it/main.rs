@@ -155,3 +155,76 @@ mod processes {
         .await;
     }
 }
+
+mod upgrade {
+    use std::sync::Arc;
+
+    use sqlx::migrate::Migrator;
+    use sqlx::{Connection, PgConnection, PgPool};
+    use store_postgres::PostgresStore;
+    use testkit::upgrade::{
+        duplicate_resets, duplicate_resets_resolved, ONE_ACTIVE_ERASING_VERSION,
+    };
+
+    async fn maintenance(base: &str, statement: String) {
+        let mut conn = PgConnection::connect(&format!("{base}/postgres"))
+            .await
+            .unwrap();
+        sqlx::query(&statement).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    }
+
+    /// A directory holding this crate's migrations older than `version`: the schema a database
+    /// written by an earlier release has.
+    fn migrations_before(version: i64) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "redeploy-pg-migrations-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        for entry in std::fs::read_dir(src).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let v: i64 = name.split('_').next().unwrap().parse().unwrap();
+            if v < version {
+                std::fs::copy(&path, dir.join(&name)).unwrap();
+            }
+        }
+        dir
+    }
+
+    /// A database that already holds two active resets on one device (a race before the index)
+    /// upgrades: the extra one is expired, and the index holds afterwards.
+    #[tokio::test]
+    async fn duplicate_active_resets_do_not_break_the_upgrade() {
+        let base = std::env::var("REDEPLOY_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+        let base = base.trim_end_matches('/').to_owned();
+        let name = format!("redeploy_test_{}", uuid::Uuid::new_v4().simple());
+        maintenance(&base, format!("CREATE DATABASE {name}")).await;
+        let url = format!("{base}/{name}");
+        let pool = PgPool::connect(&url).await.unwrap();
+        let old = migrations_before(ONE_ACTIVE_ERASING_VERSION);
+        Migrator::new(old.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        std::fs::remove_dir_all(&old).unwrap();
+        let seed = duplicate_resets();
+        for statement in &seed.statements {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+        let store = PostgresStore::connect(&url).await.unwrap();
+        duplicate_resets_resolved(Arc::new(store.clone()), &seed).await;
+        store.close().await;
+        maintenance(
+            &base,
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await;
+    }
+}

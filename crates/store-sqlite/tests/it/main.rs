@@ -48,3 +48,57 @@ mod connect {
             .is_empty());
     }
 }
+
+mod upgrade {
+    use std::sync::Arc;
+
+    use sqlx::migrate::Migrator;
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+    use store_sqlite::SqliteStore;
+    use testkit::upgrade::{
+        duplicate_resets, duplicate_resets_resolved, ONE_ACTIVE_ERASING_VERSION,
+    };
+
+    /// A directory holding this crate's migrations older than `version`: the schema a database
+    /// written by an earlier release has.
+    fn migrations_before(version: i64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        for entry in std::fs::read_dir(src).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let v: i64 = name.split('_').next().unwrap().parse().unwrap();
+            if v < version {
+                std::fs::copy(&path, dir.path().join(&name)).unwrap();
+            }
+        }
+        dir
+    }
+
+    /// A database that already holds two active resets on one device (a race before the index)
+    /// upgrades: the extra one is expired, and the index holds afterwards.
+    #[tokio::test]
+    async fn duplicate_active_resets_do_not_break_the_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redeploy.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        let old = migrations_before(ONE_ACTIVE_ERASING_VERSION);
+        Migrator::new(old.path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        let seed = duplicate_resets();
+        for statement in &seed.statements {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+        let store = SqliteStore::connect(path.to_str().unwrap()).await.unwrap();
+        duplicate_resets_resolved(Arc::new(store), &seed).await;
+    }
+}
