@@ -4,7 +4,9 @@
 //!
 //! Several server processes may tick against one PostgreSQL database at the same moment: every
 //! step claims its rows with a conditional update (an action's expected state, a wave's
-//! `released_at`, a schedule's `next_run`), so each piece of work is done by exactly one of them.
+//! `released_at`, a schedule's `next_run`) in the same transaction that writes the work, so each
+//! piece of work is done by exactly one of them, and a process killed mid-tick leaves it undone
+//! for the next tick rather than half done.
 
 use std::fmt;
 use std::time::Duration;
