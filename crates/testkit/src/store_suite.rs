@@ -2913,10 +2913,15 @@ pub async fn concurrent_reset_requests_create_one_active_action(store: Arc<dyn S
     let now_active = active().await;
     assert_eq!(now_active.len(), 1);
     assert_eq!(now_active[0].id, queued[0].id);
+    let queued_cmds = store.queued_commands(d, 10).await.unwrap();
+    assert!(
+        queued_cmds.iter().all(|c| c.action == Some(queued[0].id)),
+        "only the one active reset's commands are queued"
+    );
     assert_eq!(
-        store.queued_commands(d, 10).await.unwrap().len(),
-        1,
-        "one Exec queued"
+        queued_cmds.len(),
+        4,
+        "its baseline reads (the Exec follows them)"
     );
     let audit = store
         .list_audit(&AuditQuery {

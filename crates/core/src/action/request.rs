@@ -684,7 +684,7 @@ mod tests {
     }
 
     #[test]
-    fn a_ready_device_gets_a_pending_reset_with_its_exec_and_an_audit_event() {
+    fn a_ready_device_gets_a_pending_reset_with_its_baseline_reads_and_an_audit_event() {
         let d = ready("pc-1");
         let p = plan(&d, &[], ActionKind::AutopilotReset);
         let a = &p.new.action;
@@ -692,9 +692,10 @@ mod tests {
             (a.state, a.device, a.created_at),
             (ActionState::Pending, d.id, NOW)
         );
-        assert_eq!(p.new.commands.len(), 1);
-        assert_eq!(p.new.commands[0].verb, Verb::Exec);
-        assert_eq!(p.new.commands[0].action, Some(a.id));
+        // The baseline reads first; the Exec follows once they are answered (advance.rs).
+        let verbs: Vec<Verb> = p.new.commands.iter().map(|c| c.verb).collect();
+        assert_eq!(verbs, [Verb::Replace, Verb::Get, Verb::Get, Verb::Get]);
+        assert!(p.new.commands.iter().all(|c| c.action == Some(a.id)));
         assert!(p.cancel.is_empty() && p.device_change.is_none());
         assert_eq!(p.audit.action, "action.create");
         assert_eq!(p.audit.outcome, AuditOutcome::Success);
