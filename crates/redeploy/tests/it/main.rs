@@ -3,6 +3,7 @@
 mod admin;
 mod campaign;
 mod e2e;
+mod faults;
 mod inspect;
 mod serve;
 mod story;
