@@ -85,7 +85,7 @@ impl Plan {
             // Per pass: every reply carrying commands (inventory reads, the Exec, the status
             // reads after it), every worker tick, every tick that released a wave.
             crash_points:
-                "after_reply_commit:0.01,before_wave_release:0.02,after_wave_release:0.25".into(),
+                "after_reply_commit:0.02,before_wave_release:0.02,after_wave_release:0.25".into(),
             drop_replies_pct: env_u32("REDEPLOY_FAULT_DROP_REPLIES", 5),
             stale_status_pct: env_u32("REDEPLOY_FAULT_STALE_STATUS", 5),
             enroll_timeout: Duration::from_secs(240),
@@ -150,6 +150,9 @@ type Servers = Arc<Vec<Mutex<ServerProc>>>;
 struct Tally {
     /// SIGKILLs sent by the killer.
     killed: AtomicU32,
+    /// Their pids: a process the killer hit while a crash point was already ending it counts
+    /// as a crash-point death (its pid is on the crash line).
+    killed_pids: std::sync::Mutex<Vec<u32>>,
     /// Deaths the killer did not cause (crash points; anything else shows in the logs).
     died: AtomicU32,
 }
@@ -202,6 +205,7 @@ async fn kill_servers(
                 if let Some(c) = s.child.as_mut() {
                     let _ = c.kill().await;
                 }
+                tally.killed_pids.lock().unwrap().extend(pid);
                 let n = tally.killed.fetch_add(1, Ordering::SeqCst) + 1;
                 eprintln!(
                     "faults: kill #{n} at {:.1} s: server {} (pid {pid:?})",
@@ -238,19 +242,24 @@ async fn wait_healthy(client: &reqwest::Client, port: u16, limit: Duration) -> R
     Ok(())
 }
 
-/// Counts the crash-point lines the servers printed before dying, by point.
-fn crash_point_kills(logs: &[PathBuf]) -> BTreeMap<String, u32> {
+/// The crash-point lines the servers printed before dying: counts by point, and the pids.
+fn crash_point_kills(logs: &[PathBuf]) -> (BTreeMap<String, u32>, HashSet<u32>) {
     let mut by_point = BTreeMap::new();
+    let mut pids = HashSet::new();
     for log in logs {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         for line in text.lines() {
+            // "redeploy: crash point NAME: SIGKILL to process PID"
             if let Some(rest) = line.split("redeploy: crash point ").nth(1) {
                 let name = rest.split(':').next().unwrap_or_default().to_string();
                 *by_point.entry(name).or_insert(0) += 1;
+                if let Some(pid) = rest.rsplit(' ').next().and_then(|p| p.parse().ok()) {
+                    pids.insert(pid);
+                }
             }
         }
     }
-    by_point
+    (by_point, pids)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -667,6 +676,22 @@ impl Harness {
         }
     }
 
+    /// `kill SIGNAL` to the emulator (`-STOP` freezes every PC, `-CONT` lets them go on; their
+    /// clock is real time, so polls that fell due meanwhile happen at once).
+    async fn signal_emulator(&self, signal: &str) {
+        let pid = self
+            .emulator
+            .as_ref()
+            .and_then(Child::id)
+            .expect("emulator");
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Stops the emulator as Ctrl+C does (every PC saves its state) and waits for it.
     async fn stop_emulator(&mut self) {
         let Some(mut child) = self.emulator.take() else {
@@ -757,9 +782,7 @@ impl Harness {
             .expect("redeploy runs")
     }
 
-    /// Restarts every server with its crash points armed or not. The bulk request that starts
-    /// a round is made with none armed: the faults are for the reset, not for the request (a
-    /// request cut short leaves half a batch behind, which a retry cannot tell apart).
+    /// Restarts every server with its crash points armed or not.
     async fn arm_crash_points(&self, armed: bool) {
         let spec = if armed {
             self.plan.crash_points.clone()
@@ -1124,12 +1147,19 @@ async fn faults(backend: Backend) {
     let mut figures = Vec::new();
     for round in 1..=plan.rounds {
         let round_started = Instant::now();
+        // The request that starts the round is made with the PCs frozen and no crash point
+        // armed, then the servers come back armed and the PCs go on: the faults are for the
+        // reset, every wave of it (the first wave's Execs go out while the request is still
+        // creating actions), not for the request (one cut short leaves half a batch behind
+        // that a retry cannot tell apart).
+        h.signal_emulator("-STOP").await;
         if round > 1 {
             h.arm_crash_points(false).await;
         }
         let batch = h.group_reset(&mut batches).await;
         let kills_before = h.tally.kills();
         h.arm_crash_points(true).await;
+        h.signal_emulator("-CONT").await;
         let (stop_killer, stop_rx) = watch::channel(false);
         let killer = tokio::spawn(kill_servers(
             h.servers.clone(),
@@ -1174,22 +1204,32 @@ async fn faults(backend: Backend) {
         );
         let devices = devices_now;
         let verdict = judge(round as usize, &pcs, &before, &status, &devices);
-        let by_point = crash_point_kills(&h.logs);
+        let cut: Vec<String> = wave_releases(&status, plan.pcs)
+            .iter()
+            .filter(|w| w.requested < w.devices)
+            .map(|w| format!("wave {}: {}/{}", w.waves, w.requested, w.devices))
+            .collect();
+        let (by_point, crash_pids) = crash_point_kills(&h.logs);
         let crash_kills: u32 = by_point.values().sum();
+        let killer_kills = h
+            .tally
+            .killed_pids
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|pid| !crash_pids.contains(pid))
+            .count() as u32;
         let summary = format!(
             "faults: backend {:?}, round {round}/{}, {} PCs, kills {} (killer {}, crash points \
              {crash_kills} {by_point:?}, other deaths {}), resets requested {}, resets done on \
-             PCs {}, lost {}, duplicated {}, falsely done {}, not done {}, settled {}, round \
-             {:.1} s, wall {:.1} s, seed {}",
+             PCs {}, lost {}, duplicated {}, falsely done {}, not done {}, settled {}, waves \
+             cut short between claim and actions {cut:?}, round {:.1} s, wall {:.1} s, seed {}",
             plan.backend,
             plan.rounds,
             plan.pcs,
             h.tally.kills(),
-            h.tally.killed.load(Ordering::SeqCst),
-            h.tally
-                .died
-                .load(Ordering::SeqCst)
-                .saturating_sub(crash_kills),
+            killer_kills,
+            h.tally.kills().saturating_sub(killer_kills + crash_kills),
             verdict.requested,
             verdict.done_on_pcs,
             verdict.lost.len(),
@@ -1225,6 +1265,11 @@ async fn faults(backend: Backend) {
             );
         }
         assert!(
+            by_point.get("after_reply_commit").copied().unwrap_or(0) > 0,
+            "round {round}: no crash between a reply's commit and its bytes (seed {})",
+            h.seed
+        );
+        assert!(
             h.tally.kills() - kills_before >= plan.min_kills_per_round,
             "round {round}: only {} kills",
             h.tally.kills() - kills_before
@@ -1234,6 +1279,59 @@ async fn faults(backend: Backend) {
     if plan.long {
         eprintln!("faults: long version done:\n{}", figures.join("\n"));
     }
+}
+
+/// One release of a batch's waves: the first wave (at once, with the request) or the waves a
+/// worker tick released together (they share one `released_at`).
+struct WaveRelease {
+    waves: String,
+    at: String,
+    devices: u64,
+    /// Actions whose timeline starts at this release (the worker requests them at its now).
+    requested: u64,
+}
+
+/// The batch's releases in order; a release with fewer actions than devices was cut short
+/// between the wave's claim and its actions.
+fn wave_releases(batch: &Value, fleet: usize) -> Vec<WaveRelease> {
+    let actions = batch["actions"].as_array().cloned().unwrap_or_default();
+    let requested_at = |a: &Value| a["timeline"][0]["at"].as_str().map(str::to_string);
+    let count_at = |at: &str| {
+        actions
+            .iter()
+            .filter(|a| requested_at(a).as_deref() == Some(at))
+            .count() as u64
+    };
+    let mut releases = Vec::new();
+    if let Some(first) = actions.iter().filter_map(requested_at).min() {
+        let later: u64 = batch["waves"].as_array().map_or(0, |ws| {
+            ws.iter().map(|w| w["devices"].as_u64().unwrap_or(0)).sum()
+        });
+        releases.push(WaveRelease {
+            waves: "0 (with the request)".into(),
+            requested: count_at(&first),
+            devices: (fleet as u64).saturating_sub(later),
+            at: first,
+        });
+    }
+    let mut by_time: BTreeMap<String, (Vec<String>, u64)> = BTreeMap::new();
+    for w in batch["waves"].as_array().cloned().unwrap_or_default() {
+        let at = w["released_at"].as_str().unwrap_or("never").to_string();
+        let group = by_time.entry(at).or_default();
+        group
+            .0
+            .push(format!("{} (due {})", w["index"], w["due_at"]));
+        group.1 += w["devices"].as_u64().unwrap_or(0);
+    }
+    for (at, (waves, devices)) in by_time {
+        releases.push(WaveRelease {
+            waves: waves.join(" + "),
+            requested: count_at(&at),
+            devices,
+            at,
+        });
+    }
+    releases
 }
 
 /// Prints what a person needs to understand a failed round: counts per state, the PCs with the
@@ -1252,30 +1350,11 @@ async fn report_failure(
         h.plan.backend, h.seed
     ));
     out.push_str(&format!("actions per state: {}\n", batch["counts"]));
-    // A wave's actions are requested at its `released_at` (the worker's now): how many each
-    // wave really got shows a wave claimed and then cut short.
     let actions = batch["actions"].as_array().cloned().unwrap_or_default();
-    let requested_at = |a: &Value| a["timeline"][0]["at"].as_str().map(str::to_string);
-    let first_wave = actions.iter().filter_map(requested_at).min();
-    out.push_str(&format!(
-        "wave 0 (at once, {first_wave:?}): {} actions\n",
-        actions
-            .iter()
-            .filter(|a| requested_at(a) == first_wave)
-            .count()
-    ));
-    for w in batch["waves"].as_array().cloned().unwrap_or_default() {
-        let at = w["released_at"].as_str().map(str::to_string);
+    for w in wave_releases(batch, pcs.len()) {
         out.push_str(&format!(
-            "wave {} (due {}, released {}): {} devices, {} actions requested at its release\n",
-            w["index"],
-            w["due_at"],
-            w["released_at"],
-            w["devices"],
-            actions
-                .iter()
-                .filter(|a| at.is_some() && requested_at(a) == at)
-                .count()
+            "wave {} released {}: {} devices, {} actions requested at its release\n",
+            w.waves, w.at, w.devices, w.requested
         ));
     }
     out.push_str(&format!(
