@@ -310,6 +310,8 @@ struct PcCount {
     resets: usize,
     /// A reset, wipe or reboot still under way.
     pending: Option<String>,
+    /// Local Autopilot Resets and wipes: none is asked for, so any is a fault.
+    other_resets: usize,
 }
 
 /// What the emulator binary offers (the fault flags come from another branch).
@@ -366,6 +368,9 @@ async fn pc_counts(
                 serial: text(&pc["serial"]),
                 resets: pc["resets"]["remote_autopilot"].as_u64().unwrap_or(0) as usize,
                 pending: pending_of(pc),
+                other_resets: (pc["resets"]["local_autopilot"].as_u64().unwrap_or(0)
+                    + pc["resets"]["wipes"].as_u64().unwrap_or(0))
+                    as usize,
             })
             .collect();
     }
@@ -391,19 +396,28 @@ async fn pc_counts(
     while let Some(shown) = shows.join_next().await {
         let (id, pc) = shown.unwrap();
         let events = pc["events"].as_array().cloned().unwrap_or_default();
+        // Keyed by time and detail: "R …" remote resets, "O …" local resets and wipes.
         let completed = seen.entry(id.clone()).or_default();
         for e in &events {
             let detail = text(&e["detail"]);
-            if e["kind"] == "reset_completed" && detail.starts_with("Remote") {
-                completed.insert(format!("{} {detail}", text(&e["at"])));
+            let key = format!("{} {detail}", text(&e["at"]));
+            match e["kind"].as_str() {
+                Some("reset_completed") if detail.starts_with("Remote") => {
+                    completed.insert(format!("R {key}"));
+                }
+                Some("reset_completed" | "wipe_completed") => {
+                    completed.insert(format!("O {key}"));
+                }
+                _ => {}
             }
         }
         counts.push(PcCount {
             id,
             name: text(&pc["computer_name"]),
             serial: text(&pc["serial"]),
-            resets: completed.len(),
+            resets: completed.iter().filter(|k| k.starts_with('R')).count(),
             pending: pending_of(&pc),
+            other_resets: completed.iter().filter(|k| k.starts_with('O')).count(),
         });
     }
     counts.sort_by(|a, b| a.id.cmp(&b.id));
@@ -1035,7 +1049,7 @@ struct Verdict {
     not_done: Vec<String>,
     /// PCs with no action in the batch, or with more than one.
     action_count_wrong: Vec<(String, usize)>,
-    /// PCs still in a reset (or other operation) at the end.
+    /// PCs still in a reset (or other operation) at the end, or with a local reset or a wipe.
     pending: Vec<String>,
     settled: bool,
 }
@@ -1100,6 +1114,12 @@ fn judge(
         }
         if let Some(p) = &pc.pending {
             v.pending.push(format!("{}: {p}", pc.id));
+        }
+        if pc.other_resets > 0 {
+            v.pending.push(format!(
+                "{}: {} local resets or wipes nobody asked for",
+                pc.id, pc.other_resets
+            ));
         }
     }
     let mut per_device: HashMap<&str, usize> = HashMap::new();
@@ -1242,7 +1262,6 @@ async fn faults(backend: Backend) {
             h.seed
         );
         eprintln!("{summary}");
-        println!("{summary}");
         figures.push(summary);
         if let Some(why) = unsettled {
             report_failure(&h, round as usize, &pcs, &status, &devices, &verdict).await;
@@ -1252,7 +1271,7 @@ async fn faults(backend: Backend) {
             report_failure(&h, round as usize, &pcs, &status, &devices, &verdict).await;
             panic!(
                 "round {round}: {} lost, {} duplicated, {} falsely done, {} not done, {} PCs \
-                 without exactly one action, {} still busy; seed {} (replay with \
+                 without exactly one action, {} still busy or reset otherwise; seed {} (replay with \
                  REDEPLOY_FAULT_SEED={})",
                 verdict.lost.len(),
                 verdict.duplicates(),
@@ -1359,7 +1378,7 @@ async fn report_failure(
     }
     out.push_str(&format!(
         "lost (no reset this round): {:?}\nduplicated: {:?}\nfalsely done: {:?}\nnot done: \
-         {:?}\nwithout exactly one action: {:?}\nbusy at the end: {:?}\n",
+         {:?}\nwithout exactly one action: {:?}\nbusy at the end or reset otherwise: {:?}\n",
         v.lost, v.duplicated, v.falsely_done, v.not_done, v.action_count_wrong, v.pending
     ));
     let by_name: HashMap<&str, &PcCount> = pcs.iter().map(|p| (p.name.as_str(), p)).collect();
