@@ -37,6 +37,9 @@ pub struct ConfigFile {
     /// 0 = no cap.
     pub daily_cap: Option<u32>,
     pub webhook_stuck_after_minutes: Option<u64>,
+    /// Test-only, from `REDEPLOY_CRASH_POINTS` alone (not a file key): see [`crate::crash`].
+    #[serde(skip)]
+    pub crash_points: Option<String>,
 }
 
 /// `[poll]`: the DMClient Poll schedule (minutes).
@@ -119,6 +122,7 @@ fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Err
             "webhook_stuck_after_minutes" => {
                 file.webhook_stuck_after_minutes = Some(parse(name, &v)?)
             }
+            "crash_points" => file.crash_points = Some(v),
             k if k.starts_with("poll_") => {
                 let poll = file.poll.get_or_insert_with(PollFile::default);
                 match &k["poll_".len()..] {
@@ -250,6 +254,10 @@ impl ConfigFile {
         }
         if let Some(v) = self.webhook_stuck_after_minutes {
             s.webhook_stuck_after = Duration::from_secs(v.max(1) * 60);
+        }
+        if let Some(v) = self.crash_points {
+            s.crash_points =
+                crate::crash::CrashPoints::parse(&v).map_err(|e| bad("crash_points", &v, e))?;
         }
         if let Some(p) = self.poll {
             let poll = &mut s.poll;
@@ -386,6 +394,28 @@ jwks_file = "keys.json"
         assert_eq!(s.worker_interval, Duration::from_secs(5));
         assert_eq!(s.daily_cap, None, "0 means no cap");
         assert!(Settings::load(None, &env(&[("REDEPLOY_WORKER_INTERVAL_SECS", "soon")])).is_err());
+    }
+
+    #[test]
+    fn crash_points_come_from_the_environment_only() {
+        assert!(Settings::default().crash_points.is_empty());
+        let s = Settings::load(
+            None,
+            &env(&[("REDEPLOY_CRASH_POINTS", "after_reply_commit:0.25")]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.crash_points.probability(crate::crash::AFTER_REPLY_COMMIT),
+            0.25
+        );
+        assert!(Settings::load(None, &env(&[("REDEPLOY_CRASH_POINTS", "nowhere:1")])).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redeploy.toml");
+        std::fs::write(&path, "crash_points = \"after_reply_commit:1\"\n").unwrap();
+        assert!(
+            Settings::load(Some(&path), &[]).is_err(),
+            "not a file key: a test switch never lands in a deployed config"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod app;
 pub mod bootstrap;
 pub mod config;
 pub mod console;
+pub mod crash;
 pub mod enrollment;
 pub mod federated;
 pub mod graph;
@@ -158,6 +159,9 @@ pub async fn start(settings: Settings) -> Result<RunningServer> {
 /// migrations), binds the listener and serves HTTPS in a background task.
 pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<RunningServer> {
     let now = clock.now();
+    if !settings.crash_points.is_empty() {
+        tracing::warn!(crash_points = %settings.crash_points, "test-only crash points armed");
+    }
     let dir = settings.data_dir.clone();
     bootstrap::ensure_data_dir(&dir)?;
     let ca = bootstrap::load_or_create_ca(&dir, now)?;

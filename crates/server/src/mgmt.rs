@@ -225,6 +225,8 @@ async fn serve(
         .count();
     if sent > 0 {
         state.metrics.record_command("sent", sent as u64);
+        // Committed as sent, not yet on its way to the device.
+        state.crash_point(crate::crash::AFTER_REPLY_COMMIT);
     }
     let mut response = Response::new(Body::from(syncml::write(&reply)));
     response.headers_mut().insert(

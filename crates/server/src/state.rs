@@ -57,6 +57,9 @@ pub struct Settings {
     /// An action in `sent`, `acknowledged` or `in_progress` without any transition for this long
     /// raises a webhook `stuck` event (long before `action_expiry` ends it).
     pub webhook_stuck_after: Duration,
+    /// Test-only: where the process kills itself on purpose (`REDEPLOY_CRASH_POINTS`,
+    /// [`crate::crash`]); empty = never.
+    pub crash_points: crate::crash::CrashPoints,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`. `per_second <= 0`
@@ -109,6 +112,7 @@ impl Default for Settings {
             // An Autopilot Reset takes well under an hour once the PC has the command; two hours
             // of silence is worth an admin's look while the day is still on.
             webhook_stuck_after: Duration::from_secs(120 * 60),
+            crash_points: crate::crash::CrashPoints::default(),
         }
     }
 }

@@ -80,9 +80,13 @@ pub async fn tick(state: &AppState) -> Result<TickReport, TickError> {
         Ok(expired) => report.expired = expired.len(),
         Err(e) => failures.push(("expire stuck actions", e)),
     }
+    state.crash_point(crate::crash::BEFORE_WAVE_RELEASE);
     match campaign::release_due_waves(store, now, &settings, daily_cap).await {
         Ok(released) => report.waves_released = released.len(),
         Err(e) => failures.push(("release due waves", e)),
+    }
+    if report.waves_released > 0 {
+        state.crash_point(crate::crash::AFTER_WAVE_RELEASE);
     }
     let waves = WaveSettings {
         daily_cap,

@@ -48,6 +48,11 @@ pub async fn fresh_postgres_database() -> (String, String) {
     (name, url)
 }
 
+/// Drops a database made by [`fresh_postgres_database`], closing its connections first.
+pub async fn drop_postgres_database(name: &str) {
+    postgres_maintenance(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+}
+
 /// A running server and what a test needs to talk to it.
 pub struct TestApp {
     /// `https://127.0.0.1:<port>`.

@@ -4,6 +4,7 @@ mod admin;
 mod campaign;
 mod e2e;
 mod emulate;
+mod faults;
 mod inspect;
 mod serve;
 mod story;
