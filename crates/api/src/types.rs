@@ -128,6 +128,22 @@ pub enum ActionKind {
     SetLocalResetPolicy,
 }
 
+impl ActionKind {
+    /// Whether the kind erases the PC (Autopilot Reset or a wipe): what a group request must
+    /// confirm by typing the group's name. The wire twin of `redeploy_core::action::is_erasing`
+    /// (this crate does not depend on the core); a server test checks that both agree.
+    pub fn erases_the_pc(self) -> bool {
+        matches!(
+            self,
+            Self::AutopilotReset
+                | Self::Wipe
+                | Self::WipeKeepProvisioning
+                | Self::WipeKeepUserData
+                | Self::WipeProtected
+        )
+    }
+}
+
 /// `POST /api/v1/devices/{id}/actions`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NewAction {

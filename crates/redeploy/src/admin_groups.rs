@@ -164,17 +164,6 @@ pub fn parse_filter(conditions: &[String]) -> anyhow::Result<DeviceFilter> {
     Ok(f)
 }
 
-fn is_erasing(kind: ActionKind) -> bool {
-    matches!(
-        kind,
-        ActionKind::AutopilotReset
-            | ActionKind::Wipe
-            | ActionKind::WipeKeepProvisioning
-            | ActionKind::WipeKeepUserData
-            | ActionKind::WipeProtected
-    )
-}
-
 fn kind_name(kind: ActionKind) -> String {
     serde_json::to_value(kind)
         .ok()
@@ -404,7 +393,7 @@ pub async fn bulk_reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> 
     request.wave_interval_secs = a.wave_interval;
     request.daily_cap = a.daily_cap;
 
-    let unconfirmed = a.group.is_some() && is_erasing(kind) && a.confirm.is_none();
+    let unconfirmed = a.group.is_some() && kind.erases_the_pc() && a.confirm.is_none();
     if a.dry_run || unconfirmed {
         let plan = client.bulk_plan(&request).await?;
         if args.json {

@@ -257,7 +257,7 @@ async fn winre_disabled_fails_with_the_decoded_reason_and_the_pc_is_untouched(ba
     // Exec goes out and fails there.
     let mut state = pc("pc-winre", 31, |_| {});
     let device = enroll_and_sync(&app, &transport, &mut state).await;
-    state.winre_enabled = false;
+    reset::reagentc(&mut state, false, now()).expect("reagentc /disable");
     let profiles_before = state.profiles.clone();
 
     let requested = request(&app, &device, ActionKind::AutopilotReset).await;
@@ -284,7 +284,7 @@ async fn winre_disabled_fails_with_the_decoded_reason_and_the_pc_is_untouched(ba
 
     // Fixed on the PC (`reagentc /enable`): at its next check-in it reports WinRE enabled and
     // is eligible again; the retried reset runs once and is done.
-    state.winre_enabled = true;
+    reset::reagentc(&mut state, true, now()).expect("reagentc /enable");
     crate::sync_until_quiet(&transport, &mut state, now()).await;
     let retried = request(&app, &device, ActionKind::AutopilotReset).await;
     assert_eq!(retried.state, ActionState::Pending, "{:?}", retried.reason);

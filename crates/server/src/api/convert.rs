@@ -210,3 +210,29 @@ pub fn enrollment_token_dto(t: &redeploy_core::EnrollmentToken) -> api::Enrollme
         created_at: ts(t.created_at),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_and_the_core_agree_on_what_erases_a_pc() {
+        for k in [
+            ActionKind::AutopilotReset,
+            ActionKind::Wipe,
+            ActionKind::WipeKeepProvisioning,
+            ActionKind::WipeKeepUserData,
+            ActionKind::WipeProtected,
+            ActionKind::Restart,
+            ActionKind::Sync,
+            ActionKind::Retire,
+            ActionKind::SetLocalResetPolicy(true),
+        ] {
+            assert_eq!(
+                kind_dto(k).erases_the_pc(),
+                redeploy_core::action::is_erasing(k),
+                "{k}"
+            );
+        }
+    }
+}
