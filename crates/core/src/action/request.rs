@@ -481,6 +481,42 @@ pub fn plan_requests(
     }
 }
 
+/// Asks for `kind` on every device of `ids` as one request: every action, cancellation, device
+/// change and audit entry — `summary` too, the request's own audit entry (e.g. `group.local_reset`)
+/// — in one transaction, re-planned when the store refuses the plan because a device moved
+/// meanwhile. One decision per id, in order (`NotFound` for an unknown id). No daily cap.
+pub async fn request_for_devices(
+    store: &dyn Store,
+    ids: &[DeviceId],
+    kind: ActionKind,
+    actor: &str,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+    summary: NewAuditEvent,
+) -> Result<Vec<(DeviceId, Decision)>, SessionError> {
+    let mut last_conflict = None;
+    for _ in 0..PLAN_ATTEMPTS {
+        let targets = read_targets(store, ids).await?;
+        let mut planned = plan_requests(&targets, kind, actor, now, settings, None, None);
+        planned.plan.audit.push(summary.clone());
+        match store.write_request_plan(&planned.plan).await {
+            Ok(WriteOutcome::Written) => return Ok(planned.decisions),
+            Ok(WriteOutcome::CapReached { .. } | WriteOutcome::ClaimLost) => {
+                return Err(
+                    StoreError::Conflict("a plan without cap or claims was refused".into()).into(),
+                )
+            }
+            Err(StoreError::Conflict(why)) => last_conflict = Some(why),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "the devices kept changing while the request was written ({})",
+        last_conflict.unwrap_or_default()
+    ))
+    .into())
+}
+
 /// Cancels an action that has not reached the device (requested, blocked or pending) and drops
 /// its queued commands. `ActionNotFound` if unknown; `NotAllowed` once it was sent (the device may
 /// act on it whatever we record).

@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
 use redeploy_core::action;
-use redeploy_core::{ActionKind, DeviceId, Group, GroupId, GroupKind, Role};
+use redeploy_core::{
+    ActionKind, AuditOutcome, DeviceId, Group, GroupId, GroupKind, NewAuditEvent, Role,
+};
 
 use super::auth::Caller;
 use super::common::*;
@@ -347,45 +349,47 @@ pub async fn group_local_reset(
         .await?;
     let now = state.clock.now();
     let members = state.store.group_member_ids(group.id, now).await?;
-    let mut items = Vec::with_capacity(members.len());
-    for device in &members {
-        let item = match action::request(
-            state.store.as_ref(),
-            *device,
-            kind,
-            &caller.actor(),
-            now,
-            &action_settings(&state),
-        )
-        .await
-        {
-            Ok(a) => api::DeviceResult {
-                device_id: device.to_string(),
-                action: Some(action_dto(&a)),
-                error: None,
-            },
-            Err(e) => api::DeviceResult {
-                device_id: device.to_string(),
-                action: None,
-                error: Some(e.to_string()),
-            },
-        };
-        items.push(item);
-    }
-    audit_targets(
-        &state,
-        &caller,
-        "group.local_reset",
-        members.clone(),
-        format!(
+    // One transaction: every member's action and the group's own audit entry, or nothing.
+    let summary = NewAuditEvent {
+        at: now,
+        actor: caller.actor(),
+        action: "group.local_reset".to_owned(),
+        targets: members.clone(),
+        batch: None,
+        outcome: AuditOutcome::Success,
+        details: format!(
             "{} on group {:?} ({}): {} devices",
             kind.code(),
             group.name,
             group.id,
             members.len()
         ),
+    };
+    let decisions = action::request_for_devices(
+        state.store.as_ref(),
+        &members,
+        kind,
+        &caller.actor(),
+        now,
+        &action_settings(&state),
+        summary,
     )
     .await?;
+    let items = decisions
+        .into_iter()
+        .map(|(device, decision)| match decision {
+            action::Decision::Created(a) => api::DeviceResult {
+                device_id: device.to_string(),
+                action: Some(action_dto(&a)),
+                error: None,
+            },
+            action::Decision::NotFound => api::DeviceResult {
+                device_id: device.to_string(),
+                action: None,
+                error: Some(format!("device {device} not found")),
+            },
+        })
+        .collect();
     Ok((
         StatusCode::ACCEPTED,
         Json(api::GroupLocalResetResult { items }),
