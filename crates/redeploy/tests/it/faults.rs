@@ -11,7 +11,7 @@
 //! - `REDEPLOY_FAULT_WAVE_SIZE=N` (default 50): `N` >= 300 sends the whole fleet at once, to
 //!   look at the Exec/reply windows apart from the waves.
 //! - `REDEPLOY_FAULT_DROP_REPLIES=PCT`, `REDEPLOY_FAULT_STALE_STATUS=PCT`: the emulator's network
-//!   cut and stale-status rates (when the emulator has those flags).
+//!   cut and stale-status rates (default 5 each).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -314,114 +314,33 @@ struct PcCount {
     other_resets: usize,
 }
 
-/// What the emulator binary offers (the fault flags come from another branch).
-#[derive(Debug, Clone, Copy)]
-struct EmulatorFeatures {
-    drop_replies: bool,
-    stale_status: bool,
-    show_all: bool,
-}
-
-async fn help_of(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).output().await.unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-async fn emulator_features() -> EmulatorFeatures {
-    let emulate = help_of(&["emulate", "--help"]).await;
-    let show = help_of(&["emulate", "show", "--help"]).await;
-    EmulatorFeatures {
-        drop_replies: emulate.contains("--drop-replies"),
-        stale_status: emulate.contains("--stale-status-after-restore"),
-        show_all: show.contains("--all"),
-    }
-}
-
-/// Reads every PC's reset count from the emulator's state. With `show --all`, its
-/// `resets.remote_autopilot`; else `show PC` per PC, counting `reset_completed` events of remote
-/// resets, remembered in `seen` across calls (the event log keeps the last 1,000 events only).
-async fn pc_counts(
-    state: &Path,
-    pcs: usize,
-    features: EmulatorFeatures,
-    seen: &mut HashMap<String, HashSet<String>>,
-) -> Vec<PcCount> {
+/// Reads every PC's reset counts from the emulator's own state, in one call:
+/// `emulate show --all --json`, `resets.remote_autopilot` (and local resets and wipes).
+async fn pc_counts(state: &Path) -> Vec<PcCount> {
     let pending_of = |pc: &Value| match &pc["pending_operation"] {
         Value::Null => None,
         p => Some(p.to_string()),
     };
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    if features.show_all {
-        let out = Command::new(BIN)
-            .args(["emulate", "show", "--all", "--json", "--state"])
-            .arg(state)
-            .output()
-            .await
-            .unwrap();
-        assert!(out.status.success(), "emulate show --all: {out:?}");
-        let all: Vec<Value> = serde_json::from_slice(&out.stdout).expect("show --all JSON");
-        return all
-            .iter()
-            .map(|pc| PcCount {
-                id: text(&pc["id"]),
-                name: text(&pc["computer_name"]),
-                serial: text(&pc["serial"]),
-                resets: pc["resets"]["remote_autopilot"].as_u64().unwrap_or(0) as usize,
-                pending: pending_of(pc),
-                other_resets: (pc["resets"]["local_autopilot"].as_u64().unwrap_or(0)
-                    + pc["resets"]["wipes"].as_u64().unwrap_or(0))
-                    as usize,
-            })
-            .collect();
-    }
-    let permits = Arc::new(tokio::sync::Semaphore::new(4));
-    let mut shows = tokio::task::JoinSet::new();
-    for i in 0..pcs {
-        let (permits, state) = (permits.clone(), state.to_path_buf());
-        shows.spawn(async move {
-            let _permit = permits.acquire().await.unwrap();
-            let id = format!("pc-{i:04}");
-            let out = Command::new(BIN)
-                .args(["emulate", "show", &id, "--json", "--state"])
-                .arg(&state)
-                .output()
-                .await
-                .unwrap();
-            assert!(out.status.success(), "emulate show {id}: {out:?}");
-            let pc: Value = serde_json::from_slice(&out.stdout).expect("show JSON");
-            (id, pc)
-        });
-    }
-    let mut counts = Vec::new();
-    while let Some(shown) = shows.join_next().await {
-        let (id, pc) = shown.unwrap();
-        let events = pc["events"].as_array().cloned().unwrap_or_default();
-        // Keyed by time and detail: "R …" remote resets, "O …" local resets and wipes.
-        let completed = seen.entry(id.clone()).or_default();
-        for e in &events {
-            let detail = text(&e["detail"]);
-            let key = format!("{} {detail}", text(&e["at"]));
-            match e["kind"].as_str() {
-                Some("reset_completed") if detail.starts_with("Remote") => {
-                    completed.insert(format!("R {key}"));
-                }
-                Some("reset_completed" | "wipe_completed") => {
-                    completed.insert(format!("O {key}"));
-                }
-                _ => {}
-            }
-        }
-        counts.push(PcCount {
-            id,
+    let out = Command::new(BIN)
+        .args(["emulate", "show", "--all", "--json", "--state"])
+        .arg(state)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "emulate show --all: {out:?}");
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).expect("show --all JSON");
+    all.iter()
+        .map(|pc| PcCount {
+            id: text(&pc["id"]),
             name: text(&pc["computer_name"]),
             serial: text(&pc["serial"]),
-            resets: completed.iter().filter(|k| k.starts_with('R')).count(),
-            pending: pending_of(&pc),
-            other_resets: completed.iter().filter(|k| k.starts_with('O')).count(),
-        });
-    }
-    counts.sort_by(|a, b| a.id.cmp(&b.id));
-    counts
+            resets: pc["resets"]["remote_autopilot"].as_u64().unwrap_or(0) as usize,
+            pending: pending_of(pc),
+            other_resets: (pc["resets"]["local_autopilot"].as_u64().unwrap_or(0)
+                + pc["resets"]["wipes"].as_u64().unwrap_or(0)) as usize,
+        })
+        .collect()
 }
 
 /// The reset-related lines of one PC's event log (for a failure report).
@@ -468,7 +387,6 @@ struct Harness {
     client: reqwest::Client,
     token: String,
     emulator: Option<Child>,
-    features: EmulatorFeatures,
     started: Instant,
     postgres_db: Option<String>,
     stop_supervisor: watch::Sender<bool>,
@@ -611,8 +529,6 @@ impl Harness {
             .trim()
             .to_string();
         let base = proxy_url.unwrap_or_else(|| format!("https://127.0.0.1:{}", ports[0]));
-        let features = emulator_features().await;
-        eprintln!("faults: emulator {features:?}");
         Harness {
             plan,
             seed,
@@ -625,7 +541,6 @@ impl Harness {
             client,
             token,
             emulator: None,
-            features,
             started,
             postgres_db,
             stop_supervisor,
@@ -658,15 +573,11 @@ impl Harness {
             .arg(self.data_dir().join("ca.pem"))
             .arg("--token-file")
             .arg(self.data_dir().join("enrollment-token"));
-        if self.features.drop_replies {
-            cmd.args(["--drop-replies", &self.plan.drop_replies_pct.to_string()]);
-        }
-        if self.features.stale_status {
-            cmd.args([
-                "--stale-status-after-restore",
-                &self.plan.stale_status_pct.to_string(),
-            ]);
-        }
+        cmd.args(["--drop-replies", &self.plan.drop_replies_pct.to_string()]);
+        cmd.args([
+            "--stale-status-after-restore",
+            &self.plan.stale_status_pct.to_string(),
+        ]);
         let log = std::fs::File::create(self.emulator_log()).unwrap();
         self.emulator = Some(
             cmd.env("RUST_LOG", "warn")
@@ -1160,7 +1071,6 @@ async fn faults(backend: Backend) {
     let ids: Vec<String> = devices.keys().cloned().collect();
     h.create_group(&ids).await;
 
-    let mut seen = HashMap::new();
     let mut before: HashMap<String, usize> = HashMap::new();
     let mut batches = HashSet::new();
     let mut rng = StdRng::seed_from_u64(h.seed);
@@ -1207,7 +1117,7 @@ async fn faults(backend: Backend) {
         if last_round {
             h.stop_emulator().await;
         }
-        let pcs = pc_counts(&h.pcs_state(), plan.pcs, h.features, &mut seen).await;
+        let pcs = pc_counts(&h.pcs_state()).await;
         // The batch as it ended (what the servers say after the PCs went quiet).
         let status = match h.get(&format!("/api/v1/batches/{batch}")).await {
             Ok(s) => s,
