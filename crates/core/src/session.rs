@@ -475,40 +475,14 @@ pub async fn handle(
     let winre_in_doubt = dev.winre_enabled != Some(true)
         || dev.autopilot_last_error == Some(crate::preflight::HR_WINRE_DISABLED);
     if alerts.session_start && !alerts.unenroll && winre_in_doubt {
-        let already = queued
-            .iter()
-            .chain(step.enqueue.iter())
-            .any(|c| c.verb == Verb::Get && c.uri == WINRE_STATUS_URI);
-        if !already {
-            step.enqueue.push(DeviceCommand::new(
-                CommandId::generate(),
-                device.id,
-                None,
-                Verb::Get,
-                WINRE_STATUS_URI,
-                now,
-            ));
-        }
+        get_once(&queued, &mut step, WINRE_STATUS_URI, now);
     }
     if alerts.session_start {
         let last = store.inventory_value(device.id, INVENTORY_MARKER).await?;
         let due = last.is_none_or(|v| now - v.at >= cfg.inventory_interval);
         if due && !alerts.unenroll {
             for uri in inventory_uris(&cfg.provider_id) {
-                let already = queued
-                    .iter()
-                    .chain(step.enqueue.iter())
-                    .any(|c| c.verb == Verb::Get && c.uri == uri && c.action.is_none());
-                if !already {
-                    step.enqueue.push(DeviceCommand::new(
-                        CommandId::generate(),
-                        device.id,
-                        None,
-                        Verb::Get,
-                        uri,
-                        now,
-                    ));
-                }
+                get_once(&queued, &mut step, &uri, now);
             }
         }
     }
@@ -602,6 +576,24 @@ pub async fn handle(
         }
     }
     Ok(reply)
+}
+
+/// Queues a Get of `uri` for the device (no action) unless one is already queued or in this step.
+fn get_once(queued: &[DeviceCommand], step: &mut SessionStep, uri: &str, now: OffsetDateTime) {
+    let already = queued
+        .iter()
+        .chain(step.enqueue.iter())
+        .any(|c| c.verb == Verb::Get && c.uri == uri && c.action.is_none());
+    if !already {
+        step.enqueue.push(DeviceCommand::new(
+            CommandId::generate(),
+            step.device,
+            None,
+            Verb::Get,
+            uri,
+            now,
+        ));
+    }
 }
 
 /// Puts every pending action of the device whose batch has a maintenance window that `now` is

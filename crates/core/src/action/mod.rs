@@ -1,9 +1,9 @@
 //! Admin actions and their whole lifecycle, in one place (DESIGN.md "The Autopilot Reset action
 //! lifecycle"; ARCHITECTURE.md "The reset lifecycle"):
-//! - [`model`]: the action, its states and the transitions the lifecycle allows;
-//! - [`request`]: asking for, canceling, retrying and expiring actions (the one request path);
-//! - [`advance`]: the pure rule that moves an action from what the device reported;
-//! - [`readiness`]: whether a device can take a reset now (preflight plus its actions).
+//! - [`mod@model`]: the action, its states and the transitions the lifecycle allows;
+//! - [`mod@request`]: asking for, canceling, retrying and expiring actions (the one request path);
+//! - [`mod@advance`]: the pure rule that moves an action from what the device reported;
+//! - [`mod@readiness`]: whether a device can take a reset now (preflight plus its actions).
 
 pub mod advance;
 pub mod model;

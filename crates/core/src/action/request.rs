@@ -253,25 +253,44 @@ pub async fn request_under_cap(
             // The day is full.
             None => return Ok(None),
         };
-        match store.write_request_plan(&planned.plan).await {
-            Ok(WriteOutcome::Written) => return Ok(Some(action)),
+        match write_or_replan(store, &planned.plan, &mut last_conflict).await? {
+            Some(WriteOutcome::Written) => return Ok(Some(action)),
             // Another writer took the last slot between our count and our transaction.
-            Ok(WriteOutcome::CapReached { .. }) => {}
+            Some(WriteOutcome::CapReached { .. }) | None => {}
             // The plan claims nothing, so this cannot happen; an error rather than a panic.
-            Ok(WriteOutcome::ClaimLost) => {
-                return Err(
-                    StoreError::Conflict("a plan without claims lost a claim".into()).into(),
-                )
-            }
-            Err(StoreError::Conflict(why)) => last_conflict = Some(why),
-            Err(e) => return Err(e.into()),
+            Some(WriteOutcome::ClaimLost) => return Err(claim_lost()),
         }
     }
-    Err(StoreError::Conflict(format!(
-        "device {device_id} kept changing while the request was written ({})",
+    Err(kept_changing(&format!("device {device_id}"), last_conflict))
+}
+
+/// Writes `plan`; `None` when the store refused it because a device moved meanwhile (the
+/// reason goes to `last_conflict`): read again and re-plan.
+async fn write_or_replan(
+    store: &dyn Store,
+    plan: &RequestPlan,
+    last_conflict: &mut Option<String>,
+) -> Result<Option<WriteOutcome>, SessionError> {
+    match store.write_request_plan(plan).await {
+        Ok(outcome) => Ok(Some(outcome)),
+        Err(StoreError::Conflict(why)) => {
+            *last_conflict = Some(why);
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn claim_lost() -> SessionError {
+    StoreError::Conflict("a plan without claims lost a claim".into()).into()
+}
+
+fn kept_changing(what: &str, last_conflict: Option<String>) -> SessionError {
+    StoreError::Conflict(format!(
+        "{what} kept changing while the request was written ({})",
         last_conflict.unwrap_or_else(|| "the daily cap".to_owned())
     ))
-    .into())
+    .into()
 }
 
 /// How often a request path reads and plans again after the store refused its plan because the
@@ -499,22 +518,16 @@ pub async fn request_for_devices(
         let targets = read_targets(store, ids).await?;
         let mut planned = plan_requests(&targets, kind, actor, now, settings, None, None);
         planned.plan.audit.push(summary.clone());
-        match store.write_request_plan(&planned.plan).await {
-            Ok(WriteOutcome::Written) => return Ok(planned.decisions),
-            Ok(WriteOutcome::CapReached { .. } | WriteOutcome::ClaimLost) => {
-                return Err(
-                    StoreError::Conflict("a plan without cap or claims was refused".into()).into(),
-                )
+        match write_or_replan(store, &planned.plan, &mut last_conflict).await? {
+            Some(WriteOutcome::Written) => return Ok(planned.decisions),
+            // No cap and no claims in this plan: neither can be refused.
+            Some(WriteOutcome::CapReached { .. } | WriteOutcome::ClaimLost) => {
+                return Err(claim_lost())
             }
-            Err(StoreError::Conflict(why)) => last_conflict = Some(why),
-            Err(e) => return Err(e.into()),
+            None => {}
         }
     }
-    Err(StoreError::Conflict(format!(
-        "the devices kept changing while the request was written ({})",
-        last_conflict.unwrap_or_default()
-    ))
-    .into())
+    Err(kept_changing("the devices", last_conflict))
 }
 
 /// Cancels an action that has not reached the device (requested, blocked or pending) and drops

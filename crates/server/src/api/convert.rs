@@ -20,7 +20,7 @@ pub fn ts(at: OffsetDateTime) -> String {
 }
 
 /// Preflight for a remote Autopilot Reset now, given the device's actions (any order), as
-/// requests decide it ([`redeploy_core::action::readiness`]).
+/// requests decide it ([`redeploy_core::action::readiness()`]).
 pub fn readiness(device: &Device, actions: &[Action], now: OffsetDateTime) -> Readiness {
     redeploy_core::action::readiness(device, actions, now, &PreflightSettings::default())
 }
