@@ -342,12 +342,14 @@ pub async fn handle(
         }
         let status = status_by_ref.get(&key).copied().unwrap_or(200);
         let (result, format) = results_by_ref.get(&key).cloned().unwrap_or((None, None));
+        // Asked, and answered (also "no such node", e.g. a build without BitLocker's CSP or a
+        // client that does not have it): not asked again at every check-in for that.
+        if command.verb == Verb::Get && command.uri == WINRE_STATUS_URI {
+            dev.winre_checked_at = Some(now);
+        }
         if let (Verb::Get, Some(value)) = (command.verb, &result) {
             if (200..300).contains(&status) {
                 apply_inventory(&mut dev, &command.uri, value);
-                if command.uri == WINRE_STATUS_URI {
-                    dev.winre_checked_at = Some(now);
-                }
                 step.inventory.push(InventoryValue {
                     device: device.id,
                     uri: command.uri.clone(),
@@ -468,11 +470,13 @@ pub async fn handle(
         step.action_updates.push(ActionUpdate { expected, action });
     }
 
-    // 6. At a session start: read WinRE's state while it is not known good (so that a PC whose
-    //    reset failed for WinRE becomes eligible at the check-in after `reagentc /enable`), and
-    //    inventory (which includes it) when due. A PC known good is not asked every time: one
-    //    more Get would double the messages of every idle check-in.
-    let winre_in_doubt = dev.winre_enabled != Some(true)
+    // 6. At a session start: read WinRE's state while it is in doubt — never asked, reported
+    //    off, or the last reset failed for WinRE (so that such a PC becomes eligible at the
+    //    check-in after `reagentc /enable`) — and inventory (which includes it) when due. A PC
+    //    known good, or without the node, is not asked every time: one more Get would double the
+    //    messages of every idle check-in.
+    let winre_in_doubt = dev.winre_checked_at.is_none()
+        || dev.winre_enabled == Some(false)
         || dev.autopilot_last_error == Some(crate::preflight::HR_WINRE_DISABLED);
     if alerts.session_start && !alerts.unenroll && winre_in_doubt {
         get_once(&queued, &mut step, WINRE_STATUS_URI, now);

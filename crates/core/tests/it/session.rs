@@ -464,3 +464,17 @@ async fn a_reset_outside_its_maintenance_window_is_held_then_sent_inside_it() {
         ActionState::Sent
     );
 }
+
+#[tokio::test]
+async fn a_pc_without_the_bitlocker_node_is_not_asked_for_winre_at_every_check_in() {
+    let env = env().await;
+    let mut nodes = pc_nodes();
+    nodes.remove(redeploy_core::command::WINRE_STATUS_URI);
+    // First session: asked (with the inventory), answered 404.
+    check_in(&env, "1", T0, &nodes).await;
+    let d = env.device().await;
+    assert_eq!((d.winre_enabled, d.winre_checked_at), (None, Some(T0)));
+    // Next sessions: an idle check-in is one message again.
+    let replies = check_in(&env, "2", T0 + Duration::hours(1), &nodes).await;
+    assert_eq!(replies.len(), 1, "{:?}", commands(&replies[0]));
+}
