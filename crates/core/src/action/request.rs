@@ -36,30 +36,6 @@ impl Default for ActionSettings {
     }
 }
 
-/// Kinds that erase the device: at most one of them may be active on a device.
-fn is_reset_kind(kind: ActionKind) -> bool {
-    matches!(
-        kind,
-        ActionKind::AutopilotReset
-            | ActionKind::Wipe
-            | ActionKind::WipeKeepProvisioning
-            | ActionKind::WipeKeepUserData
-            | ActionKind::WipeProtected
-    )
-}
-
-/// Kinds that supersede a reset that has not gone out yet.
-fn supersedes_resets(kind: ActionKind) -> bool {
-    matches!(
-        kind,
-        ActionKind::Wipe
-            | ActionKind::WipeKeepProvisioning
-            | ActionKind::WipeKeepUserData
-            | ActionKind::WipeProtected
-            | ActionKind::Retire
-    )
-}
-
 /// States in which nothing reached the device yet (a cancel is still honest).
 fn not_sent_yet(state: ActionState) -> bool {
     matches!(
@@ -143,7 +119,7 @@ fn assess_with(
     if supersedes_resets(kind) {
         for a in existing
             .iter()
-            .filter(|a| is_reset_kind(a.kind) && not_sent_yet(a.state))
+            .filter(|a| is_erasing(a.kind) && not_sent_yet(a.state))
         {
             superseded.push(a.clone());
         }
@@ -151,7 +127,7 @@ fn assess_with(
     let active_reset = existing.iter().any(|a| {
         !a.state.is_terminal()
             && a.state != ActionState::Blocked
-            && is_reset_kind(a.kind)
+            && is_erasing(a.kind)
             && !superseded.iter().any(|s| s.id == a.id)
     });
 
@@ -172,7 +148,7 @@ fn assess_with(
         if device.unenrolled_at.is_some() {
             r.push(BlockReason::Unenrolled);
         }
-        if is_reset_kind(kind) && active_reset {
+        if is_erasing(kind) && active_reset {
             r.push(BlockReason::ActionAlreadyRunning);
         }
         r
@@ -196,9 +172,29 @@ pub async fn assess(
     Ok(Some(assess_with(&device, &existing, kind, now, settings).0))
 }
 
-/// Whether `kind` erases the device (Autopilot Reset or a wipe): what the daily cap counts.
+/// Whether `kind` erases the device (Autopilot Reset or a wipe): at most one of them may be
+/// active on a device, and they are what the daily cap counts.
 pub fn is_erasing(kind: ActionKind) -> bool {
-    is_reset_kind(kind)
+    matches!(
+        kind,
+        ActionKind::AutopilotReset
+            | ActionKind::Wipe
+            | ActionKind::WipeKeepProvisioning
+            | ActionKind::WipeKeepUserData
+            | ActionKind::WipeProtected
+    )
+}
+
+/// Kinds that supersede a reset that has not gone out yet.
+fn supersedes_resets(kind: ActionKind) -> bool {
+    matches!(
+        kind,
+        ActionKind::Wipe
+            | ActionKind::WipeKeepProvisioning
+            | ActionKind::WipeKeepUserData
+            | ActionKind::WipeProtected
+            | ActionKind::Retire
+    )
 }
 
 /// [`request`] as part of a bulk request: the action carries `batch` (and so does its audit event).
