@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use time::{Duration, OffsetDateTime, Time};
 
-use crate::action::request::{read_targets, PLAN_ATTEMPTS};
+use crate::action::request::{kept_changing, read_targets, PLAN_ATTEMPTS};
 use crate::action::{assess, is_erasing, plan_requests, ActionSettings, Decision, RequestTarget};
 use crate::action::{Action, ActionKind, ActionState};
 use crate::audit::{AuditOutcome, NewAuditEvent};
@@ -156,6 +156,16 @@ impl BatchResult {
     /// How many were deferred.
     pub fn deferred(&self) -> usize {
         self.count(|o| matches!(o, ItemOutcome::Deferred { .. }))
+    }
+    /// The counts as the audit log words them: `3 queued, 1 blocked, 0 not found, 2 deferred`.
+    pub fn counts_text(&self) -> String {
+        format!(
+            "{} queued, {} blocked, {} not found, {} deferred",
+            self.queued(),
+            self.blocked(),
+            self.not_found(),
+            self.deferred()
+        )
     }
 }
 
@@ -341,14 +351,6 @@ fn defer(
     items
 }
 
-/// The error after [`PLAN_ATTEMPTS`] refused plans.
-fn kept_changing(what: &str) -> SessionError {
-    StoreError::Conflict(format!(
-        "{what}: its devices kept changing while it was written; try again"
-    ))
-    .into()
-}
-
 /// Requests `kind` on every device of `target` as one batch: the first wave at once, later
 /// waves stored `interval` apart for [`release_due_waves`]; devices over the daily cap move to
 /// the next UTC day. Erasing a group needs `confirmation` equal to the group's name
@@ -410,7 +412,7 @@ pub async fn execute_in_window(
     )
     .await?
     // Unreachable: only a claim can be lost.
-    .ok_or_else(|| kept_changing("the bulk request"))
+    .ok_or_else(|| kept_changing("the bulk request", None))
 }
 
 /// [`execute_in_window`] that also claims `claim` (a schedule firing) in the batch's
@@ -496,14 +498,7 @@ pub(crate) async fn execute_claiming(
             targets: ids.clone(),
             batch: Some(batch_id),
             outcome: AuditOutcome::Success,
-            details: format!(
-                "{} on {target_text}: {} queued, {} blocked, {} not found, {} deferred",
-                kind.code(),
-                result.queued(),
-                result.blocked(),
-                result.not_found(),
-                result.deferred()
-            ),
+            details: format!("{} on {target_text}: {}", kind.code(), result.counts_text()),
         });
         match store.write_request_plan(&plan).await {
             Ok(WriteOutcome::Written) => return Ok(Some(result)),
@@ -513,7 +508,7 @@ pub(crate) async fn execute_claiming(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(kept_changing("the bulk request"))
+    Err(kept_changing("the bulk request", None))
 }
 
 /// Releases every stored wave due at `now`: requests its actions (preflight runs again), moving
@@ -600,13 +595,10 @@ async fn release_wave(
             batch: Some(wave.batch),
             outcome: AuditOutcome::Success,
             details: format!(
-                "{} wave {}: {} queued, {} blocked, {} not found, {} deferred",
+                "{} wave {}: {}",
                 wave.kind.code(),
                 wave.index,
-                result.queued(),
-                result.blocked(),
-                result.not_found(),
-                result.deferred()
+                result.counts_text()
             ),
         });
         match store.write_request_plan(&plan).await {
@@ -616,10 +608,10 @@ async fn release_wave(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(kept_changing(&format!(
-        "wave {} of batch {}",
-        wave.index, wave.batch
-    )))
+    Err(kept_changing(
+        &format!("wave {} of batch {}", wave.index, wave.batch),
+        None,
+    ))
 }
 
 /// Whether a batch has settled, given its stored (later) waves, its actions and which of the

@@ -241,7 +241,8 @@ pub fn judge_reset(
             Done("Status 1, LastError 0, and IsSyncDone false: the PC went through its first sync again")
         }
         Some(1) if err == 0 && moved => Done("Status 1 (complete), LastError 0, newer than the baseline"),
-        Some(1 | 30 | 40 | 50) if moved && !(r.status == Some(1) && err == 0) => Failed {
+        // (Status 1 with LastError 0 was taken by the arms above.)
+        Some(1 | 30 | 40 | 50) if moved => Failed {
             status: r.status,
             last_error: r.last_error,
             exec_status: None,

@@ -252,7 +252,10 @@ pub async fn request_under_cap(
         match write_or_replan(store, &planned.plan, &mut last_conflict).await? {
             Some(WriteOutcome::Written) => return Ok(Some(action)),
             // Another writer took the last slot between our count and our transaction.
-            Some(WriteOutcome::CapReached { .. }) | None => {}
+            Some(WriteOutcome::CapReached { .. }) => {
+                last_conflict = Some("the daily cap filled meanwhile".to_owned());
+            }
+            None => {}
             // The plan claims nothing, so this cannot happen; an error rather than a panic.
             Some(WriteOutcome::ClaimLost) => return Err(claim_lost()),
         }
@@ -281,10 +284,12 @@ fn claim_lost() -> SessionError {
     StoreError::Conflict("a plan without claims lost a claim".into()).into()
 }
 
-fn kept_changing(what: &str, last_conflict: Option<String>) -> SessionError {
+/// The conflict a request path answers when the store refused its plan [`PLAN_ATTEMPTS`] times
+/// (409 on the API): `what` kept changing; `last_conflict` is the store's last reason.
+pub(crate) fn kept_changing(what: &str, last_conflict: Option<String>) -> SessionError {
+    let why = last_conflict.map_or_else(String::new, |w| format!(" ({w})"));
     StoreError::Conflict(format!(
-        "{what} kept changing while the request was written ({})",
-        last_conflict.unwrap_or_else(|| "the daily cap".to_owned())
+        "{what} kept changing while the request was written{why}; try again"
     ))
     .into()
 }
