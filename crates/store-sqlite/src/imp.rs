@@ -792,14 +792,10 @@ impl CommandQueue for Backend {
     }
 
     async fn discard_queued_commands(&self, action: ActionId) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE commands SET state = 'failed' WHERE action_id = $1 AND state = 'queued'",
-        )
-        .bind(action.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected())
+        let mut tx = self.begin().await?;
+        let n = discard_queued_in(&mut tx, action).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(n)
     }
 
     async fn session_step(&self, step: SessionStep) -> StoreResult<StepOutcome> {
@@ -1069,6 +1065,18 @@ async fn action_in(tx: &mut Tx, id: ActionId) -> StoreResult<Action> {
         .map_err(backend)?
         .ok_or_else(|| StoreError::NotFound(format!("action {id}")))?;
     row_action(&row)
+}
+
+/// Drops the queued (never sent) commands of `action`; how many.
+async fn discard_queued_in(tx: &mut Tx, action: ActionId) -> StoreResult<u64> {
+    let done = sqlx::query(
+        "UPDATE commands SET state = 'failed' WHERE action_id = $1 AND state = 'queued'",
+    )
+    .bind(action.to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(done.rows_affected())
 }
 
 async fn update_action_in(tx: &mut Tx, expected: ActionState, a: &Action) -> StoreResult<()> {
@@ -1403,13 +1411,7 @@ impl ActionStore for Backend {
         // commands are dropped only after the state check passed.
         for u in &plan.end {
             update_action_in(&mut tx, u.expected, &u.action).await?;
-            sqlx::query(
-                "UPDATE commands SET state = 'failed' WHERE action_id = $1 AND state = 'queued'",
-            )
-            .bind(u.action.id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            discard_queued_in(&mut tx, u.action.id).await?;
         }
         for n in &plan.create {
             insert_action_in(&mut tx, &n.action, &n.commands).await?;
