@@ -3,148 +3,22 @@
 //! refused or failed request; clap gives 2 on bad usage).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
 use api::types::{
-    Action, ActionKind, ActionListQuery, AuditQuery, Device, DeviceListQuery, NewApiToken,
-    NewEnrollmentToken,
+    Action, ActionListQuery, AuditQuery, DeviceListQuery, NewApiToken, NewEnrollmentToken,
 };
-use api::Client;
-use serde::Serialize;
 
-use crate::admin_groups::{resolve_device, UsageError};
+use crate::admin_common::{
+    action_line, action_line_for, all_device_names, client, kind, name_or_id, or_dash, print_json,
+    readiness_word, resolve_device, settled, table, UsageError,
+};
 use crate::cli::{
-    ActionsCommand, ActionsSub, AdminArgs, AdminClientArgs, AllowForbid, AuditArgs, DevicesCommand,
-    DevicesSub, EnrollmentTokensCommand, EnrollmentTokensSub, KindArg, LocalResetArgs, NoArgs,
-    ResetArgs, TokensCommand, TokensSub,
+    ActionsCommand, ActionsSub, AdminArgs, AllowForbid, AuditArgs, DevicesCommand, DevicesSub,
+    EnrollmentTokensCommand, EnrollmentTokensSub, LocalResetArgs, NoArgs, ResetArgs, TokensCommand,
+    TokensSub,
 };
-
-/// Where `redeploy serve` writes its first admin token and CA with no configuration.
-const DEFAULT_TOKEN_FILE: &str = "redeploy-data/admin-token";
-const DEFAULT_CA_FILE: &str = "redeploy-data/ca.pem";
-
-/// Whether an action in this API state will not change on its own: the core's rule
-/// ([`redeploy_core::ActionState::is_settled`]); a state word this client does not know yet is
-/// not settled, so `--wait` keeps polling rather than stopping early.
-pub(crate) fn settled(state: &str) -> bool {
-    redeploy_core::ActionState::parse(state).is_ok_and(|s| s.is_settled())
-}
-
-/// Builds the API client from flags, `REDEPLOY_*` variables, or the `./redeploy-data` defaults.
-pub(crate) fn client(args: &AdminClientArgs) -> anyhow::Result<Client> {
-    let token = match (&args.token, &args.token_file) {
-        (Some(token), _) => token.clone(),
-        (None, Some(file)) => read(file, "token file")?,
-        (None, None) => {
-            let file = Path::new(DEFAULT_TOKEN_FILE);
-            if !file.exists() {
-                bail!(
-                    "no API token: give --token-file FILE or --token (or REDEPLOY_TOKEN_FILE / \
-                     REDEPLOY_TOKEN); {DEFAULT_TOKEN_FILE} does not exist here"
-                );
-            }
-            read(file, "token file")?
-        }
-    };
-    if token.trim().is_empty() {
-        bail!("the API token is empty");
-    }
-    let ca_file = args
-        .ca_file
-        .clone()
-        .or_else(|| Some(PathBuf::from(DEFAULT_CA_FILE)).filter(|p| p.exists()));
-    let ca = ca_file.map(|f| read(&f, "CA file")).transpose()?;
-    Ok(Client::new(&args.server, &token, ca.as_deref())?)
-}
-
-fn read(path: &Path, what: &str) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
-}
-
-pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-pub(crate) fn or_dash(value: Option<&str>) -> &str {
-    value.unwrap_or("-")
-}
-
-pub(crate) fn readiness_word(device: &Device) -> String {
-    if device.readiness.ready {
-        "ready".into()
-    } else {
-        match device.readiness.reasons.first() {
-            Some(reason) => format!("not ready: {}", reason.code),
-            None => "not ready".into(),
-        }
-    }
-}
-
-/// Device id → name for every device, from one `GET /devices` page of the largest size (an admin
-/// knows PCs by name); on error, or for ids past that page, callers fall back to the id.
-pub(crate) async fn all_device_names(client: &Client) -> HashMap<String, String> {
-    let query = DeviceListQuery {
-        limit: Some(500),
-        ..DeviceListQuery::default()
-    };
-    match client.list_devices(&query).await {
-        Ok(page) => page.items.into_iter().map(|d| (d.id, d.name)).collect(),
-        Err(_) => HashMap::new(),
-    }
-}
-
-/// The device's name from [`all_device_names`], or its id when unknown.
-pub(crate) fn name_or_id<'a>(names: &'a HashMap<String, String>, id: &'a str) -> &'a str {
-    names.get(id).map_or(id, String::as_str)
-}
-
-/// Prints rows as left-aligned columns.
-pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let text: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", text.join("  ").trim_end());
-    };
-    line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
-    for row in rows {
-        line(row);
-    }
-}
-
-pub(crate) fn action_line(action: &Action) -> String {
-    action_line_for(action, &action.device_id)
-}
-
-/// [`action_line`] naming the device as `device` (its name when known) instead of its id.
-pub(crate) fn action_line_for(action: &Action, device: &str) -> String {
-    let mut text = format!(
-        "{}  {:?}  {}  device {}",
-        action.id, action.kind, action.state, device
-    );
-    if let Some(reason) = &action.reason {
-        text.push_str(&format!("  ({reason})"));
-    }
-    if let Some(code) = &action.last_error {
-        text.push_str(&format!("  error {code}"));
-        if let Some(meaning) = &action.last_error_meaning {
-            text.push_str(&format!(": {meaning}"));
-        }
-    }
-    text
-}
 
 fn print_action(json: bool, action: &Action) -> anyhow::Result<ExitCode> {
     if json {
@@ -274,19 +148,6 @@ pub async fn devices(args: AdminArgs<DevicesCommand>) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn kind(arg: KindArg) -> ActionKind {
-    match arg {
-        KindArg::AutopilotReset => ActionKind::AutopilotReset,
-        KindArg::Wipe => ActionKind::Wipe,
-        KindArg::WipeKeepProvisioning => ActionKind::WipeKeepProvisioning,
-        KindArg::WipeKeepUserData => ActionKind::WipeKeepUserData,
-        KindArg::WipeProtected => ActionKind::WipeProtected,
-        KindArg::Restart => ActionKind::Restart,
-        KindArg::Sync => ActionKind::Sync,
-        KindArg::Retire => ActionKind::Retire,
-    }
 }
 
 /// `redeploy reset DEVICE...`: one request per device; a refusal does not stop the others.

@@ -9,95 +9,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use api::types::{
-    ActionKind, BatchCreated, BatchStatus, BulkPlan, BulkRequest, DeviceFilter, DeviceListQuery,
-    GroupMembersChange, GroupMembersQuery, NewGroup, NewSchedule, PrimaryUser, Schedule,
-    SchedulePatch, TimeWindow,
+    ActionKind, BatchCreated, BatchStatus, BulkPlan, BulkRequest, DeviceFilter, GroupMembersChange,
+    GroupMembersQuery, NewGroup, NewSchedule, PrimaryUser, Schedule, SchedulePatch, TimeWindow,
 };
 use api::Client;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::admin::{
+use crate::admin_common::{
     action_line, action_line_for, all_device_names, client, kind, name_or_id, or_dash, print_json,
-    readiness_word, settled, table,
+    readiness_word, resolve_device, settled, table, usage,
 };
 use crate::cli::{
     AdminArgs, AllowForbid, AutopilotCommand, AutopilotSub, GroupsCommand, GroupsSub, ResetArgs,
     SchedulesCommand, SchedulesSub,
 };
-
-/// Bad usage found after parsing (an ambiguous device, a bad filter): exit 2 like clap's errors.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
-fn usage(text: impl Into<String>) -> anyhow::Error {
-    UsageError(text.into()).into()
-}
-
-/// Whether `text` has the shape of a UUID (our ids): then it is used as an id without a lookup.
-fn looks_like_id(text: &str) -> bool {
-    text.len() == 36
-        && text.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
-/// The id of the device named by `text`: an id as is, otherwise the one enrolled device whose
-/// name or serial equals it (case-insensitive). None found: an error (exit 1); several: a
-/// usage error listing them (exit 2).
-pub async fn resolve_device(client: &Client, text: &str) -> anyhow::Result<String> {
-    let text = text.trim();
-    if looks_like_id(text) {
-        return Ok(text.to_owned());
-    }
-    let page = client
-        .list_devices(&DeviceListQuery {
-            q: Some(text.to_owned()),
-            limit: Some(500),
-            ..DeviceListQuery::default()
-        })
-        .await?;
-    let matches: Vec<_> = page
-        .items
-        .iter()
-        .filter(|d| {
-            d.name.eq_ignore_ascii_case(text)
-                || d.serial
-                    .as_deref()
-                    .is_some_and(|s| s.eq_ignore_ascii_case(text))
-        })
-        .collect();
-    match matches.as_slice() {
-        [] => anyhow::bail!("no device with the id, name or serial {text:?}"),
-        [one] => Ok(one.id.clone()),
-        many => {
-            let list: Vec<String> = many
-                .iter()
-                .map(|d| {
-                    format!(
-                        "  {}  {}  serial {}",
-                        d.id,
-                        d.name,
-                        or_dash(d.serial.as_deref())
-                    )
-                })
-                .collect();
-            Err(usage(format!(
-                "{text:?} names {} devices; give the device id:\n{}",
-                many.len(),
-                list.join("\n")
-            )))
-        }
-    }
-}
 
 async fn resolve_all(client: &Client, devices: &[String]) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::with_capacity(devices.len());

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use api::types::{NewWebhook, WebhookDelivery};
 
-use crate::admin::{client, or_dash, print_json, table};
+use crate::admin_common::{client, or_dash, print_json, table};
 use crate::cli::{AdminArgs, WebhooksCommand, WebhooksSub};
 
 fn delivery_row(d: &WebhookDelivery) -> Vec<String> {

@@ -1,6 +1,7 @@
 //! `redeploy`: the one binary — server, emulator, inspector and admin commands.
 
 mod admin;
+mod admin_common;
 mod admin_groups;
 mod admin_webhooks;
 mod bench;
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
-        Err(err) if err.downcast_ref::<admin_groups::UsageError>().is_some() => {
+        Err(err) if err.downcast_ref::<admin_common::UsageError>().is_some() => {
             eprintln!("redeploy: {err:#}");
             ExitCode::from(2)
         }

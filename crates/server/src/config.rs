@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::state::{FederatedSettings, Settings};
+use crate::settings::{FederatedSettings, Settings};
 use crate::Error;
 
 /// The TOML file: every key optional, same names as the settings.

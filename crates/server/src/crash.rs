@@ -85,13 +85,6 @@ impl fmt::Display for CrashPoints {
     }
 }
 
-impl crate::state::AppState {
-    /// Passes crash point `name` of this server's settings ([`CrashPoints::hit`]).
-    pub fn crash_point(&self, name: &str) {
-        self.settings.crash_points.hit(name);
-    }
-}
-
 /// SIGKILL to ourselves (`unsafe` is forbidden, so no `libc::kill`): `kill -9 <pid>`, and
 /// `abort()` should that not end us.
 fn die(name: &str) -> ! {

@@ -5,7 +5,7 @@
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use crate::state::FederatedSettings;
+use crate::settings::FederatedSettings;
 
 /// Why a federated token was refused (all answered with `s:Authentication`).
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use http::{header, HeaderValue, StatusCode};
 use redeploy_core::store::{device_sort_key, Cursor, DeviceQuery, DeviceSort};
-use redeploy_core::{Action, ActionKind, ActionState, Device, DeviceId, JoinType, StoreError};
+use redeploy_core::{Action, ActionKind, ActionState, Device, DeviceId, JoinType};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -22,10 +22,11 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::api::auth::{authenticate, Caller};
-use crate::api::convert::ts;
 use crate::api::ApiError;
+use crate::dto::ts;
 use crate::problem::PROBLEM_JSON;
 use crate::service::actions as service;
+use crate::service::{devices, ServiceError};
 use crate::state::AppState;
 
 const BASE: &str = "/graph/v1.0/deviceManagement/managedDevices";
@@ -515,6 +516,16 @@ impl Filter {
 
 type GraphResult<T> = Result<T, ApiError>;
 
+/// Every action of device `id` (a managedDevice's wipe and reset states come from them).
+async fn actions_of(state: &AppState, id: DeviceId) -> GraphResult<Vec<redeploy_core::Action>> {
+    let filter = service::ActionFilter {
+        device: Some(id),
+        limit: u32::MAX,
+        ..service::ActionFilter::default()
+    };
+    Ok(service::list(state, filter).await?)
+}
+
 fn device_id(text: &str) -> GraphResult<DeviceId> {
     DeviceId::parse(text).map_err(|_| ApiError::not_found(format!("no managedDevice {text:?}")))
 }
@@ -568,17 +579,13 @@ async fn list_devices(
     let mut items = Vec::new();
     let mut next = None;
     'pages: loop {
-        let page = state
-            .store
-            .list_devices(&query)
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict(_) => bad_request("invalid $skipToken"),
-                other => other.into(),
-            })?;
+        let page = devices::page(&state, &query).await.map_err(|e| match e {
+            ServiceError::Invalid(_) => bad_request("invalid $skipToken"),
+            other => other.into(),
+        })?;
         let n = page.items.len();
         for (i, d) in page.items.iter().enumerate() {
-            let acts = state.store.actions_of_device(d.id).await?;
+            let acts = actions_of(&state, d.id).await?;
             let value = managed_device(d, &acts);
             if filter.as_ref().is_some_and(|f| !f.matches(&value)) {
                 continue;
@@ -671,12 +678,11 @@ async fn get_device(
     Path(id): Path<String>,
 ) -> GraphResult<Json<Value>> {
     let id = device_id(&id)?;
-    let device = state
-        .store
-        .device(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no managedDevice {id}")))?;
-    let acts = state.store.actions_of_device(id).await?;
+    let device = devices::load(&state, id).await.map_err(|e| match e {
+        ServiceError::NotFound(_) => ApiError::not_found(format!("no managedDevice {id}")),
+        other => other.into(),
+    })?;
+    let acts = actions_of(&state, id).await?;
     let mut value = managed_device(&device, &acts);
     if let Value::Object(map) = &mut value {
         map.insert(

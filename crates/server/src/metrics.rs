@@ -112,6 +112,26 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// What one tick of the background worker did (`crate::worker::tick` returns it; counted here).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Actions moved to `expired` (no transition for `action_expiry`).
+    pub expired: usize,
+    /// Stored waves of bulk requests whose actions were requested.
+    pub waves_released: usize,
+    /// Schedules fired (claimed by this tick; a schedule whose group is gone counts too).
+    pub schedules_fired: usize,
+    /// Webhook deliveries a receiver accepted in this tick (the webhook step of the worker).
+    pub webhooks_delivered: usize,
+}
+
+impl TickReport {
+    /// Whether the tick found nothing to do.
+    pub fn is_idle(&self) -> bool {
+        *self == TickReport::default()
+    }
+}
+
 /// Every metric the server exports. Shared as `Arc<Metrics>` in [`crate::state::AppState`].
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -176,8 +196,8 @@ impl Metrics {
     }
 
     /// One background worker tick ended with `outcome` (`ok` or `error`), having expired,
-    /// released and fired this many (see [`crate::worker::TickReport`]).
-    pub fn record_tick(&self, outcome: &str, report: &crate::worker::TickReport) {
+    /// released and fired this many (see [`TickReport`]).
+    pub fn record_tick(&self, outcome: &str, report: &TickReport) {
         self.worker_ticks
             .get(format!("outcome=\"{}\"", label(outcome)))
             .fetch_add(1, Ordering::Relaxed);

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 
 use crate::problem::Problem;
-use crate::state::RateLimit;
+use crate::settings::RateLimit;
 
 /// Buckets idle longer than this are forgotten (they would be full again anyway).
 const IDLE: Duration = Duration::from_secs(600);

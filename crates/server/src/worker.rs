@@ -11,34 +11,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use redeploy_core::action;
-use redeploy_core::campaign::{self, WaveSettings};
-use redeploy_core::schedule;
-use redeploy_core::session::SessionError;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::service::{actions, batches, schedules, ServiceError};
 use crate::state::AppState;
 
-/// What one tick did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TickReport {
-    /// Actions moved to `expired` (no transition for `action_expiry`).
-    pub expired: usize,
-    /// Stored waves of bulk requests whose actions were requested.
-    pub waves_released: usize,
-    /// Schedules fired (claimed by this tick; a schedule whose group is gone counts too).
-    pub schedules_fired: usize,
-    /// Webhook deliveries a receiver accepted in this tick (`crate::webhooks::tick`).
-    pub webhooks_delivered: usize,
-}
-
-impl TickReport {
-    /// Whether the tick found nothing to do.
-    pub fn is_idle(&self) -> bool {
-        *self == TickReport::default()
-    }
-}
+pub use crate::metrics::TickReport;
 
 /// A tick in which at least one step failed; the other steps still ran.
 #[derive(Debug)]
@@ -46,7 +25,7 @@ pub struct TickError {
     /// What the steps that worked did.
     pub report: TickReport,
     /// Each failed step with its error.
-    pub failures: Vec<(&'static str, SessionError)>,
+    pub failures: Vec<(&'static str, ServiceError)>,
 }
 
 impl fmt::Display for TickError {
@@ -67,38 +46,28 @@ impl std::error::Error for TickError {}
 /// step runs even if an earlier one failed (a broken schedule row must not stop expiry); the
 /// counts are added to `/metrics` either way.
 pub async fn tick(state: &AppState) -> Result<TickReport, TickError> {
-    let now = state.clock.now();
-    let store = state.store.as_ref();
-    let settings = crate::service::actions::action_settings(state);
-    let expiry =
-        time::Duration::try_from(state.settings.action_expiry).unwrap_or(time::Duration::days(7));
-    let daily_cap = state.settings.daily_cap;
     let mut report = TickReport::default();
-    let mut failures = Vec::new();
+    let mut failures: Vec<(&'static str, ServiceError)> = Vec::new();
 
-    match action::expire_stuck(store, now, expiry).await {
-        Ok(expired) => report.expired = expired.len(),
+    match actions::expire_stuck(state).await {
+        Ok(n) => report.expired = n,
         Err(e) => failures.push(("expire stuck actions", e)),
     }
     state.crash_point(crate::crash::BEFORE_WAVE_RELEASE);
-    match campaign::release_due_waves(store, now, &settings, daily_cap).await {
-        Ok(released) => report.waves_released = released.len(),
+    match batches::release_due_waves(state).await {
+        Ok(n) => report.waves_released = n,
         Err(e) => failures.push(("release due waves", e)),
     }
     if report.waves_released > 0 {
         state.crash_point(crate::crash::AFTER_WAVE_RELEASE);
     }
-    let waves = WaveSettings {
-        daily_cap,
-        ..WaveSettings::default()
-    };
-    match schedule::fire_due(store, now, &settings, &waves).await {
-        Ok(fired) => report.schedules_fired = fired.len(),
+    match schedules::fire_due(state).await {
+        Ok(n) => report.schedules_fired = n,
         Err(e) => failures.push(("fire due schedules", e)),
     }
     // Webhooks last, so that the events the steps above produced (an action expired: "stuck")
     // go out in the same tick.
-    match crate::webhooks::tick(state).await {
+    match crate::webhook_delivery::tick(state).await {
         Ok(delivered) => report.webhooks_delivered = delivered.delivered as usize,
         Err(e) => failures.push(("deliver webhooks", e.into())),
     }

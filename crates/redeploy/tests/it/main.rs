@@ -1,6 +1,7 @@
 //! Integration tests of the `redeploy` binary, run as a user would run it.
 
 mod admin;
+mod architecture;
 mod campaign;
 mod e2e;
 mod emulate;

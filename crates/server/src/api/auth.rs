@@ -1,63 +1,16 @@
-//! Bearer-token authentication of `/api/v1` and the role each operation needs. A refused role is
-//! audited (`api.forbidden`) so that an admin can see who tried what.
+//! Bearer-token authentication of `/api/v1` (and the Graph subset): the token becomes the
+//! [`Caller`] of the use cases in `crate::service`, which check its role.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
-use redeploy_core::{ApiToken, AuditOutcome, DeviceId, NewAuditEvent, Role, SecretHash};
 
 use super::ApiError;
 use crate::problem::Problem;
+use crate::service::console_sessions::{self, TokenCheck};
+pub use crate::service::Caller;
 use crate::state::AppState;
-
-/// The authenticated caller, put in the request extensions by [`authenticate`].
-#[derive(Clone, Debug)]
-pub struct Caller {
-    pub token: ApiToken,
-}
-
-impl Caller {
-    /// How the caller appears in the audit log and on actions: `name (token id)`.
-    pub fn actor(&self) -> String {
-        format!("{} ({})", self.token.name, self.token.id)
-    }
-
-    /// `Ok` if the caller's role includes `needed`; otherwise audits `api.forbidden` with what was
-    /// attempted and answers 403.
-    pub async fn require(
-        &self,
-        state: &AppState,
-        needed: Role,
-        attempted: &str,
-        device: Option<DeviceId>,
-    ) -> Result<(), ApiError> {
-        if self.token.role.includes(needed) {
-            return Ok(());
-        }
-        state
-            .store
-            .append_audit(NewAuditEvent {
-                at: state.clock.now(),
-                actor: self.actor(),
-                action: "api.forbidden".into(),
-                targets: device.into_iter().collect(),
-                batch: None,
-                outcome: AuditOutcome::Refused,
-                details: format!(
-                    "{attempted}: needs role {needed}, token has {}",
-                    self.token.role
-                ),
-            })
-            .await?;
-        Err(ApiError(Problem::new(StatusCode::FORBIDDEN).detail(
-            format!(
-                "{attempted} needs the {needed} role; this token has {}",
-                self.token.role
-            ),
-        )))
-    }
-}
 
 fn unauthorized(detail: &str) -> Response {
     let mut response = Problem::new(StatusCode::UNAUTHORIZED)
@@ -90,18 +43,12 @@ pub async fn authenticate(
     let Some(secret) = presented else {
         return unauthorized("an `Authorization: Bearer <token>` header is required");
     };
-    let token = match state
-        .store
-        .api_token_by_hash(&SecretHash::of_secret(&secret))
-        .await
-    {
-        Ok(Some(t)) => t,
-        Ok(None) => return unauthorized("unknown API token"),
+    let token = match console_sessions::check_token(&state, &secret).await {
+        Ok(TokenCheck::Valid(t)) => t,
+        Ok(TokenCheck::Revoked(_)) => return unauthorized("this API token was revoked"),
+        Ok(TokenCheck::Unknown) => return unauthorized("unknown API token"),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    if token.revoked_at.is_some() {
-        return unauthorized("this API token was revoked");
-    }
     request.extensions_mut().insert(Caller { token });
     next.run(request).await
 }

@@ -7,14 +7,12 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use http::{header, HeaderMap, StatusCode};
-use redeploy_core::autopilot::parse_autopilot_csv;
-use redeploy_core::Role;
 
 use super::auth::Caller;
-use super::common::*;
-use super::convert::*;
 use super::handlers::{device_id, ApiResult};
 use super::ApiError;
+use crate::dto::*;
+use crate::service::{autopilot, devices};
 use crate::state::AppState;
 
 /// Import the CSV admins export with `Get-WindowsAutopilotInfo` (columns `Device Serial
@@ -35,9 +33,6 @@ pub async fn import_autopilot(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<api::AutopilotImportResult>> {
-    caller
-        .require(&state, Role::Operator, "import Autopilot devices", None)
-        .await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -56,7 +51,7 @@ pub async fn import_autopilot(
             ),
         ));
     }
-    let parsed = parse_autopilot_csv(&body);
+    let parsed = autopilot::import(&state, &caller, &body).await?;
     let errors: Vec<api::ImportError> = parsed
         .errors
         .iter()
@@ -78,20 +73,7 @@ pub async fn import_autopilot(
         };
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, detail));
     }
-    let records: Vec<_> = parsed.records.into_iter().map(|(_, r)| r).collect();
-    state.store.upsert_autopilot(&records).await?;
-    audit_targets(
-        &state,
-        &caller,
-        "autopilot.import",
-        Vec::new(),
-        format!(
-            "{} devices imported, {} rows refused",
-            records.len(),
-            errors.len()
-        ),
-    )
-    .await?;
+    let records = parsed.records;
     Ok(Json(api::AutopilotImportResult {
         imported: records.len() as u64,
         errors,
@@ -104,9 +86,7 @@ pub async fn import_autopilot(
 pub async fn list_autopilot(
     State(state): State<AppState>,
 ) -> ApiResult<Json<api::AutopilotDeviceList>> {
-    let items = state
-        .store
-        .autopilot_records()
+    let items = autopilot::records(&state)
         .await?
         .into_iter()
         .map(|(r, device)| api::AutopilotDevice {
@@ -139,46 +119,8 @@ pub async fn set_primary_user(
 ) -> ApiResult<Json<api::Device>> {
     let id = device_id(&id)?;
     let Json(body) = body?;
-    caller
-        .require(
-            &state,
-            Role::Operator,
-            &format!("set the primary user of device {id}"),
-            Some(id),
-        )
-        .await?;
-    let user = body
-        .user
-        .as_deref()
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(str::to_owned);
-    if user.as_deref().is_some_and(|u| u.chars().count() > 320) {
-        return Err(ApiError::bad_request("user: at most 320 characters"));
-    }
-    let old = state
-        .store
-        .device(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
-    let before = (old.primary_user, old.shared);
-    // Only these two columns: a check-in saving the device meanwhile keeps what it wrote.
-    let device = state
-        .store
-        .set_primary_user(id, user.as_deref(), body.shared)
-        .await?;
-    audit_targets(
-        &state,
-        &caller,
-        "device.primary_user",
-        vec![id],
-        format!(
-            "primary user {:?} -> {:?}, shared {} -> {}",
-            before.0, device.primary_user, before.1, device.shared
-        ),
-    )
-    .await?;
-    let acts = state.store.actions_of_device(id).await?;
-    let r = readiness(&device, &acts, state.clock.now());
+    let device =
+        devices::set_primary_user(&state, &caller, id, body.user.as_deref(), body.shared).await?;
+    let r = devices::detail(&state, id).await?.readiness;
     Ok(Json(device_dto(&device, &r)))
 }

@@ -9,16 +9,16 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
-use redeploy_core::campaign::{self, ItemOutcome, PlanOutcome, Target, WaveSettings};
+use redeploy_core::campaign::{BatchProgress, ItemOutcome, PlanOutcome};
 use redeploy_core::BatchId;
 use time::Duration;
 
 use super::auth::Caller;
 use super::common::*;
-use super::convert::*;
 use super::handlers::ApiResult;
 use super::ApiError;
-use crate::service::actions::{action_settings, role_for};
+use crate::dto::*;
+use crate::service::batches;
 use crate::state::AppState;
 
 /// Ask many devices for the same action. With `dry_run`: 200 and what would happen to each
@@ -56,14 +56,6 @@ pub async fn bulk_action(
             "give exactly one target: devices, group or filter",
         ));
     }
-    if body.wave_size == Some(0) {
-        return Err(ApiError::bad_request("wave_size must be at least 1"));
-    }
-    if body.daily_cap == Some(0) {
-        return Err(ApiError::bad_request(
-            "daily_cap must be at least 1 (leave it out for the server's daily_cap)",
-        ));
-    }
     let interval = match body.wave_interval_secs {
         None => Duration::ZERO,
         Some(s) => Duration::seconds(
@@ -71,34 +63,19 @@ pub async fn bulk_action(
                 .map_err(|_| ApiError::bad_request("wave_interval_secs is too large"))?,
         ),
     };
-    let (target, group, target_text) = if let Some(devices) = &body.devices {
-        let ids = device_ids("devices", devices)?;
-        let text = format!("{} devices", ids.len());
-        (Target::Devices(ids), None, text)
+    let targets = if let Some(devices) = &body.devices {
+        batches::Targets::Devices(device_ids("devices", devices)?)
     } else if let Some(g) = &body.group {
-        let group = find_group(&state, g).await?;
-        let text = format!("group {:?}", group.name);
-        (Target::Group(group.id), Some(group), text)
+        batches::Targets::Group(g.clone())
     } else {
-        let f = filter_from_dto(
+        batches::Targets::Filter(filter_from_dto(
             body.filter
                 .as_ref()
                 .unwrap_or(&api::DeviceFilter::default()),
-        )?;
-        (Target::Filter(f), None, "a filter".to_owned())
+        )?)
     };
-    caller
-        .require(
-            &state,
-            role_for(kind),
-            &format!("bulk {} on {target_text}", kind.code()),
-            None,
-        )
-        .await?;
-    let now = state.clock.now();
-    let settings = action_settings(&state);
     if body.dry_run {
-        let plan = campaign::plan(state.store.as_ref(), &target, kind, now, &settings).await?;
+        let (plan, group) = batches::dry_run(&state, &caller, targets, kind).await?;
         let mut counts = api::PlanCounts::default();
         let items = plan
             .items
@@ -140,25 +117,18 @@ pub async fn bulk_action(
         })
         .into_response());
     }
-    if let Some(g) = &group {
-        require_confirmation(kind, g, body.confirm.as_deref())?;
-    }
-    let waves = WaveSettings {
-        wave_size: body.wave_size.unwrap_or(u32::MAX),
+    let waves = batches::Waves {
+        size: body.wave_size,
         interval,
-        // The request's own cap, else the server-wide one; stored with every later wave so the
-        // worker releases them under the same cap.
-        daily_cap: body.daily_cap.or(state.settings.daily_cap),
+        daily_cap: body.daily_cap,
     };
-    let result = campaign::execute(
-        state.store.as_ref(),
-        &target,
+    let result = batches::start(
+        &state,
+        &caller,
+        targets,
         kind,
-        &caller.actor(),
-        now,
-        &settings,
+        waves,
         body.confirm.as_deref(),
-        &waves,
     )
     .await?;
     let counts = api::BatchCounts {
@@ -226,14 +196,11 @@ pub async fn get_batch(
 ) -> ApiResult<Json<api::BatchStatus>> {
     let id = BatchId::parse(&id)
         .map_err(|_| ApiError::bad_request(format!("not a batch id: {id:?}")))?;
-    let campaign::BatchProgress {
+    let BatchProgress {
         actions,
         waves,
         settled,
-    } = campaign::batch_progress(state.store.as_ref(), id).await?;
-    if actions.is_empty() && waves.is_empty() {
-        return Err(ApiError::not_found(format!("no batch {id}")));
-    }
+    } = batches::progress(&state, id).await?;
     let mut counts = BTreeMap::<String, u64>::new();
     for a in &actions {
         *counts.entry(a.state.as_str().to_owned()).or_default() += 1;

@@ -7,61 +7,47 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
-use redeploy_core::action;
-use redeploy_core::{
-    ActionKind, AuditOutcome, DeviceId, Group, GroupId, GroupKind, NewAuditEvent, Role,
-};
+use redeploy_core::action::Decision;
+use redeploy_core::{DeviceId, Group, GroupKind};
 
 use super::auth::Caller;
 use super::common::*;
-use super::convert::*;
 use super::handlers::{ApiResult, MAX_PAGE};
 use super::ApiError;
-use crate::service::actions::action_settings;
+use crate::dto::*;
+use crate::service::groups;
 use crate::state::AppState;
 
-/// The wire group and its members now.
-async fn group_dto(state: &AppState, g: &Group) -> ApiResult<(api::Group, Vec<DeviceId>)> {
-    let members = state
-        .store
-        .group_member_ids(g.id, state.clock.now())
-        .await?;
+/// The wire form of a group with its members now.
+fn group_dto(g: &Group, members: &[DeviceId]) -> api::Group {
     let (kind, filter) = match &g.kind {
         GroupKind::Static { .. } => ("static", None),
         GroupKind::Filter { filter } => ("filter", Some(filter_dto(filter))),
     };
-    Ok((
-        api::Group {
-            id: g.id.to_string(),
-            name: g.name.clone(),
-            kind: kind.to_owned(),
-            filter,
-            member_count: members.len() as u64,
-            created_at: ts(g.created_at),
-        },
-        members,
-    ))
+    api::Group {
+        id: g.id.to_string(),
+        name: g.name.clone(),
+        kind: kind.to_owned(),
+        filter,
+        member_count: members.len() as u64,
+        created_at: ts(g.created_at),
+    }
 }
 
-fn valid_name(name: &str) -> ApiResult<String> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(ApiError::bad_request("name must not be empty"));
-    }
-    if name.chars().count() > 200 {
-        return Err(ApiError::bad_request("name: at most 200 characters"));
-    }
-    Ok(name.to_owned())
+/// The wire form of a group, reading its members now.
+async fn group_now(state: &AppState, g: &Group) -> ApiResult<api::Group> {
+    Ok(group_dto(g, &groups::members(state, g).await?))
 }
 
 /// Every group with its member count, ordered by name.
 #[utoipa::path(get, path = "/api/v1/groups", tag = "groups",
     responses((status = 200, body = api::GroupList)))]
 pub async fn list_groups(State(state): State<AppState>) -> ApiResult<Json<api::GroupList>> {
-    let mut items = Vec::new();
-    for g in state.store.list_groups().await? {
-        items.push(group_dto(&state, &g).await?.0);
-    }
+    let items = groups::list(&state)
+        .await?
+        .iter()
+        .map(|(g, members)| group_dto(g, members))
+        .collect();
     Ok(Json(api::GroupList { items }))
 }
 
@@ -81,47 +67,17 @@ pub async fn create_group(
     body: Result<Json<api::NewGroup>, JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(body) = body?;
-    caller
-        .require(&state, Role::Operator, "create a group", None)
-        .await?;
-    let name = valid_name(&body.name)?;
-    let now = state.clock.now();
-    let group = match &body.filter {
-        Some(f) => {
-            if !body.members.is_empty() {
-                return Err(ApiError::bad_request(
-                    "a group has either a filter or static members, not both",
-                ));
-            }
-            Group::new_filter(GroupId::generate(), name, filter_from_dto(f)?, now)
+    let members = match &body.filter {
+        Some(_) if !body.members.is_empty() => {
+            return Err(ApiError::bad_request(
+                "a group has either a filter or static members, not both",
+            ))
         }
-        None => {
-            let mut members = device_ids("members", &body.members)?;
-            members.sort();
-            members.dedup();
-            Group::new_static(GroupId::generate(), name, members, now)
-        }
+        Some(f) => groups::NewMembers::Filter(filter_from_dto(f)?),
+        None => groups::NewMembers::Static(device_ids("members", &body.members)?),
     };
-    state.store.create_group(&group).await?;
-    let (dto, members) = group_dto(&state, &group).await?;
-    audit_targets(
-        &state,
-        &caller,
-        "group.create",
-        match &group.kind {
-            GroupKind::Static { members } => members.clone(),
-            GroupKind::Filter { .. } => Vec::new(),
-        },
-        format!(
-            "{} {:?} ({}, {} members)",
-            group.id,
-            group.name,
-            dto.kind,
-            members.len()
-        ),
-    )
-    .await?;
-    Ok((StatusCode::CREATED, Json(dto)).into_response())
+    let group = groups::create(&state, &caller, &body.name, members).await?;
+    Ok((StatusCode::CREATED, Json(group_now(&state, &group).await?)).into_response())
 }
 
 /// One group and a page of its members (ordered by device id), with their readiness.
@@ -151,31 +107,12 @@ pub async fn get_group(
             DeviceId::parse(c).map_err(|_| ApiError::bad_request(format!("invalid cursor {c:?}")))
         })
         .transpose()?;
-    let group = find_group(&state, &id).await?;
-    let (dto, mut ids) = group_dto(&state, &group).await?;
-    // Member ids come ordered by device id, so the last id of a page is the cursor.
-    if let Some(after) = after {
-        ids.retain(|d| *d > after);
-    }
-    let now = state.clock.now();
-    let mut members = Vec::new();
-    let mut next = None;
-    for (i, member) in ids.iter().enumerate() {
-        let Some(d) = state.store.device(*member).await? else {
-            continue;
-        };
-        let acts = state.store.actions_of_device(d.id).await?;
-        members.push(device_dto(&d, &readiness(&d, &acts, now)));
-        if members.len() as u32 == limit {
-            if i + 1 < ids.len() {
-                next = Some(member.to_string());
-            }
-            break;
-        }
-    }
+    let group = groups::find(&state, &id).await?;
+    let ids = groups::members(&state, &group).await?;
+    let (page, next) = groups::members_page(&state, &ids, after, limit).await?;
     Ok(Json(api::GroupDetail {
-        group: dto,
-        members,
+        group: group_dto(&group, &ids),
+        members: page.iter().map(|(d, r)| device_dto(d, r)).collect(),
         next,
     }))
 }
@@ -198,22 +135,8 @@ pub async fn rename_group(
     body: Result<Json<api::GroupPatch>, JsonRejection>,
 ) -> ApiResult<Json<api::Group>> {
     let Json(body) = body?;
-    caller
-        .require(&state, Role::Operator, "rename a group", None)
-        .await?;
-    let name = valid_name(&body.name)?;
-    let mut group = find_group(&state, &id).await?;
-    state.store.rename_group(group.id, &name).await?;
-    audit_targets(
-        &state,
-        &caller,
-        "group.rename",
-        Vec::new(),
-        format!("{} {:?} -> {name:?}", group.id, group.name),
-    )
-    .await?;
-    group.name = name;
-    Ok(Json(group_dto(&state, &group).await?.0))
+    let group = groups::rename(&state, &caller, &id, &body.name).await?;
+    Ok(Json(group_now(&state, &group).await?))
 }
 
 /// Delete a group (never its devices). Refused while a schedule targets it.
@@ -230,37 +153,7 @@ pub async fn delete_group(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller
-        .require(&state, Role::Operator, "delete a group", None)
-        .await?;
-    let group = find_group(&state, &id).await?;
-    let users: Vec<String> = state
-        .store
-        .list_schedules()
-        .await?
-        .into_iter()
-        .filter(|s| s.group == group.id)
-        .map(|s| format!("{:?}", s.name))
-        .collect();
-    if !users.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "group {:?} is used by schedule(s) {}: delete those first",
-                group.name,
-                users.join(", ")
-            ),
-        ));
-    }
-    state.store.delete_group(group.id).await?;
-    audit_targets(
-        &state,
-        &caller,
-        "group.delete",
-        Vec::new(),
-        format!("{} {:?}", group.id, group.name),
-    )
-    .await?;
+    groups::delete(&state, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -282,42 +175,10 @@ pub async fn change_members(
     body: Result<Json<api::GroupMembersChange>, JsonRejection>,
 ) -> ApiResult<Json<api::Group>> {
     let Json(body) = body?;
-    caller
-        .require(&state, Role::Operator, "change group members", None)
-        .await?;
     let add = device_ids("add", &body.add)?;
     let remove = device_ids("remove", &body.remove)?;
-    let group = find_group(&state, &id).await?;
-    if matches!(group.kind, GroupKind::Filter { .. }) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "group {:?} is a filter group: its members come from its filter",
-                group.name
-            ),
-        ));
-    }
-    if !add.is_empty() {
-        state.store.add_group_members(group.id, &add).await?;
-    }
-    if !remove.is_empty() {
-        state.store.remove_group_members(group.id, &remove).await?;
-    }
-    audit_targets(
-        &state,
-        &caller,
-        "group.members",
-        add.iter().chain(&remove).copied().collect(),
-        format!(
-            "{} {:?}: {} added, {} removed",
-            group.id,
-            group.name,
-            add.len(),
-            remove.len()
-        ),
-    )
-    .await?;
-    Ok(Json(group_dto(&state, &group).await?.0))
+    let group = groups::change_members(&state, &caller, &id, &add, &remove).await?;
+    Ok(Json(group_now(&state, &group).await?))
 }
 
 /// Allow or forbid local Autopilot Reset (CTRL+WIN+R) on every member: one policy action per
@@ -337,53 +198,16 @@ pub async fn group_local_reset(
     body: Result<Json<api::LocalResetPolicy>, JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(body) = body?;
-    let group = find_group(&state, &id).await?;
-    let kind = ActionKind::SetLocalResetPolicy(body.allowed);
-    caller
-        .require(
-            &state,
-            crate::service::actions::role_for(kind),
-            &format!("{} on group {:?}", kind.code(), group.name),
-            None,
-        )
-        .await?;
-    let now = state.clock.now();
-    let members = state.store.group_member_ids(group.id, now).await?;
-    // One transaction: every member's action and the group's own audit entry, or nothing.
-    let summary = NewAuditEvent {
-        at: now,
-        actor: caller.actor(),
-        action: "group.local_reset".to_owned(),
-        targets: members.clone(),
-        batch: None,
-        outcome: AuditOutcome::Success,
-        details: format!(
-            "{} on group {:?} ({}): {} devices",
-            kind.code(),
-            group.name,
-            group.id,
-            members.len()
-        ),
-    };
-    let decisions = action::request_for_devices(
-        state.store.as_ref(),
-        &members,
-        kind,
-        &caller.actor(),
-        now,
-        &action_settings(&state),
-        summary,
-    )
-    .await?;
+    let decisions = groups::local_reset(&state, &caller, &id, body.allowed).await?;
     let items = decisions
         .into_iter()
         .map(|(device, decision)| match decision {
-            action::Decision::Created(a) => api::DeviceResult {
+            Decision::Created(a) => api::DeviceResult {
                 device_id: device.to_string(),
                 action: Some(action_dto(&a)),
                 error: None,
             },
-            action::Decision::NotFound => api::DeviceResult {
+            Decision::NotFound => api::DeviceResult {
                 device_id: device.to_string(),
                 action: None,
                 error: Some(format!("device {device} not found")),

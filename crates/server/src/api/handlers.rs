@@ -1,27 +1,24 @@
-//! Handlers of `/api/v1`: each parses its input into domain values, checks the caller's role,
-//! calls the store or `redeploy_core::action`, and answers with `api` DTOs.
-
-use std::collections::BTreeMap;
+//! Handlers of `/api/v1` for devices, actions, readiness, the audit log and tokens: each parses
+//! its input into domain values, calls the use case in `crate::service`, and answers with `api`
+//! DTOs (or a problem document).
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::{header, StatusCode};
-use redeploy_core::store::{
-    device_sort_key, AuditOrder, AuditQuery, Cursor, DeviceQuery, DeviceSort,
-};
+use redeploy_core::store::{AuditOrder, Cursor, DeviceQuery, DeviceSort};
 use redeploy_core::{
-    ActionId, ActionKind, ActionState, ApiToken, AuditId, AuditOutcome, DeviceId, EnrollmentToken,
-    JoinType, NewAuditEvent, Role, SecretHash, StoreError, TokenId,
+    ActionId, ActionKind, ActionState, AuditId, DeviceId, JoinType, Role, TokenId,
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::auth::Caller;
-use super::convert::*;
 use super::ApiError;
+use crate::dto::*;
 use crate::service::actions as service;
+use crate::service::{audit, devices, tokens};
 use crate::state::AppState;
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
@@ -34,22 +31,6 @@ pub(crate) fn device_id(text: &str) -> ApiResult<DeviceId> {
 
 fn action_id(text: &str) -> ApiResult<ActionId> {
     ActionId::parse(text).map_err(|_| ApiError::bad_request(format!("not an action id: {text:?}")))
-}
-
-async fn audit(state: &AppState, caller: &Caller, action: &str, details: String) -> ApiResult<()> {
-    state
-        .store
-        .append_audit(NewAuditEvent {
-            at: state.clock.now(),
-            actor: caller.actor(),
-            action: action.to_owned(),
-            targets: Vec::new(),
-            batch: None,
-            outcome: AuditOutcome::Success,
-            details,
-        })
-        .await?;
-    Ok(())
 }
 
 /// List devices, with their readiness for a remote Autopilot Reset.
@@ -88,44 +69,26 @@ pub async fn list_devices(
         .map(JoinType::parse)
         .transpose()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let mut query = DeviceQuery {
-        search: q.q.filter(|s| !s.is_empty()),
-        join_type,
-        sort,
-        limit,
-        cursor: q.cursor.as_deref().map(Cursor::parse),
-        ..DeviceQuery::default()
-    };
-    let now = state.clock.now();
-    let mut items = Vec::new();
-    loop {
-        let page = match state.store.list_devices(&query).await {
-            Err(StoreError::Conflict(why)) => return Err(ApiError::bad_request(why)),
-            other => other?,
-        };
-        let n = page.items.len();
-        let ready = readiness_of_many(state.store.as_ref(), &page.items, now).await?;
-        for (i, (d, r)) in page.items.iter().zip(ready).enumerate() {
-            if q.ready.is_some_and(|want| want != r.ready) {
-                continue;
-            }
-            items.push(device_dto(d, &r));
-            if items.len() as u32 == limit {
-                let more = i + 1 < n || page.next.is_some();
-                let next = more.then(|| {
-                    Cursor::after(sort, &device_sort_key(d, sort), d.id)
-                        .as_str()
-                        .to_owned()
-                });
-                return Ok(Json(api::DevicePage { items, next }));
-            }
-        }
-        match page.next {
-            Some(c) => query.cursor = Some(c),
-            None => break,
-        }
-    }
-    Ok(Json(api::DevicePage { items, next: None }))
+    let listed = devices::list(
+        &state,
+        devices::Listing {
+            query: DeviceQuery {
+                search: q.q.filter(|s| !s.is_empty()),
+                join_type,
+                sort,
+                limit,
+                cursor: q.cursor.as_deref().map(Cursor::parse),
+                ..DeviceQuery::default()
+            },
+            ready: q.ready,
+            seen_recently: None,
+        },
+    )
+    .await?;
+    Ok(Json(api::DevicePage {
+        items: listed.rows.iter().map(|(d, r)| device_dto(d, r)).collect(),
+        next: listed.next,
+    }))
 }
 
 /// One device with its inventory, readiness and actions (with timelines).
@@ -139,19 +102,11 @@ pub async fn get_device(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<api::DeviceDetail>> {
-    let id = device_id(&id)?;
-    let device = state
-        .store
-        .device(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
-    let acts = state.store.actions_of_device(id).await?;
-    let inventory = state.store.inventory(id).await?;
-    let r = readiness(&device, &acts, state.clock.now());
+    let detail = devices::detail(&state, device_id(&id)?).await?;
     Ok(Json(api::DeviceDetail {
-        device: device_dto(&device, &r),
-        inventory: inventory.iter().map(inventory_dto).collect(),
-        actions: acts.iter().map(action_dto).collect(),
+        device: device_dto(&detail.device, &detail.readiness),
+        inventory: detail.inventory.iter().map(inventory_dto).collect(),
+        actions: detail.actions.iter().map(action_dto).collect(),
     }))
 }
 
@@ -229,12 +184,7 @@ pub async fn get_action(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<api::Action>> {
-    let id = action_id(&id)?;
-    let action = state
-        .store
-        .action(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no action {id}")))?;
+    let action = service::get(&state, action_id(&id)?).await?;
     Ok(Json(action_dto(&action)))
 }
 
@@ -257,24 +207,17 @@ pub async fn list_actions(
         .map(ActionState::parse)
         .transpose()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let mut list = match (q.device.as_deref(), wanted) {
-        (Some(d), _) => {
-            let d = device_id(d)?;
-            let mut acts = state.store.actions_of_device(d).await?;
-            acts.retain(|a| wanted.is_none_or(|w| a.state == w));
-            acts
-        }
-        (None, Some(w)) => state.store.actions_in_state(w, limit).await?,
-        (None, None) => {
-            let mut all = Vec::new();
-            for s in ActionState::ALL {
-                all.extend(state.store.actions_in_state(*s, limit).await?);
-            }
-            all.sort_by_key(|a| std::cmp::Reverse(a.created_at));
-            all
-        }
-    };
-    list.truncate(limit as usize);
+    let device = q.device.as_deref().map(device_id).transpose()?;
+    let list = service::list(
+        &state,
+        service::ActionFilter {
+            device,
+            state: wanted,
+            limit,
+            by_update: false,
+        },
+    )
+    .await?;
     Ok(Json(api::ActionList {
         items: list.iter().map(action_dto).collect(),
     }))
@@ -336,35 +279,11 @@ pub async fn retry_action(
 pub async fn fleet_readiness(
     State(state): State<AppState>,
 ) -> ApiResult<Json<api::FleetReadiness>> {
-    let now = state.clock.now();
-    let mut query = DeviceQuery {
-        limit: MAX_PAGE,
-        ..DeviceQuery::default()
-    };
-    let (mut total, mut ready) = (0u64, 0u64);
-    let mut blocked_by_reason = BTreeMap::<String, u64>::new();
-    loop {
-        let page = state.store.list_devices(&query).await?;
-        for r in readiness_of_many(state.store.as_ref(), &page.items, now).await? {
-            total += 1;
-            if r.ready {
-                ready += 1;
-            }
-            for reason in &r.reasons {
-                *blocked_by_reason
-                    .entry(reason.code().to_owned())
-                    .or_default() += 1;
-            }
-        }
-        match page.next {
-            Some(c) => query.cursor = Some(c),
-            None => break,
-        }
-    }
+    let fleet = devices::fleet_readiness(&state).await?;
     Ok(Json(api::FleetReadiness {
-        total,
-        ready,
-        blocked_by_reason,
+        total: fleet.total,
+        ready: fleet.ready,
+        blocked_by_reason: fleet.blocked_by_reason,
     }))
 }
 
@@ -392,28 +311,25 @@ pub async fn list_audit(
             )))
         }
     };
-    let events = state
-        .store
-        .list_audit(&AuditQuery {
+    let (events, next) = audit::list(
+        &state,
+        &audit::Listing {
             device,
             after: q.after.map(AuditId::from_i64),
             limit,
             order,
-        })
-        .await?;
+            ..audit::Listing::default()
+        },
+    )
+    .await?;
     match q.format.as_deref() {
-        None | Some("json") => {
-            let next = (events.len() as u32 == limit)
-                .then(|| events.last().map(|e| e.id.as_i64()))
-                .flatten();
-            Ok(Json(api::AuditPage {
-                items: events.iter().map(audit_dto).collect(),
-                next,
-            })
-            .into_response())
-        }
+        None | Some("json") => Ok(Json(api::AuditPage {
+            items: events.iter().map(audit_dto).collect(),
+            next: next.map(|a| a.as_i64()),
+        })
+        .into_response()),
         Some("csv") => {
-            let out = super::convert::audit_csv(&events);
+            let out = crate::dto::audit_csv(&events);
             Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
         }
         Some(other) => Err(ApiError::bad_request(format!(
@@ -430,10 +346,7 @@ pub async fn list_enrollment_tokens(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> ApiResult<Json<api::EnrollmentTokenList>> {
-    caller
-        .require(&state, Role::Admin, "list enrollment tokens", None)
-        .await?;
-    let tokens = state.store.list_enrollment_tokens().await?;
+    let tokens = tokens::enrollment_tokens(&state, &caller).await?;
     Ok(Json(api::EnrollmentTokenList {
         items: tokens.iter().map(enrollment_token_dto).collect(),
     }))
@@ -451,37 +364,20 @@ pub async fn create_enrollment_token(
     body: Result<Json<api::NewEnrollmentToken>, JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(body) = body?;
-    caller
-        .require(&state, Role::Admin, "create an enrollment token", None)
-        .await?;
-    if body.label.trim().is_empty() {
-        return Err(ApiError::bad_request("label must not be empty"));
-    }
     let expires_at = body
         .expires_at
         .as_deref()
         .map(|t| OffsetDateTime::parse(t, &Rfc3339))
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("expires_at is not RFC 3339: {e}")))?;
-    if body.max_uses.is_some_and(|m| m < 1) {
-        return Err(ApiError::bad_request("max_uses must be at least 1"));
-    }
-    let secret = crate::bootstrap::new_secret("rdp_enroll_");
-    let token = EnrollmentToken {
-        id: TokenId::generate(),
-        label: body.label.trim().to_owned(),
-        secret_hash: SecretHash::of_secret(&secret),
-        expires_at,
-        max_uses: body.max_uses,
-        uses: 0,
-        created_at: state.clock.now(),
-    };
-    state.store.create_enrollment_token(&token).await?;
-    audit(
+    let (token, secret) = tokens::create_enrollment_token(
         &state,
         &caller,
-        "enrollment_token.create",
-        format!("{} {:?}", token.id, token.label),
+        tokens::NewEnrollmentToken {
+            label: body.label,
+            expires_at,
+            max_uses: body.max_uses,
+        },
     )
     .await?;
     Ok((
@@ -502,10 +398,7 @@ pub async fn list_api_tokens(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> ApiResult<Json<api::ApiTokenList>> {
-    caller
-        .require(&state, Role::Admin, "list API tokens", None)
-        .await?;
-    let tokens = state.store.list_api_tokens().await?;
+    let tokens = tokens::api_tokens(&state, &caller).await?;
     Ok(Json(api::ApiTokenList {
         items: tokens.iter().map(api_token_dto).collect(),
     }))
@@ -523,30 +416,8 @@ pub async fn create_api_token(
     body: Result<Json<api::NewApiToken>, JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(body) = body?;
-    caller
-        .require(&state, Role::Admin, "create an API token", None)
-        .await?;
     let role = Role::parse(&body.role).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if body.name.trim().is_empty() {
-        return Err(ApiError::bad_request("name must not be empty"));
-    }
-    let secret = crate::bootstrap::new_secret("rdp_api_");
-    let token = ApiToken {
-        id: TokenId::generate(),
-        name: body.name.trim().to_owned(),
-        secret_hash: SecretHash::of_secret(&secret),
-        role,
-        created_at: state.clock.now(),
-        revoked_at: None,
-    };
-    state.store.create_api_token(&token).await?;
-    audit(
-        &state,
-        &caller,
-        "token.create",
-        format!("{} {:?} role {role}", token.id, token.name),
-    )
-    .await?;
+    let (token, secret) = tokens::create_api_token(&state, &caller, &body.name, role).await?;
     Ok((
         StatusCode::CREATED,
         Json(api::CreatedApiToken {
@@ -568,12 +439,8 @@ pub async fn revoke_api_token(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller
-        .require(&state, Role::Admin, "revoke an API token", None)
-        .await?;
     let id = TokenId::parse(&id)
         .map_err(|_| ApiError::bad_request(format!("not a token id: {id:?}")))?;
-    state.store.revoke_api_token(id, state.clock.now()).await?;
-    audit(&state, &caller, "token.revoke", id.to_string()).await?;
+    tokens::revoke_api_token(&state, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

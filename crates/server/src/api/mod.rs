@@ -7,7 +7,6 @@ pub mod auth;
 pub mod autopilot;
 pub mod bulk;
 mod common;
-pub mod convert;
 pub mod groups;
 pub mod handlers;
 pub mod schedules;
@@ -24,6 +23,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::Problem;
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 /// An error answer of the API: always a problem document.
@@ -48,31 +48,28 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let status = match &e {
+            ServiceError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServiceError::Conflict(_) => StatusCode::CONFLICT,
+            ServiceError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => Self::not_found(format!("not found: {what}")),
-            StoreError::Conflict(what) => Self::new(StatusCode::CONFLICT, what),
-            other => {
-                tracing::error!(error = %other, "store error in the admin API");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the database failed; try again",
-                )
-            }
-        }
+        ServiceError::from(e).into()
     }
 }
 
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
-        match e {
-            SessionError::Store(s) => s.into(),
-            SessionError::DeviceNotFound(id) => Self::not_found(format!("no device {id}")),
-            SessionError::ActionNotFound(id) => Self::not_found(format!("no action {id}")),
-            SessionError::NotAllowed(why) => Self::new(StatusCode::CONFLICT, why),
-            other => Self::new(StatusCode::CONFLICT, other.to_string()),
-        }
+        ServiceError::from(e).into()
     }
 }
 

@@ -7,15 +7,15 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono_tz::Tz;
 use http::StatusCode;
-use redeploy_core::schedule::{next_occurrence, MaintenanceWindow, Recurrence, Schedule};
-use redeploy_core::{ActionKind, Role, ScheduleId};
+use redeploy_core::schedule::{MaintenanceWindow, Recurrence, Schedule};
+use redeploy_core::ActionKind;
 use time::Time;
 
 use super::auth::Caller;
-use super::common::*;
-use super::convert::*;
 use super::handlers::ApiResult;
 use super::ApiError;
+use crate::dto::*;
+use crate::service::schedules;
 use crate::state::AppState;
 
 fn parse_tz(text: &str) -> ApiResult<Tz> {
@@ -71,17 +71,6 @@ fn parse_kind(kind: api::ActionKind) -> ApiResult<ActionKind> {
         .ok_or_else(|| ApiError::bad_request("kind: set_local_reset_policy cannot be scheduled"))
 }
 
-/// The group named in a body: a missing one is a bad field, not a missing resource.
-async fn body_group(state: &AppState, text: &str) -> ApiResult<redeploy_core::Group> {
-    find_group(state, text).await.map_err(|e| {
-        if e.0.status == StatusCode::NOT_FOUND.as_u16() {
-            ApiError::bad_request(format!("group: no group with id or name {text:?}"))
-        } else {
-            e
-        }
-    })
-}
-
 fn hm(t: Time) -> String {
     if t.second() == 0 {
         format!("{:02}:{:02}", t.hour(), t.minute())
@@ -90,9 +79,8 @@ fn hm(t: Time) -> String {
     }
 }
 
-async fn schedule_dto(state: &AppState, s: &Schedule) -> ApiResult<api::Schedule> {
-    let group_name = state.store.group(s.group).await?.map(|g| g.name);
-    Ok(api::Schedule {
+fn schedule_dto(s: &Schedule, group_name: Option<String>) -> api::Schedule {
+    api::Schedule {
         id: s.id.to_string(),
         name: s.name.clone(),
         group_id: s.group.to_string(),
@@ -107,17 +95,23 @@ async fn schedule_dto(state: &AppState, s: &Schedule) -> ApiResult<api::Schedule
         enabled: s.enabled,
         next_run: s.next_run.map(ts),
         last_run: s.last_run.map(ts),
-    })
+    }
+}
+
+/// The wire form of a schedule, reading its group's name now.
+async fn schedule_now(state: &AppState, s: &Schedule) -> ApiResult<api::Schedule> {
+    Ok(schedule_dto(s, schedules::group_name(state, s).await?))
 }
 
 /// Every schedule, ordered by name.
 #[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules",
     responses((status = 200, body = api::ScheduleList)))]
 pub async fn list_schedules(State(state): State<AppState>) -> ApiResult<Json<api::ScheduleList>> {
-    let mut items = Vec::new();
-    for s in state.store.list_schedules().await? {
-        items.push(schedule_dto(&state, &s).await?);
-    }
+    let items = schedules::list(&state)
+        .await?
+        .into_iter()
+        .map(|(s, group)| schedule_dto(&s, group))
+        .collect();
     Ok(Json(api::ScheduleList { items }))
 }
 
@@ -136,53 +130,21 @@ pub async fn create_schedule(
     body: Result<Json<api::NewSchedule>, JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(body) = body?;
-    caller
-        .require(&state, Role::Operator, "create a schedule", None)
-        .await?;
-    let name = body.name.trim();
-    if name.is_empty() {
-        return Err(ApiError::bad_request("name must not be empty"));
-    }
-    let kind = parse_kind(body.kind)?;
-    let tz = parse_tz(&body.tz)?;
-    let recurrence = parse_recurrence(&body.recurrence)?;
-    let window = body.window.as_ref().map(parse_window).transpose()?;
-    let group = body_group(&state, &body.group).await?;
-    require_confirmation(kind, &group, body.confirm.as_deref())?;
-    let now = state.clock.now();
-    let mut schedule = Schedule {
-        id: ScheduleId::generate(),
-        name: name.to_owned(),
-        group: group.id,
-        kind,
-        tz,
-        recurrence,
-        window,
+    let new = schedules::NewSchedule {
+        name: body.name,
+        group: body.group,
+        kind: parse_kind(body.kind)?,
+        tz: parse_tz(&body.tz)?,
+        recurrence: parse_recurrence(&body.recurrence)?,
+        window: body.window.as_ref().map(parse_window).transpose()?,
         enabled: body.enabled,
-        next_run: None,
-        last_run: None,
+        confirm: body.confirm,
+        refuse_past: false,
     };
-    schedule.next_run = next_occurrence(&schedule, now);
-    state.store.create_schedule(&schedule).await?;
-    audit_targets(
-        &state,
-        &caller,
-        "schedule.create",
-        Vec::new(),
-        format!(
-            "{} {:?}: {} on group {:?}, {} {}",
-            schedule.id,
-            schedule.name,
-            kind.code(),
-            group.name,
-            schedule.recurrence.to_text(),
-            tz.name()
-        ),
-    )
-    .await?;
+    let schedule = schedules::create(&state, &caller, new).await?;
     Ok((
         StatusCode::CREATED,
-        Json(schedule_dto(&state, &schedule).await?),
+        Json(schedule_now(&state, &schedule).await?),
     )
         .into_response())
 }
@@ -198,8 +160,8 @@ pub async fn get_schedule(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<api::Schedule>> {
-    let s = find_schedule(&state, &id).await?;
-    Ok(Json(schedule_dto(&state, &s).await?))
+    let s = schedules::find(&state, &id).await?;
+    Ok(Json(schedule_now(&state, &s).await?))
 }
 
 /// Change a schedule (only the fields given). Making it a reset or wipe of a group, or moving a
@@ -221,75 +183,25 @@ pub async fn update_schedule(
     body: Result<Json<api::SchedulePatch>, JsonRejection>,
 ) -> ApiResult<Json<api::Schedule>> {
     let Json(body) = body?;
-    caller
-        .require(&state, Role::Operator, "change a schedule", None)
-        .await?;
-    let mut s = find_schedule(&state, &id).await?;
-    let mut retime = false;
-    let mut retarget = false;
-    if let Some(name) = &body.name {
-        let name = name.trim();
-        if name.is_empty() {
-            return Err(ApiError::bad_request("name must not be empty"));
-        }
-        s.name = name.to_owned();
-    }
-    if let Some(kind) = body.kind {
-        let kind = parse_kind(kind)?;
-        retarget |= kind != s.kind;
-        s.kind = kind;
-    }
-    if let Some(tz) = &body.tz {
-        s.tz = parse_tz(tz)?;
-        retime = true;
-    }
-    if let Some(r) = &body.recurrence {
-        s.recurrence = parse_recurrence(r)?;
-        retime = true;
-    }
-    if let Some(w) = &body.window {
-        s.window = w.as_ref().map(parse_window).transpose()?;
-    }
-    if let Some(enabled) = body.enabled {
-        retime |= enabled != s.enabled;
-        s.enabled = enabled;
-    }
-    let group = match &body.group {
-        Some(g) => {
-            let group = body_group(&state, g).await?;
-            retarget |= group.id != s.group;
-            s.group = group.id;
-            Some(group)
-        }
-        None => state.store.group(s.group).await?,
+    let change = schedules::ScheduleChange {
+        name: body.name,
+        group: body.group,
+        kind: body.kind.map(parse_kind).transpose()?,
+        tz: body.tz.as_deref().map(parse_tz).transpose()?,
+        recurrence: body
+            .recurrence
+            .as_deref()
+            .map(parse_recurrence)
+            .transpose()?,
+        window: body
+            .window
+            .map(|w| w.as_ref().map(parse_window).transpose())
+            .transpose()?,
+        enabled: body.enabled,
+        confirm: body.confirm,
     };
-    if retarget {
-        if let Some(group) = &group {
-            require_confirmation(s.kind, group, body.confirm.as_deref())?;
-        }
-    }
-    if retime {
-        // Only a changed time recomputes the next run: a firing already due stays due.
-        s.next_run = next_occurrence(&s, state.clock.now());
-    }
-    state.store.update_schedule(&s).await?;
-    audit_targets(
-        &state,
-        &caller,
-        "schedule.update",
-        Vec::new(),
-        format!(
-            "{} {:?}: {} {} {}, {}",
-            s.id,
-            s.name,
-            s.kind.code(),
-            s.recurrence.to_text(),
-            s.tz.name(),
-            if s.enabled { "enabled" } else { "disabled" }
-        ),
-    )
-    .await?;
-    Ok(Json(schedule_dto(&state, &s).await?))
+    let s = schedules::change(&state, &caller, &id, change).await?;
+    Ok(Json(schedule_now(&state, &s).await?))
 }
 
 /// Delete a schedule.
@@ -305,18 +217,6 @@ pub async fn delete_schedule(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller
-        .require(&state, Role::Operator, "delete a schedule", None)
-        .await?;
-    let s = find_schedule(&state, &id).await?;
-    state.store.delete_schedule(s.id).await?;
-    audit_targets(
-        &state,
-        &caller,
-        "schedule.delete",
-        Vec::new(),
-        format!("{} {:?}", s.id, s.name),
-    )
-    .await?;
+    schedules::delete(&state, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,5 +1,5 @@
 //! `/api/v1/webhooks`: subscriptions to action outcomes (admin role), their deliveries, and a
-//! test `ping`. Sending itself lives in `crate::webhooks`.
+//! test `ping`. The use cases are `crate::service::webhooks`; sending is `crate::webhook_delivery`.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -7,17 +7,15 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
 use redeploy_core::webhook::{Delivery, Webhook, WebhookEvent};
-use redeploy_core::{AuditOutcome, NewAuditEvent, Role, WebhookId};
+use redeploy_core::WebhookId;
 
 use super::auth::Caller;
-use super::convert::ts;
 use super::ApiError;
+use crate::dto::ts;
+use crate::service::webhooks;
 use crate::state::AppState;
 
 type ApiResult<T> = Result<T, ApiError>;
-
-/// Deliveries listed per request.
-const DELIVERY_PAGE: u32 = 100;
 
 pub fn webhook_dto(w: &Webhook) -> api::Webhook {
     api::Webhook {
@@ -50,46 +48,6 @@ fn webhook_id(text: &str) -> ApiResult<WebhookId> {
     WebhookId::parse(text).map_err(|_| ApiError::bad_request(format!("not a webhook id: {text:?}")))
 }
 
-async fn load(state: &AppState, id: &str) -> ApiResult<Webhook> {
-    let id = webhook_id(id)?;
-    state
-        .store
-        .webhook(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no webhook {id}")))
-}
-
-async fn audit(state: &AppState, caller: &Caller, action: &str, details: String) -> ApiResult<()> {
-    state
-        .store
-        .append_audit(NewAuditEvent {
-            at: state.clock.now(),
-            actor: caller.actor(),
-            action: action.to_owned(),
-            targets: Vec::new(),
-            batch: None,
-            outcome: AuditOutcome::Success,
-            details,
-        })
-        .await?;
-    Ok(())
-}
-
-/// An absolute `http://` or `https://` URL with a host.
-fn check_url(url: &str) -> ApiResult<String> {
-    let url = url.trim();
-    let parsed: http::Uri = url
-        .parse()
-        .map_err(|e| ApiError::bad_request(format!("url {url:?} is not a URL: {e}")))?;
-    let scheme_ok = matches!(parsed.scheme_str(), Some("http" | "https"));
-    if !scheme_ok || parsed.host().is_none_or(str::is_empty) {
-        return Err(ApiError::bad_request(format!(
-            "url {url:?} must be an absolute http:// or https:// URL"
-        )));
-    }
-    Ok(url.to_owned())
-}
-
 /// Webhook subscriptions (without secrets).
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks",
     responses((status = 200, body = api::WebhookList),
@@ -98,10 +56,7 @@ pub async fn list_webhooks(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> ApiResult<Json<api::WebhookList>> {
-    caller
-        .require(&state, Role::Admin, "list webhooks", None)
-        .await?;
-    let hooks = state.store.list_webhooks().await?;
+    let hooks = webhooks::list(&state, &caller).await?;
     Ok(Json(api::WebhookList {
         items: hooks.iter().map(webhook_dto).collect(),
     }))
@@ -122,52 +77,27 @@ pub async fn create_webhook(
     body: Result<Json<api::NewWebhook>, JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(body) = body?;
-    caller
-        .require(&state, Role::Admin, "create a webhook", None)
-        .await?;
-    let url = check_url(&body.url)?;
-    let name = match body.name.as_deref().map(str::trim) {
-        Some("") => return Err(ApiError::bad_request("name must not be empty")),
-        Some(n) => n.to_owned(),
-        None => url.clone(),
-    };
-    let events = match &body.events {
-        None => WebhookEvent::SUBSCRIBABLE.to_vec(),
-        Some(list) => WebhookEvent::parse_list(&list.join(",")).map_err(|e| {
-            ApiError::bad_request(format!("events: {e}; expected some of done, failed, stuck"))
-        })?,
-    };
-    let (secret, generated) = match body.secret {
-        Some(s) if s.trim().is_empty() => {
-            return Err(ApiError::bad_request("secret must not be empty"))
-        }
-        Some(s) => (s, false),
-        None => (crate::bootstrap::new_secret("rdp_whsec_"), true),
-    };
-    let now = state.clock.now();
-    let hook = Webhook {
-        id: WebhookId::generate(),
-        name,
-        url,
-        secret,
+    let events = body
+        .events
+        .as_ref()
+        .map(|list| {
+            WebhookEvent::parse_list(&list.join(",")).map_err(|e| {
+                ApiError::bad_request(format!("events: {e}; expected some of done, failed, stuck"))
+            })
+        })
+        .transpose()?;
+    let new = webhooks::NewWebhook {
+        url: body.url,
+        name: body.name,
         events,
-        enabled: true,
-        created_at: now,
-        notify_since: now,
+        secret: body.secret,
     };
-    state.store.create_webhook(&hook).await?;
-    audit(
-        &state,
-        &caller,
-        "webhook.create",
-        format!("{} {:?} -> {}", hook.id, hook.name, hook.url),
-    )
-    .await?;
+    let (hook, secret) = webhooks::create(&state, &caller, new).await?;
     Ok((
         StatusCode::CREATED,
         Json(api::CreatedWebhook {
             webhook: webhook_dto(&hook),
-            secret: generated.then_some(hook.secret),
+            secret,
         }),
     )
         .into_response())
@@ -184,12 +114,7 @@ pub async fn delete_webhook(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller
-        .require(&state, Role::Admin, "delete a webhook", None)
-        .await?;
-    let id = webhook_id(&id)?;
-    state.store.delete_webhook(id).await?;
-    audit(&state, &caller, "webhook.delete", id.to_string()).await?;
+    webhooks::delete(&state, &caller, webhook_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -210,29 +135,8 @@ pub async fn patch_webhook(
     body: Result<Json<api::WebhookPatch>, JsonRejection>,
 ) -> ApiResult<Json<api::Webhook>> {
     let Json(body) = body?;
-    caller
-        .require(&state, Role::Admin, "enable or disable a webhook", None)
-        .await?;
-    let hook = load(&state, &id).await?;
-    state
-        .store
-        .set_webhook_enabled(hook.id, body.enabled, state.clock.now())
-        .await?;
-    let (action, was) = if body.enabled {
-        ("webhook.enable", hook.enabled)
-    } else {
-        ("webhook.disable", !hook.enabled)
-    };
-    let note = if was { " (already)" } else { "" };
-    audit(
-        &state,
-        &caller,
-        action,
-        format!("{} {:?}{note}", hook.id, hook.name),
-    )
-    .await?;
-    let now = load(&state, &id).await?;
-    Ok(Json(webhook_dto(&now)))
+    let hook = webhooks::set_enabled(&state, &caller, webhook_id(&id)?, body.enabled).await?;
+    Ok(Json(webhook_dto(&hook)))
 }
 
 /// The latest deliveries of a webhook (newest first) with their attempts.
@@ -246,14 +150,7 @@ pub async fn list_deliveries(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<api::WebhookDeliveryList>> {
-    caller
-        .require(&state, Role::Admin, "list webhook deliveries", None)
-        .await?;
-    let hook = load(&state, &id).await?;
-    let list = state
-        .store
-        .deliveries_of_webhook(hook.id, DELIVERY_PAGE)
-        .await?;
+    let list = webhooks::deliveries(&state, &caller, webhook_id(&id)?).await?;
     Ok(Json(api::WebhookDeliveryList {
         items: list.iter().map(delivery_dto).collect(),
     }))
@@ -271,17 +168,6 @@ pub async fn test_webhook(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<api::WebhookDelivery>> {
-    caller
-        .require(&state, Role::Admin, "test a webhook", None)
-        .await?;
-    let hook = load(&state, &id).await?;
-    let delivery = crate::webhooks::ping(&state, &hook).await?;
-    audit(
-        &state,
-        &caller,
-        "webhook.test",
-        format!("{} ping {}", hook.id, delivery.status().as_str()),
-    )
-    .await?;
+    let delivery = webhooks::test(&state, &caller, webhook_id(&id)?).await?;
     Ok(Json(delivery_dto(&delivery)))
 }

@@ -12,19 +12,12 @@ use super::{
     PostForm, Section, Signed,
 };
 use crate::service::actions::{self as service, role_for};
+use crate::service::devices;
 use crate::state::AppState;
 
 fn action_id(text: &str) -> Result<ActionId, PageError> {
     ActionId::parse(text)
         .map_err(|_| PageError::bad_request(format!("{text:?} is not an action id")))
-}
-
-async fn load(state: &AppState, id: ActionId) -> Result<Action, PageError> {
-    state
-        .store
-        .action(id)
-        .await?
-        .ok_or_else(|| PageError::not_found(format!("There is no action {id}.")))
 }
 
 /// The timeline of an action: every state it entered, when, and the note.
@@ -56,21 +49,18 @@ pub async fn list(
         None => None,
         Some(s) => Some(ActionState::parse(s).map_err(|e| PageError::bad_request(e.to_string()))?),
     };
-    let mut list = Vec::new();
-    for s in ActionState::ALL {
-        if wanted.is_none_or(|w| w == *s) {
-            list.extend(state.store.actions_in_state(*s, 200).await?);
-        }
-    }
-    list.sort_by_key(|a| std::cmp::Reverse(a.updated_at));
-    list.truncate(200);
-    let mut names = std::collections::HashMap::new();
-    for a in &list {
-        if let std::collections::hash_map::Entry::Vacant(e) = names.entry(a.device) {
-            let name = state.store.device(a.device).await?.map(|d| d.name);
-            e.insert(name.unwrap_or_else(|| a.device.to_string()));
-        }
-    }
+    let list = service::list(
+        &state,
+        service::ActionFilter {
+            state: wanted,
+            limit: 200,
+            by_update: true,
+            ..service::ActionFilter::default()
+        },
+    )
+    .await?;
+    let ids: Vec<_> = list.iter().map(|a| a.device).collect();
+    let names = devices::names(&state, &ids).await?;
     let body = html! {
         form.filters method="get" action="/console/actions" {
             div.field {
@@ -130,11 +120,11 @@ pub async fn page(
     signed: Signed,
     Path(id): Path<String>,
 ) -> PageResult {
-    let a = load(&state, action_id(&id)?).await?;
-    let device = state.store.device(a.device).await?;
-    let device_name = device
-        .as_ref()
-        .map_or_else(|| a.device.to_string(), |d| d.name.clone());
+    let a = service::get(&state, action_id(&id)?).await?;
+    let device_name = devices::names(&state, &[a.device])
+        .await?
+        .remove(&a.device)
+        .unwrap_or_default();
     let allowed = signed.can(role_for(a.kind));
     let title = format!("{} on {device_name}", kind_label(a.kind));
     let body = html! {

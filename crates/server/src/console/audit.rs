@@ -6,15 +6,16 @@ use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use http::header;
 use maud::html;
-use redeploy_core::store::{AuditOrder, AuditQuery};
+use redeploy_core::store::AuditOrder;
 use redeploy_core::{AuditEvent, AuditId};
 use serde::Deserialize;
 
 use super::devices::device_id;
 use super::{enc, layout, ok, when, PageError, PageResult, Section, Signed};
+use crate::service::{audit, devices};
 use crate::state::AppState;
 
-const PAGE: usize = 100;
+const PAGE: u32 = 100;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct AuditFilter {
@@ -54,23 +55,6 @@ impl AuditFilter {
             _ => AuditOrder::NewestFirst,
         }
     }
-
-    fn keeps(&self, e: &AuditEvent) -> bool {
-        let contains = |hay: &str, needle: &Option<String>| {
-            needle
-                .as_deref()
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .is_none_or(|n| hay.to_lowercase().contains(&n.to_lowercase()))
-        };
-        contains(&e.action, &self.action)
-            && contains(&e.actor, &self.actor)
-            && self
-                .outcome
-                .as_deref()
-                .filter(|o| !o.is_empty())
-                .is_none_or(|o| e.outcome.as_str() == o)
-    }
 }
 
 /// Up to `limit` matching events after `filter.after` in the filter's order, and where the next
@@ -78,7 +62,7 @@ impl AuditFilter {
 async fn matching(
     state: &AppState,
     filter: &AuditFilter,
-    limit: usize,
+    limit: u32,
 ) -> Result<(Vec<AuditEvent>, Option<i64>), PageError> {
     let device = filter
         .device
@@ -86,32 +70,21 @@ async fn matching(
         .filter(|d| !d.trim().is_empty())
         .map(|d| device_id(d.trim()))
         .transpose()?;
-    let mut after = filter.after.map(AuditId::from_i64);
-    let mut out = Vec::new();
-    loop {
-        let batch = state
-            .store
-            .list_audit(&AuditQuery {
-                device,
-                after,
-                limit: 500,
-                order: filter.order(),
-            })
-            .await?;
-        let full = batch.len() == 500;
-        for e in batch {
-            after = Some(e.id);
-            if filter.keeps(&e) {
-                out.push(e);
-                if out.len() == limit {
-                    return Ok((out, after.map(|a| a.as_i64())));
-                }
-            }
-        }
-        if !full {
-            return Ok((out, None));
-        }
-    }
+    let text = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+    let (events, next) = audit::list(
+        state,
+        &audit::Listing {
+            device,
+            after: filter.after.map(AuditId::from_i64),
+            order: filter.order(),
+            limit,
+            action: text(&filter.action),
+            actor: text(&filter.actor),
+            outcome: text(&filter.outcome),
+        },
+    )
+    .await?;
+    Ok((events, next.map(|a| a.as_i64())))
 }
 
 pub async fn list(
@@ -120,13 +93,11 @@ pub async fn list(
     Query(f): Query<AuditFilter>,
 ) -> PageResult {
     let (events, next) = matching(&state, &f, PAGE).await?;
-    let mut names = std::collections::HashMap::new();
-    for id in events.iter().flat_map(|e| e.targets.iter()) {
-        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(*id) {
-            let name = state.store.device(*id).await?.map(|d| d.name);
-            slot.insert(name.unwrap_or_else(|| id.to_string()));
-        }
-    }
+    let ids: Vec<_> = events
+        .iter()
+        .flat_map(|e| e.targets.iter().copied())
+        .collect();
+    let names = devices::names(&state, &ids).await?;
     let val = |v: &Option<String>| v.clone().unwrap_or_default();
     let body = html! {
         form.filters method="get" action="/console/audit" {
@@ -191,7 +162,7 @@ pub async fn csv(
     Query(f): Query<AuditFilter>,
 ) -> PageResult {
     let (events, _) = matching(&state, &f, 100_000).await?;
-    let out = crate::api::convert::audit_csv(&events);
+    let out = crate::dto::audit_csv(&events);
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

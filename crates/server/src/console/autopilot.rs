@@ -6,10 +6,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use http::{header, HeaderMap, Uri};
 use maud::{html, Markup};
-use redeploy_core::autopilot::{parse_autopilot_csv, AutopilotImport, CSV_COLUMNS};
-use redeploy_core::{AuditOutcome, NewAuditEvent, Role};
+use redeploy_core::autopilot::{AutopilotImport, CSV_COLUMNS};
+use redeploy_core::Role;
 
 use super::{check_csrf, layout, ok, PageError, PageResult, Section, Signed};
+use crate::service::autopilot;
 use crate::state::AppState;
 
 /// One part of a `multipart/form-data` body (RFC 7578): its field name and raw content.
@@ -76,7 +77,7 @@ async fn page_with(
     signed: &Signed,
     result: Option<&AutopilotImport>,
 ) -> PageResult {
-    let records = state.store.autopilot_records().await?;
+    let records = autopilot::records(state).await?;
     let report: Markup = match result {
         None => html! {},
         Some(r) => html! {
@@ -154,35 +155,10 @@ pub async fn import(
     let field = |name: &str| parts.iter().find(|p| p.name == name);
     let csrf = field("csrf").and_then(|p| std::str::from_utf8(&p.content).ok());
     check_csrf(&signed, &headers, &uri, csrf)?;
-    signed
-        .require(&state, Role::Operator, "import Autopilot devices", None)
-        .await?;
     let file = field("csv")
         .filter(|p| !p.content.is_empty())
         .ok_or_else(|| PageError::bad_request("choose a CSV file to import"))?;
-    let result = parse_autopilot_csv(&file.content);
-    let records: Vec<_> = result.records.iter().map(|(_, r)| r.clone()).collect();
-    state.store.upsert_autopilot(&records).await?;
-    state
-        .store
-        .append_audit(NewAuditEvent {
-            at: state.clock.now(),
-            actor: signed.caller.actor(),
-            action: "autopilot.import".into(),
-            targets: Vec::new(),
-            batch: None,
-            outcome: if result.errors.is_empty() {
-                AuditOutcome::Success
-            } else {
-                AuditOutcome::Refused
-            },
-            details: format!(
-                "{} imported, {} lines refused",
-                records.len(),
-                result.errors.len()
-            ),
-        })
-        .await?;
+    let result = autopilot::import(&state, &signed.caller, &file.content).await?;
     page_with(&state, &signed, Some(&result)).await
 }
 

@@ -6,55 +6,29 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use maud::{html, Markup};
-use redeploy_core::store::{device_sort_key, Cursor, DeviceQuery, DeviceSort};
-use redeploy_core::{
-    Action, ActionKind, ActionState, AuditOutcome, Device, DeviceId, JoinType, NewAuditEvent,
-    Readiness, Role, StoreError,
-};
+use redeploy_core::store::{Cursor, DeviceQuery, DeviceSort};
+use redeploy_core::{Action, ActionKind, ActionState, Device, DeviceId, JoinType, Readiness, Role};
 use serde::Deserialize;
-use time::Duration;
 
 use super::actions::timeline_table;
 use super::{
     enc, flash, kind_label, layout, ok, see_other, state_badge, when, when_opt, PageError,
     PageResult, PostForm, Section, Signed,
 };
-use crate::api::convert::{readiness, readiness_of_many};
 use crate::service::actions as service;
+use crate::service::devices::{self, readiness_of_many};
 use crate::state::AppState;
 
 const PAGE_SIZE: u32 = 50;
-/// "Seen recently" in the device filter: checked in within a day.
-const RECENT: Duration = Duration::hours(24);
 
 pub fn device_id(text: &str) -> Result<DeviceId, PageError> {
     DeviceId::parse(text)
         .map_err(|_| PageError::bad_request(format!("{text:?} is not a device id")))
 }
 
-pub async fn load_device(state: &AppState, id: DeviceId) -> Result<Device, PageError> {
-    state
-        .store
-        .device(id)
-        .await?
-        .ok_or_else(|| PageError::not_found(format!("There is no device {id}.")))
-}
-
-/// Every enrolled device (the store pages through them).
+/// Every enrolled device.
 pub async fn all_devices(state: &AppState) -> Result<Vec<Device>, PageError> {
-    let mut query = DeviceQuery {
-        limit: 500,
-        ..DeviceQuery::default()
-    };
-    let mut all = Vec::new();
-    loop {
-        let page = state.store.list_devices(&query).await?;
-        all.extend(page.items);
-        match page.next {
-            Some(c) => query.cursor = Some(c),
-            None => return Ok(all),
-        }
-    }
+    Ok(devices::all(state).await?)
 }
 
 fn empty_fleet() -> Markup {
@@ -87,12 +61,12 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
     let devices = all_devices(&state).await?;
     let (mut ready, mut seen_recently) = (0usize, 0usize);
     let mut blocked: BTreeMap<String, usize> = BTreeMap::new();
-    let readiness = readiness_of_many(state.store.as_ref(), &devices, now).await?;
+    let readiness = readiness_of_many(&state, &devices).await?;
     for (d, r) in devices.iter().zip(readiness) {
         if r.ready {
             ready += 1;
         }
-        if d.last_seen.is_some_and(|t| now - t <= RECENT) {
+        if devices::seen_recently(d, now) {
             seen_recently += 1;
         }
         for reason in &r.reasons {
@@ -100,19 +74,19 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
             *blocked.entry(label.to_owned()).or_default() += 1;
         }
     }
-    let mut in_flight: Vec<(ActionState, usize)> = Vec::new();
-    for s in IN_FLIGHT {
-        let n = state.store.actions_in_state(*s, 1000).await?.len();
-        in_flight.push((*s, n));
-    }
+    let in_flight = devices::count_actions(&state, IN_FLIGHT, 1000).await?;
     let flying: usize = in_flight.iter().map(|(_, n)| n).sum();
     // Oldest update first from the store: the newest ten failures are at the end.
-    let mut failures = state
-        .store
-        .actions_in_state(ActionState::Failed, 1000)
-        .await?;
-    failures.reverse();
-    failures.truncate(10);
+    let failures = service::list(
+        &state,
+        service::ActionFilter {
+            state: Some(ActionState::Failed),
+            limit: 10,
+            by_update: true,
+            ..service::ActionFilter::default()
+        },
+    )
+    .await?;
     let names: BTreeMap<DeviceId, String> =
         devices.iter().map(|d| (d.id, d.name.clone())).collect();
 
@@ -276,7 +250,6 @@ pub async fn list(
     signed: Signed,
     Query(q): Query<ListQuery>,
 ) -> PageResult {
-    let now = state.clock.now();
     let page_size = q.limit.unwrap_or(PAGE_SIZE);
     if !(1..=500).contains(&page_size) {
         return Err(PageError::bad_request(
@@ -304,49 +277,27 @@ pub async fn list(
         Some("stale") => Some(false),
         _ => None,
     };
-    let mut query = DeviceQuery {
-        search: q
-            .q
-            .clone()
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| s.trim().to_owned()),
-        join_type,
-        sort,
-        descending,
-        limit: page_size,
-        cursor: q.cursor.as_deref().map(Cursor::parse),
-        ..DeviceQuery::default()
-    };
-    let mut rows: Vec<(Device, Readiness)> = Vec::new();
-    let mut next: Option<String> = None;
-    'pages: loop {
-        let page = match state.store.list_devices(&query).await {
-            Err(StoreError::Conflict(why)) => return Err(PageError::bad_request(why)),
-            other => other?,
-        };
-        let n = page.items.len();
-        let ready = readiness_of_many(state.store.as_ref(), &page.items, now).await?;
-        for (i, (d, r)) in page.items.into_iter().zip(ready).enumerate() {
-            let recent = d.last_seen.is_some_and(|t| now - t <= RECENT);
-            if want_ready.is_some_and(|w| w != r.ready) || want_recent.is_some_and(|w| w != recent)
-            {
-                continue;
-            }
-            let key = device_sort_key(&d, sort);
-            let id = d.id;
-            rows.push((d, r));
-            if rows.len() as u32 == page_size {
-                if i + 1 < n || page.next.is_some() {
-                    next = Some(Cursor::after(sort, &key, id).as_str().to_owned());
-                }
-                break 'pages;
-            }
-        }
-        match page.next {
-            Some(c) => query.cursor = Some(c),
-            None => break,
-        }
-    }
+    let devices::Listed { rows, next } = devices::list(
+        &state,
+        devices::Listing {
+            query: DeviceQuery {
+                search: q
+                    .q
+                    .clone()
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| s.trim().to_owned()),
+                join_type,
+                sort,
+                descending,
+                limit: page_size,
+                cursor: q.cursor.as_deref().map(Cursor::parse),
+                ..DeviceQuery::default()
+            },
+            ready: want_ready,
+            seen_recently: want_recent,
+        },
+    )
+    .await?;
     let filtered = q.q.as_deref().is_some_and(|s| !s.trim().is_empty())
         || join_type.is_some()
         || want_ready.is_some()
@@ -475,10 +426,12 @@ pub async fn page(
     Query(m): Query<MsgQuery>,
 ) -> PageResult {
     let id = device_id(&id)?;
-    let d = load_device(&state, id).await?;
-    let acts = state.store.actions_of_device(id).await?;
-    let inventory = state.store.inventory(id).await?;
-    let r = readiness(&d, &acts, state.clock.now());
+    let devices::Detail {
+        device: d,
+        readiness: r,
+        actions: acts,
+        inventory,
+    } = devices::detail(&state, id).await?;
     let local = match (d.local_reset_desired, d.local_reset_reported) {
         (_, Some(true)) => "allowed (reported by the device)",
         (_, Some(false)) => "not allowed (reported by the device)",
@@ -619,9 +572,11 @@ pub async fn confirm_reset(
     Path(id): Path<String>,
 ) -> PageResult {
     let id = device_id(&id)?;
-    let d = load_device(&state, id).await?;
-    let acts = state.store.actions_of_device(id).await?;
-    let r = readiness(&d, &acts, state.clock.now());
+    let devices::Detail {
+        device: d,
+        readiness: r,
+        ..
+    } = devices::detail(&state, id).await?;
     let title = format!("Autopilot Reset {}?", d.name);
     let body = html! {
         p.lead {
@@ -706,48 +661,9 @@ pub async fn primary_user(
     form: PostForm,
 ) -> PageResult {
     let id = device_id(&id)?;
-    let signed = &form.signed;
-    signed
-        .require(
-            &state,
-            Role::Helpdesk,
-            &format!("set the primary user of device {id}"),
-            Some(id),
-        )
-        .await?;
     let shared = form.fields.checked("shared");
-    let user = form.fields.text("user").map(str::to_owned);
-    if let Some(u) = &user {
-        if u.len() > 256 || u.chars().any(char::is_whitespace) {
-            return Err(PageError::bad_request(
-                "the primary user is a UPN such as ada@example.org (no spaces)",
-            ));
-        }
-    }
-    load_device(&state, id).await?;
-    // A shared device has no primary user by definition. Only these two columns are written, so
-    // a check-in saving the device at the same time keeps what it wrote.
-    let user = if shared { None } else { user };
-    let d = state
-        .store
-        .set_primary_user(id, user.as_deref(), shared)
-        .await?;
-    state
-        .store
-        .append_audit(NewAuditEvent {
-            at: state.clock.now(),
-            actor: signed.caller.actor(),
-            action: "device.primary_user".into(),
-            targets: vec![id],
-            batch: None,
-            outcome: AuditOutcome::Success,
-            details: format!(
-                "primary user {}{}",
-                d.primary_user.as_deref().unwrap_or("none"),
-                if shared { ", shared device" } else { "" }
-            ),
-        })
-        .await?;
+    let user = form.fields.text("user");
+    devices::set_primary_user(&state, &form.signed.caller, id, user, shared).await?;
     Ok(see_other(&format!(
         "/console/devices/{id}?msg={}",
         enc("Primary user saved.")

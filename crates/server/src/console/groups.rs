@@ -5,16 +5,13 @@
 
 use axum::extract::{Path, State};
 use maud::html;
-use redeploy_core::campaign::{self, PlanOutcome, Target, WaveSettings};
+use redeploy_core::campaign::PlanOutcome;
 use redeploy_core::group::{DeviceFilter, TextMatch};
-use redeploy_core::store::DeviceQuery;
-use redeploy_core::{
-    ActionKind, AuditOutcome, Group, GroupId, GroupKind, JoinType, NewAuditEvent, Role,
-};
+use redeploy_core::{ActionKind, Group, GroupId, GroupKind, JoinType, Role};
 use time::Duration;
 
 use super::{enc, flash, layout, ok, see_other, PageError, PageResult, PostForm, Section, Signed};
-use crate::service::actions::action_settings;
+use crate::service::{batches, devices, groups};
 use crate::state::AppState;
 
 fn group_id(text: &str) -> Result<GroupId, PageError> {
@@ -38,13 +35,11 @@ pub async fn list(
     signed: Signed,
     axum::extract::Query(m): axum::extract::Query<MsgQuery>,
 ) -> PageResult {
-    let now = state.clock.now();
-    let groups = state.store.list_groups().await?;
-    let mut rows = Vec::new();
-    for g in groups {
-        let n = state.store.group_member_ids(g.id, now).await?.len();
-        rows.push((g, n));
-    }
+    let rows: Vec<(Group, usize)> = groups::list(&state)
+        .await?
+        .into_iter()
+        .map(|(g, members)| (g, members.len()))
+        .collect();
     let body = html! {
         (flash(m.msg.as_deref()))
         @if rows.is_empty() {
@@ -109,91 +104,32 @@ pub async fn list(
 }
 
 pub async fn create(State(state): State<AppState>, form: PostForm) -> PageResult {
-    let signed = &form.signed;
-    signed
-        .require(&state, Role::Operator, "create a group", None)
-        .await?;
     let name = form
         .fields
         .text("name")
-        .ok_or_else(|| PageError::bad_request("the group needs a name"))?
-        .to_owned();
-    let group = if form.fields.get("kind") == Some("filter") {
-        Group::new_filter(
-            GroupId::generate(),
-            name.clone(),
-            filter_from_form(&form)?,
-            state.clock.now(),
-        )
+        .ok_or_else(|| PageError::bad_request("the group needs a name"))?;
+    let members = if form.fields.get("kind") == Some("filter") {
+        groups::NewMembers::Filter(filter_from_form(&form)?)
     } else {
-        static_group(&state, &form, name.clone()).await?
+        let names: Vec<&str> = form
+            .fields
+            .get("members")
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let (ids, unknown) = devices::ids_by_name(&state, &names).await?;
+        if !unknown.is_empty() {
+            return Err(PageError::bad_request(format!(
+                "no device is named {}; check the names on the Devices page",
+                unknown.join(", ")
+            )));
+        }
+        groups::NewMembers::Static(ids)
     };
-    state
-        .store
-        .create_group(&group)
-        .await
-        .map_err(|e| match e {
-            redeploy_core::StoreError::Conflict(_) => PageError::new(
-                http::StatusCode::CONFLICT,
-                format!("a group named {name:?} already exists"),
-            ),
-            other => other.into(),
-        })?;
-    state
-        .store
-        .append_audit(NewAuditEvent {
-            at: state.clock.now(),
-            actor: signed.caller.actor(),
-            action: "group.create".into(),
-            targets: Vec::new(),
-            batch: None,
-            outcome: AuditOutcome::Success,
-            details: format!("{} {name:?}", group.id),
-        })
-        .await?;
+    let group = groups::create(&state, &form.signed.caller, name, members).await?;
     Ok(see_other(&format!("/console/groups/{}", group.id)))
-}
-
-/// A static group from the device names typed one per line; unknown names are refused.
-async fn static_group(state: &AppState, form: &PostForm, name: String) -> Result<Group, PageError> {
-    let mut members = Vec::new();
-    let mut unknown = Vec::new();
-    for line in form.fields.get("members").unwrap_or_default().lines() {
-        let wanted = line.trim();
-        if wanted.is_empty() {
-            continue;
-        }
-        let page = state
-            .store
-            .list_devices(&DeviceQuery {
-                search: Some(wanted.to_owned()),
-                limit: 100,
-                ..DeviceQuery::default()
-            })
-            .await?;
-        match page
-            .items
-            .iter()
-            .find(|d| d.name.eq_ignore_ascii_case(wanted))
-        {
-            Some(d) => members.push(d.id),
-            None => unknown.push(wanted.to_owned()),
-        }
-    }
-    if !unknown.is_empty() {
-        return Err(PageError::bad_request(format!(
-            "no device is named {}; check the names on the Devices page",
-            unknown.join(", ")
-        )));
-    }
-    members.sort();
-    members.dedup();
-    Ok(Group::new_static(
-        GroupId::generate(),
-        name,
-        members,
-        state.clock.now(),
-    ))
 }
 
 /// The filter form's conditions; blank fields impose no condition (as in the REST
@@ -233,28 +169,20 @@ pub async fn page(
     Path(id): Path<String>,
 ) -> PageResult {
     let id = group_id(&id)?;
-    let group = state
-        .store
-        .group(id)
-        .await?
-        .ok_or_else(|| PageError::not_found(format!("There is no group {id}.")))?;
-    let now = state.clock.now();
-    let plan = campaign::plan(
-        state.store.as_ref(),
-        &Target::Group(id),
+    let group = groups::get(&state, id).await?;
+    let (plan, _) = batches::preview(
+        &state,
+        batches::Targets::Group(id.to_string()),
         ActionKind::AutopilotReset,
-        now,
-        &action_settings(&state),
     )
     .await?;
-    let mut rows = Vec::new();
-    for item in &plan.items {
-        let name = match state.store.device(item.device_id).await? {
-            Some(d) => d.name,
-            None => item.device_id.to_string(),
-        };
-        rows.push((item.device_id, name, &item.outcome));
-    }
+    let ids: Vec<_> = plan.items.iter().map(|i| i.device_id).collect();
+    let names = devices::names(&state, &ids).await?;
+    let rows: Vec<_> = plan
+        .items
+        .iter()
+        .map(|i| (i.device_id, &names[&i.device_id], &i.outcome))
+        .collect();
     let title = format!("Group {}", group.name);
     let body = html! {
         p { "Kind: " (kind_text(&group)) ". " (rows.len()) " member(s) now." }
@@ -318,36 +246,20 @@ pub async fn reset(
     form: PostForm,
 ) -> PageResult {
     let id = group_id(&id)?;
-    let signed = &form.signed;
-    signed
-        .require(
-            &state,
-            Role::Operator,
-            &format!("autopilot_reset of group {id}"),
-            None,
-        )
-        .await?;
     let wave_size = optional_number(&form, "wave_size", "devices per wave")?;
     let interval = optional_number(&form, "interval", "minutes between waves")?;
-    if wave_size == Some(0) {
-        return Err(PageError::bad_request(
-            "devices per wave must be at least 1",
-        ));
-    }
-    let waves = WaveSettings {
-        wave_size: wave_size.unwrap_or(u32::MAX),
+    let waves = batches::Waves {
+        size: wave_size,
         interval: Duration::minutes(i64::from(interval.unwrap_or(0))),
-        ..WaveSettings::default()
+        daily_cap: None,
     };
-    let result = campaign::execute(
-        state.store.as_ref(),
-        &Target::Group(id),
+    let result = batches::start(
+        &state,
+        &form.signed.caller,
+        batches::Targets::Group(id.to_string()),
         ActionKind::AutopilotReset,
-        &signed.caller.actor(),
-        state.clock.now(),
-        &action_settings(&state),
+        waves,
         form.fields.get("confirm").map(str::trim),
-        &waves,
     )
     .await?;
     let msg = format!(

@@ -19,11 +19,11 @@ use axum::{Form, Router};
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use maud::{html, Markup, DOCTYPE};
-use redeploy_core::{ConsoleSession, Role, SecretHash};
+use redeploy_core::{ConsoleSession, Role};
 use time::OffsetDateTime;
 
-use crate::api::auth::Caller;
 use crate::api::ApiError;
+use crate::service::{console_sessions, Caller, ServiceError};
 use crate::state::AppState;
 
 pub use session::SESSION_COOKIE;
@@ -215,28 +215,9 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Signe
     let Some(id) = session_cookie(headers) else {
         return Ok(None);
     };
-    let hash = SecretHash::of_secret(&id);
-    let Some((session, token)) = state
-        .store
-        .console_session(&hash, state.clock.now())
-        .await
-        .map_err(|e| PageError::from(ApiError::from(e)))?
-    else {
-        return Ok(None);
-    };
-    if token.revoked_at.is_some() {
-        // A revoked token ends every console session opened with it.
-        state
-            .store
-            .delete_console_session(&hash)
-            .await
-            .map_err(|e| PageError::from(ApiError::from(e)))?;
-        return Ok(None);
-    }
-    Ok(Some(Signed {
-        session,
-        caller: Caller { token },
-    }))
+    Ok(console_sessions::find(state, &id)
+        .await?
+        .map(|(session, caller)| Signed { session, caller }))
 }
 
 impl FromRequestParts<AppState> for Signed {
@@ -496,15 +477,21 @@ impl From<ApiError> for PageError {
     }
 }
 
+impl From<ServiceError> for PageError {
+    fn from(e: ServiceError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
 impl From<redeploy_core::StoreError> for PageError {
     fn from(e: redeploy_core::StoreError) -> Self {
-        ApiError::from(e).into()
+        ServiceError::from(e).into()
     }
 }
 
 impl From<redeploy_core::SessionError> for PageError {
     fn from(e: redeploy_core::SessionError) -> Self {
-        ApiError::from(e).into()
+        ServiceError::from(e).into()
     }
 }
 

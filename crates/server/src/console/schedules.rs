@@ -3,15 +3,15 @@
 
 use axum::extract::{Path, Query, State};
 use maud::html;
-use redeploy_core::schedule::{next_occurrence, MaintenanceWindow, Recurrence, Schedule};
-use redeploy_core::{ActionKind, AuditOutcome, NewAuditEvent, Role, ScheduleId};
+use redeploy_core::schedule::{MaintenanceWindow, Recurrence};
+use redeploy_core::{ActionKind, Role, ScheduleId};
 use time::Time;
 
 use super::{
     enc, flash, kind_label, layout, ok, see_other, when_opt, PageError, PageResult, PostForm,
     Section, Signed,
 };
-use crate::service::actions::role_for;
+use crate::service::{groups, schedules};
 use crate::state::AppState;
 
 /// Kinds a schedule may run.
@@ -165,14 +165,8 @@ pub async fn list(
     signed: Signed,
     Query(m): Query<MsgQuery>,
 ) -> PageResult {
-    let schedules = state.store.list_schedules().await?;
-    let groups = state.store.list_groups().await?;
-    let group_name = |id| {
-        groups
-            .iter()
-            .find(|g| g.id == id)
-            .map_or_else(|| "(deleted group)".to_owned(), |g| g.name.clone())
-    };
+    let schedules = schedules::list(&state).await?;
+    let groups = groups::list(&state).await?;
     let body = html! {
         (flash(m.msg.as_deref()))
         @if schedules.is_empty() {
@@ -185,10 +179,10 @@ pub async fn list(
                     th scope="col" { "Last run" } th scope="col" { "Enabled" } th scope="col" { span.sr { "Change" } }
                 } }
                 tbody {
-                    @for s in &schedules {
+                    @for (s, group_name) in &schedules {
                         tr {
                             td { (s.name) }
-                            td { a href={ "/console/groups/" (s.group) } { (group_name(s.group)) } }
+                            td { a href={ "/console/groups/" (s.group) } { (group_name.as_deref().unwrap_or("(deleted group)")) } }
                             td { (kind_label(s.kind)) }
                             td { (recurrence_words(&s.recurrence, s.tz.name())) }
                             td { (window_text(&s.window)) }
@@ -196,7 +190,7 @@ pub async fn list(
                             td { (when_opt(s.last_run, "never")) }
                             td { @if s.enabled { "yes" } @else { "no" } }
                             td.buttons {
-                                @if signed.can(role_for(s.kind)) {
+                                @if signed.can(Role::Operator) {
                                     form method="post" action={ "/console/schedules/" (s.id) "/" (if s.enabled { "disable" } else { "enable" }) } {
                                         (signed.csrf_field())
                                         button type="submit" { @if s.enabled { "Disable" } @else { "Enable" } span.sr { " " (s.name) } }
@@ -212,7 +206,7 @@ pub async fn list(
                 }
             }
         }
-        @if signed.can(Role::Helpdesk) {
+        @if signed.can(Role::Operator) {
             h2 { "New schedule" }
             @if groups.is_empty() {
                 p.empty { "Create a group first: schedules run on a group." }
@@ -222,7 +216,7 @@ pub async fn list(
                     label for="name" { "Name" }
                     input #name type="text" name="name" required maxlength="100";
                     label for="group" { "Group" }
-                    select #group name="group" { @for g in &groups { option value=(g.id) { (g.name) } } }
+                    select #group name="group" { @for (g, _) in &groups { option value=(g.id) { (g.name) } } }
                     label for="kind" { "Action" }
                     select #kind name="kind" { @for k in KINDS { option value=(k.name()) { (kind_label(*k)) } } }
                     label for="tz" { "Time zone (IANA name)" }
@@ -250,6 +244,9 @@ pub async fn list(
                     label for="window" { "Maintenance window (optional)" }
                     input #window type="text" name="window" placeholder="22:00-05:00" aria-describedby="window-help";
                     p.help #window-help { "Local hours in which resets may start; may cross midnight." }
+                    label for="confirm" { "Confirmation: the name typed again (Autopilot Reset only)" }
+                    input #confirm type="text" name="confirm" autocomplete="off" aria-describedby="confirm-help";
+                    p.help #confirm-help { "A schedule that erases PCs resets every device of the group each time it runs." }
                     button type="submit" { "Create schedule" }
                 }
             }
@@ -281,27 +278,6 @@ fn parse_window(text: &str) -> Result<MaintenanceWindow, PageError> {
     })
 }
 
-async fn audit(
-    state: &AppState,
-    signed: &Signed,
-    action: &str,
-    details: String,
-) -> Result<(), PageError> {
-    state
-        .store
-        .append_audit(NewAuditEvent {
-            at: state.clock.now(),
-            actor: signed.caller.actor(),
-            action: action.into(),
-            targets: Vec::new(),
-            batch: None,
-            outcome: AuditOutcome::Success,
-            details,
-        })
-        .await?;
-    Ok(())
-}
-
 pub async fn create(State(state): State<AppState>, form: PostForm) -> PageResult {
     let f = &form.fields;
     let k = f.get("kind").unwrap_or_default();
@@ -310,71 +286,30 @@ pub async fn create(State(state): State<AppState>, form: PostForm) -> PageResult
         .copied()
         .find(|c| c.name() == k)
         .ok_or_else(|| PageError::bad_request(format!("unknown action {k:?}")))?;
-    form.signed
-        .require(
-            &state,
-            role_for(kind),
-            &format!("schedule {}", kind.code()),
-            None,
-        )
-        .await?;
     let name = f
         .text("name")
         .ok_or_else(|| PageError::bad_request("the schedule needs a name"))?;
-    let group = redeploy_core::GroupId::parse(f.get("group").unwrap_or_default())
-        .map_err(|_| PageError::bad_request("choose a group"))?;
-    if state.store.group(group).await?.is_none() {
-        return Err(PageError::not_found("that group no longer exists"));
-    }
+    let group = f
+        .text("group")
+        .ok_or_else(|| PageError::bad_request("choose a group"))?;
     let tz_text = f.text("tz").unwrap_or("UTC");
     let tz: chrono_tz::Tz = tz_text.parse().map_err(|_| {
         PageError::bad_request(format!(
             "{tz_text:?} is not an IANA time zone such as Europe/Berlin"
         ))
     })?;
-    let recurrence = recurrence_from_fields(f)?;
-    let window = f.text("window").map(parse_window).transpose()?;
-    let now = state.clock.now();
-    let mut schedule = Schedule {
-        id: ScheduleId::generate(),
+    let new = schedules::NewSchedule {
         name: name.to_owned(),
-        group,
+        group: group.to_owned(),
         kind,
         tz,
-        recurrence,
-        window,
+        recurrence: recurrence_from_fields(f)?,
+        window: f.text("window").map(parse_window).transpose()?,
         enabled: true,
-        next_run: None,
-        last_run: None,
+        confirm: f.text("confirm").map(str::to_owned),
+        refuse_past: true,
     };
-    schedule.next_run = next_occurrence(&schedule, now);
-    if schedule.next_run.is_none() {
-        return Err(PageError::bad_request("that time is already in the past"));
-    }
-    state
-        .store
-        .create_schedule(&schedule)
-        .await
-        .map_err(|e| match e {
-            redeploy_core::StoreError::Conflict(_) => PageError::new(
-                http::StatusCode::CONFLICT,
-                format!("a schedule named {name:?} already exists"),
-            ),
-            other => other.into(),
-        })?;
-    audit(
-        &state,
-        &form.signed,
-        "schedule.create",
-        format!(
-            "{} {:?} {} {}",
-            schedule.id,
-            schedule.name,
-            kind.code(),
-            schedule.recurrence.to_text()
-        ),
-    )
-    .await?;
+    schedules::create(&state, &form.signed.caller, new).await?;
     Ok(see_other(&format!(
         "/console/schedules?msg={}",
         enc("Schedule created.")
@@ -388,39 +323,18 @@ pub async fn change(
 ) -> PageResult {
     let id = ScheduleId::parse(&id)
         .map_err(|_| PageError::bad_request(format!("{id:?} is not a schedule id")))?;
-    let mut s = state
-        .store
-        .schedule(id)
-        .await?
-        .ok_or_else(|| PageError::not_found(format!("There is no schedule {id}.")))?;
-    form.signed
-        .require(
-            &state,
-            role_for(s.kind),
-            &format!("{verb} schedule {id}"),
-            None,
-        )
-        .await?;
-    let now = state.clock.now();
+    let caller = &form.signed.caller;
+    let id = id.to_string();
     let msg = match verb.as_str() {
         "enable" | "disable" => {
-            s.enabled = verb == "enable";
-            s.next_run = next_occurrence(&s, now);
-            state.store.update_schedule(&s).await?;
+            let s = schedules::set_enabled(&state, caller, &id, verb == "enable").await?;
             format!("Schedule {} {verb}d.", s.name)
         }
         "delete" => {
-            state.store.delete_schedule(id).await?;
+            let s = schedules::delete(&state, caller, &id).await?;
             format!("Schedule {} deleted.", s.name)
         }
         other => return Err(PageError::not_found(format!("no such change {other:?}"))),
     };
-    audit(
-        &state,
-        &form.signed,
-        &format!("schedule.{verb}"),
-        format!("{id} {:?}", s.name),
-    )
-    .await?;
     Ok(see_other(&format!("/console/schedules?msg={}", enc(&msg))))
 }

@@ -7,24 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Form;
 use http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use maud::html;
-use rand::RngCore;
-use redeploy_core::{AuditOutcome, ConsoleSession, NewAuditEvent, SecretHash};
-use time::Duration;
 
 use super::{layout, origin_ok, page, see_other, signed_in, PageError, PostForm, Section};
+use crate::service::console_sessions::{self, TokenCheck, SESSION_LIFETIME};
 use crate::state::AppState;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "redeploy_session";
-
-/// How long a console session lasts.
-const SESSION_LIFETIME: Duration = Duration::hours(12);
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut buf);
-    hex::encode(buf)
-}
 
 fn sign_in_form(error: Option<&str>, status: StatusCode) -> Response {
     page(
@@ -86,45 +75,23 @@ pub async fn sign_in(
             StatusCode::BAD_REQUEST,
         ));
     }
-    let now = state.clock.now();
-    let token = state
-        .store
-        .api_token_by_hash(&SecretHash::of_secret(token_text))
-        .await?;
-    let token = match token {
-        Some(t) if t.revoked_at.is_none() => t,
-        Some(t) => {
-            audit_sign_in(&state, &t.name, &t.id.to_string(), AuditOutcome::Refused).await?;
+    let token = match console_sessions::check_token(&state, token_text).await? {
+        TokenCheck::Valid(t) => t,
+        TokenCheck::Revoked(t) => {
+            console_sessions::refuse(&state, &t).await?;
             return Ok(sign_in_form(
                 Some("This API token was revoked. Ask an admin for a new one."),
                 StatusCode::UNAUTHORIZED,
             ));
         }
-        None => {
+        TokenCheck::Unknown => {
             return Ok(sign_in_form(
                 Some("Unknown API token. Check that you pasted the whole token."),
                 StatusCode::UNAUTHORIZED,
             ))
         }
     };
-    // Old sessions are swept here rather than by a timer: sign-ins are rare and cheap.
-    state.store.delete_expired_console_sessions(now).await?;
-    let id = random_hex(32);
-    let session = ConsoleSession {
-        id_hash: SecretHash::of_secret(&id),
-        token: token.id,
-        csrf_secret: random_hex(32),
-        created_at: now,
-        expires_at: now + SESSION_LIFETIME,
-    };
-    state.store.create_console_session(&session).await?;
-    audit_sign_in(
-        &state,
-        &token.name,
-        &token.id.to_string(),
-        AuditOutcome::Success,
-    )
-    .await?;
+    let id = console_sessions::open(&state, &token).await?;
     let cookie = format!(
         "{SESSION_COOKIE}={id}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}",
         SESSION_LIFETIME.whole_seconds()
@@ -136,35 +103,11 @@ pub async fn sign_in(
     Ok(response)
 }
 
-async fn audit_sign_in(
-    state: &AppState,
-    name: &str,
-    id: &str,
-    outcome: AuditOutcome,
-) -> Result<(), PageError> {
-    state
-        .store
-        .append_audit(NewAuditEvent {
-            at: state.clock.now(),
-            actor: format!("{name} ({id})"),
-            action: "console.sign_in".into(),
-            targets: Vec::new(),
-            batch: None,
-            outcome,
-            details: String::new(),
-        })
-        .await?;
-    Ok(())
-}
-
 pub async fn sign_out(
     State(state): State<AppState>,
     form: PostForm,
 ) -> Result<Response, PageError> {
-    state
-        .store
-        .delete_console_session(&form.signed.session.id_hash)
-        .await?;
+    console_sessions::close(&state, &form.signed.session).await?;
     let mut response = see_other("/console/sign-in");
     response.headers_mut().insert(
         header::SET_COOKIE,

@@ -3,13 +3,10 @@
 //! console and Graph call these; none of them requests an action on its own.
 
 use redeploy_core::action::{self, ActionSettings};
-use redeploy_core::{Action, ActionId, ActionKind, DeviceId, Role};
+use redeploy_core::{Action, ActionId, ActionKind, ActionState, DeviceId, Role};
 
-use crate::api::auth::Caller;
-use crate::api::ApiError;
+use super::{Caller, Result, ServiceError};
 use crate::state::AppState;
-
-type Result<T> = std::result::Result<T, ApiError>;
 
 /// The least role that may ask for (or cancel, or retry) `kind`: sync and restart are helpdesk
 /// work, everything that changes or erases a PC needs an operator.
@@ -59,11 +56,7 @@ pub async fn request(
 
 /// The action `id`, once `caller` holds the role its kind needs for `verb` (404, or 403 audited).
 async fn load_for(state: &AppState, caller: &Caller, id: ActionId, verb: &str) -> Result<Action> {
-    let action = state
-        .store
-        .action(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no action {id}")))?;
+    let action = get(state, id).await?;
     caller
         .require(
             state,
@@ -100,4 +93,75 @@ pub async fn retry(
         reason,
     )
     .await?)
+}
+
+/// The action `id`, or [`ServiceError::NotFound`].
+pub async fn get(state: &AppState, id: ActionId) -> Result<Action> {
+    state
+        .store
+        .action(id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("There is no action {id}.")))
+}
+
+/// Which actions a list shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ActionFilter {
+    /// Only this device's actions (newest first).
+    pub device: Option<DeviceId>,
+    /// Only actions in this state.
+    pub state: Option<ActionState>,
+    /// At most this many.
+    pub limit: u32,
+    /// Newest change first (the console's view), instead of the store's order for one state
+    /// (oldest change first) and newest creation first for all states.
+    pub by_update: bool,
+}
+
+/// How many actions of one state a list sorted by change reads before sorting.
+const SORT_WINDOW: u32 = 1000;
+
+/// Actions of a device (newest first) and/or in a state; without either, the newest actions
+/// of every state.
+pub async fn list(state: &AppState, filter: ActionFilter) -> Result<Vec<Action>> {
+    let ActionFilter {
+        device,
+        state: wanted,
+        limit,
+        by_update,
+    } = filter;
+    let mut list = match (device, wanted) {
+        (Some(d), _) => {
+            let mut acts = state.store.actions_of_device(d).await?;
+            acts.retain(|a| wanted.is_none_or(|w| a.state == w));
+            acts
+        }
+        (None, Some(w)) if by_update => state.store.actions_in_state(w, SORT_WINDOW).await?,
+        (None, Some(w)) => state.store.actions_in_state(w, limit).await?,
+        (None, None) => {
+            let mut all = Vec::new();
+            for s in ActionState::ALL {
+                all.extend(state.store.actions_in_state(*s, limit).await?);
+            }
+            all.sort_by_key(|a| std::cmp::Reverse(a.created_at));
+            all
+        }
+    };
+    if by_update {
+        list.sort_by_key(|a| std::cmp::Reverse(a.updated_at));
+    }
+    list.truncate(limit as usize);
+    Ok(list)
+}
+
+/// Expires every active or blocked action without a transition for the server's
+/// `action_expiry` (timed work of the worker): how many were expired.
+pub async fn expire_stuck(state: &AppState) -> Result<usize> {
+    let expiry =
+        time::Duration::try_from(state.settings.action_expiry).unwrap_or(time::Duration::days(7));
+    Ok(
+        action::expire_stuck(state.store.as_ref(), state.clock.now(), expiry)
+            .await?
+            .len(),
+    )
 }

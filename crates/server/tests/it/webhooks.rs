@@ -1,4 +1,4 @@
-//! Webhooks end to end: emulated PCs finish actions, `webhooks::tick` posts signed deliveries
+//! Webhooks end to end: emulated PCs finish actions, `webhook_delivery::tick` posts signed deliveries
 //! to a real HTTP receiver on 127.0.0.1:0, failures are retried on a manual clock with backoff
 //! and given up after ten attempts, and the `/api/v1/webhooks` endpoints.
 
@@ -16,7 +16,7 @@ use device::state::DeviceState;
 use device::{DeviceProfile, HttpsTransport};
 use http::{HeaderMap, StatusCode};
 use redeploy_core::ManualClock;
-use server::webhooks::{self, WebhookReport};
+use server::webhook_delivery::{self, WebhookReport};
 use testkit::app::{spawn_app, Backend, TestApp};
 use time::{Duration, OffsetDateTime};
 
@@ -208,7 +208,7 @@ async fn a_finished_reset_is_posted_once_with_a_valid_signature(backend: Backend
     let (mut pc, device_id) = enrolled_pc(&app, &transport, "pc-hook").await;
     let state = &app.server().state;
     assert_eq!(
-        webhooks::tick(state).await.unwrap(),
+        webhook_delivery::tick(state).await.unwrap(),
         WebhookReport::default(),
         "nothing ended yet"
     );
@@ -222,7 +222,7 @@ async fn a_finished_reset_is_posted_once_with_a_valid_signature(backend: Backend
 
     // Two ticks at once (as two server processes on one database would run them; one of them is
     // the server's whole worker tick, which delivers webhooks last): sent once.
-    let (a, b) = tokio::join!(webhooks::tick(state), app.tick());
+    let (a, b) = tokio::join!(webhook_delivery::tick(state), app.tick());
     let a = a.unwrap();
     assert_eq!(
         a.delivered as usize + b.webhooks_delivered,
@@ -244,7 +244,7 @@ async fn a_finished_reset_is_posted_once_with_a_valid_signature(backend: Backend
         !hit.signed_with("whsec-wrong"),
         "a wrong secret does not verify"
     );
-    assert!(webhooks::verify_signature(
+    assert!(webhook_delivery::verify_signature(
         "whsec-given",
         &hit.header("x-redeploy-timestamp"),
         &hit.body,
@@ -272,11 +272,11 @@ async fn a_finished_reset_is_posted_once_with_a_valid_signature(backend: Backend
 
     // Further ticks (and a second server process's tick, same store) never send it again.
     assert_eq!(
-        webhooks::tick(state).await.unwrap(),
+        webhook_delivery::tick(state).await.unwrap(),
         WebhookReport::default()
     );
     assert_eq!(
-        webhooks::tick(state).await.unwrap(),
+        webhook_delivery::tick(state).await.unwrap(),
         WebhookReport::default()
     );
     assert_eq!(receiver.hits("ok").len(), 1);
@@ -324,33 +324,42 @@ async fn a_failing_receiver_is_retried_with_backoff_and_given_up_after_ten_attem
     let mut state = app.server().state.clone();
     state.clock = clock.clone();
 
-    assert_eq!(webhooks::tick(&state).await.unwrap(), report(2, 0, 2, 0));
+    assert_eq!(
+        webhook_delivery::tick(&state).await.unwrap(),
+        report(2, 0, 2, 0)
+    );
     assert_eq!(receiver.hits("ok").len(), 1);
     assert_eq!(
-        webhooks::tick(&state).await.unwrap(),
+        webhook_delivery::tick(&state).await.unwrap(),
         WebhookReport::default()
     );
     clock.advance(Duration::seconds(59));
     assert_eq!(
-        webhooks::tick(&state).await.unwrap(),
+        webhook_delivery::tick(&state).await.unwrap(),
         WebhookReport::default(),
         "not retried before a minute passed"
     );
     assert_eq!(receiver.hits("ok").len(), 1);
     assert_eq!(receiver.hits("broken").len(), 1);
     clock.advance(Duration::seconds(1));
-    assert_eq!(webhooks::tick(&state).await.unwrap(), report(0, 0, 2, 0));
+    assert_eq!(
+        webhook_delivery::tick(&state).await.unwrap(),
+        report(0, 0, 2, 0)
+    );
     assert_eq!(receiver.hits("ok").len(), 2);
     clock.advance(Duration::seconds(119));
     assert_eq!(
-        webhooks::tick(&state).await.unwrap(),
+        webhook_delivery::tick(&state).await.unwrap(),
         WebhookReport::default(),
         "then two minutes"
     );
 
     receiver.status.store(204, Ordering::SeqCst);
     clock.advance(Duration::seconds(1));
-    assert_eq!(webhooks::tick(&state).await.unwrap(), report(0, 1, 1, 0));
+    assert_eq!(
+        webhook_delivery::tick(&state).await.unwrap(),
+        report(0, 1, 1, 0)
+    );
     let ok = receiver.hits("ok");
     assert_eq!(ok.len(), 3);
     assert_eq!(ok[0].body, ok[2].body, "every retry sends the same body");
@@ -365,7 +374,7 @@ async fn a_failing_receiver_is_retried_with_backoff_and_given_up_after_ten_attem
     let mut given_up = 0;
     for _ in 0..20 {
         clock.advance(Duration::hours(1));
-        given_up += webhooks::tick(&state).await.unwrap().given_up;
+        given_up += webhook_delivery::tick(&state).await.unwrap().given_up;
     }
     assert_eq!(given_up, 1);
     assert_eq!(receiver.hits("broken").len(), 10, "ten attempts in all");
@@ -584,12 +593,15 @@ async fn a_silent_reset_is_reported_stuck_once_after_two_hours_and_not_again_at_
     let mut state = app.server().state.clone();
     state.clock = clock.clone();
     assert_eq!(
-        webhooks::tick(&state).await.unwrap(),
+        webhook_delivery::tick(&state).await.unwrap(),
         WebhookReport::default(),
         "119 minutes of silence is not stuck yet"
     );
     clock.advance(Duration::minutes(1));
-    assert_eq!(webhooks::tick(&state).await.unwrap(), report(1, 1, 0, 0));
+    assert_eq!(
+        webhook_delivery::tick(&state).await.unwrap(),
+        report(1, 1, 0, 0)
+    );
     let hits = receiver.hits("ok");
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].header("x-redeploy-event"), "stuck");
@@ -599,7 +611,7 @@ async fn a_silent_reset_is_reported_stuck_once_after_two_hours_and_not_again_at_
     assert_eq!(payload.device.expect("the device").id, device_id);
     clock.advance(Duration::hours(1));
     assert_eq!(
-        webhooks::tick(&state).await.unwrap(),
+        webhook_delivery::tick(&state).await.unwrap(),
         WebhookReport::default(),
         "still silent: not reported again"
     );
@@ -614,7 +626,7 @@ async fn a_silent_reset_is_reported_stuck_once_after_two_hours_and_not_again_at_
     );
     assert_eq!(client.action(&reset.id).await.unwrap().state, "expired");
     assert_eq!(
-        webhooks::tick(&state).await.unwrap(),
+        webhook_delivery::tick(&state).await.unwrap(),
         WebhookReport::default()
     );
     assert_eq!(receiver.hits("ok").len(), 1);
@@ -657,7 +669,10 @@ async fn a_disabled_webhook_holds_its_deliveries_and_does_not_replay_on_enable(b
     let first = sync().await;
     let end = check_in_until_settled(&client, &transport, &mut pc, &first, 3).await;
     assert_eq!(end, "done");
-    assert_eq!(webhooks::tick(&state).await.unwrap(), report(1, 0, 1, 0));
+    assert_eq!(
+        webhook_delivery::tick(&state).await.unwrap(),
+        report(1, 0, 1, 0)
+    );
 
     let off = client.set_webhook_enabled(&hook.id, false).await.unwrap();
     assert!(!off.enabled);
@@ -668,7 +683,7 @@ async fn a_disabled_webhook_holds_its_deliveries_and_does_not_replay_on_enable(b
     receiver.status.store(204, Ordering::SeqCst);
     clock.advance(Duration::minutes(5));
     assert_eq!(
-        webhooks::tick(&state).await.unwrap(),
+        webhook_delivery::tick(&state).await.unwrap(),
         WebhookReport::default(),
         "disabled: nothing enqueued, the due retry waits"
     );
@@ -677,14 +692,17 @@ async fn a_disabled_webhook_holds_its_deliveries_and_does_not_replay_on_enable(b
     let on = client.set_webhook_enabled(&hook.id, true).await.unwrap();
     assert!(on.enabled);
     assert_eq!(
-        webhooks::tick(&state).await.unwrap(),
+        webhook_delivery::tick(&state).await.unwrap(),
         report(0, 1, 0, 0),
         "the waiting retry goes out; what ended while disabled is not replayed"
     );
     let third = sync().await;
     let end = check_in_until_settled(&client, &transport, &mut pc, &third, 3).await;
     assert_eq!(end, "done");
-    assert_eq!(webhooks::tick(&state).await.unwrap(), report(1, 1, 0, 0));
+    assert_eq!(
+        webhook_delivery::tick(&state).await.unwrap(),
+        report(1, 1, 0, 0)
+    );
     let sent: Vec<String> = receiver
         .hits("ok")
         .iter()

@@ -1,10 +1,8 @@
-//! Domain → wire conversions (STYLE.md "Wire types stay at the edge"), and the readiness of
-//! devices for the API (computed by `redeploy_core::action::readiness`).
+//! Domain → wire conversions (STYLE.md "Wire types stay at the edge"): the `api` DTOs the REST
+//! API, the webhooks and the console's CSV exports send.
 
-use redeploy_core::store::{Store, StoreResult};
 use redeploy_core::{
-    decode_hresult, Action, ActionKind, AuditEvent, Device, InventoryValue, PreflightSettings,
-    Readiness,
+    decode_hresult, Action, ActionKind, AuditEvent, Device, InventoryValue, Readiness,
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -17,27 +15,6 @@ pub fn ts(at: OffsetDateTime) -> String {
         .unwrap_or(at)
         .format(&Rfc3339)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
-}
-
-/// Preflight for a remote Autopilot Reset now, given the device's actions (any order), as
-/// requests decide it ([`redeploy_core::action::readiness()`]).
-pub fn readiness(device: &Device, actions: &[Action], now: OffsetDateTime) -> Readiness {
-    redeploy_core::action::readiness(device, actions, now, &PreflightSettings::default())
-}
-
-/// [`readiness`] of many devices (same order), reading their actions with one store query per
-/// 500 devices instead of one per device.
-pub async fn readiness_of_many(
-    store: &dyn Store,
-    devices: &[Device],
-    now: OffsetDateTime,
-) -> StoreResult<Vec<Readiness>> {
-    let ids: Vec<_> = devices.iter().map(|d| d.id).collect();
-    let actions = store.actions_for_readiness(&ids).await?;
-    Ok(devices
-        .iter()
-        .map(|d| readiness(d, actions.get(&d.id).map_or(&[], Vec::as_slice), now))
-        .collect())
 }
 
 pub fn readiness_dto(r: &Readiness) -> api::Readiness {

@@ -32,7 +32,7 @@ use redeploy_core::{
 use ring::hmac;
 use time::OffsetDateTime;
 
-use crate::api::convert::{action_dto, ts};
+use crate::dto::{action_dto, ts};
 use crate::state::AppState;
 
 /// How long one POST may take.

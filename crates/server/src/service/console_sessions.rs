@@ -1,0 +1,110 @@
+//! Console sessions (the web console's sign-in, as opposed to a device session): who a presented
+//! API token is, opening a session for it (stored hashed, shared by every server process on the
+//! database, 12 hours), finding the session a cookie names, and closing it. Sign-ins are
+//! audited as `console.sign_in`.
+
+use rand::RngCore;
+use redeploy_core::{ApiToken, AuditOutcome, ConsoleSession, NewAuditEvent, SecretHash};
+use time::Duration;
+
+use super::{Caller, Result};
+use crate::state::AppState;
+
+/// How long a console session lasts.
+pub const SESSION_LIFETIME: Duration = Duration::hours(12);
+
+/// What a presented API token secret is.
+#[derive(Debug, Clone)]
+pub enum TokenCheck {
+    /// A token that may be used.
+    Valid(ApiToken),
+    /// A token an admin revoked.
+    Revoked(ApiToken),
+    /// No token has this secret.
+    Unknown,
+}
+
+/// Looks the secret up by its hash (the REST API's bearer check and the console's sign-in).
+pub async fn check_token(state: &AppState, secret: &str) -> Result<TokenCheck> {
+    Ok(
+        match state
+            .store
+            .api_token_by_hash(&SecretHash::of_secret(secret))
+            .await?
+        {
+            Some(t) if t.revoked_at.is_none() => TokenCheck::Valid(t),
+            Some(t) => TokenCheck::Revoked(t),
+            None => TokenCheck::Unknown,
+        },
+    )
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+async fn audit_sign_in(state: &AppState, token: &ApiToken, outcome: AuditOutcome) -> Result<()> {
+    state
+        .store
+        .append_audit(NewAuditEvent {
+            at: state.clock.now(),
+            actor: format!("{} ({})", token.name, token.id),
+            action: "console.sign_in".into(),
+            targets: Vec::new(),
+            batch: None,
+            outcome,
+            details: String::new(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Records a sign-in refused because the token was revoked.
+pub async fn refuse(state: &AppState, token: &ApiToken) -> Result<()> {
+    audit_sign_in(state, token, AuditOutcome::Refused).await
+}
+
+/// Opens a console session for `token`: the session id for the cookie (only its hash is
+/// stored). Expired sessions are swept here rather than by a timer: sign-ins are rare.
+pub async fn open(state: &AppState, token: &ApiToken) -> Result<String> {
+    let now = state.clock.now();
+    state.store.delete_expired_console_sessions(now).await?;
+    let id = random_hex(32);
+    let session = ConsoleSession {
+        id_hash: SecretHash::of_secret(&id),
+        token: token.id,
+        csrf_secret: random_hex(32),
+        created_at: now,
+        expires_at: now + SESSION_LIFETIME,
+    };
+    state.store.create_console_session(&session).await?;
+    audit_sign_in(state, token, AuditOutcome::Success).await?;
+    Ok(id)
+}
+
+/// The live session whose id is `id`, with its caller; a session whose token was revoked is
+/// deleted and not found.
+pub async fn find(state: &AppState, id: &str) -> Result<Option<(ConsoleSession, Caller)>> {
+    let hash = SecretHash::of_secret(id);
+    let Some((session, token)) = state
+        .store
+        .console_session(&hash, state.clock.now())
+        .await?
+    else {
+        return Ok(None);
+    };
+    if token.revoked_at.is_some() {
+        // A revoked token ends every console session opened with it.
+        state.store.delete_console_session(&hash).await?;
+        return Ok(None);
+    }
+    Ok(Some((session, Caller { token })))
+}
+
+/// Ends the session.
+pub async fn close(state: &AppState, session: &ConsoleSession) -> Result<()> {
+    state.store.delete_console_session(&session.id_hash).await?;
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! Devices as every surface lists and shows them: a page of devices with their readiness for a
+//! remote Autopilot Reset (filtered by readiness and by how recently they checked in), one device
+//! with its actions and inventory, and the whole fleet for counts.
+
+use redeploy_core::store::{device_sort_key, Cursor, DeviceQuery, Page, StoreError};
+use redeploy_core::{
+    Action, ActionState, AuditOutcome, Device, DeviceId, InventoryValue, NewAuditEvent,
+    PreflightSettings, Readiness, Role,
+};
+use time::{Duration, OffsetDateTime};
+
+use super::{Caller, Result, ServiceError};
+use crate::state::AppState;
+
+/// A device counts as "seen recently" when it checked in within this long.
+pub const RECENT: Duration = Duration::hours(24);
+
+/// Whether `device` checked in within [`RECENT`] of `now`.
+pub fn seen_recently(device: &Device, now: OffsetDateTime) -> bool {
+    device.last_seen.is_some_and(|t| now - t <= RECENT)
+}
+
+/// Preflight for a remote Autopilot Reset now, given the device's actions (any order), as
+/// requests decide it ([`redeploy_core::action::readiness()`]).
+pub fn readiness(device: &Device, actions: &[Action], now: OffsetDateTime) -> Readiness {
+    redeploy_core::action::readiness(device, actions, now, &PreflightSettings::default())
+}
+
+/// [`readiness`] of many devices (same order), reading their actions with one store query per
+/// 500 devices instead of one per device.
+pub async fn readiness_of_many(state: &AppState, devices: &[Device]) -> Result<Vec<Readiness>> {
+    let now = state.clock.now();
+    let ids: Vec<_> = devices.iter().map(|d| d.id).collect();
+    let actions = state.store.actions_for_readiness(&ids).await?;
+    Ok(devices
+        .iter()
+        .map(|d| readiness(d, actions.get(&d.id).map_or(&[], Vec::as_slice), now))
+        .collect())
+}
+
+/// What a device list asks for: the store's query (search, join type, sort, page size, cursor)
+/// plus filters computed here, on readiness and on the last check-in.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub query: DeviceQuery,
+    /// Only ready (`Some(true)`) or only not ready (`Some(false)`) devices.
+    pub ready: Option<bool>,
+    /// Only devices seen within [`RECENT`] (`Some(true)`) or not (`Some(false)`).
+    pub seen_recently: Option<bool>,
+}
+
+/// One page of a device list: up to `query.limit` devices with their readiness, and the cursor
+/// of the next page when there is one.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub rows: Vec<(Device, Readiness)>,
+    pub next: Option<String>,
+}
+
+/// A page of devices. The readiness and recency filters apply after the store's query, so this
+/// reads store pages until the page is full or the fleet ends; the cursor it returns continues
+/// right after the last device shown. A cursor the store cannot read is [`ServiceError::Invalid`].
+pub async fn list(state: &AppState, listing: Listing) -> Result<Listed> {
+    let Listing {
+        mut query,
+        ready,
+        seen_recently: recent,
+    } = listing;
+    let limit = query.limit;
+    let now = state.clock.now();
+    let mut rows: Vec<(Device, Readiness)> = Vec::new();
+    loop {
+        let page = page(state, &query).await?;
+        let n = page.items.len();
+        let readiness = readiness_of_many(state, &page.items).await?;
+        for (i, (d, r)) in page.items.into_iter().zip(readiness).enumerate() {
+            if ready.is_some_and(|w| w != r.ready)
+                || recent.is_some_and(|w| w != seen_recently(&d, now))
+            {
+                continue;
+            }
+            let key = device_sort_key(&d, query.sort);
+            let id = d.id;
+            rows.push((d, r));
+            if rows.len() as u32 == limit {
+                let more = i + 1 < n || page.next.is_some();
+                let next = more.then(|| Cursor::after(query.sort, &key, id).as_str().to_owned());
+                return Ok(Listed { rows, next });
+            }
+        }
+        match page.next {
+            Some(c) => query.cursor = Some(c),
+            None => return Ok(Listed { rows, next: None }),
+        }
+    }
+}
+
+/// One store page of devices for `query`, without readiness (for surfaces that filter on their
+/// own view of a device, such as Graph). A cursor the store cannot read is
+/// [`ServiceError::Invalid`].
+pub async fn page(state: &AppState, query: &DeviceQuery) -> Result<Page<Device>> {
+    match state.store.list_devices(query).await {
+        Err(StoreError::Conflict(why)) => Err(ServiceError::Invalid(why)),
+        other => Ok(other?),
+    }
+}
+
+/// Every enrolled device (the store pages through them).
+pub async fn all(state: &AppState) -> Result<Vec<Device>> {
+    let mut query = DeviceQuery {
+        limit: 500,
+        ..DeviceQuery::default()
+    };
+    let mut all = Vec::new();
+    loop {
+        let page = state.store.list_devices(&query).await?;
+        all.extend(page.items);
+        match page.next {
+            Some(c) => query.cursor = Some(c),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// The device `id`, or [`ServiceError::NotFound`].
+pub async fn load(state: &AppState, id: DeviceId) -> Result<Device> {
+    state
+        .store
+        .device(id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("There is no device {id}.")))
+}
+
+/// One device as its page shows it.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    pub device: Device,
+    pub readiness: Readiness,
+    /// Every action of the device, as the store orders them.
+    pub actions: Vec<Action>,
+    pub inventory: Vec<InventoryValue>,
+}
+
+/// The device `id` with its readiness, actions and inventory.
+pub async fn detail(state: &AppState, id: DeviceId) -> Result<Detail> {
+    let device = load(state, id).await?;
+    let actions = state.store.actions_of_device(id).await?;
+    let inventory = state.store.inventory(id).await?;
+    let readiness = readiness(&device, &actions, state.clock.now());
+    Ok(Detail {
+        device,
+        readiness,
+        actions,
+        inventory,
+    })
+}
+
+/// How many actions are in each of `states` (up to `cap` counted per state).
+pub async fn count_actions(
+    state: &AppState,
+    states: &[ActionState],
+    cap: u32,
+) -> Result<Vec<(ActionState, usize)>> {
+    let mut out = Vec::with_capacity(states.len());
+    for s in states {
+        out.push((*s, state.store.actions_in_state(*s, cap).await?.len()));
+    }
+    Ok(out)
+}
+
+/// How ready the enrolled fleet is for a remote Autopilot Reset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetReadiness {
+    pub total: u64,
+    pub ready: u64,
+    /// How many devices each preflight reason (by code) blocks.
+    pub blocked_by_reason: std::collections::BTreeMap<String, u64>,
+}
+
+/// Readiness of every enrolled device, counted.
+pub async fn fleet_readiness(state: &AppState) -> Result<FleetReadiness> {
+    let mut query = DeviceQuery {
+        limit: 500,
+        ..DeviceQuery::default()
+    };
+    let mut fleet = FleetReadiness::default();
+    loop {
+        let page = state.store.list_devices(&query).await?;
+        for r in readiness_of_many(state, &page.items).await? {
+            fleet.total += 1;
+            if r.ready {
+                fleet.ready += 1;
+            }
+            for reason in &r.reasons {
+                *fleet
+                    .blocked_by_reason
+                    .entry(reason.code().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        match page.next {
+            Some(c) => query.cursor = Some(c),
+            None => return Ok(fleet),
+        }
+    }
+}
+
+/// Sets who the device's primary user is (`None` or blank = nobody), and whether it is shared
+/// (a shared device never gets a primary user from whoever signs in, and has none). Operators;
+/// audited as `device.primary_user` with the values before and after. The console and the REST
+/// API both call this. Only these two columns are written, so a check-in saving the device at
+/// the same time keeps what it wrote.
+pub async fn set_primary_user(
+    state: &AppState,
+    caller: &Caller,
+    id: DeviceId,
+    user: Option<&str>,
+    shared: bool,
+) -> Result<Device> {
+    caller
+        .require(
+            state,
+            Role::Operator,
+            &format!("set the primary user of device {id}"),
+            Some(id),
+        )
+        .await?;
+    let user = user.map(str::trim).filter(|u| !u.is_empty());
+    if let Some(u) = user {
+        if u.chars().count() > 320 || u.chars().any(char::is_whitespace) {
+            return Err(ServiceError::Invalid(
+                "the primary user is a UPN such as ada@example.org (no spaces, at most 320 \
+                 characters)"
+                    .into(),
+            ));
+        }
+    }
+    let old = load(state, id).await?;
+    let user = if shared { None } else { user };
+    let device = state.store.set_primary_user(id, user, shared).await?;
+    state
+        .store
+        .append_audit(NewAuditEvent {
+            at: state.clock.now(),
+            actor: caller.actor(),
+            action: "device.primary_user".into(),
+            targets: vec![id],
+            batch: None,
+            outcome: AuditOutcome::Success,
+            details: format!(
+                "primary user {:?} -> {:?}, shared {} -> {}",
+                old.primary_user, device.primary_user, old.shared, device.shared
+            ),
+        })
+        .await?;
+    Ok(device)
+}
+
+/// The names of `ids` (a device that is gone shows as its id), one store read per device.
+pub async fn names(
+    state: &AppState,
+    ids: &[DeviceId],
+) -> Result<std::collections::HashMap<DeviceId, String>> {
+    let mut names = std::collections::HashMap::new();
+    for id in ids.iter().copied() {
+        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(id) {
+            let name = state.store.device(id).await?.map(|d| d.name);
+            slot.insert(name.unwrap_or_else(|| id.to_string()));
+        }
+    }
+    Ok(names)
+}
+
+/// The devices named `names` (exact names, any case; each looked up by a search): their ids
+/// (sorted, no duplicates) and the names no device has.
+pub async fn ids_by_name(state: &AppState, names: &[&str]) -> Result<(Vec<DeviceId>, Vec<String>)> {
+    let mut ids = Vec::new();
+    let mut unknown = Vec::new();
+    for wanted in names {
+        let found = state
+            .store
+            .list_devices(&DeviceQuery {
+                search: Some((*wanted).to_owned()),
+                limit: 100,
+                ..DeviceQuery::default()
+            })
+            .await?
+            .items
+            .into_iter()
+            .find(|d| d.name.eq_ignore_ascii_case(wanted));
+        match found {
+            Some(d) => ids.push(d.id),
+            None => unknown.push((*wanted).to_owned()),
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    Ok((ids, unknown))
+}

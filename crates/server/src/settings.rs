@@ -1,0 +1,114 @@
+//! The server's typed settings (defaults here; `config` layers `redeploy.toml`, `REDEPLOY_*` and
+//! flags over them), handed to every part inside [`crate::state::AppState`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use enroll::provisioning::PollSchedule;
+
+use crate::crash::CrashPoints;
+
+/// Typed server settings: defaults, then `redeploy.toml`, then `REDEPLOY_*`, then flags
+/// (see [`crate::config`]; `docs/operations.md` lists every key).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the HTTPS listener binds (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Data folder: database (SQLite), CA, TLS certificate, first tokens.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; `None` means `<data_dir>/redeploy.db`.
+    pub database: Option<String>,
+    /// Extra DNS names (or IP literals) for the TLS certificate and the URLs handed to devices.
+    pub hostnames: Vec<String>,
+    /// Base URL devices use to reach us (e.g. `https://mdm.example.org:8443`); derived from
+    /// the first hostname (else the listen address) and the bound port when not set.
+    pub public_url: Option<String>,
+    /// Largest request body accepted on any endpoint, in bytes (larger → 413).
+    pub max_body_bytes: usize,
+    /// A request that takes longer than this is answered 503.
+    pub request_timeout: Duration,
+    /// Per-client-IP token bucket on the enrollment endpoints.
+    pub enroll_rate: RateLimit,
+    /// The w7 `PROVIDER-ID` and `DMClient/Provider/<id>` name given to devices.
+    pub provider_id: String,
+    /// Lifetime of issued device certificates, in days.
+    pub device_cert_validity_days: u32,
+    /// DMClient Poll schedule sent in the provisioning document (minutes).
+    pub poll: PollSchedule,
+    /// Federated (Entra-style JWT) enrollment; `None` = OnPremise only.
+    pub federated: Option<FederatedSettings>,
+    /// Accept a device's client certificate from this header (PEM, URL-encoded, as nginx's
+    /// `$ssl_client_escaped_cert` sends it) — only from `trusted_proxies`. `None` = TLS only.
+    pub client_cert_header: Option<String>,
+    /// Addresses of TLS-terminating proxies allowed to set `client_cert_header`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How often the background worker ticks (stuck actions, due waves, due schedules).
+    pub worker_interval: Duration,
+    /// An active or blocked action without any transition for this long is expired by the worker.
+    pub action_expiry: Duration,
+    /// At most this many erasing actions (resets, wipes) requested per UTC day by waves and
+    /// schedules the worker releases; `None` = no cap.
+    pub daily_cap: Option<u32>,
+    /// An action in `sent`, `acknowledged` or `in_progress` without any transition for this long
+    /// raises a webhook `stuck` event (long before `action_expiry` ends it).
+    pub webhook_stuck_after: Duration,
+    /// Test-only: where the process kills itself on purpose (`REDEPLOY_CRASH_POINTS`,
+    /// [`crate::crash`]); empty = never.
+    pub crash_points: CrashPoints,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`. `per_second <= 0`
+/// disables the limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub burst: u32,
+    pub per_second: f64,
+}
+
+/// Where federated enrollment tokens come from and how they are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederatedSettings {
+    /// Expected `iss` claim.
+    pub issuer: String,
+    /// Expected `aud` claim.
+    pub audience: String,
+    /// JSON Web Key Set file with the issuer's RS256 signing keys.
+    pub jwks_file: PathBuf,
+    /// `AuthenticationServiceUrl` for the traditional federated flow (the web authentication
+    /// broker page); not used by Entra join, which skips it (protocol.md §2.7).
+    pub authentication_service_url: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            data_dir: PathBuf::from("./redeploy-data"),
+            database: None,
+            hostnames: Vec::new(),
+            public_url: None,
+            max_body_bytes: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            // Generous: an emulated fleet enrolls from one address (3 requests per PC).
+            enroll_rate: RateLimit {
+                burst: 600,
+                per_second: 100.0,
+            },
+            provider_id: "Redeploy".into(),
+            device_cert_validity_days: 365,
+            client_cert_header: None,
+            trusted_proxies: Vec::new(),
+            poll: PollSchedule::recommended(),
+            federated: None,
+            worker_interval: Duration::from_secs(10),
+            // A PC that is off for a holiday week still gets its reset when it comes back.
+            action_expiry: Duration::from_secs(7 * 24 * 3600),
+            daily_cap: None,
+            // An Autopilot Reset takes well under an hour once the PC has the command; two hours
+            // of silence is worth an admin's look while the day is still on.
+            webhook_stuck_after: Duration::from_secs(120 * 60),
+            crash_points: CrashPoints::default(),
+        }
+    }
+}
