@@ -2,6 +2,7 @@
 
 mod admin;
 mod campaign;
+mod docs;
 mod e2e;
 mod emulate;
 mod faults;
