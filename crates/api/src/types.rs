@@ -1,4 +1,4 @@
-//! Request and response bodies of `/api/v1` (DESIGN.md "Contract": the device list, device and
+//! Request and response bodies of `/api/v1` (docs/design.md §7: the device list, device and
 //! action shapes are fixed). Timestamps are RFC 3339 strings, ids are UUID strings.
 
 use std::collections::BTreeMap;

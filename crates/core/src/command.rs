@@ -6,7 +6,7 @@ use crate::device::text_enum;
 use crate::ids::{ActionId, CommandId, DeviceId};
 
 text_enum!(
-    /// The OMA-DM verb (protocol.md §3.4).
+    /// The OMA-DM verb (docs/protocol.md §3.4).
     Verb, "command verb" {
         /// Read a node.
         Get => "Get",
@@ -49,7 +49,7 @@ impl CommandState {
 
 /// Where a command was sent: our SessionID, our MsgID and our CmdID. The device's Status
 /// carries MsgRef/CmdRef equal to the last two (MS-MDM 3.1.5.2.1). Opaque strings: Windows may
-/// use non-decimal ids (protocol.md §7 fact 7).
+/// use non-decimal ids (docs/protocol.md §7 fact 7).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SentIn {
     /// SyncHdr SessionID.
@@ -66,7 +66,8 @@ pub enum Resend {
     /// Idempotent enough (Get/Replace/Add/Delete): send again.
     Yes,
     /// An Exec whose fate is unknown: first Get the node's status (for a reset,
-    /// `AutomaticRedeployment/Status` and `LastError`), never re-execute blindly (DESIGN.md).
+    /// `AutomaticRedeployment/Status` and `LastError`), never re-execute blindly
+    /// (docs/design.md §4).
     RecheckFirst,
     /// Not applicable (queued, answered or failed).
     No,
@@ -162,12 +163,12 @@ pub const AUTOPILOT_STATUS_URI: &str =
 /// `RemoteWipe/AutomaticRedeployment/LastError`: HRESULT of the last Autopilot Reset.
 pub const AUTOPILOT_LAST_ERROR_URI: &str =
     "./Device/Vendor/MSFT/RemoteWipe/AutomaticRedeployment/LastError";
-/// The Exec that starts a remote Autopilot Reset (ITPRO remotewipe-csp.md; protocol.md §1.5).
+/// The Exec that starts a remote Autopilot Reset (ITPRO remotewipe-csp.md; docs/protocol.md §1.5).
 pub const AUTOPILOT_RESET_EXEC_URI: &str =
     "./Device/Vendor/MSFT/RemoteWipe/AutomaticRedeployment/doAutomaticRedeployment";
 /// BitLocker `Status/DeviceEncryptionStatus`: a bit field whose bit 12 means "Windows Recovery
 /// Environment (WinRE) isn't configured" (ITPRO bitlocker-csp.md). No CSP reports WinRE directly
-/// (protocol.md §1.9); this is how a server can see `reagentc /enable` took effect.
+/// (docs/protocol.md §1.9); this is how a server can see `reagentc /enable` took effect.
 pub const WINRE_STATUS_URI: &str = "./Device/Vendor/MSFT/BitLocker/Status/DeviceEncryptionStatus";
 /// Bit 12 of [`WINRE_STATUS_URI`].
 pub const WINRE_NOT_CONFIGURED_BIT: u32 = 1 << 12;
@@ -185,13 +186,14 @@ pub fn is_first_sync_done_uri(uri: &str) -> bool {
 }
 
 /// The local-reset policy; 0 enables CTRL+WIN+R, 1 (default) disables it
-/// (ITPRO policy-csp-credentialproviders.md; protocol.md §7 fact 1).
+/// (ITPRO policy-csp-credentialproviders.md; docs/protocol.md §7 fact 1).
 pub const LOCAL_RESET_POLICY_URI: &str =
     "./Device/Vendor/MSFT/Policy/Config/CredentialProviders/DisableAutomaticReDeploymentCredentials";
 
 /// The OMA-DM commands that carry out `kind` (empty for `Sync` and `Retire`, which the session
 /// engine handles itself: a check-in is the sync, and unenrollment is not a CSP command here).
-/// Resets and wipes are Exec at SyncBody top level (protocol.md §1.5: no Atomic, numeric CmdID).
+/// Resets and wipes are Exec at SyncBody top level (docs/protocol.md §1.5: no Atomic, numeric
+/// CmdID).
 pub fn commands_for(
     kind: crate::action::ActionKind,
     device: DeviceId,

@@ -43,7 +43,7 @@ macro_rules! text_enum {
 pub(crate) use text_enum;
 
 text_enum!(
-    /// How the device is joined to a directory (protocol.md §1.9).
+    /// How the device is joined to a directory (docs/protocol.md §1.9).
     JoinType, "join type" {
         /// Microsoft Entra joined: the only join type Autopilot Reset supports.
         EntraJoined => "entra_joined",
@@ -59,7 +59,7 @@ text_enum!(
 );
 
 text_enum!(
-    /// The MS-MDE2 `EnrollmentType` AdditionalContext item (protocol.md §1.9, DMClient CSP).
+    /// The MS-MDE2 `EnrollmentType` AdditionalContext item (docs/protocol.md §1.9, DMClient CSP).
     EnrollmentType, "enrollment type" {
         /// Device (Entra join) enrollment; cert in My/System.
         Device => "device",
@@ -69,8 +69,8 @@ text_enum!(
 );
 
 impl JoinType {
-    /// The one rule for the join type (protocol.md §1.9, §2.7), used at enrollment and when the
-    /// PC reports its nodes: a `Device` (Entra join) enrollment with an AD domain beside it is
+    /// The one rule for the join type (docs/protocol.md §1.9, §2.7), used at enrollment and when
+    /// the PC reports its nodes: a `Device` (Entra join) enrollment with an AD domain beside it is
     /// hybrid, without one Entra joined; a `Full` (work account) enrollment is registered; an AD
     /// domain alone means hybrid. `None` when nothing is known yet (keep what we had).
     pub fn derive(enrollment_type: Option<EnrollmentType>, domain: Option<&str>) -> Option<Self> {
@@ -214,7 +214,7 @@ impl Device {
     }
 
     /// Whether the device is hybrid joined: an explicit join type, or an AD domain name
-    /// next to an Entra device id (protocol.md §1.9).
+    /// next to an Entra device id (docs/protocol.md §1.9).
     pub fn is_hybrid(&self) -> bool {
         self.join_type == JoinType::HybridJoined
             || (self

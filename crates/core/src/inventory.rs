@@ -1,4 +1,4 @@
-//! Inventory: the latest value the device reported for a node (protocol.md §4).
+//! Inventory: the latest value the device reported for a node (docs/protocol.md §4).
 
 use time::OffsetDateTime;
 

@@ -1,5 +1,5 @@
 //! Preflight: can this device take a remote Autopilot Reset now? Every reason is shown to the
-//! admin (DESIGN.md "Preflight"; protocol.md §1.3).
+//! admin (docs/design.md §5; docs/protocol.md §1.3).
 
 use time::{Duration, OffsetDateTime};
 
@@ -210,7 +210,7 @@ pub fn local_reset_supported(device: &Device, settings: &PreflightSettings) -> b
 }
 
 /// `HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED)`: what a reset reports when WinRE is disabled (MEM
-/// windows-autopilot-reset.md "Troubleshooting"; protocol.md §1.3).
+/// windows-autopilot-reset.md "Troubleshooting"; docs/protocol.md §1.3).
 pub const HR_WINRE_DISABLED: u32 = 0x8007_0032;
 
 /// Whether the newest Autopilot Reset that ended failed with 0x80070032 (WinRE disabled), i.e.

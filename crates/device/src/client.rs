@@ -72,7 +72,7 @@ pub fn os_edition_sku(edition: Edition) -> u32 {
 }
 
 /// The enrollment type Windows asks for: `Device` when the PC is Entra joined (the MDM
-/// certificate goes to `My/System`), `Full` otherwise (protocol.md §2.4, fact 8).
+/// certificate goes to `My/System`), `Full` otherwise (docs/protocol.md §2.4, fact 8).
 pub fn enrollment_type_for(state: &DeviceState) -> EnrollmentType {
     match state.entra_join.kind {
         JoinType::Joined | JoinType::Hybrid => EnrollmentType::Device,
@@ -114,7 +114,7 @@ pub fn mac_addresses(state: &DeviceState) -> Vec<String> {
         .collect()
 }
 
-/// The AdditionalContext a real PC puts in its RST (fixture 07, protocol.md §2.4).
+/// The AdditionalContext a real PC puts in its RST (fixture 07, docs/protocol.md §2.4).
 pub fn additional_context(state: &DeviceState) -> Vec<(String, String)> {
     let kind = enrollment_type_for(state);
     let user_driven = kind == EnrollmentType::Full;

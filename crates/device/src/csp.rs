@@ -659,7 +659,7 @@ fn resolve_devinfo(state: &DeviceState, rest: &[&str]) -> Option<Node> {
         [n] if eq(n, "DevId") => chr(&state.dev_id),
         [n] if eq(n, "Man") => chr(&state.hardware.manufacturer),
         [n] if eq(n, "Mod") => chr(&state.hardware.model),
-        // The real Windows DM client reports 1.3 (protocol.md §4.1).
+        // The real Windows DM client reports 1.3 (docs/protocol.md §4.1).
         [n] if eq(n, "DmV") => chr("1.3"),
         [n] if eq(n, "Lang") => chr(&state.language.current),
         _ => None,
@@ -955,7 +955,7 @@ fn resolve_remotewipe(state: &DeviceState, rest: &[&str]) -> Option<Node> {
                 // What the PC reports: stale values when a fault left them (crate::fault).
                 int(state.reported_reset_nodes().status)
             } else if eq(n, "LastError") {
-                // The HRESULT as a signed 32-bit decimal (protocol.md §1.7; the textual form
+                // The HRESULT as a signed 32-bit decimal (docs/protocol.md §1.7; the textual form
                 // Windows uses is UNCONFIRMED).
                 int(state.reported_reset_nodes().last_error)
             } else {

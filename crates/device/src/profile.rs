@@ -293,7 +293,8 @@ impl DeviceProfile {
         }
 
         // Provisioning packages: the first creates the local administrator, the corporate Wi-Fi
-        // and carries the local-reset policy (DESIGN.md: "the value a provisioning package left").
+        // and carries the local-reset policy (docs/design.md §7: "the value a provisioning package
+        // left").
         let admin = LocalUser {
             name: self.local_admin.0.clone(),
             password: self.local_admin.1.clone(),

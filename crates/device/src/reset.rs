@@ -2,10 +2,10 @@
 //! explicit, pure state machine over [`DeviceState`]. The runner drives it with [`advance`] (or
 //! [`step`]) and a `now` it chooses; nothing here reads a clock.
 //!
-//! What is removed and kept follows protocol.md §1.2 (MEM windows-autopilot-reset.md, MEM
+//! What is removed and kept follows docs/protocol.md §1.2 (MEM windows-autopilot-reset.md, MEM
 //! autopilot-reset-overview.md, ITPRO remotewipe-csp.md). The transitions and timings follow the
-//! suggested machine of protocol.md §1.7, which is INFERENCE from the Status node's values: real
-//! devices' exact transitions are UNCONFIRMED.
+//! suggested machine of docs/protocol.md §1.7, which is INFERENCE from the Status node's values:
+//! real devices' exact transitions are UNCONFIRMED.
 //!
 //! Choices where the sources are silent (each is marked INFERENCE where it is made):
 //! - Remote: Exec → 200 and Status 10 → 20 → offline → back with Status 1 / LastError 0.
@@ -18,7 +18,7 @@
 //!   first MDM sync after the reset (the sync the desktop waits for).
 //! - Policies (the MDM policy store) survive the reset with the enrollment.
 //! - A local reset leaves the AutomaticRedeployment Status/LastError nodes untouched
-//!   (what Windows reports there is UNCONFIRMED, protocol.md §1.4).
+//!   (what Windows reports there is UNCONFIRMED, docs/protocol.md §1.4).
 //!
 //! Not Windows behaviour but an injected fault ([`crate::fault`], `--stale-status-after-restore`):
 //! a completed remote reset may leave the nodes reporting the values from before its Exec
@@ -60,7 +60,7 @@ pub enum ExecOutcome {
     /// The same operation is already scheduled or running; nothing new is started: Status 200.
     AlreadyPending,
     /// Refused at once (WinRE, join type, another operation running): Status 500.
-    /// INFERENCE: the Exec's status code on refusal is UNCONFIRMED (protocol.md §1.7, §8).
+    /// INFERENCE: the Exec's status code on refusal is UNCONFIRMED (docs/protocol.md §1.7, §8).
     Refused,
 }
 
@@ -492,7 +492,7 @@ fn finish(state: &mut DeviceState, pending: &PendingOperation, now: OffsetDateTi
     {
         if let Operation::AutopilotReset { trigger } = op {
             // INFERENCE: what a local reset reports in the status nodes is UNCONFIRMED
-            // (protocol.md §1.4); only the remote reset writes them here.
+            // (docs/protocol.md §1.4); only the remote reset writes them here.
             if trigger == ResetTrigger::Remote {
                 state.autopilot_reset.status = reset_status::FAILED_INTERNALLY;
                 state.autopilot_reset.last_error = hr;
@@ -567,7 +567,7 @@ fn stale_status_fault(state: &mut DeviceState, pending: &PendingOperation, now: 
     );
 }
 
-/// Removes what Autopilot Reset removes and keeps what it keeps (protocol.md §1.2).
+/// Removes what Autopilot Reset removes and keeps what it keeps (docs/protocol.md §1.2).
 fn apply_autopilot_reset(state: &mut DeviceState, trigger: ResetTrigger, now: OffsetDateTime) {
     // Primary user: cleared by a remote reset only (MEM windows-autopilot-reset.md).
     if trigger == ResetTrigger::Remote {
@@ -582,7 +582,8 @@ fn apply_autopilot_reset(state: &mut DeviceState, trigger: ResetTrigger, now: Of
     state.local_users.clear();
     remove_apps_for_reset(state);
     restore_settings(state);
-    // Certificates: MDM and SCEP stay (protocol.md §1.2); user-imported ones go with the profiles.
+    // Certificates: MDM and SCEP stay (docs/protocol.md §1.2); user-imported ones go with the
+    // profiles.
     state
         .certificates
         .retain(|c| c.kind != CertificateKind::UserImported);
@@ -625,7 +626,7 @@ fn restore_settings(state: &mut DeviceState) {
 }
 
 /// Re-applies the kept packages, then the USB package if one is plugged in; the USB package is
-/// recorded with the others so later resets re-apply it too (protocol.md §1.2).
+/// recorded with the others so later resets re-apply it too (docs/protocol.md §1.2).
 fn reapply_packages(state: &mut DeviceState, now: OffsetDateTime) {
     state.desktop.waiting_for_packages = true;
     let packages = state.provisioning_packages.clone();

@@ -295,7 +295,8 @@ pub struct PollSchedule {
 impl Default for PollSchedule {
     fn default() -> Self {
         // NumberOfFirstRetries defaults to 10, the others to 0 (ITPRO dmclient-csp.md); the
-        // intervals are in minutes. 15 minutes and 8 hours follow Intune's cadence (protocol.md §1.8).
+        // intervals are in minutes. 15 minutes and 8 hours follow Intune's cadence
+        // (docs/protocol.md §1.8).
         PollSchedule {
             interval_for_first_set_of_retries: 15,
             number_of_first_retries: 10,
@@ -609,7 +610,8 @@ pub struct Timings {
     /// Status 20 (or an accepted wipe/reboot) → the PC goes offline. Long enough for the
     /// session that carried the Exec to finish.
     pub reboot_after_secs: i64,
-    /// An Autopilot Reset's PBR run. Undocumented; 3P guides say 20–40 minutes (protocol.md §1.8).
+    /// An Autopilot Reset's PBR run. Undocumented; 3P guides say 20–40 minutes
+    /// (docs/protocol.md §1.8).
     pub reset_secs: i64,
     pub wipe_secs: i64,
     pub reboot_secs: i64,
@@ -792,7 +794,7 @@ impl DeviceState {
         );
     }
 
-    /// The JSON `redeploy emulate show DEVICE --json` prints (DESIGN.md "Contract"). Secrets
+    /// The JSON `redeploy emulate show DEVICE --json` prints (docs/design.md §7). Secrets
     /// (passwords, the private key) are left out.
     pub fn to_show_json(&self) -> Value {
         let mut users: Vec<Value> = self

@@ -160,7 +160,7 @@ impl CertificateAuthority {
         if device_id.is_empty() {
             return Err(Error::Certificate("device id is empty".into()));
         }
-        // The policy we publish asks for 2048-bit keys at least (protocol.md §2.3).
+        // The policy we publish asks for 2048-bit keys at least (docs/protocol.md §2.3).
         if let KeyAlgorithm::Rsa { bits } = csr.key_algorithm {
             if bits < MIN_RSA_BITS {
                 return Err(Error::CertificateRequest(format!(

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use crate::ns;
 use crate::provisioning::ProvisioningDoc;
 
-/// Any enrollment SOAP request a device sends (protocol.md §2.2–2.4).
+/// Any enrollment SOAP request a device sends (docs/protocol.md §2.2–2.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnrollMessage {
     Discover(DiscoverRequest),
@@ -56,7 +56,7 @@ impl AuthPolicy {
     }
 }
 
-/// `Discover` request body (protocol.md §2.2).
+/// `Discover` request body (docs/protocol.md §2.2).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DiscoverRequest {
     pub message_id: String,
@@ -71,7 +71,7 @@ pub struct DiscoverRequest {
     pub auth_policies: Vec<AuthPolicy>,
 }
 
-/// The credential a device puts in the `wsse:Security` header (protocol.md §2.3–2.4).
+/// The credential a device puts in the `wsse:Security` header (docs/protocol.md §2.3–2.4).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum SecurityToken {
     #[default]
@@ -87,7 +87,7 @@ pub enum SecurityToken {
 }
 
 impl SecurityToken {
-    /// An Entra access token (`urn:ietf:params:oauth:token-type:jwt`, protocol.md fact 9).
+    /// An Entra access token (`urn:ietf:params:oauth:token-type:jwt`, docs/protocol.md fact 9).
     pub fn is_entra_jwt(&self) -> bool {
         matches!(self, SecurityToken::BinarySecurityToken { value_type, .. } if value_type.trim() == ns::TOKEN_TYPE_JWT)
     }
@@ -107,7 +107,7 @@ impl SecurityToken {
     }
 }
 
-/// `GetPolicies` request (protocol.md §2.3); the body carries only nil filters.
+/// `GetPolicies` request (docs/protocol.md §2.3); the body carries only nil filters.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GetPoliciesRequest {
     pub message_id: String,
@@ -115,7 +115,7 @@ pub struct GetPoliciesRequest {
     pub security: SecurityToken,
 }
 
-/// The AdditionalContext `EnrollmentType` (protocol.md §2.4 table).
+/// The AdditionalContext `EnrollmentType` (docs/protocol.md §2.4 table).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum EnrollmentType {
     /// User / MDM-only / work-account enrollment: the client cert goes to `My/User`.
@@ -219,7 +219,7 @@ impl AdditionalContext {
     pub fn request_version(&self) -> Option<&str> {
         self.get("RequestVersion")
     }
-    /// Terms-of-use OpaqueBlob passed through by Entra flows (protocol.md §2.7).
+    /// Terms-of-use OpaqueBlob passed through by Entra flows (docs/protocol.md §2.7).
     pub fn enrollment_data(&self) -> Option<&str> {
         self.get("EnrollmentData")
     }
@@ -229,7 +229,7 @@ impl AdditionalContext {
     }
 }
 
-/// `wst:RequestSecurityToken` (protocol.md §2.4).
+/// `wst:RequestSecurityToken` (docs/protocol.md §2.4).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RstRequest {
     pub message_id: String,
@@ -245,7 +245,7 @@ pub struct RstRequest {
     pub context: AdditionalContext,
 }
 
-/// Server → device discovery answer (protocol.md §2.2).
+/// Server → device discovery answer (docs/protocol.md §2.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoverResponse {
     pub auth_policy: AuthPolicy,
@@ -266,7 +266,7 @@ pub struct PolicyOid {
     pub default_name: String,
 }
 
-/// Server → device GetPolicies answer: the attributes Windows honours (protocol.md §2.3).
+/// Server → device GetPolicies answer: the attributes Windows honours (docs/protocol.md §2.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyResponse {
     pub minimal_key_length: u32,
@@ -315,7 +315,7 @@ pub struct RstrResponse {
     pub expires: Option<String>,
 }
 
-/// SOAP fault subcodes of MS-MDE2 (ITPRO mobile-device-enrollment.md; protocol.md §2.6).
+/// SOAP fault subcodes of MS-MDE2 (ITPRO mobile-device-enrollment.md; docs/protocol.md §2.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FaultCode {
     MessageFormat,

@@ -1,4 +1,4 @@
-//! Namespace, action and token-type URIs of MS-MDE2 / MS-XCEP / MS-WSTEP (protocol.md §2.8).
+//! Namespace, action and token-type URIs of MS-MDE2 / MS-XCEP / MS-WSTEP (docs/protocol.md §2.8).
 
 pub const SOAP12: &str = "http://www.w3.org/2003/05/soap-envelope";
 pub const SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -35,14 +35,14 @@ pub const PASSWORD_TEXT: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText";
 pub const BASE64_BINARY: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd#base64binary";
-/// Entra (Azure AD) access token in the WS-Security header (protocol.md §2.4, fact 9).
+/// Entra (Azure AD) access token in the WS-Security header (docs/protocol.md §2.4, fact 9).
 pub const TOKEN_TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
-/// Federated (WAB) token in the WS-Security header (protocol.md §2.3).
+/// Federated (WAB) token in the WS-Security header (docs/protocol.md §2.3).
 pub const TOKEN_TYPE_USER_TOKEN: &str =
     "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentUserToken";
 pub const TOKEN_TYPE_DEVICE_ENROLLMENT: &str =
     "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentToken";
-/// RSTR payload type; the `5.0.0.0/` form is the right one (protocol.md §2.5 pitfall a).
+/// RSTR payload type; the `5.0.0.0/` form is the right one (docs/protocol.md §2.5 pitfall a).
 pub const TOKEN_TYPE_PROVISION_DOC: &str =
     "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentProvisionDoc";
 pub const VALUE_TYPE_PKCS10: &str =

@@ -1,5 +1,6 @@
 //! The wap-provisioningdoc carried in the RSTR: a generic characteristic/parm tree, its XML form,
-//! and the typed enrollment view (certificates, w7 APPLICATION, DMClient) per protocol.md §2.5.
+//! and the typed enrollment view (certificates, w7 APPLICATION, DMClient) per
+//! docs/protocol.md §2.5.
 
 use base64::Engine;
 
@@ -121,7 +122,7 @@ impl Default for ProvisioningDoc {
 }
 
 /// Where the client certificate is installed: `My/User` for Full enrollments, `My/System`
-/// for Device (Entra-join) enrollments (protocol.md fact 8).
+/// for Device (Entra-join) enrollments (docs/protocol.md fact 8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CertStore {
     User,
@@ -270,7 +271,7 @@ pub struct EnrollmentProvisioning {
 pub const SYNCML_XML: &str = "application/vnd.syncml.dm+xml";
 
 impl EnrollmentProvisioning {
-    /// The values real Windows clients accept from FLEET and MS samples (protocol.md §2.5):
+    /// The values real Windows clients accept from FLEET and MS samples (docs/protocol.md §2.5):
     /// retry 3, backoff 16 s to 24 h, XML encoding, both DIGEST APPAUTH blocks, renewal
     /// 42 days before expiry, MS sample poll schedule. Callers set secrets and DMClient parms.
     pub fn new(
@@ -308,7 +309,7 @@ impl EnrollmentProvisioning {
         }
     }
 
-    /// Builds the document (protocol.md §2.5 items 1–5).
+    /// Builds the document (docs/protocol.md §2.5 items 1–5).
     pub fn to_doc(&self) -> ProvisioningDoc {
         let b64 = |der: &[u8]| base64::engine::general_purpose::STANDARD.encode(der);
         let root =
@@ -326,7 +327,7 @@ impl EnrollmentProvisioning {
                             b64(&self.client_certificate_der),
                         )),
                 )
-                // Required even though empty (protocol.md fact 8); a sibling of the
+                // Required even though empty (docs/protocol.md fact 8); a sibling of the
                 // certificate, as in the MS federated sample and the Fleet capture (08).
                 .with_child(Characteristic::new("PrivateKeyContainer")),
         );

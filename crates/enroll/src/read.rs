@@ -16,7 +16,7 @@ struct Envelope<'a> {
 
 fn envelope(root: &Element) -> Result<Envelope<'_>> {
     // SOAP 1.2 is what Windows sends; the MS federated RSTR sample uses SOAP 1.1
-    // (protocol.md §2.5 pitfall b), so both envelopes are accepted.
+    // (docs/protocol.md §2.5 pitfall b), so both envelopes are accepted.
     let soap_ns = [normalise_ns(ns::SOAP12), normalise_ns(ns::SOAP11)];
     if !root.is("Envelope") || !soap_ns.contains(&root.ns) {
         return Err(root.error(format!(
@@ -291,7 +291,7 @@ fn policies(body: &Element) -> Result<PolicyResponse> {
         }
     }
     Ok(PolicyResponse {
-        // Absent means the documented default policy: 2048-bit keys (protocol.md §2.2).
+        // Absent means the documented default policy: 2048-bit keys (docs/protocol.md §2.2).
         minimal_key_length: parse_number(key.and_then(|k| k.child("minimalKeyLength")))?
             .unwrap_or(2048),
         hash_algorithm,
@@ -334,7 +334,7 @@ fn rstr(env: &Envelope<'_>, body: &Element) -> Result<RstrResponse> {
         .and_then(|s| s.child("Timestamp"));
     Ok(RstrResponse {
         // MS-MDE text puts TokenType under RequestedSecurityToken, samples one level up
-        // (protocol.md §2.5 pitfall c): accept both.
+        // (docs/protocol.md §2.5 pitfall c): accept both.
         token_type: response.child_text("TokenType").or_else(|| {
             response
                 .child("RequestedSecurityToken")

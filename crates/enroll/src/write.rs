@@ -36,7 +36,7 @@ fn opt(name: &str, value: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// DiscoverResponse (protocol.md §2.2).
+/// DiscoverResponse (docs/protocol.md §2.2).
 pub fn write_discover_response(response: &DiscoverResponse, relates_to: &str) -> String {
     let body = format!(
         concat!(
@@ -61,7 +61,7 @@ pub fn write_discover_response(response: &DiscoverResponse, relates_to: &str) ->
     server_envelope(ns::ACTION_DISCOVER_RESPONSE, relates_to, "", &body)
 }
 
-/// GetPoliciesResponse (MS-XCEP; the attributes Windows honours per protocol.md §2.3, the
+/// GetPoliciesResponse (MS-XCEP; the attributes Windows honours per docs/protocol.md §2.3, the
 /// rest `xsi:nil`). Unlike fixture 06, every nil attribute is well-formed.
 pub fn write_get_policies_response(policy: &PolicyResponse, relates_to: &str) -> String {
     let (hash_ref, oids) = match &policy.hash_algorithm {
@@ -138,7 +138,7 @@ pub fn write_get_policies_response(policy: &PolicyResponse, relates_to: &str) ->
 }
 
 /// RequestSecurityTokenResponseCollection carrying the base64 wap-provisioningdoc
-/// (protocol.md §2.5; ValueType with `5.0.0.0/`, fact 9).
+/// (docs/protocol.md §2.5; ValueType with `5.0.0.0/`, fact 9).
 pub fn write_rstr(rstr: &Rstr, relates_to: &str, now: OffsetDateTime) -> String {
     let doc = base64::engine::general_purpose::STANDARD.encode(rstr.provisioning.to_xml());
     let security = format!(

@@ -40,7 +40,7 @@ pub(crate) struct Attr {
 }
 
 /// Namespace URIs compared leniently: MS docs spell the enrollment namespace with a trailing
-/// `/` where real Windows 11 does not (protocol.md §2.2), and one MS sample is lowercased
+/// `/` where real Windows 11 does not (docs/protocol.md §2.2), and one MS sample is lowercased
 /// (ITPRO mobile-device-enrollment.md). URIs are compared without trailing `/`, ASCII-lowercased.
 pub(crate) fn normalise_ns(ns: &str) -> String {
     ns.trim().trim_end_matches('/').to_ascii_lowercase()

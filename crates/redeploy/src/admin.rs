@@ -1,5 +1,5 @@
 //! Admin commands: each maps to one `/api/v1` call through `api::Client` and prints a readable
-//! summary, or the server's JSON with `--json` (DESIGN.md "Contract": exit 0 on success, 1 on a
+//! summary, or the server's JSON with `--json` (docs/design.md §7: exit 0 on success, 1 on a
 //! refused or failed request; clap gives 2 on bad usage).
 
 use std::collections::HashMap;

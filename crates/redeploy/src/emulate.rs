@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::cli::{ClientArgs, EmulateArgs, EmulateCommand, JoinArg, OnOff, ScenarioArgs};
 
-/// Where `redeploy serve` keeps its data by default (DESIGN.md "Contract").
+/// Where `redeploy serve` keeps its data by default (docs/design.md §7).
 const DEFAULT_DATA_DIR: &str = "./redeploy-data";
 
 pub async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {

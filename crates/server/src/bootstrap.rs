@@ -15,7 +15,7 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::Error;
 
-/// File names inside the data folder (the contract in DESIGN.md names `ca.pem`,
+/// File names inside the data folder (the contract in docs/design.md §7 names `ca.pem`,
 /// `admin-token` and `redeploy.db`).
 pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca-key.pem";

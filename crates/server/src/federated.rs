@@ -1,5 +1,5 @@
 //! Federated enrollment: an Entra-style JWT (RS256) in the WS-Security BinarySecurityToken,
-//! checked against a configured issuer, audience and JSON Web Key Set (protocol.md §2.4, §2.7:
+//! checked against a configured issuer, audience and JSON Web Key Set (docs/protocol.md §2.4, §2.7:
 //! "MDM must validate signature and audience").
 
 use jsonwebtoken::jwk::JwkSet;

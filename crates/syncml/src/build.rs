@@ -37,16 +37,16 @@ impl Default for CmdIds {
 }
 
 /// True for the DevInfo device-ID node. Microsoft spells it both `./DevInfo/DevId` (what clients
-/// send) and `./DevInfo/DevID` (ITPRO structure doc); protocol.md §7 fact 10.
+/// send) and `./DevInfo/DevID` (ITPRO structure doc); docs/protocol.md §7 fact 10.
 pub fn is_dev_id_uri(uri: &str) -> bool {
     uri.strip_prefix("./DevInfo/")
         .is_some_and(|leaf| leaf.eq_ignore_ascii_case("DevId"))
 }
 
 impl SyncMl {
-    /// The header of our reply to `incoming` (protocol.md §7 fact 6): same SessionID, Target = the
-    /// sender's Source (the device ID), Source = `server_url`, VerDTD 1.2, VerProto DM/1.2. The body
-    /// is empty and final; push Status and commands into it.
+    /// The header of our reply to `incoming` (docs/protocol.md §7 fact 6): same SessionID, Target =
+    /// the sender's Source (the device ID), Source = `server_url`, VerDTD 1.2, VerProto DM/1.2. The
+    /// body is empty and final; push Status and commands into it.
     pub fn reply_to(incoming: &SyncMl, server_url: LocUri, msg_id: impl Into<String>) -> SyncMl {
         SyncMl {
             hdr: SyncHdr {

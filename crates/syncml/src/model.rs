@@ -22,7 +22,7 @@ pub struct SyncHdr {
     pub ver_dtd: String,
     /// `DM/1.2`.
     pub ver_proto: String,
-    /// Opaque: real Windows clients send non-decimal values such as `D` (protocol.md §3.2).
+    /// Opaque: real Windows clients send non-decimal values such as `D` (docs/protocol.md §3.2).
     pub session_id: String,
     /// Unique per message within a session; server messages count from 1.
     pub msg_id: String,

@@ -45,7 +45,7 @@ pub struct Advance {
 }
 
 /// Reads an `int` node value as an HRESULT: Windows may send it signed (`-2147024846`), unsigned
-/// (`2147942450`) or in hex (protocol.md §1.7: the textual form is UNCONFIRMED).
+/// (`2147942450`) or in hex (docs/protocol.md §1.7: the textual form is UNCONFIRMED).
 pub fn parse_hresult(text: &str) -> Option<u32> {
     let t = text.trim();
     if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
@@ -80,8 +80,8 @@ fn command(
 }
 
 /// Gets of the reset's status nodes, in the order the device answers them: `AutomaticRedeployment/
-/// Status` and `LastError` (ITPRO remotewipe-csp.md; protocol.md §7 fact 2) and `FirstSyncStatus/
-/// IsSyncDone` (ITPRO dmclient-csp.md).
+/// Status` and `LastError` (ITPRO remotewipe-csp.md; docs/protocol.md §7 fact 2) and
+/// `FirstSyncStatus/IsSyncDone` (ITPRO dmclient-csp.md).
 pub fn status_reads(
     device: DeviceId,
     action: ActionId,

@@ -1,4 +1,4 @@
-//! The action model: what an admin asks for and its lifecycle state machine (DESIGN.md "The
+//! The action model: what an admin asks for and its lifecycle state machine (docs/design.md §4 "The
 //! Autopilot Reset action lifecycle").
 
 use std::fmt;
@@ -94,7 +94,7 @@ impl fmt::Display for ActionKind {
 }
 
 text_enum!(
-    /// Lifecycle of an action; the words are part of the API contract (DESIGN.md).
+    /// Lifecycle of an action; the words are part of the API contract (docs/design.md §7).
     ActionState, "action state" {
         /// Just asked for; preflight not run yet.
         Requested => "requested",
@@ -347,7 +347,7 @@ pub fn format_hresult(code: u32) -> String {
 
 /// Meaning of an HRESULT a device reported for a reset, and the fix when we know one.
 /// 0x80070032 (ERROR_NOT_SUPPORTED) is what a disabled WinRE gives (MEM windows-autopilot-reset.md
-/// "Troubleshooting"; protocol.md §1.3).
+/// "Troubleshooting"; docs/protocol.md §1.3).
 pub fn decode_hresult(code: u32) -> (&'static str, Option<&'static str>) {
     match code {
         0 => ("no error", None),

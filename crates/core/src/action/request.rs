@@ -1,5 +1,5 @@
-//! Requesting, canceling, retrying and expiring admin actions (DESIGN.md "The Autopilot Reset
-//! action lifecycle").
+//! Requesting, canceling, retrying and expiring admin actions (docs/design.md §4 "The Autopilot
+//! Reset action lifecycle").
 
 use time::{Duration, OffsetDateTime};
 
@@ -53,7 +53,8 @@ pub fn commands_for_action(
     settings: &ActionSettings,
 ) -> Vec<DeviceCommand> {
     match kind {
-        // ITPRO dmclient-csp.md (protocol.md §3.8): Exec Provider/<id>/Unenroll with Data = ProviderID.
+        // ITPRO dmclient-csp.md (docs/protocol.md §3.8): Exec Provider/<id>/Unenroll with Data =
+        // ProviderID.
         ActionKind::Retire => vec![DeviceCommand::new(
             CommandId::generate(),
             device,

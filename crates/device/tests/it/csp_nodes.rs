@@ -1,5 +1,5 @@
 //! The CSP tree: node values and formats, verbs allowed per node, status codes, targeting,
-//! Atomic and Sequence rules (ITPRO oma-dm-protocol-support.md, protocol.md §3.4, §3.6, §4).
+//! Atomic and Sequence rules (ITPRO oma-dm-protocol-support.md, docs/protocol.md §3.4, §3.6, §4).
 
 use device::csp::CmdIdAllocator;
 use device::state::*;
@@ -345,7 +345,7 @@ fn atomic_rolls_back_when_one_command_fails() {
 
 #[test]
 fn atomic_sequence_replace_and_exec_schedules_the_reset() {
-    // The 3P pattern of protocol.md §1.5: Atomic{Sequence{Replace policy 0; Exec reset}}.
+    // The 3P pattern of docs/protocol.md §1.5: Atomic{Sequence{Replace policy 0; Exec reset}}.
     let mut s = device();
     let out = run(
         &mut s,

@@ -1,5 +1,5 @@
 //! Remote Autopilot Reset: the Exec, the Status node's path 10 → 20 → offline → 1, what is removed
-//! and kept (protocol.md §1.2), the desktop gate, and every failure mode.
+//! and kept (docs/protocol.md §1.2), the desktop gate, and every failure mode.
 
 use std::collections::BTreeSet;
 

@@ -1,4 +1,4 @@
-//! `emulate show --json` keys (DESIGN.md contract) and state persistence.
+//! `emulate show --json` keys (docs/design.md §7) and state persistence.
 
 use device::state::DeviceState;
 

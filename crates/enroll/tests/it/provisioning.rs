@@ -1,5 +1,5 @@
 //! The wap-provisioningdoc: the captured one exposes what a client needs; ours follows
-//! protocol.md §2.5 / fact 8; arbitrary documents round-trip.
+//! docs/protocol.md §2.5 / fact 8; arbitrary documents round-trip.
 
 use enroll::provisioning::{
     self, CertStore, Characteristic, EnrollmentProvisioning, Parm, ProvisioningDoc,

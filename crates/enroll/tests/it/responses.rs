@@ -243,7 +243,8 @@ fn our_rstr_for_07_has_the_shape_of_08() {
     ];
     let their_shape = shape(&theirs.provisioning, "DEMO MDM", &their_thumbs);
     let our_shape = shape(&ours.provisioning, "DEMO MDM", &our_thumbs);
-    // 08 also sends ServerList and ROLE, which Fleet later dropped (protocol.md §2.5 minimal set).
+    // 08 also sends ServerList and ROLE, which Fleet later dropped (docs/protocol.md §2.5,
+    // minimal set).
     let optional = ["/APPLICATION@ServerList", "/APPLICATION@ROLE"];
     let missing: Vec<_> = their_shape
         .iter()

@@ -1,5 +1,5 @@
 //! Admin commands run as a user runs them: the real binary against a real server over HTTPS,
-//! with the CA and token handed over in files; exit codes follow DESIGN.md "Contract".
+//! with the CA and token handed over in files; exit codes follow docs/design.md §7.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -124,8 +124,8 @@ async fn finish_reset(transport: &HttpsTransport, pc: &mut Pc, now: OffsetDateTi
     crate::sync_until_quiet(transport, &mut pc.state, now).await;
 }
 
-/// What an Autopilot Reset leaves (DESIGN.md, protocol.md §1.2): users and their files gone,
-/// Entra join, MDM enrollment and Wi-Fi kept.
+/// What an Autopilot Reset leaves (docs/protocol.md §1.2): users and their files gone, Entra join,
+/// MDM enrollment and Wi-Fi kept.
 fn assert_reset_result(before: &DeviceState, after: &DeviceState) {
     assert!(!before.profiles.is_empty(), "{} had a user", before.id);
     assert!(after.profiles.is_empty(), "{}: profiles removed", after.id);

@@ -217,7 +217,7 @@ async fn remote_reset_reaches_done_and_the_pc_keeps_only_the_keep_list(backend: 
         "a remote reset clears the primary user"
     );
 
-    // What the PC kept and lost (protocol.md §1.2).
+    // What the PC kept and lost (docs/protocol.md §1.2).
     assert!(state.profiles.is_empty(), "profiles removed");
     assert_eq!(state.primary_user, None);
     for wifi in &before.wifi_profiles {

@@ -3,6 +3,7 @@
 mod admin;
 mod architecture;
 mod campaign;
+mod docs;
 mod e2e;
 mod emulate;
 mod faults;

@@ -1,5 +1,5 @@
-//! Messages in the shapes Microsoft documents (protocol.md §6), re-typed with our own values in
-//! `testdata/` (see its README for which document each follows).
+//! Messages in the shapes Microsoft documents (docs/protocol.md §6), re-typed with our own values
+//! in `testdata/` (see its README for which document each follows).
 
 use syncml::*;
 
