@@ -76,7 +76,7 @@ pub struct FederatedSettings {
     /// JSON Web Key Set file with the issuer's RS256 signing keys.
     pub jwks_file: PathBuf,
     /// `AuthenticationServiceUrl` for the traditional federated flow (the web authentication
-    /// broker page); not used by Entra join, which skips it (protocol.md §2.7).
+    /// broker page); not used by Entra join, which skips it (docs/protocol.md §2.7).
     pub authentication_service_url: Option<String>,
 }
 

@@ -1,4 +1,4 @@
-//! The admin REST API under `/api/v1` (DESIGN.md "Contract"): bearer-token auth with roles,
+//! The admin REST API under `/api/v1` (docs/design.md §7): bearer-token auth with roles,
 //! devices with readiness, actions, fleet readiness, audit log, enrollment and API tokens, and
 //! groups, bulk actions and batches, schedules, the Autopilot registry, and its OpenAPI
 //! description generated from these handlers.

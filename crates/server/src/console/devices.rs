@@ -542,7 +542,7 @@ pub async fn page(
 
 /// What a remote Autopilot Reset removes and keeps (MEM "Windows Autopilot Reset": "removes
 /// personal files, apps, and settings… maintains the connection to Microsoft Entra ID and to
-/// MDM, keeps the Wi-Fi profiles and provisioning packages"; protocol.md §1.2).
+/// MDM, keeps the Wi-Fi profiles and provisioning packages"; docs/protocol.md §1.2).
 fn reset_effects() -> Markup {
     html! {
         div.columns {
