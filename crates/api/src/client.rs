@@ -164,6 +164,19 @@ impl Client {
         Self::json(self.req(Method::GET, "/readiness")).await
     }
 
+    /// `GET /api/v1/devices/{id}/messages`: the device's support trail, newest first.
+    pub async fn device_messages(&self, device: &str, limit: u32) -> Result<DeviceMessageList> {
+        let q = DeviceMessagesQuery { limit: Some(limit) };
+        Self::json(
+            self.req(
+                Method::GET,
+                &format!("/devices/{}/messages", Self::seg(device)),
+            )
+            .query(&q),
+        )
+        .await
+    }
+
     /// `GET /api/v1/audit` (`format` is ignored; see [`Client::audit_csv`]).
     pub async fn audit(&self, query: &AuditQuery) -> Result<AuditPage> {
         let q = AuditQuery {

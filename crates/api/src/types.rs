@@ -248,6 +248,37 @@ pub struct AuditEvent {
     pub batch: Option<String>,
 }
 
+/// One message of a device's support trail: what the PC sent (`in`) or what the server answered
+/// (`out`), secrets redacted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceMessage {
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// `in` (from the device) or `out` (our answer).
+    pub direction: String,
+    /// The OMA-DM SessionID and MsgID of the message (empty when it could not be read).
+    pub session_id: String,
+    pub msg_id: String,
+    /// Size on the wire in bytes (before redaction; a body over 64 KiB is cut).
+    pub size: u64,
+    /// The message, redacted.
+    pub body: String,
+}
+
+/// `GET /api/v1/devices/{id}/messages`: newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceMessageList {
+    pub items: Vec<DeviceMessage>,
+}
+
+/// Query of `GET /api/v1/devices/{id}/messages`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeviceMessagesQuery {
+    /// How many, newest first (1–200, default 20).
+    pub limit: Option<u32>,
+}
+
 /// `GET /api/v1/audit`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuditPage {

@@ -19,6 +19,7 @@ pub mod preflight;
 pub mod schedule;
 pub mod session;
 pub mod store;
+pub mod trail;
 pub mod webhook;
 
 pub use action::{decode_hresult, Action, ActionKind, ActionState, TimelineEntry};

@@ -19,6 +19,7 @@ use crate::ids::{
 };
 use crate::inventory::InventoryValue;
 use crate::schedule::{BatchWindow, Schedule};
+use crate::trail::TrailMessage;
 use crate::webhook::{Delivery, Webhook};
 
 /// Errors of every storage operation.
@@ -841,6 +842,17 @@ pub trait ConsoleSessionStore: Send + Sync {
     async fn delete_expired_console_sessions(&self, now: OffsetDateTime) -> StoreResult<u64>;
 }
 
+/// The support trail: the last raw (redacted) messages of each device ([`crate::trail`]).
+#[async_trait]
+pub trait SupportTrail: Send + Sync {
+    /// Appends `messages` (in the order given) to their devices' trails, then trims every
+    /// device it touched to its newest `keep` messages; `keep == 0` stores nothing. Nothing to
+    /// do for an empty slice. A device that does not exist is `NotFound`.
+    async fn append_trail(&self, messages: &[TrailMessage], keep: u32) -> StoreResult<()>;
+    /// The newest `limit` messages of `device`, newest first; empty when it has none.
+    async fn trail(&self, device: DeviceId, limit: u32) -> StoreResult<Vec<TrailMessage>>;
+}
+
 /// What one delivery attempt ended with ([`WebhookStore::finish_delivery`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryResult {
@@ -942,6 +954,7 @@ pub trait Store:
     + AutopilotRegistry
     + ConsoleSessionStore
     + WebhookStore
+    + SupportTrail
     + Send
     + Sync
 {
@@ -961,6 +974,7 @@ impl<T> Store for T where
         + AutopilotRegistry
         + ConsoleSessionStore
         + WebhookStore
+        + SupportTrail
         + Send
         + Sync
 {

@@ -497,10 +497,20 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// The file to decode, or `-` for standard input.
-    pub file: String,
+    #[arg(required_unless_present = "device", conflicts_with = "device")]
+    pub file: Option<String>,
+    /// Instead of a file: the last messages this device (id, exact name or serial) exchanged
+    /// with the server, from its support trail (secrets redacted), newest first.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// With --device: how many messages.
+    #[arg(long, default_value_t = 10, requires = "device")]
+    pub last: u32,
     /// Print the decoded message as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub client: AdminClientArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,7 @@
 //! `redeploy inspect FILE|-`: recognise a SyncML message, an enrollment SOAP message or a
 //! provisioning document, print a readable summary (or JSON), or one line naming where it is wrong.
+//! `redeploy inspect --device DEVICE [--last N]`: the same for the last messages the device
+//! exchanged with the server (its support trail, secrets redacted), fetched over the API.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -7,22 +9,75 @@ use std::process::ExitCode;
 use serde_json::{json, Value};
 use syncml::{Command, Item, SyncMl};
 
+use crate::admin_common::{client, resolve_device, UsageError};
 use crate::cli::InspectArgs;
 
 /// Exit code for input that is not a valid message (the contract: 0 valid, 2 invalid).
 const INVALID: u8 = 2;
 
-pub fn run(args: &InspectArgs) -> ExitCode {
-    let bytes = match read_input(&args.file) {
+/// `inspect FILE|-` decodes a file; `inspect --device DEVICE` the device's support trail.
+pub async fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
+    match (&args.file, &args.device) {
+        (_, Some(device)) => trail(args, device).await,
+        (Some(file), None) => Ok(run_file(file, args.json)),
+        (None, None) => Err(UsageError("give a FILE (or -) or --device DEVICE".into()).into()),
+    }
+}
+
+/// The device's last messages from the server's support trail, each decoded.
+async fn trail(args: &InspectArgs, device: &str) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    let id = resolve_device(&client, device).await?;
+    let messages = client.device_messages(&id, args.last).await?;
+    if args.json {
+        let items: Vec<Value> = messages
+            .items
+            .iter()
+            .map(|m| {
+                let decoded = decode(m.body.as_bytes()).map(|d| d.json).ok();
+                json!({
+                    "at": m.at, "direction": m.direction, "session_id": m.session_id,
+                    "msg_id": m.msg_id, "size": m.size, "body": m.body, "decoded": decoded,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if messages.items.is_empty() {
+        println!("No messages kept for {device} yet.");
+    }
+    for m in &messages.items {
+        let way = if m.direction == "in" {
+            "from the PC"
+        } else {
+            "to the PC"
+        };
+        println!(
+            "== {} {way}: session {}, message {}, {} bytes",
+            m.at, m.session_id, m.msg_id, m.size
+        );
+        match decode(m.body.as_bytes()) {
+            Ok(d) => print!("{}", d.text),
+            // A message the server could not read either: show it as it came.
+            Err(problem) => println!("(not readable: {problem})\n{}", m.body),
+        }
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_file(file: &str, json: bool) -> ExitCode {
+    let bytes = match read_input(file) {
         Ok(b) => b,
         Err(err) => {
-            eprintln!("{}: {err}", args.file);
+            eprintln!("{file}: {err}");
             return ExitCode::from(INVALID);
         }
     };
     match decode(&bytes) {
         Ok(decoded) => {
-            if args.json {
+            if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&decoded.json).unwrap_or_default()
@@ -33,7 +88,7 @@ pub fn run(args: &InspectArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(problem) => {
-            eprintln!("{}: {problem}", args.file);
+            eprintln!("{file}: {problem}");
             ExitCode::from(INVALID)
         }
     }

@@ -45,7 +45,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Migrate(args) => serve::migrate(args).await,
         cli::Command::Emulate(args) => emulate::run(*args).await,
         cli::Command::Bench(args) => bench::run(args).await,
-        cli::Command::Inspect(args) => Ok(inspect::run(&args)),
+        cli::Command::Inspect(args) => inspect::run(&args).await,
         cli::Command::Devices(args) => admin::devices(args).await,
         cli::Command::Reset(args) => admin::reset(args).await,
         cli::Command::Actions(args) => admin::actions(args).await,

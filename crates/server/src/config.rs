@@ -37,6 +37,8 @@ pub struct ConfigFile {
     /// 0 = no cap.
     pub daily_cap: Option<u32>,
     pub webhook_stuck_after_minutes: Option<u64>,
+    /// 0 = keep no messages.
+    pub support_trail_messages: Option<u32>,
     /// Test-only, from `REDEPLOY_CRASH_POINTS` alone (not a file key): see [`crate::crash`].
     #[serde(skip)]
     pub crash_points: Option<String>,
@@ -122,6 +124,7 @@ fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Err
             "webhook_stuck_after_minutes" => {
                 file.webhook_stuck_after_minutes = Some(parse(name, &v)?)
             }
+            "support_trail_messages" => file.support_trail_messages = Some(parse(name, &v)?),
             "crash_points" => file.crash_points = Some(v),
             k if k.starts_with("poll_") => {
                 let poll = file.poll.get_or_insert_with(PollFile::default);
@@ -251,6 +254,9 @@ impl ConfigFile {
         }
         if let Some(v) = self.daily_cap {
             s.daily_cap = Some(v).filter(|&cap| cap > 0);
+        }
+        if let Some(v) = self.support_trail_messages {
+            s.support_trail_messages = v;
         }
         if let Some(v) = self.webhook_stuck_after_minutes {
             s.webhook_stuck_after = Duration::from_secs(v.max(1) * 60);
@@ -393,6 +399,9 @@ jwks_file = "keys.json"
         assert_eq!(s.webhook_stuck_after, Duration::from_secs(30 * 60));
         assert_eq!(s.worker_interval, Duration::from_secs(5));
         assert_eq!(s.daily_cap, None, "0 means no cap");
+        assert_eq!(d.support_trail_messages, 20);
+        let s = Settings::load(None, &env(&[("REDEPLOY_SUPPORT_TRAIL_MESSAGES", "0")])).unwrap();
+        assert_eq!(s.support_trail_messages, 0, "0 keeps nothing");
         assert!(Settings::load(None, &env(&[("REDEPLOY_WORKER_INTERVAL_SECS", "soon")])).is_err());
     }
 

@@ -188,6 +188,17 @@ pub fn enrollment_token_dto(t: &redeploy_core::EnrollmentToken) -> api::Enrollme
     }
 }
 
+pub fn device_message_dto(m: &redeploy_core::trail::TrailMessage) -> api::DeviceMessage {
+    api::DeviceMessage {
+        at: ts(m.at),
+        direction: m.direction.as_str().to_owned(),
+        session_id: m.session_id.clone(),
+        msg_id: m.msg_id.clone(),
+        size: m.size as u64,
+        body: m.body.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ use redeploy_core::{AuditOutcome, Device, DeviceId, NewAuditEvent};
 use rustls_pki_types::CertificateDer;
 
 use crate::problem::Problem;
+use crate::service::trail::{self, MessageIds};
 use crate::state::AppState;
 use crate::tls::PeerCertificate;
 
@@ -175,8 +176,12 @@ async fn serve(
     bytes: &[u8],
     now: time::OffsetDateTime,
 ) -> Result<(Response, &'static str), Refusal> {
-    let msg = syncml::parse_with_limits(bytes, &syncml::Limits::default()).map_err(|e| {
-        // Nothing is stored for a message we cannot read.
+    let parsed = syncml::parse_with_limits(bytes, &syncml::Limits::default());
+    if parsed.is_err() {
+        // Kept for support (what did this PC send?); nothing else is stored for it.
+        trail::record(state, device.id, now, (MessageIds::default(), bytes), None).await;
+    }
+    let msg = parsed.map_err(|e| {
         Refusal::new(
             StatusCode::BAD_REQUEST,
             "bad_message",
@@ -228,7 +233,28 @@ async fn serve(
         // Committed as sent, not yet on its way to the device.
         state.crash_point(crate::crash::AFTER_REPLY_COMMIT);
     }
-    let mut response = Response::new(Body::from(syncml::write(&reply)));
+    let answer = syncml::write(&reply);
+    trail::record(
+        state,
+        device.id,
+        now,
+        (
+            MessageIds {
+                session_id: &msg.hdr.session_id,
+                msg_id: &msg.hdr.msg_id,
+            },
+            bytes,
+        ),
+        Some((
+            MessageIds {
+                session_id: &reply.hdr.session_id,
+                msg_id: &reply.hdr.msg_id,
+            },
+            answer.as_bytes(),
+        )),
+    )
+    .await;
+    let mut response = Response::new(Body::from(answer));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(syncml::codes::CONTENT_TYPE),

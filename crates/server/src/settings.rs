@@ -53,6 +53,8 @@ pub struct Settings {
     /// An action in `sent`, `acknowledged` or `in_progress` without any transition for this long
     /// raises a webhook `stuck` event (long before `action_expiry` ends it).
     pub webhook_stuck_after: Duration,
+    /// How many raw messages per device the support trail keeps (redacted; 0 = none).
+    pub support_trail_messages: u32,
     /// Test-only: where the process kills itself on purpose (`REDEPLOY_CRASH_POINTS`,
     /// [`crate::crash`]); empty = never.
     pub crash_points: CrashPoints,
@@ -108,6 +110,7 @@ impl Default for Settings {
             // An Autopilot Reset takes well under an hour once the PC has the command; two hours
             // of silence is worth an admin's look while the day is still on.
             webhook_stuck_after: Duration::from_secs(120 * 60),
+            support_trail_messages: redeploy_core::trail::DEFAULT_KEEP,
             crash_points: CrashPoints::default(),
         }
     }

@@ -30,7 +30,8 @@ use redeploy_core::store::{
     NEVER_SEEN_KEY,
 };
 use redeploy_core::store::{DeliveryResult, WebhookStore};
-use redeploy_core::store::{RequestPlan, WriteOutcome};
+use redeploy_core::store::{RequestPlan, SupportTrail, WriteOutcome};
+use redeploy_core::trail::{Direction, TrailMessage};
 use redeploy_core::webhook::{Delivery, Webhook, WebhookEvent};
 use sqlx::error::ErrorKind;
 use sqlx::Row;
@@ -2722,5 +2723,80 @@ impl WebhookStore for Backend {
             .await
             .map_err(backend)?;
         rows.iter().map(row_delivery).collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The support trail
+
+fn row_trail(r: &DbRow) -> StoreResult<TrailMessage> {
+    let direction: String = get(r, "direction")?;
+    Ok(TrailMessage {
+        device: uuid_text(DeviceId::parse, &get::<String>(r, "device_id")?)?,
+        at: time_col(r, "at")?,
+        direction: Direction::parse(&direction)
+            .ok_or_else(|| StoreError::Corrupt(format!("trail direction {direction:?}")))?,
+        session_id: get(r, "session_id")?,
+        msg_id: get(r, "msg_id")?,
+        body: get(r, "body")?,
+        size: usize::try_from(get::<i64>(r, "size")?)
+            .map_err(|_| StoreError::Corrupt("trail size".into()))?,
+    })
+}
+
+#[async_trait]
+impl SupportTrail for Backend {
+    async fn append_trail(&self, messages: &[TrailMessage], keep: u32) -> StoreResult<()> {
+        if messages.is_empty() || keep == 0 {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        let mut devices: Vec<DeviceId> = Vec::new();
+        for m in messages {
+            sqlx::query(
+                "INSERT INTO device_messages (device_id, at, direction, session_id, msg_id, body, \
+                 size) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(m.device.to_string())
+            .bind(to_micros(m.at))
+            .bind(m.direction.as_str())
+            .bind(m.session_id.clone())
+            .bind(m.msg_id.clone())
+            .bind(m.body.clone())
+            .bind(i64::try_from(m.size).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if !devices.contains(&m.device) {
+                devices.push(m.device);
+            }
+        }
+        for device in devices {
+            // Everything older than the device's `keep`-th newest message goes.
+            sqlx::query(
+                "DELETE FROM device_messages WHERE device_id = $1 AND seq < (SELECT MIN(seq) \
+                 FROM (SELECT seq FROM device_messages WHERE device_id = $1 ORDER BY seq DESC \
+                 LIMIT $2) AS newest)",
+            )
+            .bind(device.to_string())
+            .bind(i64::from(keep))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn trail(&self, device: DeviceId, limit: u32) -> StoreResult<Vec<TrailMessage>> {
+        let rows = sqlx::query(
+            "SELECT device_id, at, direction, session_id, msg_id, body, size FROM device_messages \
+             WHERE device_id = $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(device.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(row_trail).collect()
     }
 }

@@ -103,6 +103,7 @@ macro_rules! store_conformance_tests {
             concurrent_reset_requests_create_one_active_action,
             concurrent_wave_releases_create_each_action_once,
             a_wave_release_failing_midway_leaves_it_unreleased,
+            the_support_trail_keeps_the_newest_messages_per_device,
         );
     };
 }

@@ -3117,3 +3117,77 @@ pub async fn a_wave_release_failing_midway_leaves_it_unreleased(store: Arc<dyn S
     assert_eq!(store.actions_of_batch(wave.batch).await.unwrap().len(), 2);
     assert!(store.due_waves(t(2), 10).await.unwrap().is_empty());
 }
+
+/// The support trail keeps each device's newest `keep` messages in order, newest first, and
+/// one device's trail never trims another's.
+pub async fn the_support_trail_keeps_the_newest_messages_per_device(store: Arc<dyn Store>) {
+    use redeploy_core::trail::{Direction, TrailMessage};
+    let a = new_device("trail-a", Some("HW-TA"));
+    let b = new_device("trail-b", Some("HW-TB"));
+    for (d, cert) in [(&a, "ta"), (&b, "tb")] {
+        store
+            .create_enrollment(d.clone(), new_enrollment(d.id, T0, cert))
+            .await
+            .unwrap();
+    }
+    assert!(store.trail(a.id, 10).await.unwrap().is_empty());
+    let message = |d: &Device, i: i64, direction| {
+        TrailMessage::new(
+            d.id,
+            t(i),
+            direction,
+            "1",
+            &i.to_string(),
+            format!("<SyncML>{i}</SyncML>").as_bytes(),
+        )
+    };
+    store
+        .append_trail(&[message(&b, 0, Direction::FromDevice)], 3)
+        .await
+        .unwrap();
+    for i in 1..=5 {
+        store
+            .append_trail(
+                &[
+                    message(&a, i, Direction::FromDevice),
+                    message(&a, i, Direction::ToDevice),
+                ],
+                3,
+            )
+            .await
+            .unwrap();
+    }
+    let kept = store.trail(a.id, 10).await.unwrap();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert_eq!(
+        kept[0],
+        message(&a, 5, Direction::ToDevice),
+        "newest first, round trip"
+    );
+    assert_eq!(kept[1].direction, Direction::FromDevice);
+    assert_eq!(kept[2].msg_id, "4");
+    assert_eq!(store.trail(a.id, 1).await.unwrap().len(), 1);
+    assert_eq!(store.trail(b.id, 10).await.unwrap().len(), 1, "b untouched");
+    store
+        .append_trail(&[message(&b, 9, Direction::FromDevice)], 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.trail(b.id, 10).await.unwrap().len(),
+        1,
+        "keep 0 stores nothing"
+    );
+    let unknown = TrailMessage {
+        device: DeviceId::generate(),
+        ..message(&a, 6, Direction::FromDevice)
+    };
+    assert!(matches!(
+        store.append_trail(&[unknown], 3).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.trail(a.id, 10).await.unwrap()[0].msg_id,
+        "5",
+        "nothing half written"
+    );
+}

@@ -678,3 +678,39 @@ async fn webhooks_are_created_tested_listed_and_deleted() {
     let list = stdout_json(&s.cli(&["webhooks", "list", "--json"]).await);
     assert_eq!(list["items"], serde_json::json!([]));
 }
+
+/// `redeploy inspect --device NAME`: the PC's last messages from the server's support trail,
+/// each decoded like `inspect FILE` decodes one; `--json` gives the raw (redacted) bodies too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_device_decodes_the_pcs_last_messages() {
+    let s = setup().await;
+    s.enroll_pc("pc-inspect", DeviceProfile::default()).await;
+    let list = stdout_json(&s.cli(&["devices", "list", "--json"]).await);
+    let name = list["items"][0]["name"].as_str().unwrap().to_owned();
+
+    let text = s.cli(&["inspect", "--device", &name, "--last", "2"]).await;
+    assert!(
+        text.status.success(),
+        "{}",
+        String::from_utf8_lossy(&text.stderr)
+    );
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        out.contains("to the PC") && out.contains("from the PC"),
+        "{out}"
+    );
+    assert!(out.contains("SyncML"), "decoded, not just dumped: {out}");
+
+    let json = stdout_json(&s.cli(&["inspect", "--device", &name, "--json"]).await);
+    let items = json.as_array().unwrap();
+    assert!(items.len() >= 2, "{json}");
+    assert_eq!(items[0]["direction"], "out");
+    assert!(items[0]["decoded"].is_object(), "{}", items[0]);
+    assert!(items[1]["body"].as_str().unwrap().contains("<SyncML"));
+
+    let unknown = s.cli(&["inspect", "--device", "no-such-pc"]).await;
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+    // A file and a device at once is bad usage.
+    let both = s.cli(&["inspect", "x.xml", "--device", &name]).await;
+    assert_eq!(both.status.code(), Some(2), "{both:?}");
+}

@@ -18,7 +18,7 @@ use super::auth::Caller;
 use super::ApiError;
 use crate::dto::*;
 use crate::service::actions as service;
-use crate::service::{audit, devices, tokens};
+use crate::service::{audit, devices, tokens, trail};
 use crate::state::AppState;
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
@@ -107,6 +107,29 @@ pub async fn get_device(
         device: device_dto(&detail.device, &detail.readiness),
         inventory: detail.inventory.iter().map(inventory_dto).collect(),
         actions: detail.actions.iter().map(action_dto).collect(),
+    }))
+}
+
+/// The device's support trail: the last messages it sent and our answers, newest first,
+/// secrets redacted (helpdesk role and above).
+#[utoipa::path(get, path = "/api/v1/devices/{id}/messages", tag = "devices",
+    params(("id" = String, Path, description = "Device id"), api::DeviceMessagesQuery),
+    responses(
+        (status = 200, body = api::DeviceMessageList),
+        (status = 403, body = api::Problem, content_type = "application/problem+json"),
+        (status = 404, body = api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn device_messages(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    query: Result<Query<api::DeviceMessagesQuery>, QueryRejection>,
+) -> ApiResult<Json<api::DeviceMessageList>> {
+    let Query(q) = query?;
+    let id = device_id(&id)?;
+    let messages = trail::recent(&state, &caller, id, q.limit.unwrap_or(20)).await?;
+    Ok(Json(api::DeviceMessageList {
+        items: messages.iter().map(device_message_dto).collect(),
     }))
 }
 

@@ -106,6 +106,7 @@ impl Modify for BearerAuth {
     paths(
         handlers::list_devices,
         handlers::get_device,
+        handlers::device_messages,
         handlers::request_action,
         handlers::set_local_reset,
         handlers::get_action,
@@ -147,7 +148,8 @@ impl Modify for BearerAuth {
         api::Problem, api::Device, api::DevicePage, api::Readiness, api::ReadinessReason,
         api::DeviceDetail, api::InventoryValue, api::Action, api::ActionKind, api::ActionList,
         api::NewAction, api::RetryAction, api::LocalResetPolicy, api::TimelineEntry, api::FleetReadiness,
-        api::AuditEvent, api::AuditPage, api::EnrollmentToken, api::NewEnrollmentToken,
+        api::AuditEvent, api::AuditPage, api::DeviceMessage, api::DeviceMessageList,
+        api::EnrollmentToken, api::NewEnrollmentToken,
         api::CreatedEnrollmentToken, api::EnrollmentTokenList, api::ApiToken, api::NewApiToken,
         api::CreatedApiToken, api::ApiTokenList,
         api::DeviceFilter, api::Group, api::GroupList, api::NewGroup, api::GroupPatch,
@@ -187,6 +189,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/devices", get(list_devices))
         .route("/api/v1/devices/{id}", get(get_device))
         .route("/api/v1/devices/{id}/actions", post(request_action))
+        .route(
+            "/api/v1/devices/{id}/messages",
+            get(handlers::device_messages),
+        )
         .route("/api/v1/devices/{id}/local-reset", post(set_local_reset))
         .route(
             "/api/v1/devices/{id}/primary-user",

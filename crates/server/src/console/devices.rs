@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, Query, State};
 use maud::{html, Markup};
 use redeploy_core::store::{Cursor, DeviceQuery, DeviceSort};
+use redeploy_core::trail::Direction;
 use redeploy_core::{Action, ActionKind, ActionState, Device, DeviceId, JoinType, Readiness, Role};
 use serde::Deserialize;
 
@@ -17,9 +18,12 @@ use super::{
 };
 use crate::service::actions as service;
 use crate::service::devices::{self, readiness_of_many};
+use crate::service::trail;
 use crate::state::AppState;
 
 const PAGE_SIZE: u32 = 50;
+/// Messages of the support trail shown on a device page.
+const MESSAGES_SHOWN: u32 = 20;
 
 pub fn device_id(text: &str) -> Result<DeviceId, PageError> {
     DeviceId::parse(text)
@@ -439,6 +443,12 @@ pub async fn page(
         (Some(false), None) => "not allowed (waiting for the device to apply it)",
         (None, None) => "unknown (not set by this server)",
     };
+    // The support trail names users and shows inventory: helpdesk and above.
+    let messages = if signed.can(Role::Helpdesk) {
+        Some(trail::recent(&state, &signed.caller, id, MESSAGES_SHOWN).await?)
+    } else {
+        None
+    };
     let body = html! {
         (flash(m.msg.as_deref()))
         div.columns {
@@ -488,7 +498,7 @@ pub async fn page(
                         button type="submit" { "Save local-reset setting" }
                     }
                 }
-                @if signed.can(Role::Helpdesk) {
+                @if signed.can(Role::Operator) {
                     form.card method="post" action={ "/console/devices/" (id) "/primary-user" } {
                         (signed.csrf_field())
                         label for="user" { "Primary user (UPN)" }
@@ -532,6 +542,28 @@ pub async fn page(
                         @for v in &inventory {
                             tr { td { code { (v.uri) } } td { (v.value) } td.t { (when(v.at)) } }
                         }
+                    }
+                }
+            }
+        }
+        @if let Some(messages) = &messages {
+            section #messages aria-labelledby="h-msg" {
+                h2 #h-msg { "Recent messages" }
+                p.help {
+                    "What the PC sent and what the server answered, newest first, secrets redacted (also "
+                    code { "redeploy inspect --device " (d.name) } ")."
+                }
+                @if messages.is_empty() {
+                    p.empty { "No messages kept yet." }
+                }
+                @for m in messages {
+                    details.message {
+                        summary {
+                            (when(m.at)) " · "
+                            @if m.direction == Direction::FromDevice { "from the PC" } @else { "to the PC" }
+                            " · session " (m.session_id) ", message " (m.msg_id) " · " (m.size) " bytes"
+                        }
+                        pre { code { (m.body) } }
                     }
                 }
             }

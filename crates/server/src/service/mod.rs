@@ -19,6 +19,7 @@ pub mod devices;
 pub mod groups;
 pub mod schedules;
 pub mod tokens;
+pub mod trail;
 pub mod webhooks;
 
 pub use caller::Caller;

@@ -90,6 +90,7 @@ on_both_backends!(
     auth_roles_problems_and_hashed_tokens,
     typed_client_round_trips_every_operation,
     a_winre_failure_shows_its_hresult_and_blocks_the_next_reset,
+    a_device_support_trail_shows_its_check_ins_to_helpdesk_only,
 );
 
 async fn a_winre_failure_shows_its_hresult_and_blocks_the_next_reset(backend: Backend) {
@@ -591,4 +592,54 @@ fn openapi_document_is_committed_and_current() {
         "docs/openapi.json differs from the API in the code; regenerate it with \
          `REDEPLOY_BLESS=1 cargo test -p server openapi` and commit it"
     );
+}
+
+/// `GET /api/v1/devices/{id}/messages`: the PC's check-ins and our answers, newest first, as
+/// they went over the wire; helpdesk and above (a viewer is refused, audited).
+async fn a_device_support_trail_shows_its_check_ins_to_helpdesk_only(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = admin(&app);
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let (mut pc, id) = enrolled_pc(&app, &transport, "pc-trail", 11, None).await;
+    client::check_in(&transport, &mut pc, now()).await.unwrap();
+
+    let trail = client.device_messages(&id, 3).await.unwrap();
+    assert_eq!(trail.items.len(), 3, "{trail:?}");
+    assert_eq!(
+        trail.items[0].direction, "out",
+        "our last answer comes first"
+    );
+    assert_eq!(trail.items[1].direction, "in");
+    assert!(
+        trail.items[1].body.contains("<SyncML"),
+        "{:?}",
+        trail.items[1]
+    );
+    assert!(
+        trail.items[1].body.contains(&pc.dev_id),
+        "the PC's own message names it"
+    );
+    assert_eq!(trail.items[1].size as usize, trail.items[1].body.len());
+    let all = client.device_messages(&id, 200).await.unwrap();
+    assert!(
+        all.items.len() >= 4,
+        "both sessions kept: {}",
+        all.items.len()
+    );
+
+    let created = client
+        .create_api_token(&api::NewApiToken {
+            name: "viewer-trail".into(),
+            role: "viewer".into(),
+        })
+        .await
+        .unwrap();
+    let viewer = Client::new(&app.base_url, &created.secret, Some(&app.ca_pem)).unwrap();
+    let err = viewer.device_messages(&id, 3).await.unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    let unknown = client
+        .device_messages(&uuid::Uuid::new_v4().to_string(), 3)
+        .await
+        .unwrap_err();
+    assert!(unknown.to_string().contains("404"), "{unknown}");
 }

@@ -933,7 +933,15 @@ async fn console_device_settings_primary_user_local_reset_and_cancel(backend: Ba
     let mut b = Browser::new(&app);
     b.sign_in(&app.admin_token).await;
     let base = format!("/console/devices/{device}");
-    let csrf = csrf_of(&b.get(&base).await.body);
+    let page = b.get(&base).await.body;
+    let csrf = csrf_of(&page);
+    // The support trail: the PC's first session, both ways.
+    assert!(page.contains("Recent messages"), "{page}");
+    assert!(
+        page.contains("from the PC") && page.contains("to the PC"),
+        "{page}"
+    );
+    assert!(page.contains("&lt;SyncML"), "the message itself, escaped");
 
     let saved = b
         .post(

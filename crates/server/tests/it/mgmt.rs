@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::{Request, StatusCode};
 use redeploy_core::store::AuditQuery;
+use redeploy_core::trail::Direction;
 use redeploy_core::{
     Device, DeviceId, Enrollment, EnrollmentId, EnrollmentType, JoinType, ManualClock, Store,
 };
@@ -450,3 +451,67 @@ async fn https_full_check_in(backend: testkit::app::Backend) {
 }
 
 crate::on_both_backends!(https_refusals, https_full_check_in);
+
+/// The support trail: each exchange is kept (what the PC sent, then our answer), secrets are
+/// redacted before they are stored, a message we could not read is kept too, and a device's
+/// trail never grows past `support_trail_messages`.
+#[tokio::test]
+async fn the_support_trail_keeps_each_exchange_redacted_and_bounded() {
+    let f = fixture().await;
+    let mut settings = (*f.state.settings).clone();
+    settings.support_trail_messages = 3;
+    let state = AppState {
+        settings: Arc::new(settings),
+        ..f.state.clone()
+    };
+    let jwt = "eyJhbGciOiJub25lIn0.eyJ1cG4iOiJhZGFAZXhhbXBsZS5vcmcifQ.c2ln";
+    let with_token = package1().replace(
+        "</SyncBody>",
+        &format!(
+            "<Alert><CmdID>99</CmdID><Data>1224</Data><Item><Meta><Type \
+             xmlns=\"syncml:metinf\">com.microsoft/MDM/AADUserToken</Type></Meta>\
+             <Data>{jwt}</Data></Item></Alert></SyncBody>"
+        ),
+    );
+    let (status, _, answer) = call(&state, post(with_token.clone(), Some(&f.cert))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let kept = state.store.trail(f.device, 10).await.unwrap();
+    assert_eq!(kept.len(), 2, "the message and our answer");
+    assert_eq!(kept[0].direction, Direction::ToDevice, "newest first");
+    assert_eq!(kept[0].body, answer, "our answer as sent");
+    assert_eq!(kept[1].direction, Direction::FromDevice);
+    assert_eq!(kept[1].size, with_token.len());
+    assert!(!kept[1].body.contains(jwt), "the user token is not kept");
+    assert!(kept[1].body.contains("AADUserToken") && kept[1].body.contains("[redacted]"));
+    assert_eq!(
+        kept[1].session_id,
+        syncml::parse(with_token.as_bytes()).unwrap().hdr.session_id
+    );
+
+    let bad = "<SyncML xmlns=\"SYNCML:SYNCML1.2\"><SyncHdr><Oops></SyncML>";
+    let (status, _, _) = call(&state, post(bad, Some(&f.cert))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let kept = state.store.trail(f.device, 10).await.unwrap();
+    assert_eq!(kept.len(), 3, "bounded at 3");
+    assert_eq!(
+        kept[0].body, bad,
+        "what the PC sent, though it could not be read"
+    );
+    assert_eq!(kept[0].direction, Direction::FromDevice);
+    assert_eq!(
+        kept[2].direction,
+        Direction::FromDevice,
+        "the oldest went first"
+    );
+
+    // Keeping nothing is a setting, not an error.
+    let mut off = (*state.settings).clone();
+    off.support_trail_messages = 0;
+    let state = AppState {
+        settings: Arc::new(off),
+        ..state
+    };
+    call(&state, post(bad, Some(&f.cert))).await;
+    assert_eq!(state.store.trail(f.device, 10).await.unwrap()[0].body, bad);
+    assert_eq!(state.store.trail(f.device, 10).await.unwrap().len(), 3);
+}
