@@ -5,7 +5,7 @@
 pub mod action;
 pub mod audit;
 pub mod autopilot;
-pub mod campaign;
+pub mod batch;
 pub mod clock;
 pub mod command;
 pub mod console_session;

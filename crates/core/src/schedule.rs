@@ -9,7 +9,7 @@ use time::{OffsetDateTime, PrimitiveDateTime, Time, Weekday};
 use crate::action::ActionKind;
 use crate::action::ActionSettings;
 use crate::audit::{AuditOutcome, NewAuditEvent};
-use crate::campaign::{execute_claiming, BatchResult, Target, WaveSettings};
+use crate::batch::{execute_claiming, BatchResult, Target, WaveSettings};
 use crate::error::{Error, Result};
 use crate::ids::{GroupId, ScheduleId};
 use crate::session::SessionError;

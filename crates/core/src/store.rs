@@ -398,7 +398,7 @@ pub struct ScheduleClaim {
 
 /// Everything one request path decided (one admin request, a bulk request's first wave, a wave
 /// release, a schedule firing), written together by [`ActionStore::write_request_plan`] or not
-/// at all. Built by the pure planners in [`crate::action`] and [`crate::campaign`].
+/// at all. Built by the pure planners in [`crate::action`] and [`crate::batch`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestPlan {
     /// Now: the wave's `released_at`.
@@ -727,7 +727,7 @@ pub trait GroupStore: Send + Sync {
     ) -> StoreResult<Vec<DeviceId>>;
 }
 
-/// A later wave of a bulk request, stored until [`crate::campaign::release_due_waves`] requests
+/// A later wave of a bulk request, stored until [`crate::batch::release_due_waves`] requests
 /// its actions (the claim, the actions and their audit in one [`RequestPlan`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Wave {

@@ -269,7 +269,7 @@ impl Metrics {
             ),
             (
                 "redeploy_waves_released_total",
-                "Waves of bulk requests the worker released.",
+                "Waves of batches the worker released.",
                 &self.waves_released,
             ),
             (

@@ -2987,7 +2987,7 @@ pub async fn concurrent_wave_releases_create_each_action_once(store: Arc<dyn Sto
             let store = Arc::clone(&store);
             let settings = settings.clone();
             tokio::spawn(async move {
-                redeploy_core::campaign::release_due_waves(store.as_ref(), t(1), &settings, None)
+                redeploy_core::batch::release_due_waves(store.as_ref(), t(1), &settings, None)
                     .await
                     .unwrap()
             })
@@ -3019,7 +3019,7 @@ pub async fn concurrent_wave_releases_create_each_action_once(store: Arc<dyn Sto
         6
     );
     // Not settled while the resets wait; the unknown device does not hold it back.
-    let progress = redeploy_core::campaign::batch_progress(store.as_ref(), wave.batch)
+    let progress = redeploy_core::batch::batch_progress(store.as_ref(), wave.batch)
         .await
         .unwrap();
     assert!(!progress.settled);
@@ -3031,7 +3031,7 @@ pub async fn concurrent_wave_releases_create_each_action_once(store: Arc<dyn Sto
             .await
             .unwrap();
     }
-    let progress = redeploy_core::campaign::batch_progress(store.as_ref(), wave.batch)
+    let progress = redeploy_core::batch::batch_progress(store.as_ref(), wave.batch)
         .await
         .unwrap();
     assert!(
@@ -3051,7 +3051,7 @@ pub async fn concurrent_wave_releases_create_each_action_once(store: Arc<dyn Sto
         store.write_request_plan(&claim_only).await.unwrap(),
         WriteOutcome::Written
     );
-    let progress = redeploy_core::campaign::batch_progress(store.as_ref(), lost.batch)
+    let progress = redeploy_core::batch::batch_progress(store.as_ref(), lost.batch)
         .await
         .unwrap();
     assert!(progress.actions.is_empty() && !progress.settled);
@@ -3098,13 +3098,13 @@ pub async fn a_wave_release_failing_midway_leaves_it_unreleased(store: Arc<dyn S
         store.list_audit(&AuditQuery::default()).await.unwrap(),
         audit_before
     );
-    let progress = redeploy_core::campaign::batch_progress(store.as_ref(), wave.batch)
+    let progress = redeploy_core::batch::batch_progress(store.as_ref(), wave.batch)
         .await
         .unwrap();
     assert!(!progress.settled, "an unreleased wave is not settled");
 
     // The next tick releases it whole.
-    let released = redeploy_core::campaign::release_due_waves(
+    let released = redeploy_core::batch::release_due_waves(
         store.as_ref(),
         t(2),
         &redeploy_core::action::ActionSettings::default(),

@@ -130,7 +130,7 @@ impl ActionState {
 
     /// Whether the action needs nothing more from us or the device: terminal, or blocked
     /// (blocked never changes on its own; a retry is a new action). What `--wait` waits for
-    /// and what a batch needs of every action to settle ([`crate::campaign::batch_settled`]).
+    /// and what a batch needs of every action to settle ([`crate::batch::batch_settled`]).
     pub fn is_settled(&self) -> bool {
         self.is_terminal() || *self == Self::Blocked
     }

@@ -1,6 +1,6 @@
 //! Integration tests of the domain crate against the real SQLite store (fresh temp DB per test).
 
 mod actions;
-mod campaign;
+mod batch;
 mod harness;
 mod session;

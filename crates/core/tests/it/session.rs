@@ -394,7 +394,7 @@ async fn login_status_and_aad_token_set_the_current_and_primary_user() {
 #[tokio::test]
 async fn a_reset_outside_its_maintenance_window_is_held_then_sent_inside_it() {
     use redeploy_core::action::ActionSettings;
-    use redeploy_core::campaign::{execute_in_window, Target, WaveSettings};
+    use redeploy_core::batch::{execute_in_window, Target, WaveSettings};
     use redeploy_core::schedule::{BatchWindow, MaintenanceWindow, HELD_NOTE_PREFIX};
     use time::macros::{datetime, time};
 

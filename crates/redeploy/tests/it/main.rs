@@ -2,7 +2,7 @@
 
 mod admin;
 mod architecture;
-mod campaign;
+mod batches;
 mod docs;
 mod e2e;
 mod emulate;

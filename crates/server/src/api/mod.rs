@@ -5,7 +5,7 @@
 
 pub mod auth;
 pub mod autopilot;
-pub mod bulk;
+pub mod batches;
 mod common;
 pub mod groups;
 pub mod handlers;
@@ -100,7 +100,7 @@ impl Modify for BearerAuth {
 /// The OpenAPI description of `/api/v1`.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Redeploy admin API", description = "Devices, Autopilot Reset and other actions (single and bulk, in waves), groups, schedules, the Autopilot registry, readiness, audit log and tokens. Errors are RFC 9457 problem documents."),
+    info(title = "Redeploy admin API", description = "Devices, Autopilot Reset and other actions (one device at a time, or a batch in waves), groups, schedules, the Autopilot registry, readiness, audit log and tokens. Errors are RFC 9457 problem documents."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     paths(
@@ -127,8 +127,8 @@ impl Modify for BearerAuth {
         groups::delete_group,
         groups::change_members,
         groups::group_local_reset,
-        bulk::bulk_action,
-        bulk::get_batch,
+        batches::bulk_action,
+        batches::get_batch,
         schedules::list_schedules,
         schedules::create_schedule,
         schedules::get_schedule,
@@ -213,8 +213,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/api/v1/groups/{id}/local-reset",
             post(groups::group_local_reset),
         )
-        .route("/api/v1/actions/bulk", post(bulk::bulk_action))
-        .route("/api/v1/batches/{id}", get(bulk::get_batch))
+        .route("/api/v1/actions/bulk", post(batches::bulk_action))
+        .route("/api/v1/batches/{id}", get(batches::get_batch))
         .route(
             "/api/v1/schedules",
             get(schedules::list_schedules).post(schedules::create_schedule),

@@ -5,7 +5,7 @@
 
 use axum::extract::{Path, State};
 use maud::html;
-use redeploy_core::campaign::PlanOutcome;
+use redeploy_core::batch::PlanOutcome;
 use redeploy_core::group::{DeviceFilter, TextMatch};
 use redeploy_core::{ActionKind, Group, GroupId, GroupKind, JoinType, Role};
 use time::Duration;

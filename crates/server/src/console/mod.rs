@@ -9,7 +9,7 @@ mod autopilot;
 mod devices;
 mod groups;
 mod schedules;
-mod session;
+mod sign_in;
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::middleware::{from_fn_with_state, Next};
@@ -26,7 +26,7 @@ use crate::api::ApiError;
 use crate::service::{console_sessions, Caller, ServiceError};
 use crate::state::AppState;
 
-pub use session::SESSION_COOKIE;
+pub use sign_in::SESSION_COOKIE;
 
 /// Every console route, plus `GET /` → `/console`.
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -37,9 +37,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/console/assets/{file}", get(asset))
         .route(
             "/console/sign-in",
-            get(session::sign_in_page).post(session::sign_in),
+            get(sign_in::sign_in_page).post(sign_in::sign_in),
         )
-        .route("/console/sign-out", post(session::sign_out))
+        .route("/console/sign-out", post(sign_in::sign_out))
         .route("/console/devices", get(devices::list))
         .route("/console/devices/{id}", get(devices::page))
         .route("/console/devices/{id}/reset", get(devices::confirm_reset))

@@ -4,7 +4,7 @@
 //! a whole group, the group's name typed back; a batch's progress counts its actions by state
 //! and says whether it has settled.
 
-use redeploy_core::campaign::{self, BatchProgress, BatchResult, Plan, Target, WaveSettings};
+use redeploy_core::batch::{self, BatchProgress, BatchResult, Plan, Target, WaveSettings};
 use redeploy_core::{ActionKind, BatchId, DeviceFilter, DeviceId, Group};
 use time::Duration;
 
@@ -65,7 +65,7 @@ pub async fn preview(
 }
 
 async fn plan(state: &AppState, r: Resolved, kind: ActionKind) -> Result<(Plan, Option<Group>)> {
-    let plan = campaign::plan(
+    let plan = batch::plan(
         state.store.as_ref(),
         &r.target,
         kind,
@@ -99,7 +99,7 @@ async fn require_role(
         .require(
             state,
             role_for(kind),
-            &format!("bulk {} on {text}", kind.code()),
+            &format!("a batch of {} on {text}", kind.code()),
             None,
         )
         .await
@@ -118,7 +118,7 @@ pub struct Waves {
 
 /// Starts a batch: the first wave is asked for now, later waves and devices over the daily cap
 /// are stored for the worker to release. Erasing a whole group needs `confirm` equal to its
-/// name. One transaction per wave (see `redeploy_core::campaign::execute`).
+/// name. One transaction per wave (see `redeploy_core::batch::execute`).
 pub async fn start(
     state: &AppState,
     caller: &Caller,
@@ -146,7 +146,7 @@ pub async fn start(
         // Stored with every later wave, so the worker releases them under the same cap.
         daily_cap: waves.daily_cap.or(state.settings.daily_cap),
     };
-    Ok(campaign::execute(
+    Ok(batch::execute(
         state.store.as_ref(),
         &r.target,
         kind,
@@ -160,9 +160,9 @@ pub async fn start(
 }
 
 /// Where the batch `id` is: its actions, its waves and whether it has settled
-/// ([`campaign::batch_settled`]); a batch with neither is not found.
+/// ([`batch::batch_settled`]); a batch with neither is not found.
 pub async fn progress(state: &AppState, id: BatchId) -> Result<BatchProgress> {
-    let progress = campaign::batch_progress(state.store.as_ref(), id).await?;
+    let progress = batch::batch_progress(state.store.as_ref(), id).await?;
     if progress.actions.is_empty() && progress.waves.is_empty() {
         return Err(ServiceError::NotFound(format!("no batch {id}")));
     }
@@ -172,7 +172,7 @@ pub async fn progress(state: &AppState, id: BatchId) -> Result<BatchProgress> {
 /// Releases the waves that are due (timed work of the worker), each claimed in the transaction
 /// that requests its actions, under the server's `daily_cap`: how many were released.
 pub async fn release_due_waves(state: &AppState) -> Result<usize> {
-    Ok(campaign::release_due_waves(
+    Ok(batch::release_due_waves(
         state.store.as_ref(),
         state.clock.now(),
         &action_settings(state),

@@ -5,7 +5,7 @@
 //! such a schedule at another group, needs the group's name typed back, on every surface.
 
 use chrono_tz::Tz;
-use redeploy_core::campaign::WaveSettings;
+use redeploy_core::batch::WaveSettings;
 use redeploy_core::schedule::{self, next_occurrence, MaintenanceWindow, Recurrence, Schedule};
 use redeploy_core::{ActionKind, Group, Role, ScheduleId, StoreError};
 

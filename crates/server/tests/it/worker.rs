@@ -7,7 +7,7 @@ use std::time::Duration as StdDuration;
 use axum::body::Body;
 use http::Request;
 use redeploy_core::action::{self, ActionSettings};
-use redeploy_core::campaign::{self, Target, WaveSettings};
+use redeploy_core::batch::{self, Target, WaveSettings};
 use redeploy_core::group::Group;
 use redeploy_core::schedule::{Recurrence, Schedule};
 use redeploy_core::{
@@ -106,7 +106,7 @@ async fn a_tick_expires_releases_and_fires_and_metrics_count_it() {
     .await
     .unwrap();
     // Resets on PC-1 and PC-2 in waves of one, 30 minutes apart.
-    let batch = campaign::execute(
+    let batch = batch::execute(
         store,
         &Target::Devices(vec![ids[1], ids[2]]),
         ActionKind::AutopilotReset,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use redeploy_core::action::ActionSettings;
-use redeploy_core::campaign::{
+use redeploy_core::batch::{
     execute, plan, release_due_waves, ItemOutcome, PlanOutcome, Target, WaveSettings,
 };
 use redeploy_core::group::Group;

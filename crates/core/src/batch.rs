@@ -1,7 +1,9 @@
-//! Bulk requests: a dry-run [`plan`] over a target (devices, a group, a filter) with no size cap,
-//! and [`execute`], which requests the first wave at once and stores later waves for
-//! [`release_due_waves`] (a tick the server drives; no sleeping or spawning here). A daily cap
-//! limits how many erasing actions (resets, wipes) are requested per UTC day across all batches.
+//! Batches: one kind of action asked of many devices (a list, a group or a filter), released in
+//! waves. A dry-run [`plan`] over a target with no size cap, and [`execute`], which requests the
+//! first wave at once and stores later waves for [`release_due_waves`] (a tick the server drives;
+//! no sleeping or spawning here). A daily cap limits how many erasing actions (resets, wipes) are
+//! requested per UTC day across all batches. (A "bulk request" is the API call that starts a
+//! batch: `POST /api/v1/actions/bulk`.)
 
 use std::collections::HashSet;
 

@@ -11,7 +11,7 @@ use device::client::{self, EnrollOptions};
 use device::state::{reset_status, DeviceState};
 use device::{reset, DeviceProfile, HttpsTransport};
 use redeploy_core::action::ActionSettings;
-use redeploy_core::campaign::{self, Target, WaveSettings};
+use redeploy_core::batch::{self, Target, WaveSettings};
 use redeploy_core::group::Group;
 use redeploy_core::schedule::{
     next_occurrence, BatchWindow, MaintenanceWindow, Recurrence, Schedule, HELD_NOTE_PREFIX,
@@ -166,7 +166,7 @@ async fn group_reset_in_waves(backend: Backend, n: usize, wave_size: usize) {
     let group = Group::new_static(GroupId::generate(), "Lab all", ids.clone(), clock.now());
     store.create_group(&group).await.unwrap();
     let interval = Duration::minutes(30);
-    let batch = campaign::execute(
+    let batch = batch::execute(
         &*store,
         &Target::Group(group.id),
         ActionKind::AutopilotReset,
@@ -191,7 +191,7 @@ async fn group_reset_in_waves(backend: Backend, n: usize, wave_size: usize) {
     assert_eq!(actions.len(), wave_size, "only wave 1 has actions");
     assert!(actions.iter().all(|a| a.state == ActionState::Pending));
 
-    let campaign_started = Instant::now();
+    let batch_started = Instant::now();
     let mut done: HashSet<DeviceId> = HashSet::new();
     for wave in 0..waves {
         if wave > 0 {
@@ -230,7 +230,7 @@ async fn group_reset_in_waves(backend: Backend, n: usize, wave_size: usize) {
         }
     }
     assert_eq!(app.tick().await.waves_released, 0, "no wave left");
-    let campaign_took = campaign_started.elapsed();
+    let batch_took = batch_started.elapsed();
 
     // Each PC reset exactly once, each action done, one action per device.
     for (pc, original) in pcs.iter().zip(&before) {
@@ -271,7 +271,7 @@ async fn group_reset_in_waves(backend: Backend, n: usize, wave_size: usize) {
         "group reset of {n} PCs in {waves} waves of {wave_size} on {backend:?}: \
          enrollment {:.1} s, waves {:.1} s, total {:.1} s",
         enrolled_in.as_secs_f64(),
-        campaign_took.as_secs_f64(),
+        batch_took.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
 }

@@ -1,6 +1,6 @@
-//! `POST /api/v1/actions/bulk` (dry-run plans and batches over devices, a group or a filter, in
-//! waves under a daily cap; no size cap) and `GET /api/v1/batches/{id}` (where a batch is, for
-//! `redeploy reset --wait`).
+//! Batches: `POST /api/v1/actions/bulk` (a dry-run plan, or a batch over devices, a group or a
+//! filter, in waves under a daily cap; no size cap) and `GET /api/v1/batches/{id}` (where a
+//! batch is, for `redeploy reset --wait`).
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
-use redeploy_core::campaign::{BatchProgress, ItemOutcome, PlanOutcome};
+use redeploy_core::batch::{BatchProgress, ItemOutcome, PlanOutcome};
 use redeploy_core::BatchId;
 use time::Duration;
 
@@ -182,7 +182,7 @@ pub async fn bulk_action(
 
 /// A batch: its actions with per-state counts, its waves, and whether it has settled (every
 /// wave released, and every device of the batch has a done, failed, canceled, expired or
-/// blocked action, or was not found; see `redeploy_core::campaign::batch_settled`).
+/// blocked action, or was not found; see `redeploy_core::batch::batch_settled`).
 #[utoipa::path(get, path = "/api/v1/batches/{id}", tag = "actions",
     params(("id" = String, Path, description = "Batch id")),
     responses(
