@@ -449,4 +449,4 @@ async fn https_full_check_in(backend: testkit::app::Backend) {
     assert_eq!(swv.value, "10.0.26100.1");
 }
 
-crate::on_both_backends!(https_refusals, https_full_check_in);
+testkit::on_both_backends!(https_refusals, https_full_check_in);
