@@ -2,6 +2,8 @@
 //! dialect. Safe for several server processes sharing one database: rows read before a change
 //! are locked (`FOR UPDATE`), queued commands are taken with `FOR UPDATE SKIP LOCKED`, so two
 //! processes never send the same command twice, and daily-cap checks take an advisory lock.
+//! Ids are `uuid`, instants `timestamptz` (microseconds, as on SQLite), JSON documents `jsonb`
+//! (migration `20261206000001_native_types.sql` converted the earlier text and integer forms).
 
 use std::time::Duration;
 
@@ -22,15 +24,32 @@ pub enum Postgres {}
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, PgArguments>;
 
-fn query(sql: &str, args: Vec<Arg>) -> Query<'_> {
-    args.into_iter().fold(sqlx::query(sql), |q, arg| match arg {
-        Arg::Text(v) | Arg::Json(v) => q.bind(v),
-        Arg::Int(v) => q.bind(v),
-        Arg::Bool(v) => q.bind(v),
-        Arg::Bytes(v) => q.bind(v),
-        Arg::Id(v) => q.bind(v.map(|u| u.hyphenated().to_string())),
-        Arg::Time(v) => q.bind(v.map(to_micros)),
-    })
+/// `at` cut to whole microseconds the way SQLite stores it (`to_micros`), so that both backends
+/// hold and compare the same instant.
+fn micros(at: OffsetDateTime) -> StoreResult<OffsetDateTime> {
+    from_micros(to_micros(at))
+}
+
+fn query(sql: &str, args: Vec<Arg>) -> StoreResult<Query<'_>> {
+    let mut q = sqlx::query(sql);
+    for arg in args {
+        q = match arg {
+            Arg::Text(v) => q.bind(v),
+            Arg::Int(v) => q.bind(v),
+            Arg::Bool(v) => q.bind(v),
+            Arg::Bytes(v) => q.bind(v),
+            Arg::Id(v) => q.bind(v),
+            Arg::Time(v) => q.bind(v.map(micros).transpose()?),
+            Arg::Json(v) => q.bind(
+                v.map(|text| {
+                    serde_json::from_str::<serde_json::Value>(&text)
+                        .map_err(|e| StoreError::Corrupt(format!("JSON {text:?}: {e}")))
+                })
+                .transpose()?,
+            ),
+        };
+    }
+    Ok(q)
 }
 
 #[async_trait]
@@ -46,7 +65,8 @@ impl Dialect for Postgres {
     /// the lock is released at commit or rollback.
     const CAP_LOCK: Option<&'static str> =
         Some("SELECT pg_advisory_xact_lock(hashtext('redeploy.daily_cap'))");
-    const NEVER_SEEN: &'static str = "-1";
+    /// One microsecond before the Unix epoch: the instant `NEVER_SEEN_KEY` (-1) stands for.
+    const NEVER_SEEN: &'static str = "TIMESTAMPTZ '1969-12-31 23:59:59.999999+00'";
 
     /// Connects to `url` (`postgres://...`) and runs the embedded migrations (sqlx serialises
     /// concurrent migrators with an advisory lock, so several processes may start at once).
@@ -77,11 +97,11 @@ impl Dialect for Postgres {
     }
 
     async fn execute(on: On<'_, Self>, sql: &str, args: Vec<Arg>) -> StoreResult<u64> {
-        Ok(run::execute(on, query(sql, args)).await?.rows_affected())
+        Ok(run::execute(on, query(sql, args)?).await?.rows_affected())
     }
 
     async fn fetch_all(on: On<'_, Self>, sql: &str, args: Vec<Arg>) -> StoreResult<Vec<Row>> {
-        let rows = run::fetch_all(on, query(sql, args)).await?;
+        let rows = run::fetch_all(on, query(sql, args)?).await?;
         Ok(rows.into_iter().map(Row).collect())
     }
 
@@ -90,7 +110,7 @@ impl Dialect for Postgres {
         sql: &str,
         args: Vec<Arg>,
     ) -> StoreResult<Option<Row>> {
-        Ok(run::fetch_optional(on, query(sql, args)).await?.map(Row))
+        Ok(run::fetch_optional(on, query(sql, args)?).await?.map(Row))
     }
 }
 
@@ -122,16 +142,14 @@ impl SqlRow for Row {
     }
 
     fn uuid(&self, col: &str) -> StoreResult<Option<Uuid>> {
-        get::<Option<String>>(self, col)?
-            .map(|t| Uuid::parse_str(t.trim()).map_err(|e| corrupt(col, e)))
-            .transpose()
+        get(self, col)
     }
 
     fn time(&self, col: &str) -> StoreResult<Option<OffsetDateTime>> {
-        get::<Option<i64>>(self, col)?.map(from_micros).transpose()
+        get(self, col)
     }
 
     fn json(&self, col: &str) -> StoreResult<Option<String>> {
-        get(self, col)
+        Ok(get::<Option<serde_json::Value>>(self, col)?.map(|v| v.to_string()))
     }
 }
