@@ -67,6 +67,7 @@ impl Dialect for Postgres {
         Some("SELECT pg_advisory_xact_lock(hashtext('redeploy.daily_cap'))");
     /// One microsecond before the Unix epoch: the instant `NEVER_SEEN_KEY` (-1) stands for.
     const NEVER_SEEN: &'static str = "TIMESTAMPTZ '1969-12-31 23:59:59.999999+00'";
+    const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::PostgresQueryBuilder;
 
     /// Connects to `url` (`postgres://...`) and runs the embedded migrations (sqlx serialises
     /// concurrent migrators with an advisory lock, so several processes may start at once).

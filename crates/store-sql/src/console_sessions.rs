@@ -5,25 +5,37 @@ use async_trait::async_trait;
 use redeploy_core::console_session::ConsoleSession;
 use redeploy_core::enrollment::{ApiToken, SecretHash};
 use redeploy_core::store::{ConsoleSessionStore, StoreResult};
+use sea_query::{Alias, Expr, Query};
 use time::OffsetDateTime;
 
 use crate::dialect::Dialect;
-use crate::sql::{sql, RowExt};
+use crate::query::{built, insert_row, v};
+use crate::schema::{ApiTokens, ConsoleSessions as S};
+use crate::sql::RowExt;
 use crate::tokens::{hash_col, row_api_token, API_TOKEN_COLS};
 use crate::SqlStore;
 
 #[async_trait]
 impl<D: Dialect> ConsoleSessionStore for SqlStore<D> {
     async fn create_console_session(&self, session: &ConsoleSession) -> StoreResult<()> {
-        sql("INSERT INTO console_sessions (id_hash, token_id, csrf_secret, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)")
-        .bind(session.id_hash.as_str())
-        .bind(session.token)
-        .bind(session.csrf_secret.clone())
-        .bind(session.created_at)
-        .bind(session.expires_at)
-        .execute(self.db())
-        .await?;
+        let insert = insert_row(
+            S::Table,
+            [
+                S::IdHash,
+                S::TokenId,
+                S::CsrfSecret,
+                S::CreatedAt,
+                S::ExpiresAt,
+            ],
+            [
+                v(session.id_hash.as_str()),
+                v(session.token),
+                v(session.csrf_secret.clone()),
+                v(session.created_at),
+                v(session.expires_at),
+            ],
+        )?;
+        built::<D>(&insert)?.execute(self.db()).await?;
         Ok(())
     }
 
@@ -32,21 +44,27 @@ impl<D: Dialect> ConsoleSessionStore for SqlStore<D> {
         id_hash: &SecretHash,
         now: OffsetDateTime,
     ) -> StoreResult<Option<(ConsoleSession, ApiToken)>> {
-        let token_cols = API_TOKEN_COLS
-            .split(", ")
-            .map(|c| format!("t.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let row = sql(format!(
-            "SELECT s.id_hash, s.token_id, s.csrf_secret, s.created_at AS session_created_at, \
-             s.expires_at, {token_cols} FROM console_sessions s JOIN api_tokens t \
-             ON t.id = s.token_id WHERE s.id_hash = $1 AND s.expires_at > $2"
-        ))
-        .bind(id_hash.as_str())
-        .bind(now)
-        .fetch_optional(self.db())
-        .await?;
-        let Some(r) = row else {
+        let select = Query::select()
+            .columns([
+                (S::Table, S::IdHash),
+                (S::Table, S::TokenId),
+                (S::Table, S::CsrfSecret),
+                (S::Table, S::ExpiresAt),
+            ])
+            .expr_as(
+                Expr::col((S::Table, S::CreatedAt)),
+                Alias::new("session_created_at"),
+            )
+            .columns(API_TOKEN_COLS.map(|c| (ApiTokens::Table, c)))
+            .from(S::Table)
+            .inner_join(
+                ApiTokens::Table,
+                Expr::col((ApiTokens::Table, ApiTokens::Id)).equals((S::Table, S::TokenId)),
+            )
+            .and_where(Expr::col((S::Table, S::IdHash)).eq(v(id_hash.as_str())))
+            .and_where(Expr::col((S::Table, S::ExpiresAt)).gt(v(now)))
+            .to_owned();
+        let Some(r) = built::<D>(&select)?.fetch_optional(self.db()).await? else {
             return Ok(None);
         };
         let session = ConsoleSession {
@@ -60,17 +78,18 @@ impl<D: Dialect> ConsoleSessionStore for SqlStore<D> {
     }
 
     async fn delete_console_session(&self, id_hash: &SecretHash) -> StoreResult<bool> {
-        let deleted = sql("DELETE FROM console_sessions WHERE id_hash = $1")
-            .bind(id_hash.as_str())
-            .execute(self.db())
-            .await?;
-        Ok(deleted > 0)
+        let delete = Query::delete()
+            .from_table(S::Table)
+            .and_where(Expr::col(S::IdHash).eq(v(id_hash.as_str())))
+            .to_owned();
+        Ok(built::<D>(&delete)?.execute(self.db()).await? > 0)
     }
 
     async fn delete_expired_console_sessions(&self, now: OffsetDateTime) -> StoreResult<u64> {
-        sql("DELETE FROM console_sessions WHERE expires_at <= $1")
-            .bind(now)
-            .execute(self.db())
-            .await
+        let delete = Query::delete()
+            .from_table(S::Table)
+            .and_where(Expr::col(S::ExpiresAt).lte(v(now)))
+            .to_owned();
+        built::<D>(&delete)?.execute(self.db()).await
     }
 }

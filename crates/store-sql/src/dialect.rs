@@ -79,6 +79,8 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// SQL literal of the instant that stands for "never seen" in device lists sorted by last
     /// seen: before every real instant (`redeploy_core::store::NEVER_SEEN_KEY`).
     const NEVER_SEEN: &'static str;
+    /// The sea-query builder that writes this dialect's SQL (placeholders, quoting, locks).
+    const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder;
 
     /// Opens the pool for `url` and runs the migrations.
     async fn connect(url: &str) -> StoreResult<Self::Pool>;

@@ -26,6 +26,11 @@ pub(crate) fn sql(text: impl Into<String>) -> Sql {
 }
 
 impl Sql {
+    /// A statement and all its arguments.
+    pub(crate) fn new(text: String, args: Vec<Arg>) -> Self {
+        Self { text, args }
+    }
+
     /// Binds the next `$N`.
     pub(crate) fn bind(mut self, arg: impl Into<Arg>) -> Self {
         self.args.push(arg.into());

@@ -5,16 +5,33 @@ use async_trait::async_trait;
 use redeploy_core::enrollment::{ApiToken, EnrollmentToken, Role, SecretHash, TokenRefusal};
 use redeploy_core::ids::TokenId;
 use redeploy_core::store::{StoreError, StoreResult, TokenStore};
+use sea_query::{Expr, LockType, Order, Query};
 use time::OffsetDateTime;
 
 use crate::dialect::{Dialect, SqlRow};
-use crate::sql::{placeholders, sql, RowExt};
+use crate::query::{built, insert_row, v};
+use crate::schema::{ApiTokens as A, EnrollmentTokens as E};
+use crate::sql::RowExt;
 use crate::SqlStore;
 
-const ENROLLMENT_TOKEN_COLS: &str =
-    "id, label, secret_hash, expires_at, max_uses, uses, created_at";
-/// Every column of `api_tokens`, in the order [`row_api_token`] and the INSERT use.
-pub(crate) const API_TOKEN_COLS: &str = "id, name, secret_hash, role, created_at, revoked_at";
+const ENROLLMENT_TOKEN_COLS: [E; 7] = [
+    E::Id,
+    E::Label,
+    E::SecretHash,
+    E::ExpiresAt,
+    E::MaxUses,
+    E::Uses,
+    E::CreatedAt,
+];
+/// Every column of `api_tokens`, as [`row_api_token`] reads them.
+pub(crate) const API_TOKEN_COLS: [A; 6] = [
+    A::Id,
+    A::Name,
+    A::SecretHash,
+    A::Role,
+    A::CreatedAt,
+    A::RevokedAt,
+];
 
 /// A stored secret hash from column `col`.
 pub(crate) fn hash_col(r: &impl SqlRow, col: &str) -> StoreResult<SecretHash> {
@@ -49,19 +66,20 @@ pub(crate) fn row_api_token(r: &impl SqlRow) -> StoreResult<ApiToken> {
 #[async_trait]
 impl<D: Dialect> TokenStore for SqlStore<D> {
     async fn create_enrollment_token(&self, token: &EnrollmentToken) -> StoreResult<()> {
-        sql(format!(
-            "INSERT INTO enrollment_tokens ({ENROLLMENT_TOKEN_COLS}) VALUES ({})",
-            placeholders(1, 7)
-        ))
-        .bind(token.id)
-        .bind(token.label.clone())
-        .bind(token.secret_hash.as_str())
-        .bind(token.expires_at)
-        .bind(token.max_uses)
-        .bind(token.uses)
-        .bind(token.created_at)
-        .execute(self.db())
-        .await?;
+        let insert = insert_row(
+            E::Table,
+            ENROLLMENT_TOKEN_COLS,
+            [
+                v(token.id),
+                v(token.label.clone()),
+                v(token.secret_hash.as_str()),
+                v(token.expires_at),
+                v(token.max_uses),
+                v(token.uses),
+                v(token.created_at),
+            ],
+        )?;
+        built::<D>(&insert)?.execute(self.db()).await?;
         Ok(())
     }
 
@@ -71,81 +89,91 @@ impl<D: Dialect> TokenStore for SqlStore<D> {
         now: OffsetDateTime,
     ) -> StoreResult<EnrollmentToken> {
         let mut tx = self.begin().await?;
-        let row = sql(format!(
-            "SELECT {ENROLLMENT_TOKEN_COLS} FROM enrollment_tokens WHERE secret_hash = $1{}",
-            D::FOR_UPDATE
-        ))
-        .bind(secret_hash.as_str())
-        .fetch_optional(tx.on())
-        .await?
-        .ok_or_else(|| StoreError::NotFound("enrollment token".into()))?;
+        // FOR UPDATE on PostgreSQL (the SQLite builder writes none: its write transaction
+        // already excludes every other writer).
+        let select = Query::select()
+            .columns(ENROLLMENT_TOKEN_COLS)
+            .from(E::Table)
+            .and_where(Expr::col(E::SecretHash).eq(v(secret_hash.as_str())))
+            .lock(LockType::Update)
+            .to_owned();
+        let row = built::<D>(&select)?
+            .fetch_optional(tx.on())
+            .await?
+            .ok_or_else(|| StoreError::NotFound("enrollment token".into()))?;
         let mut token = row_enrollment_token(&row)?;
         match token.refusal(now) {
             Some(TokenRefusal::Expired) => return Err(StoreError::TokenExpired),
             Some(TokenRefusal::Exhausted) => return Err(StoreError::TokenExhausted),
             None => {}
         }
-        sql("UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1")
-            .bind(token.id)
-            .execute(tx.on())
-            .await?;
+        let update = Query::update()
+            .table(E::Table)
+            .value(E::Uses, Expr::col(E::Uses).add(1))
+            .and_where(Expr::col(E::Id).eq(v(token.id)))
+            .to_owned();
+        built::<D>(&update)?.execute(tx.on()).await?;
         tx.commit().await?;
         token.uses += 1;
         Ok(token)
     }
 
     async fn list_enrollment_tokens(&self) -> StoreResult<Vec<EnrollmentToken>> {
-        let rows = sql(format!(
-            "SELECT {ENROLLMENT_TOKEN_COLS} FROM enrollment_tokens ORDER BY created_at, id"
-        ))
-        .fetch_all(self.db())
-        .await?;
+        let select = Query::select()
+            .columns(ENROLLMENT_TOKEN_COLS)
+            .from(E::Table)
+            .order_by(E::CreatedAt, Order::Asc)
+            .order_by(E::Id, Order::Asc)
+            .to_owned();
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
         rows.iter().map(row_enrollment_token).collect()
     }
 
     async fn create_api_token(&self, token: &ApiToken) -> StoreResult<()> {
-        sql(format!(
-            "INSERT INTO api_tokens ({API_TOKEN_COLS}) VALUES ({})",
-            placeholders(1, 6)
-        ))
-        .bind(token.id)
-        .bind(token.name.clone())
-        .bind(token.secret_hash.as_str())
-        .bind(token.role.as_str())
-        .bind(token.created_at)
-        .bind(token.revoked_at)
-        .execute(self.db())
-        .await?;
+        let insert = insert_row(
+            A::Table,
+            API_TOKEN_COLS,
+            [
+                v(token.id),
+                v(token.name.clone()),
+                v(token.secret_hash.as_str()),
+                v(token.role.as_str()),
+                v(token.created_at),
+                v(token.revoked_at),
+            ],
+        )?;
+        built::<D>(&insert)?.execute(self.db()).await?;
         Ok(())
     }
 
     async fn api_token_by_hash(&self, secret_hash: &SecretHash) -> StoreResult<Option<ApiToken>> {
-        let row = sql(format!(
-            "SELECT {API_TOKEN_COLS} FROM api_tokens WHERE secret_hash = $1"
-        ))
-        .bind(secret_hash.as_str())
-        .fetch_optional(self.db())
-        .await?;
+        let select = Query::select()
+            .columns(API_TOKEN_COLS)
+            .from(A::Table)
+            .and_where(Expr::col(A::SecretHash).eq(v(secret_hash.as_str())))
+            .to_owned();
+        let row = built::<D>(&select)?.fetch_optional(self.db()).await?;
         row.as_ref().map(row_api_token).transpose()
     }
 
     async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
-        let rows = sql(format!(
-            "SELECT {API_TOKEN_COLS} FROM api_tokens ORDER BY created_at, id"
-        ))
-        .fetch_all(self.db())
-        .await?;
+        let select = Query::select()
+            .columns(API_TOKEN_COLS)
+            .from(A::Table)
+            .order_by(A::CreatedAt, Order::Asc)
+            .order_by(A::Id, Order::Asc)
+            .to_owned();
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
         rows.iter().map(row_api_token).collect()
     }
 
     async fn revoke_api_token(&self, id: TokenId, at: OffsetDateTime) -> StoreResult<()> {
-        let changed =
-            sql("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
-                .bind(id)
-                .bind(at)
-                .execute(self.db())
-                .await?;
-        if changed == 0 {
+        let update = Query::update()
+            .table(A::Table)
+            .value(A::RevokedAt, Expr::col(A::RevokedAt).if_null(v(at)))
+            .and_where(Expr::col(A::Id).eq(v(id)))
+            .to_owned();
+        if built::<D>(&update)?.execute(self.db()).await? == 0 {
             return Err(StoreError::NotFound(format!("api token {id}")));
         }
         Ok(())

@@ -52,6 +52,7 @@ impl Dialect for Sqlite {
     /// count and the insert after it cannot interleave.
     const CAP_LOCK: Option<&'static str> = None;
     const NEVER_SEEN: &'static str = "-1";
+    const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::SqliteQueryBuilder;
 
     /// Opens (creating if missing) the database at a `sqlite:` URL or a file path, and runs the
     /// embedded migrations. `sqlite::memory:` gives a private in-memory database (one connection).

@@ -1,0 +1,41 @@
+//! The tables and columns the sea-query statements name, as `Iden` enums (`Table` is the
+//! table; each other variant a column, in snake case): a name that is not here does not compile.
+//! The schema itself is in each backend's `migrations/`.
+
+use sea_query::Iden;
+
+/// `console_sessions`: web console sessions.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum ConsoleSessions {
+    Table,
+    IdHash,
+    TokenId,
+    CsrfSecret,
+    CreatedAt,
+    ExpiresAt,
+}
+
+/// `api_tokens`: bearer tokens of the admin API and the console.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum ApiTokens {
+    Table,
+    Id,
+    Name,
+    SecretHash,
+    Role,
+    CreatedAt,
+    RevokedAt,
+}
+
+/// `enrollment_tokens`: the tokens PCs enroll with.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum EnrollmentTokens {
+    Table,
+    Id,
+    Label,
+    SecretHash,
+    ExpiresAt,
+    MaxUses,
+    Uses,
+    CreatedAt,
+}
