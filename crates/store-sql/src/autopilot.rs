@@ -7,13 +7,22 @@ use async_trait::async_trait;
 use redeploy_core::autopilot::AutopilotRecord;
 use redeploy_core::ids::DeviceId;
 use redeploy_core::store::{AutopilotRegistry, StoreResult};
+use sea_query::{Expr, OnConflict, Order, Query};
 
 use crate::dialect::{Dialect, SqlRow};
-use crate::sql::{placeholders, sql, RowExt};
+use crate::query::{built, insert_row, v};
+use crate::schema::{AutopilotDevices as P, Devices};
+use crate::sql::RowExt;
 use crate::SqlStore;
 
-const AUTOPILOT_COLS: &str =
-    "serial_key, serial, product_id, hardware_hash, group_tag, assigned_user";
+const AUTOPILOT_COLS: [P; 6] = [
+    P::SerialKey,
+    P::Serial,
+    P::ProductId,
+    P::HardwareHash,
+    P::GroupTag,
+    P::AssignedUser,
+];
 
 fn row_autopilot(r: &impl SqlRow) -> StoreResult<AutopilotRecord> {
     Ok(AutopilotRecord {
@@ -28,10 +37,12 @@ fn row_autopilot(r: &impl SqlRow) -> StoreResult<AutopilotRecord> {
 impl<D: Dialect> SqlStore<D> {
     /// Autopilot group tags by upper-case serial.
     pub(crate) async fn group_tags(&self) -> StoreResult<HashMap<String, String>> {
-        let rows =
-            sql("SELECT serial_key, group_tag FROM autopilot_devices WHERE group_tag IS NOT NULL")
-                .fetch_all(self.db())
-                .await?;
+        let select = Query::select()
+            .columns([P::SerialKey, P::GroupTag])
+            .from(P::Table)
+            .and_where(Expr::col(P::GroupTag).is_not_null())
+            .to_owned();
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
         rows.iter()
             .map(|r| Ok((r.string("serial_key")?, r.string("group_tag")?)))
             .collect()
@@ -45,47 +56,54 @@ impl<D: Dialect> AutopilotRegistry for SqlStore<D> {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        let text = format!(
-            "INSERT INTO autopilot_devices ({AUTOPILOT_COLS}) VALUES ({}) \
-             ON CONFLICT (serial_key) DO UPDATE SET serial = excluded.serial, \
-             product_id = excluded.product_id, hardware_hash = excluded.hardware_hash, \
-             group_tag = excluded.group_tag, assigned_user = excluded.assigned_user",
-            placeholders(1, 6)
-        );
         for r in records {
-            sql(text.as_str())
-                .bind(AutopilotRecord::serial_key(&r.serial))
-                .bind(r.serial.clone())
-                .bind(r.product_id.clone())
-                .bind(r.hardware_hash.clone())
-                .bind(r.group_tag.clone())
-                .bind(r.assigned_user.clone())
-                .execute(tx.on())
-                .await?;
+            let upsert = insert_row(
+                P::Table,
+                AUTOPILOT_COLS,
+                [
+                    v(AutopilotRecord::serial_key(&r.serial)),
+                    v(r.serial.clone()),
+                    v(r.product_id.clone()),
+                    v(r.hardware_hash.clone()),
+                    v(r.group_tag.clone()),
+                    v(r.assigned_user.clone()),
+                ],
+            )?
+            .on_conflict(
+                OnConflict::column(P::SerialKey)
+                    .update_columns(AUTOPILOT_COLS.into_iter().skip(1))
+                    .to_owned(),
+            )
+            .to_owned();
+            built::<D>(&upsert)?.execute(tx.on()).await?;
         }
         tx.commit().await
     }
 
     async fn autopilot_record(&self, serial: &str) -> StoreResult<Option<AutopilotRecord>> {
-        let row = sql(format!(
-            "SELECT {AUTOPILOT_COLS} FROM autopilot_devices WHERE serial_key = $1"
-        ))
-        .bind(AutopilotRecord::serial_key(serial))
-        .fetch_optional(self.db())
-        .await?;
+        let select = Query::select()
+            .columns(AUTOPILOT_COLS)
+            .from(P::Table)
+            .and_where(Expr::col(P::SerialKey).eq(v(AutopilotRecord::serial_key(serial))))
+            .to_owned();
+        let row = built::<D>(&select)?.fetch_optional(self.db()).await?;
         row.as_ref().map(row_autopilot).transpose()
     }
 
     async fn autopilot_records(&self) -> StoreResult<Vec<(AutopilotRecord, Option<DeviceId>)>> {
-        let rows = sql(format!(
-            "SELECT {AUTOPILOT_COLS} FROM autopilot_devices ORDER BY serial_key"
-        ))
-        .fetch_all(self.db())
-        .await?;
-        let links =
-            sql("SELECT id, serial FROM devices WHERE serial IS NOT NULL ORDER BY enrolled_at")
-                .fetch_all(self.db())
-                .await?;
+        let records = Query::select()
+            .columns(AUTOPILOT_COLS)
+            .from(P::Table)
+            .order_by(P::SerialKey, Order::Asc)
+            .to_owned();
+        let rows = built::<D>(&records)?.fetch_all(self.db()).await?;
+        let enrolled = Query::select()
+            .columns([Devices::Id, Devices::Serial])
+            .from(Devices::Table)
+            .and_where(Expr::col(Devices::Serial).is_not_null())
+            .order_by(Devices::EnrolledAt, Order::Asc)
+            .to_owned();
+        let links = built::<D>(&enrolled)?.fetch_all(self.db()).await?;
         let mut by_serial = HashMap::new();
         for l in &links {
             // Later enrollments overwrite earlier ones: the newest device wins.

@@ -39,3 +39,24 @@ pub(crate) enum EnrollmentTokens {
     Uses,
     CreatedAt,
 }
+
+/// `autopilot_devices`: the Autopilot registry, keyed by upper-case serial.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum AutopilotDevices {
+    Table,
+    SerialKey,
+    Serial,
+    ProductId,
+    HardwareHash,
+    GroupTag,
+    AssignedUser,
+}
+
+/// `devices`: the columns the converted statements read.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Devices {
+    Table,
+    Id,
+    Serial,
+    EnrolledAt,
+}
