@@ -4,12 +4,15 @@ use async_trait::async_trait;
 use redeploy_core::ids::DeviceId;
 use redeploy_core::inventory::InventoryValue;
 use redeploy_core::store::{InventoryStore, StoreResult};
+use sea_query::{Alias, Expr, OnConflict, Order, Query, SelectStatement};
 
 use crate::dialect::{Dialect, SqlRow};
-use crate::sql::{sql, RowExt};
+use crate::query::{built, insert_row, v};
+use crate::schema::Inventory as I;
+use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
 
-const INVENTORY_SELECT: &str = "SELECT device_id, uri, value, format, at FROM inventory";
+const INVENTORY_COLS: [I; 5] = [I::DeviceId, I::Uri, I::Value, I::Format, I::At];
 
 fn row_inventory(r: &impl SqlRow) -> StoreResult<InventoryValue> {
     Ok(InventoryValue {
@@ -21,22 +24,42 @@ fn row_inventory(r: &impl SqlRow) -> StoreResult<InventoryValue> {
     })
 }
 
+/// The inventory of `device`.
+fn select_of(device: DeviceId) -> SelectStatement {
+    Query::select()
+        .columns(INVENTORY_COLS)
+        .from(I::Table)
+        .and_where(Expr::col(I::DeviceId).eq(v(device)))
+        .to_owned()
+}
+
 /// Stores `values` in `tx`; a value never replaces a newer one.
 pub(crate) async fn upsert_inventory_in<D: Dialect>(
     tx: &mut Tx<D>,
     values: &[InventoryValue],
 ) -> StoreResult<()> {
-    for v in values {
-        sql("INSERT INTO inventory (device_id, uri, value, format, at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (device_id, uri) DO UPDATE SET value = excluded.value, \
-             format = excluded.format, at = excluded.at WHERE excluded.at >= inventory.at")
-        .bind(v.device)
-        .bind(v.uri.clone())
-        .bind(v.value.clone())
-        .bind(v.format.clone())
-        .bind(v.at)
-        .execute(tx.on())
-        .await?;
+    for val in values {
+        let upsert = insert_row(
+            I::Table,
+            INVENTORY_COLS,
+            [
+                v(val.device),
+                v(val.uri.clone()),
+                v(val.value.clone()),
+                v(val.format.clone()),
+                v(val.at),
+            ],
+        )?
+        .on_conflict(
+            OnConflict::columns([I::DeviceId, I::Uri])
+                .update_columns([I::Value, I::Format, I::At])
+                .action_and_where(
+                    Expr::col((Alias::new("excluded"), I::At)).gte(Expr::col((I::Table, I::At))),
+                )
+                .to_owned(),
+        )
+        .to_owned();
+        built::<D>(&upsert)?.execute(tx.on()).await?;
     }
     Ok(())
 }
@@ -53,12 +76,8 @@ impl<D: Dialect> InventoryStore for SqlStore<D> {
     }
 
     async fn inventory(&self, device: DeviceId) -> StoreResult<Vec<InventoryValue>> {
-        let rows = sql(format!(
-            "{INVENTORY_SELECT} WHERE device_id = $1 ORDER BY uri"
-        ))
-        .bind(device)
-        .fetch_all(self.db())
-        .await?;
+        let select = select_of(device).order_by(I::Uri, Order::Asc).to_owned();
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
         rows.iter().map(row_inventory).collect()
     }
 
@@ -67,13 +86,10 @@ impl<D: Dialect> InventoryStore for SqlStore<D> {
         device: DeviceId,
         uri: &str,
     ) -> StoreResult<Option<InventoryValue>> {
-        let row = sql(format!(
-            "{INVENTORY_SELECT} WHERE device_id = $1 AND uri = $2"
-        ))
-        .bind(device)
-        .bind(uri)
-        .fetch_optional(self.db())
-        .await?;
+        let select = select_of(device)
+            .and_where(Expr::col(I::Uri).eq(v(uri)))
+            .to_owned();
+        let row = built::<D>(&select)?.fetch_optional(self.db()).await?;
         row.as_ref().map(row_inventory).transpose()
     }
 }

@@ -60,3 +60,14 @@ pub(crate) enum Devices {
     Serial,
     EnrolledAt,
 }
+
+/// `inventory`: the latest value of each reported CSP node per device.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Inventory {
+    Table,
+    DeviceId,
+    Uri,
+    Value,
+    Format,
+    At,
+}
