@@ -8,40 +8,43 @@ use redeploy_core::schedule::{
     seconds_of_day, time_of_seconds, BatchWindow, MaintenanceWindow, Recurrence, Schedule,
 };
 use redeploy_core::store::{ScheduleStore, StoreError, StoreResult};
+use sea_query::{Alias, Expr, Order, Query, SelectStatement, SimpleExpr};
 use time::OffsetDateTime;
 
-use crate::dialect::{Arg, Dialect, On, SqlRow};
-use crate::sql::{placeholders, sql, RowExt};
+use crate::dialect::{Dialect, On, SqlRow};
+use crate::query::{built, insert_row, v};
+use crate::schema::{Actions as A, BatchWindows as W, Schedules as S};
+use crate::sql::RowExt;
 use crate::SqlStore;
 
-const SCHEDULE_COLS: &[&str] = &[
-    "id",
-    "name",
-    "group_id",
-    "kind",
-    "tz",
-    "recurrence",
-    "window_start",
-    "window_end",
-    "enabled",
-    "next_run",
-    "last_run",
+const SCHEDULE_COLS: [S; 11] = [
+    S::Id,
+    S::Name,
+    S::GroupId,
+    S::Kind,
+    S::Tz,
+    S::Recurrence,
+    S::WindowStart,
+    S::WindowEnd,
+    S::Enabled,
+    S::NextRun,
+    S::LastRun,
 ];
 
 /// The values of [`SCHEDULE_COLS`], in order.
-fn schedule_args(s: &Schedule) -> Vec<Arg> {
-    vec![
-        s.id.into(),
-        s.name.clone().into(),
-        s.group.into(),
-        s.kind.code().into(),
-        s.tz.name().into(),
-        s.recurrence.to_text().into(),
-        s.window.map(|w| seconds_of_day(w.start)).into(),
-        s.window.map(|w| seconds_of_day(w.end)).into(),
-        s.enabled.into(),
-        s.next_run.into(),
-        s.last_run.into(),
+fn schedule_values(s: &Schedule) -> [SimpleExpr; 11] {
+    [
+        v(s.id),
+        v(s.name.clone()),
+        v(s.group),
+        v(s.kind.code()),
+        v(s.tz.name()),
+        v(s.recurrence.to_text()),
+        v(s.window.map(|w| seconds_of_day(w.start))),
+        v(s.window.map(|w| seconds_of_day(w.end))),
+        v(s.enabled),
+        v(s.next_run),
+        v(s.last_run),
     ]
 }
 
@@ -90,28 +93,31 @@ pub(crate) async fn insert_batch_window_in<D: Dialect>(
     batch: BatchId,
     window: &BatchWindow,
 ) -> StoreResult<()> {
-    sql(
-        "INSERT INTO batch_windows (batch_id, window_start, window_end, tz) \
-         VALUES ($1, $2, $3, $4)",
-    )
-    .bind(batch)
-    .bind(seconds_of_day(window.window.start))
-    .bind(seconds_of_day(window.window.end))
-    .bind(window.tz.name())
-    .execute(on)
-    .await?;
+    let insert = insert_row(
+        W::Table,
+        [W::BatchId, W::WindowStart, W::WindowEnd, W::Tz],
+        [
+            v(batch),
+            v(seconds_of_day(window.window.start)),
+            v(seconds_of_day(window.window.end)),
+            v(window.tz.name()),
+        ],
+    )?;
+    built::<D>(&insert)?.execute(on).await?;
     Ok(())
 }
 
+/// Every schedule, to be narrowed and ordered.
+fn select_schedules() -> SelectStatement {
+    Query::select()
+        .columns(SCHEDULE_COLS)
+        .from(S::Table)
+        .to_owned()
+}
+
 impl<D: Dialect> SqlStore<D> {
-    async fn schedules_where(&self, tail: &str, args: Vec<Arg>) -> StoreResult<Vec<Schedule>> {
-        let rows = sql(format!(
-            "SELECT {} FROM schedules {tail}",
-            SCHEDULE_COLS.join(", ")
-        ))
-        .bind_all(args)
-        .fetch_all(self.db())
-        .await?;
+    async fn schedules(&self, select: &SelectStatement) -> StoreResult<Vec<Schedule>> {
+        let rows = built::<D>(select)?.fetch_all(self.db()).await?;
         rows.iter().map(row_schedule).collect()
     }
 }
@@ -119,66 +125,63 @@ impl<D: Dialect> SqlStore<D> {
 #[async_trait]
 impl<D: Dialect> ScheduleStore for SqlStore<D> {
     async fn create_schedule(&self, schedule: &Schedule) -> StoreResult<()> {
-        sql(format!(
-            "INSERT INTO schedules ({}) VALUES ({})",
-            SCHEDULE_COLS.join(", "),
-            placeholders(1, SCHEDULE_COLS.len())
-        ))
-        .bind_all(schedule_args(schedule))
-        .execute(self.db())
-        .await?;
+        let insert = insert_row(S::Table, SCHEDULE_COLS, schedule_values(schedule))?;
+        built::<D>(&insert)?.execute(self.db()).await?;
         Ok(())
     }
 
     async fn schedule(&self, id: ScheduleId) -> StoreResult<Option<Schedule>> {
-        Ok(self
-            .schedules_where("WHERE id = $1", vec![id.into()])
-            .await?
-            .into_iter()
-            .next())
+        let select = select_schedules()
+            .and_where(Expr::col(S::Id).eq(v(id)))
+            .to_owned();
+        Ok(self.schedules(&select).await?.into_iter().next())
     }
 
     async fn list_schedules(&self) -> StoreResult<Vec<Schedule>> {
-        self.schedules_where("ORDER BY name, id", Vec::new()).await
+        let select = select_schedules()
+            .order_by(S::Name, Order::Asc)
+            .order_by(S::Id, Order::Asc)
+            .to_owned();
+        self.schedules(&select).await
     }
 
     async fn update_schedule(&self, schedule: &Schedule) -> StoreResult<()> {
-        let sets: Vec<String> = SCHEDULE_COLS
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(i, c)| format!("{c} = ${}", i + 1))
-            .collect();
-        let changed = sql(format!(
-            "UPDATE schedules SET {} WHERE id = $1",
-            sets.join(", ")
-        ))
-        .bind_all(schedule_args(schedule))
-        .execute(self.db())
-        .await?;
-        if changed == 0 {
+        let update = Query::update()
+            .table(S::Table)
+            .values(
+                SCHEDULE_COLS
+                    .into_iter()
+                    .zip(schedule_values(schedule))
+                    .skip(1),
+            )
+            .and_where(Expr::col(S::Id).eq(v(schedule.id)))
+            .to_owned();
+        if built::<D>(&update)?.execute(self.db()).await? == 0 {
             return Err(StoreError::NotFound(format!("schedule {}", schedule.id)));
         }
         Ok(())
     }
 
     async fn delete_schedule(&self, id: ScheduleId) -> StoreResult<()> {
-        let deleted = sql("DELETE FROM schedules WHERE id = $1")
-            .bind(id)
-            .execute(self.db())
-            .await?;
-        if deleted == 0 {
+        let delete = Query::delete()
+            .from_table(S::Table)
+            .and_where(Expr::col(S::Id).eq(v(id)))
+            .to_owned();
+        if built::<D>(&delete)?.execute(self.db()).await? == 0 {
             return Err(StoreError::NotFound(format!("schedule {id}")));
         }
         Ok(())
     }
 
     async fn due_schedules(&self, now: OffsetDateTime) -> StoreResult<Vec<Schedule>> {
-        self.schedules_where(
-            "WHERE enabled AND next_run IS NOT NULL AND next_run <= $1 ORDER BY next_run, id",
-            vec![now.into()],
-        )
-        .await
+        let select = select_schedules()
+            .and_where(Expr::col(S::Enabled).eq(v(true)))
+            .and_where(Expr::col(S::NextRun).is_not_null())
+            .and_where(Expr::col(S::NextRun).lte(v(now)))
+            .order_by(S::NextRun, Order::Asc)
+            .order_by(S::Id, Order::Asc)
+            .to_owned();
+        self.schedules(&select).await
     }
 
     async fn save_batch_window(&self, batch: BatchId, window: &BatchWindow) -> StoreResult<()> {
@@ -186,10 +189,12 @@ impl<D: Dialect> ScheduleStore for SqlStore<D> {
     }
 
     async fn batch_window(&self, batch: BatchId) -> StoreResult<Option<BatchWindow>> {
-        let row = sql("SELECT window_start, window_end, tz FROM batch_windows WHERE batch_id = $1")
-            .bind(batch)
-            .fetch_optional(self.db())
-            .await?;
+        let select = Query::select()
+            .columns([W::WindowStart, W::WindowEnd, W::Tz])
+            .from(W::Table)
+            .and_where(Expr::col(W::BatchId).eq(v(batch)))
+            .to_owned();
+        let row = built::<D>(&select)?.fetch_optional(self.db()).await?;
         row.as_ref().map(row_batch_window).transpose()
     }
 
@@ -197,15 +202,24 @@ impl<D: Dialect> ScheduleStore for SqlStore<D> {
         &self,
         device: DeviceId,
     ) -> StoreResult<Vec<(ActionId, BatchWindow)>> {
-        let rows = sql(
-            "SELECT a.id AS action_id, w.window_start, w.window_end, w.tz \
-             FROM actions a JOIN batch_windows w ON w.batch_id = a.batch_id \
-             WHERE a.device_id = $1 AND a.state = $2 ORDER BY a.created_at, a.seq",
-        )
-        .bind(device)
-        .bind(ActionState::Pending.as_str())
-        .fetch_all(self.db())
-        .await?;
+        let select = Query::select()
+            .expr_as(Expr::col((A::Table, A::Id)), Alias::new("action_id"))
+            .columns([
+                (W::Table, W::WindowStart),
+                (W::Table, W::WindowEnd),
+                (W::Table, W::Tz),
+            ])
+            .from(A::Table)
+            .inner_join(
+                W::Table,
+                Expr::col((W::Table, W::BatchId)).equals((A::Table, A::BatchId)),
+            )
+            .and_where(Expr::col((A::Table, A::DeviceId)).eq(v(device)))
+            .and_where(Expr::col((A::Table, A::State)).eq(v(ActionState::Pending.as_str())))
+            .order_by((A::Table, A::CreatedAt), Order::Asc)
+            .order_by((A::Table, A::Seq), Order::Asc)
+            .to_owned();
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
         rows.iter()
             .map(|r| Ok((r.id("action_id")?, row_batch_window(r)?)))
             .collect()

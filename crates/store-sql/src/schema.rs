@@ -71,3 +71,42 @@ pub(crate) enum Inventory {
     Format,
     At,
 }
+
+/// `schedules`: recurring bulk requests.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Schedules {
+    Table,
+    Id,
+    Name,
+    GroupId,
+    Kind,
+    Tz,
+    Recurrence,
+    WindowStart,
+    WindowEnd,
+    Enabled,
+    NextRun,
+    LastRun,
+}
+
+/// `batch_windows`: the maintenance window of a scheduled batch.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum BatchWindows {
+    Table,
+    BatchId,
+    WindowStart,
+    WindowEnd,
+    Tz,
+}
+
+/// `actions`: the columns the converted statements name.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Actions {
+    Table,
+    Seq,
+    Id,
+    DeviceId,
+    State,
+    BatchId,
+    CreatedAt,
+}
