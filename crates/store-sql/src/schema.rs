@@ -110,3 +110,17 @@ pub(crate) enum Actions {
     BatchId,
     CreatedAt,
 }
+
+/// `batch_waves`: the later waves of a bulk request.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum BatchWaves {
+    Table,
+    BatchId,
+    WaveIndex,
+    Kind,
+    Actor,
+    Devices,
+    DueAt,
+    ReleasedAt,
+    DailyCap,
+}

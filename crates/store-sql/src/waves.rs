@@ -5,15 +5,26 @@ use async_trait::async_trait;
 use redeploy_core::action::ActionKind;
 use redeploy_core::ids::{BatchId, DeviceId};
 use redeploy_core::store::{StoreResult, Wave, WaveStore};
+use sea_query::{Expr, Order, Query, SelectStatement};
 use time::OffsetDateTime;
 
 use crate::actions::count_created_on;
 use crate::dialect::{Dialect, On, SqlRow};
-use crate::sql::{placeholders, sql, RowExt};
+use crate::query::{built, insert_row, v};
+use crate::schema::BatchWaves as B;
+use crate::sql::RowExt;
 use crate::SqlStore;
 
-const WAVE_COLS: &str =
-    "batch_id, wave_index, kind, actor, devices, due_at, released_at, daily_cap";
+const WAVE_COLS: [B; 8] = [
+    B::BatchId,
+    B::WaveIndex,
+    B::Kind,
+    B::Actor,
+    B::Devices,
+    B::DueAt,
+    B::ReleasedAt,
+    B::DailyCap,
+];
 
 fn row_wave(r: &impl SqlRow) -> StoreResult<Wave> {
     let devices = r
@@ -42,21 +53,34 @@ pub(crate) async fn insert_wave_in<D: Dialect>(on: On<'_, D>, wave: &Wave) -> St
         .map(DeviceId::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    sql(format!(
-        "INSERT INTO batch_waves ({WAVE_COLS}) VALUES ({})",
-        placeholders(1, 8)
-    ))
-    .bind(wave.batch)
-    .bind(wave.index)
-    .bind(wave.kind.code())
-    .bind(wave.actor.clone())
-    .bind(devices)
-    .bind(wave.due_at)
-    .bind(wave.released_at)
-    .bind(wave.daily_cap)
-    .execute(on)
-    .await?;
+    let insert = insert_row(
+        B::Table,
+        WAVE_COLS,
+        [
+            v(wave.batch),
+            v(wave.index),
+            v(wave.kind.code()),
+            v(wave.actor.clone()),
+            v(devices),
+            v(wave.due_at),
+            v(wave.released_at),
+            v(wave.daily_cap),
+        ],
+    )?;
+    built::<D>(&insert)?.execute(on).await?;
     Ok(())
+}
+
+/// Every wave, to be narrowed and ordered.
+fn select_waves() -> SelectStatement {
+    Query::select().columns(WAVE_COLS).from(B::Table).to_owned()
+}
+
+impl<D: Dialect> SqlStore<D> {
+    async fn waves(&self, select: &SelectStatement) -> StoreResult<Vec<Wave>> {
+        let rows = built::<D>(select)?.fetch_all(self.db()).await?;
+        rows.iter().map(row_wave).collect()
+    }
 }
 
 #[async_trait]
@@ -66,25 +90,23 @@ impl<D: Dialect> WaveStore for SqlStore<D> {
     }
 
     async fn due_waves(&self, now: OffsetDateTime, limit: u32) -> StoreResult<Vec<Wave>> {
-        let rows = sql(format!(
-            "SELECT {WAVE_COLS} FROM batch_waves WHERE released_at IS NULL AND due_at <= $1 \
-             ORDER BY due_at, batch_id, wave_index LIMIT $2"
-        ))
-        .bind(now)
-        .bind(limit)
-        .fetch_all(self.db())
-        .await?;
-        rows.iter().map(row_wave).collect()
+        let select = select_waves()
+            .and_where(Expr::col(B::ReleasedAt).is_null())
+            .and_where(Expr::col(B::DueAt).lte(v(now)))
+            .order_by(B::DueAt, Order::Asc)
+            .order_by(B::BatchId, Order::Asc)
+            .order_by(B::WaveIndex, Order::Asc)
+            .limit(u64::from(limit))
+            .to_owned();
+        self.waves(&select).await
     }
 
     async fn waves_of_batch(&self, batch: BatchId) -> StoreResult<Vec<Wave>> {
-        let rows = sql(format!(
-            "SELECT {WAVE_COLS} FROM batch_waves WHERE batch_id = $1 ORDER BY wave_index"
-        ))
-        .bind(batch)
-        .fetch_all(self.db())
-        .await?;
-        rows.iter().map(row_wave).collect()
+        let select = select_waves()
+            .and_where(Expr::col(B::BatchId).eq(v(batch)))
+            .order_by(B::WaveIndex, Order::Asc)
+            .to_owned();
+        self.waves(&select).await
     }
 
     async fn count_actions_created(
