@@ -7,56 +7,36 @@ use sqlx::{Database, Executor, IntoArguments, Pool, Transaction};
 
 use crate::dialect::{backend, Dialect, On};
 
-/// Runs `q`; the database's result (its changed-rows count).
-pub async fn execute<'a, D, DB>(
-    on: On<'a, D>,
-    q: Query<'a, DB, <DB as Database>::Arguments<'a>>,
-) -> StoreResult<DB::QueryResult>
-where
-    D: Dialect<Pool = Pool<DB>, Tx = Transaction<'static, DB>>,
-    DB: Database,
-    <DB as Database>::Arguments<'a>: IntoArguments<'a, DB>,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-{
-    match on {
-        On::Pool(pool) => q.execute(pool).await,
-        On::Tx(tx) => q.execute(&mut **tx).await,
-    }
-    .map_err(backend)
+/// One function per sqlx query method: runs the query on the pool or in the transaction.
+macro_rules! on_either {
+    ($($(#[$doc:meta])* $method:ident -> $out:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub async fn $method<'a, D, DB>(
+                on: On<'a, D>,
+                q: Query<'a, DB, <DB as Database>::Arguments<'a>>,
+            ) -> StoreResult<$out>
+            where
+                D: Dialect<Pool = Pool<DB>, Tx = Transaction<'static, DB>>,
+                DB: Database,
+                <DB as Database>::Arguments<'a>: IntoArguments<'a, DB>,
+                for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+            {
+                match on {
+                    On::Pool(pool) => q.$method(pool).await,
+                    On::Tx(tx) => q.$method(&mut **tx).await,
+                }
+                .map_err(backend)
+            }
+        )*
+    };
 }
 
-/// Runs `q`; every row.
-pub async fn fetch_all<'a, D, DB>(
-    on: On<'a, D>,
-    q: Query<'a, DB, <DB as Database>::Arguments<'a>>,
-) -> StoreResult<Vec<DB::Row>>
-where
-    D: Dialect<Pool = Pool<DB>, Tx = Transaction<'static, DB>>,
-    DB: Database,
-    <DB as Database>::Arguments<'a>: IntoArguments<'a, DB>,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-{
-    match on {
-        On::Pool(pool) => q.fetch_all(pool).await,
-        On::Tx(tx) => q.fetch_all(&mut **tx).await,
-    }
-    .map_err(backend)
-}
-
-/// Runs `q`; its first row, if any.
-pub async fn fetch_optional<'a, D, DB>(
-    on: On<'a, D>,
-    q: Query<'a, DB, <DB as Database>::Arguments<'a>>,
-) -> StoreResult<Option<DB::Row>>
-where
-    D: Dialect<Pool = Pool<DB>, Tx = Transaction<'static, DB>>,
-    DB: Database,
-    <DB as Database>::Arguments<'a>: IntoArguments<'a, DB>,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-{
-    match on {
-        On::Pool(pool) => q.fetch_optional(pool).await,
-        On::Tx(tx) => q.fetch_optional(&mut **tx).await,
-    }
-    .map_err(backend)
+on_either! {
+    /// Runs `q`; the database's result (its changed-rows count).
+    execute -> DB::QueryResult;
+    /// Runs `q`; every row.
+    fetch_all -> Vec<DB::Row>;
+    /// Runs `q`; its first row, if any.
+    fetch_optional -> Option<DB::Row>;
 }
