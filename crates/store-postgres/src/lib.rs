@@ -1,47 +1,77 @@
-//! `Store` on PostgreSQL (sqlx). Safe for several server processes sharing one database:
-//! rows read before a change are locked (`FOR UPDATE`), queued commands are taken with
-//! `FOR UPDATE SKIP LOCKED`, so two processes never send the same command twice.
-//! Holds no business rules: the rules it applies are functions of `redeploy_core`.
+//! `Store` on PostgreSQL: the shared queries of `store-sql` with this crate's [`Postgres`]
+//! dialect. Safe for several server processes sharing one database: rows read before a change
+//! are locked (`FOR UPDATE`), queued commands are taken with `FOR UPDATE SKIP LOCKED`, so two
+//! processes never send the same command twice, and daily-cap checks take an advisory lock.
+//! Ids are `uuid`, instants `timestamptz` (microseconds, as on SQLite), JSON documents `jsonb`
+//! (migration `20261206000001_native_types.sql` converted the earlier text and integer forms).
 
 use std::time::Duration;
 
-use redeploy_core::store::{StoreError, StoreResult};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres};
-
-// The queries are shared with store-sqlite: one file, compiled once per backend against this
-// crate's `Backend`, `Tx`, lock clauses and row type (see that file's header).
-#[path = "../../store-sqlite/src/imp.rs"]
-mod imp;
-
-use imp::backend;
-
-/// The backend this crate implements the shared queries (`imp.rs`) for.
-type Backend = PostgresStore;
-type Db = Postgres;
-type DbRow = sqlx::postgres::PgRow;
-type Tx = sqlx::Transaction<'static, Db>;
-type Q<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
-
-/// Row lock for rows read before being changed in a transaction.
-const FOR_UPDATE: &str = " FOR UPDATE";
-/// Taking queued commands: skip rows a concurrent session step already holds.
-const TAKE_LOCK: &str = " FOR UPDATE SKIP LOCKED";
-/// Serialises daily-cap checks (count, then insert) of concurrent transactions, in any process:
-/// under READ COMMITTED two of them could otherwise both see room for the last slot. The lock is
-/// released at commit or rollback.
-const CAP_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('redeploy.daily_cap'))";
+use async_trait::async_trait;
+use redeploy_core::store::{from_micros, to_micros, StoreError, StoreResult};
+use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row as _};
+use store_sql::{backend, corrupt, run, Arg, Dialect, On, SqlRow};
+use time::OffsetDateTime;
+use uuid::Uuid;
 
 /// The PostgreSQL store.
-#[derive(Debug, Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
+pub type PostgresStore = store_sql::SqlStore<Postgres>;
+
+/// The PostgreSQL dialect of the shared queries.
+#[derive(Debug)]
+pub enum Postgres {}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, PgArguments>;
+
+/// `at` cut to whole microseconds the way SQLite stores it (`to_micros`), so that both backends
+/// hold and compare the same instant.
+fn micros(at: OffsetDateTime) -> StoreResult<OffsetDateTime> {
+    from_micros(to_micros(at))
 }
 
-impl PostgresStore {
+fn query(sql: &str, args: Vec<Arg>) -> StoreResult<Query<'_>> {
+    let mut q = sqlx::query(sql);
+    for arg in args {
+        q = match arg {
+            Arg::Text(v) => q.bind(v),
+            Arg::Int(v) => q.bind(v),
+            Arg::Bool(v) => q.bind(v),
+            Arg::Bytes(v) => q.bind(v),
+            Arg::Id(v) => q.bind(v),
+            Arg::Time(v) => q.bind(v.map(micros).transpose()?),
+            Arg::Json(v) => q.bind(
+                v.map(|text| {
+                    serde_json::from_str::<serde_json::Value>(&text)
+                        .map_err(|e| StoreError::Corrupt(format!("JSON {text:?}: {e}")))
+                })
+                .transpose()?,
+            ),
+        };
+    }
+    Ok(q)
+}
+
+#[async_trait]
+impl Dialect for Postgres {
+    type Pool = PgPool;
+    type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+    type Row = Row;
+
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    /// Skip rows a concurrent session step already holds.
+    const TAKE_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
+    /// Under READ COMMITTED two transactions could otherwise both see room for the last slot;
+    /// the lock is released at commit or rollback.
+    const CAP_LOCK: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(hashtext('redeploy.daily_cap'))");
+    /// One microsecond before the Unix epoch: the instant `NEVER_SEEN_KEY` (-1) stands for.
+    const NEVER_SEEN: &'static str = "TIMESTAMPTZ '1969-12-31 23:59:59.999999+00'";
+    const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::PostgresQueryBuilder;
+
     /// Connects to `url` (`postgres://...`) and runs the embedded migrations (sqlx serialises
     /// concurrent migrators with an advisory lock, so several processes may start at once).
-    pub async fn connect(url: &str) -> StoreResult<Self> {
+    async fn connect(url: &str) -> StoreResult<PgPool> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
@@ -52,20 +82,75 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(pool)
     }
 
-    /// The underlying pool (for health checks and tools).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    async fn close(pool: &PgPool) {
+        pool.close().await;
     }
 
-    /// Closes every connection.
-    pub async fn close(&self) {
-        self.pool.close().await;
+    async fn begin(pool: &PgPool) -> StoreResult<Self::Tx> {
+        pool.begin().await.map_err(backend)
     }
 
-    async fn begin(&self) -> StoreResult<Tx> {
-        self.pool.begin().await.map_err(backend)
+    async fn commit(tx: Self::Tx) -> StoreResult<()> {
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn execute(on: On<'_, Self>, sql: &str, args: Vec<Arg>) -> StoreResult<u64> {
+        Ok(run::execute(on, query(sql, args)?).await?.rows_affected())
+    }
+
+    async fn fetch_all(on: On<'_, Self>, sql: &str, args: Vec<Arg>) -> StoreResult<Vec<Row>> {
+        let rows = run::fetch_all(on, query(sql, args)?).await?;
+        Ok(rows.into_iter().map(Row).collect())
+    }
+
+    async fn fetch_optional(
+        on: On<'_, Self>,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> StoreResult<Option<Row>> {
+        Ok(run::fetch_optional(on, query(sql, args)?).await?.map(Row))
+    }
+}
+
+/// A result row, read in this dialect's encodings.
+pub struct Row(PgRow);
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
+    row: &'r Row,
+    col: &str,
+) -> StoreResult<T> {
+    row.0.try_get::<T, _>(col).map_err(|e| corrupt(col, e))
+}
+
+impl SqlRow for Row {
+    fn text(&self, col: &str) -> StoreResult<Option<String>> {
+        get(self, col)
+    }
+
+    fn int(&self, col: &str) -> StoreResult<Option<i64>> {
+        get(self, col)
+    }
+
+    fn bool(&self, col: &str) -> StoreResult<Option<bool>> {
+        get(self, col)
+    }
+
+    fn bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>> {
+        get(self, col)
+    }
+
+    fn uuid(&self, col: &str) -> StoreResult<Option<Uuid>> {
+        get(self, col)
+    }
+
+    fn time(&self, col: &str) -> StoreResult<Option<OffsetDateTime>> {
+        get(self, col)
+    }
+
+    fn json(&self, col: &str) -> StoreResult<Option<String>> {
+        Ok(get::<Option<serde_json::Value>>(self, col)?.map(|v| v.to_string()))
     }
 }

@@ -1,6 +1,7 @@
 //! Test helpers shared by the crates' integration tests: the `Store` conformance suite
-//! ([`store_suite`], stamped out per backend by [`store_conformance_tests!`]) and the seeds and
-//! checks of upgrade tests ([`upgrade`]).
+//! ([`store_suite`], stamped out per backend by [`store_conformance_tests!`]), end-to-end tests
+//! on both backends ([`on_both_backends!`] over [`app`]) and the seeds and checks of upgrade
+//! tests ([`upgrade`]).
 
 pub mod app;
 pub mod store_suite;
@@ -105,6 +106,27 @@ macro_rules! store_conformance_tests {
             a_wave_release_failing_midway_leaves_it_unreleased,
             the_support_trail_keeps_the_newest_messages_per_device,
         );
+    };
+}
+
+/// Stamps out, for each named `async fn(testkit::app::Backend)`, a module with a `sqlite` and a
+/// `postgres` test running it on that backend. The calling crate needs `tokio` as a
+/// (dev-)dependency.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::app::Backend::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::app::Backend::Postgres).await;
+                }
+            }
+        )*
     };
 }
 

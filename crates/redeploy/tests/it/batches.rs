@@ -289,24 +289,7 @@ async fn group_reset_of_60_pcs_in_waves_of_20_on_postgres() {
 // ---------------------------------------------------------------------------------------------
 // b. A nightly schedule with a maintenance window
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(testkit::app::Backend::Sqlite).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(testkit::app::Backend::Postgres).await;
-                }
-            }
-        )*
-    };
-}
-
-on_both!(
+testkit::on_both_backends!(
     a_nightly_schedule_fires_at_two_and_resets_only_inside_its_window,
     a_schedule_under_a_daily_cap_defers_the_rest_to_the_next_utc_day,
     a_reset_whose_pc_never_returns_is_expired_by_the_worker,

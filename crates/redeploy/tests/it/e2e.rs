@@ -72,24 +72,7 @@ fn states(action: &Action) -> Vec<ActionState> {
     action.timeline.iter().map(|t| t.state).collect()
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(testkit::app::Backend::Sqlite).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(testkit::app::Backend::Postgres).await;
-                }
-            }
-        )*
-    };
-}
-
-on_both_backends!(
+testkit::on_both_backends!(
     enrollment_and_check_in_fill_the_inventory,
     remote_reset_reaches_done_and_the_pc_keeps_only_the_keep_list,
     winre_disabled_fails_with_the_decoded_reason_and_the_pc_is_untouched,

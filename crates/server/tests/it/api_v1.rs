@@ -11,7 +11,7 @@ use serde_json::Value;
 use testkit::app::{spawn_app, Backend, TestApp};
 use time::OffsetDateTime;
 
-use crate::on_both_backends;
+use testkit::on_both_backends;
 
 pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()

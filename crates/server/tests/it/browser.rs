@@ -17,7 +17,7 @@ use redeploy_core::{ActionKind, ActionState};
 use testkit::app::{spawn_app, Backend};
 use time::OffsetDateTime;
 
-use crate::on_both_backends;
+use testkit::on_both_backends;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const SCREENSHOTS: &[&str] = &[

@@ -12,7 +12,7 @@ use redeploy_core::{
 use testkit::app::{spawn_app, Backend, TestApp};
 use time::OffsetDateTime;
 
-use crate::on_both_backends;
+use testkit::on_both_backends;
 
 /// A browser: one HTTPS client that does not follow redirects, and the session cookie.
 struct Browser {

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use redeploy_core::SecretHash;
 use testkit::app::{spawn_app, Backend};
 
-use crate::on_both_backends;
+use testkit::on_both_backends;
 
 on_both_backends!(data_dir_is_created_then_reused);
 

@@ -7,7 +7,7 @@ use testkit::app::{spawn_app, Backend};
 use time::{Duration, OffsetDateTime};
 
 use crate::common::*;
-use crate::on_both_backends;
+use testkit::on_both_backends;
 
 on_both_backends!(
     full_exchange_device_enrollment,

@@ -12,7 +12,7 @@ use server::FederatedSettings;
 use testkit::app::{spawn_app_with, Backend, TestApp};
 
 use crate::common::*;
-use crate::on_both_backends;
+use testkit::on_both_backends;
 
 const ISSUER: &str = "https://login.example.test/tenant-1/v2.0";
 const AUDIENCE: &str = "api://redeploy-test";

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use testkit::app::{spawn_app, Backend, TestApp};
 
 use crate::api_v1::{admin, assert_problem, content_type, enrolled_pc};
-use crate::on_both_backends;
+use testkit::on_both_backends;
 
 on_both_backends!(
     groups_by_id_or_name_members_pages_and_local_reset,

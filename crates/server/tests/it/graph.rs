@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use testkit::app::{spawn_app, Backend, TestApp};
 use time::OffsetDateTime;
 
-use crate::on_both_backends;
+use testkit::on_both_backends;
 
 on_both_backends!(graph_lists_gets_and_acts_like_intune);
 

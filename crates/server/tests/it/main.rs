@@ -16,22 +16,3 @@ mod ops;
 mod router;
 mod webhooks;
 mod worker;
-
-/// Stamps out `sqlite` and `postgres` tests from one `async fn(Backend)`.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(testkit::app::Backend::Sqlite).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(testkit::app::Backend::Postgres).await;
-                }
-            }
-        )*
-    };
-}

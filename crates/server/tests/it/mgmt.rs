@@ -450,7 +450,7 @@ async fn https_full_check_in(backend: testkit::app::Backend) {
     assert_eq!(swv.value, "10.0.26100.1");
 }
 
-crate::on_both_backends!(https_refusals, https_full_check_in);
+testkit::on_both_backends!(https_refusals, https_full_check_in);
 
 /// The support trail: each exchange is kept (what the PC sent, then our answer), secrets are
 /// redacted before they are stored, a message we could not read is kept too, and a device's

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use testkit::app::{spawn_app, Backend, TestApp};
 use time::{Duration, OffsetDateTime};
 
-use crate::on_both_backends;
+use testkit::on_both_backends;
 
 on_both_backends!(
     rest_audit_pages_newest_first_on_request_and_oldest_first_by_default,

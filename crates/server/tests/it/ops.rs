@@ -3,7 +3,7 @@
 use testkit::app::{spawn_app, spawn_app_with, Backend};
 
 use crate::common::*;
-use crate::on_both_backends;
+use testkit::on_both_backends;
 
 on_both_backends!(
     healthz_and_metrics_answer,

@@ -20,7 +20,7 @@ use server::webhook_delivery::{self, WebhookReport};
 use testkit::app::{spawn_app, Backend, TestApp};
 use time::{Duration, OffsetDateTime};
 
-use crate::on_both_backends;
+use testkit::on_both_backends;
 
 on_both_backends!(
     a_finished_reset_is_posted_once_with_a_valid_signature,

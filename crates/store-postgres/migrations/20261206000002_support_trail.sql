@@ -3,8 +3,8 @@
 
 CREATE TABLE device_messages (
     seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    device_id  TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
-    at         BIGINT NOT NULL,
+    device_id  UUID NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    at         TIMESTAMPTZ NOT NULL,
     direction  TEXT NOT NULL,
     session_id TEXT NOT NULL,
     msg_id     TEXT NOT NULL,

@@ -1,0 +1,127 @@
+//! What differs between the databases, behind one trait: connecting (with the migrations),
+//! transactions, row locks, the daily-cap lock, and how ids, instants and JSON are bound and read.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use redeploy_core::store::{StoreError, StoreResult};
+use sqlx::error::ErrorKind;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// One statement parameter in the store's own terms. The dialect picks the database type: ids,
+/// instants and JSON are where the backends differ; `None` is SQL NULL of that type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arg {
+    /// Text.
+    Text(Option<String>),
+    /// A 64-bit integer.
+    Int(Option<i64>),
+    /// A boolean.
+    Bool(Option<bool>),
+    /// Bytes.
+    Bytes(Vec<u8>),
+    /// An identifier.
+    Id(Option<Uuid>),
+    /// An instant (microsecond precision: finer parts are never stored).
+    Time(Option<OffsetDateTime>),
+    /// A JSON document, as its text.
+    Json(Option<String>),
+}
+
+/// Typed reads of one result row; each returns `None` for SQL NULL and `Corrupt` for a value of
+/// another type.
+pub trait SqlRow: Send + Sync {
+    /// A text column.
+    fn text(&self, col: &str) -> StoreResult<Option<String>>;
+    /// An integer column.
+    fn int(&self, col: &str) -> StoreResult<Option<i64>>;
+    /// A boolean column.
+    fn bool(&self, col: &str) -> StoreResult<Option<bool>>;
+    /// A bytes column.
+    fn bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// An id column (as the dialect binds [`Arg::Id`]).
+    fn uuid(&self, col: &str) -> StoreResult<Option<Uuid>>;
+    /// An instant column (as the dialect binds [`Arg::Time`]).
+    fn time(&self, col: &str) -> StoreResult<Option<OffsetDateTime>>;
+    /// A JSON column, as its text (as the dialect binds [`Arg::Json`]).
+    fn json(&self, col: &str) -> StoreResult<Option<String>>;
+}
+
+/// Where a statement runs: the pool (autocommit) or an open transaction.
+pub enum On<'a, D: Dialect> {
+    /// Any pooled connection, one statement on its own.
+    Pool(&'a D::Pool),
+    /// Inside a transaction.
+    Tx(&'a mut D::Tx),
+}
+
+/// One database family. The shared queries (`$N` placeholders, accepted by both SQLite and
+/// PostgreSQL) are run through these methods; the implementation binds each [`Arg`] in its own
+/// types.
+#[async_trait]
+pub trait Dialect: Send + Sync + Sized + 'static {
+    /// The connection pool.
+    type Pool: Clone + Debug + Send + Sync;
+    /// An open transaction (rolled back when dropped uncommitted).
+    type Tx: Send;
+    /// One result row.
+    type Row: SqlRow;
+
+    /// Row lock clause appended to a SELECT of rows about to be changed in a transaction.
+    const FOR_UPDATE: &'static str;
+    /// Lock clause appended when taking queued commands: rows another transaction holds are
+    /// skipped, never waited for nor taken twice.
+    const TAKE_LOCK: &'static str;
+    /// Statement run before a daily-cap count, serialising the count-then-insert of concurrent
+    /// transactions; `None` where the transaction already excludes every other writer.
+    const CAP_LOCK: Option<&'static str>;
+    /// SQL literal of the instant that stands for "never seen" in device lists sorted by last
+    /// seen: before every real instant (`redeploy_core::store::NEVER_SEEN_KEY`).
+    const NEVER_SEEN: &'static str;
+    /// The sea-query builder that writes this dialect's SQL (placeholders, quoting, locks).
+    const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder;
+
+    /// Opens the pool for `url` and runs the migrations.
+    async fn connect(url: &str) -> StoreResult<Self::Pool>;
+    /// Closes every connection.
+    async fn close(pool: &Self::Pool);
+    /// Starts a transaction that may write.
+    async fn begin(pool: &Self::Pool) -> StoreResult<Self::Tx>;
+    /// Commits.
+    async fn commit(tx: Self::Tx) -> StoreResult<()>;
+    /// Runs a statement; how many rows it changed.
+    async fn execute(on: On<'_, Self>, sql: &str, args: Vec<Arg>) -> StoreResult<u64>;
+    /// Runs a query; every row.
+    async fn fetch_all(on: On<'_, Self>, sql: &str, args: Vec<Arg>) -> StoreResult<Vec<Self::Row>>;
+    /// Runs a query; its first row, if any.
+    async fn fetch_optional(
+        on: On<'_, Self>,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> StoreResult<Option<Self::Row>>;
+}
+
+/// Maps a sqlx error: unique violations are conflicts, foreign-key violations name a missing row.
+/// A transaction PostgreSQL aborted to break a deadlock (SQLSTATE 40P01) or a serialization
+/// failure (40001) is a conflict too: it was rolled back whole, and reading again is the remedy.
+pub fn backend(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e {
+        if matches!(d.code().as_deref(), Some("40P01" | "40001")) {
+            return StoreError::Conflict(d.message().to_owned());
+        }
+        match d.kind() {
+            ErrorKind::UniqueViolation => return StoreError::Conflict(d.message().to_owned()),
+            ErrorKind::ForeignKeyViolation => {
+                return StoreError::NotFound(format!("referenced row: {}", d.message()))
+            }
+            _ => {}
+        }
+    }
+    StoreError::Backend(e.to_string())
+}
+
+/// A column that could not be read as the type asked for.
+pub fn corrupt(col: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("column {col}: {e}"))
+}

@@ -1,0 +1,95 @@
+//! Inventory: the latest value of each CSP node a device reported, kept per (device, URI).
+
+use async_trait::async_trait;
+use redeploy_core::ids::DeviceId;
+use redeploy_core::inventory::InventoryValue;
+use redeploy_core::store::{InventoryStore, StoreResult};
+use sea_query::{Alias, Expr, OnConflict, Order, Query, SelectStatement};
+
+use crate::dialect::{Dialect, SqlRow};
+use crate::query::{built, insert_row, v};
+use crate::schema::Inventory as I;
+use crate::sql::RowExt;
+use crate::{SqlStore, Tx};
+
+const INVENTORY_COLS: [I; 5] = [I::DeviceId, I::Uri, I::Value, I::Format, I::At];
+
+fn row_inventory(r: &impl SqlRow) -> StoreResult<InventoryValue> {
+    Ok(InventoryValue {
+        device: r.id("device_id")?,
+        uri: r.string("uri")?,
+        value: r.string("value")?,
+        format: r.text("format")?,
+        at: r.at("at")?,
+    })
+}
+
+/// The inventory of `device`.
+fn select_of(device: DeviceId) -> SelectStatement {
+    Query::select()
+        .columns(INVENTORY_COLS)
+        .from(I::Table)
+        .and_where(Expr::col(I::DeviceId).eq(v(device)))
+        .to_owned()
+}
+
+/// Stores `values` in `tx`; a value never replaces a newer one.
+pub(crate) async fn upsert_inventory_in<D: Dialect>(
+    tx: &mut Tx<D>,
+    values: &[InventoryValue],
+) -> StoreResult<()> {
+    for val in values {
+        let upsert = insert_row(
+            I::Table,
+            INVENTORY_COLS,
+            [
+                v(val.device),
+                v(val.uri.clone()),
+                v(val.value.clone()),
+                v(val.format.clone()),
+                v(val.at),
+            ],
+        )?
+        .on_conflict(
+            OnConflict::columns([I::DeviceId, I::Uri])
+                .update_columns([I::Value, I::Format, I::At])
+                .action_and_where(
+                    Expr::col((Alias::new("excluded"), I::At)).gte(Expr::col((I::Table, I::At))),
+                )
+                .to_owned(),
+        )
+        .to_owned();
+        built::<D>(&upsert)?.execute(tx.on()).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl<D: Dialect> InventoryStore for SqlStore<D> {
+    async fn upsert_inventory(&self, values: &[InventoryValue]) -> StoreResult<()> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        upsert_inventory_in(&mut tx, values).await?;
+        tx.commit().await
+    }
+
+    async fn inventory(&self, device: DeviceId) -> StoreResult<Vec<InventoryValue>> {
+        let select = select_of(device).order_by(I::Uri, Order::Asc).to_owned();
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
+        rows.iter().map(row_inventory).collect()
+    }
+
+    async fn inventory_value(
+        &self,
+        device: DeviceId,
+        uri: &str,
+    ) -> StoreResult<Option<InventoryValue>> {
+        let select = select_of(device)
+            .and_where(Expr::col(I::Uri).eq(v(uri)))
+            .to_owned();
+        let row = built::<D>(&select)?.fetch_optional(self.db()).await?;
+        row.as_ref().map(row_inventory).transpose()
+    }
+}

@@ -1,0 +1,91 @@
+//! The SQL store, written once for SQLite and PostgreSQL: [`SqlStore`] implements every `Store`
+//! trait of `redeploy_core` with the queries in this crate, one file per concern, and runs them
+//! through a [`Dialect`] that the backend crates (`store-sqlite`, `store-postgres`) supply.
+//! Holds no business rules: the rules it applies are functions of `redeploy_core`.
+
+mod actions;
+mod audit;
+mod autopilot;
+mod commands;
+mod console_sessions;
+mod devices;
+mod dialect;
+mod enrollments;
+mod groups;
+mod inventory;
+mod query;
+pub mod run;
+mod schedules;
+mod schema;
+mod sql;
+mod tokens;
+mod trail;
+mod waves;
+mod webhooks;
+
+use redeploy_core::store::StoreResult;
+
+pub use dialect::{backend, corrupt, Arg, Dialect, On, SqlRow};
+
+/// `Store` on the database family `D`.
+pub struct SqlStore<D: Dialect> {
+    pool: D::Pool,
+}
+
+impl<D: Dialect> Clone for SqlStore<D> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Connects to `url` in the dialect's way and runs its migrations.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        Ok(Self {
+            pool: D::connect(url).await?,
+        })
+    }
+
+    /// The underlying pool (for health checks and tools).
+    pub fn pool(&self) -> &D::Pool {
+        &self.pool
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        D::close(&self.pool).await;
+    }
+
+    /// Statements on their own, each on any pooled connection.
+    fn db(&self) -> On<'_, D> {
+        On::Pool(&self.pool)
+    }
+
+    async fn begin(&self) -> StoreResult<Tx<D>> {
+        Ok(Tx(D::begin(&self.pool).await?))
+    }
+}
+
+/// An open transaction of `D`; dropping it uncommitted rolls back everything written in it.
+struct Tx<D: Dialect>(D::Tx);
+
+impl<D: Dialect> Tx<D> {
+    /// Statements inside this transaction.
+    fn on(&mut self) -> On<'_, D> {
+        On::Tx(&mut self.0)
+    }
+
+    async fn commit(self) -> StoreResult<()> {
+        D::commit(self.0).await
+    }
+}

@@ -1,0 +1,89 @@
+//! Statements built with sea-query: the bridge from a typed statement (tables and columns as
+//! `Iden` enums in [`crate::schema`], so a misspelt name does not compile) to a [`Sql`] the
+//! dialect runs. Values go in as [`v`] (an [`Arg`] as a sea-query value) and come back out as
+//! `Arg`s, so ids, instants and JSON are bound the dialect's way whichever builder wrote the text.
+
+use redeploy_core::store::{StoreError, StoreResult};
+use sea_query::{Iden, InsertStatement, Query, QueryStatementWriter, SimpleExpr, Value};
+
+use crate::dialect::{Arg, Dialect};
+use crate::sql::Sql;
+
+/// `arg` as a sea-query expression (a bound value).
+pub(crate) fn v(arg: impl Into<Arg>) -> SimpleExpr {
+    SimpleExpr::Value(value_of(arg.into()))
+}
+
+fn value_of(arg: Arg) -> Value {
+    match arg {
+        Arg::Text(v) => Value::String(v.map(Box::new)),
+        Arg::Int(v) => Value::BigInt(v),
+        Arg::Bool(v) => Value::Bool(v),
+        Arg::Bytes(v) => Value::Bytes(Some(Box::new(v))),
+        Arg::Id(v) => Value::Uuid(v.map(Box::new)),
+        Arg::Time(v) => Value::TimeDateTimeWithTimeZone(v.map(Box::new)),
+        // Text that is not JSON stays text, which a JSON column refuses loudly.
+        Arg::Json(v) => match v {
+            None => Value::Json(None),
+            Some(text) => match serde_json::from_str(&text) {
+                Ok(json) => Value::Json(Some(Box::new(json))),
+                Err(_) => Value::String(Some(Box::new(text))),
+            },
+        },
+    }
+}
+
+fn arg_of(value: Value) -> StoreResult<Arg> {
+    let int = |v: Option<i128>| {
+        v.map(|v| {
+            i64::try_from(v).map_err(|_| StoreError::Backend(format!("integer {v} too large")))
+        })
+        .transpose()
+        .map(Arg::Int)
+    };
+    Ok(match value {
+        Value::Bool(v) => Arg::Bool(v),
+        Value::TinyInt(v) => int(v.map(i128::from))?,
+        Value::SmallInt(v) => int(v.map(i128::from))?,
+        Value::Int(v) => int(v.map(i128::from))?,
+        Value::BigInt(v) => Arg::Int(v),
+        Value::TinyUnsigned(v) => int(v.map(i128::from))?,
+        Value::SmallUnsigned(v) => int(v.map(i128::from))?,
+        Value::Unsigned(v) => int(v.map(i128::from))?,
+        Value::BigUnsigned(v) => int(v.map(i128::from))?,
+        Value::String(v) => Arg::Text(v.map(|s| *s)),
+        Value::Bytes(Some(b)) => Arg::Bytes(*b),
+        Value::Uuid(v) => Arg::Id(v.map(|u| *u)),
+        Value::TimeDateTimeWithTimeZone(v) => Arg::Time(v.map(|t| *t)),
+        Value::Json(v) => Arg::Json(v.map(|j| j.to_string())),
+        other => {
+            return Err(StoreError::Backend(format!(
+                "no database type for the value {other:?}"
+            )))
+        }
+    })
+}
+
+/// `statement` written in `D`'s SQL, with its values as arguments.
+pub(crate) fn built<D: Dialect>(statement: &impl QueryStatementWriter) -> StoreResult<Sql> {
+    let (text, values) = statement.build_any(D::QUERY_BUILDER);
+    let args = values
+        .into_iter()
+        .map(arg_of)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Sql::new(text, args))
+}
+
+/// An INSERT of one row into `table`: `values` in the order of `columns`.
+pub(crate) fn insert_row<C: Iden + 'static>(
+    table: C,
+    columns: impl IntoIterator<Item = C>,
+    values: impl IntoIterator<Item = SimpleExpr>,
+) -> StoreResult<InsertStatement> {
+    Ok(Query::insert()
+        .into_table(table)
+        .columns(columns)
+        .values(values)
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .to_owned())
+}

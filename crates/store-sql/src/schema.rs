@@ -1,0 +1,126 @@
+//! The tables and columns the sea-query statements name, as `Iden` enums (`Table` is the
+//! table; each other variant a column, in snake case): a name that is not here does not compile.
+//! The schema itself is in each backend's `migrations/`.
+
+use sea_query::Iden;
+
+/// `console_sessions`: web console sessions.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum ConsoleSessions {
+    Table,
+    IdHash,
+    TokenId,
+    CsrfSecret,
+    CreatedAt,
+    ExpiresAt,
+}
+
+/// `api_tokens`: bearer tokens of the admin API and the console.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum ApiTokens {
+    Table,
+    Id,
+    Name,
+    SecretHash,
+    Role,
+    CreatedAt,
+    RevokedAt,
+}
+
+/// `enrollment_tokens`: the tokens PCs enroll with.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum EnrollmentTokens {
+    Table,
+    Id,
+    Label,
+    SecretHash,
+    ExpiresAt,
+    MaxUses,
+    Uses,
+    CreatedAt,
+}
+
+/// `autopilot_devices`: the Autopilot registry, keyed by upper-case serial.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum AutopilotDevices {
+    Table,
+    SerialKey,
+    Serial,
+    ProductId,
+    HardwareHash,
+    GroupTag,
+    AssignedUser,
+}
+
+/// `devices`: the columns the converted statements read.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Devices {
+    Table,
+    Id,
+    Serial,
+    EnrolledAt,
+}
+
+/// `inventory`: the latest value of each reported CSP node per device.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Inventory {
+    Table,
+    DeviceId,
+    Uri,
+    Value,
+    Format,
+    At,
+}
+
+/// `schedules`: recurring bulk requests.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Schedules {
+    Table,
+    Id,
+    Name,
+    GroupId,
+    Kind,
+    Tz,
+    Recurrence,
+    WindowStart,
+    WindowEnd,
+    Enabled,
+    NextRun,
+    LastRun,
+}
+
+/// `batch_windows`: the maintenance window of a scheduled batch.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum BatchWindows {
+    Table,
+    BatchId,
+    WindowStart,
+    WindowEnd,
+    Tz,
+}
+
+/// `actions`: the columns the converted statements name.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Actions {
+    Table,
+    Seq,
+    Id,
+    DeviceId,
+    State,
+    BatchId,
+    CreatedAt,
+}
+
+/// `batch_waves`: the later waves of a bulk request.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum BatchWaves {
+    Table,
+    BatchId,
+    WaveIndex,
+    Kind,
+    Actor,
+    Devices,
+    DueAt,
+    ReleasedAt,
+    DailyCap,
+}
