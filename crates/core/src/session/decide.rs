@@ -318,7 +318,7 @@ pub fn decide(
             AlertCode::NextMessage,
         )));
     } else if !alerts.abort && !alerts.unenroll && dev.unenrolled_at.is_none() {
-        let base = syncml::write(&reply).len() + 64;
+        let base = syncml::written_len(&reply) + 64;
         let mut candidates: Vec<&DeviceCommand> = queued.iter().collect();
         candidates.extend(step.enqueue.iter().filter(|c| !held(c)));
         let mut size = base;
