@@ -16,7 +16,7 @@ pub fn write(msg: &SyncMl) -> String {
     out
 }
 
-/// The length in bytes of [`write`]`(msg)`, without writing it: the same code runs into a
+/// The length in bytes of [`write()`]`(msg)`, without writing it: the same code runs into a
 /// counter instead of a `String`, so a reply's size can be checked against a budget while it is
 /// built and the reply is serialized once, when it goes out.
 pub fn written_len(msg: &SyncMl) -> usize {

@@ -40,7 +40,8 @@ pub struct Loaded {
     pub queued: Vec<DeviceCommand>,
     /// At a session start: commands sent in earlier sessions and never answered, oldest first.
     pub unanswered: Vec<DeviceCommand>,
-    /// At a session start: when inventory was last read ([`INVENTORY_MARKER`]); `None` if never.
+    /// At a session start: when inventory was last read (the stored time of `./DevDetail/SwV`);
+    /// `None` if never.
     pub inventory_read_at: Option<OffsetDateTime>,
     /// The device's pending actions whose batch has a maintenance window, oldest first.
     pub pending_windows: Vec<(ActionId, BatchWindow)>,
