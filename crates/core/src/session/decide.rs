@@ -6,7 +6,7 @@ use syncml::{AlertCode, Command, LocUri, Status, StatusCode, SyncMl};
 use time::OffsetDateTime;
 
 use super::inventory::{apply_inventory, inventory_uris};
-use super::load::Loaded;
+use super::load::{advancing, Loaded};
 use super::message::{Alerts, Answers};
 use super::{SessionConfig, SessionError};
 use crate::action::{self, Action, ActionState, Answered};
@@ -217,17 +217,11 @@ pub fn decide(
     }
 
     // 5. Actions: advance those the device answered for; at a session start, follow up the others.
-    let mut ids_to_check: Vec<ActionId> = by_action.iter().map(|(id, _)| *id).collect();
-    if alerts.session_start && !alerts.unenroll {
-        for a in &loaded.actions {
-            if !a.state.is_terminal()
-                && a.state != ActionState::Blocked
-                && !ids_to_check.contains(&a.id)
-            {
-                ids_to_check.push(a.id);
-            }
-        }
-    }
+    let ids_to_check = advancing(
+        by_action.iter().map(|(id, _)| *id).collect(),
+        &alerts,
+        &loaded.actions,
+    );
     let mut queued = loaded.queued.clone();
     if alerts.session_start {
         // Unanswered idempotent commands of earlier sessions go back in the queue; Execs are

@@ -67,6 +67,29 @@ impl Loaded {
     }
 }
 
+/// The actions a message may advance, in order and once each: those of `answered` (the actions
+/// of the answered commands still `sent`: an answered one, e.g. after a SessionID was reused by
+/// a reset, counts for nothing), then at a session start without unenrollment every action of
+/// the device neither settled nor blocked, to follow up.
+pub(super) fn advancing(
+    answered: Vec<ActionId>,
+    alerts: &Alerts,
+    actions: &[Action],
+) -> Vec<ActionId> {
+    let mut out: Vec<ActionId> = Vec::new();
+    let follow_up = alerts.session_start && !alerts.unenroll;
+    let others = actions
+        .iter()
+        .filter(|a| follow_up && !a.state.is_terminal() && a.state != ActionState::Blocked)
+        .map(|a| a.id);
+    for id in answered.into_iter().chain(others) {
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
+}
+
 /// Reads what `msg` from `device` needs (see [`Loaded`] for what is read when). Only reads.
 pub async fn load(
     store: &dyn Store,
@@ -88,30 +111,16 @@ pub async fn load(
             loaded.referenced.insert(key, command);
         }
     }
-    // Ordered and unique: the actions the answers are for (an answered command is no longer
-    // `sent`, e.g. a SessionID reused after a reset, counts for nothing).
-    let mut advancing: Vec<ActionId> = Vec::new();
-    for command in loaded.referenced.values() {
-        if let (CommandState::Sent, Some(a)) = (command.state, command.action) {
-            if !advancing.contains(&a) {
-                advancing.push(a);
-            }
-        }
-    }
-
+    let answered: Vec<ActionId> = loaded
+        .referenced
+        .values()
+        .filter(|c| c.state == CommandState::Sent)
+        .filter_map(|c| c.action)
+        .collect();
     if alerts.session_start || alerts.unenroll {
         loaded.actions = store.actions_of_device(device.id).await?;
     }
-    if alerts.session_start && !alerts.unenroll {
-        for a in &loaded.actions {
-            if !a.state.is_terminal()
-                && a.state != ActionState::Blocked
-                && !advancing.contains(&a.id)
-            {
-                advancing.push(a.id);
-            }
-        }
-    }
+    let advancing = advancing(answered, &alerts, &loaded.actions);
     loaded.pending_windows = store.pending_action_windows(device.id).await?;
     let wanted: Vec<ActionId> = advancing
         .iter()

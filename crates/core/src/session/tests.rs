@@ -109,6 +109,18 @@ fn refer(loaded: &mut Loaded, commands: &[DeviceCommand]) {
     }
 }
 
+/// The `doAutomaticRedeployment` Exec of the reset `a`, queued at `at`.
+fn reset_exec(a: &Action, at: OffsetDateTime) -> DeviceCommand {
+    DeviceCommand::new(
+        CommandId::generate(),
+        a.device,
+        Some(a.id),
+        Verb::Exec,
+        AUTOPILOT_RESET_EXEC_URI,
+        at,
+    )
+}
+
 /// An action of `kind` on the loaded device moved through `states` at T0 − 1 h.
 fn action(loaded: &Loaded, kind: ActionKind, states: &[ActionState]) -> Action {
     let at = T0 - Duration::hours(1);
@@ -258,95 +270,76 @@ fn what_a_session_start_asks_for() {
 
 #[test]
 fn what_goes_out_in_the_reply() {
-    // (case, message, queued Replaces and their data size, cfg edit, Alert 1222 in the reply,
+    // (case, message, data size of the 3 queued Replaces, settings, Alert 1222 in the reply,
     //  commands taken, more follows)
-    struct Case {
-        name: &'static str,
-        msg: SyncMl,
-        queued: (usize, usize),
-        edit: fn(&mut SessionConfig),
-        alert_1222: bool,
-        taken: u32,
-        more: bool,
-    }
+    type Case = (
+        &'static str,
+        SyncMl,
+        usize,
+        fn(&mut SessionConfig),
+        bool,
+        u32,
+        bool,
+    );
     let keep: fn(&mut SessionConfig) = |_| {};
-    let cases = [
-        Case {
-            name: "all of a short queue",
-            msg: start(""),
-            queued: (3, 10),
-            edit: keep,
-            alert_1222: false,
-            taken: 3,
-            more: false,
-        },
-        Case {
-            name: "the package is not complete: ask for the rest, send nothing",
-            msg: message(1, "<Alert><CmdID>2</CmdID><Data>1201</Data></Alert>", false),
-            queued: (3, 10),
-            edit: keep,
-            alert_1222: true,
-            taken: 0,
-            more: false,
-        },
-        Case {
-            name: "the session is aborted",
-            msg: start("<Alert><CmdID>3</CmdID><Data>1223</Data></Alert>"),
-            queued: (3, 10),
-            edit: keep,
-            alert_1222: false,
-            taken: 0,
-            more: false,
-        },
-        Case {
-            name: "at most max_commands_per_message",
-            msg: start(""),
-            queued: (3, 10),
-            edit: |c| c.max_commands_per_message = 2,
-            alert_1222: false,
-            taken: 2,
-            more: true,
-        },
-        Case {
-            name: "the byte budget: what fits",
-            msg: start(""),
-            queued: (3, 1000),
+    let not_final = message(1, "<Alert><CmdID>2</CmdID><Data>1201</Data></Alert>", false);
+    let abort = start("<Alert><CmdID>3</CmdID><Data>1223</Data></Alert>");
+    let cases: [Case; 6] = [
+        ("all of a short queue", start(""), 10, keep, false, 3, false),
+        (
+            "an incomplete package: ask for the rest",
+            not_final,
+            10,
+            keep,
+            true,
+            0,
+            false,
+        ),
+        ("the session is aborted", abort, 10, keep, false, 0, false),
+        (
+            "at most max_commands_per_message",
+            start(""),
+            10,
+            |c| c.max_commands_per_message = 2,
+            false,
+            2,
+            true,
+        ),
+        (
             // Two commands of ~1.5 kB fit beside the Statuses, a third does not.
-            edit: |c| c.max_message_bytes = 4000,
-            alert_1222: false,
-            taken: 2,
-            more: true,
-        },
-        Case {
-            name: "the byte budget: the first command goes even when it alone is over",
-            msg: start(""),
-            queued: (3, 1000),
-            edit: |c| c.max_message_bytes = 100,
-            alert_1222: false,
-            taken: 1,
-            more: true,
-        },
+            "the byte budget: what fits",
+            start(""),
+            1000,
+            |c| c.max_message_bytes = 4000,
+            false,
+            2,
+            true,
+        ),
+        (
+            "the byte budget: the first command goes even when it alone is over",
+            start(""),
+            1000,
+            |c| c.max_message_bytes = 100,
+            false,
+            1,
+            true,
+        ),
     ];
-    for case in cases {
+    for (name, msg, data_len, edit, alert_1222, taken, more) in cases {
         let mut loaded = idle();
-        loaded.queued = queued_replaces(&loaded, case.queued.0, case.queued.1);
+        loaded.queued = queued_replaces(&loaded, 3, data_len);
         let mut cfg = cfg();
-        (case.edit)(&mut cfg);
-        let d = decide(&loaded, &case.msg, T0, &cfg).unwrap();
-        let name = case.name;
+        edit(&mut cfg);
+        let d = decide(&loaded, &msg, T0, &cfg).unwrap();
         let has_1222 = d
             .reply
             .body
             .commands
             .iter()
             .any(|c| matches!(c, Command::Alert(a) if a.code == AlertCode::NextMessage));
-        assert_eq!(has_1222, case.alert_1222, "{name}");
-        assert_eq!(
-            d.step.send.as_ref().map_or(0, |s| s.limit),
-            case.taken,
-            "{name}"
-        );
-        assert_eq!(d.more_follows, case.more, "{name}");
+        assert_eq!(has_1222, alert_1222, "{name}");
+        assert_eq!(d.step.send.as_ref().map_or(0, |s| s.limit), taken, "{name}");
+        assert_eq!(d.more_follows, more, "{name}");
         if let Some(send) = &d.step.send {
             // Our commands follow the Statuses: header, Alert 1201 (and any other command).
             let statuses = d.reply.body.commands.len() as u32;
@@ -355,7 +348,7 @@ fn what_goes_out_in_the_reply() {
                 SendBatch {
                     msg_id: "1".into(),
                     first_cmd_id: statuses + 1,
-                    limit: case.taken
+                    limit: taken
                 },
                 "{name}"
             );
@@ -446,18 +439,7 @@ fn answers_advance_a_reset() {
                 .collect();
         // Sent in our message 2: the Exec and its reads; the device answers in its message 3.
         let at = T0 - Duration::hours(1);
-        let exec = sent(
-            DeviceCommand::new(
-                CommandId::generate(),
-                id,
-                Some(a.id),
-                Verb::Exec,
-                AUTOPILOT_RESET_EXEC_URI,
-                at,
-            ),
-            2,
-            5,
-        );
+        let exec = sent(reset_exec(&a, at), 2, 5);
         let reads: Vec<DeviceCommand> = status_reads(id, a.id, "Redeploy", at)
             .into_iter()
             .zip(6..)
@@ -605,18 +587,7 @@ fn a_session_start_follows_up_actions_and_requeues_unanswered_reads() {
             ActionState::Acknowledged,
         ],
     );
-    let exec = answered(
-        DeviceCommand::new(
-            CommandId::generate(),
-            id,
-            Some(reset.id),
-            Verb::Exec,
-            AUTOPILOT_RESET_EXEC_URI,
-            at,
-        ),
-        200,
-        None,
-    );
+    let exec = answered(reset_exec(&reset, at), 200, None);
     loaded.commands_of_action.insert(reset.id, vec![exec]);
     // A sync asked for: done when the PC checks in.
     let sync = action(&loaded, ActionKind::Sync, &[ActionState::Pending]);
@@ -715,15 +686,28 @@ fn alert_1226_unenrolls_cancels_what_has_not_gone_out_and_sends_nothing() {
     assert!(matches!(&d.reply.body.commands[2], Command::Status(s) if s.cmd_ref == "9"));
 }
 
-#[test]
-fn a_pending_action_outside_its_maintenance_window_is_held_and_noted_once() {
-    let window = BatchWindow {
+/// 02:00–05:00 in Berlin: T0 (11:00 there) is outside.
+fn night_window() -> BatchWindow {
+    BatchWindow {
         window: MaintenanceWindow {
             start: time!(2:00),
             end: time!(5:00),
         },
         tz: chrono_tz::Europe::Berlin,
-    };
+    }
+}
+
+/// Whether the last timeline entry of `a` is the note of an action held outside its window.
+fn last_note_is_held(a: &Action) -> bool {
+    a.timeline
+        .last()
+        .and_then(|e| e.note.as_deref())
+        .is_some_and(|n| n.starts_with(HELD_NOTE_PREFIX))
+}
+
+#[test]
+fn a_pending_action_outside_its_maintenance_window_is_held_and_noted_once() {
+    let window = night_window();
     let inside = datetime!(2026-05-05 0:30 UTC);
     // (case, now, already noted, held, a note added)
     let cases = [
@@ -749,16 +733,8 @@ fn a_pending_action_outside_its_maintenance_window_is_held_and_noted_once() {
 
         let d = decide(&loaded, &start(""), now, &cfg()).unwrap();
         assert_eq!(d.step.held_actions.contains(&a.id), held, "{case}");
-        let new_note = update(&d, a.id).is_some_and(|u| {
-            u.timeline.len() > a.timeline.len()
-                && u.timeline
-                    .last()
-                    .unwrap()
-                    .note
-                    .as_deref()
-                    .unwrap()
-                    .starts_with(HELD_NOTE_PREFIX)
-        });
+        let new_note = update(&d, a.id)
+            .is_some_and(|u| u.timeline.len() > a.timeline.len() && last_note_is_held(u));
         assert_eq!(new_note, note, "{case}");
         let taken = d.step.send.as_ref().map_or(0, |s| s.limit);
         assert_eq!(taken, if held { 0 } else { 4 }, "{case}");
@@ -767,13 +743,7 @@ fn a_pending_action_outside_its_maintenance_window_is_held_and_noted_once() {
 
 #[test]
 fn a_reset_sent_again_goes_back_under_its_window() {
-    let window = BatchWindow {
-        window: MaintenanceWindow {
-            start: time!(2:00),
-            end: time!(5:00),
-        },
-        tz: chrono_tz::Europe::Berlin,
-    };
+    let window = night_window();
     let mut loaded = idle();
     let id = loaded.device.id;
     let batch = BatchId::generate();
@@ -790,18 +760,7 @@ fn a_reset_sent_again_goes_back_under_its_window() {
     // The Exec went out in an earlier session and was never answered; this session's reads say
     // the PC is as before it: the PC never got it.
     let at = T0 - Duration::hours(2);
-    let mut exec = sent(
-        DeviceCommand::new(
-            CommandId::generate(),
-            id,
-            Some(a.id),
-            Verb::Exec,
-            AUTOPILOT_RESET_EXEC_URI,
-            at,
-        ),
-        2,
-        5,
-    );
+    let mut exec = sent(reset_exec(&a, at), 2, 5);
     exec.sent_in.as_mut().unwrap().session_id = "s0".into();
     let reads: Vec<DeviceCommand> = status_reads(id, a.id, "Redeploy", T0)
         .into_iter()
@@ -823,14 +782,7 @@ fn a_reset_sent_again_goes_back_under_its_window() {
     let moved = update(&d, a.id).unwrap();
     assert_eq!(moved.state, ActionState::Pending, "{:?}", moved.timeline);
     assert!(d.step.held_actions.contains(&a.id));
-    assert!(moved
-        .timeline
-        .last()
-        .unwrap()
-        .note
-        .as_deref()
-        .unwrap()
-        .starts_with(HELD_NOTE_PREFIX));
+    assert!(last_note_is_held(moved));
     assert!(d.step.send.is_none(), "its Exec waits for the window");
 
     // Without a window it goes out at once.
