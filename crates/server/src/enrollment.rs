@@ -1,4 +1,4 @@
-//! MS-MDE2 enrollment endpoints (protocol.md §2): discovery, XCEP GetPolicies and the WSTEP
+//! MS-MDE2 enrollment endpoints (docs/protocol.md §2): discovery, XCEP GetPolicies and the WSTEP
 //! enrollment service. axum only frames bytes: `enroll` parses and writes the SOAP, the CA signs,
 //! the store records; every refusal is a SOAP 1.2 fault with the documented subcode.
 
@@ -24,7 +24,7 @@ use redeploy_core::{AuditOutcome, EnrollmentType, NewAuditEvent, SecretHash};
 
 use crate::state::AppState;
 
-/// Content type of every enrollment answer (protocol.md §2.1).
+/// Content type of every enrollment answer (docs/protocol.md §2.1).
 pub const SOAP_XML: &str = "application/soap+xml; charset=utf-8";
 /// Path of the discovery service (GET probe and POST Discover).
 pub const DISCOVERY_PATH: &str = "/EnrollmentServer/Discovery.svc";
@@ -36,7 +36,7 @@ pub const ENROLLMENT_PATH: &str = "/EnrollmentServer/Enrollment.svc";
 pub const MANAGEMENT_PATH: &str = "/ManagementServer/MDM.svc";
 /// WS-Addressing's action for faults (W3C WS-Addressing 1.0 SOAP Binding §6).
 const FAULT_ACTION: &str = "http://www.w3.org/2005/08/addressing/soap/fault";
-/// Highest EnrollmentVersion we answer with; Windows 11 asks for 6.0 (protocol.md §2.2).
+/// Highest EnrollmentVersion we answer with; Windows 11 asks for 6.0 (docs/protocol.md §2.2).
 const MAX_ENROLLMENT_VERSION: f64 = 6.0;
 
 /// The enrollment routes (the caller adds the rate limit).
@@ -66,7 +66,7 @@ fn soap(status: StatusCode, body: String) -> Response {
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SOAP_XML));
-    // One message, never chunked (protocol.md fact 9).
+    // One message, never chunked (docs/protocol.md fact 9).
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     response
 }
@@ -151,7 +151,7 @@ fn discover_response(state: &AppState, request: &DiscoverRequest) -> DiscoverRes
     DiscoverResponse {
         auth_policy,
         enrollment_version: enrollment_version(request.request_version.as_deref()),
-        // Same host for both services (protocol.md §2.1).
+        // Same host for both services (docs/protocol.md §2.1).
         enrollment_policy_service_url: Some(format!("{}{POLICY_PATH}", state.public_url)),
         enrollment_service_url: format!("{}{ENROLLMENT_PATH}", state.public_url),
         authentication_service_url: if federated {
@@ -166,7 +166,7 @@ fn discover_response(state: &AppState, request: &DiscoverRequest) -> DiscoverRes
 }
 
 /// An EnrollmentVersion not above the client's RequestVersion (what FLEET does; exact
-/// negotiation rules are UNCONFIRMED, protocol.md §2.2). No version given → the samples' 3.0.
+/// negotiation rules are UNCONFIRMED, docs/protocol.md §2.2). No version given → the samples' 3.0.
 fn enrollment_version(requested: Option<&str>) -> String {
     match requested
         .map(str::trim)
@@ -186,7 +186,7 @@ fn store_fault(err: &StoreError) -> Refusal {
     )
 }
 
-/// The SOAP fault of a refusal the core decided (protocol.md §2.6).
+/// The SOAP fault of a refusal the core decided (docs/protocol.md §2.6).
 impl From<decide::Refusal> for Refusal {
     fn from(r: decide::Refusal) -> Self {
         let code = match r.kind {

@@ -1,7 +1,7 @@
 //! SyncML writer: [`SyncMl`] -> the compact XML form Windows accepts, written straight into one
 //! pre-sized `String` (no intermediate DOM).
 //!
-//! Shape (protocol.md §3.2; MS-MDM §4 examples): `<?xml version="1.0" encoding="UTF-8"?>`, root
+//! Shape (docs/protocol.md §3.2; MS-MDM §4 examples): `<?xml version="1.0" encoding="UTF-8"?>`, root
 //! `<SyncML xmlns="SYNCML:SYNCML1.2">`, SyncHdr children in DTD order (VerDTD, VerProto, SessionID,
 //! MsgID, Target, Source, RespURI, Cred, Meta), every Meta child with `xmlns="syncml:metinf"`,
 //! Status children in DTD order (CmdID, MsgRef, CmdRef, Cmd, TargetRef, SourceRef, Chal, Data,

@@ -1,5 +1,5 @@
 //! Who may enroll, and as which device record: the rules of one MS-MDE2 enrollment request
-//! (protocol.md §2.4) as a pure function, [`decide`]. The server authenticates (reads the token,
+//! (docs/protocol.md §2.4) as a pure function, [`decide`]. The server authenticates (reads the token,
 //! verifies a JWT), checks the CSR's signature, loads the matching device ([`matching_device`]),
 //! calls [`decide`], then spends the token, has the CA sign, commits [`Grant::records`] and audits
 //! [`Grant::audit`]; it writes the SOAP either way.
@@ -13,7 +13,7 @@ use crate::ids::{DeviceId, EnrollmentId};
 use crate::store::{EnrollOutcome, Store, StoreError, StoreResult};
 
 /// What an enrollment request (RST) says, as the server parsed it: its AdditionalContext items
-/// (protocol.md §2.4) and the raw bytes, kept with the enrollment.
+/// (docs/protocol.md §2.4) and the raw bytes, kept with the enrollment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EnrollRequest {
     /// `EnrollmentType`: `Device` or `Full`; `None` when absent or another value.
@@ -133,7 +133,7 @@ impl Credential {
 }
 
 /// The SOAP fault an enrollment is refused with: its `s:Subcode` (ITPRO
-/// mobile-device-enrollment.md; protocol.md §2.6).
+/// mobile-device-enrollment.md; docs/protocol.md §2.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RefusalKind {
     /// `AuthenticationFailure`: who the caller is could not be established.

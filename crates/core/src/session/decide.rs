@@ -225,7 +225,7 @@ pub fn decide(
     let mut queued = loaded.queued.clone();
     if alerts.session_start {
         // Unanswered idempotent commands of earlier sessions go back in the queue; Execs are
-        // followed up through their action (never re-executed blindly, DESIGN.md).
+        // followed up through their action (never re-executed blindly, docs/design.md §4).
         for c in &loaded.unanswered {
             if c.may_resend() == Resend::Yes {
                 let mut c = c.clone();

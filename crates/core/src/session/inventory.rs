@@ -1,4 +1,4 @@
-//! Inventory in a device session: the nodes we read (protocol.md §4, §1.9) and how a reported
+//! Inventory in a device session: the nodes we read (docs/protocol.md §4, §1.9) and how a reported
 //! value lands on the device row.
 
 use crate::action;
@@ -7,7 +7,7 @@ use crate::command::{
 };
 use crate::device::{Device, EnrollmentType, JoinType};
 
-/// The nodes read for inventory (protocol.md §4, §1.9).
+/// The nodes read for inventory (docs/protocol.md §4, §1.9).
 pub fn inventory_uris(provider_id: &str) -> Vec<String> {
     let mut v: Vec<String> = [
         "./DevDetail/SwV",

@@ -1,5 +1,5 @@
 //! The device-session engine: one device message in, our reply out, everything it changes
-//! committed in one store step (DESIGN.md "The flow of one check-in"; protocol.md §3.3).
+//! committed in one store step (docs/design.md §2; docs/protocol.md §3.3).
 //!
 //! [`handle`] is three steps, one file each: [`load`] reads from the store everything the
 //! decision needs ([`Loaded`]); [`decide`] is pure — loaded state, message, time and settings in;
@@ -58,7 +58,7 @@ pub struct SessionConfig {
     /// Our management URL: the Source of our replies.
     pub server_url: String,
     /// Budget of one reply in bytes (Intune announces 524288; Windows ignores SyncHdr Meta, so the
-    /// budget is ours to respect; protocol.md §3.2).
+    /// budget is ours to respect; docs/protocol.md §3.2).
     pub max_message_bytes: usize,
     /// At most this many of our commands in one reply.
     pub max_commands_per_message: u32,
