@@ -1,4 +1,7 @@
-//! Enrollment records and the tokens that authorise enrollment and API calls.
+//! Enrollment records and the tokens that authorise enrollment and API calls; [`decide`] holds
+//! the rules of one enrollment request.
+
+pub mod decide;
 
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;

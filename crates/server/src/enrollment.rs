@@ -1,4 +1,4 @@
-//! MS-MDE2 enrollment endpoints (protocol.md §2): discovery, XCEP GetPolicies and the WSTEP
+//! MS-MDE2 enrollment endpoints (docs/protocol.md §2): discovery, XCEP GetPolicies and the WSTEP
 //! enrollment service. axum only frames bytes: `enroll` parses and writes the SOAP, the CA signs,
 //! the store records; every refusal is a SOAP 1.2 fault with the documented subcode.
 
@@ -16,15 +16,15 @@ use enroll::{
     GetPoliciesRequest, PolicyResponse, RstRequest, Rstr, SecurityToken,
 };
 use http::{header, HeaderValue, StatusCode};
-use redeploy_core::store::StoreError;
-use redeploy_core::{
-    AuditOutcome, Device, DeviceId, Enrollment, EnrollmentId, EnrollmentToken, EnrollmentType,
-    JoinType, NewAuditEvent, SecretHash,
+use redeploy_core::enrollment::decide::{
+    self, Authentication, EnrollRequest, IssuedCertificate, RefusalKind,
 };
+use redeploy_core::store::StoreError;
+use redeploy_core::{AuditOutcome, EnrollmentType, NewAuditEvent, SecretHash};
 
 use crate::state::AppState;
 
-/// Content type of every enrollment answer (protocol.md §2.1).
+/// Content type of every enrollment answer (docs/protocol.md §2.1).
 pub const SOAP_XML: &str = "application/soap+xml; charset=utf-8";
 /// Path of the discovery service (GET probe and POST Discover).
 pub const DISCOVERY_PATH: &str = "/EnrollmentServer/Discovery.svc";
@@ -36,7 +36,7 @@ pub const ENROLLMENT_PATH: &str = "/EnrollmentServer/Enrollment.svc";
 pub const MANAGEMENT_PATH: &str = "/ManagementServer/MDM.svc";
 /// WS-Addressing's action for faults (W3C WS-Addressing 1.0 SOAP Binding §6).
 const FAULT_ACTION: &str = "http://www.w3.org/2005/08/addressing/soap/fault";
-/// Highest EnrollmentVersion we answer with; Windows 11 asks for 6.0 (protocol.md §2.2).
+/// Highest EnrollmentVersion we answer with; Windows 11 asks for 6.0 (docs/protocol.md §2.2).
 const MAX_ENROLLMENT_VERSION: f64 = 6.0;
 
 /// The enrollment routes (the caller adds the rate limit).
@@ -66,7 +66,7 @@ fn soap(status: StatusCode, body: String) -> Response {
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SOAP_XML));
-    // One message, never chunked (protocol.md fact 9).
+    // One message, never chunked (docs/protocol.md fact 9).
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     response
 }
@@ -151,7 +151,7 @@ fn discover_response(state: &AppState, request: &DiscoverRequest) -> DiscoverRes
     DiscoverResponse {
         auth_policy,
         enrollment_version: enrollment_version(request.request_version.as_deref()),
-        // Same host for both services (protocol.md §2.1).
+        // Same host for both services (docs/protocol.md §2.1).
         enrollment_policy_service_url: Some(format!("{}{POLICY_PATH}", state.public_url)),
         enrollment_service_url: format!("{}{ENROLLMENT_PATH}", state.public_url),
         authentication_service_url: if federated {
@@ -166,7 +166,7 @@ fn discover_response(state: &AppState, request: &DiscoverRequest) -> DiscoverRes
 }
 
 /// An EnrollmentVersion not above the client's RequestVersion (what FLEET does; exact
-/// negotiation rules are UNCONFIRMED, protocol.md §2.2). No version given → the samples' 3.0.
+/// negotiation rules are UNCONFIRMED, docs/protocol.md §2.2). No version given → the samples' 3.0.
 fn enrollment_version(requested: Option<&str>) -> String {
     match requested
         .map(str::trim)
@@ -178,35 +178,6 @@ fn enrollment_version(requested: Option<&str>) -> String {
     }
 }
 
-/// Who the credentials say the caller is.
-enum Credential {
-    /// OnPremise: a valid (not yet spent) enrollment token and the UsernameToken's user.
-    Token {
-        token: EnrollmentToken,
-        username: String,
-    },
-    /// Federated: a verified JWT.
-    Federated(crate::federated::FederatedIdentity),
-}
-
-impl Credential {
-    fn method(&self) -> &'static str {
-        match self {
-            Credential::Token { .. } => "OnPremise",
-            Credential::Federated(_) => "Federated",
-        }
-    }
-
-    fn upn(&self) -> Option<String> {
-        match self {
-            Credential::Token { username, .. } => {
-                Some(username.trim().to_string()).filter(|u| !u.is_empty())
-            }
-            Credential::Federated(id) => id.upn.clone(),
-        }
-    }
-}
-
 fn store_fault(err: &StoreError) -> Refusal {
     tracing::error!(%err, "store failure during enrollment");
     Refusal::new(
@@ -215,10 +186,25 @@ fn store_fault(err: &StoreError) -> Refusal {
     )
 }
 
-/// Checks the WS-Security credential without spending anything: an enrollment token that
-/// exists, is not expired and has uses left (OnPremise), or a valid JWT (Federated).
-async fn authenticate(state: &AppState, security: &SecurityToken) -> Result<Credential, Refusal> {
-    match security {
+/// The SOAP fault of a refusal the core decided (docs/protocol.md §2.6).
+impl From<decide::Refusal> for Refusal {
+    fn from(r: decide::Refusal) -> Self {
+        let code = match r.kind {
+            RefusalKind::Authentication => FaultCode::Authentication,
+            RefusalKind::Authorization => FaultCode::Authorization,
+            RefusalKind::CertificateRequest => FaultCode::CertificateRequest,
+        };
+        Refusal::new(code, r.reason)
+    }
+}
+
+/// Checks the WS-Security token (the I/O half: the enrollment token its password names, or the
+/// JWT's signature); the core's rules judge what was found ([`decide::authenticate`]).
+async fn authenticate(
+    state: &AppState,
+    security: &SecurityToken,
+) -> Result<Authentication, Refusal> {
+    Ok(match security {
         SecurityToken::UsernameToken { username, password } => {
             let hash = SecretHash::of_secret(password.trim());
             let tokens = state
@@ -226,32 +212,15 @@ async fn authenticate(state: &AppState, security: &SecurityToken) -> Result<Cred
                 .list_enrollment_tokens()
                 .await
                 .map_err(|e| store_fault(&e))?;
-            let token = tokens
-                .into_iter()
-                .find(|t| t.secret_hash == hash)
-                .ok_or_else(|| {
-                    Refusal::new(FaultCode::Authentication, "unknown enrollment token")
-                })?;
-            match token.refusal(state.clock.now()) {
-                Some(redeploy_core::enrollment::TokenRefusal::Expired) => Err(Refusal::new(
-                    FaultCode::Authorization,
-                    "the enrollment token has expired",
-                )),
-                Some(redeploy_core::enrollment::TokenRefusal::Exhausted) => Err(Refusal::new(
-                    FaultCode::Authorization,
-                    "the enrollment token has no uses left",
-                )),
-                None => Ok(Credential::Token {
-                    token,
-                    username: username.clone(),
-                }),
+            Authentication::Token {
+                username: username.clone(),
+                token: tokens.into_iter().find(|t| t.secret_hash == hash),
             }
         }
         SecurityToken::BinarySecurityToken { value, .. } => {
             let Some(federated) = &state.federated else {
-                return Err(Refusal::new(
-                    FaultCode::Authentication,
-                    "federated enrollment is not configured on this server",
+                return Ok(Authentication::Refused(
+                    "federated enrollment is not configured on this server".into(),
                 ));
             };
             // The value is base64 of the compact JWS (ITPRO federated doc); accept the bare
@@ -261,16 +230,13 @@ async fn authenticate(state: &AppState, security: &SecurityToken) -> Result<Cred
                 .and_then(|b| String::from_utf8(b).ok())
                 .filter(|t| t.split('.').count() == 3)
                 .unwrap_or_else(|| value.trim().to_string());
-            federated
-                .verify(&jwt)
-                .map(Credential::Federated)
-                .map_err(|e| Refusal::new(FaultCode::Authentication, e.to_string()))
+            match federated.verify(&jwt) {
+                Ok(id) => Authentication::Federated { upn: id.upn },
+                Err(e) => Authentication::Refused(e.to_string()),
+            }
         }
-        SecurityToken::None => Err(Refusal::new(
-            FaultCode::Authentication,
-            "the request carries no credentials",
-        )),
-    }
+        SecurityToken::None => Authentication::Refused("the request carries no credentials".into()),
+    })
 }
 
 async fn policy(State(state): State<AppState>, body: Bytes) -> Response {
@@ -284,7 +250,8 @@ async fn policy(State(state): State<AppState>, body: Bytes) -> Response {
                 ))
             }
         };
-        authenticate(&state, &request.security).await?;
+        let auth = authenticate(&state, &request.security).await?;
+        decide::authenticate(&auth, state.clock.now())?;
         Ok(request)
     }
     .await;
@@ -357,58 +324,54 @@ async fn enrollment(
     }
 }
 
-/// The enrollment proper: credentials, CSR, token spend, certificate, store, provisioning doc.
+/// What the request's AdditionalContext says, for the core's rules.
+fn request_facts(request: &RstRequest, raw: &[u8]) -> EnrollRequest {
+    let context = &request.context;
+    EnrollRequest {
+        enrollment_type: match context.enrollment_type() {
+            Some(enroll::EnrollmentType::Device) => Some(EnrollmentType::Device),
+            Some(enroll::EnrollmentType::Full) => Some(EnrollmentType::Full),
+            Some(enroll::EnrollmentType::Other(_)) | None => None,
+        },
+        hw_dev_id: context.hw_dev_id().map(str::to_string),
+        device_name: context.device_name().map(str::to_string),
+        mdm_device_id: context.device_id().map(str::to_string),
+        os_version: context.os_version().map(str::to_string),
+        domain_name: context.domain_name().map(str::to_string),
+        context: context.items.clone(),
+        raw: raw.to_vec(),
+    }
+}
+
+/// The enrollment proper: authenticate and load (I/O), the core decides
+/// ([`redeploy_core::enrollment::decide`]), then spend the token, sign, commit, audit, and write
+/// the provisioning document.
 async fn enroll_device(
     state: &AppState,
     request: &RstRequest,
     raw: &[u8],
 ) -> Result<String, Refusal> {
-    let credential = authenticate(state, &request.security).await?;
-    // Check the CSR before spending a token use on it.
-    let csr = enroll::ca::verify_csr(&request.csr_der)
-        .map_err(|e| Refusal::new(FaultCode::CertificateRequest, e.to_string()))?;
+    let auth = authenticate(state, &request.security).await?;
+    let csr = enroll::ca::verify_csr(&request.csr_der);
+    let facts = request_facts(request, raw);
+    let matched = decide::matching_device(state.store.as_ref(), &facts)
+        .await
+        .map_err(|e| store_fault(&e))?;
     let now = state.clock.now();
-    if let Credential::Token { token, .. } = &credential {
+    let csr_problem = csr.as_ref().err().map(ToString::to_string);
+    let mut grant = decide::decide(&facts, &auth, csr_problem.as_deref(), matched.as_ref(), now)?;
+    // The decision refused an unusable CSR already; this only takes the verified one.
+    let csr = csr.map_err(|e| Refusal::new(FaultCode::CertificateRequest, e.to_string()))?;
+    if let Some(hash) = &grant.spend {
         state
             .store
-            .consume_enrollment_token(&token.secret_hash, now)
+            .consume_enrollment_token(hash, now)
             .await
-            .map_err(|e| match e {
-                StoreError::NotFound(_) => {
-                    Refusal::new(FaultCode::Authentication, "unknown enrollment token")
-                }
-                StoreError::TokenExpired => {
-                    Refusal::new(FaultCode::Authorization, "the enrollment token has expired")
-                }
-                StoreError::TokenExhausted => Refusal::new(
-                    FaultCode::Authorization,
-                    "the enrollment token has no uses left",
-                ),
-                other => store_fault(&other),
+            .map_err(|e| match decide::Refusal::of_token_spend(&e) {
+                Some(r) => Refusal::from(r),
+                None => store_fault(&e),
             })?;
     }
-    let context = &request.context;
-    let enrollment_type = match context.enrollment_type() {
-        Some(enroll::EnrollmentType::Device) => EnrollmentType::Device,
-        _ => EnrollmentType::Full,
-    };
-    let hw_dev_id = context
-        .hw_dev_id()
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .map(str::to_string);
-    // Re-enrollment of known hardware keeps its identity, so the certificate must carry the
-    // existing id (the store rewrites the enrollment to it as well).
-    let known = match &hw_dev_id {
-        Some(h) => state
-            .store
-            .device_by_hw_dev_id(h)
-            .await
-            .map_err(|e| store_fault(&e))?,
-        None => None,
-    };
-    let mut device_id = known.as_ref().map_or_else(DeviceId::generate, |d| d.id);
-    let upn = credential.upn();
     let mut attempt = 0;
     let (cert, outcome) = loop {
         attempt += 1;
@@ -416,102 +379,45 @@ async fn enroll_device(
             .ca
             .issue_device_certificate(
                 &csr,
-                &device_id.to_string(),
+                &grant.device_id.to_string(),
                 now,
                 state.settings.device_cert_validity_days,
             )
             .map_err(|e| Refusal::new(e.fault_code(), e.to_string()))?;
-        let thumbprint = cert.thumbprint.to_ascii_lowercase();
-        let name = context
-            .device_name()
-            .map(str::to_string)
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| format!("device-{}", &device_id.to_string()[..8]));
-        // For known hardware the store keeps everything but these enrollment fields
-        // (EnrollmentStore::create_enrollment), e.g. the primary user and inventory.
-        let mut device = Device::new(device_id, name, now);
-        device.hw_dev_id = hw_dev_id.clone();
-        device.mdm_device_id = context.device_id().map(str::to_string);
-        device.os_version = context.os_version().map(str::to_string);
-        device.domain_name = context
-            .domain_name()
-            .map(str::to_string)
-            .filter(|d| !d.trim().is_empty());
-        device.enrollment_type = Some(enrollment_type);
-        device.join_type = JoinType::derive(Some(enrollment_type), device.domain_name.as_deref())
-            .unwrap_or(JoinType::Unknown);
-        device.cert_thumbprint = Some(thumbprint.clone());
-        device.cert_not_after = Some(cert.not_after);
-        let enrollment = Enrollment {
-            id: EnrollmentId::generate(),
-            device: device_id,
-            enrollment_type,
-            upn: upn.clone(),
-            auth_method: credential.method().into(),
-            context: context.items.clone(),
-            raw_request: raw.to_vec(),
-            cert_thumbprint: thumbprint,
-            cert_serial: cert.serial.clone(),
-            cert_not_after: cert.not_after,
-            created_at: now,
-            replaced_by: None,
-        };
+        let (device, enrollment) = grant.records(&IssuedCertificate {
+            thumbprint: cert.thumbprint.clone(),
+            serial: cert.serial.clone(),
+            not_after: cert.not_after,
+        });
         let outcome = match state.store.create_enrollment(device, enrollment).await {
             Ok(outcome) => outcome,
-            Err(StoreError::Conflict(why)) if attempt < 3 && hw_dev_id.is_some() => {
+            Err(StoreError::Conflict(why)) if attempt < 3 && facts.hw_dev_id().is_some() => {
                 // A concurrent first enrollment of this hardware inserted the device first
                 // (HWDevID is unique): enroll again, as a re-enrollment of that device.
                 tracing::info!(%why, "concurrent first enrollment of one HWDevID; retrying");
-                if let Some(hw) = &hw_dev_id {
-                    if let Some(d) = state
-                        .store
-                        .device_by_hw_dev_id(hw)
-                        .await
-                        .map_err(|e| store_fault(&e))?
-                    {
-                        device_id = d.id;
-                    }
+                if let Some(d) = decide::matching_device(state.store.as_ref(), &facts)
+                    .await
+                    .map_err(|e| store_fault(&e))?
+                {
+                    grant.device_id = d.id;
                 }
                 continue;
             }
             Err(e) => return Err(store_fault(&e)),
         };
-        if outcome.device == device_id || attempt >= 3 {
+        if outcome.device == grant.device_id || attempt >= 3 {
             break (cert, outcome);
         }
         // Two first enrollments of the same hardware raced and the store kept the other
         // device id: enroll again under that id so the certificate names the device the
         // store knows (the new enrollment replaces the one just made).
-        tracing::warn!(cert_device = %device_id, stored_device = %outcome.device, "concurrent first enrollment of one HWDevID; re-issuing");
-        device_id = outcome.device;
+        tracing::warn!(cert_device = %grant.device_id, stored_device = %outcome.device, "concurrent first enrollment of one HWDevID; re-issuing");
+        grant.device_id = outcome.device;
     };
-    let token_label = match &credential {
-        Credential::Token { token, .. } => format!("enrollment token {:?}", token.label),
-        Credential::Federated(id) => format!("federated {}", id.upn.as_deref().unwrap_or("?")),
-    };
-    let audit = NewAuditEvent {
-        at: now,
-        actor: format!("device:{}", outcome.device),
-        action: "device.enroll".into(),
-        targets: vec![outcome.device],
-        batch: None,
-        outcome: AuditOutcome::Success,
-        details: format!(
-            "enrollment {} ({}, {}) by {token_label}; {}; hwdevid {}",
-            outcome.enrollment,
-            enrollment_type,
-            credential.method(),
-            if outcome.device_was_known {
-                "re-enrollment of a known device"
-            } else {
-                "new device"
-            },
-            hw_dev_id.as_deref().unwrap_or("none"),
-        ),
-    };
-    if let Err(err) = state.store.append_audit(audit).await {
+    if let Err(err) = state.store.append_audit(grant.audit(&outcome)).await {
         tracing::warn!(%err, "could not audit an enrollment");
     }
+    let enrollment_type = grant.enrollment_type;
     tracing::info!(
         device = %outcome.device,
         enrollment = %outcome.enrollment,
@@ -540,7 +446,7 @@ async fn enroll_device(
     ];
     provisioning.poll = state.settings.poll.clone();
     provisioning.dmclient_parms = vec![("EntDMID".into(), outcome.device.to_string())];
-    if let Some(upn) = upn {
+    if let Some(upn) = grant.upn {
         provisioning.dmclient_parms.push(("UPN".into(), upn));
     }
     let rstr = Rstr {

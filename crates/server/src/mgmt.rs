@@ -233,6 +233,9 @@ async fn serve(
         // Committed as sent, not yet on its way to the device.
         state.crash_point(crate::crash::AFTER_REPLY_COMMIT);
     }
+    // The reply's one serialization (the support trail and the response share the bytes): the
+    // engine kept it under its byte budget with `syncml::written_len`, which counts without
+    // writing.
     let answer = syncml::write(&reply);
     trail::record(
         state,

@@ -4,7 +4,8 @@
 //!
 //! - [`parse()`] / [`parse_with_limits`]: bytes -> [`SyncMl`], or a [`ParseError`] with line, column
 //!   and element.
-//! - [`write()`]: [`SyncMl`] -> compact XML in the shape Windows accepts.
+//! - [`write()`]: [`SyncMl`] -> compact XML in the shape Windows accepts; [`written_len`]: its
+//!   length without writing it (to keep a reply under its byte budget).
 //! - [`build`]: constructors for replies, Status, Get/Exec/Replace/Add/Delete, Results, Alerts.
 
 pub mod build;
@@ -20,4 +21,4 @@ pub mod parse;
 pub mod write;
 
 pub use parse::{parse, parse_with_limits, Limits, ParseError};
-pub use write::write;
+pub use write::{write, written_len};

@@ -1,7 +1,7 @@
 //! SyncML writer: [`SyncMl`] -> the compact XML form Windows accepts, written straight into one
 //! pre-sized `String` (no intermediate DOM).
 //!
-//! Shape (protocol.md §3.2; MS-MDM §4 examples): `<?xml version="1.0" encoding="UTF-8"?>`, root
+//! Shape (docs/protocol.md §3.2; MS-MDM §4 examples): `<?xml version="1.0" encoding="UTF-8"?>`, root
 //! `<SyncML xmlns="SYNCML:SYNCML1.2">`, SyncHdr children in DTD order (VerDTD, VerProto, SessionID,
 //! MsgID, Target, Source, RespURI, Cred, Meta), every Meta child with `xmlns="syncml:metinf"`,
 //! Status children in DTD order (CmdID, MsgRef, CmdRef, Cmd, TargetRef, SourceRef, Chal, Data,
@@ -12,17 +12,57 @@ use crate::model::*;
 /// Serialize a message as UTF-8 XML.
 pub fn write(msg: &SyncMl) -> String {
     let mut out = String::with_capacity(estimate(msg));
+    message(&mut out, msg);
+    out
+}
+
+/// The length in bytes of [`write()`]`(msg)`, without writing it: the same code runs into a
+/// counter instead of a `String`, so a reply's size can be checked against a budget while it is
+/// built and the reply is serialized once, when it goes out.
+pub fn written_len(msg: &SyncMl) -> usize {
+    let mut count = Count(0);
+    message(&mut count, msg);
+    count.0
+}
+
+/// Where the writer's text goes: a `String`, or a [`Count`] of its bytes.
+trait Out {
+    fn push_str(&mut self, s: &str);
+    fn push(&mut self, c: char);
+}
+
+impl Out for String {
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s);
+    }
+    fn push(&mut self, c: char) {
+        String::push(self, c);
+    }
+}
+
+/// Counts the UTF-8 bytes that would have been written.
+struct Count(usize);
+
+impl Out for Count {
+    fn push_str(&mut self, s: &str) {
+        self.0 += s.len();
+    }
+    fn push(&mut self, c: char) {
+        self.0 += c.len_utf8();
+    }
+}
+
+fn message(out: &mut impl Out, msg: &SyncMl) {
     out.push_str(r#"<?xml version="1.0" encoding="UTF-8"?><SyncML xmlns="SYNCML:SYNCML1.2">"#);
-    hdr(&mut out, &msg.hdr);
+    hdr(out, &msg.hdr);
     out.push_str("<SyncBody>");
     for cmd in &msg.body.commands {
-        command(&mut out, cmd);
+        command(out, cmd);
     }
     if msg.body.is_final {
         out.push_str("<Final/>");
     }
     out.push_str("</SyncBody></SyncML>");
-    out
 }
 
 /// A generous guess of the output size, so the String grows at most rarely.
@@ -59,7 +99,7 @@ fn estimate(msg: &SyncMl) -> usize {
 /// Append `s` with `<`, `>`, `&` escaped; CR and other control characters as character
 /// references so that no XML processor's line-end normalisation can change them (NUL, which
 /// XML cannot carry at all, becomes U+FFFD).
-fn escape(out: &mut String, s: &str) {
+fn escape(out: &mut impl Out, s: &str) {
     let bytes = s.as_bytes();
     let mut last = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -88,14 +128,14 @@ fn escape(out: &mut String, s: &str) {
     out.push_str(&s[last..]);
 }
 
-fn push_u32(out: &mut String, n: u32) {
+fn push_u32(out: &mut impl Out, n: u32) {
     if n >= 10 {
         push_u32(out, n / 10);
     }
     out.push(char::from(b'0' + (n % 10) as u8));
 }
 
-fn leaf(out: &mut String, name: &str, text: &str) {
+fn leaf(out: &mut impl Out, name: &str, text: &str) {
     out.push('<');
     out.push_str(name);
     out.push('>');
@@ -105,13 +145,13 @@ fn leaf(out: &mut String, name: &str, text: &str) {
     out.push('>');
 }
 
-fn opt_leaf(out: &mut String, name: &str, text: Option<&str>) {
+fn opt_leaf(out: &mut impl Out, name: &str, text: Option<&str>) {
     if let Some(t) = text {
         leaf(out, name, t);
     }
 }
 
-fn address(out: &mut String, name: &str, uri: &crate::LocUri, loc_name: Option<&str>) {
+fn address(out: &mut impl Out, name: &str, uri: &crate::LocUri, loc_name: Option<&str>) {
     out.push('<');
     out.push_str(name);
     out.push('>');
@@ -122,7 +162,7 @@ fn address(out: &mut String, name: &str, uri: &crate::LocUri, loc_name: Option<&
     out.push('>');
 }
 
-fn hdr(out: &mut String, h: &SyncHdr) {
+fn hdr(out: &mut impl Out, h: &SyncHdr) {
     out.push_str("<SyncHdr>");
     leaf(out, "VerDTD", &h.ver_dtd);
     leaf(out, "VerProto", &h.ver_proto);
@@ -150,8 +190,8 @@ fn hdr(out: &mut String, h: &SyncHdr) {
 }
 
 /// Meta children in MetInf DTD order, each carrying the MetInf namespace.
-fn meta(out: &mut String, m: &Meta) {
-    fn field(out: &mut String, name: &str, v: Option<&str>) {
+fn meta(out: &mut impl Out, m: &Meta) {
+    fn field(out: &mut impl Out, name: &str, v: Option<&str>) {
         if let Some(v) = v {
             out.push('<');
             out.push_str(name);
@@ -174,7 +214,7 @@ fn meta(out: &mut String, m: &Meta) {
     out.push_str("</Meta>");
 }
 
-fn item(out: &mut String, i: &Item) {
+fn item(out: &mut impl Out, i: &Item) {
     out.push_str("<Item>");
     if let Some(t) = &i.target {
         address(out, "Target", t, None);
@@ -200,19 +240,19 @@ fn item(out: &mut String, i: &Item) {
     out.push_str("</Item>");
 }
 
-fn items(out: &mut String, list: &[Item]) {
+fn items(out: &mut impl Out, list: &[Item]) {
     for i in list {
         item(out, i);
     }
 }
 
-fn no_resp(out: &mut String, no_resp: bool) {
+fn no_resp(out: &mut impl Out, no_resp: bool) {
     if no_resp {
         out.push_str("<NoResp/>");
     }
 }
 
-fn command(out: &mut String, cmd: &Command) {
+fn command(out: &mut impl Out, cmd: &Command) {
     let name = cmd.name();
     out.push('<');
     out.push_str(name);

@@ -257,6 +257,7 @@ proptest! {
     #[test]
     fn write_then_parse_gives_back_the_same_message(msg in message()) {
         let xml = write(&msg);
+        prop_assert_eq!(syncml::written_len(&msg), xml.len());
         let back = parse(xml.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e}\n{xml}")))?;
         prop_assert_eq!(back, msg);
     }

@@ -1,0 +1,119 @@
+//! Inventory in a device session: the nodes we read (docs/protocol.md §4, §1.9) and how a reported
+//! value lands on the device row.
+
+use crate::action;
+use crate::command::{
+    AUTOPILOT_LAST_ERROR_URI, AUTOPILOT_STATUS_URI, WINRE_NOT_CONFIGURED_BIT, WINRE_STATUS_URI,
+};
+use crate::device::{Device, EnrollmentType, JoinType};
+
+/// The nodes read for inventory (docs/protocol.md §4, §1.9).
+pub fn inventory_uris(provider_id: &str) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "./DevDetail/SwV",
+        "./DevDetail/Ext/Microsoft/OSPlatform",
+        "./DevDetail/Ext/Microsoft/SMBIOSSerialNumber",
+        "./DevDetail/Ext/Microsoft/DNSComputerName",
+        "./DevDetail/Ext/Microsoft/TotalRAM",
+        "./DevDetail/Ext/Microsoft/TotalStorage",
+        "./DevInfo/Man",
+        "./DevInfo/Mod",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    v.push(format!(
+        "./Vendor/MSFT/DMClient/Provider/{provider_id}/EnrollmentType"
+    ));
+    v.push(format!(
+        "./Vendor/MSFT/DMClient/Provider/{provider_id}/AADDeviceID"
+    ));
+    v.push("./Vendor/MSFT/DMClient/HWDevID".to_owned());
+    v.push("./Vendor/MSFT/DeviceStatus/DomainName".to_owned());
+    v.push(AUTOPILOT_STATUS_URI.to_owned());
+    v.push(AUTOPILOT_LAST_ERROR_URI.to_owned());
+    v.push(WINRE_STATUS_URI.to_owned());
+    v
+}
+
+/// The node whose stored time says when inventory was last read.
+pub(crate) const INVENTORY_MARKER: &str = "./DevDetail/SwV";
+
+/// Applies one reported node value to the device row; returns whether anything changed.
+pub fn apply_inventory(device: &mut Device, uri: &str, value: &str) -> bool {
+    let before = device.clone();
+    let v = value.trim();
+    let opt = || (!v.is_empty()).then(|| v.to_owned());
+    let leaf = uri.rsplit('/').next().unwrap_or("");
+    match uri {
+        "./DevDetail/SwV" => device.os_version = opt(),
+        "./DevDetail/Ext/Microsoft/OSPlatform" => device.os_platform = opt(),
+        "./DevDetail/Ext/Microsoft/SMBIOSSerialNumber" => device.serial = opt(),
+        "./DevDetail/Ext/Microsoft/DNSComputerName" => {
+            device.dns_computer_name = opt();
+            if !v.is_empty() {
+                device.name = v.to_owned();
+            }
+        }
+        "./DevDetail/Ext/Microsoft/TotalRAM" => device.total_ram_mb = v.parse().ok(),
+        "./DevDetail/Ext/Microsoft/TotalStorage" => device.total_storage_mb = v.parse().ok(),
+        "./DevInfo/Man" => device.manufacturer = opt(),
+        "./DevInfo/Mod" => device.model = opt(),
+        "./Vendor/MSFT/DMClient/HWDevID" if !v.is_empty() => device.hw_dev_id = Some(v.to_owned()),
+        "./Vendor/MSFT/DeviceStatus/DomainName" => device.domain_name = Some(v.to_owned()),
+        AUTOPILOT_STATUS_URI => device.autopilot_status = v.parse().ok(),
+        AUTOPILOT_LAST_ERROR_URI => device.autopilot_last_error = action::parse_hresult(v),
+        WINRE_STATUS_URI => {
+            device.winre_enabled = v
+                .parse::<u32>()
+                .ok()
+                .map(|bits| bits & WINRE_NOT_CONFIGURED_BIT == 0);
+        }
+        _ if uri.starts_with("./Vendor/MSFT/DMClient/Provider/") && leaf == "EnrollmentType" => {
+            device.enrollment_type = EnrollmentType::from_wire(v).ok();
+        }
+        _ if uri.starts_with("./Vendor/MSFT/DMClient/Provider/") && leaf == "AADDeviceID" => {
+            device.aad_device_id = opt();
+        }
+        _ => {}
+    }
+    derive_join_type(device);
+    *device != before
+}
+
+/// Join type from EnrollmentType and DomainName ([`JoinType::derive`]).
+fn derive_join_type(device: &mut Device) {
+    if let Some(join) = JoinType::derive(device.enrollment_type, device.domain_name.as_deref()) {
+        device.join_type = join;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::DeviceId;
+
+    #[test]
+    fn join_type_follows_enrollment_type_and_domain() {
+        let mut d = Device::new(
+            DeviceId::generate(),
+            "pc",
+            time::macros::datetime!(2026-01-01 0:00 UTC),
+        );
+        apply_inventory(
+            &mut d,
+            "./Vendor/MSFT/DMClient/Provider/Redeploy/EnrollmentType",
+            "Device",
+        );
+        apply_inventory(&mut d, "./Vendor/MSFT/DeviceStatus/DomainName", "");
+        assert_eq!(d.join_type, JoinType::EntraJoined);
+        apply_inventory(
+            &mut d,
+            "./Vendor/MSFT/DeviceStatus/DomainName",
+            "corp.contoso.com",
+        );
+        assert_eq!(d.join_type, JoinType::HybridJoined);
+        apply_inventory(&mut d, "./DevDetail/Ext/Microsoft/TotalRAM", "16384");
+        assert_eq!(d.total_ram_mb, Some(16384));
+    }
+}

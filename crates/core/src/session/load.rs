@@ -1,0 +1,170 @@
+//! Step 1 of a device message: read from the store everything [`super::decide`] needs, before
+//! deciding anything. What to read follows from the message alone (its alerts and the commands
+//! its Statuses and Results refer to), so the decision never goes back to the store.
+
+use std::collections::{HashMap, HashSet};
+
+use syncml::SyncMl;
+use time::OffsetDateTime;
+
+use super::inventory::INVENTORY_MARKER;
+use super::message::{Alerts, Answers};
+use super::{SessionConfig, SessionError};
+use crate::action::{Action, ActionState};
+use crate::command::{CommandState, DeviceCommand};
+use crate::device::Device;
+use crate::ids::{ActionId, BatchId};
+use crate::schedule::BatchWindow;
+use crate::store::Store;
+
+/// What the store knows that one device message's decision needs, read by [`load`] (or built by
+/// hand in tests). Each field says when it is filled; where the message does not need it, it is
+/// empty.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The device as identified for this message.
+    pub device: Device,
+    /// Our commands the message's Statuses and Results refer to, by (MsgRef, CmdRef), sent in
+    /// this message's session (in any state); references to nothing of ours are absent.
+    pub referenced: HashMap<(String, String), DeviceCommand>,
+    /// The device's actions. When the message starts a session or asks to unenroll: every one,
+    /// newest first (as [`crate::store::ActionStore::actions_of_device`]). Else those of the
+    /// referenced commands still `sent`, and the pending ones in [`Self::pending_windows`].
+    pub actions: Vec<Action>,
+    /// Every command of each action the message may advance, in queue order: the actions of the
+    /// referenced commands still `sent`, and at a session start (without unenrollment) every
+    /// action neither settled nor blocked.
+    pub commands_of_action: HashMap<ActionId, Vec<DeviceCommand>>,
+    /// The device's queue in order, up to `max_commands_per_message + 1` commands (one more than
+    /// a reply carries, to know whether more follows).
+    pub queued: Vec<DeviceCommand>,
+    /// At a session start: commands sent in earlier sessions and never answered, oldest first.
+    pub unanswered: Vec<DeviceCommand>,
+    /// At a session start: when inventory was last read (the stored time of `./DevDetail/SwV`);
+    /// `None` if never.
+    pub inventory_read_at: Option<OffsetDateTime>,
+    /// The device's pending actions whose batch has a maintenance window, oldest first.
+    pub pending_windows: Vec<(ActionId, BatchWindow)>,
+    /// The maintenance windows of the batches of actions in [`Self::commands_of_action`] that
+    /// may go back to pending in this message (a batch without a window is absent).
+    pub batch_windows: HashMap<BatchId, BatchWindow>,
+}
+
+impl Loaded {
+    /// Nothing loaded yet for `device`: what a message that needs nothing from the store sees.
+    pub fn new(device: Device) -> Self {
+        Self {
+            device,
+            referenced: HashMap::new(),
+            actions: Vec::new(),
+            commands_of_action: HashMap::new(),
+            queued: Vec::new(),
+            unanswered: Vec::new(),
+            inventory_read_at: None,
+            pending_windows: Vec::new(),
+            batch_windows: HashMap::new(),
+        }
+    }
+}
+
+/// The actions a message may advance, in order and once each: those of `answered` (the actions
+/// of the answered commands still `sent`: an answered one, e.g. after a SessionID was reused by
+/// a reset, counts for nothing), then at a session start without unenrollment every action of
+/// the device neither settled nor blocked, to follow up.
+pub(super) fn advancing(
+    answered: Vec<ActionId>,
+    alerts: &Alerts,
+    actions: &[Action],
+) -> Vec<ActionId> {
+    let mut out: Vec<ActionId> = Vec::new();
+    let follow_up = alerts.session_start && !alerts.unenroll;
+    let others = actions
+        .iter()
+        .filter(|a| follow_up && !a.state.is_terminal() && a.state != ActionState::Blocked)
+        .map(|a| a.id);
+    for id in answered.into_iter().chain(others) {
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
+}
+
+/// Reads what `msg` from `device` needs (see [`Loaded`] for what is read when). Only reads.
+pub async fn load(
+    store: &dyn Store,
+    device: &Device,
+    msg: &SyncMl,
+    cfg: &SessionConfig,
+) -> Result<Loaded, SessionError> {
+    let session_id = msg.hdr.session_id.as_str();
+    let alerts = Alerts::of(msg);
+    let mut loaded = Loaded::new(device.clone());
+
+    // The commands answered, matched by (session, MsgRef, CmdRef): a command of an earlier
+    // message of this session is found as well as one of the message just before.
+    for key in Answers::of(msg).refs() {
+        if let Some(command) = store
+            .sent_command_by_ref(device.id, session_id, &key.0, &key.1)
+            .await?
+        {
+            loaded.referenced.insert(key, command);
+        }
+    }
+    let answered: Vec<ActionId> = loaded
+        .referenced
+        .values()
+        .filter(|c| c.state == CommandState::Sent)
+        .filter_map(|c| c.action)
+        .collect();
+    if alerts.session_start || alerts.unenroll {
+        loaded.actions = store.actions_of_device(device.id).await?;
+    }
+    let advancing = advancing(answered, &alerts, &loaded.actions);
+    loaded.pending_windows = store.pending_action_windows(device.id).await?;
+    let wanted: Vec<ActionId> = advancing
+        .iter()
+        .copied()
+        .chain(loaded.pending_windows.iter().map(|(id, _)| *id))
+        .collect();
+    for id in wanted {
+        if loaded.actions.iter().any(|a| a.id == id) {
+            continue;
+        }
+        if let Some(action) = store.action(id).await? {
+            loaded.actions.push(action);
+        }
+    }
+
+    let mut batches = HashSet::new();
+    for id in &advancing {
+        loaded
+            .commands_of_action
+            .insert(*id, store.commands_of_action(*id).await?);
+        let Some(action) = loaded.actions.iter().find(|a| a.id == *id) else {
+            continue;
+        };
+        // A reset whose Exec the PC never ran goes back to pending (and so under its window).
+        if let (true, Some(batch)) = (action.state.can_go_to(ActionState::Pending), action.batch) {
+            if batches.insert(batch) {
+                if let Some(window) = store.batch_window(batch).await? {
+                    loaded.batch_windows.insert(batch, window);
+                }
+            }
+        }
+    }
+
+    loaded.queued = store
+        .queued_commands(device.id, cfg.max_commands_per_message.saturating_add(1))
+        .await?;
+    if alerts.session_start {
+        loaded.unanswered = store
+            .unanswered_commands(device.id, Some(session_id))
+            .await?;
+        loaded.inventory_read_at = store
+            .inventory_value(device.id, INVENTORY_MARKER)
+            .await?
+            .map(|v| v.at);
+    }
+    Ok(loaded)
+}
