@@ -124,3 +124,17 @@ pub(crate) enum BatchWaves {
     ReleasedAt,
     DailyCap,
 }
+
+/// `device_messages`: the support trail, in `seq` order per device.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum DeviceMessages {
+    Table,
+    Seq,
+    DeviceId,
+    At,
+    Direction,
+    SessionId,
+    MsgId,
+    Body,
+    Size,
+}
