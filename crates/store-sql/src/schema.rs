@@ -138,3 +138,25 @@ pub(crate) enum DeviceMessages {
     Body,
     Size,
 }
+
+/// `audit_events`: the audit log, in `seq` order.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum AuditEvents {
+    Table,
+    Seq,
+    At,
+    Actor,
+    Action,
+    Targets,
+    BatchId,
+    Outcome,
+    Details,
+}
+
+/// `audit_targets`: one row per target device of an audit event.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum AuditTargets {
+    Table,
+    AuditSeq,
+    DeviceId,
+}
