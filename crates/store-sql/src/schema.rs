@@ -160,3 +160,21 @@ pub(crate) enum AuditTargets {
     AuditSeq,
     DeviceId,
 }
+
+/// `device_groups`: groups, static (`filter` NULL) or by filter.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum DeviceGroups {
+    Table,
+    Id,
+    Name,
+    Filter,
+    CreatedAt,
+}
+
+/// `group_members`: the members of static groups.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum GroupMembers {
+    Table,
+    GroupId,
+    DeviceId,
+}
