@@ -8,9 +8,24 @@ use redeploy_core::audit::{AuditEvent, AuditOutcome, NewAuditEvent};
 use redeploy_core::ids::{AuditId, DeviceId};
 use redeploy_core::store::{AuditLog, AuditOrder, AuditQuery, StoreResult};
 
+use sea_query::{Expr, Order, Query};
+
 use crate::dialect::{Dialect, SqlRow};
-use crate::sql::{sql, RowExt};
+use crate::query::{built, insert_row, v};
+use crate::schema::{AuditEvents as A, AuditTargets as T};
+use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
+
+/// The columns of an audit event after its `seq`, as written and read.
+const AUDIT_COLS: [A; 7] = [
+    A::At,
+    A::Actor,
+    A::Action,
+    A::Targets,
+    A::BatchId,
+    A::Outcome,
+    A::Details,
+];
 
 fn row_audit(r: &impl SqlRow) -> StoreResult<AuditEvent> {
     Ok(AuditEvent {
@@ -41,27 +56,26 @@ pub(crate) async fn insert_audit_in<D: Dialect>(
         .map(|t| t.to_string())
         .collect::<Vec<_>>()
         .join(" ");
-    let seq = sql(
-        "INSERT INTO audit_events (at, actor, action, targets, batch_id, outcome, details) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
-    )
-    .bind(event.at)
-    .bind(event.actor.clone())
-    .bind(event.action.clone())
-    .bind(targets)
-    .bind(event.batch)
-    .bind(event.outcome.as_str())
-    .bind(event.details.clone())
-    .fetch_one(tx.on())
-    .await?
-    .i64("seq")?;
+    let insert = insert_row(
+        A::Table,
+        AUDIT_COLS,
+        [
+            v(event.at),
+            v(event.actor.clone()),
+            v(event.action.clone()),
+            v(targets),
+            v(event.batch),
+            v(event.outcome.as_str()),
+            v(event.details.clone()),
+        ],
+    )?
+    .returning_col(A::Seq)
+    .to_owned();
+    let seq = built::<D>(&insert)?.fetch_one(tx.on()).await?.i64("seq")?;
     let mut seen = BTreeSet::new();
     for t in event.targets.iter().filter(|t| seen.insert(**t)) {
-        sql("INSERT INTO audit_targets (audit_seq, device_id) VALUES ($1, $2)")
-            .bind(seq)
-            .bind(*t)
-            .execute(tx.on())
-            .await?;
+        let insert = insert_row(T::Table, [T::AuditSeq, T::DeviceId], [v(seq), v(*t)])?;
+        built::<D>(&insert)?.execute(tx.on()).await?;
     }
     Ok(seq)
 }
@@ -77,21 +91,34 @@ impl<D: Dialect> AuditLog for SqlStore<D> {
 
     async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
         // Keyset paging on the primary key in either direction.
-        let (cmp, dir, start) = match query.order {
-            AuditOrder::OldestFirst => (">", "", 0),
-            AuditOrder::NewestFirst => ("<", " DESC", i64::MAX),
+        let (before, order, start) = match query.order {
+            AuditOrder::OldestFirst => (false, Order::Asc, 0),
+            AuditOrder::NewestFirst => (true, Order::Desc, i64::MAX),
         };
-        let rows = sql(format!(
-            "SELECT seq, at, actor, action, targets, batch_id, outcome, details FROM audit_events \
-             WHERE seq {cmp} $1 AND ($2 IS NULL OR EXISTS (SELECT 1 FROM audit_targets t \
-             WHERE t.audit_seq = audit_events.seq AND t.device_id = $2)) \
-             ORDER BY seq{dir} LIMIT $3"
-        ))
-        .bind(query.after.map_or(start, |a| a.as_i64()))
-        .bind(query.device)
-        .bind(query.limit)
-        .fetch_all(self.db())
-        .await?;
+        let after = v(query.after.map_or(start, |a| a.as_i64()));
+        let mut select = Query::select()
+            .column(A::Seq)
+            .columns(AUDIT_COLS)
+            .from(A::Table)
+            .and_where(if before {
+                Expr::col(A::Seq).lt(after)
+            } else {
+                Expr::col(A::Seq).gt(after)
+            })
+            .order_by(A::Seq, order)
+            .limit(u64::from(query.limit))
+            .to_owned();
+        if let Some(device) = query.device {
+            select.and_where(Expr::exists(
+                Query::select()
+                    .column(T::DeviceId)
+                    .from(T::Table)
+                    .and_where(Expr::col((T::Table, T::AuditSeq)).equals((A::Table, A::Seq)))
+                    .and_where(Expr::col((T::Table, T::DeviceId)).eq(v(device)))
+                    .to_owned(),
+            ));
+        }
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
         rows.iter().map(row_audit).collect()
     }
 }

@@ -8,7 +8,11 @@ use redeploy_core::store::{GroupStore, StoreError, StoreResult};
 use time::OffsetDateTime;
 
 use crate::devices::{device_select, row_device};
+use sea_query::{Expr, LockType, OnConflict, Order, Query, SimpleExpr};
+
 use crate::dialect::{Arg, Dialect, SqlRow};
+use crate::query::{built, insert_row, v};
+use crate::schema::{DeviceGroups as G, GroupMembers as M};
 use crate::sql::{sql, RowExt};
 use crate::{SqlStore, Tx};
 
@@ -18,32 +22,33 @@ async fn insert_members<D: Dialect>(
     devices: &[DeviceId],
 ) -> StoreResult<()> {
     for d in devices {
-        sql(
-            "INSERT INTO group_members (group_id, device_id) VALUES ($1, $2) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(*d)
-        .execute(tx.on())
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound(_) => StoreError::NotFound(format!("device {d}")),
-            other => other,
-        })?;
+        let insert = insert_row(M::Table, [M::GroupId, M::DeviceId], [v(id), v(*d)])?
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .to_owned();
+        built::<D>(&insert)?
+            .execute(tx.on())
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => StoreError::NotFound(format!("device {d}")),
+                other => other,
+            })?;
     }
     Ok(())
 }
 
 /// The group to change the members of: `NotFound` if unknown, `Conflict` for a filter group.
 async fn static_group_in<D: Dialect>(tx: &mut Tx<D>, id: GroupId) -> StoreResult<()> {
-    let row = sql(format!(
-        "SELECT filter FROM device_groups WHERE id = $1{}",
-        D::FOR_UPDATE
-    ))
-    .bind(id)
-    .fetch_optional(tx.on())
-    .await?
-    .ok_or_else(|| StoreError::NotFound(format!("group {id}")))?;
+    // sea-query writes the row lock only for PostgreSQL, as `D::FOR_UPDATE` does.
+    let select = Query::select()
+        .column(G::Filter)
+        .from(G::Table)
+        .and_where(Expr::col(G::Id).eq(v(id)))
+        .lock(LockType::Update)
+        .to_owned();
+    let row = built::<D>(&select)?
+        .fetch_optional(tx.on())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("group {id}")))?;
     if row.json("filter")?.is_some() {
         return Err(StoreError::Conflict(format!(
             "group {id} is a filter group; its members follow the filter"
@@ -53,14 +58,13 @@ async fn static_group_in<D: Dialect>(tx: &mut Tx<D>, id: GroupId) -> StoreResult
 }
 
 impl<D: Dialect> SqlStore<D> {
-    async fn group_where(&self, col: &str, value: Arg) -> StoreResult<Option<Group>> {
-        let Some(row) = sql(format!(
-            "SELECT id, name, filter, created_at FROM device_groups WHERE {col} = $1"
-        ))
-        .bind(value)
-        .fetch_optional(self.db())
-        .await?
-        else {
+    async fn group_where(&self, col: G, value: SimpleExpr) -> StoreResult<Option<Group>> {
+        let select = Query::select()
+            .columns([G::Id, G::Name, G::Filter, G::CreatedAt])
+            .from(G::Table)
+            .and_where(Expr::col(col).eq(value))
+            .to_owned();
+        let Some(row) = built::<D>(&select)?.fetch_optional(self.db()).await? else {
             return Ok(None);
         };
         let id: GroupId = row.id("id")?;
@@ -69,12 +73,13 @@ impl<D: Dialect> SqlStore<D> {
                 filter: DeviceFilter::from_text(&text)?,
             },
             None => {
-                let rows = sql(
-                    "SELECT device_id FROM group_members WHERE group_id = $1 ORDER BY device_id",
-                )
-                .bind(id)
-                .fetch_all(self.db())
-                .await?;
+                let select = Query::select()
+                    .column(M::DeviceId)
+                    .from(M::Table)
+                    .and_where(Expr::col(M::GroupId).eq(v(id)))
+                    .order_by(M::DeviceId, Order::Asc)
+                    .to_owned();
+                let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
                 let members = rows
                     .iter()
                     .map(|r| r.id("device_id"))
@@ -99,13 +104,17 @@ impl<D: Dialect> GroupStore for SqlStore<D> {
             GroupKind::Filter { filter } => Some(filter.to_text()),
             GroupKind::Static { .. } => None,
         };
-        sql("INSERT INTO device_groups (id, name, filter, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(group.id)
-            .bind(group.name.clone())
-            .bind(Arg::Json(filter))
-            .bind(group.created_at)
-            .execute(tx.on())
-            .await?;
+        let insert = insert_row(
+            G::Table,
+            [G::Id, G::Name, G::Filter, G::CreatedAt],
+            [
+                v(group.id),
+                v(group.name.clone()),
+                v(Arg::Json(filter)),
+                v(group.created_at),
+            ],
+        )?;
+        built::<D>(&insert)?.execute(tx.on()).await?;
         if let GroupKind::Static { members } = &group.kind {
             insert_members(&mut tx, group.id, members).await?;
         }
@@ -113,21 +122,25 @@ impl<D: Dialect> GroupStore for SqlStore<D> {
     }
 
     async fn group(&self, id: GroupId) -> StoreResult<Option<Group>> {
-        self.group_where("id", id.into()).await
+        self.group_where(G::Id, v(id)).await
     }
 
     async fn group_by_name(&self, name: &str) -> StoreResult<Option<Group>> {
-        self.group_where("name", name.into()).await
+        self.group_where(G::Name, v(name)).await
     }
 
     async fn list_groups(&self) -> StoreResult<Vec<Group>> {
-        let rows = sql("SELECT id FROM device_groups ORDER BY name, id")
-            .fetch_all(self.db())
-            .await?;
+        let select = Query::select()
+            .column(G::Id)
+            .from(G::Table)
+            .order_by(G::Name, Order::Asc)
+            .order_by(G::Id, Order::Asc)
+            .to_owned();
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
         let mut groups = Vec::with_capacity(rows.len());
         for r in rows {
             let id: GroupId = r.id("id")?;
-            if let Some(g) = self.group_where("id", id.into()).await? {
+            if let Some(g) = self.group_where(G::Id, v(id)).await? {
                 groups.push(g);
             }
         }
@@ -135,11 +148,12 @@ impl<D: Dialect> GroupStore for SqlStore<D> {
     }
 
     async fn rename_group(&self, id: GroupId, name: &str) -> StoreResult<()> {
-        let changed = sql("UPDATE device_groups SET name = $2 WHERE id = $1")
-            .bind(id)
-            .bind(name)
-            .execute(self.db())
-            .await?;
+        let update = Query::update()
+            .table(G::Table)
+            .value(G::Name, v(name))
+            .and_where(Expr::col(G::Id).eq(v(id)))
+            .to_owned();
+        let changed = built::<D>(&update)?.execute(self.db()).await?;
         if changed == 0 {
             return Err(StoreError::NotFound(format!("group {id}")));
         }
@@ -148,14 +162,16 @@ impl<D: Dialect> GroupStore for SqlStore<D> {
 
     async fn delete_group(&self, id: GroupId) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sql("DELETE FROM group_members WHERE group_id = $1")
-            .bind(id)
-            .execute(tx.on())
-            .await?;
-        let deleted = sql("DELETE FROM device_groups WHERE id = $1")
-            .bind(id)
-            .execute(tx.on())
-            .await?;
+        let members = Query::delete()
+            .from_table(M::Table)
+            .and_where(Expr::col(M::GroupId).eq(v(id)))
+            .to_owned();
+        built::<D>(&members)?.execute(tx.on()).await?;
+        let group = Query::delete()
+            .from_table(G::Table)
+            .and_where(Expr::col(G::Id).eq(v(id)))
+            .to_owned();
+        let deleted = built::<D>(&group)?.execute(tx.on()).await?;
         if deleted == 0 {
             return Err(StoreError::NotFound(format!("group {id}")));
         }
@@ -173,11 +189,12 @@ impl<D: Dialect> GroupStore for SqlStore<D> {
         let mut tx = self.begin().await?;
         static_group_in(&mut tx, id).await?;
         for d in devices {
-            sql("DELETE FROM group_members WHERE group_id = $1 AND device_id = $2")
-                .bind(id)
-                .bind(*d)
-                .execute(tx.on())
-                .await?;
+            let delete = Query::delete()
+                .from_table(M::Table)
+                .and_where(Expr::col(M::GroupId).eq(v(id)))
+                .and_where(Expr::col(M::DeviceId).eq(v(*d)))
+                .to_owned();
+            built::<D>(&delete)?.execute(tx.on()).await?;
         }
         tx.commit().await
     }

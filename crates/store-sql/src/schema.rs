@@ -124,3 +124,57 @@ pub(crate) enum BatchWaves {
     ReleasedAt,
     DailyCap,
 }
+
+/// `device_messages`: the support trail, in `seq` order per device.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum DeviceMessages {
+    Table,
+    Seq,
+    DeviceId,
+    At,
+    Direction,
+    SessionId,
+    MsgId,
+    Body,
+    Size,
+}
+
+/// `audit_events`: the audit log, in `seq` order.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum AuditEvents {
+    Table,
+    Seq,
+    At,
+    Actor,
+    Action,
+    Targets,
+    BatchId,
+    Outcome,
+    Details,
+}
+
+/// `audit_targets`: one row per target device of an audit event.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum AuditTargets {
+    Table,
+    AuditSeq,
+    DeviceId,
+}
+
+/// `device_groups`: groups, static (`filter` NULL) or by filter.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum DeviceGroups {
+    Table,
+    Id,
+    Name,
+    Filter,
+    CreatedAt,
+}
+
+/// `group_members`: the members of static groups.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum GroupMembers {
+    Table,
+    GroupId,
+    DeviceId,
+}

@@ -6,9 +6,24 @@ use redeploy_core::ids::DeviceId;
 use redeploy_core::store::{StoreError, StoreResult, SupportTrail};
 use redeploy_core::trail::{Direction, TrailMessage};
 
+use sea_query::{Alias, Expr, Order, Query, SimpleExpr};
+
 use crate::dialect::{Dialect, SqlRow};
-use crate::sql::{sql, RowExt};
+use crate::query::{built, insert_row, v};
+use crate::schema::DeviceMessages as M;
+use crate::sql::RowExt;
 use crate::SqlStore;
+
+/// The columns of a trail message, as written and read.
+const TRAIL_COLS: [M; 7] = [
+    M::DeviceId,
+    M::At,
+    M::Direction,
+    M::SessionId,
+    M::MsgId,
+    M::Body,
+    M::Size,
+];
 
 fn row_trail(r: &impl SqlRow) -> StoreResult<TrailMessage> {
     let direction = r.string("direction")?;
@@ -34,48 +49,59 @@ impl<D: Dialect> SupportTrail for SqlStore<D> {
         let mut tx = self.begin().await?;
         let mut devices: Vec<DeviceId> = Vec::new();
         for m in messages {
-            sql(
-                "INSERT INTO device_messages (device_id, at, direction, session_id, msg_id, body, \
-                 size) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(m.device)
-            .bind(m.at)
-            .bind(m.direction.as_str())
-            .bind(m.session_id.clone())
-            .bind(m.msg_id.clone())
-            .bind(m.body.clone())
-            .bind(i64::try_from(m.size).unwrap_or(i64::MAX))
-            .execute(tx.on())
-            .await?;
+            let insert = insert_row(
+                M::Table,
+                TRAIL_COLS,
+                [
+                    v(m.device),
+                    v(m.at),
+                    v(m.direction.as_str()),
+                    v(m.session_id.clone()),
+                    v(m.msg_id.clone()),
+                    v(m.body.clone()),
+                    v(i64::try_from(m.size).unwrap_or(i64::MAX)),
+                ],
+            )?;
+            built::<D>(&insert)?.execute(tx.on()).await?;
             if !devices.contains(&m.device) {
                 devices.push(m.device);
             }
         }
         for device in devices {
             // Everything older than the device's `keep`-th newest message goes.
-            sql(
-                "DELETE FROM device_messages WHERE device_id = $1 AND seq < (SELECT MIN(seq) \
-                 FROM (SELECT seq FROM device_messages WHERE device_id = $2 ORDER BY seq DESC \
-                 LIMIT $3) AS newest)",
-            )
-            .bind(device)
-            .bind(device)
-            .bind(i64::from(keep))
-            .execute(tx.on())
-            .await?;
+            let newest = Query::select()
+                .column(M::Seq)
+                .from(M::Table)
+                .and_where(Expr::col(M::DeviceId).eq(v(device)))
+                .order_by(M::Seq, Order::Desc)
+                .limit(u64::from(keep))
+                .to_owned();
+            let oldest_kept = Query::select()
+                .expr(Expr::col(M::Seq).min())
+                .from_subquery(newest, Alias::new("newest"))
+                .to_owned();
+            let delete = Query::delete()
+                .from_table(M::Table)
+                .and_where(Expr::col(M::DeviceId).eq(v(device)))
+                .and_where(Expr::col(M::Seq).lt(SimpleExpr::SubQuery(
+                    None,
+                    Box::new(oldest_kept.into_sub_query_statement()),
+                )))
+                .to_owned();
+            built::<D>(&delete)?.execute(tx.on()).await?;
         }
         tx.commit().await
     }
 
     async fn trail(&self, device: DeviceId, limit: u32) -> StoreResult<Vec<TrailMessage>> {
-        let rows = sql(
-            "SELECT device_id, at, direction, session_id, msg_id, body, size FROM device_messages \
-             WHERE device_id = $1 ORDER BY seq DESC LIMIT $2",
-        )
-        .bind(device)
-        .bind(i64::from(limit))
-        .fetch_all(self.db())
-        .await?;
+        let select = Query::select()
+            .columns(TRAIL_COLS)
+            .from(M::Table)
+            .and_where(Expr::col(M::DeviceId).eq(v(device)))
+            .order_by(M::Seq, Order::Desc)
+            .limit(u64::from(limit))
+            .to_owned();
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
         rows.iter().map(row_trail).collect()
     }
 }
