@@ -36,6 +36,46 @@ pub struct NewAuditEvent {
     pub details: String,
 }
 
+impl NewAuditEvent {
+    /// `actor` did `action` at `at`, successfully, to no device in particular; the other
+    /// methods say otherwise.
+    pub fn new(at: OffsetDateTime, actor: impl Into<String>, action: impl Into<String>) -> Self {
+        Self {
+            at,
+            actor: actor.into(),
+            action: action.into(),
+            targets: Vec::new(),
+            batch: None,
+            outcome: AuditOutcome::Success,
+            details: String::new(),
+        }
+    }
+
+    /// The devices concerned.
+    pub fn targets(mut self, targets: impl IntoIterator<Item = DeviceId>) -> Self {
+        self.targets = targets.into_iter().collect();
+        self
+    }
+
+    /// The batch it belongs to.
+    pub fn batch(mut self, batch: impl Into<Option<BatchId>>) -> Self {
+        self.batch = batch.into();
+        self
+    }
+
+    /// How it ended.
+    pub fn outcome(mut self, outcome: AuditOutcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// The free text.
+    pub fn details(mut self, details: impl Into<String>) -> Self {
+        self.details = details.into();
+        self
+    }
+}
+
 /// A stored audit event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditEvent {

@@ -12,7 +12,7 @@ use time::{Duration, OffsetDateTime, Time};
 use crate::action::request::{kept_changing, read_targets, PLAN_ATTEMPTS};
 use crate::action::{assess, is_erasing, plan_requests, ActionSettings, Decision, RequestTarget};
 use crate::action::{Action, ActionKind, ActionState};
-use crate::audit::{AuditOutcome, NewAuditEvent};
+use crate::audit::NewAuditEvent;
 use crate::group::DeviceFilter;
 use crate::ids::{ActionId, BatchId, DeviceId, GroupId};
 use crate::preflight::BlockReason;
@@ -493,15 +493,16 @@ pub(crate) async fn execute_claiming(
             index += 1;
         }
         let result = BatchResult { batch_id, items };
-        plan.audit.push(NewAuditEvent {
-            at: now,
-            actor: actor.to_owned(),
-            action: "batch.create".to_owned(),
-            targets: ids.clone(),
-            batch: Some(batch_id),
-            outcome: AuditOutcome::Success,
-            details: format!("{} on {target_text}: {}", kind.code(), result.counts_text()),
-        });
+        plan.audit.push(
+            NewAuditEvent::new(now, actor.to_owned(), "batch.create")
+                .targets(ids.clone())
+                .batch(batch_id)
+                .details(format!(
+                    "{} on {target_text}: {}",
+                    kind.code(),
+                    result.counts_text()
+                )),
+        );
         match store.write_request_plan(&plan).await {
             Ok(WriteOutcome::Written) => return Ok(Some(result)),
             Ok(WriteOutcome::ClaimLost) => return Ok(None),
@@ -589,20 +590,17 @@ async fn release_wave(
             batch_id: wave.batch,
             items,
         };
-        plan.audit.push(NewAuditEvent {
-            at: now,
-            actor: wave.actor.clone(),
-            action: "batch.wave".to_owned(),
-            targets: wave.devices.clone(),
-            batch: Some(wave.batch),
-            outcome: AuditOutcome::Success,
-            details: format!(
-                "{} wave {}: {}",
-                wave.kind.code(),
-                wave.index,
-                result.counts_text()
-            ),
-        });
+        plan.audit.push(
+            NewAuditEvent::new(now, wave.actor.clone(), "batch.wave")
+                .targets(wave.devices.clone())
+                .batch(wave.batch)
+                .details(format!(
+                    "{} wave {}: {}",
+                    wave.kind.code(),
+                    wave.index,
+                    result.counts_text()
+                )),
+        );
         match store.write_request_plan(&plan).await {
             Ok(WriteOutcome::Written) => return Ok(Some(result)),
             Ok(WriteOutcome::ClaimLost) => return Ok(None),

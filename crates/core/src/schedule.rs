@@ -326,15 +326,11 @@ pub async fn fire_due(
         };
         let mut plan = RequestPlan::new(now);
         plan.claim_schedule = Some(claim);
-        plan.audit.push(NewAuditEvent {
-            at: now,
-            actor: actor.clone(),
-            action: "schedule.fire".to_owned(),
-            targets: Vec::new(),
-            batch: None,
-            outcome: AuditOutcome::Failed,
-            details: format!("{} {}: {failure}", s.kind.code(), s.id),
-        });
+        plan.audit.push(
+            NewAuditEvent::new(now, actor.clone(), "schedule.fire")
+                .outcome(AuditOutcome::Failed)
+                .details(format!("{} {}: {failure}", s.kind.code(), s.id)),
+        );
         if store.write_request_plan(&plan).await? == WriteOutcome::Written {
             fired.push((s.id, Err(failure)));
         }

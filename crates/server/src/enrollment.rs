@@ -307,15 +307,17 @@ async fn enrollment(
                 .metrics
                 .record_enrollment("enrollment", outcome_label(refusal.fault.code));
             tracing::info!(reason = %refusal.fault.reason, code = refusal.fault.code.qname(), "enrollment refused");
-            let audit = NewAuditEvent {
-                at: state.clock.now(),
-                actor: format!("device@{}", peer.as_deref().unwrap_or("unknown")),
-                action: "device.enroll".into(),
-                targets: Vec::new(),
-                batch: None,
-                outcome: AuditOutcome::Refused,
-                details: format!("{}: {}", refusal.fault.code.qname(), refusal.fault.reason),
-            };
+            let audit = NewAuditEvent::new(
+                state.clock.now(),
+                format!("device@{}", peer.as_deref().unwrap_or("unknown")),
+                "device.enroll",
+            )
+            .outcome(AuditOutcome::Refused)
+            .details(format!(
+                "{}: {}",
+                refusal.fault.code.qname(),
+                refusal.fault.reason
+            ));
             if let Err(err) = state.store.append_audit(audit).await {
                 tracing::warn!(%err, "could not audit a refused enrollment");
             }

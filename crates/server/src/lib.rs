@@ -20,6 +20,7 @@ pub mod service;
 pub mod settings;
 pub mod state;
 pub mod tls;
+pub mod trail_buffer;
 pub mod webhook_delivery;
 pub mod worker;
 
@@ -98,6 +99,7 @@ impl RunningServer {
     /// Stops accepting connections and waits for the accept loop to end.
     pub async fn shutdown(mut self) {
         self.worker.abort();
+        self.state.trail.flush().await;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -145,6 +145,7 @@ pub struct Metrics {
     waves_released: AtomicU64,
     schedules_fired: AtomicU64,
     webhooks_delivered: AtomicU64,
+    trail_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -206,6 +207,11 @@ impl Metrics {
         add(&self.waves_released, report.waves_released);
         add(&self.schedules_fired, report.schedules_fired);
         add(&self.webhooks_delivered, report.webhooks_delivered);
+    }
+
+    /// `count` support-trail messages were dropped because the write buffer was full.
+    pub fn record_trail_dropped(&self, count: u64) {
+        self.trail_dropped.fetch_add(count, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of every series.
@@ -281,6 +287,11 @@ impl Metrics {
                 "redeploy_webhooks_delivered_total",
                 "Webhook deliveries a receiver accepted.",
                 &self.webhooks_delivered,
+            ),
+            (
+                "redeploy_trail_dropped_total",
+                "Support-trail messages dropped because the write buffer was full.",
+                &self.trail_dropped,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");

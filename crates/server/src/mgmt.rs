@@ -95,17 +95,15 @@ async fn mdm(State(state): State<AppState>, request: Request) -> Response {
         Err(r) => {
             state.metrics.record_session(r.outcome, started.elapsed());
             if matches!(r.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-                let event = NewAuditEvent {
-                    at: now,
-                    actor: r
-                        .device
+                let event = NewAuditEvent::new(
+                    now,
+                    r.device
                         .map_or_else(|| "anonymous".to_string(), |d| format!("device:{d}")),
-                    action: "mgmt.refused".into(),
-                    targets: r.device.into_iter().collect(),
-                    batch: None,
-                    outcome: AuditOutcome::Refused,
-                    details: r.detail.clone(),
-                };
+                    "mgmt.refused",
+                )
+                .targets(r.device)
+                .outcome(AuditOutcome::Refused)
+                .details(r.detail.clone());
                 if let Err(e) = state.store.append_audit(event).await {
                     tracing::warn!(error = %e, "audit entry for a refused check-in was not written");
                 }
@@ -179,7 +177,7 @@ async fn serve(
     let parsed = syncml::parse_with_limits(bytes, &syncml::Limits::default());
     if parsed.is_err() {
         // Kept for support (what did this PC send?); nothing else is stored for it.
-        trail::record(state, device.id, now, (MessageIds::default(), bytes), None).await;
+        trail::record(state, device.id, now, (MessageIds::default(), bytes), None);
     }
     let msg = parsed.map_err(|e| {
         Refusal::new(
@@ -255,8 +253,7 @@ async fn serve(
             },
             answer.as_bytes(),
         )),
-    )
-    .await;
+    );
     let mut response = Response::new(Body::from(answer));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -9,6 +9,7 @@ use redeploy_core::{Clock, Store};
 use crate::federated::FederatedAuth;
 use crate::metrics::Metrics;
 pub use crate::settings::{FederatedSettings, RateLimit, Settings};
+use crate::trail_buffer::TrailBuffer;
 
 /// Everything a handler needs. Cheap to clone.
 #[derive(Clone)]
@@ -24,6 +25,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The JWT verifier when federated enrollment is configured.
     pub federated: Option<Arc<FederatedAuth>>,
+    /// Support-trail messages on their way to the store.
+    pub trail: Arc<TrailBuffer>,
 }
 
 impl AppState {
@@ -35,14 +38,17 @@ impl AppState {
         clock: Arc<dyn Clock>,
         public_url: impl Into<String>,
     ) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let trail = Arc::new(TrailBuffer::new(store.clone(), metrics.clone()));
         AppState {
             store,
             ca,
             settings: Arc::new(settings),
             clock,
             public_url: public_url.into().trim_end_matches('/').to_string(),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             federated: None,
+            trail,
         }
     }
 

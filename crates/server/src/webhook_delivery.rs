@@ -405,23 +405,20 @@ async fn audit_given_up(
     };
     state
         .store
-        .append_audit(NewAuditEvent {
-            at: now,
-            actor: "system".into(),
-            action: "webhook.given_up".into(),
-            targets: target.into_iter().collect(),
-            batch: None,
-            outcome: AuditOutcome::Failed,
-            details: format!(
-                "webhook {} ({}) delivery {} event {} given up after {} attempts: {}",
-                hook.id,
-                hook.name,
-                d.id,
-                d.event,
-                d.attempts + 1,
-                result.error.as_deref().unwrap_or("")
-            ),
-        })
+        .append_audit(
+            NewAuditEvent::new(now, "system", "webhook.given_up")
+                .targets(target)
+                .outcome(AuditOutcome::Failed)
+                .details(format!(
+                    "webhook {} ({}) delivery {} event {} given up after {} attempts: {}",
+                    hook.id,
+                    hook.name,
+                    d.id,
+                    d.event,
+                    d.attempts + 1,
+                    result.error.as_deref().unwrap_or("")
+                )),
+        )
         .await?;
     Ok(())
 }

@@ -402,18 +402,15 @@ pub fn plan_request(
         let _ = action.transition(ActionState::Blocked, now, Some(&text));
         (Vec::new(), Vec::new(), None)
     };
-    let audit = NewAuditEvent {
-        at: now,
-        actor: actor.to_owned(),
-        action: "action.create".to_owned(),
-        targets: vec![device.id],
-        batch,
-        outcome: if action.state == ActionState::Blocked {
+    let audit = NewAuditEvent::new(now, actor.to_owned(), "action.create")
+        .targets([device.id])
+        .batch(batch)
+        .outcome(if action.state == ActionState::Blocked {
             AuditOutcome::Refused
         } else {
             AuditOutcome::Success
-        },
-        details: format!(
+        })
+        .details(format!(
             "{} {} -> {}{}",
             kind.code(),
             action.id,
@@ -423,8 +420,7 @@ pub fn plan_request(
                 .as_deref()
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
-        ),
-    };
+        ));
     PlannedAction {
         new: NewAction { action, commands },
         cancel,
@@ -560,15 +556,12 @@ pub async fn cancel(
     // The state check, the dropped commands and the audit event in one transaction: a cancel
     // that lost a race with a check-in sending the action changes nothing (`Conflict`).
     let mut plan = RequestPlan::new(now);
-    plan.audit.push(NewAuditEvent {
-        at: now,
-        actor: actor.to_owned(),
-        action: "action.cancel".to_owned(),
-        targets: vec![action.device],
-        batch: action.batch,
-        outcome: AuditOutcome::Success,
-        details: format!("{} {}", action.kind.code(), action.id),
-    });
+    plan.audit.push(
+        NewAuditEvent::new(now, actor.to_owned(), "action.cancel")
+            .targets([action.device])
+            .batch(action.batch)
+            .details(format!("{} {}", action.kind.code(), action.id)),
+    );
     plan.end.push(ActionUpdate {
         expected: before,
         action: action.clone(),
@@ -612,25 +605,23 @@ pub async fn retry(
     };
     let again = request(store, action.device, action.kind, actor, now, &settings).await?;
     store
-        .append_audit(NewAuditEvent {
-            at: now,
-            actor: actor.to_owned(),
-            action: "action.retry".to_owned(),
-            targets: vec![action.device],
-            batch: action.batch,
-            outcome: if again.state == ActionState::Blocked {
-                AuditOutcome::Refused
-            } else {
-                AuditOutcome::Success
-            },
-            details: format!(
-                "{} {} retried as {} ({}): {reason}",
-                action.kind.code(),
-                action.id,
-                again.id,
-                again.state
-            ),
-        })
+        .append_audit(
+            NewAuditEvent::new(now, actor.to_owned(), "action.retry")
+                .targets([action.device])
+                .batch(action.batch)
+                .outcome(if again.state == ActionState::Blocked {
+                    AuditOutcome::Refused
+                } else {
+                    AuditOutcome::Success
+                })
+                .details(format!(
+                    "{} {} retried as {} ({}): {reason}",
+                    action.kind.code(),
+                    action.id,
+                    again.id,
+                    again.state
+                )),
+        )
         .await?;
     Ok(again)
 }
@@ -662,20 +653,18 @@ pub async fn expire_stuck(
         let note = format!("no progress since {}", a.updated_at);
         a.transition(ActionState::Expired, now, Some(&note))?;
         let mut plan = RequestPlan::new(now);
-        plan.audit.push(NewAuditEvent {
-            at: now,
-            actor: "worker".to_owned(),
-            action: "action.expired".to_owned(),
-            targets: vec![a.device],
-            batch: a.batch,
-            outcome: AuditOutcome::Failed,
-            details: format!(
-                "{} {}: no progress for {} h",
-                a.kind.code(),
-                a.id,
-                after.whole_hours()
-            ),
-        });
+        plan.audit.push(
+            NewAuditEvent::new(now, "worker", "action.expired")
+                .targets([a.device])
+                .batch(a.batch)
+                .outcome(AuditOutcome::Failed)
+                .details(format!(
+                    "{} {}: no progress for {} h",
+                    a.kind.code(),
+                    a.id,
+                    after.whole_hours()
+                )),
+        );
         plan.end.push(ActionUpdate {
             expected: state,
             action: a.clone(),

@@ -7,7 +7,7 @@
 use time::OffsetDateTime;
 
 use super::{Enrollment, EnrollmentToken, SecretHash, TokenRefusal};
-use crate::audit::{AuditOutcome, NewAuditEvent};
+use crate::audit::NewAuditEvent;
 use crate::device::{Device, EnrollmentType, JoinType};
 use crate::ids::{DeviceId, EnrollmentId};
 use crate::store::{EnrollOutcome, Store, StoreError, StoreResult};
@@ -287,27 +287,25 @@ impl Grant {
 
     /// The audit event of the committed enrollment.
     pub fn audit(&self, outcome: &EnrollOutcome) -> NewAuditEvent {
-        NewAuditEvent {
-            at: self.at,
-            actor: format!("device:{}", outcome.device),
-            action: "device.enroll".into(),
-            targets: vec![outcome.device],
-            batch: None,
-            outcome: AuditOutcome::Success,
-            details: format!(
-                "enrollment {} ({}, {}) by {}; {}; hwdevid {}",
-                outcome.enrollment,
-                self.enrollment_type,
-                self.credential.method(),
-                self.credential.label(),
-                if outcome.device_was_known {
-                    "re-enrollment of a known device"
-                } else {
-                    "new device"
-                },
-                self.request.hw_dev_id().unwrap_or("none"),
-            ),
-        }
+        NewAuditEvent::new(
+            self.at,
+            format!("device:{}", outcome.device),
+            "device.enroll",
+        )
+        .targets([outcome.device])
+        .details(format!(
+            "enrollment {} ({}, {}) by {}; {}; hwdevid {}",
+            outcome.enrollment,
+            self.enrollment_type,
+            self.credential.method(),
+            self.credential.label(),
+            if outcome.device_was_known {
+                "re-enrollment of a known device"
+            } else {
+                "new device"
+            },
+            self.request.hw_dev_id().unwrap_or("none"),
+        ))
     }
 }
 
@@ -644,7 +642,7 @@ mod tests {
         assert_eq!(e.action, "device.enroll");
         assert_eq!(e.actor, format!("device:{}", o.device));
         assert_eq!(e.targets, [o.device]);
-        assert_eq!(e.outcome, AuditOutcome::Success);
+        assert_eq!(e.outcome, crate::audit::AuditOutcome::Success);
         assert_eq!(
             e.details,
             format!(

@@ -205,15 +205,7 @@ pub fn decide(
                 });
             }
         }
-        audits.push(NewAuditEvent {
-            at: now,
-            actor: format!("device:{}", device.id),
-            action: "device.unenroll".to_owned(),
-            targets: vec![device.id],
-            batch: None,
-            outcome: AuditOutcome::Success,
-            details: "the user removed the work account (Alert 1226 com.microsoft:mdm.unenrollment.userrequest)".to_owned(),
-        });
+        audits.push(NewAuditEvent::new(now, format!("device:{}", device.id), "device.unenroll").targets([device.id]).details("the user removed the work account (Alert 1226 com.microsoft:mdm.unenrollment.userrequest)"));
     }
 
     // 5. Actions: advance those the device answered for; at a session start, follow up the others.
@@ -345,22 +337,24 @@ pub fn decide(
         if !a.state.is_terminal() || u.expected.is_terminal() {
             continue;
         }
-        audits.push(NewAuditEvent {
-            at: now,
-            actor: format!("device:{}", device.name),
-            action: format!("action.{}", a.state.as_str()),
-            targets: vec![device.id],
-            batch: a.batch,
-            outcome: if a.state == ActionState::Done {
+        audits.push(
+            NewAuditEvent::new(
+                now,
+                format!("device:{}", device.name),
+                format!("action.{}", a.state.as_str()),
+            )
+            .targets([device.id])
+            .batch(a.batch)
+            .outcome(if a.state == ActionState::Done {
                 AuditOutcome::Success
             } else {
                 AuditOutcome::Failed
-            },
-            details: match &a.reason {
+            })
+            .details(match &a.reason {
                 Some(reason) => format!("{} {}: {reason}", a.kind.code(), a.id),
                 None => format!("{} {}", a.kind.code(), a.id),
-            },
-        });
+            }),
+        );
     }
 
     Ok(Decision {

@@ -3,7 +3,7 @@
 //! caller did.
 
 use redeploy_core::store::{AuditOrder, AuditQuery};
-use redeploy_core::{AuditEvent, AuditId, AuditOutcome, DeviceId, NewAuditEvent};
+use redeploy_core::{AuditEvent, AuditId, DeviceId, NewAuditEvent};
 
 use super::{Caller, Result};
 use crate::state::AppState;
@@ -94,6 +94,18 @@ pub async fn list(
     }
 }
 
+/// The event of `caller` doing `action` now: successful and about no device until the
+/// builder methods of [`NewAuditEvent`] say otherwise.
+pub fn by(state: &AppState, caller: &Caller, action: &str) -> NewAuditEvent {
+    NewAuditEvent::new(state.clock.now(), caller.actor(), action)
+}
+
+/// Appends `event` to the audit log.
+pub async fn append(state: &AppState, event: NewAuditEvent) -> Result<()> {
+    state.store.append_audit(event).await?;
+    Ok(())
+}
+
 /// Records that `caller` did `action` (successfully), with `details`.
 pub async fn record(
     state: &AppState,
@@ -101,17 +113,5 @@ pub async fn record(
     action: &str,
     details: String,
 ) -> Result<()> {
-    state
-        .store
-        .append_audit(NewAuditEvent {
-            at: state.clock.now(),
-            actor: caller.actor(),
-            action: action.to_owned(),
-            targets: Vec::new(),
-            batch: None,
-            outcome: AuditOutcome::Success,
-            details,
-        })
-        .await?;
-    Ok(())
+    append(state, by(state, caller, action).details(details)).await
 }

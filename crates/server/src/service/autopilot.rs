@@ -2,9 +2,9 @@
 //! REST API both do it, and listing what is registered beside the enrolled device of each serial.
 
 use redeploy_core::autopilot::{parse_autopilot_csv, AutopilotImport, AutopilotRecord};
-use redeploy_core::{AuditOutcome, DeviceId, NewAuditEvent, Role};
+use redeploy_core::{AuditOutcome, DeviceId, Role};
 
-use super::{Caller, Result};
+use super::{audit, Caller, Result};
 use crate::state::AppState;
 
 /// Imports the CSV `bytes` (operators): valid rows are stored (a known serial is replaced) and
@@ -21,26 +21,21 @@ pub async fn import(state: &AppState, caller: &Caller, bytes: &[u8]) -> Result<A
     }
     let records: Vec<AutopilotRecord> = parsed.records.iter().map(|(_, r)| r.clone()).collect();
     state.store.upsert_autopilot(&records).await?;
-    state
-        .store
-        .append_audit(NewAuditEvent {
-            at: state.clock.now(),
-            actor: caller.actor(),
-            action: "autopilot.import".into(),
-            targets: Vec::new(),
-            batch: None,
-            outcome: if parsed.errors.is_empty() {
+    audit::append(
+        state,
+        audit::by(state, caller, "autopilot.import")
+            .outcome(if parsed.errors.is_empty() {
                 AuditOutcome::Success
             } else {
                 AuditOutcome::Refused
-            },
-            details: format!(
+            })
+            .details(format!(
                 "{} devices imported, {} rows refused",
                 records.len(),
                 parsed.errors.len()
-            ),
-        })
-        .await?;
+            )),
+    )
+    .await?;
     Ok(parsed)
 }
 

@@ -38,18 +38,15 @@ impl Caller {
         }
         state
             .store
-            .append_audit(NewAuditEvent {
-                at: state.clock.now(),
-                actor: self.actor(),
-                action: "api.forbidden".into(),
-                targets: device.into_iter().collect(),
-                batch: None,
-                outcome: AuditOutcome::Refused,
-                details: format!(
-                    "{attempted}: needs role {needed}, token has {}",
-                    self.token.role
-                ),
-            })
+            .append_audit(
+                NewAuditEvent::new(state.clock.now(), self.actor(), "api.forbidden")
+                    .targets(device)
+                    .outcome(AuditOutcome::Refused)
+                    .details(format!(
+                        "{attempted}: needs role {needed}, token has {}",
+                        self.token.role
+                    )),
+            )
             .await?;
         Err(ServiceError::Forbidden(format!(
             "{attempted} needs the {needed} role; this token has {}",

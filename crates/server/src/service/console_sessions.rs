@@ -48,15 +48,14 @@ fn random_hex(bytes: usize) -> String {
 async fn audit_sign_in(state: &AppState, token: &ApiToken, outcome: AuditOutcome) -> Result<()> {
     state
         .store
-        .append_audit(NewAuditEvent {
-            at: state.clock.now(),
-            actor: format!("{} ({})", token.name, token.id),
-            action: "console.sign_in".into(),
-            targets: Vec::new(),
-            batch: None,
-            outcome,
-            details: String::new(),
-        })
+        .append_audit(
+            NewAuditEvent::new(
+                state.clock.now(),
+                format!("{} ({})", token.name, token.id),
+                "console.sign_in",
+            )
+            .outcome(outcome),
+        )
         .await?;
     Ok(())
 }

@@ -4,12 +4,11 @@
 
 use redeploy_core::store::{device_sort_key, Cursor, DeviceQuery, Page, StoreError};
 use redeploy_core::{
-    Action, ActionState, AuditOutcome, Device, DeviceId, InventoryValue, NewAuditEvent,
-    PreflightSettings, Readiness, Role,
+    Action, ActionState, Device, DeviceId, InventoryValue, PreflightSettings, Readiness, Role,
 };
 use time::{Duration, OffsetDateTime};
 
-use super::{Caller, Result, ServiceError};
+use super::{audit, Caller, Result, ServiceError};
 use crate::state::AppState;
 
 /// A device counts as "seen recently" when it checked in within this long.
@@ -238,21 +237,16 @@ pub async fn set_primary_user(
     let old = load(state, id).await?;
     let user = if shared { None } else { user };
     let device = state.store.set_primary_user(id, user, shared).await?;
-    state
-        .store
-        .append_audit(NewAuditEvent {
-            at: state.clock.now(),
-            actor: caller.actor(),
-            action: "device.primary_user".into(),
-            targets: vec![id],
-            batch: None,
-            outcome: AuditOutcome::Success,
-            details: format!(
+    audit::append(
+        state,
+        audit::by(state, caller, "device.primary_user")
+            .targets([id])
+            .details(format!(
                 "primary user {:?} -> {:?}, shared {} -> {}",
                 old.primary_user, device.primary_user, old.shared, device.shared
-            ),
-        })
-        .await?;
+            )),
+    )
+    .await?;
     Ok(device)
 }
 

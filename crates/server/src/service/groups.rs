@@ -6,13 +6,13 @@
 
 use redeploy_core::action::{self, is_erasing, Decision};
 use redeploy_core::{
-    ActionKind, AuditOutcome, Device, DeviceFilter, DeviceId, Group, GroupId, GroupKind,
-    NewAuditEvent, Readiness, Role, StoreError,
+    ActionKind, Device, DeviceFilter, DeviceId, Group, GroupId, GroupKind, Readiness, Role,
+    StoreError,
 };
 
 use super::actions::{action_settings, role_for};
 use super::devices::readiness;
-use super::{Caller, Result, ServiceError};
+use super::{audit, Caller, Result, ServiceError};
 use crate::state::AppState;
 
 /// The group whose id or exact name is `text`: an id is tried first, then the name (a name
@@ -88,24 +88,6 @@ pub enum NewMembers {
     Filter(DeviceFilter),
 }
 
-fn audit_event(
-    caller: &Caller,
-    state: &AppState,
-    action: &str,
-    targets: Vec<DeviceId>,
-    details: String,
-) -> NewAuditEvent {
-    NewAuditEvent {
-        at: state.clock.now(),
-        actor: caller.actor(),
-        action: action.to_owned(),
-        targets,
-        batch: None,
-        outcome: AuditOutcome::Success,
-        details,
-    }
-}
-
 /// Creates a group (operators): audited as `group.create` naming its static members.
 pub async fn create(
     state: &AppState,
@@ -136,16 +118,16 @@ pub async fn create(
         GroupKind::Static { members } => ("static", members.clone()),
         GroupKind::Filter { .. } => ("filter", Vec::new()),
     };
-    state
-        .store
-        .append_audit(audit_event(
-            caller,
-            state,
-            "group.create",
-            targets,
-            format!("{} {:?} ({kind}, {count} members)", group.id, group.name),
-        ))
-        .await?;
+    audit::append(
+        state,
+        audit::by(state, caller, "group.create")
+            .targets(targets)
+            .details(format!(
+                "{} {:?} ({kind}, {count} members)",
+                group.id, group.name
+            )),
+    )
+    .await?;
     Ok(group)
 }
 
@@ -161,16 +143,12 @@ pub async fn rename(state: &AppState, caller: &Caller, text: &str, name: &str) -
         .rename_group(group.id, &name)
         .await
         .map_err(|e| name_taken(&name, e))?;
-    state
-        .store
-        .append_audit(audit_event(
-            caller,
-            state,
-            "group.rename",
-            Vec::new(),
-            format!("{} {:?} -> {name:?}", group.id, group.name),
-        ))
-        .await?;
+    audit::append(
+        state,
+        audit::by(state, caller, "group.rename")
+            .details(format!("{} {:?} -> {name:?}", group.id, group.name)),
+    )
+    .await?;
     group.name = name;
     Ok(group)
 }
@@ -197,16 +175,11 @@ pub async fn delete(state: &AppState, caller: &Caller, text: &str) -> Result<()>
         )));
     }
     state.store.delete_group(group.id).await?;
-    state
-        .store
-        .append_audit(audit_event(
-            caller,
-            state,
-            "group.delete",
-            Vec::new(),
-            format!("{} {:?}", group.id, group.name),
-        ))
-        .await?;
+    audit::append(
+        state,
+        audit::by(state, caller, "group.delete").details(format!("{} {:?}", group.id, group.name)),
+    )
+    .await?;
     Ok(())
 }
 
@@ -235,22 +208,19 @@ pub async fn change_members(
     if !remove.is_empty() {
         state.store.remove_group_members(group.id, remove).await?;
     }
-    state
-        .store
-        .append_audit(audit_event(
-            caller,
-            state,
-            "group.members",
-            add.iter().chain(remove).copied().collect(),
-            format!(
+    audit::append(
+        state,
+        audit::by(state, caller, "group.members")
+            .targets(add.iter().chain(remove).copied())
+            .details(format!(
                 "{} {:?}: {} added, {} removed",
                 group.id,
                 group.name,
                 add.len(),
                 remove.len()
-            ),
-        ))
-        .await?;
+            )),
+    )
+    .await?;
     Ok(group)
 }
 
@@ -306,22 +276,15 @@ pub async fn local_reset(
         .await?;
     let now = state.clock.now();
     let members = members(state, &group).await?;
-    let summary = NewAuditEvent {
-        targets: members.clone(),
-        ..audit_event(
-            caller,
-            state,
-            "group.local_reset",
-            Vec::new(),
-            format!(
-                "{} on group {:?} ({}): {} devices",
-                kind.code(),
-                group.name,
-                group.id,
-                members.len()
-            ),
-        )
-    };
+    let summary = audit::by(state, caller, "group.local_reset")
+        .targets(members.clone())
+        .details(format!(
+            "{} on group {:?} ({}): {} devices",
+            kind.code(),
+            group.name,
+            group.id,
+            members.len()
+        ));
     Ok(action::request_for_devices(
         state.store.as_ref(),
         &members,

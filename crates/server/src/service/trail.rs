@@ -1,6 +1,7 @@
 //! The support trail as the device endpoint fills it and support reads it: every device
 //! message and our answer are kept, redacted, up to `support_trail_messages` per device
-//! (`redeploy_core::trail`). Keeping it never fails a check-in: a store error is logged.
+//! (`redeploy_core::trail`). Keeping it never fails or slows a check-in: the messages go
+//! through [`crate::trail_buffer`], and a store error is logged.
 
 use redeploy_core::trail::{Direction, TrailMessage};
 use redeploy_core::{DeviceId, Role};
@@ -20,7 +21,7 @@ pub struct MessageIds<'a> {
 }
 
 /// Keeps what `device` sent and, when we answered, our answer (with the ids of our reply).
-pub async fn record(
+pub fn record(
     state: &AppState,
     device: DeviceId,
     now: OffsetDateTime,
@@ -50,9 +51,7 @@ pub async fn record(
             bytes,
         ));
     }
-    if let Err(e) = state.store.append_trail(&messages, keep).await {
-        tracing::warn!(%device, error = %e, "support trail not kept for this message");
-    }
+    state.trail.push(messages, keep);
 }
 
 /// The newest `limit` (at most [`MAX_READ`]) messages of `device`, newest first. Helpdesk and
@@ -72,5 +71,6 @@ pub async fn recent(
         )
         .await?;
     devices::load(state, device).await?;
+    state.trail.flush().await;
     Ok(state.store.trail(device, limit.clamp(1, MAX_READ)).await?)
 }

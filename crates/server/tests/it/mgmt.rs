@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::{Request, StatusCode};
 use redeploy_core::store::AuditQuery;
-use redeploy_core::trail::Direction;
+use redeploy_core::trail::{Direction, TrailMessage};
 use redeploy_core::{
     Device, DeviceId, Enrollment, EnrollmentId, EnrollmentType, JoinType, ManualClock, Store,
 };
@@ -452,6 +452,12 @@ async fn https_full_check_in(backend: testkit::app::Backend) {
 
 testkit::on_both_backends!(https_refusals, https_full_check_in);
 
+/// The device's trail once everything received so far is stored.
+async fn trail_of(state: &AppState, device: DeviceId) -> Vec<TrailMessage> {
+    state.trail.flush().await;
+    state.store.trail(device, 10).await.unwrap()
+}
+
 /// The support trail: each exchange is kept (what the PC sent, then our answer), secrets are
 /// redacted before they are stored, a message we could not read is kept too, and a device's
 /// trail never grows past `support_trail_messages`.
@@ -475,7 +481,7 @@ async fn the_support_trail_keeps_each_exchange_redacted_and_bounded() {
     );
     let (status, _, answer) = call(&state, post(with_token.clone(), Some(&f.cert))).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let kept = state.store.trail(f.device, 10).await.unwrap();
+    let kept = trail_of(&state, f.device).await;
     assert_eq!(kept.len(), 2, "the message and our answer");
     assert_eq!(kept[0].direction, Direction::ToDevice, "newest first");
     assert_eq!(kept[0].body, answer, "our answer as sent");
@@ -491,7 +497,7 @@ async fn the_support_trail_keeps_each_exchange_redacted_and_bounded() {
     let bad = "<SyncML xmlns=\"SYNCML:SYNCML1.2\"><SyncHdr><Oops></SyncML>";
     let (status, _, _) = call(&state, post(bad, Some(&f.cert))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let kept = state.store.trail(f.device, 10).await.unwrap();
+    let kept = trail_of(&state, f.device).await;
     assert_eq!(kept.len(), 3, "bounded at 3");
     assert_eq!(
         kept[0].body, bad,
@@ -512,6 +518,64 @@ async fn the_support_trail_keeps_each_exchange_redacted_and_bounded() {
         ..state
     };
     call(&state, post(bad, Some(&f.cert))).await;
-    assert_eq!(state.store.trail(f.device, 10).await.unwrap()[0].body, bad);
-    assert_eq!(state.store.trail(f.device, 10).await.unwrap().len(), 3);
+    assert_eq!(trail_of(&state, f.device).await[0].body, bad);
+    assert_eq!(trail_of(&state, f.device).await.len(), 3);
+}
+
+/// Check-ins hand their messages to the trail buffer from many tasks at once: after a flush
+/// every message is stored, none twice, and a message for a device that does not exist does
+/// not cost the others theirs.
+#[tokio::test]
+async fn the_trail_buffer_keeps_every_message_handed_over_concurrently() {
+    let f = fixture().await;
+    let ghost = DeviceId::generate();
+    let tasks: Vec<_> = (0..20)
+        .map(|task| {
+            let trail = f.state.trail.clone();
+            let device = f.device;
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    let msg_id = format!("{task}-{i}");
+                    let mut messages = vec![TrailMessage::new(
+                        device,
+                        NOW,
+                        Direction::FromDevice,
+                        "1",
+                        &msg_id,
+                        b"<SyncML/>",
+                    )];
+                    if i == 5 {
+                        messages.push(TrailMessage::new(
+                            ghost,
+                            NOW,
+                            Direction::FromDevice,
+                            "1",
+                            &msg_id,
+                            b"<SyncML/>",
+                        ));
+                    }
+                    trail.push(messages, 500);
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    f.state.trail.flush().await;
+    let mut ids: Vec<_> = f
+        .state
+        .store
+        .trail(f.device, 500)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.msg_id)
+        .collect();
+    assert_eq!(ids.len(), 200, "every message, once");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "none twice");
+    assert!(f.state.store.trail(ghost, 10).await.unwrap().is_empty());
 }

@@ -1,0 +1,114 @@
+//! The support trail's write buffer: check-ins hand their messages over and go on; one writer
+//! at a time stores everything waiting in a single transaction ("group commit"), so the trail
+//! costs one write per batch of check-ins rather than a second transaction per check-in.
+//!
+//! A read flushes first, so whatever this process had received before the read is in it. A
+//! crash loses at most what was waiting (milliseconds of messages); a full buffer drops new
+//! messages and counts them, and never slows a check-in.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use redeploy_core::trail::TrailMessage;
+use redeploy_core::Store;
+
+use crate::metrics::Metrics;
+
+/// Messages waiting beyond this are dropped (about 2,500 check-ins' worth).
+pub const MAX_WAITING: usize = 5_000;
+
+/// What is waiting to be stored, and the writer's turn.
+pub struct TrailBuffer {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    /// Messages kept per device, as of the latest push (`support_trail_messages`).
+    keep: AtomicU32,
+    waiting: Mutex<Vec<TrailMessage>>,
+    /// Held by whoever is writing; a read takes it to wait for the write in flight.
+    writing: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl TrailBuffer {
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            metrics,
+            keep: AtomicU32::new(0),
+            waiting: Mutex::new(Vec::new()),
+            writing: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// Queues `messages`, to be trimmed to the newest `keep` per device (0: not kept), and, unless a write is already under way (it will take them), starts
+    /// one in the background. Must be called inside a Tokio runtime.
+    pub fn push(self: &Arc<Self>, messages: Vec<TrailMessage>, keep: u32) {
+        if keep == 0 || messages.is_empty() {
+            return;
+        }
+        self.keep.store(keep, Ordering::Relaxed);
+        {
+            let mut waiting = self.lock_waiting();
+            if waiting.len() + messages.len() > MAX_WAITING {
+                self.metrics.record_trail_dropped(messages.len() as u64);
+                return;
+            }
+            waiting.extend(messages);
+        }
+        self.start_writer();
+    }
+
+    /// Stores everything waiting now, after the write in flight (if any) has finished.
+    pub async fn flush(&self) {
+        let _turn = self.writing.lock().await;
+        self.write_waiting().await;
+    }
+
+    fn start_writer(self: &Arc<Self>) {
+        let Ok(turn) = Arc::clone(&self.writing).try_lock_owned() else {
+            return;
+        };
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            // Keep writing while check-ins keep handing messages over during the write.
+            while this.write_waiting().await {}
+            drop(turn);
+            // A message pushed between the last empty check and the release above found the
+            // turn taken and started no writer: look once more.
+            if !this.lock_waiting().is_empty() {
+                this.start_writer();
+            }
+        });
+    }
+
+    /// Writes what is waiting in one transaction; whether there was anything.
+    async fn write_waiting(&self) -> bool {
+        let batch = std::mem::take(&mut *self.lock_waiting());
+        if batch.is_empty() {
+            return false;
+        }
+        let keep = self.keep.load(Ordering::Relaxed);
+        if self.store.append_trail(&batch, keep).await.is_err() {
+            // One device's messages (say, of a device deleted meanwhile) must not cost the
+            // others theirs: store them device by device.
+            let mut devices: Vec<_> = batch.iter().map(|m| m.device).collect();
+            devices.sort_unstable();
+            devices.dedup();
+            for device in devices {
+                let own: Vec<_> = batch
+                    .iter()
+                    .filter(|m| m.device == device)
+                    .cloned()
+                    .collect();
+                if let Err(e) = self.store.append_trail(&own, keep).await {
+                    tracing::warn!(%device, error = %e, "support trail not kept for this device");
+                }
+            }
+        }
+        true
+    }
+
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Vec<TrailMessage>> {
+        // A panic while holding this lock left a plain Vec behind: still usable.
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
