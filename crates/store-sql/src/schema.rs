@@ -88,6 +88,24 @@ pub(crate) enum Devices {
     UnenrolledAt,
 }
 
+/// `enrollments`: one row per enrollment of a device, newest replacing the earlier ones.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Enrollments {
+    Table,
+    Id,
+    DeviceId,
+    EnrollmentType,
+    Upn,
+    AuthMethod,
+    Context,
+    RawRequest,
+    CertThumbprint,
+    CertSerial,
+    CertNotAfter,
+    CreatedAt,
+    ReplacedBy,
+}
+
 /// `inventory`: the latest value of each reported CSP node per device.
 #[derive(Clone, Copy, Iden)]
 pub(crate) enum Inventory {
