@@ -7,87 +7,123 @@ use redeploy_core::store::{
     device_sort_key, from_micros, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, Page,
     StoreError, StoreResult, NEVER_SEEN_KEY,
 };
+use sea_query::{Cond, Expr, Func, LikeExpr, Order, Query, SelectStatement, SimpleExpr};
 use time::OffsetDateTime;
 
-use crate::dialect::{Arg, Dialect, On, SqlRow};
-use crate::sql::{placeholders, sql, RowExt};
+use crate::dialect::{Dialect, On, SqlRow};
+use crate::query::{built, insert_row, v};
+use crate::schema::Devices as Dv;
+use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
 
-const DEVICE_COLS: &[&str] = &[
-    "id",
-    "name",
-    "hw_dev_id",
-    "mdm_device_id",
-    "serial",
-    "manufacturer",
-    "model",
-    "os_version",
-    "os_platform",
-    "join_type",
-    "enrollment_type",
-    "aad_device_id",
-    "domain_name",
-    "dns_computer_name",
-    "total_ram_mb",
-    "total_storage_mb",
-    "last_seen",
-    "current_user_name",
-    "primary_user",
-    "shared",
-    "cert_thumbprint",
-    "cert_not_after",
-    "local_reset_desired",
-    "local_reset_reported",
-    "autopilot_status",
-    "autopilot_last_error",
-    "winre_enabled",
-    "winre_checked_at",
-    "enrolled_at",
-    "unenrolled_at",
+const DEVICE_COLS: [Dv; 30] = [
+    Dv::Id,
+    Dv::Name,
+    Dv::HwDevId,
+    Dv::MdmDeviceId,
+    Dv::Serial,
+    Dv::Manufacturer,
+    Dv::Model,
+    Dv::OsVersion,
+    Dv::OsPlatform,
+    Dv::JoinType,
+    Dv::EnrollmentType,
+    Dv::AadDeviceId,
+    Dv::DomainName,
+    Dv::DnsComputerName,
+    Dv::TotalRamMb,
+    Dv::TotalStorageMb,
+    Dv::LastSeen,
+    Dv::CurrentUserName,
+    Dv::PrimaryUser,
+    Dv::Shared,
+    Dv::CertThumbprint,
+    Dv::CertNotAfter,
+    Dv::LocalResetDesired,
+    Dv::LocalResetReported,
+    Dv::AutopilotStatus,
+    Dv::AutopilotLastError,
+    Dv::WinreEnabled,
+    Dv::WinreCheckedAt,
+    Dv::EnrolledAt,
+    Dv::UnenrolledAt,
 ];
 
-/// `SELECT <every device column> FROM devices`.
-pub(crate) fn device_select() -> String {
-    format!("SELECT {} FROM devices", DEVICE_COLS.join(", "))
+/// Every device, to be narrowed and ordered: rows for [`row_device`].
+pub(crate) fn select_devices() -> SelectStatement {
+    Query::select()
+        .columns(DEVICE_COLS)
+        .from(Dv::Table)
+        .to_owned()
 }
 
 /// The values of [`DEVICE_COLS`], in order.
-fn device_args(d: &Device) -> Vec<Arg> {
-    vec![
-        d.id.into(),
-        d.name.clone().into(),
-        d.hw_dev_id.clone().into(),
-        d.mdm_device_id.clone().into(),
-        d.serial.clone().into(),
-        d.manufacturer.clone().into(),
-        d.model.clone().into(),
-        d.os_version.clone().into(),
-        d.os_platform.clone().into(),
-        d.join_type.as_str().into(),
-        d.enrollment_type.map(|e| e.as_str()).into(),
-        d.aad_device_id.clone().into(),
-        d.domain_name.clone().into(),
-        d.dns_computer_name.clone().into(),
-        d.total_ram_mb.into(),
-        d.total_storage_mb.into(),
-        d.last_seen.into(),
-        d.current_user.clone().into(),
-        d.primary_user.clone().into(),
-        d.shared.into(),
-        d.cert_thumbprint.clone().into(),
-        d.cert_not_after.into(),
-        d.local_reset_desired.into(),
-        d.local_reset_reported.into(),
-        d.autopilot_status.into(),
-        d.autopilot_last_error.into(),
-        d.winre_enabled.into(),
-        d.winre_checked_at.into(),
-        d.enrolled_at.into(),
-        d.unenrolled_at.into(),
+fn device_values(d: &Device) -> [SimpleExpr; 30] {
+    [
+        v(d.id),
+        v(d.name.clone()),
+        v(d.hw_dev_id.clone()),
+        v(d.mdm_device_id.clone()),
+        v(d.serial.clone()),
+        v(d.manufacturer.clone()),
+        v(d.model.clone()),
+        v(d.os_version.clone()),
+        v(d.os_platform.clone()),
+        v(d.join_type.as_str()),
+        v(d.enrollment_type.map(|e| e.as_str())),
+        v(d.aad_device_id.clone()),
+        v(d.domain_name.clone()),
+        v(d.dns_computer_name.clone()),
+        v(d.total_ram_mb),
+        v(d.total_storage_mb),
+        v(d.last_seen),
+        v(d.current_user.clone()),
+        v(d.primary_user.clone()),
+        v(d.shared),
+        v(d.cert_thumbprint.clone()),
+        v(d.cert_not_after),
+        v(d.local_reset_desired),
+        v(d.local_reset_reported),
+        v(d.autopilot_status),
+        v(d.autopilot_last_error),
+        v(d.winre_enabled),
+        v(d.winre_checked_at),
+        v(d.enrolled_at),
+        v(d.unenrolled_at),
     ]
 }
 
-/// A device from a row of [`device_select`].
+/// `COALESCE(col, '')` with the empty string written inline: the expression of the
+/// `devices_serial_sort` index (migration 20261126000007), which neither a bound `''` nor
+/// sea-query's `if_null` (`IFNULL` on SQLite) would match.
+fn or_empty(col: Dv) -> SimpleExpr {
+    Func::coalesce([Expr::col(col).into(), SimpleExpr::Constant("".into())]).into()
+}
+
+/// The dialect's literal of the instant that stands for "never seen" ([`Dialect::NEVER_SEEN`]):
+/// a typed literal on PostgreSQL, which no sea-query value writes, so it goes in as SQL text.
+fn never_seen<D: Dialect>() -> SimpleExpr {
+    Expr::cust(D::NEVER_SEEN)
+}
+
+/// Sets `values` on device `id`; `NotFound` if there is no such device.
+pub(crate) async fn set_device_values<D: Dialect>(
+    on: On<'_, D>,
+    id: DeviceId,
+    values: impl IntoIterator<Item = (Dv, SimpleExpr)>,
+) -> StoreResult<()> {
+    let update = Query::update()
+        .table(Dv::Table)
+        .values(values)
+        .and_where(Expr::col(Dv::Id).eq(v(id)))
+        .to_owned();
+    if built::<D>(&update)?.execute(on).await? == 0 {
+        return Err(StoreError::NotFound(format!("device {id}")));
+    }
+    Ok(())
+}
+
+/// A device from a row of [`select_devices`].
 pub(crate) fn row_device(r: &impl SqlRow) -> StoreResult<Device> {
     Ok(Device {
         id: r.id("id")?,
@@ -127,35 +163,14 @@ pub(crate) fn row_device(r: &impl SqlRow) -> StoreResult<Device> {
 }
 
 pub(crate) async fn insert_device<D: Dialect>(tx: &mut Tx<D>, d: &Device) -> StoreResult<()> {
-    sql(format!(
-        "INSERT INTO devices ({}) VALUES ({})",
-        DEVICE_COLS.join(", "),
-        placeholders(1, DEVICE_COLS.len())
-    ))
-    .bind_all(device_args(d))
-    .execute(tx.on())
-    .await?;
+    let insert = insert_row(Dv::Table, DEVICE_COLS, device_values(d))?;
+    built::<D>(&insert)?.execute(tx.on()).await?;
     Ok(())
 }
 
 pub(crate) async fn update_device_in<D: Dialect>(tx: &mut Tx<D>, d: &Device) -> StoreResult<()> {
-    let sets: Vec<String> = DEVICE_COLS
-        .iter()
-        .enumerate()
-        .skip(1)
-        .map(|(i, c)| format!("{c} = ${}", i + 1))
-        .collect();
-    let changed = sql(format!(
-        "UPDATE devices SET {} WHERE id = $1",
-        sets.join(", ")
-    ))
-    .bind_all(device_args(d))
-    .execute(tx.on())
-    .await?;
-    if changed == 0 {
-        return Err(StoreError::NotFound(format!("device {}", d.id)));
-    }
-    Ok(())
+    let values = DEVICE_COLS.into_iter().zip(device_values(d)).skip(1);
+    set_device_values(tx.on(), d.id, values).await
 }
 
 /// Marks `id` seen at `at` by `current_user`; `NotFound` for an unknown device.
@@ -165,27 +180,21 @@ pub(crate) async fn record_seen_on<D: Dialect>(
     at: OffsetDateTime,
     current_user: Option<String>,
 ) -> StoreResult<()> {
-    let changed = sql("UPDATE devices SET last_seen = $2, current_user_name = $3 WHERE id = $1")
-        .bind(id)
-        .bind(at)
-        .bind(current_user)
-        .execute(on)
-        .await?;
-    if changed == 0 {
-        return Err(StoreError::NotFound(format!("device {id}")));
-    }
-    Ok(())
+    let values = [
+        (Dv::LastSeen, v(at)),
+        (Dv::CurrentUserName, v(current_user)),
+    ];
+    set_device_values(on, id, values).await
 }
 
 impl<D: Dialect> SqlStore<D> {
-    async fn device_where(&self, col: &str, value: Arg) -> StoreResult<Option<Device>> {
-        let row = sql(format!(
-            "{} WHERE {col} = $1 ORDER BY enrolled_at DESC LIMIT 1",
-            device_select()
-        ))
-        .bind(value)
-        .fetch_optional(self.db())
-        .await?;
+    async fn device_where(&self, col: Dv, value: SimpleExpr) -> StoreResult<Option<Device>> {
+        let select = select_devices()
+            .and_where(Expr::col(col).eq(value))
+            .order_by(Dv::EnrolledAt, Order::Desc)
+            .limit(1)
+            .to_owned();
+        let row = built::<D>(&select)?.fetch_optional(self.db()).await?;
         row.as_ref().map(row_device).transpose()
     }
 }
@@ -193,21 +202,20 @@ impl<D: Dialect> SqlStore<D> {
 #[async_trait]
 impl<D: Dialect> DeviceStore for SqlStore<D> {
     async fn device(&self, id: DeviceId) -> StoreResult<Option<Device>> {
-        self.device_where("id", id.into()).await
+        self.device_where(Dv::Id, v(id)).await
     }
 
     async fn device_by_cert_thumbprint(&self, thumbprint: &str) -> StoreResult<Option<Device>> {
-        self.device_where("cert_thumbprint", thumbprint.to_ascii_lowercase().into())
+        self.device_where(Dv::CertThumbprint, v(thumbprint.to_ascii_lowercase()))
             .await
     }
 
     async fn device_by_mdm_device_id(&self, mdm_device_id: &str) -> StoreResult<Option<Device>> {
-        self.device_where("mdm_device_id", mdm_device_id.into())
-            .await
+        self.device_where(Dv::MdmDeviceId, v(mdm_device_id)).await
     }
 
     async fn device_by_hw_dev_id(&self, hw_dev_id: &str) -> StoreResult<Option<Device>> {
-        self.device_where("hw_dev_id", hw_dev_id.into()).await
+        self.device_where(Dv::HwDevId, v(hw_dev_id)).await
     }
 
     async fn update_device(&self, device: &Device) -> StoreResult<()> {
@@ -223,19 +231,12 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         shared: bool,
     ) -> StoreResult<Device> {
         let mut tx = self.begin().await?;
-        let changed = sql("UPDATE devices SET primary_user = $2, shared = $3 WHERE id = $1")
-            .bind(id)
-            .bind(user)
-            .bind(shared)
-            .execute(tx.on())
-            .await?;
-        if changed == 0 {
-            return Err(StoreError::NotFound(format!("device {id}")));
-        }
-        let row = sql(format!("{} WHERE id = $1", device_select()))
-            .bind(id)
-            .fetch_one(tx.on())
-            .await?;
+        let values = [(Dv::PrimaryUser, v(user)), (Dv::Shared, v(shared))];
+        set_device_values(tx.on(), id, values).await?;
+        let select = select_devices()
+            .and_where(Expr::col(Dv::Id).eq(v(id)))
+            .to_owned();
+        let row = built::<D>(&select)?.fetch_one(tx.on()).await?;
         let device = row_device(&row)?;
         tx.commit().await?;
         Ok(device)
@@ -251,26 +252,23 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
     }
 
     async fn list_devices(&self, query: &DeviceQuery) -> StoreResult<Page<Device>> {
-        let key_expr = match query.sort {
-            DeviceSort::Name => "name".to_owned(),
-            DeviceSort::LastSeen => format!("COALESCE(last_seen, {})", D::NEVER_SEEN),
-            DeviceSort::EnrolledAt => "enrolled_at".to_owned(),
+        let key: SimpleExpr = match query.sort {
+            DeviceSort::Name => Expr::col(Dv::Name).into(),
+            DeviceSort::LastSeen => {
+                Func::coalesce([Expr::col(Dv::LastSeen).into(), never_seen::<D>()]).into()
+            }
+            DeviceSort::EnrolledAt => Expr::col(Dv::EnrolledAt).into(),
             // Same expression as the `devices_serial_sort` index (migration 20261126000007).
-            DeviceSort::Serial => "COALESCE(serial, '')".to_owned(),
+            DeviceSort::Serial => or_empty(Dv::Serial),
         };
-        let (dir, cmp) = if query.descending {
-            ("DESC", "<")
+        let order = if query.descending {
+            Order::Desc
         } else {
-            ("ASC", ">")
+            Order::Asc
         };
-        let mut text = format!("{} WHERE 1 = 1", device_select());
-        let mut args: Vec<Arg> = Vec::new();
-        let mut next = |arg: Arg| {
-            args.push(arg);
-            format!("${}", args.len())
-        };
+        let mut select = select_devices();
         if !query.include_unenrolled {
-            text.push_str(" AND unenrolled_at IS NULL");
+            select.and_where(Expr::col(Dv::UnenrolledAt).is_null());
         }
         if let Some(s) = &query.search {
             let escaped = s
@@ -278,37 +276,51 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
                 .replace('\\', "\\\\")
                 .replace('%', "\\%")
                 .replace('_', "\\_");
-            let p = next(format!("%{escaped}%").into());
-            text.push_str(&format!(
-                " AND (lower(name) LIKE {p} ESCAPE '\\' \
-                 OR lower(COALESCE(serial, '')) LIKE {p} ESCAPE '\\' \
-                 OR lower(COALESCE(primary_user, '')) LIKE {p} ESCAPE '\\')"
-            ));
+            let pattern = format!("%{escaped}%");
+            let like = |e: SimpleExpr| {
+                Expr::expr(Func::lower(e)).like(LikeExpr::new(pattern.clone()).escape('\\'))
+            };
+            select.cond_where(
+                Cond::any()
+                    .add(like(Expr::col(Dv::Name).into()))
+                    .add(like(or_empty(Dv::Serial)))
+                    .add(like(or_empty(Dv::PrimaryUser))),
+            );
         }
         if let Some(j) = query.join_type {
-            let p = next(j.as_str().into());
-            text.push_str(&format!(" AND join_type = {p}"));
+            select.and_where(Expr::col(Dv::JoinType).eq(v(j.as_str())));
         }
         let after = query
             .cursor
             .as_ref()
             .map(|c| c.decode(query.sort))
             .transpose()?;
-        if let Some((key, id)) = after {
-            let k = match key {
-                CursorKey::Text(t) => next(t.into()),
+        if let Some((after_key, after_id)) = after {
+            let k = match after_key {
+                CursorKey::Text(t) => v(t),
                 // The key of devices never seen sorts before every instant.
-                CursorKey::Int(NEVER_SEEN_KEY) => D::NEVER_SEEN.to_owned(),
-                CursorKey::Int(micros) => next(from_micros(micros)?.into()),
+                CursorKey::Int(NEVER_SEEN_KEY) => never_seen::<D>(),
+                CursorKey::Int(micros) => v(from_micros(micros)?),
             };
-            let i = next(id.into());
-            text.push_str(&format!(" AND ({key_expr}, id) {cmp} ({k}, {i})"));
+            // The keyset condition `(key, id) > (k, i)` (`<` descending), as a row comparison.
+            let row = Expr::expr(SimpleExpr::Tuple(vec![
+                key.clone(),
+                Expr::col(Dv::Id).into(),
+            ]));
+            let cursor = SimpleExpr::Tuple(vec![k, v(after_id)]);
+            select.and_where(if query.descending {
+                row.lt(cursor)
+            } else {
+                row.gt(cursor)
+            });
         }
         let limit = query.limit.max(1);
-        let p = next((i64::from(limit) + 1).into());
-        text.push_str(&format!(" ORDER BY {key_expr} {dir}, id {dir} LIMIT {p}"));
+        select
+            .order_by_expr(key, order.clone())
+            .order_by(Dv::Id, order)
+            .limit(u64::from(limit) + 1);
 
-        let rows = sql(text).bind_all(args).fetch_all(self.db()).await?;
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
         let mut items = rows
             .iter()
             .map(row_device)
@@ -322,5 +334,27 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
             None
         };
         Ok(Page { items, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
+
+    use super::*;
+
+    /// The serial sort key is written exactly as the `devices_serial_sort` index expression
+    /// (`COALESCE(serial, '')`), so both databases can use the index for the sort.
+    #[test]
+    fn serial_sort_key_is_the_index_expression() {
+        let select = Query::select().expr(or_empty(Dv::Serial)).to_owned();
+        assert_eq!(
+            select.to_string(SqliteQueryBuilder),
+            r#"SELECT COALESCE("serial", '')"#
+        );
+        assert_eq!(
+            select.to_string(PostgresQueryBuilder),
+            r#"SELECT COALESCE("serial", '')"#
+        );
     }
 }

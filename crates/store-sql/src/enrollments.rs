@@ -2,18 +2,64 @@
 //! replacing that device's earlier enrollments, in one transaction.
 
 use async_trait::async_trait;
-use redeploy_core::device::{Device, EnrollmentType};
+use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::Enrollment;
 use redeploy_core::ids::{DeviceId, EnrollmentId};
 use redeploy_core::store::{EnrollOutcome, EnrollmentStore, StoreError, StoreResult};
+use sea_query::{Expr, Func, Keyword, LockType, Order, Query, SelectStatement, SimpleExpr};
 
-use crate::devices::insert_device;
+use crate::devices::{insert_device, set_device_values};
 use crate::dialect::{Arg, Dialect, SqlRow};
-use crate::sql::{placeholders, sql, RowExt};
+use crate::query::{built, insert_row, v};
+use crate::schema::{Devices as Dv, Enrollments as E};
+use crate::sql::RowExt;
 use crate::SqlStore;
 
-const ENROLLMENT_COLS: &str = "id, device_id, enrollment_type, upn, auth_method, context, \
-     raw_request, cert_thumbprint, cert_serial, cert_not_after, created_at, replaced_by";
+const ENROLLMENT_COLS: [E; 12] = [
+    E::Id,
+    E::DeviceId,
+    E::EnrollmentType,
+    E::Upn,
+    E::AuthMethod,
+    E::Context,
+    E::RawRequest,
+    E::CertThumbprint,
+    E::CertSerial,
+    E::CertNotAfter,
+    E::CreatedAt,
+    E::ReplacedBy,
+];
+
+/// The values of [`ENROLLMENT_COLS`], in order.
+fn enrollment_values(e: &Enrollment) -> [SimpleExpr; 12] {
+    [
+        v(e.id),
+        v(e.device),
+        v(e.enrollment_type.as_str()),
+        v(e.upn.clone()),
+        v(e.auth_method.clone()),
+        v(Arg::json(context_json(&e.context))),
+        v(e.raw_request.clone()),
+        v(e.cert_thumbprint.clone()),
+        v(e.cert_serial.clone()),
+        v(e.cert_not_after),
+        v(e.created_at),
+        v(e.replaced_by),
+    ]
+}
+
+/// Every enrollment, to be narrowed and ordered.
+fn select_enrollments() -> SelectStatement {
+    Query::select()
+        .columns(ENROLLMENT_COLS)
+        .from(E::Table)
+        .to_owned()
+}
+
+/// `COALESCE(value, col)`: the new value, or the stored one where the new enrollment has none.
+fn or_stored(value: Option<String>, col: Dv) -> SimpleExpr {
+    Func::coalesce([v(value), Expr::col(col).into()]).into()
+}
 
 fn context_json(context: &[(String, String)]) -> String {
     serde_json::Value::Array(
@@ -73,48 +119,67 @@ impl<D: Dialect> EnrollmentStore for SqlStore<D> {
     ) -> StoreResult<EnrollOutcome> {
         let mut tx = self.begin().await?;
         let existing: Option<DeviceId> = match &device.hw_dev_id {
-            Some(hw) => sql(format!(
-                "SELECT id FROM devices WHERE hw_dev_id = $1{}",
-                D::FOR_UPDATE
-            ))
-            .bind(hw.clone())
-            .fetch_optional(tx.on())
-            .await?
-            .map(|r| r.id("id"))
-            .transpose()?,
+            Some(hw) => {
+                // FOR UPDATE on PostgreSQL (the SQLite builder writes none: its write
+                // transaction already excludes every other writer).
+                let select = Query::select()
+                    .column(Dv::Id)
+                    .from(Dv::Table)
+                    .and_where(Expr::col(Dv::HwDevId).eq(v(hw.clone())))
+                    .lock(LockType::Update)
+                    .to_owned();
+                built::<D>(&select)?
+                    .fetch_optional(tx.on())
+                    .await?
+                    .map(|r| r.id("id"))
+                    .transpose()?
+            }
             None => None,
         };
         let mut replaced = Vec::new();
         let device_id = match existing {
             Some(id) => {
-                sql("UPDATE devices SET name = $2, mdm_device_id = $3, \
-                     serial = COALESCE($4, serial), manufacturer = COALESCE($5, manufacturer), \
-                     model = COALESCE($6, model), os_version = COALESCE($7, os_version), \
-                     join_type = CASE WHEN $8 = 'unknown' THEN join_type ELSE $8 END, \
-                     enrollment_type = $9, aad_device_id = COALESCE($10, aad_device_id), \
-                     cert_thumbprint = $11, cert_not_after = $12, enrolled_at = $13, \
-                     unenrolled_at = NULL WHERE id = $1")
-                .bind(id)
-                .bind(device.name.clone())
-                .bind(device.mdm_device_id.clone())
-                .bind(device.serial.clone())
-                .bind(device.manufacturer.clone())
-                .bind(device.model.clone())
-                .bind(device.os_version.clone())
-                .bind(device.join_type.as_str())
-                .bind(device.enrollment_type.map(|e| e.as_str()))
-                .bind(device.aad_device_id.clone())
-                .bind(device.cert_thumbprint.clone())
-                .bind(device.cert_not_after)
-                .bind(device.enrolled_at)
-                .execute(tx.on())
-                .await?;
-                let rows = sql("UPDATE enrollments SET replaced_by = $1 \
-                     WHERE device_id = $2 AND replaced_by IS NULL RETURNING id")
-                .bind(enrollment.id)
-                .bind(id)
-                .fetch_all(tx.on())
-                .await?;
+                // An unknown join type does not overwrite the one already known.
+                let join_type = match device.join_type {
+                    JoinType::Unknown => Expr::col(Dv::JoinType).into(),
+                    known => v(known.as_str()),
+                };
+                let values = [
+                    (Dv::Name, v(device.name.clone())),
+                    (Dv::MdmDeviceId, v(device.mdm_device_id.clone())),
+                    (Dv::Serial, or_stored(device.serial.clone(), Dv::Serial)),
+                    (
+                        Dv::Manufacturer,
+                        or_stored(device.manufacturer.clone(), Dv::Manufacturer),
+                    ),
+                    (Dv::Model, or_stored(device.model.clone(), Dv::Model)),
+                    (
+                        Dv::OsVersion,
+                        or_stored(device.os_version.clone(), Dv::OsVersion),
+                    ),
+                    (Dv::JoinType, join_type),
+                    (
+                        Dv::EnrollmentType,
+                        v(device.enrollment_type.map(|e| e.as_str())),
+                    ),
+                    (
+                        Dv::AadDeviceId,
+                        or_stored(device.aad_device_id.clone(), Dv::AadDeviceId),
+                    ),
+                    (Dv::CertThumbprint, v(device.cert_thumbprint.clone())),
+                    (Dv::CertNotAfter, v(device.cert_not_after)),
+                    (Dv::EnrolledAt, v(device.enrolled_at)),
+                    (Dv::UnenrolledAt, Keyword::Null.into()),
+                ];
+                set_device_values(tx.on(), id, values).await?;
+                let update = Query::update()
+                    .table(E::Table)
+                    .value(E::ReplacedBy, v(enrollment.id))
+                    .and_where(Expr::col(E::DeviceId).eq(v(id)))
+                    .and_where(Expr::col(E::ReplacedBy).is_null())
+                    .returning_col(E::Id)
+                    .to_owned();
+                let rows = built::<D>(&update)?.fetch_all(tx.on()).await?;
                 for r in &rows {
                     replaced.push(r.id::<EnrollmentId>("id")?);
                 }
@@ -127,24 +192,8 @@ impl<D: Dialect> EnrollmentStore for SqlStore<D> {
             }
         };
         enrollment.device = device_id;
-        sql(format!(
-            "INSERT INTO enrollments ({ENROLLMENT_COLS}) VALUES ({})",
-            placeholders(1, 12)
-        ))
-        .bind(enrollment.id)
-        .bind(device_id)
-        .bind(enrollment.enrollment_type.as_str())
-        .bind(enrollment.upn.clone())
-        .bind(enrollment.auth_method.clone())
-        .bind(Arg::json(context_json(&enrollment.context)))
-        .bind(enrollment.raw_request.clone())
-        .bind(enrollment.cert_thumbprint.clone())
-        .bind(enrollment.cert_serial.clone())
-        .bind(enrollment.cert_not_after)
-        .bind(enrollment.created_at)
-        .bind(enrollment.replaced_by)
-        .execute(tx.on())
-        .await?;
+        let insert = insert_row(E::Table, ENROLLMENT_COLS, enrollment_values(&enrollment))?;
+        built::<D>(&insert)?.execute(tx.on()).await?;
         tx.commit().await?;
         Ok(EnrollOutcome {
             device: device_id,
@@ -155,22 +204,20 @@ impl<D: Dialect> EnrollmentStore for SqlStore<D> {
     }
 
     async fn enrollment(&self, id: EnrollmentId) -> StoreResult<Option<Enrollment>> {
-        let row = sql(format!(
-            "SELECT {ENROLLMENT_COLS} FROM enrollments WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(self.db())
-        .await?;
+        let select = select_enrollments()
+            .and_where(Expr::col(E::Id).eq(v(id)))
+            .to_owned();
+        let row = built::<D>(&select)?.fetch_optional(self.db()).await?;
         row.as_ref().map(row_enrollment).transpose()
     }
 
     async fn enrollments_of_device(&self, device: DeviceId) -> StoreResult<Vec<Enrollment>> {
-        let rows = sql(format!(
-            "SELECT {ENROLLMENT_COLS} FROM enrollments WHERE device_id = $1 ORDER BY created_at, id"
-        ))
-        .bind(device)
-        .fetch_all(self.db())
-        .await?;
+        let select = select_enrollments()
+            .and_where(Expr::col(E::DeviceId).eq(v(device)))
+            .order_by(E::CreatedAt, Order::Asc)
+            .order_by(E::Id, Order::Asc)
+            .to_owned();
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
         rows.iter().map(row_enrollment).collect()
     }
 }

@@ -5,15 +5,14 @@ use async_trait::async_trait;
 use redeploy_core::group::{DeviceFilter, Group, GroupKind};
 use redeploy_core::ids::{DeviceId, GroupId};
 use redeploy_core::store::{GroupStore, StoreError, StoreResult};
+use sea_query::{Expr, LockType, OnConflict, Order, Query, SimpleExpr};
 use time::OffsetDateTime;
 
-use crate::devices::{device_select, row_device};
-use sea_query::{Expr, LockType, OnConflict, Order, Query, SimpleExpr};
-
+use crate::devices::{row_device, select_devices};
 use crate::dialect::{Arg, Dialect, SqlRow};
 use crate::query::{built, insert_row, v};
-use crate::schema::{DeviceGroups as G, GroupMembers as M};
-use crate::sql::{sql, RowExt};
+use crate::schema::{DeviceGroups as G, Devices as Dv, GroupMembers as M};
+use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
 
 async fn insert_members<D: Dialect>(
@@ -211,9 +210,8 @@ impl<D: Dialect> GroupStore for SqlStore<D> {
         match group.kind {
             GroupKind::Static { members } => Ok(members),
             GroupKind::Filter { filter } => {
-                let rows = sql(format!("{} ORDER BY id", device_select()))
-                    .fetch_all(self.db())
-                    .await?;
+                let select = select_devices().order_by(Dv::Id, Order::Asc).to_owned();
+                let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
                 let tags = self.group_tags().await?;
                 let mut ids = Vec::new();
                 for r in &rows {

@@ -52,13 +52,58 @@ pub(crate) enum AutopilotDevices {
     AssignedUser,
 }
 
-/// `devices`: the columns the converted statements read.
+/// `devices`: one row per PC (kept after unenrollment, with `unenrolled_at` set).
 #[derive(Clone, Copy, Iden)]
 pub(crate) enum Devices {
     Table,
     Id,
+    Name,
+    HwDevId,
+    MdmDeviceId,
     Serial,
+    Manufacturer,
+    Model,
+    OsVersion,
+    OsPlatform,
+    JoinType,
+    EnrollmentType,
+    AadDeviceId,
+    DomainName,
+    DnsComputerName,
+    TotalRamMb,
+    TotalStorageMb,
+    LastSeen,
+    CurrentUserName,
+    PrimaryUser,
+    Shared,
+    CertThumbprint,
+    CertNotAfter,
+    LocalResetDesired,
+    LocalResetReported,
+    AutopilotStatus,
+    AutopilotLastError,
+    WinreEnabled,
+    WinreCheckedAt,
     EnrolledAt,
+    UnenrolledAt,
+}
+
+/// `enrollments`: one row per enrollment of a device, newest replacing the earlier ones.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Enrollments {
+    Table,
+    Id,
+    DeviceId,
+    EnrollmentType,
+    Upn,
+    AuthMethod,
+    Context,
+    RawRequest,
+    CertThumbprint,
+    CertSerial,
+    CertNotAfter,
+    CreatedAt,
+    ReplacedBy,
 }
 
 /// `inventory`: the latest value of each reported CSP node per device.
