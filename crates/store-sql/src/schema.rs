@@ -106,6 +106,30 @@ pub(crate) enum Enrollments {
     ReplacedBy,
 }
 
+/// `commands`: the command queue, in `seq` order per device.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Commands {
+    Table,
+    Seq,
+    Id,
+    DeviceId,
+    ActionId,
+    Verb,
+    Uri,
+    Format,
+    Data,
+    State,
+    SessionId,
+    MsgId,
+    CmdId,
+    Status,
+    Result,
+    CreatedAt,
+    SentAt,
+    AnsweredAt,
+    Attempts,
+}
+
 /// `inventory`: the latest value of each reported CSP node per device.
 #[derive(Clone, Copy, Iden)]
 pub(crate) enum Inventory {
