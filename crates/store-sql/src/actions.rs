@@ -7,25 +7,82 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use redeploy_core::action::{Action, ActionKind, ActionState, ResetBaseline, TimelineEntry};
-use redeploy_core::command::DeviceCommand;
+use redeploy_core::command::{CommandState, DeviceCommand};
 use redeploy_core::ids::{ActionId, BatchId, DeviceId};
 use redeploy_core::store::{
     from_micros, to_micros, ActionStore, RequestPlan, StoreError, StoreResult, WriteOutcome,
+};
+use sea_query::{
+    Alias, Asterisk, Cond, Expr, LockType, Order, Query, SelectStatement, SimpleExpr,
+    UpdateStatement,
 };
 use time::OffsetDateTime;
 
 use crate::audit::insert_audit_in;
 use crate::commands::insert_commands;
+use crate::devices::set_device_values;
 use crate::dialect::{Arg, Dialect, On, SqlRow};
+use crate::query::{built, insert_row, v};
 use crate::schedules::insert_batch_window_in;
-use crate::sql::{placeholders, sql, RowExt};
+use crate::schema::{Actions as A, BatchWaves as B, Commands as C, Devices as Dv, Schedules as S};
+use crate::sql::{RowExt, Sql};
 use crate::waves::insert_wave_in;
 use crate::{SqlStore, Tx};
 
-/// Every column of `actions`, in the order [`row_action`] and the INSERT use.
-pub(crate) const ACTION_COLS: &str =
-    "id, device_id, kind, state, reason, last_error, batch_id, requested_by, \
-     created_at, updated_at, timeline, baseline";
+/// Every column of `actions`, as [`row_action`] reads them: first those fixed when the action
+/// is created, then the [`ACTION_CHANGES`] that [`update_action_in`] writes.
+const ACTION_COLS: [A; 12] = [
+    A::Id,
+    A::DeviceId,
+    A::Kind,
+    A::BatchId,
+    A::RequestedBy,
+    A::CreatedAt,
+    A::State,
+    A::Reason,
+    A::LastError,
+    A::UpdatedAt,
+    A::Timeline,
+    A::Baseline,
+];
+
+/// How many of the last [`ACTION_COLS`] change after the insert.
+const ACTION_CHANGES: usize = 6;
+
+/// The values of [`ACTION_COLS`], in order.
+fn action_values(a: &Action) -> [SimpleExpr; 12] {
+    [
+        v(a.id),
+        v(a.device),
+        v(a.kind.code()),
+        v(a.batch),
+        v(a.requested_by.clone()),
+        v(a.created_at),
+        v(a.state.as_str()),
+        v(a.reason.clone()),
+        v(a.last_error),
+        v(a.updated_at),
+        v(Arg::json(timeline_json(&a.timeline))),
+        v(a.baseline.map(|b| b.to_text())),
+    ]
+}
+
+/// Every action, to be narrowed and ordered: rows for [`row_action`].
+pub(crate) fn select_actions() -> SelectStatement {
+    Query::select()
+        .columns(ACTION_COLS)
+        .from(A::Table)
+        .to_owned()
+}
+
+/// `state NOT IN (<the terminal states>)`: the action may still move on.
+fn not_ended() -> SimpleExpr {
+    let terminal = ActionState::ALL
+        .iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| v(s.as_str()));
+    Expr::col(A::State).is_not_in(terminal)
+}
 
 fn timeline_json(timeline: &[TimelineEntry]) -> String {
     serde_json::Value::Array(
@@ -54,7 +111,7 @@ fn timeline_from_json(text: &str) -> StoreResult<Vec<TimelineEntry>> {
         .collect()
 }
 
-/// An action from a row holding [`ACTION_COLS`].
+/// An action from a row of [`select_actions`].
 pub(crate) fn row_action(r: &impl SqlRow) -> StoreResult<Action> {
     let timeline = r
         .json("timeline")?
@@ -80,14 +137,14 @@ pub(crate) fn row_action(r: &impl SqlRow) -> StoreResult<Action> {
 
 /// Reads (and on PostgreSQL locks) action `id` in `tx`.
 pub(crate) async fn action_in<D: Dialect>(tx: &mut Tx<D>, id: ActionId) -> StoreResult<Action> {
-    let row = sql(format!(
-        "SELECT {ACTION_COLS} FROM actions WHERE id = $1{}",
-        D::FOR_UPDATE
-    ))
-    .bind(id)
-    .fetch_optional(tx.on())
-    .await?
-    .ok_or_else(|| StoreError::NotFound(format!("action {id}")))?;
+    let select = select_actions()
+        .and_where(Expr::col(A::Id).eq(v(id)))
+        .lock(LockType::Update)
+        .to_owned();
+    let row = built::<D>(&select)?
+        .fetch_optional(tx.on())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("action {id}")))?;
     row_action(&row)
 }
 
@@ -96,10 +153,13 @@ pub(crate) async fn discard_queued_in<D: Dialect>(
     tx: &mut Tx<D>,
     action: ActionId,
 ) -> StoreResult<u64> {
-    sql("UPDATE commands SET state = 'failed' WHERE action_id = $1 AND state = 'queued'")
-        .bind(action)
-        .execute(tx.on())
-        .await
+    let update = Query::update()
+        .table(C::Table)
+        .value(C::State, v(CommandState::Failed.as_str()))
+        .and_where(Expr::col(C::ActionId).eq(v(action)))
+        .and_where(Expr::col(C::State).eq(v(CommandState::Queued.as_str())))
+        .to_owned();
+    built::<D>(&update)?.execute(tx.on()).await
 }
 
 /// Writes `a` over the stored action if that is still in state `expected`: `Conflict` if it
@@ -109,25 +169,21 @@ pub(crate) async fn update_action_in<D: Dialect>(
     expected: ActionState,
     a: &Action,
 ) -> StoreResult<()> {
-    let changed = sql(
-        "UPDATE actions SET state = $3, reason = $4, last_error = $5, updated_at = $6, \
-         timeline = $7, baseline = $8 WHERE id = $1 AND state = $2",
-    )
-    .bind(a.id)
-    .bind(expected.as_str())
-    .bind(a.state.as_str())
-    .bind(a.reason.clone())
-    .bind(a.last_error)
-    .bind(a.updated_at)
-    .bind(Arg::json(timeline_json(&a.timeline)))
-    .bind(a.baseline.map(|b| b.to_text()))
-    .execute(tx.on())
-    .await?;
+    let fixed = ACTION_COLS.len() - ACTION_CHANGES;
+    let update = Query::update()
+        .table(A::Table)
+        .values(ACTION_COLS.into_iter().zip(action_values(a)).skip(fixed))
+        .and_where(Expr::col(A::Id).eq(v(a.id)))
+        .and_where(Expr::col(A::State).eq(v(expected.as_str())))
+        .to_owned();
+    let changed = built::<D>(&update)?.execute(tx.on()).await?;
     if changed == 0 {
-        let exists = sql("SELECT state FROM actions WHERE id = $1")
-            .bind(a.id)
-            .fetch_optional(tx.on())
-            .await?;
+        let select = Query::select()
+            .column(A::State)
+            .from(A::Table)
+            .and_where(Expr::col(A::Id).eq(v(a.id)))
+            .to_owned();
+        let exists = built::<D>(&select)?.fetch_optional(tx.on()).await?;
         return Err(match exists {
             None => StoreError::NotFound(format!("action {}", a.id)),
             Some(r) => StoreError::Conflict(format!(
@@ -145,24 +201,8 @@ async fn insert_action_in<D: Dialect>(
     action: &Action,
     commands: &[DeviceCommand],
 ) -> StoreResult<()> {
-    sql(format!(
-        "INSERT INTO actions ({ACTION_COLS}) VALUES ({})",
-        placeholders(1, 12)
-    ))
-    .bind(action.id)
-    .bind(action.device)
-    .bind(action.kind.code())
-    .bind(action.state.as_str())
-    .bind(action.reason.clone())
-    .bind(action.last_error)
-    .bind(action.batch)
-    .bind(action.requested_by.clone())
-    .bind(action.created_at)
-    .bind(action.updated_at)
-    .bind(Arg::json(timeline_json(&action.timeline)))
-    .bind(action.baseline.map(|b| b.to_text()))
-    .execute(tx.on())
-    .await?;
+    let insert = insert_row(A::Table, ACTION_COLS, action_values(action))?;
+    built::<D>(&insert)?.execute(tx.on()).await?;
     insert_commands(tx, commands).await
 }
 
@@ -176,26 +216,39 @@ pub(crate) async fn count_created_on<D: Dialect>(
     if kinds.is_empty() {
         return Ok(0);
     }
-    sql(format!(
-        "SELECT COUNT(*) AS n FROM actions WHERE created_at >= $1 AND created_at < $2 \
-         AND state <> $3 AND kind IN ({})",
-        placeholders(4, kinds.len())
-    ))
-    .bind(from)
-    .bind(to)
-    .bind(ActionState::Blocked.as_str())
-    .bind_all(kinds.iter().map(|k| k.code()))
-    .fetch_one(on)
-    .await?
-    .count("n")
+    let select = Query::select()
+        .expr_as(Expr::col(Asterisk).count(), Alias::new("n"))
+        .from(A::Table)
+        .and_where(Expr::col(A::CreatedAt).gte(v(from)))
+        .and_where(Expr::col(A::CreatedAt).lt(v(to)))
+        .and_where(Expr::col(A::State).ne(v(ActionState::Blocked.as_str())))
+        .and_where(Expr::col(A::Kind).is_in(kinds.iter().map(|k| v(k.code()))))
+        .to_owned();
+    built::<D>(&select)?.fetch_one(on).await?.count("n")
+}
+
+/// Runs `claim`, a conditional UPDATE of one row: `None` if it took the row; if not,
+/// `ClaimLost` where `row` (a SELECT of that row by its key) finds it, `NotFound` (naming `what`)
+/// where there is no such row.
+async fn claim_in<D: Dialect>(
+    tx: &mut Tx<D>,
+    claim: &UpdateStatement,
+    row: &SelectStatement,
+    what: impl FnOnce() -> String,
+) -> StoreResult<Option<WriteOutcome>> {
+    if built::<D>(claim)?.execute(tx.on()).await? > 0 {
+        return Ok(None);
+    }
+    match built::<D>(row)?.fetch_optional(tx.on()).await? {
+        Some(_) => Ok(Some(WriteOutcome::ClaimLost)),
+        None => Err(StoreError::NotFound(what())),
+    }
 }
 
 impl<D: Dialect> SqlStore<D> {
-    async fn actions_where(&self, tail: &str, arg: Arg) -> StoreResult<Vec<Action>> {
-        let rows = sql(format!("SELECT {ACTION_COLS} FROM actions WHERE {tail}"))
-            .bind(arg)
-            .fetch_all(self.db())
-            .await?;
+    /// The actions `select` (over [`select_actions`]) finds.
+    pub(crate) async fn actions(&self, select: &SelectStatement) -> StoreResult<Vec<Action>> {
+        let rows = built::<D>(select)?.fetch_all(self.db()).await?;
         rows.iter().map(row_action).collect()
     }
 }
@@ -209,24 +262,28 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
     }
 
     async fn action(&self, id: ActionId) -> StoreResult<Option<Action>> {
-        Ok(self
-            .actions_where("id = $1", id.into())
-            .await?
-            .into_iter()
-            .next())
+        let select = select_actions()
+            .and_where(Expr::col(A::Id).eq(v(id)))
+            .to_owned();
+        Ok(self.actions(&select).await?.into_iter().next())
     }
 
     async fn actions_of_device(&self, device: DeviceId) -> StoreResult<Vec<Action>> {
-        self.actions_where(
-            "device_id = $1 ORDER BY created_at DESC, seq DESC",
-            device.into(),
-        )
-        .await
+        let select = select_actions()
+            .and_where(Expr::col(A::DeviceId).eq(v(device)))
+            .order_by(A::CreatedAt, Order::Desc)
+            .order_by(A::Seq, Order::Desc)
+            .to_owned();
+        self.actions(&select).await
     }
 
     async fn actions_of_batch(&self, batch: BatchId) -> StoreResult<Vec<Action>> {
-        self.actions_where("batch_id = $1 ORDER BY created_at, seq", batch.into())
-            .await
+        let select = select_actions()
+            .and_where(Expr::col(A::BatchId).eq(v(batch)))
+            .order_by(A::CreatedAt, Order::Asc)
+            .order_by(A::Seq, Order::Asc)
+            .to_owned();
+        self.actions(&select).await
     }
 
     async fn actions_for_readiness(
@@ -236,18 +293,20 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
         let mut by_device = HashMap::<DeviceId, Vec<Action>>::new();
         for chunk in devices.chunks(500) {
             // Same order as `actions_of_device`, so per-device lists are its subsequences.
-            let rows = sql(format!(
-                "SELECT {ACTION_COLS} FROM actions WHERE device_id IN ({}) \
-                 AND (state NOT IN ('done', 'failed', 'canceled', 'expired') \
-                 OR (kind = 'autopilot_reset' AND state IN ('done', 'failed'))) \
-                 ORDER BY device_id, created_at DESC, seq DESC",
-                placeholders(1, chunk.len())
-            ))
-            .bind_all(chunk.iter().copied())
-            .fetch_all(self.db())
-            .await?;
-            for row in rows {
-                let a = row_action(&row)?;
+            let ended_reset = Cond::all()
+                .add(Expr::col(A::Kind).eq(v(ActionKind::AutopilotReset.code())))
+                .add(Expr::col(A::State).is_in([
+                    v(ActionState::Done.as_str()),
+                    v(ActionState::Failed.as_str()),
+                ]));
+            let select = select_actions()
+                .and_where(Expr::col(A::DeviceId).is_in(chunk.iter().map(|d| v(*d))))
+                .cond_where(Cond::any().add(not_ended()).add(ended_reset))
+                .order_by(A::DeviceId, Order::Asc)
+                .order_by(A::CreatedAt, Order::Desc)
+                .order_by(A::Seq, Order::Desc)
+                .to_owned();
+            for a in self.actions(&select).await? {
                 by_device.entry(a.device).or_default().push(a);
             }
         }
@@ -255,25 +314,24 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
     }
 
     async fn active_action(&self, device: DeviceId) -> StoreResult<Option<Action>> {
-        let active = self
-            .actions_where(
-                "device_id = $1 AND state NOT IN ('done', 'failed', 'canceled', 'expired') \
-                 ORDER BY created_at DESC, seq DESC LIMIT 1",
-                device.into(),
-            )
-            .await?;
-        Ok(active.into_iter().next())
+        let select = select_actions()
+            .and_where(Expr::col(A::DeviceId).eq(v(device)))
+            .and_where(not_ended())
+            .order_by(A::CreatedAt, Order::Desc)
+            .order_by(A::Seq, Order::Desc)
+            .limit(1)
+            .to_owned();
+        Ok(self.actions(&select).await?.into_iter().next())
     }
 
     async fn actions_in_state(&self, state: ActionState, limit: u32) -> StoreResult<Vec<Action>> {
-        let rows = sql(format!(
-            "SELECT {ACTION_COLS} FROM actions WHERE state = $1 ORDER BY updated_at, seq LIMIT $2"
-        ))
-        .bind(state.as_str())
-        .bind(limit)
-        .fetch_all(self.db())
-        .await?;
-        rows.iter().map(row_action).collect()
+        let select = select_actions()
+            .and_where(Expr::col(A::State).eq(v(state.as_str())))
+            .order_by(A::UpdatedAt, Order::Asc)
+            .order_by(A::Seq, Order::Asc)
+            .limit(u64::from(limit))
+            .to_owned();
+        self.actions(&select).await
     }
 
     async fn stale_actions(
@@ -285,20 +343,15 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
         if states.is_empty() {
             return Ok(Vec::new());
         }
-        // `state IN (...) AND updated_at < $n` is a range scan per state on `actions_state`.
-        let rows = sql(format!(
-            "SELECT {ACTION_COLS} FROM actions WHERE state IN ({}) AND updated_at < ${} \
-             ORDER BY updated_at, seq LIMIT ${}",
-            placeholders(1, states.len()),
-            states.len() + 1,
-            states.len() + 2
-        ))
-        .bind_all(states.iter().map(|s| s.as_str()))
-        .bind(updated_before)
-        .bind(limit)
-        .fetch_all(self.db())
-        .await?;
-        rows.iter().map(row_action).collect()
+        // `state IN (...) AND updated_at < <before>` is a range scan per state on `actions_state`.
+        let select = select_actions()
+            .and_where(Expr::col(A::State).is_in(states.iter().map(|s| v(s.as_str()))))
+            .and_where(Expr::col(A::UpdatedAt).lt(v(updated_before)))
+            .order_by(A::UpdatedAt, Order::Asc)
+            .order_by(A::Seq, Order::Asc)
+            .limit(u64::from(limit))
+            .to_owned();
+        self.actions(&select).await
     }
 
     async fn update_action(&self, expected: ActionState, action: &Action) -> StoreResult<()> {
@@ -316,54 +369,51 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
         // Claims first, so that a writer that lost the race stops before touching anything else
         // (on PostgreSQL it waits for the winner's row lock, then sees the claim taken).
         if let Some(w) = &plan.release_wave {
-            let claimed = sql("UPDATE batch_waves SET released_at = $3 \
-                 WHERE batch_id = $1 AND wave_index = $2 AND released_at IS NULL")
-            .bind(w.batch)
-            .bind(w.index)
-            .bind(plan.at)
-            .execute(tx.on())
-            .await?;
-            if claimed == 0 {
-                let exists =
-                    sql("SELECT 1 FROM batch_waves WHERE batch_id = $1 AND wave_index = $2")
-                        .bind(w.batch)
-                        .bind(w.index)
-                        .fetch_optional(tx.on())
-                        .await?;
-                return match exists {
-                    Some(_) => Ok(WriteOutcome::ClaimLost),
-                    None => Err(StoreError::NotFound(format!(
-                        "wave {} of batch {}",
-                        w.index, w.batch
-                    ))),
-                };
+            let key = Cond::all()
+                .add(Expr::col(B::BatchId).eq(v(w.batch)))
+                .add(Expr::col(B::WaveIndex).eq(v(w.index)));
+            let claim = Query::update()
+                .table(B::Table)
+                .value(B::ReleasedAt, v(plan.at))
+                .cond_where(key.clone())
+                .and_where(Expr::col(B::ReleasedAt).is_null())
+                .to_owned();
+            let wave = Query::select()
+                .column(B::WaveIndex)
+                .from(B::Table)
+                .cond_where(key)
+                .to_owned();
+            let what = || format!("wave {} of batch {}", w.index, w.batch);
+            if let Some(lost) = claim_in(&mut tx, &claim, &wave, what).await? {
+                return Ok(lost);
             }
         }
         if let Some(c) = &plan.claim_schedule {
-            let claimed = sql("UPDATE schedules SET last_run = $2, next_run = $3 \
-                 WHERE id = $1 AND enabled AND next_run = $4")
-            .bind(c.schedule)
-            .bind(c.last_run)
-            .bind(c.next_run)
-            .bind(c.due_at)
-            .execute(tx.on())
-            .await?;
-            if claimed == 0 {
-                let exists = sql("SELECT 1 FROM schedules WHERE id = $1")
-                    .bind(c.schedule)
-                    .fetch_optional(tx.on())
-                    .await?;
-                return match exists {
-                    Some(_) => Ok(WriteOutcome::ClaimLost),
-                    None => Err(StoreError::NotFound(format!("schedule {}", c.schedule))),
-                };
+            let key = Expr::col(S::Id).eq(v(c.schedule));
+            let claim = Query::update()
+                .table(S::Table)
+                .values([(S::LastRun, v(c.last_run)), (S::NextRun, v(c.next_run))])
+                .and_where(key.clone())
+                .and_where(Expr::col(S::Enabled).into())
+                .and_where(Expr::col(S::NextRun).eq(v(c.due_at)))
+                .to_owned();
+            let schedule = Query::select()
+                .column(S::Id)
+                .from(S::Table)
+                .and_where(key)
+                .to_owned();
+            let what = || format!("schedule {}", c.schedule);
+            if let Some(lost) = claim_in(&mut tx, &claim, &schedule, what).await? {
+                return Ok(lost);
             }
         }
         if let Some(cap) = &plan.cap {
             // Serialises cap checks across processes (SQLite: the write lock its transactions
             // take up front), so the count below cannot miss another writer's uncommitted actions.
             if let Some(lock) = D::CAP_LOCK {
-                sql(lock).execute(tx.on()).await?;
+                Sql::new(lock.to_owned(), Vec::new())
+                    .execute(tx.on())
+                    .await?;
             }
             let used = count_created_on(tx.on(), &cap.kinds, cap.from, cap.to).await?;
             // The same rule as `count_actions_created`, applied to the rows about to be inserted.
@@ -395,14 +445,8 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
             insert_action_in(&mut tx, &n.action, &n.commands).await?;
         }
         for c in &plan.device_changes {
-            let changed = sql("UPDATE devices SET local_reset_desired = $2 WHERE id = $1")
-                .bind(c.device)
-                .bind(c.local_reset_desired)
-                .execute(tx.on())
-                .await?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(format!("device {}", c.device)));
-            }
+            let values = [(Dv::LocalResetDesired, v(c.local_reset_desired))];
+            set_device_values(tx.on(), c.device, values).await?;
         }
         for w in &plan.waves {
             insert_wave_in(tx.on(), w).await?;

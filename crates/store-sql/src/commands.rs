@@ -7,16 +7,73 @@ use redeploy_core::action::action_after_send;
 use redeploy_core::command::{CommandState, DeviceCommand, SentIn, Verb};
 use redeploy_core::ids::{ActionId, CommandId, DeviceId};
 use redeploy_core::store::{CommandQueue, SessionStep, StepOutcome, StoreError, StoreResult};
+use sea_query::{Cond, Expr, Keyword, LockType, Order, Query, SelectStatement, SimpleExpr};
 
 use crate::actions::{action_in, discard_queued_in, update_action_in};
 use crate::devices::{record_seen_on, update_device_in};
-use crate::dialect::{Arg, Dialect, SqlRow};
+use crate::dialect::{Dialect, SqlRow};
 use crate::inventory::upsert_inventory_in;
-use crate::sql::{placeholders, sql, RowExt};
+use crate::query::{built, built_locked, insert_row, v};
+use crate::schema::Commands as C;
+use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
 
-const COMMAND_COLS: &str = "id, device_id, action_id, verb, uri, format, data, state, session_id, \
-     msg_id, cmd_id, status, result, created_at, sent_at, answered_at, attempts";
+const COMMAND_COLS: [C; 17] = [
+    C::Id,
+    C::DeviceId,
+    C::ActionId,
+    C::Verb,
+    C::Uri,
+    C::Format,
+    C::Data,
+    C::State,
+    C::SessionId,
+    C::MsgId,
+    C::CmdId,
+    C::Status,
+    C::Result,
+    C::CreatedAt,
+    C::SentAt,
+    C::AnsweredAt,
+    C::Attempts,
+];
+
+/// The values of [`COMMAND_COLS`], in order.
+fn command_values(c: &DeviceCommand) -> [SimpleExpr; 17] {
+    let sent = c.sent_in.as_ref();
+    [
+        v(c.id),
+        v(c.device),
+        v(c.action),
+        v(c.verb.as_str()),
+        v(c.uri.clone()),
+        v(c.format.clone()),
+        v(c.data.clone()),
+        v(c.state.as_str()),
+        v(sent.map(|s| s.session_id.clone())),
+        v(sent.map(|s| s.msg_id.clone())),
+        v(sent.map(|s| s.cmd_id.clone())),
+        v(c.status),
+        v(c.result.clone()),
+        v(c.created_at),
+        v(c.sent_at),
+        v(c.answered_at),
+        v(c.attempts),
+    ]
+}
+
+/// Every command, to be narrowed and ordered: rows for [`row_command`].
+fn select_commands() -> SelectStatement {
+    Query::select()
+        .columns(COMMAND_COLS)
+        .from(C::Table)
+        .to_owned()
+}
+
+/// `state = <state>`.
+fn in_state(state: CommandState) -> SimpleExpr {
+    Expr::col(C::State).eq(v(state.as_str()))
+}
 
 fn row_command(r: &impl SqlRow) -> StoreResult<DeviceCommand> {
     let sent_in = match (r.text("session_id")?, r.text("msg_id")?, r.text("cmd_id")?) {
@@ -51,10 +108,6 @@ pub(crate) async fn insert_commands<D: Dialect>(
     tx: &mut Tx<D>,
     commands: &[DeviceCommand],
 ) -> StoreResult<()> {
-    let text = format!(
-        "INSERT INTO commands ({COMMAND_COLS}) VALUES ({})",
-        placeholders(1, 17)
-    );
     for c in commands {
         if c.state != CommandState::Queued {
             return Err(StoreError::Conflict(format!(
@@ -62,49 +115,28 @@ pub(crate) async fn insert_commands<D: Dialect>(
                 c.id
             )));
         }
-        let sent = c.sent_in.as_ref();
-        sql(text.as_str())
-            .bind(c.id)
-            .bind(c.device)
-            .bind(c.action)
-            .bind(c.verb.as_str())
-            .bind(c.uri.clone())
-            .bind(c.format.clone())
-            .bind(c.data.clone())
-            .bind(c.state.as_str())
-            .bind(sent.map(|s| s.session_id.clone()))
-            .bind(sent.map(|s| s.msg_id.clone()))
-            .bind(sent.map(|s| s.cmd_id.clone()))
-            .bind(c.status)
-            .bind(c.result.clone())
-            .bind(c.created_at)
-            .bind(c.sent_at)
-            .bind(c.answered_at)
-            .bind(c.attempts)
-            .execute(tx.on())
-            .await?;
+        let insert = insert_row(C::Table, COMMAND_COLS, command_values(c))?;
+        built::<D>(&insert)?.execute(tx.on()).await?;
     }
     Ok(())
 }
 
+/// Reads (and on PostgreSQL locks) command `id` in `tx`.
 async fn command_in<D: Dialect>(tx: &mut Tx<D>, id: CommandId) -> StoreResult<DeviceCommand> {
-    let row = sql(format!(
-        "SELECT {COMMAND_COLS} FROM commands WHERE id = $1{}",
-        D::FOR_UPDATE
-    ))
-    .bind(id)
-    .fetch_optional(tx.on())
-    .await?
-    .ok_or_else(|| StoreError::NotFound(format!("command {id}")))?;
+    let select = select_commands()
+        .and_where(Expr::col(C::Id).eq(v(id)))
+        .lock(LockType::Update)
+        .to_owned();
+    let row = built::<D>(&select)?
+        .fetch_optional(tx.on())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("command {id}")))?;
     row_command(&row)
 }
 
 impl<D: Dialect> SqlStore<D> {
-    async fn commands_where(&self, cond: &str, args: Vec<Arg>) -> StoreResult<Vec<DeviceCommand>> {
-        let rows = sql(format!("SELECT {COMMAND_COLS} FROM commands WHERE {cond}"))
-            .bind_all(args)
-            .fetch_all(self.db())
-            .await?;
+    async fn commands(&self, select: &SelectStatement) -> StoreResult<Vec<DeviceCommand>> {
+        let rows = built::<D>(select)?.fetch_all(self.db()).await?;
         rows.iter().map(row_command).collect()
     }
 }
@@ -121,11 +153,10 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
     }
 
     async fn command(&self, id: CommandId) -> StoreResult<Option<DeviceCommand>> {
-        Ok(self
-            .commands_where("id = $1", vec![id.into()])
-            .await?
-            .into_iter()
-            .next())
+        let select = select_commands()
+            .and_where(Expr::col(C::Id).eq(v(id)))
+            .to_owned();
+        Ok(self.commands(&select).await?.into_iter().next())
     }
 
     async fn queued_commands(
@@ -133,11 +164,13 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
         device: DeviceId,
         limit: u32,
     ) -> StoreResult<Vec<DeviceCommand>> {
-        self.commands_where(
-            "device_id = $1 AND state = 'queued' ORDER BY seq LIMIT $2",
-            vec![device.into(), limit.into()],
-        )
-        .await
+        let select = select_commands()
+            .and_where(Expr::col(C::DeviceId).eq(v(device)))
+            .and_where(in_state(CommandState::Queued))
+            .order_by(C::Seq, Order::Asc)
+            .limit(u64::from(limit))
+            .to_owned();
+        self.commands(&select).await
     }
 
     async fn sent_command_by_ref(
@@ -147,19 +180,15 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
         msg_ref: &str,
         cmd_ref: &str,
     ) -> StoreResult<Option<DeviceCommand>> {
-        let found = self
-            .commands_where(
-                "device_id = $1 AND session_id = $2 AND msg_id = $3 AND cmd_id = $4 \
-                 ORDER BY sent_at DESC LIMIT 1",
-                vec![
-                    device.into(),
-                    session_id.into(),
-                    msg_ref.into(),
-                    cmd_ref.into(),
-                ],
-            )
-            .await?;
-        Ok(found.into_iter().next())
+        let select = select_commands()
+            .and_where(Expr::col(C::DeviceId).eq(v(device)))
+            .and_where(Expr::col(C::SessionId).eq(v(session_id)))
+            .and_where(Expr::col(C::MsgId).eq(v(msg_ref)))
+            .and_where(Expr::col(C::CmdId).eq(v(cmd_ref)))
+            .order_by(C::SentAt, Order::Desc)
+            .limit(1)
+            .to_owned();
+        Ok(self.commands(&select).await?.into_iter().next())
     }
 
     async fn unanswered_commands(
@@ -168,17 +197,23 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
         except_session: Option<&str>,
     ) -> StoreResult<Vec<DeviceCommand>> {
         // An impossible session id keeps the query shape fixed when nothing is excluded.
-        self.commands_where(
-            "device_id = $1 AND state = 'sent' AND status IS NULL AND session_id <> $2 \
-             ORDER BY sent_at, seq",
-            vec![device.into(), except_session.unwrap_or("\u{1}none").into()],
-        )
-        .await
+        let select = select_commands()
+            .and_where(Expr::col(C::DeviceId).eq(v(device)))
+            .and_where(in_state(CommandState::Sent))
+            .and_where(Expr::col(C::Status).is_null())
+            .and_where(Expr::col(C::SessionId).ne(v(except_session.unwrap_or("\u{1}none"))))
+            .order_by(C::SentAt, Order::Asc)
+            .order_by(C::Seq, Order::Asc)
+            .to_owned();
+        self.commands(&select).await
     }
 
     async fn commands_of_action(&self, action: ActionId) -> StoreResult<Vec<DeviceCommand>> {
-        self.commands_where("action_id = $1 ORDER BY seq", vec![action.into()])
-            .await
+        let select = select_commands()
+            .and_where(Expr::col(C::ActionId).eq(v(action)))
+            .order_by(C::Seq, Order::Asc)
+            .to_owned();
+        self.commands(&select).await
     }
 
     async fn discard_queued_commands(&self, action: ActionId) -> StoreResult<u64> {
@@ -213,17 +248,17 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
                     c.id, c.state
                 )));
             }
-            sql(
-                "UPDATE commands SET state = $2, status = $3, result = $4, answered_at = $5 \
-                 WHERE id = $1",
-            )
-            .bind(c.id)
-            .bind(CommandState::after_status(a.status).as_str())
-            .bind(a.status)
-            .bind(a.result.clone())
-            .bind(step.at)
-            .execute(tx.on())
-            .await?;
+            let update = Query::update()
+                .table(C::Table)
+                .values([
+                    (C::State, v(CommandState::after_status(a.status).as_str())),
+                    (C::Status, v(a.status)),
+                    (C::Result, v(a.result.clone())),
+                    (C::AnsweredAt, v(step.at)),
+                ])
+                .and_where(Expr::col(C::Id).eq(v(c.id)))
+                .to_owned();
+            built::<D>(&update)?.execute(tx.on()).await?;
         }
         if step.inventory.iter().any(|v| v.device != device) {
             return Err(foreign("an inventory value"));
@@ -245,13 +280,17 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
                     "command {id} is not sent-unanswered"
                 )));
             }
-            sql(
-                "UPDATE commands SET state = 'queued', session_id = NULL, msg_id = NULL, \
-                 cmd_id = NULL WHERE id = $1",
-            )
-            .bind(*id)
-            .execute(tx.on())
-            .await?;
+            let update = Query::update()
+                .table(C::Table)
+                .values([
+                    (C::State, v(CommandState::Queued.as_str())),
+                    (C::SessionId, Keyword::Null.into()),
+                    (C::MsgId, Keyword::Null.into()),
+                    (C::CmdId, Keyword::Null.into()),
+                ])
+                .and_where(Expr::col(C::Id).eq(v(*id)))
+                .to_owned();
+            built::<D>(&update)?.execute(tx.on()).await?;
         }
         if step.enqueue.iter().any(|c| c.device != device) {
             return Err(foreign("an enqueued command"));
@@ -263,41 +302,42 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
             actions_sent: Vec::new(),
         };
         if let Some(batch) = &step.send {
+            let mut select = select_commands()
+                .and_where(Expr::col(C::DeviceId).eq(v(device)))
+                .and_where(in_state(CommandState::Queued))
+                .order_by(C::Seq, Order::Asc)
+                .limit(u64::from(batch.limit))
+                .to_owned();
             // Held actions' commands stay queued (NULL action_id: never held).
-            let held = if step.held_actions.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " AND (action_id IS NULL OR action_id NOT IN ({}))",
-                    placeholders(3, step.held_actions.len())
-                )
-            };
-            let rows = sql(format!(
-                "SELECT {COMMAND_COLS} FROM commands WHERE device_id = $1 AND state = 'queued'\
-                 {held} ORDER BY seq LIMIT $2{}",
-                D::TAKE_LOCK
-            ))
-            .bind(device)
-            .bind(batch.limit)
-            .bind_all(step.held_actions.iter().copied())
-            .fetch_all(tx.on())
-            .await?;
+            if !step.held_actions.is_empty() {
+                let held = step.held_actions.iter().map(|a| v(*a));
+                select.cond_where(
+                    Cond::any()
+                        .add(Expr::col(C::ActionId).is_null())
+                        .add(Expr::col(C::ActionId).is_not_in(held)),
+                );
+            }
+            let rows = built_locked::<D>(&select, D::TAKE_LOCK)?
+                .fetch_all(tx.on())
+                .await?;
             for (i, row) in rows.iter().enumerate() {
                 let mut c = row_command(row)?;
                 let cmd_id = (u64::from(batch.first_cmd_id) + i as u64).to_string();
                 // `state = 'queued'` again: never take a command another transaction took meanwhile.
-                let taken = sql(
-                    "UPDATE commands SET state = 'sent', session_id = $2, msg_id = $3, \
-                     cmd_id = $4, sent_at = $5, attempts = attempts + 1 \
-                     WHERE id = $1 AND state = 'queued'",
-                )
-                .bind(c.id)
-                .bind(step.session_id.clone())
-                .bind(batch.msg_id.clone())
-                .bind(cmd_id.clone())
-                .bind(step.at)
-                .execute(tx.on())
-                .await?;
+                let update = Query::update()
+                    .table(C::Table)
+                    .values([
+                        (C::State, v(CommandState::Sent.as_str())),
+                        (C::SessionId, v(step.session_id.clone())),
+                        (C::MsgId, v(batch.msg_id.clone())),
+                        (C::CmdId, v(cmd_id.clone())),
+                        (C::SentAt, v(step.at)),
+                        (C::Attempts, Expr::col(C::Attempts).add(1)),
+                    ])
+                    .and_where(Expr::col(C::Id).eq(v(c.id)))
+                    .and_where(in_state(CommandState::Queued))
+                    .to_owned();
+                let taken = built::<D>(&update)?.execute(tx.on()).await?;
                 if taken == 0 {
                     continue;
                 }

@@ -56,9 +56,9 @@ pub enum On<'a, D: Dialect> {
     Tx(&'a mut D::Tx),
 }
 
-/// One database family. The shared queries (`$N` placeholders, accepted by both SQLite and
-/// PostgreSQL) are run through these methods; the implementation binds each [`Arg`] in its own
-/// types.
+/// One database family. The shared queries (sea-query statements, written by
+/// [`Self::QUERY_BUILDER`] with this database's placeholders) are run through these methods; the
+/// implementation binds each [`Arg`] in its own types.
 #[async_trait]
 pub trait Dialect: Send + Sync + Sized + 'static {
     /// The connection pool.
@@ -68,10 +68,12 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// One result row.
     type Row: SqlRow;
 
-    /// Row lock clause appended to a SELECT of rows about to be changed in a transaction.
+    /// Row lock clause of a SELECT of rows about to be changed in a transaction. The shared
+    /// statements write it as sea-query's `LockType::Update`, which gives the same clause (none
+    /// on SQLite); this names it for statements written outside sea-query.
     const FOR_UPDATE: &'static str;
-    /// Lock clause appended when taking queued commands: rows another transaction holds are
-    /// skipped, never waited for nor taken twice.
+    /// Lock clause appended when taking queued commands (`query::built_locked`): rows another
+    /// transaction holds are skipped, never waited for nor taken twice.
     const TAKE_LOCK: &'static str;
     /// Statement run before a daily-cap count, serialising the count-then-insert of concurrent
     /// transactions; `None` where the transaction already excludes every other writer.

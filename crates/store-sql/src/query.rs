@@ -4,7 +4,9 @@
 //! `Arg`s, so ids, instants and JSON are bound the dialect's way whichever builder wrote the text.
 
 use redeploy_core::store::{StoreError, StoreResult};
-use sea_query::{Iden, InsertStatement, Query, QueryStatementWriter, SimpleExpr, Value};
+use sea_query::{
+    Iden, InsertStatement, Query, QueryStatementWriter, SelectStatement, SimpleExpr, Value,
+};
 
 use crate::dialect::{Arg, Dialect};
 use crate::sql::Sql;
@@ -66,12 +68,26 @@ fn arg_of(value: Value) -> StoreResult<Arg> {
 
 /// `statement` written in `D`'s SQL, with its values as arguments.
 pub(crate) fn built<D: Dialect>(statement: &impl QueryStatementWriter) -> StoreResult<Sql> {
+    let (text, args) = written::<D>(statement)?;
+    Ok(Sql::new(text, args))
+}
+
+/// `select` written in `D`'s SQL with the dialect's lock clause `lock` (such as
+/// [`Dialect::TAKE_LOCK`]) appended: the one place a clause goes in as text after sea-query
+/// wrote the rest, for the locks whose clause the dialect owns. A lock is the last clause of a
+/// SELECT, so `select` must carry none of its own (`lock` starts with its space, or is empty).
+pub(crate) fn built_locked<D: Dialect>(select: &SelectStatement, lock: &str) -> StoreResult<Sql> {
+    let (text, args) = written::<D>(select)?;
+    Ok(Sql::new(text + lock, args))
+}
+
+fn written<D: Dialect>(statement: &impl QueryStatementWriter) -> StoreResult<(String, Vec<Arg>)> {
     let (text, values) = statement.build_any(D::QUERY_BUILDER);
     let args = values
         .into_iter()
         .map(arg_of)
         .collect::<StoreResult<Vec<_>>>()?;
-    Ok(Sql::new(text, args))
+    Ok((text, args))
 }
 
 /// An INSERT of one row into `table`: `values` in the order of `columns`.

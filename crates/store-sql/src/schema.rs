@@ -106,6 +106,30 @@ pub(crate) enum Enrollments {
     ReplacedBy,
 }
 
+/// `commands`: the command queue, in `seq` order per device.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Commands {
+    Table,
+    Seq,
+    Id,
+    DeviceId,
+    ActionId,
+    Verb,
+    Uri,
+    Format,
+    Data,
+    State,
+    SessionId,
+    MsgId,
+    CmdId,
+    Status,
+    Result,
+    CreatedAt,
+    SentAt,
+    AnsweredAt,
+    Attempts,
+}
+
 /// `inventory`: the latest value of each reported CSP node per device.
 #[derive(Clone, Copy, Iden)]
 pub(crate) enum Inventory {
@@ -144,16 +168,23 @@ pub(crate) enum BatchWindows {
     Tz,
 }
 
-/// `actions`: the columns the converted statements name.
+/// `actions`: what admins asked of devices, in `seq` order.
 #[derive(Clone, Copy, Iden)]
 pub(crate) enum Actions {
     Table,
     Seq,
     Id,
     DeviceId,
+    Kind,
     State,
+    Reason,
+    LastError,
     BatchId,
+    RequestedBy,
     CreatedAt,
+    UpdatedAt,
+    Timeline,
+    Baseline,
 }
 
 /// `batch_waves`: the later waves of a bulk request.
@@ -222,4 +253,36 @@ pub(crate) enum GroupMembers {
     Table,
     GroupId,
     DeviceId,
+}
+
+/// `webhooks`: webhook subscriptions.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Webhooks {
+    Table,
+    Id,
+    Name,
+    Url,
+    Secret,
+    Events,
+    Enabled,
+    CreatedAt,
+    NotifySince,
+}
+
+/// `webhook_deliveries`: the outbox of webhook deliveries, unique per webhook, action and event.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum WebhookDeliveries {
+    Table,
+    Seq,
+    Id,
+    WebhookId,
+    Event,
+    ActionId,
+    Payload,
+    Attempts,
+    NextAttemptAt,
+    DeliveredAt,
+    LastStatus,
+    LastError,
+    CreatedAt,
 }

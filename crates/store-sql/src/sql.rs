@@ -17,30 +17,10 @@ pub(crate) struct Sql {
     args: Vec<Arg>,
 }
 
-/// A statement with no arguments yet.
-pub(crate) fn sql(text: impl Into<String>) -> Sql {
-    Sql {
-        text: text.into(),
-        args: Vec::new(),
-    }
-}
-
 impl Sql {
     /// A statement and all its arguments.
     pub(crate) fn new(text: String, args: Vec<Arg>) -> Self {
         Self { text, args }
-    }
-
-    /// Binds the next `$N`.
-    pub(crate) fn bind(mut self, arg: impl Into<Arg>) -> Self {
-        self.args.push(arg.into());
-        self
-    }
-
-    /// Binds the next `$N`s in order.
-    pub(crate) fn bind_all<A: Into<Arg>>(mut self, args: impl IntoIterator<Item = A>) -> Self {
-        self.args.extend(args.into_iter().map(Into::into));
-        self
     }
 
     /// Runs it; how many rows it changed.
@@ -68,14 +48,6 @@ impl Sql {
             .await?
             .ok_or_else(|| StoreError::Backend(format!("no row from {text:?}")))
     }
-}
-
-/// `$from, $from+1, ..., $from+n-1`.
-pub(crate) fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl Arg {

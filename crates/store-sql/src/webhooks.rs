@@ -7,16 +7,115 @@ use redeploy_core::action::{Action, ActionState};
 use redeploy_core::ids::{DeliveryId, WebhookId};
 use redeploy_core::store::{DeliveryResult, StoreError, StoreResult, WebhookStore};
 use redeploy_core::webhook::{Delivery, Webhook, WebhookEvent};
+use sea_query::{Expr, OnConflict, Order, Query, SelectStatement, SimpleExpr};
 use time::OffsetDateTime;
 
-use crate::actions::{row_action, ACTION_COLS};
+use crate::actions::select_actions;
 use crate::dialect::{Dialect, SqlRow};
-use crate::sql::{placeholders, sql, RowExt};
+use crate::query::{built, insert_row, v};
+use crate::schema::{Actions as A, WebhookDeliveries as WD, Webhooks as W};
+use crate::sql::RowExt;
 use crate::SqlStore;
 
-const WEBHOOK_COLS: &str = "id, name, url, secret, events, enabled, created_at, notify_since";
-const DELIVERY_COLS: &str = "id, webhook_id, event, action_id, payload, attempts, \
-     next_attempt_at, delivered_at, last_status, last_error, created_at";
+const WEBHOOK_COLS: [W; 8] = [
+    W::Id,
+    W::Name,
+    W::Url,
+    W::Secret,
+    W::Events,
+    W::Enabled,
+    W::CreatedAt,
+    W::NotifySince,
+];
+
+const DELIVERY_COLS: [WD; 11] = [
+    WD::Id,
+    WD::WebhookId,
+    WD::Event,
+    WD::ActionId,
+    WD::Payload,
+    WD::Attempts,
+    WD::NextAttemptAt,
+    WD::DeliveredAt,
+    WD::LastStatus,
+    WD::LastError,
+    WD::CreatedAt,
+];
+
+/// The values of [`WEBHOOK_COLS`], in order (events as a comma-separated list).
+fn webhook_values(w: &Webhook) -> [SimpleExpr; 8] {
+    let events = w
+        .events
+        .iter()
+        .map(|e| e.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    [
+        v(w.id),
+        v(w.name.clone()),
+        v(w.url.clone()),
+        v(w.secret.clone()),
+        v(events),
+        v(w.enabled),
+        v(w.created_at),
+        v(w.notify_since),
+    ]
+}
+
+/// The values of [`DELIVERY_COLS`], in order.
+fn delivery_values(d: &Delivery) -> [SimpleExpr; 11] {
+    [
+        v(d.id),
+        v(d.webhook),
+        v(d.event.as_str()),
+        v(d.action),
+        v(d.payload.clone()),
+        v(d.attempts),
+        v(d.next_attempt_at),
+        v(d.delivered_at),
+        v(d.last_status),
+        v(d.last_error.clone()),
+        v(d.created_at),
+    ]
+}
+
+/// Every webhook, to be narrowed and ordered.
+fn select_webhooks() -> SelectStatement {
+    Query::select()
+        .columns(WEBHOOK_COLS)
+        .from(W::Table)
+        .to_owned()
+}
+
+/// Every delivery, to be narrowed and ordered.
+fn select_deliveries() -> SelectStatement {
+    Query::select()
+        .columns(DELIVERY_COLS)
+        .from(WD::Table)
+        .to_owned()
+}
+
+/// Actions of `states` updated since `since` that `webhook` has no delivery of `event` for
+/// (`event` is written over the outer `actions` row), to be narrowed and ordered.
+fn select_unnotified(
+    webhook: WebhookId,
+    states: &[ActionState],
+    since: OffsetDateTime,
+    event: SimpleExpr,
+) -> SelectStatement {
+    let delivered = Query::select()
+        .column((WD::Table, WD::Seq))
+        .from(WD::Table)
+        .and_where(Expr::col((WD::Table, WD::WebhookId)).eq(v(webhook)))
+        .and_where(Expr::col((WD::Table, WD::ActionId)).equals((A::Table, A::Id)))
+        .and_where(Expr::col((WD::Table, WD::Event)).eq(event))
+        .to_owned();
+    select_actions()
+        .and_where(Expr::col((A::Table, A::UpdatedAt)).gte(v(since)))
+        .and_where(Expr::col((A::Table, A::State)).is_in(states.iter().map(|s| v(s.as_str()))))
+        .and_where(Expr::exists(delivered).not())
+        .to_owned()
+}
 
 fn row_webhook(r: &impl SqlRow) -> StoreResult<Webhook> {
     let events = r
@@ -54,17 +153,8 @@ fn row_delivery(r: &impl SqlRow) -> StoreResult<Delivery> {
 }
 
 impl<D: Dialect> SqlStore<D> {
-    async fn deliveries_where(
-        &self,
-        tail: &str,
-        args: Vec<crate::Arg>,
-    ) -> StoreResult<Vec<Delivery>> {
-        let rows = sql(format!(
-            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE {tail}"
-        ))
-        .bind_all(args)
-        .fetch_all(self.db())
-        .await?;
+    async fn deliveries(&self, select: &SelectStatement) -> StoreResult<Vec<Delivery>> {
+        let rows = built::<D>(select)?.fetch_all(self.db()).await?;
         rows.iter().map(row_delivery).collect()
     }
 }
@@ -72,43 +162,25 @@ impl<D: Dialect> SqlStore<D> {
 #[async_trait]
 impl<D: Dialect> WebhookStore for SqlStore<D> {
     async fn create_webhook(&self, webhook: &Webhook) -> StoreResult<()> {
-        let events = webhook
-            .events
-            .iter()
-            .map(|e| e.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        sql(format!(
-            "INSERT INTO webhooks ({WEBHOOK_COLS}) VALUES ({})",
-            placeholders(1, 8)
-        ))
-        .bind(webhook.id)
-        .bind(webhook.name.clone())
-        .bind(webhook.url.clone())
-        .bind(webhook.secret.clone())
-        .bind(events)
-        .bind(webhook.enabled)
-        .bind(webhook.created_at)
-        .bind(webhook.notify_since)
-        .execute(self.db())
-        .await?;
+        let insert = insert_row(W::Table, WEBHOOK_COLS, webhook_values(webhook))?;
+        built::<D>(&insert)?.execute(self.db()).await?;
         Ok(())
     }
 
     async fn webhook(&self, id: WebhookId) -> StoreResult<Option<Webhook>> {
-        let row = sql(format!("SELECT {WEBHOOK_COLS} FROM webhooks WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.db())
-            .await?;
+        let select = select_webhooks()
+            .and_where(Expr::col(W::Id).eq(v(id)))
+            .to_owned();
+        let row = built::<D>(&select)?.fetch_optional(self.db()).await?;
         row.as_ref().map(row_webhook).transpose()
     }
 
     async fn list_webhooks(&self) -> StoreResult<Vec<Webhook>> {
-        let rows = sql(format!(
-            "SELECT {WEBHOOK_COLS} FROM webhooks ORDER BY created_at, id"
-        ))
-        .fetch_all(self.db())
-        .await?;
+        let select = select_webhooks()
+            .order_by(W::CreatedAt, Order::Asc)
+            .order_by(W::Id, Order::Asc)
+            .to_owned();
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
         rows.iter().map(row_webhook).collect()
     }
 
@@ -116,14 +188,16 @@ impl<D: Dialect> WebhookStore for SqlStore<D> {
         let mut tx = self.begin().await?;
         // Explicit rather than relying on ON DELETE CASCADE alone: SQLite applies it only with
         // foreign keys on, which a tool opening the file may not have set.
-        sql("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
-            .bind(id)
-            .execute(tx.on())
-            .await?;
-        let deleted = sql("DELETE FROM webhooks WHERE id = $1")
-            .bind(id)
-            .execute(tx.on())
-            .await?;
+        let deliveries = Query::delete()
+            .from_table(WD::Table)
+            .and_where(Expr::col(WD::WebhookId).eq(v(id)))
+            .to_owned();
+        built::<D>(&deliveries)?.execute(tx.on()).await?;
+        let webhook = Query::delete()
+            .from_table(W::Table)
+            .and_where(Expr::col(W::Id).eq(v(id)))
+            .to_owned();
+        let deleted = built::<D>(&webhook)?.execute(tx.on()).await?;
         if deleted == 0 {
             return Err(StoreError::NotFound(format!("webhook {id}")));
         }
@@ -137,17 +211,19 @@ impl<D: Dialect> WebhookStore for SqlStore<D> {
         at: OffsetDateTime,
     ) -> StoreResult<()> {
         // One statement, so that two admins toggling at once cannot leave `enabled` and
-        // `notify_since` from different requests.
-        let changed = sql(
-            "UPDATE webhooks SET notify_since = CASE WHEN $2 AND NOT enabled \
-             THEN $3 ELSE notify_since END, enabled = $2 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(enabled)
-        .bind(at)
-        .execute(self.db())
-        .await?;
-        if changed == 0 {
+        // `notify_since` from different requests. `notify_since` moves only when a disabled
+        // webhook is enabled (the CASE reads the row as it was before this update).
+        let notify_since = Expr::case(v(enabled).and(Expr::col(W::Enabled).not()), v(at))
+            .finally(Expr::col(W::NotifySince));
+        let update = Query::update()
+            .table(W::Table)
+            .values([
+                (W::NotifySince, notify_since.into()),
+                (W::Enabled, v(enabled)),
+            ])
+            .and_where(Expr::col(W::Id).eq(v(id)))
+            .to_owned();
+        if built::<D>(&update)?.execute(self.db()).await? == 0 {
             return Err(StoreError::NotFound(format!("webhook {id}")));
         }
         Ok(())
@@ -163,22 +239,19 @@ impl<D: Dialect> WebhookStore for SqlStore<D> {
         if states.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sql(format!(
-            "SELECT {ACTION_COLS} FROM actions WHERE updated_at >= $2 AND state IN ({}) \
-             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-                             WHERE d.webhook_id = $1 AND d.action_id = actions.id \
-                             AND d.event = CASE actions.state WHEN 'expired' THEN 'stuck' \
-                                           ELSE actions.state END) \
-             ORDER BY updated_at, seq LIMIT $3",
-            placeholders(4, states.len())
-        ))
-        .bind(webhook)
-        .bind(since)
-        .bind(limit)
-        .bind_all(states.iter().map(|s| s.as_str()))
-        .fetch_all(self.db())
-        .await?;
-        rows.iter().map(row_action).collect()
+        // The event an action's state is reported as: an expired action is reported stuck.
+        let state = || Expr::col((A::Table, A::State));
+        let event = Expr::case(
+            state().eq(v(ActionState::Expired.as_str())),
+            v(WebhookEvent::Stuck.as_str()),
+        )
+        .finally(state());
+        let select = select_unnotified(webhook, states, since, event.into())
+            .order_by(A::UpdatedAt, Order::Asc)
+            .order_by(A::Seq, Order::Asc)
+            .limit(u64::from(limit))
+            .to_owned();
+        self.actions(&select).await
     }
 
     async fn unnotified_stale_actions(
@@ -192,64 +265,51 @@ impl<D: Dialect> WebhookStore for SqlStore<D> {
         if states.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sql(format!(
-            "SELECT {ACTION_COLS} FROM actions WHERE updated_at >= $2 AND updated_at <= $3 \
-             AND state IN ({}) \
-             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-                             WHERE d.webhook_id = $1 AND d.action_id = actions.id \
-                             AND d.event = 'stuck') \
-             ORDER BY updated_at, seq LIMIT $4",
-            placeholders(5, states.len())
-        ))
-        .bind(webhook)
-        .bind(since)
-        .bind(updated_until)
-        .bind(limit)
-        .bind_all(states.iter().map(|s| s.as_str()))
-        .fetch_all(self.db())
-        .await?;
-        rows.iter().map(row_action).collect()
+        let event = v(WebhookEvent::Stuck.as_str());
+        let select = select_unnotified(webhook, states, since, event)
+            .and_where(Expr::col((A::Table, A::UpdatedAt)).lte(v(updated_until)))
+            .order_by(A::UpdatedAt, Order::Asc)
+            .order_by(A::Seq, Order::Asc)
+            .limit(u64::from(limit))
+            .to_owned();
+        self.actions(&select).await
     }
 
     async fn enqueue_delivery(&self, d: &Delivery) -> StoreResult<bool> {
-        let inserted = sql(format!(
-            "INSERT INTO webhook_deliveries ({DELIVERY_COLS}) VALUES ({}) \
-             ON CONFLICT (webhook_id, action_id, event) DO NOTHING",
-            placeholders(1, 11)
-        ))
-        .bind(d.id)
-        .bind(d.webhook)
-        .bind(d.event.as_str())
-        .bind(d.action)
-        .bind(d.payload.clone())
-        .bind(d.attempts)
-        .bind(d.next_attempt_at)
-        .bind(d.delivered_at)
-        .bind(d.last_status)
-        .bind(d.last_error.clone())
-        .bind(d.created_at)
-        .execute(self.db())
-        .await?;
+        let insert = insert_row(WD::Table, DELIVERY_COLS, delivery_values(d))?
+            .on_conflict(
+                OnConflict::columns([WD::WebhookId, WD::ActionId, WD::Event])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .to_owned();
+        let inserted = built::<D>(&insert)?.execute(self.db()).await?;
         Ok(inserted == 1)
     }
 
     async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>> {
-        Ok(self
-            .deliveries_where("id = $1", vec![id.into()])
-            .await?
-            .into_iter()
-            .next())
+        let select = select_deliveries()
+            .and_where(Expr::col(WD::Id).eq(v(id)))
+            .to_owned();
+        Ok(self.deliveries(&select).await?.into_iter().next())
     }
 
     async fn due_deliveries(&self, now: OffsetDateTime, limit: u32) -> StoreResult<Vec<Delivery>> {
-        self.deliveries_where(
-            "delivered_at IS NULL AND next_attempt_at <= $1 \
-             AND EXISTS (SELECT 1 FROM webhooks w \
-                         WHERE w.id = webhook_deliveries.webhook_id AND w.enabled) \
-             ORDER BY next_attempt_at, seq LIMIT $2",
-            vec![now.into(), limit.into()],
-        )
-        .await
+        let enabled = Query::select()
+            .column((W::Table, W::Id))
+            .from(W::Table)
+            .and_where(Expr::col((W::Table, W::Id)).equals((WD::Table, WD::WebhookId)))
+            .and_where(Expr::col((W::Table, W::Enabled)).into())
+            .to_owned();
+        let select = select_deliveries()
+            .and_where(Expr::col((WD::Table, WD::DeliveredAt)).is_null())
+            .and_where(Expr::col((WD::Table, WD::NextAttemptAt)).lte(v(now)))
+            .and_where(Expr::exists(enabled))
+            .order_by(WD::NextAttemptAt, Order::Asc)
+            .order_by(WD::Seq, Order::Asc)
+            .limit(u64::from(limit))
+            .to_owned();
+        self.deliveries(&select).await
     }
 
     async fn claim_delivery(
@@ -260,16 +320,17 @@ impl<D: Dialect> WebhookStore for SqlStore<D> {
     ) -> StoreResult<bool> {
         // One conditional UPDATE: under concurrent claims PostgreSQL re-checks the WHERE clause
         // after the first claimer commits (attempts moved on), so only one process wins.
-        let claimed = sql(
-            "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $3 \
-             WHERE id = $1 AND attempts = $2 AND delivered_at IS NULL",
-        )
-        .bind(id)
-        .bind(attempts_seen)
-        .bind(retry_at)
-        .execute(self.db())
-        .await?;
-        if claimed == 1 {
+        let claim = Query::update()
+            .table(WD::Table)
+            .values([
+                (WD::Attempts, Expr::col(WD::Attempts).add(1)),
+                (WD::NextAttemptAt, v(retry_at)),
+            ])
+            .and_where(Expr::col(WD::Id).eq(v(id)))
+            .and_where(Expr::col(WD::Attempts).eq(v(attempts_seen)))
+            .and_where(Expr::col(WD::DeliveredAt).is_null())
+            .to_owned();
+        if built::<D>(&claim)?.execute(self.db()).await? == 1 {
             return Ok(true);
         }
         match self.delivery(id).await? {
@@ -279,18 +340,17 @@ impl<D: Dialect> WebhookStore for SqlStore<D> {
     }
 
     async fn finish_delivery(&self, id: DeliveryId, result: &DeliveryResult) -> StoreResult<()> {
-        let changed = sql(
-            "UPDATE webhook_deliveries SET last_status = $2, last_error = $3, delivered_at = $4, \
-             next_attempt_at = $5 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(result.status)
-        .bind(result.error.clone())
-        .bind(result.delivered_at)
-        .bind(result.next_attempt_at)
-        .execute(self.db())
-        .await?;
-        if changed == 0 {
+        let update = Query::update()
+            .table(WD::Table)
+            .values([
+                (WD::LastStatus, v(result.status)),
+                (WD::LastError, v(result.error.clone())),
+                (WD::DeliveredAt, v(result.delivered_at)),
+                (WD::NextAttemptAt, v(result.next_attempt_at)),
+            ])
+            .and_where(Expr::col(WD::Id).eq(v(id)))
+            .to_owned();
+        if built::<D>(&update)?.execute(self.db()).await? == 0 {
             return Err(StoreError::NotFound(format!("delivery {id}")));
         }
         Ok(())
@@ -301,10 +361,12 @@ impl<D: Dialect> WebhookStore for SqlStore<D> {
         webhook: WebhookId,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>> {
-        self.deliveries_where(
-            "webhook_id = $1 ORDER BY created_at DESC, seq DESC LIMIT $2",
-            vec![webhook.into(), limit.into()],
-        )
-        .await
+        let select = select_deliveries()
+            .and_where(Expr::col(WD::WebhookId).eq(v(webhook)))
+            .order_by(WD::CreatedAt, Order::Desc)
+            .order_by(WD::Seq, Order::Desc)
+            .limit(u64::from(limit))
+            .to_owned();
+        self.deliveries(&select).await
     }
 }
