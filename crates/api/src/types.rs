@@ -110,6 +110,23 @@ pub struct DeviceDetail {
     pub inventory: Vec<InventoryValue>,
     /// Newest first.
     pub actions: Vec<Action>,
+    /// Other enrolled devices reporting the same hardware id, serial or Entra device id (two
+    /// PCs cloned from one image, a PC re-enrolled as a new record): empty when none.
+    #[serde(default)]
+    pub identity_clashes: Vec<IdentityClash>,
+}
+
+/// An identity attribute this device shares with another enrolled device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IdentityClash {
+    /// The other device's id.
+    pub device: String,
+    /// Its name.
+    pub name: String,
+    /// `hw_dev_id`, `serial` or `aad_device_id`.
+    pub attribute: String,
+    /// The shared value.
+    pub value: String,
 }
 
 /// What an admin can ask a device to do.

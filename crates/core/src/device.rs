@@ -99,6 +99,16 @@ impl EnrollmentType {
     }
 }
 
+/// Where a device's message stands in its OMA-DM sessions: the SyncHdr SessionID (opaque) and
+/// MsgID (`core::session::sequence`). The default is "no message taken yet".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageSeq {
+    /// SessionID as sent.
+    pub session_id: String,
+    /// MsgID; 0 before the first message.
+    pub msg_id: u64,
+}
+
 /// A device as the server knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
@@ -163,6 +173,9 @@ pub struct Device {
     pub enrolled_at: OffsetDateTime,
     /// Set once the device unenrolled (Alert 1226) or was retired.
     pub unenrolled_at: Option<OffsetDateTime>,
+    /// The last message taken from the device. Read with the device; written only by the
+    /// session step that takes the next one (`SessionStep::sequence`), never by a device update.
+    pub last_message: MessageSeq,
 }
 
 impl Device {
@@ -199,6 +212,7 @@ impl Device {
             winre_checked_at: None,
             enrolled_at,
             unenrolled_at: None,
+            last_message: MessageSeq::default(),
         }
     }
 

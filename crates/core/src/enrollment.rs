@@ -2,6 +2,7 @@
 //! the rules of one enrollment request.
 
 pub mod decide;
+pub mod identity;
 
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;

@@ -10,7 +10,7 @@ use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::autopilot::AutopilotRecord;
 use crate::command::DeviceCommand;
 use crate::console_session::ConsoleSession;
-use crate::device::{Device, JoinType};
+use crate::device::{Device, JoinType, MessageSeq};
 use crate::enrollment::{ApiToken, Enrollment, EnrollmentToken, SecretHash};
 use crate::group::Group;
 use crate::ids::{
@@ -43,6 +43,10 @@ pub enum StoreError {
     /// The database failed (connection, I/O, migration).
     #[error("storage backend: {0}")]
     Backend(String),
+    /// Another message of the device was taken since this one's sequence was judged (a
+    /// concurrent duplicate): nothing was written.
+    #[error("another message of this device was taken meanwhile")]
+    SequenceMoved,
 }
 
 /// Result of storage operations.
@@ -248,7 +252,7 @@ pub struct EnrollOutcome {
     pub device: DeviceId,
     /// The new enrollment.
     pub enrollment: EnrollmentId,
-    /// Whether the device already existed (same HWDevID).
+    /// Whether the device record already existed (a re-enrollment the core bound to it).
     pub device_was_known: bool,
     /// Earlier enrollments that the new one replaced.
     pub replaced: Vec<EnrollmentId>,
@@ -319,6 +323,10 @@ pub struct SessionStep {
     /// Commands of these actions are not taken for the reply (held outside their maintenance
     /// window); they stay queued.
     pub held_actions: Vec<ActionId>,
+    /// Record this message as the device's last: (the last message as loaded, this one). The
+    /// step fails with [`StoreError::SequenceMoved`], writing nothing, when the stored last
+    /// message is no longer the loaded one.
+    pub sequence: Option<(MessageSeq, MessageSeq)>,
 }
 
 impl SessionStep {
@@ -338,6 +346,7 @@ impl SessionStep {
             enqueue: Vec::new(),
             send: None,
             held_actions: Vec::new(),
+            sequence: None,
         }
     }
 }
@@ -475,12 +484,13 @@ pub enum WriteOutcome {
 /// Enrollments.
 #[async_trait]
 pub trait EnrollmentStore: Send + Sync {
-    /// Stores a granted enrollment with the device it proposes. When `device.hw_dev_id` matches an
-    /// existing device, that device keeps its id (and primary user, policies, history): its
-    /// enrollment fields (name, mdm device id, cert, join/enrollment type, enrolled_at) are
-    /// overwritten, `unenrolled_at` is cleared, its earlier un-replaced enrollments get
-    /// `replaced_by` = the new one, and `enrollment.device` is rewritten to the existing id.
-    /// Otherwise `device` is inserted as new. `Conflict` if the enrollment id exists.
+    /// Stores a granted enrollment with the device it names. When a device with `device.id`
+    /// exists (the core bound the PC to it: `enrollment::identity::rebind`), that device keeps
+    /// its primary user, policies and history: its enrollment fields (name, mdm device id,
+    /// cert, join/enrollment type, enrolled_at) are overwritten, `unenrolled_at` is cleared and
+    /// its earlier un-replaced enrollments get `replaced_by` = the new one. Otherwise `device`
+    /// is inserted as new; another record sharing its hardware id is no obstacle. `Conflict` if
+    /// the enrollment id exists.
     async fn create_enrollment(
         &self,
         device: Device,
@@ -503,8 +513,17 @@ pub trait DeviceStore: Send + Sync {
     async fn device_by_cert_thumbprint(&self, thumbprint: &str) -> StoreResult<Option<Device>>;
     /// The device whose `./DevInfo/DevId` is `mdm_device_id`; `None` if none.
     async fn device_by_mdm_device_id(&self, mdm_device_id: &str) -> StoreResult<Option<Device>>;
-    /// The device with this HWDevID; `None` if none.
+    /// The newest enrolled device with this HWDevID; `None` if none.
     async fn device_by_hw_dev_id(&self, hw_dev_id: &str) -> StoreResult<Option<Device>>;
+    /// Every device (enrolled or not) with this HWDevID, serial or Entra device id (each
+    /// compared case-insensitively; `None` asks nothing of that attribute), oldest enrolled
+    /// first; empty when all three are `None`.
+    async fn devices_by_identity(
+        &self,
+        hw_dev_id: Option<&str>,
+        serial: Option<&str>,
+        aad_device_id: Option<&str>,
+    ) -> StoreResult<Vec<Device>>;
     /// Saves every field of an existing device; `NotFound` if its id is unknown.
     async fn update_device(&self, device: &Device) -> StoreResult<()>;
     /// Sets only the primary user and the shared flag (`None` clears the user) and returns the

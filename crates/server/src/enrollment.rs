@@ -19,6 +19,7 @@ use http::{header, HeaderValue, StatusCode};
 use redeploy_core::enrollment::decide::{
     self, Authentication, EnrollRequest, IssuedCertificate, RefusalKind,
 };
+use redeploy_core::enrollment::identity;
 use redeploy_core::store::StoreError;
 use redeploy_core::{AuditOutcome, EnrollmentType, NewAuditEvent, SecretHash};
 
@@ -231,7 +232,10 @@ async fn authenticate(
                 .filter(|t| t.split('.').count() == 3)
                 .unwrap_or_else(|| value.trim().to_string());
             match federated.verify(&jwt) {
-                Ok(id) => Authentication::Federated { upn: id.upn },
+                Ok(id) => Authentication::Federated {
+                    upn: id.upn,
+                    device_id: id.device_id,
+                },
                 Err(e) => Authentication::Refused(e.to_string()),
             }
         }
@@ -356,12 +360,16 @@ async fn enroll_device(
     let auth = authenticate(state, &request.security).await?;
     let csr = enroll::ca::verify_csr(&request.csr_der);
     let facts = request_facts(request, raw);
-    let matched = decide::matching_device(state.store.as_ref(), &facts)
-        .await
-        .map_err(|e| store_fault(&e))?;
     let now = state.clock.now();
+    // The records this PC might keep, loaded only for a credential that could bind it.
+    let candidates = match decide::authenticate(&auth, now) {
+        Ok(credential) => decide::candidates(state.store.as_ref(), &facts, &credential)
+            .await
+            .map_err(|e| store_fault(&e))?,
+        Err(_) => Vec::new(),
+    };
     let csr_problem = csr.as_ref().err().map(ToString::to_string);
-    let mut grant = decide::decide(&facts, &auth, csr_problem.as_deref(), matched.as_ref(), now)?;
+    let grant = decide::decide(&facts, &auth, csr_problem.as_deref(), &candidates, now)?;
     // The decision refused an unusable CSR already; this only takes the verified one.
     let csr = csr.map_err(|e| Refusal::new(FaultCode::CertificateRequest, e.to_string()))?;
     if let Some(hash) = &grant.spend {
@@ -374,50 +382,45 @@ async fn enroll_device(
                 None => store_fault(&e),
             })?;
     }
-    let mut attempt = 0;
-    let (cert, outcome) = loop {
-        attempt += 1;
-        let cert = state
-            .ca
-            .issue_device_certificate(
-                &csr,
-                &grant.device_id.to_string(),
-                now,
-                state.settings.device_cert_validity_days,
-            )
-            .map_err(|e| Refusal::new(e.fault_code(), e.to_string()))?;
-        let (device, enrollment) = grant.records(&IssuedCertificate {
-            thumbprint: cert.thumbprint.clone(),
-            serial: cert.serial.clone(),
-            not_after: cert.not_after,
-        });
-        let outcome = match state.store.create_enrollment(device, enrollment).await {
-            Ok(outcome) => outcome,
-            Err(StoreError::Conflict(why)) if attempt < 3 && facts.hw_dev_id().is_some() => {
-                // A concurrent first enrollment of this hardware inserted the device first
-                // (HWDevID is unique): enroll again, as a re-enrollment of that device.
-                tracing::info!(%why, "concurrent first enrollment of one HWDevID; retrying");
-                if let Some(d) = decide::matching_device(state.store.as_ref(), &facts)
-                    .await
-                    .map_err(|e| store_fault(&e))?
-                {
-                    grant.device_id = d.id;
-                }
-                continue;
-            }
-            Err(e) => return Err(store_fault(&e)),
-        };
-        if outcome.device == grant.device_id || attempt >= 3 {
-            break (cert, outcome);
-        }
-        // Two first enrollments of the same hardware raced and the store kept the other
-        // device id: enroll again under that id so the certificate names the device the
-        // store knows (the new enrollment replaces the one just made).
-        tracing::warn!(cert_device = %grant.device_id, stored_device = %outcome.device, "concurrent first enrollment of one HWDevID; re-issuing");
-        grant.device_id = outcome.device;
-    };
+    let cert = state
+        .ca
+        .issue_device_certificate(
+            &csr,
+            &grant.device_id.to_string(),
+            now,
+            state.settings.device_cert_validity_days,
+        )
+        .map_err(|e| Refusal::new(e.fault_code(), e.to_string()))?;
+    let (device, enrollment) = grant.records(&IssuedCertificate {
+        thumbprint: cert.thumbprint.clone(),
+        serial: cert.serial.clone(),
+        not_after: cert.not_after,
+    });
+    let outcome = state
+        .store
+        .create_enrollment(device, enrollment)
+        .await
+        .map_err(|e| store_fault(&e))?;
     if let Err(err) = state.store.append_audit(grant.audit(&outcome)).await {
         tracing::warn!(%err, "could not audit an enrollment");
+    }
+    // A record that shares its hardware id, serial or Entra device id with another is flagged,
+    // never refused: the PC enrolled with a valid credential (core::enrollment::identity).
+    let clash = match state.store.device(outcome.device).await {
+        Ok(Some(device)) => identity::find_clashes(state.store.as_ref(), &device)
+            .await
+            .map(|c| identity::clash_audit(&device, &c, now)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    match clash {
+        Ok(Some(event)) => {
+            if let Err(err) = state.store.append_audit(event).await {
+                tracing::warn!(%err, "could not audit an identity clash");
+            }
+        }
+        Ok(None) => {}
+        Err(err) => tracing::warn!(%err, "identity clashes not looked for"),
     }
     let enrollment_type = grant.enrollment_type;
     tracing::info!(

@@ -27,6 +27,9 @@ pub struct FederatedIdentity {
     pub object_id: Option<String>,
     /// `tid` (tenant), if present.
     pub tenant_id: Option<String>,
+    /// `deviceid`: the Entra device the token was issued to (device-bound tokens of an
+    /// Entra join), if present.
+    pub device_id: Option<String>,
 }
 
 /// A verifier for one issuer.
@@ -94,6 +97,7 @@ impl FederatedAuth {
                 .or_else(|| claim("preferred_username")),
             object_id: claim("oid"),
             tenant_id: claim("tid"),
+            device_id: claim("deviceid"),
         })
     }
 }

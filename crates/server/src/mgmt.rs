@@ -13,7 +13,8 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use base64::Engine as _;
 use http::{header, HeaderValue, StatusCode};
-use redeploy_core::session::{handle, SessionConfig};
+use redeploy_core::session::{handle, SessionConfig, SessionError};
+use redeploy_core::store::StoreError;
 use redeploy_core::{AuditOutcome, Device, DeviceId, NewAuditEvent};
 use rustls_pki_types::CertificateDer;
 
@@ -209,17 +210,28 @@ async fn serve(
         provider_id: state.settings.provider_id.clone(),
         ..SessionConfig::default()
     };
-    let reply = handle(state.store.as_ref(), &device, &msg, now, &cfg)
-        .await
-        .map_err(|e| {
+    let reply = match handle(state.store.as_ref(), &device, &msg, now, &cfg).await {
+        Ok(reply) => reply,
+        Err(SessionError::Sequence(why)) => {
+            return Ok(refuse_out_of_order(state, &device, &msg, bytes, now, &cfg, why.to_string()).await)
+        }
+        Err(SessionError::Store(StoreError::SequenceMoved)) => {
+            let why = format!(
+                "message {} of session {:?} was taken by a concurrent request",
+                msg.hdr.msg_id, msg.hdr.session_id
+            );
+            return Ok(refuse_out_of_order(state, &device, &msg, bytes, now, &cfg, why).await);
+        }
+        Err(e) => {
             tracing::warn!(device = %device.id, error = %e, "session step failed; no reply sent");
-            Refusal::new(
+            return Err(Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_error",
                 "the server could not record this message; retry later",
             )
-            .device(device.id)
-        })?;
+            .device(device.id));
+        }
+    };
     let sent = reply
         .body
         .commands
@@ -260,6 +272,64 @@ async fn serve(
         HeaderValue::from_static(syncml::codes::CONTENT_TYPE),
     );
     Ok((response, "ok"))
+}
+
+/// The answer to a replayed or out-of-order message (`core::session::sequence`): a SyncML reply
+/// whose SyncHdr Status is 400 and that carries nothing else, so the device ends the session and
+/// starts a new one at its next poll; nothing of the message was taken. Audited and kept in the
+/// support trail.
+async fn refuse_out_of_order(
+    state: &AppState,
+    device: &Device,
+    msg: &syncml::SyncMl,
+    bytes: &[u8],
+    now: time::OffsetDateTime,
+    cfg: &SessionConfig,
+    why: String,
+) -> (Response, &'static str) {
+    tracing::info!(device = %device.id, %why, "message refused: replay or out of order");
+    let event = NewAuditEvent::new(now, format!("device:{}", device.id), "mgmt.out_of_order")
+        .targets([device.id])
+        .outcome(AuditOutcome::Refused)
+        .details(why);
+    if let Err(e) = state.store.append_audit(event).await {
+        tracing::warn!(error = %e, "audit entry for an out-of-order message was not written");
+    }
+    let mut reply = match syncml::LocUri::parse(cfg.server_url.clone()) {
+        Ok(source) => syncml::SyncMl::reply_to(msg, source, msg.hdr.msg_id.clone()),
+        Err(_) => return (Problem::new(StatusCode::BAD_REQUEST).into_response(), "out_of_order"),
+    };
+    reply.body.commands.push(syncml::Command::Status(syncml::Status::for_header(
+        msg.hdr.msg_id.clone(),
+        syncml::StatusCode::BadRequest,
+    )));
+    reply.body.is_final = true;
+    let answer = syncml::write(&reply);
+    trail::record(
+        state,
+        device.id,
+        now,
+        (
+            MessageIds {
+                session_id: &msg.hdr.session_id,
+                msg_id: &msg.hdr.msg_id,
+            },
+            bytes,
+        ),
+        Some((
+            MessageIds {
+                session_id: &reply.hdr.session_id,
+                msg_id: &reply.hdr.msg_id,
+            },
+            answer.as_bytes(),
+        )),
+    );
+    let mut response = Response::new(Body::from(answer));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(syncml::codes::CONTENT_TYPE),
+    );
+    (response, "out_of_order")
 }
 
 /// The DER client certificate: from the TLS handshake, else from a trusted proxy's header.

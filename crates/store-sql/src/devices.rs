@@ -19,7 +19,7 @@ use crate::{SqlStore, Tx};
 const DEVICE_COLS: [Dv; 30] = [
     Dv::Id,
     Dv::Name,
-    Dv::HwDevId,
+    Dv::HardwareId,
     Dv::MdmDeviceId,
     Dv::Serial,
     Dv::Manufacturer,
@@ -128,7 +128,7 @@ pub(crate) fn row_device(r: &impl SqlRow) -> StoreResult<Device> {
     Ok(Device {
         id: r.id("id")?,
         name: r.string("name")?,
-        hw_dev_id: r.text("hw_dev_id")?,
+        hw_dev_id: r.text("hardware_id")?,
         mdm_device_id: r.text("mdm_device_id")?,
         serial: r.text("serial")?,
         manufacturer: r.text("manufacturer")?,
@@ -215,7 +215,38 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
     }
 
     async fn device_by_hw_dev_id(&self, hw_dev_id: &str) -> StoreResult<Option<Device>> {
-        self.device_where(Dv::HwDevId, v(hw_dev_id)).await
+        self.device_where(Dv::HardwareId, v(hw_dev_id)).await
+    }
+
+    async fn devices_by_identity(
+        &self,
+        hw_dev_id: Option<&str>,
+        serial: Option<&str>,
+        aad_device_id: Option<&str>,
+    ) -> StoreResult<Vec<Device>> {
+        let mut any = Cond::any();
+        for (col, value) in [
+            (Dv::HardwareId, hw_dev_id),
+            (Dv::Serial, serial),
+            (Dv::AadDeviceId, aad_device_id),
+        ] {
+            if let Some(value) = value {
+                // The same expression as the `devices_*_identity` indexes.
+                any = any.add(
+                    Expr::expr(Func::lower(Expr::col(col))).eq(v(value.trim().to_lowercase())),
+                );
+            }
+        }
+        if any.is_empty() {
+            return Ok(Vec::new());
+        }
+        let select = select_devices()
+            .cond_where(any)
+            .order_by(Dv::EnrolledAt, Order::Asc)
+            .order_by(Dv::Id, Order::Asc)
+            .to_owned();
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
+        rows.iter().map(row_device).collect()
     }
 
     async fn update_device(&self, device: &Device) -> StoreResult<()> {

@@ -1,5 +1,5 @@
-//! Enrollments: a new enrollment creates its device or takes over the known one (same HWDevID),
-//! replacing that device's earlier enrollments, in one transaction.
+//! Enrollments: a new enrollment creates its device, or re-enrolls the record the core bound it
+//! to (replacing that record's earlier enrollments), in one transaction.
 
 use async_trait::async_trait;
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
@@ -118,24 +118,20 @@ impl<D: Dialect> EnrollmentStore for SqlStore<D> {
         mut enrollment: Enrollment,
     ) -> StoreResult<EnrollOutcome> {
         let mut tx = self.begin().await?;
-        let existing: Option<DeviceId> = match &device.hw_dev_id {
-            Some(hw) => {
-                // FOR UPDATE on PostgreSQL (the SQLite builder writes none: its write
-                // transaction already excludes every other writer).
-                let select = Query::select()
-                    .column(Dv::Id)
-                    .from(Dv::Table)
-                    .and_where(Expr::col(Dv::HwDevId).eq(v(hw.clone())))
-                    .lock(LockType::Update)
-                    .to_owned();
-                built::<D>(&select)?
-                    .fetch_optional(tx.on())
-                    .await?
-                    .map(|r| r.id("id"))
-                    .transpose()?
-            }
-            None => None,
-        };
+        // The core chose the record (`enrollment::identity::rebind`): it exists or it is new.
+        // FOR UPDATE on PostgreSQL (the SQLite builder writes none: its write transaction
+        // already excludes every other writer).
+        let select = Query::select()
+            .column(Dv::Id)
+            .from(Dv::Table)
+            .and_where(Expr::col(Dv::Id).eq(v(device.id)))
+            .lock(LockType::Update)
+            .to_owned();
+        let existing: Option<DeviceId> = built::<D>(&select)?
+            .fetch_optional(tx.on())
+            .await?
+            .map(|r| r.id("id"))
+            .transpose()?;
         let mut replaced = Vec::new();
         let device_id = match existing {
             Some(id) => {
@@ -147,6 +143,10 @@ impl<D: Dialect> EnrollmentStore for SqlStore<D> {
                 let values = [
                     (Dv::Name, v(device.name.clone())),
                     (Dv::MdmDeviceId, v(device.mdm_device_id.clone())),
+                    (
+                        Dv::HardwareId,
+                        or_stored(device.hw_dev_id.clone(), Dv::HardwareId),
+                    ),
                     (Dv::Serial, or_stored(device.serial.clone(), Dv::Serial)),
                     (
                         Dv::Manufacturer,
@@ -198,7 +198,7 @@ impl<D: Dialect> EnrollmentStore for SqlStore<D> {
         Ok(EnrollOutcome {
             device: device_id,
             enrollment: enrollment.id,
-            device_was_known: device_id != device.id,
+            device_was_known: existing.is_some(),
             replaced,
         })
     }

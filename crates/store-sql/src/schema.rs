@@ -58,7 +58,7 @@ pub(crate) enum Devices {
     Table,
     Id,
     Name,
-    HwDevId,
+    HardwareId,
     MdmDeviceId,
     Serial,
     Manufacturer,

@@ -65,7 +65,7 @@ impl Fixture {
 macro_rules! store_conformance_tests {
     ($make:expr) => {
         $crate::__store_cases!($make;
-            enrollment_replace_by_hw_dev_id_keeps_device_id,
+            enrollment_of_a_bound_record_keeps_it_and_a_shared_hardware_id_is_no_obstacle,
             enrollment_without_hw_dev_id_is_a_new_device,
             device_lookups_and_record_seen,
             set_primary_user_changes_only_the_user_and_shared_flag,

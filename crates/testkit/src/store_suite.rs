@@ -122,7 +122,12 @@ async fn take(
     store.session_step(step).await.unwrap().sent
 }
 
-pub async fn enrollment_replace_by_hw_dev_id_keeps_device_id(store: Arc<dyn Store>) {
+/// Re-enrolling the record the core bound a PC to keeps its id and history; a new record that
+/// shares a hardware id with an old one is stored beside it (issue #13: identity is the
+/// certificate, the hardware id an attribute).
+pub async fn enrollment_of_a_bound_record_keeps_it_and_a_shared_hardware_id_is_no_obstacle(
+    store: Arc<dyn Store>,
+) {
     let first = new_device("pc-1", Some("HW-1"));
     let e1 = new_enrollment(first.id, T0, "aa");
     let out1 = store
@@ -135,8 +140,9 @@ pub async fn enrollment_replace_by_hw_dev_id_keeps_device_id(store: Arc<dyn Stor
     d.primary_user = Some("ada@example.com".into());
     store.update_device(&d).await.unwrap();
 
-    // Same hardware enrolls again with a new proposed id and a new cert.
+    // The core bound the PC to its record: the same id, a new certificate.
     let mut second = new_device("pc-1-renamed", Some("HW-1"));
+    second.id = first.id;
     second.cert_thumbprint = Some("bb".repeat(20));
     second.enrolled_at = t(60);
     let e2 = new_enrollment(second.id, t(60), "bb");
@@ -147,7 +153,6 @@ pub async fn enrollment_replace_by_hw_dev_id_keeps_device_id(store: Arc<dyn Stor
     assert_eq!(out2.device, first.id, "the device keeps its identity");
     assert!(out2.device_was_known);
     assert_eq!(out2.replaced, vec![e1.id]);
-    assert!(store.device(second.id).await.unwrap().is_none());
 
     let d = store.device(first.id).await.unwrap().unwrap();
     assert_eq!(d.name, "pc-1-renamed");
@@ -178,6 +183,61 @@ pub async fn enrollment_replace_by_hw_dev_id_keeps_device_id(store: Arc<dyn Stor
     );
     assert_eq!(stored.context, e1.context);
     assert_eq!(stored.context_value("enrollmenttype"), Some("Device"));
+
+    // Another PC claiming the same hardware id (any case) is a record of its own.
+    let mut clone = new_device("pc-clone", Some("hw-1"));
+    clone.serial = Some("SN-9".into());
+    clone.aad_device_id = Some("AAD-9".into());
+    clone.enrolled_at = t(90);
+    let out3 = store
+        .create_enrollment(clone.clone(), new_enrollment(clone.id, t(90), "cc"))
+        .await
+        .unwrap();
+    assert_eq!(out3.device, clone.id);
+    assert!(!out3.device_was_known);
+    assert_eq!(
+        store
+            .device(first.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cert_thumbprint,
+        second.cert_thumbprint,
+        "the first record keeps its certificate"
+    );
+    let ids = |devices: Vec<Device>| devices.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store
+            .devices_by_identity(Some(" HW-1 "), None, None)
+            .await
+            .unwrap()),
+        [first.id, clone.id],
+        "oldest enrolled first, case-insensitive"
+    );
+    assert_eq!(
+        store.device_by_hw_dev_id("hw-1").await.unwrap().unwrap().id,
+        clone.id,
+        "the newest"
+    );
+    assert_eq!(
+        ids(store
+            .devices_by_identity(Some("nope"), Some("sn-9"), None)
+            .await
+            .unwrap()),
+        [clone.id]
+    );
+    assert_eq!(
+        ids(store
+            .devices_by_identity(None, None, Some("aad-9"))
+            .await
+            .unwrap()),
+        [clone.id]
+    );
+    assert!(store
+        .devices_by_identity(None, None, None)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn enrollment_without_hw_dev_id_is_a_new_device(store: Arc<dyn Store>) {

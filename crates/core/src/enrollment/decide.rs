@@ -1,11 +1,12 @@
 //! Who may enroll, and as which device record: the rules of one MS-MDE2 enrollment request
 //! (docs/protocol.md §2.4) as a pure function, [`decide`]. The server authenticates (reads the token,
-//! verifies a JWT), checks the CSR's signature, loads the matching device ([`matching_device`]),
+//! verifies a JWT), checks the CSR's signature, loads the records it might keep ([`candidates`]),
 //! calls [`decide`], then spends the token, has the CA sign, commits [`Grant::records`] and audits
 //! [`Grant::audit`]; it writes the SOAP either way.
 
 use time::OffsetDateTime;
 
+use super::identity::{self, Binding, Candidate};
 use super::{Enrollment, EnrollmentToken, SecretHash, TokenRefusal};
 use crate::audit::NewAuditEvent;
 use crate::device::{Device, EnrollmentType, JoinType};
@@ -49,18 +50,43 @@ impl EnrollRequest {
     }
 }
 
-/// The matching rule for a re-enrolling PC, in one place (issue #13 will change it): the device
-/// record with the request's HWDevID, whatever else differs; `None` without a HWDevID. The store
-/// keeps that record's id, primary user and history
-/// ([`crate::store::EnrollmentStore::create_enrollment`]).
-pub async fn matching_device(
+/// The records a re-enrolling PC might keep ([`identity::rebind`] picks): those sharing the
+/// request's real hardware id or the validated token's Entra device id, each with its latest
+/// enrollment and its Autopilot registration. Placeholder ids load nothing.
+pub async fn candidates(
     store: &dyn Store,
     request: &EnrollRequest,
-) -> StoreResult<Option<Device>> {
-    match request.hw_dev_id() {
-        Some(hw) => store.device_by_hw_dev_id(hw).await,
-        None => Ok(None),
+    credential: &Credential,
+) -> StoreResult<Vec<Candidate>> {
+    let hw = request.hw_dev_id().filter(|h| !identity::is_placeholder(h));
+    let entra = match credential {
+        Credential::Federated { device_id, .. } => device_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !identity::is_placeholder(d)),
+        Credential::Token { .. } => None,
+    };
+    let devices = store.devices_by_identity(hw, None, entra).await?;
+    let mut found = Vec::with_capacity(devices.len());
+    for device in devices {
+        let enrollment = store
+            .enrollments_of_device(device.id)
+            .await?
+            .into_iter()
+            .max_by_key(|e| e.created_at);
+        let autopilot = match device.serial.as_deref() {
+            Some(serial) if !identity::is_placeholder(serial) => {
+                store.autopilot_record(serial).await?
+            }
+            _ => None,
+        };
+        found.push(Candidate {
+            device,
+            enrollment,
+            autopilot,
+        });
     }
+    Ok(found)
 }
 
 /// What checking the request's WS-Security token found (the server reads the token by its hash
@@ -79,6 +105,8 @@ pub enum Authentication {
     Federated {
         /// The token's user principal name, if it has one.
         upn: Option<String>,
+        /// The token's Entra device id (`deviceid` claim), if it names one.
+        device_id: Option<String>,
     },
     /// Refused before any rule here applies (no credentials, federated enrollment not
     /// configured, a JWT that does not verify): why.
@@ -95,10 +123,12 @@ pub enum Credential {
         /// The UsernameToken's Username.
         username: String,
     },
-    /// Federated: a verified JWT's user.
+    /// Federated: a verified JWT's user and, for a device token, its Entra device.
     Federated {
         /// Its user principal name, if any.
         upn: Option<String>,
+        /// Its Entra device id (`deviceid` claim), if any.
+        device_id: Option<String>,
     },
 }
 
@@ -117,7 +147,7 @@ impl Credential {
             Credential::Token { username, .. } => {
                 Some(username.trim().to_owned()).filter(|u| !u.is_empty())
             }
-            Credential::Federated { upn } => upn.clone(),
+            Credential::Federated { upn, .. } => upn.clone(),
         }
     }
 
@@ -125,7 +155,7 @@ impl Credential {
     fn label(&self) -> String {
         match self {
             Credential::Token { token, .. } => format!("enrollment token {:?}", token.label),
-            Credential::Federated { upn } => {
+            Credential::Federated { upn, .. } => {
                 format!("federated {}", upn.as_deref().unwrap_or("?"))
             }
         }
@@ -205,7 +235,10 @@ pub fn authenticate(auth: &Authentication, now: OffsetDateTime) -> Result<Creden
                 }),
             }
         }
-        Authentication::Federated { upn } => Ok(Credential::Federated { upn: upn.clone() }),
+        Authentication::Federated { upn, device_id } => Ok(Credential::Federated {
+            upn: upn.clone(),
+            device_id: device_id.clone(),
+        }),
         Authentication::Refused(why) => Err(Refusal::new(RefusalKind::Authentication, why)),
     }
 }
@@ -214,10 +247,11 @@ pub fn authenticate(auth: &Authentication, now: OffsetDateTime) -> Result<Creden
 /// certificate) the records to write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
-    /// The device the certificate must name: the matched record's id (re-enrollment keeps the
-    /// identity) or a new one. The server sets it to the stored id when a concurrent first
-    /// enrollment of the same hardware won (the certificate is then issued again).
+    /// The device the certificate must name: the record a validated binding gave back
+    /// ([`identity::rebind`]) or a new one.
     pub device_id: DeviceId,
+    /// Why the PC keeps an existing record; `None` for a new record.
+    pub binding: Option<Binding>,
     /// Device or Full: where the certificate goes and the join type.
     pub enrollment_type: EnrollmentType,
     /// The enrolling user (the provisioning document's `UPN`).
@@ -268,6 +302,15 @@ impl Grant {
                 .unwrap_or(JoinType::Unknown);
         device.cert_thumbprint = Some(thumbprint.clone());
         device.cert_not_after = Some(cert.not_after);
+        // Only a validated token's device claim is taken as the Entra device id here; what
+        // the PC reports later is an attribute like any other.
+        if let Credential::Federated {
+            device_id: Some(entra),
+            ..
+        } = &self.credential
+        {
+            device.aad_device_id = Some(entra.trim().to_owned()).filter(|d| !d.is_empty());
+        }
         let enrollment = Enrollment {
             id: EnrollmentId::generate(),
             device: id,
@@ -299,10 +342,12 @@ impl Grant {
             self.enrollment_type,
             self.credential.method(),
             self.credential.label(),
-            if outcome.device_was_known {
-                "re-enrollment of a known device"
-            } else {
-                "new device"
+            match &self.binding {
+                Some(b) => format!(
+                    "re-enrollment of the known device, bound by {}",
+                    b.describe()
+                ),
+                None => "new device".to_owned(),
             },
             self.request.hw_dev_id().unwrap_or("none"),
         ))
@@ -311,12 +356,13 @@ impl Grant {
 
 /// Decides an enrollment request: the credential rules ([`authenticate`]), then the CSR
 /// (`csr_problem`: why the server found it unusable, checked before a token use is spent on it),
-/// then the device the certificate names — `matched` ([`matching_device`]) or a new one.
+/// then the device the certificate names: one of `candidates` ([`candidates`]) when a
+/// validated binding holds ([`identity::rebind`]), else a new one.
 pub fn decide(
     request: &EnrollRequest,
     auth: &Authentication,
     csr_problem: Option<&str>,
-    matched: Option<&Device>,
+    candidates: &[Candidate],
     now: OffsetDateTime,
 ) -> Result<Grant, Refusal> {
     let credential = authenticate(auth, now)?;
@@ -327,8 +373,12 @@ pub fn decide(
         Credential::Token { token, .. } => Some(token.secret_hash.clone()),
         Credential::Federated { .. } => None,
     };
+    let rebound = identity::rebind(request, &credential, candidates);
     Ok(Grant {
-        device_id: matched.map_or_else(DeviceId::generate, |d| d.id),
+        device_id: rebound
+            .as_ref()
+            .map_or_else(DeviceId::generate, |(id, _)| *id),
+        binding: rebound.map(|(_, why)| why),
         enrollment_type: request.enrollment_type(),
         upn: credential.upn(),
         spend,
@@ -438,6 +488,7 @@ mod tests {
                 "a verified JWT",
                 Authentication::Federated {
                     upn: Some("bob@contoso.com".into()),
+                    device_id: None,
                 },
                 None,
                 Ok("Federated"),
@@ -468,7 +519,7 @@ mod tests {
             ),
         ];
         for (case, auth, csr, want) in cases {
-            let got = decide(&request(), &auth, csr, None, NOW);
+            let got = decide(&request(), &auth, csr, &[], NOW);
             let got = got
                 .as_ref()
                 .map(|g| g.credential.method())
@@ -489,7 +540,7 @@ mod tests {
     #[test]
     fn what_is_spent_and_who_enrolls() {
         let t = token(None, None, 0);
-        let g = decide(&request(), &with_token(Some(t.clone())), None, None, NOW).unwrap();
+        let g = decide(&request(), &with_token(Some(t.clone())), None, &[], NOW).unwrap();
         assert_eq!(g.spend, Some(t.secret_hash.clone()));
         assert_eq!(g.upn.as_deref(), Some("ada@contoso.com"));
         let blank = Authentication::Token {
@@ -497,24 +548,40 @@ mod tests {
             token: Some(t),
         };
         assert_eq!(
-            decide(&request(), &blank, None, None, NOW).unwrap().upn,
+            decide(&request(), &blank, None, &[], NOW).unwrap().upn,
             None
         );
-        let fed = Authentication::Federated { upn: None };
-        let g = decide(&request(), &fed, None, None, NOW).unwrap();
+        let fed = Authentication::Federated {
+            upn: None,
+            device_id: None,
+        };
+        let g = decide(&request(), &fed, None, &[], NOW).unwrap();
         assert_eq!((g.spend, g.upn), (None, None));
     }
 
     #[test]
-    fn a_known_pc_keeps_its_identity_a_new_one_gets_a_new_id() {
-        let auth = with_token(Some(token(None, None, 0)));
-        let known = Device::new(DeviceId::generate(), "old", NOW - Duration::days(30));
-        let g = decide(&request(), &auth, None, Some(&known), NOW).unwrap();
+    fn a_bound_pc_keeps_its_identity_anyone_else_gets_a_new_id() {
+        let mut known = Device::new(DeviceId::generate(), "old", NOW - Duration::days(30));
+        known.hw_dev_id = Some("HW-1".into());
+        known.aad_device_id = Some("AAD-1".into());
+        let candidates = [Candidate {
+            device: known.clone(),
+            enrollment: None,
+            autopilot: None,
+        }];
+        let fed = Authentication::Federated {
+            upn: None,
+            device_id: Some("AAD-1".into()),
+        };
+        let g = decide(&request(), &fed, None, &candidates, NOW).unwrap();
         assert_eq!(g.device_id, known.id);
         let (device, enrollment) = g.records(&cert());
         assert_eq!((device.id, enrollment.device), (known.id, known.id));
-        let first = decide(&request(), &auth, None, None, NOW).unwrap();
-        let second = decide(&request(), &auth, None, None, NOW).unwrap();
+        // The same hardware id with an enrollment token: a new record, twice.
+        let auth = with_token(Some(token(None, None, 0)));
+        let first = decide(&request(), &auth, None, &candidates, NOW).unwrap();
+        let second = decide(&request(), &auth, None, &candidates, NOW).unwrap();
+        assert_eq!(first.binding, None);
         assert_ne!(first.device_id, second.device_id);
         assert_ne!(first.device_id, known.id);
     }
@@ -585,7 +652,7 @@ mod tests {
         for (case, edit, kind, join, hw, domain) in cases {
             let mut r = request();
             edit(&mut r);
-            let g = decide(&r, &auth, None, None, NOW).unwrap();
+            let g = decide(&r, &auth, None, &[], NOW).unwrap();
             let (d, e) = g.records(&cert());
             assert_eq!(d.enrollment_type, Some(kind), "{case}");
             assert_eq!(e.enrollment_type, kind, "{case}");
@@ -611,10 +678,10 @@ mod tests {
     fn a_pc_without_a_name_is_named_after_its_id_and_each_attempt_is_a_new_enrollment() {
         let mut r = request();
         r.device_name = Some(String::new());
-        let mut g = decide(&r, &with_token(Some(token(None, None, 0))), None, None, NOW).unwrap();
+        let mut g = decide(&r, &with_token(Some(token(None, None, 0))), None, &[], NOW).unwrap();
         let (d, e1) = g.records(&cert());
         assert_eq!(d.name, format!("device-{}", &g.device_id.to_string()[..8]));
-        // The race lost: the certificate is issued again for the stored id.
+        // Another attempt, another id.
         g.device_id = DeviceId::generate();
         let (d2, e2) = g.records(&cert());
         assert_eq!(d2.name, format!("device-{}", &g.device_id.to_string()[..8]));
@@ -633,7 +700,7 @@ mod tests {
             &request(),
             &with_token(Some(token(None, None, 0))),
             None,
-            None,
+            &[],
             NOW,
         )
         .unwrap();
@@ -654,13 +721,21 @@ mod tests {
         r.hw_dev_id = None;
         let fed = Authentication::Federated {
             upn: Some("bob@contoso.com".into()),
+            device_id: Some("AAD-1".into()),
         };
-        let g = decide(&r, &fed, None, None, NOW).unwrap();
+        let mut known = Device::new(DeviceId::generate(), "old", NOW - Duration::days(30));
+        known.aad_device_id = Some("AAD-1".into());
+        let known = Candidate {
+            device: known,
+            enrollment: None,
+            autopilot: None,
+        };
+        let g = decide(&r, &fed, None, &[known], NOW).unwrap();
         let o = outcome(true);
         assert_eq!(
             g.audit(&o).details,
             format!(
-                "enrollment {} (device, Federated) by federated bob@contoso.com; re-enrollment of a known device; hwdevid none",
+                "enrollment {} (device, Federated) by federated bob@contoso.com; re-enrollment of the known device, bound by the token's Entra device id AAD-1; hwdevid none",
                 o.enrollment
             )
         );

@@ -6,6 +6,7 @@ use syncml::{Command, ItemCommand, SyncMl};
 use super::decide::{loc, Decision};
 use super::SessionError;
 use crate::command::{DeviceCommand, Verb};
+use crate::enrollment::identity;
 use crate::store::Store;
 
 /// Commits `decision` and returns the reply to send. If the step fails, the error comes back and
@@ -16,8 +17,10 @@ pub async fn commit(store: &dyn Store, decision: Decision) -> Result<SyncMl, Ses
         step,
         mut reply,
         more_follows,
-        audits,
+        mut audits,
+        identity_changed,
     } = decision;
+    let at = step.at;
     let outcome = store.session_step(step).await?;
     for c in &outcome.sent {
         let cmd_id = c
@@ -30,6 +33,12 @@ pub async fn commit(store: &dyn Store, decision: Decision) -> Result<SyncMl, Ses
     // A message without Final: the device answers and asks for the rest with Alert 1222.
     reply.body.is_final = !more_follows || outcome.sent.is_empty();
 
+    if let Some(device) = identity_changed {
+        match identity::find_clashes(store, &device).await {
+            Ok(clashes) => audits.extend(identity::clash_audit(&device, &clashes, at)),
+            Err(err) => tracing::warn!(error = %err, "identity clashes not looked for"),
+        }
+    }
     for e in audits {
         // After the commit: the audit log is append-only and a failure here must not resend.
         if let Err(err) = store.append_audit(e).await {

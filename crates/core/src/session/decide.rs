@@ -12,6 +12,7 @@ use super::{SessionConfig, SessionError};
 use crate::action::{self, Action, ActionState, Answered};
 use crate::audit::{AuditOutcome, NewAuditEvent};
 use crate::command::{CommandState, DeviceCommand, Resend, Verb, WINRE_STATUS_URI};
+use crate::device::Device;
 use crate::ids::{ActionId, CommandId};
 use crate::inventory::InventoryValue;
 use crate::store::{ActionUpdate, CommandAnswer, SendBatch, SessionStep};
@@ -30,6 +31,9 @@ pub struct Decision {
     pub more_follows: bool,
     /// Audit events to append once the step committed.
     pub audits: Vec<NewAuditEvent>,
+    /// The device as updated, when this message changed what it reports as its identity
+    /// (hardware id, serial, Entra device id): [`super::commit`] looks for clashes.
+    pub identity_changed: Option<Device>,
 }
 
 /// Our MsgID for the reply to `msg`: the device's own MsgID. Each device message gets exactly one
@@ -60,6 +64,8 @@ pub fn decide(
 ) -> Result<Decision, SessionError> {
     let device = &loaded.device;
     let session_id = msg.hdr.session_id.clone();
+    // 0. The message must follow the last one taken from this device (replay, issue #13).
+    let position = super::sequence::judge(&device.last_message, &session_id, &msg.hdr.msg_id)?;
     let msg_id = our_msg_id(msg);
     let mut reply = SyncMl::reply_to(msg, loc(&cfg.server_url)?, msg_id.clone());
     let mut ids = syncml::CmdIds::starting_at(2);
@@ -70,6 +76,7 @@ pub fn decide(
 
     let mut dev = device.clone();
     let mut step = SessionStep::new(device.id, session_id, now);
+    step.sequence = Some((device.last_message.clone(), position));
     let alerts = Alerts::of(msg);
     let answers = Answers::of(msg);
 
@@ -284,6 +291,14 @@ pub fn decide(
             }
         }
     }
+    let identity = |d: &Device| {
+        (
+            d.hw_dev_id.clone(),
+            d.serial.clone(),
+            d.aad_device_id.clone(),
+        )
+    };
+    let identity_changed = (identity(&dev) != identity(device)).then(|| dev.clone());
     if dev != *device {
         step.device_update = Some(dev.clone());
     }
@@ -362,6 +377,7 @@ pub fn decide(
         reply,
         more_follows,
         audits,
+        identity_changed,
     })
 }
 

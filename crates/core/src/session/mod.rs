@@ -13,6 +13,7 @@ mod decide;
 mod inventory;
 mod load;
 mod message;
+pub mod sequence;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +51,9 @@ pub enum SessionError {
     /// A URI we were about to send is not a valid LocURI (configuration error).
     #[error("invalid LocURI {0:?}")]
     BadUri(String),
+    /// The message is a replay or out of order ([`sequence`]); nothing of it was taken.
+    #[error(transparent)]
+    Sequence(#[from] sequence::SequenceRefusal),
 }
 
 /// Engine settings.

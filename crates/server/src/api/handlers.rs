@@ -107,6 +107,16 @@ pub async fn get_device(
         device: device_dto(&detail.device, &detail.readiness),
         inventory: detail.inventory.iter().map(inventory_dto).collect(),
         actions: detail.actions.iter().map(action_dto).collect(),
+        identity_clashes: detail
+            .clashes
+            .iter()
+            .map(|c| api::IdentityClash {
+                device: c.other.to_string(),
+                name: c.other_name.clone(),
+                attribute: c.attribute.as_str().to_owned(),
+                value: c.value.clone(),
+            })
+            .collect(),
     }))
 }
 

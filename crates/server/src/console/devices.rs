@@ -435,6 +435,7 @@ pub async fn page(
         readiness: r,
         actions: acts,
         inventory,
+        clashes,
     } = devices::detail(&state, id).await?;
     let local = match (d.local_reset_desired, d.local_reset_reported) {
         (_, Some(true)) => "allowed (reported by the device)",
@@ -451,6 +452,17 @@ pub async fn page(
     };
     let body = html! {
         (flash(m.msg.as_deref()))
+        @if !clashes.is_empty() {
+            div.notice.warn role="alert" #identity-clash {
+                strong { "Identity clash. " }
+                "Another enrolled device reports the same identity; one of them may be a clone or an old record of this PC:"
+                ul {
+                    @for c in &clashes {
+                        li { a href=(format!("/console/devices/{}", c.other)) { (c.other_name) } " shares " (c.attribute.as_str()) " " code { (c.value) } }
+                    }
+                }
+            }
+        }
         div.columns {
             section aria-labelledby="h-summary" {
                 h2 #h-summary { "Summary" }

@@ -8,6 +8,8 @@ use redeploy_core::{
 };
 use time::{Duration, OffsetDateTime};
 
+use redeploy_core::enrollment::identity::{self, Clash};
+
 use super::{audit, Caller, Result, ServiceError};
 use crate::state::AppState;
 
@@ -138,20 +140,41 @@ pub struct Detail {
     /// Every action of the device, as the store orders them.
     pub actions: Vec<Action>,
     pub inventory: Vec<InventoryValue>,
+    /// Other enrolled records reporting the same hardware id, serial or Entra device id.
+    pub clashes: Vec<Clash>,
 }
 
-/// The device `id` with its readiness, actions and inventory.
+/// The device `id` with its readiness, actions, inventory and identity clashes.
 pub async fn detail(state: &AppState, id: DeviceId) -> Result<Detail> {
     let device = load(state, id).await?;
     let actions = state.store.actions_of_device(id).await?;
     let inventory = state.store.inventory(id).await?;
     let readiness = readiness(&device, &actions, state.clock.now());
+    let clashes = clashes_of(state, &device).await?;
     Ok(Detail {
         device,
         readiness,
         actions,
         inventory,
+        clashes,
     })
+}
+
+/// The other enrolled records sharing a real identity attribute with `device`
+/// (`core::enrollment::identity::clashes`).
+pub async fn clashes_of(state: &AppState, device: &Device) -> Result<Vec<Clash>> {
+    fn real(v: &Option<String>) -> Option<&str> {
+        v.as_deref().filter(|v| !identity::is_placeholder(v))
+    }
+    let others = state
+        .store
+        .devices_by_identity(
+            real(&device.hw_dev_id),
+            real(&device.serial),
+            real(&device.aad_device_id),
+        )
+        .await?;
+    Ok(identity::clashes(device, &others))
 }
 
 /// How many actions are in each of `states` (up to `cap` counted per state).

@@ -91,7 +91,59 @@ on_both_backends!(
     typed_client_round_trips_every_operation,
     a_winre_failure_shows_its_hresult_and_blocks_the_next_reset,
     a_device_support_trail_shows_its_check_ins_to_helpdesk_only,
+    a_pc_reporting_another_pcs_hardware_id_keeps_checking_in_and_is_flagged,
 );
+
+/// Issue #13: the hardware id is an attribute. A PC that starts reporting the hardware id of
+/// another enrolled PC (a cloned image, an imitating client) keeps checking in; both records
+/// show the clash and the audit log says it, once.
+async fn a_pc_reporting_another_pcs_hardware_id_keeps_checking_in_and_is_flagged(
+    backend: Backend,
+) {
+    let clock = std::sync::Arc::new(redeploy_core::ManualClock::new(now()));
+    let app = testkit::app::spawn_app_with_clock(backend, clock.clone(), |_| {}).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let (a, a_id) = enrolled_pc(&app, &transport, "pc-a", 31, None).await;
+    let (mut b, b_id) = enrolled_pc(&app, &transport, "pc-b", 32, None).await;
+    b.hardware.hw_dev_id = a.hardware.hw_dev_id.clone();
+    // The next inventory read is due a day later.
+    clock.advance(time::Duration::hours(25));
+    for _ in 0..2 {
+        client::check_in(&transport, &mut b, now())
+            .await
+            .expect("check-ins go on");
+    }
+    let client = admin(&app);
+    for (me, other) in [(&b_id, &a_id), (&a_id, &b_id)] {
+        let detail = client.device(me).await.unwrap();
+        let clashes: Vec<_> = detail
+            .identity_clashes
+            .iter()
+            .map(|c| (c.device.as_str(), c.attribute.as_str(), c.value.as_str()))
+            .collect();
+        assert_eq!(
+            clashes,
+            [(other.as_str(), "hw_dev_id", a.hardware.hw_dev_id.as_str())]
+        );
+    }
+    let b_uuid = redeploy_core::DeviceId::parse(&b_id).unwrap();
+    assert_eq!(
+        app.store.device(b_uuid).await.unwrap().unwrap().hw_dev_id,
+        Some(a.hardware.hw_dev_id.clone()),
+        "what the PC reports is kept"
+    );
+    let audit = app
+        .store
+        .list_audit(&redeploy_core::store::AuditQuery::default())
+        .await
+        .unwrap();
+    let flagged: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "device.identity_clash")
+        .collect();
+    assert_eq!(flagged.len(), 1, "once, when the identity changed: {flagged:?}");
+    assert_eq!(flagged[0].targets[0], b_uuid);
+}
 
 async fn a_winre_failure_shows_its_hresult_and_blocks_the_next_reset(backend: Backend) {
     let app = spawn_app(backend).await;

@@ -12,8 +12,8 @@ use testkit::on_both_backends;
 on_both_backends!(
     full_exchange_device_enrollment,
     full_enrollment_goes_to_my_user,
-    re_enrollment_keeps_the_device_id,
-    concurrent_first_enrollments_of_one_pc_agree_on_its_id,
+    re_enrollment_with_an_enrollment_token_is_a_new_record_flagged_as_a_clash,
+    concurrent_enrollments_of_one_pc_never_fail,
     wrong_token_is_an_authentication_fault,
     expired_and_used_up_tokens_are_authorization_faults,
     tampered_csr_is_a_certificate_request_fault_and_spends_nothing,
@@ -164,55 +164,106 @@ async fn full_enrollment_goes_to_my_user(backend: Backend) {
     assert_chains_to(&doc.client_certificate_der, &app.ca_pem);
 }
 
-async fn re_enrollment_keeps_the_device_id(backend: Backend) {
+/// Issue #13: an enrollment token proves nothing about which PC holds it, so a PC that
+/// enrolls again with one (or anyone who knows its hardware id) gets a record of its own; the
+/// old record keeps its certificate and history, and the shared hardware id is flagged.
+async fn re_enrollment_with_an_enrollment_token_is_a_new_record_flagged_as_a_clash(
+    backend: Backend,
+) {
     let app = spawn_app(backend).await;
-    let hw = "C".repeat(64);
-    let first = provisioning(&enroll(&app, &hw, "Device").await);
-    let second = provisioning(&enroll(&app, &hw, "Device").await);
-    let id1 = enroll::ca::device_id_from_certificate(&first.client_certificate_der).unwrap();
-    let id2 = enroll::ca::device_id_from_certificate(&second.client_certificate_der).unwrap();
-    assert_eq!(id1, id2, "same HWDevID → same device");
-    assert_ne!(first.client_certificate_der, second.client_certificate_der);
-    let id = redeploy_core::DeviceId::parse(&id1).unwrap();
-    let enrollments = app.store.enrollments_of_device(id).await.unwrap();
-    assert_eq!(enrollments.len(), 2);
-    assert_eq!(enrollments[0].replaced_by, Some(enrollments[1].id));
-    let device = app.store.device(id).await.unwrap().unwrap();
+    let hw = "6F2C8A14D3B5E7F90A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F6071";
+    let first = provisioning(&enroll(&app, hw, "Device").await);
+    let second = provisioning(&enroll(&app, &hw.to_lowercase(), "Device").await);
+    let id_of = |doc: &enroll::provisioning::EnrollmentProvisioning| {
+        redeploy_core::DeviceId::parse(
+            &enroll::ca::device_id_from_certificate(&doc.client_certificate_der).unwrap(),
+        )
+        .unwrap()
+    };
+    let (id1, id2) = (id_of(&first), id_of(&second));
+    assert_ne!(id1, id2, "no takeover by a claimed hardware id");
+    let old = app.store.device(id1).await.unwrap().unwrap();
     assert_eq!(
-        device.cert_thumbprint.as_deref(),
+        old.cert_thumbprint.as_deref(),
         Some(
-            enroll::ca::thumbprint(&second.client_certificate_der)
+            enroll::ca::thumbprint(&first.client_certificate_der)
                 .to_ascii_lowercase()
                 .as_str()
         ),
-        "the device now answers to the new certificate"
+        "the first PC still answers to its own certificate"
     );
-    // Another HWDevID is another device.
-    let other = provisioning(&enroll(&app, &"D".repeat(64), "Device").await);
-    assert_ne!(
-        enroll::ca::device_id_from_certificate(&other.client_certificate_der).unwrap(),
-        id1
+    assert_eq!(app.store.enrollments_of_device(id1).await.unwrap().len(), 1);
+
+    // Flagged in the API, for both records, and in the audit log.
+    for (me, other) in [(id1, id2), (id2, id1)] {
+        let detail: serde_json::Value = app
+            .client()
+            .get(app.url(&format!("/api/v1/devices/{me}")))
+            .bearer_auth(&app.admin_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let clashes = detail["identity_clashes"].as_array().unwrap();
+        assert_eq!(clashes.len(), 1, "{detail}");
+        assert_eq!(clashes[0]["device"], other.to_string());
+        assert_eq!(clashes[0]["attribute"], "hw_dev_id");
+    }
+    let audit = app
+        .store
+        .list_audit(&redeploy_core::store::AuditQuery::default())
+        .await
+        .unwrap();
+    let enrolls: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "device.enroll")
+        .collect();
+    assert!(
+        enrolls.iter().all(|e| e.details.contains("new device")),
+        "{enrolls:?}"
     );
+    let clash = audit
+        .iter()
+        .find(|e| e.action == "device.identity_clash")
+        .expect("the clash is audited");
+    assert_eq!(clash.targets, [id2, id1]);
+
+    // A placeholder hardware id clashes with nothing.
+    let zeros = "0".repeat(64);
+    let a = id_of(&provisioning(&enroll(&app, &zeros, "Device").await));
+    let detail = app.store.device(a).await.unwrap().unwrap();
+    assert!(redeploy_core::enrollment::identity::clashes(
+        &detail,
+        &app.store
+            .devices_by_identity(Some(&zeros), None, None)
+            .await
+            .unwrap()
+    )
+    .is_empty());
 }
 
-async fn concurrent_first_enrollments_of_one_pc_agree_on_its_id(backend: Backend) {
+/// Several enrollments of one PC at once (a client retrying) all succeed, each a record.
+async fn concurrent_enrollments_of_one_pc_never_fail(backend: Backend) {
     let app = spawn_app(backend).await;
-    let hw = "3".repeat(64);
-    let answers = futures::future::join_all((0..6).map(|_| enroll(&app, &hw, "Device"))).await;
+    let hw = "A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F9";
+    let answers = futures::future::join_all((0..6).map(|_| enroll(&app, hw, "Device"))).await;
     let ids: std::collections::BTreeSet<String> = answers
         .iter()
         .map(|a| {
             enroll::ca::device_id_from_certificate(&provisioning(a).client_certificate_der).unwrap()
         })
         .collect();
+    assert_eq!(ids.len(), 6, "{ids:?}");
     assert_eq!(
-        ids.len(),
-        1,
-        "every certificate names the same device: {ids:?}"
+        app.store
+            .devices_by_identity(Some(hw), None, None)
+            .await
+            .unwrap()
+            .len(),
+        6
     );
-    let id = redeploy_core::DeviceId::parse(ids.first().unwrap()).unwrap();
-    let device = app.store.device_by_hw_dev_id(&hw).await.unwrap().unwrap();
-    assert_eq!(device.id, id);
 }
 
 async fn wrong_token_is_an_authentication_fault(backend: Backend) {

@@ -42,13 +42,21 @@ fn keys() -> &'static (Key, Key) {
 }
 
 fn jwt(key: &Key, issuer: &str, audience: &str) -> String {
+    jwt_with(key, issuer, audience, serde_json::json!({}))
+}
+
+/// A token with `extra` claims added to (or replacing) the usual ones.
+fn jwt_with(key: &Key, issuer: &str, audience: &str, extra: serde_json::Value) -> String {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("issuer-key".into());
-    let claims = serde_json::json!({
+    let mut claims = serde_json::json!({
         "iss": issuer, "aud": audience, "iat": now, "nbf": now - 10, "exp": now + 3600,
         "upn": "alice@contoso.test", "oid": "0000-oid", "tid": "tenant-1",
     });
+    if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+        claims.extend(extra.clone());
+    }
     jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
 }
 
@@ -82,6 +90,7 @@ async fn federated_app(backend: Backend) -> TestApp {
 on_both_backends!(
     federated_discovery_and_valid_jwt_enroll,
     jwt_with_wrong_issuer_audience_or_signature_is_refused,
+    only_a_validated_token_gives_a_re_enrolling_pc_its_record_back,
 );
 
 async fn federated_discovery_and_valid_jwt_enroll(backend: Backend) {
@@ -175,4 +184,101 @@ async fn jwt_with_wrong_issuer_audience_or_signature_is_refused(backend: Backend
     )
     .await;
     assert_eq!(answer.fault_code(), "s:Authentication");
+}
+
+/// Issue #13: a re-enrolling PC keeps its record only when the validated token binds it (the
+/// token's Entra device id, or the same user re-adding a work account on the same hardware);
+/// an enrollment token holder claiming the same hardware id gets a record of its own.
+async fn only_a_validated_token_gives_a_re_enrolling_pc_its_record_back(backend: Backend) {
+    let app = federated_app(backend).await;
+    let hw = "6F2C8A14D3B5E7F90A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F6071";
+    let enroll_with = |token: enroll::SecurityToken, hw: &'static str, kind: &'static str| {
+        let app = &app;
+        async move {
+            let answer = post(
+                app,
+                "/EnrollmentServer/Enrollment.svc",
+                rst_xml(app, token, new_csr(), context(hw, kind)),
+            )
+            .await;
+            let doc = provisioning(&answer);
+            redeploy_core::DeviceId::parse(
+                &enroll::ca::device_id_from_certificate(&doc.client_certificate_der).unwrap(),
+            )
+            .unwrap()
+        }
+    };
+    let device_token = |device: &str| {
+        bst(&jwt_with(
+            &keys().0,
+            ISSUER,
+            AUDIENCE,
+            serde_json::json!({ "deviceid": device }),
+        ))
+    };
+    let joined = enroll_with(
+        device_token("7d3c1f7e-aad0-4d4e-9c1a-000000000001"),
+        hw,
+        "Device",
+    )
+    .await;
+    let stored = app.store.device(joined).await.unwrap().unwrap();
+    assert_eq!(
+        stored.aad_device_id.as_deref(),
+        Some("7d3c1f7e-aad0-4d4e-9c1a-000000000001"),
+        "the validated device claim"
+    );
+
+    // Someone with an enrollment token and the PC's hardware id: a new record.
+    let intruder = enroll_with(password(&app.enrollment_token), hw, "Device").await;
+    assert_ne!(intruder, joined);
+
+    // The PC itself, with a token naming its Entra device: its record back, history kept.
+    let again = enroll_with(
+        device_token("7D3C1F7E-AAD0-4D4E-9C1A-000000000001"),
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "Device",
+    )
+    .await;
+    assert_eq!(again, joined);
+    let enrollments = app.store.enrollments_of_device(joined).await.unwrap();
+    assert_eq!(enrollments.len(), 2);
+    assert_eq!(enrollments[0].replaced_by, Some(enrollments[1].id));
+    // Another Entra device id: another record.
+    let other = enroll_with(device_token("another-device"), hw, "Device").await;
+    assert_ne!(other, joined);
+
+    // A work account: the same user on the same hardware keeps the record; another user not.
+    let user = |upn: &str| {
+        bst(&jwt_with(
+            &keys().0,
+            ISSUER,
+            AUDIENCE,
+            serde_json::json!({ "upn": upn }),
+        ))
+    };
+    let laptop = "0A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F9";
+    let first = enroll_with(user("bob@contoso.test"), laptop, "Full").await;
+    assert_eq!(
+        enroll_with(user("BOB@contoso.test"), laptop, "Full").await,
+        first
+    );
+    assert_ne!(
+        enroll_with(user("eve@contoso.test"), laptop, "Full").await,
+        first
+    );
+
+    let audit = app
+        .store
+        .list_audit(&redeploy_core::store::AuditQuery::default())
+        .await
+        .unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "device.enroll"
+            && e.targets == [joined]
+            && e.details.contains(
+                "re-enrollment of the known device, bound by the token's Entra device id"
+            )),
+        "re-enrollment audited as such"
+    );
 }

@@ -1,0 +1,11 @@
+-- Issue #13: a device record is its MDM certificate; the hardware id, serial and Entra device id
+-- are attributes two records may share (a clash the admin sees), never unique keys that fail a
+-- check-in. SQLite cannot drop a UNIQUE column, so the hardware ids move to `hardware_id` and
+-- `hw_dev_id` stays behind, always NULL, read by nothing.
+ALTER TABLE devices ADD COLUMN hardware_id TEXT;
+UPDATE devices SET hardware_id = hw_dev_id, hw_dev_id = NULL;
+
+-- Looked up case-insensitively (store `devices_by_identity`, `core::enrollment::identity`).
+CREATE INDEX devices_hardware_identity ON devices (lower(hardware_id));
+CREATE INDEX devices_serial_identity ON devices (lower(serial));
+CREATE INDEX devices_aad_identity ON devices (lower(aad_device_id));
