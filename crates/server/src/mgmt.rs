@@ -213,7 +213,9 @@ async fn serve(
     let reply = match handle(state.store.as_ref(), &device, &msg, now, &cfg).await {
         Ok(reply) => reply,
         Err(SessionError::Sequence(why)) => {
-            return Ok(refuse_out_of_order(state, &device, &msg, bytes, now, &cfg, why.to_string()).await)
+            return Ok(
+                refuse_out_of_order(state, &device, &msg, bytes, now, &cfg, why.to_string()).await,
+            )
         }
         Err(SessionError::Store(StoreError::SequenceMoved)) => {
             let why = format!(
@@ -243,10 +245,21 @@ async fn serve(
         // Committed as sent, not yet on its way to the device.
         state.crash_point(crate::crash::AFTER_REPLY_COMMIT);
     }
-    // The reply's one serialization (the support trail and the response share the bytes): the
-    // engine kept it under its byte budget with `syncml::written_len`, which counts without
-    // writing.
-    let answer = syncml::write(&reply);
+    Ok((answer(state, &device, &msg, bytes, now, &reply), "ok"))
+}
+
+/// Writes `reply` to `msg` once (the engine kept it under its byte budget with
+/// `syncml::written_len`, which counts without writing), keeps both in the support trail and
+/// answers with those bytes.
+fn answer(
+    state: &AppState,
+    device: &Device,
+    msg: &syncml::SyncMl,
+    bytes: &[u8],
+    now: time::OffsetDateTime,
+    reply: &syncml::SyncMl,
+) -> Response {
+    let answer = syncml::write(reply);
     trail::record(
         state,
         device.id,
@@ -271,7 +284,7 @@ async fn serve(
         header::CONTENT_TYPE,
         HeaderValue::from_static(syncml::codes::CONTENT_TYPE),
     );
-    Ok((response, "ok"))
+    response
 }
 
 /// The answer to a replayed or out-of-order message (`core::session::sequence`): a SyncML reply
@@ -297,39 +310,25 @@ async fn refuse_out_of_order(
     }
     let mut reply = match syncml::LocUri::parse(cfg.server_url.clone()) {
         Ok(source) => syncml::SyncMl::reply_to(msg, source, msg.hdr.msg_id.clone()),
-        Err(_) => return (Problem::new(StatusCode::BAD_REQUEST).into_response(), "out_of_order"),
+        Err(_) => {
+            return (
+                Problem::new(StatusCode::BAD_REQUEST).into_response(),
+                "out_of_order",
+            )
+        }
     };
-    reply.body.commands.push(syncml::Command::Status(syncml::Status::for_header(
-        msg.hdr.msg_id.clone(),
-        syncml::StatusCode::BadRequest,
-    )));
+    reply
+        .body
+        .commands
+        .push(syncml::Command::Status(syncml::Status::for_header(
+            msg.hdr.msg_id.clone(),
+            syncml::StatusCode::BadRequest,
+        )));
     reply.body.is_final = true;
-    let answer = syncml::write(&reply);
-    trail::record(
-        state,
-        device.id,
-        now,
-        (
-            MessageIds {
-                session_id: &msg.hdr.session_id,
-                msg_id: &msg.hdr.msg_id,
-            },
-            bytes,
-        ),
-        Some((
-            MessageIds {
-                session_id: &reply.hdr.session_id,
-                msg_id: &reply.hdr.msg_id,
-            },
-            answer.as_bytes(),
-        )),
-    );
-    let mut response = Response::new(Body::from(answer));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(syncml::codes::CONTENT_TYPE),
-    );
-    (response, "out_of_order")
+    (
+        answer(state, device, msg, bytes, now, &reply),
+        "out_of_order",
+    )
 }
 
 /// The DER client certificate: from the TLS handshake, else from a trusted proxy's header.

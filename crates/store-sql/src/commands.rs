@@ -10,7 +10,7 @@ use redeploy_core::store::{CommandQueue, SessionStep, StepOutcome, StoreError, S
 use sea_query::{Cond, Expr, Keyword, LockType, Order, Query, SelectStatement, SimpleExpr};
 
 use crate::actions::{action_in, discard_queued_in, update_action_in};
-use crate::devices::{record_seen_on, update_device_in};
+use crate::devices::{record_seen_on, set_last_message_in, update_device_in};
 use crate::dialect::{Dialect, SqlRow};
 use crate::inventory::upsert_inventory_in;
 use crate::query::{built, built_locked, insert_row, v};
@@ -228,6 +228,10 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
         let device = step.device;
         let foreign =
             |what: &str| StoreError::Conflict(format!("{what} is not for device {device}"));
+        // First: a message taken meanwhile (a concurrent duplicate) makes this step nothing.
+        if let Some((last, next)) = &step.sequence {
+            set_last_message_in(&mut tx, device, last, next).await?;
+        }
         if let Some(d) = &step.device_update {
             if d.id != device {
                 return Err(foreign("device update"));

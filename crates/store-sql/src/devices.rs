@@ -1,7 +1,7 @@
 //! Devices: the row and its reads, lookups by each identity, and the filtered, sorted, paged list.
 
 use async_trait::async_trait;
-use redeploy_core::device::{Device, EnrollmentType, JoinType};
+use redeploy_core::device::{Device, EnrollmentType, JoinType, MessageSeq};
 use redeploy_core::ids::DeviceId;
 use redeploy_core::store::{
     device_sort_key, from_micros, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, Page,
@@ -49,12 +49,38 @@ const DEVICE_COLS: [Dv; 30] = [
     Dv::UnenrolledAt,
 ];
 
-/// Every device, to be narrowed and ordered: rows for [`row_device`].
+/// Every device, to be narrowed and ordered: rows for [`row_device`]. Beside [`DEVICE_COLS`]
+/// it reads the last message taken, which only the session step writes
+/// ([`set_last_message_in`]).
 pub(crate) fn select_devices() -> SelectStatement {
     Query::select()
         .columns(DEVICE_COLS)
+        .columns([Dv::DmSessionId, Dv::DmMsgId])
         .from(Dv::Table)
         .to_owned()
+}
+
+/// Records `next` as the last message taken from `id`, if `last` still is (compare and set):
+/// [`StoreError::SequenceMoved`] when another message was taken meanwhile.
+pub(crate) async fn set_last_message_in<D: Dialect>(
+    tx: &mut Tx<D>,
+    id: DeviceId,
+    last: &MessageSeq,
+    next: &MessageSeq,
+) -> StoreResult<()> {
+    let as_int = |n: u64| i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("MsgID {n}")));
+    let update = Query::update()
+        .table(Dv::Table)
+        .value(Dv::DmSessionId, v(next.session_id.clone()))
+        .value(Dv::DmMsgId, v(as_int(next.msg_id)?))
+        .and_where(Expr::col(Dv::Id).eq(v(id)))
+        .and_where(Expr::col(Dv::DmSessionId).eq(v(last.session_id.clone())))
+        .and_where(Expr::col(Dv::DmMsgId).eq(v(as_int(last.msg_id)?)))
+        .to_owned();
+    if built::<D>(&update)?.execute(tx.on()).await? == 0 {
+        return Err(StoreError::SequenceMoved);
+    }
+    Ok(())
 }
 
 /// The values of [`DEVICE_COLS`], in order.
@@ -159,6 +185,11 @@ pub(crate) fn row_device(r: &impl SqlRow) -> StoreResult<Device> {
         winre_checked_at: r.time("winre_checked_at")?,
         enrolled_at: r.at("enrolled_at")?,
         unenrolled_at: r.time("unenrolled_at")?,
+        last_message: MessageSeq {
+            session_id: r.string("dm_session_id")?,
+            msg_id: u64::try_from(r.i64("dm_msg_id")?)
+                .map_err(|_| StoreError::Corrupt("column dm_msg_id: negative".into()))?,
+        },
     })
 }
 

@@ -86,6 +86,8 @@ pub(crate) enum Devices {
     WinreCheckedAt,
     EnrolledAt,
     UnenrolledAt,
+    DmSessionId,
+    DmMsgId,
 }
 
 /// `enrollments`: one row per enrollment of a device, newest replacing the earlier ones.

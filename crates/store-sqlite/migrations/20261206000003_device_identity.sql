@@ -9,3 +9,8 @@ UPDATE devices SET hardware_id = hw_dev_id, hw_dev_id = NULL;
 CREATE INDEX devices_hardware_identity ON devices (lower(hardware_id));
 CREATE INDEX devices_serial_identity ON devices (lower(serial));
 CREATE INDEX devices_aad_identity ON devices (lower(aad_device_id));
+
+-- Issue #13, replay: the last message taken from each device (SyncHdr SessionID and MsgID),
+-- written by the session step that takes the next one (core::session::sequence).
+ALTER TABLE devices ADD COLUMN dm_session_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE devices ADD COLUMN dm_msg_id INTEGER NOT NULL DEFAULT 0;

@@ -36,7 +36,11 @@ pub enum SequenceRefusal {
 
 /// Judges message `msg_id` of session `session_id` after `last` (the last message taken from
 /// this device): the position to record when it is taken.
-pub fn judge(last: &MessageSeq, session_id: &str, msg_id: &str) -> Result<MessageSeq, SequenceRefusal> {
+pub fn judge(
+    last: &MessageSeq,
+    session_id: &str,
+    msg_id: &str,
+) -> Result<MessageSeq, SequenceRefusal> {
     let n: u64 = msg_id
         .trim()
         .parse()
@@ -82,16 +86,59 @@ mod tests {
     #[test]
     fn each_message_must_follow_the_last_one_of_its_session() {
         // (case, last taken, session, MsgID, taken or the refusal's kind)
-        let cases: [(&str, MessageSeq, &str, &str, Result<u64, &str>); 10] = [
+        type Case = (
+            &'static str,
+            MessageSeq,
+            &'static str,
+            &'static str,
+            Result<u64, &'static str>,
+        );
+        let cases: [Case; 10] = [
             ("a first session", MessageSeq::default(), "1", "1", Ok(1)),
             ("the next message", at("1A", 1), "1A", "2", Ok(2)),
             ("a new session", at("1A", 4), "1B", "1", Ok(1)),
-            ("a session id reused after a reset", at("1A", 4), "1A", "1", Ok(1)),
-            ("a replay of the last message", at("1A", 3), "1A", "3", Err("out of order")),
-            ("a replay of an earlier message", at("1A", 3), "1A", "2", Err("out of order")),
-            ("a skipped message", at("1A", 1), "1A", "3", Err("out of order")),
-            ("a message of an old session", at("1B", 2), "1A", "3", Err("unknown session")),
-            ("never seen, not a start", MessageSeq::default(), "7", "2", Err("unknown session")),
+            (
+                "a session id reused after a reset",
+                at("1A", 4),
+                "1A",
+                "1",
+                Ok(1),
+            ),
+            (
+                "a replay of the last message",
+                at("1A", 3),
+                "1A",
+                "3",
+                Err("out of order"),
+            ),
+            (
+                "a replay of an earlier message",
+                at("1A", 3),
+                "1A",
+                "2",
+                Err("out of order"),
+            ),
+            (
+                "a skipped message",
+                at("1A", 1),
+                "1A",
+                "3",
+                Err("out of order"),
+            ),
+            (
+                "a message of an old session",
+                at("1B", 2),
+                "1A",
+                "3",
+                Err("unknown session"),
+            ),
+            (
+                "never seen, not a start",
+                MessageSeq::default(),
+                "7",
+                "2",
+                Err("unknown session"),
+            ),
             ("not a number", at("1A", 1), "1A", "two", Err("bad")),
         ];
         for (case, last, session, msg, want) in cases {

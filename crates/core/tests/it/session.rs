@@ -136,7 +136,7 @@ async fn a_status_from_another_session_or_an_unknown_ref_changes_nothing() {
          <Status><CmdID>2</CmdID><MsgRef>1</MsgRef><CmdRef>{cmd_id}</CmdRef><Cmd>Get</Cmd><Data>200</Data></Status>\
          <Status><CmdID>3</CmdID><MsgRef>9</MsgRef><CmdRef>99</CmdRef><Cmd>Get</Cmd><Data>200</Data></Status>"
     );
-    env.send(&msg("2", 2, &stray, true), T0).await;
+    env.send(&msg("2", 1, &stray, true), T0).await;
     let c = env
         .store
         .sent_command_by_ref(env.device, "1", "1", &cmd_id)

@@ -97,9 +97,7 @@ on_both_backends!(
 /// Issue #13: the hardware id is an attribute. A PC that starts reporting the hardware id of
 /// another enrolled PC (a cloned image, an imitating client) keeps checking in; both records
 /// show the clash and the audit log says it, once.
-async fn a_pc_reporting_another_pcs_hardware_id_keeps_checking_in_and_is_flagged(
-    backend: Backend,
-) {
+async fn a_pc_reporting_another_pcs_hardware_id_keeps_checking_in_and_is_flagged(backend: Backend) {
     let clock = std::sync::Arc::new(redeploy_core::ManualClock::new(now()));
     let app = testkit::app::spawn_app_with_clock(backend, clock.clone(), |_| {}).await;
     let transport = HttpsTransport::new(&app.ca_pem).unwrap();
@@ -141,7 +139,11 @@ async fn a_pc_reporting_another_pcs_hardware_id_keeps_checking_in_and_is_flagged
         .iter()
         .filter(|e| e.action == "device.identity_clash")
         .collect();
-    assert_eq!(flagged.len(), 1, "once, when the identity changed: {flagged:?}");
+    assert_eq!(
+        flagged.len(),
+        1,
+        "once, when the identity changed: {flagged:?}"
+    );
     assert_eq!(flagged[0].targets[0], b_uuid);
 }
 

@@ -450,7 +450,134 @@ async fn https_full_check_in(backend: testkit::app::Backend) {
     assert_eq!(swv.value, "10.0.26100.1");
 }
 
-testkit::on_both_backends!(https_refusals, https_full_check_in);
+/// Issue #13, replay: a message that does not follow the last one of its session (a replay, a
+/// skipped or an old session's message) is answered with SyncHdr Status 400 and nothing of it
+/// counts; two copies of one message sent at once are taken once.
+async fn https_replayed_and_out_of_order_messages_are_refused(backend: testkit::app::Backend) {
+    let app = testkit::app::spawn_app(backend).await;
+    let ca = app.server().state.ca.clone();
+    let (device, _, identity) = enroll_with_key(app.store.as_ref(), &ca, DEV_ID).await;
+    let client = https_client(&app, Some(&identity));
+    let message = |session: &str, msg_id: u32, body: &str| {
+        format!(
+            r#"<SyncML xmlns="SYNCML:SYNCML1.2"><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/1.2</VerProto><SessionID>{session}</SessionID><MsgID>{msg_id}</MsgID><Target><LocURI>x</LocURI></Target><Source><LocURI>{DEV_ID}</LocURI></Source></SyncHdr><SyncBody>{body}<Final/></SyncBody></SyncML>"#
+        )
+    };
+    let header_status = |body: &str| {
+        syncml::parse(body.as_bytes())
+            .unwrap()
+            .body
+            .commands
+            .iter()
+            .find_map(|c| match c {
+                syncml::Command::Status(s) if s.cmd == "SyncHdr" => {
+                    Some(s.code.as_u16().to_string())
+                }
+                _ => None,
+            })
+            .unwrap()
+    };
+    let out_of_order = || async {
+        app.store
+            .list_audit(&AuditQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == "mgmt.out_of_order" && e.targets == [device])
+            .count()
+    };
+    let (status, _, first) = https_post(&client, &app, package1()).await;
+    assert_eq!(status, 200, "{first}");
+    let session = syncml::parse(package1().as_bytes()).unwrap().hdr.session_id;
+    let swv = syncml::parse(first.as_bytes())
+        .unwrap()
+        .body
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            syncml::Command::Get(g)
+                if g.items[0].target.as_ref().map(|t| t.as_str()) == Some("./DevDetail/SwV") =>
+            {
+                Some(g.cmd_id.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    let answer = message(
+        &session,
+        2,
+        &format!(
+            "<Status><CmdID>1</CmdID><MsgRef>1</MsgRef><CmdRef>0</CmdRef><Cmd>SyncHdr</Cmd><Data>200</Data></Status>\
+             <Results><CmdID>2</CmdID><MsgRef>1</MsgRef><CmdRef>{swv}</CmdRef><Item><Source><LocURI>./DevDetail/SwV</LocURI></Source><Data>10.0.26100.1</Data></Item></Results>"
+        ),
+    );
+    let (status, _, body) = https_post(&client, &app, answer.clone()).await;
+    assert_eq!(
+        (status, header_status(&body).as_str()),
+        (200, "200"),
+        "{body}"
+    );
+    let seen = app.store.device(device).await.unwrap().unwrap();
+
+    // The same message again, one skipping ahead, and one of a session that is not running.
+    let replayed = answer.replace("10.0.26100.1", "10.0.99999.1");
+    for (what, body) in [
+        ("a replay", replayed),
+        ("a skipped message", message(&session, 4, "")),
+        ("another session", message("FF", 3, "")),
+    ] {
+        let (status, ct, reply) = https_post(&client, &app, body).await;
+        assert_eq!(
+            (status, ct.as_str(), header_status(&reply).as_str()),
+            (200, "application/vnd.syncml.dm+xml", "400"),
+            "{what}: {reply}"
+        );
+        let reply = syncml::parse(reply.as_bytes()).unwrap();
+        assert_eq!(
+            reply.body.commands.len(),
+            1,
+            "{what}: nothing but the refusal"
+        );
+    }
+    assert_eq!(out_of_order().await, 3);
+    let after = app.store.device(device).await.unwrap().unwrap();
+    assert_eq!(
+        after.os_version.as_deref(),
+        Some("10.0.26100.1"),
+        "nothing counted"
+    );
+    assert_eq!(after.last_seen, seen.last_seen);
+
+    // A new session goes on as usual; two copies of its next message sent at once count once.
+    let (status, _, _) = https_post(
+        &client,
+        &app,
+        package1().replace(
+            &format!("<SessionID>{session}</SessionID>"),
+            "<SessionID>A1</SessionID>",
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let second = message("A1", 2, "<Status><CmdID>1</CmdID><MsgRef>1</MsgRef><CmdRef>0</CmdRef><Cmd>SyncHdr</Cmd><Data>200</Data></Status>");
+    let (a, b) = tokio::join!(
+        https_post(&client, &app, second.clone()),
+        https_post(&client, &app, second.clone())
+    );
+    let mut statuses = [header_status(&a.2), header_status(&b.2)];
+    statuses.sort();
+    assert_eq!(statuses, ["200", "400"], "one taken, one refused");
+    assert_eq!(out_of_order().await, 4);
+}
+
+testkit::on_both_backends!(
+    https_refusals,
+    https_full_check_in,
+    https_replayed_and_out_of_order_messages_are_refused
+);
 
 /// The device's trail once everything received so far is stored.
 async fn trail_of(state: &AppState, device: DeviceId) -> Vec<TrailMessage> {
