@@ -12,8 +12,8 @@ use axum::Router;
 use base64::Engine;
 use enroll::provisioning::{AppAuth, CertStore, EnrollmentProvisioning};
 use enroll::{
-    ns, AuthPolicy, DiscoverRequest, DiscoverResponse, EnrollMessage, Fault, FaultCode,
-    GetPoliciesRequest, PolicyResponse, RstRequest, Rstr, SecurityToken,
+    ns, AuthPolicy, DiscoverRequest, DiscoverResponse, EnrollMessage, EnrollmentErrorType, Fault,
+    FaultCode, GetPoliciesRequest, PolicyResponse, RstRequest, Rstr, SecurityToken,
 };
 use http::{header, HeaderValue, StatusCode};
 use redeploy_core::enrollment::decide::{
@@ -193,6 +193,17 @@ impl From<decide::Refusal> for Refusal {
             RefusalKind::Authentication => FaultCode::Authentication,
             RefusalKind::Authorization => FaultCode::Authorization,
             RefusalKind::CertificateRequest => FaultCode::CertificateRequest,
+            // MS-MDE2's errortype for a certificate that may not be renewed rides in the
+            // fault's detail (docs/protocol.md §2.6, §2.9).
+            RefusalKind::NotEligibleToRenew => {
+                return Refusal {
+                    fault: Fault::new(FaultCode::Authorization, r.reason.clone()).with_detail(
+                        EnrollmentErrorType::NotEligibleToRenew,
+                        r.reason,
+                        "",
+                    ),
+                }
+            }
         };
         Refusal::new(code, r.reason)
     }
