@@ -3269,7 +3269,10 @@ pub async fn a_certificate_renewal_keeps_the_device_and_retires_the_old_one_once
         .iter()
         .all(|e| e.replaced_by == Some(enrollment.id)));
     assert_eq!(history.last(), Some(&enrollment));
-    assert_eq!(store.unseen_renewals(id).await.unwrap(), [renewal.clone()]);
+    assert_eq!(
+        store.unseen_renewals(id).await.unwrap(),
+        std::slice::from_ref(&renewal)
+    );
     assert!(store.unseen_renewals(other).await.unwrap().is_empty());
 
     // The same renewal decided twice: the second finds the certificate already replaced.

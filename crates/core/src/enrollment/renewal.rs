@@ -18,6 +18,9 @@ use crate::audit::{AuditOutcome, NewAuditEvent};
 use crate::device::{Device, EnrollmentType};
 use crate::ids::{DeviceId, EnrollmentId};
 
+/// A certificate that expires within this is shown as expiring soon (API, console).
+pub const EXPIRY_WARNING: time::Duration = time::Duration::days(30);
+
 /// The auth method recorded on the enrollment of a renewal.
 pub const RENEWAL_AUTH_METHOD: &str = "Renewal";
 
@@ -389,7 +392,8 @@ mod tests {
     fn who_may_renew() {
         type Edit = fn(&mut RenewalRequest, &mut Device, &mut Vec<CertificateRenewal>);
         // (case, edit, refusal or Ok)
-        let cases: Vec<(&str, Edit, Result<(), (RefusalKind, &str)>)> = vec![
+        type Case<'a> = (&'a str, Edit, Result<(), (RefusalKind, &'a str)>);
+        let cases: Vec<Case> = vec![
             ("the current certificate, over TLS", |_, _, _| {}, Ok(())),
             (
                 "PKCS#7 alone (no TLS certificate)",

@@ -147,6 +147,28 @@ async fn a_pc_lives_through_several_certificate_lifetimes(backend: Backend) {
             .renewals as usize,
         renewals
     );
+
+    // The REST API shows the expiry per device and counts the fleet's: the PC's certificate
+    // expires within two days (renewal starts one day before), so within 30 days.
+    let api = api::Client::new(&app.base_url, &app.admin_token, Some(&app.ca_pem)).unwrap();
+    let shown = api.device(&device.id.to_string()).await.unwrap().device;
+    let expires = time::OffsetDateTime::parse(
+        shown.certificate_expires_at.as_deref().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(Some(expires), now_device.cert_not_after);
+    let fleet = api.readiness().await.unwrap();
+    assert_eq!(
+        (fleet.certificates_expired, fleet.certificates_expiring_30d),
+        (0, 1)
+    );
+    clock.advance(LIFETIME);
+    let fleet = api.readiness().await.unwrap();
+    assert_eq!(
+        (fleet.certificates_expired, fleet.certificates_expiring_30d),
+        (1, 0)
+    );
 }
 
 async fn a_lost_renewal_answer_does_not_lock_the_pc_out(backend: Backend) {
