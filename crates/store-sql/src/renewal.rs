@@ -42,7 +42,9 @@ fn row_renewal(r: &impl SqlRow) -> StoreResult<CertificateRenewal> {
     })
 }
 
-/// The enrollment context as the `enrollments` table keeps it: a JSON array of `[name, value]`.
+/// The enrollment context as the `enrollments` table keeps it: a JSON array of `[name, value]`
+/// (the encoding of `enrollments.rs`, repeated here while that file is being converted to
+/// sea-query; one of them should use the other's once it lands).
 fn context_json(context: &[(String, String)]) -> String {
     serde_json::Value::Array(
         context
