@@ -60,6 +60,10 @@ pub struct Device {
     /// A shared (multi-user) device: no user becomes primary on their own.
     #[serde(default)]
     pub shared: bool,
+    /// Expiry of the device's current MDM client certificate (RFC 3339); the PC renews it
+    /// before then. Null if unknown.
+    #[serde(default)]
+    pub certificate_expires_at: Option<String>,
 }
 
 /// `GET /api/v1/devices`.
@@ -245,6 +249,12 @@ pub struct FleetReadiness {
     pub ready: u64,
     /// Devices per blocking reason code (a device may count under several).
     pub blocked_by_reason: BTreeMap<String, u64>,
+    /// Enrolled devices whose MDM certificate has expired (they can no longer check in).
+    #[serde(default)]
+    pub certificates_expired: u64,
+    /// Enrolled devices whose MDM certificate expires within 30 days.
+    #[serde(default)]
+    pub certificates_expiring_30d: u64,
 }
 
 /// One audit log entry.

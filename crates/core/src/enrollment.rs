@@ -1,8 +1,9 @@
 //! Enrollment records and the tokens that authorise enrollment and API calls; [`decide`] holds
-//! the rules of one enrollment request.
+//! the rules of one enrollment request, [`renewal`] those of a certificate renewal.
 
 pub mod decide;
 pub mod identity;
+pub mod renewal;
 
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;

@@ -3,7 +3,7 @@
 //! they apply (command state after a Status, action state after a send) are functions of this crate.
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 use crate::action::{Action, ActionKind, ActionState};
 use crate::audit::{AuditEvent, NewAuditEvent};
@@ -11,6 +11,7 @@ use crate::autopilot::AutopilotRecord;
 use crate::command::DeviceCommand;
 use crate::console_session::ConsoleSession;
 use crate::device::{Device, JoinType, MessageSeq};
+use crate::enrollment::renewal::CertificateRenewal;
 use crate::enrollment::{ApiToken, Enrollment, EnrollmentToken, SecretHash};
 use crate::group::Group;
 use crate::ids::{
@@ -504,6 +505,53 @@ pub trait EnrollmentStore: Send + Sync {
     async fn enrollments_of_device(&self, device: DeviceId) -> StoreResult<Vec<Enrollment>>;
 }
 
+/// How many enrolled devices' certificates are expired or expire soon.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CertificateExpiry {
+    /// Enrolled devices whose certificate's notAfter is at or before `now`.
+    pub expired: u64,
+    /// Enrolled devices whose certificate expires after `now` and at or before `now + within`.
+    pub expiring: u64,
+}
+
+/// MDM client certificate renewals (`enrollment::renewal`).
+#[async_trait]
+pub trait CertificateRenewalStore: Send + Sync {
+    /// Commits a renewal in one transaction: the device's `cert_thumbprint`/`cert_not_after`
+    /// become the new certificate's, its earlier un-replaced enrollments get `replaced_by` =
+    /// `enrollment`, `enrollment` is inserted, and `renewal` is recorded (unseen). The device
+    /// keeps its id and everything else. `Conflict` when the device's current thumbprint is no
+    /// longer `renewal.replaces` (a concurrent renewal or re-enrollment) or it was unenrolled;
+    /// `NotFound` for an unknown device. Nothing is written on an error.
+    async fn renew_device_certificate(
+        &self,
+        renewal: &CertificateRenewal,
+        enrollment: &Enrollment,
+    ) -> StoreResult<()>;
+
+    /// The device's renewals whose new certificate has not been seen yet, oldest first; empty
+    /// when there are none (the usual case).
+    async fn unseen_renewals(&self, device: DeviceId) -> StoreResult<Vec<CertificateRenewal>>;
+
+    /// Marks every unseen renewal of the device seen at `at` (its current certificate checked
+    /// in; the old ones are refused from now on). Returns how many; 0 when none was unseen.
+    async fn retire_renewed_certificates(
+        &self,
+        device: DeviceId,
+        at: OffsetDateTime,
+    ) -> StoreResult<u64>;
+
+    /// Every renewal of the device, oldest first; empty if none.
+    async fn renewals_of_device(&self, device: DeviceId) -> StoreResult<Vec<CertificateRenewal>>;
+
+    /// Counts enrolled (not unenrolled) devices with a certificate by expiry at `now`.
+    async fn certificate_expiry(
+        &self,
+        now: OffsetDateTime,
+        within: Duration,
+    ) -> StoreResult<CertificateExpiry>;
+}
+
 /// Devices.
 #[async_trait]
 pub trait DeviceStore: Send + Sync {
@@ -961,6 +1009,7 @@ pub trait WebhookStore: Send + Sync {
 /// Every storage concern; what the server holds as `Arc<dyn Store>`.
 pub trait Store:
     EnrollmentStore
+    + CertificateRenewalStore
     + DeviceStore
     + CommandQueue
     + InventoryStore
@@ -981,6 +1030,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: EnrollmentStore
+        + CertificateRenewalStore
         + DeviceStore
         + CommandQueue
         + InventoryStore

@@ -14,8 +14,8 @@ use crate::error::{DeviceError, Result};
 use crate::fault::{self, Cut};
 use crate::reset;
 use crate::state::{
-    DeviceState, Edition, EnrollmentType, EventKind, FirstSyncStatus, JoinType, MdmEnrollment,
-    PollSchedule,
+    CertRenewal, DeviceState, Edition, EnrollmentType, EventKind, FirstSyncStatus, JoinType,
+    MdmEnrollment, PollSchedule,
 };
 use crate::transport::{Identity, Transport, MAX_RESPONSE_BYTES};
 
@@ -180,8 +180,19 @@ async fn soap(
     url: &str,
     body: String,
 ) -> Result<enroll::EnrollResponse> {
+    soap_as(transport, step, url, body, None).await
+}
+
+/// [`soap`], presenting `identity` in the TLS handshake (a renewal: MS-MDE2 3.4.4.1.1.1).
+async fn soap_as(
+    transport: &dyn Transport,
+    step: &'static str,
+    url: &str,
+    body: String,
+    identity: Option<&Identity>,
+) -> Result<enroll::EnrollResponse> {
     let resp = transport
-        .post(url, SOAP_CONTENT_TYPE, body.into_bytes(), None)
+        .post(url, SOAP_CONTENT_TYPE, body.into_bytes(), identity)
         .await?;
     // A fault comes with HTTP 500 (SOAP 1.2 binding); try to read it whatever the status.
     match enroll::parse_response(&resp.body) {
@@ -382,6 +393,18 @@ async fn enroll_inner(
         enrolled: true,
         enrolled_at: now,
         root_cert_pem: der_to_pem("CERTIFICATE", &prov.root_certificate_der),
+        renewal: match &prov.renewal {
+            Some(r) => Some(CertRenewal {
+                server_url: discovered.enrollment_service_url.clone(),
+                robo_support: r.robo_support,
+                renew_period_days: r.renew_period_days,
+                retry_interval_days: r.retry_interval_days,
+                cert_not_after: enroll::ca::certificate_validity(&prov.client_certificate_der)?.1,
+                last_failed_attempt: None,
+                renewals: 0,
+            }),
+            None => None,
+        },
     };
     state.record_enrollment(enrollment, now);
     // Windows starts the first OMA-DM session right after enrollment, then follows the Poll
@@ -395,6 +418,144 @@ async fn enroll_inner(
         thumbprint,
         enrollment_type,
         additional_context: context,
+    })
+}
+
+/// What one certificate renewal did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewReport {
+    pub old_thumbprint: String,
+    pub new_thumbprint: String,
+    pub not_after: OffsetDateTime,
+}
+
+/// Whether the PC renews its MDM certificate at `now` (ITPRO certificate-renewal-windows-mdm.md,
+/// certificatestore-csp.md): renewal provisioned with ROBOSupport, within RenewPeriod days of
+/// the certificate's expiry, not expired (Windows does not renew an expired certificate
+/// automatically), and RetryInterval days after a failed attempt.
+pub fn renewal_due(state: &DeviceState, now: OffsetDateTime) -> bool {
+    let Some(r) = state
+        .mdm_enrollment
+        .as_ref()
+        .filter(|e| e.enrolled)
+        .and_then(|e| e.renewal.as_ref())
+    else {
+        return false;
+    };
+    let period = time::Duration::days(i64::from(r.renew_period_days));
+    let retry = time::Duration::days(i64::from(r.retry_interval_days.max(1)));
+    r.robo_support
+        && state.online
+        && now < r.cert_not_after
+        && now >= r.cert_not_after - period
+        && r.last_failed_attempt.is_none_or(|at| now >= at + retry)
+}
+
+/// Renews the MDM certificate as Windows' automatic renewal (ROBO) does: a new key and PKCS#10,
+/// wrapped in a PKCS#7 signed with the current certificate's key, sent as a RequestSecurityToken
+/// of RequestType Renew over client TLS with the current certificate and without a security
+/// token (MS-MDE2 3.4.4.1.1.1). On success the new certificate and key replace the old ones
+/// for every later check-in; a failure is logged and retried after RetryInterval days.
+pub async fn renew_certificate(
+    transport: &dyn Transport,
+    state: &mut DeviceState,
+    now: OffsetDateTime,
+) -> Result<RenewReport> {
+    let result = renew_inner(transport, state).await;
+    match &result {
+        Ok(report) => state.log(
+            now,
+            EventKind::CertificateRenewed,
+            format!(
+                "{} -> {} (expires {})",
+                report.old_thumbprint, report.new_thumbprint, report.not_after
+            ),
+        ),
+        Err(e) => {
+            if let Some(r) = state
+                .mdm_enrollment
+                .as_mut()
+                .and_then(|m| m.renewal.as_mut())
+            {
+                r.last_failed_attempt = Some(now);
+            }
+            state.log(now, EventKind::CertificateRenewalFailed, e.to_string());
+        }
+    }
+    result
+}
+
+async fn renew_inner(transport: &dyn Transport, state: &mut DeviceState) -> Result<RenewReport> {
+    let Some(current) = state.mdm_enrollment.clone().filter(|e| e.enrolled) else {
+        return Err(DeviceError::NotEnrolled);
+    };
+    let Some(renewal) = current.renewal.clone() else {
+        return Err(DeviceError::Protocol {
+            step: "renewal",
+            message: "the enrollment did not provision certificate renewal".into(),
+        });
+    };
+    let cert_der =
+        enroll::decode_base64(&current.client_cert_pem).map_err(|e| DeviceError::Protocol {
+            step: "renewal",
+            message: format!("the MDM certificate is not PEM: {e}"),
+        })?;
+    let (key_pem, csr_der) = enroll::ca::new_device_key_and_csr(&state.dev_id)?;
+    let pkcs7 = enroll::pkcs7::sign_renewal(&csr_der, &cert_der, &current.client_key_pem)?;
+    let rst = enroll::RstRequest {
+        message_id: new_message_id(),
+        to: Some(renewal.server_url.clone()),
+        security: enroll::SecurityToken::None,
+        token_type: enroll::ns::TOKEN_TYPE_DEVICE_ENROLLMENT.to_string(),
+        request_type: enroll::ns::REQUEST_TYPE_RENEW.to_string(),
+        csr_value_type: enroll::ns::VALUE_TYPE_PKCS7.to_string(),
+        csr_der: pkcs7,
+        context: enroll::AdditionalContext::new(additional_context(state)),
+    };
+    let identity = Identity {
+        cert_pem: current.client_cert_pem.clone(),
+        key_pem: current.client_key_pem.clone(),
+    };
+    let rstr = match soap_as(
+        transport,
+        "renewal",
+        &renewal.server_url,
+        enroll::write_rst_request(&rst),
+        Some(&identity),
+    )
+    .await?
+    {
+        enroll::EnrollResponse::Rstr { response, .. } => response,
+        other => {
+            return Err(DeviceError::Protocol {
+                step: "renewal",
+                message: format!("expected a RequestSecurityTokenResponse, got {other:?}"),
+            })
+        }
+    };
+    let (_, new_der) = rstr.provisioning.client_certificate()?;
+    let not_after = enroll::ca::certificate_validity(&new_der)?.1;
+    let new_thumbprint = enroll::ca::thumbprint(&new_der);
+    let mut enrollment = current;
+    let old_thumbprint = std::mem::replace(&mut enrollment.thumbprint, new_thumbprint.clone());
+    enrollment.client_cert_pem = der_to_pem("CERTIFICATE", &new_der);
+    enrollment.client_key_pem = key_pem;
+    enrollment.renewal = Some(CertRenewal {
+        cert_not_after: not_after,
+        last_failed_attempt: None,
+        renewals: renewal.renewals.saturating_add(1),
+        ..renewal
+    });
+    for c in &mut state.certificates {
+        if c.kind == crate::state::CertificateKind::Mdm {
+            c.thumbprint = new_thumbprint.clone();
+        }
+    }
+    state.mdm_enrollment = Some(enrollment);
+    Ok(RenewReport {
+        old_thumbprint,
+        new_thumbprint,
+        not_after,
     })
 }
 

@@ -651,6 +651,7 @@ pub async fn measure_idle_memory(n: usize, seed: u64, now: OffsetDateTime) -> Op
                 enrolled: true,
                 enrolled_at: now,
                 root_cert_pem: cert_pem,
+                renewal: None,
             },
             now,
         );

@@ -179,13 +179,17 @@ pub fn next_wake(state: &DeviceState) -> Option<OffsetDateTime> {
 pub struct Tick {
     /// Reset / wipe / reboot phases taken.
     pub transitions: Vec<Transition>,
+    /// The certificate renewal, if one was due (before the check-in, which then uses the new
+    /// certificate).
+    pub renewal: Option<Result<client::RenewReport>>,
     /// The check-in, if one was due.
     pub session: Option<Result<SessionReport>>,
     /// When to tick again (`None`: nothing scheduled).
     pub next_wake: Option<OffsetDateTime>,
 }
 
-/// One step of a PC's life at `now`: the reset engine moves on ([`reset::advance`]); a PC that
+/// One step of a PC's life at `now`: the reset engine moves on ([`reset::advance`]); a
+/// certificate within its renewal period is renewed ([`client::renewal_due`]); a PC that
 /// comes back from a reset or reboot checks in at once (as Windows does at the first boot after
 /// a reset); an offline PC stays silent; otherwise it checks in when its poll is due and plans
 /// the next poll. Tests drive this with explicit times.
@@ -198,6 +202,11 @@ pub async fn tick(transport: &dyn Transport, state: &mut DeviceState, now: Offse
         state.dm_client.sync_now = true;
     }
     let mut session = None;
+    let renewal = if client::renewal_due(state, now) {
+        Some(client::renew_certificate(transport, state, now).await)
+    } else {
+        None
+    };
     if check_in_due(state, now) {
         let immediate = std::mem::take(&mut state.dm_client.sync_now);
         let scheduled = state.dm_client.next_poll_at.is_some_and(|t| t <= now);
@@ -214,12 +223,14 @@ pub async fn tick(transport: &dyn Transport, state: &mut DeviceState, now: Offse
         transitions.extend(more);
         return Tick {
             transitions,
+            renewal,
             session,
             next_wake: next_wake(state),
         };
     }
     Tick {
         transitions,
+        renewal,
         session,
         next_wake: next_wake(state),
     }

@@ -277,6 +277,34 @@ pub struct MdmEnrollment {
     /// The enrollment's trust anchor (`CertificateStore/Root/System`), PEM; empty if unknown.
     #[serde(default)]
     pub root_cert_pem: String,
+    /// `CertificateStore/My/WSTEP/Renew` as provisioned, and the renewal state; `None` when
+    /// the server did not turn renewal on (or the state file predates renewal).
+    #[serde(default)]
+    pub renewal: Option<CertRenewal>,
+}
+
+/// Automatic MDM certificate renewal (ROBO): the provisioning document's
+/// `CertificateStore/My/WSTEP/Renew` (ITPRO certificatestore-csp.md) and what the PC keeps to
+/// follow it (ITPRO certificate-renewal-windows-mdm.md: renew RenewPeriod days before expiry,
+/// retry every RetryInterval days, never once the certificate has expired).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertRenewal {
+    /// The enrollment service the PC enrolled with (the RST goes there again).
+    pub server_url: String,
+    pub robo_support: bool,
+    /// Days before expiry when renewal starts.
+    pub renew_period_days: u32,
+    /// Days between attempts after a failed one.
+    pub retry_interval_days: u32,
+    /// Expiry of the current MDM certificate.
+    #[serde(with = "time::serde::rfc3339")]
+    pub cert_not_after: OffsetDateTime,
+    /// The last failed attempt, if the current certificate has one.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_failed_attempt: Option<OffsetDateTime>,
+    /// How many times this PC renewed its certificate.
+    #[serde(default)]
+    pub renewals: u32,
 }
 
 /// `DMClient/Provider/<id>/Poll/*` (ITPRO dmclient-csp.md; defaults from there).
@@ -660,6 +688,10 @@ pub enum EventKind {
     SessionEnded,
     SessionFailed,
     EnrollmentFailed,
+    /// The MDM certificate was renewed (the new one is in use).
+    CertificateRenewed,
+    /// A renewal attempt failed (the PC retries after RetryInterval days).
+    CertificateRenewalFailed,
     /// `reagentc /enable` or `/disable` ran on the PC.
     WinreConfigured,
 }
@@ -851,6 +883,8 @@ impl DeviceState {
                 "enrolled": e.enrolled,
                 "enrolled_at": rfc3339(e.enrolled_at),
                 "dev_id": self.dev_id,
+                "certificate_expires": e.renewal.as_ref().map(|r| rfc3339(r.cert_not_after)),
+                "certificate_renewals": e.renewal.as_ref().map_or(0, |r| r.renewals),
             })
         });
         let faults = json!({

@@ -157,6 +157,23 @@ impl CertificateAuthority {
         now: OffsetDateTime,
         validity_days: u32,
     ) -> Result<IssuedCertificate> {
+        self.issue_device_certificate_for(
+            csr,
+            device_id,
+            now,
+            Duration::days(i64::from(validity_days)),
+        )
+    }
+
+    /// [`Self::issue_device_certificate`] with a lifetime of any length (valid until
+    /// `now + validity`; tests use minutes).
+    pub fn issue_device_certificate_for(
+        &self,
+        csr: &VerifiedCsr,
+        device_id: &str,
+        now: OffsetDateTime,
+        validity: Duration,
+    ) -> Result<IssuedCertificate> {
         if device_id.is_empty() {
             return Err(Error::Certificate("device id is empty".into()));
         }
@@ -187,7 +204,7 @@ impl CertificateAuthority {
         ];
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - CLOCK_SKEW_ALLOWANCE;
-        params.not_after = now + Duration::days(i64::from(validity_days));
+        params.not_after = now + validity;
         params.serial_number = Some(random_serial());
         let cert = params
             .signed_by(&public_key, &self.issuer, &self.key)
@@ -342,6 +359,17 @@ pub fn device_id_from_certificate(der: &[u8]) -> Result<String> {
         .filter(|cn| !cn.is_empty())
         .map(str::to_string);
     cn.ok_or_else(|| Error::Certificate("client certificate carries no device id".into()))
+}
+
+/// The validity window (notBefore, notAfter) of a DER certificate.
+pub fn certificate_validity(der: &[u8]) -> Result<(OffsetDateTime, OffsetDateTime)> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| Error::Certificate(format!("certificate: {e}")))?;
+    let validity = cert.validity();
+    Ok((
+        validity.not_before.to_datetime(),
+        validity.not_after.to_datetime(),
+    ))
 }
 
 /// Emulator side: a new ECDSA P-256 key (PKCS#8 PEM) and a PKCS#10 request (DER) for it.

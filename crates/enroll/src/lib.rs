@@ -5,6 +5,7 @@
 pub mod ca;
 mod messages;
 pub mod ns;
+pub mod pkcs7;
 pub mod provisioning;
 mod read;
 mod write;
@@ -47,6 +48,10 @@ pub enum Error {
     /// Certificate or key generation, parsing or signing failed.
     #[error("certificate: {0}")]
     Certificate(String),
+    /// A renewal's PKCS#7 that cannot be parsed or whose signature does not verify
+    /// ([`pkcs7::open_renewal`]).
+    #[error("renewal request: {0}")]
+    Renewal(String),
 }
 
 impl Error {
@@ -61,6 +66,9 @@ impl Error {
             | Error::Provisioning(_) => FaultCode::MessageFormat,
             Error::CertificateRequest(_) => FaultCode::CertificateRequest,
             Error::Certificate(_) => FaultCode::EnrollmentServer,
+            // The signature is the renewal's only credential (MS-MDE2 3.4.4.1.1.1: no security
+            // token in the header), so one that does not verify is an authentication failure.
+            Error::Renewal(_) => FaultCode::Authentication,
         }
     }
 }

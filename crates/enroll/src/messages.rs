@@ -245,6 +245,22 @@ pub struct RstRequest {
     pub context: AdditionalContext,
 }
 
+impl RstRequest {
+    /// A certificate renewal (MS-MDE2 3.4.4.1.1.1): RequestType `.../Renew`. Its request token
+    /// is then a PKCS#7 (ValueType `...#PKCS7`) signed with the current certificate.
+    pub fn is_renewal(&self) -> bool {
+        self.request_type
+            .trim()
+            .eq_ignore_ascii_case(ns::REQUEST_TYPE_RENEW)
+    }
+
+    /// The request token is a PKCS#7 (`...enrollment#PKCS7`). The ITPRO renewal sample writes
+    /// the WSS secext namespace before `#PKCS7`, so only the fragment is compared.
+    pub fn token_is_pkcs7(&self) -> bool {
+        self.csr_value_type.trim().ends_with("#PKCS7")
+    }
+}
+
 /// Server → device discovery answer (docs/protocol.md §2.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoverResponse {

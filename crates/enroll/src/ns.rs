@@ -48,3 +48,8 @@ pub const TOKEN_TYPE_PROVISION_DOC: &str =
 pub const VALUE_TYPE_PKCS10: &str =
     "http://schemas.microsoft.com/windows/pki/2009/01/enrollment#PKCS10";
 pub const REQUEST_TYPE_ISSUE: &str = "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue";
+/// Certificate renewal: the RST's RequestType (MS-MDE2 3.4.4.1.1.1, WS-Trust 1.3 §3.1).
+pub const REQUEST_TYPE_RENEW: &str = "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Renew";
+/// Certificate renewal: the request token is a PKCS#7 around the PKCS#10 (MS-MDE2 3.4.4.1.1.1).
+pub const VALUE_TYPE_PKCS7: &str =
+    "http://schemas.microsoft.com/windows/pki/2009/01/enrollment#PKCS7";

@@ -309,8 +309,29 @@ impl EnrollmentProvisioning {
         }
     }
 
+    /// The answer to a certificate renewal (ITPRO certificate-renewal-windows-mdm.md,
+    /// "Certificate renewal response": the same as an enrollment's except that only the new
+    /// certificate is needed): the CertificateStore part (root, the new client certificate,
+    /// WSTEP/Renew) and the w7 APPLICATION's APPID and PROVIDER-ID; nothing else is
+    /// provisioned again.
+    pub fn to_renewal_doc(&self) -> ProvisioningDoc {
+        let app = Characteristic::new("APPLICATION")
+            .with_parm(Parm::new("APPID", "w7"))
+            .with_parm(Parm::new("PROVIDER-ID", &self.provider_id));
+        ProvisioningDoc {
+            version: "1.1".into(),
+            characteristics: vec![self.certificate_store(), app],
+        }
+    }
+
     /// Builds the document (docs/protocol.md §2.5 items 1–5).
     pub fn to_doc(&self) -> ProvisioningDoc {
+        let store = self.certificate_store();
+        self.with_store(store)
+    }
+
+    /// `CertificateStore`: the root, the client certificate and (when set) WSTEP/Renew.
+    fn certificate_store(&self) -> Characteristic {
         let b64 = |der: &[u8]| base64::engine::general_purpose::STANDARD.encode(der);
         let root =
             Characteristic::new("Root").with_child(Characteristic::new("System").with_child(
@@ -354,10 +375,13 @@ impl EnrollmentProvisioning {
                 ),
             );
         }
-        let store = Characteristic::new("CertificateStore")
+        Characteristic::new("CertificateStore")
             .with_child(root)
-            .with_child(my);
+            .with_child(my)
+    }
 
+    /// The whole enrollment document around `store`.
+    fn with_store(&self, store: Characteristic) -> ProvisioningDoc {
         // w7 parm names are case-sensitive UPPERCASE (ITPRO w7-application-csp.md).
         let mut app = Characteristic::new("APPLICATION")
             .with_parm(Parm::new("APPID", "w7"))
@@ -453,6 +477,41 @@ impl ProvisioningDoc {
         out
     }
 
+    /// The client certificate in `CertificateStore/My/User` (or `My/System`) with its
+    /// PrivateKeyContainer: what an enrollment or a renewal answer installs.
+    pub fn client_certificate(&self) -> Result<(CertStore, Vec<u8>)> {
+        let missing = |what: &str| Error::Provisioning(format!("it has no {what}"));
+        let my = self
+            .characteristic("CertificateStore")
+            .and_then(|s| s.child("My"))
+            .ok_or_else(|| missing("CertificateStore/My characteristic"))?;
+        let (client_store, client_parent) = match (my.child("User"), my.child("System")) {
+            (Some(u), _) => (CertStore::User, u),
+            (None, Some(s)) => (CertStore::System, s),
+            _ => return Err(missing("CertificateStore/My/User or My/System certificate")),
+        };
+        let client_cert = client_parent
+            .children
+            .iter()
+            .find(|c| c.kind != "PrivateKeyContainer")
+            .ok_or_else(|| missing("client certificate"))?;
+        let value = client_cert
+            .parm_value("EncodedCertificate")
+            .ok_or_else(|| missing("EncodedCertificate for the client certificate"))?;
+        let der = crate::decode_base64(value).map_err(|e| {
+            Error::Provisioning(format!(
+                "client certificate EncodedCertificate is not base64: {e}"
+            ))
+        })?;
+        // Accept the container beside the certificate (MS sample, capture 08) or inside it.
+        if client_parent.child("PrivateKeyContainer").is_none()
+            && client_cert.child("PrivateKeyContainer").is_none()
+        {
+            return Err(missing("PrivateKeyContainer for the client certificate"));
+        }
+        Ok((client_store, der))
+    }
+
     /// Reads the typed enrollment content (what a client applies). Errors name what is
     /// missing; optional parts (renewal, backoff values, DMClient parms) may be absent.
     pub fn enrollment(&self) -> Result<EnrollmentProvisioning> {
@@ -477,23 +536,7 @@ impl ProvisioningDoc {
         let my = store
             .child("My")
             .ok_or_else(|| missing("CertificateStore/My characteristic"))?;
-        let (client_store, client_parent) = match (my.child("User"), my.child("System")) {
-            (Some(u), _) => (CertStore::User, u),
-            (None, Some(s)) => (CertStore::System, s),
-            _ => return Err(missing("CertificateStore/My/User or My/System certificate")),
-        };
-        let client_cert = client_parent
-            .children
-            .iter()
-            .find(|c| c.kind != "PrivateKeyContainer")
-            .ok_or_else(|| missing("client certificate"))?;
-        let client_certificate_der = decode(client_cert, "client certificate")?;
-        // Accept the container beside the certificate (MS sample, capture 08) or inside it.
-        if client_parent.child("PrivateKeyContainer").is_none()
-            && client_cert.child("PrivateKeyContainer").is_none()
-        {
-            return Err(missing("PrivateKeyContainer for the client certificate"));
-        }
+        let (client_store, client_certificate_der) = self.client_certificate()?;
         let renewal = match my.child("WSTEP").and_then(|w| w.child("Renew")) {
             None => None,
             Some(r) => Some(Renewal {

@@ -28,6 +28,10 @@ pub struct ConfigFile {
     pub enroll_rate_per_second: Option<f64>,
     pub provider_id: Option<String>,
     pub device_cert_validity_days: Option<u32>,
+    /// The lifetime in seconds (wins over `device_cert_validity_days`; short lifetimes for tests).
+    pub device_cert_validity_secs: Option<u64>,
+    /// `CertificateStore/My/WSTEP/Renew/RenewPeriod` handed to PCs: days before expiry.
+    pub device_cert_renew_period_days: Option<u32>,
     pub client_cert_header: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub poll: Option<PollFile>,
@@ -109,6 +113,10 @@ fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Err
             "enroll_rate_per_second" => file.enroll_rate_per_second = Some(parse(name, &v)?),
             "provider_id" => file.provider_id = Some(v),
             "device_cert_validity_days" => file.device_cert_validity_days = Some(parse(name, &v)?),
+            "device_cert_validity_secs" => file.device_cert_validity_secs = Some(parse(name, &v)?),
+            "device_cert_renew_period_days" => {
+                file.device_cert_renew_period_days = Some(parse(name, &v)?)
+            }
             "client_cert_header" => file.client_cert_header = Some(v),
             "trusted_proxies" => {
                 file.trusted_proxies = Some(
@@ -244,7 +252,13 @@ impl ConfigFile {
                 .collect::<Result<_, _>>()?;
         }
         if let Some(v) = self.device_cert_validity_days {
-            s.device_cert_validity_days = v.max(1);
+            s.device_cert_validity = Duration::from_secs(u64::from(v.max(1)) * 86_400);
+        }
+        if let Some(v) = self.device_cert_validity_secs {
+            s.device_cert_validity = Duration::from_secs(v.max(60));
+        }
+        if let Some(v) = self.device_cert_renew_period_days {
+            s.device_cert_renew_period_days = v;
         }
         if let Some(v) = self.worker_interval_secs {
             s.worker_interval = Duration::from_secs(v.max(1));

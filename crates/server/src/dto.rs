@@ -49,6 +49,7 @@ pub fn device_dto(d: &Device, readiness: &Readiness) -> api::Device {
         local_reset_desired: d.local_reset_desired,
         local_reset_reported: d.local_reset_reported,
         shared: d.shared,
+        certificate_expires_at: d.cert_not_after.map(ts),
     }
 }
 

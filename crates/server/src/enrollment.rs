@@ -1,6 +1,7 @@
 //! MS-MDE2 enrollment endpoints (docs/protocol.md §2): discovery, XCEP GetPolicies and the WSTEP
 //! enrollment service. axum only frames bytes: `enroll` parses and writes the SOAP, the CA signs,
-//! the store records; every refusal is a SOAP 1.2 fault with the documented subcode.
+//! the store records; every refusal is a SOAP 1.2 fault with the documented subcode. A
+//! RequestSecurityToken of RequestType Renew is a certificate renewal (docs/protocol.md §2.9).
 
 use std::time::Instant;
 
@@ -12,18 +13,20 @@ use axum::Router;
 use base64::Engine;
 use enroll::provisioning::{AppAuth, CertStore, EnrollmentProvisioning};
 use enroll::{
-    ns, AuthPolicy, DiscoverRequest, DiscoverResponse, EnrollMessage, Fault, FaultCode,
-    GetPoliciesRequest, PolicyResponse, RstRequest, Rstr, SecurityToken,
+    ns, AuthPolicy, DiscoverRequest, DiscoverResponse, EnrollMessage, EnrollmentErrorType, Fault,
+    FaultCode, GetPoliciesRequest, PolicyResponse, RstRequest, Rstr, SecurityToken,
 };
 use http::{header, HeaderValue, StatusCode};
 use redeploy_core::enrollment::decide::{
     self, Authentication, EnrollRequest, IssuedCertificate, RefusalKind,
 };
 use redeploy_core::enrollment::identity;
+use redeploy_core::enrollment::renewal::{self, PresentedCertificate, RenewalRequest};
 use redeploy_core::store::StoreError;
 use redeploy_core::{AuditOutcome, EnrollmentType, NewAuditEvent, SecretHash};
 
 use crate::state::AppState;
+use crate::tls::PeerCertificate;
 
 /// Content type of every enrollment answer (docs/protocol.md §2.1).
 pub const SOAP_XML: &str = "application/soap+xml; charset=utf-8";
@@ -194,6 +197,17 @@ impl From<decide::Refusal> for Refusal {
             RefusalKind::Authentication => FaultCode::Authentication,
             RefusalKind::Authorization => FaultCode::Authorization,
             RefusalKind::CertificateRequest => FaultCode::CertificateRequest,
+            // MS-MDE2's errortype for a certificate that may not be renewed rides in the
+            // fault's detail (docs/protocol.md §2.6, §2.9).
+            RefusalKind::NotEligibleToRenew => {
+                return Refusal {
+                    fault: Fault::new(FaultCode::Authorization, r.reason.clone()).with_detail(
+                        EnrollmentErrorType::NotEligibleToRenew,
+                        r.reason,
+                        "",
+                    ),
+                }
+            }
         };
         Refusal::new(code, r.reason)
     }
@@ -263,7 +277,8 @@ async fn policy(State(state): State<AppState>, body: Bytes) -> Response {
         Ok(request) => {
             state.metrics.record_enrollment("policy", "ok");
             let policy = PolicyResponse {
-                validity_period_seconds: u64::from(state.settings.device_cert_validity_days)
+                validity_period_seconds: state.settings.device_cert_validity.as_secs(),
+                renewal_period_seconds: u64::from(state.settings.device_cert_renew_period_days)
                     * 86_400,
                 ..PolicyResponse::default()
             };
@@ -285,9 +300,12 @@ async fn policy(State(state): State<AppState>, body: Bytes) -> Response {
 async fn enrollment(
     State(state): State<AppState>,
     peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
+    tls: Option<axum::Extension<PeerCertificate>>,
     body: Bytes,
 ) -> Response {
     let peer = peer.map(|c| c.0 .0.ip().to_string());
+    let tls_cert = tls.and_then(|t| t.0 .0);
+    let mut audited_action = "device.enroll";
     let result = async {
         let request = match parse(&body)? {
             EnrollMessage::RequestSecurityToken(r) => r,
@@ -298,6 +316,10 @@ async fn enrollment(
                 ))
             }
         };
+        if request.is_renewal() {
+            audited_action = "device.renew";
+            return renew_device(&state, &request, &body, tls_cert.as_deref()).await;
+        }
         enroll_device(&state, &request, &body).await
     }
     .await;
@@ -314,7 +336,7 @@ async fn enrollment(
             let audit = NewAuditEvent::new(
                 state.clock.now(),
                 format!("device@{}", peer.as_deref().unwrap_or("unknown")),
-                "device.enroll",
+                audited_action,
             )
             .outcome(AuditOutcome::Refused)
             .details(format!(
@@ -382,14 +404,11 @@ async fn enroll_device(
                 None => store_fault(&e),
             })?;
     }
+    let validity = time::Duration::try_from(state.settings.device_cert_validity)
+        .map_err(|e| Refusal::new(FaultCode::EnrollmentServer, e.to_string()))?;
     let cert = state
         .ca
-        .issue_device_certificate(
-            &csr,
-            &grant.device_id.to_string(),
-            now,
-            state.settings.device_cert_validity_days,
-        )
+        .issue_device_certificate_for(&csr, &grant.device_id.to_string(), now, validity)
         .map_err(|e| Refusal::new(e.fault_code(), e.to_string()))?;
     let (device, enrollment) = grant.records(&IssuedCertificate {
         thumbprint: cert.thumbprint.clone(),
@@ -435,14 +454,7 @@ async fn enroll_device(
         EnrollmentType::Device => CertStore::System,
         EnrollmentType::Full => CertStore::User,
     };
-    let mut provisioning = EnrollmentProvisioning::new(
-        state.ca.cert_der().to_vec(),
-        cert.der.clone(),
-        store,
-        state.settings.provider_id.clone(),
-        "Redeploy",
-        format!("{}{MANAGEMENT_PATH}", state.public_url),
-    );
+    let mut provisioning = provisioning_for(state, cert.der.clone(), store);
     // Both APPAUTH blocks must be present (ITPRO w7-application-csp.md); devices authenticate
     // with their client certificate, so the DIGEST secrets are random and never checked.
     provisioning.app_auth = vec![
@@ -458,6 +470,143 @@ async fn enroll_device(
         provisioning: provisioning.to_doc(),
     };
     Ok(enroll::write_rstr(&rstr, &request.message_id, now))
+}
+
+/// What a certificate presented to us says, for the core's rules: thumbprint, validity, the
+/// device it names, and whether our CA issued it.
+fn presented_certificate(state: &AppState, der: &[u8]) -> Result<PresentedCertificate, Refusal> {
+    let (not_before, not_after) = enroll::ca::certificate_validity(der)
+        .map_err(|e| Refusal::new(FaultCode::Authentication, e.to_string()))?;
+    let not_ours = state.ca.verify_issued(der).err().map(|e| e.to_string());
+    let device = enroll::ca::device_id_from_certificate(der)
+        .ok()
+        .and_then(|id| redeploy_core::DeviceId::parse(&id).ok());
+    Ok(PresentedCertificate {
+        thumbprint: enroll::ca::thumbprint(der),
+        not_before,
+        not_after,
+        device,
+        not_ours,
+    })
+}
+
+/// A certificate renewal (MS-MDE2 3.4.4.1.1.1; docs/protocol.md §2.9): the PKCS#7's signature
+/// (enroll), the signer and the device (I/O), the core's rules
+/// ([`redeploy_core::enrollment::renewal::decide_renewal`]), then the CA signs and the store
+/// commits the new certificate for the same device record; the answer carries only the new
+/// certificate (ITPRO certificate-renewal-windows-mdm.md).
+async fn renew_device(
+    state: &AppState,
+    request: &RstRequest,
+    raw: &[u8],
+    tls_cert: Option<&[u8]>,
+) -> Result<String, Refusal> {
+    if !request.token_is_pkcs7() {
+        return Err(Refusal::new(
+            FaultCode::MessageFormat,
+            format!(
+                "a renewal carries a PKCS#7 (ValueType {}), not {:?}",
+                ns::VALUE_TYPE_PKCS7,
+                request.csr_value_type
+            ),
+        ));
+    }
+    let signed = enroll::pkcs7::open_renewal(&request.csr_der)
+        .map_err(|e| Refusal::new(e.fault_code(), e.to_string()))?;
+    let signer = presented_certificate(state, &signed.signer_certificate_der)?;
+    let device = match signer.device {
+        Some(id) => state.store.device(id).await.map_err(|e| store_fault(&e))?,
+        None => None,
+    };
+    let unseen = match &device {
+        Some(d) => state
+            .store
+            .unseen_renewals(d.id)
+            .await
+            .map_err(|e| store_fault(&e))?,
+        None => Vec::new(),
+    };
+    let csr = enroll::ca::verify_csr(&signed.csr_der);
+    let facts = RenewalRequest {
+        signer,
+        tls_thumbprint: tls_cert.map(enroll::ca::thumbprint),
+        csr_problem: csr.as_ref().err().map(ToString::to_string),
+        request: request_facts(request, raw),
+    };
+    let now = state.clock.now();
+    let grant = renewal::decide_renewal(&facts, device.as_ref(), &unseen, now)?;
+    // The decision refused an unusable CSR already; this only takes the verified one.
+    let csr = csr.map_err(|e| Refusal::new(FaultCode::CertificateRequest, e.to_string()))?;
+    let validity = time::Duration::try_from(state.settings.device_cert_validity)
+        .map_err(|e| Refusal::new(FaultCode::EnrollmentServer, e.to_string()))?;
+    let cert = state
+        .ca
+        .issue_device_certificate_for(&csr, &grant.device_id.to_string(), now, validity)
+        .map_err(|e| Refusal::new(e.fault_code(), e.to_string()))?;
+    let (record, enrollment) = grant.records(&IssuedCertificate {
+        thumbprint: cert.thumbprint.clone(),
+        serial: cert.serial.clone(),
+        not_after: cert.not_after,
+    });
+    state
+        .store
+        .renew_device_certificate(&record, &enrollment)
+        .await
+        .map_err(|e| match e {
+            // A concurrent renewal or re-enrollment replaced the certificate, or the device
+            // was unenrolled, since the decision: that certificate may not renew any more.
+            StoreError::Conflict(why) | StoreError::NotFound(why) => {
+                Refusal::from(decide::Refusal {
+                    kind: RefusalKind::NotEligibleToRenew,
+                    reason: why,
+                })
+            }
+            other => store_fault(&other),
+        })?;
+    if let Err(err) = state.store.append_audit(grant.audit(&record)).await {
+        tracing::warn!(%err, "could not audit a certificate renewal");
+    }
+    tracing::info!(
+        device = %grant.device_id,
+        old = %record.old_thumbprint,
+        new = %record.new_thumbprint,
+        not_after = %record.new_not_after,
+        "device certificate renewed"
+    );
+    let store = match grant.enrollment_type {
+        EnrollmentType::Device => CertStore::System,
+        EnrollmentType::Full => CertStore::User,
+    };
+    let provisioning = provisioning_for(state, cert.der, store);
+    let rstr = Rstr {
+        provisioning: provisioning.to_renewal_doc(),
+    };
+    Ok(enroll::write_rstr(&rstr, &request.message_id, now))
+}
+
+/// The provisioning of a PC enrolled with `client_certificate_der` in `store`: our root, the
+/// management URL, and renewal `device_cert_renew_period_days` before expiry (none when 0).
+fn provisioning_for(
+    state: &AppState,
+    client_certificate_der: Vec<u8>,
+    store: CertStore,
+) -> EnrollmentProvisioning {
+    let mut provisioning = EnrollmentProvisioning::new(
+        state.ca.cert_der().to_vec(),
+        client_certificate_der,
+        store,
+        state.settings.provider_id.clone(),
+        "Redeploy",
+        format!("{}{MANAGEMENT_PATH}", state.public_url),
+    );
+    provisioning.renewal = match state.settings.device_cert_renew_period_days {
+        0 => None,
+        days => provisioning.renewal.map(|r| enroll::provisioning::Renewal {
+            renew_period_days: days,
+            ..r
+        }),
+    };
+    provisioning
 }
 
 fn random_secret() -> String {

@@ -171,7 +171,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
     let ca = bootstrap::load_or_create_ca(&dir, now)?;
     let (cert_chain, key) =
         bootstrap::load_or_issue_server_cert(&dir, &ca, &settings.hostnames, now)?;
-    let tls_config = tls::server_config(&cert_chain, &key, ca.cert_pem())?;
+    let tls_config = tls::server_config_at(&cert_chain, &key, ca.cert_pem(), Arc::clone(&clock))?;
     let store = bootstrap::open_store(settings.database.as_deref(), &dir).await?;
     let first_tokens = bootstrap::ensure_first_tokens(store.as_ref(), &dir, now).await?;
     let federated = match &settings.federated {

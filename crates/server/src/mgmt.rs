@@ -13,6 +13,9 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use base64::Engine as _;
 use http::{header, HeaderValue, StatusCode};
+use redeploy_core::enrollment::renewal::{
+    judge_check_in_certificate, CertificateUse, PresentedCertificate,
+};
 use redeploy_core::session::{handle, SessionConfig, SessionError};
 use redeploy_core::store::StoreError;
 use redeploy_core::{AuditOutcome, Device, DeviceId, NewAuditEvent};
@@ -152,18 +155,39 @@ async fn identify(state: &AppState, parts: &http::request::Parts) -> Result<Devi
         )
         .device(id));
     }
-    let thumbprint = enroll::ca::thumbprint(der.as_ref());
-    if device
-        .cert_thumbprint
-        .as_deref()
-        .is_some_and(|t| !t.eq_ignore_ascii_case(&thumbprint))
-    {
-        return Err(Refusal::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("device {id} re-enrolled: this certificate was replaced"),
+    // Which certificate this is (current, or the old one of a renewal the PC has not used
+    // yet) is the core's rule; the unseen renewals are almost always none.
+    let (not_before, not_after) = enroll::ca::certificate_validity(der.as_ref())
+        .map_err(|e| unknown(format!("unusable client certificate: {e}")).device(id))?;
+    let presented = PresentedCertificate {
+        thumbprint: enroll::ca::thumbprint(der.as_ref()),
+        not_before,
+        not_after,
+        device: Some(id),
+        not_ours: None,
+    };
+    let store_down = |e: redeploy_core::StoreError| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_error",
+            e.to_string(),
         )
-        .device(id));
+    };
+    let unseen = state.store.unseen_renewals(id).await.map_err(store_down)?;
+    let now = state.clock.now();
+    match judge_check_in_certificate(&device, &presented, &unseen, now) {
+        Ok(CertificateUse::Current { retire_old: true }) => {
+            // The renewed certificate is in use: from now on the old one is refused.
+            state
+                .store
+                .retire_renewed_certificates(id, now)
+                .await
+                .map_err(store_down)?;
+        }
+        Ok(CertificateUse::Current { retire_old: false } | CertificateUse::Previous) => {}
+        Err(why) => {
+            return Err(Refusal::new(StatusCode::FORBIDDEN, "forbidden", why).device(id));
+        }
     }
     Ok(device)
 }

@@ -32,8 +32,13 @@ pub struct Settings {
     pub enroll_rate: RateLimit,
     /// The w7 `PROVIDER-ID` and `DMClient/Provider/<id>` name given to devices.
     pub provider_id: String,
-    /// Lifetime of issued device certificates, in days.
-    pub device_cert_validity_days: u32,
+    /// Lifetime of issued device certificates (config `device_cert_validity_days`, or
+    /// `device_cert_validity_secs` for short test lifetimes).
+    pub device_cert_validity: Duration,
+    /// How many days before its certificate expires a PC starts renewing it: the provisioning
+    /// document's `CertificateStore/My/WSTEP/Renew/RenewPeriod` (ITPRO certificatestore-csp.md;
+    /// 0 leaves renewal out of the document).
+    pub device_cert_renew_period_days: u32,
     /// DMClient Poll schedule sent in the provisioning document (minutes).
     pub poll: PollSchedule,
     /// Federated (Entra-style JWT) enrollment; `None` = OnPremise only.
@@ -98,7 +103,10 @@ impl Default for Settings {
                 per_second: 100.0,
             },
             provider_id: "Redeploy".into(),
-            device_cert_validity_days: 365,
+            device_cert_validity: Duration::from_secs(365 * 86_400),
+            // Microsoft advises 40-60 days (ITPRO certificate-renewal-windows-mdm.md); what we
+            // sent before renewal worked.
+            device_cert_renew_period_days: 42,
             client_cert_header: None,
             trusted_proxies: Vec::new(),
             poll: PollSchedule::recommended(),

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use redeploy_core::Clock;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::time_provider::TimeProvider;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -46,13 +48,50 @@ pub fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
         .ok_or_else(|| TlsError::Pem("no private key found".into()))
 }
 
-/// Server TLS configuration: our server certificate, and client certificates *optionally*
-/// verified against `client_ca_pem` (the device CA). Offers h2 and http/1.1; Windows' OMA-DM
-/// client speaks HTTP/1.1 (fixture headers), some captures show HTTP/2.
+/// The server's [`Clock`] as rustls' notion of "now", so a client certificate's validity is
+/// judged on the same clock as everything else (the system clock in production; a test's
+/// manual clock lets a PC live through several certificate lifetimes in a second).
+#[derive(Clone)]
+struct ClockTime(Arc<dyn Clock>);
+
+impl std::fmt::Debug for ClockTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClockTime")
+    }
+}
+
+impl TimeProvider for ClockTime {
+    fn current_time(&self) -> Option<UnixTime> {
+        let secs = u64::try_from(self.0.now().unix_timestamp()).ok()?;
+        Some(UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            secs,
+        )))
+    }
+}
+
+/// [`server_config_at`] on the system clock.
 pub fn server_config(
     cert_chain_pem: &str,
     key_pem: &str,
     client_ca_pem: &str,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_at(
+        cert_chain_pem,
+        key_pem,
+        client_ca_pem,
+        Arc::new(redeploy_core::SystemClock),
+    )
+}
+
+/// Server TLS configuration: our server certificate, and client certificates *optionally*
+/// verified against `client_ca_pem` (the device CA), their validity judged at `clock`'s now.
+/// Offers h2 and http/1.1; Windows' OMA-DM client speaks HTTP/1.1 (fixture headers), some
+/// captures show HTTP/2.
+pub fn server_config_at(
+    cert_chain_pem: &str,
+    key_pem: &str,
+    client_ca_pem: &str,
+    clock: Arc<dyn Clock>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = ring_provider();
     let mut roots = RootCertStore::empty();
@@ -65,7 +104,7 @@ pub fn server_config(
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_details(provider, Arc::new(ClockTime(clock)))
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_client_cert_verifier(verifier)

@@ -14,6 +14,7 @@ mod enrollments;
 mod groups;
 mod inventory;
 mod query;
+mod renewal;
 pub mod run;
 mod schedules;
 mod schema;

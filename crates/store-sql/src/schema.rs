@@ -288,3 +288,49 @@ pub(crate) enum WebhookDeliveries {
     LastError,
     CreatedAt,
 }
+
+/// `certificate_renewals`: one row per MDM certificate renewal, keyed by its enrollment.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum CertificateRenewals {
+    Table,
+    EnrollmentId,
+    DeviceId,
+    OldThumbprint,
+    OldNotAfter,
+    NewThumbprint,
+    NewNotAfter,
+    Replaces,
+    RenewedAt,
+    NewSeenAt,
+}
+
+/// `devices`: the certificate columns a renewal writes and the expiry counts read (a name of
+/// its own, so it does not collide with [`Devices`] while that grows).
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum DeviceCertificates {
+    #[iden = "devices"]
+    Table,
+    Id,
+    CertThumbprint,
+    CertNotAfter,
+    UnenrolledAt,
+}
+
+/// `enrollments`: the columns of the enrollment record a renewal inserts.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum RenewalEnrollments {
+    #[iden = "enrollments"]
+    Table,
+    Id,
+    DeviceId,
+    EnrollmentType,
+    Upn,
+    AuthMethod,
+    Context,
+    RawRequest,
+    CertThumbprint,
+    CertSerial,
+    CertNotAfter,
+    CreatedAt,
+    ReplacedBy,
+}

@@ -105,6 +105,8 @@ macro_rules! store_conformance_tests {
             concurrent_wave_releases_create_each_action_once,
             a_wave_release_failing_midway_leaves_it_unreleased,
             the_support_trail_keeps_the_newest_messages_per_device,
+            a_certificate_renewal_keeps_the_device_and_retires_the_old_one_once_seen,
+            certificate_expiry_counts_enrolled_devices_only,
         );
     };
 }

@@ -9,6 +9,7 @@ use redeploy_core::autopilot::AutopilotRecord;
 use redeploy_core::command::{CommandState, DeviceCommand, Verb};
 use redeploy_core::console_session::ConsoleSession;
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
+use redeploy_core::enrollment::renewal::CertificateRenewal;
 use redeploy_core::enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 use redeploy_core::group::{DeviceFilter, Group, GroupKind, TextMatch};
 use redeploy_core::ids::ScheduleId;
@@ -3250,4 +3251,149 @@ pub async fn the_support_trail_keeps_the_newest_messages_per_device(store: Arc<d
         "5",
         "nothing half written"
     );
+}
+
+/// A renewal of `device` from `old` to `new` at `at`, with its enrollment record.
+fn renewal_of(
+    device: DeviceId,
+    old: &str,
+    new: &str,
+    at: OffsetDateTime,
+) -> (CertificateRenewal, Enrollment) {
+    let mut enrollment = new_enrollment(device, at, new);
+    enrollment.auth_method = "Renewal".into();
+    enrollment.upn = None;
+    enrollment.cert_not_after = at + Duration::minutes(10);
+    let renewal = CertificateRenewal {
+        enrollment: enrollment.id,
+        device,
+        old_thumbprint: old.into(),
+        old_not_after: at + Duration::minutes(2),
+        new_thumbprint: new.into(),
+        new_not_after: enrollment.cert_not_after,
+        replaces: old.into(),
+        renewed_at: at,
+        new_seen_at: None,
+    };
+    (renewal, enrollment)
+}
+
+pub async fn a_certificate_renewal_keeps_the_device_and_retires_the_old_one_once_seen(
+    store: Arc<dyn Store>,
+) {
+    let id = enrolled(&store, "renew-1").await;
+    let other = enrolled(&store, "renew-2").await;
+    let mut d = store.device(id).await.unwrap().unwrap();
+    d.cert_thumbprint = Some("a1".repeat(20));
+    d.primary_user = Some("ada@example.com".into());
+    store.update_device(&d).await.unwrap();
+    let first = store.enrollments_of_device(id).await.unwrap();
+    assert!(store.unseen_renewals(id).await.unwrap().is_empty());
+    assert_eq!(
+        store.retire_renewed_certificates(id, t(1)).await.unwrap(),
+        0
+    );
+
+    // A renewal that expects another current certificate is refused, and writes nothing.
+    let (mut stale, enrollment) = renewal_of(id, &"a1".repeat(20), &"b2".repeat(20), t(1));
+    stale.replaces = "ff".repeat(20);
+    assert!(matches!(
+        store.renew_device_certificate(&stale, &enrollment).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.enrollments_of_device(id).await.unwrap(), first);
+    let (unknown, enrollment) = renewal_of(DeviceId::generate(), "a1", "b2", t(1));
+    assert!(matches!(
+        store.renew_device_certificate(&unknown, &enrollment).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // The renewal: same device record, new certificate, history kept.
+    let (renewal, enrollment) = renewal_of(id, &"a1".repeat(20), &"b2".repeat(20), t(1));
+    store
+        .renew_device_certificate(&renewal, &enrollment)
+        .await
+        .unwrap();
+    let after = store.device(id).await.unwrap().unwrap();
+    assert_eq!(after.id, id);
+    assert_eq!(after.cert_thumbprint.as_deref(), Some(&*"b2".repeat(20)));
+    assert_eq!(after.cert_not_after, Some(enrollment.cert_not_after));
+    assert_eq!(after.primary_user.as_deref(), Some("ada@example.com"));
+    assert_eq!(
+        after.enrolled_at, d.enrolled_at,
+        "a renewal is no re-enrollment"
+    );
+    let history = store.enrollments_of_device(id).await.unwrap();
+    assert_eq!(history.len(), first.len() + 1);
+    assert!(history[..first.len()]
+        .iter()
+        .all(|e| e.replaced_by == Some(enrollment.id)));
+    assert_eq!(history.last(), Some(&enrollment));
+    assert_eq!(
+        store.unseen_renewals(id).await.unwrap(),
+        std::slice::from_ref(&renewal)
+    );
+    assert!(store.unseen_renewals(other).await.unwrap().is_empty());
+
+    // The same renewal decided twice: the second finds the certificate already replaced.
+    let (again, enrollment2) = renewal_of(id, &"a1".repeat(20), &"c3".repeat(20), t(2));
+    assert!(matches!(
+        store.renew_device_certificate(&again, &enrollment2).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // The new certificate is seen: the renewal is retired once.
+    assert_eq!(
+        store.retire_renewed_certificates(id, t(3)).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.retire_renewed_certificates(id, t(4)).await.unwrap(),
+        0
+    );
+    assert!(store.unseen_renewals(id).await.unwrap().is_empty());
+    let all = store.renewals_of_device(id).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].new_seen_at, Some(t(3)));
+
+    // An unenrolled device renews nothing.
+    let mut gone = store.device(other).await.unwrap().unwrap();
+    let current = gone.cert_thumbprint.clone().unwrap();
+    gone.unenrolled_at = Some(t(5));
+    store.update_device(&gone).await.unwrap();
+    let (late, enrollment) = renewal_of(other, &current, &"d4".repeat(20), t(6));
+    assert!(matches!(
+        store.renew_device_certificate(&late, &enrollment).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+pub async fn certificate_expiry_counts_enrolled_devices_only(store: Arc<dyn Store>) {
+    let at = |name: &str, expires: OffsetDateTime, unenrolled: bool| {
+        let store = Arc::clone(&store);
+        let name = name.to_owned();
+        async move {
+            let id = enrolled(&store, &name).await;
+            let mut d = store.device(id).await.unwrap().unwrap();
+            d.cert_not_after = Some(expires);
+            d.unenrolled_at = unenrolled.then_some(T0);
+            store.update_device(&d).await.unwrap();
+        }
+    };
+    let none = store
+        .certificate_expiry(T0, Duration::days(30))
+        .await
+        .unwrap();
+    assert_eq!((none.expired, none.expiring), (0, 0));
+    at("x-expired", T0 - Duration::days(1), false).await;
+    at("x-now", T0, false).await;
+    at("x-soon", T0 + Duration::days(29), false).await;
+    at("x-edge", T0 + Duration::days(30), false).await;
+    at("x-later", T0 + Duration::days(31), false).await;
+    at("x-gone", T0 - Duration::days(1), true).await;
+    let counts = store
+        .certificate_expiry(T0, Duration::days(30))
+        .await
+        .unwrap();
+    assert_eq!((counts.expired, counts.expiring), (2, 2));
 }

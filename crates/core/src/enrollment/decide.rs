@@ -172,6 +172,10 @@ pub enum RefusalKind {
     Authorization,
     /// `CertificateRequestFailure`: the CSR is unusable.
     CertificateRequest,
+    /// A renewal the certificate does not allow (expired, replaced, device unenrolled): an
+    /// authorization fault with the MS-MDE2 errortype `NotEligibleToRenew` (docs/protocol.md
+    /// §2.6, §2.9).
+    NotEligibleToRenew,
 }
 
 /// Why an enrollment is refused.

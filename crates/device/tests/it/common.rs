@@ -40,6 +40,7 @@ pub fn device_with(profile: DeviceProfile) -> DeviceState {
                 enrolled: true,
                 enrolled_at: t0(),
                 root_cert_pem: String::new(),
+                renewal: None,
             },
             t0(),
         );

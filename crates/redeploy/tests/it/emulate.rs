@@ -258,6 +258,7 @@ fn emulate_run_applies_the_fault_flags_keeps_going_without_a_server_and_prints_j
             enrolled: true,
             enrolled_at: time::OffsetDateTime::now_utc(),
             root_cert_pem: ca.cert_pem().to_string(),
+            renewal: None,
         },
         time::OffsetDateTime::now_utc(),
     );

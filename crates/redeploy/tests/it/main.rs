@@ -8,6 +8,7 @@ mod e2e;
 mod emulate;
 mod faults;
 mod inspect;
+mod renewal;
 mod serve;
 mod story;
 

@@ -317,6 +317,8 @@ pub async fn fleet_readiness(
         total: fleet.total,
         ready: fleet.ready,
         blocked_by_reason: fleet.blocked_by_reason,
+        certificates_expired: fleet.certificates.expired,
+        certificates_expiring_30d: fleet.certificates.expiring,
     }))
 }
 

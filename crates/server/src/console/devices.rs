@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use maud::{html, Markup};
+use redeploy_core::enrollment::renewal::EXPIRY_WARNING;
 use redeploy_core::store::{Cursor, DeviceQuery, DeviceSort};
 use redeploy_core::trail::Direction;
 use redeploy_core::{Action, ActionKind, ActionState, Device, DeviceId, JoinType, Readiness, Role};
@@ -78,6 +79,7 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
             *blocked.entry(label.to_owned()).or_default() += 1;
         }
     }
+    let certificates = devices::certificate_expiry(&state).await?;
     let in_flight = devices::count_actions(&state, IN_FLIGHT, 1000).await?;
     let flying: usize = in_flight.iter().map(|(_, n)| n).sum();
     // Oldest update first from the store: the newest ten failures are at the end.
@@ -102,6 +104,8 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
             div.stat { span.n { (devices.len() - ready) } span.l { "not ready" } }
             div.stat { span.n { (seen_recently) } span.l { "checked in within 24 h" } }
             div.stat { span.n { (flying) } span.l { a href="/console/actions" { "actions in flight" } } }
+            div.stat #certificates-expiring { span.n { (certificates.expiring) } span.l { "certificates expire within 30 days" } }
+            div.stat #certificates-expired { span.n { (certificates.expired) } span.l { "certificates expired" } }
         }
         div.columns {
             section {
@@ -163,6 +167,20 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
         Section::Dashboard,
         body,
     )))
+}
+
+/// When the device's MDM certificate expires, and whether that is soon (the PC renews it on its
+/// own before then; an expired one cannot check in).
+fn certificate_expiry_text(
+    not_after: Option<time::OffsetDateTime>,
+    now: time::OffsetDateTime,
+) -> Markup {
+    match not_after {
+        None => html! { "unknown" },
+        Some(t) if t <= now => html! { (when(t)) " — expired" },
+        Some(t) if t - now <= EXPIRY_WARNING => html! { (when(t)) " — within 30 days" },
+        Some(t) => html! { (when(t)) },
+    }
 }
 
 /// A short label per block reason for the dashboard counts.
@@ -475,6 +493,7 @@ pub async fn page(
                     dt { "Signed-in user" } dd { (d.current_user.as_deref().unwrap_or("none")) }
                     dt { "Last check-in" } dd { (when_opt(d.last_seen, "never")) }
                     dt { "Enrolled" } dd { (when(d.enrolled_at)) }
+                    dt { "Certificate expires" } dd #certificate-expires { (certificate_expiry_text(d.cert_not_after, state.clock.now())) }
                     dt { "Local reset (CTRL+WIN+R)" } dd { (local) }
                 }
                 h2 { "Readiness" }

@@ -2,7 +2,10 @@
 //! remote Autopilot Reset (filtered by readiness and by how recently they checked in), one device
 //! with its actions and inventory, and the whole fleet for counts.
 
-use redeploy_core::store::{device_sort_key, Cursor, DeviceQuery, Page, StoreError};
+use redeploy_core::enrollment::renewal::EXPIRY_WARNING;
+use redeploy_core::store::{
+    device_sort_key, CertificateExpiry, Cursor, DeviceQuery, Page, StoreError,
+};
 use redeploy_core::{
     Action, ActionState, Device, DeviceId, InventoryValue, PreflightSettings, Readiness, Role,
 };
@@ -197,6 +200,17 @@ pub struct FleetReadiness {
     pub ready: u64,
     /// How many devices each preflight reason (by code) blocks.
     pub blocked_by_reason: std::collections::BTreeMap<String, u64>,
+    /// Certificates expired, and expiring within [`EXPIRY_WARNING`].
+    pub certificates: CertificateExpiry,
+}
+
+/// How many enrolled devices' MDM certificates are expired, and how many expire within
+/// [`EXPIRY_WARNING`] (30 days), at the server clock's now.
+pub async fn certificate_expiry(state: &AppState) -> Result<CertificateExpiry> {
+    Ok(state
+        .store
+        .certificate_expiry(state.clock.now(), EXPIRY_WARNING)
+        .await?)
 }
 
 /// Readiness of every enrolled device, counted.
@@ -205,7 +219,10 @@ pub async fn fleet_readiness(state: &AppState) -> Result<FleetReadiness> {
         limit: 500,
         ..DeviceQuery::default()
     };
-    let mut fleet = FleetReadiness::default();
+    let mut fleet = FleetReadiness {
+        certificates: certificate_expiry(state).await?,
+        ..FleetReadiness::default()
+    };
     loop {
         let page = state.store.list_devices(&query).await?;
         for r in readiness_of_many(state, &page.items).await? {
