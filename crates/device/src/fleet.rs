@@ -65,6 +65,9 @@ pub struct FleetConfig {
     /// Keep the PCs in `state_dir` (default). `false` keeps them in memory only: no file, no
     /// lock (the memory measurement).
     pub state_files: bool,
+    /// Mixed into the identities of new PCs ([`crate::persist::fleet_salt`] of the state folder);
+    /// 0 keeps the identities the seed alone gives.
+    pub identity_salt: u64,
 }
 
 impl FleetConfig {
@@ -89,6 +92,7 @@ impl FleetConfig {
             drop_replies_pct: None,
             stale_status_after_restore_pct: None,
             state_files: true,
+            identity_salt: 0,
         }
     }
 }
@@ -145,6 +149,12 @@ pub fn build_device(config: &FleetConfig, index: usize, now: OffsetDateTime) -> 
         device_seed(config.seed, index as u32),
         now,
     );
+    if config.identity_salt != 0 {
+        crate::profile::reidentify(
+            &mut state,
+            device_seed(config.seed ^ config.identity_salt, index as u32),
+        );
+    }
     if let (Some(pkg), Some(name)) = (state.usb_package.as_mut(), &config.usb_package_name) {
         pkg.name = name.clone();
     }

@@ -21,6 +21,34 @@ fn state_err(path: &Path, e: impl std::fmt::Display) -> DeviceError {
     }
 }
 
+/// The identity salt of the fleet kept in `dir` (`fleet-salt`, created at random on first use):
+/// mixed into the identities of the PCs built there, so two state folders started with the same
+/// `--seed` get the same kinds of PCs but never the same hardware ids, serials or DevIds (two
+/// fleets would otherwise be clones of one another in the server's eyes).
+pub fn fleet_salt(dir: &Path) -> Result<u64> {
+    let path = dir.join("fleet-salt");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|e| state_err(&path, format!("not a fleet salt: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| state_err(dir, e))?;
+            let salt = rand::random::<u64>().max(1);
+            let tmp = dir.join(".fleet-salt.tmp");
+            std::fs::write(&tmp, salt.to_string()).map_err(|e| state_err(&tmp, e))?;
+            // A concurrent first run may have written its own: the first rename wins for both.
+            if path.exists() {
+                let _ = std::fs::remove_file(&tmp);
+                return fleet_salt(dir);
+            }
+            std::fs::rename(&tmp, &path).map_err(|e| state_err(&path, e))?;
+            fleet_salt(dir)
+        }
+        Err(e) => Err(state_err(&path, e)),
+    }
+}
+
 /// The file of PC `id` in `dir`.
 pub fn path_for(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{id}.json"))

@@ -464,6 +464,20 @@ fn ascii_lower(s: &str) -> String {
         .collect()
 }
 
+/// Draws `state`'s identities again from `seed` (hardware id, serial, DevId, computer name and
+/// Entra device id), keeping everything else: the same kind of PC with an identity of its own.
+pub fn reidentify(state: &mut DeviceState, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let serial_len = state.hardware.serial.len().max(8);
+    state.hardware.serial = alnum(&mut rng, serial_len);
+    state.hardware.hw_dev_id = hex_string(&mut rng, 32).to_ascii_uppercase();
+    state.dev_id = guid(&mut rng).to_ascii_uppercase();
+    state.computer_name = format!("DESKTOP-{}", alnum(&mut rng, 7));
+    if state.entra_join.device_id.is_some() {
+        state.entra_join.device_id = Some(guid(&mut rng));
+    }
+}
+
 fn guid<R: Rng>(rng: &mut R) -> String {
     uuid::Builder::from_random_bytes(rng.gen())
         .into_uuid()

@@ -97,6 +97,8 @@ pub enum LocalResetError {
     WinReDisabled,
     #[error("Autopilot Reset is not supported on hybrid-joined devices")]
     HybridJoined,
+    #[error("Autopilot Reset needs an Entra-joined device; this one is {0}")]
+    NotEntraJoined(&'static str),
     #[error("power requirements not met: connect the charger")]
     PowerRequirementsNotMet,
     #[error("another reset, wipe or reboot is already in progress")]
@@ -302,6 +304,14 @@ fn check_local_reset(
     }
     if state.is_hybrid() {
         return Err(LocalResetError::HybridJoined);
+    }
+    // A work account (Entra registered) does not make the PC the organisation's: Autopilot Reset
+    // is for Entra-joined devices (MEM windows-autopilot-reset.md; docs/protocol.md §1.1). A PC
+    // in a workgroup set up by a provisioning package (Set up School PCs) keeps its local reset.
+    if state.entra_join.kind == JoinType::Registered {
+        return Err(LocalResetError::NotEntraJoined(
+            "Entra registered (a work account), not joined",
+        ));
     }
     if !power_ok(state) {
         return Err(LocalResetError::PowerRequirementsNotMet);

@@ -126,6 +126,8 @@ async fn run_fleet(args: &EmulateArgs) -> anyhow::Result<ExitCode> {
     let clock = Arc::new(ScaledClock::new(OffsetDateTime::now_utc(), args.time_scale));
     let mut config = FleetConfig::new(&args.client.server, token, args.devices, &args.state);
     config.seed = args.scenario.seed;
+    // The state folder makes the identity: the same seed in another folder is another fleet.
+    config.identity_salt = persist::fleet_salt(&args.state)?;
     config.profile = profile(&args.scenario);
     config.mix = FleetMix {
         hybrid: args.scenario.mix_hybrid,

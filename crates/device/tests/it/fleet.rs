@@ -501,3 +501,36 @@ async fn a_pc_changed_by_a_one_shot_command_wakes_up_without_waiting_for_its_pol
         "flag taken"
     );
 }
+
+/// Two state folders started with the same seed are two fleets: the same kinds of PCs, never
+/// the same identities; the same folder always builds the same PCs.
+#[test]
+fn the_state_folder_makes_the_fleets_identity() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let salt_a = persist::fleet_salt(a.path()).unwrap();
+    assert_eq!(persist::fleet_salt(a.path()).unwrap(), salt_a, "kept");
+    let salt_b = persist::fleet_salt(b.path()).unwrap();
+    assert_ne!(salt_a, salt_b);
+    let pc = |dir: &std::path::Path, salt: u64| {
+        let mut config = FleetConfig::new("https://mdm.test", "t", 1, dir);
+        config.seed = 7;
+        config.identity_salt = salt;
+        fleet::build_device(&config, 0, OffsetDateTime::now_utc())
+    };
+    let (pa, pa_again, pb) = (
+        pc(a.path(), salt_a),
+        pc(a.path(), salt_a),
+        pc(b.path(), salt_b),
+    );
+    assert_eq!(pa.hardware.hw_dev_id, pa_again.hardware.hw_dev_id);
+    assert_eq!(pa.dev_id, pa_again.dev_id);
+    assert_eq!(
+        (&pa.hardware.model, pa.os.build),
+        (&pb.hardware.model, pb.os.build),
+        "same kind"
+    );
+    assert_ne!(pa.hardware.hw_dev_id, pb.hardware.hw_dev_id);
+    assert_ne!(pa.hardware.serial, pb.hardware.serial);
+    assert_ne!(pa.dev_id, pb.dev_id);
+    assert_ne!(pa.entra_join.device_id, pb.entra_join.device_id);
+}
