@@ -184,6 +184,7 @@ async fn audit_actions(app: &TestApp) -> Vec<(String, AuditOutcome, String)> {
 }
 
 on_both_backends!(
+    console_device_page_flags_an_identity_clash,
     console_sign_in_refuses_a_bad_token_and_sets_a_strict_session_cookie,
     console_posts_without_the_right_csrf_token_or_origin_are_refused_and_change_nothing,
     console_viewer_cannot_reset_and_the_refusal_is_audited,
@@ -1018,4 +1019,27 @@ async fn console_device_settings_primary_user_local_reset_and_cancel(backend: Ba
         .await;
     assert_eq!(bad_kind.status, 400);
     assert!(bad_kind.body.contains("unknown action"));
+}
+
+/// Issue #13: two enrolled PCs that report one identity (here: the same emulated PC enrolled
+/// twice with the enrollment token, as a cloned image would) are two records, and each device
+/// page says so and links the other.
+async fn console_device_page_flags_an_identity_clash(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = enrolled_pc(&app, "pc-twin", 41).await;
+    let second = enrolled_pc(&app, "pc-twin", 41).await;
+    assert_ne!(first, second, "no takeover");
+    let mut b = Browser::new(&app);
+    b.sign_in(&app.admin_token).await;
+    for (me, other) in [(first, second), (second, first)] {
+        let page = b.get(&format!("/console/devices/{me}")).await.body;
+        assert!(page.contains("Identity clash"), "{page}");
+        assert!(
+            page.contains(&format!("href=\"/console/devices/{other}\"")),
+            "links the other record: {page}"
+        );
+    }
+    let lone = enrolled_pc(&app, "pc-lone", 42).await;
+    let page = b.get(&format!("/console/devices/{lone}")).await.body;
+    assert!(!page.contains("Identity clash"), "{page}");
 }
