@@ -6,7 +6,9 @@ use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::Enrollment;
 use redeploy_core::ids::{DeviceId, EnrollmentId};
 use redeploy_core::store::{EnrollOutcome, EnrollmentStore, StoreError, StoreResult};
-use sea_query::{Expr, Func, Keyword, LockType, Order, Query, SelectStatement, SimpleExpr};
+use sea_query::{
+    Expr, Func, InsertStatement, Keyword, LockType, Order, Query, SelectStatement, SimpleExpr,
+};
 
 use crate::devices::{insert_device, set_device_values};
 use crate::dialect::{Arg, Dialect, SqlRow};
@@ -46,6 +48,11 @@ fn enrollment_values(e: &Enrollment) -> [SimpleExpr; 12] {
         v(e.created_at),
         v(e.replaced_by),
     ]
+}
+
+/// The INSERT of `e` (also used by a certificate renewal, which records an enrollment too).
+pub(crate) fn insert_enrollment(e: &Enrollment) -> StoreResult<InsertStatement> {
+    insert_row(E::Table, ENROLLMENT_COLS, enrollment_values(e))
 }
 
 /// Every enrollment, to be narrowed and ordered.
@@ -192,7 +199,7 @@ impl<D: Dialect> EnrollmentStore for SqlStore<D> {
             }
         };
         enrollment.device = device_id;
-        let insert = insert_row(E::Table, ENROLLMENT_COLS, enrollment_values(&enrollment))?;
+        let insert = insert_enrollment(&enrollment)?;
         built::<D>(&insert)?.execute(tx.on()).await?;
         tx.commit().await?;
         Ok(EnrollOutcome {

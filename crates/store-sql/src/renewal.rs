@@ -10,9 +10,10 @@ use redeploy_core::store::{CertificateExpiry, CertificateRenewalStore, StoreErro
 use sea_query::{Expr, LockType, Order, Query, SelectStatement};
 use time::{Duration, OffsetDateTime};
 
-use crate::dialect::{Arg, Dialect, SqlRow};
+use crate::dialect::{Dialect, SqlRow};
+use crate::enrollments::insert_enrollment;
 use crate::query::{built, insert_row, v};
-use crate::schema::{CertificateRenewals as R, DeviceCertificates as D, RenewalEnrollments as E};
+use crate::schema::{CertificateRenewals as R, Devices as D, Enrollments as E};
 use crate::sql::RowExt;
 use crate::SqlStore;
 
@@ -40,19 +41,6 @@ fn row_renewal(r: &impl SqlRow) -> StoreResult<CertificateRenewal> {
         renewed_at: r.at("renewed_at")?,
         new_seen_at: r.time("new_seen_at")?,
     })
-}
-
-/// The enrollment context as the `enrollments` table keeps it: a JSON array of `[name, value]`
-/// (the encoding of `enrollments.rs`, repeated here while that file is being converted to
-/// sea-query; one of them should use the other's once it lands).
-fn context_json(context: &[(String, String)]) -> String {
-    serde_json::Value::Array(
-        context
-            .iter()
-            .map(|(n, v)| serde_json::json!([n, v]))
-            .collect(),
-    )
-    .to_string()
 }
 
 fn renewals_of(device: DeviceId) -> SelectStatement {
@@ -133,37 +121,10 @@ impl<D2: Dialect> CertificateRenewalStore for SqlStore<D2> {
             .and_where(Expr::col(E::ReplacedBy).is_null())
             .to_owned();
         built::<D2>(&replace)?.execute(tx.on()).await?;
-        let insert = insert_row(
-            E::Table,
-            [
-                E::Id,
-                E::DeviceId,
-                E::EnrollmentType,
-                E::Upn,
-                E::AuthMethod,
-                E::Context,
-                E::RawRequest,
-                E::CertThumbprint,
-                E::CertSerial,
-                E::CertNotAfter,
-                E::CreatedAt,
-                E::ReplacedBy,
-            ],
-            [
-                v(enrollment.id),
-                v(renewal.device),
-                v(enrollment.enrollment_type.as_str()),
-                v(enrollment.upn.clone()),
-                v(enrollment.auth_method.clone()),
-                v(Arg::json(context_json(&enrollment.context))),
-                v(enrollment.raw_request.clone()),
-                v(enrollment.cert_thumbprint.clone()),
-                v(enrollment.cert_serial.clone()),
-                v(enrollment.cert_not_after),
-                v(enrollment.created_at),
-                v(enrollment.replaced_by),
-            ],
-        )?;
+        let insert = insert_enrollment(&Enrollment {
+            device: renewal.device,
+            ..enrollment.clone()
+        })?;
         built::<D2>(&insert)?.execute(tx.on()).await?;
         let insert = insert_row(
             R::Table,

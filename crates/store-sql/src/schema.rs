@@ -303,34 +303,3 @@ pub(crate) enum CertificateRenewals {
     RenewedAt,
     NewSeenAt,
 }
-
-/// `devices`: the certificate columns a renewal writes and the expiry counts read (a name of
-/// its own, so it does not collide with [`Devices`] while that grows).
-#[derive(Clone, Copy, Iden)]
-pub(crate) enum DeviceCertificates {
-    #[iden = "devices"]
-    Table,
-    Id,
-    CertThumbprint,
-    CertNotAfter,
-    UnenrolledAt,
-}
-
-/// `enrollments`: the columns of the enrollment record a renewal inserts.
-#[derive(Clone, Copy, Iden)]
-pub(crate) enum RenewalEnrollments {
-    #[iden = "enrollments"]
-    Table,
-    Id,
-    DeviceId,
-    EnrollmentType,
-    Upn,
-    AuthMethod,
-    Context,
-    RawRequest,
-    CertThumbprint,
-    CertSerial,
-    CertNotAfter,
-    CreatedAt,
-    ReplacedBy,
-}
