@@ -563,6 +563,12 @@ pub trait DeviceStore: Send + Sync {
     async fn device_by_mdm_device_id(&self, mdm_device_id: &str) -> StoreResult<Option<Device>>;
     /// The newest enrolled device with this HWDevID; `None` if none.
     async fn device_by_hw_dev_id(&self, hw_dev_id: &str) -> StoreResult<Option<Device>>;
+    /// The devices with these ids, in one query per 500 ids, keyed by id; unknown ids are
+    /// absent and an empty slice gives an empty map.
+    async fn devices_by_ids(
+        &self,
+        ids: &[DeviceId],
+    ) -> StoreResult<std::collections::HashMap<DeviceId, Device>>;
     /// Every device (enrolled or not) with this HWDevID, serial or Entra device id (each
     /// compared case-insensitively; `None` asks nothing of that attribute), oldest enrolled
     /// first; empty when all three are `None`.

@@ -249,6 +249,23 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         self.device_where(Dv::HardwareId, v(hw_dev_id)).await
     }
 
+    async fn devices_by_ids(
+        &self,
+        ids: &[DeviceId],
+    ) -> StoreResult<std::collections::HashMap<DeviceId, Device>> {
+        let mut found = std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let select = select_devices()
+                .and_where(Expr::col(Dv::Id).is_in(chunk.iter().map(|id| v(*id))))
+                .to_owned();
+            for row in built::<D>(&select)?.fetch_all(self.db()).await? {
+                let device = row_device(&row)?;
+                found.insert(device.id, device);
+            }
+        }
+        Ok(found)
+    }
+
     async fn devices_by_identity(
         &self,
         hw_dev_id: Option<&str>,

@@ -239,6 +239,17 @@ pub async fn enrollment_of_a_bound_record_keeps_it_and_a_shared_hardware_id_is_n
         .await
         .unwrap()
         .is_empty());
+
+    // Many at once: unknown ids are absent.
+    let ghost = DeviceId::generate();
+    let many = store
+        .devices_by_ids(&[first.id, ghost, clone.id, first.id])
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 2);
+    assert_eq!(many[&clone.id].name, "pc-clone");
+    assert!(!many.contains_key(&ghost));
+    assert!(store.devices_by_ids(&[]).await.unwrap().is_empty());
 }
 
 pub async fn enrollment_without_hw_dev_id_is_a_new_device(store: Arc<dyn Store>) {

@@ -290,19 +290,21 @@ pub async fn set_primary_user(
     Ok(device)
 }
 
-/// The names of `ids` (a device that is gone shows as its id), one store read per device.
+/// The names of `ids` (a device that is gone shows as its id), in one store read per 500.
 pub async fn names(
     state: &AppState,
     ids: &[DeviceId],
 ) -> Result<std::collections::HashMap<DeviceId, String>> {
-    let mut names = std::collections::HashMap::new();
-    for id in ids.iter().copied() {
-        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(id) {
-            let name = state.store.device(id).await?.map(|d| d.name);
-            slot.insert(name.unwrap_or_else(|| id.to_string()));
-        }
-    }
-    Ok(names)
+    let found = state.store.devices_by_ids(ids).await?;
+    Ok(ids
+        .iter()
+        .map(|id| {
+            let name = found
+                .get(id)
+                .map_or_else(|| id.to_string(), |d| d.name.clone());
+            (*id, name)
+        })
+        .collect())
 }
 
 /// The devices named `names` (exact names, any case; each looked up by a search): their ids

@@ -11,7 +11,6 @@ use redeploy_core::{
 };
 
 use super::actions::{action_settings, role_for};
-use super::devices::readiness;
 use super::{audit, Caller, Result, ServiceError};
 use crate::state::AppState;
 
@@ -238,19 +237,28 @@ pub async fn members_page(
         .copied()
         .filter(|d| after.is_none_or(|a| *d > a))
         .collect();
-    let now = state.clock.now();
+    // The page's devices and their readiness in one read each (members that are gone are
+    // skipped, so read a little more than a page).
     let mut page = Vec::new();
-    for (i, member) in ids.iter().enumerate() {
-        let Some(d) = state.store.device(*member).await? else {
-            continue;
-        };
-        let acts = state.store.actions_of_device(d.id).await?;
-        let r = readiness(&d, &acts, now);
-        page.push((d, r));
-        if page.len() as u32 == limit {
-            let next = (i + 1 < ids.len()).then(|| member.to_string());
-            return Ok((page, next));
+    let mut start = 0;
+    while start < ids.len() {
+        let end = (start + limit as usize + 16).min(ids.len());
+        let found = state.store.devices_by_ids(&ids[start..end]).await?;
+        let devices: Vec<Device> = ids[start..end]
+            .iter()
+            .filter_map(|id| found.get(id).cloned())
+            .collect();
+        let ready = super::devices::readiness_of_many(state, &devices).await?;
+        for (d, r) in devices.into_iter().zip(ready) {
+            let id = d.id;
+            page.push((d, r));
+            if page.len() as u32 == limit {
+                let at = ids.iter().position(|m| *m == id).unwrap_or(ids.len());
+                let next = (at + 1 < ids.len()).then(|| id.to_string());
+                return Ok((page, next));
+            }
         }
+        start = end;
     }
     Ok((page, None))
 }
