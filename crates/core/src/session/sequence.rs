@@ -1,6 +1,6 @@
 //! The order of a device's messages (issue #13, replay): within one OMA-DM session each side
-//! numbers its messages 1, 2, 3… (SyncHdr MsgID, unique per message within a session; docs/
-//! protocol.md §3.2; every device capture in the shared fixtures starts a session at MsgID 1).
+//! numbers its messages 1, 2, 3… (SyncHdr MsgID, unique per message within a session;
+//! docs/protocol.md §3.2; every device capture in the shared fixtures starts a session at MsgID 1).
 //! A message that continues a session must be the next one of
 //! the session last seen; anything else is a replay or out of order, and is refused before any
 //! of it counts: a replayed Status or Results could otherwise acknowledge a command or report a
