@@ -8,7 +8,7 @@ use enroll::{AuthPolicy, EnrollResponse, SecurityToken};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::traits::PublicKeyParts;
-use server::FederatedSettings;
+use server::{FederatedSettings, JwksSource};
 use testkit::app::{spawn_app_with, Backend, TestApp};
 
 use crate::common::*;
@@ -80,7 +80,9 @@ async fn federated_app(backend: Backend) -> TestApp {
         s.federated = Some(FederatedSettings {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
-            jwks_file,
+            jwks: JwksSource::File(jwks_file),
+            tenant_id: None,
+            jwks_ca_file: None,
             authentication_service_url: None,
         });
     })
