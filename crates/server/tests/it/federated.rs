@@ -284,3 +284,101 @@ async fn only_a_validated_token_gives_a_re_enrolling_pc_its_record_back(backend:
         "re-enrollment audited as such"
     );
 }
+
+on_both_backends!(keys_from_a_jwks_url_follow_rotation_tenant_and_outages,);
+
+/// A JWKS URL served by the local test issuer: fetched once and cached; a token signed with a
+/// rotated key is refused while the rate limit holds and accepted after one refetch; a wrong
+/// tenant is refused; an issuer outage keeps the cached keys working. Time moves only with the
+/// manual clock (the server's and the tokens').
+async fn keys_from_a_jwks_url_follow_rotation_tenant_and_outages(backend: Backend) {
+    use std::sync::Arc;
+    use test_issuer::{IssuerConfig, RunningIssuer, TokenKind, TokenRequest};
+
+    let issuer = RunningIssuer::start(
+        ([127, 0, 0, 1], 0).into(),
+        IssuerConfig {
+            keys_max_age_secs: 600,
+            ..IssuerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let clock = Arc::new(redeploy_core::ManualClock::new(
+        time::OffsetDateTime::now_utc(),
+    ));
+    let app = testkit::app::spawn_app_with_clock(backend, clock.clone(), |s| {
+        s.federated = Some(federated_settings(&issuer));
+    })
+    .await;
+    let hw = "5A".repeat(32);
+    let token = |tenant: Option<&str>| {
+        issuer
+            .mint(&TokenRequest {
+                kind: TokenKind::Device,
+                device_id: Some("4b1f3c2a-0000-4000-8000-000000000042".into()),
+                tenant_id: tenant.map(str::to_string),
+                issued_at: Some(redeploy_core::Clock::now(clock.as_ref()).unix_timestamp()),
+                ..TokenRequest::default()
+            })
+            .unwrap()
+    };
+    let try_enroll = |token: String| {
+        let (app, hw) = (&app, hw.clone());
+        async move {
+            post(
+                app,
+                "/EnrollmentServer/Enrollment.svc",
+                rst_xml(app, bst(&token), new_csr(), context(&hw, "Device")),
+            )
+            .await
+        }
+    };
+    let accepted = |answer: &Answer| answer.status == 200;
+
+    assert!(accepted(&try_enroll(token(None)).await));
+    assert!(accepted(&try_enroll(token(None)).await));
+    assert_eq!(issuer.keys_served(), 1, "fetched once, then cached");
+
+    let wrong = try_enroll(token(Some("another-tenant"))).await;
+    assert_eq!(wrong.fault_code(), "s:Authentication", "wrong tenant");
+
+    // Rotation: the new key is unknown; within 30 s of the last fetch no refetch happens.
+    issuer.rotate(false).unwrap();
+    let early = try_enroll(token(None)).await;
+    assert_eq!(early.fault_code(), "s:Authentication");
+    assert_eq!(issuer.keys_served(), 1, "rate-limited, refused at once");
+    clock.advance(time::Duration::seconds(31));
+    assert!(
+        accepted(&try_enroll(token(None)).await),
+        "after one refetch"
+    );
+    assert_eq!(issuer.keys_served(), 2);
+
+    // Outage: the keys expire (max-age 600) but the fetch fails: the last good keys still work.
+    issuer.set_available(false);
+    clock.advance(time::Duration::seconds(700));
+    assert!(accepted(&try_enroll(token(None)).await), "cached keys kept");
+    // A key rotated during the outage cannot be learnt until the issuer is back.
+    issuer.rotate(false).unwrap();
+    clock.advance(time::Duration::seconds(31));
+    assert_eq!(
+        try_enroll(token(None)).await.fault_code(),
+        "s:Authentication"
+    );
+    issuer.set_available(true);
+    clock.advance(time::Duration::seconds(31));
+    assert!(accepted(&try_enroll(token(None)).await), "back");
+    assert_eq!(issuer.keys_served(), 3);
+}
+
+fn federated_settings(issuer: &test_issuer::RunningIssuer) -> FederatedSettings {
+    FederatedSettings {
+        issuer: issuer.url().to_string(),
+        audience: issuer.audience().to_string(),
+        jwks: JwksSource::Url(issuer.jwks_url()),
+        tenant_id: Some(issuer.tenant_id().to_string()),
+        jwks_ca_file: None,
+        authentication_service_url: None,
+    }
+}
