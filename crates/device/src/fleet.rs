@@ -495,6 +495,7 @@ async fn step_device(
         let options = EnrollOptions {
             server: config.server.clone(),
             token: config.token.clone(),
+            issuer: None,
         };
         let result = {
             let _permit = pc.permits.acquire().await;

@@ -139,6 +139,7 @@ async fn enrolled_pc(app: &TestApp, name: &str, seed: u64) -> DeviceId {
     let options = EnrollOptions {
         server: app.base_url.clone(),
         token: app.enrollment_token.clone(),
+        issuer: None,
     };
     client::enroll(&transport, &mut state, &options, now)
         .await
