@@ -119,27 +119,22 @@ struct StoredKey {
 
 /// What a `POST /token` asks for. Every field is optional; the kind decides the claims.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TokenRequest {
     /// `device` (Entra join: `deviceid`, no `upn`) or `user` (`upn`, `oid`).
     pub kind: TokenKind,
     /// The Entra device id (`deviceid`); a user token carries it too when given (a token
     /// obtained on a joined PC).
-    #[serde(default)]
     pub device_id: Option<String>,
-    #[serde(default)]
     pub upn: Option<String>,
     /// The user's object id (`oid`).
-    #[serde(default)]
     pub object_id: Option<String>,
     /// Another tenant than the issuer's (tests of a wrong tenant).
-    #[serde(default)]
     pub tenant_id: Option<String>,
     /// Another audience than the issuer's.
-    #[serde(default)]
     pub audience: Option<String>,
     /// Issue time in Unix seconds (the caller's clock, e.g. an emulator on a manual clock);
     /// the issuer's system clock when absent.
-    #[serde(default)]
     pub issued_at: Option<i64>,
 }
 
@@ -487,14 +482,11 @@ mod tests {
             .await
             .unwrap();
         let http = reqwest::Client::new();
-        let doc: Value = http
-            .get(format!("{}/.well-known/openid-configuration", issuer.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let get = |url: String| {
+            let request = http.get(url);
+            async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+        };
+        let doc = get(format!("{}/.well-known/openid-configuration", issuer.url())).await;
         assert_eq!(doc["issuer"], issuer.url());
         assert_eq!(doc["jwks_uri"], issuer.jwks_url());
         let response = http.get(issuer.jwks_url()).send().await.unwrap();
@@ -524,14 +516,7 @@ mod tests {
 
         let new_kid = issuer.rotate(false).unwrap();
         assert_ne!(new_kid, first_kid);
-        let keys: Value = http
-            .get(issuer.jwks_url())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let keys = get(issuer.jwks_url()).await;
         assert_eq!(
             keys["keys"].as_array().unwrap().len(),
             2,

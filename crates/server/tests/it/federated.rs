@@ -429,7 +429,7 @@ async fn entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in(backen
         .await
         .expect("federated enrollment with the issuer's device token");
     assert_eq!(pc.entra_join.tenant_id.as_deref(), Some(issuer.tenant_id()));
-    sync(&transport, &mut pc).await;
+    testkit::pc::sync_until_quiet(&transport, &mut pc, now()).await;
     let device = app
         .store
         .device_by_mdm_device_id(&pc.dev_id)
@@ -444,7 +444,7 @@ async fn entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in(backen
 
     // The first user to sign in becomes primary.
     assert!(pc.sign_in(&ada, now()));
-    sync(&transport, &mut pc).await;
+    testkit::pc::sync_until_quiet(&transport, &mut pc, now()).await;
     let d = stored().await;
     assert_eq!(d.primary_user.as_deref(), Some(ada.as_str()));
     assert_eq!(d.current_user.as_deref(), Some(ada.as_str()));
@@ -479,7 +479,7 @@ async fn entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in(backen
         .await
         .expect("check-in");
     reset::run_to_completion(&mut pc);
-    sync(&transport, &mut pc).await;
+    testkit::pc::sync_until_quiet(&transport, &mut pc, now()).await;
     let done = app.store.action(requested.id).await.unwrap().unwrap();
     assert_eq!(done.state, ActionState::Done, "{:?}", done.timeline);
     let d = stored().await;
@@ -491,22 +491,13 @@ async fn entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in(backen
 
     // The next user to sign in becomes primary.
     assert!(pc.sign_in(&grace, now()));
-    sync(&transport, &mut pc).await;
+    testkit::pc::sync_until_quiet(&transport, &mut pc, now()).await;
     let d = stored().await;
     assert_eq!(d.primary_user.as_deref(), Some(grace.as_str()));
     assert_eq!(d.last_sign_in_user.as_deref(), Some(grace.as_str()));
 
     // The API and the console show primary user and last sign-in.
-    let shown: serde_json::Value = app
-        .client()
-        .get(app.url(&format!("/api/v1/devices/{}", device.id)))
-        .bearer_auth(&app.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = device_detail(&app, device.id).await;
     assert_eq!(shown["device"]["primary_user"], grace.as_str());
     assert_eq!(shown["device"]["last_sign_in_user"], grace.as_str());
     assert!(shown["device"]["last_sign_in_at"].is_string());
@@ -533,7 +524,7 @@ async fn entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in(backen
         .expect("a local administrator");
     reset::local_reset(&mut pc, &admin, &password, now()).expect("CTRL+WIN+R");
     reset::run_to_completion(&mut pc);
-    sync(&transport, &mut pc).await;
+    testkit::pc::sync_until_quiet(&transport, &mut pc, now()).await;
     assert_eq!(
         stored().await.primary_user.as_deref(),
         Some(grace.as_str()),
@@ -543,13 +534,7 @@ async fn entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in(backen
 
 /// The console page at `path`, signed in with the admin token.
 async fn console_page(app: &TestApp, path: &str) -> String {
-    let ca = reqwest::Certificate::from_pem(app.ca_pem.as_bytes()).unwrap();
-    let http = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = browser_client(app);
     let signed_in = http
         .post(app.url("/console/sign-in"))
         .header("origin", &app.base_url)
@@ -572,22 +557,4 @@ async fn console_page(app: &TestApp, path: &str) -> String {
         .text()
         .await
         .unwrap()
-}
-
-/// Check-ins until the server has nothing more to send.
-async fn sync(transport: &device::HttpsTransport, pc: &mut device::DeviceState) {
-    for _ in 0..10 {
-        let report = device::client::check_in(transport, pc, time::OffsetDateTime::now_utc())
-            .await
-            .expect("check-in");
-        // The server asks a PC it is unsure of for its WinRE state at every session.
-        if report
-            .executed
-            .iter()
-            .all(|(verb, target, _)| verb == "Get" && target.ends_with("DeviceEncryptionStatus"))
-        {
-            return;
-        }
-    }
-    panic!("the server kept sending commands");
 }
