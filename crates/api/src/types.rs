@@ -64,6 +64,12 @@ pub struct Device {
     /// before then. Null if unknown.
     #[serde(default)]
     pub certificate_expires_at: Option<String>,
+    /// The user of the last sign-in a check-in reported (kept after they sign out).
+    #[serde(default)]
+    pub last_sign_in_user: Option<String>,
+    /// When the server first saw that sign-in (RFC 3339); null if never.
+    #[serde(default)]
+    pub last_sign_in_at: Option<String>,
 }
 
 /// `GET /api/v1/devices`.

@@ -150,6 +150,11 @@ pub struct Device {
     pub current_user: Option<String>,
     /// Primary user (cleared by a remote Autopilot Reset).
     pub primary_user: Option<String>,
+    /// The user of the last sign-in a check-in reported (kept after they sign out).
+    pub last_sign_in_user: Option<String>,
+    /// When the server first saw [`Self::last_sign_in_user`] signed in (the check-in that
+    /// reported the sign-in; the PC does not say when it happened).
+    pub last_sign_in_at: Option<OffsetDateTime>,
     /// Shared (multi-user) device.
     pub shared: bool,
     /// SHA-1 thumbprint (hex, lowercase) of the current MDM client certificate.
@@ -201,6 +206,8 @@ impl Device {
             last_seen: None,
             current_user: None,
             primary_user: None,
+            last_sign_in_user: None,
+            last_sign_in_at: None,
             shared: false,
             cert_thumbprint: None,
             cert_not_after: None,

@@ -36,6 +36,12 @@ pub struct EnrollOptions {
     pub server: String,
     /// The enrollment token, sent as the UsernameToken password (OnPremise auth policy).
     pub token: String,
+    /// A token issuer standing in for Entra ID (the base URL of a `test-issuer`): when set and
+    /// the server answers Discover with the Federated auth policy, an Entra-joined (or hybrid)
+    /// PC enrolls with its device token and a registered PC with its user's token
+    /// ([`crate::entra`]); the PC keeps the issuer for its users' tokens. `None`, or a PC
+    /// without Entra: OnPremise with `token`.
+    pub issuer: Option<String>,
 }
 
 /// What one enrollment did.
@@ -315,9 +321,35 @@ async fn enroll_inner(
             })
         }
     };
-    let security = enroll::SecurityToken::UsernameToken {
-        username: user.clone(),
-        password: options.token.clone(),
+    let security = match (&options.issuer, discovered.auth_policy) {
+        (Some(issuer), enroll::AuthPolicy::Federated)
+            if state.entra_join.kind != JoinType::None =>
+        {
+            let minted = match enrollment_type_for(state) {
+                EnrollmentType::Device => crate::entra::device_token(issuer, state, now).await?,
+                EnrollmentType::Full => crate::entra::user_token(issuer, state, &user, now)
+                    .await?
+                    .ok_or_else(|| DeviceError::Protocol {
+                        step: "Entra token",
+                        message: format!("{user:?} is not an Entra user of this PC"),
+                    })?,
+            };
+            // The PC is joined to the tenant the issuer stands for.
+            state.entra_join.tenant_id = Some(minted.tenant_id);
+            state.entra_join.token_issuer = Some(issuer.clone());
+            // Base64 of the compact JWS in a BinarySecurityToken (ITPRO federated enrollment
+            // doc; docs/protocol.md §2.7).
+            use base64::Engine as _;
+            enroll::SecurityToken::BinarySecurityToken {
+                value_type: enroll::ns::TOKEN_TYPE_JWT.to_string(),
+                encoding_type: enroll::ns::BASE64_BINARY.to_string(),
+                value: base64::engine::general_purpose::STANDARD.encode(minted.access_token),
+            }
+        }
+        _ => enroll::SecurityToken::UsernameToken {
+            username: user.clone(),
+            password: options.token.clone(),
+        },
     };
     if let Some(policy_url) = &discovered.enrollment_policy_service_url {
         let request = enroll::GetPoliciesRequest {
@@ -604,6 +636,29 @@ pub fn package_one(
     session_id: u64,
     now: OffsetDateTime,
 ) -> SyncMl {
+    package_one_with(state, addr, session_id, now, &AadUserToken::Unsigned)
+}
+
+/// The AADUserToken a session's package #1 carries for a signed-in Entra user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AadUserToken {
+    /// The emulator's unsigned stand-in (shaped like a JWT, `alg: none`): the PC has no token
+    /// issuer.
+    Unsigned,
+    /// A token from the PC's issuer ([`crate::entra::user_token`]).
+    Signed(String),
+    /// None: the issuer could not be reached (LoginStatus still says `user`).
+    Omitted,
+}
+
+/// [`package_one`] with the signed-in user's token chosen by the caller.
+pub fn package_one_with(
+    state: &DeviceState,
+    addr: &str,
+    session_id: u64,
+    now: OffsetDateTime,
+    aad: &AadUserToken,
+) -> SyncMl {
     let mut ids = CmdIdAllocator::new(2);
     let mut commands = vec![Command::Alert(Alert {
         cmd_id: ids.next_id(),
@@ -617,12 +672,17 @@ pub fn package_one(
         "none"
     };
     commands.push(alert_1224(ids.next_id(), ALERT_TYPE_LOGIN_STATUS, login));
-    if let Some(user) = &state.signed_in_user {
-        if let Some(entra) = state.entra_users.iter().find(|u| &u.upn == user) {
-            // Not a real Entra token: the emulator has no Entra tenant. Shaped like a JWT.
+    let entra_user = state
+        .signed_in_user
+        .as_ref()
+        .and_then(|user| state.entra_users.iter().find(|u| &u.upn == user));
+    let token = match (entra_user, aad) {
+        (Some(_), AadUserToken::Signed(token)) => Some(token.clone()),
+        (Some(entra), AadUserToken::Unsigned) => {
+            // Not a real Entra token: the PC has no token issuer. Shaped like a JWT.
             use base64::Engine;
             let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-            let token = format!(
+            Some(format!(
                 "{}.{}.{}",
                 b64.encode(r#"{"typ":"JWT","alg":"none"}"#),
                 b64.encode(format!(
@@ -632,9 +692,12 @@ pub fn package_one(
                     state.entra_join.device_id.as_deref().unwrap_or_default()
                 )),
                 b64.encode("emulator")
-            );
-            commands.push(alert_1224(ids.next_id(), ALERT_TYPE_AAD_USER_TOKEN, &token));
+            ))
         }
+        _ => None,
+    };
+    if let Some(token) = token {
+        commands.push(alert_1224(ids.next_id(), ALERT_TYPE_AAD_USER_TOKEN, &token));
     }
     let mut items = Vec::new();
     for uri in [
@@ -855,6 +918,30 @@ fn finish_session(
     }
 }
 
+/// The signed-in Entra user's token for this session: from the PC's issuer when it has one
+/// (a failure is logged and the token left out), else the unsigned stand-in.
+async fn session_user_token(state: &mut DeviceState, now: OffsetDateTime) -> AadUserToken {
+    let (Some(issuer), Some(user)) = (
+        state.entra_join.token_issuer.clone(),
+        state.signed_in_user.clone(),
+    ) else {
+        return AadUserToken::Unsigned;
+    };
+    match crate::entra::user_token(&issuer, state, &user, now).await {
+        Ok(Some(minted)) => AadUserToken::Signed(minted.access_token),
+        // A local account: no Entra token to send.
+        Ok(None) => AadUserToken::Omitted,
+        Err(e) => {
+            state.log(
+                now,
+                EventKind::SessionFailed,
+                format!("no Entra token for {user}: {e}"),
+            );
+            AadUserToken::Omitted
+        }
+    }
+}
+
 async fn session(
     transport: &dyn Transport,
     state: &mut DeviceState,
@@ -873,7 +960,8 @@ async fn session(
     };
     let url = check_in_url(&addr);
     let session_id = report.session_id;
-    let mut outgoing = package_one(state, &addr, session_id, now);
+    let aad = session_user_token(state, now).await;
+    let mut outgoing = package_one_with(state, &addr, session_id, now, &aad);
     let mut msg_id = 1;
     loop {
         let body = syncml::write(&outgoing).into_bytes();

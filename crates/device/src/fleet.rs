@@ -43,6 +43,9 @@ pub struct FleetConfig {
     pub server: String,
     /// Enrollment token (UsernameToken password).
     pub token: String,
+    /// `--issuer`: the token issuer Entra-joined and registered PCs get their tokens from
+    /// ([`crate::client::EnrollOptions::issuer`]); `None` enrolls every PC with `token`.
+    pub issuer: Option<String>,
     pub devices: usize,
     pub state_dir: PathBuf,
     pub seed: u64,
@@ -80,6 +83,7 @@ impl FleetConfig {
         FleetConfig {
             server: server.into(),
             token: token.into(),
+            issuer: None,
             devices,
             state_dir: state_dir.into(),
             seed: 1,
@@ -505,6 +509,7 @@ async fn step_device(
         let options = EnrollOptions {
             server: config.server.clone(),
             token: config.token.clone(),
+            issuer: config.issuer.clone(),
         };
         let result = {
             let _permit = pc.permits.acquire().await;

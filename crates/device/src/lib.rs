@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod csp;
+pub mod entra;
 pub mod error;
 pub mod fault;
 pub mod fleet;

@@ -186,11 +186,13 @@ impl DeviceProfile {
                 kind: JoinType::None,
                 tenant_id: None,
                 device_id: None,
+                token_issuer: None,
             },
             kind => EntraJoin {
                 kind,
                 tenant_id: Some(tenant_id),
                 device_id: Some(guid(rng)),
+                token_issuer: None,
             },
         };
         let ad_domain = (self.join == JoinType::Hybrid).then(|| "corp.contoso.com".to_string());

@@ -667,6 +667,7 @@ fn apply_wipe(state: &mut DeviceState, wipe: WipeKind, now: OffsetDateTime) {
             state.entra_join.kind = JoinType::None;
             state.entra_join.tenant_id = None;
             state.entra_join.device_id = None;
+            state.entra_join.token_issuer = None;
             state.ad_domain = None;
             state.mdm_enrollment = None;
             state.policies.clear();

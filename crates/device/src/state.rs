@@ -237,6 +237,11 @@ pub struct EntraJoin {
     pub tenant_id: Option<String>,
     /// The Entra device object ID (`DMClient/Provider/<id>/AADDeviceID`).
     pub device_id: Option<String>,
+    /// Where the PC gets its Entra tokens: the base URL of a `test-issuer` (the emulator's
+    /// stand-in for Entra ID), set when the PC enrolled federated; `None` sends the unsigned
+    /// stand-in user token of earlier versions.
+    #[serde(default)]
+    pub token_issuer: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -113,6 +113,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let options = EnrollOptions {
         server: base.clone(),
         token,
+        issuer: None,
     };
     let gate = Arc::new(tokio::sync::Semaphore::new(16));
     let mut setup = Vec::new();

@@ -19,6 +19,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run emulated Windows PCs against a server, or inspect/drive one of them.
     Emulate(Box<EmulateArgs>),
+    /// A local token issuer for tests and demos, standing in for Entra ID: OpenID discovery,
+    /// JWKS and a token endpoint over plain HTTP on a loopback address (docs/operations.md).
+    TestIssuer(TestIssuerArgs),
     /// Decode a SyncML message, an enrollment SOAP message or a provisioning document.
     Inspect(InspectArgs),
     /// Apply the database migrations and exit.
@@ -550,6 +553,12 @@ pub struct EmulateArgs {
     /// Print the end-of-run summary as JSON (for scripts).
     #[arg(long)]
     pub json: bool,
+    /// A token issuer standing in for Entra ID (the URL `redeploy test-issuer` prints): when
+    /// the server offers federated enrollment, Entra-joined PCs enroll with a device token from
+    /// it and registered PCs with their user's token, and signed-in users' sessions carry
+    /// their token from it. Without it every PC enrolls with the enrollment token.
+    #[arg(long, env = "REDEPLOY_ISSUER", value_name = "URL")]
+    pub issuer: Option<String>,
     #[command(flatten)]
     pub scenario: ScenarioArgs,
     #[command(flatten)]
@@ -724,4 +733,26 @@ pub struct ScenarioArgs {
     /// for reproducible fleets.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct TestIssuerArgs {
+    /// Loopback address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// Folder for the signing keys (kept across runs).
+    #[arg(long, default_value = "./redeploy-issuer")]
+    pub data: PathBuf,
+    /// The tenant (`tid`) of the tokens.
+    #[arg(long, default_value = "00000000-0000-4000-8000-00000000beef")]
+    pub tenant: String,
+    /// The audience (`aud`) of the tokens: the server's `federated.audience`.
+    #[arg(long, default_value = "api://redeploy")]
+    pub audience: String,
+    /// `Cache-Control: max-age` of the key set, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub keys_max_age: u64,
+    /// Make a new signing key at start (the old ones stay published).
+    #[arg(long)]
+    pub rotate: bool,
 }

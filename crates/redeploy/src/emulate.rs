@@ -118,6 +118,8 @@ async fn run_fleet(args: &EmulateArgs) -> anyhow::Result<ExitCode> {
     let token = match (token, needs_enrollment) {
         (Some(t), _) => t,
         (None, false) => String::new(),
+        // Entra PCs enroll with the issuer's tokens; PCs without Entra would fail.
+        (None, true) if args.issuer.is_some() => String::new(),
         (None, true) => bail!(
             "new PCs need an enrollment token: pass --token-file (or set REDEPLOY_TOKEN_FILE) \
              or create {DEFAULT_DATA_DIR}/enrollment-token"
@@ -125,6 +127,7 @@ async fn run_fleet(args: &EmulateArgs) -> anyhow::Result<ExitCode> {
     };
     let clock = Arc::new(ScaledClock::new(OffsetDateTime::now_utc(), args.time_scale));
     let mut config = FleetConfig::new(&args.client.server, token, args.devices, &args.state);
+    config.issuer = args.issuer.clone();
     config.seed = args.scenario.seed;
     // The state folder makes the identity: the same seed in another folder is another fleet.
     config.identity_salt = persist::fleet_salt(&args.state)?;

@@ -9,6 +9,7 @@ mod cli;
 mod emulate;
 mod inspect;
 mod serve;
+mod test_issuer;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Serve(args) => serve::run(args).await,
         cli::Command::Migrate(args) => serve::migrate(args).await,
         cli::Command::Emulate(args) => emulate::run(*args).await,
+        cli::Command::TestIssuer(args) => test_issuer::run(args).await,
         cli::Command::Bench(args) => bench::run(args).await,
         cli::Command::Inspect(args) => inspect::run(&args).await,
         cli::Command::Devices(args) => admin::devices(args).await,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::settings::{FederatedSettings, Settings};
+use crate::settings::{FederatedSettings, JwksSource, Settings};
 use crate::Error;
 
 /// The TOML file: every key optional, same names as the settings.
@@ -69,6 +69,12 @@ pub struct FederatedFile {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub jwks_file: Option<PathBuf>,
+    /// The issuer's JWKS URL (instead of `jwks_file`): https, or http on a loopback address.
+    pub jwks_url: Option<String>,
+    /// Extra CA certificate(s) (PEM file) trusted for `jwks_url`.
+    pub jwks_ca_file: Option<PathBuf>,
+    /// Expected `tid` claim; unset accepts any tenant.
+    pub tenant_id: Option<String>,
     pub authentication_service_url: Option<String>,
 }
 
@@ -168,6 +174,9 @@ fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Err
                     "issuer" => fed.issuer = Some(v),
                     "audience" => fed.audience = Some(v),
                     "jwks_file" => fed.jwks_file = Some(v.into()),
+                    "jwks_url" => fed.jwks_url = Some(v),
+                    "jwks_ca_file" => fed.jwks_ca_file = Some(v.into()),
+                    "tenant_id" => fed.tenant_id = Some(v),
                     "authentication_service_url" => fed.authentication_service_url = Some(v),
                     _ => return Err(bad(name, &v, "unknown federated setting")),
                 }
@@ -315,17 +324,30 @@ impl ConfigFile {
             }
         }
         if let Some(f) = self.federated {
-            let (Some(issuer), Some(audience), Some(jwks_file)) =
-                (f.issuer, f.audience, f.jwks_file)
-            else {
+            let (Some(issuer), Some(audience)) = (f.issuer, f.audience) else {
                 return Err(Error::Config(
-                    "federated: issuer, audience and jwks_file are all required".into(),
+                    "federated: issuer and audience are required".into(),
                 ));
+            };
+            let jwks = match (f.jwks_file, f.jwks_url) {
+                (Some(file), None) => JwksSource::File(file),
+                (None, Some(url)) => {
+                    crate::federated::check_jwks_url(&url)
+                        .map_err(|e| bad("federated.jwks_url", &url, e))?;
+                    JwksSource::Url(url)
+                }
+                _ => {
+                    return Err(Error::Config(
+                        "federated: exactly one of jwks_file and jwks_url is required".into(),
+                    ))
+                }
             };
             s.federated = Some(FederatedSettings {
                 issuer,
                 audience,
-                jwks_file,
+                jwks,
+                tenant_id: f.tenant_id.filter(|t| !t.trim().is_empty()),
+                jwks_ca_file: f.jwks_ca_file,
                 authentication_service_url: f.authentication_service_url,
             });
         }
@@ -439,6 +461,48 @@ jwks_file = "keys.json"
             Settings::load(Some(&path), &[]).is_err(),
             "not a file key: a test switch never lands in a deployed config"
         );
+    }
+
+    #[test]
+    fn federated_keys_come_from_exactly_one_of_file_and_url() {
+        let fed = |extra: &[(&str, &str)]| {
+            let mut vars = vec![
+                ("REDEPLOY_FEDERATED_ISSUER", "https://login.example/t/v2.0"),
+                ("REDEPLOY_FEDERATED_AUDIENCE", "api://redeploy"),
+            ];
+            vars.extend_from_slice(extra);
+            Settings::load(None, &env(&vars)).map(|s| s.federated.unwrap())
+        };
+        let url = fed(&[
+            (
+                "REDEPLOY_FEDERATED_JWKS_URL",
+                "https://login.example/t/keys",
+            ),
+            ("REDEPLOY_FEDERATED_TENANT_ID", "t-1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            url.jwks,
+            JwksSource::Url("https://login.example/t/keys".into())
+        );
+        assert_eq!(url.tenant_id.as_deref(), Some("t-1"));
+        let file = fed(&[("REDEPLOY_FEDERATED_JWKS_FILE", "keys.json")]).unwrap();
+        assert_eq!(file.jwks, JwksSource::File("keys.json".into()));
+        assert_eq!(file.tenant_id, None);
+        assert!(fed(&[]).is_err(), "neither");
+        assert!(
+            fed(&[
+                ("REDEPLOY_FEDERATED_JWKS_FILE", "keys.json"),
+                (
+                    "REDEPLOY_FEDERATED_JWKS_URL",
+                    "https://login.example/t/keys"
+                ),
+            ])
+            .is_err(),
+            "both"
+        );
+        assert!(fed(&[("REDEPLOY_FEDERATED_JWKS_URL", "http://issuer.example/keys")]).is_err());
+        assert!(fed(&[("REDEPLOY_FEDERATED_JWKS_URL", "http://127.0.0.1:9000/keys")]).is_ok());
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub fn device_dto(d: &Device, readiness: &Readiness) -> api::Device {
         local_reset_reported: d.local_reset_reported,
         shared: d.shared,
         certificate_expires_at: d.cert_not_after.map(ts),
+        last_sign_in_user: d.last_sign_in_user.clone(),
+        last_sign_in_at: d.last_sign_in_at.map(ts),
     }
 }
 

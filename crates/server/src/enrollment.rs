@@ -245,7 +245,7 @@ async fn authenticate(
                 .and_then(|b| String::from_utf8(b).ok())
                 .filter(|t| t.split('.').count() == 3)
                 .unwrap_or_else(|| value.trim().to_string());
-            match federated.verify(&jwt) {
+            match federated.verify(&jwt).await {
                 Ok(id) => Authentication::Federated {
                     upn: id.upn,
                     device_id: id.device_id,

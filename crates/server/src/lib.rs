@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use app::app;
-pub use state::{AppState, FederatedSettings, RateLimit, Settings};
+pub use state::{AppState, FederatedSettings, JwksSource, RateLimit, Settings};
 
 /// Everything that can stop the server from starting.
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +175,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
     let store = bootstrap::open_store(settings.database.as_deref(), &dir).await?;
     let first_tokens = bootstrap::ensure_first_tokens(store.as_ref(), &dir, now).await?;
     let federated = match &settings.federated {
-        Some(f) => Some(federated::FederatedAuth::load(f)?),
+        Some(f) => Some(federated::FederatedAuth::load(f, Arc::clone(&clock))?),
         None => None,
     };
 

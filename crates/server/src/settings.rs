@@ -80,11 +80,36 @@ pub struct FederatedSettings {
     pub issuer: String,
     /// Expected `aud` claim.
     pub audience: String,
-    /// JSON Web Key Set file with the issuer's RS256 signing keys.
-    pub jwks_file: PathBuf,
+    /// Where the issuer's RS256 signing keys (a JSON Web Key Set) come from.
+    pub jwks: JwksSource,
+    /// Expected `tid` claim (the Entra tenant); `None` accepts any tenant.
+    pub tenant_id: Option<String>,
+    /// Extra CA certificate(s) (PEM) trusted for an `https` JWKS URL, besides the public roots.
+    pub jwks_ca_file: Option<PathBuf>,
     /// `AuthenticationServiceUrl` for the traditional federated flow (the web authentication
     /// broker page); not used by Entra join, which skips it (docs/protocol.md §2.7).
     pub authentication_service_url: Option<String>,
+}
+
+/// Where a JSON Web Key Set is read from: exactly one of the config keys `jwks_file` and
+/// `jwks_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// Read once at start-up; a rotation needs a restart.
+    File(PathBuf),
+    /// Fetched over HTTPS (plain `http` only on a loopback address, for test issuers), cached,
+    /// refetched when it expires or a token names an unknown key ([`crate::federated`]).
+    Url(String),
+}
+
+impl JwksSource {
+    /// The file or URL, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            JwksSource::File(p) => p.display().to_string(),
+            JwksSource::Url(u) => u.clone(),
+        }
+    }
 }
 
 impl Default for Settings {

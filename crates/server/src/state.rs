@@ -8,7 +8,7 @@ use redeploy_core::{Clock, Store};
 
 use crate::federated::FederatedAuth;
 use crate::metrics::Metrics;
-pub use crate::settings::{FederatedSettings, RateLimit, Settings};
+pub use crate::settings::{FederatedSettings, JwksSource, RateLimit, Settings};
 use crate::trail_buffer::TrailBuffer;
 
 /// Everything a handler needs. Cheap to clone.

@@ -16,7 +16,7 @@ use crate::schema::Devices as Dv;
 use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
 
-const DEVICE_COLS: [Dv; 30] = [
+const DEVICE_COLS: [Dv; 32] = [
     Dv::Id,
     Dv::Name,
     Dv::HardwareId,
@@ -47,6 +47,8 @@ const DEVICE_COLS: [Dv; 30] = [
     Dv::WinreCheckedAt,
     Dv::EnrolledAt,
     Dv::UnenrolledAt,
+    Dv::LastSignInUser,
+    Dv::LastSignInAt,
 ];
 
 /// Every device, to be narrowed and ordered: rows for [`row_device`]. Beside [`DEVICE_COLS`]
@@ -84,7 +86,7 @@ pub(crate) async fn set_last_message_in<D: Dialect>(
 }
 
 /// The values of [`DEVICE_COLS`], in order.
-fn device_values(d: &Device) -> [SimpleExpr; 30] {
+fn device_values(d: &Device) -> [SimpleExpr; 32] {
     [
         v(d.id),
         v(d.name.clone()),
@@ -116,6 +118,8 @@ fn device_values(d: &Device) -> [SimpleExpr; 30] {
         v(d.winre_checked_at),
         v(d.enrolled_at),
         v(d.unenrolled_at),
+        v(d.last_sign_in_user.clone()),
+        v(d.last_sign_in_at),
     ]
 }
 
@@ -185,6 +189,8 @@ pub(crate) fn row_device(r: &impl SqlRow) -> StoreResult<Device> {
         winre_checked_at: r.time("winre_checked_at")?,
         enrolled_at: r.at("enrolled_at")?,
         unenrolled_at: r.time("unenrolled_at")?,
+        last_sign_in_user: r.text("last_sign_in_user")?,
+        last_sign_in_at: r.time("last_sign_in_at")?,
         last_message: MessageSeq {
             session_id: r.string("dm_session_id")?,
             msg_id: u64::try_from(r.i64("dm_msg_id")?)

@@ -86,6 +86,8 @@ pub(crate) enum Devices {
     WinreCheckedAt,
     EnrolledAt,
     UnenrolledAt,
+    LastSignInUser,
+    LastSignInAt,
     DmSessionId,
     DmMsgId,
 }

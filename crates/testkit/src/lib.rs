@@ -1,9 +1,10 @@
 //! Test helpers shared by the crates' integration tests: the `Store` conformance suite
 //! ([`store_suite`], stamped out per backend by [`store_conformance_tests!`]), end-to-end tests
 //! on both backends ([`on_both_backends!`] over [`app`]) and the seeds and checks of upgrade
-//! tests ([`upgrade`]).
+//! tests ([`upgrade`]), and driving emulated PCs against a server ([`pc`]).
 
 pub mod app;
+pub mod pc;
 pub mod store_suite;
 pub mod upgrade;
 

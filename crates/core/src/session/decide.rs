@@ -136,6 +136,13 @@ pub fn decide(
             dev.primary_user = Some(upn.clone());
         }
     }
+    // A sign-in: a user the previous check-in did not report signed in.
+    if let Some(user) = &current_user {
+        if dev.current_user.as_ref() != Some(user) || dev.last_sign_in_at.is_none() {
+            dev.last_sign_in_user = Some(user.clone());
+            dev.last_sign_in_at = Some(now);
+        }
+    }
     dev.current_user = current_user.clone();
     dev.last_seen = Some(now);
     step.seen = true;

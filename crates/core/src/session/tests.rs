@@ -894,3 +894,29 @@ fn users_come_from_the_first_package() {
         Some("bob@contoso.com")
     );
 }
+
+#[test]
+fn a_sign_in_is_a_user_the_previous_check_in_did_not_report() {
+    let token = {
+        use base64::Engine as _;
+        let payload =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"upn":"bob@contoso.com"}"#);
+        format!("h.{payload}.s")
+    };
+    let msg = start(&format!(
+        r#"<Alert><CmdID>5</CmdID><Data>1224</Data><Item><Meta><Type xmlns="syncml:metinf">com.microsoft/MDM/AADUserToken</Type></Meta><Data>{token}</Data></Item></Alert>"#
+    ));
+    let mut loaded = idle();
+    loaded.device.current_user = None;
+    let d = decide(&following(&loaded, &msg), &msg, T0, &cfg()).unwrap();
+    let dev = d.step.device_update.unwrap();
+    assert_eq!(dev.last_sign_in_user.as_deref(), Some("bob@contoso.com"));
+    assert_eq!(dev.last_sign_in_at, Some(T0));
+    // Still signed in at the next check-in: the same sign-in, its time kept.
+    let mut loaded = idle();
+    loaded.device = dev;
+    let later = T0 + time::Duration::hours(1);
+    let d = decide(&following(&loaded, &msg), &msg, later, &cfg()).unwrap();
+    let dev = d.step.device_update.unwrap();
+    assert_eq!(dev.last_sign_in_at, Some(T0));
+}

@@ -11,6 +11,7 @@ fn options() -> EnrollOptions {
     EnrollOptions {
         server: SERVER.into(),
         token: TOKEN.into(),
+        issuer: None,
     }
 }
 

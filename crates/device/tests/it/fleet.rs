@@ -464,6 +464,7 @@ async fn a_pc_changed_by_a_one_shot_command_wakes_up_without_waiting_for_its_pol
     let options = device::client::EnrollOptions {
         server: SERVER.into(),
         token: TOKEN.into(),
+        issuer: None,
     };
     device::client::enroll(server.as_ref(), &mut pc, &options, t0())
         .await

@@ -221,6 +221,7 @@ async fn the_certificate_from_enrollment_is_what_the_pc_presents_on_check_in() {
         &device::client::EnrollOptions {
             server: crate::fake::SERVER.into(),
             token: crate::fake::TOKEN.into(),
+            issuer: None,
         },
         now,
     )

@@ -65,6 +65,7 @@ async fn enrolled_pc(server: &FakeServer, at: OffsetDateTime) -> device::DeviceS
         &EnrollOptions {
             server: SERVER.into(),
             token: TOKEN.into(),
+            issuer: None,
         },
         at,
     )

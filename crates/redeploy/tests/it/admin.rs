@@ -83,6 +83,7 @@ impl Setup {
         let options = EnrollOptions {
             server: self.app.base_url.clone(),
             token: self.app.enrollment_token.clone(),
+            issuer: None,
         };
         client::enroll(&transport, &mut state, &options, now)
             .await

@@ -60,6 +60,7 @@ async fn enroll_fleet(
     let options = EnrollOptions {
         server: app.base_url.clone(),
         token: app.enrollment_token.clone(),
+        issuer: None,
     };
     let mut handles = Vec::new();
     for t in 0..tasks {

@@ -33,6 +33,7 @@ async fn enroll_and_sync(
     let options = EnrollOptions {
         server: app.base_url.clone(),
         token: app.enrollment_token.clone(),
+        issuer: None,
     };
     client::enroll(transport, state, &options, now())
         .await

@@ -491,6 +491,12 @@ pub async fn page(
                     dt { "Join type" } dd { (d.join_type.as_str()) }
                     dt { "Primary user" } dd #primary-user { (d.primary_user.as_deref().unwrap_or("none")) @if d.shared { " (shared device)" } }
                     dt { "Signed-in user" } dd { (d.current_user.as_deref().unwrap_or("none")) }
+                    dt { "Last sign-in" } dd #last-sign-in {
+                        @match (&d.last_sign_in_user, d.last_sign_in_at) {
+                            (Some(user), Some(at)) => { (user) ", " (when(at)) }
+                            _ => { "never" }
+                        }
+                    }
                     dt { "Last check-in" } dd { (when_opt(d.last_seen, "never")) }
                     dt { "Enrolled" } dd { (when(d.enrolled_at)) }
                     dt { "Certificate expires" } dd #certificate-expires { (certificate_expiry_text(d.cert_not_after, state.clock.now())) }

@@ -33,6 +33,7 @@ pub(crate) async fn enrolled_pc(
     let options = EnrollOptions {
         server: app.base_url.clone(),
         token: app.enrollment_token.clone(),
+        issuer: None,
     };
     client::enroll(transport, &mut state, &options, now())
         .await
@@ -156,6 +157,7 @@ async fn a_winre_failure_shows_its_hresult_and_blocks_the_next_reset(backend: Ba
     let options = EnrollOptions {
         server: app.base_url.clone(),
         token: app.enrollment_token.clone(),
+        issuer: None,
     };
     client::enroll(&transport, &mut pc, &options, now())
         .await
@@ -581,6 +583,7 @@ async fn typed_client_round_trips_every_operation(backend: Backend) {
         &EnrollOptions {
             server: app.base_url.clone(),
             token: created.secret.clone(),
+            issuer: None,
         },
         now(),
     )

@@ -90,6 +90,7 @@ async fn console_in_chromium_resets_a_pc_and_watches_it_reach_done(backend: Back
     let options = EnrollOptions {
         server: app.base_url.clone(),
         token: app.enrollment_token.clone(),
+        issuer: None,
     };
     let mut pcs = Vec::new();
     for i in 0..10u64 {

@@ -184,3 +184,28 @@ pub fn assert_chains_to(der: &[u8], ca_pem: &str) {
     cert.verify_signature(Some(ca.public_key()))
         .expect("the client certificate is signed by ca.pem");
 }
+
+/// `GET /api/v1/devices/{id}` as the admin.
+pub async fn device_detail(app: &TestApp, id: impl std::fmt::Display) -> serde_json::Value {
+    app.client()
+        .get(app.url(&format!("/api/v1/devices/{id}")))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// An HTTPS client trusting only the app's CA that does not follow redirects (a browser whose
+/// cookies the test keeps by hand).
+pub fn browser_client(app: &TestApp) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(app.ca_pem.as_bytes()).unwrap();
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}

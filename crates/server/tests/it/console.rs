@@ -31,15 +31,8 @@ struct Page {
 
 impl Browser {
     fn new(app: &TestApp) -> Self {
-        let ca = reqwest::Certificate::from_pem(app.ca_pem.as_bytes()).unwrap();
-        let http = reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(ca)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
         Browser {
-            http,
+            http: crate::common::browser_client(app),
             base: app.base_url.clone(),
             cookie: None,
         }
@@ -139,6 +132,7 @@ async fn enrolled_pc(app: &TestApp, name: &str, seed: u64) -> DeviceId {
     let options = EnrollOptions {
         server: app.base_url.clone(),
         token: app.enrollment_token.clone(),
+        issuer: None,
     };
     client::enroll(&transport, &mut state, &options, now)
         .await

@@ -196,16 +196,7 @@ async fn re_enrollment_with_an_enrollment_token_is_a_new_record_flagged_as_a_cla
 
     // Flagged in the API, for both records, and in the audit log.
     for (me, other) in [(id1, id2), (id2, id1)] {
-        let detail: serde_json::Value = app
-            .client()
-            .get(app.url(&format!("/api/v1/devices/{me}")))
-            .bearer_auth(&app.admin_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let detail = device_detail(&app, me).await;
         let clashes = detail["identity_clashes"].as_array().unwrap();
         assert_eq!(clashes.len(), 1, "{detail}");
         assert_eq!(clashes[0]["device"], other.to_string());

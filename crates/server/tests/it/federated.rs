@@ -8,7 +8,7 @@ use enroll::{AuthPolicy, EnrollResponse, SecurityToken};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::traits::PublicKeyParts;
-use server::FederatedSettings;
+use server::{FederatedSettings, JwksSource};
 use testkit::app::{spawn_app_with, Backend, TestApp};
 
 use crate::common::*;
@@ -80,7 +80,9 @@ async fn federated_app(backend: Backend) -> TestApp {
         s.federated = Some(FederatedSettings {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
-            jwks_file,
+            jwks: JwksSource::File(jwks_file),
+            tenant_id: None,
+            jwks_ca_file: None,
             authentication_service_url: None,
         });
     })
@@ -281,4 +283,278 @@ async fn only_a_validated_token_gives_a_re_enrolling_pc_its_record_back(backend:
             )),
         "re-enrollment audited as such"
     );
+}
+
+on_both_backends!(
+    keys_from_a_jwks_url_follow_rotation_tenant_and_outages,
+    entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in,
+);
+
+/// A JWKS URL served by the local test issuer: fetched once and cached; a token signed with a
+/// rotated key is refused while the rate limit holds and accepted after one refetch; a wrong
+/// tenant is refused; an issuer outage keeps the cached keys working. Time moves only with the
+/// manual clock (the server's and the tokens').
+async fn keys_from_a_jwks_url_follow_rotation_tenant_and_outages(backend: Backend) {
+    use std::sync::Arc;
+    use test_issuer::{IssuerConfig, RunningIssuer, TokenKind, TokenRequest};
+
+    let issuer = RunningIssuer::start(
+        ([127, 0, 0, 1], 0).into(),
+        IssuerConfig {
+            keys_max_age_secs: 600,
+            ..IssuerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let clock = Arc::new(redeploy_core::ManualClock::new(
+        time::OffsetDateTime::now_utc(),
+    ));
+    let app = testkit::app::spawn_app_with_clock(backend, clock.clone(), |s| {
+        s.federated = Some(federated_settings(&issuer));
+    })
+    .await;
+    let hw = "5A".repeat(32);
+    let token = |tenant: Option<&str>| {
+        issuer
+            .mint(&TokenRequest {
+                kind: TokenKind::Device,
+                device_id: Some("4b1f3c2a-0000-4000-8000-000000000042".into()),
+                tenant_id: tenant.map(str::to_string),
+                issued_at: Some(redeploy_core::Clock::now(clock.as_ref()).unix_timestamp()),
+                ..TokenRequest::default()
+            })
+            .unwrap()
+    };
+    let try_enroll = |token: String| {
+        let (app, hw) = (&app, hw.clone());
+        async move {
+            post(
+                app,
+                "/EnrollmentServer/Enrollment.svc",
+                rst_xml(app, bst(&token), new_csr(), context(&hw, "Device")),
+            )
+            .await
+        }
+    };
+    let accepted = |answer: &Answer| answer.status == 200;
+
+    assert!(accepted(&try_enroll(token(None)).await));
+    assert!(accepted(&try_enroll(token(None)).await));
+    assert_eq!(issuer.keys_served(), 1, "fetched once, then cached");
+
+    let wrong = try_enroll(token(Some("another-tenant"))).await;
+    assert_eq!(wrong.fault_code(), "s:Authentication", "wrong tenant");
+
+    // Rotation: the new key is unknown; within 30 s of the last fetch no refetch happens.
+    issuer.rotate(false).unwrap();
+    let early = try_enroll(token(None)).await;
+    assert_eq!(early.fault_code(), "s:Authentication");
+    assert_eq!(issuer.keys_served(), 1, "rate-limited, refused at once");
+    clock.advance(time::Duration::seconds(31));
+    assert!(
+        accepted(&try_enroll(token(None)).await),
+        "after one refetch"
+    );
+    assert_eq!(issuer.keys_served(), 2);
+
+    // Outage: the keys expire (max-age 600) but the fetch fails: the last good keys still work.
+    issuer.set_available(false);
+    clock.advance(time::Duration::seconds(700));
+    assert!(accepted(&try_enroll(token(None)).await), "cached keys kept");
+    // A key rotated during the outage cannot be learnt until the issuer is back.
+    issuer.rotate(false).unwrap();
+    clock.advance(time::Duration::seconds(31));
+    assert_eq!(
+        try_enroll(token(None)).await.fault_code(),
+        "s:Authentication"
+    );
+    issuer.set_available(true);
+    clock.advance(time::Duration::seconds(31));
+    assert!(accepted(&try_enroll(token(None)).await), "back");
+    assert_eq!(issuer.keys_served(), 3);
+}
+
+fn federated_settings(issuer: &test_issuer::RunningIssuer) -> FederatedSettings {
+    FederatedSettings {
+        issuer: issuer.url().to_string(),
+        audience: issuer.audience().to_string(),
+        jwks: JwksSource::Url(issuer.jwks_url()),
+        tenant_id: Some(issuer.tenant_id().to_string()),
+        jwks_ca_file: None,
+        authentication_service_url: None,
+    }
+}
+
+/// The emulator's Entra-joined PC enrolls with a device token from the local issuer (its record
+/// carries its Entra device id), then its users sign in: the first becomes primary user, a remote
+/// Autopilot Reset clears it, the next user to sign in becomes primary, a local reset keeps it.
+/// Sessions carry the signed-in user's token from the issuer.
+async fn entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in(backend: Backend) {
+    use device::client::{self, EnrollOptions};
+    use device::state::{EntraUser, JoinType as PcJoin};
+    use device::{reset, DeviceProfile, HttpsTransport};
+    use redeploy_core::action::{self, ActionSettings};
+    use redeploy_core::{ActionKind, ActionState};
+    use test_issuer::{IssuerConfig, RunningIssuer};
+
+    let issuer = RunningIssuer::start(([127, 0, 0, 1], 0).into(), IssuerConfig::default())
+        .await
+        .unwrap();
+    let app = spawn_app_with(backend, |s| s.federated = Some(federated_settings(&issuer))).await;
+    let now = time::OffsetDateTime::now_utc;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let profile = DeviceProfile {
+        join: PcJoin::Joined,
+        ..DeviceProfile::default()
+    };
+    let mut pc = profile.build_seeded("pc-entra", 77, now());
+    pc.primary_user = None;
+    pc.signed_in_user = None;
+    pc.entra_users.truncate(1);
+    pc.entra_users.push(EntraUser {
+        upn: "grace@contoso.edu".into(),
+        object_id: "7f0c7d1e-0000-4000-8000-00000000f00d".into(),
+        display_name: "Grace".into(),
+    });
+    let (ada, grace) = (pc.entra_users[0].upn.clone(), pc.entra_users[1].upn.clone());
+    let entra_device = pc.entra_join.device_id.clone().expect("an Entra device id");
+
+    let options = EnrollOptions {
+        server: app.base_url.clone(),
+        token: String::new(),
+        issuer: Some(issuer.url().to_string()),
+    };
+    client::enroll(&transport, &mut pc, &options, now())
+        .await
+        .expect("federated enrollment with the issuer's device token");
+    assert_eq!(pc.entra_join.tenant_id.as_deref(), Some(issuer.tenant_id()));
+    testkit::pc::sync_until_quiet(&transport, &mut pc, now()).await;
+    let device = app
+        .store
+        .device_by_mdm_device_id(&pc.dev_id)
+        .await
+        .unwrap()
+        .expect("enrolled");
+    assert_eq!(device.aad_device_id.as_deref(), Some(entra_device.as_str()));
+    let enrollments = app.store.enrollments_of_device(device.id).await.unwrap();
+    assert_eq!(enrollments[0].auth_method, "Federated");
+    assert_eq!(device.primary_user, None, "nobody signed in yet");
+    let stored = || async { app.store.device(device.id).await.unwrap().unwrap() };
+
+    // The first user to sign in becomes primary.
+    assert!(pc.sign_in(&ada, now()));
+    testkit::pc::sync_until_quiet(&transport, &mut pc, now()).await;
+    let d = stored().await;
+    assert_eq!(d.primary_user.as_deref(), Some(ada.as_str()));
+    assert_eq!(d.current_user.as_deref(), Some(ada.as_str()));
+    assert_eq!(d.last_sign_in_user.as_deref(), Some(ada.as_str()));
+    assert!(d.last_sign_in_at.is_some());
+    assert!(
+        pc.events
+            .iter()
+            .all(|e| !e.detail.contains("no Entra token")),
+        "the session carried the issuer's user token"
+    );
+
+    // A remote Autopilot Reset clears it.
+    let requested = action::request(
+        &*app.store,
+        device.id,
+        ActionKind::AutopilotReset,
+        "test-admin",
+        now(),
+        &ActionSettings::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        requested.state,
+        ActionState::Pending,
+        "{:?}",
+        requested.reason
+    );
+    // The check-in that carries the Exec; the PC schedules the reset.
+    client::check_in(&transport, &mut pc, now())
+        .await
+        .expect("check-in");
+    reset::run_to_completion(&mut pc);
+    testkit::pc::sync_until_quiet(&transport, &mut pc, now()).await;
+    let done = app.store.action(requested.id).await.unwrap().unwrap();
+    assert_eq!(done.state, ActionState::Done, "{:?}", done.timeline);
+    let d = stored().await;
+    assert_eq!(
+        d.primary_user, None,
+        "a remote reset clears the primary user"
+    );
+    assert_eq!(d.id, device.id);
+
+    // The next user to sign in becomes primary.
+    assert!(pc.sign_in(&grace, now()));
+    testkit::pc::sync_until_quiet(&transport, &mut pc, now()).await;
+    let d = stored().await;
+    assert_eq!(d.primary_user.as_deref(), Some(grace.as_str()));
+    assert_eq!(d.last_sign_in_user.as_deref(), Some(grace.as_str()));
+
+    // The API and the console show primary user and last sign-in.
+    let shown = device_detail(&app, device.id).await;
+    assert_eq!(shown["device"]["primary_user"], grace.as_str());
+    assert_eq!(shown["device"]["last_sign_in_user"], grace.as_str());
+    assert!(shown["device"]["last_sign_in_at"].is_string());
+    let console = console_page(&app, &format!("/console/devices/{}", device.id)).await;
+    assert!(
+        console.contains(&format!("Primary user</dt><dd id=\"primary-user\">{grace}")),
+        "{console}"
+    );
+    assert!(
+        console.contains(&format!("<dd id=\"last-sign-in\">{grace}, ")),
+        "{console}"
+    );
+
+    // A local reset keeps the primary user.
+    pc.policies.insert(
+        device::state::LOCAL_RESET_POLICY.into(),
+        device::state::PolicyValue::int(0),
+    );
+    let (admin, password) = pc
+        .local_users
+        .iter()
+        .find(|u| u.is_admin)
+        .map(|u| (u.name.clone(), u.password.clone()))
+        .expect("a local administrator");
+    reset::local_reset(&mut pc, &admin, &password, now()).expect("CTRL+WIN+R");
+    reset::run_to_completion(&mut pc);
+    testkit::pc::sync_until_quiet(&transport, &mut pc, now()).await;
+    assert_eq!(
+        stored().await.primary_user.as_deref(),
+        Some(grace.as_str()),
+        "a local reset leaves the primary user"
+    );
+}
+
+/// The console page at `path`, signed in with the admin token.
+async fn console_page(app: &TestApp, path: &str) -> String {
+    let http = browser_client(app);
+    let signed_in = http
+        .post(app.url("/console/sign-in"))
+        .header("origin", &app.base_url)
+        .form(&[("token", app.admin_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    http.get(app.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }

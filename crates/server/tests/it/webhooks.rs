@@ -142,6 +142,7 @@ async fn enrolled_pc(
     let options = EnrollOptions {
         server: app.base_url.clone(),
         token: app.enrollment_token.clone(),
+        issuer: None,
     };
     client::enroll(transport, &mut pc, &options, now())
         .await
