@@ -204,7 +204,7 @@ async fn serve(
         // Kept for support (what did this PC send?); nothing else is stored for it.
         trail::record(state, device.id, now, (MessageIds::default(), bytes), None);
     }
-    let msg = parsed.map_err(|e| {
+    let mut msg = parsed.map_err(|e| {
         Refusal::new(
             StatusCode::BAD_REQUEST,
             "bad_message",
@@ -228,6 +228,9 @@ async fn serve(
             )
             .device(device.id));
         }
+    }
+    if let Some(federated) = &state.federated {
+        drop_unverified_user_tokens(state, federated, &device, &mut msg, now).await;
     }
     let cfg = SessionConfig {
         server_url: format!("{}{MANAGEMENT_PATH}", state.public_url),
@@ -309,6 +312,52 @@ fn answer(
         HeaderValue::from_static(syncml::codes::CONTENT_TYPE),
     );
     response
+}
+
+/// With an Entra issuer configured, the user a check-in names through Alert 1224
+/// `com.microsoft/MDM/AADUserToken` (docs/protocol.md §4.4) counts only when its token verifies
+/// like an enrollment token (signature, issuer, audience, tenant, lifetime): an item that does
+/// not is removed before the session engine sees the message, so a forged token can never make
+/// someone the primary user. Each refusal is audited (`mgmt.user_token_refused`). Without an
+/// issuer nothing can be verified and the token is taken as the PC states it (README, limits).
+async fn drop_unverified_user_tokens(
+    state: &AppState,
+    federated: &crate::federated::FederatedAuth,
+    device: &Device,
+    msg: &mut syncml::SyncMl,
+    now: time::OffsetDateTime,
+) {
+    for cmd in &mut msg.body.commands {
+        let syncml::Command::Alert(alert) = cmd else {
+            continue;
+        };
+        let mut kept = Vec::with_capacity(alert.items.len());
+        for item in std::mem::take(&mut alert.items) {
+            if item.meta_type() != Some(syncml::codes::ALERT_TYPE_AAD_USER_TOKEN) {
+                kept.push(item);
+                continue;
+            }
+            let token = item.data_str().unwrap_or_default().trim().to_owned();
+            match federated.verify(&token).await {
+                Ok(_) => kept.push(item),
+                Err(why) => {
+                    tracing::info!(device = %device.id, %why, "user token refused");
+                    let event = NewAuditEvent::new(
+                        now,
+                        format!("device:{}", device.id),
+                        "mgmt.user_token_refused",
+                    )
+                    .targets([device.id])
+                    .outcome(AuditOutcome::Refused)
+                    .details(format!("AADUserToken ignored: {why}"));
+                    if let Err(e) = state.store.append_audit(event).await {
+                        tracing::warn!(error = %e, "audit entry for a refused user token was not written");
+                    }
+                }
+            }
+        }
+        alert.items = kept;
+    }
 }
 
 /// The answer to a replayed or out-of-order message (`core::session::sequence`): a SyncML reply

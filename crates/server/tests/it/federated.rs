@@ -489,8 +489,28 @@ async fn entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in(backen
     );
     assert_eq!(d.id, device.id);
 
-    // The next user to sign in becomes primary.
+    // A user token the issuer did not sign (an imitating client's stand-in) names nobody: it is
+    // dropped before the session engine and audited, and the PC stays without a primary user.
+    let issuer_url = pc.entra_join.token_issuer.take();
     assert!(pc.sign_in(&grace, now()));
+    testkit::pc::sync_until_quiet(&transport, &mut pc, now()).await;
+    assert_eq!(
+        stored().await.primary_user,
+        None,
+        "an unverified token counts for nothing"
+    );
+    let refused = app
+        .store
+        .list_audit(&redeploy_core::store::AuditQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "mgmt.user_token_refused" && e.targets == [device.id])
+        .count();
+    assert!(refused >= 1, "the refusal is audited");
+
+    // The same user with the issuer's token becomes primary.
+    pc.entra_join.token_issuer = issuer_url;
     testkit::pc::sync_until_quiet(&transport, &mut pc, now()).await;
     let d = stored().await;
     assert_eq!(d.primary_user.as_deref(), Some(grace.as_str()));
