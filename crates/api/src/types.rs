@@ -43,6 +43,10 @@ pub struct Device {
     pub os_version: Option<String>,
     /// `entra_joined`, `hybrid_joined`, `registered`, `not_joined` or `unknown`.
     pub join_type: String,
+    /// What the join type rests on: `claimed` (only the PC's own EnrollmentType) or
+    /// `entra_token` (an Entra device token validated at enrollment named this device).
+    #[serde(default)]
+    pub join_evidence: String,
     /// Last check-in (RFC 3339); null if never.
     pub last_seen: Option<String>,
     pub primary_user: Option<String>,

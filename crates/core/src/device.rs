@@ -59,6 +59,18 @@ text_enum!(
 );
 
 text_enum!(
+    /// What the join type rests on (issue #13 item 2): the PC's own claim (its `EnrollmentType`
+    /// and domain), or an Entra device token the server validated at enrollment, whose
+    /// `deviceid` claim names the PC's Entra device.
+    JoinEvidence, "join evidence" {
+        /// Only what the PC said about itself.
+        Claimed => "claimed",
+        /// A validated Entra token named the device at enrollment.
+        EntraToken => "entra_token",
+    }
+);
+
+text_enum!(
     /// The MS-MDE2 `EnrollmentType` AdditionalContext item (docs/protocol.md §1.9, DMClient CSP).
     EnrollmentType, "enrollment type" {
         /// Device (Entra join) enrollment; cert in My/System.
@@ -132,6 +144,8 @@ pub struct Device {
     pub os_platform: Option<String>,
     /// Directory join.
     pub join_type: JoinType,
+    /// What [`Self::join_type`] rests on; set at enrollment.
+    pub join_evidence: JoinEvidence,
     /// Enrollment type of the current enrollment.
     pub enrollment_type: Option<EnrollmentType>,
     /// `DMClient/Provider/{id}/AADDeviceID`.
@@ -197,6 +211,7 @@ impl Device {
             os_version: None,
             os_platform: None,
             join_type: JoinType::Unknown,
+            join_evidence: JoinEvidence::Claimed,
             enrollment_type: None,
             aad_device_id: None,
             domain_name: None,

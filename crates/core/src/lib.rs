@@ -27,7 +27,7 @@ pub use audit::{AuditEvent, AuditOutcome, NewAuditEvent};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{CommandState, DeviceCommand, Resend, SentIn, Verb};
 pub use console_session::ConsoleSession;
-pub use device::{Device, EnrollmentType, JoinType, MessageSeq};
+pub use device::{Device, EnrollmentType, JoinEvidence, JoinType, MessageSeq};
 pub use enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 pub use error::{Error, Result};
 pub use group::{DeviceFilter, Group, GroupKind, TextMatch};

@@ -38,6 +38,7 @@ pub fn device_dto(d: &Device, readiness: &Readiness) -> api::Device {
         serial: d.serial.clone(),
         os_version: d.os_version.clone(),
         join_type: d.join_type.as_str().to_owned(),
+        join_evidence: d.join_evidence.as_str().to_owned(),
         last_seen: d.last_seen.map(ts),
         primary_user: d.primary_user.clone(),
         readiness: readiness_dto(readiness),

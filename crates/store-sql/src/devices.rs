@@ -1,7 +1,7 @@
 //! Devices: the row and its reads, lookups by each identity, and the filtered, sorted, paged list.
 
 use async_trait::async_trait;
-use redeploy_core::device::{Device, EnrollmentType, JoinType, MessageSeq};
+use redeploy_core::device::{Device, EnrollmentType, JoinEvidence, JoinType, MessageSeq};
 use redeploy_core::ids::DeviceId;
 use redeploy_core::store::{
     device_sort_key, from_micros, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, Page,
@@ -16,7 +16,7 @@ use crate::schema::Devices as Dv;
 use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
 
-const DEVICE_COLS: [Dv; 32] = [
+const DEVICE_COLS: [Dv; 33] = [
     Dv::Id,
     Dv::Name,
     Dv::HardwareId,
@@ -49,6 +49,7 @@ const DEVICE_COLS: [Dv; 32] = [
     Dv::UnenrolledAt,
     Dv::LastSignInUser,
     Dv::LastSignInAt,
+    Dv::JoinEvidence,
 ];
 
 /// Every device, to be narrowed and ordered: rows for [`row_device`]. Beside [`DEVICE_COLS`]
@@ -86,7 +87,7 @@ pub(crate) async fn set_last_message_in<D: Dialect>(
 }
 
 /// The values of [`DEVICE_COLS`], in order.
-fn device_values(d: &Device) -> [SimpleExpr; 32] {
+fn device_values(d: &Device) -> [SimpleExpr; 33] {
     [
         v(d.id),
         v(d.name.clone()),
@@ -120,6 +121,7 @@ fn device_values(d: &Device) -> [SimpleExpr; 32] {
         v(d.unenrolled_at),
         v(d.last_sign_in_user.clone()),
         v(d.last_sign_in_at),
+        v(d.join_evidence.as_str()),
     ]
 }
 
@@ -191,6 +193,7 @@ pub(crate) fn row_device(r: &impl SqlRow) -> StoreResult<Device> {
         unenrolled_at: r.time("unenrolled_at")?,
         last_sign_in_user: r.text("last_sign_in_user")?,
         last_sign_in_at: r.time("last_sign_in_at")?,
+        join_evidence: JoinEvidence::parse(&r.string("join_evidence")?)?,
         last_message: MessageSeq {
             session_id: r.string("dm_session_id")?,
             msg_id: u64::try_from(r.i64("dm_msg_id")?)

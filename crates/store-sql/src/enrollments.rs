@@ -165,6 +165,7 @@ impl<D: Dialect> EnrollmentStore for SqlStore<D> {
                         or_stored(device.os_version.clone(), Dv::OsVersion),
                     ),
                     (Dv::JoinType, join_type),
+                    (Dv::JoinEvidence, v(device.join_evidence.as_str())),
                     (
                         Dv::EnrollmentType,
                         v(device.enrollment_type.map(|e| e.as_str())),

@@ -88,6 +88,7 @@ pub(crate) enum Devices {
     UnenrolledAt,
     LastSignInUser,
     LastSignInAt,
+    JoinEvidence,
     DmSessionId,
     DmMsgId,
 }

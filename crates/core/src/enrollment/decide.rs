@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::identity::{self, Binding, Candidate};
 use super::{Enrollment, EnrollmentToken, SecretHash, TokenRefusal};
 use crate::audit::NewAuditEvent;
-use crate::device::{Device, EnrollmentType, JoinType};
+use crate::device::{Device, EnrollmentType, JoinEvidence, JoinType};
 use crate::ids::{DeviceId, EnrollmentId};
 use crate::store::{EnrollOutcome, Store, StoreError, StoreResult};
 
@@ -314,6 +314,9 @@ impl Grant {
         } = &self.credential
         {
             device.aad_device_id = Some(entra.trim().to_owned()).filter(|d| !d.is_empty());
+            if device.aad_device_id.is_some() {
+                device.join_evidence = JoinEvidence::EntraToken;
+            }
         }
         let enrollment = Enrollment {
             id: EnrollmentId::generate(),

@@ -9,7 +9,9 @@ use maud::{html, Markup};
 use redeploy_core::enrollment::renewal::EXPIRY_WARNING;
 use redeploy_core::store::{Cursor, DeviceQuery, DeviceSort};
 use redeploy_core::trail::Direction;
-use redeploy_core::{Action, ActionKind, ActionState, Device, DeviceId, JoinType, Readiness, Role};
+use redeploy_core::{
+    Action, ActionKind, ActionState, Device, DeviceId, JoinEvidence, JoinType, Readiness, Role,
+};
 use serde::Deserialize;
 
 use super::actions::timeline_table;
@@ -441,6 +443,14 @@ fn readiness_block(r: &Readiness) -> Markup {
     }
 }
 
+/// How the console says what a join type rests on.
+fn join_evidence_text(evidence: JoinEvidence) -> &'static str {
+    match evidence {
+        JoinEvidence::Claimed => "(as the PC states it)",
+        JoinEvidence::EntraToken => "(verified: an Entra device token named this PC)",
+    }
+}
+
 pub async fn page(
     State(state): State<AppState>,
     signed: Signed,
@@ -488,7 +498,7 @@ pub async fn page(
                     dt { "Serial" } dd { (d.serial.as_deref().unwrap_or("—")) }
                     dt { "Model" } dd { (model_text(&d)) }
                     dt { "Windows" } dd { (d.os_version.as_deref().unwrap_or("not reported yet")) }
-                    dt { "Join type" } dd { (d.join_type.as_str()) }
+                    dt { "Join type" } dd #join-type { (d.join_type.as_str()) " " (join_evidence_text(d.join_evidence)) }
                     dt { "Primary user" } dd #primary-user { (d.primary_user.as_deref().unwrap_or("none")) @if d.shared { " (shared device)" } }
                     dt { "Signed-in user" } dd { (d.current_user.as_deref().unwrap_or("none")) }
                     dt { "Last sign-in" } dd #last-sign-in {

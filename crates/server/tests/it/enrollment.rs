@@ -193,6 +193,11 @@ async fn re_enrollment_with_an_enrollment_token_is_a_new_record_flagged_as_a_cla
         "the first PC still answers to its own certificate"
     );
     assert_eq!(app.store.enrollments_of_device(id1).await.unwrap().len(), 1);
+    assert_eq!(
+        old.join_evidence,
+        redeploy_core::JoinEvidence::Claimed,
+        "an enrollment token proves no Entra join"
+    );
 
     // Flagged in the API, for both records, and in the audit log.
     for (me, other) in [(id1, id2), (id2, id1)] {

@@ -437,6 +437,11 @@ async fn entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in(backen
         .unwrap()
         .expect("enrolled");
     assert_eq!(device.aad_device_id.as_deref(), Some(entra_device.as_str()));
+    assert_eq!(
+        device.join_evidence,
+        redeploy_core::JoinEvidence::EntraToken,
+        "the join rests on the validated device token"
+    );
     let enrollments = app.store.enrollments_of_device(device.id).await.unwrap();
     assert_eq!(enrollments[0].auth_method, "Federated");
     assert_eq!(device.primary_user, None, "nobody signed in yet");
@@ -521,6 +526,7 @@ async fn entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in(backen
     assert_eq!(shown["device"]["primary_user"], grace.as_str());
     assert_eq!(shown["device"]["last_sign_in_user"], grace.as_str());
     assert!(shown["device"]["last_sign_in_at"].is_string());
+    assert_eq!(shown["device"]["join_evidence"], "entra_token");
     let console = console_page(&app, &format!("/console/devices/{}", device.id)).await;
     assert!(
         console.contains(&format!("Primary user</dt><dd id=\"primary-user\">{grace}")),
@@ -528,6 +534,10 @@ async fn entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in(backen
     );
     assert!(
         console.contains(&format!("<dd id=\"last-sign-in\">{grace}, ")),
+        "{console}"
+    );
+    assert!(
+        console.contains("verified: an Entra device token named this PC"),
         "{console}"
     );
 
