@@ -571,6 +571,7 @@ mod tests {
         let mut known = Device::new(DeviceId::generate(), "old", NOW - Duration::days(30));
         known.hw_dev_id = Some("HW-1".into());
         known.aad_device_id = Some("AAD-1".into());
+        known.join_evidence = JoinEvidence::EntraToken;
         let candidates = [Candidate {
             device: known.clone(),
             enrollment: None,
@@ -732,6 +733,7 @@ mod tests {
         };
         let mut known = Device::new(DeviceId::generate(), "old", NOW - Duration::days(30));
         known.aad_device_id = Some("AAD-1".into());
+        known.join_evidence = JoinEvidence::EntraToken;
         let known = Candidate {
             device: known,
             enrollment: None,

@@ -13,7 +13,7 @@ use super::decide::{Credential, EnrollRequest};
 use super::Enrollment;
 use crate::audit::{AuditOutcome, NewAuditEvent};
 use crate::autopilot::AutopilotRecord;
-use crate::device::{Device, EnrollmentType};
+use crate::device::{Device, EnrollmentType, JoinEvidence};
 use crate::ids::DeviceId;
 use crate::store::{Store, StoreResult};
 
@@ -88,9 +88,12 @@ pub fn rebind(
 
     // 1. The token itself names the Entra device.
     if let Some(token_device) = identity(device_id.as_deref()) {
+        // Only an Entra device id a validated token gave: one a PC merely reported could be
+        // anyone's.
         let found = newest_first.iter().find(|c| {
-            identity(c.device.aad_device_id.as_deref())
-                .is_some_and(|id| id.eq_ignore_ascii_case(token_device))
+            c.device.join_evidence == JoinEvidence::EntraToken
+                && identity(c.device.aad_device_id.as_deref())
+                    .is_some_and(|id| id.eq_ignore_ascii_case(token_device))
         });
         if let Some(c) = found {
             return Some((c.device.id, Binding::EntraDevice(token_device.to_owned())));
@@ -337,10 +340,15 @@ mod tests {
     fn only_a_validated_binding_keeps_the_old_record() {
         let mut entra = device("entra", Some(HW), 30);
         entra.aad_device_id = Some("AAD-1".into());
+        entra.join_evidence = JoinEvidence::EntraToken;
+        // A record whose Entra device id the PC only reported: never bound by it.
+        let mut reported = device("reported", Some("OTHER-HW"), 1);
+        reported.aad_device_id = Some("AAD-1".into());
         let user = device("user", Some(HW), 20);
         let registered = device("registered", Some(HW), 10);
         let zero = device("zero", Some("0000000000000000"), 5);
         let candidates = [
+            candidate(&reported, None, false),
             candidate(&entra, Some(enrollment(&entra, "Federated", None)), false),
             candidate(
                 &user,
@@ -416,8 +424,10 @@ mod tests {
     fn the_newest_record_wins_and_the_binding_is_said() {
         let mut old = device("old", Some(HW), 30);
         old.aad_device_id = Some("AAD-1".into());
+        old.join_evidence = JoinEvidence::EntraToken;
         let mut new = device("new", Some(HW), 1);
         new.aad_device_id = Some("AAD-1".into());
+        new.join_evidence = JoinEvidence::EntraToken;
         let (id, why) = rebind(
             &request(EnrollmentType::Device, Some(HW)),
             &federated(None, Some("AAD-1")),

@@ -72,7 +72,12 @@ pub fn apply_inventory(device: &mut Device, uri: &str, value: &str) -> bool {
         _ if uri.starts_with("./Vendor/MSFT/DMClient/Provider/") && leaf == "EnrollmentType" => {
             device.enrollment_type = EnrollmentType::from_wire(v).ok();
         }
-        _ if uri.starts_with("./Vendor/MSFT/DMClient/Provider/") && leaf == "AADDeviceID" => {
+        // An Entra device id a validated token gave at enrollment is not replaced by what the
+        // PC reports: the identity rules bind on it (`enrollment::identity::rebind`).
+        _ if uri.starts_with("./Vendor/MSFT/DMClient/Provider/")
+            && leaf == "AADDeviceID"
+            && device.join_evidence != crate::device::JoinEvidence::EntraToken =>
+        {
             device.aad_device_id = opt();
         }
         _ => {}
@@ -115,5 +120,25 @@ mod tests {
         assert_eq!(d.join_type, JoinType::HybridJoined);
         apply_inventory(&mut d, "./DevDetail/Ext/Microsoft/TotalRAM", "16384");
         assert_eq!(d.total_ram_mb, Some(16384));
+    }
+
+    #[test]
+    fn a_validated_entra_device_id_is_not_replaced_by_a_reported_one() {
+        let node = "./Vendor/MSFT/DMClient/Provider/Redeploy/AADDeviceID";
+        let mut d = Device::new(
+            DeviceId::generate(),
+            "pc",
+            time::macros::datetime!(2026-01-01 0:00 UTC),
+        );
+        apply_inventory(&mut d, node, "reported-1");
+        assert_eq!(
+            d.aad_device_id.as_deref(),
+            Some("reported-1"),
+            "a claim is kept"
+        );
+        d.aad_device_id = Some("from-token".into());
+        d.join_evidence = crate::device::JoinEvidence::EntraToken;
+        assert!(!apply_inventory(&mut d, node, "someone-else"));
+        assert_eq!(d.aad_device_id.as_deref(), Some("from-token"));
     }
 }
