@@ -404,17 +404,8 @@ async fn enroll_device(
                 None => store_fault(&e),
             })?;
     }
-    let validity = time::Duration::try_from(state.settings.device_cert_validity)
-        .map_err(|e| Refusal::new(FaultCode::EnrollmentServer, e.to_string()))?;
-    let cert = state
-        .ca
-        .issue_device_certificate_for(&csr, &grant.device_id.to_string(), now, validity)
-        .map_err(|e| Refusal::new(e.fault_code(), e.to_string()))?;
-    let (device, enrollment) = grant.records(&IssuedCertificate {
-        thumbprint: cert.thumbprint.clone(),
-        serial: cert.serial.clone(),
-        not_after: cert.not_after,
-    });
+    let (cert, issued) = issue(state, &csr, grant.device_id, now)?;
+    let (device, enrollment) = grant.records(&issued);
     let outcome = state
         .store
         .create_enrollment(device, enrollment)
@@ -537,17 +528,8 @@ async fn renew_device(
     let grant = renewal::decide_renewal(&facts, device.as_ref(), &unseen, now)?;
     // The decision refused an unusable CSR already; this only takes the verified one.
     let csr = csr.map_err(|e| Refusal::new(FaultCode::CertificateRequest, e.to_string()))?;
-    let validity = time::Duration::try_from(state.settings.device_cert_validity)
-        .map_err(|e| Refusal::new(FaultCode::EnrollmentServer, e.to_string()))?;
-    let cert = state
-        .ca
-        .issue_device_certificate_for(&csr, &grant.device_id.to_string(), now, validity)
-        .map_err(|e| Refusal::new(e.fault_code(), e.to_string()))?;
-    let (record, enrollment) = grant.records(&IssuedCertificate {
-        thumbprint: cert.thumbprint.clone(),
-        serial: cert.serial.clone(),
-        not_after: cert.not_after,
-    });
+    let (cert, issued) = issue(state, &csr, grant.device_id, now)?;
+    let (record, enrollment) = grant.records(&issued);
     state
         .store
         .renew_device_certificate(&record, &enrollment)
@@ -607,6 +589,28 @@ fn provisioning_for(
         }),
     };
     provisioning
+}
+
+/// Has the CA sign `csr` for `device` with the configured lifetime: the certificate, and what
+/// the core's records keep of it (enrollment and renewal alike).
+fn issue(
+    state: &AppState,
+    csr: &enroll::ca::VerifiedCsr,
+    device: redeploy_core::DeviceId,
+    now: time::OffsetDateTime,
+) -> Result<(enroll::ca::IssuedCertificate, IssuedCertificate), Refusal> {
+    let validity = time::Duration::try_from(state.settings.device_cert_validity)
+        .map_err(|e| Refusal::new(FaultCode::EnrollmentServer, e.to_string()))?;
+    let cert = state
+        .ca
+        .issue_device_certificate_for(csr, &device.to_string(), now, validity)
+        .map_err(|e| Refusal::new(e.fault_code(), e.to_string()))?;
+    let issued = IssuedCertificate {
+        thumbprint: cert.thumbprint.clone(),
+        serial: cert.serial.clone(),
+        not_after: cert.not_after,
+    };
+    Ok((cert, issued))
 }
 
 fn random_secret() -> String {

@@ -42,8 +42,18 @@ fn idle() -> Loaded {
     loaded
 }
 
-/// `loaded` with the device's last message the one before `msg` in its session, as when the
-/// device's messages arrive in order.
+/// [`decide`] on `msg` as the next message of its session (the device's last message the one
+/// before it), as when the device's messages arrive in order.
+fn decide_next(
+    loaded: &Loaded,
+    msg: &SyncMl,
+    now: OffsetDateTime,
+    cfg: &SessionConfig,
+) -> Result<Decision, SessionError> {
+    decide(&following(loaded, msg), msg, now, cfg)
+}
+
+/// `loaded` with the device's last message the one before `msg` in its session.
 fn following(loaded: &Loaded, msg: &SyncMl) -> Loaded {
     let mut loaded = loaded.clone();
     let n: u64 = msg.hdr.msg_id.parse().unwrap();
@@ -262,7 +272,7 @@ fn what_a_session_start_asks_for() {
     for (case, edit, want) in cases {
         let mut loaded = idle();
         edit(&mut loaded);
-        let d = decide(&following(&loaded, &start("")), &start(""), T0, &cfg()).unwrap();
+        let d = decide_next(&loaded, &start(""), T0, &cfg()).unwrap();
         assert_eq!(enqueued_gets(&d), want, "{case}");
         let total = loaded.queued.len() + d.step.enqueue.len();
         assert_eq!(
@@ -342,7 +352,7 @@ fn what_goes_out_in_the_reply() {
         loaded.queued = queued_replaces(&loaded, 3, data_len);
         let mut cfg = cfg();
         edit(&mut cfg);
-        let d = decide(&following(&loaded, &msg), &msg, T0, &cfg).unwrap();
+        let d = decide_next(&loaded, &msg, T0, &cfg).unwrap();
         let has_1222 = d
             .reply
             .body
@@ -469,13 +479,7 @@ fn answers_advance_a_reset() {
         loaded.commands_of_action.insert(a.id, cmds);
         loaded.actions.push(a.clone());
 
-        let d = decide(
-            &following(&loaded, &message(3, &body, true)),
-            &message(3, &body, true),
-            T0,
-            &cfg(),
-        )
-        .unwrap();
+        let d = decide_next(&loaded, &message(3, &body, true), T0, &cfg()).unwrap();
         let moved = update(&d, a.id).unwrap_or(&a);
         assert_eq!(moved.state, want, "{case}: {:?}", moved.timeline);
         assert_eq!(audit_actions(&d), audits, "{case}");
@@ -526,13 +530,7 @@ fn answers_to_the_baseline_send_the_exec_in_the_same_session() {
     for (c, v) in cmds[1..].iter().zip(["0", "0", "true"]) {
         body.push_str(&answer_of(c, 200, Some(v)));
     }
-    let d = decide(
-        &following(&loaded, &message(3, &body, true)),
-        &message(3, &body, true),
-        T0,
-        &cfg(),
-    )
-    .unwrap();
+    let d = decide_next(&loaded, &message(3, &body, true), T0, &cfg()).unwrap();
     let moved = update(&d, a.id).unwrap();
     assert_eq!(
         moved.state,
@@ -589,13 +587,7 @@ fn a_status_for_nothing_of_ours_or_an_answered_command_changes_nothing() {
         "{}<Status><CmdID>2</CmdID><MsgRef>7</MsgRef><CmdRef>7</CmdRef><Cmd>Get</Cmd><Data>200</Data></Status>",
         answer_of(&old, 500, None)
     );
-    let d = decide(
-        &following(&loaded, &message(3, &body, true)),
-        &message(3, &body, true),
-        T0,
-        &cfg(),
-    )
-    .unwrap();
+    let d = decide_next(&loaded, &message(3, &body, true), T0, &cfg()).unwrap();
     assert!(d.step.answers.is_empty());
     assert!(d.step.action_updates.is_empty());
     // Statuses are not answered with Statuses: only the header's.
@@ -664,7 +656,7 @@ fn a_session_start_follows_up_actions_and_requeues_unanswered_reads() {
     loaded.unanswered = vec![lost_get.clone(), lost_exec];
     loaded.queued = queued_replaces(&loaded, 1, 10);
 
-    let d = decide(&following(&loaded, &start("")), &start(""), T0, &cfg()).unwrap();
+    let d = decide_next(&loaded, &start(""), T0, &cfg()).unwrap();
     assert_eq!(d.step.requeue, [lost_get.id]);
     assert_eq!(update(&d, reset.id).unwrap().state, ActionState::InProgress);
     assert_eq!(update(&d, sync.id).unwrap().state, ActionState::Done);
@@ -698,13 +690,7 @@ fn alert_1226_unenrolls_cancels_what_has_not_gone_out_and_sends_nothing() {
     loaded.actions = vec![pending.clone(), sent_one.clone()];
     loaded.queued = queued_replaces(&loaded, 2, 10);
 
-    let d = decide(
-        &following(&loaded, &start(UNENROLL)),
-        &start(UNENROLL),
-        T0,
-        &cfg(),
-    )
-    .unwrap();
+    let d = decide_next(&loaded, &start(UNENROLL), T0, &cfg()).unwrap();
     let canceled = update(&d, pending.id).unwrap();
     assert_eq!(canceled.state, ActionState::Canceled);
     assert!(
@@ -767,7 +753,7 @@ fn a_pending_action_outside_its_maintenance_window_is_held_and_noted_once() {
             .insert(a.id, loaded.queued.clone());
         loaded.actions = vec![a.clone()];
 
-        let d = decide(&following(&loaded, &start("")), &start(""), now, &cfg()).unwrap();
+        let d = decide_next(&loaded, &start(""), now, &cfg()).unwrap();
         assert_eq!(d.step.held_actions.contains(&a.id), held, "{case}");
         let new_note = update(&d, a.id)
             .is_some_and(|u| u.timeline.len() > a.timeline.len() && last_note_is_held(u));
@@ -814,13 +800,7 @@ fn a_reset_sent_again_goes_back_under_its_window() {
     loaded.actions = vec![a.clone()];
     loaded.batch_windows.insert(batch, window);
 
-    let d = decide(
-        &following(&loaded, &message(2, &body, true)),
-        &message(2, &body, true),
-        T0,
-        &cfg(),
-    )
-    .unwrap();
+    let d = decide_next(&loaded, &message(2, &body, true), T0, &cfg()).unwrap();
     let moved = update(&d, a.id).unwrap();
     assert_eq!(moved.state, ActionState::Pending, "{:?}", moved.timeline);
     assert!(d.step.held_actions.contains(&a.id));
@@ -829,13 +809,7 @@ fn a_reset_sent_again_goes_back_under_its_window() {
 
     // Without a window it goes out at once.
     loaded.batch_windows.clear();
-    let d = decide(
-        &following(&loaded, &message(2, &body, true)),
-        &message(2, &body, true),
-        T0,
-        &cfg(),
-    )
-    .unwrap();
+    let d = decide_next(&loaded, &message(2, &body, true), T0, &cfg()).unwrap();
     assert!(d.step.held_actions.is_empty());
     assert_eq!(d.step.send.as_ref().unwrap().limit, 4);
 }
@@ -882,13 +856,13 @@ fn users_come_from_the_first_package() {
     for (case, msg, current, primary) in cases {
         let mut loaded = idle();
         loaded.device.current_user = Some("carol@contoso.com".into());
-        let d = decide(&following(&loaded, &msg), &msg, T0, &cfg()).unwrap();
+        let d = decide_next(&loaded, &msg, T0, &cfg()).unwrap();
         assert_eq!(d.step.current_user.as_deref(), current, "{case}");
         let dev = d.step.device_update.as_ref().unwrap();
         assert_eq!(dev.primary_user.as_deref(), primary, "{case}");
     }
     // A PC without a primary user gets the first token's user.
-    let d = decide(&following(&unowned, &start(&aad)), &start(&aad), T0, &cfg()).unwrap();
+    let d = decide_next(&unowned, &start(&aad), T0, &cfg()).unwrap();
     assert_eq!(
         d.step.device_update.unwrap().primary_user.as_deref(),
         Some("bob@contoso.com")
@@ -908,7 +882,7 @@ fn a_sign_in_is_a_user_the_previous_check_in_did_not_report() {
     ));
     let mut loaded = idle();
     loaded.device.current_user = None;
-    let d = decide(&following(&loaded, &msg), &msg, T0, &cfg()).unwrap();
+    let d = decide_next(&loaded, &msg, T0, &cfg()).unwrap();
     let dev = d.step.device_update.unwrap();
     assert_eq!(dev.last_sign_in_user.as_deref(), Some("bob@contoso.com"));
     assert_eq!(dev.last_sign_in_at, Some(T0));
@@ -916,7 +890,7 @@ fn a_sign_in_is_a_user_the_previous_check_in_did_not_report() {
     let mut loaded = idle();
     loaded.device = dev;
     let later = T0 + time::Duration::hours(1);
-    let d = decide(&following(&loaded, &msg), &msg, later, &cfg()).unwrap();
+    let d = decide_next(&loaded, &msg, later, &cfg()).unwrap();
     let dev = d.step.device_update.unwrap();
     assert_eq!(dev.last_sign_in_at, Some(T0));
 }
