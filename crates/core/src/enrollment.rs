@@ -16,7 +16,7 @@ use crate::ids::{DeviceId, EnrollmentId, TokenId};
 pub struct Enrollment {
     /// Identity of this enrollment.
     pub id: EnrollmentId,
-    /// The device it belongs to (kept across re-enrollments of the same HWDevID).
+    /// The device it belongs to (kept across re-enrollments bound to it: `identity::rebind`).
     pub device: DeviceId,
     /// Device or Full.
     pub enrollment_type: EnrollmentType,
