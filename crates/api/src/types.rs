@@ -43,8 +43,10 @@ pub struct Device {
     pub os_version: Option<String>,
     /// `entra_joined`, `hybrid_joined`, `registered`, `not_joined` or `unknown`.
     pub join_type: String,
-    /// What the join type rests on: `claimed` (only the PC's own EnrollmentType) or
-    /// `entra_token` (an Entra device token validated at enrollment named this device).
+    /// What the join type rests on: `claimed` (only the PC's own EnrollmentType: never enough
+    /// for an Autopilot Reset), `entra_token` (an Entra device token validated at enrollment
+    /// named this device) or `admin_token` (it enrolled with an enrollment token an admin
+    /// created to vouch for Entra join).
     #[serde(default)]
     pub join_evidence: String,
     /// Last check-in (RFC 3339); null if never.
@@ -355,6 +357,10 @@ pub struct EnrollmentToken {
     pub max_uses: Option<i64>,
     pub uses: i64,
     pub created_at: String,
+    /// The admin vouches that the PCs enrolling with it are Entra joined: their join type rests
+    /// on this (`join_evidence` `admin_token`) instead of their own claim.
+    #[serde(default)]
+    pub vouches_entra_join: bool,
 }
 
 /// `POST /api/v1/enrollment-tokens`.
@@ -367,6 +373,10 @@ pub struct NewEnrollmentToken {
     /// null = unlimited.
     #[serde(default)]
     pub max_uses: Option<i64>,
+    /// Vouch that the PCs enrolling with it are Entra joined (default false: their join rests
+    /// on their own claim, which never makes them eligible for Autopilot Reset).
+    #[serde(default)]
+    pub vouches_entra_join: bool,
 }
 
 /// The created enrollment token and its secret (shown once).

@@ -60,13 +60,17 @@ text_enum!(
 
 text_enum!(
     /// What the join type rests on (issue #13 item 2): the PC's own claim (its `EnrollmentType`
-    /// and domain), or an Entra device token the server validated at enrollment, whose
-    /// `deviceid` claim names the PC's Entra device.
+    /// and domain), an Entra device token the server validated at enrollment, whose `deviceid`
+    /// claim names the PC's Entra device, or an admin's vouching enrollment token. A claim alone
+    /// never makes a PC eligible for Autopilot Reset (`preflight::BlockReason::JoinNotVerified`).
     JoinEvidence, "join evidence" {
         /// Only what the PC said about itself.
         Claimed => "claimed",
         /// A validated Entra token named the device at enrollment.
         EntraToken => "entra_token",
+        /// The PC enrolled with an enrollment token an admin created to vouch that the PCs
+        /// using it are Entra joined (`vouches_entra_join`): the admin's word, not the PC's.
+        AdminToken => "admin_token",
     }
 );
 
@@ -144,7 +148,9 @@ pub struct Device {
     pub os_platform: Option<String>,
     /// Directory join.
     pub join_type: JoinType,
-    /// What [`Self::join_type`] rests on; set at enrollment.
+    /// What [`Self::join_type`] rests on; set at enrollment, and falls back to
+    /// [`JoinEvidence::Claimed`] when the PC reports an Entra device id other than the one its
+    /// validated token named.
     pub join_evidence: JoinEvidence,
     /// Enrollment type of the current enrollment.
     pub enrollment_type: Option<EnrollmentType>,

@@ -92,6 +92,9 @@ pub struct EnrollmentToken {
     pub uses: i64,
     /// Creation time.
     pub created_at: OffsetDateTime,
+    /// The admin who created it vouches that the PCs enrolling with it are Entra joined: their
+    /// join type then rests on [`crate::device::JoinEvidence::AdminToken`] (issue #13 item 2).
+    pub vouches_entra_join: bool,
 }
 
 impl EnrollmentToken {
@@ -182,6 +185,7 @@ mod tests {
             max_uses: Some(1),
             uses: 0,
             created_at: now,
+            vouches_entra_join: false,
         };
         assert_eq!(t.refusal(now), Some(TokenRefusal::Expired));
         t.expires_at = None;

@@ -3,7 +3,7 @@
 
 use time::{Duration, OffsetDateTime};
 
-use crate::device::{Device, EnrollmentType, JoinType};
+use crate::device::{Device, EnrollmentType, JoinEvidence, JoinType};
 
 /// Thresholds for preflight.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +38,9 @@ pub enum BlockReason {
         /// The join type we know.
         join_type: JoinType,
     },
+    /// The PC says it is Entra joined, but nothing verified it: no validated Entra device token
+    /// named it at enrollment and no admin vouched for it (issue #13 item 2).
+    JoinNotVerified,
     /// OS version not reported yet.
     OsBuildUnknown,
     /// OS build below the minimum.
@@ -80,6 +83,7 @@ impl BlockReason {
             Self::Unenrolled => "unenrolled",
             Self::HybridJoined => "hybrid_joined",
             Self::NotEntraJoined { .. } => "not_entra_joined",
+            Self::JoinNotVerified => "join_not_verified",
             Self::OsBuildUnknown => "os_build_unknown",
             Self::OsTooOld { .. } => "os_too_old",
             Self::WindowsSe => "windows_se",
@@ -100,6 +104,9 @@ impl BlockReason {
             }
             Self::NotEntraJoined { join_type } => {
                 format!("the device is not Entra joined (join type: {join_type}); Autopilot Reset needs an Entra-joined device")
+            }
+            Self::JoinNotVerified => {
+                "the PC says it is Entra joined, but nothing verified it; it becomes eligible once it enrolls with an Entra device token (Federated enrollment), or with an enrollment token an admin created to vouch for Entra join (`redeploy enrollment-tokens create --vouch-entra-join`)".to_owned()
             }
             Self::OsBuildUnknown => {
                 "the OS version is not known yet; wait for the device to report its inventory".to_owned()
@@ -161,6 +168,9 @@ pub fn preflight(
             reasons.push(BlockReason::NotEntraJoined {
                 join_type: device.join_type,
             });
+        } else if device.join_evidence == JoinEvidence::Claimed {
+            // The PC's claim alone never makes it eligible (ARCHITECTURE.md "Join type").
+            reasons.push(BlockReason::JoinNotVerified);
         }
     }
     match device.os_build() {
@@ -254,6 +264,7 @@ mod tests {
         d.join_type = JoinType::EntraJoined;
         d.enrollment_type = Some(EnrollmentType::Device);
         d.aad_device_id = Some("aad".into());
+        d.join_evidence = JoinEvidence::EntraToken;
         d.os_version = Some("10.0.22631.4037".into());
         d.os_platform = Some("Windows 11 Enterprise".into());
         d.last_seen = Some(NOW - Duration::hours(1));
@@ -332,6 +343,64 @@ mod tests {
             codes(&d, false, false).is_empty(),
             "Device enrollment implies Entra join"
         );
+    }
+
+    #[test]
+    fn a_claimed_entra_join_is_not_eligible_until_verified() {
+        for (evidence, join, enrollment, want) in [
+            (
+                JoinEvidence::Claimed,
+                JoinType::EntraJoined,
+                Some(EnrollmentType::Device),
+                vec!["join_not_verified"],
+            ),
+            (
+                JoinEvidence::Claimed,
+                JoinType::Unknown,
+                Some(EnrollmentType::Device),
+                vec!["join_not_verified"],
+            ),
+            (
+                JoinEvidence::EntraToken,
+                JoinType::EntraJoined,
+                Some(EnrollmentType::Device),
+                vec![],
+            ),
+            (
+                JoinEvidence::AdminToken,
+                JoinType::EntraJoined,
+                Some(EnrollmentType::Device),
+                vec![],
+            ),
+            // Evidence never overrides what the PC says against itself.
+            (
+                JoinEvidence::EntraToken,
+                JoinType::Registered,
+                Some(EnrollmentType::Full),
+                vec!["not_entra_joined"],
+            ),
+            (
+                JoinEvidence::AdminToken,
+                JoinType::HybridJoined,
+                Some(EnrollmentType::Device),
+                vec!["hybrid_joined"],
+            ),
+            (
+                JoinEvidence::Claimed,
+                JoinType::Registered,
+                Some(EnrollmentType::Full),
+                vec!["not_entra_joined"],
+            ),
+        ] {
+            let mut d = ready_device();
+            d.join_evidence = evidence;
+            d.join_type = join;
+            d.enrollment_type = enrollment;
+            assert_eq!(codes(&d, false, false), want, "{evidence:?} {join:?}");
+        }
+        assert!(BlockReason::JoinNotVerified
+            .text()
+            .contains("--vouch-entra-join"));
     }
 
     #[test]

@@ -406,28 +406,44 @@ pub async fn enrollment_tokens(
                             t.uses.to_string(),
                             t.max_uses.map_or("-".into(), |m| m.to_string()),
                             or_dash(t.expires_at.as_deref()).into(),
+                            if t.vouches_entra_join { "yes" } else { "no" }.into(),
                         ]
                     })
                     .collect();
-                table(&["ID", "LABEL", "USES", "MAX", "EXPIRES"], &rows);
+                table(
+                    &[
+                        "ID",
+                        "LABEL",
+                        "USES",
+                        "MAX",
+                        "EXPIRES",
+                        "VOUCHES ENTRA JOIN",
+                    ],
+                    &rows,
+                );
             }
         }
         EnrollmentTokensSub::Create {
             label,
             expires_at,
             max_uses,
+            vouch_entra_join,
         } => {
             let created = client
                 .create_enrollment_token(&NewEnrollmentToken {
                     label,
                     expires_at,
                     max_uses,
+                    vouches_entra_join: vouch_entra_join,
                 })
                 .await?;
             if args.json {
                 print_json(&created)?;
             } else {
                 println!("created {} ({})", created.token.id, created.token.label);
+                if created.token.vouches_entra_join {
+                    println!("PCs enrolling with it count as Entra joined on your word (join evidence: admin_token)");
+                }
                 println!("secret (shown once): {}", created.secret);
             }
         }

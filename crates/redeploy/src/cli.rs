@@ -326,6 +326,11 @@ pub enum EnrollmentTokensSub {
         /// Most enrollments it allows.
         #[arg(long)]
         max_uses: Option<i64>,
+        /// Vouch that the PCs enrolling with it are Entra joined. Without it (and without a
+        /// validated Entra device token) a PC's join rests on its own claim, which never makes
+        /// it eligible for Autopilot Reset.
+        #[arg(long)]
+        vouch_entra_join: bool,
     },
 }
 
@@ -489,6 +494,14 @@ pub struct ServeArgs {
     /// Log format on standard error; the level comes from RUST_LOG (default `info`).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Demos and tests only: also run the repository's local token issuer (a stand-in for
+    /// Entra ID, keys in DATA/test-issuer) on a loopback port and trust it for Federated
+    /// enrollment, instead of any `[federated]` settings. Its URL is written to
+    /// DATA/test-issuer-url, where `redeploy emulate` finds it: emulated Entra-joined PCs then
+    /// enroll with device tokens, so their join is verified. Anyone on this machine can mint
+    /// tokens it signs: never use it for real PCs.
+    #[arg(long)]
+    pub test_issuer: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

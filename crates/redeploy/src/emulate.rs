@@ -90,6 +90,32 @@ fn token(client: &ClientArgs) -> anyhow::Result<Option<String>> {
     Ok(Some(text.trim().to_string()))
 }
 
+/// The token issuer: `--issuer` / `REDEPLOY_ISSUER`, else the one a `redeploy serve
+/// --test-issuer` wrote into its data folder (the folder of `--ca-file`, or
+/// `./redeploy-data`).
+fn issuer(args: &EmulateArgs) -> anyhow::Result<Option<String>> {
+    if let Some(url) = &args.issuer {
+        return Ok(Some(url.clone()));
+    }
+    let data = match &args.client.ca_file {
+        Some(ca) => ca.parent().map(Path::to_path_buf).unwrap_or_default(),
+        None => PathBuf::from(DEFAULT_DATA_DIR),
+    };
+    let file = data.join(crate::serve::TEST_ISSUER_URL_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(url) => {
+            let url = url.trim().to_owned();
+            eprintln!(
+                "emulate: using the server's test issuer {url} (from {})",
+                file.display()
+            );
+            Ok(Some(url))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
+    }
+}
+
 /// The CA the server's certificate chains to: `--ca-file` / `REDEPLOY_CA_FILE`, else
 /// `./redeploy-data/ca.pem`.
 fn transport(client: &ClientArgs) -> anyhow::Result<HttpsTransport> {
@@ -115,11 +141,12 @@ async fn run_fleet(args: &EmulateArgs) -> anyhow::Result<ExitCode> {
             .any(|s| s.id == fleet::device_id(i) && s.mdm_enrollment.is_some())
     });
     let token = token(&args.client)?;
+    let issuer = issuer(args)?;
     let token = match (token, needs_enrollment) {
         (Some(t), _) => t,
         (None, false) => String::new(),
         // Entra PCs enroll with the issuer's tokens; PCs without Entra would fail.
-        (None, true) if args.issuer.is_some() => String::new(),
+        (None, true) if issuer.is_some() => String::new(),
         (None, true) => bail!(
             "new PCs need an enrollment token: pass --token-file (or set REDEPLOY_TOKEN_FILE) \
              or create {DEFAULT_DATA_DIR}/enrollment-token"
@@ -127,7 +154,7 @@ async fn run_fleet(args: &EmulateArgs) -> anyhow::Result<ExitCode> {
     };
     let clock = Arc::new(ScaledClock::new(OffsetDateTime::now_utc(), args.time_scale));
     let mut config = FleetConfig::new(&args.client.server, token, args.devices, &args.state);
-    config.issuer = args.issuer.clone();
+    config.issuer = issuer;
     config.seed = args.scenario.seed;
     // The state folder makes the identity: the same seed in another folder is another fleet.
     config.identity_salt = persist::fleet_salt(&args.state)?;

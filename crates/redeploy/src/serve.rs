@@ -5,7 +5,9 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use server::settings::{FederatedSettings, JwksSource};
 use server::Settings;
+use test_issuer::{IssuerConfig, RunningIssuer};
 
 use crate::cli::{LogFormat, MigrateArgs, ServeArgs};
 
@@ -46,9 +48,54 @@ pub fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
+/// The file in the data folder that names the `--test-issuer` URL for `redeploy emulate`.
+pub const TEST_ISSUER_URL_FILE: &str = "test-issuer-url";
+
+/// `--test-issuer`: starts the local issuer (keys kept in DATA/test-issuer, so PCs enrolled
+/// before a restart keep verifying) and points the federated settings at it.
+async fn start_test_issuer(settings: &mut Settings) -> anyhow::Result<RunningIssuer> {
+    let keys = settings.data_dir.join("test-issuer");
+    let issuer = RunningIssuer::start(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        IssuerConfig {
+            data_dir: Some(keys.clone()),
+            ..IssuerConfig::default()
+        },
+    )
+    .await
+    .with_context(|| format!("starting the test issuer ({})", keys.display()))?;
+    settings.federated = Some(FederatedSettings {
+        issuer: issuer.url().to_owned(),
+        audience: issuer.audience().to_owned(),
+        jwks: JwksSource::Url(issuer.jwks_url()),
+        tenant_id: Some(issuer.tenant_id().to_owned()),
+        jwks_ca_file: None,
+        authentication_service_url: None,
+    });
+    std::fs::create_dir_all(&settings.data_dir)?;
+    std::fs::write(
+        settings.data_dir.join(TEST_ISSUER_URL_FILE),
+        format!("{}\n", issuer.url()),
+    )?;
+    tracing::warn!(
+        issuer = issuer.url(),
+        "--test-issuer: trusting a local demo token issuer; anyone on this machine can mint tokens for it"
+    );
+    Ok(issuer)
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
-    let settings = settings(&args)?;
+    let mut settings = settings(&args)?;
+    let issuer = match args.test_issuer {
+        true => Some(start_test_issuer(&mut settings).await?),
+        false => {
+            // A URL left by an earlier `--test-issuer` run would send emulated PCs to an
+            // issuer this server no longer trusts.
+            let _ = std::fs::remove_file(settings.data_dir.join(TEST_ISSUER_URL_FILE));
+            None
+        }
+    };
     let database = match &settings.database {
         Some(url) => server::bootstrap::redact(url),
         None => settings
@@ -91,6 +138,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             token_note(server.first_tokens.enrollment_created)
         )?;
     }
+    if let Some(issuer) = &issuer {
+        writeln!(
+            out,
+            "  Test issuer:      {} (demo only; `redeploy emulate` uses it)",
+            issuer.url()
+        )?;
+    }
     writeln!(out, "  Database:         {database}")?;
     out.flush()?;
     drop(out);
@@ -98,6 +152,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;
+    drop(issuer);
     Ok(ExitCode::SUCCESS)
 }
 

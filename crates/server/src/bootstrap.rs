@@ -269,6 +269,8 @@ pub async fn ensure_first_tokens(
                 max_uses: None,
                 uses: 0,
                 created_at: now,
+                // The first token vouches for nothing: its PCs' join rests on their own claim.
+                vouches_entra_join: false,
             })
             .await?;
         write_file(&dir.join(ENROLLMENT_TOKEN), &format!("{secret}\n"), true)?;

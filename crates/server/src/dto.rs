@@ -189,6 +189,7 @@ pub fn enrollment_token_dto(t: &redeploy_core::EnrollmentToken) -> api::Enrollme
         max_uses: t.max_uses,
         uses: t.uses,
         created_at: ts(t.created_at),
+        vouches_entra_join: t.vouches_entra_join,
     }
 }
 

@@ -38,6 +38,7 @@ pub(crate) enum EnrollmentTokens {
     MaxUses,
     Uses,
     CreatedAt,
+    VouchesEntraJoin,
 }
 
 /// `autopilot_devices`: the Autopilot registry, keyed by upper-case serial.

@@ -14,7 +14,7 @@ use crate::schema::{ApiTokens as A, EnrollmentTokens as E};
 use crate::sql::RowExt;
 use crate::SqlStore;
 
-const ENROLLMENT_TOKEN_COLS: [E; 7] = [
+const ENROLLMENT_TOKEN_COLS: [E; 8] = [
     E::Id,
     E::Label,
     E::SecretHash,
@@ -22,6 +22,7 @@ const ENROLLMENT_TOKEN_COLS: [E; 7] = [
     E::MaxUses,
     E::Uses,
     E::CreatedAt,
+    E::VouchesEntraJoin,
 ];
 /// Every column of `api_tokens`, as [`row_api_token`] reads them.
 pub(crate) const API_TOKEN_COLS: [A; 6] = [
@@ -48,6 +49,7 @@ fn row_enrollment_token(r: &impl SqlRow) -> StoreResult<EnrollmentToken> {
         max_uses: r.int("max_uses")?,
         uses: r.i64("uses")?,
         created_at: r.at("created_at")?,
+        vouches_entra_join: r.flag("vouches_entra_join")?,
     })
 }
 
@@ -77,6 +79,7 @@ impl<D: Dialect> TokenStore for SqlStore<D> {
                 v(token.max_uses),
                 v(token.uses),
                 v(token.created_at),
+                v(token.vouches_entra_join),
             ],
         )?;
         built::<D>(&insert)?.execute(self.db()).await?;

@@ -62,8 +62,13 @@ pub struct TestApp {
     pub ca_pem: String,
     /// The first admin API token (from `admin-token`).
     pub admin_token: String,
-    /// The first enrollment token (from `enrollment-token`).
+    /// An enrollment token that vouches for the Entra join of the PCs enrolling with it
+    /// (`vouches_entra_join`), so that the tests' Entra-joined PCs are eligible for Autopilot
+    /// Reset without an issuer (issue #13 item 2). Created by the test app, not the server.
     pub enrollment_token: String,
+    /// The server's first enrollment token (from `enrollment-token`): it vouches for nothing,
+    /// so a PC enrolled with it rests on its own claim.
+    pub claim_only_enrollment_token: String,
     /// The server's store.
     pub store: Arc<dyn Store>,
     /// The data folder (inside the temp dir).
@@ -134,12 +139,28 @@ pub async fn spawn_app_with_clock(
             .trim()
             .to_string()
     };
+    let vouching = format!("rdp_enroll_vouching_{}", redeploy_core::TokenId::generate());
+    server
+        .store()
+        .create_enrollment_token(&redeploy_core::EnrollmentToken {
+            id: redeploy_core::TokenId::generate(),
+            label: "test lab (vouches for Entra join)".into(),
+            secret_hash: redeploy_core::SecretHash::of_secret(&vouching),
+            expires_at: None,
+            max_uses: None,
+            uses: 0,
+            created_at: clock.now(),
+            vouches_entra_join: true,
+        })
+        .await
+        .expect("vouching enrollment token");
     TestApp {
         base_url: format!("https://127.0.0.1:{}", server.local_addr.port()),
         addr: server.local_addr,
         ca_pem: read(&server.ca_cert_path),
         admin_token: read(&server.admin_token_path),
-        enrollment_token: read(&server.enrollment_token_path),
+        enrollment_token: vouching,
+        claim_only_enrollment_token: read(&server.enrollment_token_path),
         store: server.store(),
         data_dir,
         settings,

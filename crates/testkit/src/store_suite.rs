@@ -44,6 +44,7 @@ fn new_device(name: &str, hw: Option<&str>) -> Device {
     d.cert_thumbprint = Some(format!("{:0>40}", name.len()));
     d.cert_not_after = Some(T0 + Duration::days(365));
     d.join_type = JoinType::EntraJoined;
+    d.join_evidence = redeploy_core::JoinEvidence::EntraToken;
     d.enrollment_type = Some(EnrollmentType::Device);
     d
 }
@@ -393,6 +394,7 @@ fn enrollment_token(
         max_uses,
         uses: 0,
         created_at: T0,
+        vouches_entra_join: false,
     }
 }
 
@@ -456,6 +458,27 @@ pub async fn enrollment_token_use_count_and_expiry(store: Arc<dyn Store>) {
         .create_enrollment_token(&enrollment_token("two-uses", None, None))
         .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))));
+
+    // Whether a token vouches for Entra join is kept as written.
+    let mut vouching = enrollment_token("vouching", None, None);
+    vouching.vouches_entra_join = true;
+    store.create_enrollment_token(&vouching).await.unwrap();
+    let listed = store.list_enrollment_tokens().await.unwrap();
+    let vouches = |label: &str| {
+        listed
+            .iter()
+            .find(|t| t.label == label)
+            .map(|t| t.vouches_entra_join)
+    };
+    assert_eq!(
+        (vouches("vouching"), vouches("two-uses")),
+        (Some(true), Some(false))
+    );
+    let spent = store
+        .consume_enrollment_token(&SecretHash::of_secret("vouching"), t(0))
+        .await
+        .unwrap();
+    assert!(spent.vouches_entra_join);
 }
 
 pub async fn enrollment_token_is_never_overspent_concurrently(store: Arc<dyn Store>) {

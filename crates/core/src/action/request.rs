@@ -694,6 +694,7 @@ mod tests {
     fn ready(name: &str) -> Device {
         let mut d = Device::new(DeviceId::generate(), name, datetime!(2026-01-01 0:00 UTC));
         d.join_type = JoinType::EntraJoined;
+        d.join_evidence = crate::device::JoinEvidence::EntraToken;
         d.enrollment_type = Some(EnrollmentType::Device);
         d.os_version = Some("10.0.22631.4037".into());
         d.os_platform = Some("Windows 11 Enterprise".into());

@@ -308,15 +308,22 @@ impl Grant {
         device.cert_not_after = Some(cert.not_after);
         // Only a validated token's device claim is taken as the Entra device id here; what
         // the PC reports later is an attribute like any other.
-        if let Credential::Federated {
-            device_id: Some(entra),
-            ..
-        } = &self.credential
-        {
-            device.aad_device_id = Some(entra.trim().to_owned()).filter(|d| !d.is_empty());
-            if device.aad_device_id.is_some() {
-                device.join_evidence = JoinEvidence::EntraToken;
+        match &self.credential {
+            Credential::Federated {
+                device_id: Some(entra),
+                ..
+            } => {
+                device.aad_device_id = Some(entra.trim().to_owned()).filter(|d| !d.is_empty());
+                if device.aad_device_id.is_some() {
+                    device.join_evidence = JoinEvidence::EntraToken;
+                }
             }
+            // An admin created this token to vouch for Entra join: the join type rests on the
+            // admin's word (it still follows the claim: a domain makes the PC hybrid).
+            Credential::Token { token, .. } if token.vouches_entra_join => {
+                device.join_evidence = JoinEvidence::AdminToken;
+            }
+            _ => {}
         }
         let enrollment = Enrollment {
             id: EnrollmentId::generate(),
@@ -414,6 +421,7 @@ mod tests {
             max_uses,
             uses,
             created_at: NOW - Duration::days(1),
+            vouches_entra_join: false,
         }
     }
 
@@ -679,6 +687,45 @@ mod tests {
             assert_eq!(e.auth_method, "OnPremise", "{case}");
             assert_eq!((e.created_at, d.enrolled_at), (NOW, NOW), "{case}");
             assert_eq!(e.raw_request, r.raw, "{case}");
+        }
+    }
+
+    #[test]
+    fn the_join_evidence_is_the_credential_never_the_claim() {
+        let mut vouching = token(None, None, 0);
+        vouching.vouches_entra_join = true;
+        for (case, auth, want) in [
+            (
+                "an enrollment token: the claim alone",
+                with_token(Some(token(None, None, 0))),
+                JoinEvidence::Claimed,
+            ),
+            (
+                "an admin's vouching token",
+                with_token(Some(vouching)),
+                JoinEvidence::AdminToken,
+            ),
+            (
+                "a validated device token",
+                Authentication::Federated {
+                    upn: None,
+                    device_id: Some("AAD-1".into()),
+                },
+                JoinEvidence::EntraToken,
+            ),
+            (
+                "a user token names no device",
+                Authentication::Federated {
+                    upn: Some("ada@contoso.com".into()),
+                    device_id: None,
+                },
+                JoinEvidence::Claimed,
+            ),
+        ] {
+            let g = decide(&request(), &auth, None, &[], NOW).unwrap();
+            let (d, _) = g.records(&cert());
+            assert_eq!(d.join_evidence, want, "{case}");
+            assert_eq!(d.join_type, JoinType::EntraJoined, "{case}: the claim");
         }
     }
 

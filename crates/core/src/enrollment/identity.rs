@@ -313,6 +313,7 @@ mod tests {
                 max_uses: None,
                 uses: 0,
                 created_at: NOW,
+                vouches_entra_join: false,
             },
             username: "ada@contoso.com".into(),
         }

@@ -5,7 +5,7 @@ use crate::action;
 use crate::command::{
     AUTOPILOT_LAST_ERROR_URI, AUTOPILOT_STATUS_URI, WINRE_NOT_CONFIGURED_BIT, WINRE_STATUS_URI,
 };
-use crate::device::{Device, EnrollmentType, JoinType};
+use crate::device::{Device, EnrollmentType, JoinEvidence, JoinType};
 
 /// The nodes read for inventory (docs/protocol.md §4, §1.9).
 pub fn inventory_uris(provider_id: &str) -> Vec<String> {
@@ -73,12 +73,21 @@ pub fn apply_inventory(device: &mut Device, uri: &str, value: &str) -> bool {
             device.enrollment_type = EnrollmentType::from_wire(v).ok();
         }
         // An Entra device id a validated token gave at enrollment is not replaced by what the
-        // PC reports: the identity rules bind on it (`enrollment::identity::rebind`).
-        _ if uri.starts_with("./Vendor/MSFT/DMClient/Provider/")
-            && leaf == "AADDeviceID"
-            && device.join_evidence != crate::device::JoinEvidence::EntraToken =>
-        {
-            device.aad_device_id = opt();
+        // PC reports: the identity rules bind on it (`enrollment::identity::rebind`). A PC that
+        // reports another id contradicts its token: the join rests on its claim again (not
+        // eligible for Autopilot Reset, no binding) until it enrolls with a token again.
+        _ if uri.starts_with("./Vendor/MSFT/DMClient/Provider/") && leaf == "AADDeviceID" => {
+            let verified = device.join_evidence == JoinEvidence::EntraToken;
+            let agrees = device
+                .aad_device_id
+                .as_deref()
+                .is_some_and(|known| known.eq_ignore_ascii_case(v));
+            if !verified {
+                device.aad_device_id = opt();
+            } else if !v.is_empty() && !agrees {
+                // The token's id stays on record (a reported id could be anyone's).
+                device.join_evidence = JoinEvidence::Claimed;
+            }
         }
         _ => {}
     }
@@ -123,7 +132,7 @@ mod tests {
     }
 
     #[test]
-    fn a_validated_entra_device_id_is_not_replaced_by_a_reported_one() {
+    fn a_validated_entra_device_id_is_not_replaced_and_a_contradiction_drops_the_evidence() {
         let node = "./Vendor/MSFT/DMClient/Provider/Redeploy/AADDeviceID";
         let mut d = Device::new(
             DeviceId::generate(),
@@ -137,8 +146,19 @@ mod tests {
             "a claim is kept"
         );
         d.aad_device_id = Some("from-token".into());
-        d.join_evidence = crate::device::JoinEvidence::EntraToken;
-        assert!(!apply_inventory(&mut d, node, "someone-else"));
+        d.join_evidence = JoinEvidence::EntraToken;
+        assert!(
+            !apply_inventory(&mut d, node, "FROM-TOKEN"),
+            "same id, any case"
+        );
+        assert!(!apply_inventory(&mut d, node, ""), "not reported yet");
+        assert_eq!(d.join_evidence, JoinEvidence::EntraToken);
+        assert!(apply_inventory(&mut d, node, "someone-else"));
         assert_eq!(d.aad_device_id.as_deref(), Some("from-token"));
+        assert_eq!(
+            d.join_evidence,
+            JoinEvidence::Claimed,
+            "a contradicted token is no evidence"
+        );
     }
 }

@@ -32,6 +32,7 @@ async fn lab(n: usize, old_build_at: usize) -> (SqliteStore, Vec<DeviceId>, temp
         d.hw_dev_id = Some(format!("HW-{i}"));
         d.enrollment_type = Some(EnrollmentType::Device);
         d.join_type = JoinType::EntraJoined;
+        d.join_evidence = redeploy_core::JoinEvidence::EntraToken;
         d.cert_not_after = Some(at + Duration::days(365));
         d.os_version = Some(if i == old_build_at {
             "10.0.10240.1".into()

@@ -62,6 +62,9 @@ pub async fn env() -> Env {
     d.hw_dev_id = Some("HW-1".into());
     d.enrollment_type = Some(EnrollmentType::Device);
     d.join_type = JoinType::EntraJoined;
+    // Enrolled with a validated Entra device token naming the id the PC reports (`pc_nodes`).
+    d.join_evidence = redeploy_core::JoinEvidence::EntraToken;
+    d.aad_device_id = Some("aad-1".into());
     d.cert_not_after = Some(at + Duration::days(365));
     let e = Enrollment {
         id: EnrollmentId::generate(),

@@ -273,6 +273,44 @@ async fn tokens_are_created_listed_and_revoked() {
     let csv = s.cli(&["audit", "--csv"]).await;
     let text = String::from_utf8_lossy(&csv.stdout);
     assert!(csv.status.success() && text.contains("token"), "{text}");
+
+    // An enrollment token that vouches for the Entra join of its PCs, and one that does not.
+    let out = s
+        .cli(&[
+            "enrollment-tokens",
+            "create",
+            "--label",
+            "lab 7",
+            "--vouch-entra-join",
+        ])
+        .await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("admin_token"),
+        "{said}"
+    );
+    let plain = stdout_json(
+        &s.cli(&["enrollment-tokens", "create", "--label", "guests", "--json"])
+            .await,
+    );
+    assert_eq!(plain["token"]["vouches_entra_join"], false);
+    let list = s.cli(&["enrollment-tokens", "list"]).await;
+    let table = String::from_utf8_lossy(&list.stdout);
+    let row = |label: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(label))
+            .unwrap_or_else(|| panic!("{label} in {table}"))
+            .to_string()
+    };
+    assert!(table.contains("VOUCHES ENTRA JOIN"), "{table}");
+    assert!(row("lab 7").trim_end().ends_with("yes"), "{table}");
+    assert!(row("guests").trim_end().ends_with("no"), "{table}");
+    let audit = stdout_json(&s.cli(&["audit", "--json"]).await);
+    assert!(
+        audit.to_string().contains("vouches for the Entra join"),
+        "{audit}"
+    );
 }
 
 /// The id, name and serial of every device, from `devices list --json`.

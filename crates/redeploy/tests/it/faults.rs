@@ -560,9 +560,35 @@ impl Harness {
         self.dir.path().join("emulate.log")
     }
 
+    /// An enrollment token the admin created to vouch for the Entra join of the lab's PCs
+    /// (`redeploy enrollment-tokens create --vouch-entra-join`), written to a file: without it
+    /// the PCs' join would rest on their claim and no reset would pass preflight.
+    async fn vouching_enrollment_token(&self) -> PathBuf {
+        let out = self
+            .cli(&[
+                "enrollment-tokens",
+                "create",
+                "--label",
+                "fault lab",
+                "--vouch-entra-join",
+                "--json",
+            ])
+            .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(created["token"]["vouches_entra_join"], true);
+        let path = self.dir.path().join("lab-enrollment-token");
+        std::fs::write(&path, created["secret"].as_str().unwrap()).unwrap();
+        path
+    }
+
     /// `redeploy emulate --devices N` for the whole test, with the network-cut flags when the
     /// emulator has them.
-    fn start_emulator(&mut self) {
+    fn start_emulator(&mut self, token_file: &Path) {
         let mut cmd = Command::new(BIN);
         cmd.args(["emulate", "--devices", &self.plan.pcs.to_string()])
             .args(["--time-scale", "900", "--seed", &self.seed.to_string()])
@@ -572,7 +598,7 @@ impl Harness {
             .arg("--ca-file")
             .arg(self.data_dir().join("ca.pem"))
             .arg("--token-file")
-            .arg(self.data_dir().join("enrollment-token"));
+            .arg(token_file);
         cmd.args(["--drop-replies", &self.plan.drop_replies_pct.to_string()]);
         cmd.args([
             "--stale-status-after-restore",
@@ -1061,7 +1087,8 @@ fn judge(
 async fn faults(backend: Backend) {
     let plan = Plan::new(backend);
     let mut h = Harness::start(plan.clone()).await;
-    h.start_emulator();
+    let token = h.vouching_enrollment_token().await;
+    h.start_emulator(&token);
     let devices = h.wait_enrolled().await;
     eprintln!(
         "faults: {} PCs enrolled and ready at {:.1} s",

@@ -48,7 +48,13 @@ fn printed(lines: &[String], label: &str) -> String {
 fn serve(data: &Path) -> (Running, Printed) {
     let mut child = Running(
         Command::new(env!("CARGO_BIN_EXE_redeploy"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--test-issuer",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data)
             // The PCs poll every 15 device minutes once enrolled (one real second at the
             // emulator's --time-scale 900), so a reset starts within about a second.
@@ -79,6 +85,10 @@ fn serve(data: &Path) -> (Running, Printed) {
         .strip_suffix("/console")
         .unwrap_or_else(|| panic!("console URL {console}"))
         .to_string();
+    assert!(
+        printed(&seen, "Test issuer:").starts_with("http://127.0.0.1:"),
+        "{seen:?}"
+    );
     let printed = Printed {
         base,
         console,
@@ -249,6 +259,11 @@ fn new_user_story_console_reset_group_reset_and_audit() {
                     .filter(|d| d["readiness"]["ready"] == true)
                     .count();
                 if items.len() == PCS && ready == PCS {
+                    // Ready because an Entra device token from the test issuer named each PC,
+                    // not because the PC said so.
+                    for d in &items {
+                        assert_eq!(d["join_evidence"], "entra_token", "{d}");
+                    }
                     let mut named: Vec<(String, String)> = items
                         .iter()
                         .map(|d| {

@@ -412,6 +412,7 @@ pub async fn create_enrollment_token(
             label: body.label,
             expires_at,
             max_uses: body.max_uses,
+            vouches_entra_join: body.vouches_entra_join,
         },
     )
     .await?;

@@ -191,6 +191,8 @@ fn reason_family(code: &str) -> &'static str {
         "unenrolled" => "No longer enrolled",
         "hybrid_joined" => "Hybrid joined (not supported)",
         "not_entra_joined" => "Not Entra joined",
+        "join_not_verified" => "Entra join not verified",
+        "winre_not_configured" => "WinRE not configured",
         "os_build_unknown" => "OS version not reported yet",
         "os_too_old" => "Windows build too old",
         "windows_se" => "Windows SE",
@@ -448,6 +450,9 @@ fn join_evidence_text(evidence: JoinEvidence) -> &'static str {
     match evidence {
         JoinEvidence::Claimed => "(as the PC states it)",
         JoinEvidence::EntraToken => "(verified: an Entra device token named this PC)",
+        JoinEvidence::AdminToken => {
+            "(vouched for: it enrolled with an admin's vouching enrollment token)"
+        }
     }
 }
 

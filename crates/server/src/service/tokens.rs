@@ -22,6 +22,8 @@ pub struct NewEnrollmentToken {
     pub label: String,
     pub expires_at: Option<OffsetDateTime>,
     pub max_uses: Option<i64>,
+    /// The admin vouches that the PCs enrolling with it are Entra joined (issue #13 item 2).
+    pub vouches_entra_join: bool,
 }
 
 /// Creates an enrollment token (admins only): the token and its secret.
@@ -48,13 +50,23 @@ pub async fn create_enrollment_token(
         max_uses: new.max_uses,
         uses: 0,
         created_at: state.clock.now(),
+        vouches_entra_join: new.vouches_entra_join,
     };
     state.store.create_enrollment_token(&token).await?;
     audit::record(
         state,
         caller,
         "enrollment_token.create",
-        format!("{} {:?}", token.id, token.label),
+        format!(
+            "{} {:?}{}",
+            token.id,
+            token.label,
+            if token.vouches_entra_join {
+                "; vouches for the Entra join of the PCs enrolling with it"
+            } else {
+                ""
+            }
+        ),
     )
     .await?;
     Ok((token, secret))

@@ -570,10 +570,12 @@ async fn typed_client_round_trips_every_operation(backend: Backend) {
             label: "lab".into(),
             expires_at: Some("2099-01-01T00:00:00Z".into()),
             max_uses: Some(1),
+            vouches_entra_join: true,
         })
         .await
         .unwrap();
     assert_eq!(created.token.max_uses, Some(1));
+    assert!(created.token.vouches_entra_join);
     let listed = client.enrollment_tokens().await.unwrap();
     assert!(listed.items.iter().any(|t| t.id == created.token.id));
     let mut other = DeviceProfile::default().build_seeded("pc-rt2", 6, now());

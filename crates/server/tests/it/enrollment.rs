@@ -193,10 +193,10 @@ async fn re_enrollment_with_an_enrollment_token_is_a_new_record_flagged_as_a_cla
         "the first PC still answers to its own certificate"
     );
     assert_eq!(app.store.enrollments_of_device(id1).await.unwrap().len(), 1);
-    assert_eq!(
+    assert_ne!(
         old.join_evidence,
-        redeploy_core::JoinEvidence::Claimed,
-        "an enrollment token proves no Entra join"
+        redeploy_core::JoinEvidence::EntraToken,
+        "an enrollment token names no Entra device"
     );
 
     // Flagged in the API, for both records, and in the audit log.
@@ -327,6 +327,7 @@ async fn add_token(
             max_uses,
             uses: 0,
             created_at: OffsetDateTime::now_utc(),
+            vouches_entra_join: false,
         })
         .await
         .unwrap();

@@ -288,6 +288,7 @@ async fn only_a_validated_token_gives_a_re_enrolling_pc_its_record_back(backend:
 on_both_backends!(
     keys_from_a_jwks_url_follow_rotation_tenant_and_outages,
     entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in,
+    a_claimed_entra_join_never_makes_a_pc_eligible,
 );
 
 /// A JWKS URL served by the local test issuer: fetched once and cached; a token signed with a
@@ -559,6 +560,133 @@ async fn entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in(backen
         stored().await.primary_user.as_deref(),
         Some(grace.as_str()),
         "a local reset leaves the primary user"
+    );
+}
+
+/// Issue #13 item 2: three Entra-joined PCs that say the same about themselves. The one that
+/// enrolled with the server's first enrollment token rests on its claim: not eligible, and a
+/// reset of it is blocked with the reason; the one an admin's vouching token enrolled and the
+/// one an Entra device token named are eligible. When the token-verified PC later reports
+/// another Entra device id, its join rests on its claim again.
+async fn a_claimed_entra_join_never_makes_a_pc_eligible(backend: Backend) {
+    use device::client::{self, EnrollOptions};
+    use device::state::JoinType as PcJoin;
+    use device::{DeviceProfile, HttpsTransport};
+    use test_issuer::{IssuerConfig, RunningIssuer};
+
+    let issuer = RunningIssuer::start(([127, 0, 0, 1], 0).into(), IssuerConfig::default())
+        .await
+        .unwrap();
+    let start = time::OffsetDateTime::now_utc();
+    let clock = std::sync::Arc::new(redeploy_core::ManualClock::new(start));
+    let app = testkit::app::spawn_app_with_clock(backend, clock.clone(), |s| {
+        s.federated = Some(federated_settings(&issuer))
+    })
+    .await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let profile = DeviceProfile {
+        join: PcJoin::Joined,
+        ..DeviceProfile::default()
+    };
+    // (name, enrollment token, issuer, evidence, ready)
+    let cases = [
+        (
+            "pc-claim",
+            app.claim_only_enrollment_token.clone(),
+            None,
+            "claimed",
+            false,
+        ),
+        (
+            "pc-vouched",
+            app.enrollment_token.clone(),
+            None,
+            "admin_token",
+            true,
+        ),
+        (
+            "pc-token",
+            String::new(),
+            Some(issuer.url().to_string()),
+            "entra_token",
+            true,
+        ),
+    ];
+    let mut pcs = Vec::new();
+    for (seed, (name, token, issuer, evidence, ready)) in cases.into_iter().enumerate() {
+        let mut pc = profile.build_seeded(name, 300 + seed as u64, start);
+        let options = EnrollOptions {
+            server: app.base_url.clone(),
+            token,
+            issuer,
+        };
+        client::enroll(&transport, &mut pc, &options, start)
+            .await
+            .unwrap_or_else(|e| panic!("{name} enrolls: {e}"));
+        testkit::pc::sync_until_quiet(&transport, &mut pc, start).await;
+        let id = app
+            .store
+            .device_by_mdm_device_id(&pc.dev_id)
+            .await
+            .unwrap()
+            .expect("enrolled")
+            .id;
+        let shown = device_detail(&app, id).await;
+        let d = &shown["device"];
+        assert_eq!(d["join_type"], "entra_joined", "{name}: {d}");
+        assert_eq!(d["join_evidence"], evidence, "{name}: {d}");
+        assert_eq!(d["readiness"]["ready"], ready, "{name}: {d}");
+        let codes: Vec<&str> = d["readiness"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["code"].as_str().unwrap())
+            .collect();
+        let want: &[&str] = if ready { &[] } else { &["join_not_verified"] };
+        assert_eq!(codes, want, "{name}");
+        pcs.push((id, pc));
+    }
+
+    // A reset of the PC that only claims its join is blocked, with the reason and the fix.
+    let r = app
+        .client()
+        .post(app.url(&format!("/api/v1/devices/{}/actions", pcs[0].0)))
+        .bearer_auth(&app.admin_token)
+        .json(&serde_json::json!({"kind": "autopilot_reset"}))
+        .send()
+        .await
+        .unwrap();
+    let action: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(action["state"], "blocked", "{action}");
+    let reason = action["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("nothing verified it") && reason.contains("--vouch-entra-join"),
+        "{reason}"
+    );
+    let console = console_page(&app, &format!("/console/devices/{}", pcs[0].0)).await;
+    assert!(console.contains("(as the PC states it)"), "{console}");
+    let console = console_page(&app, &format!("/console/devices/{}", pcs[1].0)).await;
+    assert!(
+        console.contains("vouched for: it enrolled with an admin"),
+        "{console}"
+    );
+
+    // The token-verified PC reports another Entra device id at its next inventory read (a
+    // day later): its token is contradicted, the join rests on its claim again.
+    let (id, pc) = &mut pcs[2];
+    let named = pc.entra_join.device_id.clone();
+    pc.entra_join.device_id = Some("0badc0de-0000-4000-8000-000000000001".into());
+    clock.advance(time::Duration::hours(25));
+    let later = start + time::Duration::hours(25);
+    testkit::pc::sync_until_quiet(&transport, pc, later).await;
+    let shown = device_detail(&app, *id).await;
+    let d = &shown["device"];
+    assert_eq!(d["join_evidence"], "claimed", "{d}");
+    assert_eq!(d["readiness"]["ready"], false, "{d}");
+    let stored = app.store.device(*id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.aad_device_id, named,
+        "the token's id stays on record"
     );
 }
 

@@ -70,6 +70,7 @@ async fn enroll_with_key(
     d.hw_dev_id = Some(format!("HW-{dev_id}"));
     d.enrollment_type = Some(EnrollmentType::Device);
     d.join_type = JoinType::EntraJoined;
+    d.join_evidence = redeploy_core::JoinEvidence::EntraToken;
     d.cert_thumbprint = Some(cert.thumbprint.to_ascii_lowercase());
     d.cert_not_after = Some(cert.not_after);
     let e = Enrollment {

@@ -88,6 +88,7 @@ async fn device(app: &TestApp, i: usize) -> DeviceId {
     d.hw_dev_id = Some(format!("HW-CAP-{i}"));
     d.enrollment_type = Some(EnrollmentType::Device);
     d.join_type = JoinType::EntraJoined;
+    d.join_evidence = redeploy_core::JoinEvidence::EntraToken;
     d.cert_not_after = Some(now + Duration::days(365));
     let e = Enrollment {
         id: EnrollmentId::generate(),

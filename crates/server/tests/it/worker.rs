@@ -33,6 +33,7 @@ async fn state_with_devices(n: usize) -> (AppState, Arc<ManualClock>, Vec<Device
         d.hw_dev_id = Some(format!("HW-{i}"));
         d.enrollment_type = Some(EnrollmentType::Device);
         d.join_type = JoinType::EntraJoined;
+        d.join_evidence = redeploy_core::JoinEvidence::EntraToken;
         d.cert_not_after = Some(T0 + Duration::days(365));
         d.os_version = Some("10.0.22631.4037".into());
         d.os_platform = Some("Windows 11 Enterprise".into());
