@@ -746,7 +746,10 @@ pub async fn a_session_step_inserts_observed_actions(store: Arc<dyn Store>) {
     assert_eq!(out.sent.len(), 1, "the re-arm goes out in the same reply");
     assert!(out.actions_sent.is_empty());
     assert_eq!(store.action(mine.id).await.unwrap().unwrap(), mine);
-    assert_eq!(store.actions_of_device(d).await.unwrap(), [mine.clone()]);
+    assert_eq!(
+        store.actions_of_device(d).await.unwrap(),
+        std::slice::from_ref(&mine)
+    );
     assert!(store.commands_of_action(mine.id).await.unwrap().is_empty());
     assert_eq!(
         store.inventory_value(d, SYNC_DONE).await.unwrap(),
