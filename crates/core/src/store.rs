@@ -315,6 +315,9 @@ pub struct SessionStep {
     pub inventory: Vec<InventoryValue>,
     /// Actions advanced by the engine.
     pub action_updates: Vec<ActionUpdate>,
+    /// Actions to insert as they are, without commands: what the device was seen to do without
+    /// being asked (a local Autopilot Reset, created `done`); each must be for `device`.
+    pub new_actions: Vec<Action>,
     /// Sent-but-unanswered commands to put back in the queue (allowed only for [`crate::command::Resend::Yes`] cases; the engine decides).
     pub requeue: Vec<CommandId>,
     /// New commands to append to the device's queue (e.g. a re-check Get).
@@ -343,6 +346,7 @@ impl SessionStep {
             answers: Vec::new(),
             inventory: Vec::new(),
             action_updates: Vec::new(),
+            new_actions: Vec::new(),
             requeue: Vec::new(),
             enqueue: Vec::new(),
             send: None,

@@ -414,14 +414,17 @@ pub fn step(state: &mut DeviceState, now: OffsetDateTime) -> Option<Transition> 
 /// The first MDM session after a reset completed: the desktop opens (if packages are applied)
 /// and the MDM apps the reset removed are back. Call it after every successful session; it only
 /// acts once.
+///
+/// `FirstSyncStatus/IsSyncDone` is not set here: the MDM server sets it (ITPRO dmclient-csp.md:
+/// a Get tells the server whether the first syncs are done, a Set makes the status page tell the
+/// user that the device is provisioned), so it stays false until a server Replaces it with true.
+/// INFERENCE: the desktop gate opens after one successful session whether or not the server set
+/// the node (docs/protocol.md §3.8: the gate's link to the FirstSyncStatus nodes is UNCONFIRMED).
 pub fn mdm_sync_completed(state: &mut DeviceState, now: OffsetDateTime) {
     if !state.desktop.waiting_for_mdm_sync && state.mdm_apps_awaiting_sync.is_empty() {
         return;
     }
     state.desktop.waiting_for_mdm_sync = false;
-    if let Some(e) = state.mdm_enrollment.as_mut() {
-        e.first_sync.is_sync_done = true;
-    }
     let apps = std::mem::take(&mut state.mdm_apps_awaiting_sync);
     let names: Vec<String> = apps.iter().map(|a| a.name.clone()).collect();
     for app in apps {

@@ -346,6 +346,8 @@ impl Default for PollSchedule {
 /// `DMClient/Provider/<id>/FirstSyncStatus/*` (ESP).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirstSyncStatus {
+    /// False at enrollment and after an Autopilot Reset; true only when the MDM server Replaces
+    /// it (ITPRO dmclient-csp.md: the server sets it; the PC reports it on a Get).
     pub is_sync_done: bool,
     pub server_has_finished_provisioning: bool,
     /// 0 failure, 1 success, 2 in progress.

@@ -603,7 +603,7 @@ pub struct FaultArgs {
     /// Lying status nodes: with this probability (percent, 0–100) a PC that completes a remote
     /// Autopilot Reset reports the RemoteWipe/AutomaticRedeployment Status and LastError it had
     /// before that reset's Exec, instead of 1 and 0, until its next reset. The reset itself
-    /// happens as usual (users removed, IsSyncDone false until the first sync, ...).
+    /// happens as usual (users removed, IsSyncDone false until the server sets it, ...).
     #[arg(long, value_name = "PCT", default_value_t = 0, value_parser = percent)]
     pub stale_status_after_restore: u8,
 }

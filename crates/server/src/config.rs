@@ -43,6 +43,8 @@ pub struct ConfigFile {
     pub webhook_stuck_after_minutes: Option<u64>,
     /// 0 = keep no messages.
     pub support_trail_messages: Option<u32>,
+    /// 0 = read IsSyncDone at every check-in.
+    pub reset_watch_minutes: Option<u64>,
     /// Test-only, from `REDEPLOY_CRASH_POINTS` alone (not a file key): see [`crate::crash`].
     #[serde(skip)]
     pub crash_points: Option<String>,
@@ -139,6 +141,7 @@ fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Err
                 file.webhook_stuck_after_minutes = Some(parse(name, &v)?)
             }
             "support_trail_messages" => file.support_trail_messages = Some(parse(name, &v)?),
+            "reset_watch_minutes" => file.reset_watch_minutes = Some(parse(name, &v)?),
             "crash_points" => file.crash_points = Some(v),
             k if k.starts_with("poll_") => {
                 let poll = file.poll.get_or_insert_with(PollFile::default);
@@ -283,6 +286,9 @@ impl ConfigFile {
         }
         if let Some(v) = self.webhook_stuck_after_minutes {
             s.webhook_stuck_after = Duration::from_secs(v.max(1) * 60);
+        }
+        if let Some(v) = self.reset_watch_minutes {
+            s.reset_watch = Duration::from_secs(v.saturating_mul(60));
         }
         if let Some(v) = self.crash_points {
             s.crash_points =
@@ -438,6 +444,12 @@ jwks_file = "keys.json"
         assert_eq!(d.support_trail_messages, 20);
         let s = Settings::load(None, &env(&[("REDEPLOY_SUPPORT_TRAIL_MESSAGES", "0")])).unwrap();
         assert_eq!(s.support_trail_messages, 0, "0 keeps nothing");
+        assert_eq!(d.reset_watch, Duration::from_secs(3600));
+        let s = Settings::load(None, &env(&[("REDEPLOY_RESET_WATCH_MINUTES", "0")])).unwrap();
+        assert_eq!(s.reset_watch, Duration::ZERO, "0 reads at every check-in");
+        std::fs::write(&path, "reset_watch_minutes = 15\n").unwrap();
+        let s = Settings::load(Some(&path), &[]).unwrap();
+        assert_eq!(s.reset_watch, Duration::from_secs(15 * 60));
         assert!(Settings::load(None, &env(&[("REDEPLOY_WORKER_INTERVAL_SECS", "soon")])).is_err());
     }
 

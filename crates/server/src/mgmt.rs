@@ -235,6 +235,11 @@ async fn serve(
     let cfg = SessionConfig {
         server_url: format!("{}{MANAGEMENT_PATH}", state.public_url),
         provider_id: state.settings.provider_id.clone(),
+        reset_watch_interval: state
+            .settings
+            .reset_watch
+            .try_into()
+            .unwrap_or(time::Duration::MAX),
         ..SessionConfig::default()
     };
     let reply = match handle(state.store.as_ref(), &device, &msg, now, &cfg).await {

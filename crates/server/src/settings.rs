@@ -60,6 +60,10 @@ pub struct Settings {
     pub webhook_stuck_after: Duration,
     /// How many raw messages per device the support trail keeps (redacted; 0 = none).
     pub support_trail_messages: u32,
+    /// How often a PC's `FirstSyncStatus/IsSyncDone` is read at a check-in to notice a reset the
+    /// server did not send (a local Autopilot Reset): once this long after the last read; zero
+    /// reads it at every check-in (`redeploy_core::session::SessionConfig::reset_watch_interval`).
+    pub reset_watch: Duration,
     /// Test-only: where the process kills itself on purpose (`REDEPLOY_CRASH_POINTS`,
     /// [`crate::crash`]); empty = never.
     pub crash_points: CrashPoints,
@@ -144,6 +148,8 @@ impl Default for Settings {
             // of silence is worth an admin's look while the day is still on.
             webhook_stuck_after: Duration::from_secs(120 * 60),
             support_trail_messages: redeploy_core::trail::DEFAULT_KEEP,
+            // One more round trip per PC per hour at most; a local reset shows within the hour.
+            reset_watch: Duration::from_secs(60 * 60),
             crash_points: CrashPoints::default(),
         }
     }

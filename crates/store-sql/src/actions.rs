@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use redeploy_core::action::{Action, ActionKind, ActionState, ResetBaseline, TimelineEntry};
+use redeploy_core::action::{
+    Action, ActionKind, ActionState, ResetBaseline, TimelineEntry, LOCAL_RESET_OBSERVER,
+};
 use redeploy_core::command::{CommandState, DeviceCommand};
 use redeploy_core::ids::{ActionId, BatchId, DeviceId};
 use redeploy_core::store::{
@@ -196,7 +198,7 @@ pub(crate) async fn update_action_in<D: Dialect>(
     Ok(())
 }
 
-async fn insert_action_in<D: Dialect>(
+pub(crate) async fn insert_action_in<D: Dialect>(
     tx: &mut Tx<D>,
     action: &Action,
     commands: &[DeviceCommand],
@@ -206,7 +208,8 @@ async fn insert_action_in<D: Dialect>(
     insert_commands(tx, commands).await
 }
 
-/// Not-blocked actions of `kinds` created in `[from, to)`: what the daily cap counts.
+/// Not-blocked actions of `kinds` created in `[from, to)`: what the daily cap counts. A local
+/// reset the server only observed (`LOCAL_RESET_OBSERVER`) is not one it asked for: not counted.
 pub(crate) async fn count_created_on<D: Dialect>(
     on: On<'_, D>,
     kinds: &[ActionKind],
@@ -223,6 +226,7 @@ pub(crate) async fn count_created_on<D: Dialect>(
         .and_where(Expr::col(A::CreatedAt).lt(v(to)))
         .and_where(Expr::col(A::State).ne(v(ActionState::Blocked.as_str())))
         .and_where(Expr::col(A::Kind).is_in(kinds.iter().map(|k| v(k.code()))))
+        .and_where(Expr::col(A::RequestedBy).ne(v(LOCAL_RESET_OBSERVER)))
         .to_owned();
     built::<D>(&select)?.fetch_one(on).await?.count("n")
 }

@@ -9,7 +9,7 @@ use redeploy_core::ids::{ActionId, CommandId, DeviceId};
 use redeploy_core::store::{CommandQueue, SessionStep, StepOutcome, StoreError, StoreResult};
 use sea_query::{Cond, Expr, Keyword, LockType, Order, Query, SelectStatement, SimpleExpr};
 
-use crate::actions::{action_in, discard_queued_in, update_action_in};
+use crate::actions::{action_in, discard_queued_in, insert_action_in, update_action_in};
 use crate::devices::{record_seen_on, set_last_message_in, update_device_in};
 use crate::dialect::{Dialect, SqlRow};
 use crate::inventory::upsert_inventory_in;
@@ -273,6 +273,12 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
                 return Err(foreign(&format!("action {}", u.action.id)));
             }
             update_action_in(&mut tx, u.expected, &u.action).await?;
+        }
+        for a in &step.new_actions {
+            if a.device != device {
+                return Err(foreign(&format!("action {}", a.id)));
+            }
+            insert_action_in(&mut tx, a, &[]).await?;
         }
         for id in &step.requeue {
             let c = command_in(&mut tx, *id).await?;

@@ -76,6 +76,7 @@ macro_rules! store_conformance_tests {
             queue_order_per_device,
             concurrent_sessions_never_send_a_command_twice,
             failed_session_step_leaves_nothing_half_written,
+            a_session_step_inserts_observed_actions,
             answers_are_matched_by_refs,
             unanswered_sent_commands_are_listed,
             action_transitions_persist_with_timeline,

@@ -6,8 +6,10 @@ use device::transport::Transport;
 use time::OffsetDateTime;
 
 /// Checks in until the server has nothing more for the PC (bounded: a loop would be a bug).
-/// Quiet means no command but the read of WinRE's state, which a PC is asked at every session
-/// start until it has reported WinRE enabled.
+/// Quiet means no command but the reads a session start may carry on its own: WinRE's state,
+/// which a PC is asked at every session start until it has reported WinRE enabled, and the reset
+/// watch's read of `FirstSyncStatus/IsSyncDone` (at every session start with
+/// `reset_watch_minutes = 0`).
 pub async fn sync_until_quiet(
     transport: &dyn Transport,
     state: &mut DeviceState,
@@ -19,11 +21,11 @@ pub async fn sync_until_quiet(
             .await
             .expect("check-in");
         last = report.executed.clone();
-        if report
-            .executed
-            .iter()
-            .all(|(verb, target, _)| verb == "Get" && target.ends_with("DeviceEncryptionStatus"))
-        {
+        if report.executed.iter().all(|(verb, target, _)| {
+            verb == "Get"
+                && (target.ends_with("DeviceEncryptionStatus")
+                    || target.ends_with("FirstSyncStatus/IsSyncDone"))
+        }) {
             return;
         }
     }

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use redeploy_core::action::{Action, ActionKind, ActionState};
+use redeploy_core::action::{Action, ActionKind, ActionState, LOCAL_RESET_OBSERVER};
 use redeploy_core::audit::{AuditOutcome, NewAuditEvent};
 use redeploy_core::autopilot::AutopilotRecord;
 use redeploy_core::command::{CommandState, DeviceCommand, Verb};
@@ -706,6 +706,99 @@ pub async fn failed_session_step_leaves_nothing_half_written(store: Arc<dyn Stor
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(store.device(d).await.unwrap().unwrap().last_seen, None);
+}
+
+/// A session step inserts the actions the engine saw happen (a local reset, created `done`) in
+/// its transaction: stored as they are, listed with the device's actions, never half written
+/// (a foreign one fails the whole step), and not counted by the daily cap (nobody asked us).
+pub async fn a_session_step_inserts_observed_actions(store: Arc<dyn Store>) {
+    const SYNC_DONE: &str =
+        "./Device/Vendor/MSFT/DMClient/Provider/Redeploy/FirstSyncStatus/IsSyncDone";
+    let d = eligible(&store, "observed").await;
+    let other = enrolled(&store, "observed-other").await;
+    let observed = |device| {
+        Action::observed(
+            ActionId::generate(),
+            device,
+            ActionKind::AutopilotReset,
+            LOCAL_RESET_OBSERVER,
+            t(2),
+            "observed at check-in",
+        )
+    };
+    let read_false = InventoryValue {
+        device: d,
+        uri: SYNC_DONE.into(),
+        value: "false".into(),
+        format: Some("bool".into()),
+        at: t(2),
+    };
+    let rearm = DeviceCommand::new(
+        CommandId::generate(),
+        d,
+        None,
+        Verb::Replace,
+        SYNC_DONE,
+        t(2),
+    )
+    .with_data("bool", "true");
+
+    // A step carrying another device's action fails whole: no inventory, no command, no action.
+    let mine = observed(d);
+    let mut step = SessionStep::new(d, "S1", t(2));
+    step.seen = true;
+    step.inventory = vec![read_false.clone()];
+    step.new_actions = vec![mine.clone(), observed(other)];
+    step.enqueue = vec![rearm.clone()];
+    assert!(matches!(
+        store.session_step(step).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.action(mine.id).await.unwrap().is_none());
+    assert!(store.inventory_value(d, SYNC_DONE).await.unwrap().is_none());
+    assert!(store.command(rearm.id).await.unwrap().is_none());
+    assert_eq!(store.device(d).await.unwrap().unwrap().last_seen, Some(T0));
+
+    let mut step = SessionStep::new(d, "S1", t(2));
+    step.seen = true;
+    step.inventory = vec![read_false.clone()];
+    step.new_actions = vec![mine.clone()];
+    step.enqueue = vec![rearm.clone()];
+    step.send = send("2", 3, 10);
+    let out = store.session_step(step).await.unwrap();
+    assert_eq!(out.sent.len(), 1, "the re-arm goes out in the same reply");
+    assert!(out.actions_sent.is_empty());
+    assert_eq!(store.action(mine.id).await.unwrap().unwrap(), mine);
+    assert_eq!(
+        store.actions_of_device(d).await.unwrap(),
+        std::slice::from_ref(&mine)
+    );
+    assert!(store.commands_of_action(mine.id).await.unwrap().is_empty());
+    assert_eq!(
+        store.inventory_value(d, SYNC_DONE).await.unwrap(),
+        Some(read_false)
+    );
+    // The same action twice is a conflict.
+    let mut step = SessionStep::new(d, "S1", t(3));
+    step.new_actions = vec![mine.clone()];
+    assert!(store.session_step(step).await.is_err());
+
+    // A daily cap of one erasing action still has its slot: the observed reset is not ours.
+    let day = DailyCap {
+        kinds: vec![ActionKind::AutopilotReset],
+        from: T0,
+        to: T0 + Duration::days(1),
+        cap: 1,
+    };
+    let (plan, requested, _) = capped_plan(d, ActionKind::AutopilotReset, t(4), Some(&day));
+    assert_eq!(
+        store.write_request_plan(&plan).await.unwrap(),
+        WriteOutcome::Written
+    );
+    assert_eq!(
+        store.action(requested.id).await.unwrap().unwrap().state,
+        ActionState::Pending
+    );
 }
 
 pub async fn answers_are_matched_by_refs(store: Arc<dyn Store>) {

@@ -158,6 +158,10 @@ impl ActionState {
     }
 }
 
+/// `requested_by` of a local Autopilot Reset the server observed ([`Action::observed`]): the PC
+/// did it, nobody asked us. The daily cap does not count such actions.
+pub const LOCAL_RESET_OBSERVER: &str = "device (local reset)";
+
 /// One step in an action's history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TimelineEntry {
@@ -290,6 +294,38 @@ impl Action {
                 state: ActionState::Requested,
                 at,
                 note: None,
+            }],
+            baseline: None,
+        }
+    }
+
+    /// An action nobody asked this server for but that the device was seen to go through (a
+    /// local Autopilot Reset noticed at a check-in, [`crate::session`]'s reset watch): created
+    /// `done` at once, its timeline one `done` entry saying how it was seen. It never had a
+    /// command; it is history, not a request.
+    pub fn observed(
+        id: ActionId,
+        device: DeviceId,
+        kind: ActionKind,
+        requested_by: impl Into<String>,
+        at: OffsetDateTime,
+        note: impl Into<String>,
+    ) -> Self {
+        Self {
+            id,
+            device,
+            kind,
+            state: ActionState::Done,
+            reason: None,
+            last_error: None,
+            batch: None,
+            requested_by: requested_by.into(),
+            created_at: at,
+            updated_at: at,
+            timeline: vec![TimelineEntry {
+                state: ActionState::Done,
+                at,
+                note: Some(note.into()),
             }],
             baseline: None,
         }
@@ -493,6 +529,30 @@ mod tests {
         );
         assert_eq!(a.reason.as_deref(), Some("WinRE is disabled"));
         assert_eq!(a.last_error_text().as_deref(), Some("0x80070032"));
+    }
+
+    #[test]
+    fn an_observed_action_is_done_from_its_first_entry() {
+        let at = datetime!(2026-01-02 0:00 UTC);
+        let a = Action::observed(
+            ActionId::generate(),
+            DeviceId::generate(),
+            ActionKind::AutopilotReset,
+            LOCAL_RESET_OBSERVER,
+            at,
+            "seen",
+        );
+        assert_eq!((a.state, a.created_at, a.updated_at), (Done, at, at));
+        assert_eq!(
+            a.timeline,
+            [TimelineEntry {
+                state: Done,
+                at,
+                note: Some("seen".into())
+            }]
+        );
+        assert_eq!(a.requested_by, "device (local reset)");
+        assert!(a.state.is_terminal());
     }
 
     #[test]

@@ -8,10 +8,15 @@ use time::OffsetDateTime;
 use super::inventory::{apply_inventory, inventory_uris};
 use super::load::{advancing, Loaded};
 use super::message::{Alerts, Answers};
+use super::reset_watch::{self, Verdict};
 use super::{SessionConfig, SessionError};
-use crate::action::{self, Action, ActionState, Answered};
+use crate::action::{
+    self, parse_bool, Action, ActionKind, ActionState, Answered, LOCAL_RESET_OBSERVER,
+};
 use crate::audit::{AuditOutcome, NewAuditEvent};
-use crate::command::{CommandState, DeviceCommand, Resend, Verb, WINRE_STATUS_URI};
+use crate::command::{
+    first_sync_done_uri, CommandState, DeviceCommand, Resend, Verb, WINRE_STATUS_URI,
+};
 use crate::device::Device;
 use crate::ids::{ActionId, CommandId};
 use crate::inventory::InventoryValue;
@@ -150,6 +155,8 @@ pub fn decide(
 
     // 3. Match the device's Statuses/Results to what we sent, by (session, MsgRef, CmdRef).
     let mut by_action: Vec<(ActionId, Vec<Answered>)> = Vec::new();
+    // The reset watch's read of IsSyncDone, when this message answers it.
+    let mut watch_answer: Option<bool> = None;
     for key in answers.refs() {
         let Some(command) = loaded.referenced.get(&key) else {
             continue;
@@ -164,6 +171,9 @@ pub fn decide(
         // client that does not have it): not asked again at every check-in for that.
         if command.verb == Verb::Get && command.uri == WINRE_STATUS_URI {
             dev.winre_checked_at = Some(now);
+        }
+        if reset_watch::is_watch_get(command, &cfg.provider_id) && (200..300).contains(&status) {
+            watch_answer = result.as_deref().and_then(parse_bool).or(watch_answer);
         }
         if let (Verb::Get, Some(value)) = (command.verb, &result) {
             if (200..300).contains(&status) {
@@ -277,6 +287,47 @@ pub fn decide(
     }
     step.action_updates.append(&mut touched);
 
+    // 5b. The reset watch's answer: a `false` re-arms IsSyncDone; after a `true` read since our
+    //     last reset or wipe, it is a reset we did not send (reset_watch.rs). The primary user is
+    //     kept: a local reset keeps it (MEM windows-autopilot-reset.md; docs/protocol.md §1.2).
+    let enrolled = !alerts.unenroll && dev.unenrolled_at.is_none();
+    let watch_uri = first_sync_done_uri(&cfg.provider_id);
+    if let Some(answer) = watch_answer.filter(|_| enrolled) {
+        let previous = loaded.sync_done_read.as_ref();
+        let verdict = reset_watch::judge(previous, answer, &loaded.actions);
+        if verdict != Verdict::Nothing {
+            step.enqueue
+                .push(reset_watch::rearm(device.id, &cfg.provider_id, now));
+            get_once(&queued, &mut step, &watch_uri, now);
+        }
+        if verdict == Verdict::Observed {
+            let observed = Action::observed(
+                ActionId::generate(),
+                device.id,
+                ActionKind::AutopilotReset,
+                LOCAL_RESET_OBSERVER,
+                now,
+                reset_watch::OBSERVED_NOTE,
+            );
+            audits.push(
+                NewAuditEvent::new(
+                    now,
+                    format!("device:{}", device.id),
+                    "device.local_reset_observed",
+                )
+                .targets([device.id])
+                .details(format!(
+                    "{} {}: IsSyncDone read false at check-in after it had read true, with no \
+                     reset or wipe sent by this server since: a local Autopilot Reset \
+                     (CTRL+WIN+R) or a reset at the PC; the primary user is kept",
+                    observed.kind.code(),
+                    observed.id
+                )),
+            );
+            step.new_actions.push(observed);
+        }
+    }
+
     // 6. At a session start: read WinRE's state while it is in doubt — never asked, reported
     //    off, or the last reset failed for WinRE (so that such a PC becomes eligible at the
     //    check-in after `reagentc /enable`) — and inventory (which includes it) when due. A PC
@@ -287,6 +338,17 @@ pub fn decide(
         || dev.autopilot_last_error == Some(crate::preflight::HR_WINRE_DISABLED);
     if alerts.session_start && !alerts.unenroll && winre_in_doubt {
         get_once(&queued, &mut step, WINRE_STATUS_URI, now);
+    }
+    // The reset watch: IsSyncDone once per `reset_watch_interval`, while no reset or wipe of
+    // ours is active (one more round trip per interval at most).
+    let watch_due = reset_watch::due(
+        loaded.sync_done_read.as_ref().map(|v| v.at),
+        &loaded.actions,
+        now,
+        cfg.reset_watch_interval,
+    );
+    if alerts.session_start && enrolled && watch_due {
+        get_once(&queued, &mut step, &watch_uri, now);
     }
     if alerts.session_start {
         let due = loaded

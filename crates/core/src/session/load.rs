@@ -9,11 +9,13 @@ use time::OffsetDateTime;
 
 use super::inventory::INVENTORY_MARKER;
 use super::message::{Alerts, Answers};
+use super::reset_watch::is_watch_get;
 use super::{SessionConfig, SessionError};
 use crate::action::{Action, ActionState};
-use crate::command::{CommandState, DeviceCommand};
+use crate::command::{first_sync_done_uri, CommandState, DeviceCommand};
 use crate::device::Device;
 use crate::ids::{ActionId, BatchId};
+use crate::inventory::InventoryValue;
 use crate::schedule::BatchWindow;
 use crate::store::Store;
 
@@ -27,9 +29,10 @@ pub struct Loaded {
     /// Our commands the message's Statuses and Results refer to, by (MsgRef, CmdRef), sent in
     /// this message's session (in any state); references to nothing of ours are absent.
     pub referenced: HashMap<(String, String), DeviceCommand>,
-    /// The device's actions. When the message starts a session or asks to unenroll: every one,
-    /// newest first (as [`crate::store::ActionStore::actions_of_device`]). Else those of the
-    /// referenced commands still `sent`, and the pending ones in [`Self::pending_windows`].
+    /// The device's actions. When the message starts a session, asks to unenroll or answers the
+    /// reset watch's Get: every one, newest first (as
+    /// [`crate::store::ActionStore::actions_of_device`]). Else those of the referenced commands
+    /// still `sent`, and the pending ones in [`Self::pending_windows`].
     pub actions: Vec<Action>,
     /// Every command of each action the message may advance, in queue order: the actions of the
     /// referenced commands still `sent`, and at a session start (without unenrollment) every
@@ -43,6 +46,11 @@ pub struct Loaded {
     /// At a session start: when inventory was last read (the stored time of `./DevDetail/SwV`);
     /// `None` if never.
     pub inventory_read_at: Option<OffsetDateTime>,
+    /// The stored value of our `FirstSyncStatus/IsSyncDone` (the last read of it, by the reset
+    /// watch or by a reset action): at a session start, and when the message answers the reset
+    /// watch's Get of it (then [`Self::actions`] holds every action of the device too).
+    /// `None` if never read, or not needed.
+    pub sync_done_read: Option<InventoryValue>,
     /// The device's pending actions whose batch has a maintenance window, oldest first.
     pub pending_windows: Vec<(ActionId, BatchWindow)>,
     /// The maintenance windows of the batches of actions in [`Self::commands_of_action`] that
@@ -61,6 +69,7 @@ impl Loaded {
             queued: Vec::new(),
             unanswered: Vec::new(),
             inventory_read_at: None,
+            sync_done_read: None,
             pending_windows: Vec::new(),
             batch_windows: HashMap::new(),
         }
@@ -117,8 +126,18 @@ pub async fn load(
         .filter(|c| c.state == CommandState::Sent)
         .filter_map(|c| c.action)
         .collect();
-    if alerts.session_start || alerts.unenroll {
+    // The reset watch judges its answer against the last stored read and every action.
+    let watch_answered = loaded
+        .referenced
+        .values()
+        .any(|c| c.state == CommandState::Sent && is_watch_get(c, &cfg.provider_id));
+    if alerts.session_start || alerts.unenroll || watch_answered {
         loaded.actions = store.actions_of_device(device.id).await?;
+    }
+    if alerts.session_start || watch_answered {
+        loaded.sync_done_read = store
+            .inventory_value(device.id, &first_sync_done_uri(&cfg.provider_id))
+            .await?;
     }
     let advancing = advancing(answered, &alerts, &loaded.actions);
     loaded.pending_windows = store.pending_action_windows(device.id).await?;

@@ -13,6 +13,7 @@ mod decide;
 mod inventory;
 mod load;
 mod message;
+mod reset_watch;
 pub mod sequence;
 #[cfg(test)]
 mod tests;
@@ -70,6 +71,10 @@ pub struct SessionConfig {
     pub inventory_interval: Duration,
     /// Our `DMClient/Provider/<id>` name.
     pub provider_id: String,
+    /// Read `FirstSyncStatus/IsSyncDone` at a session start when the last read is older than
+    /// this, to notice a reset this server did not send (a local Autopilot Reset; the reset
+    /// watch, `session/reset_watch.rs`). Zero reads it at every session start.
+    pub reset_watch_interval: Duration,
 }
 
 impl Default for SessionConfig {
@@ -80,6 +85,7 @@ impl Default for SessionConfig {
             max_commands_per_message: 1000,
             inventory_interval: Duration::hours(24),
             provider_id: "Redeploy".to_owned(),
+            reset_watch_interval: Duration::hours(1),
         }
     }
 }

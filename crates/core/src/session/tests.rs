@@ -12,6 +12,7 @@ use crate::command::{
     AUTOPILOT_RESET_EXEC_URI, AUTOPILOT_STATUS_URI, WINRE_STATUS_URI,
 };
 use crate::ids::{ActionId, BatchId, CommandId};
+use crate::inventory::InventoryValue;
 use crate::preflight::HR_WINRE_DISABLED;
 use crate::schedule::{BatchWindow, MaintenanceWindow, HELD_NOTE_PREFIX};
 use crate::store::SendBatch;
@@ -29,17 +30,30 @@ fn cfg() -> SessionConfig {
     }
 }
 
-/// A PC whose WinRE is known good and whose inventory was read an hour ago: a session start
-/// asks it nothing.
+/// A PC whose WinRE is known good, whose inventory was read an hour ago and whose IsSyncDone
+/// read true half an hour ago: a session start asks it nothing.
 fn idle() -> Loaded {
     let mut d = Device::new(DeviceId::generate(), "pc-1", T0 - Duration::days(10));
     d.mdm_device_id = Some(DEV_ID.into());
     d.winre_checked_at = Some(T0 - Duration::days(1));
     d.winre_enabled = Some(true);
     d.primary_user = Some("ada@contoso.com".into());
+    let id = d.id;
     let mut loaded = Loaded::new(d);
     loaded.inventory_read_at = Some(T0 - Duration::hours(1));
+    loaded.sync_done_read = Some(sync_done_read(id, "true", T0 - Duration::minutes(30)));
     loaded
+}
+
+/// The stored value `value` of our IsSyncDone, read at `at`.
+fn sync_done_read(device: DeviceId, value: &str, at: OffsetDateTime) -> InventoryValue {
+    InventoryValue {
+        device,
+        uri: first_sync_done_uri("Redeploy"),
+        value: value.into(),
+        format: Some("bool".into()),
+        at,
+    }
 }
 
 /// [`decide`] on `msg` as the next message of its session (the device's last message the one
@@ -893,4 +907,438 @@ fn a_sign_in_is_a_user_the_previous_check_in_did_not_report() {
     let d = decide_next(&loaded, &msg, later, &cfg()).unwrap();
     let dev = d.step.device_update.unwrap();
     assert_eq!(dev.last_sign_in_at, Some(T0));
+}
+
+/// An action of `kind` on the loaded device moved through `states`, each transition at `at`.
+fn action_at(
+    loaded: &Loaded,
+    kind: ActionKind,
+    states: &[ActionState],
+    at: OffsetDateTime,
+) -> Action {
+    let mut a = Action::new(
+        ActionId::generate(),
+        loaded.device.id,
+        kind,
+        "admin",
+        None,
+        at,
+    );
+    for s in states {
+        a.transition(*s, at, None).unwrap();
+    }
+    a
+}
+
+#[test]
+fn when_the_reset_watch_reads_is_sync_done() {
+    use ActionState::*;
+    // (case, edit of the idle PC (IsSyncDone read true 30 minutes ago), IsSyncDone asked)
+    type Edit = fn(&mut Loaded);
+    let never: Edit = |l| l.sync_done_read = None;
+    let cases: Vec<(&str, Edit, bool)> = vec![
+        ("read 30 minutes ago", |_| {}, false),
+        ("never read (a fresh enrollment)", never, true),
+        (
+            "read an hour ago",
+            |l| l.sync_done_read.as_mut().unwrap().at = T0 - Duration::hours(1),
+            true,
+        ),
+        (
+            "read an hour ago, false",
+            |l| {
+                let r = l.sync_done_read.as_mut().unwrap();
+                r.at = T0 - Duration::hours(1);
+                r.value = "false".into();
+            },
+            true,
+        ),
+        (
+            "never read, a reset of ours pending: its flow owns the node",
+            |l| {
+                l.sync_done_read = None;
+                let a = action(l, ActionKind::AutopilotReset, &[Pending]);
+                l.actions.push(a);
+            },
+            false,
+        ),
+        (
+            "never read, a reset of ours in progress",
+            |l| {
+                l.sync_done_read = None;
+                let a = action(l, ActionKind::AutopilotReset, &[Pending, Sent, InProgress]);
+                l.actions.push(a);
+            },
+            false,
+        ),
+        (
+            "never read, a wipe of ours acknowledged",
+            |l| {
+                l.sync_done_read = None;
+                let a = action(
+                    l,
+                    ActionKind::WipeKeepUserData,
+                    &[Pending, Sent, Acknowledged],
+                );
+                l.actions.push(a);
+            },
+            false,
+        ),
+        (
+            "never read, a reset of ours done",
+            |l| {
+                l.sync_done_read = None;
+                let a = action(l, ActionKind::AutopilotReset, &[Pending, Sent, Done]);
+                l.actions.push(a);
+            },
+            true,
+        ),
+        (
+            "never read, a reset blocked by preflight (it never goes out)",
+            |l| {
+                l.sync_done_read = None;
+                let a = action(l, ActionKind::AutopilotReset, &[Blocked]);
+                l.actions.push(a);
+            },
+            true,
+        ),
+        (
+            "never read, a restart pending (not a reset)",
+            |l| {
+                l.sync_done_read = None;
+                let a = action(l, ActionKind::Restart, &[Pending]);
+                l.actions.push(a);
+            },
+            true,
+        ),
+        (
+            "never read, already queued",
+            |l| {
+                l.sync_done_read = None;
+                let id = l.device.id;
+                let get = DeviceCommand::new(
+                    CommandId::generate(),
+                    id,
+                    None,
+                    Verb::Get,
+                    first_sync_done_uri("Redeploy"),
+                    T0,
+                );
+                l.queued.push(get);
+            },
+            false,
+        ),
+        (
+            "never read, the device unenrolled earlier",
+            |l| {
+                l.sync_done_read = None;
+                l.device.unenrolled_at = Some(T0 - Duration::days(1));
+            },
+            false,
+        ),
+    ];
+    let uri = first_sync_done_uri("Redeploy");
+    for (case, edit, asked) in cases {
+        let mut loaded = idle();
+        edit(&mut loaded);
+        let d = decide_next(&loaded, &start(""), T0, &cfg()).unwrap();
+        // The watch's own Get has no action (a reset's follow-up reads the node as its own).
+        let asks = d
+            .step
+            .enqueue
+            .iter()
+            .any(|c| c.verb == Verb::Get && c.uri == uri && c.action.is_none());
+        assert_eq!(asks, asked, "{case}: {:?}", enqueued_gets(&d));
+        if asked {
+            assert_eq!(enqueued_gets(&d), [uri.as_str()], "{case}: only that");
+        }
+    }
+    // A zero interval reads it at every session start; never at an unenrollment.
+    let zero = SessionConfig {
+        reset_watch_interval: Duration::ZERO,
+        ..cfg()
+    };
+    let d = decide_next(&idle(), &start(""), T0, &zero).unwrap();
+    assert_eq!(enqueued_gets(&d), [uri.as_str()]);
+    let d = decide_next(&idle(), &start(UNENROLL), T0, &zero).unwrap();
+    assert!(d.step.enqueue.is_empty());
+    // Not asked in a later message of the session.
+    let d = decide_next(&idle(), &message(2, "", true), T0, &zero).unwrap();
+    assert!(d.step.enqueue.is_empty());
+}
+
+#[test]
+fn what_an_answer_of_the_reset_watch_means() {
+    use ActionState::*;
+    // (case, stored value before the answer and how long ago it was read, the device's Status
+    //  and value for the Get, our actions as (kind, states, how long ago), re-armed, observed)
+    type Actions<'a> = &'a [(ActionKind, &'a [ActionState], i64)];
+    type Case<'a> = (
+        &'a str,
+        Option<(&'a str, i64)>,
+        u16,
+        &'a str,
+        Actions<'a>,
+        bool,
+        bool,
+    );
+    const RESET: ActionKind = ActionKind::AutopilotReset;
+    let cases: [Case; 14] = [
+        (
+            "true -> false: a reset we did not send",
+            Some(("true", 60)),
+            200,
+            "false",
+            &[],
+            true,
+            true,
+        ),
+        (
+            "true -> false, answered as 0",
+            Some(("true", 60)),
+            200,
+            "0",
+            &[],
+            true,
+            true,
+        ),
+        (
+            "none -> false: a fresh enrollment",
+            None,
+            200,
+            "false",
+            &[],
+            true,
+            false,
+        ),
+        (
+            "false -> false: not armed yet, arm it",
+            Some(("false", 60)),
+            200,
+            "false",
+            &[],
+            true,
+            false,
+        ),
+        (
+            "true -> true: armed, nothing to do",
+            Some(("true", 60)),
+            200,
+            "true",
+            &[],
+            false,
+            false,
+        ),
+        ("none -> true", None, 200, "true", &[], false, false),
+        (
+            "no such node",
+            Some(("true", 60)),
+            404,
+            "false",
+            &[],
+            false,
+            false,
+        ),
+        (
+            "true -> false while a reset of ours is in flight: never local",
+            Some(("true", 60)),
+            200,
+            "false",
+            &[(RESET, &[Pending, Sent, Acknowledged], 30)],
+            false,
+            false,
+        ),
+        (
+            "true -> false while a reset of ours waits for its baseline",
+            Some(("true", 60)),
+            200,
+            "false",
+            &[(RESET, &[Pending], 30)],
+            false,
+            false,
+        ),
+        (
+            "true -> false, our reset went out after the true and settled",
+            Some(("true", 60)),
+            200,
+            "false",
+            &[(RESET, &[Pending, Sent, Done], 30)],
+            true,
+            false,
+        ),
+        (
+            "true -> false, a wipe of ours went out after the true",
+            Some(("true", 60)),
+            200,
+            "false",
+            &[(ActionKind::WipeKeepUserData, &[Pending, Sent, Failed], 30)],
+            true,
+            false,
+        ),
+        (
+            "true -> false, our reset went out before the true but expired unanswered after it",
+            Some(("true", 60)),
+            200,
+            "false",
+            &[
+                (RESET, &[Pending, Sent, Acknowledged, InProgress], 120),
+                (RESET, &[], 30),
+            ],
+            true,
+            false,
+        ),
+        (
+            "true -> false, our reset settled before the true",
+            Some(("true", 60)),
+            200,
+            "false",
+            &[(RESET, &[Pending, Sent, Done], 120)],
+            true,
+            true,
+        ),
+        (
+            "true -> false, a reset of ours blocked after the true (never sent)",
+            Some(("true", 60)),
+            200,
+            "false",
+            &[(RESET, &[Blocked], 30)],
+            true,
+            true,
+        ),
+    ];
+    let uri = first_sync_done_uri("Redeploy");
+    for (case, previous, code, value, actions, rearmed, observed) in cases {
+        let mut loaded = idle();
+        let id = loaded.device.id;
+        loaded.sync_done_read =
+            previous.map(|(v, ago)| sync_done_read(id, v, T0 - Duration::minutes(ago)));
+        for (kind, states, ago) in actions {
+            let at = T0 - Duration::minutes(*ago);
+            if states.is_empty() {
+                // The one before, expired now (its last entry moved to `ago`).
+                let mut a = loaded.actions.pop().unwrap();
+                a.transition(Expired, at, Some("no answer")).unwrap();
+                loaded.actions.push(a);
+                continue;
+            }
+            let a = action_at(&loaded, *kind, states, at);
+            loaded.actions.push(a);
+        }
+        // The watch's Get went out in our message 1 of this session; the PC answers in its 2.
+        let get = sent(
+            DeviceCommand::new(CommandId::generate(), id, None, Verb::Get, uri.clone(), T0),
+            1,
+            5,
+        );
+        refer(&mut loaded, std::slice::from_ref(&get));
+        let msg = message(2, &answer_of(&get, code, Some(value)), true);
+        let d = decide_next(&loaded, &msg, T0, &cfg()).unwrap();
+
+        let enqueued: Vec<(Verb, &str, Option<&str>)> = d
+            .step
+            .enqueue
+            .iter()
+            .map(|c| (c.verb, c.uri.as_str(), c.data.as_deref()))
+            .collect();
+        let want: Vec<(Verb, &str, Option<&str>)> = if rearmed {
+            vec![
+                (Verb::Replace, uri.as_str(), Some("true")),
+                (Verb::Get, uri.as_str(), None),
+            ]
+        } else {
+            vec![]
+        };
+        assert_eq!(enqueued, want, "{case}");
+        if rearmed {
+            let replace = &d.step.enqueue[0];
+            assert_eq!(replace.format.as_deref(), Some("bool"), "{case}");
+            assert!(replace.action.is_none(), "{case}");
+            assert_eq!(d.step.send.as_ref().unwrap().limit, 2, "{case}: sent now");
+        }
+        assert_eq!(d.step.new_actions.len(), usize::from(observed), "{case}");
+        let audits = audit_actions(&d);
+        assert_eq!(
+            audits.contains(&"device.local_reset_observed"),
+            observed,
+            "{case}: {audits:?}"
+        );
+        if observed {
+            let a = &d.step.new_actions[0];
+            assert_eq!(
+                (a.kind, a.state, a.device, a.requested_by.as_str()),
+                (RESET, Done, id, "device (local reset)"),
+                "{case}"
+            );
+            assert_eq!(a.timeline.len(), 1, "{case}");
+            let note = a.timeline[0].note.as_deref().unwrap();
+            assert!(
+                note.contains("IsSyncDone went from true to false"),
+                "{case}: {note}"
+            );
+            let e = &d.audits[0];
+            assert_eq!(e.actor, format!("device:{id}"), "{case}");
+            assert_eq!(e.targets, [id], "{case}");
+            assert!(e.details.contains(&a.id.to_string()), "{case}");
+        }
+        // A local reset keeps the primary user.
+        let dev = d.step.device_update.as_ref().unwrap_or(&loaded.device);
+        assert_eq!(
+            dev.primary_user.as_deref(),
+            Some("ada@contoso.com"),
+            "{case}"
+        );
+        // The answer is the new stored value (when the PC answered it).
+        let stored: Vec<&str> = d
+            .step
+            .inventory
+            .iter()
+            .filter(|v| v.uri == uri)
+            .map(|v| v.value.as_str())
+            .collect();
+        let want: &[&str] = if code == 200 { &[value] } else { &[] };
+        assert_eq!(stored, want, "{case}");
+    }
+}
+
+/// A remote reset of ours, from its request to the check-in after it settled, never reads as a
+/// local one: the watch stays out while it is active, and the `false` it left is no evidence.
+#[test]
+fn a_remote_reset_is_never_reported_as_local() {
+    use ActionState::*;
+    let uri = first_sync_done_uri("Redeploy");
+    let zero = SessionConfig {
+        reset_watch_interval: Duration::ZERO,
+        ..cfg()
+    };
+    let mut loaded = idle();
+    let id = loaded.device.id;
+    // Its baseline read true, its Exec went out; the PC reset; the follow-up read false: done.
+    let at = T0 - Duration::minutes(20);
+    let mut reset = action_at(&loaded, ActionKind::AutopilotReset, &[Pending, Sent], at);
+    loaded.sync_done_read = Some(sync_done_read(id, "true", at));
+    loaded.actions = vec![reset.clone()];
+    let d = decide_next(&loaded, &start(""), T0, &zero).unwrap();
+    assert!(
+        !enqueued_gets(&d).is_empty() && d.step.enqueue.iter().all(|c| c.action == Some(reset.id)),
+        "only the reset's own reads while it is active"
+    );
+    reset
+        .transition(Done, T0 - Duration::minutes(10), None)
+        .unwrap();
+    loaded.actions = vec![reset];
+    loaded.sync_done_read = Some(sync_done_read(id, "false", T0 - Duration::minutes(10)));
+    // The next session start asks; the answer false re-arms and reports nothing.
+    let d = decide_next(&loaded, &start(""), T0, &zero).unwrap();
+    assert_eq!(enqueued_gets(&d), [uri.as_str()]);
+    let get = sent(d.step.enqueue[0].clone(), 1, 3);
+    refer(&mut loaded, std::slice::from_ref(&get));
+    let d = decide_next(
+        &loaded,
+        &message(2, &answer_of(&get, 200, Some("false")), true),
+        T0,
+        &zero,
+    )
+    .unwrap();
+    assert!(d.step.new_actions.is_empty() && d.audits.is_empty());
+    assert_eq!(d.step.enqueue.len(), 2, "re-armed");
 }

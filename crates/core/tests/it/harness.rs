@@ -86,6 +86,10 @@ pub async fn env() -> Env {
         device: out.device,
         cfg: SessionConfig {
             server_url: SERVER.into(),
+            // The reset watch's read of IsSyncDone would come into every test's messages (it
+            // was read at enrollment, below); it has its own tests (session/tests.rs, and end to
+            // end in crates/redeploy).
+            reset_watch_interval: Duration::days(3650),
             ..SessionConfig::default()
         },
         _dir: dir,
@@ -96,6 +100,16 @@ pub async fn env() -> Env {
         d.last_seen = Some(T0 - Duration::hours(1));
     })
     .await;
+    env.store
+        .upsert_inventory(&[redeploy_core::inventory::InventoryValue {
+            device: env.device,
+            uri: SYNC_DONE.into(),
+            value: "true".into(),
+            format: Some("bool".into()),
+            at,
+        }])
+        .await
+        .unwrap();
     env
 }
 

@@ -174,6 +174,44 @@ fn policy_replaced_to_0_over_the_csp_enables_local_reset() {
     reset::local_reset(&mut s, &user, &pw, t0()).unwrap();
 }
 
+/// What a server can see of a local reset: the PC goes through its first sync again, so
+/// `IsSyncDone`, which the server had set, reads false — and stays false until the server sets it
+/// again (ITPRO dmclient-csp.md: the server sets the node; the PC never does).
+#[test]
+fn a_local_reset_sends_is_sync_done_back_to_false_until_the_server_sets_it() {
+    const IS_SYNC_DONE: &str =
+        "./Device/Vendor/MSFT/DMClient/Provider/Redeploy/FirstSyncStatus/IsSyncDone";
+    let mut s = device_with(DeviceProfile {
+        local_reset_policy: Some(0),
+        ..DeviceProfile::default()
+    });
+    assert_eq!(
+        get_data(&mut s, IS_SYNC_DONE),
+        "false",
+        "a fresh enrollment"
+    );
+    assert_eq!(
+        code(&mut s, replace("1", IS_SYNC_DONE, "bool", "true")),
+        200
+    );
+    let (user, pw) = admin(&s);
+    reset::local_reset(&mut s, &user, &pw, t0()).unwrap();
+    reset::run_to_completion(&mut s);
+    assert_eq!(get_data(&mut s, IS_SYNC_DONE), "false");
+    reset::mdm_sync_completed(&mut s, t0());
+    assert!(s.desktop_available(), "the first session opens the desktop");
+    assert_eq!(
+        get_data(&mut s, IS_SYNC_DONE),
+        "false",
+        "the PC does not set it"
+    );
+    assert_eq!(
+        code(&mut s, replace("2", IS_SYNC_DONE, "bool", "true")),
+        200
+    );
+    assert_eq!(get_data(&mut s, IS_SYNC_DONE), "true");
+}
+
 #[test]
 fn local_reset_with_the_package_policy_0_on_an_unenrolled_pc() {
     let mut s = device_with(DeviceProfile {

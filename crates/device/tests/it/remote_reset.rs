@@ -133,7 +133,11 @@ fn remote_reset_walks_the_status_node_and_keeps_only_the_keep_list() {
     assert_eq!(get_data(&mut s, is_sync_done), "false");
     reset::mdm_sync_completed(&mut s, t0());
     assert!(s.desktop_available());
-    assert_eq!(get_data(&mut s, is_sync_done), "true");
+    assert_eq!(
+        get_data(&mut s, is_sync_done),
+        "false",
+        "the server sets it, not the PC"
+    );
     assert!(s
         .apps
         .iter()
@@ -383,9 +387,10 @@ const IS_SYNC_DONE: &str =
 
 /// What the server's "done" rests on, through the protocol client: Status 10 once the Exec is
 /// accepted, 20 before the reboot, silence while offline, 1 / LastError 0 when back, and
-/// IsSyncDone false until the first *successful* session after the reset.
+/// IsSyncDone false until the server sets it; the desktop opens after the first *successful*
+/// session after the reset.
 #[tokio::test]
-async fn status_walks_10_20_offline_1_and_is_sync_done_waits_for_a_successful_session() {
+async fn status_walks_10_20_offline_1_and_the_desktop_waits_for_a_successful_session() {
     use crate::fake::{hdr_status, server_message, FakeServer, Mdm, Unreachable};
     use device::client;
 
@@ -452,7 +457,11 @@ async fn status_walks_10_20_offline_1_and_is_sync_done_waits_for_a_successful_se
 
     *server.mdm.lock().unwrap() = Mdm::Idle;
     client::check_in(&server, &mut s, t0()).await.unwrap();
-    assert_eq!(get_data(&mut s, IS_SYNC_DONE), "true");
+    assert_eq!(
+        get_data(&mut s, IS_SYNC_DONE),
+        "false",
+        "a server that does not set it leaves it false"
+    );
     assert!(s.desktop_available());
     assert_eq!(get_data(&mut s, STATUS_NODE), "1", "still 1 after the sync");
     assert_eq!(s.resets.remote_autopilot, 1);

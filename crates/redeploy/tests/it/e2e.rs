@@ -11,7 +11,7 @@ use device::transport::{Identity, Response, Transport};
 use device::{reset, DeviceProfile, HttpsTransport};
 use redeploy_core::action::{self, ActionSettings};
 use redeploy_core::{Action, ActionKind, ActionState, Device, JoinType, Store};
-use testkit::app::{spawn_app, Backend, TestApp};
+use testkit::app::{spawn_app, spawn_app_with, Backend, TestApp};
 use time::OffsetDateTime;
 
 fn now() -> OffsetDateTime {
@@ -81,6 +81,7 @@ testkit::on_both_backends!(
     a_lost_reply_after_the_exec_never_causes_a_second_reset,
     an_exec_that_never_reached_the_pc_is_found_out_and_the_pc_resets_once,
     local_reset_allowed_by_the_server_then_performed_on_the_pc,
+    a_local_reset_is_observed_at_the_next_check_in_and_a_remote_one_is_not,
 );
 
 async fn enrollment_and_check_in_fill_the_inventory(backend: Backend) {
@@ -497,6 +498,142 @@ async fn local_reset_allowed_by_the_server_then_performed_on_the_pc(backend: Bac
     );
     let after = server_device(&*app.store, &state).await;
     assert_eq!(after.id, device.id);
+}
+
+/// The PC's `FirstSyncStatus/IsSyncDone`, as it would answer a Get.
+fn is_sync_done(state: &DeviceState) -> bool {
+    state
+        .mdm_enrollment
+        .as_ref()
+        .expect("enrolled")
+        .first_sync
+        .is_sync_done
+}
+
+/// Issue #13 item 6: a local Autopilot Reset (CTRL+WIN+R) shows at the PC's next check-in as
+/// IsSyncDone false after the server had set it true; the server records it as a `done`
+/// Autopilot Reset requested by the device, with the audit event `device.local_reset_observed`,
+/// and keeps the primary user. A remote reset of ours, later, is never taken for a local one.
+async fn a_local_reset_is_observed_at_the_next_check_in_and_a_remote_one_is_not(backend: Backend) {
+    const OBSERVER: &str = "device (local reset)";
+    let app = spawn_app_with(backend, |s| s.reset_watch = std::time::Duration::ZERO).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let api = api::Client::new(&app.base_url, &app.admin_token, Some(&app.ca_pem)).unwrap();
+    let mut state = pc("pc-watched", 71, |_| {});
+    let user = state
+        .entra_users
+        .first()
+        .map(|u| u.upn.clone())
+        .expect("an Entra user");
+    state.sign_in(&user, now());
+    let device = enroll_and_sync(&app, &transport, &mut state).await;
+    assert!(
+        is_sync_done(&state),
+        "the first check-in read false (a fresh enrollment) and set it true"
+    );
+    let id = device.id.to_string();
+    let observed = |detail: &api::DeviceDetail| -> Vec<api::Action> {
+        detail
+            .actions
+            .iter()
+            .filter(|a| a.requested_by == OBSERVER)
+            .cloned()
+            .collect()
+    };
+    let audited = || async {
+        let query = api::AuditQuery {
+            device: Some(id.clone()),
+            ..Default::default()
+        };
+        let page = api.audit(&query).await.expect("audit");
+        page.items
+            .into_iter()
+            .filter(|e| e.action == "device.local_reset_observed")
+            .collect::<Vec<_>>()
+    };
+
+    // The server allows local reset; quiet check-ins observe nothing.
+    request(&app, &device, ActionKind::SetLocalResetPolicy(true)).await;
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
+    assert_eq!(state.local_reset_policy(), 0);
+    assert!(observed(&api.device(&id).await.unwrap()).is_empty());
+    let primary = server_device(&*app.store, &state).await.primary_user;
+    assert_eq!(primary.as_deref(), Some(user.as_str()));
+
+    // A local administrator resets the PC at its lock screen; it reboots and completes.
+    let (admin, password) = state
+        .local_users
+        .iter()
+        .find(|u| u.is_admin)
+        .map(|u| (u.name.clone(), u.password.clone()))
+        .expect("a local administrator");
+    reset::local_reset(&mut state, &admin, &password, now())
+        .expect("CTRL+WIN+R with admin credentials");
+    reset::run_to_completion(&mut state);
+    assert_eq!(state.resets.local_autopilot, 1);
+    assert!(
+        !is_sync_done(&state),
+        "the reset sent it through its first sync"
+    );
+
+    // The next check-in: observed, recorded, re-armed.
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
+    let detail = api.device(&id).await.unwrap();
+    let seen = observed(&detail);
+    assert_eq!(seen.len(), 1, "{:#?}", detail.actions);
+    let local = &seen[0];
+    assert_eq!(
+        (local.kind, local.state.as_str()),
+        (api::ActionKind::AutopilotReset, "done")
+    );
+    assert_eq!(local.timeline.len(), 1, "{:?}", local.timeline);
+    let note = local.timeline[0].note.clone().unwrap_or_default();
+    assert!(
+        note.contains("IsSyncDone went from true to false"),
+        "{note}"
+    );
+    assert_eq!(api.action(&local.id).await.unwrap().state, "done");
+    let events = audited().await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0].actor, format!("device:{id}"));
+    assert_eq!(events[0].targets, std::slice::from_ref(&id));
+    assert!(
+        events[0].details.contains(&local.id),
+        "{}",
+        events[0].details
+    );
+    assert_eq!(
+        server_device(&*app.store, &state).await.primary_user,
+        primary,
+        "a local reset keeps the primary user"
+    );
+    assert!(is_sync_done(&state), "the server set it true again");
+    // Later check-ins see it true: nothing more.
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
+    assert_eq!(observed(&api.device(&id).await.unwrap()).len(), 1);
+
+    // A remote reset of ours, later, settles as ours and is not reported as a local one.
+    let remote = request(&app, &device, ActionKind::AutopilotReset).await;
+    assert_eq!(remote.state, ActionState::Pending, "{:?}", remote.reason);
+    client::check_in(&transport, &mut state, now())
+        .await
+        .unwrap();
+    reset::run_to_completion(&mut state);
+    assert_eq!(state.resets.remote_autopilot, 1);
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
+    crate::sync_until_quiet(&transport, &mut state, now()).await;
+    let done = action(&app, remote.id).await;
+    assert_eq!(done.state, ActionState::Done, "{:?}", done.timeline);
+    assert_eq!(done.requested_by, "e2e-admin");
+    assert_eq!(observed(&api.device(&id).await.unwrap()).len(), 1);
+    assert_eq!(audited().await.len(), 1);
+    assert_eq!(
+        server_device(&*app.store, &state).await.primary_user,
+        None,
+        "a remote reset clears it"
+    );
+    assert!(is_sync_done(&state), "re-armed after our reset settled");
 }
 
 /// Behind a TLS-terminating proxy the device's certificate arrives in a header; the server takes
