@@ -325,6 +325,11 @@ impl Client {
         self.post("/actions/bulk", &request).await
     }
 
+    /// `GET /api/v1/batches`.
+    pub async fn batches(&self, query: &BatchListQuery) -> Result<BatchPage> {
+        Self::json(self.req(Method::GET, "/batches").query(query)).await
+    }
+
     /// `GET /api/v1/batches/{id}`.
     pub async fn batch(&self, id: &str) -> Result<BatchStatus> {
         Self::json(self.req(Method::GET, &format!("/batches/{}", Self::seg(id)))).await

@@ -216,6 +216,9 @@ pub struct Action {
     pub id: String,
     pub kind: ActionKind,
     pub device_id: String,
+    /// The batch (bulk request) it belongs to; null for a single request.
+    #[serde(default)]
+    pub batch_id: Option<String>,
     /// `requested`, `blocked`, `pending`, `sent`, `acknowledged`, `in_progress`, `done`,
     /// `failed`, `canceled` or `expired`.
     pub state: String,
@@ -237,6 +240,9 @@ pub struct Action {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ActionList {
     pub items: Vec<Action>,
+    /// The `cursor` of the next page; null on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// Query of `GET /api/v1/actions`.
@@ -249,9 +255,15 @@ pub struct ActionListQuery {
     /// Only actions in this lifecycle state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    /// At most this many (default 100, at most 500).
+    /// Only actions of this batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
+    /// Page size, 1..=500 (default 100). Newest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// `GET /api/v1/readiness`: fleet-wide preflight counts (enrolled devices).
@@ -667,6 +679,44 @@ pub struct BatchWave {
     pub released_at: Option<String>,
     /// Devices in the wave.
     pub devices: u64,
+}
+
+/// Query of `GET /api/v1/batches`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BatchListQuery {
+    /// Page size, 1..=500 (default 100). Newest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// One bulk request in a list: what, on what, by whom, and how far it has come.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchSummary {
+    pub batch_id: String,
+    /// What was asked (`autopilot_reset`, …).
+    pub kind: String,
+    pub requested_by: String,
+    pub created_at: String,
+    /// On what, in words (`group "lab" (…)`, `filter …`, `12 devices`).
+    pub target: String,
+    /// Devices it named.
+    pub devices: u32,
+    /// Its actions per lifecycle state.
+    pub counts: BTreeMap<String, u64>,
+    /// Later waves not released yet.
+    pub waves_waiting: u64,
+}
+
+/// `GET /api/v1/batches`: one page of bulk requests, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchPage {
+    pub items: Vec<BatchSummary>,
+    /// The `cursor` of the next page; null on the last page.
+    pub next: Option<String>,
 }
 
 /// `GET /api/v1/batches/{id}`: where a batch is.

@@ -463,6 +463,14 @@ pub(crate) async fn execute_claiming(
         .await?;
         plan.claim_schedule = claim;
         plan.window = window.map(|w| (batch_id, *w));
+        plan.batch = Some(crate::store::BatchRecord {
+            id: batch_id,
+            kind,
+            requested_by: actor.to_owned(),
+            created_at: now,
+            target: target_text.clone(),
+            devices: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+        });
         let mut index = 1;
         if !over_cap.is_empty() {
             let due = utc_day_start(now) + Duration::days(1);

@@ -155,6 +155,75 @@ impl Cursor {
     }
 }
 
+impl Cursor {
+    /// The cursor after the row at insertion position `seq` of a list tagged `tag` (actions:
+    /// `a`, batches: `b`), for lists ordered by one increasing position, newest first.
+    pub fn at_position(tag: char, seq: i64) -> Self {
+        Self(format!("{tag}{seq}"))
+    }
+
+    /// Reads [`Self::at_position`] back; `Conflict` if malformed or made for another list.
+    pub fn position(&self, tag: char) -> StoreResult<i64> {
+        self.0
+            .strip_prefix(tag)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| StoreError::Conflict(format!("invalid cursor {:?}", self.0)))
+    }
+}
+
+/// Which actions to list, newest first (most recently created), a page at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionQuery {
+    /// Only this device's.
+    pub device: Option<DeviceId>,
+    /// Only those in this state.
+    pub state: Option<ActionState>,
+    /// Only those of this bulk request.
+    pub batch: Option<BatchId>,
+    /// Page size (at least 1).
+    pub limit: u32,
+    /// Continue after this position ([`Page::next`] of the previous page).
+    pub cursor: Option<Cursor>,
+}
+
+impl Default for ActionQuery {
+    fn default() -> Self {
+        Self {
+            device: None,
+            state: None,
+            batch: None,
+            limit: 100,
+            cursor: None,
+        }
+    }
+}
+
+/// A bulk request as started: who asked what of how many devices, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchRecord {
+    /// Identity (every action and wave of the request carries it).
+    pub id: BatchId,
+    /// What was asked.
+    pub kind: ActionKind,
+    /// Who asked.
+    pub requested_by: String,
+    /// When.
+    pub created_at: OffsetDateTime,
+    /// On what, in words: `group "lab" (<id>)`, `filter …`, `12 devices`.
+    pub target: String,
+    /// How many devices it named.
+    pub devices: u32,
+}
+
+/// How far a batch has come, counted in the store for a page of batches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    /// Its actions per state.
+    pub by_state: std::collections::HashMap<ActionState, u64>,
+    /// Its later waves not released yet.
+    pub waves_waiting: u64,
+}
+
 /// Sort key of a device that never checked in (`COALESCE(last_seen, -1)` in SQL).
 pub const NEVER_SEEN_KEY: i64 = -1;
 
@@ -434,6 +503,8 @@ pub struct RequestPlan {
     pub waves: Vec<Wave>,
     /// The maintenance window of a new batch.
     pub window: Option<(BatchId, BatchWindow)>,
+    /// A new bulk request to record (the plan that starts it).
+    pub batch: Option<BatchRecord>,
     /// Audit events, appended in order.
     pub audit: Vec<NewAuditEvent>,
 }
@@ -451,6 +522,7 @@ impl RequestPlan {
             device_changes: Vec::new(),
             waves: Vec::new(),
             window: None,
+            batch: None,
             audit: Vec::new(),
         }
     }
@@ -464,6 +536,7 @@ impl RequestPlan {
             && self.device_changes.is_empty()
             && self.waves.is_empty()
             && self.window.is_none()
+            && self.batch.is_none()
             && self.audit.is_empty()
     }
 }
@@ -696,6 +769,9 @@ pub trait ActionStore: Send + Sync {
     async fn active_action(&self, device: DeviceId) -> StoreResult<Option<Action>>;
     /// Up to `limit` actions in `state`, oldest update first (for expiry ticks); empty if none.
     async fn actions_in_state(&self, state: ActionState, limit: u32) -> StoreResult<Vec<Action>>;
+    /// One page of the actions `query` selects, newest first (creation order), and the cursor of
+    /// the next page (`None` on the last). `Conflict` for a cursor not made by this list.
+    async fn list_actions(&self, query: &ActionQuery) -> StoreResult<Page<Action>>;
     /// Up to `limit` actions whose state is one of `states` and whose `updated_at` is strictly
     /// before `updated_before`, oldest update first (then creation order): what an expiry tick
     /// needs, read through the `(state, updated_at)` index instead of every action in a state.
@@ -850,6 +926,21 @@ pub trait WaveStore: Send + Sync {
     async fn due_waves(&self, now: OffsetDateTime, limit: u32) -> StoreResult<Vec<Wave>>;
     /// Every wave of a batch by index; empty if none.
     async fn waves_of_batch(&self, batch: BatchId) -> StoreResult<Vec<Wave>>;
+    /// The bulk request `id` as started; `None` if unknown.
+    async fn batch_record(&self, id: BatchId) -> StoreResult<Option<BatchRecord>>;
+    /// One page of bulk requests, newest first, `limit` (at least 1) at a time after `cursor`,
+    /// and the cursor of the next page. `Conflict` for a cursor not made by this list.
+    async fn list_batches(
+        &self,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> StoreResult<Page<BatchRecord>>;
+    /// [`BatchCounts`] of each of `batches` (absent ones count nothing), in one query each
+    /// for actions and waves.
+    async fn batch_counts(
+        &self,
+        batches: &[BatchId],
+    ) -> StoreResult<std::collections::HashMap<BatchId, BatchCounts>>;
     /// How many actions of these kinds were created in `[from, to)` and not blocked (blocked
     /// actions never reach a device).
     async fn count_actions_created(

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use api::types::{
-    Action, ActionListQuery, AuditQuery, DeviceListQuery, NewApiToken, NewEnrollmentToken,
+    Action, ActionListQuery, AuditQuery, BatchListQuery, BatchPage, DeviceListQuery, NewApiToken,
+    NewEnrollmentToken,
 };
 
 use crate::admin_common::{
@@ -15,10 +16,135 @@ use crate::admin_common::{
     readiness_word, resolve_device, settled, table, UsageError,
 };
 use crate::cli::{
-    ActionsCommand, ActionsSub, AdminArgs, AllowForbid, AuditArgs, DevicesCommand, DevicesSub,
-    EnrollmentTokensCommand, EnrollmentTokensSub, LocalResetArgs, NoArgs, ResetArgs, TokensCommand,
-    TokensSub,
+    ActionsCommand, ActionsSub, AdminArgs, AllowForbid, AuditArgs, BatchesCommand, BatchesSub,
+    DevicesCommand, DevicesSub, EnrollmentTokensCommand, EnrollmentTokensSub, LocalResetArgs,
+    NoArgs, ResetArgs, TokensCommand, TokensSub,
 };
+
+/// The server's largest page (`limit`) of devices, actions and batches.
+const MAX_PAGE: u32 = 500;
+
+/// Every page of a list, in order: `fetch(cursor)` reads one page and the cursor of the next
+/// (`None` on the last).
+async fn every_page<T, F, Fut>(mut fetch: F) -> anyhow::Result<Vec<T>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Vec<T>, Option<String>)>>,
+{
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (items, next) = fetch(cursor.take()).await?;
+        all.extend(items);
+        match next {
+            Some(n) => cursor = Some(n),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// `redeploy batches list|show`.
+pub async fn batches(args: AdminArgs<BatchesCommand>) -> anyhow::Result<ExitCode> {
+    let client = client(&args.client)?;
+    match args.command.command {
+        BatchesSub::List { limit, all } => {
+            let query = BatchListQuery {
+                limit: limit.or(all.then_some(MAX_PAGE)),
+                cursor: None,
+            };
+            let page = if all {
+                let items = every_page(|cursor| {
+                    let query = BatchListQuery {
+                        cursor,
+                        ..query.clone()
+                    };
+                    let client = &client;
+                    async move {
+                        let p = client.batches(&query).await?;
+                        Ok((p.items, p.next))
+                    }
+                })
+                .await?;
+                BatchPage { items, next: None }
+            } else {
+                client.batches(&query).await?
+            };
+            if args.json {
+                print_json(&page)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows: Vec<Vec<String>> = page
+                .items
+                .iter()
+                .map(|b| {
+                    let counts: Vec<String> =
+                        b.counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+                    vec![
+                        b.batch_id.clone(),
+                        b.created_at.clone(),
+                        b.kind.clone(),
+                        b.target.clone(),
+                        b.devices.to_string(),
+                        counts.join(", "),
+                        b.waves_waiting.to_string(),
+                        b.requested_by.clone(),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "ID",
+                    "STARTED",
+                    "KIND",
+                    "TARGET",
+                    "DEVICES",
+                    "ACTIONS",
+                    "WAVES WAITING",
+                    "BY",
+                ],
+                &rows,
+            );
+            if page.next.is_some() {
+                println!("(more batches: --all lists every page)");
+            }
+        }
+        BatchesSub::Show { id } => {
+            let status = client.batch(&id).await?;
+            if args.json {
+                print_json(&status)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let counts: Vec<String> = status
+                .counts
+                .iter()
+                .map(|(s, n)| format!("{n} {s}"))
+                .collect();
+            println!(
+                "batch {}: {}{}",
+                status.batch_id,
+                counts.join(", "),
+                if status.settled { " (settled)" } else { "" }
+            );
+            for w in &status.waves {
+                println!(
+                    "  wave {}: {} devices, due {}{}",
+                    w.index,
+                    w.devices,
+                    w.due_at,
+                    if w.released {
+                        ", released"
+                    } else {
+                        ", waiting"
+                    }
+                );
+            }
+            for action in &status.actions {
+                println!("  {}", action_line(action));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 fn print_action(json: bool, action: &Action) -> anyhow::Result<ExitCode> {
     if json {
@@ -49,15 +175,32 @@ pub async fn devices(args: AdminArgs<DevicesCommand>) -> anyhow::Result<ExitCode
             join_type,
             ready,
             limit,
+            all,
         } => {
             let query = DeviceListQuery {
                 q,
                 join_type,
                 ready,
-                limit,
+                limit: limit.or(all.then_some(MAX_PAGE)),
                 ..DeviceListQuery::default()
             };
-            let page = client.list_devices(&query).await?;
+            let page = if all {
+                let items = every_page(|cursor| {
+                    let query = DeviceListQuery {
+                        cursor,
+                        ..query.clone()
+                    };
+                    let client = &client;
+                    async move {
+                        let p = client.list_devices(&query).await?;
+                        Ok((p.items, p.next))
+                    }
+                })
+                .await?;
+                api::types::DevicePage { items, next: None }
+            } else {
+                client.list_devices(&query).await?
+            };
             if args.json {
                 print_json(&page)?;
             } else {
@@ -91,7 +234,7 @@ pub async fn devices(args: AdminArgs<DevicesCommand>) -> anyhow::Result<ExitCode
                     &rows,
                 );
                 if page.next.is_some() {
-                    println!("(more devices: raise --limit or narrow with --q)");
+                    println!("(more devices: --all lists every page; or narrow with --q)");
                 }
             }
         }
@@ -242,20 +385,42 @@ pub async fn actions(args: AdminArgs<ActionsCommand>) -> anyhow::Result<ExitCode
         ActionsSub::List {
             device,
             state,
+            batch,
             limit,
+            all,
         } => {
-            let list = client
-                .list_actions(&ActionListQuery {
-                    device,
-                    state,
-                    limit,
+            let query = ActionListQuery {
+                device,
+                state,
+                batch,
+                limit: limit.or(all.then_some(MAX_PAGE)),
+                cursor: None,
+            };
+            let list = if all {
+                let items = every_page(|cursor| {
+                    let query = ActionListQuery {
+                        cursor,
+                        ..query.clone()
+                    };
+                    let client = &client;
+                    async move {
+                        let p = client.list_actions(&query).await?;
+                        Ok((p.items, p.next))
+                    }
                 })
                 .await?;
+                api::types::ActionList { items, next: None }
+            } else {
+                client.list_actions(&query).await?
+            };
             if args.json {
                 print_json(&list)?;
             } else {
                 for action in &list.items {
                     println!("{}  {}", action.created_at, action_line(action));
+                }
+                if list.next.is_some() {
+                    println!("(more actions: --all lists every page)");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -290,16 +455,65 @@ pub async fn readiness(args: AdminArgs<NoArgs>) -> anyhow::Result<ExitCode> {
 /// `redeploy audit`.
 pub async fn audit(args: AdminArgs<AuditArgs>) -> anyhow::Result<ExitCode> {
     let client = client(&args.client)?;
+    let all = args.command.all;
     let query = AuditQuery {
         device: args.command.device,
-        limit: args.command.limit,
+        limit: args.command.limit.or(all.then_some(1000)),
         ..AuditQuery::default()
     };
     if args.command.csv {
-        print!("{}", client.audit_csv(&query).await?);
-        return Ok(ExitCode::SUCCESS);
+        if !all {
+            print!("{}", client.audit_csv(&query).await?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Page by page: each page's header once, then its rows; the next page starts after the
+        // id (first column) of the last row.
+        let mut after = None;
+        let mut header_written = false;
+        loop {
+            let text = client
+                .audit_csv(&AuditQuery {
+                    after,
+                    ..query.clone()
+                })
+                .await?;
+            let mut lines = text.lines();
+            let header = lines.next().unwrap_or_default();
+            if !header_written {
+                println!("{header}");
+                header_written = true;
+            }
+            let rows: Vec<&str> = lines.collect();
+            for row in &rows {
+                println!("{row}");
+            }
+            let last_id = rows
+                .last()
+                .and_then(|r| r.split(',').next())
+                .and_then(|id| id.parse::<i64>().ok());
+            match last_id {
+                Some(id) if rows.len() >= query.limit.unwrap_or(100) as usize => after = Some(id),
+                _ => return Ok(ExitCode::SUCCESS),
+            }
+        }
     }
-    let page = client.audit(&query).await?;
+    let page = if all {
+        let items = every_page(|cursor| {
+            let query = AuditQuery {
+                after: cursor.and_then(|c| c.parse().ok()),
+                ..query.clone()
+            };
+            let client = &client;
+            async move {
+                let p = client.audit(&query).await?;
+                Ok((p.items, p.next.map(|n| n.to_string())))
+            }
+        })
+        .await?;
+        api::types::AuditPage { items, next: None }
+    } else {
+        client.audit(&query).await?
+    };
     if args.json {
         print_json(&page)?;
     } else {

@@ -40,6 +40,8 @@ pub enum Command {
     Readiness(AdminArgs<NoArgs>),
     /// The audit log.
     Audit(AdminArgs<AuditArgs>),
+    /// Bulk requests (batches): list, show.
+    Batches(AdminArgs<BatchesCommand>),
     /// API tokens: list, create, revoke.
     Tokens(AdminArgs<TokensCommand>),
     /// Enrollment tokens: list, create.
@@ -117,6 +119,9 @@ pub enum DevicesSub {
         /// Page size, 1..=500.
         #[arg(long)]
         limit: Option<u32>,
+        /// Every page, not only the first.
+        #[arg(long)]
+        all: bool,
     },
     /// Show one device: details, inventory and actions.
     Show { device: String },
@@ -205,9 +210,15 @@ pub enum ActionsSub {
         /// Only actions in this state.
         #[arg(long)]
         state: Option<String>,
-        /// At most this many.
+        /// Only actions of this batch (bulk request).
+        #[arg(long)]
+        batch: Option<String>,
+        /// Page size, 1..=500 (default 100).
         #[arg(long)]
         limit: Option<u32>,
+        /// Every page, not only the first.
+        #[arg(long)]
+        all: bool,
     },
     /// Cancel an action that has not been delivered yet.
     Cancel { id: String },
@@ -239,12 +250,36 @@ pub struct AuditArgs {
     /// Only events naming this device.
     #[arg(long)]
     pub device: Option<String>,
-    /// At most this many.
+    /// Page size (default 100, at most 1000).
     #[arg(long)]
     pub limit: Option<u32>,
+    /// Every page, not only the first (oldest first).
+    #[arg(long)]
+    pub all: bool,
     /// Print CSV as the server exports it.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchesCommand {
+    #[command(subcommand)]
+    pub command: BatchesSub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchesSub {
+    /// List bulk requests, newest first, with their progress.
+    List {
+        /// Page size, 1..=500 (default 100).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Every page, not only the first.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one bulk request: counts, waves and actions.
+    Show { id: String },
 }
 
 #[derive(Debug, Args)]

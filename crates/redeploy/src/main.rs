@@ -54,6 +54,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::LocalReset(args) => admin::local_reset(args).await,
         cli::Command::Readiness(args) => admin::readiness(args).await,
         cli::Command::Audit(args) => admin::audit(args).await,
+        cli::Command::Batches(args) => admin::batches(args).await,
         cli::Command::Tokens(args) => admin::tokens(args).await,
         cli::Command::EnrollmentTokens(args) => admin::enrollment_tokens(args).await,
         cli::Command::Groups(args) => admin_groups::groups(args).await,

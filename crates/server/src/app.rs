@@ -20,9 +20,19 @@ use crate::{enrollment, ops};
 pub fn app(state: AppState) -> Router {
     let limiter = Arc::new(RateLimiter::new(state.settings.enroll_rate));
     let enrollment = enrollment::routes().route_layer(from_fn_with_state(limiter, limit_by_ip));
+    // Metrics name devices' traffic and the fleet's size: only API tokens see them, unless the
+    // operator opened them (or serves them on a private listener, `metrics_listen`).
+    let metrics = Router::new().route("/metrics", get(ops::metrics));
+    let metrics = match state.settings.metrics_public {
+        true => metrics,
+        false => metrics.route_layer(from_fn_with_state(
+            state.clone(),
+            crate::api::auth::authenticate,
+        )),
+    };
     Router::new()
         .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
+        .merge(metrics)
         .merge(enrollment)
         .merge(management_routes(&state))
         .merge(crate::api::routes(&state))
@@ -33,6 +43,14 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(from_fn_with_state(state.clone(), limits_and_latency))
         .layer(from_fn(problem_errors))
+        .with_state(state)
+}
+
+/// The router of the plain-HTTP `metrics_listen` listener: `/metrics` only, no token.
+pub fn metrics_only(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
         .with_state(state)
 }
 

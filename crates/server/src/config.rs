@@ -45,6 +45,8 @@ pub struct ConfigFile {
     pub support_trail_messages: Option<u32>,
     /// 0 = read IsSyncDone at every check-in.
     pub reset_watch_minutes: Option<u64>,
+    pub metrics_public: Option<bool>,
+    pub metrics_listen: Option<String>,
     /// Test-only, from `REDEPLOY_CRASH_POINTS` alone (not a file key): see [`crate::crash`].
     #[serde(skip)]
     pub crash_points: Option<String>,
@@ -142,6 +144,8 @@ fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Err
             }
             "support_trail_messages" => file.support_trail_messages = Some(parse(name, &v)?),
             "reset_watch_minutes" => file.reset_watch_minutes = Some(parse(name, &v)?),
+            "metrics_public" => file.metrics_public = Some(parse(name, &v)?),
+            "metrics_listen" => file.metrics_listen = Some(v),
             "crash_points" => file.crash_points = Some(v),
             k if k.starts_with("poll_") => {
                 let poll = file.poll.get_or_insert_with(PollFile::default);
@@ -289,6 +293,15 @@ impl ConfigFile {
         }
         if let Some(v) = self.reset_watch_minutes {
             s.reset_watch = Duration::from_secs(v.saturating_mul(60));
+        }
+        if let Some(v) = self.metrics_public {
+            s.metrics_public = v;
+        }
+        if let Some(v) = self.metrics_listen.filter(|v| !v.trim().is_empty()) {
+            s.metrics_listen = Some(
+                v.parse::<SocketAddr>()
+                    .map_err(|e| bad("metrics_listen", &v, e))?,
+            );
         }
         if let Some(v) = self.crash_points {
             s.crash_points =

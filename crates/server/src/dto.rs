@@ -91,6 +91,7 @@ pub fn action_dto(a: &Action) -> api::Action {
         id: a.id.to_string(),
         kind: kind_dto(a.kind),
         device_id: a.device.to_string(),
+        batch_id: a.batch.map(|b| b.to_string()),
         state: a.state.as_str().to_owned(),
         reason: a.reason.clone(),
         last_error: a.last_error_text(),

@@ -66,6 +66,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct RunningServer {
     /// The address the listener is bound to (the real port when `listen` had port 0).
     pub local_addr: SocketAddr,
+    /// The plain-HTTP `/metrics` listener's address, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     /// The base URL handed to devices.
     pub public_url: String,
     /// The data folder in use.
@@ -192,10 +194,24 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
         state = state.with_federated(f);
     }
     let router = app(state.clone());
+    let (metrics_addr, metrics) = match state.settings.metrics_listen {
+        Some(addr) => {
+            let (bound, serve) = metrics_listener(addr, state.clone()).await?;
+            (Some(bound), Some(serve))
+        }
+        None => (None, None),
+    };
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
+        let metrics = async {
+            match metrics {
+                Some(serve) => serve.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = tls::serve_tls(listener, tls_config, router) => {}
+            () = metrics => {}
             _ = shutdown_rx => {}
         }
     });
@@ -203,6 +219,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
     tracing::info!(%local_addr, %public_url, data_dir = %dir.display(), "server started");
     Ok(RunningServer {
         local_addr,
+        metrics_addr,
         public_url,
         ca_cert_path: dir.join(bootstrap::CA_CERT),
         admin_token_path: dir.join(bootstrap::ADMIN_TOKEN),
@@ -214,6 +231,27 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
         task: Some(task),
         worker,
     })
+}
+
+/// Binds `metrics_listen`: its address, and the future serving [`app::metrics_only`] on it
+/// (plain HTTP), run beside the main listener until the server stops.
+async fn metrics_listener(
+    addr: SocketAddr,
+    state: AppState,
+) -> Result<(SocketAddr, impl std::future::Future<Output = ()>), Error> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
+    let router = app::metrics_only(state);
+    tracing::info!(%bound, "metrics listener (plain HTTP, /metrics only)");
+    Ok((bound, async move {
+        if let Err(err) = axum::serve(listener, router).await {
+            tracing::warn!(%err, "the metrics listener stopped");
+        }
+    }))
 }
 
 #[cfg(test)]

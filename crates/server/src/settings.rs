@@ -64,6 +64,12 @@ pub struct Settings {
     /// server did not send (a local Autopilot Reset): once this long after the last read; zero
     /// reads it at every check-in (`redeploy_core::session::SessionConfig::reset_watch_interval`).
     pub reset_watch: Duration,
+    /// `/metrics` on the main listener answers anyone (`true`), or only a valid API token of
+    /// any role (`false`, the default: Prometheus sends it as a bearer token).
+    pub metrics_public: bool,
+    /// A second, plain-HTTP listener serving only `/metrics`, without a token (for a scraper
+    /// on a private address or loopback); `None` = none.
+    pub metrics_listen: Option<SocketAddr>,
     /// Test-only: where the process kills itself on purpose (`REDEPLOY_CRASH_POINTS`,
     /// [`crate::crash`]); empty = never.
     pub crash_points: CrashPoints,
@@ -150,6 +156,8 @@ impl Default for Settings {
             support_trail_messages: redeploy_core::trail::DEFAULT_KEEP,
             // One more round trip per PC per hour at most; a local reset shows within the hour.
             reset_watch: Duration::from_secs(60 * 60),
+            metrics_public: false,
+            metrics_listen: None,
             crash_points: CrashPoints::default(),
         }
     }

@@ -12,7 +12,8 @@ use redeploy_core::action::{
 use redeploy_core::command::{CommandState, DeviceCommand};
 use redeploy_core::ids::{ActionId, BatchId, DeviceId};
 use redeploy_core::store::{
-    from_micros, to_micros, ActionStore, RequestPlan, StoreError, StoreResult, WriteOutcome,
+    from_micros, to_micros, ActionQuery, ActionStore, Page, RequestPlan, StoreError, StoreResult,
+    WriteOutcome,
 };
 use sea_query::{
     Alias, Asterisk, Cond, Expr, LockType, Order, Query, SelectStatement, SimpleExpr,
@@ -338,6 +339,30 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
         self.actions(&select).await
     }
 
+    async fn list_actions(&self, query: &ActionQuery) -> StoreResult<Page<Action>> {
+        const TAG: char = 'a';
+        let limit = query.limit.max(1);
+        let mut select = select_actions()
+            .column(A::Seq)
+            .order_by(A::Seq, Order::Desc)
+            .limit(u64::from(limit) + 1)
+            .to_owned();
+        if let Some(d) = query.device {
+            select.and_where(Expr::col(A::DeviceId).eq(v(d)));
+        }
+        if let Some(s) = query.state {
+            select.and_where(Expr::col(A::State).eq(v(s.as_str())));
+        }
+        if let Some(b) = query.batch {
+            select.and_where(Expr::col(A::BatchId).eq(v(b)));
+        }
+        if let Some(c) = &query.cursor {
+            select.and_where(Expr::col(A::Seq).lt(v(c.position(TAG)?)));
+        }
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
+        crate::batches::page_by_seq(&rows, limit, TAG, row_action)
+    }
+
     async fn stale_actions(
         &self,
         states: &[ActionState],
@@ -457,6 +482,9 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
         }
         if let Some((batch, window)) = &plan.window {
             insert_batch_window_in(tx.on(), *batch, window).await?;
+        }
+        if let Some(batch) = &plan.batch {
+            crate::batches::insert_batch_in(tx.on(), batch).await?;
         }
         for e in &plan.audit {
             insert_audit_in(&mut tx, e).await?;

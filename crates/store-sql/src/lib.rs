@@ -6,6 +6,7 @@
 mod actions;
 mod audit;
 mod autopilot;
+mod batches;
 mod commands;
 mod console_sessions;
 mod devices;

@@ -193,6 +193,19 @@ pub(crate) enum Actions {
     Baseline,
 }
 
+/// `batches`: every bulk request as started, in `seq` order.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Batches {
+    Table,
+    Seq,
+    Id,
+    Kind,
+    RequestedBy,
+    CreatedAt,
+    Target,
+    Devices,
+}
+
 /// `batch_waves`: the later waves of a bulk request.
 #[derive(Clone, Copy, Iden)]
 pub(crate) enum BatchWaves {

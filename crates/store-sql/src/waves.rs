@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use redeploy_core::action::ActionKind;
 use redeploy_core::ids::{BatchId, DeviceId};
-use redeploy_core::store::{StoreResult, Wave, WaveStore};
+use std::collections::HashMap;
+
+use redeploy_core::store::{BatchCounts, BatchRecord, Cursor, Page, StoreResult, Wave, WaveStore};
 use sea_query::{Expr, Order, Query, SelectStatement};
 use time::OffsetDateTime;
 
@@ -107,6 +109,25 @@ impl<D: Dialect> WaveStore for SqlStore<D> {
             .order_by(B::WaveIndex, Order::Asc)
             .to_owned();
         self.waves(&select).await
+    }
+
+    async fn batch_record(&self, id: BatchId) -> StoreResult<Option<BatchRecord>> {
+        crate::batches::batch_record(self, id).await
+    }
+
+    async fn list_batches(
+        &self,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> StoreResult<Page<BatchRecord>> {
+        crate::batches::list_batches(self, limit, cursor).await
+    }
+
+    async fn batch_counts(
+        &self,
+        batches: &[BatchId],
+    ) -> StoreResult<HashMap<BatchId, BatchCounts>> {
+        crate::batches::batch_counts(self, batches).await
     }
 
     async fn count_actions_created(

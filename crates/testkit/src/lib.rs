@@ -109,6 +109,7 @@ macro_rules! store_conformance_tests {
             the_support_trail_keeps_the_newest_messages_per_device,
             a_certificate_renewal_keeps_the_device_and_retires_the_old_one_once_seen,
             certificate_expiry_counts_enrolled_devices_only,
+            actions_and_batches_list_newest_first_in_pages,
         );
     };
 }

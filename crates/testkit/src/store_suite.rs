@@ -3524,3 +3524,168 @@ pub async fn certificate_expiry_counts_enrolled_devices_only(store: Arc<dyn Stor
         .unwrap();
     assert_eq!((counts.expired, counts.expiring), (2, 2));
 }
+
+/// Issue #14 item 6: every action and every bulk request can be listed, newest first, page by
+/// page with a cursor, narrowed by device, state or batch; a batch's counts come in one call.
+pub async fn actions_and_batches_list_newest_first_in_pages(store: Arc<dyn Store>) {
+    use redeploy_core::store::{ActionQuery, BatchRecord, Cursor};
+    let (a, b) = (
+        enrolled(&store, "page-a").await,
+        enrolled(&store, "page-b").await,
+    );
+    // Two bulk requests of 3 actions each (alternating devices), started by plans.
+    let mut batches = Vec::new();
+    let mut created = Vec::new();
+    for (n, kind) in [ActionKind::Restart, ActionKind::Sync]
+        .into_iter()
+        .enumerate()
+    {
+        let batch = BatchId::generate();
+        let mut plan = RequestPlan::new(t(n as i64));
+        plan.batch = Some(BatchRecord {
+            id: batch,
+            kind,
+            requested_by: "admin".into(),
+            created_at: t(n as i64),
+            target: format!("group \"lab {n}\""),
+            devices: 3,
+        });
+        for i in 0..3 {
+            let device = if i % 2 == 0 { a } else { b };
+            let mut action = Action::new(
+                ActionId::generate(),
+                device,
+                kind,
+                "admin",
+                Some(batch),
+                t(n as i64),
+            );
+            if i == 0 {
+                action
+                    .transition(ActionState::Pending, t(n as i64), None)
+                    .unwrap();
+            }
+            created.push(action.id);
+            plan.create.push(NewAction {
+                action,
+                commands: Vec::new(),
+            });
+        }
+        // The second batch has a later wave still waiting.
+        if n == 1 {
+            plan.waves.push(Wave {
+                batch,
+                index: 1,
+                kind,
+                actor: "admin".into(),
+                devices: vec![a],
+                due_at: t(600),
+                released_at: None,
+                daily_cap: None,
+            });
+        }
+        assert_eq!(
+            store.write_request_plan(&plan).await.unwrap(),
+            WriteOutcome::Written
+        );
+        batches.push(batch);
+    }
+
+    // Every action, two at a time, newest first, each once.
+    let mut seen = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        let page = store
+            .list_actions(&ActionQuery {
+                limit: 2,
+                cursor: cursor.clone(),
+                ..ActionQuery::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|x| x.id));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let mut newest_first = created.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    // Narrowed: by device, by state, by batch.
+    let of = |q: ActionQuery| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .list_actions(&q)
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|x| x.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let of_a = of(ActionQuery {
+        device: Some(a),
+        ..ActionQuery::default()
+    })
+    .await;
+    assert_eq!(of_a.len(), 4);
+    let pending = of(ActionQuery {
+        state: Some(ActionState::Pending),
+        ..ActionQuery::default()
+    })
+    .await;
+    assert_eq!(pending, [created[3], created[0]]);
+    let first = of(ActionQuery {
+        batch: Some(batches[0]),
+        limit: 5,
+        ..ActionQuery::default()
+    })
+    .await;
+    assert_eq!(first, [created[2], created[1], created[0]]);
+    assert!(matches!(
+        store
+            .list_actions(&ActionQuery {
+                cursor: Some(Cursor::parse("b12")),
+                ..ActionQuery::default()
+            })
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Batches, one at a time, newest first; then their counts.
+    let page = store.list_batches(1, None).await.unwrap();
+    assert_eq!(
+        page.items.iter().map(|x| x.id).collect::<Vec<_>>(),
+        [batches[1]]
+    );
+    assert_eq!(page.items[0].kind, ActionKind::Sync);
+    assert_eq!(page.items[0].target, "group \"lab 1\"");
+    assert_eq!((page.items[0].devices, page.items[0].created_at), (3, t(1)));
+    let rest = store.list_batches(1, page.next.as_ref()).await.unwrap();
+    assert_eq!(
+        rest.items.iter().map(|x| x.id).collect::<Vec<_>>(),
+        [batches[0]]
+    );
+    assert!(rest.next.is_none());
+    assert_eq!(
+        store.batch_record(batches[0]).await.unwrap(),
+        Some(rest.items[0].clone())
+    );
+    assert_eq!(store.batch_record(BatchId::generate()).await.unwrap(), None);
+    let counts = store.batch_counts(&batches).await.unwrap();
+    assert_eq!(
+        counts[&batches[0]].by_state.get(&ActionState::Requested),
+        Some(&2)
+    );
+    assert_eq!(
+        counts[&batches[0]].by_state.get(&ActionState::Pending),
+        Some(&1)
+    );
+    assert_eq!(counts[&batches[0]].waves_waiting, 0);
+    assert_eq!(counts[&batches[1]].waves_waiting, 1);
+    assert!(store.batch_counts(&[]).await.unwrap().is_empty());
+}

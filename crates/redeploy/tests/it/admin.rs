@@ -753,3 +753,90 @@ async fn inspect_device_decodes_the_pcs_last_messages() {
     let both = s.cli(&["inspect", "x.xml", "--device", &name]).await;
     assert_eq!(both.status.code(), Some(2), "{both:?}");
 }
+
+/// Issue #14 item 6: `--all` follows every page of devices, actions, batches and the audit log
+/// (JSON and CSV), and `batches list|show` tell how far each bulk request came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_follow_every_page_with_all_and_batches_are_listed() {
+    let s = setup().await;
+    for (i, name) in ["pc-p1", "pc-p2", "pc-p3"].into_iter().enumerate() {
+        s.enroll_pc_seeded(name, 40 + i as u64, DeviceProfile::default())
+            .await;
+    }
+    let ids: Vec<String> = devices(&s).await.into_iter().map(|(id, _, _)| id).collect();
+    assert_eq!(ids.len(), 3);
+    // Two bulk syncs of the three PCs: two batches, six actions.
+    let mut batches = Vec::new();
+    for _ in 0..2 {
+        let created = s
+            .app
+            .client()
+            .post(s.app.url("/api/v1/actions/bulk"))
+            .bearer_auth(&s.app.admin_token)
+            .json(&json!({"kind": "sync", "devices": ids}))
+            .send()
+            .await
+            .unwrap();
+        let created: serde_json::Value = created.json().await.unwrap();
+        batches.push(created["batch_id"].as_str().unwrap().to_owned());
+    }
+
+    let count = |v: &serde_json::Value| v["items"].as_array().unwrap().len();
+    let one = stdout_json(&s.cli(&["devices", "list", "--limit", "1", "--json"]).await);
+    assert_eq!(count(&one), 1);
+    assert!(one["next"].is_string());
+    let all = stdout_json(
+        &s.cli(&["devices", "list", "--limit", "1", "--all", "--json"])
+            .await,
+    );
+    assert_eq!(count(&all), 3);
+    let all = stdout_json(
+        &s.cli(&["actions", "list", "--limit", "2", "--all", "--json"])
+            .await,
+    );
+    assert_eq!(count(&all), 6);
+    let of_batch = stdout_json(
+        &s.cli(&["actions", "list", "--batch", &batches[0], "--all", "--json"])
+            .await,
+    );
+    assert_eq!(count(&of_batch), 3);
+    let listed = stdout_json(
+        &s.cli(&["batches", "list", "--limit", "1", "--all", "--json"])
+            .await,
+    );
+    let listed_ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["batch_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed_ids, [batches[1].as_str(), batches[0].as_str()]);
+    let table = s.cli(&["batches", "list"]).await;
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.status.success() && text.contains("3 devices") && text.contains("sync"),
+        "{text}"
+    );
+    let shown = s.cli(&["batches", "show", &batches[0]]).await;
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success() && text.contains(&batches[0]),
+        "{text}"
+    );
+
+    // The audit log, two at a time: every event once, as JSON and as CSV.
+    let whole = stdout_json(&s.cli(&["audit", "--limit", "1000", "--json"]).await);
+    let events = count(&whole);
+    assert!(events >= 5, "{whole}");
+    let paged = stdout_json(&s.cli(&["audit", "--limit", "2", "--all", "--json"]).await);
+    assert_eq!(count(&paged), events);
+    let csv = s.cli(&["audit", "--limit", "2", "--all", "--csv"]).await;
+    let text = String::from_utf8_lossy(&csv.stdout);
+    assert!(csv.status.success());
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("id,")).count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), events + 1, "{text}");
+}

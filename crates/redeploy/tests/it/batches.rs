@@ -526,6 +526,7 @@ async fn a_reset_whose_pc_never_returns_is_expired_by_the_worker(backend: Backen
     let metrics = app
         .client()
         .get(app.url("/metrics"))
+        .bearer_auth(&app.admin_token)
         .send()
         .await
         .unwrap()

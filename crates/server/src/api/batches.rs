@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
@@ -15,11 +15,12 @@ use time::Duration;
 
 use super::auth::Caller;
 use super::common::*;
-use super::handlers::ApiResult;
+use super::handlers::{page_size, ApiResult};
 use super::ApiError;
 use crate::dto::*;
 use crate::service::batches;
 use crate::state::AppState;
+use redeploy_core::store::Cursor;
 
 /// Ask many devices for the same action. With `dry_run`: 200 and what would happen to each
 /// device, changing nothing. Otherwise: 202 and the batch (the first wave is requested now,
@@ -178,6 +179,44 @@ pub async fn bulk_action(
         }),
     )
         .into_response())
+}
+
+/// Bulk requests, newest first, a page at a time, each with its counts by state and its waves
+/// still waiting.
+#[utoipa::path(get, path = "/api/v1/batches", tag = "actions",
+    params(api::BatchListQuery),
+    responses(
+        (status = 200, body = api::BatchPage),
+        (status = 400, body = api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_batches(
+    State(state): State<AppState>,
+    query: Result<Query<api::BatchListQuery>, QueryRejection>,
+) -> ApiResult<Json<api::BatchPage>> {
+    let Query(q) = query?;
+    let limit = page_size(q.limit)?;
+    let cursor = q.cursor.as_deref().map(Cursor::parse);
+    let (rows, next) = batches::list(&state, limit, cursor.as_ref()).await?;
+    Ok(Json(api::BatchPage {
+        items: rows
+            .iter()
+            .map(|(b, c)| api::BatchSummary {
+                batch_id: b.id.to_string(),
+                kind: b.kind.name().to_owned(),
+                requested_by: b.requested_by.clone(),
+                created_at: ts(b.created_at),
+                target: b.target.clone(),
+                devices: b.devices,
+                counts: c
+                    .by_state
+                    .iter()
+                    .map(|(s, n)| (s.as_str().to_owned(), *n))
+                    .collect(),
+                waves_waiting: c.waves_waiting,
+            })
+            .collect(),
+        next: next.map(|c| c.as_str().to_owned()),
+    }))
 }
 
 /// A batch: its actions with per-state counts, its waves, and whether it has settled (every

@@ -7,9 +7,9 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::{header, StatusCode};
-use redeploy_core::store::{AuditOrder, Cursor, DeviceQuery, DeviceSort};
+use redeploy_core::store::{ActionQuery, AuditOrder, Cursor, DeviceQuery, DeviceSort};
 use redeploy_core::{
-    ActionId, ActionKind, ActionState, AuditId, DeviceId, JoinType, Role, TokenId,
+    ActionId, ActionKind, ActionState, AuditId, BatchId, DeviceId, JoinType, Role, TokenId,
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -24,6 +24,16 @@ use crate::state::AppState;
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 pub(crate) const MAX_PAGE: u32 = 500;
+
+/// A list's `limit`: 100 when absent, else 1..=[`MAX_PAGE`] (a 400 problem otherwise).
+pub(crate) fn page_size(limit: Option<u32>) -> ApiResult<u32> {
+    match limit.unwrap_or(100) {
+        n @ 1..=MAX_PAGE => Ok(n),
+        _ => Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        ))),
+    }
+}
 
 pub(crate) fn device_id(text: &str) -> ApiResult<DeviceId> {
     DeviceId::parse(text).map_err(|_| ApiError::bad_request(format!("not a device id: {text:?}")))
@@ -46,12 +56,7 @@ pub async fn list_devices(
     query: Result<Query<api::DeviceListQuery>, QueryRejection>,
 ) -> ApiResult<Json<api::DevicePage>> {
     let Query(q) = query?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        )));
-    }
+    let limit = page_size(q.limit)?;
     let sort = match q.sort.as_deref() {
         Some("serial") => DeviceSort::Serial,
         None | Some("name") => DeviceSort::Name,
@@ -233,7 +238,7 @@ pub async fn list_actions(
     query: Result<Query<api::ActionListQuery>, QueryRejection>,
 ) -> ApiResult<Json<api::ActionList>> {
     let Query(q) = query?;
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let limit = page_size(q.limit)?;
     let wanted = q
         .state
         .as_deref()
@@ -241,18 +246,27 @@ pub async fn list_actions(
         .transpose()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let device = q.device.as_deref().map(device_id).transpose()?;
-    let list = service::list(
+    let batch = q
+        .batch
+        .as_deref()
+        .map(|b| {
+            BatchId::parse(b).map_err(|_| ApiError::bad_request(format!("not a batch id: {b:?}")))
+        })
+        .transpose()?;
+    let page = service::page(
         &state,
-        service::ActionFilter {
+        &ActionQuery {
             device,
             state: wanted,
+            batch,
             limit,
-            by_update: false,
+            cursor: q.cursor.as_deref().map(Cursor::parse),
         },
     )
     .await?;
     Ok(Json(api::ActionList {
-        items: list.iter().map(action_dto).collect(),
+        items: page.items.iter().map(action_dto).collect(),
+        next: page.next.map(|c| c.as_str().to_owned()),
     }))
 }
 

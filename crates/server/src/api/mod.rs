@@ -128,6 +128,7 @@ impl Modify for BearerAuth {
         groups::change_members,
         groups::group_local_reset,
         batches::bulk_action,
+        batches::list_batches,
         batches::get_batch,
         schedules::list_schedules,
         schedules::create_schedule,
@@ -155,7 +156,7 @@ impl Modify for BearerAuth {
         api::DeviceFilter, api::Group, api::GroupList, api::NewGroup, api::GroupPatch,
         api::GroupDetail, api::GroupMembersChange, api::DeviceResult, api::GroupLocalResetResult,
         api::BulkRequest, api::PlanCounts, api::PlanItem, api::BulkPlan, api::BatchCounts,
-        api::BatchItem, api::BatchCreated, api::BatchWave, api::BatchStatus, api::TimeWindow,
+        api::BatchItem, api::BatchCreated, api::BatchWave, api::BatchStatus, api::BatchSummary, api::BatchPage, api::TimeWindow,
         api::Schedule, api::ScheduleList, api::NewSchedule, api::SchedulePatch, api::ImportError,
         api::AutopilotImportResult, api::AutopilotDevice, api::AutopilotDeviceList,
         api::PrimaryUser,
@@ -214,6 +215,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             post(groups::group_local_reset),
         )
         .route("/api/v1/actions/bulk", post(batches::bulk_action))
+        .route("/api/v1/batches", get(batches::list_batches))
         .route("/api/v1/batches/{id}", get(batches::get_batch))
         .route(
             "/api/v1/schedules",

@@ -3,7 +3,8 @@
 
 use axum::extract::{Path, Query, State};
 use maud::{html, Markup};
-use redeploy_core::{Action, ActionId, ActionState};
+use redeploy_core::store::{ActionQuery, Cursor};
+use redeploy_core::{Action, ActionId, ActionState, BatchId};
 use serde::Deserialize;
 
 use super::devices::failure_text;
@@ -38,7 +39,14 @@ pub fn timeline_table(a: &Action) -> Markup {
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
     state: Option<String>,
+    /// Only the actions of this batch.
+    batch: Option<String>,
+    /// The next page's position (from the "Next page" link).
+    cursor: Option<String>,
 }
+
+/// Actions per console page.
+const PAGE_SIZE: u32 = 100;
 
 pub async fn list(
     State(state): State<AppState>,
@@ -49,20 +57,42 @@ pub async fn list(
         None => None,
         Some(s) => Some(ActionState::parse(s).map_err(|e| PageError::bad_request(e.to_string()))?),
     };
-    let list = service::list(
+    let batch = match q.batch.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(b) => Some(
+            BatchId::parse(b)
+                .map_err(|_| PageError::bad_request(format!("{b:?} is not a batch id")))?,
+        ),
+    };
+    let page = service::page(
         &state,
-        service::ActionFilter {
+        &ActionQuery {
             state: wanted,
-            limit: 200,
-            by_update: true,
-            ..service::ActionFilter::default()
+            batch,
+            limit: PAGE_SIZE,
+            cursor: q.cursor.as_deref().map(Cursor::parse),
+            ..ActionQuery::default()
         },
     )
     .await?;
+    let list = page.items;
+    let next_link = page.next.map(|c| {
+        let mut parts = Vec::new();
+        if let Some(w) = wanted {
+            parts.push(format!("state={}", w.as_str()));
+        }
+        if let Some(b) = batch {
+            parts.push(format!("batch={b}"));
+        }
+        parts.push(format!("cursor={}", c.as_str()));
+        format!("/console/actions?{}", parts.join("&"))
+    });
     let ids: Vec<_> = list.iter().map(|a| a.device).collect();
     let names = devices::names(&state, &ids).await?;
     let body = html! {
+        @if let Some(b) = batch { p.help { "Actions of batch " code { (b) } "." } }
         form.filters method="get" action="/console/actions" {
+            @if let Some(b) = batch { input type="hidden" name="batch" value=(b); }
             div.field {
                 label for="state" { "State" }
                 select #state name="state" {
@@ -79,13 +109,13 @@ pub async fn list(
         } @else {
             table {
                 thead { tr {
-                    th scope="col" { "Updated" } th scope="col" { "Device" } th scope="col" { "Action" }
+                    th scope="col" { "Requested" } th scope="col" { "Device" } th scope="col" { "Action" }
                     th scope="col" { "State" } th scope="col" { "Requested by" } th scope="col" { "Reason" }
                 } }
                 tbody {
                     @for a in &list {
                         tr {
-                            td.t { a href={ "/console/actions/" (a.id) } { (when(a.updated_at)) } }
+                            td.t { a href={ "/console/actions/" (a.id) } { (when(a.created_at)) } }
                             td { a href={ "/console/devices/" (a.device) } { (names.get(&a.device).cloned().unwrap_or_default()) } }
                             td { (kind_label(a.kind)) }
                             td { (state_badge(a.state)) }
@@ -95,7 +125,10 @@ pub async fn list(
                     }
                 }
             }
-            @if list.len() == 200 { p.help { "Showing the 200 most recently updated actions." } }
+            nav.pager aria-label="Pages" {
+                @if q.cursor.is_some() { a href="/console/actions" { "First page" } }
+                @if let Some(link) = &next_link { a rel="next" href=(link) { "Next page" } }
+            }
         }
     };
     Ok(ok(layout("Actions", Some(&signed), Section::Actions, body)))

@@ -165,3 +165,15 @@ pub async fn expire_stuck(state: &AppState) -> Result<usize> {
             .len(),
     )
 }
+
+/// One page of the actions `query` selects, newest first, and the cursor of the next page. A
+/// cursor this list did not make is invalid input.
+pub async fn page(
+    state: &AppState,
+    query: &redeploy_core::store::ActionQuery,
+) -> Result<redeploy_core::store::Page<Action>> {
+    match state.store.list_actions(query).await {
+        Err(redeploy_core::StoreError::Conflict(why)) => Err(ServiceError::Invalid(why)),
+        other => Ok(other?),
+    }
+}

@@ -5,6 +5,7 @@
 //! and says whether it has settled.
 
 use redeploy_core::batch::{self, BatchProgress, BatchResult, Plan, Target, WaveSettings};
+use redeploy_core::store::{BatchCounts, BatchRecord, Cursor, StoreError};
 use redeploy_core::{ActionKind, BatchId, DeviceFilter, DeviceId, Group};
 use time::Duration;
 
@@ -180,4 +181,28 @@ pub async fn release_due_waves(state: &AppState) -> Result<usize> {
     )
     .await?
     .len())
+}
+
+/// One page of bulk requests, newest first, each with its counts, and the cursor of the next
+/// page. A cursor this list did not make is invalid input.
+pub async fn list(
+    state: &AppState,
+    limit: u32,
+    cursor: Option<&Cursor>,
+) -> Result<(Vec<(BatchRecord, BatchCounts)>, Option<Cursor>)> {
+    let page = match state.store.list_batches(limit, cursor).await {
+        Err(StoreError::Conflict(why)) => return Err(ServiceError::Invalid(why)),
+        other => other?,
+    };
+    let ids: Vec<BatchId> = page.items.iter().map(|b| b.id).collect();
+    let mut counts = state.store.batch_counts(&ids).await?;
+    let rows = page
+        .items
+        .into_iter()
+        .map(|b| {
+            let c = counts.remove(&b.id).unwrap_or_default();
+            (b, c)
+        })
+        .collect();
+    Ok((rows, page.next))
 }

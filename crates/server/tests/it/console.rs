@@ -178,6 +178,7 @@ async fn audit_actions(app: &TestApp) -> Vec<(String, AuditOutcome, String)> {
 }
 
 on_both_backends!(
+    console_actions_page_down_with_a_cursor,
     console_device_page_flags_an_identity_clash,
     console_sign_in_refuses_a_bad_token_and_sets_a_strict_session_cookie,
     console_posts_without_the_right_csrf_token_or_origin_are_refused_and_change_nothing,
@@ -311,6 +312,45 @@ async fn console_audit_lists_newest_first_and_pages_down(backend: Backend) {
     assert!(!second.body.contains("test.n020"));
     let oldest = b.get("/console/audit?order=asc").await;
     assert!(at(&oldest.body, "console.sign_in") < at(&oldest.body, "test.n000"));
+}
+
+/// Issue #14 item 6: the console's action list pages with a cursor, newest first, 100 a page.
+async fn console_actions_page_down_with_a_cursor(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let device = enrolled_pc(&app, "pc-pages", 9).await;
+    let mut ids = Vec::new();
+    for _ in 0..105 {
+        let a = redeploy_core::Action::new(
+            redeploy_core::ActionId::generate(),
+            device,
+            redeploy_core::ActionKind::Sync,
+            "test",
+            None,
+            OffsetDateTime::now_utc(),
+        );
+        app.store.create_action(&a, &[]).await.unwrap();
+        ids.push(a.id.to_string());
+    }
+    let mut b = Browser::new(&app);
+    b.sign_in(&app.admin_token).await;
+    let first = b.get("/console/actions").await;
+    assert_eq!(first.status, 200);
+    let at = |body: &str, what: &str| body.find(what).unwrap_or_else(|| panic!("{what} missing"));
+    assert!(
+        at(&first.body, &ids[104]) < at(&first.body, &ids[103]),
+        "newest first"
+    );
+    assert!(first.body.contains(&ids[5]));
+    assert!(!first.body.contains(&ids[4]), "100 per page");
+    let marker = "rel=\"next\" href=\"";
+    let start = at(&first.body, marker) + marker.len();
+    let next =
+        first.body[start..start + first.body[start..].find('"').unwrap()].replace("&amp;", "&");
+    let second = b.get(&next).await;
+    assert_eq!(second.status, 200);
+    assert!(at(&second.body, &ids[4]) < at(&second.body, &ids[0]));
+    assert!(!second.body.contains(&ids[5]));
+    assert!(!second.body.contains("rel=\"next\""), "the last page");
 }
 
 async fn console_sign_in_refuses_a_bad_token_and_sets_a_strict_session_cookie(backend: Backend) {

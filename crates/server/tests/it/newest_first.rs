@@ -12,6 +12,7 @@ use testkit::on_both_backends;
 on_both_backends!(
     rest_audit_pages_newest_first_on_request_and_oldest_first_by_default,
     a_rest_bulk_requests_daily_cap_governs_its_later_waves,
+    actions_and_batches_page_with_cursors_over_rest,
 );
 
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
@@ -158,4 +159,104 @@ async fn a_rest_bulk_requests_daily_cap_governs_its_later_waves(backend: Backend
             .len();
     }
     assert_eq!(created, 1, "still one wipe today");
+}
+
+/// Every item of a list, following `next` as `cursor` page by page.
+async fn walk(app: &TestApp, path: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut url = path.to_owned();
+    for _ in 0..100 {
+        let (status, page) = get(app, &url).await;
+        assert_eq!(status, 200, "{url}: {page}");
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => url = format!("{path}&cursor={next}"),
+            None => return items,
+        }
+    }
+    panic!("{path}: no last page after 100 pages");
+}
+
+/// Issue #14 item 6: actions and batches (besides devices and audit) page with cursors, newest
+/// first, each item once, with filters; bad sizes and cursors are 400 problems.
+async fn actions_and_batches_page_with_cursors_over_rest(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut devices = Vec::new();
+    for i in 0..3 {
+        devices.push(device(&app, 100 + i).await.to_string());
+    }
+    // Three bulk restarts of the three devices (restart ends no earlier action).
+    let mut batches = Vec::new();
+    for _ in 0..3 {
+        let r = app
+            .client()
+            .post(app.url("/api/v1/actions/bulk"))
+            .bearer_auth(&app.admin_token)
+            .json(&json!({"kind": "sync", "devices": devices}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        let created: Value = r.json().await.unwrap();
+        batches.push(created["batch_id"].as_str().unwrap().to_owned());
+    }
+
+    let listed = walk(&app, "/api/v1/batches?limit=2").await;
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|b| b["batch_id"].as_str().unwrap())
+        .collect();
+    let mut newest_first: Vec<&str> = batches.iter().map(String::as_str).collect();
+    newest_first.reverse();
+    assert_eq!(ids, newest_first);
+    let first = &listed[2];
+    assert_eq!(first["kind"], "sync");
+    assert_eq!(first["devices"], 3);
+    assert_eq!(first["target"], "3 devices");
+    assert_eq!(first["waves_waiting"], 0);
+    let counted: u64 = first["counts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 3, "{first}");
+
+    let actions = walk(&app, "/api/v1/actions?limit=2").await;
+    let mut action_ids: Vec<&str> = actions.iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(action_ids.len(), 9);
+    action_ids.sort();
+    action_ids.dedup();
+    assert_eq!(action_ids.len(), 9, "each action once");
+    let of_batch = walk(
+        &app,
+        &format!("/api/v1/actions?limit=1&batch={}", batches[1]),
+    )
+    .await;
+    assert_eq!(of_batch.len(), 3);
+    assert!(
+        of_batch
+            .iter()
+            .all(|a| a["batch_id"] == batches[1].as_str()),
+        "{of_batch:?}"
+    );
+    let of_device = walk(
+        &app,
+        &format!("/api/v1/actions?limit=2&device={}", devices[0]),
+    )
+    .await;
+    assert_eq!(of_device.len(), 3);
+
+    for bad in [
+        "/api/v1/actions?limit=0",
+        "/api/v1/actions?limit=501",
+        "/api/v1/actions?cursor=zz",
+        "/api/v1/batches?cursor=a1",
+        "/api/v1/batches?limit=9999",
+        "/api/v1/actions?batch=nope",
+    ] {
+        let (status, problem) = get(&app, bad).await;
+        assert_eq!(status, 400, "{bad}: {problem}");
+        assert!(problem["detail"].is_string(), "{bad}: {problem}");
+    }
 }

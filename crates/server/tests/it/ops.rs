@@ -10,7 +10,76 @@ on_both_backends!(
     body_over_the_limit_is_413,
     enrollment_rate_limit_is_429_with_retry_after,
     unknown_paths_are_problem_documents,
+    metrics_are_opened_or_served_on_their_own_listener_only_when_configured,
 );
+
+/// Issue #14 item 6: `/metrics` is closed to anonymous callers unless the operator opens it
+/// (`metrics_public`) or serves it on a listener of its own (`metrics_listen`, plain HTTP).
+async fn metrics_are_opened_or_served_on_their_own_listener_only_when_configured(backend: Backend) {
+    let open = spawn_app_with(backend, |s| s.metrics_public = true).await;
+    let r = open
+        .client()
+        .get(open.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(open);
+
+    let app = spawn_app_with(backend, |s| {
+        s.metrics_listen = Some(([127, 0, 0, 1], 0).into())
+    })
+    .await;
+    let addr = app
+        .server()
+        .metrics_addr
+        .expect("the metrics listener is bound");
+    let plain = reqwest::Client::new();
+    let r = plain
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("redeploy_"));
+    let other = plain
+        .get(format!("http://{addr}/api/v1/devices"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404, "only /metrics there");
+    // The main listener still wants a token; a viewer's is enough, a made-up one is not.
+    let anonymous = app.client().get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let created: serde_json::Value = app
+        .client()
+        .post(app.url("/api/v1/tokens"))
+        .bearer_auth(&app.admin_token)
+        .json(&serde_json::json!({"name": "prometheus", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let viewer = created["secret"].as_str().unwrap();
+    let r = app
+        .client()
+        .get(app.url("/metrics"))
+        .bearer_auth(viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .client()
+        .get(app.url("/metrics"))
+        .bearer_auth("rdp_admin_made_up")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
 
 async fn healthz_and_metrics_answer(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -32,7 +101,15 @@ async fn healthz_and_metrics_answer(backend: Backend) {
     .await;
     assert_eq!(refused.fault_code(), "s:Authentication");
 
-    let metrics = client.get(app.url("/metrics")).send().await.unwrap();
+    // Only an API token sees the metrics (any role; Prometheus sends it as a bearer token).
+    let anonymous = client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let metrics = client
+        .get(app.url("/metrics"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(metrics.status(), 200);
     assert!(metrics.headers()["content-type"]
         .to_str()

@@ -79,7 +79,10 @@ fn nightly(group: GroupId, next_run: OffsetDateTime) -> Schedule {
 }
 
 async fn metrics(state: &AppState) -> String {
-    let response = server::app(state.clone())
+    // Served to anyone here: the router is asked directly, without an API token.
+    let mut state = state.clone();
+    Arc::make_mut(&mut state.settings).metrics_public = true;
+    let response = server::app(state)
         .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
         .await
         .unwrap();
@@ -252,6 +255,7 @@ async fn the_servers_loop_ticks_on_its_own() {
         let text = app
             .client()
             .get(app.url("/metrics"))
+            .bearer_auth(&app.admin_token)
             .send()
             .await
             .unwrap()
