@@ -134,7 +134,106 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let setup_secs = started.elapsed().as_secs_f64();
     let rss_before = rss_kib(server.child.id());
 
-    // Steady load: `concurrency` workers, each taking the next PC in turn.
+    let load_started = Instant::now();
+    let (mut latencies, failures) = steady_load(&pcs, &transport, &args).await?;
+    let elapsed = load_started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let sessions = latencies.len() as f64;
+    let rss_after = rss_kib(server.child.id());
+    let hostile = if args.hostile > 0.0 {
+        let mut identities = Vec::new();
+        for pc in &pcs {
+            let state = pc.lock().await;
+            if let Some(e) = &state.mdm_enrollment {
+                identities.push((
+                    client::check_in_url(&e.server_url),
+                    device::Identity {
+                        cert_pem: e.client_cert_pem.clone(),
+                        key_pem: e.client_key_pem.clone(),
+                    },
+                ));
+            }
+        }
+        let report = crate::bench_hostile::run(
+            transport.clone(),
+            &base,
+            identities,
+            Duration::from_secs_f64(args.hostile),
+            args.concurrency,
+            server::Settings::default().max_body_bytes,
+        )
+        .await;
+        let rss_hostile = rss_kib(server.child.id());
+        // Normal sessions again: they must still be served, as fast.
+        let again_started = Instant::now();
+        let (mut again, again_failures) = steady_load(&pcs, &transport, &args).await?;
+        let again_secs = again_started.elapsed().as_secs_f64();
+        again.sort_unstable();
+        let rss_again = rss_kib(server.child.id());
+        // A quiet pause: what the server keeps once the traffic is gone.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let rss_quiet = rss_kib(server.child.id());
+        Some(json!({
+            "seconds": args.hostile,
+            "requests": report.sent,
+            "answered": report.answered,
+            "server_errors": report.server_errors,
+            "rss_kib_after_hostile": rss_hostile,
+            "normal_again": {
+                "sessions_per_second": again.len() as f64 / again_secs,
+                "failed_sessions": again_failures,
+                "latency_ms_p50": percentile(&again, 0.50) as f64 / 1000.0,
+            },
+            "rss_kib_after_normal_again": rss_again,
+            "rss_kib_after_quiet_5s": rss_quiet,
+            "rss_quiet_over_after_load": match (rss_quiet, rss_after) {
+                (Some(q), Some(a)) if a > 0 => Some(q as f64 / a as f64),
+                _ => None,
+            },
+        }))
+    } else {
+        None
+    };
+    let result = json!({
+        "backend": if args.database.as_deref().is_some_and(|d| d.starts_with("postgres")) { "postgres" } else { "sqlite" },
+        "devices": args.devices,
+        "concurrency": args.concurrency,
+        "setup_seconds": setup_secs,
+        "seconds": elapsed,
+        "sessions": latencies.len(),
+        "failed_sessions": failures,
+        "sessions_per_second": sessions / elapsed,
+        "latency_ms": {
+            "p50": percentile(&latencies, 0.50) as f64 / 1000.0,
+            "p90": percentile(&latencies, 0.90) as f64 / 1000.0,
+            "p99": percentile(&latencies, 0.99) as f64 / 1000.0,
+        },
+        "server_rss_kib": { "after_setup": rss_before, "after_load": rss_after },
+        "hostile": hostile,
+    });
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!(
+            "{} check-in sessions in {:.1} s: {:.0} sessions/s ({} failed); latency p50 {} ms, p99 {} ms; server RSS {} KiB after load",
+            result["sessions"], elapsed, sessions / elapsed, result["failed_sessions"],
+            result["latency_ms"]["p50"], result["latency_ms"]["p99"],
+            rss_after.map_or("?".to_string(), |v| v.to_string())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Steady load for `--duration`: `--concurrency` workers, each taking the next PC in turn; the
+/// latency of every session that succeeded (µs) and how many failed.
+async fn steady_load(
+    pcs: &[Arc<Mutex<device::state::DeviceState>>],
+    transport: &Arc<HttpsTransport>,
+    args: &BenchArgs,
+) -> anyhow::Result<(Vec<u64>, u64)> {
+    let pcs: Arc<Vec<_>> = Arc::new(pcs.to_vec());
     let next = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
@@ -162,44 +261,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             latencies
         }));
     }
-    let load_started = Instant::now();
     let mut latencies = Vec::new();
     for w in workers {
         latencies.extend(w.await?);
     }
-    let elapsed = load_started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let sessions = latencies.len() as f64;
-    let rss_after = rss_kib(server.child.id());
-    let result = json!({
-        "backend": if args.database.as_deref().is_some_and(|d| d.starts_with("postgres")) { "postgres" } else { "sqlite" },
-        "devices": args.devices,
-        "concurrency": args.concurrency,
-        "setup_seconds": setup_secs,
-        "seconds": elapsed,
-        "sessions": latencies.len(),
-        "failed_sessions": failures.load(Ordering::Relaxed),
-        "sessions_per_second": sessions / elapsed,
-        "latency_ms": {
-            "p50": percentile(&latencies, 0.50) as f64 / 1000.0,
-            "p90": percentile(&latencies, 0.90) as f64 / 1000.0,
-            "p99": percentile(&latencies, 0.99) as f64 / 1000.0,
-        },
-        "server_rss_kib": { "after_setup": rss_before, "after_load": rss_after },
-    });
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
-    } else {
-        println!(
-            "{} check-in sessions in {:.1} s: {:.0} sessions/s ({} failed); latency p50 {} ms, p99 {} ms; server RSS {} KiB after load",
-            result["sessions"], elapsed, sessions / elapsed, result["failed_sessions"],
-            result["latency_ms"]["p50"], result["latency_ms"]["p99"],
-            rss_after.map_or("?".to_string(), |v| v.to_string())
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok((latencies, failures.load(Ordering::Relaxed)))
 }
 
 /// A fresh folder under the system temp dir for the server's data.

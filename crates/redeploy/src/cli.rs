@@ -495,6 +495,11 @@ pub struct BenchArgs {
     /// Check-in sessions in flight at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// After the load: this many seconds of hostile sessions (garbage, truncated and deeply
+    /// nested SyncML, bodies at and over the size limit, garbage enrollment SOAP), then the
+    /// load again and a 5 s pause, with the server's resident memory after each (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    pub hostile: f64,
     /// Database for the server under test (default: SQLite in a temporary data folder).
     #[arg(long)]
     pub database: Option<String>,

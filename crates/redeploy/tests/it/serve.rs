@@ -113,3 +113,49 @@ fn migrate_creates_and_migrates_a_sqlite_database() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(1), "an unsupported URL is refused");
 }
+
+/// `redeploy bench --hostile` as an operator runs it (issue #14 item 4): hostile sessions from
+/// enrolled PCs and strangers get answers, never a server error, and normal sessions are
+/// served again afterwards; the memory readings are reported (their figures are benchmarks,
+/// recorded in docs/benchmarks.md, not asserted here).
+#[test]
+fn bench_hostile_gets_no_server_error_and_reports_memory() {
+    let out = Command::new(env!("CARGO_BIN_EXE_redeploy"))
+        .args([
+            "bench",
+            "--devices",
+            "3",
+            "--duration",
+            "0.5",
+            "--concurrency",
+            "2",
+            "--hostile",
+            "1",
+            "--json",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("redeploy bench runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hostile = &report["hostile"];
+    assert!(hostile["requests"].as_u64().unwrap() > 0, "{report}");
+    // A body over the limit may be cut off mid-upload (413 and the connection closed): no answer.
+    assert!(hostile["answered"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(hostile["server_errors"], 0, "{report}");
+    assert_eq!(hostile["normal_again"]["failed_sessions"], 0, "{report}");
+    assert!(
+        hostile["normal_again"]["sessions_per_second"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        hostile["rss_kib_after_quiet_5s"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+}
