@@ -48,11 +48,7 @@ pub async fn is_empty(url: &str) -> StoreResult<bool> {
 
 /// The newest migration this build carries: `connect` brings a database up to it.
 pub fn latest_migration() -> i64 {
-    sqlx::migrate!()
-        .iter()
-        .map(|m| m.version)
-        .max()
-        .unwrap_or_default()
+    store_sql::newest_migration(&sqlx::migrate!())
 }
 
 /// `pg_dump --format=custom` of the database at `url` into `dest`. Blocks until it ends.

@@ -82,11 +82,7 @@ pub async fn schema_version(url_or_path: &str) -> StoreResult<Option<i64>> {
 
 /// The newest migration this build carries: `connect` brings a database up to it.
 pub fn latest_migration() -> i64 {
-    sqlx::migrate!()
-        .iter()
-        .map(|m| m.version)
-        .max()
-        .unwrap_or_default()
+    store_sql::newest_migration(&sqlx::migrate!())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use device::client::{self, EnrollOptions};
+use device::client;
 use device::state::DeviceState;
 use device::{DeviceProfile, HttpsTransport};
 use testkit::app::{drop_postgres_database, fresh_postgres_database, spawn_app, Backend, TestApp};
@@ -19,20 +19,21 @@ testkit::on_both_backends!(a_restored_server_keeps_its_fleet);
 
 const BIN: &str = env!("CARGO_BIN_EXE_redeploy");
 
-/// Runs `redeploy ARGS` with no REDEPLOY_* settings inherited, off the async threads.
+/// `redeploy` with no REDEPLOY_* settings inherited, logging only warnings.
+fn bare() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("REDEPLOY_")) {
+        cmd.env_remove(key);
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+/// Runs `redeploy ARGS` off the async threads.
 async fn redeploy(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(BIN);
-        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("REDEPLOY_")) {
-            cmd.env_remove(key);
-        }
-        cmd.args(&args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("redeploy runs")
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || bare().args(&args).output().expect("redeploy runs"))
+        .await
+        .unwrap()
 }
 
 fn text(output: &Output) -> String {
@@ -66,15 +67,7 @@ async fn enrolled_pc(
 ) -> DeviceState {
     let now = OffsetDateTime::now_utc();
     let mut pc = DeviceProfile::default().build_seeded(name, seed, now);
-    let options = EnrollOptions {
-        server: app.base_url.clone(),
-        token: app.enrollment_token.clone(),
-        issuer: None,
-    };
-    client::enroll(transport, &mut pc, &options, now)
-        .await
-        .expect("enrollment");
-    crate::sync_until_quiet(transport, &mut pc, now).await;
+    testkit::pc::enroll_and_sync(app, transport, &mut pc, now).await;
     pc
 }
 
@@ -90,15 +83,10 @@ impl Drop for Serve {
 
 /// `redeploy serve ARGS`, once it printed that it runs.
 async fn serve(args: Vec<String>) -> Serve {
-    let mut child = Command::new(BIN);
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("REDEPLOY_")) {
-        child.env_remove(key);
-    }
     let mut child = Serve(
-        child
+        bare()
             .arg("serve")
             .args(&args)
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -123,6 +111,22 @@ async fn serve(args: Vec<String>) -> Serve {
         panic!("redeploy serve {args:?} stopped:\n{seen}");
     }
     child
+}
+
+/// The file `name` of `archive`.
+fn entry(archive: &Path, name: &str) -> Vec<u8> {
+    let mut reader = tar::Archive::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(archive).unwrap(),
+    ));
+    for entry in reader.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap() == Path::new(name) {
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            return data;
+        }
+    }
+    panic!("no {name} in {}", archive.display());
 }
 
 /// `archive` with its file `name` replaced by `contents`, the manifest unchanged: a valid
@@ -154,11 +158,100 @@ fn altered(archive: &Path, name: &str, contents: &[u8], to: &Path) {
     writer.into_inner().unwrap().finish().unwrap();
 }
 
-/// Whether a folder holds any restored file (the staging folder is gone either way).
-fn restored_anything(dir: &Path) -> Vec<PathBuf> {
+/// The files in a folder (none when it does not exist).
+fn files_in(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|entries| entries.map(|e| e.unwrap().path()).collect())
         .unwrap_or_default()
+}
+
+/// `redeploy restore ARCHIVE --data-dir DIR [--database URL]`.
+fn restore_args(archive: &Path, dir: &Path, database: Option<String>) -> Vec<String> {
+    let mut args = vec![
+        "restore".to_owned(),
+        arg(archive),
+        "--data-dir".to_owned(),
+        arg(dir),
+    ];
+    if let Some(url) = database {
+        args.extend(["--database".to_owned(), url]);
+    }
+    args
+}
+
+/// Restores that must be refused with exit code 1, restoring nothing: into the folder and the
+/// database `archive` was just restored into (without --force), and a damaged or an altered
+/// archive into a new folder and database.
+async fn refused_restores(
+    backend: Backend,
+    work: &Path,
+    archive: &Path,
+    restored: &Path,
+    restored_database: Option<String>,
+) {
+    // The restored folder again, and an empty folder whose database is not empty; the way
+    // out is named.
+    let twice = redeploy(restore_args(archive, restored, restored_database.clone())).await;
+    assert_eq!(twice.status.code(), Some(1), "{}", text(&twice));
+    let said = String::from_utf8_lossy(&twice.stderr);
+    assert!(
+        said.contains("is not empty") && said.contains("--force"),
+        "{said}"
+    );
+    let other_dir = work.join("another");
+    let database_taken = match backend {
+        Backend::Sqlite => Some(arg(&restored.join("redeploy.db"))),
+        Backend::Postgres => restored_database,
+    };
+    let taken = redeploy(restore_args(archive, &other_dir, database_taken)).await;
+    assert_eq!(taken.status.code(), Some(1), "{}", text(&taken));
+    assert!(
+        String::from_utf8_lossy(&taken.stderr).contains("database"),
+        "{}",
+        text(&taken)
+    );
+    assert!(files_in(&other_dir).is_empty());
+
+    // One flipped byte in the middle of the archive; and an archive whose CA certificate was
+    // replaced (a valid gzip and tar, a stale checksum).
+    let mut bytes = std::fs::read(archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    let flipped = work.join("flipped.tar.gz");
+    std::fs::write(&flipped, &bytes).unwrap();
+    let tampered = work.join("tampered.tar.gz");
+    let not_ours = b"-----BEGIN CERTIFICATE-----\nnot ours\n";
+    altered(archive, "ca.pem", not_ours, &tampered);
+    // A backup of a schema newer than this build knows: no downgrade.
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&entry(archive, "manifest.json")).unwrap();
+    manifest["schema_version"] = serde_json::json!(99_991_231_000_000_i64);
+    let newer = work.join("newer.tar.gz");
+    altered(
+        archive,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+        &newer,
+    );
+    for (bad, expect) in [
+        (&flipped, "damaged"),
+        (&tampered, "checksum"),
+        (&newer, "no downgrade"),
+    ] {
+        let dir = work.join(format!("from-{expect}"));
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(fresh_postgres_database().await),
+        };
+        let url = database.as_ref().map(|(_, url)| url.clone());
+        let refused = redeploy(restore_args(bad, &dir, url)).await;
+        assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+        assert!(text(&refused).contains(expect), "{}", text(&refused));
+        assert!(files_in(&dir).is_empty(), "{:?}", files_in(&dir));
+        if let Some((name, _)) = database {
+            drop_postgres_database(&name).await;
+        }
+    }
 }
 
 async fn a_restored_server_keeps_its_fleet(backend: Backend) {
@@ -245,20 +338,8 @@ async fn a_restored_server_keeps_its_fleet(backend: Backend) {
         Backend::Sqlite => None,
         Backend::Postgres => Some(fresh_postgres_database().await),
     };
-    let restore_args = |dir: &Path, database: Option<String>| {
-        let mut args = vec![
-            "restore".to_owned(),
-            arg(&archive),
-            "--data-dir".to_owned(),
-            arg(dir),
-        ];
-        if let Some(url) = database {
-            args.extend(["--database".to_owned(), url]);
-        }
-        args
-    };
     let new_url = new_database.as_ref().map(|(_, url)| url.clone());
-    let restore = redeploy(restore_args(&restored, new_url.clone())).await;
+    let restore = redeploy(restore_args(&archive, &restored, new_url.clone())).await;
     assert!(restore.status.success(), "{}", text(&restore));
     assert!(
         String::from_utf8_lossy(&restore.stdout).contains("redeploy serve --data-dir"),
@@ -283,74 +364,13 @@ async fn a_restored_server_keeps_its_fleet(backend: Backend) {
             assert_eq!(mode(&restored.join("redeploy.db")), 0o600);
         }
     }
-    let staging_left: Vec<_> = restored_anything(&restored)
+    let staging_left: Vec<_> = files_in(&restored)
         .into_iter()
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .collect();
     assert!(staging_left.is_empty(), "{staging_left:?}");
 
-    // Refused: the same folder again without --force, and an empty folder whose database is
-    // not empty; exit 1, with the way out named.
-    let twice = redeploy(restore_args(&restored, new_url.clone())).await;
-    assert_eq!(twice.status.code(), Some(1), "{}", text(&twice));
-    let said = String::from_utf8_lossy(&twice.stderr);
-    assert!(
-        said.contains("is not empty") && said.contains("--force"),
-        "{said}"
-    );
-    let other_dir = work.path().join("another");
-    let database_taken = match backend {
-        Backend::Sqlite => Some(arg(&restored.join("redeploy.db"))),
-        Backend::Postgres => new_url.clone(),
-    };
-    let taken = redeploy(restore_args(&other_dir, database_taken)).await;
-    assert_eq!(taken.status.code(), Some(1), "{}", text(&taken));
-    assert!(
-        String::from_utf8_lossy(&taken.stderr).contains("database"),
-        "{}",
-        text(&taken)
-    );
-    assert!(restored_anything(&other_dir).is_empty());
-
-    // Refused: one flipped byte in the middle of the archive; and an archive whose CA
-    // certificate was replaced (a valid gzip and tar, a stale checksum). Nothing is restored.
-    let mut bytes = std::fs::read(&archive).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    let flipped = work.path().join("flipped.tar.gz");
-    std::fs::write(&flipped, &bytes).unwrap();
-    let tampered = work.path().join("tampered.tar.gz");
-    altered(
-        &archive,
-        "ca.pem",
-        b"-----BEGIN CERTIFICATE-----\nnot ours\n",
-        &tampered,
-    );
-    for (bad, expect) in [(&flipped, "damaged"), (&tampered, "checksum")] {
-        let dir = work.path().join(format!(
-            "from-{}",
-            bad.file_stem().unwrap().to_string_lossy()
-        ));
-        let mut args = restore_args(&dir, None);
-        args[1] = arg(bad);
-        if backend == Backend::Postgres {
-            let (name, url) = fresh_postgres_database().await;
-            args.extend(["--database".to_owned(), url]);
-            let refused = redeploy(args).await;
-            assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-            assert!(text(&refused).contains(expect), "{}", text(&refused));
-            drop_postgres_database(&name).await;
-        } else {
-            let refused = redeploy(args).await;
-            assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-            assert!(text(&refused).contains(expect), "{}", text(&refused));
-        }
-        assert!(
-            restored_anything(&dir).is_empty(),
-            "{:?}",
-            restored_anything(&dir)
-        );
-    }
+    refused_restores(backend, work.path(), &archive, &restored, new_url.clone()).await;
 
     // `redeploy serve` on the restored machine, where the PCs look for it (the same address).
     let mut serve_args = vec![
