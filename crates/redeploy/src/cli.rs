@@ -26,6 +26,13 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Apply the database migrations and exit.
     Migrate(MigrateArgs),
+    /// Write a backup while the server runs: a consistent snapshot of the database (SQLite
+    /// `VACUUM INTO`, or `pg_dump`), the CA and TLS keys, the first tokens and the settings
+    /// file, in one archive (mode 0600) with a manifest of SHA-256 checksums.
+    Backup(BackupArgs),
+    /// Restore a backup into a new (absent or empty) data folder and an empty database, after
+    /// checking every file against the manifest; `redeploy serve` then runs on it.
+    Restore(RestoreArgs),
     /// Measure the server: full HTTPS check-in sessions per second from emulated PCs.
     Bench(BenchArgs),
     /// List or show managed devices.
@@ -513,14 +520,8 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8443; port 0 picks a free port] (REDEPLOY_LISTEN).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// Folder for the database, the CA, the TLS certificate and the first tokens
-    /// [default: ./redeploy-data] (REDEPLOY_DATA_DIR).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// `sqlite://PATH` (default: redeploy.db in the data folder) or `postgres://…`
-    /// (REDEPLOY_DATABASE, or REDEPLOY_DATABASE_FILE naming a file that holds it).
-    #[arg(long)]
-    pub database: Option<String>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Extra DNS names for the TLS certificate and the URLs given to devices (repeatable;
     /// REDEPLOY_HOSTNAMES, comma-separated).
     #[arg(long = "hostname")]
@@ -528,9 +529,6 @@ pub struct ServeArgs {
     /// Base URL devices use, when it differs from https://HOSTNAME:PORT (REDEPLOY_PUBLIC_URL).
     #[arg(long)]
     pub public_url: Option<String>,
-    /// Configuration file (defaults, then this file, then REDEPLOY_* variables, then flags).
-    #[arg(long, env = "REDEPLOY_CONFIG")]
-    pub config: Option<PathBuf>,
     /// Log format on standard error; the level comes from RUST_LOG (default `info`).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -542,6 +540,52 @@ pub struct ServeArgs {
     /// tokens it signs: never use it for real PCs.
     #[arg(long)]
     pub test_issuer: bool,
+}
+
+/// Where a server's data is: the settings file, then the data folder and the database (which
+/// win over the file and `REDEPLOY_*`).
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Folder for the database, the CA, the TLS certificate and the first tokens
+    /// [default: ./redeploy-data] (REDEPLOY_DATA_DIR).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://PATH` (default: redeploy.db in the data folder) or `postgres://…`
+    /// (REDEPLOY_DATABASE, or REDEPLOY_DATABASE_FILE naming a file that holds it).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Configuration file (defaults, then this file, then REDEPLOY_* variables, then flags).
+    #[arg(long, env = "REDEPLOY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The archive to write: a gzip-compressed tar, mode 0600, never overwritten
+    /// [default: redeploy-backup-YYYYMMDD-HHMMSS.tar.gz in the current folder].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The server to back up, named as for `redeploy serve` (its settings file is backed up too).
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive `redeploy backup` wrote.
+    pub archive: PathBuf,
+    /// The data folder to restore into: absent or empty unless --force
+    /// [default: ./redeploy-data].
+    #[arg(long, env = "REDEPLOY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The database to restore into: for a SQLite backup `sqlite://PATH` or a file path
+    /// [default: redeploy.db in the data folder]; for a PostgreSQL backup `postgres://…` of an
+    /// existing, empty database (required).
+    #[arg(long, env = "REDEPLOY_DATABASE")]
+    pub database: Option<String>,
+    /// Overwrite a non-empty data folder or database (PostgreSQL: `pg_restore --clean`).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,11 +4,14 @@ mod admin;
 mod admin_common;
 mod admin_groups;
 mod admin_webhooks;
+mod archive;
+mod backup;
 mod bench;
 mod bench_hostile;
 mod cli;
 mod emulate;
 mod inspect;
+mod restore;
 mod serve;
 mod test_issuer;
 
@@ -51,6 +54,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Serve(args) => serve::run(args).await,
         cli::Command::Migrate(args) => serve::migrate(args).await,
+        cli::Command::Backup(args) => backup::run(args).await,
+        cli::Command::Restore(args) => restore::run(args).await,
         cli::Command::Emulate(args) => emulate::run(*args).await,
         cli::Command::TestIssuer(args) => test_issuer::run(args).await,
         cli::Command::Bench(args) => bench::run(args).await,

@@ -9,7 +9,7 @@ use server::settings::{FederatedSettings, JwksSource};
 use server::Settings;
 use test_issuer::{IssuerConfig, RunningIssuer};
 
-use crate::cli::{LogFormat, MigrateArgs, ServeArgs};
+use crate::cli::{DataArgs, LogFormat, MigrateArgs, ServeArgs};
 
 /// Sets up `tracing` on standard error: level from `RUST_LOG` (default `info`), text or JSON.
 pub fn init_logging(format: LogFormat) {
@@ -26,18 +26,25 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-/// The settings: defaults, then the config file, then `REDEPLOY_*`, then the flags.
-pub fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
+/// The settings of the data folder and database: defaults, then the config file, then
+/// `REDEPLOY_*`, then the flags.
+pub fn data_settings(args: &DataArgs) -> anyhow::Result<Settings> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let mut settings = Settings::load(args.config.as_deref(), &env)?;
-    if let Some(listen) = args.listen {
-        settings.listen = listen;
-    }
     if let Some(dir) = &args.data_dir {
         settings.data_dir = dir.clone();
     }
     if let Some(db) = &args.database {
         settings.database = Some(db.clone());
+    }
+    Ok(settings)
+}
+
+/// The settings: defaults, then the config file, then `REDEPLOY_*`, then the flags.
+pub fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
+    let mut settings = data_settings(&args.data)?;
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
     }
     if !args.hostnames.is_empty() {
         settings.hostnames = args.hostnames.clone();

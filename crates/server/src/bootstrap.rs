@@ -181,34 +181,62 @@ pub fn load_or_issue_server_cert(
     Ok((chain, key))
 }
 
-/// Opens the store named by `database` (`sqlite:`/file path or `postgres://`/`postgresql://`),
-/// defaulting to `<data_dir>/redeploy.db`, and runs its migrations.
-pub async fn open_store(database: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, Error> {
-    let url = match database {
-        Some(url) => url.to_string(),
-        None => data_dir.join(SQLITE_DB).display().to_string(),
-    };
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = store_postgres::PostgresStore::connect(&url).await?;
-        Ok(Arc::new(store))
-    } else if url.contains("://") && !url.starts_with("sqlite:") {
-        Err(Error::Config(format!(
-            "database {:?}: expected sqlite://PATH, a file path or postgres://…",
-            redact(&url)
-        )))
-    } else {
-        let store = store_sqlite::SqliteStore::connect(&url).await?;
-        Ok(Arc::new(store))
+/// Which database a `database` setting names, with its URL (or SQLite path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A `sqlite:` URL or a file path.
+    Sqlite(String),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl Database {
+    /// The database named by `database` (`sqlite:`/file path or `postgres://`/`postgresql://`),
+    /// defaulting to `<data_dir>/redeploy.db`.
+    pub fn from_setting(database: Option<&str>, data_dir: &Path) -> Result<Database, Error> {
+        let url = match database {
+            Some(url) => url.to_string(),
+            None => data_dir.join(SQLITE_DB).display().to_string(),
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Database::Postgres(url))
+        } else if url.contains("://") && !url.starts_with("sqlite:") {
+            Err(Error::Config(format!(
+                "database {:?}: expected sqlite://PATH, a file path or postgres://…",
+                redact(&url)
+            )))
+        } else {
+            Ok(Database::Sqlite(url))
+        }
+    }
+
+    /// The URL (or path), for connecting.
+    pub fn url(&self) -> &str {
+        match self {
+            Database::Sqlite(url) | Database::Postgres(url) => url,
+        }
     }
 }
 
-/// The URL without a password, for messages.
+/// Opens the store named by `database` (see [`Database::from_setting`]) and runs its migrations.
+pub async fn open_store(database: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, Error> {
+    match Database::from_setting(database, data_dir)? {
+        Database::Postgres(url) => Ok(Arc::new(
+            store_postgres::PostgresStore::connect(&url).await?,
+        )),
+        Database::Sqlite(url) => Ok(Arc::new(store_sqlite::SqliteStore::connect(&url).await?)),
+    }
+}
+
+/// The URL with its password (if any) as `***`, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
         }
         _ => url.to_string(),
     }
@@ -290,6 +318,11 @@ mod tests {
             "postgres://app:***@db:5432/redeploy"
         );
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            redact("postgres://app@db/redeploy"),
+            "postgres://app@db/redeploy",
+            "no password, nothing to hide"
+        );
     }
 
     #[test]

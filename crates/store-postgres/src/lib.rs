@@ -15,6 +15,8 @@ use store_sql::{backend, corrupt, run, Arg, Dialect, On, SqlRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub mod backup;
+
 /// The PostgreSQL store.
 pub type PostgresStore = store_sql::SqlStore<Postgres>;
 

@@ -29,6 +29,12 @@ use redeploy_core::store::StoreResult;
 
 pub use dialect::{backend, corrupt, Arg, Dialect, On, SqlRow};
 
+/// The newest migration `migrator` carries (0 when none): the schema version `connect` brings
+/// a database up to, and the newest one a backup this build restores may be at.
+pub fn newest_migration(migrator: &sqlx::migrate::Migrator) -> i64 {
+    migrator.iter().map(|m| m.version).max().unwrap_or_default()
+}
+
 /// `Store` on the database family `D`.
 pub struct SqlStore<D: Dialect> {
     pool: D::Pool,

@@ -18,12 +18,23 @@ use store_sql::{backend, corrupt, run, Arg, Dialect, On, SqlRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub mod backup;
+
 /// The SQLite store.
 pub type SqliteStore = store_sql::SqlStore<Sqlite>;
 
 /// The SQLite dialect of the shared queries.
 #[derive(Debug)]
 pub enum Sqlite {}
+
+/// The connect options of a `sqlite:` URL or a plain file path.
+fn parse_options(url_or_path: &str) -> StoreResult<SqliteConnectOptions> {
+    if url_or_path.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url_or_path).map_err(backend)
+    } else {
+        Ok(SqliteConnectOptions::new().filename(url_or_path))
+    }
+}
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments<'q>>;
 
@@ -57,11 +68,7 @@ impl Dialect for Sqlite {
     /// Opens (creating if missing) the database at a `sqlite:` URL or a file path, and runs the
     /// embedded migrations. `sqlite::memory:` gives a private in-memory database (one connection).
     async fn connect(url_or_path: &str) -> StoreResult<SqlitePool> {
-        let options = if url_or_path.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(url_or_path).map_err(backend)?
-        } else {
-            SqliteConnectOptions::new().filename(url_or_path)
-        };
+        let options = parse_options(url_or_path)?;
         let in_memory = url_or_path.contains(":memory:") || url_or_path.contains("mode=memory");
         let options = options
             .create_if_missing(true)

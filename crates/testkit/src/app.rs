@@ -201,6 +201,14 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Stops the server and waits until it no longer listens; its data folder and database stay
+    /// until the app is dropped (a test may copy them, or start another server in their place).
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
     /// Stops the server and starts a new one on the same data folder and database (a new port).
     pub async fn restart(&mut self) {
         if let Some(s) = self.server.take() {

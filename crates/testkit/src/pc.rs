@@ -1,9 +1,30 @@
 //! Driving an emulated PC (`device`) against a test server.
 
-use device::client;
+use device::client::{self, EnrollOptions};
 use device::state::DeviceState;
 use device::transport::Transport;
 use time::OffsetDateTime;
+
+use crate::app::TestApp;
+
+/// Enrolls `state` into `app` with the app's enrollment token (which vouches for the Entra
+/// join), then checks in until the server has nothing more for it.
+pub async fn enroll_and_sync(
+    app: &TestApp,
+    transport: &dyn Transport,
+    state: &mut DeviceState,
+    now: OffsetDateTime,
+) {
+    let options = EnrollOptions {
+        server: app.base_url.clone(),
+        token: app.enrollment_token.clone(),
+        issuer: None,
+    };
+    client::enroll(transport, state, &options, now)
+        .await
+        .expect("enrollment");
+    sync_until_quiet(transport, state, now).await;
+}
 
 /// Checks in until the server has nothing more for the PC (bounded: a loop would be a bug).
 /// Quiet means no command but the reads a session start may carry on its own: WinRE's state,

@@ -2,6 +2,7 @@
 
 mod admin;
 mod architecture;
+mod backup;
 mod batches;
 mod docs;
 mod e2e;

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use device::client::{self, EnrollOptions};
+use device::client;
 use device::state::DeviceState;
 use device::{schedule, DeviceError, DeviceProfile, HttpsTransport, Identity, Transport};
 use enroll::ca::CertificateAuthority;
@@ -51,15 +51,7 @@ async fn enrolled_pc(
 ) -> (DeviceState, Device) {
     let now = clock.now();
     let mut pc = DeviceProfile::default().build_seeded(name, seed, now);
-    let options = EnrollOptions {
-        server: app.base_url.clone(),
-        token: app.enrollment_token.clone(),
-        issuer: None,
-    };
-    client::enroll(transport, &mut pc, &options, now)
-        .await
-        .expect("enrollment");
-    crate::sync_until_quiet(transport, &mut pc, now).await;
+    testkit::pc::enroll_and_sync(app, transport, &mut pc, now).await;
     let device = app
         .store
         .device_by_mdm_device_id(&pc.dev_id)

@@ -75,6 +75,35 @@ mod upgrade {
         dir
     }
 
+    /// A snapshot of an earlier release's database (`redeploy backup`) keeps its schema
+    /// version, and the first start on it after a restore brings it forward to this build's.
+    #[tokio::test]
+    async fn a_snapshot_of_an_older_database_is_migrated_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        let old = migrations_before(ONE_ACTIVE_ERASING_VERSION);
+        let migrator = Migrator::new(old.path()).await.unwrap();
+        migrator.run(&pool).await.unwrap();
+        let copy = dir.path().join("copy.db");
+        store_sqlite::backup::snapshot(path.to_str().unwrap(), &copy)
+            .await
+            .unwrap();
+        pool.close().await;
+        let copy = copy.to_str().unwrap();
+        let before = store_sqlite::backup::schema_version(copy).await.unwrap();
+        assert_eq!(before, Some(store_sql::newest_migration(&migrator)));
+        assert!(before < Some(ONE_ACTIVE_ERASING_VERSION));
+        SqliteStore::connect(copy).await.unwrap().close().await;
+        assert_eq!(
+            store_sqlite::backup::schema_version(copy).await.unwrap(),
+            Some(store_sqlite::backup::latest_migration())
+        );
+    }
+
     /// A database that already holds two active resets on one device (a race before the index)
     /// upgrades: the extra one is expired, and the index holds afterwards.
     #[tokio::test]
