@@ -182,14 +182,20 @@ pub fn load_or_issue_server_cert(
 }
 
 /// Opens the store named by `database` (`sqlite:`/file path or `postgres://`/`postgresql://`),
-/// defaulting to `<data_dir>/redeploy.db`, and runs its migrations.
-pub async fn open_store(database: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, Error> {
+/// defaulting to `<data_dir>/redeploy.db`, and runs its migrations. A statement waits at most
+/// `wait` for the database (a pooled connection; SQLite's write lock) before it fails.
+pub async fn open_store(
+    database: Option<&str>,
+    data_dir: &Path,
+    wait: std::time::Duration,
+) -> Result<Arc<dyn Store>, Error> {
+    let options = &store_sql::ConnectOptions { wait };
     let url = match database {
         Some(url) => url.to_string(),
         None => data_dir.join(SQLITE_DB).display().to_string(),
     };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = store_postgres::PostgresStore::connect(&url).await?;
+        let store = store_postgres::PostgresStore::connect_with(&url, options).await?;
         Ok(Arc::new(store))
     } else if url.contains("://") && !url.starts_with("sqlite:") {
         Err(Error::Config(format!(
@@ -197,7 +203,7 @@ pub async fn open_store(database: Option<&str>, data_dir: &Path) -> Result<Arc<d
             redact(&url)
         )))
     } else {
-        let store = store_sqlite::SqliteStore::connect(&url).await?;
+        let store = store_sqlite::SqliteStore::connect_with(&url, options).await?;
         Ok(Arc::new(store))
     }
 }

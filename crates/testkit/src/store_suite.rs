@@ -3431,3 +3431,18 @@ pub async fn certificate_expiry_counts_enrolled_devices_only(store: Arc<dyn Stor
         .unwrap();
     assert_eq!((counts.expired, counts.expiring), (2, 2));
 }
+
+pub async fn the_health_check_answers_and_leaves_no_lock_behind(store: Arc<dyn Store>) {
+    store.ping().await.expect("a reachable database is ready");
+    let (a, b) = tokio::join!(store.ping(), store.ping());
+    a.unwrap();
+    b.unwrap();
+    // The check's write transaction ended: a write right after it does not wait for it.
+    let written = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        enrolled(&store, "after-ping"),
+    )
+    .await
+    .expect("a write after the health check");
+    assert!(store.device(written).await.unwrap().is_some());
+}
