@@ -23,15 +23,27 @@ async fn start_serve(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> (Child, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_redeploy"));
+    command.stderr(Stdio::inherit());
+    serve_with(command, data, extra, env).await
+}
+
+/// [`start_serve`] through `command`, which runs `redeploy` with the arguments it is given
+/// (e.g. a shell that lowers a limit first).
+async fn serve_with(
+    mut command: Command,
+    data: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, String, String) {
     let mut child = Child(
-        Command::new(env!("CARGO_BIN_EXE_redeploy"))
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(extra)
             .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("redeploy runs"),
     );
@@ -206,6 +218,71 @@ async fn serve_cuts_an_idle_flood_and_answers_an_outage_fast(backend: testkit::a
     if let Some(name) = postgres_db {
         testkit::app::drop_postgres_database(&name).await;
     }
+}
+
+/// Issue #14: out of file descriptors, `accept()` fails at once for as long as they are all
+/// held; the server used to retry without a pause and log ~380,000 lines a second. Now it
+/// pauses and logs at most a line a second, and serves again when descriptors are free.
+#[tokio::test]
+async fn serve_out_of_file_descriptors_pauses_and_logs_once_a_second() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("serve.log");
+    // bash lowers the limit, then becomes `redeploy` ($0) with the arguments after it.
+    let mut command = Command::new("bash");
+    command
+        .args([
+            "-c",
+            "ulimit -n 64 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_redeploy"),
+        ])
+        .stderr(std::fs::File::create(&log).unwrap());
+    let env = [("REDEPLOY_TLS_HANDSHAKE_TIMEOUT_SECS", "1")];
+    let (_child, base, _) = serve_with(command, &data, &[], &env).await;
+    let addr: std::net::SocketAddr = base.trim_start_matches("https://").parse().unwrap();
+
+    // Far more connections than descriptors, held for two seconds.
+    let started = Instant::now();
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        flood.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(flood);
+    let client = client_trusting(&data);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.get(format!("{base}/healthz")).send().await {
+            Ok(r) if r.status() == 200 => break,
+            _ => assert!(Instant::now() < deadline, "not serving after the flood"),
+        }
+    }
+    let seconds = started.elapsed().as_secs();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines = text.lines().filter(|l| l.contains("accept failed")).count() as u64;
+    assert!(
+        text.contains("Too many open files"),
+        "the flood never reached the limit:\n{text}"
+    );
+    assert!(
+        (1..=seconds + 2).contains(&lines),
+        "{lines} lines in {seconds} s:\n{text}"
+    );
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let errors: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("redeploy_accept_errors_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no accept error count:\n{metrics}"));
+    assert!(errors >= lines, "{errors} errors, {lines} lines");
 }
 
 #[test]

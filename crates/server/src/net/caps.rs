@@ -66,7 +66,7 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 impl ConnectionCaps {
     /// Caps of `max_total` connections (at least 1) and `max_per_client` per client (0: none),
     /// with `exempt` addresses counted only in the total.
-    pub fn new(max_total: usize, max_per_client: usize, exempt: Vec<IpAddr>) -> Arc<Self> {
+    pub fn new(max_total: usize, max_per_client: usize, exempt: &[IpAddr]) -> Arc<Self> {
         Arc::new(ConnectionCaps {
             max_total: max_total.max(1),
             max_per_client,
@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn the_per_client_cap_refuses_one_client_and_not_another() {
-        let caps = ConnectionCaps::new(100, 2, Vec::new());
+        let caps = ConnectionCaps::new(100, 2, &[]);
         let a1 = caps.admit(ip("10.0.0.1")).unwrap();
         let _a2 = caps.admit(ip("10.0.0.1")).unwrap();
         assert_eq!(caps.admit(ip("10.0.0.1")).unwrap_err(), Refusal::PerClient);
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn the_total_cap_holds_for_all_clients_and_places_come_back() {
-        let caps = ConnectionCaps::new(3, 0, Vec::new());
+        let caps = ConnectionCaps::new(3, 0, &[]);
         let held: Vec<_> = (1..=3)
             .map(|i| caps.admit(ip(&format!("10.0.0.{i}"))).unwrap())
             .collect();
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn an_ipv6_client_is_its_64_and_proxies_are_exempt() {
-        let caps = ConnectionCaps::new(100, 1, vec![ip("192.0.2.10")]);
+        let caps = ConnectionCaps::new(100, 1, &[ip("192.0.2.10")]);
         let _a = caps.admit(ip("2001:db8:1:2::1")).unwrap();
         assert_eq!(
             caps.admit(ip("2001:db8:1:2:ffff::7")).unwrap_err(),

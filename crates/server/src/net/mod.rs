@@ -53,7 +53,7 @@ pub async fn serve(listener: TcpListener, serving: Serving) {
     let caps = ConnectionCaps::new(
         serving.limits.max_connections,
         serving.limits.max_connections_per_ip,
-        serving.exempt.clone(),
+        &serving.exempt,
     );
     let mut backoff = AcceptBackoff::default();
     loop {
@@ -66,11 +66,12 @@ pub async fn serve(listener: TcpListener, serving: Serving) {
                 serving.metrics.record_accept_error();
                 let next = backoff.failed(Instant::now());
                 if let Some(suppressed) = next.log {
+                    // `suppressed`: failures since the previous line that were not logged.
                     tracing::warn!(
                         %err,
                         pause_ms = next.pause.as_millis() as u64,
                         suppressed,
-                        "accept failed; pausing before the next (suppressed: failures not logged since the last line)"
+                        "accept failed; pausing before accepting again"
                     );
                 }
                 tokio::time::sleep(next.pause).await;
@@ -88,31 +89,45 @@ pub async fn serve(listener: TcpListener, serving: Serving) {
         };
         let _ = tcp.set_nodelay(true);
         tokio::spawn(connection(
-            tcp,
-            peer,
-            admission,
+            Accepted {
+                tcp,
+                peer,
+                admission,
+            },
             acceptor.clone(),
-            serving.clone(),
+            serving.app.clone(),
+            serving.limits,
+            Arc::clone(&serving.metrics),
         ));
     }
 }
 
-/// One admitted connection, from the handshake to its end.
-async fn connection(
+/// A connection the caps admitted.
+struct Accepted {
     tcp: TcpStream,
     peer: SocketAddr,
     admission: Admission,
+}
+
+/// One admitted connection, from the handshake to its end.
+async fn connection(
+    accepted: Accepted,
     acceptor: TlsAcceptor,
-    serving: Serving,
+    app: Router,
+    limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
 ) {
-    let metrics = Arc::clone(&serving.metrics);
+    let Accepted {
+        tcp,
+        peer,
+        admission,
+    } = accepted;
     metrics.connection_opened();
     let _open = OpenConnection {
         _admission: admission,
         metrics: Arc::clone(&metrics),
     };
-    let handshake =
-        tokio::time::timeout(serving.limits.tls_handshake_timeout, acceptor.accept(tcp)).await;
+    let handshake = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await;
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(err)) => {
@@ -137,7 +152,6 @@ async fn connection(
             .map(|c| c.clone().into_owned()),
     );
     let activity = Activity::new();
-    let app = serving.app.clone();
     let requests = Arc::clone(&activity);
     let service =
         hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
@@ -158,12 +172,12 @@ async fn connection(
         service,
     );
     tokio::pin!(conn);
-    let limits = watch::Limits {
-        header_read: serving.limits.header_read_timeout,
-        idle: serving.limits.idle_timeout,
+    let timeouts = watch::Limits {
+        header_read: limits.header_read_timeout,
+        idle: limits.idle_timeout,
     };
     loop {
-        let verdict = watch::judge(&activity.snapshot(), protocol, limits, activity.now());
+        let verdict = watch::judge(&activity.snapshot(), protocol, timeouts, activity.now());
         let ended = match verdict {
             Verdict::Close(timeout) => {
                 // Dropping the connection closes the socket; no request is in flight.
