@@ -1107,6 +1107,16 @@ pub trait WebhookStore: Send + Sync {
     ) -> StoreResult<Vec<Delivery>>;
 }
 
+/// Whether the database can do the store's work right now (readiness, `/readyz`).
+#[async_trait]
+pub trait HealthCheck: Send + Sync {
+    /// `Ok` when the database answers a statement inside a transaction that could write (so a
+    /// database whose write lock another process holds is not ready); the database's error
+    /// otherwise. Writes nothing. Waits no longer than the store waits for any statement; a
+    /// caller that needs a tighter bound wraps it in its own timeout.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
 /// Every storage concern; what the server holds as `Arc<dyn Store>`.
 pub trait Store:
     EnrollmentStore
@@ -1124,6 +1134,7 @@ pub trait Store:
     + ConsoleSessionStore
     + WebhookStore
     + SupportTrail
+    + HealthCheck
     + Send
     + Sync
 {
@@ -1145,6 +1156,7 @@ impl<T> Store for T where
         + ConsoleSessionStore
         + WebhookStore
         + SupportTrail
+        + HealthCheck
         + Send
         + Sync
 {

@@ -189,7 +189,9 @@ async fn shutdown_signal() {
 /// `redeploy migrate --database URL`: apply the migrations and exit.
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     init_logging(LogFormat::Text);
-    server::bootstrap::open_store(Some(&args.database), std::path::Path::new("."))
+    // Migrations may wait for another process's lock: give them the tools' longer wait.
+    let wait = std::time::Duration::from_secs(10);
+    server::bootstrap::open_store(Some(&args.database), std::path::Path::new("."), wait)
         .await
         .context("migration failed")?;
     println!(

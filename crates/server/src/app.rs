@@ -9,7 +9,7 @@ use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use http::{header, StatusCode};
+use http::{header, HeaderValue, StatusCode};
 
 use crate::problem::{problem_errors, Problem};
 use crate::ratelimit::{limit_by_ip, RateLimiter};
@@ -32,6 +32,7 @@ pub fn app(state: AppState) -> Router {
     };
     Router::new()
         .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
         .merge(metrics)
         .merge(enrollment)
         .merge(management_routes(&state))
@@ -77,7 +78,8 @@ async fn not_found(request: Request) -> Response {
 }
 
 /// Refuses a declared body over the limit (413) before reading it, bounds the handler's time
-/// (503 after `request_timeout`), and records the latency under the route pattern.
+/// (503 after `request_timeout`), gives every 503 a `Retry-After` (`retry_after`), and
+/// records the latency under the route pattern.
 async fn limits_and_latency(
     State(state): State<AppState>,
     request: Request,
@@ -109,8 +111,25 @@ async fn limits_and_latency(
             }
         }
     };
+    let response = with_retry_after(response, state.settings.retry_after);
     let elapsed = started.elapsed();
     state.metrics.record_request(&endpoint, elapsed);
     tracing::debug!(%endpoint, status = response.status().as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request");
+    response
+}
+
+/// A 503 says "try again later" (RFC 9110 §15.6.4); `Retry-After` says when (§10.2.3), unless
+/// the handler said it already. Windows' OMA-DM client retries a session answered 503 on its
+/// own (Microsoft's "OMA DM Client Connection Retry" lists 503 among the statuses it reconnects
+/// on; a Windows Mobile page: INFERENCE for desktop Windows, whose poll schedule retries anyway).
+fn with_retry_after(mut response: Response, after: std::time::Duration) -> Response {
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !response.headers().contains_key(header::RETRY_AFTER)
+    {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(after.as_secs().max(1)),
+        );
+    }
     response
 }

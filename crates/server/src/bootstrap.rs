@@ -219,12 +219,21 @@ impl Database {
 }
 
 /// Opens the store named by `database` (see [`Database::from_setting`]) and runs its migrations.
-pub async fn open_store(database: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, Error> {
+/// A statement waits at most `wait` for the database (a pooled connection; SQLite's write lock)
+/// before it fails.
+pub async fn open_store(
+    database: Option<&str>,
+    data_dir: &Path,
+    wait: std::time::Duration,
+) -> Result<Arc<dyn Store>, Error> {
+    let options = &store_sql::ConnectOptions { wait };
     match Database::from_setting(database, data_dir)? {
         Database::Postgres(url) => Ok(Arc::new(
-            store_postgres::PostgresStore::connect(&url).await?,
+            store_postgres::PostgresStore::connect_with(&url, options).await?,
         )),
-        Database::Sqlite(url) => Ok(Arc::new(store_sqlite::SqliteStore::connect(&url).await?)),
+        Database::Sqlite(url) => Ok(Arc::new(
+            store_sqlite::SqliteStore::connect_with(&url, options).await?,
+        )),
     }
 }
 

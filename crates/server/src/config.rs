@@ -24,6 +24,15 @@ pub struct ConfigFile {
     pub public_url: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub request_timeout_secs: Option<u64>,
+    pub tls_handshake_timeout_secs: Option<u64>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+    /// 0 = no per-address cap.
+    pub max_connections_per_ip: Option<usize>,
+    pub database_timeout_secs: Option<u64>,
+    pub readiness_timeout_secs: Option<u64>,
+    pub retry_after_secs: Option<u64>,
     pub enroll_rate_burst: Option<u32>,
     pub enroll_rate_per_second: Option<f64>,
     pub provider_id: Option<String>,
@@ -119,6 +128,16 @@ fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Err
             "public_url" => file.public_url = Some(v),
             "max_body_bytes" => file.max_body_bytes = Some(parse(name, &v)?),
             "request_timeout_secs" => file.request_timeout_secs = Some(parse(name, &v)?),
+            "tls_handshake_timeout_secs" => {
+                file.tls_handshake_timeout_secs = Some(parse(name, &v)?)
+            }
+            "header_read_timeout_secs" => file.header_read_timeout_secs = Some(parse(name, &v)?),
+            "idle_timeout_secs" => file.idle_timeout_secs = Some(parse(name, &v)?),
+            "max_connections" => file.max_connections = Some(parse(name, &v)?),
+            "max_connections_per_ip" => file.max_connections_per_ip = Some(parse(name, &v)?),
+            "database_timeout_secs" => file.database_timeout_secs = Some(parse(name, &v)?),
+            "readiness_timeout_secs" => file.readiness_timeout_secs = Some(parse(name, &v)?),
+            "retry_after_secs" => file.retry_after_secs = Some(parse(name, &v)?),
             "enroll_rate_burst" => file.enroll_rate_burst = Some(parse(name, &v)?),
             "enroll_rate_per_second" => file.enroll_rate_per_second = Some(parse(name, &v)?),
             "provider_id" => file.provider_id = Some(v),
@@ -245,6 +264,32 @@ impl ConfigFile {
         }
         if let Some(v) = self.request_timeout_secs {
             s.request_timeout = Duration::from_secs(v.max(1));
+        }
+        let secs = |v: u64| Duration::from_secs(v.max(1));
+        let limits = &mut s.connections;
+        if let Some(v) = self.tls_handshake_timeout_secs {
+            limits.tls_handshake_timeout = secs(v);
+        }
+        if let Some(v) = self.header_read_timeout_secs {
+            limits.header_read_timeout = secs(v);
+        }
+        if let Some(v) = self.idle_timeout_secs {
+            limits.idle_timeout = secs(v);
+        }
+        if let Some(v) = self.max_connections {
+            limits.max_connections = v.max(1);
+        }
+        if let Some(v) = self.max_connections_per_ip {
+            limits.max_connections_per_ip = v;
+        }
+        if let Some(v) = self.database_timeout_secs {
+            s.database_timeout = secs(v);
+        }
+        if let Some(v) = self.readiness_timeout_secs {
+            s.readiness_timeout = secs(v);
+        }
+        if let Some(v) = self.retry_after_secs {
+            s.retry_after = secs(v);
         }
         if let Some(v) = self.enroll_rate_burst {
             s.enroll_rate.burst = v;
@@ -464,6 +509,51 @@ jwks_file = "keys.json"
         let s = Settings::load(Some(&path), &[]).unwrap();
         assert_eq!(s.reset_watch, Duration::from_secs(15 * 60));
         assert!(Settings::load(None, &env(&[("REDEPLOY_WORKER_INTERVAL_SECS", "soon")])).is_err());
+    }
+
+    #[test]
+    fn connection_and_outage_settings_from_file_and_env() {
+        let d = Settings::default();
+        assert_eq!(d.connections.tls_handshake_timeout, Duration::from_secs(10));
+        assert_eq!(d.connections.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(d.connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(d.connections.max_connections, 10_000);
+        assert_eq!(d.connections.max_connections_per_ip, 256);
+        assert_eq!(d.database_timeout, Duration::from_secs(3));
+        assert_eq!(d.readiness_timeout, Duration::from_secs(2));
+        assert_eq!(d.retry_after, Duration::from_secs(5));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redeploy.toml");
+        std::fs::write(
+            &path,
+            "idle_timeout_secs = 20\nmax_connections_per_ip = 0\ndatabase_timeout_secs = 0\n",
+        )
+        .unwrap();
+        let s = Settings::load(
+            Some(&path),
+            &env(&[
+                ("REDEPLOY_TLS_HANDSHAKE_TIMEOUT_SECS", "3"),
+                ("REDEPLOY_HEADER_READ_TIMEOUT_SECS", "4"),
+                ("REDEPLOY_MAX_CONNECTIONS", "500"),
+                ("REDEPLOY_READINESS_TIMEOUT_SECS", "1"),
+                ("REDEPLOY_RETRY_AFTER_SECS", "30"),
+            ]),
+        )
+        .unwrap();
+        let c = s.connections;
+        assert_eq!(c.tls_handshake_timeout, Duration::from_secs(3));
+        assert_eq!(c.header_read_timeout, Duration::from_secs(4));
+        assert_eq!(c.idle_timeout, Duration::from_secs(20));
+        assert_eq!(c.max_connections, 500);
+        assert_eq!(c.max_connections_per_ip, 0, "0 = no per-address cap");
+        assert_eq!(
+            s.database_timeout,
+            Duration::from_secs(1),
+            "at least a second"
+        );
+        assert_eq!(s.readiness_timeout, Duration::from_secs(1));
+        assert_eq!(s.retry_after, Duration::from_secs(30));
+        assert!(Settings::load(None, &env(&[("REDEPLOY_MAX_CONNECTIONS", "many")])).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod federated;
 pub mod graph;
 pub mod metrics;
 pub mod mgmt;
+pub mod net;
 pub mod ops;
 pub mod problem;
 pub mod ratelimit;
@@ -174,7 +175,12 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
     let (cert_chain, key) =
         bootstrap::load_or_issue_server_cert(&dir, &ca, &settings.hostnames, now)?;
     let tls_config = tls::server_config_at(&cert_chain, &key, ca.cert_pem(), Arc::clone(&clock))?;
-    let store = bootstrap::open_store(settings.database.as_deref(), &dir).await?;
+    let store = bootstrap::open_store(
+        settings.database.as_deref(),
+        &dir,
+        settings.database_timeout,
+    )
+    .await?;
     let first_tokens = bootstrap::ensure_first_tokens(store.as_ref(), &dir, now).await?;
     let federated = match &settings.federated {
         Some(f) => Some(federated::FederatedAuth::load(f, Arc::clone(&clock))?),
@@ -182,7 +188,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
     };
 
     let (listener, local_addr) =
-        tls::bind(settings.listen)
+        net::bind(settings.listen)
             .await
             .map_err(|source| Error::Bind {
                 addr: settings.listen,
@@ -193,13 +199,19 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
     if let Some(f) = federated {
         state = state.with_federated(f);
     }
-    let router = app(state.clone());
     let (metrics_addr, metrics) = match state.settings.metrics_listen {
         Some(addr) => {
             let (bound, serve) = metrics_listener(addr, state.clone()).await?;
             (Some(bound), Some(serve))
         }
         None => (None, None),
+    };
+    let serving = net::Serving {
+        tls: tls_config,
+        app: app(state.clone()),
+        limits: state.settings.connections,
+        exempt: state.settings.trusted_proxies.clone(),
+        metrics: Arc::clone(&state.metrics),
     };
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -210,7 +222,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
             }
         };
         tokio::select! {
-            () = tls::serve_tls(listener, tls_config, router) => {}
+            () = net::serve(listener, serving) => {}
             () = metrics => {}
             _ = shutdown_rx => {}
         }

@@ -1,6 +1,7 @@
 //! Prometheus metrics, hand-rolled with atomics: management sessions by outcome, command state
-//! transitions, enrollment outcomes and request latency per endpoint, rendered in the text
-//! exposition format (version 0.0.4) on `GET /metrics`.
+//! transitions, enrollment outcomes, request latency per endpoint and connections (open,
+//! refused, closed by a timeout), rendered in the text exposition format (version 0.0.4) on
+//! `GET /metrics`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -146,6 +147,10 @@ pub struct Metrics {
     schedules_fired: AtomicU64,
     webhooks_delivered: AtomicU64,
     trail_dropped: AtomicU64,
+    connections_open: AtomicU64,
+    connections_refused: Family<AtomicU64>,
+    connections_closed: Family<AtomicU64>,
+    accept_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -214,6 +219,60 @@ impl Metrics {
         self.trail_dropped.fetch_add(count, Ordering::Relaxed);
     }
 
+    /// A connection was accepted and admitted (see [`Self::connection_ended`]).
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An admitted connection ended, however it ended.
+    pub fn connection_ended(&self) {
+        // Never below zero, even if a caller pairs these wrongly.
+        let _ = self
+            .connections_open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Connections open now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections_open.load(Ordering::Relaxed)
+    }
+
+    fn refused_over(&self, cap: &str) -> Arc<AtomicU64> {
+        self.connections_refused
+            .get(format!("cap=\"{}\"", label(cap)))
+    }
+
+    fn closed_past(&self, timeout: &str) -> Arc<AtomicU64> {
+        self.connections_closed
+            .get(format!("timeout=\"{}\"", label(timeout)))
+    }
+
+    /// A connection was closed as soon as it was accepted, over a cap (`max_connections`,
+    /// `max_connections_per_ip`).
+    pub fn record_connection_refused(&self, cap: &str) {
+        self.refused_over(cap).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many connections were refused over `cap`.
+    pub fn connections_refused(&self, cap: &str) -> u64 {
+        self.refused_over(cap).load(Ordering::Relaxed)
+    }
+
+    /// The server closed a connection past a timeout (`tls_handshake`, `header_read`, `idle`).
+    pub fn record_connection_closed(&self, timeout: &str) {
+        self.closed_past(timeout).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many connections were closed past `timeout`.
+    pub fn connections_closed(&self, timeout: &str) -> u64 {
+        self.closed_past(timeout).load(Ordering::Relaxed)
+    }
+
+    /// `accept()` failed (out of file descriptors, …).
+    pub fn record_accept_error(&self) {
+        self.accept_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -267,7 +326,29 @@ impl Metrics {
             "Background worker ticks, by outcome (ok or error).",
             &self.worker_ticks,
         );
+        counters(
+            &mut out,
+            "redeploy_connections_refused_total",
+            "Connections closed as soon as accepted, by the cap they were over.",
+            &self.connections_refused,
+        );
+        counters(
+            &mut out,
+            "redeploy_connections_closed_total",
+            "Connections the server closed past a timeout, by timeout.",
+            &self.connections_closed,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP redeploy_connections_open Connections open now.\n# TYPE redeploy_connections_open gauge\nredeploy_connections_open {}",
+            self.connections_open()
+        );
         for (name, help, value) in [
+            (
+                "redeploy_accept_errors_total",
+                "Failed accept() calls (e.g. out of file descriptors); each backs off.",
+                &self.accept_errors,
+            ),
             (
                 "redeploy_actions_expired_total",
                 "Actions the worker expired after no progress.",
@@ -316,7 +397,17 @@ mod tests {
         m.record_request("/healthz", Duration::from_secs(20));
         m.record_session("ok", Duration::from_millis(40));
         m.record_command("sent", 3);
+        m.connection_opened();
+        m.connection_opened();
+        m.connection_ended();
+        m.record_connection_refused("per_ip");
+        m.record_connection_closed("idle");
+        m.record_connection_closed("idle");
         let text = m.render();
+        assert!(text.contains("redeploy_connections_open 1\n"), "{text}");
+        assert!(text.contains("redeploy_connections_refused_total{cap=\"per_ip\"} 1"));
+        assert!(text.contains("redeploy_connections_closed_total{timeout=\"idle\"} 2"));
+        assert!(text.contains("redeploy_accept_errors_total 0"));
         assert!(text.contains(
             "redeploy_enrollment_requests_total{service=\"enrollment\",outcome=\"ok\"} 2"
         ));

@@ -28,6 +28,17 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// A request that takes longer than this is answered 503.
     pub request_timeout: Duration,
+    /// Timeouts and caps on connections, before any request ([`crate::net`]).
+    pub connections: ConnectionLimits,
+    /// The longest a request waits for the database: for a pooled connection (both backends;
+    /// PostgreSQL being down or unreachable included) and, on SQLite, for the write lock. Past
+    /// it the request fails with 503 rather than hang (issue #14 item 2).
+    pub database_timeout: Duration,
+    /// `/readyz` answers 503 when the database has not answered its check within this.
+    pub readiness_timeout: Duration,
+    /// `Retry-After` of every 503 answer (database unavailable, request timeout): when a
+    /// client should try again.
+    pub retry_after: Duration,
     /// Per-client-IP token bucket on the enrollment endpoints.
     pub enroll_rate: RateLimit,
     /// The w7 `PROVIDER-ID` and `DMClient/Provider/<id>` name given to devices.
@@ -73,6 +84,41 @@ pub struct Settings {
     /// Test-only: where the process kills itself on purpose (`REDEPLOY_CRASH_POINTS`,
     /// [`crate::crash`]); empty = never.
     pub crash_points: CrashPoints,
+}
+
+/// How long a connection may take before and between requests, and how many may be open.
+/// A connection over a cap is accepted and closed at once (so it never waits in the kernel's
+/// backlog); one past a timeout is closed. Counted on `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From the TCP connection to the end of the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// From the first byte of a request (or the end of the handshake, for a connection's first
+    /// request) to the end of its headers.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight and nothing sent or received for this long.
+    pub idle_timeout: Duration,
+    /// Connections open at once, all clients together.
+    pub max_connections: usize,
+    /// Connections open at once from one client address (an IPv6 client: its /64); 0 = no cap.
+    /// `trusted_proxies` are exempt. A school behind one NAT address counts as one client.
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            tls_handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            // A Windows OMA-DM session is a few request/answer pairs in quick succession; a
+            // minute keeps its connection between them with room to spare.
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            // A whole school behind one NAT address checks in on a spread-out poll schedule;
+            // 256 connections at once is far beyond its need and far below `max_connections`.
+            max_connections_per_ip: 256,
+        }
+    }
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`. `per_second <= 0`
@@ -132,6 +178,10 @@ impl Default for Settings {
             public_url: None,
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            connections: ConnectionLimits::default(),
+            database_timeout: Duration::from_secs(3),
+            readiness_timeout: Duration::from_secs(2),
+            retry_after: Duration::from_secs(5),
             // Generous: an emulated fleet enrolls from one address (3 requests per PC).
             enroll_rate: RateLimit {
                 burst: 600,

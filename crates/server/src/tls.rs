@@ -1,20 +1,14 @@
-//! HTTPS listener with optional mutual TLS: one port serves enrollment (no client certificate yet)
-//! and management (the device's CA-issued client certificate), and hands the verified peer
-//! certificate to handlers as a request extension.
+//! TLS with optional mutual authentication: one port serves enrollment (no client certificate
+//! yet) and management (the device's CA-issued client certificate); `crate::net` accepts the
+//! connections and hands the verified peer certificate ([`PeerCertificate`]) to handlers.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use redeploy_core::Clock;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::time_provider::TimeProvider;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 /// The client certificate a device presented during the TLS handshake, already verified against
 /// our CA by rustls. `None` when the client sent none (enrollment, the console, the API).
@@ -112,59 +106,4 @@ pub fn server_config_at(
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-/// Accept TLS connections on `listener` forever, serving `app` with [`PeerCertificate`] and the
-/// peer's [`SocketAddr`] (as `axum::extract::ConnectInfo`) attached to every request.
-/// A failed handshake only ends that connection.
-pub async fn serve_tls(listener: TcpListener, config: Arc<ServerConfig>, app: Router) {
-    let acceptor = TlsAcceptor::from(config);
-    loop {
-        let (tcp, peer_addr) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(err) => {
-                // EMFILE and friends: log and keep accepting rather than taking the server down.
-                tracing::warn!(%err, "accept failed");
-                tokio::task::yield_now().await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(tls) => tls,
-                Err(err) => {
-                    tracing::debug!(%err, %peer_addr, "TLS handshake failed");
-                    return;
-                }
-            };
-            let peer_cert = PeerCertificate(
-                tls.get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .map(|c| c.clone().into_owned()),
-            );
-            let service =
-                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(peer_cert.clone());
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer_addr));
-                    app.clone().oneshot(req.map(axum::body::Body::new))
-                });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(err) = builder.serve_connection(TokioIo::new(tls), service).await {
-                tracing::debug!(%err, %peer_addr, "connection ended with an error");
-            }
-        });
-    }
-}
-
-/// Bind `addr` (port 0 picks a free port) and return the listener with its real address.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    Ok((listener, local))
 }

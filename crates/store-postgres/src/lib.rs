@@ -5,13 +5,11 @@
 //! Ids are `uuid`, instants `timestamptz` (microseconds, as on SQLite), JSON documents `jsonb`
 //! (migration `20261206000001_native_types.sql` converted the earlier text and integer forms).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use redeploy_core::store::{from_micros, to_micros, StoreError, StoreResult};
 use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row as _};
-use store_sql::{backend, corrupt, run, Arg, Dialect, On, SqlRow};
+use store_sql::{backend, corrupt, run, Arg, ConnectOptions, Dialect, On, SqlRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -73,10 +71,13 @@ impl Dialect for Postgres {
 
     /// Connects to `url` (`postgres://...`) and runs the embedded migrations (sqlx serialises
     /// concurrent migrators with an advisory lock, so several processes may start at once).
-    async fn connect(url: &str) -> StoreResult<PgPool> {
+    /// `options.wait` bounds the wait for a pooled connection: sqlx keeps retrying a refused
+    /// connection until then, so while PostgreSQL is down a statement fails after `wait`, and
+    /// the pool connects again by itself once it is back.
+    async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<PgPool> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(options.wait)
             .connect(url)
             .await
             .map_err(backend)?;

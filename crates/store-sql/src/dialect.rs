@@ -2,6 +2,7 @@
 //! transactions, row locks, the daily-cap lock, and how ids, instants and JSON are bound and read.
 
 use std::fmt::Debug;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redeploy_core::store::{StoreError, StoreResult};
@@ -27,6 +28,26 @@ pub enum Arg {
     Time(Option<OffsetDateTime>),
     /// A JSON document, as its text.
     Json(Option<String>),
+}
+
+/// How the pool waits on the database. An unreachable or locked database fails a statement
+/// after `wait` instead of holding the request that runs it (issue #14 item 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// The longest a statement waits for a pooled connection (both backends; on PostgreSQL
+    /// this includes reconnecting while the server refuses connections) and, on SQLite, for the
+    /// database's write lock (its busy timeout).
+    pub wait: Duration,
+}
+
+impl Default for ConnectOptions {
+    /// Ten seconds: tools and tests, which would rather wait than fail. The server passes its
+    /// own `database_timeout`.
+    fn default() -> Self {
+        ConnectOptions {
+            wait: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Typed reads of one result row; each returns `None` for SQL NULL and `Corrupt` for a value of
@@ -84,8 +105,9 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// The sea-query builder that writes this dialect's SQL (placeholders, quoting, locks).
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder;
 
-    /// Opens the pool for `url` and runs the migrations.
-    async fn connect(url: &str) -> StoreResult<Self::Pool>;
+    /// Opens the pool for `url`, waiting on the database as `options` say, and runs the
+    /// migrations.
+    async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Self::Pool>;
     /// Closes every connection.
     async fn close(pool: &Self::Pool);
     /// Starts a transaction that may write.

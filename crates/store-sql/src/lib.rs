@@ -13,6 +13,7 @@ mod devices;
 mod dialect;
 mod enrollments;
 mod groups;
+mod health;
 mod inventory;
 mod query;
 mod renewal;
@@ -27,7 +28,7 @@ mod webhooks;
 
 use redeploy_core::store::StoreResult;
 
-pub use dialect::{backend, corrupt, Arg, Dialect, On, SqlRow};
+pub use dialect::{backend, corrupt, Arg, ConnectOptions, Dialect, On, SqlRow};
 
 /// The newest migration `migrator` carries (0 when none): the schema version `connect` brings
 /// a database up to, and the newest one a backup this build restores may be at.
@@ -57,10 +58,16 @@ impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
 }
 
 impl<D: Dialect> SqlStore<D> {
-    /// Connects to `url` in the dialect's way and runs its migrations.
+    /// Connects to `url` in the dialect's way with the default [`ConnectOptions`] and runs its
+    /// migrations.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// Connects to `url`, waiting on the database as `options` say, and runs its migrations.
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> StoreResult<Self> {
         Ok(Self {
-            pool: D::connect(url).await?,
+            pool: D::connect(url, options).await?,
         })
     }
 

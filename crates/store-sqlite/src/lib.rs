@@ -5,7 +5,6 @@
 //! (`redeploy_core::store::to_micros`), JSON as text.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use redeploy_core::store::{from_micros, to_micros, StoreError, StoreResult};
@@ -14,7 +13,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row as _, SqlitePool};
-use store_sql::{backend, corrupt, run, Arg, Dialect, On, SqlRow};
+use store_sql::{backend, corrupt, run, Arg, ConnectOptions, Dialect, On, SqlRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -67,7 +66,9 @@ impl Dialect for Sqlite {
 
     /// Opens (creating if missing) the database at a `sqlite:` URL or a file path, and runs the
     /// embedded migrations. `sqlite::memory:` gives a private in-memory database (one connection).
-    async fn connect(url_or_path: &str) -> StoreResult<SqlitePool> {
+    /// `connect.wait` bounds both the wait for a pooled connection and for the write lock (the
+    /// busy timeout), so a database another process keeps locked fails a write in that time.
+    async fn connect(url_or_path: &str, connect: &ConnectOptions) -> StoreResult<SqlitePool> {
         let options = parse_options(url_or_path)?;
         let in_memory = url_or_path.contains(":memory:") || url_or_path.contains("mode=memory");
         let options = options
@@ -78,10 +79,11 @@ impl Dialect for Sqlite {
                 SqliteJournalMode::Wal
             })
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(connect.wait)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { 4 })
+            .acquire_timeout(connect.wait)
             .connect_with(options)
             .await
             .map_err(backend)?;

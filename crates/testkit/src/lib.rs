@@ -1,9 +1,11 @@
 //! Test helpers shared by the crates' integration tests: the `Store` conformance suite
 //! ([`store_suite`], stamped out per backend by [`store_conformance_tests!`]), end-to-end tests
 //! on both backends ([`on_both_backends!`] over [`app`]) and the seeds and checks of upgrade
-//! tests ([`upgrade`]), and driving emulated PCs against a server ([`pc`]).
+//! tests ([`upgrade`]), driving emulated PCs against a server ([`pc`]), and database outages
+//! a test switches on and off under a running server ([`outage`]).
 
 pub mod app;
+pub mod outage;
 pub mod pc;
 pub mod store_suite;
 pub mod upgrade;
@@ -110,6 +112,7 @@ macro_rules! store_conformance_tests {
             a_certificate_renewal_keeps_the_device_and_retires_the_old_one_once_seen,
             certificate_expiry_counts_enrolled_devices_only,
             actions_and_batches_list_newest_first_in_pages,
+            the_health_check_answers_and_leaves_no_lock_behind,
         );
     };
 }

@@ -3689,3 +3689,18 @@ pub async fn actions_and_batches_list_newest_first_in_pages(store: Arc<dyn Store
     assert_eq!(counts[&batches[1]].waves_waiting, 1);
     assert!(store.batch_counts(&[]).await.unwrap().is_empty());
 }
+
+pub async fn the_health_check_answers_and_leaves_no_lock_behind(store: Arc<dyn Store>) {
+    store.ping().await.expect("a reachable database is ready");
+    let (a, b) = tokio::join!(store.ping(), store.ping());
+    a.unwrap();
+    b.unwrap();
+    // The check's write transaction ended: a write right after it does not wait for it.
+    let written = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        enrolled(&store, "after-ping"),
+    )
+    .await
+    .expect("a write after the health check");
+    assert!(store.device(written).await.unwrap().is_some());
+}
