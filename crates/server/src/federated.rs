@@ -375,54 +375,82 @@ impl FederatedAuth {
     /// Verifies signature (RS256 only), `iss`, `aud`, `exp` and `nbf` (with [`LEEWAY`], against
     /// the server's clock) and, when a tenant is configured, `tid`.
     pub async fn verify(&self, token: &str) -> Result<FederatedIdentity, TokenError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
-        if header.alg != Algorithm::RS256 {
+        let kid = read_header(token)?;
+        let key = self.key_for(kid.as_deref()).await?;
+        verify_with_key(token, &key, &self.settings, self.clock.now())
+    }
+}
+
+/// The untrusted header of a token, read before anything is checked: the key id it names.
+/// Refuses what is not a JWT and any algorithm but RS256.
+pub fn read_header(token: &str) -> Result<Option<String>, TokenError> {
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+    if header.alg != Algorithm::RS256 {
+        return Err(TokenError::Invalid(format!(
+            "algorithm {:?}; only RS256 is accepted",
+            header.alg
+        )));
+    }
+    Ok(header.kid)
+}
+
+/// Checks a token with the key its header named: the RS256 signature, `iss` and `aud` of
+/// `settings`, then [`check_claims`] at `now`. Pure: the key and the time are parameters.
+pub fn verify_with_key(
+    token: &str,
+    key: &DecodingKey,
+    settings: &FederatedSettings,
+    now: OffsetDateTime,
+) -> Result<FederatedIdentity, TokenError> {
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[&settings.issuer]);
+    validation.set_audience(&[&settings.audience]);
+    // Times are checked by `check_claims` against our clock, not the system's.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(token, key, &validation)
+        .map_err(|e| TokenError::Invalid(e.to_string()))?;
+    check_claims(&data.claims, now, settings.tenant_id.as_deref())
+}
+
+/// The identity of a token's claims: `exp` and `nbf` at `now` (with [`LEEWAY`]), the user,
+/// object, tenant and device ids, and the tenant when one is configured.
+pub fn check_claims(
+    claims: &serde_json::Value,
+    now: OffsetDateTime,
+    tenant: Option<&str>,
+) -> Result<FederatedIdentity, TokenError> {
+    check_times(claims, now)?;
+    let claim = |name: &str| {
+        claims
+            .get(name)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let identity = FederatedIdentity {
+        upn: claim("upn")
+            .or_else(|| claim("unique_name"))
+            .or_else(|| claim("preferred_username")),
+        object_id: claim("oid"),
+        tenant_id: claim("tid"),
+        device_id: claim("deviceid"),
+    };
+    if let Some(tenant) = tenant {
+        if !identity
+            .tenant_id
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(tenant))
+        {
             return Err(TokenError::Invalid(format!(
-                "algorithm {:?}; only RS256 is accepted",
-                header.alg
+                "tenant {:?} is not the configured tenant",
+                identity.tenant_id
             )));
         }
-        let key = self.key_for(header.kid.as_deref()).await?;
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_issuer(&[&self.settings.issuer]);
-        validation.set_audience(&[&self.settings.audience]);
-        // Times are checked below against our clock, not the system's.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
-        check_times(&data.claims, self.clock.now())?;
-        let claim = |name: &str| {
-            data.claims
-                .get(name)
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
-        let identity = FederatedIdentity {
-            upn: claim("upn")
-                .or_else(|| claim("unique_name"))
-                .or_else(|| claim("preferred_username")),
-            object_id: claim("oid"),
-            tenant_id: claim("tid"),
-            device_id: claim("deviceid"),
-        };
-        if let Some(tenant) = &self.settings.tenant_id {
-            if !identity
-                .tenant_id
-                .as_deref()
-                .is_some_and(|t| t.eq_ignore_ascii_case(tenant))
-            {
-                return Err(TokenError::Invalid(format!(
-                    "tenant {:?} is not the configured tenant",
-                    identity.tenant_id
-                )));
-            }
-        }
-        Ok(identity)
     }
+    Ok(identity)
 }
 
 /// `exp` (required) and `nbf` (if present) against `now`, with [`LEEWAY`].
@@ -431,11 +459,13 @@ fn check_times(claims: &serde_json::Value, now: OffsetDateTime) -> Result<(), To
     let leeway = LEEWAY.as_secs() as i64;
     let seconds = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);
     let exp = seconds("exp").ok_or_else(|| TokenError::Invalid("no exp claim".into()))?;
-    if (exp as i64) + leeway <= now {
+    // `as` saturates a huge or negative claim at the i64 bounds; the leeway must not overflow
+    // past them (a signed `exp` of 1e30 is "never expires", not a panic).
+    if (exp as i64).saturating_add(leeway) <= now {
         return Err(TokenError::Invalid("the token has expired".into()));
     }
     if let Some(nbf) = seconds("nbf") {
-        if (nbf as i64) - leeway > now {
+        if (nbf as i64).saturating_sub(leeway) > now {
             return Err(TokenError::Invalid("the token is not valid yet".into()));
         }
     }
@@ -577,5 +607,16 @@ mod tests {
         assert!(check_times(&claims(now - 61, now - 100), T0).is_err());
         assert!(check_times(&claims(now + 600, now + 61), T0).is_err());
         assert!(check_times(&serde_json::json!({}), T0).is_err());
+    }
+
+    /// Found by the fuzzer (fuzz/regressions/jwt/exp-overflow.jwt): an `exp` beyond i64 made
+    /// `exp + leeway` overflow.
+    #[test]
+    fn times_at_the_ends_of_the_range_do_not_overflow() {
+        let at = |exp: f64, nbf: f64| check_times(&serde_json::json!({"exp": exp, "nbf": nbf}), T0);
+        assert!(at(1.8e33, 0.0).is_ok());
+        assert!(at(-1.8e33, 0.0).is_err());
+        assert!(at(1.8e33, -1.8e33).is_ok());
+        assert!(at(1.8e33, 1.8e33).is_err());
     }
 }
