@@ -81,11 +81,15 @@ async fn serve_with(
     (child, base, text)
 }
 
+/// A client trusting the server's CA, with a new connection per request: these servers cut
+/// idle connections after a second, and a pooled connection the server just closed would fail
+/// the next request with a reset (a race of the client's pool, not the server's answer).
 fn client_trusting(data: &std::path::Path) -> reqwest::Client {
     let ca = std::fs::read(data.join("ca.pem")).unwrap();
     reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .pool_max_idle_per_host(0)
         .build()
         .unwrap()
 }
