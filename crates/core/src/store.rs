@@ -742,6 +742,12 @@ pub trait InventoryStore: Send + Sync {
         device: DeviceId,
         uri: &str,
     ) -> StoreResult<Option<InventoryValue>>;
+    /// The stored values of the nodes `uris`, in one query; nodes never reported are absent.
+    async fn inventory_values(
+        &self,
+        device: DeviceId,
+        uris: &[&str],
+    ) -> StoreResult<Vec<InventoryValue>>;
 }
 
 /// Actions.

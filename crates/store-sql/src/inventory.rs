@@ -92,4 +92,19 @@ impl<D: Dialect> InventoryStore for SqlStore<D> {
         let row = built::<D>(&select)?.fetch_optional(self.db()).await?;
         row.as_ref().map(row_inventory).transpose()
     }
+
+    async fn inventory_values(
+        &self,
+        device: DeviceId,
+        uris: &[&str],
+    ) -> StoreResult<Vec<InventoryValue>> {
+        if uris.is_empty() {
+            return Ok(Vec::new());
+        }
+        let select = select_of(device)
+            .and_where(Expr::col(I::Uri).is_in(uris.iter().map(|u| v(*u))))
+            .to_owned();
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
+        rows.iter().map(row_inventory).collect()
+    }
 }

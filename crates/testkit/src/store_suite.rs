@@ -1596,6 +1596,14 @@ pub async fn inventory_upsert_keeps_latest_value(store: Arc<dyn Store>) {
         ["./DevDetail/SwV", STATUS_URI]
     );
     assert!(store.inventory_value(d, "./none").await.unwrap().is_none());
+    // Several nodes in one read: the ones never reported are absent.
+    let mut some = store
+        .inventory_values(d, &["./DevDetail/SwV", STATUS_URI, "./none"])
+        .await
+        .unwrap();
+    some.sort_by(|a, b| a.uri.cmp(&b.uri));
+    assert_eq!(some, all);
+    assert!(store.inventory_values(d, &[]).await.unwrap().is_empty());
     assert!(store
         .inventory(DeviceId::generate())
         .await

@@ -134,10 +134,22 @@ pub async fn load(
     if alerts.session_start || alerts.unenroll || watch_answered {
         loaded.actions = store.actions_of_device(device.id).await?;
     }
+    // Both stored reads a session start needs (inventory's marker, the watch's last read) in
+    // one query; an answer to the watch needs the second alone.
+    let sync_done_uri = first_sync_done_uri(&cfg.provider_id);
     if alerts.session_start || watch_answered {
-        loaded.sync_done_read = store
-            .inventory_value(device.id, &first_sync_done_uri(&cfg.provider_id))
-            .await?;
+        let uris: &[&str] = if alerts.session_start {
+            &[INVENTORY_MARKER, &sync_done_uri]
+        } else {
+            &[&sync_done_uri]
+        };
+        for value in store.inventory_values(device.id, uris).await? {
+            if value.uri == INVENTORY_MARKER {
+                loaded.inventory_read_at = Some(value.at);
+            } else {
+                loaded.sync_done_read = Some(value);
+            }
+        }
     }
     let advancing = advancing(answered, &alerts, &loaded.actions);
     loaded.pending_windows = store.pending_action_windows(device.id).await?;
@@ -180,10 +192,6 @@ pub async fn load(
         loaded.unanswered = store
             .unanswered_commands(device.id, Some(session_id))
             .await?;
-        loaded.inventory_read_at = store
-            .inventory_value(device.id, INVENTORY_MARKER)
-            .await?
-            .map(|v| v.at);
     }
     Ok(loaded)
 }
