@@ -360,7 +360,7 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
             select.and_where(Expr::col(A::Seq).lt(v(c.position(TAG)?)));
         }
         let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
-        crate::batches::page_by_seq(&rows, limit, TAG, row_action)
+        crate::query::page_by_seq(&rows, limit, TAG, row_action)
     }
 
     async fn stale_actions(

@@ -97,28 +97,7 @@ pub(crate) async fn list_batches<D: Dialect>(
         select.and_where(Expr::col(B::Seq).lt(v(c.position(TAG)?)));
     }
     let rows = built::<D>(&select)?.fetch_all(store.db()).await?;
-    page_by_seq(&rows, limit, TAG, row_batch)
-}
-
-/// The page in `rows`, read with `read`: rows of a query ordered by `seq` that asked for one
-/// more than `limit` (whether it came tells whether a next page exists), each with its `seq`.
-pub(crate) fn page_by_seq<R: SqlRow, T>(
-    rows: &[R],
-    limit: u32,
-    tag: char,
-    read: impl Fn(&R) -> StoreResult<T>,
-) -> StoreResult<Page<T>> {
-    let mut items = Vec::with_capacity(rows.len());
-    let mut last_seq = None;
-    for r in rows.iter().take(limit as usize) {
-        items.push(read(r)?);
-        last_seq = Some(r.i64("seq")?);
-    }
-    let next = match (rows.len() > limit as usize, last_seq) {
-        (true, Some(seq)) => Some(Cursor::at_position(tag, seq)),
-        _ => None,
-    };
-    Ok(Page { items, next })
+    crate::query::page_by_seq(&rows, limit, TAG, row_batch)
 }
 
 /// Actions per state and waiting waves of each of `batches`.

@@ -3,12 +3,13 @@
 //! dialect runs. Values go in as [`v`] (an [`Arg`] as a sea-query value) and come back out as
 //! `Arg`s, so ids, instants and JSON are bound the dialect's way whichever builder wrote the text.
 
-use redeploy_core::store::{StoreError, StoreResult};
+use redeploy_core::store::{Cursor, Page, StoreError, StoreResult};
 use sea_query::{
     Iden, InsertStatement, Query, QueryStatementWriter, SelectStatement, SimpleExpr, Value,
 };
 
-use crate::dialect::{Arg, Dialect};
+use crate::dialect::{Arg, Dialect, SqlRow};
+use crate::sql::RowExt;
 use crate::sql::Sql;
 
 /// `arg` as a sea-query expression (a bound value).
@@ -102,4 +103,25 @@ pub(crate) fn insert_row<C: Iden + 'static>(
         .values(values)
         .map_err(|e| StoreError::Backend(e.to_string()))?
         .to_owned())
+}
+
+/// The page in `rows`, read with `read`: rows of a query ordered by `seq` that asked for one
+/// more than `limit` (whether it came tells whether a next page exists), each with its `seq`.
+pub(crate) fn page_by_seq<R: SqlRow, T>(
+    rows: &[R],
+    limit: u32,
+    tag: char,
+    read: impl Fn(&R) -> StoreResult<T>,
+) -> StoreResult<Page<T>> {
+    let mut items = Vec::with_capacity(rows.len());
+    let mut last_seq = None;
+    for r in rows.iter().take(limit as usize) {
+        items.push(read(r)?);
+        last_seq = Some(r.i64("seq")?);
+    }
+    let next = match (rows.len() > limit as usize, last_seq) {
+        (true, Some(seq)) => Some(Cursor::at_position(tag, seq)),
+        _ => None,
+    };
+    Ok(Page { items, next })
 }

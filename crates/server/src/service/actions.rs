@@ -172,8 +172,5 @@ pub async fn page(
     state: &AppState,
     query: &redeploy_core::store::ActionQuery,
 ) -> Result<redeploy_core::store::Page<Action>> {
-    match state.store.list_actions(query).await {
-        Err(redeploy_core::StoreError::Conflict(why)) => Err(ServiceError::Invalid(why)),
-        other => Ok(other?),
-    }
+    super::listed(state.store.list_actions(query).await)
 }

@@ -5,7 +5,7 @@
 //! and says whether it has settled.
 
 use redeploy_core::batch::{self, BatchProgress, BatchResult, Plan, Target, WaveSettings};
-use redeploy_core::store::{BatchCounts, BatchRecord, Cursor, StoreError};
+use redeploy_core::store::{BatchCounts, BatchRecord, Cursor};
 use redeploy_core::{ActionKind, BatchId, DeviceFilter, DeviceId, Group};
 use time::Duration;
 
@@ -190,10 +190,7 @@ pub async fn list(
     limit: u32,
     cursor: Option<&Cursor>,
 ) -> Result<(Vec<(BatchRecord, BatchCounts)>, Option<Cursor>)> {
-    let page = match state.store.list_batches(limit, cursor).await {
-        Err(StoreError::Conflict(why)) => return Err(ServiceError::Invalid(why)),
-        other => other?,
-    };
+    let page = super::listed(state.store.list_batches(limit, cursor).await)?;
     let ids: Vec<BatchId> = page.items.iter().map(|b| b.id).collect();
     let mut counts = state.store.batch_counts(&ids).await?;
     let rows = page

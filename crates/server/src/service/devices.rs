@@ -3,9 +3,7 @@
 //! with its actions and inventory, and the whole fleet for counts.
 
 use redeploy_core::enrollment::renewal::EXPIRY_WARNING;
-use redeploy_core::store::{
-    device_sort_key, CertificateExpiry, Cursor, DeviceQuery, Page, StoreError,
-};
+use redeploy_core::store::{device_sort_key, CertificateExpiry, Cursor, DeviceQuery, Page};
 use redeploy_core::{
     Action, ActionState, Device, DeviceId, InventoryValue, PreflightSettings, Readiness, Role,
 };
@@ -103,10 +101,7 @@ pub async fn list(state: &AppState, listing: Listing) -> Result<Listed> {
 /// own view of a device, such as Graph). A cursor the store cannot read is
 /// [`ServiceError::Invalid`].
 pub async fn page(state: &AppState, query: &DeviceQuery) -> Result<Page<Device>> {
-    match state.store.list_devices(query).await {
-        Err(StoreError::Conflict(why)) => Err(ServiceError::Invalid(why)),
-        other => Ok(other?),
-    }
+    super::listed(state.store.list_devices(query).await)
 }
 
 /// Every enrolled device (the store pages through them).

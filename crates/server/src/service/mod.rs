@@ -49,6 +49,15 @@ pub enum ServiceError {
 /// What every use case returns.
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
+/// A list page from the store: a cursor the store cannot read (its `Conflict`) is the caller's
+/// invalid input, not a conflict with stored data.
+pub(crate) fn listed<T>(page: std::result::Result<T, StoreError>) -> Result<T> {
+    match page {
+        Err(StoreError::Conflict(why)) => Err(ServiceError::Invalid(why)),
+        other => Ok(other?),
+    }
+}
+
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
