@@ -330,6 +330,12 @@ impl Client {
         Self::json(self.req(Method::GET, "/batches").query(query)).await
     }
 
+    /// `POST /api/v1/batches/{id}/{verb}` with `verb` one of `pause`, `resume`, `cancel`.
+    pub async fn steer_batch(&self, id: &str, verb: &str) -> Result<BatchSteered> {
+        let path = format!("/batches/{}/{}", Self::seg(id), Self::seg(verb));
+        Self::json(self.req(Method::POST, &path)).await
+    }
+
     /// `GET /api/v1/batches/{id}`.
     pub async fn batch(&self, id: &str) -> Result<BatchStatus> {
         Self::json(self.req(Method::GET, &format!("/batches/{}", Self::seg(id)))).await

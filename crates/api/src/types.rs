@@ -673,12 +673,17 @@ pub struct BatchCreated {
 /// A later wave of a batch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BatchWave {
+    /// 0 is the wave requested when the batch started.
     pub index: u32,
     pub due_at: String,
     pub released: bool,
     pub released_at: Option<String>,
     /// Devices in the wave.
     pub devices: u64,
+    /// Actions of the wave's devices per lifecycle state (a device deferred over the daily cap
+    /// counts in the last wave that names it).
+    #[serde(default)]
+    pub counts: BTreeMap<String, u64>,
 }
 
 /// Query of `GET /api/v1/batches`.
@@ -709,6 +714,27 @@ pub struct BatchSummary {
     pub counts: BTreeMap<String, u64>,
     /// Later waves not released yet.
     pub waves_waiting: u64,
+    /// `running`, `paused` (its waiting waves are held) or `canceled` (they never will be).
+    #[serde(default = "running")]
+    pub state: String,
+    /// When and by whom it was last paused, resumed or canceled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steered_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steered_by: Option<String>,
+}
+
+fn running() -> String {
+    "running".to_owned()
+}
+
+/// `POST /api/v1/batches/{id}/pause|resume|cancel`: the batch as it is now, how many waves
+/// were held, moved or dropped, and how many actions a cancel canceled before they were sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchSteered {
+    pub batch: BatchSummary,
+    pub waves: u64,
+    pub canceled_actions: u64,
 }
 
 /// `GET /api/v1/batches`: one page of bulk requests, newest first.
@@ -730,7 +756,11 @@ pub struct BatchStatus {
     pub counts: BTreeMap<String, u64>,
     /// The batch's actions, oldest first.
     pub actions: Vec<Action>,
+    /// Its waves by index, the first (index 0) included.
     pub waves: Vec<BatchWave>,
+    /// What it is, as listed (null for a batch started before batches were recorded).
+    #[serde(default)]
+    pub batch: Option<BatchSummary>,
 }
 
 /// Local hours in which a schedule's resets may start; crosses midnight when `end <= start`.

@@ -19,8 +19,8 @@ use crate::preflight::BlockReason;
 use crate::schedule::BatchWindow;
 use crate::session::SessionError;
 use crate::store::{
-    DailyCap, DeviceQuery, RequestPlan, ScheduleClaim, Store, StoreError, Wave, WaveRelease,
-    WriteOutcome,
+    ActionUpdate, BatchChange, BatchRecord, BatchState, DailyCap, DeviceQuery, RequestPlan,
+    ScheduleClaim, Store, StoreError, Wave, WaveRelease, WriteOutcome,
 };
 
 /// Every erasing kind, as the daily cap counts them.
@@ -286,10 +286,11 @@ async fn plan_some(
                 id,
                 device: None,
                 actions: Vec::new(),
+                waiting: Vec::new(),
             })
             .collect()
     } else {
-        read_targets(store, devices).await?
+        read_targets(store, devices, Some(batch)).await?
     };
     let planned = plan_requests(
         &targets,
@@ -470,6 +471,8 @@ pub(crate) async fn execute_claiming(
             created_at: now,
             target: target_text.clone(),
             devices: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+            state: BatchState::Running,
+            steered: None,
         });
         let mut index = 1;
         if !over_cap.is_empty() {
@@ -630,20 +633,30 @@ async fn release_wave(
 /// with no action is one whose action was lost: the batch never settles then, rather than
 /// claiming a reset that did not happen. The first wave is not stored: its actions are written
 /// with the batch, in one transaction, so none of its devices can be missing.
-pub fn batch_settled(waves: &[Wave], actions: &[Action], unknown: &HashSet<DeviceId>) -> bool {
+///
+/// A canceled batch's waiting waves are never released: they count as settled, and their
+/// devices need no action.
+pub fn batch_settled(
+    waves: &[Wave],
+    actions: &[Action],
+    unknown: &HashSet<DeviceId>,
+    canceled: bool,
+) -> bool {
     let with_action: HashSet<DeviceId> = actions.iter().map(|a| a.device).collect();
-    waves.iter().all(|w| w.released_at.is_some())
+    let released = || waves.iter().filter(|w| w.released_at.is_some());
+    (canceled || waves.iter().all(|w| w.released_at.is_some()))
         && actions.iter().all(|a| a.state.is_settled())
-        && waves
-            .iter()
+        && released()
             .flat_map(|w| &w.devices)
             .all(|d| with_action.contains(d) || unknown.contains(d))
 }
 
-/// Where a batch is: its actions (oldest first), its stored waves (by index) and whether it
-/// has settled ([`batch_settled`]). Empty lists for an unknown batch.
+/// Where a batch is: its record, its actions (oldest first), its stored waves (by index) and
+/// whether it has settled ([`batch_settled`]). No record and empty lists for an unknown batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchProgress {
+    /// The batch as started and steered; `None` for an unknown batch.
+    pub record: Option<BatchRecord>,
     /// The batch's actions, oldest first.
     pub actions: Vec<Action>,
     /// Its later waves, by index.
@@ -659,6 +672,7 @@ pub async fn batch_progress(
     store: &dyn Store,
     batch: BatchId,
 ) -> Result<BatchProgress, SessionError> {
+    let record = store.batch_record(batch).await?;
     let actions = store.actions_of_batch(batch).await?;
     let waves = store.waves_of_batch(batch).await?;
     let with_action: HashSet<DeviceId> = actions.iter().map(|a| a.device).collect();
@@ -672,12 +686,176 @@ pub async fn batch_progress(
             unknown.insert(d);
         }
     }
-    let settled = batch_settled(&waves, &actions, &unknown);
+    let canceled = record
+        .as_ref()
+        .is_some_and(|r| r.state == BatchState::Canceled);
+    let settled = batch_settled(&waves, &actions, &unknown, canceled);
     Ok(BatchProgress {
+        record,
         actions,
         waves,
         settled,
     })
+}
+
+/// An admin's steering of a batch (issue #15 item 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Steer {
+    /// Hold the waves still waiting (actions already released still go out).
+    Pause,
+    /// Release the held waves again, each later by as long as the pause lasted.
+    Resume,
+    /// Never release the waiting waves, and cancel the actions not sent yet.
+    Cancel,
+}
+
+impl Steer {
+    /// The verb, as commands and audit events name it.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Cancel => "cancel",
+        }
+    }
+}
+
+/// What a [`steer`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Steered {
+    /// The batch as it is now.
+    pub record: BatchRecord,
+    /// Waves still waiting (held by a pause, moved by a resume, dropped by a cancel).
+    pub waves: usize,
+    /// Actions a cancel canceled before they were sent.
+    pub canceled_actions: usize,
+}
+
+/// Pauses, resumes or cancels the batch `id` for `actor`, audited as `batch.pause`,
+/// `batch.resume` or `batch.cancel`.
+///
+/// - Pause: a running batch with waves still waiting stops releasing them. Actions already
+///   released (the first wave, released waves) still go out; cancel stops those not sent yet.
+/// - Resume: a paused batch runs again; each waiting wave becomes due later by as long as the
+///   pause lasted, so the spacing between waves is kept (a wave due during the pause is due at
+///   once plus the part of its wait the pause interrupted).
+/// - Cancel: a running or paused batch never releases its waiting waves, and every action of it
+///   not sent yet (requested, pending) is canceled; sent ones cannot be taken back (the PC may
+///   act on them whatever we record).
+///
+/// The state claim, the actions canceled, the new due times and the audit event are written in
+/// one transaction ([`RequestPlan::batch_change`]); a check-in sending one of the actions at
+/// the same moment makes it read again. `NotAllowed` when the batch's state does not allow it,
+/// naming what does.
+pub async fn steer(
+    store: &dyn Store,
+    id: BatchId,
+    how: Steer,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<Option<Steered>, SessionError> {
+    for _ in 0..PLAN_ATTEMPTS {
+        let Some(record) = store.batch_record(id).await? else {
+            return Ok(None);
+        };
+        let waves = store.waves_of_batch(id).await?;
+        let waiting: Vec<&Wave> = waves.iter().filter(|w| w.released_at.is_none()).collect();
+        let mut plan = RequestPlan::new(now);
+        let (state, shift, end) = match (how, record.state) {
+            (Steer::Pause, BatchState::Running) if waiting.is_empty() => {
+                return Err(SessionError::NotAllowed(format!(
+                    "batch {id} has no wave left to hold: every wave was released \
+                     (cancel it to cancel the actions not sent yet)"
+                )));
+            }
+            (Steer::Pause, BatchState::Running) => (BatchState::Paused, Duration::ZERO, Vec::new()),
+            (Steer::Resume, BatchState::Paused) => {
+                let since = record.steered.as_ref().map_or(now, |(at, _)| *at);
+                (
+                    BatchState::Running,
+                    (now - since).max(Duration::ZERO),
+                    Vec::new(),
+                )
+            }
+            (Steer::Cancel, BatchState::Running | BatchState::Paused) => {
+                let note = format!("canceled with batch {id} by {actor}");
+                let mut end = Vec::new();
+                for a in store.actions_of_batch(id).await? {
+                    if matches!(a.state, ActionState::Requested | ActionState::Pending) {
+                        let mut ended = a.clone();
+                        ended.transition(ActionState::Canceled, now, Some(&note))?;
+                        end.push(ActionUpdate {
+                            expected: a.state,
+                            action: ended,
+                        });
+                    }
+                }
+                (BatchState::Canceled, Duration::ZERO, end)
+            }
+            (_, current) => {
+                let allowed = match current {
+                    BatchState::Running => "pause or cancel",
+                    BatchState::Paused => "resume or cancel",
+                    BatchState::Canceled => "nothing: it is canceled",
+                };
+                return Err(SessionError::NotAllowed(format!(
+                    "batch {id} is {}; it cannot {} (allowed: {allowed})",
+                    current.as_str(),
+                    how.verb()
+                )));
+            }
+        };
+        let canceled_actions = end.len();
+        let details = match how {
+            Steer::Pause => format!("{} waves held", waiting.len()),
+            Steer::Resume => format!("{} waves released again", waiting.len()),
+            Steer::Cancel => format!(
+                "{} waves dropped, {canceled_actions} actions canceled before they were sent",
+                waiting.len()
+            ),
+        };
+        plan.audit.push(
+            NewAuditEvent::new(now, actor.to_owned(), format!("batch.{}", how.verb()))
+                .targets(end.iter().map(|u: &ActionUpdate| u.action.device))
+                .batch(id)
+                .details(format!(
+                    "{} on {}: {details}",
+                    record.kind.code(),
+                    record.target
+                )),
+        );
+        plan.end = end;
+        plan.batch_change = Some(BatchChange {
+            batch: id,
+            expected: record.state,
+            state,
+            by: actor.to_owned(),
+            waiting: waiting
+                .iter()
+                .map(|w| (w.index, w.due_at + shift))
+                .collect(),
+        });
+        match store.write_request_plan(&plan).await {
+            Ok(_) => {
+                let record = BatchRecord {
+                    state,
+                    steered: Some((now, actor.to_owned())),
+                    ..record
+                };
+                let waves = waiting.len();
+                return Ok(Some(Steered {
+                    record,
+                    waves,
+                    canceled_actions,
+                }));
+            }
+            // A check-in sent an action, a wave was released or another admin steered it:
+            // read again.
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(kept_changing(&format!("batch {id}"), None))
 }
 
 #[cfg(test)]
@@ -724,50 +902,74 @@ mod tests {
         let blocked = action(b, &[Blocked]);
         let failed = action(c, &[Pending, Sent, Failed]);
         // Only a first wave (not stored): its actions decide.
-        assert!(batch_settled(&[], &[done.clone(), blocked.clone()], &none));
-        assert!(!batch_settled(&[], &[action(a, &[Pending])], &none));
+        assert!(batch_settled(
+            &[],
+            &[done.clone(), blocked.clone()],
+            &none,
+            false
+        ));
+        assert!(!batch_settled(&[], &[action(a, &[Pending])], &none, false));
         // A waiting wave holds the batch open.
         let waiting = wave(1, &[c], false);
         assert!(!batch_settled(
             std::slice::from_ref(&waiting),
             std::slice::from_ref(&done),
-            &none
+            &none,
+            false
         ));
         // Released, and its device's action is settled.
         let released = wave(1, &[c], true);
         assert!(batch_settled(
             std::slice::from_ref(&released),
             &[done.clone(), failed.clone()],
-            &none
+            &none,
+            false
         ));
         // Released, but a device has no action: lost, never settled (issue #11) ...
         let with_ghost = wave(1, &[c, ghost], true);
         assert!(!batch_settled(
             std::slice::from_ref(&with_ghost),
             &[done.clone(), failed.clone()],
-            &none
+            &none,
+            false
         ));
         // ... unless that device was not found at release.
         let unknown = HashSet::from([ghost]);
         assert!(batch_settled(
             std::slice::from_ref(&with_ghost),
             &[done.clone(), failed.clone()],
-            &unknown
+            &unknown,
+            false
         ));
         // A device deferred over the cap gets its action from a later wave.
         let deferred = [wave(1, &[c], true), wave(2, &[c], true)];
         assert!(batch_settled(
             &deferred,
             std::slice::from_ref(&failed),
-            &none
+            &none,
+            false
         ));
         let deferred_waiting = [wave(1, &[c], true), wave(2, &[c], false)];
-        assert!(!batch_settled(&deferred_waiting, &[], &none));
+        assert!(!batch_settled(&deferred_waiting, &[], &none, false));
+        // A canceled batch's waiting waves never release: settled once its actions are.
+        assert!(batch_settled(
+            &[wave(1, &[a], true), wave(2, &[c], false)],
+            std::slice::from_ref(&done),
+            &none,
+            true
+        ));
+        assert!(!batch_settled(
+            &[wave(1, &[a], true), wave(2, &[c], false)],
+            &[action(a, &[Pending])],
+            &none,
+            true
+        ));
         // Any unsettled action keeps it open.
         assert!(!batch_settled(
             std::slice::from_ref(&released),
             &[action(c, &[Pending, Sent])],
-            &none
+            &none,
+            false
         ));
     }
 }

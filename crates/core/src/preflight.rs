@@ -69,6 +69,16 @@ pub enum BlockReason {
     },
     /// Another action is already running on the device.
     ActionAlreadyRunning,
+    /// The device already waits in a later wave of another batch (issue #15 item 1: a second
+    /// reset must not be queued behind the first).
+    WaitingInBatch {
+        /// That batch.
+        batch: crate::ids::BatchId,
+        /// Its wave.
+        wave: u32,
+        /// When that wave is due.
+        due_at: OffsetDateTime,
+    },
 }
 
 impl BlockReason {
@@ -92,6 +102,7 @@ impl BlockReason {
             Self::WinReNotConfigured => "winre_not_configured",
             Self::EnrollmentCertExpired { .. } => "enrollment_cert_expired",
             Self::ActionAlreadyRunning => "action_already_running",
+            Self::WaitingInBatch { .. } => "waiting_in_batch",
         }
     }
 
@@ -129,6 +140,9 @@ impl BlockReason {
                 format!("the enrollment certificate expired at {not_after}; the device must re-enroll")
             }
             Self::ActionAlreadyRunning => "another action is already running on the device".to_owned(),
+            Self::WaitingInBatch { batch, wave, due_at } => format!(
+                "it already waits in wave {wave} of batch {batch} (due {due_at}); cancel that batch first"
+            ),
         }
     }
 }

@@ -213,6 +213,64 @@ pub struct BatchRecord {
     pub target: String,
     /// How many devices it named.
     pub devices: u32,
+    /// Running, paused or canceled by an admin.
+    pub state: BatchState,
+    /// The last pause, resume or cancel: when and by whom; `None` while never steered.
+    pub steered: Option<(OffsetDateTime, String)>,
+}
+
+/// Whether a batch's waiting waves are released (issue #15 item 1). A batch starts `Running`;
+/// `Paused` holds its waiting waves until it is resumed; `Canceled` never releases them and its
+/// not-yet-sent actions are canceled. Whether it has settled is derived from its actions
+/// ([`crate::batch::batch_settled`]), not stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BatchState {
+    /// Waves are released when due.
+    Running,
+    /// Waiting waves are held.
+    Paused,
+    /// Waiting waves are never released.
+    Canceled,
+}
+
+impl BatchState {
+    /// Stable code (storage, API).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    /// Parses [`Self::as_str`].
+    pub fn parse(s: &str) -> StoreResult<Self> {
+        match s {
+            "running" => Ok(Self::Running),
+            "paused" => Ok(Self::Paused),
+            "canceled" => Ok(Self::Canceled),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown batch state {other:?}"
+            ))),
+        }
+    }
+}
+
+/// An admin's pause, resume or cancel of a batch, written by [`ActionStore::write_request_plan`]
+/// as a claim: only if the batch is still in `expected` (else `Conflict`, nothing written).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchChange {
+    /// The batch.
+    pub batch: BatchId,
+    /// The state it was read in.
+    pub expected: BatchState,
+    /// The new state.
+    pub state: BatchState,
+    /// Who steered it (the plan's `at` is when).
+    pub by: String,
+    /// Every wave of the batch read as waiting, with its due time from now on (shifted by the
+    /// pause on resume): `Conflict` if one of them was released since or another is waiting.
+    pub waiting: Vec<(u32, OffsetDateTime)>,
 }
 
 /// How far a batch has come, counted in the store for a page of batches.
@@ -505,6 +563,8 @@ pub struct RequestPlan {
     pub window: Option<(BatchId, BatchWindow)>,
     /// A new bulk request to record (the plan that starts it).
     pub batch: Option<BatchRecord>,
+    /// A pause, resume or cancel of a batch (a claim: checked before anything else is written).
+    pub batch_change: Option<BatchChange>,
     /// Audit events, appended in order.
     pub audit: Vec<NewAuditEvent>,
 }
@@ -523,6 +583,7 @@ impl RequestPlan {
             waves: Vec::new(),
             window: None,
             batch: None,
+            batch_change: None,
             audit: Vec::new(),
         }
     }
@@ -537,6 +598,7 @@ impl RequestPlan {
             && self.waves.is_empty()
             && self.window.is_none()
             && self.batch.is_none()
+            && self.batch_change.is_none()
             && self.audit.is_empty()
     }
 }
@@ -793,7 +855,9 @@ pub trait ActionStore: Send + Sync {
     async fn update_action(&self, expected: ActionState, action: &Action) -> StoreResult<()>;
     /// Writes everything a request plan decided in ONE transaction, in this order, or nothing:
     /// 1. the claims: `release_wave` sets the wave's `released_at = plan.at` only if it is still
-    ///    NULL, `claim_schedule` moves the schedule on only if it is enabled and its `next_run` is
+    ///    NULL and its batch is neither paused nor canceled, `batch_change` moves the batch to
+    ///    its new state only if it is still in `expected` (else `Conflict`) and then sets the
+    ///    due times of its `waiting` waves (`Conflict` unless exactly those still wait), `claim_schedule` moves the schedule on only if it is enabled and its `next_run` is
     ///    still `due_at` (a conditional update each, so of several processes writing plans with
     ///    the same claim exactly one gets [`WriteOutcome::Written`]; the others get
     ///    [`WriteOutcome::ClaimLost`] and nothing is written);
@@ -909,6 +973,21 @@ pub struct Wave {
     pub daily_cap: Option<u32>,
 }
 
+/// A device named by a wave still waiting (see [`WaveStore::waiting_wave_devices`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitingDevice {
+    /// The device.
+    pub device: DeviceId,
+    /// Its batch.
+    pub batch: BatchId,
+    /// The wave's index.
+    pub wave: u32,
+    /// When the wave is due.
+    pub due_at: OffsetDateTime,
+    /// Whether the batch is paused (the wave waits for a resume).
+    pub paused: bool,
+}
+
 /// A limit on erasing actions per day, checked in the same transaction that creates the actions
 /// (see [`ActionStore::write_request_plan`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -928,7 +1007,8 @@ pub struct DailyCap {
 pub trait WaveStore: Send + Sync {
     /// Stores a wave; `Conflict` if (batch, index) exists.
     async fn save_wave(&self, wave: &Wave) -> StoreResult<()>;
-    /// Unreleased waves with `due_at <= now`, by due time, batch, index; at most `limit`.
+    /// Unreleased waves with `due_at <= now` of batches not paused or canceled, by due time,
+    /// batch, index; at most `limit`.
     async fn due_waves(&self, now: OffsetDateTime, limit: u32) -> StoreResult<Vec<Wave>>;
     /// Every wave of a batch by index; empty if none.
     async fn waves_of_batch(&self, batch: BatchId) -> StoreResult<Vec<Wave>>;
@@ -947,6 +1027,12 @@ pub trait WaveStore: Send + Sync {
         &self,
         batches: &[BatchId],
     ) -> StoreResult<std::collections::HashMap<BatchId, BatchCounts>>;
+    /// The devices of waves still waiting in batches not canceled, with the batch, the wave's
+    /// index and due time; `only` narrows it to these devices (`None`: every device).
+    async fn waiting_wave_devices(
+        &self,
+        only: Option<&[DeviceId]>,
+    ) -> StoreResult<Vec<WaitingDevice>>;
     /// How many actions of these kinds were created in `[from, to)` and not blocked (blocked
     /// actions never reach a device).
     async fn count_actions_created(

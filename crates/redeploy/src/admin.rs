@@ -43,7 +43,7 @@ where
     }
 }
 
-/// `redeploy batches list|show`.
+/// `redeploy batches list|show|pause|resume|cancel`.
 pub async fn batches(args: AdminArgs<BatchesCommand>) -> anyhow::Result<ExitCode> {
     let client = client(&args.client)?;
     match args.command.command {
@@ -142,6 +142,7 @@ pub async fn batches(args: AdminArgs<BatchesCommand>) -> anyhow::Result<ExitCode
                 println!("  {}", action_line(action));
             }
         }
+        steer => return crate::admin_batches::steer(&client, steer, args.json).await,
     }
     Ok(ExitCode::SUCCESS)
 }

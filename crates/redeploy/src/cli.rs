@@ -47,7 +47,7 @@ pub enum Command {
     Readiness(AdminArgs<NoArgs>),
     /// The audit log.
     Audit(AdminArgs<AuditArgs>),
-    /// Bulk requests (batches): list, show.
+    /// Bulk requests (batches): list, show, wait, pause, resume, cancel.
     Batches(AdminArgs<BatchesCommand>),
     /// API tokens: list, create, revoke.
     Tokens(AdminArgs<TokensCommand>),
@@ -287,6 +287,12 @@ pub enum BatchesSub {
     },
     /// Show one bulk request: counts, waves and actions.
     Show { id: String },
+    /// Hold a running batch's waves still waiting (actions already released still go out).
+    Pause { id: String },
+    /// Release a paused batch's waves again, each later by as long as the pause lasted.
+    Resume { id: String },
+    /// Never release a batch's waiting waves, and cancel its actions not sent yet.
+    Cancel { id: String },
 }
 
 #[derive(Debug, Args)]

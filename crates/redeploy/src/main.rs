@@ -1,6 +1,7 @@
 //! `redeploy`: the one binary — server, emulator, inspector and admin commands.
 
 mod admin;
+mod admin_batches;
 mod admin_common;
 mod admin_groups;
 mod admin_webhooks;

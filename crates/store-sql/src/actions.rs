@@ -397,7 +397,14 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
         let mut tx = self.begin().await?;
         // Claims first, so that a writer that lost the race stops before touching anything else
         // (on PostgreSQL it waits for the winner's row lock, then sees the claim taken).
+        if let Some(c) = &plan.batch_change {
+            crate::batches::change_batch_in(&mut tx, plan.at, c).await?;
+        }
         if let Some(w) = &plan.release_wave {
+            // A paused or canceled batch releases nothing (checked under the batch row's lock).
+            if !crate::batches::batch_runs_in(&mut tx, w.batch).await? {
+                return Ok(WriteOutcome::ClaimLost);
+            }
             let key = Cond::all()
                 .add(Expr::col(B::BatchId).eq(v(w.batch)))
                 .add(Expr::col(B::WaveIndex).eq(v(w.index)));

@@ -204,6 +204,9 @@ pub(crate) enum Batches {
     CreatedAt,
     Target,
     Devices,
+    State,
+    SteeredAt,
+    SteeredBy,
 }
 
 /// `batch_waves`: the later waves of a bulk request.

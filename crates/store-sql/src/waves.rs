@@ -6,7 +6,9 @@ use redeploy_core::action::ActionKind;
 use redeploy_core::ids::{BatchId, DeviceId};
 use std::collections::HashMap;
 
-use redeploy_core::store::{BatchCounts, BatchRecord, Cursor, Page, StoreResult, Wave, WaveStore};
+use redeploy_core::store::{
+    BatchCounts, BatchRecord, BatchState, Cursor, Page, StoreResult, WaitingDevice, Wave, WaveStore,
+};
 use sea_query::{Expr, Order, Query, SelectStatement};
 use time::OffsetDateTime;
 
@@ -95,6 +97,12 @@ impl<D: Dialect> WaveStore for SqlStore<D> {
         let select = select_waves()
             .and_where(Expr::col(B::ReleasedAt).is_null())
             .and_where(Expr::col(B::DueAt).lte(v(now)))
+            .and_where(
+                Expr::col(B::BatchId).not_in_subquery(crate::batches::batches_in(&[
+                    BatchState::Paused,
+                    BatchState::Canceled,
+                ])),
+            )
             .order_by(B::DueAt, Order::Asc)
             .order_by(B::BatchId, Order::Asc)
             .order_by(B::WaveIndex, Order::Asc)
@@ -128,6 +136,13 @@ impl<D: Dialect> WaveStore for SqlStore<D> {
         batches: &[BatchId],
     ) -> StoreResult<HashMap<BatchId, BatchCounts>> {
         crate::batches::batch_counts(self, batches).await
+    }
+
+    async fn waiting_wave_devices(
+        &self,
+        only: Option<&[DeviceId]>,
+    ) -> StoreResult<Vec<WaitingDevice>> {
+        crate::batches::waiting_wave_devices(self, only).await
     }
 
     async fn count_actions_created(

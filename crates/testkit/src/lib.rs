@@ -112,6 +112,7 @@ macro_rules! store_conformance_tests {
             a_certificate_renewal_keeps_the_device_and_retires_the_old_one_once_seen,
             certificate_expiry_counts_enrolled_devices_only,
             actions_and_batches_list_newest_first_in_pages,
+            a_paused_or_canceled_batch_releases_no_wave,
             the_health_check_answers_and_leaves_no_lock_behind,
         );
     };

@@ -3536,7 +3536,7 @@ pub async fn certificate_expiry_counts_enrolled_devices_only(store: Arc<dyn Stor
 /// Issue #14 item 6: every action and every bulk request can be listed, newest first, page by
 /// page with a cursor, narrowed by device, state or batch; a batch's counts come in one call.
 pub async fn actions_and_batches_list_newest_first_in_pages(store: Arc<dyn Store>) {
-    use redeploy_core::store::{ActionQuery, BatchRecord, Cursor};
+    use redeploy_core::store::{ActionQuery, BatchRecord, BatchState, Cursor};
     let (a, b) = (
         enrolled(&store, "page-a").await,
         enrolled(&store, "page-b").await,
@@ -3557,6 +3557,8 @@ pub async fn actions_and_batches_list_newest_first_in_pages(store: Arc<dyn Store
             created_at: t(n as i64),
             target: format!("group \"lab {n}\""),
             devices: 3,
+            state: BatchState::Running,
+            steered: None,
         });
         for i in 0..3 {
             let device = if i % 2 == 0 { a } else { b };
@@ -3711,4 +3713,162 @@ pub async fn the_health_check_answers_and_leaves_no_lock_behind(store: Arc<dyn S
     .await
     .expect("a write after the health check");
     assert!(store.device(written).await.unwrap().is_some());
+}
+
+/// Issue #15 item 1: a paused batch releases no wave until it is resumed (with the due times the
+/// resume gives), a canceled one never; a steer claims the batch's state and the waves it read
+/// as waiting, so a stale one changes nothing; waiting devices are listed with their batch.
+pub async fn a_paused_or_canceled_batch_releases_no_wave(store: Arc<dyn Store>) {
+    use redeploy_core::store::{BatchChange, BatchRecord, BatchState};
+    let (a, b, c) = (
+        enrolled(&store, "steer-a").await,
+        enrolled(&store, "steer-b").await,
+        enrolled(&store, "steer-c").await,
+    );
+    let batch = BatchId::generate();
+    let wave = |index: u32, devices: Vec<DeviceId>, due: OffsetDateTime| Wave {
+        batch,
+        index,
+        kind: ActionKind::Restart,
+        actor: "admin".into(),
+        devices,
+        due_at: due,
+        released_at: None,
+        daily_cap: None,
+    };
+    let mut plan = RequestPlan::new(t(0));
+    plan.batch = Some(BatchRecord {
+        id: batch,
+        kind: ActionKind::Restart,
+        requested_by: "admin".into(),
+        created_at: t(0),
+        target: "3 devices".into(),
+        devices: 3,
+        state: BatchState::Running,
+        steered: None,
+    });
+    plan.waves = vec![wave(1, vec![a, b], t(10)), wave(2, vec![c], t(20))];
+    assert_eq!(
+        store.write_request_plan(&plan).await.unwrap(),
+        WriteOutcome::Written
+    );
+    let waiting = store.waiting_wave_devices(None).await.unwrap();
+    assert_eq!(waiting.len(), 3);
+    assert!(waiting.iter().all(|w| w.batch == batch && !w.paused));
+    let only_c = store.waiting_wave_devices(Some(&[c])).await.unwrap();
+    assert_eq!((only_c.len(), only_c[0].wave), (1, 2));
+
+    let steer = |expected, state, waiting: Vec<(u32, OffsetDateTime)>, at| {
+        let mut p = RequestPlan::new(at);
+        p.batch_change = Some(BatchChange {
+            batch,
+            expected,
+            state,
+            by: "ada".into(),
+            waiting,
+        });
+        p
+    };
+    // Pause at t(5): wave 1 falls due at t(10) but is not released.
+    let pause = steer(
+        BatchState::Running,
+        BatchState::Paused,
+        vec![(1, t(10)), (2, t(20))],
+        t(5),
+    );
+    assert_eq!(
+        store.write_request_plan(&pause).await.unwrap(),
+        WriteOutcome::Written
+    );
+    let record = store.batch_record(batch).await.unwrap().unwrap();
+    assert_eq!(record.state, BatchState::Paused);
+    assert_eq!(record.steered, Some((t(5), "ada".to_owned())));
+    assert!(store.due_waves(t(30), 10).await.unwrap().is_empty());
+    assert!(store
+        .waiting_wave_devices(None)
+        .await
+        .unwrap()
+        .iter()
+        .all(|w| w.paused));
+    // A release claimed while paused is lost and writes nothing.
+    let mut release = RequestPlan::new(t(11));
+    release.release_wave = Some(WaveRelease { batch, index: 1 });
+    assert_eq!(
+        store.write_request_plan(&release).await.unwrap(),
+        WriteOutcome::ClaimLost
+    );
+    // Pausing again is stale (the batch is no longer running): nothing changes.
+    assert!(matches!(
+        store.write_request_plan(&pause).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // A resume naming only one of the two waiting waves is refused.
+    let partial = steer(
+        BatchState::Paused,
+        BatchState::Running,
+        vec![(1, t(40))],
+        t(30),
+    );
+    assert!(matches!(
+        store.write_request_plan(&partial).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.batch_record(batch).await.unwrap().unwrap().state,
+        BatchState::Paused
+    );
+    // Resume at t(30) with the waves shifted by the 25 minutes of the pause.
+    let resume = steer(
+        BatchState::Paused,
+        BatchState::Running,
+        vec![(1, t(35)), (2, t(45))],
+        t(30),
+    );
+    assert_eq!(
+        store.write_request_plan(&resume).await.unwrap(),
+        WriteOutcome::Written
+    );
+    assert!(store.due_waves(t(34), 10).await.unwrap().is_empty());
+    let due = store.due_waves(t(35), 10).await.unwrap();
+    assert_eq!(due.iter().map(|w| w.index).collect::<Vec<_>>(), vec![1]);
+    let mut release = RequestPlan::new(t(36));
+    release.release_wave = Some(WaveRelease { batch, index: 1 });
+    assert_eq!(
+        store.write_request_plan(&release).await.unwrap(),
+        WriteOutcome::Written
+    );
+    // A cancel that still thinks wave 1 waits is stale.
+    let stale = steer(
+        BatchState::Running,
+        BatchState::Canceled,
+        vec![(1, t(35)), (2, t(45))],
+        t(37),
+    );
+    assert!(matches!(
+        store.write_request_plan(&stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let cancel = steer(
+        BatchState::Running,
+        BatchState::Canceled,
+        vec![(2, t(45))],
+        t(37),
+    );
+    assert_eq!(
+        store.write_request_plan(&cancel).await.unwrap(),
+        WriteOutcome::Written
+    );
+    assert!(store.due_waves(t(1000), 10).await.unwrap().is_empty());
+    assert!(store.waiting_wave_devices(None).await.unwrap().is_empty());
+    let waves = store.waves_of_batch(batch).await.unwrap();
+    assert_eq!(
+        waves.iter().map(|w| w.released_at).collect::<Vec<_>>(),
+        vec![Some(t(36)), None]
+    );
+    let mut release = RequestPlan::new(t(50));
+    release.release_wave = Some(WaveRelease { batch, index: 2 });
+    assert_eq!(
+        store.write_request_plan(&release).await.unwrap(),
+        WriteOutcome::ClaimLost
+    );
 }

@@ -11,7 +11,8 @@ use crate::ids::{ActionId, BatchId, CommandId, DeviceId};
 use crate::preflight::{preflight, BlockReason, PreflightSettings};
 use crate::session::SessionError;
 use crate::store::{
-    ActionUpdate, DailyCap, DeviceChange, NewAction, RequestPlan, Store, StoreError, WriteOutcome,
+    ActionUpdate, DailyCap, DeviceChange, NewAction, RequestPlan, Store, StoreError, WaitingDevice,
+    WriteOutcome,
 };
 
 /// What [`request`] needs besides the device.
@@ -108,9 +109,13 @@ pub async fn request(
 
 /// Why `kind` would be blocked on `device` given its `existing` actions (empty: it would be
 /// queued), and the not-yet-sent resets it would supersede.
+///
+/// An erasing kind is also blocked while the device waits in a wave of another batch
+/// (`waiting`): the batch would reset it again when that wave is released.
 fn assess_with(
     device: &Device,
     existing: &[Action],
+    waiting: &[WaitingDevice],
     kind: ActionKind,
     now: OffsetDateTime,
     settings: &ActionSettings,
@@ -132,7 +137,7 @@ fn assess_with(
             && !superseded.iter().any(|s| s.id == a.id)
     });
 
-    let reasons: Vec<BlockReason> = if kind.is_autopilot_reset() {
+    let mut reasons: Vec<BlockReason> = if kind.is_autopilot_reset() {
         preflight(
             device,
             now,
@@ -154,6 +159,13 @@ fn assess_with(
         }
         r
     };
+    if is_erasing(kind) {
+        reasons.extend(waiting.iter().map(|w| BlockReason::WaitingInBatch {
+            batch: w.batch,
+            wave: w.wave,
+            due_at: w.due_at,
+        }));
+    }
     (reasons, superseded)
 }
 
@@ -170,7 +182,10 @@ pub async fn assess(
         return Ok(None);
     };
     let existing = store.actions_of_device(device_id).await?;
-    Ok(Some(assess_with(&device, &existing, kind, now, settings).0))
+    let waiting = store.waiting_wave_devices(Some(&[device_id])).await?;
+    Ok(Some(
+        assess_with(&device, &existing, &waiting, kind, now, settings).0,
+    ))
 }
 
 /// Whether `kind` erases the device (Autopilot Reset or a wipe): at most one of them may be
@@ -238,7 +253,7 @@ pub async fn request_under_cap(
     let cap = cap.filter(|c| c.kinds.contains(&kind));
     let mut last_conflict = None;
     for _ in 0..PLAN_ATTEMPTS {
-        let targets = read_targets(store, &[device_id]).await?;
+        let targets = read_targets(store, &[device_id], batch).await?;
         let used = match cap {
             Some(c) => Some(store.count_actions_created(&c.kinds, c.from, c.to).await?),
             None => None,
@@ -309,13 +324,19 @@ pub struct RequestTarget {
     pub device: Option<Device>,
     /// Its actions, newest first (as [`crate::store::ActionStore::actions_of_device`]).
     pub actions: Vec<Action>,
+    /// The waves of other batches it still waits in.
+    pub waiting: Vec<WaitingDevice>,
 }
 
 /// Reads what planning needs of each device, in order.
+/// `own` is the batch the request belongs to: its own waiting waves do not count.
 pub(crate) async fn read_targets(
     store: &dyn Store,
     ids: &[DeviceId],
+    own: Option<BatchId>,
 ) -> Result<Vec<RequestTarget>, SessionError> {
+    let mut waiting = store.waiting_wave_devices(Some(ids)).await?;
+    waiting.retain(|w| Some(w.batch) != own);
     let mut targets = Vec::with_capacity(ids.len());
     for &id in ids {
         let device = store.device(id).await?;
@@ -327,6 +348,7 @@ pub(crate) async fn read_targets(
             id,
             device,
             actions,
+            waiting: waiting.iter().filter(|w| w.device == id).cloned().collect(),
         });
     }
     Ok(targets)
@@ -354,6 +376,7 @@ pub struct PlannedAction {
 pub fn plan_request(
     device: &Device,
     existing: &[Action],
+    waiting: &[WaitingDevice],
     kind: ActionKind,
     actor: &str,
     now: OffsetDateTime,
@@ -361,7 +384,7 @@ pub fn plan_request(
     batch: Option<BatchId>,
 ) -> PlannedAction {
     let mut action = Action::new(ActionId::generate(), device.id, kind, actor, batch, now);
-    let (reasons, superseded) = assess_with(device, existing, kind, now, settings);
+    let (reasons, superseded) = assess_with(device, existing, waiting, kind, now, settings);
     // Requested → pending/blocked is always allowed, so neither transition can fail.
     let (commands, cancel, device_change) = if reasons.is_empty() {
         let _ = action.transition(ActionState::Pending, now, Some("queued"));
@@ -481,7 +504,16 @@ pub fn plan_requests(
             decisions.push((target.id, Decision::NotFound));
             continue;
         };
-        let planned = plan_request(device, &target.actions, kind, actor, now, settings, batch);
+        let planned = plan_request(
+            device,
+            &target.actions,
+            &target.waiting,
+            kind,
+            actor,
+            now,
+            settings,
+            batch,
+        );
         if planned.new.action.state == ActionState::Pending {
             room = room.map(|r| r - 1);
         }
@@ -513,7 +545,7 @@ pub async fn request_for_devices(
 ) -> Result<Vec<(DeviceId, Decision)>, SessionError> {
     let mut last_conflict = None;
     for _ in 0..PLAN_ATTEMPTS {
-        let targets = read_targets(store, ids).await?;
+        let targets = read_targets(store, ids, None).await?;
         let mut planned = plan_requests(&targets, kind, actor, now, settings, None, None);
         planned.plan.audit.push(summary.clone());
         match write_or_replan(store, &planned.plan, &mut last_conflict).await? {
@@ -716,6 +748,7 @@ mod tests {
         plan_request(
             device,
             existing,
+            &[],
             kind,
             "ada",
             NOW,
@@ -828,6 +861,7 @@ mod tests {
                 id: d.as_ref().map_or_else(DeviceId::generate, |d| d.id),
                 device: d.clone(),
                 actions: Vec::new(),
+                waiting: Vec::new(),
             })
             .collect()
     }

@@ -538,3 +538,210 @@ async fn a_reset_whose_pc_never_returns_is_expired_by_the_worker(backend: Backen
         "{metrics}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// d. Steering a wave reset from the CLI: pause, resume, cancel (issue #15 item 1)
+
+testkit::on_both_backends!(an_admin_pauses_resumes_and_cancels_a_wave_reset_from_the_cli);
+
+/// `redeploy ARGS` against `app` with its CA and admin token, off the async runtime.
+async fn cli(app: &TestApp, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let ca = dir.join("ca.pem");
+    let token = dir.join("admin-token");
+    std::fs::write(&ca, &app.ca_pem).unwrap();
+    std::fs::write(&token, &app.admin_token).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_redeploy"));
+    cmd.args(args)
+        .arg("--server")
+        .arg(&app.base_url)
+        .arg("--ca-file")
+        .arg(&ca)
+        .arg("--token-file")
+        .arg(&token);
+    for var in ["REDEPLOY_SERVER", "REDEPLOY_TOKEN", "REDEPLOY_TOKEN_FILE"] {
+        cmd.env_remove(var);
+    }
+    tokio::task::spawn_blocking(move || cmd.output().expect("redeploy runs"))
+        .await
+        .unwrap()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every PC not reset yet checks in at `now`; those that got the reset finish it. Returns how
+/// many got it.
+async fn check_in_all(
+    transport: &HttpsTransport,
+    pcs: &mut [Pc],
+    done: &mut HashSet<DeviceId>,
+    now: OffsetDateTime,
+) -> usize {
+    let mut reset_now = 0;
+    for pc in pcs.iter_mut() {
+        if done.contains(&pc.id) {
+            continue;
+        }
+        let report = client::check_in(transport, &mut pc.state, now)
+            .await
+            .expect("check-in");
+        if got_reset(&report) {
+            finish_reset(transport, pc, now).await;
+            done.insert(pc.id);
+            reset_now += 1;
+        }
+    }
+    reset_now
+}
+
+async fn an_admin_pauses_resumes_and_cancels_a_wave_reset_from_the_cli(backend: Backend) {
+    let (app, clock) = app_at(backend, OffsetDateTime::now_utc(), |_| {}).await;
+    let t0 = clock.now();
+    let dir = tempfile::tempdir().unwrap();
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let store = app.store.clone();
+    let mut pcs = enroll_fleet(&app, &transport, "steer", 12, 4, t0).await;
+    let ids: Vec<DeviceId> = pcs.iter().map(|p| p.id).collect();
+    let group = Group::new_static(GroupId::generate(), "Lab steer", ids.clone(), t0);
+    store.create_group(&group).await.unwrap();
+
+    // Started from the CLI: three waves of four, 30 minutes apart.
+    let out = cli(
+        &app,
+        dir.path(),
+        &[
+            "reset",
+            "--group",
+            "Lab steer",
+            "--confirm",
+            "Lab steer",
+            "--wave-size",
+            "4",
+            "--wave-interval",
+            "1800",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = created["batch_id"].as_str().unwrap().to_owned();
+
+    // Paused a minute in: the first wave still goes out, the other two are held.
+    clock.advance(Duration::minutes(1));
+    let out = cli(&app, dir.path(), &["batches", "pause", &id]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout(&out).contains("is paused: 2 waves held"),
+        "{}",
+        stdout(&out)
+    );
+    let again = cli(&app, dir.path(), &["batches", "pause", &id]).await;
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("resume or cancel"),
+        "{again:?}"
+    );
+    let mut done = HashSet::new();
+    assert_eq!(
+        check_in_all(&transport, &mut pcs, &mut done, clock.now()).await,
+        4
+    );
+
+    // A PC of a waiting wave is not offered a second reset meanwhile.
+    let waiting = store
+        .waiting_wave_devices(Some(&ids))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.device)
+        .collect::<HashSet<_>>();
+    assert_eq!(waiting.len(), 8);
+    let other = *waiting.iter().next().unwrap();
+    let out = cli(&app, dir.path(), &["reset", &other.to_string(), "--json"]).await;
+    let single: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(
+        format!("{single}{}", String::from_utf8_lossy(&out.stdout)).contains("waits in wave"),
+        "{out:?}"
+    );
+
+    // Past both due times: nothing is released while paused.
+    clock.advance(Duration::minutes(90));
+    assert_eq!(app.tick().await.waves_released, 0, "paused");
+    assert_eq!(
+        check_in_all(&transport, &mut pcs, &mut done, clock.now()).await,
+        0
+    );
+
+    // Resumed at t0+91: each wave is due 90 minutes later than planned (t0+120, t0+150).
+    let out = cli(&app, dir.path(), &["batches", "resume", &id]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(app.tick().await.waves_released, 0, "the spacing is kept");
+    clock.set(t0 + Duration::minutes(120));
+    assert_eq!(app.tick().await.waves_released, 1);
+
+    // Canceled before the second wave's PCs check in: its four actions and the third wave go.
+    let out = cli(&app, dir.path(), &["batches", "cancel", &id, "--json"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let steered: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(steered["batch"]["state"], "canceled");
+    assert_eq!(
+        (
+            steered["waves"].as_u64(),
+            steered["canceled_actions"].as_u64()
+        ),
+        (Some(1), Some(4))
+    );
+    clock.advance(Duration::days(2));
+    assert_eq!(app.tick().await.waves_released, 0, "canceled");
+    assert_eq!(
+        check_in_all(&transport, &mut pcs, &mut done, clock.now()).await,
+        0
+    );
+    for pc in &pcs {
+        let expected = usize::from(done.contains(&pc.id));
+        assert_eq!(resets_started(&pc.state), expected, "{}", pc.state.id);
+    }
+
+    // Followed from the CLI: settled once canceled and the first wave is done.
+    let out = cli(&app, dir.path(), &["batches", "show", &id, "--json"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["settled"], true, "{status}");
+    assert_eq!(status["batch"]["state"], "canceled");
+    assert_eq!(status["counts"]["done"], 4);
+    assert_eq!(status["counts"]["canceled"], 4);
+    let waves: Vec<(u64, bool)> = status["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["index"].as_u64().unwrap(),
+                w["released"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(waves, vec![(0, true), (1, true), (2, false)]);
+    let audit: Vec<String> = store
+        .list_audit(&AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.batch.map(|b| b.to_string()) == Some(id.clone()))
+        .map(|e| e.action)
+        .collect();
+    for verb in [
+        "batch.create",
+        "batch.pause",
+        "batch.resume",
+        "batch.wave",
+        "batch.cancel",
+    ] {
+        assert!(audit.iter().any(|a| a == verb), "{verb} in {audit:?}");
+    }
+}

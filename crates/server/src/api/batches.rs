@@ -2,14 +2,14 @@
 //! filter, in waves under a daily cap; no size cap) and `GET /api/v1/batches/{id}` (where a
 //! batch is, for `redeploy reset --wait`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
-use redeploy_core::batch::{BatchProgress, ItemOutcome, PlanOutcome};
+use redeploy_core::batch::{BatchProgress, ItemOutcome, PlanOutcome, Steer};
 use redeploy_core::BatchId;
 use time::Duration;
 
@@ -20,7 +20,7 @@ use super::ApiError;
 use crate::dto::*;
 use crate::service::batches;
 use crate::state::AppState;
-use redeploy_core::store::Cursor;
+use redeploy_core::store::{BatchCounts, BatchRecord, Cursor};
 
 /// Ask many devices for the same action. With `dry_run`: 200 and what would happen to each
 /// device, changing nothing. Otherwise: 202 and the batch (the first wave is requested now,
@@ -198,23 +198,7 @@ pub async fn list_batches(
     let cursor = q.cursor.as_deref().map(Cursor::parse);
     let (rows, next) = batches::list(&state, limit, cursor.as_ref()).await?;
     Ok(Json(api::BatchPage {
-        items: rows
-            .iter()
-            .map(|(b, c)| api::BatchSummary {
-                batch_id: b.id.to_string(),
-                kind: b.kind.name().to_owned(),
-                requested_by: b.requested_by.clone(),
-                created_at: ts(b.created_at),
-                target: b.target.clone(),
-                devices: b.devices,
-                counts: c
-                    .by_state
-                    .iter()
-                    .map(|(s, n)| (s.as_str().to_owned(), *n))
-                    .collect(),
-                waves_waiting: c.waves_waiting,
-            })
-            .collect(),
+        items: rows.iter().map(|(b, c)| batch_summary(b, c)).collect(),
         next: next.map(|c| c.as_str().to_owned()),
     }))
 }
@@ -233,31 +217,164 @@ pub async fn get_batch(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<api::BatchStatus>> {
-    let id = BatchId::parse(&id)
-        .map_err(|_| ApiError::bad_request(format!("not a batch id: {id:?}")))?;
-    let BatchProgress {
-        actions,
-        waves,
-        settled,
-    } = batches::progress(&state, id).await?;
-    let mut counts = BTreeMap::<String, u64>::new();
-    for a in &actions {
-        *counts.entry(a.state.as_str().to_owned()).or_default() += 1;
-    }
-    Ok(Json(api::BatchStatus {
-        batch_id: id.to_string(),
-        settled,
-        counts,
-        actions: actions.iter().map(action_dto).collect(),
-        waves: waves
+    let id = batch_id(&id)?;
+    let progress = batches::progress(&state, id).await?;
+    Ok(Json(batch_status(id, &progress)))
+}
+
+fn batch_id(text: &str) -> Result<BatchId, ApiError> {
+    BatchId::parse(text).map_err(|_| ApiError::bad_request(format!("not a batch id: {text:?}")))
+}
+
+/// A batch as listed: its record and its counts.
+pub(crate) fn batch_summary(b: &BatchRecord, c: &BatchCounts) -> api::BatchSummary {
+    api::BatchSummary {
+        batch_id: b.id.to_string(),
+        kind: b.kind.name().to_owned(),
+        requested_by: b.requested_by.clone(),
+        created_at: ts(b.created_at),
+        target: b.target.clone(),
+        devices: b.devices,
+        counts: c
+            .by_state
             .iter()
-            .map(|w| api::BatchWave {
+            .map(|(s, n)| (s.as_str().to_owned(), *n))
+            .collect(),
+        waves_waiting: c.waves_waiting,
+        state: b.state.as_str().to_owned(),
+        steered_at: b.steered.as_ref().map(|(at, _)| ts(*at)),
+        steered_by: b.steered.as_ref().map(|(_, by)| by.clone()),
+    }
+}
+
+/// Where a batch is, wave by wave (the first wave, index 0, holds the devices no stored wave
+/// names; a device in several waves, deferred over the daily cap, counts in the last).
+pub(crate) fn batch_status(id: BatchId, p: &BatchProgress) -> api::BatchStatus {
+    let mut counts = BTreeMap::<String, u64>::new();
+    let mut wave_of = HashMap::new();
+    for w in &p.waves {
+        for d in &w.devices {
+            wave_of.insert(*d, w.index);
+        }
+    }
+    let mut by_wave = BTreeMap::<u32, BTreeMap<String, u64>>::new();
+    let mut first_devices = 0;
+    for a in &p.actions {
+        let state = a.state.as_str().to_owned();
+        *counts.entry(state.clone()).or_default() += 1;
+        let wave = wave_of.get(&a.device).copied().unwrap_or(0);
+        first_devices += u64::from(wave == 0);
+        *by_wave.entry(wave).or_default().entry(state).or_default() += 1;
+    }
+    let started = p
+        .record
+        .as_ref()
+        .map(|r| r.created_at)
+        .or_else(|| p.actions.first().map(|a| a.created_at));
+    let first = started.map(|at| api::BatchWave {
+        index: 0,
+        due_at: ts(at),
+        released: true,
+        released_at: Some(ts(at)),
+        devices: first_devices,
+        counts: by_wave.remove(&0).unwrap_or_default(),
+    });
+    let batch = p.record.as_ref().map(|r| {
+        let mut c = BatchCounts::default();
+        for a in &p.actions {
+            *c.by_state.entry(a.state).or_default() += 1;
+        }
+        c.waves_waiting = p.waves.iter().filter(|w| w.released_at.is_none()).count() as u64;
+        batch_summary(r, &c)
+    });
+    api::BatchStatus {
+        batch_id: id.to_string(),
+        settled: p.settled,
+        counts,
+        actions: p.actions.iter().map(action_dto).collect(),
+        waves: first
+            .into_iter()
+            .chain(p.waves.iter().map(|w| api::BatchWave {
                 index: w.index,
                 due_at: ts(w.due_at),
                 released: w.released_at.is_some(),
                 released_at: w.released_at.map(ts),
                 devices: w.devices.len() as u64,
-            })
+                counts: by_wave.remove(&w.index).unwrap_or_default(),
+            }))
             .collect(),
+        batch,
+    }
+}
+
+async fn steer(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    how: Steer,
+) -> ApiResult<Json<api::BatchSteered>> {
+    let id = batch_id(&id)?;
+    let (steered, counts) = batches::steer(&state, &caller, id, how).await?;
+    Ok(Json(api::BatchSteered {
+        batch: batch_summary(&steered.record, &counts),
+        waves: steered.waves as u64,
+        canceled_actions: steered.canceled_actions as u64,
     }))
+}
+
+/// Pause a running batch: its waves still waiting are held until it is resumed (actions
+/// already released still go out; cancel stops those not sent yet). Audited `batch.pause`.
+#[utoipa::path(post, path = "/api/v1/batches/{id}/pause", tag = "actions",
+    params(("id" = String, Path, description = "Batch id")),
+    responses(
+        (status = 200, body = api::BatchSteered),
+        (status = 400, body = api::Problem, content_type = "application/problem+json"),
+        (status = 403, body = api::Problem, content_type = "application/problem+json"),
+        (status = 404, body = api::Problem, content_type = "application/problem+json"),
+        (status = 409, body = api::Problem, content_type = "application/problem+json", description = "Not running, or no wave left to hold"),
+    ))]
+pub async fn pause_batch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<api::BatchSteered>> {
+    steer(state, caller, id, Steer::Pause).await
+}
+
+/// Resume a paused batch: each waiting wave becomes due later by as long as the pause lasted.
+/// Audited `batch.resume`.
+#[utoipa::path(post, path = "/api/v1/batches/{id}/resume", tag = "actions",
+    params(("id" = String, Path, description = "Batch id")),
+    responses(
+        (status = 200, body = api::BatchSteered),
+        (status = 400, body = api::Problem, content_type = "application/problem+json"),
+        (status = 403, body = api::Problem, content_type = "application/problem+json"),
+        (status = 404, body = api::Problem, content_type = "application/problem+json"),
+        (status = 409, body = api::Problem, content_type = "application/problem+json", description = "Not paused"),
+    ))]
+pub async fn resume_batch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<api::BatchSteered>> {
+    steer(state, caller, id, Steer::Resume).await
+}
+
+/// Cancel a running or paused batch: its waiting waves are never released and its actions not
+/// sent yet are canceled (sent ones cannot be taken back). Audited `batch.cancel`.
+#[utoipa::path(post, path = "/api/v1/batches/{id}/cancel", tag = "actions",
+    params(("id" = String, Path, description = "Batch id")),
+    responses(
+        (status = 200, body = api::BatchSteered),
+        (status = 400, body = api::Problem, content_type = "application/problem+json"),
+        (status = 403, body = api::Problem, content_type = "application/problem+json"),
+        (status = 404, body = api::Problem, content_type = "application/problem+json"),
+        (status = 409, body = api::Problem, content_type = "application/problem+json", description = "Already canceled"),
+    ))]
+pub async fn cancel_batch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<api::BatchSteered>> {
+    steer(state, caller, id, Steer::Cancel).await
 }

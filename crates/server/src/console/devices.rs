@@ -84,6 +84,17 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
     let certificates = devices::certificate_expiry(&state).await?;
     let in_flight = devices::count_actions(&state, IN_FLIGHT, 1000).await?;
     let flying: usize = in_flight.iter().map(|(_, n)| n).sum();
+    let waiting = crate::service::batches::waiting(&state, None).await?;
+    let waiting_pcs: std::collections::HashSet<DeviceId> =
+        waiting.iter().map(|w| w.device).collect();
+    let waiting_waves: std::collections::HashSet<_> =
+        waiting.iter().map(|w| (w.batch, w.wave)).collect();
+    let held_waves = waiting
+        .iter()
+        .filter(|w| w.paused)
+        .map(|w| (w.batch, w.wave))
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     // Oldest update first from the store: the newest ten failures are at the end.
     let failures = service::list(
         &state,
@@ -106,6 +117,13 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
             div.stat { span.n { (devices.len() - ready) } span.l { "not ready" } }
             div.stat { span.n { (seen_recently) } span.l { "checked in within 24 h" } }
             div.stat { span.n { (flying) } span.l { a href="/console/actions" { "actions in flight" } } }
+            div.stat #waiting-waves {
+                span.n { (waiting_pcs.len()) }
+                span.l {
+                    a href="/console/batches" { "devices in " (waiting_waves.len()) " waiting waves" }
+                    @if held_waves > 0 { " (" (held_waves) " paused)" }
+                }
+            }
             div.stat #certificates-expiring { span.n { (certificates.expiring) } span.l { "certificates expire within 30 days" } }
             div.stat #certificates-expired { span.n { (certificates.expired) } span.l { "certificates expired" } }
         }

@@ -270,5 +270,9 @@ pub async fn reset(
         result.deferred(),
         result.not_found()
     );
-    Ok(see_other(&format!("/console/groups?msg={}", enc(&msg))))
+    Ok(see_other(&format!(
+        "/console/batches/{}?msg={}",
+        result.batch_id,
+        enc(&msg)
+    )))
 }

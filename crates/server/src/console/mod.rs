@@ -6,6 +6,7 @@
 mod actions;
 mod audit;
 mod autopilot;
+mod batches;
 mod devices;
 mod groups;
 mod schedules;
@@ -56,6 +57,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/console/actions/{id}", get(actions::page))
         .route("/console/actions/{id}/cancel", post(actions::cancel))
         .route("/console/actions/{id}/retry", post(actions::retry))
+        .route("/console/batches", get(batches::list))
+        .route("/console/batches/{id}", get(batches::page))
+        .route("/console/batches/{id}/{verb}", post(batches::steer))
         .route("/console/groups", get(groups::list).post(groups::create))
         .route("/console/groups/{id}", get(groups::page))
         .route("/console/groups/{id}/reset", post(groups::reset))
@@ -334,6 +338,7 @@ pub enum Section {
     Dashboard,
     Devices,
     Actions,
+    Batches,
     Groups,
     Schedules,
     Audit,
@@ -345,6 +350,7 @@ const NAV: &[(Section, &str, &str)] = &[
     (Section::Dashboard, "/console", "Dashboard"),
     (Section::Devices, "/console/devices", "Devices"),
     (Section::Actions, "/console/actions", "Actions"),
+    (Section::Batches, "/console/batches", "Batches"),
     (Section::Groups, "/console/groups", "Groups"),
     (Section::Schedules, "/console/schedules", "Schedules"),
     (Section::Audit, "/console/audit", "Audit log"),

@@ -4,8 +4,10 @@
 //! a whole group, the group's name typed back; a batch's progress counts its actions by state
 //! and says whether it has settled.
 
-use redeploy_core::batch::{self, BatchProgress, BatchResult, Plan, Target, WaveSettings};
-use redeploy_core::store::{BatchCounts, BatchRecord, Cursor};
+use redeploy_core::batch::{
+    self, BatchProgress, BatchResult, Plan, Steer, Steered, Target, WaveSettings,
+};
+use redeploy_core::store::{BatchCounts, BatchRecord, Cursor, WaitingDevice};
 use redeploy_core::{ActionKind, BatchId, DeviceFilter, DeviceId, Group};
 use time::Duration;
 
@@ -164,7 +166,7 @@ pub async fn start(
 /// ([`batch::batch_settled`]); a batch with neither is not found.
 pub async fn progress(state: &AppState, id: BatchId) -> Result<BatchProgress> {
     let progress = batch::batch_progress(state.store.as_ref(), id).await?;
-    if progress.actions.is_empty() && progress.waves.is_empty() {
+    if progress.record.is_none() && progress.actions.is_empty() && progress.waves.is_empty() {
         return Err(ServiceError::NotFound(format!("no batch {id}")));
     }
     Ok(progress)
@@ -202,4 +204,49 @@ pub async fn list(
         })
         .collect();
     Ok((rows, page.next))
+}
+
+/// Pauses, resumes or cancels the batch `id` (see [`batch::steer`]): needs the role that may
+/// ask for the batch's kind; audited. Returns the batch as it is now, with its counts.
+pub async fn steer(
+    state: &AppState,
+    caller: &Caller,
+    id: BatchId,
+    how: Steer,
+) -> Result<(Steered, BatchCounts)> {
+    let record = state
+        .store
+        .batch_record(id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no batch {id}")))?;
+    caller
+        .require(
+            state,
+            role_for(record.kind),
+            &format!("{} batch {id}", how.verb()),
+            None,
+        )
+        .await?;
+    let steered = batch::steer(
+        state.store.as_ref(),
+        id,
+        how,
+        &caller.actor(),
+        state.clock.now(),
+    )
+    .await?
+    .ok_or_else(|| ServiceError::NotFound(format!("no batch {id}")))?;
+    let counts = state
+        .store
+        .batch_counts(&[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default();
+    Ok((steered, counts))
+}
+
+/// Devices named by waves still waiting in batches not canceled (paused ones included), with
+/// their batch and wave; `only` narrows it to these devices.
+pub async fn waiting(state: &AppState, only: Option<&[DeviceId]>) -> Result<Vec<WaitingDevice>> {
+    Ok(state.store.waiting_wave_devices(only).await?)
 }

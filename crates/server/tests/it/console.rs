@@ -781,12 +781,56 @@ async fn console_device_list_pages_group_reset_needs_the_typed_name_schedules_an
         )
         .await;
     assert_eq!(ok.status, 303, "{}", ok.body);
-    let flash = b.get(ok.location.as_deref().unwrap()).await;
+    // The batch's own page: the flash, its progress by wave, and a pause button.
+    let batch_path = ok.location.clone().unwrap();
+    assert!(batch_path.starts_with("/console/batches/"), "{batch_path}");
+    let flash = b.get(&batch_path).await;
     assert!(
         flash.body.contains("1 queued, 0 blocked, 1 in later waves"),
         "{}",
         flash.body
     );
+    assert!(flash.body.contains("Pause waiting waves"), "{}", flash.body);
+    let batch_path = batch_path.split('?').next().unwrap().to_owned();
+    // The dashboard counts the PC in the waiting wave; the group page no longer offers it.
+    let dash = b.get("/console").await;
+    assert!(
+        dash.body.contains("devices in 1 waiting waves"),
+        "{}",
+        dash.body
+    );
+    let group_again = b.get(&group_path).await;
+    assert!(
+        group_again.body.contains("already waits in wave 1"),
+        "{}",
+        group_again.body
+    );
+    // Paused from its page (audited), then canceled: the waiting wave is dropped.
+    let paused = b
+        .post(&format!("{batch_path}/pause"), &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(paused.status, 303, "{}", paused.body);
+    let page = b.get(paused.location.as_deref().unwrap()).await;
+    assert!(page.body.contains("Paused: 1 waves held."), "{}", page.body);
+    assert!(page.body.contains("held (paused)"), "{}", page.body);
+    assert!(b.get("/console").await.body.contains("(1 paused)"));
+    let listed = b.get("/console/batches").await;
+    assert!(listed.body.contains(">paused<"), "{}", listed.body);
+    let canceled = b
+        .post(&format!("{batch_path}/cancel"), &[("csrf", csrf.as_str())])
+        .await;
+    let page = b.get(canceled.location.as_deref().unwrap()).await;
+    assert!(
+        page.body
+            .contains("Canceled: 1 waves dropped, 1 actions canceled"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("never (canceled)"), "{}", page.body);
+    let again = b
+        .post(&format!("{batch_path}/resume"), &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(again.status, 409, "{}", again.body);
 
     // Schedules: a bad recurrence is explained; a good one is listed, disabled, deleted.
     let group_id = group_path.rsplit('/').next().unwrap().to_owned();

@@ -324,8 +324,15 @@ async fn bulk_dry_run_changes_nothing_and_a_group_reset_needs_the_typed_name(bac
     );
     assert!(deferred.due_at.is_some());
     let status = client.batch(&batch.batch_id).await.unwrap();
-    assert_eq!(status.waves.len(), 1);
-    assert!(!status.waves[0].released && !status.settled);
+    // The first wave (index 0, released with the request) and the one waiting.
+    assert_eq!(status.waves.len(), 2);
+    assert_eq!((status.waves[0].index, status.waves[0].released), (0, true));
+    assert_eq!(status.waves[0].counts.get("pending"), Some(&1));
+    assert!(!status.waves[1].released && !status.settled);
+    assert_eq!(
+        status.batch.as_ref().map(|b| b.state.as_str()),
+        Some("running")
+    );
 
     // Bad requests: two targets, no target, a bad id, a zero wave, an unknown batch.
     for body in [
