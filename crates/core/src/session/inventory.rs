@@ -162,3 +162,122 @@ mod tests {
         );
     }
 }
+
+/// What an inventory node is, in an admin's words, and its value made readable: `None` for a
+/// node we do not name (shown as its OMA-URI). Node meanings: docs/protocol.md §4 (DevDetail,
+/// DevInfo, DMClient, DeviceStatus CSP docs), §1.9 (BitLocker DeviceEncryptionStatus), §3.6
+/// (AutomaticRedeployment Status values: 0 not started, 1 completed, 10/20 in progress,
+/// 30/40/50 failed).
+pub fn inventory_label(uri: &str, value: &str) -> Option<(&'static str, String)> {
+    let megabytes = |v: &str| match v.trim().parse::<f64>() {
+        Ok(mb) if mb >= 1024.0 => format!("{:.1} GB", mb / 1024.0),
+        Ok(mb) => format!("{mb} MB"),
+        Err(_) => v.to_owned(),
+    };
+    let tail = uri.rsplit('/').next().unwrap_or(uri);
+    let named = match tail {
+        "SwV" => ("Windows version", value.to_owned()),
+        "OSPlatform" => ("Windows edition", value.to_owned()),
+        "SMBIOSSerialNumber" => ("Serial number", value.to_owned()),
+        "DNSComputerName" => ("Computer name", value.to_owned()),
+        "TotalRAM" => ("Memory", megabytes(value)),
+        "TotalStorage" => ("Storage", megabytes(value)),
+        "Man" => ("Manufacturer", value.to_owned()),
+        "Mod" => ("Model", value.to_owned()),
+        "EnrollmentType" => ("Enrollment type", value.to_owned()),
+        "AADDeviceID" => ("Entra device ID", value.to_owned()),
+        "HWDevID" => ("Hardware ID", value.to_owned()),
+        "DomainName" if value.is_empty() => ("Active Directory domain", "none".to_owned()),
+        "DomainName" => ("Active Directory domain", value.to_owned()),
+        "IsSyncDone" => ("First sync after setup done", value.to_owned()),
+        _ if uri == AUTOPILOT_STATUS_URI => {
+            let word = match value.trim() {
+                "0" => "not started",
+                "1" => "completed",
+                "10" | "20" => "in progress",
+                "30" | "40" | "50" => "failed",
+                _ => "unknown",
+            };
+            ("Autopilot Reset status", format!("{word} ({value})"))
+        }
+        _ if uri == AUTOPILOT_LAST_ERROR_URI => {
+            let text = match value.trim().parse::<i64>() {
+                // The node is an int: HRESULTs come as negative numbers.
+                Ok(n) => {
+                    let code = n as u32;
+                    let (what, _) = action::decode_hresult(code);
+                    format!("{what} (0x{code:08X})")
+                }
+                Err(_) => value.to_owned(),
+            };
+            ("Autopilot Reset last error", text)
+        }
+        _ if uri == WINRE_STATUS_URI => {
+            let text = match value.trim().parse::<u32>() {
+                Ok(bits) if bits & WINRE_NOT_CONFIGURED_BIT != 0 => {
+                    format!("WinRE not configured ({value})")
+                }
+                Ok(_) => format!("no WinRE problem reported ({value})"),
+                Err(_) => value.to_owned(),
+            };
+            ("Encryption status (BitLocker)", text)
+        }
+        _ => return None,
+    };
+    Some(named)
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn inventory_nodes_read_as_names_and_decoded_values() {
+        let cases = [
+            (
+                "./DevDetail/SwV",
+                "10.0.22631.4037",
+                "Windows version",
+                "10.0.22631.4037",
+            ),
+            (
+                "./DevDetail/Ext/Microsoft/TotalRAM",
+                "16384",
+                "Memory",
+                "16.0 GB",
+            ),
+            (
+                "./DevDetail/Ext/Microsoft/TotalStorage",
+                "512",
+                "Storage",
+                "512 MB",
+            ),
+            (
+                "./Vendor/MSFT/DeviceStatus/DomainName",
+                "",
+                "Active Directory domain",
+                "none",
+            ),
+            (
+                AUTOPILOT_STATUS_URI,
+                "30",
+                "Autopilot Reset status",
+                "failed (30)",
+            ),
+            (
+                AUTOPILOT_LAST_ERROR_URI,
+                "-2147024846",
+                "Autopilot Reset last error",
+                "WinRE is disabled (0x80070032)",
+            ),
+        ];
+        for (uri, value, name, shown) in cases {
+            assert_eq!(
+                inventory_label(uri, value),
+                Some((name, shown.to_owned())),
+                "{uri}"
+            );
+        }
+        assert_eq!(inventory_label("./Vendor/MSFT/Unknown/Node", "1"), None);
+    }
+}

@@ -27,7 +27,7 @@ use crate::store::{Store, StoreError};
 
 pub use commit::{commit, to_syncml};
 pub use decide::{decide, Decision};
-pub use inventory::{apply_inventory, inventory_uris};
+pub use inventory::{apply_inventory, inventory_label, inventory_uris};
 pub use load::{load, Loaded};
 pub use message::upn_from_jwt;
 

@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
+use http::StatusCode;
 use maud::{html, Markup};
 use redeploy_core::enrollment::renewal::EXPIRY_WARNING;
+use redeploy_core::preflight::BlockReason;
 use redeploy_core::store::{Cursor, DeviceQuery, DeviceSort};
 use redeploy_core::trail::Direction;
 use redeploy_core::{
@@ -541,7 +543,15 @@ pub async fn page(
             section aria-labelledby="h-do" {
                 h2 #h-do { "Actions" }
                 @if signed.can(Role::Operator) {
-                    p { a.button.danger #autopilot-reset href={ "/console/devices/" (id) "/reset" } { "Autopilot Reset…" } }
+                    @if let Some(why) = join_blocks_reset(&r) {
+                        p.notice.warn #reset-not-possible { strong { "No Autopilot Reset for this PC: " } (why) "." }
+                        p { a.button.danger #wipe href={ "/console/devices/" (id) "/wipe" } { "Wipe…" } }
+                    } @else {
+                        p {
+                            a.button.danger #autopilot-reset href={ "/console/devices/" (id) "/reset" } { "Autopilot Reset…" }
+                            " " a.button #wipe href={ "/console/devices/" (id) "/wipe" } { "Wipe…" }
+                        }
+                    }
                 }
                 @if signed.can(Role::Helpdesk) {
                     div.buttons {
@@ -607,10 +617,17 @@ pub async fn page(
                 p.empty { "The device has not reported its inventory yet." }
             } @else {
                 table.inventory {
-                    thead { tr { th scope="col" { "Node" } th scope="col" { "Value" } th scope="col" { "Reported" } } }
+                    thead { tr { th scope="col" { "What" } th scope="col" { "Value" } th scope="col" { "Reported" } } }
                     tbody {
                         @for v in &inventory {
-                            tr { td { code { (v.uri) } } td { (v.value) } td.t { (when(v.at)) } }
+                            @let named = redeploy_core::session::inventory_label(&v.uri, &v.value);
+                            tr {
+                                td {
+                                    @if let Some((name, _)) = &named { span title=(v.uri) { (name) } } @else { code { (v.uri) } }
+                                }
+                                td { @if let Some((_, shown)) = &named { (shown) } @else { (v.value) } }
+                                td.t { (when(v.at)) }
+                            }
                         }
                     }
                 }
@@ -713,8 +730,98 @@ fn posted_kind(text: &str) -> Result<ActionKind, PageError> {
         "autopilot_reset" => Ok(ActionKind::AutopilotReset),
         "sync" => Ok(ActionKind::Sync),
         "restart" => Ok(ActionKind::Restart),
-        other => Err(PageError::bad_request(format!("unknown action {other:?}"))),
+        other => WIPES
+            .iter()
+            .find(|(k, _)| k.code() == other)
+            .map(|(k, _)| *k)
+            .ok_or_else(|| PageError::bad_request(format!("unknown action {other:?}"))),
     }
+}
+
+/// The wipe family, for PCs that cannot take Autopilot Reset (hybrid joined, not Entra joined),
+/// with what each does (ITPRO remotewipe-csp.md, docs/protocol.md §1.6).
+const WIPES: [(ActionKind, &str); 4] = [
+    (
+        ActionKind::Wipe,
+        "Reset this PC, remove everything: users, files, apps and settings. The PC leaves this server and any domain; it needs setting up again.",
+    ),
+    (
+        ActionKind::WipeKeepProvisioning,
+        "As Wipe, but the provisioning packages applied are backed up and applied again after the reset.",
+    ),
+    (
+        ActionKind::WipeKeepUserData,
+        "Reset this PC, keep my files: Windows is reinstalled, user accounts and their files stay.",
+    ),
+    (
+        ActionKind::WipeProtected,
+        "As Wipe, cleans the drive fully and keeps trying across power cycles; may leave the PC unable to start. For a lost or stolen PC.",
+    ),
+];
+
+/// Why this PC cannot take an Autopilot Reset because of how it is joined (the reasons a wipe
+/// is the way instead), as text; `None` when its join allows it.
+fn join_blocks_reset(r: &Readiness) -> Option<String> {
+    let texts: Vec<String> = r
+        .reasons
+        .iter()
+        .filter(|b| {
+            matches!(
+                b,
+                BlockReason::HybridJoined | BlockReason::NotEntraJoined { .. }
+            )
+        })
+        .map(BlockReason::text)
+        .collect();
+    (!texts.is_empty()).then(|| texts.join("; "))
+}
+
+/// `GET /console/devices/{id}/wipe`: the wipe family explained, one chosen, the device's name
+/// typed to confirm.
+pub async fn confirm_wipe(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+) -> PageResult {
+    let id = device_id(&id)?;
+    let devices::Detail {
+        device: d,
+        readiness: r,
+        ..
+    } = devices::detail(&state, id).await?;
+    let title = format!("Wipe {}?", d.name);
+    let body = html! {
+        @if let Some(why) = join_blocks_reset(&r) {
+            p.notice.warn #why-wipe { strong { "Autopilot Reset is not possible: " } (why) "." }
+        }
+        p.lead {
+            "A wipe erases " strong { (d.name) } " (serial " (d.serial.as_deref().unwrap_or("unknown"))
+            ") at its next check-in. Unlike Autopilot Reset it does not keep the PC ready for the next user. It cannot be undone."
+        }
+        @if signed.can(Role::Operator) {
+            form.card method="post" action={ "/console/devices/" (id) "/actions" } {
+                (signed.csrf_field())
+                fieldset {
+                    legend { "Which wipe" }
+                    @for (i, (kind, what)) in WIPES.iter().enumerate() {
+                        label.choice {
+                            input type="radio" name="kind" value=(kind.code()) required checked[i == 0];
+                            " " strong { (kind_label(*kind)) } ": " (what)
+                        }
+                    }
+                }
+                label for="confirm" { "Type the device name, " strong { (d.name) } ", to confirm" }
+                input #confirm type="text" name="confirm" required autocomplete="off";
+                div.buttons {
+                    button.danger #confirm-wipe type="submit" { "Wipe " (d.name) }
+                    a.button href={ "/console/devices/" (id) } { "Cancel" }
+                }
+            }
+        } @else {
+            p.error { "Your token's role (" (signed.role().as_str()) ") cannot wipe devices; the operator role is needed." }
+        }
+    };
+    Ok(ok(layout(&title, Some(&signed), Section::Devices, body)))
 }
 
 async fn request_kind(
@@ -734,6 +841,18 @@ pub async fn request(
 ) -> PageResult {
     let id = device_id(&id)?;
     let kind = posted_kind(form.fields.get("kind").unwrap_or_default())?;
+    if kind != ActionKind::AutopilotReset && redeploy_core::action::is_erasing(kind) {
+        let name = devices::names(&state, &[id]).await?.remove(&id);
+        if name.is_none() || form.fields.text("confirm") != name.as_deref() {
+            return Err(PageError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "a wipe needs the device's name typed to confirm: type {:?}",
+                    name.unwrap_or_default()
+                ),
+            ));
+        }
+    }
     request_kind(&state, &form.signed, id, kind).await
 }
 

@@ -44,6 +44,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/console/devices", get(devices::list))
         .route("/console/devices/{id}", get(devices::page))
         .route("/console/devices/{id}/reset", get(devices::confirm_reset))
+        .route("/console/devices/{id}/wipe", get(devices::confirm_wipe))
         .route("/console/devices/{id}/actions", post(devices::request))
         .route(
             "/console/devices/{id}/local-reset",

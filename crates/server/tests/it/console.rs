@@ -126,9 +126,18 @@ fn csrf_of(html: &str) -> String {
 }
 
 async fn enrolled_pc(app: &TestApp, name: &str, seed: u64) -> DeviceId {
+    enrolled_pc_with(app, name, seed, DeviceProfile::default()).await
+}
+
+async fn enrolled_pc_with(
+    app: &TestApp,
+    name: &str,
+    seed: u64,
+    profile: DeviceProfile,
+) -> DeviceId {
     let now = OffsetDateTime::now_utc();
     let transport = HttpsTransport::new(&app.ca_pem).unwrap();
-    let mut state = DeviceProfile::default().build_seeded(name, seed, now);
+    let mut state = profile.build_seeded(name, seed, now);
     let options = EnrollOptions {
         server: app.base_url.clone(),
         token: app.enrollment_token.clone(),
@@ -189,6 +198,7 @@ on_both_backends!(
     console_device_settings_primary_user_local_reset_and_cancel,
     console_audit_lists_newest_first_and_pages_down,
     console_filter_group_form_builds_the_device_filter_and_refuses_bad_numbers,
+    console_offers_a_hybrid_pc_the_wipe_family_and_shows_inventory_by_name,
 );
 
 /// The groups page's filter form: filled fields become the group's `DeviceFilter` (blank ones impose
@@ -1120,4 +1130,91 @@ async fn console_device_page_flags_an_identity_clash(backend: Backend) {
     let lone = enrolled_pc(&app, "pc-lone", 42).await;
     let page = b.get(&format!("/console/devices/{lone}")).await.body;
     assert!(!page.contains("Identity clash"), "{page}");
+}
+
+/// Issue #15 item 2: a hybrid-joined PC cannot take Autopilot Reset; its page says why and offers
+/// the wipe family, whose confirmation needs the PC's name typed. Inventory reads as names.
+async fn console_offers_a_hybrid_pc_the_wipe_family_and_shows_inventory_by_name(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let hybrid = enrolled_pc_with(
+        &app,
+        "pc-hybrid",
+        61,
+        DeviceProfile {
+            join: device::state::JoinType::Hybrid,
+            ..DeviceProfile::default()
+        },
+    )
+    .await;
+    let joined = enrolled_pc(&app, "pc-joined", 62).await;
+    let mut b = Browser::new(&app);
+    b.sign_in(&app.admin_token).await;
+
+    let page = b.get(&format!("/console/devices/{hybrid}")).await.body;
+    assert!(page.contains("No Autopilot Reset for this PC"), "{page}");
+    assert!(page.contains("hybrid joined"), "{page}");
+    assert!(!page.contains("id=\"autopilot-reset\""), "{page}");
+    // Inventory by name, the OMA-URI kept as a tooltip.
+    assert!(page.contains(">Windows version<"), "{page}");
+    assert!(page.contains("title=\"./DevDetail/SwV\""), "{page}");
+    let joined_page = b.get(&format!("/console/devices/{joined}")).await.body;
+    assert!(
+        joined_page.contains("id=\"autopilot-reset\""),
+        "{joined_page}"
+    );
+
+    let confirm = b.get(&format!("/console/devices/{hybrid}/wipe")).await.body;
+    assert!(
+        confirm.contains("Autopilot Reset is not possible"),
+        "{confirm}"
+    );
+    for kind in [
+        "wipe",
+        "wipe_keep_provisioning",
+        "wipe_keep_user_data",
+        "wipe_protected",
+    ] {
+        assert!(
+            confirm.contains(&format!("value=\"{kind}\"")),
+            "{kind}: {confirm}"
+        );
+    }
+    let csrf = csrf_of(&confirm);
+    let name = app.store.device(hybrid).await.unwrap().unwrap().name;
+    let path = format!("/console/devices/{hybrid}/actions");
+    let wrong = b
+        .post(
+            &path,
+            &[("csrf", csrf.as_str()), ("kind", "wipe"), ("confirm", "pc")],
+        )
+        .await;
+    assert_eq!(wrong.status, 409, "{}", wrong.body);
+    assert!(
+        wrong.body.contains(&format!("type &quot;{name}&quot;")),
+        "{}",
+        wrong.body
+    );
+    assert!(app
+        .store
+        .actions_of_device(hybrid)
+        .await
+        .unwrap()
+        .is_empty());
+    let ok = b
+        .post(
+            &path,
+            &[
+                ("csrf", csrf.as_str()),
+                ("kind", "wipe"),
+                ("confirm", name.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let acts = app.store.actions_of_device(hybrid).await.unwrap();
+    assert_eq!(acts.len(), 1);
+    assert_eq!(
+        (acts[0].kind, acts[0].state),
+        (ActionKind::Wipe, ActionState::Pending)
+    );
 }
