@@ -176,8 +176,8 @@ pub async fn page(
                     tr {
                         td.num { (w.index) }
                         td.num { (w.devices) }
-                        td.t { (w.due_at) }
-                        td { @if let Some(at) = &w.released_at { (at) } @else if record.as_ref().is_some_and(|r| r.state == BatchState::Canceled) { "never (canceled)" } @else if record.as_ref().is_some_and(|r| r.state == BatchState::Paused) { "held (paused)" } @else { "waiting" } }
+                        td.t { (api_when(&w.due_at)) }
+                        td { @if let Some(at) = &w.released_at { (api_when(at)) } @else if record.as_ref().is_some_and(|r| r.state == BatchState::Canceled) { "never (canceled)" } @else if record.as_ref().is_some_and(|r| r.state == BatchState::Paused) { "held (paused)" } @else { "waiting" } }
                         td { @for (s, n) in &w.counts { span.count { (n) " " (s) } " " } }
                     }
                 }
@@ -213,6 +213,12 @@ pub async fn page(
         refresh,
         body,
     )))
+}
+
+/// An instant of the API's wire form (RFC 3339) as the console shows instants.
+fn api_when(text: &str) -> String {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_or_else(|_| text.to_owned(), when)
 }
 
 fn steer_form(id: BatchId, how: Steer, label: &str, signed: &Signed) -> Markup {

@@ -80,7 +80,10 @@ async fn check_in_all(transport: &HttpsTransport, pcs: &mut [DeviceState]) {
     }
 }
 
-on_both_backends!(console_in_chromium_resets_a_pc_and_watches_it_reach_done);
+on_both_backends!(
+    console_in_chromium_resets_a_pc_and_watches_it_reach_done,
+    console_in_chromium_steers_a_wave_reset_and_fits_a_phone,
+);
 
 async fn console_in_chromium_resets_a_pc_and_watches_it_reach_done(backend: Backend) {
     require_tools();
@@ -179,4 +182,92 @@ async fn console_in_chromium_resets_a_pc_and_watches_it_reach_done(backend: Back
             && e.actor.starts_with("first admin")),
         "the audit log holds the reset: {audit:?}"
     );
+}
+
+/// Issue #15 items 1 and 2: an admin starts a group reset in waves from the console (the group's
+/// name typed), pauses and cancels it from the batch's page, and every page fits a phone.
+async fn console_in_chromium_steers_a_wave_reset_and_fits_a_phone(backend: Backend) {
+    require_tools();
+    let app = spawn_app(backend).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let options = EnrollOptions {
+        server: app.base_url.clone(),
+        token: app.enrollment_token.clone(),
+        issuer: None,
+    };
+    let mut ids = Vec::new();
+    for i in 0..6u64 {
+        let mut pc = DeviceProfile::default().build_seeded(&format!("wave-{i:02}"), 300 + i, now);
+        client::enroll(&transport, &mut pc, &options, now)
+            .await
+            .expect("enrollment");
+        client::check_in(&transport, &mut pc, now)
+            .await
+            .expect("check-in");
+        let d = app
+            .store
+            .device_by_mdm_device_id(&pc.dev_id)
+            .await
+            .unwrap()
+            .unwrap();
+        ids.push(d.id);
+    }
+    let group = redeploy_core::group::Group::new_static(
+        redeploy_core::GroupId::generate(),
+        "Room 12",
+        ids.clone(),
+        now,
+    );
+    app.store.create_group(&group).await.unwrap();
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/screenshots")
+        .join(format!("batches-{backend:?}").to_lowercase());
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let node = tokio::process::Command::new("node")
+        .arg("batches.mjs")
+        .current_dir(browser_dir())
+        .env("REDEPLOY_URL", &app.base_url)
+        .env("REDEPLOY_TOKEN", &app.admin_token)
+        .env("REDEPLOY_GROUP", &group.name)
+        .env("REDEPLOY_SCREENSHOTS", &shots)
+        .env("REDEPLOY_CHROMIUM", CHROMIUM)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&node.stdout);
+    let stderr = String::from_utf8_lossy(&node.stderr);
+    assert!(
+        node.status.success(),
+        "batches.mjs failed ({}):\n{stdout}\n{stderr}",
+        node.status
+    );
+    // What the clicks did, as stored: one batch, paused then canceled by the admin, its first
+    // wave's two resets still pending, the rest canceled or never released.
+    let audit = app
+        .store
+        .list_audit(&AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for what in ["batch.create", "batch.pause", "batch.cancel"] {
+        assert_eq!(
+            audit.iter().filter(|e| e.action == what).count(),
+            1,
+            "{what}: {audit:?}"
+        );
+    }
+    let page = app.store.list_batches(10, None).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(
+        page.items[0].state,
+        redeploy_core::store::BatchState::Canceled
+    );
+    let actions = app.store.actions_of_batch(page.items[0].id).await.unwrap();
+    assert_eq!(actions.len(), 2, "only the first wave was released");
+    assert!(actions.iter().all(|a| a.state == ActionState::Canceled));
 }
