@@ -14,8 +14,8 @@ use api::types::{
 };
 
 use crate::admin_common::{
-    action_line, action_line_for, all_device_names, client, every_page, kind, name_or_id, or_dash,
-    readiness_word, resolve_device, settled, MAX_PAGE,
+    action_line, action_line_for, all_device_names, client, every_page, exit_code, kind,
+    name_or_id, or_dash, readiness_word, resolve_device, settled, MAX_PAGE,
 };
 use crate::cli::{
     ActionsCommand, ActionsSub, AdminArgs, AllowForbid, AuditArgs, BatchesCommand, BatchesSub,
@@ -407,15 +407,6 @@ pub async fn reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> {
         print_json(&actions)?;
     }
     Ok(exit_code(failed))
-}
-
-/// 1 when something asked for failed or was refused, else 0 (README, "Admin CLI").
-pub(crate) fn exit_code(failed: bool) -> ExitCode {
-    if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
 }
 
 /// `redeploy actions show|list|cancel|retry`.

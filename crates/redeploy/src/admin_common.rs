@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use crate::cli::{AdminClientArgs, KindArg};
 use crate::output::decoded_error;
@@ -133,6 +134,15 @@ pub(crate) fn action_line_for(action: &Action, device: &str) -> String {
         text.push_str(&format!("  error: {}", decoded_error(code)));
     }
     text
+}
+
+/// 1 when something asked for failed or was refused, else 0 (README, "Admin CLI").
+pub(crate) fn exit_code(failed: bool) -> ExitCode {
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 pub(crate) fn kind(arg: KindArg) -> ActionKind {

@@ -16,7 +16,7 @@ use api::Client;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::admin_common::{
-    action_line, action_line_for, all_device_names, client, kind, name_or_id, or_dash,
+    action_line, action_line_for, all_device_names, client, exit_code, kind, name_or_id, or_dash,
     readiness_word, resolve_device, settled, usage, MAX_PAGE,
 };
 use crate::cli::{
@@ -360,7 +360,7 @@ pub async fn bulk_reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> 
             print_plan(&plan, &names)?;
         }
         if a.dry_run {
-            return Ok(crate::admin::exit_code(not_found > 0));
+            return Ok(exit_code(not_found > 0));
         }
         let name = plan.group.clone().unwrap_or_default();
         eprintln!(
@@ -384,7 +384,7 @@ pub async fn bulk_reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> 
     // summary line print_batch wrote (or the JSON's counts).
     let refused = not_found > 0 || batch.counts.blocked > 0 || batch.counts.not_found > 0;
     if !a.wait {
-        return Ok(crate::admin::exit_code(refused));
+        return Ok(exit_code(refused));
     }
     let waited = wait_for_batch(&client, &args.client.server, &batch, a.timeout, args.json).await?;
     Ok(if not_found > 0 {
@@ -595,7 +595,7 @@ pub async fn groups(args: AdminArgs<GroupsCommand>) -> anyhow::Result<ExitCode> 
             }
         }
     }
-    Ok(crate::admin::exit_code(failed))
+    Ok(exit_code(failed))
 }
 
 fn schedule_row(s: &Schedule) -> Vec<String> {
