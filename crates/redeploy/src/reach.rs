@@ -47,8 +47,10 @@ fn failure(err: &api::Error) -> Option<(Failure, String)> {
             return Some((Failure::Tls(tls.to_string()), server));
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return Some((Failure::Refused, server));
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return Some((Failure::Refused, server)),
+                std::io::ErrorKind::TimedOut => return Some((Failure::TimedOut, server)),
+                _ => {}
             }
             if let Some(inner) = io.get_ref() {
                 causes.push(inner);
@@ -132,10 +134,17 @@ where
             Err(err) if transient(&err) => {
                 let since = *down_since.get_or_insert_with(Instant::now);
                 let now = Instant::now();
-                if now.duration_since(since) + backoff > RECONNECT_FOR || now + backoff > deadline {
+                let down_for = now.duration_since(since);
+                if down_for + backoff > RECONNECT_FOR || now + backoff > deadline {
+                    let limit = if now + backoff > deadline {
+                        "--timeout"
+                    } else {
+                        "the reconnection limit"
+                    };
                     eprintln!(
-                        "redeploy: gave up waiting: the server at {server} did not answer for {} s",
-                        now.duration_since(since).as_secs()
+                        "redeploy: gave up waiting ({limit}): the server at {server} did not \
+                         answer for {} s",
+                        down_for.as_secs()
                     );
                     return Err(err.into());
                 }

@@ -434,3 +434,42 @@ async fn an_unreachable_server_is_named_with_what_failed_and_a_hint() {
         assert!(stderr.contains(part), "{part}: {stderr}");
     }
 }
+
+/// `--wait` gives up when the server stays away past its limit (here `--timeout`): exit 1,
+/// after saying on standard error that it retried and why it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_wait_gives_up_when_the_server_stays_away() {
+    let s = setup_on(Backend::Sqlite).await;
+    let pc = s
+        .enroll_pc_seeded("pc-away", 251, DeviceProfile::default())
+        .await;
+    let id = DeviceId::parse(&id_of(&s, &pc.computer_name).await).unwrap();
+    let forwarder = Forwarder::start(s.app.addr.to_string()).await;
+    let via = format!("https://{}", forwarder.addr());
+    let mut cmd = bare(s.dir.path());
+    cmd.args(["reset", &pc.computer_name, "--wait", "--timeout", "4"])
+        .args(["--server", &via, "--ca-file"])
+        .arg(&s.ca)
+        .arg("--token-file")
+        .arg(&s.token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child: Child = cmd.spawn().expect("redeploy runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while s.app.store.actions_of_device(id).await.unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    forwarder.stop().await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
+    )
+    .await
+    .expect("the CLI gives up")
+    .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("retrying"), "{stderr}");
+    assert!(stderr.contains("gave up waiting (--timeout)"), "{stderr}");
+}
