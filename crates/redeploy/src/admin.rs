@@ -15,7 +15,7 @@ use api::types::{
 
 use crate::admin_common::{
     action_line, action_line_for, all_device_names, client, every_page, exit_code, kind,
-    name_or_id, or_dash, readiness_word, resolve_device, settled, MAX_PAGE,
+    name_or_id, or_dash, readiness_word, resolve_device, resolve_filter, settled, MAX_PAGE,
 };
 use crate::cli::{
     ActionsCommand, ActionsSub, AdminArgs, AllowForbid, AuditArgs, BatchesCommand, BatchesSub,
@@ -271,7 +271,8 @@ pub async fn devices(args: AdminArgs<DevicesCommand>) -> anyhow::Result<ExitCode
                     if d.shared { " (shared device)" } else { "" }
                 )?;
                 outln!("  enrolled:      {}", human_time(&d.enrolled_at))?;
-                // What the PC last said of its Autopilot Reset, decoded (the RemoteWipe nodes: docs/protocol.md §1.6).
+                // What the PC last said of its Autopilot Reset, decoded (the RemoteWipe nodes:
+                // docs/protocol.md §1.6).
                 let reported = |uri: &str| {
                     detail
                         .inventory
@@ -432,7 +433,7 @@ pub async fn actions(args: AdminArgs<ActionsCommand>) -> anyhow::Result<ExitCode
             all,
         } => {
             let query = ActionListQuery {
-                device,
+                device: resolve_filter(&client, device.as_deref()).await?,
                 state,
                 batch,
                 limit: limit.or(all.then_some(MAX_PAGE)),
@@ -502,13 +503,8 @@ pub async fn readiness(args: AdminArgs<NoArgs>) -> anyhow::Result<ExitCode> {
 pub async fn audit(args: AdminArgs<AuditArgs>) -> anyhow::Result<ExitCode> {
     let client = client(&args.client)?;
     let all = args.command.all;
-    // The API takes a device id; a name or serial is resolved first, as in every command.
-    let device = match &args.command.device {
-        Some(device) => Some(resolve_device(&client, device).await?),
-        None => None,
-    };
     let query = AuditQuery {
-        device,
+        device: resolve_filter(&client, args.command.device.as_deref()).await?,
         limit: args.command.limit.or(all.then_some(1000)),
         ..AuditQuery::default()
     };

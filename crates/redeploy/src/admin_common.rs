@@ -231,3 +231,15 @@ pub async fn resolve_device(client: &Client, text: &str) -> anyhow::Result<Strin
         }
     }
 }
+
+/// A `--device` filter of a list as the API takes it (an id): a name or serial is resolved
+/// first, as every DEVICE argument is.
+pub(crate) async fn resolve_filter(
+    client: &Client,
+    device: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    match device {
+        Some(device) => Ok(Some(resolve_device(client, device).await?)),
+        None => Ok(None),
+    }
+}

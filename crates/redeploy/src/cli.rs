@@ -211,7 +211,7 @@ pub enum ActionsSub {
     Show { id: String },
     /// List actions, newest first.
     List {
-        /// Only actions of this device.
+        /// Only actions of this device (id, exact name or serial).
         #[arg(long)]
         device: Option<String>,
         /// Only actions in this state.

@@ -114,6 +114,19 @@ async fn exit_codes_are_0_success_1_refused_or_failed_2_bad_usage(backend: Backe
         "{by_name}"
     );
     assert_eq!(by_name, by_id);
+    // `actions list --device NAME` likewise.
+    let listed = stdout_json(
+        &s.cli(&[
+            "actions",
+            "list",
+            "--device",
+            &ready.computer_name,
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(listed["items"][0]["id"], queued[0]["id"], "{listed}");
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
 }
 
 async fn a_multi_device_command_goes_ahead_for_the_devices_it_finds(backend: Backend) {
