@@ -148,11 +148,15 @@ where
                     );
                     return Err(err.into());
                 }
-                let said = err.to_string();
-                let what = unreachable_line(&anyhow::Error::from(err))
-                    .unwrap_or_else(|| format!("the server at {server} is not ready ({said})"));
+                let what = match failure(&err) {
+                    Some((Failure::Refused, _)) => "connection refused".to_owned(),
+                    Some((Failure::TimedOut, _)) => "timed out".to_owned(),
+                    Some((Failure::Tls(detail) | Failure::Other(detail), _)) => detail,
+                    None => err.to_string(),
+                };
                 eprintln!(
-                    "redeploy: {what}; retrying in {} s (giving up after {} s without an answer)",
+                    "redeploy: no answer from the server at {server} ({what}); retrying in {} s \
+                     (giving up after {} s without an answer)",
                     backoff.as_secs(),
                     RECONNECT_FOR.as_secs()
                 );

@@ -460,7 +460,7 @@ async fn reset_wait_gives_up_when_the_server_stays_away() {
     let forwarder = Forwarder::start(s.app.addr.to_string()).await;
     let via = format!("https://{}", forwarder.addr());
     let mut cmd = bare(s.dir.path());
-    cmd.args(["reset", &pc.computer_name, "--wait", "--timeout", "4"])
+    cmd.args(["reset", &pc.computer_name, "--wait", "--timeout", "10"])
         .args(["--server", &via, "--ca-file"])
         .arg(&s.ca)
         .arg("--token-file")
