@@ -232,34 +232,59 @@ async fn read_until(
         .unwrap()
 }
 
-async fn reset_wait_survives_a_server_restart(backend: Backend) {
-    let mut s = setup_on(backend).await;
-    let mut pc = s
-        .enroll_pc_seeded("pc-restart", 221, DeviceProfile::default())
-        .await;
-    let id = DeviceId::parse(&id_of(&s, &pc.computer_name).await).unwrap();
-
-    // The CLI reaches the server through a forwarder: stopping it cuts the CLI's open
-    // connection and refuses new ones, as a stopped server process does (a test server's open
-    // connections outlive its `stop`, being tasks of the test's runtime).
+/// `redeploy reset NAME --wait --timeout SECS` reaching the server through a forwarder (which
+/// the test stops to cut the CLI off), started once its reset is queued; returns the forwarder,
+/// its URL and the running CLI.
+///
+/// Stopping the forwarder cuts the CLI's open connection and refuses new ones, as a stopped
+/// server process does (a test server's open connections outlive its `stop`, being tasks of
+/// the test's runtime).
+async fn wait_through_forwarder(
+    s: &Setup,
+    name: &str,
+    timeout: &str,
+) -> (Forwarder, String, Child) {
+    let id = DeviceId::parse(&id_of(s, name).await).unwrap();
     let forwarder = Forwarder::start(s.app.addr.to_string()).await;
     let via = format!("https://{}", forwarder.addr());
     let mut cmd = bare(s.dir.path());
-    cmd.args(["reset", &pc.computer_name, "--wait", "--timeout", "300"])
+    cmd.args(["reset", name, "--wait", "--timeout", timeout])
         .args(["--server", &via, "--ca-file"])
         .arg(&s.ca)
         .arg("--token-file")
         .arg(&s.token)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child: Child = cmd.spawn().expect("redeploy runs");
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    // The reset is queued (polled in the store, bounded), then the server goes away.
+    let child = cmd.spawn().expect("redeploy runs");
+    // The reset is queued (polled in the store, bounded).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while s.app.store.actions_of_device(id).await.unwrap().is_empty() {
         assert!(std::time::Instant::now() < deadline, "nothing queued");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (forwarder, via, child)
+}
+
+/// The CLI's output once it ended (bounded).
+async fn finished(child: Child) -> std::process::Output {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
+    )
+    .await
+    .expect("the CLI ends within 60 s")
+    .unwrap()
+}
+
+async fn reset_wait_survives_a_server_restart(backend: Backend) {
+    let mut s = setup_on(backend).await;
+    let mut pc = s
+        .enroll_pc_seeded("pc-restart", 221, DeviceProfile::default())
+        .await;
+    let id = DeviceId::parse(&id_of(&s, &pc.computer_name).await).unwrap();
+    let (forwarder, via, mut child) = wait_through_forwarder(&s, &pc.computer_name, "300").await;
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    // The server goes away.
     forwarder.stop().await;
     s.app.stop().await;
     let (said, stderr) = read_until(stderr, "retrying").await;
@@ -284,13 +309,7 @@ async fn reset_wait_survives_a_server_restart(backend: Backend) {
     assert_eq!(actions[0].state, ActionState::Done);
 
     let (said, _) = read_until(stderr, "answers again").await;
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
-    )
-    .await
-    .expect("the CLI returns once the reset is done")
-    .unwrap();
+    let out = finished(child).await;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{said:?}");
     assert!(
@@ -456,31 +475,9 @@ async fn reset_wait_gives_up_when_the_server_stays_away() {
     let pc = s
         .enroll_pc_seeded("pc-away", 251, DeviceProfile::default())
         .await;
-    let id = DeviceId::parse(&id_of(&s, &pc.computer_name).await).unwrap();
-    let forwarder = Forwarder::start(s.app.addr.to_string()).await;
-    let via = format!("https://{}", forwarder.addr());
-    let mut cmd = bare(s.dir.path());
-    cmd.args(["reset", &pc.computer_name, "--wait", "--timeout", "10"])
-        .args(["--server", &via, "--ca-file"])
-        .arg(&s.ca)
-        .arg("--token-file")
-        .arg(&s.token)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child: Child = cmd.spawn().expect("redeploy runs");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while s.app.store.actions_of_device(id).await.unwrap().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "nothing queued");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (forwarder, _, child) = wait_through_forwarder(&s, &pc.computer_name, "10").await;
     forwarder.stop().await;
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
-    )
-    .await
-    .expect("the CLI gives up")
-    .unwrap();
+    let out = finished(child).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("retrying"), "{stderr}");
