@@ -65,6 +65,27 @@ async fn exit_codes_are_0_success_1_refused_or_failed_2_bad_usage(backend: Backe
     let actions: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(actions[0]["state"], "blocked", "{actions}");
 
+    // A batch with a blocked device is partly refused: exit 1 after its summary line.
+    let out = s
+        .cli(&[
+            "groups",
+            "create",
+            "Hybrid",
+            "--device",
+            &blocked.computer_name,
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = s
+        .cli(&["reset", "--group", "Hybrid", "--confirm", "Hybrid"])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("0 queued, 1 blocked"),
+        "{}",
+        text(&out.stdout)
+    );
+
     // Success: exit 0.
     let queued = stdout_json(&s.cli(&["reset", &ready.computer_name, "--json"]).await);
     assert_eq!(queued[0]["state"], "pending", "{queued}");
