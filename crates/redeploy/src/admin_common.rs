@@ -124,8 +124,11 @@ pub(crate) fn action_line(action: &Action) -> String {
 /// ([`decoded_error`]).
 pub(crate) fn action_line_for(action: &Action, device: &str) -> String {
     let mut text = format!(
-        "{}  {:?}  {}  device {}",
-        action.id, action.kind, action.state, device
+        "{}  {}  {}  device {}",
+        action.id,
+        kind_name(action.kind),
+        action.state,
+        device
     );
     if let Some(reason) = &action.reason {
         text.push_str(&format!("  ({reason})"));
@@ -143,6 +146,14 @@ pub(crate) fn exit_code(failed: bool) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The API's word for an action kind (`autopilot_reset`), as `--kind` takes it.
+pub(crate) fn kind_name(kind: ActionKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{kind:?}"))
 }
 
 pub(crate) fn kind(arg: KindArg) -> ActionKind {

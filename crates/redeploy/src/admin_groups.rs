@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use api::types::{
-    ActionKind, BatchCreated, BatchStatus, BulkPlan, BulkRequest, DeviceFilter, GroupMembersChange,
+    BatchCreated, BatchStatus, BulkPlan, BulkRequest, DeviceFilter, GroupMembersChange,
     GroupMembersQuery, NewGroup, NewSchedule, PrimaryUser, Schedule, SchedulePatch, TimeWindow,
 };
 use api::Client;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::admin_common::{
-    action_line, action_line_for, all_device_names, client, exit_code, kind, name_or_id, or_dash,
-    readiness_word, resolve_device, settled, usage, MAX_PAGE,
+    action_line, action_line_for, all_device_names, client, exit_code, kind, kind_name, name_or_id,
+    or_dash, readiness_word, resolve_device, settled, usage, MAX_PAGE,
 };
 use crate::cli::{
     AdminArgs, AllowForbid, AutopilotCommand, AutopilotSub, GroupsCommand, GroupsSub, ResetArgs,
@@ -108,13 +108,6 @@ pub fn parse_filter(conditions: &[String]) -> anyhow::Result<DeviceFilter> {
         }
     }
     Ok(f)
-}
-
-fn kind_name(kind: ActionKind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{kind:?}"))
 }
 
 /// `text` quoted for a POSIX shell when it needs it.
