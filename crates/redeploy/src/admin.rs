@@ -372,9 +372,13 @@ pub async fn reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> {
                     continue;
                 }
                 let id = action.id.clone();
-                let now =
-                    reach::with_reconnects(&args.client.server, deadline, || client.action(&id))
-                        .await?;
+                let now = reach::with_reconnects(
+                    &args.client.server,
+                    deadline,
+                    &reach::to_stderr,
+                    || client.action(&id),
+                )
+                .await?;
                 if now.state != action.state && !args.json {
                     outln!("{device}: {}", action_line(&now))?;
                 }

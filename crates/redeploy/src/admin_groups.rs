@@ -253,9 +253,12 @@ async fn wait_for_batch(
     let total = batch.items.len() as u64 - batch.counts.not_found;
     let bar = progress_bar(total);
     let deadline = Instant::now() + Duration::from_secs(timeout);
+    // Lines about the server's absence, written around the bar rather than through it.
+    let say = |line: &str| bar.suspend(|| eprintln!("{line}"));
     let (status, timed_out) = loop {
         let status =
-            reach::with_reconnects(server, deadline, || client.batch(&batch.batch_id)).await?;
+            reach::with_reconnects(server, deadline, &say, || client.batch(&batch.batch_id))
+                .await?;
         let settled_actions = status.actions.iter().filter(|a| settled(&a.state)).count() as u64;
         bar.set_position(settled_actions);
         bar.set_message(counts_text(&status));

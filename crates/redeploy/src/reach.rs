@@ -111,10 +111,12 @@ fn transient(err: &api::Error) -> bool {
 
 /// Polls with `call` for `--wait`, through a server that stops or restarts: a transient failure
 /// is said on standard error and retried after 1 s, then 2, 4, 8 and every 10 s, for at most
-/// [`RECONNECT_FOR`] in a row and never past `deadline`; then its error is returned.
+/// [`RECONNECT_FOR`] in a row and never past `deadline`; then its error is returned. `say`
+/// writes a line to standard error (around a progress bar, if one is drawn).
 pub(crate) async fn with_reconnects<T, F, Fut>(
     server: &str,
     deadline: Instant,
+    say: &dyn Fn(&str),
     mut call: F,
 ) -> anyhow::Result<T>
 where
@@ -127,7 +129,9 @@ where
         match call().await {
             Ok(answer) => {
                 if down_since.is_some() {
-                    eprintln!("redeploy: the server at {server} answers again; still waiting");
+                    say(&format!(
+                        "redeploy: the server at {server} answers again; still waiting"
+                    ));
                 }
                 return Ok(answer);
             }
@@ -141,11 +145,11 @@ where
                     } else {
                         "the reconnection limit"
                     };
-                    eprintln!(
+                    say(&format!(
                         "redeploy: gave up waiting ({limit}): the server at {server} did not \
                          answer for {} s",
                         down_for.as_secs()
-                    );
+                    ));
                     return Err(err.into());
                 }
                 let what = match failure(&err) {
@@ -154,16 +158,21 @@ where
                     Some((Failure::Tls(detail) | Failure::Other(detail), _)) => detail,
                     None => err.to_string(),
                 };
-                eprintln!(
+                say(&format!(
                     "redeploy: no answer from the server at {server} ({what}); retrying in {} s \
                      (giving up after {} s without an answer)",
                     backoff.as_secs(),
                     RECONNECT_FOR.as_secs()
-                );
+                ));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(err) => return Err(err.into()),
         }
     }
+}
+
+/// [`with_reconnects`]'s `say` when no progress bar is drawn.
+pub(crate) fn to_stderr(line: &str) {
+    eprintln!("{line}");
 }

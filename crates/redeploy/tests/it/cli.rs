@@ -253,9 +253,9 @@ async fn read_until(
         .unwrap()
 }
 
-/// `redeploy reset NAME --wait --timeout SECS` reaching the server through a forwarder (which
-/// the test stops to cut the CLI off), started once its reset is queued; returns the forwarder,
-/// its URL and the running CLI.
+/// `redeploy ARGS` (a request for the device `name` with `--wait`) reaching the server through
+/// a forwarder (which the test stops to cut the CLI off), returned once the device's action is
+/// queued, with the forwarder and its URL.
 ///
 /// Stopping the forwarder cuts the CLI's open connection and refuses new ones, as a stopped
 /// server process does (a test server's open connections outlive its `stop`, being tasks of
@@ -263,13 +263,13 @@ async fn read_until(
 async fn wait_through_forwarder(
     s: &Setup,
     name: &str,
-    timeout: &str,
+    args: &[&str],
 ) -> (Forwarder, String, Child) {
     let id = DeviceId::parse(&id_of(s, name).await).unwrap();
     let forwarder = Forwarder::start(s.app.addr.to_string()).await;
     let via = format!("https://{}", forwarder.addr());
     let mut cmd = bare(s.dir.path());
-    cmd.args(["reset", name, "--wait", "--timeout", timeout])
+    cmd.args(args)
         .args(["--server", &via, "--ca-file"])
         .arg(&s.ca)
         .arg("--token-file")
@@ -303,7 +303,12 @@ async fn reset_wait_survives_a_server_restart(backend: Backend) {
         .enroll_pc_seeded("pc-restart", 221, DeviceProfile::default())
         .await;
     let id = DeviceId::parse(&id_of(&s, &pc.computer_name).await).unwrap();
-    let (forwarder, via, mut child) = wait_through_forwarder(&s, &pc.computer_name, "300").await;
+    let (forwarder, via, mut child) = wait_through_forwarder(
+        &s,
+        &pc.computer_name,
+        &["reset", &pc.computer_name, "--wait", "--timeout", "300"],
+    )
+    .await;
     let stderr = BufReader::new(child.stderr.take().unwrap());
     // The server goes away.
     forwarder.stop().await;
@@ -493,14 +498,44 @@ async fn an_unreachable_server_is_named_with_what_failed_and_a_hint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_wait_gives_up_when_the_server_stays_away() {
     let s = setup_on(Backend::Sqlite).await;
-    let pc = s
+    let one = s
         .enroll_pc_seeded("pc-away", 251, DeviceProfile::default())
+        .await
+        .computer_name;
+    let other = s
+        .enroll_pc_seeded("pc-away-2", 252, DeviceProfile::default())
+        .await
+        .computer_name;
+    let out = s
+        .cli(&["groups", "create", "Lab", "--device", &other])
         .await;
-    let (forwarder, _, child) = wait_through_forwarder(&s, &pc.computer_name, "10").await;
-    forwarder.stop().await;
-    let out = finished(child).await;
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("retrying"), "{stderr}");
-    assert!(stderr.contains("gave up waiting (--timeout)"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // One device, and a group as one batch (the `--wait` of batches).
+    for (name, args) in [
+        (&one, &["reset", &one, "--wait", "--timeout", "10"][..]),
+        (
+            &other,
+            &[
+                "reset",
+                "--group",
+                "Lab",
+                "--confirm",
+                "Lab",
+                "--wait",
+                "--timeout",
+                "10",
+            ],
+        ),
+    ] {
+        let (forwarder, _, child) = wait_through_forwarder(&s, name, args).await;
+        forwarder.stop().await;
+        let out = finished(child).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("retrying"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("gave up waiting (--timeout)"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
