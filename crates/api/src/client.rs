@@ -52,7 +52,10 @@ impl Client {
     /// `base_url` like `https://127.0.0.1:8443`; `ca_pem` is the only CA trusted (None: the
     /// system roots).
     pub fn new(base_url: &str, token: &str, ca_pem: Option<&str>) -> Result<Self> {
-        let mut builder = reqwest::Client::builder();
+        // A server that does not answer a connection attempt is reported after 10 s rather
+        // than after the operating system's own limit (minutes).
+        let mut builder =
+            reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10));
         if let Some(pem) = ca_pem {
             let ca = reqwest::Certificate::from_pem(pem.as_bytes())
                 .map_err(|e| Error::Ca(e.to_string()))?;

@@ -6,42 +6,27 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use redeploy_core::command::{AUTOPILOT_LAST_ERROR_URI, AUTOPILOT_STATUS_URI};
+
 use api::types::{
     Action, ActionListQuery, AuditQuery, BatchListQuery, BatchPage, DeviceListQuery, NewApiToken,
     NewEnrollmentToken,
 };
 
 use crate::admin_common::{
-    action_line, action_line_for, all_device_names, client, kind, name_or_id, or_dash, print_json,
-    readiness_word, resolve_device, settled, table, UsageError,
+    action_line, action_line_for, all_device_names, client, every_page, exit_code, kind,
+    name_or_id, or_dash, readiness_word, resolve_device, resolve_filter, settled, MAX_PAGE,
 };
 use crate::cli::{
     ActionsCommand, ActionsSub, AdminArgs, AllowForbid, AuditArgs, BatchesCommand, BatchesSub,
     DevicesCommand, DevicesSub, EnrollmentTokensCommand, EnrollmentTokensSub, LocalResetArgs,
     NoArgs, ResetArgs, TokensCommand, TokensSub,
 };
-
-/// The server's largest page (`limit`) of devices, actions and batches.
-const MAX_PAGE: u32 = 500;
-
-/// Every page of a list, in order: `fetch(cursor)` reads one page and the cursor of the next
-/// (`None` on the last).
-async fn every_page<T, F, Fut>(mut fetch: F) -> anyhow::Result<Vec<T>>
-where
-    F: FnMut(Option<String>) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<(Vec<T>, Option<String>)>>,
-{
-    let mut all = Vec::new();
-    let mut cursor = None;
-    loop {
-        let (items, next) = fetch(cursor.take()).await?;
-        all.extend(items);
-        match next {
-            Some(n) => cursor = Some(n),
-            None => return Ok(all),
-        }
-    }
-}
+use crate::output::{
+    decoded_error, decoded_reset_status, human_time, human_time_or_dash, out_raw, outln,
+    print_json, table,
+};
+use crate::reach;
 
 /// `redeploy batches list|show|pause|resume|cancel`.
 pub async fn batches(args: AdminArgs<BatchesCommand>) -> anyhow::Result<ExitCode> {
@@ -81,7 +66,7 @@ pub async fn batches(args: AdminArgs<BatchesCommand>) -> anyhow::Result<ExitCode
                         b.counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
                     vec![
                         b.batch_id.clone(),
-                        b.created_at.clone(),
+                        human_time(&b.created_at),
                         b.kind.clone(),
                         b.target.clone(),
                         b.devices.to_string(),
@@ -103,9 +88,9 @@ pub async fn batches(args: AdminArgs<BatchesCommand>) -> anyhow::Result<ExitCode
                     "BY",
                 ],
                 &rows,
-            );
+            )?;
             if page.next.is_some() {
-                println!("(more batches: --all lists every page)");
+                outln!("(more batches: --all lists every page)")?;
             }
         }
         BatchesSub::Show { id } => {
@@ -119,27 +104,27 @@ pub async fn batches(args: AdminArgs<BatchesCommand>) -> anyhow::Result<ExitCode
                 .iter()
                 .map(|(s, n)| format!("{n} {s}"))
                 .collect();
-            println!(
+            outln!(
                 "batch {}: {}{}",
                 status.batch_id,
                 counts.join(", "),
                 if status.settled { " (settled)" } else { "" }
-            );
+            )?;
             for w in &status.waves {
-                println!(
+                outln!(
                     "  wave {}: {} devices, due {}{}",
                     w.index,
                     w.devices,
-                    w.due_at,
+                    human_time(&w.due_at),
                     if w.released {
                         ", released"
                     } else {
                         ", waiting"
                     }
-                );
+                )?;
             }
             for action in &status.actions {
-                println!("  {}", action_line(action));
+                outln!("  {}", action_line(action))?;
             }
         }
         steer => return crate::admin_batches::steer(&client, steer, args.json).await,
@@ -147,24 +132,30 @@ pub async fn batches(args: AdminArgs<BatchesCommand>) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_action(json: bool, action: &Action) -> anyhow::Result<ExitCode> {
+/// Prints an action; `requested` says it was just asked for (retry, local-reset), so a blocked
+/// one is a refused request: exit 1 with the reason on standard error.
+fn print_action(json: bool, action: &Action, requested: bool) -> anyhow::Result<ExitCode> {
     if json {
         print_json(action)?;
     } else {
-        println!("{}", action_line(action));
+        outln!("{}", action_line(action))?;
         for step in &action.timeline {
-            println!(
+            outln!(
                 "  {}  {}{}",
-                step.at,
+                human_time(&step.at),
                 step.state,
                 step.note
                     .as_deref()
                     .map(|n| format!("  {n}"))
                     .unwrap_or_default()
-            );
+            )?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    let blocked = requested && action.state == "blocked";
+    if blocked {
+        eprintln!("redeploy: blocked: {}", or_dash(action.reason.as_deref()));
+    }
+    Ok(exit_code(blocked))
 }
 
 /// `redeploy devices list|show`.
@@ -215,7 +206,7 @@ pub async fn devices(args: AdminArgs<DevicesCommand>) -> anyhow::Result<ExitCode
                             or_dash(d.serial.as_deref()).into(),
                             or_dash(d.os_version.as_deref()).into(),
                             d.join_type.clone(),
-                            or_dash(d.last_seen.as_deref()).into(),
+                            human_time_or_dash(d.last_seen.as_deref()),
                             or_dash(d.primary_user.as_deref()).into(),
                             readiness_word(d),
                         ]
@@ -233,9 +224,9 @@ pub async fn devices(args: AdminArgs<DevicesCommand>) -> anyhow::Result<ExitCode
                         "READY",
                     ],
                     &rows,
-                );
+                )?;
                 if page.next.is_some() {
-                    println!("(more devices: --all lists every page; or narrow with --q)");
+                    outln!("(more devices: --all lists every page; or narrow with --q)")?;
                 }
             }
         }
@@ -262,30 +253,48 @@ pub async fn devices(args: AdminArgs<DevicesCommand>) -> anyhow::Result<ExitCode
                 print_json(&detail)?;
             } else {
                 let d = &detail.device;
-                println!("{} ({})", d.name, d.id);
-                println!("  serial:        {}", or_dash(d.serial.as_deref()));
-                println!(
+                outln!("{} ({})", d.name, d.id)?;
+                outln!("  serial:        {}", or_dash(d.serial.as_deref()))?;
+                outln!(
                     "  model:         {} {}",
                     or_dash(d.manufacturer.as_deref()),
                     or_dash(d.model.as_deref())
-                );
-                println!("  OS:            {}", or_dash(d.os_version.as_deref()));
-                println!("  join:          {}", d.join_type);
-                println!("  last seen:     {}", or_dash(d.last_seen.as_deref()));
-                println!(
+                )?;
+                outln!("  OS:            {}", or_dash(d.os_version.as_deref()))?;
+                outln!("  join:          {}", d.join_type)?;
+                outln!(
+                    "  last seen:     {}",
+                    human_time_or_dash(d.last_seen.as_deref())
+                )?;
+                outln!(
                     "  primary user:  {}{}",
                     or_dash(d.primary_user.as_deref()),
                     if d.shared { " (shared device)" } else { "" }
-                );
-                println!("  enrolled:      {}", d.enrolled_at);
-                println!("  readiness:     {}", readiness_word(d));
+                )?;
+                outln!("  enrolled:      {}", human_time(&d.enrolled_at))?;
+                // What the PC last said of its Autopilot Reset, decoded (the RemoteWipe nodes:
+                // docs/protocol.md §1.6).
+                let reported = |uri: &str| {
+                    detail
+                        .inventory
+                        .iter()
+                        .find(|v| v.uri == uri)
+                        .map(|v| v.value.as_str())
+                };
+                if let Some(status) = reported(AUTOPILOT_STATUS_URI) {
+                    outln!("  reset status:  {}", decoded_reset_status(status))?;
+                }
+                if let Some(code) = reported(AUTOPILOT_LAST_ERROR_URI) {
+                    outln!("  reset error:   {}", decoded_error(code))?;
+                }
+                outln!("  readiness:     {}", readiness_word(d))?;
                 for reason in &d.readiness.reasons {
-                    println!("    - {}: {}", reason.code, reason.text);
+                    outln!("    - {}: {}", reason.code, reason.text)?;
                 }
                 if !detail.actions.is_empty() {
-                    println!("  actions:");
+                    outln!("  actions:")?;
                     for action in &detail.actions {
-                        println!("    {}", action_line(action));
+                        outln!("    {}", action_line(action))?;
                     }
                 }
             }
@@ -294,94 +303,132 @@ pub async fn devices(args: AdminArgs<DevicesCommand>) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// `redeploy reset DEVICE...`: one request per device; a refusal does not stop the others.
-/// With a group, a filter, a dry run, a confirmation or wave settings it is one batch instead
-/// ([`crate::admin_groups::bulk_reset`]).
+/// `redeploy reset DEVICE...`: one request per device, each with its own result. A device
+/// that is not found, is ambiguous, or whose request is refused or blocked is reported on
+/// standard error and the others go ahead; a summary line follows, and the exit is 1 if any
+/// device was not queued (with `--wait`: is not done). With a group, a filter, a dry run, a
+/// confirmation or wave settings it is one batch instead ([`crate::admin_groups::bulk_reset`]).
 pub async fn reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> {
     if crate::admin_groups::wants_bulk(&args.command) {
         return crate::admin_groups::bulk_reset(args).await;
     }
     let client = client(&args.client)?;
     let kind = kind(args.command.kind);
-    let mut actions = Vec::new();
-    let mut refused = false;
+    let asked = args.command.devices.len();
+    // Each queued or blocked action with the device as the admin named it.
+    let mut actions: Vec<(&str, Action)> = Vec::new();
+    let mut not_queued = 0;
     for device in &args.command.devices {
-        let id = match resolve_device(&client, device).await {
-            Ok(id) => id,
-            Err(err) if err.downcast_ref::<UsageError>().is_some() => return Err(err),
-            Err(err) => {
-                refused = true;
-                eprintln!("redeploy: {device}: {err:#}");
-                continue;
-            }
+        let requested = match resolve_device(&client, device).await {
+            Ok(id) => client
+                .request_action(&id, kind)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(err) => Err(err),
         };
-        match client.request_action(&id, kind).await {
+        match requested {
             Ok(action) => {
                 if !args.json {
-                    println!("{device}: {}", action_line(&action));
+                    outln!("{device}: {}", action_line(&action))?;
                 }
-                actions.push(action);
+                if action.state == "blocked" {
+                    not_queued += 1;
+                    eprintln!(
+                        "redeploy: {device}: blocked: {}",
+                        or_dash(action.reason.as_deref())
+                    );
+                }
+                actions.push((device, action));
             }
+            // No server, no other device either: one clear line (main), not one per device.
+            Err(err) if reach::is_unreachable(&err) => return Err(err),
             Err(err) => {
-                refused = true;
-                eprintln!("redeploy: {device}: {err}");
+                not_queued += 1;
+                eprintln!("redeploy: {device}: {err:#}");
             }
         }
     }
+    let queued = asked - not_queued;
+    if asked > 1 || not_queued > 0 {
+        eprintln!(
+            "redeploy: {queued} of {asked} devices queued{}",
+            if not_queued > 0 {
+                format!(", {not_queued} not (see above)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    let mut failed = not_queued > 0;
     if args.command.wait {
         let deadline = Instant::now() + Duration::from_secs(args.command.timeout);
-        while actions.iter().any(|a| !settled(&a.state)) {
+        while actions.iter().any(|(_, a)| !settled(&a.state)) {
             if Instant::now() >= deadline {
                 eprintln!("redeploy: timed out waiting for the actions to settle");
-                refused = true;
                 break;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
-            for action in actions.iter_mut() {
+            for (device, action) in actions.iter_mut() {
                 if settled(&action.state) {
                     continue;
                 }
-                let now = client.action(&action.id).await?;
+                let id = action.id.clone();
+                let now = reach::with_reconnects(
+                    &args.client.server,
+                    deadline,
+                    &reach::to_stderr,
+                    || client.action(&id),
+                )
+                .await?;
                 if now.state != action.state && !args.json {
-                    println!("{}: {}", now.device_id, action_line(&now));
+                    outln!("{device}: {}", action_line(&now))?;
                 }
                 *action = now;
             }
         }
-        let failed: Vec<&Action> = actions.iter().filter(|a| a.state != "done").collect();
-        if !failed.is_empty() {
-            refused = true;
+        let not_done: Vec<&Action> = actions
+            .iter()
+            .map(|(_, a)| a)
+            .filter(|a| a.state != "done")
+            .collect();
+        if !not_done.is_empty() {
+            failed = true;
             if !args.json {
                 let names = all_device_names(&client).await;
-                println!("not done:");
-                for a in failed {
-                    println!("  {}", action_line_for(a, name_or_id(&names, &a.device_id)));
+                outln!("not done:")?;
+                for a in &not_done {
+                    outln!("  {}", action_line_for(a, name_or_id(&names, &a.device_id)))?;
                 }
             }
         }
+        if asked > 1 || failed {
+            eprintln!(
+                "redeploy: {} of {asked} devices done",
+                actions.len() - not_done.len()
+            );
+        }
     }
     if args.json {
+        let actions: Vec<&Action> = actions.iter().map(|(_, a)| a).collect();
         print_json(&actions)?;
     }
-    Ok(if refused {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_code(failed))
 }
 
 /// `redeploy actions show|list|cancel|retry`.
 pub async fn actions(args: AdminArgs<ActionsCommand>) -> anyhow::Result<ExitCode> {
     let client = client(&args.client)?;
     match args.command.command {
-        ActionsSub::Show { id } => print_action(args.json, &client.action(&id).await?),
-        ActionsSub::Cancel { id } => print_action(args.json, &client.cancel_action(&id).await?),
+        ActionsSub::Show { id } => print_action(args.json, &client.action(&id).await?, false),
+        ActionsSub::Cancel { id } => {
+            print_action(args.json, &client.cancel_action(&id).await?, false)
+        }
         ActionsSub::Retry { id, reason } => {
             let action = match reason {
                 Some(reason) => client.retry_action_because(&id, &reason).await?,
                 None => client.retry_action(&id).await?,
             };
-            print_action(args.json, &action)
+            print_action(args.json, &action, true)
         }
         ActionsSub::List {
             device,
@@ -391,7 +438,7 @@ pub async fn actions(args: AdminArgs<ActionsCommand>) -> anyhow::Result<ExitCode
             all,
         } => {
             let query = ActionListQuery {
-                device,
+                device: resolve_filter(&client, device.as_deref()).await?,
                 state,
                 batch,
                 limit: limit.or(all.then_some(MAX_PAGE)),
@@ -418,10 +465,14 @@ pub async fn actions(args: AdminArgs<ActionsCommand>) -> anyhow::Result<ExitCode
                 print_json(&list)?;
             } else {
                 for action in &list.items {
-                    println!("{}  {}", action.created_at, action_line(action));
+                    outln!(
+                        "{}  {}",
+                        human_time(&action.created_at),
+                        action_line(action)
+                    )?;
                 }
                 if list.next.is_some() {
-                    println!("(more actions: --all lists every page)");
+                    outln!("(more actions: --all lists every page)")?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -435,7 +486,7 @@ pub async fn local_reset(args: AdminArgs<LocalResetArgs>) -> anyhow::Result<Exit
     let allowed = matches!(args.command.policy, AllowForbid::Allow);
     let device = resolve_device(&client, &args.command.device).await?;
     let action = client.set_local_reset(&device, allowed).await?;
-    print_action(args.json, &action)
+    print_action(args.json, &action, true)
 }
 
 /// `redeploy readiness`.
@@ -445,9 +496,9 @@ pub async fn readiness(args: AdminArgs<NoArgs>) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&fleet)?;
     } else {
-        println!("{} of {} devices ready", fleet.ready, fleet.total);
+        outln!("{} of {} devices ready", fleet.ready, fleet.total)?;
         for (reason, count) in &fleet.blocked_by_reason {
-            println!("  {count:>6}  {reason}");
+            outln!("  {count:>6}  {reason}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -458,13 +509,13 @@ pub async fn audit(args: AdminArgs<AuditArgs>) -> anyhow::Result<ExitCode> {
     let client = client(&args.client)?;
     let all = args.command.all;
     let query = AuditQuery {
-        device: args.command.device,
+        device: resolve_filter(&client, args.command.device.as_deref()).await?,
         limit: args.command.limit.or(all.then_some(1000)),
         ..AuditQuery::default()
     };
     if args.command.csv {
         if !all {
-            print!("{}", client.audit_csv(&query).await?);
+            out_raw(&client.audit_csv(&query).await?)?;
             return Ok(ExitCode::SUCCESS);
         }
         // Page by page: each page's header once, then its rows; the next page starts after the
@@ -481,12 +532,12 @@ pub async fn audit(args: AdminArgs<AuditArgs>) -> anyhow::Result<ExitCode> {
             let mut lines = text.lines();
             let header = lines.next().unwrap_or_default();
             if !header_written {
-                println!("{header}");
+                outln!("{header}")?;
                 header_written = true;
             }
             let rows: Vec<&str> = lines.collect();
             for row in &rows {
-                println!("{row}");
+                outln!("{row}")?;
             }
             let last_id = rows
                 .last()
@@ -530,7 +581,7 @@ pub async fn audit(args: AdminArgs<AuditArgs>) -> anyhow::Result<ExitCode> {
             .map(|e| {
                 let targets: Vec<&str> = e.targets.iter().map(|t| name_or_id(&names, t)).collect();
                 vec![
-                    e.at.clone(),
+                    human_time(&e.at),
                     e.actor.clone(),
                     e.action.clone(),
                     e.outcome.clone(),
@@ -546,7 +597,7 @@ pub async fn audit(args: AdminArgs<AuditArgs>) -> anyhow::Result<ExitCode> {
         table(
             &["AT", "ACTOR", "ACTION", "OUTCOME", "DEVICES", "DETAILS"],
             &rows,
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -568,12 +619,12 @@ pub async fn tokens(args: AdminArgs<TokensCommand>) -> anyhow::Result<ExitCode> 
                             t.id.clone(),
                             t.name.clone(),
                             t.role.clone(),
-                            t.created_at.clone(),
-                            or_dash(t.revoked_at.as_deref()).into(),
+                            human_time(&t.created_at),
+                            human_time_or_dash(t.revoked_at.as_deref()),
                         ]
                     })
                     .collect();
-                table(&["ID", "NAME", "ROLE", "CREATED", "REVOKED"], &rows);
+                table(&["ID", "NAME", "ROLE", "CREATED", "REVOKED"], &rows)?;
             }
         }
         TokensSub::Create { name, role } => {
@@ -581,11 +632,13 @@ pub async fn tokens(args: AdminArgs<TokensCommand>) -> anyhow::Result<ExitCode> 
             if args.json {
                 print_json(&created)?;
             } else {
-                println!(
+                outln!(
                     "created {} ({}, {})",
-                    created.token.id, created.token.name, created.token.role
-                );
-                println!("secret (shown once): {}", created.secret);
+                    created.token.id,
+                    created.token.name,
+                    created.token.role
+                )?;
+                outln!("secret (shown once): {}", created.secret)?;
             }
         }
         TokensSub::Revoke { id } => {
@@ -593,7 +646,7 @@ pub async fn tokens(args: AdminArgs<TokensCommand>) -> anyhow::Result<ExitCode> 
             if args.json {
                 print_json(&serde_json::json!({ "revoked": id }))?;
             } else {
-                println!("revoked {id}");
+                outln!("revoked {id}")?;
             }
         }
     }
@@ -620,7 +673,7 @@ pub async fn enrollment_tokens(
                             t.label.clone(),
                             t.uses.to_string(),
                             t.max_uses.map_or("-".into(), |m| m.to_string()),
-                            or_dash(t.expires_at.as_deref()).into(),
+                            human_time_or_dash(t.expires_at.as_deref()),
                             if t.vouches_entra_join { "yes" } else { "no" }.into(),
                         ]
                     })
@@ -635,7 +688,7 @@ pub async fn enrollment_tokens(
                         "VOUCHES ENTRA JOIN",
                     ],
                     &rows,
-                );
+                )?;
             }
         }
         EnrollmentTokensSub::Create {
@@ -655,11 +708,11 @@ pub async fn enrollment_tokens(
             if args.json {
                 print_json(&created)?;
             } else {
-                println!("created {} ({})", created.token.id, created.token.label);
+                outln!("created {} ({})", created.token.id, created.token.label)?;
                 if created.token.vouches_entra_join {
-                    println!("PCs enrolling with it count as Entra joined on your word (join evidence: admin_token)");
+                    outln!("PCs enrolling with it count as Entra joined on your word (join evidence: admin_token)")?;
                 }
-                println!("secret (shown once): {}", created.secret);
+                outln!("secret (shown once): {}", created.secret)?;
             }
         }
     }

@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
+use crate::cli::{AdminClientArgs, KindArg};
+use crate::output::decoded_error;
 use anyhow::{bail, Context};
 use api::types::{Action, ActionKind, Device, DeviceListQuery};
 use api::Client;
-use serde::Serialize;
-
-use crate::cli::{AdminClientArgs, KindArg};
 
 /// Where `redeploy serve` writes its first admin token and CA with no configuration.
 const DEFAULT_TOKEN_FILE: &str = "redeploy-data/admin-token";
@@ -54,11 +54,6 @@ fn read(path: &Path, what: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
-pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
 pub(crate) fn or_dash(value: Option<&str>) -> &str {
     value.unwrap_or("-")
 }
@@ -74,15 +69,43 @@ pub(crate) fn readiness_word(device: &Device) -> String {
     }
 }
 
-/// Device id → name for every device, from one `GET /devices` page of the largest size (an admin
-/// knows PCs by name); on error, or for ids past that page, callers fall back to the id.
+/// The server's largest page (`limit`) of devices, actions and batches.
+pub(crate) const MAX_PAGE: u32 = 500;
+
+/// Every page of a list, in order: `fetch(cursor)` reads one page and the cursor of the next
+/// (`None` on the last).
+pub(crate) async fn every_page<T, F, Fut>(mut fetch: F) -> anyhow::Result<Vec<T>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Vec<T>, Option<String>)>>,
+{
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (items, next) = fetch(cursor.take()).await?;
+        all.extend(items);
+        match next {
+            Some(n) => cursor = Some(n),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// Device id → name for every device (every page: an admin knows PCs by name); on error
+/// callers fall back to the id.
 pub(crate) async fn all_device_names(client: &Client) -> HashMap<String, String> {
-    let query = DeviceListQuery {
-        limit: Some(500),
-        ..DeviceListQuery::default()
-    };
-    match client.list_devices(&query).await {
-        Ok(page) => page.items.into_iter().map(|d| (d.id, d.name)).collect(),
+    let pages = every_page(|cursor| async move {
+        let query = DeviceListQuery {
+            limit: Some(MAX_PAGE),
+            cursor,
+            ..DeviceListQuery::default()
+        };
+        let page = client.list_devices(&query).await?;
+        Ok((page.items, page.next))
+    })
+    .await;
+    match pages {
+        Ok(devices) => devices.into_iter().map(|d| (d.id, d.name)).collect(),
         Err(_) => HashMap::new(),
     }
 }
@@ -92,48 +115,45 @@ pub(crate) fn name_or_id<'a>(names: &'a HashMap<String, String>, id: &'a str) ->
     names.get(id).map_or(id, String::as_str)
 }
 
-/// Prints rows as left-aligned columns.
-pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let text: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", text.join("  ").trim_end());
-    };
-    line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
-    for row in rows {
-        line(row);
-    }
-}
-
 pub(crate) fn action_line(action: &Action) -> String {
     action_line_for(action, &action.device_id)
 }
 
-/// [`action_line`] naming the device as `device` (its name when known) instead of its id.
+/// [`action_line`] naming the device as `device` (its name when known) instead of its id: the
+/// action, its kind and state, why (blocked or failed), and the PC's LastError decoded
+/// ([`decoded_error`]).
 pub(crate) fn action_line_for(action: &Action, device: &str) -> String {
     let mut text = format!(
-        "{}  {:?}  {}  device {}",
-        action.id, action.kind, action.state, device
+        "{}  {}  {}  device {}",
+        action.id,
+        kind_name(action.kind),
+        action.state,
+        device
     );
     if let Some(reason) = &action.reason {
         text.push_str(&format!("  ({reason})"));
     }
     if let Some(code) = &action.last_error {
-        text.push_str(&format!("  error {code}"));
-        if let Some(meaning) = &action.last_error_meaning {
-            text.push_str(&format!(": {meaning}"));
-        }
+        text.push_str(&format!("  error: {}", decoded_error(code)));
     }
     text
+}
+
+/// 1 when something asked for failed or was refused, else 0 (README, "Admin CLI").
+pub(crate) fn exit_code(failed: bool) -> ExitCode {
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The API's word for an action kind (`autopilot_reset`), as `--kind` takes it.
+pub(crate) fn kind_name(kind: ActionKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{kind:?}"))
 }
 
 pub(crate) fn kind(arg: KindArg) -> ActionKind {
@@ -220,5 +240,17 @@ pub async fn resolve_device(client: &Client, text: &str) -> anyhow::Result<Strin
                 list.join("\n")
             )))
         }
+    }
+}
+
+/// A `--device` filter of a list as the API takes it (an id): a name or serial is resolved
+/// first, as every DEVICE argument is.
+pub(crate) async fn resolve_filter(
+    client: &Client,
+    device: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    match device {
+        Some(device) => Ok(Some(resolve_device(client, device).await?)),
+        None => Ok(None),
     }
 }

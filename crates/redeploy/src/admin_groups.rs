@@ -9,27 +9,48 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use api::types::{
-    ActionKind, BatchCreated, BatchStatus, BulkPlan, BulkRequest, DeviceFilter, GroupMembersChange,
+    BatchCreated, BatchStatus, BulkPlan, BulkRequest, DeviceFilter, GroupMembersChange,
     GroupMembersQuery, NewGroup, NewSchedule, PrimaryUser, Schedule, SchedulePatch, TimeWindow,
 };
 use api::Client;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::admin_common::{
-    action_line, action_line_for, all_device_names, client, kind, name_or_id, or_dash, print_json,
-    readiness_word, resolve_device, settled, table, usage,
+    action_line, action_line_for, all_device_names, client, exit_code, kind, kind_name, name_or_id,
+    or_dash, readiness_word, resolve_device, settled, usage, MAX_PAGE,
 };
 use crate::cli::{
     AdminArgs, AllowForbid, AutopilotCommand, AutopilotSub, GroupsCommand, GroupsSub, ResetArgs,
     SchedulesCommand, SchedulesSub,
 };
+use crate::output::{human_time, human_time_or_dash, outln, print_json, table};
+use crate::reach;
 
-async fn resolve_all(client: &Client, devices: &[String]) -> anyhow::Result<Vec<String>> {
+/// The ids of `devices` (ids, exact names or serials), each resolved on its own: one that is
+/// not found or names several devices is reported on standard error and left out, so that the
+/// others go ahead; the second value counts those left out. A server that cannot be reached
+/// ends the command.
+async fn resolve_each(client: &Client, devices: &[String]) -> anyhow::Result<(Vec<String>, usize)> {
     let mut ids = Vec::with_capacity(devices.len());
+    let mut left_out = 0;
     for d in devices {
-        ids.push(resolve_device(client, d).await?);
+        match resolve_device(client, d).await {
+            Ok(id) => ids.push(id),
+            Err(err) if reach::is_unreachable(&err) => return Err(err),
+            Err(err) => {
+                left_out += 1;
+                eprintln!("redeploy: {d}: {err:#}");
+            }
+        }
     }
-    Ok(ids)
+    if left_out > 0 {
+        eprintln!(
+            "redeploy: {} of {} devices found, {left_out} left out (see above)",
+            ids.len(),
+            devices.len()
+        );
+    }
+    Ok((ids, left_out))
 }
 
 /// Seconds from `3600`, `30m`, `12h` or `7d`.
@@ -89,13 +110,6 @@ pub fn parse_filter(conditions: &[String]) -> anyhow::Result<DeviceFilter> {
     Ok(f)
 }
 
-fn kind_name(kind: ActionKind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{kind:?}"))
-}
-
 /// `text` quoted for a POSIX shell when it needs it.
 fn shell_quote(text: &str) -> String {
     if !text.is_empty()
@@ -135,7 +149,7 @@ fn name_of<'a>(names: &'a HashMap<String, String>, id: &str) -> &'a str {
     names.get(id).map(String::as_str).unwrap_or("-")
 }
 
-fn print_plan(plan: &BulkPlan, names: &HashMap<String, String>) {
+fn print_plan(plan: &BulkPlan, names: &HashMap<String, String>) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = plan
         .items
         .iter()
@@ -149,47 +163,49 @@ fn print_plan(plan: &BulkPlan, names: &HashMap<String, String>) {
             ]
         })
         .collect();
-    table(&["DEVICE", "NAME", "OUTCOME", "REASONS"], &rows);
+    table(&["DEVICE", "NAME", "OUTCOME", "REASONS"], &rows)?;
     let target = match &plan.group {
         Some(g) => format!(" in group {g:?}"),
         None => String::new(),
     };
-    println!(
+    outln!(
         "plan: {} of {}{target}: {} would be queued, {} blocked, {} not found",
         kind_name(plan.kind),
         plan.items.len(),
         plan.counts.would_queue,
         plan.counts.blocked,
         plan.counts.not_found
-    );
+    )?;
+    Ok(())
 }
 
-fn print_batch(batch: &BatchCreated, names: &HashMap<String, String>) {
-    println!(
+fn print_batch(batch: &BatchCreated, names: &HashMap<String, String>) -> anyhow::Result<()> {
+    outln!(
         "batch {}: {} queued, {} blocked, {} not found, {} deferred",
         batch.batch_id,
         batch.counts.queued,
         batch.counts.blocked,
         batch.counts.not_found,
         batch.counts.deferred
-    );
+    )?;
     for item in &batch.items {
         let extra = match item.outcome.as_str() {
             "blocked" => format!("  ({})", or_dash(item.reason.as_deref())),
             "deferred" => format!(
                 "  (wave {}, not before {})",
                 item.wave.unwrap_or_default(),
-                or_dash(item.due_at.as_deref())
+                human_time_or_dash(item.due_at.as_deref())
             ),
             _ => String::new(),
         };
-        println!(
+        outln!(
             "  {}  {}  {}{extra}",
             item.device_id,
             name_of(names, &item.device_id),
             item.outcome
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn counts_text(status: &BatchStatus) -> String {
@@ -225,6 +241,7 @@ fn progress_bar(total: u64) -> ProgressBar {
 /// done.
 async fn wait_for_batch(
     client: &Client,
+    server: &str,
     batch: &BatchCreated,
     timeout: u64,
     json: bool,
@@ -236,8 +253,12 @@ async fn wait_for_batch(
     let total = batch.items.len() as u64 - batch.counts.not_found;
     let bar = progress_bar(total);
     let deadline = Instant::now() + Duration::from_secs(timeout);
+    // Lines about the server's absence, written around the bar rather than through it.
+    let say = |line: &str| bar.suspend(|| eprintln!("{line}"));
     let (status, timed_out) = loop {
-        let status = client.batch(&batch.batch_id).await?;
+        let status =
+            reach::with_reconnects(server, deadline, &say, || client.batch(&batch.batch_id))
+                .await?;
         let settled_actions = status.actions.iter().filter(|a| settled(&a.state)).count() as u64;
         bar.set_position(settled_actions);
         bar.set_message(counts_text(&status));
@@ -256,7 +277,7 @@ async fn wait_for_batch(
     if json {
         print_json(&status)?;
     } else {
-        println!("batch {}: {}", status.batch_id, counts_text(&status));
+        outln!("batch {}: {}", status.batch_id, counts_text(&status))?;
         let failed: Vec<_> = status
             .actions
             .iter()
@@ -268,13 +289,13 @@ async fn wait_for_batch(
             all_device_names(client).await
         };
         for a in failed {
-            println!("  {}", action_line_for(a, name_or_id(&names, &a.device_id)));
+            outln!("  {}", action_line_for(a, name_or_id(&names, &a.device_id)))?;
         }
         for i in batch.items.iter().filter(|i| i.outcome == "not_found") {
-            println!("  {}  not found", i.device_id);
+            outln!("  {}  not found", i.device_id)?;
         }
         if all_done {
-            println!("every action is done");
+            outln!("every action is done")?;
         }
     }
     if timed_out {
@@ -306,12 +327,19 @@ pub async fn bulk_reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> 
     let a = &args.command;
     let kind = kind(a.kind);
     let mut request = BulkRequest::new(kind);
+    // Devices named on the command line that could not be resolved (reported already).
+    let mut not_found = 0;
     if let Some(group) = &a.group {
         request.group = Some(group.clone());
     } else if !a.filter.is_empty() {
         request.filter = Some(parse_filter(&a.filter)?);
     } else {
-        request.devices = Some(resolve_all(&client, &a.devices).await?);
+        let (ids, left_out) = resolve_each(&client, &a.devices).await?;
+        if ids.is_empty() {
+            return Ok(ExitCode::from(1));
+        }
+        not_found += left_out;
+        request.devices = Some(ids);
     }
     request.confirm = a.confirm.clone();
     request.wave_size = a.wave_size;
@@ -325,10 +353,10 @@ pub async fn bulk_reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> 
             print_json(&plan)?;
         } else {
             let names = device_names(&client, plan.items.iter().map(|i| &i.device_id)).await;
-            print_plan(&plan, &names);
+            print_plan(&plan, &names)?;
         }
         if a.dry_run {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(exit_code(not_found > 0));
         }
         let name = plan.group.clone().unwrap_or_default();
         eprintln!(
@@ -346,12 +374,20 @@ pub async fn bulk_reset(args: AdminArgs<ResetArgs>) -> anyhow::Result<ExitCode> 
         }
     } else {
         let names = device_names(&client, batch.items.iter().map(|i| &i.device_id)).await;
-        print_batch(&batch, &names);
+        print_batch(&batch, &names)?;
     }
+    // Part of the batch refused (blocked, not found) is a refused request: exit 1, after the
+    // summary line print_batch wrote (or the JSON's counts).
+    let refused = not_found > 0 || batch.counts.blocked > 0 || batch.counts.not_found > 0;
     if !a.wait {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(exit_code(refused));
     }
-    wait_for_batch(&client, &batch, a.timeout, args.json).await
+    let waited = wait_for_batch(&client, &args.client.server, &batch, a.timeout, args.json).await?;
+    Ok(if not_found > 0 {
+        ExitCode::from(1)
+    } else {
+        waited
+    })
 }
 
 /// `redeploy devices set-primary-user DEVICE USER|--shared|--clear`.
@@ -372,34 +408,37 @@ pub async fn set_primary_user(
     if json {
         print_json(&d)?;
     } else {
-        println!(
+        outln!(
             "{} ({}): primary user {}{}",
             d.name,
             d.id,
             or_dash(d.primary_user.as_deref()),
             if d.shared { ", shared" } else { "" }
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_group(g: &api::types::Group) {
-    println!("{} ({})", g.name, g.id);
-    println!("  kind:     {}", g.kind);
+fn print_group(g: &api::types::Group) -> anyhow::Result<()> {
+    outln!("{} ({})", g.name, g.id)?;
+    outln!("  kind:     {}", g.kind)?;
     if let Some(f) = &g.filter {
-        println!(
+        outln!(
             "  filter:   {}",
             serde_json::to_string(f).unwrap_or_default()
-        );
+        )?;
     }
-    println!("  members:  {}", g.member_count);
-    println!("  created:  {}", g.created_at);
+    outln!("  members:  {}", g.member_count)?;
+    outln!("  created:  {}", human_time(&g.created_at))?;
+    Ok(())
 }
 
 /// `redeploy groups …`.
 pub async fn groups(args: AdminArgs<GroupsCommand>) -> anyhow::Result<ExitCode> {
     let client = client(&args.client)?;
     let json = args.json;
+    // Some of the devices named were left out (reported on standard error): exit 1.
+    let mut failed = false;
     match args.command.command {
         GroupsSub::List => {
             let list = client.groups().await?;
@@ -418,23 +457,28 @@ pub async fn groups(args: AdminArgs<GroupsCommand>) -> anyhow::Result<ExitCode> 
                         ]
                     })
                     .collect();
-                table(&["ID", "NAME", "KIND", "MEMBERS"], &rows);
+                table(&["ID", "NAME", "KIND", "MEMBERS"], &rows)?;
             }
         }
-        GroupsSub::Show { group, limit } => {
-            let detail = client
-                .group(
-                    &group,
-                    &GroupMembersQuery {
-                        limit,
-                        cursor: None,
-                    },
-                )
-                .await?;
+        GroupsSub::Show { group, limit, all } => {
+            let query = GroupMembersQuery {
+                limit: limit.or(all.then_some(MAX_PAGE)),
+                cursor: None,
+            };
+            let mut detail = client.group(&group, &query).await?;
+            while all && detail.next.is_some() {
+                let query = GroupMembersQuery {
+                    cursor: detail.next.take(),
+                    ..query.clone()
+                };
+                let page = client.group(&group, &query).await?;
+                detail.members.extend(page.members);
+                detail.next = page.next;
+            }
             if json {
                 print_json(&detail)?;
             } else {
-                print_group(&detail.group);
+                print_group(&detail.group)?;
                 let rows: Vec<Vec<String>> = detail
                     .members
                     .iter()
@@ -447,9 +491,9 @@ pub async fn groups(args: AdminArgs<GroupsCommand>) -> anyhow::Result<ExitCode> 
                         ]
                     })
                     .collect();
-                table(&["ID", "NAME", "SERIAL", "READY"], &rows);
+                table(&["ID", "NAME", "SERIAL", "READY"], &rows)?;
                 if detail.next.is_some() {
-                    println!("(more members: raise --limit)");
+                    outln!("(more members: --all lists every page)")?;
                 }
             }
         }
@@ -458,21 +502,27 @@ pub async fn groups(args: AdminArgs<GroupsCommand>) -> anyhow::Result<ExitCode> 
             filter,
             devices,
         } => {
+            let filter = (!filter.is_empty())
+                .then(|| parse_filter(&filter))
+                .transpose()?;
+            let (members, left_out) = resolve_each(&client, &devices).await?;
+            failed = left_out > 0;
             let new = NewGroup {
                 name,
-                filter: (!filter.is_empty())
-                    .then(|| parse_filter(&filter))
-                    .transpose()?,
-                members: resolve_all(&client, &devices).await?,
+                filter,
+                members,
             };
             let g = client.create_group(&new).await?;
             if json {
                 print_json(&g)?;
             } else {
-                println!(
+                outln!(
                     "created {} group {:?} ({}) with {} members",
-                    g.kind, g.name, g.id, g.member_count
-                );
+                    g.kind,
+                    g.name,
+                    g.id,
+                    g.member_count
+                )?;
             }
         }
         GroupsSub::Rename { group, new_name } => {
@@ -480,7 +530,7 @@ pub async fn groups(args: AdminArgs<GroupsCommand>) -> anyhow::Result<ExitCode> 
             if json {
                 print_json(&g)?;
             } else {
-                println!("renamed to {:?} ({})", g.name, g.id);
+                outln!("renamed to {:?} ({})", g.name, g.id)?;
             }
         }
         GroupsSub::Delete { group } => {
@@ -488,31 +538,35 @@ pub async fn groups(args: AdminArgs<GroupsCommand>) -> anyhow::Result<ExitCode> 
             if json {
                 print_json(&serde_json::json!({ "deleted": group }))?;
             } else {
-                println!("deleted group {group:?}");
+                outln!("deleted group {group:?}")?;
             }
         }
         GroupsSub::Add { group, devices } => {
+            let (add, left_out) = resolve_each(&client, &devices).await?;
+            failed = left_out > 0;
             let change = GroupMembersChange {
-                add: resolve_all(&client, &devices).await?,
+                add,
                 remove: Vec::new(),
             };
             let g = client.change_group_members(&group, &change).await?;
             if json {
                 print_json(&g)?;
             } else {
-                println!("group {:?} now has {} members", g.name, g.member_count);
+                outln!("group {:?} now has {} members", g.name, g.member_count)?;
             }
         }
         GroupsSub::Remove { group, devices } => {
+            let (remove, left_out) = resolve_each(&client, &devices).await?;
+            failed = left_out > 0;
             let change = GroupMembersChange {
                 add: Vec::new(),
-                remove: resolve_all(&client, &devices).await?,
+                remove,
             };
             let g = client.change_group_members(&group, &change).await?;
             if json {
                 print_json(&g)?;
             } else {
-                println!("group {:?} now has {} members", g.name, g.member_count);
+                outln!("group {:?} now has {} members", g.name, g.member_count)?;
             }
         }
         GroupsSub::LocalReset { group, policy } => {
@@ -523,9 +577,9 @@ pub async fn groups(args: AdminArgs<GroupsCommand>) -> anyhow::Result<ExitCode> 
             } else {
                 for item in &result.items {
                     match (&item.action, &item.error) {
-                        (Some(a), _) => println!("{}", action_line(a)),
+                        (Some(a), _) => outln!("{}", action_line(a))?,
                         (None, e) => {
-                            println!("{}  error: {}", item.device_id, or_dash(e.as_deref()))
+                            outln!("{}  error: {}", item.device_id, or_dash(e.as_deref()))?
                         }
                     }
                 }
@@ -537,7 +591,7 @@ pub async fn groups(args: AdminArgs<GroupsCommand>) -> anyhow::Result<ExitCode> 
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(failed))
 }
 
 fn schedule_row(s: &Schedule) -> Vec<String> {
@@ -552,7 +606,7 @@ fn schedule_row(s: &Schedule) -> Vec<String> {
             .as_ref()
             .map_or("-".into(), |w| format!("{}-{}", w.start, w.end)),
         if s.enabled { "yes" } else { "no" }.into(),
-        or_dash(s.next_run.as_deref()).into(),
+        human_time_or_dash(s.next_run.as_deref()),
     ]
 }
 
@@ -572,9 +626,9 @@ fn print_schedule(json: bool, s: &Schedule) -> anyhow::Result<()> {
     if json {
         print_json(s)
     } else {
-        table(&SCHEDULE_HEADER, &[schedule_row(s)]);
+        table(&SCHEDULE_HEADER, &[schedule_row(s)])?;
         if let Some(last) = &s.last_run {
-            println!("last run: {last}");
+            outln!("last run: {}", human_time(last))?;
         }
         Ok(())
     }
@@ -603,7 +657,7 @@ pub async fn schedules(args: AdminArgs<SchedulesCommand>) -> anyhow::Result<Exit
                 print_json(&list)?;
             } else {
                 let rows: Vec<Vec<String>> = list.items.iter().map(schedule_row).collect();
-                table(&SCHEDULE_HEADER, &rows);
+                table(&SCHEDULE_HEADER, &rows)?;
             }
         }
         SchedulesSub::Show { schedule } => {
@@ -650,7 +704,7 @@ pub async fn schedules(args: AdminArgs<SchedulesCommand>) -> anyhow::Result<Exit
             if json {
                 print_json(&serde_json::json!({ "deleted": schedule }))?;
             } else {
-                println!("deleted schedule {schedule:?}");
+                outln!("deleted schedule {schedule:?}")?;
             }
         }
     }
@@ -668,9 +722,9 @@ pub async fn autopilot(args: AdminArgs<AutopilotCommand>) -> anyhow::Result<Exit
             if args.json {
                 print_json(&result)?;
             } else {
-                println!("imported {} devices", result.imported);
+                outln!("imported {} devices", result.imported)?;
                 for e in &result.errors {
-                    println!("  line {}: {}", e.line, e.message);
+                    outln!("  line {}: {}", e.line, e.message)?;
                 }
             }
             if !result.errors.is_empty() {
@@ -699,7 +753,7 @@ pub async fn autopilot(args: AdminArgs<AutopilotCommand>) -> anyhow::Result<Exit
                         ]
                     })
                     .collect();
-                table(&["SERIAL", "GROUP TAG", "ASSIGNED USER", "DEVICE"], &rows);
+                table(&["SERIAL", "GROUP TAG", "ASSIGNED USER", "DEVICE"], &rows)?;
             }
         }
     }

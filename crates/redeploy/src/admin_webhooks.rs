@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use api::types::{NewWebhook, WebhookDelivery};
 
-use crate::admin_common::{client, or_dash, print_json, table};
+use crate::admin_common::{client, or_dash};
 use crate::cli::{AdminArgs, WebhooksCommand, WebhooksSub};
+use crate::output::{human_time_or_dash, outln, print_json, table};
 
 fn delivery_row(d: &WebhookDelivery) -> Vec<String> {
     vec![
@@ -15,7 +16,7 @@ fn delivery_row(d: &WebhookDelivery) -> Vec<String> {
         d.status.clone(),
         d.attempts.to_string(),
         d.last_status.map_or("-".into(), |s| s.to_string()),
-        or_dash(d.next_attempt_at.as_deref()).into(),
+        human_time_or_dash(d.next_attempt_at.as_deref()),
         or_dash(d.last_error.as_deref()).into(),
     ]
 }
@@ -46,7 +47,7 @@ pub async fn webhooks(args: AdminArgs<WebhooksCommand>) -> anyhow::Result<ExitCo
                         ]
                     })
                     .collect();
-                table(&["ID", "NAME", "URL", "EVENTS", "ENABLED"], &rows);
+                table(&["ID", "NAME", "URL", "EVENTS", "ENABLED"], &rows)?;
             }
         }
         WebhooksSub::Create {
@@ -67,15 +68,15 @@ pub async fn webhooks(args: AdminArgs<WebhooksCommand>) -> anyhow::Result<ExitCo
                 print_json(&created)?;
             } else {
                 let w = &created.webhook;
-                println!(
+                outln!(
                     "created {} ({}) -> {} for {}",
                     w.id,
                     w.name,
                     w.url,
                     w.events.join(",")
-                );
+                )?;
                 if let Some(secret) = &created.secret {
-                    println!("secret (shown once): {secret}");
+                    outln!("secret (shown once): {secret}")?;
                 }
             }
         }
@@ -86,7 +87,7 @@ pub async fn webhooks(args: AdminArgs<WebhooksCommand>) -> anyhow::Result<ExitCo
             if args.json {
                 print_json(&serde_json::json!({ "deleted": id }))?;
             } else {
-                println!("deleted {id}");
+                outln!("deleted {id}")?;
             }
         }
         WebhooksSub::Deliveries { id } => {
@@ -95,7 +96,7 @@ pub async fn webhooks(args: AdminArgs<WebhooksCommand>) -> anyhow::Result<ExitCo
                 print_json(&list)?;
             } else {
                 let rows: Vec<Vec<String>> = list.items.iter().map(delivery_row).collect();
-                table(DELIVERY_HEADER, &rows);
+                table(DELIVERY_HEADER, &rows)?;
             }
         }
         WebhooksSub::Test { id } => {
@@ -103,7 +104,7 @@ pub async fn webhooks(args: AdminArgs<WebhooksCommand>) -> anyhow::Result<ExitCo
             if args.json {
                 print_json(&delivery)?;
             } else {
-                table(DELIVERY_HEADER, &[delivery_row(&delivery)]);
+                table(DELIVERY_HEADER, &[delivery_row(&delivery)])?;
             }
             if delivery.status != "delivered" {
                 return Ok(ExitCode::from(1));
@@ -124,7 +125,7 @@ async fn set_enabled(
         print_json(&w)?;
     } else {
         let word = if w.enabled { "enabled" } else { "disabled" };
-        println!("{word} {} ({})", w.id, w.name);
+        outln!("{word} {} ({})", w.id, w.name)?;
     }
     Ok(())
 }

@@ -211,7 +211,7 @@ pub enum ActionsSub {
     Show { id: String },
     /// List actions, newest first.
     List {
-        /// Only actions of this device.
+        /// Only actions of this device (id, exact name or serial).
         #[arg(long)]
         device: Option<String>,
         /// Only actions in this state.
@@ -254,7 +254,7 @@ pub struct LocalResetArgs {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Only events naming this device.
+    /// Only events naming this device (id, exact name or serial).
     #[arg(long)]
     pub device: Option<String>,
     /// Page size (default 100, at most 1000).
@@ -399,6 +399,9 @@ pub enum GroupsSub {
         /// Members to list, 1..=500.
         #[arg(long)]
         limit: Option<u32>,
+        /// Every page of members, not only the first.
+        #[arg(long)]
+        all: bool,
     },
     /// Create a group: static (add members with --device or `groups add`), or with --filter
     /// every device matching the conditions. Filter keys: join_type, name_prefix, name_contains,

@@ -11,6 +11,7 @@ use syncml::{Command, Item, SyncMl};
 
 use crate::admin_common::{client, resolve_device, UsageError};
 use crate::cli::InspectArgs;
+use crate::output::{human_time, out_raw, outln, print_json};
 
 /// Exit code for input that is not a valid message (the contract: 0 valid, 2 invalid).
 const INVALID: u8 = 2;
@@ -19,7 +20,7 @@ const INVALID: u8 = 2;
 pub async fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
     match (&args.file, &args.device) {
         (_, Some(device)) => trail(args, device).await,
-        (Some(file), None) => Ok(run_file(file, args.json)),
+        (Some(file), None) => run_file(file, args.json),
         (None, None) => Err(UsageError("give a FILE (or -) or --device DEVICE".into()).into()),
     }
 }
@@ -41,11 +42,11 @@ async fn trail(args: &InspectArgs, device: &str) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&items)?);
+        print_json(&items)?;
         return Ok(ExitCode::SUCCESS);
     }
     if messages.items.is_empty() {
-        println!("No messages kept for {device} yet.");
+        outln!("No messages kept for {device} yet.")?;
     }
     for m in &messages.items {
         let way = if m.direction == "in" {
@@ -53,43 +54,43 @@ async fn trail(args: &InspectArgs, device: &str) -> anyhow::Result<ExitCode> {
         } else {
             "to the PC"
         };
-        println!(
+        outln!(
             "== {} {way}: session {}, message {}, {} bytes",
-            m.at, m.session_id, m.msg_id, m.size
-        );
+            human_time(&m.at),
+            m.session_id,
+            m.msg_id,
+            m.size
+        )?;
         match decode(m.body.as_bytes()) {
-            Ok(d) => print!("{}", d.text),
+            Ok(d) => out_raw(&d.text)?,
             // A message the server could not read either: show it as it came.
-            Err(problem) => println!("(not readable: {problem})\n{}", m.body),
+            Err(problem) => outln!("(not readable: {problem})\n{}", m.body)?,
         }
-        println!();
+        outln!()?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_file(file: &str, json: bool) -> ExitCode {
+fn run_file(file: &str, json: bool) -> anyhow::Result<ExitCode> {
     let bytes = match read_input(file) {
         Ok(b) => b,
         Err(err) => {
             eprintln!("{file}: {err}");
-            return ExitCode::from(INVALID);
+            return Ok(ExitCode::from(INVALID));
         }
     };
     match decode(&bytes) {
         Ok(decoded) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&decoded.json).unwrap_or_default()
-                );
+                print_json(&decoded.json)?;
             } else {
-                print!("{}", decoded.text);
+                out_raw(&decoded.text)?;
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Err(problem) => {
             eprintln!("{file}: {problem}");
-            ExitCode::from(INVALID)
+            Ok(ExitCode::from(INVALID))
         }
     }
 }

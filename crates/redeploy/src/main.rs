@@ -12,6 +12,8 @@ mod bench_hostile;
 mod cli;
 mod emulate;
 mod inspect;
+mod output;
+mod reach;
 mod restore;
 mod serve;
 mod test_issuer;
@@ -38,14 +40,20 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Exit codes (README, "Admin CLI"): 0 success, 1 refused or failed (the server unreachable
+    // too), 2 bad usage; standard output closed by its reader (`| head`) ends quietly with 0.
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        Err(err) if output::closed_output(&err) => ExitCode::SUCCESS,
         Err(err) if err.downcast_ref::<admin_common::UsageError>().is_some() => {
             eprintln!("redeploy: {err:#}");
             ExitCode::from(2)
         }
         Err(err) => {
-            eprintln!("redeploy: {err:#}");
+            match reach::unreachable_line(&err) {
+                Some(line) => eprintln!("redeploy: {line}"),
+                None => eprintln!("redeploy: {err:#}"),
+            }
             ExitCode::from(1)
         }
     }

@@ -2,7 +2,8 @@
 //! PostgreSQL reached through a TCP forwarder that the test stops (new connections are
 //! refused, open ones cut — as when PostgreSQL is stopped) and starts again on the same port;
 //! SQLite with its write lock held by another connection (as by another process: every write
-//! of the server waits, then fails with `SQLITE_BUSY`).
+//! of the server waits, then fails with `SQLITE_BUSY`). The same [`Forwarder`] in front of the
+//! server itself makes it unreachable to its clients and back (the CLI's `--wait` test).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -138,7 +139,7 @@ impl Outage {
 
 /// A TCP forwarder to `target` that can stop (refusing new connections and cutting open ones)
 /// and start again on the same port.
-struct Forwarder {
+pub struct Forwarder {
     addr: SocketAddr,
     target: String,
     /// The accept loop and every forwarded connection.
@@ -146,7 +147,8 @@ struct Forwarder {
 }
 
 impl Forwarder {
-    async fn start(target: String) -> Self {
+    /// Forwards a new port on 127.0.0.1 to `target` (`host:port`).
+    pub async fn start(target: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local address");
         let forwarder = Forwarder {
@@ -173,15 +175,20 @@ impl Forwarder {
         });
     }
 
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Closes the listener (new connections are refused) and every forwarded connection.
-    async fn stop(&self) {
+    pub async fn stop(&self) {
         let mut tasks = self.tasks.lock().await;
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
 
     /// Listens again on the same port.
-    async fn restart(&self) {
+    pub async fn restart(&self) {
         let listener = TcpListener::bind(self.addr)
             .await
             .unwrap_or_else(|e| panic!("rebinding {}: {e}", self.addr));

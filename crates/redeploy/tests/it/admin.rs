@@ -12,15 +12,20 @@ use testkit::app::{spawn_app, Backend, TestApp};
 use time::OffsetDateTime;
 
 /// A server plus the files a user would point the CLI at.
-struct Setup {
-    app: TestApp,
-    dir: tempfile::TempDir,
-    ca: PathBuf,
-    token: PathBuf,
+pub(crate) struct Setup {
+    pub(crate) app: TestApp,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) ca: PathBuf,
+    pub(crate) token: PathBuf,
 }
 
 async fn setup() -> Setup {
-    let app = spawn_app(Backend::Sqlite).await;
+    setup_on(Backend::Sqlite).await
+}
+
+/// A server on `backend` and the CA and token files next to a working folder.
+pub(crate) async fn setup_on(backend: Backend) -> Setup {
+    let app = spawn_app(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     let token = dir.path().join("admin-token");
@@ -35,7 +40,7 @@ async fn setup() -> Setup {
 }
 
 /// A `redeploy` command with no REDEPLOY_* settings inherited, run from `cwd`.
-fn bare(cwd: &Path) -> Command {
+pub(crate) fn bare(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_redeploy"));
     cmd.current_dir(cwd);
     for var in [
@@ -50,7 +55,7 @@ fn bare(cwd: &Path) -> Command {
 }
 
 /// Runs the binary off the async runtime (the server under test shares it).
-async fn run(mut cmd: Command) -> Output {
+pub(crate) async fn run(mut cmd: Command) -> Output {
     tokio::task::spawn_blocking(move || cmd.output().expect("redeploy runs"))
         .await
         .unwrap()
@@ -58,7 +63,12 @@ async fn run(mut cmd: Command) -> Output {
 
 impl Setup {
     /// `redeploy ARGS --server … --ca-file … --token-file …`.
-    async fn cli(&self, args: &[&str]) -> Output {
+    pub(crate) async fn cli(&self, args: &[&str]) -> Output {
+        run(self.command(args)).await
+    }
+
+    /// The command [`Setup::cli`] runs, for a test that starts it itself.
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = bare(self.dir.path());
         cmd.args(args)
             .arg("--server")
@@ -67,16 +77,21 @@ impl Setup {
             .arg(&self.ca)
             .arg("--token-file")
             .arg(&self.token);
-        run(cmd).await
+        cmd
     }
 
     /// Enrolls an emulated PC and runs its first check-in (inventory).
-    async fn enroll_pc(&self, id: &str, profile: DeviceProfile) {
+    pub(crate) async fn enroll_pc(&self, id: &str, profile: DeviceProfile) {
         self.enroll_pc_seeded(id, 7, profile).await;
     }
 
     /// [`Setup::enroll_pc`] with a seed of its own; returns the PC.
-    async fn enroll_pc_seeded(&self, id: &str, seed: u64, profile: DeviceProfile) -> DeviceState {
+    pub(crate) async fn enroll_pc_seeded(
+        &self,
+        id: &str,
+        seed: u64,
+        profile: DeviceProfile,
+    ) -> DeviceState {
         let now = OffsetDateTime::now_utc();
         let mut state = profile.build_seeded(id, seed, now);
         let transport = HttpsTransport::new(&self.app.ca_pem).unwrap();
@@ -95,7 +110,7 @@ impl Setup {
     }
 }
 
-fn stdout_json(out: &Output) -> serde_json::Value {
+pub(crate) fn stdout_json(out: &Output) -> serde_json::Value {
     assert!(
         out.status.success(),
         "exit {:?}, stderr: {}",
@@ -314,7 +329,7 @@ async fn tokens_are_created_listed_and_revoked() {
 }
 
 /// The id, name and serial of every device, from `devices list --json`.
-async fn devices(s: &Setup) -> Vec<(String, String, String)> {
+pub(crate) async fn devices(s: &Setup) -> Vec<(String, String, String)> {
     let list = stdout_json(&s.cli(&["devices", "list", "--json"]).await);
     list["items"]
         .as_array()
@@ -330,7 +345,7 @@ async fn devices(s: &Setup) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

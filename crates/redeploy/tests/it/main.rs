@@ -4,6 +4,7 @@ mod admin;
 mod architecture;
 mod backup;
 mod batches;
+mod cli;
 mod docs;
 mod e2e;
 mod emulate;
