@@ -127,7 +127,10 @@ pub async fn batches(args: AdminArgs<BatchesCommand>) -> anyhow::Result<ExitCode
                 outln!("  {}", action_line(action))?;
             }
         }
-        steer => return crate::admin_batches::steer(&client, steer, args.json).await,
+        steer => {
+            return crate::admin_batches::steer(&client, &args.client.server, steer, args.json)
+                .await
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

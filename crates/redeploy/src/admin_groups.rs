@@ -251,14 +251,42 @@ async fn wait_for_batch(
         return Ok(ExitCode::from(1));
     }
     let total = batch.items.len() as u64 - batch.counts.not_found;
+    let not_found: Vec<&str> = batch
+        .items
+        .iter()
+        .filter(|i| i.outcome == "not_found")
+        .map(|i| i.device_id.as_str())
+        .collect();
+    wait_for_batch_id(
+        client,
+        server,
+        &batch.batch_id,
+        total,
+        &not_found,
+        timeout,
+        json,
+    )
+    .await
+}
+
+/// Polls the batch `id` (of `total` devices, `not_found` reported at its start) until it
+/// settles or `timeout` seconds pass, surviving a server that goes away for a while; prints
+/// where it ended. Exit 0 only if every device's action is done (`redeploy batches wait` too).
+pub(crate) async fn wait_for_batch_id(
+    client: &Client,
+    server: &str,
+    id: &str,
+    total: u64,
+    not_found: &[&str],
+    timeout: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let bar = progress_bar(total);
     let deadline = Instant::now() + Duration::from_secs(timeout);
     // Lines about the server's absence, written around the bar rather than through it.
     let say = |line: &str| bar.suspend(|| eprintln!("{line}"));
     let (status, timed_out) = loop {
-        let status =
-            reach::with_reconnects(server, deadline, &say, || client.batch(&batch.batch_id))
-                .await?;
+        let status = reach::with_reconnects(server, deadline, &say, || client.batch(id)).await?;
         let settled_actions = status.actions.iter().filter(|a| settled(&a.state)).count() as u64;
         bar.set_position(settled_actions);
         bar.set_message(counts_text(&status));
@@ -271,9 +299,8 @@ async fn wait_for_batch(
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     bar.finish_and_clear();
-    let all_done = !timed_out
-        && batch.counts.not_found == 0
-        && status.actions.iter().all(|a| a.state == "done");
+    let all_done =
+        !timed_out && not_found.is_empty() && status.actions.iter().all(|a| a.state == "done");
     if json {
         print_json(&status)?;
     } else {
@@ -291,8 +318,8 @@ async fn wait_for_batch(
         for a in failed {
             outln!("  {}", action_line_for(a, name_or_id(&names, &a.device_id)))?;
         }
-        for i in batch.items.iter().filter(|i| i.outcome == "not_found") {
-            outln!("  {}  not found", i.device_id)?;
+        for d in not_found {
+            outln!("  {d}  not found")?;
         }
         if all_done {
             outln!("every action is done")?;

@@ -287,6 +287,14 @@ pub enum BatchesSub {
     },
     /// Show one bulk request: counts, waves and actions.
     Show { id: String },
+    /// Follow a batch until it settles (exit 0 only if every action is done), surviving server
+    /// restarts.
+    Wait {
+        id: String,
+        /// Give up after this many seconds (exit 1).
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
     /// Hold a running batch's waves still waiting (actions already released still go out).
     Pause { id: String },
     /// Release a paused batch's waves again, each later by as long as the pause lasted.

@@ -704,6 +704,16 @@ async fn an_admin_pauses_resumes_and_cancels_a_wave_reset_from_the_cli(backend: 
         assert_eq!(resets_started(&pc.state), expected, "{}", pc.state.id);
     }
 
+    // `batches wait` returns at once on a settled batch, exit 1: not every action is done.
+    let out = cli(
+        &app,
+        dir.path(),
+        &["batches", "wait", &id, "--timeout", "30"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stdout(&out).contains("4 canceled"), "{}", stdout(&out));
+
     // Followed from the CLI: settled once canceled and the first wave is done.
     let out = cli(&app, dir.path(), &["batches", "show", &id, "--json"]).await;
     assert!(out.status.success(), "{out:?}");
