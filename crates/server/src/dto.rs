@@ -142,7 +142,7 @@ pub fn audit_dto(e: &AuditEvent) -> api::AuditEvent {
     }
 }
 
-fn csv_field(text: &str) -> String {
+pub(crate) fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {

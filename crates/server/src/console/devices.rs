@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
-use http::StatusCode;
+use axum::response::IntoResponse;
+use http::{header, StatusCode};
 use maud::{html, Markup};
+use redeploy_core::batch::PlanOutcome;
 use redeploy_core::enrollment::renewal::EXPIRY_WARNING;
 use redeploy_core::preflight::BlockReason;
 use redeploy_core::store::{Cursor, DeviceQuery, DeviceSort};
@@ -263,6 +265,23 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
+    /// The filters and sort as a query string, without page size or cursor.
+    fn filters_query(&self) -> String {
+        let mut parts = Vec::new();
+        for (k, v) in [
+            ("q", &self.q),
+            ("join", &self.join),
+            ("ready", &self.ready),
+            ("seen", &self.seen),
+            ("sort", &self.sort),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                parts.push(format!("{k}={}", enc(v)));
+            }
+        }
+        parts.join("&")
+    }
+
     fn link_with_cursor(&self, cursor: &str) -> String {
         let mut parts = Vec::new();
         for (k, v) in [
@@ -291,17 +310,8 @@ const SORTS: &[(&str, &str)] = &[
     ("enrolled_desc", "Enrolled (newest first)"),
 ];
 
-pub async fn list(
-    State(state): State<AppState>,
-    signed: Signed,
-    Query(q): Query<ListQuery>,
-) -> PageResult {
-    let page_size = q.limit.unwrap_or(PAGE_SIZE);
-    if !(1..=500).contains(&page_size) {
-        return Err(PageError::bad_request(
-            "the page size must be between 1 and 500",
-        ));
-    }
+/// The store query and filters of a device list's query string (page size `limit`).
+fn listing_of(q: &ListQuery, limit: u32) -> Result<devices::Listing, PageError> {
     let (sort, descending) = match q.sort.as_deref().unwrap_or("name") {
         "name" | "" => (DeviceSort::Name, false),
         "last_seen" => (DeviceSort::LastSeen, false),
@@ -313,37 +323,100 @@ pub async fn list(
         None => None,
         Some(j) => Some(JoinType::parse(j).map_err(|e| PageError::bad_request(e.to_string()))?),
     };
-    let want_ready = match q.ready.as_deref() {
+    let ready = match q.ready.as_deref() {
         Some("yes") => Some(true),
         Some("no") => Some(false),
         _ => None,
     };
-    let want_recent = match q.seen.as_deref() {
+    let seen_recently = match q.seen.as_deref() {
         Some("recent") => Some(true),
         Some("stale") => Some(false),
         _ => None,
     };
-    let devices::Listed { rows, next } = devices::list(
-        &state,
-        devices::Listing {
-            query: DeviceQuery {
-                search: q
-                    .q
-                    .clone()
-                    .filter(|s| !s.trim().is_empty())
-                    .map(|s| s.trim().to_owned()),
-                join_type,
-                sort,
-                descending,
-                limit: page_size,
-                cursor: q.cursor.as_deref().map(Cursor::parse),
-                ..DeviceQuery::default()
-            },
-            ready: want_ready,
-            seen_recently: want_recent,
+    Ok(devices::Listing {
+        query: DeviceQuery {
+            search: q
+                .q
+                .clone()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().to_owned()),
+            join_type,
+            sort,
+            descending,
+            limit,
+            cursor: q.cursor.as_deref().map(Cursor::parse),
+            ..DeviceQuery::default()
         },
+        ready,
+        seen_recently,
+    })
+}
+
+/// `GET /console/devices.csv`: every device the list's filters match (all pages), as CSV.
+pub async fn csv(
+    State(state): State<AppState>,
+    _signed: Signed,
+    Query(mut q): Query<ListQuery>,
+) -> PageResult {
+    q.cursor = None;
+    let mut out = String::from(
+        "name,serial,primary_user,join_type,os_version,last_seen,ready,reasons,id\r\n",
+    );
+    loop {
+        let devices::Listed { rows, next } = devices::list(&state, listing_of(&q, 500)?).await?;
+        for (d, r) in &rows {
+            let row = [
+                d.name.clone(),
+                d.serial.clone().unwrap_or_default(),
+                d.primary_user.clone().unwrap_or_default(),
+                d.join_type.as_str().to_owned(),
+                d.os_version.clone().unwrap_or_default(),
+                d.last_seen.map(when).unwrap_or_default(),
+                if r.ready { "yes" } else { "no" }.to_owned(),
+                reasons_text(r),
+                d.id.to_string(),
+            ];
+            let row: Vec<String> = row.iter().map(|f| crate::dto::csv_field(f)).collect();
+            out.push_str(&row.join(","));
+            out.push_str("\r\n");
+        }
+        match next {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"redeploy-devices.csv\"",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        out,
     )
-    .await?;
+        .into_response())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(q): Query<ListQuery>,
+) -> PageResult {
+    let page_size = q.limit.unwrap_or(PAGE_SIZE);
+    if !(1..=500).contains(&page_size) {
+        return Err(PageError::bad_request(
+            "the page size must be between 1 and 500",
+        ));
+    }
+    let listing = listing_of(&q, page_size)?;
+    let (join_type, want_ready, want_recent) = (
+        listing.query.join_type,
+        listing.ready,
+        listing.seen_recently,
+    );
+    let devices::Listed { rows, next } = devices::list(&state, listing).await?;
     let filtered = q.q.as_deref().is_some_and(|s| !s.trim().is_empty())
         || join_type.is_some()
         || want_ready.is_some()
@@ -390,6 +463,7 @@ pub async fn list(
             }
             button type="submit" { "Apply" }
         }
+        p { a #export href={ "/console/devices.csv?" (q.filters_query()) } download="redeploy-devices.csv" { "Download every matching device as CSV" } }
         @if rows.is_empty() {
             @if filtered || q.cursor.is_some() {
                 p.empty { "No devices match. " a href="/console/devices" { "Clear the filters" } }
@@ -400,6 +474,7 @@ pub async fn list(
             table #devices {
                 caption.sr { "Devices" }
                 thead { tr {
+                    th scope="col" { input #select-all type="checkbox" aria-label="Select every device on this page"; }
                     th scope="col" { "Name" } th scope="col" { "Serial" } th scope="col" { "Primary user" }
                     th scope="col" { "Join" } th scope="col" { "OS" } th scope="col" { "Last check-in" }
                     th scope="col" { "Ready" }
@@ -407,6 +482,7 @@ pub async fn list(
                 tbody {
                     @for (d, r) in &rows {
                         tr {
+                            td { input.select type="checkbox" name="device" value=(d.id) form="bulk" aria-label={ "Select " (d.name) }; }
                             td { a href={ "/console/devices/" (d.id) } { (d.name) } }
                             td { (d.serial.as_deref().unwrap_or("—")) }
                             td { (d.primary_user.as_deref().unwrap_or("—")) }
@@ -418,6 +494,17 @@ pub async fn list(
                                 @else { span.badge.bad title=(reasons_text(r)) { "not ready" } }
                             }
                         }
+                    }
+                }
+            }
+            @if signed.can(Role::Helpdesk) {
+                form.buttons #bulk method="post" action="/console/devices/bulk" {
+                    (signed.csrf_field())
+                    span.help { "With the devices ticked:" }
+                    button type="submit" name="kind" value="sync" { "Sync" }
+                    button type="submit" name="kind" value="restart" { "Restart" }
+                    @if signed.can(Role::Operator) {
+                        button.danger type="submit" name="kind" value="autopilot_reset" { "Autopilot Reset…" }
                     }
                 }
             }
@@ -888,5 +975,84 @@ pub async fn primary_user(
     Ok(see_other(&format!(
         "/console/devices/{id}?msg={}",
         enc("Primary user saved.")
+    )))
+}
+
+/// `POST /console/devices/bulk`: the devices ticked in the list. Sync and restart start a batch
+/// at once; an Autopilot Reset first shows what would happen to each device, and goes ahead only
+/// with the number of devices typed to confirm (`confirm`).
+pub async fn bulk(State(state): State<AppState>, form: PostForm) -> PageResult {
+    use crate::service::batches;
+    let ids: Vec<DeviceId> = form
+        .fields
+        .all("device")
+        .map(device_id)
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Err(PageError::bad_request(
+            "tick at least one device in the list first",
+        ));
+    }
+    let kind = posted_kind(form.fields.get("kind").unwrap_or_default())?;
+    let signed = &form.signed;
+    let typed = form.fields.text("confirm");
+    if kind == ActionKind::AutopilotReset && typed != Some(ids.len().to_string().as_str()) {
+        let (plan, _) =
+            batches::preview(&state, batches::Targets::Devices(ids.clone()), kind).await?;
+        let names = devices::names(&state, &ids).await?;
+        let title = format!("Autopilot Reset {} devices?", ids.len());
+        let body = html! {
+            @if typed.is_some() { p.error { "The number typed was not " (ids.len()) "; nothing was reset." } }
+            p.lead { (plan.would_queue()) " of " (ids.len()) " devices would be reset at their next check-in; the others would be recorded as blocked. It cannot be undone." }
+            (reset_effects())
+            table #bulk-preview {
+                thead { tr { th scope="col" { "Device" } th scope="col" { "Would" } } }
+                tbody {
+                    @for i in &plan.items {
+                        tr {
+                            td { (names.get(&i.device_id).cloned().unwrap_or_default()) }
+                            td { @match &i.outcome {
+                                PlanOutcome::WouldQueue => span.badge.good { "be reset" },
+                                PlanOutcome::Blocked(r) => { span.badge.bad { "be blocked" } " " (r.iter().map(BlockReason::text).collect::<Vec<_>>().join("; ")) },
+                                PlanOutcome::NotFound => "no such device",
+                            } }
+                        }
+                    }
+                }
+            }
+            form.card method="post" action="/console/devices/bulk" {
+                (signed.csrf_field())
+                input type="hidden" name="kind" value="autopilot_reset";
+                @for id in &ids { input type="hidden" name="device" value=(id); }
+                label for="confirm" { "Type the number of devices, " strong { (ids.len()) } ", to confirm" }
+                input #confirm type="text" name="confirm" required autocomplete="off" inputmode="numeric";
+                div.buttons {
+                    button.danger #confirm-bulk type="submit" { "Yes, reset " (ids.len()) " devices" }
+                    a.button href="/console/devices" { "Cancel" }
+                }
+            }
+        };
+        return Ok(ok(layout(&title, Some(signed), Section::Devices, body)));
+    }
+    let result = batches::start(
+        &state,
+        &signed.caller,
+        batches::Targets::Devices(ids),
+        kind,
+        batches::Waves::default(),
+        None,
+    )
+    .await?;
+    let msg = format!(
+        "Batch {}: {} queued, {} blocked, {} not found.",
+        result.batch_id,
+        result.queued(),
+        result.blocked(),
+        result.not_found()
+    );
+    Ok(see_other(&format!(
+        "/console/batches/{}?msg={}",
+        result.batch_id,
+        enc(&msg)
     )))
 }

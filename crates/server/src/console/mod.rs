@@ -42,6 +42,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         )
         .route("/console/sign-out", post(sign_in::sign_out))
         .route("/console/devices", get(devices::list))
+        .route("/console/devices.csv", get(devices::csv))
+        .route("/console/devices/bulk", post(devices::bulk))
         .route("/console/devices/{id}", get(devices::page))
         .route("/console/devices/{id}/reset", get(devices::confirm_reset))
         .route("/console/devices/{id}/wipe", get(devices::confirm_wipe))
@@ -290,6 +292,14 @@ impl Fields {
         self.0
             .iter()
             .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeated field (ticked checkboxes), in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
 

@@ -199,6 +199,7 @@ on_both_backends!(
     console_audit_lists_newest_first_and_pages_down,
     console_filter_group_form_builds_the_device_filter_and_refuses_bad_numbers,
     console_offers_a_hybrid_pc_the_wipe_family_and_shows_inventory_by_name,
+    console_device_list_acts_on_the_ticked_devices_and_exports_csv,
 );
 
 /// The groups page's filter form: filled fields become the group's `DeviceFilter` (blank ones impose
@@ -1217,4 +1218,109 @@ async fn console_offers_a_hybrid_pc_the_wipe_family_and_shows_inventory_by_name(
         (acts[0].kind, acts[0].state),
         (ActionKind::Wipe, ActionState::Pending)
     );
+}
+
+/// Issue #15 item 2: devices ticked in the list are synced at once, or reset after a preview and
+/// their number typed; the list's filters export as CSV, every page.
+async fn console_device_list_acts_on_the_ticked_devices_and_exports_csv(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut ids = Vec::new();
+    for i in 0..3u64 {
+        ids.push(enrolled_pc(&app, &format!("tick-{i}"), 70 + i).await);
+    }
+    let mut b = Browser::new(&app);
+    b.sign_in(&app.admin_token).await;
+    let list = b.get("/console/devices?limit=2").await.body;
+    assert!(list.contains("id=\"select-all\""), "{list}");
+    assert!(list.contains("form=\"bulk\""), "{list}");
+    let csrf = csrf_of(&list);
+    let (a, c) = (ids[0].to_string(), ids[2].to_string());
+
+    // Sync two of them: one batch, straight to its page.
+    let sync = b
+        .post(
+            "/console/devices/bulk",
+            &[
+                ("csrf", csrf.as_str()),
+                ("kind", "sync"),
+                ("device", &a),
+                ("device", &c),
+            ],
+        )
+        .await;
+    assert_eq!(sync.status, 303, "{}", sync.body);
+    let page = b.get(sync.location.as_deref().unwrap()).await.body;
+    assert!(page.contains("2 queued, 0 blocked"), "{page}");
+
+    // A reset shows the plan first and needs the number typed; nothing happens before.
+    let reset = [
+        ("csrf", csrf.as_str()),
+        ("kind", "autopilot_reset"),
+        ("device", &a),
+        ("device", &c),
+    ];
+    let preview = b.post("/console/devices/bulk", &reset).await;
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    assert!(
+        preview.body.contains("Autopilot Reset 2 devices?"),
+        "{}",
+        preview.body
+    );
+    assert!(
+        preview.body.contains("id=\"bulk-preview\""),
+        "{}",
+        preview.body
+    );
+    let wrong = b
+        .post(
+            "/console/devices/bulk",
+            &[reset.as_slice(), &[("confirm", "3")]].concat(),
+        )
+        .await;
+    assert!(
+        wrong.body.contains("The number typed was not 2"),
+        "{}",
+        wrong.body
+    );
+    let resets = |acts: &[redeploy_core::Action]| {
+        acts.iter()
+            .filter(|x| x.kind == ActionKind::AutopilotReset)
+            .count()
+    };
+    assert_eq!(
+        resets(&app.store.actions_of_device(ids[0]).await.unwrap()),
+        0
+    );
+    let done = b
+        .post(
+            "/console/devices/bulk",
+            &[reset.as_slice(), &[("confirm", "2")]].concat(),
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    for (i, id) in ids.iter().enumerate() {
+        let n = resets(&app.store.actions_of_device(*id).await.unwrap());
+        assert_eq!(n, usize::from(i != 1), "device {i}");
+    }
+    let none = b
+        .post(
+            "/console/devices/bulk",
+            &[("csrf", csrf.as_str()), ("kind", "sync")],
+        )
+        .await;
+    assert_eq!(none.status, 400, "{}", none.body);
+
+    // The CSV has every matching device, not only the page.
+    let csv = b.get("/console/devices.csv?q=DESKTOP").await;
+    assert_eq!(csv.status, 200);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert!(
+        lines[0].starts_with("name,serial,primary_user"),
+        "{}",
+        csv.body
+    );
+    assert_eq!(lines.len(), 4, "{}", csv.body);
+    for id in &ids {
+        assert!(csv.body.contains(&id.to_string()), "{}", csv.body);
+    }
 }

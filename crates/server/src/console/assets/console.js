@@ -12,3 +12,13 @@
     window.location.reload();
   }, seconds * 1000);
 })();
+
+// The device list's "select every device on this page" box ticks or clears the rows' boxes.
+(function () {
+  var all = document.getElementById("select-all");
+  if (!all) return;
+  all.addEventListener("change", function () {
+    var boxes = document.querySelectorAll("#devices input.select");
+    for (var i = 0; i < boxes.length; i++) boxes[i].checked = all.checked;
+  });
+})();
