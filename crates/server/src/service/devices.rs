@@ -104,6 +104,11 @@ pub async fn page(state: &AppState, query: &DeviceQuery) -> Result<Page<Device>>
     super::listed(state.store.list_devices(query).await)
 }
 
+/// How many devices `query` lists across all its pages (its sort, page size and cursor aside).
+pub async fn count(state: &AppState, query: &DeviceQuery) -> Result<u64> {
+    Ok(state.store.count_listed_devices(query).await?)
+}
+
 /// Every enrolled device (the store pages through them).
 pub async fn all(state: &AppState) -> Result<Vec<Device>> {
     let mut query = DeviceQuery {
