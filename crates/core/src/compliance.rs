@@ -114,7 +114,10 @@ pub fn condition(state: ComplianceState, now: OffsetDateTime) -> DeviceCondition
     let mut any = Vec::new();
     for (s, rule) in rules(now) {
         if s == state {
-            any.push(rule.clone().and(DeviceCondition::Any(earlier.clone()).negate()));
+            any.push(
+                rule.clone()
+                    .and(DeviceCondition::Any(earlier.clone()).negate()),
+            );
         }
         earlier.push(rule);
     }

@@ -203,7 +203,10 @@ mod tests {
         };
         assert!(text(TextField::Name, TextOp::StartsWith, "lab-pc").matches(&d));
         assert!(text(TextField::Serial, TextOp::Contains, "n-4").matches(&d));
-        assert!(text(TextField::Model, TextOp::Eq, "").matches(&d), "absent reads as ''");
+        assert!(
+            text(TextField::Model, TextOp::Eq, "").matches(&d),
+            "absent reads as ''"
+        );
         let seen = DeviceCondition::Time {
             field: TimeField::LastSeen,
             cmp: Comparison::Le,

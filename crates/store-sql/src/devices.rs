@@ -2,12 +2,12 @@
 
 use async_trait::async_trait;
 use redeploy_core::device::{Device, EnrollmentType, JoinEvidence, JoinType, MessageSeq};
+use redeploy_core::device_condition::{Comparison, DeviceCondition, TextField, TextOp, TimeField};
 use redeploy_core::ids::DeviceId;
 use redeploy_core::store::{
     device_sort_key, from_micros, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, Page,
     StoreError, StoreResult, NEVER_SEEN_KEY,
 };
-use redeploy_core::device_condition::{Comparison, DeviceCondition, TextField, TextOp, TimeField};
 use sea_query::{Alias, Cond, Expr, Func, LikeExpr, Order, Query, SelectStatement, SimpleExpr};
 use time::OffsetDateTime;
 

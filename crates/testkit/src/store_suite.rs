@@ -1575,13 +1575,49 @@ pub async fn device_conditions_match_in_sql(store: Arc<dyn Store>) {
         Comparison, DeviceCondition as C, TextField, TextOp, TimeField,
     };
     let specs: [(&str, Option<&str>, Option<i64>, JoinType, Option<bool>); 7] = [
-        ("Lab-PC-01", Some("SN-100"), Some(0), JoinType::EntraJoined, Some(true)),
+        (
+            "Lab-PC-01",
+            Some("SN-100"),
+            Some(0),
+            JoinType::EntraJoined,
+            Some(true),
+        ),
         ("lab-pc-02", None, None, JoinType::HybridJoined, None),
-        ("Kiosk_1%", Some("SN-200"), Some(10 * 24 * 60), JoinType::Registered, None),
-        ("KIOSK-2", Some("sn-201"), Some(40 * 24 * 60), JoinType::NotJoined, None),
-        ("Desk 'A'", Some("SN-300"), Some(5), JoinType::EntraJoined, Some(false)),
-        ("expired", Some("SN-400"), Some(1), JoinType::EntraJoined, None),
-        ("retired", Some("SN-500"), Some(1), JoinType::EntraJoined, None),
+        (
+            "Kiosk_1%",
+            Some("SN-200"),
+            Some(10 * 24 * 60),
+            JoinType::Registered,
+            None,
+        ),
+        (
+            "KIOSK-2",
+            Some("sn-201"),
+            Some(40 * 24 * 60),
+            JoinType::NotJoined,
+            None,
+        ),
+        (
+            "Desk 'A'",
+            Some("SN-300"),
+            Some(5),
+            JoinType::EntraJoined,
+            Some(false),
+        ),
+        (
+            "expired",
+            Some("SN-400"),
+            Some(1),
+            JoinType::EntraJoined,
+            None,
+        ),
+        (
+            "retired",
+            Some("SN-500"),
+            Some(1),
+            JoinType::EntraJoined,
+            None,
+        ),
     ];
     let mut devices = Vec::new();
     for (i, (name, serial, seen_minutes_ago, join, winre)) in specs.into_iter().enumerate() {
@@ -1645,7 +1681,8 @@ pub async fn device_conditions_match_in_sql(store: Arc<dyn Store>) {
         C::All(vec![]),
         C::Any(vec![]),
         C::Any(vec![
-            text(TextField::Name, TextOp::StartsWith, "kiosk").and(seen(Comparison::Gt, -30 * 24 * 60)),
+            text(TextField::Name, TextOp::StartsWith, "kiosk")
+                .and(seen(Comparison::Gt, -30 * 24 * 60)),
             C::JoinTypeIn(vec![JoinType::HybridJoined]),
         ]),
     ];
@@ -1681,7 +1718,12 @@ pub async fn device_conditions_match_in_sql(store: Arc<dyn Store>) {
             ))),
             ..DeviceQuery::default()
         };
-        assert_eq!(store.count_listed_devices(&query).await.unwrap(), 1, "{}", d.name);
+        assert_eq!(
+            store.count_listed_devices(&query).await.unwrap(),
+            1,
+            "{}",
+            d.name
+        );
     }
 
     // A filtered, descending walk by last check-in, two at a time: the filtered devices once

@@ -6,9 +6,7 @@
 //! literals unquoted).
 
 use redeploy_core::compliance::{self, ComplianceState};
-use redeploy_core::device_condition::{
-    Comparison, DeviceCondition, TextField, TextOp, TimeField,
-};
+use redeploy_core::device_condition::{Comparison, DeviceCondition, TextField, TextOp, TimeField};
 use redeploy_core::store::DeviceSort;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -465,7 +463,12 @@ impl Filter {
     }
 }
 
-fn word_condition(property: &str, test: WordTest, text: &str, now: OffsetDateTime) -> DeviceCondition {
+fn word_condition(
+    property: &str,
+    test: WordTest,
+    text: &str,
+    now: OffsetDateTime,
+) -> DeviceCondition {
     DeviceCondition::Any(
         words(property, now)
             .into_iter()
@@ -557,7 +560,11 @@ mod tests {
 
     #[test]
     fn filters_parse_and_match() {
-        let a = device("PC-Lab-01", JoinType::EntraJoined, Some(datetime!(2026-03-01 10:00 UTC)));
+        let a = device(
+            "PC-Lab-01",
+            JoinType::EntraJoined,
+            Some(datetime!(2026-03-01 10:00 UTC)),
+        );
         let b = device("Kiosk 'A'", JoinType::HybridJoined, None);
         let f = "startswith(deviceName,'pc-') and joinType eq 'azureADJoined'";
         assert!(holds(f, &a) && !holds(f, &b));
@@ -569,12 +576,20 @@ mod tests {
         let f = "lastSyncDateTime le '2026-02-01T00:00:00Z'";
         assert!(!holds(f, &a) && holds(f, &b));
         assert!(holds("OPERATINGSYSTEM EQ 'windows'", &a));
-        assert!(holds("contains(deviceName,'LAB')", &a) && !holds("contains(deviceName,'lab')", &b));
+        assert!(
+            holds("contains(deviceName,'LAB')", &a) && !holds("contains(deviceName,'lab')", &b)
+        );
         assert!(holds("not contains(deviceName,'lab')", &b));
-        assert!(holds("startswith(joinType,'hybrid')", &b) && !holds("startswith(joinType,'hybrid')", &a));
+        assert!(
+            holds("startswith(joinType,'hybrid')", &b)
+                && !holds("startswith(joinType,'hybrid')", &a)
+        );
         assert!(holds("complianceState eq 'compliant'", &a));
         assert!(holds("complianceState eq 'unknown'", &b));
-        assert!(holds("complianceState ne 'compliant'", &b) && !holds("complianceState ne 'compliant'", &a));
+        assert!(
+            holds("complianceState ne 'compliant'", &b)
+                && !holds("complianceState ne 'compliant'", &a)
+        );
         assert!(holds("enrolledDateTime lt 2026-02-01T00:00:00Z", &a));
     }
 
@@ -614,7 +629,13 @@ mod tests {
             parse_orderby("enrolledDateTime desc"),
             Ok((DeviceSort::EnrolledAt, true))
         );
-        for bad in ["model", "deviceName up", "deviceName,serialNumber", "deviceName desc x", ""] {
+        for bad in [
+            "model",
+            "deviceName up",
+            "deviceName,serialNumber",
+            "deviceName desc x",
+            "",
+        ] {
             assert!(parse_orderby(bad).is_err(), "{bad}");
         }
     }

@@ -208,10 +208,16 @@ fn invalid_skip_token() -> ApiError {
 /// eventual` with it, which directory objects need; here every count is exact, so the header is
 /// accepted and changes nothing.
 fn wants_count(params: &HashMap<String, String>) -> GraphResult<bool> {
-    match params.get("$count").map(|c| c.to_ascii_lowercase()).as_deref() {
+    match params
+        .get("$count")
+        .map(|c| c.to_ascii_lowercase())
+        .as_deref()
+    {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
-        Some(other) => Err(bad_request(format!("$count must be true or false, not {other:?}"))),
+        Some(other) => Err(bad_request(format!(
+            "$count must be true or false, not {other:?}"
+        ))),
     }
 }
 
@@ -269,7 +275,10 @@ async fn count_devices(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> GraphResult<Response> {
-    if let Some(key) = params.keys().find(|k| k.starts_with('$') && *k != "$filter") {
+    if let Some(key) = params
+        .keys()
+        .find(|k| k.starts_with('$') && *k != "$filter")
+    {
         return Err(bad_request(format!(
             "query option {key} is not supported on $count; supported: $filter"
         )));
@@ -349,7 +358,10 @@ async fn get_device(
     let acts = actions_of(&state, id).await?;
     let mut value = resource::managed_device(&device, &acts, state.clock.now());
     if let Value::Object(map) = &mut value {
-        map.insert("@odata.context".into(), context(&state, version, "/$entity"));
+        map.insert(
+            "@odata.context".into(),
+            context(&state, version, "/$entity"),
+        );
     }
     Ok(Json(value))
 }
@@ -440,4 +452,3 @@ async fn request(
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
-

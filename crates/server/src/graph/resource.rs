@@ -161,9 +161,15 @@ mod tests {
 
     #[test]
     fn wipe_flags_map_to_windows_actions() {
-        assert_eq!(wipe_kind(true, false, false), Ok(ActionKind::AutopilotReset));
+        assert_eq!(
+            wipe_kind(true, false, false),
+            Ok(ActionKind::AutopilotReset)
+        );
         assert_eq!(wipe_kind(false, false, false), Ok(ActionKind::Wipe));
-        assert_eq!(wipe_kind(false, true, false), Ok(ActionKind::WipeKeepUserData));
+        assert_eq!(
+            wipe_kind(false, true, false),
+            Ok(ActionKind::WipeKeepUserData)
+        );
         assert_eq!(wipe_kind(false, false, true), Ok(ActionKind::WipeProtected));
         assert!(wipe_kind(true, true, false).is_err());
         assert!(wipe_kind(true, false, true).is_err());

@@ -8,11 +8,11 @@ use api::{Client, NewApiToken};
 use device::client::{self, EnrollOptions};
 use device::state::JoinType as PcJoin;
 use device::{DeviceProfile, HttpsTransport};
-use redeploy_core::{ActionKind, DeviceId};
-use serde_json::{json, Value};
-use testkit::app::{spawn_app, spawn_app_with_clock, Backend, TestApp};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use redeploy_core::{ActionKind, Clock, DeviceId};
+use serde_json::{json, Value};
 use std::sync::Arc;
+use testkit::app::{spawn_app, spawn_app_with_clock, Backend, TestApp};
 use time::{Duration, OffsetDateTime};
 
 use testkit::on_both_backends;
@@ -35,9 +35,16 @@ async fn enrolled_pc(
         join,
         ..DeviceProfile::default()
     };
-    enroll(app, transport, &profile, name, seed, OffsetDateTime::now_utc())
-        .await
-        .1
+    enroll(
+        app,
+        transport,
+        &profile,
+        name,
+        seed,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .1
 }
 
 /// Enrolls a PC of `profile` at `now` and checks it in once: the PC and its device id.
@@ -223,7 +230,6 @@ async fn graph_lists_gets_and_acts_like_intune(backend: Backend) {
 
     for bad in [
         "deviceName%20gt%20'a'",
-        "model%20eq%20'x'",
         "deviceName%20eq",
         "endswith(deviceName,'x')",
         "managementState%20eq%20'managed'",
@@ -444,7 +450,11 @@ async fn graph_answers_the_powershell_sdk(backend: Backend) {
     let mut old = Vec::new();
     for seed in [11, 12] {
         let name = format!("old-{seed}");
-        old.push(enroll(&app, &transport, &joined, &name, seed, clock.now()).await.1);
+        old.push(
+            enroll(&app, &transport, &joined, &name, seed, clock.now())
+                .await
+                .1,
+        );
     }
     clock.advance(Duration::days(8));
     let now = clock.now();
@@ -453,15 +463,23 @@ async fn graph_answers_the_powershell_sdk(backend: Backend) {
         join: PcJoin::Hybrid,
         ..DeviceProfile::default()
     };
-    let hybrid = enroll(&app, &transport, &hybrid_profile, "hybrid", 14, now).await.1;
+    let hybrid = enroll(&app, &transport, &hybrid_profile, "hybrid", 14, now)
+        .await
+        .1;
     let no_winre = DeviceProfile {
         winre_enabled: false,
         ..joined.clone()
     };
-    let broken = enroll(&app, &transport, &no_winre, "broken", 15, now).await.1;
+    let broken = enroll(&app, &transport, &no_winre, "broken", 15, now)
+        .await
+        .1;
 
     // complianceState on every device, from check-in recency and health.
-    let url = sdk_list_url(&app, "v1.0", &[("$select", "id,deviceName,complianceState")]);
+    let url = sdk_list_url(
+        &app,
+        "v1.0",
+        &[("$select", "id,deviceName,complianceState")],
+    );
     let (all, _, _) = sdk_all(&app, &admin, &url).await;
     assert_eq!(all.len(), 5);
     let state_of = |id: &str| {
@@ -474,9 +492,16 @@ async fn graph_answers_the_powershell_sdk(backend: Backend) {
         assert_eq!(state_of(id), "inGracePeriod");
     }
     assert_eq!(state_of(&fresh), "compliant");
-    assert_eq!(state_of(&hybrid), "compliant", "compliance is not reset eligibility");
+    assert_eq!(
+        state_of(&hybrid),
+        "compliant",
+        "compliance is not reset eligibility"
+    );
     assert_eq!(state_of(&broken), "noncompliant", "WinRE not configured");
-    let mut names: Vec<String> = field(&all, "deviceName").iter().map(|n| n.to_string()).collect();
+    let mut names: Vec<String> = field(&all, "deviceName")
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     names.sort();
 
     // Get-MgDeviceManagementManagedDevice -Filter "complianceState eq 'compliant' and
@@ -536,7 +561,10 @@ async fn graph_answers_the_powershell_sdk(backend: Backend) {
         .to_owned();
     let middle = fresh_name["DESKTOP-".len()..fresh_name.len() - 1].to_lowercase();
     for (filter, want) in [
-        (format!("contains(deviceName,'{middle}')"), vec![fresh.clone()]),
+        (
+            format!("contains(deviceName,'{middle}')"),
+            vec![fresh.clone()],
+        ),
         (
             format!("not contains(deviceName,'{middle}') and joinType ne 'hybridAzureADJoined'"),
             vec![old[0].clone(), old[1].clone(), broken.clone()],
@@ -551,7 +579,13 @@ async fn graph_answers_the_powershell_sdk(backend: Backend) {
         ),
         (
             "startswith(deviceName,'desktop-') and operatingSystem eq 'Windows'".to_owned(),
-            vec![old[0].clone(), old[1].clone(), fresh.clone(), hybrid.clone(), broken.clone()],
+            vec![
+                old[0].clone(),
+                old[1].clone(),
+                fresh.clone(),
+                hybrid.clone(),
+                broken.clone(),
+            ],
         ),
     ] {
         let url = sdk_list_url(&app, "v1.0", &[("$filter", &filter), ("$count", "true")]);
@@ -587,8 +621,20 @@ async fn graph_answers_the_powershell_sdk(backend: Backend) {
         .json()
         .await
         .unwrap();
-    assert!(first["@odata.context"].as_str().unwrap().contains("/graph/beta/$metadata#"), "{first}");
-    assert!(first["@odata.nextLink"].as_str().unwrap().contains("/graph/beta/deviceManagement/managedDevices?"), "{first}");
+    assert!(
+        first["@odata.context"]
+            .as_str()
+            .unwrap()
+            .contains("/graph/beta/$metadata#"),
+        "{first}"
+    );
+    assert!(
+        first["@odata.nextLink"]
+            .as_str()
+            .unwrap()
+            .contains("/graph/beta/deviceManagement/managedDevices?"),
+        "{first}"
+    );
     let (beta, _, _) = sdk_all(&app, &admin, &url).await;
     assert_eq!(beta.len(), 5);
 
@@ -599,23 +645,33 @@ async fn graph_answers_the_powershell_sdk(backend: Backend) {
             "/graph/{version}/deviceManagement/managedDevices/{id}/{name}"
         ))
     };
-    let response = sdk(&app, &admin, reqwest::Method::POST, &action("v1.0", &fresh, "syncDevice"))
-        .send()
-        .await
-        .unwrap();
+    let response = sdk(
+        &app,
+        &admin,
+        reqwest::Method::POST,
+        &action("v1.0", &fresh, "syncDevice"),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status().as_u16(), 204);
     assert!(response.text().await.unwrap().is_empty());
     assert_eq!(kinds(&app, &fresh).await, [ActionKind::Sync]);
     client::check_in(&transport, &mut fresh_pc, clock.now())
         .await
         .unwrap();
-    let one: Value = sdk(&app, &admin, reqwest::Method::GET, &app.url(&format!("{DEVICES}/{fresh}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = sdk(
+        &app,
+        &admin,
+        reqwest::Method::GET,
+        &app.url(&format!("{DEVICES}/{fresh}")),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     assert_eq!(
         one["deviceActionResults"],
         json!([{"actionName": "syncDevice", "actionState": "done",
@@ -624,40 +680,69 @@ async fn graph_answers_the_powershell_sdk(backend: Backend) {
     );
 
     // Invoke-MgRetireDeviceManagementManagedDevice -ManagedDeviceId X: 204, our retire action.
-    let response = sdk(&app, &admin, reqwest::Method::POST, &action("v1.0", &old[0], "retire"))
-        .send()
-        .await
-        .unwrap();
+    let response = sdk(
+        &app,
+        &admin,
+        reqwest::Method::POST,
+        &action("v1.0", &old[0], "retire"),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status().as_u16(), 204);
     assert_eq!(kinds(&app, &old[0]).await, [ActionKind::Retire]);
     let url = sdk_list_url(
         &app,
         "v1.0",
-        &[("$filter", &format!("deviceName eq '{}'", all.iter().find(|d| d["id"] == old[0].as_str()).unwrap()["deviceName"].as_str().unwrap())), ("$select", "id,managementState")],
+        &[
+            (
+                "$filter",
+                &format!(
+                    "deviceName eq '{}'",
+                    all.iter().find(|d| d["id"] == old[0].as_str()).unwrap()["deviceName"]
+                        .as_str()
+                        .unwrap()
+                ),
+            ),
+            ("$select", "id,managementState"),
+        ],
     );
     let (retiring, _, _) = sdk_all(&app, &admin, &url).await;
-    assert_eq!(retiring, [json!({"id": old[0], "managementState": "retirePending"})]);
+    assert_eq!(
+        retiring,
+        [json!({"id": old[0], "managementState": "retirePending"})]
+    );
 
     // Clear-MgDeviceManagementManagedDevice -ManagedDeviceId X -KeepEnrollmentData
     //   -KeepUserData:$false: the switches given, as JSON; Autopilot Reset.
-    let response = sdk(&app, &admin, reqwest::Method::POST, &action("v1.0", &fresh, "wipe"))
-        .header("Content-Type", "application/json")
-        .body(r#"{"keepEnrollmentData":true,"keepUserData":false}"#)
-        .send()
-        .await
-        .unwrap();
+    let response = sdk(
+        &app,
+        &admin,
+        reqwest::Method::POST,
+        &action("v1.0", &fresh, "wipe"),
+    )
+    .header("Content-Type", "application/json")
+    .body(r#"{"keepEnrollmentData":true,"keepUserData":false}"#)
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status().as_u16(), 204);
     assert_eq!(
         kinds(&app, &fresh).await,
         [ActionKind::Sync, ActionKind::AutopilotReset]
     );
     // Clear-MgBetaDeviceManagementManagedDevice -ManagedDeviceId X -UseProtectedWipe.
-    let response = sdk(&app, &admin, reqwest::Method::POST, &action("beta", &hybrid, "wipe"))
-        .header("Content-Type", "application/json")
-        .body(r#"{"useProtectedWipe":true}"#)
-        .send()
-        .await
-        .unwrap();
+    let response = sdk(
+        &app,
+        &admin,
+        reqwest::Method::POST,
+        &action("beta", &hybrid, "wipe"),
+    )
+    .header("Content-Type", "application/json")
+    .body(r#"{"useProtectedWipe":true}"#)
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status().as_u16(), 204);
     assert_eq!(kinds(&app, &hybrid).await, [ActionKind::WipeProtected]);
 
@@ -685,11 +770,17 @@ async fn graph_answers_the_powershell_sdk(backend: Backend) {
         vec![("$count", "maybe")],
         vec![("$filter", "managementState eq 'managed'")],
         vec![("$filter", "contains(lastSyncDateTime,'2026')")],
-        vec![("$orderby", "lastSyncDateTime"), ("$skipToken", token.as_str())],
+        vec![
+            ("$orderby", "lastSyncDateTime"),
+            ("$skipToken", token.as_str()),
+        ],
         vec![("$skipToken", "garbage")],
     ] {
         let url = sdk_list_url(&app, "v1.0", &options);
-        let response = sdk(&app, &admin, reqwest::Method::GET, &url).send().await.unwrap();
+        let response = sdk(&app, &admin, reqwest::Method::GET, &url)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap();
         assert_graph_error(status, &body, 400, "BadRequest");
