@@ -1574,7 +1574,7 @@ pub async fn device_conditions_match_in_sql(store: Arc<dyn Store>) {
     use redeploy_core::device_condition::{
         Comparison, DeviceCondition as C, TextField, TextOp, TimeField,
     };
-    let specs: [(&str, Option<&str>, Option<i64>, JoinType, Option<bool>); 7] = [
+    let specs = [
         (
             "Lab-PC-01",
             Some("SN-100"),

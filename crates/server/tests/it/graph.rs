@@ -157,6 +157,7 @@ async fn graph_lists_gets_and_acts_like_intune(backend: Backend) {
         "model",
         "enrolledDateTime",
         "managementState",
+        "complianceState",
         "deviceActionResults",
     ] {
         assert!(
@@ -431,6 +432,17 @@ async fn sdk_all(app: &TestApp, token: &str, url: &str) -> (Vec<Value>, Option<u
     (devices, count, pages)
 }
 
+/// One `GET` with the SDK's headers: the JSON answer.
+async fn sdk_get(app: &TestApp, token: &str, url: &str) -> Value {
+    sdk(app, token, reqwest::Method::GET, url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn field<'a>(devices: &'a [Value], name: &str) -> Vec<&'a str> {
     devices.iter().map(|d| d[name].as_str().unwrap()).collect()
 }
@@ -614,13 +626,7 @@ async fn graph_answers_the_powershell_sdk(backend: Backend) {
     // The beta cmdlets (Get-MgBetaDeviceManagementManagedDevice) reach the same list under
     // /beta, and its links stay there.
     let url = sdk_list_url(&app, "beta", &[("$top", "4")]);
-    let first: Value = sdk(&app, &admin, reqwest::Method::GET, &url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = sdk_get(&app, &admin, &url).await;
     assert!(
         first["@odata.context"]
             .as_str()
@@ -660,18 +666,7 @@ async fn graph_answers_the_powershell_sdk(backend: Backend) {
     client::check_in(&transport, &mut fresh_pc, clock.now())
         .await
         .unwrap();
-    let one: Value = sdk(
-        &app,
-        &admin,
-        reqwest::Method::GET,
-        &app.url(&format!("{DEVICES}/{fresh}")),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let one = sdk_get(&app, &admin, &app.url(&format!("{DEVICES}/{fresh}"))).await;
     assert_eq!(
         one["deviceActionResults"],
         json!([{"actionName": "syncDevice", "actionState": "done",
@@ -748,13 +743,7 @@ async fn graph_answers_the_powershell_sdk(backend: Backend) {
 
     // What the subset does not do is a 400 in Graph's shape, never ignored.
     let walk = sdk_list_url(&app, "v1.0", &[("$orderby", "deviceName"), ("$top", "1")]);
-    let first: Value = sdk(&app, &admin, reqwest::Method::GET, &walk)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = sdk_get(&app, &admin, &walk).await;
     let token = reqwest::Url::parse(first["@odata.nextLink"].as_str().unwrap())
         .unwrap()
         .query_pairs()
