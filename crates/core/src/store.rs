@@ -11,6 +11,7 @@ use crate::autopilot::AutopilotRecord;
 use crate::command::DeviceCommand;
 use crate::console_session::ConsoleSession;
 use crate::device::{Device, JoinType, MessageSeq};
+use crate::device_condition::DeviceCondition;
 use crate::enrollment::renewal::CertificateRenewal;
 use crate::enrollment::{ApiToken, Enrollment, EnrollmentToken, SecretHash};
 use crate::group::Group;
@@ -302,6 +303,8 @@ pub struct DeviceQuery {
     pub search: Option<String>,
     /// Only this join type.
     pub join_type: Option<JoinType>,
+    /// Only devices meeting this condition (evaluated in the store's query).
+    pub condition: Option<DeviceCondition>,
     /// Also list devices that unenrolled.
     pub include_unenrolled: bool,
     /// Sort key.
@@ -319,6 +322,7 @@ impl Default for DeviceQuery {
         Self {
             search: None,
             join_type: None,
+            condition: None,
             include_unenrolled: false,
             sort: DeviceSort::Name,
             descending: false,
@@ -740,6 +744,9 @@ pub trait DeviceStore: Send + Sync {
     /// rows added or changed elsewhere never make a cursor repeat or skip unchanged rows). An empty
     /// page has `next = None`; `Conflict` for a cursor made for another sort.
     async fn list_devices(&self, query: &DeviceQuery) -> StoreResult<Page<Device>>;
+    /// How many devices match `query`'s search, join type, condition and unenrolled choice
+    /// (its sort, limit and cursor play no part); 0 when none.
+    async fn count_listed_devices(&self, query: &DeviceQuery) -> StoreResult<u64>;
 }
 
 /// The per-device command queue and the atomic session step.

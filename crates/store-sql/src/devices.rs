@@ -2,12 +2,13 @@
 
 use async_trait::async_trait;
 use redeploy_core::device::{Device, EnrollmentType, JoinEvidence, JoinType, MessageSeq};
+use redeploy_core::device_condition::{Comparison, DeviceCondition, TextField, TextOp, TimeField};
 use redeploy_core::ids::DeviceId;
 use redeploy_core::store::{
     device_sort_key, from_micros, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, Page,
     StoreError, StoreResult, NEVER_SEEN_KEY,
 };
-use sea_query::{Cond, Expr, Func, LikeExpr, Order, Query, SelectStatement, SimpleExpr};
+use sea_query::{Alias, Cond, Expr, Func, LikeExpr, Order, Query, SelectStatement, SimpleExpr};
 use time::OffsetDateTime;
 
 use crate::dialect::{Dialect, On, SqlRow};
@@ -355,29 +356,7 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
             Order::Asc
         };
         let mut select = select_devices();
-        if !query.include_unenrolled {
-            select.and_where(Expr::col(Dv::UnenrolledAt).is_null());
-        }
-        if let Some(s) = &query.search {
-            let escaped = s
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            let pattern = format!("%{escaped}%");
-            let like = |e: SimpleExpr| {
-                Expr::expr(Func::lower(e)).like(LikeExpr::new(pattern.clone()).escape('\\'))
-            };
-            select.cond_where(
-                Cond::any()
-                    .add(like(Expr::col(Dv::Name).into()))
-                    .add(like(or_empty(Dv::Serial)))
-                    .add(like(or_empty(Dv::PrimaryUser))),
-            );
-        }
-        if let Some(j) = query.join_type {
-            select.and_where(Expr::col(Dv::JoinType).eq(v(j.as_str())));
-        }
+        narrow(&mut select, query);
         let after = query
             .cursor
             .as_ref()
@@ -422,6 +401,122 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
             None
         };
         Ok(Page { items, next })
+    }
+
+    async fn count_listed_devices(&self, query: &DeviceQuery) -> StoreResult<u64> {
+        let mut select = Query::select()
+            .expr_as(Expr::col(Dv::Id).count(), Alias::new("n"))
+            .from(Dv::Table)
+            .to_owned();
+        narrow(&mut select, query);
+        built::<D>(&select)?.fetch_one(self.db()).await?.count("n")
+    }
+}
+
+/// Narrows a select over the devices table to what `query` lists (not its sort or page).
+fn narrow(select: &mut SelectStatement, query: &DeviceQuery) {
+    if !query.include_unenrolled {
+        select.and_where(Expr::col(Dv::UnenrolledAt).is_null());
+    }
+    if let Some(s) = &query.search {
+        let pattern = format!("%{}%", escape_like(s));
+        select.cond_where(
+            Cond::any()
+                .add(like(Dv::Name, &pattern))
+                .add(like(Dv::Serial, &pattern))
+                .add(like(Dv::PrimaryUser, &pattern)),
+        );
+    }
+    if let Some(j) = query.join_type {
+        select.and_where(Expr::col(Dv::JoinType).eq(v(j.as_str())));
+    }
+    if let Some(c) = &query.condition {
+        select.and_where(condition(c));
+    }
+}
+
+/// `text` lowercased, with LIKE's wildcards and the escape character escaped (`\`).
+fn escape_like(text: &str) -> String {
+    text.to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// `LOWER(COALESCE(col, '')) LIKE pattern ESCAPE '\'`.
+fn like(col: Dv, pattern: &str) -> SimpleExpr {
+    Expr::expr(Func::lower(or_empty(col))).like(LikeExpr::new(pattern).escape('\\'))
+}
+
+/// The SQL of a [`DeviceCondition`], with the meaning of [`DeviceCondition::matches`]: every
+/// leaf is true or false, never NULL (an absent value is `''` for text and makes a comparison
+/// false), so `NOT` agrees with Rust's `!`.
+fn condition(c: &DeviceCondition) -> SimpleExpr {
+    // Written without literals: the id is never NULL.
+    let always = || Expr::col(Dv::Id).is_not_null();
+    let never = || Expr::col(Dv::Id).is_null();
+    match c {
+        DeviceCondition::All(all) => all
+            .iter()
+            .map(condition)
+            .reduce(SimpleExpr::and)
+            .unwrap_or_else(always),
+        DeviceCondition::Any(any) => any
+            .iter()
+            .map(condition)
+            .reduce(SimpleExpr::or)
+            .unwrap_or_else(never),
+        DeviceCondition::Not(c) => condition(c).not(),
+        DeviceCondition::Text { field, op, value } => {
+            let col = text_column(*field);
+            match op {
+                TextOp::Eq => Expr::expr(Func::lower(or_empty(col))).eq(v(value.to_lowercase())),
+                TextOp::StartsWith => like(col, &format!("{}%", escape_like(value))),
+                TextOp::Contains => like(col, &format!("%{}%", escape_like(value))),
+            }
+        }
+        DeviceCondition::Time { field, cmp, at } => {
+            let col = Expr::col(time_column(*field));
+            let at = v(*at);
+            let compared = match cmp {
+                Comparison::Eq => col.clone().eq(at),
+                Comparison::Ne => col.clone().ne(at),
+                Comparison::Lt => col.clone().lt(at),
+                Comparison::Le => col.clone().lte(at),
+                Comparison::Gt => col.clone().gt(at),
+                Comparison::Ge => col.clone().gte(at),
+            };
+            col.is_not_null().and(compared)
+        }
+        DeviceCondition::NoTime(field) => Expr::col(time_column(*field)).is_null(),
+        DeviceCondition::JoinTypeIn(types) if types.is_empty() => never(),
+        DeviceCondition::JoinTypeIn(types) => {
+            Expr::col(Dv::JoinType).is_in(types.iter().map(|j| v(j.as_str())))
+        }
+        DeviceCondition::WinReEnabled(want) => Expr::col(Dv::WinreEnabled)
+            .is_not_null()
+            .and(Expr::col(Dv::WinreEnabled).eq(v(*want))),
+    }
+}
+
+fn text_column(field: TextField) -> Dv {
+    match field {
+        TextField::Name => Dv::Name,
+        TextField::Serial => Dv::Serial,
+        TextField::OsVersion => Dv::OsVersion,
+        TextField::PrimaryUser => Dv::PrimaryUser,
+        TextField::Manufacturer => Dv::Manufacturer,
+        TextField::Model => Dv::Model,
+        TextField::AadDeviceId => Dv::AadDeviceId,
+    }
+}
+
+fn time_column(field: TimeField) -> Dv {
+    match field {
+        TimeField::LastSeen => Dv::LastSeen,
+        TimeField::EnrolledAt => Dv::EnrolledAt,
+        TimeField::CertNotAfter => Dv::CertNotAfter,
+        TimeField::UnenrolledAt => Dv::UnenrolledAt,
     }
 }
 

@@ -90,6 +90,7 @@ macro_rules! store_conformance_tests {
             audit_lists_newest_first_with_keyset_paging,
             device_pagination_cursor_is_stable,
             devices_sort_by_serial_in_pages,
+            device_conditions_match_in_sql,
             inventory_upsert_keeps_latest_value,
             groups_static_and_filter_members,
             waves_are_due_in_order_and_released_once,

@@ -1566,6 +1566,194 @@ pub async fn devices_sort_by_serial_in_pages(store: Arc<dyn Store>) {
     }
 }
 
+/// Device conditions run in SQL with the meaning of `DeviceCondition::matches` (case-blind
+/// text with LIKE's wildcards taken literally, absent values, two-valued `NOT`, compliance),
+/// counted alike, and paged under a descending sort without a repeat or a gap.
+pub async fn device_conditions_match_in_sql(store: Arc<dyn Store>) {
+    use redeploy_core::compliance::{self, ComplianceState};
+    use redeploy_core::device_condition::{
+        Comparison, DeviceCondition as C, TextField, TextOp, TimeField,
+    };
+    let specs = [
+        (
+            "Lab-PC-01",
+            Some("SN-100"),
+            Some(0),
+            JoinType::EntraJoined,
+            Some(true),
+        ),
+        ("lab-pc-02", None, None, JoinType::HybridJoined, None),
+        (
+            "Kiosk_1%",
+            Some("SN-200"),
+            Some(10 * 24 * 60),
+            JoinType::Registered,
+            None,
+        ),
+        (
+            "KIOSK-2",
+            Some("sn-201"),
+            Some(40 * 24 * 60),
+            JoinType::NotJoined,
+            None,
+        ),
+        (
+            "Desk 'A'",
+            Some("SN-300"),
+            Some(5),
+            JoinType::EntraJoined,
+            Some(false),
+        ),
+        (
+            "expired",
+            Some("SN-400"),
+            Some(1),
+            JoinType::EntraJoined,
+            None,
+        ),
+        (
+            "retired",
+            Some("SN-500"),
+            Some(1),
+            JoinType::EntraJoined,
+            None,
+        ),
+    ];
+    let mut devices = Vec::new();
+    for (i, (name, serial, seen_minutes_ago, join, winre)) in specs.into_iter().enumerate() {
+        let mut d = new_device(name, Some(&format!("hw-cond-{i}")));
+        d.serial = serial.map(str::to_owned);
+        d.last_seen = seen_minutes_ago.map(|m| t(-m));
+        d.join_type = join;
+        d.winre_enabled = winre;
+        d.os_version = (name != "lab-pc-02").then(|| "10.0.22631.2861".to_owned());
+        d.primary_user = (i == 0).then(|| "ada@example.com".to_owned());
+        if name == "expired" {
+            d.cert_not_after = Some(t(-60));
+        }
+        if name == "retired" {
+            d.unenrolled_at = Some(t(-1));
+        }
+        store
+            .create_enrollment(d.clone(), new_enrollment(d.id, T0, "aa"))
+            .await
+            .unwrap();
+        store.update_device(&d).await.unwrap();
+        devices.push(store.device(d.id).await.unwrap().unwrap());
+    }
+    let text = |field, op, value: &str| C::Text {
+        field,
+        op,
+        value: value.into(),
+    };
+    let seen = |cmp, minutes| C::Time {
+        field: TimeField::LastSeen,
+        cmp,
+        at: t(minutes),
+    };
+    let mut conditions = vec![
+        text(TextField::Name, TextOp::Eq, "LAB-pc-01"),
+        text(TextField::Name, TextOp::StartsWith, "lab-"),
+        text(TextField::Name, TextOp::StartsWith, "kiosk_"),
+        text(TextField::Name, TextOp::Contains, "_1%"),
+        text(TextField::Name, TextOp::Contains, "%"),
+        text(TextField::Name, TextOp::Contains, "'a'"),
+        text(TextField::Serial, TextOp::Eq, ""),
+        text(TextField::Serial, TextOp::StartsWith, "sn-2").negate(),
+        text(TextField::PrimaryUser, TextOp::Contains, "ADA@"),
+        text(TextField::OsVersion, TextOp::StartsWith, "10.0.2"),
+        seen(Comparison::Ge, -10),
+        seen(Comparison::Lt, -24 * 60),
+        seen(Comparison::Eq, -5),
+        seen(Comparison::Ne, -5),
+        seen(Comparison::Le, -5).negate(),
+        C::NoTime(TimeField::LastSeen),
+        C::NoTime(TimeField::UnenrolledAt).negate(),
+        C::Time {
+            field: TimeField::CertNotAfter,
+            cmp: Comparison::Lt,
+            at: T0,
+        },
+        C::JoinTypeIn(vec![JoinType::EntraJoined, JoinType::Registered]),
+        C::JoinTypeIn(vec![]),
+        C::WinReEnabled(false),
+        C::WinReEnabled(true).negate(),
+        C::All(vec![]),
+        C::Any(vec![]),
+        C::Any(vec![
+            text(TextField::Name, TextOp::StartsWith, "kiosk")
+                .and(seen(Comparison::Gt, -30 * 24 * 60)),
+            C::JoinTypeIn(vec![JoinType::HybridJoined]),
+        ]),
+    ];
+    conditions.extend(ComplianceState::ALL.map(|s| compliance::condition(s, T0)));
+    for condition in conditions {
+        let query = DeviceQuery {
+            condition: Some(condition.clone()),
+            include_unenrolled: true,
+            limit: 100,
+            ..DeviceQuery::default()
+        };
+        let listed = store.list_devices(&query).await.unwrap();
+        let mut got: Vec<&str> = listed.items.iter().map(|d| d.name.as_str()).collect();
+        got.sort_unstable();
+        let mut want: Vec<&str> = devices
+            .iter()
+            .filter(|d| condition.matches(d))
+            .map(|d| d.name.as_str())
+            .collect();
+        want.sort_unstable();
+        assert_eq!(got, want, "{condition:?}");
+        let counted = store.count_listed_devices(&query).await.unwrap();
+        assert_eq!(counted, want.len() as u64, "count of {condition:?}");
+    }
+    // Each enrolled device is in exactly one compliance state, the one `compliance` computes.
+    for d in devices.iter().filter(|d| d.unenrolled_at.is_none()) {
+        let state = compliance::compliance(d, T0);
+        let query = DeviceQuery {
+            condition: Some(compliance::condition(state, T0).and(text(
+                TextField::Name,
+                TextOp::Eq,
+                &d.name,
+            ))),
+            ..DeviceQuery::default()
+        };
+        assert_eq!(
+            store.count_listed_devices(&query).await.unwrap(),
+            1,
+            "{}",
+            d.name
+        );
+    }
+
+    // A filtered, descending walk by last check-in, two at a time: the filtered devices once
+    // each, in (key, id) order, never-seen last.
+    let condition = C::JoinTypeIn(vec![JoinType::HybridJoined]).negate();
+    let mut query = DeviceQuery {
+        condition: Some(condition.clone()),
+        sort: DeviceSort::LastSeen,
+        descending: true,
+        limit: 2,
+        ..DeviceQuery::default()
+    };
+    assert_eq!(store.count_listed_devices(&query).await.unwrap(), 5);
+    let mut walked = Vec::new();
+    loop {
+        let page = store.list_devices(&query).await.unwrap();
+        walked.extend(page.items.iter().map(|d| d.id));
+        match page.next {
+            Some(c) => query.cursor = Some(c),
+            None => break,
+        }
+    }
+    let mut want: Vec<&Device> = devices
+        .iter()
+        .filter(|d| d.unenrolled_at.is_none() && condition.matches(d))
+        .collect();
+    want.sort_by_key(|d| std::cmp::Reverse((d.last_seen, d.id.to_string())));
+    assert_eq!(walked, want.iter().map(|d| d.id).collect::<Vec<_>>());
+}
+
 pub async fn inventory_upsert_keeps_latest_value(store: Arc<dyn Store>) {
     let d = enrolled(&store, "inv").await;
     let value = |v: &str, at| InventoryValue {

@@ -97,11 +97,16 @@ pub async fn list(state: &AppState, listing: Listing) -> Result<Listed> {
     }
 }
 
-/// One store page of devices for `query`, without readiness (for surfaces that filter on their
-/// own view of a device, such as Graph). A cursor the store cannot read is
+/// One store page of devices for `query` (its condition, sort and cursor all in the store's
+/// query), without readiness: what Graph lists. A cursor the store cannot read is
 /// [`ServiceError::Invalid`].
 pub async fn page(state: &AppState, query: &DeviceQuery) -> Result<Page<Device>> {
     super::listed(state.store.list_devices(query).await)
+}
+
+/// How many devices `query` lists across all its pages (its sort, page size and cursor aside).
+pub async fn count(state: &AppState, query: &DeviceQuery) -> Result<u64> {
+    Ok(state.store.count_listed_devices(query).await?)
 }
 
 /// Every enrolled device (the store pages through them).
