@@ -861,7 +861,8 @@ pub struct SchedulePatch {
     pub window: Option<Option<TimeWindow>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// Needed when the change makes it a reset or wipe of another group or kind.
+    /// The group's name, needed when the change makes it a reset or wipe of another group or
+    /// kind, or switches a reset or wipe schedule back on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<String>,
 }

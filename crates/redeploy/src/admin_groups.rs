@@ -712,9 +712,10 @@ pub async fn schedules(args: AdminArgs<SchedulesCommand>) -> anyhow::Result<Exit
             };
             print_schedule(json, &client.create_schedule(&new).await?)?;
         }
-        SchedulesSub::Enable { schedule } => {
+        SchedulesSub::Enable { schedule, confirm } => {
             let patch = SchedulePatch {
                 enabled: Some(true),
+                confirm,
                 ..SchedulePatch::default()
             };
             print_schedule(json, &client.update_schedule(&schedule, &patch).await?)?;

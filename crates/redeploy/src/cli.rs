@@ -485,8 +485,13 @@ pub enum SchedulesSub {
         #[arg(long)]
         disabled: bool,
     },
-    /// Enable a schedule.
-    Enable { schedule: String },
+    /// Enable a schedule (a reset or wipe schedule needs --confirm with its group's name).
+    Enable {
+        schedule: String,
+        /// For a reset or wipe schedule: its group's exact name, typed to confirm.
+        #[arg(long)]
+        confirm: Option<String>,
+    },
     /// Disable a schedule.
     Disable { schedule: String },
     /// Delete a schedule.

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::service::{groups, schedules};
 use crate::state::AppState;
+use redeploy_core::action::is_erasing;
 
 /// Kinds a schedule may run.
 const KINDS: &[ActionKind] = &[
@@ -193,6 +194,11 @@ pub async fn list(
                                 @if signed.can(Role::Operator) {
                                     form method="post" action={ "/console/schedules/" (s.id) "/" (if s.enabled { "disable" } else { "enable" }) } {
                                         (signed.csrf_field())
+                                        @if !s.enabled && is_erasing(s.kind) {
+                                            @let g = group_name.as_deref().unwrap_or_default();
+                                            input type="text" name="confirm" required autocomplete="off" placeholder=(g)
+                                                aria-label={ "Type the group name " (g) " to enable " (s.name) };
+                                        }
                                         button type="submit" { @if s.enabled { "Disable" } @else { "Enable" } span.sr { " " (s.name) } }
                                     }
                                     form method="post" action={ "/console/schedules/" (s.id) "/delete" } {
@@ -327,7 +333,14 @@ pub async fn change(
     let id = id.to_string();
     let msg = match verb.as_str() {
         "enable" | "disable" => {
-            let s = schedules::set_enabled(&state, caller, &id, verb == "enable").await?;
+            let s = schedules::set_enabled(
+                &state,
+                caller,
+                &id,
+                verb == "enable",
+                form.fields.text("confirm"),
+            )
+            .await?;
             format!("Schedule {} {verb}d.", s.name)
         }
         "delete" => {

@@ -167,15 +167,18 @@ pub async fn change(
 }
 
 /// Switches the schedule `text` on or off (operators), audited as `schedule.enable` or
-/// `schedule.disable`.
+/// `schedule.disable`. Switching a reset or wipe schedule on needs its group's name in
+/// `confirm`.
 pub async fn set_enabled(
     state: &AppState,
     caller: &Caller,
     text: &str,
     enabled: bool,
+    confirm: Option<&str>,
 ) -> Result<Schedule> {
     let change = ScheduleChange {
         enabled: Some(enabled),
+        confirm: confirm.map(str::to_owned),
         ..ScheduleChange::default()
     };
     let action = if enabled {
@@ -219,6 +222,9 @@ async fn apply(
     }
     if let Some(enabled) = change.enabled {
         retime |= enabled != s.enabled;
+        // Switching a reset or wipe schedule back on arms it to erase the group again: typed
+        // confirmation as for creating it (issue #15 item 2).
+        retarget |= enabled && !s.enabled;
         s.enabled = enabled;
     }
     let group = match &change.group {

@@ -732,7 +732,7 @@ async fn console_device_list_pages_group_reset_needs_the_typed_name_schedules_an
     let first = b.get("/console/devices?limit=1&sort=name").await;
     assert_eq!(first.status, 200);
     assert_eq!(
-        first.body.matches("/console/devices/").count(),
+        first.body.matches("href=\"/console/devices/").count(),
         1,
         "one row"
     );
@@ -967,6 +967,49 @@ async fn console_device_list_pages_group_reset_needs_the_typed_name_schedules_an
     assert_eq!(raw.status, 303, "{}", raw.body);
     let list = b.get("/console/schedules").await;
     assert!(list.body.contains("once on 2099-12-24 at 18:00 UTC"));
+    // A reset schedule: created and switched back on only with the group's name typed.
+    let reset_schedule = |confirm: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "Nightly reset".to_owned()),
+            ("group", group_id.clone()),
+            ("kind", "autopilot_reset".to_owned()),
+            ("tz", "UTC".to_owned()),
+            ("recurrence", "daily:03:00:00".to_owned()),
+            ("confirm", confirm.to_owned()),
+        ]
+    };
+    let unconfirmed = reset_schedule("lab");
+    let unconfirmed: Vec<(&str, &str)> =
+        unconfirmed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(b.post("/console/schedules", &unconfirmed).await.status, 409);
+    let confirmed = reset_schedule("Lab");
+    let confirmed: Vec<(&str, &str)> = confirmed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(b.post("/console/schedules", &confirmed).await.status, 303);
+    let rs = app
+        .store
+        .list_schedules()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "Nightly reset")
+        .unwrap();
+    let off = format!("/console/schedules/{}/disable", rs.id);
+    assert_eq!(b.post(&off, &[("csrf", csrf.as_str())]).await.status, 303);
+    let list = b.get("/console/schedules").await.body;
+    assert!(
+        list.contains("Type the group name Lab to enable Nightly reset"),
+        "{list}"
+    );
+    let on = format!("/console/schedules/{}/enable", rs.id);
+    let refused = b.post(&on, &[("csrf", csrf.as_str())]).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(!app.store.schedule(rs.id).await.unwrap().unwrap().enabled);
+    let ok = b
+        .post(&on, &[("csrf", csrf.as_str()), ("confirm", "Lab")])
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert!(app.store.schedule(rs.id).await.unwrap().unwrap().enabled);
     for s in app.store.list_schedules().await.unwrap() {
         if s.name != "Nightly" {
             app.store.delete_schedule(s.id).await.unwrap();

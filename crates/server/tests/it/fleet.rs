@@ -473,12 +473,25 @@ async fn schedules_validate_tz_recurrence_window_and_follow_enable(backend: Back
         .await
         .unwrap();
     assert!(!off.enabled && off.next_run.is_none(), "{off:?}");
+    // Switching a reset schedule back on needs the group's name typed, as creating it did.
+    let refused = client
+        .update_schedule(
+            &created.name,
+            &SchedulePatch {
+                enabled: Some(true),
+                ..SchedulePatch::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(refused), 409);
     let on = client
         .update_schedule(
             &created.name,
             &SchedulePatch {
                 enabled: Some(true),
                 window: Some(None),
+                confirm: Some("Classroom".into()),
                 ..SchedulePatch::default()
             },
         )
