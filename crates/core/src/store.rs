@@ -181,6 +181,10 @@ pub struct ActionQuery {
     pub state: Option<ActionState>,
     /// Only those of this bulk request.
     pub batch: Option<BatchId>,
+    /// Only this kind.
+    pub kind: Option<ActionKind>,
+    /// Only those created at or after this instant.
+    pub created_from: Option<OffsetDateTime>,
     /// Page size (at least 1).
     pub limit: u32,
     /// Continue after this position ([`Page::next`] of the previous page).
@@ -193,6 +197,8 @@ impl Default for ActionQuery {
             device: None,
             state: None,
             batch: None,
+            kind: None,
+            created_from: None,
             limit: 100,
             cursor: None,
         }

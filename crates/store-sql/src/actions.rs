@@ -356,6 +356,12 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
         if let Some(b) = query.batch {
             select.and_where(Expr::col(A::BatchId).eq(v(b)));
         }
+        if let Some(k) = query.kind {
+            select.and_where(Expr::col(A::Kind).eq(v(k.code())));
+        }
+        if let Some(from) = query.created_from {
+            select.and_where(Expr::col(A::CreatedAt).gte(v(from)));
+        }
         if let Some(c) = &query.cursor {
             select.and_where(Expr::col(A::Seq).lt(v(c.position(TAG)?)));
         }

@@ -261,6 +261,7 @@ pub async fn list_actions(
             batch,
             limit,
             cursor: q.cursor.as_deref().map(Cursor::parse),
+            ..ActionQuery::default()
         },
     )
     .await?;

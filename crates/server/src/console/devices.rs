@@ -88,6 +88,7 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
     let certificates = devices::certificate_expiry(&state).await?;
     let in_flight = devices::count_actions(&state, IN_FLIGHT, 1000).await?;
     let flying: usize = in_flight.iter().map(|(_, n)| n).sum();
+    let history = service::reset_history(&state, 30).await?;
     let waiting = crate::service::batches::waiting(&state, None).await?;
     let waiting_pcs: std::collections::HashSet<DeviceId> =
         waiting.iter().map(|w| w.device).collect();
@@ -130,6 +131,18 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
             }
             div.stat #certificates-expiring { span.n { (certificates.expiring) } span.l { "certificates expire within 30 days" } }
             div.stat #certificates-expired { span.n { (certificates.expired) } span.l { "certificates expired" } }
+        }
+        @if !devices.is_empty() {
+            div.columns {
+                section {
+                    h2 { "Readiness" }
+                    (super::charts::readiness(ready, &blocked.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>(), devices.len()))
+                }
+                section {
+                    h2 { "Autopilot Resets, last 30 days" }
+                    (super::charts::reset_history(&history))
+                }
+            }
         }
         div.columns {
             section {

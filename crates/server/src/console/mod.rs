@@ -7,6 +7,7 @@ mod actions;
 mod audit;
 mod autopilot;
 mod batches;
+mod charts;
 mod devices;
 mod groups;
 mod schedules;

@@ -3,6 +3,7 @@
 //! console and Graph call these; none of them requests an action on its own.
 
 use redeploy_core::action::{self, ActionSettings};
+use redeploy_core::store::ActionQuery;
 use redeploy_core::{Action, ActionId, ActionKind, ActionState, DeviceId, Role};
 
 use super::{Caller, Result, ServiceError};
@@ -173,4 +174,59 @@ pub async fn page(
     query: &redeploy_core::store::ActionQuery,
 ) -> Result<redeploy_core::store::Page<Action>> {
     super::listed(state.store.list_actions(query).await)
+}
+
+/// Autopilot Resets requested on one UTC day, by how far they came.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResetDay {
+    pub day: time::Date,
+    pub done: u64,
+    pub failed: u64,
+    /// Blocked, canceled or expired: never reached the PC, or never came back.
+    pub stopped: u64,
+    /// Still on their way.
+    pub in_flight: u64,
+}
+
+/// The Autopilot Resets requested on each of the last `days` UTC days (today included, oldest
+/// first), read page by page from the store (only that kind, only that period).
+pub async fn reset_history(state: &AppState, days: u32) -> Result<Vec<ResetDay>> {
+    let today = state.clock.now().to_offset(time::UtcOffset::UTC).date();
+    let first = today - time::Duration::days(i64::from(days.max(1)) - 1);
+    let mut out: Vec<ResetDay> = (0..days.max(1))
+        .map(|i| ResetDay {
+            day: first + time::Duration::days(i64::from(i)),
+            done: 0,
+            failed: 0,
+            stopped: 0,
+            in_flight: 0,
+        })
+        .collect();
+    let mut query = ActionQuery {
+        kind: Some(ActionKind::AutopilotReset),
+        created_from: Some(first.midnight().assume_utc()),
+        limit: 500,
+        ..ActionQuery::default()
+    };
+    loop {
+        let page = state.store.list_actions(&query).await?;
+        for a in &page.items {
+            let day = a.created_at.to_offset(time::UtcOffset::UTC).date();
+            let Some(slot) = out.iter_mut().find(|d| d.day == day) else {
+                continue;
+            };
+            match a.state {
+                ActionState::Done => slot.done += 1,
+                ActionState::Failed => slot.failed += 1,
+                ActionState::Blocked | ActionState::Canceled | ActionState::Expired => {
+                    slot.stopped += 1
+                }
+                _ => slot.in_flight += 1,
+            }
+        }
+        match page.next {
+            Some(c) => query.cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
 }

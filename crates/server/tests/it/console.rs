@@ -1345,6 +1345,14 @@ async fn console_device_list_acts_on_the_ticked_devices_and_exports_csv(backend:
         let n = resets(&app.store.actions_of_device(*id).await.unwrap());
         assert_eq!(n, usize::from(i != 1), "device {i}");
     }
+    // The dashboard charts them: readiness of the fleet, resets per day.
+    let dash = b.get("/console").await.body;
+    assert!(dash.contains("id=\"readiness-chart\""), "{dash}");
+    assert!(dash.contains("devices ready for Autopilot Reset"), "{dash}");
+    assert!(
+        dash.contains("2 Autopilot Resets requested in the last 30 days: 0 done, 0 failed"),
+        "{dash}"
+    );
     let none = b
         .post(
             "/console/devices/bulk",
