@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// The content type of [`Metrics::render`]'s text (OpenMetrics 1.0).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -30,6 +30,10 @@ fn latency_histogram() -> Histogram {
 
 /// A family of latency histograms, one per label set.
 type Latencies<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latencies<L: Clone + std::hash::Hash + Eq>() -> Latencies<L> {
+    Family::new_with_constructor(latency_histogram)
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
@@ -83,7 +87,7 @@ impl TickReport {
 }
 
 /// Every metric the server exports. Shared as `Arc<Metrics>` in [`crate::state::AppState`].
-/// The fields are handles into `registry` (a metric's handles share one value).
+/// The fields are handles of what `registry` holds (clones of a metric share its value).
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -104,109 +108,112 @@ pub struct Metrics {
     accept_errors: Counter,
 }
 
+/// Registers `metric` in `registry` under `name` with `help`, and hands back the caller's handle.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Default for Metrics {
+    /// A counter's name is given without `_total` (the encoder appends it, as OpenMetrics
+    /// wants), and each help text without its full stop (the registry appends it). The
+    /// exposition lists the metrics in this order.
     fn default() -> Self {
-        let m = Metrics {
-            registry: Registry::default(),
-            sessions: Family::default(),
-            session_duration: Family::new_with_constructor(latency_histogram),
-            commands: Family::default(),
-            enrollment_requests: Family::default(),
-            http_duration: Family::new_with_constructor(latency_histogram),
-            worker_ticks: Family::default(),
-            actions_expired: Counter::default(),
-            waves_released: Counter::default(),
-            schedules_fired: Counter::default(),
-            webhooks_delivered: Counter::default(),
-            trail_dropped: Counter::default(),
-            connections_open: Gauge::default(),
-            connections_refused: Family::default(),
-            connections_closed: Family::default(),
-            accept_errors: Counter::default(),
-        };
-        // A counter's name is given without `_total`: the encoder appends it (OpenMetrics), and
-        // the help text without its full stop, which the registry appends.
-        let mut r = Registry::default();
-        r.register(
-            "redeploy_management_sessions",
-            "Management session messages handled, by outcome",
-            m.sessions.clone(),
-        );
-        r.register(
-            "redeploy_management_session_duration_seconds",
-            "Time to handle one management session message, by outcome",
-            m.session_duration.clone(),
-        );
-        r.register(
-            "redeploy_commands",
-            "Device command state transitions, by the state entered",
-            m.commands.clone(),
-        );
-        r.register(
-            "redeploy_enrollment_requests",
-            "Enrollment service requests, by service and outcome (ok or SOAP fault subcode)",
-            m.enrollment_requests.clone(),
-        );
-        r.register(
-            "redeploy_http_request_duration_seconds",
-            "HTTP request latency, by route",
-            m.http_duration.clone(),
-        );
-        r.register(
-            "redeploy_worker_ticks",
-            "Background worker ticks, by outcome (ok or error)",
-            m.worker_ticks.clone(),
-        );
-        r.register(
-            "redeploy_connections_refused",
-            "Connections closed as soon as accepted, by the cap they were over",
-            m.connections_refused.clone(),
-        );
-        r.register(
-            "redeploy_connections_closed",
-            "Connections the server closed past a timeout, by timeout",
-            m.connections_closed.clone(),
-        );
-        r.register(
-            "redeploy_connections_open",
-            "Connections open now",
-            m.connections_open.clone(),
-        );
-        for (name, help, counter) in [
-            (
+        let mut registry = Registry::default();
+        let r = &mut registry;
+        Metrics {
+            sessions: registered(
+                r,
+                "redeploy_management_sessions",
+                "Management session messages handled, by outcome",
+                Family::default(),
+            ),
+            session_duration: registered(
+                r,
+                "redeploy_management_session_duration_seconds",
+                "Time to handle one management session message, by outcome",
+                latencies(),
+            ),
+            commands: registered(
+                r,
+                "redeploy_commands",
+                "Device command state transitions, by the state entered",
+                Family::default(),
+            ),
+            enrollment_requests: registered(
+                r,
+                "redeploy_enrollment_requests",
+                "Enrollment service requests, by service and outcome (ok or SOAP fault subcode)",
+                Family::default(),
+            ),
+            http_duration: registered(
+                r,
+                "redeploy_http_request_duration_seconds",
+                "HTTP request latency, by route",
+                latencies(),
+            ),
+            worker_ticks: registered(
+                r,
+                "redeploy_worker_ticks",
+                "Background worker ticks, by outcome (ok or error)",
+                Family::default(),
+            ),
+            connections_refused: registered(
+                r,
+                "redeploy_connections_refused",
+                "Connections closed as soon as accepted, by the cap they were over",
+                Family::default(),
+            ),
+            connections_closed: registered(
+                r,
+                "redeploy_connections_closed",
+                "Connections the server closed past a timeout, by timeout",
+                Family::default(),
+            ),
+            connections_open: registered(
+                r,
+                "redeploy_connections_open",
+                "Connections open now",
+                Gauge::default(),
+            ),
+            accept_errors: registered(
+                r,
                 "redeploy_accept_errors",
                 "Failed accept() calls (e.g. out of file descriptors); each backs off",
-                &m.accept_errors,
+                Counter::default(),
             ),
-            (
+            actions_expired: registered(
+                r,
                 "redeploy_actions_expired",
                 "Actions the worker expired after no progress",
-                &m.actions_expired,
+                Counter::default(),
             ),
-            (
+            waves_released: registered(
+                r,
                 "redeploy_waves_released",
                 "Waves of batches the worker released",
-                &m.waves_released,
+                Counter::default(),
             ),
-            (
+            schedules_fired: registered(
+                r,
                 "redeploy_schedules_fired",
                 "Schedules the worker fired",
-                &m.schedules_fired,
+                Counter::default(),
             ),
-            (
+            webhooks_delivered: registered(
+                r,
                 "redeploy_webhooks_delivered",
                 "Webhook deliveries a receiver accepted",
-                &m.webhooks_delivered,
+                Counter::default(),
             ),
-            (
+            trail_dropped: registered(
+                r,
                 "redeploy_trail_dropped",
                 "Support-trail messages dropped because the write buffer was full",
-                &m.trail_dropped,
+                Counter::default(),
             ),
-        ] {
-            r.register(name, help, counter.clone());
+            registry,
         }
-        Metrics { registry: r, ..m }
     }
 }
 
@@ -389,13 +396,13 @@ mod tests {
             "redeploy_enrollment_requests_total{service=\"policy\",outcome=\"Authentication\"} 1"
         ));
         assert!(text.contains(
-            "redeploy_http_request_duration_seconds_bucket{endpoint=\"/healthz\",le=\"0.005\"} 1"
+            "redeploy_http_request_duration_seconds_bucket{le=\"0.005\",endpoint=\"/healthz\"} 1"
         ));
         assert!(text.contains(
-            "redeploy_http_request_duration_seconds_bucket{endpoint=\"/healthz\",le=\"10.0\"} 1"
+            "redeploy_http_request_duration_seconds_bucket{le=\"10.0\",endpoint=\"/healthz\"} 1"
         ));
         assert!(text.contains(
-            "redeploy_http_request_duration_seconds_bucket{endpoint=\"/healthz\",le=\"+Inf\"} 2"
+            "redeploy_http_request_duration_seconds_bucket{le=\"+Inf\",endpoint=\"/healthz\"} 2"
         ));
         assert!(
             text.contains("redeploy_http_request_duration_seconds_count{endpoint=\"/healthz\"} 2")
