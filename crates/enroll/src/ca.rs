@@ -407,15 +407,11 @@ fn pem_to_der(pem_text: &str, label: &str) -> Result<Vec<u8>> {
         .map_err(|e| Error::Certificate(format!("PEM body is not base64: {e}")))
 }
 
-/// The device id as a URI path: every byte but RFC 3986's unreserved characters (§2.3)
-/// percent-encoded.
+/// The device id as a URI path. Device ids are UUIDs, whose letters, digits and hyphens stay as
+/// they are; any other byte is percent-encoded.
 fn percent_encode(s: &str) -> String {
-    const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    utf8_percent_encode(s, UNRESERVED).to_string()
+    const KEPT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-');
+    utf8_percent_encode(s, KEPT).to_string()
 }
 
 fn percent_decode(s: &str) -> Result<String> {
