@@ -1,6 +1,7 @@
 //! Typed async client of `/api/v1`: one method per operation, errors carry the server's problem
 //! document.
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -230,17 +231,15 @@ impl Client {
         Ok(())
     }
 
-    /// Path segment for an id or a name typed by an admin (percent-encoded).
+    /// Path segment for an id or a name typed by an admin: every byte but RFC 3986's
+    /// unreserved characters (§2.3) percent-encoded.
     fn seg(text: &str) -> String {
-        let mut out = String::new();
-        for b in text.bytes() {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                out.push(b as char);
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-        out
+        const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        utf8_percent_encode(text, UNRESERVED).to_string()
     }
 
     async fn send_json<B: Serialize, T: DeserializeOwned>(

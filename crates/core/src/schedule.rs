@@ -2,9 +2,13 @@
 //! the schedule's IANA time zone with DST handled, maintenance windows that may cross midnight,
 //! and the [`fire_due`] tick that turns due schedules into batches.
 
-use chrono::{Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike};
-use chrono_tz::Tz;
-use time::{OffsetDateTime, PrimitiveDateTime, Time, Weekday};
+use std::fmt;
+use std::str::FromStr;
+
+use time::macros::format_description;
+use time::{Duration, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset, Weekday};
+use tz::datetime::FoundDateTimeKind;
+use tz::TimeZoneRef;
 
 use crate::action::ActionKind;
 use crate::action::ActionSettings;
@@ -58,22 +62,21 @@ impl Recurrence {
             kind: "recurrence",
             value: text.to_owned(),
         };
-        let time_of = |s: &str| -> Result<Time> {
-            let t = NaiveTime::parse_from_str(s, "%H:%M:%S").map_err(|_| bad())?;
-            Time::from_hms(t.hour() as u8, t.minute() as u8, t.second() as u8).map_err(|_| bad())
+        // The hour may have one digit (`daily:2:00:00`), as admins type it.
+        let time_of = |s: &str| {
+            Time::parse(
+                s,
+                format_description!("[hour padding:none]:[minute]:[second]"),
+            )
+            .map_err(|_| bad())
         };
         if let Some(rest) = text.strip_prefix("once:") {
-            let n = NaiveDateTime::parse_from_str(rest, "%Y-%m-%dT%H:%M:%S").map_err(|_| bad())?;
-            let date = time::Date::from_calendar_date(
-                n.year(),
-                time::Month::try_from(n.month() as u8).map_err(|_| bad())?,
-                n.day() as u8,
+            let at = PrimitiveDateTime::parse(
+                rest,
+                format_description!("[year]-[month]-[day]T[hour padding:none]:[minute]:[second]"),
             )
             .map_err(|_| bad())?;
-            Ok(Self::Once(PrimitiveDateTime::new(
-                date,
-                time_of(&rest[11..])?,
-            )))
+            Ok(Self::Once(at))
         } else if let Some(rest) = text.strip_prefix("daily:") {
             Ok(Self::Daily(time_of(rest)?))
         } else if let Some(rest) = text.strip_prefix("weekly:") {
@@ -101,6 +104,87 @@ impl Recurrence {
     }
 }
 
+/// An IANA time zone (`Europe/Berlin`), with its rules from the tz database compiled into the
+/// binary (`tzdb`). Built only by parsing a name the database knows, in any letter case; it keeps
+/// the database's spelling.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TimeZone {
+    name: &'static str,
+    rules: TimeZoneRef<'static>,
+}
+
+impl TimeZone {
+    /// The zone's name as the tz database spells it.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The offset from UTC in force at `at`.
+    fn offset_at(&self, at: OffsetDateTime) -> Option<UtcOffset> {
+        let local = self.rules.find_local_time_type(at.unix_timestamp()).ok()?;
+        UtcOffset::from_whole_seconds(local.ut_offset()).ok()
+    }
+
+    /// The local date and time at `at`.
+    fn local(&self, at: OffsetDateTime) -> Option<PrimitiveDateTime> {
+        let local = at.to_offset(self.offset_at(at)?);
+        Some(PrimitiveDateTime::new(local.date(), local.time()))
+    }
+
+    /// The instant of local `at`: a nonexistent local time (spring forward) moves forward to the
+    /// instant the clocks jumped; an ambiguous one (fall back) takes the earlier instant.
+    fn resolve(&self, at: PrimitiveDateTime) -> Option<OffsetDateTime> {
+        let found = tz::DateTime::find(
+            at.year(),
+            at.month().into(),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second(),
+            0,
+            self.rules,
+        )
+        .ok()?;
+        // In ascending order of instants.
+        let instant = match found.into_inner().first()? {
+            FoundDateTimeKind::Normal(at) => at.unix_time(),
+            FoundDateTimeKind::Skipped {
+                after_transition, ..
+            } => after_transition.unix_time(),
+        };
+        OffsetDateTime::from_unix_timestamp(instant).ok()
+    }
+}
+
+impl FromStr for TimeZone {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let unknown = || Error::InvalidValue {
+            kind: "time zone",
+            value: text.to_owned(),
+        };
+        let name = tzdb::TZ_NAMES
+            .iter()
+            .find(|name| name.eq_ignore_ascii_case(text))
+            .ok_or_else(unknown)?;
+        let rules = tzdb::tz_by_name(name).ok_or_else(unknown)?;
+        Ok(TimeZone { name, rules })
+    }
+}
+
+impl fmt::Display for TimeZone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl fmt::Debug for TimeZone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TimeZone({})", self.name)
+    }
+}
+
 /// Local hours in which resets may start: `start..end`, crossing midnight when `end <= start`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MaintenanceWindow {
@@ -118,7 +202,7 @@ pub struct BatchWindow {
     /// Local hours in which the batch's actions may start.
     pub window: MaintenanceWindow,
     /// The zone of the window's times (the schedule's zone).
-    pub tz: Tz,
+    pub tz: TimeZone,
 }
 
 /// How the timeline note of an action held outside its window starts.
@@ -159,7 +243,7 @@ pub struct Schedule {
     /// What to request.
     pub kind: ActionKind,
     /// IANA zone the times are in.
-    pub tz: Tz,
+    pub tz: TimeZone,
     /// When it fires.
     pub recurrence: Recurrence,
     /// Hours in which its resets may start (for the session engine to hold back resets).
@@ -172,45 +256,6 @@ pub struct Schedule {
     pub last_run: Option<OffsetDateTime>,
 }
 
-fn to_chrono_time(t: Time) -> Option<NaiveTime> {
-    NaiveTime::from_hms_opt(t.hour().into(), t.minute().into(), t.second().into())
-}
-
-fn to_chrono_date(d: time::Date) -> Option<NaiveDate> {
-    NaiveDate::from_ymd_opt(d.year(), u8::from(d.month()).into(), d.day().into())
-}
-
-/// The instant of local `at` in `tz`: a nonexistent local time (spring forward) moves forward to
-/// the first valid minute after the gap; an ambiguous one (fall back) takes the earlier instant.
-fn resolve_local(tz: Tz, at: NaiveDateTime) -> Option<OffsetDateTime> {
-    let mut probe = at;
-    // Gaps are at most a few hours (real zones: 30 min to 2 h); search minute by minute.
-    for _ in 0..=(24 * 60) {
-        match tz.from_local_datetime(&probe) {
-            LocalResult::Single(dt) | LocalResult::Ambiguous(dt, _) => {
-                return OffsetDateTime::from_unix_timestamp(dt.timestamp()).ok();
-            }
-            LocalResult::None => {
-                // Move to the next whole minute.
-                probe = probe.with_second(0)? + chrono::Duration::minutes(1);
-            }
-        }
-    }
-    None
-}
-
-fn chrono_weekday(d: Weekday) -> chrono::Weekday {
-    match d {
-        Weekday::Monday => chrono::Weekday::Mon,
-        Weekday::Tuesday => chrono::Weekday::Tue,
-        Weekday::Wednesday => chrono::Weekday::Wed,
-        Weekday::Thursday => chrono::Weekday::Thu,
-        Weekday::Friday => chrono::Weekday::Fri,
-        Weekday::Saturday => chrono::Weekday::Sat,
-        Weekday::Sunday => chrono::Weekday::Sun,
-    }
-}
-
 /// The first firing of `schedule` strictly after `after`; `None` for a disabled schedule or a
 /// one-off in the past.
 pub fn next_occurrence(schedule: &Schedule, after: OffsetDateTime) -> Option<OffsetDateTime> {
@@ -219,25 +264,19 @@ pub fn next_occurrence(schedule: &Schedule, after: OffsetDateTime) -> Option<Off
     }
     let tz = schedule.tz;
     match &schedule.recurrence {
-        Recurrence::Once(at) => {
-            let local = NaiveDateTime::new(to_chrono_date(at.date())?, to_chrono_time(at.time())?);
-            resolve_local(tz, local).filter(|t| *t > after)
-        }
+        Recurrence::Once(at) => tz.resolve(*at).filter(|t| *t > after),
         Recurrence::Daily(at) | Recurrence::Weekly(_, at) => {
-            let at = to_chrono_time(*at)?;
-            let start = chrono::DateTime::from_timestamp(after.unix_timestamp(), 0)?
-                .with_timezone(&tz)
-                .date_naive();
+            let start = tz.local(after)?.date();
             // Start one day early: the local date of `after` may be past a firing that maps to a
             // later instant, and a week plus two days covers every weekly pattern.
             for offset in -1..=8 {
-                let date = start + chrono::Duration::days(offset);
+                let date = start.checked_add(Duration::days(offset))?;
                 if let Recurrence::Weekly(days, _) = &schedule.recurrence {
-                    if !days.iter().any(|d| chrono_weekday(*d) == date.weekday()) {
+                    if !days.contains(&date.weekday()) {
                         continue;
                     }
                 }
-                if let Some(t) = resolve_local(tz, NaiveDateTime::new(date, at)) {
+                if let Some(t) = tz.resolve(PrimitiveDateTime::new(date, *at)) {
                     if t > after {
                         return Some(t);
                     }
@@ -250,15 +289,12 @@ pub fn next_occurrence(schedule: &Schedule, after: OffsetDateTime) -> Option<Off
 
 /// Whether `now` falls inside `window` in local time of `tz` (start inclusive, end exclusive;
 /// a window whose end is not after its start crosses midnight).
-pub fn in_window(window: &MaintenanceWindow, tz: Tz, now: OffsetDateTime) -> bool {
-    let Some(local) = chrono::DateTime::from_timestamp(now.unix_timestamp(), 0) else {
+pub fn in_window(window: &MaintenanceWindow, tz: TimeZone, now: OffsetDateTime) -> bool {
+    let Some(local) = tz.local(now) else {
         return false;
     };
-    let local = local.with_timezone(&tz).time();
-    let (Some(start), Some(end)) = (to_chrono_time(window.start), to_chrono_time(window.end))
-    else {
-        return false;
-    };
+    let local = local.time();
+    let (start, end) = (window.start, window.end);
     if start < end {
         start <= local && local < end
     } else {
@@ -361,7 +397,11 @@ mod tests {
     use super::*;
     use time::macros::{datetime, time};
 
-    fn sched(tz: Tz, recurrence: Recurrence) -> Schedule {
+    fn zone(name: &str) -> TimeZone {
+        name.parse().unwrap()
+    }
+
+    fn sched(tz: TimeZone, recurrence: Recurrence) -> Schedule {
         Schedule {
             id: ScheduleId::generate(),
             name: "night".into(),
@@ -379,11 +419,11 @@ mod tests {
     #[test]
     fn berlin_spring_forward_moves_a_nonexistent_time_forward() {
         // 2026-03-29: Berlin clocks jump 02:00 CET -> 03:00 CEST; 02:30 does not exist.
-        let s = sched(chrono_tz::Europe::Berlin, Recurrence::Daily(time!(2:30)));
+        let s = sched(zone("Europe/Berlin"), Recurrence::Daily(time!(2:30)));
         let next = next_occurrence(&s, datetime!(2026-03-28 12:00 UTC)).unwrap();
         assert_eq!(next, datetime!(2026-03-29 1:00 UTC), "03:00 CEST");
         // The day before and after are normal (01:30 UTC in winter, 00:30 UTC in summer).
-        let s2 = sched(chrono_tz::Europe::Berlin, Recurrence::Daily(time!(2:30)));
+        let s2 = sched(zone("Europe/Berlin"), Recurrence::Daily(time!(2:30)));
         assert_eq!(
             next_occurrence(&s2, datetime!(2026-03-27 12:00 UTC)).unwrap(),
             datetime!(2026-03-28 1:30 UTC)
@@ -397,7 +437,7 @@ mod tests {
     #[test]
     fn new_york_fall_back_takes_the_first_of_an_ambiguous_time() {
         // 2026-11-01: New York 01:30 happens twice (EDT then EST); take EDT (05:30 UTC).
-        let s = sched(chrono_tz::America::New_York, Recurrence::Daily(time!(1:30)));
+        let s = sched(zone("America/New_York"), Recurrence::Daily(time!(1:30)));
         let next = next_occurrence(&s, datetime!(2026-10-31 12:00 UTC)).unwrap();
         assert_eq!(next, datetime!(2026-11-01 5:30 UTC));
         // Not again at the second 01:30 (06:30 UTC): the next is the following day, in EST.
@@ -406,7 +446,7 @@ mod tests {
             datetime!(2026-11-02 6:30 UTC)
         );
         // Spring forward 2026-03-08: 02:15 does not exist, fires at 03:00 EDT.
-        let s = sched(chrono_tz::America::New_York, Recurrence::Daily(time!(2:15)));
+        let s = sched(zone("America/New_York"), Recurrence::Daily(time!(2:15)));
         assert_eq!(
             next_occurrence(&s, datetime!(2026-03-08 0:00 UTC)).unwrap(),
             datetime!(2026-03-08 7:00 UTC)
@@ -417,7 +457,7 @@ mod tests {
     fn weekly_once_and_disabled() {
         // 2026-06-01 is a Monday.
         let s = sched(
-            chrono_tz::UTC,
+            zone("UTC"),
             Recurrence::Weekly(vec![Weekday::Wednesday, Weekday::Friday], time!(22:00)),
         );
         let after = datetime!(2026-06-01 12:00 UTC);
@@ -430,7 +470,7 @@ mod tests {
             datetime!(2026-06-10 22:00 UTC)
         );
         let once = sched(
-            chrono_tz::Europe::Berlin,
+            zone("Europe/Berlin"),
             Recurrence::Once(datetime!(2026-07-01 23:00)),
         );
         assert_eq!(
@@ -449,7 +489,7 @@ mod tests {
             start: time!(22:00),
             end: time!(6:00),
         };
-        let tz = chrono_tz::Europe::Berlin; // CEST in June: UTC+2
+        let tz = zone("Europe/Berlin"); // CEST in June: UTC+2
         assert!(
             in_window(&w, tz, datetime!(2026-06-01 20:00 UTC)),
             "22:00 local"
@@ -472,14 +512,27 @@ mod tests {
         };
         assert!(in_window(
             &day,
-            chrono_tz::UTC,
+            zone("UTC"),
             datetime!(2026-06-01 12:59 UTC)
         ));
         assert!(!in_window(
             &day,
-            chrono_tz::UTC,
+            zone("UTC"),
             datetime!(2026-06-01 13:00 UTC)
         ));
+    }
+
+    #[test]
+    fn a_time_zone_is_a_name_the_tz_database_knows_in_its_spelling() {
+        assert_eq!(zone("europe/berlin").name(), "Europe/Berlin");
+        assert_eq!(zone("UTC").to_string(), "UTC");
+        assert_eq!(
+            zone("Asia/Kolkata").offset_at(datetime!(2026-06-01 0:00 UTC)),
+            Some(time::macros::offset!(+5:30))
+        );
+        for unknown in ["Mars/Olympus", "", "Europe/Berlin "] {
+            assert!(unknown.parse::<TimeZone>().is_err(), "{unknown:?}");
+        }
     }
 
     #[test]
@@ -492,6 +545,10 @@ mod tests {
             assert_eq!(Recurrence::from_text(&r.to_text()).unwrap(), r);
         }
         assert!(Recurrence::from_text("hourly:1").is_err());
+        assert_eq!(
+            Recurrence::from_text("daily:2:30:00").unwrap(),
+            Recurrence::Daily(time!(2:30))
+        );
         assert_eq!(
             time_of_seconds(seconds_of_day(time!(23:59:59))).unwrap(),
             time!(23:59:59)

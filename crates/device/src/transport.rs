@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
@@ -82,7 +83,7 @@ impl HttpsTransport {
     pub fn new(ca_pem: &str) -> Result<Self> {
         let mut roots = RootCertStore::empty();
         let mut found = 0;
-        for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
             let cert = cert.map_err(|e| DeviceError::Tls(format!("CA PEM: {e}")))?;
             roots
                 .add(cert)
@@ -140,13 +141,16 @@ impl HttpsTransport {
             None => builder.with_no_client_auth(),
             Some(id) => {
                 let certs: Vec<CertificateDer<'static>> =
-                    rustls_pemfile::certs(&mut id.cert_pem.as_bytes())
+                    CertificateDer::pem_slice_iter(id.cert_pem.as_bytes())
                         .collect::<std::result::Result<_, _>>()
                         .map_err(|e| DeviceError::Tls(format!("client certificate PEM: {e}")))?;
                 let key: PrivateKeyDer<'static> =
-                    rustls_pemfile::private_key(&mut id.key_pem.as_bytes())
-                        .map_err(|e| DeviceError::Tls(format!("client key PEM: {e}")))?
-                        .ok_or_else(|| DeviceError::Tls("client key PEM holds no key".into()))?;
+                    PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes()).map_err(|e| match e {
+                        pem::Error::NoItemsFound => {
+                            DeviceError::Tls("client key PEM holds no key".into())
+                        }
+                        e => DeviceError::Tls(format!("client key PEM: {e}")),
+                    })?;
                 builder
                     .with_client_auth_cert(certs, key)
                     .map_err(|e| DeviceError::Tls(format!("client certificate: {e}")))?
@@ -358,7 +362,7 @@ where
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| DeviceError::Url(format!("{url}: {e}")))?;
         if let Some(id) = identity {
-            let leaf = rustls_pemfile::certs(&mut id.cert_pem.as_bytes())
+            let leaf = CertificateDer::pem_slice_iter(id.cert_pem.as_bytes())
                 .next()
                 .ok_or_else(|| {
                     DeviceError::Tls("client certificate PEM holds no certificate".into())

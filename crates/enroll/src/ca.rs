@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
@@ -406,36 +407,18 @@ fn pem_to_der(pem_text: &str, label: &str) -> Result<Vec<u8>> {
         .map_err(|e| Error::Certificate(format!("PEM body is not base64: {e}")))
 }
 
+/// The device id as a URI path. Device ids are UUIDs, whose letters, digits and hyphens stay as
+/// they are; any other byte is percent-encoded.
 fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const KEPT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-');
+    utf8_percent_encode(s, KEPT).to_string()
 }
 
 fn percent_decode(s: &str) -> Result<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| Error::Certificate(format!("bad escape in device URI `{s}`")))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| Error::Certificate("device id is not UTF-8".into()))
+    percent_decode_str(s)
+        .decode_utf8()
+        .map(|id| id.into_owned())
+        .map_err(|_| Error::Certificate("device id is not UTF-8".into()))
 }
 
 #[cfg(test)]

@@ -425,7 +425,9 @@ fn client_certificate(parts: &http::request::Parts) -> Option<CertificateDer<'st
 
 /// Reads a certificate forwarded by a proxy: URL-encoded or plain PEM, or base64 DER.
 pub fn cert_from_header(value: &str) -> Option<CertificateDer<'static>> {
-    let text = percent_decode(value.trim())?;
+    let text = percent_encoding::percent_decode_str(value.trim())
+        .decode_utf8()
+        .ok()?;
     if text.contains("-----BEGIN") {
         return crate::tls::certs_from_pem(&text).ok()?.into_iter().next();
     }
@@ -435,34 +437,29 @@ pub fn cert_from_header(value: &str) -> Option<CertificateDer<'static>> {
     Some(CertificateDer::from(der))
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn percent_decoding_of_forwarded_pem() {
-        assert_eq!(
-            percent_decode("-----BEGIN%20CERTIFICATE-----%0AMII").as_deref(),
-            Some("-----BEGIN CERTIFICATE-----\nMII")
-        );
-        assert_eq!(percent_decode("%zz"), None);
+    fn a_forwarded_certificate_is_read_url_encoded_plain_or_as_base64_der() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["pc".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pem = cert.pem();
+        let escaped =
+            percent_encoding::utf8_percent_encode(&pem, percent_encoding::NON_ALPHANUMERIC);
+        let base64_der = base64::engine::general_purpose::STANDARD.encode(cert.der());
+        for header in [escaped.to_string(), pem, base64_der] {
+            assert_eq!(
+                cert_from_header(&header).as_ref(),
+                Some(cert.der()),
+                "{header}"
+            );
+        }
         assert!(cert_from_header("not a certificate !").is_none());
+        assert!(cert_from_header("%zz").is_none());
     }
 }

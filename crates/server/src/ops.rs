@@ -47,13 +47,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Every metric in the Prometheus text exposition format 0.0.4.
+/// Every metric in the OpenMetrics text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
         )],
         state.metrics.render(),
     )

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use redeploy_core::Clock;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::time_provider::TimeProvider;
@@ -30,16 +31,17 @@ fn ring_provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Parse all certificates in a PEM string.
 pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    rustls_pemfile::certs(&mut pem.as_bytes())
+    CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Pem(e.to_string()))
 }
 
 /// Parse the first private key in a PEM string.
 pub fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
-    rustls_pemfile::private_key(&mut pem.as_bytes())
-        .map_err(|e| TlsError::Pem(e.to_string()))?
-        .ok_or_else(|| TlsError::Pem("no private key found".into()))
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| match e {
+        pem::Error::NoItemsFound => TlsError::Pem("no private key found".into()),
+        e => TlsError::Pem(e.to_string()),
+    })
 }
 
 /// The server's [`Clock`] as rustls' notion of "now", so a client certificate's validity is

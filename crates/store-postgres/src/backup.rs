@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use percent_encoding::percent_decode_str;
 use redeploy_core::store::{StoreError, StoreResult};
 use sqlx::{Connection, PgConnection, Row};
 use store_sql::backend;
@@ -124,31 +125,10 @@ fn split_password(url: &str) -> (String, Option<String>) {
     let Some(colon) = url[scheme_end..at].find(':').map(|i| scheme_end + i) else {
         return (url.to_owned(), None);
     };
-    let password = percent_decode(&url[colon + 1..at]);
+    let password = percent_decode_str(&url[colon + 1..at])
+        .decode_utf8_lossy()
+        .into_owned();
     (format!("{}{}", &url[..colon], &url[at..]), Some(password))
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -172,6 +152,9 @@ mod tests {
             split_password("postgresql://db/x?user=a@b"),
             ("postgresql://db/x?user=a@b".to_owned(), None)
         );
-        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(
+            split_password("postgres://app:100%@db/x"),
+            ("postgres://app@db/x".to_owned(), Some("100%".to_owned()))
+        );
     }
 }

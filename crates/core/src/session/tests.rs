@@ -729,7 +729,7 @@ fn night_window() -> BatchWindow {
             start: time!(2:00),
             end: time!(5:00),
         },
-        tz: chrono_tz::Europe::Berlin,
+        tz: "Europe/Berlin".parse().unwrap(),
     }
 }
 

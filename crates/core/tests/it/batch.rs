@@ -277,7 +277,7 @@ async fn a_nightly_schedule_fires_a_batch_and_moves_to_the_next_night() {
         name: "Nightly".into(),
         group: group.id,
         kind: ActionKind::AutopilotReset,
-        tz: chrono_tz::Europe::Berlin,
+        tz: "Europe/Berlin".parse().unwrap(),
         recurrence: Recurrence::Daily(time::macros::time!(22:00)),
         window: None,
         enabled: true,

@@ -404,7 +404,7 @@ async fn a_reset_outside_its_maintenance_window_is_held_then_sent_inside_it() {
             start: time!(2:00),
             end: time!(5:00),
         },
-        tz: chrono_tz::Europe::Berlin,
+        tz: "Europe/Berlin".parse().unwrap(),
     };
     // T0 = 09:00 UTC = 11:00 in Berlin (CEST): outside.
     let batch = execute_in_window(

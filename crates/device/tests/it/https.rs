@@ -7,6 +7,7 @@ use std::sync::Arc;
 use device::transport::{HttpsTransport, Identity, Transport};
 use device::DeviceError;
 use enroll::ca::CertificateAuthority;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
@@ -20,7 +21,7 @@ struct TestServer {
 }
 
 fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {
-    rustls_pemfile::certs(&mut pem.as_bytes())
+    CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<_, _>>()
         .unwrap()
 }
@@ -31,9 +32,7 @@ async fn start(ca: &CertificateAuthority) -> TestServer {
     let (cert_pem, key_pem) = ca
         .issue_server_certificate(&[], OffsetDateTime::now_utc())
         .unwrap();
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-        .unwrap()
-        .unwrap();
+    let key: PrivateKeyDer<'static> = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
     let mut roots = RootCertStore::empty();
     roots
         .add(CertificateDer::from(ca.cert_der().to_vec()))

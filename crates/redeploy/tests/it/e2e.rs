@@ -657,16 +657,11 @@ async fn a_trusted_proxy_may_pass_the_client_certificate_in_a_header() {
         now(),
     ));
     // nginx's $ssl_client_escaped_cert: the PEM, URL-encoded.
-    let escaped: String = enrollment
-        .client_cert_pem
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let escaped = percent_encoding::utf8_percent_encode(
+        &enrollment.client_cert_pem,
+        percent_encoding::NON_ALPHANUMERIC,
+    )
+    .to_string();
     let client = app.client(); // trusts the CA, presents no client certificate
     let send = |with_header: bool| {
         let mut request = client

@@ -10,6 +10,7 @@ mod e2e;
 mod emulate;
 mod faults;
 mod inspect;
+mod packaging;
 mod renewal;
 mod serve;
 mod story;

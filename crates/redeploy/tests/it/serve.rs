@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 /// Kills the child even when an assertion fails.
-struct Child(std::process::Child);
+pub(crate) struct Child(std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -36,11 +36,21 @@ async fn serve_with(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> (Child, String, String) {
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(extra);
+    run_until_urls(command, env).await
+}
+
+/// Runs `command` (a `redeploy serve` with its arguments) and reads what it prints until its
+/// URLs: the child, the base URL and what it printed.
+pub(crate) async fn run_until_urls(
+    mut command: Command,
+    env: &[(&str, &str)],
+) -> (Child, String, String) {
     let mut child = Child(
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .args(extra)
             .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

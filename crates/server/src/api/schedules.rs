@@ -5,9 +5,8 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use chrono_tz::Tz;
 use http::StatusCode;
-use redeploy_core::schedule::{MaintenanceWindow, Recurrence, Schedule};
+use redeploy_core::schedule::{MaintenanceWindow, Recurrence, Schedule, TimeZone};
 use redeploy_core::ActionKind;
 use time::Time;
 
@@ -18,8 +17,8 @@ use crate::dto::*;
 use crate::service::schedules;
 use crate::state::AppState;
 
-fn parse_tz(text: &str) -> ApiResult<Tz> {
-    text.trim().parse::<Tz>().map_err(|_| {
+fn parse_tz(text: &str) -> ApiResult<TimeZone> {
+    text.trim().parse::<TimeZone>().map_err(|_| {
         ApiError::bad_request(format!(
             "tz: {text:?} is not an IANA time zone (e.g. Europe/Paris, America/New_York, UTC)"
         ))

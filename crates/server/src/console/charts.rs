@@ -27,17 +27,23 @@ pub fn readiness(ready: usize, blocked: &[(String, usize)], total: usize) -> Mar
         parts.push((reason.clone(), share, palette[i % palette.len()]));
     }
     let summary = format!("{ready} of {total} devices ready for Autopilot Reset");
+    // Where each non-empty part starts and how wide it is.
     let mut x = 0.0;
+    let bars: Vec<(f64, f64, &str, usize, &str)> = parts
+        .iter()
+        .filter(|(_, n, _)| *n > 0)
+        .map(|(label, n, colour)| {
+            let (start, w) = (x, width(*n));
+            x += w;
+            (start, w, label.as_str(), *n, *colour)
+        })
+        .collect();
     html! {
         figure.chart #readiness-chart {
             svg viewBox="0 0 100 8" preserveAspectRatio="none" role="img" aria-label=(summary) width="100%" height="28" {
-                @for (label, n, colour) in &parts {
-                    @if *n > 0 {
-                        @let w = width(*n);
-                        rect x=(format!("{x:.2}")) y="0" width=(format!("{w:.2}")) height="8" fill=(colour) {
-                            title { (label) ": " (n) }
-                        }
-                        @let _ = { x += w; };
+                @for (x, w, label, n, colour) in &bars {
+                    rect x=(format!("{x:.2}")) y="0" width=(format!("{w:.2}")) height="8" fill=(colour) {
+                        title { (label) ": " (n) }
                     }
                 }
             }
@@ -66,21 +72,30 @@ pub fn reset_history(days: &[ResetDay]) -> Markup {
         days.len()
     );
     let column = 100.0 / days.len().max(1) as f64;
+    // Each day's parts stacked from the bottom: (x, top, height, day, count, colour, what).
+    let mut segments = Vec::new();
+    for (i, d) in days.iter().enumerate() {
+        let x = i as f64 * column + column * 0.1;
+        let mut top = 40.0;
+        for (n, colour, what) in [
+            (d.done, GOOD, "done"),
+            (d.failed, BAD, "failed"),
+            (d.stopped, MUTED, "blocked, canceled or expired"),
+            (d.in_flight, BUSY, "in flight"),
+        ] {
+            if n > 0 {
+                let h = n as f64 * 40.0 / peak;
+                top -= h;
+                segments.push((x, top, h, d.day, n, colour, what));
+            }
+        }
+    }
     html! {
         figure.chart #history-chart {
             svg viewBox="0 0 100 40" preserveAspectRatio="none" role="img" aria-label=(summary) width="100%" height="120" {
-                @for (i, d) in days.iter().enumerate() {
-                    @let x = i as f64 * column + column * 0.1;
-                    @let w = column * 0.8;
-                    @let mut top = 40.0;
-                    @for (n, colour, what) in [(d.done, GOOD, "done"), (d.failed, BAD, "failed"), (d.stopped, MUTED, "blocked, canceled or expired"), (d.in_flight, BUSY, "in flight")] {
-                        @if n > 0 {
-                            @let h = n as f64 * 40.0 / peak;
-                            @let _ = { top -= h; };
-                            rect x=(format!("{x:.2}")) y=(format!("{top:.2}")) width=(format!("{w:.2}")) height=(format!("{h:.2}")) fill=(colour) {
-                                title { (d.day) ": " (n) " " (what) }
-                            }
-                        }
+                @for (x, top, h, day, n, colour, what) in &segments {
+                    rect x=(format!("{x:.2}")) y=(format!("{top:.2}")) width=(format!("{w:.2}", w = column * 0.8)) height=(format!("{h:.2}")) fill=(colour) {
+                        title { (day) ": " (n) " " (what) }
                     }
                 }
             }

@@ -586,16 +586,7 @@ pub fn flash(msg: Option<&str>) -> Markup {
     }
 }
 
-/// Percent-encodes a query value.
+/// Encodes a query value (`application/x-www-form-urlencoded`, as axum's `Query` reads it).
 pub fn enc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }

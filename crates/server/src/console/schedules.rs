@@ -299,7 +299,7 @@ pub async fn create(State(state): State<AppState>, form: PostForm) -> PageResult
         .text("group")
         .ok_or_else(|| PageError::bad_request("choose a group"))?;
     let tz_text = f.text("tz").unwrap_or("UTC");
-    let tz: chrono_tz::Tz = tz_text.parse().map_err(|_| {
+    let tz: redeploy_core::schedule::TimeZone = tz_text.parse().map_err(|_| {
         PageError::bad_request(format!(
             "{tz_text:?} is not an IANA time zone such as Europe/Berlin"
         ))

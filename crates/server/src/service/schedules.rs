@@ -4,9 +4,10 @@
 //! only, each change audited. Making a schedule erase a group (a reset or wipe), or pointing
 //! such a schedule at another group, needs the group's name typed back, on every surface.
 
-use chrono_tz::Tz;
 use redeploy_core::batch::WaveSettings;
-use redeploy_core::schedule::{self, next_occurrence, MaintenanceWindow, Recurrence, Schedule};
+use redeploy_core::schedule::{
+    self, next_occurrence, MaintenanceWindow, Recurrence, Schedule, TimeZone,
+};
 use redeploy_core::{ActionKind, Group, Role, ScheduleId, StoreError};
 
 use super::actions::action_settings;
@@ -52,7 +53,7 @@ pub struct NewSchedule {
     /// The group's id or exact name.
     pub group: String,
     pub kind: ActionKind,
-    pub tz: Tz,
+    pub tz: TimeZone,
     pub recurrence: Recurrence,
     pub window: Option<MaintenanceWindow>,
     pub enabled: bool,
@@ -146,7 +147,7 @@ pub struct ScheduleChange {
     /// The group's id or exact name.
     pub group: Option<String>,
     pub kind: Option<ActionKind>,
-    pub tz: Option<Tz>,
+    pub tz: Option<TimeZone>,
     pub recurrence: Option<Recurrence>,
     /// `Some(None)` removes the window.
     pub window: Option<Option<MaintenanceWindow>>,

@@ -114,7 +114,7 @@ async fn healthz_and_metrics_answer(backend: Backend) {
     assert!(metrics.headers()["content-type"]
         .to_str()
         .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
+        .starts_with("application/openmetrics-text; version=1.0.0"));
     let text = metrics.text().await.unwrap();
     assert!(
         text.contains(
