@@ -2,6 +2,7 @@
 //! top of [`SqlRow`]: the vocabulary every concern file uses.
 
 use redeploy_core::ids::{
+    AccountId,
     ActionId, BatchId, CommandId, DeliveryId, DeviceId, EnrollmentId, GroupId, ScheduleId, TokenId,
     WebhookId,
 };
@@ -119,6 +120,7 @@ macro_rules! db_ids {
 }
 
 db_ids!(
+    AccountId,
     ActionId,
     BatchId,
     CommandId,
