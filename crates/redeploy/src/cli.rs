@@ -53,6 +53,8 @@ pub enum Command {
     Tokens(AdminArgs<TokensCommand>),
     /// Enrollment tokens: list, create.
     EnrollmentTokens(AdminArgs<EnrollmentTokensCommand>),
+    /// Named local accounts of the web console: list, create, disable.
+    Accounts(AdminArgs<crate::admin_accounts::AccountsCommand>),
     /// Device groups: list, show, create (static or --filter), rename, delete, add/remove
     /// members, allow/forbid local reset on every member.
     Groups(AdminArgs<GroupsCommand>),
