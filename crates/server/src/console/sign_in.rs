@@ -318,6 +318,7 @@ pub async fn finish_openid(
                     meta charset="utf-8";
                     meta http-equiv="refresh" content="0; url=/console";
                     title { "Signed in — Redeploy" }
+                    link rel="icon" href=(super::asset_url("icon.svg")) type="image/svg+xml";
                 }
                 body { main { h1 { "Signed in" } p { a href="/console" { "Go to the dashboard" } } } }
             }
