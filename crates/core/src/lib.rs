@@ -34,8 +34,8 @@ pub use enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 pub use error::{Error, Result};
 pub use group::{DeviceFilter, Group, GroupKind, TextMatch};
 pub use ids::{
-    AccountId, ActionId, AuditId, BatchId, CommandId, DeliveryId, DeviceId, EnrollmentId, GroupId, ScheduleId,
-    TokenId, WebhookId,
+    AccountId, ActionId, AuditId, BatchId, CommandId, DeliveryId, DeviceId, EnrollmentId, GroupId,
+    ScheduleId, TokenId, WebhookId,
 };
 pub use inventory::InventoryValue;
 pub use preflight::{

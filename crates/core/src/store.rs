@@ -5,11 +5,11 @@
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
+use crate::account::{Account, AccountName, Principal};
 use crate::action::{Action, ActionKind, ActionState};
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::autopilot::AutopilotRecord;
 use crate::command::DeviceCommand;
-use crate::account::{Account, AccountName, Principal};
 use crate::console_session::ConsoleSession;
 use crate::device::{Device, JoinType, MessageSeq};
 use crate::enrollment::renewal::CertificateRenewal;

@@ -159,7 +159,10 @@ mod tests {
         assert!(limiter.check("ada".into(), t0).is_err());
         limiter.refund(&"ada".to_string());
         assert!(limiter.check("ada".into(), t0).is_ok());
-        assert!(limiter.check("bob".into(), t0).is_ok(), "buckets are per key");
+        assert!(
+            limiter.check("bob".into(), t0).is_ok(),
+            "buckets are per key"
+        );
     }
 
     #[test]

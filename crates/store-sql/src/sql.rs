@@ -2,9 +2,8 @@
 //! top of [`SqlRow`]: the vocabulary every concern file uses.
 
 use redeploy_core::ids::{
-    AccountId,
-    ActionId, BatchId, CommandId, DeliveryId, DeviceId, EnrollmentId, GroupId, ScheduleId, TokenId,
-    WebhookId,
+    AccountId, ActionId, BatchId, CommandId, DeliveryId, DeviceId, EnrollmentId, GroupId,
+    ScheduleId, TokenId, WebhookId,
 };
 use redeploy_core::store::{StoreError, StoreResult};
 use time::OffsetDateTime;

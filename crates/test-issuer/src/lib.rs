@@ -432,7 +432,10 @@ impl RunningIssuer {
 
     /// The OpenID Connect client id and secret the sign-in endpoints accept.
     pub fn client_credentials(&self) -> (&str, &str) {
-        (&self.inner.config.client_id, &self.inner.config.client_secret)
+        (
+            &self.inner.config.client_id,
+            &self.inner.config.client_secret,
+        )
     }
 
     /// How many times `/keys` was served (fetches of the key set).

@@ -125,7 +125,11 @@ pub(crate) async fn authorize(
     }
     // Errors about the client itself are shown, not sent back (RFC 6749 §4.1.2.1).
     if q.client_id != inner.config.client_id {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client_id");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "unknown client_id",
+        );
     }
     let state = q.state.clone().unwrap_or_default();
     let with_state = |mut pairs: Vec<(&'static str, String)>| {
@@ -208,7 +212,11 @@ pub(crate) async fn token(
     if client_credentials(&headers, &form)
         != Some((config.client_id.clone(), config.client_secret.clone()))
     {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "wrong client credentials");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "wrong client credentials",
+        );
     }
     if form.grant_type != "authorization_code" {
         return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "");
@@ -216,17 +224,22 @@ pub(crate) async fn token(
     // A code is redeemed once, whatever happens next (RFC 6749 §4.1.2).
     let (grant, fault) = {
         let mut provider = inner.sign_in.lock();
-        let grant = form
-            .code
-            .as_deref()
-            .and_then(|c| provider.codes.remove(c));
+        let grant = form.code.as_deref().and_then(|c| provider.codes.remove(c));
         (grant, provider.fault)
     };
     let Some(grant) = grant else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown or used code");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "unknown or used code",
+        );
     };
     if form.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "redirect_uri differs");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "redirect_uri differs",
+        );
     }
     if let Some(challenge) = &grant.challenge {
         let verifier = form.code_verifier.as_deref().unwrap_or_default();

@@ -3,17 +3,17 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use redeploy_core::account::{Account, AccountName, OpenIdUser, Principal};
 use redeploy_core::action::{Action, ActionKind, ActionState, LOCAL_RESET_OBSERVER};
 use redeploy_core::audit::{AuditOutcome, NewAuditEvent};
 use redeploy_core::autopilot::AutopilotRecord;
 use redeploy_core::command::{CommandState, DeviceCommand, Verb};
-use redeploy_core::account::{Account, AccountName, OpenIdUser, Principal};
 use redeploy_core::console_session::{ConsoleSession, SessionHolder};
-use redeploy_core::ids::AccountId;
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::renewal::CertificateRenewal;
 use redeploy_core::enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 use redeploy_core::group::{DeviceFilter, Group, GroupKind, TextMatch};
+use redeploy_core::ids::AccountId;
 use redeploy_core::ids::ScheduleId;
 use redeploy_core::ids::{ActionId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
 use redeploy_core::ids::{DeliveryId, WebhookId};
@@ -2222,7 +2222,10 @@ pub async fn accounts_are_unique_by_name_and_disabled_once(store: Arc<dyn Store>
             .await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(store.list_accounts().await.unwrap(), [ada.clone(), bob.clone()]);
+    assert_eq!(
+        store.list_accounts().await.unwrap(),
+        [ada.clone(), bob.clone()]
+    );
     assert_eq!(
         store.account_by_name(&bob.name).await.unwrap(),
         Some(bob.clone())

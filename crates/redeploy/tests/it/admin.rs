@@ -889,16 +889,30 @@ async fn accounts_are_created_from_a_file_or_stdin_listed_and_disabled() {
     .await
     .unwrap();
     let bob = stdout_json(&out);
-    assert_eq!((bob["name"].as_str(), bob["role"].as_str()), (Some("bob"), Some("viewer")));
+    assert_eq!(
+        (bob["name"].as_str(), bob["role"].as_str()),
+        (Some("bob"), Some("viewer"))
+    );
 
     // A short password is refused by the server (exit 1), an empty one before asking (exit 2).
     std::fs::write(&file, "short\n").unwrap();
-    let args = ["accounts", "create", "eve", "--role", "admin", "--password-file"];
-    let out = s.cli(&[&args[..], &[file.to_str().unwrap()]].concat()).await;
+    let args = [
+        "accounts",
+        "create",
+        "eve",
+        "--role",
+        "admin",
+        "--password-file",
+    ];
+    let out = s
+        .cli(&[&args[..], &[file.to_str().unwrap()]].concat())
+        .await;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("12 characters"));
     std::fs::write(&file, "\n").unwrap();
-    let out = s.cli(&[&args[..], &[file.to_str().unwrap()]].concat()).await;
+    let out = s
+        .cli(&[&args[..], &[file.to_str().unwrap()]].concat())
+        .await;
     assert_eq!(out.status.code(), Some(2));
 
     let out = s.cli(&["accounts", "disable", "bob"]).await;
@@ -915,5 +929,8 @@ async fn accounts_are_created_from_a_file_or_stdin_listed_and_disabled() {
     assert!(String::from_utf8_lossy(&table.stdout).contains("operator"));
     let audit = s.cli(&["audit", "--csv"]).await;
     let text = String::from_utf8_lossy(&audit.stdout);
-    assert!(text.contains("account.create") && text.contains("account.disable"), "{text}");
+    assert!(
+        text.contains("account.create") && text.contains("account.disable"),
+        "{text}"
+    );
 }

@@ -167,8 +167,18 @@ pub async fn sign_in(
     .flatten()
     .max();
     if let Some(wait) = throttled {
-        let why = format!("too many failed attempts; the next in {} s", wait.as_secs().max(1));
-        audit_sign_in(state, unknown_actor, "password", AuditOutcome::Refused, Some(&why)).await?;
+        let why = format!(
+            "too many failed attempts; the next in {} s",
+            wait.as_secs().max(1)
+        );
+        audit_sign_in(
+            state,
+            unknown_actor,
+            "password",
+            AuditOutcome::Refused,
+            Some(&why),
+        )
+        .await?;
         return Ok(PasswordSignIn::Throttled(wait));
     }
     let account = match AccountName::parse(&typed) {
@@ -221,7 +231,10 @@ mod tests {
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
         let hash = hash_password("correct horse battery".into()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert!(verify_password("correct horse battery".into(), hash.clone()).await);
         assert!(!verify_password("correct horse battery!".into(), hash).await);
         assert!(!verify_password("anything".into(), "not a phc string".into()).await);

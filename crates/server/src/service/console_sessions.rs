@@ -75,7 +75,14 @@ pub(crate) async fn audit_sign_in(
 /// Records a sign-in refused because the token was revoked.
 pub async fn refuse(state: &AppState, token: &ApiToken) -> Result<()> {
     let actor = Principal::Token(token.clone()).actor();
-    audit_sign_in(state, actor, "token", AuditOutcome::Refused, Some("revoked")).await
+    audit_sign_in(
+        state,
+        actor,
+        "token",
+        AuditOutcome::Refused,
+        Some("revoked"),
+    )
+    .await
 }
 
 /// Opens a console session for `principal`, signed in by `method`: the session id for the
@@ -93,7 +100,14 @@ pub async fn open(state: &AppState, principal: &Principal, method: &str) -> Resu
         expires_at: now + SESSION_LIFETIME,
     };
     state.store.create_console_session(&session).await?;
-    audit_sign_in(state, principal.actor(), method, AuditOutcome::Success, None).await?;
+    audit_sign_in(
+        state,
+        principal.actor(),
+        method,
+        AuditOutcome::Success,
+        None,
+    )
+    .await?;
     Ok(id)
 }
 

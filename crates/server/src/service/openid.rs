@@ -281,7 +281,12 @@ async fn check(
         .claims(&client.id_token_verifier(), &Nonce::new(flow.nonce))
         .map_err(|e| OpenIdRefusal::IdToken(e.to_string()))?;
     let payload = payload_of(&id_token.to_string());
-    let text = |claim: &str| payload.get(claim).and_then(Value::as_str).map(str::to_owned);
+    let text = |claim: &str| {
+        payload
+            .get(claim)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     let subject = claims.subject().to_string();
     let name = text("preferred_username")
         .or_else(|| text("email"))
@@ -329,8 +334,14 @@ mod tests {
     fn the_highest_mapped_role_wins_and_none_maps_to_nothing() {
         let roles = settings().roles;
         let g = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        assert_eq!(role_of(&roles, &g(&["helpdesk", "admins"])), Some(Role::Admin));
-        assert_eq!(role_of(&roles, &g(&["x", "helpdesk"])), Some(Role::Helpdesk));
+        assert_eq!(
+            role_of(&roles, &g(&["helpdesk", "admins"])),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            role_of(&roles, &g(&["x", "helpdesk"])),
+            Some(Role::Helpdesk)
+        );
         assert_eq!(role_of(&roles, &g(&["x"])), None);
         assert_eq!(role_of(&roles, &[]), None);
     }
@@ -360,7 +371,10 @@ mod tests {
             })
             .unwrap(),
         );
-        assert!(open_flow(&oidc, &format!("{forged}.{tag}"), 1).is_none(), "tampered");
+        assert!(
+            open_flow(&oidc, &format!("{forged}.{tag}"), 1).is_none(),
+            "tampered"
+        );
         assert!(open_flow(&oidc, payload, 1).is_none(), "no tag");
     }
 

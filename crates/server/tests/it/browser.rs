@@ -210,9 +210,7 @@ async fn sign_in_script(app: &testkit::app::TestApp, mode: &str, env: &[(&str, &
     );
 }
 
-async fn console_in_chromium_signs_in_through_openid_connect_and_with_an_account(
-    backend: Backend,
-) {
+async fn console_in_chromium_signs_in_through_openid_connect_and_with_an_account(backend: Backend) {
     require_tools();
     let (issuer, oidc) = crate::sign_in::provider().await;
     let app = testkit::app::spawn_app_with(backend, |s| s.oidc = Some(oidc)).await;
@@ -262,7 +260,15 @@ async fn console_in_chromium_signs_in_through_openid_connect_and_with_an_account
             .filter(|e| e.action == action && e.details.starts_with(details))
             .count()
     };
-    assert_eq!(count("console.sign_in", "openid"), 2, "one signed in, one refused");
-    assert_eq!(count("console.sign_in", "password"), 2, "one signed in, one refused");
+    assert_eq!(
+        count("console.sign_in", "openid"),
+        2,
+        "one signed in, one refused"
+    );
+    assert_eq!(
+        count("console.sign_in", "password"),
+        2,
+        "one signed in, one refused"
+    );
     assert_eq!(count("console.sign_out", ""), 2, "both signed out");
 }
