@@ -9,36 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use api::types::{Account, NewAccount};
-use clap::{Args, Subcommand};
 
 use crate::admin_common::{client, or_dash, print_json, table, usage};
-use crate::cli::AdminArgs;
-
-#[derive(Debug, Args)]
-pub struct AccountsCommand {
-    #[command(subcommand)]
-    pub command: AccountsSub,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AccountsSub {
-    /// List accounts.
-    List,
-    /// Create an account that signs in to the console with a name and a password.
-    Create {
-        /// 1 to 64 letters, digits, '.', '_', '-' or '@'.
-        name: String,
-        /// `viewer`, `helpdesk`, `operator` or `admin`.
-        #[arg(long)]
-        role: String,
-        /// Read the password from the first line of this file (`-`: standard input) instead
-        /// of a prompt.
-        #[arg(long)]
-        password_file: Option<PathBuf>,
-    },
-    /// Disable an account: it cannot sign in again and its console sessions end.
-    Disable { name: String },
-}
+use crate::cli::{AccountsCommand, AccountsSub, AdminArgs};
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_owned()
