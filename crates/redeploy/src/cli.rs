@@ -333,7 +333,7 @@ pub enum AccountsSub {
         /// Read the password from the first line of this file (`-`: standard input) instead
         /// of a prompt.
         #[arg(long)]
-        password_file: Option<std::path::PathBuf>,
+        password_file: Option<PathBuf>,
     },
     /// Disable an account: it cannot sign in again and its console sessions end.
     Disable { name: String },
