@@ -225,6 +225,21 @@ impl Client {
         self.post("/tokens", token).await
     }
 
+    /// `GET /api/v1/accounts`.
+    pub async fn accounts(&self) -> Result<AccountList> {
+        Self::json(self.req(Method::GET, "/accounts")).await
+    }
+
+    /// `POST /api/v1/accounts`.
+    pub async fn create_account(&self, account: &NewAccount) -> Result<Account> {
+        self.post("/accounts", account).await
+    }
+
+    /// `POST /api/v1/accounts/{name}/disable`.
+    pub async fn disable_account(&self, name: &str) -> Result<Account> {
+        Self::json(self.req(Method::POST, &format!("/accounts/{name}/disable"))).await
+    }
+
     /// `DELETE /api/v1/tokens/{id}` (revokes it).
     pub async fn revoke_api_token(&self, id: &str) -> Result<()> {
         Self::send(self.req(Method::DELETE, &format!("/tokens/{id}"))).await?;

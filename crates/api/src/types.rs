@@ -436,6 +436,35 @@ pub struct ApiTokenList {
     pub items: Vec<ApiToken>,
 }
 
+/// A named local account of the web console (its password is never shown, only checked).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    /// `viewer`, `helpdesk`, `operator` or `admin`.
+    pub role: String,
+    pub created_at: String,
+    /// When an admin disabled it; a disabled account cannot sign in.
+    pub disabled_at: Option<String>,
+}
+
+/// `POST /api/v1/accounts`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NewAccount {
+    /// 1 to 64 letters, digits, `.`, `_`, `-` or `@`.
+    pub name: String,
+    /// `viewer`, `helpdesk`, `operator` or `admin`.
+    pub role: String,
+    /// At least 12 characters; stored only as an Argon2id hash.
+    pub password: String,
+}
+
+/// A list of accounts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountList {
+    pub items: Vec<Account>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Groups, bulk actions and batches, schedules, the Autopilot registry, primary user
 

@@ -83,6 +83,11 @@ uuid_id!(
     "token id"
 );
 uuid_id!(
+    /// A named local account that signs in to the web console with a password.
+    AccountId,
+    "account id"
+);
+uuid_id!(
     /// A bulk request that created several actions at once.
     BatchId,
     "batch id"

@@ -2,6 +2,7 @@
 //! queue rules, audit events, and the narrow storage traits bundled as [`store::Store`].
 //! No HTTP, no SQL, no serde; time comes from a [`clock::Clock`].
 
+pub mod account;
 pub mod action;
 pub mod audit;
 pub mod autopilot;
@@ -24,18 +25,19 @@ pub mod store;
 pub mod trail;
 pub mod webhook;
 
+pub use account::{Account, AccountName, OpenIdUser, Principal};
 pub use action::{decode_hresult, Action, ActionKind, ActionState, TimelineEntry};
 pub use audit::{AuditEvent, AuditOutcome, NewAuditEvent};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{CommandState, DeviceCommand, Resend, SentIn, Verb};
-pub use console_session::ConsoleSession;
+pub use console_session::{ConsoleSession, SessionHolder};
 pub use device::{Device, EnrollmentType, JoinEvidence, JoinType, MessageSeq};
 pub use enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 pub use error::{Error, Result};
 pub use group::{DeviceFilter, Group, GroupKind, TextMatch};
 pub use ids::{
-    ActionId, AuditId, BatchId, CommandId, DeliveryId, DeviceId, EnrollmentId, GroupId, ScheduleId,
-    TokenId, WebhookId,
+    AccountId, ActionId, AuditId, BatchId, CommandId, DeliveryId, DeviceId, EnrollmentId, GroupId,
+    ScheduleId, TokenId, WebhookId,
 };
 pub use inventory::InventoryValue;
 pub use preflight::{

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
+use crate::account::{Account, AccountName, Principal};
 use crate::action::{Action, ActionKind, ActionState};
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::autopilot::AutopilotRecord;
@@ -1100,19 +1101,37 @@ pub trait AutopilotRegistry: Send + Sync {
 /// Web console sessions, shared by every server process on the same database.
 #[async_trait]
 pub trait ConsoleSessionStore: Send + Sync {
-    /// Stores a new session. `Conflict` if the id hash exists, `NotFound` if the token is unknown.
+    /// Stores a new session. `Conflict` if the id hash exists, `NotFound` if the token or account
+    /// it names is unknown.
     async fn create_console_session(&self, session: &ConsoleSession) -> StoreResult<()>;
-    /// The session with this id hash and its API token (revoked tokens included: the caller
-    /// refuses those), if the session exists and `expires_at > now`; `None` otherwise.
+    /// The session with this id hash and who holds it (a revoked token or a disabled account
+    /// included: the caller refuses those), if the session exists and `expires_at > now`;
+    /// `None` otherwise.
     async fn console_session(
         &self,
         id_hash: &SecretHash,
         now: OffsetDateTime,
-    ) -> StoreResult<Option<(ConsoleSession, ApiToken)>>;
+    ) -> StoreResult<Option<(ConsoleSession, Principal)>>;
     /// Deletes a session (sign-out); `false` if there was none.
     async fn delete_console_session(&self, id_hash: &SecretHash) -> StoreResult<bool>;
     /// Deletes every session with `expires_at <= now`; returns how many (0 if none).
     async fn delete_expired_console_sessions(&self, now: OffsetDateTime) -> StoreResult<u64>;
+}
+
+/// Named local accounts of the web console (passwords stored only as PHC hash strings).
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Stores a new account; `Conflict` if the id or the name is taken.
+    async fn create_account(&self, account: &Account) -> StoreResult<()>;
+    /// The account with this name, disabled ones included (the caller refuses those); `None`
+    /// if none.
+    async fn account_by_name(&self, name: &AccountName) -> StoreResult<Option<Account>>;
+    /// Every account, oldest first; empty if none.
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
+    /// Marks the account disabled at `at` (idempotent: an earlier time is kept) and returns it
+    /// as stored; `NotFound` if no account has this name.
+    async fn disable_account(&self, name: &AccountName, at: OffsetDateTime)
+        -> StoreResult<Account>;
 }
 
 /// The support trail: the last raw (redacted) messages of each device ([`crate::trail`]).
@@ -1237,6 +1256,7 @@ pub trait Store:
     + ScheduleStore
     + AutopilotRegistry
     + ConsoleSessionStore
+    + AccountStore
     + WebhookStore
     + SupportTrail
     + HealthCheck
@@ -1259,6 +1279,7 @@ impl<T> Store for T where
         + ScheduleStore
         + AutopilotRegistry
         + ConsoleSessionStore
+        + AccountStore
         + WebhookStore
         + SupportTrail
         + HealthCheck

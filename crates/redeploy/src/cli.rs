@@ -53,6 +53,8 @@ pub enum Command {
     Tokens(AdminArgs<TokensCommand>),
     /// Enrollment tokens: list, create.
     EnrollmentTokens(AdminArgs<EnrollmentTokensCommand>),
+    /// Named local accounts of the web console: list, create, disable.
+    Accounts(AdminArgs<AccountsCommand>),
     /// Device groups: list, show, create (static or --filter), rename, delete, add/remove
     /// members, allow/forbid local reset on every member.
     Groups(AdminArgs<GroupsCommand>),
@@ -323,6 +325,32 @@ pub enum TokensSub {
     },
     /// Revoke an API token.
     Revoke { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AccountsCommand {
+    #[command(subcommand)]
+    pub command: AccountsSub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsSub {
+    /// List accounts.
+    List,
+    /// Create an account that signs in to the console with a name and a password.
+    Create {
+        /// 1 to 64 letters, digits, '.', '_', '-' or '@'.
+        name: String,
+        /// `viewer`, `helpdesk`, `operator` or `admin`.
+        #[arg(long)]
+        role: String,
+        /// Read the password from the first line of this file (`-`: standard input) instead
+        /// of a prompt.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Disable an account: it cannot sign in again and its console sessions end.
+    Disable { name: String },
 }
 
 #[derive(Debug, Args)]

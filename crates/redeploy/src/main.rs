@@ -1,6 +1,7 @@
 //! `redeploy`: the one binary — server, emulator, inspector and admin commands.
 
 mod admin;
+mod admin_accounts;
 mod admin_batches;
 mod admin_common;
 mod admin_groups;
@@ -78,6 +79,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Batches(args) => admin::batches(args).await,
         cli::Command::Tokens(args) => admin::tokens(args).await,
         cli::Command::EnrollmentTokens(args) => admin::enrollment_tokens(args).await,
+        cli::Command::Accounts(args) => admin_accounts::accounts(args).await,
         cli::Command::Groups(args) => admin_groups::groups(args).await,
         cli::Command::Schedules(args) => admin_groups::schedules(args).await,
         cli::Command::Autopilot(args) => admin_groups::autopilot(args).await,

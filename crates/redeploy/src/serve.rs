@@ -5,9 +5,9 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use server::settings::{FederatedSettings, JwksSource};
+use server::settings::{FederatedSettings, JwksSource, OidcSettings};
 use server::Settings;
-use test_issuer::{IssuerConfig, RunningIssuer};
+use test_issuer::{IssuerConfig, RunningIssuer, SignInUser};
 
 use crate::cli::{DataArgs, LogFormat, MigrateArgs, ServeArgs};
 
@@ -59,7 +59,8 @@ pub fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
 pub const TEST_ISSUER_URL_FILE: &str = "test-issuer-url";
 
 /// `--test-issuer`: starts the local issuer (keys kept in DATA/test-issuer, so PCs enrolled
-/// before a restart keep verifying) and points the federated settings at it.
+/// before a restart keep verifying) and points the federated settings at it, and the console's
+/// OpenID Connect sign-in when none is configured.
 async fn start_test_issuer(settings: &mut Settings) -> anyhow::Result<RunningIssuer> {
     let keys = settings.data_dir.join("test-issuer");
     let issuer = RunningIssuer::start(
@@ -79,6 +80,24 @@ async fn start_test_issuer(settings: &mut Settings) -> anyhow::Result<RunningIss
         jwks_ca_file: None,
         authentication_service_url: None,
     });
+    // The console's "Sign in with test issuer" signs in a demo admin at once (unless `[oidc]`
+    // names a real provider).
+    if settings.oidc.is_none() {
+        let (client_id, client_secret) = issuer.client_credentials();
+        settings.oidc = Some(OidcSettings {
+            issuer: issuer.url().to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            groups_claim: "groups".into(),
+            roles: vec![("redeploy-admins".into(), redeploy_core::Role::Admin)],
+            provider_name: "test issuer".into(),
+        });
+        issuer.set_sign_in_user(Some(SignInUser {
+            subject: "demo-admin".into(),
+            name: "admin@contoso.test".into(),
+            groups: vec!["redeploy-admins".into()],
+        }));
+    }
     std::fs::create_dir_all(&settings.data_dir)?;
     std::fs::write(
         settings.data_dir.join(TEST_ISSUER_URL_FILE),

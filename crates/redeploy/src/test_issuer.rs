@@ -20,6 +20,7 @@ pub async fn run(args: TestIssuerArgs) -> anyhow::Result<ExitCode> {
             audience: args.audience,
             keys_max_age_secs: args.keys_max_age,
             data_dir: Some(args.data.clone()),
+            ..IssuerConfig::default()
         },
     )
     .await

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::settings::{FederatedSettings, JwksSource, Settings};
+use crate::settings::{FederatedSettings, JwksSource, OidcSettings, Settings};
 use crate::Error;
 
 /// The TOML file: every key optional, same names as the settings.
@@ -35,6 +35,9 @@ pub struct ConfigFile {
     pub retry_after_secs: Option<u64>,
     pub enroll_rate_burst: Option<u32>,
     pub enroll_rate_per_second: Option<f64>,
+    pub sign_in_rate_burst: Option<u32>,
+    pub sign_in_rate_per_second: Option<f64>,
+    pub oidc: Option<OidcFile>,
     pub provider_id: Option<String>,
     pub device_cert_validity_days: Option<u32>,
     /// The lifetime in seconds (wins over `device_cert_validity_days`; short lifetimes for tests).
@@ -89,6 +92,63 @@ pub struct FederatedFile {
     /// Expected `tid` claim; unset accepts any tenant.
     pub tenant_id: Option<String>,
     pub authentication_service_url: Option<String>,
+}
+
+/// `[oidc]`: console sign-in through an OpenID Connect provider.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcFile {
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    /// A file whose content is the client secret.
+    pub client_secret_file: Option<PathBuf>,
+    /// The ID token claim with the user's groups; `groups` when unset.
+    pub groups_claim: Option<String>,
+    /// The sign-in button's "Sign in with …"; `single sign-on` when unset.
+    pub provider_name: Option<String>,
+    /// Group (as the claim lists it) → role.
+    pub roles: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl OidcFile {
+    fn settings(self) -> Result<OidcSettings, Error> {
+        let (Some(issuer), Some(client_id), Some(secret_file)) =
+            (self.issuer, self.client_id, self.client_secret_file)
+        else {
+            return Err(Error::Config(
+                "oidc: issuer, client_id and client_secret_file are required".into(),
+            ));
+        };
+        crate::federated::check_jwks_url(&issuer).map_err(|e| bad("oidc.issuer", &issuer, e))?;
+        let client_secret = std::fs::read_to_string(&secret_file)
+            .map_err(|source| Error::Io {
+                path: secret_file.clone(),
+                source,
+            })?
+            .trim()
+            .to_owned();
+        let mut roles = Vec::new();
+        for (group, role) in self.roles.unwrap_or_default() {
+            let parsed = redeploy_core::Role::parse(&role)
+                .map_err(|e| bad(&format!("oidc.roles.{group}"), &role, e))?;
+            roles.push((group, parsed));
+        }
+        if roles.is_empty() {
+            return Err(Error::Config(
+                "oidc: roles maps no group to a role, so nobody could sign in".into(),
+            ));
+        }
+        Ok(OidcSettings {
+            issuer,
+            client_id,
+            client_secret,
+            groups_claim: self.groups_claim.unwrap_or_else(|| "groups".into()),
+            roles,
+            provider_name: self
+                .provider_name
+                .unwrap_or_else(|| "single sign-on".into()),
+        })
+    }
 }
 
 fn bad(key: &str, value: &str, why: impl std::fmt::Display) -> Error {
@@ -194,6 +254,30 @@ fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Err
                     _ => return Err(bad(name, &v, "unknown poll setting")),
                 }
             }
+            "sign_in_rate_burst" => file.sign_in_rate_burst = Some(parse(name, &v)?),
+            "sign_in_rate_per_second" => file.sign_in_rate_per_second = Some(parse(name, &v)?),
+            k if k.starts_with("oidc_") => {
+                let oidc = file.oidc.get_or_insert_with(OidcFile::default);
+                match &k["oidc_".len()..] {
+                    "issuer" => oidc.issuer = Some(v),
+                    "client_id" => oidc.client_id = Some(v),
+                    "client_secret_file" => oidc.client_secret_file = Some(v.into()),
+                    "groups_claim" => oidc.groups_claim = Some(v),
+                    "provider_name" => oidc.provider_name = Some(v),
+                    // `GROUP=ROLE,GROUP=ROLE`
+                    "roles" => {
+                        let mut roles = std::collections::BTreeMap::new();
+                        for pair in v.split(',').filter(|p| !p.trim().is_empty()) {
+                            let (group, role) = pair
+                                .split_once('=')
+                                .ok_or_else(|| bad(name, &v, "expected GROUP=ROLE,…"))?;
+                            roles.insert(group.trim().to_owned(), role.trim().to_owned());
+                        }
+                        oidc.roles = Some(roles);
+                    }
+                    _ => return Err(bad(name, &v, "unknown oidc setting")),
+                }
+            }
             k if k.starts_with("federated_") => {
                 let fed = file.federated.get_or_insert_with(FederatedFile::default);
                 match &k["federated_".len()..] {
@@ -296,6 +380,15 @@ impl ConfigFile {
         }
         if let Some(v) = self.enroll_rate_per_second {
             s.enroll_rate.per_second = v;
+        }
+        if let Some(v) = self.sign_in_rate_burst {
+            s.sign_in_rate.burst = v;
+        }
+        if let Some(v) = self.sign_in_rate_per_second {
+            s.sign_in_rate.per_second = v;
+        }
+        if let Some(oidc) = self.oidc {
+            s.oidc = Some(oidc.settings()?);
         }
         if let Some(v) = self.provider_id {
             s.provider_id = v;
@@ -467,6 +560,51 @@ jwks_file = "keys.json"
         assert_eq!(s.poll.interval_for_first_set_of_retries, Some(15));
         assert_eq!(s.federated.unwrap().audience, "api://redeploy");
         assert_eq!(s.data_dir, PathBuf::from("./redeploy-data"));
+    }
+
+    #[test]
+    fn oidc_sign_in_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("oidc-secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let path = dir.path().join("redeploy.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[oidc]
+issuer = "https://login.example/tenant/v2.0"
+client_id = "redeploy-console"
+client_secret_file = "{}"
+[oidc.roles]
+"lab-admins" = "admin"
+"#,
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let s = Settings::load(
+            Some(&path),
+            &env(&[("REDEPLOY_OIDC_ROLES", "lab-admins=admin, helpdesk=helpdesk")]),
+        )
+        .unwrap();
+        let oidc = s.oidc.unwrap();
+        assert_eq!(oidc.client_secret, "s3cret");
+        assert_eq!(oidc.groups_claim, "groups");
+        assert_eq!(
+            oidc.roles,
+            [
+                ("helpdesk".to_string(), redeploy_core::Role::Helpdesk),
+                ("lab-admins".to_string(), redeploy_core::Role::Admin)
+            ]
+        );
+        let refused = Settings::load(
+            Some(&path),
+            &env(&[("REDEPLOY_OIDC_ROLES", "lab-admins=root")]),
+        );
+        assert!(refused.is_err(), "an unknown role is refused");
+        let refused = Settings::load(Some(&path), &env(&[("REDEPLOY_OIDC_ROLES", "")]));
+        assert!(refused.is_err(), "a mapping of no group is refused");
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! Per-client-IP token buckets for the enrollment endpoints: a burst, then a steady refill;
-//! over the limit → 429 with `Retry-After`. Unauthenticated endpoints that sign certificates
-//! are the cheapest way to load the server, so they are the ones limited.
+//! Token buckets per key: per client IP for the enrollment endpoints (a burst, then a steady
+//! refill; over the limit → 429 with `Retry-After`: unauthenticated endpoints that sign
+//! certificates are the cheapest way to load the server, so they are the ones limited), and per
+//! account name and per IP for the console's failed password sign-ins.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,14 +28,14 @@ struct Bucket {
     at: Instant,
 }
 
-/// The limiter shared by every enrollment request.
+/// Buckets by key (`IpAddr` for the enrollment endpoints), shared by every request.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     limit: RateLimit,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq> RateLimiter<K> {
     pub fn new(limit: RateLimit) -> Self {
         RateLimiter {
             limit,
@@ -41,8 +43,17 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `ip` at `now`: `Ok(())`, or `Err(wait)` until one is available.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// Gives back the token `check` took for `key` (a sign-in that succeeded spends nothing).
+    pub fn refund(&self, key: &K) {
+        let burst = f64::from(self.limit.burst.max(1));
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = buckets.get_mut(key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(burst);
+        }
+    }
+
+    /// Takes one token for `key` at `now`: `Ok(())`, or `Err(wait)` until one is available.
+    pub fn check(&self, key: K, now: Instant) -> Result<(), Duration> {
         if self.limit.per_second <= 0.0 {
             return Ok(());
         }
@@ -51,7 +62,7 @@ impl RateLimiter {
         if buckets.len() >= SWEEP_AT {
             buckets.retain(|_, b| now.duration_since(b.at) < IDLE);
         }
-        let bucket = buckets.entry(ip).or_insert(Bucket {
+        let bucket = buckets.entry(key).or_insert(Bucket {
             tokens: burst,
             at: now,
         });
@@ -98,6 +109,24 @@ pub async fn limit_by_ip(
     next.run(request).await
 }
 
+/// The buckets of failed console password sign-ins: one per account name (as typed, lower
+/// case) and one per client address; each attempt takes a token from both, a success gives them
+/// back.
+#[derive(Debug)]
+pub struct SignInLimits {
+    pub by_name: RateLimiter<String>,
+    pub by_ip: RateLimiter<IpAddr>,
+}
+
+impl SignInLimits {
+    pub fn new(limit: RateLimit) -> Self {
+        SignInLimits {
+            by_name: RateLimiter::new(limit),
+            by_ip: RateLimiter::new(limit),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +146,23 @@ mod tests {
         assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
         assert!(limiter.check(other, t0).is_ok(), "buckets are per address");
         assert!(limiter.check(ip, t0 + Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn a_refund_gives_the_token_back() {
+        let limiter = RateLimiter::<String>::new(RateLimit {
+            burst: 1,
+            per_second: 0.001,
+        });
+        let t0 = Instant::now();
+        assert!(limiter.check("ada".into(), t0).is_ok());
+        assert!(limiter.check("ada".into(), t0).is_err());
+        limiter.refund(&"ada".to_string());
+        assert!(limiter.check("ada".into(), t0).is_ok());
+        assert!(
+            limiter.check("bob".into(), t0).is_ok(),
+            "buckets are per key"
+        );
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct Settings {
     pub retry_after: Duration,
     /// Per-client-IP token bucket on the enrollment endpoints.
     pub enroll_rate: RateLimit,
+    /// Failed console password sign-ins: one bucket per account name and one per client IP.
+    pub sign_in_rate: RateLimit,
+    /// Console sign-in through an OpenID Connect provider; `None` = accounts and tokens only.
+    pub oidc: Option<OidcSettings>,
     /// The w7 `PROVIDER-ID` and `DMClient/Provider/<id>` name given to devices.
     pub provider_id: String,
     /// Lifetime of issued device certificates (config `device_cert_validity_days`, or
@@ -147,6 +151,34 @@ pub struct FederatedSettings {
     pub authentication_service_url: Option<String>,
 }
 
+/// Console sign-in through an OpenID Connect provider (authorization code flow with PKCE).
+#[derive(Clone, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// The issuer URL (`iss`; its `/.well-known/openid-configuration` is read at each sign-in).
+    pub issuer: String,
+    /// The client id registered at the provider (the ID token's audience).
+    pub client_id: String,
+    /// The client secret (from `client_secret_file`).
+    pub client_secret: String,
+    /// The ID token claim listing the user's groups (Entra: `groups`, or `roles` for app roles).
+    pub groups_claim: String,
+    /// Group → role; a user gets the highest role of its groups, and no sign-in without one.
+    pub roles: Vec<(String, redeploy_core::Role)>,
+    /// What the sign-in button says after "Sign in with".
+    pub provider_name: String,
+}
+
+impl std::fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("groups_claim", &self.groups_claim)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where a JSON Web Key Set is read from: exactly one of the config keys `jwks_file` and
 /// `jwks_url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +219,13 @@ impl Default for Settings {
                 burst: 600,
                 per_second: 100.0,
             },
+            // Five wrong passwords at once, then one every 30 seconds: a person who mistyped
+            // waits a little, a guesser gets 2,880 tries a day per name instead of millions.
+            sign_in_rate: RateLimit {
+                burst: 5,
+                per_second: 1.0 / 30.0,
+            },
+            oidc: None,
             provider_id: "Redeploy".into(),
             device_cert_validity: Duration::from_secs(365 * 86_400),
             // Microsoft advises 40-60 days (ITPRO certificate-renewal-windows-mdm.md); what we

@@ -8,7 +8,8 @@ use redeploy_core::{Clock, Store};
 
 use crate::federated::FederatedAuth;
 use crate::metrics::Metrics;
-pub use crate::settings::{FederatedSettings, JwksSource, RateLimit, Settings};
+use crate::ratelimit::SignInLimits;
+pub use crate::settings::{FederatedSettings, JwksSource, OidcSettings, RateLimit, Settings};
 use crate::trail_buffer::TrailBuffer;
 
 /// Everything a handler needs. Cheap to clone.
@@ -27,6 +28,8 @@ pub struct AppState {
     pub federated: Option<Arc<FederatedAuth>>,
     /// Support-trail messages on their way to the store.
     pub trail: Arc<TrailBuffer>,
+    /// Failed console password sign-ins, per account name and per client address.
+    pub sign_in_limits: Arc<SignInLimits>,
 }
 
 impl AppState {
@@ -39,6 +42,7 @@ impl AppState {
         public_url: impl Into<String>,
     ) -> Self {
         let metrics = Arc::new(Metrics::default());
+        let sign_in_limits = Arc::new(SignInLimits::new(settings.sign_in_rate));
         let trail = Arc::new(TrailBuffer::new(store.clone(), metrics.clone()));
         AppState {
             store,
@@ -49,6 +53,7 @@ impl AppState {
             metrics,
             federated: None,
             trail,
+            sign_in_limits,
         }
     }
 

@@ -3,6 +3,7 @@
 //! through a [`Dialect`] that the backend crates (`store-sqlite`, `store-postgres`) supply.
 //! Holds no business rules: the rules it applies are functions of `redeploy_core`.
 
+mod accounts;
 mod actions;
 mod audit;
 mod autopilot;

@@ -10,9 +10,25 @@ pub(crate) enum ConsoleSessions {
     Table,
     IdHash,
     TokenId,
+    AccountId,
+    OpenidSubject,
+    OpenidName,
+    OpenidRole,
     CsrfSecret,
     CreatedAt,
     ExpiresAt,
+}
+
+/// `accounts`: named local accounts of the web console.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum Accounts {
+    Table,
+    Id,
+    Name,
+    PasswordHash,
+    Role,
+    CreatedAt,
+    DisabledAt,
 }
 
 /// `api_tokens`: bearer tokens of the admin API and the console.

@@ -2,8 +2,8 @@
 //! top of [`SqlRow`]: the vocabulary every concern file uses.
 
 use redeploy_core::ids::{
-    ActionId, BatchId, CommandId, DeliveryId, DeviceId, EnrollmentId, GroupId, ScheduleId, TokenId,
-    WebhookId,
+    AccountId, ActionId, BatchId, CommandId, DeliveryId, DeviceId, EnrollmentId, GroupId,
+    ScheduleId, TokenId, WebhookId,
 };
 use redeploy_core::store::{StoreError, StoreResult};
 use time::OffsetDateTime;
@@ -119,6 +119,7 @@ macro_rules! db_ids {
 }
 
 db_ids!(
+    AccountId,
     ActionId,
     BatchId,
     CommandId,

@@ -9,7 +9,11 @@
 //!   token of an Entra join (`deviceid`, `tid`, no `upn`) or a user token (`upn`, `oid`, `tid`);
 //!   this endpoint is the emulator's stand-in for the PC asking Entra for a token;
 //! - `POST /rotate`: a new signing key; the previous one stays published (as Entra publishes
-//!   both around a rollover) unless `?retire=true`.
+//!   both around a rollover) unless `?retire=true`;
+//! - `GET /authorize` and `POST /oauth2/token`: an OpenID Connect provider for the console's
+//!   sign-in ([`sign_in`]): the authorization endpoint sends the browser straight back with a code
+//!   for the user set by [`RunningIssuer::set_sign_in_user`], the token endpoint checks the client
+//!   secret and the PKCE verifier and answers with an ID token.
 //!
 //! While [`RunningIssuer::set_available`] is false, every endpoint answers 503 (an outage).
 //! Claims follow the Entra token reference (Microsoft's "Access token claims reference":
@@ -32,6 +36,9 @@ use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+pub mod sign_in;
+pub use sign_in::{IdTokenFault, SignInUser};
 
 /// How long minted tokens live (Entra access tokens live 60–90 minutes).
 pub const TOKEN_LIFETIME_SECS: i64 = 3600;
@@ -60,6 +67,9 @@ pub struct IssuerConfig {
     pub keys_max_age_secs: u64,
     /// Where the signing keys are kept across runs; `None` keeps them in memory.
     pub data_dir: Option<PathBuf>,
+    /// The one OpenID Connect client the sign-in endpoints know: its id and secret.
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 impl Default for IssuerConfig {
@@ -69,6 +79,8 @@ impl Default for IssuerConfig {
             audience: "api://redeploy".into(),
             keys_max_age_secs: 3600,
             data_dir: None,
+            client_id: "redeploy-console".into(),
+            client_secret: "redeploy-console-test-secret".into(),
         }
     }
 }
@@ -163,6 +175,7 @@ struct Inner {
     keys: Mutex<Vec<SigningKey>>,
     available: AtomicBool,
     keys_served: AtomicU64,
+    sign_in: sign_in::Provider,
 }
 
 impl Inner {
@@ -214,19 +227,24 @@ impl Inner {
                 map.insert("sub".into(), json!(upn));
             }
         }
+        let token = self.sign(&claims)?;
+        Ok(TokenResponse {
+            access_token: token,
+            token_type: "Bearer".into(),
+            tenant_id: tenant,
+        })
+    }
+
+    /// `claims` as a JWT signed RS256 by the newest key (its `kid` in the header).
+    fn sign(&self, claims: &Value) -> Result<String, IssuerError> {
         let keys = self.lock();
         let key = keys
             .last()
             .ok_or_else(|| IssuerError::Key("no signing key".into()))?;
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(key.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .map_err(|e| IssuerError::Key(e.to_string()))?;
-        Ok(TokenResponse {
-            access_token: token,
-            token_type: "Bearer".into(),
-            tenant_id: tenant,
-        })
+        jsonwebtoken::encode(&header, claims, &key.encoding)
+            .map_err(|e| IssuerError::Key(e.to_string()))
     }
 
     fn rotate(&self, retire: bool) -> Result<String, IssuerError> {
@@ -337,6 +355,7 @@ impl RunningIssuer {
             keys: Mutex::new(keys),
             available: AtomicBool::new(true),
             keys_served: AtomicU64::new(0),
+            sign_in: sign_in::Provider::default(),
         });
         inner.save()?;
         let router = Router::new()
@@ -344,6 +363,8 @@ impl RunningIssuer {
             .route("/keys", get(jwks))
             .route("/token", post(token))
             .route("/rotate", post(rotate))
+            .route("/authorize", get(sign_in::authorize))
+            .route("/oauth2/token", post(sign_in::token))
             .with_state(Arc::clone(&inner));
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
@@ -399,6 +420,24 @@ impl RunningIssuer {
         self.inner.available.store(available, Ordering::SeqCst);
     }
 
+    /// The user `/authorize` signs in from now on (`None`: it answers `access_denied`).
+    pub fn set_sign_in_user(&self, user: Option<SignInUser>) {
+        self.inner.sign_in.set_user(user);
+    }
+
+    /// How the next ID tokens are spoiled (tests of the relying party's checks).
+    pub fn set_id_token_fault(&self, fault: IdTokenFault) {
+        self.inner.sign_in.set_fault(fault);
+    }
+
+    /// The OpenID Connect client id and secret the sign-in endpoints accept.
+    pub fn client_credentials(&self) -> (&str, &str) {
+        (
+            &self.inner.config.client_id,
+            &self.inner.config.client_secret,
+        )
+    }
+
     /// How many times `/keys` was served (fetches of the key set).
     pub fn keys_served(&self) -> u64 {
         self.inner.keys_served.load(Ordering::SeqCst)
@@ -416,8 +455,10 @@ async fn discovery(State(inner): State<Arc<Inner>>) -> Response {
     Json(json!({
         "issuer": inner.url,
         "jwks_uri": format!("{}/keys", inner.url),
-        "token_endpoint": format!("{}/token", inner.url),
-        "response_types_supported": ["token"],
+        "authorization_endpoint": format!("{}/authorize", inner.url),
+        "token_endpoint": format!("{}/oauth2/token", inner.url),
+        "response_types_supported": ["code", "token"],
+        "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "tenant_id": inner.config.tenant_id,

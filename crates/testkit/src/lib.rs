@@ -98,6 +98,8 @@ macro_rules! store_conformance_tests {
             schedules_round_trip_and_come_due,
             autopilot_registry_upserts_links_and_tags_filters,
             console_sessions_expire_and_carry_their_token,
+            accounts_are_unique_by_name_and_disabled_once,
+            console_sessions_are_held_by_accounts_and_openid_users,
             a_due_schedule_is_claimed_by_exactly_one_of_many_tickers,
             batch_windows_are_listed_for_pending_actions_of_their_batch,
             held_actions_commands_stay_queued,

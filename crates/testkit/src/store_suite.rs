@@ -3,15 +3,17 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use redeploy_core::account::{Account, AccountName, OpenIdUser, Principal};
 use redeploy_core::action::{Action, ActionKind, ActionState, LOCAL_RESET_OBSERVER};
 use redeploy_core::audit::{AuditOutcome, NewAuditEvent};
 use redeploy_core::autopilot::AutopilotRecord;
 use redeploy_core::command::{CommandState, DeviceCommand, Verb};
-use redeploy_core::console_session::ConsoleSession;
+use redeploy_core::console_session::{ConsoleSession, SessionHolder};
 use redeploy_core::device::{Device, EnrollmentType, JoinType};
 use redeploy_core::enrollment::renewal::CertificateRenewal;
 use redeploy_core::enrollment::{ApiToken, Enrollment, EnrollmentToken, Role, SecretHash};
 use redeploy_core::group::{DeviceFilter, Group, GroupKind, TextMatch};
+use redeploy_core::ids::AccountId;
 use redeploy_core::ids::ScheduleId;
 use redeploy_core::ids::{ActionId, BatchId, CommandId, DeviceId, EnrollmentId, GroupId, TokenId};
 use redeploy_core::ids::{DeliveryId, WebhookId};
@@ -2306,7 +2308,7 @@ pub async fn console_sessions_expire_and_carry_their_token(store: Arc<dyn Store>
     store.create_api_token(&token).await.unwrap();
     let session = ConsoleSession {
         id_hash: SecretHash::of_secret("session-id"),
-        token: token.id,
+        holder: SessionHolder::Token(token.id),
         csrf_secret: "csrf-1".into(),
         created_at: T0,
         expires_at: t(60),
@@ -2318,7 +2320,7 @@ pub async fn console_sessions_expire_and_carry_their_token(store: Arc<dyn Store>
     ));
     let orphan = ConsoleSession {
         id_hash: SecretHash::of_secret("orphan"),
-        token: TokenId::generate(),
+        holder: SessionHolder::Token(TokenId::generate()),
         ..session.clone()
     };
     assert!(matches!(
@@ -2332,7 +2334,7 @@ pub async fn console_sessions_expire_and_carry_their_token(store: Arc<dyn Store>
         .unwrap()
         .expect("live session");
     assert_eq!(found, session);
-    assert_eq!(found_token, token);
+    assert_eq!(found_token, Principal::Token(token.clone()));
     assert_eq!(
         store
             .console_session(&session.id_hash, t(60))
@@ -2356,7 +2358,11 @@ pub async fn console_sessions_expire_and_carry_their_token(store: Arc<dyn Store>
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(revoked.revoked_at, Some(t(5)));
+    assert!(
+        matches!(&revoked, Principal::Token(t) if t.revoked_at.is_some()),
+        "{revoked:?}"
+    );
+    assert!(revoked.ended());
 
     let later = ConsoleSession {
         id_hash: SecretHash::of_secret("later"),
@@ -2379,6 +2385,110 @@ pub async fn console_sessions_expire_and_carry_their_token(store: Arc<dyn Store>
         store.console_session(&later.id_hash, t(61)).await.unwrap(),
         None
     );
+}
+
+fn account(name: &str, role: Role, at: OffsetDateTime) -> Account {
+    Account {
+        id: AccountId::generate(),
+        name: AccountName::parse(name).unwrap(),
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$hash-of-{name}"),
+        role,
+        created_at: at,
+        disabled_at: None,
+    }
+}
+
+pub async fn accounts_are_unique_by_name_and_disabled_once(store: Arc<dyn Store>) {
+    assert!(store.list_accounts().await.unwrap().is_empty());
+    let ada = account("ada", Role::Admin, T0);
+    let bob = account("bob@example.org", Role::Viewer, t(1));
+    store.create_account(&ada).await.unwrap();
+    store.create_account(&bob).await.unwrap();
+    assert!(matches!(
+        store
+            .create_account(&account("ada", Role::Viewer, t(2)))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.list_accounts().await.unwrap(),
+        [ada.clone(), bob.clone()]
+    );
+    assert_eq!(
+        store.account_by_name(&bob.name).await.unwrap(),
+        Some(bob.clone())
+    );
+    let nobody = AccountName::parse("nobody").unwrap();
+    assert_eq!(store.account_by_name(&nobody).await.unwrap(), None);
+
+    // Disabling keeps the first time; an unknown name is NotFound.
+    let disabled = store.disable_account(&bob.name, t(5)).await.unwrap();
+    assert_eq!(disabled.disabled_at, Some(t(5)));
+    let again = store.disable_account(&bob.name, t(9)).await.unwrap();
+    assert_eq!(again.disabled_at, Some(t(5)));
+    assert!(matches!(
+        store.disable_account(&nobody, t(9)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.account_by_name(&ada.name).await.unwrap(), Some(ada));
+}
+
+pub async fn console_sessions_are_held_by_accounts_and_openid_users(store: Arc<dyn Store>) {
+    let ada = account("ada", Role::Operator, T0);
+    store.create_account(&ada).await.unwrap();
+    let by_account = ConsoleSession {
+        id_hash: SecretHash::of_secret("account-session"),
+        holder: SessionHolder::Account(ada.id),
+        csrf_secret: "csrf-a".into(),
+        created_at: T0,
+        expires_at: t(60),
+    };
+    store.create_console_session(&by_account).await.unwrap();
+    let user = OpenIdUser {
+        subject: "sub-1".into(),
+        name: "grace@example.org".into(),
+        role: Role::Helpdesk,
+    };
+    let by_openid = ConsoleSession {
+        id_hash: SecretHash::of_secret("openid-session"),
+        holder: SessionHolder::OpenId(user.clone()),
+        csrf_secret: "csrf-o".into(),
+        ..by_account.clone()
+    };
+    store.create_console_session(&by_openid).await.unwrap();
+    let unknown_account = ConsoleSession {
+        id_hash: SecretHash::of_secret("orphan-account"),
+        holder: SessionHolder::Account(AccountId::generate()),
+        ..by_account.clone()
+    };
+    assert!(matches!(
+        store.create_console_session(&unknown_account).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let (found, holder) = store
+        .console_session(&by_account.id_hash, t(1))
+        .await
+        .unwrap()
+        .expect("live session");
+    assert_eq!(found, by_account);
+    assert_eq!(holder, Principal::Account(ada.clone()));
+    let (found, holder) = store
+        .console_session(&by_openid.id_hash, t(1))
+        .await
+        .unwrap()
+        .expect("live session");
+    assert_eq!(found, by_openid);
+    assert_eq!(holder, Principal::OpenId(user));
+
+    // A disabled account still comes back (the server refuses it).
+    store.disable_account(&ada.name, t(2)).await.unwrap();
+    let (_, holder) = store
+        .console_session(&by_account.id_hash, t(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(holder.ended(), "{holder:?}");
 }
 
 fn berlin_night() -> BatchWindow {

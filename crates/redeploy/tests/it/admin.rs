@@ -855,3 +855,97 @@ async fn lists_follow_every_page_with_all_and_batches_are_listed() {
     );
     assert_eq!(text.lines().count(), events + 1, "{text}");
 }
+
+#[tokio::test]
+async fn accounts_are_created_from_a_file_or_stdin_listed_and_disabled() {
+    let s = setup().await;
+    let file = s.dir.path().join("password");
+    std::fs::write(&file, "a long enough password\n").unwrap();
+    let out = s
+        .cli(&[
+            "accounts",
+            "create",
+            "ada",
+            "--role",
+            "operator",
+            "--password-file",
+            file.to_str().unwrap(),
+        ])
+        .await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("created account ada (operator)"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // From standard input (not a terminal): its first line.
+    let mut cmd = bare(s.dir.path());
+    cmd.args(["accounts", "create", "bob", "--role", "viewer", "--json"])
+        .args(["--server", &s.app.base_url])
+        .arg("--ca-file")
+        .arg(&s.ca)
+        .arg("--token-file")
+        .arg(&s.token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"another long password\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let bob = stdout_json(&out);
+    assert_eq!(
+        (bob["name"].as_str(), bob["role"].as_str()),
+        (Some("bob"), Some("viewer"))
+    );
+
+    // A short password is refused by the server (exit 1), an empty one before asking (exit 2).
+    std::fs::write(&file, "short\n").unwrap();
+    let args = [
+        "accounts",
+        "create",
+        "eve",
+        "--role",
+        "admin",
+        "--password-file",
+    ];
+    let out = s
+        .cli(&[&args[..], &[file.to_str().unwrap()]].concat())
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("12 characters"));
+    std::fs::write(&file, "\n").unwrap();
+    let out = s
+        .cli(&[&args[..], &[file.to_str().unwrap()]].concat())
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = s.cli(&["accounts", "disable", "bob"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("disabled account bob"));
+    let list = stdout_json(&s.cli(&["accounts", "list", "--json"]).await);
+    let disabled: Vec<(&str, bool)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap(), !a["disabled_at"].is_null()))
+        .collect();
+    assert_eq!(disabled, [("ada", false), ("bob", true)], "{list}");
+    let table = s.cli(&["accounts", "list"]).await;
+    assert!(String::from_utf8_lossy(&table.stdout).contains("operator"));
+    let audit = s.cli(&["audit", "--csv"]).await;
+    let text = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        text.contains("account.create") && text.contains("account.disable"),
+        "{text}"
+    );
+}

@@ -5,6 +5,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
+use redeploy_core::Principal;
 
 use super::ApiError;
 use crate::problem::Problem;
@@ -49,6 +50,8 @@ pub async fn authenticate(
         Ok(TokenCheck::Unknown) => return unauthorized("unknown API token"),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    request.extensions_mut().insert(Caller { token });
+    request.extensions_mut().insert(Caller {
+        principal: Principal::Token(token),
+    });
     next.run(request).await
 }

@@ -3,6 +3,7 @@
 //! groups, bulk actions and batches, schedules, the Autopilot registry, and its OpenAPI
 //! description generated from these handlers.
 
+pub mod accounts;
 pub mod auth;
 pub mod autopilot;
 pub mod batches;
@@ -100,7 +101,7 @@ impl Modify for BearerAuth {
 /// The OpenAPI description of `/api/v1`.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Redeploy admin API", description = "Devices, Autopilot Reset and other actions (one device at a time, or a batch in waves), groups, schedules, the Autopilot registry, readiness, audit log and tokens. Errors are RFC 9457 problem documents."),
+    info(title = "Redeploy admin API", description = "Devices, Autopilot Reset and other actions (one device at a time, or a batch in waves), groups, schedules, the Autopilot registry, readiness, audit log, tokens and console accounts. Errors are RFC 9457 problem documents."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     paths(
@@ -120,6 +121,9 @@ impl Modify for BearerAuth {
         handlers::list_api_tokens,
         handlers::create_api_token,
         handlers::revoke_api_token,
+        accounts::list_accounts,
+        accounts::create_account,
+        accounts::disable_account,
         groups::list_groups,
         groups::create_group,
         groups::get_group,
@@ -155,7 +159,7 @@ impl Modify for BearerAuth {
         api::AuditEvent, api::AuditPage, api::DeviceMessage, api::DeviceMessageList,
         api::EnrollmentToken, api::NewEnrollmentToken,
         api::CreatedEnrollmentToken, api::EnrollmentTokenList, api::ApiToken, api::NewApiToken,
-        api::CreatedApiToken, api::ApiTokenList,
+        api::CreatedApiToken, api::ApiTokenList, api::Account, api::NewAccount, api::AccountList,
         api::DeviceFilter, api::Group, api::GroupList, api::NewGroup, api::GroupPatch,
         api::GroupDetail, api::GroupMembersChange, api::DeviceResult, api::GroupLocalResetResult,
         api::BulkRequest, api::PlanCounts, api::PlanItem, api::BulkPlan, api::BatchCounts,
@@ -253,6 +257,14 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             get(list_api_tokens).post(create_api_token),
         )
         .route("/api/v1/tokens/{id}", delete(revoke_api_token))
+        .route(
+            "/api/v1/accounts",
+            get(accounts::list_accounts).post(accounts::create_account),
+        )
+        .route(
+            "/api/v1/accounts/{name}/disable",
+            post(accounts::disable_account),
+        )
         .route(
             "/api/v1/webhooks",
             get(webhooks::list_webhooks).post(webhooks::create_webhook),

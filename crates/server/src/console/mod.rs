@@ -37,11 +37,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/console", get(devices::dashboard))
         .route("/console/", get(|| async { Redirect::to("/console") }))
         .route("/console/assets/{file}", get(asset))
-        .route(
-            "/console/sign-in",
-            get(sign_in::sign_in_page).post(sign_in::sign_in),
-        )
-        .route("/console/sign-out", post(sign_in::sign_out))
+        .merge(sign_in::routes())
         .route("/console/devices", get(devices::list))
         .route("/console/devices.csv", get(devices::csv))
         .route("/console/devices/bulk", post(devices::bulk))
@@ -178,7 +174,7 @@ pub struct Signed {
 
 impl Signed {
     pub fn role(&self) -> Role {
-        self.caller.token.role
+        self.caller.role()
     }
 
     pub fn can(&self, role: Role) -> bool {
@@ -207,18 +203,11 @@ impl Signed {
 
 /// The session id from the `Cookie` header, if any.
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    sign_in::cookie(headers, SESSION_COOKIE).map(str::to_owned)
 }
 
-/// Looks the cookie's session up; a session whose token was revoked is deleted and refused.
+/// Looks the cookie's session up; a session whose token was revoked (or account disabled) is
+/// deleted and refused.
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Signed>, PageError> {
     let Some(id) = session_cookie(headers) else {
         return Ok(None);
@@ -418,7 +407,7 @@ pub fn layout_with(
                         }
                         form.signout method="post" action="/console/sign-out" {
                             (s.csrf_field())
-                            span.who { (s.caller.token.name) " · " (s.role().as_str()) }
+                            span.who { (s.caller.name()) " · " (s.role().as_str()) }
                             button type="submit" { "Sign out" }
                         }
                     }

@@ -1,8 +1,8 @@
-//! Who asks: the holder of an API token (REST, Graph, and the console, whose session was opened
-//! with one) and the role check every use case makes. A refused role is audited
-//! (`api.forbidden`) so that an admin can see who tried what.
+//! Who asks: the holder of an API token (REST, Graph, and the console's token sign-in), a local
+//! account or an OpenID Connect user (console sign-ins), and the role check every use case
+//! makes. A refused role is audited (`api.forbidden`) so that an admin can see who tried what.
 
-use redeploy_core::{ApiToken, AuditOutcome, DeviceId, NewAuditEvent, Role};
+use redeploy_core::{AuditOutcome, DeviceId, NewAuditEvent, Principal, Role};
 
 use super::{Result, ServiceError};
 use crate::state::AppState;
@@ -10,18 +10,28 @@ use crate::state::AppState;
 /// The authenticated caller of a use case.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub token: ApiToken,
+    pub principal: Principal,
 }
 
 impl Caller {
-    /// How the caller appears in the audit log and on actions: `name (token id)`.
+    /// How the caller appears in the audit log and on actions ([`Principal::actor`]).
     pub fn actor(&self) -> String {
-        format!("{} ({})", self.token.name, self.token.id)
+        self.principal.actor()
+    }
+
+    /// The caller's name as shown (a token's or account's name, an OpenID user's login).
+    pub fn name(&self) -> &str {
+        self.principal.name()
+    }
+
+    /// The caller's role.
+    pub fn role(&self) -> Role {
+        self.principal.role()
     }
 
     /// Whether the caller's role includes `role`.
     pub fn can(&self, role: Role) -> bool {
-        self.token.role.includes(role)
+        self.role().includes(role)
     }
 
     /// `Ok` if the caller's role includes `needed`; otherwise audits `api.forbidden` with what was
@@ -36,6 +46,12 @@ impl Caller {
         if self.can(needed) {
             return Ok(());
         }
+        let holder = match self.principal {
+            Principal::Token(_) => "token",
+            Principal::Account(_) => "account",
+            Principal::OpenId(_) => "user",
+        };
+        let role = self.role();
         state
             .store
             .append_audit(
@@ -43,14 +59,12 @@ impl Caller {
                     .targets(device)
                     .outcome(AuditOutcome::Refused)
                     .details(format!(
-                        "{attempted}: needs role {needed}, token has {}",
-                        self.token.role
+                        "{attempted}: needs role {needed}, {holder} has {role}"
                     )),
             )
             .await?;
         Err(ServiceError::Forbidden(format!(
-            "{attempted} needs the {needed} role; this token has {}",
-            self.token.role
+            "{attempted} needs the {needed} role; this {holder} has {role}"
         )))
     }
 }

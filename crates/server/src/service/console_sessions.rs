@@ -1,10 +1,13 @@
 //! Console sessions (the web console's sign-in, as opposed to a device session): who a presented
-//! API token is, opening a session for it (stored hashed, shared by every server process on the
-//! database, 12 hours), finding the session a cookie names, and closing it. Sign-ins are
-//! audited as `console.sign_in`.
+//! API token is, opening a session for a token, an account or an OpenID Connect user (stored
+//! hashed, shared by every server process on the database, 12 hours), finding the session a
+//! cookie names, and closing it. Sign-ins are audited as `console.sign_in` (with how: `token`,
+//! `password`, `openid`), sign-outs as `console.sign_out`.
 
 use rand::RngCore;
-use redeploy_core::{ApiToken, AuditOutcome, ConsoleSession, NewAuditEvent, SecretHash};
+use redeploy_core::{
+    ApiToken, AuditOutcome, ConsoleSession, NewAuditEvent, Principal, SecretHash, SessionHolder,
+};
 use time::Duration;
 
 use super::{Caller, Result};
@@ -39,22 +42,31 @@ pub async fn check_token(state: &AppState, secret: &str) -> Result<TokenCheck> {
     )
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut buf);
     hex::encode(buf)
 }
 
-async fn audit_sign_in(state: &AppState, token: &ApiToken, outcome: AuditOutcome) -> Result<()> {
+/// Audits a sign-in of `actor` by `method` (`token`, `password`, `openid`) with its outcome
+/// and, when refused, why.
+pub(crate) async fn audit_sign_in(
+    state: &AppState,
+    actor: String,
+    method: &str,
+    outcome: AuditOutcome,
+    why: Option<&str>,
+) -> Result<()> {
+    let details = match why {
+        Some(why) => format!("{method}: {why}"),
+        None => method.to_owned(),
+    };
     state
         .store
         .append_audit(
-            NewAuditEvent::new(
-                state.clock.now(),
-                format!("{} ({})", token.name, token.id),
-                "console.sign_in",
-            )
-            .outcome(outcome),
+            NewAuditEvent::new(state.clock.now(), actor, "console.sign_in")
+                .outcome(outcome)
+                .details(details),
         )
         .await?;
     Ok(())
@@ -62,48 +74,72 @@ async fn audit_sign_in(state: &AppState, token: &ApiToken, outcome: AuditOutcome
 
 /// Records a sign-in refused because the token was revoked.
 pub async fn refuse(state: &AppState, token: &ApiToken) -> Result<()> {
-    audit_sign_in(state, token, AuditOutcome::Refused).await
+    let actor = Principal::Token(token.clone()).actor();
+    audit_sign_in(
+        state,
+        actor,
+        "token",
+        AuditOutcome::Refused,
+        Some("revoked"),
+    )
+    .await
 }
 
-/// Opens a console session for `token`: the session id for the cookie (only its hash is
-/// stored). Expired sessions are swept here rather than by a timer: sign-ins are rare.
-pub async fn open(state: &AppState, token: &ApiToken) -> Result<String> {
+/// Opens a console session for `principal`, signed in by `method`: the session id for the
+/// cookie (only its hash is stored). Expired sessions are swept here rather than by a timer:
+/// sign-ins are rare.
+pub async fn open(state: &AppState, principal: &Principal, method: &str) -> Result<String> {
     let now = state.clock.now();
     state.store.delete_expired_console_sessions(now).await?;
     let id = random_hex(32);
     let session = ConsoleSession {
         id_hash: SecretHash::of_secret(&id),
-        token: token.id,
+        holder: SessionHolder::from(principal),
         csrf_secret: random_hex(32),
         created_at: now,
         expires_at: now + SESSION_LIFETIME,
     };
     state.store.create_console_session(&session).await?;
-    audit_sign_in(state, token, AuditOutcome::Success).await?;
+    audit_sign_in(
+        state,
+        principal.actor(),
+        method,
+        AuditOutcome::Success,
+        None,
+    )
+    .await?;
     Ok(id)
 }
 
-/// The live session whose id is `id`, with its caller; a session whose token was revoked is
-/// deleted and not found.
+/// The live session whose id is `id`, with its caller; a session whose token was revoked or
+/// whose account was disabled is deleted and not found.
 pub async fn find(state: &AppState, id: &str) -> Result<Option<(ConsoleSession, Caller)>> {
     let hash = SecretHash::of_secret(id);
-    let Some((session, token)) = state
+    let Some((session, principal)) = state
         .store
         .console_session(&hash, state.clock.now())
         .await?
     else {
         return Ok(None);
     };
-    if token.revoked_at.is_some() {
-        // A revoked token ends every console session opened with it.
+    if principal.ended() {
+        // A revoked token or a disabled account ends every console session it opened.
         state.store.delete_console_session(&hash).await?;
         return Ok(None);
     }
-    Ok(Some((session, Caller { token })))
+    Ok(Some((session, Caller { principal })))
 }
 
-/// Ends the session.
-pub async fn close(state: &AppState, session: &ConsoleSession) -> Result<()> {
+/// Ends the session of `caller` (sign-out, audited).
+pub async fn close(state: &AppState, session: &ConsoleSession, caller: &Caller) -> Result<()> {
     state.store.delete_console_session(&session.id_hash).await?;
+    state
+        .store
+        .append_audit(NewAuditEvent::new(
+            state.clock.now(),
+            caller.actor(),
+            "console.sign_out",
+        ))
+        .await?;
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! (`api`, `console`, `graph`, `mgmt`, `enrollment`, `ops`). `scripts/check-module-cycles.py`
 //! fails CI on a cycle.
 
+pub mod accounts;
 pub mod actions;
 pub mod audit;
 pub mod autopilot;
@@ -17,6 +18,7 @@ pub mod caller;
 pub mod console_sessions;
 pub mod devices;
 pub mod groups;
+pub mod openid;
 pub mod schedules;
 pub mod tokens;
 pub mod trail;

@@ -26,9 +26,11 @@ export async function finalActionState(page, timeout) {
 /**
  * Runs `steps({ page, shot, step })` in a new headless Chromium (REDEPLOY_CHROMIUM or
  * /usr/bin/chromium) at a laptop's 1366×768, saving screenshots into `shots`. `name` labels the
- * failure output. A script error or a CSP-blocked resource fails the run even if the page works.
+ * failure output. A script error or a CSP-blocked resource fails the run even if the page works;
+ * so does a page answered with an error status, unless the script expects it (`expectedStatuses`:
+ * a refused sign-in is a 401 or 403 page, which Chromium reports as a console error).
  */
-export async function runInChromium(name, shots, steps) {
+export async function runInChromium(name, shots, steps, { expectedStatuses = [] } = {}) {
   const userDataDir = await mkdtemp(join(tmpdir(), `redeploy-${name}-chromium-`));
   const problems = [];
   let context;
@@ -48,7 +50,11 @@ export async function runInChromium(name, shots, steps) {
     });
     page = context.pages()[0] ?? (await context.newPage());
     page.setDefaultTimeout(30_000);
-    page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
+    const expected = (text) => expectedStatuses.some(
+      (status) => text === `Failed to load resource: the server responded with a status of ${status} ()`);
+    page.on("console", (m) => {
+      if (m.type() === "error" && !expected(m.text())) problems.push(`console: ${m.text()}`);
+    });
     page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
 
     // Accessibility floor of every page we look at: one <main> with an <h1>, and every form

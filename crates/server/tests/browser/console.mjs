@@ -19,7 +19,7 @@ await runInChromium("console.mjs", shots, async ({ page, shot, step }) => {
   await page.goto(`${url}/console`);
   await page.waitForURL("**/console/sign-in");
   await page.getByLabel("API token").fill(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
   await page.waitForURL(/\/console$/);
   await page.getByRole("heading", { name: "Dashboard" }).waitFor();
   await shot("dashboard");

@@ -20,7 +20,7 @@ await runInChromium("story.mjs", shots, async ({ page, shot, step }) => {
   await page.waitForURL("**/console/sign-in**");
   await shot("sign-in");
   await page.getByLabel("API token").fill(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
   await page.getByRole("heading", { name: "Dashboard" }).waitFor();
   await shot("dashboard");
 

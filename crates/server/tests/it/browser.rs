@@ -233,6 +233,22 @@ async fn console_in_chromium_steers_a_wave_reset_and_fits_a_phone(backend: Backe
         .env("REDEPLOY_GROUP", &group.name)
         .env("REDEPLOY_SCREENSHOTS", &shots)
         .env("REDEPLOY_CHROMIUM", CHROMIUM)
+on_both_backends!(console_in_chromium_signs_in_through_openid_connect_and_with_an_account);
+
+/// Runs `sign_in.mjs` in `mode` with `env`; its output when it fails.
+async fn sign_in_script(app: &testkit::app::TestApp, mode: &str, env: &[(&str, &str)]) {
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/screenshots/sign-in")
+        .join(format!("{:?}", app.backend).to_lowercase());
+    std::fs::create_dir_all(&shots).unwrap();
+    let node = tokio::process::Command::new("node")
+        .arg("sign_in.mjs")
+        .current_dir(browser_dir())
+        .env("REDEPLOY_URL", &app.base_url)
+        .env("REDEPLOY_SCREENSHOTS", &shots)
+        .env("REDEPLOY_CHROMIUM", CHROMIUM)
+        .env("REDEPLOY_SIGN_IN_MODE", mode)
+        .envs(env.iter().copied())
         .kill_on_drop(true)
         .output()
         .await
@@ -250,6 +266,55 @@ async fn console_in_chromium_steers_a_wave_reset_and_fits_a_phone(backend: Backe
         .store
         .list_audit(&AuditQuery {
             limit: 1000,
+    assert!(
+        node.status.success(),
+        "sign_in.mjs {mode} failed ({}):\n{}\n{}",
+        node.status,
+        String::from_utf8_lossy(&node.stdout),
+        String::from_utf8_lossy(&node.stderr)
+    );
+}
+
+async fn console_in_chromium_signs_in_through_openid_connect_and_with_an_account(backend: Backend) {
+    require_tools();
+    let (issuer, oidc) = crate::sign_in::provider().await;
+    let app = testkit::app::spawn_app_with(backend, |s| s.oidc = Some(oidc)).await;
+    let admin = api::Client::new(&app.base_url, &app.admin_token, Some(&app.ca_pem)).unwrap();
+    admin
+        .create_account(&api::NewAccount {
+            name: "lab-operator".into(),
+            role: "operator".into(),
+            password: "a long enough password".into(),
+        })
+        .await
+        .unwrap();
+
+    issuer.set_sign_in_user(Some(crate::sign_in::user(
+        "ada@contoso.test",
+        &["lab-admins"],
+    )));
+    sign_in_script(
+        &app,
+        "allowed",
+        &[
+            ("REDEPLOY_OIDC_WHO", "ada@contoso.test · admin"),
+            ("REDEPLOY_ACCOUNT", "lab-operator"),
+            ("REDEPLOY_PASSWORD", "a long enough password"),
+            ("REDEPLOY_ACCOUNT_WHO", "lab-operator · operator"),
+        ],
+    )
+    .await;
+
+    issuer.set_sign_in_user(Some(crate::sign_in::user(
+        "mallory@contoso.test",
+        &["students"],
+    )));
+    sign_in_script(&app, "no-role", &[]).await;
+
+    let audit = app
+        .store
+        .list_audit(&AuditQuery {
+            limit: 100,
             ..Default::default()
         })
         .await
@@ -270,4 +335,21 @@ async fn console_in_chromium_steers_a_wave_reset_and_fits_a_phone(backend: Backe
     let actions = app.store.actions_of_batch(page.items[0].id).await.unwrap();
     assert_eq!(actions.len(), 2, "only the first wave was released");
     assert!(actions.iter().all(|a| a.state == ActionState::Canceled));
+    let count = |action: &str, details: &str| {
+        audit
+            .iter()
+            .filter(|e| e.action == action && e.details.starts_with(details))
+            .count()
+    };
+    assert_eq!(
+        count("console.sign_in", "openid"),
+        2,
+        "one signed in, one refused"
+    );
+    assert_eq!(
+        count("console.sign_in", "password"),
+        2,
+        "one signed in, one refused"
+    );
+    assert_eq!(count("console.sign_out", ""), 2, "both signed out");
 }

@@ -420,7 +420,7 @@ async fn console_sign_in_refuses_a_bad_token_and_sets_a_strict_session_cookie(ba
         .await
         .unwrap()
         .expect("the session is in the database");
-    assert_eq!(stored.1.name, "first admin");
+    assert_eq!(stored.1.name(), "first admin");
 
     let dashboard = b.get("/console").await;
     assert_eq!(dashboard.status, 200);

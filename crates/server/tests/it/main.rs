@@ -16,5 +16,6 @@ mod newest_first;
 mod ops;
 mod outage;
 mod router;
+mod sign_in;
 mod webhooks;
 mod worker;

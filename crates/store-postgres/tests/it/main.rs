@@ -246,7 +246,7 @@ mod upgrade {
         use redeploy_core::store::{
             from_micros, AuditQuery, DeviceQuery, DeviceSort, NewAction, RequestPlan, WriteOutcome,
         };
-        use redeploy_core::{Action, SecretHash, Store};
+        use redeploy_core::{Action, Principal, SecretHash, SessionHolder, Store};
         use sqlx::Row;
 
         let base = std::env::var("REDEPLOY_TEST_POSTGRES")
@@ -460,7 +460,13 @@ mod upgrade {
             .await
             .unwrap()
             .expect("the console session survives");
-        assert_eq!((session.token, session.created_at), (api_token, at(4)));
+        assert_eq!(
+            (session.holder, session.created_at),
+            (SessionHolder::Token(api_token), at(4))
+        );
+        let Principal::Token(token) = token else {
+            panic!("the session is held by its token: {token:?}")
+        };
         assert_eq!((token.id, token.created_at), (api_token, at(0)));
 
         let a = store.action(action).await.unwrap().unwrap();
