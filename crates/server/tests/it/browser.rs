@@ -233,6 +233,45 @@ async fn console_in_chromium_steers_a_wave_reset_and_fits_a_phone(backend: Backe
         .env("REDEPLOY_GROUP", &group.name)
         .env("REDEPLOY_SCREENSHOTS", &shots)
         .env("REDEPLOY_CHROMIUM", CHROMIUM)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&node.stdout);
+    let stderr = String::from_utf8_lossy(&node.stderr);
+    assert!(
+        node.status.success(),
+        "batches.mjs failed ({}):\n{stdout}\n{stderr}",
+        node.status
+    );
+    // What the clicks did, as stored: one batch, paused then canceled by the admin, its first
+    // wave's two resets still pending, the rest canceled or never released.
+    let audit = app
+        .store
+        .list_audit(&AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for what in ["batch.create", "batch.pause", "batch.cancel"] {
+        assert_eq!(
+            audit.iter().filter(|e| e.action == what).count(),
+            1,
+            "{what}: {audit:?}"
+        );
+    }
+    let page = app.store.list_batches(10, None).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(
+        page.items[0].state,
+        redeploy_core::store::BatchState::Canceled
+    );
+    let actions = app.store.actions_of_batch(page.items[0].id).await.unwrap();
+    assert_eq!(actions.len(), 2, "only the first wave was released");
+    assert!(actions.iter().all(|a| a.state == ActionState::Canceled));
+}
+
 on_both_backends!(console_in_chromium_signs_in_through_openid_connect_and_with_an_account);
 
 /// Runs `sign_in.mjs` in `mode` with `env`; its output when it fails.
@@ -253,19 +292,6 @@ async fn sign_in_script(app: &testkit::app::TestApp, mode: &str, env: &[(&str, &
         .output()
         .await
         .expect("node runs");
-    let stdout = String::from_utf8_lossy(&node.stdout);
-    let stderr = String::from_utf8_lossy(&node.stderr);
-    assert!(
-        node.status.success(),
-        "batches.mjs failed ({}):\n{stdout}\n{stderr}",
-        node.status
-    );
-    // What the clicks did, as stored: one batch, paused then canceled by the admin, its first
-    // wave's two resets still pending, the rest canceled or never released.
-    let audit = app
-        .store
-        .list_audit(&AuditQuery {
-            limit: 1000,
     assert!(
         node.status.success(),
         "sign_in.mjs {mode} failed ({}):\n{}\n{}",
@@ -319,22 +345,6 @@ async fn console_in_chromium_signs_in_through_openid_connect_and_with_an_account
         })
         .await
         .unwrap();
-    for what in ["batch.create", "batch.pause", "batch.cancel"] {
-        assert_eq!(
-            audit.iter().filter(|e| e.action == what).count(),
-            1,
-            "{what}: {audit:?}"
-        );
-    }
-    let page = app.store.list_batches(10, None).await.unwrap();
-    assert_eq!(page.items.len(), 1);
-    assert_eq!(
-        page.items[0].state,
-        redeploy_core::store::BatchState::Canceled
-    );
-    let actions = app.store.actions_of_batch(page.items[0].id).await.unwrap();
-    assert_eq!(actions.len(), 2, "only the first wave was released");
-    assert!(actions.iter().all(|a| a.state == ActionState::Canceled));
     let count = |action: &str, details: &str| {
         audit
             .iter()
