@@ -10,8 +10,9 @@ use std::process::ExitCode;
 
 use api::types::{Account, NewAccount};
 
-use crate::admin_common::{client, or_dash, print_json, table, usage};
+use crate::admin_common::{client, usage};
 use crate::cli::{AccountsCommand, AccountsSub, AdminArgs};
+use crate::output::{human_time, human_time_or_dash, outln, print_json, table};
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_owned()
@@ -51,8 +52,8 @@ fn row(a: &Account) -> Vec<String> {
     vec![
         a.name.clone(),
         a.role.clone(),
-        a.created_at.clone(),
-        or_dash(a.disabled_at.as_deref()).into(),
+        human_time(&a.created_at),
+        human_time_or_dash(a.disabled_at.as_deref()),
         a.id.clone(),
     ]
 }
@@ -67,7 +68,7 @@ pub async fn accounts(args: AdminArgs<AccountsCommand>) -> anyhow::Result<ExitCo
                 print_json(&list)?;
             } else {
                 let rows: Vec<Vec<String>> = list.items.iter().map(row).collect();
-                table(&["NAME", "ROLE", "CREATED", "DISABLED", "ID"], &rows);
+                table(&["NAME", "ROLE", "CREATED", "DISABLED", "ID"], &rows)?;
             }
         }
         AccountsSub::Create {
@@ -86,10 +87,11 @@ pub async fn accounts(args: AdminArgs<AccountsCommand>) -> anyhow::Result<ExitCo
             if args.json {
                 print_json(&created)?;
             } else {
-                println!(
+                outln!(
                     "created account {} ({}); it signs in at /console/sign-in",
-                    created.name, created.role
-                );
+                    created.name,
+                    created.role
+                )?;
             }
         }
         AccountsSub::Disable { name } => {
@@ -97,7 +99,7 @@ pub async fn accounts(args: AdminArgs<AccountsCommand>) -> anyhow::Result<ExitCo
             if args.json {
                 print_json(&disabled)?;
             } else {
-                println!("disabled account {}", disabled.name);
+                outln!("disabled account {}", disabled.name)?;
             }
         }
     }
