@@ -710,6 +710,13 @@ pub enum Steer {
 }
 
 impl Steer {
+    /// Parses [`Self::verb`]; `None` for any other word.
+    pub fn parse(verb: &str) -> Option<Self> {
+        [Self::Pause, Self::Resume, Self::Cancel]
+            .into_iter()
+            .find(|s| s.verb() == verb)
+    }
+
     /// The verb, as commands and audit events name it.
     pub fn verb(self) -> &'static str {
         match self {

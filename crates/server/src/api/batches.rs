@@ -307,12 +307,33 @@ pub(crate) fn batch_status(id: BatchId, p: &BatchProgress) -> api::BatchStatus {
     }
 }
 
-async fn steer(
-    state: AppState,
-    caller: Caller,
-    id: String,
-    how: Steer,
+/// Pause, resume or cancel a batch (`verb`). Pause: a running batch's waves still waiting are
+/// held until it is resumed (actions already released still go out; cancel stops those not sent
+/// yet). Resume: a paused batch runs again, each waiting wave due later by as long as the pause
+/// lasted. Cancel: a running or paused batch's waiting waves are never released and its actions
+/// not sent yet are canceled (sent ones cannot be taken back). Audited `batch.<verb>`.
+#[utoipa::path(post, path = "/api/v1/batches/{id}/{verb}", tag = "actions",
+    params(
+        ("id" = String, Path, description = "Batch id"),
+        ("verb" = String, Path, description = "`pause`, `resume` or `cancel`"),
+    ),
+    responses(
+        (status = 200, body = api::BatchSteered),
+        (status = 400, body = api::Problem, content_type = "application/problem+json"),
+        (status = 403, body = api::Problem, content_type = "application/problem+json"),
+        (status = 404, body = api::Problem, content_type = "application/problem+json", description = "Unknown batch or verb"),
+        (status = 409, body = api::Problem, content_type = "application/problem+json", description = "The batch's state does not allow it (the problem names what does)"),
+    ))]
+pub async fn steer_batch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, verb)): Path<(String, String)>,
 ) -> ApiResult<Json<api::BatchSteered>> {
+    let how = Steer::parse(&verb).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no batch command {verb:?}: pause, resume or cancel"
+        ))
+    })?;
     let id = batch_id(&id)?;
     let (steered, counts) = batches::steer(&state, &caller, id, how).await?;
     Ok(Json(api::BatchSteered {
@@ -320,61 +341,4 @@ async fn steer(
         waves: steered.waves as u64,
         canceled_actions: steered.canceled_actions as u64,
     }))
-}
-
-/// Pause a running batch: its waves still waiting are held until it is resumed (actions
-/// already released still go out; cancel stops those not sent yet). Audited `batch.pause`.
-#[utoipa::path(post, path = "/api/v1/batches/{id}/pause", tag = "actions",
-    params(("id" = String, Path, description = "Batch id")),
-    responses(
-        (status = 200, body = api::BatchSteered),
-        (status = 400, body = api::Problem, content_type = "application/problem+json"),
-        (status = 403, body = api::Problem, content_type = "application/problem+json"),
-        (status = 404, body = api::Problem, content_type = "application/problem+json"),
-        (status = 409, body = api::Problem, content_type = "application/problem+json", description = "Not running, or no wave left to hold"),
-    ))]
-pub async fn pause_batch(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<api::BatchSteered>> {
-    steer(state, caller, id, Steer::Pause).await
-}
-
-/// Resume a paused batch: each waiting wave becomes due later by as long as the pause lasted.
-/// Audited `batch.resume`.
-#[utoipa::path(post, path = "/api/v1/batches/{id}/resume", tag = "actions",
-    params(("id" = String, Path, description = "Batch id")),
-    responses(
-        (status = 200, body = api::BatchSteered),
-        (status = 400, body = api::Problem, content_type = "application/problem+json"),
-        (status = 403, body = api::Problem, content_type = "application/problem+json"),
-        (status = 404, body = api::Problem, content_type = "application/problem+json"),
-        (status = 409, body = api::Problem, content_type = "application/problem+json", description = "Not paused"),
-    ))]
-pub async fn resume_batch(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<api::BatchSteered>> {
-    steer(state, caller, id, Steer::Resume).await
-}
-
-/// Cancel a running or paused batch: its waiting waves are never released and its actions not
-/// sent yet are canceled (sent ones cannot be taken back). Audited `batch.cancel`.
-#[utoipa::path(post, path = "/api/v1/batches/{id}/cancel", tag = "actions",
-    params(("id" = String, Path, description = "Batch id")),
-    responses(
-        (status = 200, body = api::BatchSteered),
-        (status = 400, body = api::Problem, content_type = "application/problem+json"),
-        (status = 403, body = api::Problem, content_type = "application/problem+json"),
-        (status = 404, body = api::Problem, content_type = "application/problem+json"),
-        (status = 409, body = api::Problem, content_type = "application/problem+json", description = "Already canceled"),
-    ))]
-pub async fn cancel_batch(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<api::BatchSteered>> {
-    steer(state, caller, id, Steer::Cancel).await
 }

@@ -134,9 +134,7 @@ impl Modify for BearerAuth {
         batches::bulk_action,
         batches::list_batches,
         batches::get_batch,
-        batches::pause_batch,
-        batches::resume_batch,
-        batches::cancel_batch,
+        batches::steer_batch,
         schedules::list_schedules,
         schedules::create_schedule,
         schedules::get_schedule,
@@ -224,9 +222,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/actions/bulk", post(batches::bulk_action))
         .route("/api/v1/batches", get(batches::list_batches))
         .route("/api/v1/batches/{id}", get(batches::get_batch))
-        .route("/api/v1/batches/{id}/pause", post(batches::pause_batch))
-        .route("/api/v1/batches/{id}/resume", post(batches::resume_batch))
-        .route("/api/v1/batches/{id}/cancel", post(batches::cancel_batch))
+        .route("/api/v1/batches/{id}/{verb}", post(batches::steer_batch))
         .route(
             "/api/v1/schedules",
             get(schedules::list_schedules).post(schedules::create_schedule),

@@ -236,12 +236,8 @@ pub async fn steer(
     form: PostForm,
 ) -> PageResult {
     let id = batch_id(&id)?;
-    let how = match verb.as_str() {
-        "pause" => Steer::Pause,
-        "resume" => Steer::Resume,
-        "cancel" => Steer::Cancel,
-        other => return Err(PageError::not_found(format!("no batch command {other:?}"))),
-    };
+    let how = Steer::parse(&verb)
+        .ok_or_else(|| PageError::not_found(format!("no batch command {verb:?}")))?;
     let (done, _) = service::steer(&state, &form.signed.caller, id, how).await?;
     let msg = match how {
         Steer::Pause => format!("Paused: {} waves held.", done.waves),

@@ -15,7 +15,7 @@ await runInChromium("batches.mjs", shots, async ({ page, shot, step }) => {
   step("sign in");
   await page.goto(`${url}/console/sign-in`);
   await page.getByLabel("API token").fill(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
   await page.waitForURL(/\/console$/);
 
   step("start a group reset in waves of 2, typed confirmation");
