@@ -328,6 +328,64 @@ mod tests {
     }
 
     #[test]
+    fn a_settled_batch_is_done_failed_or_neither_when_canceled() {
+        use crate::action::{Action, ActionKind};
+        use crate::ids::DeviceId;
+        use crate::store::BatchRecord;
+        let at = datetime!(2026-01-01 0:00 UTC);
+        let action = |state| {
+            let mut a = Action::new(
+                ActionId::generate(),
+                DeviceId::generate(),
+                ActionKind::AutopilotReset,
+                "admin",
+                None,
+                at,
+            );
+            a.state = state;
+            a
+        };
+        let progress = |states: &[ActionState], settled, batch_state| BatchProgress {
+            record: Some(BatchRecord {
+                id: BatchId::generate(),
+                kind: ActionKind::AutopilotReset,
+                requested_by: "admin".into(),
+                created_at: at,
+                target: "2 devices".into(),
+                devices: 2,
+                state: batch_state,
+                steered: None,
+            }),
+            actions: states.iter().map(|&s| action(s)).collect(),
+            waves: Vec::new(),
+            settled,
+        };
+        use ActionState::*;
+        let running = BatchState::Running;
+        assert_eq!(
+            batch_outcome(&progress(&[Done, Done], true, running)),
+            Some(WebhookEvent::BatchDone)
+        );
+        assert_eq!(
+            batch_outcome(&progress(&[Done, Blocked], true, running)),
+            Some(WebhookEvent::BatchFailed)
+        );
+        assert_eq!(
+            batch_outcome(&progress(&[Done, Expired], true, BatchState::Canceled)),
+            Some(WebhookEvent::BatchFailed)
+        );
+        assert_eq!(
+            batch_outcome(&progress(&[Done, Canceled], true, BatchState::Canceled)),
+            None,
+            "the admin who canceled it knows"
+        );
+        assert_eq!(
+            batch_outcome(&progress(&[Done, Sent], false, running)),
+            None
+        );
+    }
+
+    #[test]
     fn event_lists_parse_and_map_to_states() {
         assert_eq!(
             WebhookEvent::parse_list("stuck, done,done").unwrap(),
