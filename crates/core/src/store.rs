@@ -1174,15 +1174,16 @@ pub trait WebhookStore: Send + Sync {
     /// and stores nothing if one exists (so two server processes never enqueue an event twice);
     /// deliveries without an action (pings) are always stored. `NotFound` for an unknown webhook.
     async fn enqueue_delivery(&self, delivery: &Delivery) -> StoreResult<bool>;
-    /// Up to `limit` batches, newest first, with an action updated at or after `since` and
-    /// no delivery of `event` (a batch event) for `webhook` yet: the batches a batch
-    /// subscription may still have to be told about. Idempotent enqueueing is per
-    /// (webhook, batch, event), like actions'.
+    /// Up to `limit` batches, newest first, with an action updated at or after `since` (and in
+    /// one of `states`, when given) and no delivery of `event` (a batch event) for `webhook`
+    /// yet: the batches a batch subscription may still have to be told about. Idempotent
+    /// enqueueing is per (webhook, batch, event), like actions'.
     async fn unnotified_batches(
         &self,
         webhook: WebhookId,
         event: WebhookEvent,
         since: OffsetDateTime,
+        states: Option<&[ActionState]>,
         limit: u32,
     ) -> StoreResult<Vec<BatchRecord>>;
     /// The delivery with this id; `None` if unknown.

@@ -43,16 +43,19 @@ async fn progress<'a>(
     cache: &'a mut ProgressCache,
     batch: BatchId,
 ) -> Result<&'a BatchProgress, StoreError> {
-    if !cache.contains_key(&batch) {
-        let read = batch_progress(state.store.as_ref(), batch)
-            .await
-            .map_err(|e| match e {
-                SessionError::Store(e) => e,
-                other => StoreError::Backend(other.to_string()),
-            })?;
-        cache.insert(batch, read);
+    use std::collections::hash_map::Entry;
+    match cache.entry(batch) {
+        Entry::Occupied(known) => Ok(known.into_mut()),
+        Entry::Vacant(slot) => {
+            let read = batch_progress(state.store.as_ref(), batch)
+                .await
+                .map_err(|e| match e {
+                    SessionError::Store(e) => e,
+                    other => StoreError::Backend(other.to_string()),
+                })?;
+            Ok(slot.insert(read))
+        }
     }
-    Ok(&cache[&batch])
 }
 
 /// Enqueues the batch events of `hook` that happened and it was not told about; returns how
@@ -65,10 +68,20 @@ pub(crate) async fn enqueue_batch_events(
     let mut enqueued = 0;
     let now = state.clock.now();
     let stale_before = now - stuck_after(state);
+    // A batch settles with the last transition of its actions, so one whose actions all stopped
+    // moving longer than the action expiry ago has been told about already (or never will be:
+    // a failed batch to a done-only subscription); a stuck one has an action still in flight.
+    let expiry =
+        time::Duration::try_from(state.settings.action_expiry).unwrap_or(time::Duration::days(7));
+    let settled_since = hook.notify_since.max(now - expiry);
     for &event in hook.events.iter().filter(|e| e.is_batch()) {
+        let (since, states) = match event {
+            WebhookEvent::BatchStuck => (hook.notify_since, Some(SILENT_STATES)),
+            _ => (settled_since, None),
+        };
         let candidates = state
             .store
-            .unnotified_batches(hook.id, event, hook.notify_since, BATCHES_PER_TICK)
+            .unnotified_batches(hook.id, event, since, states, BATCHES_PER_TICK)
             .await?;
         for record in candidates {
             let p = progress(state, cache, record.id).await?;

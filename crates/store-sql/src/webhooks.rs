@@ -307,6 +307,7 @@ impl<D: Dialect> WebhookStore for SqlStore<D> {
         webhook: WebhookId,
         event: WebhookEvent,
         since: OffsetDateTime,
+        states: Option<&[ActionState]>,
         limit: u32,
     ) -> StoreResult<Vec<BatchRecord>> {
         let delivered = Query::select()
@@ -316,12 +317,17 @@ impl<D: Dialect> WebhookStore for SqlStore<D> {
             .and_where(Expr::col((WD::Table, WD::BatchId)).equals((B::Table, B::Id)))
             .and_where(Expr::col((WD::Table, WD::Event)).eq(v(event.as_str())))
             .to_owned();
-        let moved = Query::select()
+        let mut moved = Query::select()
             .column((A::Table, A::Seq))
             .from(A::Table)
             .and_where(Expr::col((A::Table, A::BatchId)).equals((B::Table, B::Id)))
             .and_where(Expr::col((A::Table, A::UpdatedAt)).gte(v(since)))
             .to_owned();
+        if let Some(states) = states {
+            moved.and_where(
+                Expr::col((A::Table, A::State)).is_in(states.iter().map(|s| v(s.as_str()))),
+            );
+        }
         let select = select_batches()
             .and_where(Expr::exists(delivered).not())
             .and_where(Expr::exists(moved))
