@@ -28,7 +28,33 @@ use serde_json::{json, Value};
 use crate::dto::ts;
 use crate::settings::{SmtpSecurity, SmtpSettings};
 use crate::state::AppState;
-use crate::webhook_delivery::{error_chain, stuck_after, SEND_TIMEOUT, SILENT_STATES};
+
+/// How long one POST (or one SMTP conversation) may take.
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// States in which the device owes an answer; silence here for `webhook_stuck_after` is
+/// "stuck". `pending` and `blocked` are not: they wait on the server (waves, holds, check-ins
+/// the PC has not made yet), not on a PC that took a command.
+pub(crate) const SILENT_STATES: &[ActionState] = &[
+    ActionState::Sent,
+    ActionState::Acknowledged,
+    ActionState::InProgress,
+];
+
+pub(crate) fn stuck_after(state: &AppState) -> time::Duration {
+    time::Duration::try_from(state.settings.webhook_stuck_after).unwrap_or(time::Duration::hours(2))
+}
+
+/// An error and its sources on one line, at most 500 characters.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text.chars().take(500).collect()
+}
 
 /// Batches looked at per subscription, event and tick (newest first; the rest waits).
 const BATCHES_PER_TICK: u32 = 100;

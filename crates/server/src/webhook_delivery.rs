@@ -23,41 +23,26 @@
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 use redeploy_core::store::DeliveryResult;
 use redeploy_core::webhook::{self, Delivery, Webhook, WebhookEvent, WebhookKind};
-use redeploy_core::{
-    Action, ActionState, AuditOutcome, DeviceId, NewAuditEvent, StoreError, WebhookId,
-};
+use redeploy_core::{Action, AuditOutcome, DeviceId, NewAuditEvent, StoreError, WebhookId};
 use ring::hmac;
 use time::OffsetDateTime;
 
 use crate::dto::{action_dto, ts};
 use crate::state::AppState;
 
-/// How long one POST may take.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::notifications::SEND_TIMEOUT;
+use crate::notifications::{error_chain, stuck_after, SILENT_STATES};
 /// Actions looked at per subscription and tick (the rest waits for the next tick).
 const ENQUEUE_PER_TICK: u32 = 500;
 /// Deliveries attempted per tick.
 const SEND_PER_TICK: u32 = 200;
 /// POSTs in flight at once.
 const PARALLEL_SENDS: usize = 8;
-/// States in which the device owes an answer; silence here for `webhook_stuck_after` is
-/// "stuck". `pending` and `blocked` are not: they wait on the server (waves, holds, check-ins
-/// the PC has not made yet), not on a PC that took a command.
-pub(crate) const SILENT_STATES: &[ActionState] = &[
-    ActionState::Sent,
-    ActionState::Acknowledged,
-    ActionState::InProgress,
-];
-
-pub(crate) fn stuck_after(state: &AppState) -> time::Duration {
-    time::Duration::try_from(state.settings.webhook_stuck_after).unwrap_or(time::Duration::hours(2))
-}
 
 /// One signed POST, ready to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,17 +108,6 @@ impl WebhookSender for HttpSender {
             Err(e) => Err(error_chain(&e)),
         }
     }
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text.chars().take(500).collect()
 }
 
 /// The process-wide HTTP sender: one connection pool for every tick (built on first use).
