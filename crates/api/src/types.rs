@@ -946,8 +946,12 @@ pub struct Webhook {
     pub name: String,
     pub url: String,
     /// Subscribed events: `done`, `failed`, `stuck` (an action silent for
-    /// `webhook_stuck_after_minutes`, or one that expired).
+    /// `webhook_stuck_after_minutes`, or one that expired); `batch.done`, `batch.failed`,
+    /// `batch.stuck` (a batch settled, or one of its actions is stuck).
     pub events: Vec<String>,
+    /// `raw` (signed JSON), `teams`, `slack` or `email` (then `url` is the recipient address).
+    #[serde(default)]
+    pub kind: String,
     pub enabled: bool,
     pub created_at: String,
 }
@@ -955,15 +959,21 @@ pub struct Webhook {
 /// `POST /api/v1/webhooks`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NewWebhook {
-    /// `http://` or `https://` URL the events are POSTed to.
+    /// `http://` or `https://` URL the events are POSTed to (the Teams or Slack incoming-webhook
+    /// URL for those kinds); for kind `email`, the recipient address.
     pub url: String,
+    /// `raw` (default: signed JSON), `teams`, `slack` or `email`. Teams, Slack and e-mail
+    /// subscriptions are told about batches only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// Unique name; defaults to the URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The HMAC-SHA256 key; generated (and returned once) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
-    /// Default: all of `done`, `failed`, `stuck`.
+    /// Default: `done`, `failed`, `stuck` for kind `raw`; `batch.done`, `batch.failed`,
+    /// `batch.stuck` for the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<String>>,
 }
@@ -996,9 +1006,12 @@ pub struct WebhookList {
 pub struct WebhookDelivery {
     pub id: String,
     pub webhook_id: String,
-    /// `done`, `failed`, `stuck` or `ping`.
+    /// `done`, `failed`, `stuck`, `ping`, `batch.done`, `batch.failed` or `batch.stuck`.
     pub event: String,
     pub action_id: Option<String>,
+    /// The batch of a `batch.*` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
     /// `pending`, `delivered` or `given_up`.
     pub status: String,
     pub attempts: u32,
@@ -1041,4 +1054,30 @@ pub struct WebhookPayload {
     /// Absent for `ping`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<WebhookDevice>,
+    /// The batch of a `batch.*` event (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<WebhookBatch>,
+}
+
+/// A batch as a `batch.done`, `batch.failed` or `batch.stuck` event tells about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookBatch {
+    pub id: String,
+    /// What was asked (`reset`, `wipe`, …).
+    pub kind: String,
+    /// On what, in words.
+    pub target: String,
+    pub requested_by: String,
+    /// Devices it named.
+    pub devices: u32,
+    /// `running`, `paused` or `canceled`.
+    pub state: String,
+    /// Its actions per state (`done`, `failed`, …), states with none left out.
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// Names of the devices whose action is stuck (`batch.stuck`) or did not end done
+    /// (`batch.failed`), at most 20.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices_to_check: Vec<String>,
+    /// The batch's console page.
+    pub url: String,
 }

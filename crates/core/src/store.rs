@@ -23,7 +23,7 @@ use crate::ids::{
 use crate::inventory::InventoryValue;
 use crate::schedule::{BatchWindow, Schedule};
 use crate::trail::TrailMessage;
-use crate::webhook::{Delivery, Webhook};
+use crate::webhook::{Delivery, Webhook, WebhookEvent};
 
 /// Errors of every storage operation.
 #[derive(Debug, thiserror::Error)]
@@ -1206,6 +1206,18 @@ pub trait WebhookStore: Send + Sync {
     /// and stores nothing if one exists (so two server processes never enqueue an event twice);
     /// deliveries without an action (pings) are always stored. `NotFound` for an unknown webhook.
     async fn enqueue_delivery(&self, delivery: &Delivery) -> StoreResult<bool>;
+    /// Up to `limit` batches, newest first, with an action updated at or after `since` (and in
+    /// one of `states`, when given) and no delivery of `event` (a batch event) for `webhook`
+    /// yet: the batches a batch subscription may still have to be told about. Idempotent
+    /// enqueueing is per (webhook, batch, event), like actions'.
+    async fn unnotified_batches(
+        &self,
+        webhook: WebhookId,
+        event: WebhookEvent,
+        since: OffsetDateTime,
+        states: Option<&[ActionState]>,
+        limit: u32,
+    ) -> StoreResult<Vec<BatchRecord>>;
     /// The delivery with this id; `None` if unknown.
     async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>>;
     /// Up to `limit` undelivered deliveries of enabled subscriptions with

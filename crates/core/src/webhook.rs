@@ -1,12 +1,16 @@
 //! Webhook subscriptions and their delivery outbox: which action outcomes notify whom, and the
 //! retry rule (exponential backoff, a bounded number of attempts) applied to failed deliveries.
+//! A subscription is of a [`WebhookKind`]: today's signed JSON (`raw`), or a notification to a
+//! Teams or Slack channel or an e-mail address about a batch that is done, failed or stuck.
 
 use time::{Duration, OffsetDateTime};
 
 use crate::action::ActionState;
+use crate::batch::BatchProgress;
 use crate::device::text_enum;
 use crate::error::{Error, Result};
-use crate::ids::{ActionId, DeliveryId, WebhookId};
+use crate::ids::{ActionId, BatchId, DeliveryId, WebhookId};
+use crate::store::BatchState;
 
 text_enum!(
     /// What a webhook notifies about. The words are the `event` field and the
@@ -20,12 +24,65 @@ text_enum!(
         Stuck => "stuck",
         /// A test delivery asked for by an admin; never subscribed to.
         Ping => "ping",
+        /// A batch settled and every one of its actions is done.
+        BatchDone => "batch.done",
+        /// A batch settled with an action failed, blocked or expired.
+        BatchFailed => "batch.failed",
+        /// An action of a batch has been silent in flight for the stuck threshold.
+        BatchStuck => "batch.stuck",
     }
 );
 
+text_enum!(
+    /// How a subscription is told: the body and the transport of its deliveries.
+    WebhookKind, "webhook kind" {
+        /// Signed JSON POSTed to a URL (every event).
+        Raw => "raw",
+        /// A Microsoft Teams / Office 365 incoming-webhook card (batch events).
+        Teams => "teams",
+        /// A Slack incoming-webhook message (batch events).
+        Slack => "slack",
+        /// An e-mail through the configured SMTP server; the target is the recipient (batch events).
+        Email => "email",
+    }
+);
+
+impl WebhookKind {
+    /// The events a subscription of this kind gets when it names none.
+    pub fn default_events(self) -> &'static [WebhookEvent] {
+        match self {
+            Self::Raw => WebhookEvent::ACTION_EVENTS,
+            _ => WebhookEvent::BATCH_EVENTS,
+        }
+    }
+
+    /// Whether this kind can carry `event`: raw carries all; a channel or a mailbox is told
+    /// about batches only (one message per action of a 300-PC batch would drown it).
+    pub fn carries(self, event: WebhookEvent) -> bool {
+        self == Self::Raw || event.is_batch()
+    }
+}
+
 impl WebhookEvent {
     /// The events a subscription may choose (every one but `ping`).
-    pub const SUBSCRIBABLE: &'static [WebhookEvent] = &[Self::Done, Self::Failed, Self::Stuck];
+    pub const SUBSCRIBABLE: &'static [WebhookEvent] = &[
+        Self::Done,
+        Self::Failed,
+        Self::Stuck,
+        Self::BatchDone,
+        Self::BatchFailed,
+        Self::BatchStuck,
+    ];
+    /// The events about one action.
+    pub const ACTION_EVENTS: &'static [WebhookEvent] = &[Self::Done, Self::Failed, Self::Stuck];
+    /// The events about one batch.
+    pub const BATCH_EVENTS: &'static [WebhookEvent] =
+        &[Self::BatchDone, Self::BatchFailed, Self::BatchStuck];
+
+    /// Whether it is about a batch.
+    pub fn is_batch(&self) -> bool {
+        Self::BATCH_EVENTS.contains(self)
+    }
 
     /// The event an action's terminal state raises; `None` for states that notify nobody.
     pub fn for_state(state: ActionState) -> Option<Self> {
@@ -43,7 +100,7 @@ impl WebhookEvent {
             Self::Done => Some(ActionState::Done),
             Self::Failed => Some(ActionState::Failed),
             Self::Stuck => Some(ActionState::Expired),
-            Self::Ping => None,
+            Self::Ping | Self::BatchDone | Self::BatchFailed | Self::BatchStuck => None,
         }
     }
 
@@ -89,6 +146,8 @@ pub struct Webhook {
     pub secret: String,
     /// Subscribed events, never `ping`, never empty.
     pub events: Vec<WebhookEvent>,
+    /// How it is told; for [`WebhookKind::Email`], `url` is the recipient address.
+    pub kind: WebhookKind,
     /// Disabled subscriptions get nothing enqueued, and their due deliveries wait.
     pub enabled: bool,
     /// When it was created.
@@ -118,8 +177,10 @@ pub struct Delivery {
     pub webhook: WebhookId,
     /// What happened.
     pub event: WebhookEvent,
-    /// The action it is about (`None` for `ping`).
+    /// The action it is about (`None` for `ping` and batch events).
     pub action: Option<ActionId>,
+    /// The batch it is about (batch events only).
+    pub batch: Option<BatchId>,
     /// The JSON body, built once at enqueue time so that every retry sends the same bytes.
     pub payload: String,
     /// Attempts started so far.
@@ -173,6 +234,7 @@ impl Delivery {
             webhook,
             event,
             action,
+            batch: None,
             payload,
             attempts: 0,
             next_attempt_at: (event != WebhookEvent::Ping).then_some(at),
@@ -192,6 +254,37 @@ impl Delivery {
         } else {
             DeliveryStatus::Pending
         }
+    }
+}
+
+/// How a settled batch ended, as a notification tells it: `batch.failed` when an action failed,
+/// was blocked or expired; `batch.done` when every action is done (a batch an admin canceled
+/// with nothing failed notifies neither: the admin knows). `None` while it has not settled.
+pub fn batch_outcome(progress: &BatchProgress) -> Option<WebhookEvent> {
+    if !progress.settled {
+        return None;
+    }
+    let failed = progress.actions.iter().any(|a| {
+        matches!(
+            a.state,
+            ActionState::Failed | ActionState::Blocked | ActionState::Expired
+        )
+    });
+    let canceled = progress
+        .record
+        .as_ref()
+        .is_some_and(|r| r.state == BatchState::Canceled);
+    if failed {
+        Some(WebhookEvent::BatchFailed)
+    } else if !canceled
+        && progress
+            .actions
+            .iter()
+            .all(|a| a.state == ActionState::Done)
+    {
+        Some(WebhookEvent::BatchDone)
+    } else {
+        None
     }
 }
 
@@ -235,6 +328,64 @@ mod tests {
     }
 
     #[test]
+    fn a_settled_batch_is_done_failed_or_neither_when_canceled() {
+        use crate::action::{Action, ActionKind};
+        use crate::ids::DeviceId;
+        use crate::store::BatchRecord;
+        let at = datetime!(2026-01-01 0:00 UTC);
+        let action = |state| {
+            let mut a = Action::new(
+                ActionId::generate(),
+                DeviceId::generate(),
+                ActionKind::AutopilotReset,
+                "admin",
+                None,
+                at,
+            );
+            a.state = state;
+            a
+        };
+        let progress = |states: &[ActionState], settled, batch_state| BatchProgress {
+            record: Some(BatchRecord {
+                id: BatchId::generate(),
+                kind: ActionKind::AutopilotReset,
+                requested_by: "admin".into(),
+                created_at: at,
+                target: "2 devices".into(),
+                devices: 2,
+                state: batch_state,
+                steered: None,
+            }),
+            actions: states.iter().map(|&s| action(s)).collect(),
+            waves: Vec::new(),
+            settled,
+        };
+        use ActionState::*;
+        let running = BatchState::Running;
+        assert_eq!(
+            batch_outcome(&progress(&[Done, Done], true, running)),
+            Some(WebhookEvent::BatchDone)
+        );
+        assert_eq!(
+            batch_outcome(&progress(&[Done, Blocked], true, running)),
+            Some(WebhookEvent::BatchFailed)
+        );
+        assert_eq!(
+            batch_outcome(&progress(&[Done, Expired], true, BatchState::Canceled)),
+            Some(WebhookEvent::BatchFailed)
+        );
+        assert_eq!(
+            batch_outcome(&progress(&[Done, Canceled], true, BatchState::Canceled)),
+            None,
+            "the admin who canceled it knows"
+        );
+        assert_eq!(
+            batch_outcome(&progress(&[Done, Sent], false, running)),
+            None
+        );
+    }
+
+    #[test]
     fn event_lists_parse_and_map_to_states() {
         assert_eq!(
             WebhookEvent::parse_list("stuck, done,done").unwrap(),
@@ -243,6 +394,13 @@ mod tests {
         assert!(WebhookEvent::parse_list("").is_err());
         assert!(WebhookEvent::parse_list("ping").is_err());
         assert!(WebhookEvent::parse_list("done,finished").is_err());
+        assert_eq!(
+            WebhookEvent::parse_list("batch.stuck,batch.done").unwrap(),
+            [WebhookEvent::BatchDone, WebhookEvent::BatchStuck]
+        );
+        assert!(WebhookKind::Teams.carries(WebhookEvent::BatchFailed));
+        assert!(!WebhookKind::Slack.carries(WebhookEvent::Done));
+        assert!(WebhookKind::Raw.carries(WebhookEvent::BatchDone));
         assert_eq!(
             WebhookEvent::for_state(ActionState::Expired),
             Some(WebhookEvent::Stuck)

@@ -12,7 +12,7 @@ fn delivery_row(d: &WebhookDelivery) -> Vec<String> {
     vec![
         d.id.clone(),
         d.event.clone(),
-        or_dash(d.action_id.as_deref()).into(),
+        or_dash(d.action_id.as_deref().or(d.batch_id.as_deref())).into(),
         d.status.clone(),
         d.attempts.to_string(),
         d.last_status.map_or("-".into(), |s| s.to_string()),
@@ -22,7 +22,7 @@ fn delivery_row(d: &WebhookDelivery) -> Vec<String> {
 }
 
 const DELIVERY_HEADER: &[&str] = &[
-    "ID", "EVENT", "ACTION", "STATUS", "ATTEMPTS", "HTTP", "NEXT", "ERROR",
+    "ID", "EVENT", "ABOUT", "STATUS", "ATTEMPTS", "HTTP", "NEXT", "ERROR",
 ];
 
 /// `redeploy webhooks …`. A ping that was not delivered exits 1.
@@ -41,17 +41,19 @@ pub async fn webhooks(args: AdminArgs<WebhooksCommand>) -> anyhow::Result<ExitCo
                         vec![
                             w.id.clone(),
                             w.name.clone(),
+                            w.kind.clone(),
                             w.url.clone(),
                             w.events.join(","),
                             if w.enabled { "yes" } else { "no" }.into(),
                         ]
                     })
                     .collect();
-                table(&["ID", "NAME", "URL", "EVENTS", "ENABLED"], &rows)?;
+                table(&["ID", "NAME", "KIND", "URL", "EVENTS", "ENABLED"], &rows)?;
             }
         }
         WebhooksSub::Create {
             url,
+            kind,
             name,
             secret,
             events,
@@ -59,6 +61,7 @@ pub async fn webhooks(args: AdminArgs<WebhooksCommand>) -> anyhow::Result<ExitCo
             let created = client
                 .create_webhook(&NewWebhook {
                     url,
+                    kind,
                     name,
                     secret,
                     events,
@@ -69,7 +72,8 @@ pub async fn webhooks(args: AdminArgs<WebhooksCommand>) -> anyhow::Result<ExitCo
             } else {
                 let w = &created.webhook;
                 outln!(
-                    "created {} ({}) -> {} for {}",
+                    "created {} {} ({}) -> {} for {}",
+                    w.kind,
                     w.id,
                     w.name,
                     w.url,

@@ -62,8 +62,8 @@ pub enum Command {
     Schedules(AdminArgs<SchedulesCommand>),
     /// The Autopilot device registry: import the Intune hardware-hash CSV, list.
     Autopilot(AdminArgs<AutopilotCommand>),
-    /// Webhooks on action outcomes (done, failed, stuck): list, create, enable, disable, delete,
-    /// deliveries, test.
+    /// Webhooks on action outcomes (done, failed, stuck) and notifications on batch outcomes to
+    /// Teams, Slack or e-mail: list, create, enable, disable, delete, deliveries, test.
     Webhooks(AdminArgs<WebhooksCommand>),
 }
 
@@ -363,18 +363,25 @@ pub struct WebhooksCommand {
 pub enum WebhooksSub {
     /// List webhooks (secrets are never shown).
     List,
-    /// Subscribe a URL; a generated secret is printed once.
+    /// Subscribe a URL, a Teams or Slack channel or an e-mail address; a generated secret is
+    /// printed once.
     Create {
-        /// `http://` or `https://` URL the events are POSTed to.
-        #[arg(long)]
+        /// `http://` or `https://` URL the events are POSTed to (the channel's incoming-webhook
+        /// URL for teams and slack); for `--kind email` the recipient address (`--to`).
+        #[arg(long, visible_alias = "to")]
         url: String,
+        /// raw (signed JSON), teams, slack or email; teams, slack and email are told about
+        /// batches only [default: raw].
+        #[arg(long, value_parser = ["raw", "teams", "slack", "email"])]
+        kind: Option<String>,
         /// Unique name [default: the URL].
         #[arg(long)]
         name: Option<String>,
         /// HMAC-SHA256 key for `X-Redeploy-Signature` [default: generated].
         #[arg(long)]
         secret: Option<String>,
-        /// Comma-separated events: done, failed, stuck [default: all three].
+        /// Comma-separated events: done, failed, stuck, batch.done, batch.failed, batch.stuck
+        /// [default: done,failed,stuck for raw; the three batch events for the other kinds].
         #[arg(long, value_delimiter = ',')]
         events: Option<Vec<String>>,
     },

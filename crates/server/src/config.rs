@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::settings::{FederatedSettings, JwksSource, OidcSettings, Settings};
+use crate::settings::{
+    FederatedSettings, JwksSource, OidcSettings, Settings, SmtpSecurity, SmtpSettings,
+};
 use crate::Error;
 
 /// The TOML file: every key optional, same names as the settings.
@@ -59,6 +61,7 @@ pub struct ConfigFile {
     pub reset_watch_minutes: Option<u64>,
     pub metrics_public: Option<bool>,
     pub metrics_listen: Option<String>,
+    pub smtp: Option<SmtpFile>,
     /// Test-only, from `REDEPLOY_CRASH_POINTS` alone (not a file key): see [`crate::crash`].
     #[serde(skip)]
     pub crash_points: Option<String>,
@@ -76,6 +79,45 @@ pub struct PollFile {
     pub interval_for_remaining_scheduled_retries: Option<u32>,
     pub poll_on_login: Option<bool>,
     pub all_users_poll_on_first_login: Option<bool>,
+}
+
+/// `[smtp]`: the SMTP server of e-mail notifications.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpFile {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` or `none`.
+    pub security: Option<String>,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub from: Option<String>,
+}
+
+impl SmtpFile {
+    fn into_settings(self) -> Result<SmtpSettings, Error> {
+        let host = self
+            .host
+            .filter(|h| !h.trim().is_empty())
+            .ok_or_else(|| Error::Config("smtp: host is required".into()))?;
+        let from = self
+            .from
+            .filter(|f| !f.trim().is_empty())
+            .ok_or_else(|| Error::Config("smtp: from is required".into()))?;
+        let security = match self.security.as_deref() {
+            None => SmtpSecurity::StartTls,
+            Some(v) => SmtpSecurity::parse(v)
+                .ok_or_else(|| bad("smtp.security", v, "expected starttls, tls or none"))?,
+        };
+        Ok(SmtpSettings {
+            host: host.trim().to_owned(),
+            port: self.port.unwrap_or(security.default_port()),
+            security,
+            user: self.user.filter(|u| !u.is_empty()),
+            password_file: self.password_file,
+            from,
+        })
+    }
 }
 
 /// `[federated]`: JWT enrollment.
@@ -278,6 +320,18 @@ fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Err
                     _ => return Err(bad(name, &v, "unknown oidc setting")),
                 }
             }
+            k if k.starts_with("smtp_") => {
+                let smtp = file.smtp.get_or_insert_with(SmtpFile::default);
+                match &k["smtp_".len()..] {
+                    "host" => smtp.host = Some(v),
+                    "port" => smtp.port = Some(parse(name, &v)?),
+                    "security" => smtp.security = Some(v),
+                    "user" => smtp.user = Some(v),
+                    "password_file" => smtp.password_file = Some(v.into()),
+                    "from" => smtp.from = Some(v),
+                    _ => return Err(bad(name, &v, "unknown smtp setting")),
+                }
+            }
             k if k.starts_with("federated_") => {
                 let fed = file.federated.get_or_insert_with(FederatedFile::default);
                 match &k["federated_".len()..] {
@@ -441,6 +495,9 @@ impl ConfigFile {
                     .map_err(|e| bad("metrics_listen", &v, e))?,
             );
         }
+        if let Some(smtp) = self.smtp {
+            s.smtp = Some(smtp.into_settings()?);
+        }
         if let Some(v) = self.crash_points {
             s.crash_points =
                 crate::crash::CrashPoints::parse(&v).map_err(|e| bad("crash_points", &v, e))?;
@@ -521,6 +578,37 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn smtp_comes_from_the_file_table_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redeploy.toml");
+        std::fs::write(
+            &path,
+            "[smtp]\nhost = \"mail.example.org\"\nfrom = \"Redeploy <r@example.org>\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&path), &env(&[("REDEPLOY_SMTP_USER", "r")])).unwrap();
+        let smtp = s.smtp.unwrap();
+        assert_eq!(smtp.host, "mail.example.org");
+        assert_eq!((smtp.security, smtp.port), (SmtpSecurity::StartTls, 587));
+        assert_eq!(smtp.user.as_deref(), Some("r"));
+        let s = Settings::load(
+            Some(&path),
+            &env(&[
+                ("REDEPLOY_SMTP_SECURITY", "tls"),
+                ("REDEPLOY_SMTP_PORT", "2465"),
+            ]),
+        )
+        .unwrap();
+        let smtp = s.smtp.unwrap();
+        assert_eq!((smtp.security, smtp.port), (SmtpSecurity::Tls, 2465));
+        assert!(Settings::load(None, &env(&[("REDEPLOY_SMTP_SECURITY", "ssl")])).is_err());
+        assert!(
+            Settings::load(None, &env(&[("REDEPLOY_SMTP_HOST", "h")])).is_err(),
+            "from is required"
+        );
     }
 
     #[test]

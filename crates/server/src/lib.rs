@@ -14,6 +14,7 @@ pub mod graph;
 pub mod metrics;
 pub mod mgmt;
 pub mod net;
+pub mod notifications;
 pub mod ops;
 pub mod problem;
 pub mod ratelimit;

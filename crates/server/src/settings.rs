@@ -85,6 +85,9 @@ pub struct Settings {
     /// A second, plain-HTTP listener serving only `/metrics`, without a token (for a scraper
     /// on a private address or loopback); `None` = none.
     pub metrics_listen: Option<SocketAddr>,
+    /// The SMTP server e-mail notifications go through; `None` = e-mail subscriptions fail
+    /// their deliveries with "no SMTP server configured".
+    pub smtp: Option<SmtpSettings>,
     /// Test-only: where the process kills itself on purpose (`REDEPLOY_CRASH_POINTS`,
     /// [`crate::crash`]); empty = never.
     pub crash_points: CrashPoints,
@@ -247,7 +250,55 @@ impl Default for Settings {
             reset_watch: Duration::from_secs(60 * 60),
             metrics_public: false,
             metrics_listen: None,
+            smtp: None,
             crash_points: CrashPoints::default(),
         }
     }
+}
+
+/// How the connection to the SMTP server is protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (RFC 3207), required; port 587 by default.
+    StartTls,
+    /// TLS from the first byte ("implicit TLS", RFC 8314); port 465 by default.
+    Tls,
+    /// No TLS at all (a relay on the same host or network only); port 25 by default.
+    None,
+}
+
+impl SmtpSecurity {
+    /// `starttls`, `tls` or `none`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "starttls" => Some(Self::StartTls),
+            "tls" => Some(Self::Tls),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+
+    /// The usual port of this kind of connection.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::StartTls => 587,
+            Self::Tls => 465,
+            Self::None => 25,
+        }
+    }
+}
+
+/// `[smtp]`: where e-mail notifications are sent from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtpSettings {
+    /// The SMTP server's host name (also the name its TLS certificate must carry).
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    /// Sign-in name; `None` = no authentication.
+    pub user: Option<String>,
+    /// A file whose content (trimmed) is the password (keeps it out of the config).
+    pub password_file: Option<std::path::PathBuf>,
+    /// The `From:` address, e.g. `Redeploy <redeploy@example.org>`.
+    pub from: String,
 }

@@ -17,44 +17,32 @@
 //! Sending is at-least-once: an attempt is claimed in the store before the POST (the claim sets
 //! the retry time, so a process that dies mid-send leaves a delivery that is retried later), and
 //! only one process wins each claim. Receivers deduplicate on `delivery_id`.
+//!
+//! Batch events (`batch.done` / `batch.failed` / `batch.stuck`) and the Teams, Slack and e-mail
+//! kinds of subscription are `crate::notifications`; they go through this same outbox.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 use redeploy_core::store::DeliveryResult;
-use redeploy_core::webhook::{self, Delivery, Webhook, WebhookEvent};
-use redeploy_core::{
-    Action, ActionState, AuditOutcome, DeviceId, NewAuditEvent, StoreError, WebhookId,
-};
+use redeploy_core::webhook::{self, Delivery, Webhook, WebhookEvent, WebhookKind};
+use redeploy_core::{Action, AuditOutcome, DeviceId, NewAuditEvent, StoreError, WebhookId};
 use ring::hmac;
 use time::OffsetDateTime;
 
 use crate::dto::{action_dto, ts};
 use crate::state::AppState;
 
-/// How long one POST may take.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::notifications::SEND_TIMEOUT;
+use crate::notifications::{error_chain, stuck_after, SILENT_STATES};
 /// Actions looked at per subscription and tick (the rest waits for the next tick).
 const ENQUEUE_PER_TICK: u32 = 500;
 /// Deliveries attempted per tick.
 const SEND_PER_TICK: u32 = 200;
 /// POSTs in flight at once.
 const PARALLEL_SENDS: usize = 8;
-/// States in which the device owes an answer; silence here for `webhook_stuck_after` is
-/// "stuck". `pending` and `blocked` are not: they wait on the server (waves, holds, check-ins
-/// the PC has not made yet), not on a PC that took a command.
-const SILENT_STATES: &[ActionState] = &[
-    ActionState::Sent,
-    ActionState::Acknowledged,
-    ActionState::InProgress,
-];
-
-fn stuck_after(state: &AppState) -> time::Duration {
-    time::Duration::try_from(state.settings.webhook_stuck_after).unwrap_or(time::Duration::hours(2))
-}
 
 /// One signed POST, ready to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,17 +108,6 @@ impl WebhookSender for HttpSender {
             Err(e) => Err(error_chain(&e)),
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text.chars().take(500).collect()
 }
 
 /// The process-wide HTTP sender: one connection pool for every tick (built on first use).
@@ -234,10 +211,12 @@ pub async fn tick_with(
 async fn enqueue_events(state: &AppState) -> Result<u32, StoreError> {
     let mut enqueued = 0;
     let mut devices = HashMap::new();
+    let mut batches = crate::notifications::ProgressCache::new();
     for hook in state.store.list_webhooks().await? {
         if !hook.enabled {
             continue;
         }
+        enqueued += crate::notifications::enqueue_batch_events(state, &hook, &mut batches).await?;
         let ended = state
             .store
             .unnotified_actions(
@@ -301,6 +280,7 @@ async fn enqueue_events(state: &AppState) -> Result<u32, StoreError> {
                 occurred_at: ts(occurred_at),
                 action: Some(action_dto(&action)),
                 device: device.clone(),
+                batch: None,
             });
             if state.store.enqueue_delivery(&delivery).await? {
                 enqueued += 1;
@@ -352,7 +332,14 @@ async fn attempt(
         signature: signature(&hook.secret, timestamp, &d.payload),
         body: d.payload.clone(),
     };
-    let answer = sender.send(&request).await;
+    let answer = match hook.kind {
+        // SMTP's 250 ("requested mail action okay, completed", RFC 5321 §4.2.2) is the only
+        // success lettre reports; a refusal or a broken connection is an `Err`.
+        WebhookKind::Email => crate::notifications::send_mail(state, &hook.url, &d.payload)
+            .await
+            .map(|()| 250),
+        _ => sender.send(&request).await,
+    };
     let now = state.clock.now();
     let (result, outcome) = match answer {
         Ok(status) if (200..300).contains(&status) => (
@@ -436,13 +423,17 @@ pub async fn ping_with(
 ) -> Result<Delivery, StoreError> {
     let now = state.clock.now();
     let mut delivery = Delivery::new(hook.id, WebhookEvent::Ping, None, String::new(), now);
-    delivery.payload = payload_json(&api::WebhookPayload {
-        event: WebhookEvent::Ping.as_str().to_owned(),
-        delivery_id: delivery.id.to_string(),
-        occurred_at: ts(now),
-        action: None,
-        device: None,
-    });
+    delivery.payload =
+        crate::notifications::render(hook.kind, &crate::notifications::Notice::ping(), || {
+            api::WebhookPayload {
+                event: WebhookEvent::Ping.as_str().to_owned(),
+                delivery_id: delivery.id.to_string(),
+                occurred_at: ts(now),
+                action: None,
+                device: None,
+                batch: None,
+            }
+        });
     state.store.enqueue_delivery(&delivery).await?;
     attempt(state, sender, hook, &delivery, false).await?;
     state

@@ -33,7 +33,7 @@ const BATCH_COLS: [B; 9] = [
     B::SteeredBy,
 ];
 
-fn row_batch(r: &impl SqlRow) -> StoreResult<BatchRecord> {
+pub(crate) fn row_batch(r: &impl SqlRow) -> StoreResult<BatchRecord> {
     Ok(BatchRecord {
         id: r.id("id")?,
         kind: ActionKind::from_code(&r.string("kind")?)?,
@@ -73,7 +73,7 @@ pub(crate) async fn insert_batch_in<D: Dialect>(
     Ok(())
 }
 
-fn select_batches() -> SelectStatement {
+pub(crate) fn select_batches() -> SelectStatement {
     Query::select()
         .columns(BATCH_COLS)
         .column(B::Seq)

@@ -305,6 +305,7 @@ pub(crate) enum Webhooks {
     Enabled,
     CreatedAt,
     NotifySince,
+    Kind,
 }
 
 /// `webhook_deliveries`: the outbox of webhook deliveries, unique per webhook, action and event.
@@ -316,6 +317,7 @@ pub(crate) enum WebhookDeliveries {
     WebhookId,
     Event,
     ActionId,
+    BatchId,
     Payload,
     Attempts,
     NextAttemptAt,

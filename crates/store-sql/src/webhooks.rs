@@ -5,19 +5,21 @@
 use async_trait::async_trait;
 use redeploy_core::action::{Action, ActionState};
 use redeploy_core::ids::{DeliveryId, WebhookId};
+use redeploy_core::store::BatchRecord;
 use redeploy_core::store::{DeliveryResult, StoreError, StoreResult, WebhookStore};
-use redeploy_core::webhook::{Delivery, Webhook, WebhookEvent};
+use redeploy_core::webhook::{Delivery, Webhook, WebhookEvent, WebhookKind};
 use sea_query::{Expr, OnConflict, Order, Query, SelectStatement, SimpleExpr};
 use time::OffsetDateTime;
 
 use crate::actions::select_actions;
+use crate::batches::{row_batch, select_batches};
 use crate::dialect::{Dialect, SqlRow};
 use crate::query::{built, insert_row, v};
-use crate::schema::{Actions as A, WebhookDeliveries as WD, Webhooks as W};
+use crate::schema::{Actions as A, Batches as B, WebhookDeliveries as WD, Webhooks as W};
 use crate::sql::RowExt;
 use crate::SqlStore;
 
-const WEBHOOK_COLS: [W; 8] = [
+const WEBHOOK_COLS: [W; 9] = [
     W::Id,
     W::Name,
     W::Url,
@@ -26,13 +28,15 @@ const WEBHOOK_COLS: [W; 8] = [
     W::Enabled,
     W::CreatedAt,
     W::NotifySince,
+    W::Kind,
 ];
 
-const DELIVERY_COLS: [WD; 11] = [
+const DELIVERY_COLS: [WD; 12] = [
     WD::Id,
     WD::WebhookId,
     WD::Event,
     WD::ActionId,
+    WD::BatchId,
     WD::Payload,
     WD::Attempts,
     WD::NextAttemptAt,
@@ -43,7 +47,7 @@ const DELIVERY_COLS: [WD; 11] = [
 ];
 
 /// The values of [`WEBHOOK_COLS`], in order (events as a comma-separated list).
-fn webhook_values(w: &Webhook) -> [SimpleExpr; 8] {
+fn webhook_values(w: &Webhook) -> [SimpleExpr; 9] {
     let events = w
         .events
         .iter()
@@ -59,16 +63,18 @@ fn webhook_values(w: &Webhook) -> [SimpleExpr; 8] {
         v(w.enabled),
         v(w.created_at),
         v(w.notify_since),
+        v(w.kind.as_str()),
     ]
 }
 
 /// The values of [`DELIVERY_COLS`], in order.
-fn delivery_values(d: &Delivery) -> [SimpleExpr; 11] {
+fn delivery_values(d: &Delivery) -> [SimpleExpr; 12] {
     [
         v(d.id),
         v(d.webhook),
         v(d.event.as_str()),
         v(d.action),
+        v(d.batch),
         v(d.payload.clone()),
         v(d.attempts),
         v(d.next_attempt_at),
@@ -133,6 +139,7 @@ fn row_webhook(r: &impl SqlRow) -> StoreResult<Webhook> {
         enabled: r.flag("enabled")?,
         created_at: r.at("created_at")?,
         notify_since: r.at("notify_since")?,
+        kind: WebhookKind::parse(&r.string("kind")?)?,
     })
 }
 
@@ -142,6 +149,7 @@ fn row_delivery(r: &impl SqlRow) -> StoreResult<Delivery> {
         webhook: r.id("webhook_id")?,
         event: WebhookEvent::parse(&r.string("event")?)?,
         action: r.opt_id("action_id")?,
+        batch: r.opt_id("batch_id")?,
         payload: r.string("payload")?,
         attempts: r.u32("attempts")?,
         next_attempt_at: r.time("next_attempt_at")?,
@@ -276,15 +284,58 @@ impl<D: Dialect> WebhookStore for SqlStore<D> {
     }
 
     async fn enqueue_delivery(&self, d: &Delivery) -> StoreResult<bool> {
+        // The conflict target names the unique index the row can collide on: a batch event's
+        // (webhook, batch, event), else an action event's (webhook, action, event).
+        let about = if d.batch.is_some() {
+            WD::BatchId
+        } else {
+            WD::ActionId
+        };
         let insert = insert_row(WD::Table, DELIVERY_COLS, delivery_values(d))?
             .on_conflict(
-                OnConflict::columns([WD::WebhookId, WD::ActionId, WD::Event])
+                OnConflict::columns([WD::WebhookId, about, WD::Event])
                     .do_nothing()
                     .to_owned(),
             )
             .to_owned();
         let inserted = built::<D>(&insert)?.execute(self.db()).await?;
         Ok(inserted == 1)
+    }
+
+    async fn unnotified_batches(
+        &self,
+        webhook: WebhookId,
+        event: WebhookEvent,
+        since: OffsetDateTime,
+        states: Option<&[ActionState]>,
+        limit: u32,
+    ) -> StoreResult<Vec<BatchRecord>> {
+        let delivered = Query::select()
+            .column((WD::Table, WD::Seq))
+            .from(WD::Table)
+            .and_where(Expr::col((WD::Table, WD::WebhookId)).eq(v(webhook)))
+            .and_where(Expr::col((WD::Table, WD::BatchId)).equals((B::Table, B::Id)))
+            .and_where(Expr::col((WD::Table, WD::Event)).eq(v(event.as_str())))
+            .to_owned();
+        let mut moved = Query::select()
+            .column((A::Table, A::Seq))
+            .from(A::Table)
+            .and_where(Expr::col((A::Table, A::BatchId)).equals((B::Table, B::Id)))
+            .and_where(Expr::col((A::Table, A::UpdatedAt)).gte(v(since)))
+            .to_owned();
+        if let Some(states) = states {
+            moved.and_where(
+                Expr::col((A::Table, A::State)).is_in(states.iter().map(|s| v(s.as_str()))),
+            );
+        }
+        let select = select_batches()
+            .and_where(Expr::exists(delivered).not())
+            .and_where(Expr::exists(moved))
+            .order_by((B::Table, B::Seq), Order::Desc)
+            .limit(u64::from(limit))
+            .to_owned();
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
+        rows.iter().map(row_batch).collect()
     }
 
     async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>> {

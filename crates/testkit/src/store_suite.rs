@@ -2702,6 +2702,7 @@ fn new_webhook(name: &str, events: &[WebhookEvent], at: OffsetDateTime) -> Webho
         url: format!("https://hooks.example.org/{name}"),
         secret: format!("secret-{name}"),
         events: events.to_vec(),
+        kind: redeploy_core::webhook::WebhookKind::Raw,
         enabled: true,
         created_at: at,
         notify_since: at,

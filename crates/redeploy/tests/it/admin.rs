@@ -724,6 +724,45 @@ async fn webhooks_are_created_tested_listed_and_deleted() {
         "{on:?}"
     );
 
+    // An e-mail subscription gets the batch events; without [smtp] its test mail fails.
+    let mail = stdout_json(
+        &s.cli(&[
+            "webhooks",
+            "create",
+            "--kind",
+            "email",
+            "--to",
+            "ops@example.org",
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(mail["webhook"]["kind"], "email", "{mail}");
+    assert_eq!(
+        mail["webhook"]["events"],
+        serde_json::json!(["batch.done", "batch.failed", "batch.stuck"])
+    );
+    let mail_id = mail["webhook"]["id"].as_str().unwrap().to_string();
+    let ping = s.cli(&["webhooks", "test", &mail_id, "--json"]).await;
+    assert_eq!(ping.status.code(), Some(1));
+    let ping: serde_json::Value = serde_json::from_slice(&ping.stdout).unwrap();
+    assert!(
+        ping["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("no SMTP server"),
+        "{ping}"
+    );
+    let usage = s
+        .cli(&["webhooks", "create", "--kind", "pager", "--url", "http://x"])
+        .await;
+    assert_eq!(usage.status.code(), Some(2), "an unknown kind is bad usage");
+    assert!(s
+        .cli(&["webhooks", "delete", &mail_id])
+        .await
+        .status
+        .success());
+
     assert!(s.cli(&["webhooks", "delete", &id]).await.status.success());
     assert_eq!(
         s.cli(&["webhooks", "delete", &id]).await.status.code(),

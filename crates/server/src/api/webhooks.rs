@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
-use redeploy_core::webhook::{Delivery, Webhook, WebhookEvent};
+use redeploy_core::webhook::{Delivery, Webhook, WebhookEvent, WebhookKind};
 use redeploy_core::WebhookId;
 
 use super::auth::Caller;
@@ -23,6 +23,7 @@ pub fn webhook_dto(w: &Webhook) -> api::Webhook {
         name: w.name.clone(),
         url: w.url.clone(),
         events: w.events.iter().map(|e| e.as_str().to_owned()).collect(),
+        kind: w.kind.as_str().to_owned(),
         enabled: w.enabled,
         created_at: ts(w.created_at),
     }
@@ -34,6 +35,7 @@ pub fn delivery_dto(d: &Delivery) -> api::WebhookDelivery {
         webhook_id: d.webhook.to_string(),
         event: d.event.as_str().to_owned(),
         action_id: d.action.map(|a| a.to_string()),
+        batch_id: d.batch.map(|b| b.to_string()),
         status: d.status().as_str().to_owned(),
         attempts: d.attempts,
         next_attempt_at: d.next_attempt_at.map(ts),
@@ -62,7 +64,8 @@ pub async fn list_webhooks(
     }))
 }
 
-/// Subscribe a URL to action outcomes. Deliveries are signed with the secret
+/// Subscribe a URL to action outcomes, or a Teams/Slack channel or an e-mail address to batch
+/// outcomes (`kind`). Raw deliveries are signed with the secret
 /// (`X-Redeploy-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`); a generated
 /// secret is in this answer only.
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks",
@@ -82,12 +85,25 @@ pub async fn create_webhook(
         .as_ref()
         .map(|list| {
             WebhookEvent::parse_list(&list.join(",")).map_err(|e| {
-                ApiError::bad_request(format!("events: {e}; expected some of done, failed, stuck"))
+                ApiError::bad_request(format!(
+                    "events: {e}; expected some of done, failed, stuck, batch.done, \
+                     batch.failed, batch.stuck"
+                ))
+            })
+        })
+        .transpose()?;
+    let kind = body
+        .kind
+        .as_deref()
+        .map(|k| {
+            WebhookKind::parse(k.trim()).map_err(|e| {
+                ApiError::bad_request(format!("kind: {e}; expected raw, teams, slack or email"))
             })
         })
         .transpose()?;
     let new = webhooks::NewWebhook {
         url: body.url,
+        kind,
         name: body.name,
         events,
         secret: body.secret,

@@ -3,7 +3,7 @@
 //! send a test `ping`. Admins only; each change audited. Sending itself is
 //! `crate::webhook_delivery`.
 
-use redeploy_core::webhook::{Delivery, Webhook, WebhookEvent};
+use redeploy_core::webhook::{Delivery, Webhook, WebhookEvent, WebhookKind};
 use redeploy_core::{Role, WebhookId};
 
 use super::{audit, Caller, Result, ServiceError};
@@ -32,8 +32,10 @@ pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<Webhook>> {
 /// What a new subscription is to be.
 #[derive(Debug, Clone)]
 pub struct NewWebhook {
-    /// An absolute `http://` or `https://` URL.
+    /// An absolute `http://` or `https://` URL; for [`WebhookKind::Email`], the recipient.
     pub url: String,
+    /// `None` = [`WebhookKind::Raw`].
+    pub kind: Option<WebhookKind>,
     /// `None` = the URL.
     pub name: Option<String>,
     /// `None` = every event one can subscribe to.
@@ -57,6 +59,14 @@ fn check_url(url: &str) -> Result<String> {
     Ok(url.to_owned())
 }
 
+/// A single e-mail address (`someone@example.org`, or `Name <someone@example.org>`).
+fn check_address(text: &str) -> Result<String> {
+    let text = text.trim();
+    text.parse::<lettre::message::Mailbox>()
+        .map_err(|e| ServiceError::Invalid(format!("{text:?} is not an e-mail address: {e}")))?;
+    Ok(text.to_owned())
+}
+
 /// Subscribes a URL: the webhook and, when the server generated it, its secret (shown once).
 pub async fn create(
     state: &AppState,
@@ -66,15 +76,23 @@ pub async fn create(
     caller
         .require(state, Role::Admin, "create a webhook", None)
         .await?;
-    let url = check_url(&new.url)?;
+    let kind = new.kind.unwrap_or(WebhookKind::Raw);
+    let url = match kind {
+        WebhookKind::Email => check_address(&new.url)?,
+        _ => check_url(&new.url)?,
+    };
     let name = match new.name.as_deref().map(str::trim) {
         Some("") => return Err(ServiceError::Invalid("name must not be empty".into())),
         Some(n) => n.to_owned(),
         None => url.clone(),
     };
-    let events = new
-        .events
-        .unwrap_or_else(|| WebhookEvent::SUBSCRIBABLE.to_vec());
+    let events = new.events.unwrap_or_else(|| kind.default_events().to_vec());
+    if let Some(e) = events.iter().find(|e| !kind.carries(**e)) {
+        return Err(ServiceError::Invalid(format!(
+            "a {kind} subscription is told about batches only (batch.done, batch.failed, \
+             batch.stuck), not {e}"
+        )));
+    }
     let (secret, generated) = match new.secret {
         Some(s) if s.trim().is_empty() => {
             return Err(ServiceError::Invalid("secret must not be empty".into()))
@@ -89,6 +107,7 @@ pub async fn create(
         url,
         secret,
         events,
+        kind,
         enabled: true,
         created_at: now,
         notify_since: now,
@@ -98,7 +117,7 @@ pub async fn create(
         state,
         caller,
         "webhook.create",
-        format!("{} {:?} -> {}", hook.id, hook.name, hook.url),
+        format!("{} {:?} {} -> {}", hook.id, hook.name, hook.kind, hook.url),
     )
     .await?;
     let shown = generated.then(|| hook.secret.clone());

@@ -13,6 +13,7 @@ mod flood;
 mod graph;
 mod mgmt;
 mod newest_first;
+mod notifications;
 mod ops;
 mod outage;
 mod router;

@@ -32,14 +32,14 @@ on_both_backends!(
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
-struct Hit {
-    path: String,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Hit {
+    pub(crate) path: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Hit {
-    fn header(&self, name: &str) -> String {
+    pub(crate) fn header(&self, name: &str) -> String {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
@@ -69,14 +69,14 @@ impl Hit {
 
 /// A real HTTP receiver: `/ok` answers `status` (settable), `/broken` always 500.
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     addr: SocketAddr,
     hits: Arc<Mutex<Vec<Hit>>>,
     status: Arc<AtomicU16>,
 }
 
 impl Receiver {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let receiver = Receiver {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             hits: Arc::default(),
@@ -93,11 +93,11 @@ impl Receiver {
         Receiver { addr, ..receiver }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}/{path}", self.addr)
     }
 
-    fn hits(&self, path: &str) -> Vec<Hit> {
+    pub(crate) fn hits(&self, path: &str) -> Vec<Hit> {
         self.hits
             .lock()
             .unwrap()
@@ -125,20 +125,30 @@ async fn receive(
     StatusCode::from_u16(r.status.load(Ordering::SeqCst)).unwrap()
 }
 
-fn now() -> OffsetDateTime {
+pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-fn admin(app: &TestApp) -> Client {
+pub(crate) fn admin(app: &TestApp) -> Client {
     Client::new(&app.base_url, &app.admin_token, Some(&app.ca_pem)).unwrap()
 }
 
-async fn enrolled_pc(
+pub(crate) async fn enrolled_pc(
     app: &TestApp,
     transport: &HttpsTransport,
     name: &str,
 ) -> (DeviceState, String) {
-    let mut pc = DeviceProfile::default().build_seeded(name, 7, now());
+    enrolled_pc_with(app, transport, name, DeviceProfile::default()).await
+}
+
+/// [`enrolled_pc`] with a given profile.
+pub(crate) async fn enrolled_pc_with(
+    app: &TestApp,
+    transport: &HttpsTransport,
+    name: &str,
+    profile: DeviceProfile,
+) -> (DeviceState, String) {
+    let mut pc = profile.build_seeded(name, 7, now());
     let options = EnrollOptions {
         server: app.base_url.clone(),
         token: app.enrollment_token.clone(),
@@ -162,7 +172,7 @@ async fn enrolled_pc(
 }
 
 /// Checks in (letting the PC carry out what it accepted) until the action is terminal (at most `rounds` sessions); answers its state.
-async fn check_in_until_settled(
+pub(crate) async fn check_in_until_settled(
     client: &Client,
     transport: &HttpsTransport,
     pc: &mut DeviceState,
@@ -307,6 +317,7 @@ async fn a_failing_receiver_is_retried_with_backoff_and_given_up_after_ten_attem
                 name: Some(name.into()),
                 secret: Some(format!("secret-{name}")),
                 events: Some(vec!["done".into()]),
+                ..NewWebhook::default()
             })
             .await
             .unwrap();
