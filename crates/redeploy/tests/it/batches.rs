@@ -601,7 +601,17 @@ async fn an_admin_pauses_resumes_and_cancels_a_wave_reset_from_the_cli(backend: 
     let dir = tempfile::tempdir().unwrap();
     let transport = HttpsTransport::new(&app.ca_pem).unwrap();
     let store = app.store.clone();
-    let mut pcs = enroll_fleet(&app, &transport, "steer", 12, 4, t0).await;
+    // Three waves; REDEPLOY_STEER_PCS=300 runs the lab of issue #15 (docs/benchmarks.md).
+    let n: usize = std::env::var("REDEPLOY_STEER_PCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+        .max(3)
+        / 3
+        * 3;
+    let wave = n / 3;
+    let wave_text = wave.to_string();
+    let mut pcs = enroll_fleet(&app, &transport, "steer", n, 4, t0).await;
     let ids: Vec<DeviceId> = pcs.iter().map(|p| p.id).collect();
     let group = Group::new_static(GroupId::generate(), "Lab steer", ids.clone(), t0);
     store.create_group(&group).await.unwrap();
@@ -617,7 +627,7 @@ async fn an_admin_pauses_resumes_and_cancels_a_wave_reset_from_the_cli(backend: 
             "--confirm",
             "Lab steer",
             "--wave-size",
-            "4",
+            &wave_text,
             "--wave-interval",
             "1800",
             "--json",
@@ -646,7 +656,7 @@ async fn an_admin_pauses_resumes_and_cancels_a_wave_reset_from_the_cli(backend: 
     let mut done = HashSet::new();
     assert_eq!(
         check_in_all(&transport, &mut pcs, &mut done, clock.now()).await,
-        4
+        wave
     );
 
     // A PC of a waiting wave is not offered a second reset meanwhile.
@@ -657,7 +667,7 @@ async fn an_admin_pauses_resumes_and_cancels_a_wave_reset_from_the_cli(backend: 
         .into_iter()
         .map(|w| w.device)
         .collect::<HashSet<_>>();
-    assert_eq!(waiting.len(), 8);
+    assert_eq!(waiting.len(), 2 * wave);
     let other = *waiting.iter().next().unwrap();
     let out = cli(&app, dir.path(), &["reset", &other.to_string(), "--json"]).await;
     let single: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -681,7 +691,7 @@ async fn an_admin_pauses_resumes_and_cancels_a_wave_reset_from_the_cli(backend: 
     clock.set(t0 + Duration::minutes(120));
     assert_eq!(app.tick().await.waves_released, 1);
 
-    // Canceled before the second wave's PCs check in: its four actions and the third wave go.
+    // Canceled before the second wave's PCs check in: its actions and the third wave go.
     let out = cli(&app, dir.path(), &["batches", "cancel", &id, "--json"]).await;
     assert!(out.status.success(), "{out:?}");
     let steered: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -691,7 +701,7 @@ async fn an_admin_pauses_resumes_and_cancels_a_wave_reset_from_the_cli(backend: 
             steered["waves"].as_u64(),
             steered["canceled_actions"].as_u64()
         ),
-        (Some(1), Some(4))
+        (Some(1), Some(wave as u64))
     );
     clock.advance(Duration::days(2));
     assert_eq!(app.tick().await.waves_released, 0, "canceled");
@@ -712,7 +722,11 @@ async fn an_admin_pauses_resumes_and_cancels_a_wave_reset_from_the_cli(backend: 
     )
     .await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(stdout(&out).contains("4 canceled"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("{wave} canceled")),
+        "{}",
+        stdout(&out)
+    );
 
     // Followed from the CLI: settled once canceled and the first wave is done.
     let out = cli(&app, dir.path(), &["batches", "show", &id, "--json"]).await;
@@ -720,8 +734,8 @@ async fn an_admin_pauses_resumes_and_cancels_a_wave_reset_from_the_cli(backend: 
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["settled"], true, "{status}");
     assert_eq!(status["batch"]["state"], "canceled");
-    assert_eq!(status["counts"]["done"], 4);
-    assert_eq!(status["counts"]["canceled"], 4);
+    assert_eq!(status["counts"]["done"], wave);
+    assert_eq!(status["counts"]["canceled"], wave);
     let waves: Vec<(u64, bool)> = status["waves"]
         .as_array()
         .unwrap()
