@@ -4,6 +4,11 @@
 use redeploy_core::{
     decode_hresult, Action, ActionKind, AuditEvent, Device, InventoryValue, Readiness,
 };
+use std::collections::{BTreeMap, HashMap};
+
+use redeploy_core::batch::BatchProgress;
+use redeploy_core::store::{BatchCounts, BatchRecord};
+use redeploy_core::BatchId;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -202,6 +207,87 @@ pub fn device_message_dto(m: &redeploy_core::trail::TrailMessage) -> api::Device
         msg_id: m.msg_id.clone(),
         size: m.size as u64,
         body: m.body.clone(),
+    }
+}
+
+/// A batch as listed: its record and its counts.
+pub(crate) fn batch_summary(b: &BatchRecord, c: &BatchCounts) -> api::BatchSummary {
+    api::BatchSummary {
+        batch_id: b.id.to_string(),
+        kind: b.kind.name().to_owned(),
+        requested_by: b.requested_by.clone(),
+        created_at: ts(b.created_at),
+        target: b.target.clone(),
+        devices: b.devices,
+        counts: c
+            .by_state
+            .iter()
+            .map(|(s, n)| (s.as_str().to_owned(), *n))
+            .collect(),
+        waves_waiting: c.waves_waiting,
+        state: b.state.as_str().to_owned(),
+        steered_at: b.steered.as_ref().map(|(at, _)| ts(*at)),
+        steered_by: b.steered.as_ref().map(|(_, by)| by.clone()),
+    }
+}
+
+/// Where a batch is, wave by wave (the first wave, index 0, holds the devices no stored wave
+/// names; a device in several waves, deferred over the daily cap, counts in the last).
+pub(crate) fn batch_status(id: BatchId, p: &BatchProgress) -> api::BatchStatus {
+    let mut counts = BTreeMap::<String, u64>::new();
+    let mut wave_of = HashMap::new();
+    for w in &p.waves {
+        for d in &w.devices {
+            wave_of.insert(*d, w.index);
+        }
+    }
+    let mut by_wave = BTreeMap::<u32, BTreeMap<String, u64>>::new();
+    let mut first_devices = 0;
+    for a in &p.actions {
+        let state = a.state.as_str().to_owned();
+        *counts.entry(state.clone()).or_default() += 1;
+        let wave = wave_of.get(&a.device).copied().unwrap_or(0);
+        first_devices += u64::from(wave == 0);
+        *by_wave.entry(wave).or_default().entry(state).or_default() += 1;
+    }
+    let started = p
+        .record
+        .as_ref()
+        .map(|r| r.created_at)
+        .or_else(|| p.actions.first().map(|a| a.created_at));
+    let first = started.map(|at| api::BatchWave {
+        index: 0,
+        due_at: ts(at),
+        released: true,
+        released_at: Some(ts(at)),
+        devices: first_devices,
+        counts: by_wave.remove(&0).unwrap_or_default(),
+    });
+    let batch = p.record.as_ref().map(|r| {
+        let mut c = BatchCounts::default();
+        for a in &p.actions {
+            *c.by_state.entry(a.state).or_default() += 1;
+        }
+        c.waves_waiting = p.waves.iter().filter(|w| w.released_at.is_none()).count() as u64;
+        batch_summary(r, &c)
+    });
+    api::BatchStatus {
+        batch_id: id.to_string(),
+        settled: p.settled,
+        counts,
+        actions: p.actions.iter().map(action_dto).collect(),
+        waves: first
+            .into_iter()
+            .chain(p.waves.iter().map(|w| api::BatchWave {
+                index: w.index,
+                due_at: ts(w.due_at),
+                released: w.released_at.is_some(),
+                released_at: w.released_at.map(ts),
+                devices: w.devices.len() as u64,
+                counts: by_wave.remove(&w.index).unwrap_or_default(),
+            }))
+            .collect(),
+        batch,
     }
 }
 

@@ -2,14 +2,12 @@
 //! filter, in waves under a daily cap; no size cap) and `GET /api/v1/batches/{id}` (where a
 //! batch is, for `redeploy reset --wait`).
 
-use std::collections::{BTreeMap, HashMap};
-
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
-use redeploy_core::batch::{BatchProgress, ItemOutcome, PlanOutcome, Steer};
+use redeploy_core::batch::{ItemOutcome, PlanOutcome, Steer};
 use redeploy_core::BatchId;
 use time::Duration;
 
@@ -20,7 +18,7 @@ use super::ApiError;
 use crate::dto::*;
 use crate::service::batches;
 use crate::state::AppState;
-use redeploy_core::store::{BatchCounts, BatchRecord, Cursor};
+use redeploy_core::store::Cursor;
 
 /// Ask many devices for the same action. With `dry_run`: 200 and what would happen to each
 /// device, changing nothing. Otherwise: 202 and the batch (the first wave is requested now,
@@ -224,87 +222,6 @@ pub async fn get_batch(
 
 fn batch_id(text: &str) -> Result<BatchId, ApiError> {
     BatchId::parse(text).map_err(|_| ApiError::bad_request(format!("not a batch id: {text:?}")))
-}
-
-/// A batch as listed: its record and its counts.
-pub(crate) fn batch_summary(b: &BatchRecord, c: &BatchCounts) -> api::BatchSummary {
-    api::BatchSummary {
-        batch_id: b.id.to_string(),
-        kind: b.kind.name().to_owned(),
-        requested_by: b.requested_by.clone(),
-        created_at: ts(b.created_at),
-        target: b.target.clone(),
-        devices: b.devices,
-        counts: c
-            .by_state
-            .iter()
-            .map(|(s, n)| (s.as_str().to_owned(), *n))
-            .collect(),
-        waves_waiting: c.waves_waiting,
-        state: b.state.as_str().to_owned(),
-        steered_at: b.steered.as_ref().map(|(at, _)| ts(*at)),
-        steered_by: b.steered.as_ref().map(|(_, by)| by.clone()),
-    }
-}
-
-/// Where a batch is, wave by wave (the first wave, index 0, holds the devices no stored wave
-/// names; a device in several waves, deferred over the daily cap, counts in the last).
-pub(crate) fn batch_status(id: BatchId, p: &BatchProgress) -> api::BatchStatus {
-    let mut counts = BTreeMap::<String, u64>::new();
-    let mut wave_of = HashMap::new();
-    for w in &p.waves {
-        for d in &w.devices {
-            wave_of.insert(*d, w.index);
-        }
-    }
-    let mut by_wave = BTreeMap::<u32, BTreeMap<String, u64>>::new();
-    let mut first_devices = 0;
-    for a in &p.actions {
-        let state = a.state.as_str().to_owned();
-        *counts.entry(state.clone()).or_default() += 1;
-        let wave = wave_of.get(&a.device).copied().unwrap_or(0);
-        first_devices += u64::from(wave == 0);
-        *by_wave.entry(wave).or_default().entry(state).or_default() += 1;
-    }
-    let started = p
-        .record
-        .as_ref()
-        .map(|r| r.created_at)
-        .or_else(|| p.actions.first().map(|a| a.created_at));
-    let first = started.map(|at| api::BatchWave {
-        index: 0,
-        due_at: ts(at),
-        released: true,
-        released_at: Some(ts(at)),
-        devices: first_devices,
-        counts: by_wave.remove(&0).unwrap_or_default(),
-    });
-    let batch = p.record.as_ref().map(|r| {
-        let mut c = BatchCounts::default();
-        for a in &p.actions {
-            *c.by_state.entry(a.state).or_default() += 1;
-        }
-        c.waves_waiting = p.waves.iter().filter(|w| w.released_at.is_none()).count() as u64;
-        batch_summary(r, &c)
-    });
-    api::BatchStatus {
-        batch_id: id.to_string(),
-        settled: p.settled,
-        counts,
-        actions: p.actions.iter().map(action_dto).collect(),
-        waves: first
-            .into_iter()
-            .chain(p.waves.iter().map(|w| api::BatchWave {
-                index: w.index,
-                due_at: ts(w.due_at),
-                released: w.released_at.is_some(),
-                released_at: w.released_at.map(ts),
-                devices: w.devices.len() as u64,
-                counts: by_wave.remove(&w.index).unwrap_or_default(),
-            }))
-            .collect(),
-        batch,
-    }
 }
 
 /// Pause, resume or cancel a batch (`verb`). Pause: a running batch's waves still waiting are

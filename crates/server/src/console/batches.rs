@@ -13,7 +13,7 @@ use super::{
     enc, flash, kind_label, layout, layout_with, ok, see_other, state_badge, when, PageError,
     PageResult, PostForm, Section, Signed,
 };
-use crate::api::batches::batch_status;
+use crate::dto::batch_status;
 use crate::service::actions::role_for;
 use crate::service::{batches as service, devices};
 use crate::state::AppState;
