@@ -58,6 +58,8 @@ struct Plan {
     enroll_timeout: Duration,
     settle_timeout: Duration,
     long: bool,
+    /// Pause, resume and cancel the batch while the servers die (issue #15).
+    steer: bool,
 }
 
 fn env_u32(name: &str, default: u32) -> u32 {
@@ -91,6 +93,20 @@ impl Plan {
             enroll_timeout: Duration::from_secs(240),
             settle_timeout: Duration::from_secs(if long { 900 } else { 300 }),
             long,
+            steer: false,
+        }
+    }
+
+    /// The steering round: ten waves of 30, 3 s apart, paused twice, resumed, then canceled
+    /// while waves still wait; one round (the fleet is left half reset).
+    fn steered(backend: Backend) -> Plan {
+        Plan {
+            wave_size: 30,
+            wave_interval_secs: 3,
+            rounds: 1,
+            min_kills_per_round: 12,
+            steer: true,
+            ..Plan::new(backend)
         }
     }
 }
@@ -885,6 +901,80 @@ impl Harness {
         panic!("reset --group fleet failed 10 times (seed {})", self.seed);
     }
 
+    /// One steering step as an admin takes it: `redeploy batches VERB BATCH --json`, retried
+    /// while servers die. A request whose answer was lost is looked up (the batch's state)
+    /// before it is sent again, so a `409` for a change already made is never taken for a
+    /// refusal. The server's time of the change (`steered_at`).
+    async fn steer(&self, batch: &str, verb: &str, state: &str) -> OffsetDateTime {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let out = self.cli(&["batches", verb, batch, "--json"]).await;
+            if out.status.success() {
+                let steered: Value = serde_json::from_slice(&out.stdout).expect("steered JSON");
+                assert_eq!(
+                    steered["batch"]["state"], state,
+                    "batches {verb}: {steered}"
+                );
+                return time_of(&steered["batch"]["steered_at"]);
+            }
+            self.all_healthy().await;
+            if let Ok(status) = self.get(&format!("/api/v1/batches/{batch}")).await {
+                if status["batch"]["state"] == state {
+                    return time_of(&status["batch"]["steered_at"]);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "batches {verb} {batch} kept failing: {out:?} (seed {})",
+                self.seed
+            );
+        }
+    }
+
+    /// The admin's hand on a running wave reset, while the killer works, twice: pause, wait
+    /// 3–4.5 s (longer than a wave's spacing: a wave falls due meanwhile), resume, and let the
+    /// next wave leave; then cancel within a second of that release, with waves still waiting
+    /// and the last wave's actions partly unsent.
+    async fn steer_batch(&self, batch: &str, rng: &mut StdRng) -> Steering {
+        let mut pauses = Vec::new();
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_secs_f64(rng.gen_range(0.2..1.0))).await;
+            let paused = self.steer(batch, "pause", "paused").await;
+            let released = self.waves_released(batch).await;
+            tokio::time::sleep(Duration::from_secs_f64(rng.gen_range(3.0..4.5))).await;
+            let resumed = self.steer(batch, "resume", "running").await;
+            pauses.push((paused, resumed));
+            self.wait_wave_released(batch, released + 1).await;
+        }
+        tokio::time::sleep(Duration::from_secs_f64(rng.gen_range(0.0..1.0))).await;
+        let canceled = self.steer(batch, "cancel", "canceled").await;
+        Steering { pauses, canceled }
+    }
+
+    /// How many of the batch's waves have left (wave 0, with the request, included).
+    async fn waves_released(&self, batch: &str) -> usize {
+        loop {
+            if let Ok(status) = self.get(&format!("/api/v1/batches/{batch}")).await {
+                return status["waves"]
+                    .as_array()
+                    .map_or(0, |ws| ws.iter().filter(|w| w["released"] == true).count());
+            }
+            self.all_healthy().await;
+        }
+    }
+
+    async fn wait_wave_released(&self, batch: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.waves_released(batch).await < count {
+            assert!(
+                Instant::now() < deadline,
+                "no wave of {batch} released within 60 s of the resume (seed {})",
+                self.seed
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Polls the batch until it is settled and at least `min_kills` kills happened since
     /// `kills_before`; `Err` with the last status seen after the timeout.
     async fn wait_settled(
@@ -988,6 +1078,12 @@ struct Verdict {
     action_count_wrong: Vec<(String, usize)>,
     /// PCs still in a reset (or other operation) at the end, or with a local reset or a wipe.
     pending: Vec<String>,
+    /// Steered rounds: PCs that reset though their action was canceled or their wave never
+    /// left.
+    reset_unasked: Vec<String>,
+    /// Steered rounds: waves released while paused or after the cancel; a cancel that held
+    /// nothing back; a batch not canceled at the end.
+    steering: Vec<String>,
     settled: bool,
 }
 
@@ -1000,6 +1096,8 @@ impl Verdict {
             && self.not_done.is_empty()
             && self.action_count_wrong.is_empty()
             && self.pending.is_empty()
+            && self.reset_unasked.is_empty()
+            && self.steering.is_empty()
     }
 
     fn duplicates(&self) -> usize {
@@ -1081,11 +1179,133 @@ fn judge(
     v
 }
 
+/// What the admin did to the batch, in the servers' own times.
+#[derive(Debug)]
+struct Steering {
+    /// (paused at, resumed at), twice.
+    pauses: Vec<(OffsetDateTime, OffsetDateTime)>,
+    canceled: OffsetDateTime,
+}
+
+fn time_of(v: &Value) -> OffsetDateTime {
+    v.as_str()
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+        .unwrap_or_else(|| panic!("not a time: {v}"))
+}
+
+/// Judges a steered round: a canceled batch leaves part of the fleet untouched, so each PC
+/// must have reset exactly as often as its action says — once if `done`, never if `canceled`
+/// or if its wave was never released — and no wave may leave while the batch is paused or
+/// after it was canceled. A release and a steer serialise on the batch row but take their
+/// times before, so a second of slack either side of a window.
+fn judge_steered(
+    pcs: &[PcCount],
+    batch: &Value,
+    devices: &BTreeMap<String, Value>,
+    steering: &Steering,
+) -> Verdict {
+    let by_name: HashMap<&str, &PcCount> = pcs.iter().map(|p| (p.name.as_str(), p)).collect();
+    let by_serial: HashMap<&str, &PcCount> = pcs.iter().map(|p| (p.serial.as_str(), p)).collect();
+    let mut v = Verdict {
+        settled: batch["settled"] == true,
+        ..Verdict::default()
+    };
+    let actions = batch["actions"].as_array().cloned().unwrap_or_default();
+    v.requested = actions.len();
+    let mut per_device: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for a in &actions {
+        per_device
+            .entry(a["device_id"].as_str().unwrap_or_default())
+            .or_default()
+            .push(a);
+    }
+    for (id, d) in devices {
+        let name = d["name"].as_str().unwrap_or(id).to_string();
+        let Some(pc) = pc_of_device(Some(d), &by_name, &by_serial) else {
+            v.lost
+                .push(format!("{name}: no PC has this name or serial"));
+            continue;
+        };
+        v.done_on_pcs += pc.resets;
+        if let Some(p) = &pc.pending {
+            v.pending.push(format!("{}: {p}", pc.id));
+        }
+        if pc.other_resets > 0 {
+            v.pending.push(format!("{}: local resets or wipes", pc.id));
+        }
+        let mine = per_device.get(id.as_str()).cloned().unwrap_or_default();
+        if mine.len() > 1 {
+            v.action_count_wrong.push((name.clone(), mine.len()));
+        }
+        let done = mine.iter().filter(|a| a["state"] == "done").count();
+        for a in &mine {
+            let state = a["state"].as_str().unwrap_or_default();
+            if state != "done" && state != "canceled" {
+                v.not_done.push(format!("{} ({state})", a["id"]));
+            }
+        }
+        match (done, pc.resets) {
+            (1, 1) | (0, 0) => {}
+            (1, 0) => v
+                .falsely_done
+                .extend(mine.iter().map(|a| a["id"].to_string())),
+            (0, n) => v.reset_unasked.push(format!(
+                "{} reset {n}x, its action {:?}",
+                pc.id,
+                mine.iter().map(|a| a["state"].clone()).collect::<Vec<_>>()
+            )),
+            (_, n) => v.duplicated.push((pc.id.clone(), n.saturating_sub(1))),
+        }
+    }
+    let slack = time::Duration::seconds(1);
+    let waves = batch["waves"].as_array().cloned().unwrap_or_default();
+    for w in &waves {
+        let Some(released) = w["released_at"]
+            .as_str()
+            .map(|_| time_of(&w["released_at"]))
+        else {
+            continue;
+        };
+        for (paused, resumed) in &steering.pauses {
+            if released > *paused + slack && released < *resumed - slack {
+                v.steering.push(format!(
+                    "wave {} released at {released} while paused ({paused} .. {resumed})",
+                    w["index"]
+                ));
+            }
+        }
+        if released > steering.canceled + slack {
+            v.steering.push(format!(
+                "wave {} released at {released}, after the cancel at {}",
+                w["index"], steering.canceled
+            ));
+        }
+    }
+    let released = waves.iter().filter(|w| w["released"] == true).count();
+    if released < 3 {
+        v.steering.push(format!(
+            "only {released} waves released: the pauses were not tested against releases"
+        ));
+    }
+    let held_back = waves.iter().filter(|w| w["released"] == false).count();
+    let canceled = actions.iter().filter(|a| a["state"] == "canceled").count();
+    if held_back == 0 && canceled == 0 {
+        v.steering
+            .push("the cancel held nothing back: every wave released, no action canceled".into());
+    }
+    if batch["batch"]["state"] != "canceled" {
+        v.steering.push(format!(
+            "the batch ended {}, not canceled",
+            batch["batch"]["state"]
+        ));
+    }
+    v
+}
+
 // ---------------------------------------------------------------------------------------------
 // The test
 
-async fn faults(backend: Backend) {
-    let plan = Plan::new(backend);
+async fn faults(plan: Plan) {
     let mut h = Harness::start(plan.clone()).await;
     let token = h.vouching_enrollment_token().await;
     h.start_emulator(&token);
@@ -1127,6 +1347,12 @@ async fn faults(backend: Backend) {
             h.started,
             stop_rx,
         ));
+        let steering = if plan.steer {
+            let mut steer_rng = StdRng::seed_from_u64(rng.gen());
+            Some(h.steer_batch(&batch, &mut steer_rng).await)
+        } else {
+            None
+        };
         let settled = h
             .wait_settled(&batch, kills_before, plan.min_kills_per_round)
             .await;
@@ -1160,7 +1386,25 @@ async fn faults(backend: Backend) {
             h.seed
         );
         let devices = devices_now;
-        let verdict = judge(round as usize, &pcs, &before, &status, &devices);
+        let verdict = match &steering {
+            Some(steering) => judge_steered(&pcs, &status, &devices, steering),
+            None => judge(round as usize, &pcs, &before, &status, &devices),
+        };
+        let steered = steering.as_ref().map_or(String::new(), |st| {
+            format!(
+                ", steered: paused {:?}, canceled at {}, waves never released {}, actions \
+                 canceled {}",
+                st.pauses
+                    .iter()
+                    .map(|(p, r)| format!("{:.1} s", (*r - *p).as_seconds_f64()))
+                    .collect::<Vec<_>>(),
+                st.canceled,
+                status["waves"]
+                    .as_array()
+                    .map_or(0, |ws| ws.iter().filter(|w| w["released"] == false).count()),
+                status["counts"]["canceled"]
+            )
+        });
         let cut: Vec<String> = wave_releases(&status, plan.pcs)
             .iter()
             .filter(|w| w.requested < w.devices)
@@ -1180,7 +1424,8 @@ async fn faults(backend: Backend) {
             "faults: backend {:?}, round {round}/{}, {} PCs, kills {} (killer {}, crash points \
              {crash_kills} {by_point:?}, other deaths {}), resets requested {}, resets done on \
              PCs {}, lost {}, duplicated {}, falsely done {}, not done {}, settled {}, waves \
-             cut short between claim and actions {cut:?}, round {:.1} s, wall {:.1} s, seed {}",
+             cut short between claim and actions {cut:?}, round {:.1} s, wall {:.1} s, seed \
+             {}{steered}",
             plan.backend,
             plan.rounds,
             plan.pcs,
@@ -1208,7 +1453,8 @@ async fn faults(backend: Backend) {
             report_failure(&h, round as usize, &pcs, &status, &devices, &verdict).await;
             panic!(
                 "round {round}: {} lost, {} duplicated, {} falsely done, {} not done, {} PCs \
-                 without exactly one action, {} still busy or reset otherwise; seed {} (replay with \
+                 without exactly one action, {} still busy or reset otherwise, {} reset though \
+                 canceled or held back, steering broken: {:?}; seed {} (replay with \
                  REDEPLOY_FAULT_SEED={})",
                 verdict.lost.len(),
                 verdict.duplicates(),
@@ -1216,6 +1462,8 @@ async fn faults(backend: Backend) {
                 verdict.not_done.len(),
                 verdict.action_count_wrong.len(),
                 verdict.pending.len(),
+                verdict.reset_unasked.len(),
+                verdict.steering,
                 h.seed,
                 h.seed
             );
@@ -1318,6 +1566,12 @@ async fn report_failure(
          {:?}\nwithout exactly one action: {:?}\nbusy at the end or reset otherwise: {:?}\n",
         v.lost, v.duplicated, v.falsely_done, v.not_done, v.action_count_wrong, v.pending
     ));
+    if !v.reset_unasked.is_empty() || !v.steering.is_empty() {
+        out.push_str(&format!(
+            "reset though canceled or held back: {:?}\nsteering: {:?}\nwaves: {}\n",
+            v.reset_unasked, v.steering, batch["waves"]
+        ));
+    }
     let by_name: HashMap<&str, &PcCount> = pcs.iter().map(|p| (p.name.as_str(), p)).collect();
     let by_serial: HashMap<&str, &PcCount> = pcs.iter().map(|p| (p.serial.as_str(), p)).collect();
     let device_of_pc: HashMap<&str, &str> = devices
@@ -1393,10 +1647,24 @@ async fn report_failure(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_reset_survives_sigkills_and_network_cuts_on_sqlite() {
-    faults(Backend::Sqlite).await;
+    faults(Plan::new(Backend::Sqlite)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_reset_survives_sigkills_of_three_servers_on_postgres() {
-    faults(Backend::Postgres).await;
+    faults(Plan::new(Backend::Postgres)).await;
+}
+
+/// Issue #15 under faults: an admin pauses, resumes and cancels a wave reset through the CLI
+/// while the server is SIGKILLed and PCs lose replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_reset_paused_and_canceled_under_sigkills_holds_on_sqlite() {
+    faults(Plan::steered(Backend::Sqlite)).await;
+}
+
+/// The same with three servers on one PostgreSQL database, steered through the proxy: the
+/// pause from one process must hold the waves another process's worker would release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_reset_paused_and_canceled_under_sigkills_of_three_servers_holds_on_postgres() {
+    faults(Plan::steered(Backend::Postgres)).await;
 }
