@@ -832,6 +832,7 @@ pub async fn steer(
                 )),
         );
         plan.end = end;
+        plan.end_skips_moved = true;
         plan.batch_change = Some(BatchChange {
             batch: id,
             expected: record.state,

@@ -564,6 +564,11 @@ pub struct RequestPlan {
     /// Existing actions the plan ends (superseded or canceled before they were sent, expired):
     /// each saved only if its stored state is still `expected`, its queued commands dropped.
     pub end: Vec<ActionUpdate>,
+    /// An action of `end` whose stored state moved on since it was read is left as it is
+    /// instead of failing the plan: a batch's cancel ends what is still unsent at its commit,
+    /// and an action a check-in sent meanwhile cannot be called back anyway. Without it, a
+    /// cancel during a busy wave would lose the race to the check-ins again and again.
+    pub end_skips_moved: bool,
     /// New actions with their commands.
     pub create: Vec<NewAction>,
     /// Device columns the requests change.
@@ -589,6 +594,7 @@ impl RequestPlan {
             claim_schedule: None,
             cap: None,
             end: Vec::new(),
+            end_skips_moved: false,
             create: Vec::new(),
             device_changes: Vec::new(),
             waves: Vec::new(),

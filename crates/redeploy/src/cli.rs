@@ -577,6 +577,11 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8443; port 0 picks a free port] (REDEPLOY_LISTEN).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Listen with SO_REUSEPORT: several `serve` processes sharing one PostgreSQL database may
+    /// listen on the same address, and the kernel spreads connections over them
+    /// (REDEPLOY_REUSE_PORT).
+    #[arg(long)]
+    pub reuse_port: bool,
     #[command(flatten)]
     pub data: DataArgs,
     /// Extra DNS names for the TLS certificate and the URLs given to devices (repeatable;

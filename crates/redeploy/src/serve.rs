@@ -46,6 +46,9 @@ pub fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
     if let Some(listen) = args.listen {
         settings.listen = listen;
     }
+    if args.reuse_port {
+        settings.reuse_port = true;
+    }
     if !args.hostnames.is_empty() {
         settings.hostnames = args.hostnames.clone();
     }

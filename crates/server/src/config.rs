@@ -60,6 +60,7 @@ pub struct ConfigFile {
     /// 0 = read IsSyncDone at every check-in.
     pub reset_watch_minutes: Option<u64>,
     pub metrics_public: Option<bool>,
+    pub reuse_port: Option<bool>,
     pub metrics_listen: Option<String>,
     pub smtp: Option<SmtpFile>,
     /// Test-only, from `REDEPLOY_CRASH_POINTS` alone (not a file key): see [`crate::crash`].
@@ -266,6 +267,7 @@ fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Err
             "support_trail_messages" => file.support_trail_messages = Some(parse(name, &v)?),
             "reset_watch_minutes" => file.reset_watch_minutes = Some(parse(name, &v)?),
             "metrics_public" => file.metrics_public = Some(parse(name, &v)?),
+            "reuse_port" => file.reuse_port = Some(parse(name, &v)?),
             "metrics_listen" => file.metrics_listen = Some(v),
             "crash_points" => file.crash_points = Some(v),
             k if k.starts_with("poll_") => {
@@ -488,6 +490,9 @@ impl ConfigFile {
         }
         if let Some(v) = self.metrics_public {
             s.metrics_public = v;
+        }
+        if let Some(v) = self.reuse_port {
+            s.reuse_port = v;
         }
         if let Some(v) = self.metrics_listen.filter(|v| !v.trim().is_empty()) {
             s.metrics_listen = Some(

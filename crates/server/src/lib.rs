@@ -189,7 +189,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
     };
 
     let (listener, local_addr) =
-        net::bind(settings.listen)
+        net::bind(settings.listen, settings.reuse_port)
             .await
             .map_err(|source| Error::Bind {
                 addr: settings.listen,

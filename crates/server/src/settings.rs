@@ -15,6 +15,9 @@ use crate::crash::CrashPoints;
 pub struct Settings {
     /// Where the HTTPS listener binds (port 0 picks a free port).
     pub listen: SocketAddr,
+    /// Bind the listener with `SO_REUSEPORT`, so several `serve` processes (on one PostgreSQL
+    /// database) listen on the same address and the kernel spreads connections over them.
+    pub reuse_port: bool,
     /// Data folder: database (SQLite), CA, TLS certificate, first tokens.
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…`; `None` means `<data_dir>/redeploy.db`.
@@ -207,6 +210,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            reuse_port: false,
             data_dir: PathBuf::from("./redeploy-data"),
             database: None,
             hostnames: Vec::new(),

@@ -480,7 +480,11 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
         // the wipe that supersedes it enters it (the one-active-erasing-action index). The
         // commands are dropped only after the state check passed.
         for u in &plan.end {
-            update_action_in(&mut tx, u.expected, &u.action).await?;
+            match update_action_in(&mut tx, u.expected, &u.action).await {
+                // Moved on (sent by a check-in): not ended, its commands kept.
+                Err(StoreError::Conflict(_)) if plan.end_skips_moved => continue,
+                done => done?,
+            }
             discard_queued_in(&mut tx, u.action.id).await?;
         }
         for n in &plan.create {

@@ -116,6 +116,7 @@ macro_rules! store_conformance_tests {
             certificate_expiry_counts_enrolled_devices_only,
             actions_and_batches_list_newest_first_in_pages,
             a_paused_or_canceled_batch_releases_no_wave,
+            a_cancel_skips_actions_sent_since_it_read_them,
             the_health_check_answers_and_leaves_no_lock_behind,
         );
     };

@@ -4171,3 +4171,71 @@ pub async fn a_paused_or_canceled_batch_releases_no_wave(store: Arc<dyn Store>) 
         WriteOutcome::ClaimLost
     );
 }
+
+/// A batch's cancel ends the actions still unsent at its commit: one a check-in sent since the
+/// cancel read it is left as it is (`end_skips_moved`), the others are canceled with their
+/// queued commands dropped. Without the flag the same plan is a conflict and writes nothing.
+pub async fn a_cancel_skips_actions_sent_since_it_read_them(store: Arc<dyn Store>) {
+    let (a, b) = (
+        enrolled(&store, "cancel-a").await,
+        enrolled(&store, "cancel-b").await,
+    );
+    let first = pending_reset(a, ActionKind::Restart, t(0));
+    let second = pending_reset(b, ActionKind::Restart, t(0));
+    let mut create = RequestPlan::new(t(0));
+    create.create = vec![first.clone(), second.clone()];
+    assert_eq!(
+        store.write_request_plan(&create).await.unwrap(),
+        WriteOutcome::Written
+    );
+    // The cancel's reading: both pending.
+    let note = Some("canceled with the batch");
+    let ends: Vec<ActionUpdate> = [&first, &second]
+        .iter()
+        .map(|n| {
+            let mut ended = n.action.clone();
+            ended.transition(ActionState::Canceled, t(2), note).unwrap();
+            ActionUpdate {
+                expected: ActionState::Pending,
+                action: ended,
+            }
+        })
+        .collect();
+    // Meanwhile a check-in sends the first.
+    let mut sent = first.action.clone();
+    sent.transition(ActionState::Sent, t(1), None).unwrap();
+    store
+        .update_action(ActionState::Pending, &sent)
+        .await
+        .unwrap();
+
+    let mut strict = RequestPlan::new(t(2));
+    strict.end = ends.clone();
+    assert!(matches!(
+        store.write_request_plan(&strict).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.action(second.action.id).await.unwrap().unwrap().state,
+        ActionState::Pending,
+        "a refused plan writes nothing"
+    );
+
+    let mut cancel = RequestPlan::new(t(2));
+    cancel.end = ends;
+    cancel.end_skips_moved = true;
+    assert_eq!(
+        store.write_request_plan(&cancel).await.unwrap(),
+        WriteOutcome::Written
+    );
+    assert_eq!(
+        store.action(first.action.id).await.unwrap().unwrap().state,
+        ActionState::Sent,
+        "a sent action cannot be called back"
+    );
+    assert_eq!(
+        store.action(second.action.id).await.unwrap().unwrap().state,
+        ActionState::Canceled
+    );
+    assert!(store.queued_commands(b, 10).await.unwrap().is_empty());
+}

@@ -60,6 +60,9 @@ struct Plan {
     long: bool,
     /// Pause, resume and cancel the batch while the servers die (issue #15).
     steer: bool,
+    /// PostgreSQL: the servers share one address with `--reuse-port` (the kernel spreads the
+    /// connections) instead of sitting behind the test's proxy.
+    reuse_port: bool,
 }
 
 fn env_u32(name: &str, default: u32) -> u32 {
@@ -94,6 +97,7 @@ impl Plan {
             settle_timeout: Duration::from_secs(if long { 900 } else { 300 }),
             long,
             steer: false,
+            reuse_port: false,
         }
     }
 
@@ -117,7 +121,9 @@ impl Plan {
 /// One `redeploy serve` slot: a fixed port and fixed arguments, restarted after every death.
 struct ServerProc {
     index: usize,
-    port: u16,
+    /// What answers only when this process is up: `https://…/healthz` on its own port, or
+    /// (processes sharing a port) `http://…/metrics` on its own metrics listener.
+    health: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
     log: PathBuf,
@@ -211,7 +217,7 @@ async fn kill_servers(
         if tokio::time::timeout(pause, stop.changed()).await.is_ok() || *stop.borrow() {
             return;
         }
-        let port = {
+        let health = {
             let mut s = servers[target].lock().await;
             if s.dead() {
                 // A crash point was faster; the supervisor's count, restarted here.
@@ -230,28 +236,26 @@ async fn kill_servers(
                 );
             }
             s.spawn();
-            s.port
+            s.health.clone()
         };
         // Each kill hits a server that is up, not one still starting.
-        let _ = wait_healthy(&client, port, Duration::from_secs(60)).await;
+        let _ = wait_healthy(&client, &health, Duration::from_secs(60)).await;
     }
 }
 
-async fn healthy(client: &reqwest::Client, port: u16) -> bool {
+async fn healthy(client: &reqwest::Client, url: &str) -> bool {
     client
-        .get(format!("https://127.0.0.1:{port}/healthz"))
+        .get(url)
         .send()
         .await
         .is_ok_and(|r| r.status().is_success())
 }
 
-async fn wait_healthy(client: &reqwest::Client, port: u16, limit: Duration) -> Result<(), String> {
+async fn wait_healthy(client: &reqwest::Client, url: &str, limit: Duration) -> Result<(), String> {
     let deadline = Instant::now() + limit;
-    while !healthy(client, port).await {
+    while !healthy(client, url).await {
         if Instant::now() > deadline {
-            return Err(format!(
-                "server on port {port} not healthy within {limit:?}"
-            ));
+            return Err(format!("server {url} not healthy within {limit:?}"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -396,7 +400,8 @@ struct Harness {
     dir: tempfile::TempDir,
     servers: Servers,
     logs: Vec<PathBuf>,
-    ports: Vec<u16>,
+    /// Each process's health URL (see [`ServerProc::health`]).
+    health: Vec<String>,
     tally: Arc<Tally>,
     /// What PCs and the CLI use: the server (SQLite) or the proxy (PostgreSQL).
     base: String,
@@ -441,9 +446,9 @@ impl Harness {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(rand::random::<u64>);
         eprintln!(
-            "faults: {:?}, seed {seed} (replay: REDEPLOY_FAULT_SEED={seed}), {} PCs, {} server(s), \
+            "faults: {:?}, seed {seed} (replay: REDEPLOY_FAULT_SEED={seed}), {} PCs, {} server(s) (reuse_port {}), \
              {} round(s), crash points {}",
-            plan.backend, plan.pcs, plan.servers, plan.rounds, plan.crash_points
+            plan.backend, plan.pcs, plan.servers, plan.reuse_port, plan.rounds, plan.crash_points
         );
         let started = Instant::now();
         let dir = tempfile::tempdir().unwrap();
@@ -458,15 +463,23 @@ impl Harness {
         // PostgreSQL: the PCs and the CLI reach the servers through the proxy, so the servers
         // must hand out its URL.
         let proxy_listener = match plan.backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            Backend::Postgres if !plan.reuse_port => {
+                Some(TcpListener::bind("127.0.0.1:0").await.unwrap())
+            }
+            _ => None,
         };
         let proxy_url = proxy_listener
             .as_ref()
             .map(|l| format!("https://127.0.0.1:{}", l.local_addr().unwrap().port()));
-        let ports: Vec<u16> = (0..plan.servers).map(|_| free_port()).collect();
+        // With --reuse-port every process listens on one port; each is told apart by its own
+        // metrics listener.
+        let shared_port = free_port();
+        let ports: Vec<u16> = (0..plan.servers)
+            .map(|_| if plan.reuse_port { shared_port } else { free_port() })
+            .collect();
         let mut procs = Vec::new();
         let mut logs = Vec::new();
+        let mut health = Vec::new();
         for (index, port) in ports.iter().enumerate() {
             let mut args = vec![
                 "--listen".to_string(),
@@ -480,13 +493,28 @@ impl Harness {
             if let Some(url) = &proxy_url {
                 args.extend(["--public-url".to_string(), url.clone()]);
             }
+            let mut env_extra = Vec::new();
+            let url = if plan.reuse_port {
+                let metrics = free_port();
+                args.push("--reuse-port".to_string());
+                env_extra.push((
+                    "REDEPLOY_METRICS_LISTEN".to_string(),
+                    format!("127.0.0.1:{metrics}"),
+                ));
+                format!("http://127.0.0.1:{metrics}/metrics")
+            } else {
+                format!("https://127.0.0.1:{port}/healthz")
+            };
+            health.push(url.clone());
             let log = dir.path().join(format!("server-{index}.log"));
             logs.push(log.clone());
             procs.push(ServerProc {
                 index,
-                port: *port,
+                health: url,
                 args,
-                env: vec![
+                env: env_extra
+                    .into_iter()
+                    .chain([
                     // PCs poll every 15 device minutes: one real second at --time-scale 900.
                     (
                         "REDEPLOY_POLL_INTERVAL_FOR_REMAINING_SCHEDULED_RETRIES".into(),
@@ -499,7 +527,8 @@ impl Harness {
                     // Armed once a round's batch exists (`arm_crash_points`).
                     ("REDEPLOY_CRASH_POINTS".into(), String::new()),
                     ("RUST_LOG".into(), "warn".into()),
-                ],
+                ])
+                .collect(),
                 log,
                 child: None,
             });
@@ -514,14 +543,14 @@ impl Harness {
             .timeout(Duration::from_secs(20))
             .build()
             .unwrap();
-        wait_healthy(&client, ports[0], Duration::from_secs(120))
+        wait_healthy(&client, &health[0], Duration::from_secs(120))
             .await
             .unwrap();
         for s in servers.iter().skip(1) {
             s.lock().await.spawn();
         }
-        for port in &ports {
-            wait_healthy(&client, *port, Duration::from_secs(120))
+        for url in &health {
+            wait_healthy(&client, url, Duration::from_secs(120))
                 .await
                 .unwrap();
         }
@@ -551,7 +580,7 @@ impl Harness {
             dir,
             servers,
             logs,
-            ports,
+            health,
             tally,
             base,
             client,
@@ -772,8 +801,8 @@ impl Harness {
     }
 
     async fn all_healthy(&self) {
-        for port in &self.ports {
-            wait_healthy(&self.client, *port, Duration::from_secs(120))
+        for url in &self.health {
+            wait_healthy(&self.client, url, Duration::from_secs(120))
                 .await
                 .unwrap_or_else(|e| panic!("{e} (seed {})", self.seed));
         }
@@ -1662,9 +1691,15 @@ async fn a_wave_reset_paused_and_canceled_under_sigkills_holds_on_sqlite() {
     faults(Plan::steered(Backend::Sqlite)).await;
 }
 
-/// The same with three servers on one PostgreSQL database, steered through the proxy: the
-/// pause from one process must hold the waves another process's worker would release.
+/// The same with three servers on one PostgreSQL database sharing one address with
+/// `--reuse-port` (issue #16: several servers behind one address, no proxy): the pause from one
+/// process must hold the waves another process's worker would release, and a killed process
+/// loses the connections in its accept queue, which the PCs retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wave_reset_paused_and_canceled_under_sigkills_of_three_servers_holds_on_postgres() {
-    faults(Plan::steered(Backend::Postgres)).await;
+    faults(Plan {
+        reuse_port: true,
+        ..Plan::steered(Backend::Postgres)
+    })
+    .await;
 }

@@ -39,8 +39,29 @@ pub struct Serving {
 }
 
 /// Bind `addr` (port 0 picks a free port) and return the listener with its real address.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr).await?;
+/// `reuse_port` sets `SO_REUSEPORT` first (Linux: every process binding the address with it
+/// gets its own accept queue and the kernel hashes new connections over them), so several
+/// `serve` processes on one database share one address without a proxy.
+pub async fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    #[cfg(not(unix))]
+    if reuse_port {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "reuse_port needs SO_REUSEPORT (Linux, BSD, macOS)",
+        ));
+    }
+    socket.bind(addr)?;
+    let listener = socket.listen(1024)?;
     let local = listener.local_addr()?;
     Ok((listener, local))
 }
