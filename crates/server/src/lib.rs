@@ -188,13 +188,12 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
         None => None,
     };
 
-    let (listener, local_addr) =
-        net::bind(settings.listen, settings.reuse_port)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: settings.listen,
-                source,
-            })?;
+    let (listener, local_addr) = net::bind(settings.listen, settings.reuse_port)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: settings.listen,
+            source,
+        })?;
     let public_url = public_url(&settings, local_addr);
     let mut state = AppState::new(store, Arc::new(ca), settings, clock, public_url.clone());
     if let Some(f) = federated {

@@ -475,7 +475,13 @@ impl Harness {
         // metrics listener.
         let shared_port = free_port();
         let ports: Vec<u16> = (0..plan.servers)
-            .map(|_| if plan.reuse_port { shared_port } else { free_port() })
+            .map(|_| {
+                if plan.reuse_port {
+                    shared_port
+                } else {
+                    free_port()
+                }
+            })
             .collect();
         let mut procs = Vec::new();
         let mut logs = Vec::new();
@@ -515,20 +521,20 @@ impl Harness {
                 env: env_extra
                     .into_iter()
                     .chain([
-                    // PCs poll every 15 device minutes: one real second at --time-scale 900.
-                    (
-                        "REDEPLOY_POLL_INTERVAL_FOR_REMAINING_SCHEDULED_RETRIES".into(),
-                        "15".into(),
-                    ),
-                    // Waves are released within a second of being due.
-                    ("REDEPLOY_WORKER_INTERVAL_SECS".into(), "1".into()),
-                    // The whole fleet enrolls from one address.
-                    ("REDEPLOY_ENROLL_RATE_PER_SECOND".into(), "0".into()),
-                    // Armed once a round's batch exists (`arm_crash_points`).
-                    ("REDEPLOY_CRASH_POINTS".into(), String::new()),
-                    ("RUST_LOG".into(), "warn".into()),
-                ])
-                .collect(),
+                        // PCs poll every 15 device minutes: one real second at --time-scale 900.
+                        (
+                            "REDEPLOY_POLL_INTERVAL_FOR_REMAINING_SCHEDULED_RETRIES".into(),
+                            "15".into(),
+                        ),
+                        // Waves are released within a second of being due.
+                        ("REDEPLOY_WORKER_INTERVAL_SECS".into(), "1".into()),
+                        // The whole fleet enrolls from one address.
+                        ("REDEPLOY_ENROLL_RATE_PER_SECOND".into(), "0".into()),
+                        // Armed once a round's batch exists (`arm_crash_points`).
+                        ("REDEPLOY_CRASH_POINTS".into(), String::new()),
+                        ("RUST_LOG".into(), "warn".into()),
+                    ])
+                    .collect(),
                 log,
                 child: None,
             });
@@ -1289,12 +1295,10 @@ fn judge_steered(
     let slack = time::Duration::seconds(1);
     let waves = batch["waves"].as_array().cloned().unwrap_or_default();
     for w in &waves {
-        let Some(released) = w["released_at"]
-            .as_str()
-            .map(|_| time_of(&w["released_at"]))
-        else {
+        if w["released_at"].is_null() {
             continue;
-        };
+        }
+        let released = time_of(&w["released_at"]);
         for (paused, resumed) in &steering.pauses {
             if released > *paused + slack && released < *resumed - slack {
                 v.steering.push(format!(

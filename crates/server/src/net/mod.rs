@@ -42,7 +42,10 @@ pub struct Serving {
 /// `reuse_port` sets `SO_REUSEPORT` first (Linux: every process binding the address with it
 /// gets its own accept queue and the kernel hashes new connections over them), so several
 /// `serve` processes on one database share one address without a proxy.
-pub async fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<(TcpListener, SocketAddr)> {
+pub async fn bind(
+    addr: SocketAddr,
+    reuse_port: bool,
+) -> std::io::Result<(TcpListener, SocketAddr)> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
