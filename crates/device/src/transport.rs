@@ -63,6 +63,26 @@ pub struct HttpsTransport {
     roots: Arc<RootCertStore>,
     anonymous: Arc<ClientConfig>,
     timeout: std::time::Duration,
+    /// TLS configurations with a client certificate, built once per identity instead of on
+    /// every request (parsing the PEM and the key is a good part of a client's handshake cost
+    /// in `redeploy bench`); bounded, emptied when full.
+    with_identity: Arc<std::sync::Mutex<IdentityConfigs>>,
+}
+
+/// The most client configurations [`HttpsTransport`] keeps (a large emulated fleet would
+/// otherwise hold one per PC).
+const MAX_IDENTITY_CONFIGS: usize = 1024;
+
+/// Client configurations by a hash of the identity's PEM (certificate and key).
+#[derive(Default)]
+struct IdentityConfigs(std::collections::HashMap<u64, Arc<ClientConfig>>);
+
+impl IdentityConfigs {
+    fn key(identity: &Identity) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+        hasher.hash_one((&identity.cert_pem, &identity.key_pem))
+    }
 }
 
 impl std::fmt::Debug for HttpsTransport {
@@ -96,6 +116,7 @@ impl HttpsTransport {
         let roots = Arc::new(roots);
         let anonymous = Arc::new(Self::config(&roots, None)?);
         Ok(HttpsTransport {
+            with_identity: Arc::default(),
             roots,
             anonymous,
             timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -157,7 +178,32 @@ impl HttpsTransport {
             }
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // Every connection is a full handshake, as a Windows PC's check-in is (and as before the
+        // configurations were kept: a new one had an empty session cache).
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(config)
+    }
+
+    /// The configuration presenting `identity`, from the cache or built and kept.
+    fn config_for(&self, identity: &Identity) -> Result<Arc<ClientConfig>> {
+        let key = IdentityConfigs::key(identity);
+        if let Some(config) = self.lock_configs().0.get(&key) {
+            return Ok(config.clone());
+        }
+        let config = Arc::new(Self::config(&self.roots, Some(identity))?);
+        let mut configs = self.lock_configs();
+        if configs.0.len() >= MAX_IDENTITY_CONFIGS {
+            configs.0.clear();
+        }
+        configs.0.insert(key, config.clone());
+        Ok(config)
+    }
+
+    fn lock_configs(&self) -> std::sync::MutexGuard<'_, IdentityConfigs> {
+        // The map holds no invariant a panic could break: a poisoned lock is still usable.
+        self.with_identity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn send_once(
@@ -183,7 +229,7 @@ impl HttpsTransport {
         let port = uri.port_u16().unwrap_or(443);
         let config = match identity {
             None => self.anonymous.clone(),
-            Some(id) => Arc::new(Self::config(&self.roots, Some(id))?),
+            Some(id) => self.config_for(id)?,
         };
         let server_name = ServerName::try_from(host.clone())
             .map_err(|e| DeviceError::Url(format!("{url}: {e}")))?;

@@ -31,15 +31,63 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The servers under test: one, or `count` processes on one PostgreSQL database sharing one
+/// address with `--reuse-port` (the first creates the CA and tokens in the shared data folder,
+/// then the others start).
+struct Servers(Vec<ServerProcess>);
+
+impl Servers {
+    fn start(
+        data_dir: &std::path::Path,
+        database: Option<&str>,
+        count: usize,
+    ) -> anyhow::Result<Servers> {
+        if count <= 1 {
+            return Ok(Servers(vec![start_server(data_dir, database, None)?]));
+        }
+        if !database.is_some_and(|d| d.starts_with("postgres")) {
+            bail!("--servers above 1 needs --database postgres://… (one database they share)");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("picking a free port")?
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut procs = vec![start_server(data_dir, database, Some(&listen))?];
+        for _ in 1..count {
+            procs.push(start_server(data_dir, database, Some(&listen))?);
+        }
+        Ok(Servers(procs))
+    }
+
+    fn addr(&self) -> &str {
+        &self.0[0].addr
+    }
+
+    /// The resident memory of all the processes together, KiB.
+    fn rss_kib(&self) -> Option<u64> {
+        self.0.iter().map(|p| rss_kib(p.child.id())).sum()
+    }
+}
+
+/// One `redeploy serve` on a free port, or on `shared` with `--reuse-port`.
 fn start_server(
     data_dir: &std::path::Path,
     database: Option<&str>,
+    shared: Option<&str>,
 ) -> anyhow::Result<ServerProcess> {
     let exe = std::env::current_exe().context("locating the redeploy binary")?;
     let mut cmd = Command::new(exe);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+    cmd.args(["serve", "--listen", shared.unwrap_or("127.0.0.1:0")]);
+    if shared.is_some() {
+        cmd.arg("--reuse-port");
+    }
+    cmd.arg("--data-dir")
         .arg(data_dir)
         .env("RUST_LOG", "warn")
+        // The bench enrolls its whole fleet at once from one address: the server's enrollment
+        // rate limit (meant for the open internet) would refuse most of it.
+        .env("REDEPLOY_ENROLL_RATE_PER_SECOND", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if let Some(db) = database {
@@ -89,8 +137,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         bail!("--devices and --concurrency must be at least 1");
     }
     let dir = tempfile_dir()?;
-    let server = start_server(&dir, args.database.as_deref())?;
-    let base = format!("https://{}", server.addr);
+    let server = Servers::start(&dir, args.database.as_deref(), args.servers)?;
+    let base = format!("https://{}", server.addr());
     let ca_pem = std::fs::read_to_string(dir.join("ca.pem")).context("reading ca.pem")?;
     let token = std::fs::read_to_string(dir.join("enrollment-token"))
         .context("reading enrollment-token")?
@@ -132,14 +180,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         task.await??;
     }
     let setup_secs = started.elapsed().as_secs_f64();
-    let rss_before = rss_kib(server.child.id());
+    let rss_before = server.rss_kib();
 
+    let pairs = match &args.baseline {
+        Some(floor) => Some(run_pairs(floor, &pcs, &transport, &args).await?),
+        None => None,
+    };
     let load_started = Instant::now();
     let (mut latencies, failures) = steady_load(&pcs, &transport, &args).await?;
     let elapsed = load_started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let sessions = latencies.len() as f64;
-    let rss_after = rss_kib(server.child.id());
+    let rss_after = server.rss_kib();
     let hostile = if args.hostile > 0.0 {
         let mut identities = Vec::new();
         for pc in &pcs {
@@ -163,16 +215,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             server::Settings::default().max_body_bytes,
         )
         .await;
-        let rss_hostile = rss_kib(server.child.id());
+        let rss_hostile = server.rss_kib();
         // Normal sessions again: they must still be served, as fast.
         let again_started = Instant::now();
         let (mut again, again_failures) = steady_load(&pcs, &transport, &args).await?;
         let again_secs = again_started.elapsed().as_secs_f64();
         again.sort_unstable();
-        let rss_again = rss_kib(server.child.id());
+        let rss_again = server.rss_kib();
         // A quiet pause: what the server keeps once the traffic is gone.
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let rss_quiet = rss_kib(server.child.id());
+        let rss_quiet = server.rss_kib();
         Some(json!({
             "seconds": args.hostile,
             "requests": report.sent,
@@ -197,6 +249,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let result = json!({
         "backend": if args.database.as_deref().is_some_and(|d| d.starts_with("postgres")) { "postgres" } else { "sqlite" },
         "devices": args.devices,
+        "servers": args.servers.max(1),
         "concurrency": args.concurrency,
         "setup_seconds": setup_secs,
         "seconds": elapsed,
@@ -210,6 +263,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         },
         "server_rss_kib": { "after_setup": rss_before, "after_load": rss_after },
         "hostile": hostile,
+        "pairs": pairs,
     });
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -222,8 +276,92 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             result["latency_ms"]["p50"], result["latency_ms"]["p99"],
             rss_after.map_or("?".to_string(), |v| v.to_string())
         );
+        if let Some(pairs) = &result["pairs"]["runs"].as_array() {
+            for (i, p) in pairs.iter().enumerate() {
+                println!(
+                    "pair {}: floor {:.0}/s, server {:.0}/s, ratio {:.0} %",
+                    i + 1,
+                    p["floor_per_second"].as_f64().unwrap_or(0.0),
+                    p["server_per_second"].as_f64().unwrap_or(0.0),
+                    p["ratio"].as_f64().unwrap_or(0.0) * 100.0
+                );
+            }
+            println!(
+                "median ratio server ÷ floor: {:.0} %",
+                result["pairs"]["median_ratio"].as_f64().unwrap_or(0.0) * 100.0
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--pairs` rounds of the bare TLS floor then the server's load, each `--duration` long at
+/// `--concurrency`: per pair both rates and their ratio, and the median ratio. Pairs taken in
+/// the same minute keep the comparison fair on a machine whose load changes.
+async fn run_pairs(
+    floor: &std::path::Path,
+    pcs: &[Arc<Mutex<device::state::DeviceState>>],
+    transport: &Arc<HttpsTransport>,
+    args: &BenchArgs,
+) -> anyhow::Result<serde_json::Value> {
+    let mut runs = Vec::new();
+    let mut ratios = Vec::new();
+    for _ in 0..args.pairs.max(1) {
+        let floor_rate = run_floor(floor, args).await?;
+        let started = Instant::now();
+        let (latencies, failures) = steady_load(pcs, transport, args).await?;
+        let server_rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+        let ratio = server_rate / floor_rate;
+        ratios.push(ratio);
+        runs.push(json!({
+            "floor_per_second": floor_rate,
+            "server_per_second": server_rate,
+            "failed_sessions": failures,
+            "ratio": ratio,
+        }));
+    }
+    ratios.sort_by(f64::total_cmp);
+    Ok(json!({
+        "floor": floor.display().to_string(),
+        "runs": runs,
+        "median_ratio": median(&ratios),
+    }))
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// One `tls-baseline SECONDS CONCURRENCY 1 1` run: its sessions per second, read from the
+/// `rate=N/s` it prints.
+async fn run_floor(floor: &std::path::Path, args: &BenchArgs) -> anyhow::Result<f64> {
+    let secs = args.duration.ceil().max(1.0) as u64;
+    let out = tokio::process::Command::new(floor)
+        .args([
+            secs.to_string(),
+            args.concurrency.to_string(),
+            "1".into(),
+            "1".into(),
+        ])
+        .output()
+        .await
+        .with_context(|| format!("running {}", floor.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("{} failed ({}): {text}", floor.display(), out.status);
+    }
+    parse_floor_rate(&text)
+        .with_context(|| format!("no `rate=N/s` in the output of {}: {text}", floor.display()))
+}
+
+/// The rate in a tls-baseline line such as `sessions=9000 seconds=10.00 rate=900/s (…)`.
+fn parse_floor_rate(text: &str) -> Option<f64> {
+    let rest = text.split("rate=").nth(1)?;
+    rest.split("/s").next()?.trim().parse().ok()
 }
 
 /// Steady load for `--duration`: `--concurrency` workers, each taking the next PC in turn; the
@@ -277,4 +415,22 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     ));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_rate_is_read_from_tls_baselines_line() {
+        let line = "sessions=29412 seconds=10.00 rate=2941/s (server threads 1, client threads 1, concurrency 64)\n";
+        assert_eq!(parse_floor_rate(line), Some(2941.0));
+        assert_eq!(parse_floor_rate("sessions=0 seconds=1.0"), None);
+    }
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_middle_pairs_mean() {
+        assert_eq!(median(&[0.5, 0.6, 0.7, 0.9]), 0.65);
+        assert_eq!(median(&[0.5, 0.6, 0.7]), 0.6);
+    }
 }

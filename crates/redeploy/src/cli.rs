@@ -567,6 +567,19 @@ pub struct BenchArgs {
     /// Database for the server under test (default: SQLite in a temporary data folder).
     #[arg(long)]
     pub database: Option<String>,
+    /// Server processes sharing one address with `--reuse-port` (above 1: PostgreSQL only);
+    /// the kernel spreads the PCs' connections over them. Memory is their sum.
+    #[arg(long, default_value_t = 1)]
+    pub servers: usize,
+    /// The bare mutual-TLS floor to compare with: the `tls-baseline` binary
+    /// (shared/tools/tls-baseline). With it, the load runs `--pairs` times, each right after a
+    /// `tls-baseline` run of the same length and concurrency (1 server + 1 client thread), and
+    /// the result gives each pair's ratio (server ÷ floor) and their median.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Pairs of runs (floor, then server) with `--baseline`.
+    #[arg(long, default_value_t = 5, requires = "baseline")]
+    pub pairs: usize,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
