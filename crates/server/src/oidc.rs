@@ -248,8 +248,7 @@ fn algorithm_allowed(alg: Algorithm, metadata: &ProviderMetadata) -> bool {
     } else {
         metadata
             .id_token_signing_alg_values_supported
-            .iter()
-            .any(|a| *a == name)
+            .contains(&name)
     };
     asymmetric && advertised
 }
