@@ -6,7 +6,8 @@
 //! response's `Cache-Control: max-age` (else [`DEFAULT_TTL`]), refetched when they expire or when
 //! a token names a key id the cache does not have (the issuer rotated its key), at most once per
 //! [`REFETCH_INTERVAL`]; a failed fetch keeps the last good keys. The rules are the pure
-//! [`KeyCache`]; [`FederatedAuth`] does the I/O around them.
+//! [`KeyCache`]; [`JwksKeys`] does the I/O around them (the console's OpenID Connect sign-in,
+//! [`crate::oidc`], uses it too) and [`FederatedAuth`] checks tokens with its keys.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,6 +201,14 @@ pub fn check_jwks_url(url: &str) -> Result<(), String> {
 }
 
 impl HttpFetcher {
+    /// A fetcher for `url` over `client` (whose timeouts, roots and redirect policy it keeps).
+    pub fn with_client(client: reqwest::Client, url: &str) -> Self {
+        HttpFetcher {
+            client,
+            url: url.to_string(),
+        }
+    }
+
     /// A fetcher for `url`, trusting the public roots and the PEM certificates of `ca_file`.
     pub fn new(url: &str, ca_file: Option<&std::path::Path>) -> Result<Self, crate::Error> {
         check_jwks_url(url).map_err(|e| crate::Error::Config(format!("federated: {e}")))?;
@@ -260,15 +269,93 @@ impl JwksFetcher for HttpFetcher {
     }
 }
 
-/// A verifier for one issuer.
-pub struct FederatedAuth {
-    settings: FederatedSettings,
+/// The keys of one issuer: a key set read once, or a JWKS URL behind the [`KeyCache`] rules,
+/// fetched on the server's clock. Shared by federated enrollment and the console's OpenID
+/// Connect sign-in ([`crate::oidc`]).
+pub struct JwksKeys {
+    /// The file or URL, for the log.
+    source: String,
     clock: Arc<dyn Clock>,
     /// `None` for a key set read from a file (never refetched).
     fetcher: Option<Arc<dyn JwksFetcher>>,
     /// Held across a fetch, so concurrent tokens wait for one fetch (bounded by
     /// [`FETCH_TIMEOUT`]) instead of starting their own.
     cache: tokio::sync::Mutex<KeyCache>,
+}
+
+impl std::fmt::Debug for JwksKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwksKeys")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwksKeys {
+    /// Keys that never change (a key set read from a file).
+    pub fn fixed(source: impl Into<String>, clock: Arc<dyn Clock>, keys: JwkSet) -> Self {
+        JwksKeys {
+            source: source.into(),
+            clock,
+            fetcher: None,
+            cache: tokio::sync::Mutex::new(KeyCache::fixed(keys)),
+        }
+    }
+
+    /// Keys fetched by `fetcher` when [`KeyCache::plan`] says so (nothing is fetched before the
+    /// first token).
+    pub fn fetched(
+        source: impl Into<String>,
+        clock: Arc<dyn Clock>,
+        fetcher: Arc<dyn JwksFetcher>,
+    ) -> Self {
+        JwksKeys {
+            source: source.into(),
+            clock,
+            fetcher: Some(fetcher),
+            cache: tokio::sync::Mutex::new(KeyCache::default()),
+        }
+    }
+
+    /// The key `kid` names, fetching the key set first when [`KeyCache::plan`] says so.
+    pub async fn key(&self, kid: Option<&str>) -> Result<Jwk, TokenError> {
+        let mut cache = self.cache.lock().await;
+        let now = self.clock.now();
+        let plan = match &self.fetcher {
+            Some(_) => cache.plan(kid, now),
+            None => Plan::UseCached,
+        };
+        if let (Plan::Fetch, Some(fetcher)) = (plan, &self.fetcher) {
+            let result = match tokio::time::timeout(FETCH_TIMEOUT, fetcher.fetch()).await {
+                Ok(r) => r,
+                Err(_) => Err("timed out".into()),
+            };
+            match &result {
+                Ok(f) => tracing::info!(
+                    jwks = %self.source,
+                    keys = f.keys.keys.len(),
+                    "fetched the issuer's key set"
+                ),
+                Err(e) => tracing::warn!(
+                    jwks = %self.source,
+                    error = %e,
+                    "fetching the issuer's key set failed; keeping the last good keys"
+                ),
+            }
+            cache.fetched(now, result);
+        }
+        cache
+            .find(kid)
+            .cloned()
+            .ok_or_else(|| TokenError::UnknownKey(kid.map(str::to_string)))
+    }
+}
+
+/// A verifier for one issuer.
+pub struct FederatedAuth {
+    settings: FederatedSettings,
+    clock: Arc<dyn Clock>,
+    keys: JwksKeys,
 }
 
 impl std::fmt::Debug for FederatedAuth {
@@ -315,10 +402,9 @@ impl FederatedAuth {
             ))
         })?;
         Ok(FederatedAuth {
+            keys: JwksKeys::fixed(settings.jwks.describe(), Arc::clone(&clock), keys),
             settings,
             clock,
-            fetcher: None,
-            cache: tokio::sync::Mutex::new(KeyCache::fixed(keys)),
         })
     }
 
@@ -329,10 +415,9 @@ impl FederatedAuth {
         fetcher: Arc<dyn JwksFetcher>,
     ) -> Self {
         FederatedAuth {
+            keys: JwksKeys::fetched(settings.jwks.describe(), Arc::clone(&clock), fetcher),
             settings,
             clock,
-            fetcher: Some(fetcher),
-            cache: tokio::sync::Mutex::new(KeyCache::default()),
         }
     }
 
@@ -340,43 +425,12 @@ impl FederatedAuth {
         &self.settings
     }
 
-    /// The decoding key for `kid`, fetching the key set first when [`KeyCache::plan`] says so.
-    async fn key_for(&self, kid: Option<&str>) -> Result<DecodingKey, TokenError> {
-        let mut cache = self.cache.lock().await;
-        let now = self.clock.now();
-        let plan = match &self.fetcher {
-            Some(_) => cache.plan(kid, now),
-            None => Plan::UseCached,
-        };
-        if let (Plan::Fetch, Some(fetcher)) = (plan, &self.fetcher) {
-            let result = match tokio::time::timeout(FETCH_TIMEOUT, fetcher.fetch()).await {
-                Ok(r) => r,
-                Err(_) => Err("timed out".into()),
-            };
-            match &result {
-                Ok(f) => tracing::info!(
-                    jwks = %self.settings.jwks.describe(),
-                    keys = f.keys.keys.len(),
-                    "fetched the federated issuer's key set"
-                ),
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "fetching the federated issuer's key set failed; keeping the last good keys"
-                ),
-            }
-            cache.fetched(now, result);
-        }
-        let jwk = cache
-            .find(kid)
-            .ok_or_else(|| TokenError::UnknownKey(kid.map(str::to_string)))?;
-        DecodingKey::from_jwk(jwk).map_err(|e| TokenError::Invalid(e.to_string()))
-    }
-
     /// Verifies signature (RS256 only), `iss`, `aud`, `exp` and `nbf` (with [`LEEWAY`], against
     /// the server's clock) and, when a tenant is configured, `tid`.
     pub async fn verify(&self, token: &str) -> Result<FederatedIdentity, TokenError> {
         let kid = read_header(token)?;
-        let key = self.key_for(kid.as_deref()).await?;
+        let jwk = self.keys.key(kid.as_deref()).await?;
+        let key = DecodingKey::from_jwk(&jwk).map_err(|e| TokenError::Invalid(e.to_string()))?;
         verify_with_key(token, &key, &self.settings, self.clock.now())
     }
 }
@@ -454,7 +508,10 @@ pub fn check_claims(
 }
 
 /// `exp` (required) and `nbf` (if present) against `now`, with [`LEEWAY`].
-fn check_times(claims: &serde_json::Value, now: OffsetDateTime) -> Result<(), TokenError> {
+pub(crate) fn check_times(
+    claims: &serde_json::Value,
+    now: OffsetDateTime,
+) -> Result<(), TokenError> {
     let now = now.unix_timestamp();
     let leeway = LEEWAY.as_secs() as i64;
     let seconds = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);

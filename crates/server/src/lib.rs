@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod mgmt;
 pub mod net;
 pub mod notifications;
+pub mod oidc;
 pub mod ops;
 pub mod problem;
 pub mod ratelimit;
@@ -198,6 +199,16 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
     let mut state = AppState::new(store, Arc::new(ca), settings, clock, public_url.clone());
     if let Some(f) = federated {
         state = state.with_federated(f);
+    }
+    if let Some(o) = state.settings.oidc.clone() {
+        let config = oidc::ClientConfig {
+            issuer: o.issuer,
+            client_id: o.client_id,
+            client_secret: o.client_secret,
+            redirect_uri: format!("{}{}", state.public_url, service::openid::CALLBACK_PATH),
+        };
+        let client = oidc::Client::new(config, Arc::clone(&state.clock))?;
+        state = state.with_openid(client);
     }
     let (metrics_addr, metrics) = match state.settings.metrics_listen {
         Some(addr) => {

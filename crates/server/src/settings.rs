@@ -160,7 +160,7 @@ pub struct FederatedSettings {
 /// Console sign-in through an OpenID Connect provider (authorization code flow with PKCE).
 #[derive(Clone, PartialEq, Eq)]
 pub struct OidcSettings {
-    /// The issuer URL (`iss`; its `/.well-known/openid-configuration` is read at each sign-in).
+    /// The issuer URL (`iss`; its `/.well-known/openid-configuration` is read at most once an hour).
     pub issuer: String,
     /// The client id registered at the provider (the ID token's audience).
     pub client_id: String,

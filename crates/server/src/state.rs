@@ -8,6 +8,7 @@ use redeploy_core::{Clock, Store};
 
 use crate::federated::FederatedAuth;
 use crate::metrics::Metrics;
+use crate::oidc;
 use crate::ratelimit::SignInLimits;
 pub use crate::settings::{FederatedSettings, JwksSource, OidcSettings, RateLimit, Settings};
 use crate::trail_buffer::TrailBuffer;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub trail: Arc<TrailBuffer>,
     /// Failed console password sign-ins, per account name and per client address.
     pub sign_in_limits: Arc<SignInLimits>,
+    /// The OpenID Connect provider's client when console single sign-on is configured.
+    pub openid: Option<Arc<oidc::Client>>,
 }
 
 impl AppState {
@@ -54,12 +57,19 @@ impl AppState {
             federated: None,
             trail,
             sign_in_limits,
+            openid: None,
         }
     }
 
     /// Enables federated enrollment with this verifier.
     pub fn with_federated(mut self, federated: FederatedAuth) -> Self {
         self.federated = Some(Arc::new(federated));
+        self
+    }
+
+    /// Enables console single sign-on through this provider's client.
+    pub fn with_openid(mut self, client: oidc::Client) -> Self {
+        self.openid = Some(Arc::new(client));
         self
     }
 }

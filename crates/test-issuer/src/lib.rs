@@ -104,6 +104,14 @@ impl SigningKey {
         Self::from_pem(kid, &pem)
     }
 
+    /// `claims` as a JWT signed RS256 by this key (its `kid` in the header).
+    fn sign(&self, claims: &Value) -> Result<String, IssuerError> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| IssuerError::Key(e.to_string()))
+    }
+
     fn from_pem(kid: String, pem: &str) -> Result<Self, IssuerError> {
         let private =
             rsa::RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| IssuerError::Key(e.to_string()))?;
@@ -175,6 +183,7 @@ struct Inner {
     keys: Mutex<Vec<SigningKey>>,
     available: AtomicBool,
     keys_served: AtomicU64,
+    discovery_served: AtomicU64,
     sign_in: sign_in::Provider,
 }
 
@@ -241,10 +250,7 @@ impl Inner {
         let key = keys
             .last()
             .ok_or_else(|| IssuerError::Key("no signing key".into()))?;
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, claims, &key.encoding)
-            .map_err(|e| IssuerError::Key(e.to_string()))
+        key.sign(claims)
     }
 
     fn rotate(&self, retire: bool) -> Result<String, IssuerError> {
@@ -355,6 +361,7 @@ impl RunningIssuer {
             keys: Mutex::new(keys),
             available: AtomicBool::new(true),
             keys_served: AtomicU64::new(0),
+            discovery_served: AtomicU64::new(0),
             sign_in: sign_in::Provider::default(),
         });
         inner.save()?;
@@ -442,6 +449,11 @@ impl RunningIssuer {
     pub fn keys_served(&self) -> u64 {
         self.inner.keys_served.load(Ordering::SeqCst)
     }
+
+    /// How many times the discovery document was served.
+    pub fn discovery_served(&self) -> u64 {
+        self.inner.discovery_served.load(Ordering::SeqCst)
+    }
 }
 
 fn unavailable() -> Response {
@@ -452,6 +464,7 @@ async fn discovery(State(inner): State<Arc<Inner>>) -> Response {
     if !inner.available.load(Ordering::SeqCst) {
         return unavailable();
     }
+    inner.discovery_served.fetch_add(1, Ordering::SeqCst);
     Json(json!({
         "issuer": inner.url,
         "jwks_uri": format!("{}/keys", inner.url),

@@ -48,6 +48,8 @@ pub enum IdTokenFault {
     Expired,
     /// Carries another `nonce` than the authorization request's.
     WrongNonce,
+    /// Signed by a key the issuer never publishes (its `kid` is in no key set).
+    UnknownKey,
 }
 
 /// A code waiting to be redeemed.
@@ -295,7 +297,13 @@ fn id_token(inner: &Inner, grant: &Grant, fault: IdTokenFault) -> Result<String,
     if let (Some(nonce), Some(map)) = (nonce, claims.as_object_mut()) {
         map.insert("nonce".into(), Value::String(nonce));
     }
-    let token = inner.sign(&claims).map_err(|e| e.to_string())?;
+    let token = if fault == IdTokenFault::UnknownKey {
+        crate::SigningKey::generate()
+            .and_then(|key| key.sign(&claims))
+            .map_err(|e| e.to_string())?
+    } else {
+        inner.sign(&claims).map_err(|e| e.to_string())?
+    };
     if fault != IdTokenFault::TamperedPayload {
         return Ok(token);
     }

@@ -1,15 +1,15 @@
 //! Console sign-in through an OpenID Connect provider (OpenID Connect Core 1.0 §3.1, the
-//! authorization code flow, with PKCE, RFC 7636), on the maintained `openidconnect` crate:
+//! authorization code flow, with PKCE, RFC 7636); the protocol itself is [`crate::oidc`]:
 //!
-//! 1. [`begin`] reads the provider's discovery document, makes a random `state`, `nonce` and PKCE
-//!    verifier, and hands back the provider's authorization URL and a *flow cookie*: the three
-//!    values and an expiry (10 minutes), signed with HMAC-SHA-256 under a key derived from the
-//!    client secret (so every server process sharing the configuration accepts it, and nothing
-//!    is stored);
+//! 1. [`begin`] makes a random `state`, `nonce` and PKCE verifier, and hands back the provider's
+//!    authorization URL (from its discovery document) and a *flow cookie*: the three values and
+//!    an expiry (10 minutes), signed with HMAC-SHA-256 under a key derived from the client
+//!    secret (so every server process sharing the configuration accepts it, and nothing is
+//!    stored);
 //! 2. [`finish`] takes the provider's redirect back: the flow cookie must verify and be live, the
 //!    `state` must equal the cookie's, the code is exchanged with the PKCE verifier (and the
-//!    client secret), and the ID token must pass the crate's checks — signature against the
-//!    provider's JWKS, `iss`, `aud` (our client id), `exp`, and our `nonce` (Core §3.1.3.7);
+//!    client secret), and the ID token must pass the checks of Core §3.1.3.7 — signature against
+//!    the provider's JWKS, `iss`, `aud` (our client id), `exp`, `iat` and our `nonce`;
 //! 3. the group claim is mapped to a role (the highest one of the user's mapped groups); a user
 //!    none of whose groups is mapped is refused. Every outcome is audited (`console.sign_in`,
 //!    `openid`).
@@ -18,17 +18,13 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
-use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
-};
 use redeploy_core::{AuditOutcome, OpenIdUser, Principal, Role, SecretHash};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::console_sessions::audit_sign_in;
 use super::Result;
+use crate::oidc::{self, FlowSecrets, OidcError};
 use crate::settings::OidcSettings;
 use crate::state::AppState;
 
@@ -104,43 +100,21 @@ fn open_flow(oidc: &OidcSettings, cookie: &str, now: i64) -> Option<Flow> {
     (flow.expires > now).then_some(flow)
 }
 
-fn http_client() -> std::result::Result<reqwest::Client, OpenIdRefusal> {
-    // No redirects: the crate's advice against SSRF through a provider's answers.
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| OpenIdRefusal::ProviderUnreachable(e.to_string()))
+impl From<OidcError> for OpenIdRefusal {
+    fn from(e: OidcError) -> Self {
+        match e {
+            OidcError::Unreachable(e) => OpenIdRefusal::ProviderUnreachable(e),
+            OidcError::Exchange(e) => OpenIdRefusal::Exchange(e),
+            OidcError::IdToken(e) => OpenIdRefusal::IdToken(e),
+        }
+    }
 }
 
-async fn client(
-    state: &AppState,
-    oidc: &OidcSettings,
-    http: &reqwest::Client,
-) -> std::result::Result<
-    openidconnect::core::CoreClient<
-        openidconnect::EndpointSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointMaybeSet,
-        openidconnect::EndpointMaybeSet,
-    >,
-    OpenIdRefusal,
-> {
-    let unreachable = |e: &dyn std::fmt::Display| OpenIdRefusal::ProviderUnreachable(e.to_string());
-    let issuer = IssuerUrl::new(oidc.issuer.clone()).map_err(|e| unreachable(&e))?;
-    let metadata = CoreProviderMetadata::discover_async(issuer, http)
-        .await
-        .map_err(|e| unreachable(&e))?;
-    let redirect = RedirectUrl::new(format!("{}{CALLBACK_PATH}", state.public_url))
-        .map_err(|e| unreachable(&e))?;
-    Ok(CoreClient::from_provider_metadata(
-        metadata,
-        ClientId::new(oidc.client_id.clone()),
-        Some(ClientSecret::new(oidc.client_secret.clone())),
-    )
-    .set_redirect_uri(redirect))
+/// The provider's client of this server (built at start-up from the `[oidc]` settings).
+fn client(state: &AppState) -> std::result::Result<&oidc::Client, OpenIdRefusal> {
+    state.openid.as_deref().ok_or_else(|| {
+        OpenIdRefusal::ProviderUnreachable("single sign-on is not configured".into())
+    })
 }
 
 /// Starts a sign-in: the provider's authorization URL to send the browser to, and the flow
@@ -149,26 +123,15 @@ pub async fn begin(
     state: &AppState,
     oidc: &OidcSettings,
 ) -> std::result::Result<(String, String), OpenIdRefusal> {
-    let http = http_client()?;
-    let client = client(state, oidc, &http).await?;
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, csrf, nonce) = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
-        .add_scope(Scope::new("profile".into()))
-        .add_scope(Scope::new("email".into()))
-        .set_pkce_challenge(challenge)
-        .url();
+    let secrets = FlowSecrets::random();
+    let url = client(state)?.authorization_url(&secrets).await?;
     let flow = Flow {
-        state: csrf.secret().clone(),
-        nonce: nonce.secret().clone(),
-        verifier: verifier.secret().clone(),
+        state: secrets.state,
+        nonce: secrets.nonce,
+        verifier: secrets.verifier,
         expires: state.clock.now().unix_timestamp() + FLOW_LIFETIME.as_secs() as i64,
     };
-    Ok((url.to_string(), seal(oidc, &flow)))
+    Ok((url, seal(oidc, &flow)))
 }
 
 /// What the provider's redirect back carries (OAuth 2.0, RFC 6749 §4.1.2 and §4.1.2.1).
@@ -193,17 +156,6 @@ pub fn role_of(roles: &[(String, Role)], groups: &[String]) -> Option<Role> {
                 std::cmp::Ordering::Less
             }
         })
-}
-
-/// The verified ID token's payload as JSON: the crate checked the signature over exactly these
-/// bytes; it keeps only the standard claims, and the group claim's name is configured.
-fn payload_of(id_token: &str) -> Value {
-    id_token
-        .split('.')
-        .nth(1)
-        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or(Value::Null)
 }
 
 /// The user's groups: the claim as a list of strings, or one string.
@@ -265,29 +217,20 @@ async fn check(
         .code
         .clone()
         .ok_or_else(|| OpenIdRefusal::ProviderError("no code in the answer".into()))?;
-    let http = http_client()?;
-    let client = client(state, oidc, &http).await?;
-    let tokens = client
-        .exchange_code(AuthorizationCode::new(code))
-        .map_err(|e| OpenIdRefusal::Exchange(e.to_string()))?
-        .set_pkce_verifier(PkceCodeVerifier::new(flow.verifier))
-        .request_async(&http)
-        .await
-        .map_err(|e| OpenIdRefusal::Exchange(exchange_error(&e)))?;
-    let id_token = tokens
-        .id_token()
-        .ok_or_else(|| OpenIdRefusal::IdToken("the provider sent no ID token".into()))?;
-    let claims = id_token
-        .claims(&client.id_token_verifier(), &Nonce::new(flow.nonce))
-        .map_err(|e| OpenIdRefusal::IdToken(e.to_string()))?;
-    let payload = payload_of(&id_token.to_string());
+    let secrets = FlowSecrets {
+        state: flow.state,
+        nonce: flow.nonce,
+        verifier: flow.verifier,
+    };
+    let payload = client(state)?.sign_in(&code, &secrets).await?;
     let text = |claim: &str| {
         payload
             .get(claim)
             .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
             .map(str::to_owned)
     };
-    let subject = claims.subject().to_string();
+    let subject = text("sub").unwrap_or_default();
     let name = text("preferred_username")
         .or_else(|| text("email"))
         .or_else(|| text("name"))
@@ -299,17 +242,6 @@ async fn check(
         name,
         role,
     })
-}
-
-/// The provider's own words for a refused exchange (`invalid_grant: …`), else the crate's.
-fn exchange_error<E: std::error::Error>(e: &E) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -4,14 +4,19 @@
 //! name, too many failures, a disabled account, whose session ends), and the OpenID Connect flow
 //! against the test issuer acting as provider: a user's group maps to its role; a user without a
 //! mapped group, a changed `state`, a code redeemed with another sign-in's PKCE verifier, and
-//! spoiled ID tokens are refused.
+//! spoiled ID tokens are refused; the provider's discovery document is read once an hour and a
+//! signing-key rollover is followed.
+
+use std::sync::Arc;
 
 use api::{Client, NewAccount, NewApiToken};
 use redeploy_core::store::AuditQuery;
+use redeploy_core::ManualClock;
 use redeploy_core::{AuditOutcome, Role};
 use server::state::OidcSettings;
 use test_issuer::{IdTokenFault, IssuerConfig, RunningIssuer, SignInUser};
-use testkit::app::{spawn_app, spawn_app_with, Backend, TestApp};
+use testkit::app::{spawn_app, spawn_app_with, spawn_app_with_clock, Backend, TestApp};
+use time::{Duration, OffsetDateTime};
 
 use testkit::on_both_backends;
 
@@ -418,4 +423,61 @@ async fn openid_sign_in_maps_groups_to_roles_and_refuses_what_does_not_check_out
     assert!(events
         .iter()
         .any(|e| e.outcome == AuditOutcome::Refused && e.actor == "mallory@contoso.test (openid)"));
+}
+
+on_both_backends!(openid_reads_discovery_once_an_hour_and_follows_a_signing_key_rollover);
+
+/// The provider's discovery document is read once within the hour (then again), its key set
+/// is fetched again when an ID token names a key the server does not have (the provider rolled
+/// its keys over), and a token signed with a key that is not in the refreshed set either is
+/// refused. On a clock the test moves.
+async fn openid_reads_discovery_once_an_hour_and_follows_a_signing_key_rollover(backend: Backend) {
+    let (issuer, oidc) = provider().await;
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let app = spawn_app_with_clock(backend, clock.clone(), |s| s.oidc = Some(oidc)).await;
+    let http = common_http(&app);
+    issuer.set_sign_in_user(Some(user("grace@contoso.test", &["lab-admins"])));
+    let sign_in = || async {
+        let started = start(&app, &http).await;
+        finish(&http, &started.callback, Some(&started.flow)).await
+    };
+
+    for _ in 0..2 {
+        let done = sign_in().await;
+        assert_eq!(done.status, 200, "{}", done.body);
+        assert!(done.cookie("redeploy_session").is_some());
+    }
+    assert_eq!(issuer.discovery_served(), 1, "read once for two sign-ins");
+    assert_eq!(issuer.keys_served(), 1);
+
+    // The provider retires its key and signs with a new one, a while after the server last
+    // fetched the keys (at most one fetch per REFETCH_INTERVAL, whatever tokens arrive).
+    clock.advance(Duration::seconds(31));
+    let old = issuer.current_kid();
+    issuer.rotate(true).unwrap();
+    assert_ne!(issuer.current_kid(), old);
+    let done = sign_in().await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(issuer.keys_served(), 2, "the key set was fetched again");
+
+    // A token signed with a key the provider does not publish: looked up again, then refused.
+    clock.advance(Duration::seconds(31));
+    issuer.set_id_token_fault(IdTokenFault::UnknownKey);
+    let refused = sign_in().await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(
+        refused.body.contains("identity token was refused"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.cookie("redeploy_session").is_none());
+    assert_eq!(issuer.keys_served(), 3);
+    issuer.set_id_token_fault(IdTokenFault::None);
+    assert_eq!(issuer.discovery_served(), 1, "still within the hour");
+
+    // An hour on, the next sign-in reads the document again.
+    clock.advance(Duration::minutes(60));
+    let begin = get(&http, &app.url("/console/sign-in/oidc"), &[]).await;
+    assert_eq!(begin.status, 303, "{}", begin.body);
+    assert_eq!(issuer.discovery_served(), 2);
 }
