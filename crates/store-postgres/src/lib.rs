@@ -76,7 +76,7 @@ impl Dialect for Postgres {
     /// the pool connects again by itself once it is back.
     async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<PgPool> {
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(30)
             .acquire_timeout(options.wait)
             .connect(url)
             .await
