@@ -2,9 +2,8 @@
 //! so the fleet runner ([`crate::fleet`]) keeps its [`DeviceState`] packed: serialized to compact
 //! JSON (the format of its state file, so whatever a state file keeps, a packed PC keeps) and
 //! deflated. A step unpacks it, works on the plain state and packs it again. An unpacked state is
-//! a tree of small allocations (names, apps, settings, certificates, the event log) of roughly
-//! 15 KB; packed it is one allocation of a few KB (docs/benchmarks.md, "Emulator memory per idle
-//! PC").
+//! a tree of small allocations (names, apps, settings, certificates, the event log); packed it is
+//! one allocation of a few KB (docs/benchmarks.md, "Emulator memory per idle PC").
 
 use std::io::Write;
 
