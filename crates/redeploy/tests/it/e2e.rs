@@ -760,9 +760,9 @@ async fn a_fleet_of_packed_idle_pcs_carries_out_a_reset_the_server_queued(backen
         tokio::spawn(async move { fleet::run(&config, transport, clock, None).await })
     };
 
-    let store = &*app.store;
-    drive_fleet_until(&clock, "every PC enrolled and checked in", || async {
-        for pc in &pcs {
+    let (store, built) = (&*app.store, &pcs);
+    drive_fleet_until(&clock, "every PC enrolled and checked in", move || async move {
+        for pc in built {
             match store.device_by_mdm_device_id(&pc.dev_id).await.unwrap() {
                 Some(d) if d.os_version.is_some() && d.winre_enabled == Some(true) => {}
                 _ => return false,
@@ -780,8 +780,9 @@ async fn a_fleet_of_packed_idle_pcs_carries_out_a_reset_the_server_queued(backen
         "{:?}",
         requested.reason
     );
-    drive_fleet_until(&clock, "the reset done", || async {
-        action(&app, requested.id).await.state == ActionState::Done
+    let (app_ref, id) = (&app, requested.id);
+    drive_fleet_until(&clock, "the reset done", move || async move {
+        action(app_ref, id).await.state == ActionState::Done
     })
     .await;
     stop.send(true).unwrap();
