@@ -735,7 +735,7 @@ pub async fn measure_idle_memory(n: usize, seed: u64, now: OffsetDateTime) -> Op
     let fleet = Fleet::new(config, Arc::new(NoNetwork), clock, None);
     let mut rng = StdRng::seed_from_u64(seed);
     // One CA for the fleet, as a server has.
-    let root_cert_pem = pem("CERTIFICATE", &random_bytes(&mut rng, SAMPLE_CERT_LEN));
+    let root_cert_pem = client::der_to_pem("CERTIFICATE", &random_bytes(&mut rng, SAMPLE_CERT_LEN));
     let mut pcs = Pcs::default();
     for i in 0..n {
         let mut s = build_device(&fleet.config, i, now);
@@ -781,8 +781,8 @@ fn sample_enrollment(
     crate::state::MdmEnrollment {
         provider_id: "Redeploy".into(),
         server_url: "https://127.0.0.1:8443/ManagementServer/MDM.svc".into(),
-        client_cert_pem: pem("CERTIFICATE", &random_bytes(rng, SAMPLE_CERT_LEN)),
-        client_key_pem: pem("PRIVATE KEY", &random_bytes(rng, SAMPLE_KEY_LEN)),
+        client_cert_pem: client::der_to_pem("CERTIFICATE", &random_bytes(rng, SAMPLE_CERT_LEN)),
+        client_key_pem: client::der_to_pem("PRIVATE KEY", &random_bytes(rng, SAMPLE_KEY_LEN)),
         thumbprint: hex::encode_upper(random_bytes(rng, 20)),
         enrollment_type: crate::state::EnrollmentType::Device,
         upn,
@@ -798,17 +798,4 @@ fn sample_enrollment(
 
 fn random_bytes(rng: &mut StdRng, len: usize) -> Vec<u8> {
     (0..len).map(|_| rng.gen()).collect()
-}
-
-/// PEM text: base64 in lines of 64 characters (RFC 7468).
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut text = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        text.push_str(&String::from_utf8_lossy(line));
-        text.push('\n');
-    }
-    text.push_str(&format!("-----END {label}-----\n"));
-    text
 }

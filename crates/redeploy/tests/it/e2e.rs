@@ -761,15 +761,19 @@ async fn a_fleet_of_packed_idle_pcs_carries_out_a_reset_the_server_queued(backen
     };
 
     let (store, built) = (&*app.store, &pcs);
-    drive_fleet_until(&clock, "every PC enrolled and checked in", move || async move {
-        for pc in built {
-            match store.device_by_mdm_device_id(&pc.dev_id).await.unwrap() {
-                Some(d) if d.os_version.is_some() && d.winre_enabled == Some(true) => {}
-                _ => return false,
+    drive_fleet_until(
+        &clock,
+        "every PC enrolled and checked in",
+        move || async move {
+            for pc in built {
+                match store.device_by_mdm_device_id(&pc.dev_id).await.unwrap() {
+                    Some(d) if d.os_version.is_some() && d.winre_enabled == Some(true) => {}
+                    _ => return false,
+                }
             }
-        }
-        true
-    })
+            true
+        },
+    )
     .await;
 
     let target = server_device(store, &pcs[2]).await;
