@@ -220,7 +220,8 @@ async fn soap_as(
     }
 }
 
-fn der_to_pem(label: &str, der: &[u8]) -> String {
+/// PEM text: base64 in lines of 64 characters (RFC 7468).
+pub(crate) fn der_to_pem(label: &str, der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");

@@ -13,6 +13,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::client::{self, EnrollOptions};
 use crate::error::{DeviceError, Result};
+use crate::idle::PackedState;
 use crate::persist;
 use crate::profile::{device_seed, DeviceProfile};
 use crate::reset::Transition;
@@ -233,6 +234,75 @@ struct Shared {
     started: std::sync::atomic::AtomicUsize,
 }
 
+/// What every PC task of a run shares, in one allocation for the whole fleet rather than a copy
+/// of the configuration and a handful of reference counts per PC.
+struct Fleet {
+    config: FleetConfig,
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    /// Sessions (enrollments and check-ins) in flight: `max_in_flight`.
+    sessions: Semaphore,
+    /// PCs unpacked at once ([`crate::idle`]): a PC takes a permit before it unpacks its state
+    /// and gives it back once the state is packed again, so a burst of due PCs (the start of a
+    /// run, a clock jump, the end of the run) never unpacks the whole fleet at once.
+    unpacked: Semaphore,
+    shared: Shared,
+}
+
+impl Fleet {
+    fn new(
+        config: FleetConfig,
+        transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
+        progress: Option<ProgressFn>,
+    ) -> Arc<Fleet> {
+        let sessions = config.max_in_flight.max(1);
+        Arc::new(Fleet {
+            shared: Shared {
+                summary: Mutex::new(FleetSummary {
+                    devices: config.devices,
+                    ..FleetSummary::default()
+                }),
+                progress,
+                started: Default::default(),
+            },
+            config,
+            transport,
+            clock,
+            sessions: Semaphore::new(sessions),
+            unpacked: Semaphore::new(unpacked_limit(sessions)),
+        })
+    }
+}
+
+/// The running PC tasks of a fleet, and how to wake each one.
+#[derive(Default)]
+struct Pcs {
+    tasks: tokio::task::JoinSet<DeviceEnd>,
+    wakers: HashMap<String, Arc<Notify>>,
+}
+
+impl Pcs {
+    /// Starts PC `index` from `state`, packed at once; `on_disk`: its file holds this state.
+    fn start(&mut self, fleet: &Arc<Fleet>, index: usize, state: DeviceState, on_disk: bool) {
+        let woken = Arc::new(Notify::new());
+        self.wakers.insert(device_id(index), woken.clone());
+        let pc = Pc {
+            index,
+            fleet: fleet.clone(),
+            woken,
+        };
+        self.tasks
+            .spawn(run_device(PackedState::pack(state), on_disk, pc));
+    }
+}
+
+/// How many PCs of a run may be unpacked at once: every session in flight, and as many again
+/// waiting for a session or taking a step without one (a reset phase).
+fn unpacked_limit(sessions: usize) -> usize {
+    sessions.saturating_mul(2)
+}
+
 impl Shared {
     fn update(&self, f: impl FnOnce(&mut FleetSummary)) {
         let snapshot = {
@@ -264,43 +334,21 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     progress: Option<ProgressFn>,
 ) -> Result<FleetSummary> {
-    let shared = Arc::new(Shared {
-        summary: Mutex::new(FleetSummary {
-            devices: config.devices,
-            ..FleetSummary::default()
-        }),
-        progress,
-        started: Default::default(),
-    });
-    let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut wakers = HashMap::new();
+    let fleet = Fleet::new(config.clone(), transport, clock, progress);
+    let mut pcs = Pcs::default();
     for index in 0..config.devices {
         let id = device_id(index);
         let (mut state, resumed) = match persist::load_id(&config.state_dir, &id)? {
             Some(s) => (s, true),
-            None => (build_device(config, index, clock.now()), false),
+            None => (build_device(config, index, fleet.clock.now()), false),
         };
         let faults_changed = apply_run_faults(config, &mut state, index);
         if resumed {
-            shared.update(|s| s.resumed += 1);
+            fleet.shared.update(|s| s.resumed += 1);
         }
-        let woken = Arc::new(Notify::new());
-        wakers.insert(id, woken.clone());
-        tasks.spawn(run_device(
-            state,
-            resumed && !faults_changed,
-            Pc {
-                index,
-                config: config.clone(),
-                transport: transport.clone(),
-                clock: clock.clone(),
-                permits: permits.clone(),
-                shared: shared.clone(),
-                woken,
-            },
-        ));
+        pcs.start(&fleet, index, state, resumed && !faults_changed);
     }
+    let Pcs { mut tasks, wakers } = pcs;
     let watcher = tokio::spawn(watch_external_changes(config.state_dir.clone(), wakers));
     let mut enrolled = 0;
     let mut pc_resets = ResetCounts::default();
@@ -311,7 +359,8 @@ pub async fn run(
         }
     }
     watcher.abort();
-    let mut summary = shared
+    let mut summary = fleet
+        .shared
         .summary
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -401,15 +450,16 @@ const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
 /// Takes the PC's lock (see [`persist`]); `None` when the run keeps no state files or the lock
 /// file cannot be opened (counted; the PC goes on without it).
 async fn lock_device(pc: &Pc, id: &str) -> Option<persist::PcLock> {
-    if !pc.config.state_files {
+    let config = &pc.fleet.config;
+    if !config.state_files {
         return None;
     }
     loop {
-        match persist::try_lock(&pc.config.state_dir, id) {
+        match persist::try_lock(&config.state_dir, id) {
             Ok(Some(lock)) => return Some(lock),
             Ok(None) => tokio::time::sleep(LOCK_RETRY).await,
             Err(e) => {
-                pc.shared.error(&e);
+                pc.fleet.shared.error(&e);
                 return None;
             }
         }
@@ -419,74 +469,116 @@ async fn lock_device(pc: &Pc, id: &str) -> Option<persist::PcLock> {
 /// Reloads the PC from its file when a one-shot command saved a change to it; call with the
 /// PC's lock held. Returns whether it did.
 fn adopt_external_change(pc: &Pc, state: &mut DeviceState) -> bool {
-    if !pc.config.state_files {
+    let config = &pc.fleet.config;
+    if !config.state_files {
         return false;
     }
-    match persist::take_external_change(&pc.config.state_dir, &state.id) {
+    match persist::take_external_change(&config.state_dir, &state.id) {
         Ok(Some(changed)) => {
             *state = changed;
-            apply_run_faults(&pc.config, state, pc.index);
+            apply_run_faults(config, state, pc.index);
             true
         }
         Ok(None) => false,
         Err(e) => {
-            pc.shared.error(&e);
+            pc.fleet.shared.error(&e);
             false
         }
     }
 }
 
-/// What every PC task shares with the run.
+/// One PC task's handle on the run.
 struct Pc {
     /// The PC's number in the fleet.
     index: usize,
-    config: FleetConfig,
-    transport: Arc<dyn Transport>,
-    clock: Arc<dyn Clock>,
-    permits: Arc<Semaphore>,
-    shared: Arc<Shared>,
+    fleet: Arc<Fleet>,
     /// Notified when a one-shot command changed this PC's file.
     woken: Arc<Notify>,
 }
 
 /// How a PC ended its run.
+#[derive(Default)]
 struct DeviceEnd {
     enrolled: bool,
     resets: ResetCounts,
 }
 
-/// One PC's life; returns whether it is enrolled at the end and its reset counts.
-async fn run_device(mut state: DeviceState, on_disk: bool, pc: Pc) -> DeviceEnd {
+/// One PC's life; returns whether it is enrolled at the end and its reset counts. Between
+/// steps the state stays packed ([`crate::idle`]). The step and the end are boxed: a future
+/// awaited inline takes its full size in every task even while the task only waits, and the
+/// enrollment and check-in futures are large.
+async fn run_device(mut packed: PackedState, on_disk: bool, pc: Pc) -> DeviceEnd {
+    let fleet = pc.fleet.as_ref();
+    let (config, clock) = (&fleet.config, fleet.clock.as_ref());
     let mut saved_once = on_disk;
     let mut first_step = true;
     loop {
-        if pc.config.stop_at.is_some_and(|s| pc.clock.now() >= s)
-            || pc.config.shutdown.as_ref().is_some_and(|rx| *rx.borrow())
+        if config.stop_at.is_some_and(|s| clock.now() >= s)
+            || config.shutdown.as_ref().is_some_and(|rx| *rx.borrow())
         {
             break;
         }
-        let wake = {
-            // Held for the whole step, so a one-shot command never interleaves with it.
-            let _lock = lock_device(&pc, &state.id).await;
-            adopt_external_change(&pc, &mut state);
-            step_device(&mut state, &mut saved_once, &pc).await
+        // The permit first: a PC waiting for it holds no step future yet.
+        let permit = fleet.unpacked.acquire().await;
+        let step = Box::pin(step_packed(&mut packed, &mut saved_once, &pc)).await;
+        drop(permit);
+        let wake = match step {
+            Ok(wake) => wake,
+            Err(e) => {
+                fleet.shared.error(&e);
+                return DeviceEnd::default();
+            }
         };
         if first_step {
             first_step = false;
-            pc.shared
+            fleet
+                .shared
                 .started
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        if !wait(pc.clock.as_ref(), wake, &pc.config, &pc.woken).await {
+        if !wait(clock, wake, config, &pc.woken).await {
             break;
         }
     }
+    let _permit = fleet.unpacked.acquire().await;
+    Box::pin(end_device(packed, &pc)).await
+}
+
+/// One step of a packed PC, under an unpack permit ([`Fleet::unpacked`]): unpack,
+/// [`step_device`] under the PC's lock (held for the whole step, so a one-shot command never
+/// interleaves with it), pack again. Returns when the PC next needs attention; `Err` only for
+/// a packed state that does not read back.
+async fn step_packed(
+    packed: &mut PackedState,
+    saved_once: &mut bool,
+    pc: &Pc,
+) -> Result<Option<OffsetDateTime>> {
+    let mut state = packed.unpack()?;
+    let wake = {
+        let _lock = lock_device(pc, &state.id).await;
+        adopt_external_change(pc, &mut state);
+        step_device(&mut state, saved_once, pc).await
+    };
+    *packed = PackedState::pack(state);
+    Ok(wake)
+}
+
+/// The end of a PC's run, under an unpack permit: its last save, and what the summary counts.
+async fn end_device(packed: PackedState, pc: &Pc) -> DeviceEnd {
+    let mut state = match packed.unpack() {
+        Ok(state) => state,
+        Err(e) => {
+            pc.fleet.shared.error(&e);
+            return DeviceEnd::default();
+        }
+    };
+    drop(packed);
     {
-        let _lock = lock_device(&pc, &state.id).await;
+        let _lock = lock_device(pc, &state.id).await;
         // Every step saved what it changed, so a change a one-shot command saved since is
         // newer than anything held here: take it rather than overwrite it.
-        adopt_external_change(&pc, &mut state);
-        save(&pc.config, &state, &pc.shared);
+        adopt_external_change(pc, &mut state);
+        save(&pc.fleet.config, &state, &pc.fleet.shared);
     }
     DeviceEnd {
         enrolled: state.is_enrolled(),
@@ -501,8 +593,9 @@ async fn step_device(
     saved_once: &mut bool,
     pc: &Pc,
 ) -> Option<OffsetDateTime> {
-    let (config, shared, clock) = (&pc.config, pc.shared.as_ref(), pc.clock.as_ref());
-    let transport = pc.transport.as_ref();
+    let fleet = pc.fleet.as_ref();
+    let (config, shared, clock) = (&fleet.config, &fleet.shared, fleet.clock.as_ref());
+    let transport = fleet.transport.as_ref();
     // A PC that was never enrolled enrolls; one that a wipe unenrolled stays unmanaged.
     if state.mdm_enrollment.is_none() && !state.events.iter().any(|e| e.kind == EventKind::Enrolled)
     {
@@ -512,7 +605,7 @@ async fn step_device(
             issuer: config.issuer.clone(),
         };
         let result = {
-            let _permit = pc.permits.acquire().await;
+            let _permit = fleet.sessions.acquire().await;
             client::enroll(transport, state, &options, clock.now()).await
         };
         match result {
@@ -529,7 +622,7 @@ async fn step_device(
     }
     let now = clock.now();
     let tick = if schedule::check_in_due(state, now) {
-        let _permit = pc.permits.acquire().await;
+        let _permit = fleet.sessions.acquire().await;
         schedule::tick(transport, state, clock.now()).await
     } else {
         schedule::tick(transport, state, now).await
@@ -639,59 +732,30 @@ pub async fn measure_idle_memory(n: usize, seed: u64, now: OffsetDateTime) -> Op
         ..FleetConfig::new("https://127.0.0.1:8443", "", n, std::env::temp_dir())
     };
     let clock: Arc<dyn Clock> = Arc::new(crate::schedule::ManualClock::new(now));
-    let transport: Arc<dyn Transport> = Arc::new(NoNetwork);
-    let permits = Arc::new(Semaphore::new(config.max_in_flight));
-    let shared = Arc::new(Shared {
-        summary: Mutex::new(FleetSummary::default()),
-        progress: None,
-        started: Default::default(),
-    });
-    let mut tasks = tokio::task::JoinSet::new();
+    let fleet = Fleet::new(config, Arc::new(NoNetwork), clock, None);
+    let mut rng = StdRng::seed_from_u64(seed);
+    // One CA for the fleet, as a server has.
+    let root_cert_pem = client::der_to_pem("CERTIFICATE", &random_bytes(&mut rng, SAMPLE_CERT_LEN));
+    let mut pcs = Pcs::default();
     for i in 0..n {
-        let mut s = build_device(&config, i, now);
-        // A realistic enrollment: a real certificate and key of the sizes a server issues.
-        let (key_pem, cert_pem) = sample_identity();
-        s.record_enrollment(
-            crate::state::MdmEnrollment {
-                provider_id: "Redeploy".into(),
-                server_url: "https://127.0.0.1:8443/ManagementServer/MDM.svc".into(),
-                client_cert_pem: cert_pem.clone(),
-                client_key_pem: key_pem,
-                thumbprint: format!("{i:040X}"),
-                enrollment_type: crate::state::EnrollmentType::Device,
-                upn: s.primary_user.clone(),
-                ent_dm_id: None,
-                poll: Default::default(),
-                first_sync: Default::default(),
-                enrolled: true,
-                enrolled_at: now,
-                root_cert_pem: cert_pem,
-                renewal: None,
-            },
-            now,
-        );
+        let mut s = build_device(&fleet.config, i, now);
+        let enrollment = sample_enrollment(&mut rng, &root_cert_pem, s.primary_user.clone(), now);
+        s.record_enrollment(enrollment, now);
         s.dm_client.next_poll_at = Some(now + Duration::days(1));
-        tasks.spawn(run_device(
-            s,
-            true,
-            Pc {
-                index: i,
-                config: config.clone(),
-                transport: transport.clone(),
-                clock: clock.clone(),
-                permits: permits.clone(),
-                shared: shared.clone(),
-                woken: Arc::new(Notify::new()),
-            },
-        ));
+        pcs.start(&fleet, i, s, true);
     }
     // Let every PC take its first step and park.
-    while shared.started.load(std::sync::atomic::Ordering::Relaxed) < n {
+    while fleet
+        .shared
+        .started
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < n
+    {
         tokio::task::yield_now().await;
     }
     let after = rss_kib()?;
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
+    pcs.tasks.abort_all();
+    while pcs.tasks.join_next().await.is_some() {}
     drop(stop_tx);
     Some(MemoryReport {
         devices: n,
@@ -700,22 +764,38 @@ pub async fn measure_idle_memory(n: usize, seed: u64, now: OffsetDateTime) -> Op
     })
 }
 
-fn sample_identity() -> (String, String) {
-    let body = |line: &str, n: usize| line.repeat(n);
-    (
-        format!(
-            "-----BEGIN PRIVATE KEY-----\n{}-----END PRIVATE KEY-----\n",
-            body(
-                "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgZXhhbXBsZSBrZXkgZGF0\n",
-                3
-            )
-        ),
-        format!(
-            "-----BEGIN CERTIFICATE-----\n{}-----END CERTIFICATE-----\n",
-            body(
-                "MIIBszCCAVmgAwIBAgIUQ2V4YW1wbGUgZGV2aWNlIGNlcnRpZmljYXRlMAoGCCqGSM49\n",
-                10
-            )
-        ),
-    )
+/// DER size of a PC's ECDSA P-256 key in PKCS#8, as the emulator makes it.
+const SAMPLE_KEY_LEN: usize = 138;
+/// DER size of a certificate of the size our CA issues.
+const SAMPLE_CERT_LEN: usize = 510;
+
+/// The enrollment of a PC the measurement builds: a key and a certificate of the real sizes,
+/// with random contents as real ones have (filler that repeats would pack far smaller than a
+/// real PC does), and a random thumbprint.
+fn sample_enrollment(
+    rng: &mut StdRng,
+    root_cert_pem: &str,
+    upn: Option<String>,
+    now: OffsetDateTime,
+) -> crate::state::MdmEnrollment {
+    crate::state::MdmEnrollment {
+        provider_id: "Redeploy".into(),
+        server_url: "https://127.0.0.1:8443/ManagementServer/MDM.svc".into(),
+        client_cert_pem: client::der_to_pem("CERTIFICATE", &random_bytes(rng, SAMPLE_CERT_LEN)),
+        client_key_pem: client::der_to_pem("PRIVATE KEY", &random_bytes(rng, SAMPLE_KEY_LEN)),
+        thumbprint: hex::encode_upper(random_bytes(rng, 20)),
+        enrollment_type: crate::state::EnrollmentType::Device,
+        upn,
+        ent_dm_id: None,
+        poll: Default::default(),
+        first_sync: Default::default(),
+        enrolled: true,
+        enrolled_at: now,
+        root_cert_pem: root_cert_pem.to_string(),
+        renewal: None,
+    }
+}
+
+fn random_bytes(rng: &mut StdRng, len: usize) -> Vec<u8> {
+    (0..len).map(|_| rng.gen()).collect()
 }

@@ -2,7 +2,8 @@
 //! ([`state`]), scenario profiles ([`profile`]), the CSP tree that answers OMA-DM commands
 //! ([`csp`]), the reset / wipe engine ([`reset`]) and injected faults ([`fault`]). The I/O part: the protocol client
 //! ([`client`]) over a [`Transport`] ([`transport`], HTTPS by default), the poll scheduler and
-//! clocks ([`schedule`]), state files ([`persist`]) and the fleet runner ([`fleet`]). It is an
+//! clocks ([`schedule`]), state files ([`persist`]) and the fleet runner ([`fleet`]), which keeps idle
+//! PCs packed ([`idle`]). It is an
 //! independent client: it uses only the `syncml` and `enroll` crates of this workspace, never
 //! server code.
 
@@ -12,6 +13,7 @@ pub mod entra;
 pub mod error;
 pub mod fault;
 pub mod fleet;
+pub mod idle;
 pub mod persist;
 pub mod profile;
 pub mod reset;

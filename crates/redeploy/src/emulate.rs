@@ -134,12 +134,16 @@ fn transport(client: &ClientArgs) -> anyhow::Result<HttpsTransport> {
 
 async fn run_fleet(args: &EmulateArgs) -> anyhow::Result<ExitCode> {
     let transport = transport(&args.client)?;
-    let existing = persist::load_all(&args.state)?;
-    let needs_enrollment = (0..args.devices).any(|i| {
-        !existing
-            .iter()
-            .any(|s| s.id == fleet::device_id(i) && s.mdm_enrollment.is_some())
-    });
+    // Read and let go at once: the fleet holds its PCs packed, and these plain copies would
+    // outweigh the whole fleet for the run's length.
+    let needs_enrollment = {
+        let existing = persist::load_all(&args.state)?;
+        (0..args.devices).any(|i| {
+            !existing
+                .iter()
+                .any(|s| s.id == fleet::device_id(i) && s.mdm_enrollment.is_some())
+        })
+    };
     let token = token(&args.client)?;
     let issuer = issuer(args)?;
     let token = match (token, needs_enrollment) {

@@ -8,6 +8,7 @@ mod fake;
 mod faults;
 mod fleet;
 mod https;
+mod idle;
 mod local_reset;
 mod profile;
 mod remote_reset;

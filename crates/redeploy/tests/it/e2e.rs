@@ -2,10 +2,14 @@
 //! check in, and go through Autopilot Reset and its failure modes — on SQLite and PostgreSQL.
 //! Time on the device side is driven explicitly (no sleeps); the server uses its real clock.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use device::client::{self, EnrollOptions};
+use device::fleet::{self, FleetConfig};
+use device::schedule::{Clock, ManualClock};
 use device::state::{reset_status, DeviceState, JoinType as PcJoin};
 use device::transport::{Identity, Response, Transport};
 use device::{reset, DeviceProfile, HttpsTransport};
@@ -82,6 +86,7 @@ testkit::on_both_backends!(
     an_exec_that_never_reached_the_pc_is_found_out_and_the_pc_resets_once,
     local_reset_allowed_by_the_server_then_performed_on_the_pc,
     a_local_reset_is_observed_at_the_next_check_in_and_a_remote_one_is_not,
+    a_fleet_of_packed_idle_pcs_carries_out_a_reset_the_server_queued,
 );
 
 async fn enrollment_and_check_in_fill_the_inventory(backend: Backend) {
@@ -710,4 +715,100 @@ async fn without_the_setting_a_certificate_header_is_ignored() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
+}
+
+/// Moves the fleet's device clock a minute at a time, letting the PCs work in between, until
+/// `reached` holds (at most a simulated week, and two minutes of real time).
+async fn drive_fleet_until<F, Fut>(clock: &ManualClock, what: &str, mut reached: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    for _ in 0..7 * 24 * 60 {
+        if reached().await {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: not reached");
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        clock.advance(time::Duration::minutes(1));
+    }
+    panic!("{what}: not reached within a simulated week");
+}
+
+/// A fleet keeps its idle PCs packed between steps (`device::idle`), and at most two of them
+/// unpacked at once here. After the five PCs enrolled, checked in and went idle, a reset the
+/// server queues for one of them is picked up at its next poll and carried through to `done` —
+/// the PC unpacked for each step and packed again, its reset pending across the packings — and
+/// the other PCs are left alone.
+async fn a_fleet_of_packed_idle_pcs_carries_out_a_reset_the_server_queued(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(now()));
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut config = FleetConfig::new(&app.base_url, &app.enrollment_token, 5, dir.path());
+    config.max_in_flight = 1;
+    config.shutdown = Some(shutdown);
+    let pcs: Vec<DeviceState> = (0..5)
+        .map(|i| fleet::build_device(&config, i, now()))
+        .collect();
+    let run = {
+        let (config, clock) = (config.clone(), clock.clone() as Arc<dyn Clock>);
+        let transport = Arc::new(HttpsTransport::new(&app.ca_pem).unwrap());
+        tokio::spawn(async move { fleet::run(&config, transport, clock, None).await })
+    };
+
+    let (store, built) = (&*app.store, &pcs);
+    drive_fleet_until(
+        &clock,
+        "every PC enrolled and checked in",
+        move || async move {
+            for pc in built {
+                match store.device_by_mdm_device_id(&pc.dev_id).await.unwrap() {
+                    Some(d) if d.os_version.is_some() && d.winre_enabled == Some(true) => {}
+                    _ => return false,
+                }
+            }
+            true
+        },
+    )
+    .await;
+
+    let target = server_device(store, &pcs[2]).await;
+    let requested = request(&app, &target, ActionKind::AutopilotReset).await;
+    assert_eq!(
+        requested.state,
+        ActionState::Pending,
+        "{:?}",
+        requested.reason
+    );
+    let (app_ref, id) = (&app, requested.id);
+    drive_fleet_until(&clock, "the reset done", move || async move {
+        action(app_ref, id).await.state == ActionState::Done
+    })
+    .await;
+    stop.send(true).unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!((summary.enrolled, summary.enrollments), (5, 5), "{summary}");
+    assert_eq!(summary.pc_resets.remote_autopilot, 1, "{summary}");
+
+    let done = action(&app, requested.id).await;
+    let seen = states(&done);
+    for s in [
+        ActionState::Sent,
+        ActionState::Acknowledged,
+        ActionState::Done,
+    ] {
+        assert!(seen.contains(&s), "{s:?} missing from {seen:?}");
+    }
+    for (i, pc) in pcs.iter().enumerate() {
+        let saved = device::persist::load_id(dir.path(), &pc.id)
+            .unwrap()
+            .expect("saved at the end of the run");
+        assert!(saved.is_enrolled(), "{}", pc.id);
+        let resets = if i == 2 { 1 } else { 0 };
+        assert_eq!(saved.resets.remote_autopilot, resets, "{}", pc.id);
+    }
 }
