@@ -237,10 +237,14 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
         }
     });
     let worker = worker::spawn(state.clone());
-    let push = state
-        .push
-        .clone()
-        .map(|pusher| push::spawn(state.clone(), pusher));
+    let push = state.push.clone().map(|pusher| {
+        push::spawn(
+            state.store.clone(),
+            state.clock.clone(),
+            state.settings.worker_interval,
+            pusher,
+        )
+    });
     tracing::info!(%local_addr, %public_url, data_dir = %dir.display(), "server started");
     Ok(RunningServer {
         local_addr,

@@ -20,12 +20,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redeploy_core::push::{next_attempt, PushAttempt, PushOutcome};
-use redeploy_core::{ActionId, DeviceId};
+use redeploy_core::{ActionId, Clock, DeviceId, Store};
 use tokio::sync::{Mutex, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::settings::PushSettings;
-use crate::state::AppState;
 
 /// How long one request to WNS may take.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -244,9 +243,12 @@ pub struct DispatchReport {
 /// One pass: every pending action (created within the lookback) whose device has an active
 /// channel and whose next attempt is due is claimed (once across processes); each device is
 /// pushed once for all its claimed actions; outcomes are recorded and a gone channel expired.
-pub async fn dispatch(state: &AppState, pusher: &Arc<Pusher>) -> Result<DispatchReport, String> {
-    let store = &state.store;
-    let now = state.clock.now();
+pub async fn dispatch(
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    pusher: &Arc<Pusher>,
+) -> Result<DispatchReport, String> {
+    let now = clock.now();
     let lookback = time::Duration::try_from(pusher.lookback).unwrap_or(time::Duration::HOUR);
     let candidates = store
         .push_candidates(now - lookback, CANDIDATES_PER_PASS)
@@ -279,21 +281,17 @@ pub async fn dispatch(state: &AppState, pusher: &Arc<Pusher>) -> Result<Dispatch
     }
     let mut sends = tokio::task::JoinSet::new();
     for (device, (channel, actions)) in by_device {
-        let (state, pusher) = (state.clone(), Arc::clone(pusher));
+        let (store, clock, pusher) = (Arc::clone(store), Arc::clone(clock), Arc::clone(pusher));
         sends.spawn(async move {
             let outcome = pusher.push(&channel).await;
-            let at = state.clock.now();
+            let at = clock.now();
             for (action, n) in &actions {
-                if let Err(e) = state
-                    .store
-                    .finish_push_attempt(*action, *n, outcome, at)
-                    .await
-                {
+                if let Err(e) = store.finish_push_attempt(*action, *n, outcome, at).await {
                     tracing::warn!(error = %e, %action, "push outcome not recorded");
                 }
             }
             if outcome == PushOutcome::ChannelGone {
-                if let Err(e) = state.store.expire_push_channel(device, &channel, at).await {
+                if let Err(e) = store.expire_push_channel(device, &channel, at).await {
                     tracing::warn!(error = %e, %device, "gone push channel not marked expired");
                 }
             }
@@ -313,20 +311,23 @@ pub async fn dispatch(state: &AppState, pusher: &Arc<Pusher>) -> Result<Dispatch
     Ok(report)
 }
 
-/// Runs [`dispatch`] whenever actions are queued ([`Pusher::wake`]) and every `worker_interval`
-/// (actions queued by another server process, retries after a back-off). Ends when aborted.
-pub fn spawn(state: AppState, pusher: Arc<Pusher>) -> JoinHandle<()> {
-    let period = state
-        .settings
-        .worker_interval
-        .clamp(Duration::from_millis(100), Duration::from_secs(10));
+/// Runs [`dispatch`] whenever actions are queued ([`Pusher::wake`]) and every `every` (at most
+/// 10 s: actions queued by another server process, retries after a back-off). Ends when
+/// aborted.
+pub fn spawn(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+    pusher: Arc<Pusher>,
+) -> JoinHandle<()> {
+    let period = every.clamp(Duration::from_millis(100), Duration::from_secs(10));
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 () = pusher.wake.notified() => {}
                 () = tokio::time::sleep(period) => {}
             }
-            match dispatch(&state, &pusher).await {
+            match dispatch(&store, &clock, &pusher).await {
                 Ok(r) if r == DispatchReport::default() => {}
                 Ok(r) => tracing::info!(
                     delivered = r.delivered,
