@@ -60,7 +60,7 @@ pub struct Loaded {
     /// reported one).
     pub push_channel: Option<crate::push::PushChannel>,
     /// Push configured, at a session start: the device's pending actions a push was delivered
-    /// for, and those whose wake is already recorded.
+    /// (or sent, its answer not yet recorded) for, and those whose wake is already recorded.
     pub pushed: Vec<ActionId>,
     pub woken: Vec<ActionId>,
 }
@@ -216,7 +216,12 @@ pub async fn load(
                 .push_attempts(&pending)
                 .await?
                 .into_iter()
-                .filter(|a| a.outcome == Some(crate::push::PushOutcome::Delivered))
+                // Delivered, or sent and WNS's answer not recorded yet: the PC may start its
+                // session before the server has read WNS's 200.
+                .filter(|a| {
+                    a.outcome
+                        .is_none_or(|o| o == crate::push::PushOutcome::Delivered)
+                })
                 .map(|a| a.action)
                 .collect();
             loaded.woken = store

@@ -27,6 +27,7 @@ on_both_backends!(
     a_gone_channel_is_expired_and_the_action_waits_for_the_poll,
     an_expired_token_is_fetched_again_once,
     without_push_no_session_carries_push_commands,
+    click_to_exec_with_push,
 );
 
 /// The `[push]` settings that point the server at `wns`.
@@ -66,6 +67,11 @@ struct LivePc {
 
 impl LivePc {
     async fn start(app: &TestApp, wns: &Arc<StandInWns>) -> Self {
+        Self::fleet(app, wns, 1).await
+    }
+
+    /// `n` PCs (`pc-0000`, …) instead of one.
+    async fn fleet(app: &TestApp, wns: &Arc<StandInWns>, n: usize) -> Self {
         let state = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -74,7 +80,7 @@ impl LivePc {
             state_files: false,
             shutdown: Some(stop_rx),
             wns: Some(Arc::clone(wns)),
-            ..FleetConfig::new(&app.base_url, &app.enrollment_token, 1, state.path())
+            ..FleetConfig::new(&app.base_url, &app.enrollment_token, n, state.path())
         };
         let transport = Arc::new(HttpsTransport::new(&app.ca_pem).unwrap());
         let device_clock: Arc<dyn DeviceClock> = clock.clone();
@@ -265,4 +271,54 @@ async fn without_push_no_session_carries_push_commands(backend: Backend) {
     assert!(client.device(&id).await.unwrap().device.push.is_none());
     let action = client.request_action(&id, ActionKind::Sync).await.unwrap();
     assert!(client.action(&action.id).await.unwrap().woken_by.is_none());
+}
+
+/// The measurement of docs/benchmarks.md ("Push: click to Exec"): ten PCs that never poll, one
+/// Autopilot Reset each, asked one after the other; the time from the API request to the
+/// action leaving `pending` (the reply carrying its Exec committed, in the session the push
+/// started), read every 2 ms. Asserts only that push brought each one; prints the figures.
+async fn click_to_exec_with_push(backend: Backend) {
+    let (app, wns) = push_app(backend).await;
+    let client = admin(&app);
+    let pcs = LivePc::fleet(&app, &wns, 10).await;
+    pcs.sessions(10).await;
+    let devices = client
+        .list_devices(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(devices.len(), 10);
+    // Every PC has finished its first session (its channel is stored) before the clicks.
+    for d in &devices {
+        let d = device_until(&client, &d.id, |d| {
+            d.push.as_ref().is_some_and(|p| p.state == "active")
+        })
+        .await;
+        assert_eq!(d.push.unwrap().state, "active");
+    }
+    let mut took = Vec::new();
+    for d in &devices {
+        let clicked = std::time::Instant::now();
+        let action = client
+            .request_action(&d.id, ActionKind::AutopilotReset)
+            .await
+            .unwrap();
+        let action = loop {
+            let a = client.action(&action.id).await.unwrap();
+            if a.state != "pending" || clicked.elapsed() > StdDuration::from_secs(30) {
+                break a;
+            }
+            tokio::time::sleep(StdDuration::from_millis(2)).await;
+        };
+        took.push(clicked.elapsed());
+        assert_eq!(action.woken_by.as_deref(), Some("push"), "{action:?}");
+    }
+    took.sort();
+    eprintln!(
+        "push click to Exec on {backend:?}: median {:?}, min {:?}, max {:?} (n = {})",
+        took[took.len() / 2],
+        took[0],
+        took[took.len() - 1],
+        took.len()
+    );
 }
