@@ -76,6 +76,24 @@ pub struct Device {
     /// When the server first saw that sign-in (RFC 3339); null if never.
     #[serde(default)]
     pub last_sign_in_at: Option<String>,
+    /// The PC's WNS push channel (shown on one device; null in lists, without `[push]`, or
+    /// when the PC never reported one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushChannel>,
+}
+
+/// A PC's WNS push channel as it last reported it (`DMClient/Provider/<id>/Push`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PushChannel {
+    /// `active` (the server pushes to it), `missing` (no channel, or Push/Status not 0),
+    /// `refused` (not https on an allowed host) or `expired` (WNS answered 410).
+    pub state: String,
+    /// The PC's `Push/Status` (0 success … 8 unknown; ITPRO dmclient-csp.md).
+    pub device_status: Option<i64>,
+    /// When the PC reported it (RFC 3339).
+    pub seen_at: String,
+    /// When its state last changed (RFC 3339).
+    pub updated_at: String,
 }
 
 /// `GET /api/v1/devices`.
@@ -234,6 +252,11 @@ pub struct Action {
     pub created_at: String,
     pub updated_at: String,
     pub timeline: Vec<TimelineEntry>,
+    /// What brought the action to its PC, with `[push]` configured: `push` (a session that
+    /// started after a push for it was delivered) or `poll` (the PC came on its own); null
+    /// before it reached the PC, or in lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub woken_by: Option<String>,
 }
 
 /// A list of actions.

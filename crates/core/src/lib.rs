@@ -19,6 +19,7 @@ pub mod group;
 pub mod ids;
 pub mod inventory;
 pub mod preflight;
+pub mod push;
 pub mod schedule;
 pub mod session;
 pub mod store;

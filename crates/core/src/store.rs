@@ -1249,6 +1249,67 @@ pub trait WebhookStore: Send + Sync {
     ) -> StoreResult<Vec<Delivery>>;
 }
 
+/// Push (WNS) channels of devices, the claimed push attempts of pending actions, and what woke
+/// each action's PC (`core::push`).
+#[async_trait]
+pub trait PushStore: Send + Sync {
+    /// Stores `channel` as its device's channel, replacing the one stored before.
+    async fn record_push_channel(&self, channel: &crate::push::PushChannel) -> StoreResult<()>;
+
+    /// The device's stored channel; `None` when it never reported one.
+    async fn push_channel(&self, device: DeviceId)
+        -> StoreResult<Option<crate::push::PushChannel>>;
+
+    /// Marks the device's channel expired at `at` when its URI is still `uri` (a newer report
+    /// wins); whether it did.
+    async fn expire_push_channel(
+        &self,
+        device: DeviceId,
+        uri: &str,
+        at: OffsetDateTime,
+    ) -> StoreResult<bool>;
+
+    /// Pending actions created at or after `since` whose device has an active channel, each
+    /// with its latest attempt, oldest action first, at most `limit`; empty when none.
+    async fn push_candidates(
+        &self,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<crate::push::PushCandidate>>;
+
+    /// Claims attempt `attempt.attempt` of `attempt.action`: `true` for exactly one caller
+    /// however many processes claim the same (action, attempt) at once; `false` when it was
+    /// claimed before.
+    async fn claim_push_attempt(&self, attempt: &crate::push::PushAttempt) -> StoreResult<bool>;
+
+    /// Records how a claimed attempt ended; nothing when no such attempt was claimed.
+    async fn finish_push_attempt(
+        &self,
+        action: ActionId,
+        attempt: u32,
+        outcome: crate::push::PushOutcome,
+        at: OffsetDateTime,
+    ) -> StoreResult<()>;
+
+    /// Every attempt of these actions, by action then attempt; empty for none.
+    async fn push_attempts(
+        &self,
+        actions: &[ActionId],
+    ) -> StoreResult<Vec<crate::push::PushAttempt>>;
+
+    /// Records what woke each action's PC, once: an action that already has one keeps it.
+    async fn record_wakes(
+        &self,
+        wakes: &[(ActionId, crate::push::WokenBy, OffsetDateTime)],
+    ) -> StoreResult<()>;
+
+    /// What woke these actions' PCs, for those recorded; empty for none.
+    async fn wakes(
+        &self,
+        actions: &[ActionId],
+    ) -> StoreResult<Vec<(ActionId, crate::push::WokenBy)>>;
+}
+
 /// Whether the database can do the store's work right now (readiness, `/readyz`).
 #[async_trait]
 pub trait HealthCheck: Send + Sync {
@@ -1278,6 +1339,7 @@ pub trait Store:
     + WebhookStore
     + SupportTrail
     + HealthCheck
+    + PushStore
     + Send
     + Sync
 {
@@ -1301,6 +1363,7 @@ impl<T> Store for T where
         + WebhookStore
         + SupportTrail
         + HealthCheck
+        + PushStore
         + Send
         + Sync
 {

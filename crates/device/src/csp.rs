@@ -461,6 +461,7 @@ enum Slot {
     ReadOnly,
     Policy { user: bool, key: String },
     Upn,
+    PushPfn,
     Poll(PollField),
     FirstSync(FirstSyncField),
     AutopilotReset,
@@ -737,7 +738,22 @@ fn resolve_dmclient(state: &DeviceState, rest: &[&str]) -> Option<Node> {
                     "UPN",
                     "Poll",
                     "FirstSyncStatus",
+                    "Push",
                 ]),
+                [p] if eq(p, "Push") => interior(&["PFN", "ChannelURI", "Status"]),
+                [p, n] if eq(p, "Push") && eq(n, "PFN") => Some(Node::Leaf(Leaf {
+                    format: ValueFormat::Chr,
+                    value: state.push.pfn.clone(),
+                    access: GET_ADD_REPLACE,
+                    slot: Slot::PushPfn,
+                })),
+                [p, n] if eq(p, "Push") && eq(n, "ChannelURI") => Some(Node::Leaf(Leaf {
+                    format: ValueFormat::Chr,
+                    value: state.push.channel_uri.clone(),
+                    access: GET,
+                    slot: Slot::ReadOnly,
+                })),
+                [p, n] if eq(p, "Push") && eq(n, "Status") => int(state.push.status()),
                 [n] if eq(n, "EnrollmentType") => chr(match e.enrollment_type {
                     EnrollmentType::Device => "Device",
                     EnrollmentType::Full => "Full",
@@ -1110,6 +1126,25 @@ fn write(
                 return Err(StatusCode::UnsupportedMediaTypeOrFormat);
             }
             enrollment(state)?.upn = Some(data);
+            Ok(())
+        }
+        Slot::PushPfn => {
+            if format != ValueFormat::Chr {
+                return Err(StatusCode::UnsupportedMediaTypeOrFormat);
+            }
+            // Setting the PFN registers the PC with WNS, which hands out its channel.
+            let id = state.id.clone();
+            let push = &mut state.push;
+            push.channel_uri = push
+                .wns_url
+                .as_deref()
+                .map(|base| crate::wns::channel_uri(base, &id));
+            push.pfn = Some(data);
+            state.log(
+                now,
+                EventKind::PolicyChanged,
+                "Push/PFN set: registered with WNS",
+            );
             Ok(())
         }
         Slot::Poll(field) => {

@@ -72,6 +72,9 @@ pub struct FleetConfig {
     /// Mixed into the identities of new PCs ([`crate::persist::fleet_salt`] of the state folder);
     /// 0 keeps the identities the seed alone gives.
     pub identity_salt: u64,
+    /// `--wns-listen`: the stand-in WNS the PCs register with; a push to a PC's channel makes
+    /// it check in at once. `None`: no WNS (a PFN set by the server gives no channel).
+    pub wns: Option<Arc<crate::wns::StandInWns>>,
 }
 
 impl FleetConfig {
@@ -98,6 +101,7 @@ impl FleetConfig {
             stale_status_after_restore_pct: None,
             state_files: true,
             identity_salt: 0,
+            wns: None,
         }
     }
 }
@@ -284,9 +288,18 @@ struct Pcs {
 
 impl Pcs {
     /// Starts PC `index` from `state`, packed at once; `on_disk`: its file holds this state.
-    fn start(&mut self, fleet: &Arc<Fleet>, index: usize, state: DeviceState, on_disk: bool) {
+    fn start(&mut self, fleet: &Arc<Fleet>, index: usize, mut state: DeviceState, on_disk: bool) {
         let woken = Arc::new(Notify::new());
-        self.wakers.insert(device_id(index), woken.clone());
+        let id = device_id(index);
+        if let Some(wns) = &fleet.config.wns {
+            state.push.wns_url = Some(wns.base_url());
+            if state.push.pfn.is_some() {
+                // A resumed PC registers again with this run's WNS.
+                state.push.channel_uri = Some(wns.channel_uri(&id));
+            }
+            wns.register(&id, woken.clone());
+        }
+        self.wakers.insert(id, woken.clone());
         let pc = Pc {
             index,
             fleet: fleet.clone(),
@@ -619,6 +632,16 @@ async fn step_device(
         }
         save(config, state, shared);
         *saved_once = true;
+    }
+    // A raw notification on the PC's channel: Windows starts a session at once
+    // (ITPRO push-notification-windows-mdm.md).
+    if config
+        .wns
+        .as_ref()
+        .is_some_and(|w| w.take_pushed(&state.id))
+        && state.push.channel_uri.is_some()
+    {
+        state.dm_client.sync_now = true;
     }
     let now = clock.now();
     let tick = if schedule::check_in_due(state, now) {

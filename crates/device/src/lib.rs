@@ -20,6 +20,7 @@ pub mod reset;
 pub mod schedule;
 pub mod state;
 pub mod transport;
+pub mod wns;
 
 pub use csp::{execute, CmdIdAllocator};
 pub use error::{DeviceError, Result};

@@ -218,6 +218,7 @@ impl DeviceProfile {
             entra_join,
             ad_domain,
             mdm_enrollment: None,
+            push: Default::default(),
             winre_enabled: self.winre_enabled,
             power: Power {
                 on_ac: self.battery_pct.is_none(),

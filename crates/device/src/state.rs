@@ -82,6 +82,34 @@ pub struct DeviceState {
     /// Faults this PC is made to suffer ([`crate::fault`]); none by default.
     #[serde(default)]
     pub faults: FaultSettings,
+    /// WNS push (`DMClient/Provider/<id>/Push`); nothing until a server sets the PFN.
+    #[serde(default)]
+    pub push: PushRegistration,
+}
+
+/// The PC's WNS registration: the PFN the server set, and the channel WNS gave the PC
+/// (ITPRO dmclient-csp.md, Push nodes). The emulator's WNS is the stand-in of
+/// [`crate::wns`] at `wns_url`; without one, registration fails (Status 3).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRegistration {
+    /// The stand-in WNS this PC registers with (`http://host:port`); `None` = no WNS.
+    pub wns_url: Option<String>,
+    /// `Push/PFN` as the server set it.
+    pub pfn: Option<String>,
+    /// `Push/ChannelURI`.
+    pub channel_uri: Option<String>,
+}
+
+impl PushRegistration {
+    /// `Push/Status`: 0 registered; 4 no channel (no PFN set); 3 WNS registration failed (no
+    /// WNS to register with). ITPRO dmclient-csp.md.
+    pub fn status(&self) -> i32 {
+        match (&self.pfn, &self.channel_uri) {
+            (None, _) => 4,
+            (Some(_), Some(_)) => 0,
+            (Some(_), None) => 3,
+        }
+    }
 }
 
 /// Injected faults (`emulate --drop-replies`, `--stale-status-after-restore`), per PC so a

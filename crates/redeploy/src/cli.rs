@@ -731,6 +731,13 @@ pub struct EmulateArgs {
     /// their token from it. Without it every PC enrolls with the enrollment token.
     #[arg(long, env = "REDEPLOY_ISSUER", value_name = "URL")]
     pub issuer: Option<String>,
+    /// Run a stand-in for Windows Push Notification Services on ADDR (e.g. 127.0.0.1:4000,
+    /// plain HTTP): the PCs register a channel there when the server sets their push PFN, and
+    /// check in at once when the server pushes to it. Start the server with
+    /// REDEPLOY_PUSH_TOKEN_URL=http://ADDR/accesstoken.srf and
+    /// REDEPLOY_PUSH_CHANNEL_HOSTS=http://ADDR (and the other [push] settings).
+    #[arg(long, value_name = "ADDR")]
+    pub wns_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub scenario: ScenarioArgs,
     #[command(flatten)]

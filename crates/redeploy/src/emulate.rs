@@ -173,6 +173,17 @@ async fn run_fleet(args: &EmulateArgs) -> anyhow::Result<ExitCode> {
     config.drop_replies_pct = Some(args.faults.drop_replies);
     config.stale_status_after_restore_pct = Some(args.faults.stale_status_after_restore);
     config.max_in_flight = args.max_sessions;
+    if let Some(addr) = args.wns_listen {
+        let wns = device::wns::StandInWns::start(addr)
+            .await
+            .with_context(|| format!("the stand-in WNS cannot listen on {addr}"))?;
+        eprintln!(
+            "stand-in WNS: token URL {}, channel host {}",
+            wns.token_url(),
+            wns.base_url()
+        );
+        config.wns = Some(Arc::new(wns));
+    }
     config.stop_at = args
         .duration
         .map(|secs| clock.now() + time::Duration::seconds_f64(secs.max(0.0) * clock.time_scale()));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::settings::{
-    FederatedSettings, JwksSource, OidcSettings, Settings, SmtpSecurity, SmtpSettings,
+    FederatedSettings, JwksSource, OidcSettings, PushSettings, Settings, SmtpSecurity, SmtpSettings,
 };
 use crate::Error;
 
@@ -63,6 +63,7 @@ pub struct ConfigFile {
     pub reuse_port: Option<bool>,
     pub metrics_listen: Option<String>,
     pub smtp: Option<SmtpFile>,
+    pub push: Option<PushFile>,
     /// Test-only, from `REDEPLOY_CRASH_POINTS` alone (not a file key): see [`crate::crash`].
     #[serde(skip)]
     pub crash_points: Option<String>,
@@ -117,6 +118,66 @@ impl SmtpFile {
             user: self.user.filter(|u| !u.is_empty()),
             password_file: self.password_file,
             from,
+        })
+    }
+}
+
+/// `[push]`: WNS push (see [`PushSettings`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushFile {
+    pub package_sid: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub pfn: Option<String>,
+    pub token_url: Option<String>,
+    pub channel_hosts: Option<Vec<String>>,
+    pub max_in_flight: Option<usize>,
+    pub ttl_secs: Option<u64>,
+    pub lookback_minutes: Option<u64>,
+}
+
+impl PushFile {
+    fn into_settings(self) -> Result<PushSettings, Error> {
+        let required = |v: Option<String>, key: &str| {
+            v.map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| Error::Config(format!("push: {key} is required")))
+        };
+        let package_sid = required(self.package_sid, "package_sid")?;
+        let pfn = required(self.pfn, "pfn")?;
+        if self.client_secret.is_none() && self.client_secret_file.is_none() {
+            return Err(Error::Config(
+                "push: client_secret or client_secret_file is required".into(),
+            ));
+        }
+        let hosts = self
+            .channel_hosts
+            .unwrap_or_else(|| vec!["notify.windows.com".into()]);
+        let channel_hosts = hosts
+            .iter()
+            .map(|h| {
+                redeploy_core::push::ChannelHost::parse(h).ok_or_else(|| {
+                    bad(
+                        "push.channel_hosts",
+                        h,
+                        "expected a host suffix or http://host:port",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PushSettings {
+            package_sid,
+            client_secret: self.client_secret,
+            client_secret_file: self.client_secret_file,
+            pfn,
+            token_url: self
+                .token_url
+                .unwrap_or_else(|| PushSettings::TOKEN_URL.to_owned()),
+            channel_hosts,
+            max_in_flight: self.max_in_flight.unwrap_or(16).max(1),
+            ttl: Duration::from_secs(self.ttl_secs.unwrap_or(4 * 3600)),
+            lookback: Duration::from_secs(60 * self.lookback_minutes.unwrap_or(60)),
         })
     }
 }
@@ -322,6 +383,28 @@ fn apply_env(file: &mut ConfigFile, vars: &[(String, String)]) -> Result<(), Err
                     _ => return Err(bad(name, &v, "unknown oidc setting")),
                 }
             }
+            k if k.starts_with("push_") => {
+                let push = file.push.get_or_insert_with(PushFile::default);
+                match &k["push_".len()..] {
+                    "package_sid" => push.package_sid = Some(v),
+                    "client_secret" => push.client_secret = Some(v),
+                    "client_secret_file" => push.client_secret_file = Some(v.into()),
+                    "pfn" => push.pfn = Some(v),
+                    "token_url" => push.token_url = Some(v),
+                    "channel_hosts" => {
+                        push.channel_hosts = Some(
+                            v.split(',')
+                                .map(|h| h.trim().to_owned())
+                                .filter(|h| !h.is_empty())
+                                .collect(),
+                        )
+                    }
+                    "max_in_flight" => push.max_in_flight = Some(parse(name, &v)?),
+                    "ttl_secs" => push.ttl_secs = Some(parse(name, &v)?),
+                    "lookback_minutes" => push.lookback_minutes = Some(parse(name, &v)?),
+                    _ => return Err(bad(name, &v, "unknown push setting")),
+                }
+            }
             k if k.starts_with("smtp_") => {
                 let smtp = file.smtp.get_or_insert_with(SmtpFile::default);
                 match &k["smtp_".len()..] {
@@ -503,6 +586,9 @@ impl ConfigFile {
         if let Some(smtp) = self.smtp {
             s.smtp = Some(smtp.into_settings()?);
         }
+        if let Some(push) = self.push {
+            s.push = Some(push.into_settings()?);
+        }
         if let Some(v) = self.crash_points {
             s.crash_points =
                 crate::crash::CrashPoints::parse(&v).map_err(|e| bad("crash_points", &v, e))?;
@@ -583,6 +669,40 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn push_comes_from_the_file_table_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redeploy.toml");
+        std::fs::write(
+            &path,
+            "[push]\npackage_sid = \"ms-app://s-1-15-2-1\"\npfn = \"Contoso.Mdm_8wekyb3d8bbwe\"\nclient_secret_file = \"/run/secrets/wns\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(
+            Some(&path),
+            &env(&[("REDEPLOY_PUSH_LOOKBACK_MINUTES", "5")]),
+        )
+        .unwrap();
+        let push = s.push.unwrap();
+        assert_eq!(push.token_url, "https://login.live.com/accesstoken.srf");
+        assert_eq!(
+            push.channel_hosts,
+            [redeploy_core::push::ChannelHost::parse("notify.windows.com").unwrap()]
+        );
+        assert_eq!(push.lookback, Duration::from_secs(300));
+        let s = Settings::load(
+            Some(&path),
+            &env(&[(
+                "REDEPLOY_PUSH_CHANNEL_HOSTS",
+                "notify.windows.com, http://127.0.0.1:4000",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.push.unwrap().channel_hosts.len(), 2);
+        assert!(Settings::load(None, &env(&[("REDEPLOY_PUSH_PFN", "p")])).is_err());
+        assert!(Settings::load(None, &env(&[])).unwrap().push.is_none());
     }
 
     #[test]

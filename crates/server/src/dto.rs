@@ -58,6 +58,17 @@ pub fn device_dto(d: &Device, readiness: &Readiness) -> api::Device {
         certificate_expires_at: d.cert_not_after.map(ts),
         last_sign_in_user: d.last_sign_in_user.clone(),
         last_sign_in_at: d.last_sign_in_at.map(ts),
+        push: None,
+    }
+}
+
+/// A device's stored push channel as the API shows it.
+pub fn push_channel_dto(c: &redeploy_core::push::PushChannel) -> api::PushChannel {
+    api::PushChannel {
+        state: c.state.as_str().to_owned(),
+        device_status: c.device_status,
+        seen_at: ts(c.seen_at),
+        updated_at: ts(c.updated_at),
     }
 }
 
@@ -123,6 +134,7 @@ pub fn action_dto(a: &Action) -> api::Action {
                 note: t.note.clone(),
             })
             .collect(),
+        woken_by: None,
     }
 }
 

@@ -18,6 +18,7 @@ pub mod notifications;
 pub mod oidc;
 pub mod ops;
 pub mod problem;
+pub mod push;
 pub mod ratelimit;
 pub mod service;
 pub mod settings;
@@ -88,6 +89,8 @@ pub struct RunningServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     worker: JoinHandle<()>,
+    /// The push dispatcher, when `[push]` is configured.
+    push: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -104,6 +107,9 @@ impl RunningServer {
     /// Stops accepting connections and waits for the accept loop to end.
     pub async fn shutdown(mut self) {
         self.worker.abort();
+        if let Some(push) = &self.push {
+            push.abort();
+        }
         self.state.trail.flush().await;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -125,6 +131,9 @@ impl RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         self.worker.abort();
+        if let Some(push) = &self.push {
+            push.abort();
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -239,6 +248,14 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
         }
     });
     let worker = worker::spawn(state.clone());
+    let push = state.push.clone().map(|pusher| {
+        push::spawn(
+            state.store.clone(),
+            state.clock.clone(),
+            state.settings.worker_interval,
+            pusher,
+        )
+    });
     tracing::info!(%local_addr, %public_url, data_dir = %dir.display(), "server started");
     Ok(RunningServer {
         local_addr,
@@ -253,6 +270,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Resu
         shutdown: Some(shutdown_tx),
         task: Some(task),
         worker,
+        push,
     })
 }
 

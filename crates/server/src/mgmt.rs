@@ -240,6 +240,14 @@ async fn serve(
             .reset_watch
             .try_into()
             .unwrap_or(time::Duration::MAX),
+        push: state
+            .settings
+            .push
+            .as_ref()
+            .map(|p| redeploy_core::push::PushConfig {
+                pfn: p.pfn.clone(),
+                channel_hosts: p.channel_hosts.clone(),
+            }),
         ..SessionConfig::default()
     };
     let reply = match handle(state.store.as_ref(), &device, &msg, now, &cfg).await {

@@ -91,6 +91,9 @@ pub struct Settings {
     /// The SMTP server e-mail notifications go through; `None` = e-mail subscriptions fail
     /// their deliveries with "no SMTP server configured".
     pub smtp: Option<SmtpSettings>,
+    /// `[push]`: waking PCs with WNS raw notifications when an action is queued; `None` = push
+    /// off (PCs get their actions at their poll; sessions carry no push commands).
+    pub push: Option<PushSettings>,
     /// Test-only: where the process kills itself on purpose (`REDEPLOY_CRASH_POINTS`,
     /// [`crate::crash`]); empty = never.
     pub crash_points: CrashPoints,
@@ -255,6 +258,7 @@ impl Default for Settings {
             metrics_public: false,
             metrics_listen: None,
             smtp: None,
+            push: None,
             crash_points: CrashPoints::default(),
         }
     }
@@ -305,4 +309,36 @@ pub struct SmtpSettings {
     pub password_file: Option<std::path::PathBuf>,
     /// The `From:` address, e.g. `Redeploy <redeploy@example.org>`.
     pub from: String,
+}
+
+/// `[push]`: the Microsoft Store app registration the server pushes with (its package SID and
+/// secret authenticate to WNS; PCs are given its package family name as `Push/PFN`) and where
+/// WNS lives. Docs: "Windows Push Notification Services (WNS) overview", "Push notification
+/// service request and response headers", ITPRO push-notification-windows-mdm.md.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushSettings {
+    /// The package SID (`ms-app://S-1-15-2-…`), WNS's `client_id`.
+    pub package_sid: String,
+    /// The client secret, given inline (`client_secret`)…
+    pub client_secret: Option<String>,
+    /// …or as a file whose content (trimmed) is the secret, read at each token request.
+    pub client_secret_file: Option<std::path::PathBuf>,
+    /// The package family name sent to PCs as `DMClient/Provider/<id>/Push/PFN`.
+    pub pfn: String,
+    /// The OAuth token endpoint (default `https://login.live.com/accesstoken.srf`).
+    pub token_url: String,
+    /// Where channel URIs may point: https host suffixes (default `notify.windows.com`), or
+    /// `http://host:port` for one local stand-in service.
+    pub channel_hosts: Vec<redeploy_core::push::ChannelHost>,
+    /// Most notifications in flight at once.
+    pub max_in_flight: usize,
+    /// `X-WNS-TTL`: how long WNS keeps a notification for an offline PC.
+    pub ttl: Duration,
+    /// Pending actions created longer ago than this are not pushed (their PCs poll).
+    pub lookback: Duration,
+}
+
+impl PushSettings {
+    /// WNS's token endpoint ("Push notification service request and response headers").
+    pub const TOKEN_URL: &'static str = "https://login.live.com/accesstoken.srf";
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub sign_in_limits: Arc<SignInLimits>,
     /// The OpenID Connect provider's client when console single sign-on is configured.
     pub openid: Option<Arc<oidc::Client>>,
+    /// WNS push, when `[push]` is configured ([`crate::push`]).
+    pub push: Option<Arc<crate::push::Pusher>>,
 }
 
 impl AppState {
@@ -47,6 +49,16 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let sign_in_limits = Arc::new(SignInLimits::new(settings.sign_in_rate));
         let trail = Arc::new(TrailBuffer::new(store.clone(), metrics.clone()));
+        let push = settings
+            .push
+            .as_ref()
+            .and_then(|p| match crate::push::Pusher::http(p) {
+                Ok(pusher) => Some(Arc::new(pusher)),
+                Err(e) => {
+                    tracing::error!(error = %e, "push is configured but its HTTP client is not");
+                    None
+                }
+            });
         AppState {
             store,
             ca,
@@ -58,6 +70,7 @@ impl AppState {
             trail,
             sign_in_limits,
             openid: None,
+            push,
         }
     }
 
@@ -87,5 +100,12 @@ impl AppState {
     /// Passes crash point `name` of this server's settings ([`crate::crash::CrashPoints::hit`]).
     pub fn crash_point(&self, name: &str) {
         self.settings.crash_points.hit(name);
+    }
+
+    /// Tells the push dispatcher that actions were queued (nothing without `[push]`).
+    pub fn wake_push(&self) {
+        if let Some(pusher) = &self.push {
+            pusher.wake();
+        }
     }
 }

@@ -16,6 +16,7 @@ mod enrollments;
 mod groups;
 mod health;
 mod inventory;
+mod push;
 mod query;
 mod renewal;
 pub mod run;

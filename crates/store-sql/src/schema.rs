@@ -341,3 +341,36 @@ pub(crate) enum CertificateRenewals {
     RenewedAt,
     NewSeenAt,
 }
+
+/// `push_channels`: each device's WNS channel as last reported (core::push::PushChannel).
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum PushChannels {
+    Table,
+    DeviceId,
+    Uri,
+    DeviceStatus,
+    State,
+    SeenAt,
+    UpdatedAt,
+}
+
+/// `push_attempts`: one row per (action, attempt), the claim that makes one process push it.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum PushAttempts {
+    Table,
+    ActionId,
+    Attempt,
+    DeviceId,
+    ClaimedAt,
+    Outcome,
+    FinishedAt,
+}
+
+/// `action_wakes`: what brought each action's commands to its PC (push or poll), once.
+#[derive(Clone, Copy, Iden)]
+pub(crate) enum ActionWakes {
+    Table,
+    ActionId,
+    WokenBy,
+    At,
+}

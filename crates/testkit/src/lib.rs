@@ -118,6 +118,7 @@ macro_rules! store_conformance_tests {
             a_paused_or_canceled_batch_releases_no_wave,
             a_cancel_skips_actions_sent_since_it_read_them,
             the_health_check_answers_and_leaves_no_lock_behind,
+            push_attempts_are_claimed_once_per_pending_action,
         );
     };
 }

@@ -4239,3 +4239,126 @@ pub async fn a_cancel_skips_actions_sent_since_it_read_them(store: Arc<dyn Store
     );
     assert!(store.queued_commands(b, 10).await.unwrap().is_empty());
 }
+
+/// Push (issue #16 item 5): a device's channel is stored and replaced per report and expired
+/// only while it is the same URI; pending actions with an active channel are candidates; an
+/// attempt (action, n) is claimed by exactly one of many concurrent claimers, its outcome is
+/// recorded, and what woke an action's PC is recorded once.
+pub async fn push_attempts_are_claimed_once_per_pending_action(store: Arc<dyn Store>) {
+    use redeploy_core::push::{
+        ChannelHost, ChannelState, PushAttempt, PushChannel, PushOutcome, WokenBy,
+    };
+    let hosts = [ChannelHost::parse("notify.windows.com").unwrap()];
+    let d = enrolled(&store, "pushed").await;
+    let quiet = enrolled(&store, "no-channel").await;
+    assert!(store.push_channel(d).await.unwrap().is_none());
+    let old = "https://db5.notify.windows.com/?token=old";
+    let channel = PushChannel::reported(d, Some(old.into()), Some(0), &hosts, t(1));
+    store.record_push_channel(&channel).await.unwrap();
+    assert_eq!(store.push_channel(d).await.unwrap(), Some(channel));
+    let new = "https://db5.notify.windows.com/?token=new";
+    let renewed = PushChannel::reported(d, Some(new.into()), Some(0), &hosts, t(2));
+    store.record_push_channel(&renewed).await.unwrap();
+    assert!(
+        !store.expire_push_channel(d, old, t(3)).await.unwrap(),
+        "a 410 for the old URI leaves the renewed channel alone"
+    );
+    assert_eq!(
+        store.push_channel(d).await.unwrap().unwrap().state,
+        ChannelState::Active
+    );
+
+    let pending = |device| {
+        let store = store.clone();
+        async move {
+            let mut a = Action::new(
+                ActionId::generate(),
+                device,
+                ActionKind::Sync,
+                "admin",
+                None,
+                t(4),
+            );
+            a.transition(ActionState::Pending, t(4), None).unwrap();
+            store.create_action(&a, &[]).await.unwrap();
+            a
+        }
+    };
+    let a = pending(d).await;
+    let _no_channel = pending(quiet).await;
+    let _ended = ended_action(&store, d, ActionState::Done, t(4)).await;
+    let candidates = store.push_candidates(t(0), 10).await.unwrap();
+    assert_eq!(candidates.len(), 1, "{candidates:?}");
+    assert_eq!(
+        (
+            candidates[0].action,
+            candidates[0].channel.as_str(),
+            &candidates[0].last
+        ),
+        (a.id, new, &None)
+    );
+    assert!(store.push_candidates(t(5), 10).await.unwrap().is_empty());
+
+    // Eight processes claim the first attempt at once: one wins.
+    let attempt = PushAttempt {
+        action: a.id,
+        attempt: 1,
+        device: d,
+        claimed_at: t(5),
+        outcome: None,
+        finished_at: None,
+    };
+    let mut claims = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (store, attempt) = (store.clone(), attempt.clone());
+        claims.spawn(async move { store.claim_push_attempt(&attempt).await.unwrap() });
+    }
+    let mut won = 0;
+    while let Some(claimed) = claims.join_next().await {
+        won += usize::from(claimed.unwrap());
+    }
+    assert_eq!(won, 1);
+    store
+        .finish_push_attempt(a.id, 1, PushOutcome::Throttled, t(6))
+        .await
+        .unwrap();
+    let last = store.push_candidates(t(0), 10).await.unwrap()[0]
+        .last
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (last.attempt, last.outcome, last.finished_at),
+        (1, Some(PushOutcome::Throttled), Some(t(6)))
+    );
+    let second = PushAttempt {
+        attempt: 2,
+        claimed_at: t(7),
+        ..attempt.clone()
+    };
+    assert!(store.claim_push_attempt(&second).await.unwrap());
+    assert!(!store.claim_push_attempt(&second).await.unwrap());
+    assert_eq!(store.push_attempts(&[a.id]).await.unwrap().len(), 2);
+
+    // A 410 for the current URI expires it: no candidate any more.
+    assert!(store.expire_push_channel(d, new, t(8)).await.unwrap());
+    assert_eq!(
+        store.push_channel(d).await.unwrap().unwrap().state,
+        ChannelState::Expired
+    );
+    assert!(store.push_candidates(t(0), 10).await.unwrap().is_empty());
+
+    store
+        .record_wakes(&[(a.id, WokenBy::Push, t(9))])
+        .await
+        .unwrap();
+    store
+        .record_wakes(&[(a.id, WokenBy::Poll, t(10))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.wakes(&[a.id]).await.unwrap(),
+        [(a.id, WokenBy::Push)],
+        "the first record stands"
+    );
+    assert!(store.wakes(&[]).await.unwrap().is_empty());
+}

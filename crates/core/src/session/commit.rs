@@ -19,6 +19,8 @@ pub async fn commit(store: &dyn Store, decision: Decision) -> Result<SyncMl, Ses
         more_follows,
         mut audits,
         identity_changed,
+        push_channel,
+        wakes,
     } = decision;
     let at = step.at;
     let outcome = store.session_step(step).await?;
@@ -37,6 +39,17 @@ pub async fn commit(store: &dyn Store, decision: Decision) -> Result<SyncMl, Ses
         match identity::find_clashes(store, &device).await {
             Ok(clashes) => audits.extend(identity::clash_audit(&device, &clashes, at)),
             Err(err) => tracing::warn!(error = %err, "identity clashes not looked for"),
+        }
+    }
+    // Push bookkeeping after the commit, like the audit: a failure is logged, the reply goes.
+    if let Some(channel) = push_channel {
+        if let Err(err) = store.record_push_channel(&channel).await {
+            tracing::warn!(error = %err, "the push channel a device reported was not stored");
+        }
+    }
+    if !wakes.is_empty() {
+        if let Err(err) = store.record_wakes(&wakes).await {
+            tracing::warn!(error = %err, "what woke a device's actions was not recorded");
         }
     }
     for e in audits {

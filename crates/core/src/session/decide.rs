@@ -39,6 +39,12 @@ pub struct Decision {
     /// The device as updated, when this message changed what it reports as its identity
     /// (hardware id, serial, Entra device id): [`super::commit`] looks for clashes.
     pub identity_changed: Option<Device>,
+    /// Push configured: the channel this message reported (`Push/ChannelURI` and `Push/Status`
+    /// answered), to store once the step committed.
+    pub push_channel: Option<crate::push::PushChannel>,
+    /// Push configured, at a session start: what woke each pending action's PC, to record once
+    /// the step committed (an action keeps its first record).
+    pub wakes: Vec<(ActionId, crate::push::WokenBy, OffsetDateTime)>,
 }
 
 /// Our MsgID for the reply to `msg`: the device's own MsgID. Each device message gets exactly one
@@ -157,6 +163,9 @@ pub fn decide(
     let mut by_action: Vec<(ActionId, Vec<Answered>)> = Vec::new();
     // The reset watch's read of IsSyncDone, when this message answers it.
     let mut watch_answer: Option<bool> = None;
+    // Push: the answers to the reads of Push/ChannelURI (Some once answered, its value if any)
+    // and Push/Status.
+    let mut push_answer: (Option<Option<String>>, Option<i64>) = (None, None);
     for key in answers.refs() {
         let Some(command) = loaded.referenced.get(&key) else {
             continue;
@@ -171,6 +180,17 @@ pub fn decide(
         // client that does not have it): not asked again at every check-in for that.
         if command.verb == Verb::Get && command.uri == WINRE_STATUS_URI {
             dev.winre_checked_at = Some(now);
+        }
+        if cfg.push.is_some() && command.verb == Verb::Get {
+            let ok = (200..300).contains(&status);
+            if command.uri == crate::push::channel_uri_uri(&cfg.provider_id) {
+                push_answer.0 = Some(result.clone().filter(|_| ok));
+            } else if command.uri == crate::push::status_uri(&cfg.provider_id) {
+                push_answer.1 = result
+                    .as_deref()
+                    .filter(|_| ok)
+                    .and_then(|v| v.trim().parse().ok());
+            }
         }
         if reset_watch::is_watch_get(command, &cfg.provider_id) && (200..300).contains(&status) {
             watch_answer = result.as_deref().and_then(parse_bool).or(watch_answer);
@@ -350,6 +370,47 @@ pub fn decide(
     if alerts.session_start && enrolled && watch_due {
         get_once(&queued, &mut step, &watch_uri, now);
     }
+    // Push (WNS): provision the PFN and read the channel while it is not active, and re-read it
+    // daily (core::push::session_commands); record what woke each pending action's PC.
+    let mut wakes = Vec::new();
+    if let (Some(push), true) = (&cfg.push, alerts.session_start && enrolled) {
+        for c in crate::push::session_commands(
+            device.id,
+            loaded.push_channel.as_ref(),
+            &cfg.provider_id,
+            push,
+            now,
+        ) {
+            let already = queued
+                .iter()
+                .chain(step.enqueue.iter())
+                .any(|q| q.verb == c.verb && q.uri == c.uri && q.action.is_none());
+            if !already {
+                step.enqueue.push(c);
+            }
+        }
+        for a in &loaded.actions {
+            if a.state != ActionState::Pending || loaded.woken.contains(&a.id) {
+                continue;
+            }
+            let by = if loaded.pushed.contains(&a.id) {
+                crate::push::WokenBy::Push
+            } else {
+                crate::push::WokenBy::Poll
+            };
+            wakes.push((a.id, by, now));
+        }
+    }
+    let push_channel = match (&cfg.push, push_answer) {
+        (Some(push), (Some(uri), status)) => Some(crate::push::PushChannel::reported(
+            device.id,
+            uri,
+            status,
+            &push.channel_hosts,
+            now,
+        )),
+        _ => None,
+    };
     if alerts.session_start {
         let due = loaded
             .inventory_read_at
@@ -447,6 +508,8 @@ pub fn decide(
         more_follows,
         audits,
         identity_changed,
+        push_channel,
+        wakes,
     })
 }
 

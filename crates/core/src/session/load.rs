@@ -56,6 +56,13 @@ pub struct Loaded {
     /// The maintenance windows of the batches of actions in [`Self::commands_of_action`] that
     /// may go back to pending in this message (a batch without a window is absent).
     pub batch_windows: HashMap<BatchId, BatchWindow>,
+    /// Push configured, at a session start: the device's stored channel (`None` if it never
+    /// reported one).
+    pub push_channel: Option<crate::push::PushChannel>,
+    /// Push configured, at a session start: the device's pending actions a push was delivered
+    /// (or sent, its answer not yet recorded) for, and those whose wake is already recorded.
+    pub pushed: Vec<ActionId>,
+    pub woken: Vec<ActionId>,
 }
 
 impl Loaded {
@@ -72,6 +79,9 @@ impl Loaded {
             sync_done_read: None,
             pending_windows: Vec::new(),
             batch_windows: HashMap::new(),
+            push_channel: None,
+            pushed: Vec::new(),
+            woken: Vec::new(),
         }
     }
 }
@@ -192,6 +202,35 @@ pub async fn load(
         loaded.unanswered = store
             .unanswered_commands(device.id, Some(session_id))
             .await?;
+    }
+    if alerts.session_start && cfg.push.is_some() {
+        loaded.push_channel = store.push_channel(device.id).await?;
+        let pending: Vec<ActionId> = loaded
+            .actions
+            .iter()
+            .filter(|a| a.state == ActionState::Pending)
+            .map(|a| a.id)
+            .collect();
+        if !pending.is_empty() {
+            loaded.pushed = store
+                .push_attempts(&pending)
+                .await?
+                .into_iter()
+                // Delivered, or sent and WNS's answer not recorded yet: the PC may start its
+                // session before the server has read WNS's 200.
+                .filter(|a| {
+                    a.outcome
+                        .is_none_or(|o| o == crate::push::PushOutcome::Delivered)
+                })
+                .map(|a| a.action)
+                .collect();
+            loaded.woken = store
+                .wakes(&pending)
+                .await?
+                .into_iter()
+                .map(|(a, _)| a)
+                .collect();
+        }
     }
     Ok(loaded)
 }

@@ -75,6 +75,11 @@ pub struct SessionConfig {
     /// this, to notice a reset this server did not send (a local Autopilot Reset; the reset
     /// watch, `session/reset_watch.rs`). Zero reads it at every session start.
     pub reset_watch_interval: Duration,
+    /// Push (WNS): when set, a session start provisions `Push/PFN` and reads the PC's channel
+    /// (`crate::push::session_commands`), the channel a PC reports is stored, and a pending
+    /// action's first session records whether a push or the PC's poll brought it. `None` adds
+    /// nothing to any session.
+    pub push: Option<crate::push::PushConfig>,
 }
 
 impl Default for SessionConfig {
@@ -86,6 +91,7 @@ impl Default for SessionConfig {
             inventory_interval: Duration::hours(24),
             provider_id: "Redeploy".to_owned(),
             reset_watch_interval: Duration::hours(1),
+            push: None,
         }
     }
 }

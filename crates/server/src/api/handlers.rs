@@ -108,8 +108,18 @@ pub async fn get_device(
     Path(id): Path<String>,
 ) -> ApiResult<Json<api::DeviceDetail>> {
     let detail = devices::detail(&state, device_id(&id)?).await?;
+    let mut device = device_dto(&detail.device, &detail.readiness);
+    if state.push.is_some() {
+        device.push = state
+            .store
+            .push_channel(detail.device.id)
+            .await
+            .map_err(crate::service::ServiceError::from)?
+            .as_ref()
+            .map(crate::dto::push_channel_dto);
+    }
     Ok(Json(api::DeviceDetail {
-        device: device_dto(&detail.device, &detail.readiness),
+        device,
         inventory: detail.inventory.iter().map(inventory_dto).collect(),
         actions: detail.actions.iter().map(action_dto).collect(),
         identity_clashes: detail
@@ -223,7 +233,17 @@ pub async fn get_action(
     Path(id): Path<String>,
 ) -> ApiResult<Json<api::Action>> {
     let action = service::get(&state, action_id(&id)?).await?;
-    Ok(Json(action_dto(&action)))
+    let mut dto = action_dto(&action);
+    if state.push.is_some() {
+        dto.woken_by = state
+            .store
+            .wakes(&[action.id])
+            .await
+            .map_err(crate::service::ServiceError::from)?
+            .first()
+            .map(|(_, by)| by.as_str().to_owned());
+    }
+    Ok(Json(dto))
 }
 
 /// Actions of a device (newest first) and/or in a state.

@@ -151,7 +151,7 @@ impl Modify for BearerAuth {
         webhooks::test_webhook,
     ),
     components(schemas(
-        api::Problem, api::Device, api::DevicePage, api::Readiness, api::ReadinessReason,
+        api::Problem, api::Device, api::PushChannel, api::DevicePage, api::Readiness, api::ReadinessReason,
         api::DeviceDetail, api::InventoryValue, api::Action, api::ActionKind, api::ActionList,
         api::NewAction, api::RetryAction, api::LocalResetPolicy, api::TimelineEntry, api::FleetReadiness,
         api::AuditEvent, api::AuditPage, api::DeviceMessage, api::DeviceMessageList,

@@ -160,12 +160,30 @@ pub async fn page(
         .unwrap_or_default();
     let allowed = signed.can(role_for(a.kind));
     let title = format!("{} on {device_name}", kind_label(a.kind));
+    let woken_by = match &state.push {
+        Some(_) => state
+            .store
+            .wakes(&[a.id])
+            .await
+            .map_err(crate::service::ServiceError::from)?
+            .first()
+            .map(|(_, by)| match by {
+                redeploy_core::push::WokenBy::Push => "a push notification (WNS)",
+                redeploy_core::push::WokenBy::Poll => {
+                    "the PC's own check-in (poll): no push reached it"
+                }
+            }),
+        None => None,
+    };
     let body = html! {
         dl.facts {
             dt { "Device" } dd { a href={ "/console/devices/" (a.device) } { (device_name) } }
             dt { "State" } dd #action-state { (state_badge(a.state)) }
             dt { "Requested" } dd { (when(a.created_at)) " by " (a.requested_by) }
             dt { "Last change" } dd { (when(a.updated_at)) }
+            @if let Some(by) = woken_by {
+                dt { "Reached the PC by" } dd #woken-by { (by) }
+            }
             @if a.reason.is_some() || a.last_error.is_some() {
                 dt { "Why" } dd.error { (failure_text(&a)) }
             }

@@ -603,6 +603,31 @@ pub async fn page(
     } else {
         None
     };
+    // Push (WNS): whether the server can wake this PC at once, or only its poll brings it.
+    let push = match &state.push {
+        Some(_) => Some(
+            match state
+                .store
+                .push_channel(id)
+                .await
+                .map_err(crate::service::ServiceError::from)?
+            {
+                Some(c) => format!(
+                    "{}: {} (Push/Status {}, read {})",
+                    c.state.as_str(),
+                    match c.state {
+                        redeploy_core::push::ChannelState::Active => "actions wake it at once",
+                        _ => "actions wait for its poll",
+                    },
+                    c.device_status
+                        .map_or_else(|| "not reported".to_owned(), |s| s.to_string()),
+                    crate::console::when(c.seen_at)
+                ),
+                None => "no channel reported yet: actions wait for its poll".to_owned(),
+            },
+        ),
+        None => None,
+    };
     let body = html! {
         (flash(m.msg.as_deref()))
         @if !clashes.is_empty() {
@@ -636,6 +661,9 @@ pub async fn page(
                     dt { "Enrolled" } dd { (when(d.enrolled_at)) }
                     dt { "Certificate expires" } dd #certificate-expires { (certificate_expiry_text(d.cert_not_after, state.clock.now())) }
                     dt { "Local reset (CTRL+WIN+R)" } dd { (local) }
+                    @if let Some(push) = &push {
+                        dt { "Push (WNS)" } dd #push-channel { (push) }
+                    }
                 }
                 h2 { "Readiness" }
                 (readiness_block(&r))

@@ -44,7 +44,7 @@ pub async fn request(
             Some(device),
         )
         .await?;
-    Ok(action::request(
+    let action = action::request(
         state.store.as_ref(),
         device,
         kind,
@@ -52,7 +52,11 @@ pub async fn request(
         state.clock.now(),
         &action_settings(state),
     )
-    .await?)
+    .await?;
+    if action.state == ActionState::Pending {
+        state.wake_push();
+    }
+    Ok(action)
 }
 
 /// The action `id`, once `caller` holds the role its kind needs for `verb` (404, or 403 audited).
@@ -85,7 +89,7 @@ pub async fn retry(
     reason: Option<&str>,
 ) -> Result<Action> {
     load_for(state, caller, id, "retry").await?;
-    Ok(action::retry(
+    let action = action::retry(
         state.store.as_ref(),
         id,
         &caller.actor(),
@@ -93,7 +97,9 @@ pub async fn retry(
         &action_settings(state),
         reason,
     )
-    .await?)
+    .await?;
+    state.wake_push();
+    Ok(action)
 }
 
 /// The action `id`, or [`ServiceError::NotFound`].

@@ -149,7 +149,7 @@ pub async fn start(
         // Stored with every later wave, so the worker releases them under the same cap.
         daily_cap: waves.daily_cap.or(state.settings.daily_cap),
     };
-    Ok(batch::execute(
+    let result = batch::execute(
         state.store.as_ref(),
         &r.target,
         kind,
@@ -159,7 +159,9 @@ pub async fn start(
         confirm,
         &settings,
     )
-    .await?)
+    .await?;
+    state.wake_push();
+    Ok(result)
 }
 
 /// Where the batch `id` is: its actions, its waves and whether it has settled
@@ -175,14 +177,18 @@ pub async fn progress(state: &AppState, id: BatchId) -> Result<BatchProgress> {
 /// Releases the waves that are due (timed work of the worker), each claimed in the transaction
 /// that requests its actions, under the server's `daily_cap`: how many were released.
 pub async fn release_due_waves(state: &AppState) -> Result<usize> {
-    Ok(batch::release_due_waves(
+    let released = batch::release_due_waves(
         state.store.as_ref(),
         state.clock.now(),
         &action_settings(state),
         state.settings.daily_cap,
     )
     .await?
-    .len())
+    .len();
+    if released > 0 {
+        state.wake_push();
+    }
+    Ok(released)
 }
 
 /// One page of bulk requests, newest first, each with its counts, and the cursor of the next

@@ -292,12 +292,16 @@ pub async fn fire_due(state: &AppState) -> Result<usize> {
         daily_cap: state.settings.daily_cap,
         ..WaveSettings::default()
     };
-    Ok(schedule::fire_due(
+    let fired = schedule::fire_due(
         state.store.as_ref(),
         state.clock.now(),
         &action_settings(state),
         &waves,
     )
     .await?
-    .len())
+    .len();
+    if fired > 0 {
+        state.wake_push();
+    }
+    Ok(fired)
 }

@@ -16,6 +16,7 @@ mod newest_first;
 mod notifications;
 mod ops;
 mod outage;
+mod push;
 mod router;
 mod sign_in;
 mod webhooks;
