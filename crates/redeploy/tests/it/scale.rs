@@ -5,7 +5,9 @@
 //! the benchmark's.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
+
+use crate::backup::{bare, redeploy, Serve};
 
 use api::{BulkRequest, DeviceListQuery};
 use testkit::app::{drop_postgres_database, fresh_postgres_database, Backend};
@@ -13,32 +15,6 @@ use testkit::app::{drop_postgres_database, fresh_postgres_database, Backend};
 testkit::on_both_backends!(a_seeded_fleet_is_found_counted_and_reset_as_one_group);
 
 const PCS: usize = 2_000;
-
-/// `redeploy` with no REDEPLOY_* settings inherited, logging only warnings.
-fn bare() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redeploy"));
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("REDEPLOY_")) {
-        cmd.env_remove(key);
-    }
-    cmd.env("RUST_LOG", "warn");
-    cmd
-}
-
-async fn redeploy(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || bare().args(&args).output().expect("redeploy runs"))
-        .await
-        .unwrap()
-}
-
-/// Kills the `redeploy serve` child even when an assertion fails.
-struct Serve(std::process::Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `redeploy serve ARGS` on a free port, and its address once it printed it.
 async fn serve(args: Vec<String>) -> (Serve, String) {
@@ -94,7 +70,7 @@ async fn a_seeded_fleet_is_found_counted_and_reset_as_one_group(backend: Backend
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let (_server, addr) = serve(where_args).await;
+    let (server, addr) = serve(where_args).await;
     let ca = std::fs::read_to_string(dir.path().join("ca.pem")).unwrap();
     let token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
     let client = api::Client::new(&format!("https://{addr}"), token.trim(), Some(&ca)).unwrap();
@@ -163,8 +139,8 @@ async fn a_seeded_fleet_is_found_counted_and_reset_as_one_group(backend: Backend
     assert_eq!(detail.actions.len(), 1);
     assert_eq!(detail.actions[0].state, "pending");
 
+    drop(server);
     if let Some((name, _)) = postgres {
-        drop(_server);
         drop_postgres_database(&name).await;
     }
 }
