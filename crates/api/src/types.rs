@@ -714,12 +714,28 @@ pub struct BatchItem {
     pub due_at: Option<String>,
 }
 
-/// `POST /api/v1/actions/bulk` (202): the batch created.
+/// `POST /api/v1/actions/bulk` (202): the batch created. A batch of at most
+/// [`BATCH_ITEMS_IN_FULL`] devices lists every device in `items`; a larger one lists only the
+/// devices blocked or not found, at most that many (`items_complete` false), so that the answer
+/// for 100,000 PCs stays small: its actions are listed by `GET /api/v1/batches/{id}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BatchCreated {
     pub batch_id: String,
+    /// How many distinct devices the batch names.
+    #[serde(default)]
+    pub devices: u64,
     pub counts: BatchCounts,
     pub items: Vec<BatchItem>,
+    /// Whether `items` lists every device of the batch.
+    #[serde(default = "listed_in_full")]
+    pub items_complete: bool,
+}
+
+/// The most devices [`BatchCreated::items`] lists.
+pub const BATCH_ITEMS_IN_FULL: usize = 1_000;
+
+fn listed_in_full() -> bool {
+    true
 }
 
 /// A later wave of a batch.

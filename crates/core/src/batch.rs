@@ -9,8 +9,9 @@ use std::collections::HashSet;
 
 use time::{Duration, OffsetDateTime, Time};
 
+use crate::action::request::assess_with;
 use crate::action::request::{kept_changing, read_targets, PLAN_ATTEMPTS};
-use crate::action::{assess, is_erasing, plan_requests, ActionSettings, Decision, RequestTarget};
+use crate::action::{is_erasing, plan_requests, ActionSettings, Decision, RequestTarget};
 use crate::action::{Action, ActionKind, ActionState};
 use crate::audit::NewAuditEvent;
 use crate::group::DeviceFilter;
@@ -23,8 +24,8 @@ use crate::store::{
     ScheduleClaim, Store, StoreError, Wave, WaveRelease, WriteOutcome,
 };
 
-/// Every erasing kind, as the daily cap counts them.
-const ERASING: &[ActionKind] = &[
+/// Every erasing kind, as the daily cap counts them ([`is_erasing`]).
+pub const ERASING: &[ActionKind] = &[
     ActionKind::AutopilotReset,
     ActionKind::Wipe,
     ActionKind::WipeKeepProvisioning,
@@ -232,15 +233,28 @@ pub async fn plan(
     settings: &ActionSettings,
 ) -> Result<Plan, SessionError> {
     let (ids, _) = resolve(store, target, now).await?;
-    let mut items = Vec::with_capacity(ids.len());
-    for device_id in ids {
-        let outcome = match assess(store, device_id, kind, now, settings).await? {
-            None => PlanOutcome::NotFound,
-            Some(r) if r.is_empty() => PlanOutcome::WouldQueue,
-            Some(r) => PlanOutcome::Blocked(r),
-        };
-        items.push(PlanItem { device_id, outcome });
-    }
+    // Read in a few queries whatever the target's size, like a real request.
+    let items = read_targets(store, &ids, None)
+        .await?
+        .into_iter()
+        .map(|t| {
+            let outcome = match &t.device {
+                None => PlanOutcome::NotFound,
+                Some(d) => {
+                    let (reasons, _) = assess_with(d, &t.actions, &t.waiting, kind, now, settings);
+                    if reasons.is_empty() {
+                        PlanOutcome::WouldQueue
+                    } else {
+                        PlanOutcome::Blocked(reasons)
+                    }
+                }
+            };
+            PlanItem {
+                device_id: t.id,
+                outcome,
+            }
+        })
+        .collect();
     Ok(Plan { kind, items })
 }
 

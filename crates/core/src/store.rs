@@ -760,6 +760,16 @@ pub trait DeviceStore: Send + Sync {
     /// How many devices match `query`'s search, join type, condition and unenrolled choice
     /// (its sort, limit and cursor play no part); 0 when none.
     async fn count_listed_devices(&self, query: &DeviceQuery) -> StoreResult<u64>;
+    /// The enrolled (not unenrolled) devices grouped by their
+    /// [`crate::action::ReadinessInputs`] at `now`, with how many have each, in ONE query (a
+    /// GROUP BY, never the devices themselves): `seen_within` is preflight's window,
+    /// `recent` the one `seen_recently` judges. Empty when no device is enrolled.
+    async fn readiness_census(
+        &self,
+        now: OffsetDateTime,
+        seen_within: Duration,
+        recent: Duration,
+    ) -> StoreResult<Vec<(crate::action::ReadinessInputs, u64)>>;
 }
 
 /// The per-device command queue and the atomic session step.
@@ -1310,6 +1320,28 @@ pub trait PushStore: Send + Sync {
     ) -> StoreResult<Vec<(ActionId, crate::push::WokenBy)>>;
 }
 
+/// One enrolled PC as [`BulkLoad::bulk_load`] writes it: the device row, its enrollment and
+/// the inventory it reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedDevice {
+    /// The device (a new id).
+    pub device: Device,
+    /// Its enrollment (`device` must be the device's id).
+    pub enrollment: Enrollment,
+    /// Its inventory values (each for the device).
+    pub inventory: Vec<InventoryValue>,
+}
+
+/// Loading many enrolled PCs at once (`redeploy seed`, the 100,000-PC benchmark of issue #16).
+#[async_trait]
+pub trait BulkLoad: Send + Sync {
+    /// Inserts every device of `devices` with its enrollment and inventory, with multi-row
+    /// INSERTs in ONE transaction: all of them or nothing. They read back as if each had been
+    /// enrolled ([`EnrollmentStore::create_enrollment`]) and had reported its inventory.
+    /// `Conflict` if a device or enrollment id is taken; an empty slice writes nothing.
+    async fn bulk_load(&self, devices: &[SeedDevice]) -> StoreResult<()>;
+}
+
 /// Whether the database can do the store's work right now (readiness, `/readyz`).
 #[async_trait]
 pub trait HealthCheck: Send + Sync {
@@ -1340,6 +1372,7 @@ pub trait Store:
     + SupportTrail
     + HealthCheck
     + PushStore
+    + BulkLoad
     + Send
     + Sync
 {
@@ -1364,6 +1397,7 @@ impl<T> Store for T where
         + SupportTrail
         + HealthCheck
         + PushStore
+        + BulkLoad
         + Send
         + Sync
 {

@@ -188,6 +188,13 @@ fn print_batch(batch: &BatchCreated, names: &HashMap<String, String>) -> anyhow:
         batch.counts.not_found,
         batch.counts.deferred
     )?;
+    if !batch.items_complete {
+        outln!(
+            "  ({} devices; only the {} blocked or not found are listed)",
+            batch.devices,
+            batch.items.len()
+        )?;
+    }
     for item in &batch.items {
         let extra = match item.outcome.as_str() {
             "blocked" => format!("  ({})", or_dash(item.reason.as_deref())),
@@ -250,7 +257,7 @@ async fn wait_for_batch(
         eprintln!("redeploy: no action was created; nothing to wait for");
         return Ok(ExitCode::from(1));
     }
-    let total = batch.items.len() as u64 - batch.counts.not_found;
+    let total = batch.devices.max(batch.items.len() as u64) - batch.counts.not_found;
     let not_found: Vec<&str> = batch
         .items
         .iter()

@@ -19,9 +19,9 @@ use tokio::sync::Mutex;
 use crate::cli::BenchArgs;
 
 /// The server under test; killed when dropped.
-struct ServerProcess {
-    child: Child,
-    addr: String,
+pub(crate) struct ServerProcess {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
 impl Drop for ServerProcess {
@@ -71,7 +71,7 @@ impl Servers {
 }
 
 /// One `redeploy serve` on a free port, or on `shared` with `--reuse-port`.
-fn start_server(
+pub(crate) fn start_server(
     data_dir: &std::path::Path,
     database: Option<&str>,
     shared: Option<&str>,
@@ -124,7 +124,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -133,6 +133,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(n) = args.scale {
+        return crate::bench_scale::run(&args, n).await;
+    }
     if args.devices == 0 || args.concurrency == 0 {
         bail!("--devices and --concurrency must be at least 1");
     }
@@ -407,7 +410,7 @@ async fn steady_load(
 }
 
 /// A fresh folder under the system temp dir for the server's data.
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "redeploy-bench-{}-{}",
         std::process::id(),

@@ -35,6 +35,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Measure the server: full HTTPS check-in sessions per second from emulated PCs.
     Bench(BenchArgs),
+    /// Write many enrolled, ready PCs straight into a database (for measuring at fleet scale).
+    Seed(SeedArgs),
     /// List or show managed devices.
     Devices(AdminArgs<DevicesCommand>),
     /// Ask devices for a remote Autopilot Reset (or another action), one request per device.
@@ -583,6 +585,37 @@ pub struct BenchArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Instead of the check-in load: a fleet of this many PCs (seeded unless the database
+    /// already holds them), then list, search and dashboard latencies, a reset of a group
+    /// holding them all, and the server's peak memory (docs/benchmarks.md "100,000 PCs").
+    #[arg(long)]
+    pub scale: Option<usize>,
+    /// With --scale: the data folder to use (kept, so a seeded database can be reused;
+    /// default: a new temporary folder).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// With --scale: how many times each read is measured.
+    #[arg(long, default_value_t = 20)]
+    pub samples: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// How many PCs to write.
+    #[arg(long)]
+    pub devices: usize,
+    /// Data folder whose redeploy.db to seed when no --database is given [default: ./redeploy-data].
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// `sqlite://PATH` or `postgres://…` (default: redeploy.db in the data folder).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Also create a static group of this name holding every seeded PC.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Names are PREFIX-000000, PREFIX-000001, …; serials PREFIX00000000, … in capitals.
+    #[arg(long, default_value = "pc")]
+    pub prefix: String,
 }
 
 #[derive(Debug, Args)]

@@ -10,12 +10,14 @@ mod archive;
 mod backup;
 mod bench;
 mod bench_hostile;
+mod bench_scale;
 mod cli;
 mod emulate;
 mod inspect;
 mod output;
 mod reach;
 mod restore;
+mod seed;
 mod serve;
 mod test_issuer;
 
@@ -69,6 +71,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Emulate(args) => emulate::run(*args).await,
         cli::Command::TestIssuer(args) => test_issuer::run(args).await,
         cli::Command::Bench(args) => bench::run(args).await,
+        cli::Command::Seed(args) => seed::run(args).await,
         cli::Command::Inspect(args) => inspect::run(&args).await,
         cli::Command::Devices(args) => admin::devices(args).await,
         cli::Command::Reset(args) => admin::reset(args).await,

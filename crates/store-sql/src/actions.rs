@@ -21,8 +21,9 @@ use sea_query::{
 };
 use time::OffsetDateTime;
 
-use crate::audit::insert_audit_in;
-use crate::commands::insert_commands;
+use crate::audit::insert_audits_in;
+use crate::bulk::insert_rows;
+use crate::commands::{insert_all_commands, insert_commands};
 use crate::devices::set_device_values;
 use crate::dialect::{Arg, Dialect, On, SqlRow};
 use crate::query::{built, insert_row, v};
@@ -34,7 +35,7 @@ use crate::{SqlStore, Tx};
 
 /// Every column of `actions`, as [`row_action`] reads them: first those fixed when the action
 /// is created, then the [`ACTION_CHANGES`] that [`update_action_in`] writes.
-const ACTION_COLS: [A; 12] = [
+pub(crate) const ACTION_COLS: [A; 12] = [
     A::Id,
     A::DeviceId,
     A::Kind,
@@ -53,7 +54,7 @@ const ACTION_COLS: [A; 12] = [
 const ACTION_CHANGES: usize = 6;
 
 /// The values of [`ACTION_COLS`], in order.
-fn action_values(a: &Action) -> [SimpleExpr; 12] {
+pub(crate) fn action_values(a: &Action) -> [SimpleExpr; 12] {
     [
         v(a.id),
         v(a.device),
@@ -487,9 +488,14 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
             }
             discard_queued_in(&mut tx, u.action.id).await?;
         }
-        for n in &plan.create {
-            insert_action_in(&mut tx, &n.action, &n.commands).await?;
-        }
+        // The new actions, then their commands, as multi-row INSERTs: a group of 100,000 PCs in
+        // a few hundred statements rather than half a million.
+        insert_rows(&mut tx, A::Table, ACTION_COLS, &plan.create, |n| {
+            action_values(&n.action)
+        })
+        .await?;
+        let commands: Vec<&DeviceCommand> = plan.create.iter().flat_map(|n| &n.commands).collect();
+        insert_all_commands(&mut tx, &commands).await?;
         for c in &plan.device_changes {
             let values = [(Dv::LocalResetDesired, v(c.local_reset_desired))];
             set_device_values(tx.on(), c.device, values).await?;
@@ -503,9 +509,7 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
         if let Some(batch) = &plan.batch {
             crate::batches::insert_batch_in(tx.on(), batch).await?;
         }
-        for e in &plan.audit {
-            insert_audit_in(&mut tx, e).await?;
-        }
+        insert_audits_in(&mut tx, &plan.audit).await?;
         tx.commit().await?;
         Ok(WriteOutcome::Written)
     }

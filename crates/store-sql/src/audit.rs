@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use redeploy_core::audit::{AuditEvent, AuditOutcome, NewAuditEvent};
 use redeploy_core::ids::{AuditId, DeviceId};
-use redeploy_core::store::{AuditLog, AuditOrder, AuditQuery, StoreResult};
+use redeploy_core::store::{AuditLog, AuditOrder, AuditQuery, StoreError, StoreResult};
 
 use sea_query::{Expr, Order, Query};
 
+use crate::bulk::insert_rows;
 use crate::dialect::{Dialect, SqlRow};
 use crate::query::{built, insert_row, v};
 use crate::schema::{AuditEvents as A, AuditTargets as T};
@@ -17,7 +18,7 @@ use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
 
 /// The columns of an audit event after its `seq`, as written and read.
-const AUDIT_COLS: [A; 7] = [
+pub(crate) const AUDIT_COLS: [A; 7] = [
     A::At,
     A::Actor,
     A::Action,
@@ -50,27 +51,9 @@ pub(crate) async fn insert_audit_in<D: Dialect>(
     tx: &mut Tx<D>,
     event: &NewAuditEvent,
 ) -> StoreResult<i64> {
-    let targets = event
-        .targets
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let insert = insert_row(
-        A::Table,
-        AUDIT_COLS,
-        [
-            v(event.at),
-            v(event.actor.clone()),
-            v(event.action.clone()),
-            v(targets),
-            v(event.batch),
-            v(event.outcome.as_str()),
-            v(event.details.clone()),
-        ],
-    )?
-    .returning_col(A::Seq)
-    .to_owned();
+    let insert = insert_row(A::Table, AUDIT_COLS, audit_values(event))?
+        .returning_col(A::Seq)
+        .to_owned();
     let seq = built::<D>(&insert)?.fetch_one(tx.on()).await?.i64("seq")?;
     let mut seen = BTreeSet::new();
     for t in event.targets.iter().filter(|t| seen.insert(**t)) {
@@ -78,6 +61,82 @@ pub(crate) async fn insert_audit_in<D: Dialect>(
         built::<D>(&insert)?.execute(tx.on()).await?;
     }
     Ok(seq)
+}
+
+/// Appends `events` in order (positions increasing in that order) with their target rows, as
+/// multi-row INSERTs: the audit of a group's 100,000 actions in a few hundred statements.
+pub(crate) async fn insert_audits_in<D: Dialect>(
+    tx: &mut Tx<D>,
+    events: &[NewAuditEvent],
+) -> StoreResult<()> {
+    if events.len() == 1 {
+        return insert_audit_in(tx, &events[0]).await.map(|_| ());
+    }
+    let per_statement = crate::bulk::PARAMS_PER_STATEMENT / AUDIT_COLS.len();
+    for chunk in events.chunks(per_statement) {
+        let mut insert = Query::insert();
+        insert.into_table(A::Table).columns(AUDIT_COLS);
+        for event in chunk {
+            insert
+                .values(audit_values(event))
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+        }
+        insert.returning(Query::returning().columns([A::Seq]));
+        let seqs = built::<D>(&insert)?
+            .fetch_all(tx.on())
+            .await?
+            .iter()
+            .map(|r| r.i64("seq"))
+            .collect::<StoreResult<Vec<i64>>>()?;
+        // The positions come back in any order; each event's is found by rank, as the rows
+        // were numbered in the order written.
+        let mut seqs = seqs;
+        seqs.sort_unstable();
+        if seqs.len() != chunk.len() {
+            return Err(StoreError::Backend(
+                "audit insert returned too few rows".into(),
+            ));
+        }
+        let mut targets: Vec<(i64, DeviceId)> = Vec::new();
+        for (event, seq) in chunk.iter().zip(&seqs) {
+            let mut seen = BTreeSet::new();
+            targets.extend(
+                event
+                    .targets
+                    .iter()
+                    .filter(|t| seen.insert(**t))
+                    .map(|t| (*seq, *t)),
+            );
+        }
+        insert_rows(
+            tx,
+            T::Table,
+            [T::AuditSeq, T::DeviceId],
+            &targets,
+            |(seq, t)| [v(*seq), v(*t)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The values of [`AUDIT_COLS`] of `event`, in order.
+fn audit_values(event: &NewAuditEvent) -> [sea_query::SimpleExpr; 7] {
+    let targets = event
+        .targets
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    [
+        v(event.at),
+        v(event.actor.clone()),
+        v(event.action.clone()),
+        v(targets),
+        v(event.batch),
+        v(event.outcome.as_str()),
+        v(event.details.clone()),
+    ]
 }
 
 #[async_trait]

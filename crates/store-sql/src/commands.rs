@@ -10,15 +10,16 @@ use redeploy_core::store::{CommandQueue, SessionStep, StepOutcome, StoreError, S
 use sea_query::{Cond, Expr, Keyword, LockType, Order, Query, SelectStatement, SimpleExpr};
 
 use crate::actions::{action_in, discard_queued_in, insert_action_in, update_action_in};
+use crate::bulk::insert_rows;
 use crate::devices::{record_seen_on, set_last_message_in, update_device_in};
 use crate::dialect::{Dialect, SqlRow};
 use crate::inventory::upsert_inventory_in;
-use crate::query::{built, built_locked, insert_row, v};
+use crate::query::{built, built_locked, v};
 use crate::schema::Commands as C;
 use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
 
-const COMMAND_COLS: [C; 17] = [
+pub(crate) const COMMAND_COLS: [C; 17] = [
     C::Id,
     C::DeviceId,
     C::ActionId,
@@ -39,7 +40,7 @@ const COMMAND_COLS: [C; 17] = [
 ];
 
 /// The values of [`COMMAND_COLS`], in order.
-fn command_values(c: &DeviceCommand) -> [SimpleExpr; 17] {
+pub(crate) fn command_values(c: &DeviceCommand) -> [SimpleExpr; 17] {
     let sent = c.sent_in.as_ref();
     [
         v(c.id),
@@ -108,17 +109,23 @@ pub(crate) async fn insert_commands<D: Dialect>(
     tx: &mut Tx<D>,
     commands: &[DeviceCommand],
 ) -> StoreResult<()> {
-    for c in commands {
-        if c.state != CommandState::Queued {
-            return Err(StoreError::Conflict(format!(
-                "command {} is not queued",
-                c.id
-            )));
-        }
-        let insert = insert_row(C::Table, COMMAND_COLS, command_values(c))?;
-        built::<D>(&insert)?.execute(tx.on()).await?;
+    let commands: Vec<&DeviceCommand> = commands.iter().collect();
+    insert_all_commands(tx, &commands).await
+}
+
+/// [`insert_commands`] of commands borrowed from elsewhere (a plan's new actions), as multi-row
+/// INSERTs in queue order.
+pub(crate) async fn insert_all_commands<D: Dialect>(
+    tx: &mut Tx<D>,
+    commands: &[&DeviceCommand],
+) -> StoreResult<()> {
+    if let Some(c) = commands.iter().find(|c| c.state != CommandState::Queued) {
+        return Err(StoreError::Conflict(format!(
+            "command {} is not queued",
+            c.id
+        )));
     }
-    Ok(())
+    insert_rows(tx, C::Table, COMMAND_COLS, commands, |c| command_values(c)).await
 }
 
 /// Reads (and on PostgreSQL locks) command `id` in `tx`.

@@ -1,23 +1,25 @@
 //! Devices: the row and its reads, lookups by each identity, and the filtered, sorted, paged list.
 
 use async_trait::async_trait;
+use redeploy_core::action::{ActionKind, ActionState, ReadinessInputs};
 use redeploy_core::device::{Device, EnrollmentType, JoinEvidence, JoinType, MessageSeq};
 use redeploy_core::device_condition::{Comparison, DeviceCondition, TextField, TextOp, TimeField};
 use redeploy_core::ids::DeviceId;
+use redeploy_core::preflight::HR_WINRE_DISABLED;
 use redeploy_core::store::{
     device_sort_key, from_micros, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, Page,
     StoreError, StoreResult, NEVER_SEEN_KEY,
 };
 use sea_query::{Alias, Cond, Expr, Func, LikeExpr, Order, Query, SelectStatement, SimpleExpr};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 use crate::dialect::{Dialect, On, SqlRow};
 use crate::query::{built, insert_row, v};
-use crate::schema::Devices as Dv;
+use crate::schema::{Actions as A, Devices as Dv};
 use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
 
-const DEVICE_COLS: [Dv; 33] = [
+pub(crate) const DEVICE_COLS: [Dv; 33] = [
     Dv::Id,
     Dv::Name,
     Dv::HardwareId,
@@ -88,7 +90,7 @@ pub(crate) async fn set_last_message_in<D: Dialect>(
 }
 
 /// The values of [`DEVICE_COLS`], in order.
-fn device_values(d: &Device) -> [SimpleExpr; 33] {
+pub(crate) fn device_values(d: &Device) -> [SimpleExpr; 33] {
     [
         v(d.id),
         v(d.name.clone()),
@@ -411,6 +413,144 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         narrow(&mut select, query);
         built::<D>(&select)?.fetch_one(self.db()).await?.count("n")
     }
+
+    async fn readiness_census(
+        &self,
+        now: OffsetDateTime,
+        seen_within: Duration,
+        recent: Duration,
+    ) -> StoreResult<Vec<(ReadinessInputs, u64)>> {
+        let select = census_select(now, seen_within, recent);
+        built::<D>(&select)?
+            .fetch_all(self.db())
+            .await?
+            .iter()
+            .map(row_census)
+            .collect()
+    }
+}
+
+/// The census of [`DeviceStore::readiness_census`]: its grouping expressions, named, in the
+/// order of [`ReadinessInputs`]'s fields.
+fn census_select(now: OffsetDateTime, seen_within: Duration, recent: Duration) -> SelectStatement {
+    let (f, g) = (Alias::new("f"), Alias::new("g"));
+    let device_id = || Expr::col((Dv::Table, Dv::Id));
+    let reset = || v(ActionKind::AutopilotReset.code());
+    // An active reset or wipe: the rule of `has_active_erase`.
+    let erasing = redeploy_core::batch::ERASING.iter().map(|k| v(k.code()));
+    let active_states = ActionState::ALL
+        .iter()
+        .filter(|s| !s.is_terminal() && **s != ActionState::Blocked)
+        .map(|s| v(s.as_str()));
+    let active = Query::select()
+        .expr(Expr::val(1))
+        .from(A::Table)
+        .and_where(Expr::col((A::Table, A::DeviceId)).equals((Dv::Table, Dv::Id)))
+        .and_where(Expr::col((A::Table, A::Kind)).is_in(erasing))
+        .and_where(Expr::col((A::Table, A::State)).is_in(active_states))
+        .to_owned();
+    // An earlier WinRE failure that still blocks: the rule of `preflight::winre_blocks` — the
+    // newest ended reset failed with 0x80070032 and WinRE was not reported enabled since.
+    let ended = || {
+        [
+            v(ActionState::Done.as_str()),
+            v(ActionState::Failed.as_str()),
+        ]
+    };
+    let newer_end = Query::select()
+        .expr(Expr::val(1))
+        .from_as(A::Table, g.clone())
+        .and_where(Expr::col((g.clone(), A::DeviceId)).eq(device_id()))
+        .and_where(Expr::col((g.clone(), A::Kind)).eq(reset()))
+        .and_where(Expr::col((g.clone(), A::State)).is_in(ended()))
+        .and_where(Expr::col((g.clone(), A::UpdatedAt)).gt(Expr::col((f.clone(), A::UpdatedAt))))
+        .to_owned();
+    let lifted = Expr::col((Dv::Table, Dv::WinreEnabled))
+        .eq(v(true))
+        .and(Expr::col((Dv::Table, Dv::WinreCheckedAt)).gt(Expr::col((f.clone(), A::UpdatedAt))));
+    let winre = Query::select()
+        .expr(Expr::val(1))
+        .from_as(A::Table, f.clone())
+        .and_where(Expr::col((f.clone(), A::DeviceId)).eq(device_id()))
+        .and_where(Expr::col((f.clone(), A::Kind)).eq(reset()))
+        .and_where(Expr::col((f.clone(), A::State)).eq(v(ActionState::Failed.as_str())))
+        .and_where(Expr::col((f.clone(), A::LastError)).eq(v(i64::from(HR_WINRE_DISABLED))))
+        .and_where(Expr::exists(newer_end).not())
+        .and_where(Expr::expr(Func::coalesce([lifted, v(false)])).not())
+        .to_owned();
+    let seen_since = |at: OffsetDateTime| {
+        Func::coalesce([Expr::col((Dv::Table, Dv::LastSeen)).gte(v(at)), v(false)])
+    };
+    let groups: [(&str, SimpleExpr); 13] = [
+        ("join_type", Expr::col((Dv::Table, Dv::JoinType)).into()),
+        (
+            "join_evidence",
+            Expr::col((Dv::Table, Dv::JoinEvidence)).into(),
+        ),
+        (
+            "enrollment_type",
+            Expr::col((Dv::Table, Dv::EnrollmentType)).into(),
+        ),
+        ("domain_name", Expr::col((Dv::Table, Dv::DomainName)).into()),
+        (
+            "has_aad",
+            Expr::col((Dv::Table, Dv::AadDeviceId)).is_not_null(),
+        ),
+        ("os_version", Expr::col((Dv::Table, Dv::OsVersion)).into()),
+        ("os_platform", Expr::col((Dv::Table, Dv::OsPlatform)).into()),
+        ("seen_within", seen_since(now - seen_within).into()),
+        ("seen_recently", seen_since(now - recent).into()),
+        (
+            "winre_enabled",
+            Expr::col((Dv::Table, Dv::WinreEnabled)).into(),
+        ),
+        (
+            "cert_expired",
+            Func::coalesce([
+                Expr::col((Dv::Table, Dv::CertNotAfter)).lte(v(now)),
+                v(false),
+            ])
+            .into(),
+        ),
+        ("active_erase", Expr::exists(active)),
+        ("winre_blocked", Expr::exists(winre)),
+    ];
+    let mut select = Query::select();
+    select.from(Dv::Table);
+    for (name, expr) in &groups {
+        select.expr_as(expr.clone(), Alias::new(*name));
+    }
+    select
+        .expr_as(Expr::col((Dv::Table, Dv::Id)).count(), Alias::new("n"))
+        .and_where(Expr::col((Dv::Table, Dv::UnenrolledAt)).is_null())
+        // By position: both databases read a bare integer in GROUP BY as a column of the list.
+        .add_group_by((1..=groups.len()).map(|i| Expr::cust(i.to_string())))
+        .to_owned()
+}
+
+fn row_census(r: &impl SqlRow) -> StoreResult<(ReadinessInputs, u64)> {
+    let flag = |col: &str| Ok::<_, StoreError>(r.bool(col)?.unwrap_or(false));
+    Ok((
+        ReadinessInputs {
+            join_type: JoinType::parse(&r.string("join_type")?)?,
+            join_evidence: JoinEvidence::parse(&r.string("join_evidence")?)?,
+            enrollment_type: r
+                .text("enrollment_type")?
+                .map(|e| EnrollmentType::parse(&e))
+                .transpose()?,
+            domain_name: r.text("domain_name")?,
+            has_aad_device_id: flag("has_aad")?,
+            os_version: r.text("os_version")?,
+            os_platform: r.text("os_platform")?,
+            seen_within: flag("seen_within")?,
+            seen_recently: flag("seen_recently")?,
+            winre_enabled: r.bool("winre_enabled")?,
+            cert_expired: flag("cert_expired")?,
+            active_erase: flag("active_erase")?,
+            winre_blocked: flag("winre_blocked")?,
+        },
+        r.count("n")?,
+    ))
 }
 
 /// Narrows a select over the devices table to what `query` lists (not its sort or page).

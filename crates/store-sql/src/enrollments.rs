@@ -17,7 +17,7 @@ use crate::schema::{Devices as Dv, Enrollments as E};
 use crate::sql::RowExt;
 use crate::SqlStore;
 
-const ENROLLMENT_COLS: [E; 12] = [
+pub(crate) const ENROLLMENT_COLS: [E; 12] = [
     E::Id,
     E::DeviceId,
     E::EnrollmentType,
@@ -33,7 +33,7 @@ const ENROLLMENT_COLS: [E; 12] = [
 ];
 
 /// The values of [`ENROLLMENT_COLS`], in order.
-fn enrollment_values(e: &Enrollment) -> [SimpleExpr; 12] {
+pub(crate) fn enrollment_values(e: &Enrollment) -> [SimpleExpr; 12] {
     [
         v(e.id),
         v(e.device),

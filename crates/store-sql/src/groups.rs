@@ -8,6 +8,7 @@ use redeploy_core::store::{GroupStore, StoreError, StoreResult};
 use sea_query::{Expr, LockType, OnConflict, Order, Query, SimpleExpr};
 use time::OffsetDateTime;
 
+use crate::bulk::insert_rows_or;
 use crate::devices::{row_device, select_devices};
 use crate::dialect::{Arg, Dialect, SqlRow};
 use crate::query::{built, insert_row, v};
@@ -20,19 +21,34 @@ async fn insert_members<D: Dialect>(
     id: GroupId,
     devices: &[DeviceId],
 ) -> StoreResult<()> {
-    for d in devices {
-        let insert = insert_row(M::Table, [M::GroupId, M::DeviceId], [v(id), v(*d)])?
-            .on_conflict(OnConflict::new().do_nothing().to_owned())
+    // The unknown device is named before anything is inserted (a multi-row INSERT's foreign-key
+    // error would not say which).
+    for chunk in devices.chunks(500) {
+        let select = Query::select()
+            .column(Dv::Id)
+            .from(Dv::Table)
+            .and_where(Expr::col(Dv::Id).is_in(chunk.iter().map(|d| v(*d))))
             .to_owned();
-        built::<D>(&insert)?
-            .execute(tx.on())
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound(_) => StoreError::NotFound(format!("device {d}")),
-                other => other,
-            })?;
+        let known: std::collections::HashSet<DeviceId> = built::<D>(&select)?
+            .fetch_all(tx.on())
+            .await?
+            .iter()
+            .map(|r| r.id("id"))
+            .collect::<StoreResult<_>>()?;
+        if let Some(d) = chunk.iter().find(|d| !known.contains(d)) {
+            return Err(StoreError::NotFound(format!("device {d}")));
+        }
     }
-    Ok(())
+    let rows: Vec<(GroupId, DeviceId)> = devices.iter().map(|d| (id, *d)).collect();
+    insert_rows_or(
+        tx,
+        M::Table,
+        [M::GroupId, M::DeviceId],
+        &rows,
+        |(g, d)| [v(*g), v(*d)],
+        Some(OnConflict::new().do_nothing().to_owned()),
+    )
+    .await
 }
 
 /// The group to change the members of: `NotFound` if unknown, `Conflict` for a filter group.

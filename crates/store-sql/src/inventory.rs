@@ -12,7 +12,7 @@ use crate::schema::Inventory as I;
 use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
 
-const INVENTORY_COLS: [I; 5] = [I::DeviceId, I::Uri, I::Value, I::Format, I::At];
+pub(crate) const INVENTORY_COLS: [I; 5] = [I::DeviceId, I::Uri, I::Value, I::Format, I::At];
 
 fn row_inventory(r: &impl SqlRow) -> StoreResult<InventoryValue> {
     Ok(InventoryValue {

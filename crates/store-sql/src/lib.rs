@@ -8,6 +8,7 @@ mod actions;
 mod audit;
 mod autopilot;
 mod batches;
+mod bulk;
 mod commands;
 mod console_sessions;
 mod devices;

@@ -119,6 +119,9 @@ macro_rules! store_conformance_tests {
             a_cancel_skips_actions_sent_since_it_read_them,
             the_health_check_answers_and_leaves_no_lock_behind,
             push_attempts_are_claimed_once_per_pending_action,
+            bulk_loaded_devices_read_back_like_enrolled_ones,
+            the_readiness_census_counts_what_each_device_would_say,
+            a_large_request_plan_is_written_whole,
         );
     };
 }

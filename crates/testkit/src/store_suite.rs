@@ -4362,3 +4362,253 @@ pub async fn push_attempts_are_claimed_once_per_pending_action(store: Arc<dyn St
     );
     assert!(store.wakes(&[]).await.unwrap().is_empty());
 }
+
+/// Bulk-loaded PCs (`redeploy seed`) read back like enrolled ones: the device, its enrollment,
+/// its inventory, in lists and by their identities; a taken id writes nothing of the load.
+pub async fn bulk_loaded_devices_read_back_like_enrolled_ones(store: Arc<dyn Store>) {
+    use redeploy_core::store::SeedDevice;
+    store.bulk_load(&[]).await.unwrap();
+    let seeds: Vec<SeedDevice> = (0..1_200)
+        .map(|i| {
+            let name = format!("seed-{i:04}");
+            let mut device = new_device(&name, Some(&format!("hw-{name}")));
+            device.serial = Some(format!("SN{i:06}"));
+            device.last_seen = Some(T0);
+            let enrollment = new_enrollment(device.id, T0, &format!("{i:0>40}"));
+            let inventory = vec![InventoryValue {
+                device: device.id,
+                uri: "./DevDetail/SwV".into(),
+                value: "10.0.22631.4037".into(),
+                format: Some("chr".into()),
+                at: T0,
+            }];
+            SeedDevice {
+                device,
+                enrollment,
+                inventory,
+            }
+        })
+        .collect();
+    store.bulk_load(&seeds).await.unwrap();
+    for s in [&seeds[0], &seeds[777], &seeds[1_199]] {
+        assert_eq!(
+            store.device(s.device.id).await.unwrap().as_ref(),
+            Some(&s.device)
+        );
+        assert_eq!(
+            store.enrollments_of_device(s.device.id).await.unwrap(),
+            vec![s.enrollment.clone()]
+        );
+        assert_eq!(
+            store.inventory(s.device.id).await.unwrap(),
+            s.inventory.clone()
+        );
+        let by_hw = store
+            .device_by_hw_dev_id(s.device.hw_dev_id.as_deref().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(by_hw.map(|d| d.id), Some(s.device.id));
+    }
+    let all = DeviceQuery::default();
+    assert_eq!(store.count_listed_devices(&all).await.unwrap(), 1_200);
+    let found = store
+        .list_devices(&DeviceQuery {
+            search: Some("seed-0777".into()),
+            ..DeviceQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.items, vec![seeds[777].device.clone()]);
+
+    // One taken id: the whole load is refused and nothing of it is written.
+    let mut again = seeds[..2].to_vec();
+    again[1].device.id = DeviceId::generate();
+    again[1].enrollment.device = again[1].device.id;
+    again[1].enrollment.id = EnrollmentId::generate();
+    again[1].inventory.clear();
+    assert!(matches!(
+        store.bulk_load(&again[..]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.device(again[1].device.id).await.unwrap(), None);
+    assert_eq!(store.count_listed_devices(&all).await.unwrap(), 1_200);
+}
+
+/// The readiness census groups enrolled devices so that judging one of each group gives every
+/// device's own readiness: checked against `readiness` over each device and its actions, for
+/// devices that differ in each input (an active reset, a WinRE failure lifted or not, stale,
+/// expired, hybrid, unenrolled).
+pub async fn the_readiness_census_counts_what_each_device_would_say(store: Arc<dyn Store>) {
+    use redeploy_core::action::readiness;
+    use redeploy_core::preflight::{PreflightSettings, HR_WINRE_DISABLED};
+    let now = t(60 * 24 * 30);
+    let settings = PreflightSettings::default();
+    let recent = Duration::hours(24);
+    assert!(store
+        .readiness_census(now, settings.seen_within, recent)
+        .await
+        .unwrap()
+        .is_empty());
+    let mut ids = Vec::new();
+    for name in [
+        "c-ready",
+        "c-ready2",
+        "c-stale",
+        "c-old",
+        "c-expired",
+        "c-hybrid",
+        "c-active",
+        "c-winre",
+        "c-lifted",
+        "c-gone",
+        "c-se",
+        "c-unverified",
+    ] {
+        let id = eligible(&store, name).await;
+        let mut d = store.device(id).await.unwrap().unwrap();
+        d.last_seen = Some(now - Duration::hours(2));
+        d.cert_not_after = Some(now + Duration::days(100));
+        match name {
+            "c-ready2" => d.last_seen = Some(now - Duration::days(2)),
+            "c-stale" => d.last_seen = Some(now - Duration::days(9)),
+            "c-old" => d.os_version = Some("10.0.17134.1".into()),
+            "c-expired" => d.cert_not_after = Some(now),
+            "c-hybrid" => d.domain_name = Some("corp.example".into()),
+            "c-gone" => d.unenrolled_at = Some(now),
+            "c-se" => d.os_platform = Some("Windows 11 SE".into()),
+            "c-unverified" => d.join_evidence = redeploy_core::JoinEvidence::Claimed,
+            "c-lifted" => {
+                d.winre_enabled = Some(true);
+                d.winre_checked_at = Some(t(10));
+            }
+            _ => {}
+        }
+        store.update_device(&d).await.unwrap();
+        let reset = |state, last_error| {
+            let mut a = Action::new(
+                ActionId::generate(),
+                id,
+                ActionKind::AutopilotReset,
+                "admin",
+                None,
+                t(1),
+            );
+            a.state = state;
+            a.last_error = last_error;
+            a.updated_at = t(5);
+            a
+        };
+        match name {
+            "c-active" => store
+                .create_action(&reset(ActionState::Sent, None), &[])
+                .await
+                .unwrap(),
+            "c-winre" | "c-lifted" => store
+                .create_action(&reset(ActionState::Failed, Some(HR_WINRE_DISABLED)), &[])
+                .await
+                .unwrap(),
+            _ => {}
+        }
+        ids.push(id);
+    }
+    let census = store
+        .readiness_census(now, settings.seen_within, recent)
+        .await
+        .unwrap();
+    let mut counted: std::collections::BTreeMap<(bool, Vec<String>, bool), u64> =
+        Default::default();
+    for (inputs, n) in &census {
+        let r = inputs.readiness(now, &settings);
+        let codes = r.reasons.iter().map(|x| x.code().to_owned()).collect();
+        *counted
+            .entry((r.ready, codes, inputs.seen_recently))
+            .or_default() += n;
+    }
+    let mut expected: std::collections::BTreeMap<(bool, Vec<String>, bool), u64> =
+        Default::default();
+    let actions = store.actions_for_readiness(&ids).await.unwrap();
+    for id in &ids {
+        let d = store.device(*id).await.unwrap().unwrap();
+        if d.unenrolled_at.is_some() {
+            continue;
+        }
+        let r = readiness(
+            &d,
+            actions.get(id).map_or(&[], Vec::as_slice),
+            now,
+            &settings,
+        );
+        let codes = r.reasons.iter().map(|x| x.code().to_owned()).collect();
+        let recently = d.last_seen.is_some_and(|at| now - at <= recent);
+        *expected.entry((r.ready, codes, recently)).or_default() += 1;
+    }
+    assert_eq!(counted, expected);
+    assert_eq!(census.iter().map(|(_, n)| n).sum::<u64>(), 11);
+}
+
+/// A plan of thousands of actions (a group's reset) is written whole: every action, its
+/// commands in queue order, and every audit event with its targets, listed per device.
+pub async fn a_large_request_plan_is_written_whole(store: Arc<dyn Store>) {
+    use redeploy_core::store::SeedDevice;
+    let seeds: Vec<SeedDevice> = (0..2_500)
+        .map(|i| {
+            let device = new_device(&format!("big-{i:04}"), None);
+            let enrollment = new_enrollment(device.id, T0, "bb");
+            SeedDevice {
+                device,
+                enrollment,
+                inventory: Vec::new(),
+            }
+        })
+        .collect();
+    store.bulk_load(&seeds).await.unwrap();
+    let batch = BatchId::generate();
+    let mut plan = RequestPlan::new(t(1));
+    for s in &seeds {
+        let mut n = pending_reset(s.device.id, ActionKind::AutopilotReset, t(1));
+        n.action.batch = Some(batch);
+        n.commands.push(get_cmd(s.device.id, STATUS_URI));
+        n.commands[1].action = Some(n.action.id);
+        plan.audit
+            .push(audit_event("action.create", s.device.id, t(1)).batch(Some(batch)));
+        plan.create.push(n);
+    }
+    let all: Vec<DeviceId> = seeds.iter().map(|s| s.device.id).collect();
+    plan.audit.push(
+        NewAuditEvent::new(t(1), "admin", "batch.create")
+            .targets(all.clone())
+            .batch(Some(batch)),
+    );
+    assert_eq!(
+        store.write_request_plan(&plan).await.unwrap(),
+        WriteOutcome::Written
+    );
+    assert_eq!(store.actions_of_batch(batch).await.unwrap().len(), 2_500);
+    let last = &plan.create[2_499];
+    let queued = store.queued_commands(last.action.device, 10).await.unwrap();
+    let uris: Vec<&str> = queued.iter().map(|c| c.uri.as_str()).collect();
+    assert_eq!(uris, [RESET_URI, STATUS_URI], "queue order kept");
+    let history = store
+        .list_audit(&AuditQuery {
+            device: Some(last.action.device),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let names: Vec<&str> = history.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(names, ["action.create", "batch.create"]);
+    assert_eq!(history[1].targets.len(), 2_500);
+    let everything = store
+        .list_audit(&AuditQuery {
+            limit: 10_000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(everything.len(), 2_501);
+    assert!(
+        everything.windows(2).all(|w| w[0].id < w[1].id),
+        "positions increase in the order written"
+    );
+    assert_eq!(everything[0].targets, vec![seeds[0].device.id]);
+}

@@ -1,6 +1,8 @@
 //! Requesting, canceling, retrying and expiring admin actions (docs/design.md §4 "The Autopilot
 //! Reset action lifecycle").
 
+use std::collections::HashMap;
+
 use time::{Duration, OffsetDateTime};
 
 use super::model::{Action, ActionKind, ActionState};
@@ -112,7 +114,7 @@ pub async fn request(
 ///
 /// An erasing kind is also blocked while the device waits in a wave of another batch
 /// (`waiting`): the batch would reset it again when that wave is released.
-fn assess_with(
+pub(crate) fn assess_with(
     device: &Device,
     existing: &[Action],
     waiting: &[WaitingDevice],
@@ -322,36 +324,40 @@ pub struct RequestTarget {
     pub id: DeviceId,
     /// The device; `None` if the id is unknown.
     pub device: Option<Device>,
-    /// Its actions, newest first (as [`crate::store::ActionStore::actions_of_device`]).
+    /// Its actions that planning looks at, newest first: the ones not ended and the Autopilot
+    /// Resets that ended ([`crate::store::ActionStore::actions_for_readiness`]).
     pub actions: Vec<Action>,
     /// The waves of other batches it still waits in.
     pub waiting: Vec<WaitingDevice>,
 }
 
-/// Reads what planning needs of each device, in order.
+/// Reads what planning needs of each device, in order, in a few queries whatever their number
+/// (the devices and their actions 500 at a time, the waiting waves once): a group of 100,000
+/// PCs is read in a second, not in 200,000 queries.
 /// `own` is the batch the request belongs to: its own waiting waves do not count.
 pub(crate) async fn read_targets(
     store: &dyn Store,
     ids: &[DeviceId],
     own: Option<BatchId>,
 ) -> Result<Vec<RequestTarget>, SessionError> {
-    let mut waiting = store.waiting_wave_devices(Some(ids)).await?;
-    waiting.retain(|w| Some(w.batch) != own);
-    let mut targets = Vec::with_capacity(ids.len());
-    for &id in ids {
-        let device = store.device(id).await?;
-        let actions = match &device {
-            Some(_) => store.actions_of_device(id).await?,
-            None => Vec::new(),
-        };
-        targets.push(RequestTarget {
-            id,
-            device,
-            actions,
-            waiting: waiting.iter().filter(|w| w.device == id).cloned().collect(),
-        });
+    let mut waiting: HashMap<DeviceId, Vec<WaitingDevice>> = HashMap::new();
+    for w in store.waiting_wave_devices(Some(ids)).await? {
+        if Some(w.batch) != own {
+            waiting.entry(w.device).or_default().push(w);
+        }
     }
-    Ok(targets)
+    let devices = store.devices_by_ids(ids).await?;
+    let actions = store.actions_for_readiness(ids).await?;
+    Ok(ids
+        .iter()
+        .map(|&id| RequestTarget {
+            id,
+            // Cloned, not taken: an id given twice reads the same.
+            device: devices.get(&id).cloned(),
+            actions: actions.get(&id).cloned().unwrap_or_default(),
+            waiting: waiting.get(&id).cloned().unwrap_or_default(),
+        })
+        .collect())
 }
 
 /// Everything one request for `kind` on one device decides ([`plan_request`]).

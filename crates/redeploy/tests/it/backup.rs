@@ -20,7 +20,7 @@ testkit::on_both_backends!(a_restored_server_keeps_its_fleet);
 const BIN: &str = env!("CARGO_BIN_EXE_redeploy");
 
 /// `redeploy` with no REDEPLOY_* settings inherited, logging only warnings.
-fn bare() -> Command {
+pub(crate) fn bare() -> Command {
     let mut cmd = Command::new(BIN);
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("REDEPLOY_")) {
         cmd.env_remove(key);
@@ -30,7 +30,7 @@ fn bare() -> Command {
 }
 
 /// Runs `redeploy ARGS` off the async threads.
-async fn redeploy(args: Vec<String>) -> Output {
+pub(crate) async fn redeploy(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || bare().args(&args).output().expect("redeploy runs"))
         .await
         .unwrap()
@@ -72,7 +72,7 @@ async fn enrolled_pc(
 }
 
 /// Kills the `redeploy serve` child even when an assertion fails.
-struct Serve(std::process::Child);
+pub(crate) struct Serve(pub(crate) std::process::Child);
 
 impl Drop for Serve {
     fn drop(&mut self) {

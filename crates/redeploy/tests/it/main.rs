@@ -12,6 +12,7 @@ mod faults;
 mod inspect;
 mod packaging;
 mod renewal;
+mod scale;
 mod serve;
 mod story;
 

@@ -136,9 +136,15 @@ pub async fn bulk_action(
         not_found: result.not_found() as u64,
         deferred: result.deferred() as u64,
     };
+    // Every device of a small batch; of a large one only the exceptions (api::BatchCreated).
+    let complete = result.items.len() <= api::BATCH_ITEMS_IN_FULL;
     let items = result
         .items
         .iter()
+        .filter(|i| {
+            complete || matches!(i.outcome, ItemOutcome::Blocked(..) | ItemOutcome::NotFound)
+        })
+        .take(api::BATCH_ITEMS_IN_FULL)
         .map(|i| {
             let mut item = api::BatchItem {
                 device_id: i.device_id.to_string(),
@@ -172,8 +178,10 @@ pub async fn bulk_action(
         StatusCode::ACCEPTED,
         Json(api::BatchCreated {
             batch_id: result.batch_id.to_string(),
+            devices: result.items.len() as u64,
             counts,
             items,
+            items_complete: complete,
         }),
     )
         .into_response())

@@ -24,7 +24,7 @@ use super::{
     PageResult, PostForm, Section, Signed,
 };
 use crate::service::actions as service;
-use crate::service::devices::{self, readiness_of_many};
+use crate::service::devices;
 use crate::service::trail;
 use crate::state::AppState;
 
@@ -35,11 +35,6 @@ const MESSAGES_SHOWN: u32 = 20;
 pub fn device_id(text: &str) -> Result<DeviceId, PageError> {
     DeviceId::parse(text)
         .map_err(|_| PageError::bad_request(format!("{text:?} is not a device id")))
-}
-
-/// Every enrolled device.
-pub async fn all_devices(state: &AppState) -> Result<Vec<Device>, PageError> {
-    Ok(devices::all(state).await?)
 }
 
 fn empty_fleet() -> Markup {
@@ -68,24 +63,15 @@ const IN_FLIGHT: &[ActionState] = &[
 ];
 
 pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageResult {
-    let now = state.clock.now();
-    let devices = all_devices(&state).await?;
-    let (mut ready, mut seen_recently) = (0usize, 0usize);
-    let mut blocked: BTreeMap<String, usize> = BTreeMap::new();
-    let readiness = readiness_of_many(&state, &devices).await?;
-    for (d, r) in devices.iter().zip(readiness) {
-        if r.ready {
-            ready += 1;
-        }
-        if devices::seen_recently(d, now) {
-            seen_recently += 1;
-        }
-        for reason in &r.reasons {
-            let label = reason_family(reason.code());
-            *blocked.entry(label.to_owned()).or_default() += 1;
-        }
+    // Counted in the store (one GROUP BY), never read device by device: 100,000 PCs in
+    // milliseconds and without holding them (issue #16).
+    let fleet = devices::fleet_readiness(&state).await?;
+    let (total, ready, seen_recently) = (fleet.total, fleet.ready, fleet.seen_recently);
+    let mut blocked: BTreeMap<String, u64> = BTreeMap::new();
+    for (code, n) in &fleet.blocked_by_reason {
+        *blocked.entry(reason_family(code).to_owned()).or_default() += n;
     }
-    let certificates = devices::certificate_expiry(&state).await?;
+    let certificates = fleet.certificates;
     let in_flight = devices::count_actions(&state, IN_FLIGHT, 1000).await?;
     let flying: usize = in_flight.iter().map(|(_, n)| n).sum();
     let history = service::reset_history(&state, 30).await?;
@@ -111,15 +97,22 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
         },
     )
     .await?;
-    let names: BTreeMap<DeviceId, String> =
-        devices.iter().map(|d| (d.id, d.name.clone())).collect();
+    let failed_devices: Vec<DeviceId> = failures.iter().map(|a| a.device).collect();
+    let names: BTreeMap<DeviceId, String> = state
+        .store
+        .devices_by_ids(&failed_devices)
+        .await
+        .map_err(crate::service::ServiceError::from)?
+        .into_values()
+        .map(|d| (d.id, d.name))
+        .collect();
 
     let body = html! {
-        @if devices.is_empty() { (empty_fleet()) }
+        @if total == 0 { (empty_fleet()) }
         section.stats aria-label="Fleet" {
-            div.stat { span.n { (devices.len()) } span.l { "devices" } }
+            div.stat { span.n { (total) } span.l { "devices" } }
             div.stat { span.n { (ready) } span.l { "ready for Autopilot Reset" } }
-            div.stat { span.n { (devices.len() - ready) } span.l { "not ready" } }
+            div.stat { span.n { (total - ready) } span.l { "not ready" } }
             div.stat { span.n { (seen_recently) } span.l { "checked in within 24 h" } }
             div.stat { span.n { (flying) } span.l { a href="/console/actions" { "actions in flight" } } }
             div.stat #waiting-waves {
@@ -132,11 +125,11 @@ pub async fn dashboard(State(state): State<AppState>, signed: Signed) -> PageRes
             div.stat #certificates-expiring { span.n { (certificates.expiring) } span.l { "certificates expire within 30 days" } }
             div.stat #certificates-expired { span.n { (certificates.expired) } span.l { "certificates expired" } }
         }
-        @if !devices.is_empty() {
+        @if total > 0 {
             div.columns {
                 section {
                     h2 { "Readiness" }
-                    (super::charts::readiness(ready, &blocked.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>(), devices.len()))
+                    (super::charts::readiness(ready as usize, &blocked.iter().map(|(k, v)| (k.clone(), *v as usize)).collect::<Vec<_>>(), total as usize))
                 }
                 section {
                     h2 { "Autopilot Resets, last 30 days" }

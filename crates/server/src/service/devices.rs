@@ -198,6 +198,8 @@ pub async fn count_actions(
 pub struct FleetReadiness {
     pub total: u64,
     pub ready: u64,
+    /// How many checked in within [`RECENT`].
+    pub seen_recently: u64,
     /// How many devices each preflight reason (by code) blocks.
     pub blocked_by_reason: std::collections::BTreeMap<String, u64>,
     /// Certificates expired, and expiring within [`EXPIRY_WARNING`].
@@ -213,35 +215,37 @@ pub async fn certificate_expiry(state: &AppState) -> Result<CertificateExpiry> {
         .await?)
 }
 
-/// Readiness of every enrolled device, counted.
+/// Readiness of every enrolled device, counted: one grouping query in the store
+/// ([`redeploy_core::store::DeviceStore::readiness_census`]) and preflight judged once per
+/// group, so 100,000 PCs are counted without reading them.
 pub async fn fleet_readiness(state: &AppState) -> Result<FleetReadiness> {
-    let mut query = DeviceQuery {
-        limit: 500,
-        ..DeviceQuery::default()
-    };
+    let now = state.clock.now();
+    let settings = PreflightSettings::default();
     let mut fleet = FleetReadiness {
         certificates: certificate_expiry(state).await?,
         ..FleetReadiness::default()
     };
-    loop {
-        let page = state.store.list_devices(&query).await?;
-        for r in readiness_of_many(state, &page.items).await? {
-            fleet.total += 1;
-            if r.ready {
-                fleet.ready += 1;
-            }
-            for reason in &r.reasons {
-                *fleet
-                    .blocked_by_reason
-                    .entry(reason.code().to_owned())
-                    .or_default() += 1;
-            }
+    for (inputs, n) in state
+        .store
+        .readiness_census(now, settings.seen_within, RECENT)
+        .await?
+    {
+        let r = inputs.readiness(now, &settings);
+        fleet.total += n;
+        if r.ready {
+            fleet.ready += n;
         }
-        match page.next {
-            Some(c) => query.cursor = Some(c),
-            None => return Ok(fleet),
+        if inputs.seen_recently {
+            fleet.seen_recently += n;
+        }
+        for reason in &r.reasons {
+            *fleet
+                .blocked_by_reason
+                .entry(reason.code().to_owned())
+                .or_default() += n;
         }
     }
+    Ok(fleet)
 }
 
 /// Sets who the device's primary user is (`None` or blank = nobody), and whether it is shared
