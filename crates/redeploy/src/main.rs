@@ -70,7 +70,10 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Restore(args) => restore::run(args).await,
         cli::Command::Emulate(args) => emulate::run(*args).await,
         cli::Command::TestIssuer(args) => test_issuer::run(args).await,
-        cli::Command::Bench(args) => bench::run(args).await,
+        cli::Command::Bench(args) => match args.scale {
+            Some(n) => bench_scale::run(&args, n).await,
+            None => bench::run(args).await,
+        },
         cli::Command::Seed(args) => seed::run(args).await,
         cli::Command::Inspect(args) => inspect::run(&args).await,
         cli::Command::Devices(args) => admin::devices(args).await,
