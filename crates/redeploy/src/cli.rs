@@ -768,7 +768,7 @@ pub struct EmulateArgs {
     /// plain HTTP): the PCs register a channel there when the server sets their push PFN, and
     /// check in at once when the server pushes to it. Start the server with
     /// REDEPLOY_PUSH_TOKEN_URL=http://ADDR/accesstoken.srf and
-    /// REDEPLOY_PUSH_CHANNEL_HOSTS=http://ADDR (and the other [push] settings).
+    /// REDEPLOY_PUSH_CHANNEL_HOSTS=http://ADDR (and the other `[push]` settings).
     #[arg(long, value_name = "ADDR")]
     pub wns_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
