@@ -2,8 +2,9 @@
 //! moves (so no poll ever comes due) registers a channel on the stand-in WNS of
 //! `device::wns`; the server stores it, and an action queued by the admin reaches the PC
 //! because the server pushed, not because the PC polled. WNS answering 410 expires the channel
-//! and the action waits for the PC's poll; a 401 makes the server fetch a new token once;
-//! without `[push]` no session carries push commands.
+//! and the action waits for the PC's poll; a 401 makes the server fetch a new token once; a
+//! throttled push (429, 406) is sent again after its back-off; without `[push]` no session
+//! carries push commands.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -26,6 +27,7 @@ on_both_backends!(
     a_queued_reset_reaches_the_pc_by_push_before_any_poll,
     a_gone_channel_is_expired_and_the_action_waits_for_the_poll,
     an_expired_token_is_fetched_again_once,
+    a_throttled_push_is_sent_again_after_its_back_off,
     without_push_no_session_carries_push_commands,
     click_to_exec_with_push,
 );
@@ -249,6 +251,36 @@ async fn an_expired_token_is_fetched_again_once(backend: Backend) {
         Some("push")
     );
     assert_eq!((wns.tokens_issued(), wns.posts()), (2, 3));
+}
+
+async fn a_throttled_push_is_sent_again_after_its_back_off(backend: Backend) {
+    let (app, wns) = push_app(backend).await;
+    let client = admin(&app);
+    let pc = LivePc::start(&app, &wns).await;
+    pc.sessions(1).await;
+    let id = only_device(&client).await;
+
+    // WNS throttles the first notification (429; 406 is its per-channel form): the channel
+    // stays usable, and the next attempt, after the back-off, reaches the PC.
+    wns.answer_next(&[429]);
+    let action = client.request_action(&id, ActionKind::Sync).await.unwrap();
+    pc.sessions(2).await;
+    assert_eq!(
+        client.action(&action.id).await.unwrap().woken_by.as_deref(),
+        Some("push"),
+        "the PC came because of the second push: its clock never moved"
+    );
+    assert_eq!(
+        (wns.tokens_issued(), wns.posts()),
+        (1, 2),
+        "one token, the throttled post and the one sent again"
+    );
+    let device = client.device(&id).await.unwrap().device;
+    assert_eq!(
+        device.push.unwrap().state,
+        "active",
+        "throttling does not expire the channel"
+    );
 }
 
 async fn without_push_no_session_carries_push_commands(backend: Backend) {
