@@ -81,8 +81,9 @@ impl Drop for Serve {
     }
 }
 
-/// `redeploy serve ARGS`, once it printed that it runs.
-async fn serve(args: Vec<String>) -> Serve {
+/// `redeploy serve ARGS`, once it printed that it runs, and the address it printed (its
+/// output is read on to the end, so it never blocks on a full pipe).
+pub(crate) async fn serve(args: Vec<String>) -> (Serve, String) {
     let mut child = Serve(
         bare()
             .arg("serve")
@@ -95,22 +96,28 @@ async fn serve(args: Vec<String>) -> Serve {
     let stdout = child.0.stdout.take().unwrap();
     let seen = tokio::task::spawn_blocking(move || {
         let mut seen = String::new();
-        for line in BufReader::new(stdout).lines() {
+        let mut addr = None;
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
             let line = line.unwrap();
             seen.push_str(&line);
             seen.push('\n');
+            if let Some(a) = line.strip_prefix("Redeploy is running on ") {
+                addr = Some(a.trim().to_owned());
+            }
             if line.contains("Database:") {
-                return Ok(seen);
+                std::thread::spawn(move || lines.for_each(drop));
+                return addr.ok_or(seen);
             }
         }
         Err(seen)
     })
     .await
     .unwrap();
-    if let Err(seen) = seen {
-        panic!("redeploy serve {args:?} stopped:\n{seen}");
+    match seen {
+        Ok(addr) => (child, addr),
+        Err(seen) => panic!("redeploy serve {args:?} stopped:\n{seen}"),
     }
-    child
 }
 
 /// The file `name` of `archive`.
@@ -384,7 +391,7 @@ async fn a_restored_server_keeps_its_fleet(backend: Backend) {
     if let Some(url) = &new_url {
         serve_args.extend(["--database".to_owned(), url.clone()]);
     }
-    let server = serve(serve_args).await;
+    let (server, _) = serve(serve_args).await;
 
     // The same PCs, same certificates, check in; the lab PC takes the sync asked before.
     let transport = HttpsTransport::new(&String::from_utf8(old_ca).unwrap()).unwrap();

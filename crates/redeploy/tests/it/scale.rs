@@ -4,10 +4,7 @@
 //! batch, answered with the counts rather than a line per PC. Correctness only: the figures are
 //! the benchmark's.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
-use crate::backup::{bare, redeploy, Serve};
+use crate::backup::{redeploy, Serve};
 
 use api::{BulkRequest, DeviceListQuery};
 use testkit::app::{drop_postgres_database, fresh_postgres_database, Backend};
@@ -18,30 +15,8 @@ const PCS: usize = 2_000;
 
 /// `redeploy serve ARGS` on a free port, and its address once it printed it.
 async fn serve(args: Vec<String>) -> (Serve, String) {
-    let mut child = Serve(
-        bare()
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("redeploy serve runs"),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let addr = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("Redeploy is running on ").map(str::to_owned));
-        // Keep reading so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        addr
-    })
-    .await
-    .unwrap()
-    .expect("redeploy serve printed its address");
-    (child, addr.trim().to_owned())
+    let listen = ["--listen".to_string(), "127.0.0.1:0".to_string()];
+    crate::backup::serve(listen.into_iter().chain(args).collect()).await
 }
 
 async fn a_seeded_fleet_is_found_counted_and_reset_as_one_group(backend: Backend) {
