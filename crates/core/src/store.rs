@@ -772,9 +772,51 @@ pub trait DeviceStore: Send + Sync {
     ) -> StoreResult<Vec<(crate::action::ReadinessInputs, u64)>>;
 }
 
+/// What a check-in reads first, in one query ([`CommandQueue::check_in_view`]): the device, and
+/// whether the reads a session start would make next can find anything at all. An idle PC's
+/// check-in (no renewal in flight, no action open, nothing queued or unanswered) reads nothing
+/// more. A flag `true` means "may have some: read them".
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckInView {
+    /// The device.
+    pub device: Device,
+    /// Some renewal of the device's certificate whose new certificate was not seen yet
+    /// ([`CertificateRenewalStore::unseen_renewals`] is not empty).
+    pub unseen_renewals: bool,
+    /// Some action of the device is not terminal (requested, blocked, pending, sent, in
+    /// progress).
+    pub open_actions: bool,
+    /// Some command of the device is queued, or sent and not answered.
+    pub open_commands: bool,
+    /// The stored values of the inventory nodes asked for (a node never stored is absent);
+    /// `None`: not read.
+    pub inventory: Option<Vec<InventoryValue>>,
+}
+
+impl CheckInView {
+    /// A view that knows nothing beyond `device`: every later read is made (tests, tools).
+    pub fn of(device: Device) -> Self {
+        Self {
+            device,
+            unseen_renewals: true,
+            open_actions: true,
+            open_commands: true,
+            inventory: None,
+        }
+    }
+}
+
 /// The per-device command queue and the atomic session step.
 #[async_trait]
 pub trait CommandQueue: Send + Sync {
+    /// A check-in's first read, one query: device `id` (`None` if unknown), whether it has
+    /// unseen renewals, open actions and open commands, and its stored values of `inventory`
+    /// ([`CheckInView`]).
+    async fn check_in_view(
+        &self,
+        id: DeviceId,
+        inventory: &[&str],
+    ) -> StoreResult<Option<CheckInView>>;
     /// Appends commands (state `queued`) after the device's existing ones, in slice order.
     /// Empty slice: nothing happens. `Conflict` if an id exists, `NotFound` for an unknown device.
     async fn enqueue(&self, commands: &[DeviceCommand]) -> StoreResult<()>;

@@ -16,8 +16,8 @@ use http::{header, HeaderValue, StatusCode};
 use redeploy_core::enrollment::renewal::{
     judge_check_in_certificate, CertificateUse, PresentedCertificate,
 };
-use redeploy_core::session::{handle, SessionConfig, SessionError};
-use redeploy_core::store::StoreError;
+use redeploy_core::session::{check_in_uris, handle, SessionConfig, SessionError};
+use redeploy_core::store::{CheckInView, StoreError};
 use redeploy_core::{AuditOutcome, Device, DeviceId, NewAuditEvent};
 use rustls_pki_types::CertificateDer;
 
@@ -87,8 +87,9 @@ async fn mdm(State(state): State<AppState>, request: Request) -> Response {
         }
     };
     let now = state.clock.now();
-    let outcome = match identify(&state, &parts).await {
-        Ok(device) => serve(&state, device, &bytes, now).await,
+    let cfg = session_config(&state);
+    let outcome = match identify(&state, &parts, &cfg).await {
+        Ok(view) => serve(&state, view, &bytes, now, &cfg).await,
         Err(r) => Err(r),
     };
     match outcome {
@@ -117,8 +118,35 @@ async fn mdm(State(state): State<AppState>, request: Request) -> Response {
     }
 }
 
-/// The device behind the request's client certificate, if it may check in.
-async fn identify(state: &AppState, parts: &http::request::Parts) -> Result<Device, Refusal> {
+/// The session engine's settings.
+fn session_config(state: &AppState) -> SessionConfig {
+    SessionConfig {
+        server_url: format!("{}{MANAGEMENT_PATH}", state.public_url),
+        provider_id: state.settings.provider_id.clone(),
+        reset_watch_interval: state
+            .settings
+            .reset_watch
+            .try_into()
+            .unwrap_or(time::Duration::MAX),
+        push: state
+            .settings
+            .push
+            .as_ref()
+            .map(|p| redeploy_core::push::PushConfig {
+                pfn: p.pfn.clone(),
+                channel_hosts: p.channel_hosts.clone(),
+            }),
+        ..SessionConfig::default()
+    }
+}
+
+/// The device behind the request's client certificate, if it may check in, read with what its
+/// session needs first ([`CheckInView`]).
+async fn identify(
+    state: &AppState,
+    parts: &http::request::Parts,
+    cfg: &SessionConfig,
+) -> Result<CheckInView, Refusal> {
     let der = client_certificate(parts).ok_or_else(|| {
         Refusal::new(
             StatusCode::UNAUTHORIZED,
@@ -135,9 +163,11 @@ async fn identify(state: &AppState, parts: &http::request::Parts) -> Result<Devi
             "the certificate names no device of ours ({id_text:?})"
         ))
     })?;
-    let device = state
+    let uris = check_in_uris(cfg);
+    let uris = [uris[0].as_str(), uris[1].as_str()];
+    let view = state
         .store
-        .device(id)
+        .check_in_view(id, &uris)
         .await
         .map_err(|e| {
             Refusal::new(
@@ -147,6 +177,7 @@ async fn identify(state: &AppState, parts: &http::request::Parts) -> Result<Devi
             )
         })?
         .ok_or_else(|| unknown(format!("unknown device {id}")).device(id))?;
+    let device = &view.device;
     if device.unenrolled_at.is_some() {
         return Err(Refusal::new(
             StatusCode::FORBIDDEN,
@@ -173,9 +204,13 @@ async fn identify(state: &AppState, parts: &http::request::Parts) -> Result<Devi
             e.to_string(),
         )
     };
-    let unseen = state.store.unseen_renewals(id).await.map_err(store_down)?;
+    let unseen = if view.unseen_renewals {
+        state.store.unseen_renewals(id).await.map_err(store_down)?
+    } else {
+        Vec::new()
+    };
     let now = state.clock.now();
-    match judge_check_in_certificate(&device, &presented, &unseen, now) {
+    match judge_check_in_certificate(device, &presented, &unseen, now) {
         Ok(CertificateUse::Current { retire_old: true }) => {
             // The renewed certificate is in use: from now on the old one is refused.
             state
@@ -189,16 +224,18 @@ async fn identify(state: &AppState, parts: &http::request::Parts) -> Result<Devi
             return Err(Refusal::new(StatusCode::FORBIDDEN, "forbidden", why).device(id));
         }
     }
-    Ok(device)
+    Ok(view)
 }
 
 /// Parses and answers one message for an identified device.
 async fn serve(
     state: &AppState,
-    device: Device,
+    view: CheckInView,
     bytes: &[u8],
     now: time::OffsetDateTime,
+    cfg: &SessionConfig,
 ) -> Result<(Response, &'static str), Refusal> {
+    let device = &view.device;
     let parsed = syncml::parse_with_limits(bytes, &syncml::Limits::default());
     if parsed.is_err() {
         // Kept for support (what did this PC send?); nothing else is stored for it.
@@ -230,31 +267,13 @@ async fn serve(
         }
     }
     if let Some(federated) = &state.federated {
-        drop_unverified_user_tokens(state, federated, &device, &mut msg, now).await;
+        drop_unverified_user_tokens(state, federated, device, &mut msg, now).await;
     }
-    let cfg = SessionConfig {
-        server_url: format!("{}{MANAGEMENT_PATH}", state.public_url),
-        provider_id: state.settings.provider_id.clone(),
-        reset_watch_interval: state
-            .settings
-            .reset_watch
-            .try_into()
-            .unwrap_or(time::Duration::MAX),
-        push: state
-            .settings
-            .push
-            .as_ref()
-            .map(|p| redeploy_core::push::PushConfig {
-                pfn: p.pfn.clone(),
-                channel_hosts: p.channel_hosts.clone(),
-            }),
-        ..SessionConfig::default()
-    };
-    let reply = match handle(state.store.as_ref(), &device, &msg, now, &cfg).await {
+    let reply = match handle(state.store.as_ref(), &view, &msg, now, cfg).await {
         Ok(reply) => reply,
         Err(SessionError::Sequence(why)) => {
             return Ok(
-                refuse_out_of_order(state, &device, &msg, bytes, now, &cfg, why.to_string()).await,
+                refuse_out_of_order(state, device, &msg, bytes, now, cfg, why.to_string()).await,
             )
         }
         Err(SessionError::Store(StoreError::SequenceMoved)) => {
@@ -262,7 +281,7 @@ async fn serve(
                 "message {} of session {:?} was taken by a concurrent request",
                 msg.hdr.msg_id, msg.hdr.session_id
             );
-            return Ok(refuse_out_of_order(state, &device, &msg, bytes, now, &cfg, why).await);
+            return Ok(refuse_out_of_order(state, device, &msg, bytes, now, cfg, why).await);
         }
         Err(e) => {
             tracing::warn!(device = %device.id, error = %e, "session step failed; no reply sent");
@@ -285,7 +304,7 @@ async fn serve(
         // Committed as sent, not yet on its way to the device.
         state.crash_point(crate::crash::AFTER_REPLY_COMMIT);
     }
-    Ok((answer(state, &device, &msg, bytes, now, &reply), "ok"))
+    Ok((answer(state, device, &msg, bytes, now, &reply), "ok"))
 }
 
 /// Writes `reply` to `msg` once (the engine kept it under its byte budget with

@@ -6,12 +6,14 @@ use async_trait::async_trait;
 use redeploy_core::action::action_after_send;
 use redeploy_core::command::{CommandState, DeviceCommand, SentIn, Verb};
 use redeploy_core::ids::{ActionId, CommandId, DeviceId};
-use redeploy_core::store::{CommandQueue, SessionStep, StepOutcome, StoreError, StoreResult};
+use redeploy_core::store::{
+    CheckInView, CommandQueue, SessionStep, StepOutcome, StoreError, StoreResult,
+};
 use sea_query::{Cond, Expr, Keyword, LockType, Order, Query, SelectStatement, SimpleExpr};
 
 use crate::actions::{action_in, discard_queued_in, insert_action_in, update_action_in};
 use crate::bulk::insert_rows;
-use crate::devices::{record_seen_on, set_last_message_in, update_device_in};
+use crate::devices::{step_device_row_in, DeviceRowStep};
 use crate::dialect::{Dialect, SqlRow};
 use crate::inventory::upsert_inventory_in;
 use crate::query::{built, built_locked, v};
@@ -150,6 +152,14 @@ impl<D: Dialect> SqlStore<D> {
 
 #[async_trait]
 impl<D: Dialect> CommandQueue for SqlStore<D> {
+    async fn check_in_view(
+        &self,
+        id: DeviceId,
+        inventory: &[&str],
+    ) -> StoreResult<Option<CheckInView>> {
+        self.read_check_in_view(id, inventory).await
+    }
+
     async fn enqueue(&self, commands: &[DeviceCommand]) -> StoreResult<()> {
         if commands.is_empty() {
             return Ok(());
@@ -235,19 +245,21 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
         let device = step.device;
         let foreign =
             |what: &str| StoreError::Conflict(format!("{what} is not for device {device}"));
-        // First: a message taken meanwhile (a concurrent duplicate) makes this step nothing.
-        if let Some((last, next)) = &step.sequence {
-            set_last_message_in(&mut tx, device, last, next).await?;
+        if step.device_update.as_ref().is_some_and(|d| d.id != device) {
+            return Err(foreign("device update"));
         }
-        if let Some(d) = &step.device_update {
-            if d.id != device {
-                return Err(foreign("device update"));
-            }
-            update_device_in(&mut tx, d).await?;
-        }
-        if step.seen {
-            record_seen_on(tx.on(), device, step.at, step.current_user.clone()).await?;
-        }
+        // First, in one statement: a message taken meanwhile (a concurrent duplicate) makes
+        // this step nothing; else the device's new values and when it was seen.
+        step_device_row_in(
+            &mut tx,
+            DeviceRowStep {
+                id: device,
+                sequence: step.sequence.as_ref(),
+                update: step.device_update.as_ref(),
+                seen: step.seen.then(|| (step.at, step.current_user.clone())),
+            },
+        )
+        .await?;
         for a in &step.answers {
             let c = command_in(&mut tx, a.command).await?;
             if c.device != device {

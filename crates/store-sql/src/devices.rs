@@ -57,7 +57,7 @@ pub(crate) const DEVICE_COLS: [Dv; 33] = [
 
 /// Every device, to be narrowed and ordered: rows for [`row_device`]. Beside [`DEVICE_COLS`]
 /// it reads the last message taken, which only the session step writes
-/// ([`set_last_message_in`]).
+/// ([`step_device_row_in`]).
 pub(crate) fn select_devices() -> SelectStatement {
     Query::select()
         .columns(DEVICE_COLS)
@@ -66,25 +66,60 @@ pub(crate) fn select_devices() -> SelectStatement {
         .to_owned()
 }
 
-/// Records `next` as the last message taken from `id`, if `last` still is (compare and set):
-/// [`StoreError::SequenceMoved`] when another message was taken meanwhile.
-pub(crate) async fn set_last_message_in<D: Dialect>(
+/// What one device message changes in its device row, written by [`step_device_row_in`] as one
+/// UPDATE: the message sequence moved on (compare-and-set), the device's new values, and when it
+/// was last seen by whom.
+pub(crate) struct DeviceRowStep<'a> {
+    pub(crate) id: DeviceId,
+    pub(crate) sequence: Option<&'a (MessageSeq, MessageSeq)>,
+    pub(crate) update: Option<&'a Device>,
+    pub(crate) seen: Option<(OffsetDateTime, Option<String>)>,
+}
+
+/// Writes `step` in one statement (a check-in changes its device row once, not once per kind of
+/// change). With a sequence, no row changed means another request took this message meanwhile
+/// ([`StoreError::SequenceMoved`]); without one, that the device is unknown.
+pub(crate) async fn step_device_row_in<D: Dialect>(
     tx: &mut Tx<D>,
-    id: DeviceId,
-    last: &MessageSeq,
-    next: &MessageSeq,
+    step: DeviceRowStep<'_>,
 ) -> StoreResult<()> {
+    let mut values: Vec<(Dv, SimpleExpr)> = match step.update {
+        Some(d) => DEVICE_COLS
+            .into_iter()
+            .zip(device_values(d))
+            .skip(1)
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut set = |col: Dv, value: SimpleExpr| match values.iter_mut().find(|(c, _)| *c == col) {
+        Some(slot) => slot.1 = value,
+        None => values.push((col, value)),
+    };
+    if let Some((at, user)) = step.seen {
+        set(Dv::LastSeen, v(at));
+        set(Dv::CurrentUserName, v(user));
+    }
     let as_int = |n: u64| i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("MsgID {n}")));
-    let update = Query::update()
+    let mut update = Query::update();
+    update
         .table(Dv::Table)
-        .value(Dv::DmSessionId, v(next.session_id.clone()))
-        .value(Dv::DmMsgId, v(as_int(next.msg_id)?))
-        .and_where(Expr::col(Dv::Id).eq(v(id)))
-        .and_where(Expr::col(Dv::DmSessionId).eq(v(last.session_id.clone())))
-        .and_where(Expr::col(Dv::DmMsgId).eq(v(as_int(last.msg_id)?)))
-        .to_owned();
+        .and_where(Expr::col(Dv::Id).eq(v(step.id)));
+    if let Some((last, next)) = step.sequence {
+        set(Dv::DmSessionId, v(next.session_id.clone()));
+        set(Dv::DmMsgId, v(as_int(next.msg_id)?));
+        update
+            .and_where(Expr::col(Dv::DmSessionId).eq(v(last.session_id.clone())))
+            .and_where(Expr::col(Dv::DmMsgId).eq(v(as_int(last.msg_id)?)));
+    }
+    if values.is_empty() {
+        return Ok(());
+    }
+    update.values(values);
     if built::<D>(&update)?.execute(tx.on()).await? == 0 {
-        return Err(StoreError::SequenceMoved);
+        return Err(match step.sequence {
+            Some(_) => StoreError::SequenceMoved,
+            None => StoreError::NotFound(format!("device {}", step.id)),
+        });
     }
     Ok(())
 }

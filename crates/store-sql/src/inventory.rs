@@ -1,13 +1,16 @@
 //! Inventory: the latest value of each CSP node a device reported, kept per (device, URI).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use redeploy_core::ids::DeviceId;
 use redeploy_core::inventory::InventoryValue;
 use redeploy_core::store::{InventoryStore, StoreResult};
 use sea_query::{Alias, Expr, OnConflict, Order, Query, SelectStatement};
 
+use crate::bulk::insert_rows_or;
 use crate::dialect::{Dialect, SqlRow};
-use crate::query::{built, insert_row, v};
+use crate::query::{built, v};
 use crate::schema::Inventory as I;
 use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
@@ -33,35 +36,49 @@ fn select_of(device: DeviceId) -> SelectStatement {
         .to_owned()
 }
 
-/// Stores `values` in `tx`; a value never replaces a newer one.
+/// Stores `values` in `tx`; a value never replaces a newer one. One statement for them all (as
+/// few as the parameter limit allows): a check-in's DevInfo and an inventory answer are one
+/// write each, not one per node. Of two values for one node the newer is kept (the later of
+/// equals), as writing them one by one would: a single INSERT may not change a row twice.
 pub(crate) async fn upsert_inventory_in<D: Dialect>(
     tx: &mut Tx<D>,
     values: &[InventoryValue],
 ) -> StoreResult<()> {
+    let mut latest: Vec<&InventoryValue> = Vec::with_capacity(values.len());
+    let mut index: HashMap<(DeviceId, &str), usize> = HashMap::with_capacity(values.len());
     for val in values {
-        let upsert = insert_row(
-            I::Table,
-            INVENTORY_COLS,
+        match index.get(&(val.device, val.uri.as_str())) {
+            Some(&i) if val.at >= latest[i].at => latest[i] = val,
+            Some(_) => {}
+            None => {
+                index.insert((val.device, val.uri.as_str()), latest.len());
+                latest.push(val);
+            }
+        }
+    }
+    let newer_only = OnConflict::columns([I::DeviceId, I::Uri])
+        .update_columns([I::Value, I::Format, I::At])
+        .action_and_where(
+            Expr::col((Alias::new("excluded"), I::At)).gte(Expr::col((I::Table, I::At))),
+        )
+        .to_owned();
+    insert_rows_or(
+        tx,
+        I::Table,
+        INVENTORY_COLS,
+        &latest,
+        |val| {
             [
                 v(val.device),
                 v(val.uri.clone()),
                 v(val.value.clone()),
                 v(val.format.clone()),
                 v(val.at),
-            ],
-        )?
-        .on_conflict(
-            OnConflict::columns([I::DeviceId, I::Uri])
-                .update_columns([I::Value, I::Format, I::At])
-                .action_and_where(
-                    Expr::col((Alias::new("excluded"), I::At)).gte(Expr::col((I::Table, I::At))),
-                )
-                .to_owned(),
-        )
-        .to_owned();
-        built::<D>(&upsert)?.execute(tx.on()).await?;
-    }
-    Ok(())
+            ]
+        },
+        Some(newer_only),
+    )
+    .await
 }
 
 #[async_trait]

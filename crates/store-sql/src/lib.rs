@@ -9,6 +9,7 @@ mod audit;
 mod autopilot;
 mod batches;
 mod bulk;
+mod check_in;
 mod commands;
 mod console_sessions;
 mod devices;

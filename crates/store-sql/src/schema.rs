@@ -70,7 +70,7 @@ pub(crate) enum AutopilotDevices {
 }
 
 /// `devices`: one row per PC (kept after unenrollment, with `unenrolled_at` set).
-#[derive(Clone, Copy, Iden)]
+#[derive(Clone, Copy, PartialEq, Eq, Iden)]
 pub(crate) enum Devices {
     Table,
     Id,

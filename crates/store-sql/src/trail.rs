@@ -8,8 +8,9 @@ use redeploy_core::trail::{Direction, TrailMessage};
 
 use sea_query::{Alias, Expr, Order, Query, SimpleExpr};
 
+use crate::bulk::{insert_rows, PARAMS_PER_STATEMENT};
 use crate::dialect::{Dialect, SqlRow};
-use crate::query::{built, insert_row, v};
+use crate::query::{built, v};
 use crate::schema::DeviceMessages as M;
 use crate::sql::RowExt;
 use crate::SqlStore;
@@ -46,46 +47,45 @@ impl<D: Dialect> SupportTrail for SqlStore<D> {
         if messages.is_empty() || keep == 0 {
             return Ok(());
         }
-        let mut tx = self.begin().await?;
+        // Two statements for the whole batch, however many check-ins it holds: the messages
+        // in multi-row INSERTs, then one DELETE of what lies beyond each device's `keep`
+        // newest (the writer holds the database's write lock meanwhile; check-ins wait).
         let mut devices: Vec<DeviceId> = Vec::new();
         for m in messages {
-            let insert = insert_row(
-                M::Table,
-                TRAIL_COLS,
-                [
-                    v(m.device),
-                    v(m.at),
-                    v(m.direction.as_str()),
-                    v(m.session_id.clone()),
-                    v(m.msg_id.clone()),
-                    v(m.body.clone()),
-                    v(i64::try_from(m.size).unwrap_or(i64::MAX)),
-                ],
-            )?;
-            built::<D>(&insert)?.execute(tx.on()).await?;
             if !devices.contains(&m.device) {
                 devices.push(m.device);
             }
         }
-        for device in devices {
-            // Everything older than the device's `keep`-th newest message goes.
-            let newest = Query::select()
-                .column(M::Seq)
-                .from(M::Table)
-                .and_where(Expr::col(M::DeviceId).eq(v(device)))
-                .order_by(M::Seq, Order::Desc)
-                .limit(u64::from(keep))
-                .to_owned();
-            let oldest_kept = Query::select()
-                .expr(Expr::col(M::Seq).min())
-                .from_subquery(newest, Alias::new("newest"))
-                .to_owned();
+        let mut tx = self.begin().await?;
+        insert_rows(&mut tx, M::Table, TRAIL_COLS, messages, |m| {
+            [
+                v(m.device),
+                v(m.at),
+                v(m.direction.as_str()),
+                v(m.session_id.clone()),
+                v(m.msg_id.clone()),
+                v(m.body.clone()),
+                v(i64::try_from(m.size).unwrap_or(i64::MAX)),
+            ]
+        })
+        .await?;
+        // The device's `keep`-th newest message (NULL while it has fewer: nothing goes).
+        let newer = Alias::new("newer");
+        let keep_th = Query::select()
+            .column((newer.clone(), M::Seq))
+            .from_as(M::Table, newer.clone())
+            .and_where(Expr::col((newer.clone(), M::DeviceId)).equals((M::Table, M::DeviceId)))
+            .order_by((newer, M::Seq), Order::Desc)
+            .limit(1)
+            .offset(u64::from(keep - 1))
+            .to_owned();
+        for chunk in devices.chunks(PARAMS_PER_STATEMENT) {
             let delete = Query::delete()
                 .from_table(M::Table)
-                .and_where(Expr::col(M::DeviceId).eq(v(device)))
-                .and_where(Expr::col(M::Seq).lt(SimpleExpr::SubQuery(
+                .and_where(Expr::col((M::Table, M::DeviceId)).is_in(chunk.iter().map(|d| v(*d))))
+                .and_where(Expr::col((M::Table, M::Seq)).lt(SimpleExpr::SubQuery(
                     None,
-                    Box::new(oldest_kept.into_sub_query_statement()),
+                    Box::new(keep_th.clone().into_sub_query_statement()),
                 )))
                 .to_owned();
             built::<D>(&delete)?.execute(tx.on()).await?;

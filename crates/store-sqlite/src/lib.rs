@@ -12,12 +12,15 @@ use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row as _, SqlitePool};
-use store_sql::{backend, corrupt, run, Arg, ConnectOptions, Dialect, On, SqlRow};
+use sqlx::{Connection as _, Row as _};
+use store_sql::{backend, corrupt, Arg, ConnectOptions, Dialect, On, SqlRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub mod backup;
+mod writer;
+
+use writer::{Turn, Turns};
 
 /// The SQLite store.
 pub type SqliteStore = store_sql::SqlStore<Sqlite>;
@@ -33,6 +36,73 @@ fn parse_options(url_or_path: &str) -> StoreResult<SqliteConnectOptions> {
     } else {
         Ok(SqliteConnectOptions::new().filename(url_or_path))
     }
+}
+
+/// The connection pool (reads) and this process's writer ([`writer`]: writes take turns and run
+/// on a connection of their own).
+#[derive(Clone, Debug)]
+pub struct SqlitePool {
+    pool: sqlx::SqlitePool,
+    turns: Turns,
+}
+
+impl SqlitePool {
+    /// The sqlx pool (tools and tests that run their own statements).
+    pub fn sqlx(&self) -> &sqlx::SqlitePool {
+        &self.pool
+    }
+}
+
+impl std::ops::Deref for SqlitePool {
+    type Target = sqlx::SqlitePool;
+
+    fn deref(&self) -> &sqlx::SqlitePool {
+        &self.pool
+    }
+}
+
+/// A write transaction, holding the process's writer turn until it commits or is dropped
+/// (dropped uncommitted: rolled back).
+#[derive(Debug)]
+pub struct SqliteTx(TxOn);
+
+#[derive(Debug)]
+enum TxOn {
+    /// On the writer connection (a database file). `None` once committed.
+    Writer(Option<Turn>),
+    /// On the one pooled connection of an in-memory database (sqlx rolls it back if dropped).
+    Pooled {
+        tx: Option<sqlx::Transaction<'static, sqlx::Sqlite>>,
+        _turn: Turn,
+    },
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if let TxOn::Writer(turn) = &mut self.0 {
+            if let Some(turn) = turn.take() {
+                writer::abandon(turn);
+            }
+        }
+    }
+}
+
+/// Runs sqlx query method `$method` of `$q` where `$on` says: reads on the pool; statements
+/// of a transaction on its connection. (`execute` on the pool is handled before: a write.)
+macro_rules! run_on {
+    ($on:expr, $q:expr, $method:ident) => {
+        match $on {
+            On::Pool(pool) => $q.$method(&pool.pool).await,
+            On::Tx(tx) => match &mut tx.0 {
+                TxOn::Writer(Some(turn)) => match writer::connection(turn) {
+                    Some(conn) => $q.$method(conn).await,
+                    None => return Err(StoreError::Backend("no writer connection".into())),
+                },
+                TxOn::Pooled { tx: Some(tx), .. } => $q.$method(&mut **tx).await,
+                _ => return Err(StoreError::Backend("transaction already finished".into())),
+            },
+        }
+    };
 }
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments<'q>>;
@@ -51,7 +121,7 @@ fn query(sql: &str, args: Vec<Arg>) -> Query<'_> {
 #[async_trait]
 impl Dialect for Sqlite {
     type Pool = SqlitePool;
-    type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+    type Tx = SqliteTx;
     type Row = Row;
 
     /// None: a `BEGIN IMMEDIATE` transaction already holds the database's single write lock.
@@ -84,37 +154,90 @@ impl Dialect for Sqlite {
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { 4 })
             .acquire_timeout(connect.wait)
-            .connect_with(options)
+            // A file connection does not go stale as a network one does; testing it before
+            // each use would cost a round trip to its worker thread per statement.
+            .test_before_acquire(false)
+            .connect_with(options.clone())
             .await
             .map_err(backend)?;
         sqlx::migrate!()
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(pool)
+        // The writer's own connection to the file (an in-memory database is private to its
+        // one pooled connection: its writes run there).
+        let conn = if in_memory {
+            None
+        } else {
+            Some(
+                sqlx::SqliteConnection::connect_with(&options)
+                    .await
+                    .map_err(backend)?,
+            )
+        };
+        Ok(SqlitePool {
+            pool,
+            turns: Turns::new(conn, connect.wait),
+        })
     }
 
     async fn close(pool: &SqlitePool) {
-        pool.close().await;
+        pool.turns.close().await;
+        pool.pool.close().await;
     }
 
     async fn begin(pool: &SqlitePool) -> StoreResult<Self::Tx> {
-        // IMMEDIATE: take the write lock up front, so two writers wait (busy_timeout) instead of
-        // one failing with SQLITE_BUSY when it upgrades from a read.
-        pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)
+        // This process's writers in turn first (no connection is held while waiting); then
+        // IMMEDIATE takes the write lock up front (writer::begin).
+        let mut turn = pool.turns.take().await?;
+        if writer::connection(&mut turn).is_none() {
+            let tx = pool
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(backend)?;
+            return Ok(SqliteTx(TxOn::Pooled {
+                tx: Some(tx),
+                _turn: turn,
+            }));
+        }
+        writer::begin(&mut turn).await?;
+        Ok(SqliteTx(TxOn::Writer(Some(turn))))
     }
 
-    async fn commit(tx: Self::Tx) -> StoreResult<()> {
-        tx.commit().await.map_err(backend)
+    async fn commit(mut tx: Self::Tx) -> StoreResult<()> {
+        match &mut tx.0 {
+            TxOn::Writer(turn) => match turn.as_mut() {
+                Some(t) => writer::commit(t).await,
+                None => Ok(()),
+            },
+            TxOn::Pooled { tx: inner, .. } => match inner.take() {
+                Some(inner) => inner.commit().await.map_err(backend),
+                None => Ok(()),
+            },
+        }
     }
 
     async fn execute(on: On<'_, Self>, sql: &str, args: Vec<Arg>) -> StoreResult<u64> {
-        Ok(run::execute(on, query(sql, args)).await?.rows_affected())
+        let q = query(sql, args);
+        let done = match on {
+            // A statement on its own that changes something: a write, in its turn.
+            On::Pool(pool) => {
+                let mut turn = pool.turns.take().await?;
+                match writer::connection(&mut turn) {
+                    Some(conn) => q.execute(conn).await,
+                    None => q.execute(&pool.pool).await,
+                }
+            }
+            on => run_on!(on, q, execute),
+        };
+        Ok(done.map_err(backend)?.rows_affected())
     }
 
     async fn fetch_all(on: On<'_, Self>, sql: &str, args: Vec<Arg>) -> StoreResult<Vec<Row>> {
-        let rows = run::fetch_all(on, query(sql, args)).await?;
-        Ok(rows.into_iter().map(Row).collect())
+        let q = query(sql, args);
+        let rows = run_on!(on, q, fetch_all);
+        Ok(rows.map_err(backend)?.into_iter().map(Row).collect())
     }
 
     async fn fetch_optional(
@@ -122,7 +245,9 @@ impl Dialect for Sqlite {
         sql: &str,
         args: Vec<Arg>,
     ) -> StoreResult<Option<Row>> {
-        Ok(run::fetch_optional(on, query(sql, args)).await?.map(Row))
+        let q = query(sql, args);
+        let row = run_on!(on, q, fetch_optional);
+        Ok(row.map_err(backend)?.map(Row))
     }
 }
 

@@ -102,6 +102,29 @@ fn audit_event(action: &str, device: DeviceId, at: OffsetDateTime) -> NewAuditEv
     }
 }
 
+/// The device answers `command` of session `session` with 200, at `t(2)`.
+async fn answer_ok(store: &Arc<dyn Store>, device: DeviceId, session: &str, command: CommandId) {
+    let mut step = SessionStep::new(device, session, t(2));
+    step.answers = vec![CommandAnswer {
+        command,
+        status: 200,
+        result: None,
+    }];
+    store.session_step(step).await.unwrap();
+}
+
+/// An Autopilot Reset an admin asks of `device` at [`T0`].
+fn admin_reset(device: DeviceId) -> Action {
+    Action::new(
+        ActionId::generate(),
+        device,
+        ActionKind::AutopilotReset,
+        "admin",
+        None,
+        T0,
+    )
+}
+
 fn get_cmd(device: DeviceId, uri: &str) -> DeviceCommand {
     DeviceCommand::new(CommandId::generate(), device, None, Verb::Get, uri, T0)
 }
@@ -885,13 +908,7 @@ pub async fn unanswered_sent_commands_are_listed(store: Arc<dyn Store>) {
         .await
         .unwrap();
     take(&store, d, "S1", "1", 10).await;
-    let mut step = SessionStep::new(d, "S1", t(2));
-    step.answers = vec![CommandAnswer {
-        command: answered.id,
-        status: 200,
-        result: None,
-    }];
-    store.session_step(step).await.unwrap();
+    answer_ok(&store, d, "S1", answered.id).await;
 
     let later = get_cmd(d, "./d");
     store.enqueue(std::slice::from_ref(&later)).await.unwrap();
@@ -926,16 +943,106 @@ pub async fn unanswered_sent_commands_are_listed(store: Arc<dyn Store>) {
     ));
 }
 
+/// A check-in's first read says truly whether each later read can find anything: a flag is
+/// never `false` while there is something (an idle PC's check-in skips those reads), and the
+/// inventory values are the stored ones.
+pub async fn check_in_view_says_what_a_session_start_can_find(store: Arc<dyn Store>) {
+    let (a_uri, b_uri, absent) = ("./DevDetail/SwV", "./Vendor/MSFT/X/IsSyncDone", "./Nope");
+    let uris = [a_uri, b_uri, absent];
+    assert!(store
+        .check_in_view(DeviceId::generate(), &uris)
+        .await
+        .unwrap()
+        .is_none());
+    let d = enrolled(&store, "view").await;
+    let other = enrolled(&store, "view-other").await;
+    let view = |store: Arc<dyn Store>| async move {
+        store.check_in_view(d, &uris).await.unwrap().unwrap()
+    };
+    let idle = view(store.clone()).await;
+    assert_eq!(idle.device, store.device(d).await.unwrap().unwrap());
+    assert_eq!(
+        (idle.unseen_renewals, idle.open_actions, idle.open_commands),
+        (false, false, false)
+    );
+    assert_eq!(idle.inventory, Some(vec![]));
+
+    // Inventory: the stored values of the nodes asked for, of this device only.
+    let value = |device, uri: &str, value: &str, at| InventoryValue {
+        device,
+        uri: uri.into(),
+        value: value.into(),
+        format: Some("chr".into()),
+        at,
+    };
+    let stored = [value(d, a_uri, "10.0", t(1)), value(d, b_uri, "true", t(2))];
+    store.upsert_inventory(&stored).await.unwrap();
+    store
+        .upsert_inventory(&[
+            value(other, absent, "x", t(1)),
+            value(d, "./Other", "y", t(1)),
+        ])
+        .await
+        .unwrap();
+    let mut got = view(store.clone()).await.inventory.unwrap();
+    got.sort_by(|x, y| x.uri.cmp(&y.uri));
+    assert_eq!(got, stored);
+
+    // Commands: queued and sent-unanswered are open; answered ones are not; another device's
+    // queue is not this one's.
+    store.enqueue(&[get_cmd(other, "./o")]).await.unwrap();
+    assert!(!view(store.clone()).await.open_commands);
+    let get = get_cmd(d, "./a");
+    store.enqueue(std::slice::from_ref(&get)).await.unwrap();
+    assert!(view(store.clone()).await.open_commands, "queued");
+    take(&store, d, "S1", "1", 10).await;
+    assert!(view(store.clone()).await.open_commands, "sent, unanswered");
+    answer_ok(&store, d, "S1", get.id).await;
+    assert!(!view(store.clone()).await.open_commands, "answered");
+
+    // Actions: every state short of settled is open.
+    let mut a = admin_reset(d);
+    store.create_action(&a, &[]).await.unwrap();
+    assert!(view(store.clone()).await.open_actions, "requested");
+    for (i, s) in [ActionState::Pending, ActionState::Sent, ActionState::Failed]
+        .into_iter()
+        .enumerate()
+    {
+        let before = a.state;
+        a.transition(s, t(i as i64 + 3), None).unwrap();
+        store.update_action(before, &a).await.unwrap();
+        assert_eq!(
+            view(store.clone()).await.open_actions,
+            !s.is_terminal(),
+            "{s}"
+        );
+    }
+
+    // Renewals: unseen until the new certificate is used.
+    let mut dev = store.device(d).await.unwrap().unwrap();
+    dev.cert_thumbprint = Some("a1".repeat(20));
+    store.update_device(&dev).await.unwrap();
+    let (renewal, enrollment) = renewal_of(d, &"a1".repeat(20), &"b2".repeat(20), t(9));
+    store
+        .renew_device_certificate(&renewal, &enrollment)
+        .await
+        .unwrap();
+    assert!(view(store.clone()).await.unseen_renewals);
+    store.retire_renewed_certificates(d, t(10)).await.unwrap();
+    let settled = view(store.clone()).await;
+    assert_eq!(
+        (
+            settled.unseen_renewals,
+            settled.open_actions,
+            settled.open_commands
+        ),
+        (false, false, false)
+    );
+}
+
 pub async fn action_transitions_persist_with_timeline(store: Arc<dyn Store>) {
     let d = enrolled(&store, "actions").await;
-    let mut a = Action::new(
-        ActionId::generate(),
-        d,
-        ActionKind::AutopilotReset,
-        "admin",
-        None,
-        T0,
-    );
+    let mut a = admin_reset(d);
     store.create_action(&a, &[]).await.unwrap();
     assert!(matches!(
         store.create_action(&a, &[]).await,
@@ -3685,6 +3792,28 @@ pub async fn the_support_trail_keeps_the_newest_messages_per_device(store: Arc<d
         "5",
         "nothing half written"
     );
+
+    // One batch of several devices' messages, beyond `keep` for each (as the trail's writer
+    // stores what many check-ins left): each device keeps its own newest.
+    let batch: Vec<_> = (10..14)
+        .flat_map(|i| {
+            [
+                message(&a, i, Direction::FromDevice),
+                message(&b, i, Direction::ToDevice),
+            ]
+        })
+        .collect();
+    store.append_trail(&batch, 3).await.unwrap();
+    for d in [&a, &b] {
+        let ids: Vec<_> = store
+            .trail(d.id, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.msg_id)
+            .collect();
+        assert_eq!(ids, ["13", "12", "11"], "{}", d.name);
+    }
 }
 
 /// A renewal of `device` from `old` to `new` at `at`, with its enrollment record.

@@ -17,7 +17,7 @@ use crate::device::Device;
 use crate::ids::{ActionId, BatchId};
 use crate::inventory::InventoryValue;
 use crate::schedule::BatchWindow;
-use crate::store::Store;
+use crate::store::{CheckInView, Store};
 
 /// What the store knows that one device message's decision needs, read by [`load`] (or built by
 /// hand in tests). Each field says when it is filled; where the message does not need it, it is
@@ -109,13 +109,25 @@ pub(super) fn advancing(
     out
 }
 
-/// Reads what `msg` from `device` needs (see [`Loaded`] for what is read when). Only reads.
+/// The inventory nodes a check-in's first read brings along ([`CheckInView::inventory`]): those
+/// a session start needs (inventory's marker, the reset watch's last read of IsSyncDone).
+pub fn check_in_uris(cfg: &SessionConfig) -> [String; 2] {
+    [
+        INVENTORY_MARKER.to_owned(),
+        first_sync_done_uri(&cfg.provider_id),
+    ]
+}
+
+/// Reads what `msg` from the device of `view` needs (see [`Loaded`] for what is read when). Only
+/// reads; what `view` says cannot be found (no open action, no open command, the inventory
+/// values it holds) is not read again.
 pub async fn load(
     store: &dyn Store,
-    device: &Device,
+    view: &CheckInView,
     msg: &SyncMl,
     cfg: &SessionConfig,
 ) -> Result<Loaded, SessionError> {
+    let device = &view.device;
     let session_id = msg.hdr.session_id.as_str();
     let alerts = Alerts::of(msg);
     let mut loaded = Loaded::new(device.clone());
@@ -141,11 +153,13 @@ pub async fn load(
         .referenced
         .values()
         .any(|c| c.state == CommandState::Sent && is_watch_get(c, &cfg.provider_id));
-    if alerts.session_start || alerts.unenroll || watch_answered {
+    // Without an open action, a session start or an unenrollment has nothing to advance or
+    // cancel; the watch's answer is judged against every action, settled ones too.
+    if watch_answered || ((alerts.session_start || alerts.unenroll) && view.open_actions) {
         loaded.actions = store.actions_of_device(device.id).await?;
     }
-    // Both stored reads a session start needs (inventory's marker, the watch's last read) in
-    // one query; an answer to the watch needs the second alone.
+    // Both stored reads a session start needs (inventory's marker, the watch's last read), from
+    // the view or in one query; an answer to the watch needs the second alone.
     let sync_done_uri = first_sync_done_uri(&cfg.provider_id);
     if alerts.session_start || watch_answered {
         let uris: &[&str] = if alerts.session_start {
@@ -153,7 +167,20 @@ pub async fn load(
         } else {
             &[&sync_done_uri]
         };
-        for value in store.inventory_values(device.id, uris).await? {
+        let values = match &view.inventory {
+            Some(known)
+                if uris
+                    .iter()
+                    .all(|u| check_in_uris(cfg).iter().any(|k| k == u)) =>
+            {
+                known.clone()
+            }
+            _ => store.inventory_values(device.id, uris).await?,
+        };
+        for value in values
+            .into_iter()
+            .filter(|v| uris.contains(&v.uri.as_str()))
+        {
             if value.uri == INVENTORY_MARKER {
                 loaded.inventory_read_at = Some(value.at);
             } else {
@@ -162,7 +189,9 @@ pub async fn load(
         }
     }
     let advancing = advancing(answered, &alerts, &loaded.actions);
-    loaded.pending_windows = store.pending_action_windows(device.id).await?;
+    if view.open_actions {
+        loaded.pending_windows = store.pending_action_windows(device.id).await?;
+    }
     let wanted: Vec<ActionId> = advancing
         .iter()
         .copied()
@@ -195,10 +224,12 @@ pub async fn load(
         }
     }
 
-    loaded.queued = store
-        .queued_commands(device.id, cfg.max_commands_per_message.saturating_add(1))
-        .await?;
-    if alerts.session_start {
+    if view.open_commands {
+        loaded.queued = store
+            .queued_commands(device.id, cfg.max_commands_per_message.saturating_add(1))
+            .await?;
+    }
+    if alerts.session_start && view.open_commands {
         loaded.unanswered = store
             .unanswered_commands(device.id, Some(session_id))
             .await?;

@@ -21,14 +21,13 @@ mod tests;
 use syncml::SyncMl;
 use time::{Duration, OffsetDateTime};
 
-use crate::device::Device;
 use crate::ids::{ActionId, DeviceId};
-use crate::store::{Store, StoreError};
+use crate::store::{CheckInView, Store, StoreError};
 
 pub use commit::{commit, to_syncml};
 pub use decide::{decide, Decision};
 pub use inventory::{apply_inventory, inventory_label, inventory_uris};
-pub use load::{load, Loaded};
+pub use load::{check_in_uris, load, Loaded};
 pub use message::upn_from_jwt;
 
 /// Errors of the session engine and of action requests.
@@ -100,14 +99,17 @@ impl Default for SessionConfig {
 /// change (check-in, answers, inventory, action progress, commands taken for the reply) is
 /// committed in one [`crate::store::CommandQueue::session_step`]; if it fails, the error comes
 /// back and the reply must not be sent (nothing was marked sent).
+///
+/// `view` is the check-in's first read ([`crate::store::CommandQueue::check_in_view`] with
+/// [`check_in_uris`]), or [`CheckInView::of`] a device to read everything.
 pub async fn handle(
     store: &dyn Store,
-    device: &Device,
+    view: &CheckInView,
     msg: &SyncMl,
     now: OffsetDateTime,
     cfg: &SessionConfig,
 ) -> Result<SyncMl, SessionError> {
-    let loaded = load(store, device, msg, cfg).await?;
+    let loaded = load(store, view, msg, cfg).await?;
     let decision = decide(&loaded, msg, now, cfg)?;
     commit(store, decision).await
 }

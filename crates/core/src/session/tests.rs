@@ -11,6 +11,7 @@ use crate::command::{
     first_sync_done_uri, CommandState, DeviceCommand, SentIn, Verb, AUTOPILOT_LAST_ERROR_URI,
     AUTOPILOT_RESET_EXEC_URI, AUTOPILOT_STATUS_URI, WINRE_STATUS_URI,
 };
+use crate::device::Device;
 use crate::ids::{ActionId, BatchId, CommandId};
 use crate::inventory::InventoryValue;
 use crate::preflight::HR_WINRE_DISABLED;

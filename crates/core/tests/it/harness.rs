@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use redeploy_core::store::CheckInView;
 pub use redeploy_core::store::{
     ActionStore, AuditLog, CommandQueue, DeviceStore, EnrollmentStore, InventoryStore,
 };
@@ -35,9 +36,19 @@ impl Env {
     /// Runs one device message (XML text) through the engine at `at`.
     pub async fn send(&self, xml: &str, at: OffsetDateTime) -> SyncMl {
         let msg = syncml::parse(xml.as_bytes()).unwrap();
-        let device = self.device().await;
-        redeploy_core::session::handle(&self.store, &device, &msg, at, &self.cfg)
+        redeploy_core::session::handle(&self.store, &self.view().await, &msg, at, &self.cfg)
             .await
+            .unwrap()
+    }
+
+    /// The check-in's first read of the device, as the server makes it.
+    pub async fn view(&self) -> CheckInView {
+        let uris = redeploy_core::session::check_in_uris(&self.cfg);
+        let uris = [uris[0].as_str(), uris[1].as_str()];
+        self.store
+            .check_in_view(self.device, &uris)
+            .await
+            .unwrap()
             .unwrap()
     }
 

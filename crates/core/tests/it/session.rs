@@ -168,13 +168,13 @@ async fn a_command_counts_as_sent_only_when_the_step_commits() {
         "CREATE TRIGGER refuse_send BEFORE UPDATE OF state ON commands WHEN NEW.state = 'sent' \
          BEGIN SELECT RAISE(ABORT, 'simulated failure'); END",
     )
-    .execute(env.store.pool())
+    .execute(env.store.pool().sqlx())
     .await
     .unwrap();
-    let device = env.device().await;
     let msg1 = syncml::parse(start("2", "").as_bytes()).unwrap();
     let at = T0 + Duration::hours(1);
-    let err = redeploy_core::session::handle(&env.store, &device, &msg1, at, &env.cfg).await;
+    let err =
+        redeploy_core::session::handle(&env.store, &env.view().await, &msg1, at, &env.cfg).await;
     assert!(err.is_err(), "no reply when the commit fails");
     let c = env.store.command(id).await.unwrap().unwrap();
     assert_eq!((c.state, c.attempts), (CommandState::Queued, 0));
@@ -185,7 +185,7 @@ async fn a_command_counts_as_sent_only_when_the_step_commits() {
     );
 
     sqlx::query("DROP TRIGGER refuse_send")
-        .execute(env.store.pool())
+        .execute(env.store.pool().sqlx())
         .await
         .unwrap();
     let reply = env.send(&start("2", ""), at).await;

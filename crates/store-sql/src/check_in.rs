@@ -1,0 +1,142 @@
+//! A check-in's first read ([`CheckInView`]): the device row and, in the same statement, whether
+//! the reads a session start makes next can find anything — unseen certificate renewals, open
+//! actions, open commands — and the stored values of a few inventory nodes. An idle PC's
+//! check-in reads nothing more (docs/benchmarks.md "Check-ins against the TLS floor").
+
+use redeploy_core::action::ActionState;
+use redeploy_core::command::CommandState;
+use redeploy_core::ids::DeviceId;
+use redeploy_core::inventory::InventoryValue;
+use redeploy_core::store::{CheckInView, StoreResult};
+use sea_query::{Alias, Cond, Expr, Query, SelectStatement, SimpleExpr};
+
+use crate::devices::{row_device, select_devices};
+use crate::dialect::{Dialect, SqlRow};
+use crate::query::{built, v};
+use crate::schema::{
+    Actions as A, CertificateRenewals as R, Commands as C, Devices as Dv, Inventory as I,
+};
+use crate::SqlStore;
+
+/// The states an action settles in: the others are open.
+const SETTLED: [ActionState; 4] = [
+    ActionState::Done,
+    ActionState::Failed,
+    ActionState::Canceled,
+    ActionState::Expired,
+];
+
+/// `EXISTS (SELECT 1 FROM table WHERE table.device_id = devices.id AND cond)`.
+fn any_of_device<T: sea_query::Iden + Copy + 'static>(
+    table: T,
+    device_col: T,
+    cond: Cond,
+) -> SimpleExpr {
+    Expr::exists(
+        Query::select()
+            .expr(Expr::val(1))
+            .from(table)
+            .and_where(Expr::col((table, device_col)).equals((Dv::Table, Dv::Id)))
+            .cond_where(cond)
+            .to_owned(),
+    )
+}
+
+/// One column of the stored inventory value of node `uri` (NULL if never stored).
+fn inventory_col(uri: &str, col: I) -> SimpleExpr {
+    let select = Query::select()
+        .column((I::Table, col))
+        .from(I::Table)
+        .and_where(Expr::col((I::Table, I::DeviceId)).equals((Dv::Table, Dv::Id)))
+        .and_where(Expr::col((I::Table, I::Uri)).eq(v(uri)))
+        .to_owned();
+    SimpleExpr::SubQuery(None, Box::new(select.into_sub_query_statement()))
+}
+
+/// The view's statement: [`select_devices`] narrowed to `id`, with the flags and the
+/// inventory columns (`inv{i}_value`, `inv{i}_format`, `inv{i}_at` for `uris[i]`).
+fn select_view(id: DeviceId, uris: &[&str]) -> SelectStatement {
+    let mut select = select_devices();
+    select.and_where(Expr::col((Dv::Table, Dv::Id)).eq(v(id)));
+    select.expr_as(
+        any_of_device(
+            R::Table,
+            R::DeviceId,
+            Cond::all().add(Expr::col((R::Table, R::NewSeenAt)).is_null()),
+        ),
+        Alias::new("unseen_renewals"),
+    );
+    select.expr_as(
+        any_of_device(
+            A::Table,
+            A::DeviceId,
+            Cond::all()
+                .add(Expr::col((A::Table, A::State)).is_not_in(SETTLED.iter().map(|s| s.as_str()))),
+        ),
+        Alias::new("open_actions"),
+    );
+    select.expr_as(
+        any_of_device(
+            C::Table,
+            C::DeviceId,
+            Cond::any()
+                .add(Expr::col((C::Table, C::State)).eq(v(CommandState::Queued.as_str())))
+                .add(
+                    Cond::all()
+                        .add(Expr::col((C::Table, C::State)).eq(v(CommandState::Sent.as_str())))
+                        .add(Expr::col((C::Table, C::Status)).is_null()),
+                ),
+        ),
+        Alias::new("open_commands"),
+    );
+    for (i, uri) in uris.iter().enumerate() {
+        for (col, name) in [(I::Value, "value"), (I::Format, "format"), (I::At, "at")] {
+            select.expr_as(
+                inventory_col(uri, col),
+                Alias::new(format!("inv{i}_{name}")),
+            );
+        }
+    }
+    select
+}
+
+fn row_view(r: &impl SqlRow, id: DeviceId, uris: &[&str]) -> StoreResult<CheckInView> {
+    let flag = |col: &str| Ok::<_, redeploy_core::store::StoreError>(r.bool(col)?.unwrap_or(true));
+    let mut inventory = Vec::new();
+    for (i, uri) in uris.iter().enumerate() {
+        let (Some(value), Some(at)) = (
+            r.text(&format!("inv{i}_value"))?,
+            r.time(&format!("inv{i}_at"))?,
+        ) else {
+            continue;
+        };
+        inventory.push(InventoryValue {
+            device: id,
+            uri: (*uri).to_owned(),
+            value,
+            format: r.text(&format!("inv{i}_format"))?,
+            at,
+        });
+    }
+    Ok(CheckInView {
+        device: row_device(r)?,
+        unseen_renewals: flag("unseen_renewals")?,
+        open_actions: flag("open_actions")?,
+        open_commands: flag("open_commands")?,
+        inventory: Some(inventory),
+    })
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// [`redeploy_core::store::CommandQueue::check_in_view`].
+    pub(crate) async fn read_check_in_view(
+        &self,
+        id: DeviceId,
+        uris: &[&str],
+    ) -> StoreResult<Option<CheckInView>> {
+        let row = built::<D>(&select_view(id, uris))?
+            .fetch_optional(self.db())
+            .await?;
+        row.as_ref().map(|r| row_view(r, id, uris)).transpose()
+    }
+}
