@@ -447,6 +447,10 @@ pub struct SessionStep {
     pub current_user: Option<String>,
     /// Save this device row first (inventory-derived fields); must be `device`.
     pub device_update: Option<Device>,
+    /// The device as the step's decision read it: with it, only the fields `device_update`
+    /// changes are written (a check-in rewrites no index of an unchanged column, and keeps a
+    /// change made meanwhile to a field it did not touch); without it, every field.
+    pub device_was: Option<Device>,
     /// Statuses/results for commands that were sent; each must be `sent` and belong to `device`.
     pub answers: Vec<CommandAnswer>,
     /// Inventory values to upsert; each must be for `device`.
@@ -481,6 +485,7 @@ impl SessionStep {
             seen: false,
             current_user: None,
             device_update: None,
+            device_was: None,
             answers: Vec::new(),
             inventory: Vec::new(),
             action_updates: Vec::new(),

@@ -19,6 +19,30 @@ use crate::{SqlStore, Tx};
 /// (65,535), large enough that a statement's round trip is a small share of its work.
 pub(crate) const PARAMS_PER_STATEMENT: usize = 30_000;
 
+/// `items` in chunks of at most `max` whose lengths come from a small set — `max` itself, then
+/// powers of two for the rest — so that a multi-row statement has few distinct shapes. Each
+/// shape is a statement the database prepares once per connection and keeps (sqlx's statement
+/// cache); a new length each time would be parsed and planned again, and push the check-ins'
+/// own statements out of that cache (seen on PostgreSQL: the support trail's batches).
+pub(crate) fn shaped_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let max = max.max(1);
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let take = if rest.len() >= max {
+            max
+        } else {
+            // The largest power of two that fits.
+            1 << (usize::BITS - 1 - rest.len().leading_zeros())
+        };
+        let (chunk, after) = rest.split_at(take);
+        rest = after;
+        Some(chunk)
+    })
+}
+
 /// Inserts a row per item of `items` (its `values`, in the order of `columns`) into `table` in
 /// `tx`, as few multi-row INSERTs as the parameter limit allows. Nothing happens for no items.
 /// (`values` is a plain function so that the statement built from it may cross an `.await`.)
@@ -46,7 +70,7 @@ pub(crate) async fn insert_rows_or<
     values: fn(&T) -> [SimpleExpr; N],
     on_conflict: Option<OnConflict>,
 ) -> StoreResult<()> {
-    for chunk in items.chunks((PARAMS_PER_STATEMENT / N).max(1)) {
+    for chunk in shaped_chunks(items, (PARAMS_PER_STATEMENT / N).max(1)) {
         let mut insert = Query::insert();
         insert.into_table(table).columns(columns);
         if let Some(c) = &on_conflict {
@@ -90,5 +114,31 @@ impl<D: Dialect> BulkLoad for SqlStore<D> {
         })
         .await?;
         tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shaped_chunks;
+
+    #[test]
+    fn chunks_cover_everything_in_order_in_few_shapes() {
+        for len in 0..300usize {
+            let items: Vec<usize> = (0..len).collect();
+            let chunks: Vec<&[usize]> = shaped_chunks(&items, 100).collect();
+            assert_eq!(chunks.concat(), items, "{len}");
+            for c in &chunks {
+                assert!(
+                    c.len() == 100 || c.len().is_power_of_two(),
+                    "{len}: {}",
+                    c.len()
+                );
+            }
+            assert!(
+                chunks.len() <= len / 100 + 7,
+                "{len}: {} chunks",
+                chunks.len()
+            );
+        }
     }
 }

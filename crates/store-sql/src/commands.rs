@@ -256,6 +256,7 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
                 id: device,
                 sequence: step.sequence.as_ref(),
                 update: step.device_update.as_ref(),
+                was: step.device_was.as_ref(),
                 seen: step.seen.then(|| (step.at, step.current_user.clone())),
             },
         )

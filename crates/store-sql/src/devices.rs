@@ -73,6 +73,8 @@ pub(crate) struct DeviceRowStep<'a> {
     pub(crate) id: DeviceId,
     pub(crate) sequence: Option<&'a (MessageSeq, MessageSeq)>,
     pub(crate) update: Option<&'a Device>,
+    /// The device `update` was made from: only the fields that differ are written.
+    pub(crate) was: Option<&'a Device>,
     pub(crate) seen: Option<(OffsetDateTime, Option<String>)>,
 }
 
@@ -83,13 +85,21 @@ pub(crate) async fn step_device_row_in<D: Dialect>(
     tx: &mut Tx<D>,
     step: DeviceRowStep<'_>,
 ) -> StoreResult<()> {
-    let mut values: Vec<(Dv, SimpleExpr)> = match step.update {
-        Some(d) => DEVICE_COLS
+    let mut values: Vec<(Dv, SimpleExpr)> = match (step.update, step.was) {
+        // Only what changed: an unchanged indexed column costs no index write.
+        (Some(d), Some(was)) => DEVICE_COLS
+            .into_iter()
+            .zip(device_values(d).into_iter().zip(device_values(was)))
+            .skip(1)
+            .filter(|(_, (new, old))| new != old)
+            .map(|(col, (new, _))| (col, new))
+            .collect(),
+        (Some(d), None) => DEVICE_COLS
             .into_iter()
             .zip(device_values(d))
             .skip(1)
             .collect(),
-        None => Vec::new(),
+        (None, _) => Vec::new(),
     };
     let mut set = |col: Dv, value: SimpleExpr| match values.iter_mut().find(|(c, _)| *c == col) {
         Some(slot) => slot.1 = value,

@@ -431,6 +431,7 @@ pub fn decide(
     let identity_changed = (identity(&dev) != identity(device)).then(|| dev.clone());
     if dev != *device {
         step.device_update = Some(dev.clone());
+        step.device_was = Some(device.clone());
     }
 
     // 7. Maintenance windows: a pending action of a scheduled batch does not start outside its
