@@ -777,6 +777,17 @@ pub trait DeviceStore: Send + Sync {
     ) -> StoreResult<Vec<(crate::action::ReadinessInputs, u64)>>;
 }
 
+/// Actions created on one UTC day in one state ([`ActionStore::action_counts_by_day`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DayCount {
+    /// The UTC day of their creation.
+    pub day: time::Date,
+    /// Their state now.
+    pub state: ActionState,
+    /// How many.
+    pub count: u64,
+}
+
 /// What a check-in reads first, in one query ([`CommandQueue::check_in_view`]): the device, and
 /// whether the reads a session start would make next can find anything at all. An idle PC's
 /// check-in (no renewal in flight, no action open, nothing queued or unanswered) reads nothing
@@ -892,6 +903,14 @@ pub trait InventoryStore: Send + Sync {
 /// Actions.
 #[async_trait]
 pub trait ActionStore: Send + Sync {
+    /// How many actions of `kind` created at or after `from` are in each state, per UTC day of
+    /// their creation: one GROUP BY for a chart, however many actions there are. Days and
+    /// states without actions are absent.
+    async fn action_counts_by_day(
+        &self,
+        kind: ActionKind,
+        from: OffsetDateTime,
+    ) -> StoreResult<Vec<DayCount>>;
     /// Stores a new action and enqueues its commands, atomically. `Conflict` if the id exists,
     /// `NotFound` if the device is unknown.
     async fn create_action(&self, action: &Action, commands: &[DeviceCommand]) -> StoreResult<()>;

@@ -69,6 +69,10 @@ impl Dialect for Postgres {
     const NEVER_SEEN: &'static str = "TIMESTAMPTZ '1969-12-31 23:59:59.999999+00'";
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::PostgresQueryBuilder;
 
+    fn utc_day(col: &str) -> String {
+        format!("(FLOOR(EXTRACT(EPOCH FROM {col}) / 86400)::BIGINT)")
+    }
+
     /// Connects to `url` (`postgres://...`) and runs the embedded migrations (sqlx serialises
     /// concurrent migrators with an advisory lock, so several processes may start at once).
     /// `options.wait` bounds the wait for a pooled connection: sqlx keeps retrying a refused

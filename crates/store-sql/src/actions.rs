@@ -12,8 +12,8 @@ use redeploy_core::action::{
 use redeploy_core::command::{CommandState, DeviceCommand};
 use redeploy_core::ids::{ActionId, BatchId, DeviceId};
 use redeploy_core::store::{
-    from_micros, to_micros, ActionQuery, ActionStore, Page, RequestPlan, StoreError, StoreResult,
-    WriteOutcome,
+    from_micros, to_micros, ActionQuery, ActionStore, DayCount, Page, RequestPlan, StoreError,
+    StoreResult, WriteOutcome,
 };
 use sea_query::{
     Alias, Asterisk, Cond, Expr, LockType, Order, Query, SelectStatement, SimpleExpr,
@@ -259,8 +259,44 @@ impl<D: Dialect> SqlStore<D> {
     }
 }
 
+/// The Julian day number of 1970-01-01 (a day count since the epoch read as a date).
+const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
+
 #[async_trait]
 impl<D: Dialect> ActionStore for SqlStore<D> {
+    async fn action_counts_by_day(
+        &self,
+        kind: ActionKind,
+        from: OffsetDateTime,
+    ) -> StoreResult<Vec<DayCount>> {
+        let select = Query::select()
+            .expr_as(Expr::cust(D::utc_day("created_at")), Alias::new("day"))
+            .column(A::State)
+            .expr_as(Expr::col(A::Id).count(), Alias::new("n"))
+            .from(A::Table)
+            .and_where(Expr::col(A::Kind).eq(v(kind.code())))
+            .and_where(Expr::col(A::CreatedAt).gte(v(from)))
+            // By position: both databases read a bare integer in GROUP BY as a column of the list.
+            .add_group_by([Expr::cust("1"), Expr::cust("2")])
+            .to_owned();
+        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
+        rows.iter()
+            .map(|r| {
+                let day = r.i64("day")?;
+                let day = time::Date::from_julian_day(
+                    i32::try_from(day + i64::from(UNIX_EPOCH_JULIAN_DAY))
+                        .map_err(|_| StoreError::Corrupt(format!("day {day}")))?,
+                )
+                .map_err(|e| StoreError::Corrupt(format!("day {day}: {e}")))?;
+                Ok(DayCount {
+                    day,
+                    state: ActionState::parse(&r.string("state")?)?,
+                    count: r.count("n")?,
+                })
+            })
+            .collect()
+    }
+
     async fn create_action(&self, action: &Action, commands: &[DeviceCommand]) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         insert_action_in(&mut tx, action, commands).await?;

@@ -105,6 +105,9 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// The sea-query builder that writes this dialect's SQL (placeholders, quoting, locks).
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder;
 
+    /// SQL of the UTC day of instant column `col`, as whole days since the Unix epoch (an
+    /// integer): how a count groups by day.
+    fn utc_day(col: &str) -> String;
     /// Opens the pool for `url`, waiting on the database as `options` say, and runs the
     /// migrations.
     async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Self::Pool>;

@@ -134,6 +134,12 @@ impl Dialect for Sqlite {
     const NEVER_SEEN: &'static str = "-1";
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::SqliteQueryBuilder;
 
+    /// Instants are integer microseconds since the epoch (never before it here: integer
+    /// division is the floor).
+    fn utc_day(col: &str) -> String {
+        format!("({col} / 86400000000)")
+    }
+
     /// Opens (creating if missing) the database at a `sqlite:` URL or a file path, and runs the
     /// embedded migrations. `sqlite::memory:` gives a private in-memory database (one connection).
     /// `connect.wait` bounds both the wait for a pooled connection and for the write lock (the

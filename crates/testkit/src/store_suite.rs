@@ -1040,6 +1040,65 @@ pub async fn check_in_view_says_what_a_session_start_can_find(store: Arc<dyn Sto
     );
 }
 
+/// Actions are counted per UTC day of creation and state, of one kind, from an instant on.
+pub async fn actions_are_counted_by_day_and_state(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "by-day").await;
+    let e = enrolled(&store, "by-day-2").await;
+    let day = |n: i64| T0 - Duration::days(n);
+    let make = |device, kind, at: OffsetDateTime, end: Option<ActionState>| {
+        let store = store.clone();
+        async move {
+            let mut a = Action::new(ActionId::generate(), device, kind, "admin", None, at);
+            store.create_action(&a, &[]).await.unwrap();
+            if let Some(end) = end {
+                let before = a.state;
+                a.transition(end, at + Duration::minutes(1), None).unwrap();
+                store.update_action(before, &a).await.unwrap();
+            }
+        }
+    };
+    let reset = ActionKind::AutopilotReset;
+    make(d, reset, day(0), Some(ActionState::Canceled)).await;
+    make(
+        e,
+        reset,
+        day(0) + Duration::minutes(5),
+        Some(ActionState::Canceled),
+    )
+    .await;
+    make(e, reset, day(0) + Duration::minutes(9), None).await;
+    make(
+        d,
+        reset,
+        day(2) - Duration::hours(11),
+        Some(ActionState::Canceled),
+    )
+    .await;
+    make(d, ActionKind::Wipe, day(0), Some(ActionState::Canceled)).await;
+    make(d, reset, day(40), Some(ActionState::Canceled)).await;
+    let mut counts = store.action_counts_by_day(reset, day(30)).await.unwrap();
+    counts.sort_by_key(|c| (c.day, c.state.as_str()));
+    let got: Vec<_> = counts.iter().map(|c| (c.day, c.state, c.count)).collect();
+    let utc_day = |at: OffsetDateTime| at.to_offset(time::UtcOffset::UTC).date();
+    assert_eq!(
+        got,
+        [
+            (
+                utc_day(day(2) - Duration::hours(11)),
+                ActionState::Canceled,
+                1
+            ),
+            (utc_day(day(0)), ActionState::Canceled, 2),
+            (utc_day(day(0)), ActionState::Requested, 1),
+        ]
+    );
+    assert!(store
+        .action_counts_by_day(reset, T0 + Duration::days(1))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 pub async fn action_transitions_persist_with_timeline(store: Arc<dyn Store>) {
     let d = enrolled(&store, "actions").await;
     let mut a = admin_reset(d);
