@@ -487,12 +487,21 @@ fn census_select(now: OffsetDateTime, seen_within: Duration, recent: Duration) -
         .iter()
         .filter(|s| !s.is_terminal() && **s != ActionState::Blocked)
         .map(|s| v(s.as_str()));
+    // Sets read once (`IN` an uncorrelated subquery: one pass over the actions, then a lookup
+    // per device), not a subquery run per device: 100,000 PCs with as many resets pending
+    // took most of a second so (issue #16).
     let active = Query::select()
-        .expr(Expr::val(1))
+        .column((A::Table, A::DeviceId))
         .from(A::Table)
-        .and_where(Expr::col((A::Table, A::DeviceId)).equals((Dv::Table, Dv::Id)))
         .and_where(Expr::col((A::Table, A::Kind)).is_in(erasing))
         .and_where(Expr::col((A::Table, A::State)).is_in(active_states))
+        .to_owned();
+    let failed_for_winre = Query::select()
+        .column((A::Table, A::DeviceId))
+        .from(A::Table)
+        .and_where(Expr::col((A::Table, A::Kind)).eq(reset()))
+        .and_where(Expr::col((A::Table, A::State)).eq(v(ActionState::Failed.as_str())))
+        .and_where(Expr::col((A::Table, A::LastError)).eq(v(i64::from(HR_WINRE_DISABLED))))
         .to_owned();
     // An earlier WinRE failure that still blocks: the rule of `preflight::winre_blocks` — the
     // newest ended reset failed with 0x80070032 and WinRE was not reported enabled since.
@@ -557,8 +566,14 @@ fn census_select(now: OffsetDateTime, seen_within: Duration, recent: Duration) -
             ])
             .into(),
         ),
-        ("active_erase", Expr::exists(active)),
-        ("winre_blocked", Expr::exists(winre)),
+        ("active_erase", device_id().in_subquery(active)),
+        (
+            "winre_blocked",
+            // The correlated rule only for the few devices with such a failure.
+            device_id()
+                .in_subquery(failed_for_winre)
+                .and(Expr::exists(winre)),
+        ),
     ];
     let mut select = Query::select();
     select.from(Dv::Table);
