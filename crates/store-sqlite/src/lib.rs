@@ -38,7 +38,7 @@ fn parse_options(url_or_path: &str) -> StoreResult<SqliteConnectOptions> {
     }
 }
 
-/// The connection pool (reads) and this process's writer ([`writer`]: writes take turns and run
+/// The connection pool (reads) and this process's writer (module `writer`: writes take turns and run
 /// on a connection of their own).
 #[derive(Clone, Debug)]
 pub struct SqlitePool {
