@@ -113,6 +113,10 @@ impl Plan {
             rounds: 1,
             min_kills_per_round: 12,
             kill_gap: (0.5, 3.5),
+            // Fewer replies carry commands (the batch is canceled half way): a higher chance
+            // per reply keeps "some crash between a commit and its bytes" near certain.
+            crash_points:
+                "after_reply_commit:0.05,before_wave_release:0.02,after_wave_release:0.25".into(),
             steer: true,
             ..Plan::new(backend)
         }
