@@ -167,15 +167,10 @@ pub async fn load(
         } else {
             &[&sync_done_uri]
         };
+        // The view holds both of these nodes (it was read with `check_in_uris`).
         let values = match &view.inventory {
-            Some(known)
-                if uris
-                    .iter()
-                    .all(|u| check_in_uris(cfg).iter().any(|k| k == u)) =>
-            {
-                known.clone()
-            }
-            _ => store.inventory_values(device.id, uris).await?,
+            Some(known) => known.clone(),
+            None => store.inventory_values(device.id, uris).await?,
         };
         for value in values
             .into_iter()
