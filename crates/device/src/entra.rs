@@ -30,6 +30,16 @@ pub struct Minted {
     pub tenant_id: String,
 }
 
+/// When Entra would stamp a token the PC asks for at device time `now`: Entra's clock is not
+/// the PC's. A PC's own clock in the past (a test's fixed instant, shared with an in-process
+/// server) is kept; one ahead of the real clock (an emulated fleet at `--time-scale` above 1,
+/// whose device hours pass in real seconds) cannot be the issuer's time, so the issuer's own
+/// (real) time is used. A token stamped in the future is refused by the server once it is
+/// more than a minute ahead ("not yet valid"), at time-scale 900 after 67 real milliseconds.
+fn issued_at(now: OffsetDateTime) -> i64 {
+    now.min(OffsetDateTime::now_utc()).unix_timestamp()
+}
+
 async fn request(issuer: &str, body: &Request<'_>) -> Result<Minted> {
     let url = format!("{}/token", issuer.trim_end_matches('/'));
     let client = reqwest::Client::builder()
@@ -75,7 +85,7 @@ pub async fn device_token(
             device_id: Some(device_id),
             upn: None,
             object_id: None,
-            issued_at: now.unix_timestamp(),
+            issued_at: issued_at(now),
         },
     )
     .await
@@ -99,7 +109,7 @@ pub async fn user_token(
             device_id: state.entra_join.device_id.as_deref(),
             upn: Some(&user.upn),
             object_id: Some(&user.object_id),
-            issued_at: now.unix_timestamp(),
+            issued_at: issued_at(now),
         },
     )
     .await

@@ -328,8 +328,23 @@ impl Shared {
         }
     }
 
+    /// Counts an error of one PC; the first of each kind is logged as a warning (what went
+    /// wrong, once, for whoever watches the run), the others at debug level.
     fn error(&self, e: &DeviceError) {
-        self.update(|s| *s.errors_by_kind.entry(e.kind().to_string()).or_default() += 1);
+        let mut first = false;
+        self.update(|s| {
+            let count = s.errors_by_kind.entry(e.kind().to_string()).or_default();
+            *count += 1;
+            first = *count == 1;
+        });
+        if first {
+            tracing::warn!(
+                kind = e.kind(),
+                "emulated PC: {e} (further errors of this kind at debug level)"
+            );
+        } else {
+            tracing::debug!(kind = e.kind(), "emulated PC: {e}");
+        }
     }
 }
 

@@ -51,7 +51,11 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
         }) => sync(device, state, client).await,
         None => match args.measure_memory {
             Some(n) => measure_memory(n, args.scenario.seed).await,
-            None => run_fleet(&args).await,
+            None => {
+                // Warnings only by default: the run's progress and summary are on stdout.
+                crate::serve::init_logging(crate::cli::LogFormat::Text, "warn");
+                run_fleet(&args).await
+            }
         },
     }
 }

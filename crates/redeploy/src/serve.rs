@@ -11,10 +11,10 @@ use test_issuer::{IssuerConfig, RunningIssuer, SignInUser};
 
 use crate::cli::{DataArgs, LogFormat, MigrateArgs, ServeArgs};
 
-/// Sets up `tracing` on standard error: level from `RUST_LOG` (default `info`), text or JSON.
-pub fn init_logging(format: LogFormat) {
+/// Sets up `tracing` on standard error: level from `RUST_LOG` (else `default`), text or JSON.
+pub fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -114,7 +114,7 @@ async fn start_test_issuer(settings: &mut Settings) -> anyhow::Result<RunningIss
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_logging(args.log_format);
+    init_logging(args.log_format, "info");
     let mut settings = settings(&args)?;
     let issuer = match args.test_issuer {
         true => Some(start_test_issuer(&mut settings).await?),
@@ -210,7 +210,7 @@ async fn shutdown_signal() {
 
 /// `redeploy migrate --database URL`: apply the migrations and exit.
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    init_logging(LogFormat::Text);
+    init_logging(LogFormat::Text, "info");
     // Migrations may wait for another process's lock: give them the tools' longer wait.
     let wait = std::time::Duration::from_secs(10);
     server::bootstrap::open_store(Some(&args.database), std::path::Path::new("."), wait)

@@ -238,7 +238,7 @@ fn new_user_story_console_reset_group_reset_and_audit() {
             .arg(&p.enrollment_token)
             .arg("--state")
             .arg(&pcs_state)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,device=debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&emulator_log).unwrap())
             .spawn()

@@ -288,8 +288,71 @@ async fn only_a_validated_token_gives_a_re_enrolling_pc_its_record_back(backend:
 on_both_backends!(
     keys_from_a_jwks_url_follow_rotation_tenant_and_outages,
     entra_joined_emulated_pc_enrolls_federated_and_its_users_sign_in,
+    a_pc_whose_clock_runs_ahead_still_enrolls_and_signs_in_by_token,
     a_claimed_entra_join_never_makes_a_pc_eligible,
 );
+
+/// An emulated PC's clock runs ahead of the world's (`redeploy emulate --time-scale 900` passes
+/// a device hour in four real seconds): the Entra tokens it asks for are still stamped with the
+/// issuer's time, so its device token enrolls it and its user's token names the primary user.
+/// (Stamped with the PC's time, both were refused as not yet valid once the PC's clock was a
+/// minute ahead: a fleet started under load enrolled none of its PCs.)
+async fn a_pc_whose_clock_runs_ahead_still_enrolls_and_signs_in_by_token(backend: Backend) {
+    use device::client::{self, EnrollOptions};
+    use device::state::JoinType as PcJoin;
+    use device::{DeviceProfile, HttpsTransport};
+    use test_issuer::{IssuerConfig, RunningIssuer};
+
+    let issuer = RunningIssuer::start(([127, 0, 0, 1], 0).into(), IssuerConfig::default())
+        .await
+        .unwrap();
+    let app = spawn_app_with(backend, |s| s.federated = Some(federated_settings(&issuer))).await;
+    // The PC's clock: two hours ahead of the server's and the issuer's.
+    let ahead = || time::OffsetDateTime::now_utc() + time::Duration::hours(2);
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let profile = DeviceProfile {
+        join: PcJoin::Joined,
+        ..DeviceProfile::default()
+    };
+    let mut pc = profile.build_seeded("pc-ahead", 78, ahead());
+    pc.primary_user = None;
+    pc.signed_in_user = None;
+    let user = pc.entra_users[0].upn.clone();
+    let options = EnrollOptions {
+        server: app.base_url.clone(),
+        token: String::new(),
+        issuer: Some(issuer.url().to_string()),
+    };
+    client::enroll(&transport, &mut pc, &options, ahead())
+        .await
+        .expect("the device token of a PC whose clock runs ahead enrolls it");
+    assert!(pc.sign_in(&user, ahead()));
+    testkit::pc::sync_until_quiet(&transport, &mut pc, ahead()).await;
+    let device = app
+        .store
+        .device_by_mdm_device_id(&pc.dev_id)
+        .await
+        .unwrap()
+        .expect("enrolled");
+    assert_eq!(
+        device.join_evidence,
+        redeploy_core::JoinEvidence::EntraToken
+    );
+    assert_eq!(
+        device.primary_user.as_deref(),
+        Some(user.as_str()),
+        "the user's token was accepted"
+    );
+    let refused = app
+        .store
+        .list_audit(&redeploy_core::store::AuditQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "mgmt.user_token_refused")
+        .count();
+    assert_eq!(refused, 0, "no token refused");
+}
 
 /// A JWKS URL served by the local test issuer: fetched once and cached; a token signed with a
 /// rotated key is refused while the rate limit holds and accepted after one refetch; a wrong
