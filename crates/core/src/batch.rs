@@ -12,7 +12,7 @@ use time::{Duration, OffsetDateTime, Time};
 use crate::action::request::assess_with;
 use crate::action::request::{kept_changing, read_targets, PLAN_ATTEMPTS};
 use crate::action::{is_erasing, plan_requests, ActionSettings, Decision, RequestTarget};
-use crate::action::{Action, ActionKind, ActionState};
+use crate::action::{Action, ActionKind, ActionState, ReadinessInputs};
 use crate::audit::NewAuditEvent;
 use crate::group::DeviceFilter;
 use crate::ids::{ActionId, BatchId, DeviceId, GroupId};
@@ -20,8 +20,8 @@ use crate::preflight::BlockReason;
 use crate::schedule::BatchWindow;
 use crate::session::SessionError;
 use crate::store::{
-    ActionUpdate, BatchChange, BatchRecord, BatchState, DailyCap, DeviceQuery, RequestPlan,
-    ScheduleClaim, Store, StoreError, Wave, WaveRelease, WriteOutcome,
+    ActionUpdate, BatchChange, BatchRecord, BatchState, BulkQueue, DailyCap, DeviceQuery,
+    RequestPlan, ScheduleClaim, Store, StoreError, Wave, WaveRelease, WriteOutcome,
 };
 
 /// Every erasing kind, as the daily cap counts them ([`is_erasing`]).
@@ -136,17 +136,23 @@ pub struct BatchItem {
 pub struct BatchResult {
     /// The batch every created action carries.
     pub batch_id: BatchId,
-    /// One item per device handled.
+    /// One item per device handled, but those queued by the database ([`BulkQueue`]).
     pub items: Vec<BatchItem>,
+    /// How many devices the database queued (not in `items`).
+    pub queued_in_bulk: usize,
 }
 
 impl BatchResult {
     fn count(&self, f: impl Fn(&ItemOutcome) -> bool) -> usize {
         self.items.iter().filter(|i| f(&i.outcome)).count()
     }
+    /// How many devices the batch handled.
+    pub fn devices(&self) -> usize {
+        self.items.len() + self.queued_in_bulk
+    }
     /// How many were queued.
     pub fn queued(&self) -> usize {
-        self.count(|o| matches!(o, ItemOutcome::Queued(_)))
+        self.count(|o| matches!(o, ItemOutcome::Queued(_))) + self.queued_in_bulk
     }
     /// How many were blocked.
     pub fn blocked(&self) -> usize {
@@ -191,7 +197,13 @@ async fn resolve(
                 .group(*id)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("group {id}")))?;
-            Ok((store.group_member_ids(*id, now).await?, Some(group.name)))
+            // A static group's members came with it (read them once: 100,000 are a tenth of a
+            // second); a filter group's are the devices matching it now.
+            let ids = match group.kind {
+                crate::group::GroupKind::Static { members } => members,
+                crate::group::GroupKind::Filter { .. } => store.group_member_ids(*id, now).await?,
+            };
+            Ok((ids, Some(group.name)))
         }
         Target::Filter(filter) => {
             let tags = store.autopilot_group_tags().await?;
@@ -332,6 +344,108 @@ async fn plan_some(
     Ok((items, planned.over_cap, planned.plan))
 }
 
+/// Above this many devices a group reset in one wave queues its ready devices set-based
+/// ([`BulkQueue`]); the API lists the devices of a batch up to the same size.
+pub const BULK_FROM: usize = 1_000;
+
+/// The most distinct ready inputs a [`BulkQueue`] is planned with (its SQL names each): more,
+/// and the group is planned device by device.
+const BULK_MOST_READY_INPUTS: usize = 256;
+
+/// Plans a reset of every member of static group `group` (`ids`, in one wave, no cap) with the
+/// ready devices left to the database: the group's devices are counted by readiness inputs
+/// ([`crate::store::DeviceStore::group_readiness_census`]), each kind of inputs judged once
+/// with preflight's rules; the devices judged not ready (and any waiting in another batch's
+/// wave) are planned here, device by device, with their reasons. `None` when the group is
+/// better planned device by device: a member waits in another batch's wave, or too many
+/// distinct inputs are ready. Returns the planned devices' items, the plan, and how many the
+/// database will queue.
+#[allow(clippy::too_many_arguments)]
+async fn plan_bulk(
+    store: &dyn Store,
+    group: GroupId,
+    batch: BatchId,
+    ids: &[DeviceId],
+    kind: ActionKind,
+    actor: &str,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+) -> Result<Option<(Vec<BatchItem>, RequestPlan, usize)>, SessionError> {
+    let members: HashSet<DeviceId> = ids.iter().copied().collect();
+    let waiting_elsewhere = store
+        .waiting_wave_devices(None)
+        .await?
+        .iter()
+        .any(|w| w.batch != batch && members.contains(&w.device));
+    if waiting_elsewhere {
+        return Ok(None);
+    }
+    let seen_within = settings.preflight.seen_within;
+    let (census, member_count) = store
+        .group_readiness_census(group, now, seen_within)
+        .await?;
+    let mut ready = Vec::new();
+    let mut expected = 0;
+    for (inputs, count) in census {
+        let reasons = inputs.readiness(now, &settings.preflight).reasons;
+        // The same filter as `assess_with`: an override lifts the WinRE reasons only.
+        let blocked = reasons
+            .iter()
+            .any(|r| settings.winre_override.is_none() || !r.is_winre());
+        if !blocked {
+            expected += count;
+            ready.push(ReadinessInputs {
+                seen_recently: false,
+                ..inputs
+            });
+        }
+    }
+    ready.sort_by_key(|i| format!("{i:?}"));
+    ready.dedup();
+    if ready.len() > BULK_MOST_READY_INPUTS {
+        return Ok(None);
+    }
+    // Every member enrolled and ready: none is left to plan here.
+    let others = if expected == member_count {
+        Vec::new()
+    } else {
+        store
+            .group_devices_not_in(group, now, seen_within, &ready)
+            .await?
+    };
+    let (items, over_cap, mut plan) =
+        plan_some(store, batch, &others, kind, actor, now, settings, None).await?;
+    debug_assert!(over_cap.is_empty(), "no cap");
+    // A template: the database gives each copy its own id and device.
+    let action = crate::action::request::queued_action(
+        DeviceId::from_uuid(uuid::Uuid::nil()),
+        kind,
+        actor,
+        now,
+        settings,
+        Some(batch),
+    );
+    let commands =
+        crate::action::commands_for_action(kind, action.device, action.id, now, settings);
+    let audit = crate::action::request::creation_audit(&action, now);
+    plan.bulk = Some(BulkQueue {
+        group,
+        seen_within,
+        ready,
+        expected,
+        members: member_count,
+        action,
+        commands,
+        audit,
+        summary: None,
+    });
+    Ok(Some((
+        items,
+        plan,
+        usize::try_from(expected).unwrap_or(usize::MAX),
+    )))
+}
+
 /// Adds `devices` to `plan` as wave `index` due at `due_at` (released under `daily_cap`) and
 /// reports them deferred.
 #[allow(clippy::too_many_arguments)]
@@ -464,18 +578,42 @@ pub(crate) async fn execute_claiming(
         (Target::Filter(f), _) => format!("filter {}", f.to_text()),
         _ => format!("{} devices", ids.len()),
     };
+    // A large group reset in one wave, uncapped: its ready devices are queued by the database.
+    let bulk_group = match target {
+        Target::Group(group)
+            if kind == ActionKind::AutopilotReset
+                && waves.daily_cap.is_none()
+                && first.len() == ids.len()
+                && ids.len() > BULK_FROM =>
+        {
+            Some(*group)
+        }
+        _ => None,
+    };
     for _ in 0..PLAN_ATTEMPTS {
-        let (mut items, over_cap, mut plan) = plan_some(
-            store,
-            batch_id,
-            first,
-            kind,
-            actor,
-            now,
-            settings,
-            waves.daily_cap,
-        )
-        .await?;
+        let bulk = match bulk_group {
+            Some(group) => {
+                plan_bulk(store, group, batch_id, &ids, kind, actor, now, settings).await?
+            }
+            None => None,
+        };
+        let (mut items, over_cap, mut plan, queued_in_bulk) = match bulk {
+            Some((items, plan, queued)) => (items, Vec::new(), plan, queued),
+            None => {
+                let (items, over_cap, plan) = plan_some(
+                    store,
+                    batch_id,
+                    first,
+                    kind,
+                    actor,
+                    now,
+                    settings,
+                    waves.daily_cap,
+                )
+                .await?;
+                (items, over_cap, plan, 0)
+            }
+        };
         plan.claim_schedule = claim;
         plan.window = window.map(|w| (batch_id, *w));
         plan.batch = Some(crate::store::BatchRecord {
@@ -517,17 +655,23 @@ pub(crate) async fn execute_claiming(
             ));
             index += 1;
         }
-        let result = BatchResult { batch_id, items };
-        plan.audit.push(
-            NewAuditEvent::new(now, actor.to_owned(), "batch.create")
-                .targets(ids.clone())
-                .batch(batch_id)
-                .details(format!(
-                    "{} on {target_text}: {}",
-                    kind.code(),
-                    result.counts_text()
-                )),
-        );
+        let result = BatchResult {
+            batch_id,
+            items,
+            queued_in_bulk,
+        };
+        let summary = NewAuditEvent::new(now, actor.to_owned(), "batch.create")
+            .batch(batch_id)
+            .details(format!(
+                "{} on {target_text}: {}",
+                kind.code(),
+                result.counts_text()
+            ));
+        match plan.bulk.as_mut() {
+            // Every member named by the database.
+            Some(bulk) => bulk.summary = Some(summary),
+            None => plan.audit.push(summary.targets(ids.clone())),
+        }
         match store.write_request_plan(&plan).await {
             Ok(WriteOutcome::Written) => return Ok(Some(result)),
             Ok(WriteOutcome::ClaimLost) => return Ok(None),
@@ -614,6 +758,7 @@ async fn release_wave(
         let result = BatchResult {
             batch_id: wave.batch,
             items,
+            queued_in_bulk: 0,
         };
         plan.audit.push(
             NewAuditEvent::new(now, wave.actor.clone(), "batch.wave")

@@ -546,6 +546,9 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
             crate::batches::insert_batch_in(tx.on(), batch).await?;
         }
         insert_audits_in(&mut tx, &plan.audit).await?;
+        if let Some(bulk) = &plan.bulk {
+            crate::bulk_queue::queue_bulk_in(&mut tx, bulk, plan.at).await?;
+        }
         tx.commit().await?;
         Ok(WriteOutcome::Written)
     }

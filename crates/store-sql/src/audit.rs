@@ -121,7 +121,7 @@ pub(crate) async fn insert_audits_in<D: Dialect>(
 }
 
 /// The values of [`AUDIT_COLS`] of `event`, in order.
-fn audit_values(event: &NewAuditEvent) -> [sea_query::SimpleExpr; 7] {
+pub(crate) fn audit_values(event: &NewAuditEvent) -> [sea_query::SimpleExpr; 7] {
     let targets = event
         .targets
         .iter()

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use redeploy_core::action::{ActionKind, ActionState, ReadinessInputs};
 use redeploy_core::device::{Device, EnrollmentType, JoinEvidence, JoinType, MessageSeq};
 use redeploy_core::device_condition::{Comparison, DeviceCondition, TextField, TextOp, TimeField};
-use redeploy_core::ids::DeviceId;
+use redeploy_core::ids::{DeviceId, GroupId};
 use redeploy_core::preflight::HR_WINRE_DISABLED;
 use redeploy_core::store::{
     device_sort_key, from_micros, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, Page,
@@ -15,7 +15,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::dialect::{Dialect, On, SqlRow};
 use crate::query::{built, insert_row, v};
-use crate::schema::{Actions as A, Devices as Dv};
+use crate::schema::{Actions as A, Devices as Dv, GroupMembers as Gm};
 use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
 
@@ -473,11 +473,190 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
             .map(row_census)
             .collect()
     }
+
+    async fn group_readiness_census(
+        &self,
+        group: GroupId,
+        now: OffsetDateTime,
+        seen_within: Duration,
+    ) -> StoreResult<(Vec<(ReadinessInputs, u64)>, u64)> {
+        let select = census_select(now, seen_within, seen_within)
+            .and_where(member_of(group))
+            .to_owned();
+        let census = built::<D>(&select)?
+            .fetch_all(self.db())
+            .await?
+            .iter()
+            .map(row_census)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let members = count_members(self.db(), group).await?;
+        Ok((census, members))
+    }
+
+    async fn group_devices_not_in(
+        &self,
+        group: GroupId,
+        now: OffsetDateTime,
+        seen_within: Duration,
+        ready: &[ReadinessInputs],
+    ) -> StoreResult<Vec<DeviceId>> {
+        let select = Query::select()
+            .column((Dv::Table, Dv::Id))
+            .from(Dv::Table)
+            .and_where(member_of(group))
+            .cond_where(
+                Cond::any()
+                    .add(Expr::col((Dv::Table, Dv::UnenrolledAt)).is_not_null())
+                    .add(inputs_in(now, seen_within, ready).not()),
+            )
+            .order_by((Dv::Table, Dv::Id), Order::Asc)
+            .to_owned();
+        built::<D>(&select)?
+            .fetch_all(self.db())
+            .await?
+            .iter()
+            .map(|r| r.id("id"))
+            .collect()
+    }
+}
+
+/// How many members static group `group` has.
+pub(crate) async fn count_members<D: Dialect>(on: On<'_, D>, group: GroupId) -> StoreResult<u64> {
+    let select = Query::select()
+        .expr_as(Expr::col(Gm::DeviceId).count(), Alias::new("n"))
+        .from(Gm::Table)
+        .and_where(Expr::col(Gm::GroupId).eq(v(group)))
+        .to_owned();
+    built::<D>(&select)?.fetch_one(on).await?.count("n")
 }
 
 /// The census of [`DeviceStore::readiness_census`]: its grouping expressions, named, in the
 /// order of [`ReadinessInputs`]'s fields.
 fn census_select(now: OffsetDateTime, seen_within: Duration, recent: Duration) -> SelectStatement {
+    let groups = census_inputs(now, seen_within, recent);
+    let mut select = Query::select();
+    select.from(Dv::Table);
+    for (name, expr) in &groups {
+        select.expr_as(expr.clone(), Alias::new(*name));
+    }
+    select
+        .expr_as(Expr::col((Dv::Table, Dv::Id)).count(), Alias::new("n"))
+        .and_where(Expr::col((Dv::Table, Dv::UnenrolledAt)).is_null())
+        // By position: both databases read a bare integer in GROUP BY as a column of the list.
+        .add_group_by((1..=groups.len()).map(|i| Expr::cust(i.to_string())))
+        .to_owned()
+}
+
+/// `devices.id IN (the members of static group `group`)`.
+pub(crate) fn member_of(group: GroupId) -> SimpleExpr {
+    Expr::col((Dv::Table, Dv::Id)).in_subquery(
+        Query::select()
+            .column((Gm::Table, Gm::DeviceId))
+            .from(Gm::Table)
+            .and_where(Expr::col((Gm::Table, Gm::GroupId)).eq(v(group)))
+            .to_owned(),
+    )
+}
+
+/// A device's readiness inputs (the census's expressions over `devices`) are one of `ready`:
+/// [`ReadinessInputs::seen_recently`] plays no part. Inputs every one of `ready` shares are
+/// tested once; the others as one alternative per distinct combination.
+pub(crate) fn inputs_in(
+    now: OffsetDateTime,
+    seen_within: Duration,
+    ready: &[ReadinessInputs],
+) -> SimpleExpr {
+    if ready.is_empty() {
+        return Expr::val(1).eq(0);
+    }
+    let exprs = census_inputs(now, seen_within, seen_within);
+    let tests: Vec<Vec<SimpleExpr>> = ready
+        .iter()
+        .map(|i| {
+            input_tests(i)
+                .into_iter()
+                .zip(&exprs)
+                .filter_map(|(test, (_, expr))| test.map(|t| t.on(expr.clone())))
+                .collect()
+        })
+        .collect();
+    let fields = tests[0].len();
+    let shared: Vec<bool> = (0..fields)
+        .map(|f| tests.iter().all(|t| t[f] == tests[0][f]))
+        .collect();
+    let mut all = Cond::all();
+    for (f, same) in shared.iter().enumerate() {
+        if *same {
+            all = all.add(tests[0][f].clone());
+        }
+    }
+    let mut alternatives: Vec<Vec<SimpleExpr>> = tests
+        .iter()
+        .map(|t| {
+            t.iter()
+                .zip(&shared)
+                .filter(|(_, same)| !**same)
+                .map(|(e, _)| e.clone())
+                .collect()
+        })
+        .collect();
+    alternatives.dedup();
+    if alternatives.iter().any(|a| !a.is_empty()) {
+        let mut any = Cond::any();
+        for a in alternatives {
+            any = any.add(a.into_iter().fold(Cond::all(), Cond::add));
+        }
+        all = all.add(any);
+    }
+    all.into()
+}
+
+/// How one census input is tested against a value.
+enum InputTest {
+    /// A yes/no expression: true or false.
+    Flag(bool),
+    /// A column: equal to the value, or NULL.
+    Value(Option<sea_query::Value>),
+}
+
+impl InputTest {
+    fn on(self, expr: SimpleExpr) -> SimpleExpr {
+        match self {
+            InputTest::Flag(true) => expr,
+            InputTest::Flag(false) => expr.not(),
+            InputTest::Value(None) => Expr::expr(expr).is_null(),
+            InputTest::Value(Some(value)) => expr.eq(value),
+        }
+    }
+}
+
+/// The tests of `i`, in the order of [`census_inputs`] (`None`: not tested).
+fn input_tests(i: &ReadinessInputs) -> [Option<InputTest>; 13] {
+    let text = |t: Option<&str>| Some(InputTest::Value(t.map(|t| t.to_owned().into())));
+    [
+        text(Some(i.join_type.as_str())),
+        text(Some(i.join_evidence.as_str())),
+        text(i.enrollment_type.map(|e| e.as_str())),
+        text(i.domain_name.as_deref()),
+        Some(InputTest::Flag(i.has_aad_device_id)),
+        text(i.os_version.as_deref()),
+        text(i.os_platform.as_deref()),
+        Some(InputTest::Flag(i.seen_within)),
+        None,
+        Some(InputTest::Value(i.winre_enabled.map(Into::into))),
+        Some(InputTest::Flag(i.cert_expired)),
+        Some(InputTest::Flag(i.active_erase)),
+        Some(InputTest::Flag(i.winre_blocked)),
+    ]
+}
+
+/// The census's expressions over `devices`, named, in the order of [`ReadinessInputs`]'s
+/// fields.
+fn census_inputs(
+    now: OffsetDateTime,
+    seen_within: Duration,
+    recent: Duration,
+) -> [(&'static str, SimpleExpr); 13] {
     let (f, g) = (Alias::new("f"), Alias::new("g"));
     let device_id = || Expr::col((Dv::Table, Dv::Id));
     let reset = || v(ActionKind::AutopilotReset.code());
@@ -535,7 +714,7 @@ fn census_select(now: OffsetDateTime, seen_within: Duration, recent: Duration) -
     let seen_since = |at: OffsetDateTime| {
         Func::coalesce([Expr::col((Dv::Table, Dv::LastSeen)).gte(v(at)), v(false)])
     };
-    let groups: [(&str, SimpleExpr); 13] = [
+    [
         ("join_type", Expr::col((Dv::Table, Dv::JoinType)).into()),
         (
             "join_evidence",
@@ -574,18 +753,7 @@ fn census_select(now: OffsetDateTime, seen_within: Duration, recent: Duration) -
                 .in_subquery(failed_for_winre)
                 .and(Expr::exists(winre)),
         ),
-    ];
-    let mut select = Query::select();
-    select.from(Dv::Table);
-    for (name, expr) in &groups {
-        select.expr_as(expr.clone(), Alias::new(*name));
-    }
-    select
-        .expr_as(Expr::col((Dv::Table, Dv::Id)).count(), Alias::new("n"))
-        .and_where(Expr::col((Dv::Table, Dv::UnenrolledAt)).is_null())
-        // By position: both databases read a bare integer in GROUP BY as a column of the list.
-        .add_group_by((1..=groups.len()).map(|i| Expr::cust(i.to_string())))
-        .to_owned()
+    ]
 }
 
 fn row_census(r: &impl SqlRow) -> StoreResult<(ReadinessInputs, u64)> {

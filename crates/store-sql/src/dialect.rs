@@ -102,12 +102,19 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// SQL literal of the instant that stands for "never seen" in device lists sorted by last
     /// seen: before every real instant (`redeploy_core::store::NEVER_SEEN_KEY`).
     const NEVER_SEEN: &'static str;
+    /// SQL of a fresh random (version 4) UUID as hyphenated lowercase text.
+    const NEW_ID_TEXT: &'static str;
+    /// The type an id column has, for a `CAST` of text to an id.
+    const ID_TYPE: &'static str;
     /// The sea-query builder that writes this dialect's SQL (placeholders, quoting, locks).
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder;
 
     /// SQL of the UTC day of instant column `col`, as whole days since the Unix epoch (an
     /// integer): how a count groups by day.
     fn utc_day(col: &str) -> String;
+    /// SQL of an aggregate joining id column `col` of a group's rows as text, separated by
+    /// spaces.
+    fn join_ids(col: &str) -> String;
     /// Opens the pool for `url`, waiting on the database as `options` say, and runs the
     /// migrations.
     async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Self::Pool>;

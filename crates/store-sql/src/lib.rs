@@ -9,6 +9,7 @@ mod audit;
 mod autopilot;
 mod batches;
 mod bulk;
+mod bulk_queue;
 mod check_in;
 mod commands;
 mod console_sessions;

@@ -124,6 +124,7 @@ macro_rules! store_conformance_tests {
             bulk_loaded_devices_read_back_like_enrolled_ones,
             the_readiness_census_counts_what_each_device_would_say,
             a_large_request_plan_is_written_whole,
+            a_group_reset_queued_by_the_database_matches_device_by_device,
         );
     };
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use redeploy_core::account::{Account, AccountName, OpenIdUser, Principal};
 use redeploy_core::action::{Action, ActionKind, ActionState, LOCAL_RESET_OBSERVER};
-use redeploy_core::audit::{AuditOutcome, NewAuditEvent};
+use redeploy_core::audit::{AuditEvent, AuditOutcome, NewAuditEvent};
 use redeploy_core::autopilot::AutopilotRecord;
 use redeploy_core::command::{CommandState, DeviceCommand, Verb};
 use redeploy_core::console_session::{ConsoleSession, SessionHolder};
@@ -4799,4 +4799,237 @@ pub async fn a_large_request_plan_is_written_whole(store: Arc<dyn Store>) {
         "positions increase in the order written"
     );
     assert_eq!(everything[0].targets, vec![seeds[0].device.id]);
+}
+
+/// A reset of a large static group queues its ready devices set-based (`BulkQueue`): every
+/// member ends with exactly the action a request device by device would have given it — pending
+/// with the reset's commands in order, or blocked with the same reasons — and each its own
+/// `action.create` audit event; the request's event names every member. Checked against
+/// `action::assess` per device, for a group whose members differ in each readiness input and
+/// whose ready members run three OS builds.
+pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store: Arc<dyn Store>) {
+    use redeploy_core::action::{assess, commands_for_action, ActionSettings};
+    use redeploy_core::batch::{execute, Target, WaveSettings, BULK_FROM};
+    use redeploy_core::group::Group;
+    use redeploy_core::preflight::BlockReason;
+    use redeploy_core::preflight::HR_WINRE_DISABLED;
+    use redeploy_core::store::SeedDevice;
+
+    let now = t(60 * 24 * 30);
+    let settings = ActionSettings::default();
+    let n = BULK_FROM + 40;
+    let odd = [
+        "stale",
+        "old",
+        "expired",
+        "hybrid",
+        "active",
+        "winre",
+        "lifted",
+        "gone",
+        "se",
+        "unverified",
+        "no-winre",
+        "build-22000",
+        "build-26100",
+    ];
+    let seeds: Vec<SeedDevice> = (0..n)
+        .map(|i| {
+            let name = format!("bulk-{i:04}");
+            let mut d = new_device(&name, Some(&format!("hw-{name}")));
+            d.os_version = Some("10.0.22631.4037".into());
+            d.os_platform = Some("Windows 11 Enterprise".into());
+            d.aad_device_id = Some(DeviceId::generate().to_string());
+            d.winre_enabled = Some(true);
+            d.winre_checked_at = Some(t(1));
+            d.last_seen = Some(now - Duration::hours(1));
+            d.cert_not_after = Some(now + Duration::days(100));
+            match odd.get(i).copied() {
+                Some("stale") => d.last_seen = Some(now - Duration::days(9)),
+                Some("old") => d.os_version = Some("10.0.17134.1".into()),
+                Some("expired") => d.cert_not_after = Some(now),
+                Some("hybrid") => d.domain_name = Some("corp.example".into()),
+                Some("gone") => d.unenrolled_at = Some(now),
+                Some("se") => d.os_platform = Some("Windows 11 SE".into()),
+                Some("unverified") => d.join_evidence = redeploy_core::JoinEvidence::Claimed,
+                Some("no-winre") => d.winre_enabled = None,
+                Some("winre") => d.winre_enabled = Some(false),
+                Some("build-22000") => d.os_version = Some("10.0.22000.2538".into()),
+                Some("build-26100") => d.os_version = Some("10.0.26100.1".into()),
+                _ => {}
+            }
+            let enrollment = new_enrollment(d.id, T0, &format!("{i:0>40}"));
+            SeedDevice {
+                device: d,
+                enrollment,
+                inventory: Vec::new(),
+            }
+        })
+        .collect();
+    store.bulk_load(&seeds).await.unwrap();
+    let ids: Vec<DeviceId> = seeds.iter().map(|s| s.device.id).collect();
+    for (i, name) in odd.iter().enumerate() {
+        let mut a = Action::new(
+            ActionId::generate(),
+            ids[i],
+            ActionKind::AutopilotReset,
+            "admin",
+            None,
+            t(1),
+        );
+        a.updated_at = t(5);
+        match *name {
+            "active" => a.state = ActionState::Sent,
+            "winre" | "lifted" => {
+                a.state = ActionState::Failed;
+                a.last_error = Some(HR_WINRE_DISABLED);
+            }
+            _ => continue,
+        }
+        store.create_action(&a, &[]).await.unwrap();
+    }
+    let group = Group::new_static(GroupId::generate(), "lab", ids.clone(), now);
+    store.create_group(&group).await.unwrap();
+
+    // What a request device by device would decide for each.
+    let mut expected = std::collections::HashMap::new();
+    for id in &ids {
+        let reasons = assess(&*store, *id, ActionKind::AutopilotReset, now, &settings)
+            .await
+            .unwrap()
+            .expect("a member");
+        expected.insert(*id, reasons);
+    }
+    let ready = expected.values().filter(|r| r.is_empty()).count();
+    assert_eq!(ready, n - 10, "ten of the odd ones are blocked");
+
+    let waves = WaveSettings {
+        wave_size: u32::MAX,
+        interval: Duration::ZERO,
+        daily_cap: None,
+    };
+    let result = execute(
+        &*store,
+        &Target::Group(group.id),
+        ActionKind::AutopilotReset,
+        "admin",
+        now,
+        &settings,
+        Some("lab"),
+        &waves,
+    )
+    .await
+    .unwrap();
+    // Every ready member (of three builds) by the database, the blocked ones by the planner.
+    assert_eq!(result.queued_in_bulk, ready);
+    assert_eq!(result.items.len(), n - ready);
+    assert_eq!(result.devices(), n);
+    assert_eq!((result.queued(), result.blocked()), (ready, n - ready));
+
+    let actions = store.actions_of_batch(result.batch_id).await.unwrap();
+    assert_eq!(actions.len(), n, "one action per member");
+    let distinct: HashSet<ActionId> = actions.iter().map(|a| a.id).collect();
+    assert_eq!(distinct.len(), n, "every action has its own id");
+    let template = commands_for_action(
+        ActionKind::AutopilotReset,
+        ids[0],
+        ActionId::generate(),
+        now,
+        &settings,
+    );
+    let mut command_ids = HashSet::new();
+    for a in &actions {
+        let reasons = &expected[&a.device];
+        assert_eq!(a.requested_by, "admin");
+        assert_eq!(a.batch, Some(result.batch_id));
+        if reasons.is_empty() {
+            assert_eq!(a.state, ActionState::Pending, "{a:?}");
+            assert_eq!(a.reason, None);
+            let states: Vec<ActionState> = a.timeline.iter().map(|e| e.state).collect();
+            assert_eq!(
+                states,
+                vec![ActionState::Requested, ActionState::Pending],
+                "{a:?}"
+            );
+            let commands = store.commands_of_action(a.id).await.unwrap();
+            let shape = |c: &DeviceCommand| {
+                (
+                    c.verb,
+                    c.uri.clone(),
+                    c.format.clone(),
+                    c.data.clone(),
+                    c.state,
+                )
+            };
+            assert_eq!(
+                commands.iter().map(shape).collect::<Vec<_>>(),
+                template.iter().map(shape).collect::<Vec<_>>(),
+                "commands of {}",
+                a.id
+            );
+            for c in &commands {
+                assert_eq!((c.device, c.action), (a.device, Some(a.id)));
+                assert!(command_ids.insert(c.id), "command ids are distinct");
+            }
+        } else {
+            assert_eq!(a.state, ActionState::Blocked, "{a:?}");
+            let text = reasons
+                .iter()
+                .map(BlockReason::text)
+                .collect::<Vec<_>>()
+                .join("; ");
+            assert_eq!(a.reason.as_deref(), Some(text.as_str()));
+        }
+    }
+    // The device's queue sends the reset's commands in the template's order.
+    let first_ready = actions
+        .iter()
+        .find(|a| a.state == ActionState::Pending)
+        .unwrap();
+    let queued = store
+        .queued_commands(first_ready.device, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        queued.iter().map(|c| c.uri.clone()).collect::<Vec<_>>(),
+        template.iter().map(|c| c.uri.clone()).collect::<Vec<_>>()
+    );
+
+    // Each device's own audit event, and the request's naming every member.
+    let audit = store
+        .list_audit(&AuditQuery {
+            device: Some(first_ready.device),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let created: Vec<&AuditEvent> = audit
+        .iter()
+        .filter(|e| e.action == "action.create")
+        .collect();
+    assert_eq!(created.len(), 1, "{audit:?}");
+    assert_eq!(
+        created[0].details,
+        format!("autopilot_reset {} -> pending", first_ready.id)
+    );
+    assert_eq!(created[0].targets, vec![first_ready.device]);
+    assert_eq!(created[0].batch, Some(result.batch_id));
+    let summary: Vec<&AuditEvent> = audit
+        .iter()
+        .filter(|e| e.action == "batch.create")
+        .collect();
+    assert_eq!(summary.len(), 1, "{audit:?}");
+    let mut named = summary[0].targets.clone();
+    named.sort();
+    let mut members = ids.clone();
+    members.sort();
+    assert_eq!(named, members);
+    assert!(
+        summary[0]
+            .details
+            .contains(&format!("{} queued, {} blocked", ready, n - ready)),
+        "{}",
+        summary[0].details
+    );
 }

@@ -389,14 +389,14 @@ pub fn plan_request(
     settings: &ActionSettings,
     batch: Option<BatchId>,
 ) -> PlannedAction {
-    let mut action = Action::new(ActionId::generate(), device.id, kind, actor, batch, now);
     let (reasons, superseded) = assess_with(device, existing, waiting, kind, now, settings);
-    // Requested → pending/blocked is always allowed, so neither transition can fail.
+    let mut action = if reasons.is_empty() {
+        queued_action(device.id, kind, actor, now, settings, batch)
+    } else {
+        Action::new(ActionId::generate(), device.id, kind, actor, batch, now)
+    };
+    // Requested → blocked is always allowed, so the transition cannot fail.
     let (commands, cancel, device_change) = if reasons.is_empty() {
-        let _ = action.transition(ActionState::Pending, now, Some("queued"));
-        if let (Some(why), true) = (&settings.winre_override, kind.is_autopilot_reset()) {
-            action.add_note(now, format!("WinRE checks overridden by {actor}: {why}"));
-        }
         let note = format!("superseded by {} {}", kind.name(), action.id);
         let cancel = superseded
             .into_iter()
@@ -431,9 +431,20 @@ pub fn plan_request(
         let _ = action.transition(ActionState::Blocked, now, Some(&text));
         (Vec::new(), Vec::new(), None)
     };
-    let audit = NewAuditEvent::new(now, actor.to_owned(), "action.create")
-        .targets([device.id])
-        .batch(batch)
+    let audit = creation_audit(&action, now);
+    PlannedAction {
+        new: NewAction { action, commands },
+        cancel,
+        device_change,
+        audit,
+    }
+}
+
+/// The `action.create` audit event of a new `action` (refused when it is blocked).
+pub(crate) fn creation_audit(action: &Action, now: OffsetDateTime) -> NewAuditEvent {
+    NewAuditEvent::new(now, action.requested_by.clone(), "action.create")
+        .targets([action.device])
+        .batch(action.batch)
         .outcome(if action.state == ActionState::Blocked {
             AuditOutcome::Refused
         } else {
@@ -441,7 +452,7 @@ pub fn plan_request(
         })
         .details(format!(
             "{} {} -> {}{}",
-            kind.code(),
+            action.kind.code(),
             action.id,
             action.state,
             action
@@ -449,13 +460,26 @@ pub fn plan_request(
                 .as_deref()
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
-        ));
-    PlannedAction {
-        new: NewAction { action, commands },
-        cancel,
-        device_change,
-        audit,
+        ))
+}
+
+/// A new `pending` action of `kind` on `device` as a ready request makes it (with the note of
+/// a WinRE override), before any supersession.
+pub(crate) fn queued_action(
+    device: DeviceId,
+    kind: ActionKind,
+    actor: &str,
+    now: OffsetDateTime,
+    settings: &ActionSettings,
+    batch: Option<BatchId>,
+) -> Action {
+    let mut action = Action::new(ActionId::generate(), device, kind, actor, batch, now);
+    // Requested → pending is always allowed.
+    let _ = action.transition(ActionState::Pending, now, Some("queued"));
+    if let (Some(why), true) = (&settings.winre_override, kind.is_autopilot_reset()) {
+        action.add_note(now, format!("WinRE checks overridden by {actor}: {why}"));
     }
+    action
 }
 
 /// What planning decided for one device of [`plan_requests`].

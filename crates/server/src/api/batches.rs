@@ -137,7 +137,7 @@ pub async fn bulk_action(
         deferred: result.deferred() as u64,
     };
     // Every device of a small batch; of a large one only the exceptions (api::BatchCreated).
-    let complete = result.items.len() <= api::BATCH_ITEMS_IN_FULL;
+    let complete = result.devices() <= api::BATCH_ITEMS_IN_FULL;
     let items = result
         .items
         .iter()
@@ -178,7 +178,7 @@ pub async fn bulk_action(
         StatusCode::ACCEPTED,
         Json(api::BatchCreated {
             batch_id: result.batch_id.to_string(),
-            devices: result.items.len() as u64,
+            devices: result.devices() as u64,
             counts,
             items,
             items_complete: complete,

@@ -1,0 +1,213 @@
+//! A [`BulkQueue`] written set-based: the ready members of a group get their actions, commands
+//! and audit events from `INSERT … SELECT`s, so that a reset of 100,000 PCs sends the database a
+//! few statements and holds nothing per device in this process (issue #16).
+
+use redeploy_core::store::{BulkQueue, StoreError, StoreResult};
+use sea_query::{Alias, BinOper, Cond, Expr, Order, Query, SelectStatement, SimpleExpr};
+
+use crate::actions::{action_values, ACTION_COLS};
+use crate::audit::{audit_values, AUDIT_COLS};
+use crate::commands::{command_values, COMMAND_COLS};
+use crate::devices::{count_members, inputs_in, member_of};
+use crate::dialect::Dialect;
+use crate::query::{built, v};
+use crate::schema::{
+    Actions as A, AuditEvents as E, AuditTargets as T, Devices as Dv, GroupMembers as Gm,
+};
+use crate::sql::RowExt;
+use crate::Tx;
+
+/// Writes `bulk` inside the plan's transaction `tx`, after the plan's own actions (a device the
+/// planner handled already has an action of the batch and is skipped). `Conflict` when the
+/// group or the devices moved since the census: the caller plans again.
+pub(crate) async fn queue_bulk_in<D: Dialect>(
+    tx: &mut Tx<D>,
+    bulk: &BulkQueue,
+    at: time::OffsetDateTime,
+) -> StoreResult<()> {
+    let members = count_members(tx.on(), bulk.group).await?;
+    if members != bulk.members {
+        return Err(StoreError::Conflict(format!(
+            "group {} has {members} members, not the {} planned for",
+            bulk.group, bulk.members
+        )));
+    }
+    let batch = bulk.action.batch;
+    let actions_before = max_seq::<D>(tx, A::Table, A::Seq).await?;
+
+    // The actions: one per ready member without one of this batch.
+    let of_batch = Query::select()
+        .column((A::Table, A::DeviceId))
+        .from(A::Table)
+        .and_where(Expr::col((A::Table, A::BatchId)).eq(v(batch)))
+        .to_owned();
+    let mut values = action_values(&bulk.action);
+    values[0] = time_ordered_id::<D>(at);
+    values[1] = Expr::col((Dv::Table, Dv::Id)).into();
+    let mut select = Query::select();
+    select
+        .exprs(values)
+        .from(Dv::Table)
+        .and_where(member_of(bulk.group))
+        .and_where(Expr::col((Dv::Table, Dv::UnenrolledAt)).is_null())
+        .and_where(inputs_in(at, bulk.seen_within, &bulk.ready))
+        .and_where(Expr::col((Dv::Table, Dv::Id)).not_in_subquery(of_batch))
+        .order_by((Dv::Table, Dv::Id), Order::Asc);
+    let queued = insert_select(tx, A::Table, ACTION_COLS, select).await?;
+    if queued != bulk.expected {
+        return Err(StoreError::Conflict(format!(
+            "{queued} devices of group {} are ready now, not the {} counted",
+            bulk.group, bulk.expected
+        )));
+    }
+    let queued_actions = || {
+        Cond::all()
+            .add(Expr::col((A::Table, A::BatchId)).eq(v(batch)))
+            .add(Expr::col((A::Table, A::Seq)).gt(actions_before))
+    };
+
+    // Their commands, template by template: a device's commands keep the template's order.
+    for command in &bulk.commands {
+        let mut values = command_values(command);
+        values[0] = time_ordered_id::<D>(at);
+        values[1] = Expr::col((A::Table, A::DeviceId)).into();
+        values[2] = Expr::col((A::Table, A::Id)).into();
+        let select = from_actions(values, queued_actions());
+        insert_select(tx, crate::schema::Commands::Table, COMMAND_COLS, select).await?;
+    }
+
+    // Their audit events, each naming its device and its action.
+    let events_before = max_seq::<D>(tx, E::Table, E::Seq).await?;
+    let template = around(&bulk.audit.details, &bulk.action.id.to_string())?;
+    let mut values = audit_values(&bulk.audit);
+    values[3] = Expr::cust("CAST(actions.device_id AS TEXT)");
+    values[6] = concat([
+        v(template.0),
+        Expr::cust("CAST(actions.id AS TEXT)"),
+        v(template.1),
+    ]);
+    insert_select(
+        tx,
+        E::Table,
+        AUDIT_COLS,
+        from_actions(values, queued_actions()),
+    )
+    .await?;
+    let targets = Query::select()
+        .column(E::Seq)
+        .expr(Expr::cust(format!("CAST({} AS {})", "targets", D::ID_TYPE)))
+        .from(E::Table)
+        .and_where(Expr::col(E::Seq).gt(events_before))
+        .and_where(Expr::col(E::BatchId).eq(v(batch)))
+        .to_owned();
+    insert_select(tx, T::Table, [T::AuditSeq, T::DeviceId], targets).await?;
+
+    // The request's own event, naming every member.
+    if let Some(summary) = &bulk.summary {
+        let members = || {
+            Query::select()
+                .from(Gm::Table)
+                .and_where(Expr::col(Gm::GroupId).eq(v(bulk.group)))
+                .to_owned()
+        };
+        let mut values = audit_values(summary);
+        values[3] = SimpleExpr::SubQuery(
+            None,
+            Box::new(
+                members()
+                    .expr(Expr::cust(D::join_ids("device_id")))
+                    .to_owned()
+                    .into_sub_query_statement(),
+            ),
+        );
+        let insert = Query::insert()
+            .into_table(E::Table)
+            .columns(AUDIT_COLS)
+            .values(values)
+            .map_err(|e| StoreError::Backend(e.to_string()))?
+            .returning(Query::returning().columns([E::Seq]))
+            .to_owned();
+        let seq = built::<D>(&insert)?.fetch_one(tx.on()).await?.i64("seq")?;
+        let targets = members()
+            .expr(Expr::val(seq))
+            .column(Gm::DeviceId)
+            .to_owned();
+        insert_select(tx, T::Table, [T::AuditSeq, T::DeviceId], targets).await?;
+    }
+    Ok(())
+}
+
+/// A fresh id whose first 48 bits are `at` in milliseconds and the rest random, with the
+/// version digit 7 (the layout of RFC 9562's UUIDv7): the rows of one bulk write land in one
+/// narrow range of each index on their ids instead of all over it, so the pages they change
+/// stay few and in the cache (random version-4 ids made each of 100,000 inserts touch a
+/// different page of the `id` and `action_id` indexes). Ids stay opaque: nothing orders by them.
+fn time_ordered_id<D: Dialect>(at: time::OffsetDateTime) -> SimpleExpr {
+    let ms = (at.unix_timestamp_nanos() / 1_000_000) as u64 & 0xffff_ffff_ffff;
+    let hex = format!("{ms:012x}");
+    // "tttttttt-tttt-7" replaces "xxxxxxxx-xxxx-4" of a random version-4 id.
+    let prefix = format!("{}-{}-7", &hex[..8], &hex[8..]);
+    let id = v(prefix).binary(
+        BinOper::Custom("||"),
+        Expr::cust(format!("substr({}, 16)", D::NEW_ID_TEXT)),
+    );
+    Expr::expr(id).cast_as(Alias::new(D::ID_TYPE))
+}
+
+/// The text before and after `id` in `details`.
+fn around(details: &str, id: &str) -> StoreResult<(String, String)> {
+    details
+        .split_once(id)
+        .map(|(before, after)| (before.to_owned(), after.to_owned()))
+        .ok_or_else(|| StoreError::Backend(format!("audit details {details:?} name no {id}")))
+}
+
+/// `INSERT INTO table (columns) select`: how many rows it wrote.
+async fn insert_select<D: Dialect, C: sea_query::IntoIden>(
+    tx: &mut Tx<D>,
+    table: impl sea_query::IntoTableRef,
+    columns: impl IntoIterator<Item = C>,
+    select: SelectStatement,
+) -> StoreResult<u64> {
+    let insert = Query::insert()
+        .into_table(table)
+        .columns(columns)
+        .select_from(select)
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .to_owned();
+    built::<D>(&insert)?.execute(tx.on()).await
+}
+
+/// `SELECT values FROM actions WHERE which ORDER BY seq`.
+fn from_actions<const N: usize>(values: [SimpleExpr; N], which: Cond) -> SelectStatement {
+    Query::select()
+        .exprs(values)
+        .from(A::Table)
+        .cond_where(which)
+        .order_by((A::Table, A::Seq), Order::Asc)
+        .to_owned()
+}
+
+/// `a || b || …`: text concatenation, the same operator on both databases.
+fn concat(parts: [SimpleExpr; 3]) -> SimpleExpr {
+    let [a, b, c] = parts;
+    a.binary(BinOper::Custom("||"), b)
+        .binary(BinOper::Custom("||"), c)
+}
+
+/// The highest `seq` of `table` so far (0 when empty): rows this transaction adds after it
+/// are above it.
+async fn max_seq<D: Dialect>(
+    tx: &mut Tx<D>,
+    table: impl sea_query::Iden + 'static,
+    seq: impl sea_query::Iden + 'static,
+) -> StoreResult<i64> {
+    let select = Query::select()
+        .expr_as(
+            sea_query::Func::coalesce([Expr::col(seq).max(), Expr::val(0i64).into()]),
+            Alias::new("seq"),
+        )
+        .from(table)
+        .to_owned();
+    built::<D>(&select)?.fetch_one(tx.on()).await?.i64("seq")
+}
