@@ -584,7 +584,7 @@ pub(crate) async fn execute_claiming(
             if kind == ActionKind::AutopilotReset
                 && waves.daily_cap.is_none()
                 && first.len() == ids.len()
-                && ids.len() > BULK_FROM =>
+                && ids.len() > settings.bulk_from =>
         {
             Some(*group)
         }

@@ -27,6 +27,9 @@ pub struct ActionSettings {
     /// Set for one request only: an admin's reason to skip preflight's WinRE checks (a PC fixed
     /// with `reagentc /enable` that cannot report it). Set by [`retry`] with a reason.
     pub winre_override: Option<String>,
+    /// A group reset in one wave of more devices than this queues its ready devices
+    /// set-based ([`crate::store::BulkQueue`]); [`crate::batch::BULK_FROM`] by default.
+    pub bulk_from: usize,
 }
 
 impl Default for ActionSettings {
@@ -35,6 +38,7 @@ impl Default for ActionSettings {
             preflight: PreflightSettings::default(),
             provider_id: "Redeploy".to_owned(),
             winre_override: None,
+            bulk_from: crate::batch::BULK_FROM,
         }
     }
 }

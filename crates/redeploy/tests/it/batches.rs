@@ -287,6 +287,94 @@ async fn group_reset_of_60_pcs_in_waves_of_20_on_postgres() {
     group_reset_in_waves(Backend::Postgres, 60, 20).await;
 }
 
+/// A group reset queued by the database (`BulkQueue`, here from 10 devices up instead of 1,000)
+/// reaches real PCs as one made device by device does: a PC whose WinRE is off is blocked with
+/// its reason; every other PC gets the reset's commands at its next check-in, in order, runs
+/// the reset and reports it done; one action and one `action.create` event per PC.
+async fn a_group_reset_queued_by_the_database_resets_every_pc(backend: Backend) {
+    let n = 24;
+    let (app, clock) = app_at(backend, OffsetDateTime::now_utc(), |_| {}).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let store = app.store.clone();
+    let mut pcs = enroll_fleet(&app, &transport, "bulk", n, 4, clock.now()).await;
+    let before: Vec<DeviceState> = pcs.iter().map(|p| p.state.clone()).collect();
+    let ids: Vec<DeviceId> = pcs.iter().map(|p| p.id).collect();
+    // One PC reports WinRE disabled: preflight blocks it.
+    let mut off = store.device(ids[5]).await.unwrap().unwrap();
+    off.winre_enabled = Some(false);
+    store.update_device(&off).await.unwrap();
+
+    let group = Group::new_static(GroupId::generate(), "Lab bulk", ids.clone(), clock.now());
+    store.create_group(&group).await.unwrap();
+    let settings = ActionSettings {
+        bulk_from: 10,
+        ..ActionSettings::default()
+    };
+    let batch = batch::execute(
+        &*store,
+        &Target::Group(group.id),
+        ActionKind::AutopilotReset,
+        "e2e-admin",
+        clock.now(),
+        &settings,
+        Some("Lab bulk"),
+        &WaveSettings {
+            wave_size: u32::MAX,
+            interval: Duration::ZERO,
+            daily_cap: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(batch.queued_in_bulk, n - 1, "queued by the database");
+    assert_eq!((batch.queued(), batch.blocked()), (n - 1, 1));
+
+    let now = clock.now();
+    for (i, pc) in pcs.iter_mut().enumerate() {
+        let report = client::check_in(&transport, &mut pc.state, now)
+            .await
+            .expect("check-in");
+        if i == 5 {
+            assert!(!got_reset(&report), "the blocked PC gets no reset");
+            continue;
+        }
+        assert!(got_reset(&report), "{}: {:?}", pc.state.id, report.executed);
+        finish_reset(&transport, pc, now).await;
+    }
+    for (i, (pc, original)) in pcs.iter().zip(&before).enumerate() {
+        let acts = action_of(&*store, pc.id).await;
+        assert_eq!(acts.len(), 1, "{}: one action", pc.state.id);
+        if i == 5 {
+            assert_eq!(resets_started(&pc.state), 0);
+            assert_eq!(acts[0].state, ActionState::Blocked);
+            assert!(
+                acts[0].reason.as_deref().unwrap_or("").contains("WinRE"),
+                "{:?}",
+                acts[0].reason
+            );
+        } else {
+            assert_eq!(resets_started(&pc.state), 1, "{}", pc.state.id);
+            assert_reset_result(original, &pc.state);
+            assert_eq!(acts[0].state, ActionState::Done, "{:?}", acts[0].timeline);
+        }
+    }
+    let audit: Vec<_> = store
+        .list_audit(&AuditQuery {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.batch == Some(batch.batch_id))
+        .collect();
+    let created = |what: &str| audit.iter().filter(|e| e.action == what).count();
+    assert_eq!(created("action.create"), n);
+    assert_eq!(created("batch.create"), 1);
+}
+
+testkit::on_both_backends!(a_group_reset_queued_by_the_database_resets_every_pc);
+
 // ---------------------------------------------------------------------------------------------
 // b. A nightly schedule with a maintenance window
 
