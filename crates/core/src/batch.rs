@@ -425,8 +425,6 @@ async fn plan_bulk(
         settings,
         Some(batch),
     );
-    let commands =
-        crate::action::commands_for_action(kind, action.device, action.id, now, settings);
     let audit = crate::action::request::creation_audit(&action, now);
     plan.bulk = Some(BulkQueue {
         group,
@@ -435,7 +433,6 @@ async fn plan_bulk(
         expected,
         members: member_count,
         action,
-        commands,
         audit,
         summary: None,
     });

@@ -599,9 +599,10 @@ pub struct RequestPlan {
 /// The pure planner judged the group's devices by their [`ReadinessInputs`] (a census: devices
 /// with equal inputs are equally ready) and planned the others itself, in the same plan. In the
 /// plan's transaction the store gives every enrolled member of `group` whose inputs are one of
-/// `ready`, and that has no action of the batch yet, a copy of `action` (its own id), copies of
-/// `commands` in order and a copy of `audit` naming it; then appends `summary` naming every
-/// member. The plan is refused with `Conflict` (nothing written; plan again) unless exactly
+/// `ready`, and that has no action of the batch yet, a copy of `action` (its own id) and a copy
+/// of `audit` naming it; then appends `summary` naming every member. The actions have no
+/// commands: the session start of each PC makes them ([`crate::action::follow_up`]), so that
+/// 100,000 resets are not 400,000 command rows written before the request can answer. The plan is refused with `Conflict` (nothing written; plan again) unless exactly
 /// `expected` devices were queued so and the group still has `members` members.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BulkQueue {
@@ -617,8 +618,6 @@ pub struct BulkQueue {
     pub members: u64,
     /// The action each device gets: every field but id and device is copied.
     pub action: Action,
-    /// Its commands, in order: every field but id, device and action is copied.
-    pub commands: Vec<DeviceCommand>,
     /// Its audit event: `details` names `action`'s id, replaced by each copy's.
     pub audit: NewAuditEvent,
     /// The request's own audit event, appended last with every member as target.

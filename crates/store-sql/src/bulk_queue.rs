@@ -1,13 +1,13 @@
-//! A [`BulkQueue`] written set-based: the ready members of a group get their actions, commands
-//! and audit events from `INSERT … SELECT`s, so that a reset of 100,000 PCs sends the database a
-//! few statements and holds nothing per device in this process (issue #16).
+//! A [`BulkQueue`] written set-based: the ready members of a group get their actions and audit
+//! events from `INSERT … SELECT`s, so that a reset of 100,000 PCs sends the database a few
+//! statements and holds nothing per device in this process (issue #16). Their commands are made
+//! at each PC's next session start.
 
 use redeploy_core::store::{BulkQueue, StoreError, StoreResult};
 use sea_query::{Alias, BinOper, Cond, Expr, Order, Query, SelectStatement, SimpleExpr};
 
 use crate::actions::{action_values, ACTION_COLS};
 use crate::audit::{audit_values, AUDIT_COLS};
-use crate::commands::{command_values, COMMAND_COLS};
 use crate::devices::{count_members, inputs_in, member_of};
 use crate::dialect::Dialect;
 use crate::query::{built, v};
@@ -65,16 +65,6 @@ pub(crate) async fn queue_bulk_in<D: Dialect>(
             .add(Expr::col((A::Table, A::BatchId)).eq(v(batch)))
             .add(Expr::col((A::Table, A::Seq)).gt(actions_before))
     };
-
-    // Their commands, template by template: a device's commands keep the template's order.
-    for command in &bulk.commands {
-        let mut values = command_values(command);
-        values[0] = time_ordered_id::<D>(at);
-        values[1] = Expr::col((A::Table, A::DeviceId)).into();
-        values[2] = Expr::col((A::Table, A::Id)).into();
-        let select = from_actions(values, queued_actions());
-        insert_select(tx, crate::schema::Commands::Table, COMMAND_COLS, select).await?;
-    }
 
     // Their audit events, each naming its device and its action.
     let events_before = max_seq::<D>(tx, E::Table, E::Seq).await?;

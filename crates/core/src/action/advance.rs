@@ -478,6 +478,17 @@ pub fn follow_up(
         });
     match action.kind {
         ActionKind::AutopilotReset => {
+            // A reset queued in bulk (`crate::store::BulkQueue`) has no commands until its PC
+            // comes: the baseline now, sent in this session; the Exec follows as for any reset.
+            let has_commands = cmds
+                .iter()
+                .chain(queued.iter())
+                .chain(adv.enqueue.iter())
+                .any(|c| c.action == Some(id));
+            if action.state == ActionState::Pending && !has_commands {
+                adv.enqueue
+                    .extend(baseline_commands(action.device, id, provider_id, now));
+            }
             if action.state == ActionState::Acknowledged {
                 let _ = action.transition(
                     ActionState::InProgress,

@@ -526,6 +526,44 @@ fn answers_advance_a_reset() {
     }
 }
 
+/// A reset queued in bulk has no commands yet: the session start that finds it makes its
+/// baseline and sends it at once; a reset whose baseline is queued gets no second one.
+#[test]
+fn a_pending_reset_without_commands_gets_its_baseline_at_the_session_start() {
+    let mut loaded = idle();
+    let id = loaded.device.id;
+    let a = action(&loaded, ActionKind::AutopilotReset, &[ActionState::Pending]);
+    loaded.actions.push(a.clone());
+    loaded.commands_of_action.insert(a.id, Vec::new());
+    let d = decide_next(&loaded, &start(""), T0, &cfg()).unwrap();
+    let made: Vec<(Verb, String)> = d
+        .step
+        .enqueue
+        .iter()
+        .filter(|c| c.action == Some(a.id))
+        .map(|c| (c.verb, c.uri.clone()))
+        .collect();
+    let baseline: Vec<(Verb, String)> = baseline_commands(id, a.id, "Redeploy", T0)
+        .into_iter()
+        .map(|c| (c.verb, c.uri))
+        .collect();
+    assert_eq!(made, baseline);
+    let send = d.step.send.as_ref().expect("sent in this session");
+    assert!(send.limit as usize >= baseline.len(), "{send:?}");
+    assert!(update(&d, a.id).is_none_or(|u| u.state == ActionState::Pending));
+
+    // Its baseline queued already (a reset requested device by device): nothing more.
+    let queued = baseline_commands(id, a.id, "Redeploy", T0 - Duration::minutes(5));
+    loaded.commands_of_action.insert(a.id, queued.clone());
+    loaded.queued = queued;
+    let d = decide_next(&loaded, &start(""), T0, &cfg()).unwrap();
+    assert!(
+        d.step.enqueue.iter().all(|c| c.action != Some(a.id)),
+        "{:?}",
+        d.step.enqueue
+    );
+}
+
 #[test]
 fn answers_to_the_baseline_send_the_exec_in_the_same_session() {
     let mut loaded = idle();
