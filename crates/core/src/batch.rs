@@ -20,8 +20,8 @@ use crate::preflight::BlockReason;
 use crate::schedule::BatchWindow;
 use crate::session::SessionError;
 use crate::store::{
-    ActionUpdate, BatchChange, BatchRecord, BatchState, BulkQueue, DailyCap, DeviceQuery,
-    RequestPlan, ScheduleClaim, Store, StoreError, Wave, WaveRelease, WriteOutcome,
+    ActionUpdate, BatchChange, BatchRecord, BatchState, BulkQueue, BulkVerdict, DailyCap,
+    DeviceQuery, RequestPlan, ScheduleClaim, Store, StoreError, Wave, WaveRelease, WriteOutcome,
 };
 
 /// Every erasing kind, as the daily cap counts them ([`is_erasing`]).
@@ -136,10 +136,12 @@ pub struct BatchItem {
 pub struct BatchResult {
     /// The batch every created action carries.
     pub batch_id: BatchId,
-    /// One item per device handled, but those queued by the database ([`BulkQueue`]).
+    /// One item per device handled, but those the database gave their action ([`BulkQueue`]).
     pub items: Vec<BatchItem>,
     /// How many devices the database queued (not in `items`).
     pub queued_in_bulk: usize,
+    /// How many devices the database blocked (not in `items`).
+    pub blocked_in_bulk: usize,
 }
 
 impl BatchResult {
@@ -148,7 +150,7 @@ impl BatchResult {
     }
     /// How many devices the batch handled.
     pub fn devices(&self) -> usize {
-        self.items.len() + self.queued_in_bulk
+        self.items.len() + self.queued_in_bulk + self.blocked_in_bulk
     }
     /// How many were queued.
     pub fn queued(&self) -> usize {
@@ -156,7 +158,7 @@ impl BatchResult {
     }
     /// How many were blocked.
     pub fn blocked(&self) -> usize {
-        self.count(|o| matches!(o, ItemOutcome::Blocked(..)))
+        self.count(|o| matches!(o, ItemOutcome::Blocked(..))) + self.blocked_in_bulk
     }
     /// How many were unknown.
     pub fn not_found(&self) -> usize {
@@ -348,18 +350,18 @@ async fn plan_some(
 /// ([`BulkQueue`]); the API lists the devices of a batch up to the same size.
 pub const BULK_FROM: usize = 1_000;
 
-/// The most distinct ready inputs a [`BulkQueue`] is planned with (its SQL names each): more,
-/// and the group is planned device by device.
-const BULK_MOST_READY_INPUTS: usize = 256;
+/// The most distinct readiness inputs a [`BulkQueue`] is planned with (its SQL names each):
+/// more, and the group is planned device by device.
+const BULK_MOST_INPUTS: usize = 256;
 
 /// Plans a reset of every member of static group `group` (`ids`, in one wave, no cap) with the
-/// ready devices left to the database: the group's devices are counted by readiness inputs
+/// actions left to the database: the group's devices are counted by readiness inputs
 /// ([`crate::store::DeviceStore::group_readiness_census`]), each kind of inputs judged once
-/// with preflight's rules; the devices judged not ready (and any waiting in another batch's
-/// wave) are planned here, device by device, with their reasons. `None` when the group is
-/// better planned device by device: a member waits in another batch's wave, or too many
-/// distinct inputs are ready. Returns the planned devices' items, the plan, and how many the
-/// database will queue.
+/// with preflight's rules; devices whose reasons name something of their own (when they were
+/// last seen, when their certificate expired) are planned here, device by device. `None` when
+/// the group is better planned device by device: a member waits in another batch's wave, or
+/// there are too many distinct inputs. Returns the planned devices' items, the plan, and how
+/// many the database will queue and block.
 #[allow(clippy::too_many_arguments)]
 async fn plan_bulk(
     store: &dyn Store,
@@ -370,7 +372,7 @@ async fn plan_bulk(
     actor: &str,
     now: OffsetDateTime,
     settings: &ActionSettings,
-) -> Result<Option<(Vec<BatchItem>, RequestPlan, usize)>, SessionError> {
+) -> Result<Option<(Vec<BatchItem>, RequestPlan, usize, usize)>, SessionError> {
     let members: HashSet<DeviceId> = ids.iter().copied().collect();
     let waiting_elsewhere = store
         .waiting_wave_devices(None)
@@ -384,63 +386,81 @@ async fn plan_bulk(
     let (census, member_count) = store
         .group_readiness_census(group, now, seen_within)
         .await?;
-    let mut ready = Vec::new();
-    let mut expected = 0;
+    // One verdict per outcome: queued, or blocked with one reason text.
+    let mut verdicts: Vec<BulkVerdict> = Vec::new();
+    let mut queued = 0;
     for (inputs, count) in census {
-        let reasons = inputs.readiness(now, &settings.preflight).reasons;
+        let inputs = ReadinessInputs {
+            seen_recently: false,
+            ..inputs
+        };
         // The same filter as `assess_with`: an override lifts the WinRE reasons only.
-        let blocked = reasons
-            .iter()
-            .any(|r| settings.winre_override.is_none() || !r.is_winre());
-        if !blocked {
-            expected += count;
-            ready.push(ReadinessInputs {
-                seen_recently: false,
-                ..inputs
-            });
+        let reasons: Vec<BlockReason> = inputs
+            .readiness(now, &settings.preflight)
+            .reasons
+            .into_iter()
+            .filter(|r| settings.winre_override.is_none() || !r.is_winre())
+            .collect();
+        if reasons.iter().any(BlockReason::is_per_device) {
+            // Planned device by device below, with its own instants.
+            continue;
+        }
+        let mut action = crate::action::request::queued_action(
+            DeviceId::from_uuid(uuid::Uuid::nil()),
+            kind,
+            actor,
+            now,
+            settings,
+            Some(batch),
+        );
+        if reasons.is_empty() {
+            queued += count;
+        } else {
+            action = Action::new(action.id, action.device, kind, actor, Some(batch), now);
+            crate::action::request::block(&mut action, &reasons, now);
+        }
+        match verdicts
+            .iter_mut()
+            .find(|v| v.action.state == action.state && v.action.reason == action.reason)
+        {
+            Some(v) => {
+                v.inputs.push(inputs);
+                v.expected += count;
+            }
+            None => verdicts.push(BulkVerdict {
+                inputs: vec![inputs],
+                expected: count,
+                audit: crate::action::request::creation_audit(&action, now),
+                action,
+            }),
         }
     }
-    ready.sort_by_key(|i| format!("{i:?}"));
-    ready.dedup();
-    if ready.len() > BULK_MOST_READY_INPUTS {
+    if verdicts.iter().map(|v| v.inputs.len()).sum::<usize>() > BULK_MOST_INPUTS {
         return Ok(None);
     }
-    // Every member enrolled and ready: none is left to plan here.
-    let others = if expected == member_count {
+    // Every member enrolled and judged by its inputs: none is left to plan here.
+    let judged: u64 = verdicts.iter().map(|v| v.expected).sum();
+    let others = if judged == member_count {
         Vec::new()
     } else {
+        let all: Vec<ReadinessInputs> = verdicts.iter().flat_map(|v| v.inputs.clone()).collect();
         store
-            .group_devices_not_in(group, now, seen_within, &ready)
+            .group_devices_not_in(group, now, seen_within, &all)
             .await?
     };
     let (items, over_cap, mut plan) =
         plan_some(store, batch, &others, kind, actor, now, settings, None).await?;
     debug_assert!(over_cap.is_empty(), "no cap");
-    // A template: the database gives each copy its own id and device.
-    let action = crate::action::request::queued_action(
-        DeviceId::from_uuid(uuid::Uuid::nil()),
-        kind,
-        actor,
-        now,
-        settings,
-        Some(batch),
-    );
-    let audit = crate::action::request::creation_audit(&action, now);
+    let blocked: u64 = judged - queued;
     plan.bulk = Some(BulkQueue {
         group,
         seen_within,
-        ready,
-        expected,
         members: member_count,
-        action,
-        audit,
+        verdicts,
         summary: None,
     });
-    Ok(Some((
-        items,
-        plan,
-        usize::try_from(expected).unwrap_or(usize::MAX),
-    )))
+    let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    Ok(Some((items, plan, count(queued), count(blocked))))
 }
 
 /// Adds `devices` to `plan` as wave `index` due at `due_at` (released under `daily_cap`) and
@@ -594,8 +614,8 @@ pub(crate) async fn execute_claiming(
             }
             None => None,
         };
-        let (mut items, over_cap, mut plan, queued_in_bulk) = match bulk {
-            Some((items, plan, queued)) => (items, Vec::new(), plan, queued),
+        let (mut items, over_cap, mut plan, queued_in_bulk, blocked_in_bulk) = match bulk {
+            Some((items, plan, queued, blocked)) => (items, Vec::new(), plan, queued, blocked),
             None => {
                 let (items, over_cap, plan) = plan_some(
                     store,
@@ -608,7 +628,7 @@ pub(crate) async fn execute_claiming(
                     waves.daily_cap,
                 )
                 .await?;
-                (items, over_cap, plan, 0)
+                (items, over_cap, plan, 0, 0)
             }
         };
         plan.claim_schedule = claim;
@@ -656,6 +676,7 @@ pub(crate) async fn execute_claiming(
             batch_id,
             items,
             queued_in_bulk,
+            blocked_in_bulk,
         };
         let summary = NewAuditEvent::new(now, actor.to_owned(), "batch.create")
             .batch(batch_id)
@@ -756,6 +777,7 @@ async fn release_wave(
             batch_id: wave.batch,
             items,
             queued_in_bulk: 0,
+            blocked_in_bulk: 0,
         };
         plan.audit.push(
             NewAuditEvent::new(now, wave.actor.clone(), "batch.wave")

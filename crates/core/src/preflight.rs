@@ -82,6 +82,18 @@ pub enum BlockReason {
 }
 
 impl BlockReason {
+    /// Whether its text names something of the one device (when it was last seen, when its
+    /// certificate expired, the wave it waits in): devices with equal readiness inputs may then
+    /// differ in it.
+    pub fn is_per_device(&self) -> bool {
+        matches!(
+            self,
+            Self::NotSeenRecently { .. }
+                | Self::EnrollmentCertExpired { .. }
+                | Self::WaitingInBatch { .. }
+        )
+    }
+
     /// Whether this is one of the WinRE reasons an admin's retry with a reason overrides.
     pub fn is_winre(&self) -> bool {
         matches!(self, Self::EarlierWinReFailure | Self::WinReNotConfigured)

@@ -588,40 +588,54 @@ pub struct RequestPlan {
     pub batch_change: Option<BatchChange>,
     /// Audit events, appended in order.
     pub audit: Vec<NewAuditEvent>,
-    /// Actions the database makes itself for a large group's ready devices, after everything
-    /// above (set-based: see [`BulkQueue`]).
+    /// Actions the database makes itself for a large group's devices, after everything above
+    /// (set-based: see [`BulkQueue`]).
     pub bulk: Option<BulkQueue>,
 }
 
-/// A bulk request's ready devices, queued by the database in a few `INSERT … SELECT`s instead of
-/// row by row (issue #16: 100,000 PCs in seconds, with nothing per device held in memory).
+/// A bulk request's devices, given their actions by the database in a few `INSERT … SELECT`s
+/// instead of row by row (issue #16: 100,000 PCs in seconds, with nothing per device held in
+/// memory).
 ///
-/// The pure planner judged the group's devices by their [`ReadinessInputs`] (a census: devices
-/// with equal inputs are equally ready) and planned the others itself, in the same plan. In the
-/// plan's transaction the store gives every enrolled member of `group` whose inputs are one of
-/// `ready`, and that has no action of the batch yet, a copy of `action` (its own id) and a copy
-/// of `audit` naming it; then appends `summary` naming every member. The actions have no
-/// commands: the session start of each PC makes them ([`crate::action::follow_up`]), so that
-/// 100,000 resets are not 400,000 command rows written before the request can answer. The plan is refused with `Conflict` (nothing written; plan again) unless exactly
-/// `expected` devices were queued so and the group still has `members` members.
+/// The pure planner counted the group's devices by their [`ReadinessInputs`] (a census: devices
+/// with equal inputs are equally ready) and judged each kind of inputs once: each
+/// [`BulkVerdict`] is the action every device with one of its inputs gets. Devices whose
+/// reasons name something of their own (when they were last seen, …) it planned itself, in the
+/// same plan. In the plan's transaction the store gives every enrolled member of `group`
+/// matching a verdict, and that has no action of the batch yet, a copy of the verdict's
+/// `action` (its own id) and of its `audit` naming it; then appends `summary` naming every
+/// member. A queued reset has no commands: its PC's next session start makes them
+/// ([`crate::action::follow_up`]), so that 100,000 resets are not 400,000 command rows written
+/// before the request can answer. The plan is refused with `Conflict` (nothing written; plan
+/// again) unless each verdict found exactly its `expected` devices and the group still has
+/// `members` members.
+///
+/// [`ReadinessInputs`]: crate::action::ReadinessInputs
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BulkQueue {
     /// The group whose members are queued.
     pub group: crate::ids::GroupId,
     /// How the inputs are judged at the plan's instant: preflight's window.
     pub seen_within: time::Duration,
-    /// The inputs judged ready (`seen_recently` plays no part).
-    pub ready: Vec<crate::action::ReadinessInputs>,
-    /// How many devices the census found with those inputs.
-    pub expected: u64,
     /// How many members the group had when planned.
     pub members: u64,
-    /// The action each device gets: every field but id and device is copied.
+    /// What the devices of each kind of inputs get.
+    pub verdicts: Vec<BulkVerdict>,
+    /// The request's own audit event, appended last with every member as target.
+    pub summary: Option<NewAuditEvent>,
+}
+
+/// The action every device with one of `inputs` gets ([`BulkQueue`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BulkVerdict {
+    /// The readiness inputs (`seen_recently` plays no part).
+    pub inputs: Vec<crate::action::ReadinessInputs>,
+    /// How many devices the census found with them.
+    pub expected: u64,
+    /// The action each gets: every field but id and device is copied.
     pub action: Action,
     /// Its audit event: `details` names `action`'s id, replaced by each copy's.
     pub audit: NewAuditEvent,
-    /// The request's own audit event, appended last with every member as target.
-    pub summary: Option<NewAuditEvent>,
 }
 
 impl RequestPlan {

@@ -3,7 +3,7 @@
 //! statements and holds nothing per device in this process (issue #16). Their commands are made
 //! at each PC's next session start.
 
-use redeploy_core::store::{BulkQueue, StoreError, StoreResult};
+use redeploy_core::store::{BulkQueue, BulkVerdict, StoreError, StoreResult};
 use sea_query::{Alias, BinOper, Cond, Expr, Order, Query, SelectStatement, SimpleExpr};
 
 use crate::actions::{action_values, ACTION_COLS};
@@ -32,57 +32,15 @@ pub(crate) async fn queue_bulk_in<D: Dialect>(
             bulk.group, bulk.members
         )));
     }
-    let batch = bulk.action.batch;
-    let actions_before = max_seq::<D>(tx, A::Table, A::Seq).await?;
-
-    // The actions: one per ready member without one of this batch.
-    let of_batch = Query::select()
-        .column((A::Table, A::DeviceId))
-        .from(A::Table)
-        .and_where(Expr::col((A::Table, A::BatchId)).eq(v(batch)))
-        .to_owned();
-    let mut values = action_values(&bulk.action);
-    values[0] = time_ordered_id::<D>(at);
-    values[1] = Expr::col((Dv::Table, Dv::Id)).into();
-    let mut select = Query::select();
-    select
-        .exprs(values)
-        .from(Dv::Table)
-        .and_where(member_of(bulk.group))
-        .and_where(Expr::col((Dv::Table, Dv::UnenrolledAt)).is_null())
-        .and_where(inputs_in(at, bulk.seen_within, &bulk.ready))
-        .and_where(Expr::col((Dv::Table, Dv::Id)).not_in_subquery(of_batch))
-        .order_by((Dv::Table, Dv::Id), Order::Asc);
-    let queued = insert_select(tx, A::Table, ACTION_COLS, select).await?;
-    if queued != bulk.expected {
-        return Err(StoreError::Conflict(format!(
-            "{queued} devices of group {} are ready now, not the {} counted",
-            bulk.group, bulk.expected
-        )));
-    }
-    let queued_actions = || {
-        Cond::all()
-            .add(Expr::col((A::Table, A::BatchId)).eq(v(batch)))
-            .add(Expr::col((A::Table, A::Seq)).gt(actions_before))
-    };
-
-    // Their audit events, each naming its device and its action.
     let events_before = max_seq::<D>(tx, E::Table, E::Seq).await?;
-    let template = around(&bulk.audit.details, &bulk.action.id.to_string())?;
-    let mut values = audit_values(&bulk.audit);
-    values[3] = Expr::cust("CAST(actions.device_id AS TEXT)");
-    values[6] = concat([
-        v(template.0),
-        Expr::cust("CAST(actions.id AS TEXT)"),
-        v(template.1),
-    ]);
-    insert_select(
-        tx,
-        E::Table,
-        AUDIT_COLS,
-        from_actions(values, queued_actions()),
-    )
-    .await?;
+    let mut batch = None;
+    for verdict in &bulk.verdicts {
+        batch = verdict.action.batch;
+        give_verdict(tx, bulk, verdict, at).await?;
+    }
+    let Some(batch) = batch else {
+        return Err(StoreError::Backend("a bulk queue without verdicts".into()));
+    };
     let targets = Query::select()
         .column(E::Seq)
         .expr(Expr::cust(format!("CAST({} AS {})", "targets", D::ID_TYPE)))
@@ -124,6 +82,56 @@ pub(crate) async fn queue_bulk_in<D: Dialect>(
             .to_owned();
         insert_select(tx, T::Table, [T::AuditSeq, T::DeviceId], targets).await?;
     }
+    Ok(())
+}
+
+/// Gives every enrolled member of the group with one of `verdict`'s inputs, and no action of the
+/// batch yet, a copy of its action and of its audit event; `Conflict` unless the census's count.
+async fn give_verdict<D: Dialect>(
+    tx: &mut Tx<D>,
+    bulk: &BulkQueue,
+    verdict: &BulkVerdict,
+    at: time::OffsetDateTime,
+) -> StoreResult<()> {
+    let batch = verdict.action.batch;
+    let actions_before = max_seq::<D>(tx, A::Table, A::Seq).await?;
+    let of_batch = Query::select()
+        .column((A::Table, A::DeviceId))
+        .from(A::Table)
+        .and_where(Expr::col((A::Table, A::BatchId)).eq(v(batch)))
+        .to_owned();
+    let mut values = action_values(&verdict.action);
+    values[0] = time_ordered_id::<D>(at);
+    values[1] = Expr::col((Dv::Table, Dv::Id)).into();
+    let mut select = Query::select();
+    select
+        .exprs(values)
+        .from(Dv::Table)
+        .and_where(member_of(bulk.group))
+        .and_where(Expr::col((Dv::Table, Dv::UnenrolledAt)).is_null())
+        .and_where(inputs_in(at, bulk.seen_within, &verdict.inputs))
+        .and_where(Expr::col((Dv::Table, Dv::Id)).not_in_subquery(of_batch))
+        .order_by((Dv::Table, Dv::Id), Order::Asc);
+    let given = insert_select(tx, A::Table, ACTION_COLS, select).await?;
+    if given != verdict.expected {
+        return Err(StoreError::Conflict(format!(
+            "{given} devices of group {} are {} now, not the {} counted",
+            bulk.group, verdict.action.state, verdict.expected
+        )));
+    }
+    // Their audit events, each naming its device and its action.
+    let template = around(&verdict.audit.details, &verdict.action.id.to_string())?;
+    let mut values = audit_values(&verdict.audit);
+    values[3] = Expr::cust("CAST(actions.device_id AS TEXT)");
+    values[6] = concat([
+        v(template.0),
+        Expr::cust("CAST(actions.id AS TEXT)"),
+        v(template.1),
+    ]);
+    let these = Cond::all()
+        .add(Expr::col((A::Table, A::BatchId)).eq(v(batch)))
+        .add(Expr::col((A::Table, A::Seq)).gt(actions_before));
+    insert_select(tx, E::Table, AUDIT_COLS, from_actions(values, these)).await?;
     Ok(())
 }
 

@@ -22,8 +22,10 @@ mod writer;
 
 use writer::{Turn, Turns};
 
-/// The writer connection's page cache, in KiB (SQLite's default is 2,000 KiB).
-const WRITER_CACHE_KIB: u32 = 32 * 1024;
+/// The writer connection's page cache, in KiB (SQLite's default is 2,000 KiB): room for a large
+/// transaction's dirty pages. Measured on a 100,000-PC group reset (docs/benchmarks.md): 32 MiB
+/// bought no time once the reset stopped writing commands and cost 30 MiB of peak memory.
+const WRITER_CACHE_KIB: u32 = 8 * 1024;
 
 /// The SQLite store.
 pub type SqliteStore = store_sql::SqlStore<Sqlite>;
@@ -189,14 +191,13 @@ impl Dialect for Sqlite {
             None
         } else {
             // A larger page cache than SQLite's default 2 MiB: a transaction that writes many
-            // rows (a group's reset: 100,000 actions and 400,000 commands) otherwise spills
-            // dirty pages to the WAL mid-transaction, most of its time (issue #16). Memory is
-            // taken only as pages are used.
+            // rows (a group's reset of 100,000 PCs) spills fewer dirty pages to the WAL before
+            // its commit (issue #16). Memory is taken only as pages are used.
             Some(
                 sqlx::SqliteConnection::connect_with(
                     &options
                         .clone()
-                        .pragma("cache_size", format!("-{}", WRITER_CACHE_KIB)),
+                        .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
                 )
                 .await
                 .map_err(backend)?,

@@ -4921,9 +4921,12 @@ pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store
     )
     .await
     .unwrap();
-    // Every ready member (of three builds) by the database, the blocked ones by the planner.
+    // Every ready member (of three builds) by the database, and the blocked ones whose reason
+    // is the same for every device with their inputs; the stale and the expired one (reasons
+    // naming their own instants) and the unenrolled one by the planner.
     assert_eq!(result.queued_in_bulk, ready);
-    assert_eq!(result.items.len(), n - ready);
+    assert_eq!(result.items.len(), 3, "{:?}", result.items);
+    assert_eq!(result.blocked_in_bulk, n - ready - 3);
     assert_eq!(result.devices(), n);
     assert_eq!((result.queued(), result.blocked()), (ready, n - ready));
 
@@ -4997,5 +5000,33 @@ pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store
             .contains(&format!("{} queued, {} blocked", ready, n - ready)),
         "{}",
         summary[0].details
+    );
+
+    // The same group again while those resets are pending: every device blocked, the ready
+    // ones of before as "already running", by the database.
+    let again = execute(
+        &*store,
+        &Target::Group(group.id),
+        ActionKind::AutopilotReset,
+        "admin",
+        now,
+        &settings,
+        Some("lab"),
+        &waves,
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.queued(), again.blocked()), (0, n));
+    assert_eq!(again.blocked_in_bulk, n - 3);
+    let second = store.actions_of_batch(again.batch_id).await.unwrap();
+    assert_eq!(second.len(), n);
+    let running = second
+        .iter()
+        .filter(|a| a.reason.as_deref() == Some(BlockReason::ActionAlreadyRunning.text().as_str()))
+        .count();
+    assert_eq!(
+        running,
+        ready + 1,
+        "and the one whose reset was sent before"
     );
 }

@@ -427,12 +427,7 @@ pub fn plan_request(
             change,
         )
     } else {
-        let text = reasons
-            .iter()
-            .map(BlockReason::text)
-            .collect::<Vec<_>>()
-            .join("; ");
-        let _ = action.transition(ActionState::Blocked, now, Some(&text));
+        block(&mut action, &reasons, now);
         (Vec::new(), Vec::new(), None)
     };
     let audit = creation_audit(&action, now);
@@ -465,6 +460,17 @@ pub(crate) fn creation_audit(action: &Action, now: OffsetDateTime) -> NewAuditEv
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         ))
+}
+
+/// Moves a just-requested `action` to `blocked` with `reasons` as its reason.
+pub(crate) fn block(action: &mut Action, reasons: &[BlockReason], now: OffsetDateTime) {
+    let text = reasons
+        .iter()
+        .map(BlockReason::text)
+        .collect::<Vec<_>>()
+        .join("; ");
+    // Requested → blocked is always allowed.
+    let _ = action.transition(ActionState::Blocked, now, Some(&text));
 }
 
 /// A new `pending` action of `kind` on `device` as a ready request makes it (with the note of
