@@ -125,6 +125,7 @@ macro_rules! store_conformance_tests {
             the_readiness_census_counts_what_each_device_would_say,
             a_large_request_plan_is_written_whole,
             a_group_reset_queued_by_the_database_matches_device_by_device,
+            a_bulk_group_reset_racing_single_resets_leaves_one_active_each,
         );
     };
 }

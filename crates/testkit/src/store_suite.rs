@@ -5030,3 +5030,106 @@ pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store
         "and the one whose reset was sent before"
     );
 }
+
+/// A group reset queued by the database while single resets of some of its members race it:
+/// both succeed, and every member ends with exactly one active reset — the batch's, or the
+/// single request's with the batch's action blocked as already running (the one-active-erasing
+/// index refuses the loser, which plans again).
+pub async fn a_bulk_group_reset_racing_single_resets_leaves_one_active_each(store: Arc<dyn Store>) {
+    use redeploy_core::action::{request, ActionSettings};
+    use redeploy_core::batch::{execute, Target, WaveSettings};
+    use redeploy_core::group::Group;
+    use redeploy_core::store::SeedDevice;
+
+    let now = t(60 * 24 * 30);
+    let settings = ActionSettings {
+        bulk_from: 100,
+        ..ActionSettings::default()
+    };
+    let seeds: Vec<SeedDevice> = (0..300)
+        .map(|i| {
+            let name = format!("race-{i:04}");
+            let mut d = new_device(&name, Some(&format!("hw-{name}")));
+            d.os_version = Some("10.0.22631.4037".into());
+            d.os_platform = Some("Windows 11 Enterprise".into());
+            d.aad_device_id = Some(DeviceId::generate().to_string());
+            d.winre_enabled = Some(true);
+            d.winre_checked_at = Some(t(1));
+            d.last_seen = Some(now - Duration::hours(1));
+            d.cert_not_after = Some(now + Duration::days(100));
+            let enrollment = new_enrollment(d.id, T0, &format!("{i:0>40}"));
+            SeedDevice {
+                device: d,
+                enrollment,
+                inventory: Vec::new(),
+            }
+        })
+        .collect();
+    store.bulk_load(&seeds).await.unwrap();
+    let ids: Vec<DeviceId> = seeds.iter().map(|s| s.device.id).collect();
+    let group = Group::new_static(GroupId::generate(), "race", ids.clone(), now);
+    store.create_group(&group).await.unwrap();
+
+    let bulk = {
+        let (store, settings) = (Arc::clone(&store), settings.clone());
+        tokio::spawn(async move {
+            let waves = WaveSettings {
+                wave_size: u32::MAX,
+                interval: Duration::ZERO,
+                daily_cap: None,
+            };
+            execute(
+                &*store,
+                &Target::Group(group.id),
+                ActionKind::AutopilotReset,
+                "bulk-admin",
+                now,
+                &settings,
+                Some("race"),
+                &waves,
+            )
+            .await
+        })
+    };
+    let singles: Vec<_> = ids
+        .iter()
+        .step_by(15)
+        .map(|&id| {
+            let (store, settings) = (Arc::clone(&store), settings.clone());
+            tokio::spawn(async move {
+                request(
+                    &*store,
+                    id,
+                    ActionKind::AutopilotReset,
+                    "single-admin",
+                    now,
+                    &settings,
+                )
+                .await
+            })
+        })
+        .collect();
+    let batch = bulk.await.unwrap().expect("the group reset succeeds");
+    for s in singles {
+        s.await
+            .unwrap()
+            .expect("a single reset succeeds (queued or blocked)");
+    }
+    assert_eq!(batch.devices(), ids.len());
+    for id in &ids {
+        let actions = store.actions_of_device(*id).await.unwrap();
+        let active: Vec<&Action> = actions
+            .iter()
+            .filter(|a| a.state == ActionState::Pending)
+            .collect();
+        assert_eq!(active.len(), 1, "{id}: {actions:?}");
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| a.batch == Some(batch.batch_id))
+                .count(),
+            1,
+            "{id}: one action of the batch"
+        );
+    }
+}
