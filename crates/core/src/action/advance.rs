@@ -457,12 +457,15 @@ fn advance_reset(
     }
 }
 
-/// At a new session, an action still waiting on the device: a device that accepted a reset and
-/// went away came back (`in_progress`), and the reset's Status/LastError are read until settled;
-/// other acknowledged commands count as done once the device checks in again; a Sync is done.
+/// At a new session, an action still waiting on the device: a pending reset without commands
+/// (queued in bulk) gets its baseline — when `cmds_read` says `cmds` are all its commands; a
+/// device that accepted a reset and went away came back (`in_progress`), and the reset's
+/// Status/LastError are read until settled; other acknowledged commands count as done once the
+/// device checks in again; a Sync is done.
 pub fn follow_up(
     action: &mut Action,
     cmds: &[DeviceCommand],
+    cmds_read: bool,
     queued: &[DeviceCommand],
     adv: &mut Advance,
     provider_id: &str,
@@ -485,7 +488,7 @@ pub fn follow_up(
                 .chain(queued.iter())
                 .chain(adv.enqueue.iter())
                 .any(|c| c.action == Some(id));
-            if action.state == ActionState::Pending && !has_commands {
+            if action.state == ActionState::Pending && cmds_read && !has_commands {
                 adv.enqueue
                     .extend(baseline_commands(action.device, id, provider_id, now));
             }

@@ -294,7 +294,17 @@ pub fn decide(
         let answered = answered.unwrap_or_default();
         let mut adv = action::advance(&mut action, &answered, cmds, &cfg.provider_id, now);
         if alerts.session_start {
-            action::follow_up(&mut action, cmds, &queued, &mut adv, &cfg.provider_id, now);
+            // `cmds` is every command of the action only when it was read.
+            let read = loaded.commands_of_action.contains_key(&action_id);
+            action::follow_up(
+                &mut action,
+                cmds,
+                read,
+                &queued,
+                &mut adv,
+                &cfg.provider_id,
+                now,
+            );
         }
         action::apply_to_device(&mut dev, &adv, now);
         step.enqueue.append(&mut adv.enqueue);

@@ -552,6 +552,11 @@ fn a_pending_reset_without_commands_gets_its_baseline_at_the_session_start() {
     assert!(send.limit as usize >= baseline.len(), "{send:?}");
     assert!(update(&d, a.id).is_none_or(|u| u.state == ActionState::Pending));
 
+    // Its commands not read: nothing is made (it may have some).
+    loaded.commands_of_action.remove(&a.id);
+    let d = decide_next(&loaded, &start(""), T0, &cfg()).unwrap();
+    assert!(d.step.enqueue.iter().all(|c| c.action != Some(a.id)));
+
     // Its baseline queued already (a reset requested device by device): nothing more.
     let queued = baseline_commands(id, a.id, "Redeploy", T0 - Duration::minutes(5));
     loaded.commands_of_action.insert(a.id, queued.clone());
