@@ -140,7 +140,8 @@ pub struct BatchResult {
     pub items: Vec<BatchItem>,
     /// How many devices the database queued (not in `items`).
     pub queued_in_bulk: usize,
-    /// How many devices the database blocked (not in `items`).
+    /// How many devices the database blocked and `items` does not list (it lists the first
+    /// [`BULK_FROM`] of them).
     pub blocked_in_bulk: usize,
 }
 
@@ -691,7 +692,11 @@ pub(crate) async fn execute_claiming(
             None => plan.audit.push(summary.targets(ids.clone())),
         }
         match store.write_request_plan(&plan).await {
-            Ok(WriteOutcome::Written) => return Ok(Some(result)),
+            Ok(WriteOutcome::Written) => {
+                let mut result = result;
+                list_blocked_in_bulk(store, &mut result).await?;
+                return Ok(Some(result));
+            }
             Ok(WriteOutcome::ClaimLost) => return Ok(None),
             // The world moved between our reads and the transaction: read again.
             Ok(WriteOutcome::CapReached { .. }) | Err(StoreError::Conflict(_)) => {}
@@ -699,6 +704,37 @@ pub(crate) async fn execute_claiming(
         }
     }
     Err(kept_changing("the bulk request", None))
+}
+
+/// Lists devices the database blocked ([`BulkQueue`]) among `result`'s items, up to
+/// [`BULK_FROM`] of them: the exceptions an admin looks at first (which PCs, and why).
+async fn list_blocked_in_bulk(
+    store: &dyn Store,
+    result: &mut BatchResult,
+) -> Result<(), SessionError> {
+    if result.blocked_in_bulk == 0 {
+        return Ok(());
+    }
+    let listed: HashSet<DeviceId> = result.items.iter().map(|i| i.device_id).collect();
+    let page = store
+        .list_actions(&crate::store::ActionQuery {
+            batch: Some(result.batch_id),
+            state: Some(ActionState::Blocked),
+            limit: u32::try_from(BULK_FROM).unwrap_or(u32::MAX),
+            ..crate::store::ActionQuery::default()
+        })
+        .await?;
+    for a in page.items {
+        if result.blocked_in_bulk == 0 || listed.contains(&a.device) {
+            continue;
+        }
+        result.blocked_in_bulk -= 1;
+        result.items.push(BatchItem {
+            device_id: a.device,
+            outcome: ItemOutcome::Blocked(a.id, a.reason.unwrap_or_default()),
+        });
+    }
+    Ok(())
 }
 
 /// Releases every stored wave due at `now`: requests its actions (preflight runs again), moving

@@ -4923,10 +4923,23 @@ pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store
     .unwrap();
     // Every ready member (of three builds) by the database, and the blocked ones whose reason
     // is the same for every device with their inputs; the stale and the expired one (reasons
-    // naming their own instants) and the unenrolled one by the planner.
+    // naming their own instants) and the unenrolled one by the planner. Every blocked device is
+    // listed with its reason.
     assert_eq!(result.queued_in_bulk, ready);
-    assert_eq!(result.items.len(), 3, "{:?}", result.items);
-    assert_eq!(result.blocked_in_bulk, n - ready - 3);
+    assert_eq!(result.blocked_in_bulk, 0);
+    assert_eq!(result.items.len(), n - ready, "{:?}", result.items);
+    for item in &result.items {
+        let redeploy_core::batch::ItemOutcome::Blocked(_, why) = &item.outcome else {
+            panic!("{item:?}");
+        };
+        let reasons = &expected[&item.device_id];
+        let text = reasons
+            .iter()
+            .map(BlockReason::text)
+            .collect::<Vec<_>>()
+            .join("; ");
+        assert_eq!(why, &text);
+    }
     assert_eq!(result.devices(), n);
     assert_eq!((result.queued(), result.blocked()), (ready, n - ready));
 
@@ -5017,7 +5030,9 @@ pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store
     .await
     .unwrap();
     assert_eq!((again.queued(), again.blocked()), (0, n));
-    assert_eq!(again.blocked_in_bulk, n - 3);
+    // The first thousand blocked are listed (and the three the planner blocked).
+    assert_eq!(again.items.len() + again.blocked_in_bulk, n);
+    assert!(again.items.len() >= BULK_FROM, "{}", again.items.len());
     let second = store.actions_of_batch(again.batch_id).await.unwrap();
     assert_eq!(second.len(), n);
     let running = second
