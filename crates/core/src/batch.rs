@@ -360,8 +360,8 @@ const BULK_MOST_INPUTS: usize = 256;
 /// ([`crate::store::DeviceStore::group_readiness_census`]), each kind of inputs judged once
 /// with preflight's rules; devices whose reasons name something of their own (when they were
 /// last seen, when their certificate expired) are planned here, device by device. `None` when
-/// the group is better planned device by device: a member waits in another batch's wave, or
-/// there are too many distinct inputs. Returns the planned devices' items, the plan, and how
+/// the group is better planned device by device: a member waits in another batch's wave, no
+/// device can be judged by its inputs alone, or there are too many distinct inputs. Returns the planned devices' items, the plan, and how
 /// many the database will queue and block.
 #[allow(clippy::too_many_arguments)]
 async fn plan_bulk(
@@ -406,19 +406,18 @@ async fn plan_bulk(
             // Planned device by device below, with its own instants.
             continue;
         }
-        let mut action = crate::action::request::queued_action(
+        // A template: the database gives each copy its own id and device.
+        let action = crate::action::request::decided_action(
             DeviceId::from_uuid(uuid::Uuid::nil()),
             kind,
             actor,
             now,
             settings,
             Some(batch),
+            &reasons,
         );
         if reasons.is_empty() {
             queued += count;
-        } else {
-            action = Action::new(action.id, action.device, kind, actor, Some(batch), now);
-            crate::action::request::block(&mut action, &reasons, now);
         }
         match verdicts
             .iter_mut()
@@ -436,7 +435,10 @@ async fn plan_bulk(
             }),
         }
     }
-    if verdicts.iter().map(|v| v.inputs.len()).sum::<usize>() > BULK_MOST_INPUTS {
+    // Nothing to leave to the database (every device's reasons are its own), or too much to
+    // name in SQL: device by device.
+    let inputs = verdicts.iter().map(|v| v.inputs.len()).sum::<usize>();
+    if inputs == 0 || inputs > BULK_MOST_INPUTS {
         return Ok(None);
     }
     // Every member enrolled and judged by its inputs: none is left to plan here.
@@ -454,6 +456,7 @@ async fn plan_bulk(
     debug_assert!(over_cap.is_empty(), "no cap");
     let blocked: u64 = judged - queued;
     plan.bulk = Some(BulkQueue {
+        batch,
         group,
         seen_within,
         members: member_count,

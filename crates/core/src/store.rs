@@ -613,13 +613,15 @@ pub struct RequestPlan {
 /// [`ReadinessInputs`]: crate::action::ReadinessInputs
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BulkQueue {
+    /// The batch every action of it belongs to.
+    pub batch: crate::ids::BatchId,
     /// The group whose members are queued.
     pub group: crate::ids::GroupId,
     /// How the inputs are judged at the plan's instant: preflight's window.
     pub seen_within: time::Duration,
     /// How many members the group had when planned.
     pub members: u64,
-    /// What the devices of each kind of inputs get.
+    /// What the devices of each kind of inputs get (at least one).
     pub verdicts: Vec<BulkVerdict>,
     /// The request's own audit event, appended last with every member as target.
     pub summary: Option<NewAuditEvent>,

@@ -33,20 +33,15 @@ pub(crate) async fn queue_bulk_in<D: Dialect>(
         )));
     }
     let events_before = max_seq::<D>(tx, E::Table, E::Seq).await?;
-    let mut batch = None;
     for verdict in &bulk.verdicts {
-        batch = verdict.action.batch;
         give_verdict(tx, bulk, verdict, at).await?;
     }
-    let Some(batch) = batch else {
-        return Err(StoreError::Backend("a bulk queue without verdicts".into()));
-    };
     let targets = Query::select()
         .column(E::Seq)
         .expr(Expr::cust(format!("CAST({} AS {})", "targets", D::ID_TYPE)))
         .from(E::Table)
         .and_where(Expr::col(E::Seq).gt(events_before))
-        .and_where(Expr::col(E::BatchId).eq(v(batch)))
+        .and_where(Expr::col(E::BatchId).eq(v(bulk.batch)))
         .to_owned();
     insert_select(tx, T::Table, [T::AuditSeq, T::DeviceId], targets).await?;
 
@@ -93,7 +88,7 @@ async fn give_verdict<D: Dialect>(
     verdict: &BulkVerdict,
     at: time::OffsetDateTime,
 ) -> StoreResult<()> {
-    let batch = verdict.action.batch;
+    let batch = bulk.batch;
     let actions_before = max_seq::<D>(tx, A::Table, A::Seq).await?;
     let of_batch = Query::select()
         .column((A::Table, A::DeviceId))

@@ -24,7 +24,7 @@ use writer::{Turn, Turns};
 
 /// The writer connection's page cache, in KiB (SQLite's default is 2,000 KiB): room for a large
 /// transaction's dirty pages. Measured on a 100,000-PC group reset (docs/benchmarks.md): 32 MiB
-/// bought no time once the reset stopped writing commands and cost 30 MiB of peak memory.
+/// bought about a tenth of a second and cost 30–60 MiB of peak memory.
 const WRITER_CACHE_KIB: u32 = 8 * 1024;
 
 /// The SQLite store.

@@ -5148,3 +5148,52 @@ pub async fn a_bulk_group_reset_racing_single_resets_leaves_one_active_each(stor
         );
     }
 }
+
+/// A large group reset where no device can be judged by its inputs alone (every PC stale: each
+/// reason names its own last check-in) is planned device by device: every PC blocked with its
+/// own reason, the request answered, not failed.
+pub async fn a_bulk_group_reset_of_only_stale_pcs_blocks_each_with_its_own_reason(
+    store: Arc<dyn Store>,
+) {
+    use redeploy_core::action::ActionSettings;
+    use redeploy_core::batch::{execute, Target, WaveSettings};
+    use redeploy_core::group::Group;
+
+    let now = t(60 * 24 * 30);
+    let settings = ActionSettings {
+        bulk_from: 10,
+        ..ActionSettings::default()
+    };
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let id = eligible(&store, &format!("stale-{i:02}")).await;
+        let mut d = store.device(id).await.unwrap().unwrap();
+        d.last_seen = Some(now - Duration::days(8) - Duration::hours(i));
+        store.update_device(&d).await.unwrap();
+        ids.push(id);
+    }
+    let group = Group::new_static(GroupId::generate(), "stale", ids.clone(), now);
+    store.create_group(&group).await.unwrap();
+    let waves = WaveSettings {
+        wave_size: u32::MAX,
+        interval: Duration::ZERO,
+        daily_cap: None,
+    };
+    let result = execute(
+        &*store,
+        &Target::Group(group.id),
+        ActionKind::AutopilotReset,
+        "admin",
+        now,
+        &settings,
+        Some("stale"),
+        &waves,
+    )
+    .await
+    .expect("the request is answered");
+    assert_eq!((result.queued(), result.blocked()), (0, ids.len()));
+    let actions = store.actions_of_batch(result.batch_id).await.unwrap();
+    assert_eq!(actions.len(), ids.len());
+    let reasons: HashSet<Option<String>> = actions.iter().map(|a| a.reason.clone()).collect();
+    assert_eq!(reasons.len(), ids.len(), "each names its own last check-in");
+}

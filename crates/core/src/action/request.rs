@@ -394,12 +394,7 @@ pub fn plan_request(
     batch: Option<BatchId>,
 ) -> PlannedAction {
     let (reasons, superseded) = assess_with(device, existing, waiting, kind, now, settings);
-    let mut action = if reasons.is_empty() {
-        queued_action(device.id, kind, actor, now, settings, batch)
-    } else {
-        Action::new(ActionId::generate(), device.id, kind, actor, batch, now)
-    };
-    // Requested → blocked is always allowed, so the transition cannot fail.
+    let action = decided_action(device.id, kind, actor, now, settings, batch, &reasons);
     let (commands, cancel, device_change) = if reasons.is_empty() {
         let note = format!("superseded by {} {}", kind.name(), action.id);
         let cancel = superseded
@@ -427,7 +422,6 @@ pub fn plan_request(
             change,
         )
     } else {
-        block(&mut action, &reasons, now);
         (Vec::new(), Vec::new(), None)
     };
     let audit = creation_audit(&action, now);
@@ -462,32 +456,32 @@ pub(crate) fn creation_audit(action: &Action, now: OffsetDateTime) -> NewAuditEv
         ))
 }
 
-/// Moves a just-requested `action` to `blocked` with `reasons` as its reason.
-pub(crate) fn block(action: &mut Action, reasons: &[BlockReason], now: OffsetDateTime) {
-    let text = reasons
-        .iter()
-        .map(BlockReason::text)
-        .collect::<Vec<_>>()
-        .join("; ");
-    // Requested → blocked is always allowed.
-    let _ = action.transition(ActionState::Blocked, now, Some(&text));
-}
-
-/// A new `pending` action of `kind` on `device` as a ready request makes it (with the note of
-/// a WinRE override), before any supersession.
-pub(crate) fn queued_action(
+/// A new action of `kind` on `device` as a request with preflight's `reasons` makes it:
+/// `pending` ("queued", with the note of a WinRE override) when there are none, else `blocked`
+/// with them as its reason. Before any supersession.
+pub(crate) fn decided_action(
     device: DeviceId,
     kind: ActionKind,
     actor: &str,
     now: OffsetDateTime,
     settings: &ActionSettings,
     batch: Option<BatchId>,
+    reasons: &[BlockReason],
 ) -> Action {
     let mut action = Action::new(ActionId::generate(), device, kind, actor, batch, now);
-    // Requested → pending is always allowed.
-    let _ = action.transition(ActionState::Pending, now, Some("queued"));
-    if let (Some(why), true) = (&settings.winre_override, kind.is_autopilot_reset()) {
-        action.add_note(now, format!("WinRE checks overridden by {actor}: {why}"));
+    // Requested → pending and requested → blocked are always allowed.
+    if reasons.is_empty() {
+        let _ = action.transition(ActionState::Pending, now, Some("queued"));
+        if let (Some(why), true) = (&settings.winre_override, kind.is_autopilot_reset()) {
+            action.add_note(now, format!("WinRE checks overridden by {actor}: {why}"));
+        }
+    } else {
+        let text = reasons
+            .iter()
+            .map(BlockReason::text)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let _ = action.transition(ActionState::Blocked, now, Some(&text));
     }
     action
 }
