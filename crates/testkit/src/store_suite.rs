@@ -4801,6 +4801,52 @@ pub async fn a_large_request_plan_is_written_whole(store: Arc<dyn Store>) {
     assert_eq!(everything[0].targets, vec![seeds[0].device.id]);
 }
 
+/// An Autopilot Reset of every member of `group` (named `name`, typed as confirmation) in one
+/// uncapped wave.
+async fn reset_group_in_one_wave(
+    store: &Arc<dyn Store>,
+    group: &redeploy_core::group::Group,
+    now: OffsetDateTime,
+    settings: &redeploy_core::action::ActionSettings,
+) -> Result<redeploy_core::batch::BatchResult, redeploy_core::session::SessionError> {
+    use redeploy_core::batch::{execute, Target, WaveSettings};
+    let waves = WaveSettings {
+        wave_size: u32::MAX,
+        interval: Duration::ZERO,
+        daily_cap: None,
+    };
+    execute(
+        &**store,
+        &Target::Group(group.id),
+        ActionKind::AutopilotReset,
+        "admin",
+        now,
+        settings,
+        Some(&group.name),
+        &waves,
+    )
+    .await
+}
+
+/// PC `i` named `<prefix>-NNNN`, enrolled and ready for a remote reset at `now`, for a bulk load.
+fn ready_seed(prefix: &str, i: usize, now: OffsetDateTime) -> redeploy_core::store::SeedDevice {
+    let name = format!("{prefix}-{i:04}");
+    let mut d = new_device(&name, Some(&format!("hw-{name}")));
+    d.os_version = Some("10.0.22631.4037".into());
+    d.os_platform = Some("Windows 11 Enterprise".into());
+    d.aad_device_id = Some(DeviceId::generate().to_string());
+    d.winre_enabled = Some(true);
+    d.winre_checked_at = Some(t(1));
+    d.last_seen = Some(now - Duration::hours(1));
+    d.cert_not_after = Some(now + Duration::days(100));
+    let enrollment = new_enrollment(d.id, T0, &format!("{i:0>40}"));
+    redeploy_core::store::SeedDevice {
+        device: d,
+        enrollment,
+        inventory: Vec::new(),
+    }
+}
+
 /// A reset of a large static group queues its ready devices set-based (`BulkQueue`): every
 /// member ends with exactly the action a request device by device would have given it — pending
 /// (its commands made at its PC's next session start), or blocked with the same reasons — and
@@ -4810,7 +4856,7 @@ pub async fn a_large_request_plan_is_written_whole(store: Arc<dyn Store>) {
 /// whose ready members run three OS builds.
 pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store: Arc<dyn Store>) {
     use redeploy_core::action::{assess, ActionSettings};
-    use redeploy_core::batch::{execute, Target, WaveSettings, BULK_FROM};
+    use redeploy_core::batch::BULK_FROM;
     use redeploy_core::group::Group;
     use redeploy_core::preflight::BlockReason;
     use redeploy_core::preflight::HR_WINRE_DISABLED;
@@ -4836,15 +4882,8 @@ pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store
     ];
     let seeds: Vec<SeedDevice> = (0..n)
         .map(|i| {
-            let name = format!("bulk-{i:04}");
-            let mut d = new_device(&name, Some(&format!("hw-{name}")));
-            d.os_version = Some("10.0.22631.4037".into());
-            d.os_platform = Some("Windows 11 Enterprise".into());
-            d.aad_device_id = Some(DeviceId::generate().to_string());
-            d.winre_enabled = Some(true);
-            d.winre_checked_at = Some(t(1));
-            d.last_seen = Some(now - Duration::hours(1));
-            d.cert_not_after = Some(now + Duration::days(100));
+            let mut seed = ready_seed("bulk", i, now);
+            let d = &mut seed.device;
             match odd.get(i).copied() {
                 Some("stale") => d.last_seen = Some(now - Duration::days(9)),
                 Some("old") => d.os_version = Some("10.0.17134.1".into()),
@@ -4859,12 +4898,7 @@ pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store
                 Some("build-26100") => d.os_version = Some("10.0.26100.1".into()),
                 _ => {}
             }
-            let enrollment = new_enrollment(d.id, T0, &format!("{i:0>40}"));
-            SeedDevice {
-                device: d,
-                enrollment,
-                inventory: Vec::new(),
-            }
+            seed
         })
         .collect();
     store.bulk_load(&seeds).await.unwrap();
@@ -4904,23 +4938,9 @@ pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store
     let ready = expected.values().filter(|r| r.is_empty()).count();
     assert_eq!(ready, n - 10, "ten of the odd ones are blocked");
 
-    let waves = WaveSettings {
-        wave_size: u32::MAX,
-        interval: Duration::ZERO,
-        daily_cap: None,
-    };
-    let result = execute(
-        &*store,
-        &Target::Group(group.id),
-        ActionKind::AutopilotReset,
-        "admin",
-        now,
-        &settings,
-        Some("lab"),
-        &waves,
-    )
-    .await
-    .unwrap();
+    let result = reset_group_in_one_wave(&store, &group, now, &settings)
+        .await
+        .unwrap();
     // Every ready member (of three builds) by the database, and the blocked ones whose reason
     // is the same for every device with their inputs; the stale and the expired one (reasons
     // naming their own instants) and the unenrolled one by the planner. Every blocked device is
@@ -5017,18 +5037,9 @@ pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store
 
     // The same group again while those resets are pending: every device blocked, the ready
     // ones of before as "already running", by the database.
-    let again = execute(
-        &*store,
-        &Target::Group(group.id),
-        ActionKind::AutopilotReset,
-        "admin",
-        now,
-        &settings,
-        Some("lab"),
-        &waves,
-    )
-    .await
-    .unwrap();
+    let again = reset_group_in_one_wave(&store, &group, now, &settings)
+        .await
+        .unwrap();
     assert_eq!((again.queued(), again.blocked()), (0, n));
     // The first thousand blocked are listed (and the three the planner blocked).
     assert_eq!(again.items.len() + again.blocked_in_bulk, n);
@@ -5052,7 +5063,6 @@ pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store
 /// index refuses the loser, which plans again).
 pub async fn a_bulk_group_reset_racing_single_resets_leaves_one_active_each(store: Arc<dyn Store>) {
     use redeploy_core::action::{request, ActionSettings};
-    use redeploy_core::batch::{execute, Target, WaveSettings};
     use redeploy_core::group::Group;
     use redeploy_core::store::SeedDevice;
 
@@ -5061,25 +5071,7 @@ pub async fn a_bulk_group_reset_racing_single_resets_leaves_one_active_each(stor
         bulk_from: 100,
         ..ActionSettings::default()
     };
-    let seeds: Vec<SeedDevice> = (0..300)
-        .map(|i| {
-            let name = format!("race-{i:04}");
-            let mut d = new_device(&name, Some(&format!("hw-{name}")));
-            d.os_version = Some("10.0.22631.4037".into());
-            d.os_platform = Some("Windows 11 Enterprise".into());
-            d.aad_device_id = Some(DeviceId::generate().to_string());
-            d.winre_enabled = Some(true);
-            d.winre_checked_at = Some(t(1));
-            d.last_seen = Some(now - Duration::hours(1));
-            d.cert_not_after = Some(now + Duration::days(100));
-            let enrollment = new_enrollment(d.id, T0, &format!("{i:0>40}"));
-            SeedDevice {
-                device: d,
-                enrollment,
-                inventory: Vec::new(),
-            }
-        })
-        .collect();
+    let seeds: Vec<SeedDevice> = (0..300).map(|i| ready_seed("race", i, now)).collect();
     store.bulk_load(&seeds).await.unwrap();
     let ids: Vec<DeviceId> = seeds.iter().map(|s| s.device.id).collect();
     let group = Group::new_static(GroupId::generate(), "race", ids.clone(), now);
@@ -5087,24 +5079,7 @@ pub async fn a_bulk_group_reset_racing_single_resets_leaves_one_active_each(stor
 
     let bulk = {
         let (store, settings) = (Arc::clone(&store), settings.clone());
-        tokio::spawn(async move {
-            let waves = WaveSettings {
-                wave_size: u32::MAX,
-                interval: Duration::ZERO,
-                daily_cap: None,
-            };
-            execute(
-                &*store,
-                &Target::Group(group.id),
-                ActionKind::AutopilotReset,
-                "bulk-admin",
-                now,
-                &settings,
-                Some("race"),
-                &waves,
-            )
-            .await
-        })
+        tokio::spawn(async move { reset_group_in_one_wave(&store, &group, now, &settings).await })
     };
     let singles: Vec<_> = ids
         .iter()
@@ -5156,7 +5131,6 @@ pub async fn a_bulk_group_reset_of_only_stale_pcs_blocks_each_with_its_own_reaso
     store: Arc<dyn Store>,
 ) {
     use redeploy_core::action::ActionSettings;
-    use redeploy_core::batch::{execute, Target, WaveSettings};
     use redeploy_core::group::Group;
 
     let now = t(60 * 24 * 30);
@@ -5174,23 +5148,9 @@ pub async fn a_bulk_group_reset_of_only_stale_pcs_blocks_each_with_its_own_reaso
     }
     let group = Group::new_static(GroupId::generate(), "stale", ids.clone(), now);
     store.create_group(&group).await.unwrap();
-    let waves = WaveSettings {
-        wave_size: u32::MAX,
-        interval: Duration::ZERO,
-        daily_cap: None,
-    };
-    let result = execute(
-        &*store,
-        &Target::Group(group.id),
-        ActionKind::AutopilotReset,
-        "admin",
-        now,
-        &settings,
-        Some("stale"),
-        &waves,
-    )
-    .await
-    .expect("the request is answered");
+    let result = reset_group_in_one_wave(&store, &group, now, &settings)
+        .await
+        .expect("the request is answered");
     assert_eq!((result.queued(), result.blocked()), (0, ids.len()));
     let actions = store.actions_of_batch(result.batch_id).await.unwrap();
     assert_eq!(actions.len(), ids.len());
