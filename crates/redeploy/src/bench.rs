@@ -84,7 +84,10 @@ pub(crate) fn start_server(
     }
     cmd.arg("--data-dir")
         .arg(data_dir)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("REDEPLOY_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         // The bench enrolls its whole fleet at once from one address: the server's enrollment
         // rate limit (meant for the open internet) would refuse most of it.
         .env("REDEPLOY_ENROLL_RATE_PER_SECOND", "0")

@@ -8,11 +8,12 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use redeploy_core::store::{from_micros, to_micros, StoreError, StoreResult};
+use rusqlite::types::Value;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Connection as _, Row as _};
+use sqlx::Row as _;
 use store_sql::{backend, corrupt, Arg, ConnectOptions, Dialect, On, SqlRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -92,22 +93,31 @@ impl Drop for SqliteTx {
     }
 }
 
-/// Runs sqlx query method `$method` of `$q` where `$on` says: reads on the pool; statements
-/// of a transaction on its connection. (`execute` on the pool is handled before: a write.)
+/// Runs sqlx query method `$method` of `$q` where `$on` says: reads on the pool; statements of
+/// a transaction on the in-memory database's one connection. (Statements of a transaction on the
+/// writer connection run in place, module `writer`; `execute` on the pool is a write, in turn.)
 macro_rules! run_on {
     ($on:expr, $q:expr, $method:ident) => {
         match $on {
             On::Pool(pool) => $q.$method(&pool.pool).await,
             On::Tx(tx) => match &mut tx.0 {
-                TxOn::Writer(Some(turn)) => match writer::connection(turn) {
-                    Some(conn) => $q.$method(conn).await,
-                    None => return Err(StoreError::Backend("no writer connection".into())),
-                },
                 TxOn::Pooled { tx: Some(tx), .. } => $q.$method(&mut **tx).await,
                 _ => return Err(StoreError::Backend("transaction already finished".into())),
             },
         }
     };
+}
+
+/// The held writer turn of `on`, if its statements run on the writer connection.
+fn writer_turn<'a>(on: &'a mut On<'_, Sqlite>) -> StoreResult<Option<&'a mut Turn>> {
+    match on {
+        On::Tx(tx) => match &mut tx.0 {
+            TxOn::Writer(Some(turn)) => Ok(Some(turn)),
+            TxOn::Writer(None) => Err(StoreError::Backend("transaction already finished".into())),
+            TxOn::Pooled { .. } => Ok(None),
+        },
+        On::Pool(_) => Ok(None),
+    }
 }
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments<'q>>;
@@ -193,15 +203,11 @@ impl Dialect for Sqlite {
             // A larger page cache than SQLite's default 2 MiB: a transaction that writes many
             // rows (a group's reset of 100,000 PCs) spills fewer dirty pages to the WAL before
             // its commit (issue #16). Memory is taken only as pages are used.
-            Some(
-                sqlx::SqliteConnection::connect_with(
-                    &options
-                        .clone()
-                        .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
-                )
-                .await
-                .map_err(backend)?,
-            )
+            Some(writer::open(
+                options.get_filename(),
+                connect.wait,
+                WRITER_CACHE_KIB,
+            )?)
         };
         Ok(SqlitePool {
             pool,
@@ -218,7 +224,7 @@ impl Dialect for Sqlite {
         // This process's writers in turn first (no connection is held while waiting); then
         // IMMEDIATE takes the write lock up front (writer::begin).
         let mut turn = pool.turns.take().await?;
-        if writer::connection(&mut turn).is_none() {
+        if !writer::has_connection(&turn) {
             let tx = pool
                 .pool
                 .begin_with("BEGIN IMMEDIATE")
@@ -229,14 +235,14 @@ impl Dialect for Sqlite {
                 _turn: turn,
             }));
         }
-        writer::begin(&mut turn).await?;
+        writer::begin(&mut turn)?;
         Ok(SqliteTx(TxOn::Writer(Some(turn))))
     }
 
     async fn commit(mut tx: Self::Tx) -> StoreResult<()> {
         match &mut tx.0 {
             TxOn::Writer(turn) => match turn.as_mut() {
-                Some(t) => writer::commit(t).await,
+                Some(t) => writer::commit(t),
                 None => Ok(()),
             },
             TxOn::Pooled { tx: inner, .. } => match inner.take() {
@@ -246,77 +252,142 @@ impl Dialect for Sqlite {
         }
     }
 
-    async fn execute(on: On<'_, Self>, sql: &str, args: Vec<Arg>) -> StoreResult<u64> {
-        let q = query(sql, args);
+    async fn execute(mut on: On<'_, Self>, sql: &str, args: Vec<Arg>) -> StoreResult<u64> {
+        if let Some(turn) = writer_turn(&mut on)? {
+            return writer::execute(turn, sql, args);
+        }
         let done = match on {
             // A statement on its own that changes something: a write, in its turn.
             On::Pool(pool) => {
                 let mut turn = pool.turns.take().await?;
-                match writer::connection(&mut turn) {
-                    Some(conn) => q.execute(conn).await,
-                    None => q.execute(&pool.pool).await,
+                if writer::has_connection(&turn) {
+                    return writer::execute(&mut turn, sql, args);
                 }
+                query(sql, args).execute(&pool.pool).await
             }
-            on => run_on!(on, q, execute),
+            on => run_on!(on, query(sql, args), execute),
         };
         Ok(done.map_err(backend)?.rows_affected())
     }
 
-    async fn fetch_all(on: On<'_, Self>, sql: &str, args: Vec<Arg>) -> StoreResult<Vec<Row>> {
-        let q = query(sql, args);
-        let rows = run_on!(on, q, fetch_all);
-        Ok(rows.map_err(backend)?.into_iter().map(Row).collect())
+    async fn fetch_all(mut on: On<'_, Self>, sql: &str, args: Vec<Arg>) -> StoreResult<Vec<Row>> {
+        if let Some(turn) = writer_turn(&mut on)? {
+            let rows = writer::fetch(turn, sql, args, None)?;
+            return Ok(rows.into_iter().map(|r| Row(RowOf::Raw(r))).collect());
+        }
+        let rows = run_on!(on, query(sql, args), fetch_all);
+        Ok(rows
+            .map_err(backend)?
+            .into_iter()
+            .map(|r| Row(RowOf::Sqlx(r)))
+            .collect())
     }
 
     async fn fetch_optional(
-        on: On<'_, Self>,
+        mut on: On<'_, Self>,
         sql: &str,
         args: Vec<Arg>,
     ) -> StoreResult<Option<Row>> {
-        let q = query(sql, args);
-        let row = run_on!(on, q, fetch_optional);
-        Ok(row.map_err(backend)?.map(Row))
+        if let Some(turn) = writer_turn(&mut on)? {
+            let rows = writer::fetch(turn, sql, args, Some(1))?;
+            return Ok(rows.into_iter().next().map(|r| Row(RowOf::Raw(r))));
+        }
+        let row = run_on!(on, query(sql, args), fetch_optional);
+        Ok(row.map_err(backend)?.map(|r| Row(RowOf::Sqlx(r))))
     }
 }
 
-/// A result row, read in this dialect's encodings.
-pub struct Row(SqliteRow);
+/// A result row, read in this dialect's encodings: from sqlx (the pool, an in-memory
+/// database) or from the writer connection.
+pub struct Row(RowOf);
+
+enum RowOf {
+    Sqlx(SqliteRow),
+    Raw(writer::RawRow),
+}
 
 fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
-    row: &'r Row,
+    row: &'r SqliteRow,
     col: &str,
 ) -> StoreResult<T> {
-    row.0.try_get::<T, _>(col).map_err(|e| corrupt(col, e))
+    row.try_get::<T, _>(col).map_err(|e| corrupt(col, e))
+}
+
+/// Column `col` of a writer row as `T`, read by `read` (`None` for another type than it
+/// takes); SQL NULL is `None`.
+fn raw<T>(
+    row: &writer::RawRow,
+    col: &str,
+    want: &str,
+    read: impl FnOnce(&Value) -> Option<T>,
+) -> StoreResult<Option<T>> {
+    let value = row.value(col)?;
+    if matches!(value, Value::Null) {
+        return Ok(None);
+    }
+    read(value)
+        .map(Some)
+        .ok_or_else(|| corrupt(col, format!("{} is not {want}", writer::kind(value))))
+}
+
+fn raw_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Integer(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn raw_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Text(t) => Some(t.clone()),
+        _ => None,
+    }
 }
 
 impl SqlRow for Row {
     fn text(&self, col: &str) -> StoreResult<Option<String>> {
-        get(self, col)
+        match &self.0 {
+            RowOf::Sqlx(r) => get(r, col),
+            RowOf::Raw(r) => raw(r, col, "TEXT", raw_text),
+        }
     }
 
     fn int(&self, col: &str) -> StoreResult<Option<i64>> {
-        get(self, col)
+        match &self.0 {
+            RowOf::Sqlx(r) => get(r, col),
+            RowOf::Raw(r) => raw(r, col, "INTEGER", raw_int),
+        }
     }
 
     fn bool(&self, col: &str) -> StoreResult<Option<bool>> {
-        get(self, col)
+        match &self.0 {
+            RowOf::Sqlx(r) => get(r, col),
+            RowOf::Raw(r) => raw(r, col, "a boolean", |v| raw_int(v).map(|i| i != 0)),
+        }
     }
 
     fn bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>> {
-        get(self, col)
+        match &self.0 {
+            RowOf::Sqlx(r) => get(r, col),
+            RowOf::Raw(r) => raw(r, col, "BLOB", |v| match v {
+                Value::Blob(b) => Some(b.clone()),
+                Value::Text(t) => Some(t.clone().into_bytes()),
+                _ => None,
+            }),
+        }
     }
 
     fn uuid(&self, col: &str) -> StoreResult<Option<Uuid>> {
-        get::<Option<String>>(self, col)?
+        self.text(col)?
             .map(|t| Uuid::parse_str(t.trim()).map_err(|e| corrupt(col, e)))
             .transpose()
     }
 
     fn time(&self, col: &str) -> StoreResult<Option<OffsetDateTime>> {
-        get::<Option<i64>>(self, col)?.map(from_micros).transpose()
+        self.int(col)?.map(from_micros).transpose()
     }
 
     fn json(&self, col: &str) -> StoreResult<Option<String>> {
-        get(self, col)
+        self.text(col)
     }
 }
