@@ -1288,10 +1288,19 @@ pub trait AccountStore: Send + Sync {
 /// The support trail: the last raw (redacted) messages of each device ([`crate::trail`]).
 #[async_trait]
 pub trait SupportTrail: Send + Sync {
-    /// Appends `messages` (in the order given) to their devices' trails, then trims every
-    /// device it touched to its newest `keep` messages; `keep == 0` stores nothing. Nothing to
-    /// do for an empty slice. A device that does not exist is `NotFound`.
-    async fn append_trail(&self, messages: &[TrailMessage], keep: u32) -> StoreResult<()>;
+    /// Appends `messages` (in the order given) to their devices' trails, then trims the trail
+    /// of every device in `trim` (whether or not it has messages here) to its newest `keep`
+    /// messages, in one transaction; `keep == 0` stores nothing. Nothing to do when both are
+    /// empty. A device of `messages` that does not exist is `NotFound`. A trail longer than
+    /// `keep` until its trim is the caller's choice: the server trims each device it wrote at
+    /// most every [`crate::trail::TRIM_EVERY`], so that one statement drops many check-ins'
+    /// old messages at once.
+    async fn append_trail(
+        &self,
+        messages: &[TrailMessage],
+        keep: u32,
+        trim: &[DeviceId],
+    ) -> StoreResult<()>;
     /// The newest `limit` messages of `device`, newest first; empty when it has none.
     async fn trail(&self, device: DeviceId, limit: u32) -> StoreResult<Vec<TrailMessage>>;
 }

@@ -2,6 +2,10 @@
 //! at a time stores everything waiting in a single transaction ("group commit"), so the trail
 //! costs one write per batch of check-ins rather than a second transaction per check-in.
 //!
+//! Trails are trimmed to their bound lazily: each write trims the devices written since the last
+//! trim when [`TRIM_EVERY`] has passed, so a device's trail may briefly hold a few more messages
+//! than it keeps (reads ask for at most `keep`).
+//!
 //! A read flushes first, so whatever this process had received before the read is in it. A
 //! crash loses at most what was waiting (milliseconds of messages); a full buffer drops new
 //! messages and counts them, and never slows a check-in.
@@ -9,8 +13,11 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use redeploy_core::trail::TrailMessage;
-use redeploy_core::Store;
+use std::collections::HashSet;
+use std::time::Instant;
+
+use redeploy_core::trail::{TrailMessage, TRIM_EVERY};
+use redeploy_core::{DeviceId, Store};
 
 use crate::metrics::Metrics;
 
@@ -24,9 +31,29 @@ pub struct TrailBuffer {
     /// Messages kept per device, as of the latest push (`support_trail_messages`).
     keep: AtomicU32,
     waiting: Mutex<Vec<TrailMessage>>,
-    /// Held by whoever is writing; a read takes it to wait for the write in flight.
-    writing: Arc<tokio::sync::Mutex<()>>,
+    /// Held by whoever is writing; a read takes it to wait for the write in flight. It guards
+    /// the trim state too.
+    writing: Arc<tokio::sync::Mutex<Trims>>,
 }
+
+/// The devices written since their trail was last trimmed, and when that was.
+struct Trims {
+    untrimmed: HashSet<DeviceId>,
+    last: Instant,
+    /// Trim at the next write, however recent the last trim (a read is waiting).
+    force: bool,
+}
+
+impl Trims {
+    fn trimmed(&mut self) {
+        self.untrimmed.clear();
+        self.last = Instant::now();
+        self.force = false;
+    }
+}
+
+/// Trim at once past this many untrimmed devices, however recent the last trim.
+const MAX_UNTRIMMED: usize = 10_000;
 
 impl TrailBuffer {
     pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
@@ -35,7 +62,11 @@ impl TrailBuffer {
             metrics,
             keep: AtomicU32::new(0),
             waiting: Mutex::new(Vec::new()),
-            writing: Arc::new(tokio::sync::Mutex::new(())),
+            writing: Arc::new(tokio::sync::Mutex::new(Trims {
+                untrimmed: HashSet::new(),
+                last: Instant::now(),
+                force: false,
+            })),
         }
     }
 
@@ -58,19 +89,31 @@ impl TrailBuffer {
     }
 
     /// Stores everything waiting now, after the write in flight (if any) has finished.
+    /// A read's flush also trims every trail written since the last trim, so that a read finds
+    /// each trail within its bound.
     pub async fn flush(&self) {
-        let _turn = self.writing.lock().await;
-        self.write_waiting().await;
+        let mut trims = self.writing.lock().await;
+        trims.force = true;
+        self.write_waiting(&mut trims).await;
+        if trims.force {
+            // Nothing was waiting: the trims alone.
+            let trim: Vec<DeviceId> = trims.untrimmed.iter().copied().collect();
+            let keep = self.keep.load(Ordering::Relaxed);
+            if !trim.is_empty() && self.store.append_trail(&[], keep, &trim).await.is_ok() {
+                trims.trimmed();
+            }
+            trims.force = false;
+        }
     }
 
     fn start_writer(self: &Arc<Self>) {
-        let Ok(turn) = Arc::clone(&self.writing).try_lock_owned() else {
+        let Ok(mut turn) = Arc::clone(&self.writing).try_lock_owned() else {
             return;
         };
         let this = Arc::clone(self);
         tokio::spawn(async move {
             // Keep writing while check-ins keep handing messages over during the write.
-            while this.write_waiting().await {}
+            while this.write_waiting(&mut turn).await {}
             drop(turn);
             // A message pushed between the last empty check and the release above found the
             // turn taken and started no writer: look once more.
@@ -80,29 +123,46 @@ impl TrailBuffer {
         });
     }
 
-    /// Writes what is waiting in one transaction; whether there was anything.
-    async fn write_waiting(&self) -> bool {
+    /// Writes what is waiting in one transaction, with the trims that are due; whether there
+    /// was anything.
+    async fn write_waiting(&self, trims: &mut Trims) -> bool {
         let batch = std::mem::take(&mut *self.lock_waiting());
         if batch.is_empty() {
             return false;
         }
         let keep = self.keep.load(Ordering::Relaxed);
-        if self.store.append_trail(&batch, keep).await.is_err() {
-            // One device's messages (say, of a device deleted meanwhile) must not cost the
-            // others theirs: store them device by device.
-            let mut devices: Vec<_> = batch.iter().map(|m| m.device).collect();
-            devices.sort_unstable();
-            devices.dedup();
-            for device in devices {
-                let own: Vec<_> = batch
-                    .iter()
-                    .filter(|m| m.device == device)
-                    .cloned()
-                    .collect();
-                if let Err(e) = self.store.append_trail(&own, keep).await {
-                    tracing::warn!(%device, error = %e, "support trail not kept for this device");
-                }
+        trims.untrimmed.extend(batch.iter().map(|m| m.device));
+        let due = trims.force
+            || trims.last.elapsed() >= TRIM_EVERY
+            || trims.untrimmed.len() > MAX_UNTRIMMED;
+        let trim: Vec<DeviceId> = if due {
+            trims.untrimmed.iter().copied().collect()
+        } else {
+            Vec::new()
+        };
+        if self.store.append_trail(&batch, keep, &trim).await.is_ok() {
+            if due {
+                trims.trimmed();
             }
+            return true;
+        }
+        // One device's messages (say, of a device deleted meanwhile) must not cost the
+        // others theirs: store them device by device (trimmed at the next due trim).
+        let mut devices: Vec<_> = batch.iter().map(|m| m.device).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        for device in devices {
+            let own: Vec<_> = batch
+                .iter()
+                .filter(|m| m.device == device)
+                .cloned()
+                .collect();
+            if let Err(e) = self.store.append_trail(&own, keep, &[]).await {
+                tracing::warn!(%device, error = %e, "support trail not kept for this device");
+            }
+        }
+        if due && self.store.append_trail(&[], keep, &trim).await.is_ok() {
+            trims.trimmed();
         }
         true
     }

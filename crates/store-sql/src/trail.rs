@@ -43,19 +43,21 @@ fn row_trail(r: &impl SqlRow) -> StoreResult<TrailMessage> {
 
 #[async_trait]
 impl<D: Dialect> SupportTrail for SqlStore<D> {
-    async fn append_trail(&self, messages: &[TrailMessage], keep: u32) -> StoreResult<()> {
-        if messages.is_empty() || keep == 0 {
+    async fn append_trail(
+        &self,
+        messages: &[TrailMessage],
+        keep: u32,
+        trim: &[DeviceId],
+    ) -> StoreResult<()> {
+        if (messages.is_empty() && trim.is_empty()) || keep == 0 {
             return Ok(());
         }
-        // Two statements for the whole batch, however many check-ins it holds: the messages
-        // in multi-row INSERTs, then one DELETE of what lies beyond each device's `keep`
-        // newest (the writer holds the database's write lock meanwhile; check-ins wait).
-        let mut devices: Vec<DeviceId> = Vec::new();
-        for m in messages {
-            if !devices.contains(&m.device) {
-                devices.push(m.device);
-            }
-        }
+        // The messages in multi-row INSERTs, then one DELETE per chunk of `trim` of what lies
+        // beyond each device's `keep` newest (the writer holds the database's write lock
+        // meanwhile; check-ins wait).
+        let mut devices = trim.to_vec();
+        devices.sort_unstable();
+        devices.dedup();
         let mut tx = self.begin().await?;
         insert_rows(&mut tx, M::Table, TRAIL_COLS, messages, |m| {
             [

@@ -3803,7 +3803,7 @@ pub async fn the_support_trail_keeps_the_newest_messages_per_device(store: Arc<d
         )
     };
     store
-        .append_trail(&[message(&b, 0, Direction::FromDevice)], 3)
+        .append_trail(&[message(&b, 0, Direction::FromDevice)], 3, &[b.id])
         .await
         .unwrap();
     for i in 1..=5 {
@@ -3814,6 +3814,7 @@ pub async fn the_support_trail_keeps_the_newest_messages_per_device(store: Arc<d
                     message(&a, i, Direction::ToDevice),
                 ],
                 3,
+                &[a.id],
             )
             .await
             .unwrap();
@@ -3830,7 +3831,7 @@ pub async fn the_support_trail_keeps_the_newest_messages_per_device(store: Arc<d
     assert_eq!(store.trail(a.id, 1).await.unwrap().len(), 1);
     assert_eq!(store.trail(b.id, 10).await.unwrap().len(), 1, "b untouched");
     store
-        .append_trail(&[message(&b, 9, Direction::FromDevice)], 0)
+        .append_trail(&[message(&b, 9, Direction::FromDevice)], 0, &[b.id])
         .await
         .unwrap();
     assert_eq!(
@@ -3843,7 +3844,7 @@ pub async fn the_support_trail_keeps_the_newest_messages_per_device(store: Arc<d
         ..message(&a, 6, Direction::FromDevice)
     };
     assert!(matches!(
-        store.append_trail(&[unknown], 3).await,
+        store.append_trail(&[unknown], 3, &[a.id]).await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(
@@ -3862,7 +3863,14 @@ pub async fn the_support_trail_keeps_the_newest_messages_per_device(store: Arc<d
             ]
         })
         .collect();
-    store.append_trail(&batch, 3).await.unwrap();
+    store.append_trail(&batch, 3, &[]).await.unwrap();
+    let untrimmed = store.trail(a.id, 20).await.unwrap();
+    assert_eq!(untrimmed.len(), 7, "kept until trimmed: {untrimmed:?}");
+    // A trim on its own, of the devices written (one named twice, and one with no trail).
+    store
+        .append_trail(&[], 3, &[a.id, b.id, a.id, DeviceId::generate()])
+        .await
+        .unwrap();
     for d in [&a, &b] {
         let ids: Vec<_> = store
             .trail(d.id, 10)

@@ -72,5 +72,11 @@ pub async fn recent(
         .await?;
     devices::load(state, device).await?;
     state.trail.flush().await;
-    Ok(state.store.trail(device, limit.clamp(1, MAX_READ)).await?)
+    // Never more than the trail keeps: a trail is trimmed to its bound a moment after it
+    // grows past it (crate::trail_buffer).
+    let keep = state.settings.support_trail_messages.max(1);
+    Ok(state
+        .store
+        .trail(device, limit.clamp(1, MAX_READ).min(keep))
+        .await?)
 }
