@@ -70,7 +70,12 @@ impl Dialect for Postgres {
     /// Built in since PostgreSQL 13.
     const NEW_ID_TEXT: &'static str = "gen_random_uuid()::text";
     const ID_TYPE: &'static str = "uuid";
+    const WRITABLE_CTE: bool = true;
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::PostgresQueryBuilder;
+
+    fn placeholder(n: usize) -> String {
+        format!("${n}")
+    }
 
     fn utc_day(col: &str) -> String {
         format!("(FLOOR(EXTRACT(EPOCH FROM {col}) / 86400)::BIGINT)")

@@ -10,12 +10,16 @@ use redeploy_core::inventory::InventoryValue;
 use redeploy_core::store::{CheckInView, StoreResult};
 use sea_query::{Alias, Cond, Expr, Query, SelectStatement, SimpleExpr};
 
-use crate::devices::{row_device, select_devices};
-use crate::dialect::{Dialect, SqlRow};
-use crate::query::{built, v};
+use crate::devices::{
+    device_row_stepped, device_row_update, row_device, select_devices, DeviceRowStep,
+};
+use crate::dialect::{Arg, Dialect, SqlRow};
+use crate::inventory::latest_of;
+use crate::query::{built, v, written};
 use crate::schema::{
     Actions as A, CertificateRenewals as R, Commands as C, Devices as Dv, Inventory as I,
 };
+use crate::sql::{RowExt, Sql};
 use crate::SqlStore;
 
 /// The states an action settles in: the others are open.
@@ -139,4 +143,63 @@ impl<D: Dialect> SqlStore<D> {
             .await?;
         row.as_ref().map(|r| row_view(r, id, uris)).transpose()
     }
+}
+
+/// A check-in step that writes only the device row and inventory values (an idle PC's), as one
+/// statement where the dialect allows it ([`Dialect::WRITABLE_CTE`]): the device row's UPDATE
+/// in a `WITH` clause, the inventory upsert reading the row it changed, so a message taken
+/// meanwhile (no row changed) stores no inventory either. One round trip in autocommit instead
+/// of BEGIN, UPDATE, INSERT, COMMIT: on PostgreSQL each statement is a round trip and an
+/// executor start (docs/benchmarks.md, session 12). `None` when the step is not of that kind or
+/// the dialect cannot: the caller runs its transaction.
+pub(crate) async fn step_in_one_statement<D: Dialect>(
+    store: &SqlStore<D>,
+    row: &DeviceRowStep<'_>,
+    inventory: &[InventoryValue],
+) -> StoreResult<Option<()>> {
+    if !D::WRITABLE_CTE {
+        return Ok(None);
+    }
+    let Some(mut update) = device_row_update(row)? else {
+        return Ok(None);
+    };
+    if inventory.iter().any(|i| i.device != row.id) {
+        return Ok(None);
+    }
+    update.returning_col(Dv::Id);
+    let (update, mut args) = written::<D>(&update)?;
+    let latest = latest_of(inventory);
+    let mut text = format!("WITH step AS ({update})");
+    if !latest.is_empty() {
+        let mut rows = Vec::with_capacity(latest.len());
+        for value in latest {
+            let mut p = |arg: Arg| {
+                args.push(arg);
+                D::placeholder(args.len())
+            };
+            rows.push(format!(
+                "(CAST({} AS TEXT), CAST({} AS TEXT), CAST({} AS TEXT), CAST({} AS TIMESTAMPTZ))",
+                p(Arg::Text(Some(value.uri.clone()))),
+                p(Arg::Text(Some(value.value.clone()))),
+                p(Arg::Text(value.format.clone())),
+                p(Arg::Time(Some(value.at))),
+            ));
+        }
+        // The same upsert as `upsert_inventory_in`: a value never replaces a newer one.
+        text.push_str(&format!(
+            ", inv AS (INSERT INTO inventory (device_id, uri, value, format, at) \
+             SELECT step.id, u.uri, u.value, u.format, u.at FROM step, (VALUES {}) \
+             AS u (uri, value, format, at) \
+             ON CONFLICT (device_id, uri) DO UPDATE SET value = excluded.value, \
+             format = excluded.format, at = excluded.at WHERE excluded.at >= inventory.at)",
+            rows.join(", ")
+        ));
+    }
+    text.push_str(" SELECT COUNT(*) AS stepped FROM step");
+    let stepped = Sql::new(text, args)
+        .fetch_one(store.db())
+        .await?
+        .i64("stepped")?;
+    device_row_stepped(row, u64::try_from(stepped).unwrap_or(0))?;
+    Ok(Some(()))
 }

@@ -13,6 +13,7 @@ use sea_query::{Cond, Expr, Keyword, LockType, Order, Query, SelectStatement, Si
 
 use crate::actions::{action_in, discard_queued_in, insert_action_in, update_action_in};
 use crate::bulk::insert_rows;
+use crate::check_in::step_in_one_statement;
 use crate::devices::{step_device_row_in, DeviceRowStep};
 use crate::dialect::{Dialect, SqlRow};
 use crate::inventory::upsert_inventory_in;
@@ -241,26 +242,39 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
     }
 
     async fn session_step(&self, step: SessionStep) -> StoreResult<StepOutcome> {
-        let mut tx = self.begin().await?;
         let device = step.device;
         let foreign =
             |what: &str| StoreError::Conflict(format!("{what} is not for device {device}"));
         if step.device_update.as_ref().is_some_and(|d| d.id != device) {
             return Err(foreign("device update"));
         }
+        let row = DeviceRowStep {
+            id: device,
+            sequence: step.sequence.as_ref(),
+            update: step.device_update.as_ref(),
+            was: step.device_was.as_ref(),
+            seen: step.seen.then(|| (step.at, step.current_user.clone())),
+        };
+        let row_only = step.answers.is_empty()
+            && step.action_updates.is_empty()
+            && step.new_actions.is_empty()
+            && step.requeue.is_empty()
+            && step.enqueue.is_empty()
+            && step.send.is_none();
+        if row_only
+            && step_in_one_statement(self, &row, &step.inventory)
+                .await?
+                .is_some()
+        {
+            return Ok(StepOutcome {
+                sent: Vec::new(),
+                actions_sent: Vec::new(),
+            });
+        }
+        let mut tx = self.begin().await?;
         // First, in one statement: a message taken meanwhile (a concurrent duplicate) makes
         // this step nothing; else the device's new values and when it was seen.
-        step_device_row_in(
-            &mut tx,
-            DeviceRowStep {
-                id: device,
-                sequence: step.sequence.as_ref(),
-                update: step.device_update.as_ref(),
-                was: step.device_was.as_ref(),
-                seen: step.seen.then(|| (step.at, step.current_user.clone())),
-            },
-        )
-        .await?;
+        step_device_row_in(&mut tx, row).await?;
         for a in &step.answers {
             let c = command_in(&mut tx, a.command).await?;
             if c.device != device {

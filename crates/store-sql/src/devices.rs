@@ -10,7 +10,9 @@ use redeploy_core::store::{
     device_sort_key, from_micros, Cursor, CursorKey, DeviceQuery, DeviceSort, DeviceStore, Page,
     StoreError, StoreResult, NEVER_SEEN_KEY,
 };
-use sea_query::{Alias, Cond, Expr, Func, LikeExpr, Order, Query, SelectStatement, SimpleExpr};
+use sea_query::{
+    Alias, Cond, Expr, Func, LikeExpr, Order, Query, SelectStatement, SimpleExpr, UpdateStatement,
+};
 use time::{Duration, OffsetDateTime};
 
 use crate::dialect::{Dialect, On, SqlRow};
@@ -85,6 +87,27 @@ pub(crate) async fn step_device_row_in<D: Dialect>(
     tx: &mut Tx<D>,
     step: DeviceRowStep<'_>,
 ) -> StoreResult<()> {
+    let Some(update) = device_row_update(&step)? else {
+        return Ok(());
+    };
+    let changed = built::<D>(&update)?.execute(tx.on()).await?;
+    device_row_stepped(&step, changed)
+}
+
+/// What no row changed by [`device_row_update`] means: the message taken meanwhile, or no such
+/// device.
+pub(crate) fn device_row_stepped(step: &DeviceRowStep<'_>, changed: u64) -> StoreResult<()> {
+    if changed > 0 {
+        return Ok(());
+    }
+    Err(match step.sequence {
+        Some(_) => StoreError::SequenceMoved,
+        None => StoreError::NotFound(format!("device {}", step.id)),
+    })
+}
+
+/// The UPDATE that writes `step`; `None` when it changes nothing.
+pub(crate) fn device_row_update(step: &DeviceRowStep<'_>) -> StoreResult<Option<UpdateStatement>> {
     let mut values: Vec<(Dv, SimpleExpr)> = match (step.update, step.was) {
         // Only what changed: an unchanged indexed column costs no index write.
         (Some(d), Some(was)) => DEVICE_COLS
@@ -105,9 +128,9 @@ pub(crate) async fn step_device_row_in<D: Dialect>(
         Some(slot) => slot.1 = value,
         None => values.push((col, value)),
     };
-    if let Some((at, user)) = step.seen {
-        set(Dv::LastSeen, v(at));
-        set(Dv::CurrentUserName, v(user));
+    if let Some((at, user)) = &step.seen {
+        set(Dv::LastSeen, v(*at));
+        set(Dv::CurrentUserName, v(user.clone()));
     }
     let as_int = |n: u64| i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("MsgID {n}")));
     let mut update = Query::update();
@@ -122,16 +145,10 @@ pub(crate) async fn step_device_row_in<D: Dialect>(
             .and_where(Expr::col(Dv::DmMsgId).eq(v(as_int(last.msg_id)?)));
     }
     if values.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     update.values(values);
-    if built::<D>(&update)?.execute(tx.on()).await? == 0 {
-        return Err(match step.sequence {
-            Some(_) => StoreError::SequenceMoved,
-            None => StoreError::NotFound(format!("device {}", step.id)),
-        });
-    }
-    Ok(())
+    Ok(Some(update))
 }
 
 /// The values of [`DEVICE_COLS`], in order.

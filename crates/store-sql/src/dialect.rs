@@ -106,9 +106,16 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     const NEW_ID_TEXT: &'static str;
     /// The type an id column has, for a `CAST` of text to an id.
     const ID_TYPE: &'static str;
+    /// Whether a statement may change rows inside a `WITH` clause (PostgreSQL; not SQLite): a
+    /// check-in step that only writes the device row and inventory is then one statement, one
+    /// round trip, instead of a transaction of four (`check_in::step_in_one_statement`).
+    const WRITABLE_CTE: bool;
     /// The sea-query builder that writes this dialect's SQL (placeholders, quoting, locks).
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder;
 
+    /// Placeholder `n` (counted from 1) in this dialect's SQL, for text written outside
+    /// sea-query.
+    fn placeholder(n: usize) -> String;
     /// SQL of the UTC day of instant column `col`, as whole days since the Unix epoch (an
     /// integer): how a count groups by day.
     fn utc_day(col: &str) -> String;

@@ -36,14 +36,8 @@ fn select_of(device: DeviceId) -> SelectStatement {
         .to_owned()
 }
 
-/// Stores `values` in `tx`; a value never replaces a newer one. One statement for them all (as
-/// few as the parameter limit allows): a check-in's DevInfo and an inventory answer are one
-/// write each, not one per node. Of two values for one node the newer is kept (the later of
-/// equals), as writing them one by one would: a single INSERT may not change a row twice.
-pub(crate) async fn upsert_inventory_in<D: Dialect>(
-    tx: &mut Tx<D>,
-    values: &[InventoryValue],
-) -> StoreResult<()> {
+/// The newest of `values` for each device and node (an upsert may name a row once).
+pub(crate) fn latest_of(values: &[InventoryValue]) -> Vec<&InventoryValue> {
     let mut latest: Vec<&InventoryValue> = Vec::with_capacity(values.len());
     let mut index: HashMap<(DeviceId, &str), usize> = HashMap::with_capacity(values.len());
     for val in values {
@@ -56,6 +50,18 @@ pub(crate) async fn upsert_inventory_in<D: Dialect>(
             }
         }
     }
+    latest
+}
+
+/// Stores `values` in `tx`; a value never replaces a newer one. One statement for them all (as
+/// few as the parameter limit allows): a check-in's DevInfo and an inventory answer are one
+/// write each, not one per node. Of two values for one node the newer is kept (the later of
+/// equals), as writing them one by one would: a single INSERT may not change a row twice.
+pub(crate) async fn upsert_inventory_in<D: Dialect>(
+    tx: &mut Tx<D>,
+    values: &[InventoryValue],
+) -> StoreResult<()> {
+    let latest = latest_of(values);
     let newer_only = OnConflict::columns([I::DeviceId, I::Uri])
         .update_columns([I::Value, I::Format, I::At])
         .action_and_where(

@@ -82,7 +82,10 @@ pub(crate) fn built_locked<D: Dialect>(select: &SelectStatement, lock: &str) -> 
     Ok(Sql::new(text + lock, args))
 }
 
-fn written<D: Dialect>(statement: &impl QueryStatementWriter) -> StoreResult<(String, Vec<Arg>)> {
+/// `statement` written in `D`'s SQL, and its values as arguments.
+pub(crate) fn written<D: Dialect>(
+    statement: &impl QueryStatementWriter,
+) -> StoreResult<(String, Vec<Arg>)> {
     let (text, values) = statement.build_any(D::QUERY_BUILDER);
     let args = values
         .into_iter()

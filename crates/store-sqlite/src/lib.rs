@@ -153,7 +153,12 @@ impl Dialect for Sqlite {
         || substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) \
         || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))";
     const ID_TYPE: &'static str = "TEXT";
+    const WRITABLE_CTE: bool = false;
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::SqliteQueryBuilder;
+
+    fn placeholder(_n: usize) -> String {
+        "?".to_owned()
+    }
 
     /// Instants are integer microseconds since the epoch (never before it here: integer
     /// division is the floor).

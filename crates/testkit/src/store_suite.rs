@@ -656,6 +656,132 @@ pub async fn concurrent_sessions_never_send_a_command_twice(store: Arc<dyn Store
     }
 }
 
+/// An idle PC's step (its device row and inventory, nothing else: one statement where the
+/// database allows it) writes both or, when another request took the message meanwhile, neither;
+/// a value never replaces a newer one; an unknown device or another device's value changes
+/// nothing.
+pub async fn an_idle_session_step_writes_row_and_inventory_or_nothing(store: Arc<dyn Store>) {
+    let d = enrolled(&store, "idle").await;
+    let value = |uri: &str, value: &str, at| InventoryValue {
+        device: d,
+        uri: uri.into(),
+        value: value.into(),
+        format: Some("chr".into()),
+        at,
+    };
+    let seq = |session: &str, msg_id| redeploy_core::device::MessageSeq {
+        session_id: session.into(),
+        msg_id,
+    };
+    let idle = |at, last, next, inventory| {
+        let mut step = SessionStep::new(d, "1", at);
+        step.seen = true;
+        step.current_user = Some("ada".into());
+        step.sequence = Some((last, next));
+        step.inventory = inventory;
+        step
+    };
+    let first = idle(
+        t(1),
+        redeploy_core::device::MessageSeq::default(),
+        seq("1", 1),
+        vec![
+            value("./DevInfo/Man", "Contoso", t(1)),
+            value("./DevInfo/Mod", "old", t(0)),
+            value("./DevInfo/Mod", "Laptop 7", t(1)),
+        ],
+    );
+    store.session_step(first).await.unwrap();
+    let dev = store.device(d).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            dev.last_seen,
+            dev.current_user.as_deref(),
+            dev.last_message.clone()
+        ),
+        (Some(t(1)), Some("ada"), seq("1", 1))
+    );
+    let stored = |store: Arc<dyn Store>| async move {
+        let mut kept: Vec<_> = store
+            .inventory(d)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.uri, v.value, v.at))
+            .collect();
+        kept.sort();
+        kept
+    };
+    let after_first = vec![
+        ("./DevInfo/Man".to_string(), "Contoso".to_string(), t(1)),
+        ("./DevInfo/Mod".to_string(), "Laptop 7".to_string(), t(1)),
+    ];
+    assert_eq!(stored(store.clone()).await, after_first);
+
+    // The same message again (a duplicate request): nothing, not even its newer values.
+    let again = idle(
+        t(2),
+        redeploy_core::device::MessageSeq::default(),
+        seq("1", 1),
+        vec![value("./DevInfo/Man", "Fabrikam", t(2))],
+    );
+    assert!(matches!(
+        store.session_step(again).await,
+        Err(StoreError::SequenceMoved)
+    ));
+    assert_eq!(stored(store.clone()).await, after_first);
+    assert_eq!(
+        store.device(d).await.unwrap().unwrap().last_seen,
+        Some(t(1))
+    );
+
+    // The next message, carrying a value older than the one stored: the row moves on, the
+    // older value does not replace the newer.
+    let next = idle(
+        t(3),
+        seq("1", 1),
+        seq("2", 1),
+        vec![
+            value("./DevInfo/Man", "stale", t(0)),
+            value("./DevInfo/Lang", "en-US", t(3)),
+        ],
+    );
+    store.session_step(next).await.unwrap();
+    let mut expected = after_first.clone();
+    expected.insert(0, ("./DevInfo/Lang".to_string(), "en-US".to_string(), t(3)));
+    assert_eq!(stored(store.clone()).await, expected);
+    assert_eq!(
+        store.device(d).await.unwrap().unwrap().last_message,
+        seq("2", 1)
+    );
+
+    // Another device's value in the step: refused whole.
+    let mut foreign = idle(t(4), seq("2", 1), seq("3", 1), Vec::new());
+    foreign.inventory = vec![InventoryValue {
+        device: DeviceId::generate(),
+        ..value("./DevInfo/Man", "x", t(4))
+    }];
+    assert!(matches!(
+        store.session_step(foreign).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(stored(store.clone()).await, expected);
+
+    // An unknown device: not found, nothing stored for it.
+    let ghost = DeviceId::generate();
+    let mut step = SessionStep::new(ghost, "1", t(5));
+    step.seen = true;
+    step.inventory = vec![InventoryValue {
+        device: ghost,
+        ..value("./DevInfo/Man", "x", t(5))
+    }];
+    assert!(matches!(
+        store.session_step(step).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.inventory(ghost).await.unwrap().is_empty());
+}
+
 pub async fn failed_session_step_leaves_nothing_half_written(store: Arc<dyn Store>) {
     let d = enrolled(&store, "atomic").await;
     let sent_cmd = get_cmd(d, "./DevDetail/SwV");
