@@ -8,14 +8,14 @@ use redeploy_core::command::CommandState;
 use redeploy_core::ids::DeviceId;
 use redeploy_core::inventory::InventoryValue;
 use redeploy_core::store::{CheckInView, StoreResult};
-use sea_query::{Alias, Cond, Expr, Query, SelectStatement, SimpleExpr};
+use sea_query::{Alias, Cond, Expr, IntoIden, Query, SelectStatement, SimpleExpr, TableRef};
 
 use crate::devices::{
     device_row_stepped, device_row_update, row_device, select_devices, DeviceRowStep,
 };
 use crate::dialect::{Arg, Dialect, SqlRow};
 use crate::inventory::latest_of;
-use crate::query::{built, v, written};
+use crate::query::{v, written};
 use crate::schema::{
     Actions as A, CertificateRenewals as R, Commands as C, Devices as Dv, Inventory as I,
 };
@@ -44,17 +44,6 @@ fn any_of_device<T: sea_query::Iden + Copy + 'static>(
             .cond_where(cond)
             .to_owned(),
     )
-}
-
-/// One column of the stored inventory value of node `uri` (NULL if never stored).
-fn inventory_col(uri: &str, col: I) -> SimpleExpr {
-    let select = Query::select()
-        .column((I::Table, col))
-        .from(I::Table)
-        .and_where(Expr::col((I::Table, I::DeviceId)).equals((Dv::Table, Dv::Id)))
-        .and_where(Expr::col((I::Table, I::Uri)).eq(v(uri)))
-        .to_owned();
-    SimpleExpr::SubQuery(None, Box::new(select.into_sub_query_statement()))
 }
 
 /// The view's statement: [`select_devices`] narrowed to `id`, with the flags and the
@@ -93,15 +82,39 @@ fn select_view(id: DeviceId, uris: &[&str]) -> SelectStatement {
         ),
         Alias::new("open_commands"),
     );
+    // Each node's stored value by one join on the inventory's key (device, node): one index
+    // probe per node, where a scalar subquery per column was three (and three subplans to
+    // start on PostgreSQL).
     for (i, uri) in uris.iter().enumerate() {
+        let alias = Alias::new(format!("inv{i}"));
+        select.left_join(
+            TableRef::TableAlias(I::Table.into_iden(), alias.clone().into_iden()),
+            Cond::all()
+                .add(Expr::col((alias.clone(), I::DeviceId)).equals((Dv::Table, Dv::Id)))
+                .add(Expr::col((alias.clone(), I::Uri)).eq(v(*uri))),
+        );
         for (col, name) in [(I::Value, "value"), (I::Format, "format"), (I::At, "at")] {
             select.expr_as(
-                inventory_col(uri, col),
+                Expr::col((alias.clone(), col)),
                 Alias::new(format!("inv{i}_{name}")),
             );
         }
     }
     select
+}
+
+/// The arguments of [`select_view`], in the order its text takes them: the flags' subqueries,
+/// the inventory joins' nodes, the device.
+fn view_args(id: DeviceId, uris: &[&str]) -> Vec<Arg> {
+    let text = |s: &str| Arg::Text(Some(s.to_owned()));
+    let mut args = vec![Arg::Int(Some(1)), Arg::Int(Some(1))];
+    args.extend(SETTLED.iter().map(|s| text(s.as_str())));
+    args.push(Arg::Int(Some(1)));
+    args.push(text(CommandState::Queued.as_str()));
+    args.push(text(CommandState::Sent.as_str()));
+    args.extend(uris.iter().map(|u| text(u)));
+    args.push(Arg::from(id));
+    args
 }
 
 fn row_view(r: &impl SqlRow, id: DeviceId, uris: &[&str]) -> StoreResult<CheckInView> {
@@ -138,7 +151,13 @@ impl<D: Dialect> SqlStore<D> {
         id: DeviceId,
         uris: &[&str],
     ) -> StoreResult<Option<CheckInView>> {
-        let row = built::<D>(&select_view(id, uris))?
+        let row = self
+            .shapes
+            .sql::<D>(
+                ("check_in_view", uris.len() as u64),
+                view_args(id, uris),
+                || written::<D>(&select_view(id, uris)),
+            )?
             .fetch_optional(self.db())
             .await?;
         row.as_ref().map(|r| row_view(r, id, uris)).transpose()

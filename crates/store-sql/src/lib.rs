@@ -44,12 +44,15 @@ pub fn newest_migration(migrator: &sqlx::migrate::Migrator) -> i64 {
 /// `Store` on the database family `D`.
 pub struct SqlStore<D: Dialect> {
     pool: D::Pool,
+    /// The text of the statements a check-in runs, written once per shape.
+    shapes: std::sync::Arc<query::Shapes>,
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            shapes: self.shapes.clone(),
         }
     }
 }
@@ -73,6 +76,7 @@ impl<D: Dialect> SqlStore<D> {
     pub async fn connect_with(url: &str, options: &ConnectOptions) -> StoreResult<Self> {
         Ok(Self {
             pool: D::connect(url, options).await?,
+            shapes: Default::default(),
         })
     }
 

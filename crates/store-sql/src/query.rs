@@ -94,6 +94,52 @@ pub(crate) fn written<D: Dialect>(
     Ok((text, args))
 }
 
+/// Statement texts written once per shape: a statement run on every check-in is written by
+/// sea-query the first time and then reused with its arguments, which the caller lists in the
+/// order the text takes them (writing it each time was about a tenth of the server's CPU per
+/// check-in: docs/benchmarks.md, session 12). Debug builds (the tests) write the statement on
+/// every use and check that text and arguments are the ones given.
+#[derive(Debug, Default)]
+pub(crate) struct Shapes(std::sync::RwLock<std::collections::HashMap<(&'static str, u64), String>>);
+
+impl Shapes {
+    /// The statement of shape `key` (a name and what varies in its text) with `args`; `write`
+    /// writes it (and its arguments, which must equal `args`) when the shape is new.
+    pub(crate) fn sql<D: Dialect>(
+        &self,
+        key: (&'static str, u64),
+        args: Vec<Arg>,
+        write: impl FnOnce() -> StoreResult<(String, Vec<Arg>)>,
+    ) -> StoreResult<Sql> {
+        let known = self
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(text) = known {
+            if cfg!(debug_assertions) {
+                let (written, written_args) = write()?;
+                assert_eq!(written, text, "statement {key:?} changed shape");
+                assert_eq!(written_args, args, "arguments of statement {key:?}");
+            }
+            return Ok(Sql::new(text, args));
+        }
+        let (text, written_args) = write()?;
+        if written_args != args {
+            return Err(StoreError::Backend(format!(
+                "the arguments of statement {key:?} are not in the order it takes them: \
+                 {written_args:?}, given {args:?}"
+            )));
+        }
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, text.clone());
+        Ok(Sql::new(text, args))
+    }
+}
+
 /// An INSERT of one row into `table`: `values` in the order of `columns`.
 pub(crate) fn insert_row<C: Iden + 'static>(
     table: C,
