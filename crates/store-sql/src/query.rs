@@ -105,7 +105,7 @@ pub(crate) struct Shapes(std::sync::RwLock<std::collections::HashMap<(&'static s
 impl Shapes {
     /// The statement of shape `key` (a name and what varies in its text) with `args`; `write`
     /// writes it (and its arguments, which must equal `args`) when the shape is new.
-    pub(crate) fn sql<D: Dialect>(
+    pub(crate) fn sql(
         &self,
         key: (&'static str, u64),
         args: Vec<Arg>,
