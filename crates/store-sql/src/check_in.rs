@@ -153,7 +153,7 @@ impl<D: Dialect> SqlStore<D> {
     ) -> StoreResult<Option<CheckInView>> {
         let row = self
             .shapes
-            .sql::<D>(
+            .sql(
                 ("check_in_view", uris.len() as u64),
                 view_args(id, uris),
                 || written::<D>(&select_view(id, uris)),
