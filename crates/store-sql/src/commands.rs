@@ -14,12 +14,13 @@ use sea_query::{Cond, Expr, Keyword, LockType, Order, Query, SelectStatement, Si
 use crate::actions::{action_in, discard_queued_in, insert_action_in, update_action_in};
 use crate::bulk::insert_rows;
 use crate::check_in::step_in_one_statement;
-use crate::devices::{step_device_row_in, DeviceRowStep};
+use crate::devices::step_device_row_in;
 use crate::dialect::{Dialect, SqlRow};
 use crate::inventory::upsert_inventory_in;
 use crate::query::{built, built_locked, v};
 use crate::schema::Commands as C;
 use crate::sql::RowExt;
+use crate::step_batch::row_of;
 use crate::{SqlStore, Tx};
 
 pub(crate) const COMMAND_COLS: [C; 17] = [
@@ -248,28 +249,29 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
         if step.device_update.as_ref().is_some_and(|d| d.id != device) {
             return Err(foreign("device update"));
         }
-        let row = DeviceRowStep {
-            id: device,
-            sequence: step.sequence.as_ref(),
-            update: step.device_update.as_ref(),
-            was: step.device_was.as_ref(),
-            seen: step.seen.then(|| (step.at, step.current_user.clone())),
-        };
+        let row = row_of(&step);
         let row_only = step.answers.is_empty()
             && step.action_updates.is_empty()
             && step.new_actions.is_empty()
             && step.requeue.is_empty()
             && step.enqueue.is_empty()
             && step.send.is_none();
-        if row_only
-            && step_in_one_statement(self, &row, &step.inventory)
-                .await?
-                .is_some()
-        {
-            return Ok(StepOutcome {
+        if row_only {
+            let idle_done = StepOutcome {
                 sent: Vec::new(),
                 actions_sent: Vec::new(),
-            });
+            };
+            if step_in_one_statement(self, &row, &step.inventory)
+                .await?
+                .is_some()
+            {
+                return Ok(idle_done);
+            }
+            if step.inventory.iter().any(|v| v.device != device) {
+                return Err(foreign("an inventory value"));
+            }
+            self.step_in_batch(step).await?;
+            return Ok(idle_done);
         }
         let mut tx = self.begin().await?;
         // First, in one statement: a message taken meanwhile (a concurrent duplicate) makes

@@ -26,6 +26,7 @@ pub mod run;
 mod schedules;
 mod schema;
 mod sql;
+mod step_batch;
 mod tokens;
 mod trail;
 mod waves;
@@ -46,6 +47,8 @@ pub struct SqlStore<D: Dialect> {
     pool: D::Pool,
     /// The text of the statements a check-in runs, written once per shape.
     shapes: std::sync::Arc<query::Shapes>,
+    /// Idle check-in steps waiting to be written together (`step_batch`).
+    steps: std::sync::Arc<step_batch::StepBatches>,
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
@@ -53,6 +56,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
         Self {
             pool: self.pool.clone(),
             shapes: self.shapes.clone(),
+            steps: self.steps.clone(),
         }
     }
 }
@@ -77,6 +81,7 @@ impl<D: Dialect> SqlStore<D> {
         Ok(Self {
             pool: D::connect(url, options).await?,
             shapes: Default::default(),
+            steps: Default::default(),
         })
     }
 

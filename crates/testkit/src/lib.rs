@@ -79,6 +79,7 @@ macro_rules! store_conformance_tests {
             concurrent_sessions_never_send_a_command_twice,
             failed_session_step_leaves_nothing_half_written,
             an_idle_session_step_writes_row_and_inventory_or_nothing,
+            concurrent_idle_steps_each_take_their_message_once,
             a_session_step_inserts_observed_actions,
             answers_are_matched_by_refs,
             unanswered_sent_commands_are_listed,

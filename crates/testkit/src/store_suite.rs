@@ -782,6 +782,72 @@ pub async fn an_idle_session_step_writes_row_and_inventory_or_nothing(store: Arc
     assert!(store.inventory(ghost).await.unwrap().is_empty());
 }
 
+/// Idle steps of many PCs at once (written together where the database batches them): each
+/// message is taken once — of three identical requests one succeeds and two find the message
+/// taken — every PC's row and inventory are written, and a step of an unknown device fails alone.
+pub async fn concurrent_idle_steps_each_take_their_message_once(store: Arc<dyn Store>) {
+    let mut devices = Vec::new();
+    for i in 0..20 {
+        devices.push(enrolled(&store, &format!("burst-{i}")).await);
+    }
+    let step_of = |d: DeviceId| {
+        let mut step = SessionStep::new(d, "1", t(1));
+        step.seen = true;
+        step.sequence = Some((
+            redeploy_core::device::MessageSeq::default(),
+            redeploy_core::device::MessageSeq {
+                session_id: "1".into(),
+                msg_id: 1,
+            },
+        ));
+        step.inventory = vec![InventoryValue {
+            device: d,
+            uri: "./DevInfo/Lang".into(),
+            value: format!("lang-{d}"),
+            format: None,
+            at: t(1),
+        }];
+        step
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        for &d in &devices {
+            let (store, step) = (store.clone(), step_of(d));
+            tasks.push(tokio::spawn(
+                async move { (d, store.session_step(step).await) },
+            ));
+        }
+    }
+    let ghost = DeviceId::generate();
+    let ghost_step = {
+        let (store, mut step) = (store.clone(), step_of(ghost));
+        step.sequence = None;
+        tokio::spawn(async move { store.session_step(step).await })
+    };
+    let mut taken = std::collections::HashMap::new();
+    for task in tasks {
+        let (d, result) = task.await.unwrap();
+        match result {
+            Ok(_) => *taken.entry(d).or_insert(0) += 1,
+            Err(StoreError::SequenceMoved) => {}
+            Err(e) => panic!("step of {d}: {e}"),
+        }
+    }
+    assert!(matches!(
+        ghost_step.await.unwrap(),
+        Err(StoreError::NotFound(_))
+    ));
+    for d in devices {
+        assert_eq!(taken.get(&d), Some(&1), "device {d}");
+        let dev = store.device(d).await.unwrap().unwrap();
+        assert_eq!((dev.last_seen, dev.last_message.msg_id), (Some(t(1)), 1));
+        let inv = store.inventory(d).await.unwrap();
+        assert_eq!(inv.len(), 1);
+        assert_eq!(inv[0].value, format!("lang-{d}"));
+    }
+    assert!(store.inventory(ghost).await.unwrap().is_empty());
+}
+
 pub async fn failed_session_step_leaves_nothing_half_written(store: Arc<dyn Store>) {
     let d = enrolled(&store, "atomic").await;
     let sent_cmd = get_cmd(d, "./DevDetail/SwV");

@@ -1,0 +1,130 @@
+//! Idle check-in steps of many PCs in one transaction where a step cannot be one statement
+//! (SQLite: [`crate::dialect::Dialect::WRITABLE_CTE`] is false). Each step still commits before
+//! its check-in is answered, but many check-ins arriving together share one `BEGIN IMMEDIATE`
+//! and one `COMMIT`, and the pages they all change (the newest end of the last-seen index, the
+//! inventory's) are written to the log once per batch instead of once per check-in: the commit
+//! was the largest single cost of an idle check-in on SQLite (docs/benchmarks.md, session 12).
+//!
+//! Whoever finds no batch running takes everything waiting (its own step among it) and writes
+//! it in a task of its own, so a canceled request never abandons the others' steps; the rest
+//! wait for their result. A step that finds its message taken meanwhile, or its device gone,
+//! writes nothing and gets that error alone; any other error rolls the batch back and each of
+//! its steps is written again in a transaction of its own, so one step never fails another.
+
+use std::sync::Mutex;
+
+use redeploy_core::store::{SessionStep, StoreError, StoreResult};
+use tokio::sync::oneshot;
+
+use crate::devices::{step_device_row_in, DeviceRowStep};
+use crate::dialect::Dialect;
+use crate::inventory::upsert_inventory_in;
+use crate::{SqlStore, Tx};
+
+/// Most steps one transaction writes.
+const MAX_BATCH: usize = 256;
+
+/// The steps waiting for a batch, and the turn to start one.
+#[derive(Debug, Default)]
+pub(crate) struct StepBatches {
+    waiting: Mutex<Vec<Waiting>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    step: SessionStep,
+    done: oneshot::Sender<StoreResult<()>>,
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Writes `step` (its device row and inventory values only) in a batch with the steps
+    /// waiting alongside it; returns once its batch committed.
+    pub(crate) async fn step_in_batch(&self, step: SessionStep) -> StoreResult<()> {
+        let (done, mut result) = oneshot::channel();
+        lock(&self.steps.waiting).push(Waiting { step, done });
+        {
+            let _turn = self.steps.turn.lock().await;
+            if let Ok(written) = result.try_recv() {
+                return written;
+            }
+            let batch = {
+                let mut waiting = lock(&self.steps.waiting);
+                let first = waiting.len().min(MAX_BATCH);
+                let rest = waiting.split_off(first);
+                std::mem::replace(&mut *waiting, rest)
+            };
+            if !batch.is_empty() {
+                let store = self.clone();
+                // Its own task: the batch finishes even if this request is canceled.
+                let _ = tokio::spawn(async move { store.write_batch(batch).await }).await;
+            }
+        }
+        result
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Backend("the step's batch was lost".into())))
+    }
+
+    async fn write_batch(&self, batch: Vec<Waiting>) {
+        match self.try_batch(&batch).await {
+            Ok(results) => {
+                for (w, r) in batch.into_iter().zip(results) {
+                    let _ = w.done.send(r);
+                }
+            }
+            Err(_) => {
+                for w in batch {
+                    let written = self.step_alone(&w.step).await;
+                    let _ = w.done.send(written);
+                }
+            }
+        }
+    }
+
+    /// Every step of `batch` in one transaction: each one's own result, or the error that
+    /// rolled the whole batch back.
+    async fn try_batch(&self, batch: &[Waiting]) -> StoreResult<Vec<StoreResult<()>>> {
+        let mut tx = self.begin().await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for w in batch {
+            match write_step(&mut tx, &w.step).await {
+                // Nothing written: the step alone is refused.
+                Err(e @ (StoreError::SequenceMoved | StoreError::NotFound(_))) => {
+                    results.push(Err(e))
+                }
+                Err(e) => return Err(e),
+                Ok(()) => results.push(Ok(())),
+            }
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn step_alone(&self, step: &SessionStep) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        write_step(&mut tx, step).await?;
+        tx.commit().await
+    }
+}
+
+/// The device row, then (only if it was written) the inventory values.
+async fn write_step<D: Dialect>(tx: &mut Tx<D>, step: &SessionStep) -> StoreResult<()> {
+    step_device_row_in(tx, row_of(step)).await?;
+    upsert_inventory_in(tx, &step.inventory).await
+}
+
+/// What `step` changes in its device row.
+pub(crate) fn row_of(step: &SessionStep) -> DeviceRowStep<'_> {
+    DeviceRowStep {
+        id: step.device,
+        sequence: step.sequence.as_ref(),
+        update: step.device_update.as_ref(),
+        was: step.device_was.as_ref(),
+        seen: step.seen.then(|| (step.at, step.current_user.clone())),
+    }
+}
+
+fn lock(waiting: &Mutex<Vec<Waiting>>) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
+    // A panic while holding this lock left a plain Vec behind: still usable.
+    waiting.lock().unwrap_or_else(|p| p.into_inner())
+}
