@@ -36,6 +36,15 @@ if ! psql "$PG_URL/postgres" -Atqc 'select 1' >/dev/null 2>&1; then
   for _ in $(seq 1 30); do psql "$PG_URL/postgres" -Atqc 'select 1' >/dev/null 2>&1 && break; sleep 1; done
 fi
 psql "$PG_URL/postgres" -Atqc 'select version()' >/dev/null
+# Two tests at a time, each with up to three servers of 30 pooled connections (and a database
+# of its own), outgrow PostgreSQL's default 100 connections ("sorry, too many clients").
+if [ "$(psql "$PG_URL/postgres" -Atqc 'show max_connections')" -lt 300 ]; then
+  echo "test.sh: raising PostgreSQL's max_connections to 300 for the tests"
+  psql "$PG_URL/postgres" -Atqc 'alter system set max_connections = 300' >/dev/null
+  version=$(ls /etc/postgresql | sort -n | tail -n 1)
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main restart
+  for _ in $(seq 1 30); do psql "$PG_URL/postgres" -Atqc 'select 1' >/dev/null 2>&1 && break; sleep 1; done
+fi
 
 # --- Chromium and Node.js for the console's browser test ----------------------------------------
 # crates/server/tests/it/browser.rs drives /usr/bin/chromium with playwright-core (pinned in
