@@ -158,7 +158,7 @@ impl<D: Dialect> SqlStore<D> {
                 view_args(id, uris),
                 || written::<D>(&select_view(id, uris)),
             )?
-            .fetch_optional(self.db())
+            .fetch_short::<D>(self.pool())
             .await?;
         row.as_ref().map(|r| row_view(r, id, uris)).transpose()
     }

@@ -141,6 +141,15 @@ pub trait Dialect: Send + Sync + Sized + 'static {
         sql: &str,
         args: Vec<Arg>,
     ) -> StoreResult<Option<Self::Row>>;
+    /// Runs a short query on its own (a few index probes: a check-in's first read); its first
+    /// row, if any. A dialect may run it in place instead of on a pooled connection.
+    async fn fetch_short(
+        pool: &Self::Pool,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> StoreResult<Option<Self::Row>> {
+        Self::fetch_optional(On::Pool(pool), sql, args).await
+    }
 }
 
 /// Maps a sqlx error: unique violations are conflicts, foreign-key violations name a missing row.

@@ -41,6 +41,14 @@ impl Sql {
         D::fetch_optional(on, &self.text, self.args).await
     }
 
+    /// Runs it as a short query on its own ([`Dialect::fetch_short`]); the first row, if any.
+    pub(crate) async fn fetch_short<D: Dialect>(
+        self,
+        pool: &D::Pool,
+    ) -> StoreResult<Option<D::Row>> {
+        D::fetch_short(pool, &self.text, self.args).await
+    }
+
     /// Runs it; the first row, which must exist.
     pub(crate) async fn fetch_one<D: Dialect>(self, on: On<'_, D>) -> StoreResult<D::Row> {
         let text = self.text.clone();

@@ -28,6 +28,10 @@ use writer::{Turn, Turns};
 /// bought about a tenth of a second and cost 30–60 MiB of peak memory.
 const WRITER_CACHE_KIB: u32 = 8 * 1024;
 
+/// Connections for short reads run in place (a check-in's first read): one per core of the
+/// machine this was measured on; a read finding them busy uses the pool.
+const READERS: usize = 2;
+
 /// The SQLite store.
 pub type SqliteStore = store_sql::SqlStore<Sqlite>;
 
@@ -50,6 +54,8 @@ fn parse_options(url_or_path: &str) -> StoreResult<SqliteConnectOptions> {
 pub struct SqlitePool {
     pool: sqlx::SqlitePool,
     turns: Turns,
+    /// Short reads run in place (`writer::Readers`; none for an in-memory database).
+    readers: std::sync::Arc<writer::Readers>,
 }
 
 impl SqlitePool {
@@ -214,13 +220,24 @@ impl Dialect for Sqlite {
                 WRITER_CACHE_KIB,
             )?)
         };
+        let readers = if in_memory {
+            writer::Readers::default()
+        } else {
+            writer::Readers::new(
+                (0..READERS)
+                    .map(|_| writer::open_reader(options.get_filename(), connect.wait))
+                    .collect::<StoreResult<_>>()?,
+            )
+        };
         Ok(SqlitePool {
             pool,
             turns: Turns::new(conn, connect.wait),
+            readers: std::sync::Arc::new(readers),
         })
     }
 
     async fn close(pool: &SqlitePool) {
+        pool.readers.close();
         pool.turns.close().await;
         pool.pool.close().await;
     }
@@ -286,6 +303,13 @@ impl Dialect for Sqlite {
             .into_iter()
             .map(|r| Row(RowOf::Sqlx(r)))
             .collect())
+    }
+
+    async fn fetch_short(pool: &SqlitePool, sql: &str, args: Vec<Arg>) -> StoreResult<Option<Row>> {
+        match pool.readers.fetch_first(sql, args) {
+            Ok(row) => Ok(row?.map(|r| Row(RowOf::Raw(r)))),
+            Err(args) => Self::fetch_optional(On::Pool(pool), sql, args).await,
+        }
     }
 
     async fn fetch_optional(

@@ -57,19 +57,78 @@ pub(crate) type Turn = OwnedMutexGuard<Writer>;
 /// set on the file by the pool), `synchronous = NORMAL`, foreign keys, busy timeout `wait`, and
 /// a page cache of `cache_kib`.
 pub(crate) fn open(path: &Path, wait: Duration, cache_kib: u32) -> StoreResult<Connection> {
+    let conn = open_plain(path, wait)?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+         PRAGMA cache_size = -{cache_kib};"
+    ))
+    .map_err(error)?;
+    Ok(conn)
+}
+
+/// A connection to database file `path` for short reads run in place ([`Readers`]): it can only
+/// read (`query_only`).
+pub(crate) fn open_reader(path: &Path, wait: Duration) -> StoreResult<Connection> {
+    let conn = open_plain(path, wait)?;
+    conn.execute_batch("PRAGMA query_only = ON;")
+        .map_err(error)?;
+    Ok(conn)
+}
+
+fn open_plain(path: &Path, wait: Duration) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(error)?;
     conn.busy_timeout(wait).map_err(error)?;
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-         PRAGMA cache_size = -{cache_kib};"
-    ))
-    .map_err(error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// Connections for the short reads a check-in makes (a few index probes), run in place on the
+/// task that asks, as the writer's statements are: through sqlx's pool each was two thread
+/// hand-offs (docs/benchmarks.md, session 12). A read that finds them all busy goes to the pool.
+#[derive(Debug, Default)]
+pub(crate) struct Readers(Vec<std::sync::Mutex<Option<Connection>>>);
+
+impl Readers {
+    pub(crate) fn new(conns: Vec<Connection>) -> Self {
+        Self(
+            conns
+                .into_iter()
+                .map(|c| std::sync::Mutex::new(Some(c)))
+                .collect(),
+        )
+    }
+
+    /// Closes the readers (waiting for a read in progress); later reads use the pool.
+    pub(crate) fn close(&self) {
+        for reader in &self.0 {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(conn) = conn {
+                let _ = conn.close();
+            }
+        }
+    }
+
+    /// The first row of query `sql` with `args` on a free reader, or the arguments back when
+    /// none is free.
+    pub(crate) fn fetch_first(
+        &self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<StoreResult<Option<RawRow>>, Vec<Arg>> {
+        let free = self
+            .0
+            .iter()
+            .filter_map(|c| c.try_lock().ok())
+            .find(|c| c.is_some());
+        let Some(conn) = free.as_ref().and_then(|c| c.as_ref()) else {
+            return Err(args);
+        };
+        Ok(fetch_on(conn, sql, args, Some(1)).map(|rows| rows.into_iter().next()))
+    }
 }
 
 impl Turns {
@@ -197,7 +256,16 @@ pub(crate) fn fetch(
     args: Vec<Arg>,
     limit: Option<usize>,
 ) -> StoreResult<Vec<RawRow>> {
-    let conn = connection(turn)?;
+    fetch_on(connection(turn)?, sql, args, limit)
+}
+
+/// Runs query `sql` with `args` on `conn`: its rows, at most `limit`.
+pub(crate) fn fetch_on(
+    conn: &Connection,
+    sql: &str,
+    args: Vec<Arg>,
+    limit: Option<usize>,
+) -> StoreResult<Vec<RawRow>> {
     let mut stmt = conn.prepare_cached(sql).map_err(error)?;
     bind(&mut stmt, args)?;
     let columns: Arc<[String]> = stmt.column_names().into_iter().map(String::from).collect();
