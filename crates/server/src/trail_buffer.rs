@@ -95,15 +95,6 @@ impl TrailBuffer {
         let mut trims = self.writing.lock().await;
         trims.force = true;
         self.write_waiting(&mut trims).await;
-        if trims.force {
-            // Nothing was waiting: the trims alone.
-            let trim: Vec<DeviceId> = trims.untrimmed.iter().copied().collect();
-            let keep = self.keep.load(Ordering::Relaxed);
-            if !trim.is_empty() && self.store.append_trail(&[], keep, &trim).await.is_ok() {
-                trims.trimmed();
-            }
-            trims.force = false;
-        }
     }
 
     fn start_writer(self: &Arc<Self>) {
@@ -123,13 +114,16 @@ impl TrailBuffer {
         });
     }
 
-    /// Writes what is waiting in one transaction, with the trims that are due; whether there
-    /// was anything.
+    /// Writes what is waiting in one transaction, with the trims that are due (when a read
+    /// forces them, even with nothing waiting); whether any message was waiting.
     async fn write_waiting(&self, trims: &mut Trims) -> bool {
         let batch = std::mem::take(&mut *self.lock_waiting());
-        if batch.is_empty() {
+        let trim_forced = trims.force && !trims.untrimmed.is_empty();
+        if batch.is_empty() && !trim_forced {
+            trims.force = false;
             return false;
         }
+        let written = !batch.is_empty();
         let keep = self.keep.load(Ordering::Relaxed);
         trims.untrimmed.extend(batch.iter().map(|m| m.device));
         let due = trims.force
@@ -144,7 +138,7 @@ impl TrailBuffer {
             if due {
                 trims.trimmed();
             }
-            return true;
+            return written;
         }
         // One device's messages (say, of a device deleted meanwhile) must not cost the
         // others theirs: store them device by device (trimmed at the next due trim).
@@ -164,7 +158,7 @@ impl TrailBuffer {
         if due && self.store.append_trail(&[], keep, &trim).await.is_ok() {
             trims.trimmed();
         }
-        true
+        written
     }
 
     fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Vec<TrailMessage>> {
