@@ -6,11 +6,16 @@
 //! trim when [`TRIM_EVERY`] has passed, so a device's trail may briefly hold a few more messages
 //! than it keeps (reads ask for at most `keep`).
 //!
+//! The writer starts [`LINGER`] after the first message it finds waiting, so that a busy
+//! server writes a few large transactions a second rather than one per handful of check-ins:
+//! the trail's commits were the largest cost of a check-in after TLS (docs/benchmarks.md,
+//! session 13), and each one also took the SQLite writer's turn from the check-ins' own steps.
+//!
 //! A read flushes first, so whatever this process had received before the read is in it. A
-//! crash loses at most what was waiting (milliseconds of messages); a full buffer drops new
-//! messages and counts them, and never slows a check-in.
+//! crash loses at most what was waiting (the messages of the last [`LINGER`] and of the write
+//! in flight); a full buffer drops new messages and counts them, and never slows a check-in.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::collections::HashSet;
@@ -24,6 +29,9 @@ use crate::metrics::Metrics;
 /// Messages waiting beyond this are dropped (about 2,500 check-ins' worth).
 pub const MAX_WAITING: usize = 5_000;
 
+/// How long the first message waiting waits for others before the writer stores them all.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// What is waiting to be stored, and the writer's turn.
 pub struct TrailBuffer {
     store: Arc<dyn Store>,
@@ -31,6 +39,8 @@ pub struct TrailBuffer {
     /// Messages kept per device, as of the latest push (`support_trail_messages`).
     keep: AtomicU32,
     waiting: Mutex<Vec<TrailMessage>>,
+    /// A writer is started and has not taken what is waiting yet.
+    scheduled: AtomicBool,
     /// Held by whoever is writing; a read takes it to wait for the write in flight. It guards
     /// the trim state too.
     writing: Arc<tokio::sync::Mutex<Trims>>,
@@ -62,6 +72,7 @@ impl TrailBuffer {
             metrics,
             keep: AtomicU32::new(0),
             waiting: Mutex::new(Vec::new()),
+            scheduled: AtomicBool::new(false),
             writing: Arc::new(tokio::sync::Mutex::new(Trims {
                 untrimmed: HashSet::new(),
                 last: Instant::now(),
@@ -97,20 +108,20 @@ impl TrailBuffer {
         self.write_waiting(&mut trims).await;
     }
 
+    /// Starts a writer unless one is started and yet to take what is waiting: it waits
+    /// [`LINGER`], then its turn, then stores everything waiting by then. A message pushed
+    /// after it took the waiting ones starts the next writer.
     fn start_writer(self: &Arc<Self>) {
-        let Ok(mut turn) = Arc::clone(&self.writing).try_lock_owned() else {
+        if self.scheduled.swap(true, Ordering::AcqRel) {
             return;
-        };
+        }
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            // Keep writing while check-ins keep handing messages over during the write.
-            while this.write_waiting(&mut turn).await {}
-            drop(turn);
-            // A message pushed between the last empty check and the release above found the
-            // turn taken and started no writer: look once more.
-            if !this.lock_waiting().is_empty() {
-                this.start_writer();
-            }
+            tokio::time::sleep(LINGER).await;
+            let mut turn = this.writing.lock().await;
+            // From here on a push schedules the next writer: this one takes what is waiting now.
+            this.scheduled.store(false, Ordering::Release);
+            this.write_waiting(&mut turn).await;
         });
     }
 
