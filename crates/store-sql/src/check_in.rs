@@ -10,16 +10,14 @@ use redeploy_core::inventory::InventoryValue;
 use redeploy_core::store::{CheckInView, StoreResult};
 use sea_query::{Alias, Cond, Expr, IntoIden, Query, SelectStatement, SimpleExpr, TableRef};
 
-use crate::devices::{
-    device_row_stepped, device_row_update, row_device, select_devices, DeviceRowStep,
-};
+use crate::devices::{device_row_stepped, row_device, select_devices, DeviceRowStep, RowUpdate};
 use crate::dialect::{Arg, Dialect, SqlRow};
 use crate::inventory::latest_of;
 use crate::query::{v, written};
 use crate::schema::{
     Actions as A, CertificateRenewals as R, Commands as C, Devices as Dv, Inventory as I,
 };
-use crate::sql::{RowExt, Sql};
+use crate::sql::RowExt;
 use crate::SqlStore;
 
 /// The states an action settles in: the others are open.
@@ -179,46 +177,55 @@ pub(crate) async fn step_in_one_statement<D: Dialect>(
     if !D::WRITABLE_CTE {
         return Ok(None);
     }
-    let Some(mut update) = device_row_update(row)? else {
+    let Some(update) = RowUpdate::of(row)? else {
         return Ok(None);
     };
     if inventory.iter().any(|i| i.device != row.id) {
         return Ok(None);
     }
-    update.returning_col(Dv::Id);
-    let (update, mut args) = written::<D>(&update)?;
     let latest = latest_of(inventory);
-    let mut text = format!("WITH step AS ({update})");
-    if !latest.is_empty() {
-        let mut rows = Vec::with_capacity(latest.len());
-        for value in latest {
-            let mut p = |arg: Arg| {
-                args.push(arg);
-                D::placeholder(args.len())
-            };
-            rows.push(format!(
-                "(CAST({} AS TEXT), CAST({} AS TEXT), CAST({} AS TEXT), CAST({} AS TIMESTAMPTZ))",
-                p(Arg::Text(Some(value.uri.clone()))),
-                p(Arg::Text(Some(value.value.clone()))),
-                p(Arg::Text(value.format.clone())),
-                p(Arg::Time(Some(value.at))),
+    let mut args = update.args();
+    for value in &latest {
+        args.extend([
+            Arg::Text(Some(value.uri.clone())),
+            Arg::Text(Some(value.value.clone())),
+            Arg::Text(value.format.clone()),
+            Arg::Time(Some(value.at)),
+        ]);
+    }
+    let shape = update.shape(true) | (latest.len() as u64) << 48;
+    let statement = store.shapes.sql(("idle_step", shape), args, || {
+        let (text, mut args) = written::<D>(&update.statement(true))?;
+        let mut text = format!("WITH step AS ({text})");
+        if !latest.is_empty() {
+            let mut rows = Vec::with_capacity(latest.len());
+            for value in &latest {
+                let mut p = |arg: Arg| {
+                    args.push(arg);
+                    D::placeholder(args.len())
+                };
+                rows.push(format!(
+                    "(CAST({} AS TEXT), CAST({} AS TEXT), CAST({} AS TEXT), CAST({} AS TIMESTAMPTZ))",
+                    p(Arg::Text(Some(value.uri.clone()))),
+                    p(Arg::Text(Some(value.value.clone()))),
+                    p(Arg::Text(value.format.clone())),
+                    p(Arg::Time(Some(value.at))),
+                ));
+            }
+            // The same upsert as `upsert_inventory_in`: a value never replaces a newer one.
+            text.push_str(&format!(
+                ", inv AS (INSERT INTO inventory (device_id, uri, value, format, at) \
+                 SELECT step.id, u.uri, u.value, u.format, u.at FROM step, (VALUES {}) \
+                 AS u (uri, value, format, at) \
+                 ON CONFLICT (device_id, uri) DO UPDATE SET value = excluded.value, \
+                 format = excluded.format, at = excluded.at WHERE excluded.at >= inventory.at)",
+                rows.join(", ")
             ));
         }
-        // The same upsert as `upsert_inventory_in`: a value never replaces a newer one.
-        text.push_str(&format!(
-            ", inv AS (INSERT INTO inventory (device_id, uri, value, format, at) \
-             SELECT step.id, u.uri, u.value, u.format, u.at FROM step, (VALUES {}) \
-             AS u (uri, value, format, at) \
-             ON CONFLICT (device_id, uri) DO UPDATE SET value = excluded.value, \
-             format = excluded.format, at = excluded.at WHERE excluded.at >= inventory.at)",
-            rows.join(", ")
-        ));
-    }
-    text.push_str(" SELECT COUNT(*) AS stepped FROM step");
-    let stepped = Sql::new(text, args)
-        .fetch_one(store.db())
-        .await?
-        .i64("stepped")?;
+        text.push_str(" SELECT COUNT(*) AS stepped FROM step");
+        Ok((text, args))
+    })?;
+    let stepped = statement.fetch_one(store.db()).await?.i64("stepped")?;
     device_row_stepped(row, u64::try_from(stepped).unwrap_or(0))?;
     Ok(Some(()))
 }

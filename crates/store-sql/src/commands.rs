@@ -276,7 +276,7 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
         let mut tx = self.begin().await?;
         // First, in one statement: a message taken meanwhile (a concurrent duplicate) makes
         // this step nothing; else the device's new values and when it was seen.
-        step_device_row_in(&mut tx, row).await?;
+        step_device_row_in(&mut tx, &self.shapes, row).await?;
         for a in &step.answers {
             let c = command_in(&mut tx, a.command).await?;
             if c.device != device {
@@ -303,7 +303,7 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
         if step.inventory.iter().any(|v| v.device != device) {
             return Err(foreign("an inventory value"));
         }
-        upsert_inventory_in(&mut tx, &step.inventory).await?;
+        upsert_inventory_in(&mut tx, &self.shapes, &step.inventory).await?;
         for u in &step.action_updates {
             if u.action.device != device {
                 return Err(foreign(&format!("action {}", u.action.id)));

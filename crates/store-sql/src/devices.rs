@@ -15,10 +15,11 @@ use sea_query::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::dialect::{Dialect, On, SqlRow};
-use crate::query::{built, insert_row, v};
+use crate::dialect::{Arg, Dialect, On, SqlRow};
+use crate::query::{built, insert_row, v, written, Shapes};
 use crate::schema::{Actions as A, Devices as Dv, GroupMembers as Gm};
 use crate::sql::RowExt;
+use crate::sql::Sql;
 use crate::{SqlStore, Tx};
 
 pub(crate) const DEVICE_COLS: [Dv; 33] = [
@@ -85,16 +86,17 @@ pub(crate) struct DeviceRowStep<'a> {
 /// ([`StoreError::SequenceMoved`]); without one, that the device is unknown.
 pub(crate) async fn step_device_row_in<D: Dialect>(
     tx: &mut Tx<D>,
+    shapes: &Shapes,
     step: DeviceRowStep<'_>,
 ) -> StoreResult<()> {
-    let Some(update) = device_row_update(&step)? else {
+    let Some(update) = RowUpdate::of(&step)? else {
         return Ok(());
     };
-    let changed = built::<D>(&update)?.execute(tx.on()).await?;
+    let changed = update.sql::<D>(shapes, false)?.execute(tx.on()).await?;
     device_row_stepped(&step, changed)
 }
 
-/// What no row changed by [`device_row_update`] means: the message taken meanwhile, or no such
+/// What no row changed by a [`RowUpdate`] means: the message taken meanwhile, or no such
 /// device.
 pub(crate) fn device_row_stepped(step: &DeviceRowStep<'_>, changed: u64) -> StoreResult<()> {
     if changed > 0 {
@@ -106,87 +108,158 @@ pub(crate) fn device_row_stepped(step: &DeviceRowStep<'_>, changed: u64) -> Stor
     })
 }
 
-/// The UPDATE that writes `step`; `None` when it changes nothing.
-pub(crate) fn device_row_update(step: &DeviceRowStep<'_>) -> StoreResult<Option<UpdateStatement>> {
-    let mut values: Vec<(Dv, SimpleExpr)> = match (step.update, step.was) {
-        // Only what changed: an unchanged indexed column costs no index write.
-        (Some(d), Some(was)) => DEVICE_COLS
-            .into_iter()
-            .zip(device_values(d).into_iter().zip(device_values(was)))
-            .skip(1)
-            .filter(|(_, (new, old))| new != old)
-            .map(|(col, (new, _))| (col, new))
-            .collect(),
-        (Some(d), None) => DEVICE_COLS
-            .into_iter()
-            .zip(device_values(d))
-            .skip(1)
-            .collect(),
-        (None, _) => Vec::new(),
-    };
-    let mut set = |col: Dv, value: SimpleExpr| match values.iter_mut().find(|(c, _)| *c == col) {
-        Some(slot) => slot.1 = value,
-        None => values.push((col, value)),
-    };
-    if let Some((at, user)) = &step.seen {
-        set(Dv::LastSeen, v(*at));
-        set(Dv::CurrentUserName, v(user.clone()));
+/// The UPDATE that writes a [`DeviceRowStep`]: the columns it sets, in order, with their values,
+/// then the row's id and (with a sequence) the message it expects to follow.
+pub(crate) struct RowUpdate {
+    set: Vec<(Dv, Arg)>,
+    id: DeviceId,
+    after: Option<(String, i64)>,
+    /// Which columns are set in which order, and whether a sequence is compared: the
+    /// statement's shape.
+    shape: u64,
+}
+
+impl RowUpdate {
+    /// `None` when `step` changes nothing.
+    pub(crate) fn of(step: &DeviceRowStep<'_>) -> StoreResult<Option<Self>> {
+        // Bits 0..33: the columns of DEVICE_COLS that changed; then whether the last-seen pair
+        // and the sequence pair come after them.
+        let mut shape = 0u64;
+        let mut set: Vec<(Dv, Arg)> = match (step.update, step.was) {
+            // Only what changed: an unchanged indexed column costs no index write.
+            (Some(d), Some(was)) => DEVICE_COLS
+                .into_iter()
+                .zip(device_args(d).into_iter().zip(device_args(was)))
+                .enumerate()
+                .skip(1)
+                .filter(|(_, (_, (new, old)))| new != old)
+                .map(|(i, (col, (new, _)))| {
+                    shape |= 1 << i;
+                    (col, new)
+                })
+                .collect(),
+            (Some(d), None) => {
+                shape = (1 << DEVICE_COLS.len()) - 2;
+                DEVICE_COLS
+                    .into_iter()
+                    .zip(device_args(d))
+                    .skip(1)
+                    .collect()
+            }
+            (None, _) => Vec::new(),
+        };
+        let mut put = |col: Dv, value: Arg| match set.iter_mut().find(|(c, _)| *c == col) {
+            Some(slot) => slot.1 = value,
+            None => set.push((col, value)),
+        };
+        if let Some((at, user)) = &step.seen {
+            put(Dv::LastSeen, Arg::from(*at));
+            put(Dv::CurrentUserName, Arg::from(user.clone()));
+            shape |= 1 << 40;
+        }
+        let as_int =
+            |n: u64| i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("MsgID {n}")));
+        let mut after = None;
+        if let Some((last, next)) = step.sequence {
+            put(Dv::DmSessionId, Arg::from(next.session_id.clone()));
+            put(Dv::DmMsgId, Arg::from(as_int(next.msg_id)?));
+            after = Some((last.session_id.clone(), as_int(last.msg_id)?));
+            shape |= 1 << 41;
+        }
+        if set.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            set,
+            id: step.id,
+            after,
+            shape,
+        }))
     }
-    let as_int = |n: u64| i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("MsgID {n}")));
-    let mut update = Query::update();
-    update
-        .table(Dv::Table)
-        .and_where(Expr::col(Dv::Id).eq(v(step.id)));
-    if let Some((last, next)) = step.sequence {
-        set(Dv::DmSessionId, v(next.session_id.clone()));
-        set(Dv::DmMsgId, v(as_int(next.msg_id)?));
+
+    /// The statement, `RETURNING id` when `returning`.
+    pub(crate) fn statement(&self, returning: bool) -> UpdateStatement {
+        let mut update = Query::update();
         update
-            .and_where(Expr::col(Dv::DmSessionId).eq(v(last.session_id.clone())))
-            .and_where(Expr::col(Dv::DmMsgId).eq(v(as_int(last.msg_id)?)));
+            .table(Dv::Table)
+            .values(self.set.iter().map(|(c, a)| (*c, v(a.clone()))))
+            .and_where(Expr::col(Dv::Id).eq(v(self.id)));
+        if let Some((session, msg)) = &self.after {
+            update
+                .and_where(Expr::col(Dv::DmSessionId).eq(v(session.clone())))
+                .and_where(Expr::col(Dv::DmMsgId).eq(v(*msg)));
+        }
+        if returning {
+            update.returning_col(Dv::Id);
+        }
+        update
     }
-    if values.is_empty() {
-        return Ok(None);
+
+    /// Its arguments, in the order the statement's text takes them.
+    pub(crate) fn args(&self) -> Vec<Arg> {
+        let mut args: Vec<Arg> = self.set.iter().map(|(_, a)| a.clone()).collect();
+        args.push(Arg::from(self.id));
+        if let Some((session, msg)) = &self.after {
+            args.push(Arg::from(session.clone()));
+            args.push(Arg::from(*msg));
+        }
+        args
     }
-    update.values(values);
-    Ok(Some(update))
+
+    /// The shape key of the statement (with `returning` or not).
+    pub(crate) fn shape(&self, returning: bool) -> u64 {
+        self.shape | (u64::from(returning) << 42)
+    }
+
+    /// The statement in `D`'s SQL, its text written once per shape.
+    pub(crate) fn sql<D: Dialect>(&self, shapes: &Shapes, returning: bool) -> StoreResult<Sql> {
+        shapes.sql(("device_row", self.shape(returning)), self.args(), || {
+            written::<D>(&self.statement(returning))
+        })
+    }
 }
 
 /// The values of [`DEVICE_COLS`], in order.
 pub(crate) fn device_values(d: &Device) -> [SimpleExpr; 33] {
+    device_args(d).map(v)
+}
+
+/// The values of [`DEVICE_COLS`] as arguments, in order.
+pub(crate) fn device_args(d: &Device) -> [Arg; 33] {
     [
-        v(d.id),
-        v(d.name.clone()),
-        v(d.hw_dev_id.clone()),
-        v(d.mdm_device_id.clone()),
-        v(d.serial.clone()),
-        v(d.manufacturer.clone()),
-        v(d.model.clone()),
-        v(d.os_version.clone()),
-        v(d.os_platform.clone()),
-        v(d.join_type.as_str()),
-        v(d.enrollment_type.map(|e| e.as_str())),
-        v(d.aad_device_id.clone()),
-        v(d.domain_name.clone()),
-        v(d.dns_computer_name.clone()),
-        v(d.total_ram_mb),
-        v(d.total_storage_mb),
-        v(d.last_seen),
-        v(d.current_user.clone()),
-        v(d.primary_user.clone()),
-        v(d.shared),
-        v(d.cert_thumbprint.clone()),
-        v(d.cert_not_after),
-        v(d.local_reset_desired),
-        v(d.local_reset_reported),
-        v(d.autopilot_status),
-        v(d.autopilot_last_error),
-        v(d.winre_enabled),
-        v(d.winre_checked_at),
-        v(d.enrolled_at),
-        v(d.unenrolled_at),
-        v(d.last_sign_in_user.clone()),
-        v(d.last_sign_in_at),
-        v(d.join_evidence.as_str()),
+        d.id.into(),
+        d.name.clone().into(),
+        d.hw_dev_id.clone().into(),
+        d.mdm_device_id.clone().into(),
+        d.serial.clone().into(),
+        d.manufacturer.clone().into(),
+        d.model.clone().into(),
+        d.os_version.clone().into(),
+        d.os_platform.clone().into(),
+        d.join_type.as_str().into(),
+        d.enrollment_type.map(|e| e.as_str()).into(),
+        d.aad_device_id.clone().into(),
+        d.domain_name.clone().into(),
+        d.dns_computer_name.clone().into(),
+        d.total_ram_mb.into(),
+        d.total_storage_mb.into(),
+        d.last_seen.into(),
+        d.current_user.clone().into(),
+        d.primary_user.clone().into(),
+        d.shared.into(),
+        d.cert_thumbprint.clone().into(),
+        d.cert_not_after.into(),
+        d.local_reset_desired.into(),
+        d.local_reset_reported.into(),
+        d.autopilot_status.into(),
+        d.autopilot_last_error.into(),
+        d.winre_enabled.into(),
+        d.winre_checked_at.into(),
+        d.enrolled_at.into(),
+        d.unenrolled_at.into(),
+        d.last_sign_in_user.clone().into(),
+        d.last_sign_in_at.into(),
+        d.join_evidence.as_str().into(),
     ]
 }
 

@@ -5,15 +5,19 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use redeploy_core::ids::DeviceId;
 use redeploy_core::inventory::InventoryValue;
-use redeploy_core::store::{InventoryStore, StoreResult};
+use redeploy_core::store::{InventoryStore, StoreError, StoreResult};
 use sea_query::{Alias, Expr, OnConflict, Order, Query, SelectStatement};
 
 use crate::bulk::insert_rows_or;
-use crate::dialect::{Dialect, SqlRow};
-use crate::query::{built, v};
+use crate::dialect::{Arg, Dialect, SqlRow};
+use crate::query::{built, v, written, Shapes};
 use crate::schema::Inventory as I;
 use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
+
+/// Most values an upsert writes with a text kept per row count (a check-in's few); more are
+/// written as the bulk insert writes them.
+const SHAPED_ROWS: usize = 16;
 
 pub(crate) const INVENTORY_COLS: [I; 5] = [I::DeviceId, I::Uri, I::Value, I::Format, I::At];
 
@@ -34,6 +38,17 @@ fn select_of(device: DeviceId) -> SelectStatement {
         .from(I::Table)
         .and_where(Expr::col(I::DeviceId).eq(v(device)))
         .to_owned()
+}
+
+/// The values of [`INVENTORY_COLS`], in order.
+fn inventory_args(val: &InventoryValue) -> [Arg; 5] {
+    [
+        val.device.into(),
+        val.uri.clone().into(),
+        val.value.clone().into(),
+        val.format.clone().into(),
+        val.at.into(),
+    ]
 }
 
 /// The newest of `values` for each device and node (an upsert may name a row once).
@@ -59,32 +74,49 @@ pub(crate) fn latest_of(values: &[InventoryValue]) -> Vec<&InventoryValue> {
 /// equals), as writing them one by one would: a single INSERT may not change a row twice.
 pub(crate) async fn upsert_inventory_in<D: Dialect>(
     tx: &mut Tx<D>,
+    shapes: &Shapes,
     values: &[InventoryValue],
 ) -> StoreResult<()> {
     let latest = latest_of(values);
+    if latest.is_empty() {
+        return Ok(());
+    }
     let newer_only = OnConflict::columns([I::DeviceId, I::Uri])
         .update_columns([I::Value, I::Format, I::At])
         .action_and_where(
             Expr::col((Alias::new("excluded"), I::At)).gte(Expr::col((I::Table, I::At))),
         )
         .to_owned();
-    insert_rows_or(
-        tx,
-        I::Table,
-        INVENTORY_COLS,
-        &latest,
-        |val| {
-            [
-                v(val.device),
-                v(val.uri.clone()),
-                v(val.value.clone()),
-                v(val.format.clone()),
-                v(val.at),
-            ]
-        },
-        Some(newer_only),
-    )
-    .await
+    if latest.len() > SHAPED_ROWS {
+        return insert_rows_or(
+            tx,
+            I::Table,
+            INVENTORY_COLS,
+            &latest,
+            |val| inventory_args(val).map(v),
+            Some(newer_only),
+        )
+        .await;
+    }
+    // A check-in's few values: one statement whose text is written once per row count.
+    let args: Vec<Arg> = latest.iter().flat_map(|val| inventory_args(val)).collect();
+    shapes
+        .sql(("inventory_upsert", latest.len() as u64), args, || {
+            let mut insert = Query::insert();
+            insert
+                .into_table(I::Table)
+                .columns(INVENTORY_COLS)
+                .on_conflict(newer_only);
+            for val in &latest {
+                insert
+                    .values(inventory_args(val).map(v))
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+            }
+            written::<D>(&insert)
+        })?
+        .execute(tx.on())
+        .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -94,7 +126,7 @@ impl<D: Dialect> InventoryStore for SqlStore<D> {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        upsert_inventory_in(&mut tx, values).await?;
+        upsert_inventory_in(&mut tx, &self.shapes, values).await?;
         tx.commit().await
     }
 

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use crate::devices::{step_device_row_in, DeviceRowStep};
 use crate::dialect::Dialect;
 use crate::inventory::upsert_inventory_in;
+use crate::query::Shapes;
 use crate::{SqlStore, Tx};
 
 /// Most steps one transaction writes.
@@ -87,7 +88,7 @@ impl<D: Dialect> SqlStore<D> {
         let mut tx = self.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
         for w in batch {
-            match write_step(&mut tx, &w.step).await {
+            match write_step(&mut tx, &self.shapes, &w.step).await {
                 // Nothing written: the step alone is refused.
                 Err(e @ (StoreError::SequenceMoved | StoreError::NotFound(_))) => {
                     results.push(Err(e))
@@ -102,15 +103,19 @@ impl<D: Dialect> SqlStore<D> {
 
     async fn step_alone(&self, step: &SessionStep) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        write_step(&mut tx, step).await?;
+        write_step(&mut tx, &self.shapes, step).await?;
         tx.commit().await
     }
 }
 
 /// The device row, then (only if it was written) the inventory values.
-async fn write_step<D: Dialect>(tx: &mut Tx<D>, step: &SessionStep) -> StoreResult<()> {
-    step_device_row_in(tx, row_of(step)).await?;
-    upsert_inventory_in(tx, &step.inventory).await
+async fn write_step<D: Dialect>(
+    tx: &mut Tx<D>,
+    shapes: &Shapes,
+    step: &SessionStep,
+) -> StoreResult<()> {
+    step_device_row_in(tx, shapes, row_of(step)).await?;
+    upsert_inventory_in(tx, shapes, &step.inventory).await
 }
 
 /// What `step` changes in its device row.
