@@ -306,10 +306,6 @@ impl Dialect for Sqlite {
     }
 
     async fn fetch_short(pool: &SqlitePool, sql: &str, args: Vec<Arg>) -> StoreResult<Option<Row>> {
-        let args = match pool.turns.try_fetch_first(sql, args) {
-            Ok(row) => return Ok(row?.map(|r| Row(RowOf::Raw(r)))),
-            Err(args) => args,
-        };
         match pool.readers.fetch_first(sql, args) {
             Ok(row) => Ok(row?.map(|r| Row(RowOf::Raw(r)))),
             Err(args) => Self::fetch_optional(On::Pool(pool), sql, args).await,

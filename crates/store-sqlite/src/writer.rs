@@ -154,28 +154,6 @@ impl Turns {
         Ok(turn)
     }
 
-    /// The first row of query `sql` with `args` on the writer connection if no one holds the
-    /// turn (a waiting writer keeps it: this never jumps the queue), or the arguments back.
-    /// The writer's page cache is warm: the writes of this process are its own, while a reader
-    /// connection starts every read after a write with an empty cache (SQLite resets a
-    /// connection's pages when the WAL changed under it), so it reads each page again.
-    pub(crate) fn try_fetch_first(
-        &self,
-        sql: &str,
-        args: Vec<Arg>,
-    ) -> Result<StoreResult<Option<RawRow>>, Vec<Arg>> {
-        let Ok(mut writer) = self.writer.try_lock() else {
-            return Err(args);
-        };
-        settle(&mut writer);
-        match writer.conn.as_ref() {
-            Some(conn) => {
-                Ok(fetch_on(conn, sql, args, Some(1)).map(|rows| rows.into_iter().next()))
-            }
-            None => Err(args),
-        }
-    }
-
     /// Closes the writer connection.
     pub(crate) async fn close(&self) {
         let mut writer = self.writer.lock().await;
