@@ -44,11 +44,14 @@ fn any_of_device<T: sea_query::Iden + Copy + 'static>(
     )
 }
 
-/// The view's statement: [`select_devices`] narrowed to `id`, with the flags and the
+/// The view's statement: [`select_devices`] narrowed to `ids`, with the flags and the
 /// inventory columns (`inv{i}_value`, `inv{i}_format`, `inv{i}_at` for `uris[i]`).
-fn select_view(id: DeviceId, uris: &[&str]) -> SelectStatement {
+pub(crate) fn select_view(ids: &[DeviceId], uris: &[&str]) -> SelectStatement {
     let mut select = select_devices();
-    select.and_where(Expr::col((Dv::Table, Dv::Id)).eq(v(id)));
+    match ids {
+        [id] => select.and_where(Expr::col((Dv::Table, Dv::Id)).eq(v(*id))),
+        _ => select.and_where(Expr::col((Dv::Table, Dv::Id)).is_in(ids.iter().map(|id| v(*id)))),
+    };
     select.expr_as(
         any_of_device(
             R::Table,
@@ -102,8 +105,8 @@ fn select_view(id: DeviceId, uris: &[&str]) -> SelectStatement {
 }
 
 /// The arguments of [`select_view`], in the order its text takes them: the flags' subqueries,
-/// the inventory joins' nodes, the device.
-fn view_args(id: DeviceId, uris: &[&str]) -> Vec<Arg> {
+/// the inventory joins' nodes, the devices.
+pub(crate) fn view_args(ids: &[DeviceId], uris: &[&str]) -> Vec<Arg> {
     let text = |s: &str| Arg::Text(Some(s.to_owned()));
     let mut args = vec![Arg::Int(Some(1)), Arg::Int(Some(1))];
     args.extend(SETTLED.iter().map(|s| text(s.as_str())));
@@ -111,11 +114,11 @@ fn view_args(id: DeviceId, uris: &[&str]) -> Vec<Arg> {
     args.push(text(CommandState::Queued.as_str()));
     args.push(text(CommandState::Sent.as_str()));
     args.extend(uris.iter().map(|u| text(u)));
-    args.push(Arg::from(id));
+    args.extend(ids.iter().map(|id| Arg::from(*id)));
     args
 }
 
-fn row_view(r: &impl SqlRow, id: DeviceId, uris: &[&str]) -> StoreResult<CheckInView> {
+pub(crate) fn row_view(r: &impl SqlRow, id: DeviceId, uris: &[&str]) -> StoreResult<CheckInView> {
     let flag = |col: &str| Ok::<_, redeploy_core::store::StoreError>(r.bool(col)?.unwrap_or(true));
     let mut inventory = Vec::new();
     for (i, uri) in uris.iter().enumerate() {
@@ -149,12 +152,15 @@ impl<D: Dialect> SqlStore<D> {
         id: DeviceId,
         uris: &[&str],
     ) -> StoreResult<Option<CheckInView>> {
+        if D::BATCHED_READS {
+            return self.view_in_batch(id, uris).await;
+        }
         let row = self
             .shapes
             .sql(
                 ("check_in_view", uris.len() as u64),
-                view_args(id, uris),
-                || written::<D>(&select_view(id, uris)),
+                view_args(&[id], uris),
+                || written::<D>(&select_view(&[id], uris)),
             )?
             .fetch_short::<D>(self.pool())
             .await?;

@@ -110,6 +110,10 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// check-in step that only writes the device row and inventory is then one statement, one
     /// round trip, instead of a transaction of four (`check_in::step_in_one_statement`).
     const WRITABLE_CTE: bool;
+    /// Whether a statement costs a round trip to another process (PostgreSQL; not SQLite, which
+    /// runs in this one): check-in reads arriving together are then read by one statement
+    /// (`view_batch`).
+    const BATCHED_READS: bool;
     /// The sea-query builder that writes this dialect's SQL (placeholders, quoting, locks).
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder;
 

@@ -16,6 +16,7 @@ mod console_sessions;
 mod devices;
 mod dialect;
 mod enrollments;
+mod gather;
 mod groups;
 mod health;
 mod inventory;
@@ -29,6 +30,7 @@ mod sql;
 mod step_batch;
 mod tokens;
 mod trail;
+mod view_batch;
 mod waves;
 mod webhooks;
 
@@ -49,6 +51,8 @@ pub struct SqlStore<D: Dialect> {
     shapes: std::sync::Arc<query::Shapes>,
     /// Idle check-in steps waiting to be written together (`step_batch`).
     steps: std::sync::Arc<step_batch::StepBatches>,
+    /// Check-in reads waiting to be read together (`view_batch`).
+    views: std::sync::Arc<view_batch::ViewBatches>,
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
@@ -57,6 +61,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             pool: self.pool.clone(),
             shapes: self.shapes.clone(),
             steps: self.steps.clone(),
+            views: self.views.clone(),
         }
     }
 }
@@ -82,6 +87,7 @@ impl<D: Dialect> SqlStore<D> {
             pool: D::connect(url, options).await?,
             shapes: Default::default(),
             steps: Default::default(),
+            views: Default::default(),
         })
     }
 

@@ -5,19 +5,15 @@
 //! inventory's) are written to the log once per batch instead of once per check-in: the commit
 //! was the largest single cost of an idle check-in on SQLite (docs/benchmarks.md, session 12).
 //!
-//! Whoever finds no batch running takes everything waiting (its own step among it) and writes
-//! it in a task of its own, so a canceled request never abandons the others' steps; the rest
-//! wait for their result. A step that finds its message taken meanwhile, or its device gone,
+//! Batches are gathered as [`crate::gather`] does. A step that finds its message taken meanwhile, or its device gone,
 //! writes nothing and gets that error alone; any other error rolls the batch back and each of
 //! its steps is written again in a transaction of its own, so one step never fails another.
 
-use std::sync::Mutex;
-
 use redeploy_core::store::{SessionStep, StoreError, StoreResult};
-use tokio::sync::oneshot;
 
 use crate::devices::{step_device_row_in, DeviceRowStep};
 use crate::dialect::Dialect;
+use crate::gather::{self, Gather};
 use crate::inventory::upsert_inventory_in;
 use crate::query::Shapes;
 use crate::{SqlStore, Tx};
@@ -25,45 +21,21 @@ use crate::{SqlStore, Tx};
 /// Most steps one transaction writes.
 const MAX_BATCH: usize = 256;
 
-/// The steps waiting for a batch, and the turn to start one.
-#[derive(Debug, Default)]
-pub(crate) struct StepBatches {
-    waiting: Mutex<Vec<Waiting>>,
-    turn: tokio::sync::Mutex<()>,
-}
+/// The steps waiting for a batch.
+pub(crate) type StepBatches = Gather<SessionStep, ()>;
 
-#[derive(Debug)]
-struct Waiting {
-    step: SessionStep,
-    done: oneshot::Sender<StoreResult<()>>,
-}
+type Waiting = gather::Waiting<SessionStep, ()>;
 
 impl<D: Dialect> SqlStore<D> {
     /// Writes `step` (its device row and inventory values only) in a batch with the steps
     /// waiting alongside it; returns once its batch committed.
     pub(crate) async fn step_in_batch(&self, step: SessionStep) -> StoreResult<()> {
-        let (done, mut result) = oneshot::channel();
-        lock(&self.steps.waiting).push(Waiting { step, done });
-        {
-            let _turn = self.steps.turn.lock().await;
-            if let Ok(written) = result.try_recv() {
-                return written;
-            }
-            let batch = {
-                let mut waiting = lock(&self.steps.waiting);
-                let first = waiting.len().min(MAX_BATCH);
-                let rest = waiting.split_off(first);
-                std::mem::replace(&mut *waiting, rest)
-            };
-            if !batch.is_empty() {
-                let store = self.clone();
-                // Its own task: the batch finishes even if this request is canceled.
-                let _ = tokio::spawn(async move { store.write_batch(batch).await }).await;
-            }
-        }
-        result
+        let store = self.clone();
+        self.steps
+            .submit(step, MAX_BATCH, |batch| async move {
+                store.write_batch(batch).await
+            })
             .await
-            .unwrap_or_else(|_| Err(StoreError::Backend("the step's batch was lost".into())))
     }
 
     async fn write_batch(&self, batch: Vec<Waiting>) {
@@ -75,7 +47,7 @@ impl<D: Dialect> SqlStore<D> {
             }
             Err(_) => {
                 for w in batch {
-                    let written = self.step_alone(&w.step).await;
+                    let written = self.step_alone(&w.item).await;
                     let _ = w.done.send(written);
                 }
             }
@@ -88,7 +60,7 @@ impl<D: Dialect> SqlStore<D> {
         let mut tx = self.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
         for w in batch {
-            match write_step(&mut tx, &self.shapes, &w.step).await {
+            match write_step(&mut tx, &self.shapes, &w.item).await {
                 // Nothing written: the step alone is refused.
                 Err(e @ (StoreError::SequenceMoved | StoreError::NotFound(_))) => {
                     results.push(Err(e))
@@ -127,9 +99,4 @@ pub(crate) fn row_of(step: &SessionStep) -> DeviceRowStep<'_> {
         was: step.device_was.as_ref(),
         seen: step.seen.then(|| (step.at, step.current_user.clone())),
     }
-}
-
-fn lock(waiting: &Mutex<Vec<Waiting>>) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
-    // A panic while holding this lock left a plain Vec behind: still usable.
-    waiting.lock().unwrap_or_else(|p| p.into_inner())
 }

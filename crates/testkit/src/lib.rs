@@ -84,6 +84,7 @@ macro_rules! store_conformance_tests {
             answers_are_matched_by_refs,
             unanswered_sent_commands_are_listed,
             check_in_view_says_what_a_session_start_can_find,
+            concurrent_check_in_views_each_get_their_own_device,
             actions_are_counted_by_day_and_state,
             action_transitions_persist_with_timeline,
             pending_action_becomes_sent_with_its_command,

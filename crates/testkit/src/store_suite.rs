@@ -1138,6 +1138,68 @@ pub async fn unanswered_sent_commands_are_listed(store: Arc<dyn Store>) {
 /// A check-in's first read says truly whether each later read can find anything: a flag is
 /// never `false` while there is something (an idle PC's check-in skips those reads), and the
 /// inventory values are the stored ones.
+/// Check-in reads of many PCs at once (read together where the database batches them): each
+/// gets its own device's row, flags and inventory — a PC with a queued command among idle ones
+/// is the only one told so, a PC read twice at once gets its row both times, an unknown id
+/// gets nothing, and reads asking for other nodes get those.
+pub async fn concurrent_check_in_views_each_get_their_own_device(store: Arc<dyn Store>) {
+    let uris = ["./DevDetail/SwV", "./DevInfo/Lang"];
+    let mut devices = Vec::new();
+    for i in 0..24 {
+        let d = enrolled(&store, &format!("views-{i}")).await;
+        store
+            .upsert_inventory(&[InventoryValue {
+                device: d,
+                uri: uris[0].into(),
+                value: format!("swv-{d}"),
+                format: None,
+                at: t(1),
+            }])
+            .await
+            .unwrap();
+        devices.push(d);
+    }
+    let busy = devices[5];
+    store.enqueue(&[get_cmd(busy, "./a")]).await.unwrap();
+    let ghost = DeviceId::generate();
+    let mut tasks = Vec::new();
+    for round in 0..2 {
+        for &d in devices.iter().chain([&ghost]) {
+            let store = store.clone();
+            // Every fourth read of the second round asks for one node only.
+            let asked: Vec<&'static str> = if round == 1 && tasks.len() % 4 == 0 {
+                vec![uris[1]]
+            } else {
+                uris.to_vec()
+            };
+            tasks.push(tokio::spawn(async move {
+                let view = store.check_in_view(d, &asked).await.unwrap();
+                (d, asked, view)
+            }));
+        }
+    }
+    for task in tasks {
+        let (d, asked, view) = task.await.unwrap();
+        if d == ghost {
+            assert!(view.is_none(), "no device {d}");
+            continue;
+        }
+        let view = view.unwrap_or_else(|| panic!("no view of {d}"));
+        assert_eq!(view.device.id, d);
+        assert_eq!(view.open_commands, d == busy, "device {d}");
+        let inventory = view.inventory.unwrap();
+        if asked.contains(&uris[0]) {
+            assert_eq!(inventory.len(), 1, "device {d}");
+            assert_eq!(
+                (inventory[0].device, inventory[0].value.clone()),
+                (d, format!("swv-{d}"))
+            );
+        } else {
+            assert!(inventory.is_empty(), "device {d} asked for {asked:?}");
+        }
+    }
+}
+
 pub async fn check_in_view_says_what_a_session_start_can_find(store: Arc<dyn Store>) {
     let (a_uri, b_uri, absent) = ("./DevDetail/SwV", "./Vendor/MSFT/X/IsSyncDone", "./Nope");
     let uris = [a_uri, b_uri, absent];
