@@ -1484,6 +1484,12 @@ pub trait BulkLoad: Send + Sync {
     /// enrolled ([`EnrollmentStore::create_enrollment`]) and had reported its inventory.
     /// `Conflict` if a device or enrollment id is taken; an empty slice writes nothing.
     async fn bulk_load(&self, devices: &[SeedDevice]) -> StoreResult<()>;
+
+    /// Has the database gather its planner's statistics now, after a bulk load: PostgreSQL's
+    /// `ANALYZE` (its autovacuum would run it only a minute or more later, and until then the
+    /// fresh rows are planned as if the tables were empty); nothing on SQLite, whose plans do
+    /// not depend on statistics it was never given.
+    async fn refresh_statistics(&self) -> StoreResult<()>;
 }
 
 /// Whether the database can do the store's work right now (readiness, `/readyz`).

@@ -122,6 +122,10 @@ pub async fn seed(
             .await
             .context("creating the group")?;
     }
+    store
+        .refresh_statistics()
+        .await
+        .context("gathering the planner's statistics")?;
     Ok(ids)
 }
 

@@ -71,6 +71,7 @@ impl Dialect for Postgres {
     const NEW_ID_TEXT: &'static str = "gen_random_uuid()::text";
     const ID_TYPE: &'static str = "uuid";
     const WRITABLE_CTE: bool = true;
+    const ANALYZE: Option<&'static str> = Some("ANALYZE");
     const BATCHED_READS: bool = true;
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::PostgresQueryBuilder;
 

@@ -115,6 +115,18 @@ impl<D: Dialect> BulkLoad for SqlStore<D> {
         .await?;
         tx.commit().await
     }
+
+    async fn refresh_statistics(&self) -> StoreResult<()> {
+        match D::ANALYZE {
+            Some(statement) => {
+                crate::sql::Sql::new(statement.to_owned(), Vec::new())
+                    .execute(self.db())
+                    .await?;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

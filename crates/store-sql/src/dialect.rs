@@ -114,6 +114,9 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// runs in this one): check-in reads arriving together are then read by one statement
     /// (`view_batch`).
     const BATCHED_READS: bool;
+    /// The statement that gathers the planner's statistics after a bulk load, if the
+    /// database's plans depend on them (`BulkLoad::refresh_statistics`).
+    const ANALYZE: Option<&'static str>;
     /// The sea-query builder that writes this dialect's SQL (placeholders, quoting, locks).
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder;
 

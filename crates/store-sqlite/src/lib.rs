@@ -160,6 +160,7 @@ impl Dialect for Sqlite {
         || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))";
     const ID_TYPE: &'static str = "TEXT";
     const WRITABLE_CTE: bool = false;
+    const ANALYZE: Option<&'static str> = None;
     const BATCHED_READS: bool = false;
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::SqliteQueryBuilder;
 
