@@ -261,6 +261,10 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
                 sent: Vec::new(),
                 actions_sent: Vec::new(),
             };
+            if crate::idle_batch::batchable::<D>(&step)? {
+                self.idle_step_in_batch(step).await?;
+                return Ok(idle_done);
+            }
             if step_in_one_statement(self, &row, &step.inventory)
                 .await?
                 .is_some()

@@ -111,9 +111,9 @@ pub(crate) fn device_row_stepped(step: &DeviceRowStep<'_>, changed: u64) -> Stor
 /// The UPDATE that writes a [`DeviceRowStep`]: the columns it sets, in order, with their values,
 /// then the row's id and (with a sequence) the message it expects to follow.
 pub(crate) struct RowUpdate {
-    set: Vec<(Dv, Arg)>,
+    pub(crate) set: Vec<(Dv, Arg)>,
     id: DeviceId,
-    after: Option<(String, i64)>,
+    pub(crate) after: Option<(String, i64)>,
     /// Which columns are set in which order, and whether a sequence is compared: the
     /// statement's shape.
     shape: u64,

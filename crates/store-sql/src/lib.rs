@@ -19,6 +19,7 @@ mod enrollments;
 mod gather;
 mod groups;
 mod health;
+mod idle_batch;
 mod inventory;
 mod push;
 mod query;
@@ -53,6 +54,8 @@ pub struct SqlStore<D: Dialect> {
     steps: std::sync::Arc<step_batch::StepBatches>,
     /// Check-in reads waiting to be read together (`view_batch`).
     views: std::sync::Arc<view_batch::ViewBatches>,
+    /// Idle steps waiting to be written by one statement (`idle_batch`).
+    idle_steps: std::sync::Arc<idle_batch::IdleBatches>,
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
@@ -62,6 +65,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             shapes: self.shapes.clone(),
             steps: self.steps.clone(),
             views: self.views.clone(),
+            idle_steps: self.idle_steps.clone(),
         }
     }
 }
@@ -88,6 +92,7 @@ impl<D: Dialect> SqlStore<D> {
             shapes: Default::default(),
             steps: Default::default(),
             views: Default::default(),
+            idle_steps: Default::default(),
         })
     }
 
