@@ -72,6 +72,7 @@ impl Dialect for Postgres {
     const ID_TYPE: &'static str = "uuid";
     const WRITABLE_CTE: bool = true;
     const ANALYZE: Option<&'static str> = Some("ANALYZE");
+    const SEARCH_TABLE: Option<&'static str> = None;
     const BATCHED_READS: bool = true;
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::PostgresQueryBuilder;
 

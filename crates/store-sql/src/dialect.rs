@@ -117,6 +117,10 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// The statement that gathers the planner's statistics after a bulk load, if the
     /// database's plans depend on them (`BulkLoad::refresh_statistics`).
     const ANALYZE: Option<&'static str>;
+    /// The full-text table that narrows a device search before its `LIKE` decides (SQLite: an
+    /// FTS5 trigram index keyed by the device row's rowid, migration `20261217000001`); `None`
+    /// where indexes on the searched expressions serve the `LIKE` itself (PostgreSQL: pg_trgm).
+    const SEARCH_TABLE: Option<&'static str>;
     /// The sea-query builder that writes this dialect's SQL (placeholders, quoting, locks).
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder;
 

@@ -161,6 +161,7 @@ impl Dialect for Sqlite {
     const ID_TYPE: &'static str = "TEXT";
     const WRITABLE_CTE: bool = false;
     const ANALYZE: Option<&'static str> = None;
+    const SEARCH_TABLE: Option<&'static str> = Some("devices_search");
     const BATCHED_READS: bool = false;
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::SqliteQueryBuilder;
 

@@ -95,6 +95,7 @@ macro_rules! store_conformance_tests {
             audit_lists_newest_first_with_keyset_paging,
             device_pagination_cursor_is_stable,
             devices_sort_by_serial_in_pages,
+            search_finds_every_substring_as_values_change,
             device_conditions_match_in_sql,
             inventory_upsert_keeps_latest_value,
             groups_static_and_filter_members,

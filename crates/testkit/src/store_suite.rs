@@ -1946,6 +1946,115 @@ pub async fn device_pagination_cursor_is_stable(store: Arc<dyn Store>) {
     assert_eq!(store.list_devices(&all).await.unwrap().items.len(), 8);
 }
 
+/// Search finds exactly the devices whose name, serial or primary user holds the text, case
+/// blind, with LIKE's wildcards and FTS5's quotes taken literally, listed and counted alike —
+/// also after names, serials and primary users changed (an index of them must follow) and for
+/// every substring of what is stored, short or long.
+pub async fn search_finds_every_substring_as_values_change(store: Arc<dyn Store>) {
+    // Few letters, so substrings are shared among devices; quotes, wildcards, spaces and the
+    // FTS5 syntax characters among them.
+    const LETTERS: &[u8] = b"aB\"%_ -*:x";
+    let mut seed = 0x2545_f491_u64;
+    let mut word = |len: usize| -> String {
+        (0..len)
+            .map(|_| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                LETTERS[(seed >> 33) as usize % LETTERS.len()] as char
+            })
+            .collect()
+    };
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let mut d = new_device(&format!("{}-{i}", word(4)), Some(&format!("hw-search-{i}")));
+        d.serial = (i % 3 != 0).then(|| word(6));
+        let e = new_enrollment(d.id, T0, "aa");
+        ids.push(store.create_enrollment(d, e).await.unwrap().device);
+    }
+    // Change what is searched: renames, new and cleared serials, primary users set and cleared,
+    // one unenrolled (listed here too: include_unenrolled).
+    for (i, id) in ids.iter().enumerate() {
+        if i % 2 == 0 {
+            let mut d = store.device(*id).await.unwrap().unwrap();
+            d.name = format!("{}{i}", word(5));
+            d.serial = (i % 4 != 0).then(|| word(5));
+            d.unenrolled_at = (i == 6).then_some(t(1));
+            store.update_device(&d).await.unwrap();
+        }
+        if i % 3 == 1 {
+            let user = format!("{}@Example.com", word(3));
+            store
+                .set_primary_user(*id, Some(&user), false)
+                .await
+                .unwrap();
+        }
+        if i == 7 {
+            store.set_primary_user(*id, None, true).await.unwrap();
+        }
+    }
+    let mut stored = Vec::new();
+    for id in &ids {
+        let d = store.device(*id).await.unwrap().unwrap();
+        stored.push(d);
+    }
+    let values = |d: &Device| {
+        [
+            Some(d.name.clone()),
+            d.serial.clone(),
+            d.primary_user.clone(),
+        ]
+    };
+    let mut texts = std::collections::BTreeSet::new();
+    for d in &stored {
+        for v in values(d).into_iter().flatten() {
+            let chars: Vec<char> = v.chars().collect();
+            for len in 1..=5.min(chars.len()) {
+                for start in 0..=chars.len() - len {
+                    let piece: String = chars[start..start + len].iter().collect();
+                    // The other case too: search is case blind.
+                    texts.insert(piece.to_uppercase());
+                    texts.insert(piece);
+                }
+            }
+        }
+    }
+    texts.extend(["zzz".to_owned(), "\"\"\"".to_owned(), "a b".to_owned()]);
+    for text in texts {
+        let query = DeviceQuery {
+            search: Some(text.clone()),
+            include_unenrolled: true,
+            limit: 1000,
+            ..DeviceQuery::default()
+        };
+        let wanted = text.to_lowercase();
+        let mut expected: Vec<DeviceId> = stored
+            .iter()
+            .filter(|d| {
+                values(d)
+                    .into_iter()
+                    .flatten()
+                    .any(|v| v.to_lowercase().contains(&wanted))
+            })
+            .map(|d| d.id)
+            .collect();
+        expected.sort();
+        let mut found: Vec<DeviceId> = store
+            .list_devices(&query)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        found.sort();
+        assert_eq!(found, expected, "search {text:?}");
+        assert_eq!(
+            store.count_listed_devices(&query).await.unwrap(),
+            expected.len() as u64,
+            "count of search {text:?}"
+        );
+    }
+}
+
 /// Serial order in SQL: no serial first, then by serial, ties by id; pages in both directions.
 pub async fn devices_sort_by_serial_in_pages(store: Arc<dyn Store>) {
     let mut expected = Vec::new();
