@@ -1002,6 +1002,9 @@ pub trait ActionStore: Send + Sync {
     async fn active_action(&self, device: DeviceId) -> StoreResult<Option<Action>>;
     /// Up to `limit` actions in `state`, oldest update first (for expiry ticks); empty if none.
     async fn actions_in_state(&self, state: ActionState, limit: u32) -> StoreResult<Vec<Action>>;
+    /// How many actions are in `state`, counting no further than `cap` (the dashboard's
+    /// in-flight counts, shown as "1000+"): the count alone, no action read.
+    async fn count_actions_in_state(&self, state: ActionState, cap: u32) -> StoreResult<u64>;
     /// One page of the actions `query` selects, newest first (creation order), and the cursor of
     /// the next page (`None` on the last). `Conflict` for a cursor not made by this list.
     async fn list_actions(&self, query: &ActionQuery) -> StoreResult<Page<Action>>;
@@ -1486,9 +1489,10 @@ pub trait BulkLoad: Send + Sync {
     async fn bulk_load(&self, devices: &[SeedDevice]) -> StoreResult<()>;
 
     /// Has the database gather its planner's statistics now, after a bulk load: PostgreSQL's
-    /// `ANALYZE` (its autovacuum would run it only a minute or more later, and until then the
-    /// fresh rows are planned as if the tables were empty); nothing on SQLite, whose plans do
-    /// not depend on statistics it was never given.
+    /// `VACUUM ANALYZE` (its autovacuum would run it only a minute or more later, and until then
+    /// the fresh rows are planned as if the tables were empty, and device search reads the
+    /// trigram indexes' unsorted pending lists: 90 ms instead of 2 at 100,000 PCs); nothing on
+    /// SQLite, whose plans do not depend on statistics it was never given.
     async fn refresh_statistics(&self) -> StoreResult<()>;
 }
 

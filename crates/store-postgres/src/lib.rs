@@ -71,8 +71,9 @@ impl Dialect for Postgres {
     const NEW_ID_TEXT: &'static str = "gen_random_uuid()::text";
     const ID_TYPE: &'static str = "uuid";
     const WRITABLE_CTE: bool = true;
-    const ANALYZE: Option<&'static str> = Some("ANALYZE");
+    const ANALYZE: Option<&'static str> = Some("VACUUM ANALYZE");
     const SEARCH_TABLE: Option<&'static str> = None;
+    const PACKED_CENSUS: bool = false;
     const BATCHED_READS: bool = true;
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::PostgresQueryBuilder;
 
@@ -137,6 +138,17 @@ impl Dialect for Postgres {
 
     async fn fetch_all(on: On<'_, Self>, sql: &str, args: Vec<Arg>) -> StoreResult<Vec<Row>> {
         let rows = run::fetch_all(on, query(sql, args)?).await?;
+        Ok(rows.into_iter().map(Row).collect())
+    }
+
+    async fn fetch_all_planned_for_args(
+        on: On<'_, Self>,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> StoreResult<Vec<Row>> {
+        // Not persistent: the unnamed statement, which PostgreSQL plans at each bind with the
+        // values bound.
+        let rows = run::fetch_all(on, query(sql, args)?.persistent(false)).await?;
         Ok(rows.into_iter().map(Row).collect())
     }
 

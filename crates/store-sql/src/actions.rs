@@ -376,6 +376,21 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
         self.actions(&select).await
     }
 
+    async fn count_actions_in_state(&self, state: ActionState, cap: u32) -> StoreResult<u64> {
+        // The capped rows counted from `actions_state` alone.
+        let capped = Query::select()
+            .expr(Expr::val(1))
+            .from(A::Table)
+            .and_where(Expr::col(A::State).eq(v(state.as_str())))
+            .limit(u64::from(cap))
+            .to_owned();
+        let select = Query::select()
+            .expr_as(Expr::col(Asterisk).count(), Alias::new("n"))
+            .from_subquery(capped, Alias::new("capped"))
+            .to_owned();
+        built::<D>(&select)?.fetch_one(self.db()).await?.count("n")
+    }
+
     async fn list_actions(&self, query: &ActionQuery) -> StoreResult<Page<Action>> {
         const TAG: char = 'a';
         let limit = query.limit.max(1);

@@ -524,7 +524,7 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
             .order_by(Dv::Id, order)
             .limit(u64::from(limit) + 1);
 
-        let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
+        let rows = listed::<D>(&select, query, self.db()).await?;
         let mut items = rows
             .iter()
             .map(row_device)
@@ -546,7 +546,11 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
             .from(Dv::Table)
             .to_owned();
         narrow::<D>(&mut select, query);
-        built::<D>(&select)?.fetch_one(self.db()).await?.count("n")
+        listed::<D>(&select, query, self.db())
+            .await?
+            .first()
+            .ok_or_else(|| StoreError::Backend("no row from a count".into()))?
+            .count("n")
     }
 
     async fn readiness_census(
@@ -555,13 +559,8 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         seen_within: Duration,
         recent: Duration,
     ) -> StoreResult<Vec<(ReadinessInputs, u64)>> {
-        let select = census_select(now, seen_within, recent);
-        built::<D>(&select)?
-            .fetch_all(self.db())
-            .await?
-            .iter()
-            .map(row_census)
-            .collect()
+        let select = census_select::<D>(now, seen_within, recent);
+        census_rows::<D>(self.db(), &select).await
     }
 
     async fn group_readiness_census(
@@ -570,15 +569,10 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         now: OffsetDateTime,
         seen_within: Duration,
     ) -> StoreResult<(Vec<(ReadinessInputs, u64)>, u64)> {
-        let select = census_select(now, seen_within, seen_within)
+        let select = census_select::<D>(now, seen_within, seen_within)
             .and_where(member_of(group))
             .to_owned();
-        let census = built::<D>(&select)?
-            .fetch_all(self.db())
-            .await?
-            .iter()
-            .map(row_census)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let census = census_rows::<D>(self.db(), &select).await?;
         let members = count_members(self.db(), group).await?;
         Ok((census, members))
     }
@@ -622,19 +616,86 @@ pub(crate) async fn count_members<D: Dialect>(on: On<'_, D>, group: GroupId) -> 
 
 /// The census of [`DeviceStore::readiness_census`]: its grouping expressions, named, in the
 /// order of [`ReadinessInputs`]'s fields.
-fn census_select(now: OffsetDateTime, seen_within: Duration, recent: Duration) -> SelectStatement {
-    let groups = census_inputs(now, seen_within, recent);
+/// The census inputs that are yes/no expressions (not the device's own columns), by their
+/// index in [`census_inputs`]: seen within, seen recently, certificate expired, active erase,
+/// WinRE blocked.
+const CENSUS_FLAGS: [usize; 5] = [7, 8, 10, 11, 12];
+
+/// The census's SELECT over `devices` (enrolled ones; callers may narrow it further). With
+/// [`Dialect::PACKED_CENSUS`], grouped by the device's own columns only (the `devices_census`
+/// index's order: no sort) with each device's yes/no inputs packed into one character of the
+/// group's `flags` text; otherwise grouped by all 13 inputs.
+fn census_select<D: Dialect>(
+    now: OffsetDateTime,
+    seen_within: Duration,
+    recent: Duration,
+) -> SelectStatement {
+    let inputs = census_inputs(now, seen_within, recent);
     let mut select = Query::select();
     select.from(Dv::Table);
-    for (name, expr) in &groups {
-        select.expr_as(expr.clone(), Alias::new(*name));
+    let mut keys = 0;
+    for (i, (name, expr)) in inputs.iter().enumerate() {
+        if !D::PACKED_CENSUS || !CENSUS_FLAGS.contains(&i) {
+            select.expr_as(expr.clone(), Alias::new(*name));
+            keys += 1;
+        }
+    }
+    if D::PACKED_CENSUS {
+        // 'A' + the flags as bits, one character per device.
+        let bits = CENSUS_FLAGS.iter().enumerate().fold(
+            SimpleExpr::from(Expr::val(65)),
+            |sum, (bit, &i)| {
+                let set = Expr::case(inputs[i].1.clone(), 1 << bit).finally(0);
+                sum.add(SimpleExpr::Case(Box::new(set)))
+            },
+        );
+        let packed = Func::cust(Alias::new("group_concat"))
+            .arg(Func::cust(Alias::new("char")).arg(bits))
+            .arg(Expr::val(""));
+        select.expr_as(packed, Alias::new("flags"));
     }
     select
         .expr_as(Expr::col((Dv::Table, Dv::Id)).count(), Alias::new("n"))
         .and_where(Expr::col((Dv::Table, Dv::UnenrolledAt)).is_null())
         // By position: both databases read a bare integer in GROUP BY as a column of the list.
-        .add_group_by((1..=groups.len()).map(|i| Expr::cust(i.to_string())))
+        .add_group_by((1..=keys).map(|i| Expr::cust(i.to_string())))
         .to_owned()
+}
+
+/// Runs a [`census_select`] and reads its groups back as readiness inputs and counts.
+async fn census_rows<D: Dialect>(
+    on: On<'_, D>,
+    select: &SelectStatement,
+) -> StoreResult<Vec<(ReadinessInputs, u64)>> {
+    let rows = built::<D>(select)?.fetch_all(on).await?;
+    let mut census = Vec::new();
+    for r in &rows {
+        if !D::PACKED_CENSUS {
+            census.push(row_census(r)?);
+            continue;
+        }
+        let packed = r.string("flags")?;
+        let mut counts = [0u64; 1 << CENSUS_FLAGS.len()];
+        for c in packed.bytes() {
+            let bits = usize::from(c.wrapping_sub(b'A'));
+            *counts
+                .get_mut(bits)
+                .ok_or_else(|| crate::dialect::corrupt("flags", format!("census flag {c}")))? += 1;
+        }
+        for (bits, n) in counts.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+            let flag = |k: usize| bits & (1 << k) != 0;
+            let inputs = ReadinessInputs {
+                seen_within: flag(0),
+                seen_recently: flag(1),
+                cert_expired: flag(2),
+                active_erase: flag(3),
+                winre_blocked: flag(4),
+                ..row_inputs(r)?
+            };
+            census.push((inputs, n));
+        }
+    }
+    Ok(census)
 }
 
 /// `devices.id IN (the members of static group `group`)`.
@@ -850,25 +911,52 @@ fn row_census(r: &impl SqlRow) -> StoreResult<(ReadinessInputs, u64)> {
     let flag = |col: &str| Ok::<_, StoreError>(r.bool(col)?.unwrap_or(false));
     Ok((
         ReadinessInputs {
-            join_type: JoinType::parse(&r.string("join_type")?)?,
-            join_evidence: JoinEvidence::parse(&r.string("join_evidence")?)?,
-            enrollment_type: r
-                .text("enrollment_type")?
-                .map(|e| EnrollmentType::parse(&e))
-                .transpose()?,
-            domain_name: r.text("domain_name")?,
-            has_aad_device_id: flag("has_aad")?,
-            os_version: r.text("os_version")?,
-            os_platform: r.text("os_platform")?,
             seen_within: flag("seen_within")?,
             seen_recently: flag("seen_recently")?,
-            winre_enabled: r.bool("winre_enabled")?,
             cert_expired: flag("cert_expired")?,
             active_erase: flag("active_erase")?,
             winre_blocked: flag("winre_blocked")?,
+            ..row_inputs(r)?
         },
         r.count("n")?,
     ))
+}
+
+/// The device's own columns of a census row (its yes/no inputs false).
+fn row_inputs(r: &impl SqlRow) -> StoreResult<ReadinessInputs> {
+    Ok(ReadinessInputs {
+        join_type: JoinType::parse(&r.string("join_type")?)?,
+        join_evidence: JoinEvidence::parse(&r.string("join_evidence")?)?,
+        enrollment_type: r
+            .text("enrollment_type")?
+            .map(|e| EnrollmentType::parse(&e))
+            .transpose()?,
+        domain_name: r.text("domain_name")?,
+        has_aad_device_id: r.bool("has_aad")?.unwrap_or(false),
+        os_version: r.text("os_version")?,
+        os_platform: r.text("os_platform")?,
+        seen_within: false,
+        seen_recently: false,
+        winre_enabled: r.bool("winre_enabled")?,
+        cert_expired: false,
+        active_erase: false,
+        winre_blocked: false,
+    })
+}
+
+/// Runs a select [`narrow`]ed to `query`: planned for its arguments when it holds text
+/// patterns (a search, a condition), whose best plan depends on the pattern.
+async fn listed<D: Dialect>(
+    select: &SelectStatement,
+    query: &DeviceQuery,
+    on: On<'_, D>,
+) -> StoreResult<Vec<D::Row>> {
+    let sql = built::<D>(select)?;
+    if query.search.is_some() || query.condition.is_some() {
+        sql.fetch_all_planned_for_args(on).await
+    } else {
+        sql.fetch_all(on).await
+    }
 }
 
 /// Narrows a select over the devices table to what `query` lists (not its sort or page).

@@ -115,12 +115,19 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// (`view_batch`).
     const BATCHED_READS: bool;
     /// The statement that gathers the planner's statistics after a bulk load, if the
-    /// database's plans depend on them (`BulkLoad::refresh_statistics`).
+    /// database's plans depend on them (`BulkLoad::refresh_statistics`); run outside a
+    /// transaction.
     const ANALYZE: Option<&'static str>;
     /// The full-text table that narrows a device search before its `LIKE` decides (SQLite: an
     /// FTS5 trigram index keyed by the device row's rowid, migration `20261217000001`); `None`
     /// where indexes on the searched expressions serve the `LIKE` itself (PostgreSQL: pg_trgm).
     const SEARCH_TABLE: Option<&'static str>;
+    /// Whether the readiness census groups by the device's own columns only, in the order of
+    /// the `devices_census` index, with each device's yes/no inputs packed into one character
+    /// of a per-group text (SQLite: its GROUP BY of all 13 inputs sorts every device, most of
+    /// the dashboard's time at 100,000 PCs); otherwise one GROUP BY of all inputs (PostgreSQL
+    /// hashes them).
+    const PACKED_CENSUS: bool;
     /// The sea-query builder that writes this dialect's SQL (placeholders, quoting, locks).
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder;
 
@@ -152,6 +159,17 @@ pub trait Dialect: Send + Sync + Sized + 'static {
         sql: &str,
         args: Vec<Arg>,
     ) -> StoreResult<Option<Self::Row>>;
+    /// Runs a query planned for these arguments, not with a plan kept from earlier runs with
+    /// others (device search: PostgreSQL's generic plan for `LIKE $1` walks the name index
+    /// through every device, 85 ms at 100,000 PCs, where a plan for the pattern reads the
+    /// trigram indexes in 2); every row.
+    async fn fetch_all_planned_for_args(
+        on: On<'_, Self>,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> StoreResult<Vec<Self::Row>> {
+        Self::fetch_all(on, sql, args).await
+    }
     /// Runs a short query on its own (a few index probes: a check-in's first read); its first
     /// row, if any. A dialect may run it in place instead of on a pooled connection.
     async fn fetch_short(

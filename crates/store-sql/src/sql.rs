@@ -33,6 +33,15 @@ impl Sql {
         D::fetch_all(on, &self.text, self.args).await
     }
 
+    /// Runs it planned for its own arguments ([`Dialect::fetch_all_planned_for_args`]); every
+    /// row.
+    pub(crate) async fn fetch_all_planned_for_args<D: Dialect>(
+        self,
+        on: On<'_, D>,
+    ) -> StoreResult<Vec<D::Row>> {
+        D::fetch_all_planned_for_args(on, &self.text, self.args).await
+    }
+
     /// Runs it; the first row, if any.
     pub(crate) async fn fetch_optional<D: Dialect>(
         self,

@@ -162,6 +162,7 @@ impl Dialect for Sqlite {
     const WRITABLE_CTE: bool = false;
     const ANALYZE: Option<&'static str> = None;
     const SEARCH_TABLE: Option<&'static str> = Some("devices_search");
+    const PACKED_CENSUS: bool = true;
     const BATCHED_READS: bool = false;
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::SqliteQueryBuilder;
 

@@ -1593,6 +1593,21 @@ pub async fn stale_actions_are_selected_by_state_and_age(store: Arc<dyn Store>) 
         stored,
         [store.action(old_failed.id).await.unwrap().unwrap()]
     );
+    // Counted by state without reading them, up to a cap: three pending, one of each other.
+    for (state, cap, n) in [
+        (ActionState::Pending, 100, 3),
+        (ActionState::Pending, 3, 3),
+        (ActionState::Pending, 2, 2),
+        (ActionState::Blocked, 100, 1),
+        (ActionState::Failed, 100, 1),
+        (ActionState::Sent, 100, 0),
+    ] {
+        assert_eq!(
+            store.count_actions_in_state(state, cap).await.unwrap(),
+            n,
+            "{state:?} capped at {cap}"
+        );
+    }
 }
 
 /// Readiness inputs of many devices at once: non-terminal actions and ended resets, each

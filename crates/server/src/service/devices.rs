@@ -186,11 +186,15 @@ pub async fn count_actions(
     states: &[ActionState],
     cap: u32,
 ) -> Result<Vec<(ActionState, usize)>> {
-    let mut out = Vec::with_capacity(states.len());
-    for s in states {
-        out.push((*s, state.store.actions_in_state(*s, cap).await?.len()));
-    }
-    Ok(out)
+    let counts = states
+        .iter()
+        .map(|s| state.store.count_actions_in_state(*s, cap));
+    let counts = futures::future::try_join_all(counts).await?;
+    Ok(states
+        .iter()
+        .zip(counts)
+        .map(|(s, n)| (*s, usize::try_from(n).unwrap_or(usize::MAX)))
+        .collect())
 }
 
 /// How ready the enrolled fleet is for a remote Autopilot Reset.
@@ -221,15 +225,19 @@ pub async fn certificate_expiry(state: &AppState) -> Result<CertificateExpiry> {
 pub async fn fleet_readiness(state: &AppState) -> Result<FleetReadiness> {
     let now = state.clock.now();
     let settings = PreflightSettings::default();
+    // Both read the devices table; together they take the longer one's time.
+    let census = async {
+        Ok(state
+            .store
+            .readiness_census(now, settings.seen_within, RECENT)
+            .await?)
+    };
+    let (certificates, census) = tokio::try_join!(certificate_expiry(state), census)?;
     let mut fleet = FleetReadiness {
-        certificates: certificate_expiry(state).await?,
+        certificates,
         ..FleetReadiness::default()
     };
-    for (inputs, n) in state
-        .store
-        .readiness_census(now, settings.seen_within, RECENT)
-        .await?
-    {
+    for (inputs, n) in census {
         let r = inputs.readiness(now, &settings);
         fleet.total += n;
         if r.ready {
