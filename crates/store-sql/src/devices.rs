@@ -569,8 +569,10 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         now: OffsetDateTime,
         seen_within: Duration,
     ) -> StoreResult<(Vec<(ReadinessInputs, u64)>, u64)> {
+        // Tested per device as the census walks its index (`EXISTS`): `IN` would have SQLite
+        // walk the members and sort them for the grouping (390 ms against 220 at 100,000).
         let select = census_select::<D>(now, seen_within, seen_within)
-            .and_where(member_of(group))
+            .and_where(member_exists(group))
             .to_owned();
         let census = census_rows::<D>(self.db(), &select).await?;
         let members = count_members(self.db(), group).await?;
@@ -696,6 +698,19 @@ async fn census_rows<D: Dialect>(
         }
     }
     Ok(census)
+}
+
+/// `EXISTS (a membership of the device in static group `group`)`: the same rows as
+/// [`member_of`], tested per device.
+fn member_exists(group: GroupId) -> SimpleExpr {
+    Expr::exists(
+        Query::select()
+            .expr(Expr::val(1))
+            .from(Gm::Table)
+            .and_where(Expr::col((Gm::Table, Gm::GroupId)).eq(v(group)))
+            .and_where(Expr::col((Gm::Table, Gm::DeviceId)).equals((Dv::Table, Dv::Id)))
+            .to_owned(),
+    )
 }
 
 /// `devices.id IN (the members of static group `group`)`.

@@ -44,7 +44,7 @@ async fn resolve(state: &AppState, targets: Targets) -> Result<Resolved> {
             let group = groups::find(state, &text).await?;
             Resolved {
                 text: format!("group {:?}", group.name),
-                target: Target::Group(group.id),
+                target: Target::ReadGroup(Box::new(group.clone())),
                 group: Some(group),
             }
         }
