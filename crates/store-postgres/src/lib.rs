@@ -74,6 +74,7 @@ impl Dialect for Postgres {
     const ANALYZE: Option<&'static str> = Some("VACUUM ANALYZE");
     const SEARCH_TABLE: Option<&'static str> = None;
     const PACKED_CENSUS: bool = false;
+    const BULK_SETTINGS: Option<&'static str> = Some("SET LOCAL work_mem = '64MB'");
     const BATCHED_READS: bool = true;
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::PostgresQueryBuilder;
 

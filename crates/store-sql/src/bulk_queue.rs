@@ -25,6 +25,11 @@ pub(crate) async fn queue_bulk_in<D: Dialect>(
     bulk: &BulkQueue,
     at: time::OffsetDateTime,
 ) -> StoreResult<()> {
+    if let Some(settings) = D::BULK_SETTINGS {
+        crate::sql::Sql::new(settings.to_owned(), Vec::new())
+            .execute(tx.on())
+            .await?;
+    }
     let members = count_members(tx.on(), bulk.group).await?;
     if members != bulk.members {
         return Err(StoreError::Conflict(format!(

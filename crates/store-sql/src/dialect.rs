@@ -128,6 +128,10 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// the dashboard's time at 100,000 PCs); otherwise one GROUP BY of all inputs (PostgreSQL
     /// hashes them).
     const PACKED_CENSUS: bool;
+    /// Statement run at the start of a group reset's set-based writes, inside their transaction
+    /// (`bulk_queue`): PostgreSQL raises `work_mem` for it (`SET LOCAL`), so its sorts of
+    /// 100,000 rows stay in memory instead of spilling 20–30 MB each to disk.
+    const BULK_SETTINGS: Option<&'static str>;
     /// The sea-query builder that writes this dialect's SQL (placeholders, quoting, locks).
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder;
 

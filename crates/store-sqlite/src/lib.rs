@@ -163,6 +163,7 @@ impl Dialect for Sqlite {
     const ANALYZE: Option<&'static str> = None;
     const SEARCH_TABLE: Option<&'static str> = Some("devices_search");
     const PACKED_CENSUS: bool = true;
+    const BULK_SETTINGS: Option<&'static str> = None;
     const BATCHED_READS: bool = false;
     const QUERY_BUILDER: &'static dyn sea_query::QueryBuilder = &sea_query::SqliteQueryBuilder;
 
