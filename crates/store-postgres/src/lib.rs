@@ -102,7 +102,13 @@ impl Dialect for Postgres {
         let connect = url
             .parse::<PgConnectOptions>()
             .map_err(backend)?
-            .options([("jit", "off")]);
+            // Generic plans from the first run: each of the pool's connections otherwise plans
+            // each statement shape five times before settling, and with 30 connections and
+            // the check-in batches' shapes that planning was a quarter of PostgreSQL's work
+            // in a 10-second load (pg_stat_statements; docs/benchmarks.md, session 14). A
+            // statement whose best plan depends on its values asks for its own
+            // (`fetch_all_planned_for_args`).
+            .options([("jit", "off"), ("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(30)
             .acquire_timeout(options.wait)
@@ -147,9 +153,28 @@ impl Dialect for Postgres {
         sql: &str,
         args: Vec<Arg>,
     ) -> StoreResult<Vec<Row>> {
-        // Not persistent: the unnamed statement, which PostgreSQL plans at each bind with the
-        // values bound.
-        let rows = run::fetch_all(on, query(sql, args)?.persistent(false)).await?;
+        // Connections plan every statement generically (`plan_cache_mode` in `connect`); this
+        // one is planned for its values, in a transaction of its own when it has none.
+        const CUSTOM: &str = "SET LOCAL plan_cache_mode = force_custom_plan";
+        let rows = match on {
+            On::Tx(tx) => {
+                sqlx::query(CUSTOM)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(backend)?;
+                run::fetch_all(On::<Self>::Tx(tx), query(sql, args)?).await?
+            }
+            On::Pool(pool) => {
+                let mut tx = pool.begin().await.map_err(backend)?;
+                sqlx::query(CUSTOM)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                let rows = run::fetch_all(On::<Self>::Tx(&mut tx), query(sql, args)?).await?;
+                tx.commit().await.map_err(backend)?;
+                rows
+            }
+        };
         Ok(rows.into_iter().map(Row).collect())
     }
 

@@ -163,10 +163,10 @@ pub trait Dialect: Send + Sync + Sized + 'static {
         sql: &str,
         args: Vec<Arg>,
     ) -> StoreResult<Option<Self::Row>>;
-    /// Runs a query planned for these arguments, not with a plan kept from earlier runs with
-    /// others (device search: PostgreSQL's generic plan for `LIKE $1` walks the name index
-    /// through every device, 85 ms at 100,000 PCs, where a plan for the pattern reads the
-    /// trigram indexes in 2); every row.
+    /// Runs a query planned for these arguments, not with a generic plan (device search:
+    /// PostgreSQL's generic plan for `LIKE $1` walks the name index through every device,
+    /// 85 ms at 100,000 PCs, where a plan for the pattern reads the trigram indexes in 2);
+    /// every row.
     async fn fetch_all_planned_for_args(
         on: On<'_, Self>,
         sql: &str,
