@@ -249,7 +249,6 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
         if step.device_update.as_ref().is_some_and(|d| d.id != device) {
             return Err(foreign("device update"));
         }
-        let row = row_of(&step);
         let row_only = step.answers.is_empty()
             && step.action_updates.is_empty()
             && step.new_actions.is_empty()
@@ -261,11 +260,14 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
                 sent: Vec::new(),
                 actions_sent: Vec::new(),
             };
-            if crate::idle_batch::batchable::<D>(&step)? {
-                self.idle_step_in_batch(step).await?;
-                return Ok(idle_done);
-            }
-            if step_in_one_statement(self, &row, &step.inventory)
+            let step = match crate::idle_batch::batchable::<D>(step)? {
+                Ok(idle) => {
+                    self.idle_step_in_batch(idle).await?;
+                    return Ok(idle_done);
+                }
+                Err(step) => step,
+            };
+            if step_in_one_statement(self, &row_of(&step), &step.inventory)
                 .await?
                 .is_some()
             {
@@ -280,7 +282,7 @@ impl<D: Dialect> CommandQueue for SqlStore<D> {
         let mut tx = self.begin().await?;
         // First, in one statement: a message taken meanwhile (a concurrent duplicate) makes
         // this step nothing; else the device's new values and when it was seen.
-        step_device_row_in(&mut tx, &self.shapes, row).await?;
+        step_device_row_in(&mut tx, &self.shapes, row_of(&step)).await?;
         for a in &step.answers {
             let c = command_in(&mut tx, a.command).await?;
             if c.device != device {

@@ -33,9 +33,26 @@ use crate::SqlStore;
 const MAX_BATCH: usize = 64;
 
 /// The idle steps waiting.
-pub(crate) type IdleBatches = Gather<SessionStep, ()>;
+pub(crate) type IdleBatches = Gather<IdleStep, ()>;
 
-type Waiting = gather::Waiting<SessionStep, ()>;
+type Waiting = gather::Waiting<IdleStep, ()>;
+
+/// A [`batchable`] step with its device row's update, worked out once.
+pub(crate) struct IdleStep {
+    step: SessionStep,
+    update: RowUpdate,
+}
+
+impl IdleStep {
+    /// Its statement shape: the row update's (returning or not does not matter here) and how
+    /// many inventory values it upserts.
+    fn shape(&self) -> (u64, usize) {
+        (
+            self.update.shape(false),
+            latest_of(&self.step.inventory).len(),
+        )
+    }
+}
 
 /// The columns an idle step may set, with their PostgreSQL types (a `VALUES` list types its
 /// columns from its first row: each is cast).
@@ -50,24 +67,30 @@ fn sql_type(col: Dv) -> Option<&'static str> {
     IDLE_COLS.iter().find(|(c, _)| *c == col).map(|(_, t)| *t)
 }
 
-/// Whether `step` (a step that writes its device row and inventory only) can be written with
-/// others: it takes a message by compare-and-set, sets only [`IDLE_COLS`], and its values are
-/// its own device's.
-pub(crate) fn batchable<D: Dialect>(step: &SessionStep) -> StoreResult<bool> {
-    if !(D::BATCHED_READS && D::WRITABLE_CTE) || step.sequence.is_none() {
-        return Ok(false);
+/// `step` (a step that writes its device row and inventory only) with its row update, if it
+/// can be written with others: it takes a message by compare-and-set, sets only
+/// [`IDLE_COLS`], and its values are its own device's.
+pub(crate) fn batchable<D: Dialect>(
+    step: SessionStep,
+) -> StoreResult<Result<IdleStep, SessionStep>> {
+    if !(D::BATCHED_READS && D::WRITABLE_CTE)
+        || step.sequence.is_none()
+        || step.inventory.iter().any(|i| i.device != step.device)
+    {
+        return Ok(Err(step));
     }
-    if step.inventory.iter().any(|i| i.device != step.device) {
-        return Ok(false);
+    match RowUpdate::of(&row_of(&step))? {
+        Some(update) if update.set.iter().all(|(col, _)| sql_type(*col).is_some()) => {
+            Ok(Ok(IdleStep { step, update }))
+        }
+        _ => Ok(Err(step)),
     }
-    Ok(RowUpdate::of(&row_of(step))?
-        .is_some_and(|u| u.set.iter().all(|(col, _)| sql_type(*col).is_some())))
 }
 
 impl<D: Dialect> SqlStore<D> {
-    /// Writes `step` ([`batchable`]) with the idle steps waiting alongside it; returns once
-    /// its statement has run.
-    pub(crate) async fn idle_step_in_batch(&self, step: SessionStep) -> StoreResult<()> {
+    /// Writes `step` with the idle steps waiting alongside it; returns once its statement has
+    /// run.
+    pub(crate) async fn idle_step_in_batch(&self, step: IdleStep) -> StoreResult<()> {
         let store = self.clone();
         self.idle_steps
             .submit(step, MAX_BATCH, |batch| async move {
@@ -79,27 +102,24 @@ impl<D: Dialect> SqlStore<D> {
     async fn write_idle_steps(&self, mut batch: Vec<Waiting>) {
         while !batch.is_empty() {
             // One statement's steps: the first step's shape, distinct devices.
-            let (shape, count) = shape_of(&batch[0].item);
+            let shape = batch[0].item.shape();
             let mut devices = HashSet::new();
-            let (mut these, mut rest): (Vec<_>, Vec<_>) = batch.into_iter().partition(|w| {
-                shape_of(&w.item) == (shape, count) && devices.insert(w.item.device)
-            });
+            let (mut these, mut rest): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .partition(|w| w.item.shape() == shape && devices.insert(w.item.step.device));
             // A power of two of them: each size is a statement text kept and prepared on every
             // pooled connection, so few sizes (a size per count held 40 MiB more at 64 in flight).
             let size = 1 << these.len().ilog2();
             rest.extend(these.drain(size..));
             batch = rest;
             if these.len() == 1 {
-                for w in these {
-                    let written = self.idle_step_alone(&w.item).await;
-                    let _ = w.done.send(written);
-                }
+                self.each_alone(these).await;
                 continue;
             }
             match self.write_together(&these).await {
                 Ok(stepped) => {
                     for w in these {
-                        let written = if stepped.contains(&w.item.device) {
+                        let written = if stepped.contains(&w.item.step.device) {
                             Ok(())
                         } else {
                             Err(StoreError::SequenceMoved)
@@ -107,43 +127,39 @@ impl<D: Dialect> SqlStore<D> {
                         let _ = w.done.send(written);
                     }
                 }
-                Err(_) => {
-                    for w in these {
-                        let written = self.idle_step_alone(&w.item).await;
-                        let _ = w.done.send(written);
-                    }
-                }
+                Err(_) => self.each_alone(these).await,
             }
         }
     }
 
-    async fn idle_step_alone(&self, step: &SessionStep) -> StoreResult<()> {
-        match step_in_one_statement(self, &row_of(step), &step.inventory).await? {
-            Some(()) => Ok(()),
-            None => Err(StoreError::Backend("an idle step that is not one".into())),
+    /// Writes each of `these` by its own statement and answers it.
+    async fn each_alone(&self, these: Vec<Waiting>) {
+        for w in these {
+            let step = &w.item.step;
+            let written = match step_in_one_statement(self, &row_of(step), &step.inventory).await {
+                Ok(Some(())) => Ok(()),
+                Ok(None) => Err(StoreError::Backend("an idle step that is not one".into())),
+                Err(e) => Err(e),
+            };
+            let _ = w.done.send(written);
         }
     }
 
     /// The steps of `these` (same shape, distinct devices) in one statement: the devices whose
     /// row it changed.
     async fn write_together(&self, these: &[Waiting]) -> StoreResult<HashSet<DeviceId>> {
-        let mut updates = Vec::with_capacity(these.len());
-        for w in these {
-            let update = RowUpdate::of(&row_of(&w.item))?
-                .ok_or_else(|| StoreError::Backend("an idle step that changes nothing".into()))?;
-            updates.push(update);
-        }
-        let (shape, count) = shape_of(&these[0].item);
+        let (shape, count) = these[0].item.shape();
         let key = shape | (count as u64) << 48 | (these.len() as u64) << 56;
         let mut args = Vec::new();
-        for (w, update) in these.iter().zip(&updates) {
-            args.push(Arg::from(w.item.device));
+        for w in these {
+            let update = &w.item.update;
+            args.push(Arg::from(w.item.step.device));
             args.extend(update.set.iter().map(|(_, a)| a.clone()));
             let (session, msg) = update.after.clone().unwrap_or_default();
             args.extend([Arg::from(session), Arg::from(msg)]);
         }
         for w in these {
-            for value in latest_of(&w.item.inventory) {
+            for value in latest_of(&w.item.step.inventory) {
                 args.extend([
                     Arg::from(value.device),
                     Arg::Text(Some(value.uri.clone())),
@@ -153,25 +169,13 @@ impl<D: Dialect> SqlStore<D> {
                 ]);
             }
         }
-        let columns: Vec<Dv> = updates[0].set.iter().map(|(c, _)| *c).collect();
-        let values_per_step = count;
-        let steps = these.len();
-        let sql = self.shapes.sql(("idle_steps", key), args.clone(), || {
-            Ok((statement::<D>(&columns, steps, values_per_step), args))
-        })?;
+        let columns: Vec<Dv> = these[0].item.update.set.iter().map(|(c, _)| *c).collect();
+        let sql = self.shapes.text(("idle_steps", key), args, || {
+            statement::<D>(&columns, these.len(), count)
+        });
         let rows = sql.fetch_all(self.db()).await?;
         rows.iter().map(|r| r.id("id")).collect()
     }
-}
-
-/// A step's statement shape: its row update's (returning or not does not matter here) and how
-/// many inventory values it upserts.
-fn shape_of(step: &SessionStep) -> (u64, usize) {
-    let shape = RowUpdate::of(&row_of(step))
-        .ok()
-        .flatten()
-        .map_or(0, |u| u.shape(false));
-    (shape, latest_of(&step.inventory).len())
 }
 
 /// The text: `steps` rows of (id, the columns, the expected session and message) feeding the

@@ -138,6 +138,31 @@ impl Shapes {
             .insert(key, text.clone());
         Ok(Sql::new(text, args))
     }
+
+    /// [`Self::sql`] for a statement written by hand beside its arguments (no builder to
+    /// check the order against): `write` gives the text when the shape is new.
+    pub(crate) fn text(
+        &self,
+        key: (&'static str, u64),
+        args: Vec<Arg>,
+        write: impl FnOnce() -> String,
+    ) -> Sql {
+        let known = self
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        let text = known.unwrap_or_else(|| {
+            let text = write();
+            self.0
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, text.clone());
+            text
+        });
+        Sql::new(text, args)
+    }
 }
 
 /// An INSERT of one row into `table`: `values` in the order of `columns`.
