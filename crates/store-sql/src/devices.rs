@@ -684,7 +684,9 @@ async fn census_rows<D: Dialect>(
                 .get_mut(bits)
                 .ok_or_else(|| crate::dialect::corrupt("flags", format!("census flag {c}")))? += 1;
         }
+        let own = row_inputs(r)?;
         for (bits, n) in counts.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+            // Bit k is the input `CENSUS_FLAGS[k]` names, in `census_select`'s order.
             let flag = |k: usize| bits & (1 << k) != 0;
             let inputs = ReadinessInputs {
                 seen_within: flag(0),
@@ -692,7 +694,7 @@ async fn census_rows<D: Dialect>(
                 cert_expired: flag(2),
                 active_erase: flag(3),
                 winre_blocked: flag(4),
-                ..row_inputs(r)?
+                ..own.clone()
             };
             census.push((inputs, n));
         }
