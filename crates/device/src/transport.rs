@@ -153,7 +153,9 @@ impl HttpsTransport {
     }
 
     fn config(roots: &Arc<RootCertStore>, identity: Option<&Identity>) -> Result<ClientConfig> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // aws-lc-rs, as the server: the emulator is also the benchmark's load generator, on the
+        // same cores as the server it measures (docs/benchmarks.md, session 15).
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| DeviceError::Tls(e.to_string()))?

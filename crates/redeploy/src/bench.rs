@@ -192,8 +192,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let load_started = Instant::now();
+    let cpu_before = CpuSample::take(&server);
     let (mut latencies, failures) = steady_load(&pcs, &transport, &args).await?;
     let elapsed = load_started.elapsed().as_secs_f64();
+    let cpu = CpuSample::take(&server).and_then(|after| after.since(&cpu_before, latencies.len()));
     latencies.sort_unstable();
     let sessions = latencies.len() as f64;
     let rss_after = server.rss_kib();
@@ -267,6 +269,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "p99": percentile(&latencies, 0.99) as f64 / 1000.0,
         },
         "server_rss_kib": { "after_setup": rss_before, "after_load": rss_after },
+        "cpu_ms_per_session": cpu,
         "hostile": hostile,
         "pairs": pairs,
     });
@@ -281,6 +284,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             result["latency_ms"]["p50"], result["latency_ms"]["p99"],
             rss_after.map_or("?".to_string(), |v| v.to_string())
         );
+        if let Some(cpu) = &cpu {
+            println!(
+                "machine CPU per session: {:.3} ms (server {:.3}, load generator {:.3}, the rest — the database's processes and anything else — {:.3})",
+                cpu.machine, cpu.server, cpu.load_generator, cpu.rest
+            );
+        }
         if let Some(pairs) = &result["pairs"]["runs"].as_array() {
             for (i, p) in pairs.iter().enumerate() {
                 println!(
@@ -409,6 +418,87 @@ async fn steady_load(
         latencies.extend(w.await?);
     }
     Ok((latencies, failures.load(Ordering::Relaxed)))
+}
+
+/// CPU time read from /proc at one instant: the whole machine's busy and total time (all
+/// cores, `/proc/stat` ticks), the server processes' and this process's own.
+struct CpuSample {
+    busy: u64,
+    total: u64,
+    server: u64,
+    own: u64,
+    at: Instant,
+}
+
+/// Milliseconds of CPU per session over a load: the machine's (every core's busy time: on a
+/// machine doing nothing else, what one session costs in all — server, load generator and
+/// database), split into the server's processes, this load generator and the rest. Steadier
+/// than a rate on a shared machine: time other guests take from ours is steal, not busy.
+#[derive(Debug, serde::Serialize)]
+struct CpuPerSession {
+    machine: f64,
+    server: f64,
+    load_generator: f64,
+    rest: f64,
+}
+
+impl CpuSample {
+    fn take(servers: &Servers) -> Option<CpuSample> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal …: idle, iowait and steal are not ours.
+        let total: u64 = ticks.iter().take(8).sum();
+        let busy = total - ticks.get(3)? - ticks.get(4)? - ticks.get(7)?;
+        let server = servers
+            .0
+            .iter()
+            .map(|p| process_ticks(&p.child.id().to_string()))
+            .sum::<Option<u64>>()?;
+        Some(CpuSample {
+            busy,
+            total,
+            server,
+            own: process_ticks("self")?,
+            at: Instant::now(),
+        })
+    }
+
+    fn since(&self, before: &Option<CpuSample>, sessions: usize) -> Option<CpuPerSession> {
+        let before = before.as_ref()?;
+        if sessions == 0 || self.total <= before.total {
+            return None;
+        }
+        // Ticks to milliseconds from the samples themselves: `total` counts every core's ticks.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let wall_ms = self.at.duration_since(before.at).as_secs_f64() * 1000.0 * cores;
+        let ms = |ticks: u64| ticks as f64 * wall_ms / (self.total - before.total) as f64;
+        let per = |ticks: u64| ms(ticks) / sessions as f64;
+        let (busy, server, own) = (
+            self.busy.saturating_sub(before.busy),
+            self.server.saturating_sub(before.server),
+            self.own.saturating_sub(before.own),
+        );
+        Some(CpuPerSession {
+            machine: per(busy),
+            server: per(server),
+            load_generator: per(own),
+            rest: per(busy.saturating_sub(server + own)),
+        })
+    }
+}
+
+/// A process's user and system ticks (`/proc/PID/stat` fields 14 and 15).
+fn process_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: count fields after it.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
 /// A fresh folder under the system temp dir for the server's data.

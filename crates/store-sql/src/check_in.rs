@@ -36,12 +36,21 @@ fn any_of_device<T: sea_query::Iden + Copy + 'static>(
 ) -> SimpleExpr {
     Expr::exists(
         Query::select()
-            .expr(Expr::val(1))
+            .expr(Expr::cust("1"))
             .from(table)
             .and_where(Expr::col((table, device_col)).equals((Dv::Table, Dv::Id)))
             .cond_where(cond)
             .to_owned(),
     )
+}
+
+/// A state's name written into the statement's text, not bound: the flags' conditions are the
+/// same in every statement, and only a condition the planner can read proves that a partial
+/// index (`commands_open`) covers it — a bound parameter proves nothing to a generic plan
+/// (PostgreSQL) or to SQLite's planner. The names are our own constants.
+fn state(name: &str) -> SimpleExpr {
+    debug_assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+    Expr::cust(format!("'{name}'"))
 }
 
 /// The view's statement: [`select_devices`] narrowed to `ids`, with the flags and the
@@ -64,20 +73,25 @@ pub(crate) fn select_view(ids: &[DeviceId], uris: &[&str]) -> SelectStatement {
         any_of_device(
             A::Table,
             A::DeviceId,
-            Cond::all()
-                .add(Expr::col((A::Table, A::State)).is_not_in(SETTLED.iter().map(|s| s.as_str()))),
+            Cond::all().add(
+                Expr::col((A::Table, A::State))
+                    .is_not_in(SETTLED.iter().map(|s| state(s.as_str()))),
+            ),
         ),
         Alias::new("open_actions"),
     );
+    // Open commands: the condition of the partial index `commands_open` (migration
+    // 20261218000001), so the probe reads only open commands. Without it PostgreSQL's plan for a
+    // batch of a dozen devices hashed every command ever sent (1.2 ms with 3,600 of them).
     select.expr_as(
         any_of_device(
             C::Table,
             C::DeviceId,
             Cond::any()
-                .add(Expr::col((C::Table, C::State)).eq(v(CommandState::Queued.as_str())))
+                .add(Expr::col((C::Table, C::State)).eq(state(CommandState::Queued.as_str())))
                 .add(
                     Cond::all()
-                        .add(Expr::col((C::Table, C::State)).eq(v(CommandState::Sent.as_str())))
+                        .add(Expr::col((C::Table, C::State)).eq(state(CommandState::Sent.as_str())))
                         .add(Expr::col((C::Table, C::Status)).is_null()),
                 ),
         ),
@@ -104,16 +118,13 @@ pub(crate) fn select_view(ids: &[DeviceId], uris: &[&str]) -> SelectStatement {
     select
 }
 
-/// The arguments of [`select_view`], in the order its text takes them: the flags' subqueries,
-/// the inventory joins' nodes, the devices.
+/// The arguments of [`select_view`], in the order its text takes them: the inventory joins'
+/// nodes, the devices.
 pub(crate) fn view_args(ids: &[DeviceId], uris: &[&str]) -> Vec<Arg> {
-    let text = |s: &str| Arg::Text(Some(s.to_owned()));
-    let mut args = vec![Arg::Int(Some(1)), Arg::Int(Some(1))];
-    args.extend(SETTLED.iter().map(|s| text(s.as_str())));
-    args.push(Arg::Int(Some(1)));
-    args.push(text(CommandState::Queued.as_str()));
-    args.push(text(CommandState::Sent.as_str()));
-    args.extend(uris.iter().map(|u| text(u)));
+    let mut args: Vec<Arg> = uris
+        .iter()
+        .map(|u| Arg::Text(Some((*u).to_owned())))
+        .collect();
     args.extend(ids.iter().map(|id| Arg::from(*id)));
     args
 }

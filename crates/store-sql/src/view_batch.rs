@@ -80,11 +80,18 @@ impl<D: Dialect> SqlStore<D> {
         ids: &[DeviceId],
         uris: &[&str],
     ) -> StoreResult<HashMap<DeviceId, Result<CheckInView, String>>> {
+        // The list padded to a power of two with its last id again (`IN` reads a device once
+        // however often it is named): each length is a statement prepared and planned on every
+        // pooled connection, 2–3 ms of planning each, so 7 lengths instead of 64.
+        let mut ids = ids.to_vec();
+        if let Some(&last) = ids.last() {
+            ids.resize(ids.len().next_power_of_two(), last);
+        }
         let shape = (uris.len() as u64) << 16 | ids.len() as u64;
         let rows = self
             .shapes
-            .sql(("check_in_views", shape), view_args(ids, uris), || {
-                written::<D>(&select_view(ids, uris))
+            .sql(("check_in_views", shape), view_args(&ids, uris), || {
+                written::<D>(&select_view(&ids, uris))
             })?
             .fetch_all(self.db())
             .await?;
