@@ -83,6 +83,7 @@ async fn check_in_all(transport: &HttpsTransport, pcs: &mut [DeviceState]) {
 on_both_backends!(
     console_in_chromium_resets_a_pc_and_watches_it_reach_done,
     console_in_chromium_steers_a_wave_reset_and_fits_a_phone,
+    console_in_chromium_shows_whether_push_or_the_poll_reached_the_pc,
 );
 
 async fn console_in_chromium_resets_a_pc_and_watches_it_reach_done(backend: Backend) {
@@ -362,4 +363,97 @@ async fn console_in_chromium_signs_in_through_openid_connect_and_with_an_account
         "one signed in, one refused"
     );
     assert_eq!(count("console.sign_out", ""), 2, "both signed out");
+}
+
+/// The console's push lines (issue #16 item 5, "the console shows which") in Chromium: one PC on
+/// a stand-in WNS whose own clock never moves, so only a push or a poll the test allows brings
+/// it. `push.mjs push`: the device page says push wakes it, a Sync asked there reaches it by push.
+/// Then WNS answers 410 Gone: `push.mjs poll` asks another Sync, sees the channel expired on the
+/// device page; only then does the test let the PC's poll come due, and the action page says the
+/// poll brought it.
+async fn console_in_chromium_shows_whether_push_or_the_poll_reached_the_pc(backend: Backend) {
+    require_tools();
+    let (app, wns) = crate::push::push_app(backend).await;
+    let pc = crate::push::LivePc::start(&app, &wns).await;
+    pc.sessions(1).await;
+    let devices = app
+        .store
+        .list_devices(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(devices.len(), 1);
+    let device = &devices[0];
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/screenshots")
+        .join(format!("push-{backend:?}").to_lowercase());
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+
+    push_script(&app, &device.name, &shots, "push", None).await;
+    wns.answer_next(&[410]);
+    push_script(&app, &device.name, &shots, "poll", Some(&pc)).await;
+
+    // What the clicks did, as stored: two syncs, the first woken by push, the second by the poll.
+    let mut syncs = app.store.actions_of_device(device.id).await.unwrap();
+    syncs.retain(|a| a.kind == ActionKind::Sync);
+    syncs.sort_by_key(|a| a.created_at);
+    assert_eq!(syncs.len(), 2, "{syncs:?}");
+    let wakes = app.store.wakes(&[syncs[0].id, syncs[1].id]).await.unwrap();
+    let by = |id| wakes.iter().find(|(a, _)| *a == id).map(|(_, by)| *by);
+    assert_eq!(by(syncs[0].id), Some(redeploy_core::push::WokenBy::Push));
+    assert_eq!(by(syncs[1].id), Some(redeploy_core::push::WokenBy::Poll));
+}
+
+/// Runs `push.mjs` in `mode`; with `pc`, moves the PC's clock past its poll once the script says
+/// it saw the channel expired. Its output when it fails.
+async fn push_script(
+    app: &testkit::app::TestApp,
+    device: &str,
+    shots: &Path,
+    mode: &str,
+    pc: Option<&crate::push::LivePc>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut node = tokio::process::Command::new("node")
+        .arg("push.mjs")
+        .current_dir(browser_dir())
+        .env("REDEPLOY_URL", &app.base_url)
+        .env("REDEPLOY_TOKEN", &app.admin_token)
+        .env("REDEPLOY_DEVICE_NAME", device)
+        .env("REDEPLOY_PUSH_MODE", mode)
+        .env("REDEPLOY_SCREENSHOTS", shots)
+        .env("REDEPLOY_CHROMIUM", CHROMIUM)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let stderr = node.stderr.take().unwrap();
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    let mut out = String::new();
+    let mut lines = tokio::io::BufReader::new(node.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line == "step: the channel expired" {
+            if let Some(pc) = pc {
+                pc.clock.advance(time::Duration::days(2));
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let status = node.wait().await.unwrap();
+    let errors = errors.await.unwrap();
+    assert!(
+        status.success(),
+        "push.mjs {mode} failed ({status}):\n{out}\n{errors}"
+    );
 }

@@ -51,7 +51,7 @@ fn push_settings(wns: &StandInWns) -> PushSettings {
 }
 
 /// A server with push to a fresh stand-in WNS.
-async fn push_app(backend: Backend) -> (TestApp, Arc<StandInWns>) {
+pub(crate) async fn push_app(backend: Backend) -> (TestApp, Arc<StandInWns>) {
     let wns = Arc::new(StandInWns::start(([127, 0, 0, 1], 0).into()).await.unwrap());
     let settings = push_settings(&wns);
     let app = spawn_app_with(backend, |s| s.push = Some(settings)).await;
@@ -60,15 +60,15 @@ async fn push_app(backend: Backend) -> (TestApp, Arc<StandInWns>) {
 
 /// One emulated PC living on its own against `app`, registered with `wns`, on a device clock
 /// that only the test moves; the run's summaries come out on the watch.
-struct LivePc {
-    clock: Arc<ManualClock>,
+pub(crate) struct LivePc {
+    pub(crate) clock: Arc<ManualClock>,
     summaries: watch::Receiver<FleetSummary>,
     _stop: watch::Sender<bool>,
     _state: tempfile::TempDir,
 }
 
 impl LivePc {
-    async fn start(app: &TestApp, wns: &Arc<StandInWns>) -> Self {
+    pub(crate) async fn start(app: &TestApp, wns: &Arc<StandInWns>) -> Self {
         Self::fleet(app, wns, 1).await
     }
 
@@ -101,7 +101,7 @@ impl LivePc {
     }
 
     /// Waits until the PC has completed `n` sessions in all.
-    async fn sessions(&self, n: u64) {
+    pub(crate) async fn sessions(&self, n: u64) {
         let mut summaries = self.summaries.clone();
         let wait = summaries.wait_for(|s| {
             assert!(s.errors_by_kind.is_empty(), "the PC failed: {s:?}");
