@@ -84,10 +84,16 @@ impl Drop for Serve {
 /// `redeploy serve ARGS`, once it printed that it runs, and the address it printed (its
 /// output is read on to the end, so it never blocks on a full pipe).
 pub(crate) async fn serve(args: Vec<String>) -> (Serve, String) {
+    serve_with(args, &[]).await
+}
+
+/// [`serve`] with these `REDEPLOY_*` settings in its environment.
+pub(crate) async fn serve_with(args: Vec<String>, env: &[(&str, String)]) -> (Serve, String) {
     let mut child = Serve(
         bare()
             .arg("serve")
             .args(&args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

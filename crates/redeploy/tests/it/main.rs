@@ -11,6 +11,7 @@ mod emulate;
 mod faults;
 mod inspect;
 mod packaging;
+mod push;
 mod renewal;
 mod scale;
 mod serve;
