@@ -57,6 +57,7 @@ impl Dialect for Postgres {
     type Pool = PgPool;
     type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
     type Row = Row;
+    type Held = tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Postgres>>>;
 
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     /// Skip rows a concurrent session step already holds.
@@ -176,6 +177,33 @@ impl Dialect for Postgres {
             }
         };
         Ok(rows.into_iter().map(Row).collect())
+    }
+
+    async fn fetch_all_held(
+        held: &Self::Held,
+        pool: &PgPool,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> StoreResult<Vec<Row>> {
+        // One batch of a kind at a time: the lock is never waited for in practice.
+        let mut slot = held.lock().await;
+        let conn = match &mut *slot {
+            Some(conn) => conn,
+            empty => empty.insert(pool.acquire().await.map_err(backend)?),
+        };
+        match query(sql, args)?.fetch_all(&mut **conn).await {
+            Ok(rows) => Ok(rows.into_iter().map(Row).collect()),
+            Err(e) => {
+                // Whatever the error, the connection may be what failed: the pool gets it back
+                // (and pings it), the next statement takes one that works.
+                *slot = None;
+                Err(backend(e))
+            }
+        }
+    }
+
+    async fn release_held(held: &Self::Held) {
+        held.lock().await.take();
     }
 
     async fn fetch_optional(

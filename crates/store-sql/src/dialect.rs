@@ -88,6 +88,11 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     type Tx: Send;
     /// One result row.
     type Row: SqlRow;
+    /// A connection one kind of batched statement keeps between its statements (`view_batch`,
+    /// `idle_batch`: one batch of a kind runs at a time), where taking a pooled connection and
+    /// giving it back cost more than the statement's own round trip (PostgreSQL: sqlx pings a
+    /// connection it takes back, a round trip per statement). `()` where there is nothing to keep.
+    type Held: Default + Send + Sync;
 
     /// Row lock clause of a SELECT of rows about to be changed in a transaction. The shared
     /// statements write it as sea-query's `LockType::Update`, which gives the same clause (none
@@ -173,6 +178,23 @@ pub trait Dialect: Send + Sync + Sized + 'static {
         args: Vec<Arg>,
     ) -> StoreResult<Vec<Self::Row>> {
         Self::fetch_all(on, sql, args).await
+    }
+    /// Runs a query on `held`'s connection — taken from `pool` when it has none, given up after
+    /// an error (it may be broken; the next statement takes another) — where the dialect keeps
+    /// one; otherwise on the pool. Every row.
+    async fn fetch_all_held(
+        held: &Self::Held,
+        pool: &Self::Pool,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> StoreResult<Vec<Self::Row>> {
+        let _ = held;
+        Self::fetch_all(On::Pool(pool), sql, args).await
+    }
+    /// Gives `held`'s connection back to the pool (before the pool closes, which waits for
+    /// every connection).
+    async fn release_held(held: &Self::Held) {
+        let _ = held;
     }
     /// Runs a short query on its own (a few index probes: a check-in's first read); its first
     /// row, if any. A dialect may run it in place instead of on a pooled connection.

@@ -173,7 +173,9 @@ impl<D: Dialect> SqlStore<D> {
         let sql = self.shapes.text(("idle_steps", key), args, || {
             statement::<D>(&columns, these.len(), count)
         });
-        let rows = sql.fetch_all(self.db()).await?;
+        let rows = sql
+            .fetch_all_held::<D>(&self.held.idle_steps, self.pool())
+            .await?;
         rows.iter().map(|r| r.id("id")).collect()
     }
 }

@@ -56,6 +56,23 @@ pub struct SqlStore<D: Dialect> {
     views: std::sync::Arc<view_batch::ViewBatches>,
     /// Idle steps waiting to be written by one statement (`idle_batch`).
     idle_steps: std::sync::Arc<idle_batch::IdleBatches>,
+    /// The connections the batched check-in reads and idle steps keep ([`Dialect::Held`]).
+    held: std::sync::Arc<Held<D>>,
+}
+
+/// The connections kept by the batch kinds that run one batch at a time.
+struct Held<D: Dialect> {
+    views: D::Held,
+    idle_steps: D::Held,
+}
+
+impl<D: Dialect> Default for Held<D> {
+    fn default() -> Self {
+        Self {
+            views: Default::default(),
+            idle_steps: Default::default(),
+        }
+    }
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
@@ -66,6 +83,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             steps: self.steps.clone(),
             views: self.views.clone(),
             idle_steps: self.idle_steps.clone(),
+            held: self.held.clone(),
         }
     }
 }
@@ -93,6 +111,7 @@ impl<D: Dialect> SqlStore<D> {
             steps: Default::default(),
             views: Default::default(),
             idle_steps: Default::default(),
+            held: Default::default(),
         })
     }
 
@@ -103,6 +122,8 @@ impl<D: Dialect> SqlStore<D> {
 
     /// Closes every connection.
     pub async fn close(&self) {
+        D::release_held(&self.held.views).await;
+        D::release_held(&self.held.idle_steps).await;
         D::close(&self.pool).await;
     }
 

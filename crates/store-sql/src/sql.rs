@@ -33,6 +33,15 @@ impl Sql {
         D::fetch_all(on, &self.text, self.args).await
     }
 
+    /// Runs it on `held`'s connection ([`Dialect::fetch_all_held`]); every row.
+    pub(crate) async fn fetch_all_held<D: Dialect>(
+        self,
+        held: &D::Held,
+        pool: &D::Pool,
+    ) -> StoreResult<Vec<D::Row>> {
+        D::fetch_all_held(held, pool, &self.text, self.args).await
+    }
+
     /// Runs it planned for its own arguments ([`Dialect::fetch_all_planned_for_args`]); every
     /// row.
     pub(crate) async fn fetch_all_planned_for_args<D: Dialect>(

@@ -93,7 +93,7 @@ impl<D: Dialect> SqlStore<D> {
             .sql(("check_in_views", shape), view_args(&ids, uris), || {
                 written::<D>(&select_view(&ids, uris))
             })?
-            .fetch_all(self.db())
+            .fetch_all_held::<D>(&self.held.views, self.pool())
             .await?;
         let mut views = HashMap::with_capacity(rows.len());
         for r in &rows {

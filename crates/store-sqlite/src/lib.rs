@@ -144,6 +144,7 @@ impl Dialect for Sqlite {
     type Pool = SqlitePool;
     type Tx = SqliteTx;
     type Row = Row;
+    type Held = ();
 
     /// None: a `BEGIN IMMEDIATE` transaction already holds the database's single write lock.
     const FOR_UPDATE: &'static str = "";
