@@ -425,6 +425,8 @@ async fn steady_load(
 struct CpuSample {
     busy: u64,
     total: u64,
+    /// The cores `/proc/stat` counts (its `cpuN` lines).
+    cores: usize,
     server: u64,
     own: u64,
     at: Instant,
@@ -445,6 +447,13 @@ struct CpuPerSession {
 impl CpuSample {
     fn take(servers: &Servers) -> Option<CpuSample> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cores = stat
+            .lines()
+            .filter(|l| {
+                l.strip_prefix("cpu")
+                    .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()))
+            })
+            .count();
         let ticks: Vec<u64> = stat
             .lines()
             .next()?
@@ -463,6 +472,7 @@ impl CpuSample {
         Some(CpuSample {
             busy,
             total,
+            cores,
             server,
             own: process_ticks("self")?,
             at: Instant::now(),
@@ -475,8 +485,8 @@ impl CpuSample {
             return None;
         }
         // Ticks to milliseconds from the samples themselves: `total` counts every core's ticks.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let wall_ms = self.at.duration_since(before.at).as_secs_f64() * 1000.0 * cores;
+        let wall_ms =
+            self.at.duration_since(before.at).as_secs_f64() * 1000.0 * self.cores.max(1) as f64;
         let ms = |ticks: u64| ticks as f64 * wall_ms / (self.total - before.total) as f64;
         let per = |ticks: u64| ms(ticks) / sessions as f64;
         let (busy, server, own) = (

@@ -191,15 +191,14 @@ impl Dialect for Postgres {
             Some(conn) => conn,
             empty => empty.insert(pool.acquire().await.map_err(backend)?),
         };
-        match query(sql, args)?.fetch_all(&mut **conn).await {
-            Ok(rows) => Ok(rows.into_iter().map(Row).collect()),
-            Err(e) => {
-                // Whatever the error, the connection may be what failed: the pool gets it back
-                // (and pings it), the next statement takes one that works.
-                *slot = None;
-                Err(backend(e))
-            }
+        let result = query(sql, args)?.fetch_all(&mut **conn).await;
+        // Whatever the error, the connection may be what failed: the pool gets it back (and
+        // pings it), the next statement takes one that works. A pool closing meanwhile waits
+        // for every connection: it gets this one back at once.
+        if result.is_err() || pool.is_closed() {
+            *slot = None;
         }
+        Ok(result.map_err(backend)?.into_iter().map(Row).collect())
     }
 
     async fn release_held(held: &Self::Held) {

@@ -4,7 +4,7 @@
 // PCs, cancel it; then every page at a phone's width (390 px) must fit the screen.
 // Run by crates/server/tests/it/browser.rs, which sets:
 //   REDEPLOY_URL, REDEPLOY_TOKEN, REDEPLOY_GROUP, REDEPLOY_SCREENSHOTS, REDEPLOY_CHROMIUM.
-import { env, runInChromium } from "./chromium.mjs";
+import { env, runInChromium, signInWithToken } from "./chromium.mjs";
 
 const url = env("REDEPLOY_URL");
 const token = env("REDEPLOY_TOKEN");
@@ -13,10 +13,7 @@ const shots = env("REDEPLOY_SCREENSHOTS");
 
 await runInChromium("batches.mjs", shots, async ({ page, shot, step }) => {
   step("sign in");
-  await page.goto(`${url}/console/sign-in`);
-  await page.getByLabel("API token").fill(token);
-  await page.getByRole("button", { name: "Sign in", exact: true }).click();
-  await page.waitForURL(/\/console$/);
+  await signInWithToken(page, url, token);
 
   step("start a group reset in waves of 2, typed confirmation");
   await page.getByRole("link", { name: "Groups", exact: true }).click();

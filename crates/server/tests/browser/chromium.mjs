@@ -14,6 +14,14 @@ export function env(name) {
   return value;
 }
 
+/** Signs the console in with an API token at `url` and waits for the dashboard. */
+export async function signInWithToken(page, url, token) {
+  await page.goto(`${url}/console/sign-in`);
+  await page.getByLabel("API token").fill(token);
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await page.waitForURL(/\/console$/);
+}
+
 /** The final state badge of an action page, once the action settled (the page reloads itself). */
 export async function finalActionState(page, timeout) {
   const badge = page.locator(

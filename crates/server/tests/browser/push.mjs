@@ -9,7 +9,7 @@
 //   REDEPLOY_CHROMIUM.
 // It prints "step: the channel expired" once it has seen that, and only then may the test move
 // the PC's clock (a poll would read the channel again and make it active).
-import { env, runInChromium } from "./chromium.mjs";
+import { env, runInChromium, signInWithToken } from "./chromium.mjs";
 
 const url = env("REDEPLOY_URL");
 const token = env("REDEPLOY_TOKEN");
@@ -35,10 +35,7 @@ await runInChromium(`push.mjs ${mode}`, shots, async ({ page, shot, step }) => {
   };
 
   step("sign in");
-  await page.goto(`${url}/console/sign-in`);
-  await page.getByLabel("API token").fill(token);
-  await page.getByRole("button", { name: "Sign in", exact: true }).click();
-  await page.waitForURL(/\/console$/);
+  await signInWithToken(page, url, token);
 
   step("open the PC's page");
   await page.getByRole("link", { name: "Devices", exact: true }).click();
