@@ -407,9 +407,12 @@ async fn plan_bulk(
         return Ok(None);
     }
     let seen_within = settings.preflight.seen_within;
-    let (census, member_count) = store
+    let census = store
         .group_readiness_census(group, now, seen_within)
         .await?;
+    // The members as read with the group: the write counts them again and is refused (and
+    // planned again) if the group changed since.
+    let member_count = ids.len() as u64;
     // One verdict per outcome: queued, or blocked with one reason text.
     let mut verdicts: Vec<BulkVerdict> = Vec::new();
     let mut queued = 0;

@@ -828,13 +828,13 @@ pub trait DeviceStore: Send + Sync {
         recent: Duration,
     ) -> StoreResult<Vec<(crate::action::ReadinessInputs, u64)>>;
     /// [`Self::readiness_census`] of the enrolled members of static group `group` only (with
-    /// `recent` = `seen_within`), and how many members it has, enrolled or not.
+    /// `recent` = `seen_within`).
     async fn group_readiness_census(
         &self,
         group: crate::ids::GroupId,
         now: OffsetDateTime,
         seen_within: Duration,
-    ) -> StoreResult<(Vec<(crate::action::ReadinessInputs, u64)>, u64)>;
+    ) -> StoreResult<Vec<(crate::action::ReadinessInputs, u64)>>;
     /// The members of `group` that are unenrolled or whose inputs at `now` are none of `ready`
     /// (the devices a [`BulkQueue`] leaves to the planner).
     async fn group_devices_not_in(

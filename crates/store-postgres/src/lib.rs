@@ -68,8 +68,6 @@ impl Dialect for Postgres {
         Some("SELECT pg_advisory_xact_lock(hashtext('redeploy.daily_cap'))");
     /// One microsecond before the Unix epoch: the instant `NEVER_SEEN_KEY` (-1) stands for.
     const NEVER_SEEN: &'static str = "TIMESTAMPTZ '1969-12-31 23:59:59.999999+00'";
-    /// Built in since PostgreSQL 13.
-    const NEW_ID_TEXT: &'static str = "gen_random_uuid()::text";
     const ID_TYPE: &'static str = "uuid";
     const WRITABLE_CTE: bool = true;
     const ANALYZE: Option<&'static str> = Some("VACUUM ANALYZE");

@@ -26,7 +26,7 @@ use crate::bulk::insert_rows;
 use crate::commands::{insert_all_commands, insert_commands};
 use crate::devices::set_device_values;
 use crate::dialect::{Arg, Dialect, On, SqlRow};
-use crate::query::{built, insert_row, v};
+use crate::query::{built, v};
 use crate::schedules::insert_batch_window_in;
 use crate::schema::{Actions as A, BatchWaves as B, Commands as C, Devices as Dv, Schedules as S};
 use crate::sql::{RowExt, Sql};
@@ -205,8 +205,22 @@ pub(crate) async fn insert_action_in<D: Dialect>(
     action: &Action,
     commands: &[DeviceCommand],
 ) -> StoreResult<()> {
-    let insert = insert_row(A::Table, ACTION_COLS, action_values(action))?;
-    built::<D>(&insert)?.execute(tx.on()).await?;
+    // Copied from its device's row, so that an unknown device is refused (PostgreSQL has no
+    // foreign key from actions to devices: migration 20261219000001).
+    let of_device = Query::select()
+        .exprs(action_values(action))
+        .from(Dv::Table)
+        .and_where(Expr::col(Dv::Id).eq(v(action.device)))
+        .to_owned();
+    let insert = Query::insert()
+        .into_table(A::Table)
+        .columns(ACTION_COLS)
+        .select_from(of_device)
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .to_owned();
+    if built::<D>(&insert)?.execute(tx.on()).await? == 0 {
+        return Err(StoreError::NotFound(format!("device {}", action.device)));
+    }
     insert_commands(tx, commands).await
 }
 

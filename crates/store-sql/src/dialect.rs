@@ -107,8 +107,6 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// SQL literal of the instant that stands for "never seen" in device lists sorted by last
     /// seen: before every real instant (`redeploy_core::store::NEVER_SEEN_KEY`).
     const NEVER_SEEN: &'static str;
-    /// SQL of a fresh random (version 4) UUID as hyphenated lowercase text.
-    const NEW_ID_TEXT: &'static str;
     /// The type an id column has, for a `CAST` of text to an id.
     const ID_TYPE: &'static str;
     /// Whether a statement may change rows inside a `WITH` clause (PostgreSQL; not SQLite): a

@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub mod backup;
+mod checkpoint;
 mod writer;
 
 use writer::{Turn, Turns};
@@ -154,11 +155,6 @@ impl Dialect for Sqlite {
     /// count and the insert after it cannot interleave.
     const CAP_LOCK: Option<&'static str> = None;
     const NEVER_SEEN: &'static str = "-1";
-    /// Hyphenated lowercase, version 4 and RFC 4122 variant bits set, as `Uuid::new_v4` writes.
-    const NEW_ID_TEXT: &'static str =
-        "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' \
-        || substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) \
-        || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))";
     const ID_TYPE: &'static str = "TEXT";
     const WRITABLE_CTE: bool = false;
     const ANALYZE: Option<&'static str> = None;
@@ -235,9 +231,17 @@ impl Dialect for Sqlite {
                     .collect::<StoreResult<_>>()?,
             )
         };
+        let checkpoints = if in_memory {
+            None
+        } else {
+            Some(checkpoint::Checkpointer::start(
+                options.get_filename(),
+                connect.wait,
+            )?)
+        };
         Ok(SqlitePool {
             pool,
-            turns: Turns::new(conn, connect.wait),
+            turns: Turns::new(conn, checkpoints, connect.wait),
             readers: std::sync::Arc::new(readers),
         })
     }

@@ -29,6 +29,8 @@ use rusqlite::{ffi, Connection, OpenFlags};
 use store_sql::Arg;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::checkpoint::Checkpointer;
+
 /// How many prepared statements the writer keeps (rusqlite's default is 16: a check-in's
 /// statements alone nearly fill it).
 const STATEMENT_CACHE: usize = 256;
@@ -41,6 +43,8 @@ pub(crate) struct Writer {
     conn: Option<Connection>,
     /// The connection may be inside a transaction nobody will finish: roll back before use.
     dirty: bool,
+    /// Told of each write committed (the writer connection does not checkpoint itself).
+    checkpoints: Option<Checkpointer>,
 }
 
 /// The writer turn: the mutex and how long a writer waits for it.
@@ -55,12 +59,12 @@ pub(crate) type Turn = OwnedMutexGuard<Writer>;
 
 /// Opens the writer connection to database file `path` with the pool's settings: WAL (already
 /// set on the file by the pool), `synchronous = NORMAL`, foreign keys, busy timeout `wait`, and
-/// a page cache of `cache_kib`.
+/// a page cache of `cache_kib`; it leaves checkpoints to a [`Checkpointer`].
 pub(crate) fn open(path: &Path, wait: Duration, cache_kib: u32) -> StoreResult<Connection> {
     let conn = open_plain(path, wait)?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-         PRAGMA cache_size = -{cache_kib};"
+         PRAGMA cache_size = -{cache_kib}; PRAGMA wal_autocheckpoint = 0;"
     ))
     .map_err(error)?;
     Ok(conn)
@@ -75,7 +79,7 @@ pub(crate) fn open_reader(path: &Path, wait: Duration) -> StoreResult<Connection
     Ok(conn)
 }
 
-fn open_plain(path: &Path, wait: Duration) -> StoreResult<Connection> {
+pub(crate) fn open_plain(path: &Path, wait: Duration) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -132,9 +136,17 @@ impl Readers {
 }
 
 impl Turns {
-    pub(crate) fn new(conn: Option<Connection>, wait: Duration) -> Self {
+    pub(crate) fn new(
+        conn: Option<Connection>,
+        checkpoints: Option<Checkpointer>,
+        wait: Duration,
+    ) -> Self {
         Self {
-            writer: Arc::new(Mutex::new(Writer { conn, dirty: false })),
+            writer: Arc::new(Mutex::new(Writer {
+                conn,
+                dirty: false,
+                checkpoints,
+            })),
             wait,
         }
     }
@@ -159,6 +171,9 @@ impl Turns {
         let mut writer = self.writer.lock().await;
         if let Some(conn) = writer.conn.take() {
             let _ = conn.close();
+        }
+        if let Some(checkpoints) = writer.checkpoints.take() {
+            checkpoints.stop();
         }
     }
 }
@@ -205,6 +220,7 @@ pub(crate) fn commit(turn: &mut Turn) -> StoreResult<()> {
     let writer = &mut **turn;
     connection(writer)?.execute_batch("COMMIT").map_err(error)?;
     writer.dirty = false;
+    wrote(writer);
     Ok(())
 }
 
@@ -246,7 +262,19 @@ pub(crate) fn execute(turn: &mut Turn, sql: &str, args: Vec<Arg>) -> StoreResult
     let mut rows = stmt.raw_query();
     while rows.next().map_err(error)?.is_some() {}
     drop(rows);
-    Ok(if readonly { 0 } else { conn.changes() })
+    drop(stmt);
+    let changed = if readonly { 0 } else { conn.changes() };
+    if !readonly && conn.is_autocommit() {
+        wrote(turn);
+    }
+    Ok(changed)
+}
+
+/// A write was committed on the writer's connection.
+fn wrote(writer: &Writer) {
+    if let Some(checkpoints) = &writer.checkpoints {
+        checkpoints.wrote();
+    }
 }
 
 /// Runs query `sql` with `args` on the turn's connection: its rows, at most `limit`.

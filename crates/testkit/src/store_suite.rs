@@ -1362,6 +1362,13 @@ pub async fn action_transitions_persist_with_timeline(store: Arc<dyn Store>) {
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(store.active_action(d).await.unwrap().unwrap().id, a.id);
+    // An action for a device that was never enrolled is refused, and nothing of it is stored.
+    let stray = admin_reset(DeviceId::generate());
+    assert!(matches!(
+        store.create_action(&stray, &[]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.action(stray.id).await.unwrap().is_none());
 
     for (i, s) in [
         ActionState::Pending,

@@ -131,3 +131,53 @@ mod upgrade {
         duplicate_resets_resolved(Arc::new(store), &seed).await;
     }
 }
+
+mod checkpoint {
+    use std::time::{Duration, Instant};
+
+    use redeploy_core::group::Group;
+    use redeploy_core::ids::GroupId;
+    use redeploy_core::store::GroupStore;
+    use rusqlite::{Connection, OpenFlags};
+    use store_sqlite::SqliteStore;
+
+    /// Whether the database file itself (the WAL ignored: `immutable`) holds group `name`.
+    fn in_the_file(path: &std::path::Path, name: &str) -> bool {
+        let url = format!("file:{}?immutable=1", path.display());
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+        let Ok(conn) = Connection::open_with_flags(url, flags) else {
+            return false;
+        };
+        conn.query_row(
+            "SELECT COUNT(*) FROM device_groups WHERE name = ?1",
+            [name],
+            |r| r.get::<_, i64>(0),
+        )
+        .is_ok_and(|n| n == 1)
+    }
+
+    /// The writer leaves checkpoints to a thread of its own (a large commit does not wait for
+    /// one): what it commits still reaches the database file while the store stays open and
+    /// nothing else is written.
+    #[tokio::test]
+    async fn a_commit_reaches_the_database_file_without_another_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redeploy.db");
+        let store = SqliteStore::connect(path.to_str().unwrap()).await.unwrap();
+        let t0 = time::OffsetDateTime::UNIX_EPOCH;
+        for i in 0..3 {
+            let name = format!("checkpointed-{i}");
+            assert!(!in_the_file(&path, &name));
+            store
+                .create_group(&Group::new_static(GroupId::generate(), &name, vec![], t0))
+                .await
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !in_the_file(&path, &name) {
+                assert!(Instant::now() < deadline, "{name} never left the WAL");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        store.close().await;
+    }
+}
