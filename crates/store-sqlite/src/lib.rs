@@ -234,14 +234,11 @@ impl Dialect for Sqlite {
         let checkpoints = if in_memory {
             None
         } else {
-            Some(checkpoint::Checkpointer::start(
-                options.get_filename(),
-                connect.wait,
-            )?)
+            Some(writer::open_plain(options.get_filename(), connect.wait)?)
         };
         Ok(SqlitePool {
             pool,
-            turns: Turns::new(conn, checkpoints, connect.wait),
+            turns: Turns::new(conn, checkpoints, connect.wait)?,
             readers: std::sync::Arc::new(readers),
         })
     }

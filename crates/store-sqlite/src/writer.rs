@@ -136,19 +136,26 @@ impl Readers {
 }
 
 impl Turns {
+    /// The turns of writer connection `conn` (`None` for an in-memory database), with
+    /// `checkpoints`, a connection of its own to the file, for its [`Checkpointer`].
     pub(crate) fn new(
         conn: Option<Connection>,
-        checkpoints: Option<Checkpointer>,
+        checkpoints: Option<Connection>,
         wait: Duration,
-    ) -> Self {
-        Self {
-            writer: Arc::new(Mutex::new(Writer {
-                conn,
-                dirty: false,
-                checkpoints,
-            })),
-            wait,
+    ) -> StoreResult<Self> {
+        let writer = Arc::new(Mutex::new(Writer {
+            conn,
+            dirty: false,
+            checkpoints: None,
+        }));
+        if let Some(c) = checkpoints {
+            let checkpointer = Checkpointer::start(c, Arc::downgrade(&writer))?;
+            writer
+                .try_lock()
+                .map_err(|_| StoreError::Backend("a new writer is locked".into()))?
+                .checkpoints = Some(checkpointer);
         }
+        Ok(Self { writer, wait })
     }
 
     /// This process's turn to write, within the wait a write lock gets (a turn held longer
@@ -172,7 +179,7 @@ impl Turns {
         if let Some(conn) = writer.conn.take() {
             let _ = conn.close();
         }
-        if let Some(checkpoints) = writer.checkpoints.take() {
+        if let Some(mut checkpoints) = writer.checkpoints.take() {
             checkpoints.stop();
         }
     }
