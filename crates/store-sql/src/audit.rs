@@ -34,12 +34,7 @@ fn row_audit(r: &impl SqlRow) -> StoreResult<AuditEvent> {
         at: r.at("at")?,
         actor: r.string("actor")?,
         action: r.string("action")?,
-        targets: r
-            .string("targets")?
-            .split(' ')
-            .filter(|t| !t.is_empty())
-            .map(|t| Ok(DeviceId::parse(t)?))
-            .collect::<StoreResult<_>>()?,
+        targets: r.joined_ids("targets")?,
         batch: r.opt_id("batch_id")?,
         outcome: AuditOutcome::parse(&r.string("outcome")?)?,
         details: r.string("details")?,

@@ -96,13 +96,7 @@ impl<D: Dialect> SqlStore<D> {
                     .and_where(Expr::col(M::GroupId).eq(v(id)))
                     .to_owned();
                 let row = built::<D>(&select)?.fetch_one(self.db()).await?;
-                let mut members = row
-                    .text("ids")?
-                    .unwrap_or_default()
-                    .split(' ')
-                    .filter(|t| !t.is_empty())
-                    .map(|t| Ok(DeviceId::parse(t)?))
-                    .collect::<StoreResult<Vec<_>>>()?;
+                let mut members = row.joined_ids("ids")?;
                 members.sort_unstable();
                 GroupKind::Static { members }
             }

@@ -213,6 +213,17 @@ pub(crate) trait RowExt: SqlRow {
             .transpose()
     }
 
+    /// A column of device ids joined by spaces (`Dialect::join_ids`, an audit event's targets);
+    /// NULL holds none.
+    fn joined_ids(&self, col: &str) -> StoreResult<Vec<DeviceId>> {
+        self.text(col)?
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|t| !t.is_empty())
+            .map(|t| Ok(DeviceId::parse(t)?))
+            .collect()
+    }
+
     /// A `COUNT(*)` column.
     fn count(&self, col: &str) -> StoreResult<u64> {
         let n = self.i64(col)?;

@@ -24,14 +24,13 @@ use crate::writer::Writer;
 /// How long after a write its frames may wait in the WAL.
 pub(crate) const PERIOD: Duration = Duration::from_millis(200);
 
-/// The checkpointing thread's handle, kept by the writer; the thread stops when it is dropped
-/// or stopped.
+/// The checkpointing thread's handle, kept by the writer; the thread stops when it is dropped.
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
     /// Set by each committed write; the thread checkpoints when it finds it set.
     written: Arc<AtomicBool>,
-    /// Dropped to stop the thread.
-    stop: Option<Sender<()>>,
+    /// Never sent on: dropped with this handle, which wakes and ends the thread.
+    _stop: Sender<()>,
 }
 
 impl Checkpointer {
@@ -49,7 +48,7 @@ impl Checkpointer {
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                // Woken every period until stopped (a message or the sender dropped).
+                // Woken every period until the handle (the sender) is dropped.
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(PERIOD) {
                     if !seen.swap(false, Ordering::AcqRel) {
                         continue;
@@ -66,17 +65,12 @@ impl Checkpointer {
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(Self {
             written,
-            stop: Some(stop),
+            _stop: stop,
         })
     }
 
     /// A write was committed: checkpoint within [`PERIOD`].
     pub(crate) fn wrote(&self) {
         self.written.store(true, Ordering::Release);
-    }
-
-    /// Stops the thread (its connection closes with it).
-    pub(crate) fn stop(&mut self) {
-        self.stop.take();
     }
 }

@@ -179,9 +179,8 @@ impl Turns {
         if let Some(conn) = writer.conn.take() {
             let _ = conn.close();
         }
-        if let Some(mut checkpoints) = writer.checkpoints.take() {
-            checkpoints.stop();
-        }
+        // Stops its thread (whose connection closes with it).
+        writer.checkpoints.take();
     }
 }
 
