@@ -11,6 +11,10 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::time_provider::TimeProvider;
 use rustls::{RootCertStore, ServerConfig};
 
+mod chain_cache;
+
+use chain_cache::ChainCache;
+
 /// The client certificate a device presented during the TLS handshake, already verified against
 /// our CA by rustls. `None` when the client sent none (enrollment, the console, the API).
 #[derive(Debug, Clone, Default)]
@@ -107,10 +111,14 @@ pub fn server_config_at(
             .add(cert)
             .map_err(|e| TlsError::Config(e.to_string()))?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
+    let verifier = Arc::new(chain_cache::CachedChains::new(
+        webpki,
+        ChainCache::default(),
+    ));
     let mut config = ServerConfig::builder_with_details(provider, Arc::new(ClockTime(clock)))
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?

@@ -21,6 +21,7 @@ on_both_backends!(
     a_pc_lives_through_several_certificate_lifetimes,
     a_lost_renewal_answer_does_not_lock_the_pc_out,
     renewals_that_must_be_refused_are_soap_faults,
+    an_expired_certificate_is_refused_however_often_it_was_accepted,
 );
 
 const LIFETIME: Duration = Duration::days(3);
@@ -162,6 +163,48 @@ async fn a_pc_lives_through_several_certificate_lifetimes(backend: Backend) {
         (fleet.certificates_expired, fleet.certificates_expiring_30d),
         (1, 0)
     );
+}
+
+/// The server keeps the client certificate chains it verified (`server::tls::chain_cache`), so
+/// that a check-in does not verify our CA's signature again; a kept certificate must still be
+/// judged on its dates at every handshake.
+async fn an_expired_certificate_is_refused_however_often_it_was_accepted(backend: Backend) {
+    let (app, clock) = app(backend).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let (mut pc, device) = enrolled_pc(&app, &transport, "EXPIRE-0001", 72, &clock).await;
+    // Check-ins across the certificate's life, without renewing it.
+    for _ in 0..5 {
+        clock.advance(Duration::hours(12));
+        client::check_in(&transport, &mut pc, clock.now())
+            .await
+            .expect("a valid certificate is accepted");
+    }
+    let seen = app
+        .store
+        .device(device.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_seen;
+    clock.advance(LIFETIME - Duration::hours(60) + Duration::seconds(1));
+    let refused = client::check_in(&transport, &mut pc, clock.now()).await;
+    // Refused by the TLS handshake itself (the check-in's own certificate judgement would
+    // answer 403 after it).
+    assert!(
+        matches!(refused, Err(DeviceError::Connect(_))),
+        "a certificate past its notAfter must fail the handshake: {refused:?}"
+    );
+    let after = app
+        .store
+        .device(device.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_seen;
+    assert_eq!(after, seen, "the refused PC was not seen");
+    // And it stays refused: the refusal does not come from a cold cache.
+    let again = client::check_in(&transport, &mut pc, clock.now()).await;
+    assert!(matches!(again, Err(DeviceError::Connect(_))), "{again:?}");
 }
 
 async fn a_lost_renewal_answer_does_not_lock_the_pc_out(backend: Backend) {
