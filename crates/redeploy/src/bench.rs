@@ -184,6 +184,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     for task in setup {
         task.await??;
     }
+    // The planner's statistics as a running deployment has them (PostgreSQL's autovacuum
+    // gathers them within a minute of the fleet's enrollment; the server's cached plans are
+    // made again once they change): without this the first pairs ran on plans made while the
+    // tables were nearly empty (docs/benchmarks.md, session 17).
+    let store =
+        server::bootstrap::open_store(args.database.as_deref(), &dir, Duration::from_secs(30))
+            .await
+            .context("opening the bench's database")?;
+    store
+        .refresh_statistics()
+        .await
+        .context("gathering the planner's statistics")?;
+    drop(store);
     let setup_secs = started.elapsed().as_secs_f64();
     let rss_before = server.rss_kib();
 

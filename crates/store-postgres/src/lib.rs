@@ -187,12 +187,12 @@ impl Dialect for Postgres {
         let mut slot = held.lock().await;
         let conn = match &mut *slot {
             Some(conn) => conn,
-            empty => empty.insert(pool.acquire().await.map_err(backend)?),
+            empty => empty.insert(key_lookups(pool).await?),
         };
         let result = query(sql, args)?.fetch_all(&mut **conn).await;
-        // Whatever the error, the connection may be what failed: the pool gets it back (and
-        // pings it), the next statement takes one that works. A pool closing meanwhile waits
-        // for every connection: it gets this one back at once.
+        // Whatever the error, the connection may be what failed: it is closed (its place in
+        // the pool freed), the next statement takes one that works. A pool closing meanwhile
+        // waits for every connection: this one is closed at once.
         if result.is_err() || pool.is_closed() {
             *slot = None;
         }
@@ -210,6 +210,25 @@ impl Dialect for Postgres {
     ) -> StoreResult<Option<Row>> {
         Ok(run::fetch_optional(on, query(sql, args)?).await?.map(Row))
     }
+}
+
+/// A pooled connection for the batched check-in statements (`Dialect::Held`), which look up at
+/// most 64 devices by key: planned with index lookups only. On a small fleet PostgreSQL's costs
+/// otherwise prefer reading whole tables — with 200 PCs a view read of 32 hashed every device
+/// row and all 3,600 inventory rows, 10× the work of the 32 lookups (docs/benchmarks.md,
+/// session 17) — and generic plans made while the tables were nearly empty (a fleet's first
+/// enrollments) are kept until statistics change. The settings stay on this connection: it
+/// is closed, not given back to the pool, when it is let go.
+async fn key_lookups(pool: &PgPool) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+    const KEY_LOOKUPS: &str = "SELECT set_config('enable_seqscan', 'off', false), \
+         set_config('enable_hashjoin', 'off', false), set_config('enable_mergejoin', 'off', false)";
+    let mut conn = pool.acquire().await.map_err(backend)?;
+    conn.close_on_drop();
+    sqlx::query(KEY_LOOKUPS)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    Ok(conn)
 }
 
 /// A result row, read in this dialect's encodings.
