@@ -11,7 +11,7 @@ use sea_query::{Alias, Expr, Order, Query};
 use crate::bulk::{insert_rows, shaped_chunks, PARAMS_PER_STATEMENT};
 use crate::dialect::{Dialect, SqlRow};
 use crate::query::{built, v};
-use crate::schema::DeviceMessages as M;
+use crate::schema::{DeviceMessages as M, Devices as Dv};
 use crate::sql::RowExt;
 use crate::SqlStore;
 
@@ -59,6 +59,26 @@ impl<D: Dialect> SupportTrail for SqlStore<D> {
         devices.sort_unstable();
         devices.dedup();
         let mut tx = self.begin().await?;
+        // Messages of known devices only (NotFound, nothing written, otherwise): checked once
+        // per device here, as PostgreSQL's trail has no foreign key (a check per row, which
+        // also locked the device's row; migration `20261220000001`).
+        let mut named: Vec<DeviceId> = messages.iter().map(|m| m.device).collect();
+        named.sort_unstable();
+        named.dedup();
+        for chunk in shaped_chunks(&named, PARAMS_PER_STATEMENT) {
+            let known = Query::select()
+                .expr_as(Expr::col(Dv::Id).count(), Alias::new("known"))
+                .from(Dv::Table)
+                .and_where(Expr::col(Dv::Id).is_in(chunk.iter().map(|d| v(*d))))
+                .to_owned();
+            let known = built::<D>(&known)?.fetch_one(tx.on()).await?.i64("known")?;
+            if known != chunk.len() as i64 {
+                return Err(StoreError::NotFound(format!(
+                    "{} of the trail's devices",
+                    chunk.len() as i64 - known
+                )));
+            }
+        }
         insert_rows(&mut tx, M::Table, TRAIL_COLS, messages, |m| {
             [
                 v(m.device),
@@ -75,6 +95,7 @@ impl<D: Dialect> SupportTrail for SqlStore<D> {
         // device's rows read once (a per-row "keep-th newest" subquery read ~`keep` index
         // entries for every row: hundreds of tuples per check-in on PostgreSQL).
         for chunk in shaped_chunks(&devices, PARAMS_PER_STATEMENT) {
+            let these = || Expr::col(M::DeviceId).is_in(chunk.iter().map(|d| v(*d)));
             let ranked = Query::select()
                 .column(M::Seq)
                 .expr_as(
@@ -82,15 +103,17 @@ impl<D: Dialect> SupportTrail for SqlStore<D> {
                     Alias::new("newer_than"),
                 )
                 .from(M::Table)
-                .and_where(Expr::col(M::DeviceId).is_in(chunk.iter().map(|d| v(*d))))
+                .and_where(these())
                 .to_owned();
             let beyond = Query::select()
                 .column(M::Seq)
                 .from_subquery(ranked, Alias::new("ranked"))
                 .and_where(Expr::col(Alias::new("newer_than")).gt(i64::from(keep)))
                 .to_owned();
+            // The devices named again: on PostgreSQL the trail's one index is (device_id, seq).
             let delete = Query::delete()
                 .from_table(M::Table)
+                .and_where(these())
                 .and_where(Expr::col(M::Seq).in_subquery(beyond))
                 .to_owned();
             built::<D>(&delete)?.execute(tx.on()).await?;
