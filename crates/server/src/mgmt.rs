@@ -156,8 +156,9 @@ async fn identify(
     })?;
     let unknown =
         |detail: String| Refusal::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail);
-    let id_text = enroll::ca::device_id_from_certificate(der.as_ref())
+    let facts = certificate_facts(der.as_ref())
         .map_err(|e| unknown(format!("unusable client certificate: {e}")))?;
+    let id_text = &facts.device_id;
     let id = DeviceId::parse(&id_text).map_err(|_| {
         unknown(format!(
             "the certificate names no device of ours ({id_text:?})"
@@ -188,12 +189,10 @@ async fn identify(
     }
     // Which certificate this is (current, or the old one of a renewal the PC has not used
     // yet) is the core's rule; the unseen renewals are almost always none.
-    let (not_before, not_after) = enroll::ca::certificate_validity(der.as_ref())
-        .map_err(|e| unknown(format!("unusable client certificate: {e}")).device(id))?;
     let presented = PresentedCertificate {
-        thumbprint: enroll::ca::thumbprint(der.as_ref()),
-        not_before,
-        not_after,
+        thumbprint: facts.thumbprint.clone(),
+        not_before: facts.not_before,
+        not_after: facts.not_after,
         device: Some(id),
         not_ours: None,
     };
@@ -434,6 +433,36 @@ async fn refuse_out_of_order(
         answer(state, device, msg, bytes, now, &reply),
         "out_of_order",
     )
+}
+
+/// What a check-in reads from its client certificate: a function of the certificate's bytes
+/// alone, so kept per certificate (by its SHA-256, bounded) for the whole process — parsing
+/// it twice and hashing it with SHA-1 at every check-in was 3 % of the server's CPU
+/// (docs/benchmarks.md, session 17). Only certificates that could be read are kept.
+struct CertificateFacts {
+    device_id: String,
+    thumbprint: String,
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+}
+
+static CERTIFICATE_FACTS: std::sync::LazyLock<crate::tls::Kept<Arc<CertificateFacts>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn certificate_facts(der: &[u8]) -> Result<Arc<CertificateFacts>, enroll::Error> {
+    let key = crate::tls::der_key(der);
+    if let Some(facts) = CERTIFICATE_FACTS.get(&key) {
+        return Ok(facts);
+    }
+    let (not_before, not_after) = enroll::ca::certificate_validity(der)?;
+    let facts = Arc::new(CertificateFacts {
+        device_id: enroll::ca::device_id_from_certificate(der)?,
+        thumbprint: enroll::ca::thumbprint(der),
+        not_before,
+        not_after,
+    });
+    CERTIFICATE_FACTS.insert(key, facts.clone());
+    Ok(facts)
 }
 
 /// The DER client certificate: from the TLS handshake, else from a trusted proxy's header.

@@ -14,6 +14,7 @@ use rustls::{RootCertStore, ServerConfig};
 mod chain_cache;
 
 use chain_cache::ChainCache;
+pub(crate) use chain_cache::{der_key, Kept};
 
 /// The client certificate a device presented during the TLS handshake, already verified against
 /// our CA by rustls. `None` when the client sent none (enrollment, the console, the API).

@@ -24,8 +24,9 @@ use sha2::{Digest, Sha256};
 /// Chains a generation holds before it becomes the older one.
 const GENERATION: usize = 65_536;
 
-/// The SHA-256 of a presented chain (each certificate's length, then its bytes).
-type ChainKey = [u8; 32];
+/// The SHA-256 of a presented chain (each certificate's length, then its bytes), or of one
+/// certificate ([`der_key`]).
+pub(crate) type ChainKey = [u8; 32];
 
 /// When a chain is valid: the latest `notBefore` and the earliest `notAfter` of its
 /// certificates, in seconds since the Unix epoch (what `webpki` compares `now` with).
@@ -42,22 +43,73 @@ impl Window {
     }
 }
 
-#[derive(Debug, Default)]
-struct Generations {
-    newer: HashMap<ChainKey, Window>,
-    older: HashMap<ChainKey, Window>,
+/// Values by a SHA-256 key, bounded: two generations of at most [`GENERATION`] entries, the
+/// older dropped when the newer fills; a value found in the older moves to the newer.
+#[derive(Debug)]
+pub(crate) struct Kept<V>(Mutex<Generations<V>>);
+
+#[derive(Debug)]
+struct Generations<V> {
+    newer: HashMap<ChainKey, V>,
+    older: HashMap<ChainKey, V>,
 }
 
-/// The verified chains, shared by every handshake of a server.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct ChainCache(Arc<Mutex<Generations>>);
+impl<V: Clone> Default for Kept<V> {
+    fn default() -> Self {
+        Self(Mutex::new(Generations {
+            newer: HashMap::new(),
+            older: HashMap::new(),
+        }))
+    }
+}
 
-impl ChainCache {
-    /// How many chains are kept.
+impl<V: Clone> Kept<V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations<V>> {
+        // A panic while holding the lock cannot leave the maps half-changed in a way that
+        // matters: every entry is a value computed in full.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many values are kept.
     #[cfg(test)]
     fn len(&self) -> usize {
         let kept = self.lock();
         kept.newer.len() + kept.older.len()
+    }
+
+    pub(crate) fn get(&self, key: &ChainKey) -> Option<V> {
+        let mut kept = self.lock();
+        if let Some(value) = kept.newer.get(key) {
+            return Some(value.clone());
+        }
+        // Still in use: moved to the newer generation so it outlives the older one.
+        let value = kept.older.remove(key)?;
+        insert(&mut kept, *key, value.clone());
+        Some(value)
+    }
+
+    pub(crate) fn insert(&self, key: ChainKey, value: V) {
+        insert(&mut self.lock(), key, value);
+    }
+}
+
+fn insert<V>(kept: &mut Generations<V>, key: ChainKey, value: V) {
+    if kept.newer.len() >= GENERATION {
+        kept.older = std::mem::take(&mut kept.newer);
+    }
+    kept.newer.insert(key, value);
+}
+
+/// The verified chains, shared by every handshake of a server.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ChainCache(Arc<Kept<Window>>);
+
+impl ChainCache {
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
     }
 
     #[cfg(test)]
@@ -65,35 +117,18 @@ impl ChainCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
-        // A panic while holding the lock cannot leave the maps half-changed in a way that
-        // matters: every entry is a verified chain.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     fn get(&self, key: &ChainKey) -> Option<Window> {
-        let mut kept = self.lock();
-        if let Some(window) = kept.newer.get(key) {
-            return Some(*window);
-        }
-        // Still in use: moved to the newer generation so it outlives the older one.
-        let window = kept.older.remove(key)?;
-        insert(&mut kept, *key, window);
-        Some(window)
+        self.0.get(key)
     }
 
     fn insert(&self, key: ChainKey, window: Window) {
-        insert(&mut self.lock(), key, window);
+        self.0.insert(key, window);
     }
 }
 
-fn insert(kept: &mut Generations, key: ChainKey, window: Window) {
-    if kept.newer.len() >= GENERATION {
-        kept.older = std::mem::take(&mut kept.newer);
-    }
-    kept.newer.insert(key, window);
+/// The SHA-256 of `der`: the key of what is kept about one certificate.
+pub(crate) fn der_key(der: &[u8]) -> ChainKey {
+    Sha256::digest(der).into()
 }
 
 fn chain_key(end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> ChainKey {
