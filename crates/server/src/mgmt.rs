@@ -159,7 +159,7 @@ async fn identify(
     let facts = certificate_facts(der.as_ref())
         .map_err(|e| unknown(format!("unusable client certificate: {e}")))?;
     let id_text = &facts.device_id;
-    let id = DeviceId::parse(&id_text).map_err(|_| {
+    let id = DeviceId::parse(id_text).map_err(|_| {
         unknown(format!(
             "the certificate names no device of ours ({id_text:?})"
         ))
