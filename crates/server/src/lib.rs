@@ -11,6 +11,7 @@ pub mod dto;
 pub mod enrollment;
 pub mod federated;
 pub mod graph;
+pub(crate) mod kept;
 pub mod metrics;
 pub mod mgmt;
 pub mod net;

@@ -446,11 +446,11 @@ struct CertificateFacts {
     not_after: time::OffsetDateTime,
 }
 
-static CERTIFICATE_FACTS: std::sync::LazyLock<crate::tls::Kept<Arc<CertificateFacts>>> =
+static CERTIFICATE_FACTS: std::sync::LazyLock<crate::kept::Kept<Arc<CertificateFacts>>> =
     std::sync::LazyLock::new(Default::default);
 
 fn certificate_facts(der: &[u8]) -> Result<Arc<CertificateFacts>, enroll::Error> {
-    let key = crate::tls::der_key(der);
+    let key = crate::kept::key_of(der);
     if let Some(facts) = CERTIFICATE_FACTS.get(&key) {
         return Ok(facts);
     }

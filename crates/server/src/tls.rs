@@ -13,9 +13,6 @@ use rustls::{RootCertStore, ServerConfig};
 
 mod chain_cache;
 
-use chain_cache::ChainCache;
-pub(crate) use chain_cache::{der_key, Kept};
-
 /// The client certificate a device presented during the TLS handshake, already verified against
 /// our CA by rustls. `None` when the client sent none (enrollment, the console, the API).
 #[derive(Debug, Clone, Default)]
@@ -116,10 +113,7 @@ pub fn server_config_at(
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let verifier = Arc::new(chain_cache::CachedChains::new(
-        webpki,
-        ChainCache::default(),
-    ));
+    let verifier = Arc::new(chain_cache::CachedChains::new(webpki, Arc::default()));
     let mut config = ServerConfig::builder_with_details(provider, Arc::new(ClockTime(clock)))
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?

@@ -179,13 +179,15 @@ async fn an_expired_certificate_is_refused_however_often_it_was_accepted(backend
             .await
             .expect("a valid certificate is accepted");
     }
-    let seen = app
-        .store
-        .device(device.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .last_seen;
+    let last_seen = || async {
+        app.store
+            .device(device.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen
+    };
+    let seen = last_seen().await;
     clock.advance(LIFETIME - Duration::hours(60) + Duration::seconds(1));
     let refused = client::check_in(&transport, &mut pc, clock.now()).await;
     // Refused by the TLS handshake itself (the check-in's own certificate judgement would
@@ -194,13 +196,7 @@ async fn an_expired_certificate_is_refused_however_often_it_was_accepted(backend
         matches!(refused, Err(DeviceError::Connect(_))),
         "a certificate past its notAfter must fail the handshake: {refused:?}"
     );
-    let after = app
-        .store
-        .device(device.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .last_seen;
+    let after = last_seen().await;
     assert_eq!(after, seen, "the refused PC was not seen");
     // And it stays refused: the refusal does not come from a cold cache.
     let again = client::check_in(&transport, &mut pc, clock.now()).await;

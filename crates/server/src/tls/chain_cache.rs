@@ -5,15 +5,13 @@
 //! handshake; and the PC still proves it holds the key by signing the handshake (`CertificateVerify`,
 //! verified every time by the inner verifier). Only chains the inner verifier accepted are
 //! kept, so a stranger's certificate costs a full check every time and never takes a place; the
-//! places are bounded (two generations of at most [`GENERATION`] chains: the older is dropped
-//! when the newer fills). Windows' own chain engine keeps verified chains the same way.
+//! places are bounded (`crate::kept`: two generations of at most 65,536 chains). Windows' own chain engine keeps verified chains the same way.
 //!
 //! Revocation is not checked here: the server's verifier has no CRLs, and a PC whose record is
 //! retired is refused by the check-in itself (`renewal::judge_check_in_certificate`), which
 //! reads the device's certificate thumbprint from the store at every session.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -21,17 +19,12 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-/// Chains a generation holds before it becomes the older one.
-const GENERATION: usize = 65_536;
-
-/// The SHA-256 of a presented chain (each certificate's length, then its bytes), or of one
-/// certificate ([`der_key`]).
-pub(crate) type ChainKey = [u8; 32];
+use crate::kept::{Kept, Key};
 
 /// When a chain is valid: the latest `notBefore` and the earliest `notAfter` of its
 /// certificates, in seconds since the Unix epoch (what `webpki` compares `now` with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Window {
+pub(crate) struct Window {
     not_before: u64,
     not_after: u64,
 }
@@ -43,95 +36,8 @@ impl Window {
     }
 }
 
-/// Values by a SHA-256 key, bounded: two generations of at most [`GENERATION`] entries, the
-/// older dropped when the newer fills; a value found in the older moves to the newer.
-#[derive(Debug)]
-pub(crate) struct Kept<V>(Mutex<Generations<V>>);
-
-#[derive(Debug)]
-struct Generations<V> {
-    newer: HashMap<ChainKey, V>,
-    older: HashMap<ChainKey, V>,
-}
-
-impl<V: Clone> Default for Kept<V> {
-    fn default() -> Self {
-        Self(Mutex::new(Generations {
-            newer: HashMap::new(),
-            older: HashMap::new(),
-        }))
-    }
-}
-
-impl<V: Clone> Kept<V> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Generations<V>> {
-        // A panic while holding the lock cannot leave the maps half-changed in a way that
-        // matters: every entry is a value computed in full.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// How many values are kept.
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        let kept = self.lock();
-        kept.newer.len() + kept.older.len()
-    }
-
-    pub(crate) fn get(&self, key: &ChainKey) -> Option<V> {
-        let mut kept = self.lock();
-        if let Some(value) = kept.newer.get(key) {
-            return Some(value.clone());
-        }
-        // Still in use: moved to the newer generation so it outlives the older one.
-        let value = kept.older.remove(key)?;
-        insert(&mut kept, *key, value.clone());
-        Some(value)
-    }
-
-    pub(crate) fn insert(&self, key: ChainKey, value: V) {
-        insert(&mut self.lock(), key, value);
-    }
-}
-
-fn insert<V>(kept: &mut Generations<V>, key: ChainKey, value: V) {
-    if kept.newer.len() >= GENERATION {
-        kept.older = std::mem::take(&mut kept.newer);
-    }
-    kept.newer.insert(key, value);
-}
-
-/// The verified chains, shared by every handshake of a server.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct ChainCache(Arc<Kept<Window>>);
-
-impl ChainCache {
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    #[cfg(test)]
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn get(&self, key: &ChainKey) -> Option<Window> {
-        self.0.get(key)
-    }
-
-    fn insert(&self, key: ChainKey, window: Window) {
-        self.0.insert(key, window);
-    }
-}
-
-/// The SHA-256 of `der`: the key of what is kept about one certificate.
-pub(crate) fn der_key(der: &[u8]) -> ChainKey {
-    Sha256::digest(der).into()
-}
-
-fn chain_key(end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> ChainKey {
+/// The SHA-256 of a presented chain: each certificate's length, then its bytes.
+fn chain_key(end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> Key {
     let mut hash = Sha256::new();
     for cert in std::iter::once(end_entity).chain(intermediates) {
         hash.update((cert.len() as u64).to_be_bytes());
@@ -164,11 +70,13 @@ fn window_of(
 #[derive(Debug)]
 pub(crate) struct CachedChains {
     inner: Arc<dyn ClientCertVerifier>,
-    cache: ChainCache,
+    cache: Arc<Kept<Window>>,
 }
 
 impl CachedChains {
-    pub(crate) fn new(inner: Arc<dyn ClientCertVerifier>, cache: ChainCache) -> Self {
+    /// `inner` with `cache` (shared by whoever should see the same chains: a server's
+    /// handshakes).
+    pub(crate) fn new(inner: Arc<dyn ClientCertVerifier>, cache: Arc<Kept<Window>>) -> Self {
         Self { inner, cache }
     }
 }
@@ -237,55 +145,12 @@ impl ClientCertVerifier for CachedChains {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use rustls::server::WebPkiClientVerifier;
     use rustls::RootCertStore;
 
     use super::*;
-
-    /// The real verifier, counting the chains it was asked to verify.
-    #[derive(Debug)]
-    struct Counting {
-        inner: Arc<dyn ClientCertVerifier>,
-        calls: AtomicUsize,
-    }
-
-    impl ClientCertVerifier for Counting {
-        fn root_hint_subjects(&self) -> &[DistinguishedName] {
-            self.inner.root_hint_subjects()
-        }
-        fn verify_client_cert(
-            &self,
-            end_entity: &CertificateDer<'_>,
-            intermediates: &[CertificateDer<'_>],
-            now: UnixTime,
-        ) -> Result<ClientCertVerified, rustls::Error> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            self.inner
-                .verify_client_cert(end_entity, intermediates, now)
-        }
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.inner.verify_tls12_signature(message, cert, dss)
-        }
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.inner.verify_tls13_signature(message, cert, dss)
-        }
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.inner.supported_verify_schemes()
-        }
-    }
 
     struct Pki {
         ca: rcgen::Certificate,
@@ -315,7 +180,8 @@ mod tests {
                 .clone()
         }
 
-        fn verifier(&self) -> (CachedChains, Arc<Counting>, ChainCache) {
+        /// The WebPKI verifier trusting this CA, with `cache`.
+        fn verifier(&self, cache: &Arc<Kept<Window>>) -> CachedChains {
             let mut roots = RootCertStore::empty();
             roots.add(self.ca.der().clone()).unwrap();
             let webpki = WebPkiClientVerifier::builder_with_provider(
@@ -324,13 +190,7 @@ mod tests {
             )
             .build()
             .unwrap();
-            let counting = Arc::new(Counting {
-                inner: webpki,
-                calls: AtomicUsize::new(0),
-            });
-            let cache = ChainCache::default();
-            let verifier = CachedChains::new(counting.clone(), cache.clone());
-            (verifier, counting, cache)
+            CachedChains::new(webpki, cache.clone())
         }
     }
 
@@ -345,17 +205,29 @@ mod tests {
 
     #[test]
     fn a_chain_is_verified_once_then_judged_on_its_dates_alone() {
-        let pki = Pki::new();
-        let (verifier, counting, _) = pki.verifier();
-        let cert = pki.client(365);
-        for day in [1, 2, 300] {
-            verifier
+        let (ours, stranger) = (Pki::new(), Pki::new());
+        let cache = Arc::default();
+        let cert = ours.client(365);
+        ours.verifier(&cache)
+            .verify_client_cert(&cert, &[], at_day(1))
+            .unwrap();
+        // A verifier that trusts another CA accepts it from the cache alone…
+        let kept_only = stranger.verifier(&cache);
+        for day in [2, 300] {
+            kept_only
                 .verify_client_cert(&cert, &[], at_day(day))
                 .unwrap();
         }
-        assert_eq!(counting.calls.load(Ordering::SeqCst), 1);
-        // Past its notAfter: refused although kept, with the real verifier's reason.
-        let late = verifier
+        // …but not past its notAfter, nor before its notBefore.
+        assert!(kept_only
+            .verify_client_cert(&cert, &[], at_day(400))
+            .is_err());
+        let early =
+            UnixTime::since_unix_epoch(Duration::from_secs(start().unix_timestamp() as u64 - 1));
+        assert!(kept_only.verify_client_cert(&cert, &[], early).is_err());
+        // Our own verifier says why: expired.
+        let late = ours
+            .verifier(&cache)
             .verify_client_cert(&cert, &[], at_day(400))
             .unwrap_err();
         assert!(
@@ -370,17 +242,16 @@ mod tests {
 
     #[test]
     fn a_chain_the_ca_did_not_sign_is_refused_every_time_and_never_kept() {
-        let ours = Pki::new();
-        let stranger = Pki::new();
-        let (verifier, counting, cache) = ours.verifier();
+        let (ours, stranger) = (Pki::new(), Pki::new());
+        let cache = Arc::default();
+        let verifier = ours.verifier(&cache);
         let forged = stranger.client(365);
         for _ in 0..3 {
             assert!(verifier
                 .verify_client_cert(&forged, &[], at_day(1))
                 .is_err());
         }
-        assert_eq!(counting.calls.load(Ordering::SeqCst), 3);
-        assert!(cache.is_empty());
+        assert_eq!(cache.len(), 0);
         // A byte changed in a kept certificate is another chain: checked in full, refused.
         let cert = ours.client(365);
         verifier.verify_client_cert(&cert, &[], at_day(1)).unwrap();
@@ -392,26 +263,5 @@ mod tests {
             .verify_client_cert(&tampered, &[], at_day(1))
             .is_err());
         assert_eq!(cache.len(), 1);
-    }
-
-    #[test]
-    fn the_cache_holds_at_most_two_generations() {
-        let cache = ChainCache::default();
-        let window = Window {
-            not_before: 0,
-            not_after: u64::MAX,
-        };
-        let key = |i: usize| {
-            let mut k = [0u8; 32];
-            k[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            k
-        };
-        for i in 0..(2 * GENERATION + 10) {
-            cache.insert(key(i), window);
-        }
-        assert!(cache.len() <= 2 * GENERATION);
-        // The newest are kept, the oldest are gone.
-        assert!(cache.get(&key(2 * GENERATION + 9)).is_some());
-        assert!(cache.get(&key(0)).is_none());
     }
 }
