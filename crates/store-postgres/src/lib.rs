@@ -82,7 +82,9 @@ impl Dialect for Postgres {
     }
 
     fn utc_day(col: &str) -> String {
-        format!("(FLOOR(EXTRACT(EPOCH FROM {col}) / 86400)::BIGINT)")
+        // Date arithmetic, not `EXTRACT(EPOCH …)`: that is numeric, and its division cost the
+        // dashboard's chart 30–50 ms over 100,000 resets (issue #16).
+        format!("((({col} AT TIME ZONE 'UTC')::date - DATE '1970-01-01')::BIGINT)")
     }
 
     fn join_ids(col: &str) -> String {

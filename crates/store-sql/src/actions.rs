@@ -391,11 +391,15 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
     }
 
     async fn count_actions_in_state(&self, state: ActionState, cap: u32) -> StoreResult<u64> {
-        // The capped rows counted from `actions_state` alone.
+        // The capped rows counted from `actions_state` alone, in its order: so PostgreSQL's
+        // generic plan walks the index and stops at the cap. Unordered, it scanned the whole
+        // table for a state no action was in once one state held 100,000 (issue #16).
         let capped = Query::select()
             .expr(Expr::val(1))
             .from(A::Table)
             .and_where(Expr::col(A::State).eq(v(state.as_str())))
+            .order_by(A::UpdatedAt, Order::Asc)
+            .order_by(A::Seq, Order::Asc)
             .limit(u64::from(cap))
             .to_owned();
         let select = Query::select()

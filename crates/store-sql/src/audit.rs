@@ -8,12 +8,13 @@ use redeploy_core::audit::{AuditEvent, AuditOutcome, NewAuditEvent};
 use redeploy_core::ids::{AuditId, DeviceId};
 use redeploy_core::store::{AuditLog, AuditOrder, AuditQuery, StoreError, StoreResult};
 
-use sea_query::{Expr, Order, Query};
+use redeploy_core::batch::BATCH_CREATE;
+use sea_query::{Expr, Func, Order, Query, UnionType};
 
 use crate::bulk::insert_rows;
 use crate::dialect::{Dialect, SqlRow};
-use crate::query::{built, insert_row, v};
-use crate::schema::{AuditEvents as A, AuditTargets as T};
+use crate::query::{built, insert_row, lit, v};
+use crate::schema::{Actions as Ac, AuditEvents as A, AuditTargets as T};
 use crate::sql::RowExt;
 use crate::{SqlStore, Tx};
 
@@ -51,7 +52,7 @@ pub(crate) async fn insert_audit_in<D: Dialect>(
         .to_owned();
     let seq = built::<D>(&insert)?.fetch_one(tx.on()).await?.i64("seq")?;
     let mut seen = BTreeSet::new();
-    for t in event.targets.iter().filter(|t| seen.insert(**t)) {
+    for t in target_rows(event).filter(|t| seen.insert(**t)) {
         let insert = insert_row(T::Table, [T::AuditSeq, T::DeviceId], [v(seq), v(*t)])?;
         built::<D>(&insert)?.execute(tx.on()).await?;
     }
@@ -96,9 +97,7 @@ pub(crate) async fn insert_audits_in<D: Dialect>(
         for (event, seq) in chunk.iter().zip(&seqs) {
             let mut seen = BTreeSet::new();
             targets.extend(
-                event
-                    .targets
-                    .iter()
+                target_rows(event)
                     .filter(|t| seen.insert(**t))
                     .map(|t| (*seq, *t)),
             );
@@ -113,6 +112,22 @@ pub(crate) async fn insert_audits_in<D: Dialect>(
         .await?;
     }
     Ok(())
+}
+
+/// The length of one device id as text: an event whose `targets` text is this long names
+/// exactly one device, and is found by the `audit_events_one_target` index on that text.
+pub(crate) const ONE_TARGET_LEN: i64 = 36;
+
+/// The devices of `event` that get a row in `audit_targets`: none when it names one device (the
+/// `audit_events_one_target` index finds it by its text: a row per event was a tenth of a
+/// 100,000-PC group reset, issue #16), else every one.
+fn target_rows(event: &NewAuditEvent) -> impl Iterator<Item = &DeviceId> {
+    let rows = if event.targets.len() == 1 {
+        &[][..]
+    } else {
+        &event.targets[..]
+    };
+    rows.iter()
 }
 
 /// The values of [`AUDIT_COLS`] of `event`, in order.
@@ -163,14 +178,44 @@ impl<D: Dialect> AuditLog for SqlStore<D> {
             .limit(u64::from(query.limit))
             .to_owned();
         if let Some(device) = query.device {
-            select.and_where(Expr::exists(
-                Query::select()
-                    .column(T::DeviceId)
-                    .from(T::Table)
-                    .and_where(Expr::col((T::Table, T::AuditSeq)).equals((A::Table, A::Seq)))
-                    .and_where(Expr::col((T::Table, T::DeviceId)).eq(v(device)))
-                    .to_owned(),
-            ));
+            // The events naming the device (by their one target's text, or by a target row
+            // when they name several), and the request events of the batches it has an action
+            // in: a group reset queued by the database names its members in the request's
+            // text only (issue #16). Each set is read by index: `audit_events_one_target`,
+            // `audit_targets`' key, `actions_device` then `audit_events_batch_create`.
+            let mut named = Query::select()
+                .column(T::AuditSeq)
+                .from(T::Table)
+                .and_where(Expr::col(T::DeviceId).eq(v(device)))
+                .to_owned();
+            let alone = Query::select()
+                .column(A::Seq)
+                .from(A::Table)
+                .and_where(
+                    Expr::expr(Func::char_length(Expr::col(A::Targets))).eq(lit(ONE_TARGET_LEN)),
+                )
+                .and_where(Expr::col(A::Targets).eq(v(device.to_string())))
+                .to_owned();
+            let batches = Query::select()
+                .column(Ac::BatchId)
+                .from(Ac::Table)
+                .and_where(Expr::col(Ac::DeviceId).eq(v(device)))
+                .and_where(Expr::col(Ac::BatchId).is_not_null())
+                .to_owned();
+            let requests = Query::select()
+                .column(A::Seq)
+                .from(A::Table)
+                .and_where(Expr::col(A::Action).eq(lit(BATCH_CREATE)))
+                .and_where(Expr::col(A::BatchId).in_subquery(batches))
+                .to_owned();
+            select.and_where(
+                Expr::col(A::Seq).in_subquery(
+                    named
+                        .union(UnionType::Distinct, alone)
+                        .union(UnionType::Distinct, requests)
+                        .to_owned(),
+                ),
+            );
         }
         let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
         rows.iter().map(row_audit).collect()

@@ -11,9 +11,7 @@ use crate::audit::{audit_values, AUDIT_COLS};
 use crate::devices::{count_members, inputs_in, member_of};
 use crate::dialect::Dialect;
 use crate::query::{built, v};
-use crate::schema::{
-    Actions as A, AuditEvents as E, AuditTargets as T, Devices as Dv, GroupMembers as Gm,
-};
+use crate::schema::{Actions as A, AuditEvents as E, Devices as Dv, GroupMembers as Gm};
 use crate::sql::RowExt;
 use crate::Tx;
 
@@ -37,32 +35,23 @@ pub(crate) async fn queue_bulk_in<D: Dialect>(
             bulk.group, bulk.members
         )));
     }
-    let events_before = max_seq::<D>(tx, E::Table, E::Seq).await?;
     for verdict in &bulk.verdicts {
         give_verdict(tx, bulk, verdict, at).await?;
     }
-    let targets = Query::select()
-        .column(E::Seq)
-        .expr(Expr::cust(format!("CAST({} AS {})", "targets", D::ID_TYPE)))
-        .from(E::Table)
-        .and_where(Expr::col(E::Seq).gt(events_before))
-        .and_where(Expr::col(E::BatchId).eq(v(bulk.batch)))
-        .to_owned();
-    insert_select(tx, T::Table, [T::AuditSeq, T::DeviceId], targets).await?;
+    // Each member's own event names it alone: the `audit_events_one_target` index finds it by
+    // its text, with no target row (0.22 s of 100,000, issue #16).
 
-    // The request's own event, naming every member.
+    // The request's own event, naming every member in its text. No target row per member: a
+    // member's history finds it through the member's action of the batch (every enrolled
+    // member was given one above), and the 100,000 rows took 0.23 s (issue #16).
     if let Some(summary) = &bulk.summary {
-        let members = || {
-            Query::select()
-                .from(Gm::Table)
-                .and_where(Expr::col(Gm::GroupId).eq(v(bulk.group)))
-                .to_owned()
-        };
         let mut values = audit_values(summary);
         values[3] = SimpleExpr::SubQuery(
             None,
             Box::new(
-                members()
+                Query::select()
+                    .from(Gm::Table)
+                    .and_where(Expr::col(Gm::GroupId).eq(v(bulk.group)))
                     .expr(Expr::cust(D::join_ids("device_id")))
                     .to_owned()
                     .into_sub_query_statement(),
@@ -73,16 +62,8 @@ pub(crate) async fn queue_bulk_in<D: Dialect>(
             .columns(AUDIT_COLS)
             .values(values)
             .map_err(|e| StoreError::Backend(e.to_string()))?
-            .returning(Query::returning().columns([E::Seq]))
             .to_owned();
-        let seq = built::<D>(&insert)?.fetch_one(tx.on()).await?.i64("seq")?;
-        // In the key's order: PostgreSQL's index takes them page by page (0.40 → 0.25 s).
-        let targets = members()
-            .expr(Expr::val(seq))
-            .column(Gm::DeviceId)
-            .order_by(Gm::DeviceId, Order::Asc)
-            .to_owned();
-        insert_select(tx, T::Table, [T::AuditSeq, T::DeviceId], targets).await?;
+        built::<D>(&insert)?.execute(tx.on()).await?;
     }
     Ok(())
 }

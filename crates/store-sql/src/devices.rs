@@ -16,7 +16,7 @@ use sea_query::{
 use time::{Duration, OffsetDateTime};
 
 use crate::dialect::{Arg, Dialect, On, SqlRow};
-use crate::query::{built, insert_row, v, written, Shapes};
+use crate::query::{built, insert_row, lit, v, written, Shapes};
 use crate::schema::{Actions as A, Devices as Dv, GroupMembers as Gm};
 use crate::sql::RowExt;
 use crate::sql::Sql;
@@ -825,13 +825,13 @@ fn census_inputs(
 ) -> [(&'static str, SimpleExpr); 13] {
     let (f, g) = (Alias::new("f"), Alias::new("g"));
     let device_id = || Expr::col((Dv::Table, Dv::Id));
-    let reset = || v(ActionKind::AutopilotReset.code());
+    let reset = || lit(ActionKind::AutopilotReset.code());
     // An active reset or wipe: the rule of `has_active_erase`.
-    let erasing = redeploy_core::batch::ERASING.iter().map(|k| v(k.code()));
+    let erasing = redeploy_core::batch::ERASING.iter().map(|k| lit(k.code()));
     let active_states = ActionState::ALL
         .iter()
         .filter(|s| !s.is_terminal() && **s != ActionState::Blocked)
-        .map(|s| v(s.as_str()));
+        .map(|s| lit(s.as_str()));
     // Sets read once (`IN` an uncorrelated subquery: one pass over the actions, then a lookup
     // per device), not a subquery run per device: 100,000 PCs with as many resets pending
     // took most of a second so (issue #16).
@@ -845,15 +845,15 @@ fn census_inputs(
         .column((A::Table, A::DeviceId))
         .from(A::Table)
         .and_where(Expr::col((A::Table, A::Kind)).eq(reset()))
-        .and_where(Expr::col((A::Table, A::State)).eq(v(ActionState::Failed.as_str())))
-        .and_where(Expr::col((A::Table, A::LastError)).eq(v(i64::from(HR_WINRE_DISABLED))))
+        .and_where(Expr::col((A::Table, A::State)).eq(lit(ActionState::Failed.as_str())))
+        .and_where(Expr::col((A::Table, A::LastError)).eq(lit(i64::from(HR_WINRE_DISABLED))))
         .to_owned();
     // An earlier WinRE failure that still blocks: the rule of `preflight::winre_blocks` — the
     // newest ended reset failed with 0x80070032 and WinRE was not reported enabled since.
     let ended = || {
         [
-            v(ActionState::Done.as_str()),
-            v(ActionState::Failed.as_str()),
+            lit(ActionState::Done.as_str()),
+            lit(ActionState::Failed.as_str()),
         ]
     };
     let newer_end = Query::select()
@@ -872,8 +872,8 @@ fn census_inputs(
         .from_as(A::Table, f.clone())
         .and_where(Expr::col((f.clone(), A::DeviceId)).eq(device_id()))
         .and_where(Expr::col((f.clone(), A::Kind)).eq(reset()))
-        .and_where(Expr::col((f.clone(), A::State)).eq(v(ActionState::Failed.as_str())))
-        .and_where(Expr::col((f.clone(), A::LastError)).eq(v(i64::from(HR_WINRE_DISABLED))))
+        .and_where(Expr::col((f.clone(), A::State)).eq(lit(ActionState::Failed.as_str())))
+        .and_where(Expr::col((f.clone(), A::LastError)).eq(lit(i64::from(HR_WINRE_DISABLED))))
         .and_where(Expr::exists(newer_end).not())
         .and_where(Expr::expr(Func::coalesce([lifted, v(false)])).not())
         .to_owned();

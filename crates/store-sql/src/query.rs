@@ -17,6 +17,17 @@ pub(crate) fn v(arg: impl Into<Arg>) -> SimpleExpr {
     SimpleExpr::Value(value_of(arg.into()))
 }
 
+/// A value of the schema's own fixed vocabulary (an action kind or state, a status code) written
+/// into the statement's text, not bound. PostgreSQL plans each statement once for every set of
+/// arguments (`plan_cache_mode = force_generic_plan`): a bound `state = $1` is planned as if it
+/// matched a typical state's share of the rows, so with 100,000 pending resets a test for
+/// `failed` scanned the whole table, and a bound kind list cannot match a partial index's
+/// predicate. Written out, the planner uses the value's own statistics (issue #16). Never for
+/// anything a caller supplies.
+pub(crate) fn lit(value: impl Into<Arg>) -> SimpleExpr {
+    SimpleExpr::Constant(value_of(value.into()))
+}
+
 fn value_of(arg: Arg) -> Value {
     match arg {
         Arg::Text(v) => Value::String(v.map(Box::new)),

@@ -5450,6 +5450,57 @@ pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store
         ready + 1,
         "and the one whose reset was sent before"
     );
+
+    // A member's history lists both requests (found through its actions of their batches),
+    // and no member's event but its own; a PC outside the group lists neither.
+    let history = |device| {
+        let store = store.clone();
+        async move {
+            store
+                .list_audit(&AuditQuery {
+                    device: Some(device),
+                    limit: 100,
+                    ..AuditQuery::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let member = history(first_ready.device).await;
+    let requests: Vec<_> = member
+        .iter()
+        .filter(|e| e.action == "batch.create")
+        .map(|e| e.batch)
+        .collect();
+    assert_eq!(
+        requests,
+        [Some(result.batch_id), Some(again.batch_id)],
+        "{member:?}"
+    );
+    assert!(
+        member
+            .iter()
+            .all(|e| e.action == "batch.create" || e.targets == vec![first_ready.device]),
+        "{member:?}"
+    );
+    let outsider = ready_seed("outside", 0, now);
+    store
+        .bulk_load(std::slice::from_ref(&outsider))
+        .await
+        .unwrap();
+    // Its own action of another batch: that batch's request only would be listed.
+    let mut single = Action::new(
+        ActionId::generate(),
+        outsider.device.id,
+        ActionKind::AutopilotReset,
+        "admin",
+        None,
+        now,
+    );
+    single.batch = Some(BatchId::generate());
+    store.create_action(&single, &[]).await.unwrap();
+    let outside = history(outsider.device.id).await;
+    assert!(outside.is_empty(), "{outside:?}");
 }
 
 /// A group reset queued by the database while single resets of some of its members race it:
