@@ -121,6 +121,11 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// database's plans depend on them (`BulkLoad::refresh_statistics`); run outside a
     /// transaction.
     const ANALYZE: Option<&'static str>;
+    /// The statement that gathers the actions table's statistics after a group's actions were
+    /// queued in bulk ([`redeploy_core::store::BulkQueue`]), run in the background once the
+    /// plan committed: until autovacuum comes by (a minute or more) PostgreSQL plans every read
+    /// of the table as if the 100,000 new rows were not there (issue #16).
+    const ANALYZE_AFTER_BULK: Option<&'static str>;
     /// The full-text table that narrows a device search before its `LIKE` decides (SQLite: an
     /// FTS5 trigram index keyed by the device row's rowid, migration `20261217000001`); `None`
     /// where indexes on the searched expressions serve the `LIKE` itself (PostgreSQL: pg_trgm).
