@@ -22,6 +22,7 @@ on_both_backends!(
     a_lost_renewal_answer_does_not_lock_the_pc_out,
     renewals_that_must_be_refused_are_soap_faults,
     an_expired_certificate_is_refused_however_often_it_was_accepted,
+    another_pcs_accepted_certificate_without_its_key_is_refused,
 );
 
 const LIFETIME: Duration = Duration::days(3);
@@ -201,6 +202,110 @@ async fn an_expired_certificate_is_refused_however_often_it_was_accepted(backend
     // And it stays refused: the refusal does not come from a cold cache.
     let again = client::check_in(&transport, &mut pc, clock.now()).await;
     assert!(matches!(again, Err(DeviceError::Connect(_))), "{again:?}");
+}
+
+/// The server keeps the client certificate chains it accepted (`tls/chain_cache.rs`), so a
+/// second client presenting those exact bytes hits the cache. It must still prove it holds the
+/// PC's key: a client with PC A's certificate and PC B's key (sent as is, where the emulator
+/// would refuse the mismatched pair) gets no HTTP answer, however often A itself was accepted;
+/// the same client with A's own key gets one; and A is not seen through the impostor.
+async fn another_pcs_accepted_certificate_without_its_key_is_refused(backend: Backend) {
+    let (app, clock) = app(backend).await;
+    let transport = HttpsTransport::new(&app.ca_pem).unwrap();
+    let (mut a, device_a) = enrolled_pc(&app, &transport, "OWNER-0001", 73, &clock).await;
+    let (b, _) = enrolled_pc(&app, &transport, "OTHER-0002", 74, &clock).await;
+    for _ in 0..3 {
+        clock.advance(Duration::minutes(5));
+        client::check_in(&transport, &mut a, clock.now())
+            .await
+            .expect("the owner checks in");
+    }
+    let last_seen = || async {
+        let device = app.store.device(device_a.id).await.unwrap();
+        device.expect("the PC's record").last_seen
+    };
+    let seen = last_seen().await;
+    let enrollment = |pc: &DeviceState| pc.mdm_enrollment.clone().unwrap();
+    let (a_tls, b_tls) = (enrollment(&a), enrollment(&b));
+
+    let owner = raw_mutual_tls_get(&app, &a_tls.client_cert_pem, &a_tls.client_key_pem).await;
+    assert!(
+        owner.starts_with("HTTP/1.1 "),
+        "the raw client with the PC's own key is answered: {owner:?}"
+    );
+    let impostor = raw_mutual_tls_get(&app, &a_tls.client_cert_pem, &b_tls.client_key_pem).await;
+    assert!(
+        !impostor.contains("HTTP/1.1"),
+        "a certificate without its key must fail the handshake: {impostor:?}"
+    );
+    let after = last_seen().await;
+    assert_eq!(after, seen, "the impostor was not seen as the PC");
+    client::check_in(&transport, &mut a, clock.now())
+        .await
+        .expect("the owner still checks in");
+}
+
+/// One GET over mutual TLS to `app` presenting `cert_pem` and signing with `key_pem`, whether
+/// or not they belong together; what came back (or the error), as text.
+async fn raw_mutual_tls_get(app: &TestApp, cert_pem: &str, key_pem: &str) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::io::{Read, Write};
+
+    #[derive(Debug)]
+    struct Presented(Arc<rustls::sign::CertifiedKey>);
+    impl rustls::client::ResolvesClientCert for Presented {
+        fn resolve(
+            &self,
+            _: &[&[u8]],
+            _: &[rustls::SignatureScheme],
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(self.0.clone())
+        }
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = provider
+        .key_provider
+        .load_private_key(PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap())
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(app.ca_pem.as_bytes()) {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(Presented(Arc::new(
+            rustls::sign::CertifiedKey::new(certs, key),
+        ))));
+    let addr = app.addr;
+    tokio::task::spawn_blocking(move || {
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
+        let request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+        let mut answer = Vec::new();
+        let outcome = stream
+            .write_all(request.as_bytes())
+            .and_then(|()| stream.read_to_end(&mut answer));
+        match outcome {
+            Ok(_) => String::from_utf8_lossy(&answer).into_owned(),
+            Err(e) => format!("{} (error: {e})", String::from_utf8_lossy(&answer)),
+        }
+    })
+    .await
+    .unwrap()
 }
 
 async fn a_lost_renewal_answer_does_not_lock_the_pc_out(backend: Backend) {
