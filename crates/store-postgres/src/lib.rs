@@ -72,6 +72,7 @@ impl Dialect for Postgres {
     const WRITABLE_CTE: bool = true;
     const ANALYZE: Option<&'static str> = Some("VACUUM ANALYZE");
     const ANALYZE_AFTER_BULK: Option<&'static str> = Some("ANALYZE actions");
+    const TRAIL_FOREIGN_KEY: bool = false;
     const SEARCH_TABLE: Option<&'static str> = None;
     const PACKED_CENSUS: bool = false;
     const BULK_SETTINGS: Option<&'static str> = Some("SET LOCAL work_mem = '64MB'");

@@ -40,7 +40,7 @@ pub(crate) async fn queue_bulk_in<D: Dialect>(
     }
     // Each member's own event names it alone: the `audit_events_one_target` index finds it by
     // its text, with no target row (0.22 s of 100,000, issue #16).
-
+    //
     // The request's own event, naming every member in its text. No target row per member: a
     // member's history finds it through the member's action of the batch (every enrolled
     // member was given one above), and the 100,000 rows took 0.23 s (issue #16).

@@ -126,6 +126,10 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// plan committed: until autovacuum comes by (a minute or more) PostgreSQL plans every read
     /// of the table as if the 100,000 new rows were not there (issue #16).
     const ANALYZE_AFTER_BULK: Option<&'static str>;
+    /// Whether the support trail's rows have a foreign key to their device (SQLite), which
+    /// refuses a message of an unknown device (NotFound) by itself; without one (PostgreSQL,
+    /// migration `20261220000001`) `append_trail` checks its devices once per batch.
+    const TRAIL_FOREIGN_KEY: bool;
     /// The full-text table that narrows a device search before its `LIKE` decides (SQLite: an
     /// FTS5 trigram index keyed by the device row's rowid, migration `20261217000001`); `None`
     /// where indexes on the searched expressions serve the `LIKE` itself (PostgreSQL: pg_trgm).

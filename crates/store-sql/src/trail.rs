@@ -59,12 +59,15 @@ impl<D: Dialect> SupportTrail for SqlStore<D> {
         devices.sort_unstable();
         devices.dedup();
         let mut tx = self.begin().await?;
-        // Messages of known devices only (NotFound, nothing written, otherwise): checked once
-        // per device here, as PostgreSQL's trail has no foreign key (a check per row, which
-        // also locked the device's row; migration `20261220000001`).
-        let mut named: Vec<DeviceId> = messages.iter().map(|m| m.device).collect();
-        named.sort_unstable();
-        named.dedup();
+        // Messages of known devices only (NotFound, nothing written, otherwise): where the
+        // trail has no foreign key (PostgreSQL: a check per row, which also locked the device's
+        // row; migration `20261220000001`), checked here once per device.
+        let mut named: Vec<DeviceId> = Vec::new();
+        if !D::TRAIL_FOREIGN_KEY {
+            named = messages.iter().map(|m| m.device).collect();
+            named.sort_unstable();
+            named.dedup();
+        }
         for chunk in shaped_chunks(&named, PARAMS_PER_STATEMENT) {
             let known = Query::select()
                 .expr_as(Expr::col(Dv::Id).count(), Alias::new("known"))

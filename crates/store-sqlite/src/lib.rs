@@ -159,6 +159,7 @@ impl Dialect for Sqlite {
     const WRITABLE_CTE: bool = false;
     const ANALYZE: Option<&'static str> = None;
     const ANALYZE_AFTER_BULK: Option<&'static str> = None;
+    const TRAIL_FOREIGN_KEY: bool = true;
     const SEARCH_TABLE: Option<&'static str> = Some("devices_search");
     const PACKED_CENSUS: bool = true;
     const BULK_SETTINGS: Option<&'static str> = None;

@@ -5,7 +5,8 @@
 //! handshake; and the PC still proves it holds the key by signing the handshake (`CertificateVerify`,
 //! verified every time by the inner verifier). Only chains the inner verifier accepted are
 //! kept, so a stranger's certificate costs a full check every time and never takes a place; the
-//! places are bounded (`crate::kept`: two generations of at most 65,536 chains). Windows' own chain engine keeps verified chains the same way.
+//! places are bounded (`crate::kept`: two generations of at most `kept::GENERATION` chains).
+//! Windows' own chain engine keeps verified chains the same way.
 //!
 //! Revocation is not checked here: the server's verifier has no CRLs, and a PC whose record is
 //! retired is refused by the check-in itself (`renewal::judge_check_in_certificate`), which
