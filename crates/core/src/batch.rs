@@ -462,7 +462,9 @@ async fn plan_bulk(
             None => verdicts.push(BulkVerdict {
                 inputs: vec![inputs],
                 expected: count,
-                audit: crate::action::request::creation_audit(&action, now),
+                // Blocked devices are audited one by one; queued ones by the request's event.
+                audit: (action.state == ActionState::Blocked)
+                    .then(|| crate::action::request::creation_audit(&action, now)),
                 action,
             }),
         }

@@ -5244,9 +5244,8 @@ fn ready_seed(prefix: &str, i: usize, now: OffsetDateTime) -> redeploy_core::sto
 
 /// A reset of a large static group queues its ready devices set-based (`BulkQueue`): every
 /// member ends with exactly the action a request device by device would have given it — pending
-/// (its commands made at its PC's next session start), or blocked with the same reasons — and
-/// each its own
-/// `action.create` audit event; the request's event names every member. Checked against
+/// (its commands made at its PC's next session start), or blocked with the same reasons and
+/// its own `action.create` audit event; the request's event names every member. Checked against
 /// `action::assess` per device, for a group whose members differ in each readiness input and
 /// whose ready members run three OS builds.
 pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store: Arc<dyn Store>) {
@@ -5392,26 +5391,43 @@ pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store
         .find(|a| a.state == ActionState::Pending)
         .unwrap();
 
-    // Each device's own audit event, and the request's naming every member.
-    let audit = store
-        .list_audit(&AuditQuery {
-            device: Some(first_ready.device),
-            limit: 100,
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap();
-    let created: Vec<&AuditEvent> = audit
-        .iter()
-        .filter(|e| e.action == "action.create")
-        .collect();
-    assert_eq!(created.len(), 1, "{audit:?}");
-    assert_eq!(
-        created[0].details,
-        format!("autopilot_reset {} -> pending", first_ready.id)
+    // A blocked device's own audit event with its reasons (however it was planned); a queued
+    // device's history lists the request's event, which names every member, and no event per
+    // device.
+    let events_of = |device| {
+        let store = store.clone();
+        async move {
+            store
+                .list_audit(&AuditQuery {
+                    device: Some(device),
+                    limit: 100,
+                    ..AuditQuery::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    for a in actions.iter().filter(|a| a.state == ActionState::Blocked) {
+        let own = events_of(a.device).await;
+        let created: Vec<&AuditEvent> =
+            own.iter().filter(|e| e.action == "action.create").collect();
+        assert_eq!(created.len(), 1, "{own:?}");
+        assert_eq!(
+            created[0].details,
+            format!(
+                "autopilot_reset {} -> blocked: {}",
+                a.id,
+                a.reason.as_deref().unwrap_or_default()
+            )
+        );
+        assert_eq!(created[0].targets, vec![a.device]);
+        assert_eq!(created[0].batch, Some(result.batch_id));
+    }
+    let audit = events_of(first_ready.device).await;
+    assert!(
+        audit.iter().all(|e| e.action != "action.create"),
+        "{audit:?}"
     );
-    assert_eq!(created[0].targets, vec![first_ready.device]);
-    assert_eq!(created[0].batch, Some(result.batch_id));
     let summary: Vec<&AuditEvent> = audit
         .iter()
         .filter(|e| e.action == "batch.create")
@@ -5453,19 +5469,7 @@ pub async fn a_group_reset_queued_by_the_database_matches_device_by_device(store
 
     // A member's history lists both requests (found through its actions of their batches),
     // and no member's event but its own; a PC outside the group lists neither.
-    let history = |device| {
-        let store = store.clone();
-        async move {
-            store
-                .list_audit(&AuditQuery {
-                    device: Some(device),
-                    limit: 100,
-                    ..AuditQuery::default()
-                })
-                .await
-                .unwrap()
-        }
-    };
+    let history = events_of;
     let member = history(first_ready.device).await;
     let requests: Vec<_> = member
         .iter()

@@ -290,7 +290,8 @@ async fn group_reset_of_60_pcs_in_waves_of_20_on_postgres() {
 /// A group reset queued by the database (`BulkQueue`, here from 10 devices up instead of 1,000)
 /// reaches real PCs as one made device by device does: a PC whose WinRE is off is blocked with
 /// its reason; every other PC gets the reset's commands at its next check-in, in order, runs
-/// the reset and reports it done; one action and one `action.create` event per PC.
+/// the reset and reports it done; one action per PC, one `action.create` event for the blocked
+/// PC and one request event naming every PC.
 async fn a_group_reset_queued_by_the_database_resets_every_pc(backend: Backend) {
     let n = 24;
     let (app, clock) = app_at(backend, OffsetDateTime::now_utc(), |_| {}).await;
@@ -368,9 +369,28 @@ async fn a_group_reset_queued_by_the_database_resets_every_pc(backend: Backend) 
         .into_iter()
         .filter(|e| e.batch == Some(batch.batch_id))
         .collect();
-    let created = |what: &str| audit.iter().filter(|e| e.action == what).count();
-    assert_eq!(created("action.create"), n);
-    assert_eq!(created("batch.create"), 1);
+    // The blocked PC's own event with its reason; the request's event names every PC.
+    let created: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "action.create")
+        .collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(created[0].targets, vec![ids[5]]);
+    assert!(
+        created[0].details.contains("WinRE"),
+        "{}",
+        created[0].details
+    );
+    let request: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "batch.create")
+        .collect();
+    assert_eq!(request.len(), 1);
+    let mut named = request[0].targets.clone();
+    named.sort();
+    let mut all = ids.clone();
+    all.sort();
+    assert_eq!(named, all);
 }
 
 testkit::on_both_backends!(a_group_reset_queued_by_the_database_resets_every_pc);
