@@ -583,13 +583,18 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
             crate::bulk_queue::queue_bulk_in(&mut tx, bulk, plan.at).await?;
         }
         tx.commit().await?;
-        if let (Some(_), Some(statement)) = (&plan.bulk, D::ANALYZE_AFTER_BULK) {
+        if plan.bulk.is_some() && !D::ANALYZE_AFTER_BULK.is_empty() {
             // Not awaited: the request has its answer; a failure only leaves it to autovacuum.
             let pool = self.pool.clone();
             tokio::spawn(async move {
-                let _ = crate::sql::Sql::new(statement.to_owned(), Vec::new())
-                    .execute(On::<D>::Pool(&pool))
-                    .await;
+                for statement in D::ANALYZE_AFTER_BULK {
+                    let done = crate::sql::Sql::new((*statement).to_owned(), Vec::new())
+                        .execute(On::<D>::Pool(&pool))
+                        .await;
+                    if done.is_err() {
+                        break;
+                    }
+                }
             });
         }
         Ok(WriteOutcome::Written)
