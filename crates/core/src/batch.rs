@@ -496,6 +496,8 @@ async fn plan_bulk(
         members: member_count,
         verdicts,
         summary: None,
+        // Drawn per plan: a plan made again after a collision draws new ones.
+        id_bits: (uuid::Uuid::new_v4().as_u128() & 0xfff) as u16,
     });
     let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     Ok(Some((items, plan, count(queued), count(blocked))))

@@ -625,6 +625,11 @@ pub struct BulkQueue {
     pub verdicts: Vec<BulkVerdict>,
     /// The request's own audit event, appended last with every member as target.
     pub summary: Option<NewAuditEvent>,
+    /// The 12 bits every action id of this write carries besides its instant and its device's
+    /// own bits (the store's time-ordered ids), drawn for each plan: a second write of the same
+    /// millisecond naming a device collides with the first only if it drew the same bits, and
+    /// is then refused with `Conflict` and planned again with new ones.
+    pub id_bits: u16,
 }
 
 /// The action every device with one of `inputs` gets ([`BulkQueue`]).

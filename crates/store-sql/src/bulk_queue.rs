@@ -85,7 +85,7 @@ async fn give_verdict<D: Dialect>(
         .and_where(Expr::col((A::Table, A::BatchId)).eq(v(batch)))
         .to_owned();
     let mut values = action_values(&verdict.action);
-    values[0] = time_ordered_id::<D>(at);
+    values[0] = time_ordered_id::<D>(at, bulk.id_bits);
     values[1] = Expr::col((Dv::Table, Dv::Id)).into();
     let mut select = Query::select();
     select
@@ -124,22 +124,22 @@ async fn give_verdict<D: Dialect>(
 }
 
 /// The action id of the device in `devices.id`: its first 48 bits are `at` in milliseconds, then
-/// the version digit 7 (the layout of RFC 9562's UUIDv7), 12 random bits drawn once per write,
-/// then the device id's last 64 bits (its variant and random part, whether it is a version-4 or
-/// a version-7 id). So the rows of one bulk write land in one narrow range of each index on
-/// their ids instead of all over it (random version-4 ids made each of 100,000 inserts touch a
-/// different page of the `id` and `action_id` indexes), and no random number is drawn per row
-/// (PostgreSQL's `gen_random_uuid()` was 0.13–0.16 s of a 100,000-PC reset, SQLite's
-/// `randomblob` text 0.3 s). Distinct devices give distinct ids; two writes of the same
-/// millisecond naming one device collide only if they drew the same 12 bits, and the second
-/// then fails as a conflict and is planned again with new ones. Ids stay opaque: nothing
-/// orders by them.
-fn time_ordered_id<D: Dialect>(at: time::OffsetDateTime) -> SimpleExpr {
+/// the version digit 7 (the layout of RFC 9562's UUIDv7), the write's 12 bits `bits`
+/// ([`BulkQueue::id_bits`]), then the device id's last 64 bits (its variant and random part,
+/// whether it is a version-4 or a version-7 id). So the rows of one bulk write land in one
+/// narrow range of each index on their ids instead of all over it (random version-4 ids made
+/// each of 100,000 inserts touch a different page of the `id` and `action_id` indexes), and no
+/// random number is drawn per row (PostgreSQL's `gen_random_uuid()` was 0.13–0.16 s of a
+/// 100,000-PC reset, SQLite's `randomblob` text 0.3 s). Distinct devices give distinct ids; two
+/// writes of the same millisecond naming one device collide only if they carry the same bits,
+/// and the second then fails as a conflict (the unique `id`) and is planned again with new
+/// ones. Ids stay opaque: nothing orders by them.
+fn time_ordered_id<D: Dialect>(at: time::OffsetDateTime, bits: u16) -> SimpleExpr {
     let ms = (at.unix_timestamp_nanos() / 1_000_000) as u64 & 0xffff_ffff_ffff;
     let hex = format!("{ms:012x}");
-    let drawn = uuid::Uuid::new_v4().as_u128() & 0xfff;
-    // "tttttttt-tttt-7rrr-" then the device id's "vxxx-xxxxxxxxxxxx".
-    let prefix = format!("{}-{}-7{drawn:03x}-", &hex[..8], &hex[8..]);
+    let bits = bits & 0xfff;
+    // "tttttttt-tttt-7bbb-" then the device id's "vxxx-xxxxxxxxxxxx".
+    let prefix = format!("{}-{}-7{bits:03x}-", &hex[..8], &hex[8..]);
     let id = v(prefix).binary(
         BinOper::Custom("||"),
         Expr::cust("substr(CAST(devices.id AS TEXT), 20)"),

@@ -131,6 +131,7 @@ macro_rules! store_conformance_tests {
             a_group_reset_queued_by_the_database_matches_device_by_device,
             a_bulk_group_reset_racing_single_resets_leaves_one_active_each,
             a_bulk_group_reset_of_only_stale_pcs_blocks_each_with_its_own_reason,
+            bulk_writes_whose_action_ids_collide_are_refused_as_a_conflict,
         );
     };
 }

@@ -5607,3 +5607,103 @@ pub async fn a_bulk_group_reset_of_only_stale_pcs_blocks_each_with_its_own_reaso
     let reasons: HashSet<Option<String>> = actions.iter().map(|a| a.reason.clone()).collect();
     assert_eq!(reasons.len(), ids.len(), "each names its own last check-in");
 }
+
+/// Two bulk writes of the same millisecond naming one device collide on its action's id only
+/// when they carry the same 12 bits (`BulkQueue::id_bits`, drawn per plan): the second is then
+/// refused with `Conflict` and writes nothing, and written once it carries other bits.
+pub async fn bulk_writes_whose_action_ids_collide_are_refused_as_a_conflict(store: Arc<dyn Store>) {
+    use redeploy_core::action::ActionSettings;
+    use redeploy_core::store::{BulkQueue, BulkVerdict, SeedDevice};
+
+    let now = t(60 * 24 * 30);
+    let seen_within = ActionSettings::default().preflight.seen_within;
+    let seeds: Vec<SeedDevice> = (0..3).map(|i| ready_seed("collide", i, now)).collect();
+    store.bulk_load(&seeds).await.unwrap();
+    let ids: Vec<DeviceId> = seeds.iter().map(|s| s.device.id).collect();
+    // The middle PC is in both groups.
+    let first = Group::new_static(GroupId::generate(), "first", ids[..2].to_vec(), now);
+    let second = Group::new_static(GroupId::generate(), "second", ids[1..].to_vec(), now);
+    store.create_group(&first).await.unwrap();
+    store.create_group(&second).await.unwrap();
+
+    // A reset of every member at `now`: pending, or blocked where one is running already (as
+    // the planner would decide), every id carrying `bits`.
+    let plan = |group: GroupId, bits: u16| {
+        let store = store.clone();
+        async move {
+            let batch = BatchId::generate();
+            let census = store
+                .group_readiness_census(group, now, seen_within)
+                .await
+                .unwrap();
+            let verdicts = census
+                .into_iter()
+                .map(|(inputs, expected)| {
+                    let mut action = Action::new(
+                        ActionId::generate(),
+                        DeviceId::from_uuid(uuid::Uuid::nil()),
+                        ActionKind::AutopilotReset,
+                        "admin",
+                        Some(batch),
+                        now,
+                    );
+                    let state = if inputs.active_erase {
+                        ActionState::Blocked
+                    } else {
+                        ActionState::Pending
+                    };
+                    action.transition(state, now, None).unwrap();
+                    BulkVerdict {
+                        inputs: vec![inputs],
+                        expected,
+                        action,
+                        audit: None,
+                    }
+                })
+                .collect();
+            let mut plan = RequestPlan::new(now);
+            plan.bulk = Some(BulkQueue {
+                batch,
+                group,
+                seen_within,
+                members: 2,
+                verdicts,
+                summary: None,
+                id_bits: bits,
+            });
+            (batch, plan)
+        }
+    };
+
+    let (a, plan_a) = plan(first.id, 0x5a5).await;
+    store.write_request_plan(&plan_a).await.unwrap();
+    let written = store.actions_of_batch(a).await.unwrap();
+    assert_eq!(written.len(), 2);
+
+    // The same millisecond and the same bits: the shared PC's blocked action would take the id
+    // its pending one has.
+    let (b, plan_b) = plan(second.id, 0x5a5).await;
+    let refused = store.write_request_plan(&plan_b).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.actions_of_batch(b).await.unwrap(), vec![]);
+    assert_eq!(store.actions_of_batch(a).await.unwrap(), written);
+
+    // Planned again, with other bits: written, every id distinct.
+    let (b, plan_b) = plan(second.id, 0x5a6).await;
+    store.write_request_plan(&plan_b).await.unwrap();
+    let again = store.actions_of_batch(b).await.unwrap();
+    let states: Vec<(DeviceId, ActionState)> = again.iter().map(|x| (x.device, x.state)).collect();
+    assert!(
+        states.contains(&(ids[1], ActionState::Blocked)),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&(ids[2], ActionState::Pending)),
+        "{states:?}"
+    );
+    let every: HashSet<ActionId> = written.iter().chain(&again).map(|x| x.id).collect();
+    assert_eq!(every.len(), 4);
+}
