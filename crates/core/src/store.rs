@@ -603,8 +603,8 @@ pub struct RequestPlan {
 /// reasons name something of their own (when they were last seen, …) it planned itself, in the
 /// same plan. In the plan's transaction the store gives every enrolled member of `group`
 /// matching a verdict, and that has no action of the batch yet, a copy of the verdict's
-/// `action` (its own id) and of its `audit` (if any) naming it; then appends `summary` naming every
-/// member. A queued reset has no commands: its PC's next session start makes them
+/// `action` (its own id) and of its `audit` (if any) naming it; then appends `summary` naming
+/// every member. A queued reset has no commands: its PC's next session start makes them
 /// ([`crate::action::follow_up`]), so that 100,000 resets are not 400,000 command rows written
 /// before the request can answer. The plan is refused with `Conflict` (nothing written; plan
 /// again) unless each verdict found exactly its `expected` devices and the group still has

@@ -125,8 +125,8 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// actions in bulk ([`redeploy_core::store::BulkQueue`]) committed: until autovacuum comes
     /// by (a minute or more) PostgreSQL plans every read of the table as if the 100,000 new rows
     /// were not there (`ANALYZE`), and reads the active resets from the heap rather than from
-    /// the partial index alone, its visibility map unset (`VACUUM`: the dashboard's census
-    /// 0.175–0.197 → 0.142–0.158 s p50 with 100,000 resets pending, issue #16).
+    /// the partial index alone, its visibility map unset (`VACUUM`: the dashboard with 100,000
+    /// resets pending went from 0.175–0.197 to 0.142–0.158 s p50, issue #16).
     const ANALYZE_AFTER_BULK: &'static [&'static str];
     /// Whether the support trail's rows have a foreign key to their device (SQLite), which
     /// refuses a message of an unknown device (NotFound) by itself; without one (PostgreSQL,
