@@ -71,7 +71,7 @@ impl Dialect for Postgres {
     const ID_TYPE: &'static str = "uuid";
     const WRITABLE_CTE: bool = true;
     const ANALYZE: Option<&'static str> = Some("VACUUM ANALYZE");
-    const ANALYZE_AFTER_BULK: &'static [&'static str] = &["ANALYZE actions", "VACUUM actions"];
+    const MAINTAIN_AFTER_BULK: &'static [&'static str] = &["ANALYZE actions", "VACUUM actions"];
     const TRAIL_FOREIGN_KEY: bool = false;
     const SEARCH_TABLE: Option<&'static str> = None;
     const PACKED_CENSUS: bool = false;

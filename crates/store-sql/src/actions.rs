@@ -585,11 +585,11 @@ impl<D: Dialect> ActionStore for SqlStore<D> {
             crate::bulk_queue::queue_bulk_in(&mut tx, bulk, plan.at).await?;
         }
         tx.commit().await?;
-        if plan.bulk.is_some() && !D::ANALYZE_AFTER_BULK.is_empty() {
+        if plan.bulk.is_some() && !D::MAINTAIN_AFTER_BULK.is_empty() {
             // Not awaited: the request has its answer; a failure only leaves it to autovacuum.
             let pool = self.pool.clone();
             tokio::spawn(async move {
-                for statement in D::ANALYZE_AFTER_BULK {
+                for statement in D::MAINTAIN_AFTER_BULK {
                     let done = crate::sql::Sql::new((*statement).to_owned(), Vec::new())
                         .execute(On::<D>::Pool(&pool))
                         .await;

@@ -127,7 +127,7 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// were not there (`ANALYZE`), and reads the active resets from the heap rather than from
     /// the partial index alone, its visibility map unset (`VACUUM`: the dashboard with 100,000
     /// resets pending went from 0.175–0.197 to 0.142–0.158 s p50, issue #16).
-    const ANALYZE_AFTER_BULK: &'static [&'static str];
+    const MAINTAIN_AFTER_BULK: &'static [&'static str];
     /// Whether the support trail's rows have a foreign key to their device (SQLite), which
     /// refuses a message of an unknown device (NotFound) by itself; without one (PostgreSQL,
     /// migration `20261220000001`) `append_trail` checks its devices once per batch.

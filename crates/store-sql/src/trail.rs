@@ -55,19 +55,16 @@ impl<D: Dialect> SupportTrail for SqlStore<D> {
         // The messages in multi-row INSERTs, then one DELETE per chunk of `trim` of what lies
         // beyond each device's `keep` newest (the writer holds the database's write lock
         // meanwhile; check-ins wait).
-        let mut devices = trim.to_vec();
-        devices.sort_unstable();
-        devices.dedup();
+        let devices = distinct(trim.iter().copied());
         let mut tx = self.begin().await?;
         // Messages of known devices only (NotFound, nothing written, otherwise): where the
         // trail has no foreign key (PostgreSQL: a check per row, which also locked the device's
         // row; migration `20261220000001`), checked here once per device.
-        let mut named: Vec<DeviceId> = Vec::new();
-        if !D::TRAIL_FOREIGN_KEY {
-            named = messages.iter().map(|m| m.device).collect();
-            named.sort_unstable();
-            named.dedup();
-        }
+        let named = if D::TRAIL_FOREIGN_KEY {
+            Vec::new()
+        } else {
+            distinct(messages.iter().map(|m| m.device))
+        };
         for chunk in shaped_chunks(&named, PARAMS_PER_STATEMENT) {
             let known = Query::select()
                 .expr_as(Expr::col(Dv::Id).count(), Alias::new("known"))
@@ -135,4 +132,12 @@ impl<D: Dialect> SupportTrail for SqlStore<D> {
         let rows = built::<D>(&select)?.fetch_all(self.db()).await?;
         rows.iter().map(row_trail).collect()
     }
+}
+
+/// `ids` sorted, each once.
+fn distinct(ids: impl Iterator<Item = DeviceId>) -> Vec<DeviceId> {
+    let mut ids: Vec<DeviceId> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }

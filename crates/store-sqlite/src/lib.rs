@@ -158,7 +158,7 @@ impl Dialect for Sqlite {
     const ID_TYPE: &'static str = "TEXT";
     const WRITABLE_CTE: bool = false;
     const ANALYZE: Option<&'static str> = None;
-    const ANALYZE_AFTER_BULK: &'static [&'static str] = &[];
+    const MAINTAIN_AFTER_BULK: &'static [&'static str] = &[];
     const TRAIL_FOREIGN_KEY: bool = true;
     const SEARCH_TABLE: Option<&'static str> = Some("devices_search");
     const PACKED_CENSUS: bool = true;

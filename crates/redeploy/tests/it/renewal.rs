@@ -174,20 +174,8 @@ async fn an_expired_certificate_is_refused_however_often_it_was_accepted(backend
     let transport = HttpsTransport::new(&app.ca_pem).unwrap();
     let (mut pc, device) = enrolled_pc(&app, &transport, "EXPIRE-0001", 72, &clock).await;
     // Check-ins across the certificate's life, without renewing it.
-    for _ in 0..5 {
-        clock.advance(Duration::hours(12));
-        client::check_in(&transport, &mut pc, clock.now())
-            .await
-            .expect("a valid certificate is accepted");
-    }
-    let last_seen = || async {
-        app.store
-            .device(device.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_seen
-    };
+    check_in_every(&transport, &mut pc, &clock, Duration::hours(12), 5).await;
+    let last_seen = || last_seen(&app, device.id);
     let seen = last_seen().await;
     clock.advance(LIFETIME - Duration::hours(60) + Duration::seconds(1));
     let refused = client::check_in(&transport, &mut pc, clock.now()).await;
@@ -214,16 +202,8 @@ async fn another_pcs_accepted_certificate_without_its_key_is_refused(backend: Ba
     let transport = HttpsTransport::new(&app.ca_pem).unwrap();
     let (mut a, device_a) = enrolled_pc(&app, &transport, "OWNER-0001", 73, &clock).await;
     let (b, _) = enrolled_pc(&app, &transport, "OTHER-0002", 74, &clock).await;
-    for _ in 0..3 {
-        clock.advance(Duration::minutes(5));
-        client::check_in(&transport, &mut a, clock.now())
-            .await
-            .expect("the owner checks in");
-    }
-    let last_seen = || async {
-        let device = app.store.device(device_a.id).await.unwrap();
-        device.expect("the PC's record").last_seen
-    };
+    check_in_every(&transport, &mut a, &clock, Duration::minutes(5), 3).await;
+    let last_seen = || last_seen(&app, device_a.id);
     let seen = last_seen().await;
     let enrollment = |pc: &DeviceState| pc.mdm_enrollment.clone().unwrap();
     let (a_tls, b_tls) = (enrollment(&a), enrollment(&b));
@@ -243,6 +223,28 @@ async fn another_pcs_accepted_certificate_without_its_key_is_refused(backend: Ba
     client::check_in(&transport, &mut a, clock.now())
         .await
         .expect("the owner still checks in");
+}
+
+/// `times` check-ins of `pc`, `every` apart on the manual clock, each accepted.
+async fn check_in_every(
+    transport: &HttpsTransport,
+    pc: &mut DeviceState,
+    clock: &ManualClock,
+    every: Duration,
+    times: usize,
+) {
+    for _ in 0..times {
+        clock.advance(every);
+        client::check_in(transport, pc, clock.now())
+            .await
+            .expect("a valid certificate is accepted");
+    }
+}
+
+/// When the server last saw device `id`.
+async fn last_seen(app: &TestApp, id: DeviceId) -> Option<time::OffsetDateTime> {
+    let device = app.store.device(id).await.unwrap();
+    device.expect("the PC's record").last_seen
 }
 
 /// One GET over mutual TLS to `app` presenting `cert_pem` and signing with `key_pem`, whether
